@@ -1,0 +1,31 @@
+// Subcommand registration. Each add_*_command adds one subcommand to `app`;
+// its callback throws CliError (exit code + message) on failure — exceptions
+// stop here in cli/ (STYLE.md habit 4).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "core/result.h"
+
+namespace swarmlite::cli {
+
+struct CliError : std::runtime_error {
+  CliError(int code, const std::string& what) : std::runtime_error(what), exit_code(code) {}
+  int exit_code;
+};
+
+// Unwraps a Result or throws CliError(1, "<context>: <error>").
+template <class T>
+T must(Result<T> r, const std::string& context) {
+  if (!r.ok()) throw CliError(1, context + ": " + r.error().to_string());
+  return std::move(r).value();
+}
+inline void must(Status s, const std::string& context) {
+  if (!s.ok()) throw CliError(1, context + ": " + s.error().to_string());
+}
+
+void add_keygen_command(CLI::App& app);
+
+}  // namespace swarmlite::cli

@@ -1,0 +1,57 @@
+// Entry = one write transaction as it goes into the log (DESIGN.md §2,
+// docs/formats/entry.md). One canonical byte sequence per entry; the decoder
+// rejects truncated input, trailing bytes, unknown versions, non-canonical
+// encodings and anything over the limits, each with its own Errc and an offset.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/result.h"
+
+namespace swarmlite {
+
+inline constexpr uint8_t kEntryVersion = 1;
+
+// A bound SQL parameter. Index order = type tag on the wire:
+// 0 null, 1 int64, 2 double, 3 text, 4 blob.
+struct Value {
+  std::variant<std::monostate, int64_t, double, std::string, Bytes> v;
+  friend bool operator==(const Value&, const Value&) = default;
+};
+
+struct Statement {
+  std::string sql;
+  std::vector<Value> params;
+  friend bool operator==(const Statement&, const Statement&) = default;
+};
+
+struct Entry {
+  uint64_t seq = 0;                 // position in the log, 0-based
+  int64_t time_ms = 0;              // pinned "now", Unix milliseconds
+  std::array<uint8_t, 32> seed{};   // pinned randomness
+  std::vector<Statement> statements;
+  Hash32 state_root{};              // state tree root after applying this entry
+  uint32_t page_count = 0;          // database pages after applying this entry
+  friend bool operator==(const Entry&, const Entry&) = default;
+};
+
+struct EntryLimits {
+  size_t max_entry_bytes = 16 << 20;   // whole encoded entry
+  size_t max_statements = 100000;
+  size_t max_sql_bytes = 1 << 20;      // one statement's SQL text
+  size_t max_params = 32766;           // per statement (SQLite's default variable limit)
+  size_t max_value_bytes = 16 << 20;   // one text/blob param
+};
+
+Bytes encode_entry(const Entry& entry);
+Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits = {});
+
+// The log tree's leaf for this entry: hash_leaf(encoded bytes).
+Hash32 entry_leaf_hash(ByteView encoded_entry);
+
+}  // namespace swarmlite

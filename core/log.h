@@ -1,0 +1,63 @@
+// A verified log: the LogStore, the log tree over its entries, and the newest
+// signed head. The primary appends its own entries; replicas append entries
+// they received only after they verify against a signed head (append_verified).
+// Invariant: every stored entry decodes, seq == position, and the stored head
+// (if any) verifies under log_id and its log_root == tree root at head.size.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "core/entry.h"
+#include "core/head.h"
+#include "core/log_store.h"
+#include "core/merkle.h"
+
+namespace swarmlite {
+
+class Log {
+ public:
+  // Opens or creates the log in DIR for the log id. Rebuilds the tree from the
+  // store's leaf hashes; checks the stored head against it.
+  static Result<std::unique_ptr<Log>> open(const std::filesystem::path& dir, const PublicKey& log_id,
+                                           LogStoreOptions options = {});
+
+  const PublicKey& log_id() const { return log_id_; }
+  uint64_t size() const { return tree_.size(); }
+  const MerkleTree& tree() const { return tree_; }
+  Hash32 root() const { return tree_.root(); }
+  const std::optional<Head>& head() const { return head_; }
+
+  Result<Bytes> entry_bytes(uint64_t seq) const;
+  Result<Entry> entry(uint64_t seq) const;
+
+  // Primary: appends already-encoded entries (seq must continue the log), one fsync.
+  Status append(std::span<const Bytes> encoded_entries);
+  // Stores a newer head. Verifies signature and log id, head.size <= size(),
+  // head.log_root == tree root at head.size, and head.size >= current head's size.
+  Status set_head(const Head& head);
+
+  // Replica: entries [size(), size()+n) received from anyone, and the head they
+  // lead to. Verifies the head, decodes every entry (seq continuity), checks the
+  // root over the extended tree equals head.log_root and head.size == size()+n —
+  // only then appends (one fsync) and stores the head. On any failure nothing is
+  // stored and the error says which entry or field failed.
+  Status append_verified(std::span<const Bytes> encoded_entries, const Head& head,
+                         const EntryLimits& limits = {});
+
+  // Proof helpers for serving others.
+  Result<std::vector<Hash32>> consistency_proof(uint64_t m, uint64_t n) const {
+    return tree_.consistency_proof(m, n);
+  }
+
+ private:
+  Log(PublicKey id, std::unique_ptr<LogStore> store) : log_id_(id), store_(std::move(store)) {}
+  PublicKey log_id_;
+  std::unique_ptr<LogStore> store_;
+  MerkleTree tree_;
+  std::optional<Head> head_;
+};
+
+}  // namespace swarmlite
