@@ -47,6 +47,16 @@ class Log {
   Status append_verified(std::span<const Bytes> encoded_entries, const Head& head,
                          const EntryLimits& limits = {});
 
+  // Replica, batched catch-up: entries [size(), size()+n) that are a prefix of
+  // the log `head` signs (head.size >= size()+n), proven by a consistency proof
+  // from size()+n to head.size against head.log_root (when head.size == size()+n
+  // the proof is empty and this is append_verified). Verifies the head, decodes
+  // every entry (seq continuity), checks the proof; only then appends (one
+  // fsync). Stores the head only when it covers exactly the new size.
+  Status append_proven(std::span<const Bytes> encoded_entries, const Head& head,
+                       std::span<const Hash32> consistency_proof,
+                       const EntryLimits& limits = {});
+
   // Proof helpers for serving others.
   Result<std::vector<Hash32>> consistency_proof(uint64_t m, uint64_t n) const {
     return tree_.consistency_proof(m, n);
