@@ -1,0 +1,147 @@
+// Deterministic execution of one log entry on SQLite (DESIGN.md §3,
+// docs/determinism.md). The primary and every replica run an entry through the
+// same DeterministicDb::run_entry, so the same entry on the same pages gives the
+// same pages:
+//  - every writing connection is opened through the "swarmlite" VFS with a
+//    WriteCapture and the fixed settings below (page size, WAL, secure_delete,
+//    foreign keys, limits, db_config flags, ...); the process runs in TZ=UTC;
+//  - "now" is pinned to the entry's time_ms (PinnedTime), random()/randomblob()
+//    are replaced by a ChaCha20 stream keyed by the entry's seed, and SQLite's
+//    internal PRNG is reseeded from the seed;
+//  - changes() / last_insert_rowid() are reset at the start of every entry;
+//  - an authorizer refuses what cannot be pinned or escapes the file (ATTACH,
+//    pragmas, TEMP objects, virtual tables, host-dependent functions, ...);
+//  - after the entry's statements, `UPDATE _swarmlite SET v=<seq> WHERE
+//    k='applied_seq'` runs in the same transaction (not a logged statement).
+// At the commit frame the WriteCapture hook applies the written pages to the
+// StateTree and hands root + page count to the caller, who appends to the log
+// (primary) or compares with the entry (replica); an error rolls back.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/entry.h"
+#include "core/result.h"
+#include "sqlbridge/page_vfs.h"
+#include "sqlbridge/sqlite_util.h"
+#include "sqlbridge/state_tree.h"
+
+namespace swarmlite {
+
+// The settings recorded in genesis (canonical text; any change is a new format).
+// Documented one by one in docs/determinism.md.
+inline constexpr std::string_view kFixedSettings =
+    "page_size=4096;journal_mode=wal;synchronous=normal;secure_delete=on;auto_vacuum=none;"
+    "recursive_triggers=on;foreign_keys=on;cache_size=-16384;temp_store=memory;"
+    "trusted_schema=off;dqs=off;defensive=on;legacy_file_format=off;tz=UTC;"
+    "limits=sqlite-defaults,attached=0,worker_threads=0";
+
+// What one statement (one prepared statement of the text) produced.
+struct StatementResult {
+  int64_t rows_changed = 0;       // sqlite3_changes() after the statement
+  int64_t last_insert_rowid = 0;  // sqlite3_last_insert_rowid() after the statement
+  std::vector<std::string> columns;       // empty when the statement returns no rows
+  std::vector<std::vector<Value>> rows;   // RETURNING / SELECT rows
+};
+
+// The pinned inputs of one entry.
+struct EntryInputs {
+  uint64_t seq = 0;
+  int64_t time_ms = 0;
+  std::array<uint8_t, 32> seed{};
+};
+
+// Deterministic random bytes for one entry: ChaCha20 keystream (libsodium
+// crypto_stream_chacha20, nonce 0) keyed by the entry's seed, read in order.
+class SeededStream {
+ public:
+  explicit SeededStream(const std::array<uint8_t, 32>& seed) : key_(seed) {}
+  void fill(uint8_t* out, size_t n);
+  int64_t next_i64();
+  // The u32 SQLite's internal PRNG is reseeded with (nonce 1, never 0).
+  static uint32_t internal_prng_seed(const std::array<uint8_t, 32>& seed);
+
+ private:
+  std::array<uint8_t, 32> key_;
+  uint64_t offset_ = 0;
+};
+
+// Sets TZ=UTC for the process (once; setenv + tzset). Called by every open.
+void pin_process_timezone();
+
+// A write connection with the fixed settings and the entry machinery.
+// Not thread-safe: one thread at a time (Primary / Replica serialise calls).
+class DeterministicDb {
+ public:
+  enum class Mode {
+    user,     // logged user statements: authorizer on, _swarmlite read-only
+    genesis,  // the genesis entry: may create and fill _swarmlite
+  };
+  // Called in the commit hook after the state tree took the commit's pages.
+  // An error fails the commit (SQLite rolls back, the tree is undone) and is
+  // what run_entry returns.
+  using OnCommit = std::function<Status(const Hash32& state_root, uint32_t page_count)>;
+
+  // Opens or creates the database file for writing with the fixed settings,
+  // and builds the state tree from the file (StateTree::from_file).
+  static Result<std::unique_ptr<DeterministicDb>> open(const std::filesystem::path& path);
+  ~DeterministicDb();
+
+  // Entries applied so far (= applied_seq + 1), read from _swarmlite; 0 for a
+  // database with no genesis. corrupt when _swarmlite is missing but the
+  // database has other objects, or applied_seq is not an integer.
+  Result<uint64_t> read_applied_size();
+
+  // Runs `statements` (each SQL text exactly as SQLite splits it) in one
+  // transaction with the pinned inputs, then the applied_seq update, then
+  // COMMIT through `on_commit`. On any error the transaction is rolled back
+  // and nothing changed. Errors: refused (authorizer / refused construct),
+  // invalid_argument (bad params), sqlite_error (the statement failed),
+  // io_error (SQLite I/O, disk full, busy: not the statement's fault), or
+  // on_commit's error. Messages name the statement index.
+  // `collect_rows`: keep RETURNING / SELECT rows in the results (the primary
+  // wants them, a replica does not).
+  Result<std::vector<StatementResult>> run_entry(const EntryInputs& inputs,
+                                                 std::span<const Statement> statements,
+                                                 Mode mode, bool collect_rows,
+                                                 const OnCommit& on_commit);
+
+  const StateTree& state_tree() const { return tree_; }
+  const std::filesystem::path& path() const { return path_; }
+  sqlite3* handle() const { return db_.get(); }
+
+  struct AuthState;  // authorizer context (determinism.cpp)
+
+ private:
+  DeterministicDb() = default;
+  Status configure();
+  Status run_statement_text(size_t index, const Statement& st, bool collect_rows,
+                            std::vector<StatementResult>& out);
+
+  std::filesystem::path path_;
+  std::unique_ptr<WriteCapture> capture_;
+  std::unique_ptr<AuthState> auth_;
+  SqliteDb db_;
+  StateTree tree_;
+  std::unique_ptr<SeededStream> stream_;  // the running entry's stream (null between entries)
+  SqliteStmt update_applied_;
+  SqliteStmt reset_changes_;
+};
+
+// Opens a read-only connection on `path` through the swarmlite VFS (with
+// `capture` recording the pages it reads, may be null). It sees committed
+// state only; it never blocks the writer (WAL).
+Result<SqliteDb> open_reader(const std::filesystem::path& path, const ReadCapture* capture);
+
+// Reads applied_seq + 1 through any connection (0 when there is no _swarmlite).
+Result<uint64_t> read_applied_size(sqlite3* db);
+
+}  // namespace swarmlite

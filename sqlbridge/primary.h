@@ -1,0 +1,152 @@
+// The primary (DESIGN.md §3, docs/determinism.md): runs write transactions
+// deterministically on its SQLite file and appends each committed transaction
+// to its signed log, ahead of SQLite's commit.
+//
+// Durability order of Primary::execute (the log is written ahead):
+//   BEGIN IMMEDIATE → statements (pinned time, seeded randomness) → applied_seq
+//   update → COMMIT: at the commit frame, before it reaches the file, the
+//   WriteCapture hook updates the state tree, builds the Entry, and
+//   Log::append()s it (fsync). Only then does SQLite write the commit frame
+//   (synchronous=NORMAL: no fsync; the log fsync is the durability point).
+//   Any failure before the append rolls everything back and logs nothing.
+// So the database can lag its log (crash after the append) but never lead it:
+// Primary::open replays a lagging tail from the log exactly as a replica does,
+// and refuses to start when the database is ahead of or disagrees with the log.
+//
+// Thread-safety: every public method is safe to call from any thread; writes are
+// serialised by an internal mutex. Readers use open_snapshot() (snapshot.h) on
+// db_path() and never block writes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "core/entry.h"
+#include "core/head.h"
+#include "core/keys.h"
+#include "core/log.h"
+#include "core/result.h"
+#include "sqlbridge/determinism.h"
+#include "sqlbridge/snapshot.h"
+
+namespace swarmlite {
+
+// Points in execute() where PrimaryOptions::test_hook is called (tests only).
+enum class PrimaryHookPoint {
+  after_log_append,  // in the commit hook, the entry is durable in the log, SQLite has not committed
+  after_commit,      // SQLite committed, no head signed yet
+};
+
+struct PrimaryOptions {
+  // Log directory; empty = "<db path>.log" beside the database.
+  std::filesystem::path log_dir;
+  LogStoreOptions log_options;
+  // Group signing: after an execute, a head is signed when at least
+  // `sign_every_entries` entries are not covered by a signed head, or when
+  // `sign_interval_ms` > 0 and that long has passed since the last signed head.
+  // Default: one head per execute. sign_head() forces one.
+  uint64_t sign_every_entries = 1;
+  int64_t sign_interval_ms = 0;
+  // Tests only: called at each PrimaryHookPoint. An error returned at
+  // after_log_append fails the commit after the entry reached the log, i.e. it
+  // simulates a crash between the log append and SQLite's commit: the Primary
+  // then refuses further writes (failed_precondition-like Errc::unavailable)
+  // until reopened, and open() catches up from the log.
+  std::function<Status(PrimaryHookPoint)> test_hook;
+};
+
+struct ExecuteResult {
+  uint64_t seq = 0;          // the new entry's seq (log size - 1)
+  int64_t time_ms = 0;       // pinned "now" of the entry
+  Hash32 state_root{};       // state after the entry
+  uint32_t page_count = 0;
+  std::vector<StatementResult> statements;  // one per prepared statement, in order
+  // The head signed by this call; nullopt when group signing deferred it (the
+  // entry is durable either way; a later head covers it).
+  std::optional<Head> head;
+};
+
+class Primary {
+ public:
+  // Opens or creates the database at `db_path` and its log; writes genesis if
+  // the log is empty; catches up a database that lags its log; refuses (with
+  // Errc::diverged / corrupt and both sizes or roots in the message) a database
+  // ahead of its log or disagreeing with it. Checks the state tree built from
+  // the file equals the last entry's state root and page count. Takes an
+  // exclusive lock on "<db>-swlock": a second Primary on the same file fails.
+  static Result<std::unique_ptr<Primary>> open(const std::filesystem::path& db_path,
+                                               const SecretKey& key, PrimaryOptions options = {});
+  // Signs a final head if entries are uncovered (errors ignored; call close() to see them).
+  ~Primary();
+  Primary(const Primary&) = delete;
+  Primary& operator=(const Primary&) = delete;
+
+  // One write transaction: statements with bound params, in order, in one
+  // SQLite transaction; logged only if it commits. Statement SQL may hold
+  // several statements (split exactly as SQLite does) but then must have no
+  // params. Errors (nothing logged, database unchanged):
+  //   invalid_argument  no statements, empty SQL, param count mismatch, params on multi-statement text
+  //   refused           a construct that cannot be made deterministic (message names it)
+  //   sqlite_error      a statement failed ("statement 3: UNIQUE constraint failed: t.a")
+  //   io_error / other  the log append or SQLite I/O failed
+  //   unavailable       the primary is broken (a commit failed after its log append); reopen it
+  Result<ExecuteResult> execute(std::span<const Statement> transaction);
+  Result<ExecuteResult> execute(std::initializer_list<Statement> transaction) {
+    return execute(std::span<const Statement>(transaction.begin(), transaction.size()));
+  }
+
+  // Signs and stores a head for the current log (even if one already covers it).
+  Result<Head> sign_head();
+  // Signs one if group signing says it is due (for a timer in the server loop).
+  Result<std::optional<Head>> sign_head_if_due();
+  // Signs a pending head; further calls on this Primary are still allowed.
+  Status close();
+
+  // Accessors (thread-safe snapshots).
+  uint64_t size() const;           // entries in the log (== entries applied)
+  Hash32 state_root() const;       // after the last entry
+  uint32_t page_count() const;
+  std::optional<Head> head() const;  // newest signed head
+  const PublicKey& log_id() const { return log_id_; }
+  const std::filesystem::path& db_path() const { return db_path_; }
+  const std::filesystem::path& log_dir() const { return log_dir_; }
+  // The log, for serving entries and proofs. Lock log_mutex() while using it if
+  // execute() may run concurrently (the Log itself is not thread-safe).
+  const Log& log() const { return *log_; }
+  std::mutex& log_mutex() const { return mu_; }
+  // A consistent read-only view of the current state (snapshot.h), pages read
+  // recorded in `capture` if given. Safe concurrently with execute().
+  Result<ReadSnapshot> open_snapshot(const ReadCapture* capture = nullptr) const;
+
+ private:
+  Primary() = default;
+  Status catch_up_locked();
+  Result<Head> sign_head_locked();
+  bool head_due_locked() const;
+  int64_t next_time_ms_locked() const;
+
+  std::filesystem::path db_path_, log_dir_;
+  SecretKey key_;
+  PublicKey log_id_;
+  PrimaryOptions options_;
+  std::unique_ptr<Log> log_;
+  std::unique_ptr<DeterministicDb> db_;
+  int lock_fd_ = -1;
+  mutable std::mutex mu_;
+  int64_t last_time_ms_ = 0;       // time_ms of the last entry
+  int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
+  bool broken_ = false;            // a commit failed after its log append
+  RecentRoots roots_;
+};
+
+// Default log directory for a database: "<db path>.log".
+std::filesystem::path default_log_dir(const std::filesystem::path& db_path);
+
+}  // namespace swarmlite
