@@ -46,8 +46,14 @@ struct EntryLimits {
   size_t max_sql_bytes = 1 << 20;      // one statement's SQL text
   size_t max_params = 32766;           // per statement (SQLite's default variable limit)
   size_t max_value_bytes = 16 << 20;   // one text/blob param
+  // All params of the entry together. A decoded param takes ~40 bytes of memory
+  // for as little as 1 byte of input (a null): this bounds the amplification.
+  size_t max_total_params = 1 << 21;
 };
 
+// Preconditions (what decode_entry checks; the writer of a new entry, not the
+// encoder, enforces them — decode_entry(encode_entry(e)) is the check): no NaN
+// double, SQL and text params valid UTF-8, no NUL in SQL, within EntryLimits.
 Bytes encode_entry(const Entry& entry);
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits = {});
 

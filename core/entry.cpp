@@ -1,0 +1,214 @@
+// Entry codec (docs/formats/entry.md). The decoder is the gate for bytes from
+// disk and network: every count and length is checked against EntryLimits and
+// against the bytes that remain before anything is allocated, and every value
+// with more than one reading (NaN, invalid UTF-8, SQL cut short by a NUL) is
+// refused, so an accepted byte string is exactly encode_entry(decode_entry(it)).
+#include "core/entry.h"
+
+#include <cmath>
+
+#include "core/codec.h"
+#include "core/hash.h"
+
+namespace swarmlite {
+
+namespace {
+
+enum ValueTag : uint8_t { kTagNull = 0, kTagInt = 1, kTagDouble = 2, kTagText = 3, kTagBlob = 4 };
+static_assert(std::variant_size_v<decltype(Value::v)> == 5, "one wire tag per Value alternative");
+
+// Smallest encodings, used to bound a count by the bytes that remain.
+constexpr size_t kMinStatementBytes = 4 + 4;  // empty SQL, no params
+constexpr size_t kMinValueBytes = 1;          // a null
+constexpr size_t kTrailerBytes = 32 + 4;      // state_root, page_count
+
+// Offset of the first byte that makes `s` invalid UTF-8 (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or npos.
+size_t first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    const uint8_t c = static_cast<uint8_t>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;  // overlong
+      if (c == 0xed) hi = 0x9f;  // surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;  // overlong
+      if (c == 0xf4) hi = 0x8f;  // above U+10FFFF
+    } else {
+      return i;
+    }
+    if (n - i < len) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const uint8_t b = static_cast<uint8_t>(s[i + k]);
+      const uint8_t min = k == 1 ? lo : 0x80, max = k == 1 ? hi : 0xbf;
+      if (b < min || b > max) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+// Reads a u32 count, refusing it when over `cap` or when even the smallest
+// encoding of that many items would not fit in the bytes that remain.
+Result<size_t> read_count(Reader& r, std::string_view field, size_t cap, size_t min_item_bytes,
+                          size_t reserved_after) {
+  const size_t at = r.offset();
+  SWL_ASSIGN(uint32_t n, r.u32(field));
+  if (n > cap) {
+    return r.fail_at(Errc::too_large, at, field, fmt::format("{} is over the cap of {}", n, cap));
+  }
+  const size_t room = r.remaining() >= reserved_after ? r.remaining() - reserved_after : 0;
+  if (n > room / min_item_bytes) {
+    return r.fail_at(Errc::truncated, at, field,
+                     fmt::format("{} item(s) need at least {} byte(s), {} left", n,
+                                 static_cast<uint64_t>(n) * min_item_bytes, room));
+  }
+  return static_cast<size_t>(n);
+}
+
+Result<std::string> read_utf8(Reader& r, std::string_view field, size_t cap) {
+  const size_t at = r.offset() + 4;  // first byte after the length
+  SWL_ASSIGN(std::string s, r.str(field, cap));
+  if (size_t bad = first_invalid_utf8(s); bad != std::string_view::npos) {
+    return r.fail_at(Errc::non_canonical, at + bad, field, "not valid UTF-8");
+  }
+  return s;
+}
+
+Result<Value> read_value(Reader& r, const EntryLimits& limits) {
+  const size_t at = r.offset();
+  SWL_ASSIGN(uint8_t tag, r.u8("param type"));
+  switch (tag) {
+    case kTagNull:
+      return Value{};
+    case kTagInt: {
+      SWL_ASSIGN(int64_t v, r.i64("int64 param"));
+      return Value{v};
+    }
+    case kTagDouble: {
+      SWL_ASSIGN(double v, r.f64("double param"));
+      if (std::isnan(v)) {
+        return r.fail_at(Errc::non_canonical, at + 1, "double param",
+                         "NaN (SQLite binds NaN as NULL, so it has no canonical meaning)");
+      }
+      return Value{v};
+    }
+    case kTagText: {
+      SWL_ASSIGN(std::string s, read_utf8(r, "text param", limits.max_value_bytes));
+      return Value{std::move(s)};
+    }
+    case kTagBlob: {
+      SWL_ASSIGN(ByteView b, r.blob("blob param", limits.max_value_bytes));
+      return Value{Bytes(b.begin(), b.end())};
+    }
+    default:
+      return r.fail_at(Errc::bad_value, at, "param type",
+                       fmt::format("unknown type tag {} (0 null, 1 int64, 2 double, 3 text, "
+                                   "4 blob)",
+                                   tag));
+  }
+}
+
+void write_value(Writer& w, const Value& value) {
+  w.u8(static_cast<uint8_t>(value.v.index()));
+  std::visit(
+      [&w](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, int64_t>) {
+          w.i64(x);
+        } else if constexpr (std::is_same_v<T, double>) {
+          w.f64(x);
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          w.str(x);
+        } else if constexpr (std::is_same_v<T, Bytes>) {
+          w.blob(x);
+        }
+      },
+      value.v);
+}
+
+}  // namespace
+
+Bytes encode_entry(const Entry& entry) {
+  Writer w;
+  w.u8(kEntryVersion);
+  w.u64(entry.seq);
+  w.i64(entry.time_ms);
+  w.raw(entry.seed);
+  w.u32(static_cast<uint32_t>(entry.statements.size()));
+  for (const Statement& st : entry.statements) {
+    w.str(st.sql);
+    w.u32(static_cast<uint32_t>(st.params.size()));
+    for (const Value& v : st.params) write_value(w, v);
+  }
+  w.hash(entry.state_root);
+  w.u32(entry.page_count);
+  return w.take();
+}
+
+Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits) {
+  Reader r(bytes, "entry");
+  if (bytes.size() > limits.max_entry_bytes) {
+    return r.fail_at(Errc::too_large, 0, "entry",
+                     fmt::format("{} bytes is over the cap of {}", bytes.size(),
+                                 limits.max_entry_bytes));
+  }
+  SWL_ASSIGN(uint8_t version, r.u8("version"));
+  if (version != kEntryVersion) {
+    return r.fail_at(Errc::bad_version, 0, "version",
+                     fmt::format("{} is not a known entry version (expected {})", version,
+                                 kEntryVersion));
+  }
+  Entry e;
+  SWL_ASSIGN(e.seq, r.u64("seq"));
+  SWL_ASSIGN(e.time_ms, r.i64("time_ms"));
+  SWL_ASSIGN(e.seed, r.hash("seed"));
+  SWL_ASSIGN(size_t statement_count, read_count(r, "statement count", limits.max_statements,
+                                                kMinStatementBytes, kTrailerBytes));
+  e.statements.reserve(statement_count);
+  size_t total_params = 0;
+  for (size_t i = 0; i < statement_count; ++i) {
+    Statement st;
+    const size_t sql_at = r.offset() + 4;
+    SWL_ASSIGN(st.sql, read_utf8(r, "sql", limits.max_sql_bytes));
+    // sqlite3_prepare stops at a NUL: "a\0b" and "a\0c" would be one statement.
+    if (size_t nul = st.sql.find('\0'); nul != std::string::npos) {
+      return r.fail_at(Errc::non_canonical, sql_at + nul, "sql",
+                       "NUL byte inside SQL text (SQLite would ignore everything after it)");
+    }
+    const size_t params_at = r.offset();
+    SWL_ASSIGN(size_t param_count, read_count(r, "param count", limits.max_params,
+                                              kMinValueBytes, kTrailerBytes));
+    total_params += param_count;
+    if (total_params > limits.max_total_params) {
+      return r.fail_at(Errc::too_large, params_at, "param count",
+                       fmt::format("the entry's params total {}, over the cap of {}",
+                                   total_params, limits.max_total_params));
+    }
+    st.params.reserve(param_count);
+    for (size_t k = 0; k < param_count; ++k) {
+      SWL_ASSIGN(Value v, read_value(r, limits));
+      st.params.push_back(std::move(v));
+    }
+    e.statements.push_back(std::move(st));
+  }
+  SWL_ASSIGN(e.state_root, r.hash("state_root"));
+  SWL_ASSIGN(e.page_count, r.u32("page_count"));
+  SWL_TRY(r.expect_end());
+  return e;
+}
+
+Hash32 entry_leaf_hash(ByteView encoded_entry) { return hash_leaf(encoded_entry); }
+
+}  // namespace swarmlite
