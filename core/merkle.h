@@ -6,8 +6,8 @@
 //              root                 MTH(D[n]) for n = 5:
 //            /      \                 k = largest power of two < n = 4
 //        h(0..3)    d4                root = node(MTH(D[0:4]), MTH(D[4:5]))
-//        /    \
-//   h(0,1)   h(2,3)
+//        /    \       (leaves d0..d4; d4 is the
+//   h(0,1)   h(2,3)     root's right child)
 //
 // "Which nodes a proof needs" (MerkleTree::*_proof) is kept apart from "verify a
 // proof" (verify_*: pure functions that need no tree).
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/bytes.h"
+#include "core/codec.h"
 #include "core/result.h"
 
 namespace swarmlite {
@@ -41,6 +42,7 @@ class MerkleTree {
   // Audit path for leaf `index` in the tree of the first `size` leaves.
   Result<std::vector<Hash32>> inclusion_proof(uint64_t index, uint64_t size) const;
   // Proof that the first m leaves are a prefix of the first n (0 < m <= n <= size).
+  // m == 0 is also accepted and gives the empty proof (everything extends the empty tree).
   Result<std::vector<Hash32>> consistency_proof(uint64_t m, uint64_t n) const;
   // The node hashes needed to recompute the root over all leaves from the leaves
   // at `indices` (strictly increasing, each < size), each shared node once, in
@@ -48,11 +50,16 @@ class MerkleTree {
   Result<std::vector<Hash32>> multiproof(std::span<const uint64_t> indices) const;
 
  private:
+  // Hash of the node covering leaves [lo, hi) of any tree over a prefix
+  // (lo a multiple of bit_ceil(hi - lo), lo < hi <= size()). O(log n).
+  Hash32 range_root(uint64_t lo, uint64_t hi) const;
   // levels_[k][i] = root of the complete subtree of 2^k leaves starting at i*2^k.
   std::vector<std::vector<Hash32>> levels_;
 };
 
 // Each returns ok, or proof_failed / root_mismatch with a message saying why.
+// Proof parameters come from untrusted peers, so impossible ones (index >= size,
+// m > n, unsorted indices, wrong hash count) are proof_failed, not invalid_argument.
 Status verify_inclusion(const Hash32& leaf, uint64_t index, uint64_t size,
                         std::span<const Hash32> proof, const Hash32& root);
 Status verify_consistency(uint64_t m, uint64_t n, const Hash32& root_m, const Hash32& root_n,
@@ -62,6 +69,40 @@ Status verify_multiproof(std::span<const uint64_t> indices, std::span<const Hash
                          uint64_t size, std::span<const Hash32> proof, const Hash32& root);
 // Root of a tree from all its leaves (reference implementation; O(n)).
 Hash32 merkle_root(std::span<const Hash32> leaves);
+
+// --- Additions beyond the original contract -------------------------------
+
+// Cap on the hashes of an encoded inclusion or consistency proof. An inclusion
+// proof never needs more than 64; a consistency proof needs at most 64 unless
+// n > 2^63 (such proofs are not representable on the wire: no log gets there).
+inline constexpr size_t kMaxProofHashes = 64;
+// Caps of the multiproof wire form: leaves per proof, and the hash count is
+// then bounded by the tree shape (<= leaves * 64) and the input length.
+inline constexpr size_t kMaxMultiproofLeaves = 1u << 16;
+
+// Exact proof lengths (the number of hashes an honest proof has).
+// Preconditions: index < size; m <= n.
+size_t inclusion_proof_size(uint64_t index, uint64_t size);
+size_t consistency_proof_size(uint64_t m, uint64_t n);
+// Validates `indices` (non-empty, strictly increasing, each < size) and returns
+// the number of hashes a multiproof for them has; proof_failed if invalid.
+Result<size_t> multiproof_size(std::span<const uint64_t> indices, uint64_t size);
+
+// The building blocks of the verifiers: the root a proof implies (RFC 9162
+// §2.1.3.2 / §2.1.4.2 without the final comparison). proof_failed when the
+// proof has the wrong shape for its parameters.
+Result<Hash32> root_from_inclusion_proof(const Hash32& leaf, uint64_t index, uint64_t size,
+                                         std::span<const Hash32> proof);
+struct ConsistencyRoots {
+  Hash32 old_root;  // for m a power of two this is the root_m given (the proof omits it)
+  Hash32 new_root;
+};
+// For 0 < m < n. `root_m` seeds the computation only when m is a power of two.
+Result<ConsistencyRoots> roots_from_consistency_proof(uint64_t m, uint64_t n, const Hash32& root_m,
+                                                      std::span<const Hash32> proof);
+Result<Hash32> root_from_multiproof(std::span<const uint64_t> indices,
+                                    std::span<const Hash32> leaves, uint64_t size,
+                                    std::span<const Hash32> proof);
 
 // Wire forms (docs/formats/merkle.md), with caps on path length.
 struct InclusionProof {
@@ -80,5 +121,29 @@ Bytes encode_inclusion_proof(const InclusionProof& p);
 Result<InclusionProof> decode_inclusion_proof(ByteView bytes);
 Bytes encode_consistency_proof(const ConsistencyProof& p);
 Result<ConsistencyProof> decode_consistency_proof(ByteView bytes);
+
+// A bare list of hashes: u32 count, then count x 32 bytes (no version byte; for
+// embedding in other formats, e.g. a query proof's multiproof hashes).
+void write_hash_list(Writer& w, std::span<const Hash32> hashes);
+// Reads a hash list with at most `max` hashes; too_large over the cap, truncated
+// when the input is shorter than count x 32 (checked before allocating).
+Result<std::vector<Hash32>> read_hash_list(Reader& r, std::string_view field, size_t max);
+Bytes encode_hash_list(std::span<const Hash32> hashes);
+// Whole input must be one hash list (trailing bytes rejected).
+Result<std::vector<Hash32>> decode_hash_list(ByteView bytes, size_t max);
+
+// Self-contained multiproof: which leaves of a tree of `size` leaves it covers
+// and the hashes verify_multiproof needs (the leaf hashes travel separately).
+struct MultiProof {
+  uint64_t size = 0;
+  std::vector<uint64_t> indices;
+  std::vector<Hash32> hashes;
+  friend bool operator==(const MultiProof&, const MultiProof&) = default;
+};
+Bytes encode_multiproof(const MultiProof& p);
+// Rejects bad version, > kMaxMultiproofLeaves indices, indices not strictly
+// increasing or >= size, a hash count other than multiproof_size(), truncation
+// and trailing bytes.
+Result<MultiProof> decode_multiproof(ByteView bytes);
 
 }  // namespace swarmlite

@@ -1,0 +1,634 @@
+// Merkle trees of RFC 9162 shape (docs/formats/merkle.md).
+//
+// How the tree is stored: levels_[k][i] is the hash of the complete subtree of
+// 2^k leaves starting at leaf i*2^k, so levels_[k].size() == size >> k. Every
+// node of the RFC tree over the first n leaves covers a range [lo, hi) with lo
+// a multiple of bit_ceil(hi - lo); such a range splits into complete subtrees
+// whose sizes are the set bits of hi - lo, largest first, each one a lookup in
+// levels_. Folding them right to left gives the node hash: O(log n) hashes for
+// any node, root or historical root — leaves before n never change in the log,
+// so root_at(n) needs nothing but levels_.
+//
+// Proof generation walks the RFC recursion (PATH, SUBPROOF) top-down and
+// reverses; verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 step by step,
+// after checking the proof length against the exact length its parameters need
+// (so errors say "has 3 hashes, expected 4" rather than a bare mismatch).
+#include "core/merkle.h"
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+
+#include "core/hash.h"
+
+namespace swarmlite {
+
+namespace {
+
+constexpr uint8_t kProofVersion = 1;
+
+// Largest power of two strictly below len (len >= 2): the RFC's split point k.
+uint64_t split_point(uint64_t len) {
+  assert(len >= 2);
+  return std::bit_floor(len - 1);
+}
+
+std::string short_hex(const Hash32& h) { return to_hex(ByteView(h.data(), 8)) + "…"; }
+
+// Walks the RFC tree over [lo, hi) restricted to the sorted `indices` (all in
+// [lo, hi)), top-down and left to right. A subtree holding no index is reported
+// to v.absent(lo, hi) and not entered; a single leaf to v.leaf(position in
+// indices); inner nodes combine their children with v.node(left, right).
+// This is the one definition of the multiproof order (docs/formats/merkle.md).
+template <class Visitor>
+auto walk_multiproof(uint64_t lo, uint64_t hi, std::span<const uint64_t> indices, size_t first,
+                     Visitor& v) -> typename Visitor::Value {
+  if (indices.empty()) return v.absent(lo, hi);
+  if (hi - lo == 1) return v.leaf(first);
+  uint64_t mid = lo + split_point(hi - lo);
+  auto cut = std::lower_bound(indices.begin(), indices.end(), mid);
+  size_t n_left = static_cast<size_t>(cut - indices.begin());
+  auto left = walk_multiproof(lo, mid, indices.first(n_left), first, v);
+  auto right = walk_multiproof(mid, hi, indices.subspan(n_left), first + n_left, v);
+  return v.node(std::move(left), std::move(right));
+}
+
+struct CountVisitor {
+  using Value = size_t;
+  size_t absent(uint64_t, uint64_t) { return 1; }
+  size_t leaf(size_t) { return 0; }
+  size_t node(size_t l, size_t r) { return l + r; }
+};
+
+Status check_indices(std::span<const uint64_t> indices, uint64_t size) {
+  if (indices.empty()) {
+    return make_error(Errc::proof_failed, "multiproof over a tree of {} leaves names no leaf", size);
+  }
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (i > 0 && indices[i] <= indices[i - 1]) {
+      return make_error(Errc::proof_failed,
+                        "multiproof leaf indices are not strictly increasing: index {} at "
+                        "position {} follows {}",
+                        indices[i], i, indices[i - 1]);
+    }
+    if (indices[i] >= size) {
+      return make_error(Errc::proof_failed,
+                        "multiproof leaf index {} at position {} is not below tree size {}",
+                        indices[i], i, size);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+// --- MerkleTree --------------------------------------------------------------
+
+uint64_t MerkleTree::size() const { return levels_.empty() ? 0 : levels_[0].size(); }
+
+const Hash32& MerkleTree::leaf(uint64_t index) const {
+  assert(index < size());
+  return levels_[0][index];
+}
+
+void MerkleTree::append(const Hash32& leaf) {
+  if (levels_.empty()) levels_.emplace_back();
+  levels_[0].push_back(leaf);
+  // A node at level k+1 is complete once its right child (odd index) exists.
+  for (size_t k = 0; levels_[k].size() % 2 == 0; ++k) {
+    const auto& level = levels_[k];
+    Hash32 parent = hash_node(level[level.size() - 2], level[level.size() - 1]);
+    if (levels_.size() == k + 1) levels_.emplace_back();
+    levels_[k + 1].push_back(parent);
+  }
+}
+
+void MerkleTree::set(uint64_t index, const Hash32& leaf) {
+  assert(index < size());
+  levels_[0][index] = leaf;
+  uint64_t i = index;
+  for (size_t k = 0; k + 1 < levels_.size() && (i >> 1) < levels_[k + 1].size(); ++k, i >>= 1) {
+    uint64_t left = i & ~uint64_t{1};
+    levels_[k + 1][i >> 1] = hash_node(levels_[k][left], levels_[k][left + 1]);
+  }
+}
+
+void MerkleTree::truncate(uint64_t n) {
+  assert(n <= size());
+  for (size_t k = 0; k < levels_.size(); ++k) levels_[k].resize(n >> k);
+  while (!levels_.empty() && levels_.back().empty()) levels_.pop_back();
+}
+
+// Hash of the RFC-tree node covering [lo, hi): lo must be a multiple of
+// bit_ceil(hi - lo) (true of every node of every tree over a prefix), hi <= size.
+Hash32 MerkleTree::range_root(uint64_t lo, uint64_t hi) const {
+  assert(lo < hi && hi <= size());
+  Hash32 parts[64];
+  size_t n = 0;
+  for (uint64_t at = lo, rest = hi - lo; rest != 0;) {
+    uint64_t chunk = std::bit_floor(rest);
+    int k = std::countr_zero(chunk);
+    assert(at % chunk == 0);
+    parts[n++] = levels_[static_cast<size_t>(k)][at >> k];
+    at += chunk;
+    rest -= chunk;
+  }
+  Hash32 h = parts[n - 1];
+  for (size_t i = n - 1; i-- > 0;) h = hash_node(parts[i], h);
+  return h;
+}
+
+Hash32 MerkleTree::root() const { return size() == 0 ? empty_root() : range_root(0, size()); }
+
+Result<Hash32> MerkleTree::root_at(uint64_t n) const {
+  if (n > size()) {
+    return make_error(Errc::invalid_argument, "root_at({}) over a tree of {} leaves", n, size());
+  }
+  return n == 0 ? empty_root() : range_root(0, n);
+}
+
+Result<std::vector<Hash32>> MerkleTree::inclusion_proof(uint64_t index, uint64_t size) const {
+  if (size > this->size() || index >= size) {
+    return make_error(Errc::invalid_argument,
+                      "inclusion proof for leaf {} of {} requested from a tree of {} leaves",
+                      index, size, this->size());
+  }
+  // PATH(m, D[n]) (RFC 9162 §2.1.3.1), collected root-side first.
+  std::vector<Hash32> path;
+  uint64_t lo = 0, hi = size;
+  while (hi - lo > 1) {
+    uint64_t mid = lo + split_point(hi - lo);
+    if (index < mid) {
+      path.push_back(range_root(mid, hi));
+      hi = mid;
+    } else {
+      path.push_back(range_root(lo, mid));
+      lo = mid;
+    }
+  }
+  std::reverse(path.begin(), path.end());
+  return path;
+}
+
+Result<std::vector<Hash32>> MerkleTree::consistency_proof(uint64_t m, uint64_t n) const {
+  if (m > n || n > size()) {
+    return make_error(Errc::invalid_argument,
+                      "consistency proof from {} to {} requested from a tree of {} leaves", m, n,
+                      size());
+  }
+  std::vector<Hash32> path;
+  if (m == 0 || m == n) return path;
+  // SUBPROOF(m, D[n], true) (RFC 9162 §2.1.4.1), collected root-side first;
+  // `m` is relative to lo, `whole` is the RFC's flag b.
+  uint64_t lo = 0, hi = n;
+  bool whole = true;
+  while (m != hi - lo) {
+    uint64_t k = split_point(hi - lo);
+    if (m <= k) {
+      path.push_back(range_root(lo + k, hi));
+      hi = lo + k;
+    } else {
+      path.push_back(range_root(lo, lo + k));
+      lo += k;
+      m -= k;
+      whole = false;
+    }
+  }
+  if (!whole) path.push_back(range_root(lo, hi));
+  std::reverse(path.begin(), path.end());
+  return path;
+}
+
+Result<std::vector<Hash32>> MerkleTree::multiproof(std::span<const uint64_t> indices) const {
+  if (Status s = check_indices(indices, size()); !s.ok()) {
+    return make_error(Errc::invalid_argument, "{}", s.error().message);
+  }
+  struct Collect {
+    using Value = int;
+    const MerkleTree& tree;
+    std::vector<Hash32> out;
+    int absent(uint64_t lo, uint64_t hi) {
+      out.push_back(tree.range_root(lo, hi));
+      return 0;
+    }
+    int leaf(size_t) { return 0; }
+    int node(int, int) { return 0; }
+  } collect{*this, {}};
+  walk_multiproof(0, size(), indices, 0, collect);
+  return std::move(collect.out);
+}
+
+// --- proof sizes ---------------------------------------------------------------
+
+size_t inclusion_proof_size(uint64_t index, uint64_t size) {
+  assert(index < size);
+  // Below level `inner` the paths to index and to the last leaf differ: one
+  // sibling per level. Above it the path runs along the right border, where a
+  // sibling exists only at the levels where index has a left neighbour (bit set).
+  int inner = std::bit_width(index ^ (size - 1));
+  int border = std::popcount(index >> inner);
+  return static_cast<size_t>(inner + border);
+}
+
+size_t consistency_proof_size(uint64_t m, uint64_t n) {
+  assert(m <= n);
+  if (m == 0 || m == n) return 0;
+  // The inclusion path of leaf m-1 in the tree of n, minus the levels inside
+  // the largest complete subtree ending at m (their hashes fold into one seed),
+  // plus that seed unless it is the whole old tree (m a power of two).
+  int shift = std::countr_zero(m);
+  size_t path = inclusion_proof_size(m - 1, n) - static_cast<size_t>(shift);
+  return path + (std::has_single_bit(m) ? 0 : 1);
+}
+
+Result<size_t> multiproof_size(std::span<const uint64_t> indices, uint64_t size) {
+  SWL_TRY(check_indices(indices, size));
+  CountVisitor count;
+  return walk_multiproof(0, size, indices, 0, count);
+}
+
+// --- verification ----------------------------------------------------------------
+
+Result<Hash32> root_from_inclusion_proof(const Hash32& leaf, uint64_t index, uint64_t size,
+                                         std::span<const Hash32> proof) {
+  // RFC 9162 §2.1.3.2, step 1.
+  if (index >= size) {
+    return make_error(Errc::proof_failed,
+                      "inclusion proof for leaf {} of {}: leaf index is not below tree size",
+                      index, size);
+  }
+  size_t want = inclusion_proof_size(index, size);
+  if (proof.size() != want) {
+    return make_error(Errc::proof_failed,
+                      "inclusion proof for leaf {} of {} has {} hashes, expected {}", index, size,
+                      proof.size(), want);
+  }
+  // Steps 2-4.
+  uint64_t fn = index, sn = size - 1;
+  Hash32 r = leaf;
+  for (size_t i = 0; i < proof.size(); ++i) {
+    const Hash32& p = proof[i];
+    if (sn == 0) {
+      return make_error(Errc::proof_failed,
+                        "inclusion proof for leaf {} of {}: hash {} is beyond the root", index,
+                        size, i);
+    }
+    if ((fn & 1) != 0 || fn == sn) {
+      r = hash_node(p, r);
+      if ((fn & 1) == 0) {
+        while ((fn & 1) == 0 && fn != 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      r = hash_node(r, p);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  // Step 5, first half (the root comparison is the caller's).
+  if (sn != 0) {
+    return make_error(Errc::proof_failed,
+                      "inclusion proof for leaf {} of {} ends below the root", index, size);
+  }
+  return r;
+}
+
+Status verify_inclusion(const Hash32& leaf, uint64_t index, uint64_t size,
+                        std::span<const Hash32> proof, const Hash32& root) {
+  SWL_ASSIGN(Hash32 got, root_from_inclusion_proof(leaf, index, size, proof));
+  if (got != root) {
+    return make_error(Errc::root_mismatch,
+                      "inclusion proof for leaf {} of {} gives root {}, expected {}", index, size,
+                      short_hex(got), short_hex(root));
+  }
+  return {};
+}
+
+Result<ConsistencyRoots> roots_from_consistency_proof(uint64_t m, uint64_t n, const Hash32& root_m,
+                                                      std::span<const Hash32> proof) {
+  if (m == 0 || m >= n) {
+    return make_error(Errc::proof_failed,
+                      "consistency proof from {} to {}: needs 0 < old size < new size", m, n);
+  }
+  size_t want = consistency_proof_size(m, n);
+  if (proof.size() != want) {
+    return make_error(Errc::proof_failed,
+                      "consistency proof from {} to {} has {} hashes, expected {}", m, n,
+                      proof.size(), want);
+  }
+  // RFC 9162 §2.1.4.2. Step 1 (empty path fails) cannot happen: want >= 1 here.
+  // Step 2: for m a power of two the path implicitly starts with root_m.
+  size_t at = 0;
+  Hash32 seed;
+  if (std::has_single_bit(m)) {
+    seed = root_m;
+  } else {
+    seed = proof[at++];
+  }
+  // Steps 3-4.
+  uint64_t fn = m - 1, sn = n - 1;
+  while ((fn & 1) != 0) {
+    fn >>= 1;
+    sn >>= 1;
+  }
+  // Step 5.
+  Hash32 fr = seed, sr = seed;
+  // Step 6.
+  for (; at < proof.size(); ++at) {
+    const Hash32& c = proof[at];
+    if (sn == 0) {
+      return make_error(Errc::proof_failed,
+                        "consistency proof from {} to {}: hash {} is beyond the root", m, n, at);
+    }
+    if ((fn & 1) != 0 || fn == sn) {
+      fr = hash_node(c, fr);
+      sr = hash_node(c, sr);
+      if ((fn & 1) == 0) {
+        while ((fn & 1) == 0 && fn != 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      sr = hash_node(sr, c);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  // Step 7, first part.
+  if (sn != 0) {
+    return make_error(Errc::proof_failed, "consistency proof from {} to {} ends below the root",
+                      m, n);
+  }
+  return ConsistencyRoots{fr, sr};
+}
+
+Status verify_consistency(uint64_t m, uint64_t n, const Hash32& root_m, const Hash32& root_n,
+                          std::span<const Hash32> proof) {
+  if (m > n) {
+    return make_error(Errc::proof_failed,
+                      "consistency proof from {} to {}: old size is above new size", m, n);
+  }
+  if (m == 0 || m == n) {
+    // The empty tree is a prefix of every tree; equal sizes need equal roots.
+    // Neither needs a proof, and a non-empty one is malformed.
+    if (!proof.empty()) {
+      return make_error(Errc::proof_failed,
+                        "consistency proof from {} to {} has {} hashes, expected 0", m, n,
+                        proof.size());
+    }
+    const Hash32& want = m == 0 ? empty_root() : root_n;
+    if (root_m != want) {
+      return make_error(Errc::root_mismatch,
+                        "consistency proof from {} to {}: old root {} differs from {}", m, n,
+                        short_hex(root_m), short_hex(want));
+    }
+    return {};
+  }
+  SWL_ASSIGN(ConsistencyRoots got, roots_from_consistency_proof(m, n, root_m, proof));
+  // Step 7: fr == first_hash, sr == second_hash (sn == 0 was checked).
+  if (got.old_root != root_m) {
+    return make_error(Errc::root_mismatch,
+                      "consistency proof from {} to {} gives old root {}, expected {}", m, n,
+                      short_hex(got.old_root), short_hex(root_m));
+  }
+  if (got.new_root != root_n) {
+    return make_error(Errc::root_mismatch,
+                      "consistency proof from {} to {} gives new root {}, expected {}", m, n,
+                      short_hex(got.new_root), short_hex(root_n));
+  }
+  return {};
+}
+
+Result<Hash32> root_from_multiproof(std::span<const uint64_t> indices,
+                                    std::span<const Hash32> leaves, uint64_t size,
+                                    std::span<const Hash32> proof) {
+  if (leaves.size() != indices.size()) {
+    return make_error(Errc::proof_failed, "multiproof names {} leaves but {} leaf hashes given",
+                      indices.size(), leaves.size());
+  }
+  SWL_ASSIGN(size_t want, multiproof_size(indices, size));
+  if (proof.size() != want) {
+    return make_error(Errc::proof_failed,
+                      "multiproof for {} leaves of {} has {} hashes, expected {}", indices.size(),
+                      size, proof.size(), want);
+  }
+  struct Fold {
+    using Value = Hash32;
+    std::span<const Hash32> leaves;
+    std::span<const Hash32> proof;
+    size_t next = 0;
+    Hash32 absent(uint64_t, uint64_t) { return proof[next++]; }  // count checked above
+    Hash32 leaf(size_t i) { return leaves[i]; }
+    Hash32 node(const Hash32& l, const Hash32& r) { return hash_node(l, r); }
+  } fold{leaves, proof};
+  Hash32 root = walk_multiproof(0, size, indices, 0, fold);
+  assert(fold.next == proof.size());
+  return root;
+}
+
+Status verify_multiproof(std::span<const uint64_t> indices, std::span<const Hash32> leaves,
+                         uint64_t size, std::span<const Hash32> proof, const Hash32& root) {
+  SWL_ASSIGN(Hash32 got, root_from_multiproof(indices, leaves, size, proof));
+  if (got != root) {
+    return make_error(Errc::root_mismatch,
+                      "multiproof for {} leaves of {} gives root {}, expected {}", indices.size(),
+                      size, short_hex(got), short_hex(root));
+  }
+  return {};
+}
+
+Hash32 merkle_root(std::span<const Hash32> leaves) {
+  // MTH straight from RFC 9162 §2.1.1: the reference the fast paths are tested against.
+  if (leaves.empty()) return empty_root();
+  if (leaves.size() == 1) return leaves[0];
+  size_t k = std::bit_floor(leaves.size() - 1);
+  return hash_node(merkle_root(leaves.first(k)), merkle_root(leaves.subspan(k)));
+}
+
+// --- wire forms ------------------------------------------------------------------
+
+void write_hash_list(Writer& w, std::span<const Hash32> hashes) {
+  w.u32(static_cast<uint32_t>(hashes.size()));
+  for (const Hash32& h : hashes) w.hash(h);
+}
+
+namespace {
+
+// Reads `count` hashes after checking the input holds them (no allocation before).
+Result<std::vector<Hash32>> read_hashes(Reader& r, std::string_view field, uint32_t count) {
+  if (r.remaining() / 32 < count) {
+    return r.fail(Errc::truncated, field,
+                  fmt::format("{} hashes need {} bytes, {} left", count, uint64_t{count} * 32,
+                              r.remaining()));
+  }
+  std::vector<Hash32> out;
+  out.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    SWL_ASSIGN(Hash32 h, r.hash(field));
+    out.push_back(h);
+  }
+  return out;
+}
+
+Result<uint32_t> read_count(Reader& r, std::string_view field, size_t max) {
+  size_t at = r.offset();
+  SWL_ASSIGN(uint32_t count, r.u32(field));
+  if (count > max) {
+    return r.fail_at(Errc::too_large, at, field,
+                     fmt::format("{} entries, over the cap of {}", count, max));
+  }
+  return count;
+}
+
+Status read_version(Reader& r) {
+  size_t at = r.offset();
+  SWL_ASSIGN(uint8_t v, r.u8("version"));
+  if (v != kProofVersion) {
+    return r.fail_at(Errc::bad_version, at, "version",
+                     fmt::format("version {} is not {}", v, kProofVersion));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<Hash32>> read_hash_list(Reader& r, std::string_view field, size_t max) {
+  SWL_ASSIGN(uint32_t count, read_count(r, field, max));
+  return read_hashes(r, field, count);
+}
+
+Bytes encode_hash_list(std::span<const Hash32> hashes) {
+  Writer w;
+  write_hash_list(w, hashes);
+  return w.take();
+}
+
+Result<std::vector<Hash32>> decode_hash_list(ByteView bytes, size_t max) {
+  Reader r(bytes, "hash list");
+  SWL_ASSIGN(std::vector<Hash32> hashes, read_hash_list(r, "hashes", max));
+  SWL_TRY(r.expect_end());
+  return hashes;
+}
+
+Bytes encode_inclusion_proof(const InclusionProof& p) {
+  assert(p.path.size() <= kMaxProofHashes);
+  Writer w;
+  w.u8(kProofVersion);
+  w.u64(p.index);
+  w.u64(p.size);
+  write_hash_list(w, p.path);
+  return w.take();
+}
+
+Result<InclusionProof> decode_inclusion_proof(ByteView bytes) {
+  Reader r(bytes, "inclusion proof");
+  InclusionProof p;
+  SWL_TRY(read_version(r));
+  SWL_ASSIGN(p.index, r.u64("index"));
+  SWL_ASSIGN(p.size, r.u64("size"));
+  if (p.index >= p.size) {
+    return r.fail_at(Errc::bad_value, 1, "index",
+                     fmt::format("leaf {} is not below tree size {}", p.index, p.size));
+  }
+  size_t at = r.offset();
+  SWL_ASSIGN(uint32_t count, read_count(r, "path", kMaxProofHashes));
+  size_t want = inclusion_proof_size(p.index, p.size);
+  if (count != want) {
+    return r.fail_at(Errc::bad_value, at, "path",
+                     fmt::format("{} hashes, but leaf {} of {} needs {}", count, p.index, p.size,
+                                 want));
+  }
+  SWL_ASSIGN(p.path, read_hashes(r, "path", count));
+  SWL_TRY(r.expect_end());
+  return p;
+}
+
+Bytes encode_consistency_proof(const ConsistencyProof& p) {
+  assert(p.path.size() <= kMaxProofHashes);
+  Writer w;
+  w.u8(kProofVersion);
+  w.u64(p.old_size);
+  w.u64(p.new_size);
+  write_hash_list(w, p.path);
+  return w.take();
+}
+
+Result<ConsistencyProof> decode_consistency_proof(ByteView bytes) {
+  Reader r(bytes, "consistency proof");
+  ConsistencyProof p;
+  SWL_TRY(read_version(r));
+  SWL_ASSIGN(p.old_size, r.u64("old_size"));
+  SWL_ASSIGN(p.new_size, r.u64("new_size"));
+  if (p.old_size > p.new_size) {
+    return r.fail_at(Errc::bad_value, 1, "old_size",
+                     fmt::format("old size {} is above new size {}", p.old_size, p.new_size));
+  }
+  size_t at = r.offset();
+  SWL_ASSIGN(uint32_t count, read_count(r, "path", kMaxProofHashes));
+  size_t want = consistency_proof_size(p.old_size, p.new_size);
+  if (count != want) {
+    return r.fail_at(Errc::bad_value, at, "path",
+                     fmt::format("{} hashes, but sizes {} to {} need {}", count, p.old_size,
+                                 p.new_size, want));
+  }
+  SWL_ASSIGN(p.path, read_hashes(r, "path", count));
+  SWL_TRY(r.expect_end());
+  return p;
+}
+
+Bytes encode_multiproof(const MultiProof& p) {
+  assert(p.indices.size() <= kMaxMultiproofLeaves);
+  Writer w;
+  w.u8(kProofVersion);
+  w.u64(p.size);
+  w.u32(static_cast<uint32_t>(p.indices.size()));
+  for (uint64_t i : p.indices) w.u64(i);
+  write_hash_list(w, p.hashes);
+  return w.take();
+}
+
+Result<MultiProof> decode_multiproof(ByteView bytes) {
+  Reader r(bytes, "multiproof");
+  MultiProof p;
+  SWL_TRY(read_version(r));
+  SWL_ASSIGN(p.size, r.u64("size"));
+  SWL_ASSIGN(uint32_t n, read_count(r, "indices", kMaxMultiproofLeaves));
+  if (r.remaining() / 8 < n) {
+    return r.fail(Errc::truncated, "indices",
+                  fmt::format("{} indices need {} bytes, {} left", n, uint64_t{n} * 8,
+                              r.remaining()));
+  }
+  p.indices.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    size_t at = r.offset();
+    SWL_ASSIGN(uint64_t index, r.u64("index"));
+    if (index >= p.size || (i > 0 && index <= p.indices.back())) {
+      return r.fail_at(Errc::bad_value, at, "index",
+                       fmt::format("leaf {} at position {} is not above the previous one and "
+                                   "below tree size {}",
+                                   index, i, p.size));
+    }
+    p.indices.push_back(index);
+  }
+  if (p.indices.empty()) {
+    return r.fail(Errc::bad_value, "indices", "a multiproof names at least one leaf");
+  }
+  size_t at = r.offset();
+  // The shape fixes the count exactly; the multiproof_size call cannot fail on
+  // indices validated above.
+  SWL_ASSIGN(size_t want, multiproof_size(p.indices, p.size));
+  SWL_ASSIGN(uint32_t count, r.u32("hashes"));
+  if (count != want) {
+    return r.fail_at(Errc::bad_value, at, "hashes",
+                     fmt::format("{} hashes, but {} leaves of {} need {}", count, n, p.size,
+                                 want));
+  }
+  SWL_ASSIGN(p.hashes, read_hashes(r, "hashes", count));
+  SWL_TRY(r.expect_end());
+  return p;
+}
+
+}  // namespace swarmlite
