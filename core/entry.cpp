@@ -138,7 +138,47 @@ void write_value(Writer& w, const Value& value) {
       value.v);
 }
 
+// One statement; `total_params` accumulates over the statements of one object
+// and is held to limits.max_total_params.
+Result<Statement> read_statement_counted(Reader& r, const EntryLimits& limits,
+                                         size_t reserved_after, size_t& total_params) {
+  Statement st;
+  const size_t sql_at = r.offset() + 4;
+  SWL_ASSIGN(st.sql, read_utf8(r, "sql", limits.max_sql_bytes));
+  // sqlite3_prepare stops at a NUL: "a\0b" and "a\0c" would be one statement.
+  if (size_t nul = st.sql.find('\0'); nul != std::string::npos) {
+    return r.fail_at(Errc::non_canonical, sql_at + nul, "sql",
+                     "NUL byte inside SQL text (SQLite would ignore everything after it)");
+  }
+  const size_t params_at = r.offset();
+  SWL_ASSIGN(size_t param_count, read_count(r, "param count", limits.max_params,
+                                            kMinValueBytes, reserved_after));
+  total_params += param_count;
+  if (total_params > limits.max_total_params) {
+    return r.fail_at(Errc::too_large, params_at, "param count",
+                     fmt::format("the params total {}, over the cap of {}", total_params,
+                                 limits.max_total_params));
+  }
+  st.params.reserve(param_count);
+  for (size_t k = 0; k < param_count; ++k) {
+    SWL_ASSIGN(Value v, read_value(r, limits));
+    st.params.push_back(std::move(v));
+  }
+  return st;
+}
+
 }  // namespace
+
+void write_statement(Writer& w, const Statement& st) {
+  w.str(st.sql);
+  w.u32(static_cast<uint32_t>(st.params.size()));
+  for (const Value& v : st.params) write_value(w, v);
+}
+
+Result<Statement> read_statement(Reader& r, const EntryLimits& limits, size_t reserved_after) {
+  size_t total_params = 0;
+  return read_statement_counted(r, limits, reserved_after, total_params);
+}
 
 Bytes encode_entry(const Entry& entry) {
   Writer w;
@@ -147,11 +187,7 @@ Bytes encode_entry(const Entry& entry) {
   w.i64(entry.time_ms);
   w.raw(entry.seed);
   w.u32(static_cast<uint32_t>(entry.statements.size()));
-  for (const Statement& st : entry.statements) {
-    w.str(st.sql);
-    w.u32(static_cast<uint32_t>(st.params.size()));
-    for (const Value& v : st.params) write_value(w, v);
-  }
+  for (const Statement& st : entry.statements) write_statement(w, st);
   w.hash(entry.state_root);
   w.u32(entry.page_count);
   return w.take();
@@ -179,28 +215,7 @@ Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits) {
   e.statements.reserve(statement_count);
   size_t total_params = 0;
   for (size_t i = 0; i < statement_count; ++i) {
-    Statement st;
-    const size_t sql_at = r.offset() + 4;
-    SWL_ASSIGN(st.sql, read_utf8(r, "sql", limits.max_sql_bytes));
-    // sqlite3_prepare stops at a NUL: "a\0b" and "a\0c" would be one statement.
-    if (size_t nul = st.sql.find('\0'); nul != std::string::npos) {
-      return r.fail_at(Errc::non_canonical, sql_at + nul, "sql",
-                       "NUL byte inside SQL text (SQLite would ignore everything after it)");
-    }
-    const size_t params_at = r.offset();
-    SWL_ASSIGN(size_t param_count, read_count(r, "param count", limits.max_params,
-                                              kMinValueBytes, kTrailerBytes));
-    total_params += param_count;
-    if (total_params > limits.max_total_params) {
-      return r.fail_at(Errc::too_large, params_at, "param count",
-                       fmt::format("the entry's params total {}, over the cap of {}",
-                                   total_params, limits.max_total_params));
-    }
-    st.params.reserve(param_count);
-    for (size_t k = 0; k < param_count; ++k) {
-      SWL_ASSIGN(Value v, read_value(r, limits));
-      st.params.push_back(std::move(v));
-    }
+    SWL_ASSIGN(Statement st, read_statement_counted(r, limits, kTrailerBytes, total_params));
     e.statements.push_back(std::move(st));
   }
   SWL_ASSIGN(e.state_root, r.hash("state_root"));

@@ -57,6 +57,16 @@ struct EntryLimits {
 Bytes encode_entry(const Entry& entry);
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits = {});
 
+// One statement in the entry's wire form (sql, param count, typed params;
+// docs/formats/entry.md), for formats that embed a statement (query proofs).
+class Writer;
+class Reader;
+void write_statement(Writer& w, const Statement& st);
+// Reads one statement with the entry decoder's checks (UTF-8, no NUL in SQL, no
+// NaN, caps; max_total_params bounds its params). `reserved_after`: bytes that
+// must remain after it, used to bound its param count before allocating.
+Result<Statement> read_statement(Reader& r, const EntryLimits& limits, size_t reserved_after = 0);
+
 // The log tree's leaf for this entry: hash_leaf(encoded bytes).
 Hash32 entry_leaf_hash(ByteView encoded_entry);
 
