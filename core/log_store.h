@@ -14,11 +14,32 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 
 #include "core/bytes.h"
 #include "core/result.h"
 
 namespace swarmlite {
+
+// On-disk constants (docs/formats/log-store.md is the spec; change both together).
+namespace log_store_format {
+inline constexpr char kSegmentMagic[8] = {'s', 'w', 'l', '-', 's', 'e', 'g', '1'};
+inline constexpr char kIndexMagic[8] = {'s', 'w', 'l', '-', 'i', 'd', 'x', '1'};
+inline constexpr size_t kFileHeaderBytes = 16;    // magic[8] · first_seq u64
+inline constexpr size_t kChecksumBytes = 16;      // see record_checksum()
+inline constexpr size_t kRecordHeaderBytes = 20;  // length u32 · checksum[16]
+inline constexpr size_t kIndexRowBytes = 44;      // offset u64 · length u32 · leaf_hash[32]
+inline constexpr size_t kMaxHeadFileBytes = 64 << 10;
+inline constexpr std::string_view kChecksumContext = "swarmlite/log-record/v1";
+}  // namespace log_store_format
+
+// First 16 bytes of BLAKE2b-256(kChecksumContext ‖ seq u64 ‖ length u32 ‖ leaf_hash):
+// the record checksum. Built on the leaf hash so one pass over the payload gives
+// both the log tree leaf and the checksum; binding seq rejects a record read at
+// the wrong place.
+std::array<uint8_t, log_store_format::kChecksumBytes> record_checksum(uint64_t seq,
+                                                                      uint32_t length,
+                                                                      const Hash32& leaf_hash);
 
 struct LogStoreOptions {
   uint64_t segment_bytes = 64ull << 20;  // start a new segment past this size
@@ -47,6 +68,15 @@ class LogStore {
   virtual Result<std::optional<Bytes>> load_head() const = 0;
 
   virtual const std::filesystem::path& dir() const = 0;
+
+  // --- Additions beyond the original contract ---
+  // Bytes of a torn tail (a partial or unchecked last batch) that open() cut from
+  // the last segment; 0 when the store was closed cleanly. For the caller to log.
+  virtual uint64_t recovered_bytes() const = 0;
+  // Reads and checks every record against its index row (open() checks only the
+  // index structure and the last record of each segment). Errc::corrupt naming the
+  // file and offset of the first bad record.
+  virtual Status verify_all() const = 0;
 };
 
 }  // namespace swarmlite

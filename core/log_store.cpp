@@ -1,0 +1,647 @@
+// Append-only log store (docs/formats/log-store.md).
+//
+// How durability and recovery fit together. An append writes the batch's records
+// to the segment with one pwrite, fdatasyncs the segment, then writes the batch's
+// index rows and fdatasyncs the index, and only then returns. So an index row that
+// is on disk always describes a record that was on disk before the row was written:
+// indexed records are acknowledged data and are never cut. Bytes after the last
+// indexed record of the last segment belong to an append that had not returned:
+// on open they are scanned, valid records are indexed (kept), and from the first
+// invalid one (short header, length past the end or over the cap, checksum
+// mismatch) the file is cut — the torn tail. Anything wrong among indexed records,
+// in the index structure, or in a segment that is not the last is Errc::corrupt.
+//
+// open() does not read every record (a 1M-entry log opens in milliseconds): it
+// reads the index files, checks their structure (contiguous rows that end inside
+// the segment) and reads the last indexed record of each segment. Every read()
+// checks its record; verify_all() checks them all.
+//
+// Concurrency: one writer (append*, store_head); readers (read, leaf_hash, size,
+// load_head, verify_all) from any thread. Segment and row vectors change only under
+// an exclusive lock held for the in-memory publish step; readers copy the row they
+// need under a shared lock and pread() without it. A record's bytes are written
+// before its row is published, and segment fds stay open for the store's life.
+#include "core/log_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <shared_mutex>
+#include <utility>
+#include <vector>
+
+#include "core/hash.h"
+
+namespace swarmlite {
+
+namespace fs = std::filesystem;
+using namespace log_store_format;
+
+std::array<uint8_t, kChecksumBytes> record_checksum(uint64_t seq, uint32_t length,
+                                                    const Hash32& leaf_hash) {
+  uint8_t fields[12];
+  for (int i = 0; i < 8; ++i) fields[i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
+  for (int i = 0; i < 4; ++i) fields[8 + i] = static_cast<uint8_t>(length >> (24 - 8 * i));
+  Hash32 full = Hasher()
+                    .update(as_bytes(kChecksumContext))
+                    .update(ByteView(fields, sizeof fields))
+                    .update(leaf_hash)
+                    .finish();
+  std::array<uint8_t, kChecksumBytes> out;
+  std::memcpy(out.data(), full.data(), out.size());
+  return out;
+}
+
+namespace {
+
+constexpr const char* kHeadFile = "head";
+constexpr const char* kHeadTmpFile = "head.tmp";
+constexpr const char* kLockFile = "LOCK";
+
+uint64_t load_be(const uint8_t* p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v = v << 8 | p[i];
+  return v;
+}
+void store_be(uint8_t* p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);
+}
+
+Error os_error(std::string_view what, const fs::path& file) {
+  return make_error(Errc::io_error, "{} {}: {}", what, file.string(), std::strerror(errno));
+}
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+Result<Fd> open_file(const fs::path& p, int flags) {
+  int fd = ::open(p.c_str(), flags | O_CLOEXEC, 0644);
+  if (fd < 0) return os_error("cannot open", p);
+  return Fd(fd);
+}
+
+Status write_all(int fd, ByteView data, uint64_t offset, const fs::path& p) {
+  while (!data.empty()) {
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return os_error("cannot write", p);
+    data = data.subspan(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+// Reads exactly out.size() bytes at offset; corrupt when the file ends first.
+Status read_all(int fd, std::span<uint8_t> out, uint64_t offset, const fs::path& p) {
+  uint64_t at = offset;
+  while (!out.empty()) {
+    ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os_error("cannot read", p);
+    if (n == 0) {
+      return make_error(Errc::corrupt, "{}: {} byte(s) at offset {} run past the end of the file",
+                        p.string(), out.size() + (at - offset), offset);
+    }
+    out = out.subspan(static_cast<size_t>(n));
+    at += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+Status sync_fd(int fd, const fs::path& p) {
+  if (::fdatasync(fd) != 0) return os_error("cannot fsync", p);
+  return {};
+}
+
+Status sync_dir(const fs::path& dir) {
+  SWL_ASSIGN(Fd fd, open_file(dir, O_RDONLY | O_DIRECTORY));
+  if (::fsync(fd.get()) != 0) return os_error("cannot fsync directory", dir);
+  return {};
+}
+
+Result<uint64_t> file_size(int fd, const fs::path& p) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return os_error("cannot stat", p);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Status truncate_file(int fd, uint64_t size, const fs::path& p) {
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) return os_error("cannot truncate", p);
+  return {};
+}
+
+std::string seg_name(uint64_t first_seq, std::string_view ext) {
+  return fmt::format("seg-{:016x}.{}", first_seq, ext);
+}
+
+// "seg-<16 lower-case hex>.<ext>" → first seq.
+std::optional<uint64_t> parse_seg_name(const std::string& name, std::string_view ext) {
+  if (name.size() != 4 + 16 + 1 + ext.size()) return std::nullopt;
+  if (name.compare(0, 4, "seg-") != 0 || name[20] != '.' || name.compare(21, ext.size(), ext) != 0) {
+    return std::nullopt;
+  }
+  uint64_t v = 0;
+  for (size_t i = 4; i < 20; ++i) {
+    char c = name[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    v = v << 4 | static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+std::array<uint8_t, kFileHeaderBytes> file_header(const char (&magic)[8], uint64_t first_seq) {
+  std::array<uint8_t, kFileHeaderBytes> h;
+  std::memcpy(h.data(), magic, 8);
+  store_be(h.data() + 8, first_seq, 8);
+  return h;
+}
+
+struct IndexRow {
+  uint64_t offset = 0;  // of the record header in the segment file
+  uint32_t length = 0;  // payload bytes
+  Hash32 leaf{};
+  uint64_t end() const { return offset + kRecordHeaderBytes + length; }
+};
+
+void encode_row(uint8_t* out, const IndexRow& r) {
+  store_be(out, r.offset, 8);
+  store_be(out + 8, r.length, 4);
+  std::memcpy(out + 12, r.leaf.data(), 32);
+}
+
+struct Segment {
+  uint64_t first_seq = 0;
+  fs::path seg_path, idx_path;
+  Fd seg, idx;
+  uint64_t seg_size = 0;      // bytes of the segment file (writer only)
+  std::vector<IndexRow> rows;  // published rows: rows.size() records
+  uint64_t idx_size() const { return kFileHeaderBytes + rows.size() * kIndexRowBytes; }
+};
+
+// Checks one record (header bytes + payload) that should be record `seq`.
+// Returns its leaf hash, or a reason it is bad.
+Result<Hash32> check_record(const uint8_t* header, ByteView payload, uint64_t seq) {
+  uint32_t len = static_cast<uint32_t>(load_be(header, 4));
+  if (len != payload.size()) {
+    return make_error(Errc::corrupt, "record seq {} has length {}, expected {}", seq, len,
+                      payload.size());
+  }
+  Hash32 leaf = hash_leaf(payload);
+  auto sum = record_checksum(seq, len, leaf);
+  if (std::memcmp(sum.data(), header + 4, kChecksumBytes) != 0) {
+    return make_error(Errc::corrupt, "record seq {} fails its checksum", seq);
+  }
+  return leaf;
+}
+
+class FileLogStore final : public LogStore {
+ public:
+  FileLogStore(fs::path dir, LogStoreOptions options) : dir_(std::move(dir)), options_(options) {}
+
+  Status open_all();
+
+  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+  Status append(ByteView record) override {
+    // One copy into the batch buffer either way; keep one code path.
+    Bytes copy(record.begin(), record.end());
+    return append_batch(std::span<const Bytes>(&copy, 1));
+  }
+  Status append_batch(std::span<const Bytes> records) override;
+  Result<Bytes> read(uint64_t seq) const override;
+  Result<Hash32> leaf_hash(uint64_t seq) const override;
+  Status store_head(ByteView encoded_head) override;
+  Result<std::optional<Bytes>> load_head() const override;
+  const fs::path& dir() const override { return dir_; }
+  uint64_t recovered_bytes() const override { return recovered_bytes_; }
+  Status verify_all() const override;
+
+ private:
+  Status open_segment(Segment& s, bool last);
+  Status create_segment(uint64_t first_seq);
+  // Reads and checks the record a row describes; corrupt naming file and offset.
+  Result<Bytes> read_row(const Segment& s, const IndexRow& row, uint64_t seq) const;
+  // Under the shared lock: the segment holding seq and its row.
+  Result<std::pair<const Segment*, IndexRow>> locate(uint64_t seq) const;
+
+  fs::path dir_;
+  LogStoreOptions options_;
+  Fd lock_;
+  mutable std::shared_mutex mu_;  // guards segments_ (the vector) and each rows vector
+  std::vector<std::unique_ptr<Segment>> segments_;
+  std::atomic<uint64_t> size_{0};
+  uint64_t recovered_bytes_ = 0;
+  bool failed_ = false;  // an fsync failed: the file state is unknown, refuse appends
+};
+
+Status FileLogStore::open_all() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) return make_error(Errc::io_error, "cannot create {}: {}", dir_.string(), ec.message());
+  SWL_ASSIGN(lock_, open_file(dir_ / kLockFile, O_RDWR | O_CREAT));
+  if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+    return make_error(Errc::unavailable, "log store {} is open elsewhere (lock {}): {}",
+                      dir_.string(), (dir_ / kLockFile).string(), std::strerror(errno));
+  }
+
+  std::vector<uint64_t> firsts;
+  std::vector<uint64_t> index_firsts;
+  for (const auto& de : fs::directory_iterator(dir_, ec)) {
+    std::string name = de.path().filename().string();
+    if (auto f = parse_seg_name(name, "log")) firsts.push_back(*f);
+    if (auto f = parse_seg_name(name, "idx")) index_firsts.push_back(*f);
+  }
+  if (ec) return make_error(Errc::io_error, "cannot list {}: {}", dir_.string(), ec.message());
+  std::sort(firsts.begin(), firsts.end());
+  for (uint64_t f : index_firsts) {
+    if (!std::binary_search(firsts.begin(), firsts.end(), f)) {
+      return make_error(Errc::corrupt, "{}: index without its segment {}",
+                        (dir_ / seg_name(f, "idx")).string(), seg_name(f, "log"));
+    }
+  }
+  if (firsts.empty()) return create_segment(0);
+
+  uint64_t next = 0;
+  for (size_t i = 0; i < firsts.size(); ++i) {
+    auto s = std::make_unique<Segment>();
+    s->first_seq = firsts[i];
+    s->seg_path = dir_ / seg_name(firsts[i], "log");
+    s->idx_path = dir_ / seg_name(firsts[i], "idx");
+    if (firsts[i] != next) {
+      return make_error(Errc::corrupt, "{}: segment starts at seq {}, expected {} (missing segment?)",
+                        s->seg_path.string(), firsts[i], next);
+    }
+    SWL_TRY(open_segment(*s, i + 1 == firsts.size()));
+    next = s->first_seq + s->rows.size();
+    segments_.push_back(std::move(s));
+  }
+  size_.store(next, std::memory_order_release);
+  return {};
+}
+
+Status FileLogStore::open_segment(Segment& s, bool last) {
+  const std::string seg_file = s.seg_path.string();
+  const std::string idx_file = s.idx_path.string();
+  SWL_ASSIGN(s.seg, open_file(s.seg_path, O_RDWR));
+  SWL_ASSIGN(s.seg_size, file_size(s.seg.get(), s.seg_path));
+  const auto want_seg_header = file_header(kSegmentMagic, s.first_seq);
+  if (s.seg_size < kFileHeaderBytes && last) {
+    // Crash while the segment was being created: it never held a record.
+    recovered_bytes_ += s.seg_size;
+    SWL_TRY(truncate_file(s.seg.get(), 0, s.seg_path));
+    SWL_TRY(write_all(s.seg.get(), want_seg_header, 0, s.seg_path));
+    SWL_TRY(sync_fd(s.seg.get(), s.seg_path));
+    s.seg_size = kFileHeaderBytes;
+  }
+  std::array<uint8_t, kFileHeaderBytes> header{};
+  if (s.seg_size < kFileHeaderBytes) {
+    return make_error(Errc::corrupt, "{}: {} byte(s), shorter than the segment header", seg_file,
+                      s.seg_size);
+  }
+  SWL_TRY(read_all(s.seg.get(), header, 0, s.seg_path));
+  if (header != want_seg_header) {
+    return make_error(Errc::corrupt, "{}: offset 0: bad segment header (magic or first seq)",
+                      seg_file);
+  }
+
+  // The index: missing or shorter than its header → rebuilt from the segment.
+  SWL_ASSIGN(s.idx, open_file(s.idx_path, O_RDWR | O_CREAT));
+  SWL_ASSIGN(uint64_t idx_size, file_size(s.idx.get(), s.idx_path));
+  const auto want_idx_header = file_header(kIndexMagic, s.first_seq);
+  bool rebuilt = idx_size < kFileHeaderBytes;
+  if (rebuilt) {
+    SWL_TRY(truncate_file(s.idx.get(), 0, s.idx_path));
+    SWL_TRY(write_all(s.idx.get(), want_idx_header, 0, s.idx_path));
+    idx_size = kFileHeaderBytes;
+  }
+  // Cap before allocating: every record takes at least a record header.
+  uint64_t max_rows = (s.seg_size - kFileHeaderBytes) / kRecordHeaderBytes;
+  uint64_t n_rows = (idx_size - kFileHeaderBytes) / kIndexRowBytes;
+  if (n_rows > max_rows) {
+    return make_error(Errc::corrupt, "{}: {} index rows, but {} holds at most {} records", idx_file,
+                      n_rows, seg_file, max_rows);
+  }
+  Bytes idx_bytes(kFileHeaderBytes + n_rows * kIndexRowBytes);
+  SWL_TRY(read_all(s.idx.get(), idx_bytes, 0, s.idx_path));
+  if (!std::equal(want_idx_header.begin(), want_idx_header.end(), idx_bytes.begin())) {
+    return make_error(Errc::corrupt, "{}: offset 0: bad index header (magic or first seq)", idx_file);
+  }
+  // A partial last row is a torn index write: dropped below (the file is rewritten
+  // from the row boundary when rows are added, or truncated now).
+  bool partial_row = idx_size != idx_bytes.size();
+
+  s.rows.resize(n_rows);
+  uint64_t expect = kFileHeaderBytes;
+  for (uint64_t i = 0; i < n_rows; ++i) {
+    const uint8_t* p = idx_bytes.data() + kFileHeaderBytes + i * kIndexRowBytes;
+    IndexRow& r = s.rows[i];
+    r.offset = load_be(p, 8);
+    r.length = static_cast<uint32_t>(load_be(p + 8, 4));
+    std::memcpy(r.leaf.data(), p + 12, 32);
+    if (r.offset != expect || r.end() > s.seg_size) {
+      return make_error(Errc::corrupt,
+                        "{}: offset {}: row {} (seq {}) says record at {} length {}, but the "
+                        "previous record ends at {} and {} has {} byte(s)",
+                        idx_file, kFileHeaderBytes + i * kIndexRowBytes, i, s.first_seq + i,
+                        r.offset, r.length, expect, seg_file, s.seg_size);
+    }
+    expect = r.end();
+  }
+  // Indexed records are acknowledged: the last one must be intact.
+  if (n_rows > 0) SWL_TRY(read_row(s, s.rows.back(), s.first_seq + n_rows - 1));
+
+  // Scan the records after the last indexed one.
+  std::vector<IndexRow> found;
+  uint64_t pos = expect;
+  uint8_t rh[kRecordHeaderBytes];
+  Bytes payload;
+  while (pos < s.seg_size) {
+    uint64_t seq = s.first_seq + n_rows + found.size();
+    std::string why;
+    if (s.seg_size - pos < kRecordHeaderBytes) {
+      why = fmt::format("only {} byte(s) left for a {}-byte record header", s.seg_size - pos,
+                        kRecordHeaderBytes);
+    } else {
+      SWL_TRY(read_all(s.seg.get(), rh, pos, s.seg_path));
+      uint64_t len = load_be(rh, 4);
+      if (len > options_.max_record_bytes) {
+        why = fmt::format("length {} is over the cap of {}", len, options_.max_record_bytes);
+      } else if (len > s.seg_size - pos - kRecordHeaderBytes) {
+        why = fmt::format("length {} runs past the end of the file", len);
+      } else {
+        payload.resize(len);
+        SWL_TRY(read_all(s.seg.get(), payload, pos + kRecordHeaderBytes, s.seg_path));
+        auto leaf = check_record(rh, payload, seq);
+        if (leaf.ok()) {
+          found.push_back(IndexRow{pos, static_cast<uint32_t>(len), *leaf});
+          pos = found.back().end();
+          continue;
+        }
+        why = leaf.error().message;
+      }
+    }
+    if (!last) {
+      return make_error(Errc::corrupt, "{}: offset {}: bad record (seq {}) in a segment that is not "
+                        "the last: {}", seg_file, pos, seq, why);
+    }
+    if (rebuilt) {
+      // Without an index we cannot tell acknowledged records from a torn tail.
+      return make_error(Errc::corrupt, "{}: offset {}: bad record (seq {}) while rebuilding the "
+                        "missing index {}: {}", seg_file, pos, seq, idx_file, why);
+    }
+    // Torn tail: no append covering these bytes returned. Cut them.
+    recovered_bytes_ += s.seg_size - pos;
+    SWL_TRY(truncate_file(s.seg.get(), pos, s.seg_path));
+    SWL_TRY(sync_fd(s.seg.get(), s.seg_path));
+    s.seg_size = pos;
+  }
+
+  if (!found.empty() || partial_row || rebuilt) {
+    Bytes rows_bytes(found.size() * kIndexRowBytes);
+    for (size_t i = 0; i < found.size(); ++i) encode_row(rows_bytes.data() + i * kIndexRowBytes, found[i]);
+    s.rows.insert(s.rows.end(), found.begin(), found.end());
+    SWL_TRY(write_all(s.idx.get(), rows_bytes, kFileHeaderBytes + n_rows * kIndexRowBytes,
+                      s.idx_path));
+    SWL_TRY(truncate_file(s.idx.get(), s.idx_size(), s.idx_path));
+    SWL_TRY(sync_fd(s.idx.get(), s.idx_path));
+    if (rebuilt) SWL_TRY(sync_dir(dir_));
+  }
+  return {};
+}
+
+Status FileLogStore::create_segment(uint64_t first_seq) {
+  // Order: segment (header, fsync), index (header, fsync), then the directory. A
+  // crash in between leaves a last segment with no records, which open() repairs.
+  auto s = std::make_unique<Segment>();
+  s->first_seq = first_seq;
+  s->seg_path = dir_ / seg_name(first_seq, "log");
+  s->idx_path = dir_ / seg_name(first_seq, "idx");
+  SWL_ASSIGN(s->seg, open_file(s->seg_path, O_RDWR | O_CREAT | O_EXCL));
+  SWL_TRY(write_all(s->seg.get(), file_header(kSegmentMagic, first_seq), 0, s->seg_path));
+  if (options_.sync) SWL_TRY(sync_fd(s->seg.get(), s->seg_path));
+  SWL_ASSIGN(s->idx, open_file(s->idx_path, O_RDWR | O_CREAT | O_TRUNC));
+  SWL_TRY(write_all(s->idx.get(), file_header(kIndexMagic, first_seq), 0, s->idx_path));
+  if (options_.sync) {
+    SWL_TRY(sync_fd(s->idx.get(), s->idx_path));
+    SWL_TRY(sync_dir(dir_));
+  }
+  s->seg_size = kFileHeaderBytes;
+  std::unique_lock lock(mu_);
+  segments_.push_back(std::move(s));
+  return {};
+}
+
+Status FileLogStore::append_batch(std::span<const Bytes> records) {
+  if (failed_) {
+    return make_error(Errc::io_error, "log store {}: an earlier fsync failed; reopen the store",
+                      dir_.string());
+  }
+  if (records.empty()) return {};
+  uint64_t total = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (records[i].size() > options_.max_record_bytes) {
+      return make_error(Errc::too_large,
+                        "log store {}: record {} of the batch (seq {}) has {} bytes, over the cap "
+                        "of {}; nothing appended",
+                        dir_.string(), i, size() + i, records[i].size(), options_.max_record_bytes);
+    }
+    total += kRecordHeaderBytes + records[i].size();
+  }
+  // A batch never spans two segments, so a torn batch is always in the last one.
+  if (!segments_.back()->rows.empty() &&
+      segments_.back()->seg_size + total > options_.segment_bytes) {
+    SWL_TRY(create_segment(size()));
+  }
+  Segment& s = *segments_.back();
+
+  Bytes buf;
+  buf.reserve(total);
+  Bytes rows_bytes(records.size() * kIndexRowBytes);
+  std::vector<IndexRow> rows(records.size());
+  uint64_t seq = size();
+  uint64_t pos = s.seg_size;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Bytes& rec = records[i];
+    IndexRow& r = rows[i];
+    r.offset = pos;
+    r.length = static_cast<uint32_t>(rec.size());
+    r.leaf = hash_leaf(rec);
+    auto sum = record_checksum(seq + i, r.length, r.leaf);
+    uint8_t h[4];
+    store_be(h, r.length, 4);
+    buf.insert(buf.end(), h, h + 4);
+    buf.insert(buf.end(), sum.begin(), sum.end());
+    buf.insert(buf.end(), rec.begin(), rec.end());
+    encode_row(rows_bytes.data() + i * kIndexRowBytes, r);
+    pos = r.end();
+  }
+
+  // On a clean write error, cut both files back so the batch leaves no trace.
+  auto undo = [&](Error e) -> Error {
+    if (::ftruncate(s.seg.get(), static_cast<off_t>(s.seg_size)) != 0 ||
+        ::ftruncate(s.idx.get(), static_cast<off_t>(s.idx_size())) != 0) {
+      failed_ = true;
+    }
+    return e;
+  };
+  if (auto st = write_all(s.seg.get(), buf, s.seg_size, s.seg_path); !st.ok()) {
+    return undo(st.take_error());
+  }
+  if (options_.sync) {
+    if (auto st = sync_fd(s.seg.get(), s.seg_path); !st.ok()) {
+      failed_ = true;
+      return st.take_error();
+    }
+  }
+  if (auto st = write_all(s.idx.get(), rows_bytes, s.idx_size(), s.idx_path); !st.ok()) {
+    return undo(st.take_error());
+  }
+  if (options_.sync) {
+    if (auto st = sync_fd(s.idx.get(), s.idx_path); !st.ok()) {
+      failed_ = true;
+      return st.take_error();
+    }
+  }
+
+  std::unique_lock lock(mu_);
+  s.rows.insert(s.rows.end(), rows.begin(), rows.end());
+  s.seg_size = pos;
+  size_.store(seq + records.size(), std::memory_order_release);
+  return {};
+}
+
+Result<std::pair<const Segment*, IndexRow>> FileLogStore::locate(uint64_t seq) const {
+  std::shared_lock lock(mu_);
+  uint64_t n = size_.load(std::memory_order_acquire);
+  if (seq >= n) {
+    return make_error(Errc::not_found, "log store {}: no record {} (size {})", dir_.string(), seq,
+                      n);
+  }
+  auto it = std::upper_bound(segments_.begin(), segments_.end(), seq,
+                             [](uint64_t v, const auto& s) { return v < s->first_seq; });
+  const Segment* s = (--it)->get();
+  return std::make_pair(s, s->rows[seq - s->first_seq]);
+}
+
+Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint64_t seq) const {
+  if (row.length > options_.max_record_bytes) {
+    return make_error(Errc::too_large, "{}: offset {}: record seq {} has {} bytes, over the cap of {}",
+                      s.seg_path.string(), row.offset, seq, row.length, options_.max_record_bytes);
+  }
+  uint8_t header[kRecordHeaderBytes];
+  Bytes payload(row.length);
+  iovec iov[2] = {{header, sizeof header}, {payload.data(), payload.size()}};
+  ssize_t n = ::preadv(s.seg.get(), iov, 2, static_cast<off_t>(row.offset));
+  if (n < 0) return os_error("cannot read", s.seg_path);
+  size_t got = static_cast<size_t>(n);
+  if (got < sizeof header) {
+    SWL_TRY(read_all(s.seg.get(), std::span<uint8_t>(header + got, sizeof header - got),
+                     row.offset + got, s.seg_path));
+    got = sizeof header;
+  }
+  if (got < sizeof header + payload.size()) {
+    size_t done = got - sizeof header;
+    SWL_TRY(read_all(s.seg.get(), std::span<uint8_t>(payload).subspan(done),
+                     row.offset + got, s.seg_path));
+  }
+  auto leaf = check_record(header, payload, seq);
+  if (!leaf.ok()) {
+    return make_error(Errc::corrupt, "{}: offset {}: {}", s.seg_path.string(), row.offset,
+                      leaf.error().message);
+  }
+  if (*leaf != row.leaf) {
+    return make_error(Errc::corrupt, "{}: offset {}: record seq {} does not match its index row in {}",
+                      s.seg_path.string(), row.offset, seq, s.idx_path.string());
+  }
+  return payload;
+}
+
+Result<Bytes> FileLogStore::read(uint64_t seq) const {
+  SWL_ASSIGN(auto loc, locate(seq));
+  return read_row(*loc.first, loc.second, seq);
+}
+
+Result<Hash32> FileLogStore::leaf_hash(uint64_t seq) const {
+  SWL_ASSIGN(auto loc, locate(seq));
+  return loc.second.leaf;
+}
+
+Status FileLogStore::verify_all() const {
+  uint64_t n = size();
+  for (uint64_t seq = 0; seq < n; ++seq) SWL_TRY(read(seq));
+  return {};
+}
+
+Status FileLogStore::store_head(ByteView encoded_head) {
+  if (encoded_head.size() > kMaxHeadFileBytes) {
+    return make_error(Errc::too_large, "log store {}: head of {} bytes is over the cap of {}",
+                      dir_.string(), encoded_head.size(), kMaxHeadFileBytes);
+  }
+  fs::path tmp = dir_ / kHeadTmpFile;
+  fs::path dst = dir_ / kHeadFile;
+  {
+    SWL_ASSIGN(Fd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC));
+    SWL_TRY(write_all(fd.get(), encoded_head, 0, tmp));
+    if (options_.sync && ::fsync(fd.get()) != 0) return os_error("cannot fsync", tmp);
+  }
+  if (::rename(tmp.c_str(), dst.c_str()) != 0) return os_error("cannot rename to", dst);
+  if (options_.sync) SWL_TRY(sync_dir(dir_));
+  return {};
+}
+
+Result<std::optional<Bytes>> FileLogStore::load_head() const {
+  fs::path p = dir_ / kHeadFile;
+  int raw = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (raw < 0) {
+    if (errno == ENOENT) return std::optional<Bytes>();
+    return os_error("cannot open", p);
+  }
+  Fd fd(raw);
+  SWL_ASSIGN(uint64_t n, file_size(fd.get(), p));
+  if (n > kMaxHeadFileBytes) {
+    return make_error(Errc::corrupt, "{}: {} bytes, over the cap of {}", p.string(), n,
+                      kMaxHeadFileBytes);
+  }
+  Bytes out(n);
+  SWL_TRY(read_all(fd.get(), out, 0, p));
+  return std::optional<Bytes>(std::move(out));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LogStore>> LogStore::open(const fs::path& dir, LogStoreOptions options) {
+  auto store = std::make_unique<FileLogStore>(dir, options);
+  SWL_TRY(store->open_all());
+  return std::unique_ptr<LogStore>(std::move(store));
+}
+
+}  // namespace swarmlite

@@ -1,0 +1,381 @@
+#include "core/log_store.h"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "core/hash.h"
+
+namespace swarmlite {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace log_store_format;
+
+// A fresh directory under the system temp dir, removed on destruction.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(std::string_view tag) {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() /
+           fmt::format("swl-{}-{}-{}", tag, ::getpid(), counter.fetch_add(1));
+    fs::remove_all(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+Bytes make_record(uint64_t i, size_t len) {
+  Bytes b(len);
+  for (size_t k = 0; k < len; ++k) b[k] = static_cast<uint8_t>(i * 31 + k * 7 + 1);
+  return b;
+}
+
+Bytes read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return Bytes(std::istreambuf_iterator<char>(in), {});
+}
+void write_file(const fs::path& p, ByteView b) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+void flip_byte(const fs::path& p, uint64_t offset) {
+  Bytes b = read_file(p);
+  REQUIRE(offset < b.size());
+  b[offset] ^= 0x40;
+  write_file(p, b);
+}
+
+std::unique_ptr<LogStore> open_ok(const fs::path& dir, LogStoreOptions o = {}) {
+  auto r = LogStore::open(dir, o);
+  if (!r.ok()) FAIL(r.error().to_string());
+  return std::move(r).value();
+}
+
+void check_records(const LogStore& s, uint64_t n, size_t (*len_of)(uint64_t)) {
+  REQUIRE(s.size() == n);
+  for (uint64_t i = 0; i < n; ++i) {
+    auto r = s.read(i);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    CHECK(*r == make_record(i, len_of(i)));
+    CHECK(*s.leaf_hash(i) == hash_leaf(*r));
+  }
+}
+
+size_t varied_len(uint64_t i) { return 10 + (i * 13) % 70; }
+size_t fixed_len(uint64_t) { return 40; }
+
+std::string seg_file(uint64_t first) { return fmt::format("seg-{:016x}.log", first); }
+std::string idx_file(uint64_t first) { return fmt::format("seg-{:016x}.idx", first); }
+
+// Offset of record i in the first segment when all records are fixed_len.
+uint64_t fixed_offset(uint64_t i) { return kFileHeaderBytes + i * (kRecordHeaderBytes + 40); }
+
+TEST_CASE("log store: append and read round trip across segment boundaries") {
+  TempDir t("rt");
+  LogStoreOptions o;
+  o.segment_bytes = 300;
+  o.sync = false;
+  auto s = open_ok(t.path, o);
+  CHECK(s->size() == 0);
+  CHECK(s->read(0).error().code == Errc::not_found);
+  uint64_t n = 0;
+  for (; n < 20; ++n) REQUIRE(s->append(make_record(n, varied_len(n))).ok());
+  std::vector<Bytes> batch;
+  for (uint64_t i = 0; i < 30; ++i) batch.push_back(make_record(n + i, varied_len(n + i)));
+  REQUIRE(s->append_batch(batch).ok());
+  n += 30;
+  check_records(*s, n, varied_len);
+  int segments = 0;
+  for (const auto& de : fs::directory_iterator(t.path)) {
+    segments += de.path().extension() == ".log";
+  }
+  CHECK(segments > 5);
+  CHECK(fs::exists(t.path / seg_file(0)));
+}
+
+TEST_CASE("log store: reopen keeps everything and appends continue") {
+  TempDir t("reopen");
+  LogStoreOptions o;
+  o.segment_bytes = 500;
+  {
+    auto s = open_ok(t.path, o);
+    for (uint64_t i = 0; i < 40; i += 4) {
+      std::vector<Bytes> b;
+      for (uint64_t k = i; k < i + 4; ++k) b.push_back(make_record(k, varied_len(k)));
+      REQUIRE(s->append_batch(b).ok());
+    }
+  }
+  {
+    auto s = open_ok(t.path, o);
+    CHECK(s->recovered_bytes() == 0);
+    check_records(*s, 40, varied_len);
+    REQUIRE(s->append(make_record(40, varied_len(40))).ok());
+  }
+  auto s = open_ok(t.path, o);
+  check_records(*s, 41, varied_len);
+}
+
+// Builds a store with `n` fixed-size records in one segment and returns the
+// segment and index bytes before and after the last record was appended.
+struct Snapshot {
+  Bytes seg_before, idx_before, seg_after, idx_after;
+};
+Snapshot build_snapshot(const fs::path& dir, uint64_t n) {
+  Snapshot snap;
+  auto s = open_ok(dir);
+  for (uint64_t i = 0; i + 1 < n; ++i) REQUIRE(s->append(make_record(i, fixed_len(i))).ok());
+  snap.seg_before = read_file(dir / seg_file(0));
+  snap.idx_before = read_file(dir / idx_file(0));
+  REQUIRE(s->append(make_record(n - 1, fixed_len(n - 1))).ok());
+  snap.seg_after = read_file(dir / seg_file(0));
+  snap.idx_after = read_file(dir / idx_file(0));
+  return snap;
+}
+
+TEST_CASE("log store: torn tail is cut on reopen at every byte offset of the last record") {
+  TempDir src("torn-src");
+  const uint64_t n = 5;
+  Snapshot snap;
+  {
+    snap = build_snapshot(src.path, n);
+  }
+  REQUIRE(snap.seg_after.size() == snap.seg_before.size() + kRecordHeaderBytes + 40);
+  // A crash before the append returned leaves its index rows absent or partial
+  // (they are written after the segment's fsync) and the record cut anywhere.
+  for (size_t cut = snap.seg_before.size(); cut < snap.seg_after.size(); ++cut) {
+    CAPTURE(cut);
+    TempDir t("torn");
+    fs::create_directories(t.path);
+    write_file(t.path / seg_file(0), ByteView(snap.seg_after).first(cut));
+    size_t idx_len = snap.idx_before.size() + (cut % 3 == 0 ? cut % kIndexRowBytes : 0);
+    write_file(t.path / idx_file(0), ByteView(snap.idx_after).first(idx_len));
+    {
+      auto s = open_ok(t.path);
+      CHECK(s->recovered_bytes() == cut - snap.seg_before.size());
+      check_records(*s, n - 1, fixed_len);
+      REQUIRE(s->append(make_record(n - 1, fixed_len(n - 1))).ok());
+    }
+    CHECK(read_file(t.path / seg_file(0)) == snap.seg_after);
+    CHECK(read_file(t.path / idx_file(0)) == snap.idx_after);
+    auto s = open_ok(t.path);
+    CHECK(s->recovered_bytes() == 0);
+    check_records(*s, n, fixed_len);
+  }
+}
+
+TEST_CASE("log store: a torn batch keeps its complete records and cuts a bad last one") {
+  TempDir src("tornb-src");
+  Snapshot snap = build_snapshot(src.path, 6);
+  TempDir t("tornb");
+  fs::create_directories(t.path);
+  // Index rows of the last 3 records lost; the last record's checksum broken.
+  Bytes seg = snap.seg_after;
+  seg.back() ^= 1;
+  write_file(t.path / seg_file(0), seg);
+  write_file(t.path / idx_file(0),
+             ByteView(snap.idx_after).first(snap.idx_after.size() - 3 * kIndexRowBytes));
+  auto s = open_ok(t.path);
+  CHECK(s->recovered_bytes() == kRecordHeaderBytes + 40);
+  check_records(*s, 5, fixed_len);
+  CHECK(read_file(t.path / idx_file(0)).size() == kFileHeaderBytes + 5 * kIndexRowBytes);
+}
+
+TEST_CASE("log store: a flipped byte in an indexed record is corrupt, naming file and offset") {
+  TempDir t("flip");
+  { build_snapshot(t.path, 6); }
+  SUBCASE("middle record: read and verify_all fail, nothing is cut") {
+    flip_byte(t.path / seg_file(0), fixed_offset(2) + kRecordHeaderBytes + 5);
+    auto s = open_ok(t.path);
+    auto r = s->read(2);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+    CHECK(r.error().message.find(seg_file(0)) != std::string::npos);
+    CHECK(r.error().message.find(fmt::format("offset {}", fixed_offset(2))) != std::string::npos);
+    auto v = s->verify_all();
+    REQUIRE(!v.ok());
+    CHECK(v.error().code == Errc::corrupt);
+    CHECK(s->read(3).ok());
+    CHECK(s->size() == 6);
+  }
+  SUBCASE("last indexed record: open fails") {
+    flip_byte(t.path / seg_file(0), fixed_offset(5) + 3);
+    auto r = LogStore::open(t.path);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+    CHECK(r.error().message.find(seg_file(0)) != std::string::npos);
+    CHECK(r.error().message.find(fmt::format("offset {}", fixed_offset(5))) != std::string::npos);
+  }
+  SUBCASE("with the index deleted, a bad record followed by more data is never cut") {
+    flip_byte(t.path / seg_file(0), fixed_offset(2) + kRecordHeaderBytes);
+    fs::remove(t.path / idx_file(0));
+    auto size_before = fs::file_size(t.path / seg_file(0));
+    auto r = LogStore::open(t.path);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+    CHECK(r.error().message.find(fmt::format("offset {}", fixed_offset(2))) != std::string::npos);
+    CHECK(fs::file_size(t.path / seg_file(0)) == size_before);
+  }
+  SUBCASE("a record cut from under its index row is corrupt, not torn") {
+    fs::resize_file(t.path / seg_file(0), fixed_offset(5) + 10);
+    auto r = LogStore::open(t.path);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+    CHECK(r.error().message.find(idx_file(0)) != std::string::npos);
+  }
+}
+
+TEST_CASE("log store: a bad record in a segment that is not the last is corrupt") {
+  TempDir t("flipseg");
+  LogStoreOptions o;
+  o.segment_bytes = 200;
+  {
+    auto s = open_ok(t.path, o);
+    for (uint64_t i = 0; i < 10; ++i) REQUIRE(s->append(make_record(i, fixed_len(i))).ok());
+  }
+  // 200-byte segments hold 3 records of 60 bytes after the 16-byte header.
+  flip_byte(t.path / seg_file(0), fixed_offset(2) + kRecordHeaderBytes + 1);
+  auto r = LogStore::open(t.path, o);
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == Errc::corrupt);
+  CHECK(r.error().message.find(seg_file(0)) != std::string::npos);
+  CHECK(r.error().message.find(fmt::format("offset {}", fixed_offset(2))) != std::string::npos);
+}
+
+TEST_CASE("log store: index damage is detected or the index is rebuilt") {
+  TempDir t("idx");
+  { build_snapshot(t.path, 6); }
+  SUBCASE("a flipped offset or length is corrupt on open") {
+    flip_byte(t.path / idx_file(0), kFileHeaderBytes + 2 * kIndexRowBytes + 9);
+    auto r = LogStore::open(t.path);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+    CHECK(r.error().message.find(idx_file(0)) != std::string::npos);
+    CHECK(r.error().message.find(fmt::format("offset {}", kFileHeaderBytes + 2 * kIndexRowBytes)) !=
+          std::string::npos);
+  }
+  SUBCASE("a flipped leaf hash is corrupt on read") {
+    flip_byte(t.path / idx_file(0), kFileHeaderBytes + 1 * kIndexRowBytes + 20);
+    auto s = open_ok(t.path);
+    auto r = s->read(1);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+    CHECK(r.error().message.find(idx_file(0)) != std::string::npos);
+    CHECK(!s->verify_all().ok());
+  }
+  SUBCASE("a missing index is rebuilt from the segment") {
+    Bytes idx = read_file(t.path / idx_file(0));
+    fs::remove(t.path / idx_file(0));
+    {
+      auto s = open_ok(t.path);
+      check_records(*s, 6, fixed_len);
+    }
+    CHECK(read_file(t.path / idx_file(0)) == idx);
+  }
+  SUBCASE("a bad index header is corrupt") {
+    flip_byte(t.path / idx_file(0), 1);
+    auto r = LogStore::open(t.path);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+  }
+}
+
+TEST_CASE("log store: record over the cap is refused and a batch is all or nothing") {
+  TempDir t("cap");
+  LogStoreOptions o;
+  o.max_record_bytes = 100;
+  auto s = open_ok(t.path, o);
+  REQUIRE(s->append(make_record(0, 100)).ok());
+  auto seg_before = read_file(t.path / seg_file(0));
+  std::vector<Bytes> batch = {make_record(1, 50), make_record(2, 101)};
+  auto st = s->append_batch(batch);
+  REQUIRE(!st.ok());
+  CHECK(st.error().code == Errc::too_large);
+  CHECK(s->size() == 1);
+  CHECK(read_file(t.path / seg_file(0)) == seg_before);
+  CHECK(s->append(make_record(1, 101)).error().code == Errc::too_large);
+  REQUIRE(s->append(make_record(1, 50)).ok());
+  CHECK(s->size() == 2);
+  s.reset();
+  // A reader with a smaller cap refuses before allocating.
+  LogStoreOptions small = o;
+  small.max_record_bytes = 60;
+  auto r = LogStore::open(t.path, small);
+  REQUIRE(r.ok());
+  CHECK((*r)->read(0).error().code == Errc::too_large);
+  CHECK((*r)->read(1).ok());
+}
+
+TEST_CASE("log store: head is stored atomically and loaded") {
+  TempDir t("head");
+  {
+    auto s = open_ok(t.path);
+    auto h = s->load_head();
+    REQUIRE(h.ok());
+    CHECK(!h->has_value());
+    REQUIRE(s->store_head(make_record(1, 200)).ok());
+    REQUIRE(s->store_head(make_record(2, 201)).ok());
+    CHECK(**s->load_head() == make_record(2, 201));
+    CHECK(!fs::exists(t.path / "head.tmp"));
+  }
+  auto s = open_ok(t.path);
+  CHECK(**s->load_head() == make_record(2, 201));
+  CHECK(s->store_head(Bytes(kMaxHeadFileBytes + 1)).error().code == Errc::too_large);
+}
+
+TEST_CASE("log store: a second open of the same directory is refused") {
+  TempDir t("lock");
+  auto s = open_ok(t.path);
+  auto r = LogStore::open(t.path);
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == Errc::unavailable);
+  s.reset();
+  CHECK(LogStore::open(t.path).ok());
+}
+
+TEST_CASE("log store: a crash while creating a segment is repaired") {
+  TempDir t("newseg");
+  { build_snapshot(t.path, 3); }
+  // The next segment's file exists with a partial header and no index.
+  write_file(t.path / seg_file(3), ByteView(reinterpret_cast<const uint8_t*>("swl-s"), 5));
+  {
+    auto s = open_ok(t.path);
+    CHECK(s->recovered_bytes() == 5);
+    check_records(*s, 3, fixed_len);
+    REQUIRE(s->append(make_record(3, fixed_len(3))).ok());
+  }
+  auto s = open_ok(t.path);
+  check_records(*s, 4, fixed_len);
+}
+
+TEST_CASE("log store: reads run concurrently with appends") {
+  TempDir t("conc");
+  LogStoreOptions o;
+  o.segment_bytes = 4096;
+  o.sync = false;
+  auto s = open_ok(t.path, o);
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::thread reader([&] {
+    std::mt19937_64 rng(7);
+    while (!done.load()) {
+      uint64_t n = s->size();
+      if (n == 0) continue;
+      uint64_t i = rng() % n;
+      auto r = s->read(i);
+      if (!r.ok() || *r != make_record(i, varied_len(i))) ++bad;
+    }
+  });
+  for (uint64_t i = 0; i < 2000; ++i) REQUIRE(s->append(make_record(i, varied_len(i))).ok());
+  done = true;
+  reader.join();
+  CHECK(bad.load() == 0);
+}
+
+}  // namespace
+}  // namespace swarmlite
