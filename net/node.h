@@ -1,0 +1,184 @@
+// A swarm node (DESIGN.md §4, docs/protocol.md): listens for peers, dials the
+// addresses it knows, follows the highest valid head it sees, fetches missing
+// entries in verified batches, hands them to the backend to apply, serves its
+// log to others, relays heads it holds, exchanges addresses, bans peers that
+// send invalid data and stops following a log that equivocates.
+//
+// This header carries no Asio: the implementation (node.cpp) is a pimpl.
+//
+// Threads: the node runs one io thread (every socket, timer and piece of sync
+// state lives there) and one worker thread (stores verified batches in the
+// backend's Log — fsync — and runs the backend's apply). Public methods are
+// thread-safe unless noted.
+//
+// Locking rule: the backend's log_mutex() guards its Log. The node holds it
+// around every Log call it makes from either thread (reading entries/proofs to
+// serve, storing a batch); whoever else touches the Log (the Primary's execute,
+// the Replica's apply) holds it or is documented as doing so internally. The
+// node never holds it while waiting on the network, and never around
+// NodeBackend::apply (which locks on its own if it needs to).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/evidence.h"
+#include "core/head.h"
+#include "core/log.h"
+#include "core/result.h"
+
+namespace swarmlite::net {
+
+// What the node needs from the thing that owns the log: a Primary (writes and
+// signs; the node only serves and pushes) or a Replica (the node stores
+// verified entries and asks it to apply them).
+class NodeBackend {
+ public:
+  virtual ~NodeBackend() = default;
+  virtual const PublicKey& log_id() const = 0;
+  // The log; call only with log_mutex() held.
+  virtual const Log& log() const = 0;
+  virtual std::mutex& log_mutex() const = 0;
+  // True for the primary: it never fetches entries; its heads come from notify_new_head().
+  virtual bool is_primary() const = 0;
+  // Replica only (worker thread, log_mutex() NOT held): verifies and stores
+  // entries [log().size(), +n) proven against `head` (Log::append_proven),
+  // taking log_mutex() around the Log call. Nothing is stored on error.
+  virtual Status store_entries(std::span<const Bytes> entries, const Head& head,
+                               std::span<const Hash32> proof) = 0;
+  // Replica only (worker thread, log_mutex() NOT held): applies up to `up_to`
+  // entries of the log to the database; returns the number applied now. May
+  // take long. An error is reported and applying stops until restart.
+  virtual Result<uint64_t> apply(uint64_t up_to) = 0;
+  // Entries applied to the database so far (any thread).
+  virtual uint64_t applied_size() const = 0;
+};
+
+// A backend over a bare Log: stores entries, "applies" nothing (applied_size
+// follows the log). For relays that keep no database, and for tests.
+class LogOnlyBackend : public NodeBackend {
+ public:
+  LogOnlyBackend(Log& log, bool primary) : log_(log), primary_(primary) {}
+  const PublicKey& log_id() const override { return log_.log_id(); }
+  const Log& log() const override { return log_; }
+  Log& mutable_log() { return log_; }  // hold log_mutex()
+  std::mutex& log_mutex() const override { return mu_; }
+  bool is_primary() const override { return primary_; }
+  Status store_entries(std::span<const Bytes> entries, const Head& head,
+                       std::span<const Hash32> proof) override;
+  Result<uint64_t> apply(uint64_t) override { return uint64_t{0}; }
+  uint64_t applied_size() const override;
+
+ private:
+  Log& log_;
+  bool primary_;
+  mutable std::mutex mu_;
+};
+
+struct NodeOptions {
+  std::string listen;                 // "host:port" to accept peers on ("" = do not listen; port 0 = ephemeral)
+  std::string announce;               // address told to others; default: the bound listen address
+  std::vector<std::string> seeds;     // --from addresses, dialled and redialled with backoff
+  std::filesystem::path data_dir;     // where evidence.bin is kept ("" = nowhere)
+  size_t max_connections = 64;        // inbound + outbound sessions
+  size_t max_outbound = 8;            // dialled sessions kept
+  size_t max_queued_responses = 8;    // per connection: requests answered but not yet sent
+  uint32_t batch_entries = 1000;      // entries per GetEntries
+  size_t batch_bytes = 4u << 20;      // a server stops adding entries past this many bytes
+  size_t max_frame = 0;               // 0 = kMaxFrameBytes
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds idle_timeout{90000};      // no frame received for this long: close
+  std::chrono::milliseconds request_timeout{30000};   // a GetEntries unanswered this long: close
+  std::chrono::milliseconds peers_interval{30000};    // GetPeers to each peer (also a keepalive)
+  std::chrono::milliseconds ban_time{std::chrono::minutes(10)};
+  std::chrono::milliseconds backoff_initial{250};
+  std::chrono::milliseconds backoff_max{30000};
+  bool handle_signals = false;        // SIGINT/SIGTERM stop the node (wait() then returns)
+};
+
+struct PeerStatus {
+  uint64_t session = 0;
+  std::string address;       // announced (or dialled) address; remote endpoint if none
+  std::string remote;        // socket's remote endpoint
+  std::string node_id;       // hex
+  bool outbound = false;
+  uint64_t head_size = 0;    // newest head it announced
+  int64_t lag = 0;           // its head size minus ours (negative: it is behind)
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t entries_received = 0;  // verified entries stored from this peer
+  int64_t connected_ms = 0;       // for how long
+};
+
+struct BanStatus {
+  std::string key;
+  std::string reason;
+  int64_t remaining_ms = 0;
+};
+
+struct NodeStatus {
+  std::string log_id;              // hex
+  bool primary = false;
+  std::string listen;              // bound address ("" = none)
+  std::string announce;
+  std::string node_id;             // hex
+  uint64_t log_size = 0;           // entries stored (verified)
+  std::optional<Head> head;        // newest stored head
+  uint64_t best_size = 0;          // size of the highest valid head seen
+  uint64_t applied_size = 0;       // entries applied to the database
+  uint64_t entries_stored = 0;     // since start
+  uint64_t entries_served = 0;     // since start
+  uint64_t bytes_in = 0, bytes_out = 0;   // since start, all peers
+  std::vector<PeerStatus> peers;
+  std::vector<BanStatus> bans;
+  std::optional<Evidence> evidence;       // set: the log equivocated, the node stopped following it
+  std::optional<std::string> apply_error; // set: applying stopped (e.g. diverged)
+  size_t known_addresses = 0;
+};
+
+class Node {
+ public:
+  Node(NodeBackend& backend, NodeOptions options);
+  ~Node();  // stop()s
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Binds the listener (errors: bad address, port taken), loads stored
+  // evidence, then starts the io and worker threads. Call once.
+  Status start();
+  // Stops accepting, closes sessions, lets the in-progress store/apply finish,
+  // joins the threads. Idempotent; safe from any thread but the node's own.
+  void stop();
+  // Blocks until the node stopped (by stop() or, with handle_signals, a signal).
+  void wait();
+  // Called (on the io thread) once the node begins stopping, e.g. to stop an HTTP server.
+  void on_stopping(std::function<void()> fn);
+
+  // The bound listen port (after start; 0 when not listening).
+  uint16_t listen_port() const;
+  std::string node_id_hex() const;
+  // Primary: the log has a new head; push it to every peer.
+  void notify_new_head();
+
+  NodeStatus status() const;
+  std::optional<Evidence> evidence() const;
+
+ public:
+  struct Impl;  // node.cpp only
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The evidence file in a data directory.
+std::filesystem::path evidence_path_in(const std::filesystem::path& data_dir);
+
+}  // namespace swarmlite::net

@@ -1,0 +1,118 @@
+// The node's pure bookkeeping, kept apart from sockets so it can be tested with
+// a fake clock (docs/protocol.md):
+//  - AddressBook: addresses learnt from --from, Hello and Peers messages;
+//    bounded, deduplicated, with per-address reconnect backoff;
+//  - BanList: who misbehaved, why, and until when;
+//  - choose_source / plan_batch: which peer to ask for entries, and for which.
+// Not thread-safe: the node uses them from its io thread only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace swarmlite::net {
+
+using Clock = std::chrono::steady_clock;
+
+struct BackoffPolicy {
+  std::chrono::milliseconds initial{250};
+  std::chrono::milliseconds max{30000};
+};
+
+class AddressBook {
+ public:
+  // `self`: our own announced address, never stored. `cap`: addresses kept;
+  // seeds (--from) are pinned and never evicted.
+  AddressBook(size_t cap, std::string self, BackoffPolicy backoff = {});
+
+  // Adds a syntactically valid "host:port" (others are ignored). Returns true if new.
+  bool add(const std::string& address, bool seed = false);
+  bool contains(const std::string& address) const { return entries_.count(address) != 0; }
+  size_t size() const { return entries_.size(); }
+
+  // Dial outcome bookkeeping: a failure doubles the address's backoff (from
+  // `initial` up to `max`); a completed handshake resets it. A non-seed
+  // address that failed `kForgetAfterFailures` times in a row is forgotten.
+  void on_dial_failed(const std::string& address, Clock::time_point now);
+  void on_connected(const std::string& address);
+  static constexpr int kForgetAfterFailures = 8;
+
+  // Up to `n` addresses not in `exclude` whose backoff has expired, seeds first,
+  // then those that failed least recently. Marks them as dialled at `now`
+  // (they are not returned again until a failure or success is reported, or
+  // `now` passes their backoff).
+  std::vector<std::string> pick_to_dial(size_t n, const std::set<std::string>& exclude,
+                                        Clock::time_point now);
+  // Up to `n` known addresses (for a Peers message), excluding `exclude`.
+  std::vector<std::string> sample(size_t n, const std::set<std::string>& exclude) const;
+
+ private:
+  struct Info {
+    bool seed = false;
+    int failures = 0;
+    Clock::time_point next_try{};  // not before
+    uint64_t added = 0;            // insertion counter, for eviction order
+  };
+  void evict_one();
+  std::chrono::milliseconds backoff_for(int failures) const;
+
+  size_t cap_;
+  std::string self_;
+  BackoffPolicy backoff_;
+  uint64_t counter_ = 0;
+  std::map<std::string, Info> entries_;
+};
+
+struct Ban {
+  std::string key;     // an announced/dialled "host:port", or "node:<hex id>"
+  std::string reason;  // what the node sent that was invalid
+  Clock::time_point until;
+};
+
+class BanList {
+ public:
+  explicit BanList(size_t cap = 1024) : cap_(cap) {}
+  // Bans `key` until now + duration (extends an existing ban, keeps the new reason).
+  void ban(const std::string& key, const std::string& reason, Clock::time_point now,
+           Clock::duration duration);
+  // The active ban of `key`, if any (expired bans are dropped on the way).
+  std::optional<Ban> find(const std::string& key, Clock::time_point now);
+  std::vector<Ban> active(Clock::time_point now);
+
+ private:
+  void expire(Clock::time_point now);
+  size_t cap_;
+  std::map<std::string, Ban> bans_;
+};
+
+// --- sync planning ---------------------------------------------------------
+
+// What the node knows about one connected, handshaken peer.
+struct SourceInfo {
+  uint64_t id = 0;             // the node's session id
+  uint64_t head_size = 0;      // size of the newest head it announced (it holds those entries)
+  uint64_t last_used = 0;      // fetch counter when last asked (0 = never): round robin
+  bool busy = false;           // has our request in flight
+};
+
+// The peer to ask for entries starting at `local_size`: one whose head covers
+// at least entry local_size and is not busy; among them the longest head, then
+// the least recently used (spreads load over equally good peers). nullopt: nobody.
+std::optional<uint64_t> choose_source(std::span<const SourceInfo> sources, uint64_t local_size);
+
+struct BatchPlan {
+  uint64_t from = 0;
+  uint32_t count = 0;
+};
+// Entries to ask `source_size`'s holder for: [local, min(local+max, source_size)).
+// nullopt when the source has nothing new.
+std::optional<BatchPlan> plan_batch(uint64_t local_size, uint64_t source_size,
+                                    uint32_t max_entries);
+
+}  // namespace swarmlite::net

@@ -1,0 +1,307 @@
+// Peer protocol codec: see protocol.h and docs/formats/protocol.md.
+#include "net/protocol.h"
+
+#include "core/codec.h"
+#include "core/merkle.h"
+
+namespace swarmlite::net {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+void write_head(Writer& w, const Head& h) { w.raw(encode_head(h)); }
+
+Result<Head> read_head(Reader& r, std::string_view field) {
+  SWL_ASSIGN(ByteView b, r.raw(kEncodedHeadSize, field));
+  auto h = decode_head(b);
+  if (!h.ok()) {
+    return make_error(h.error().code, "message: {} before offset {}: {}", field, r.offset(),
+                      h.error().message);
+  }
+  return std::move(h).value();
+}
+
+Result<std::string> read_address(Reader& r, std::string_view field, bool allow_empty) {
+  size_t at = r.offset();
+  SWL_ASSIGN(std::string s, r.str(field, kMaxAddressBytes));
+  if (s.empty() && allow_empty) return s;
+  if (auto hp = parse_host_port(s); !hp.ok()) {
+    return r.fail_at(Errc::bad_value, at, field, hp.error().message);
+  }
+  return s;
+}
+
+void encode_into(Writer& w, const Message& m) {
+  std::visit(
+      Overloaded{
+          [&](const Hello& x) {
+            w.u16(x.version);
+            w.raw(x.log_id.bytes);
+            w.u64(x.node_id);
+            w.u8(x.head ? 1 : 0);
+            if (x.head) write_head(w, *x.head);
+            w.str(x.listen);
+          },
+          [&](const HeadMsg& x) { write_head(w, x.head); },
+          [&](const GetEntries& x) {
+            w.u64(x.from);
+            w.u32(x.count);
+            w.u64(x.anchor);
+          },
+          [&](const Entries& x) {
+            w.u64(x.from);
+            write_head(w, x.head);
+            w.u32(static_cast<uint32_t>(x.entries.size()));
+            for (const Bytes& e : x.entries) w.blob(e);
+            write_hash_list(w, x.proof);
+            write_hash_list(w, x.anchor_path);
+          },
+          [&](const GetPeers&) {},
+          [&](const Peers& x) {
+            w.u32(static_cast<uint32_t>(x.addresses.size()));
+            for (const auto& a : x.addresses) w.str(a);
+          },
+          [&](const EvidenceMsg& x) { w.blob(encode_evidence(x.evidence)); },
+          [&](const ErrorMsg& x) {
+            w.u16(static_cast<uint16_t>(x.code));
+            w.str(x.message);
+          },
+      },
+      m);
+}
+
+Result<Message> decode_payload(MessageType type, Reader& r) {
+  switch (type) {
+    case MessageType::hello: {
+      Hello h;
+      SWL_ASSIGN(h.version, r.u16("version"));
+      // Everything after the version may change with it: refuse before reading on.
+      if (h.version != kProtocolVersion) {
+        return make_error(Errc::bad_version, "message: hello has protocol version {}, expected {}",
+                          h.version, kProtocolVersion);
+      }
+      SWL_ASSIGN(ByteView id, r.raw(32, "log_id"));
+      std::copy(id.begin(), id.end(), h.log_id.bytes.begin());
+      SWL_ASSIGN(h.node_id, r.u64("node_id"));
+      size_t at = r.offset();
+      SWL_ASSIGN(uint8_t has_head, r.u8("has_head"));
+      if (has_head > 1) return r.fail_at(Errc::non_canonical, at, "has_head", "not 0 or 1");
+      if (has_head) {
+        SWL_ASSIGN(Head head, read_head(r, "head"));
+        h.head = head;
+      }
+      SWL_ASSIGN(h.listen, read_address(r, "listen", /*allow_empty=*/true));
+      return Message{std::move(h)};
+    }
+    case MessageType::head: {
+      SWL_ASSIGN(Head head, read_head(r, "head"));
+      return Message{HeadMsg{head}};
+    }
+    case MessageType::get_entries: {
+      GetEntries g;
+      SWL_ASSIGN(g.from, r.u64("from"));
+      size_t at = r.offset();
+      SWL_ASSIGN(g.count, r.u32("count"));
+      if (g.count == 0 || g.count > kMaxBatchEntries) {
+        return r.fail_at(Errc::bad_value, at, "count",
+                         fmt::format("{} is not in 1..{}", g.count, kMaxBatchEntries));
+      }
+      SWL_ASSIGN(g.anchor, r.u64("anchor"));
+      return Message{g};
+    }
+    case MessageType::entries: {
+      Entries e;
+      SWL_ASSIGN(e.from, r.u64("from"));
+      SWL_ASSIGN(e.head, read_head(r, "head"));
+      size_t at = r.offset();
+      SWL_ASSIGN(uint32_t n, r.u32("entry count"));
+      if (n == 0 || n > kMaxBatchEntries) {
+        return r.fail_at(Errc::bad_value, at, "entry count",
+                         fmt::format("{} is not in 1..{}", n, kMaxBatchEntries));
+      }
+      // Each entry needs at least its 4-byte length: bound n by the input first.
+      if (static_cast<size_t>(n) * 4 > r.remaining()) {
+        return r.fail_at(Errc::truncated, at, "entries",
+                         fmt::format("{} entries cannot fit in {} byte(s)", n, r.remaining()));
+      }
+      e.entries.reserve(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        SWL_ASSIGN(ByteView b, r.blob("entry", kMaxFrameBytes));
+        e.entries.emplace_back(b.begin(), b.end());
+      }
+      if (e.from + n < e.from || e.head.size < e.from + n) {
+        return r.fail_at(Errc::bad_value, at, "entry count",
+                         fmt::format("entries [{}, {}+{}) are not covered by the head of size {}",
+                                     e.from, e.from, n, e.head.size));
+      }
+      SWL_ASSIGN(e.proof, read_hash_list(r, "proof", kMaxWireProofHashes));
+      SWL_ASSIGN(e.anchor_path, read_hash_list(r, "anchor_path", kMaxWireProofHashes));
+      return Message{std::move(e)};
+    }
+    case MessageType::get_peers:
+      return Message{GetPeers{}};
+    case MessageType::peers: {
+      Peers p;
+      size_t at = r.offset();
+      SWL_ASSIGN(uint32_t n, r.u32("address count"));
+      if (n > kMaxAddresses) {
+        return r.fail_at(Errc::too_large, at, "address count",
+                         fmt::format("{} over the cap of {}", n, kMaxAddresses));
+      }
+      for (uint32_t i = 0; i < n; ++i) {
+        SWL_ASSIGN(std::string a, read_address(r, "address", /*allow_empty=*/false));
+        p.addresses.push_back(std::move(a));
+      }
+      return Message{std::move(p)};
+    }
+    case MessageType::evidence: {
+      SWL_ASSIGN(ByteView b, r.blob("evidence", kMaxEvidenceBytes));
+      auto ev = decode_evidence(b);
+      if (!ev.ok()) {
+        return make_error(ev.error().code, "message: evidence: {}", ev.error().message);
+      }
+      return Message{EvidenceMsg{std::move(ev).value()}};
+    }
+    case MessageType::error: {
+      ErrorMsg e;
+      size_t at = r.offset();
+      SWL_ASSIGN(uint16_t code, r.u16("code"));
+      if (code < 1 || code > static_cast<uint16_t>(ErrorCode::shutting_down)) {
+        return r.fail_at(Errc::bad_value, at, "code", fmt::format("unknown error code {}", code));
+      }
+      e.code = static_cast<ErrorCode>(code);
+      SWL_ASSIGN(e.message, r.str("message", kMaxErrorMessageBytes));
+      return Message{std::move(e)};
+    }
+  }
+  return make_error(Errc::bad_value, "message: unknown type {}", static_cast<int>(type));
+}
+
+}  // namespace
+
+std::string_view message_type_name(MessageType t) {
+  switch (t) {
+    case MessageType::hello: return "Hello";
+    case MessageType::head: return "Head";
+    case MessageType::get_entries: return "GetEntries";
+    case MessageType::entries: return "Entries";
+    case MessageType::get_peers: return "GetPeers";
+    case MessageType::peers: return "Peers";
+    case MessageType::evidence: return "Evidence";
+    case MessageType::error: return "Error";
+  }
+  return "unknown";
+}
+
+MessageType message_type(const Message& m) {
+  // The variant's alternatives are in wire-id order, starting at 1.
+  static_assert(std::variant_size_v<Message> == 8);
+  static_assert(std::is_same_v<std::variant_alternative_t<0, Message>, Hello>);
+  static_assert(std::is_same_v<std::variant_alternative_t<7, Message>, ErrorMsg>);
+  return static_cast<MessageType>(m.index() + 1);
+}
+
+Bytes encode_payload(const Message& m) {
+  Writer w;
+  encode_into(w, m);
+  return w.take();
+}
+
+Bytes encode_frame(const Message& m) {
+  Writer w;
+  w.u32(0);  // patched below
+  w.u8(static_cast<uint8_t>(message_type(m)));
+  encode_into(w, m);
+  Bytes out = w.take();
+  uint32_t len = static_cast<uint32_t>(out.size() - kFrameHeaderBytes);
+  for (int i = 0; i < 4; ++i) out[static_cast<size_t>(i)] = static_cast<uint8_t>(len >> (24 - 8 * i));
+  return out;
+}
+
+Result<uint32_t> decode_frame_length(ByteView header4, size_t max_frame) {
+  Reader r(header4, "frame");
+  SWL_ASSIGN(uint32_t len, r.u32("length"));
+  if (len == 0) return r.fail_at(Errc::bad_value, 0, "length", "0 (a frame has at least its type)");
+  if (len > max_frame) {
+    return make_error(Errc::too_large, "frame: length {} at offset 0 is over the cap of {}", len,
+                      max_frame);
+  }
+  return len;
+}
+
+Result<Message> decode_message(ByteView body) {
+  Reader r(body, "message");
+  SWL_ASSIGN(uint8_t type, r.u8("type"));
+  if (type < 1 || type > static_cast<uint8_t>(MessageType::error)) {
+    return r.fail_at(Errc::bad_value, 0, "type", fmt::format("unknown message type {}", type));
+  }
+  SWL_ASSIGN(Message m, decode_payload(static_cast<MessageType>(type), r));
+  SWL_TRY(r.expect_end());
+  return m;
+}
+
+Result<Message> decode_frame(ByteView frame, size_t max_frame) {
+  if (frame.size() < kFrameHeaderBytes) {
+    return make_error(Errc::truncated, "frame: {} byte(s), the header needs {}", frame.size(),
+                      kFrameHeaderBytes);
+  }
+  SWL_ASSIGN(uint32_t len, decode_frame_length(frame.first(kFrameHeaderBytes), max_frame));
+  ByteView body = frame.subspan(kFrameHeaderBytes);
+  if (body.size() != len) {
+    return make_error(body.size() < len ? Errc::truncated : Errc::trailing_bytes,
+                      "frame: length field says {} byte(s), {} follow", len, body.size());
+  }
+  return decode_message(body);
+}
+
+Result<HostPort> parse_host_port(std::string_view text) {
+  if (text.empty() || text.size() > kMaxAddressBytes) {
+    return make_error(Errc::bad_value, "address '{}': length {} is not in 1..{}", text,
+                      text.size(), kMaxAddressBytes);
+  }
+  for (char c : text) {
+    if (c <= ' ' || c > '~') {
+      return make_error(Errc::bad_value, "address: holds a byte {:#04x} that is not printable ASCII",
+                        static_cast<unsigned char>(c));
+    }
+  }
+  HostPort hp;
+  std::string_view port;
+  if (text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return make_error(Errc::bad_value, "address '{}': expected [IPv6]:port", text);
+    }
+    hp.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return make_error(Errc::bad_value, "address '{}': expected host:port", text);
+    }
+    hp.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    if (hp.host.find(':') != std::string::npos) {
+      return make_error(Errc::bad_value, "address '{}': an IPv6 host needs [brackets]", text);
+    }
+  }
+  if (hp.host.empty()) return make_error(Errc::bad_value, "address '{}': empty host", text);
+  if (port.empty() || port.size() > 5 || (port.size() > 1 && port[0] == '0')) {
+    return make_error(Errc::bad_value, "address '{}': bad port '{}'", text, port);
+  }
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return make_error(Errc::bad_value, "address '{}': bad port '{}'", text, port);
+    p = p * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (p == 0 || p > 65535) return make_error(Errc::bad_value, "address '{}': port {} out of range", text, p);
+  hp.port = static_cast<uint16_t>(p);
+  return hp;
+}
+
+}  // namespace swarmlite::net
