@@ -3,6 +3,17 @@
 // they received only after they verify against a signed head (append_verified).
 // Invariant: every stored entry decodes, seq == position, and the stored head
 // (if any) verifies under log_id and its log_root == tree root at head.size.
+// Entries past head.size may exist (appended, head not yet signed or stored).
+//
+// Errors: bad_signature (head not signed by log_id), equivocation (a head at the
+// stored head's size with another root: the caller builds Evidence from both),
+// refused (a head older than the stored one), root_mismatch / proof_failed (the
+// entries do not lead to the head), bad_value (sizes or seqs do not line up),
+// decode errors of an entry prefixed with its batch position and seq.
+//
+// Thread-safety: not synchronized. One thread (or external serialization) for
+// everything, except entry_bytes() and entry(), which read only the store and
+// may run concurrently with one writer (LogStore's rule).
 #pragma once
 
 #include <filesystem>
@@ -64,6 +75,14 @@ class Log {
 
  private:
   Log(PublicKey id, std::unique_ptr<LogStore> store) : log_id_(id), store_(std::move(store)) {}
+  // Decodes each entry under `limits` and checks seq == size() + i.
+  Status check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits) const;
+  // equivocation: same size as the stored head, another root; refused: older.
+  Status check_against_stored_head(const Head& head) const;
+  Status store_head_if_new(const Head& head);
+  // append_verified / append_proven: verify everything, then store.
+  Status extend(std::span<const Bytes> encoded_entries, const Head& head,
+                std::span<const Hash32> consistency_proof, const EntryLimits& limits);
   PublicKey log_id_;
   std::unique_ptr<LogStore> store_;
   MerkleTree tree_;

@@ -1,0 +1,199 @@
+// Verified log: LogStore + MerkleTree + newest signed head (core/log.h).
+//
+// Order of every replica update: verify the head's signature, compare it with the
+// stored head (equivocation, staleness), decode every entry and check seq
+// continuity, append the leaves to the tree tentatively and check the root (or the
+// consistency proof) against the head — cutting the tree back on any failure —
+// and only then write the entries (one fsync) and the head. So the store never
+// holds an entry that did not verify, and a crash between the two writes leaves
+// verified entries past the stored head, which open() accepts (the head still
+// matches the tree at its own size).
+#include "core/log.h"
+
+#include "core/hash.h"
+
+namespace swarmlite {
+
+namespace {
+
+std::string short_hex(const Hash32& h) { return to_hex(ByteView(h.data(), 8)) + "…"; }
+
+}  // namespace
+
+Result<std::unique_ptr<Log>> Log::open(const std::filesystem::path& dir, const PublicKey& log_id,
+                                       LogStoreOptions options) {
+  SWL_ASSIGN(auto store, LogStore::open(dir, options));
+  std::unique_ptr<Log> log(new Log(log_id, std::move(store)));
+  LogStore& s = *log->store_;
+  for (uint64_t i = 0, n = s.size(); i < n; ++i) {
+    SWL_ASSIGN(Hash32 leaf, s.leaf_hash(i));
+    log->tree_.append(leaf);
+  }
+  SWL_ASSIGN(std::optional<Bytes> head_bytes, s.load_head());
+  if (!head_bytes) return log;
+
+  const std::string where = (dir / "head").string();
+  auto head = decode_head(*head_bytes);
+  if (!head.ok()) {
+    return make_error(Errc::corrupt, "{}: stored head does not decode: {}", where,
+                      head.error().to_string());
+  }
+  if (head->log_id != log_id) {
+    return make_error(Errc::invalid_argument, "{}: the log in {} belongs to log id {}, opened as {}",
+                      where, dir.string(), head->log_id.hex(), log_id.hex());
+  }
+  if (auto st = head->verify(log_id); !st.ok()) {
+    return make_error(Errc::corrupt, "{}: stored head: {}", where, st.error().message);
+  }
+  if (head->size > log->size()) {
+    return make_error(Errc::corrupt,
+                      "{}: stored head covers {} entries but the store holds {}: acknowledged "
+                      "entries are missing",
+                      where, head->size, log->size());
+  }
+  SWL_ASSIGN(Hash32 root, log->tree_.root_at(head->size));
+  if (root != head->log_root) {
+    return make_error(Errc::corrupt,
+                      "{}: stored head at size {} signs log root {}, the stored entries give {}",
+                      where, head->size, short_hex(head->log_root), short_hex(root));
+  }
+  log->head_ = std::move(head).value();
+  return log;
+}
+
+Result<Bytes> Log::entry_bytes(uint64_t seq) const { return store_->read(seq); }
+
+Result<Entry> Log::entry(uint64_t seq) const {
+  SWL_ASSIGN(Bytes bytes, store_->read(seq));
+  auto e = decode_entry(bytes);
+  if (!e.ok()) {
+    return make_error(Errc::corrupt, "log {}: stored entry {} does not decode: {}",
+                      store_->dir().string(), seq, e.error().to_string());
+  }
+  return e;
+}
+
+Status Log::check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits) const {
+  for (size_t i = 0; i < encoded_entries.size(); ++i) {
+    uint64_t want = size() + i;
+    auto e = decode_entry(encoded_entries[i], limits);
+    if (!e.ok()) {
+      Error err = e.take_error();
+      err.message = fmt::format("entry {} of the batch (seq {}): {}", i, want, err.message);
+      return err;
+    }
+    if (e->seq != want) {
+      return make_error(Errc::bad_value, "entry {} of the batch has seq {}, expected {}", i, e->seq,
+                        want);
+    }
+  }
+  return {};
+}
+
+Status Log::check_against_stored_head(const Head& head) const {
+  if (!head_) return {};
+  if (head.size == head_->size && head.log_root != head_->log_root) {
+    return make_error(Errc::equivocation,
+                      "log {} signed two heads at size {} with different log roots {} and {}",
+                      log_id_.hex(), head.size, short_hex(head_->log_root), short_hex(head.log_root));
+  }
+  if (head.size < head_->size) {
+    return make_error(Errc::refused, "head at size {} is older than the stored head at size {}",
+                      head.size, head_->size);
+  }
+  return {};
+}
+
+Status Log::store_head_if_new(const Head& head) {
+  if (head_ && *head_ == head) return {};
+  SWL_TRY(store_->store_head(encode_head(head)));
+  head_ = head;
+  return {};
+}
+
+Status Log::append(std::span<const Bytes> encoded_entries) {
+  SWL_TRY(check_entries(encoded_entries, EntryLimits{}));
+  uint64_t first = size();
+  SWL_TRY(store_->append_batch(encoded_entries));
+  for (uint64_t i = 0; i < encoded_entries.size(); ++i) {
+    SWL_ASSIGN(Hash32 leaf, store_->leaf_hash(first + i));
+    tree_.append(leaf);
+  }
+  return {};
+}
+
+Status Log::set_head(const Head& head) {
+  SWL_TRY(head.verify(log_id_));
+  SWL_TRY(check_against_stored_head(head));
+  if (head.size > size()) {
+    return make_error(Errc::invalid_argument, "head covers {} entries, the log holds {}", head.size,
+                      size());
+  }
+  SWL_ASSIGN(Hash32 root, tree_.root_at(head.size));
+  if (root != head.log_root) {
+    return make_error(Errc::root_mismatch, "head at size {} signs log root {}, the log has {}",
+                      head.size, short_hex(head.log_root), short_hex(root));
+  }
+  return store_head_if_new(head);
+}
+
+Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
+                   std::span<const Hash32> consistency_proof, const EntryLimits& limits) {
+  SWL_TRY(head.verify(log_id_));
+  SWL_TRY(check_against_stored_head(head));
+  const uint64_t old_size = size();
+  const uint64_t new_size = old_size + encoded_entries.size();
+  if (head.size < new_size) {
+    return make_error(Errc::bad_value, "head covers {} entries, fewer than the {} the log would hold",
+                      head.size, new_size);
+  }
+  SWL_TRY(check_entries(encoded_entries, limits));
+
+  for (const Bytes& e : encoded_entries) tree_.append(entry_leaf_hash(e));
+  auto undo = [&](Error e) -> Error {
+    tree_.truncate(old_size);
+    return e;
+  };
+  Status linked;
+  if (head.size == new_size) {
+    // The head signs exactly the extended tree (verify_consistency would accept
+    // any root for an empty tree, so compare here).
+    if (!consistency_proof.empty()) {
+      linked = make_error(Errc::proof_failed, "the head covers exactly the new entries, yet a "
+                          "consistency proof of {} hashes came with them", consistency_proof.size());
+    } else if (tree_.root() != head.log_root) {
+      linked = make_error(Errc::root_mismatch, "head signs log root {}, the entries give {}",
+                          short_hex(head.log_root), short_hex(tree_.root()));
+    }
+  } else {
+    linked = verify_consistency(new_size, head.size, tree_.root(), head.log_root, consistency_proof);
+  }
+  if (!linked.ok()) {
+    Error e = linked.take_error();
+    e.message = fmt::format("entries [{}, {}) do not lead to the head at size {}: {}", old_size,
+                            new_size, head.size, e.message);
+    return undo(std::move(e));
+  }
+  if (auto st = store_->append_batch(encoded_entries); !st.ok()) return undo(st.take_error());
+  if (head.size == new_size) SWL_TRY(store_head_if_new(head));
+  return {};
+}
+
+Status Log::append_verified(std::span<const Bytes> encoded_entries, const Head& head,
+                            const EntryLimits& limits) {
+  // Signature first: an unsigned head's size means nothing.
+  SWL_TRY(head.verify(log_id_));
+  SWL_TRY(check_against_stored_head(head));
+  if (head.size != size() + encoded_entries.size()) {
+    return make_error(Errc::bad_value, "head covers {} entries; the log holds {} and {} arrived",
+                      head.size, size(), encoded_entries.size());
+  }
+  return extend(encoded_entries, head, {}, limits);
+}
+
+Status Log::append_proven(std::span<const Bytes> encoded_entries, const Head& head,
+                          std::span<const Hash32> consistency_proof, const EntryLimits& limits) {
+  return extend(encoded_entries, head, consistency_proof, limits);
+}
+
+}  // namespace swarmlite

@@ -1,0 +1,322 @@
+#include "core/log.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "core/hash.h"
+
+namespace swarmlite {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(std::string_view tag) {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() /
+           fmt::format("swl-log-{}-{}-{}", tag, ::getpid(), counter.fetch_add(1));
+    fs::remove_all(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+Bytes make_entry(uint64_t seq) {
+  Entry e;
+  e.seq = seq;
+  e.time_ms = 1700000000000 + static_cast<int64_t>(seq);
+  e.seed[0] = static_cast<uint8_t>(seq);
+  e.statements.push_back(
+      Statement{"INSERT INTO t VALUES (?)", {Value{static_cast<int64_t>(seq * 10)}}});
+  e.state_root = hash_leaf(as_bytes(fmt::format("state {}", seq)));
+  e.page_count = static_cast<uint32_t>(seq + 2);
+  return encode_entry(e);
+}
+
+std::vector<Bytes> make_entries(uint64_t from, uint64_t to) {
+  std::vector<Bytes> v;
+  for (uint64_t i = from; i < to; ++i) v.push_back(make_entry(i));
+  return v;
+}
+
+Hash32 root_of(const std::vector<Bytes>& entries, uint64_t n) {
+  std::vector<Hash32> leaves;
+  for (uint64_t i = 0; i < n; ++i) leaves.push_back(entry_leaf_hash(entries[i]));
+  return merkle_root(leaves);
+}
+
+Head make_head(const KeyPair& key, uint64_t size, const Hash32& root, int64_t time_ms = 1) {
+  Head h;
+  h.log_id = key.pub;
+  h.size = size;
+  h.log_root = root;
+  h.state_root = empty_root();
+  h.page_count = 1;
+  h.time_ms = time_ms;
+  h.sign_with(key.secret);
+  return h;
+}
+
+std::unique_ptr<Log> open_ok(const fs::path& dir, const PublicKey& id) {
+  LogStoreOptions o;
+  o.segment_bytes = 1024;
+  auto r = Log::open(dir, id, o);
+  if (!r.ok()) FAIL(r.error().to_string());
+  return std::move(r).value();
+}
+
+struct Fixture {
+  KeyPair key = KeyPair::generate();
+  std::vector<Bytes> entries = make_entries(0, 10);
+};
+
+TEST_CASE("log: append, set_head and reopen") {
+  Fixture f;
+  TempDir t("basic");
+  {
+    auto log = open_ok(t.path, f.key.pub);
+    CHECK(log->size() == 0);
+    CHECK(!log->head().has_value());
+    REQUIRE(log->append(std::span(f.entries).first(6)).ok());
+    REQUIRE(log->append(std::span(f.entries).subspan(6)).ok());
+    CHECK(log->size() == 10);
+    CHECK(log->root() == root_of(f.entries, 10));
+    REQUIRE(log->set_head(make_head(f.key, 4, root_of(f.entries, 4))).ok());
+    REQUIRE(log->set_head(make_head(f.key, 10, root_of(f.entries, 10))).ok());
+    CHECK(log->head()->size == 10);
+  }
+  auto log = open_ok(t.path, f.key.pub);
+  CHECK(log->size() == 10);
+  CHECK(log->root() == root_of(f.entries, 10));
+  REQUIRE(log->head().has_value());
+  CHECK(*log->head() == make_head(f.key, 10, root_of(f.entries, 10)));
+  CHECK(*log->entry_bytes(3) == f.entries[3]);
+  CHECK(log->entry(7)->seq == 7);
+  CHECK(log->entry(10).error().code == Errc::not_found);
+}
+
+TEST_CASE("log: append refuses entries that do not continue the log") {
+  Fixture f;
+  TempDir t("seq");
+  auto log = open_ok(t.path, f.key.pub);
+  std::vector<Bytes> gap = {f.entries[0], f.entries[2]};
+  auto st = log->append(gap);
+  REQUIRE(!st.ok());
+  CHECK(st.error().code == Errc::bad_value);
+  CHECK(st.error().message.find("seq 2") != std::string::npos);
+  CHECK(log->size() == 0);
+  std::vector<Bytes> garbage = {Bytes{1, 2, 3}};
+  CHECK(!log->append(garbage).ok());
+  CHECK(log->size() == 0);
+}
+
+TEST_CASE("log: set_head refuses heads that do not match the log") {
+  Fixture f;
+  TempDir t("sethead");
+  auto log = open_ok(t.path, f.key.pub);
+  REQUIRE(log->append(std::span(f.entries).first(5)).ok());
+  KeyPair other = KeyPair::generate();
+  CHECK(log->set_head(make_head(other, 5, root_of(f.entries, 5))).error().code ==
+        Errc::bad_signature);
+  CHECK(log->set_head(make_head(f.key, 6, root_of(f.entries, 6))).error().code ==
+        Errc::invalid_argument);
+  CHECK(log->set_head(make_head(f.key, 5, root_of(f.entries, 4))).error().code ==
+        Errc::root_mismatch);
+  REQUIRE(log->set_head(make_head(f.key, 5, root_of(f.entries, 5))).ok());
+  CHECK(log->set_head(make_head(f.key, 3, root_of(f.entries, 3))).error().code == Errc::refused);
+  CHECK(log->head()->size == 5);
+}
+
+TEST_CASE("log: reopen fails when the stored head does not match the stored entries") {
+  Fixture f;
+  TempDir t("badhead");
+  {
+    auto log = open_ok(t.path, f.key.pub);
+    REQUIRE(log->append(std::span(f.entries).first(5)).ok());
+  }
+  auto store_raw_head = [&](const Head& h) {
+    auto s = LogStore::open(t.path);
+    REQUIRE(s.ok());
+    REQUIRE((*s)->store_head(encode_head(h)).ok());
+  };
+  SUBCASE("root differs") {
+    store_raw_head(make_head(f.key, 5, root_of(f.entries, 4)));
+    auto r = Log::open(t.path, f.key.pub);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+  }
+  SUBCASE("head covers more than the store holds") {
+    store_raw_head(make_head(f.key, 6, root_of(f.entries, 6)));
+    auto r = Log::open(t.path, f.key.pub);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+  }
+  SUBCASE("bad signature") {
+    Head h = make_head(f.key, 5, root_of(f.entries, 5));
+    h.signature[0] ^= 1;
+    store_raw_head(h);
+    auto r = Log::open(t.path, f.key.pub);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::corrupt);
+  }
+  SUBCASE("opened under another log id") {
+    store_raw_head(make_head(f.key, 5, root_of(f.entries, 5)));
+    auto r = Log::open(t.path, KeyPair::generate().pub);
+    REQUIRE(!r.ok());
+    CHECK(r.error().code == Errc::invalid_argument);
+  }
+  SUBCASE("a correct head opens") {
+    store_raw_head(make_head(f.key, 3, root_of(f.entries, 3)));
+    auto log = open_ok(t.path, f.key.pub);
+    CHECK(log->head()->size == 3);
+    CHECK(log->size() == 5);
+  }
+}
+
+TEST_CASE("log: append_verified accepts a correct batch") {
+  Fixture f;
+  TempDir t("replica");
+  {
+    auto log = open_ok(t.path, f.key.pub);
+    REQUIRE(log->append_verified(std::span(f.entries).first(4), make_head(f.key, 4, root_of(f.entries, 4)))
+                .ok());
+    REQUIRE(log->append_verified(std::span(f.entries).subspan(4),
+                                 make_head(f.key, 10, root_of(f.entries, 10)))
+                .ok());
+    CHECK(log->size() == 10);
+  }
+  auto log = open_ok(t.path, f.key.pub);
+  CHECK(log->size() == 10);
+  CHECK(log->head()->size == 10);
+  CHECK(*log->entry_bytes(9) == f.entries[9]);
+}
+
+TEST_CASE("log: append_verified rejects a bad batch and stores nothing") {
+  Fixture f;
+  TempDir t("reject");
+  Head good4 = make_head(f.key, 4, root_of(f.entries, 4));
+  {
+    auto log = open_ok(t.path, f.key.pub);
+    REQUIRE(log->append_verified(std::span(f.entries).first(4), good4).ok());
+  }
+  std::vector<Bytes> batch(f.entries.begin() + 4, f.entries.begin() + 8);
+  Head head8 = make_head(f.key, 8, root_of(f.entries, 8));
+  Errc want = Errc::internal;
+  Head head = head8;
+  SUBCASE("bad signature") {
+    head.signature[10] ^= 1;
+    want = Errc::bad_signature;
+  }
+  SUBCASE("head of another key") {
+    head = make_head(KeyPair::generate(), 8, root_of(f.entries, 8));
+    want = Errc::bad_signature;
+  }
+  SUBCASE("a field changed after signing") {
+    head.state_root[0] ^= 1;
+    want = Errc::bad_signature;
+  }
+  SUBCASE("tampered entry byte") {
+    // A byte of the SQL text: still decodes, but the leaf changes.
+    Bytes& e = batch[2];
+    auto pos = std::search(e.begin(), e.end(), std::begin("INSERT"), std::end("INSERT") - 1);
+    REQUIRE(pos != e.end());
+    *pos = 'X';
+    want = Errc::root_mismatch;
+  }
+  SUBCASE("missing entry") {
+    batch.erase(batch.begin() + 1);
+    want = Errc::bad_value;
+  }
+  SUBCASE("missing entry with a head at the shorter size") {
+    batch.erase(batch.begin() + 1);
+    head = make_head(f.key, 7, root_of(f.entries, 7));
+    want = Errc::bad_value;  // seq 6 where 5 was expected
+  }
+  SUBCASE("reordered batch") {
+    std::swap(batch[1], batch[2]);
+    want = Errc::bad_value;
+  }
+  SUBCASE("wrong size") {
+    head = make_head(f.key, 9, root_of(f.entries, 9));
+    want = Errc::bad_value;
+  }
+  SUBCASE("right size, wrong root") {
+    head = make_head(f.key, 8, root_of(f.entries, 7));
+    want = Errc::root_mismatch;
+  }
+  auto log = open_ok(t.path, f.key.pub);
+  auto st = log->append_verified(batch, head);
+  REQUIRE(!st.ok());
+  INFO(st.error().to_string());
+  CHECK(st.error().code == want);
+  CHECK(log->size() == 4);
+  CHECK(log->root() == root_of(f.entries, 4));
+  CHECK(*log->head() == good4);
+  log.reset();
+  log = open_ok(t.path, f.key.pub);
+  CHECK(log->size() == 4);
+  CHECK(*log->head() == good4);
+  // The good batch still goes in afterwards.
+  REQUIRE(log->append_verified(std::span(f.entries).subspan(4, 4), head8).ok());
+}
+
+TEST_CASE("log: equivocation at the same size is detected") {
+  Fixture f;
+  TempDir t("equiv");
+  auto log = open_ok(t.path, f.key.pub);
+  Head h5 = make_head(f.key, 5, root_of(f.entries, 5));
+  REQUIRE(log->append_verified(std::span(f.entries).first(5), h5).ok());
+  Hash32 other_root = root_of(make_entries(100, 105), 5);
+  Head fork = make_head(f.key, 5, other_root);
+  CHECK(log->append_verified({}, fork).error().code == Errc::equivocation);
+  CHECK(log->set_head(fork).error().code == Errc::equivocation);
+  // Even when entries come along with it.
+  CHECK(log->append_verified(std::span(f.entries).subspan(5, 1), fork).error().code ==
+        Errc::equivocation);
+  CHECK(*log->head() == h5);
+  // A re-signed head at the same size and root is a head-only update.
+  Head later = make_head(f.key, 5, root_of(f.entries, 5), 99);
+  REQUIRE(log->append_verified({}, later).ok());
+  CHECK(log->head()->time_ms == 99);
+}
+
+TEST_CASE("log: append_proven catches up against a newer head") {
+  Fixture f;
+  TempDir src("proven-src");
+  TempDir t("proven");
+  auto primary = open_ok(src.path, f.key.pub);
+  REQUIRE(primary->append(f.entries).ok());
+  Head h10 = make_head(f.key, 10, primary->root());
+  REQUIRE(primary->set_head(h10).ok());
+  auto proof = primary->consistency_proof(6, 10);
+  REQUIRE(proof.ok());
+
+  auto log = open_ok(t.path, f.key.pub);
+  SUBCASE("a wrong proof stores nothing") {
+    std::vector<Hash32> bad = *proof;
+    bad[0][0] ^= 1;
+    CHECK(!log->append_proven(std::span(f.entries).first(6), h10, bad).ok());
+    CHECK(log->size() == 0);
+    // A tampered entry with the right proof fails too.
+    std::vector<Bytes> batch(f.entries.begin(), f.entries.begin() + 6);
+    batch[3].back() ^= 1;
+    CHECK(!log->append_proven(batch, h10, *proof).ok());
+    CHECK(log->size() == 0);
+  }
+  SUBCASE("a good proof appends, the head is stored once covered") {
+    REQUIRE(log->append_proven(std::span(f.entries).first(6), h10, *proof).ok());
+    CHECK(log->size() == 6);
+    CHECK(!log->head().has_value());
+    REQUIRE(log->append_proven(std::span(f.entries).subspan(6), h10, {}).ok());
+    CHECK(log->size() == 10);
+    CHECK(*log->head() == h10);
+  }
+}
+
+}  // namespace
+}  // namespace swarmlite
