@@ -1,0 +1,542 @@
+// rqlite JSON in and out (see http_json.h, docs/http-api.md).
+#include "net/http_json.h"
+
+#include <sodium.h>
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <map>
+
+namespace swarmlite {
+namespace {
+
+using json = nlohmann::json;
+
+const char* json_type_name(const json& j) { return j.type_name(); }
+
+bool is_id_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '$' || c >= 0x80;
+}
+bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+// Index just past a quoted token starting at `i` (quote char `close`; a doubled
+// close char is an escaped one). Unterminated: the end of `sql`.
+size_t skip_quoted(std::string_view sql, size_t i, char close) {
+  for (size_t j = i + 1; j < sql.size(); ++j) {
+    if (sql[j] != close) continue;
+    if (close != ']' && j + 1 < sql.size() && sql[j + 1] == close) {
+      ++j;
+      continue;
+    }
+    return j + 1;
+  }
+  return sql.size();
+}
+
+Result<Value> json_to_value(const json& j, const HttpJsonLimits& limits) {
+  switch (j.type()) {
+    case json::value_t::null:
+      return Value{};
+    case json::value_t::boolean:
+      return Value{int64_t{j.get<bool>() ? 1 : 0}};
+    case json::value_t::number_integer:
+      return Value{j.get<int64_t>()};
+    case json::value_t::number_unsigned: {
+      uint64_t u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        return make_error(Errc::invalid_argument, "integer {} is out of the int64 range", u);
+      return Value{static_cast<int64_t>(u)};
+    }
+    case json::value_t::number_float:
+      return Value{j.get<double>()};
+    case json::value_t::string:
+      return Value{j.get<std::string>()};
+    case json::value_t::array: {
+      if (j.size() > limits.max_blob_bytes)
+        return make_error(Errc::too_large, "blob of {} bytes is over the cap of {}", j.size(),
+                          limits.max_blob_bytes);
+      Bytes blob;
+      blob.reserve(j.size());
+      for (size_t i = 0; i < j.size(); ++i) {
+        const json& b = j[i];
+        if (!b.is_number_integer() || b.get<int64_t>() < 0 || b.get<int64_t>() > 255)
+          return make_error(Errc::invalid_argument,
+                            "blob byte {} is not an integer 0..255 (a blob param is an array of bytes)", i);
+        blob.push_back(static_cast<uint8_t>(b.get<int64_t>()));
+      }
+      return Value{std::move(blob)};
+    }
+    default:
+      return make_error(Errc::invalid_argument, "a {} cannot be a param value", json_type_name(j));
+  }
+}
+
+Result<std::vector<Value>> bind_named(const std::string& sql, const json& named,
+                                      const HttpJsonLimits& limits) {
+  SWL_ASSIGN(auto params, sql_parameters(sql, limits.max_params));
+  int highest = 0;
+  for (const auto& p : params) highest = std::max(highest, p.index);
+  std::vector<Value> out(static_cast<size_t>(highest));
+  std::vector<bool> bound(out.size(), false);
+  for (const auto& p : params) {
+    if (p.name.empty() || p.name[0] == '?')
+      return make_error(Errc::invalid_argument,
+                        "positional parameter {} has no value (named params were given)",
+                        p.name.empty() ? "?" : p.name);
+    auto it = named.find(p.name.substr(1));
+    if (it == named.end()) it = named.find(p.name);
+    if (it == named.end())
+      return make_error(Errc::invalid_argument, "named parameter {} has no value", p.name);
+    auto v = json_to_value(*it, limits);
+    if (!v.ok())
+      return make_error(v.error().code, "named param \"{}\": {}", it.key(), v.error().message);
+    out[static_cast<size_t>(p.index - 1)] = std::move(v).value();
+    bound[static_cast<size_t>(p.index - 1)] = true;
+  }
+  for (auto it = named.begin(); it != named.end(); ++it) {
+    bool matched = false;
+    for (const auto& p : params)
+      if (p.name.substr(1) == it.key() || p.name == it.key()) matched = true;
+    if (!matched)
+      return make_error(Errc::invalid_argument, "named param \"{}\" matches no parameter in the SQL",
+                        it.key());
+  }
+  for (size_t i = 0; i < bound.size(); ++i)
+    if (!bound[i])  // a gap left by ?NNN numbering, e.g. "?3" alone
+      return make_error(Errc::invalid_argument, "parameter number {} has no value", i + 1);
+  return out;
+}
+
+Result<Statement> parse_statement(const json& j, const HttpJsonLimits& limits) {
+  if (j.is_string()) return Statement{j.get<std::string>(), {}};
+  if (!j.is_array())
+    return make_error(Errc::invalid_argument,
+                      "expected a SQL string or an array [sql, params…], got a {}", json_type_name(j));
+  if (j.empty() || !j[0].is_string())
+    return make_error(Errc::invalid_argument, "an array statement must start with the SQL string");
+  Statement st{j[0].get<std::string>(), {}};
+  if (j.size() == 2 && j[1].is_object()) {
+    SWL_ASSIGN(st.params, bind_named(st.sql, j[1], limits));
+    return st;
+  }
+  if (j.size() - 1 > limits.max_params)
+    return make_error(Errc::too_large, "{} params, over the cap of {}", j.size() - 1, limits.max_params);
+  st.params.reserve(j.size() - 1);
+  for (size_t i = 1; i < j.size(); ++i) {
+    if (j[i].is_object())
+      return make_error(Errc::invalid_argument,
+                        "param {}: named params must be the only object after the SQL", i);
+    auto v = json_to_value(j[i], limits);
+    if (!v.ok()) return make_error(v.error().code, "param {}: {}", i, v.error().message);
+    st.params.push_back(std::move(v).value());
+  }
+  return st;
+}
+
+struct TooDeep {};
+
+bool flag_value(std::string_view v, bool& out) {
+  if (v.empty() || v == "1" || v == "true" || v == "yes" || v == "on") {
+    out = true;
+    return true;
+  }
+  if (v == "0" || v == "false" || v == "no" || v == "off") {
+    out = false;
+    return true;
+  }
+  return false;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+}  // namespace
+
+Result<std::vector<SqlParameter>> sql_parameters(std::string_view sql, size_t max_index) {
+  std::vector<SqlParameter> out;
+  std::map<std::string, int, std::less<>> seen;
+  int highest = 0;
+  size_t i = 0;
+  const size_t n = sql.size();
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(sql[i]);
+    if (c == '\'' || c == '"' || c == '`') {
+      i = skip_quoted(sql, i, static_cast<char>(c));
+    } else if (c == '[') {
+      i = skip_quoted(sql, i, ']');
+    } else if (c == '-' && i + 1 < n && sql[i + 1] == '-') {
+      size_t e = sql.find('\n', i);
+      i = e == std::string_view::npos ? n : e + 1;
+    } else if (c == '/' && i + 1 < n && sql[i + 1] == '*') {
+      size_t e = sql.find("*/", i + 2);
+      i = e == std::string_view::npos ? n : e + 2;
+    } else if (is_digit(c)) {  // a number literal (may hold letters: 1e5, 0x1F)
+      while (i < n && (is_id_char(static_cast<unsigned char>(sql[i])) || sql[i] == '.')) ++i;
+    } else if (is_id_char(c) && c != '$') {  // identifier or keyword ('$' inside one is not a param)
+      while (i < n && is_id_char(static_cast<unsigned char>(sql[i]))) ++i;
+    } else if (c == '?') {
+      size_t j = i + 1;
+      while (j < n && is_digit(static_cast<unsigned char>(sql[j]))) ++j;
+      if (j == i + 1) {
+        if (static_cast<size_t>(highest) + 1 > max_index)
+          return make_error(Errc::too_large, "more than {} parameters at offset {}", max_index, i);
+        out.push_back({++highest, ""});
+      } else {
+        std::string name(sql.substr(i, j - i));
+        uint64_t num = 0;
+        auto [p, ec] = std::from_chars(sql.data() + i + 1, sql.data() + j, num);
+        if (ec != std::errc() || num == 0 || num > max_index)
+          return make_error(Errc::invalid_argument,
+                            "parameter {} at offset {} is out of range 1..{}", name, i, max_index);
+        if (!seen.count(name)) {
+          seen.emplace(name, static_cast<int>(num));
+          out.push_back({static_cast<int>(num), name});
+        }
+        highest = std::max(highest, static_cast<int>(num));
+      }
+      i = j;
+    } else if (c == ':' || c == '@' || c == '$') {
+      size_t j = i + 1;
+      while (j < n && is_id_char(static_cast<unsigned char>(sql[j]))) ++j;
+      if (j > i + 1) {
+        std::string name(sql.substr(i, j - i));
+        if (!seen.count(name)) {
+          if (static_cast<size_t>(highest) + 1 > max_index)
+            return make_error(Errc::too_large, "more than {} parameters at offset {}", max_index, i);
+          seen.emplace(name, ++highest);
+          out.push_back({highest, name});
+        }
+      }
+      i = j;
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+Result<std::vector<Statement>> parse_statements(std::string_view body, const HttpJsonLimits& limits) {
+  json doc;
+  const size_t max_depth = limits.max_depth;
+  try {
+    doc = json::parse(body, [max_depth](int depth, json::parse_event_t, json&) {
+      if (static_cast<size_t>(depth) > max_depth) throw TooDeep{};
+      return true;
+    });
+  } catch (const json::parse_error& e) {
+    return make_error(Errc::invalid_argument, "body is not valid JSON (at byte {}): {}", e.byte, e.what());
+  } catch (const TooDeep&) {
+    return make_error(Errc::invalid_argument, "body nests deeper than {} levels", max_depth);
+  }
+  if (!doc.is_array())
+    return make_error(Errc::invalid_argument, "body must be a JSON array of statements, got a {}",
+                      json_type_name(doc));
+  if (doc.size() > limits.max_statements)
+    return make_error(Errc::too_large, "body holds {} statements, over the cap of {}", doc.size(),
+                      limits.max_statements);
+  std::vector<Statement> out;
+  out.reserve(doc.size());
+  for (size_t i = 0; i < doc.size(); ++i) {
+    auto st = parse_statement(doc[i], limits);
+    if (!st.ok()) return make_error(st.error().code, "body: statement {}: {}", i, st.error().message);
+    out.push_back(std::move(st).value());
+  }
+  return out;
+}
+
+Result<std::string> url_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%') {
+      int hi = i + 2 < s.size() ? hex_digit(s[i + 1]) : -1;
+      int lo = i + 2 < s.size() ? hex_digit(s[i + 2]) : -1;
+      if (hi < 0 || lo < 0)
+        return make_error(Errc::invalid_argument, "bad percent escape at offset {}", i);
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::string url_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+Result<std::chrono::milliseconds> parse_duration(std::string_view s) {
+  if (s.empty()) return make_error(Errc::invalid_argument, "empty duration");
+  double total_ms = 0;
+  size_t i = 0;
+  bool bare = true;
+  while (i < s.size()) {
+    size_t j = i;
+    while (j < s.size() && (is_digit(static_cast<unsigned char>(s[j])) || s[j] == '.')) ++j;
+    if (j == i) return make_error(Errc::invalid_argument, "duration \"{}\": expected a number at offset {}", s, i);
+    double num = 0;
+    auto [p, ec] = std::from_chars(s.data() + i, s.data() + j, num);
+    if (ec != std::errc() || p != s.data() + j)
+      return make_error(Errc::invalid_argument, "duration \"{}\": bad number at offset {}", s, i);
+    size_t k = j;
+    while (k < s.size() && !is_digit(static_cast<unsigned char>(s[k])) && s[k] != '.') ++k;
+    std::string_view unit = s.substr(j, k - j);
+    double scale = 0;
+    if (unit.empty() && bare && k == s.size()) scale = 1000;  // bare number: seconds
+    else if (unit == "ns") scale = 1e-6;
+    else if (unit == "us" || unit == "\xC2\xB5s") scale = 1e-3;
+    else if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m") scale = 60'000;
+    else if (unit == "h") scale = 3'600'000;
+    else return make_error(Errc::invalid_argument, "duration \"{}\": unknown unit \"{}\"", s, unit);
+    total_ms += num * scale;
+    bare = false;
+    i = k;
+  }
+  if (!std::isfinite(total_ms) || total_ms > 1e12)
+    return make_error(Errc::invalid_argument, "duration \"{}\" is out of range", s);
+  return std::chrono::milliseconds(static_cast<int64_t>(total_ms));
+}
+
+Result<RequestOptions> parse_request_options(std::string_view qs) {
+  RequestOptions o;
+  size_t i = 0;
+  while (i <= qs.size()) {
+    size_t amp = qs.find('&', i);
+    if (amp == std::string_view::npos) amp = qs.size();
+    std::string_view part = qs.substr(i, amp - i);
+    i = amp + 1;
+    if (part.empty()) continue;
+    size_t eq = part.find('=');
+    SWL_ASSIGN(std::string key, url_decode(part.substr(0, eq)));
+    std::string value;
+    if (eq != std::string_view::npos) {
+      SWL_ASSIGN(value, url_decode(part.substr(eq + 1)));
+    }
+    bool* flag = key == "transaction" ? &o.transaction
+                 : key == "pretty"    ? &o.pretty
+                 : key == "timings"   ? &o.timings
+                 : key == "associative" ? &o.associative
+                 : key == "proof"     ? &o.proof
+                                      : nullptr;
+    if (flag) {
+      if (!flag_value(value, *flag))
+        return make_error(Errc::invalid_argument, "query option {}={}: expected 1/0/true/false", key, value);
+    } else if (key == "q") {
+      o.q = std::move(value);
+    } else if (key == "min_size") {
+      uint64_t n = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (value.empty() || ec != std::errc() || p != value.data() + value.size())
+        return make_error(Errc::invalid_argument, "query option min_size={}: expected an unsigned integer", value);
+      o.min_size = n;
+    } else if (key == "timeout") {
+      auto d = parse_duration(value);
+      if (!d.ok()) return make_error(Errc::invalid_argument, "query option timeout: {}", d.error().message);
+      o.timeout = std::min(*d, kMaxRequestTimeout);
+    } else if (key == "level") {
+      o.level = std::move(value);
+    }
+  }
+  return o;
+}
+
+std::string base64_encode(ByteView bytes) {
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), bytes.data(), bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(out.size() - 1);  // the terminating NUL
+  return out;
+}
+
+Result<Bytes> base64_decode(std::string_view text) {
+  Bytes out(text.size() / 4 * 3 + 3);
+  size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(out.data(), out.size(), text.data(), text.size(), nullptr, &len, &end,
+                        sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      end != text.data() + text.size())
+    return make_error(Errc::bad_value, "invalid base64 at offset {}",
+                      end ? static_cast<size_t>(end - text.data()) : size_t{0});
+  out.resize(len);
+  return out;
+}
+
+nlohmann::json value_to_json(const Value& v) {
+  return std::visit(
+      [](const auto& x) -> json {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::monostate>) return nullptr;
+        else if constexpr (std::is_same_v<T, int64_t>) return x;
+        else if constexpr (std::is_same_v<T, double>) return std::isfinite(x) ? json(x) : json(nullptr);
+        else if constexpr (std::is_same_v<T, std::string>) return x;
+        else return base64_encode(x);
+      },
+      v.v);
+}
+
+std::string dump_json(const nlohmann::json& j, bool pretty) {
+  return j.dump(pretty ? 2 : -1, ' ', false, json::error_handler_t::replace) + (pretty ? "\n" : "");
+}
+
+std::string render_error(std::string_view message, bool pretty) {
+  return dump_json(json{{"error", std::string(message)}}, pretty);
+}
+
+namespace {
+
+json rows_json(const std::vector<std::vector<Value>>& rows) {
+  json values = json::array();
+  for (const auto& row : rows) {
+    json r = json::array();
+    for (const auto& v : row) r.push_back(value_to_json(v));
+    values.push_back(std::move(r));
+  }
+  return values;
+}
+
+json assoc_rows_json(const std::vector<std::string>& columns, const std::vector<std::vector<Value>>& rows) {
+  json out = json::array();
+  for (const auto& row : rows) {
+    json r = json::object();
+    for (size_t c = 0; c < row.size() && c < columns.size(); ++c) r[columns[c]] = value_to_json(row[c]);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string finish(json results, const RequestOptions& opts, double total_seconds) {
+  json doc{{"results", std::move(results)}};
+  if (opts.timings) doc["time"] = total_seconds;
+  return dump_json(doc, opts.pretty);
+}
+
+}  // namespace
+
+std::string render_exec_results(const std::vector<ExecOutcome>& results, const RequestOptions& opts,
+                                double total_seconds) {
+  json arr = json::array();
+  for (const auto& r : results) {
+    json o = json::object();
+    if (r.error) {
+      o["error"] = *r.error;
+    } else {
+      o["last_insert_id"] = r.last_insert_id;
+      o["rows_affected"] = r.rows_affected;
+      if (!r.columns.empty()) {
+        o["columns"] = r.columns;
+        if (opts.associative) o["rows"] = assoc_rows_json(r.columns, r.rows);
+        else if (!r.rows.empty()) o["values"] = rows_json(r.rows);
+      }
+      if (opts.timings) o["time"] = r.seconds;
+    }
+    arr.push_back(std::move(o));
+  }
+  return finish(std::move(arr), opts, total_seconds);
+}
+
+std::string render_query_results(const std::vector<QueryOutcome>& results, const RequestOptions& opts,
+                                 double total_seconds) {
+  json arr = json::array();
+  for (const auto& r : results) {
+    json o = json::object();
+    if (r.error) {
+      o["error"] = *r.error;
+    } else {
+      std::vector<std::string> types;
+      types.reserve(r.types.size());
+      for (const auto& t : r.types) types.push_back(lower(t));
+      if (opts.associative) {
+        json t = json::object();
+        for (size_t c = 0; c < r.columns.size(); ++c) t[r.columns[c]] = c < types.size() ? types[c] : "";
+        o["types"] = std::move(t);
+        o["rows"] = assoc_rows_json(r.columns, r.rows);
+      } else {
+        o["columns"] = r.columns;
+        o["types"] = types;
+        if (!r.rows.empty()) o["values"] = rows_json(r.rows);  // rqlite omits an empty "values"
+      }
+      if (opts.timings) o["time"] = r.seconds;
+    }
+    if (r.size) o["size"] = *r.size;
+    if (!r.proof.empty()) o["proof"] = base64_encode(r.proof);
+    arr.push_back(std::move(o));
+  }
+  return finish(std::move(arr), opts, total_seconds);
+}
+
+Result<QueryOutcome> query_outcome_from_json(const nlohmann::json& r) {
+  if (!r.is_object()) return make_error(Errc::bad_value, "result is a {}, not an object", json_type_name(r));
+  QueryOutcome out;
+  auto strings = [](const json& j, const char* what, std::vector<std::string>& dst) -> Status {
+    if (!j.is_array()) return make_error(Errc::bad_value, "\"{}\" is not an array", what);
+    for (const auto& s : j) {
+      if (!s.is_string()) return make_error(Errc::bad_value, "\"{}\" holds a {}", what, json_type_name(s));
+      dst.push_back(s.get<std::string>());
+    }
+    return ok_status();
+  };
+  if (auto it = r.find("error"); it != r.end()) {
+    out.error = it->is_string() ? it->get<std::string>() : it->dump();
+    return out;
+  }
+  if (auto it = r.find("columns"); it != r.end()) SWL_TRY(strings(*it, "columns", out.columns));
+  if (auto it = r.find("types"); it != r.end() && it->is_array()) SWL_TRY(strings(*it, "types", out.types));
+  if (auto it = r.find("values"); it != r.end()) {
+    if (!it->is_array()) return make_error(Errc::bad_value, "\"values\" is not an array");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& row = (*it)[i];
+      if (!row.is_array() || row.size() != out.columns.size())
+        return make_error(Errc::bad_value, "row {} does not have {} values", i, out.columns.size());
+      std::vector<Value> vals;
+      for (const auto& v : row) {
+        if (v.is_number_float()) vals.push_back(Value{v.get<double>()});
+        else if (v.is_number_unsigned() || v.is_number_integer()) vals.push_back(Value{v.get<int64_t>()});
+        else if (v.is_string()) vals.push_back(Value{v.get<std::string>()});
+        else if (v.is_boolean()) vals.push_back(Value{int64_t{v.get<bool>()}});
+        else if (v.is_null()) vals.push_back(Value{});
+        else return make_error(Errc::bad_value, "row {} holds a {}", i, json_type_name(v));
+      }
+      out.rows.push_back(std::move(vals));
+    }
+  }
+  if (auto it = r.find("time"); it != r.end() && it->is_number()) out.seconds = it->get<double>();
+  if (auto it = r.find("size"); it != r.end() && it->is_number_unsigned()) out.size = it->get<uint64_t>();
+  if (auto it = r.find("proof"); it != r.end()) {
+    if (!it->is_string()) return make_error(Errc::bad_value, "\"proof\" is not a string");
+    auto bytes = base64_decode(it->get<std::string>());
+    if (!bytes.ok()) return make_error(Errc::bad_value, "\"proof\": {}", bytes.error().message);
+    out.proof = std::move(bytes).value();
+  }
+  return out;
+}
+
+}  // namespace swarmlite

@@ -1,0 +1,235 @@
+#include "net/http_json.h"
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include "net/metrics.h"
+
+using namespace swarmlite;
+using nlohmann::json;
+
+namespace {
+
+std::vector<Statement> parse_ok(std::string_view body) {
+  auto r = parse_statements(body);
+  if (!r.ok()) FAIL_CHECK("parse failed: " << r.error().to_string());
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+std::string parse_err(std::string_view body) {
+  auto r = parse_statements(body);
+  REQUIRE_FALSE(r.ok());
+  return r.error().message;
+}
+
+Value vi(int64_t i) { return Value{i}; }
+Value vt(std::string s) { return Value{std::move(s)}; }
+
+}  // namespace
+
+TEST_CASE("plain SQL strings parse into statements without params") {
+  auto st = parse_ok(R"J(["CREATE TABLE t(a)", "INSERT INTO t VALUES(1)"])J");
+  REQUIRE(st.size() == 2);
+  CHECK(st[0] == Statement{"CREATE TABLE t(a)", {}});
+  CHECK(st[1].sql == "INSERT INTO t VALUES(1)");
+  CHECK(parse_ok("[]").empty());
+}
+
+TEST_CASE("positional params take every JSON value type") {
+  auto st = parse_ok(R"J([["INSERT INTO t VALUES(?,?,?,?,?,?)", 1, -2.5, "x", null, true, [0, 255, 7]]])J");
+  REQUIRE(st.size() == 1);
+  REQUIRE(st[0].params.size() == 6);
+  CHECK(st[0].params[0] == vi(1));
+  CHECK(st[0].params[1] == Value{-2.5});
+  CHECK(st[0].params[2] == vt("x"));
+  CHECK(st[0].params[3] == Value{});
+  CHECK(st[0].params[4] == vi(1));
+  CHECK(st[0].params[5] == Value{Bytes{0, 255, 7}});
+  auto big = parse_ok(R"J([["SELECT ?", 9223372036854775807, -9223372036854775808]])J");
+  CHECK(big[0].params[0] == vi(INT64_MAX));
+  CHECK(big[0].params[1] == vi(INT64_MIN));
+}
+
+TEST_CASE("named params are numbered as SQLite numbers them") {
+  auto st = parse_ok(R"J([["INSERT INTO t VALUES(:b, @a, :b, $c)", {"a": 1, "b": "two", "c": null}]])J");
+  REQUIRE(st[0].params.size() == 3);
+  CHECK(st[0].params[0] == vt("two"));
+  CHECK(st[0].params[1] == vi(1));
+  CHECK(st[0].params[2] == Value{});
+  // Keys may carry the prefix too.
+  auto st2 = parse_ok(R"J([["SELECT :x", {":x": 5}]])J");
+  CHECK(st2[0].params == std::vector<Value>{vi(5)});
+
+  // Cross-check the numbering with SQLite itself on a real statement.
+  const char* sql = "SELECT ?, :a, ?5, @b, ?, :a, $c, ':z', \"@q\", [x$y] -- :no\n /* @no */ FROM (SELECT 1 AS \"x$y\")";
+  auto ours = sql_parameters(sql);
+  REQUIRE(ours.ok());
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(":memory:", &db) == SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK);
+  int highest = 0;
+  for (const auto& p : *ours) {
+    highest = std::max(highest, p.index);
+    if (!p.name.empty()) CHECK_MESSAGE(sqlite3_bind_parameter_index(stmt, p.name.c_str()) == p.index, p.name);
+  }
+  CHECK(highest == sqlite3_bind_parameter_count(stmt));
+  CHECK(ours->size() == 6);  // ?, :a, ?5, @b, ?, $c (the second :a is the same parameter)
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST_CASE("bad bodies are refused with what and where") {
+  CHECK(parse_err("").find("not valid JSON") != std::string::npos);
+  CHECK(parse_err("[\"a\",").find("at byte") != std::string::npos);
+  CHECK(parse_err(R"J({"a":1})J").find("must be a JSON array") != std::string::npos);
+  CHECK(parse_err("[1]").find("statement 0") != std::string::npos);
+  CHECK(parse_err(R"J(["ok", []])J").find("statement 1: an array statement must start") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT ?", {"a": 1}, 2]])J").find("param 1: named params") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT ?", 18446744073709551615]])J").find("int64 range") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT ?", [1, 256]]])J").find("blob byte 1") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT ?", [[1]]]])J").find("blob byte 0") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT :a", {"b": 1}]])J").find("named parameter :a has no value") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT :a", {"a": 1, "zz": 2}]])J").find("\"zz\" matches no parameter") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT ?, :a", {"a": 1}]])J").find("positional parameter ?") != std::string::npos);
+  CHECK(parse_err(R"J([["SELECT ?99999", {}]])J").find("out of range") != std::string::npos);
+  CHECK(parse_err(std::string(100, '[') + std::string(100, ']')).find("deeper than") != std::string::npos);
+  HttpJsonLimits small;
+  small.max_statements = 2;
+  auto r = parse_statements(R"J(["a","b","c"])J", small);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+}
+
+TEST_CASE("request options parse from the query string") {
+  auto o = parse_request_options("transaction&pretty=true&timings=0&q=SELECT%20*%20FROM+t&min_size=42&timeout=250ms&level=strong&redirect&proof=1");
+  REQUIRE(o.ok());
+  CHECK(o->transaction);
+  CHECK(o->pretty);
+  CHECK_FALSE(o->timings);
+  CHECK(o->proof);
+  CHECK(o->q == std::optional<std::string>("SELECT * FROM t"));
+  CHECK(o->min_size == 42);
+  CHECK(o->timeout == std::chrono::milliseconds(250));
+  CHECK(o->level == "strong");
+  CHECK(parse_request_options("timeout=1h")->timeout == kMaxRequestTimeout);
+  CHECK_FALSE(parse_request_options("min_size=-1").ok());
+  CHECK_FALSE(parse_request_options("min_size=").ok());
+  CHECK_FALSE(parse_request_options("pretty=maybe").ok());
+  CHECK_FALSE(parse_request_options("q=%zz").ok());
+  CHECK_FALSE(parse_request_options("timeout=5x").ok());
+}
+
+TEST_CASE("Go-style durations parse") {
+  CHECK(*parse_duration("5s") == std::chrono::milliseconds(5000));
+  CHECK(*parse_duration("1m30s") == std::chrono::milliseconds(90000));
+  CHECK(*parse_duration("1.5s") == std::chrono::milliseconds(1500));
+  CHECK(*parse_duration("2") == std::chrono::milliseconds(2000));
+  CHECK(*parse_duration("750000us") == std::chrono::milliseconds(750));
+  CHECK_FALSE(parse_duration("").ok());
+  CHECK_FALSE(parse_duration("s").ok());
+  CHECK_FALSE(parse_duration("1s2").ok());
+}
+
+TEST_CASE("url encoding round-trips") {
+  std::string s = "SELECT * FROM t WHERE a = 'x&y' -- ü";
+  CHECK(*url_decode(url_encode(s)) == s);
+}
+
+TEST_CASE("values render as rqlite renders them") {
+  CHECK(value_to_json(Value{}).is_null());
+  CHECK(value_to_json(vi(-7)) == json(-7));
+  CHECK(value_to_json(Value{1.5}) == json(1.5));
+  CHECK(value_to_json(Value{std::numeric_limits<double>::infinity()}).is_null());
+  CHECK(value_to_json(vt("hi")) == json("hi"));
+  CHECK(value_to_json(Value{Bytes{'a', 'b', 'c'}}) == json("YWJj"));
+  CHECK(base64_encode(Bytes{}) == "");
+  CHECK(*base64_decode("YWJjZA==") == Bytes{'a', 'b', 'c', 'd'});
+  CHECK_FALSE(base64_decode("YWJ!").ok());
+  // Invalid UTF-8 in text never throws; it is replaced.
+  std::string bad = "a\xff" "b";
+  CHECK_NOTHROW(dump_json(value_to_json(vt(bad)), false));
+}
+
+TEST_CASE("query results render columns, types and values; empty results omit values") {
+  QueryOutcome q;
+  q.columns = {"id", "name", "data"};
+  q.types = {"INTEGER", "text", ""};
+  q.rows = {{vi(1), vt("fiona"), Value{Bytes{1, 2}}}};
+  QueryOutcome empty;
+  empty.columns = {"id"};
+  empty.types = {"integer"};
+  QueryOutcome err;
+  err.error = "no such table: nope";
+  RequestOptions opts;
+  auto doc = json::parse(render_query_results({q, empty, err}, opts, 0.5));
+  CHECK(doc == json::parse(R"J({"results":[
+      {"columns":["id","name","data"],"types":["integer","text",""],"values":[[1,"fiona","AQI="]]},
+      {"columns":["id"],"types":["integer"]},
+      {"error":"no such table: nope"}]})J"));
+
+  opts.timings = true;
+  opts.associative = true;
+  q.proof = {9, 9};
+  q.size = 12;
+  auto doc2 = json::parse(render_query_results({q}, opts, 0.25));
+  CHECK(doc2["time"] == json(0.25));
+  CHECK(doc2["results"][0]["rows"][0]["name"] == json("fiona"));
+  CHECK(doc2["results"][0]["types"]["id"] == json("integer"));
+  CHECK(doc2["results"][0]["size"] == json(12));
+  CHECK(doc2["results"][0]["proof"] == json("CQk="));
+
+  // The CLI reads a result back.
+  auto back = query_outcome_from_json(json::parse(render_query_results({q}, RequestOptions{}, 0))["results"][0]);
+  REQUIRE(back.ok());
+  CHECK(back->columns == q.columns);
+  CHECK(back->rows[0][0] == vi(1));
+  CHECK(back->rows[0][2] == vt("AQI="));
+  CHECK(back->proof == Bytes{9, 9});
+  CHECK(back->size == std::optional<uint64_t>(12));
+}
+
+TEST_CASE("execute results render ids, counts and per-statement errors") {
+  ExecOutcome a;
+  a.last_insert_id = 5;
+  a.rows_affected = 1;
+  ExecOutcome b;
+  b.error = "UNIQUE constraint failed: t.a";
+  RequestOptions opts;
+  opts.pretty = true;
+  std::string text = render_exec_results({a, b}, opts, 0);
+  CHECK(text.find('\n') != std::string::npos);
+  CHECK(json::parse(text) ==
+        json::parse(R"J({"results":[{"last_insert_id":5,"rows_affected":1},{"error":"UNIQUE constraint failed: t.a"}]})J"));
+  CHECK(json::parse(render_error("bad \"x\"")) == json{{"error", "bad \"x\""}});
+}
+
+TEST_CASE("metrics render in the Prometheus text format") {
+  Metrics m;
+  m.counter("swarmlite_http_requests_total", "HTTP requests by status code", {{"code", "200"}}).inc(3);
+  m.counter("swarmlite_http_requests_total", "ignored", {{"code", "404"}}).inc();
+  m.gauge("swarmlite_lag_entries", "Entries behind", {{"peer", "a\"b\\c\nd"}}).set(2.5);
+  auto& h = m.histogram("swarmlite_query_seconds", "Query latency", {0.01, 0.1});
+  h.observe(0.005);
+  h.observe(0.01);
+  h.observe(0.5);
+  std::string text = m.render();
+  CHECK(text ==
+        "# HELP swarmlite_http_requests_total HTTP requests by status code\n"
+        "# TYPE swarmlite_http_requests_total counter\n"
+        "swarmlite_http_requests_total{code=\"200\"} 3\n"
+        "swarmlite_http_requests_total{code=\"404\"} 1\n"
+        "# HELP swarmlite_lag_entries Entries behind\n"
+        "# TYPE swarmlite_lag_entries gauge\n"
+        "swarmlite_lag_entries{peer=\"a\\\"b\\\\c\\nd\"} 2.5\n"
+        "# HELP swarmlite_query_seconds Query latency\n"
+        "# TYPE swarmlite_query_seconds histogram\n"
+        "swarmlite_query_seconds_bucket{le=\"0.01\"} 2\n"
+        "swarmlite_query_seconds_bucket{le=\"0.1\"} 2\n"
+        "swarmlite_query_seconds_bucket{le=\"+Inf\"} 3\n"
+        "swarmlite_query_seconds_sum 0.515\n"
+        "swarmlite_query_seconds_count 3\n");
+  m.remove("swarmlite_lag_entries", {{"peer", "a\"b\\c\nd"}});
+  CHECK(m.render().find("swarmlite_lag_entries") == std::string::npos);
+}
