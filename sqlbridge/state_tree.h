@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <vector>
 
 #include "core/merkle.h"
@@ -21,7 +22,48 @@ inline constexpr uint32_t kPageSize = 4096;
 
 // Copy of `page` with page 1's volatile header bytes zeroed (other pages unchanged).
 Bytes normalize_page(uint32_t pgno, ByteView page);
+// H(0x00 ‖ u32be(pgno) ‖ normalize_page(pgno, page)), hashed without copying the page.
 Hash32 page_leaf_hash(uint32_t pgno, ByteView page);
+
+// The logical pages of a database as a new reader would see them: the main
+// file overlaid with the committed frames of its -wal file (parsed as SQLite's
+// recovery does: header magic and checksum, salts, cumulative frame checksums,
+// up to the last valid commit frame). Never writes, never checkpoints.
+// page_count = the last valid commit frame's database size, else the main
+// file's size in pages (rounded up); page_size from the main file's header (or
+// the WAL header when the main file is empty); both must agree when both exist.
+// Pages past the end of both files read as zeros (as SQLite reads them).
+// Move-only: owns the open files. Not thread-safe.
+class LogicalPages {
+ public:
+  static Result<LogicalPages> open(const std::filesystem::path& db_path);
+  LogicalPages(LogicalPages&& other) noexcept;
+  LogicalPages& operator=(LogicalPages&& other) noexcept;
+  LogicalPages(const LogicalPages&) = delete;
+  LogicalPages& operator=(const LogicalPages&) = delete;
+  ~LogicalPages();
+
+  uint32_t page_size() const { return page_size_; }
+  uint32_t page_count() const { return page_count_; }
+  // Frames of the -wal file accepted as committed (0 without a WAL).
+  uint32_t committed_frames() const { return committed_frames_; }
+  // Reads page `pgno` (1..page_count) into `out` (resized to page_size).
+  Status read(uint32_t pgno, Bytes& out) const;
+
+ private:
+  LogicalPages() = default;
+  std::filesystem::path path_;
+  int db_fd_ = -1;
+  int wal_fd_ = -1;
+  uint32_t page_size_ = 0;
+  uint32_t page_count_ = 0;
+  uint32_t committed_frames_ = 0;
+  int64_t db_size_ = 0;
+  std::map<uint32_t, int64_t> wal_page_offset_;  // pgno -> offset of the newest committed frame's data
+};
+
+// Every logical page, 1-based pgno at index pgno - 1 (see LogicalPages).
+Result<std::vector<Bytes>> read_logical_pages(const std::filesystem::path& db_path);
 
 class StateTree {
  public:
@@ -35,7 +77,9 @@ class StateTree {
 
   // Applies one commit: sets the leaves of `pages`, then resizes to `page_count`
   // (cutting or extending; a page beyond the old end must be in `pages`).
-  // Remembers what it changed so undo_last() can restore the previous tree.
+  // Pages numbered above page_count are ignored. On error (pgno 0, a missing
+  // new page) nothing changes. Remembers what it changed so undo_last() can
+  // restore the previous tree. O(|pages| log n + pages cut).
   Status apply(const PageMap& pages, uint32_t page_count);
   // Restores the tree as it was before the last apply() (once).
   void undo_last();
@@ -49,6 +93,7 @@ class StateTree {
   struct Undo {
     uint64_t old_size = 0;
     std::vector<std::pair<uint64_t, Hash32>> old_leaves;  // leaves overwritten (index < old_size)
+    std::vector<Hash32> cut_leaves;  // leaves [new size, old_size) cut off by a shrink
     bool valid = false;
   } undo_;
 };
