@@ -7,7 +7,10 @@
 // The directory also holds the newest signed head (opaque bytes to this class),
 // replaced atomically.
 //
-// Thread-safety: one writer; reads may run concurrently with appends.
+// Thread-safety: one writer; reads may run concurrently with appends (readers copy
+// an index row under a shared lock and pread; rows are published after their bytes
+// are written). One open store per directory: DIR/LOCK is flock()ed, a second open
+// fails with Errc::unavailable.
 #pragma once
 
 #include <filesystem>
