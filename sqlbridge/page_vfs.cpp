@@ -23,8 +23,8 @@
 
 #include <cassert>
 #include <cstring>
-#include <new>
 #include <mutex>
+#include <new>
 #include <unordered_map>
 
 namespace swarmlite {
@@ -258,12 +258,12 @@ sqlite3_vfs* g_real_vfs = nullptr;  // the wrapped VFS (the default when registe
 
 // Our file object. The wrapped VFS's file object follows it in memory.
 struct PageFile {
-  sqlite3_file base;             // pMethods = one of our io_methods tables
+  sqlite3_file base;              // pMethods = one of our io_methods tables
   WriteCapture* write = nullptr;  // -wal: captures frames; main db: sees the write lock
   ReadCapture* read = nullptr;    // records pages read
   bool is_wal = false;
-  uint32_t page_size = 0;        // main db: learnt from the 100-byte header read
-  bool has_deferred = false;     // a commit frame header held back (see xWrite)
+  uint32_t page_size = 0;     // main db: learnt from the 100-byte header read
+  bool has_deferred = false;  // a commit frame header held back (see xWrite)
   int64_t deferred_offset = 0;
   uint8_t deferred[kWalFrameHeaderSize] = {};
 };
@@ -362,8 +362,7 @@ int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offse
   PageFile* p = as_page_file(f);
   sqlite3_file* r = real_file(f);
   if (!p->is_wal || p->write == nullptr) return r->pMethods->xWrite(r, buf, amount, offset);
-  bool data_of_deferred =
-      p->has_deferred && offset == p->deferred_offset + kWalFrameHeaderSize;
+  bool data_of_deferred = p->has_deferred && offset == p->deferred_offset + kWalFrameHeaderSize;
   if (!data_of_deferred) {
     if (int rc = flush_deferred(p); rc != SQLITE_OK) return rc;
   }
@@ -527,6 +526,7 @@ int page_unfetch(sqlite3_file* f, sqlite3_int64 offset, void* page) {
 
 // One table per io_methods version, so SQLite never calls a method the wrapped
 // file does not have (iVersion 1: no shared memory, 2: no mmap).
+// clang-format off
 constexpr sqlite3_io_methods make_io_methods(int version) {
   return sqlite3_io_methods{
       version,                      /* iVersion */
@@ -550,6 +550,7 @@ constexpr sqlite3_io_methods make_io_methods(int version) {
       page_unfetch,                 /* xUnfetch */
   };
 }
+// clang-format on
 const sqlite3_io_methods kIoMethods[3] = {make_io_methods(1), make_io_methods(2),
                                           make_io_methods(3)};
 
@@ -622,9 +623,7 @@ int vfs_access(sqlite3_vfs*, const char* name, int flags, int* out) {
 int vfs_full_pathname(sqlite3_vfs*, const char* name, int n, char* out) {
   return g_real_vfs->xFullPathname(g_real_vfs, name, n, out);
 }
-void* vfs_dl_open(sqlite3_vfs*, const char* name) {
-  return g_real_vfs->xDlOpen(g_real_vfs, name);
-}
+void* vfs_dl_open(sqlite3_vfs*, const char* name) { return g_real_vfs->xDlOpen(g_real_vfs, name); }
 void vfs_dl_error(sqlite3_vfs*, int n, char* out) { g_real_vfs->xDlError(g_real_vfs, n, out); }
 void (*vfs_dl_sym(sqlite3_vfs*, void* handle, const char* sym))(void) {
   return g_real_vfs->xDlSym(g_real_vfs, handle, sym);
@@ -647,6 +646,7 @@ const char* vfs_next_system_call(sqlite3_vfs*, const char* name) {
   return g_real_vfs->xNextSystemCall(g_real_vfs, name);
 }
 
+// clang-format off
 sqlite3_vfs g_vfs = {
     3,                       /* iVersion (lowered to the wrapped VFS's when registered) */
     0,                       /* szOsFile (set when registered) */
@@ -671,6 +671,7 @@ sqlite3_vfs g_vfs = {
     vfs_get_system_call,     /* xGetSystemCall */
     vfs_next_system_call,    /* xNextSystemCall */
 };
+// clang-format on
 
 }  // namespace
 

@@ -79,7 +79,7 @@ class WriteCapture {
 
  private:
   struct PendingHeader {
-    int64_t offset = 0;       // of the 24-byte frame header
+    int64_t offset = 0;  // of the 24-byte frame header
     uint32_t pgno = 0;
     uint32_t commit_size = 0;  // nonzero only on the commit frame
   };

@@ -24,8 +24,7 @@ using vfs_testing::TempDir;
 void fill(Conn& c, int rows, const std::string& table = "t") {
   c.exec("CREATE TABLE IF NOT EXISTS " + table + "(id INTEGER PRIMARY KEY, v TEXT)");
   c.exec("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<" +
-         std::to_string(rows) + ") INSERT INTO " + table +
-         "(v) SELECT printf('%0100d', i) FROM n");
+         std::to_string(rows) + ") INSERT INTO " + table + "(v) SELECT printf('%0100d', i) FROM n");
 }
 
 // What a hook saw.
@@ -129,8 +128,9 @@ TEST_CASE("the commit hook sees exactly the pages that changed") {
   cap.set_commit_hook(recording_hook(seen, db));
 
   auto before = logical(db);
-  c.exec("BEGIN; UPDATE t SET v = 'changed' WHERE id IN (7, 1500, 2999);"
-         "INSERT INTO t(v) SELECT 'new' || id FROM t WHERE id <= 200; COMMIT");
+  c.exec(
+      "BEGIN; UPDATE t SET v = 'changed' WHERE id IN (7, 1500, 2999);"
+      "INSERT INTO t(v) SELECT 'new' || id FROM t WHERE id <= 200; COMMIT");
   auto after = logical(db);
   check_capture_is_exact(seen, before, after);
   CHECK(seen.page_count == c.integer("PRAGMA page_count"));
@@ -166,7 +166,7 @@ TEST_CASE("with a cache spill every page still reaches the hook, rewritten frame
   c.exec("COMMIT");
   auto after = logical(db);
   CHECK(seen.wal_bytes_at_hook > 32 + 20 * (24 + 4096));  // frames were spilled before the commit
-  CHECK(PageVfsAccess::rewrites(cap) > 0);                 // and some were overwritten in place
+  CHECK(PageVfsAccess::rewrites(cap) > 0);                // and some were overwritten in place
   check_capture_is_exact(seen, before, after);
   CHECK(c.text("PRAGMA integrity_check") == "ok");
 }
@@ -257,7 +257,8 @@ std::set<uint32_t> pages_read_by(const std::filesystem::path& db, const std::str
 }
 
 // A copy of the database holding only `keep` (other pages zeroed), as a plain file.
-std::filesystem::path copy_with_only(const std::filesystem::path& db, const std::set<uint32_t>& keep,
+std::filesystem::path copy_with_only(const std::filesystem::path& db,
+                                     const std::set<uint32_t>& keep,
                                      const std::filesystem::path& out) {
   auto pages = logical(db);
   Bytes file;

@@ -37,8 +37,8 @@ struct ByteRange {
   size_t end;
 };
 constexpr ByteRange kVolatileHeaderRanges[] = {
-    {18, 20},  // file format write/read version: 1 rollback journal, 2 WAL
-    {24, 28},  // file change counter
+    {18, 20},   // file format write/read version: 1 rollback journal, 2 WAL
+    {24, 28},   // file change counter
     {92, 100},  // version-valid-for number, SQLITE_VERSION_NUMBER of the last writer
 };
 
@@ -155,7 +155,8 @@ Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
   lp.path_ = db_path;
   lp.db_fd_ = ::open(db_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (lp.db_fd_ < 0) {
-    if (errno == ENOENT) return make_error(Errc::not_found, "{}: no such database", db_path.string());
+    if (errno == ENOENT)
+      return make_error(Errc::not_found, "{}: no such database", db_path.string());
     return io_error(db_path, "open");
   }
   SWL_ASSIGN(lp.db_size_, file_size(lp.db_fd_, db_path));
@@ -171,8 +172,10 @@ Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
     uint32_t ps = uint32_t(hdr[16]) << 8 | hdr[17];
     if (ps == 1) ps = 65536;
     if (!valid_page_size(ps)) {
-      return make_error(Errc::corrupt, "{}: header page size {} at offset 16 is not a power of two "
-                        "in [512, 65536]", db_path.string(), ps);
+      return make_error(Errc::corrupt,
+                        "{}: header page size {} at offset 16 is not a power of two "
+                        "in [512, 65536]",
+                        db_path.string(), ps);
     }
     lp.page_size_ = ps;
   }
@@ -314,7 +317,8 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
     if (pages.count(static_cast<uint32_t>(pg)) == 0) {
       return make_error(Errc::invalid_argument,
                         "state tree: commit grows the database from {} to {} pages but does not "
-                        "write page {}", old_size, page_count, pg);
+                        "write page {}",
+                        old_size, page_count, pg);
     }
   }
   Undo u;

@@ -59,7 +59,8 @@ class LogicalPages {
   uint32_t page_count_ = 0;
   uint32_t committed_frames_ = 0;
   int64_t db_size_ = 0;
-  std::map<uint32_t, int64_t> wal_page_offset_;  // pgno -> offset of the newest committed frame's data
+  // pgno -> file offset of the data of the page's newest committed WAL frame.
+  std::map<uint32_t, int64_t> wal_page_offset_;
 };
 
 // Every logical page, 1-based pgno at index pgno - 1 (see LogicalPages).
