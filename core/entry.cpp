@@ -89,28 +89,31 @@ Result<std::string> read_utf8(Reader& r, std::string_view field, size_t cap) {
 Result<Value> read_value(Reader& r, const EntryLimits& limits) {
   const size_t at = r.offset();
   SWL_ASSIGN(uint8_t tag, r.u8("param type"));
+  Value out;  // filled in place: one construction path (no temporaries per type)
   switch (tag) {
     case kTagNull:
-      return Value{};
+      break;
     case kTagInt: {
-      SWL_ASSIGN(int64_t v, r.i64("int64 param"));
-      return Value{v};
+      SWL_ASSIGN(out.v, r.i64("int64 param"));
+      break;
     }
     case kTagDouble: {
-      SWL_ASSIGN(double v, r.f64("double param"));
-      if (std::isnan(v)) {
+      SWL_ASSIGN(double d, r.f64("double param"));
+      if (std::isnan(d)) {
         return r.fail_at(Errc::non_canonical, at + 1, "double param",
                          "NaN (SQLite binds NaN as NULL, so it has no canonical meaning)");
       }
-      return Value{v};
+      out.v = d;
+      break;
     }
     case kTagText: {
-      SWL_ASSIGN(std::string s, read_utf8(r, "text param", limits.max_value_bytes));
-      return Value{std::move(s)};
+      SWL_ASSIGN(out.v, read_utf8(r, "text param", limits.max_value_bytes));
+      break;
     }
     case kTagBlob: {
       SWL_ASSIGN(ByteView b, r.blob("blob param", limits.max_value_bytes));
-      return Value{Bytes(b.begin(), b.end())};
+      out.v = Bytes(b.begin(), b.end());
+      break;
     }
     default:
       return r.fail_at(Errc::bad_value, at, "param type",
@@ -118,6 +121,7 @@ Result<Value> read_value(Reader& r, const EntryLimits& limits) {
                                    "4 blob)",
                                    tag));
   }
+  return out;
 }
 
 void write_value(Writer& w, const Value& value) {
