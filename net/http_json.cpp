@@ -8,7 +8,7 @@
 #include <limits>
 #include <map>
 
-namespace swarmlite {
+namespace swarmlite::net {
 namespace {
 
 using json = nlohmann::json;
@@ -539,4 +539,4 @@ Result<QueryOutcome> query_outcome_from_json(const nlohmann::json& r) {
   return out;
 }
 
-}  // namespace swarmlite
+}  // namespace swarmlite::net

@@ -27,7 +27,7 @@
 #include "core/entry.h"
 #include "core/result.h"
 
-namespace swarmlite {
+namespace swarmlite::net {
 
 struct HttpJsonLimits {
   size_t max_statements = 10000;  // statements in one request body
@@ -131,4 +131,4 @@ Result<Bytes> base64_decode(std::string_view text);
 // (blobs stay base64 text: JSON does not say which strings were blobs).
 Result<QueryOutcome> query_outcome_from_json(const nlohmann::json& result);
 
-}  // namespace swarmlite
+}  // namespace swarmlite::net

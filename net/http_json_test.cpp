@@ -6,6 +6,7 @@
 #include "net/metrics.h"
 
 using namespace swarmlite;
+using namespace swarmlite::net;
 using nlohmann::json;
 
 namespace {

@@ -7,7 +7,7 @@
 #include <cassert>
 #include <cmath>
 
-namespace swarmlite {
+namespace swarmlite::net {
 
 namespace {
 
@@ -173,4 +173,4 @@ std::string Metrics::render() const {
   return out;
 }
 
-}  // namespace swarmlite
+}  // namespace swarmlite::net

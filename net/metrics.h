@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-namespace swarmlite {
+namespace swarmlite::net {
 
 class Counter {
  public:
@@ -103,4 +103,4 @@ class Metrics {
 // `{a="x",b="y"}` with values escaped ("" for no labels).
 std::string render_labels(const MetricLabels& labels);
 
-}  // namespace swarmlite
+}  // namespace swarmlite::net

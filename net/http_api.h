@@ -1,0 +1,126 @@
+// The rqlite-style HTTP API (DESIGN.md §4, docs/http-api.md): a Boost.Beast
+// server on its own io thread, C++20 coroutines, one coroutine per connection.
+//   POST /db/execute          writes (the primary; token-protected; peers refuse)
+//   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N)
+//   GET /status, /readyz, /metrics
+// The node-specific work is behind HttpBackend; this header has no Asio/Beast
+// (http_api.cpp is the only translation unit that includes the server side).
+//
+// Threads: one io thread runs every socket and timer; backend calls (which
+// block on SQLite) run on a small worker pool, so a slow query never stalls
+// other connections. Hostile clients: header and body size caps (431/413),
+// a read deadline per request, an idle deadline between keep-alive requests,
+// a cap on concurrent connections (503 over it), and errors are JSON 4xx
+// bodies — a request never takes the process down.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/entry.h"
+#include "core/result.h"
+#include "net/http_json.h"
+#include "net/metrics.h"
+
+namespace swarmlite::net {
+
+struct QueryOptions {
+  uint64_t min_size = 0;   // do not answer from a state with fewer entries
+  bool proof = false;      // fill QueryOutcome::proof and ::size
+};
+
+// What the HTTP API needs from a node. Every method may be called from several
+// worker threads at once: implementations must be thread-safe.
+class HttpBackend {
+ public:
+  virtual ~HttpBackend() = default;
+
+  // True on the primary. When false, /db/execute is refused (403) without
+  // calling execute().
+  virtual bool accepts_writes() const = 0;
+
+  // Runs writes. `transaction`: all statements in one log entry, all or
+  // nothing (on failure the failing statement's outcome holds the error and
+  // nothing is written). Otherwise each statement is its own entry and a failed
+  // one does not stop the rest (rqlite's behaviour). One outcome per statement.
+  // An Error means the request as a whole failed (mapped to an HTTP status by
+  // its Errc: invalid_argument 400, refused 403, unavailable 503, else 500).
+  virtual Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& statements,
+                                                   bool transaction);
+
+  // Runs read-only queries, one outcome per statement (per-statement errors in
+  // the outcome). Must not answer from a state older than options.min_size
+  // (return Errc::unavailable instead; the server already waited for it).
+  virtual Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
+                                                  const QueryOptions& options) = 0;
+
+  // Entries applied to the state queries read (for min_size waits). Cheap.
+  virtual uint64_t size() const = 0;
+
+  // The /status document (log id, size, head, peers, lag, bans, evidence …).
+  virtual nlohmann::json status() const = 0;
+
+  // ok when the node has a verified head and is not diverged; else the reason.
+  virtual Status ready() const = 0;
+
+  // Called before each /metrics scrape: refresh gauges from the node's state.
+  virtual void update_metrics(Metrics& /*metrics*/) {}
+};
+
+struct HttpApiOptions {
+  std::string listen = "127.0.0.1:4001";  // "host:port", "[v6]:port"; port 0 = ephemeral
+  // The write secret (already read, trimmed). Unset: the write API is
+  // unauthenticated and start() refuses a non-loopback listen address.
+  std::optional<std::string> write_token;
+  // Peers: the primary's HTTP URL, named when refusing a write.
+  std::optional<std::string> primary_url;
+  size_t max_body_bytes = 4u << 20;       // 413 over it
+  size_t max_header_bytes = 16u << 10;    // 431 over it
+  size_t max_connections = 256;           // 503 over it
+  std::chrono::milliseconds read_timeout{10000};   // one request's header + body
+  std::chrono::milliseconds idle_timeout{30000};   // between keep-alive requests
+  std::chrono::milliseconds write_timeout{30000};  // sending one response
+  std::chrono::milliseconds min_size_poll{5};      // how often a min_size wait re-checks
+  size_t worker_threads = 2;
+  HttpJsonLimits json_limits;
+  // Where metrics are registered and read from /metrics; not owned, must
+  // outlive the HttpApi. Null: the HttpApi keeps its own registry.
+  Metrics* metrics = nullptr;
+};
+
+class HttpApi {
+ public:
+  HttpApi(HttpBackend& backend, HttpApiOptions options);
+  ~HttpApi();  // stop()s
+  HttpApi(const HttpApi&) = delete;
+  HttpApi& operator=(const HttpApi&) = delete;
+
+  // Binds, logs the bound address (and, without a write token, that writes are
+  // loopback-only) and starts the threads. Errors: bad listen address, port in
+  // use, a write API without a token on a non-loopback address. Call once.
+  Status start();
+  // Closes the listener and every connection, waits for running backend calls,
+  // joins the threads. Idempotent; not from a backend call.
+  void stop();
+
+  uint16_t bound_port() const;           // after start()
+  std::string bound_address() const;     // "host:port" after start()
+  Metrics& metrics();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads a write token file: contents with surrounding whitespace trimmed;
+// invalid_argument when empty, io_error when unreadable, too_large over 4 KiB.
+Result<std::string> read_token_file(const std::filesystem::path& file);
+
+}  // namespace swarmlite::net

@@ -1,0 +1,300 @@
+// Loopback tests of the HTTP API: a real server on 127.0.0.1:0 with a fake
+// backend, driven by our own HTTP client.
+#include "net/http_api.h"
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "net/http_client.h"
+
+using namespace swarmlite;
+using namespace swarmlite::net;
+using nlohmann::json;
+
+namespace {
+
+// Records what it was asked; answers canned rows. Thread-safe.
+class FakeBackend : public HttpBackend {
+ public:
+  explicit FakeBackend(bool primary) : primary_(primary) {}
+  bool accepts_writes() const override { return primary_; }
+  Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& st, bool transaction) override {
+    std::lock_guard lock(mu_);
+    last_exec_ = st;
+    last_transaction_ = transaction;
+    std::vector<ExecOutcome> out;
+    for (const auto& s : st) {
+      ExecOutcome o;
+      if (s.sql.find("FAIL") != std::string::npos) o.error = "near \"FAIL\": syntax error";
+      o.last_insert_id = static_cast<int64_t>(++rows_);
+      o.rows_affected = 1;
+      out.push_back(o);
+    }
+    size_.fetch_add(1);
+    return out;
+  }
+  Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& st, const QueryOptions& opts) override {
+    std::lock_guard lock(mu_);
+    last_query_ = st;
+    std::vector<QueryOutcome> out;
+    for (const auto& s : st) {
+      QueryOutcome o;
+      if (s.sql.find("nope") != std::string::npos) {
+        o.error = "no such table: nope";
+      } else {
+        o.columns = {"id", "name"};
+        o.types = {"INTEGER", "TEXT"};
+        o.rows = {{Value{int64_t{1}}, Value{std::string("fiona")}}};
+        if (!s.params.empty()) o.rows.push_back(s.params);
+      }
+      if (opts.proof) {
+        o.size = size_.load();
+        o.proof = {0x53, 0x57, 0x00, 0xff};
+      }
+      out.push_back(o);
+    }
+    return out;
+  }
+  uint64_t size() const override { return size_.load(); }
+  json status() const override { return {{"log_size", size_.load()}, {"role", primary_ ? "primary" : "peer"}}; }
+  Status ready() const override {
+    if (ready_) return ok_status();
+    return make_error(Errc::unavailable, "no verified head yet");
+  }
+
+  std::vector<Statement> last_exec() { std::lock_guard l(mu_); return last_exec_; }
+  std::vector<Statement> last_query() { std::lock_guard l(mu_); return last_query_; }
+  bool last_transaction() { std::lock_guard l(mu_); return last_transaction_; }
+  std::atomic<uint64_t> size_{3};
+  std::atomic<bool> ready_{true};
+
+ private:
+  bool primary_;
+  std::mutex mu_;
+  std::vector<Statement> last_exec_, last_query_;
+  bool last_transaction_ = false;
+  uint64_t rows_ = 0;
+};
+
+struct Server {
+  FakeBackend backend;
+  HttpApi api;
+  HttpUrl url;
+  Server(bool primary, HttpApiOptions opts) : backend(primary), api(backend, with_listen(std::move(opts))) {
+    auto s = api.start();
+    REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.error().to_string()));
+    url.host = "127.0.0.1";
+    url.port = api.bound_port();
+  }
+  static HttpApiOptions with_listen(HttpApiOptions o) {
+    o.listen = "127.0.0.1:0";
+    return o;
+  }
+  HttpResponse call(std::string method, std::string target, std::string body = "", std::string auth = "",
+                    std::string accept = "") {
+    HttpRequest r;
+    r.method = std::move(method);
+    r.target = std::move(target);
+    r.body = std::move(body);
+    r.authorization = std::move(auth);
+    r.accept = std::move(accept);
+    auto res = http_call(url, r, HttpClientOptions{std::chrono::milliseconds(5000)});
+    REQUIRE_MESSAGE(res.ok(), (res.ok() ? "" : res.error().to_string()));
+    return std::move(res).value();
+  }
+};
+
+HttpApiOptions with_token(std::string token) {
+  HttpApiOptions o;
+  o.write_token = std::move(token);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("writes need the token: 401 without it, 200 with bearer or basic auth") {
+  Server s(true, with_token("s3cret"));
+  auto r = s.call("POST", "/db/execute", R"J(["INSERT INTO t VALUES(1)"])J");
+  CHECK(r.status == 401);
+  CHECK(json::parse(r.body).contains("error"));
+  CHECK(s.call("POST", "/db/execute", R"J(["X"])J", "Bearer wrong").status == 401);
+  CHECK(s.call("POST", "/db/execute", R"J(["X"])J", "Basic " + base64_encode(as_bytes("u:wrong"))).status == 401);
+
+  r = s.call("POST", "/db/execute", R"J(["INSERT INTO t VALUES(1)", ["INSERT INTO t VALUES(?)", 7]])J", "Bearer s3cret");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body) == json::parse(R"J({"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":2,"rows_affected":1}]})J"));
+  CHECK(s.backend.last_exec().at(1).params == std::vector<Value>{Value{int64_t{7}}});
+  CHECK_FALSE(s.backend.last_transaction());
+
+  r = s.call("POST", "/db/execute?transaction&timings", R"J(["INSERT 1", "FAIL"])J",
+             "Basic " + base64_encode(as_bytes("anyone:s3cret")));
+  CHECK(r.status == 200);
+  CHECK(s.backend.last_transaction());
+  auto doc = json::parse(r.body);
+  CHECK(doc.contains("time"));
+  CHECK(doc["results"][1]["error"] == json("near \"FAIL\": syntax error"));
+
+  // The URL's user:password@ is sent as basic auth by the client.
+  HttpUrl with_user = s.url;
+  with_user.user = "admin";
+  with_user.password = "s3cret";
+  HttpRequest req;
+  req.method = "POST";
+  req.target = "/db/execute";
+  req.body = R"J(["INSERT 2"])J";
+  CHECK(http_call(with_user, req)->status == 200);
+}
+
+TEST_CASE("queries answer by GET q= and by POST with params") {
+  Server s(false, {});
+  auto r = s.call("GET", "/db/query?q=" + url_encode("SELECT * FROM t") + "&level=weak");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body) == json::parse(R"J({"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]})J"));
+  CHECK(s.backend.last_query().at(0).sql == "SELECT * FROM t");
+
+  r = s.call("POST", "/db/query?pretty", R"J([["SELECT * FROM t WHERE a=:a", {"a": "x"}], "SELECT * FROM nope"])J");
+  CHECK(r.status == 200);
+  CHECK(r.body.find("\n") != std::string::npos);
+  auto doc = json::parse(r.body);
+  CHECK(doc["results"][0]["values"][1] == json::array({"x"}));
+  CHECK(doc["results"][1]["error"] == json("no such table: nope"));
+
+  CHECK(s.call("GET", "/db/query").status == 400);
+  CHECK(s.call("PUT", "/db/query?q=x").status == 405);
+}
+
+TEST_CASE("peers refuse writes and name the primary") {
+  HttpApiOptions o;
+  o.primary_url = "http://10.0.0.1:4001";
+  Server s(false, o);
+  auto r = s.call("POST", "/db/execute", R"J(["INSERT 1"])J");
+  CHECK(r.status == 403);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("http://10.0.0.1:4001") != std::string::npos);
+  CHECK(s.backend.last_exec().empty());
+}
+
+TEST_CASE("hostile requests get 4xx JSON errors: bad JSON, bad params, oversized body, unknown path") {
+  HttpApiOptions o;
+  o.max_body_bytes = 1024;
+  Server s(true, o);
+  auto r = s.call("POST", "/db/execute", "[\"unterminated");
+  CHECK(r.status == 400);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("not valid JSON") != std::string::npos);
+  r = s.call("POST", "/db/execute", R"J([["SELECT ?", {"a": 1}, 2]])J");
+  CHECK(r.status == 400);
+  CHECK(s.call("GET", "/db/query?q=x&min_size=abc").status == 400);
+  r = s.call("POST", "/db/execute", "[\"" + std::string(4096, 'x') + "\"]");
+  CHECK(r.status == 413);
+  CHECK(json::parse(r.body).contains("error"));
+  r = s.call("GET", "/nope");
+  CHECK(r.status == 404);
+  CHECK(json::parse(r.body)["error"] == json("no such endpoint: /nope"));
+  CHECK(s.call("GET", "/db/execute").status == 405);
+  // The server is still fine.
+  CHECK(s.call("GET", "/db/query?q=SELECT%201").status == 200);
+}
+
+TEST_CASE("a write API without a token refuses a non-loopback address") {
+  FakeBackend backend(true);
+  HttpApiOptions o;
+  o.listen = "0.0.0.0:0";
+  HttpApi api(backend, o);
+  auto s = api.start();
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == Errc::refused);
+  HttpApiOptions bad;
+  bad.listen = "nonsense";
+  HttpApi api2(backend, bad);
+  CHECK_FALSE(api2.start().ok());
+}
+
+TEST_CASE("min_size waits for the state, then gives up with 503") {
+  HttpApiOptions o;
+  Server s(false, o);
+  auto r = s.call("GET", "/db/query?q=SELECT%201&min_size=10&timeout=50ms");
+  CHECK(r.status == 503);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("below min_size 10") != std::string::npos);
+  std::thread bump([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    s.backend.size_ = 10;
+  });
+  r = s.call("GET", "/db/query?q=SELECT%201&min_size=10&timeout=5s");
+  bump.join();
+  CHECK(r.status == 200);
+}
+
+TEST_CASE("proof=1 adds size and proof; Accept octet-stream returns the raw proof") {
+  Server s(false, {});
+  auto r = s.call("GET", "/db/query?q=SELECT%201&proof=1");
+  CHECK(r.status == 200);
+  auto res = json::parse(r.body)["results"][0];
+  CHECK(res["size"] == json(3));
+  CHECK(*base64_decode(res["proof"].get<std::string>()) == Bytes{0x53, 0x57, 0x00, 0xff});
+  r = s.call("GET", "/db/query?q=SELECT%201", "", "", "application/octet-stream");
+  CHECK(r.status == 200);
+  CHECK(r.content_type == "application/octet-stream");
+  CHECK(r.body == std::string("\x53\x57\x00\xff", 4));
+  CHECK(s.call("POST", "/db/query", R"J(["a","b"])J", "", "application/octet-stream").status == 400);
+}
+
+TEST_CASE("status, readyz and metrics") {
+  Server s(true, {});
+  auto r = s.call("GET", "/status");
+  CHECK(r.status == 200);
+  auto doc = json::parse(r.body);
+  CHECK(doc["role"] == json("primary"));
+  CHECK(doc["http"]["accepts_writes"] == json(true));
+  CHECK(s.call("GET", "/readyz").status == 200);
+  s.backend.ready_ = false;
+  r = s.call("GET", "/readyz");
+  CHECK(r.status == 503);
+  CHECK(r.body.find("no verified head") != std::string::npos);
+  s.call("GET", "/db/query?q=SELECT%201");
+  r = s.call("GET", "/metrics");
+  CHECK(r.status == 200);
+  CHECK(r.body.find("swarmlite_http_requests_total{code=\"200\"}") != std::string::npos);
+  CHECK(r.body.find("swarmlite_http_requests_total{code=\"503\"} 1") != std::string::npos);
+  CHECK(r.body.find("swarmlite_query_seconds_count 1") != std::string::npos);
+  CHECK(r.body.find("swarmlite_queries_total 1") != std::string::npos);
+}
+
+TEST_CASE("connections over the cap get 503 and the server keeps serving") {
+  HttpApiOptions o;
+  o.max_connections = 0;
+  Server s(false, o);
+  CHECK(s.call("GET", "/status").status == 503);
+}
+
+TEST_CASE("http URLs parse") {
+  auto u = parse_http_url("http://user:p%40ss@example.org:8080/base/");
+  REQUIRE(u.ok());
+  CHECK(u->host == "example.org");
+  CHECK(u->port == 8080);
+  CHECK(u->base_path == "/base");
+  CHECK(u->user == "user");
+  CHECK(u->password == "p@ss");
+  CHECK(parse_http_url("127.0.0.1:4001")->port == 4001);
+  CHECK(parse_http_url("http://[::1]:9")->host == "::1");
+  CHECK_FALSE(parse_http_url("https://x").ok());
+  CHECK_FALSE(parse_http_url("http://x:99999").ok());
+  CHECK_FALSE(parse_http_url("http://:80").ok());
+}
+
+TEST_CASE("token files are read once and trimmed") {
+  auto dir = std::filesystem::temp_directory_path() / ("swl-http-token-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "token") << "  s3cret\n";
+    std::ofstream(dir / "empty") << " \n";
+  }
+  CHECK(*read_token_file(dir / "token") == "s3cret");
+  CHECK(read_token_file(dir / "empty").error().code == Errc::invalid_argument);
+  CHECK(read_token_file(dir / "missing").error().code == Errc::io_error);
+  std::filesystem::remove_all(dir);
+}
