@@ -23,6 +23,7 @@
 
 #include <cassert>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <new>
 #include <unordered_map>
@@ -133,7 +134,14 @@ WriteCapture::WalWrite WriteCapture::on_wal_write(const void* data, int amount, 
     // The commit frame. Pages past the final size were written (spilled) and
     // then cut off by this same transaction: they are not part of the state.
     pages_.erase(pages_.upper_bound(h.commit_size), pages_.end());
-    Status st = hook_ ? hook_(pages_, h.commit_size) : ok_status();
+    Status st = ok_status();
+    try {
+      if (hook_) st = hook_(pages_, h.commit_size);
+    } catch (const std::exception& e) {  // must not unwind through SQLite's C frames
+      st = make_error(Errc::internal, "commit hook threw: {}", e.what());
+    } catch (...) {
+      st = make_error(Errc::internal, "commit hook threw a non-standard exception");
+    }
     pages_.clear();
     if (!st.ok()) {
       hook_error_ = st.take_error();

@@ -49,6 +49,8 @@ class WriteCapture {
   // An error fails the commit: SQLite gets SQLITE_IOERR_WRITE and rolls the
   // transaction back; the error is kept for take_hook_error().
   // A transaction that dirtied no page writes no frame and calls no hook.
+  // The hook runs inside SQLite's commit (within xWrite, on the connection's
+  // thread): it must not use this connection.
   using CommitHook = std::function<Status(const PageMap& pages, uint32_t page_count)>;
 
   WriteCapture();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <stdexcept>
 
 #include "sqlbridge/state_tree.h"
 #include "sqlbridge/vfs_test_util.h"
@@ -223,6 +224,24 @@ TEST_CASE("a hook error rolls the transaction back and the connection stays usab
   Conn reopened = Conn::open(db);
   CHECK(reopened.integer("SELECT count(*) FROM t") == 101);
   CHECK(reopened.integer("SELECT count(*) FROM t WHERE v='nope'") == 0);
+}
+
+TEST_CASE("a throwing hook is a refused commit") {
+  TempDir dir;
+  auto db = dir / "a.db";
+  WriteCapture cap;
+  Conn c = Conn::open(db, &cap);
+  setup_wal(c);
+  c.exec("CREATE TABLE t(x)");
+  cap.set_commit_hook([](const PageMap&, uint32_t) -> Status { throw std::runtime_error("boom"); });
+  CHECK(c.try_exec("INSERT INTO t VALUES (1)") == SQLITE_IOERR_WRITE);
+  auto err = cap.take_hook_error();
+  REQUIRE(err.has_value());
+  CHECK(err->code == Errc::internal);
+  CHECK(err->message.find("boom") != std::string::npos);
+  cap.set_commit_hook(nullptr);
+  c.exec("INSERT INTO t VALUES (2)");
+  CHECK(c.text("SELECT group_concat(x) FROM t") == "2");
 }
 
 TEST_CASE("a rolled-back transaction leaves nothing for the next commit") {
