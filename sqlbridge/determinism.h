@@ -46,6 +46,7 @@ inline constexpr std::string_view kFixedSettings =
 
 // What one statement (one prepared statement of the text) produced.
 struct StatementResult {
+  size_t statement_index = 0;     // which Statement of the transaction it came from
   int64_t rows_changed = 0;       // sqlite3_changes() after the statement
   int64_t last_insert_rowid = 0;  // sqlite3_last_insert_rowid() after the statement
   std::vector<std::string> columns;       // empty when the statement returns no rows
@@ -135,6 +136,14 @@ class DeterministicDb {
   SqliteStmt update_applied_;
   SqliteStmt reset_changes_;
 };
+
+// Replays a logged entry (replica, and the primary catching up on its own log):
+// runs it with its pinned inputs (genesis mode for seq 0 — check_genesis first)
+// and compares the state root and page count at the commit frame with the
+// entry's. Errc::diverged (seq and both roots in the message; nothing
+// committed) when they differ or a statement fails that the primary logged as
+// successful; transient errors (io_error, corrupt) pass through unchanged.
+Status replay_entry(DeterministicDb& db, const Entry& entry);
 
 // Opens a read-only connection on `path` through the swarmlite VFS (with
 // `capture` recording the pages it reads, may be null). It sees committed

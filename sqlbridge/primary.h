@@ -143,6 +143,7 @@ class Primary {
   int64_t last_time_ms_ = 0;       // time_ms of the last entry
   int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
   bool broken_ = false;            // a commit failed after its log append
+  bool opened_ = false;            // open() completed (close() signs only then)
   RecentRoots roots_;
 };
 

@@ -1,0 +1,669 @@
+// Deterministic entry execution: see determinism.h and docs/determinism.md.
+#include "sqlbridge/determinism.h"
+
+#include <sodium.h>
+#include <strings.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+
+#include "sqlbridge/genesis.h"
+
+namespace swarmlite {
+
+// ---------------------------------------------------------------------------
+// Seeded randomness
+
+void SeededStream::fill(uint8_t* out, size_t n) {
+  // Keystream bytes [offset_, offset_ + n); ChaCha20 block b covers [64b, 64b + 64).
+  static const uint8_t kNonce[crypto_stream_chacha20_NONCEBYTES] = {0};
+  while (n > 0) {
+    uint8_t block[64] = {0};
+    crypto_stream_chacha20_xor_ic(block, block, sizeof block, kNonce, offset_ / 64, key_.data());
+    size_t skip = static_cast<size_t>(offset_ % 64);
+    size_t take = std::min(sizeof block - skip, n);
+    std::memcpy(out, block + skip, take);
+    out += take;
+    n -= take;
+    offset_ += take;
+  }
+}
+
+int64_t SeededStream::next_i64() {
+  uint8_t b[8];
+  fill(b, 8);
+  uint64_t u = 0;
+  for (uint8_t x : b) u = (u << 8) | x;
+  auto r = static_cast<int64_t>(u);
+  // As SQLite's random(): never return INT64_MIN (negating it would overflow).
+  if (r < 0) r = -(r & INT64_MAX);
+  return r;
+}
+
+uint32_t SeededStream::internal_prng_seed(const std::array<uint8_t, 32>& seed) {
+  static const uint8_t kNonce[crypto_stream_chacha20_NONCEBYTES] = {1};
+  uint8_t b[4];
+  crypto_stream_chacha20(b, sizeof b, kNonce, seed.data());
+  uint32_t v = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+  return v == 0 ? 1 : v;  // 0 would mean "use the OS's randomness"
+}
+
+void pin_process_timezone() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    setenv("TZ", "UTC", 1);
+    tzset();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Authorizer
+
+enum class AuthMode { user, genesis, system };
+
+struct DeterministicDb::AuthState {
+  AuthMode mode = AuthMode::system;
+  std::string refusal;  // why the last denial happened (first one wins)
+};
+
+namespace {
+
+bool iequals(const char* a, std::string_view b) {
+  return a != nullptr && std::strlen(a) == b.size() && strncasecmp(a, b.data(), b.size()) == 0;
+}
+bool is_meta_table(const char* name) { return iequals(name, kMetaTable); }
+
+// Read-only schema pragmas allowed in writes (their argument is a table or index name).
+bool pragma_allowed(const char* name) {
+  for (std::string_view ok : {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo",
+                              "foreign_key_list"}) {
+    if (iequals(name, ok)) return true;
+  }
+  return false;
+}
+
+// Functions refused in logged SQL, with the reason.
+const char* refused_function_reason(const char* name) {
+  struct Rule {
+    std::string_view name;
+    const char* why;
+  };
+  static const Rule kRules[] = {
+      {"load_extension", "loads native code into the process"},
+      {"total_changes", "depends on the connection's history"},
+      {"sqlite_version", "depends on the host's SQLite"},
+      {"sqlite_source_id", "depends on the host's SQLite"},
+      {"sqlite_compileoption_used", "depends on the host's SQLite build"},
+      {"sqlite_compileoption_get", "depends on the host's SQLite build"},
+      {"sqlite_offset", "exposes the file layout"},
+      {"fts3_tokenizer", "handles native pointers"},
+      {"acos", "comes from the host's libm"},  {"acosh", "comes from the host's libm"},
+      {"asin", "comes from the host's libm"},  {"asinh", "comes from the host's libm"},
+      {"atan", "comes from the host's libm"},  {"atan2", "comes from the host's libm"},
+      {"atanh", "comes from the host's libm"}, {"cos", "comes from the host's libm"},
+      {"cosh", "comes from the host's libm"},  {"sin", "comes from the host's libm"},
+      {"sinh", "comes from the host's libm"},  {"tan", "comes from the host's libm"},
+      {"tanh", "comes from the host's libm"},  {"exp", "comes from the host's libm"},
+      {"ln", "comes from the host's libm"},    {"log", "comes from the host's libm"},
+      {"log2", "comes from the host's libm"},  {"log10", "comes from the host's libm"},
+      {"pow", "comes from the host's libm"},   {"power", "comes from the host's libm"},
+  };
+  for (const Rule& r : kRules) {
+    if (iequals(name, r.name)) return r.why;
+  }
+  return nullptr;
+}
+
+// Eponymous virtual tables whose content depends on the host or the connection.
+const char* refused_table_reason(const char* name) {
+  if (name == nullptr) return nullptr;
+  if (iequals(name, "dbstat")) return "exposes the file layout";
+  if (iequals(name, "sqlite_dbpage")) return "reads and writes raw pages";
+  if (iequals(name, "sqlite_stmt")) return "depends on the connection's state";
+  if (strncasecmp(name, "pragma_", 7) == 0 && !pragma_allowed(name + 7)) {
+    return "pragma functions depend on the host or connection";
+  }
+  return nullptr;
+}
+
+int deny(DeterministicDb::AuthState* st, std::string why) {
+  if (st->refusal.empty()) st->refusal = std::move(why);
+  return SQLITE_DENY;
+}
+
+const char* nz(const char* s) { return s ? s : ""; }
+
+// Actions that create, change or drop something.
+bool is_write_action(int action) {
+  switch (action) {
+    case SQLITE_READ:
+    case SQLITE_SELECT:
+    case SQLITE_FUNCTION:
+    case SQLITE_RECURSIVE:
+    case SQLITE_PRAGMA:
+    case SQLITE_TRANSACTION:
+    case SQLITE_SAVEPOINT:
+    case SQLITE_ATTACH:
+    case SQLITE_DETACH:
+      return false;
+    default:
+      return true;
+  }
+}
+
+int authorize(void* ctx, int action, const char* a1, const char* a2, const char* db_name,
+              const char* /*trigger*/) {
+  auto* st = static_cast<DeterministicDb::AuthState*>(ctx);
+  if (st->mode == AuthMode::system) return SQLITE_OK;
+  const bool genesis = st->mode == AuthMode::genesis;
+  if (is_write_action(action) && iequals(db_name, "temp")) {
+    return deny(st, fmt::format("TEMP object temp.{} is refused: the temp schema lives outside the "
+                                "database file and would not replicate",
+                                nz(a1)));
+  }
+  switch (action) {
+    case SQLITE_ATTACH:
+      return deny(st, "ATTACH is refused: another database file is outside the log");
+    case SQLITE_DETACH:
+      return deny(st, "DETACH is refused: another database file is outside the log");
+    case SQLITE_TRANSACTION:
+      return deny(st, fmt::format("{} is refused: swarmlite owns the transaction (one per execute); "
+                                  "use SAVEPOINT/RELEASE inside it",
+                                  nz(a1)));
+    case SQLITE_PRAGMA:
+      if (pragma_allowed(a1)) return SQLITE_OK;  // read-only schema pragmas; a2 is the table
+      return deny(st, fmt::format("PRAGMA {}{} is refused in a write: the connection settings are "
+                                  "fixed for determinism",
+                                  nz(a1), a2 ? fmt::format("={}", a2) : ""));
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_CREATE_TEMP_INDEX:
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_CREATE_TEMP_VIEW:
+    case SQLITE_DROP_TEMP_TABLE:
+    case SQLITE_DROP_TEMP_INDEX:
+    case SQLITE_DROP_TEMP_TRIGGER:
+    case SQLITE_DROP_TEMP_VIEW:
+      return deny(st, fmt::format("TEMP object {} is refused: temporary tables, views, triggers and "
+                                  "indexes live outside the database file and would not replicate",
+                                  nz(a1)));
+    case SQLITE_CREATE_VTABLE:
+    case SQLITE_DROP_VTABLE:
+      return deny(st, fmt::format("virtual table {} (module {}) is refused: modules keep state "
+                                  "outside the replicated pages",
+                                  nz(a1), nz(a2)));
+    case SQLITE_FUNCTION:
+      if (const char* why = refused_function_reason(a2)) {
+        return deny(st, fmt::format("function {}() is refused: its value {}", nz(a2), why));
+      }
+      return SQLITE_OK;
+    case SQLITE_READ:
+      if (const char* why = refused_table_reason(a1)) {
+        return deny(st, fmt::format("table {} is refused: it {}", nz(a1), why));
+      }
+      return SQLITE_OK;
+    case SQLITE_INSERT:
+    case SQLITE_UPDATE:
+    case SQLITE_DELETE:
+    case SQLITE_DROP_TABLE:
+      if (!genesis && is_meta_table(a1)) {
+        return deny(st, "writing _swarmlite is refused: it holds swarmlite's own metadata");
+      }
+      return SQLITE_OK;
+    case SQLITE_CREATE_TABLE:
+      if (!genesis && is_meta_table(a1)) {
+        return deny(st, "creating _swarmlite is refused: it holds swarmlite's own metadata");
+      }
+      return SQLITE_OK;
+    case SQLITE_ALTER_TABLE:
+    case SQLITE_CREATE_INDEX:
+    case SQLITE_DROP_INDEX:
+    case SQLITE_CREATE_TRIGGER:
+    case SQLITE_DROP_TRIGGER:
+      if (!genesis && is_meta_table(a2)) {
+        return deny(st, "changing _swarmlite's schema is refused: it holds swarmlite's own metadata");
+      }
+      return SQLITE_OK;
+    default:
+      return SQLITE_OK;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Deterministic replacements for random() and randomblob()
+
+void fn_random(sqlite3_context* ctx, int, sqlite3_value**) {
+  SeededStream* stream = static_cast<std::unique_ptr<SeededStream>*>(sqlite3_user_data(ctx))->get();
+  if (stream == nullptr) {
+    sqlite3_result_error(ctx, "random() outside a swarmlite entry", -1);
+    return;
+  }
+  sqlite3_result_int64(ctx, stream->next_i64());
+}
+
+void fn_randomblob(sqlite3_context* ctx, int, sqlite3_value** argv) {
+  SeededStream* stream = static_cast<std::unique_ptr<SeededStream>*>(sqlite3_user_data(ctx))->get();
+  if (stream == nullptr) {
+    sqlite3_result_error(ctx, "randomblob() outside a swarmlite entry", -1);
+    return;
+  }
+  sqlite3_int64 n = sqlite3_value_int64(argv[0]);
+  if (n < 1) n = 1;  // as SQLite: a 1-byte blob for N < 1
+  if (n > sqlite3_limit(sqlite3_context_db_handle(ctx), SQLITE_LIMIT_LENGTH, -1)) {
+    sqlite3_result_error_toobig(ctx);
+    return;
+  }
+  auto* p = static_cast<uint8_t*>(sqlite3_malloc64(static_cast<sqlite3_uint64>(n)));
+  if (p == nullptr) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  stream->fill(p, static_cast<size_t>(n));
+  sqlite3_result_blob64(ctx, p, static_cast<sqlite3_uint64>(n), sqlite3_free);
+}
+
+// Fixed limits: SQLite's documented defaults, set explicitly so that a build
+// with other compile-time defaults behaves the same (checked after setting).
+struct FixedLimit {
+  int id;
+  int value;
+  const char* name;
+};
+constexpr FixedLimit kLimits[] = {
+    {SQLITE_LIMIT_LENGTH, 1000000000, "LENGTH"},
+    {SQLITE_LIMIT_SQL_LENGTH, 1000000000, "SQL_LENGTH"},
+    {SQLITE_LIMIT_COLUMN, 2000, "COLUMN"},
+    {SQLITE_LIMIT_EXPR_DEPTH, 1000, "EXPR_DEPTH"},
+    {SQLITE_LIMIT_COMPOUND_SELECT, 500, "COMPOUND_SELECT"},
+    {SQLITE_LIMIT_VDBE_OP, 250000000, "VDBE_OP"},
+    {SQLITE_LIMIT_FUNCTION_ARG, 127, "FUNCTION_ARG"},
+    {SQLITE_LIMIT_ATTACHED, 0, "ATTACHED"},
+    {SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 50000, "LIKE_PATTERN_LENGTH"},
+    {SQLITE_LIMIT_VARIABLE_NUMBER, 32766, "VARIABLE_NUMBER"},
+    {SQLITE_LIMIT_TRIGGER_DEPTH, 1000, "TRIGGER_DEPTH"},
+    {SQLITE_LIMIT_WORKER_THREADS, 0, "WORKER_THREADS"},
+};
+
+struct DbConfigFlag {
+  int op;
+  int value;
+  const char* name;
+};
+constexpr DbConfigFlag kDbConfig[] = {
+    {SQLITE_DBCONFIG_ENABLE_FKEY, 1, "ENABLE_FKEY"},
+    {SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, "ENABLE_TRIGGER"},
+    {SQLITE_DBCONFIG_ENABLE_VIEW, 1, "ENABLE_VIEW"},
+    {SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, "ENABLE_LOAD_EXTENSION"},
+    {SQLITE_DBCONFIG_DEFENSIVE, 1, "DEFENSIVE"},
+    {SQLITE_DBCONFIG_WRITABLE_SCHEMA, 0, "WRITABLE_SCHEMA"},
+    {SQLITE_DBCONFIG_LEGACY_ALTER_TABLE, 0, "LEGACY_ALTER_TABLE"},
+    {SQLITE_DBCONFIG_DQS_DML, 0, "DQS_DML"},
+    {SQLITE_DBCONFIG_DQS_DDL, 0, "DQS_DDL"},
+    {SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, "TRUSTED_SCHEMA"},
+    {SQLITE_DBCONFIG_LEGACY_FILE_FORMAT, 0, "LEGACY_FILE_FORMAT"},
+    {SQLITE_DBCONFIG_ENABLE_QPSG, 0, "ENABLE_QPSG"},
+    {SQLITE_DBCONFIG_RESET_DATABASE, 0, "RESET_DATABASE"},
+};
+
+// Per-connection pragmas, in order (page_size and auto_vacuum before WAL).
+constexpr const char* kPragmas[] = {
+    "PRAGMA page_size=4096",        "PRAGMA auto_vacuum=NONE",   "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",    "PRAGMA secure_delete=ON",   "PRAGMA recursive_triggers=ON",
+    "PRAGMA foreign_keys=ON",       "PRAGMA cache_size=-16384",  "PRAGMA temp_store=MEMORY",
+    "PRAGMA mmap_size=0",           "PRAGMA wal_autocheckpoint=1000",
+    "PRAGMA cell_size_check=OFF",   "PRAGMA case_sensitive_like=OFF",
+    "PRAGMA reverse_unordered_selects=OFF", "PRAGMA automatic_index=ON",
+};
+
+Result<std::string> pragma_text(sqlite3* db, const char* pragma) {
+  SWL_ASSIGN(SqliteStmt st, prepare(db, pragma));
+  if (sqlite3_step(st.get()) != SQLITE_ROW) return sqlite_error(db, pragma);
+  const auto* t = sqlite3_column_text(st.get(), 0);
+  return std::string(t ? reinterpret_cast<const char*>(t) : "");
+}
+
+// The process-wide PRNG of SQLite is shared by every connection: entries of all
+// Primaries/Replicas in this process run one at a time.
+std::mutex& entry_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+bool is_transient(int code) {
+  switch (code & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PROTOCOL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// DeterministicDb
+
+DeterministicDb::~DeterministicDb() {
+  update_applied_.reset();
+  reset_changes_.reset();
+  db_.reset();  // before capture_: the VFS refers to it while the connection is open
+}
+
+Result<std::unique_ptr<DeterministicDb>> DeterministicDb::open(const std::filesystem::path& path) {
+  pin_process_timezone();
+  page_vfs_name();
+  std::unique_ptr<DeterministicDb> d(new DeterministicDb());
+  d->path_ = path;
+  d->capture_ = std::make_unique<WriteCapture>();
+  d->auth_ = std::make_unique<AuthState>();
+  SWL_ASSIGN(d->db_, open_sqlite(page_vfs_uri(path, d->capture_.get(), nullptr, false),
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX));
+  SWL_TRY(d->configure());
+  SWL_ASSIGN(d->tree_, StateTree::from_file(path));
+  return d;
+}
+
+Status DeterministicDb::configure() {
+  sqlite3* db = db_.get();
+  if (sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, 0, nullptr) != SQLITE_OK) {
+    return make_error(Errc::internal,
+                      "this SQLite build cannot reseed its PRNG (SQLITE_TESTCTRL_PRNG_SEED); "
+                      "random rowids could not be replayed");
+  }
+  for (const DbConfigFlag& f : kDbConfig) {
+    int got = -1;
+    if (sqlite3_db_config(db, f.op, f.value, &got) != SQLITE_OK || got != f.value) {
+      return make_error(Errc::internal, "{}: cannot set SQLITE_DBCONFIG_{}={}", path_.string(),
+                        f.name, f.value);
+    }
+  }
+  for (const FixedLimit& l : kLimits) {
+    sqlite3_limit(db, l.id, l.value);
+    int got = sqlite3_limit(db, l.id, -1);
+    if (got != l.value) {
+      return make_error(Errc::internal,
+                        "this SQLite build caps SQLITE_LIMIT_{} at {}, swarmlite fixes it at {}",
+                        l.name, got, l.value);
+    }
+  }
+  for (const char* p : kPragmas) SWL_TRY(exec_sql(db, p));
+  sqlite3_busy_timeout(db, 5000);
+  SWL_ASSIGN(std::string mode, pragma_text(db, "PRAGMA journal_mode"));
+  if (mode != "wal") {
+    return make_error(Errc::sqlite_error, "{}: journal_mode is {}, expected wal", path_.string(), mode);
+  }
+  SWL_ASSIGN(std::string page_size, pragma_text(db, "PRAGMA page_size"));
+  if (page_size != std::to_string(kPageSize)) {
+    return make_error(Errc::bad_value, "{}: page size is {}, swarmlite needs {}", path_.string(),
+                      page_size, kPageSize);
+  }
+  SWL_ASSIGN(std::string auto_vacuum, pragma_text(db, "PRAGMA auto_vacuum"));
+  if (auto_vacuum != "0") {
+    return make_error(Errc::bad_value, "{}: auto_vacuum is {}, swarmlite needs NONE", path_.string(),
+                      auto_vacuum);
+  }
+  sqlite3_set_authorizer(db, authorize, auth_.get());
+  const int flags = SQLITE_UTF8 | SQLITE_INNOCUOUS;
+  if (sqlite3_create_function_v2(db, "random", 0, flags, &stream_, fn_random, nullptr, nullptr,
+                                 nullptr) != SQLITE_OK ||
+      sqlite3_create_function_v2(db, "randomblob", 1, flags, &stream_, fn_randomblob, nullptr,
+                                 nullptr, nullptr) != SQLITE_OK) {
+    return sqlite_error(db, "registering random()/randomblob()");
+  }
+  return ok_status();
+}
+
+Result<uint64_t> read_applied_size(sqlite3* db) {
+  SWL_ASSIGN(SqliteStmt has, prepare(db, "SELECT count(*), sum(name = '_swarmlite') FROM sqlite_schema"));
+  if (sqlite3_step(has.get()) != SQLITE_ROW) return sqlite_error(db, "reading the schema");
+  int64_t objects = sqlite3_column_int64(has.get(), 0);
+  int64_t meta = sqlite3_column_int64(has.get(), 1);
+  has.reset();
+  if (meta == 0) {
+    if (objects != 0) {
+      return make_error(Errc::corrupt,
+                        "database has {} schema objects but no _swarmlite table: not a swarmlite "
+                        "database (use `swarmlite import` for an existing one)",
+                        objects);
+    }
+    return uint64_t{0};
+  }
+  SWL_ASSIGN(SqliteStmt q, prepare(db, "SELECT v FROM _swarmlite WHERE k = 'applied_seq'"));
+  if (sqlite3_step(q.get()) != SQLITE_ROW || sqlite3_column_type(q.get(), 0) != SQLITE_INTEGER ||
+      sqlite3_column_int64(q.get(), 0) < 0) {
+    return make_error(Errc::corrupt, "_swarmlite has no integer applied_seq");
+  }
+  return static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0)) + 1;
+}
+
+Result<uint64_t> DeterministicDb::read_applied_size() {
+  auth_->mode = AuthMode::system;
+  return swarmlite::read_applied_size(db_.get());
+}
+
+Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bool collect_rows,
+                                           std::vector<StatementResult>& out) {
+  sqlite3* db = db_.get();
+  if (is_blank_sql(st.sql)) {
+    return make_error(Errc::invalid_argument, "statement {}: empty SQL", index);
+  }
+  auto fail = [&](std::string_view what) -> Error {
+    int code = sqlite3_extended_errcode(db);
+    if (!auth_->refusal.empty()) {
+      return make_error(Errc::refused, "statement {}: {}", index, auth_->refusal);
+    }
+    Errc errc = (code & 0xff) == SQLITE_CORRUPT ? Errc::corrupt
+                : is_transient(code)            ? Errc::io_error
+                                                : Errc::sqlite_error;
+    return make_error(errc, "statement {}: {}: {} (code {})", index, what, sqlite3_errmsg(db), code);
+  };
+  std::string_view rest = st.sql;
+  bool first = true;
+  while (!is_blank_sql(rest)) {
+    auth_->refusal.clear();
+    sqlite3_stmt* raw = nullptr;
+    const char* tail = nullptr;
+    int rc = sqlite3_prepare_v2(db, rest.data(), static_cast<int>(rest.size()), &raw, &tail);
+    SqliteStmt stmt(raw);
+    if (rc != SQLITE_OK) return fail("prepare");
+    if (stmt == nullptr) break;
+    std::string_view next = rest.substr(static_cast<size_t>(tail - rest.data()));
+    if (first && !st.params.empty() && !is_blank_sql(next)) {
+      return make_error(Errc::refused,
+                        "statement {}: parameters can be bound only to a single statement, but this "
+                        "SQL text holds more than one",
+                        index);
+    }
+    std::string keyword = leading_keyword(sqlite3_sql(stmt.get()));
+    if (keyword == "VACUUM") {
+      return make_error(Errc::refused,
+                        "statement {}: VACUUM is refused: it rewrites the whole file outside the "
+                        "transaction (VACUUM INTO writes another file)",
+                        index);
+    }
+    if (sqlite3_stmt_isexplain(stmt.get())) {
+      return make_error(Errc::refused, "statement {}: EXPLAIN is refused in a write", index);
+    }
+    static const std::vector<Value> kNoParams;
+    if (Status s = bind_values(stmt.get(), first ? st.params : kNoParams); !s.ok()) {
+      return make_error(Errc::invalid_argument, "statement {}: {}", index, s.error().message);
+    }
+    StatementResult result;
+    result.statement_index = index;
+    const int ncol = sqlite3_column_count(stmt.get());
+    if (collect_rows && ncol > 0) {
+      for (int c = 0; c < ncol; ++c) result.columns.emplace_back(nz(sqlite3_column_name(stmt.get(), c)));
+    }
+    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+      if (!collect_rows) continue;
+      std::vector<Value> row;
+      row.reserve(static_cast<size_t>(ncol));
+      for (int c = 0; c < ncol; ++c) row.push_back(column_value(stmt.get(), c));
+      result.rows.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) return fail("step");
+    const bool dml = !sqlite3_stmt_readonly(stmt.get()) &&
+                     (keyword == "INSERT" || keyword == "UPDATE" || keyword == "DELETE" ||
+                      keyword == "REPLACE" || keyword == "WITH");
+    result.rows_changed = dml ? sqlite3_changes64(db) : 0;
+    result.last_insert_rowid = sqlite3_last_insert_rowid(db);
+    out.push_back(std::move(result));
+    rest = next;
+    first = false;
+  }
+  return ok_status();
+}
+
+Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInputs& inputs,
+                                                                std::span<const Statement> statements,
+                                                                Mode mode, bool collect_rows,
+                                                                const OnCommit& on_commit) {
+  sqlite3* db = db_.get();
+  std::lock_guard entry_lock(entry_mutex());
+  PinnedTime pinned(inputs.time_ms);
+  stream_ = std::make_unique<SeededStream>(inputs.seed);
+  sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, SeededStream::internal_prng_seed(inputs.seed),
+                       nullptr);
+  bool hook_applied = false;
+  capture_->reset();
+  capture_->set_commit_hook([&](const PageMap& pages, uint32_t page_count) -> Status {
+    SWL_TRY(tree_.apply(pages, page_count));
+    Status s = on_commit(tree_.root(), page_count);
+    if (!s.ok()) {
+      tree_.undo_last();
+      return s;
+    }
+    hook_applied = true;
+    return ok_status();
+  });
+  // Whatever happens below, leave the connection between entries: no stream,
+  // no hook, OS randomness for SQLite's PRNG.
+  struct Cleanup {
+    DeterministicDb* self;
+    ~Cleanup() {
+      self->stream_.reset();
+      self->capture_->set_commit_hook(nullptr);
+      self->auth_->mode = AuthMode::system;
+      sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, 0, nullptr);
+    }
+  } cleanup{this};
+  auto rollback = [&] {
+    if (!sqlite3_get_autocommit(db)) {
+      auth_->mode = AuthMode::system;
+      (void)exec_sql(db, "ROLLBACK");
+    }
+    capture_->reset();
+  };
+
+  auth_->mode = AuthMode::system;
+  SWL_TRY(exec_sql(db, "BEGIN IMMEDIATE"));
+  // changes() and last_insert_rowid() start every entry at 0, whatever ran before.
+  sqlite3_set_last_insert_rowid(db, 0);
+  if (mode == Mode::user) {
+    if (!reset_changes_) {
+      auto r = prepare(db, "UPDATE _swarmlite SET v = v WHERE 0");
+      if (!r.ok()) {
+        rollback();
+        return r.take_error();
+      }
+      reset_changes_ = std::move(r).value();
+    }
+    int rc = sqlite3_step(reset_changes_.get());
+    sqlite3_reset(reset_changes_.get());
+    if (rc != SQLITE_DONE) {
+      Error e = sqlite_error(db, "resetting changes()");
+      rollback();
+      return e;
+    }
+  }
+
+  auth_->mode = mode == Mode::genesis ? AuthMode::genesis : AuthMode::user;
+  std::vector<StatementResult> results;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    if (Status s = run_statement_text(i, statements[i], collect_rows, results); !s.ok()) {
+      rollback();
+      return s.take_error();
+    }
+  }
+
+  auth_->mode = AuthMode::system;
+  if (!update_applied_) {
+    auto r = prepare(db, "UPDATE _swarmlite SET v = ?1 WHERE k = 'applied_seq'");
+    if (!r.ok()) {
+      rollback();
+      return r.take_error();
+    }
+    update_applied_ = std::move(r).value();
+  }
+  sqlite3_bind_int64(update_applied_.get(), 1, static_cast<int64_t>(inputs.seq));
+  int rc = sqlite3_step(update_applied_.get());
+  sqlite3_reset(update_applied_.get());
+  if (rc != SQLITE_DONE || sqlite3_changes(db) != 1) {
+    Error e = sqlite_error(db, "updating _swarmlite.applied_seq");
+    rollback();
+    return e;
+  }
+
+  if (Status s = exec_sql(db, "COMMIT"); !s.ok()) {
+    std::optional<Error> hook_error = capture_->take_hook_error();
+    if (hook_applied) tree_.undo_last();  // the hook took the pages but SQLite did not commit
+    rollback();
+    if (hook_error) return std::move(*hook_error);
+    return make_error(is_transient(sqlite3_extended_errcode(db)) ? Errc::io_error : Errc::sqlite_error,
+                      "commit of entry {}: {}", inputs.seq, s.error().message);
+  }
+  if (!hook_applied) {
+    return make_error(Errc::internal, "entry {} committed without passing the commit hook",
+                      inputs.seq);
+  }
+  capture_->reset();
+  return results;
+}
+
+Status replay_entry(DeterministicDb& db, const Entry& entry) {
+  const EntryInputs inputs{entry.seq, entry.time_ms, entry.seed};
+  auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
+    if (root != entry.state_root || page_count != entry.page_count) {
+      return make_error(Errc::diverged,
+                        "entry {}: replay gives state root {} with {} pages, the entry says {} with "
+                        "{} pages",
+                        entry.seq, to_hex(root), page_count, to_hex(entry.state_root),
+                        entry.page_count);
+    }
+    return ok_status();
+  };
+  auto mode = entry.seq == 0 ? DeterministicDb::Mode::genesis : DeterministicDb::Mode::user;
+  auto r = db.run_entry(inputs, entry.statements, mode, /*collect_rows=*/false, on_commit);
+  if (r.ok()) return ok_status();
+  Error e = r.take_error();
+  switch (e.code) {
+    case Errc::diverged:
+    case Errc::io_error:
+    case Errc::corrupt:
+    case Errc::internal:
+      return e;
+    default:
+      return make_error(Errc::diverged,
+                        "entry {}: a statement the primary logged fails on replay ({}); state kept "
+                        "at the previous entry",
+                        entry.seq, e.to_string());
+  }
+}
+
+Result<SqliteDb> open_reader(const std::filesystem::path& path, const ReadCapture* capture) {
+  page_vfs_name();
+  SWL_ASSIGN(SqliteDb db, open_sqlite(page_vfs_uri(path, nullptr, capture, true),
+                                      SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX));
+  sqlite3_busy_timeout(db.get(), 5000);
+  return db;
+}
+
+}  // namespace swarmlite

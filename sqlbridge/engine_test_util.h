@@ -1,0 +1,81 @@
+// Test helpers for the primary/replica tests (not part of the library).
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include "core/keys.h"
+#include "sqlbridge/primary.h"
+#include "sqlbridge/replica.h"
+
+namespace swarmlite::testing {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::temp_directory_path() /
+            ("swl-engine-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Tests do not need the log's fsync.
+inline LogStoreOptions fast_log() {
+  LogStoreOptions o;
+  o.sync = false;
+  return o;
+}
+
+inline PrimaryOptions fast_primary(uint64_t sign_every = 1) {
+  PrimaryOptions o;
+  o.log_options = fast_log();
+  o.sign_every_entries = sign_every;
+  return o;
+}
+
+inline ReplicaOptions fast_replica() {
+  ReplicaOptions o;
+  o.log_options = fast_log();
+  return o;
+}
+
+inline Statement sql(std::string text, std::vector<Value> params = {}) {
+  return Statement{std::move(text), std::move(params)};
+}
+
+// Copies the primary's entries [replica log size, head.size) into the
+// replica's log (verified against the primary's newest head) and applies them.
+inline Status sync_replica(const Primary& primary, Replica& replica) {
+  std::optional<Head> head = primary.head();
+  if (!head) return make_error(Errc::not_found, "primary has no head");
+  std::vector<Bytes> entries;
+  {
+    std::lock_guard lock(primary.log_mutex());
+    for (uint64_t s = replica.log().size(); s < head->size; ++s) {
+      SWL_ASSIGN(Bytes b, primary.log().entry_bytes(s));
+      entries.push_back(std::move(b));
+    }
+  }
+  if (!entries.empty()) SWL_TRY(replica.log().append_verified(entries, *head));
+  SWL_TRY(replica.apply_available());
+  return ok_status();
+}
+
+}  // namespace swarmlite::testing

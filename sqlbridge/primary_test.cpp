@@ -1,0 +1,418 @@
+// Primary: refusals, failed transactions, pinned time and randomness, reopen
+// and catch-up, genesis checks.
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include "core/log.h"
+#include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/genesis.h"
+
+using namespace swarmlite;
+using namespace swarmlite::testing;
+
+namespace {
+
+struct Fixture {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  std::filesystem::path db = dir / "p.db";
+  std::unique_ptr<Primary> primary;
+
+  explicit Fixture(PrimaryOptions options = fast_primary()) {
+    auto p = Primary::open(db, keys.secret, std::move(options));
+    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    primary = std::move(p).value();
+  }
+  ExecuteResult exec(std::vector<Statement> statements) {
+    auto r = primary->execute(statements);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    return std::move(r).value();
+  }
+  Value scalar(const std::string& query) {
+    auto r = exec({sql(query)});
+    REQUIRE(r.statements.size() == 1);
+    REQUIRE(r.statements[0].rows.size() == 1);
+    return r.statements[0].rows[0][0];
+  }
+  void reopen(PrimaryOptions options = fast_primary()) {
+    primary.reset();
+    auto p = Primary::open(db, keys.secret, std::move(options));
+    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    primary = std::move(p).value();
+  }
+};
+
+int64_t as_int(const Value& v) {
+  REQUIRE(std::holds_alternative<int64_t>(v.v));
+  return std::get<int64_t>(v.v);
+}
+std::string as_text(const Value& v) {
+  REQUIRE(std::holds_alternative<std::string>(v.v));
+  return std::get<std::string>(v.v);
+}
+
+}  // namespace
+
+TEST_CASE("a new primary starts with a signed genesis entry") {
+  Fixture f;
+  CHECK(f.primary->size() == 1);
+  auto head = f.primary->head();
+  REQUIRE(head);
+  CHECK(head->size == 1);
+  CHECK(head->verify(f.keys.pub).ok());
+  CHECK(head->state_root == f.primary->state_root());
+  auto genesis = f.primary->log().entry(0);
+  REQUIRE(genesis.ok());
+  CHECK(check_genesis(*genesis).ok());
+  CHECK(genesis->statements == genesis_statements());
+  CHECK(as_text(f.scalar("SELECT v FROM _swarmlite WHERE k = 'sqlite_version'")) == sqlite3_libversion());
+}
+
+TEST_CASE("execute returns per-statement results and a head covering the entry") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT UNIQUE)")});
+  auto r = f.exec({sql("INSERT INTO t(a) VALUES (?1), (?2)", {Value{std::string("x")}, Value{std::string("y")}}),
+                   sql("UPDATE t SET a = a || '!' RETURNING id, a"),
+                   sql("SELECT count(*) AS n FROM t")});
+  CHECK(r.seq == 2);
+  REQUIRE(r.statements.size() == 3);
+  CHECK(r.statements[0].rows_changed == 2);
+  CHECK(r.statements[0].last_insert_rowid == 2);
+  CHECK(r.statements[1].rows_changed == 2);
+  CHECK(r.statements[1].columns == std::vector<std::string>{"id", "a"});
+  CHECK(r.statements[1].rows.size() == 2);
+  CHECK(r.statements[2].rows_changed == 0);
+  CHECK(as_int(r.statements[2].rows[0][0]) == 2);
+  REQUIRE(r.head);
+  CHECK(r.head->size == 3);
+  CHECK(r.head->state_root == r.state_root);
+  CHECK(r.head->log_root == f.primary->log().root());
+  auto entry = f.primary->log().entry(2);
+  REQUIRE(entry.ok());
+  CHECK(entry->state_root == r.state_root);
+  CHECK(entry->page_count == r.page_count);
+  CHECK(entry->time_ms == r.time_ms);
+}
+
+TEST_CASE("multi-statement text runs as SQLite splits it, trigger bodies included") {
+  Fixture f;
+  auto r = f.exec({sql("CREATE TABLE t(a); CREATE TABLE log(x);\n"
+                       "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.a); "
+                       "INSERT INTO log VALUES (new.a * 10); END; -- a comment; with semicolons\n"
+                       "INSERT INTO t VALUES (1); INSERT INTO t VALUES ('a;b');")});
+  CHECK(r.statements.size() == 5);
+  for (const auto& s : r.statements) CHECK(s.statement_index == 0);
+  CHECK(as_int(f.scalar("SELECT count(*) FROM log")) == 4);
+  CHECK(as_text(f.scalar("SELECT a FROM t WHERE rowid = 2")) == "a;b");
+}
+
+TEST_CASE("params bind only to single-statement text") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a)")});
+  const uint64_t size = f.primary->size();
+  auto r = f.primary->execute({sql("INSERT INTO t VALUES (?1); INSERT INTO t VALUES (2)", {Value{int64_t{1}}})});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::refused);
+  CHECK(r.error().message.find("single statement") != std::string::npos);
+  auto wrong_count = f.primary->execute({sql("INSERT INTO t VALUES (?1, ?2)", {Value{int64_t{1}}})});
+  REQUIRE_FALSE(wrong_count.ok());
+  CHECK(f.primary->size() == size);
+  auto empty = f.primary->execute({sql("  -- nothing\n ; ")});
+  REQUIRE_FALSE(empty.ok());
+  CHECK(empty.error().code == Errc::invalid_argument);
+  auto none = f.primary->execute(std::span<const Statement>{});
+  CHECK_FALSE(none.ok());
+  CHECK(f.primary->size() == size);
+}
+
+TEST_CASE("every refused construct is refused by name and leaves no entry") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a, b)"), sql("INSERT INTO t VALUES (1, 2)")});
+  struct Case {
+    const char* sql;
+    const char* names;
+  };
+  const Case cases[] = {
+      {"ATTACH 'other.db' AS o", "ATTACH"},
+      {"DETACH o", "DETACH"},
+      {"SELECT load_extension('x')", "load_extension"},
+      {"VACUUM", "VACUUM"},
+      {"VACUUM INTO 'copy.db'", "VACUUM"},
+      {"BEGIN", "BEGIN"},
+      {"COMMIT", "COMMIT"},
+      {"END", "COMMIT"},
+      {"ROLLBACK", "ROLLBACK"},
+      {"PRAGMA foreign_keys=OFF", "PRAGMA foreign_keys"},
+      {"PRAGMA journal_mode", "PRAGMA journal_mode"},
+      {"PRAGMA writable_schema=1", "PRAGMA writable_schema"},
+      {"CREATE TEMP TABLE x(a)", "TEMP"},
+      {"CREATE TABLE temp.y(a)", "TEMP"},
+      {"CREATE TRIGGER temp.tr AFTER INSERT ON t BEGIN SELECT 1; END", "TEMP"},
+      {"CREATE VIEW temp.v2 AS SELECT 1", "TEMP"},
+      {"CREATE TEMP VIEW v AS SELECT 1", "TEMP"},
+      {"CREATE TEMP TRIGGER tt AFTER INSERT ON t BEGIN SELECT 1; END", "TEMP"},
+      {"CREATE VIRTUAL TABLE f USING fts5(x)", "virtual table"},
+      {"INSERT INTO _swarmlite VALUES ('x', 1)", "_swarmlite"},
+      {"UPDATE _swarmlite SET v = 5 WHERE k = 'applied_seq'", "_swarmlite"},
+      {"DELETE FROM _swarmlite", "_swarmlite"},
+      {"DROP TABLE _swarmlite", "_swarmlite"},
+      {"ALTER TABLE _swarmlite ADD COLUMN z", "_swarmlite"},
+      {"CREATE INDEX ix ON _swarmlite(v)", "_swarmlite"},
+      {"CREATE TRIGGER ts AFTER UPDATE ON _swarmlite BEGIN SELECT 1; END", "_swarmlite"},
+      {"INSERT INTO t VALUES (total_changes(), 0)", "total_changes"},
+      {"INSERT INTO t VALUES (sqlite_version(), 0)", "sqlite_version"},
+      {"INSERT INTO t VALUES (sqlite_source_id(), 0)", "sqlite_source_id"},
+      {"INSERT INTO t VALUES (sqlite_compileoption_used('SECURE_DELETE'), 0)", "sqlite_compileoption_used"},
+      {"INSERT INTO t VALUES (sqlite_compileoption_get(0), 0)", "sqlite_compileoption_get"},
+      {"INSERT INTO t VALUES (sin(1), 0)", "sin"},
+      {"INSERT INTO t VALUES (exp(1), 0)", "exp"},
+      {"INSERT INTO t SELECT pageno, 0 FROM dbstat", "dbstat"},
+      {"INSERT INTO t SELECT compile_options, 0 FROM pragma_compile_options", "pragma"},
+      {"INSERT INTO t SELECT sql, 0 FROM sqlite_stmt", "sqlite_stmt"},
+      {"EXPLAIN SELECT 1", "EXPLAIN"},
+      {"INSERT INTO t VALUES (9, 9); ATTACH 'x.db' AS x", "ATTACH"},
+  };
+  const uint64_t size = f.primary->size();
+  const Hash32 root = f.primary->state_root();
+  for (const Case& c : cases) {
+    const std::string text = c.sql;
+    CAPTURE(text);
+    auto r = f.primary->execute({sql(c.sql)});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::refused);
+    CHECK_MESSAGE(r.error().message.find(c.names) != std::string::npos, r.error().message);
+    CHECK(f.primary->size() == size);
+    CHECK(f.primary->state_root() == root);
+  }
+  CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 1);
+  CHECK_FALSE(std::filesystem::exists(f.dir / "copy.db"));
+  CHECK_FALSE(std::filesystem::exists(f.dir / "other.db"));
+}
+
+TEST_CASE("harmless reads and savepoints are allowed") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, b)")});
+  auto info = f.exec({sql("PRAGMA table_info(t)")});
+  CHECK(info.statements[0].rows.size() == 2);
+  f.exec({sql("SAVEPOINT s1; INSERT INTO t(b) VALUES (1); ROLLBACK TO s1; INSERT INTO t(b) VALUES (2); RELEASE s1")});
+  CHECK(as_int(f.scalar("SELECT b FROM t")) == 2);
+  CHECK(as_int(f.scalar("SELECT v FROM _swarmlite WHERE k = 'applied_seq'")) ==
+        static_cast<int64_t>(f.primary->size() - 1));
+}
+
+TEST_CASE("a transaction failing in statement 3 of 4 leaves database and log unchanged") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a UNIQUE)"), sql("INSERT INTO t VALUES (1)")});
+  const uint64_t size = f.primary->size();
+  const Hash32 root = f.primary->state_root();
+  auto r = f.primary->execute({sql("INSERT INTO t VALUES (2)"), sql("UPDATE t SET a = a + 10"),
+                               sql("INSERT INTO t VALUES (11)"), sql("INSERT INTO t VALUES (3)")});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::sqlite_error);
+  CHECK(r.error().message.find("statement 2") != std::string::npos);
+  CHECK(r.error().message.find("UNIQUE") != std::string::npos);
+  CHECK(f.primary->size() == size);
+  CHECK(f.primary->state_root() == root);
+  CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 1);
+  // The next transaction gets the seq the failed one would have had.
+  auto ok = f.exec({sql("INSERT INTO t VALUES (4)")});
+  CHECK(ok.seq == size + 1);  // size + 0 was the SELECT above
+}
+
+TEST_CASE("every form of now is the entry's pinned time, in UTC") {
+  Fixture f;
+  auto r = f.exec({sql("SELECT unixepoch(), strftime('%s','now'), datetime('now'), CURRENT_TIMESTAMP, "
+                       "julianday('now'), CURRENT_DATE, CURRENT_TIME, datetime('now','localtime'), "
+                       "strftime('%Y-%m-%d %H:%M:%f','now')")});
+  const auto& row = r.statements[0].rows[0];
+  const int64_t secs = r.time_ms / 1000;
+  CHECK(as_int(row[0]) == secs);
+  CHECK(as_text(row[1]) == std::to_string(secs));
+  CHECK(as_text(row[2]) == as_text(row[3]));
+  CHECK(as_text(row[7]) == as_text(row[2]));  // TZ=UTC: localtime is UTC
+  CHECK(std::get<double>(row[4].v) == doctest::Approx(r.time_ms / 86400000.0 + 2440587.5).epsilon(1e-12));
+  CHECK(as_text(row[3]) == as_text(row[5]) + " " + as_text(row[6]));
+  const std::string ms = as_text(row[8]);
+  CHECK(ms.substr(ms.size() - 3) == fmt::format("{:03}", r.time_ms % 1000));
+}
+
+TEST_CASE("time never goes backwards between entries") {
+  Fixture f;
+  int64_t last = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = f.exec({sql("SELECT 1")});
+    CHECK(r.time_ms >= last);
+    last = r.time_ms;
+  }
+}
+
+TEST_CASE("random() and randomblob() come from the entry's seed") {
+  Fixture f;
+  auto r = f.exec({sql("SELECT random(), randomblob(16), random(), randomblob(0)")});
+  auto entry = f.primary->log().entry(r.seq);
+  REQUIRE(entry.ok());
+  SeededStream stream(entry->seed);
+  const auto& row = r.statements[0].rows[0];
+  CHECK(as_int(row[0]) == stream.next_i64());
+  Bytes expect(16);
+  stream.fill(expect.data(), expect.size());
+  CHECK(std::get<Bytes>(row[1].v) == expect);
+  CHECK(as_int(row[2]) == stream.next_i64());
+  CHECK(std::get<Bytes>(row[3].v).size() == 1);
+  // Another entry, another seed.
+  auto r2 = f.exec({sql("SELECT random()")});
+  CHECK(as_int(r2.statements[0].rows[0][0]) != as_int(row[0]));
+}
+
+TEST_CASE("changes() and last_insert_rowid() start every entry at 0, also after reopen") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, c, l)"), sql("INSERT INTO t(c, l) VALUES (1, 1), (2, 2)")});
+  auto first = f.exec({sql("INSERT INTO t(c, l) VALUES (changes(), last_insert_rowid()) RETURNING c, l")});
+  CHECK(as_int(first.statements[0].rows[0][0]) == 0);
+  CHECK(as_int(first.statements[0].rows[0][1]) == 0);
+  f.reopen();
+  auto second = f.exec({sql("INSERT INTO t(c, l) VALUES (changes(), last_insert_rowid()) RETURNING c, l")});
+  CHECK(as_int(second.statements[0].rows[0][0]) == 0);
+  CHECK(as_int(second.statements[0].rows[0][1]) == 0);
+}
+
+TEST_CASE("the random rowid path is replayed from the seed") {
+  // With rowid 2^63-1 taken, SQLite picks new rowids from its internal PRNG,
+  // which is reseeded from the entry's seed.
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(x)"), sql("INSERT INTO t(rowid, x) VALUES (9223372036854775807, 0)")});
+  auto r = f.exec({sql("INSERT INTO t(x) VALUES (1), (2), (3) RETURNING rowid")});
+  TempDir rdir;
+  auto replica = Replica::open(rdir / "r.db", rdir / "r.log", f.keys.pub, fast_replica());
+  REQUIRE(replica.ok());
+  REQUIRE_MESSAGE(sync_replica(*f.primary, **replica).ok(), "sync");
+  CHECK((*replica)->state_root() == f.primary->state_root());
+  CHECK(r.statements[0].rows.size() == 3);
+}
+
+TEST_CASE("primary reopens and continues its log") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a)"), sql("INSERT INTO t VALUES (1)")});
+  const Hash32 root = f.primary->state_root();
+  const uint64_t size = f.primary->size();
+  f.reopen();
+  CHECK(f.primary->size() == size);
+  CHECK(f.primary->state_root() == root);
+  auto r = f.exec({sql("INSERT INTO t VALUES (2)")});
+  CHECK(r.seq == size);
+  CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 3);
+}
+
+TEST_CASE("a primary whose database lags its log catches up on open") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a)")});
+  f.reopen();
+  PrimaryOptions crashy = fast_primary();
+  crashy.test_hook = [](PrimaryHookPoint point) -> Status {
+    if (point == PrimaryHookPoint::after_log_append) return make_error(Errc::io_error, "simulated crash");
+    return ok_status();
+  };
+  f.reopen(crashy);
+  const uint64_t size = f.primary->size();
+  auto r = f.primary->execute({sql("INSERT INTO t VALUES (42)")});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("simulated crash") != std::string::npos);
+  CHECK(f.primary->size() == size + 1);  // the entry is in the log...
+  auto again = f.primary->execute({sql("INSERT INTO t VALUES (43)")});
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == Errc::unavailable);  // ...and the primary refuses to go on
+  f.reopen();  // replays entry `size` from the log
+  CHECK(f.primary->size() == size + 1);
+  CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 42);
+  auto entry = f.primary->log().entry(size);
+  REQUIRE(entry.ok());
+  // The replayed state is the logged one.
+  auto head = f.primary->head();
+  REQUIRE(head);
+  CHECK(head->size == f.primary->size());
+}
+
+TEST_CASE("a database ahead of its log is refused") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a)")});
+  f.primary.reset();
+  PrimaryOptions other = fast_primary();
+  other.log_dir = f.dir / "empty.log";
+  auto p = Primary::open(f.db, f.keys.secret, other);
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.error().code == Errc::diverged);
+  CHECK(p.error().message.find("ahead") != std::string::npos);
+}
+
+TEST_CASE("a second primary on the same database is refused") {
+  Fixture f;
+  auto p = Primary::open(f.db, f.keys.secret, fast_primary());
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.error().code == Errc::unavailable);
+}
+
+TEST_CASE("a plain SQLite database is not taken over") {
+  TempDir dir;
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open((dir / "app.db").c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "CREATE TABLE users(id)", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto p = Primary::open(dir / "app.db", KeyPair::generate().secret, fast_primary());
+  REQUIRE_FALSE(p.ok());
+  CHECK(p.error().message.find("not a swarmlite database") != std::string::npos);
+}
+
+TEST_CASE("genesis from another SQLite version is refused naming both versions") {
+  Entry entry;
+  entry.statements = genesis_statements("3.0.0");
+  Status s = check_genesis(entry);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == Errc::bad_version);
+  CHECK(s.error().message.find("3.0.0") != std::string::npos);
+  CHECK(s.error().message.find(sqlite3_libversion()) != std::string::npos);
+
+  entry.statements = genesis_statements();
+  CHECK(check_genesis(entry).ok());
+  entry.statements[0].sql = "CREATE TABLE other(x)";
+  CHECK(check_genesis(entry).error().code == Errc::bad_value);
+  entry.statements = genesis_statements();
+  entry.seq = 1;
+  CHECK_FALSE(check_genesis(entry).ok());
+
+  // Through a replica: a log whose genesis names another version.
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  {
+    auto log = Log::open(dir / "r.log", keys.pub, fast_log());
+    REQUIRE(log.ok());
+    Entry g;
+    g.statements = genesis_statements("3.99.0");
+    Bytes bytes = encode_entry(g);
+    REQUIRE((*log)->append(std::span<const Bytes>(&bytes, 1)).ok());
+  }
+  auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
+  REQUIRE_FALSE(replica.ok());
+  CHECK(replica.error().code == Errc::bad_version);
+  CHECK(replica.error().message.find("3.99.0") != std::string::npos);
+  CHECK(replica.error().message.find(sqlite3_libversion()) != std::string::npos);
+}
+
+TEST_CASE("group signing signs every N entries and sign_head forces one") {
+  Fixture f(fast_primary(5));
+  f.exec({sql("CREATE TABLE t(a)")});
+  int signed_count = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto r = f.exec({sql("INSERT INTO t VALUES (1)")});
+    if (r.head) {
+      ++signed_count;
+      CHECK(r.head->size == r.seq + 1);
+    }
+  }
+  CHECK(signed_count == 2);
+  auto head = f.primary->sign_head();
+  REQUIRE(head.ok());
+  CHECK(head->size == f.primary->size());
+  CHECK(head->verify(f.keys.pub).ok());
+}

@@ -1,0 +1,135 @@
+#include "sqlbridge/replica.h"
+
+#include "sqlbridge/db_lock.h"
+#include "sqlbridge/genesis.h"
+
+namespace swarmlite {
+
+Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_path,
+                                               const std::filesystem::path& log_dir,
+                                               const PublicKey& log_id, ReplicaOptions options) {
+  std::unique_ptr<Replica> r(new Replica());
+  r->db_path_ = db_path;
+  SWL_ASSIGN(r->lock_fd_, lock_database(db_path));
+  SWL_ASSIGN(r->log_, Log::open(log_dir, log_id, options.log_options));
+  if (r->log_->size() > 0) {
+    SWL_ASSIGN(Entry genesis, r->log_->entry(0));
+    SWL_TRY(check_genesis(genesis));
+  }
+  SWL_ASSIGN(r->db_, DeterministicDb::open(db_path));
+  SWL_ASSIGN(uint64_t applied, r->db_->read_applied_size());
+  if (applied > r->log_->size()) {
+    return make_error(Errc::diverged,
+                      "replica {} has {} entries applied but its log {} holds only {}: the database "
+                      "is ahead of its log",
+                      db_path.string(), applied, log_dir.string(), r->log_->size());
+  }
+  const StateTree& tree = r->db_->state_tree();
+  if (applied > 0) {
+    SWL_ASSIGN(Entry last, r->log_->entry(applied - 1));
+    if (tree.root() != last.state_root || tree.page_count() != last.page_count) {
+      return make_error(Errc::diverged,
+                        "replica {}: state root {} with {} pages differs from log entry {}'s {} "
+                        "with {} pages",
+                        db_path.string(), to_hex(tree.root()), tree.page_count(), last.seq,
+                        to_hex(last.state_root), last.page_count);
+    }
+  }
+  r->size_ = applied;
+  r->state_root_ = tree.root();
+  r->page_count_ = tree.page_count();
+  r->roots_.record(applied, r->state_root_, r->page_count_);
+  return r;
+}
+
+Replica::~Replica() {
+  db_.reset();
+  log_.reset();
+  unlock_database(lock_fd_);
+}
+
+Status Replica::apply_locked(const Entry& entry) {
+  {
+    std::lock_guard lock(mu_);
+    if (diverged_) return *diverged_;
+    if (entry.seq != size_) {
+      return make_error(Errc::invalid_argument, "replica {}: next entry is {}, got entry {}",
+                        db_path_.string(), size_, entry.seq);
+    }
+  }
+  if (entry.seq == 0) SWL_TRY(check_genesis(entry));
+  if (Status s = replay_entry(*db_, entry); !s.ok()) {
+    if (s.error().code == Errc::diverged) {
+      std::lock_guard lock(mu_);
+      diverged_ = s.error();
+    }
+    return s;
+  }
+  std::lock_guard lock(mu_);
+  size_ = entry.seq + 1;
+  state_root_ = db_->state_tree().root();
+  page_count_ = db_->state_tree().page_count();
+  roots_.record(size_, state_root_, page_count_);
+  return ok_status();
+}
+
+Status Replica::apply(const Entry& entry) { return apply_locked(entry); }
+
+Result<uint64_t> Replica::apply_available(uint64_t up_to) {
+  uint64_t applied = 0;
+  for (;;) {
+    Entry entry;
+    {
+      std::lock_guard log_lock(log_mu_);
+      uint64_t end = std::min(log_->size(), up_to);
+      if (size() >= end) break;
+      SWL_ASSIGN(entry, log_->entry(size()));
+    }
+    SWL_TRY(apply_locked(entry));
+    ++applied;
+  }
+  SWL_TRY(check_head_locked());
+  return applied;
+}
+
+Status Replica::check_head_locked() {
+  std::optional<Head> head;
+  {
+    std::lock_guard log_lock(log_mu_);
+    head = log_->head();
+  }
+  std::lock_guard lock(mu_);
+  if (!head || head->size != size_) return ok_status();
+  if (head->state_root != state_root_ || head->page_count != page_count_) {
+    diverged_ = make_error(Errc::diverged,
+                           "replica {}: after {} entries the state root is {} with {} pages, the "
+                           "signed head says {} with {} pages",
+                           db_path_.string(), size_, to_hex(state_root_), page_count_,
+                           to_hex(head->state_root), head->page_count);
+    return *diverged_;
+  }
+  return ok_status();
+}
+
+uint64_t Replica::size() const {
+  std::lock_guard lock(mu_);
+  return size_;
+}
+Hash32 Replica::state_root() const {
+  std::lock_guard lock(mu_);
+  return state_root_;
+}
+uint32_t Replica::page_count() const {
+  std::lock_guard lock(mu_);
+  return page_count_;
+}
+std::optional<Error> Replica::diverged() const {
+  std::lock_guard lock(mu_);
+  return diverged_;
+}
+
+Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {
+  return swarmlite::open_snapshot(db_path_, roots_, capture);
+}
+
+}  // namespace swarmlite

@@ -1,0 +1,424 @@
+// Replica: differential replay of random workloads against a primary,
+// divergence on a tampered entry, resume after reopen, concurrent readers.
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "core/log_store.h"
+#include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/state_tree.h"
+
+using namespace swarmlite;
+using namespace swarmlite::testing;
+
+namespace {
+
+// Random write transactions over a few tables, tracked by a small model so that
+// most of them succeed; the ones that fail must leave no trace.
+class Workload {
+ public:
+  explicit Workload(uint64_t seed) : rng_(seed) {}
+
+  std::vector<Statement> next() {
+    std::vector<Statement> tx;
+    int n = 1 + pick(3);
+    for (int i = 0; i < n; ++i) tx.push_back(statement());
+    return tx;
+  }
+  // Called after a transaction committed: the model follows the database.
+  void committed() { tables_ = pending_; }
+  void failed() { pending_ = tables_; }
+
+ private:
+  int pick(int n) { return static_cast<int>(rng_() % static_cast<uint64_t>(n)); }
+  std::string table() { return "t" + std::to_string(pick(kTables)); }
+  std::string existing() {
+    std::vector<int> ids(pending_.begin(), pending_.end());
+    return "t" + std::to_string(ids[static_cast<size_t>(pick(static_cast<int>(ids.size())))]);
+  }
+
+  Statement statement() {
+    if (pending_.empty() || pick(20) == 0) {
+      int id = pick(kTables);
+      pending_.insert(id);
+      std::string t = "t" + std::to_string(id);
+      return sql("CREATE TABLE IF NOT EXISTS " + t +
+                 "(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c BLOB, ts TEXT, k TEXT UNIQUE);"
+                 "CREATE TABLE IF NOT EXISTS audit(id INTEGER PRIMARY KEY, tbl TEXT, at TEXT, r INTEGER);"
+                 "CREATE TABLE IF NOT EXISTS kv(k TEXT PRIMARY KEY, v)");
+    }
+    const std::string t = existing();
+    const int id = std::stoi(t.substr(1));
+    switch (pick(18)) {
+      case 0:
+        if (pending_.size() > 1 && pick(3) == 0) {
+          pending_.erase(id);
+          return sql("DROP TABLE " + t);
+        }
+        [[fallthrough]];
+      case 1:
+        return sql("CREATE INDEX IF NOT EXISTS " + t + "_a ON " + t + "(a, b)");
+      case 2:
+        return sql("DROP INDEX IF EXISTS " + t + "_a");
+      case 3:
+        return sql("CREATE TRIGGER IF NOT EXISTS " + t + "_tr AFTER INSERT ON " + t +
+                   " BEGIN INSERT INTO audit(tbl, at, r) VALUES ('" + t +
+                   "', CURRENT_TIMESTAMP, random()); UPDATE kv SET v = coalesce(v, 0) + 1 WHERE k = 'n'; END");
+      case 4:
+        return sql("CREATE VIEW IF NOT EXISTS " + t + "_v AS SELECT id, a * 2 AS a2, length(c) AS lc FROM " + t);
+      case 5:
+      case 6: {
+        int blob = pick(4) == 0 ? 3000 + pick(12000) : pick(200);  // some spill into overflow pages
+        return sql("INSERT INTO " + t + "(a, b, c, ts) VALUES (random() % 1000, hex(randomblob(6)), randomblob(" +
+                   std::to_string(blob) + "), CURRENT_TIMESTAMP)");
+      }
+      case 7:
+        return sql("INSERT INTO " + t + "(a, b, c, ts, k) VALUES (?1, ?2, ?3, datetime('now', ?4), ?5)",
+                   {Value{static_cast<int64_t>(pick(1000))}, Value{std::string("p") + std::to_string(pick(100))},
+                    Value{Bytes(static_cast<size_t>(pick(5000)), static_cast<uint8_t>(pick(256)))},
+                    Value{std::string("+") + std::to_string(pick(100)) + " minutes"},
+                    pick(2) ? Value{} : Value{std::string("k") + std::to_string(pick(50))}});
+      case 8:
+        return sql("UPDATE " + t + " SET a = a + 1, ts = strftime('%Y-%m-%d %H:%M:%f', 'now'), b = b || '.' "
+                   "WHERE a % 5 = " + std::to_string(pick(5)) + " LIMIT " + std::to_string(1 + pick(8)));
+      case 9:
+        return sql("DELETE FROM " + t + " WHERE id % " + std::to_string(2 + pick(4)) + " = 0");
+      case 10:
+        if (pick(4) == 0) return sql("DELETE FROM " + t);
+        return sql("DELETE FROM " + t + " WHERE length(c) > 2000 LIMIT 3");
+      case 11: {
+        const std::string other = existing();
+        return sql("INSERT INTO " + t + "(a, b, c, ts) SELECT a, b, substr(c, 1, 100), julianday('now') FROM " +
+                   other + " ORDER BY id DESC LIMIT " + std::to_string(1 + pick(20)));
+      }
+      case 12:
+        return sql("INSERT INTO kv(k, v) VALUES ('k" + std::to_string(pick(30)) +
+                   "', unixepoch()) ON CONFLICT(k) DO UPDATE SET v = excluded.v || ':' || random() % 10");
+      case 13:
+        return sql("INSERT INTO " + t + "(a, b, ts) VALUES (changes(), last_insert_rowid(), CURRENT_DATE || CURRENT_TIME) "
+                   "RETURNING id, a, b");
+      case 14:
+        return sql("UPDATE " + t + " SET c = randomblob(a % 64) WHERE id IN (SELECT id FROM " + t +
+                   " ORDER BY random() LIMIT 3) RETURNING id");
+      case 15:
+        return sql("INSERT INTO " + t + "(a, b) VALUES (1, 'x'); UPDATE " + t +
+                   " SET a = a * 3 WHERE b = 'x'; DELETE FROM " + t + " WHERE a > 900;");
+      case 16:
+        return sql("SAVEPOINT s; INSERT INTO " + t + "(a) VALUES (7); ROLLBACK TO s; INSERT INTO " + t +
+                   "(a, ts) VALUES (8, date('now', 'localtime', 'start of month')); RELEASE s");
+      default:
+        if (id % 2 == 0) {
+          // A failing statement now and then: the whole transaction must vanish.
+          return sql("INSERT INTO " + t + "(k) VALUES ('dup'), ('dup')");
+        }
+        return sql("SELECT count(*), sum(length(c)) FROM " + t);
+    }
+  }
+
+  static constexpr int kTables = 5;
+  std::mt19937_64 rng_;
+  std::set<int> tables_, pending_;
+};
+
+// Logical pages of a closed database file, normalised (page 1's volatile header bytes).
+std::vector<Bytes> file_pages(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<Bytes> pages;
+  Bytes page(kPageSize);
+  uint32_t pgno = 1;
+  while (in.read(reinterpret_cast<char*>(page.data()), kPageSize)) {
+    pages.push_back(normalize_page(pgno++, page));
+  }
+  return pages;
+}
+
+struct Run {
+  uint64_t committed = 0;
+  uint64_t failed = 0;
+};
+
+// Runs `transactions` random transactions on a primary; a replica follows
+// through its own verified log; compares roots along the way and the files at the end.
+Run differential(uint64_t seed, int transactions) {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  Run run;
+  {
+    auto primary = Primary::open(dir / "p.db", keys.secret, fast_primary(16));
+    REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+    auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
+    REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+    Workload work(seed);
+    for (int i = 0; i < transactions; ++i) {
+      std::vector<Statement> tx = work.next();
+      const uint64_t size = (*primary)->size();
+      auto r = (*primary)->execute(tx);
+      if (!r.ok()) {
+        INFO("seed ", seed, " transaction ", i, ": ", r.error().to_string());
+        REQUIRE(r.error().code == Errc::sqlite_error);
+        REQUIRE((*primary)->size() == size);
+        work.failed();
+        ++run.failed;
+        continue;
+      }
+      work.committed();
+      ++run.committed;
+      if (r->head) {
+        Status s = sync_replica(**primary, **replica);
+        REQUIRE_MESSAGE(s.ok(), "seed ", seed, " transaction ", i, ": ", s.error().to_string());
+        REQUIRE((*replica)->size() == r->head->size);
+        REQUIRE((*replica)->state_root() == r->head->state_root);
+      }
+    }
+    REQUIRE((*primary)->sign_head().ok());
+    REQUIRE(sync_replica(**primary, **replica).ok());
+    REQUIRE((*replica)->size() == (*primary)->size());
+    REQUIRE((*replica)->state_root() == (*primary)->state_root());
+    REQUIRE((*replica)->page_count() == (*primary)->page_count());
+    auto from_primary = StateTree::from_file(dir / "p.db");
+    auto from_replica = StateTree::from_file(dir / "r.db");
+    REQUIRE(from_primary.ok());
+    REQUIRE(from_replica.ok());
+    CHECK(from_primary->root() == (*primary)->state_root());
+    CHECK(from_replica->root() == (*primary)->state_root());
+  }
+  // Both closed: the last connection checkpointed its WAL into the file.
+  std::vector<Bytes> p = file_pages(dir / "p.db");
+  std::vector<Bytes> r = file_pages(dir / "r.db");
+  REQUIRE(p.size() == r.size());
+  for (size_t i = 0; i < p.size(); ++i) {
+    INFO("seed ", seed, " page ", i + 1);
+    REQUIRE(p[i] == r[i]);
+  }
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("differential replay: replicas of random workloads are page-identical") {
+  const bool long_run = std::getenv("SWARMLITE_LONG") != nullptr;
+  const int seeds = long_run ? 12 : 4;
+  const int per_seed = long_run ? 1000 : 500;
+  uint64_t committed = 0, failed = 0;
+  for (int s = 1; s <= seeds; ++s) {
+    const auto seed = static_cast<uint64_t>(s) * 7919;
+    MESSAGE("differential replay seed ", seed, ", ", per_seed, " transactions");
+    Run run = differential(seed, per_seed);
+    committed += run.committed;
+    failed += run.failed;
+  }
+  MESSAGE("differential replay: ", committed, " committed, ", failed, " refused by SQLite (set SWARMLITE_LONG=1 for 12,000)");
+  CHECK(committed > failed);
+}
+
+namespace {
+struct Pair {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  std::unique_ptr<Primary> primary;
+  std::unique_ptr<Replica> replica;
+  Pair() {
+    auto p = Primary::open(dir / "p.db", keys.secret, fast_primary());
+    REQUIRE(p.ok());
+    primary = std::move(p).value();
+    open_replica();
+  }
+  void open_replica() {
+    replica.reset();
+    auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    replica = std::move(r).value();
+  }
+  void exec(std::vector<Statement> tx) {
+    auto r = primary->execute(tx);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  }
+  void sync() {
+    Status s = sync_replica(*primary, *replica);
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+  }
+};
+}  // namespace
+
+TEST_CASE("a failed transaction leaves primary, log and replica as before") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a UNIQUE)"), sql("INSERT INTO t VALUES (1)")});
+  p.sync();
+  const Hash32 root = p.replica->state_root();
+  auto r = p.primary->execute({sql("INSERT INTO t VALUES (2)"), sql("INSERT INTO t VALUES (3)"),
+                               sql("INSERT INTO t VALUES (1)"), sql("INSERT INTO t VALUES (4)")});
+  REQUIRE_FALSE(r.ok());
+  p.sync();
+  CHECK(p.replica->size() == p.primary->size());
+  CHECK(p.replica->state_root() == root);
+  CHECK(p.primary->state_root() == root);
+}
+
+TEST_CASE("a tampered entry makes the replica diverge at that seq and keep its state") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.exec({sql("INSERT INTO t VALUES (1)")});
+  p.exec({sql("INSERT INTO t VALUES (2)")});
+  p.exec({sql("INSERT INTO t VALUES (3)")});
+  // A log written around verification: entry 2 claims another state root.
+  TempDir dir;
+  {
+    auto store = LogStore::open(dir / "bad.log", fast_log());
+    REQUIRE(store.ok());
+    for (uint64_t s = 0; s < p.primary->size(); ++s) {
+      auto e = p.primary->log().entry(s);
+      REQUIRE(e.ok());
+      if (s == 2) e->state_root[0] ^= 1;
+      REQUIRE((*store)->append(encode_entry(*e)).ok());
+    }
+  }
+  auto replica = Replica::open(dir / "r.db", dir / "bad.log", p.keys.pub, fast_replica());
+  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  auto applied = (*replica)->apply_available();
+  REQUIRE_FALSE(applied.ok());
+  CHECK(applied.error().code == Errc::diverged);
+  CHECK(applied.error().message.find("entry 2") != std::string::npos);
+  CHECK((*replica)->size() == 2);
+  REQUIRE((*replica)->diverged());
+  auto good = p.primary->log().entry(1);
+  REQUIRE(good.ok());
+  CHECK((*replica)->state_root() == good->state_root);
+  // It refuses to go on, even with a correct entry.
+  auto correct = p.primary->log().entry(2);
+  REQUIRE(correct.ok());
+  CHECK((*replica)->apply(*correct).error().code == Errc::diverged);
+  // The file kept the last good state.
+  replica->reset();
+  auto from_file = StateTree::from_file(dir / "r.db");
+  REQUIRE(from_file.ok());
+  CHECK(from_file->root() == good->state_root);
+}
+
+TEST_CASE("a statement that fails on the replica is divergence") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  Entry forged;
+  forged.seq = p.replica->size();
+  forged.statements = {sql("INSERT INTO no_such_table VALUES (1)")};
+  Status s = p.replica->apply(forged);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == Errc::diverged);
+  CHECK(p.replica->diverged());
+}
+
+TEST_CASE("a replica refuses what the primary would refuse, even when logged") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  Entry forged;
+  forged.seq = p.replica->size();
+  forged.statements = {sql("ATTACH 'evil.db' AS e")};
+  Status s = p.replica->apply(forged);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == Errc::diverged);
+  CHECK(s.error().message.find("ATTACH") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(p.dir / "evil.db"));
+}
+
+TEST_CASE("replica reopens and resumes from the applied seq in its database") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  for (int i = 0; i < 5; ++i) p.exec({sql("INSERT INTO t VALUES (random())")});
+  p.sync();
+  const uint64_t size = p.replica->size();
+  p.open_replica();
+  CHECK(p.replica->size() == size);
+  CHECK(p.replica->state_root() == p.primary->state_root());
+  // Entries in the log but not yet applied when it stopped are applied on the next call.
+  for (int i = 0; i < 3; ++i) p.exec({sql("INSERT INTO t VALUES (random())")});
+  auto head = p.primary->head();
+  std::vector<Bytes> entries;
+  for (uint64_t s = p.replica->log().size(); s < head->size; ++s) entries.push_back(*p.primary->log().entry_bytes(s));
+  REQUIRE(p.replica->log().append_verified(entries, *head).ok());
+  p.open_replica();  // "crash" between the log append and the apply
+  CHECK(p.replica->size() == size);
+  auto applied = p.replica->apply_available();
+  REQUIRE(applied.ok());
+  CHECK(*applied == 3);
+  CHECK(p.replica->state_root() == p.primary->state_root());
+}
+
+TEST_CASE("a plain read-only sqlite3 reader reads the replica while it applies") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  sqlite3* reader = nullptr;
+  REQUIRE(sqlite3_open_v2((p.dir / "r.db").c_str(), &reader, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_busy_timeout(reader, 2000);
+  auto count = [&]() -> int64_t {
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(reader, "SELECT count(*) FROM t", -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+  };
+  CHECK(count() == 0);
+  // A read transaction held open across an apply keeps its snapshot.
+  REQUIRE(sqlite3_exec(reader, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK);
+  CHECK(count() == 0);
+  p.exec({sql("INSERT INTO t VALUES (1)")});
+  p.sync();
+  CHECK(count() == 0);
+  REQUIRE(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  CHECK(count() == 1);
+  // And concurrently, from another thread.
+  std::atomic<bool> done{false};
+  std::atomic<int> errors{0};
+  int64_t last_seen = 0;
+  std::thread t([&] {
+    while (!done) {
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(reader, "SELECT count(*) FROM t", -1, &st, nullptr) != SQLITE_OK ||
+          sqlite3_step(st) != SQLITE_ROW) {
+        ++errors;
+      } else {
+        int64_t n = sqlite3_column_int64(st, 0);
+        if (n < last_seen) ++errors;
+        last_seen = n;
+      }
+      sqlite3_finalize(st);
+    }
+  });
+  for (int i = 0; i < 50; ++i) {
+    p.exec({sql("INSERT INTO t VALUES (1)")});
+    p.sync();
+  }
+  done = true;
+  t.join();
+  CHECK(errors == 0);
+  CHECK(count() == 51);
+  sqlite3_close(reader);
+}
+
+TEST_CASE("a snapshot sees exactly the state of the size it reports") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  auto snap = p.replica->open_snapshot();
+  REQUIRE_MESSAGE(snap.ok(), snap.error().to_string());
+  CHECK(snap->state.size == p.replica->size());
+  CHECK(snap->state.state_root == p.replica->state_root());
+  p.exec({sql("INSERT INTO t VALUES (1)")});
+  p.sync();
+  // Still the old state inside the snapshot.
+  auto applied = read_applied_size(snap->db.get());
+  REQUIRE(applied.ok());
+  CHECK(*applied == snap->state.size);
+  REQUIRE(end_snapshot(snap->db.get()).ok());
+  auto snap2 = p.replica->open_snapshot();
+  REQUIRE(snap2.ok());
+  CHECK(snap2->state.size == p.replica->size());
+  CHECK(snap2->state.state_root == p.primary->state_root());
+}

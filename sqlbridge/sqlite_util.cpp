@@ -1,0 +1,132 @@
+#include "sqlbridge/sqlite_util.h"
+
+#include <cctype>
+
+namespace swarmlite {
+
+Error sqlite_error(sqlite3* db, std::string_view what) {
+  if (db == nullptr) return make_error(Errc::sqlite_error, "{}: out of memory", what);
+  return make_error(Errc::sqlite_error, "{}: {} (code {})", what, sqlite3_errmsg(db),
+                    sqlite3_extended_errcode(db));
+}
+
+Result<SqliteDb> open_sqlite(const std::string& uri_or_path, int flags, const char* vfs) {
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(uri_or_path.c_str(), &raw, flags | SQLITE_OPEN_URI, vfs);
+  SqliteDb db(raw);
+  if (rc != SQLITE_OK) {
+    return make_error(Errc::sqlite_error, "open {}: {} (code {})", uri_or_path,
+                      raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc), rc);
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  return db;
+}
+
+Status exec_sql(sqlite3* db, std::string_view sql) {
+  std::string text(sql);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, text.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    Error e = make_error(Errc::sqlite_error, "{}: {} (code {})", sql,
+                         err ? err : sqlite3_errstr(rc), rc);
+    sqlite3_free(err);
+    return e;
+  }
+  return ok_status();
+}
+
+Result<SqliteStmt> prepare(sqlite3* db, std::string_view sql, std::string_view* tail) {
+  sqlite3_stmt* raw = nullptr;
+  const char* end = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, &end);
+  SqliteStmt stmt(raw);
+  if (rc != SQLITE_OK) return sqlite_error(db, "prepare");
+  if (tail != nullptr) *tail = sql.substr(static_cast<size_t>(end - sql.data()));
+  return stmt;
+}
+
+Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params) {
+  int expected = sqlite3_bind_parameter_count(stmt);
+  if (static_cast<size_t>(expected) != params.size()) {
+    return make_error(Errc::invalid_argument, "statement has {} parameters but {} values were given",
+                      expected, params.size());
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    int idx = static_cast<int>(i + 1);
+    const auto& v = params[i].v;
+    int rc = SQLITE_OK;
+    if (std::holds_alternative<std::monostate>(v)) {
+      rc = sqlite3_bind_null(stmt, idx);
+    } else if (auto* n = std::get_if<int64_t>(&v)) {
+      rc = sqlite3_bind_int64(stmt, idx, *n);
+    } else if (auto* d = std::get_if<double>(&v)) {
+      rc = sqlite3_bind_double(stmt, idx, *d);
+    } else if (auto* s = std::get_if<std::string>(&v)) {
+      rc = sqlite3_bind_text64(stmt, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+    } else if (auto* b = std::get_if<Bytes>(&v)) {
+      rc = sqlite3_bind_blob64(stmt, idx, b->data(), b->size(), SQLITE_TRANSIENT);
+    }
+    if (rc != SQLITE_OK) {
+      return make_error(Errc::invalid_argument, "binding parameter {}: {} (code {})", idx,
+                        sqlite3_errstr(rc), rc);
+    }
+  }
+  return ok_status();
+}
+
+Value column_value(sqlite3_stmt* stmt, int col) {
+  switch (sqlite3_column_type(stmt, col)) {
+    case SQLITE_INTEGER:
+      return Value{sqlite3_column_int64(stmt, col)};
+    case SQLITE_FLOAT:
+      return Value{sqlite3_column_double(stmt, col)};
+    case SQLITE_TEXT: {
+      const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt, col));
+      return Value{std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt, col)))};
+    }
+    case SQLITE_BLOB: {
+      const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(stmt, col));
+      int n = sqlite3_column_bytes(stmt, col);
+      return Value{Bytes(p, p + n)};
+    }
+    default:
+      return Value{};
+  }
+}
+
+namespace {
+// Index of the first character that is not whitespace or inside a comment;
+// also skips semicolons when `skip_semicolons`.
+size_t skip_space_and_comments(std::string_view s, bool skip_semicolons) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (std::isspace(c) || (skip_semicolons && c == ';')) {
+      ++i;
+    } else if (s.compare(i, 2, "--") == 0) {
+      size_t nl = s.find('\n', i);
+      i = nl == std::string_view::npos ? s.size() : nl + 1;
+    } else if (s.compare(i, 2, "/*") == 0) {
+      size_t end = s.find("*/", i + 2);
+      i = end == std::string_view::npos ? s.size() : end + 2;
+    } else {
+      break;
+    }
+  }
+  return i;
+}
+}  // namespace
+
+bool is_blank_sql(std::string_view sql) { return skip_space_and_comments(sql, true) == sql.size(); }
+
+std::string leading_keyword(std::string_view sql) {
+  size_t i = skip_space_and_comments(sql, false);
+  std::string word;
+  while (i < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[i])) || sql[i] == '_')) {
+    word.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(sql[i]))));
+    ++i;
+  }
+  return word;
+}
+
+}  // namespace swarmlite
