@@ -62,7 +62,8 @@ struct CountVisitor {
 
 Status check_indices(std::span<const uint64_t> indices, uint64_t size) {
   if (indices.empty()) {
-    return make_error(Errc::proof_failed, "multiproof over a tree of {} leaves names no leaf", size);
+    return make_error(Errc::proof_failed, "multiproof over a tree of {} leaves names no leaf",
+                      size);
   }
   for (size_t i = 0; i < indices.size(); ++i) {
     if (i > 0 && indices[i] <= indices[i - 1]) {
@@ -150,8 +151,8 @@ Result<Hash32> MerkleTree::root_at(uint64_t n) const {
 Result<std::vector<Hash32>> MerkleTree::inclusion_proof(uint64_t index, uint64_t size) const {
   if (size > this->size() || index >= size) {
     return make_error(Errc::invalid_argument,
-                      "inclusion proof for leaf {} of {} requested from a tree of {} leaves",
-                      index, size, this->size());
+                      "inclusion proof for leaf {} of {} requested from a tree of {} leaves", index,
+                      size, this->size());
   }
   // PATH(m, D[n]) (RFC 9162 §2.1.3.1), collected root-side first.
   std::vector<Hash32> path;
@@ -254,8 +255,8 @@ Result<Hash32> root_from_inclusion_proof(const Hash32& leaf, uint64_t index, uin
   // RFC 9162 §2.1.3.2, step 1.
   if (index >= size) {
     return make_error(Errc::proof_failed,
-                      "inclusion proof for leaf {} of {}: leaf index is not below tree size",
-                      index, size);
+                      "inclusion proof for leaf {} of {}: leaf index is not below tree size", index,
+                      size);
   }
   size_t want = inclusion_proof_size(index, size);
   if (proof.size() != want) {
@@ -289,8 +290,8 @@ Result<Hash32> root_from_inclusion_proof(const Hash32& leaf, uint64_t index, uin
   }
   // Step 5, first half (the root comparison is the caller's).
   if (sn != 0) {
-    return make_error(Errc::proof_failed,
-                      "inclusion proof for leaf {} of {} ends below the root", index, size);
+    return make_error(Errc::proof_failed, "inclusion proof for leaf {} of {} ends below the root",
+                      index, size);
   }
   return r;
 }
@@ -359,8 +360,8 @@ Result<ConsistencyRoots> roots_from_consistency_proof(uint64_t m, uint64_t n, co
   }
   // Step 7, first part.
   if (sn != 0) {
-    return make_error(Errc::proof_failed, "consistency proof from {} to {} ends below the root",
-                      m, n);
+    return make_error(Errc::proof_failed, "consistency proof from {} to {} ends below the root", m,
+                      n);
   }
   return ConsistencyRoots{fr, sr};
 }
@@ -493,6 +494,30 @@ Status read_version(Reader& r) {
   return {};
 }
 
+// Reads a proof's hash list, whose count must be exactly `want` — the length the
+// proof's own parameters call for (`needs` says which, for the message).
+Result<std::vector<Hash32>> read_exact_hashes(Reader& r, std::string_view field, size_t cap,
+                                              size_t want, std::string_view needs) {
+  size_t at = r.offset();
+  SWL_ASSIGN(uint32_t count, read_count(r, field, cap));
+  if (count != want) {
+    return r.fail_at(Errc::bad_value, at, field,
+                     fmt::format("{} hashes, but {} {}", count, needs, want));
+  }
+  return read_hashes(r, field, count);
+}
+
+// inclusion and consistency proofs: version · u64 a · u64 b · hash_list(path).
+Bytes encode_sized_path(uint64_t a, uint64_t b, std::span<const Hash32> path) {
+  assert(path.size() <= kMaxProofHashes);
+  Writer w;
+  w.u8(kProofVersion);
+  w.u64(a);
+  w.u64(b);
+  write_hash_list(w, path);
+  return w.take();
+}
+
 }  // namespace
 
 Result<std::vector<Hash32>> read_hash_list(Reader& r, std::string_view field, size_t max) {
@@ -514,13 +539,7 @@ Result<std::vector<Hash32>> decode_hash_list(ByteView bytes, size_t max) {
 }
 
 Bytes encode_inclusion_proof(const InclusionProof& p) {
-  assert(p.path.size() <= kMaxProofHashes);
-  Writer w;
-  w.u8(kProofVersion);
-  w.u64(p.index);
-  w.u64(p.size);
-  write_hash_list(w, p.path);
-  return w.take();
+  return encode_sized_path(p.index, p.size, p.path);
 }
 
 Result<InclusionProof> decode_inclusion_proof(ByteView bytes) {
@@ -533,27 +552,15 @@ Result<InclusionProof> decode_inclusion_proof(ByteView bytes) {
     return r.fail_at(Errc::bad_value, 1, "index",
                      fmt::format("leaf {} is not below tree size {}", p.index, p.size));
   }
-  size_t at = r.offset();
-  SWL_ASSIGN(uint32_t count, read_count(r, "path", kMaxProofHashes));
-  size_t want = inclusion_proof_size(p.index, p.size);
-  if (count != want) {
-    return r.fail_at(Errc::bad_value, at, "path",
-                     fmt::format("{} hashes, but leaf {} of {} needs {}", count, p.index, p.size,
-                                 want));
-  }
-  SWL_ASSIGN(p.path, read_hashes(r, "path", count));
+  SWL_ASSIGN(p.path,
+             read_exact_hashes(r, "path", kMaxProofHashes, inclusion_proof_size(p.index, p.size),
+                               fmt::format("leaf {} of {} needs", p.index, p.size)));
   SWL_TRY(r.expect_end());
   return p;
 }
 
 Bytes encode_consistency_proof(const ConsistencyProof& p) {
-  assert(p.path.size() <= kMaxProofHashes);
-  Writer w;
-  w.u8(kProofVersion);
-  w.u64(p.old_size);
-  w.u64(p.new_size);
-  write_hash_list(w, p.path);
-  return w.take();
+  return encode_sized_path(p.old_size, p.new_size, p.path);
 }
 
 Result<ConsistencyProof> decode_consistency_proof(ByteView bytes) {
@@ -566,15 +573,9 @@ Result<ConsistencyProof> decode_consistency_proof(ByteView bytes) {
     return r.fail_at(Errc::bad_value, 1, "old_size",
                      fmt::format("old size {} is above new size {}", p.old_size, p.new_size));
   }
-  size_t at = r.offset();
-  SWL_ASSIGN(uint32_t count, read_count(r, "path", kMaxProofHashes));
-  size_t want = consistency_proof_size(p.old_size, p.new_size);
-  if (count != want) {
-    return r.fail_at(Errc::bad_value, at, "path",
-                     fmt::format("{} hashes, but sizes {} to {} need {}", count, p.old_size,
-                                 p.new_size, want));
-  }
-  SWL_ASSIGN(p.path, read_hashes(r, "path", count));
+  SWL_ASSIGN(p.path, read_exact_hashes(r, "path", kMaxProofHashes,
+                                       consistency_proof_size(p.old_size, p.new_size),
+                                       fmt::format("sizes {} to {} need", p.old_size, p.new_size)));
   SWL_TRY(r.expect_end());
   return p;
 }
@@ -597,9 +598,9 @@ Result<MultiProof> decode_multiproof(ByteView bytes) {
   SWL_ASSIGN(p.size, r.u64("size"));
   SWL_ASSIGN(uint32_t n, read_count(r, "indices", kMaxMultiproofLeaves));
   if (r.remaining() / 8 < n) {
-    return r.fail(Errc::truncated, "indices",
-                  fmt::format("{} indices need {} bytes, {} left", n, uint64_t{n} * 8,
-                              r.remaining()));
+    return r.fail(
+        Errc::truncated, "indices",
+        fmt::format("{} indices need {} bytes, {} left", n, uint64_t{n} * 8, r.remaining()));
   }
   p.indices.reserve(n);
   for (uint32_t i = 0; i < n; ++i) {
@@ -616,17 +617,12 @@ Result<MultiProof> decode_multiproof(ByteView bytes) {
   if (p.indices.empty()) {
     return r.fail(Errc::bad_value, "indices", "a multiproof names at least one leaf");
   }
-  size_t at = r.offset();
-  // The shape fixes the count exactly; the multiproof_size call cannot fail on
+  // The shape fixes the count exactly; multiproof_size cannot fail on the
   // indices validated above.
   SWL_ASSIGN(size_t want, multiproof_size(p.indices, p.size));
-  SWL_ASSIGN(uint32_t count, r.u32("hashes"));
-  if (count != want) {
-    return r.fail_at(Errc::bad_value, at, "hashes",
-                     fmt::format("{} hashes, but {} leaves of {} need {}", count, n, p.size,
-                                 want));
-  }
-  SWL_ASSIGN(p.hashes, read_hashes(r, "hashes", count));
+  SWL_ASSIGN(p.hashes,
+             read_exact_hashes(r, "hashes", kMaxMultiproofLeaves * 64, want,
+                               fmt::format("{} leaves of {} need", p.indices.size(), p.size)));
   SWL_TRY(r.expect_end());
   return p;
 }

@@ -5,8 +5,8 @@
 // through append/set/truncate and check it against merkle_root() and its own
 // proofs; a disagreement aborts.
 // Invariants: never crash, never allocate beyond a small multiple of the input.
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <vector>
 
