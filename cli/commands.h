@@ -27,5 +27,6 @@ inline void must(Status s, const std::string& context) {
 }
 
 void add_keygen_command(CLI::App& app);
+void add_status_command(CLI::App& app);  // cmd_status.cpp (SWARMLITE_HAVE_NET only)
 
 }  // namespace swarmlite::cli

@@ -11,6 +11,9 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
 
   swarmlite::cli::add_keygen_command(app);
+#ifdef SWARMLITE_HAVE_NET
+  swarmlite::cli::add_status_command(app);
+#endif
 
   try {
     app.parse(argc, argv);
