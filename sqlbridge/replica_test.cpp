@@ -73,14 +73,14 @@ class Workload {
         return sql("CREATE VIEW IF NOT EXISTS " + t + "_v AS SELECT id, a * 2 AS a2, length(c) AS lc FROM " + t);
       case 5:
       case 6: {
-        int blob = pick(4) == 0 ? 3000 + pick(12000) : pick(200);  // some spill into overflow pages
+        int blob = pick(10) == 0 ? 4000 + pick(9000) : pick(200);  // some spill into overflow pages
         return sql("INSERT INTO " + t + "(a, b, c, ts) VALUES (random() % 1000, hex(randomblob(6)), randomblob(" +
                    std::to_string(blob) + "), CURRENT_TIMESTAMP)");
       }
       case 7:
         return sql("INSERT INTO " + t + "(a, b, c, ts, k) VALUES (?1, ?2, ?3, datetime('now', ?4), ?5)",
                    {Value{static_cast<int64_t>(pick(1000))}, Value{std::string("p") + std::to_string(pick(100))},
-                    Value{Bytes(static_cast<size_t>(pick(5000)), static_cast<uint8_t>(pick(256)))},
+                    Value{Bytes(static_cast<size_t>(pick(3) == 0 ? pick(5000) : pick(100)), static_cast<uint8_t>(pick(256)))},
                     Value{std::string("+") + std::to_string(pick(100)) + " minutes"},
                     pick(2) ? Value{} : Value{std::string("k") + std::to_string(pick(50))}});
       case 8:
