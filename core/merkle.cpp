@@ -60,6 +60,31 @@ struct CountVisitor {
   size_t node(size_t l, size_t r) { return l + r; }
 };
 
+// The loop shared by RFC 9162 §2.1.3.2 step 4 and §2.1.4.2 step 6: fn is the
+// node's index and sn the last index at the current level. Each path hash is a
+// sibling on the left (on_left) or on the right (on_right) of the running hash.
+// Returns false when a hash is left after the root is reached or the path ends
+// below the root (sn != 0) — both impossible for a proof of the exact length.
+template <class OnLeft, class OnRight>
+bool fold_path(uint64_t fn, uint64_t sn, std::span<const Hash32> path, OnLeft on_left,
+               OnRight on_right) {
+  for (const Hash32& c : path) {
+    if (sn == 0) return false;
+    if ((fn & 1) != 0 || fn == sn) {
+      on_left(c);
+      while ((fn & 1) == 0 && fn != 0) {
+        fn >>= 1;
+        sn >>= 1;
+      }
+    } else {
+      on_right(c);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sn == 0;
+}
+
 Status check_indices(std::span<const uint64_t> indices, uint64_t size) {
   if (indices.empty()) {
     return make_error(Errc::proof_failed, "multiproof over a tree of {} leaves names no leaf",
@@ -264,34 +289,16 @@ Result<Hash32> root_from_inclusion_proof(const Hash32& leaf, uint64_t index, uin
                       "inclusion proof for leaf {} of {} has {} hashes, expected {}", index, size,
                       proof.size(), want);
   }
-  // Steps 2-4.
+  // Steps 2-4 (step 4 is fold_path).
   uint64_t fn = index, sn = size - 1;
   Hash32 r = leaf;
-  for (size_t i = 0; i < proof.size(); ++i) {
-    const Hash32& p = proof[i];
-    if (sn == 0) {
-      return make_error(Errc::proof_failed,
-                        "inclusion proof for leaf {} of {}: hash {} is beyond the root", index,
-                        size, i);
-    }
-    if ((fn & 1) != 0 || fn == sn) {
-      r = hash_node(p, r);
-      if ((fn & 1) == 0) {
-        while ((fn & 1) == 0 && fn != 0) {
-          fn >>= 1;
-          sn >>= 1;
-        }
-      }
-    } else {
-      r = hash_node(r, p);
-    }
-    fn >>= 1;
-    sn >>= 1;
-  }
+  bool fits = fold_path(
+      fn, sn, proof, [&](const Hash32& p) { r = hash_node(p, r); },
+      [&](const Hash32& p) { r = hash_node(r, p); });
   // Step 5, first half (the root comparison is the caller's).
-  if (sn != 0) {
-    return make_error(Errc::proof_failed, "inclusion proof for leaf {} of {} ends below the root",
-                      index, size);
+  if (!fits) {
+    return make_error(Errc::proof_failed,
+                      "inclusion proof for leaf {} of {} does not fit the tree shape", index, size);
   }
   return r;
 }
@@ -336,32 +343,18 @@ Result<ConsistencyRoots> roots_from_consistency_proof(uint64_t m, uint64_t n, co
   }
   // Step 5.
   Hash32 fr = seed, sr = seed;
-  // Step 6.
-  for (; at < proof.size(); ++at) {
-    const Hash32& c = proof[at];
-    if (sn == 0) {
-      return make_error(Errc::proof_failed,
-                        "consistency proof from {} to {}: hash {} is beyond the root", m, n, at);
-    }
-    if ((fn & 1) != 0 || fn == sn) {
-      fr = hash_node(c, fr);
-      sr = hash_node(c, sr);
-      if ((fn & 1) == 0) {
-        while ((fn & 1) == 0 && fn != 0) {
-          fn >>= 1;
-          sn >>= 1;
-        }
-      }
-    } else {
-      sr = hash_node(sr, c);
-    }
-    fn >>= 1;
-    sn >>= 1;
-  }
+  // Step 6 is fold_path.
+  bool fits = fold_path(
+      fn, sn, proof.subspan(at),
+      [&](const Hash32& c) {
+        fr = hash_node(c, fr);
+        sr = hash_node(c, sr);
+      },
+      [&](const Hash32& c) { sr = hash_node(sr, c); });
   // Step 7, first part.
-  if (sn != 0) {
-    return make_error(Errc::proof_failed, "consistency proof from {} to {} ends below the root", m,
-                      n);
+  if (!fits) {
+    return make_error(Errc::proof_failed,
+                      "consistency proof from {} to {} does not fit the tree shape", m, n);
   }
   return ConsistencyRoots{fr, sr};
 }
