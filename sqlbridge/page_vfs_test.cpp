@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 #include <stdexcept>
+#include <tuple>
 
 #include "sqlbridge/state_tree.h"
 #include "sqlbridge/vfs_test_util.h"
@@ -75,6 +76,23 @@ std::vector<Bytes> logical(const std::filesystem::path& db) {
   return std::move(pages).value();
 }
 
+// A WAL database with table t of `rows` rows, checkpointed, and a write
+// connection through a WriteCapture (members in destruction-safe order).
+struct CapturedDb {
+  TempDir dir;
+  std::filesystem::path db = dir / "a.db";
+  WriteCapture cap;
+  Seen seen;
+  Conn c = Conn::open(db, &cap);
+
+  explicit CapturedDb(int rows) {
+    setup_wal(c);
+    fill(c, rows);
+    c.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  }
+  void record() { cap.set_commit_hook(recording_hook(seen, db)); }
+};
+
 TEST_CASE("the shim passes through create, insert, select, reopen and checkpoints") {
   TempDir dir;
   auto db = dir / "a.db";
@@ -117,16 +135,10 @@ TEST_CASE("page_vfs_uri escapes awkward paths") {
 }
 
 TEST_CASE("the commit hook sees exactly the pages that changed") {
-  TempDir dir;
-  auto db = dir / "a.db";
-  WriteCapture cap;
-  Seen seen;
-  Conn c = Conn::open(db, &cap);
-  setup_wal(c);
-  fill(c, 3000);
+  CapturedDb d(3000);
+  auto [c, db, seen, cap] = std::tie(d.c, d.db, d.seen, d.cap);
   c.exec("CREATE INDEX t_v ON t(v)");
-  c.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  cap.set_commit_hook(recording_hook(seen, db));
+  d.record();
 
   auto before = logical(db);
   c.exec(
@@ -148,16 +160,10 @@ TEST_CASE("the commit hook sees exactly the pages that changed") {
 }
 
 TEST_CASE("with a cache spill every page still reaches the hook, rewritten frames included") {
-  TempDir dir;
-  auto db = dir / "a.db";
-  WriteCapture cap;
-  Seen seen;
-  Conn c = Conn::open(db, &cap);
-  setup_wal(c);
-  fill(c, 500);
-  c.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  CapturedDb d(500);
+  auto [c, db, seen, cap] = std::tie(d.c, d.db, d.seen, d.cap);
   c.exec("PRAGMA cache_size=10");
-  cap.set_commit_hook(recording_hook(seen, db));
+  d.record();
   auto before = logical(db);
   // ~200 pages of inserts through a 10-page cache, then the early pages again.
   c.exec("BEGIN");
@@ -173,12 +179,8 @@ TEST_CASE("with a cache spill every page still reaches the hook, rewritten frame
 }
 
 TEST_CASE("a hook error rolls the transaction back and the connection stays usable") {
-  TempDir dir;
-  auto db = dir / "a.db";
-  WriteCapture cap;
-  Conn c = Conn::open(db, &cap);
-  setup_wal(c);
-  fill(c, 100);
+  CapturedDb d(100);
+  auto [c, db, cap] = std::tie(d.c, d.db, d.cap);
   bool refuse = true;
   int calls = 0;
   cap.set_commit_hook([&](const PageMap&, uint32_t) -> Status {
@@ -202,8 +204,7 @@ TEST_CASE("a hook error rolls the transaction back and the connection stays usab
   REQUIRE(err.has_value());
   CHECK(err->message.find("log disk full") != std::string::npos);
   CHECK_FALSE(cap.take_hook_error().has_value());  // taken once
-  if (sqlite3_get_autocommit(c.get()) == 0) c.exec("ROLLBACK");
-  CHECK(sqlite3_get_autocommit(c.get()) == 1);
+  CHECK(sqlite3_get_autocommit(c.get()) == 1);     // SQLite rolled back by itself
 
   // Nothing is visible, to this connection or a fresh one, and the files hold the old state.
   CHECK(c.integer("SELECT count(*) FROM t") == 100);
@@ -227,12 +228,9 @@ TEST_CASE("a hook error rolls the transaction back and the connection stays usab
 }
 
 TEST_CASE("a throwing hook is a refused commit") {
-  TempDir dir;
-  auto db = dir / "a.db";
-  WriteCapture cap;
-  Conn c = Conn::open(db, &cap);
-  setup_wal(c);
-  c.exec("CREATE TABLE t(x)");
+  CapturedDb d(0);
+  auto [c, cap] = std::tie(d.c, d.cap);
+  c.exec("DROP TABLE t; CREATE TABLE t(x)");
   cap.set_commit_hook([](const PageMap&, uint32_t) -> Status { throw std::runtime_error("boom"); });
   CHECK(c.try_exec("INSERT INTO t VALUES (1)") == SQLITE_IOERR_WRITE);
   auto err = cap.take_hook_error();
@@ -245,15 +243,10 @@ TEST_CASE("a throwing hook is a refused commit") {
 }
 
 TEST_CASE("a rolled-back transaction leaves nothing for the next commit") {
-  TempDir dir;
-  auto db = dir / "a.db";
-  WriteCapture cap;
-  Seen seen;
-  Conn c = Conn::open(db, &cap);
-  setup_wal(c);
-  fill(c, 200);
+  CapturedDb d(200);
+  auto [c, db, seen] = std::tie(d.c, d.db, d.seen);
   c.exec("PRAGMA cache_size=10");
-  cap.set_commit_hook(recording_hook(seen, db));
+  d.record();
   auto before = logical(db);
   c.exec("BEGIN");
   fill(c, 3000);  // spills frames into the WAL
