@@ -4,33 +4,18 @@
 // Records are ~100 bytes, like a small write transaction's entry.
 #include <benchmark/benchmark.h>
 
-#include <unistd.h>
 
-#include <atomic>
 #include <random>
 
 #include "core/log.h"
 #include "core/log_store.h"
+#include "core/temp_dir_test_util.h"
 
 namespace swarmlite {
 namespace {
 
 namespace fs = std::filesystem;
 constexpr size_t kRecordBytes = 100;
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(std::string_view tag) {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           fmt::format("swl-bench-{}-{}-{}", tag, ::getpid(), counter.fetch_add(1));
-    fs::remove_all(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 Bytes record(uint64_t i) {
   Bytes b(kRecordBytes);

@@ -8,27 +8,13 @@
 #include <thread>
 
 #include "core/hash.h"
+#include "core/temp_dir_test_util.h"
 
 namespace swarmlite {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace log_store_format;
-
-// A fresh directory under the system temp dir, removed on destruction.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(std::string_view tag) {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           fmt::format("swl-{}-{}-{}", tag, ::getpid(), counter.fetch_add(1));
-    fs::remove_all(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 Bytes make_record(uint64_t i, size_t len) {
   Bytes b(len);

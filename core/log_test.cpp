@@ -6,25 +6,12 @@
 #include <atomic>
 
 #include "core/hash.h"
+#include "core/temp_dir_test_util.h"
 
 namespace swarmlite {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct TempDir {
-  fs::path path;
-  explicit TempDir(std::string_view tag) {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           fmt::format("swl-log-{}-{}-{}", tag, ::getpid(), counter.fetch_add(1));
-    fs::remove_all(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 Bytes make_entry(uint64_t seq) {
   Entry e;
