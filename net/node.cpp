@@ -448,7 +448,7 @@ Node::Impl::Impl(NodeBackend& b, NodeOptions o)
 
 Status Node::Impl::start() {
   if (!opt.listen.empty()) {
-    SWL_ASSIGN(HostPort hp, parse_host_port(opt.listen));
+    SWL_ASSIGN(HostPort hp, parse_host_port(opt.listen, /*allow_port_zero=*/true));
     error_code ec;
     auto addr = asio::ip::make_address(hp.host, ec);
     if (ec) return make_error(Errc::invalid_argument, "listen address '{}': {}", opt.listen, ec.message());

@@ -259,7 +259,7 @@ Result<Message> decode_frame(ByteView frame, size_t max_frame) {
   return decode_message(body);
 }
 
-Result<HostPort> parse_host_port(std::string_view text) {
+Result<HostPort> parse_host_port(std::string_view text, bool allow_port_zero) {
   if (text.empty() || text.size() > kMaxAddressBytes) {
     return make_error(Errc::bad_value, "address '{}': length {} is not in 1..{}", text,
                       text.size(), kMaxAddressBytes);
@@ -291,7 +291,8 @@ Result<HostPort> parse_host_port(std::string_view text) {
     }
   }
   if (hp.host.empty()) return make_error(Errc::bad_value, "address '{}': empty host", text);
-  if (port.empty() || port.size() > 5 || (port.size() > 1 && port[0] == '0')) {
+  if (port.empty() || port.size() > 5 || (port.size() > 1 && port[0] == '0') ||
+      (port == "0" && !allow_port_zero)) {
     return make_error(Errc::bad_value, "address '{}': bad port '{}'", text, port);
   }
   uint32_t p = 0;
@@ -299,7 +300,7 @@ Result<HostPort> parse_host_port(std::string_view text) {
     if (c < '0' || c > '9') return make_error(Errc::bad_value, "address '{}': bad port '{}'", text, port);
     p = p * 10 + static_cast<uint32_t>(c - '0');
   }
-  if (p == 0 || p > 65535) return make_error(Errc::bad_value, "address '{}': port {} out of range", text, p);
+  if (p > 65535) return make_error(Errc::bad_value, "address '{}': port {} out of range", text, p);
   hp.port = static_cast<uint16_t>(p);
   return hp;
 }

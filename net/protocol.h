@@ -141,6 +141,7 @@ struct HostPort {
   std::string host;  // without brackets
   uint16_t port = 0;
 };
-Result<HostPort> parse_host_port(std::string_view text);
+// `allow_port_zero`: for a listen address ("bind an ephemeral port").
+Result<HostPort> parse_host_port(std::string_view text, bool allow_port_zero = false);
 
 }  // namespace swarmlite::net

@@ -1,0 +1,379 @@
+// Nodes over real sockets on 127.0.0.1 (ephemeral ports), in one process, with
+// bare-log backends: a "primary" log written with Log::append + set_head, and
+// replicas that must converge to it through the protocol. Waits poll status()
+// until a liveness deadline; nothing asserts on timing.
+#include "net/node.h"
+
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "core/entry.h"
+#include "core/keys.h"
+#include "net/protocol.h"
+
+using namespace swarmlite;
+using namespace swarmlite::net;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> n{0};
+    path = fs::temp_directory_path() /
+           fmt::format("swl-node-test-{}-{}", ::getpid(), n.fetch_add(1));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// A log plus a backend over it; `primary` logs are written by the test.
+struct TestLog {
+  TempDir dir;
+  std::unique_ptr<Log> log;
+  std::unique_ptr<LogOnlyBackend> backend;
+  TestLog(const PublicKey& id, bool primary) {
+    auto l = Log::open(dir.path / "log", id);
+    REQUIRE_MESSAGE(l.ok(), l.error().to_string());
+    log = std::move(l).value();
+    backend = std::make_unique<LogOnlyBackend>(*log, primary);
+  }
+  uint64_t size() {
+    std::lock_guard lock(backend->log_mutex());
+    return log->size();
+  }
+  // Appends n entries whose statements carry `tag` and signs a head over them.
+  void append(const SecretKey& key, int n, const std::string& tag = "x") {
+    std::lock_guard lock(backend->log_mutex());
+    std::vector<Bytes> batch;
+    Entry e;
+    for (int i = 0; i < n; ++i) {
+      e = Entry{};
+      e.seq = log->size() + static_cast<uint64_t>(i);
+      e.time_ms = 1700000000000 + static_cast<int64_t>(e.seq);
+      e.statements.push_back(
+          Statement{"INSERT INTO t VALUES (?)", {Value{fmt::format("{}-{}", tag, e.seq)}}});
+      e.state_root.fill(static_cast<uint8_t>(e.seq));
+      e.page_count = 2;
+      batch.push_back(encode_entry(e));
+    }
+    REQUIRE(log->append(batch).ok());
+    Head h;
+    h.log_id = log->log_id();
+    h.size = log->size();
+    h.log_root = log->root();
+    h.state_root = e.state_root;
+    h.page_count = e.page_count;
+    h.time_ms = 1700000000000;
+    h.sign_with(key);
+    auto st = log->set_head(h);
+    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+  }
+};
+
+NodeOptions fast_options() {
+  NodeOptions o;
+  o.listen = "127.0.0.1:0";
+  o.backoff_initial = 50ms;
+  o.backoff_max = 500ms;
+  o.batch_entries = 7;  // several batches even for small logs
+  return o;
+}
+
+std::string addr(const Node& n) { return fmt::format("127.0.0.1:{}", n.listen_port()); }
+
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 15s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return cond();
+}
+
+// A blocking TCP client that speaks raw frames (a hostile peer).
+struct RawClient {
+  int fd = -1;
+  explicit RawClient(uint16_t port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~RawClient() { ::close(fd); }
+  void send(ByteView b) { REQUIRE(::write(fd, b.data(), b.size()) == static_cast<ssize_t>(b.size())); }
+  // Reads until EOF (the node closed) or 5 s; returns the bytes received.
+  Bytes drain() {
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    Bytes out;
+    uint8_t buf[4096];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      out.insert(out.end(), buf, buf + n);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a chain of replicas catches up in batches and follows live heads") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), r1(keys.pub, false), r2(keys.pub, false);
+  primary.append(keys.secret, 20);
+
+  // A chain: nobody dials more than its one seed (peer exchange would
+  // otherwise connect everyone to everyone).
+  auto po = fast_options();
+  po.max_outbound = 0;
+  Node p(*primary.backend, po);
+  REQUIRE(p.start().ok());
+  auto o1 = fast_options();
+  o1.seeds = {addr(p)};
+  o1.max_outbound = 1;
+  Node n1(*r1.backend, o1);
+  REQUIRE(n1.start().ok());
+  auto o2 = fast_options();
+  o2.seeds = {addr(n1)};  // knows only the first replica
+  o2.max_outbound = 1;    // ... and keeps to one connection: a chain
+  Node n2(*r2.backend, o2);
+  REQUIRE(n2.start().ok());
+
+  CHECK(eventually([&] { return r2.size() == 20; }));
+  // Live: new heads are pushed and relayed down the chain.
+  primary.append(keys.secret, 3);
+  p.notify_new_head();
+  CHECK(eventually([&] { return r2.size() == 23 && n2.status().head && n2.status().head->size == 23; }));
+  primary.append(keys.secret, 30);
+  p.notify_new_head();
+  CHECK(eventually([&] { return r2.size() == 53; }));
+  {
+    std::lock_guard a(primary.backend->log_mutex());
+    std::lock_guard b(r2.backend->log_mutex());
+    CHECK(r2.log->root() == primary.log->root());
+  }
+  // The log grows on the worker thread a moment before the node counts it.
+  CHECK(eventually([&] { return n2.status().entries_stored == 53; }));
+  auto st = n2.status();
+  CHECK(st.log_size == 53);
+  CHECK(st.bans.empty());
+  CHECK_FALSE(st.evidence);
+  REQUIRE(st.peers.size() == 1);
+  CHECK(st.peers[0].address == addr(n1));
+  CHECK(st.peers[0].bytes_in > 0);
+  CHECK(p.status().peers.size() == 1);  // the primary uploads to its one direct peer
+  n2.stop();
+  n1.stop();
+  p.stop();
+}
+
+TEST_CASE("a replica resumes from its verified log after a restart") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), r(keys.pub, false);
+  primary.append(keys.secret, 10);
+  Node p(*primary.backend, fast_options());
+  REQUIRE(p.start().ok());
+  auto o = fast_options();
+  o.seeds = {addr(p)};
+  {
+    Node n(*r.backend, o);
+    REQUIRE(n.start().ok());
+    CHECK(eventually([&] { return r.size() == 10; }));
+  }
+  primary.append(keys.secret, 5);
+  Node n(*r.backend, o);
+  REQUIRE(n.start().ok());
+  CHECK(eventually([&] { return r.size() == 15 && n.status().entries_stored > 0; }));
+  CHECK(n.status().entries_stored == 5);  // only the gap travelled
+}
+
+TEST_CASE("peer exchange: one address finds the swarm, which survives its first contact leaving") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), ra(keys.pub, false), rb(keys.pub, false);
+  primary.append(keys.secret, 4);
+  auto po = fast_options();
+  po.peers_interval = 200ms;
+  auto p = std::make_unique<Node>(*primary.backend, po);
+  REQUIRE(p->start().ok());
+  auto oa = po;
+  oa.seeds = {addr(*p)};
+  Node a(*ra.backend, oa);
+  REQUIRE(a.start().ok());
+  CHECK(eventually([&] { return ra.size() == 4; }));
+  auto ob = po;
+  ob.seeds = {addr(*p)};  // b knows only the primary, learns a from it
+  Node b(*rb.backend, ob);
+  REQUIRE(b.start().ok());
+  CHECK(eventually([&] {
+    for (auto& peer : b.status().peers) {
+      if (peer.address == addr(a)) return true;
+    }
+    return false;
+  }));
+  CHECK(b.status().known_addresses >= 2);
+  CHECK(eventually([&] { return rb.size() == 4; }));
+  p.reset();  // the primary leaves; a and b stay connected to each other
+  CHECK(eventually([&] { return b.status().peers.size() == 1; }));
+  CHECK(b.status().peers[0].address == addr(a));
+}
+
+TEST_CASE("a node of another log is refused with an Error, not banned") {
+  KeyPair keys = KeyPair::generate(), other = KeyPair::generate();
+  TestLog mine(keys.pub, true), theirs(other.pub, false);
+  Node p(*mine.backend, fast_options());
+  REQUIRE(p.start().ok());
+  auto o = fast_options();
+  o.seeds = {addr(p)};
+  Node n(*theirs.backend, o);
+  REQUIRE(n.start().ok());
+  std::this_thread::sleep_for(300ms);
+  CHECK(n.status().peers.empty());
+  CHECK(p.status().bans.empty());
+  CHECK(n.status().bans.empty());
+}
+
+TEST_CASE("a peer that sends a forged head is banned and its data dropped") {
+  KeyPair keys = KeyPair::generate(), forger = KeyPair::generate();
+  TestLog primary(keys.pub, true);
+  primary.append(keys.secret, 3);
+  Node p(*primary.backend, fast_options());
+  REQUIRE(p.start().ok());
+
+  RawClient c(p.listen_port());
+  Hello h;
+  h.log_id = keys.pub;
+  h.node_id = 42;
+  h.listen = "127.0.0.1:9";
+  c.send(encode_frame(h));
+  Head forged;
+  forged.log_id = keys.pub;
+  forged.size = 1000;
+  forged.sign_with(forger.secret);  // wrong key: signature does not verify
+  c.send(encode_frame(HeadMsg{forged}));
+  c.drain();  // the node hangs up
+  auto st = p.status();
+  REQUIRE(st.bans.size() == 2);  // by node id and by announced address
+  bool by_address = false;
+  for (auto& b : st.bans) by_address |= b.key == "127.0.0.1:9" && b.reason.find("invalid head") != std::string::npos;
+  CHECK(by_address);
+  CHECK(st.best_size == 3);
+  // Coming back under the banned address is refused.
+  RawClient again(p.listen_port());
+  h.node_id = 43;
+  again.send(encode_frame(h));
+  Bytes reply = again.drain();
+  bool refused = false;
+  for (size_t off = 0; off + 4 <= reply.size();) {
+    auto len = decode_frame_length(ByteView(reply).subspan(off, 4));
+    if (!len.ok() || off + 4 + len.value() > reply.size()) break;
+    auto m = decode_message(ByteView(reply).subspan(off + 4, len.value()));
+    if (m.ok() && std::holds_alternative<ErrorMsg>(m.value())) {
+      refused |= std::get<ErrorMsg>(m.value()).code == ErrorCode::banned;
+    }
+    off += 4 + len.value();
+  }
+  CHECK(refused);
+}
+
+TEST_CASE("garbage and oversized frames get the sender banned") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true);
+  auto o = fast_options();
+  o.max_frame = 1024;
+  Node p(*primary.backend, o);
+  REQUIRE(p.start().ok());
+  {
+    RawClient c(p.listen_port());
+    Hello h;
+    h.log_id = keys.pub;
+    h.node_id = 7;
+    h.listen = "127.0.0.1:10";
+    c.send(encode_frame(h));
+    c.send(Bytes{0, 1, 0, 0, 2});  // 65 KiB frame, over this node's 1 KiB cap
+    c.drain();
+  }
+  {
+    RawClient c(p.listen_port());
+    Hello h;
+    h.log_id = keys.pub;
+    h.node_id = 8;
+    h.listen = "127.0.0.1:11";
+    c.send(encode_frame(h));
+    c.send(Bytes{0, 0, 0, 2, 3, 0});  // GetEntries with a truncated payload
+    c.drain();
+  }
+  auto bans = p.status().bans;
+  int frame = 0, message = 0;
+  for (auto& b : bans) {
+    frame += b.key == "127.0.0.1:10" && b.reason.find("invalid frame") != std::string::npos;
+    message += b.key == "127.0.0.1:11" && b.reason.find("invalid message") != std::string::npos;
+  }
+  CHECK(frame == 1);
+  CHECK(message == 1);
+}
+
+TEST_CASE("a forked primary is detected; the evidence is stored, spread and verifiable") {
+  KeyPair keys = KeyPair::generate();
+  // Two primaries with the same key: a common prefix, then different entries.
+  TestLog pa(keys.pub, true), pb(keys.pub, true), r(keys.pub, false), r2(keys.pub, false);
+  pa.append(keys.secret, 5, "common");
+  pb.append(keys.secret, 5, "common");
+  pa.append(keys.secret, 3, "a");
+  pb.append(keys.secret, 6, "b");
+  Node na(*pa.backend, fast_options());
+  REQUIRE(na.start().ok());
+  auto ro = fast_options();
+  ro.seeds = {addr(na)};
+  TempDir data;
+  ro.data_dir = data.path;
+  Node nr(*r.backend, ro);
+  REQUIRE(nr.start().ok());
+  CHECK(eventually([&] { return r.size() == 8; }));
+  // r2 follows r only; then r meets the other primary.
+  auto r2o = fast_options();
+  r2o.seeds = {addr(nr)};
+  Node nr2(*r2.backend, r2o);
+  REQUIRE(nr2.start().ok());
+  CHECK(eventually([&] { return r2.size() == 8; }));
+
+  Node nb(*pb.backend, fast_options());
+  REQUIRE(nb.start().ok());
+  auto ro_b = fast_options();
+  ro_b.seeds = {addr(nb)};
+  // A fresh connection from r to b: restart r with both seeds.
+  nr.stop();
+  ro.seeds = {addr(na), addr(nb)};
+  Node nr_again(*r.backend, ro);
+  REQUIRE(nr_again.start().ok());
+  CHECK(eventually([&] { return nr_again.status().evidence.has_value(); }));
+  auto ev = nr_again.status().evidence;
+  REQUIRE(ev);
+  CHECK(ev->verify(keys.pub).ok());
+  CHECK(r.size() == 8);  // nothing of the other branch was stored
+  CHECK(fs::exists(evidence_path_in(data.path)));
+  // It is passed on.
+  CHECK(eventually([&] { return nr2.status().evidence.has_value(); }));
+  // And remembered across a restart.
+  nr_again.stop();
+  Node nr3(*r.backend, ro);
+  REQUIRE(nr3.start().ok());
+  CHECK(nr3.status().evidence.has_value());
+}

@@ -1,0 +1,252 @@
+// Peer protocol codec: every message round-trips; every malformed input is
+// refused with its own error before anything large is allocated.
+#include "net/protocol.h"
+
+#include <doctest/doctest.h>
+
+#include "core/codec.h"
+#include "core/evidence.h"
+#include "core/hash.h"
+#include "core/keys.h"
+
+using namespace swarmlite;
+using namespace swarmlite::net;
+
+namespace {
+
+const KeyPair& test_keys() {
+  static const KeyPair k = [] {
+    // Fixed seed-free key is fine: these tests check shapes, not secrecy.
+    return KeyPair::generate();
+  }();
+  return k;
+}
+
+Head signed_head(uint64_t size, uint8_t root_byte) {
+  Head h;
+  h.log_id = test_keys().pub;
+  h.size = size;
+  h.log_root.fill(root_byte);
+  h.state_root.fill(0x22);
+  h.page_count = 3;
+  h.time_ms = 1700000000000;
+  h.sign_with(test_keys().secret);
+  return h;
+}
+
+Message round_trip(const Message& m) {
+  Bytes frame = encode_frame(m);
+  auto back = decode_frame(frame);
+  REQUIRE_MESSAGE(back.ok(), back.error().to_string());
+  return back.value();
+}
+
+Errc decode_error(ByteView frame) {
+  auto r = decode_frame(frame);
+  REQUIRE_FALSE(r.ok());
+  return r.error().code;
+}
+
+// A frame with an arbitrary body (type byte + payload).
+Bytes frame_of(MessageType type, ByteView payload) {
+  Writer w;
+  w.u32(static_cast<uint32_t>(payload.size() + 1));
+  w.u8(static_cast<uint8_t>(type));
+  w.raw(payload);
+  return w.take();
+}
+
+}  // namespace
+
+TEST_CASE("every message type round-trips through a frame") {
+  Hello hello;
+  hello.log_id = test_keys().pub;
+  hello.node_id = 0x0102030405060708;
+  hello.listen = "127.0.0.1:7001";
+  CHECK(round_trip(hello) == Message{hello});
+  hello.head = signed_head(5, 0x11);
+  hello.listen = "";
+  CHECK(round_trip(hello) == Message{hello});
+
+  CHECK(round_trip(HeadMsg{signed_head(9, 0x33)}) == Message{HeadMsg{signed_head(9, 0x33)}});
+  CHECK(round_trip(GetEntries{10, 100, 7}) == Message{GetEntries{10, 100, 7}});
+
+  Entries e;
+  e.from = 3;
+  e.entries = {Bytes{1, 2, 3}, Bytes{}, Bytes(1000, 0xab)};
+  e.head = signed_head(8, 0x44);
+  e.proof = {Hash32{}, blake2b(as_bytes("x"))};
+  e.anchor_path = {blake2b(as_bytes("y"))};
+  CHECK(round_trip(e) == Message{e});
+
+  CHECK(round_trip(GetPeers{}) == Message{GetPeers{}});
+  Peers p{{"10.0.0.1:1", "[::1]:65535", "node.example:80"}};
+  CHECK(round_trip(p) == Message{p});
+
+  auto ev = evidence_from_heads(signed_head(4, 0x01), signed_head(4, 0x02));
+  REQUIRE(ev.ok());
+  CHECK(round_trip(EvidenceMsg{ev.value()}) == Message{EvidenceMsg{ev.value()}});
+  CHECK(round_trip(ErrorMsg{ErrorCode::wrong_log, "other log"}) ==
+        Message{ErrorMsg{ErrorCode::wrong_log, "other log"}});
+}
+
+TEST_CASE("message type ids are fixed") {
+  CHECK(message_type(Hello{}) == MessageType::hello);
+  CHECK(static_cast<int>(MessageType::hello) == 1);
+  CHECK(static_cast<int>(MessageType::entries) == 4);
+  CHECK(static_cast<int>(MessageType::error) == 8);
+  CHECK(encode_frame(GetPeers{}) == Bytes{0, 0, 0, 1, 5});
+}
+
+TEST_CASE("frame length is checked from the header alone") {
+  Bytes zero{0, 0, 0, 0};
+  CHECK(decode_frame_length(zero).error().code == Errc::bad_value);
+  Bytes huge{0xff, 0xff, 0xff, 0xff};
+  CHECK(decode_frame_length(huge).error().code == Errc::too_large);
+  Bytes at_cap{0, 0, 0, 100};
+  CHECK(decode_frame_length(at_cap, 100).value() == 100);
+  CHECK(decode_frame_length(at_cap, 99).error().code == Errc::too_large);
+  CHECK(decode_frame_length(Bytes{0, 0, 1}).error().code == Errc::truncated);
+}
+
+TEST_CASE("truncated and overlong frames are refused") {
+  Bytes f = encode_frame(GetEntries{1, 2, 3});
+  Bytes cut(f.begin(), f.end() - 1);
+  CHECK(decode_error(cut) == Errc::truncated);
+  Bytes longer = f;
+  longer.push_back(0);
+  CHECK(decode_error(longer) == Errc::trailing_bytes);
+  // Length field agrees, but the payload has a byte too many.
+  Bytes payload = encode_payload(GetEntries{1, 2, 3});
+  payload.push_back(0);
+  CHECK(decode_error(frame_of(MessageType::get_entries, payload)) == Errc::trailing_bytes);
+  CHECK(decode_error(Bytes{0, 0}) == Errc::truncated);
+}
+
+TEST_CASE("unknown message types are refused") {
+  CHECK(decode_error(Bytes{0, 0, 0, 1, 0}) == Errc::bad_value);
+  CHECK(decode_error(Bytes{0, 0, 0, 1, 9}) == Errc::bad_value);
+  CHECK(decode_error(Bytes{0, 0, 0, 1, 0xff}) == Errc::bad_value);
+}
+
+TEST_CASE("hello of another protocol version is refused as bad_version") {
+  Hello h;
+  h.log_id = test_keys().pub;
+  Bytes payload = encode_payload(h);
+  payload[1] = 2;  // version 2
+  CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
+  // Only the version is read: a future Hello may look entirely different.
+  CHECK(decode_error(frame_of(MessageType::hello, Bytes{0, 9, 1, 2, 3})) == Errc::bad_version);
+}
+
+TEST_CASE("hello with a non-canonical head flag or a bad listen address is refused") {
+  Hello h;
+  h.log_id = test_keys().pub;
+  Bytes payload = encode_payload(h);
+  payload[2 + 32 + 8] = 2;  // has_head
+  CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::non_canonical);
+  h.listen = "no-port";
+  CHECK(decode_error(encode_frame(h)) == Errc::bad_value);
+  h.listen = "host:0";
+  CHECK(decode_error(encode_frame(h)) == Errc::bad_value);
+  h.listen = std::string(300, 'a') + ":1";
+  CHECK(decode_error(encode_frame(h)) == Errc::too_large);
+}
+
+TEST_CASE("a head that does not decode is refused") {
+  Bytes payload = encode_payload(HeadMsg{signed_head(1, 1)});
+  payload[0] = 99;  // head version
+  CHECK_FALSE(decode_frame(frame_of(MessageType::head, payload)).ok());
+  Bytes shorter(payload.begin(), payload.end() - 1);
+  CHECK(decode_error(frame_of(MessageType::head, shorter)) == Errc::truncated);
+}
+
+TEST_CASE("get_entries count must be 1..kMaxBatchEntries") {
+  CHECK(decode_error(encode_frame(GetEntries{0, 0, 0})) == Errc::bad_value);
+  CHECK(decode_error(encode_frame(GetEntries{0, kMaxBatchEntries + 1, 0})) == Errc::bad_value);
+  CHECK(decode_frame(encode_frame(GetEntries{0, kMaxBatchEntries, 0})).ok());
+}
+
+TEST_CASE("entries: empty batch, oversized count, uncovered range and long proofs are refused") {
+  Entries e;
+  e.from = 0;
+  e.head = signed_head(2, 7);
+  CHECK(decode_error(encode_frame(e)) == Errc::bad_value);  // no entries
+
+  e.entries = {Bytes{1}, Bytes{2}, Bytes{3}};  // 3 entries, head covers 2
+  CHECK(decode_error(encode_frame(e)) == Errc::bad_value);
+
+  e.entries = {Bytes{1}};
+  e.from = UINT64_MAX;  // from + n overflows
+  CHECK(decode_error(encode_frame(e)) == Errc::bad_value);
+
+  e.from = 0;
+  e.proof.assign(kMaxWireProofHashes + 1, Hash32{});
+  CHECK(decode_error(encode_frame(e)) == Errc::too_large);
+  e.proof.clear();
+  e.anchor_path.assign(kMaxWireProofHashes + 1, Hash32{});
+  CHECK(decode_error(encode_frame(e)) == Errc::too_large);
+
+  // A count the remaining bytes cannot hold is refused before reserving.
+  Writer w;
+  w.u64(0);
+  w.raw(encode_head(signed_head(2, 7)));
+  w.u32(kMaxBatchEntries);
+  CHECK(decode_error(frame_of(MessageType::entries, w.bytes())) == Errc::truncated);
+  Writer w2;
+  w2.u64(0);
+  w2.raw(encode_head(signed_head(2, 7)));
+  w2.u32(kMaxBatchEntries + 1);
+  CHECK(decode_error(frame_of(MessageType::entries, w2.bytes())) == Errc::bad_value);
+  // One entry whose length claims more than is there.
+  Writer w3;
+  w3.u64(0);
+  w3.raw(encode_head(signed_head(2, 7)));
+  w3.u32(1);
+  w3.u32(1000);
+  w3.u8(1);
+  CHECK(decode_error(frame_of(MessageType::entries, w3.bytes())) == Errc::truncated);
+}
+
+TEST_CASE("peers: too many or malformed addresses are refused") {
+  Peers p;
+  p.addresses.assign(kMaxAddresses + 1, "h:1");
+  CHECK(decode_error(encode_frame(p)) == Errc::too_large);
+  p.addresses = {"h:1", ""};
+  CHECK(decode_error(encode_frame(p)) == Errc::bad_value);
+  p.addresses = {"has space:1"};
+  CHECK(decode_error(encode_frame(p)) == Errc::bad_value);
+}
+
+TEST_CASE("evidence that does not decode, and unknown error codes, are refused") {
+  Writer w;
+  w.blob(Bytes{1, 2, 3});
+  CHECK_FALSE(decode_frame(frame_of(MessageType::evidence, w.bytes())).ok());
+  Writer big;
+  big.u32(kMaxEvidenceBytes + 1);
+  CHECK(decode_error(frame_of(MessageType::evidence, big.bytes())) == Errc::too_large);
+
+  Writer e;
+  e.u16(0);
+  e.str("x");
+  CHECK(decode_error(frame_of(MessageType::error, e.bytes())) == Errc::bad_value);
+  Writer e2;
+  e2.u16(99);
+  e2.str("x");
+  CHECK(decode_error(frame_of(MessageType::error, e2.bytes())) == Errc::bad_value);
+  Writer e3;
+  e3.u16(1);
+  e3.str(std::string(kMaxErrorMessageBytes + 1, 'x'));
+  CHECK(decode_error(frame_of(MessageType::error, e3.bytes())) == Errc::too_large);
+}
+
+TEST_CASE("host:port parsing") {
+  CHECK(parse_host_port("127.0.0.1:7000")->port == 7000);
+  CHECK(parse_host_port("[::1]:80")->host == "::1");
+  CHECK(parse_host_port("example.org:65535")->host == "example.org");
+  for (const char* bad : {"", ":80", "h:", "h:0", "h:65536", "h:080", "h:8a", "::1:80", "[::1]80",
+                          "[::1]", "h :1", "h:1\n"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_host_port(bad).ok());
+  }
+}
