@@ -3,7 +3,8 @@
 // Log::open, which also rebuilds the Merkle tree from the stored leaf hashes).
 // Records are ~100 bytes, like a small write transaction's entry.
 #include <benchmark/benchmark.h>
-
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <random>
 
@@ -53,6 +54,29 @@ BENCHMARK(BM_Append)
     ->Args({1, 1})
     ->Args({1, 100})
     ->UseRealTime();
+
+// Baseline for the sync rows above: one 120-byte pwrite + fdatasync on a plain
+// file in the same temp dir (an append with sync costs two of these, in order).
+void BM_FdatasyncBaseline(benchmark::State& state) {
+  TempDir t("fsync");
+  fs::create_directories(t.path);
+  fs::path p = t.path / "f";
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) std::abort();
+  Bytes b = record(0);
+  b.resize(120);
+  off_t at = 0;
+  for (auto _ : state) {
+    if (::pwrite(fd, b.data(), b.size(), at) != static_cast<ssize_t>(b.size()) ||
+        ::fdatasync(fd) != 0) {
+      state.SkipWithError("write failed");
+    }
+    at += static_cast<off_t>(b.size());
+  }
+  ::close(fd);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_FdatasyncBaseline)->UseRealTime();
 
 // A store of `n` records, built once per process (fsync off, batches of 1000).
 struct BuiltStore {
