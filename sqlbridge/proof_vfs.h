@@ -1,0 +1,67 @@
+// The proof VFS (docs/verified-reads.md): an in-memory, read-only SQLite VFS
+// named "swarmlite-proof" that serves a database made only of the pages a query
+// proof carries. Reading any other page fails (SQLITE_IOERR_READ) and is
+// remembered, so the verifier can say "page N was read but is not in the proof".
+//
+// How: each ProofImage registers itself under a numeric id; its uri() names the
+// VFS and the id ("file:swarmlite-proof-<id>?vfs=swarmlite-proof&immutable=1&swl_proof=<id>").
+// xOpen of the main database looks the id up; the file it returns
+//  - has size page_count * page_size (the head's page count);
+//  - serves page 1 with header bytes 18–19 set to 1 (rollback journal), so a
+//    database written in WAL mode opens without a WAL; those bytes are outside
+//    the state tree's hash (normalize_page), so this changes nothing proven;
+//  - refuses writes (SQLITE_READONLY); locks are no-ops (immutable=1).
+// Temporary files SQLite needs while sorting etc. go to the default VFS.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+
+namespace swarmlite {
+
+// Name of the VFS; registers it (not as the default) on first call. Thread-safe.
+const char* proof_vfs_name();
+
+// The pages one verification serves. Must outlive every connection opened on
+// uri(). Thread-safe (reads from SQLite may come from any thread).
+class ProofImage {
+ public:
+  // Precondition: `pages` strictly increasing by pgno, each in [1, page_count]
+  // and exactly page_size bytes. The views are not copied: the bytes must stay
+  // alive and unchanged for the image's lifetime (page 1 is copied to patch it).
+  ProofImage(uint32_t page_size, uint32_t page_count,
+             std::vector<std::pair<uint32_t, ByteView>> pages);
+  ~ProofImage();
+  ProofImage(const ProofImage&) = delete;
+  ProofImage& operator=(const ProofImage&) = delete;
+
+  std::string uri() const;
+  // Pages SQLite asked for that the image does not hold, in order of first request.
+  std::vector<uint32_t> missing_pages() const;
+
+  // --- called by the VFS ---
+  uint64_t file_size() const { return uint64_t{page_size_} * page_count_; }
+  // Copies [offset, offset+amount) into out. false if it touches a page not in
+  // the image (recorded); bytes beyond the end read as zeros (short read).
+  enum class ReadStatus { ok, short_read, missing };
+  ReadStatus read(void* out, int amount, int64_t offset);
+
+ private:
+  const ByteView* find(uint32_t pgno) const;
+
+  uint64_t id_;
+  uint32_t page_size_;
+  uint32_t page_count_;
+  std::vector<std::pair<uint32_t, ByteView>> pages_;
+  Bytes page1_;  // patched copy of page 1, when present
+  mutable std::mutex mu_;
+  std::vector<uint32_t> missing_;
+};
+
+}  // namespace swarmlite

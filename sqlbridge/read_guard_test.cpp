@@ -1,0 +1,162 @@
+// The read guard: outside SQL can read, and nothing else — the database stays unchanged.
+#include <doctest/doctest.h>
+
+#include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/proof_test_util.h"
+#include "sqlbridge/read_guard.h"
+
+namespace swarmlite {
+namespace {
+
+using testing::TempDir;
+
+struct GuardFixture {
+  TempDir dir;
+  std::filesystem::path db = dir / "guard.db";
+  Hash32 root_before{};
+
+  GuardFixture() {
+    proof_testing::TestDbOptions o;
+    o.rows = 500;
+    o.extras = false;
+    REQUIRE(proof_testing::build_test_db(db, o).ok());
+    root_before = state_root();
+  }
+  Hash32 state_root() const {
+    auto t = StateTree::from_file(db);
+    REQUIRE(t.ok());
+    return t->root();
+  }
+  std::unique_ptr<GuardedConnection> open(ReadGuardOptions o = {}) const {
+    auto c = GuardedConnection::open("file:" + db.string() + "?mode=ro", o);
+    REQUIRE(c.ok());
+    return std::move(c).value();
+  }
+};
+
+Error must_refuse(GuardedConnection& c, std::string_view sql, std::string_view mentions) {
+  auto r = c.query(sql, {});
+  REQUIRE_FALSE(r.ok());
+  MESSAGE(sql << " -> " << r.error().to_string());
+  CHECK(r.error().code == Errc::refused);
+  CHECK(r.error().message.find(mentions) != std::string::npos);
+  return r.error();
+}
+
+TEST_CASE("writes, ATTACH, writing pragmas and load_extension are refused, database unchanged") {
+  GuardFixture f;
+  auto c = f.open();
+  must_refuse(*c, "INSERT INTO items(id, name) VALUES (100000, 'x')", "INSERT on 'items'");
+  must_refuse(*c, "UPDATE items SET name = 'x'", "UPDATE on 'items'");
+  must_refuse(*c, "DELETE FROM items", "DELETE on 'items'");
+  must_refuse(*c, "DROP TABLE items", "DROP would change the schema");
+  must_refuse(*c, "CREATE TABLE t(x)", "CREATE would change the schema");
+  must_refuse(*c, "CREATE TEMP TABLE t(x)", "CREATE would change the schema");
+  must_refuse(*c, "CREATE INDEX i ON items(name)", "CREATE");
+  must_refuse(*c, "ALTER TABLE items ADD COLUMN x", "ALTER");
+  CHECK_FALSE(c->query("UPDATE sqlite_master SET sql = 'x'", {}).ok());
+  CHECK_FALSE(c->query("INSERT INTO sqlite_master VALUES ('table','x','x',0,'')", {}).ok());
+  must_refuse(*c, "ATTACH DATABASE ':memory:' AS other", "ATTACH");
+  must_refuse(*c, "DETACH DATABASE main", "DETACH");
+  must_refuse(*c, "PRAGMA writable_schema = 1", "PRAGMA writable_schema = 1");
+  must_refuse(*c, "PRAGMA journal_mode = DELETE", "journal_mode");
+  must_refuse(*c, "PRAGMA user_version = 5", "user_version");
+  must_refuse(*c, "SELECT load_extension('/tmp/nothing.so')", "load_extension()");
+  must_refuse(*c, "BEGIN", "transaction");
+  must_refuse(*c, "SAVEPOINT s", "SAVEPOINT");
+  must_refuse(*c, "VACUUM", "");
+  must_refuse(*c, "ANALYZE", "ANALYZE");
+  must_refuse(*c, "REINDEX", "REINDEX");
+  must_refuse(*c, "SELECT 1; DELETE FROM items", "only one statement");
+  // Reads still work on the same connection, and nothing changed.
+  auto r = c->query("SELECT count(*) FROM items", {});
+  REQUIRE(r.ok());
+  CHECK(r->rows[0][0] == Value{int64_t{500}});
+  auto p = c->query("PRAGMA user_version", {});
+  CHECK(p.ok());
+  CHECK(f.state_root() == f.root_before);
+}
+
+TEST_CASE("a runaway recursive CTE is interrupted and the connection stays usable") {
+  GuardFixture f;
+  ReadGuardOptions o;
+  o.time_limit = std::chrono::milliseconds(150);
+  auto c = f.open(o);
+  Error e = must_refuse(
+      *c, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c",
+      "query interrupted after");
+  CHECK(e.message.find("time limit of 150 ms") != std::string::npos);
+  auto r = c->query("SELECT name FROM items WHERE id = ?", {Value{int64_t{3}}});
+  REQUIRE(r.ok());
+  CHECK(r->rows[0][0] == Value{std::string("item-3")});
+  CHECK(f.state_root() == f.root_before);
+}
+
+TEST_CASE("the VM instruction budget interrupts a long query") {
+  GuardFixture f;
+  ReadGuardOptions o;
+  o.max_vm_steps = 50'000;
+  auto c = f.open(o);
+  must_refuse(*c, "SELECT count(*) FROM items a, items b", "VM steps");
+  CHECK(c->query("SELECT 1", {}).ok());
+}
+
+TEST_CASE("results over the row or byte cap fail with too_large") {
+  GuardFixture f;
+  ReadGuardOptions o;
+  o.max_rows = 10;
+  auto c = f.open(o);
+  auto r = c->query("SELECT id FROM items", {});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+  CHECK(c->query("SELECT id FROM items LIMIT 10", {}).ok());
+
+  ReadGuardOptions b;
+  b.max_result_bytes = 1000;
+  auto c2 = f.open(b);
+  auto r2 = c2->query("SELECT meta FROM items", {});
+  REQUIRE_FALSE(r2.ok());
+  CHECK(r2.error().code == Errc::too_large);
+}
+
+TEST_CASE("sqlite3_limit caps apply to outside SQL") {
+  GuardFixture f;
+  ReadGuardOptions o;
+  o.max_compound_select = 3;
+  o.max_value_length = 1000;
+  auto c = f.open(o);
+  auto r = c->query("SELECT 1 UNION SELECT 2 UNION SELECT 3 UNION SELECT 4", {});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::sqlite_error);
+  auto big = c->query("SELECT zeroblob(5000)", {});
+  REQUIRE_FALSE(big.ok());
+  CHECK(big.error().message.find("too big") != std::string::npos);
+}
+
+TEST_CASE("parameter count must match and empty SQL is an error") {
+  GuardFixture f;
+  auto c = f.open();
+  auto r = c->query("SELECT ?", {});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::invalid_argument);
+  auto e = c->query("  -- nothing\n ;", {});
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.error().code == Errc::invalid_argument);
+  auto syntax = c->query("SELEKT 1", {});
+  REQUIRE_FALSE(syntax.ok());
+  CHECK(syntax.error().code == Errc::sqlite_error);
+}
+
+TEST_CASE("a trusted scope lets the caller's own SQL through, then the guard is back") {
+  GuardFixture f;
+  auto c = f.open();
+  {
+    GuardedConnection::TrustedScope trusted(*c);
+    CHECK(exec_sql(c->handle(), "BEGIN").ok());
+    CHECK(exec_sql(c->handle(), "COMMIT").ok());
+  }
+  must_refuse(*c, "BEGIN", "transaction");
+}
+
+}  // namespace
+}  // namespace swarmlite
