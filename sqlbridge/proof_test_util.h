@@ -4,6 +4,7 @@
 // SQLite query to compare the verifier's rows with.
 #pragma once
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include <filesystem>
@@ -73,6 +74,16 @@ inline Status build_test_db(const std::filesystem::path& path, const TestDbOptio
   }
   SWL_TRY(exec_sql(h, "COMMIT;"));
   return ok_status();
+}
+
+// A fixed key (from a fixed seed) for the fuzz target and its seed corpus: the
+// corpus's heads verify, so mutations reach the multiproof and the re-run.
+inline KeyPair fixed_test_key() {
+  unsigned char seed[crypto_sign_SEEDBYTES] = "swarmlite query proof test key";
+  std::array<uint8_t, 64> sk{};
+  PublicKey pk;
+  crypto_sign_seed_keypair(pk.bytes.data(), sk.data(), seed);
+  return KeyPair{SecretKey(sk), pk};
 }
 
 // A head over the database's current state, signed with `key`.
