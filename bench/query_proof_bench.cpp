@@ -1,0 +1,191 @@
+// Verified reads (issue 5): proof bytes and verify time for a point lookup, a
+// 100-row range scan and a join on a large table; the plain local SQLite query
+// in the same run as the baseline; proof generation on the peer; proof sizes at
+// page sizes 1024/2048/4096.
+//
+// Rows: SWARMLITE_BENCH_ROWS (default 1,000,000) for the main table at page size
+// 4096; the page-size comparison uses SWARMLITE_BENCH_PS_ROWS (default 200,000).
+// Databases are built once per run under the temp dir and removed at exit.
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+
+#include "sqlbridge/proof_test_util.h"
+#include "sqlbridge/prover.h"
+#include "sqlbridge/verifier.h"
+
+namespace swarmlite {
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : fallback;
+}
+
+struct BenchDb {
+  std::filesystem::path dir;
+  std::filesystem::path path;
+  int rows = 0;
+  StateTree tree;
+  KeyPair key = KeyPair::generate();
+  Head head;
+
+  BenchDb(uint32_t page_size, int row_count) : rows(row_count) {
+    dir = std::filesystem::temp_directory_path() /
+          fmt::format("swl-qp-bench-{}-{}", ::getpid(), page_size);
+    std::filesystem::create_directories(dir);
+    path = dir / "bench.db";
+    proof_testing::TestDbOptions o;
+    o.page_size = page_size;
+    o.rows = rows;
+    o.extras = false;
+    if (Status s = proof_testing::build_test_db(path, o); !s.ok()) {
+      fmt::print(stderr, "building the bench db: {}\n", s.error().to_string());
+      std::abort();
+    }
+    tree = std::move(StateTree::from_file(path)).value();
+    head = *proof_testing::sign_state(tree, key, 1000, 0);
+  }
+  ~BenchDb() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+BenchDb& db_for(uint32_t page_size) {
+  static std::map<uint32_t, std::unique_ptr<BenchDb>> dbs;
+  auto& slot = dbs[page_size];
+  if (!slot) {
+    int rows = page_size == 4096 ? env_int("SWARMLITE_BENCH_ROWS", 1'000'000)
+                                 : env_int("SWARMLITE_BENCH_PS_ROWS", 200'000);
+    slot = std::make_unique<BenchDb>(page_size, rows);
+  }
+  return *slot;
+}
+
+enum Query { kPoint = 0, kRange100 = 1, kJoin = 2 };
+const char* kSql[] = {
+    "SELECT * FROM items WHERE id = ?",
+    "SELECT id, name, price FROM items WHERE id BETWEEN ?1 AND ?1 + 99",
+    "SELECT i.id, i.name, c.name FROM items i JOIN categories c ON c.id = i.category "
+    "WHERE i.id BETWEEN ?1 AND ?1 + 19",
+};
+const char* kName[] = {"point", "range100", "join20"};
+
+// 32 random starting ids, the same every run.
+std::vector<std::vector<Value>> params_for(const BenchDb& db) {
+  std::mt19937_64 rng(42);
+  std::vector<std::vector<Value>> out;
+  for (int i = 0; i < 32; ++i) {
+    out.push_back({Value{static_cast<int64_t>(1 + rng() % static_cast<uint64_t>(db.rows - 100))}});
+  }
+  return out;
+}
+
+void label(benchmark::State& state, Query q, uint32_t page_size, const BenchDb& db) {
+  state.SetLabel(fmt::format("{} ps={} rows={}", kName[q], page_size, db.rows));
+}
+
+// Baseline: the same query on an open local connection (prepare + step to the end).
+void BM_PlainQuery(benchmark::State& state) {
+  auto q = static_cast<Query>(state.range(0));
+  BenchDb& db = db_for(4096);
+  auto params = params_for(db);
+  SqliteDb conn = std::move(open_sqlite(db.path.string(), SQLITE_OPEN_READONLY)).value();
+  size_t i = 0, rows = 0;
+  for (auto _ : state) {
+    SqliteStmt stmt = std::move(prepare(conn.get(), kSql[q])).value();
+    (void)bind_values(stmt.get(), params[i++ % params.size()]);
+    while (sqlite3_step(stmt.get()) == SQLITE_ROW) {
+      benchmark::DoNotOptimize(column_value(stmt.get(), 0));
+      ++rows;
+    }
+  }
+  state.counters["rows/query"] = static_cast<double>(rows) / static_cast<double>(state.iterations());
+  label(state, q, 4096, db);
+}
+BENCHMARK(BM_PlainQuery)->DenseRange(0, 2)->Unit(benchmark::kMicrosecond);
+
+// The peer's side: fresh captured connection, query, pages, multiproof, encoding.
+void BM_Prove(benchmark::State& state) {
+  auto q = static_cast<Query>(state.range(0));
+  auto ps = static_cast<uint32_t>(state.range(1));
+  BenchDb& db = db_for(ps);
+  auto params = params_for(db);
+  size_t i = 0, bytes = 0, pages = 0;
+  for (auto _ : state) {
+    auto p = prove_query(db.path, db.tree, db.head, kSql[q], params[i++ % params.size()]);
+    if (!p.ok()) {
+      state.SkipWithError(p.error().to_string().c_str());
+      return;
+    }
+    bytes += p->encoded.size();
+    pages += p->proof.pages.size();
+  }
+  double n = static_cast<double>(state.iterations());
+  state.counters["proof_bytes"] = static_cast<double>(bytes) / n;
+  state.counters["pages"] = static_cast<double>(pages) / n;
+  label(state, q, ps, db);
+}
+BENCHMARK(BM_Prove)
+    ->ArgsProduct({{kPoint, kRange100, kJoin}, {4096}})
+    ->ArgsProduct({{kPoint, kRange100, kJoin}, {1024, 2048}})
+    ->Unit(benchmark::kMicrosecond);
+
+// The client's side: decode + signature + multiproof + re-run on the proof VFS.
+void BM_Verify(benchmark::State& state) {
+  auto q = static_cast<Query>(state.range(0));
+  auto ps = static_cast<uint32_t>(state.range(1));
+  BenchDb& db = db_for(ps);
+  auto params = params_for(db);
+  std::vector<Bytes> proofs;
+  size_t bytes = 0;
+  for (const auto& p : params) {
+    proofs.push_back(std::move(prove_query(db.path, db.tree, db.head, kSql[q], p)).value().encoded);
+    bytes += proofs.back().size();
+  }
+  VerifyOptions opts;
+  opts.expected_sql = kSql[q];
+  size_t i = 0;
+  for (auto _ : state) {
+    size_t k = i++ % proofs.size();
+    opts.expected_params = params[k];
+    auto v = Verifier::verify_bytes(db.key.pub, proofs[k], opts);
+    if (!v.ok()) {
+      state.SkipWithError(v.error().to_string().c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(v->result.rows.size());
+  }
+  state.counters["proof_bytes"] = static_cast<double>(bytes) / static_cast<double>(proofs.size());
+  label(state, q, ps, db);
+}
+BENCHMARK(BM_Verify)
+    ->ArgsProduct({{kPoint, kRange100, kJoin}, {4096}})
+    ->ArgsProduct({{kPoint}, {1024, 2048}})
+    ->Unit(benchmark::kMicrosecond);
+
+// Parts of a point-lookup verification, to see where the time goes.
+void BM_VerifyHeadSignature(benchmark::State& state) {
+  BenchDb& db = db_for(4096);
+  for (auto _ : state) benchmark::DoNotOptimize(db.head.verify(db.key.pub).ok());
+}
+BENCHMARK(BM_VerifyHeadSignature)->Unit(benchmark::kMicrosecond);
+
+void BM_VerifyPointDecodeOnly(benchmark::State& state) {
+  BenchDb& db = db_for(4096);
+  auto params = params_for(db);
+  Bytes proof = std::move(prove_query(db.path, db.tree, db.head, kSql[kPoint], params[0])).value()
+                    .encoded;
+  for (auto _ : state) benchmark::DoNotOptimize(decode_query_proof(proof).ok());
+}
+BENCHMARK(BM_VerifyPointDecodeOnly)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace swarmlite
+
+BENCHMARK_MAIN();
