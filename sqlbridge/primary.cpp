@@ -47,7 +47,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     Entry entry;
     entry.seq = 0;
     entry.time_ms = p->next_time_ms_locked();
-    randombytes_buf(entry.seed.data(), entry.seed.size());
+    entry.seed = p->next_seed();
     entry.statements = genesis;
     auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
       entry.state_root = root;
@@ -76,7 +76,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   if (!head || head->size < p->log_->size()) {
     SWL_TRY(p->sign_head_locked());
   } else {
-    p->last_sign_ms_ = wall_ms();
+    p->last_sign_ms_ = p->now_ms();
   }
   p->opened_ = true;
   return p;
@@ -112,14 +112,23 @@ Status Primary::close() {
   return ok_status();
 }
 
-int64_t Primary::next_time_ms_locked() const { return std::max(wall_ms(), last_time_ms_); }
+int64_t Primary::now_ms() const { return options_.clock_ms ? options_.clock_ms() : wall_ms(); }
+
+std::array<uint8_t, 32> Primary::next_seed() const {
+  if (options_.seed_source) return options_.seed_source();
+  std::array<uint8_t, 32> seed;
+  randombytes_buf(seed.data(), seed.size());
+  return seed;
+}
+
+int64_t Primary::next_time_ms_locked() const { return std::max(now_ms(), last_time_ms_); }
 
 bool Primary::head_due_locked() const {
   const auto& head = log_->head();
   uint64_t uncovered = log_->size() - (head ? head->size : 0);
   if (uncovered == 0) return false;
   if (uncovered >= options_.sign_every_entries) return true;
-  return options_.sign_interval_ms > 0 && wall_ms() - last_sign_ms_ >= options_.sign_interval_ms;
+  return options_.sign_interval_ms > 0 && now_ms() - last_sign_ms_ >= options_.sign_interval_ms;
 }
 
 Result<Head> Primary::sign_head_locked() {
@@ -130,10 +139,10 @@ Result<Head> Primary::sign_head_locked() {
   head.state_root = db_->state_tree().root();
   head.page_count = db_->state_tree().page_count();
   const auto& previous = log_->head();
-  head.time_ms = std::max(wall_ms(), previous ? previous->time_ms : 0);
+  head.time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
   head.sign_with(key_);
   SWL_TRY(log_->set_head(head));
-  last_sign_ms_ = wall_ms();
+  last_sign_ms_ = now_ms();
   return head;
 }
 
@@ -163,7 +172,7 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
   Entry entry;
   entry.seq = log_->size();
   entry.time_ms = next_time_ms_locked();
-  randombytes_buf(entry.seed.data(), entry.seed.size());
+  entry.seed = next_seed();
   entry.statements.assign(transaction.begin(), transaction.end());
   // What the log cannot hold is refused before anything runs (decode_entry is
   // the definition of a loggable entry: UTF-8, no NUL in SQL, no NaN, caps).

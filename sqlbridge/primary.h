@@ -60,6 +60,10 @@ struct PrimaryOptions {
   // then refuses further writes (failed_precondition-like Errc::unavailable)
   // until reopened, and open() catches up from the log.
   std::function<Status(PrimaryHookPoint)> test_hook;
+  // Tests only: where entry seeds and "now" come from (default: randombytes_buf
+  // and the wall clock). Makes a randomised test reproducible from its seed.
+  std::function<std::array<uint8_t, 32>()> seed_source;
+  std::function<int64_t()> clock_ms;
 };
 
 struct ExecuteResult {
@@ -131,6 +135,8 @@ class Primary {
   Result<Head> sign_head_locked();
   bool head_due_locked() const;
   int64_t next_time_ms_locked() const;
+  int64_t now_ms() const;
+  std::array<uint8_t, 32> next_seed() const;
 
   std::filesystem::path db_path_, log_dir_;
   SecretKey key_;

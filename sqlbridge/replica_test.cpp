@@ -149,7 +149,17 @@ Run differential(uint64_t seed, int transactions) {
   KeyPair keys = KeyPair::generate();
   Run run;
   {
-    auto primary = Primary::open(dir / "p.db", keys.secret, fast_primary(16));
+    // Seeds and clock from the test's seed: the same seed replays the same run.
+    PrimaryOptions options = fast_primary(16);
+    auto entropy = std::make_shared<std::mt19937_64>(seed ^ 0x5eed);
+    options.seed_source = [entropy] {
+      std::array<uint8_t, 32> s;
+      for (auto& b : s) b = static_cast<uint8_t>((*entropy)());
+      return s;
+    };
+    auto clock = std::make_shared<int64_t>(1'700'000'000'000);
+    options.clock_ms = [clock, entropy] { return *clock += static_cast<int64_t>((*entropy)() % 5000); };
+    auto primary = Primary::open(dir / "p.db", keys.secret, options);
     REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
     auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
     REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
