@@ -30,5 +30,7 @@ void add_keygen_command(CLI::App& app);
 void add_exec_command(CLI::App& app);    // cmd_exec.cpp
 void add_replay_command(CLI::App& app);  // cmd_replay.cpp
 void add_status_command(CLI::App& app);  // cmd_status.cpp (SWARMLITE_HAVE_NET only)
+void add_primary_command(CLI::App& app);  // cmd_primary.cpp (SWARMLITE_HAVE_NET only)
+void add_peer_command(CLI::App& app);     // cmd_peer.cpp (SWARMLITE_HAVE_NET only)
 
 }  // namespace swarmlite::cli

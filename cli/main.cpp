@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   swarmlite::cli::add_replay_command(app);
 #ifdef SWARMLITE_HAVE_NET
   swarmlite::cli::add_status_command(app);
+  swarmlite::cli::add_primary_command(app);
+  swarmlite::cli::add_peer_command(app);
 #endif
 
   try {

@@ -1,0 +1,47 @@
+// swarmlite peer --db R.db --pub HEX|FILE --from HOST:PORT[,…] --listen HOST:PORT [--data DIR]:
+// a replica that syncs the log from any listed node (primary or peer), verifies
+// every entry against a head signed by --pub, replays it into R.db, and serves
+// its log to other peers. Stops cleanly on SIGINT/SIGTERM.
+#ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "cli/node_common.h"
+#include "core/keys.h"
+#include "net/backends.h"
+#include "sqlbridge/replica.h"
+
+namespace swarmlite::cli {
+
+void add_peer_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("peer", "Run a peer: sync, verify and replay the log; serve it to others");
+  struct Args {
+    std::string db, pub, data;
+    std::vector<std::string> from;
+    NodeFlags net;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--db", args->db, "Replica database file (created if missing)")->required();
+  cmd->add_option("--pub", args->pub, "The log id: 64 hex digits or a primary.pub file")->required();
+  cmd->add_option("--from", args->from, "Nodes to sync from, HOST:PORT (comma-separated or repeated)")
+      ->delimiter(',')
+      ->required();
+  cmd->add_option("--data", args->data, "Directory for the log and evidence (default: <db>.data)");
+  add_node_flags(*cmd, args->net);
+  cmd->callback([args] {
+    set_log_level(args->net.log_level);
+    PublicKey log_id = must(load_public_key(args->pub), "peer: reading --pub");
+    std::filesystem::path data = args->data.empty() ? args->db + ".data" : args->data;
+    auto replica = must(Replica::open(args->db, data / "log", log_id), "peer: opening " + args->db);
+    spdlog::info("peer for log {}: {} ({} entries applied)", log_id.hex(), args->db, replica->size());
+    net::ReplicaBackend backend(*replica);
+    auto options = node_options(args->net);
+    options.seeds = args->from;
+    options.data_dir = data;
+    run_node(backend, std::move(options), args->net);
+  });
+}
+
+}  // namespace swarmlite::cli
+
+#endif  // SWARMLITE_HAVE_NET

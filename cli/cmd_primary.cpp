@@ -1,0 +1,44 @@
+// swarmlite primary --db P.db --key DIR/primary.key --listen HOST:PORT [--log DIR]:
+// opens the primary (catching its database up to its log) and serves its log
+// to peers, pushing each new head. Stops cleanly on SIGINT/SIGTERM.
+#ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "cli/node_common.h"
+#include "core/keys.h"
+#include "net/backends.h"
+#include "sqlbridge/primary.h"
+
+namespace swarmlite::cli {
+
+void add_primary_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("primary", "Run the primary: serve its signed log to peers");
+  struct Args {
+    std::string db, key, log;
+    NodeFlags net;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--db", args->db, "Primary database file (created if missing)")->required();
+  cmd->add_option("--key", args->key, "Secret key file (DIR/primary.key from keygen)")->required();
+  cmd->add_option("--log", args->log, "Log directory (default: <db>.log)");
+  add_node_flags(*cmd, args->net);
+  cmd->callback([args] {
+    set_log_level(args->net.log_level);
+    SecretKey key = must(load_secret_key(args->key), "primary: loading the key");
+    PrimaryOptions po;
+    po.log_dir = args->log;
+    auto primary = must(Primary::open(args->db, key, std::move(po)), "primary: opening " + args->db);
+    spdlog::info("primary for log {}: {} ({} entries)", primary->log_id().hex(), args->db,
+                 primary->size());
+    net::PrimaryBackend backend(*primary);
+    auto options = node_options(args->net);
+    options.data_dir = primary->log_dir();
+    run_node(backend, std::move(options), args->net);
+    must(primary->close(), "primary: closing");
+  });
+}
+
+}  // namespace swarmlite::cli
+
+#endif  // SWARMLITE_HAVE_NET

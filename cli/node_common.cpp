@@ -1,0 +1,58 @@
+// Network flags and the run loop shared by cmd_primary.cpp and cmd_peer.cpp.
+#ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
+#include "cli/node_common.h"
+
+#include <spdlog/spdlog.h>
+
+namespace swarmlite::cli {
+
+void add_node_flags(CLI::App& cmd, NodeFlags& f) {
+  cmd.add_option("--listen", f.listen, "Peer protocol address HOST:PORT (port 0: ephemeral)")->required();
+  cmd.add_option("--announce", f.announce, "Address told to other peers (default: the bound --listen)");
+  cmd.add_option("--http", f.http, "HTTP API address HOST:PORT (not wired into this command yet)");
+  cmd.add_option("--log-level", f.log_level, "trace|debug|info|warn|error|critical|off")
+      ->capture_default_str();
+  cmd.add_option("--max-peers", f.max_peers, "Cap on peer connections (in + out)")->capture_default_str();
+  cmd.add_option("--max-outbound", f.max_outbound, "Dialled connections to keep")->capture_default_str();
+  cmd.add_option("--ban-time", f.ban_seconds, "Seconds a misbehaving peer stays banned")
+      ->capture_default_str();
+}
+
+void set_log_level(const std::string& level) {
+  auto l = spdlog::level::from_str(level);
+  if (l == spdlog::level::off && level != "off") {
+    throw CliError(2, "unknown --log-level '" + level + "'");
+  }
+  spdlog::set_level(l);
+}
+
+net::NodeOptions node_options(const NodeFlags& f) {
+  net::NodeOptions o;
+  o.listen = f.listen;
+  o.announce = f.announce;
+  o.max_connections = f.max_peers;
+  o.max_outbound = f.max_outbound;
+  o.ban_time = std::chrono::seconds(f.ban_seconds);
+  o.handle_signals = true;
+  return o;
+}
+
+void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags) {
+  if (!flags.http.empty()) {
+    spdlog::warn("--http {}: the HTTP API is not wired into this command yet; not serving HTTP",
+                 flags.http);
+  }
+  net::Node node(backend, std::move(options));
+  must(node.start(), "starting the node");
+  auto st = node.status();
+  spdlog::info("peer protocol on {} (announced as {}); log size {}, head {}", st.listen,
+               st.announce, st.log_size, st.head ? std::to_string(st.head->size) : "none");
+  node.wait();
+  st = node.status();
+  spdlog::info("stopped: log size {}, applied {}, {} entries stored this run{}", st.log_size,
+               st.applied_size, st.entries_stored, st.evidence ? " (the log EQUIVOCATED)" : "");
+}
+
+}  // namespace swarmlite::cli
+
+#endif  // SWARMLITE_HAVE_NET
