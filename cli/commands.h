@@ -29,6 +29,8 @@ inline void must(Status s, const std::string& context) {
 void add_keygen_command(CLI::App& app);
 void add_exec_command(CLI::App& app);    // cmd_exec.cpp
 void add_replay_command(CLI::App& app);  // cmd_replay.cpp
+void add_query_command(CLI::App& app);   // cmd_query.cpp
+void add_verify_command(CLI::App& app);  // cmd_query.cpp
 void add_status_command(CLI::App& app);  // cmd_status.cpp (SWARMLITE_HAVE_NET only)
 void add_primary_command(CLI::App& app);  // cmd_primary.cpp (SWARMLITE_HAVE_NET only)
 void add_peer_command(CLI::App& app);     // cmd_peer.cpp (SWARMLITE_HAVE_NET only)

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   swarmlite::cli::add_keygen_command(app);
   swarmlite::cli::add_exec_command(app);
   swarmlite::cli::add_replay_command(app);
+  swarmlite::cli::add_query_command(app);
+  swarmlite::cli::add_verify_command(app);
 #ifdef SWARMLITE_HAVE_NET
   swarmlite::cli::add_status_command(app);
   swarmlite::cli::add_primary_command(app);
