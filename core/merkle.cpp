@@ -252,7 +252,7 @@ size_t inclusion_proof_size(uint64_t index, uint64_t size) {
   // sibling per level. Above it the path runs along the right border, where a
   // sibling exists only at the levels where index has a left neighbour (bit set).
   int inner = std::bit_width(index ^ (size - 1));
-  int border = std::popcount(index >> inner);
+  int border = inner >= 64 ? 0 : std::popcount(index >> inner);  // a shift by 64 is UB
   return static_cast<size_t>(inner + border);
 }
 

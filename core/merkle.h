@@ -23,6 +23,11 @@
 
 namespace swarmlite {
 
+// A value type. Thread-safety: const members may run concurrently; any mutation
+// needs exclusive access. Preconditions of set/truncate/leaf (index or n in
+// range) are asserted, not checked in release builds: callers own the sizes.
+// Invariant: levels_[k].size() == size() >> k for every k, and levels_ holds
+// exactly bit_width(size()) levels (none when empty).
 class MerkleTree {
  public:
   uint64_t size() const;
@@ -45,7 +50,7 @@ class MerkleTree {
   // m == 0 is also accepted and gives the empty proof (everything extends the empty tree).
   Result<std::vector<Hash32>> consistency_proof(uint64_t m, uint64_t n) const;
   // The node hashes needed to recompute the root over all leaves from the leaves
-  // at `indices` (strictly increasing, each < size), each shared node once, in
+  // at `indices` (non-empty, strictly increasing, each < size), each shared node once, in
   // the order verify_multiproof consumes them (docs/formats/merkle.md).
   Result<std::vector<Hash32>> multiproof(std::span<const uint64_t> indices) const;
 

@@ -162,6 +162,19 @@ TEST_CASE("consistency proofs verify for every pair of sizes up to 300") {
   }
 }
 
+TEST_CASE("proof sizes near 2^64 follow the formula without overflow") {
+  const uint64_t top = uint64_t{1} << 63;
+  // Leaf 0 of 2^63 + 1: a full left subtree of 2^63 leaves (63 levels), then the last leaf.
+  CHECK(inclusion_proof_size(0, top + 1) == 64);
+  CHECK(inclusion_proof_size(top, top + 1) == 1);
+  CHECK(inclusion_proof_size(UINT64_MAX - 1, UINT64_MAX) == 63);
+  CHECK(consistency_proof_size(top, top + 1) == 1);
+  CHECK(consistency_proof_size(UINT64_MAX - 2, UINT64_MAX) == 65);  // not representable
+  // Verification of such claims runs and fails cleanly.
+  std::vector<Hash32> path(64);
+  CHECK(verify_inclusion(Hash32{}, 0, top + 1, path, Hash32{}).error().code == Errc::root_mismatch);
+}
+
 TEST_CASE("proof requests outside the tree are invalid arguments") {
   MerkleTree t = tree_of(test_leaves(9));
   for (auto r : {t.inclusion_proof(9, 9), t.inclusion_proof(0, 10), t.inclusion_proof(0, 0),
