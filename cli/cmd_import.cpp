@@ -1,0 +1,52 @@
+// swarmlite import --from app.db --db primary.db --key DIR/primary.key [--log DIR]:
+// builds a fresh primary whose first entries recreate app.db's schema and rows.
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/print_head.h"
+#include "cli/progress.h"
+#include "core/keys.h"
+#include "sqlbridge/import.h"
+
+namespace swarmlite::cli {
+
+void add_import_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "import", "Create a new primary from an existing SQLite database (schema and rows become log entries)");
+  struct Args {
+    std::string from, db, key, log;
+    size_t max_entry_kib = 4096;
+    size_t max_rows = 20000;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--from", args->from, "The app's SQLite database to import (only read)")->required();
+  cmd->add_option("--db", args->db, "New primary database file (must not exist yet)")->required();
+  cmd->add_option("--key", args->key, "Secret key file (DIR/primary.key from keygen)")->required();
+  cmd->add_option("--log", args->log, "Log directory (default: <db>.log)");
+  cmd->add_option("--max-entry-kib", args->max_entry_kib, "Approximate size cap of one row entry")
+      ->capture_default_str()->check(CLI::Range(size_t{16}, size_t{12288}));
+  cmd->add_option("--max-rows", args->max_rows, "Rows per entry at most")
+      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1000000}));
+  cmd->callback([args] {
+    if (std::filesystem::exists(args->db)) {
+      throw CliError(1, fmt::format("import: {} already exists; import builds a new primary", args->db));
+    }
+    SecretKey key = must(load_secret_key(args->key), "import: loading the key");
+    PrimaryOptions options;
+    options.log_dir = args->log;
+    auto primary = must(Primary::open(args->db, key, std::move(options)), "import: creating " + args->db);
+    Progress progress("import", "rows");
+    ImportOptions import_options;
+    import_options.max_entry_bytes = args->max_entry_kib << 10;
+    import_options.max_rows_per_entry = args->max_rows;
+    import_options.progress = [&](const ImportProgress& p) { progress.update(p.rows_done, p.rows_total); };
+    ImportStats stats = must(import_database(args->from, *primary, import_options), "import");
+    progress.finish();
+    must(primary->close(), "import: signing the head");
+    fmt::print("imported {} tables ({} rows), {} indexes, {} views, {} triggers in {} entries\n",
+               stats.tables, stats.rows, stats.indexes, stats.views, stats.triggers, stats.entries);
+    if (auto head = primary->head()) print_head(*head);
+  });
+}
+
+}  // namespace swarmlite::cli
