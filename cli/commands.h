@@ -27,6 +27,8 @@ inline void must(Status s, const std::string& context) {
 }
 
 void add_keygen_command(CLI::App& app);
+void add_import_command(CLI::App& app);  // cmd_import.cpp
+void add_audit_command(CLI::App& app);   // cmd_audit.cpp
 void add_exec_command(CLI::App& app);    // cmd_exec.cpp
 void add_replay_command(CLI::App& app);  // cmd_replay.cpp
 void add_query_command(CLI::App& app);   // cmd_query.cpp

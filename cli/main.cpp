@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
 
   swarmlite::cli::add_keygen_command(app);
+  swarmlite::cli::add_import_command(app);
+  swarmlite::cli::add_audit_command(app);
   swarmlite::cli::add_exec_command(app);
   swarmlite::cli::add_replay_command(app);
   swarmlite::cli::add_query_command(app);
