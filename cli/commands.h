@@ -36,5 +36,6 @@ void add_verify_command(CLI::App& app);  // cmd_query.cpp
 void add_status_command(CLI::App& app);  // cmd_status.cpp (SWARMLITE_HAVE_NET only)
 void add_primary_command(CLI::App& app);  // cmd_primary.cpp (SWARMLITE_HAVE_NET only)
 void add_peer_command(CLI::App& app);     // cmd_peer.cpp (SWARMLITE_HAVE_NET only)
+void add_demo_command(CLI::App& app);     // cmd_demo.cpp (SWARMLITE_HAVE_NET only)
 
 }  // namespace swarmlite::cli

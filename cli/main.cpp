@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   swarmlite::cli::add_status_command(app);
   swarmlite::cli::add_primary_command(app);
   swarmlite::cli::add_peer_command(app);
+  swarmlite::cli::add_demo_command(app);
 #endif
 
   try {
