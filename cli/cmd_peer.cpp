@@ -1,7 +1,8 @@
-// swarmlite peer --db R.db --pub HEX|FILE --from HOST:PORT[,…] --listen HOST:PORT [--data DIR]:
+// swarmlite peer --db R.db --pub HEX|FILE --from HOST:PORT[,…] --listen HOST:PORT [--data DIR]
+//                [--http HOST:PORT [--primary-url URL]] [--tamper-proofs (hidden, tests)]:
 // a replica that syncs the log from any listed node (primary or peer), verifies
 // every entry against a head signed by --pub, replays it into R.db, and serves
-// its log to other peers. Stops cleanly on SIGINT/SIGTERM.
+// its log to other peers; with --http also read queries with proofs. Stops cleanly on SIGINT/SIGTERM.
 #ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
 #include <spdlog/spdlog.h>
 
@@ -9,6 +10,7 @@
 #include "cli/node_common.h"
 #include "core/keys.h"
 #include "net/backends.h"
+#include "net/http_backends.h"
 #include "sqlbridge/replica.h"
 
 namespace swarmlite::cli {
@@ -19,6 +21,7 @@ void add_peer_command(CLI::App& app) {
     std::string db, pub, data;
     std::vector<std::string> from;
     NodeFlags net;
+    bool tamper_proofs = false;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--db", args->db, "Replica database file (created if missing)")->required();
@@ -28,6 +31,11 @@ void add_peer_command(CLI::App& app) {
       ->required();
   cmd->add_option("--data", args->data, "Directory for the log and evidence (default: <db>.data)");
   add_node_flags(*cmd, args->net);
+  add_peer_http_flags(*cmd, args->net);
+  // Hidden (empty group): for demos and tests of a lying peer being caught.
+  cmd->add_flag("--tamper-proofs", args->tamper_proofs,
+                "TESTING ONLY: serve proofs with one byte flipped in a page")
+      ->group("");
   cmd->callback([args] {
     set_log_level(args->net.log_level);
     PublicKey log_id = must(load_public_key(args->pub), "peer: reading --pub");
@@ -38,7 +46,16 @@ void add_peer_command(CLI::App& app) {
     auto options = node_options(args->net);
     options.seeds = args->from;
     options.data_dir = data;
-    run_node(backend, std::move(options), args->net);
+    if (args->tamper_proofs) {
+      spdlog::warn("--tamper-proofs: this peer serves FALSIFIED query proofs (one byte flipped in a "
+                   "page); clients that verify will reject them. Testing only.");
+    }
+    Replica& r = *replica;
+    net::ReplicaHttpOptions http_options;
+    http_options.tamper_proofs = args->tamper_proofs;
+    run_node(backend, std::move(options), args->net, [&r, http_options](net::Node& node) {
+      return std::make_unique<net::ReplicaHttpBackend>(r, node, http_options);
+    });
   });
 }
 

@@ -1,6 +1,8 @@
-// swarmlite primary --db P.db --key DIR/primary.key --listen HOST:PORT [--log DIR]:
+// swarmlite primary --db P.db --key DIR/primary.key --listen HOST:PORT [--log DIR]
+//                   [--http HOST:PORT [--write-token FILE]]:
 // opens the primary (catching its database up to its log) and serves its log
-// to peers, pushing each new head. Stops cleanly on SIGINT/SIGTERM.
+// to peers, pushing each new head; with --http also the HTTP API (writes and
+// reads, docs/http-api.md). Stops cleanly on SIGINT/SIGTERM.
 #ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
 #include <spdlog/spdlog.h>
 
@@ -8,6 +10,7 @@
 #include "cli/node_common.h"
 #include "core/keys.h"
 #include "net/backends.h"
+#include "net/http_backends.h"
 #include "sqlbridge/primary.h"
 
 namespace swarmlite::cli {
@@ -23,6 +26,7 @@ void add_primary_command(CLI::App& app) {
   cmd->add_option("--key", args->key, "Secret key file (DIR/primary.key from keygen)")->required();
   cmd->add_option("--log", args->log, "Log directory (default: <db>.log)");
   add_node_flags(*cmd, args->net);
+  add_primary_http_flags(*cmd, args->net);
   cmd->callback([args] {
     set_log_level(args->net.log_level);
     SecretKey key = must(load_secret_key(args->key), "primary: loading the key");
@@ -34,7 +38,10 @@ void add_primary_command(CLI::App& app) {
     net::PrimaryBackend backend(*primary);
     auto options = node_options(args->net);
     options.data_dir = primary->log_dir();
-    run_node(backend, std::move(options), args->net);
+    Primary& p = *primary;
+    run_node(backend, std::move(options), args->net, [&p](net::Node& node) {
+      return std::make_unique<net::PrimaryHttpBackend>(p, node);
+    });
     must(primary->close(), "primary: closing");
   });
 }

@@ -2,6 +2,9 @@
 #ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
 #include "cli/node_common.h"
 
+#include <cstdio>
+
+#include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
 namespace swarmlite::cli {
@@ -9,13 +12,24 @@ namespace swarmlite::cli {
 void add_node_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--listen", f.listen, "Peer protocol address HOST:PORT (port 0: ephemeral)")->required();
   cmd.add_option("--announce", f.announce, "Address told to other peers (default: the bound --listen)");
-  cmd.add_option("--http", f.http, "HTTP API address HOST:PORT (not wired into this command yet)");
+  cmd.add_option("--http", f.http, "HTTP API address HOST:PORT (port 0: ephemeral)");
   cmd.add_option("--log-level", f.log_level, "trace|debug|info|warn|error|critical|off")
       ->capture_default_str();
   cmd.add_option("--max-peers", f.max_peers, "Cap on peer connections (in + out)")->capture_default_str();
   cmd.add_option("--max-outbound", f.max_outbound, "Dialled connections to keep")->capture_default_str();
   cmd.add_option("--ban-time", f.ban_seconds, "Seconds a misbehaving peer stays banned")
       ->capture_default_str();
+}
+
+void add_primary_http_flags(CLI::App& cmd, NodeFlags& f) {
+  cmd.add_option("--write-token", f.write_token,
+                 "File holding the HTTP write secret (Authorization: Bearer …); without it writes "
+                 "are unauthenticated and --http must be a loopback address");
+}
+
+void add_peer_http_flags(CLI::App& cmd, NodeFlags& f) {
+  cmd.add_option("--primary-url", f.primary_url,
+                 "The primary's HTTP URL, named when this peer refuses a write");
 }
 
 void set_log_level(const std::string& level) {
@@ -37,17 +51,41 @@ net::NodeOptions node_options(const NodeFlags& f) {
   return o;
 }
 
-void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags) {
+void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags,
+              const HttpBackendFactory& make_http) {
+  net::HttpApiOptions http_options;
   if (!flags.http.empty()) {
-    spdlog::warn("--http {}: the HTTP API is not wired into this command yet; not serving HTTP",
-                 flags.http);
+    if (!make_http) throw CliError(2, "--http: this command has no HTTP API");
+    http_options.listen = flags.http;
+    if (!flags.write_token.empty()) {
+      http_options.write_token = must(net::read_token_file(flags.write_token),
+                                      "reading --write-token " + flags.write_token);
+    }
+    if (!flags.primary_url.empty()) http_options.primary_url = flags.primary_url;
   }
   net::Node node(backend, std::move(options));
   must(node.start(), "starting the node");
   auto st = node.status();
   spdlog::info("peer protocol on {} (announced as {}); log size {}, head {}", st.listen,
                st.announce, st.log_size, st.head ? std::to_string(st.head->size) : "none");
+  fmt::print("listen: {}\n", st.listen);
+  std::fflush(stdout);
+
+  std::unique_ptr<net::HttpBackend> http_backend;
+  std::unique_ptr<net::HttpApi> http;
+  if (!flags.http.empty()) {
+    http_backend = make_http(node);
+    http = std::make_unique<net::HttpApi>(*http_backend, std::move(http_options));
+    if (Status s = http->start(); !s.ok()) {
+      node.stop();
+      must(std::move(s), "starting the HTTP API on " + flags.http);
+    }
+    fmt::print("http: http://{}\n", http->bound_address());
+    std::fflush(stdout);
+  }
+
   node.wait();
+  if (http) http->stop();  // here, not in on_stopping: backend calls may wait on the node's io thread
   st = node.status();
   spdlog::info("stopped: log size {}, applied {}, {} entries stored this run{}", st.log_size,
                st.applied_size, st.entries_stored, st.evidence ? " (the log EQUIVOCATED)" : "");

@@ -2,11 +2,13 @@
 // running a node until SIGINT/SIGTERM.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
+#include "net/http_api.h"
 #include "net/node.h"
 
 namespace swarmlite::cli {
@@ -19,15 +21,31 @@ struct NodeFlags {
   size_t max_peers = 64;
   size_t max_outbound = 8;
   int ban_seconds = 600;
+  std::string write_token;  // primary: --write-token FILE ("" = none)
+  std::string primary_url;  // peer: --primary-url URL, named when refusing writes
 };
+
+// Makes the node's HTTP backend once the Node exists (it lives as long as the Node).
+using HttpBackendFactory = std::function<std::unique_ptr<net::HttpBackend>(net::Node&)>;
 
 // Adds --listen (required), --announce, --http, --log-level, --max-peers, --max-outbound, --ban-time.
 void add_node_flags(CLI::App& cmd, NodeFlags& flags);
+// Adds --write-token FILE (the primary's HTTP write secret).
+void add_primary_http_flags(CLI::App& cmd, NodeFlags& flags);
+// Adds --primary-url URL (where a peer sends clients that try to write).
+void add_peer_http_flags(CLI::App& cmd, NodeFlags& flags);
 // Sets the spdlog level; throws CliError on an unknown level.
 void set_log_level(const std::string& level);
 net::NodeOptions node_options(const NodeFlags& flags);
 // Starts the node, says where it listens, blocks until a signal stops it, and
 // reports the final state. Throws CliError when it cannot start.
-void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags);
+// With --http (and a factory) it also serves the HTTP API on a backend made by
+// `make_http`, stopped after the node stops.
+// stdout contract (parsed by `swarmlite demo` and the integration tests), each
+// line flushed as soon as the address is bound:
+//   listen: HOST:PORT          the bound peer-protocol address
+//   http: http://HOST:PORT     the bound HTTP API address (only with --http)
+void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags,
+              const HttpBackendFactory& make_http = {});
 
 }  // namespace swarmlite::cli

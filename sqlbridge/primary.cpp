@@ -243,6 +243,18 @@ std::optional<Head> Primary::head() const {
   return log_->head();
 }
 
+Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value>& params,
+                                   const ProveOptions& options) {
+  std::lock_guard lock(mu_);
+  if (broken_) return make_error(Errc::unavailable, "primary {} must be reopened", db_path_.string());
+  std::optional<Head> head = log_->head();
+  if (!head || head->size != log_->size()) {
+    SWL_ASSIGN(Head signed_head, sign_head_locked());
+    head = signed_head;
+  }
+  return prove_query(db_path_, db_->state_tree(), *head, sql, params, options);
+}
+
 Result<ReadSnapshot> Primary::open_snapshot(const ReadCapture* capture) const {
   return swarmlite::open_snapshot(db_path_, roots_, capture);
 }

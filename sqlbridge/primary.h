@@ -34,6 +34,7 @@
 #include "core/log.h"
 #include "core/result.h"
 #include "sqlbridge/determinism.h"
+#include "sqlbridge/prover.h"
 #include "sqlbridge/snapshot.h"
 
 namespace swarmlite {
@@ -128,6 +129,18 @@ class Primary {
   // A consistent read-only view of the current state (snapshot.h), pages read
   // recorded in `capture` if given. Safe concurrently with execute().
   Result<ReadSnapshot> open_snapshot(const ReadCapture* capture = nullptr) const;
+  // The state roots of recently applied sizes, for begin_snapshot() on a
+  // connection of the caller's own (e.g. a GuardedConnection). Thread-safe.
+  const RecentRoots& recent_roots() const { return roots_; }
+
+  // Proves a read-only query against a signed head of the current state
+  // (prover.h): under the write mutex (writes wait for the proof), signing a
+  // head first if the newest one does not cover size() (so a caller that
+  // serves peers should push the head afterwards: compare head() before/after).
+  // Errors: unavailable when the primary is broken; else sign_head's and
+  // prove_query's errors.
+  Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
+                            const ProveOptions& options = {});
 
  private:
   Primary() = default;

@@ -73,9 +73,13 @@ Status Replica::apply_locked(const Entry& entry) {
   return ok_status();
 }
 
-Status Replica::apply(const Entry& entry) { return apply_locked(entry); }
+Status Replica::apply(const Entry& entry) {
+  std::lock_guard apply_lock(apply_mu_);
+  return apply_locked(entry);
+}
 
 Result<uint64_t> Replica::apply_available(uint64_t up_to) {
+  std::lock_guard apply_lock(apply_mu_);
   uint64_t applied = 0;
   for (;;) {
     Entry entry;
@@ -126,6 +130,31 @@ uint32_t Replica::page_count() const {
 std::optional<Error> Replica::diverged() const {
   std::lock_guard lock(mu_);
   return diverged_;
+}
+
+Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value>& params,
+                                   const ProveOptions& options) const {
+  std::lock_guard apply_lock(apply_mu_);
+  if (auto d = diverged()) {
+    return make_error(Errc::unavailable, "replica {} diverged, it serves no proofs: {}",
+                      db_path_.string(), d->to_string());
+  }
+  std::optional<Head> head;
+  {
+    std::lock_guard log_lock(log_mu_);
+    head = log_->head();
+  }
+  uint64_t applied = size();
+  if (!head) {
+    return make_error(Errc::unavailable, "replica {}: no signed head yet, cannot prove", db_path_.string());
+  }
+  if (head->size != applied) {
+    return make_error(Errc::unavailable,
+                      "replica {}: applied {} entries but the newest signed head covers {}; "
+                      "retry once it caught up",
+                      db_path_.string(), applied, head->size);
+  }
+  return prove_query(db_path_, db_->state_tree(), *head, sql, params, options);
 }
 
 Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {

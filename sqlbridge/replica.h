@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "core/result.h"
 #include "sqlbridge/determinism.h"
+#include "sqlbridge/prover.h"
 #include "sqlbridge/snapshot.h"
 
 namespace swarmlite {
@@ -87,6 +88,18 @@ class Replica {
 
   // A consistent read-only view (snapshot.h); never blocks apply.
   Result<ReadSnapshot> open_snapshot(const ReadCapture* capture = nullptr) const;
+  // The state roots of recently applied sizes, for begin_snapshot() on a
+  // connection of the caller's own (e.g. a GuardedConnection). Thread-safe.
+  const RecentRoots& recent_roots() const { return roots_; }
+
+  // Proves a read-only query against the newest signed head (prover.h). Holds
+  // the applier lock for the whole call, so no entry is applied in between.
+  // unavailable (retry later) when there is no signed head yet, when the
+  // applied size is not exactly the head's size (the replica is catching up),
+  // or when the replica diverged; otherwise prove_query's errors.
+  // Any thread; blocks apply for the duration of the proof.
+  Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
+                            const ProveOptions& options = {}) const;
 
  private:
   Replica() = default;
@@ -99,6 +112,7 @@ class Replica {
   int lock_fd_ = -1;
   mutable std::mutex mu_;      // guards the fields below
   mutable std::mutex log_mu_;  // guards log_ (see thread-safety)
+  mutable std::mutex apply_mu_;  // held by apply()/apply_available()/prove(): one applier at a time
   uint64_t size_ = 0;
   Hash32 state_root_{};
   uint32_t page_count_ = 0;

@@ -1,0 +1,322 @@
+#include "net/http_backends.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdlib>
+
+#include "sqlbridge/page_vfs.h"
+#include "sqlbridge/read_guard.h"
+#include "sqlbridge/snapshot.h"
+
+namespace swarmlite::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+QueryOutcome outcome_from(QueryResult&& r) {
+  QueryOutcome o;
+  o.columns = std::move(r.columns);
+  for (auto& t : r.decltypes) o.types.push_back(lower(std::move(t)));
+  o.rows = std::move(r.rows);
+  return o;
+}
+
+// Plain reads: one guarded connection, one snapshot for all statements.
+Result<std::vector<QueryOutcome>> guarded_query(const std::filesystem::path& db_path,
+                                                const RecentRoots& roots,
+                                                const std::vector<Statement>& statements,
+                                                uint64_t min_size) {
+  SWL_ASSIGN(auto conn,
+             GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
+  SnapshotState state;
+  {
+    GuardedConnection::TrustedScope trusted(*conn);
+    SWL_ASSIGN(state, begin_snapshot(conn->handle(), roots));
+  }
+  std::vector<QueryOutcome> out;
+  if (state.size < min_size) {
+    GuardedConnection::TrustedScope trusted(*conn);
+    (void)end_snapshot(conn->handle());
+    return make_error(Errc::unavailable, "state is at size {}, below min_size {}", state.size, min_size);
+  }
+  for (const auto& st : statements) {
+    auto t0 = Clock::now();
+    auto r = conn->query(st.sql, st.params);
+    QueryOutcome o;
+    if (r.ok()) {
+      o = outcome_from(std::move(*r));
+    } else {
+      o.error = r.error().to_string();
+    }
+    o.seconds = seconds_since(t0);
+    out.push_back(std::move(o));
+  }
+  GuardedConnection::TrustedScope trusted(*conn);
+  (void)end_snapshot(conn->handle());
+  return out;
+}
+
+// Proved reads: one prove() per statement. A statement's own error goes in its
+// slot; "cannot prove right now" (unavailable) fails the whole request (503).
+template <class ProveFn>
+Result<std::vector<QueryOutcome>> proved_query(const std::vector<Statement>& statements,
+                                               uint64_t min_size, bool tamper, ProveFn&& prove) {
+  std::vector<QueryOutcome> out;
+  for (const auto& st : statements) {
+    auto t0 = Clock::now();
+    Result<ProvedQuery> r = prove(st);
+    QueryOutcome o;
+    if (r.ok()) {
+      if (r->proof.head.size < min_size) {
+        return make_error(Errc::unavailable, "state is at size {}, below min_size {}",
+                          r->proof.head.size, min_size);
+      }
+      o = outcome_from(std::move(r->result));
+      o.size = r->proof.head.size;
+      if (tamper) {
+        tamper_query_proof(r->proof);
+        o.proof = encode_query_proof(r->proof);
+      } else {
+        o.proof = std::move(r->encoded);
+      }
+    } else if (r.error().code == Errc::unavailable) {
+      return make_error(Errc::unavailable, "cannot prove right now: {}", r.error().message);
+    } else {
+      o.error = r.error().to_string();
+    }
+    o.seconds = seconds_since(t0);
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+nlohmann::json head_json(const Head& h) {
+  return {{"size", h.size},
+          {"log_root", to_hex(h.log_root)},
+          {"state_root", to_hex(h.state_root)},
+          {"page_count", h.page_count},
+          {"time_ms", h.time_ms},
+          {"signature", to_hex(ByteView(h.signature.data(), h.signature.size()))}};
+}
+
+nlohmann::json node_json(const NodeStatus& s) {
+  nlohmann::json j;
+  j["role"] = s.primary ? "primary" : "peer";
+  j["log_id"] = s.log_id;
+  j["node_id"] = s.node_id;
+  j["listen"] = s.listen;
+  j["announce"] = s.announce;
+  j["log_size"] = s.log_size;
+  j["head"] = s.head ? head_json(*s.head) : nlohmann::json(nullptr);
+  j["best_size"] = s.best_size;
+  j["applied_size"] = s.applied_size;
+  j["lag"] = static_cast<int64_t>(s.best_size) - static_cast<int64_t>(s.applied_size);
+  j["entries_stored"] = s.entries_stored;
+  j["entries_served"] = s.entries_served;
+  j["bytes_in"] = s.bytes_in;
+  j["bytes_out"] = s.bytes_out;
+  j["known_addresses"] = s.known_addresses;
+  auto peers = nlohmann::json::array();
+  for (const auto& p : s.peers) {
+    peers.push_back({{"session", p.session},
+                     {"address", p.address},
+                     {"remote", p.remote},
+                     {"node_id", p.node_id},
+                     {"outbound", p.outbound},
+                     {"head_size", p.head_size},
+                     {"lag", p.lag},
+                     {"bytes_in", p.bytes_in},
+                     {"bytes_out", p.bytes_out},
+                     {"entries_received", p.entries_received},
+                     {"connected_ms", p.connected_ms}});
+  }
+  j["peers"] = std::move(peers);
+  auto bans = nlohmann::json::array();
+  for (const auto& b : s.bans) {
+    bans.push_back({{"key", b.key}, {"reason", b.reason}, {"remaining_ms", b.remaining_ms}});
+  }
+  j["bans"] = std::move(bans);
+  if (s.evidence) {
+    j["evidence"] = {{"kind", s.evidence->kind == Evidence::Kind::same_size ? "same_size" : "inconsistent"},
+                     {"a", head_json(s.evidence->a)},
+                     {"b", head_json(s.evidence->b)}};
+  } else {
+    j["evidence"] = nullptr;
+  }
+  j["apply_error"] = s.apply_error ? nlohmann::json(*s.apply_error) : nlohmann::json(nullptr);
+  return j;
+}
+
+Status node_ready(const NodeStatus& s, const std::optional<Error>& diverged) {
+  if (s.evidence) return make_error(Errc::diverged, "the log equivocated (evidence stored)");
+  if (diverged) return make_error(Errc::diverged, "diverged: {}", diverged->to_string());
+  if (s.apply_error) return make_error(Errc::unavailable, "applying stopped: {}", *s.apply_error);
+  if (!s.head) return make_error(Errc::unavailable, "no verified head yet");
+  return ok_status();
+}
+
+void node_metrics(Metrics& m, const NodeStatus& s) {
+  m.gauge("swarmlite_entries_applied", "Log entries applied to the database")
+      .set(static_cast<double>(s.applied_size));
+  m.gauge("swarmlite_log_size", "Log entries stored (verified)").set(static_cast<double>(s.log_size));
+  m.gauge("swarmlite_best_head_size", "Size of the highest valid head seen")
+      .set(static_cast<double>(s.best_size));
+  m.gauge("swarmlite_lag_entries", "Entries behind the highest valid head seen")
+      .set(static_cast<double>(s.best_size > s.applied_size ? s.best_size - s.applied_size : 0));
+  m.gauge("swarmlite_peers", "Connected peer sessions").set(static_cast<double>(s.peers.size()));
+  m.gauge("swarmlite_bans", "Banned peers").set(static_cast<double>(s.bans.size()));
+  m.gauge("swarmlite_node_bytes_in", "Peer protocol bytes received since start")
+      .set(static_cast<double>(s.bytes_in));
+  m.gauge("swarmlite_node_bytes_out", "Peer protocol bytes sent since start")
+      .set(static_cast<double>(s.bytes_out));
+  // Per-peer series: peers come and go, the gauges of gone sessions stay at
+  // their last value (sessions are few and bounded by max_connections).
+  for (const auto& p : s.peers) {
+    MetricLabels l{{"peer", p.address}};
+    m.gauge("swarmlite_peer_bytes_in", "Bytes received from a peer in its session", l)
+        .set(static_cast<double>(p.bytes_in));
+    m.gauge("swarmlite_peer_bytes_out", "Bytes sent to a peer in its session", l)
+        .set(static_cast<double>(p.bytes_out));
+    m.gauge("swarmlite_peer_lag_entries", "A peer's head size minus ours", l)
+        .set(static_cast<double>(p.lag));
+  }
+}
+
+}  // namespace
+
+void tamper_query_proof(QueryProof& proof) {
+  if (proof.pages.empty() || proof.pages.back().bytes.empty()) return;
+  auto& bytes = proof.pages.back().bytes;
+  bytes[bytes.size() / 2] ^= 0x01;
+}
+
+// --- primary -------------------------------------------------------------------
+
+Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<Statement>& statements,
+                                                             bool transaction) {
+  std::vector<ExecOutcome> out;
+  bool wrote = false;
+  auto to_outcome = [](const StatementResult& r) {
+    ExecOutcome o;
+    o.last_insert_id = r.last_insert_rowid;
+    o.rows_affected = r.rows_changed;
+    o.columns = r.columns;
+    o.rows = r.rows;
+    return o;
+  };
+  // Errors that are the request's (or the node's), not one statement's.
+  auto fatal = [](const Error& e) {
+    return e.code == Errc::unavailable || e.code == Errc::io_error;
+  };
+  if (transaction) {
+    auto t0 = Clock::now();
+    auto r = primary_.execute(std::span<const Statement>(statements));
+    if (!r.ok()) {
+      if (fatal(r.error())) return r.take_error();
+      // All or nothing: the failing statement's slot holds the error (the
+      // message names it: "statement N: …", N 0-based), the others are empty.
+      out.resize(statements.size());
+      size_t failed = 0;
+      const std::string& msg = r.error().message;
+      if (msg.rfind("statement ", 0) == 0) {
+        size_t n = std::strtoull(msg.c_str() + 10, nullptr, 10);
+        if (n < statements.size()) failed = n;
+      }
+      out[failed].error = r.error().to_string();
+      return out;
+    }
+    wrote = true;
+    out.resize(statements.size());
+    // Several results may come from one Statement (multi-statement SQL): the
+    // last one of each statement_index wins, as sqlite3_changes() would say.
+    for (const auto& sr : r->statements) {
+      if (sr.statement_index < out.size()) out[sr.statement_index] = to_outcome(sr);
+    }
+    double secs = seconds_since(t0);
+    for (auto& o : out) o.seconds = secs / static_cast<double>(std::max<size_t>(1, out.size()));
+  } else {
+    for (const auto& st : statements) {
+      auto t0 = Clock::now();
+      auto r = primary_.execute(std::span<const Statement>(&st, 1));
+      ExecOutcome o;
+      if (r.ok()) {
+        wrote = true;
+        if (!r->statements.empty()) o = to_outcome(r->statements.back());
+      } else if (fatal(r.error()) && !wrote) {
+        return r.take_error();
+      } else {
+        o.error = r.error().to_string();
+      }
+      o.seconds = seconds_since(t0);
+      out.push_back(std::move(o));
+    }
+  }
+  if (wrote) node_.notify_new_head();
+  return out;
+}
+
+Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<Statement>& statements,
+                                                            const QueryOptions& options) {
+  if (!options.proof) {
+    return guarded_query(primary_.db_path(), primary_.recent_roots(), statements, options.min_size);
+  }
+  auto before = primary_.head();
+  auto out = proved_query(statements, options.min_size, false, [&](const Statement& st) {
+    return primary_.prove(st.sql, st.params);
+  });
+  auto after = primary_.head();
+  if (after && (!before || before->size != after->size)) node_.notify_new_head();
+  return out;
+}
+
+nlohmann::json PrimaryHttpBackend::status() const {
+  auto j = node_json(node_.status());
+  j["size"] = primary_.size();
+  j["state_root"] = to_hex(primary_.state_root());
+  j["page_count"] = primary_.page_count();
+  j["diverged"] = nullptr;
+  return j;
+}
+
+Status PrimaryHttpBackend::ready() const { return node_ready(node_.status(), std::nullopt); }
+
+void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_.status()); }
+
+// --- replica -------------------------------------------------------------------
+
+Result<std::vector<QueryOutcome>> ReplicaHttpBackend::query(const std::vector<Statement>& statements,
+                                                            const QueryOptions& options) {
+  if (!options.proof) {
+    return guarded_query(replica_.db_path(), replica_.recent_roots(), statements, options.min_size);
+  }
+  return proved_query(statements, options.min_size, options_.tamper_proofs,
+                      [&](const Statement& st) { return replica_.prove(st.sql, st.params); });
+}
+
+nlohmann::json ReplicaHttpBackend::status() const {
+  auto j = node_json(node_.status());
+  j["size"] = replica_.size();
+  j["state_root"] = to_hex(replica_.state_root());
+  j["page_count"] = replica_.page_count();
+  auto d = replica_.diverged();
+  j["diverged"] = d ? nlohmann::json(d->to_string()) : nlohmann::json(nullptr);
+  if (options_.tamper_proofs) j["tamper_proofs"] = true;
+  return j;
+}
+
+Status ReplicaHttpBackend::ready() const { return node_ready(node_.status(), replica_.diverged()); }
+
+void ReplicaHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_.status()); }
+
+}  // namespace swarmlite::net

@@ -1,0 +1,72 @@
+// HttpBackend adapters (net/http_api.h) for the two owners of a database:
+//  - PrimaryHttpBackend: writes through Primary::execute, pushes each new head
+//    to peers with Node::notify_new_head(); reads like a replica.
+//  - ReplicaHttpBackend: read-only; proofs through Replica::prove.
+// Reads (both): each request opens a GuardedConnection (read_guard.h) on the
+// node's database and begins one snapshot (snapshot.h) under a TrustedScope,
+// so every statement of a request sees the same state and no client SQL runs
+// unguarded. Proofs (proof=1) go through the owner's prove(), which holds the
+// owner's lock so the state tree, head and file agree.
+// /status, /readyz and /metrics come from the Node plus the owner's state.
+//
+// Thread-safety: every method may run on several HTTP worker threads at once
+// (the Primary/Replica/Node methods used are thread-safe). The Node and the
+// owner must outlive the backend.
+#pragma once
+
+#include <memory>
+
+#include "net/http_api.h"
+#include "net/node.h"
+#include "sqlbridge/primary.h"
+#include "sqlbridge/replica.h"
+
+namespace swarmlite::net {
+
+class PrimaryHttpBackend : public HttpBackend {
+ public:
+  PrimaryHttpBackend(Primary& primary, Node& node) : primary_(primary), node_(node) {}
+  bool accepts_writes() const override { return true; }
+  Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& statements,
+                                           bool transaction) override;
+  Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
+                                          const QueryOptions& options) override;
+  uint64_t size() const override { return primary_.size(); }
+  nlohmann::json status() const override;
+  Status ready() const override;
+  void update_metrics(Metrics& metrics) override;
+
+ private:
+  Primary& primary_;
+  Node& node_;
+};
+
+struct ReplicaHttpOptions {
+  // Tests and demos only: every proof served has one byte flipped in the
+  // bytes of its last page, so clients can be shown catching a lying peer.
+  bool tamper_proofs = false;
+};
+
+class ReplicaHttpBackend : public HttpBackend {
+ public:
+  ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options = {})
+      : replica_(replica), node_(node), options_(options) {}
+  bool accepts_writes() const override { return false; }
+  Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
+                                          const QueryOptions& options) override;
+  uint64_t size() const override { return replica_.size(); }
+  nlohmann::json status() const override;
+  Status ready() const override;
+  void update_metrics(Metrics& metrics) override;
+
+ private:
+  Replica& replica_;
+  Node& node_;
+  ReplicaHttpOptions options_;
+};
+
+// Flips one byte in the middle of the last page of `proof` (the tamper hook;
+// exposed for tests). No-op on a proof without pages.
+void tamper_query_proof(QueryProof& proof);
+
+}  // namespace swarmlite::net
