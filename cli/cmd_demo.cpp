@@ -30,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/proc/child_process.h"
 #include "core/keys.h"
 #include "net/http_client.h"
 #include "net/http_json.h"
@@ -50,180 +51,30 @@ void check_interrupted() {
   if (g_interrupted.load()) throw CliError(130, "demo: interrupted");
 }
 
-// One child `swarmlite <subcommand …>` (this same executable). Its stdout is
-// read line by line by a thread that copies every line into `log` (where its
-// stderr also goes) and picks out the "listen: " and "http: " lines.
-// The destructor stops it: SIGTERM, up to kGrace to exit, then SIGKILL.
-// Not copyable or movable (the reader thread holds `this`).
-class ChildProcess {
+// One child `swarmlite <subcommand …>` (this same executable), stopped by its
+// destructor (SIGTERM, then SIGKILL); errors become CliError for main().
+class ChildProcess : public proc::ChildProcess {
  public:
-  static constexpr auto kGrace = 5s;
-
   ChildProcess(std::string name, const std::vector<std::string>& args, const std::filesystem::path& log)
-      : name_(std::move(name)), log_(log) {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) != 0) throw CliError(1, fmt::format("demo: pipe for {}: {}", name_, strerror(errno)));
-    int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (logfd < 0) {
-      ::close(pipefd[0]);
-      ::close(pipefd[1]);
-      throw CliError(1, fmt::format("demo: cannot open {}: {}", log.string(), strerror(errno)));
-    }
-    std::vector<std::string> argv_s{"swarmlite"};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ < 0) {
-      ::close(pipefd[0]);
-      ::close(pipefd[1]);
-      ::close(logfd);
-      throw CliError(1, fmt::format("demo: fork for {}: {}", name_, strerror(errno)));
-    }
-    if (pid_ == 0) {
-      // Child: only async-signal-safe calls until exec.
-      setpgid(0, 0);  // Ctrl-C reaches the demo, which stops the children in order
-      prctl(PR_SET_PDEATHSIG, SIGTERM);  // and if the demo dies hard, they stop too
-      if (getppid() != parent) _exit(127);
-      signal(SIGPIPE, SIG_DFL);  // the demo ignores it; an ignored signal would survive exec
-      int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) dup2(devnull, 0);
-      dup2(pipefd[1], 1);
-      dup2(logfd, 2);
-      execv("/proc/self/exe", argv.data());
-      _exit(127);
-    }
-    ::close(pipefd[1]);
-    ::close(logfd);
-    reader_ = std::thread([this, fd = pipefd[0]] { read_stdout(fd); });
-  }
-
-  ~ChildProcess() { stop(); }
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
-  const std::string& name() const { return name_; }
-  const std::string& listen() const { return listen_; }
-  const std::string& http() const { return http_; }
-
-  // Blocks until both address lines were printed; throws (with the log's tail)
-  // if the child exits first or `timeout` passes.
+      : proc::ChildProcess(std::move(name), "/proc/self/exe", args, log, check_interrupted) {}
   void wait_ready(std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
-    std::unique_lock lock(mu_);
-    while (listen_.empty() || http_.empty()) {
-      check_interrupted();
-      if (eof_ || Clock::now() > deadline) {
-        lock.unlock();
-        bool exited = reap(false);
-        throw CliError(1, fmt::format("demo: {} {} before saying where it listens; its log {} ends:\n{}", name_,
-                                      exited ? fmt::format("exited ({})", describe_status()) : "did not start in time",
-                                      log_.string(), log_tail()));
-      }
-      cv_.wait_for(lock, 100ms);
+    try {
+      proc::ChildProcess::wait_ready(timeout);
+    } catch (const CliError&) {
+      throw;
+    } catch (const std::runtime_error& e) {
+      throw CliError(1, std::string("demo: ") + e.what());
     }
   }
-
-  // Waits up to `timeout` for the child to exit by itself; true if it did.
-  bool wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
-    while (!reap(false)) {
-      if (Clock::now() > deadline) return false;
-      check_interrupted();
-      std::this_thread::sleep_for(10ms);
-    }
-    return true;
-  }
-
-  // Idempotent. Returns true if the child had to be killed.
-  bool stop() {
-    bool killed = false;
-    if (pid_ > 0 && !reaped_) {
-      ::kill(pid_, SIGTERM);
-      auto deadline = Clock::now() + kGrace;
-      while (!reap(false) && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
-      if (!reaped_) {
-        ::kill(pid_, SIGKILL);
-        reap(true);
-        killed = true;
-      }
-    }
-    if (reader_.joinable()) reader_.join();
-    return killed;
-  }
-
-  std::string describe_status() const {
-    if (!reaped_) return "running";
-    if (WIFEXITED(wstatus_)) return fmt::format("exit code {}", WEXITSTATUS(wstatus_));
-    if (WIFSIGNALED(wstatus_)) return fmt::format("signal {}", WTERMSIG(wstatus_));
-    return "unknown status";
-  }
-
-  std::string log_tail(size_t max_lines = 12) const {
-    std::ifstream in(log_);
-    std::vector<std::string> lines;
-    for (std::string l; std::getline(in, l);) {
-      lines.push_back(std::move(l));
-      if (lines.size() > max_lines) lines.erase(lines.begin());
-    }
-    std::string out;
-    for (auto& l : lines) out += "  | " + l + "\n";
-    return out.empty() ? "  | (empty)\n" : out;
-  }
-
- private:
-  bool reap(bool block) {
-    if (reaped_) return true;
-    pid_t r = waitpid(pid_, &wstatus_, block ? 0 : WNOHANG);
-    if (r == pid_) reaped_ = true;
-    return reaped_;
-  }
-
-  void read_stdout(int fd) {
-    std::ofstream log(log_, std::ios::app);
-    std::string buf;
-    char chunk[4096];
-    for (;;) {
-      ssize_t n = ::read(fd, chunk, sizeof chunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      buf.append(chunk, static_cast<size_t>(n));
-      for (size_t nl; (nl = buf.find('\n')) != std::string::npos; buf.erase(0, nl + 1)) {
-        std::string line = buf.substr(0, nl);
-        log << line << '\n' << std::flush;
-        std::lock_guard lock(mu_);
-        if (line.rfind("listen: ", 0) == 0 && listen_.empty()) listen_ = line.substr(8);
-        if (line.rfind("http: ", 0) == 0 && http_.empty()) http_ = line.substr(6);
-        cv_.notify_all();
-      }
-    }
-    if (!buf.empty()) log << buf << '\n';
-    ::close(fd);
-    std::lock_guard lock(mu_);
-    eof_ = true;
-    cv_.notify_all();
-  }
-
-  std::string name_;
-  std::filesystem::path log_;
-  pid_t pid_ = -1;
-  int wstatus_ = 0;
-  bool reaped_ = false;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string listen_, http_;  // guarded by mu_ until wait_ready() returned
-  bool eof_ = false;           // guarded by mu_
 };
 
 // Runs `swarmlite ARGS` to completion (up to 20 s) with stdout+stderr into `log`.
 void run_to_end(const std::string& name, const std::vector<std::string>& args, const std::filesystem::path& log) {
-  ChildProcess child(name, args, log);
-  if (!child.wait_exit(20s) || child.describe_status() != "exit code 0")
-    throw CliError(1, fmt::format("demo: {} failed ({}); its log {} ends:\n{}", name, child.describe_status(),
-                                  log.string(), child.log_tail()));
+  try {
+    proc::run_to_end(name, "/proc/self/exe", args, log, 20s);
+  } catch (const std::runtime_error& e) {
+    throw CliError(1, std::string("demo: ") + e.what());
+  }
 }
 
 // --- HTTP --------------------------------------------------------------------

@@ -106,7 +106,7 @@ Bytes read_file_capped(const std::string& path, size_t cap) {
   return out;
 }
 
-void write_file(const std::string& path, ByteView bytes) {
+[[maybe_unused]] void write_file(const std::string& path, ByteView bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (!out) throw CliError(1, fmt::format("cannot write {}", path));
