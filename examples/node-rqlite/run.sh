@@ -30,9 +30,17 @@ mkdir -p "$node_dir"
 node_dir=$(realpath "$node_dir")
 
 # The exact versions in package-lock.json; --prefer-offline uses npm's cache when it can.
-echo "== npm ci in $node_dir (node $(node --version), npm $(npm --version))"
-cp "$here/package.json" "$here/package-lock.json" "$here/example.js" "$node_dir/"
-(cd "$node_dir" && npm ci --no-audit --no-fund --prefer-offline --loglevel=error)
+# A NODE_DIR that already holds an install from this very lock file is reused as it is.
+cp "$here/example.js" "$node_dir/"
+if [[ -d "$node_dir/node_modules" ]] && cmp -s "$here/package-lock.json" "$node_dir/installed-lock.json"; then
+  echo "== rqlite-js already installed in $node_dir from this package-lock.json"
+else
+  echo "== npm ci in $node_dir (node $(node --version), npm $(npm --version))"
+  rm -f "$node_dir/installed-lock.json"
+  cp "$here/package.json" "$here/package-lock.json" "$node_dir/"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --prefer-offline --loglevel=error)
+  cp "$here/package-lock.json" "$node_dir/installed-lock.json"
+fi
 
 echo "== a primary (writes need the token) and a peer, in $work"
 cd "$work"
