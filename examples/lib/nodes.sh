@@ -8,7 +8,15 @@
 #   swl_stop NAME                      SIGTERM, up to 10 s, then SIGKILL; returns the exit code
 #   swl_stop_all                       swl_stop every node still running (for an EXIT trap)
 
+#
+# Sourcing it also turns SIGTERM/SIGINT/SIGHUP into a normal exit, so the sourcing script's
+# EXIT trap (which should call swl_stop_all) runs when CTest or Ctrl-C stops it: bash skips
+# EXIT traps when killed by an untrapped signal and would leave the servers running.
+
 declare -A SWL_PID=() SWL_LOG=() SWL_LISTEN=() SWL_HTTP=()
+trap 'exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
 
 swl_start() {
   local name=$1 log=$2
