@@ -1,0 +1,511 @@
+// Replication benchmarks (issue 4), with in-process nodes (net::Node over real
+// TCP sockets on 127.0.0.1, one process; no child processes):
+//
+//  BM_Lag/topology:0|1   primary + 3 peers as a chain (P←1←2←3) or a star
+//      (1, 2, 3 ← P). A pacing thread runs single-row write transactions with
+//      Primary::execute at SWARMLITE_BENCH_LAG_RATE/s (default 1000) for
+//      SWARMLITE_BENCH_LAG_SECONDS (default 15), one signed head per execute
+//      and Node::notify_new_head() after it, as `swarmlite primary` does.
+//      Lag of entry i at peer k = (time peer k's Replica::apply_available
+//      returned having applied i) − (time execute() returned for i). The peer
+//      time comes from a NodeBackend wrapper (TimedReplicaBackend) around the
+//      ReplicaBackend: one steady_clock read per apply call, no polling.
+//      Both clocks are the same steady_clock of one process.
+//  BM_CatchUp/peer:0|1|2  a log of SWARMLITE_BENCH_CATCHUP_ENTRIES (default
+//      1,000,000) small entries, built once into SWARMLITE_BENCH_DATA (default
+//      /var/tmp/swarmlite-bench) and reused. peer:0 = local baseline (a fresh
+//      Replica applies a copy of the log, no network); peer:1 = a fresh
+//      Replica node syncing from a primary node over the log; peer:2 = a
+//      log-only node (fetch, verify, store; no SQLite) — the transfer part alone.
+//  BM_RelayUpload/tree:0|1  primary + 20 log-only peers, as a star (all dial
+//      the primary) or a relay tree (P → 2 → 3 each → 2 each = 20);
+//      SWARMLITE_BENCH_RELAY_ENTRIES (default 3000) writes paced at 1000/s;
+//      bytes from the nodes' own counters (NodeStatus::bytes_in/out, every
+//      frame incl. handshakes and peer exchange), deltas over the write phase.
+//
+// Each benchmark runs one iteration; figures are counters (ms, entries/s,
+// bytes) and a summary line on stderr. Ratios against the baselines (local
+// replay, star) are computed from rows of the same run: see docs/performance.md.
+#include <benchmark/benchmark.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "core/keys.h"
+#include "core/log.h"
+#include "core/temp_dir_test_util.h"
+#include "net/backends.h"
+#include "net/node.h"
+#include "sqlbridge/primary.h"
+#include "sqlbridge/replica.h"
+
+namespace swarmlite {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what) {
+  fmt::print(stderr, "replication_bench: {}\n", what);
+  std::abort();
+}
+
+template <typename T>
+T must(Result<T> r, const std::string& what) {
+  if (!r.ok()) die(what + ": " + r.error().to_string());
+  return std::move(r).value();
+}
+
+void must(Status s, const std::string& what) {
+  if (!s.ok()) die(what + ": " + s.error().to_string());
+}
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+double seconds_since(SteadyClock::time_point t) {
+  return std::chrono::duration<double>(SteadyClock::now() - t).count();
+}
+
+// Polls `cond` every `step` until it holds or `limit` passes.
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit,
+              std::chrono::milliseconds step = 20ms) {
+  auto end = SteadyClock::now() + limit;
+  while (SteadyClock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(step);
+  }
+  return cond();
+}
+
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double l = 0;
+  in >> l;
+  return l;
+}
+
+// The workload: one single-row INSERT per transaction, ~40-byte rows.
+const char* kCreate = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)";
+Statement insert_row(uint64_t i) {
+  return Statement{"INSERT INTO t(v) VALUES (?)", {Value{fmt::format("row {:012} payload abcdefgh", i)}}};
+}
+
+net::NodeOptions node_options(std::vector<std::string> seeds, size_t max_outbound) {
+  net::NodeOptions o;
+  o.listen = "127.0.0.1:0";
+  o.seeds = std::move(seeds);
+  o.max_outbound = max_outbound;  // 1 with one seed: exactly the chosen topology
+  o.backoff_initial = 50ms;
+  o.backoff_max = 500ms;
+  return o;
+}
+
+std::string address_of(const net::Node& n) { return fmt::format("127.0.0.1:{}", n.listen_port()); }
+
+// A ReplicaBackend that notes when each entry was applied: after every apply
+// call (worker thread), entries [done, applied_size()) get the current time.
+// `applied_at` is sized up front and read only after the node stopped.
+class TimedReplicaBackend : public net::NodeBackend {
+ public:
+  TimedReplicaBackend(Replica& r, size_t capacity) : inner_(r), applied_at(capacity, 0) {}
+  const PublicKey& log_id() const override { return inner_.log_id(); }
+  const Log& log() const override { return inner_.log(); }
+  std::mutex& log_mutex() const override { return inner_.log_mutex(); }
+  bool is_primary() const override { return false; }
+  Status store_entries(std::span<const Bytes> entries, const Head& head,
+                       std::span<const Hash32> proof) override {
+    return inner_.store_entries(entries, head, proof);
+  }
+  Result<uint64_t> apply(uint64_t up_to) override {
+    auto r = inner_.apply(up_to);
+    int64_t t = now_ns();
+    uint64_t size = inner_.applied_size();
+    for (; done_ < size && done_ < applied_at.size(); ++done_) applied_at[done_] = t;
+    return r;
+  }
+  uint64_t applied_size() const override { return inner_.applied_size(); }
+
+ private:
+  net::ReplicaBackend inner_;
+  uint64_t done_ = 0;
+
+ public:
+  std::vector<int64_t> applied_at;  // steady ns per seq; 0 = not seen applied
+};
+
+// A fresh replica in its own temp dir, served by a node.
+struct ReplicaPeer {
+  TempDir dir{"repl-peer"};
+  std::unique_ptr<Replica> replica;
+  std::unique_ptr<TimedReplicaBackend> backend;
+  std::unique_ptr<net::Node> node;
+  ReplicaPeer(const PublicKey& id, size_t capacity, net::NodeOptions o) {
+    fs::create_directories(dir.path);
+    replica = must(Replica::open(dir.path / "replica.db", dir.path / "log", id), "opening a replica");
+    backend = std::make_unique<TimedReplicaBackend>(*replica, capacity);
+    node = std::make_unique<net::Node>(*backend, std::move(o));
+    must(node->start(), "starting a replica node");
+  }
+};
+
+// A log-only peer (relay without a database).
+struct LogPeer {
+  TempDir dir{"log-peer"};
+  std::unique_ptr<Log> log;
+  std::unique_ptr<net::LogOnlyBackend> backend;
+  std::unique_ptr<net::Node> node;
+  LogPeer(const PublicKey& id, net::NodeOptions o, LogStoreOptions lo = {}) {
+    log = must(Log::open(dir.path / "log", id, lo), "opening a peer log");
+    backend = std::make_unique<net::LogOnlyBackend>(*log, false);
+    node = std::make_unique<net::Node>(*backend, std::move(o));
+    must(node->start(), "starting a log-only node");
+  }
+  uint64_t size() const {
+    std::lock_guard lock(backend->log_mutex());
+    return log->size();
+  }
+};
+
+// A primary in a temp dir (or over an existing database) with its node.
+struct PrimaryNode {
+  std::unique_ptr<Primary> primary;
+  std::unique_ptr<net::PrimaryBackend> backend;
+  std::unique_ptr<net::Node> node;
+  PrimaryNode(const fs::path& db, const SecretKey& key, PrimaryOptions po) {
+    primary = must(Primary::open(db, key, std::move(po)), "opening the primary");
+    backend = std::make_unique<net::PrimaryBackend>(*primary);
+    node = std::make_unique<net::Node>(*backend, node_options({}, 0));
+    must(node->start(), "starting the primary node");
+  }
+  void write(uint64_t i) {
+    must(primary->execute({insert_row(i)}), "execute");
+    node->notify_new_head();
+  }
+};
+
+// Runs `write(i)` for i in [0, count) at `rate` per second from this thread:
+// each write starts at start + i/rate, or at once when behind (no catch-up
+// bursts are skipped). Returns the achieved writes per second.
+double paced_writes(uint64_t count, double rate, const std::function<void(uint64_t)>& write) {
+  auto start = SteadyClock::now();
+  auto interval = std::chrono::duration<double>(1.0 / rate);
+  for (uint64_t i = 0; i < count; ++i) {
+    auto due = start + std::chrono::duration_cast<SteadyClock::duration>(interval * static_cast<double>(i));
+    std::this_thread::sleep_until(due);
+    write(i);
+  }
+  return static_cast<double>(count) / seconds_since(start);
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+// ---------------------------------------------------------------------------
+// 1. Lag at a steady write rate.
+
+void BM_Lag(benchmark::State& state) {
+  const bool chain = state.range(0) == 0;
+  const double rate = static_cast<double>(env_int("SWARMLITE_BENCH_LAG_RATE", 1000));
+  const auto seconds = env_int("SWARMLITE_BENCH_LAG_SECONDS", 15);
+  const auto writes = static_cast<uint64_t>(rate * static_cast<double>(seconds));
+  constexpr int kPeers = 3;
+  for (auto _ : state) {
+    KeyPair keys = KeyPair::generate();
+    TempDir pdir("lag-primary");
+    fs::create_directories(pdir.path);
+    PrimaryNode p(pdir.path / "primary.db", keys.secret, {});  // log fsync on, a head per execute
+    must(p.primary->execute({Statement{kCreate, {}}}), "create table");
+    p.node->notify_new_head();
+    const uint64_t first = p.primary->size();  // seq of the first timed write
+    const size_t capacity = first + writes;
+
+    std::vector<std::unique_ptr<ReplicaPeer>> peers;
+    for (int k = 0; k < kPeers; ++k) {
+      std::string seed = chain && k > 0 ? address_of(*peers.back()->node) : address_of(*p.node);
+      peers.push_back(std::make_unique<ReplicaPeer>(keys.pub, capacity, node_options({seed}, 1)));
+    }
+    auto all_applied = [&](uint64_t size) {
+      return std::all_of(peers.begin(), peers.end(),
+                         [&](auto& q) { return q->replica->size() >= size; });
+    };
+    if (!wait_for([&] { return all_applied(first); }, 30s)) die("peers did not sync the setup");
+
+    std::vector<int64_t> acked(capacity, 0);
+    double load_before = load_average();
+    double achieved = paced_writes(writes, rate, [&](uint64_t i) {
+      auto r = p.primary->execute({insert_row(i)});
+      acked[first + i] = now_ns();
+      must(std::move(r), "execute");
+      p.node->notify_new_head();
+    });
+    if (!wait_for([&] { return all_applied(capacity); }, 120s)) die("peers did not catch up");
+    for (auto& q : peers) q->node->stop();
+    p.node->stop();
+
+    state.counters["write_rate"] = achieved;
+    std::string summary;
+    for (int k = 0; k < kPeers; ++k) {
+      std::vector<double> lag_ms;
+      lag_ms.reserve(writes);
+      for (size_t s = first; s < capacity; ++s) {
+        lag_ms.push_back(static_cast<double>(peers[k]->backend->applied_at[s] - acked[s]) / 1e6);
+      }
+      double mx = *std::max_element(lag_ms.begin(), lag_ms.end());
+      double p50 = percentile(lag_ms, 0.50), p99 = percentile(lag_ms, 0.99);
+      std::string tag = fmt::format("peer{}", k + 1);
+      state.counters[tag + "_p50_ms"] = p50;
+      state.counters[tag + "_p99_ms"] = p99;
+      state.counters[tag + "_max_ms"] = mx;
+      summary += fmt::format(" | {} p50 {:.2f} p99 {:.2f} max {:.2f} ms", tag, p50, p99, mx);
+    }
+    fmt::print(stderr, "lag {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}{}\n",
+               chain ? "chain" : "star", writes, achieved, rate, load_before, load_average(), summary);
+  }
+}
+BENCHMARK(BM_Lag)->ArgName("star")->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------
+// 2. Catch-up of a new peer on a large log.
+
+struct CachedLog {
+  fs::path dir, db, log_dir;
+  SecretKey key;
+  PublicKey id;
+  uint64_t size = 0;
+};
+
+// Builds (once; reused while its "complete" marker exists) a primary whose log
+// holds exactly `n` entries: genesis, CREATE TABLE, then single-row inserts.
+// Log fsync off and a head per 10,000 entries: building is CPU-bound.
+const CachedLog& cached_log(uint64_t n) {
+  static std::optional<CachedLog> cached;
+  if (cached) return *cached;
+  CachedLog c;
+  fs::path root = std::getenv("SWARMLITE_BENCH_DATA") ? fs::path(std::getenv("SWARMLITE_BENCH_DATA"))
+                                                       : fs::path("/var/tmp/swarmlite-bench");
+  c.dir = root / fmt::format("catchup-{}", n);
+  c.db = c.dir / "primary.db";
+  c.log_dir = c.dir / "primary.db.log";
+  fs::path marker = c.dir / "complete";
+  if (!fs::exists(marker)) {
+    fmt::print(stderr, "building a {}-entry log in {} (once; reused by later runs)\n", n, c.dir.string());
+    fs::remove_all(c.dir);
+    fs::create_directories(c.dir);
+    must(write_key_files(c.dir / "keys", KeyPair::generate()), "writing keys");
+    auto start = SteadyClock::now();
+    PrimaryOptions po;
+    po.log_options.sync = false;
+    po.sign_every_entries = 10000;
+    auto p = must(Primary::open(c.db, must(load_secret_key(c.dir / "keys" / kSecretKeyFile), "key"),
+                                std::move(po)),
+                  "opening the build primary");
+    must(p->execute({Statement{kCreate, {}}}), "create table");
+    for (uint64_t i = 0; p->size() < n; ++i) {
+      must(p->execute({insert_row(i)}), "execute");
+      if (p->size() % 100000 == 0) {
+        fmt::print(stderr, "  {} entries, {:.0f} s\n", p->size(), seconds_since(start));
+      }
+    }
+    must(p->sign_head(), "signing the final head");
+    must(p->close(), "closing the build primary");
+    p.reset();
+    std::ofstream(marker) << fmt::format("{} entries built in {:.1f} s\n", n, seconds_since(start));
+    fmt::print(stderr, "built in {:.1f} s\n", seconds_since(start));
+  }
+  c.key = must(load_secret_key(c.dir / "keys" / kSecretKeyFile), "loading the cached key");
+  c.id = c.key.public_key();
+  c.size = n;
+  cached = std::move(c);
+  return *cached;
+}
+
+void BM_CatchUp(benchmark::State& state) {
+  const int mode = static_cast<int>(state.range(0));  // 0 local, 1 replica node, 2 log-only node
+  const auto n = static_cast<uint64_t>(env_int("SWARMLITE_BENCH_CATCHUP_ENTRIES", 1000000));
+  const CachedLog& c = cached_log(n);
+  for (auto _ : state) {
+    double load_before = load_average();
+    TempDir tmp("catchup");
+    fs::create_directories(tmp.path);
+    double secs = 0, stored_secs = 0, open_secs = 0;
+    uint64_t bytes = 0;
+    if (mode == 0) {
+      // Local replay: the same log, copied (not timed), applied by a fresh replica.
+      fs::copy(c.log_dir, tmp.path / "log", fs::copy_options::recursive);
+      auto t0 = SteadyClock::now();
+      auto r = must(Replica::open(tmp.path / "replica.db", tmp.path / "log", c.id), "opening the replica");
+      open_secs = seconds_since(t0);
+      auto t1 = SteadyClock::now();
+      uint64_t applied = must(r->apply_available(), "replaying");
+      secs = seconds_since(t1);
+      if (applied != n || r->size() != n) die(fmt::format("local replay applied {} of {}", applied, n));
+    } else {
+      PrimaryNode p(c.db, c.key, {});
+      if (p.primary->size() != n) die("cached primary has the wrong size");
+      auto t0 = SteadyClock::now();
+      uint64_t stored_at_ns = 0;
+      std::function<uint64_t()> stored, applied;
+      std::unique_ptr<ReplicaPeer> rp;
+      std::unique_ptr<LogPeer> lp;
+      if (mode == 1) {
+        rp = std::make_unique<ReplicaPeer>(c.id, 0, node_options({address_of(*p.node)}, 1));
+        stored = [&] {
+          std::lock_guard lock(rp->replica->log_mutex());
+          return rp->replica->log().size();
+        };
+        applied = [&] { return rp->replica->size(); };
+      } else {
+        lp = std::make_unique<LogPeer>(c.id, node_options({address_of(*p.node)}, 1));
+        stored = [&] { return lp->size(); };
+        applied = stored;
+      }
+      bool ok = wait_for(
+          [&] {
+            if (!stored_at_ns && stored() >= n) stored_at_ns = static_cast<uint64_t>(now_ns());
+            return applied() >= n;
+          },
+          std::chrono::minutes(30), 10ms);
+      secs = seconds_since(t0);
+      stored_secs = stored_at_ns ? static_cast<double>(stored_at_ns) / 1e9 -
+                                       std::chrono::duration<double>(t0.time_since_epoch()).count()
+                                 : secs;
+      if (!ok) die(fmt::format("the peer did not catch up: stored {}, applied {}", stored(), applied()));
+      net::NodeStatus st = (mode == 1 ? rp->node : lp->node)->status();
+      bytes = st.bytes_in;
+      (mode == 1 ? rp->node : lp->node)->stop();
+      p.node->stop();
+    }
+    state.SetIterationTime(secs);
+    state.counters["entries"] = static_cast<double>(n);
+    state.counters["entries_per_s"] = static_cast<double>(n) / secs;
+    if (mode == 0) state.counters["replica_open_s"] = open_secs;
+    if (mode != 0) {
+      state.counters["stored_per_s"] = static_cast<double>(n) / stored_secs;
+      state.counters["bytes_in"] = static_cast<double>(bytes);
+    }
+    fmt::print(stderr,
+               "catch-up {}: {} entries in {:.1f} s = {:.0f} entries/s{}, load {:.2f}→{:.2f}\n",
+               mode == 0 ? "local replay" : mode == 1 ? "replica node" : "log-only node", n, secs,
+               static_cast<double>(n) / secs,
+               mode == 0 ? fmt::format(" (replica open {:.1f} s)", open_secs)
+                         : fmt::format(" (log complete after {:.1f} s, {:.1f} MB in)", stored_secs,
+                                       static_cast<double>(bytes) / 1e6),
+               load_before, load_average());
+  }
+}
+BENCHMARK(BM_CatchUp)
+    ->ArgName("peer")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------
+// 3. Primary upload with 20 peers: relay tree vs star.
+
+void BM_RelayUpload(benchmark::State& state) {
+  const bool tree = state.range(0) != 0;
+  const auto writes = static_cast<uint64_t>(env_int("SWARMLITE_BENCH_RELAY_ENTRIES", 3000));
+  constexpr size_t kPeers = 20;
+  for (auto _ : state) {
+    KeyPair keys = KeyPair::generate();
+    TempDir pdir("relay-primary");
+    fs::create_directories(pdir.path);
+    PrimaryOptions po;
+    po.log_options.sync = false;  // bytes do not depend on fsync; keeps 21 nodes on 2 cores busy less
+    PrimaryNode p(pdir.path / "primary.db", keys.secret, std::move(po));
+    must(p.primary->execute({Statement{kCreate, {}}}), "create table");
+    p.node->notify_new_head();
+
+    // Tree: level sizes 2, 6, 12; node j of a level hangs under parent j / fanout.
+    std::vector<std::unique_ptr<LogPeer>> peers;
+    LogStoreOptions lo;
+    lo.sync = false;
+    const std::vector<size_t> fanout = {2, 3, 2};
+    size_t prev_start = 0, prev_count = 0;
+    for (size_t level = 0; tree && level < fanout.size(); ++level) {
+      size_t count = (level == 0 ? 1 : prev_count) * fanout[level];
+      size_t start = peers.size();
+      for (size_t j = 0; j < count; ++j) {
+        std::string seed = level == 0 ? address_of(*p.node)
+                                      : address_of(*peers[prev_start + j / fanout[level]]->node);
+        peers.push_back(std::make_unique<LogPeer>(keys.pub, node_options({seed}, 1), lo));
+      }
+      prev_start = start;
+      prev_count = count;
+    }
+    while (!tree && peers.size() < kPeers) {
+      peers.push_back(std::make_unique<LogPeer>(keys.pub, node_options({address_of(*p.node)}, 1), lo));
+    }
+    if (peers.size() != kPeers) die("topology does not have 20 peers");
+    auto all_at = [&](uint64_t size) {
+      return std::all_of(peers.begin(), peers.end(), [&](auto& q) { return q->size() >= size; });
+    };
+    if (!wait_for([&] { return all_at(p.primary->size()); }, 60s)) die("peers did not sync the setup");
+
+    auto sum_in = [&] {
+      uint64_t s = 0;
+      for (auto& q : peers) s += q->node->status().bytes_in;
+      return s;
+    };
+    uint64_t out0 = p.node->status().bytes_out, in0 = sum_in();
+    double achieved = paced_writes(writes, 1000, [&](uint64_t i) { p.write(i); });
+    if (!wait_for([&] { return all_at(p.primary->size()); }, 120s)) die("peers did not catch up");
+    auto pst = p.node->status();
+    uint64_t out = pst.bytes_out - out0, in = sum_in() - in0;
+    uint64_t max_peer_out = 0;
+    for (auto& q : peers) max_peer_out = std::max(max_peer_out, q->node->status().bytes_out);
+    for (auto& q : peers) q->node->stop();
+    p.node->stop();
+
+    state.counters["primary_out_bytes"] = static_cast<double>(out);
+    state.counters["peers_in_bytes"] = static_cast<double>(in);
+    state.counters["out_per_in"] = static_cast<double>(out) / static_cast<double>(in);
+    state.counters["primary_peers"] = static_cast<double>(pst.peers.size());
+    state.counters["max_peer_out_bytes"] = static_cast<double>(max_peer_out);
+    state.counters["write_rate"] = achieved;
+    fmt::print(stderr,
+               "relay {}: {} writes; primary out {:.2f} MB to {} direct peers; 20 peers in {:.2f} MB "
+               "(out/in {:.3f}); busiest peer out {:.2f} MB (since start)\n",
+               tree ? "tree 2/3/2" : "star", writes, static_cast<double>(out) / 1e6,
+               pst.peers.size(), static_cast<double>(in) / 1e6,
+               static_cast<double>(out) / static_cast<double>(in),
+               static_cast<double>(max_peer_out) / 1e6);
+  }
+}
+BENCHMARK(BM_RelayUpload)->ArgName("tree")->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace swarmlite
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);  // nodes log every connect at info
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  fmt::print(stderr, "machine: {} cores, load average {:.2f}\n", std::thread::hardware_concurrency(),
+             swarmlite::load_average());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
