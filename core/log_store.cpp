@@ -1,20 +1,32 @@
 // Append-only log store (docs/formats/log-store.md).
 //
 // How durability and recovery fit together. An append writes the batch's records
-// to the segment with one pwrite, fdatasyncs the segment, then writes the batch's
-// index rows and fdatasyncs the index, and only then returns. So an index row that
-// is on disk always describes a record that was on disk before the row was written:
-// indexed records are acknowledged data and are never cut. Bytes after the last
-// indexed record of the last segment belong to an append that had not returned:
-// on open they are scanned, valid records are indexed (kept), and from the first
-// invalid one (short header, length past the end or over the cap, checksum
-// mismatch) the file is cut — the torn tail. Anything wrong among indexed records,
-// in the index structure, or in a segment that is not the last is Errc::corrupt.
+// to the segment with one pwrite and fdatasyncs the segment: that fsync is the
+// durability point, and the only one on the common path. Then it writes the
+// batch's index rows (one pwrite) without syncing them; the index is fdatasync'ed
+// every `index_sync_rows` rows, before a new segment is started (so a sealed
+// segment's index is always complete on disk) and on close. So:
+//   - every record up to the last acknowledged append is on disk, checksummed;
+//   - an index row that is on disk was written after its record was synced, but
+//     the last segment's index may lack rows (not yet synced at a crash), or end
+//     in a torn or zero-filled row.
+// On open, the last segment's index is read as a hint: the longest prefix of rows
+// with the right shape (contiguous, inside the file) is kept, and its last row
+// must describe its record exactly (a row that does not, while the record there
+// is valid, was torn across pages: dropped, and the one before it checked); a
+// damaged record under a kept row is Errc::corrupt (it was acknowledged). Then the
+// records after the last kept row are scanned: valid records (checksum over the
+// expected seq) get their rows back, and from the first invalid one the file is
+// cut — the torn tail of an append that had not returned. Rows pointing past the
+// end of the last segment (only possible with sync off, or a disk that lost synced
+// data) are dropped with it. In a segment that is not the last, anything wrong is
+// Errc::corrupt; so is a bad record while rebuilding a missing index file.
 //
 // open() does not read every record (a 1M-entry log opens in milliseconds): it
-// reads the index files, checks their structure (contiguous rows that end inside
-// the segment) and reads the last indexed record of each segment. Every read()
-// checks its record; verify_all() checks them all.
+// reads the index files, checks their structure and reads the last indexed record
+// of each segment, plus the records of the last segment that lost their rows
+// (at most about index_sync_rows + one batch after a crash). Every read() checks
+// its record; verify_all() checks them all.
 //
 // Concurrency: one writer (append*, store_head); readers (read, leaf_hash, size,
 // load_head, verify_all) from any thread. Segment and row vectors change only under
@@ -204,6 +216,7 @@ struct Segment {
   fs::path seg_path, idx_path;
   Fd seg, idx;
   uint64_t seg_size = 0;      // bytes of the segment file (writer only)
+  uint64_t synced_rows = 0;   // rows known to be fdatasync'ed in the index (writer only)
   std::vector<IndexRow> rows;  // published rows: rows.size() records
   uint64_t idx_size() const { return kFileHeaderBytes + rows.size() * kIndexRowBytes; }
 };
@@ -224,9 +237,19 @@ Result<Hash32> check_record(const uint8_t* header, ByteView payload, uint64_t se
   return leaf;
 }
 
+// What open() finds at a position of a segment: a valid record (its row), or why
+// there is none (a torn or damaged record).
+struct ScannedRecord {
+  std::optional<IndexRow> row;
+  std::string why;
+};
+
 class FileLogStore final : public LogStore {
  public:
   FileLogStore(fs::path dir, LogStoreOptions options) : dir_(std::move(dir)), options_(options) {}
+  ~FileLogStore() override;
+  FileLogStore(const FileLogStore&) = delete;
+  FileLogStore& operator=(const FileLogStore&) = delete;
 
   Status open_all();
 
@@ -243,10 +266,19 @@ class FileLogStore final : public LogStore {
   Result<std::optional<Bytes>> load_head() const override;
   const fs::path& dir() const override { return dir_; }
   uint64_t recovered_bytes() const override { return recovered_bytes_; }
+  uint64_t rebuilt_index_rows() const override { return rebuilt_index_rows_; }
+  uint64_t dropped_index_rows() const override { return dropped_index_rows_; }
   Status verify_all() const override;
 
  private:
   Status open_segment(Segment& s, bool last);
+  // Reads the record at `pos` (<= s.seg_size) of segment `s` as record `seq`:
+  // its row if it is whole and its checksum holds, else why not. Errors are I/O
+  // failures only. `payload` is scratch space.
+  Result<ScannedRecord> scan_record(const Segment& s, uint64_t pos, uint64_t seq,
+                                    Bytes& payload) const;
+  // fdatasyncs the index of `s` if it has rows not yet synced (writer only).
+  Status sync_index(Segment& s);
   Status create_segment(uint64_t first_seq);
   // Reads and checks the record a row describes; corrupt naming file and offset.
   Result<Bytes> read_row(const Segment& s, const IndexRow& row, uint64_t seq) const;
@@ -260,6 +292,9 @@ class FileLogStore final : public LogStore {
   std::vector<std::unique_ptr<Segment>> segments_;
   std::atomic<uint64_t> size_{0};
   uint64_t recovered_bytes_ = 0;
+  uint64_t rebuilt_index_rows_ = 0;
+  uint64_t dropped_index_rows_ = 0;
+  bool head_unsynced_ = false;  // store_head wrote a head without fsync (sync_head off)
   bool failed_ = false;  // an fsync failed: the file state is unknown, refuse appends
 };
 
@@ -347,94 +382,151 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
   uint64_t max_rows = (s.seg_size - kFileHeaderBytes) / kRecordHeaderBytes;
   uint64_t n_rows = (idx_size - kFileHeaderBytes) / kIndexRowBytes;
   if (n_rows > max_rows) {
-    return make_error(Errc::corrupt, "{}: {} index rows, but {} holds at most {} records", idx_file,
-                      n_rows, seg_file, max_rows);
+    if (!last) {
+      return make_error(Errc::corrupt, "{}: {} index rows, but {} holds at most {} records",
+                        idx_file, n_rows, seg_file, max_rows);
+    }
+    n_rows = max_rows;  // the rows past this point cannot fit: dropped below
   }
   Bytes idx_bytes(kFileHeaderBytes + n_rows * kIndexRowBytes);
   SWL_TRY(read_all(s.idx.get(), idx_bytes, 0, s.idx_path));
   if (!std::equal(want_idx_header.begin(), want_idx_header.end(), idx_bytes.begin())) {
     return make_error(Errc::corrupt, "{}: offset 0: bad index header (magic or first seq)", idx_file);
   }
-  // A partial last row is a torn index write: dropped below (the file is rewritten
-  // from the row boundary when rows are added, or truncated now).
-  bool partial_row = idx_size != idx_bytes.size();
+  const uint64_t file_rows = (idx_size - kFileHeaderBytes) / kIndexRowBytes;
+  // A partial last row is a torn index write: dropped (the file is rewritten from
+  // the row boundary below).
+  const bool partial_row = idx_size != kFileHeaderBytes + file_rows * kIndexRowBytes;
 
-  s.rows.resize(n_rows);
+  // Rows with the right shape: contiguous from the header, inside the segment.
+  s.rows.reserve(n_rows);
   uint64_t expect = kFileHeaderBytes;
   for (uint64_t i = 0; i < n_rows; ++i) {
     const uint8_t* p = idx_bytes.data() + kFileHeaderBytes + i * kIndexRowBytes;
-    IndexRow& r = s.rows[i];
+    IndexRow r;
     r.offset = load_be(p, 8);
     r.length = static_cast<uint32_t>(load_be(p + 8, 4));
     std::memcpy(r.leaf.data(), p + 12, 32);
     if (r.offset != expect || r.end() > s.seg_size) {
-      return make_error(Errc::corrupt,
-                        "{}: offset {}: row {} (seq {}) says record at {} length {}, but the "
-                        "previous record ends at {} and {} has {} byte(s)",
-                        idx_file, kFileHeaderBytes + i * kIndexRowBytes, i, s.first_seq + i,
-                        r.offset, r.length, expect, seg_file, s.seg_size);
+      if (!last) {
+        return make_error(Errc::corrupt,
+                          "{}: offset {}: row {} (seq {}) says record at {} length {}, but the "
+                          "previous record ends at {} and {} has {} byte(s)",
+                          idx_file, kFileHeaderBytes + i * kIndexRowBytes, i, s.first_seq + i,
+                          r.offset, r.length, expect, seg_file, s.seg_size);
+      }
+      // Last segment: the index is a cache of the segment. From here on its rows
+      // are torn, zero-filled by a crash, or point past the segment's end (the
+      // segment lost data the index had seen: sync off). Rebuilt by the scan.
+      break;
     }
+    s.rows.push_back(r);
     expect = r.end();
   }
-  // Indexed records are acknowledged: the last one must be intact.
-  if (n_rows > 0) SWL_TRY(read_row(s, s.rows.back(), s.first_seq + n_rows - 1));
+
+  // Indexed records were acknowledged: the last kept one must be intact.
+  Bytes payload;
+  if (!last && !s.rows.empty()) {
+    SWL_TRY(read_row(s, s.rows.back(), s.first_seq + s.rows.size() - 1));
+  }
+  while (last && !s.rows.empty()) {
+    const IndexRow& r = s.rows.back();
+    const uint64_t seq = s.first_seq + s.rows.size() - 1;
+    SWL_ASSIGN(ScannedRecord rec, scan_record(s, r.offset, seq, payload));
+    if (!rec.row) {
+      return make_error(Errc::corrupt, "{}: offset {}: indexed record seq {} is damaged: {}",
+                        seg_file, r.offset, seq, rec.why);
+    }
+    if (rec.row->length == r.length && rec.row->leaf == r.leaf) break;
+    // The record is valid but its row says otherwise: a row torn across two
+    // pages of an index write that was not synced. Drop it and check the previous.
+    s.rows.pop_back();
+  }
+  const uint64_t kept_rows = s.rows.size();
+  if (last) dropped_index_rows_ += file_rows - kept_rows;
+  expect = s.rows.empty() ? kFileHeaderBytes : s.rows.back().end();
 
   // Scan the records after the last indexed one.
   std::vector<IndexRow> found;
   uint64_t pos = expect;
-  uint8_t rh[kRecordHeaderBytes];
-  Bytes payload;
   while (pos < s.seg_size) {
-    uint64_t seq = s.first_seq + n_rows + found.size();
-    std::string why;
-    if (s.seg_size - pos < kRecordHeaderBytes) {
-      why = fmt::format("only {} byte(s) left for a {}-byte record header", s.seg_size - pos,
-                        kRecordHeaderBytes);
-    } else {
-      SWL_TRY(read_all(s.seg.get(), rh, pos, s.seg_path));
-      uint64_t len = load_be(rh, 4);
-      if (len > options_.max_record_bytes) {
-        why = fmt::format("length {} is over the cap of {}", len, options_.max_record_bytes);
-      } else if (len > s.seg_size - pos - kRecordHeaderBytes) {
-        why = fmt::format("length {} runs past the end of the file", len);
-      } else {
-        payload.resize(len);
-        SWL_TRY(read_all(s.seg.get(), payload, pos + kRecordHeaderBytes, s.seg_path));
-        auto leaf = check_record(rh, payload, seq);
-        if (leaf.ok()) {
-          found.push_back(IndexRow{pos, static_cast<uint32_t>(len), *leaf});
-          pos = found.back().end();
-          continue;
-        }
-        why = leaf.error().message;
-      }
+    uint64_t seq = s.first_seq + kept_rows + found.size();
+    SWL_ASSIGN(ScannedRecord rec, scan_record(s, pos, seq, payload));
+    if (rec.row) {
+      found.push_back(*rec.row);
+      pos = rec.row->end();
+      continue;
     }
     if (!last) {
       return make_error(Errc::corrupt, "{}: offset {}: bad record (seq {}) in a segment that is not "
-                        "the last: {}", seg_file, pos, seq, why);
+                        "the last: {}", seg_file, pos, seq, rec.why);
     }
     if (rebuilt) {
       // Without an index we cannot tell acknowledged records from a torn tail.
       return make_error(Errc::corrupt, "{}: offset {}: bad record (seq {}) while rebuilding the "
-                        "missing index {}: {}", seg_file, pos, seq, idx_file, why);
+                        "missing index {}: {}", seg_file, pos, seq, idx_file, rec.why);
     }
-    // Torn tail: no append covering these bytes returned. Cut them.
+    // Torn tail: no append covering these bytes returned (appended records were
+    // synced before their append returned, so they all precede it). Cut them.
     recovered_bytes_ += s.seg_size - pos;
     SWL_TRY(truncate_file(s.seg.get(), pos, s.seg_path));
     SWL_TRY(sync_fd(s.seg.get(), s.seg_path));
     s.seg_size = pos;
   }
+  if (last) rebuilt_index_rows_ += found.size();
 
-  if (!found.empty() || partial_row || rebuilt) {
+  if (!found.empty() || partial_row || rebuilt || kept_rows != file_rows) {
     Bytes rows_bytes(found.size() * kIndexRowBytes);
     for (size_t i = 0; i < found.size(); ++i) encode_row(rows_bytes.data() + i * kIndexRowBytes, found[i]);
     s.rows.insert(s.rows.end(), found.begin(), found.end());
-    SWL_TRY(write_all(s.idx.get(), rows_bytes, kFileHeaderBytes + n_rows * kIndexRowBytes,
+    SWL_TRY(write_all(s.idx.get(), rows_bytes, kFileHeaderBytes + kept_rows * kIndexRowBytes,
                       s.idx_path));
     SWL_TRY(truncate_file(s.idx.get(), s.idx_size(), s.idx_path));
     SWL_TRY(sync_fd(s.idx.get(), s.idx_path));
     if (rebuilt) SWL_TRY(sync_dir(dir_));
+  } else if (last && options_.sync) {
+    // Rows a killed process wrote may still be only in the page cache.
+    SWL_TRY(sync_fd(s.idx.get(), s.idx_path));
   }
+  s.synced_rows = s.rows.size();
+  return {};
+}
+
+Result<ScannedRecord> FileLogStore::scan_record(const Segment& s, uint64_t pos, uint64_t seq,
+                                                Bytes& payload) const {
+  ScannedRecord out;
+  if (s.seg_size - pos < kRecordHeaderBytes) {
+    out.why = fmt::format("only {} byte(s) left for a {}-byte record header", s.seg_size - pos,
+                          kRecordHeaderBytes);
+    return out;
+  }
+  uint8_t rh[kRecordHeaderBytes];
+  SWL_TRY(read_all(s.seg.get(), rh, pos, s.seg_path));
+  uint64_t len = load_be(rh, 4);
+  if (len > options_.max_record_bytes) {
+    out.why = fmt::format("length {} is over the cap of {}", len, options_.max_record_bytes);
+  } else if (len > s.seg_size - pos - kRecordHeaderBytes) {
+    out.why = fmt::format("length {} runs past the end of the file", len);
+  } else {
+    payload.resize(len);
+    SWL_TRY(read_all(s.seg.get(), payload, pos + kRecordHeaderBytes, s.seg_path));
+    auto leaf = check_record(rh, payload, seq);
+    if (leaf.ok()) {
+      out.row = IndexRow{pos, static_cast<uint32_t>(len), *leaf};
+    } else {
+      out.why = leaf.error().message;
+    }
+  }
+  return out;
+}
+
+Status FileLogStore::sync_index(Segment& s) {
+  if (s.synced_rows == s.rows.size()) return {};
+  if (auto st = sync_fd(s.idx.get(), s.idx_path); !st.ok()) {
+    failed_ = true;
+    return st;
+  }
+  s.synced_rows = s.rows.size();
   return {};
 }
 
@@ -479,6 +571,8 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
   // A batch never spans two segments, so a torn batch is always in the last one.
   if (!segments_.back()->rows.empty() &&
       segments_.back()->seg_size + total > options_.segment_bytes) {
+    // Only the last segment's index may lack rows after a crash: seal this one.
+    if (options_.sync) SWL_TRY(sync_index(*segments_.back()));
     SWL_TRY(create_segment(size()));
   }
   Segment& s = *segments_.back();
@@ -522,14 +616,18 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
       return st.take_error();
     }
   }
+  // The records are durable: the append has happened. Their index rows follow,
+  // synced lazily (open() rebuilds rows the index lost from the segment).
   if (auto st = write_all(s.idx.get(), rows_bytes, s.idx_size(), s.idx_path); !st.ok()) {
     return undo(st.take_error());
   }
-  if (options_.sync) {
+  const uint64_t rows_after = s.rows.size() + rows.size();
+  if (options_.sync && rows_after - s.synced_rows >= options_.index_sync_rows) {
     if (auto st = sync_fd(s.idx.get(), s.idx_path); !st.ok()) {
       failed_ = true;
       return st.take_error();
     }
+    s.synced_rows = rows_after;
   }
 
   std::unique_lock lock(mu_);
@@ -608,14 +706,31 @@ Status FileLogStore::store_head(ByteView encoded_head) {
   }
   fs::path tmp = dir_ / kHeadTmpFile;
   fs::path dst = dir_ / kHeadFile;
+  const bool durable = options_.sync && options_.sync_head;
   {
     SWL_ASSIGN(Fd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC));
     SWL_TRY(write_all(fd.get(), encoded_head, 0, tmp));
-    if (options_.sync && ::fsync(fd.get()) != 0) return os_error("cannot fsync", tmp);
+    if (durable && ::fsync(fd.get()) != 0) return os_error("cannot fsync", tmp);
   }
   if (::rename(tmp.c_str(), dst.c_str()) != 0) return os_error("cannot rename to", dst);
-  if (options_.sync) SWL_TRY(sync_dir(dir_));
+  if (durable) SWL_TRY(sync_dir(dir_));
+  head_unsynced_ = options_.sync && !durable;
   return {};
+}
+
+FileLogStore::~FileLogStore() {
+  // Make close cheap to recover from: the index rows and the head written since
+  // their last sync. Errors are ignored: open() recovers without them.
+  if (!options_.sync || failed_ || segments_.empty()) return;
+  (void)sync_index(*segments_.back());
+  if (head_unsynced_) {
+    int fd = ::open((dir_ / kHeadFile).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)::fsync(fd);
+      ::close(fd);
+      (void)sync_dir(dir_);
+    }
+  }
 }
 
 Result<std::optional<Bytes>> FileLogStore::load_head() const {
@@ -631,6 +746,9 @@ Result<std::optional<Bytes>> FileLogStore::load_head() const {
     return make_error(Errc::corrupt, "{}: {} bytes, over the cap of {}", p.string(), n,
                       kMaxHeadFileBytes);
   }
+  // An empty file is what a crash can leave when the rename of a head that was
+  // not fsync'ed (sync_head off) reached the disk before its bytes: no head.
+  if (n == 0) return std::optional<Bytes>();
   Bytes out(n);
   SWL_TRY(read_all(fd.get(), out, 0, p));
   return std::optional<Bytes>(std::move(out));

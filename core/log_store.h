@@ -1,11 +1,17 @@
 // Append-only record store on disk (DESIGN.md §2, docs/formats/log-store.md).
 // A directory of segment files (records framed with length and checksum) plus an
 // index giving each record's segment and offset, so a read by seq is one seek.
-// `append` returns only after the data is fsync'ed (unless Options::sync is off).
-// On open, a torn tail (a partial last record) is detected and cut; corruption
-// anywhere before the tail is an error naming the file and offset, never skipped.
+// `append` returns only after the records are fsync'ed (unless Options::sync is
+// off): ONE fdatasync, of the segment. The segment is the source of truth; the
+// index is a cache of it, written after that fsync and fsync'ed lazily (every
+// `index_sync_rows` rows, when a segment is sealed, on close). On open, index rows
+// the last segment's index lost are rebuilt by scanning the segment (checksums
+// decide where a torn tail starts, which is cut); rows pointing past the end of
+// the last segment are cut. Corruption among indexed records, and anything wrong
+// in a segment that is not the last, is an error naming the file and offset,
+// never skipped.
 // The directory also holds the newest signed head (opaque bytes to this class),
-// replaced atomically.
+// replaced atomically; fsync'ed only with Options::sync_head.
 //
 // Thread-safety: one writer; reads may run concurrently with appends (readers copy
 // an index row under a shared lock and pread; rows are published after their bytes
@@ -47,7 +53,16 @@ std::array<uint8_t, log_store_format::kChecksumBytes> record_checksum(uint64_t s
 struct LogStoreOptions {
   uint64_t segment_bytes = 64ull << 20;  // start a new segment past this size
   size_t max_record_bytes = 16 << 20;    // larger records are refused (append and read)
-  bool sync = true;                      // fsync before append returns
+  bool sync = true;                      // fdatasync the segment before append returns
+  // With sync: fdatasync the index once this many of its rows are not yet synced
+  // (0 or 1 = every append). Bounds the rows open() may have to rebuild from the
+  // segment after a crash; the sealed segment's index is always synced first.
+  uint64_t index_sync_rows = 4096;
+  // With sync: store_head fsyncs the head file and the directory. Off where the
+  // head can be re-derived after a crash (the primary re-signs one on open); the
+  // head is then made durable only on close, and a crash may leave the previous
+  // head, or none (an empty file reads as none).
+  bool sync_head = true;
 };
 
 class LogStore {
@@ -66,7 +81,9 @@ class LogStore {
   // without reading every record. Returns hash_leaf of record `seq`.
   virtual Result<Hash32> leaf_hash(uint64_t seq) const = 0;
 
-  // The newest signed head, as opaque bytes (written to a temp file, fsync'ed, renamed).
+  // The newest signed head, as opaque bytes (written to a temp file, fsync'ed with
+  // Options::sync_head, renamed). load_head: nullopt when there is none, or when the
+  // head file is empty (what a crash can leave of a head that was not fsync'ed).
   virtual Status store_head(ByteView encoded_head) = 0;
   virtual Result<std::optional<Bytes>> load_head() const = 0;
 
@@ -76,6 +93,12 @@ class LogStore {
   // Bytes of a torn tail (a partial or unchecked last batch) that open() cut from
   // the last segment; 0 when the store was closed cleanly. For the caller to log.
   virtual uint64_t recovered_bytes() const = 0;
+  // Index rows open() rebuilt by scanning the last segment (rows the index had not
+  // yet persisted at a crash, or after a row it dropped), and rows it dropped from
+  // the last segment's index (shaped wrong, pointing past the segment's end, or
+  // not matching their record). 0 and 0 after a clean close.
+  virtual uint64_t rebuilt_index_rows() const = 0;
+  virtual uint64_t dropped_index_rows() const = 0;
   // Reads and checks every record against its index row (open() checks only the
   // index structure and the last record of each segment). Errc::corrupt naming the
   // file and offset of the first bad record.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 
 #include "core/hash.h"
 #include "core/temp_dir_test_util.h"
@@ -303,6 +304,94 @@ TEST_CASE("log: append_proven catches up against a newer head") {
     CHECK(log->size() == 10);
     CHECK(*log->head() == h10);
   }
+}
+
+void write_file(const fs::path& p, ByteView b) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+// The newest segment's index file (the only one whose rows may lag after a crash).
+fs::path last_index_file(const fs::path& dir) {
+  fs::path last;
+  for (const auto& de : fs::directory_iterator(dir)) {
+    if (de.path().extension() == ".idx" && (last.empty() || de.path() > last)) last = de.path();
+  }
+  REQUIRE(!last.empty());
+  return last;
+}
+
+TEST_CASE("log: an index behind its segment reopens with the same tree, entries and proofs") {
+  Fixture f;
+  f.entries = make_entries(0, 40);  // several 1 KiB segments
+  TempDir t("behind");
+  std::vector<std::vector<Hash32>> inclusion, consistency;
+  Hash32 root;
+  {
+    auto log = open_ok(t.path, f.key.pub);
+    for (size_t i = 0; i < f.entries.size(); i += 7) {
+      size_t n = std::min<size_t>(7, f.entries.size() - i);
+      REQUIRE(log->append(std::span(f.entries).subspan(i, n)).ok());
+    }
+    REQUIRE(log->set_head(make_head(f.key, 40, root_of(f.entries, 40))).ok());
+    root = log->root();
+    for (uint64_t i = 0; i < 40; ++i) {
+      inclusion.push_back(*log->tree().inclusion_proof(i, 40));
+      consistency.push_back(*log->consistency_proof(i + 1, 40));
+    }
+  }
+  const fs::path idx = last_index_file(t.path);
+  const uint64_t rows = (fs::file_size(idx) - 16) / 44;
+  REQUIRE(rows >= 2);
+  SUBCASE("all rows of the last segment lost") { fs::resize_file(idx, 16); }
+  SUBCASE("all but one lost, the next one torn") { fs::resize_file(idx, 16 + 44 + 20); }
+  auto log = open_ok(t.path, f.key.pub);
+  CHECK(log->size() == 40);
+  CHECK(log->root() == root);
+  REQUIRE(log->head().has_value());
+  CHECK(log->head()->size == 40);
+  for (uint64_t i = 0; i < 40; ++i) {
+    CAPTURE(i);
+    CHECK(*log->entry_bytes(i) == f.entries[i]);
+    CHECK(*log->tree().inclusion_proof(i, 40) == inclusion[i]);
+    CHECK(*log->consistency_proof(i + 1, 40) == consistency[i]);
+  }
+  const std::vector<Bytes> next = make_entries(40, 41);
+  REQUIRE(log->append(next).ok());
+  CHECK(log->size() == 41);
+}
+
+TEST_CASE("log: a head lost or left stale by a crash keeps the entries past it") {
+  Fixture f;
+  TempDir t("losthead");
+  Bytes stale;
+  {
+    LogStoreOptions o;
+    o.sync_head = false;  // as the primary stores its heads
+    auto r = Log::open(t.path, f.key.pub, o);
+    REQUIRE(r.ok());
+    auto& log = *r;
+    REQUIRE(log->append(std::span(f.entries).first(4)).ok());
+    REQUIRE(log->set_head(make_head(f.key, 4, root_of(f.entries, 4))).ok());
+    stale = encode_head(*log->head());
+    REQUIRE(log->append(std::span(f.entries).subspan(4)).ok());
+    REQUIRE(log->set_head(make_head(f.key, 10, root_of(f.entries, 10))).ok());
+  }
+  std::optional<uint64_t> want_head;
+  SUBCASE("the previous head") {
+    write_file(t.path / "head", stale);
+    want_head = 4;
+  }
+  SUBCASE("no head file") { fs::remove(t.path / "head"); }
+  SUBCASE("an empty head file") { write_file(t.path / "head", {}); }
+  auto log = open_ok(t.path, f.key.pub);
+  CHECK(log->size() == 10);
+  CHECK(log->root() == root_of(f.entries, 10));
+  CHECK(log->head().has_value() == want_head.has_value());
+  if (want_head) CHECK(log->head()->size == *want_head);
+  // The head signed again over the same entries is accepted.
+  REQUIRE(log->set_head(make_head(f.key, 10, root_of(f.entries, 10), 2)).ok());
+  CHECK(log->head()->size == 10);
 }
 
 }  // namespace

@@ -6,12 +6,20 @@
 //   BEGIN IMMEDIATE → statements (pinned time, seeded randomness) → applied_seq
 //   update → COMMIT: at the commit frame, before it reaches the file, the
 //   WriteCapture hook updates the state tree, builds the Entry, and
-//   Log::append()s it (fsync). Only then does SQLite write the commit frame
-//   (synchronous=NORMAL: no fsync; the log fsync is the durability point).
-//   Any failure before the append rolls everything back and logs nothing.
+//   Log::append()s it: ONE fdatasync, of the log segment (the index row is
+//   synced lazily, docs/formats/log-store.md). Only then does SQLite write the
+//   commit frame (synchronous=NORMAL: no fsync; the log's fsync is the
+//   durability point). Any failure before the append rolls everything back and
+//   logs nothing. Then, when group signing says so, a head is signed and stored
+//   WITHOUT fsync (LogStoreOptions::sync_head is off by default here).
 // So the database can lag its log (crash after the append) but never lead it:
 // Primary::open replays a lagging tail from the log exactly as a replica does,
 // and refuses to start when the database is ahead of or disagrees with the log.
+// The stored head can lag the log too (crash before the head file reached the
+// disk: an older head, or none): open() then signs a head for the whole log.
+// That is safe because a head only ever signs synced entries, so the re-signed
+// head agrees (log root, state root) with every head signed before the crash at
+// any size it covers: no equivocation, even if peers saw the lost head.
 //
 // Thread-safety: every public method is safe to call from any thread; writes are
 // serialised by an internal mutex. Readers use open_snapshot() (snapshot.h) on
@@ -48,7 +56,9 @@ enum class PrimaryHookPoint {
 struct PrimaryOptions {
   // Log directory; empty = "<db path>.log" beside the database.
   std::filesystem::path log_dir;
-  LogStoreOptions log_options;
+  // Heads are not fsync'ed by default: open() re-signs one when the stored head
+  // does not cover the log (see the durability order above).
+  LogStoreOptions log_options{.sync_head = false};
   // Group signing: after an execute, a head is signed when at least
   // `sign_every_entries` entries are not covered by a signed head, or when
   // `sign_interval_ms` > 0 and that long has passed since the last signed head.
