@@ -62,7 +62,13 @@ int file_check_reserved_lock(sqlite3_file*, int* out) {
 }
 int file_control(sqlite3_file*, int, void*) { return SQLITE_NOTFOUND; }
 int file_sector_size(sqlite3_file*) { return 4096; }
-int file_device_characteristics(sqlite3_file*) { return SQLITE_IOCAP_IMMUTABLE; }
+// Immutable images say so; a reusable one must not, or the pager would treat
+// it like a temp file and never recheck the header (see proof_vfs.h).
+int file_device_characteristics(sqlite3_file* f) {
+  return reinterpret_cast<ProofFile*>(f)->image->mode() == ProofImage::Mode::immutable
+             ? SQLITE_IOCAP_IMMUTABLE
+             : 0;
+}
 
 // Version 1: no shared memory (no WAL) and no memory mapping (every read goes through xRead).
 const sqlite3_io_methods kProofMethods = {
@@ -190,22 +196,52 @@ const char* proof_vfs_name() {
   return kVfsName;
 }
 
-ProofImage::ProofImage(uint32_t page_size, uint32_t page_count,
-                       std::vector<std::pair<uint32_t, ByteView>> pages)
-    : id_(g_next_id.fetch_add(1)),
-      page_size_(page_size),
-      page_count_(page_count),
-      pages_(std::move(pages)) {
-  if (!pages_.empty() && pages_.front().first == 1 && pages_.front().second.size() >= 20) {
+// Generation numbers of reusable images' page 1 (bytes 24–27 and 92–95): a new
+// one per replace_pages(), process-wide, never 0 (0 is what a proof holds).
+std::atomic<uint32_t> g_generation{0};
+
+ProofImage::ProofImage(uint32_t page_size, uint32_t page_count, PageViews pages, Mode mode)
+    : id_(g_next_id.fetch_add(1)), page_size_(page_size), page_count_(page_count), mode_(mode) {
+  set_pages(std::move(pages));
+  proof_vfs_name();
+  std::lock_guard lock(g_registry_mu);
+  registry()[id_] = this;
+}
+
+void ProofImage::set_pages(PageViews pages) {
+  pages_ = std::move(pages);
+  page1_.clear();
+  if (!pages_.empty() && pages_.front().first == 1 && pages_.front().second.size() >= 100) {
     // File format bytes 18–19: 1 = rollback journal (2 = WAL). Not hashed.
     page1_.assign(pages_.front().second.begin(), pages_.front().second.end());
     page1_[18] = 1;
     page1_[19] = 1;
+    if (mode_ == Mode::reusable) {
+      uint32_t gen = g_generation.fetch_add(1) + 1;
+      if (gen == 0) gen = g_generation.fetch_add(1) + 1;
+      for (size_t at : {size_t{24}, size_t{92}}) {
+        page1_[at] = static_cast<uint8_t>(gen >> 24);
+        page1_[at + 1] = static_cast<uint8_t>(gen >> 16);
+        page1_[at + 2] = static_cast<uint8_t>(gen >> 8);
+        page1_[at + 3] = static_cast<uint8_t>(gen);
+      }
+    }
     pages_.front().second = page1_;
   }
-  proof_vfs_name();
-  std::lock_guard lock(g_registry_mu);
-  registry()[id_] = this;
+}
+
+void ProofImage::replace_pages(PageViews pages) {
+  set_pages(std::move(pages));
+  std::lock_guard lock(mu_);
+  missing_.clear();
+  read_.clear();
+}
+
+void ProofImage::record_reads(bool on) { record_ = on; }
+
+std::vector<uint32_t> ProofImage::read_pages() const {
+  std::lock_guard lock(mu_);
+  return read_;
 }
 
 ProofImage::~ProofImage() {
@@ -214,8 +250,8 @@ ProofImage::~ProofImage() {
 }
 
 std::string ProofImage::uri() const {
-  return fmt::format("file:{}{}?vfs={}&immutable=1&{}={}", kFilePrefix, id_, kVfsName, kIdParam,
-                     id_);
+  return fmt::format("file:{}{}?vfs={}{}&{}={}", kFilePrefix, id_, kVfsName,
+                     mode_ == Mode::immutable ? "&immutable=1" : "", kIdParam, id_);
 }
 
 std::vector<uint32_t> ProofImage::missing_pages() const {
@@ -249,6 +285,10 @@ ProofImage::ReadStatus ProofImage::read(void* out, int amount, int64_t offset) {
         missing_.push_back(pgno);
       }
       return ReadStatus::missing;
+    }
+    if (record_) {
+      std::lock_guard lock(mu_);
+      if (std::find(read_.begin(), read_.end(), pgno) == read_.end()) read_.push_back(pgno);
     }
     std::memcpy(dst, page->data() + in_page, n);
     dst += n;
