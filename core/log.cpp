@@ -137,6 +137,24 @@ Status Log::set_head(const Head& head) {
   return store_head_if_new(head);
 }
 
+Result<Head> Log::sign_head(const SecretKey& key, const Hash32& state_root,
+                            uint32_t page_count, int64_t time_ms) {
+  if (key.public_key() != log_id_) {
+    return make_error(Errc::invalid_argument, "sign_head: key {} does not sign log {}",
+                      key.public_key().hex(), log_id_.hex());
+  }
+  Head head;
+  head.log_id = log_id_;
+  head.size = size();
+  head.log_root = root();
+  head.state_root = state_root;
+  head.page_count = page_count;
+  head.time_ms = time_ms;
+  head.sign_with(key);
+  SWL_TRY(store_head_if_new(head));
+  return head;
+}
+
 Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
                    std::span<const Hash32> consistency_proof, const EntryLimits& limits) {
   SWL_TRY(head.verify(log_id_));

@@ -49,6 +49,13 @@ class Log {
   // Stores a newer head. Verifies signature and log id, head.size <= size(),
   // head.log_root == tree root at head.size, and head.size >= current head's size.
   Status set_head(const Head& head);
+  // Primary: builds the head of the whole log (size(), root(), the given state),
+  // signs it with `key` and stores it. invalid_argument when key is not log_id's.
+  // Unlike set_head, no signature verification (an Ed25519 verify costs more than
+  // the sign): the head is made here, from this log's own tree, so it cannot
+  // disagree with it or with an earlier head (the log only grows).
+  Result<Head> sign_head(const SecretKey& key, const Hash32& state_root, uint32_t page_count,
+                         int64_t time_ms);
 
   // Replica: entries [size(), size()+n) received from anyone, and the head they
   // lead to. Verifies the head, decodes every entry (seq continuity), checks the

@@ -279,6 +279,8 @@ class FileLogStore final : public LogStore {
                                     Bytes& payload) const;
   // fdatasyncs the index of `s` if it has rows not yet synced (writer only).
   Status sync_index(Segment& s);
+  // Replaces the head file: temp file, (fsync), rename, (directory fsync).
+  Status write_head_file(ByteView encoded_head, bool durable);
   Status create_segment(uint64_t first_seq);
   // Reads and checks the record a row describes; corrupt naming file and offset.
   Result<Bytes> read_row(const Segment& s, const IndexRow& row, uint64_t seq) const;
@@ -294,7 +296,9 @@ class FileLogStore final : public LogStore {
   uint64_t recovered_bytes_ = 0;
   uint64_t rebuilt_index_rows_ = 0;
   uint64_t dropped_index_rows_ = 0;
-  bool head_unsynced_ = false;  // store_head wrote a head without fsync (sync_head off)
+  // sync_head off: the newest head, written to the head file only on close.
+  mutable std::mutex head_mu_;
+  std::optional<Bytes> pending_head_;
   bool failed_ = false;  // an fsync failed: the file state is unknown, refuse appends
 };
 
@@ -704,9 +708,20 @@ Status FileLogStore::store_head(ByteView encoded_head) {
     return make_error(Errc::too_large, "log store {}: head of {} bytes is over the cap of {}",
                       dir_.string(), encoded_head.size(), kMaxHeadFileBytes);
   }
+  if (!options_.sync_head) {
+    // Even an unsynced file replacement costs the next segment fdatasync a
+    // journal commit with a new data block and a directory change (ext4,
+    // data=ordered): keep the head in memory until close.
+    std::lock_guard lock(head_mu_);
+    pending_head_.emplace(encoded_head.begin(), encoded_head.end());
+    return {};
+  }
+  return write_head_file(encoded_head, options_.sync);
+}
+
+Status FileLogStore::write_head_file(ByteView encoded_head, bool durable) {
   fs::path tmp = dir_ / kHeadTmpFile;
   fs::path dst = dir_ / kHeadFile;
-  const bool durable = options_.sync && options_.sync_head;
   {
     SWL_ASSIGN(Fd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC));
     SWL_TRY(write_all(fd.get(), encoded_head, 0, tmp));
@@ -714,26 +729,23 @@ Status FileLogStore::store_head(ByteView encoded_head) {
   }
   if (::rename(tmp.c_str(), dst.c_str()) != 0) return os_error("cannot rename to", dst);
   if (durable) SWL_TRY(sync_dir(dir_));
-  head_unsynced_ = options_.sync && !durable;
   return {};
 }
 
 FileLogStore::~FileLogStore() {
-  // Make close cheap to recover from: the index rows and the head written since
-  // their last sync. Errors are ignored: open() recovers without them.
+  // Make close cheap to recover from: the index rows not yet synced, and the head
+  // kept in memory. Errors are ignored: open() recovers without them (and the
+  // primary re-signs a head).
+  if (pending_head_) (void)write_head_file(*pending_head_, options_.sync);
   if (!options_.sync || failed_ || segments_.empty()) return;
   (void)sync_index(*segments_.back());
-  if (head_unsynced_) {
-    int fd = ::open((dir_ / kHeadFile).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      (void)::fsync(fd);
-      ::close(fd);
-      (void)sync_dir(dir_);
-    }
-  }
 }
 
 Result<std::optional<Bytes>> FileLogStore::load_head() const {
+  {
+    std::lock_guard lock(head_mu_);
+    if (pending_head_) return pending_head_;
+  }
   fs::path p = dir_ / kHeadFile;
   int raw = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
   if (raw < 0) {

@@ -11,7 +11,7 @@
 // in a segment that is not the last, is an error naming the file and offset,
 // never skipped.
 // The directory also holds the newest signed head (opaque bytes to this class),
-// replaced atomically; fsync'ed only with Options::sync_head.
+// replaced atomically (with Options::sync_head off: kept in memory, written on close).
 //
 // Thread-safety: one writer; reads may run concurrently with appends (readers copy
 // an index row under a shared lock and pread; rows are published after their bytes
@@ -58,10 +58,11 @@ struct LogStoreOptions {
   // (0 or 1 = every append). Bounds the rows open() may have to rebuild from the
   // segment after a crash; the sealed segment's index is always synced first.
   uint64_t index_sync_rows = 4096;
-  // With sync: store_head fsyncs the head file and the directory. Off where the
-  // head can be re-derived after a crash (the primary re-signs one on open); the
-  // head is then made durable only on close, and a crash may leave the previous
-  // head, or none (an empty file reads as none).
+  // On: store_head replaces the head file at once (fsync'ed with `sync`). Off,
+  // where the head can be re-derived after a crash (the primary re-signs one on
+  // open): store_head keeps it in memory (load_head returns it) and the file is
+  // written only on close, so a crash leaves the head of an earlier close, or none
+  // (an empty file reads as none).
   bool sync_head = true;
 };
 
@@ -81,9 +82,10 @@ class LogStore {
   // without reading every record. Returns hash_leaf of record `seq`.
   virtual Result<Hash32> leaf_hash(uint64_t seq) const = 0;
 
-  // The newest signed head, as opaque bytes (written to a temp file, fsync'ed with
-  // Options::sync_head, renamed). load_head: nullopt when there is none, or when the
-  // head file is empty (what a crash can leave of a head that was not fsync'ed).
+  // The newest signed head, as opaque bytes (written to a temp file, fsync'ed,
+  // renamed; deferred to close without Options::sync_head). load_head: nullopt when
+  // there is none, or when the head file is empty (what a crash can leave of a
+  // head file that was not fsync'ed).
   virtual Status store_head(ByteView encoded_head) = 0;
   virtual Result<std::optional<Bytes>> load_head() const = 0;
 

@@ -394,5 +394,26 @@ TEST_CASE("log: a head lost or left stale by a crash keeps the entries past it")
   CHECK(log->head()->size == 10);
 }
 
+TEST_CASE("log: sign_head signs the whole log with the log's key and refuses another key") {
+  Fixture f;
+  TempDir t("signhead");
+  auto log = open_ok(t.path, f.key.pub);
+  REQUIRE(log->append(std::span(f.entries).first(6)).ok());
+  const Hash32 state = hash_leaf(as_bytes("state"));
+  auto h = log->sign_head(f.key.secret, state, 9, 1234);
+  REQUIRE(h.ok());
+  CHECK(h->size == 6);
+  CHECK(h->log_root == root_of(f.entries, 6));
+  CHECK(h->state_root == state);
+  CHECK(h->page_count == 9);
+  CHECK(h->time_ms == 1234);
+  CHECK(h->verify(f.key.pub).ok());
+  CHECK(*log->head() == *h);
+  auto other = log->sign_head(KeyPair::generate().secret, state, 9, 1235);
+  REQUIRE(!other.ok());
+  CHECK(other.error().code == Errc::invalid_argument);
+  CHECK(*log->head() == *h);
+}
+
 }  // namespace
 }  // namespace swarmlite

@@ -132,16 +132,10 @@ bool Primary::head_due_locked() const {
 }
 
 Result<Head> Primary::sign_head_locked() {
-  Head head;
-  head.log_id = log_id_;
-  head.size = log_->size();
-  head.log_root = log_->root();
-  head.state_root = db_->state_tree().root();
-  head.page_count = db_->state_tree().page_count();
   const auto& previous = log_->head();
-  head.time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
-  head.sign_with(key_);
-  SWL_TRY(log_->set_head(head));
+  const int64_t time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
+  SWL_ASSIGN(Head head, log_->sign_head(key_, db_->state_tree().root(),
+                                        db_->state_tree().page_count(), time_ms));
   last_sign_ms_ = now_ms();
   return head;
 }
