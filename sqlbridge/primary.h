@@ -10,8 +10,9 @@
 //   synced lazily, docs/formats/log-store.md). Only then does SQLite write the
 //   commit frame (synchronous=NORMAL: no fsync; the log's fsync is the
 //   durability point). Any failure before the append rolls everything back and
-//   logs nothing. Then, when group signing says so, a head is signed and stored
-//   WITHOUT fsync (LogStoreOptions::sync_head is off by default here).
+//   logs nothing. Then, when group signing says so, a head is signed and kept
+//   in memory; the head file is written on close (LogStoreOptions::sync_head is
+//   off by default here: no file I/O per signed head).
 // So the database can lag its log (crash after the append) but never lead it:
 // Primary::open replays a lagging tail from the log exactly as a replica does,
 // and refuses to start when the database is ahead of or disagrees with the log.
