@@ -1,0 +1,295 @@
+// Primary write throughput against raw SQLite at equal durability, replica
+// replay rate, and the state tree's cost per transaction (issue 3).
+//
+// Each BM_Pair iteration runs one transaction on raw SQLite and then the same
+// transaction through swarmlite::Primary, on the same disk, timing each alone:
+// the machine is shared and its fsync latency drifts, so interleaving is what
+// makes the ratio fair. Counters: raw_txn/s, primary_txn/s, ratio = primary/raw.
+//   durable=1: raw synchronous=FULL (one WAL fsync per commit) vs Primary with
+//              the log's fsync on (its durability point; SQLite runs NORMAL).
+//   durable=0: raw synchronous=NORMAL vs Primary with the log's fsync off: the
+//              CPU overhead (determinism hooks, state tree, entry encode, log
+//              write, signing).
+//   rows: INSERTs per transaction (1 or 100); sign: PrimaryOptions::
+//   sign_every_entries (1 = a signed head per execute, 100 = group signing).
+//   legacy=1: the log store's cost before the lazy index (index fdatasync on
+//   every append, head file fsync'ed + directory fsync), for before/after.
+// Raw SQLite gets the DeterministicDb settings (determinism.cpp kPragmas) and
+// reuses one prepared statement, its best case.
+//
+// Files live under /var/tmp (ext4 on the VM's disk, not tmpfs), or $TMPDIR.
+#include <benchmark/benchmark.h>
+#include <sqlite3.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include "core/keys.h"
+#include "core/temp_dir_test_util.h"
+#include "sqlbridge/primary.h"
+#include "sqlbridge/replica.h"
+#include "sqlbridge/state_tree.h"
+
+namespace swarmlite {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what) {
+  fmt::print(stderr, "primary_bench: {}\n", what);
+  std::abort();
+}
+template <typename T>
+T ok_or_die(Result<T> r, std::string_view what) {
+  if (!r.ok()) die(fmt::format("{}: {}", what, r.error().to_string()));
+  return std::move(r).value();
+}
+
+constexpr const char* kCreate = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)";
+constexpr const char* kInsert = "INSERT INTO t(v) VALUES (?)";
+std::string payload(uint64_t i) { return fmt::format("value {:024}", i); }  // 30 bytes
+
+// Raw SQLite with DeterministicDb's settings and the given synchronous mode.
+class RawDb {
+ public:
+  RawDb(const fs::path& path, const char* synchronous) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) die("sqlite3_open");
+    for (const std::string& p : std::vector<std::string>{
+             "PRAGMA page_size=4096", "PRAGMA auto_vacuum=NONE", "PRAGMA journal_mode=WAL",
+          fmt::format("PRAGMA synchronous={}", synchronous), "PRAGMA secure_delete=ON",
+          "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-16384", "PRAGMA temp_store=MEMORY",
+          "PRAGMA mmap_size=0", "PRAGMA wal_autocheckpoint=1000"}) {
+      exec(p.c_str());
+    }
+    exec(kCreate);
+    if (sqlite3_prepare_v2(db_, kInsert, -1, &insert_, nullptr) != SQLITE_OK) die("prepare");
+  }
+  ~RawDb() {
+    sqlite3_finalize(insert_);
+    sqlite3_close(db_);
+  }
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      die(fmt::format("{}: {}", sql, err ? err : "?"));
+    }
+  }
+  void transaction(int rows) {
+    exec("BEGIN IMMEDIATE");
+    for (int i = 0; i < rows; ++i) {
+      std::string v = payload(next_++);
+      sqlite3_bind_text(insert_, 1, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+      if (sqlite3_step(insert_) != SQLITE_DONE) die("insert");
+      sqlite3_reset(insert_);
+    }
+    exec("COMMIT");
+  }
+  sqlite3* handle() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* insert_ = nullptr;
+  uint64_t next_ = 0;
+};
+
+std::vector<Statement> insert_txn(int rows, uint64_t& next) {
+  std::vector<Statement> txn;
+  txn.reserve(static_cast<size_t>(rows));
+  for (int i = 0; i < rows; ++i) txn.push_back(Statement{kInsert, {Value{payload(next++)}}});
+  return txn;
+}
+
+PrimaryOptions primary_options(bool durable, uint64_t sign_every, bool legacy = false) {
+  PrimaryOptions o;
+  o.log_options.sync = durable;
+  o.sign_every_entries = sign_every;
+  if (legacy) {
+    o.log_options.index_sync_rows = 1;
+    o.log_options.sync_head = true;
+  }
+  return o;
+}
+
+std::unique_ptr<Primary> open_primary(const fs::path& db, const SecretKey& key, PrimaryOptions o) {
+  auto p = ok_or_die(Primary::open(db, key, std::move(o)), "Primary::open");
+  ok_or_die(p->execute(std::vector<Statement>{Statement{kCreate, {}}}), "create table");
+  return p;
+}
+
+// The durable primary's single-insert rate, for the replay comparison.
+double g_primary_durable_txn_per_s = 0;
+
+// Args: durable (0/1), rows per transaction, sign_every_entries, legacy (0/1).
+void BM_Pair(benchmark::State& state) {
+  const bool durable = state.range(0) != 0;
+  const int rows = static_cast<int>(state.range(1));
+  const uint64_t sign_every = static_cast<uint64_t>(state.range(2));
+  const bool legacy = state.range(3) != 0;
+  TempDir dir("primary-bench");
+  fs::create_directories(dir.path);
+  RawDb raw(dir.path / "raw.db", durable ? "FULL" : "NORMAL");
+  KeyPair key = KeyPair::generate();
+  auto primary = open_primary(dir.path / "p.db", key.secret, primary_options(durable, sign_every, legacy));
+  uint64_t next = 0;
+  // Warm both (first pages, WAL file creation).
+  for (int i = 0; i < 20; ++i) {
+    raw.transaction(rows);
+    ok_or_die(primary->execute(insert_txn(rows, next)), "execute");
+  }
+  Clock::duration raw_time{}, primary_time{};
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    raw.transaction(rows);
+    auto t1 = Clock::now();
+    std::vector<Statement> txn = insert_txn(rows, next);  // building the input is not timed
+    auto t2 = Clock::now();
+    auto r = primary->execute(txn);
+    auto t3 = Clock::now();
+    if (!r.ok()) {
+      state.SkipWithError(r.error().to_string().c_str());
+      break;
+    }
+    raw_time += t1 - t0;
+    primary_time += t3 - t2;
+  }
+  const double n = static_cast<double>(state.iterations());
+  const double raw_rate = n / std::chrono::duration<double>(raw_time).count();
+  const double primary_rate = n / std::chrono::duration<double>(primary_time).count();
+  state.counters["raw_txn/s"] = raw_rate;
+  state.counters["primary_txn/s"] = primary_rate;
+  state.counters["ratio"] = primary_rate / raw_rate;
+  state.counters["primary_us/txn"] = 1e6 / primary_rate;
+  state.counters["raw_us/txn"] = 1e6 / raw_rate;
+  if (durable && rows == 1 && sign_every == 1 && !legacy) g_primary_durable_txn_per_s = primary_rate;
+}
+BENCHMARK(BM_Pair)
+    ->ArgNames({"durable", "rows", "sign", "legacy"})
+    ->Args({1, 1, 1, 0})
+    ->Args({1, 1, 100, 0})
+    ->Args({1, 100, 1, 0})
+    ->Args({1, 100, 100, 0})
+    ->Args({1, 1, 1, 1})
+    ->Args({1, 100, 1, 1})
+    ->Args({0, 1, 1, 0})
+    ->Args({0, 1, 100, 0})
+    ->Args({0, 100, 1, 0})
+    ->Args({0, 100, 100, 0})
+    ->MinTime(3.0)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// A primary's log of `n` entries of `rows` inserts each (built once, fsync off,
+// group signing), closed so a replica can open its log directory.
+struct BuiltLog {
+  TempDir dir{"primary-bench-log"};
+  KeyPair key = KeyPair::generate();
+  fs::path log_dir;
+  uint64_t entries = 0;
+  BuiltLog(uint64_t n, int rows) {
+    fs::create_directories(dir.path);
+    auto primary = open_primary(dir.path / "p.db", key.secret, primary_options(false, 1000));
+    uint64_t next = 0;
+    for (uint64_t i = 0; i < n; ++i) ok_or_die(primary->execute(insert_txn(rows, next)), "execute");
+    log_dir = primary->log_dir();
+    entries = primary->size();
+  }
+};
+const BuiltLog& built_log(int rows) {
+  static BuiltLog single(20'000, 1);
+  static BuiltLog hundred(2'000, 100);
+  return rows == 1 ? single : hundred;
+}
+
+// Replica::apply_available over the whole log into a fresh database.
+// Arg: rows per entry.
+void BM_ReplicaReplay(benchmark::State& state) {
+  const BuiltLog& log = built_log(static_cast<int>(state.range(0)));
+  uint64_t applied = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    TempDir dir("primary-bench-replica");
+    fs::create_directories(dir.path);
+    ReplicaOptions o;
+    o.log_options.sync = false;  // replay does not write the log
+    auto replica = ok_or_die(Replica::open(dir.path / "r.db", log.log_dir, log.key.pub, o),
+                             "Replica::open");
+    state.ResumeTiming();
+    applied += ok_or_die(replica->apply_available(), "apply_available");
+    state.PauseTiming();
+    replica.reset();
+    state.ResumeTiming();
+  }
+  state.counters["entries/s"] =
+      benchmark::Counter(static_cast<double>(applied), benchmark::Counter::kIsRate);
+  state.counters["entries"] = static_cast<double>(log.entries);
+  if (state.range(0) == 1 && g_primary_durable_txn_per_s > 0) {
+    state.counters["vs_primary_durable"] = benchmark::Counter(
+        static_cast<double>(applied) / g_primary_durable_txn_per_s, benchmark::Counter::kIsRate);
+  }
+}
+BENCHMARK(BM_ReplicaReplay)
+    ->ArgName("rows")
+    ->Arg(1)
+    ->Arg(100)
+    ->Iterations(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// StateTree::apply for the pages one transaction dirties, on the tree of a
+// database of ~20k rows. The dirty page count per transaction is measured from
+// the WAL (frames appended by each commit, raw SQLite with the same settings).
+// Arg: rows per transaction.
+void BM_StateRootUpdate(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0));
+  TempDir dir("primary-bench-tree");
+  fs::create_directories(dir.path);
+  RawDb raw(dir.path / "raw.db", "OFF");
+  for (int i = 0; i < 200; ++i) raw.transaction(100);  // 20k rows
+  static int frames = 0;
+  frames = 0;
+  sqlite3_wal_hook(
+      raw.handle(),
+      [](void*, sqlite3*, const char*, int n) {
+        frames = n;
+        return SQLITE_OK;
+      },
+      nullptr);
+  raw.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  frames = 0;
+  const int txns = 50;
+  for (int i = 0; i < txns; ++i) raw.transaction(rows);
+  const double pages_per_txn = static_cast<double>(frames) / txns;
+
+  auto pages = ok_or_die(read_logical_pages(dir.path / "raw.db"), "read pages");
+  StateTree tree = StateTree::from_pages(pages);
+  const uint32_t page_count = static_cast<uint32_t>(pages.size());
+  // Dirty set: page 1 (header) and the last pages (where rowid-ordered inserts land).
+  const size_t dirty = std::max<size_t>(1, static_cast<size_t>(pages_per_txn + 0.5));
+  PageMap map;
+  map[1] = pages[0];
+  for (uint32_t p = page_count; map.size() < dirty && p > 1; --p) map[p] = pages[p - 1];
+  for (auto _ : state) {
+    map[1][100] ^= 1;  // a change each time
+    if (!tree.apply(map, page_count).ok()) state.SkipWithError("apply failed");
+    benchmark::DoNotOptimize(tree.root());
+  }
+  state.counters["dirty_pages/txn"] = pages_per_txn;
+  state.counters["db_pages"] = page_count;
+}
+BENCHMARK(BM_StateRootUpdate)->ArgName("rows")->Arg(1)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace swarmlite
+
+int main(int argc, char** argv) {
+  // Same disk as the databases of a real deployment: /var/tmp (ext4), unless TMPDIR says otherwise.
+  setenv("TMPDIR", "/var/tmp", 0);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
