@@ -20,7 +20,8 @@
 // choices; where kills land still depends on the machine's speed).
 // Environment: SWARMLITE_CRASH_ROUNDS (default 50 kills per scenario; ×4 with
 // SWARMLITE_LONG=1), SWARMLITE_CRASH_ENTRIES (replay log size, default 3000),
-// SWARMLITE_CRASH_AUDIT_EVERY (audit the crashed primary every N rounds, default 10).
+// SWARMLITE_CRASH_AUDIT_EVERY (audit the crashed primary every N rounds, default 10),
+// SWARMLITE_CRASH_BATCH_ROUNDS (kills with a large batch in flight, default 3).
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <sqlite3.h>
@@ -65,6 +66,13 @@ int64_t env_int(const char* name, int64_t fallback) {
   if (end == v || *end != '\0' || n < 0)
     FAIL(fmt::format("{}={} is not a non-negative integer", name, v));
   return n;
+}
+
+// The binary under test: swarmlite_bin(), or SWARMLITE_CRASH_BIN when set (to
+// check another build of the same tree, e.g. while one build type misbehaves).
+std::string swarmlite_bin() {
+  const char* v = std::getenv("SWARMLITE_CRASH_BIN");
+  return v != nullptr && *v != '\0' ? std::string(v) : std::string(SWARMLITE_BIN);
 }
 
 bool long_mode() { return env_int("SWARMLITE_LONG", 0) != 0; }
@@ -245,7 +253,7 @@ ReplayRun run_replay(const std::vector<std::string>& args, const fs::path& log_f
                      std::optional<double> kill_after_ms) {
   ReplayRun out;
   auto t0 = Clock::now();
-  ChildProcess child("replay", SWARMLITE_BIN, args, log_file);
+  ChildProcess child("replay", swarmlite_bin(), args, log_file);
   if (kill_after_ms) {
     // ChildProcess::wait_exit polls every 10 ms; kill points need finer steps.
     std::this_thread::sleep_for(micros(*kill_after_ms));
@@ -377,7 +385,7 @@ TEST_CASE(
   CHECK(final_state.counter == entries);
   CHECK(integrity_check(replica_db) == "ok");
   proc::run_to_end(
-      "audit", SWARMLITE_BIN,
+      "audit", swarmlite_bin(),
       {"audit", "--log", log_dir.string(), "--pub", pub.string(), "--db", replica_db.string()},
       dir.path / "audit.log", 300s);
 
@@ -501,7 +509,7 @@ class PrimaryUnderTest {
   void start() {
     ++starts_;
     process_ = std::make_unique<ChildProcess>(
-        fmt::format("primary#{}", starts_), SWARMLITE_BIN,
+        fmt::format("primary#{}", starts_), swarmlite_bin(),
         std::vector<std::string>{"primary", "--db", db().string(), "--key", key_.string(),
                                  "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
         dir_ / "primary.log");
@@ -600,7 +608,7 @@ RoundTally check_round(const net::HttpUrl& url, const std::vector<WriteRequest>&
 void audit_primary(const PrimaryUnderTest& p, const fs::path& pub, const fs::path& dir,
                    const std::string& tag) {
   proc::run_to_end(
-      "audit", SWARMLITE_BIN,
+      "audit", swarmlite_bin(),
       {"audit", "--log", p.log_dir().string(), "--pub", pub.string(), "--db", p.db().string()},
       dir / fmt::format("audit-{}.log", tag), 300s);
 }
