@@ -43,6 +43,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -296,9 +297,10 @@ class FileLogStore final : public LogStore {
   uint64_t recovered_bytes_ = 0;
   uint64_t rebuilt_index_rows_ = 0;
   uint64_t dropped_index_rows_ = 0;
-  // sync_head off: the newest head, written to the head file only on close.
+  // sync_head off: the newest head, written to the head file now and then and on close.
   mutable std::mutex head_mu_;
   std::optional<Bytes> pending_head_;
+  std::optional<std::chrono::steady_clock::time_point> last_head_write_;  // under head_mu_
   bool failed_ = false;  // an fsync failed: the file state is unknown, refuse appends
 };
 
@@ -712,8 +714,16 @@ Status FileLogStore::store_head(ByteView encoded_head) {
     // Even an unsynced file replacement costs the next segment fdatasync a
     // journal commit with a new data block and a directory change (ext4,
     // data=ordered): keep the head in memory until close.
+    // But write it unsynced now and then, so that auditors and backups of a
+    // running (or killed) primary find a recent signed head on disk.
     std::lock_guard lock(head_mu_);
     pending_head_.emplace(encoded_head.begin(), encoded_head.end());
+    const auto now = std::chrono::steady_clock::now();
+    if (!last_head_write_ ||
+        now - *last_head_write_ >= std::chrono::milliseconds(options_.head_write_interval_ms)) {
+      last_head_write_ = now;
+      return write_head_file(*pending_head_, false);
+    }
     return {};
   }
   return write_head_file(encoded_head, options_.sync);

@@ -11,7 +11,8 @@
 // in a segment that is not the last, is an error naming the file and offset,
 // never skipped.
 // The directory also holds the newest signed head (opaque bytes to this class),
-// replaced atomically (with Options::sync_head off: kept in memory, written on close).
+// replaced atomically (with Options::sync_head off: kept in memory, written unsynced
+// at most once per head_write_interval_ms and on close).
 //
 // Thread-safety: one writer; reads may run concurrently with appends (readers copy
 // an index row under a shared lock and pread; rows are published after their bytes
@@ -60,10 +61,13 @@ struct LogStoreOptions {
   uint64_t index_sync_rows = 4096;
   // On: store_head replaces the head file at once (fsync'ed with `sync`). Off,
   // where the head can be re-derived after a crash (the primary re-signs one on
-  // open): store_head keeps it in memory (load_head returns it) and the file is
-  // written only on close, so a crash leaves the head of an earlier close, or none
-  // (an empty file reads as none).
+  // open): store_head keeps it in memory (load_head returns it) and replaces the
+  // file without any fsync at most once per `head_write_interval_ms` (the first
+  // head at once) and on close. So a process crash leaves a head at most that old
+  // for auditors and backups; a power loss may leave an older one or none (an
+  // empty file reads as none).
   bool sync_head = true;
+  int64_t head_write_interval_ms = 1000;
 };
 
 class LogStore {
