@@ -66,6 +66,10 @@ enum class AuthMode { user, genesis, system };
 struct DeterministicDb::AuthState {
   AuthMode mode = AuthMode::system;
   std::string refusal;  // why the last denial happened (first one wins)
+  // The first PRAGMA the authorizer saw while the current statement was
+  // prepared: the statement's own when it is a PRAGMA (FTS5's internal
+  // `PRAGMA data_version` statements come later, from module code).
+  std::string first_pragma;
 };
 
 namespace {
@@ -84,6 +88,28 @@ bool pragma_allowed(const char* name) {
   return false;
 }
 
+// Virtual table modules allowed in writes (docs/determinism.md, "Allowed
+// virtual tables"): FTS5 is built into SQLite, keeps its state in shadow tables
+// of the database file, and drops its in-memory caches on change or rollback.
+bool vtab_module_allowed(const char* module) { return iequals(module, "fts5"); }
+
+// Why a known module is refused (others: not proven deterministic).
+const char* vtab_module_refusal(const char* module) {
+  if (iequals(module, "rtree") || iequals(module, "rtree_i32")) {
+    return "R*Tree keeps per-connection state across transactions (its reinsert height "
+           "survives a rolled-back transaction), so a replica can lay out nodes differently";
+  }
+  return "only the fts5 module is allowed in writes; other modules are not proven "
+         "deterministic or keep state outside the replicated pages";
+}
+
+// FTS5 reads this connection-level counter internally to know when to drop its
+// cached structure record; the pragma writes nothing (docs/determinism.md).
+// Refused as the user's own statement (run_statement_text).
+bool is_module_pragma_read(const char* pragma, const char* arg) {
+  return arg == nullptr && iequals(pragma, "data_version");
+}
+
 // Functions refused in logged SQL, with the reason.
 const char* refused_function_reason(const char* name) {
   struct Rule {
@@ -99,6 +125,7 @@ const char* refused_function_reason(const char* name) {
       {"sqlite_compileoption_get", "depends on the host's SQLite build"},
       {"sqlite_offset", "exposes the file layout"},
       {"fts3_tokenizer", "handles native pointers"},
+      {"bm25", "comes from the host's libm (log)"},
       {"acos", "comes from the host's libm"},  {"acosh", "comes from the host's libm"},
       {"asin", "comes from the host's libm"},  {"asinh", "comes from the host's libm"},
       {"atan", "comes from the host's libm"},  {"atan2", "comes from the host's libm"},
@@ -173,7 +200,11 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
                                   "use SAVEPOINT/RELEASE inside it",
                                   nz(a1)));
     case SQLITE_PRAGMA:
-      if (pragma_allowed(a1)) return SQLITE_OK;  // read-only schema pragmas; a2 is the table
+      if (st->first_pragma.empty()) st->first_pragma = nz(a1);
+      if (pragma_allowed(a1)) return SQLITE_OK;
+      // Allowed here for FTS5's internal statement; refused as a user
+      // statement in run_statement_text (first_pragma).
+      if (is_module_pragma_read(a1, a2)) return SQLITE_OK;  // read-only schema pragmas; a2 is the table
       return deny(st, fmt::format("PRAGMA {}{} is refused in a write: the connection settings are "
                                   "fixed for determinism",
                                   nz(a1), a2 ? fmt::format("={}", a2) : ""));
@@ -190,9 +221,11 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
                                   nz(a1)));
     case SQLITE_CREATE_VTABLE:
     case SQLITE_DROP_VTABLE:
-      return deny(st, fmt::format("virtual table {} (module {}) is refused: modules keep state "
-                                  "outside the replicated pages",
-                                  nz(a1), nz(a2)));
+      // a1 = table, a2 = module. Shadow tables the module creates, writes and
+      // drops go through the ordinary table actions below.
+      if (vtab_module_allowed(a2)) return SQLITE_OK;
+      return deny(st, fmt::format("virtual table {} (module {}) is refused: {}", nz(a1), nz(a2),
+                                  vtab_module_refusal(a2)));
     case SQLITE_FUNCTION:
       if (const char* why = refused_function_reason(a2)) {
         return deny(st, fmt::format("function {}() is refused: its value {}", nz(a2), why));
@@ -469,6 +502,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
   bool first = true;
   while (!is_blank_sql(rest)) {
     auth_->refusal.clear();
+    auth_->first_pragma.clear();
     sqlite3_stmt* raw = nullptr;
     const char* tail = nullptr;
     int rc = sqlite3_prepare_v2(db, rest.data(), static_cast<int>(rest.size()), &raw, &tail);
@@ -488,6 +522,13 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
                         "statement {}: VACUUM is refused: it rewrites the whole file outside the "
                         "transaction (VACUUM INTO writes another file)",
                         index);
+    }
+    if (keyword == "PRAGMA" && !pragma_allowed(auth_->first_pragma.c_str())) {
+      // Only a pragma the authorizer lets through for module code gets here.
+      return make_error(Errc::refused,
+                        "statement {}: PRAGMA {} is refused in a write: the connection settings "
+                        "are fixed for determinism (it is allowed only inside the fts5 module)",
+                        index, auth_->first_pragma);
     }
     if (sqlite3_stmt_isexplain(stmt.get())) {
       return make_error(Errc::refused, "statement {}: EXPLAIN is refused in a write", index);

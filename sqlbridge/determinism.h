@@ -10,7 +10,8 @@
 //    internal PRNG is reseeded from the seed;
 //  - changes() / last_insert_rowid() are reset at the start of every entry;
 //  - an authorizer refuses what cannot be pinned or escapes the file (ATTACH,
-//    pragmas, TEMP objects, virtual tables, host-dependent functions, ...);
+//    pragmas, TEMP objects, virtual tables other than fts5,
+//    host-dependent functions, ...);
 //  - after the entry's statements, `UPDATE _swarmlite SET v=<seq> WHERE
 //    k='applied_seq'` runs in the same transaction (not a logged statement).
 // At the commit frame the WriteCapture hook applies the written pages to the

@@ -153,7 +153,7 @@ TEST_CASE("every refused construct is refused by name and leaves no entry") {
       {"CREATE VIEW temp.v2 AS SELECT 1", "TEMP"},
       {"CREATE TEMP VIEW v AS SELECT 1", "TEMP"},
       {"CREATE TEMP TRIGGER tt AFTER INSERT ON t BEGIN SELECT 1; END", "TEMP"},
-      {"CREATE VIRTUAL TABLE f USING fts5(x)", "virtual table"},
+      {"CREATE VIRTUAL TABLE f USING fts4(x)", "module fts4"},
       {"INSERT INTO _swarmlite VALUES ('x', 1)", "_swarmlite"},
       {"UPDATE _swarmlite SET v = 5 WHERE k = 'applied_seq'", "_swarmlite"},
       {"DELETE FROM _swarmlite", "_swarmlite"},
