@@ -573,12 +573,19 @@ awaitable<void> Node::Impl::tick_loop() {
     // Keep up to max_outbound dialled sessions.
     size_t outbound = dialling.size();
     for (auto& [id, s] : sessions) outbound += s->outbound_ ? 1 : 0;
-    if (outbound < opt.max_outbound && sessions.size() < opt.max_connections) {
+    // Seeds (--from) that are not connected are redialled (with their backoff)
+    // even when learnt addresses hold every outbound slot: otherwise peers that
+    // lose their seed can settle into a group with no path to the primary.
+    // So a node dials at most max_outbound + (number of seeds).
+    const bool slots_free = outbound < opt.max_outbound;
+    if (sessions.size() < opt.max_connections && (slots_free || opt.max_outbound > 0)) {
       auto exclude = session_addresses();
       exclude.insert(dialling.begin(), dialling.end());
       exclude.insert(self_addresses.begin(), self_addresses.end());
       for (auto& b : bans.active(now)) exclude.insert(b.key);
-      for (auto& a : book.pick_to_dial(opt.max_outbound - outbound, exclude, now)) {
+      auto picked = slots_free ? book.pick_to_dial(opt.max_outbound - outbound, exclude, now)
+                               : book.pick_to_dial(opt.seeds.size(), exclude, now, /*seeds_only=*/true);
+      for (auto& a : picked) {
         dialling.insert(a);
         asio::co_spawn(io, dial(a), asio::detached);
       }

@@ -62,10 +62,11 @@ void AddressBook::on_connected(const std::string& address) {
 }
 
 std::vector<std::string> AddressBook::pick_to_dial(size_t n, const std::set<std::string>& exclude,
-                                                   Clock::time_point now) {
+                                                   Clock::time_point now, bool seeds_only) {
   std::vector<std::map<std::string, Info>::iterator> ready;
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     if (exclude.count(it->first) || it->second.next_try > now) continue;
+    if (seeds_only && !it->second.seed) continue;
     ready.push_back(it);
   }
   std::stable_sort(ready.begin(), ready.end(), [](auto a, auto b) {

@@ -47,8 +47,10 @@ class AddressBook {
   // then those that failed least recently. Marks them as dialled at `now`
   // (they are not returned again until a failure or success is reported, or
   // `now` passes their backoff).
+  // `seeds_only`: consider only seeds (redialled even when the outbound slots
+  // are taken by learnt addresses, so a node always finds its way back).
   std::vector<std::string> pick_to_dial(size_t n, const std::set<std::string>& exclude,
-                                        Clock::time_point now);
+                                        Clock::time_point now, bool seeds_only = false);
   // Up to `n` known addresses (for a Peers message), excluding `exclude`.
   std::vector<std::string> sample(size_t n, const std::set<std::string>& exclude) const;
 

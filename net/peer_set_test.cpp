@@ -32,6 +32,17 @@ TEST_CASE("address book is bounded and never evicts seeds") {
   CHECK(seeds_only.contains("s:1"));
 }
 
+TEST_CASE("seeds_only picks only seeds that are not excluded (redial while slots are full)") {
+  AddressBook book(10, "");
+  book.add("learnt:1");
+  book.add("seed:1", true);
+  book.add("seed:2", true);
+  auto t0 = Clock::time_point{} + 1h;
+  CHECK(book.pick_to_dial(5, {"seed:2"}, t0, /*seeds_only=*/true) == std::vector<std::string>{"seed:1"});
+  CHECK(book.pick_to_dial(5, {}, t0, /*seeds_only=*/true) == std::vector<std::string>{"seed:2"});
+  CHECK(book.pick_to_dial(5, {}, t0) == std::vector<std::string>{"learnt:1"});
+}
+
 TEST_CASE("failed dials back off exponentially and a success resets it") {
   BackoffPolicy policy{100ms, 1000ms};
   AddressBook book(10, "", policy);
