@@ -5,14 +5,28 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 
 #include "core/keys.h"
 #include "sqlbridge/primary.h"
 #include "sqlbridge/replica.h"
+#include "sqlbridge/state_tree.h"
 
 namespace swarmlite::testing {
+
+// Logical pages of a closed database file, normalised (page 1's volatile header bytes).
+inline std::vector<Bytes> file_pages(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<Bytes> pages;
+  Bytes page(kPageSize);
+  uint32_t pgno = 1;
+  while (in.read(reinterpret_cast<char*>(page.data()), kPageSize)) {
+    pages.push_back(normalize_page(pgno++, page));
+  }
+  return pages;
+}
 
 // A fresh directory, removed with everything in it. Under /dev/shm when there
 // is one: these tests check logic, and fsync on a busy shared disk costs ~50 ms.

@@ -125,18 +125,6 @@ class Workload {
   std::set<int> tables_, pending_;
 };
 
-// Logical pages of a closed database file, normalised (page 1's volatile header bytes).
-std::vector<Bytes> file_pages(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<Bytes> pages;
-  Bytes page(kPageSize);
-  uint32_t pgno = 1;
-  while (in.read(reinterpret_cast<char*>(page.data()), kPageSize)) {
-    pages.push_back(normalize_page(pgno++, page));
-  }
-  return pages;
-}
-
 struct Run {
   uint64_t committed = 0;
   uint64_t failed = 0;

@@ -97,17 +97,6 @@ class VtabWorkload {
   std::mt19937_64 rng_;
 };
 
-std::vector<Bytes> file_pages(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<Bytes> pages;
-  Bytes page(kPageSize);
-  uint32_t pgno = 1;
-  while (in.read(reinterpret_cast<char*>(page.data()), kPageSize)) {
-    pages.push_back(normalize_page(pgno++, page));
-  }
-  return pages;
-}
-
 const std::vector<Statement> kSchema = {
     sql("CREATE VIRTUAL TABLE docs USING fts5(title, body, tokenize = 'porter unicode61')"),
     sql("CREATE VIRTUAL TABLE tri USING fts5(t, tokenize = 'trigram', detail = 'column')"),
