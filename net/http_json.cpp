@@ -403,6 +403,146 @@ nlohmann::json value_to_json(const Value& v) {
       v.v);
 }
 
+namespace {
+
+// The proleptic Gregorian date of a day count since 1970-01-01 (the usual
+// era-based civil-calendar arithmetic).
+void civil_from_days(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const auto doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y = static_cast<int64_t>(yoe) + era * 400 + (m <= 2);
+}
+
+bool leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+unsigned days_in_month(int64_t y, unsigned m) {
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && leap(y) ? 29 : kDays[m - 1];
+}
+
+// RFC 3339 with nanoseconds, trailing fractional zeros trimmed, "Z" for UTC
+// (Go's time.RFC3339Nano, which rqlite's JSON encoder uses).
+std::string rfc3339(int64_t y, unsigned mo, unsigned d, unsigned h, unsigned mi, unsigned s,
+                    uint32_t nanos, int offset_minutes) {
+  std::string out = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", y, mo, d, h, mi, s);
+  if (nanos != 0) {
+    std::string frac = fmt::format("{:09}", nanos);
+    while (frac.back() == '0') frac.pop_back();
+    out += "." + frac;
+  }
+  if (offset_minutes == 0) {
+    out += "Z";
+  } else {
+    const int a = offset_minutes < 0 ? -offset_minutes : offset_minutes;
+    out += fmt::format("{}{:02}:{:02}", offset_minutes < 0 ? '-' : '+', a / 60, a % 60);
+  }
+  return out;
+}
+
+// Parses SQLite date/time text in the layouts rqlite accepts (its driver's
+// SQLiteTimestampFormats, tried after a trailing "Z" is dropped):
+//   YYYY-MM-DD[( |T)HH:MM[:SS[.fraction]][±HH:MM]]
+// (the offset only after seconds). Dates and times are range-checked.
+std::optional<std::string> sqlite_text_to_rfc3339(std::string_view s) {
+  if (!s.empty() && s.back() == 'Z') s.remove_suffix(1);
+  size_t i = 0;
+  auto digits = [&](size_t n, unsigned& v) {
+    if (i + n > s.size()) return false;
+    v = 0;
+    for (size_t k = 0; k < n; ++k) {
+      const char c = s[i + k];
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + static_cast<unsigned>(c - '0');
+    }
+    i += n;
+    return true;
+  };
+  auto lit = [&](char c) {
+    if (i < s.size() && s[i] == c) { ++i; return true; }
+    return false;
+  };
+  unsigned y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  uint32_t nanos = 0;
+  int offset = 0;
+  if (!digits(4, y) || !lit('-') || !digits(2, mo) || !lit('-') || !digits(2, d)) return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return std::nullopt;
+  if (i < s.size()) {
+    if (!lit(' ') && !lit('T')) return std::nullopt;
+    if (!digits(2, h) || !lit(':') || !digits(2, mi)) return std::nullopt;
+    if (i < s.size()) {
+      if (!lit(':') || !digits(2, sec)) return std::nullopt;
+      if (lit('.')) {
+        size_t n = 0;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+          if (n < 9) nanos = nanos * 10 + static_cast<uint32_t>(s[i] - '0');
+          ++n;
+          ++i;
+        }
+        if (n == 0 || n > 9) return std::nullopt;
+        for (size_t k = n; k < 9; ++k) nanos *= 10;
+      }
+      if (i < s.size()) {
+        const char sign = s[i];
+        if (sign != '+' && sign != '-') return std::nullopt;
+        ++i;
+        unsigned oh = 0, om = 0;
+        if (!digits(2, oh) || !lit(':') || !digits(2, om) || i != s.size()) return std::nullopt;
+        if (oh > 23 || om > 59) return std::nullopt;
+        offset = static_cast<int>(oh * 60 + om) * (sign == '-' ? -1 : 1);
+      }
+    }
+    if (h > 23 || mi > 59 || sec > 59) return std::nullopt;
+  }
+  return rfc3339(y, mo, d, h, mi, sec, nanos, offset);
+}
+
+// Integers in a date/time column are Unix time: milliseconds when the value
+// is beyond ±1e12 (13 digits), seconds otherwise — rqlite's driver's rule.
+// Years outside 0000-9999 do not fit RFC 3339 (rqlite fails the whole query
+// there): nullopt, and the number is kept.
+std::optional<std::string> unix_to_rfc3339(int64_t v) {
+  int64_t secs = v;
+  uint32_t nanos = 0;
+  if (v > 1'000'000'000'000 || v < -1'000'000'000'000) {
+    secs = v / 1000;
+    int64_t ms = v % 1000;
+    if (ms < 0) { ms += 1000; secs -= 1; }
+    nanos = static_cast<uint32_t>(ms) * 1'000'000;
+  }
+  int64_t days = secs / 86400;
+  int64_t rem = secs % 86400;
+  if (rem < 0) { rem += 86400; days -= 1; }
+  int64_t y = 0;
+  unsigned mo = 0, d = 0;
+  civil_from_days(days, y, mo, d);
+  if (y < 0 || y > 9999) return std::nullopt;
+  return rfc3339(y, mo, d, static_cast<unsigned>(rem / 3600), static_cast<unsigned>(rem / 60 % 60),
+                 static_cast<unsigned>(rem % 60), nanos, 0);
+}
+
+}  // namespace
+
+bool is_datetime_decltype(std::string_view lowered) {
+  return lowered == "date" || lowered == "datetime" || lowered == "timestamp";
+}
+
+nlohmann::json result_value_to_json(const Value& v, std::string_view lowered_decltype) {
+  if (is_datetime_decltype(lowered_decltype)) {
+    if (const auto* text = std::get_if<std::string>(&v.v)) {
+      if (auto t = sqlite_text_to_rfc3339(*text)) return *t;
+    } else if (const auto* i = std::get_if<int64_t>(&v.v)) {
+      if (auto t = unix_to_rfc3339(*i)) return *t;
+    }
+  }
+  return value_to_json(v);
+}
+
 std::string dump_json(const nlohmann::json& j, bool pretty) {
   return j.dump(pretty ? 2 : -1, ' ', false, json::error_handler_t::replace) + (pretty ? "\n" : "");
 }
@@ -413,21 +553,28 @@ std::string render_error(std::string_view message, bool pretty) {
 
 namespace {
 
-json rows_json(const std::vector<std::vector<Value>>& rows) {
+// `types` (lower-cased declared types, may be shorter than a row) select
+// rqlite's date/time rendering per column (result_value_to_json).
+json cell_json(const Value& v, const std::vector<std::string>& types, size_t c) {
+  return c < types.size() ? result_value_to_json(v, types[c]) : value_to_json(v);
+}
+
+json rows_json(const std::vector<std::vector<Value>>& rows, const std::vector<std::string>& types = {}) {
   json values = json::array();
   for (const auto& row : rows) {
     json r = json::array();
-    for (const auto& v : row) r.push_back(value_to_json(v));
+    for (size_t c = 0; c < row.size(); ++c) r.push_back(cell_json(row[c], types, c));
     values.push_back(std::move(r));
   }
   return values;
 }
 
-json assoc_rows_json(const std::vector<std::string>& columns, const std::vector<std::vector<Value>>& rows) {
+json assoc_rows_json(const std::vector<std::string>& columns, const std::vector<std::vector<Value>>& rows,
+                     const std::vector<std::string>& types = {}) {
   json out = json::array();
   for (const auto& row : rows) {
     json r = json::object();
-    for (size_t c = 0; c < row.size() && c < columns.size(); ++c) r[columns[c]] = value_to_json(row[c]);
+    for (size_t c = 0; c < row.size() && c < columns.size(); ++c) r[columns[c]] = cell_json(row[c], types, c);
     out.push_back(std::move(r));
   }
   return out;
@@ -478,11 +625,11 @@ std::string render_query_results(const std::vector<QueryOutcome>& results, const
         json t = json::object();
         for (size_t c = 0; c < r.columns.size(); ++c) t[r.columns[c]] = c < types.size() ? types[c] : "";
         o["types"] = std::move(t);
-        o["rows"] = assoc_rows_json(r.columns, r.rows);
+        o["rows"] = assoc_rows_json(r.columns, r.rows, types);
       } else {
         o["columns"] = r.columns;
-        o["types"] = types;
-        if (!r.rows.empty()) o["values"] = rows_json(r.rows);  // rqlite omits an empty "values"
+        if (!r.rows.empty()) o["values"] = rows_json(r.rows, types);  // rqlite omits an empty "values"
+        o["types"] = std::move(types);
       }
       if (opts.timings) o["time"] = r.seconds;
     }

@@ -118,6 +118,15 @@ std::string render_error(std::string_view message, bool pretty = false);
 
 // A value as rqlite renders it: blob → base64 string, real → number (null if not finite).
 nlohmann::json value_to_json(const Value& v);
+// A query result cell as rqlite renders it: in a column declared DATE,
+// DATETIME or TIMESTAMP (`lowered_decltype`, lower case, exact match), TEXT in
+// one of SQLite's date/time layouts and INTEGER Unix time (seconds, or
+// milliseconds past ±1e12) become RFC 3339 text ("2004-02-14T07:15:00Z",
+// trailing fractional zeros trimmed); text that does not parse and other types
+// stay as they are (docs/http-api.md "Dates and times"). Proofs carry the raw
+// values; only the JSON rendering changes.
+bool is_datetime_decltype(std::string_view lowered_decltype);
+nlohmann::json result_value_to_json(const Value& v, std::string_view lowered_decltype);
 // JSON text that never throws on invalid UTF-8 (it is replaced by U+FFFD).
 std::string dump_json(const nlohmann::json& j, bool pretty);
 

@@ -234,3 +234,53 @@ TEST_CASE("metrics render in the Prometheus text format") {
   m.remove("swarmlite_lag_entries", {{"peer", "a\"b\\c\nd"}});
   CHECK(m.render().find("swarmlite_lag_entries") == std::string::npos);
 }
+
+TEST_CASE("http_json: DATE/DATETIME/TIMESTAMP columns render as RFC 3339, as rqlite does") {
+  auto dt = [](const Value& v, std::string_view type = "datetime") { return result_value_to_json(v, type); };
+  // SQLite's own layouts (CURRENT_TIMESTAMP, datetime('now', 'subsec'), date()).
+  CHECK(dt(vt("2004-02-14 07:15:00")) == json("2004-02-14T07:15:00Z"));
+  CHECK(dt(vt("2004-02-14T07:15:00Z")) == json("2004-02-14T07:15:00Z"));
+  CHECK(dt(vt("2004-02-14 07:15:00.500")) == json("2004-02-14T07:15:00.5Z"));
+  CHECK(dt(vt("2004-02-14 07:15:00.000")) == json("2004-02-14T07:15:00Z"));
+  CHECK(dt(vt("2004-02-14 07:15:00.123456789")) == json("2004-02-14T07:15:00.123456789Z"));
+  CHECK(dt(vt("2004-02-14 07:15")) == json("2004-02-14T07:15:00Z"));
+  CHECK(dt(vt("2004-02-14"), "date") == json("2004-02-14T00:00:00Z"));
+  CHECK(dt(vt("2004-02-14 07:15:00+05:30"), "timestamp") == json("2004-02-14T07:15:00+05:30"));
+  CHECK(dt(vt("2004-02-14 07:15:00-00:00")) == json("2004-02-14T07:15:00Z"));
+  CHECK(dt(vt("2000-02-29 00:00:00")) == json("2000-02-29T00:00:00Z"));
+  // Text that is not a date stays as it is (rqlite would print year 1: docs/http-api.md).
+  for (const char* bad : {"", "yesterday", "2004-02-30 00:00:00", "1900-02-29", "2004-13-01",
+                          "2004-02-14 24:00:00", "2004-02-14 07:15:00.", "2004-02-14 07:15:00.1234567890",
+                          "2004-02-14 07:15+01:00", "2004-02-14 07:15:00 +01:00", "2024-01-31-05:00",
+                          "2004-2-14"}) {
+    CAPTURE(bad);
+    CHECK(dt(vt(bad)) == json(bad));
+  }
+  // Integers are Unix seconds, or milliseconds beyond ±1e12.
+  CHECK(dt(vi(0)) == json("1970-01-01T00:00:00Z"));
+  CHECK(dt(vi(1076742900)) == json("2004-02-14T07:15:00Z"));
+  CHECK(dt(vi(1076742900123)) == json("2004-02-14T07:15:00.123Z"));
+  CHECK(dt(vi(-1)) == json("1969-12-31T23:59:59Z"));
+  CHECK(dt(vi(-1000000000001)) == json("1938-04-24T22:13:19.999Z"));
+  CHECK(dt(vi(INT64_MAX)) == json(INT64_MAX));  // year past 9999: the number is kept
+  CHECK(dt(vi(INT64_MIN)) == json(INT64_MIN));
+  // Other types, other declared types, and the case of the declared type.
+  CHECK(dt(Value{1.5}) == json(1.5));
+  CHECK(dt(Value{}).is_null());
+  CHECK(dt(vt("2004-02-14 07:15:00"), "text") == json("2004-02-14 07:15:00"));
+  CHECK(dt(vt("2004-02-14 07:15:00"), "datetime(6)") == json("2004-02-14 07:15:00"));
+  CHECK(dt(vi(0), "integer") == json(0));
+
+  // Through the renderer: types are matched case-insensitively, rows and assoc alike.
+  QueryOutcome q;
+  q.columns = {"id", "at"};
+  q.types = {"INTEGER", "DATETIME"};
+  q.rows = {{vi(1), vt("2004-02-14 07:15:00")}};
+  auto doc = json::parse(render_query_results({q}, RequestOptions{}, 0));
+  CHECK(doc["results"][0]["values"][0] == json::array({1, "2004-02-14T07:15:00Z"}));
+  CHECK(doc["results"][0]["types"] == json::array({"integer", "datetime"}));
+  RequestOptions assoc;
+  assoc.associative = true;
+  doc = json::parse(render_query_results({q}, assoc, 0));
+  CHECK(doc["results"][0]["rows"][0]["at"] == json("2004-02-14T07:15:00Z"));
+}
