@@ -20,15 +20,35 @@ constexpr std::string_view kDeniedFunctions[] = {
     "fts3_tokenizer",  // takes and returns raw pointers (compiled in on Debian)
 };
 
-// PRAGMAs that only read and may be used without a value ("PRAGMA page_count").
+// PRAGMAs whose query form (no value: "PRAGMA foreign_keys") only reports a
+// setting or reads the database (docs/verified-reads.md "PRAGMAs in reads").
+// ORMs read several on connect (SQLAlchemy reads read_uncommitted). Their
+// setting forms ("PRAGMA foreign_keys = 0") carry a value and stay refused, as
+// do pragmas with side effects even without a value (optimize, shrink_memory,
+// wal_checkpoint, incremental_vacuum) and those that reveal host paths
+// (temp_store_directory, data_store_directory).
 constexpr std::string_view kReadOnlyPragmas[] = {
-    "application_id", "collation_list", "compile_options", "data_version", "database_list",
-    "encoding",       "freelist_count", "function_list",   "module_list",  "page_count",
-    "page_size",      "pragma_list",    "schema_version",  "table_list",   "user_version",
+    "analysis_limit",    "application_id",   "auto_vacuum",        "automatic_index",
+    "busy_timeout",      "cache_size",       "cache_spill",        "cell_size_check",
+    "checkpoint_fullfsync", "collation_list", "compile_options",   "count_changes",
+    "data_version",      "database_list",    "defer_foreign_keys", "empty_result_callbacks",
+    "encoding",          "foreign_key_check", "foreign_keys",      "freelist_count",
+    "full_column_names", "fullfsync",        "function_list",      "hard_heap_limit",
+    "ignore_check_constraints", "integrity_check", "journal_mode", "journal_size_limit",
+    "legacy_alter_table", "legacy_file_format", "locking_mode",    "max_page_count",
+    "mmap_size",         "module_list",      "page_count",         "page_size",
+    "pragma_list",       "query_only",       "quick_check",        "read_uncommitted",
+    "recursive_triggers", "reverse_unordered_selects", "schema_version", "secure_delete",
+    "short_column_names", "soft_heap_limit", "synchronous",        "table_list",
+    "temp_store",        "threads",          "trusted_schema",     "user_version",
+    "wal_autocheckpoint", "writable_schema",
 };
-// PRAGMAs that only read and take a table or index name ("PRAGMA table_info(t)").
+// PRAGMAs that only read and take an argument: a table or index name
+// ("PRAGMA table_info(t)"), or for the checks a table name or an error cap
+// ("PRAGMA integrity_check(10)"; bounded by the time limit like any query).
 constexpr std::string_view kNamedReadOnlyPragmas[] = {
-    "foreign_key_list", "index_info", "index_list", "index_xinfo", "table_info", "table_xinfo",
+    "foreign_key_check", "foreign_key_list", "index_info",  "index_list",   "index_xinfo",
+    "integrity_check",   "quick_check",      "table_info",  "table_list",   "table_xinfo",
 };
 
 // The tables that hold the schema: writing them is changing the schema.
@@ -87,6 +107,13 @@ const char* action_name(int action) {
   }
 }
 
+// "file" of pragma_database_list: the node's path on disk, which a reader has
+// no business learning (it is NULL in results, in both forms of the pragma).
+bool is_database_list_file(const char* table, const char* column) {
+  return table != nullptr && column != nullptr &&
+         sqlite3_stricmp(table, "pragma_database_list") == 0 && sqlite3_stricmp(column, "file") == 0;
+}
+
 size_t value_cost(const Value& v) {
   if (const auto* s = std::get_if<std::string>(&v.v)) return s->size();
   if (const auto* b = std::get_if<Bytes>(&v.v)) return b->size();
@@ -105,6 +132,8 @@ struct GuardedConnection::State {
   std::optional<std::string> denied;       // first construct the authorizer refused
   std::optional<std::string> interrupted;  // why the progress handler stopped the query
   bool trusted = false;                    // TrustedScope alive: allow everything
+  bool database_list = false;              // the query reads PRAGMA database_list
+  bool journal_mode_query = false;         // the query is "PRAGMA journal_mode" (no value)
 
   void begin_query(std::string_view text) {
     sql = text;
@@ -113,6 +142,8 @@ struct GuardedConnection::State {
     steps = 0;
     denied.reset();
     interrupted.reset();
+    database_list = false;
+    journal_mode_query = false;
   }
   int64_t elapsed_ms() const {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -125,8 +156,11 @@ struct GuardedConnection::State {
     auto* st = static_cast<State*>(self);
     if (st->trusted) return SQLITE_OK;
     switch (action) {
-      case SQLITE_SELECT:
       case SQLITE_READ:
+        // The table-valued form: SQLITE_IGNORE reads the column as NULL.
+        if (is_database_list_file(a3, a4)) return SQLITE_IGNORE;
+        return SQLITE_OK;
+      case SQLITE_SELECT:
       case SQLITE_RECURSIVE:
         return SQLITE_OK;
       case SQLITE_FUNCTION:
@@ -134,6 +168,10 @@ struct GuardedConnection::State {
         st->deny(fmt::format("function {}() is not allowed in a read-only query", a4));
         return SQLITE_DENY;
       case SQLITE_PRAGMA:
+        if (a3 != nullptr && sqlite3_stricmp(a3, "database_list") == 0) st->database_list = true;
+        if (a3 != nullptr && a4 == nullptr && sqlite3_stricmp(a3, "journal_mode") == 0) {
+          st->journal_mode_query = true;
+        }
         if (a4 == nullptr && contains(kReadOnlyPragmas, a3)) return SQLITE_OK;
         if (a4 != nullptr && contains(kNamedReadOnlyPragmas, a3)) return SQLITE_OK;
         st->deny(a4 ? fmt::format("PRAGMA {} = {} is not allowed in a read-only query", a3, a4)
@@ -248,7 +286,10 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
     return make_error(Errc::refused,
                       "only one statement per query: more SQL follows at offset {}", used);
   }
-  if (!sqlite3_stmt_readonly(stmt.get())) {
+  // "PRAGMA journal_mode" without a value only reports the mode, but its
+  // program (OP_JournalMode) is not marked read-only; the connection is
+  // SQLITE_OPEN_READONLY, so it could not change the mode anyway.
+  if (!sqlite3_stmt_readonly(stmt.get()) && !st.journal_mode_query) {
     return make_error(Errc::refused, "{} would write: not allowed in a read-only query",
                       leading_keyword(sql));
   }
@@ -256,6 +297,9 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
 
   QueryResult out;
   int ncol = sqlite3_column_count(stmt.get());
+  // The statement form "PRAGMA database_list" (seq, name, file) has no
+  // SQLITE_READ to ignore: its "file" column is blanked below.
+  const int hidden_column = st.database_list && leading_keyword(sql) == "PRAGMA" && ncol == 3 ? 2 : -1;
   for (int i = 0; i < ncol; ++i) {
     const char* name = sqlite3_column_name(stmt.get(), i);
     const char* decl = sqlite3_column_decltype(stmt.get(), i);
@@ -271,7 +315,7 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
     std::vector<Value> row;
     row.reserve(static_cast<size_t>(ncol));
     for (int i = 0; i < ncol; ++i) {
-      row.push_back(column_value(stmt.get(), i));
+      row.push_back(i == hidden_column ? Value{} : column_value(stmt.get(), i));
       bytes += value_cost(row.back());
     }
     if (bytes > st.options.max_result_bytes) {

@@ -77,6 +77,72 @@ TEST_CASE("writes, ATTACH, writing pragmas and load_extension are refused, datab
   CHECK(f.state_root() == f.root_before);
 }
 
+TEST_CASE("the query form of read-only pragmas works (ORMs read them on connect); setting forms do not") {
+  GuardFixture f;
+  auto c = f.open();
+  // What SQLAlchemy, Django, Prisma and the sqlite3 shell read on connect or reflection.
+  for (const char* sql :
+       {"PRAGMA read_uncommitted", "PRAGMA foreign_keys", "PRAGMA journal_mode", "PRAGMA busy_timeout",
+        "PRAGMA synchronous", "PRAGMA cache_size", "PRAGMA encoding", "PRAGMA auto_vacuum",
+        "PRAGMA recursive_triggers", "PRAGMA defer_foreign_keys", "PRAGMA query_only",
+        "PRAGMA main.table_info(items)", "PRAGMA table_xinfo(items)", "PRAGMA index_list(items)",
+        "PRAGMA foreign_key_list(items)", "PRAGMA integrity_check", "PRAGMA integrity_check(5)",
+        "PRAGMA quick_check", "PRAGMA quick_check(items)", "PRAGMA foreign_key_check",
+        "PRAGMA foreign_key_check(items)", "PRAGMA table_list", "PRAGMA database_list",
+        "SELECT name FROM pragma_table_info('items')", "PRAGMA collation_list"}) {
+    auto r = c->query(sql, {});
+    CHECK_MESSAGE(r.ok(), (std::string(sql) + ": " + (r.ok() ? "" : r.error().to_string())));
+  }
+  auto jm = c->query("PRAGMA journal_mode", {});
+  REQUIRE(jm.ok());
+  CHECK(jm->rows.at(0).at(0) == Value{std::string("wal")});
+  auto ic = c->query("PRAGMA integrity_check", {});
+  REQUIRE(ic.ok());
+  CHECK(ic->rows.at(0).at(0) == Value{std::string("ok")});
+  // Setting forms and pragmas with side effects or host paths stay refused.
+  must_refuse(*c, "PRAGMA read_uncommitted = 1", "read_uncommitted");
+  must_refuse(*c, "PRAGMA foreign_keys = OFF", "foreign_keys");
+  must_refuse(*c, "PRAGMA busy_timeout = 10", "busy_timeout");
+  must_refuse(*c, "PRAGMA optimize", "optimize");
+  must_refuse(*c, "PRAGMA shrink_memory", "shrink_memory");
+  must_refuse(*c, "PRAGMA wal_checkpoint", "wal_checkpoint");
+  must_refuse(*c, "PRAGMA incremental_vacuum", "incremental_vacuum");
+  must_refuse(*c, "PRAGMA temp_store_directory", "temp_store_directory");
+  must_refuse(*c, "PRAGMA data_store_directory", "data_store_directory");
+  CHECK(f.state_root() == f.root_before);
+}
+
+TEST_CASE("PRAGMA database_list does not reveal the node's file path") {
+  GuardFixture f;
+  auto c = f.open();
+  const std::string path = f.db.string();
+  auto contains_path = [&](const QueryResult& r) {
+    for (const auto& row : r.rows)
+      for (const auto& v : row)
+        if (const auto* s = std::get_if<std::string>(&v.v); s && s->find("guard.db") != std::string::npos)
+          return true;
+    return false;
+  };
+  auto p = c->query("PRAGMA database_list", {});
+  REQUIRE(p.ok());
+  REQUIRE(p->rows.size() == 1);
+  CHECK(p->rows[0][1] == Value{std::string("main")});
+  CHECK(p->rows[0][2] == Value{});
+  CHECK_FALSE(contains_path(*p));
+  for (const char* sql : {"SELECT * FROM pragma_database_list", "SELECT file AS f FROM pragma_database_list",
+                          "SELECT upper(file) || 'x' FROM pragma_database_list",
+                          "SELECT (SELECT file FROM pragma_database_list) AS x"}) {
+    INFO(std::string(sql));
+    auto r = c->query(sql, {});
+    REQUIRE(r.ok());
+    CHECK_FALSE(contains_path(*r));
+  }
+  // Other pragmas' columns are untouched.
+  auto ti = c->query("PRAGMA table_info(items)", {});
+  REQUIRE(ti.ok());
+  CHECK(ti->rows.at(0).at(1) == Value{std::string("id")});
+}
+
 TEST_CASE("a runaway recursive CTE is interrupted and the connection stays usable") {
   GuardFixture f;
   ReadGuardOptions o;
