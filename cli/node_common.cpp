@@ -7,6 +7,8 @@
 #include <fmt/core.h>
 #include <spdlog/spdlog.h>
 
+#include "net/http_client.h"
+
 namespace swarmlite::cli {
 
 void add_node_flags(CLI::App& cmd, NodeFlags& f) {
@@ -29,7 +31,11 @@ void add_primary_http_flags(CLI::App& cmd, NodeFlags& f) {
 
 void add_peer_http_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--primary-url", f.primary_url,
-                 "The primary's HTTP URL, named when this peer refuses a write");
+                 "The primary's HTTP URL: writes sent to this peer are forwarded there (as rqlite "
+                 "followers do); without it they are refused (403)");
+  cmd.add_flag("--redirect-writes", f.redirect_writes,
+               "Answer writes with 301 and the primary's full URL instead of forwarding them "
+               "(a request can ask for that with ?redirect)");
 }
 
 void set_log_level(const std::string& level) {
@@ -61,7 +67,11 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
       http_options.write_token = must(net::read_token_file(flags.write_token),
                                       "reading --write-token " + flags.write_token);
     }
-    if (!flags.primary_url.empty()) http_options.primary_url = flags.primary_url;
+    if (!flags.primary_url.empty()) {
+      (void)must(net::parse_http_url(flags.primary_url), "--primary-url " + flags.primary_url);
+      http_options.primary_url = flags.primary_url;
+    }
+    http_options.redirect_writes = flags.redirect_writes;
   }
   net::Node node(backend, std::move(options));
   must(node.start(), "starting the node");

@@ -22,7 +22,8 @@ struct NodeFlags {
   size_t max_outbound = 8;
   int ban_seconds = 600;
   std::string write_token;  // primary: --write-token FILE ("" = none)
-  std::string primary_url;  // peer: --primary-url URL, named when refusing writes
+  std::string primary_url;  // peer: --primary-url URL, where writes are forwarded
+  bool redirect_writes = false;  // peer: --redirect-writes (301 instead of forwarding)
 };
 
 // Makes the node's HTTP backend once the Node exists (it lives as long as the Node).
@@ -32,7 +33,7 @@ using HttpBackendFactory = std::function<std::unique_ptr<net::HttpBackend>(net::
 void add_node_flags(CLI::App& cmd, NodeFlags& flags);
 // Adds --write-token FILE (the primary's HTTP write secret).
 void add_primary_http_flags(CLI::App& cmd, NodeFlags& flags);
-// Adds --primary-url URL (where a peer sends clients that try to write).
+// Adds --primary-url URL (where a peer forwards writes) and --redirect-writes.
 void add_peer_http_flags(CLI::App& cmd, NodeFlags& flags);
 // Sets the spdlog level; throws CliError on an unknown level.
 void set_log_level(const std::string& level);

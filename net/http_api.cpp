@@ -8,6 +8,7 @@
 // the response, repeat while keep-alive. Blocking backend calls go to the
 // worker pool through offload(), which resumes the coroutine on the io thread.
 #include "net/http_api.h"
+#include "net/http_client.h"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -39,6 +40,10 @@ using tcp = asio::ip::tcp;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 using boost::system::error_code;
+
+// Set on a write a peer forwards to its primary (the value: the forwarding
+// node's HTTP address); a peer never forwards such a write again.
+constexpr const char* kForwardedHeader = "X-Swarmlite-Forwarded-By";
 
 Result<std::vector<ExecOutcome>> HttpBackend::execute(const std::vector<Statement>&, bool) {
   return make_error(Errc::refused, "this node does not accept writes");
@@ -160,6 +165,7 @@ struct HttpApi::Impl {
   Histogram& query_seconds;
   Counter& executes_total;
   Counter& execute_errors_total;
+  Counter& forwarded_writes_total;
   Histogram& execute_seconds;
   Gauge& open_connections;
   Counter& rejected_connections;
@@ -177,6 +183,8 @@ struct HttpApi::Impl {
         query_seconds(metrics->histogram("swarmlite_query_seconds", "Latency of /db/query requests", default_latency_buckets())),
         executes_total(metrics->counter("swarmlite_executes_total", "Write statements run")),
         execute_errors_total(metrics->counter("swarmlite_execute_errors_total", "Write statements that failed")),
+        forwarded_writes_total(metrics->counter("swarmlite_forwarded_writes_total",
+                                                "Writes a peer forwarded to the primary and relayed the answer of")),
         execute_seconds(metrics->histogram("swarmlite_execute_seconds", "Latency of /db/execute requests", default_latency_buckets())),
         open_connections(metrics->gauge("swarmlite_http_connections", "Open HTTP connections")),
         rejected_connections(metrics->counter("swarmlite_http_rejected_connections_total", "HTTP connections refused over the cap")),
@@ -228,17 +236,66 @@ struct HttpApi::Impl {
     return secret && secret_equals(*secret, *opts.write_token);
   }
 
+  // A write sent to a peer (docs/http-api.md "Writes sent to a peer"): as an
+  // rqlite follower, forward it to the primary — method, path and query string,
+  // body, Authorization and Content-Type unchanged — and relay the answer; or
+  // answer 301 with the primary's full URL when asked to redirect. A write that
+  // was already forwarded once is not forwarded again (a peer whose
+  // --primary-url names another peer would loop).
+  asio::awaitable<Response> write_on_peer(const Request& req, const RequestOptions& ro) {
+    const std::string target(req.target().data(), req.target().size());
+    if (!opts.primary_url) {
+      co_return error(req, http::status::forbidden,
+                      "this node is a read-only peer and knows no primary to send writes to (start it with "
+                      "--primary-url)",
+                      ro.pretty);
+    }
+    if (req.find(kForwardedHeader) != req.end()) {
+      co_return error(req, http::status::loop_detected,
+                      fmt::format("forward loop: this node is a peer, not the primary, but it was sent a write "
+                                  "forwarded by {}; that node's --primary-url must name the primary",
+                                  std::string(req[kForwardedHeader])),
+                      ro.pretty);
+    }
+    if (ro.redirect || opts.redirect_writes) {
+      auto res = error(req, http::status::moved_permanently,
+                       fmt::format("this node is a read-only peer; send writes to the primary at {}", *opts.primary_url),
+                       ro.pretty);
+      res.set(http::field::location, *opts.primary_url + target);
+      co_return res;
+    }
+    auto url = parse_http_url(*opts.primary_url);
+    if (!url.ok()) co_return error(req, http::status::bad_gateway, url.error().message, ro.pretty);
+    HttpRequest fr;
+    fr.method = std::string(req.method_string());
+    fr.target = target;
+    fr.body = req.body();
+    if (auto ct = req.find(http::field::content_type); ct != req.end()) fr.content_type = std::string(ct->value());
+    if (auto au = req.find(http::field::authorization); au != req.end()) fr.authorization = std::string(au->value());
+    if (auto ac = req.find(http::field::accept); ac != req.end()) fr.accept = std::string(ac->value());
+    fr.headers.emplace_back(std::string(kForwardedHeader), bound_address());
+    HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes};
+    auto call = [u = std::move(url).value(), fr = std::move(fr), co] { return http_call(u, fr, co); };
+    auto r = co_await offload(std::move(call));
+    if (!r.ok()) {
+      const bool timed_out = r.error().message.find("did not answer within") != std::string::npos;
+      co_return error(req, timed_out ? http::status::gateway_timeout : http::status::bad_gateway,
+                      fmt::format("this node is a read-only peer and could not forward the write to the primary at "
+                                  "{}: {}",
+                                  *opts.primary_url, r.error().message),
+                      ro.pretty);
+    }
+    forwarded_writes_total.inc();
+    auto res = respond(req, static_cast<http::status>(r->status), std::move(r->body),
+                       r->content_type.empty() ? std::string_view("application/json") : std::string_view(r->content_type));
+    if (r->status == 401) res.set(http::field::www_authenticate, "Basic realm=\"swarmlite\"");
+    co_return res;
+  }
+
   asio::awaitable<Response> handle_execute(const Request& req, const RequestOptions& ro) {
     if (req.method() != http::verb::post)
       co_return error(req, http::status::method_not_allowed, "/db/execute takes POST with a JSON array body");
-    if (!backend.accepts_writes()) {
-      std::string msg = opts.primary_url
-                            ? fmt::format("this node is a read-only peer; send writes to the primary at {}", *opts.primary_url)
-                            : std::string("this node is a read-only peer; send writes to the primary");
-      auto res = error(req, http::status::forbidden, msg, ro.pretty);
-      if (opts.primary_url) res.set(http::field::location, *opts.primary_url + "/db/execute");
-      co_return res;
-    }
+    if (!backend.accepts_writes()) co_return co_await write_on_peer(req, ro);
     if (!authorized(req)) {
       auto res = error(req, http::status::unauthorized,
                        "writes need the write token (Authorization: Bearer <token>, or as the basic-auth password)",

@@ -79,8 +79,13 @@ struct HttpApiOptions {
   // The write secret (already read, trimmed). Unset: the write API is
   // unauthenticated and start() refuses a non-loopback listen address.
   std::optional<std::string> write_token;
-  // Peers: the primary's HTTP URL, named when refusing a write.
+  // Peers: the primary's HTTP URL. Writes sent to a peer are forwarded there
+  // (docs/http-api.md "Writes sent to a peer"), or answered with a redirect
+  // when `redirect_writes` is set or the request asks with ?redirect.
   std::optional<std::string> primary_url;
+  bool redirect_writes = false;
+  std::chrono::milliseconds forward_timeout{30000};  // one forwarded write, connect to answer
+  size_t max_forward_response_bytes = 16u << 20;     // the primary's answer to a forwarded write
   size_t max_body_bytes = 4u << 20;       // 413 over it
   size_t max_header_bytes = 16u << 10;    // 431 over it
   size_t max_connections = 256;           // 503 over it

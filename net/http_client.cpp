@@ -95,6 +95,7 @@ asio::awaitable<void> run_call(const HttpUrl& url, const HttpRequest& request, c
   req.set(http::field::host, url.host + ":" + std::to_string(url.port));
   req.set(http::field::user_agent, "swarmlite");
   if (!request.accept.empty()) req.set(http::field::accept, request.accept);
+  for (const auto& h : request.headers) req.set(h.first, h.second);
   if (!request.authorization.empty()) {
     req.set(http::field::authorization, request.authorization);
   } else if (!url.user.empty() || !url.password.empty()) {

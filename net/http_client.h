@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/result.h"
 
@@ -29,6 +31,7 @@ struct HttpRequest {
   std::string content_type = "application/json";
   std::string accept;          // "" = not sent
   std::string authorization;   // "" = basic auth from the URL, if any
+  std::vector<std::pair<std::string, std::string>> headers;  // sent as given
 };
 
 struct HttpResponse {

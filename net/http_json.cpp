@@ -347,6 +347,7 @@ Result<RequestOptions> parse_request_options(std::string_view qs) {
                  : key == "timings"   ? &o.timings
                  : key == "associative" ? &o.associative
                  : key == "proof"     ? &o.proof
+                 : key == "redirect"  ? &o.redirect
                                       : nullptr;
     if (flag) {
       if (!flag_value(value, *flag))

@@ -60,6 +60,7 @@ Result<std::vector<SqlParameter>> sql_parameters(std::string_view sql, size_t ma
 // (rqlite clients send some we do not use: level, freshness, redirect, …).
 struct RequestOptions {
   bool transaction = false;  // ?transaction
+  bool redirect = false;     // ?redirect: a peer answers a write with 301 to the primary instead of forwarding it
   bool pretty = false;       // ?pretty
   bool timings = false;      // ?timings
   bool associative = false;  // ?associative: rows as objects

@@ -105,6 +105,11 @@ class Client:
         return self.request("POST", "/db/query", statements, params)
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 def parse_rfc3339(text):
     # rqlite clients parse Go's RFC3339Nano; Python 3.11's fromisoformat takes "Z" and
     # 1-6 fraction digits (3.7+ needs "+00:00").
@@ -116,7 +121,7 @@ def wait_size(client, n, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
         status, doc = client.request("GET", "/status")
-        if status == 200 and doc.get("node", doc).get("applied_size", doc.get("applied_size", 0)) >= n:
+        if status == 200 and doc.get("applied_size", 0) >= n:
             return True
         code, _ = client.query(["SELECT 1"], min_size=n, timeout="1s")
         if code == 200:
@@ -160,7 +165,7 @@ def main():
         code, doc = Client(primary.http, "app", "wrong").execute(["INSERT INTO events(name) VALUES('x')"])
         check(code == 401, f"write with a wrong password refused with 401, got {code}")
 
-        check(wait_size(Client(peer.http), 3), "the peer caught up")
+        check(wait_size(Client(peer.http), 2), "the peer caught up (genesis + the transaction)")
         r = Client(peer.http)
         code, doc = r.query(["SELECT id, name, at, day, stamp, note FROM events ORDER BY id"])
         check(code == 200, f"query on the peer ({code} {doc})")
@@ -175,7 +180,7 @@ def main():
         check(row[5] == "2004-02-14 07:15:00", f"a TEXT column stays as stored: {row[5]}")
         check(res["values"][1][2] == "2004-02-14T07:15:00.5Z", f"fraction trimmed: {res['values'][1][2]}")
 
-        code, doc = r.query(["SELECT name FROM events WHERE id = ?", 1], associative="")
+        code, doc = r.query([["SELECT name FROM events WHERE id = ?", 1]], associative="")
         check(code == 200 and doc["results"][0]["rows"] == [{"name": "launch"}], f"associative: {doc}")
 
         # What an ORM dialect reads on connect and on reflection.
@@ -209,6 +214,69 @@ def main():
         check(all("error" not in x and not x.get("rows_affected") for x in results[:1]) or True, "")
         code, doc = w.query(["SELECT count(*) FROM events"])
         check(doc["results"][0]["values"] == [[2]], f"the failed transaction left nothing: {doc}")
+
+        # --- writes sent to a peer are forwarded to the primary (rqlite followers do the same) ---
+        pw = Client(peer.http, "app", token)
+        code, doc = pw.execute([["INSERT INTO events(name) VALUES(?)", "via-peer"],
+                                ["INSERT INTO events(name) VALUES(?)", "via-peer-2"]], transaction="")
+        check(code == 200 and all("error" not in x for x in doc.get("results", [])),
+              f"a ?transaction sent to the peer is forwarded and committed: {code} {doc}")
+        check(doc.get("results", [{}])[-1].get("last_insert_id") == 4, f"the primary's answer relayed: {doc}")
+        code, doc = Client(peer.http).execute(["INSERT INTO events(name) VALUES('no-token')"])
+        check(code == 401, f"the primary's 401 is relayed to a client without the token: {code} {doc}")
+        code, doc = w.query(["SELECT count(*) FROM events"])
+        check(doc["results"][0]["values"] == [[4]], f"forwarded writes landed on the primary: {doc}")
+        # ?redirect (rqlite's option): 301 with the primary's full URL, query string kept.
+        req = urllib.request.Request(peer.http + "/db/execute?transaction&redirect", method="POST",
+                                     data=json.dumps([["INSERT INTO events(name) VALUES(?)", "redirected"]]).encode())
+        req.add_header("Content-Type", "application/json")
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            opener.open(req, timeout=30)
+            check(False, "?redirect answered without a redirect")
+        except urllib.error.HTTPError as e:
+            loc = e.headers.get("Location", "")
+            check(e.code == 301 and loc == primary.http + "/db/execute?transaction&redirect",
+                  f"301 to the primary's full URL: {e.code} {loc}")
+            # What an rqlite client does with it: send the same request there.
+            code, doc = Client(loc.split("/db/")[0], "app", token).request(
+                "POST", "/db/execute?" + loc.split("?", 1)[1], [["INSERT INTO events(name) VALUES(?)", "redirected"]])
+            check(code == 200 and "error" not in doc["results"][0], f"the redirected write lands: {code} {doc}")
+
+        # A peer whose "primary" is another peer: one forward, then a clear 508, never a loop.
+        peer2 = Node(["peer", "--db", f"{work}/r2.db", "--pub", f"{work}/keys/primary.pub",
+                      "--from", primary.listen, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                      "--primary-url", peer.http], f"{work}/peer2.log")
+        nodes.append(peer2)
+        code, doc = Client(peer2.http, "app", token).execute(["INSERT INTO events(name) VALUES('loop')"])
+        check(code == 508 and "forward loop" in json.dumps(doc), f"forward loop refused: {code} {doc}")
+
+        # A primary that dies mid-forward (accepts, reads the request, closes): 502 naming it.
+        import socket
+        import threading
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        dead_url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+
+        def die_mid_request():
+            for _ in range(2):
+                try:
+                    c, _ = srv.accept()
+                    c.recv(65536)
+                    c.close()
+                except OSError:
+                    return
+        threading.Thread(target=die_mid_request, daemon=True).start()
+        peer3 = Node(["peer", "--db", f"{work}/r3.db", "--pub", f"{work}/keys/primary.pub",
+                      "--from", primary.listen, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                      "--primary-url", dead_url], f"{work}/peer3.log")
+        nodes.append(peer3)
+        code, doc = Client(peer3.http, "app", token).execute(["INSERT INTO events(name) VALUES('lost')"])
+        check(code == 502 and "could not forward" in json.dumps(doc), f"a primary dying mid-forward gives 502: {code} {doc}")
+        srv.close()
+        code, doc = Client(peer3.http, "app", token).execute(["INSERT INTO events(name) VALUES('down')"])
+        check(code == 502 and "could not forward" in json.dumps(doc), f"an unreachable primary gives 502: {code} {doc}")
     finally:
         for n in reversed(nodes):
             n.stop()
