@@ -169,14 +169,25 @@ TEST_CASE("queries answer by GET q= and by POST with params") {
   CHECK(s.call("PUT", "/db/query?q=x").status == 405);
 }
 
-TEST_CASE("peers refuse writes and name the primary") {
+TEST_CASE("a peer without a primary refuses writes; ?redirect answers 301 with the primary's full URL") {
+  {
+    Server s(false, HttpApiOptions{});
+    auto r = s.call("POST", "/db/execute", R"J(["INSERT 1"])J");
+    CHECK(r.status == 403);
+    CHECK(json::parse(r.body)["error"].get<std::string>().find("--primary-url") != std::string::npos);
+    CHECK(s.backend.last_exec().empty());
+  }
   HttpApiOptions o;
-  o.primary_url = "http://10.0.0.1:4001";
+  o.primary_url = "http://127.0.0.1:9";  // never dialled by these cases
   Server s(false, o);
-  auto r = s.call("POST", "/db/execute", R"J(["INSERT 1"])J");
-  CHECK(r.status == 403);
-  CHECK(json::parse(r.body)["error"].get<std::string>().find("http://10.0.0.1:4001") != std::string::npos);
+  auto r = s.call("POST", "/db/execute?transaction&redirect", R"J(["INSERT 1"])J");
+  CHECK(r.status == 301);
+  CHECK(json::parse(r.body)["error"].get<std::string>().find("http://127.0.0.1:9") != std::string::npos);
   CHECK(s.backend.last_exec().empty());
+  o.redirect_writes = true;
+  Server s2(false, o);
+  r = s2.call("POST", "/db/execute", R"J(["INSERT 1"])J");
+  CHECK(r.status == 301);
 }
 
 TEST_CASE("hostile requests get 4xx JSON errors: bad JSON, bad params, oversized body, unknown path") {

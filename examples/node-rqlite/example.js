@@ -113,17 +113,23 @@ async function main() {
   r = await peer.query('DELETE FROM pet');
   check(r.hasError(), `a write disguised as a query is refused: ${r.hasError() ? r.getFirstError().message : 'no error!'}`);
 
-  console.log('\n4. a write to the peer is refused and names the primary');
+  console.log('\n4. a write sent to the peer is forwarded to the primary (as rqlite followers do)');
+  // Without the secret: the primary's 401 comes back through the peer.
   try {
     await peer.execute(['INSERT INTO pet (name) VALUES (?)', 'intruder']);
-    check(false, 'the peer accepted a write');
+    check(false, 'the write without the secret was accepted');
   } catch (e) {
     const status = e.response && e.response.status;
-    const message = e.response && e.response.data && e.response.data.error;
-    console.log(`  HTTP ${status}: ${message}`);
-    check(status === 403 && typeof message === 'string' && message.includes(primaryUrl),
-      'HTTP 403 with the primary\'s URL in the error');
+    console.log(`  without the secret: HTTP ${status}`);
+    check(status === 401, `HTTP ${status} relayed from the primary (401 expected)`);
   }
+  // With it: the write lands on the primary, and the peer sees it once it has replicated.
+  const peerWriter = new DataApiClient(peerUrl, { authentication: { username: 'app', password: token } });
+  r = mustSucceed(await peerWriter.execute(['INSERT INTO pet (name, species, age) VALUES (?, ?, ?)', 'via-peer', 'cat', 1]),
+    'a write through the peer');
+  console.log(`  with the secret: last_insert_id ${r.get(0).getLastInsertId()}`);
+  r = mustSucceed(await primary.query('SELECT count(*) AS n FROM pet WHERE name = \'via-peer\''), 'read back on the primary');
+  check(r.get(0).get('n') === 1, 'the forwarded write is on the primary');
 
   console.log('\n5. a write without the secret is refused by the primary');
   try {
