@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "sqlbridge/state_tree.h"
+
 namespace swarmlite {
 namespace {
 
@@ -279,6 +281,14 @@ ProofImage::ReadStatus ProofImage::read(void* out, int amount, int64_t offset) {
     uint64_t in_page = pos % page_size_;
     uint64_t n = std::min<uint64_t>(end - pos, page_size_ - in_page);
     const ByteView* page = find(pgno);
+    if (page == nullptr && pgno == lock_byte_page(page_size_)) {
+      // SQLite never reads the lock-byte page and a proof never carries it; if
+      // asked, it reads as what it is by definition: zeros (docs/vfs.md).
+      std::memset(dst, 0, n);
+      dst += n;
+      pos += n;
+      continue;
+    }
     if (page == nullptr) {
       std::lock_guard lock(mu_);
       if (std::find(missing_.begin(), missing_.end(), pgno) == missing_.end()) {

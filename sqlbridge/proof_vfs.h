@@ -10,6 +10,9 @@
 //  - serves page 1 with header bytes 18–19 set to 1 (rollback journal), so a
 //    database written in WAL mode opens without a WAL; those bytes are outside
 //    the state tree's hash (normalize_page), so this changes nothing proven;
+//  - serves SQLite's lock-byte page (state_tree.h), if SQLite asks and the
+//    proof lacks it, as zeros: its state-tree leaf is that of a zero page, and
+//    SQLite never reads it, so no proof needs to carry it;
 //  - refuses writes (SQLITE_READONLY); locks are no-ops (immutable=1).
 // Temporary files SQLite needs while sorting etc. go to the default VFS.
 //

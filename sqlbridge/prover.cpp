@@ -32,6 +32,9 @@ Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const Stat
   // touches no table (SELECT 1) reads no more of it. Take page 1 from the file
   // then: the leaf check below still ties it to the head's state.
   read.insert(1);
+  // SQLite never reads the lock-byte page; should a read capture ever report
+  // it, a proof still never needs it: the proof VFS serves it as zeros.
+  read.erase(lock_byte_page(tree.page_size()));
   if (!pages.contains(1)) {
     SWL_ASSIGN(LogicalPages logical, LogicalPages::open(db_path));
     SWL_TRY(logical.read(1, pages[1]));

@@ -21,7 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -56,6 +59,9 @@ uint32_t le32(const uint8_t* p) {
 }
 
 bool valid_page_size(uint32_t n) { return n >= 512 && n <= 65536 && (n & (n - 1)) == 0; }
+
+// SQLite's PENDING_BYTE; only tests move it (set_pending_byte_for_testing).
+std::atomic<uint32_t> g_pending_byte{kSqlitePendingByte};
 
 // SQLite's WAL checksum (walChecksumBytes), continuing from `s`.
 void wal_checksum(bool big_endian, const uint8_t* data, size_t n, uint32_t s[2]) {
@@ -122,6 +128,41 @@ Hash32 page_leaf_hash(uint32_t pgno, ByteView page) {
     at = end;
   }
   return h.update(page.subspan(std::min(at, page.size()))).finish();
+}
+
+// ---------------------------------------------------------------------------
+// The lock-byte page
+
+uint32_t lock_byte_page(uint32_t page_size) {
+  return page_size == 0 ? 0 : g_pending_byte.load(std::memory_order_relaxed) / page_size + 1;
+}
+
+Hash32 lock_byte_leaf(uint32_t page_size) {
+  static constexpr uint8_t kZeros[4096] = {};
+  Hasher h;
+  h.update_u8(kLeafPrefix).update_u32be(lock_byte_page(page_size));
+  for (uint32_t done = 0; done < page_size; done += sizeof kZeros) {
+    h.update(ByteView(kZeros, std::min<size_t>(sizeof kZeros, page_size - done)));
+  }
+  return h.finish();
+}
+
+Result<uint32_t> set_pending_byte_for_testing(uint32_t pending_byte) {
+  // At least 64 KiB, so the lock-byte page is never page 1 at any page size.
+  if (pending_byte < 0x10000 || pending_byte % 512 != 0) {
+    return make_error(Errc::invalid_argument,
+                      "pending byte {:#x}: must be a multiple of 512, at least 0x10000",
+                      pending_byte);
+  }
+  int previous = sqlite3_test_control(SQLITE_TESTCTRL_PENDING_BYTE, pending_byte);
+  int now = sqlite3_test_control(SQLITE_TESTCTRL_PENDING_BYTE, 0);
+  if (static_cast<uint32_t>(now) != pending_byte) {
+    return make_error(Errc::internal,
+                      "this SQLite build does not move its pending byte (asked {:#x}, has {:#x})",
+                      pending_byte, static_cast<uint32_t>(now));
+  }
+  g_pending_byte.store(pending_byte);
+  return static_cast<uint32_t>(previous);
 }
 
 // ---------------------------------------------------------------------------
@@ -245,9 +286,16 @@ Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
     }
     lp.page_count_ = static_cast<uint32_t>(main_pages);
   }
-  // SQLite writes every page it allocates, so each logical page has a stored copy;
-  // a larger count is a corrupt commit frame (and would make callers allocate for it).
-  if (int64_t{lp.page_count_} > main_pages + lp.committed_frames_) {
+  // The lock-byte page reads as zeros whatever the files hold: a frame for it
+  // (SQLite never writes one) is not a copy of it.
+  uint32_t lock_page = lock_byte_page(lp.page_size_);
+  lp.wal_page_offset_.erase(lock_page);
+  // SQLite writes every page it allocates, so each logical page but the
+  // lock-byte page (never written: a database past 1 GiB that lives in the WAL
+  // has no copy of it) has a stored copy; a larger count is a corrupt commit
+  // frame (and would make callers allocate for it).
+  int64_t stored_pages_needed = int64_t{lp.page_count_} - (lock_page <= lp.page_count_ ? 1 : 0);
+  if (stored_pages_needed > main_pages + lp.committed_frames_) {
     return make_error(Errc::corrupt,
                       "{}: commit frame says {} pages but the files hold {} + {} WAL frames",
                       db_path.string(), lp.page_count_, main_pages, lp.committed_frames_);
@@ -261,6 +309,7 @@ Status LogicalPages::read(uint32_t pgno, Bytes& out) const {
                       page_count_);
   }
   out.assign(page_size_, 0);
+  if (pgno == lock_byte_page(page_size_)) return ok_status();  // zeros by definition
   auto it = wal_page_offset_.find(pgno);
   if (it != wal_page_offset_.end()) {
     std::filesystem::path wal_path = path_;
@@ -291,8 +340,14 @@ Result<std::vector<Bytes>> read_logical_pages(const std::filesystem::path& db_pa
 Result<StateTree> StateTree::from_file(const std::filesystem::path& db_path) {
   SWL_ASSIGN(LogicalPages lp, LogicalPages::open(db_path));
   StateTree t;
+  t.page_size_ = lp.page_size();
+  const uint32_t lock_page = lock_byte_page(lp.page_size());
   Bytes page;
   for (uint32_t pg = 1; pg <= lp.page_count(); ++pg) {
+    if (pg == lock_page) {
+      t.tree_.append(lock_byte_leaf(lp.page_size()));
+      continue;
+    }
     SWL_TRY(lp.read(pg, page));
     t.tree_.append(page_leaf_hash(pg, page));
   }
@@ -301,9 +356,13 @@ Result<StateTree> StateTree::from_file(const std::filesystem::path& db_path) {
 
 StateTree StateTree::from_pages(std::span<const Bytes> pages) {
   StateTree t;
+  if (pages.empty()) return t;
+  t.page_size_ = static_cast<uint32_t>(pages.front().size());
+  const uint32_t lock_page = lock_byte_page(t.page_size_);
   for (size_t i = 0; i < pages.size(); ++i) {
     uint32_t pgno = static_cast<uint32_t>(i + 1);
-    t.tree_.append(page_leaf_hash(pgno, pages[i]));
+    t.tree_.append(pgno == lock_page ? lock_byte_leaf(t.page_size_)
+                                     : page_leaf_hash(pgno, pages[i]));
   }
   return t;
 }
@@ -313,8 +372,41 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   if (!pages.empty() && pages.begin()->first == 0) {
     return make_error(Errc::invalid_argument, "state tree: commit holds page number 0");
   }
+  // Every page of a commit has the database's page size, which says where the
+  // lock-byte page is.
+  uint32_t page_size = page_size_;
+  if (!pages.empty()) {
+    const auto& [first_pgno, first_bytes] = *pages.begin();
+    if (first_bytes.size() > 65536 ||
+        !valid_page_size(static_cast<uint32_t>(first_bytes.size()))) {
+      return make_error(Errc::invalid_argument,
+                        "state tree: commit page {} has {} bytes, not a page size (a power of "
+                        "two in [512, 65536])",
+                        first_pgno, first_bytes.size());
+    }
+    page_size = static_cast<uint32_t>(first_bytes.size());
+    for (const auto& [pgno, bytes] : pages) {
+      if (bytes.size() != page_size) {
+        return make_error(Errc::invalid_argument,
+                          "state tree: commit page {} has {} bytes, page {} has {}", pgno,
+                          bytes.size(), first_pgno, page_size);
+      }
+    }
+    if (old_size > 0 && page_size_ != 0 && page_size != page_size_) {
+      return make_error(Errc::invalid_argument,
+                        "state tree: commit pages have {} bytes, the database's pages {}",
+                        page_size, page_size_);
+    }
+  }
+  const uint32_t lock_page = lock_byte_page(page_size);
+  if (lock_page != 0 && lock_page <= page_count && pages.count(lock_page) != 0) {
+    return make_error(Errc::invalid_argument,
+                      "state tree: commit writes page {}, SQLite's lock-byte page (byte offset "
+                      "{} with {}-byte pages), which SQLite never writes",
+                      lock_page, g_pending_byte.load(), page_size);
+  }
   for (uint64_t pg = old_size + 1; pg <= page_count; ++pg) {
-    if (pages.count(static_cast<uint32_t>(pg)) == 0) {
+    if (pg != lock_page && pages.count(static_cast<uint32_t>(pg)) == 0) {
       return make_error(Errc::invalid_argument,
                         "state tree: commit grows the database from {} to {} pages but does not "
                         "write page {}",
@@ -323,10 +415,15 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   }
   Undo u;
   u.old_size = old_size;
+  u.old_page_size = page_size_;
   if (page_count < old_size) {
     for (uint64_t i = page_count; i < old_size; ++i) u.cut_leaves.push_back(tree_.leaf(i));
     tree_.truncate(page_count);
   }
+  // The only page a growing commit may skip is the lock-byte page (checked above).
+  auto grow_to = [&](uint64_t size) {
+    if (tree_.size() < size) tree_.append(lock_byte_leaf(page_size));
+  };
   for (const auto& [pgno, bytes] : pages) {
     if (pgno > page_count) break;
     uint64_t index = pgno - 1;
@@ -335,9 +432,12 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
       u.old_leaves.emplace_back(index, tree_.leaf(index));
       tree_.set(index, leaf);
     } else {
+      grow_to(index);
       tree_.append(leaf);  // index == size: new pages arrive in order, checked above
     }
   }
+  grow_to(page_count);  // a commit ending at the lock-byte page (SQLite never does that)
+  if (!pages.empty()) page_size_ = page_size;
   u.valid = true;
   undo_ = std::move(u);
   return ok_status();
@@ -346,6 +446,7 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
 void StateTree::undo_last() {
   if (!undo_.valid) return;
   if (tree_.size() > undo_.old_size) tree_.truncate(undo_.old_size);
+  page_size_ = undo_.old_page_size;
   for (const auto& [index, leaf] : undo_.old_leaves) tree_.set(index, leaf);
   for (const Hash32& leaf : undo_.cut_leaves) tree_.append(leaf);
   undo_ = Undo{};

@@ -457,5 +457,200 @@ TEST_CASE("from_file reports a missing or non-SQLite file") {
   CHECK(empty->root() == empty_root());
 }
 
+// --- The lock-byte page (docs/formats/state-tree.md, "The lock-byte page") -----------
+// With the pending byte moved to 64 KiB (vfs_testing::PendingByte) the lock-byte
+// page of a 4096-byte-page database is page 17, so small databases cross it.
+constexpr uint32_t kTestPendingByte = 0x10000;
+constexpr uint32_t kTestLockPage = 17;
+using vfs_testing::PendingByte;
+
+TEST_CASE("the lock-byte page is pending byte / page size + 1, its leaf a zero page's") {
+  CHECK(lock_byte_page(4096) == 262145);
+  CHECK(lock_byte_page(512) == 2097153);
+  CHECK(lock_byte_page(65536) == 16385);
+  CHECK(lock_byte_page(0) == 0);
+  CHECK(lock_byte_leaf(4096) == page_leaf_hash(262145, Bytes(4096, 0)));
+  CHECK(lock_byte_leaf(65536) == page_leaf_hash(16385, Bytes(65536, 0)));
+  {
+    PendingByte moved(kTestPendingByte);
+    CHECK(lock_byte_page(4096) == kTestLockPage);
+    CHECK(lock_byte_page(512) == 129);
+    CHECK(lock_byte_leaf(4096) == page_leaf_hash(kTestLockPage, Bytes(4096, 0)));
+    CHECK(set_pending_byte_for_testing(100).error().code == Errc::invalid_argument);
+  }
+  CHECK(lock_byte_page(4096) == 262145);
+}
+
+TEST_CASE("from_pages gives the lock-byte page its fixed leaf, whatever bytes stand there") {
+  PendingByte moved(kTestPendingByte);
+  std::vector<Bytes> pages;
+  for (uint32_t i = 0; i < 30; ++i) pages.push_back(patterned_page(300 + i));
+  StateTree junk = StateTree::from_pages(pages);
+  pages[kTestLockPage - 1] = Bytes(kPageSize, 0);
+  StateTree zeros = StateTree::from_pages(pages);
+  CHECK(junk.root() == zeros.root());
+  CHECK(junk.tree().leaf(kTestLockPage - 1) == lock_byte_leaf(kPageSize));
+  CHECK(junk.page_size() == kPageSize);
+  // Below the lock-byte page nothing changed: 16 pages hash as they always did.
+  std::vector<Bytes> first16(pages.begin(), pages.begin() + 16);
+  CHECK(StateTree::from_pages(first16).tree().leaf(15) == page_leaf_hash(16, pages[15]));
+}
+
+// Random commits growing, rewriting and shrinking a model database across the
+// lock-byte page; after each, the incremental tree equals one built from scratch.
+TEST_CASE("apply grows past, shrinks below and regrows across the lock-byte page as from scratch") {
+  PendingByte moved(kTestPendingByte);
+  std::mt19937 rng(20261130);
+  auto pick = [&](uint32_t n) { return static_cast<uint32_t>(rng() % n); };
+  std::vector<Bytes> model = {patterned_page(1)};
+  StateTree t = StateTree::from_pages(model);
+  uint32_t next_seed = 1000;
+  int crossings = 0;
+  for (int step = 0; step < 400; ++step) {
+    const uint32_t old_count = static_cast<uint32_t>(model.size());
+    // New sizes straddle the lock-byte page: 1..40 pages.
+    uint32_t new_count = 1 + pick(40);
+    PageMap commit;
+    for (uint32_t pg = old_count + 1; pg <= new_count; ++pg) {
+      if (pg != kTestLockPage) commit[pg] = patterned_page(next_seed++);
+    }
+    for (uint32_t n = pick(4); n > 0; --n) {  // rewrites of existing pages (never the lock page)
+      uint32_t pg = 1 + pick(old_count);
+      if (pg != kTestLockPage) commit[pg] = patterned_page(next_seed++);
+    }
+    if (pick(5) == 0) commit[new_count + 1 + pick(3)] = patterned_page(next_seed++);  // cut off
+    if ((old_count < kTestLockPage) != (new_count < kTestLockPage)) ++crossings;
+    const Hash32 before = t.root();
+    Status st = t.apply(commit, new_count);
+    INFO("step ", step, ": ", old_count, " -> ", new_count, " pages");
+    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+    if (pick(6) == 0) {  // undo restores the previous tree exactly, redo gives the same again
+      const Hash32 after = t.root();
+      t.undo_last();
+      CHECK(t.root() == before);
+      CHECK(t.page_count() == old_count);
+      REQUIRE(t.apply(commit, new_count).ok());
+      CHECK(t.root() == after);
+    }
+    model.resize(new_count, Bytes(kPageSize, 0));
+    for (const auto& [pg, bytes] : commit) {
+      if (pg <= new_count) model[pg - 1] = bytes;
+    }
+    CHECK(t.page_count() == new_count);
+    CHECK(t.root() == StateTree::from_pages(model).root());
+  }
+  MESSAGE("crossed the lock-byte page ", crossings, " times");
+  CHECK(crossings > 50);
+}
+
+TEST_CASE("apply refuses a written lock-byte page and pages of mixed or invalid sizes") {
+  PendingByte moved(kTestPendingByte);
+  std::vector<Bytes> pages;
+  for (uint32_t i = 0; i < 16; ++i) pages.push_back(patterned_page(500 + i));
+  StateTree t = StateTree::from_pages(pages);
+  const Hash32 r = t.root();
+  auto expect_refused = [&](const PageMap& commit, uint32_t count, const std::string& words) {
+    Status st = t.apply(commit, count);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == Errc::invalid_argument);
+    INFO(st.error().message);
+    CHECK(st.error().message.find(words) != std::string::npos);
+    CHECK(t.root() == r);
+    CHECK(t.page_count() == 16);
+  };
+  expect_refused({{17, Bytes(kPageSize, 0)}, {18, patterned_page(1)}}, 18, "lock-byte page");
+  expect_refused({{18, patterned_page(1)}}, 19, "does not write page 19");
+  expect_refused({{3, patterned_page(1)}, {5, Bytes(512, 1)}}, 16, "page 5 has 512 bytes");
+  expect_refused({{3, Bytes(1000, 1)}}, 16, "not a page size");
+  expect_refused({{3, Bytes(8192, 1)}}, 16, "the database's pages 4096");
+
+  // A commit that ends exactly at the lock-byte page (SQLite skips it, but the
+  // tree copes): the last leaf is the fixed one, as from_pages gives.
+  REQUIRE(t.apply({}, 17).ok());
+  pages.push_back(Bytes(kPageSize, 0));
+  CHECK(t.root() == StateTree::from_pages(pages).root());
+}
+
+TEST_CASE("lock-byte page: incremental root equals the file's under a random workload") {
+  PendingByte moved(kTestPendingByte);
+  TempDir dir;
+  TrackedDb db(dir / "a.db", false);
+  db.conn->exec("PRAGMA wal_autocheckpoint=50");
+  random_workload(db, 20261130, 60);
+  CHECK(db.tree.page_size() == kPageSize);
+}
+
+TEST_CASE("lock-byte page: a shrinking database (auto_vacuum=FULL) crosses it both ways") {
+  PendingByte moved(kTestPendingByte);
+  TempDir dir;
+  TrackedDb db(dir / "a.db", true);
+  db.exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<600) "
+      "INSERT INTO t(v) SELECT printf('%.*c', 300, 'x') || i FROM n");
+  CHECK(db.tree.page_count() > 3 * kTestLockPage);
+  db.exec("DELETE FROM t WHERE id > 10");
+  CHECK(db.tree.page_count() < kTestLockPage);
+  db.exec(
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<300) "
+      "INSERT INTO t(v) SELECT printf('%.*c', 200, 'y') || i FROM n");
+  CHECK(db.tree.page_count() > kTestLockPage);
+  db.checkpoint("TRUNCATE");
+  db.exec("DELETE FROM t");
+  CHECK(db.tree.page_count() < kTestLockPage);
+  random_workload(db, 17, 30);
+}
+
+// One commit that takes a fresh database past the lock-byte page while all of
+// it lives in the WAL: the files hold one copy of every page but that one.
+TEST_CASE("lock-byte page: a database past it that lives in the WAL reads and hashes as SQLite sees it") {
+  PendingByte moved(kTestPendingByte);
+  TempDir dir;
+  auto db = dir / "a.db";
+  WriteCapture cap;
+  StateTree tree;
+  cap.set_commit_hook([&](const PageMap& pages, uint32_t count) { return tree.apply(pages, count); });
+  Conn c = Conn::open(db, &cap);
+  setup_wal(c);
+  c.exec("PRAGMA wal_autocheckpoint=0");
+  c.exec(
+      "BEGIN; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);"
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<12) "
+      "INSERT INTO t(v) SELECT zeroblob(9000) || i FROM n; COMMIT");
+  const auto count = static_cast<uint32_t>(c.integer("PRAGMA page_count"));
+  REQUIRE(count > kTestLockPage + 5);
+  CHECK(std::filesystem::file_size(db) <= kPageSize);  // at most the header page: not checkpointed
+  {
+    auto lp = LogicalPages::open(db);
+    REQUIRE_MESSAGE(lp.ok(), lp.error().to_string());
+    CHECK(lp->page_count() == count);
+    CHECK(lp->committed_frames() == count - 1);
+    Bytes page;
+    REQUIRE(lp->read(kTestLockPage, page).ok());
+    CHECK(page == Bytes(kPageSize, 0));
+  }
+  const Hash32 in_wal = root_of_file(db);
+  CHECK(tree.page_count() == count);
+  CHECK(tree.root() == in_wal);
+  CHECK(c.text("PRAGMA integrity_check") == "ok");
+
+  // Checkpointed, the main file has a hole of zeros where the lock-byte page is.
+  c.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  Bytes file = vfs_testing::read_file_bytes(db);
+  REQUIRE(file.size() == size_t{count} * kPageSize);
+  CHECK(Bytes(file.begin() + (kTestLockPage - 1) * kPageSize,
+              file.begin() + kTestLockPage * kPageSize) == Bytes(kPageSize, 0));
+  CHECK(root_of_file(db) == in_wal);
+  c.close();
+
+  // Whatever the file holds there (another tool wrote it), the root is the same.
+  for (size_t i = 0; i < kPageSize; ++i) file[(kTestLockPage - 1) * kPageSize + i] = 0xa5;
+  vfs_testing::write_file_bytes(db, file);
+  CHECK(root_of_file(db) == in_wal);
+  auto logical = read_logical_pages(db);
+  REQUIRE(logical.ok());
+  CHECK((*logical)[kTestLockPage - 1] == Bytes(kPageSize, 0));
+  CHECK(StateTree::from_pages(*logical).root() == in_wal);
+}
+
 }  // namespace
 }  // namespace swarmlite

@@ -14,6 +14,7 @@
 
 #include "core/bytes.h"
 #include "sqlbridge/page_vfs.h"
+#include "sqlbridge/state_tree.h"
 
 namespace swarmlite::vfs_testing {
 
@@ -101,6 +102,25 @@ inline void setup_wal(Conn& c) {
   c.exec("PRAGMA page_size=4096");
   REQUIRE(c.text("PRAGMA journal_mode=WAL") == "wal");
 }
+
+// Moves SQLite's pending byte (and so the lock-byte page, state_tree.h) for the
+// life of the object, so a test crosses the lock-byte page with a small
+// database: 0x10000 puts it at page 17 with 4096-byte pages. Create it before
+// the test's first connection and let it go after the last one closes.
+class PendingByte {
+ public:
+  explicit PendingByte(uint32_t pending_byte) {
+    auto previous = set_pending_byte_for_testing(pending_byte);
+    REQUIRE_MESSAGE(previous.ok(), (previous.ok() ? "" : previous.error().to_string()));
+    previous_ = *previous;
+  }
+  ~PendingByte() { (void)set_pending_byte_for_testing(previous_); }
+  PendingByte(const PendingByte&) = delete;
+  PendingByte& operator=(const PendingByte&) = delete;
+
+ private:
+  uint32_t previous_ = kSqlitePendingByte;
+};
 
 inline Bytes read_file_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
