@@ -28,24 +28,27 @@ void add_import_command(CLI::App& app) {
   cmd->add_option("--max-rows", args->max_rows, "Rows per entry at most")
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1000000}));
   cmd->callback([args] {
-    if (std::filesystem::exists(args->db)) {
-      throw CliError(1, fmt::format("import: {} already exists; import builds a new primary", args->db));
-    }
     SecretKey key = must(load_secret_key(args->key), "import: loading the key");
     PrimaryOptions options;
     options.log_dir = args->log;
-    auto primary = must(Primary::open(args->db, key, std::move(options)), "import: creating " + args->db);
     Progress progress("import", "rows");
     ImportOptions import_options;
     import_options.max_entry_bytes = args->max_entry_kib << 10;
     import_options.max_rows_per_entry = args->max_rows;
     import_options.progress = [&](const ImportProgress& p) { progress.update(p.rows_done, p.rows_total); };
-    ImportStats stats = must(import_database(args->from, *primary, import_options), "import");
+    // All or nothing: built under temporary names, checked, then renamed into place.
+    ImportResult result =
+        must(import_new_primary(args->from, args->db, key, std::move(options), import_options), "import");
     progress.finish();
-    must(primary->close(), "import: signing the head");
+    const ImportStats& stats = result.stats;
     fmt::print("imported {} tables ({} rows), {} indexes, {} views, {} triggers in {} entries\n",
                stats.tables, stats.rows, stats.indexes, stats.views, stats.triggers, stats.entries);
-    if (auto head = primary->head()) print_head(*head);
+    fmt::print("check: integrity_check={} foreign_key_check={} violation(s)\n", result.check.integrity,
+               result.check.foreign_key_violations);
+    for (const TableCount& t : result.check.tables) {
+      fmt::print("  table {}: {} rows in the source, {} imported\n", t.table, t.source_rows, t.imported_rows);
+    }
+    if (result.head) print_head(*result.head);
   });
 }
 

@@ -131,6 +131,13 @@ bool pragma_allowed(const char* name) {
   return false;
 }
 
+// PRAGMA defer_foreign_keys: moves this transaction's foreign key checks to its
+// COMMIT and is switched off by SQLite at every COMMIT and ROLLBACK, so it
+// lives exactly as long as the entry that sets it (docs/determinism.md).
+bool pragma_allowed_as_statement(const char* name) {
+  return pragma_allowed(name) || iequals(name, "defer_foreign_keys");
+}
+
 // Virtual table modules allowed in writes (docs/determinism.md, "Allowed
 // virtual tables"): FTS5 is built into SQLite, keeps its state in shadow tables
 // of the database file, and drops its in-memory caches on change or rollback.
@@ -230,7 +237,7 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
                                   nz(a1)));
     case SQLITE_PRAGMA:
       if (st->first_pragma.empty()) st->first_pragma = nz(a1);
-      if (pragma_allowed(a1)) return SQLITE_OK;
+      if (pragma_allowed_as_statement(a1)) return SQLITE_OK;
       // Allowed here for FTS5's internal statement; refused as a user
       // statement in run_statement_text (first_pragma).
       if (is_module_pragma_read(a1, a2)) return SQLITE_OK;  // read-only schema pragmas; a2 is the table
@@ -641,7 +648,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
                         "transaction (VACUUM INTO writes another file)",
                         index);
     }
-    if (keyword == "PRAGMA" && !pragma_allowed(auth_->first_pragma.c_str())) {
+    if (keyword == "PRAGMA" && !pragma_allowed_as_statement(auth_->first_pragma.c_str())) {
       // Only a pragma the authorizer lets through for module code gets here.
       return make_error(Errc::refused,
                         "statement {}: PRAGMA {} is refused in a write: the connection settings "

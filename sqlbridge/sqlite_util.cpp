@@ -1,6 +1,8 @@
 #include "sqlbridge/sqlite_util.h"
 
+#include <algorithm>
 #include <cctype>
+#include <functional>
 
 namespace swarmlite {
 
@@ -127,6 +129,43 @@ std::string leading_keyword(std::string_view sql) {
     ++i;
   }
   return word;
+}
+
+std::vector<std::vector<size_t>> dependency_groups(const std::vector<std::vector<size_t>>& edges) {
+  std::vector<std::vector<size_t>> groups;
+  std::vector<int> index(edges.size(), -1), low(edges.size(), 0);
+  std::vector<bool> on_stack(edges.size(), false);
+  std::vector<size_t> stack;
+  int counter = 0;
+  std::function<void(size_t)> visit = [&](size_t v) {
+    index[v] = low[v] = counter++;
+    stack.push_back(v);
+    on_stack[v] = true;
+    for (size_t w : edges[v]) {
+      if (index[w] < 0) {
+        visit(w);
+        low[v] = std::min(low[v], low[w]);
+      } else if (on_stack[w]) {
+        low[v] = std::min(low[v], index[w]);
+      }
+    }
+    if (low[v] == index[v]) {
+      std::vector<size_t> group;
+      size_t w;
+      do {
+        w = stack.back();
+        stack.pop_back();
+        on_stack[w] = false;
+        group.push_back(w);
+      } while (w != v);
+      std::sort(group.begin(), group.end());  // source order inside a group
+      groups.push_back(std::move(group));
+    }
+  };
+  for (size_t i = 0; i < edges.size(); ++i) {
+    if (index[i] < 0) visit(i);
+  }
+  return groups;
 }
 
 }  // namespace swarmlite

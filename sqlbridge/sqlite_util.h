@@ -49,4 +49,10 @@ bool is_blank_sql(std::string_view sql);
 // The first keyword of `sql` after whitespace and comments, upper-cased ("" if none).
 std::string leading_keyword(std::string_view sql);
 
+// Strongly connected groups of the graph node → edges[node] (Tarjan), each
+// group's nodes ascending, groups ordered so that every group comes after the
+// groups its edges lead to (for child → parent foreign key edges: parents
+// first). Used to copy tables in foreign key order (import, SQL scripts).
+std::vector<std::vector<size_t>> dependency_groups(const std::vector<std::vector<size_t>>& edges);
+
 }  // namespace swarmlite
