@@ -6,6 +6,10 @@
 #ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "cli/commands.h"
 #include "cli/node_common.h"
 #include "core/keys.h"
@@ -22,6 +26,8 @@ void add_peer_command(CLI::App& app) {
     std::vector<std::string> from;
     NodeFlags net;
     bool tamper_proofs = false;
+    double scrub_interval_s = 1;
+    uint32_t scrub_pages = 1024;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--db", args->db, "Replica database file (created if missing)")->required();
@@ -32,6 +38,14 @@ void add_peer_command(CLI::App& app) {
   cmd->add_option("--data", args->data, "Directory for the log and evidence (default: <db>.data)");
   add_node_flags(*cmd, args->net);
   add_peer_http_flags(*cmd, args->net);
+  cmd->add_option("--scrub-interval", args->scrub_interval_s,
+                  "Seconds between checks of --scrub-pages pages of the database file against the "
+                  "state tree (0: never; see docs/operations.md)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--scrub-pages", args->scrub_pages, "Pages checked per scrub round")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   // Hidden (empty group): for demos and tests of a lying peer being caught.
   cmd->add_flag("--tamper-proofs", args->tamper_proofs,
                 "TESTING ONLY: serve proofs with one byte flipped in a page")
@@ -53,6 +67,43 @@ void add_peer_command(CLI::App& app) {
     Replica& r = *replica;
     net::ReplicaHttpOptions http_options;
     http_options.tamper_proofs = args->tamper_proofs;
+    // The scrubber: a file changed under the peer (another process, the disk)
+    // is found within (pages / scrub_pages) rounds; then the peer stops
+    // serving reads and /readyz says why (Replica::corruption).
+    std::mutex scrub_mu;
+    std::condition_variable scrub_cv;
+    bool scrub_stop = false;
+    std::thread scrubber;
+    if (args->scrub_interval_s > 0) {
+      auto interval = std::chrono::milliseconds(static_cast<int64_t>(args->scrub_interval_s * 1000));
+      uint32_t per_round = args->scrub_pages;
+      scrubber = std::thread([&r, &scrub_mu, &scrub_cv, &scrub_stop, interval, per_round] {
+        std::unique_lock lock(scrub_mu);
+        while (!scrub_cv.wait_for(lock, interval, [&] { return scrub_stop; })) {
+          lock.unlock();
+          auto checked = r.scrub(per_round);
+          lock.lock();
+          if (!checked.ok()) {
+            spdlog::critical("{}", checked.error().to_string());
+            return;
+          }
+        }
+      });
+    }
+    struct StopScrubber {
+      std::mutex& mu;
+      std::condition_variable& cv;
+      bool& stop;
+      std::thread& thread;
+      ~StopScrubber() {
+        {
+          std::lock_guard lock(mu);
+          stop = true;
+        }
+        cv.notify_all();
+        if (thread.joinable()) thread.join();
+      }
+    } stop_scrubber{scrub_mu, scrub_cv, scrub_stop, scrubber};
     run_node(backend, std::move(options), args->net, [&r, http_options](net::Node& node) {
       return std::make_unique<net::ReplicaHttpBackend>(r, node, http_options);
     });

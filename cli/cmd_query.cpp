@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -112,17 +113,62 @@ Bytes read_file_capped(const std::string& path, size_t cap) {
   if (!out) throw CliError(1, fmt::format("cannot write {}", path));
 }
 
-// Verifies proof bytes and prints the rows the verifier computed.
-void verify_and_print(const PublicKey& pub, ByteView proof, const VerifyOptions& vo, bool as_json) {
-  auto verified = Verifier::verify_bytes(pub, proof, vo);
+// Text safe to print on a terminal: the proof's SQL comes from an untrusted
+// peer, so it is shown as a JSON string (control characters escaped).
+std::string as_json_string(const std::string& text) { return net::dump_json(json(text), false); }
+
+json params_json(const std::vector<Value>& params) {
+  json out = json::array();
+  for (const auto& v : params) out.push_back(net::value_to_json(v));
+  return out;
+}
+
+// What the client asked, to hold a proof to: the SQL and, with it, the params.
+struct Expected {
+  std::optional<std::string> sql;
+  std::optional<std::vector<Value>> params;
+};
+
+// Verifies proof bytes and prints the rows the verifier computed, with the SQL
+// and params they answer (a proof of another query is still a valid proof, of
+// other rows) and the head they were computed from. A proof for another SQL or
+// other params than `expected` fails (exit 2) naming both.
+void verify_and_print(const PublicKey& pub, ByteView proof, VerifyOptions vo, const Expected& expected,
+                      bool as_json) {
+  auto decoded = decode_query_proof(proof, vo.limits);
+  if (!decoded.ok()) throw CliError(2, "proof does not verify: " + decoded.error().to_string());
+  if (expected.sql && *expected.sql != decoded->sql)
+    throw CliError(2, fmt::format("the proof answers another query: asked {}, the proof holds {}",
+                                  as_json_string(*expected.sql), as_json_string(decoded->sql)));
+  if (expected.params && *expected.params != decoded->params)
+    throw CliError(2, fmt::format("the proof answers {} with other params: asked {}, the proof holds {}",
+                                  as_json_string(decoded->sql), net::dump_json(params_json(*expected.params), false),
+                                  net::dump_json(params_json(decoded->params), false)));
+  vo.expected_sql = expected.sql;
+  vo.expected_params = expected.params;
+  auto verified = Verifier::verify(pub, *decoded, vo);
   if (!verified.ok()) throw CliError(2, "proof does not verify: " + verified.error().to_string());
   const Head& h = verified->head;
-  json extra{{"verified", {{"size", h.size}, {"state_root", to_hex(h.state_root)}, {"log_root", to_hex(h.log_root)},
+  json extra{{"sql", decoded->sql},
+             {"params", params_json(decoded->params)},
+             {"verified", {{"size", h.size}, {"state_root", to_hex(h.state_root)}, {"log_root", to_hex(h.log_root)},
                            {"head_time_ms", h.time_ms}, {"pages", verified->pages}}}};
+  if (!as_json) {
+    fmt::print("sql:    {}\n", as_json_string(decoded->sql));
+    fmt::print("params: {}\n", net::dump_json(params_json(decoded->params), false));
+  }
   print_table(table_of(verified->result), as_json, extra);
   if (!as_json)
-    fmt::print("verified at size {}, state root {} ({} pages proven)\n", h.size, to_hex(h.state_root),
-               verified->pages);
+    fmt::print("verified at size {}, state root {} ({} pages proven), head signed at {} ms\n", h.size,
+               to_hex(h.state_root), verified->pages, h.time_ms);
+}
+
+// --max-age: "30s", "5m", "1h", "250ms" or plain seconds.
+std::optional<std::chrono::milliseconds> max_age_of(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  auto d = net::parse_duration(text);
+  if (!d.ok()) throw CliError(1, "--max-age: " + d.error().message);
+  return *d;
 }
 
 std::string file_uri(const std::string& path) {
@@ -135,7 +181,7 @@ std::string file_uri(const std::string& path) {
 }
 
 struct QueryArgs {
-  std::string peer, db, pub, proof_out, sql;
+  std::string peer, db, pub, proof_out, sql, max_age;
   std::vector<std::string> params;
   bool verify = false, as_json = false;
   uint64_t min_size = 0;
@@ -146,8 +192,8 @@ void run_query(const QueryArgs& a) {
   std::vector<Value> params;
   for (const auto& p : a.params) params.push_back(param_value(p));
   if (!a.db.empty()) {
-    if (a.verify || !a.proof_out.empty())
-      throw CliError(1, "--verify/--proof-out need --peer (a local file is trusted as it is)");
+    if (a.verify || !a.proof_out.empty() || !a.max_age.empty())
+      throw CliError(1, "--verify/--proof-out/--max-age need --peer (a local file is trusted as it is)");
     auto conn = must(GuardedConnection::open(file_uri(a.db)), "open " + a.db);
     auto result = must(conn->query(a.sql, params), "query");
     print_table(table_of(result), a.as_json, json::object());
@@ -158,6 +204,8 @@ void run_query(const QueryArgs& a) {
 #else
   auto url = must(net::parse_http_url(a.peer), "--peer");
   std::optional<PublicKey> pub;
+  const auto max_age = max_age_of(a.max_age);
+  if (max_age && !a.verify) throw CliError(1, "--max-age needs --verify (only a verified head has a trustworthy age)");
   if (a.verify) {
     if (a.pub.empty()) throw CliError(1, "--verify needs --pub KEY (the log's public key)");
     pub = must(load_public_key(a.pub), "--pub");
@@ -193,9 +241,8 @@ void run_query(const QueryArgs& a) {
   if (a.verify) {
     VerifyOptions vo;
     vo.min_size = a.min_size;
-    vo.expected_sql = a.sql;
-    vo.expected_params = params;
-    verify_and_print(*pub, outcome.proof, vo, a.as_json);
+    vo.max_age = max_age;
+    verify_and_print(*pub, outcome.proof, vo, Expected{a.sql, params}, a.as_json);
     return;
   }
   // Unverified: the peer's rows as sent (blobs arrive as base64 text).
@@ -215,6 +262,7 @@ void add_query_command(CLI::App& app) {
   cmd->add_option("--pub", a->pub, "The log's public key (64 hex digits or a .pub file), for --verify");
   cmd->add_flag("--verify", a->verify, "Ask for a proof and verify it; print the rows the verifier computed");
   cmd->add_option("--min-size", a->min_size, "Refuse state older than N log entries");
+  cmd->add_option("--max-age", a->max_age, "With --verify: refuse a head signed longer ago (30s, 5m, or seconds)");
   cmd->add_option("--timeout", a->timeout_s, "Seconds to wait (for min-size and the answer)")->check(CLI::PositiveNumber);
   cmd->add_option("--param", a->params, "A positional param (JSON scalar, else text); repeatable");
   cmd->add_flag("--json", a->as_json, "Print JSON instead of a table");
@@ -229,30 +277,35 @@ void add_query_command(CLI::App& app) {
 void add_verify_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("verify", "Verify a saved query proof and print the rows it proves");
   struct Args {
-    std::string pub, file, sql;
+    std::string pub, file, sql, max_age;
     std::vector<std::string> params;
     uint64_t min_size = 0;
     bool as_json = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--pub", a->pub, "The log's public key (64 hex digits or a .pub file)")->required();
-  cmd->add_option("--sql", a->sql, "Require the proof to be for this SQL");
-  cmd->add_option("--param", a->params, "Require these params (with --sql); repeatable");
+  auto* sql = cmd->add_option("--sql", a->sql, "Require the proof to be for this SQL (exactly)");
+  cmd->add_option("--param", a->params, "Require these params (needs --sql; none given: no params); repeatable");
   cmd->add_option("--min-size", a->min_size, "Refuse a head older than N log entries");
+  cmd->add_option("--max-age", a->max_age, "Refuse a head signed longer ago (30s, 5m, or seconds)");
   cmd->add_flag("--json", a->as_json, "Print JSON instead of a table");
   cmd->add_option("file", a->file, "The proof file (from query --proof-out)")->required();
-  cmd->callback([a] {
+  cmd->callback([a, sql] {
+    if (!a->params.empty() && sql->count() == 0)
+      throw CliError(1, "--param needs --sql: params are checked together with the SQL they bind to");
     auto pub = must(load_public_key(a->pub), "--pub");
     VerifyOptions vo;
     vo.min_size = a->min_size;
-    if (!a->sql.empty()) {
-      vo.expected_sql = a->sql;
+    vo.max_age = max_age_of(a->max_age);
+    Expected expected;
+    if (sql->count() > 0) {
+      expected.sql = a->sql;
       std::vector<Value> params;
       for (const auto& p : a->params) params.push_back(param_value(p));
-      vo.expected_params = params;
+      expected.params = std::move(params);
     }
     Bytes bytes = read_file_capped(a->file, vo.limits.max_proof_bytes);
-    verify_and_print(pub, bytes, vo, a->as_json);
+    verify_and_print(pub, bytes, vo, expected, a->as_json);
   });
 }
 

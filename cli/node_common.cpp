@@ -19,6 +19,13 @@ void add_node_flags(CLI::App& cmd, NodeFlags& f) {
       ->capture_default_str();
   cmd.add_option("--max-peers", f.max_peers, "Cap on peer connections (in + out)")->capture_default_str();
   cmd.add_option("--max-outbound", f.max_outbound, "Dialled connections to keep")->capture_default_str();
+  cmd.add_option("--max-inbound-per-range", f.max_inbound_per_range,
+                 "Cap on inbound peers from one /24 (IPv4) or /48 (IPv6); 0: no cap")
+      ->capture_default_str();
+  cmd.add_option("--evict-idle-after", f.evict_idle_after_s,
+                 "When full, a newcomer replaces an inbound peer idle this many seconds")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd.add_option("--ban-time", f.ban_seconds, "Seconds a misbehaving peer stays banned")
       ->capture_default_str();
 }
@@ -52,6 +59,8 @@ net::NodeOptions node_options(const NodeFlags& f) {
   o.announce = f.announce;
   o.max_connections = f.max_peers;
   o.max_outbound = f.max_outbound;
+  o.max_inbound_per_range = f.max_inbound_per_range;
+  o.evict_idle_after = std::chrono::milliseconds(static_cast<int64_t>(f.evict_idle_after_s * 1000));
   o.ban_time = std::chrono::seconds(f.ban_seconds);
   o.handle_signals = true;
   return o;

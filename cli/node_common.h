@@ -20,6 +20,8 @@ struct NodeFlags {
   std::string log_level = "info";
   size_t max_peers = 64;
   size_t max_outbound = 8;
+  size_t max_inbound_per_range = 32;  // --max-inbound-per-range (0 = no cap)
+  double evict_idle_after_s = 30;     // --evict-idle-after SECONDS
   int ban_seconds = 600;
   std::string write_token;  // primary: --write-token FILE ("" = none)
   std::string primary_url;  // peer: --primary-url URL, where writes are forwarded

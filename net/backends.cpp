@@ -13,4 +13,13 @@ Status ReplicaBackend::store_entries(std::span<const Bytes> entries, const Head&
   return replica_.log().append_proven(entries, head, proof);
 }
 
+Status ReplicaBackend::store_head(const Head& head) {
+  {
+    std::lock_guard lock(replica_.log_mutex());
+    SWL_TRY(replica_.log().set_head(head));
+  }
+  SWL_TRY(replica_.apply_available(0));  // applies nothing; checks the head against the state
+  return ok_status();
+}
+
 }  // namespace swarmlite::net

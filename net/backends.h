@@ -38,6 +38,9 @@ class ReplicaBackend : public NodeBackend {
                        std::span<const Hash32> proof) override;
   Result<uint64_t> apply(uint64_t up_to) override { return replica_.apply_available(up_to); }
   uint64_t applied_size() const override { return replica_.size(); }
+  // Stores the head, then checks it against the applied state (a head at the
+  // applied size must carry its state root: Replica::apply_available).
+  Status store_head(const Head& head) override;
 
  private:
   Replica& replica_;

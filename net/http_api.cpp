@@ -140,6 +140,13 @@ http::status status_for(Errc c) {
   }
 }
 
+// An error of Beast's HTTP parser about what the client sent (as opposed to
+// the connection closing, timing out or being reset).
+bool is_malformed(const error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
+         ec != http::error::end_of_stream && ec != http::error::partial_message;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -476,8 +483,7 @@ struct HttpApi::Impl {
         break;
       }
       if (ec) {
-        if (ec.category() == http::make_error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
-            ec != http::error::partial_message) {
+        if (is_malformed(ec)) {
           Response res = error(bare, http::status::bad_request, "malformed HTTP request: " + ec.message());
           res.keep_alive(false);
           co_await send(stream, res);
@@ -507,12 +513,35 @@ struct HttpApi::Impl {
           co_await send(stream, res);
           break;
         }
-        if (ec) break;
+        if (ec) {
+          // A body the parser refuses (a chunk-size line beyond 64 bits, a bad
+          // chunk) gets its reason before the close, as a bad header does.
+          if (is_malformed(ec)) {
+            Response res = error(bare, http::status::bad_request, "malformed HTTP request body: " + ec.message());
+            res.keep_alive(false);
+            co_await send(stream, res);
+          }
+          break;
+        }
       }
       Request req = parser.release();
       bytes_in.inc(req.body().size());
-      Response res = co_await route(req);
-      res.keep_alive(req.keep_alive());
+      // A handler that throws (a bug) still answers: 500 with the reason, not a dropped connection.
+      std::optional<Response> routed;
+      std::string thrown;
+      bool threw = false;
+      try {
+        routed.emplace(co_await route(req));
+      } catch (const std::exception& e) {
+        thrown = e.what();
+        threw = true;
+      }
+      if (!routed) {
+        spdlog::error("HTTP {} {}: handler threw: {}", std::string(req.method_string()), std::string(req.target()), thrown);
+        routed.emplace(error(req, http::status::internal_server_error, "internal error: " + thrown));
+      }
+      Response res = std::move(*routed);
+      res.keep_alive(!threw && req.keep_alive());
       if (req.method() == http::verb::head) res.body().clear();
       if (!co_await send(stream, res) || !res.keep_alive()) break;
     }

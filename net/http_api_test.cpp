@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -308,4 +311,66 @@ TEST_CASE("token files are read once and trimmed") {
   CHECK(read_token_file(dir / "empty").error().code == Errc::invalid_argument);
   CHECK(read_token_file(dir / "missing").error().code == Errc::io_error);
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+// Sends raw bytes, returns everything the server answers until it closes (or 5 s).
+std::string raw_exchange(uint16_t port, const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("a chunk-size line beyond 64 bits gets a 400 with the reason before the close") {
+  Server s(false, {});
+  std::string req =
+      "POST /db/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\n[\"SELECT 1\"]\r\n0\r\n\r\n";
+  std::string reply = raw_exchange(s.api.bound_port(), req);
+  INFO(reply);
+  CHECK(reply.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(reply.find("malformed HTTP request body") != std::string::npos);
+}
+
+TEST_CASE("1e400 and integers beyond int64 in params get a 400 naming the param") {
+  Server s(false, {});
+  auto r = s.call("POST", "/db/query", R"J([["SELECT ?", 1e400]])J");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("1e400") != std::string::npos);
+  r = s.call("POST", "/db/query", R"J(["SELECT 1", ["SELECT ?, ?", 1, -9223372036854775809]])J");
+  CHECK(r.status == 400);
+  CHECK(r.body.find("statement 1: param 2: integer -9223372036854775809 is out of the int64 range") !=
+        std::string::npos);
+  CHECK(s.backend.last_query().empty());  // nothing reached the backend
+}
+
+TEST_CASE("SQL that is not UTF-8 gets a 400: GET ?q= plain and with a proof, and POST") {
+  Server s(false, {});
+  for (const char* target : {"/db/query?q=SELECT%20%27%FF%27", "/db/query?proof=1&q=SELECT%20%27%FF%27"}) {
+    auto r = s.call("GET", target);
+    INFO(target << " " << r.body);
+    CHECK(r.status == 400);
+    CHECK(r.body.find("not valid UTF-8") != std::string::npos);
+  }
+  for (const char* target : {"/db/query", "/db/query?proof=1"}) {
+    auto r = s.call("POST", target, "[\"SELECT '\xff'\"]");
+    CHECK(r.status == 400);
+  }
+  CHECK(s.backend.last_query().empty());
 }

@@ -92,6 +92,8 @@ Result<std::vector<QueryOutcome>> proved_query(const std::vector<Statement>& sta
       }
     } else if (r.error().code == Errc::unavailable) {
       return make_error(Errc::unavailable, "cannot prove right now: {}", r.error().message);
+    } else if (r.error().code == Errc::corrupt) {  // the node's file, not the query: 503
+      return make_error(Errc::unavailable, "cannot prove: {}", r.error().message);
     } else {
       o.error = r.error().to_string();
     }
@@ -297,6 +299,8 @@ void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics
 
 Result<std::vector<QueryOutcome>> ReplicaHttpBackend::query(const std::vector<Statement>& statements,
                                                             const QueryOptions& options) {
+  // A corrupted file serves nothing, plain or proved (Replica::corruption).
+  if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving reads: {}", c->message);
   if (!options.proof) {
     return guarded_query(replica_.db_path(), replica_.recent_roots(), statements, options.min_size);
   }
@@ -311,11 +315,16 @@ nlohmann::json ReplicaHttpBackend::status() const {
   j["page_count"] = replica_.page_count();
   auto d = replica_.diverged();
   j["diverged"] = d ? nlohmann::json(d->to_string()) : nlohmann::json(nullptr);
+  auto c = replica_.corruption();
+  j["corruption"] = c ? nlohmann::json(c->message) : nlohmann::json(nullptr);
   if (options_.tamper_proofs) j["tamper_proofs"] = true;
   return j;
 }
 
-Status ReplicaHttpBackend::ready() const { return node_ready(node_.status(), replica_.diverged()); }
+Status ReplicaHttpBackend::ready() const {
+  if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "corrupted: {}", c->message);
+  return node_ready(node_.status(), replica_.diverged());
+}
 
 void ReplicaHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_.status()); }
 

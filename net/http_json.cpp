@@ -51,6 +51,11 @@ Result<Value> json_to_value(const json& j, const HttpJsonLimits& limits) {
     }
     case json::value_t::number_float:
       return Value{j.get<double>()};
+    case json::value_t::binary: {  // BodySax: an integer literal beyond 64 bits
+      const auto& lexeme = j.get_binary();
+      return make_error(Errc::invalid_argument, "integer {} is out of the int64 range",
+                        std::string(lexeme.begin(), lexeme.end()));
+    }
     case json::value_t::string:
       return Value{j.get<std::string>()};
     case json::value_t::array: {
@@ -109,14 +114,24 @@ Result<std::vector<Value>> bind_named(const std::string& sql, const json& named,
   return out;
 }
 
+Status check_sql_text(const std::string& sql) {
+  if (auto bad = invalid_utf8_offset(sql))
+    return make_error(Errc::invalid_argument, "the SQL is not valid UTF-8 (byte {} of {})", *bad, sql.size());
+  return ok_status();
+}
+
 Result<Statement> parse_statement(const json& j, const HttpJsonLimits& limits) {
-  if (j.is_string()) return Statement{j.get<std::string>(), {}};
+  if (j.is_string()) {
+    SWL_TRY(check_sql_text(j.get_ref<const std::string&>()));
+    return Statement{j.get<std::string>(), {}};
+  }
   if (!j.is_array())
     return make_error(Errc::invalid_argument,
                       "expected a SQL string or an array [sql, params…], got a {}", json_type_name(j));
   if (j.empty() || !j[0].is_string())
     return make_error(Errc::invalid_argument, "an array statement must start with the SQL string");
   Statement st{j[0].get<std::string>(), {}};
+  SWL_TRY(check_sql_text(st.sql));
   if (j.size() == 2 && j[1].is_object()) {
     SWL_ASSIGN(st.params, bind_named(st.sql, j[1], limits));
     return st;
@@ -135,7 +150,66 @@ Result<Statement> parse_statement(const json& j, const HttpJsonLimits& limits) {
   return st;
 }
 
-struct TooDeep {};
+// Builds the DOM of a request body (nlohmann's own DOM builder) with three
+// rules of ours on the way:
+//  - nesting deeper than max_depth stops the parse;
+//  - an integer literal outside 64 bits (nlohmann would silently turn it into
+//    a double: -9223372036854775809 or 18446744073709551616) is kept as a
+//    binary value holding its text, which json_to_value refuses naming the
+//    param (JSON text can hold no binary value, so nothing else is one);
+//  - a number beyond a double (1e400), or any syntax error, is recorded with
+//    its byte offset instead of thrown.
+class BodySax {
+ public:
+  BodySax(json& root, size_t max_depth) : dom_(root, /*allow_exceptions=*/false), max_depth_(max_depth) {}
+
+  bool null() { return scalar() && dom_.null(); }
+  bool boolean(bool v) { return scalar() && dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) { return scalar() && dom_.number_integer(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return scalar() && dom_.number_unsigned(v); }
+  bool number_float(json::number_float_t v, const std::string& text) {
+    if (!scalar()) return false;
+    if (text.find_first_of(".eE") == std::string::npos) {
+      json::binary_t lexeme(std::vector<uint8_t>(text.begin(), text.end()));
+      return dom_.binary(lexeme);
+    }
+    return dom_.number_float(v, text);
+  }
+  bool string(std::string& s) { return scalar() && dom_.string(s); }
+  bool binary(json::binary_t& b) { return scalar() && dom_.binary(b); }
+  bool start_object(std::size_t n) { return open() && dom_.start_object(n); }
+  bool key(std::string& k) { return scalar() && dom_.key(k); }
+  bool end_object() { --depth_; return dom_.end_object(); }
+  bool start_array(std::size_t n) { return open() && dom_.start_array(n); }
+  bool end_array() { --depth_; return dom_.end_array(); }
+  bool parse_error(std::size_t byte, const std::string& token, const nlohmann::detail::exception& e) {
+    if (e.id == 406)  // out_of_range: number overflow
+      error_ = fmt::format("number {} at byte {} is out of range (beyond a 64-bit float)", token,
+                           byte > 0 ? byte - 1 : 0);
+    else
+      error_ = fmt::format("body is not valid JSON (at byte {}): {}", byte, e.what());
+    return false;
+  }
+
+  const std::optional<std::string>& error() const { return error_; }
+
+ private:
+  bool too_deep() {
+    if (!error_) error_ = fmt::format("body nests deeper than {} levels", max_depth_);
+    return false;
+  }
+  bool scalar() { return depth_ <= max_depth_ || too_deep(); }
+  bool open() {
+    if (depth_ > max_depth_) return too_deep();
+    ++depth_;
+    return true;
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  size_t max_depth_;
+  size_t depth_ = 0;  // containers open
+  std::optional<std::string> error_;
+};
 
 bool flag_value(std::string_view v, bool& out) {
   if (v.empty() || v == "1" || v == "true" || v == "yes" || v == "on") {
@@ -163,6 +237,37 @@ std::string lower(std::string s) {
 }
 
 }  // namespace
+
+std::optional<size_t> invalid_utf8_offset(std::string_view s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) { len = 3; lo = 0xA0; }
+    else if (c == 0xED) { len = 3; hi = 0x9F; }  // not the surrogates U+D800..U+DFFF
+    else if (c >= 0xE1 && c <= 0xEF) len = 3;
+    else if (c == 0xF0) { len = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else if (c == 0xF4) { len = 4; hi = 0x8F; }  // not above U+10FFFF
+    else return i;
+    if (i + len > n) return i;
+    const auto c1 = static_cast<unsigned char>(s[i + 1]);
+    if (c1 < lo || c1 > hi) return i;
+    for (size_t k = 2; k < len; ++k) {
+      const auto ck = static_cast<unsigned char>(s[i + k]);
+      if (ck < 0x80 || ck > 0xBF) return i;
+    }
+    i += len;
+  }
+  return std::nullopt;
+}
 
 Result<std::vector<SqlParameter>> sql_parameters(std::string_view sql, size_t max_index) {
   std::vector<SqlParameter> out;
@@ -229,16 +334,11 @@ Result<std::vector<SqlParameter>> sql_parameters(std::string_view sql, size_t ma
 
 Result<std::vector<Statement>> parse_statements(std::string_view body, const HttpJsonLimits& limits) {
   json doc;
-  const size_t max_depth = limits.max_depth;
-  try {
-    doc = json::parse(body, [max_depth](int depth, json::parse_event_t, json&) {
-      if (static_cast<size_t>(depth) > max_depth) throw TooDeep{};
-      return true;
-    });
-  } catch (const json::parse_error& e) {
-    return make_error(Errc::invalid_argument, "body is not valid JSON (at byte {}): {}", e.byte, e.what());
-  } catch (const TooDeep&) {
-    return make_error(Errc::invalid_argument, "body nests deeper than {} levels", max_depth);
+  BodySax sax(doc, limits.max_depth);
+  bool parsed = json::sax_parse(body, &sax, json::input_format_t::json, /*strict=*/true);
+  if (!parsed || sax.error()) {
+    return make_error(Errc::invalid_argument, "{}",
+                      sax.error() ? *sax.error() : std::string("body is not valid JSON"));
   }
   if (!doc.is_array())
     return make_error(Errc::invalid_argument, "body must be a JSON array of statements, got a {}",
@@ -353,6 +453,9 @@ Result<RequestOptions> parse_request_options(std::string_view qs) {
       if (!flag_value(value, *flag))
         return make_error(Errc::invalid_argument, "query option {}={}: expected 1/0/true/false", key, value);
     } else if (key == "q") {
+      if (auto bad = invalid_utf8_offset(value))
+        return make_error(Errc::invalid_argument, "query option q: the SQL is not valid UTF-8 (byte {} of {})",
+                          *bad, value.size());
       o.q = std::move(value);
     } else if (key == "min_size") {
       uint64_t n = 0;

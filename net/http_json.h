@@ -44,6 +44,12 @@ struct HttpJsonLimits {
 Result<std::vector<Statement>> parse_statements(std::string_view body,
                                                 const HttpJsonLimits& limits = {});
 
+// Offset of the first byte of `s` that does not belong to well-formed UTF-8
+// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF);
+// nullopt when all of it is. SQL that is not UTF-8 is refused (400) before it
+// reaches SQLite: a proof of it could never verify (docs/http-api.md).
+std::optional<size_t> invalid_utf8_offset(std::string_view s);
+
 // One parameter as SQLite numbers it: index (1-based) and name with its
 // prefix (":a", "@a", "$a", "?5"; "" for a bare "?").
 struct SqlParameter {

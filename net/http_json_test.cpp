@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <limits>
+
 #include "net/metrics.h"
 
 using namespace swarmlite;
@@ -283,4 +285,48 @@ TEST_CASE("http_json: DATE/DATETIME/TIMESTAMP columns render as RFC 3339, as rql
   assoc.associative = true;
   doc = json::parse(render_query_results({q}, assoc, 0));
   CHECK(doc["results"][0]["rows"][0]["at"] == json("2004-02-14T07:15:00Z"));
+
+TEST_CASE("integers beyond int64 are refused naming statement and param, never turned into REAL") {
+  for (const char* big : {"-9223372036854775809", "18446744073709551616", "-18446744073709551616",
+                          "123456789012345678901234567890"}) {
+    std::string body = std::string(R"J(["SELECT 1", ["SELECT ?, ?", 1, )J") + big + "]]";
+    auto e = parse_err(body);
+    INFO(big << " -> " << e);
+    CHECK(e.find("statement 1: param 2: integer ") != std::string::npos);
+    CHECK(e.find(big) != std::string::npos);
+    CHECK(e.find("int64 range") != std::string::npos);
+  }
+  auto named = parse_err(R"J([["SELECT :x", {"x": -9223372036854775809}]])J");
+  CHECK(named.find("statement 0: named param \"x\": integer -9223372036854775809") != std::string::npos);
+  // The edges still parse as integers; a real written with a dot or exponent stays a real.
+  auto ok = parse_statements(R"J([["SELECT ?, ?, ?, ?", -9223372036854775808, 9223372036854775807, 1e19, 2.0]])J");
+  REQUIRE_MESSAGE(ok.ok(), ok.error().to_string());
+  CHECK(ok->at(0).params[0] == Value{std::numeric_limits<int64_t>::min()});
+  CHECK(ok->at(0).params[1] == Value{std::numeric_limits<int64_t>::max()});
+  CHECK(ok->at(0).params[2] == Value{1e19});
+  CHECK(ok->at(0).params[3] == Value{2.0});
+}
+
+TEST_CASE("a number beyond a double (1e400) is a clear error, not an exception") {
+  std::string e;
+  CHECK_NOTHROW(e = parse_err(R"J([["SELECT ?", 1e400]])J"));
+  CHECK(e.find("1e400") != std::string::npos);
+  CHECK(e.find("out of range") != std::string::npos);
+  CHECK_NOTHROW(e = parse_err(R"J([["SELECT ?", -1e400]])J"));
+  CHECK(e.find("out of range") != std::string::npos);
+}
+
+TEST_CASE("SQL that is not UTF-8 is refused: in ?q= and, defensively, in a body") {
+  CHECK(invalid_utf8_offset("SELECT 'héllo ✓ 𝄞'") == std::nullopt);
+  CHECK(invalid_utf8_offset("SELECT \xff") == std::optional<size_t>(7));
+  CHECK(invalid_utf8_offset("\xc0\x80") == std::optional<size_t>(0));          // overlong NUL
+  CHECK(invalid_utf8_offset("a\xed\xa0\x80") == std::optional<size_t>(1));     // a surrogate
+  CHECK(invalid_utf8_offset("\xf4\x90\x80\x80") == std::optional<size_t>(0));  // above U+10FFFF
+  CHECK(invalid_utf8_offset("ok\xe2\x9c") == std::optional<size_t>(2));        // truncated
+  auto o = parse_request_options("q=SELECT%20%FF");
+  REQUIRE_FALSE(o.ok());
+  CHECK(o.error().message.find("not valid UTF-8 (byte 7") != std::string::npos);
+  CHECK(parse_request_options("q=SELECT%20%C3%A9").ok());
+  // JSON text must be UTF-8 already; the parser refuses it before our check.
+  CHECK(parse_err("[\"SELECT \xff\"]").find("not valid JSON") != std::string::npos);
 }

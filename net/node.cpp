@@ -70,6 +70,15 @@ Status LogOnlyBackend::store_entries(std::span<const Bytes> entries, const Head&
   return log_.append_proven(entries, head, proof);
 }
 
+Status NodeBackend::store_head(const Head&) {
+  return make_error(Errc::refused, "this node signs its own heads");
+}
+
+Status LogOnlyBackend::store_head(const Head& head) {
+  std::lock_guard lock(mu_);
+  return log_.set_head(head);
+}
+
 uint64_t LogOnlyBackend::applied_size() const {
   std::lock_guard lock(mu_);
   return log_.size();
@@ -198,6 +207,7 @@ struct Node::Impl {
   void on_stored(uint64_t session_id, std::vector<std::string> ban_keys, std::string who,
                  uint64_t n, Head head, Status st);
   void relay_head();
+  bool make_room(Session& newcomer);
   void equivocation(Evidence e, const std::string& how);
   Hello make_hello();
   NodeStatus make_status();
@@ -227,6 +237,7 @@ struct Node::Impl {
   bool fetch_busy = false;  // a GetEntries is out or its batch is being stored
   uint64_t fetch_counter = 0;
   uint64_t relayed_size = 0;
+  uint64_t adopting_size = 0;  // a received head being stored by store_head (check_head)
   std::optional<Evidence> evidence;
   uint64_t entries_stored = 0, entries_served = 0, bytes_in = 0, bytes_out = 0;
   bool stopping = false;
@@ -256,6 +267,7 @@ class Session : public std::enable_shared_from_this<Session> {
     remote_ = ec ? "?" : endpoint_text(ep);
     remote_ip_ = ec ? "" : ep.address().to_string();
     connected_at_ = Clock::now();
+    last_useful_ = connected_at_;
     read_deadline_ = connected_at_ + node_.opt.handshake_timeout;
   }
 
@@ -306,6 +318,9 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t remote_node_id_ = 0;
   std::string announced_;  // its listen address as announced (0.0.0.0 replaced by its IP)
   uint64_t head_size_ = 0;  // newest head it announced
+  uint64_t told_size_ = 0;  // newest head of ours it was sent (Hello or HeadMsg)
+  std::string range_;       // inbound: address_range of remote_ip_
+  Clock::time_point last_useful_;  // inbound eviction: connect, its fetches, new heads/entries it sent
   uint64_t last_used_ = 0;
   std::optional<GetEntries> request_;  // our GetEntries in flight
   std::optional<Head> request_anchor_;
@@ -547,15 +562,53 @@ awaitable<void> Node::Impl::accept_loop() {
       continue;
     }
     auto s = std::make_shared<Session>(*this, std::move(socket), next_session_id++, false, "");
+    s->range_ = address_range(s->remote_ip_, opt.inbound_range_v4_bits, opt.inbound_range_v6_bits);
     sessions[s->id_] = s;
     s->start();
-    if (sessions.size() > opt.max_connections) {
-      s->send(ErrorMsg{ErrorCode::too_many_peers, "connection limit reached"});
-      s->close_after_flush("connection limit reached");
-      continue;
-    }
-    s->send(make_hello());
+    if (!make_room(*s)) continue;
+    Hello hello = make_hello();
+    s->told_size_ = hello.head ? hello.head->size : 0;
+    s->send(hello);
   }
+}
+
+// A new inbound session fits if its address range and the node have a free
+// slot, or one can be freed by closing the inbound session idle the longest
+// (peer_set.h choose_eviction); otherwise it is refused. Sessions already
+// closing do not count.
+bool Node::Impl::make_room(Session& newcomer) {
+  auto now = Clock::now();
+  size_t live = 0, in_range = 0;
+  std::vector<InboundInfo> inbound;
+  for (auto& [id, s] : sessions) {
+    if (s.get() == &newcomer || s->stopped_ || s->closing_) continue;
+    ++live;
+    if (s->outbound_) continue;
+    if (s->range_ == newcomer.range_) ++in_range;
+    inbound.push_back({id, s->range_, s->last_useful_, s->request_.has_value()});
+  }
+  auto evict_for = [&](const std::string& range, const std::string& why) {
+    auto victim = choose_eviction(inbound, range, now, opt.evict_idle_after);
+    if (!victim) {
+      newcomer.send(ErrorMsg{ErrorCode::too_many_peers, why});
+      newcomer.close_after_flush(why);
+      return false;
+    }
+    Session& v = *sessions[*victim];
+    spdlog::info("closing idle peer {} to make room for {} ({})", v.name(), newcomer.name(), why);
+    v.send(ErrorMsg{ErrorCode::too_many_peers, "closed to make room: idle while the node is full"});
+    v.close_after_flush("evicted: idle while the node is full");
+    std::erase_if(inbound, [&](const InboundInfo& i) { return i.id == *victim; });
+    --live;
+    return true;
+  };
+  if (opt.max_inbound_per_range > 0 && in_range >= opt.max_inbound_per_range &&
+      !evict_for(newcomer.range_, fmt::format("connection limit of {} reached for {}",
+                                              opt.max_inbound_per_range, newcomer.range_))) {
+    return false;
+  }
+  if (live >= opt.max_connections && !evict_for("", "connection limit reached")) return false;
+  return true;
 }
 
 std::set<std::string> Node::Impl::session_addresses() const {
@@ -632,7 +685,9 @@ awaitable<void> Node::Impl::dial(std::string address) {
   auto s = std::make_shared<Session>(*this, std::move(*socket), next_session_id++, true, address);
   sessions[s->id_] = s;
   s->start();
-  s->send(make_hello());
+  Hello hello = make_hello();
+  s->told_size_ = hello.head ? hello.head->size : 0;
+  s->send(hello);
 }
 
 Hello Node::Impl::make_hello() {
@@ -758,6 +813,7 @@ void Node::Impl::on_head(Session& s, const Head& h) {
   if (auto st = h.verify(log_id); !st.ok()) {
     return misbehaved(s, "invalid head at size " + std::to_string(h.size) + ": " + st.error().to_string());
   }
+  if (h.size > s.head_size_) s.last_useful_ = Clock::now();
   s.head_size_ = std::max(s.head_size_, h.size);
   check_head(h, s.name());
   schedule_fetch();
@@ -768,10 +824,21 @@ void Node::Impl::check_head(const Head& h, const std::string& from) {
   if (evidence) return;
   std::optional<Evidence> ev;
   std::string how;
+  bool adopt = false;
+  const uint64_t applied = backend.is_primary() ? 0 : backend.applied_size();  // not under log_mutex
   {
     std::lock_guard lock(backend.log_mutex());
     const Log& log = backend.log();
     const auto& mine = log.head();
+    // A head for entries we hold but newer than our stored one (our head file
+    // was lost, or a batch ended short of its head): store it, if it covers
+    // what we applied, so we can prove and report ready without waiting for
+    // the next write.
+    if (!backend.is_primary() && (!mine || h.size > mine->size) && h.size > adopting_size &&
+        h.size <= log.size() && h.size >= applied) {
+      auto root = log.tree().root_at(h.size);
+      adopt = root.ok() && root.value() == h.log_root;
+    }
     if (mine && mine->size == h.size) {
       if (auto e = evidence_from_heads(*mine, h); e.ok()) {
         ev = std::move(e).value();
@@ -798,6 +865,22 @@ void Node::Impl::check_head(const Head& h, const std::string& from) {
     }
   }
   if (ev) return equivocation(std::move(*ev), how);
+  if (adopt) {
+    adopting_size = h.size;
+    worker.post([this, h, from] {
+      Status st = backend.store_head(h);
+      asio::post(io, [this, size = h.size, from, st = std::move(st)] {
+        if (stopping) return;
+        if (st.ok()) {
+          spdlog::info("stored the head at size {} from {} for entries we hold", size, from);
+          relay_head();
+        } else {
+          spdlog::warn("head at size {} from {} not stored: {}", size, from, st.error().to_string());
+          adopting_size = 0;
+        }
+      });
+    });
+  }
   if (best_head && best_head->size == h.size) {
     if (auto e = evidence_from_heads(*best_head, h); e.ok()) {
       return equivocation(std::move(e).value(),
@@ -839,6 +922,7 @@ void Node::Impl::schedule_fetch() {
 }
 
 void Node::Impl::on_get_entries(Session& s, const GetEntries& g) {
+  s.last_useful_ = Clock::now();
   Entries out;
   out.from = g.from;
   std::string failure;
@@ -955,7 +1039,10 @@ void Node::Impl::on_stored(uint64_t session_id, std::vector<std::string> ban_key
     return;
   }
   entries_stored += n;
-  if (s) s->entries_received_ += n;
+  if (s) {
+    s->entries_received_ += n;
+    s->last_useful_ = Clock::now();
+  }
   uint64_t size;
   {
     std::lock_guard lock(backend.log_mutex());
@@ -978,9 +1065,12 @@ void Node::Impl::relay_head() {
   if (!head || head->size <= relayed_size) return;
   relayed_size = head->size;
   size_t pushed = 0;
+  // To every peer we have not told yet, even one whose own head is higher
+  // (the primary): that is how a node learns how far its peers got (/status).
   for (auto& [id, s] : sessions) {
-    if (s->ready_ && s->head_size_ < head->size) {
+    if (s->ready_ && s->told_size_ < head->size) {
       s->send(HeadMsg{*head});
+      s->told_size_ = head->size;
       ++pushed;
     }
   }

@@ -60,6 +60,12 @@ class NodeBackend {
   virtual Result<uint64_t> apply(uint64_t up_to) = 0;
   // Entries applied to the database so far (any thread).
   virtual uint64_t applied_size() const = 0;
+  // Replica only (worker thread, log_mutex() NOT held): a verified head for
+  // entries the log already holds, newer than the stored head and covering at
+  // least applied_size() — e.g. the head file was lost: store it (Log::set_head,
+  // persisted) so proofs and /readyz work again without waiting for the next
+  // write. The default refuses (a primary signs its own heads).
+  virtual Status store_head(const Head& head);
 };
 
 // A backend over a bare Log: stores entries, "applies" nothing (applied_size
@@ -76,6 +82,7 @@ class LogOnlyBackend : public NodeBackend {
                        std::span<const Hash32> proof) override;
   Result<uint64_t> apply(uint64_t) override { return uint64_t{0}; }
   uint64_t applied_size() const override;
+  Status store_head(const Head& head) override;
 
  private:
   Log& log_;
@@ -91,6 +98,15 @@ struct NodeOptions {
   size_t max_connections = 64;        // inbound + outbound sessions
   size_t max_outbound = 8;            // dialled sessions kept
   size_t max_queued_responses = 8;    // per connection: requests answered but not yet sent
+  // Inbound slots (docs/protocol.md "Connection slots"): at most this many
+  // inbound sessions per address range (0 = no cap; a range is a /v4_bits IPv4
+  // or /v6_bits IPv6 network). When the range or the node is full, a newcomer
+  // closes the inbound session that did nothing useful for the longest, if
+  // that is at least evict_idle_after; else it is refused.
+  size_t max_inbound_per_range = 32;
+  int inbound_range_v4_bits = 24;
+  int inbound_range_v6_bits = 48;
+  std::chrono::milliseconds evict_idle_after{30000};
   uint32_t batch_entries = 1000;      // entries per GetEntries
   size_t batch_bytes = 4u << 20;      // a server stops adding entries past this many bytes
   size_t max_frame = 0;               // 0 = kMaxFrameBytes

@@ -378,3 +378,133 @@ TEST_CASE("a forked primary is detected; the evidence is stored, spread and veri
   REQUIRE(nr3.start().ok());
   CHECK(nr3.status().evidence.has_value());
 }
+
+TEST_CASE("a primary's /status sees how far its peers got: head_size and lag follow them") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), replica(keys.pub, false);
+  primary.append(keys.secret, 5);
+  Node p(*primary.backend, fast_options());
+  REQUIRE(p.start().ok());
+  auto ro = fast_options();
+  ro.seeds = {addr(p)};
+  Node r(*replica.backend, ro);
+  REQUIRE(r.start().ok());
+  auto peer_of_primary = [&](uint64_t size) {
+    auto st = p.status();
+    return st.peers.size() == 1 && st.peers[0].head_size == size && st.peers[0].lag == 0;
+  };
+  CHECK(eventually([&] { return replica.size() == 5; }));
+  CHECK(eventually([&] { return peer_of_primary(5); }));
+  primary.append(keys.secret, 20);
+  p.notify_new_head();
+  CHECK(eventually([&] { return replica.size() == 25; }));
+  CHECK(eventually([&] { return peer_of_primary(25); }));
+  auto st = p.status();
+  REQUIRE(st.peers.size() == 1);
+  INFO("head_size " << st.peers[0].head_size << " lag " << st.peers[0].lag);
+  CHECK(st.peers[0].lag == 0);
+}
+
+TEST_CASE("a replica that lost its head file takes (and stores) a peer's head of its own size") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true);
+  primary.append(keys.secret, 9);
+  TempDir rdir;
+  {  // sync a replica log, then stop and delete its head file
+    auto l = Log::open(rdir.path / "log", keys.pub);
+    REQUIRE(l.ok());
+    LogOnlyBackend b(**l, false);
+    Node p(*primary.backend, fast_options());
+    REQUIRE(p.start().ok());
+    auto ro = fast_options();
+    ro.seeds = {addr(p)};
+    Node r(b, ro);
+    REQUIRE(r.start().ok());
+    CHECK(eventually([&] { return r.status().head && r.status().head->size == 9; }));
+  }
+  REQUIRE(fs::remove(rdir.path / "log" / "head"));
+  auto l = Log::open(rdir.path / "log", keys.pub);
+  REQUIRE(l.ok());
+  REQUIRE((*l)->size() == 9);
+  REQUIRE_FALSE((*l)->head().has_value());
+  {
+    LogOnlyBackend b(**l, false);
+    Node p(*primary.backend, fast_options());  // no new write: the primary's head is still size 9
+    REQUIRE(p.start().ok());
+    auto ro = fast_options();
+    ro.seeds = {addr(p)};
+    Node r(b, ro);
+    REQUIRE(r.start().ok());
+    CHECK(eventually([&] { return r.status().head && r.status().head->size == 9; }));
+  }
+  l->reset();
+  auto again = Log::open(rdir.path / "log", keys.pub);  // and it was persisted
+  REQUIRE(again.ok());
+  REQUIRE((*again)->head().has_value());
+  CHECK((*again)->head()->size == 9);
+}
+
+TEST_CASE("idle inbound sessions that fill every slot are evicted for a newcomer that syncs") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), replica(keys.pub, false);
+  primary.append(keys.secret, 4);
+  auto po = fast_options();
+  po.max_connections = 12;
+  po.max_inbound_per_range = 0;  // all of loopback is one range: test the global cap
+  po.evict_idle_after = 1s;
+  Node p(*primary.backend, po);
+  REQUIRE(p.start().ok());
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 20; ++i) {
+    auto c = std::make_unique<RawClient>(p.listen_port());
+    Hello h;
+    h.log_id = keys.pub;
+    h.node_id = 1000 + static_cast<uint64_t>(i);
+    c->send(encode_frame(h));
+    idle.push_back(std::move(c));
+  }
+  CHECK(eventually([&] { return p.status().peers.size() == 12; }));
+  std::this_thread::sleep_for(1500ms);  // they are now idle for longer than evict_idle_after
+  auto ro = fast_options();
+  ro.seeds = {addr(p)};
+  Node r(*replica.backend, ro);
+  REQUIRE(r.start().ok());
+  CHECK(eventually([&] { return replica.size() == 4; }));
+  CHECK(p.status().peers.size() <= 12);
+}
+
+TEST_CASE("inbound sessions are capped per address range; an idle one makes room") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), replica(keys.pub, false);
+  primary.append(keys.secret, 3);
+  auto po = fast_options();
+  po.max_inbound_per_range = 3;
+  po.evict_idle_after = 1h;  // nobody is idle enough: the newcomer is refused
+  Node p(*primary.backend, po);
+  REQUIRE(p.start().ok());
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 3; ++i) {
+    auto c = std::make_unique<RawClient>(p.listen_port());
+    Hello h;
+    h.log_id = keys.pub;
+    h.node_id = 2000 + static_cast<uint64_t>(i);
+    c->send(encode_frame(h));
+    idle.push_back(std::move(c));
+  }
+  CHECK(eventually([&] { return p.status().peers.size() == 3; }));
+  {
+    RawClient extra(p.listen_port());
+    Bytes reply = extra.drain();  // refused with an Error, then closed
+    bool too_many = false;
+    for (size_t off = 0; off + 4 <= reply.size();) {
+      auto len = decode_frame_length(ByteView(reply).subspan(off, 4));
+      if (!len.ok() || off + 4 + len.value() > reply.size()) break;
+      auto m = decode_message(ByteView(reply).subspan(off + 4, len.value()));
+      if (m.ok() && std::holds_alternative<ErrorMsg>(m.value()))
+        too_many |= std::get<ErrorMsg>(m.value()).message.find("127.0.0.0/24") != std::string::npos;
+      off += 4 + len.value();
+    }
+    CHECK(too_many);
+  }
+  CHECK(p.status().peers.size() == 3);
+}

@@ -1,11 +1,57 @@
 // Address book, bans and sync planning: see peer_set.h.
 #include "net/peer_set.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <array>
+#include <cstring>
+
+#include <fmt/format.h>
 
 #include "net/protocol.h"
 
 namespace swarmlite::net {
+
+std::string address_range(const std::string& ip, int v4_bits, int v6_bits) {
+  std::array<unsigned char, 16> a{};
+  bool v4 = false;
+  if (inet_pton(AF_INET, ip.c_str(), a.data()) == 1) {
+    v4 = true;
+  } else if (inet_pton(AF_INET6, ip.c_str(), a.data()) == 1) {
+    static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::memcmp(a.data(), kMapped, 12) == 0) {  // ::ffff:a.b.c.d counts as a.b.c.d
+      std::memmove(a.data(), a.data() + 12, 4);
+      v4 = true;
+    }
+  } else {
+    return "";
+  }
+  const int width = v4 ? 32 : 128;
+  const int bits = std::clamp(v4 ? v4_bits : v6_bits, 0, width);
+  for (int i = 0; i < width / 8; ++i) {
+    int keep = std::clamp(bits - i * 8, 0, 8);
+    a[static_cast<size_t>(i)] &= static_cast<unsigned char>(0xff00u >> keep);
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(v4 ? AF_INET : AF_INET6, a.data(), text, sizeof text);
+  return fmt::format("{}/{}", text, bits);
+}
+
+std::optional<uint64_t> choose_eviction(std::span<const InboundInfo> sessions, const std::string& range,
+                                        Clock::time_point now, Clock::duration idle_after) {
+  std::optional<uint64_t> victim;
+  Clock::time_point oldest = Clock::time_point::max();
+  for (const auto& s : sessions) {
+    if (s.busy || (!range.empty() && s.range != range)) continue;
+    if (now - s.last_useful < idle_after) continue;
+    if (s.last_useful < oldest) {
+      oldest = s.last_useful;
+      victim = s.id;
+    }
+  }
+  return victim;
+}
 
 AddressBook::AddressBook(size_t cap, std::string self, BackoffPolicy backoff)
     : cap_(std::max<size_t>(cap, 1)), self_(std::move(self)), backoff_(backoff) {}

@@ -93,6 +93,31 @@ class BanList {
   std::map<std::string, Ban> bans_;
 };
 
+// --- inbound slots -----------------------------------------------------------
+// (docs/protocol.md "Connection slots")
+
+// The address range an inbound connection counts against: the network of
+// `ip` (text form) with its first `v4_bits` (IPv4, also IPv4-mapped IPv6) or
+// `v6_bits` (IPv6) bits kept, as "10.1.2.0/24" or "2001:db8::/48". A bit count
+// of 32 / 128 makes every address its own range. "" when `ip` is not an address.
+std::string address_range(const std::string& ip, int v4_bits = 24, int v6_bits = 48);
+
+// An inbound session, as far as eviction cares.
+struct InboundInfo {
+  uint64_t id = 0;
+  std::string range;             // address_range of its remote address
+  Clock::time_point last_useful; // connect time, or the last time it fetched
+                                 // from us or sent us a new head or entries
+  bool busy = false;             // our request is out to it: keep it
+};
+
+// The inbound session to close to make room for a new one: among those in
+// `range` ("" = any range) that are not busy and did nothing useful for at
+// least `idle_after`, the one idle the longest. nullopt: nobody is idle
+// enough (then the newcomer is refused instead).
+std::optional<uint64_t> choose_eviction(std::span<const InboundInfo> sessions, const std::string& range,
+                                        Clock::time_point now, Clock::duration idle_after);
+
 // --- sync planning ---------------------------------------------------------
 
 // What the node knows about one connected, handshaken peer.

@@ -129,3 +129,28 @@ TEST_CASE("plan_batch caps the count and stops at the source's head") {
   CHECK_FALSE(plan_batch(5000, 5000, 1000));
   CHECK_FALSE(plan_batch(6000, 5000, 1000));
 }
+
+TEST_CASE("address ranges: /24 and /48 by default, IPv4-mapped counts as IPv4, junk is empty") {
+  CHECK(address_range("10.1.2.3") == "10.1.2.0/24");
+  CHECK(address_range("10.1.2.250") == "10.1.2.0/24");
+  CHECK(address_range("10.1.2.3", 32) == "10.1.2.3/32");
+  CHECK(address_range("10.1.2.3", 20) == "10.1.0.0/20");
+  CHECK(address_range("::ffff:10.1.2.3") == "10.1.2.0/24");
+  CHECK(address_range("2001:db8:1:2::5") == "2001:db8:1::/48");
+  CHECK(address_range("2001:db8:1:2::5", 24, 128) == "2001:db8:1:2::5/128");
+  CHECK(address_range("not an ip").empty());
+  CHECK(address_range("").empty());
+}
+
+TEST_CASE("choose_eviction: the longest idle, never a busy one, only past idle_after, only in range") {
+  auto t0 = Clock::now();
+  std::vector<InboundInfo> s{{1, "a", t0 - 50s, false},
+                             {2, "a", t0 - 90s, true},   // busy: kept
+                             {3, "b", t0 - 80s, false},
+                             {4, "a", t0 - 5s, false}};
+  CHECK(choose_eviction(s, "", t0, 10s) == std::optional<uint64_t>(3));
+  CHECK(choose_eviction(s, "a", t0, 10s) == std::optional<uint64_t>(1));
+  CHECK(choose_eviction(s, "a", t0, 60s) == std::nullopt);
+  CHECK(choose_eviction(s, "c", t0, 0s) == std::nullopt);
+  CHECK(choose_eviction({}, "", t0, 0s) == std::nullopt);
+}

@@ -58,9 +58,11 @@ Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const Stat
     }
     Bytes bytes = pgno == 1 ? normalize_page(1, it->second) : std::move(it->second);
     if (page_leaf_hash(pgno, bytes) != tree.tree().leaf(pgno - 1)) {
-      return make_error(Errc::unavailable,
-                        "proving on {}: page {} differs from the state tree's leaf: the database "
-                        "changed while proving (hold the apply lock, then retry)",
+      // The caller holds its apply/write lock (prover.h), so nothing of ours
+      // wrote the file since the tree was updated: it was changed outside.
+      return make_error(Errc::corrupt,
+                        "proving on {}: page {} of the database file differs from the state "
+                        "tree: the file was changed outside swarmlite (or by the disk)",
                         db_path.string(), pgno);
     }
     proof.pages.push_back(ProvenPage{pgno, std::move(bytes)});

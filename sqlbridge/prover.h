@@ -38,12 +38,14 @@ struct ProvedQuery {
 // must be the one `tree` describes and `head` signs — nothing may commit in
 // between. On a replica: call it from the applier thread between applies, or
 // hold whatever lock keeps the applier out (apply only up to head.size first).
-// Not holding it is never unsafe, only unlucky: a page that does not match the
-// tree's leaf makes the call fail with `unavailable` (retry), never a bad proof.
+// A page that does not match the tree's leaf makes the call fail, never a bad
+// proof: with `corrupt` (naming the page) — under the lock only a writer other
+// than the owner can have changed it (Replica latches it: replica.h).
 //
 // Errors: invalid_argument (tree and head disagree), the query's own errors
-// (read_guard.h: refused, too_large, sqlite_error …), unavailable (the database
-// is not at the tree's state), too_large (proof over the cap).
+// (read_guard.h: refused, too_large, sqlite_error …), unavailable (the query read
+// a page beyond the head's page count), corrupt (a page read differs from the
+// tree's leaf), too_large (proof over the cap).
 Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const StateTree& tree,
                                 const Head& head, std::string_view sql,
                                 const std::vector<Value>& params, const ProveOptions& options = {});

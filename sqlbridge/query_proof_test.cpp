@@ -2,6 +2,10 @@
 // refused with its own error and offset.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "core/codec.h"
 #include "sqlbridge/engine_test_util.h"
 #include "sqlbridge/proof_test_util.h"
@@ -174,6 +178,23 @@ TEST_CASE("page size comes from header bytes 16-17, 1 meaning 65536") {
   page[17] = 0x03;
   CHECK_FALSE(page_size_from_header(page).ok());
   CHECK_FALSE(page_size_from_header(ByteView(page.data(), 50)).ok());
+}
+
+TEST_CASE("docs/formats/query-proof.md gives the encoded head's real size") {
+  CHECK(encode_head(Head{}).size() == kEncodedHeadSize);
+  // __FILE__ may be relative to the build directory (ccache's base_dir): look
+  // beside it, then upwards from where the test runs.
+  namespace fs = std::filesystem;
+  const fs::path rel = fs::path("docs") / "formats" / "query-proof.md";
+  fs::path doc_path = fs::path(__FILE__).parent_path().parent_path() / rel;
+  for (fs::path dir = fs::current_path(); !fs::exists(doc_path) && dir.has_relative_path(); dir = dir.parent_path())
+    doc_path = dir / rel;
+  std::ifstream in(doc_path);
+  REQUIRE_MESSAGE(in.good(), doc_path.string());
+  std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(doc.find(fmt::format("kEncodedHeadSize ({}) bytes", kEncodedHeadSize)) != std::string::npos);
+  // The example's offsets: the statement starts right after version + head.
+  CHECK(doc.find(fmt::format("  {}    4  sql length", 1 + kEncodedHeadSize)) != std::string::npos);
 }
 
 }  // namespace

@@ -52,6 +52,7 @@ Status Replica::apply_locked(const Entry& entry) {
   {
     std::lock_guard lock(mu_);
     if (diverged_) return *diverged_;
+    if (corrupted_) return *corrupted_;
     if (entry.seq != size_) {
       return make_error(Errc::invalid_argument, "replica {}: next entry is {}, got entry {}",
                         db_path_.string(), size_, entry.seq);
@@ -132,9 +133,49 @@ std::optional<Error> Replica::diverged() const {
   return diverged_;
 }
 
+std::optional<Error> Replica::corruption() const {
+  std::lock_guard lock(mu_);
+  return corrupted_;
+}
+
+Result<uint32_t> Replica::scrub(uint32_t max_pages) const {
+  std::lock_guard apply_lock(apply_mu_);
+  if (auto c = corruption()) return *c;
+  const StateTree& tree = db_->state_tree();
+  auto latch = [&](std::string what) -> Error {
+    Error e = make_error(Errc::corrupt,
+                         "replica {}: {}: the database file was changed outside swarmlite (or by the "
+                         "disk); reads stopped (docs/operations.md)",
+                         db_path_.string(), what);
+    std::lock_guard lock(mu_);
+    corrupted_ = e;
+    return e;
+  };
+  auto pages = LogicalPages::open(db_path_);
+  if (!pages.ok()) return latch("cannot read the file's pages (" + pages.error().to_string() + ")");
+  if (pages->page_count() != tree.page_count())
+    return latch(fmt::format("the file has {} pages, the state tree {}", pages->page_count(), tree.page_count()));
+  const uint32_t count = tree.page_count();
+  uint32_t checked = 0;
+  Bytes bytes;
+  while (checked < max_pages && checked < count) {
+    if (scrub_next_ < 1 || scrub_next_ > count) scrub_next_ = 1;
+    const uint32_t pgno = scrub_next_++;
+    if (auto st = pages->read(pgno, bytes); !st.ok())
+      return latch(fmt::format("page {} cannot be read ({})", pgno, st.error().to_string()));
+    if (page_leaf_hash(pgno, bytes) != tree.tree().leaf(pgno - 1))
+      return latch(fmt::format("page {} differs from the state tree", pgno));
+    ++checked;
+  }
+  return checked;
+}
+
 Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value>& params,
                                    const ProveOptions& options) const {
   std::lock_guard apply_lock(apply_mu_);
+  if (auto c = corruption()) {
+    return make_error(Errc::corrupt, "{}", c->message);
+  }
   if (auto d = diverged()) {
     return make_error(Errc::unavailable, "replica {} diverged, it serves no proofs: {}",
                       db_path_.string(), d->to_string());
@@ -154,7 +195,13 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
                       "retry once it caught up",
                       db_path_.string(), applied, head->size);
   }
-  return prove_query(db_path_, db_->state_tree(), *head, sql, params, options);
+  auto proved = prove_query(db_path_, db_->state_tree(), *head, sql, params, options);
+  if (!proved.ok() && proved.error().code == Errc::corrupt) {
+    // Under the apply lock nothing else writes the file: a page that differs is corruption.
+    std::lock_guard lock(mu_);
+    corrupted_ = proved.error();
+  }
+  return proved;
 }
 
 Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {

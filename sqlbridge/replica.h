@@ -80,6 +80,19 @@ class Replica {
   // The divergence error, once the replica diverged (it then applies nothing more).
   std::optional<Error> diverged() const;
 
+  // Corruption: the database file no longer holds the pages the state tree
+  // says it does (changed by another process, or by the disk). Detected by
+  // scrub() and by prove() (both under the apply lock, so no apply is in
+  // between); once detected it is latched (Errc::corrupt, naming the page):
+  // the replica applies and proves nothing more, and its owner stops serving
+  // reads (docs/operations.md "A corrupted replica").
+  std::optional<Error> corruption() const;
+  // Checks up to `max_pages` logical pages of the file against the state
+  // tree's leaves, round robin from where the previous call stopped (and the
+  // page count). Returns the pages checked, or the corruption (latched).
+  // Holds the apply lock for the duration. Any thread.
+  Result<uint32_t> scrub(uint32_t max_pages) const;
+
   // The replica's Log (entries received, newest head). See thread-safety above.
   Log& log() { return *log_; }
   const Log& log() const { return *log_; }
@@ -117,6 +130,8 @@ class Replica {
   Hash32 state_root_{};
   uint32_t page_count_ = 0;
   std::optional<Error> diverged_;
+  mutable std::optional<Error> corrupted_;
+  mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
   RecentRoots roots_;
 };
 

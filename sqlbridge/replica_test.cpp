@@ -420,3 +420,93 @@ TEST_CASE("a snapshot sees exactly the state of the size it reports") {
   CHECK(snap2->state.size == p.replica->size());
   CHECK(snap2->state.state_root == p.primary->state_root());
 }
+
+namespace {
+// Another process's write to the replica's file: an ordinary SQLite UPDATE.
+void alter_behind_its_back(const std::filesystem::path& db) {
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open_v2(db.c_str(), &other, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);
+  char* err = nullptr;
+  int rc = sqlite3_exec(other, "UPDATE t SET body = 'evil' WHERE id = 2", nullptr, nullptr, &err);
+  INFO((err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(other);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+// The page the altered row lives on: t's root (a one-page table).
+int root_page_of_t(const std::filesystem::path& db) {
+  sqlite3* c = nullptr;
+  REQUIRE(sqlite3_open_v2(db.c_str(), &c, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(c, "SELECT rootpage FROM sqlite_schema WHERE name = 't'", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  int page = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(c);
+  return page;
+}
+
+void fill(Pair& p) {
+  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT)")});
+  for (int i = 1; i <= 3; ++i) p.exec({sql("INSERT INTO t(body) VALUES (?)", {Value{"row " + std::to_string(i)}})});
+  p.sync();
+}
+}  // namespace
+
+TEST_CASE("scrub finds a page changed by another writer, names it, and the replica stops") {
+  Pair p;
+  fill(p);
+  auto clean = p.replica->scrub(1u << 20);
+  REQUIRE_MESSAGE(clean.ok(), clean.error().to_string());
+  CHECK(*clean == p.replica->page_count());
+  CHECK_FALSE(p.replica->corruption());
+  alter_behind_its_back(p.dir / "r.db");
+  auto found = p.replica->scrub(1u << 20);
+  REQUIRE_FALSE(found.ok());
+  CHECK(found.error().code == Errc::corrupt);
+  INFO(found.error().message);
+  CHECK(found.error().message.find(" differs from the state tree") != std::string::npos);
+  CHECK(found.error().message.find("page " + std::to_string(root_page_of_t(p.dir / "r.db"))) != std::string::npos);
+  REQUIRE(p.replica->corruption());
+  // Latched: no proof, no apply.
+  auto proof = p.replica->prove("SELECT body FROM t WHERE id = 1", {});
+  REQUIRE_FALSE(proof.ok());
+  CHECK(proof.error().code == Errc::corrupt);
+  p.exec({sql("INSERT INTO t(body) VALUES ('more')")});
+  CHECK_FALSE(sync_replica(*p.primary, *p.replica).ok());
+}
+
+TEST_CASE("a prover that reads a changed page reports corruption naming it, and latches it") {
+  Pair p;
+  fill(p);
+  REQUIRE(p.replica->prove("SELECT body FROM t WHERE id = 2", {}).ok());
+  alter_behind_its_back(p.dir / "r.db");
+  auto proof = p.replica->prove("SELECT body FROM t WHERE id = 2", {});
+  REQUIRE_FALSE(proof.ok());
+  CHECK(proof.error().code == Errc::corrupt);
+  INFO(proof.error().message);
+  const std::string page = "page " + std::to_string(root_page_of_t(p.dir / "r.db"));
+  CHECK(proof.error().message.find(page + " of the database file differs") != std::string::npos);
+  REQUIRE(p.replica->corruption());
+  CHECK(p.replica->corruption()->message.find(page) != std::string::npos);
+}
+
+TEST_CASE("scrub goes round robin a few pages at a time") {
+  Pair p;
+  fill(p);
+  const uint32_t pages = p.replica->page_count();
+  REQUIRE(pages >= 2);
+  uint32_t total = 0;
+  for (uint32_t i = 0; i < pages; ++i) {
+    auto n = p.replica->scrub(1);
+    REQUIRE(n.ok());
+    total += *n;
+  }
+  CHECK(total == pages);
+  alter_behind_its_back(p.dir / "r.db");
+  bool found = false;
+  for (uint32_t i = 0; i < pages && !found; ++i) found = !p.replica->scrub(1).ok();
+  CHECK(found);
+}

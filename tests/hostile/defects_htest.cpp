@@ -1,0 +1,453 @@
+// Issue 9 §4 and §5, replayed against real `swarmlite` processes on 127.0.0.1:
+//  - a proof whose SQL was swapped (id = 3 for id = 2) is shown with the SQL it
+//    answers and refused by `verify --sql`; `--param` without `--sql` is an
+//    error; `--max-age` refuses an old head;
+//  - SQL that is not UTF-8 (GET and POST /db/query, plain and proof) is a 400;
+//  - 1e400 in params, a chunk-size line beyond 64 bits: a 400 with the reason,
+//    not a dropped connection; an integer beyond int64: a 400 naming the param;
+//  - a peer whose head file was deleted serves again without a new write;
+//  - a row changed in a peer's file by another process: corruption reported
+//    (naming the page), reads refused, /readyz 503;
+//  - 80 idle sessions that finished Hello do not keep a new peer out;
+//  - the primary's /status shows its peers' real head_size and lag 0.
+// Each fails on the code before the fix. Waits are liveness deadlines.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/proc/child_process.h"
+#include "core/keys.h"
+#include "net/http_client.h"
+#include "net/protocol.h"
+
+using namespace swarmlite;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// SWARMLITE_DEFECTS_BIN=path runs these against another build (e.g. the code
+// before the fix, to see every case fail there).
+const fs::path kBin = [] {
+  const char* other = std::getenv("SWARMLITE_DEFECTS_BIN");
+  return other && *other ? fs::path(other) : fs::path(SWARMLITE_BIN);
+}();
+
+struct ScratchDir {
+  fs::path path;
+  explicit ScratchDir(const std::string& tag) {
+    static std::atomic<int> n{0};
+    path = fs::temp_directory_path() / fmt::format("swl-defects-{}-{}-{}", tag, ::getpid(), n++);
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() {
+    const char* keep = std::getenv("SWARMLITE_KEEP");
+    if (keep && *keep && std::string(keep) != "0") return;
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 60s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return cond();
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Reply {
+  unsigned status = 0;  // 0: no HTTP answer (error says why)
+  std::string body, error;
+};
+
+Reply http(const std::string& base, const std::string& method, const std::string& target,
+           const std::string& body = {}) {
+  Reply out;
+  auto url = net::parse_http_url(base);
+  REQUIRE(url.ok());
+  net::HttpRequest rq;
+  rq.method = method;
+  rq.target = target;
+  rq.body = body;
+  net::HttpClientOptions o;
+  o.timeout = 20s;
+  auto r = net::http_call(url.value(), rq, o);
+  if (!r.ok()) {
+    out.error = r.error().to_string();
+    return out;
+  }
+  out.status = r->status;
+  out.body = r->body;
+  return out;
+}
+
+// Raw bytes to host:port; everything answered until the close (or 10 s).
+std::string raw_exchange(const std::string& base, const std::string& bytes) {
+  auto url = net::parse_http_url(base);
+  REQUIRE(url.ok());
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(url->port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// A primary and one peer, both with HTTP.
+struct Swarm {
+  ScratchDir dir;
+  fs::path pub_file, key_file;
+  std::unique_ptr<proc::ChildProcess> primary, peer;
+  std::vector<std::string> primary_extra, peer_extra;
+
+  explicit Swarm(const std::string& tag, std::vector<std::string> p_extra = {},
+                 std::vector<std::string> q_extra = {})
+      : dir(tag), primary_extra(std::move(p_extra)), peer_extra(std::move(q_extra)) {
+    proc::run_to_end("keygen", kBin, {"keygen", "--out", (dir.path / "keys").string()}, dir.path / "keygen.log");
+    pub_file = dir.path / "keys" / "primary.pub";
+    key_file = dir.path / "keys" / "primary.key";
+    std::vector<std::string> args{"primary", "--db", (dir.path / "p.db").string(), "--key", key_file.string(),
+                                  "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--max-outbound", "0"};
+    args.insert(args.end(), primary_extra.begin(), primary_extra.end());
+    primary = std::make_unique<proc::ChildProcess>("primary", kBin, args, dir.path / "primary.log");
+    primary->wait_ready(60s);
+  }
+  fs::path peer_db() const { return dir.path / "r.db"; }
+  void start_peer() {
+    std::vector<std::string> args{"peer", "--db", peer_db().string(), "--pub", pub_file.string(), "--from",
+                                  primary->listen(), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"};
+    args.insert(args.end(), peer_extra.begin(), peer_extra.end());
+    peer.reset();
+    peer = std::make_unique<proc::ChildProcess>("peer", kBin, args, dir.path / "peer.log");
+    peer->wait_ready(60s);
+  }
+  void execute(const json& statements) {
+    auto r = http(primary->http(), "POST", "/db/execute?transaction", statements.dump());
+    REQUIRE_MESSAGE(r.status == 200, r.body, r.error);
+    REQUIRE_MESSAGE(r.body.find("\"error\"") == std::string::npos, r.body);
+  }
+  uint64_t primary_size() {
+    auto r = http(primary->http(), "GET", "/status");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body)["size"].get<uint64_t>();
+  }
+  bool peer_at(uint64_t size) {
+    auto r = http(peer->http(), "GET", "/status");
+    if (r.status != 200) return false;
+    auto st = json::parse(r.body, nullptr, false);
+    return st.is_object() && st["size"] == size && st["head"].is_object() && st["head"]["size"] == size;
+  }
+  void sync_peer() {
+    uint64_t size = primary_size();
+    REQUIRE_MESSAGE(eventually([&] { return peer_at(size); }), peer->log_tail());
+  }
+  // The notes table with rows 1..3.
+  void notes() {
+    execute(json::parse(R"J([
+      "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)",
+      ["INSERT INTO notes(body) VALUES(?)", "one"],
+      ["INSERT INTO notes(body) VALUES(?)", "two"],
+      ["INSERT INTO notes(body) VALUES(?)", "three"]])J"));
+  }
+};
+
+// Runs the CLI to its end; exit code (-1: killed or timed out) and its output.
+struct CliRun {
+  int code = -1;
+  std::string out;
+};
+CliRun cli(const fs::path& dir, const std::string& tag, const std::vector<std::string>& args) {
+  fs::path log = dir / (tag + ".log");
+  proc::ChildProcess p(tag, kBin, args, log);
+  CliRun r;
+  if (p.wait_exit(60s)) r.code = p.exit_code().value_or(-1);
+  p.stop();
+  r.out = read_file(log);
+  return r;
+}
+
+// The page the altered row of notes lives on (a one-page table: its root).
+std::string notes_page(const fs::path& db) {
+  sqlite3* c = nullptr;
+  REQUIRE(sqlite3_open_v2(db.c_str(), &c, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(c, "SELECT rootpage FROM sqlite_schema WHERE name = 'notes'", -1, &st, nullptr) ==
+          SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  int page = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(c);
+  return "page " + std::to_string(page);
+}
+
+}  // namespace
+
+TEST_CASE("a proof of swapped SQL shows the SQL it answers and fails verify --sql; --param needs --sql; --max-age") {
+  Swarm s("verify");
+  s.notes();
+  s.start_peer();
+  s.sync_peer();
+  const fs::path proof = s.dir.path / "swapped.proof";
+  // What a lying peer hands out for "... WHERE id = 2": a valid proof of id = 3.
+  auto q = cli(s.dir.path, "query", {"query", "--peer", s.peer->http(), "--pub", s.pub_file.string(), "--verify",
+                                     "--proof-out", proof.string(), "SELECT id, body FROM notes WHERE id = 3"});
+  REQUIRE_MESSAGE(q.code == 0, q.out);
+  // verify alone: valid, and says which question it answers.
+  auto plain = cli(s.dir.path, "verify-plain", {"verify", "--pub", s.pub_file.string(), proof.string()});
+  CHECK_MESSAGE(plain.code == 0, plain.out);
+  CHECK_MESSAGE(plain.out.find("sql:    \"SELECT id, body FROM notes WHERE id = 3\"") != std::string::npos,
+                plain.out);
+  CHECK_MESSAGE(plain.out.find("params: []") != std::string::npos, plain.out);
+  auto as_json = cli(s.dir.path, "verify-json", {"verify", "--json", "--pub", s.pub_file.string(), proof.string()});
+  REQUIRE_MESSAGE(as_json.code == 0, as_json.out);
+  auto doc = json::parse(as_json.out.substr(as_json.out.find('{')), nullptr, false);
+  REQUIRE(doc.is_object());
+  CHECK(doc["sql"] == "SELECT id, body FROM notes WHERE id = 3");
+  CHECK(doc["params"] == json::array());
+  // The question the user asked: refused, naming both.
+  auto swapped = cli(s.dir.path, "verify-sql", {"verify", "--pub", s.pub_file.string(), "--sql",
+                                                "SELECT id, body FROM notes WHERE id = 2", proof.string()});
+  CHECK(swapped.code != 0);
+  CHECK_MESSAGE(swapped.out.find("WHERE id = 2") != std::string::npos, swapped.out);
+  CHECK_MESSAGE(swapped.out.find("WHERE id = 3") != std::string::npos, swapped.out);
+  // --param without --sql is an error, not ignored.
+  auto lonely = cli(s.dir.path, "verify-param", {"verify", "--pub", s.pub_file.string(), "--param", "2", proof.string()});
+  CHECK(lonely.code != 0);
+  CHECK_MESSAGE(lonely.out.find("--param needs --sql") != std::string::npos, lonely.out);
+  // Params are held to the proof too.
+  const fs::path pproof = s.dir.path / "param.proof";
+  q = cli(s.dir.path, "query-param", {"query", "--peer", s.peer->http(), "--pub", s.pub_file.string(), "--verify",
+                                      "--proof-out", pproof.string(), "--param", "3",
+                                      "SELECT id, body FROM notes WHERE id = ?"});
+  REQUIRE_MESSAGE(q.code == 0, q.out);
+  auto wrong_param = cli(s.dir.path, "verify-wrong-param",
+                         {"verify", "--pub", s.pub_file.string(), "--sql", "SELECT id, body FROM notes WHERE id = ?",
+                          "--param", "2", pproof.string()});
+  CHECK(wrong_param.code != 0);
+  CHECK_MESSAGE(wrong_param.out.find("other params") != std::string::npos, wrong_param.out);
+  auto right_param = cli(s.dir.path, "verify-right-param",
+                         {"verify", "--pub", s.pub_file.string(), "--sql", "SELECT id, body FROM notes WHERE id = ?",
+                          "--param", "3", pproof.string()});
+  CHECK_MESSAGE(right_param.code == 0, right_param.out);
+  // --max-age: an hour is fine, a millisecond is stale (the head is older than that by now).
+  std::this_thread::sleep_for(50ms);
+  auto fresh = cli(s.dir.path, "verify-age-ok", {"verify", "--pub", s.pub_file.string(), "--max-age", "1h", proof.string()});
+  CHECK_MESSAGE(fresh.code == 0, fresh.out);
+  auto stale = cli(s.dir.path, "verify-age-stale",
+                   {"verify", "--pub", s.pub_file.string(), "--max-age", "0.001", proof.string()});
+  CHECK(stale.code != 0);
+  CHECK_MESSAGE(stale.out.find("stale head") != std::string::npos, stale.out);
+  auto qstale = cli(s.dir.path, "query-age-stale",
+                    {"query", "--peer", s.peer->http(), "--pub", s.pub_file.string(), "--verify", "--max-age", "1ms",
+                     "SELECT id FROM notes WHERE id = 1"});
+  CHECK(qstale.code != 0);
+  CHECK_MESSAGE(qstale.out.find("stale head") != std::string::npos, qstale.out);
+  auto qfresh = cli(s.dir.path, "query-age-ok",
+                    {"query", "--peer", s.peer->http(), "--pub", s.pub_file.string(), "--verify", "--max-age", "300",
+                     "SELECT id FROM notes WHERE id = 1"});
+  CHECK_MESSAGE(qfresh.code == 0, qfresh.out);
+}
+
+TEST_CASE("hostile request bytes get a 400 with the reason: non-UTF-8 SQL, 1e400, a huge chunk size, int64 overflow") {
+  Swarm s("http");
+  s.notes();
+  s.start_peer();
+  s.sync_peer();
+  for (const std::string& base : {s.primary->http(), s.peer->http()}) {
+    for (const char* target : {"/db/query?q=SELECT%20%27%FF%27", "/db/query?proof=1&q=SELECT%20%27%FF%27"}) {
+      auto r = http(base, "GET", target);
+      INFO(base << target << " -> " << r.status << " " << r.body << r.error);
+      CHECK(r.status == 400);
+      CHECK(r.body.find("not valid UTF-8") != std::string::npos);
+    }
+    for (const char* target : {"/db/query", "/db/query?proof=1"}) {
+      auto r = http(base, "POST", target, "[\"SELECT '\xff'\"]");
+      CHECK(r.status == 400);
+    }
+    auto big = http(base, "POST", "/db/query", R"J([["SELECT ?", 1e400]])J");
+    INFO(big.status << " " << big.body << big.error);
+    CHECK(big.status == 400);
+    CHECK(big.body.find("1e400") != std::string::npos);
+    for (const char* n : {"-9223372036854775809", "18446744073709551616", "-18446744073709551616"}) {
+      auto r = http(base, "POST", "/db/query", fmt::format(R"J(["SELECT 1", ["SELECT ?, ?", 1, {}]])J", n));
+      INFO(n << " -> " << r.status << " " << r.body << r.error);
+      CHECK(r.status == 400);
+      CHECK(r.body.find(fmt::format("statement 1: param 2: integer {} is out of the int64 range", n)) !=
+            std::string::npos);
+    }
+    std::string chunked =
+        "POST /db/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\n[\"SELECT 1\"]\r\n0\r\n\r\n";
+    std::string reply = raw_exchange(base, chunked);
+    INFO(reply);
+    CHECK(reply.rfind("HTTP/1.1 400", 0) == 0);
+  }
+  // Writes too: an overflowing param is refused, nothing is written as REAL.
+  auto w = http(s.primary->http(), "POST", "/db/execute",
+                R"J([["INSERT INTO notes(body) VALUES(?)", 18446744073709551616]])J");
+  CHECK(w.status == 400);
+  auto count = http(s.primary->http(), "GET", "/db/query?q=SELECT%20count(*)%20FROM%20notes");
+  CHECK(count.body.find("[[3]]") != std::string::npos);
+}
+
+TEST_CASE("a peer whose head file was deleted serves proofs again without a new write") {
+  Swarm s("head");
+  s.notes();
+  s.start_peer();
+  s.sync_peer();
+  s.peer->stop();
+  const fs::path head = fs::path(s.peer_db().string() + ".data") / "log" / "head";
+  REQUIRE(fs::exists(head));
+  fs::remove(head);
+  s.start_peer();
+  bool ready = eventually([&] { return http(s.peer->http(), "GET", "/readyz").status == 200; });
+  CHECK_MESSAGE(ready, http(s.peer->http(), "GET", "/readyz").body);
+  auto q = cli(s.dir.path, "query-after-head-loss",
+               {"query", "--peer", s.peer->http(), "--pub", s.pub_file.string(), "--verify",
+                "SELECT body FROM notes WHERE id = 2"});
+  CHECK_MESSAGE(q.code == 0, q.out);
+  CHECK(q.out.find("two") != std::string::npos);
+  CHECK(fs::exists(head));  // persisted
+}
+
+TEST_CASE("a row changed in a running peer's file by another process: corruption reported, reads stop, /readyz 503") {
+  Swarm s("corrupt", {}, {"--scrub-interval", "0.2"});
+  s.notes();
+  s.start_peer();
+  s.sync_peer();
+  REQUIRE(http(s.peer->http(), "GET", "/readyz").status == 200);
+  const std::string page = notes_page(s.peer_db());
+  {
+    sqlite3* other = nullptr;
+    REQUIRE(sqlite3_open_v2(s.peer_db().c_str(), &other, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+    sqlite3_busy_timeout(other, 10000);
+    int rc = sqlite3_exec(other, "UPDATE notes SET body = 'evil' WHERE id = 2", nullptr, nullptr, nullptr);
+    sqlite3_close(other);
+    REQUIRE(rc == SQLITE_OK);
+  }
+  bool reported = eventually([&] {
+    auto r = http(s.peer->http(), "GET", "/readyz");
+    return r.status == 503 && r.body.find("corrupt") != std::string::npos;
+  });
+  auto readyz = http(s.peer->http(), "GET", "/readyz");
+  CHECK_MESSAGE(reported, readyz.status, " ", readyz.body);
+  CHECK_MESSAGE(readyz.body.find(page + " differs") != std::string::npos, readyz.body);
+  auto plain = http(s.peer->http(), "GET", "/db/query?q=SELECT%20body%20FROM%20notes%20WHERE%20id%20%3D%202");
+  CHECK(plain.status == 503);
+  CHECK(plain.body.find("evil") == std::string::npos);
+  auto proved = http(s.peer->http(), "GET", "/db/query?proof=1&q=SELECT%20body%20FROM%20notes%20WHERE%20id%20%3D%202");
+  CHECK(proved.status == 503);
+  CHECK_MESSAGE(proved.body.find(page) != std::string::npos, proved.body);
+  auto st = http(s.peer->http(), "GET", "/status");
+  CHECK(json::parse(st.body)["corruption"].is_string());
+}
+
+TEST_CASE("a prover that meets a changed page reports corruption, not 'changed while proving'") {
+  Swarm s("corrupt-prove", {}, {"--scrub-interval", "0"});
+  s.notes();
+  s.start_peer();
+  s.sync_peer();
+  const std::string page = notes_page(s.peer_db());
+  {
+    sqlite3* other = nullptr;
+    REQUIRE(sqlite3_open_v2(s.peer_db().c_str(), &other, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+    sqlite3_busy_timeout(other, 10000);
+    REQUIRE(sqlite3_exec(other, "UPDATE notes SET body = 'evil' WHERE id = 2", nullptr, nullptr, nullptr) ==
+            SQLITE_OK);
+    sqlite3_close(other);
+  }
+  auto proved = http(s.peer->http(), "GET", "/db/query?proof=1&q=SELECT%20body%20FROM%20notes%20WHERE%20id%20%3D%202");
+  CHECK(proved.status == 503);
+  CHECK_MESSAGE(proved.body.find(page + " of the database file differs") != std::string::npos, proved.body);
+  auto readyz = http(s.peer->http(), "GET", "/readyz");
+  CHECK(readyz.status == 503);
+  CHECK(http(s.peer->http(), "GET", "/db/query?q=SELECT%201").status == 503);
+}
+
+TEST_CASE("80 idle sessions that finished Hello do not keep a new peer out; /status shows peers' head_size and lag") {
+  Swarm s("idle", {"--evict-idle-after", "2"});
+  s.notes();
+  auto pub = load_public_key(s.pub_file.string());
+  REQUIRE(pub.ok());
+  auto hp = net::parse_host_port(s.primary->listen());
+  REQUIRE(hp.ok());
+  std::vector<int> fds;
+  for (int i = 0; i < 80; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(hp->port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    net::Hello h;
+    h.log_id = *pub;
+    h.node_id = 5000 + static_cast<uint64_t>(i);
+    Bytes frame = net::encode_frame(h);
+    (void)!::write(fd, frame.data(), frame.size());
+    fds.push_back(fd);
+  }
+  std::this_thread::sleep_for(3s);  // idle for longer than --evict-idle-after
+  s.start_peer();
+  s.sync_peer();
+  // The primary's view of its peer follows it: head_size = its size, lag 0.
+  s.execute(json::parse(R"J([["INSERT INTO notes(body) VALUES(?)", "four"]])J"));
+  s.sync_peer();
+  uint64_t size = s.primary_size();
+  std::string last;
+  bool seen = eventually([&] {
+    auto r = http(s.primary->http(), "GET", "/status");
+    last = r.body;
+    auto st = json::parse(r.body, nullptr, false);
+    if (!st.is_object()) return false;
+    for (const auto& p : st["peers"])
+      if (p["head_size"] == size && p["lag"] == 0) return true;
+    return false;
+  });
+  CHECK_MESSAGE(seen, last);
+  for (int fd : fds) ::close(fd);
+}
+
+TEST_CASE("docs/formats/query-proof.md gives the head's real size") {
+  std::string doc = read_file(fs::path(SWARMLITE_SOURCE_DIR) / "docs" / "formats" / "query-proof.md");
+  CHECK(doc.find(fmt::format("kEncodedHeadSize ({}) bytes", kEncodedHeadSize)) != std::string::npos);
+}
