@@ -34,21 +34,21 @@ QueryOutcome outcome_from(QueryResult&& r) {
 
 // Plain reads: one guarded connection, one snapshot for all statements.
 Result<std::vector<QueryOutcome>> guarded_query(const std::filesystem::path& db_path,
-                                                const RecentRoots& roots,
                                                 const std::vector<Statement>& statements,
                                                 uint64_t min_size) {
   SWL_ASSIGN(auto conn,
              GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
-  SnapshotState state;
+  // No state root needed for a plain read: it never fails because the state moved.
+  uint64_t size = 0;
   {
     GuardedConnection::TrustedScope trusted(*conn);
-    SWL_ASSIGN(state, begin_snapshot(conn->handle(), roots));
+    SWL_ASSIGN(size, begin_read(conn->handle()));
   }
   std::vector<QueryOutcome> out;
-  if (state.size < min_size) {
+  if (size < min_size) {
     GuardedConnection::TrustedScope trusted(*conn);
     (void)end_snapshot(conn->handle());
-    return make_error(Errc::unavailable, "state is at size {}, below min_size {}", state.size, min_size);
+    return make_error(Errc::unavailable, "state is at size {}, below min_size {}", size, min_size);
   }
   for (const auto& st : statements) {
     auto t0 = Clock::now();
@@ -269,7 +269,7 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
 Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<Statement>& statements,
                                                             const QueryOptions& options) {
   if (!options.proof) {
-    return guarded_query(primary_.db_path(), primary_.recent_roots(), statements, options.min_size);
+    return guarded_query(primary_.db_path(), statements, options.min_size);
   }
   auto before = primary_.head();
   auto out = proved_query(statements, options.min_size, false, [&](const Statement& st) {
@@ -298,10 +298,14 @@ void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics
 Result<std::vector<QueryOutcome>> ReplicaHttpBackend::query(const std::vector<Statement>& statements,
                                                             const QueryOptions& options) {
   if (!options.proof) {
-    return guarded_query(replica_.db_path(), replica_.recent_roots(), statements, options.min_size);
+    return guarded_query(replica_.db_path(), statements, options.min_size);
   }
   return proved_query(statements, options.min_size, options_.tamper_proofs,
-                      [&](const Statement& st) { return replica_.prove(st.sql, st.params); });
+                      [&](const Statement& st) {
+                        ProveOptions po;
+                        po.min_size = options.min_size;
+                        return replica_.prove(st.sql, st.params, po);
+                      });
 }
 
 nlohmann::json ReplicaHttpBackend::status() const {

@@ -183,6 +183,9 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
     Bytes encoded = encode_entry(entry);
     SWL_TRY(log_->append(std::span<const Bytes>(&encoded, 1)));
     appended = true;
+    // Before the commit makes the state visible, so a reader that sees it
+    // finds its root (snapshot.h).
+    roots_.record(entry.seq + 1, root, page_count);
     if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::after_log_append));
     return ok_status();
   };
