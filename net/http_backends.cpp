@@ -155,6 +155,13 @@ nlohmann::json node_json(const NodeStatus& s) {
     j["evidence"] = nullptr;
   }
   j["apply_error"] = s.apply_error ? nlohmann::json(*s.apply_error) : nlohmann::json(nullptr);
+  if (s.local_fault) {
+    j["local_fault"] = {{"what", s.local_fault->what},
+                        {"since_ms", s.local_fault->since_ms},
+                        {"retries", s.local_fault->retries}};
+  } else {
+    j["local_fault"] = nullptr;
+  }
   return j;
 }
 
@@ -162,6 +169,10 @@ Status node_ready(const NodeStatus& s, const std::optional<Error>& diverged) {
   if (s.evidence) return make_error(Errc::diverged, "the log equivocated (evidence stored)");
   if (diverged) return make_error(Errc::diverged, "diverged: {}", diverged->to_string());
   if (s.apply_error) return make_error(Errc::unavailable, "applying stopped: {}", *s.apply_error);
+  if (s.local_fault) {
+    return make_error(Errc::unavailable, "local fault since {} ms (Unix), {} retries: {}",
+                      s.local_fault->since_ms, s.local_fault->retries, s.local_fault->what);
+  }
   if (!s.head) return make_error(Errc::unavailable, "no verified head yet");
   return ok_status();
 }
@@ -176,6 +187,10 @@ void node_metrics(Metrics& m, const NodeStatus& s) {
       .set(static_cast<double>(s.best_size > s.applied_size ? s.best_size - s.applied_size : 0));
   m.gauge("swarmlite_peers", "Connected peer sessions").set(static_cast<double>(s.peers.size()));
   m.gauge("swarmlite_bans", "Banned peers").set(static_cast<double>(s.bans.size()));
+  m.gauge("swarmlite_local_fault", "1 while storing, applying or committing fails on this node's own I/O")
+      .set(s.local_fault ? 1.0 : 0.0);
+  m.gauge("swarmlite_local_fault_retries", "Failed attempts in the current local fault")
+      .set(s.local_fault ? static_cast<double>(s.local_fault->retries) : 0.0);
   m.gauge("swarmlite_node_bytes_in", "Peer protocol bytes received since start")
       .set(static_cast<double>(s.bytes_in));
   m.gauge("swarmlite_node_bytes_out", "Peer protocol bytes sent since start")
@@ -280,8 +295,15 @@ Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<St
   return out;
 }
 
+// The node's status plus the Primary's own local fault (a failed commit).
+NodeStatus PrimaryHttpBackend::node_status() const {
+  NodeStatus s = node_.status();
+  if (!s.local_fault) s.local_fault = primary_.local_fault();
+  return s;
+}
+
 nlohmann::json PrimaryHttpBackend::status() const {
-  auto j = node_json(node_.status());
+  auto j = node_json(node_status());
   j["size"] = primary_.size();
   j["state_root"] = to_hex(primary_.state_root());
   j["page_count"] = primary_.page_count();
@@ -289,9 +311,16 @@ nlohmann::json PrimaryHttpBackend::status() const {
   return j;
 }
 
-Status PrimaryHttpBackend::ready() const { return node_ready(node_.status(), std::nullopt); }
+Status PrimaryHttpBackend::ready() const {
+  // A probe also retries a pending re-apply whose backoff has passed, so an
+  // idle primary recovers from a local fault without waiting for a write.
+  if (primary_.local_fault() && primary_.retry_local_fault().ok() && !primary_.local_fault()) {
+    node_.notify_new_head();
+  }
+  return node_ready(node_status(), std::nullopt);
+}
 
-void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_.status()); }
+void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_status()); }
 
 // --- replica -------------------------------------------------------------------
 

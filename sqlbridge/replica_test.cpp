@@ -9,8 +9,10 @@
 #include <set>
 #include <thread>
 
+#include "core/fault_injection.h"
 #include "core/log_store.h"
 #include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/local_fault.h"
 #include "sqlbridge/state_tree.h"
 #include "sqlbridge/verifier.h"
 
@@ -500,4 +502,34 @@ TEST_CASE("proofs and plain reads keep working while the replica applies") {
   auto wal = std::filesystem::file_size(p.dir / "r.db-wal");
   MESSAGE("replica WAL after 1500 entries with proofs running: " << wal << " bytes");
   CHECK(wal < 12u * 1024 * 1024);  // ~1000 frames of 4 KiB, plus what one pin interval adds
+}
+
+// docs/operations.md "Local faults": a full disk on the replica is the
+// replica's trouble (io_error, retried), never divergence, and it resumes by
+// itself once space returns.
+TEST_CASE("a disk-full replica reports io_error, keeps its state, and resumes afterwards") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  for (int i = 0; i < 5; ++i) p.exec({sql("INSERT INTO t VALUES (?)", {Value{std::string(5000, 'y')}})});
+  const uint64_t before = p.replica->size();
+  // The log directory is full: storing fails with io_error, nothing stored.
+  fault_injection::fail_writes_under(p.dir / "r.log");
+  Status stored = sync_replica(*p.primary, *p.replica);
+  REQUIRE_FALSE(stored.ok());
+  CHECK(stored.error().code == Errc::io_error);
+  CHECK(is_local_fault(stored.error()));
+  CHECK(p.replica->log().size() == before);
+  // The database's disk is full: applying fails with io_error, not divergence.
+  fault_injection::fail_writes_under(p.dir / "r.db");
+  Status applied = sync_replica(*p.primary, *p.replica);
+  fault_injection::clear();
+  REQUIRE_FALSE(applied.ok());
+  CHECK(applied.error().code == Errc::io_error);
+  CHECK_FALSE(p.replica->diverged());
+  CHECK(p.replica->size() == before);
+  // Space is back.
+  p.sync();
+  CHECK(p.replica->size() == p.primary->size());
+  CHECK(p.replica->state_root() == p.primary->state_root());
 }
