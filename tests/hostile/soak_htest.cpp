@@ -138,13 +138,15 @@ struct Node {
 
 // Errors of one kind: a count and the first few messages.
 struct Failures {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   std::mutex mu;
   std::atomic<uint64_t> n{0};
   std::vector<std::string> first;
   void add(const std::string& what) {
     ++n;
     std::lock_guard lock(mu);
-    if (first.size() < 5) first.push_back(what);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    if (first.size() < 5) first.push_back(fmt::format("at {} ms: {}", ms.count(), what));
   }
   std::string describe() {
     std::lock_guard lock(mu);
@@ -192,6 +194,24 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
     REQUIRE_MESSAGE(r->status == 200, r->body);
   }
 
+  // Reads start once both peers hold the table (before that "no such table" is right).
+  auto size_of = [&](Node* n) -> uint64_t {
+    auto r = call(url_of(n->http()), "GET", "/status");
+    if (!r.ok() || r->status != 200) return 0;
+    auto j = json::parse(r->body, nullptr, false);
+    return j.is_discarded() ? 0 : j.value("size", uint64_t{0});
+  };
+  const uint64_t created = size_of(primary);
+  {
+    auto until = std::chrono::steady_clock::now() + 120s;
+    for (Node* p : peers) {
+      while (size_of(p) < created && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(100ms);
+      }
+      REQUIRE_MESSAGE(size_of(p) >= created, p->name, " did not get the table");
+    }
+  }
+
   std::atomic<bool> done{false};
   std::atomic<uint64_t> acked{0}, plain_ok{0}, proofs_ok{0};
   Failures write_failures, plain_failures, proof_failures;
@@ -217,7 +237,8 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
   for (Node* peer : peers) {
     auto url = url_of(peer->http());
     readers.emplace_back([&, url, peer] {  // plain reads
-      const std::string q = "/db/query?q=" + url_encode("SELECT count(*), max(id) FROM t");
+      const std::string q = fmt::format("/db/query?min_size={}&q=", created) +
+                            url_encode("SELECT count(*), max(id) FROM t");
       while (!done) {
         auto r = call(url, "GET", q);
         if (!r.ok() || r->status != 200 || r->body.find("\"error\"") != std::string::npos) {
@@ -230,7 +251,7 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
       }
     });
     readers.emplace_back([&, url, peer] {  // proved reads, verified, never older than the last one
-      uint64_t seen = 0;
+      uint64_t seen = created;  // the table exists from there on: a client asks for no less
       uint64_t k = 0;
       while (!done) {
         const std::string sql = (k++ % 2) ? "SELECT count(*), max(id) FROM t"
@@ -306,12 +327,6 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
   CHECK(max_wal < 64u << 20);
 
   // And the peers caught up with everything acknowledged.
-  auto size_of = [&](Node* n) -> uint64_t {
-    auto r = call(url_of(n->http()), "GET", "/status");
-    if (!r.ok() || r->status != 200) return 0;
-    auto j = json::parse(r->body, nullptr, false);
-    return j.is_discarded() ? 0 : j.value("size", uint64_t{0});
-  };
   const uint64_t want = size_of(primary);
   auto deadline = std::chrono::steady_clock::now() + 120s;
   for (Node* p : peers) {
