@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/fault_injection.h"
 #include "core/hash.h"
 
 namespace swarmlite {
@@ -123,6 +124,10 @@ Result<Fd> open_file(const fs::path& p, int flags) {
 }
 
 Status write_all(int fd, ByteView data, uint64_t offset, const fs::path& p) {
+  if (fault_injection::write_fails(p.c_str())) {  // tests only: a full disk
+    errno = ENOSPC;
+    return os_error("cannot write", p);
+  }
   while (!data.empty()) {
     ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;

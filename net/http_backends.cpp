@@ -34,21 +34,21 @@ QueryOutcome outcome_from(QueryResult&& r) {
 
 // Plain reads: one guarded connection, one snapshot for all statements.
 Result<std::vector<QueryOutcome>> guarded_query(const std::filesystem::path& db_path,
-                                                const RecentRoots& roots,
                                                 const std::vector<Statement>& statements,
                                                 uint64_t min_size) {
   SWL_ASSIGN(auto conn,
              GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
-  SnapshotState state;
+  // No state root needed for a plain read: it never fails because the state moved.
+  uint64_t size = 0;
   {
     GuardedConnection::TrustedScope trusted(*conn);
-    SWL_ASSIGN(state, begin_snapshot(conn->handle(), roots));
+    SWL_ASSIGN(size, begin_read(conn->handle()));
   }
   std::vector<QueryOutcome> out;
-  if (state.size < min_size) {
+  if (size < min_size) {
     GuardedConnection::TrustedScope trusted(*conn);
     (void)end_snapshot(conn->handle());
-    return make_error(Errc::unavailable, "state is at size {}, below min_size {}", state.size, min_size);
+    return make_error(Errc::unavailable, "state is at size {}, below min_size {}", size, min_size);
   }
   for (const auto& st : statements) {
     auto t0 = Clock::now();
@@ -157,6 +157,13 @@ nlohmann::json node_json(const NodeStatus& s) {
     j["evidence"] = nullptr;
   }
   j["apply_error"] = s.apply_error ? nlohmann::json(*s.apply_error) : nlohmann::json(nullptr);
+  if (s.local_fault) {
+    j["local_fault"] = {{"what", s.local_fault->what},
+                        {"since_ms", s.local_fault->since_ms},
+                        {"retries", s.local_fault->retries}};
+  } else {
+    j["local_fault"] = nullptr;
+  }
   return j;
 }
 
@@ -164,6 +171,10 @@ Status node_ready(const NodeStatus& s, const std::optional<Error>& diverged) {
   if (s.evidence) return make_error(Errc::diverged, "the log equivocated (evidence stored)");
   if (diverged) return make_error(Errc::diverged, "diverged: {}", diverged->to_string());
   if (s.apply_error) return make_error(Errc::unavailable, "applying stopped: {}", *s.apply_error);
+  if (s.local_fault) {
+    return make_error(Errc::unavailable, "local fault since {} ms (Unix), {} retries: {}",
+                      s.local_fault->since_ms, s.local_fault->retries, s.local_fault->what);
+  }
   if (!s.head) return make_error(Errc::unavailable, "no verified head yet");
   return ok_status();
 }
@@ -178,6 +189,10 @@ void node_metrics(Metrics& m, const NodeStatus& s) {
       .set(static_cast<double>(s.best_size > s.applied_size ? s.best_size - s.applied_size : 0));
   m.gauge("swarmlite_peers", "Connected peer sessions").set(static_cast<double>(s.peers.size()));
   m.gauge("swarmlite_bans", "Banned peers").set(static_cast<double>(s.bans.size()));
+  m.gauge("swarmlite_local_fault", "1 while storing, applying or committing fails on this node's own I/O")
+      .set(s.local_fault ? 1.0 : 0.0);
+  m.gauge("swarmlite_local_fault_retries", "Failed attempts in the current local fault")
+      .set(s.local_fault ? static_cast<double>(s.local_fault->retries) : 0.0);
   m.gauge("swarmlite_node_bytes_in", "Peer protocol bytes received since start")
       .set(static_cast<double>(s.bytes_in));
   m.gauge("swarmlite_node_bytes_out", "Peer protocol bytes sent since start")
@@ -271,7 +286,7 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
 Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<Statement>& statements,
                                                             const QueryOptions& options) {
   if (!options.proof) {
-    return guarded_query(primary_.db_path(), primary_.recent_roots(), statements, options.min_size);
+    return guarded_query(primary_.db_path(), statements, options.min_size);
   }
   auto before = primary_.head();
   auto out = proved_query(statements, options.min_size, false, [&](const Statement& st) {
@@ -282,8 +297,15 @@ Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<St
   return out;
 }
 
+// The node's status plus the Primary's own local fault (a failed commit).
+NodeStatus PrimaryHttpBackend::node_status() const {
+  NodeStatus s = node_.status();
+  if (!s.local_fault) s.local_fault = primary_.local_fault();
+  return s;
+}
+
 nlohmann::json PrimaryHttpBackend::status() const {
-  auto j = node_json(node_.status());
+  auto j = node_json(node_status());
   j["size"] = primary_.size();
   j["state_root"] = to_hex(primary_.state_root());
   j["page_count"] = primary_.page_count();
@@ -291,9 +313,16 @@ nlohmann::json PrimaryHttpBackend::status() const {
   return j;
 }
 
-Status PrimaryHttpBackend::ready() const { return node_ready(node_.status(), std::nullopt); }
+Status PrimaryHttpBackend::ready() const {
+  // A probe also retries a pending re-apply whose backoff has passed, so an
+  // idle primary recovers from a local fault without waiting for a write.
+  if (primary_.local_fault() && primary_.retry_local_fault().ok() && !primary_.local_fault()) {
+    node_.notify_new_head();
+  }
+  return node_ready(node_status(), std::nullopt);
+}
 
-void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_.status()); }
+void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_status()); }
 
 // --- replica -------------------------------------------------------------------
 
@@ -302,10 +331,14 @@ Result<std::vector<QueryOutcome>> ReplicaHttpBackend::query(const std::vector<St
   // A corrupted file serves nothing, plain or proved (Replica::corruption).
   if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving reads: {}", c->message);
   if (!options.proof) {
-    return guarded_query(replica_.db_path(), replica_.recent_roots(), statements, options.min_size);
+    return guarded_query(replica_.db_path(), statements, options.min_size);
   }
   return proved_query(statements, options.min_size, options_.tamper_proofs,
-                      [&](const Statement& st) { return replica_.prove(st.sql, st.params); });
+                      [&](const Statement& st) {
+                        ProveOptions po;
+                        po.min_size = options.min_size;
+                        return replica_.prove(st.sql, st.params, po);
+                      });
 }
 
 nlohmann::json ReplicaHttpBackend::status() const {

@@ -37,6 +37,7 @@ class PrimaryHttpBackend : public HttpBackend {
   void update_metrics(Metrics& metrics) override;
 
  private:
+  NodeStatus node_status() const;
   Primary& primary_;
   Node& node_;
 };

@@ -131,16 +131,25 @@ class Worker {
     std::lock_guard lock(mu_);
     return apply_error_;
   }
+  // Local faults (docs/operations.md): storing (set by the io thread from a
+  // store job's result) and applying (set here). Never a reason to ban anyone.
+  FaultState store_fault;
+  FaultState apply_fault;
 
  private:
   bool apply_due() const {
-    return !apply_error_ && !stalled_ && apply_target_ > backend_.applied_size();
+    return !apply_error_ && !stalled_ && apply_fault.retry_due() &&
+           apply_target_ > backend_.applied_size();
   }
   void run() {
     std::unique_lock lock(mu_);
     for (;;) {
-      cv_.wait(lock, [&] { return stop_ || !jobs_.empty() || apply_due(); });
+      // A local fault: wake up when its backoff has passed.
+      auto wait = apply_fault.get() ? apply_fault.wait() + std::chrono::milliseconds(1)
+                                    : std::chrono::milliseconds(60'000);
+      cv_.wait_for(lock, wait, [&] { return stop_ || !jobs_.empty() || apply_due(); });
       if (stop_) return;
+      if (jobs_.empty() && !apply_due()) continue;
       if (!jobs_.empty()) {  // stores first: they unblock the next fetch
         auto job = std::move(jobs_.front());
         jobs_.pop_front();
@@ -153,9 +162,19 @@ class Worker {
       lock.unlock();
       auto r = backend_.apply(up_to);
       lock.lock();
-      if (!r.ok()) {
+      if (!r.ok() && is_local_fault(r.error())) {
+        apply_fault.failed(r.error());
+        auto f = apply_fault.get();
+        spdlog::error("applying entry {} failed on this node ({}. attempt), retrying in {} ms: {}",
+                      backend_.applied_size(), f ? f->retries : 0, apply_fault.wait().count(),
+                      r.error().to_string());
+      } else if (!r.ok()) {
         apply_error_ = r.error().to_string();
         spdlog::error("apply stopped at entry {}: {}", backend_.applied_size(), *apply_error_);
+      } else if (apply_fault.get()) {
+        apply_fault.cleared();
+        spdlog::info("applying works again at entry {}", backend_.applied_size());
+        if (r.value() == 0) stalled_ = true;
       } else if (r.value() == 0) {
         stalled_ = true;  // no progress: wait for a new target instead of spinning
       }
@@ -892,6 +911,7 @@ void Node::Impl::check_head(const Head& h, const std::string& from) {
 
 void Node::Impl::schedule_fetch() {
   if (stopping || evidence || fetch_busy || backend.is_primary() || worker.apply_error()) return;
+  if (!worker.store_fault.retry_due()) return;  // a local fault: the tick retries after its backoff
   uint64_t local;
   std::optional<Head> anchor;
   {
@@ -1027,6 +1047,14 @@ void Node::Impl::on_stored(uint64_t session_id, std::vector<std::string> ban_key
   fetch_busy = false;
   if (stopping) return;
   Session* s = find_session(session_id);
+  if (!st.ok() && is_local_fault(st.error())) {
+    // Our disk, not their data: nobody is banned; retried after a backoff.
+    worker.store_fault.failed(st.error());
+    auto f = worker.store_fault.get();
+    spdlog::error("storing entries from {} failed on this node ({}. attempt), retrying in {} ms: {}",
+                  who, f ? f->retries : 0, worker.store_fault.wait().count(), st.error().to_string());
+    return;
+  }
   if (!st.ok()) {
     std::string reason = "invalid entries: " + st.error().to_string();
     if (s) {
@@ -1037,6 +1065,10 @@ void Node::Impl::on_stored(uint64_t session_id, std::vector<std::string> ban_key
     }
     schedule_fetch();
     return;
+  }
+  if (worker.store_fault.get()) {
+    worker.store_fault.cleared();
+    spdlog::info("storing works again");
   }
   entries_stored += n;
   if (s) {
@@ -1191,6 +1223,8 @@ NodeStatus Node::Impl::make_status() {
   }
   st.evidence = evidence;
   st.apply_error = worker.apply_error();
+  st.local_fault = worker.apply_fault.get();
+  if (!st.local_fault) st.local_fault = worker.store_fault.get();
   st.known_addresses = book.size();
   return st;
 }

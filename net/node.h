@@ -34,6 +34,7 @@
 #include "core/head.h"
 #include "core/log.h"
 #include "core/result.h"
+#include "sqlbridge/local_fault.h"
 
 namespace swarmlite::net {
 
@@ -157,6 +158,9 @@ struct NodeStatus {
   std::vector<BanStatus> bans;
   std::optional<Evidence> evidence;       // set: the log equivocated, the node stopped following it
   std::optional<std::string> apply_error; // set: applying stopped (e.g. diverged)
+  // set: storing or applying fails on this node's own I/O (disk full …); retried
+  // with backoff, cleared by the next success (docs/operations.md "Local faults")
+  std::optional<LocalFault> local_fault;
   size_t known_addresses = 0;
 };
 

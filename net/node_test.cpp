@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/entry.h"
+#include "core/fault_injection.h"
 #include "core/keys.h"
 #include "net/protocol.h"
 
@@ -507,4 +508,48 @@ TEST_CASE("inbound sessions are capped per address range; an idle one makes room
     CHECK(too_many);
   }
   CHECK(p.status().peers.size() == 3);
+}
+
+// docs/operations.md "Local faults": the replica's own disk is full. Storing
+// fails with io_error: the source is not banned (it is the only one), the fault
+// is in status().local_fault, and once space returns the replica catches up by
+// itself. (Before: "invalid entries: I/O error …" banned the primary for 600 s.)
+TEST_CASE("a replica whose disk is full bans nobody, reports the fault and catches up later") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), r1(keys.pub, false);
+  primary.append(keys.secret, 20);
+  auto po = fast_options();
+  po.max_outbound = 0;
+  Node p(*primary.backend, po);
+  REQUIRE(p.start().ok());
+  fault_injection::fail_writes_under(r1.dir.path / "log");
+  auto o1 = fast_options();
+  o1.seeds = {addr(p)};
+  o1.max_outbound = 1;
+  Node n1(*r1.backend, o1);
+  REQUIRE(n1.start().ok());
+  // Several failed attempts, with backoff, and nobody banned.
+  CHECK(eventually([&] {
+    auto st = n1.status();
+    return st.local_fault && st.local_fault->retries >= 3;
+  }));
+  auto st = n1.status();
+  CHECK(st.bans.empty());
+  REQUIRE(st.local_fault);
+  CHECK(st.local_fault->what.find("No space left") != std::string::npos);
+  CHECK(st.local_fault->since_ms > 0);
+  CHECK_FALSE(st.apply_error);
+  CHECK(r1.size() == 0);
+  // More entries while the disk is full.
+  primary.append(keys.secret, 5);
+  p.notify_new_head();
+  // Space is back: it resumes by itself.
+  fault_injection::clear();
+  CHECK(eventually([&] { return r1.size() == 25; }));
+  CHECK(eventually([&] { return !n1.status().local_fault; }));
+  st = n1.status();
+  CHECK(st.bans.empty());
+  CHECK(p.status().bans.empty());
+  n1.stop();
+  p.stop();
 }

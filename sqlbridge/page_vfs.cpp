@@ -19,6 +19,8 @@
 // The time methods of the VFS return the thread's PinnedTime, if any.
 #include "sqlbridge/page_vfs.h"
 
+#include "core/fault_injection.h"
+
 #include <sqlite3.h>
 
 #include <cassert>
@@ -270,6 +272,7 @@ struct PageFile {
   WriteCapture* write = nullptr;  // -wal: captures frames; main db: sees the write lock
   ReadCapture* read = nullptr;    // records pages read
   bool is_wal = false;
+  const char* name = nullptr;  // the file's path (valid until xClose), for fault injection
   uint32_t page_size = 0;     // main db: learnt from the 100-byte header read
   bool has_deferred = false;  // a commit frame header held back (see xWrite)
   int64_t deferred_offset = 0;
@@ -369,6 +372,7 @@ int page_read(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
 int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offset) {
   PageFile* p = as_page_file(f);
   sqlite3_file* r = real_file(f);
+  if (fault_injection::write_fails(p->name)) return SQLITE_FULL;  // tests only
   if (!p->is_wal || p->write == nullptr) return r->pMethods->xWrite(r, buf, amount, offset);
   bool data_of_deferred = p->has_deferred && offset == p->deferred_offset + kWalFrameHeaderSize;
   if (!data_of_deferred) {
@@ -583,6 +587,7 @@ int vfs_open(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* ou
   int version = r->pMethods->iVersion;
   p->base.pMethods = &kIoMethods[version < 1 ? 0 : version > 3 ? 2 : version - 1];
   p->is_wal = is_wal;
+  p->name = name;
   // sqlite3_uri_* accept the name SQLite passes for the main db and its -wal file.
   if (sqlite3_int64 w = sqlite3_uri_int64(name, "swl_w", 0); w > 0) {
     p->write = find_write_capture(static_cast<uint64_t>(w));

@@ -96,6 +96,41 @@ Status Primary::catch_up_locked() {
   return ok_status();
 }
 
+Status Primary::recover_locked() {
+  if (!broken_) return ok_status();
+  if (!fault_.retry_due()) {
+    auto f = fault_.get();
+    return make_error(Errc::unavailable,
+                      "primary {}: logged entry {} is not applied yet (local fault: {}); next retry "
+                      "in {} ms",
+                      db_path_.string(), log_->size() - 1, f ? f->what : "?", fault_.wait().count());
+  }
+  if (Status s = catch_up_locked(); !s.ok()) {
+    fault_.failed(s.error());
+    return make_error(Errc::unavailable,
+                      "primary {}: applying logged entry {} from the log failed again ({}); retrying "
+                      "with backoff",
+                      db_path_.string(), log_->size() - 1, s.error().to_string());
+  }
+  broken_ = false;
+  fault_.cleared();
+  roots_.record(log_->size(), db_->state_tree().root(), db_->state_tree().page_count());
+  return ok_status();
+}
+
+std::optional<LocalFault> Primary::local_fault() const { return fault_.get(); }
+
+Status Primary::retry_local_fault() {
+  std::lock_guard lock(mu_);
+  if (!broken_) {
+    // Nothing pending (a write failed before its entry was logged): the fault
+    // is reported until its backoff passes, then the next write tries again.
+    if (fault_.get() && fault_.retry_due()) fault_.cleared();
+    return ok_status();
+  }
+  return recover_locked();
+}
+
 Primary::~Primary() {
   (void)close();
   db_.reset();
@@ -142,25 +177,22 @@ Result<Head> Primary::sign_head_locked() {
 
 Result<Head> Primary::sign_head() {
   std::lock_guard lock(mu_);
-  if (broken_) return make_error(Errc::unavailable, "primary {} must be reopened", db_path_.string());
+  SWL_TRY(recover_locked());  // never sign a log whose last entry the database lacks
   return sign_head_locked();
 }
 
 Result<std::optional<Head>> Primary::sign_head_if_due() {
   std::lock_guard lock(mu_);
-  if (broken_ || !head_due_locked()) return std::optional<Head>{};
+  if (broken_ && !recover_locked().ok()) return std::optional<Head>{};
+  if (!head_due_locked()) return std::optional<Head>{};
   SWL_ASSIGN(Head head, sign_head_locked());
   return std::optional<Head>(head);
 }
 
 Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
   std::lock_guard lock(mu_);
-  if (broken_) {
-    return make_error(Errc::unavailable,
-                      "primary {}: an earlier commit failed after its entry was logged; reopen it "
-                      "to apply the entry from the log",
-                      db_path_.string());
-  }
+  // An earlier commit failed after its entry was logged: apply it first.
+  SWL_TRY(recover_locked());
   if (transaction.empty()) return make_error(Errc::invalid_argument, "execute: no statements");
 
   Entry entry;
@@ -183,6 +215,9 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
     Bytes encoded = encode_entry(entry);
     SWL_TRY(log_->append(std::span<const Bytes>(&encoded, 1)));
     appended = true;
+    // Before the commit makes the state visible, so a reader that sees it
+    // finds its root (snapshot.h).
+    roots_.record(entry.seq + 1, root, page_count);
     if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::after_log_append));
     return ok_status();
   };
@@ -192,13 +227,16 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
   if (!results.ok()) {
     if (appended) {
       broken_ = true;
+      fault_.failed(results.error());
       return make_error(results.error().code,
-                        "entry {} was logged but SQLite's commit failed ({}); the primary refuses "
-                        "writes until reopened, which applies it from the log",
+                        "entry {} was logged but SQLite's commit failed ({}); the entry is durable "
+                        "and is applied from the log before the next write (retried with backoff)",
                         entry.seq, results.error().message);
     }
+    if (is_local_fault(results.error())) fault_.failed(results.error());
     return results.take_error();
   }
+  fault_.cleared();
   last_time_ms_ = entry.time_ms;
   roots_.record(log_->size(), entry.state_root, entry.page_count);
 
@@ -240,7 +278,7 @@ std::optional<Head> Primary::head() const {
 Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value>& params,
                                    const ProveOptions& options) {
   std::lock_guard lock(mu_);
-  if (broken_) return make_error(Errc::unavailable, "primary {} must be reopened", db_path_.string());
+  SWL_TRY(recover_locked());
   std::optional<Head> head = log_->head();
   if (!head || head->size != log_->size()) {
     SWL_ASSIGN(Head signed_head, sign_head_locked());

@@ -43,6 +43,7 @@
 #include "core/log.h"
 #include "core/result.h"
 #include "sqlbridge/determinism.h"
+#include "sqlbridge/local_fault.h"
 #include "sqlbridge/prover.h"
 #include "sqlbridge/snapshot.h"
 
@@ -67,10 +68,10 @@ struct PrimaryOptions {
   uint64_t sign_every_entries = 1;
   int64_t sign_interval_ms = 0;
   // Tests only: called at each PrimaryHookPoint. An error returned at
-  // after_log_append fails the commit after the entry reached the log, i.e. it
-  // simulates a crash between the log append and SQLite's commit: the Primary
-  // then refuses further writes (failed_precondition-like Errc::unavailable)
-  // until reopened, and open() catches up from the log.
+  // after_log_append fails the commit after the entry reached the log, as a
+  // full disk or an I/O error would: the Primary then applies the logged entry
+  // from its log (as open() does) before it takes the next write, retrying with
+  // backoff (see execute()).
   std::function<Status(PrimaryHookPoint)> test_hook;
   // Tests only: where entry seeds and "now" come from (default: randombytes_buf
   // and the wall clock). Makes a randomised test reproducible from its seed.
@@ -111,12 +112,28 @@ class Primary {
   //   invalid_argument  no statements, empty SQL, param count mismatch, params on multi-statement text
   //   refused           a construct that cannot be made deterministic (message names it)
   //   sqlite_error      a statement failed ("statement 3: UNIQUE constraint failed: t.a")
-  //   io_error / other  the log append or SQLite I/O failed
-  //   unavailable       the primary is broken (a commit failed after its log append); reopen it
+  //   io_error / other  the log append or SQLite I/O failed (a local fault, local_fault())
+  //   unavailable       an earlier commit failed after its entry was logged and
+  //                     applying that entry from the log still fails (a local
+  //                     fault, retried with backoff on each call; it recovers
+  //                     by itself once e.g. disk space returns)
+  // A commit that fails after its entry reached the log returns an error too,
+  // but the entry is durable and will be applied (message: "entry N was
+  // logged …"): the next execute() (or retry_local_fault()) applies it from
+  // the log first, with backoff; meanwhile heads are not signed.
   Result<ExecuteResult> execute(std::span<const Statement> transaction);
   Result<ExecuteResult> execute(std::initializer_list<Statement> transaction) {
     return execute(std::span<const Statement>(transaction.begin(), transaction.size()));
   }
+
+  // The current local fault (docs/operations.md "Local faults"): a write or a
+  // re-apply that failed on this node's own I/O; nullopt once one succeeded.
+  std::optional<LocalFault> local_fault() const;
+  // Applies a logged entry whose commit failed, if its backoff is due (execute()
+  // does the same first). ok when there is nothing pending or it succeeded. A
+  // fault with nothing pending (a write failed before it was logged) is
+  // cleared once its backoff has passed.
+  Status retry_local_fault();
 
   // Signs and stores a head for the current log (even if one already covers it).
   Result<Head> sign_head();
@@ -156,6 +173,8 @@ class Primary {
  private:
   Primary() = default;
   Status catch_up_locked();
+  // broken_: re-apply the logged entry now if the backoff allows (else unavailable).
+  Status recover_locked();
   Result<Head> sign_head_locked();
   bool head_due_locked() const;
   int64_t next_time_ms_locked() const;
@@ -172,7 +191,8 @@ class Primary {
   mutable std::mutex mu_;
   int64_t last_time_ms_ = 0;       // time_ms of the last entry
   int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
-  bool broken_ = false;            // a commit failed after its log append
+  bool broken_ = false;            // a commit failed after its log append (recover_locked)
+  FaultState fault_;
   bool opened_ = false;            // open() completed (close() signs only then)
   RecentRoots roots_;
 };

@@ -1,6 +1,12 @@
 // Primary: refusals, failed transactions, pinned time and randomness, reopen
 // and catch-up, genesis checks.
 #include <doctest/doctest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "core/fault_injection.h"
 #include <sqlite3.h>
 
 #include <fstream>
@@ -358,10 +364,7 @@ TEST_CASE("a primary whose database lags its log catches up on open") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message.find("simulated crash") != std::string::npos);
   CHECK(f.primary->size() == size + 1);  // the entry is in the log...
-  auto again = f.primary->execute({sql("INSERT INTO t VALUES (43)")});
-  REQUIRE_FALSE(again.ok());
-  CHECK(again.error().code == Errc::unavailable);  // ...and the primary refuses to go on
-  f.reopen();  // replays entry `size` from the log
+  f.reopen();  // ...and reopening replays entry `size` from the log
   CHECK(f.primary->size() == size + 1);
   CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 42);
   auto entry = f.primary->log().entry(size);
@@ -370,6 +373,93 @@ TEST_CASE("a primary whose database lags its log catches up on open") {
   auto head = f.primary->head();
   REQUIRE(head);
   CHECK(head->size == f.primary->size());
+}
+
+// docs/operations.md "Local faults": a commit that fails after its entry was
+// logged (disk full) is applied from the log in-process, with backoff, without a
+// reopen; meanwhile the fault is reported and no head is signed.
+TEST_CASE("a primary re-applies a logged entry whose commit failed, without a restart") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a)")});
+  std::atomic<int> fail_commits{0};
+  PrimaryOptions crashy = fast_primary();
+  crashy.test_hook = [&](PrimaryHookPoint point) -> Status {
+    if (point == PrimaryHookPoint::after_log_append && fail_commits.fetch_sub(1) > 0) {
+      // The database's disk is full from here on, the log's is not.
+      fault_injection::fail_writes_under(f.db);
+      return make_error(Errc::io_error, "simulated disk full");
+    }
+    return ok_status();
+  };
+  f.reopen(crashy);
+  std::set<int64_t> acked;
+  for (int64_t i = 1; i <= 3; ++i) {
+    f.exec({sql("INSERT INTO t VALUES (?)", {Value{i}})});
+    acked.insert(i);
+  }
+  const uint64_t size = f.primary->size();
+  fail_commits = 1;
+  auto r = f.primary->execute({sql("INSERT INTO t VALUES (100)")});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("logged") != std::string::npos);
+  CHECK(f.primary->size() == size + 1);  // durable in the log
+  REQUIRE(f.primary->local_fault());
+  CHECK(f.primary->local_fault()->retries == 1);
+  // While the disk stays full, writes fail with a clear error and the fault stays.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (f.primary->local_fault()->retries < 3 && std::chrono::steady_clock::now() < deadline) {
+    auto again = f.primary->execute({sql("INSERT INTO t VALUES (101)")});
+    REQUIRE_FALSE(again.ok());
+    CHECK(again.error().code == Errc::unavailable);
+    const bool explained = again.error().message.find("not applied yet") != std::string::npos ||
+                           again.error().message.find("failed again") != std::string::npos;
+    CHECK_MESSAGE(explained, again.error().to_string());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(f.primary->local_fault()->retries >= 3);
+  CHECK_FALSE(f.primary->sign_head().ok());  // never a head over an unapplied entry
+  // Space returns: the next attempt after the backoff applies entry `size`, then writes go on.
+  fault_injection::clear();
+  Result<ExecuteResult> ok = make_error(Errc::internal, "not tried");
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!ok.ok() && std::chrono::steady_clock::now() < deadline) {
+    ok = f.primary->execute({sql("INSERT INTO t VALUES (4)")});
+    if (!ok.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE_MESSAGE(ok.ok(), ok.error().to_string());
+  acked.insert(4);
+  CHECK_FALSE(f.primary->local_fault());
+  CHECK(ok->seq == size + 1);
+  std::set<int64_t> present;
+  auto rows = f.exec({sql("SELECT a FROM t")});
+  for (const auto& row : rows.statements.at(0).rows) present.insert(as_int(row.at(0)));
+  for (int64_t a : acked) CHECK(present.contains(a));
+  CHECK(present.contains(100));  // the logged entry was applied
+  auto head = f.primary->head();
+  REQUIRE(head);
+  CHECK(head->size == f.primary->size());
+  CHECK(head->state_root == f.primary->state_root());
+}
+
+TEST_CASE("a disk-full write on the primary fails clearly, is reported, and writes resume") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a)")});
+  f.exec({sql("INSERT INTO t VALUES (1)")});
+  const uint64_t size = f.primary->size();
+  fault_injection::fail_writes_under(f.dir / "");  // database and log
+  auto r = f.primary->execute({sql("INSERT INTO t VALUES (?)", {Value{std::string(9000, 'x')}})});
+  fault_injection::clear();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::io_error);
+  INFO(r.error().to_string());
+  const bool says_full = r.error().message.find("full") != std::string::npos ||
+                         r.error().message.find("No space") != std::string::npos;
+  CHECK(says_full);
+  CHECK(f.primary->size() == size);  // nothing logged
+  REQUIRE(f.primary->local_fault());
+  f.exec({sql("INSERT INTO t VALUES (2)")});
+  CHECK_FALSE(f.primary->local_fault());
+  CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 3);
 }
 
 TEST_CASE("a database ahead of its log is refused") {

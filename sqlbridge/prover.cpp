@@ -1,9 +1,19 @@
 #include "sqlbridge/prover.h"
 
 #include "core/merkle.h"
+#include "sqlbridge/determinism.h"
 #include "sqlbridge/page_vfs.h"
+#include "sqlbridge/sqlite_util.h"
 
 namespace swarmlite {
+
+namespace {
+// Checks each page read against the tree's leaf and packs the proof into `out`.
+Status pack_proof(const std::filesystem::path& db_path, const StateTree& tree, const Head& head,
+                  std::string_view sql, const std::vector<Value>& params,
+                  const std::set<uint32_t>& read, PageMap& pages, const QueryProofLimits& limits,
+                  ProvedQuery& out);
+}  // namespace
 
 Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const StateTree& tree,
                                 const Head& head, std::string_view sql,
@@ -39,6 +49,15 @@ Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const Stat
     SWL_ASSIGN(LogicalPages logical, LogicalPages::open(db_path));
     SWL_TRY(logical.read(1, pages[1]));
   }
+  SWL_TRY(pack_proof(db_path, tree, head, sql, params, read, pages, options.limits, out));
+  return out;
+}
+
+namespace {
+Status pack_proof(const std::filesystem::path& db_path, const StateTree& tree, const Head& head,
+                  std::string_view sql, const std::vector<Value>& params,
+                  const std::set<uint32_t>& read, PageMap& pages, const QueryProofLimits& limits,
+                  ProvedQuery& out) {
   QueryProof& proof = out.proof;
   proof.head = head;
   proof.sql = std::string(sql);
@@ -84,11 +103,116 @@ Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const Stat
   SWL_ASSIGN(proof.multiproof, tree.tree().multiproof(indices));
 
   out.encoded = encode_query_proof(proof);
-  if (out.encoded.size() > options.limits.max_proof_bytes) {
+  if (out.encoded.size() > limits.max_proof_bytes) {
     return make_error(Errc::too_large,
                       "the proof for this query has {} bytes ({} pages), over the cap of {}",
-                      out.encoded.size(), proof.pages.size(), options.limits.max_proof_bytes);
+                      out.encoded.size(), proof.pages.size(), limits.max_proof_bytes);
   }
+  return ok_status();
+}
+}  // namespace
+
+// --- PinnedProver ---------------------------------------------------------------
+
+struct PinnedProver::Slot {
+  ReadCapture capture;
+  std::unique_ptr<GuardedConnection> conn;
+  std::set<uint32_t> base_pages;  // read when the transaction began (schema, _swarmlite)
+  PageMap base_bytes;
+};
+
+Result<std::unique_ptr<PinnedProver>> PinnedProver::open(const std::filesystem::path& db_path,
+                                                         std::shared_ptr<const StateTree> tree,
+                                                         const Head& head, size_t connections,
+                                                         const ReadGuardOptions& guard) {
+  if (!tree || tree->page_count() != head.page_count || tree->root() != head.state_root) {
+    return make_error(Errc::invalid_argument,
+                      "pinning {} for proofs: the state tree is not the head's state (size {})",
+                      db_path.string(), head.size);
+  }
+  std::unique_ptr<PinnedProver> p(new PinnedProver());
+  p->db_path_ = db_path;
+  p->tree_ = std::move(tree);
+  p->head_ = head;
+  for (size_t i = 0; i < std::max<size_t>(1, connections); ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->capture.set_keep_bytes(true);
+    SWL_ASSIGN(slot->conn, GuardedConnection::open(
+                               page_vfs_uri(db_path, nullptr, &slot->capture, true), guard));
+    {
+      GuardedConnection::TrustedScope trusted(*slot->conn);
+      SWL_TRY(exec_sql(slot->conn->handle(), "BEGIN"));
+      // The first read fixes the WAL snapshot: it must be the head's state.
+      auto size = read_applied_size(slot->conn->handle());
+      if (!size.ok() || *size != head.size) {
+        (void)exec_sql(slot->conn->handle(), "COMMIT");
+        if (!size.ok()) return size.take_error();
+        return make_error(Errc::unavailable,
+                          "pinning {} for proofs: the database is at size {}, not at the head's {}",
+                          db_path.string(), *size, head.size);
+      }
+    }
+    slot->base_pages = slot->capture.pages();
+    slot->base_bytes = slot->capture.page_bytes();
+    p->free_.push_back(std::move(slot));
+  }
+  p->alive_ = p->free_.size();
+  return p;
+}
+
+PinnedProver::~PinnedProver() {
+  for (auto& slot : free_) slot->conn.reset();  // before the captures go away
+}
+
+Result<ProvedQuery> PinnedProver::prove(std::string_view sql, const std::vector<Value>& params,
+                                        const ProveOptions& options) {
+  std::unique_ptr<Slot> slot;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !free_.empty() || alive_ == 0; });
+    if (free_.empty()) {
+      return make_error(Errc::unavailable, "proofs at size {} on {}: no pinned connection left",
+                        head_.size, db_path_.string());
+    }
+    slot = std::move(free_.back());
+    free_.pop_back();
+  }
+  // Give the slot back (or drop it when its read transaction ended) on every path.
+  struct Return {
+    PinnedProver* self;
+    std::unique_ptr<Slot>& slot;
+    ~Return() {
+      bool alive = slot->conn && !sqlite3_get_autocommit(slot->conn->handle());
+      std::lock_guard lock(self->mu_);
+      if (alive) {
+        self->free_.push_back(std::move(slot));
+      } else {
+        if (slot->conn) slot->conn.reset();
+        --self->alive_;
+      }
+      self->cv_.notify_one();
+    }
+  } give_back{this, slot};
+
+  // Drop the page cache so the query's pages are read (and captured) again.
+  sqlite3_db_release_memory(slot->conn->handle());
+  slot->capture.clear();
+  ProvedQuery out;
+  SWL_ASSIGN(out.result, slot->conn->query(sql, params));
+  if (sqlite3_get_autocommit(slot->conn->handle())) {
+    return make_error(Errc::unavailable, "proofs at size {} on {}: the read transaction ended",
+                      head_.size, db_path_.string());
+  }
+  PageMap pages = slot->capture.page_bytes();
+  std::set<uint32_t> read = slot->capture.pages();
+  for (uint32_t pgno : slot->base_pages) read.insert(pgno);
+  for (const auto& [pgno, bytes] : slot->base_bytes) pages.try_emplace(pgno, bytes);
+  read.insert(1);
+  if (!pages.contains(1)) {
+    return make_error(Errc::internal, "proofs at size {} on {}: page 1 was never read in full",
+                      head_.size, db_path_.string());
+  }
+  SWL_TRY(pack_proof(db_path_, *tree_, head_, sql, params, read, pages, options.limits, out));
   return out;
 }
 

@@ -10,7 +10,10 @@
 // checked against the state tree's leaf before the multiproof is built.
 #pragma once
 
+#include <condition_variable>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +27,10 @@ namespace swarmlite {
 struct ProveOptions {
   ReadGuardOptions guard;   // limits for running the query
   QueryProofLimits limits;  // a proof over limits.max_proof_bytes is refused (too_large)
+  // Replica::prove: the caller wants a head of at least this size; a pinned
+  // head below it is replaced now if the replica has applied that far and is
+  // not busy applying (it is not an error to answer below it: the caller checks).
+  uint64_t min_size = 0;
 };
 
 struct ProvedQuery {
@@ -49,5 +56,54 @@ struct ProvedQuery {
 Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const StateTree& tree,
                                 const Head& head, std::string_view sql,
                                 const std::vector<Value>& params, const ProveOptions& options = {});
+
+// Proofs against one signed head while the database moves on (a replica that
+// keeps applying, docs/verified-reads.md "Which head a peer proves against").
+//
+// open() must be called while the database's committed state is exactly the
+// one `tree` describes and `head` signs (the applier between two entries). It
+// opens `connections` guarded read-only connections, each in a read transaction
+// (WAL snapshot) that sees that state, and copies nothing else: `tree` is the
+// caller's copy, kept alive by the shared_ptr. prove() then runs any number of
+// queries against that state, `connections` at a time, whatever is applied
+// meanwhile.
+//
+// A pinned read transaction holds WAL frames: checkpoints cannot pass it (see
+// snapshot.h). Replace a PinnedProver regularly with a newer one.
+//
+// How pages are captured without a fresh connection: each connection's page
+// cache is released before a query (sqlite3_db_release_memory), so every page
+// the query needs is read through the VFS again, except the schema, which stays
+// parsed: the pages read when the transaction began (page 1, the schema, the
+// _swarmlite table) go into every proof (a verifier needs the pages it reads;
+// a page it does not read costs bytes, nothing else).
+class PinnedProver {
+ public:
+  static Result<std::unique_ptr<PinnedProver>> open(const std::filesystem::path& db_path,
+                                                    std::shared_ptr<const StateTree> tree,
+                                                    const Head& head, size_t connections,
+                                                    const ReadGuardOptions& guard = {});
+  ~PinnedProver();
+  PinnedProver(const PinnedProver&) = delete;
+  PinnedProver& operator=(const PinnedProver&) = delete;
+
+  const Head& head() const { return head_; }
+  // Errors as prove_query; unavailable when every connection was lost (a query
+  // ended its read transaction: cannot happen through the guard, checked anyway).
+  // `options.guard` is ignored: the connections were opened with open()'s guard.
+  Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
+                            const ProveOptions& options = {});
+
+ private:
+  struct Slot;
+  PinnedProver() = default;
+  std::filesystem::path db_path_;
+  std::shared_ptr<const StateTree> tree_;
+  Head head_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Slot>> free_;  // guarded by mu_
+  size_t alive_ = 0;                          // slots not lost, free or in use (mu_)
+};
 
 }  // namespace swarmlite

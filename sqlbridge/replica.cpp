@@ -1,15 +1,25 @@
 #include "sqlbridge/replica.h"
 
+#include <sqlite3.h>
+
 #include "sqlbridge/db_lock.h"
 #include "sqlbridge/genesis.h"
 
 namespace swarmlite {
+
+namespace {
+// WAL frames above which a re-pin forces the WAL to start over (SQLite's own
+// auto-checkpoint threshold, determinism.cpp).
+constexpr int kWalRestartFrames = 1000;
+constexpr int kWriterBusyTimeoutMs = 5000;  // DeterministicDb::open's
+}  // namespace
 
 Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_path,
                                                const std::filesystem::path& log_dir,
                                                const PublicKey& log_id, ReplicaOptions options) {
   std::unique_ptr<Replica> r(new Replica());
   r->db_path_ = db_path;
+  r->options_ = options;
   SWL_ASSIGN(r->lock_fd_, lock_database(db_path));
   SWL_ASSIGN(r->log_, Log::open(log_dir, log_id, options.log_options));
   if (r->log_->size() > 0) {
@@ -39,10 +49,18 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
   r->state_root_ = tree.root();
   r->page_count_ = tree.page_count();
   r->roots_.record(applied, r->state_root_, r->page_count_);
+  {
+    std::lock_guard apply_lock(r->apply_mu_);
+    r->pin_if_due_locked(/*force=*/true);
+  }
   return r;
 }
 
 Replica::~Replica() {
+  {
+    std::lock_guard lock(pin_mu_);
+    pinned_.reset();
+  }
   db_.reset();
   log_.reset();
   unlock_database(lock_fd_);
@@ -59,6 +77,10 @@ Status Replica::apply_locked(const Entry& entry) {
     }
   }
   if (entry.seq == 0) SWL_TRY(check_genesis(entry));
+  // Known before the commit makes the new state visible: a reader that sees it
+  // finds its root (snapshot.h). If the entry does not commit, no reader sees
+  // that size and a retry records the same values.
+  roots_.record(entry.seq + 1, entry.state_root, entry.page_count);
   if (Status s = replay_entry(*db_, entry); !s.ok()) {
     if (s.error().code == Errc::diverged) {
       std::lock_guard lock(mu_);
@@ -92,6 +114,7 @@ Result<uint64_t> Replica::apply_available(uint64_t up_to) {
     }
     SWL_TRY(apply_locked(entry));
     ++applied;
+    SWL_TRY(check_head_locked());  // at a head boundary: compare, and pin it for proofs
   }
   SWL_TRY(check_head_locked());
   return applied;
@@ -103,17 +126,71 @@ Status Replica::check_head_locked() {
     std::lock_guard log_lock(log_mu_);
     head = log_->head();
   }
-  std::lock_guard lock(mu_);
-  if (!head || head->size != size_) return ok_status();
-  if (head->state_root != state_root_ || head->page_count != page_count_) {
-    diverged_ = make_error(Errc::diverged,
-                           "replica {}: after {} entries the state root is {} with {} pages, the "
-                           "signed head says {} with {} pages",
-                           db_path_.string(), size_, to_hex(state_root_), page_count_,
-                           to_hex(head->state_root), head->page_count);
-    return *diverged_;
+  {
+    std::lock_guard lock(mu_);
+    if (!head || head->size != size_) return ok_status();
+    if (head->state_root != state_root_ || head->page_count != page_count_) {
+      diverged_ = make_error(Errc::diverged,
+                             "replica {}: after {} entries the state root is {} with {} pages, the "
+                             "signed head says {} with {} pages",
+                             db_path_.string(), size_, to_hex(state_root_), page_count_,
+                             to_hex(head->state_root), head->page_count);
+      return *diverged_;
+    }
   }
+  pin_if_due_locked(/*force=*/false);
   return ok_status();
+}
+
+void Replica::pin_if_due_locked(bool force) const {
+  std::optional<Head> head;
+  {
+    std::lock_guard log_lock(log_mu_);
+    head = log_->head();
+  }
+  if (!head || diverged()) return;
+  {
+    std::lock_guard lock(mu_);
+    if (head->size != size_ || head->state_root != state_root_ || head->page_count != page_count_) {
+      return;
+    }
+  }
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard pin_lock(pin_mu_);  // proofs wait for the new pin rather than find none
+  if (pinned_ && pinned_->head().size >= head->size) return;
+  if (!force && pinned_ && now - pinned_at_ < options_.pin_interval) return;
+  // Let go of the old pin first (proofs in flight keep it alive), so that the
+  // checkpoint can copy the whole WAL into the database; the new pin then reads
+  // the database file alone and the next write starts the WAL over: the WAL
+  // holds about one pin_interval of writes (docs/operations.md).
+  pinned_.reset();
+  sqlite3* h = db_->handle();
+  int wal_frames = 0;
+  (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, nullptr);
+  if (wal_frames > kWalRestartFrames) {
+    // Readers that never all leave at once (steady plain reads and proofs)
+    // starve the passive checkpoint: the WAL would never start over. A RESTART
+    // checkpoint waits (briefly) for the readers of the WAL to finish; readers
+    // that begin meanwhile read the database file. If they do not finish in
+    // time, the next pin tries again.
+    sqlite3_busy_timeout(h, 250);
+    (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    sqlite3_busy_timeout(h, kWriterBusyTimeoutMs);
+  }
+  auto tree = std::make_shared<const StateTree>(db_->state_tree());
+  auto pin = PinnedProver::open(db_path_, std::move(tree), *head, options_.proof_connections);
+  if (!pin.ok()) {
+    pin_error_ = pin.error().to_string();
+    return;
+  }
+  pin_error_.reset();
+  pinned_ = std::shared_ptr<PinnedProver>(std::move(pin).value());
+  pinned_at_ = now;
+}
+
+uint64_t Replica::pinned_size() const {
+  std::lock_guard lock(pin_mu_);
+  return pinned_ ? pinned_->head().size : 0;
 }
 
 uint64_t Replica::size() const {
@@ -172,7 +249,6 @@ Result<uint32_t> Replica::scrub(uint32_t max_pages) const {
 
 Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value>& params,
                                    const ProveOptions& options) const {
-  std::lock_guard apply_lock(apply_mu_);
   if (auto c = corruption()) {
     return make_error(Errc::corrupt, "{}", c->message);
   }
@@ -180,24 +256,49 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
     return make_error(Errc::unavailable, "replica {} diverged, it serves no proofs: {}",
                       db_path_.string(), d->to_string());
   }
+  std::shared_ptr<PinnedProver> pin;
+  {
+    std::lock_guard lock(pin_mu_);
+    pin = pinned_;
+  }
   std::optional<Head> head;
   {
     std::lock_guard log_lock(log_mu_);
     head = log_->head();
   }
-  uint64_t applied = size();
-  if (!head) {
-    return make_error(Errc::unavailable, "replica {}: no signed head yet, cannot prove", db_path_.string());
+  // A newer head is applied but not pinned (an idle replica, or a client asking
+  // for at least min_size): pin it now unless the applier is busy — it pins by
+  // itself within pin_interval then.
+  uint64_t pinned = pin ? pin->head().size : 0;
+  if (head && pinned < head->size) {
+    bool due;
+    {
+      std::lock_guard lock(pin_mu_);
+      due = !pin || pinned < options.min_size ||
+            std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
+    }
+    std::unique_lock apply_lock(apply_mu_, std::try_to_lock);
+    if (due && apply_lock.owns_lock()) {
+      pin_if_due_locked(/*force=*/true);
+      std::lock_guard lock(pin_mu_);
+      pin = pinned_;
+    }
   }
-  if (head->size != applied) {
+  if (!pin) {
+    std::lock_guard lock(pin_mu_);
+    if (!head) {
+      return make_error(Errc::unavailable, "replica {}: no signed head yet, cannot prove",
+                        db_path_.string());
+    }
     return make_error(Errc::unavailable,
-                      "replica {}: applied {} entries but the newest signed head covers {}; "
-                      "retry once it caught up",
-                      db_path_.string(), applied, head->size);
+                      "replica {}: no signed head applied yet (applied {}, newest head {}){}",
+                      db_path_.string(), size(), head->size,
+                      pin_error_ ? "; pinning failed: " + *pin_error_ : std::string());
   }
-  auto proved = prove_query(db_path_, db_->state_tree(), *head, sql, params, options);
+  auto proved = pin->prove(sql, params, options);
   if (!proved.ok() && proved.error().code == Errc::corrupt) {
-    // Under the apply lock nothing else writes the file: a page that differs is corruption.
+    // The pinned read transaction sees the state its tree copy describes, so a
+    // page that differs was changed outside swarmlite: latch it (corruption()).
     std::lock_guard lock(mu_);
     corrupted_ = proved.error();
   }

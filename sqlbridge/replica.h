@@ -24,6 +24,7 @@
 // of the Log (serving entries/proofs): hold it around any Log call.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -43,6 +44,13 @@ namespace swarmlite {
 
 struct ReplicaOptions {
   LogStoreOptions log_options;
+  // Proofs (docs/verified-reads.md): the newest applied signed head is pinned
+  // (a read transaction per connection plus a copy of the state tree) at most
+  // this often while entries keep coming, so proofs never wait for the applier
+  // and checkpoints get past the pin regularly. An idle replica pins its head
+  // on the next proof request.
+  std::chrono::milliseconds pin_interval{200};
+  size_t proof_connections = 2;  // concurrent proofs per pinned head
 };
 
 class Replica {
@@ -105,19 +113,24 @@ class Replica {
   // connection of the caller's own (e.g. a GuardedConnection). Thread-safe.
   const RecentRoots& recent_roots() const { return roots_; }
 
-  // Proves a read-only query against the newest signed head (prover.h). Holds
-  // the applier lock for the whole call, so no entry is applied in between.
-  // unavailable (retry later) when there is no signed head yet, when the
-  // applied size is not exactly the head's size (the replica is catching up),
-  // or when the replica diverged; otherwise prove_query's errors.
-  // Any thread; blocks apply for the duration of the proof.
+  // Proves a read-only query against the newest signed head the replica has
+  // applied and pinned (PinnedProver, prover.h): the pinned head may be a little
+  // behind size() (at most pin_interval of entries while it applies), never
+  // ahead. Never blocks apply, and apply never makes it fail. unavailable
+  // (retry later) when no signed head was applied yet or the replica diverged;
+  // otherwise prove_query's errors. Any thread.
   Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
                             const ProveOptions& options = {}) const;
+  // The size of the head proofs are answered against now (0: none pinned yet).
+  uint64_t pinned_size() const;
 
  private:
   Replica() = default;
   Status apply_locked(const Entry& entry);
   Status check_head_locked();
+  // Applier (apply_mu_ held): pins the newest head if size() is exactly its
+  // size and the pin is older than pin_interval (or `force`).
+  void pin_if_due_locked(bool force) const;
 
   std::filesystem::path db_path_;
   std::unique_ptr<Log> log_;
@@ -133,6 +146,11 @@ class Replica {
   mutable std::optional<Error> corrupted_;
   mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
   RecentRoots roots_;
+  ReplicaOptions options_;
+  mutable std::mutex pin_mu_;  // guards pinned_, pinned_at_
+  mutable std::shared_ptr<PinnedProver> pinned_;
+  mutable std::chrono::steady_clock::time_point pinned_at_{};
+  mutable std::optional<std::string> pin_error_;  // why the last pin failed (pin_mu_)
 };
 
 }  // namespace swarmlite

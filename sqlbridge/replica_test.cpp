@@ -9,9 +9,12 @@
 #include <set>
 #include <thread>
 
+#include "core/fault_injection.h"
 #include "core/log_store.h"
 #include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/local_fault.h"
 #include "sqlbridge/state_tree.h"
+#include "sqlbridge/verifier.h"
 
 using namespace swarmlite;
 using namespace swarmlite::testing;
@@ -509,4 +512,114 @@ TEST_CASE("scrub goes round robin a few pages at a time") {
   bool found = false;
   for (uint32_t i = 0; i < pages && !found; ++i) found = !p.replica->scrub(1).ok();
   CHECK(found);
+}
+
+// docs/verified-reads.md "Which head a peer proves against": proofs are answered
+// against the newest pinned head while the replica keeps applying, and every
+// one verifies; plain reads never fail because the state moved.
+TEST_CASE("proofs and plain reads keep working while the replica applies") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")});
+  p.sync();
+  std::atomic<bool> done{false};
+  std::atomic<int> proved{0}, proof_errors{0}, reads{0}, read_errors{0};
+  std::atomic<uint64_t> last_size{0};
+  std::string first_error;
+  std::mutex error_mu;
+  auto note = [&](const std::string& e) {
+    std::lock_guard lock(error_mu);
+    if (first_error.empty()) first_error = e;
+  };
+  auto prover = [&] {
+    uint64_t seen = 0;
+    while (!done) {
+      ProveOptions po;
+      po.min_size = seen;
+      auto r = p.replica->prove("SELECT count(*), max(id) FROM t", {}, po);
+      if (!r.ok()) {
+        ++proof_errors;
+        note(r.error().to_string());
+        continue;
+      }
+      auto v = Verifier::verify(p.keys.pub, r->proof);
+      if (!v.ok()) {
+        ++proof_errors;
+        note("verify: " + v.error().to_string());
+        continue;
+      }
+      if (r->proof.head.size < seen) ++proof_errors;  // heads only move forward
+      seen = r->proof.head.size;
+      last_size = seen;
+      ++proved;
+    }
+  };
+  auto reader = [&] {
+    while (!done) {
+      // With its state root: known before the state is visible (snapshot.h).
+      auto snap = p.replica->open_snapshot();
+      if (!snap.ok()) {
+        ++read_errors;
+        note("snapshot: " + snap.error().to_string());
+        continue;
+      }
+      (void)end_snapshot(snap->db.get());
+      ++reads;
+    }
+  };
+  std::thread t1(prover), t2(prover), t3(reader);
+  for (int i = 0; i < 1500; ++i) {
+    p.exec({sql("INSERT INTO t(v) VALUES (?)", {Value{std::string(200, 'x')}})});
+    p.sync();
+  }
+  // An idle replica pins its newest head on the next proof.
+  const uint64_t final_size = p.replica->size();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (last_size < final_size && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  done = true;
+  t1.join();
+  t2.join();
+  t3.join();
+  INFO("first error: " << first_error);
+  CHECK(proof_errors == 0);
+  CHECK(read_errors == 0);
+  CHECK(proved > 0);
+  CHECK(reads > 0);
+  CHECK(last_size == final_size);
+  // The WAL does not grow without bound: a pin is replaced regularly and the
+  // checkpoint gets past it.
+  auto wal = std::filesystem::file_size(p.dir / "r.db-wal");
+  MESSAGE("replica WAL after 1500 entries with proofs running: " << wal << " bytes");
+  CHECK(wal < 12u * 1024 * 1024);  // ~1000 frames of 4 KiB, plus what one pin interval adds
+}
+
+// docs/operations.md "Local faults": a full disk on the replica is the
+// replica's trouble (io_error, retried), never divergence, and it resumes by
+// itself once space returns.
+TEST_CASE("a disk-full replica reports io_error, keeps its state, and resumes afterwards") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  for (int i = 0; i < 5; ++i) p.exec({sql("INSERT INTO t VALUES (?)", {Value{std::string(5000, 'y')}})});
+  const uint64_t before = p.replica->size();
+  // The log directory is full: storing fails with io_error, nothing stored.
+  fault_injection::fail_writes_under(p.dir / "r.log");
+  Status stored = sync_replica(*p.primary, *p.replica);
+  REQUIRE_FALSE(stored.ok());
+  CHECK(stored.error().code == Errc::io_error);
+  CHECK(is_local_fault(stored.error()));
+  CHECK(p.replica->log().size() == before);
+  // The database's disk is full: applying fails with io_error, not divergence.
+  fault_injection::fail_writes_under(p.dir / "r.db");
+  Status applied = sync_replica(*p.primary, *p.replica);
+  fault_injection::clear();
+  REQUIRE_FALSE(applied.ok());
+  CHECK(applied.error().code == Errc::io_error);
+  CHECK_FALSE(p.replica->diverged());
+  CHECK(p.replica->size() == before);
+  // Space is back.
+  p.sync();
+  CHECK(p.replica->size() == p.primary->size());
+  CHECK(p.replica->state_root() == p.primary->state_root());
 }

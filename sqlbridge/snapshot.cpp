@@ -37,6 +37,13 @@ Result<SnapshotState> begin_snapshot(sqlite3* db, const RecentRoots& roots) {
   return SnapshotState{*size, found->first, found->second};
 }
 
+Result<uint64_t> begin_read(sqlite3* db) {
+  SWL_TRY(exec_sql(db, "BEGIN"));
+  auto size = read_applied_size(db);
+  if (!size.ok()) (void)end_snapshot(db);
+  return size;
+}
+
 Status end_snapshot(sqlite3* db) {
   if (sqlite3_get_autocommit(db)) return ok_status();
   return exec_sql(db, "COMMIT");

@@ -55,6 +55,10 @@ class RecentRoots {
 // transaction is ended again. Finish with end_snapshot(db) (COMMIT).
 Result<SnapshotState> begin_snapshot(sqlite3* db, const RecentRoots& roots);
 Status end_snapshot(sqlite3* db);
+// The same for a plain read that needs no state root: BEGIN, read the applied
+// size (the snapshot is fixed from here). Never fails because the writer moved
+// on. Finish with end_snapshot(db).
+Result<uint64_t> begin_read(sqlite3* db);
 
 // Opens a reader on `db_path` (through the swarmlite VFS, `capture` may be null),
 // begins a read transaction, reads the applied size and looks its root up.

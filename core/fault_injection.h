@@ -1,0 +1,20 @@
+// Tests only: make this process's writes to files under one directory fail as
+// if the disk were full (ENOSPC / SQLITE_FULL), to exercise the local-fault
+// handling of docs/operations.md ("Local faults") without filling a disk. The
+// log store (log_store.cpp) and the page VFS (sqlbridge/page_vfs.cpp) ask
+// write_fails() before each write. Off by default; one atomic load when off.
+#pragma once
+
+#include <filesystem>
+
+namespace swarmlite::fault_injection {
+
+// From now on, writes fail to `path` itself, to SQLite's companions of it
+// (path-wal, path-journal) and, for a directory, to every file under it.
+void fail_writes_under(const std::filesystem::path& path);
+// Writes succeed again.
+void clear();
+// True if a write to `path` must fail now.
+bool write_fails(const char* path);
+
+}  // namespace swarmlite::fault_injection
