@@ -5,6 +5,7 @@
 
 #include "sqlbridge/db_lock.h"
 #include "sqlbridge/genesis.h"
+#include "sqlbridge/printf_guard.h"
 
 namespace swarmlite {
 
@@ -96,7 +97,11 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   // logged, whatever the bounds were then): docs/determinism.md.
   sqlite3* db = p->db_->handle();
   const int max_value = p->options_.max_value_bytes;
-  if (max_value > 0 && max_value < kSqliteMaxLength) sqlite3_limit(db, SQLITE_LIMIT_LENGTH, max_value);
+  const bool value_bound = max_value > 0 && max_value < kSqliteMaxLength;
+  if (value_bound) sqlite3_limit(db, SQLITE_LIMIT_LENGTH, max_value);
+  // printf() returns NULL instead of an error over the length limit: on a
+  // replica (higher limit) the same call gives text. The guard makes it an error.
+  SWL_ASSIGN(p->printf_guard_, PrintfGuard::install(db, value_bound ? max_value : kSqliteMaxLength));
   sqlite3_progress_handler(db, kWriteProgressOps, &Primary::write_progress, p.get());
   const auto& head = p->log_->head();
   if (!head || head->size < p->log_->size()) {
@@ -307,7 +312,8 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
     Error e = results.take_error();
     const int max_value = options_.max_value_bytes;
     if (max_value > 0 && max_value < kSqliteMaxLength &&
-        e.message.find("too big") != std::string::npos) {
+        (e.message.find("too big") != std::string::npos ||
+         e.message.find("over the value length cap") != std::string::npos)) {
       return make_error(Errc::refused,
                         "{} (this primary allows at most {} bytes in one string, blob or row); "
                         "rolled back, nothing logged",

@@ -2,10 +2,10 @@
 
 #include <sqlite3.h>
 
+#include "sqlbridge/printf_guard.h"
 #include "sqlbridge/sqlite_util.h"
 
 #include <atomic>
-#include <map>
 #include <optional>
 #include <string>
 
@@ -91,58 +91,6 @@ const char* action_name(int action) {
 
 std::atomic<bool> g_stopping{false};
 
-// printf()/format() guard: the widths and precisions a format string asks for,
-// read as SQLite's printf reads them (flags, then width digits or '*', then '.'
-// and precision digits or '*', then length modifiers, then the conversion; each
-// conversion but "%%" takes one argument, each '*' one more). Returns the first
-// one whose magnitude is over `cap`, if any.
-std::optional<int64_t> oversized_printf_field(int argc, sqlite3_value** argv, int64_t cap) {
-  const unsigned char* fmt_text = sqlite3_value_text(argv[0]);
-  if (fmt_text == nullptr) return std::nullopt;
-  const char* f = reinterpret_cast<const char*>(fmt_text);
-  int next_arg = 1;
-  auto star = [&]() -> int64_t {
-    if (next_arg >= argc) return 0;
-    int64_t v = sqlite3_value_int64(argv[next_arg++]);
-    return v < 0 ? (v == INT64_MIN ? INT64_MAX : -v) : v;
-  };
-  auto digits = [&]() -> int64_t {
-    int64_t v = 0;
-    while (*f >= '0' && *f <= '9') {
-      v = std::min<int64_t>(v * 10 + (*f - '0'), int64_t{1} << 40);
-      ++f;
-    }
-    return v;
-  };
-  while (*f != '\0') {
-    if (*f++ != '%') continue;
-    while (*f != '\0' && std::string_view("-+ #!0,").find(*f) != std::string_view::npos) ++f;
-    int64_t width = 0, precision = 0;
-    if (*f == '*') {
-      ++f;
-      width = star();
-    } else {
-      width = digits();
-    }
-    if (*f == '.') {
-      ++f;
-      if (*f == '*') {
-        ++f;
-        precision = star();
-      } else {
-        precision = digits();
-      }
-    }
-    while (*f == 'l') ++f;
-    if (*f == '\0') break;
-    const char conversion = *f++;
-    if (width > cap) return width;
-    if (precision > cap) return precision;
-    if (conversion != '%') ++next_arg;
-  }
-  return std::nullopt;
-}
-
 size_t value_cost(const Value& v) {
   if (const auto* s = std::get_if<std::string>(&v.v)) return s->size();
   if (const auto* b = std::get_if<Bytes>(&v.v)) return b->size();
@@ -161,9 +109,7 @@ struct GuardedConnection::State {
   std::optional<std::string> denied;       // first construct the authorizer refused
   std::optional<std::string> interrupted;  // why the progress handler stopped the query
   bool trusted = false;                    // TrustedScope alive: allow everything
-  // printf()/format() run here once their arguments passed the guard.
-  SqliteDb printf_helper;
-  std::map<std::pair<bool, int>, SqliteStmt> printf_stmts;  // (format?, argc) -> SELECT printf(?…)
+  std::unique_ptr<PrintfGuard> printf_guard;  // printf()/format() (printf_guard.h)
 
   void begin_query(std::string_view text) {
     sql = text;
@@ -246,54 +192,6 @@ struct GuardedConnection::State {
     return 0;
   }
 
-  // printf(FORMAT, ...) and format(FORMAT, ...) (user data: the State): refuse
-  // an oversized width or precision, else run SQLite's own on the helper.
-  static void guarded_printf(sqlite3_context* ctx, int argc, sqlite3_value** argv, bool is_format) {
-    auto* st = static_cast<State*>(sqlite3_user_data(ctx));
-    const char* name = is_format ? "format" : "printf";
-    if (argc < 1) {
-      sqlite3_result_null(ctx);  // as SQLite: printf() with no arguments is NULL
-      return;
-    }
-    const int64_t cap = st->options.max_value_length;
-    if (auto n = oversized_printf_field(argc, argv, cap)) {
-      std::string msg = fmt::format(
-          "{}(): a width or precision of {} is over the value length cap of {} bytes", name, *n,
-          cap);
-      st->interrupted = msg;
-      sqlite3_result_error(ctx, msg.c_str(), -1);
-      return;
-    }
-    sqlite3* helper = st->printf_helper.get();
-    SqliteStmt& stmt = st->printf_stmts[{is_format, argc}];
-    if (!stmt) {
-      std::string sql = fmt::format("SELECT {}(", name);
-      for (int i = 1; i <= argc; ++i) sql += fmt::format("{}?{}", i > 1 ? "," : "", i);
-      sql += ")";
-      auto r = prepare(helper, sql);
-      if (!r.ok()) {
-        sqlite3_result_error(ctx, r.error().message.c_str(), -1);
-        return;
-      }
-      stmt = std::move(r).value();
-    }
-    for (int i = 0; i < argc; ++i) sqlite3_bind_value(stmt.get(), i + 1, argv[i]);
-    int rc = sqlite3_step(stmt.get());
-    if (rc == SQLITE_ROW) {
-      sqlite3_result_value(ctx, sqlite3_column_value(stmt.get(), 0));
-    } else {
-      sqlite3_result_error(ctx, sqlite3_errmsg(helper), -1);
-    }
-    sqlite3_reset(stmt.get());
-    sqlite3_clear_bindings(stmt.get());
-  }
-  static void printf_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-    guarded_printf(ctx, argc, argv, false);
-  }
-  static void format_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-    guarded_printf(ctx, argc, argv, true);
-  }
-
   // The error for a failed prepare/step: the guard's own reason when it caused it.
   Error error_for(sqlite3* db, int rc, std::string_view stage) const {
     if (denied) return make_error(Errc::refused, "{}", *denied);
@@ -339,18 +237,12 @@ Result<std::unique_ptr<GuardedConnection>> GuardedConnection::open(
   sqlite3_limit(db, SQLITE_LIMIT_WORKER_THREADS, 0);
   sqlite3_set_authorizer(db, &State::authorize, state.get());
   sqlite3_progress_handler(db, kProgressOps, &State::progress, state.get());
-  // printf()/format() through the guard (see read_guard.h). The helper is a
-  // private in-memory connection with the same value length cap.
-  SWL_ASSIGN(state->printf_helper,
-             open_sqlite(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY | SQLITE_OPEN_NOMUTEX));
-  sqlite3_limit(state->printf_helper.get(), SQLITE_LIMIT_LENGTH, options.max_value_length);
-  const int fn_flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
-  if (sqlite3_create_function_v2(db, "printf", -1, fn_flags, state.get(), &State::printf_fn,
-                                 nullptr, nullptr, nullptr) != SQLITE_OK ||
-      sqlite3_create_function_v2(db, "format", -1, fn_flags, state.get(), &State::format_fn,
-                                 nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return sqlite_error(db, "registering the guarded printf()/format()");
-  }
+  // printf()/format() through the guard (see read_guard.h).
+  State* raw_state = state.get();
+  SWL_ASSIGN(state->printf_guard,
+             PrintfGuard::install(db, options.max_value_length, [raw_state](const std::string& why) {
+               raw_state->interrupted = why;
+             }));
   return std::unique_ptr<GuardedConnection>(new GuardedConnection(owned.release(),
                                                                   std::move(state)));
 }

@@ -14,11 +14,11 @@
 //  - a progress handler interrupts a statement past its time limit or VM
 //    instruction budget, or when the process stops (stop_all_reads()); the
 //    connection stays usable afterwards;
-//  - printf()/format() are wrapped: a width or precision over the value length
-//    cap is refused before SQLite runs the call (one call is not interruptible,
-//    and printf('%.*c', 900000000, 'x') loops 900 million times even when the
-//    result is cut at the length cap); under the cap the built-in runs, on a
-//    private in-memory connection, so results are SQLite's own;
+//  - printf()/format() are wrapped (printf_guard.h): a width or precision over
+//    the value length cap is refused before SQLite runs the call (one call is
+//    not interruptible, and printf('%.*c', 900000000, 'x') loops 900 million
+//    times even when the result is cut at the length cap); under the cap
+//    SQLite's own printf runs, so results are SQLite's;
 //  - the result is capped in rows and bytes.
 // Exactly one statement per query; params bind positionally and must match the
 // statement's parameter count.
