@@ -16,8 +16,10 @@ int64_t wall_ms() {
       .count();
 }
 
-// The write progress handler runs every kWriteProgressOps VM instructions.
-constexpr int kWriteProgressOps = 1000;
+// The write progress handler runs every kWriteProgressOps VM instructions:
+// often, because one instruction may write a whole value (up to
+// max_value_bytes) and the page cap should hold within a few rows.
+constexpr int kWriteProgressOps = 8;
 // SQLite's default SQLITE_LIMIT_LENGTH, which replicas keep (docs/determinism.md).
 constexpr int kSqliteMaxLength = 1000000000;
 
