@@ -223,9 +223,10 @@ int Primary::write_progress(void* self_ptr) {
     const int64_t written = cache_writes(db) - w.cache_writes_at_start;
     if (written > static_cast<int64_t>(o.max_entry_pages)) {
       w.stopped = make_error(Errc::refused,
-                             "write transaction wrote more than {} pages ({} MiB), the limit of "
-                             "one entry; rolled back, nothing logged",
-                             o.max_entry_pages, (uint64_t{o.max_entry_pages} * kPageSize) >> 20);
+                             "write transaction wrote {} pages, over the limit of {} pages ({} MiB) "
+                             "for one entry; rolled back, nothing logged",
+                             written, o.max_entry_pages,
+                             (uint64_t{o.max_entry_pages} * kPageSize) >> 20);
       return 1;
     }
   }
