@@ -31,6 +31,12 @@ void add_import_command(CLI::App& app) {
     SecretKey key = must(load_secret_key(args->key), "import: loading the key");
     PrimaryOptions options;
     options.log_dir = args->log;
+    // The source database already holds these values and indexes, and import
+    // bounds its row entries itself; an index over a large table is one entry
+    // and may take long: no write bounds here (docs/operations.md).
+    options.write_timeout = std::chrono::milliseconds(0);
+    options.max_entry_pages = 0;
+    options.max_value_bytes = 0;
     Progress progress("import", "rows");
     ImportOptions import_options;
     import_options.max_entry_bytes = args->max_entry_kib << 10;

@@ -1,5 +1,6 @@
 // swarmlite primary --db P.db --key DIR/primary.key --listen HOST:PORT [--log DIR]
-//                   [--http HOST:PORT [--write-token FILE]]:
+//                   [--http HOST:PORT [--write-token FILE]] [--write-timeout S]
+//                   [--max-entry-pages N] [--max-value-bytes N]:
 // opens the primary (catching its database up to its log) and serves its log
 // to peers, pushing each new head; with --http also the HTTP API (writes and
 // reads, docs/http-api.md). Stops cleanly on SIGINT/SIGTERM.
@@ -20,11 +21,26 @@ void add_primary_command(CLI::App& app) {
   struct Args {
     std::string db, key, log;
     NodeFlags net;
+    double write_timeout_s = 5;
+    uint32_t max_entry_pages = PrimaryOptions{}.max_entry_pages;
+    int max_value_bytes = PrimaryOptions{}.max_value_bytes;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--db", args->db, "Primary database file (created if missing)")->required();
   cmd->add_option("--key", args->key, "Secret key file (DIR/primary.key from keygen)")->required();
   cmd->add_option("--log", args->log, "Log directory (default: <db>.log)");
+  cmd->add_option("--write-timeout", args->write_timeout_s,
+                  "Seconds one write transaction may run before it is rolled back and refused, "
+                  "nothing logged (0: no limit)")
+      ->capture_default_str()->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--max-entry-pages", args->max_entry_pages,
+                  "Pages (4 KiB) one write transaction may write or add; over it the write is "
+                  "refused, nothing logged (0: no limit)")
+      ->capture_default_str();
+  cmd->add_option("--max-value-bytes", args->max_value_bytes,
+                  "Largest string, blob or row one write may build (SQLITE_LIMIT_LENGTH on the "
+                  "write connection; replicas keep SQLite's 1e9)")
+      ->capture_default_str()->check(CLI::Range(1, 1000000000));
   add_node_flags(*cmd, args->net);
   add_primary_http_flags(*cmd, args->net);
   cmd->callback([args] {
@@ -32,6 +48,9 @@ void add_primary_command(CLI::App& app) {
     SecretKey key = must(load_secret_key(args->key), "primary: loading the key");
     PrimaryOptions po;
     po.log_dir = args->log;
+    po.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(args->write_timeout_s * 1000));
+    po.max_entry_pages = args->max_entry_pages;
+    po.max_value_bytes = args->max_value_bytes;
     auto primary = must(Primary::open(args->db, key, std::move(po)), "primary: opening " + args->db);
     spdlog::info("primary for log {}: {} ({} entries)", primary->log_id().hex(), args->db,
                  primary->size());
@@ -39,9 +58,10 @@ void add_primary_command(CLI::App& app) {
     auto options = node_options(args->net);
     options.data_dir = primary->log_dir();
     Primary& p = *primary;
-    run_node(backend, std::move(options), args->net, [&p](net::Node& node) {
-      return std::make_unique<net::PrimaryHttpBackend>(p, node);
-    });
+    run_node(
+        backend, std::move(options), args->net,
+        [&p](net::Node& node) { return std::make_unique<net::PrimaryHttpBackend>(p, node); },
+        [&p] { p.interrupt(); });
     must(primary->close(), "primary: closing");
   });
 }

@@ -5,6 +5,8 @@
 #include <cstdio>
 
 #include <fmt/core.h>
+
+#include "sqlbridge/read_guard.h"
 #include <spdlog/spdlog.h>
 
 #include "net/http_client.h"
@@ -67,7 +69,7 @@ net::NodeOptions node_options(const NodeFlags& f) {
 }
 
 void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags,
-              const HttpBackendFactory& make_http) {
+              const HttpBackendFactory& make_http, const std::function<void()>& interrupt_writes) {
   net::HttpApiOptions http_options;
   if (!flags.http.empty()) {
     if (!make_http) throw CliError(2, "--http: this command has no HTTP API");
@@ -104,6 +106,10 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
   }
 
   node.wait();
+  // Stopping: running reads and writes end at their next progress check
+  // instead of running to their time limits (docs/operations.md).
+  GuardedConnection::stop_all_reads(true);
+  if (interrupt_writes) interrupt_writes();
   if (http) http->stop();  // here, not in on_stopping: backend calls may wait on the node's io thread
   st = node.status();
   spdlog::info("stopped: log size {}, applied {}, {} entries stored this run{}", st.log_size,

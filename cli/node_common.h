@@ -48,7 +48,12 @@ net::NodeOptions node_options(const NodeFlags& flags);
 // line flushed as soon as the address is bound:
 //   listen: HOST:PORT          the bound peer-protocol address
 //   http: http://HOST:PORT     the bound HTTP API address (only with --http)
+// On SIGINT/SIGTERM, before waiting for running HTTP calls, every guarded read
+// in the process is interrupted (GuardedConnection::stop_all_reads) and
+// `interrupt_writes` is called (the primary's Primary::interrupt), so the
+// process exits within a bound whatever is running.
 void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags,
-              const HttpBackendFactory& make_http = {});
+              const HttpBackendFactory& make_http = {},
+              const std::function<void()>& interrupt_writes = {});
 
 }  // namespace swarmlite::cli

@@ -6,7 +6,7 @@
 // byte of body is read), answer "Expect: 100-continue", read the body (cap
 // enforced again while streaming: chunked bodies have no length), route, write
 // the response, repeat while keep-alive. Blocking backend calls go to the
-// worker pool through offload(), which resumes the coroutine on the io thread.
+// lanes (reads, writes, status/metrics) through offload(), which resumes the coroutine on the io thread.
 #include "net/http_api.h"
 #include "net/http_client.h"
 
@@ -160,7 +160,11 @@ struct HttpApi::Impl {
   Metrics* metrics;
   asio::io_context ioc{1};
   std::optional<tcp::acceptor> acceptor;
+  // The lanes (see http_api.h): reads, writes, status/metrics.
   asio::thread_pool pool;
+  asio::thread_pool write_pool{1};
+  asio::thread_pool control_pool{1};
+  std::atomic<size_t> pending_reads{0}, pending_writes{0};
   std::thread io_thread;
   std::atomic<size_t> connections{0};
   std::atomic<bool> started{false}, stopped{false};
@@ -178,6 +182,7 @@ struct HttpApi::Impl {
   Counter& rejected_connections;
   Counter& bytes_in;
   Counter& bytes_out;
+  Counter& busy_total;
 
   Impl(HttpBackend& b, HttpApiOptions o)
       : backend(b),
@@ -196,15 +201,16 @@ struct HttpApi::Impl {
         open_connections(metrics->gauge("swarmlite_http_connections", "Open HTTP connections")),
         rejected_connections(metrics->counter("swarmlite_http_rejected_connections_total", "HTTP connections refused over the cap")),
         bytes_in(metrics->counter("swarmlite_http_bytes_in_total", "HTTP request body bytes received")),
-        bytes_out(metrics->counter("swarmlite_http_bytes_out_total", "HTTP response body bytes sent")) {}
+        bytes_out(metrics->counter("swarmlite_http_bytes_out_total", "HTTP response body bytes sent")),
+        busy_total(metrics->counter("swarmlite_http_busy_total", "Requests refused with 503 because their read or write lane was full")) {}
 
-  // Runs f() (returning Result<T>) on the worker pool; resumes on the io thread.
+  // Runs f() (returning Result<T>) on `lane`; resumes on the io thread.
   template <class F>
-  asio::awaitable<std::invoke_result_t<F&>> offload(F f) {
+  asio::awaitable<std::invoke_result_t<F&>> offload(asio::thread_pool& lane, F f) {
     using R = std::invoke_result_t<F&>;
-    auto initiate = [this, fn = std::move(f)](auto handler) mutable {
+    auto initiate = [this, &lane, fn = std::move(f)](auto handler) mutable {
       auto work = asio::make_work_guard(ioc);
-      asio::post(pool, [handler = std::move(handler), fn = std::move(fn), work = std::move(work)]() mutable {
+      asio::post(lane, [handler = std::move(handler), fn = std::move(fn), work = std::move(work)]() mutable {
         std::optional<R> r;
         try {
           r.emplace(fn());
@@ -220,6 +226,26 @@ struct HttpApi::Impl {
     R result = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(
         std::move(initiate), asio::use_awaitable);
     co_return result;
+  }
+
+  // A slot in a bounded lane, released when the request is answered.
+  struct LaneSlot {
+    std::atomic<size_t>* pending = nullptr;
+    LaneSlot() = default;
+    LaneSlot(const LaneSlot&) = delete;
+    LaneSlot& operator=(const LaneSlot&) = delete;
+    ~LaneSlot() {
+      if (pending) pending->fetch_sub(1);
+    }
+  };
+  // Takes a slot when fewer than `cap` requests of the lane are running or queued.
+  static bool take_slot(LaneSlot& slot, std::atomic<size_t>& pending, size_t cap) {
+    if (pending.fetch_add(1) >= std::max<size_t>(1, cap)) {
+      pending.fetch_sub(1);
+      return false;
+    }
+    slot.pending = &pending;
+    return true;
   }
 
   Response respond(const Request& req, http::status st, std::string body,
@@ -317,10 +343,19 @@ struct HttpApi::Impl {
     if (!statements->empty()) {
       // Named callables only: GCC 12 destroys some temporaries in a co_await
       // expression twice.
+      LaneSlot slot;
+      if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
+        busy_total.inc();
+        co_return error(req, http::status::service_unavailable,
+                        fmt::format("busy: {} write requests are already running or queued (the "
+                                    "cap); try again later",
+                                    opts.max_pending_writes),
+                        ro.pretty);
+      }
       auto call = [this, st = std::move(statements).value(), tx = ro.transaction] {
         return backend.execute(st, tx);
       };
-      auto r = co_await offload(std::move(call));
+      auto r = co_await offload(write_pool, std::move(call));
       if (!r.ok()) co_return error(req, status_for(r.error().code), r.error().to_string(), ro.pretty);
       outcomes = std::move(r).value();
     }
@@ -373,8 +408,17 @@ struct HttpApi::Impl {
     }
     QueryOptions qo{ro.min_size, ro.proof};
     size_t n = statements.size();
+    LaneSlot slot;
+    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+      busy_total.inc();
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("busy: {} read requests are already running or queued (the cap; "
+                                  "{} run at once); try again later",
+                                  opts.max_pending_reads, opts.worker_threads),
+                      ro.pretty);
+    }
     auto call = [this, st = std::move(statements), qo] { return backend.query(st, qo); };
-    auto r = co_await offload(std::move(call));
+    auto r = co_await offload(pool, std::move(call));
     double total = seconds_since(t0);
     query_seconds.observe(total);
     queries_total.inc(n);
@@ -407,7 +451,7 @@ struct HttpApi::Impl {
     const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     if (path == "/status" && get) {
       auto call = [this]() -> Result<nlohmann::json> { return backend.status(); };
-      auto st = co_await offload(std::move(call));
+      auto st = co_await offload(control_pool, std::move(call));
       if (!st.ok()) co_return error(req, http::status::internal_server_error, st.error().to_string());
       nlohmann::json doc = std::move(st).value();
       doc["http"] = {{"address", bound_address()}, {"write_auth", opts.write_token.has_value()},
@@ -425,7 +469,7 @@ struct HttpApi::Impl {
         backend.update_metrics(*metrics);
         return metrics->render();
       };
-      auto text = co_await offload(std::move(call));
+      auto text = co_await offload(control_pool, std::move(call));
       if (!text.ok()) co_return error(req, http::status::internal_server_error, text.error().to_string());
       co_return respond(req, http::status::ok, std::move(text).value(), "text/plain; version=0.0.4");
     }
@@ -625,7 +669,12 @@ void HttpApi::stop() {
   });
   s.ioc.stop();
   if (s.io_thread.joinable()) s.io_thread.join();
-  s.pool.join();  // running backend calls finish; their completions are dropped with the io_context
+  // Running backend calls finish (the owner bounds them: time limits, and the
+  // CLI interrupts reads and writes before stopping); their completions are
+  // dropped with the io_context.
+  s.pool.join();
+  s.write_pool.join();
+  s.control_pool.join();
 }
 
 uint16_t HttpApi::bound_port() const { return impl_->bound.port(); }

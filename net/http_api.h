@@ -7,8 +7,12 @@
 // (http_api.cpp is the only translation unit that includes the server side).
 //
 // Threads: one io thread runs every socket and timer; backend calls (which
-// block on SQLite) run on a small worker pool, so a slow query never stalls
-// other connections. Hostile clients: header and body size caps (431/413),
+// block on SQLite) run off it in three lanes: reads (a pool of worker_threads),
+// writes (one thread: the primary serialises them anyway) and /status and
+// /metrics (one thread), so neither a slow query nor a long write delays
+// health checks, status or cheap reads. The read and write lanes are bounded:
+// a request that finds its lane full (running + queued) gets 503 with the
+// reason at once instead of waiting behind it. Hostile clients: header and body size caps (431/413),
 // a read deadline per request, an idle deadline between keep-alive requests,
 // a cap on concurrent connections (503 over it), and errors are JSON 4xx
 // bodies — a request never takes the process down.
@@ -93,7 +97,9 @@ struct HttpApiOptions {
   std::chrono::milliseconds idle_timeout{30000};   // between keep-alive requests
   std::chrono::milliseconds write_timeout{30000};  // sending one response
   std::chrono::milliseconds min_size_poll{5};      // how often a min_size wait re-checks
-  size_t worker_threads = 2;
+  size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
+  size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
+  size_t max_pending_writes = 16;  // write requests running + queued (one runs at a time); 503 over it
   HttpJsonLimits json_limits;
   // Where metrics are registered and read from /metrics; not owned, must
   // outlive the HttpApi. Null: the HttpApi keeps its own registry.

@@ -1,9 +1,11 @@
 #include "sqlbridge/primary.h"
 
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "sqlbridge/db_lock.h"
 #include "sqlbridge/genesis.h"
+#include "sqlbridge/printf_guard.h"
 
 namespace swarmlite {
 
@@ -12,6 +14,25 @@ int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// The write progress handler runs every kWriteProgressOps VM instructions:
+// often, because one instruction may write a whole value (up to
+// max_value_bytes) and the page cap should hold within a few rows.
+constexpr int kWriteProgressOps = 8;
+// SQLite's default SQLITE_LIMIT_LENGTH, which replicas keep (docs/determinism.md).
+constexpr int kSqliteMaxLength = 1000000000;
+
+// Pages this connection wrote to the WAL so far (spills and commits).
+int cache_writes(sqlite3* db) {
+  int current = 0, highwater = 0;
+  sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_WRITE, &current, &highwater, 0);
+  return current;
+}
+
+std::string duration_text(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0) return fmt::format("{} s", d.count() / 1000);
+  return fmt::format("{} ms", d.count());
 }
 }  // namespace
 
@@ -32,7 +53,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   SWL_ASSIGN(p->log_, Log::open(p->log_dir_, p->log_id_, p->options_.log_options));
   SWL_ASSIGN(p->db_, DeterministicDb::open(db_path));
 
-  std::lock_guard lock(p->mu_);
+  std::scoped_lock lock(p->write_mu_, p->mu_);
   SWL_ASSIGN(uint64_t applied, p->db_->read_applied_size());
   const uint64_t logged = p->log_->size();
   if (applied > logged) {
@@ -71,7 +92,19 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
                       to_hex(last.state_root), last.page_count);
   }
   p->last_time_ms_ = std::max(p->last_time_ms_, last.time_ms);
+  p->published_root_ = tree.root();
+  p->published_pages_ = tree.page_count();
   p->roots_.record(p->log_->size(), tree.root(), tree.page_count());
+  // Primary-only bounds, from here on (the catch-up above replays what was
+  // logged, whatever the bounds were then): docs/determinism.md.
+  sqlite3* db = p->db_->handle();
+  const int max_value = p->options_.max_value_bytes;
+  const bool value_bound = max_value > 0 && max_value < kSqliteMaxLength;
+  if (value_bound) sqlite3_limit(db, SQLITE_LIMIT_LENGTH, max_value);
+  // printf() returns NULL instead of an error over the length limit: on a
+  // replica (higher limit) the same call gives text. The guard makes it an error.
+  SWL_ASSIGN(p->printf_guard_, PrintfGuard::install(db, value_bound ? max_value : kSqliteMaxLength));
+  sqlite3_progress_handler(db, kWriteProgressOps, &Primary::write_progress, p.get());
   const auto& head = p->log_->head();
   if (!head || head->size < p->log_->size()) {
     SWL_TRY(p->sign_head_locked());
@@ -121,6 +154,10 @@ Status Primary::recover_locked() {
 std::optional<LocalFault> Primary::local_fault() const { return fault_.get(); }
 
 Status Primary::retry_local_fault() {
+  // A running write applies a pending entry first itself; a health probe never
+  // waits for it (a write may run for up to write_timeout).
+  std::unique_lock write_lock(write_mu_, std::try_to_lock);
+  if (!write_lock.owns_lock()) return ok_status();
   std::lock_guard lock(mu_);
   if (!broken_) {
     // Nothing pending (a write failed before its entry was logged): the fault
@@ -139,7 +176,7 @@ Primary::~Primary() {
 }
 
 Status Primary::close() {
-  std::lock_guard lock(mu_);
+  std::scoped_lock lock(write_mu_, mu_);
   if (!opened_ || broken_) return ok_status();
   const auto& head = log_->head();
   if (head && head->size == log_->size()) return ok_status();
@@ -176,12 +213,14 @@ Result<Head> Primary::sign_head_locked() {
 }
 
 Result<Head> Primary::sign_head() {
-  std::lock_guard lock(mu_);
+  std::scoped_lock lock(write_mu_, mu_);
   SWL_TRY(recover_locked());  // never sign a log whose last entry the database lacks
   return sign_head_locked();
 }
 
 Result<std::optional<Head>> Primary::sign_head_if_due() {
+  std::unique_lock write_lock(write_mu_, std::try_to_lock);
+  if (!write_lock.owns_lock()) return std::optional<Head>{};  // the running write signs when due
   std::lock_guard lock(mu_);
   if (broken_ && !recover_locked().ok()) return std::optional<Head>{};
   if (!head_due_locked()) return std::optional<Head>{};
@@ -189,14 +228,71 @@ Result<std::optional<Head>> Primary::sign_head_if_due() {
   return std::optional<Head>(head);
 }
 
+void Primary::interrupt() { stopping_.store(true); }
+
+// Runs on the writing thread inside sqlite3_step (a progress handler may not
+// use the connection beyond reading its state). Returning nonzero interrupts
+// the statement; run_entry then rolls the transaction back.
+int Primary::write_progress(void* self_ptr) {
+  auto* self = static_cast<Primary*>(self_ptr);
+  RunningWrite& w = self->running_;
+  if (!w.active) return 0;
+  if (w.stopped) return 1;
+  sqlite3* db = self->db_->handle();
+  // Outside the entry's transaction (before BEGIN, or once COMMIT went
+  // through): nothing to stop, and a committed entry must not be reported failed.
+  if (sqlite3_get_autocommit(db)) return 0;
+  if (self->stopping_.load()) {
+    w.stopped = make_error(Errc::unavailable,
+                           "the primary is stopping: write transaction interrupted after {} ms; "
+                           "rolled back, nothing logged",
+                           std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - w.start)
+                               .count());
+    return 1;
+  }
+  const PrimaryOptions& o = self->options_;
+  if (o.write_timeout.count() > 0 && std::chrono::steady_clock::now() > w.deadline) {
+    w.stopped = make_error(Errc::refused,
+                           "write transaction exceeded the {} write time limit; rolled back, "
+                           "nothing logged",
+                           duration_text(o.write_timeout));
+    return 1;
+  }
+  if (o.max_entry_pages > 0) {
+    const int64_t written = cache_writes(db) - w.cache_writes_at_start;
+    if (written > static_cast<int64_t>(o.max_entry_pages)) {
+      w.stopped = make_error(Errc::refused,
+                             "write transaction wrote {} pages, over the limit of {} pages ({} MiB) "
+                             "for one entry; rolled back, nothing logged",
+                             written, o.max_entry_pages,
+                             (uint64_t{o.max_entry_pages} * kPageSize) >> 20);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
-  std::lock_guard lock(mu_);
-  // An earlier commit failed after its entry was logged: apply it first.
-  SWL_TRY(recover_locked());
+  std::lock_guard write_lock(write_mu_);
+  if (stopping_.load()) {
+    return make_error(Errc::unavailable, "primary {} is stopping: no more writes",
+                      db_path_.string());
+  }
+  {
+    std::lock_guard lock(mu_);
+    // An earlier commit failed after its entry was logged: apply it first.
+    SWL_TRY(recover_locked());
+  }
   if (transaction.empty()) return make_error(Errc::invalid_argument, "execute: no statements");
 
   Entry entry;
-  entry.seq = log_->size();
+  uint32_t pages_before = 0;
+  {
+    std::lock_guard lock(mu_);
+    entry.seq = log_->size();
+    pages_before = published_pages_;
+  }
   entry.time_ms = next_time_ms_locked();
   entry.seed = next_seed();
   entry.statements.assign(transaction.begin(), transaction.end());
@@ -208,12 +304,31 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
                       decoded.error().message);
   }
 
+  sqlite3* db = db_->handle();
   bool appended = false;
   auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
+    // The bounds, once more at the commit frame: pages still in the cache at
+    // COMMIT were not counted while the statements ran.
+    const uint32_t max_pages = options_.max_entry_pages;
+    const int64_t written = cache_writes(db) - running_.cache_writes_at_start;
+    const int64_t added = int64_t{page_count} - int64_t{pages_before};
+    if (max_pages > 0 && (written > int64_t{max_pages} || added > int64_t{max_pages})) {
+      return make_error(Errc::refused,
+                        "write transaction {} {} pages, over the limit of {} pages ({} MiB) for "
+                        "one entry; rolled back, nothing logged",
+                        written > int64_t{max_pages} ? "wrote" : "added",
+                        written > int64_t{max_pages} ? written : added, max_pages,
+                        (uint64_t{max_pages} * kPageSize) >> 20);
+    }
     entry.state_root = root;
     entry.page_count = page_count;
     Bytes encoded = encode_entry(entry);
-    SWL_TRY(log_->append(std::span<const Bytes>(&encoded, 1)));
+    {
+      std::lock_guard lock(mu_);
+      SWL_TRY(log_->append(std::span<const Bytes>(&encoded, 1)));
+      published_root_ = root;
+      published_pages_ = page_count;
+    }
     appended = true;
     // Before the commit makes the state visible, so a reader that sees it
     // finds its root (snapshot.h).
@@ -221,9 +336,15 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
     if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::after_log_append));
     return ok_status();
   };
+  running_ = RunningWrite{};
+  running_.active = true;
+  running_.start = std::chrono::steady_clock::now();
+  running_.deadline = running_.start + options_.write_timeout;
+  running_.cache_writes_at_start = cache_writes(db);
   auto results = db_->run_entry(EntryInputs{entry.seq, entry.time_ms, entry.seed},
                                 entry.statements, DeterministicDb::Mode::user,
                                 /*collect_rows=*/true, on_commit);
+  running_.active = false;
   if (!results.ok()) {
     if (appended) {
       broken_ = true;
@@ -233,12 +354,23 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
                         "and is applied from the log before the next write (retried with backoff)",
                         entry.seq, results.error().message);
     }
-    if (is_local_fault(results.error())) fault_.failed(results.error());
-    return results.take_error();
+    if (running_.stopped) return std::move(*running_.stopped);
+    Error e = results.take_error();
+    if (is_local_fault(e)) fault_.failed(e);
+    const int max_value = options_.max_value_bytes;
+    if (max_value > 0 && max_value < kSqliteMaxLength &&
+        (e.message.find("too big") != std::string::npos ||
+         e.message.find("over the value length cap") != std::string::npos)) {
+      return make_error(Errc::refused,
+                        "{} (this primary allows at most {} bytes in one string, blob or row); "
+                        "rolled back, nothing logged",
+                        e.message, max_value);
+    }
+    return e;
   }
   fault_.cleared();
   last_time_ms_ = entry.time_ms;
-  roots_.record(log_->size(), entry.state_root, entry.page_count);
+  roots_.record(entry.seq + 1, entry.state_root, entry.page_count);
 
   ExecuteResult out;
   out.seq = entry.seq;
@@ -247,6 +379,7 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
   out.page_count = entry.page_count;
   out.statements = std::move(results).value();
   if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::after_commit));
+  std::lock_guard lock(mu_);
   if (head_due_locked()) {
     auto head = sign_head_locked();
     if (!head.ok()) {
@@ -264,11 +397,11 @@ uint64_t Primary::size() const {
 }
 Hash32 Primary::state_root() const {
   std::lock_guard lock(mu_);
-  return db_->state_tree().root();
+  return published_root_;
 }
 uint32_t Primary::page_count() const {
   std::lock_guard lock(mu_);
-  return db_->state_tree().page_count();
+  return published_pages_;
 }
 std::optional<Head> Primary::head() const {
   std::lock_guard lock(mu_);
@@ -277,12 +410,17 @@ std::optional<Head> Primary::head() const {
 
 Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value>& params,
                                    const ProveOptions& options) {
-  std::lock_guard lock(mu_);
-  SWL_TRY(recover_locked());
-  std::optional<Head> head = log_->head();
-  if (!head || head->size != log_->size()) {
-    SWL_ASSIGN(Head signed_head, sign_head_locked());
-    head = signed_head;
+  std::lock_guard write_lock(write_mu_);
+  if (stopping_.load()) return make_error(Errc::unavailable, "primary {} is stopping", db_path_.string());
+  std::optional<Head> head;
+  {
+    std::lock_guard lock(mu_);
+    SWL_TRY(recover_locked());
+    head = log_->head();
+    if (!head || head->size != log_->size()) {
+      SWL_ASSIGN(Head signed_head, sign_head_locked());
+      head = signed_head;
+    }
   }
   return prove_query(db_path_, db_->state_tree(), *head, sql, params, options);
 }

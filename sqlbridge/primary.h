@@ -22,11 +22,15 @@
 // head agrees (log root, state root) with every head signed before the crash at
 // any size it covers: no equivocation, even if peers saw the lost head.
 //
-// Thread-safety: every public method is safe to call from any thread; writes are
-// serialised by an internal mutex. Readers use open_snapshot() (snapshot.h) on
-// db_path() and never block writes.
+// Thread-safety: every public method is safe to call from any thread. Writes,
+// proofs and head signing are serialised by the write mutex; the log and the
+// published state (size, root, head) have their own mutex (log_mutex()), held
+// only for short log operations, so size()/head()/status and peers served from
+// the log never wait for a running write. Readers use open_snapshot()
+// (snapshot.h) on db_path() and never block writes.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -35,6 +39,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/entry.h"
@@ -48,6 +53,8 @@
 #include "sqlbridge/snapshot.h"
 
 namespace swarmlite {
+
+class PrintfGuard;
 
 // Points in execute() where PrimaryOptions::test_hook is called (tests only).
 enum class PrimaryHookPoint {
@@ -77,6 +84,19 @@ struct PrimaryOptions {
   // and the wall clock). Makes a randomised test reproducible from its seed.
   std::function<std::array<uint8_t, 32>()> seed_source;
   std::function<int64_t()> clock_ms;
+
+  // Bounds on one write transaction, enforced on the primary only while it runs
+  // (docs/determinism.md "Primary-only bounds"): over one, execute() rolls the
+  // transaction back, logs nothing and returns Errc::refused naming the bound.
+  // 0 = unbounded. Replicas never apply them: they replay whatever was logged.
+  // Wall-clock time of one transaction (its statements and commit).
+  std::chrono::milliseconds write_timeout{5000};
+  // Pages one transaction may write (WAL frames, spills included) or add to the
+  // file; 16384 pages = 64 MiB.
+  uint32_t max_entry_pages = 16384;
+  // SQLITE_LIMIT_LENGTH on the write connection: the largest string, blob or
+  // row one statement may build (SQLite's own default, 1e9, when 0 or above it).
+  int max_value_bytes = 32 << 20;
 };
 
 struct ExecuteResult {
@@ -121,6 +141,10 @@ class Primary {
   // but the entry is durable and will be applied (message: "entry N was
   // logged …"): the next execute() (or retry_local_fault()) applies it from
   // the log first, with backoff; meanwhile heads are not signed.
+  //   refused           also: over a PrimaryOptions bound (time limit, pages, value size)
+  //   unavailable       also: stopping (interrupt())
+  // Runs on the caller's thread for as long as the transaction takes (bounded by
+  // write_timeout): callers serving a network keep it off their I/O threads.
   Result<ExecuteResult> execute(std::span<const Statement> transaction);
   Result<ExecuteResult> execute(std::initializer_list<Statement> transaction) {
     return execute(std::span<const Statement>(transaction.begin(), transaction.size()));
@@ -134,10 +158,16 @@ class Primary {
   // fault with nothing pending (a write failed before it was logged) is
   // cleared once its backoff has passed.
   Status retry_local_fault();
+  // From any thread: stops a running execute() at its next progress check (the
+  // transaction rolls back, nothing is logged) and makes every later execute()
+  // and prove() fail with Errc::unavailable. For shutdown: a SIGTERM must not
+  // wait for a long write. Irreversible for this Primary.
+  void interrupt();
 
   // Signs and stores a head for the current log (even if one already covers it).
   Result<Head> sign_head();
-  // Signs one if group signing says it is due (for a timer in the server loop).
+  // Signs one if group signing says it is due (for a timer in the server loop);
+  // does nothing while a write runs (that write signs when due).
   Result<std::optional<Head>> sign_head_if_due();
   // Signs a pending head; further calls on this Primary are still allowed.
   Status close();
@@ -162,7 +192,8 @@ class Primary {
   const RecentRoots& recent_roots() const { return roots_; }
 
   // Proves a read-only query against a signed head of the current state
-  // (prover.h): under the write mutex (writes wait for the proof), signing a
+  // (prover.h): under the write mutex (writes wait for the proof and the proof
+  // for a running write, at most write_timeout), signing a
   // head first if the newest one does not cover size() (so a caller that
   // serves peers should push the head afterwards: compare head() before/after).
   // Errors: unavailable when the primary is broken; else sign_head's and
@@ -173,28 +204,44 @@ class Primary {
  private:
   Primary() = default;
   Status catch_up_locked();
-  // broken_: re-apply the logged entry now if the backoff allows (else unavailable).
+  // broken_: re-apply the logged entry now if the backoff allows (else
+  // unavailable). Caller holds write_mu_ and mu_.
   Status recover_locked();
   Result<Head> sign_head_locked();
   bool head_due_locked() const;
   int64_t next_time_ms_locked() const;
   int64_t now_ms() const;
   std::array<uint8_t, 32> next_seed() const;
+  static int write_progress(void* self);
 
   std::filesystem::path db_path_, log_dir_;
   SecretKey key_;
   PublicKey log_id_;
   PrimaryOptions options_;
   std::unique_ptr<Log> log_;
+  std::unique_ptr<PrintfGuard> printf_guard_;  // on db_'s connection; destroyed after db_ (~Primary)
   std::unique_ptr<DeterministicDb> db_;
   int lock_fd_ = -1;
+  // Lock order: write_mu_ before mu_. write_mu_: db_, the state tree, the
+  // fields below up to opened_. mu_: log_ and the published_* fields.
+  mutable std::mutex write_mu_;
   mutable std::mutex mu_;
   int64_t last_time_ms_ = 0;       // time_ms of the last entry
   int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
   bool broken_ = false;            // a commit failed after its log append (recover_locked)
   FaultState fault_;
   bool opened_ = false;            // open() completed (close() signs only then)
+  Hash32 published_root_{};        // state after the last logged entry
+  uint32_t published_pages_ = 0;
   RecentRoots roots_;
+  // The running write's bounds, read by write_progress() on the writing thread.
+  struct RunningWrite {
+    bool active = false;
+    std::chrono::steady_clock::time_point start, deadline;
+    int cache_writes_at_start = 0;
+    std::optional<Error> stopped;  // why write_progress() interrupted it
+  } running_;
+  std::atomic<bool> stopping_{false};
 };
 
 // Default log directory for a database: "<db path>.log".

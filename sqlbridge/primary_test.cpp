@@ -9,7 +9,9 @@
 #include "core/fault_injection.h"
 #include <sqlite3.h>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 
 #include "core/log.h"
 #include "sqlbridge/engine_test_util.h"
@@ -587,4 +589,139 @@ TEST_CASE("a primary whose head file a crash lost or left stale re-signs a consi
   REQUIRE(proof.ok());
   CHECK(verify_consistency(stale.size, size, stale.log_root, head->log_root, *proof).ok());
   CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 10);
+}
+
+// --- primary-only bounds (docs/determinism.md "Primary-only bounds") ----------
+
+namespace {
+PrimaryOptions bounded(std::chrono::milliseconds timeout, uint32_t max_pages, int max_value) {
+  PrimaryOptions o = fast_primary();
+  o.write_timeout = timeout;
+  o.max_entry_pages = max_pages;
+  o.max_value_bytes = max_value;
+  return o;
+}
+// Log size, state root and page count: what a refused write must leave alone.
+struct Snapshot {
+  uint64_t size;
+  Hash32 root;
+  uint32_t pages;
+  explicit Snapshot(const Primary& p) : size(p.size()), root(p.state_root()), pages(p.page_count()) {}
+  bool operator==(const Snapshot&) const = default;
+};
+}  // namespace
+
+TEST_CASE("a runaway write stops at the time limit, rolls back and logs nothing") {
+  Fixture f(bounded(std::chrono::milliseconds(300), 0, 0));
+  f.exec({sql("CREATE TABLE t(x)")});
+  const Snapshot before(*f.primary);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = f.primary->execute({sql("INSERT INTO t SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 "
+                                   "UNION ALL SELECT x+1 FROM c) SELECT x FROM c)")});
+  auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::refused);
+  CHECK(r.error().message ==
+        "write transaction exceeded the 300 ms write time limit; rolled back, nothing logged");
+  CHECK(took < std::chrono::seconds(60));  // liveness only: unbounded before the fix
+  CHECK(Snapshot(*f.primary) == before);
+  // The connection is usable and the table empty.
+  CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 0);
+  // A reopened primary agrees: nothing reached the log or the file.
+  f.reopen();
+  CHECK(f.primary->size() == before.size + 1);  // + the count(*) entry
+}
+
+TEST_CASE("a write over the value size limit is refused before it builds the value") {
+  Fixture f(bounded(std::chrono::milliseconds(0), 0, 1 << 20));
+  f.exec({sql("CREATE TABLE t(x)")});
+  const Snapshot before(*f.primary);
+  for (const char* q : {"INSERT INTO t VALUES(zeroblob(900000000))",
+                        "INSERT INTO t VALUES(randomblob(2000000))",
+                        "INSERT INTO t VALUES(hex(zeroblob(600000)))",
+                        // printf returns NULL over the length limit (a replica, with
+                        // SQLite's higher limit, would store the text): an error here.
+                        "INSERT INTO t VALUES(printf('%s%s', hex(zeroblob(300000)), hex(zeroblob(300000))))",
+                        "INSERT INTO t VALUES(printf('%.*c', 900000000, 'x'))"}) {
+    CAPTURE(q);
+    auto r = f.primary->execute({sql(q)});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::refused);
+    CHECK(r.error().message.find("at most 1048576 bytes") != std::string::npos);
+    CHECK(r.error().message.find("nothing logged") != std::string::npos);
+    CHECK(Snapshot(*f.primary) == before);
+  }
+  // Under the limit is fine.
+  f.exec({sql("INSERT INTO t VALUES(zeroblob(500000))")});
+}
+
+TEST_CASE("a write adding or writing more pages than the entry cap is refused, nothing logged") {
+  Fixture f(bounded(std::chrono::milliseconds(0), 64, 0));
+  f.exec({sql("CREATE TABLE t(x)")});
+  const Snapshot before(*f.primary);
+  SUBCASE("one statement, pages still in the cache at commit") {
+    auto r = f.primary->execute({sql("INSERT INTO t VALUES(zeroblob(100 * 4096))")});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::refused);
+    CHECK(r.error().message.find("over the limit of 64 pages") != std::string::npos);
+  }
+  SUBCASE("many rows, pages spilled while running") {
+    auto r = f.primary->execute(
+        {sql("INSERT INTO t SELECT zeroblob(1000000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION "
+             "ALL SELECT x+1 FROM c WHERE x < 100) SELECT x FROM c)")});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::refused);
+    CHECK(r.error().message.find("64 pages") != std::string::npos);
+  }
+  SUBCASE("rewriting existing pages counts too") {
+    f.exec({sql("INSERT INTO t VALUES(zeroblob(40 * 4096))")});
+    f.exec({sql("INSERT INTO t VALUES(zeroblob(40 * 4096))")});
+    auto r = f.primary->execute({sql("UPDATE t SET x = randomblob(length(x))")});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find("wrote") != std::string::npos);
+  }
+  CHECK(f.primary->size() >= before.size);
+  f.exec({sql("INSERT INTO t VALUES(zeroblob(10 * 4096))")});
+}
+
+TEST_CASE("interrupt() stops a running write and refuses later ones") {
+  Fixture f(bounded(std::chrono::milliseconds(0), 0, 0));
+  f.exec({sql("CREATE TABLE t(x)")});
+  const Snapshot before(*f.primary);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    f.primary->interrupt();
+  });
+  auto r = f.primary->execute({sql("INSERT INTO t SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 "
+                                   "UNION ALL SELECT x+1 FROM c) SELECT x FROM c)")});
+  stopper.join();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::unavailable);
+  CHECK(r.error().message.find("stopping") != std::string::npos);
+  CHECK(Snapshot(*f.primary) == before);
+  auto again = f.primary->execute({sql("INSERT INTO t VALUES(1)")});
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == Errc::unavailable);
+}
+
+TEST_CASE("the size, the head and the log stay readable while a write runs") {
+  Fixture f(bounded(std::chrono::milliseconds(1500), 0, 0));
+  f.exec({sql("CREATE TABLE t(x)")});
+  const uint64_t size = f.primary->size();
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    (void)f.primary->execute({sql("INSERT INTO t SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 "
+                                  "UNION ALL SELECT x+1 FROM c) SELECT x FROM c)")});
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // All of these would wait for the write (the one mutex) before the fix.
+  CHECK(f.primary->size() == size);
+  CHECK(f.primary->head().has_value());
+  {
+    std::lock_guard lock(f.primary->log_mutex());
+    CHECK(f.primary->log().size() == size);
+  }
+  CHECK_FALSE(done.load());
+  writer.join();
 }

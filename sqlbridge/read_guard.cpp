@@ -2,8 +2,10 @@
 
 #include <sqlite3.h>
 
+#include "sqlbridge/printf_guard.h"
 #include "sqlbridge/sqlite_util.h"
 
+#include <atomic>
 #include <optional>
 #include <string>
 
@@ -113,6 +115,7 @@ bool is_database_list_file(const char* table, const char* column) {
   return table != nullptr && column != nullptr &&
          sqlite3_stricmp(table, "pragma_database_list") == 0 && sqlite3_stricmp(column, "file") == 0;
 }
+std::atomic<bool> g_stopping{false};
 
 size_t value_cost(const Value& v) {
   if (const auto* s = std::get_if<std::string>(&v.v)) return s->size();
@@ -134,6 +137,7 @@ struct GuardedConnection::State {
   bool trusted = false;                    // TrustedScope alive: allow everything
   bool database_list = false;              // the query reads PRAGMA database_list
   bool journal_mode_query = false;         // the query is "PRAGMA journal_mode" (no value)
+  std::unique_ptr<PrintfGuard> printf_guard;  // printf()/format() (printf_guard.h)
 
   void begin_query(std::string_view text) {
     sql = text;
@@ -206,6 +210,11 @@ struct GuardedConnection::State {
   static int progress(void* self) {
     auto* st = static_cast<State*>(self);
     if (st->trusted) return 0;
+    if (g_stopping.load(std::memory_order_relaxed)) {
+      st->interrupted = fmt::format("query interrupted after {} ms: the process is stopping",
+                                    st->elapsed_ms());
+      return 1;
+    }
     st->steps += kProgressOps;
     if (st->steps > st->options.max_vm_steps) {
       st->interrupted = fmt::format("query interrupted after {} ms: over the budget of {} VM steps",
@@ -236,6 +245,8 @@ GuardedConnection::~GuardedConnection() { SqliteCloser()(db_); }
 
 const ReadGuardOptions& GuardedConnection::options() const { return state_->options; }
 
+void GuardedConnection::stop_all_reads(bool stopping) { g_stopping.store(stopping); }
+
 GuardedConnection::TrustedScope::TrustedScope(GuardedConnection& c) : c_(c) {
   assert(!c_.state_->trusted);
   c_.state_->trusted = true;
@@ -263,6 +274,12 @@ Result<std::unique_ptr<GuardedConnection>> GuardedConnection::open(
   sqlite3_limit(db, SQLITE_LIMIT_WORKER_THREADS, 0);
   sqlite3_set_authorizer(db, &State::authorize, state.get());
   sqlite3_progress_handler(db, kProgressOps, &State::progress, state.get());
+  // printf()/format() through the guard (see read_guard.h).
+  State* raw_state = state.get();
+  SWL_ASSIGN(state->printf_guard,
+             PrintfGuard::install(db, options.max_value_length, [raw_state](const std::string& why) {
+               raw_state->interrupted = why;
+             }));
   return std::unique_ptr<GuardedConnection>(new GuardedConnection(owned.release(),
                                                                   std::move(state)));
 }

@@ -12,7 +12,13 @@
 //  - sqlite3_limit caps SQL length, LIKE pattern, expression depth, compound
 //    SELECT terms, value length, bound variables and function arguments;
 //  - a progress handler interrupts a statement past its time limit or VM
-//    instruction budget; the connection stays usable afterwards;
+//    instruction budget, or when the process stops (stop_all_reads()); the
+//    connection stays usable afterwards;
+//  - printf()/format() are wrapped (printf_guard.h): a width or precision over
+//    the value length cap is refused before SQLite runs the call (one call is
+//    not interruptible, and printf('%.*c', 900000000, 'x') loops 900 million
+//    times even when the result is cut at the length cap); under the cap
+//    SQLite's own printf runs, so results are SQLite's;
 //  - the result is capped in rows and bytes.
 // Exactly one statement per query; params bind positionally and must match the
 // statement's parameter count.
@@ -77,6 +83,12 @@ class GuardedConnection {
   Result<QueryResult> query(std::string_view sql, const std::vector<Value>& params);
 
   sqlite3* handle() const { return db_; }
+
+  // Process-wide: while `stopping` is set, every guarded statement in the process
+  // is interrupted at its next progress check (refused, "the process is
+  // stopping"), trusted scopes excepted. For shutdown (a SIGTERM must not wait
+  // for reads); tests turn it off again.
+  static void stop_all_reads(bool stopping);
 
   // While alive, the guard lets everything through (authorizer and limits'
   // progress checks off): for the caller's own SQL on this connection, e.g.

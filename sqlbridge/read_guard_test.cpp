@@ -1,6 +1,9 @@
 // The read guard: outside SQL can read, and nothing else — the database stays unchanged.
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "sqlbridge/engine_test_util.h"
 #include "sqlbridge/proof_test_util.h"
 #include "sqlbridge/read_guard.h"
@@ -222,6 +225,57 @@ TEST_CASE("a trusted scope lets the caller's own SQL through, then the guard is 
     CHECK(exec_sql(c->handle(), "COMMIT").ok());
   }
   must_refuse(*c, "BEGIN", "transaction");
+}
+
+TEST_CASE("printf() and format() with a huge width or precision fail fast; others give SQLite's text") {
+  GuardFixture f;
+  auto c = f.open();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const char* q : {"SELECT length(printf('%.*c', 900000000, 'x')), "
+                        "length(printf('%.*c', 900000000, 'x'))",
+                        "SELECT format('%.*c', 900000000, 'x')",
+                        "SELECT printf('%s %.900000000c', 'a', 'x')",
+                        "SELECT printf('%*d', -900000000, 1)"}) {
+    Error e = must_refuse(*c, q, "over the value length cap");
+    CHECK(e.message.find("900000000") != std::string::npos);
+  }
+  // Liveness, not speed: the first query alone took 7 s before the guard.
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  // Ordinary formats are untouched: the built-in's output, '*' arguments counted right.
+  auto r = c->query(
+      "SELECT printf('%d|%5.2f|%-4s|%q|%.*c|%%|%*d', 42, 3.14159, 'ab', 'it''s', 3, 'z', 4, 7), "
+      "format('%,d', 1234567), printf(NULL), printf('%s', name) FROM items WHERE id = 1",
+      {});
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  CHECK(r->rows[0][0] == Value{std::string("42| 3.14|ab  |it''s|zzz|%|   7")});
+  CHECK(r->rows[0][1] == Value{std::string("1,234,567")});
+  CHECK(r->rows[0][2] == Value{});
+  auto plain = c->query("SELECT name FROM items WHERE id = 1", {});
+  REQUIRE(plain.ok());
+  CHECK(r->rows[0][3] == plain->rows[0][0]);
+  // A width under the cap still runs (the built-in cuts at the length cap).
+  ReadGuardOptions small;
+  small.max_value_length = 1000;
+  auto s = f.open(small);
+  auto ok = s->query("SELECT length(printf('%.*c', 999, 'x'))", {});
+  REQUIRE(ok.ok());
+  CHECK(ok->rows[0][0] == Value{int64_t{999}});
+  must_refuse(*s, "SELECT printf('%.*c', 1001, 'x')", "cap of 1000 bytes");
+}
+
+TEST_CASE("stop_all_reads interrupts running queries, then reads work again") {
+  GuardFixture f;
+  auto c = f.open(ReadGuardOptions{.time_limit = std::chrono::milliseconds(60000)});
+  std::thread stopper([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    GuardedConnection::stop_all_reads(true);
+  });
+  must_refuse(*c,
+              "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c",
+              "the process is stopping");
+  stopper.join();
+  GuardedConnection::stop_all_reads(false);
+  CHECK(c->query("SELECT 1", {}).ok());
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "sqlbridge/engine_test_util.h"
@@ -327,6 +328,23 @@ TEST_CASE("a hostile query inside a valid proof is bounded by the guard") {
   Error e2 = must_fail(q, o);
   CHECK(e2.code == Errc::refused);
   CHECK(contains(e2, "DELETE"));
+}
+
+TEST_CASE("a proof whose SQL asks for huge printf() output fails fast, with the default caps") {
+  ProvedQuery p = must_prove("SELECT 1 FROM items WHERE id = 1");
+  QueryProof q = p.proof;
+  q.sql = "SELECT length(printf('%.*c',900000000,'x')), length(printf('%.*c',900000000,'x'))";
+  const auto t0 = std::chrono::steady_clock::now();
+  Error e = must_fail(q, VerifyOptions{});
+  CHECK(e.code == Errc::refused);
+  CHECK(contains(e, "over the value length cap"));
+  // Liveness only: this took 7.4 s before the guard wrapped printf().
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  // The verifier cache path too.
+  VerifierCache cache;
+  auto r = cache.verify(fixture().key.pub, q, VerifyOptions{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(contains(r.error(), "over the value length cap"));
 }
 
 TEST_CASE("proving against a tree of another state is refused, never a bad proof") {
