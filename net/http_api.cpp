@@ -308,8 +308,17 @@ struct HttpApi::Impl {
     if (auto ac = req.find(http::field::accept); ac != req.end()) fr.accept = std::string(ac->value());
     fr.headers.emplace_back(std::string(kForwardedHeader), bound_address());
     HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes};
+    // A peer's writes are its forwards: they take the write lane and its cap.
+    LaneSlot slot;
+    if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
+      busy_total.inc();
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("busy: {} writes are already being forwarded (the cap); try again later",
+                                  opts.max_pending_writes),
+                      ro.pretty);
+    }
     auto call = [u = std::move(url).value(), fr = std::move(fr), co] { return http_call(u, fr, co); };
-    auto r = co_await offload(std::move(call));
+    auto r = co_await offload(write_pool, std::move(call));
     if (!r.ok()) {
       const bool timed_out = r.error().message.find("did not answer within") != std::string::npos;
       co_return error(req, timed_out ? http::status::gateway_timeout : http::status::bad_gateway,
