@@ -238,19 +238,20 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
   };
   if (transaction) {
     auto t0 = Clock::now();
-    auto r = primary_.execute(std::span<const Statement>(statements));
+    EntryFailure failure;
+    auto r = primary_.execute(std::span<const Statement>(statements), &failure);
     if (!r.ok()) {
       if (fatal(r.error())) return r.take_error();
-      // All or nothing: the failing statement's slot holds the error (the
-      // message names it: "statement N: …", N 0-based), the others are empty.
-      out.resize(statements.size());
-      size_t failed = 0;
-      const std::string& msg = r.error().message;
-      if (msg.rfind("statement ", 0) == 0) {
-        size_t n = std::strtoull(msg.c_str() + 10, nullptr, 10);
-        if (n < statements.size()) failed = n;
+      // As rqlite: the statements before the failing one show what they
+      // returned (rolled back with the rest), the failing one its error, and
+      // nothing follows it (docs/http-api.md). An error that belongs to no
+      // statement (a bound checked at commit) is the request's.
+      if (!failure.statement || *failure.statement >= statements.size()) return r.take_error();
+      out.resize(*failure.statement + 1);
+      for (const auto& sr : failure.completed) {
+        if (sr.statement_index < *failure.statement) out[sr.statement_index] = to_outcome(sr);
       }
-      out[failed].error = r.error().to_string();
+      out.back().error = r.error().to_string();
       return out;
     }
     wrote = true;

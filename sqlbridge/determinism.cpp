@@ -838,7 +838,8 @@ Status DeterministicDb::check_created_objects(size_t index) {
 Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInputs& inputs,
                                                                 std::span<const Statement> statements,
                                                                 Mode mode, bool collect_rows,
-                                                                const OnCommit& on_commit) {
+                                                                const OnCommit& on_commit,
+                                                                EntryFailure* failure) {
   sqlite3* db = db_.get();
   std::lock_guard entry_lock(entry_mutex());
   PinnedTime pinned(inputs.time_ms);
@@ -907,6 +908,11 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   for (size_t i = 0; i < statements.size(); ++i) {
     if (Status s = run_statement_text(i, statements[i], collect_rows, results); !s.ok()) {
       rollback();
+      if (failure) {
+        failure->statement = i;
+        std::erase_if(results, [i](const StatementResult& r) { return r.statement_index >= i; });
+        failure->completed = std::move(results);
+      }
       return s.take_error();
     }
   }

@@ -61,6 +61,12 @@ struct StatementResult {
   std::vector<std::vector<Value>> rows;   // RETURNING / SELECT rows
 };
 
+// Where a failed transaction failed (run_entry, Primary::execute).
+struct EntryFailure {
+  std::optional<size_t> statement;          // index of the failing Statement, if one failed
+  std::vector<StatementResult> completed;   // results of the Statements before it
+};
+
 // The pinned inputs of one entry.
 struct EntryInputs {
   uint64_t seq = 0;
@@ -118,10 +124,14 @@ class DeterministicDb {
   // on_commit's error. Messages name the statement index.
   // `collect_rows`: keep RETURNING / SELECT rows in the results (the primary
   // wants them, a replica does not).
+  // `failure`, if given, says on error which statement failed (when one did)
+  // and holds the results of the statements before it (rolled back with the
+  // rest): what an rqlite-style API reports per statement.
   Result<std::vector<StatementResult>> run_entry(const EntryInputs& inputs,
                                                  std::span<const Statement> statements,
                                                  Mode mode, bool collect_rows,
-                                                 const OnCommit& on_commit);
+                                                 const OnCommit& on_commit,
+                                                 EntryFailure* failure = nullptr);
 
   const StateTree& state_tree() const { return tree_; }
   const std::filesystem::path& path() const { return path_; }

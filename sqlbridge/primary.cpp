@@ -273,7 +273,8 @@ int Primary::write_progress(void* self_ptr) {
   return 0;
 }
 
-Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
+Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction,
+                                       EntryFailure* failure) {
   std::lock_guard write_lock(write_mu_);
   if (stopping_.load()) {
     return make_error(Errc::unavailable, "primary {} is stopping: no more writes",
@@ -300,6 +301,17 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
   // the definition of a loggable entry: UTF-8, no NUL in SQL, no NaN, caps).
   Bytes probe = encode_entry(entry);
   if (auto decoded = decode_entry(probe); !decoded.ok()) {
+    // Name the statement the log cannot hold: each alone, in order (only on this path).
+    for (size_t i = 0; i < entry.statements.size(); ++i) {
+      Entry one = entry;
+      one.statements.assign(1, entry.statements[i]);
+      if (auto d = decode_entry(encode_entry(one)); !d.ok()) {
+        if (failure) failure->statement = i;
+        return make_error(Errc::invalid_argument,
+                          "statement {}: the transaction cannot be logged: {}", i,
+                          d.error().message);
+      }
+    }
     return make_error(Errc::invalid_argument, "execute: the transaction cannot be logged: {}",
                       decoded.error().message);
   }
@@ -343,7 +355,7 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction) {
   running_.cache_writes_at_start = cache_writes(db);
   auto results = db_->run_entry(EntryInputs{entry.seq, entry.time_ms, entry.seed},
                                 entry.statements, DeterministicDb::Mode::user,
-                                /*collect_rows=*/true, on_commit);
+                                /*collect_rows=*/true, on_commit, failure);
   running_.active = false;
   if (!results.ok()) {
     if (appended) {

@@ -1,4 +1,4 @@
-// The primary (DESIGN.md §3, docs/determinism.md): runs write transactions
+// The primary (docs/determinism.md): runs write transactions
 // deterministically on its SQLite file and appends each committed transaction
 // to its signed log, ahead of SQLite's commit.
 //
@@ -145,7 +145,11 @@ class Primary {
   //   unavailable       also: stopping (interrupt())
   // Runs on the caller's thread for as long as the transaction takes (bounded by
   // write_timeout): callers serving a network keep it off their I/O threads.
-  Result<ExecuteResult> execute(std::span<const Statement> transaction);
+  // `failure`, if given, says on error which statement failed (also a statement
+  // the log cannot hold, refused before anything ran) and what the statements
+  // before it returned before the rollback (determinism.h EntryFailure).
+  Result<ExecuteResult> execute(std::span<const Statement> transaction,
+                                EntryFailure* failure = nullptr);
   Result<ExecuteResult> execute(std::initializer_list<Statement> transaction) {
     return execute(std::span<const Statement>(transaction.begin(), transaction.size()));
   }

@@ -248,6 +248,32 @@ TEST_CASE("a transaction failing in statement 3 of 4 leaves database and log unc
   CHECK(ok.seq == size + 1);  // size + 0 was the SELECT above
 }
 
+TEST_CASE("a failed transaction says which statement failed and what the ones before it returned") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a UNIQUE)")});
+  const std::vector<Statement> tx = {sql("INSERT INTO t VALUES (1)"), sql("INSERT INTO t VALUES (2), (3)"),
+                                     sql("INSERT INTO t VALUES (1)"), sql("INSERT INTO t VALUES (4)")};
+  EntryFailure failure;
+  auto r = f.primary->execute(tx, &failure);
+  REQUIRE_FALSE(r.ok());
+  REQUIRE(failure.statement.has_value());
+  CHECK(*failure.statement == 2);
+  REQUIRE(failure.completed.size() == 2);
+  CHECK(failure.completed[0].rows_changed == 1);
+  CHECK(failure.completed[1].rows_changed == 2);
+  // A statement the log cannot hold is named too, though nothing ran.
+  EntryFailure refused;
+  auto n = f.primary->execute({sql("INSERT INTO t VALUES (5)"), sql("INSERT INTO t VALUES (6)"),
+                               sql(std::string("INSERT INTO t VALUES (7)\0 DROP TABLE t", 38))},
+                              &refused);
+  REQUIRE_FALSE(n.ok());
+  CHECK(n.error().message.find("statement 2") != std::string::npos);
+  REQUIRE(refused.statement.has_value());
+  CHECK(*refused.statement == 2);
+  CHECK(refused.completed.empty());
+  CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 0);
+}
+
 TEST_CASE("every form of now is the entry's pinned time, in UTC") {
   Fixture f;
   auto r = f.exec({sql("SELECT unixepoch(), strftime('%s','now'), datetime('now'), CURRENT_TIMESTAMP, "

@@ -209,9 +209,18 @@ def main():
             ["INSERT INTO events(name) VALUES(?)", "b"],
         ], transaction="")
         results = doc.get("results", [])
-        check(len(results) >= 2 and "error" in results[1] and "nonsense" in results[1]["error"],
-              f"the error is in the failing statement's slot: {doc}")
-        check(all("error" not in x and not x.get("rows_affected") for x in results[:1]) or True, "")
+        check(len(results) == 2 and "error" in results[1] and "nonsense" in results[1]["error"],
+              f"the error is in the failing statement's slot and nothing follows it: {doc}")
+        check("error" not in results[0] and results[0].get("rows_affected") == 1,
+              f"the statement before it shows its (rolled back) result, as rqlite: {doc}")
+        # A third statement the log cannot hold (a NUL byte): its own slot, not slot 0.
+        code, doc = w.execute([["INSERT INTO events(name) VALUES(?)", "c"],
+                               ["INSERT INTO events(name) VALUES(?)", "d"],
+                               "INSERT INTO events(name) VALUES('e')\u0000 DROP TABLE events"], transaction="")
+        results = doc.get("results", [])
+        check(len(results) == 3 and "error" in results[2] and "NUL" in results[2]["error"]
+              and all("error" not in x for x in results[:2]),
+              f"a statement refused before running gets the error in its own slot: {code} {doc}")
         code, doc = w.query(["SELECT count(*) FROM events"])
         check(doc["results"][0]["values"] == [[2]], f"the failed transaction left nothing: {doc}")
 
