@@ -1,6 +1,6 @@
 // Subcommand registration. Each add_*_command adds one subcommand to `app`;
 // its callback throws CliError (exit code + message) on failure — exceptions
-// stop here in cli/ (STYLE.md habit 4).
+// stop here in cli/ (docs/hacking.md "Style").
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -1,7 +1,7 @@
-// Entry = one write transaction as it goes into the log (DESIGN.md §2,
-// docs/formats/entry.md). One canonical byte sequence per entry; the decoder
-// rejects truncated input, trailing bytes, unknown versions, non-canonical
-// encodings and anything over the limits, each with its own Errc and an offset.
+// Entry = one write transaction as it goes into the log (docs/formats/entry.md).
+// One canonical byte sequence per entry; the decoder rejects truncated input,
+// trailing bytes, unknown versions, non-canonical encodings and anything over
+// the limits, each with its own Errc and an offset.
 #pragma once
 
 #include <array>

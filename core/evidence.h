@@ -1,4 +1,4 @@
-// Equivocation evidence (DESIGN.md §2, docs/formats/evidence.md): a
+// Equivocation evidence (docs/formats/evidence.md): a
 // self-contained object anyone holding the log id can check, proving that the
 // primary signed two heads that cannot both be honest:
 //  - same_size: two valid heads with equal size that differ in log_root,

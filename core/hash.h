@@ -1,4 +1,4 @@
-// BLAKE2b-256 with domain separation (DESIGN.md §2, docs/formats/merkle.md):
+// BLAKE2b-256 with domain separation (docs/formats/merkle.md):
 //   leaf = H(0x00 ‖ data), node = H(0x01 ‖ left ‖ right)
 // — the RFC 9162 construction with BLAKE2b-256 in place of SHA-256.
 #pragma once

@@ -1,4 +1,4 @@
-// Signed head (DESIGN.md §2, docs/formats/head.md): the primary's statement
+// Signed head (docs/formats/head.md): the primary's statement
 // "after `size` entries the log root is X and the database state root is Y".
 // signature = Ed25519 over "swarmlite/head/v1" ‖ fields (every field but the signature).
 #pragma once

@@ -1,4 +1,4 @@
-// Append-only record store on disk (DESIGN.md §2, docs/formats/log-store.md).
+// Append-only record store on disk (docs/formats/log-store.md).
 // A directory of segment files (records framed with length and checksum) plus an
 // index giving each record's segment and offset, so a read by seq is one seek.
 // `append` returns only after the records are fsync'ed (unless Options::sync is

@@ -1,4 +1,4 @@
-// Errors as values (STYLE.md habit 4). A Result<T> holds either a T or an Error
+// Errors as values (docs/hacking.md "Style"). A Result<T> holds either a T or an Error
 // whose code says what kind of failure and whose message says what and where
 // (offset, seq, page, file). "Proof does not verify" is an ordinary Error with a
 // verification code, distinct from misuse (Errc::invalid_argument).

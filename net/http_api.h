@@ -1,4 +1,4 @@
-// The rqlite-style HTTP API (DESIGN.md §4, docs/http-api.md): a Boost.Beast
+// The rqlite-style HTTP API (docs/http-api.md): a Boost.Beast
 // server on its own io thread, C++20 coroutines, one coroutine per connection.
 //   POST /db/execute          writes (the primary; token-protected; peers refuse)
 //   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N)

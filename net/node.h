@@ -1,4 +1,4 @@
-// A swarm node (DESIGN.md §4, docs/protocol.md): listens for peers, dials the
+// A swarm node (docs/protocol.md): listens for peers, dials the
 // addresses it knows, follows the highest valid head it sees, fetches missing
 // entries in verified batches, hands them to the backend to apply, serves its
 // log to others, relays heads it holds, exchanges addresses, bans peers that

@@ -1,4 +1,4 @@
-// The peer protocol's messages and framing (DESIGN.md §4, docs/formats/protocol.md).
+// The peer protocol's messages and framing (docs/formats/protocol.md).
 // Pure: no sockets. Every decoder checks each length and count against a cap
 // before allocating, rejects trailing bytes and non-canonical values, and says
 // which field at which offset failed.

@@ -1,4 +1,4 @@
-// The page VFS shim (DESIGN.md §3, docs/vfs.md): a VFS named "swarmlite" wrapping the
+// The page VFS shim (docs/vfs.md): a VFS named "swarmlite" wrapping the
 // default VFS. It passes every call through and additionally
 //  - captures, per connection, the pages a write transaction appends to the
 //    WAL, and calls a commit hook at the commit frame *before* that frame

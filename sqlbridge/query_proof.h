@@ -1,4 +1,4 @@
-// Query proof (DESIGN.md §3, docs/formats/query-proof.md, docs/verified-reads.md):
+// Query proof (docs/formats/query-proof.md, docs/verified-reads.md):
 // what an untrusted peer sends so that a client can compute the answer to a
 // read-only query itself and know it is the answer at a state the primary signed.
 //   { head, sql, params, page_size, pages [(pgno, bytes)], multiproof }

@@ -1,4 +1,4 @@
-// Safe read-only query execution (DESIGN.md §3 "Query proof", docs/verified-reads.md).
+// Safe read-only query execution (docs/verified-reads.md).
 // Used by every place that runs SQL it did not write: a peer answering a client
 // (with or without a proof) and the verifier re-running the SQL a proof names.
 //

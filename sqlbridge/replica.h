@@ -1,4 +1,4 @@
-// A replica (DESIGN.md §3, docs/determinism.md): applies the log's entries in
+// A replica (docs/determinism.md): applies the log's entries in
 // order to its own SQLite file, one SQLite transaction per entry, with the same
 // pinned time, seeded randomness, fixed settings and authorizer as the primary
 // (determinism.h). At each entry's commit frame it compares the recomputed

@@ -1,4 +1,4 @@
-// The verifier (DESIGN.md §3, docs/verified-reads.md): turns a QueryProof from
+// The verifier (docs/verified-reads.md): turns a QueryProof from
 // an untrusted peer into rows the caller can believe, or an error saying why not.
 //
 // Steps, in order (each failure has its own message):

@@ -97,7 +97,7 @@ class Conn {
   sqlite3* db_ = nullptr;
 };
 
-// The fixed settings every swarmlite database uses (DESIGN.md §3) that matter here.
+// The fixed settings every swarmlite database uses (docs/architecture.md) that matter here.
 inline void setup_wal(Conn& c) {
   c.exec("PRAGMA page_size=4096");
   REQUIRE(c.text("PRAGMA journal_mode=WAL") == "wal");
