@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 SWARMLITE_WITH_NODE=1 scripts/install-deps.sh
 scripts/build.sh "$@"
 build_dir=${SWARMLITE_BUILD_DIR:-build}
-ctest --test-dir "$build_dir" --output-on-failure -j "${SWARMLITE_JOBS:-$(nproc)}" --timeout 900
+# SWARMLITE_CTEST_ARGS: extra ctest arguments (e.g. -LE bigdb), split on spaces.
+# shellcheck disable=SC2086
+ctest --test-dir "$build_dir" --output-on-failure -j "${SWARMLITE_JOBS:-$(nproc)}" --timeout 1800 ${SWARMLITE_CTEST_ARGS:-}
