@@ -618,16 +618,19 @@ class Generator {
     return s + ")";
   }
 
-  std::string table_for_subquery(const TableInfo** out) {
+  // Schema sites avoid virtual tables (SQLite refuses them there: "unsafe use of
+  // virtual table", at every later write to the table).
+  std::string table_for_subquery(const TableInfo** out, bool stored) {
     if (schema_.tables.empty()) return "";
     const TableInfo& t = rng_.pick(schema_.tables);
+    if (stored && t.fts && !rng_.chance(5)) return "";
     *out = &t;
     return t.name;
   }
 
   std::string subquery(const ExprCtx& c, int depth) {
     const TableInfo* t = nullptr;
-    std::string name = table_for_subquery(&t);
+    std::string name = table_for_subquery(&t, c.stored);
     if (t == nullptr) return literal();
     ExprCtx inner = c;
     inner.cols.clear();
@@ -672,7 +675,10 @@ class Generator {
       static const std::vector<std::string> ops = {"+", "-", "*", "/", "%", "||", "=", "<>", "<",
                                                    ">", "<=", ">=", "AND", "OR", "IS", "IS NOT",
                                                    "LIKE", "GLOB", "&", "|", "<<", ">>", "->", "->>"};
-      return "(" + expr(c, depth + 1) + " " + rng_.pick(ops) + " " + expr(c, depth + 1) + ")";
+      std::string op = rng_.pick(ops);
+      // like()/glob() are not innocuous: refused in schema sites (trusted_schema=off).
+      if (c.stored && (op == "LIKE" || op == "GLOB") && !rng_.chance(5)) op = "=";
+      return "(" + expr(c, depth + 1) + " " + op + " " + expr(c, depth + 1) + ")";
     }
     if (r < 86) {
       return "CASE WHEN " + expr(c, depth + 1) + " THEN " + expr(c, depth + 1) + " ELSE " +
@@ -849,6 +855,7 @@ class Generator {
   std::string create_view() {
     if (schema_.tables.empty()) return create_table();
     const TableInfo& t = rng_.pick(schema_.tables);
+    if (t.fts && !rng_.chance(5)) return create_index();
     return "CREATE VIEW " + fresh("v") + " AS " + select_core(t, 1 + static_cast<int>(rng_.below(3)), rng_.chance(30), true);
   }
 
@@ -861,7 +868,7 @@ class Generator {
     }
     c.subqueries = true;
     c.max_depth = 2;
-    const TableInfo* target = pick_table();
+    const TableInfo* target = pick_table(rng_.chance(3));
     const uint64_t r = rng_.below(10);
     if (r < 2) {
       return std::string("SELECT ") + (rng_.chance(50) ? "RAISE(ABORT, 'trigger says no')" : "RAISE(IGNORE)") +
@@ -890,7 +897,7 @@ class Generator {
     const uint64_t r = rng_.below(10);
     const auto views = schema_.views();
     const bool instead = r < 2 && !views.empty();
-    const TableInfo* on = instead ? rng_.pick(views) : pick_table();
+    const TableInfo* on = instead ? rng_.pick(views) : pick_table(rng_.chance(3));
     if (on == nullptr) return create_table();
     static const std::vector<std::string> events = {"INSERT", "UPDATE", "DELETE"};
     std::string ev = rng_.pick(events);
@@ -968,7 +975,7 @@ class Generator {
 
   // --- DML ----------------------------------------------------------------
   std::string returning(const TableInfo& t) {
-    if (!rng_.chance(25)) return "";
+    if (!rng_.chance(25) || (t.fts && !rng_.chance(5))) return "";
     if (rng_.chance(30)) return " RETURNING *";
     ExprCtx c;
     for (const std::string& col : t.all_names()) c.cols.push_back(col);
@@ -1229,7 +1236,7 @@ std::vector<std::vector<Statement>> read_tx_file(const std::string& path) {
 }
 
 struct Stats {
-  uint64_t txns = 0, committed = 0, failed = 0, refused = 0, interrupted = 0, escapes = 0;
+  uint64_t txns = 0, committed = 0, failed = 0, refused = 0, interrupted = 0, escapes = 0, divergences = 0;
   uint64_t replica_b_reopens = 0, replica_b_syncs = 0;
   std::map<std::string, uint64_t> escape_functions;
 };
@@ -1247,8 +1254,6 @@ class Fuzzer {
     } else {
       dir_ = opt_.dir;
     }
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
     if (!opt_.record.empty()) {
       record_.open(opt_.record);
       record_tx_.open(opt_.record + ".tx");
@@ -1259,7 +1264,55 @@ class Fuzzer {
       opt_.txns = replay.size();
     }
     keys_ = KeyPair::generate();
+    if (int rc = open_world(); rc != 0) return rc;
 
+    Generator gen(opt_.seed, fns, tainted_);
+    Schema schema;
+    std::string err;
+    if (!read_schema(*primary_, schema, true, err)) return fatal("reading the schema: " + err);
+    gen.set_schema(schema);
+
+    for (uint64_t i = 0; i < opt_.txns; ++i) {
+      if (opt_.seconds > 0 && (i & 63) == 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > opt_.seconds) {
+        break;
+      }
+      txn_ = i;
+      bool ddl = false;
+      std::vector<Statement> tx = replay.empty() ? gen.transaction(ddl) : replay[i];
+      if (!replay.empty()) ddl = false;
+      int rc = step(tx, ddl, gen, schema);
+      if (rc == 0) continue;
+      if (!(rc == kDiverged && opt_.keep_going)) return rc;
+      // Go on in a new world (fresh primary and replicas, empty schema): replica
+      // A latched its divergence.
+      ++stats_.divergences;
+      ++epoch_;
+      close_world();
+      if (rc = open_world(); rc != 0) return rc;
+      if (!read_schema(*primary_, schema, true, err)) return fatal("reading the schema: " + err);
+      gen.set_schema(schema);
+    }
+    return finish(fns, t0);
+  }
+
+ private:
+  static constexpr int kDiverged = 3;
+
+  void close_world() {
+    primary_.reset();
+    replica_a_.reset();
+    replica_b_.reset();
+    std::error_code ec;
+    if (stats_.divergences == 0 || !opt_.keep_going) return;
+    // Keep the first world that diverged, drop later ones (a long run could fill /dev/shm).
+    if (stats_.divergences > 1) fs::remove_all(world_dir_, ec);
+  }
+
+  int open_world() {
+    world_dir_ = dir_ / ("world" + std::to_string(epoch_));
+    fs::remove_all(world_dir_);
+    fs::create_directories(world_dir_);
     PrimaryOptions po;
     po.log_options.sync = false;
     po.sign_every_entries = 1u << 30;  // heads only when the fuzzer asks (sign_head)
@@ -1277,12 +1330,12 @@ class Fuzzer {
       else now_ms_ += static_cast<int64_t>(clock_rng_.below(3000));
       return now_ms_;
     };
-    auto p = Primary::open(dir_ / "p.db", keys_.secret, po);
+    auto p = Primary::open(world_dir_ / "p.db", keys_.secret, po);
     if (!p.ok()) return fatal("opening the primary: " + p.error().to_string());
     primary_ = std::move(p).value();
     ReplicaOptions ro;
     ro.log_options.sync = false;
-    auto a = Replica::open(dir_ / "a.db", dir_ / "a.log", keys_.pub, ro);
+    auto a = Replica::open(world_dir_ / "a.db", world_dir_ / "a.log", keys_.pub, ro);
     if (!a.ok()) return fatal("opening replica A: " + a.error().to_string());
     replica_a_ = std::move(a).value();
     if (int rc = open_replica_b(); rc != 0) return rc;
@@ -1291,23 +1344,14 @@ class Fuzzer {
     for (uint64_t s = 0; s < primary_->size(); ++s) {
       if (int rc = apply_a(s, nullptr); rc != 0) return rc;
     }
+    return 0;
+  }
 
-    Generator gen(opt_.seed, fns, tainted_);
-    Schema schema;
-    std::string err;
-    if (!read_schema(*primary_, schema, true, err)) return fatal("reading the schema: " + err);
-    gen.set_schema(schema);
-
-    for (uint64_t i = 0; i < opt_.txns; ++i) {
-      if (opt_.seconds > 0 && (i & 63) == 0 &&
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > opt_.seconds) {
-        break;
-      }
-      txn_ = i;
-      bool ddl = false;
-      std::vector<Statement> tx = replay.empty() ? gen.transaction(ddl) : replay[i];
-      if (!replay.empty()) ddl = false;
+  // One transaction: on the primary, then replica A (and B now and then).
+  int step(const std::vector<Statement>& tx, bool ddl, Generator& gen, Schema& schema) {
+      std::string err;
       ++stats_.txns;
+      const uint64_t i = txn_;
       const uint64_t size = primary_->size();
       g_inst.hits.clear();
       g_inst.ticks = 0;
@@ -1332,7 +1376,7 @@ class Fuzzer {
         }
         if (primary_->size() != size) return fail("a failed transaction changed the log size", tx);
         if (opt_.verbose) std::fprintf(stderr, "txn %" PRIu64 ": %s\n", i, r.error().to_string().c_str());
-        continue;
+        return 0;
       }
       ++stats_.committed;
       if (!g_inst.hits.empty()) {
@@ -1349,7 +1393,10 @@ class Fuzzer {
         report(what, tx);
       }
       if (int rc = apply_a(r->seq, &tx); rc != 0) return rc;
-      if (replica_a_->state_root() != r->state_root) return fail("replica A root differs from the primary's", tx);
+      if (replica_a_->state_root() != r->state_root) {
+        fail("DIVERGENCE: replica A's root differs from the primary's", tx);
+        return kDiverged;
+      }
       if ((stats_.committed % 64) == 0 || clock_rng_.chance(2)) {
         if (int rc = sync_b(tx); rc != 0) return rc;
       }
@@ -1357,7 +1404,10 @@ class Fuzzer {
         if (!read_schema(*primary_, schema, (stats_.committed % 50) == 0, err)) return fatal("reading the schema: " + err);
         gen.set_schema(schema);
       }
-    }
+      return 0;
+  }
+
+  int finish(const std::vector<Fn>& fns, std::chrono::steady_clock::time_point t0) {
     if (int rc = sync_b({}); rc != 0) return rc;
     // Page-identical files: close everything (the last connection checkpoints).
     const Hash32 root = primary_->state_root();
@@ -1366,9 +1416,9 @@ class Fuzzer {
     primary_.reset();
     replica_a_.reset();
     replica_b_.reset();
-    std::vector<Bytes> pp = swarmlite::testing::file_pages(dir_ / "p.db");
+    std::vector<Bytes> pp = swarmlite::testing::file_pages(world_dir_ / "p.db");
     for (const char* other : {"a.db", "b.db"}) {
-      std::vector<Bytes> op = swarmlite::testing::file_pages(dir_ / other);
+      std::vector<Bytes> op = swarmlite::testing::file_pages(world_dir_ / other);
       if (op.size() != pp.size()) {
         return fatal(std::string(other) + " has " + std::to_string(op.size()) + " pages, the primary " +
                      std::to_string(pp.size()));
@@ -1377,31 +1427,30 @@ class Fuzzer {
         if (pp[k] != op[k]) return fatal(std::string(other) + " page " + std::to_string(k + 1) + " differs");
       }
     }
-    auto tree = StateTree::from_file(dir_ / "p.db");
+    auto tree = StateTree::from_file(world_dir_ / "p.db");
     if (!tree.ok() || tree->root() != root) return fatal("the primary's file does not give its state root");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf(
         "sql_diff_fuzz seed %" PRIu64 ": %" PRIu64 " transactions in %.1f s (%.0f/s): %" PRIu64
         " committed, %" PRIu64 " failed (%" PRIu64 " over the step budget), %" PRIu64
         " refused; %" PRIu64 " entries, %zu pages; replica B synced %" PRIu64 " times, reopened %" PRIu64
-        " times; %zu functions, %zu wrapped; %" PRIu64 " escapes, 0 divergences\n",
+        " times; %zu functions, %zu wrapped; %" PRIu64 " escapes, %" PRIu64 " divergences\n",
         opt_.seed, stats_.txns, secs, static_cast<double>(stats_.txns) / std::max(secs, 1e-9), stats_.committed,
         stats_.failed, stats_.interrupted, stats_.refused, size, pp.size(), stats_.replica_b_syncs,
-        stats_.replica_b_reopens, fns.size(), g_inst.wrapped.size(), stats_.escapes);
+        stats_.replica_b_reopens, fns.size(), g_inst.wrapped.size(), stats_.escapes, stats_.divergences);
     for (const auto& kv : stats_.escape_functions) {
       std::printf("  escaped: %s() in %" PRIu64 " committed entries\n", kv.first.c_str(), kv.second);
     }
     std::fflush(stdout);
     std::error_code ec;
-    if (opt_.dir.empty()) fs::remove_all(dir_, ec);
-    return stats_.escapes == 0 ? 0 : 1;
+    if (opt_.dir.empty() && stats_.divergences == 0) fs::remove_all(dir_, ec);
+    return stats_.escapes == 0 && stats_.divergences == 0 ? 0 : 1;
   }
 
- private:
   int open_replica_b() {
     ReplicaOptions ro;
     ro.log_options.sync = false;
-    auto b = Replica::open(dir_ / "b.db", dir_ / "b.log", keys_.pub, ro);
+    auto b = Replica::open(world_dir_ / "b.db", world_dir_ / "b.log", keys_.pub, ro);
     if (!b.ok()) return fatal("opening replica B: " + b.error().to_string());
     replica_b_ = std::move(b).value();
     return 0;
@@ -1412,11 +1461,13 @@ class Fuzzer {
     if (!e.ok()) return fatal("reading entry " + std::to_string(seq) + ": " + e.error().to_string());
     Status s = replica_a_->apply(*e);
     if (!s.ok()) {
-      return fail("DIVERGENCE: replica A on entry " + std::to_string(seq) + ": " + s.error().to_string(),
-                  tx != nullptr ? *tx : std::vector<Statement>{});
+      fail("DIVERGENCE: replica A on entry " + std::to_string(seq) + ": " + s.error().to_string(),
+           tx != nullptr ? *tx : std::vector<Statement>{});
+      return kDiverged;
     }
     if (replica_a_->state_root() != e->state_root) {
-      return fail("replica A root differs from entry", tx != nullptr ? *tx : std::vector<Statement>{});
+      fail("DIVERGENCE: replica A's root differs from the entry's", tx != nullptr ? *tx : std::vector<Statement>{});
+      return kDiverged;
     }
     return 0;
   }
@@ -1441,9 +1492,13 @@ class Fuzzer {
       if (!s.ok()) return fatal("replica B rejected the primary's log: " + s.error().to_string());
     }
     auto applied = replica_b_->apply_available();
-    if (!applied.ok()) return fail("DIVERGENCE: replica B: " + applied.error().to_string(), tx);
+    if (!applied.ok()) {
+      fail("DIVERGENCE: replica B: " + applied.error().to_string(), tx);
+      return kDiverged;
+    }
     if (replica_b_->size() != head->size || replica_b_->state_root() != head->state_root) {
-      return fail("replica B's state differs from the signed head", tx);
+      fail("DIVERGENCE: replica B's state differs from the signed head", tx);
+      return kDiverged;
     }
     ++stats_.replica_b_syncs;
     return 0;
@@ -1484,7 +1539,8 @@ class Fuzzer {
   Options opt_;
   Rng clock_rng_;
   int64_t now_ms_ = 1700000000000;
-  fs::path dir_;
+  fs::path dir_, world_dir_;
+  uint64_t epoch_ = 0;
   std::ofstream record_, record_tx_;
   KeyPair keys_;
   std::unique_ptr<Primary> primary_;
