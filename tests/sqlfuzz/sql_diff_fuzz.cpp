@@ -1281,6 +1281,7 @@ class Fuzzer {
       bool ddl = false;
       std::vector<Statement> tx = replay.empty() ? gen.transaction(ddl) : replay[i];
       if (!replay.empty()) ddl = false;
+      if ((i & 255) == 0) progress(t0);
       int rc = step(tx, ddl, gen, schema);
       if (rc == 0) continue;
       if (!(rc == kDiverged && opt_.keep_going)) return rc;
@@ -1298,6 +1299,24 @@ class Fuzzer {
 
  private:
   static constexpr int kDiverged = 3;
+
+  // A line on stderr every minute, for long runs.
+  void progress(std::chrono::steady_clock::time_point t0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_progress_ < std::chrono::seconds(60)) return;
+    if (last_progress_ == std::chrono::steady_clock::time_point{}) {
+      last_progress_ = now;
+      return;
+    }
+    last_progress_ = now;
+    const double secs = std::chrono::duration<double>(now - t0).count();
+    std::fprintf(stderr,
+                 "sql_diff_fuzz progress: %" PRIu64 " transactions in %.0f s (%.0f/s), %" PRIu64
+                 " committed, %" PRIu64 " escapes, %" PRIu64 " divergences\n",
+                 stats_.txns, secs, static_cast<double>(stats_.txns) / std::max(secs, 1e-9), stats_.committed,
+                 stats_.escapes, stats_.divergences);
+  }
+  std::chrono::steady_clock::time_point last_progress_{};
 
   void close_world() {
     primary_.reset();
