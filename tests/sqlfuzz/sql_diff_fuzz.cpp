@@ -58,6 +58,7 @@ struct Options {
   bool keep_going = false;
   bool taint = true;
   bool verbose = false;
+  bool reopen_always = false;  // sync replica B after every commit, reopening it each time
   std::string record;  // file: every transaction's SQL and outcome (+ FILE.tx for --replay)
   std::string replay;  // run the transactions of a FILE.tx instead of generating them
   std::string dir;     // working directory (default: a fresh one under /dev/shm)
@@ -77,7 +78,9 @@ struct Options {
                "                transactions in a form --replay reads to FILE.tx\n"
                "  --replay FILE run the transactions of FILE (a .tx file, one per block;\n"
                "                delete blocks to minimise a failure) instead of generating\n"
-               "  --no-taint    do not install the taint wrappers (escape oracle off)\n",
+               "  --no-taint    do not install the taint wrappers (escape oracle off)\n"
+               "  --reopen-always  reopen and sync replica B after every commit (slow; for\n"
+               "                minimising failures that need a restart)\n",
                why);
   std::exit(2);
 }
@@ -104,6 +107,7 @@ Options parse_options(int argc, char** argv) {
     else if (a == "--keep-going") o.keep_going = true;
     else if (a == "--no-taint") o.taint = false;
     else if (a == "--verbose") o.verbose = true;
+    else if (a == "--reopen-always") o.reopen_always = true;
     else if (a == "--record") o.record = next();
     else if (a == "--replay") o.replay = next();
     else if (a == "--dir") o.dir = next();
@@ -868,7 +872,15 @@ class Generator {
     }
     c.subqueries = true;
     c.max_depth = 2;
-    const TableInfo* target = pick_table(rng_.chance(3));
+    // A trigger writes only to tables older than its own (by the number in the
+    // generated name): no trigger recursion. recursive_triggers is on and SQLite
+    // allows 1000 levels; a recursive cascade keeps thousands of cursors open, and
+    // closing each walks the list (quadratic), which the opcode budget does not see.
+    std::vector<const TableInfo*> older;
+    for (const TableInfo* x : schema_.real_tables()) {
+      if (object_number(x->name) < object_number(on.name) && (!x->fts || rng_.chance(3))) older.push_back(x);
+    }
+    const TableInfo* target = older.empty() ? nullptr : rng_.pick(older);
     const uint64_t r = rng_.below(10);
     if (r < 2) {
       return std::string("SELECT ") + (rng_.chance(50) ? "RAISE(ABORT, 'trigger says no')" : "RAISE(IGNORE)") +
@@ -921,6 +933,12 @@ class Generator {
     const int n = 1 + static_cast<int>(rng_.below(3));
     for (int i = 0; i < n; ++i) s += trigger_body_statement(*on, has_new, has_old) + "; ";
     return s + "END";
+  }
+
+  static uint64_t object_number(const std::string& name) {
+    size_t i = name.size();
+    while (i > 0 && std::isdigit(static_cast<unsigned char>(name[i - 1]))) --i;
+    return i == name.size() ? 0 : std::strtoull(name.c_str() + i, nullptr, 10);
   }
 
   std::string alter_table() {
@@ -1416,7 +1434,7 @@ class Fuzzer {
         fail("DIVERGENCE: replica A's root differs from the primary's", tx);
         return kDiverged;
       }
-      if ((stats_.committed % 64) == 0 || clock_rng_.chance(2)) {
+      if (opt_.reopen_always || (stats_.committed % 64) == 0 || clock_rng_.chance(2)) {
         if (int rc = sync_b(tx); rc != 0) return rc;
       }
       if (ddl || (stats_.committed % 50) == 0) {
@@ -1495,7 +1513,7 @@ class Fuzzer {
   int sync_b(const std::vector<Statement>& tx) {
     auto head = primary_->sign_head();
     if (!head.ok()) return fatal("signing a head: " + head.error().to_string());
-    if (clock_rng_.chance(20)) {
+    if (opt_.reopen_always || clock_rng_.chance(20)) {
       replica_b_.reset();
       ++stats_.replica_b_reopens;
       if (int rc = open_replica_b(); rc != 0) return rc;
