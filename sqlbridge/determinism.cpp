@@ -7,8 +7,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <optional>
+#include <set>
 #include <string>
 
+#include "sqlbridge/function_policy.h"
 #include "sqlbridge/genesis.h"
 
 namespace swarmlite {
@@ -66,6 +69,22 @@ enum class AuthMode { user, genesis, system };
 struct DeterministicDb::AuthState {
   AuthMode mode = AuthMode::system;
   std::string refusal;  // why the last denial happened (first one wins)
+  // Functions of this SQLite build that function_policy.cpp does not classify
+  // (lower case): refused like the refused ones.
+  std::set<std::string> unclassified;
+  // Objects the statement being prepared creates or alters (its own
+  // authorizer actions, not those of triggers): their stored expressions are
+  // checked once the statement ran (check_created_objects).
+  struct Created {
+    enum Kind { table_kind, trigger_kind, view_kind } kind;
+    std::string name;   // the table, trigger or view
+    std::string table;  // a trigger's table or view
+  };
+  std::vector<Created> created;
+  std::vector<Created> to_check;  // `created` of the statement being run
+  // Pinned total_changes(): sqlite3_total_changes64 at the start of the entry.
+  bool in_entry = false;
+  int64_t total_changes_base = 0;
   // The first PRAGMA the authorizer saw while the current statement was
   // prepared: the statement's own when it is a PRAGMA (FTS5's internal
   // `PRAGMA data_version` statements come later, from module code).
@@ -78,6 +97,25 @@ bool iequals(const char* a, std::string_view b) {
   return a != nullptr && std::strlen(a) == b.size() && strncasecmp(a, b.data(), b.size()) == 0;
 }
 bool is_meta_table(const char* name) { return iequals(name, kMetaTable); }
+
+std::string lower_ascii(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// A quoted SQL identifier.
+std::string quote_ident(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    out += c;
+    if (c == '"') out += '"';
+  }
+  out += '"';
+  return out;
+}
 
 // Read-only schema pragmas allowed in writes (their argument is a table or index name).
 bool pragma_allowed(const char* name) {
@@ -108,39 +146,6 @@ const char* vtab_module_refusal(const char* module) {
 // Refused as the user's own statement (run_statement_text).
 bool is_module_pragma_read(const char* pragma, const char* arg) {
   return arg == nullptr && iequals(pragma, "data_version");
-}
-
-// Functions refused in logged SQL, with the reason.
-const char* refused_function_reason(const char* name) {
-  struct Rule {
-    std::string_view name;
-    const char* why;
-  };
-  static const Rule kRules[] = {
-      {"load_extension", "loads native code into the process"},
-      {"total_changes", "depends on the connection's history"},
-      {"sqlite_version", "depends on the host's SQLite"},
-      {"sqlite_source_id", "depends on the host's SQLite"},
-      {"sqlite_compileoption_used", "depends on the host's SQLite build"},
-      {"sqlite_compileoption_get", "depends on the host's SQLite build"},
-      {"sqlite_offset", "exposes the file layout"},
-      {"fts3_tokenizer", "handles native pointers"},
-      {"bm25", "comes from the host's libm (log)"},
-      {"acos", "comes from the host's libm"},  {"acosh", "comes from the host's libm"},
-      {"asin", "comes from the host's libm"},  {"asinh", "comes from the host's libm"},
-      {"atan", "comes from the host's libm"},  {"atan2", "comes from the host's libm"},
-      {"atanh", "comes from the host's libm"}, {"cos", "comes from the host's libm"},
-      {"cosh", "comes from the host's libm"},  {"sin", "comes from the host's libm"},
-      {"sinh", "comes from the host's libm"},  {"tan", "comes from the host's libm"},
-      {"tanh", "comes from the host's libm"},  {"exp", "comes from the host's libm"},
-      {"ln", "comes from the host's libm"},    {"log", "comes from the host's libm"},
-      {"log2", "comes from the host's libm"},  {"log10", "comes from the host's libm"},
-      {"pow", "comes from the host's libm"},   {"power", "comes from the host's libm"},
-  };
-  for (const Rule& r : kRules) {
-    if (iequals(name, r.name)) return r.why;
-  }
-  return nullptr;
 }
 
 // Eponymous virtual tables whose content depends on the host or the connection.
@@ -181,7 +186,7 @@ bool is_write_action(int action) {
 }
 
 int authorize(void* ctx, int action, const char* a1, const char* a2, const char* db_name,
-              const char* /*trigger*/) {
+              const char* inner) {
   auto* st = static_cast<DeterministicDb::AuthState*>(ctx);
   if (st->mode == AuthMode::system) return SQLITE_OK;
   const bool genesis = st->mode == AuthMode::genesis;
@@ -189,6 +194,25 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
     return deny(st, fmt::format("TEMP object temp.{} is refused: the temp schema lives outside the "
                                 "database file and would not replicate",
                                 nz(a1)));
+  }
+  if (inner == nullptr) {
+    using Created = DeterministicDb::AuthState::Created;
+    switch (action) {
+      case SQLITE_CREATE_TABLE:
+        st->created.push_back(Created{Created::table_kind, nz(a1), nz(a1)});
+        break;
+      case SQLITE_ALTER_TABLE:  // a1 = schema, a2 = table
+        st->created.push_back(Created{Created::table_kind, nz(a2), nz(a2)});
+        break;
+      case SQLITE_CREATE_TRIGGER:
+        st->created.push_back(Created{Created::trigger_kind, nz(a1), nz(a2)});
+        break;
+      case SQLITE_CREATE_VIEW:
+        st->created.push_back(Created{Created::view_kind, nz(a1), nz(a1)});
+        break;
+      default:
+        break;
+    }
   }
   switch (action) {
     case SQLITE_ATTACH:
@@ -226,11 +250,19 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
       if (vtab_module_allowed(a2)) return SQLITE_OK;
       return deny(st, fmt::format("virtual table {} (module {}) is refused: {}", nz(a1), nz(a2),
                                   vtab_module_refusal(a2)));
-    case SQLITE_FUNCTION:
-      if (const char* why = refused_function_reason(a2)) {
-        return deny(st, fmt::format("function {}() is refused: its value {}", nz(a2), why));
+    case SQLITE_FUNCTION: {
+      // a2 is the function; `inner` the trigger or view whose body calls it.
+      std::string where =
+          inner != nullptr ? fmt::format(" (called from trigger or view \"{}\")", inner) : "";
+      const FunctionPolicy* policy = find_function_policy(nz(a2));
+      if (policy != nullptr && policy->cls == FunctionClass::refused) {
+        return deny(st, function_refusal(nz(a2), policy->reason, where));
+      }
+      if (policy == nullptr && st->unclassified.count(lower_ascii(nz(a2))) != 0) {
+        return deny(st, function_refusal(nz(a2), kUnclassifiedFunctionReason, where));
       }
       return SQLITE_OK;
+    }
     case SQLITE_READ:
       if (const char* why = refused_table_reason(a1)) {
         return deny(st, fmt::format("table {} is refused: it {}", nz(a1), why));
@@ -294,6 +326,40 @@ void fn_randomblob(sqlite3_context* ctx, int, sqlite3_value** argv) {
   }
   stream->fill(p, static_cast<size_t>(n));
   sqlite3_result_blob64(ctx, p, static_cast<sqlite3_uint64>(n), sqlite3_free);
+}
+
+// ---------------------------------------------------------------------------
+// Connection-level overrides of refused and pinned built-ins
+// (docs/determinism.md, "Functions"). SQLite looks functions up on the
+// connection first, when it generates code for an expression wherever that
+// expression is stored (DEFAULT, CHECK, generated column, index, trigger, view,
+// foreign-key action), so these replace the built-ins at every site.
+
+struct RefusedFunction {
+  DeterministicDb::AuthState* auth;
+  std::string message;
+};
+
+void fn_refused(sqlite3_context* ctx, int, sqlite3_value**) {
+  auto* r = static_cast<RefusedFunction*>(sqlite3_user_data(ctx));
+  // The statement fails; run_statement_text reports it as Errc::refused.
+  if (r->auth->refusal.empty()) r->auth->refusal = r->message;
+  sqlite3_result_error(ctx, r->message.c_str(), -1);
+}
+
+void destroy_refused(void* p) { delete static_cast<RefusedFunction*>(p); }
+
+// total_changes(): rows changed since the start of the entry. The built-in
+// counts since the connection opened, which includes failed transactions and
+// swarmlite's own statements, so it differs between a primary and a replica.
+void fn_total_changes(sqlite3_context* ctx, int, sqlite3_value**) {
+  auto* st = static_cast<DeterministicDb::AuthState*>(sqlite3_user_data(ctx));
+  if (!st->in_entry) {
+    sqlite3_result_error(ctx, "total_changes() outside a swarmlite entry", -1);
+    return;
+  }
+  sqlite3_result_int64(ctx, sqlite3_total_changes64(sqlite3_context_db_handle(ctx)) -
+                                st->total_changes_base);
 }
 
 // Fixed limits: SQLite's documented defaults, set explicitly so that a build
@@ -443,13 +509,50 @@ Status DeterministicDb::configure() {
     return make_error(Errc::bad_value, "{}: auto_vacuum is {}, swarmlite needs NONE", path_.string(),
                       auto_vacuum);
   }
+  SWL_TRY(install_function_overrides());
   sqlite3_set_authorizer(db, authorize, auth_.get());
-  const int flags = SQLITE_UTF8 | SQLITE_INNOCUOUS;
-  if (sqlite3_create_function_v2(db, "random", 0, flags, &stream_, fn_random, nullptr, nullptr,
-                                 nullptr) != SQLITE_OK ||
-      sqlite3_create_function_v2(db, "randomblob", 1, flags, &stream_, fn_randomblob, nullptr,
-                                 nullptr, nullptr) != SQLITE_OK) {
-    return sqlite_error(db, "registering random()/randomblob()");
+  return ok_status();
+}
+
+Status DeterministicDb::install_function_overrides() {
+  sqlite3* db = db_.get();
+  // Pinned: same flags as the built-ins (random, randomblob, total_changes are
+  // innocuous, not deterministic).
+  const int pinned_flags = SQLITE_UTF8 | SQLITE_INNOCUOUS;
+  if (sqlite3_create_function_v2(db, "random", 0, pinned_flags, &stream_, fn_random, nullptr,
+                                 nullptr, nullptr) != SQLITE_OK ||
+      sqlite3_create_function_v2(db, "randomblob", 1, pinned_flags, &stream_, fn_randomblob,
+                                 nullptr, nullptr, nullptr) != SQLITE_OK ||
+      sqlite3_create_function_v2(db, "total_changes", 0, pinned_flags, auth_.get(),
+                                 fn_total_changes, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return sqlite_error(db, "registering random()/randomblob()/total_changes()");
+  }
+  // Refused and unclassified: every arity this build has. Deterministic and
+  // innocuous so that SQLite accepts them wherever it accepted the built-in
+  // (an existing index or generated column keeps parsing) and our error, not
+  // "unsafe use of", is what a write sees; they never return a value.
+  SWL_ASSIGN(std::vector<SqlFunction> functions, list_functions(db));
+  std::set<std::pair<std::string, int>> done;
+  for (const SqlFunction& f : functions) {
+    const std::string name = lower_ascii(f.name);
+    const FunctionPolicy* policy = find_function_policy(name);
+    std::string_view reason;
+    if (policy == nullptr) {
+      auth_->unclassified.insert(name);
+      reason = kUnclassifiedFunctionReason;
+    } else if (policy->cls == FunctionClass::refused) {
+      reason = policy->reason;
+    } else {
+      continue;
+    }
+    if (!done.insert({name, f.narg}).second) continue;
+    auto* data = new RefusedFunction{auth_.get(), function_refusal(name, reason)};
+    // On failure SQLite calls destroy_refused(data) itself.
+    if (sqlite3_create_function_v2(db, name.c_str(), f.narg,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, data,
+                                   fn_refused, nullptr, nullptr, destroy_refused) != SQLITE_OK) {
+      return sqlite_error(db, fmt::format("overriding {}() with {} arguments", name, f.narg));
+    }
   }
   return ok_status();
 }
@@ -503,12 +606,17 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
   while (!is_blank_sql(rest)) {
     auth_->refusal.clear();
     auth_->first_pragma.clear();
+    auth_->created.clear();
     sqlite3_stmt* raw = nullptr;
     const char* tail = nullptr;
     int rc = sqlite3_prepare_v2(db, rest.data(), static_cast<int>(rest.size()), &raw, &tail);
     SqliteStmt stmt(raw);
     if (rc != SQLITE_OK) return fail("prepare");
     if (stmt == nullptr) break;
+    // The statement's own CREATE/ALTER actions (module code run by step, e.g.
+    // FTS5 creating its shadow tables, comes later and is not the user's).
+    auth_->to_check = std::move(auth_->created);
+    auth_->created.clear();
     std::string_view next = rest.substr(static_cast<size_t>(tail - rest.data()));
     if (first && !st.params.empty() && !is_blank_sql(next)) {
       return make_error(Errc::refused,
@@ -551,6 +659,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
       result.rows.push_back(std::move(row));
     }
     if (rc != SQLITE_DONE) return fail("step");
+    if (!auth_->to_check.empty()) SWL_TRY(check_created_objects(index));
     const bool dml = !sqlite3_stmt_readonly(stmt.get()) &&
                      (keyword == "INSERT" || keyword == "UPDATE" || keyword == "DELETE" ||
                       keyword == "REPLACE" || keyword == "WITH");
@@ -559,6 +668,117 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     out.push_back(std::move(result));
     rest = next;
     first = false;
+  }
+  return ok_status();
+}
+
+// Refuses a CREATE/ALTER whose stored expressions call a refused function,
+// naming the object, instead of failing every later write that evaluates them
+// (the connection-level overrides still catch whatever this misses). SQLite
+// resolves CHECK, generated-column and index expressions while preparing the
+// CREATE (the authorizer saw them), but DEFAULT expressions only when a write
+// uses them (through no authorizer) and trigger and view bodies only when a
+// statement that fires or reads them is prepared. So, right after the
+// statement ran, inside the entry's transaction:
+//  - each column DEFAULT of a created or altered table is prepared as
+//    `SELECT (<default>)`: the authorizer sees its functions;
+//  - for a trigger, `INSERT … DEFAULT VALUES`, `UPDATE … SET c = c` (every
+//    column) and `DELETE FROM …` on its table are prepared, which codes the
+//    trigger programs (WHEN clauses, bodies, nested triggers) through the
+//    authorizer with the trigger's name;
+//  - for a view, `SELECT * FROM <view>` is prepared.
+// Nothing is stepped. A probe that fails for another reason (a missing table a
+// trigger refers to, a DEFAULT that is a bare word) proves nothing and is
+// ignored. Any refusal the authorizer gives (refused function, writing
+// _swarmlite, a refused pragma table, ...) refuses the statement.
+Status DeterministicDb::check_created_objects(size_t index) {
+  using Created = AuthState::Created;
+  sqlite3* db = db_.get();
+  std::vector<Created> objects = std::move(auth_->to_check);
+  auth_->to_check.clear();
+  const AuthMode mode = auth_->mode;
+  struct Restore {
+    AuthState* st;
+    AuthMode mode;
+    ~Restore() { st->mode = mode; }
+  } restore{auth_.get(), mode};
+
+  struct Column {
+    std::string name;
+    std::optional<std::string> dflt;
+    bool generated = false;
+  };
+  auto columns = [&](const std::string& table) -> Result<std::vector<Column>> {
+    auth_->mode = AuthMode::system;
+    SWL_ASSIGN(SqliteStmt q, prepare(db, "SELECT name, dflt_value, hidden FROM pragma_table_xinfo(?1, 'main')"));
+    sqlite3_bind_text(q.get(), 1, table.data(), static_cast<int>(table.size()), SQLITE_TRANSIENT);
+    std::vector<Column> out;
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+      Column c;
+      c.name = nz(reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 0)));
+      if (sqlite3_column_type(q.get(), 1) != SQLITE_NULL) {
+        c.dflt = nz(reinterpret_cast<const char*>(sqlite3_column_text(q.get(), 1)));
+      }
+      c.generated = sqlite3_column_int(q.get(), 2) >= 2;  // 2, 3: generated; 1: hidden vtab column
+      out.push_back(std::move(c));
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(db, "reading the columns of " + table);
+    return out;
+  };
+  // Prepares `probe` through the authorizer; the refusal, if it gave one.
+  auto probe = [&](const std::string& text) -> std::optional<std::string> {
+    auth_->mode = AuthMode::user;
+    auth_->refusal.clear();
+    sqlite3_stmt* raw = nullptr;
+    const char* tail = nullptr;
+    int rc = sqlite3_prepare_v2(db, text.data(), static_cast<int>(text.size()), &raw, &tail);
+    SqliteStmt stmt(raw);
+    std::optional<std::string> refusal;
+    if (!auth_->refusal.empty()) refusal = auth_->refusal;
+    (void)rc;  // another failure proves nothing: the overrides still refuse at run time
+    auth_->refusal.clear();
+    return refusal;
+  };
+  auto refused = [&](const std::string& what, const std::string& why) -> Error {
+    return make_error(Errc::refused, "statement {}: {}: {}", index, what, why);
+  };
+
+  for (const Created& obj : objects) {
+    switch (obj.kind) {
+      case Created::table_kind: {
+        SWL_ASSIGN(std::vector<Column> cols, columns(obj.name));
+        for (const Column& c : cols) {
+          if (!c.dflt || c.generated) continue;
+          if (auto why = probe("SELECT (" + *c.dflt + ")")) {
+            return refused(fmt::format("DEFAULT of column {}.{}", obj.name, c.name), *why);
+          }
+        }
+        break;
+      }
+      case Created::trigger_kind: {
+        SWL_ASSIGN(std::vector<Column> cols, columns(obj.table));
+        const std::string t = "main." + quote_ident(obj.table);
+        std::string set;
+        for (const Column& c : cols) {
+          if (c.generated) continue;
+          if (!set.empty()) set += ", ";
+          set += quote_ident(c.name) + " = " + quote_ident(c.name);
+        }
+        std::vector<std::string> probes = {"INSERT INTO " + t + " DEFAULT VALUES",
+                                           "DELETE FROM " + t};
+        if (!set.empty()) probes.push_back("UPDATE " + t + " SET " + set);
+        for (const std::string& p : probes) {
+          if (auto why = probe(p)) return refused(fmt::format("trigger {}", obj.name), *why);
+        }
+        break;
+      }
+      case Created::view_kind:
+        if (auto why = probe("SELECT * FROM main." + quote_ident(obj.name))) {
+          return refused(fmt::format("view {}", obj.name), *why);
+        }
+        break;
+    }
   }
   return ok_status();
 }
@@ -593,6 +813,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
       self->stream_.reset();
       self->capture_->set_commit_hook(nullptr);
       self->auth_->mode = AuthMode::system;
+      self->auth_->in_entry = false;
       sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, 0, nullptr);
     }
   } cleanup{this};
@@ -626,6 +847,9 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     }
   }
 
+  // total_changes() counts from here (the pinned value, docs/determinism.md).
+  auth_->total_changes_base = sqlite3_total_changes64(db);
+  auth_->in_entry = true;
   auth_->mode = mode == Mode::genesis ? AuthMode::genesis : AuthMode::user;
   std::vector<StatementResult> results;
   for (size_t i = 0; i < statements.size(); ++i) {

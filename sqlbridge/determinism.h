@@ -1,6 +1,6 @@
-// Deterministic execution of one log entry on SQLite (DESIGN.md §3,
-// docs/determinism.md). The primary and every replica run an entry through the
-// same DeterministicDb::run_entry, so the same entry on the same pages gives the
+// Deterministic execution of one log entry on SQLite (docs/determinism.md).
+// The primary and every replica run an entry through the same
+// DeterministicDb::run_entry, so the same entry on the same pages gives the
 // same pages:
 //  - every writing connection is opened through the "swarmlite" VFS with a
 //    WriteCapture and the fixed settings below (page size, WAL, secure_delete,
@@ -8,10 +8,16 @@
 //  - "now" is pinned to the entry's time_ms (PinnedTime), random()/randomblob()
 //    are replaced by a ChaCha20 stream keyed by the entry's seed, and SQLite's
 //    internal PRNG is reseeded from the seed;
-//  - changes() / last_insert_rowid() are reset at the start of every entry;
+//  - changes() / last_insert_rowid() are reset at the start of every entry and
+//    total_changes() counts from it;
 //  - an authorizer refuses what cannot be pinned or escapes the file (ATTACH,
 //    pragmas, TEMP objects, virtual tables other than fts5,
 //    host-dependent functions, ...);
+//  - every function function_policy.h refuses is overridden on the connection
+//    with one that fails the write, so it fails wherever SQLite evaluates it
+//    (DEFAULT, CHECK, generated columns, indexes, triggers, views, foreign-key
+//    actions); CREATE/ALTER statements whose stored expressions call one are
+//    refused naming the object (check_created_objects);
 //  - after the entry's statements, `UPDATE _swarmlite SET v=<seq> WHERE
 //    k='applied_seq'` runs in the same transaction (not a logged statement).
 // At the commit frame the WriteCapture hook applies the written pages to the
@@ -125,6 +131,8 @@ class DeterministicDb {
  private:
   DeterministicDb() = default;
   Status configure();
+  Status install_function_overrides();
+  Status check_created_objects(size_t index);
   Status run_statement_text(size_t index, const Statement& st, bool collect_rows,
                             std::vector<StatementResult>& out);
 

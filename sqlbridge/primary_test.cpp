@@ -161,7 +161,26 @@ TEST_CASE("every refused construct is refused by name and leaves no entry") {
       {"ALTER TABLE _swarmlite ADD COLUMN z", "_swarmlite"},
       {"CREATE INDEX ix ON _swarmlite(v)", "_swarmlite"},
       {"CREATE TRIGGER ts AFTER UPDATE ON _swarmlite BEGIN SELECT 1; END", "_swarmlite"},
-      {"INSERT INTO t VALUES (total_changes(), 0)", "total_changes"},
+      {"INSERT INTO t VALUES (sqlite_log(1, 'x'), 0)", "sqlite_log"},
+      {"INSERT INTO t VALUES (fts5_source_id(), 0)", "fts5_source_id"},
+      {"INSERT INTO t VALUES (log(2, 8), 0)", "log"},
+      {"CREATE TABLE d(a, b DEFAULT (sqlite_version()))", "DEFAULT of column d.b: sqlite_version()"},
+      {"CREATE TABLE d(a); ALTER TABLE d ADD COLUMN b DEFAULT (sin(1))", "DEFAULT of column d.b: sin()"},
+      {"CREATE TABLE d(a CHECK (sqlite_source_id() <> ''))", "sqlite_source_id()"},
+      {"CREATE TABLE d(a, g AS (exp(a)))", "exp()"},
+      {"CREATE INDEX ix ON t(pow(a, 2))", "pow()"},
+      {"CREATE INDEX ix ON t(a) WHERE cos(b) > 0", "cos()"},
+      {"CREATE TRIGGER tr AFTER INSERT ON t WHEN sqlite_version() > '3' BEGIN SELECT 1; END",
+       "trigger tr: sqlite_version()"},
+      {"CREATE TRIGGER tr BEFORE UPDATE OF b ON t BEGIN UPDATE t SET a = tan(new.b); END",
+       "trigger tr: tan()"},
+      {"CREATE TRIGGER tr AFTER DELETE ON t BEGIN INSERT INTO _swarmlite VALUES ('x', 1); END",
+       "trigger tr: writing _swarmlite"},
+      {"CREATE VIEW v AS SELECT sqlite_compileoption_get(0) AS o", "view v: sqlite_compileoption_get()"},
+      {"CREATE VIEW v AS SELECT 1; CREATE TRIGGER tr INSTEAD OF INSERT ON v BEGIN SELECT ln(2); END",
+       "trigger tr: ln()"},
+      {"INSERT INTO t(rowid, a) VALUES (1, 2) ON CONFLICT DO UPDATE SET a = atan(1)", "atan()"},
+      {"INSERT INTO t VALUES (1, 2) RETURNING sqlite_version()", "sqlite_version()"},
       {"INSERT INTO t VALUES (sqlite_version(), 0)", "sqlite_version"},
       {"INSERT INTO t VALUES (sqlite_source_id(), 0)", "sqlite_source_id"},
       {"INSERT INTO t VALUES (sqlite_compileoption_used('SECURE_DELETE'), 0)", "sqlite_compileoption_used"},
@@ -276,6 +295,25 @@ TEST_CASE("changes() and last_insert_rowid() start every entry at 0, also after 
   auto second = f.exec({sql("INSERT INTO t(c, l) VALUES (changes(), last_insert_rowid()) RETURNING c, l")});
   CHECK(as_int(second.statements[0].rows[0][0]) == 0);
   CHECK(as_int(second.statements[0].rows[0][1]) == 0);
+}
+
+TEST_CASE("total_changes() counts from the start of the entry, whatever the connection ran before") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, n, d DEFAULT (total_changes()))"),
+          sql("CREATE TABLE u(a UNIQUE)")});
+  auto first = f.exec({sql("SELECT total_changes()")});
+  CHECK(as_int(first.statements[0].rows[0][0]) == 0);
+  // A failed transaction that changed rows, then a fresh connection: neither counts.
+  auto failed = f.primary->execute({sql("INSERT INTO t(n) VALUES (1), (2), (3); INSERT INTO u VALUES (1), (1)")});
+  REQUIRE_FALSE(failed.ok());
+  auto r = f.exec({sql("INSERT INTO t(n) VALUES (1), (2)"),
+                   sql("INSERT INTO t(n) VALUES (total_changes()) RETURNING n, d")});
+  CHECK(as_int(r.statements[1].rows[0][0]) == 2);
+  CHECK(as_int(r.statements[1].rows[0][1]) == 2);
+  f.reopen();
+  auto again = f.exec({sql("INSERT INTO t(n) VALUES (total_changes()) RETURNING n, d")});
+  CHECK(as_int(again.statements[0].rows[0][0]) == 0);
+  CHECK(as_int(again.statements[0].rows[0][1]) == 0);
 }
 
 TEST_CASE("the random rowid path is replayed from the seed") {
