@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cctype>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -59,9 +59,9 @@ struct Options {
   bool taint = true;
   bool verbose = false;
   bool reopen_always = false;  // sync replica B after every commit, reopening it each time
-  std::string record;  // file: every transaction's SQL and outcome (+ FILE.tx for --replay)
-  std::string replay;  // run the transactions of a FILE.tx instead of generating them
-  std::string dir;     // working directory (default: a fresh one under /dev/shm)
+  std::string record;          // file: every transaction's SQL and outcome (+ FILE.tx for --replay)
+  std::string replay;          // run the transactions of a FILE.tx instead of generating them
+  std::string dir;             // working directory (default: a fresh one under /dev/shm)
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -89,7 +89,8 @@ uint64_t parse_u64(const char* s, const char* flag) {
   char* end = nullptr;
   errno = 0;
   unsigned long long v = std::strtoull(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0') usage((std::string("bad number for ") + flag).c_str());
+  if (errno != 0 || end == s || *end != '\0')
+    usage((std::string("bad number for ") + flag).c_str());
   return v;
 }
 
@@ -101,18 +102,30 @@ Options parse_options(int argc, char** argv) {
       if (i + 1 >= argc) usage((a + " needs a value").c_str());
       return argv[++i];
     };
-    if (a == "--seed") o.seed = parse_u64(next(), "--seed");
-    else if (a == "--txns") o.txns = parse_u64(next(), "--txns");
-    else if (a == "--seconds") o.seconds = static_cast<double>(parse_u64(next(), "--seconds"));
-    else if (a == "--keep-going") o.keep_going = true;
-    else if (a == "--no-taint") o.taint = false;
-    else if (a == "--verbose") o.verbose = true;
-    else if (a == "--reopen-always") o.reopen_always = true;
-    else if (a == "--record") o.record = next();
-    else if (a == "--replay") o.replay = next();
-    else if (a == "--dir") o.dir = next();
-    else if (a == "--help" || a == "-h") usage("help");
-    else usage(("unknown flag " + a).c_str());
+    if (a == "--seed")
+      o.seed = parse_u64(next(), "--seed");
+    else if (a == "--txns")
+      o.txns = parse_u64(next(), "--txns");
+    else if (a == "--seconds")
+      o.seconds = static_cast<double>(parse_u64(next(), "--seconds"));
+    else if (a == "--keep-going")
+      o.keep_going = true;
+    else if (a == "--no-taint")
+      o.taint = false;
+    else if (a == "--verbose")
+      o.verbose = true;
+    else if (a == "--reopen-always")
+      o.reopen_always = true;
+    else if (a == "--record")
+      o.record = next();
+    else if (a == "--replay")
+      o.replay = next();
+    else if (a == "--dir")
+      o.dir = next();
+    else if (a == "--help" || a == "-h")
+      usage("help");
+    else
+      usage(("unknown flag " + a).c_str());
   }
   return o;
 }
@@ -135,7 +148,8 @@ std::vector<Fn> read_function_list() {
   }
   std::vector<Fn> out;
   sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db, "SELECT name, type, narg, flags FROM pragma_function_list", -1, &st, nullptr);
+  sqlite3_prepare_v2(db, "SELECT name, type, narg, flags FROM pragma_function_list", -1, &st,
+                     nullptr);
   while (st != nullptr && sqlite3_step(st) == SQLITE_ROW) {
     Fn f;
     f.name = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
@@ -161,15 +175,45 @@ std::vector<Fn> read_function_list() {
 // Functions whose value depends on the host or the connection rather than on the
 // entry: a committed entry must never evaluate one. The authorizer's own refusals
 // (probed at start-up) are added to these.
-const std::set<std::string> kHostDependent = {
-    "sqlite_version", "sqlite_source_id", "sqlite_compileoption_used", "sqlite_compileoption_get",
-    "fts5_source_id", "total_changes", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh",
-    "cos", "cosh", "sin", "sinh", "tan", "tanh", "exp", "ln", "log", "log2", "log10", "pow", "power"};
+const std::set<std::string> kHostDependent = {"sqlite_version",
+                                              "sqlite_source_id",
+                                              "sqlite_compileoption_used",
+                                              "sqlite_compileoption_get",
+                                              "fts5_source_id",
+                                              "total_changes",
+                                              "acos",
+                                              "acosh",
+                                              "asin",
+                                              "asinh",
+                                              "atan",
+                                              "atan2",
+                                              "atanh",
+                                              "cos",
+                                              "cosh",
+                                              "sin",
+                                              "sinh",
+                                              "tan",
+                                              "tanh",
+                                              "exp",
+                                              "ln",
+                                              "log",
+                                              "log2",
+                                              "log10",
+                                              "pow",
+                                              "power"};
 // Never wrapped: compiled inline by SQLite (no function call to intercept), or
 // unsafe to call from a wrapper.
-const std::set<std::string> kNotWrappable = {"sqlite_offset", "load_extension", "fts3_tokenizer",
-                                             "unlikely", "likely", "likelihood", "iif", "coalesce",
-                                             "affinity", "implies_nonnull_row", "expr_compare",
+const std::set<std::string> kNotWrappable = {"sqlite_offset",
+                                             "load_extension",
+                                             "fts3_tokenizer",
+                                             "unlikely",
+                                             "likely",
+                                             "likelihood",
+                                             "iif",
+                                             "coalesce",
+                                             "affinity",
+                                             "implies_nonnull_row",
+                                             "expr_compare",
                                              "expr_implies_expr"};
 
 // ---------------------------------------------------------------------------
@@ -193,7 +237,7 @@ struct Wrapped {
 struct Instruments {
   sqlite3* side = nullptr;
   std::vector<std::unique_ptr<Wrapped>> wrapped;
-  bool armed = false;          // the primary is executing a generated transaction
+  bool armed = false;  // the primary is executing a generated transaction
   std::vector<std::string> hits;
   uint64_t ticks = 0;
   uint64_t tick_budget = 20000;  // × 1000 VM steps
@@ -256,7 +300,8 @@ void install_instruments(const std::vector<Fn>& fns, const std::set<std::string>
         std::string q = "SELECT " + f.name + "(";
         for (int i = 0; i < f.narg; ++i) q += i == 0 ? "?" : ", ?";
         q += ")";
-        if (sqlite3_prepare_v2(g_inst.side, q.c_str(), -1, &w->side, nullptr) != SQLITE_OK) continue;
+        if (sqlite3_prepare_v2(g_inst.side, q.c_str(), -1, &w->side, nullptr) != SQLITE_OK)
+          continue;
       }
       g_inst.wrapped.push_back(std::move(w));
     }
@@ -276,7 +321,9 @@ class Rng {
   uint64_t below(uint64_t n) { return n == 0 ? 0 : mt_() % n; }
   bool chance(int percent) { return below(100) < static_cast<uint64_t>(percent); }
   template <class T>
-  const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
+  const T& pick(const std::vector<T>& v) {
+    return v[below(v.size())];
+  }
 
  private:
   std::mt19937_64 mt_;
@@ -296,7 +343,7 @@ struct TableInfo {
   bool fts = false;
   bool without_rowid = false;
   std::vector<Column> cols;
-  int64_t rows = 0;  // approximate, refreshed from time to time
+  int64_t rows = 0;            // approximate, refreshed from time to time
   bool writable_view = false;  // a view with an INSTEAD OF trigger
   // The single-column primary key, if any (a valid FOREIGN KEY / ON CONFLICT target).
   std::string single_pk() const {
@@ -415,7 +462,8 @@ bool read_schema(const Primary& primary, Schema& out, bool count_rows, std::stri
     }
     if (count_rows && !t.view) {
       auto cnt = prepare(db, "SELECT count(*) FROM \"" + t.name + "\"");
-      if (cnt.ok() && sqlite3_step(cnt->get()) == SQLITE_ROW) t.rows = sqlite3_column_int64(cnt->get(), 0);
+      if (cnt.ok() && sqlite3_step(cnt->get()) == SQLITE_ROW)
+        t.rows = sqlite3_column_int64(cnt->get(), 0);
     } else {
       for (const TableInfo& old : out.tables) {
         if (old.name == t.name) t.rows = old.rows;
@@ -425,7 +473,8 @@ bool read_schema(const Primary& primary, Schema& out, bool count_rows, std::stri
   for (const auto& kv : s.sql) {
     if (kv.second.find("INSTEAD OF") == std::string::npos) continue;
     for (TableInfo& t : s.tables) {
-      if (t.view && kv.second.find("ON \"" + t.name + "\"") != std::string::npos) t.writable_view = true;
+      if (t.view && kv.second.find("ON \"" + t.name + "\"") != std::string::npos)
+        t.writable_view = true;
     }
   }
   out = std::move(s);
@@ -438,9 +487,9 @@ bool read_schema(const Primary& primary, Schema& out, bool count_rows, std::stri
 struct ExprCtx {
   std::vector<std::string> cols;  // column references allowed here (already qualified)
   bool subqueries = false;        // (SELECT …) allowed
-  bool nondeterministic = true;   // random(), date('now'), … allowed (not in CHECK/index/generated)
-  bool aggregates = false;        // bare aggregate calls allowed (view with GROUP BY, …)
-  bool stored = false;            // a schema site (DEFAULT, CHECK, generated, index, view, trigger)
+  bool nondeterministic = true;  // random(), date('now'), … allowed (not in CHECK/index/generated)
+  bool aggregates = false;       // bare aggregate calls allowed (view with GROUP BY, …)
+  bool stored = false;           // a schema site (DEFAULT, CHECK, generated, index, view, trigger)
   int max_depth = 3;
 };
 
@@ -452,12 +501,16 @@ class Generator {
       // Operators (->, ->>) and keywords (current_date, …) are listed as functions
       // but cannot be called by name; the generator writes them as operators/keywords.
       bool callable = !f.name.empty() && f.name.rfind("current_", 0) != 0;
-      for (char ch : f.name) callable = callable && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
+      for (char ch : f.name)
+        callable = callable && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
       if (!callable) continue;
       if (f.type == 's') {
-        if (tainted.count(f.name) != 0) tainted_.push_back(f);
-        else scalars_.push_back(f);
-        if ((f.flags & SQLITE_INNOCUOUS) != 0 && tainted.count(f.name) == 0) innocuous_.push_back(f);
+        if (tainted.count(f.name) != 0)
+          tainted_.push_back(f);
+        else
+          scalars_.push_back(f);
+        if ((f.flags & SQLITE_INNOCUOUS) != 0 && tainted.count(f.name) == 0)
+          innocuous_.push_back(f);
       } else if (f.type == 'a') {
         aggregates_.push_back(f);
       } else if (f.type == 'w') {
@@ -489,8 +542,10 @@ class Generator {
         const std::string sp = "sp" + std::to_string(open_savepoints);
         if (rng_.chance(60)) {
           tx.push_back(plain("ROLLBACK TO " + sp));
-          if (rng_.chance(50)) tx.push_back(plain("RELEASE " + sp));
-          else ++open_savepoints;
+          if (rng_.chance(50))
+            tx.push_back(plain("RELEASE " + sp));
+          else
+            ++open_savepoints;
         } else {
           tx.push_back(plain("RELEASE " + sp));
         }
@@ -514,13 +569,37 @@ class Generator {
   // --- values -------------------------------------------------------------
   std::string text_literal() {
     static const std::vector<std::string> pool = {
-        "", "a", "abc", "ABC", "x y z", "é", "日本", "NaN", "1", "-7", "3.5", "1e5", "0x10",
-        "2024-02-29 12:34:56", "2000-01-01", "12:00", "now", "+1 day", "-3 hours", "start of month",
-        "localtime", "utc", "unixepoch", "weekday 3", "subsec", "auto", "julianday",
-        "%Y-%m-%d %H:%M:%f", "%s", "%j %w", "%d-%s", "%x", "%q", "%Q", "%c", "%.3f", "%5d",
-        "$", "$.a", "$.a[1]", "$.b.c", "$[0]", "$[#-1]", "{\"a\":[1,2,{\"b\":null}],\"c\":\"x\"}",
-        "[1,2,3]", "[]", "{}", "{\"a\":1", "true", "null", "abc%", "_b%", "*a?", "[a-c]*",
-        "word", "hello world", "NEAR(a b)", "a OR b", "x'", " padded ", "tab\there", "ǅ"};
+        "",           "a",
+        "abc",        "ABC",
+        "x y z",      "é",
+        "日本",       "NaN",
+        "1",          "-7",
+        "3.5",        "1e5",
+        "0x10",       "2024-02-29 12:34:56",
+        "2000-01-01", "12:00",
+        "now",        "+1 day",
+        "-3 hours",   "start of month",
+        "localtime",  "utc",
+        "unixepoch",  "weekday 3",
+        "subsec",     "auto",
+        "julianday",  "%Y-%m-%d %H:%M:%f",
+        "%s",         "%j %w",
+        "%d-%s",      "%x",
+        "%q",         "%Q",
+        "%c",         "%.3f",
+        "%5d",        "$",
+        "$.a",        "$.a[1]",
+        "$.b.c",      "$[0]",
+        "$[#-1]",     "{\"a\":[1,2,{\"b\":null}],\"c\":\"x\"}",
+        "[1,2,3]",    "[]",
+        "{}",         "{\"a\":1",
+        "true",       "null",
+        "abc%",       "_b%",
+        "*a?",        "[a-c]*",
+        "word",       "hello world",
+        "NEAR(a b)",  "a OR b",
+        "x'",         " padded ",
+        "tab\there",  "ǅ"};
     if (rng_.chance(70)) return quote(rng_.pick(pool));
     std::string s;
     const int len = static_cast<int>(rng_.below(8));
@@ -536,30 +615,47 @@ class Generator {
     return out + "'";
   }
   std::string int_literal() {
-    static const std::vector<std::string> edges = {
-        "9223372036854775807", "-9223372036854775808", "2147483648", "-2147483649", "4294967296",
-        "0", "-0", "1", "-1", "0x7fffffffffffffff", "0xffffffffffffffff", "9223372036854775808"};
+    static const std::vector<std::string> edges = {"9223372036854775807",
+                                                   "-9223372036854775808",
+                                                   "2147483648",
+                                                   "-2147483649",
+                                                   "4294967296",
+                                                   "0",
+                                                   "-0",
+                                                   "1",
+                                                   "-1",
+                                                   "0x7fffffffffffffff",
+                                                   "0xffffffffffffffff",
+                                                   "9223372036854775808"};
     if (rng_.chance(15)) return rng_.pick(edges);
     return std::to_string(static_cast<int64_t>(rng_.below(2001)) - 1000);
   }
   std::string real_literal() {
-    static const std::vector<std::string> edges = {"0.0", "-0.0", "0.5", "1.5", "-2.25", "1e308",
-                                                   "-1e308", "1e-300", "3.14159", "1e999",
-                                                   "123456789.125", "0.1"};
+    static const std::vector<std::string> edges = {"0.0",     "-0.0",  "0.5",           "1.5",
+                                                   "-2.25",   "1e308", "-1e308",        "1e-300",
+                                                   "3.14159", "1e999", "123456789.125", "0.1"};
     if (rng_.chance(50)) return rng_.pick(edges);
     return std::to_string(static_cast<int64_t>(rng_.below(200001)) - 100000) + "." +
            std::to_string(rng_.below(1000));
   }
   std::string literal() {
     switch (rng_.below(9)) {
-      case 0: return "NULL";
-      case 1: case 2: return int_literal();
-      case 3: return real_literal();
-      case 4: case 5: case 6: return text_literal();
+      case 0:
+        return "NULL";
+      case 1:
+      case 2:
+        return int_literal();
+      case 3:
+        return real_literal();
+      case 4:
+      case 5:
+      case 6:
+        return text_literal();
       case 7: {
         std::string s = "x'";
         const int len = static_cast<int>(rng_.below(6));
-        for (int i = 0; i < len; ++i) s += "0123456789abcdef"[rng_.below(16)], s += "0123456789ABCDEF"[rng_.below(16)];
+        for (int i = 0; i < len; ++i)
+          s += "0123456789abcdef"[rng_.below(16)], s += "0123456789ABCDEF"[rng_.below(16)];
         return s + "'";
       }
       default: {
@@ -571,9 +667,12 @@ class Generator {
   }
   Value param_value() {
     switch (rng_.below(5)) {
-      case 0: return Value{};
-      case 1: return Value{static_cast<int64_t>(rng_.below(2001)) - 1000};
-      case 2: return Value{static_cast<double>(static_cast<int64_t>(rng_.below(20001)) - 10000) / 8.0};
+      case 0:
+        return Value{};
+      case 1:
+        return Value{static_cast<int64_t>(rng_.below(2001)) - 1000};
+      case 2:
+        return Value{static_cast<double>(static_cast<int64_t>(rng_.below(20001)) - 10000) / 8.0};
       case 3: {
         std::string s;
         const int len = static_cast<int>(rng_.below(6));
@@ -652,14 +751,20 @@ class Generator {
       const Fn& f = rng_.pick(windows_);
       int narg = f.narg >= 0 ? f.narg : 1;
       std::string s = "(SELECT " + f.name + "(";
-      for (int i = 0; i < narg; ++i) s += (i ? ", " : "") + (f.name == "ntile" || f.name == "nth_value" ? std::string("2") : expr(inner, depth + 1));
+      for (int i = 0; i < narg; ++i)
+        s +=
+            (i ? ", " : "") + (f.name == "ntile" || f.name == "nth_value" ? std::string("2")
+                                                                          : expr(inner, depth + 1));
       std::string order = inner.cols.empty() ? "1" : rng_.pick(inner.cols);
       return s + ") OVER (ORDER BY " + order + ") FROM \"" + name + "\" ORDER BY 1 LIMIT 1)";
     }
-    if (r < 6) return "EXISTS (SELECT 1 FROM \"" + name + "\" WHERE " + expr(inner, depth + 1) + ")";
-    if (r < 7) return expr(c, depth + 1) + " IN (SELECT " + expr(inner, depth + 1) + " FROM \"" + name + "\")";
-    return "(SELECT " + expr(inner, depth + 1) + " FROM \"" + name + "\" WHERE " + expr(inner, depth + 1) +
-           " ORDER BY 1 LIMIT 1)";
+    if (r < 6)
+      return "EXISTS (SELECT 1 FROM \"" + name + "\" WHERE " + expr(inner, depth + 1) + ")";
+    if (r < 7)
+      return expr(c, depth + 1) + " IN (SELECT " + expr(inner, depth + 1) + " FROM \"" + name +
+             "\")";
+    return "(SELECT " + expr(inner, depth + 1) + " FROM \"" + name + "\" WHERE " +
+           expr(inner, depth + 1) + " ORDER BY 1 LIMIT 1)";
   }
 
   std::string expr(const ExprCtx& c, int depth = 0) {
@@ -676,9 +781,9 @@ class Generator {
       return call;
     }
     if (r < 82) {
-      static const std::vector<std::string> ops = {"+", "-", "*", "/", "%", "||", "=", "<>", "<",
-                                                   ">", "<=", ">=", "AND", "OR", "IS", "IS NOT",
-                                                   "LIKE", "GLOB", "&", "|", "<<", ">>", "->", "->>"};
+      static const std::vector<std::string> ops = {
+          "+",   "-",  "*",  "/",      "%",    "||",   "=", "<>", "<",  ">",  "<=", ">=",
+          "AND", "OR", "IS", "IS NOT", "LIKE", "GLOB", "&", "|",  "<<", ">>", "->", "->>"};
       std::string op = rng_.pick(ops);
       // like()/glob() are not innocuous: refused in schema sites (trusted_schema=off).
       if (c.stored && (op == "LIKE" || op == "GLOB") && !rng_.chance(5)) op = "=";
@@ -694,14 +799,20 @@ class Generator {
     }
     if (r < 94 && c.subqueries) return subquery(c, depth);
     switch (rng_.below(6)) {
-      case 0: return "(" + expr(c, depth + 1) + " IS NULL)";
-      case 1: return "(NOT " + expr(c, depth + 1) + ")";
-      case 2: return "(-" + expr(c, depth + 1) + ")";
-      case 3: return "(" + expr(c, depth + 1) + " COLLATE " + collation() + ")";
+      case 0:
+        return "(" + expr(c, depth + 1) + " IS NULL)";
+      case 1:
+        return "(NOT " + expr(c, depth + 1) + ")";
+      case 2:
+        return "(-" + expr(c, depth + 1) + ")";
+      case 3:
+        return "(" + expr(c, depth + 1) + " COLLATE " + collation() + ")";
       case 4:
         return "(" + expr(c, depth + 1) + " BETWEEN " + expr(c, depth + 1) + " AND " +
                expr(c, depth + 1) + ")";
-      default: return "(" + expr(c, depth + 1) + " IN (" + expr(c, depth + 1) + ", " + expr(c, depth + 1) + "))";
+      default:
+        return "(" + expr(c, depth + 1) + " IN (" + expr(c, depth + 1) + ", " + expr(c, depth + 1) +
+               "))";
     }
   }
 
@@ -721,28 +832,32 @@ class Generator {
     if (r < 42) return create_view();
     if (r < 60) return create_trigger();
     if (r < 72) return alter_table();
-    if (r < 76) return "CREATE VIRTUAL TABLE " + fresh("f") + " USING fts5(a, b" +
-                       (rng_.chance(30) ? ", tokenize='porter'" : "") + ")";
+    if (r < 76)
+      return "CREATE VIRTUAL TABLE " + fresh("f") + " USING fts5(a, b" +
+             (rng_.chance(30) ? ", tokenize='porter'" : "") + ")";
     return drop_something();
   }
 
   std::string column_type(bool strict) {
-    static const std::vector<std::string> loose = {"", "INTEGER", "INT", "TEXT", "REAL", "NUMERIC",
-                                                   "BLOB", "VARCHAR(10)", "DOUBLE", "BOOLEAN",
-                                                   "DATETIME", "ANY"};
-    static const std::vector<std::string> strict_types = {"INTEGER", "INT", "TEXT", "REAL", "BLOB", "ANY"};
+    static const std::vector<std::string> loose = {"",       "INTEGER", "INT",      "TEXT",
+                                                   "REAL",   "NUMERIC", "BLOB",     "VARCHAR(10)",
+                                                   "DOUBLE", "BOOLEAN", "DATETIME", "ANY"};
+    static const std::vector<std::string> strict_types = {"INTEGER", "INT",  "TEXT",
+                                                          "REAL",    "BLOB", "ANY"};
     return strict ? rng_.pick(strict_types) : rng_.pick(loose);
   }
 
   std::string fk_action() {
-    static const std::vector<std::string> a = {"CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"};
+    static const std::vector<std::string> a = {"CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT",
+                                               "NO ACTION"};
     return rng_.pick(a);
   }
 
   std::string create_table() {
     const std::string name = fresh("t");
     const bool strict = rng_.chance(10);
-    const int kind = static_cast<int>(rng_.below(4));  // 0 rowid, 1 INTEGER PRIMARY KEY, 2 WITHOUT ROWID, 3 composite PK
+    const int kind = static_cast<int>(
+        rng_.below(4));  // 0 rowid, 1 INTEGER PRIMARY KEY, 2 WITHOUT ROWID, 3 composite PK
     const int ncols = 1 + static_cast<int>(rng_.below(6));
     std::vector<std::string> names;
     for (int i = 0; i < ncols; ++i) names.push_back("c" + std::to_string(i));
@@ -769,7 +884,8 @@ class Generator {
       if (i > 0 && rng_.chance(12)) {
         ExprCtx gen = chk;
         gen.cols.erase(gen.cols.begin() + i);
-        s += " GENERATED ALWAYS AS (" + expr(gen) + ")" + (rng_.chance(50) ? " STORED" : " VIRTUAL");
+        s +=
+            " GENERATED ALWAYS AS (" + expr(gen) + ")" + (rng_.chance(50) ? " STORED" : " VIRTUAL");
         has_generated = true;
         continue;
       }
@@ -794,13 +910,14 @@ class Generator {
       if (ncols > 1 && rng_.chance(40)) s += ", c" + std::to_string(1 + rng_.below(ncols - 1));
       s += ")";
     }
-    if (rng_.chance(15) && ncols > 1) s += ", UNIQUE(c0, c" + std::to_string(1 + rng_.below(ncols - 1)) + ")";
+    if (rng_.chance(15) && ncols > 1)
+      s += ", UNIQUE(c0, c" + std::to_string(1 + rng_.below(ncols - 1)) + ")";
     if (rng_.chance(15)) s += ", CHECK (" + expr(chk) + ")";
     if (rng_.chance(8) && !schema_.real_tables().empty()) {
       const TableInfo* p = rng_.pick(schema_.real_tables());
       if (!p->fts && !p->single_pk().empty()) {
-        s += ", FOREIGN KEY(c" + std::to_string(rng_.below(ncols)) + ") REFERENCES \"" + p->name + "\"(" +
-             p->single_pk() + ") ON DELETE " + fk_action() + " ON UPDATE " + fk_action();
+        s += ", FOREIGN KEY(c" + std::to_string(rng_.below(ncols)) + ") REFERENCES \"" + p->name +
+             "\"(" + p->single_pk() + ") ON DELETE " + fk_action() + " ON UPDATE " + fk_action();
       }
     }
     s += ")";
@@ -814,7 +931,9 @@ class Generator {
 
   const TableInfo* pick_table(bool allow_fts = true) {
     auto t = schema_.real_tables();
-    if (!allow_fts) t.erase(std::remove_if(t.begin(), t.end(), [](const TableInfo* x) { return x->fts; }), t.end());
+    if (!allow_fts)
+      t.erase(std::remove_if(t.begin(), t.end(), [](const TableInfo* x) { return x->fts; }),
+              t.end());
     if (t.empty()) return nullptr;
     return rng_.pick(t);
   }
@@ -827,8 +946,8 @@ class Generator {
     for (const Column& col : t->cols) c.cols.push_back(col.name);
     c.nondeterministic = false;
     c.max_depth = 2;
-    std::string s = std::string("CREATE ") + (rng_.chance(25) ? "UNIQUE " : "") + "INDEX " + fresh("i") +
-                    " ON \"" + t->name + "\"(";
+    std::string s = std::string("CREATE ") + (rng_.chance(25) ? "UNIQUE " : "") + "INDEX " +
+                    fresh("i") + " ON \"" + t->name + "\"(";
     const int n = 1 + static_cast<int>(rng_.below(3));
     for (int i = 0; i < n; ++i) {
       if (i > 0) s += ", ";
@@ -860,7 +979,8 @@ class Generator {
     if (schema_.tables.empty()) return create_table();
     const TableInfo& t = rng_.pick(schema_.tables);
     if (t.fts && !rng_.chance(5)) return create_index();
-    return "CREATE VIEW " + fresh("v") + " AS " + select_core(t, 1 + static_cast<int>(rng_.below(3)), rng_.chance(30), true);
+    return "CREATE VIEW " + fresh("v") + " AS " +
+           select_core(t, 1 + static_cast<int>(rng_.below(3)), rng_.chance(30), true);
   }
 
   std::string trigger_body_statement(const TableInfo& on, bool has_new, bool has_old) {
@@ -878,13 +998,15 @@ class Generator {
     // closing each walks the list (quadratic), which the opcode budget does not see.
     std::vector<const TableInfo*> older;
     for (const TableInfo* x : schema_.real_tables()) {
-      if (object_number(x->name) < object_number(on.name) && (!x->fts || rng_.chance(3))) older.push_back(x);
+      if (object_number(x->name) < object_number(on.name) && (!x->fts || rng_.chance(3)))
+        older.push_back(x);
     }
     const TableInfo* target = older.empty() ? nullptr : rng_.pick(older);
     const uint64_t r = rng_.below(10);
     if (r < 2) {
-      return std::string("SELECT ") + (rng_.chance(50) ? "RAISE(ABORT, 'trigger says no')" : "RAISE(IGNORE)") +
-             " WHERE " + expr(c);
+      return std::string("SELECT ") +
+             (rng_.chance(50) ? "RAISE(ABORT, 'trigger says no')" : "RAISE(IGNORE)") + " WHERE " +
+             expr(c);
     }
     if (r < 3) return "SELECT " + expr(c);
     if (target == nullptr) return "SELECT " + expr(c);
@@ -893,14 +1015,16 @@ class Generator {
     ExprCtx tc = c;
     for (const std::string& col : target->all_names()) tc.cols.push_back(col);
     if (r < 6) {
-      std::string s = std::string("INSERT ") + (rng_.chance(30) ? "OR IGNORE " : "") + "INTO \"" + target->name + "\"(";
+      std::string s = std::string("INSERT ") + (rng_.chance(30) ? "OR IGNORE " : "") + "INTO \"" +
+                      target->name + "\"(";
       for (size_t i = 0; i < cols.size(); ++i) s += (i ? ", " : "") + cols[i];
       s += ") VALUES (";
       for (size_t i = 0; i < cols.size(); ++i) s += (i ? ", " : "") + expr(c);
       return s + ")";
     }
     if (r < 8) {
-      return "UPDATE \"" + target->name + "\" SET " + rng_.pick(cols) + " = " + expr(tc) + " WHERE " + expr(tc);
+      return "UPDATE \"" + target->name + "\" SET " + rng_.pick(cols) + " = " + expr(tc) +
+             " WHERE " + expr(tc);
     }
     return "DELETE FROM \"" + target->name + "\" WHERE " + expr(tc);
   }
@@ -915,8 +1039,12 @@ class Generator {
     std::string ev = rng_.pick(events);
     const bool has_new = ev != "DELETE", has_old = ev != "INSERT";
     std::string s = "CREATE TRIGGER " + fresh("tr") + " " +
-                    (instead ? "INSTEAD OF" : rng_.chance(50) ? "BEFORE" : "AFTER") + " " + ev;
-    if (ev == "UPDATE" && rng_.chance(40) && !on->cols.empty()) s += " OF " + rng_.pick(on->cols).name;
+                    (instead           ? "INSTEAD OF"
+                     : rng_.chance(50) ? "BEFORE"
+                                       : "AFTER") +
+                    " " + ev;
+    if (ev == "UPDATE" && rng_.chance(40) && !on->cols.empty())
+      s += " OF " + rng_.pick(on->cols).name;
     s += " ON \"" + on->name + "\" FOR EACH ROW";
     if (rng_.chance(40)) {
       ExprCtx c;
@@ -949,7 +1077,8 @@ class Generator {
       ExprCtx def;
       def.stored = true;
       def.max_depth = 2;
-      std::string s = "ALTER TABLE \"" + t->name + "\" ADD COLUMN " + fresh("a") + " " + column_type(false);
+      std::string s =
+          "ALTER TABLE \"" + t->name + "\" ADD COLUMN " + fresh("a") + " " + column_type(false);
       if (rng_.chance(15)) {
         ExprCtx gen;
         gen.stored = true;
@@ -963,7 +1092,8 @@ class Generator {
       return s;
     }
     if (r < 7 && !t->cols.empty()) {
-      return "ALTER TABLE \"" + t->name + "\" RENAME COLUMN " + rng_.pick(t->cols).name + " TO " + fresh("r");
+      return "ALTER TABLE \"" + t->name + "\" RENAME COLUMN " + rng_.pick(t->cols).name + " TO " +
+             fresh("r");
     }
     if (r < 8) return "ALTER TABLE \"" + t->name + "\" RENAME TO " + fresh("t");
     if (t->cols.empty()) return create_table();
@@ -972,9 +1102,12 @@ class Generator {
 
   std::string drop_something() {
     const uint64_t r = rng_.below(10);
-    if (r < 3 && !schema_.indexes.empty()) return "DROP INDEX \"" + rng_.pick(schema_.indexes) + "\"";
-    if (r < 6 && !schema_.triggers.empty()) return "DROP TRIGGER \"" + rng_.pick(schema_.triggers) + "\"";
-    if (r < 8 && !schema_.views().empty()) return "DROP VIEW \"" + rng_.pick(schema_.views())->name + "\"";
+    if (r < 3 && !schema_.indexes.empty())
+      return "DROP INDEX \"" + rng_.pick(schema_.indexes) + "\"";
+    if (r < 6 && !schema_.triggers.empty())
+      return "DROP TRIGGER \"" + rng_.pick(schema_.triggers) + "\"";
+    if (r < 8 && !schema_.views().empty())
+      return "DROP VIEW \"" + rng_.pick(schema_.views())->name + "\"";
     const TableInfo* t = pick_table();
     if (t == nullptr || schema_.real_tables().size() < 3) return create_table();
     // Triggers and views naming the table would make every later write to their
@@ -985,8 +1118,10 @@ class Generator {
     for (const auto& kv : schema_.sql) {
       if (kv.first == t->name || kv.second.find(quoted) == std::string::npos) continue;
       if (kv.second.rfind("CREATE TABLE", 0) == 0) return "DROP TRIGGER IF EXISTS no_such_trigger";
-      if (kv.second.rfind("CREATE TRIGGER", 0) == 0) s += "DROP TRIGGER \"" + kv.first + "\";\n";
-      else if (kv.second.rfind("CREATE VIEW", 0) == 0) s += "DROP VIEW \"" + kv.first + "\";\n";
+      if (kv.second.rfind("CREATE TRIGGER", 0) == 0)
+        s += "DROP TRIGGER \"" + kv.first + "\";\n";
+      else if (kv.second.rfind("CREATE VIEW", 0) == 0)
+        s += "DROP VIEW \"" + kv.first + "\";\n";
     }
     return s + "DROP TABLE " + quoted;
   }
@@ -1016,11 +1151,12 @@ class Generator {
 
   std::string insert(const TableInfo& t, std::vector<Value>* params) {
     std::vector<std::string> cols = t.insertable();
-    if (cols.empty() || rng_.chance(5)) return "INSERT INTO \"" + t.name + "\" DEFAULT VALUES" + returning(t);
+    if (cols.empty() || rng_.chance(5))
+      return "INSERT INTO \"" + t.name + "\" DEFAULT VALUES" + returning(t);
     if (rng_.chance(30) && cols.size() > 1) cols.resize(1 + rng_.below(cols.size()));
-    static const std::vector<std::string> verbs = {"INSERT", "INSERT", "INSERT", "INSERT OR REPLACE", "REPLACE",
-                                                   "INSERT OR IGNORE", "INSERT OR ABORT", "INSERT OR FAIL",
-                                                   "INSERT OR ROLLBACK"};
+    static const std::vector<std::string> verbs = {
+        "INSERT",           "INSERT",          "INSERT",         "INSERT OR REPLACE", "REPLACE",
+        "INSERT OR IGNORE", "INSERT OR ABORT", "INSERT OR FAIL", "INSERT OR ROLLBACK"};
     std::string s = rng_.pick(verbs) + " INTO \"" + t.name + "\"(";
     for (size_t i = 0; i < cols.size(); ++i) s += (i ? ", " : "") + cols[i];
     s += ") ";
@@ -1036,7 +1172,8 @@ class Generator {
       if (rng_.chance(30)) {
         s = "WITH src AS (" + sel + " ORDER BY 1 LIMIT 5) " + s + "SELECT * FROM src WHERE true";
       } else {
-        s += sel + (sel.find(" WHERE ") == std::string::npos ? " WHERE true" : "") + " ORDER BY 1 LIMIT 5";
+        s += sel + (sel.find(" WHERE ") == std::string::npos ? " WHERE true" : "") +
+             " ORDER BY 1 LIMIT 5";
       }
       select_source = true;
     } else if (params != nullptr && rng_.chance(30)) {
@@ -1051,7 +1188,8 @@ class Generator {
       const int rows = 1 + static_cast<int>(rng_.below(rng_.chance(20) ? 6 : 2));
       for (int row = 0; row < rows; ++row) {
         s += row ? ", (" : "(";
-        for (size_t i = 0; i < cols.size(); ++i) s += (i ? ", " : "") + (rng_.chance(60) ? literal() : expr(c));
+        for (size_t i = 0; i < cols.size(); ++i)
+          s += (i ? ", " : "") + (rng_.chance(60) ? literal() : expr(c));
         s += ")";
       }
     }
@@ -1069,7 +1207,8 @@ class Generator {
         u.subqueries = true;
         u.max_depth = 2;
         std::vector<std::string> ins = t.insertable();
-        const std::string target = t.single_pk().empty() || rng_.chance(10) ? rng_.pick(t.cols).name : t.single_pk();
+        const std::string target =
+            t.single_pk().empty() || rng_.chance(10) ? rng_.pick(t.cols).name : t.single_pk();
         s += " ON CONFLICT(" + target + ") DO UPDATE SET " + rng_.pick(ins) + " = " + expr(u);
         if (rng_.chance(30)) s += " WHERE " + expr(u);
       }
@@ -1084,8 +1223,8 @@ class Generator {
     for (const std::string& col : t.all_names()) c.cols.push_back(col);
     c.subqueries = true;
     c.max_depth = 2;
-    static const std::vector<std::string> verbs = {"UPDATE", "UPDATE", "UPDATE OR IGNORE", "UPDATE OR REPLACE",
-                                                   "UPDATE OR FAIL"};
+    static const std::vector<std::string> verbs = {"UPDATE", "UPDATE", "UPDATE OR IGNORE",
+                                                   "UPDATE OR REPLACE", "UPDATE OR FAIL"};
     std::string s = rng_.pick(verbs) + " \"" + t.name + "\" SET ";
     const int n = 1 + static_cast<int>(rng_.below(std::min<size_t>(cols.size(), 3)));
     for (int i = 0; i < n; ++i) s += (i ? ", " : "") + rng_.pick(cols) + " = " + expr(c);
@@ -1095,7 +1234,8 @@ class Generator {
 
   std::string del(const TableInfo& t) {
     std::string s = "DELETE FROM \"" + t.name + "\"";
-    if (t.rows > 200) return s + " WHERE " + (t.without_rowid || t.fts ? "random() % 2 = 0" : "rowid % 3 <> 0");
+    if (t.rows > 200)
+      return s + " WHERE " + (t.without_rowid || t.fts ? "random() % 2 = 0" : "rowid % 3 <> 0");
     if (rng_.chance(85)) s += where(t);
     return s + returning(t);
   }
@@ -1105,7 +1245,8 @@ class Generator {
     if (t == nullptr) return create_table();
     if (t->fts && rng_.chance(8)) {
       static const std::vector<std::string> cmds = {"optimize", "rebuild", "integrity-check"};
-      return "INSERT INTO \"" + t->name + "\"(\"" + t->name + "\") VALUES ('" + rng_.pick(cmds) + "')";
+      return "INSERT INTO \"" + t->name + "\"(\"" + t->name + "\") VALUES ('" + rng_.pick(cmds) +
+             "')";
     }
     const uint64_t r = rng_.below(100);
     if (t->rows > 150 && r < 30) return del(*t);
@@ -1113,9 +1254,10 @@ class Generator {
     if (r < 75) return update(*t);
     if (r < 90) return del(*t);
     std::vector<const TableInfo*> views = schema_.views();
-    views.erase(std::remove_if(views.begin(), views.end(),
-                               [this](const TableInfo* v) { return !v->writable_view && !rng_.chance(5); }),
-                views.end());
+    views.erase(
+        std::remove_if(views.begin(), views.end(),
+                       [this](const TableInfo* v) { return !v->writable_view && !rng_.chance(5); }),
+        views.end());
     if (!views.empty() && r < 95) {
       const TableInfo* v = rng_.pick(views);
       // Writes to a view: only an INSTEAD OF trigger makes them work.
@@ -1135,8 +1277,9 @@ class Generator {
 
   std::string failing_statement() {
     static const std::vector<std::string> fixed = {
-        "INSERT INTO no_such_table VALUES (1)", "SELECT json('{')", "SELECT abs(-9223372036854775808)",
-        "SELECT no_such_function(1)", "SELECT * FROM pragma_no_such"};
+        "INSERT INTO no_such_table VALUES (1)", "SELECT json('{')",
+        "SELECT abs(-9223372036854775808)", "SELECT no_such_function(1)",
+        "SELECT * FROM pragma_no_such"};
     if (rng_.chance(40)) return rng_.pick(fixed);
     const TableInfo* t = pick_table(false);
     if (t == nullptr) return rng_.pick(fixed);
@@ -1145,11 +1288,17 @@ class Generator {
   }
 
   std::string refused_statement() {
-    static const std::vector<std::string> fixed = {
-        "PRAGMA foreign_keys = OFF", "ATTACH 'x.db' AS x", "CREATE TEMP TABLE tt(a)", "VACUUM",
-        "SELECT total_changes()", "SELECT sqlite_version()", "SELECT sin(1)",
-        "CREATE VIRTUAL TABLE r USING rtree(id, x0, x1)", "UPDATE _swarmlite SET v = 1", "BEGIN",
-        "SELECT * FROM pragma_data_version"};
+    static const std::vector<std::string> fixed = {"PRAGMA foreign_keys = OFF",
+                                                   "ATTACH 'x.db' AS x",
+                                                   "CREATE TEMP TABLE tt(a)",
+                                                   "VACUUM",
+                                                   "SELECT total_changes()",
+                                                   "SELECT sqlite_version()",
+                                                   "SELECT sin(1)",
+                                                   "CREATE VIRTUAL TABLE r USING rtree(id, x0, x1)",
+                                                   "UPDATE _swarmlite SET v = 1",
+                                                   "BEGIN",
+                                                   "SELECT * FROM pragma_data_version"};
     return rng_.pick(fixed);
   }
 
@@ -1169,11 +1318,16 @@ std::string render(const std::vector<Statement>& tx) {
     if (!st.params.empty()) {
       out += "    -- params:";
       for (const Value& v : st.params) {
-        if (std::holds_alternative<std::monostate>(v.v)) out += " NULL";
-        else if (const auto* i = std::get_if<int64_t>(&v.v)) out += " " + std::to_string(*i);
-        else if (const auto* d = std::get_if<double>(&v.v)) out += " " + fmt::format("{}", *d);
-        else if (const auto* s = std::get_if<std::string>(&v.v)) out += " '" + *s + "'";
-        else out += " x'" + to_hex(std::get<Bytes>(v.v)) + "'";
+        if (std::holds_alternative<std::monostate>(v.v))
+          out += " NULL";
+        else if (const auto* i = std::get_if<int64_t>(&v.v))
+          out += " " + std::to_string(*i);
+        else if (const auto* d = std::get_if<double>(&v.v))
+          out += " " + fmt::format("{}", *d);
+        else if (const auto* s = std::get_if<std::string>(&v.v))
+          out += " '" + *s + "'";
+        else
+          out += " x'" + to_hex(std::get<Bytes>(v.v)) + "'";
       }
     }
     out += ";\n";
@@ -1187,10 +1341,14 @@ std::string render(const std::vector<Statement>& tx) {
 std::string escape_line(const std::string& in) {
   std::string out;
   for (char c : in) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += c;
   }
   return out;
 }
@@ -1211,14 +1369,18 @@ std::string serialize(const std::vector<Statement>& tx) {
   for (const Statement& st : tx) {
     out += "S " + escape_line(st.sql) + "\n";
     for (const Value& v : st.params) {
-      if (std::holds_alternative<std::monostate>(v.v)) out += "P n\n";
-      else if (const auto* i = std::get_if<int64_t>(&v.v)) out += "P i " + std::to_string(*i) + "\n";
+      if (std::holds_alternative<std::monostate>(v.v))
+        out += "P n\n";
+      else if (const auto* i = std::get_if<int64_t>(&v.v))
+        out += "P i " + std::to_string(*i) + "\n";
       else if (const auto* d = std::get_if<double>(&v.v)) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%a", *d);
         out += std::string("P r ") + buf + "\n";
-      } else if (const auto* t = std::get_if<std::string>(&v.v)) out += "P t " + escape_line(*t) + "\n";
-      else out += "P b " + to_hex(std::get<Bytes>(v.v)) + "\n";
+      } else if (const auto* t = std::get_if<std::string>(&v.v))
+        out += "P t " + escape_line(*t) + "\n";
+      else
+        out += "P b " + to_hex(std::get<Bytes>(v.v)) + "\n";
     }
   }
   return out;
@@ -1237,9 +1399,12 @@ std::vector<std::vector<Statement>> read_tx_file(const std::string& path) {
       const char type = line.size() > 2 ? line[2] : 'n';
       const std::string arg = line.size() > 4 ? line.substr(4) : "";
       Value v;
-      if (type == 'i') v.v = static_cast<int64_t>(std::strtoll(arg.c_str(), nullptr, 10));
-      else if (type == 'r') v.v = std::strtod(arg.c_str(), nullptr);
-      else if (type == 't') v.v = unescape_line(arg);
+      if (type == 'i')
+        v.v = static_cast<int64_t>(std::strtoll(arg.c_str(), nullptr, 10));
+      else if (type == 'r')
+        v.v = std::strtod(arg.c_str(), nullptr);
+      else if (type == 't')
+        v.v = unescape_line(arg);
       else if (type == 'b') {
         Bytes b;
         for (size_t k = 0; k + 1 < arg.size(); k += 2) {
@@ -1254,7 +1419,8 @@ std::vector<std::vector<Statement>> read_tx_file(const std::string& path) {
 }
 
 struct Stats {
-  uint64_t txns = 0, committed = 0, failed = 0, refused = 0, interrupted = 0, escapes = 0, divergences = 0;
+  uint64_t txns = 0, committed = 0, failed = 0, refused = 0, interrupted = 0, escapes = 0,
+           divergences = 0;
   uint64_t replica_b_reopens = 0, replica_b_syncs = 0;
   std::map<std::string, uint64_t> escape_functions;
 };
@@ -1269,7 +1435,8 @@ class Fuzzer {
     const size_t distinct_functions = uncalled_.size();
     const auto t0 = std::chrono::steady_clock::now();
     if (opt_.dir.empty()) {
-      fs::path base = fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
+      fs::path base =
+          fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
       dir_ = base / ("swl-sqlfuzz-" + std::to_string(::getpid()) + "-" + std::to_string(opt_.seed));
     } else {
       dir_ = opt_.dir;
@@ -1294,7 +1461,8 @@ class Fuzzer {
 
     for (uint64_t i = 0; i < opt_.txns; ++i) {
       if (opt_.seconds > 0 && (i & 63) == 0 &&
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > opt_.seconds) {
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >
+              opt_.seconds) {
         break;
       }
       txn_ = i;
@@ -1333,8 +1501,8 @@ class Fuzzer {
     std::fprintf(stderr,
                  "sql_diff_fuzz progress: %" PRIu64 " transactions in %.0f s (%.0f/s), %" PRIu64
                  " committed, %" PRIu64 " escapes, %" PRIu64 " divergences\n",
-                 stats_.txns, secs, static_cast<double>(stats_.txns) / std::max(secs, 1e-9), stats_.committed,
-                 stats_.escapes, stats_.divergences);
+                 stats_.txns, secs, static_cast<double>(stats_.txns) / std::max(secs, 1e-9),
+                 stats_.committed, stats_.escapes, stats_.divergences);
   }
   std::chrono::steady_clock::time_point last_progress_{};
 
@@ -1364,9 +1532,12 @@ class Fuzzer {
       // A pinned clock: mostly small steps, sometimes a jump of days, sometimes
       // backwards (the primary never lets an entry's time go below the last one's).
       const uint64_t r = clock_rng_.below(100);
-      if (r < 5) now_ms_ += static_cast<int64_t>(clock_rng_.below(90ull * 86400 * 1000));
-      else if (r < 10) now_ms_ -= static_cast<int64_t>(clock_rng_.below(5000));
-      else now_ms_ += static_cast<int64_t>(clock_rng_.below(3000));
+      if (r < 5)
+        now_ms_ += static_cast<int64_t>(clock_rng_.below(90ull * 86400 * 1000));
+      else if (r < 10)
+        now_ms_ -= static_cast<int64_t>(clock_rng_.below(5000));
+      else
+        now_ms_ += static_cast<int64_t>(clock_rng_.below(3000));
       return now_ms_;
     };
     auto p = Primary::open(world_dir_ / "p.db", keys_.secret, po);
@@ -1388,76 +1559,82 @@ class Fuzzer {
 
   // One transaction: on the primary, then replica A (and B now and then).
   int step(const std::vector<Statement>& tx, bool ddl, Generator& gen, Schema& schema) {
-      std::string err;
-      ++stats_.txns;
-      const uint64_t i = txn_;
-      const uint64_t size = primary_->size();
-      g_inst.hits.clear();
-      g_inst.ticks = 0;
-      g_inst.armed = true;
-      auto r = primary_->execute(tx);
-      g_inst.armed = false;
-      if (record_tx_.is_open()) record_tx_ << serialize(tx);
-      if (record_.is_open()) {
-        record_ << "-- txn " << i << ": "
-                << (r.ok() ? "committed as entry " + std::to_string(r->seq)
-                           : std::string(errc_name(r.error().code)) + ": " + r.error().message)
-                << "\n" << render(tx) << "\n";
+    std::string err;
+    ++stats_.txns;
+    const uint64_t i = txn_;
+    const uint64_t size = primary_->size();
+    g_inst.hits.clear();
+    g_inst.ticks = 0;
+    g_inst.armed = true;
+    auto r = primary_->execute(tx);
+    g_inst.armed = false;
+    if (record_tx_.is_open()) record_tx_ << serialize(tx);
+    if (record_.is_open()) {
+      record_ << "-- txn " << i << ": "
+              << (r.ok() ? "committed as entry " + std::to_string(r->seq)
+                         : std::string(errc_name(r.error().code)) + ": " + r.error().message)
+              << "\n"
+              << render(tx) << "\n";
+    }
+    if (!r.ok()) {
+      const Errc code = r.error().code;
+      if (code == Errc::refused)
+        ++stats_.refused;
+      else if (code == Errc::sqlite_error) {
+        ++stats_.failed;
+        if (r.error().message.find("interrupted") != std::string::npos) ++stats_.interrupted;
+      } else {
+        return fail("the primary failed with " + r.error().to_string(), tx);
       }
-      if (!r.ok()) {
-        const Errc code = r.error().code;
-        if (code == Errc::refused) ++stats_.refused;
-        else if (code == Errc::sqlite_error) {
-          ++stats_.failed;
-          if (r.error().message.find("interrupted") != std::string::npos) ++stats_.interrupted;
-        } else {
-          return fail("the primary failed with " + r.error().to_string(), tx);
-        }
-        if (primary_->size() != size) return fail("a failed transaction changed the log size", tx);
-        if (opt_.verbose) std::fprintf(stderr, "txn %" PRIu64 ": %s\n", i, r.error().to_string().c_str());
-        return 0;
-      }
-      ++stats_.committed;
-      // Which built-in functions have been called in a committed entry (coverage).
-      for (auto it = uncalled_.begin(); it != uncalled_.end();) {
-        bool found = false;
-        for (const Statement& st : tx) found = found || st.sql.find(*it + "(") != std::string::npos;
-        it = found ? uncalled_.erase(it) : std::next(it);
-      }
-      if (!g_inst.hits.empty()) {
-        std::set<std::string> names(g_inst.hits.begin(), g_inst.hits.end());
-        std::string list;
-        for (const std::string& n : names) {
-          list += (list.empty() ? "" : ", ") + n + "()";
-          ++stats_.escape_functions[n];
-        }
-        ++stats_.escapes;
-        std::string what = "unrefused escape: committed entry " + std::to_string(r->seq) +
-                           " evaluated host-dependent " + list;
-        if (!opt_.keep_going) return fail(what, tx);
-        report(what, tx);
-      }
-      if (int rc = apply_a(r->seq, &tx); rc != 0) return rc;
-      if (replica_a_->state_root() != r->state_root) {
-        fail("DIVERGENCE: replica A's root differs from the primary's", tx);
-        return kDiverged;
-      }
-      if (opt_.reopen_always || (stats_.committed % 64) == 0 || clock_rng_.chance(2)) {
-        if (int rc = sync_b(tx); rc != 0) return rc;
-      }
-      if (ddl || (stats_.committed % 50) == 0) {
-        if (!read_schema(*primary_, schema, (stats_.committed % 50) == 0, err)) return fatal("reading the schema: " + err);
-        gen.set_schema(schema);
-      }
+      if (primary_->size() != size) return fail("a failed transaction changed the log size", tx);
+      if (opt_.verbose)
+        std::fprintf(stderr, "txn %" PRIu64 ": %s\n", i, r.error().to_string().c_str());
       return 0;
+    }
+    ++stats_.committed;
+    // Which built-in functions have been called in a committed entry (coverage).
+    for (auto it = uncalled_.begin(); it != uncalled_.end();) {
+      bool found = false;
+      for (const Statement& st : tx) found = found || st.sql.find(*it + "(") != std::string::npos;
+      it = found ? uncalled_.erase(it) : std::next(it);
+    }
+    if (!g_inst.hits.empty()) {
+      std::set<std::string> names(g_inst.hits.begin(), g_inst.hits.end());
+      std::string list;
+      for (const std::string& n : names) {
+        list += (list.empty() ? "" : ", ") + n + "()";
+        ++stats_.escape_functions[n];
+      }
+      ++stats_.escapes;
+      std::string what = "unrefused escape: committed entry " + std::to_string(r->seq) +
+                         " evaluated host-dependent " + list;
+      if (!opt_.keep_going) return fail(what, tx);
+      report(what, tx);
+    }
+    if (int rc = apply_a(r->seq, &tx); rc != 0) return rc;
+    if (replica_a_->state_root() != r->state_root) {
+      fail("DIVERGENCE: replica A's root differs from the primary's", tx);
+      return kDiverged;
+    }
+    if (opt_.reopen_always || (stats_.committed % 64) == 0 || clock_rng_.chance(2)) {
+      if (int rc = sync_b(tx); rc != 0) return rc;
+    }
+    if (ddl || (stats_.committed % 50) == 0) {
+      if (!read_schema(*primary_, schema, (stats_.committed % 50) == 0, err))
+        return fatal("reading the schema: " + err);
+      gen.set_schema(schema);
+    }
+    return 0;
   }
 
-  int finish(const std::vector<Fn>& fns, std::chrono::steady_clock::time_point t0, size_t distinct_functions) {
+  int finish(const std::vector<Fn>& fns, std::chrono::steady_clock::time_point t0,
+             size_t distinct_functions) {
     if (int rc = sync_b({}); rc != 0) return rc;
     // Page-identical files: close everything (the last connection checkpoints).
     const Hash32 root = primary_->state_root();
     const uint64_t size = primary_->size();
-    if (Status s = primary_->close(); !s.ok()) return fatal("closing the primary: " + s.error().to_string());
+    if (Status s = primary_->close(); !s.ok())
+      return fatal("closing the primary: " + s.error().to_string());
     primary_.reset();
     replica_a_.reset();
     replica_b_.reset();
@@ -1465,30 +1642,36 @@ class Fuzzer {
     for (const char* other : {"a.db", "b.db"}) {
       std::vector<Bytes> op = swarmlite::testing::file_pages(world_dir_ / other);
       if (op.size() != pp.size()) {
-        return fatal(std::string(other) + " has " + std::to_string(op.size()) + " pages, the primary " +
-                     std::to_string(pp.size()));
+        return fatal(std::string(other) + " has " + std::to_string(op.size()) +
+                     " pages, the primary " + std::to_string(pp.size()));
       }
       for (size_t k = 0; k < pp.size(); ++k) {
-        if (pp[k] != op[k]) return fatal(std::string(other) + " page " + std::to_string(k + 1) + " differs");
+        if (pp[k] != op[k])
+          return fatal(std::string(other) + " page " + std::to_string(k + 1) + " differs");
       }
     }
     auto tree = StateTree::from_file(world_dir_ / "p.db");
-    if (!tree.ok() || tree->root() != root) return fatal("the primary's file does not give its state root");
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!tree.ok() || tree->root() != root)
+      return fatal("the primary's file does not give its state root");
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf(
         "sql_diff_fuzz seed %" PRIu64 ": %" PRIu64 " transactions in %.1f s (%.0f/s): %" PRIu64
         " committed, %" PRIu64 " failed (%" PRIu64 " over the step budget), %" PRIu64
-        " refused; %" PRIu64 " entries, %zu pages; replica B synced %" PRIu64 " times, reopened %" PRIu64
-        " times; %zu functions, %zu wrapped; %" PRIu64 " escapes, %" PRIu64 " divergences\n",
-        opt_.seed, stats_.txns, secs, static_cast<double>(stats_.txns) / std::max(secs, 1e-9), stats_.committed,
-        stats_.failed, stats_.interrupted, stats_.refused, size, pp.size(), stats_.replica_b_syncs,
-        stats_.replica_b_reopens, fns.size(), g_inst.wrapped.size(), stats_.escapes, stats_.divergences);
+        " refused; %" PRIu64 " entries, %zu pages; replica B synced %" PRIu64
+        " times, reopened %" PRIu64 " times; %zu functions, %zu wrapped; %" PRIu64
+        " escapes, %" PRIu64 " divergences\n",
+        opt_.seed, stats_.txns, secs, static_cast<double>(stats_.txns) / std::max(secs, 1e-9),
+        stats_.committed, stats_.failed, stats_.interrupted, stats_.refused, size, pp.size(),
+        stats_.replica_b_syncs, stats_.replica_b_reopens, fns.size(), g_inst.wrapped.size(),
+        stats_.escapes, stats_.divergences);
     std::string never;
     for (const std::string& n : uncalled_) never += " " + n;
     std::printf("  %zu of %zu built-in function names appear in committed entries; not (yet):%s\n",
                 distinct_functions - uncalled_.size(), distinct_functions, never.c_str());
     for (const auto& kv : stats_.escape_functions) {
-      std::printf("  escaped: %s() in %" PRIu64 " committed entries\n", kv.first.c_str(), kv.second);
+      std::printf("  escaped: %s() in %" PRIu64 " committed entries\n", kv.first.c_str(),
+                  kv.second);
     }
     std::fflush(stdout);
     std::error_code ec;
@@ -1507,7 +1690,8 @@ class Fuzzer {
 
   int apply_a(uint64_t seq, const std::vector<Statement>* tx) {
     auto e = primary_->log().entry(seq);
-    if (!e.ok()) return fatal("reading entry " + std::to_string(seq) + ": " + e.error().to_string());
+    if (!e.ok())
+      return fatal("reading entry " + std::to_string(seq) + ": " + e.error().to_string());
     Status s = replica_a_->apply(*e);
     if (!s.ok()) {
       fail("DIVERGENCE: replica A on entry " + std::to_string(seq) + ": " + s.error().to_string(),
@@ -1515,7 +1699,8 @@ class Fuzzer {
       return kDiverged;
     }
     if (replica_a_->state_root() != e->state_root) {
-      fail("DIVERGENCE: replica A's root differs from the entry's", tx != nullptr ? *tx : std::vector<Statement>{});
+      fail("DIVERGENCE: replica A's root differs from the entry's",
+           tx != nullptr ? *tx : std::vector<Statement>{});
       return kDiverged;
     }
     return 0;
@@ -1558,9 +1743,10 @@ class Fuzzer {
     if (!primary_) return "";
     auto snap = primary_->open_snapshot();
     if (!snap.ok()) return "  (schema unreadable: " + snap.error().to_string() + ")\n";
-    auto st = prepare(snap->db.get(),
-                      "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name <> '_swarmlite' "
-                      "ORDER BY rowid");
+    auto st =
+        prepare(snap->db.get(),
+                "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name <> '_swarmlite' "
+                "ORDER BY rowid");
     if (!st.ok()) return "";
     std::string out;
     while (sqlite3_step(st->get()) == SQLITE_ROW) out += "    " + text_col(st->get(), 0) + ";\n";
@@ -1572,7 +1758,8 @@ class Fuzzer {
                  "; reproduce: sql_diff_fuzz --seed %" PRIu64 " --txns %" PRIu64
                  " --record FILE (every transaction's SQL and outcome)\n  the transaction:\n%s"
                  "  the schema after it:\n%s\n",
-                 what.c_str(), opt_.seed, txn_, opt_.seed, txn_ + 1, render(tx).c_str(), schema_sql().c_str());
+                 what.c_str(), opt_.seed, txn_, opt_.seed, txn_ + 1, render(tx).c_str(),
+                 schema_sql().c_str());
   }
   int fail(const std::string& what, const std::vector<Statement>& tx) {
     report(what, tx);
@@ -1580,7 +1767,9 @@ class Fuzzer {
     return 1;
   }
   int fatal(const std::string& what) {
-    std::fprintf(stderr, "sql_diff_fuzz: seed %" PRIu64 ", transaction %" PRIu64 ": %s\n  files kept in %s\n",
+    std::fprintf(stderr,
+                 "sql_diff_fuzz: seed %" PRIu64 ", transaction %" PRIu64
+                 ": %s\n  files kept in %s\n",
                  opt_.seed, txn_, what.c_str(), dir_.string().c_str());
     return 1;
   }
@@ -1644,8 +1833,8 @@ int main(int argc, char** argv) {
   if (opt.verbose) {
     std::string list;
     for (const auto& w : g_inst.wrapped) list += " " + w->name + "/" + std::to_string(w->narg);
-    std::fprintf(stderr, "%zu functions; refused directly: %zu; wrapped:%s\n", fns.size(), refused.size(),
-                 list.c_str());
+    std::fprintf(stderr, "%zu functions; refused directly: %zu; wrapped:%s\n", fns.size(),
+                 refused.size(), list.c_str());
   }
   Fuzzer fuzzer(opt);
   return fuzzer.run(fns, tainted);
