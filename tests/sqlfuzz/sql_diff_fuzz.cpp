@@ -1620,8 +1620,11 @@ class Fuzzer {
       if (int rc = sync_b(tx); rc != 0) return rc;
     }
     if (ddl || (stats_.committed % 50) == 0) {
-      if (!read_schema(*primary_, schema, (stats_.committed % 50) == 0, err))
-        return fatal("reading the schema: " + err);
+      if (!read_schema(*primary_, schema, (stats_.committed % 50) == 0, err)) {
+        // A fresh read connection cannot parse what the primary committed.
+        fail("DIVERGENCE: a fresh connection cannot read the primary's schema: " + err, tx);
+        return kDiverged;
+      }
       gen.set_schema(schema);
     }
     return 0;
@@ -1683,7 +1686,12 @@ class Fuzzer {
     ReplicaOptions ro;
     ro.log_options.sync = false;
     auto b = Replica::open(world_dir_ / "b.db", world_dir_ / "b.log", keys_.pub, ro);
-    if (!b.ok()) return fatal("opening replica B: " + b.error().to_string());
+    if (!b.ok()) {
+      // The primary's committed state cannot be opened by a fresh connection
+      // (e.g. a schema SQLite calls malformed when it reads it from the file).
+      fail("DIVERGENCE: reopening replica B: " + b.error().to_string(), {});
+      return kDiverged;
+    }
     replica_b_ = std::move(b).value();
     return 0;
   }
