@@ -89,6 +89,11 @@ struct DeterministicDb::AuthState {
   // prepared: the statement's own when it is a PRAGMA (FTS5's internal
   // `PRAGMA data_version` statements come later, from module code).
   std::string first_pragma;
+  // Tables whose column named "rank" the statement being prepared reads: when
+  // the table is virtual (an fts5 table: other modules are refused), FTS5
+  // computes that column with its rank function, bm25() by default, which
+  // uses the host's libm (rank_read_refusal).
+  std::vector<std::string> rank_reads;
 };
 
 namespace {
@@ -267,6 +272,7 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
       if (const char* why = refused_table_reason(a1)) {
         return deny(st, fmt::format("table {} is refused: it {}", nz(a1), why));
       }
+      if (iequals(a2, "rank") && a1 != nullptr) st->rank_reads.emplace_back(a1);
       return SQLITE_OK;
     case SQLITE_INSERT:
     case SQLITE_UPDATE:
@@ -607,6 +613,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     auth_->refusal.clear();
     auth_->first_pragma.clear();
     auth_->created.clear();
+    auth_->rank_reads.clear();
     sqlite3_stmt* raw = nullptr;
     const char* tail = nullptr;
     int rc = sqlite3_prepare_v2(db, rest.data(), static_cast<int>(rest.size()), &raw, &tail);
@@ -617,6 +624,9 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     // FTS5 creating its shadow tables, comes later and is not the user's).
     auth_->to_check = std::move(auth_->created);
     auth_->created.clear();
+    if (auto why = rank_read_refusal()) {
+      return make_error(Errc::refused, "statement {}: {}", index, *why);
+    }
     std::string_view next = rest.substr(static_cast<size_t>(tail - rest.data()));
     if (first && !st.params.empty() && !is_blank_sql(next)) {
       return make_error(Errc::refused,
@@ -670,6 +680,39 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     first = false;
   }
   return ok_status();
+}
+
+// Reading an fts5 table's hidden `rank` column (in a select list, a WHERE, a
+// view or a trigger) makes FTS5 call its rank function from C, not through
+// SQL, so neither the authorizer's function check nor the overrides see it;
+// the default, bm25(), computes log() in the host's libm. The authorizer
+// records reads of columns named "rank"; this refuses them when the table is
+// a virtual table (only fts5 can exist). Consumes auth_->rank_reads.
+std::optional<std::string> DeterministicDb::rank_read_refusal() {
+  std::vector<std::string> tables = std::move(auth_->rank_reads);
+  auth_->rank_reads.clear();
+  if (tables.empty()) return std::nullopt;
+  const AuthMode mode = auth_->mode;
+  auth_->mode = AuthMode::system;
+  std::optional<std::string> out;
+  auto q = prepare(db_.get(),
+                   "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1 "
+                   "AND sql LIKE 'CREATE VIRTUAL TABLE%'");
+  for (const std::string& t : tables) {
+    if (!q.ok()) break;
+    sqlite3_reset(q->get());
+    sqlite3_bind_text(q->get(), 1, t.data(), static_cast<int>(t.size()), SQLITE_TRANSIENT);
+    if (sqlite3_step(q->get()) == SQLITE_ROW) {
+      out = fmt::format(
+          "reading the rank column of fts5 table {} is not allowed in replicated writes: FTS5 "
+          "computes it with its rank function (bm25() by default), which uses the host's libm "
+          "(docs/determinism.md)",
+          t);
+      break;
+    }
+  }
+  auth_->mode = mode;
+  return out;
 }
 
 // Refuses a CREATE/ALTER whose stored expressions call a refused function,
@@ -730,6 +773,7 @@ Status DeterministicDb::check_created_objects(size_t index) {
   auto probe = [&](const std::string& text) -> std::optional<std::string> {
     auth_->mode = AuthMode::user;
     auth_->refusal.clear();
+    auth_->rank_reads.clear();
     sqlite3_stmt* raw = nullptr;
     const char* tail = nullptr;
     int rc = sqlite3_prepare_v2(db, text.data(), static_cast<int>(text.size()), &raw, &tail);
@@ -738,6 +782,7 @@ Status DeterministicDb::check_created_objects(size_t index) {
     if (!auth_->refusal.empty()) refusal = auth_->refusal;
     (void)rc;  // another failure proves nothing: the overrides still refuse at run time
     auth_->refusal.clear();
+    if (!refusal) refusal = rank_read_refusal();
     return refusal;
   };
   auto refused = [&](const std::string& what, const std::string& why) -> Error {

@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -133,6 +134,7 @@ class DeterministicDb {
   Status configure();
   Status install_function_overrides();
   Status check_created_objects(size_t index);
+  std::optional<std::string> rank_read_refusal();
   Status run_statement_text(size_t index, const Statement& st, bool collect_rows,
                             std::vector<StatementResult>& out);
 

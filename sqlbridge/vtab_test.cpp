@@ -238,16 +238,27 @@ TEST_CASE("other virtual table modules, fts5vocab and connection-dependent reads
       {"INSERT INTO t SELECT data_version FROM pragma_data_version", "pragma"},
       {"INSERT INTO t SELECT bm25(f) FROM f WHERE f MATCH 'a'", "bm25"},
       {"INSERT INTO t SELECT rowid FROM f WHERE f MATCH 'a' ORDER BY rank LIMIT 1", "bm25"},
+      {"INSERT INTO t SELECT rank FROM f WHERE f MATCH 'a'", "rank column of fts5 table f"},
+      {"INSERT INTO t SELECT rowid FROM f WHERE f MATCH 'a' AND rank MATCH 'bm25(10.0)'",
+       "rank column of fts5 table f"},
+      {"WITH m(r) AS (SELECT rank FROM f WHERE f MATCH 'a') INSERT INTO t SELECT r FROM m",
+       "rank column of fts5 table f"},
   };
-  const Hash32 root = (*primary)->state_root();
+  Hash32 root = (*primary)->state_root();
   for (const Case& c : refused) {
-    CAPTURE(c.sql);
+    const std::string text = c.sql;
+    CAPTURE(text);
     auto r = (*primary)->execute({sql(c.sql)});
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::refused);
     CHECK_MESSAGE(r.error().message.find(c.names) != std::string::npos, r.error().message);
     CHECK((*primary)->state_root() == root);
   }
+  // An ordinary column named rank is not FTS5's.
+  auto plain = (*primary)->execute(
+      {sql("CREATE TABLE r(rank); INSERT INTO r VALUES (1); INSERT INTO r SELECT rank + 1 FROM r")});
+  CHECK_MESSAGE(plain.ok(), (plain.ok() ? "" : plain.error().to_string()));
+  root = (*primary)->state_root();
   // A tokenizer that is not built in does not exist on swarmlite's connection.
   auto tok = (*primary)->execute({sql("CREATE VIRTUAL TABLE g USING fts5(x, tokenize = 'mine')")});
   REQUIRE_FALSE(tok.ok());
