@@ -354,3 +354,38 @@ TEST_CASE("every function at every expression site: refused before logging, or r
   REQUIRE_MESSAGE(report.ok(), report.error().to_string());
   CHECK_MESSAGE(report->ok(), (report->problems.empty() ? "" : report->problems[0]));
 }
+
+namespace {
+
+// A function some future SQLite (or an extension loaded into every connection)
+// adds, which the table does not know.
+void fn_host_name(sqlite3_context* ctx, int, sqlite3_value**) { sqlite3_result_text(ctx, "host-a", -1, SQLITE_STATIC); }
+int add_host_function(sqlite3* db, char**, const sqlite3_api_routines*) {
+  return sqlite3_create_function_v2(db, "host_name", 0, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+                                    nullptr, fn_host_name, nullptr, nullptr, nullptr);
+}
+
+}  // namespace
+
+TEST_CASE("a function the table does not classify is refused wherever it is called") {
+  using Init = void (*)();
+  REQUIRE(sqlite3_auto_extension(reinterpret_cast<Init>(add_host_function)) == SQLITE_OK);
+  struct Cancel {
+    ~Cancel() { sqlite3_cancel_auto_extension(reinterpret_cast<void (*)()>(add_host_function)); }
+  } cancel;
+  Swarm s;
+  s.must("CREATE TABLE t(a)");
+  for (const char* text : {"INSERT INTO t VALUES (host_name())", "CREATE TABLE d(a, b DEFAULT (host_name()))",
+                           "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO t VALUES (host_name()); END",
+                           "CREATE TABLE g(a, b AS (host_name()))"}) {
+    const std::string sql_text = text;
+    CAPTURE(sql_text);
+    auto r = s.exec(text);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::refused);
+    CHECK_MESSAGE(r.error().message.find("host_name() is not allowed in replicated writes") != std::string::npos,
+                  r.error().message);
+    CHECK_MESSAGE(r.error().message.find("not classified") != std::string::npos, r.error().message);
+  }
+  CHECK(s.primary->size() == 2);  // genesis and t
+}
