@@ -424,8 +424,13 @@ constexpr const char* kPragmas[] = {
     "PRAGMA synchronous=NORMAL",    "PRAGMA secure_delete=ON",   "PRAGMA recursive_triggers=ON",
     "PRAGMA foreign_keys=ON",       "PRAGMA cache_size=-16384",  "PRAGMA temp_store=MEMORY",
     "PRAGMA mmap_size=0",           "PRAGMA wal_autocheckpoint=1000",
-    "PRAGMA cell_size_check=OFF",   "PRAGMA case_sensitive_like=OFF",
+    "PRAGMA cell_size_check=OFF",
     "PRAGMA reverse_unordered_selects=OFF", "PRAGMA automatic_index=ON",
+    // case_sensitive_like stays at SQLite's default, OFF, and is never set: the
+    // pragma re-registers like() as an application function that is neither
+    // deterministic nor innocuous, so a CHECK using LIKE that the primary
+    // committed failed with "unsafe use of LIKE()" on a restarted replica
+    // (found by tests/sqlfuzz; docs/determinism.md).
 };
 
 Result<std::string> pragma_text(sqlite3* db, const char* pragma) {
@@ -540,8 +545,8 @@ Status DeterministicDb::install_function_overrides() {
                                  fn_total_changes, nullptr, nullptr, nullptr) != SQLITE_OK) {
     return sqlite_error(db, "registering random()/randomblob()/total_changes()");
   }
-  // Refused and unclassified: every arity this build has. Deterministic and
-  // innocuous so that SQLite accepts them wherever it accepted the built-in
+  // Refused and unclassified: every arity this build has, with the built-in's
+  // flags, so that SQLite accepts them exactly where it accepted the built-in
   // (an existing index or generated column keeps parsing) and our error, not
   // "unsafe use of", is what a write sees; they never return a value.
   SWL_ASSIGN(std::vector<SqlFunction> functions, list_functions(db));
@@ -561,8 +566,13 @@ Status DeterministicDb::install_function_overrides() {
     if (!done.insert({name, f.narg}).second) continue;
     auto* data = new RefusedFunction{auth_.get(), function_refusal(name, reason)};
     // On failure SQLite calls destroy_refused(data) itself.
-    if (sqlite3_create_function_v2(db, name.c_str(), f.narg,
-                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, data,
+    // The built-in's own flags: a non-deterministic built-in stays refused in
+    // generated columns, index expressions and CHECK by SQLite itself at CREATE
+    // / ALTER time — flagged deterministic, `ALTER TABLE … ADD COLUMN … AS
+    // (sqlite_version())` committed a schema every other connection calls
+    // malformed (found by tests/sqlfuzz).
+    const int builtin_flags = f.flags & (SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY | SQLITE_INNOCUOUS);
+    if (sqlite3_create_function_v2(db, name.c_str(), f.narg, SQLITE_UTF8 | builtin_flags, data,
                                    fn_refused, nullptr, nullptr, destroy_refused) != SQLITE_OK) {
       return sqlite_error(db, fmt::format("overriding {}() with {} arguments", name, f.narg));
     }
@@ -880,6 +890,23 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
 
   auth_->mode = AuthMode::system;
   SWL_TRY(exec_sql(db, "BEGIN IMMEDIATE"));
+  if (mode == Mode::user) {
+    // SQLite pads a cell shorter than 4 bytes (a one-column index or WITHOUT
+    // ROWID record holding NULL, 0, 1, '' or x'') with whatever the B-tree's
+    // cell buffer held from the connection's earlier work — a failed
+    // transaction on the primary or a restart changed those bytes and the
+    // roots diverged (found by tests/sqlfuzz). Building one cell of fixed
+    // content at the start of every entry, and rolling it back, makes the
+    // buffer's contents a function of the entry's starting state alone
+    // (docs/determinism.md "Cell padding").
+    if (Status s = exec_sql(db, "SAVEPOINT swarmlite_pad;"
+                                "INSERT INTO _swarmlite(k, v) VALUES ('swarmlite_pad', x'5357504144');"
+                                "ROLLBACK TO swarmlite_pad; RELEASE swarmlite_pad");
+        !s.ok()) {
+      rollback();
+      return s.take_error();
+    }
+  }
   // changes() and last_insert_rowid() start every entry at 0, whatever ran before.
   sqlite3_set_last_insert_rowid(db, 0);
   if (mode == Mode::user) {

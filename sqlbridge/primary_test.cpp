@@ -263,9 +263,9 @@ TEST_CASE("a failed transaction says which statement failed and what the ones be
   CHECK(failure.completed[1].rows_changed == 2);
   // A statement the log cannot hold is named too, though nothing ran.
   EntryFailure refused;
-  auto n = f.primary->execute({sql("INSERT INTO t VALUES (5)"), sql("INSERT INTO t VALUES (6)"),
-                               sql(std::string("INSERT INTO t VALUES (7)\0 DROP TABLE t", 38))},
-                              &refused);
+  const std::vector<Statement> bad = {sql("INSERT INTO t VALUES (5)"), sql("INSERT INTO t VALUES (6)"),
+                                      sql(std::string("INSERT INTO t VALUES (7)\0 DROP TABLE t", 38))};
+  auto n = f.primary->execute(bad, &refused);
   REQUIRE_FALSE(n.ok());
   CHECK(n.error().message.find("statement 2") != std::string::npos);
   REQUIRE(refused.statement.has_value());
