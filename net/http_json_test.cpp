@@ -285,6 +285,7 @@ TEST_CASE("http_json: DATE/DATETIME/TIMESTAMP columns render as RFC 3339, as rql
   assoc.associative = true;
   doc = json::parse(render_query_results({q}, assoc, 0));
   CHECK(doc["results"][0]["rows"][0]["at"] == json("2004-02-14T07:15:00Z"));
+}
 
 TEST_CASE("integers beyond int64 are refused naming statement and param, never turned into REAL") {
   for (const char* big : {"-9223372036854775809", "18446744073709551616", "-18446744073709551616",

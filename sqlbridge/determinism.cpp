@@ -546,7 +546,7 @@ Status DeterministicDb::install_function_overrides() {
     return sqlite_error(db, "registering random()/randomblob()/total_changes()");
   }
   // Refused and unclassified: every arity this build has, with the built-in's
-  // flags, so that SQLite accepts them exactly where it accepted the built-in
+  // determinism, so that SQLite accepts them exactly where it accepted the built-in
   // (an existing index or generated column keeps parsing) and our error, not
   // "unsafe use of", is what a write sees; they never return a value.
   SWL_ASSIGN(std::vector<SqlFunction> functions, list_functions(db));
@@ -566,13 +566,15 @@ Status DeterministicDb::install_function_overrides() {
     if (!done.insert({name, f.narg}).second) continue;
     auto* data = new RefusedFunction{auth_.get(), function_refusal(name, reason)};
     // On failure SQLite calls destroy_refused(data) itself.
-    // The built-in's own flags: a non-deterministic built-in stays refused in
+    // The built-in's own determinism: a non-deterministic built-in stays refused in
     // generated columns, index expressions and CHECK by SQLite itself at CREATE
     // / ALTER time — flagged deterministic, `ALTER TABLE … ADD COLUMN … AS
     // (sqlite_version())` committed a schema every other connection calls
     // malformed (found by tests/sqlfuzz).
-    const int builtin_flags = f.flags & (SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY | SQLITE_INNOCUOUS);
-    if (sqlite3_create_function_v2(db, name.c_str(), f.narg, SQLITE_UTF8 | builtin_flags, data,
+    // Innocuous, so that a view or trigger calling it reaches our error, not
+    // SQLite's "unsafe use of".
+    const int flags = SQLITE_UTF8 | SQLITE_INNOCUOUS | (f.flags & SQLITE_DETERMINISTIC);
+    if (sqlite3_create_function_v2(db, name.c_str(), f.narg, flags, data,
                                    fn_refused, nullptr, nullptr, destroy_refused) != SQLITE_OK) {
       return sqlite_error(db, fmt::format("overriding {}() with {} arguments", name, f.narg));
     }

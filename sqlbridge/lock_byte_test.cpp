@@ -37,7 +37,11 @@ std::vector<uint32_t> proof_pages(const QueryProof& proof) {
 std::vector<std::vector<Value>> prove_and_verify(const Replica& replica, const PublicKey& pub,
                                                  const std::string& q, VerifierCache& cache,
                                                  std::vector<uint32_t>* pages = nullptr) {
-  auto proved = replica.prove(q, {});
+  // At the replica's newest head (proofs are otherwise answered at the head
+  // pinned up to pin_interval ago: docs/verified-reads.md).
+  ProveOptions at_newest;
+  at_newest.min_size = replica.size();
+  auto proved = replica.prove(q, {}, at_newest);
   INFO(q);
   REQUIRE_MESSAGE(proved.ok(), proved.error().to_string());
   std::vector<uint32_t> pgnos = proof_pages(proved->proof);

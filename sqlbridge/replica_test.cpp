@@ -481,19 +481,27 @@ TEST_CASE("scrub finds a page changed by another writer, names it, and the repli
   CHECK_FALSE(sync_replica(*p.primary, *p.replica).ok());
 }
 
-TEST_CASE("a prover that reads a changed page reports corruption naming it, and latches it") {
+TEST_CASE("a file changed outside swarmlite: proofs stay at the pinned state, the scrub latches it") {
   Pair p;
   fill(p);
   REQUIRE(p.replica->prove("SELECT body FROM t WHERE id = 2", {}).ok());
   alter_behind_its_back(p.dir / "r.db");
+  // The pinned read transaction began before the outside write and never sees
+  // it (WAL snapshot isolation): the answer is still the signed state's.
+  auto pinned = p.replica->prove("SELECT body FROM t WHERE id = 2", {});
+  REQUIRE_MESSAGE(pinned.ok(), pinned.error().to_string());
+  CHECK(pinned->result.rows.at(0).at(0) == Value{std::string("row 2")});
+  // The scrub reads the file as a new reader would, finds the page and latches:
+  // from then on no proof at all (docs/operations.md).
+  bool found = false;
+  for (int i = 0; i < 100 && !found; ++i) found = !p.replica->scrub(64).ok();
+  REQUIRE(found);
+  const std::string page = "page " + std::to_string(root_page_of_t(p.dir / "r.db"));
+  REQUIRE(p.replica->corruption());
+  CHECK(p.replica->corruption()->message.find(page) != std::string::npos);
   auto proof = p.replica->prove("SELECT body FROM t WHERE id = 2", {});
   REQUIRE_FALSE(proof.ok());
   CHECK(proof.error().code == Errc::corrupt);
-  INFO(proof.error().message);
-  const std::string page = "page " + std::to_string(root_page_of_t(p.dir / "r.db"));
-  CHECK(proof.error().message.find(page + " of the database file differs") != std::string::npos);
-  REQUIRE(p.replica->corruption());
-  CHECK(p.replica->corruption()->message.find(page) != std::string::npos);
 }
 
 TEST_CASE("scrub goes round robin a few pages at a time") {
