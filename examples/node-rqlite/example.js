@@ -125,7 +125,7 @@ async function main() {
   }
   // With it: the write lands on the primary, and the peer sees it once it has replicated.
   const peerWriter = new DataApiClient(peerUrl, { authentication: { username: 'app', password: token } });
-  r = mustSucceed(await peerWriter.execute(['INSERT INTO pet (name, species, age) VALUES (?, ?, ?)', 'via-peer', 'cat', 1]),
+  r = mustSucceed(await peerWriter.execute([['INSERT INTO pet (name, species, age) VALUES (?, ?, ?)', 'via-peer', 'cat', 1]]),
     'a write through the peer');
   console.log(`  with the secret: last_insert_id ${r.get(0).getLastInsertId()}`);
   r = mustSucceed(await primary.query('SELECT count(*) AS n FROM pet WHERE name = \'via-peer\''), 'read back on the primary');
