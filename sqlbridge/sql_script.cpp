@@ -145,24 +145,6 @@ Result<Classified> classify(const ScriptStatement& st) {
   return c;
 }
 
-// Index of the first character that is not whitespace or inside a comment.
-size_t skip_space_and_comments(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    if (std::isspace(static_cast<unsigned char>(s[i]))) {
-      ++i;
-    } else if (s.compare(i, 2, "--") == 0) {
-      size_t nl = s.find('\n', i);
-      i = nl == std::string_view::npos ? s.size() : nl + 1;
-    } else if (s.compare(i, 2, "/*") == 0) {
-      size_t end = s.find("*/", i + 2);
-      i = end == std::string_view::npos ? s.size() : end + 2;
-    } else {
-      break;
-    }
-  }
-  return i;
-}
 
 struct Item {
   const ScriptStatement* st;

@@ -115,9 +115,6 @@ Value column_value(sqlite3_stmt* stmt, int col) {
   }
 }
 
-namespace {
-// Index of the first character that is not whitespace or inside a comment;
-// also skips semicolons when `skip_semicolons`.
 size_t skip_space_and_comments(std::string_view s, bool skip_semicolons) {
   size_t i = 0;
   while (i < s.size()) {
@@ -136,7 +133,6 @@ size_t skip_space_and_comments(std::string_view s, bool skip_semicolons) {
   }
   return i;
 }
-}  // namespace
 
 bool is_blank_sql(std::string_view sql) { return skip_space_and_comments(sql, true) == sql.size(); }
 

@@ -48,6 +48,9 @@ Value column_value(sqlite3_stmt* stmt, int col);
 bool is_blank_sql(std::string_view sql);
 // The first keyword of `sql` after whitespace and comments, upper-cased ("" if none).
 std::string leading_keyword(std::string_view sql);
+// Index of the first character of `s` that is not whitespace or inside a
+// comment (-- … or /* … */); also skips semicolons when `skip_semicolons`.
+size_t skip_space_and_comments(std::string_view s, bool skip_semicolons = false);
 
 // Strongly connected groups of the graph node → edges[node] (Tarjan), each
 // group's nodes ascending, groups ordered so that every group comes after the
