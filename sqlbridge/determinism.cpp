@@ -447,22 +447,6 @@ std::mutex& entry_mutex() {
   return mu;
 }
 
-bool is_transient(int code) {
-  switch (code & 0xff) {
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_NOMEM:
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_PROTOCOL:
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -622,7 +606,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
       return make_error(Errc::refused, "statement {}: {}", index, auth_->refusal);
     }
     Errc errc = (code & 0xff) == SQLITE_CORRUPT ? Errc::corrupt
-                : is_transient(code)            ? Errc::io_error
+                : is_local_sqlite_error(code)   ? Errc::io_error
                                                 : Errc::sqlite_error;
     return make_error(errc, "statement {}: {}: {} (code {})", index, what, sqlite3_errmsg(db), code);
   };
@@ -854,6 +838,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
                                                                 EntryFailure* failure) {
   sqlite3* db = db_.get();
   std::lock_guard entry_lock(entry_mutex());
+  clear_disk_full_seen();  // SQLITE_FULL below is a local fault only if a write finds the disk full
   PinnedTime pinned(inputs.time_ms);
   stream_ = std::make_unique<SeededStream>(inputs.seed);
   sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, SeededStream::internal_prng_seed(inputs.seed),
@@ -969,8 +954,9 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     if (hook_applied) tree_.undo_last();  // the hook took the pages but SQLite did not commit
     rollback();
     if (hook_error) return std::move(*hook_error);
-    return make_error(is_transient(sqlite3_extended_errcode(db)) ? Errc::io_error : Errc::sqlite_error,
-                      "commit of entry {}: {}", inputs.seq, s.error().message);
+    const bool local = is_local_sqlite_error(sqlite3_extended_errcode(db));
+    return make_error(local ? Errc::io_error : Errc::sqlite_error, "commit of entry {}: {}",
+                      inputs.seq, s.error().message);
   }
   if (!hook_applied) {
     return make_error(Errc::internal, "entry {} committed without passing the commit hook",

@@ -20,6 +20,7 @@
 #include "sqlbridge/page_vfs.h"
 
 #include "core/fault_injection.h"
+#include "sqlbridge/sqlite_util.h"
 
 #include <sqlite3.h>
 
@@ -285,12 +286,21 @@ sqlite3_file* real_file(sqlite3_file* f) {
   return reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(f) + sizeof(PageFile));
 }
 
+// A write's result, after telling sqlite_util.h that the disk was full if it
+// was: SQLITE_FULL from a file write is the node's trouble, SQLITE_FULL from
+// SQLite's own limits is the statement's (is_local_sqlite_error).
+int noting_disk_full(int rc) {
+  if ((rc & 0xff) == SQLITE_FULL) note_disk_full();
+  return rc;
+}
+
 // Writes the held-back commit frame header, if any.
 int flush_deferred(PageFile* p) {
   if (!p->has_deferred) return SQLITE_OK;
   p->has_deferred = false;
   sqlite3_file* r = real_file(&p->base);
-  return r->pMethods->xWrite(r, p->deferred, kWalFrameHeaderSize, p->deferred_offset);
+  return noting_disk_full(
+      r->pMethods->xWrite(r, p->deferred, kWalFrameHeaderSize, p->deferred_offset));
 }
 
 void record_main_read(PageFile* p, const void* buf, int amount, int64_t offset) {
@@ -372,8 +382,9 @@ int page_read(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
 int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offset) {
   PageFile* p = as_page_file(f);
   sqlite3_file* r = real_file(f);
-  if (fault_injection::write_fails(p->name)) return SQLITE_FULL;  // tests only
-  if (!p->is_wal || p->write == nullptr) return r->pMethods->xWrite(r, buf, amount, offset);
+  if (fault_injection::write_fails(p->name)) return noting_disk_full(SQLITE_FULL);  // tests only
+  if (!p->is_wal || p->write == nullptr)
+    return noting_disk_full(r->pMethods->xWrite(r, buf, amount, offset));
   bool data_of_deferred = p->has_deferred && offset == p->deferred_offset + kWalFrameHeaderSize;
   if (!data_of_deferred) {
     if (int rc = flush_deferred(p); rc != SQLITE_OK) return rc;
@@ -391,7 +402,7 @@ int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offse
       break;
   }
   if (int rc = flush_deferred(p); rc != SQLITE_OK) return rc;
-  return r->pMethods->xWrite(r, buf, amount, offset);
+  return noting_disk_full(r->pMethods->xWrite(r, buf, amount, offset));
 }
 
 /*

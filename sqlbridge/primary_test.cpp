@@ -490,6 +490,40 @@ TEST_CASE("a disk-full write on the primary fails clearly, is reported, and writ
   CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 3);
 }
 
+TEST_CASE(
+    "a statement that hits one of SQLite's limits (SQLITE_FULL) is its own error, not a local "
+    "fault") {
+  // SQLite says SQLITE_FULL "database or disk is full" both when a file write
+  // finds the disk full and when a table has used up its rowids: AUTOINCREMENT
+  // after the largest rowid, or a rowid table whose random rowid search fails.
+  // Only the first is the node's trouble (docs/operations.md "Local faults").
+  Fixture f;
+  f.exec({sql("CREATE TABLE a(id INTEGER PRIMARY KEY AUTOINCREMENT, v)")});
+  f.exec({sql("INSERT INTO a VALUES (9223372036854775807, 'last')")});
+  const uint64_t size = f.primary->size();
+  auto r = f.primary->execute({sql("INSERT INTO a(v) VALUES ('one too many')")});
+  REQUIRE_FALSE(r.ok());
+  INFO(r.error().to_string());
+  CHECK(r.error().code == Errc::sqlite_error);
+  CHECK(r.error().message.find("full") != std::string::npos);
+  CHECK(f.primary->size() == size);       // nothing logged
+  CHECK_FALSE(f.primary->local_fault());  // the node is fine: /readyz stays 200
+  // And after a real disk-full fault has come and gone, the same limit is
+  // still the statement's own error.
+  fault_injection::fail_writes_under(f.dir / "");
+  auto full =
+      f.primary->execute({sql("INSERT INTO a VALUES (1, ?)", {Value{std::string(9000, 'x')}})});
+  fault_injection::clear();
+  REQUIRE_FALSE(full.ok());
+  CHECK(full.error().code == Errc::io_error);
+  f.exec({sql("INSERT INTO a VALUES (2, 'ok')")});
+  CHECK_FALSE(f.primary->local_fault());
+  auto again = f.primary->execute({sql("INSERT INTO a(v) VALUES ('still too many')")});
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == Errc::sqlite_error);
+  CHECK_FALSE(f.primary->local_fault());
+}
+
 TEST_CASE("a database ahead of its log is refused") {
   Fixture f;
   f.exec({sql("CREATE TABLE t(a)")});

@@ -7,28 +7,35 @@
 namespace swarmlite {
 
 namespace {
-// The node's own trouble (disk full, I/O error, busy): io_error, so that
-// callers tell it from a statement's failure (docs/operations.md "Local faults").
-Errc errc_of(int code) {
+thread_local bool t_disk_full_seen = false;
+}  // namespace
+
+void note_disk_full() { t_disk_full_seen = true; }
+void clear_disk_full_seen() { t_disk_full_seen = false; }
+bool disk_full_seen() { return t_disk_full_seen; }
+
+bool is_local_sqlite_error(int code) {
   switch (code & 0xff) {
     case SQLITE_IOERR:
-    case SQLITE_FULL:
     case SQLITE_NOMEM:
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
     case SQLITE_PROTOCOL:
-      return Errc::io_error;
+      return true;
+    case SQLITE_FULL:
+      return t_disk_full_seen;
     default:
-      return Errc::sqlite_error;
+      return false;
   }
 }
-}  // namespace
 
 Error sqlite_error(sqlite3* db, std::string_view what) {
   if (db == nullptr) return make_error(Errc::sqlite_error, "{}: out of memory", what);
-  return make_error(errc_of(sqlite3_extended_errcode(db)), "{}: {} (code {})", what,
-                    sqlite3_errmsg(db), sqlite3_extended_errcode(db));
+  return make_error(
+      is_local_sqlite_error(sqlite3_extended_errcode(db)) ? Errc::io_error : Errc::sqlite_error,
+      "{}: {} (code {})", what, sqlite3_errmsg(db), sqlite3_extended_errcode(db));
 }
 
 Result<SqliteDb> open_sqlite(const std::string& uri_or_path, int flags, const char* vfs) {
@@ -48,8 +55,8 @@ Status exec_sql(sqlite3* db, std::string_view sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db, text.c_str(), nullptr, nullptr, &err);
   if (rc != SQLITE_OK) {
-    Error e = make_error(errc_of(rc), "{}: {} (code {})", sql,
-                         err ? err : sqlite3_errstr(rc), rc);
+    Error e = make_error(is_local_sqlite_error(rc) ? Errc::io_error : Errc::sqlite_error,
+                         "{}: {} (code {})", sql, err ? err : sqlite3_errstr(rc), rc);
     sqlite3_free(err);
     return e;
   }

@@ -27,8 +27,26 @@ struct StmtFinalizer {
 using SqliteDb = std::unique_ptr<sqlite3, SqliteCloser>;
 using SqliteStmt = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 
-// Errc::sqlite_error "<what>: <sqlite3_errmsg> (code N)".
+// "<what>: <sqlite3_errmsg> (code N)", as Errc::io_error when the code is the
+// node's own trouble (is_local_sqlite_error) and Errc::sqlite_error otherwise.
 Error sqlite_error(sqlite3* db, std::string_view what);
+
+// True if SQLite's (extended) result code `code` is the node's own trouble — an
+// I/O error, the disk full, out of memory, busy — rather than the statement's:
+// callers report it as a local fault, never as bad SQL or bad data
+// (docs/operations.md "Local faults"). SQLITE_FULL counts only if a file write
+// on this thread found the disk full since clear_disk_full_seen() (see below):
+// SQLite says the same "database or disk is full" when a table has used up its
+// rowids (AUTOINCREMENT past 2^63-1, or no free random rowid), and that is the
+// statement's own error, the same on every node.
+bool is_local_sqlite_error(int code);
+
+// The page VFS (page_vfs.cpp) calls note_disk_full() when a write it forwards
+// returns SQLITE_FULL; run_entry clears it when an entry starts. Per thread:
+// SQLite calls the VFS on the thread that steps the statement.
+void note_disk_full();
+void clear_disk_full_seen();
+bool disk_full_seen();
 
 // Opens `uri_or_path` with sqlite3_open_v2(flags | SQLITE_OPEN_URI).
 Result<SqliteDb> open_sqlite(const std::string& uri_or_path, int flags, const char* vfs = nullptr);
