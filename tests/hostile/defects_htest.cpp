@@ -1,4 +1,9 @@
-// Issue 9 §4 and §5, replayed against real `swarmlite` processes on 127.0.0.1:
+// Issue 9 §1, §4 and §5, replayed against real `swarmlite` processes on 127.0.0.1:
+//  - the one-line determinism attack: a column DEFAULT (total_changes()), a
+//    failed transaction, an insert — the peer follows the primary and `audit`
+//    replays the primary's log; build-dependent functions stored in the schema
+//    (DEFAULT, CHECK, generated column, index, trigger) are refused at CREATE,
+//    naming the function and the object;
 //  - a proof whose SQL was swapped (id = 3 for id = 2) is shown with the SQL it
 //    answers and refused by `verify --sql`; `--param` without `--sql` is an
 //    error; `--max-age` refuses an old head;
@@ -286,6 +291,57 @@ TEST_CASE("a proof of swapped SQL shows the SQL it answers and fails verify --sq
                     {"query", "--peer", s.peer->http(), "--pub", s.pub_file.string(), "--verify", "--max-age", "300",
                      "SELECT id FROM notes WHERE id = 1"});
   CHECK_MESSAGE(qfresh.code == 0, qfresh.out);
+}
+
+TEST_CASE("DEFAULT (total_changes()) after a failed transaction: the peer and audit follow; stored build-dependent functions refused at CREATE") {
+  Swarm s("determinism");
+  s.start_peer();
+  s.execute(json::parse(R"J(["CREATE TABLE t(a, b DEFAULT (total_changes()), c DEFAULT (changes()), d DEFAULT (last_insert_rowid()))"])J"));
+  // Statement 1 inserts a row (counted by the connection), statement 2 fails:
+  // rolled back, nothing logged, but the primary's connection has seen changes
+  // that no replica ever sees.
+  auto failed = http(s.primary->http(), "POST", "/db/execute?transaction",
+                     R"J(["INSERT INTO t(a) VALUES ('rolled back')", "INSERT INTO no_such_table VALUES (1)"])J");
+  REQUIRE_MESSAGE(failed.status / 100 == 2, failed.body, failed.error);
+  CHECK_MESSAGE(failed.body.find("no such table") != std::string::npos, failed.body);
+  s.execute(json::parse(R"J(["INSERT INTO t(a) VALUES (1)", "INSERT INTO t(a) VALUES (2)"])J"));
+  s.execute(json::parse(R"J(["INSERT INTO t(a) VALUES (3)"])J"));
+  // The peer applies every entry (a divergence stops it below the primary's size).
+  s.sync_peer();
+  auto rows = [&](const std::string& base) {
+    auto r = http(base, "GET", "/db/query?q=SELECT%20a,b,c,d%20FROM%20t%20ORDER%20BY%20rowid");
+    REQUIRE_MESSAGE(r.status == 200, r.body, r.error);
+    auto doc = json::parse(r.body);
+    return doc["results"][0]["values"];
+  };
+  // As plain SQLite gives them on a connection that never saw the failed
+  // transaction: DEFAULTs are evaluated before the row is counted.
+  const json want = json::parse("[[1,0,0,0],[2,1,1,1],[3,0,0,0]]");
+  CHECK(rows(s.primary->http()) == want);
+  CHECK(rows(s.peer->http()) == want);
+  // audit replays the primary's own log from scratch and compares the peer's file.
+  auto audit = cli(s.dir.path, "audit", {"audit", "--log", (s.dir.path / "p.db.log").string(), "--pub",
+                                         s.pub_file.string()});
+  CHECK_MESSAGE(audit.code == 0, audit.out);
+  // Functions whose value depends on the build or the platform, stored where
+  // later writes evaluate them: refused when the object is created, naming
+  // the function and the object; nothing logged.
+  const uint64_t size = s.primary_size();
+  const std::vector<std::pair<std::string, std::string>> stored = {
+      {"CREATE TABLE v1(a, b DEFAULT (sqlite_version()))", "sqlite_version"},
+      {"CREATE TABLE v2(a, b DEFAULT (sqlite_source_id()))", "sqlite_source_id"},
+      {"CREATE TABLE v3(a CHECK (sqlite_compileoption_get(0) IS NOT NULL))", "sqlite_compileoption_get"},
+      {"CREATE TABLE v4(a, b AS (sin(a)))", "sin"},
+      {"CREATE INDEX v5 ON t(sqlite_version())", "sqlite_version"},
+      {"CREATE TRIGGER v6 AFTER INSERT ON t BEGIN UPDATE t SET b = sqlite_source_id(); END", "sqlite_source_id"},
+  };
+  for (const auto& [create, function] : stored) {
+    auto r = http(s.primary->http(), "POST", "/db/execute", json::array({create}).dump());
+    INFO(create << " -> " << r.status << " " << r.body << r.error);
+    CHECK(r.body.find("\"error\"") != std::string::npos);
+    CHECK(r.body.find(function) != std::string::npos);
+  }
+  CHECK(s.primary_size() == size);
 }
 
 TEST_CASE("hostile request bytes get a 400 with the reason: non-UTF-8 SQL, 1e400, a huge chunk size, int64 overflow") {
