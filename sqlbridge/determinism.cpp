@@ -12,6 +12,7 @@
 #include <string>
 
 #include "sqlbridge/function_policy.h"
+#include "sqlbridge/linear_functions.h"
 #include "sqlbridge/genesis.h"
 
 namespace swarmlite {
@@ -529,6 +530,8 @@ Status DeterministicDb::install_function_overrides() {
                                  fn_total_changes, nullptr, nullptr, nullptr) != SQLITE_OK) {
     return sqlite_error(db, "registering random()/randomblob()/total_changes()");
   }
+  // instr() in linear time, same results (linear_functions.h).
+  SWL_TRY(install_linear_functions(db));
   // Refused and unclassified: every arity this build has, with the built-in's
   // determinism, so that SQLite accepts them exactly where it accepted the built-in
   // (an existing index or generated column keeps parsing) and our error, not

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "sqlbridge/linear_functions.h"
 #include "sqlbridge/printf_guard.h"
 #include "sqlbridge/sqlite_util.h"
 
@@ -280,6 +281,8 @@ Result<std::unique_ptr<GuardedConnection>> GuardedConnection::open(
              PrintfGuard::install(db, options.max_value_length, [raw_state](const std::string& why) {
                raw_state->interrupted = why;
              }));
+  // instr() in linear time, same results (linear_functions.h).
+  SWL_TRY(install_linear_functions(db));
   return std::unique_ptr<GuardedConnection>(new GuardedConnection(owned.release(),
                                                                   std::move(state)));
 }
