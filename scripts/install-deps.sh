@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config ccache git
   libsqlite3-dev libsodium-dev libboost-dev libfmt-dev libspdlog-dev
   doctest-dev libcli11-dev nlohmann-json3-dev libbenchmark-dev
-  sqlite3 python3 curl
+  sqlite3 python3 python3-sqlalchemy curl
 )
 if [ "${SWARMLITE_WITH_FUZZ:-0}" = 1 ]; then
   packages+=(clang libclang-rt-14-dev)

@@ -287,12 +287,14 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
     case SQLITE_DELETE:
     case SQLITE_DROP_TABLE:
       if (!genesis && is_meta_table(a1)) {
-        return deny(st, "writing _swarmlite is refused: it holds swarmlite's own metadata");
+        return deny(st, fmt::format("writing {} is refused: it holds swarmlite's own metadata",
+                                    kMetaTable));
       }
       return SQLITE_OK;
     case SQLITE_CREATE_TABLE:
       if (!genesis && is_meta_table(a1)) {
-        return deny(st, "creating _swarmlite is refused: it holds swarmlite's own metadata");
+        return deny(st, fmt::format("creating {} is refused: it holds swarmlite's own metadata",
+                                    kMetaTable));
       }
       return SQLITE_OK;
     case SQLITE_ALTER_TABLE:
@@ -300,8 +302,12 @@ int authorize(void* ctx, int action, const char* a1, const char* a2, const char*
     case SQLITE_DROP_INDEX:
     case SQLITE_CREATE_TRIGGER:
     case SQLITE_DROP_TRIGGER:
+      // SQLite refuses these on any sqlite_ table before asking (docs/determinism.md
+      // "Genesis"); kept so the guard does not depend on that order.
       if (!genesis && is_meta_table(a2)) {
-        return deny(st, "changing _swarmlite's schema is refused: it holds swarmlite's own metadata");
+        return deny(st, fmt::format("changing {}'s schema is refused: it holds swarmlite's own "
+                                    "metadata",
+                                    kMetaTable));
       }
       return SQLITE_OK;
     default:
@@ -569,25 +575,87 @@ Status DeterministicDb::install_function_overrides() {
   return ok_status();
 }
 
+namespace {
+
+// SQLite reserves names beginning with sqlite_ (sqlite3CheckObjectName: "object
+// name reserved for internal use") unless writable_schema is on, and DEFENSIVE
+// (one of the fixed settings) makes writable_schema a no-op. The genesis
+// entry's CREATE TABLE sqlite_swarmlite, and nothing else, runs with DEFENSIVE
+// off and WRITABLE_SCHEMA on; both are switched back as soon as it ran
+// (close(), or the destructor on any other path). Neither flag changes what
+// the CREATE writes, only whether the name is allowed (docs/determinism.md
+// "Genesis").
+class ReservedNameWindow {
+ public:
+  explicit ReservedNameWindow(sqlite3* db) : db_(db) {
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 0, nullptr);
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_WRITABLE_SCHEMA, 1, nullptr);
+  }
+  ReservedNameWindow(const ReservedNameWindow&) = delete;
+  ReservedNameWindow& operator=(const ReservedNameWindow&) = delete;
+  ~ReservedNameWindow() { (void)close(); }
+
+  // Restores the fixed settings and checks that they hold again.
+  Status close() {
+    int writable = -1, defensive = -1;
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_WRITABLE_SCHEMA, 0, &writable);
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, &defensive);
+    if (writable != 0 || defensive != 1) {
+      return make_error(Errc::internal,
+                        "genesis: could not switch WRITABLE_SCHEMA off and DEFENSIVE on again "
+                        "after creating {} (got {} and {})",
+                        kMetaTable, writable, defensive);
+    }
+    return ok_status();
+  }
+
+ private:
+  sqlite3* db_;
+};
+
+}  // namespace
+
 Result<uint64_t> read_applied_size(sqlite3* db) {
-  SWL_ASSIGN(SqliteStmt has, prepare(db, "SELECT count(*), sum(name = '_swarmlite') FROM sqlite_schema"));
+  static const std::string kHas = fmt::format(
+      "SELECT count(*), sum(name = '{}'), sum(name = '{}' AND type = 'table' AND sql = '{}') "
+      "FROM sqlite_schema",
+      kMetaTable, kLegacyMetaTable, kLegacyCreateMetaSql);
+  static const std::string kApplied =
+      fmt::format("SELECT v FROM {} WHERE k = 'applied_seq'", kMetaTable);
+  SWL_ASSIGN(SqliteStmt has, prepare(db, kHas));
   if (sqlite3_step(has.get()) != SQLITE_ROW) return sqlite_error(db, "reading the schema");
   int64_t objects = sqlite3_column_int64(has.get(), 0);
   int64_t meta = sqlite3_column_int64(has.get(), 1);
+  int64_t legacy = sqlite3_column_int64(has.get(), 2);
   has.reset();
+  const char* file = sqlite3_db_filename(db, "main");
+  const std::string where = file != nullptr && *file != '\0' ? file : "the database";
   if (meta == 0) {
+    if (legacy != 0) {
+      // Format 1 (docs/operations.md "Upgrading from format 1"): replaying its
+      // log now gives other state roots, so it is never mixed with format 2.
+      return make_error(Errc::bad_version,
+                        "{} was written by an older swarmlite (format 1: its metadata is in "
+                        "table {}); this build reads format {} (metadata in {}) and cannot "
+                        "continue its log. Carry the data over into a new primary with `swarmlite "
+                        "import --from {} --db NEW.db --key KEY`, then `DROP TABLE {}` there, and "
+                        "start peers afresh from it; see docs/operations.md \"Upgrading from "
+                        "format 1\"",
+                        where, kLegacyMetaTable, kFormatVersion, kMetaTable, where,
+                        kLegacyMetaTable);
+    }
     if (objects != 0) {
       return make_error(Errc::corrupt,
-                        "database has {} schema objects but no _swarmlite table: not a swarmlite "
-                        "database (use `swarmlite import` for an existing one)",
-                        objects);
+                        "{} has {} schema objects but no {} table: not a swarmlite database (use "
+                        "`swarmlite import` for an existing one)",
+                        where, objects, kMetaTable);
     }
     return uint64_t{0};
   }
-  SWL_ASSIGN(SqliteStmt q, prepare(db, "SELECT v FROM _swarmlite WHERE k = 'applied_seq'"));
+  SWL_ASSIGN(SqliteStmt q, prepare(db, kApplied));
   if (sqlite3_step(q.get()) != SQLITE_ROW || sqlite3_column_type(q.get(), 0) != SQLITE_INTEGER ||
       sqlite3_column_int64(q.get(), 0) < 0) {
-    return make_error(Errc::corrupt, "_swarmlite has no integer applied_seq");
+    return make_error(Errc::corrupt, "{}: {} has no integer applied_seq", where, kMetaTable);
   }
   return static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0)) + 1;
 }
@@ -739,7 +807,7 @@ std::optional<std::string> DeterministicDb::rank_read_refusal() {
 // Nothing is stepped. A probe that fails for another reason (a missing table a
 // trigger refers to, a DEFAULT that is a bare word) proves nothing and is
 // ignored. Any refusal the authorizer gives (refused function, writing
-// _swarmlite, a refused pragma table, ...) refuses the statement.
+// sqlite_swarmlite, a refused pragma table, ...) refuses the statement.
 Status DeterministicDb::check_created_objects(size_t index) {
   using Created = AuthState::Created;
   sqlite3* db = db_.get();
@@ -889,9 +957,12 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     // content at the start of every entry, and rolling it back, makes the
     // buffer's contents a function of the entry's starting state alone
     // (docs/determinism.md "Cell padding").
-    if (Status s = exec_sql(db, "SAVEPOINT swarmlite_pad;"
-                                "INSERT INTO _swarmlite(k, v) VALUES ('swarmlite_pad', x'5357504144');"
-                                "ROLLBACK TO swarmlite_pad; RELEASE swarmlite_pad");
+    static const std::string kPad = fmt::format(
+        "SAVEPOINT swarmlite_pad;"
+        "INSERT INTO {}(k, v) VALUES ('swarmlite_pad', x'5357504144');"
+        "ROLLBACK TO swarmlite_pad; RELEASE swarmlite_pad",
+        kMetaTable);
+    if (Status s = exec_sql(db, kPad);
         !s.ok()) {
       rollback();
       return s.take_error();
@@ -901,7 +972,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   sqlite3_set_last_insert_rowid(db, 0);
   if (mode == Mode::user) {
     if (!reset_changes_) {
-      auto r = prepare(db, "UPDATE _swarmlite SET v = v WHERE 0");
+      auto r = prepare(db, fmt::format("UPDATE {} SET v = v WHERE 0", kMetaTable));
       if (!r.ok()) {
         rollback();
         return r.take_error();
@@ -923,7 +994,15 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   auth_->mode = mode == Mode::genesis ? AuthMode::genesis : AuthMode::user;
   std::vector<StatementResult> results;
   for (size_t i = 0; i < statements.size(); ++i) {
-    if (Status s = run_statement_text(i, statements[i], collect_rows, results); !s.ok()) {
+    std::optional<ReservedNameWindow> window;
+    if (mode == Mode::genesis && statements[i].sql == kCreateMetaSql) window.emplace(db);
+    Status s = run_statement_text(i, statements[i], collect_rows, results);
+    if (window) {
+      Status closed = window->close();
+      if (s.ok()) s = std::move(closed);
+      window.reset();
+    }
+    if (!s.ok()) {
       rollback();
       if (failure) {
         failure->statement = i;
@@ -936,7 +1015,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
 
   auth_->mode = AuthMode::system;
   if (!update_applied_) {
-    auto r = prepare(db, "UPDATE _swarmlite SET v = ?1 WHERE k = 'applied_seq'");
+    auto r = prepare(db, fmt::format("UPDATE {} SET v = ?1 WHERE k = 'applied_seq'", kMetaTable));
     if (!r.ok()) {
       rollback();
       return r.take_error();
@@ -947,7 +1026,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   int rc = sqlite3_step(update_applied_.get());
   sqlite3_reset(update_applied_.get());
   if (rc != SQLITE_DONE || sqlite3_changes(db) != 1) {
-    Error e = sqlite_error(db, "updating _swarmlite.applied_seq");
+    Error e = sqlite_error(db, fmt::format("updating {}.applied_seq", kMetaTable));
     rollback();
     return e;
   }

@@ -18,7 +18,7 @@
 //    (DEFAULT, CHECK, generated columns, indexes, triggers, views, foreign-key
 //    actions); CREATE/ALTER statements whose stored expressions call one are
 //    refused naming the object (check_created_objects);
-//  - after the entry's statements, `UPDATE _swarmlite SET v=<seq> WHERE
+//  - after the entry's statements, `UPDATE sqlite_swarmlite SET v=<seq> WHERE
 //    k='applied_seq'` runs in the same transaction (not a logged statement).
 // At the commit frame the WriteCapture hook applies the written pages to the
 // StateTree and hands root + page count to the caller, who appends to the log
@@ -97,8 +97,8 @@ void pin_process_timezone();
 class DeterministicDb {
  public:
   enum class Mode {
-    user,     // logged user statements: authorizer on, _swarmlite read-only
-    genesis,  // the genesis entry: may create and fill _swarmlite
+    user,     // logged user statements: authorizer on, sqlite_swarmlite read-only
+    genesis,  // the genesis entry: may create and fill sqlite_swarmlite
   };
   // Called in the commit hook after the state tree took the commit's pages.
   // An error fails the commit (SQLite rolls back, the tree is undone) and is
@@ -110,9 +110,11 @@ class DeterministicDb {
   static Result<std::unique_ptr<DeterministicDb>> open(const std::filesystem::path& path);
   ~DeterministicDb();
 
-  // Entries applied so far (= applied_seq + 1), read from _swarmlite; 0 for a
-  // database with no genesis. corrupt when _swarmlite is missing but the
-  // database has other objects, or applied_seq is not an integer.
+  // Entries applied so far (= applied_seq + 1), read from sqlite_swarmlite; 0
+  // for a database with no genesis. bad_version for a format 1 database (its
+  // metadata in _swarmlite: the message names the file and how to carry the
+  // data over); corrupt when sqlite_swarmlite is missing but the database has
+  // other objects, or applied_seq is not an integer.
   Result<uint64_t> read_applied_size();
 
   // Runs `statements` (each SQL text exactly as SQLite splits it) in one
@@ -171,7 +173,8 @@ Status replay_entry(DeterministicDb& db, const Entry& entry);
 // state only; it never blocks the writer (WAL).
 Result<SqliteDb> open_reader(const std::filesystem::path& path, const ReadCapture* capture);
 
-// Reads applied_seq + 1 through any connection (0 when there is no _swarmlite).
+// Reads applied_seq + 1 through any connection (0 when there is no
+// sqlite_swarmlite; errors as DeterministicDb::read_applied_size).
 Result<uint64_t> read_applied_size(sqlite3* db);
 
 }  // namespace swarmlite

@@ -1,13 +1,21 @@
 // The genesis entry (seq 0): the one entry every log starts with. Made by one
 // function so the primary writes it and every replica checks it byte for byte.
 // It creates the metadata table and records what a replica must match:
-//   _swarmlite(k TEXT PRIMARY KEY, v)
+//   sqlite_swarmlite(k TEXT PRIMARY KEY, v)
 //     format_version  kFormatVersion
 //     sqlite_version  sqlite3_libversion() of the primary
 //     page_size       4096
 //     settings        kFixedSettings (determinism.h)
 //     applied_seq     the seq of the last entry applied (updated by every entry)
-// User SQL may read _swarmlite but never write it (authorizer).
+// User SQL may read sqlite_swarmlite but never write it (authorizer).
+//
+// The table lives in SQLite's reserved sqlite_ namespace, so ORMs and tools
+// that list a database's tables (SQLAlchemy, Django, the sqlite3 shell's
+// .dump, ...) skip it, and SQLite itself refuses to drop, alter, index or put
+// a trigger on it. Creating a sqlite_ name needs writable_schema, which the
+// genesis entry turns on for its CREATE statement alone (determinism.cpp,
+// docs/determinism.md "Genesis"). Format 1 called the table _swarmlite; such
+// a log or database is refused with bad_version.
 #pragma once
 
 #include <string>
@@ -19,8 +27,16 @@
 
 namespace swarmlite {
 
-inline constexpr int64_t kFormatVersion = 1;
-inline constexpr std::string_view kMetaTable = "_swarmlite";
+inline constexpr int64_t kFormatVersion = 2;
+inline constexpr std::string_view kMetaTable = "sqlite_swarmlite";
+// The genesis statement that creates kMetaTable (the only statement ever run
+// with writable_schema on).
+inline constexpr std::string_view kCreateMetaSql = "CREATE TABLE sqlite_swarmlite(k TEXT PRIMARY KEY, v)";
+// Format 1's metadata table and the exact SQL that created it: a database that
+// has it is refused (bad_version) with a message saying how to carry the data
+// over. Any other table of that name is an ordinary user table.
+inline constexpr std::string_view kLegacyMetaTable = "_swarmlite";
+inline constexpr std::string_view kLegacyCreateMetaSql = "CREATE TABLE _swarmlite(k TEXT PRIMARY KEY, v)";
 
 // The statements of the genesis entry for a primary running `sqlite_version`.
 std::vector<Statement> genesis_statements(std::string_view sqlite_version);
@@ -29,8 +45,9 @@ std::vector<Statement> genesis_statements();
 
 // Checks that `entry` is a genesis entry this process can replay: seq 0 and
 // statements exactly genesis_statements(). bad_version naming both SQLite
-// versions (or both format versions) when only those differ; bad_value when
-// the entry is not a swarmlite genesis at all.
+// versions (or both format versions: a format 1 genesis, which created
+// _swarmlite, among them) when only those differ; bad_value when the entry is
+// not a swarmlite genesis at all.
 Status check_genesis(const Entry& entry);
 
 }  // namespace swarmlite

@@ -11,6 +11,7 @@
 #include <set>
 #include <vector>
 
+#include "sqlbridge/genesis.h"
 #include "sqlbridge/sqlite_util.h"
 
 namespace swarmlite {
@@ -477,6 +478,20 @@ Result<ImportStats> import_database(const std::filesystem::path& source, Primary
   SWL_TRY(exec_sql(src.get(), "BEGIN"));  // one consistent snapshot of the source
   SWL_ASSIGN(auto schema, read_schema(src.get()));
   SWL_ASSIGN(auto kinds, read_table_kinds(src.get()));
+  for (const auto& obj : schema) {
+    // (Format 1's _swarmlite is an ordinary table now: it is copied like any other.)
+    if (obj.type == "table" && obj.name.size() == kMetaTable.size() &&
+        starts_with_ci(obj.name, kMetaTable)) {
+      return make_error(Errc::invalid_argument,
+                        "import source {} has a {} table: it is a swarmlite database (a primary's "
+                        "or a peer's file), not an app database, and its metadata belongs to "
+                        "another log. To start a new primary from its data, dump it without the "
+                        "metadata (`sqlite3 {} .dump > data.sql`) and run that on a new primary "
+                        "(`swarmlite exec --db NEW.db --key KEY -f data.sql`); see "
+                        "docs/operations.md \"Importing an app database\"",
+                        source.string(), obj.name, source.string());
+    }
+  }
   SWL_TRY(check_source_foreign_keys(src.get()));
 
   ImportStats stats;

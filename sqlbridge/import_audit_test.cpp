@@ -30,7 +30,7 @@ Hash32 content_hash(const std::filesystem::path& path) {
   {
     auto st = prepare(db->get(),
                       "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' "
-                      "AND name <> '_swarmlite' ORDER BY type, name");
+                      "ORDER BY type, name");
     REQUIRE(st.ok());
     while (sqlite3_step(st->get()) == SQLITE_ROW) {
       std::string type = reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));

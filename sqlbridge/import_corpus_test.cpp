@@ -68,8 +68,7 @@ std::vector<std::string> visible_content(const fs::path& path, const std::vector
   std::vector<std::pair<std::string, std::string>> objects;
   {
     auto st = prepare(db->get(), "SELECT name, type FROM pragma_table_list WHERE schema = 'main' AND type IN "
-                                 "('table', 'virtual', 'view') AND name NOT LIKE 'sqlite_%' AND name <> "
-                                 "'_swarmlite' ORDER BY name");
+                                 "('table', 'virtual', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name");
     REQUIRE(st.ok());
     while (sqlite3_step(st->get()) == SQLITE_ROW) {
       objects.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0)),
@@ -77,7 +76,7 @@ std::vector<std::string> visible_content(const fs::path& path, const std::vector
     }
   }
   run("schema", "SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_autoindex%' "
-                "AND name <> '_swarmlite' ORDER BY type, name");
+                "AND name <> 'sqlite_swarmlite' ORDER BY type, name");
   for (const auto& [name, type] : objects) {
     std::string q = "\"";
     for (char c : name) q += c == '"' ? std::string("\"\"") : std::string(1, c);

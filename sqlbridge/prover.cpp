@@ -117,7 +117,7 @@ Status pack_proof(const std::filesystem::path& db_path, const StateTree& tree, c
 struct PinnedProver::Slot {
   ReadCapture capture;
   std::unique_ptr<GuardedConnection> conn;
-  std::set<uint32_t> base_pages;  // read when the transaction began (schema, _swarmlite)
+  std::set<uint32_t> base_pages;  // read when the transaction began (schema, sqlite_swarmlite)
   PageMap base_bytes;
 };
 

@@ -75,7 +75,7 @@ Result<ProvedQuery> prove_query(const std::filesystem::path& db_path, const Stat
 // cache is released before a query (sqlite3_db_release_memory), so every page
 // the query needs is read through the VFS again, except the schema, which stays
 // parsed: the pages read when the transaction began (page 1, the schema, the
-// _swarmlite table) go into every proof (a verifier needs the pages it reads;
+// sqlite_swarmlite table) go into every proof (a verifier needs the pages it reads;
 // a page it does not read costs bytes, nothing else).
 class PinnedProver {
  public:

@@ -92,7 +92,7 @@ class GuardedConnection {
 
   // While alive, the guard lets everything through (authorizer and limits'
   // progress checks off): for the caller's own SQL on this connection, e.g.
-  // begin_snapshot()'s BEGIN and its read of _swarmlite — never for SQL that
+  // begin_snapshot()'s BEGIN and its read of sqlite_swarmlite — never for SQL that
   // came from a client or a peer. Not nestable.
   class TrustedScope {
    public:

@@ -7,7 +7,7 @@
 // rolled back, the replica keeps its last good state, refuses to apply anything
 // further and reports the error (diverged()) until reopened.
 //
-// The applied seq lives in the replica's database (_swarmlite.applied_seq, in
+// The applied seq lives in the replica's database (sqlite_swarmlite.applied_seq, in
 // the same transaction as the entry's writes), so after a crash the replica
 // resumes from exactly the next entry of its log.
 //

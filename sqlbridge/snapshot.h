@@ -2,7 +2,7 @@
 //
 // Lock protocol (there is no lock): a ReadSnapshot is a read-only connection
 // inside an open read transaction (WAL snapshot isolation), plus the applied
-// size it sees, read from _swarmlite inside that same transaction — so the
+// size it sees, read from sqlite_swarmlite inside that same transaction — so the
 // state the connection reads is exactly the state after entry size-1, whose
 // state root and page count come from the writer's RecentRoots. The writer
 // never waits for readers and readers never see a half-applied entry.
@@ -50,8 +50,8 @@ class RecentRoots {
 
 // The protocol on any read-only connection `db` (any VFS, e.g. a
 // GuardedConnection's handle) that is not in a transaction: BEGIN, read
-// _swarmlite.applied_seq (this read starts the WAL snapshot), look the root up.
-// The connection must allow BEGIN and a SELECT of _swarmlite. On error the
+// sqlite_swarmlite.applied_seq (this read starts the WAL snapshot), look the root up.
+// The connection must allow BEGIN and a SELECT of sqlite_swarmlite. On error the
 // transaction is ended again. Finish with end_snapshot(db) (COMMIT).
 Result<SnapshotState> begin_snapshot(sqlite3* db, const RecentRoots& roots);
 Status end_snapshot(sqlite3* db);

@@ -52,7 +52,7 @@ namespace {
 //
 // A migration may hold several statements in one string (split as SQLite does), as long as
 // it has no bound params. Things swarmlite refuses because a replica could not reproduce
-// them (TEMP tables, ATTACH, load_extension, writing swarmlite's own `_swarmlite` table …)
+// them (TEMP tables, ATTACH, load_extension, writing swarmlite's own `sqlite_swarmlite` table …)
 // are listed in docs/determinism.md; everything below is ordinary SQLite.
 const char* const kMigrations[] = {
     // v1: items and an append-only journal of stock movements.

@@ -167,10 +167,10 @@ ReplicaState read_replica(const fs::path& path) {
   ReplicaState s;
   if (!fs::exists(path)) return s;
   ReadOnlyDb db(path);
-  if (!db.has_table("_swarmlite")) return s;
-  auto seq = db.scalar("SELECT v FROM _swarmlite WHERE k = 'applied_seq'");
+  if (!db.has_table("sqlite_swarmlite")) return s;
+  auto seq = db.scalar("SELECT v FROM sqlite_swarmlite WHERE k = 'applied_seq'");
   REQUIRE_MESSAGE(seq.has_value(),
-                  fmt::format("{} has _swarmlite but no applied_seq", path.string()));
+                  fmt::format("{} has sqlite_swarmlite but no applied_seq", path.string()));
   s.applied = static_cast<uint64_t>(*seq) + 1;
   if (db.has_table("counter")) {
     s.counter = db.scalar("SELECT n FROM counter WHERE id = 1").value_or(-2);

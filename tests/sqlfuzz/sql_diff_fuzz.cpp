@@ -407,7 +407,7 @@ bool read_schema(const Primary& primary, Schema& out, bool count_rows, std::stri
   {
     auto st = prepare(db,
                       "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema "
-                      "WHERE name <> '_swarmlite' AND name NOT LIKE 'sqlite_%' ORDER BY name");
+                      "WHERE name NOT LIKE 'sqlite_%' ORDER BY name");
     if (!st.ok()) {
       err = st.error().to_string();
       return false;
@@ -1296,7 +1296,7 @@ class Generator {
                                                    "SELECT sqlite_version()",
                                                    "SELECT sin(1)",
                                                    "CREATE VIRTUAL TABLE r USING rtree(id, x0, x1)",
-                                                   "UPDATE _swarmlite SET v = 1",
+                                                   "UPDATE sqlite_swarmlite SET v = 1",
                                                    "BEGIN",
                                                    "SELECT * FROM pragma_data_version"};
     return rng_.pick(fixed);
@@ -1777,7 +1777,7 @@ class Fuzzer {
     if (!snap.ok()) return "  (schema unreadable: " + snap.error().to_string() + ")\n";
     auto st =
         prepare(snap->db.get(),
-                "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name <> '_swarmlite' "
+                "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name <> 'sqlite_swarmlite' "
                 "ORDER BY rowid");
     if (!st.ok()) return "";
     std::string out;
