@@ -50,10 +50,13 @@ struct ReadGuardOptions {
   int max_function_args = 100;                 // SQLITE_LIMIT_FUNCTION_ARG
   size_t max_rows = 100'000;                   // rows in one result
   size_t max_result_bytes = 16 << 20;          // text/blob bytes + 8 per other value
-  // PRAGMA cache_size=-N: this connection's page cache holds at most N KiB
-  // (the sorter's memory too). The worst case of a node's SQLite memory is
-  // computed from it (docs/operations.md "Memory").
-  int cache_kib = 2048;
+  // PRAGMA cache_size=-N: this connection's page cache holds at most N KiB.
+  // Read connections are opened per request or per pin, so a cache only serves
+  // the pages one query revisits; larger ones fill with each query's pages and
+  // are freed again (SQLite's sorter takes at least 250 pages whatever this
+  // is). The worst case of a node's SQLite memory is computed from it
+  // (docs/operations.md "Memory").
+  int cache_kib = 512;
 };
 
 // Rows as SQLite computed them, values typed as core Value
