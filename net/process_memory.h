@@ -28,15 +28,16 @@ ProcessMemory read_process_memory();
 
 // glibc malloc settings for a long-running node, made once at start, before the
 // node's threads exist (docs/operations.md "Memory"):
-//  - at most kMallocArenas arenas instead of 8 per core: every thread that
+//  - kMallocArenas arena instead of up to 8 per core: every thread that
 //    allocates gets an arena and keeps the pages it freed, so a dozen threads
-//    (HTTP lanes, the io thread, the worker) hold a dozen high-water marks;
+//    (HTTP lanes, the io thread, the worker) hold a dozen high-water marks and
+//    fragment each other's (2 arenas still left a peer's freed heap growing);
 //  - a fixed mmap threshold (kMmapThresholdBytes): larger blocks (the log
 //    tree's growing vectors, proofs, captured pages, HTTP bodies) are mapped and
 //    unmapped on free, instead of glibc raising the threshold after the first
 //    free and carving them out of an arena, where they leave holes.
 // No effect on other C libraries.
-inline constexpr int kMallocArenas = 2;
+inline constexpr int kMallocArenas = 1;
 inline constexpr size_t kMmapThresholdBytes = 128 << 10;
 void tune_malloc_for_node();
 
