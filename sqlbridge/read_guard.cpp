@@ -276,7 +276,7 @@ Result<std::unique_ptr<GuardedConnection>> GuardedConnection::open(
   sqlite3_limit(db, SQLITE_LIMIT_FUNCTION_ARG, options.max_function_args);
   sqlite3_limit(db, SQLITE_LIMIT_WORKER_THREADS, 0);
   // Before the authorizer, which refuses PRAGMA cache_size to client SQL.
-  SWL_TRY(exec_sql(db, fmt::format("PRAGMA cache_size=-{}", std::max(1, options.cache_kib))));
+  if (options.cache_kib > 0) SWL_TRY(exec_sql(db, fmt::format("PRAGMA cache_size=-{}", options.cache_kib)));
   sqlite3_set_authorizer(db, &State::authorize, state.get());
   sqlite3_progress_handler(db, kProgressOps, &State::progress, state.get());
   // printf()/format() through the guard (see read_guard.h).

@@ -288,7 +288,7 @@ TEST_CASE("a guarded connection's page cache is capped at ReadGuardOptions::cach
     return std::get<int64_t>(r->rows[0][0].v);
   };
   auto c = f.open();
-  CHECK(cache_size(*c) == -512);  // the documented default, not SQLite's -2000
+  CHECK(cache_size(*c) == -2000);  // SQLite's default unless set
   ReadGuardOptions small;
   small.cache_kib = 64;
   auto s = f.open(small);
