@@ -37,10 +37,8 @@ QueryOutcome outcome_from(QueryResult&& r) {
 Result<std::vector<QueryOutcome>> guarded_query(const std::filesystem::path& db_path,
                                                 const std::vector<Statement>& statements,
                                                 uint64_t min_size) {
-  ReadGuardOptions guard;
-  guard.cache_kib = kNodeReadCacheKiB;  // docs/operations.md "Memory"
   SWL_ASSIGN(auto conn,
-             GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true), guard));
+             GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
   // No state root needed for a plain read: it never fails because the state moved.
   uint64_t size = 0;
   {

@@ -5,9 +5,6 @@
 #include "sqlbridge/printf_guard.h"
 #include "sqlbridge/sqlite_util.h"
 
-#include <fmt/format.h>
-
-#include <algorithm>
 #include <atomic>
 #include <optional>
 #include <string>
@@ -275,8 +272,6 @@ Result<std::unique_ptr<GuardedConnection>> GuardedConnection::open(
   sqlite3_limit(db, SQLITE_LIMIT_VARIABLE_NUMBER, options.max_variables);
   sqlite3_limit(db, SQLITE_LIMIT_FUNCTION_ARG, options.max_function_args);
   sqlite3_limit(db, SQLITE_LIMIT_WORKER_THREADS, 0);
-  // Before the authorizer, which refuses PRAGMA cache_size to client SQL.
-  if (options.cache_kib > 0) SWL_TRY(exec_sql(db, fmt::format("PRAGMA cache_size=-{}", options.cache_kib)));
   sqlite3_set_authorizer(db, &State::authorize, state.get());
   sqlite3_progress_handler(db, kProgressOps, &State::progress, state.get());
   // printf()/format() through the guard (see read_guard.h).

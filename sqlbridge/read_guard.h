@@ -38,13 +38,6 @@ struct sqlite3;
 
 namespace swarmlite {
 
-// The page cache of a node's read connections (plain reads, pinned proofs):
-// they are opened per request or per pin, so a cache only serves the pages one
-// query revisits; a larger one fills with each scan's pages and is freed again
-// (SQLite's sorter takes at least 250 pages whatever this is). A node's SQLite
-// memory has a computable worst case from it (docs/operations.md "Memory").
-inline constexpr int kNodeReadCacheKiB = 512;
-
 struct ReadGuardOptions {
   std::chrono::milliseconds time_limit{2000};  // wall clock per query (prepare + all steps)
   uint64_t max_vm_steps = 1'000'000'000;       // VDBE instructions per query
@@ -57,10 +50,6 @@ struct ReadGuardOptions {
   int max_function_args = 100;                 // SQLITE_LIMIT_FUNCTION_ARG
   size_t max_rows = 100'000;                   // rows in one result
   size_t max_result_bytes = 16 << 20;          // text/blob bytes + 8 per other value
-  // PRAGMA cache_size=-N: this connection's page cache holds at most N KiB
-  // (0: SQLite's default, 2000 KiB). A node's read connections, opened per
-  // request or per pin, use kNodeReadCacheKiB (docs/operations.md "Memory").
-  int cache_kib = 0;
 };
 
 // Rows as SQLite computed them, values typed as core Value

@@ -278,24 +278,5 @@ TEST_CASE("stop_all_reads interrupts running queries, then reads work again") {
   CHECK(c->query("SELECT 1", {}).ok());
 }
 
-TEST_CASE("a guarded connection's page cache is capped at ReadGuardOptions::cache_kib") {
-  GuardFixture f;
-  auto cache_size = [](GuardedConnection& c) {
-    GuardedConnection::TrustedScope trusted(c);
-    auto r = c.query("PRAGMA cache_size", {});
-    REQUIRE(r.ok());
-    REQUIRE(r->rows.size() == 1);
-    return std::get<int64_t>(r->rows[0][0].v);
-  };
-  auto c = f.open();
-  CHECK(cache_size(*c) == -2000);  // SQLite's default unless set
-  ReadGuardOptions small;
-  small.cache_kib = 64;
-  auto s = f.open(small);
-  CHECK(cache_size(*s) == -64);
-  // Client SQL still may not change it.
-  CHECK_FALSE(s->query("PRAGMA cache_size=-100000", {}).ok());
-}
-
 }  // namespace
 }  // namespace swarmlite

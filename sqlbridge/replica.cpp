@@ -178,9 +178,7 @@ void Replica::pin_if_due_locked(bool force) const {
     sqlite3_busy_timeout(h, kWriterBusyTimeoutMs);
   }
   auto tree = std::make_shared<const StateTree>(db_->state_tree());
-  ReadGuardOptions guard;
-  guard.cache_kib = kNodeReadCacheKiB;  // docs/operations.md "Memory"
-  auto pin = PinnedProver::open(db_path_, std::move(tree), *head, options_.proof_connections, guard);
+  auto pin = PinnedProver::open(db_path_, std::move(tree), *head, options_.proof_connections);
   if (!pin.ok()) {
     pin_error_ = pin.error().to_string();
     return;

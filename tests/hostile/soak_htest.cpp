@@ -154,10 +154,10 @@ uint64_t file_size_or_0(const fs::path& p) {
 constexpr uint64_t kLogBytesPerEntry = 160;
 // Page caches fill with the database as it grows, up to their caps: the write
 // connection's (16 MiB) and those of the read connections that may be open at
-// once (4 plain reads, two pins of 2 connections) at 512 KiB each
+// once (4 plain reads, two pins of 2 connections) at SQLite's default 2000 KiB each
 // (docs/operations.md "Memory").
 constexpr uint64_t kWriteCacheBytes = 16 << 20;
-constexpr uint64_t kReadCacheBytes = 512 << 10;
+constexpr uint64_t kReadCacheBytes = 2000 << 10;
 constexpr uint64_t kReadConnections = 4 + 2 * 2;
 // Allocator and buffer noise allowed over the second half on top of that.
 constexpr uint64_t kSlackBytes = 4 << 20;
