@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "net/http_client.h"
+#include "net/process_memory.h"
 
 namespace swarmlite::cli {
 
@@ -84,6 +85,9 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
     }
     http_options.redirect_writes = flags.redirect_writes;
   }
+  // Long-running: keep resident memory at what is in use (docs/operations.md "Memory").
+  net::tune_malloc_for_node();
+  net::HeapTrimmer trimmer(std::chrono::seconds(10));
   net::Node node(backend, std::move(options));
   must(node.start(), "starting the node");
   auto st = node.status();

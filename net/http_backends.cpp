@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "net/process_memory.h"
 #include "sqlbridge/page_vfs.h"
 #include "sqlbridge/read_guard.h"
 #include "sqlbridge/snapshot.h"
@@ -164,6 +165,11 @@ nlohmann::json node_json(const NodeStatus& s) {
   } else {
     j["local_fault"] = nullptr;
   }
+  ProcessMemory mem = read_process_memory();
+  j["memory"] = {{"rss_bytes", mem.rss_bytes},
+                 {"sqlite_bytes", mem.sqlite_bytes},
+                 {"heap_in_use_bytes", mem.heap_in_use_bytes},
+                 {"open_fds", mem.open_fds}};
   return j;
 }
 
@@ -197,6 +203,20 @@ void node_metrics(Metrics& m, const NodeStatus& s) {
       .set(static_cast<double>(s.bytes_in));
   m.gauge("swarmlite_node_bytes_out", "Peer protocol bytes sent since start")
       .set(static_cast<double>(s.bytes_out));
+  // The process (docs/operations.md "Memory").
+  ProcessMemory mem = read_process_memory();
+  m.gauge("process_resident_memory_bytes", "Resident memory (VmRSS)").set(static_cast<double>(mem.rss_bytes));
+  m.gauge("process_open_fds", "Open file descriptors").set(static_cast<double>(mem.open_fds));
+  m.gauge("swarmlite_resident_anon_bytes", "Resident anonymous memory (RssAnon): heap and stacks")
+      .set(static_cast<double>(mem.rss_anon_bytes));
+  m.gauge("swarmlite_sqlite_memory_bytes", "Memory SQLite has allocated (page caches, schemas, statements)")
+      .set(static_cast<double>(mem.sqlite_bytes));
+  m.gauge("swarmlite_sqlite_memory_peak_bytes", "Most memory SQLite had allocated at once since start")
+      .set(static_cast<double>(mem.sqlite_peak_bytes));
+  m.gauge("swarmlite_heap_in_use_bytes", "C heap allocated (glibc mallinfo2 uordblks + hblkhd)")
+      .set(static_cast<double>(mem.heap_in_use_bytes));
+  m.gauge("swarmlite_heap_free_bytes", "C heap freed but kept by malloc (glibc mallinfo2 fordblks)")
+      .set(static_cast<double>(mem.heap_free_bytes));
   // Per-peer series: peers come and go, the gauges of gone sessions stay at
   // their last value (sessions are few and bounded by max_connections).
   for (const auto& p : s.peers) {
