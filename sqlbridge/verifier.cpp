@@ -305,6 +305,11 @@ struct VerifierCache::Impl {
     }
     k->schema_pages = k->image->read_pages();
     std::sort(k->schema_pages.begin(), k->schema_pages.end());
+    // The schema must have been parsed from the image just now (page 1 read
+    // under record_reads): a schema SQLite loaded earlier, e.g. by a pragma run
+    // on open, would leave schema_pages short, and a later proof lacking a
+    // schema page would then pass here where a fresh verifier fails it.
+    if (k->schema_pages.empty() || k->schema_pages.front() != 1) return nullptr;
     return k;
   }
 
