@@ -22,20 +22,7 @@ using namespace swarmlite::testing;
 
 namespace {
 
-struct Swarm {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
-  std::unique_ptr<Primary> primary;
-  std::unique_ptr<Replica> replica;
-
-  Swarm() {
-    auto p = Primary::open(dir / "p.db", keys.secret, fast_primary());
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
-    primary = std::move(p).value();
-    auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-    replica = std::move(r).value();
-  }
+struct Swarm : PrimaryAndReplica {
   void exec(std::vector<Statement> statements) {
     auto r = primary->execute(statements);
     REQUIRE_MESSAGE(r.ok(), r.error().to_string());

@@ -218,23 +218,7 @@ TEST_CASE("differential replay: replicas of random workloads are page-identical"
 }
 
 namespace {
-struct Pair {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
-  std::unique_ptr<Primary> primary;
-  std::unique_ptr<Replica> replica;
-  Pair() {
-    auto p = Primary::open(dir / "p.db", keys.secret, fast_primary());
-    REQUIRE(p.ok());
-    primary = std::move(p).value();
-    open_replica();
-  }
-  void open_replica() {
-    replica.reset();
-    auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-    replica = std::move(r).value();
-  }
+struct Pair : PrimaryAndReplica {
   void exec(std::vector<Statement> tx) {
     auto r = primary->execute(tx);
     REQUIRE_MESSAGE(r.ok(), r.error().to_string());
