@@ -1,7 +1,6 @@
 // Test helpers for the primary/replica tests (not part of the library).
 #pragma once
 
-#include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -97,28 +96,5 @@ inline Status sync_replica(const Primary& primary, Replica& replica) {
   SWL_TRY(replica.apply_available());
   return ok_status();
 }
-
-// A primary at dir/p.db and a replica at dir/r.db (log dir/r.log) of its log,
-// both with the fast test options; sync_replica() moves entries across.
-struct PrimaryAndReplica {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
-  std::unique_ptr<Primary> primary;
-  std::unique_ptr<Replica> replica;
-
-  PrimaryAndReplica() {
-    auto p = Primary::open(dir / "p.db", keys.secret, fast_primary());
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
-    primary = std::move(p).value();
-    open_replica();
-  }
-  // (Re)opens the replica, as a restart does.
-  void open_replica() {
-    replica.reset();
-    auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-    replica = std::move(r).value();
-  }
-};
 
 }  // namespace swarmlite::testing

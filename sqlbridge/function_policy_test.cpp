@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "sqlbridge/audit.h"
-#include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/engine_test_fixture.h"
 #include "sqlbridge/function_policy.h"
 
 using namespace swarmlite;

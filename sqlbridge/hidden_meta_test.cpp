@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/engine_test_fixture.h"
 #include "sqlbridge/genesis.h"
 #include "sqlbridge/import.h"
 #include "sqlbridge/read_guard.h"

@@ -11,7 +11,7 @@
 
 #include "core/fault_injection.h"
 #include "core/log_store.h"
-#include "sqlbridge/engine_test_util.h"
+#include "sqlbridge/engine_test_fixture.h"
 #include "sqlbridge/local_fault.h"
 #include "sqlbridge/state_tree.h"
 #include "sqlbridge/verifier.h"
