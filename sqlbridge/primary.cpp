@@ -5,7 +5,7 @@
 
 #include "sqlbridge/db_lock.h"
 #include "sqlbridge/genesis.h"
-#include "sqlbridge/printf_guard.h"
+#include "sqlbridge/length_guard.h"
 
 namespace swarmlite {
 
@@ -103,7 +103,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   if (value_bound) sqlite3_limit(db, SQLITE_LIMIT_LENGTH, max_value);
   // printf() returns NULL instead of an error over the length limit: on a
   // replica (higher limit) the same call gives text. The guard makes it an error.
-  SWL_ASSIGN(p->printf_guard_, PrintfGuard::install(db, value_bound ? max_value : kSqliteMaxLength));
+  SWL_ASSIGN(p->length_guard_, LengthGuard::install(db, value_bound ? max_value : kSqliteMaxLength));
   sqlite3_progress_handler(db, kWriteProgressOps, &Primary::write_progress, p.get());
   const auto& head = p->log_->head();
   if (!head || head->size < p->log_->size()) {

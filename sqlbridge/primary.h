@@ -54,7 +54,7 @@
 
 namespace swarmlite {
 
-class PrintfGuard;
+class LengthGuard;
 
 // Points in execute() where PrimaryOptions::test_hook is called (tests only).
 enum class PrimaryHookPoint {
@@ -223,7 +223,7 @@ class Primary {
   PublicKey log_id_;
   PrimaryOptions options_;
   std::unique_ptr<Log> log_;
-  std::unique_ptr<PrintfGuard> printf_guard_;  // on db_'s connection; destroyed after db_ (~Primary)
+  std::unique_ptr<LengthGuard> length_guard_;  // on db_'s connection; destroyed after db_ (~Primary)
   std::unique_ptr<DeterministicDb> db_;
   int lock_fd_ = -1;
   // Lock order: write_mu_ before mu_. write_mu_: db_, the state tree, the

@@ -3,7 +3,7 @@
 #include <sqlite3.h>
 
 #include "sqlbridge/linear_functions.h"
-#include "sqlbridge/printf_guard.h"
+#include "sqlbridge/length_guard.h"
 #include "sqlbridge/sqlite_util.h"
 
 #include <atomic>
@@ -138,7 +138,7 @@ struct GuardedConnection::State {
   bool trusted = false;                    // TrustedScope alive: allow everything
   bool database_list = false;              // the query reads PRAGMA database_list
   bool journal_mode_query = false;         // the query is "PRAGMA journal_mode" (no value)
-  std::unique_ptr<PrintfGuard> printf_guard;  // printf()/format() (printf_guard.h)
+  std::unique_ptr<LengthGuard> length_guard;  // printf()/format() (length_guard.h)
 
   void begin_query(std::string_view text) {
     sql = text;
@@ -277,8 +277,8 @@ Result<std::unique_ptr<GuardedConnection>> GuardedConnection::open(
   sqlite3_progress_handler(db, kProgressOps, &State::progress, state.get());
   // printf()/format() through the guard (see read_guard.h).
   State* raw_state = state.get();
-  SWL_ASSIGN(state->printf_guard,
-             PrintfGuard::install(db, options.max_value_length, [raw_state](const std::string& why) {
+  SWL_ASSIGN(state->length_guard,
+             LengthGuard::install(db, options.max_value_length, [raw_state](const std::string& why) {
                raw_state->interrupted = why;
              }));
   // instr() in linear time, same results (linear_functions.h).

@@ -14,7 +14,7 @@
 //  - a progress handler interrupts a statement past its time limit or VM
 //    instruction budget, or when the process stops (stop_all_reads()); the
 //    connection stays usable afterwards;
-//  - printf()/format() are wrapped (printf_guard.h): a width or precision over
+//  - printf()/format() are wrapped (length_guard.h): a width or precision over
 //    the value length cap is refused before SQLite runs the call (one call is
 //    not interruptible, and printf('%.*c', 900000000, 'x') loops 900 million
 //    times even when the result is cut at the length cap); under the cap

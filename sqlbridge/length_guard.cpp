@@ -1,4 +1,4 @@
-#include "sqlbridge/printf_guard.h"
+#include "sqlbridge/length_guard.h"
 
 #include <sqlite3.h>
 
@@ -60,32 +60,39 @@ std::optional<int64_t> oversized_field(int argc, sqlite3_value** argv, int64_t c
 
 }  // namespace
 
-Result<std::unique_ptr<PrintfGuard>> PrintfGuard::install(
+Result<std::unique_ptr<LengthGuard>> LengthGuard::install(
     sqlite3* db, int max_length, std::function<void(const std::string&)> on_refused) {
-  std::unique_ptr<PrintfGuard> g(new PrintfGuard());
+  std::unique_ptr<LengthGuard> g(new LengthGuard());
   g->max_length_ = max_length;
   g->on_refused_ = std::move(on_refused);
   SWL_ASSIGN(g->helper_,
              open_sqlite(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY | SQLITE_OPEN_NOMUTEX));
   sqlite3_limit(g->helper_.get(), SQLITE_LIMIT_LENGTH, max_length);
   const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
-  if (sqlite3_create_function_v2(db, "printf", -1, flags, g.get(), &PrintfGuard::printf_fn, nullptr,
+  if (sqlite3_create_function_v2(db, "printf", -1, flags, g.get(), &LengthGuard::printf_fn, nullptr,
                                  nullptr, nullptr) != SQLITE_OK ||
-      sqlite3_create_function_v2(db, "format", -1, flags, g.get(), &PrintfGuard::format_fn, nullptr,
+      sqlite3_create_function_v2(db, "format", -1, flags, g.get(), &LengthGuard::format_fn, nullptr,
                                  nullptr, nullptr) != SQLITE_OK) {
     return sqlite_error(db, "registering the guarded printf()/format()");
+  }
+  // Only the two-argument forms: the three-argument built-in stays in place.
+  if (sqlite3_create_function_v2(db, "substr", 2, flags, g.get(), &LengthGuard::substr_fn, nullptr,
+                                 nullptr, nullptr) != SQLITE_OK ||
+      sqlite3_create_function_v2(db, "substring", 2, flags, g.get(), &LengthGuard::substr_fn,
+                                 nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return sqlite_error(db, "registering the length-independent substr()/substring()");
   }
   return g;
 }
 
-void PrintfGuard::refuse(sqlite3_context* ctx, const std::string& message, bool too_big) {
+void LengthGuard::refuse(sqlite3_context* ctx, const std::string& message, bool too_big) {
   if (on_refused_) on_refused_(message);
   sqlite3_result_error(ctx, message.c_str(), -1);
   if (too_big) sqlite3_result_error_code(ctx, SQLITE_TOOBIG);
 }
 
-void PrintfGuard::call(sqlite3_context* ctx, int argc, sqlite3_value** argv, bool is_format) {
-  auto* g = static_cast<PrintfGuard*>(sqlite3_user_data(ctx));
+void LengthGuard::call(sqlite3_context* ctx, int argc, sqlite3_value** argv, bool is_format) {
+  auto* g = static_cast<LengthGuard*>(sqlite3_user_data(ctx));
   const char* name = is_format ? "format" : "printf";
   if (argc < 1) {
     sqlite3_result_null(ctx);  // as SQLite: printf() with no arguments is NULL
@@ -128,10 +135,40 @@ void PrintfGuard::call(sqlite3_context* ctx, int argc, sqlite3_value** argv, boo
   sqlite3_clear_bindings(stmt.get());
 }
 
-void PrintfGuard::printf_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+void LengthGuard::substr_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  auto* g = static_cast<LengthGuard*>(sqlite3_user_data(ctx));
+  if (argc != 2) {
+    sqlite3_result_error(ctx, "substr(): wrong number of arguments", -1);
+    return;
+  }
+  if (!g->substr_) {
+    auto r = prepare(g->helper_.get(),
+                     fmt::format("SELECT substr(?1, ?2, {})", kDefaultMaxLength));
+    if (!r.ok()) {
+      sqlite3_result_error(ctx, r.error().message.c_str(), -1);
+      return;
+    }
+    g->substr_ = std::move(r).value();
+  }
+  sqlite3_stmt* stmt = g->substr_.get();
+  // X is within this connection's limit, which the helper shares; the result is
+  // never longer than X.
+  if (sqlite3_bind_value(stmt, 1, argv[0]) != SQLITE_OK ||
+      sqlite3_bind_value(stmt, 2, argv[1]) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
+    sqlite3_result_error(ctx, sqlite3_errmsg(g->helper_.get()), -1);
+    const int code = sqlite3_errcode(g->helper_.get());
+    if (code == SQLITE_TOOBIG || code == SQLITE_NOMEM) sqlite3_result_error_code(ctx, code);
+  } else {
+    sqlite3_result_value(ctx, sqlite3_column_value(stmt, 0));
+  }
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+}
+
+void LengthGuard::printf_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   call(ctx, argc, argv, false);
 }
-void PrintfGuard::format_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+void LengthGuard::format_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   call(ctx, argc, argv, true);
 }
 
