@@ -1,7 +1,12 @@
 #include "sqlbridge/primary.h"
 
+#include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "sqlbridge/db_lock.h"
 #include "sqlbridge/genesis.h"
@@ -28,6 +33,38 @@ int cache_writes(sqlite3* db) {
   int current = 0, highwater = 0;
   sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_WRITE, &current, &highwater, 0);
   return current;
+}
+
+// Writes, syncs and removes kProbeBytes in the database's directory: whether
+// the disk takes writes again after a local fault (no space, EIO).
+constexpr size_t kProbeBytes = 64 * 1024;
+Status probe_disk(const std::filesystem::path& db_path) {
+  const std::string path = db_path.string() + "-swlprobe";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return make_error(Errc::io_error, "probing the disk: cannot create {}: {}", path,
+                      std::strerror(errno));
+  }
+  const std::string block(kProbeBytes, '\0');
+  size_t done = 0;
+  int err = 0;
+  while (done < block.size()) {
+    const ssize_t n = ::write(fd, block.data() + done, block.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : ENOSPC;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  ::close(fd);
+  ::unlink(path.c_str());
+  if (err != 0) {
+    return make_error(Errc::io_error, "probing the disk: writing {} bytes to {}: {}", kProbeBytes,
+                      path, std::strerror(err));
+  }
+  return ok_status();
 }
 
 std::string duration_text(std::chrono::milliseconds d) {
@@ -160,9 +197,17 @@ Status Primary::retry_local_fault() {
   if (!write_lock.owns_lock()) return ok_status();
   std::lock_guard lock(mu_);
   if (!broken_) {
-    // Nothing pending (a write failed before its entry was logged): the fault
-    // is reported until its backoff passes, then the next write tries again.
-    if (fault_.get() && fault_.retry_due()) fault_.cleared();
+    // Nothing pending (a write failed before its entry was logged): once the
+    // backoff passes, a probe write next to the database decides whether the
+    // fault is over — a health check must not report ready while the disk is
+    // still full (docs/operations.md "Local faults").
+    if (fault_.get() && fault_.retry_due()) {
+      if (Status probe = probe_disk(db_path_); probe.ok()) {
+        fault_.cleared();
+      } else {
+        fault_.failed(probe.error());
+      }
+    }
     return ok_status();
   }
   return recover_locked();

@@ -216,7 +216,11 @@ TEST_CASE("a primary whose disk fills refuses writes clearly and recovers withou
   auto st = status_of(ph);
   INFO("primary status: ", st.dump());
   CHECK(st["local_fault"].is_object());
+  // Still not ready once the fault's first backoff (100 ms) has passed: the
+  // disk is still full, and the probe behind /readyz must see that.
+  std::this_thread::sleep_for(300ms);
   CHECK(call(ph, "GET", "/readyz").status == 503);
+  CHECK(status_of(ph)["local_fault"].is_object());
 
   fs::remove(root / "small" / "filler");
   bool resumed = eventually([&] { return write(id++).status == 200; }, 60s);
