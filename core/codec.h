@@ -9,8 +9,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/bytes.h"
 #include "core/result.h"
@@ -54,6 +57,7 @@ class Reader {
   // `what` names the whole object in error messages ("entry", "head", ...).
   explicit Reader(ByteView in, std::string_view what = "input") : in_(in), what_(what) {}
 
+  std::string_view what() const { return what_; }
   size_t offset() const { return pos_; }
   size_t remaining() const { return in_.size() - pos_; }
   bool at_end() const { return pos_ == in_.size(); }
@@ -103,6 +107,18 @@ class Reader {
     SWL_ASSIGN(ByteView b, blob(field, max_len));
     return std::string(as_chars(b));
   }
+  // The preamble of every versioned format (docs/formats/encoding.md): the
+  // whole input is at most max_bytes (too_large, checked before anything is
+  // read), then a version byte that must be `expected` (bad_version). Errors
+  // name this reader's object: "entry: version at offset 0: 2 is not a known
+  // entry version (expected 1)".
+  Status preamble(uint8_t expected, size_t max_bytes = std::numeric_limits<size_t>::max());
+  // A u32 item count. Over `cap`: too_large. With min_item_bytes > 0, also
+  // truncated when that many items of at least min_item_bytes each cannot fit
+  // in the bytes left, less reserved_after bytes that must follow the items —
+  // so a hostile count is refused before anything is allocated for it.
+  Result<size_t> count(std::string_view field, size_t cap, size_t min_item_bytes = 0,
+                       size_t reserved_after = 0);
   // Fails with trailing_bytes unless every byte was consumed.
   Status expect_end() const {
     if (!at_end()) {
@@ -140,5 +156,14 @@ class Reader {
   std::string_view what_;
   size_t pos_ = 0;
 };
+
+// A bare list of hashes: u32 count, then count x 32 bytes (no version byte; for
+// embedding in other formats, e.g. a query proof's multiproof hashes).
+void write_hash_list(Writer& w, std::span<const Hash32> hashes);
+// Reads a hash list with at most `max` hashes; too_large over the cap, truncated
+// when the input is shorter than count x 32 (checked before allocating).
+Result<std::vector<Hash32>> read_hash_list(Reader& r, std::string_view field, size_t max);
+// Reads exactly `count` hashes after checking the input holds them.
+Result<std::vector<Hash32>> read_hashes(Reader& r, std::string_view field, size_t count);
 
 }  // namespace swarmlite

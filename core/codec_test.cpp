@@ -54,6 +54,74 @@ TEST_CASE("codec: trailing bytes are reported with their offset") {
   CHECK(s.error().message == "proof: 1 trailing byte(s) at offset 1");
 }
 
+TEST_CASE("reader: preamble checks the size cap, then the version, naming the object") {
+  Bytes ok = {1, 9};
+  Reader a(ok, "thing");
+  CHECK(a.preamble(1, 2).ok());
+  CHECK(a.offset() == 1);
+
+  Reader big(ok, "thing");
+  auto s = big.preamble(1, 1);
+  REQUIRE(!s.ok());
+  CHECK(s.error().code == Errc::too_large);
+  CHECK(s.error().message == "thing: thing at offset 0: 2 bytes is over the cap of 1");
+  CHECK(big.offset() == 0);  // nothing read
+
+  Bytes v2 = {2};
+  Reader bad(v2, "thing");
+  s = bad.preamble(1);
+  REQUIRE(!s.ok());
+  CHECK(s.error().code == Errc::bad_version);
+  CHECK(s.error().message == "thing: version at offset 0: 2 is not a known thing version (expected 1)");
+
+  Reader empty(ByteView{}, "thing");
+  CHECK(empty.preamble(1).error().code == Errc::truncated);
+}
+
+TEST_CASE("reader: count refuses over the cap and more items than the bytes left can hold") {
+  Writer w;
+  w.u32(3);
+  w.raw(Bytes(12, 0));
+  Reader r(w.bytes(), "list");
+  auto n = r.count("n", 3, 4);
+  REQUIRE(n.ok());
+  CHECK(*n == 3);
+
+  Reader over(w.bytes(), "list");
+  auto o = over.count("n", 2);
+  REQUIRE(!o.ok());
+  CHECK(o.error().code == Errc::too_large);
+  CHECK(o.error().message == "list: n at offset 0: 3 is over the cap of 2");
+
+  // 3 items of at least 5 bytes cannot fit in 12 bytes; nor 3 x 4 with 1 reserved after.
+  Reader tight(w.bytes(), "list");
+  CHECK(tight.count("n", 10, 5).error().code == Errc::truncated);
+  Reader reserved(w.bytes(), "list");
+  CHECK(reserved.count("n", 10, 4, 1).error().code == Errc::truncated);
+  // A forged count of 2^32-1 with no bytes behind it is refused before any allocation.
+  Writer f;
+  f.u32(0xffffffffu);
+  Reader forged(f.bytes(), "list");
+  CHECK(forged.count("n", 0xffffffffu, 1).error().code == Errc::truncated);
+}
+
+TEST_CASE("hash list: round trip, cap and truncation") {
+  std::vector<Hash32> hs(3);
+  for (size_t i = 0; i < hs.size(); ++i) hs[i].fill(static_cast<uint8_t>(i + 1));
+  Writer w;
+  write_hash_list(w, hs);
+  Reader r(w.bytes(), "x");
+  auto back = read_hash_list(r, "hashes", 3);
+  REQUIRE(back.ok());
+  CHECK(*back == hs);
+  CHECK(r.at_end());
+  Reader capped(w.bytes(), "x");
+  CHECK(read_hash_list(capped, "hashes", 2).error().code == Errc::too_large);
+  Bytes cut(w.bytes().begin(), w.bytes().end() - 1);
+  Reader short_input(cut, "x");
+  CHECK(read_hash_list(short_input, "hashes", 3).error().code == Errc::truncated);
+}
+
 TEST_CASE("hex: round trip and rejections") {
   Bytes b = {0x00, 0xff, 0x10};
   CHECK(to_hex(b) == "00ff10");

@@ -59,24 +59,6 @@ size_t first_invalid_utf8(std::string_view s) {
   return std::string_view::npos;
 }
 
-// Reads a u32 count, refusing it when over `cap` or when even the smallest
-// encoding of that many items would not fit in the bytes that remain.
-Result<size_t> read_count(Reader& r, std::string_view field, size_t cap, size_t min_item_bytes,
-                          size_t reserved_after) {
-  const size_t at = r.offset();
-  SWL_ASSIGN(uint32_t n, r.u32(field));
-  if (n > cap) {
-    return r.fail_at(Errc::too_large, at, field, fmt::format("{} is over the cap of {}", n, cap));
-  }
-  const size_t room = r.remaining() >= reserved_after ? r.remaining() - reserved_after : 0;
-  if (n > room / min_item_bytes) {
-    return r.fail_at(Errc::truncated, at, field,
-                     fmt::format("{} item(s) need at least {} byte(s), {} left", n,
-                                 static_cast<uint64_t>(n) * min_item_bytes, room));
-  }
-  return static_cast<size_t>(n);
-}
-
 Result<std::string> read_utf8(Reader& r, std::string_view field, size_t cap) {
   const size_t at = r.offset() + 4;  // first byte after the length
   SWL_ASSIGN(std::string s, r.str(field, cap));
@@ -155,8 +137,8 @@ Result<Statement> read_statement_counted(Reader& r, const EntryLimits& limits,
                      "NUL byte inside SQL text (SQLite would ignore everything after it)");
   }
   const size_t params_at = r.offset();
-  SWL_ASSIGN(size_t param_count, read_count(r, "param count", limits.max_params,
-                                            kMinValueBytes, reserved_after));
+  SWL_ASSIGN(size_t param_count, r.count("param count", limits.max_params,
+                                          kMinValueBytes, reserved_after));
   total_params += param_count;
   if (total_params > limits.max_total_params) {
     return r.fail_at(Errc::too_large, params_at, "param count",
@@ -199,23 +181,13 @@ Bytes encode_entry(const Entry& entry) {
 
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits) {
   Reader r(bytes, "entry");
-  if (bytes.size() > limits.max_entry_bytes) {
-    return r.fail_at(Errc::too_large, 0, "entry",
-                     fmt::format("{} bytes is over the cap of {}", bytes.size(),
-                                 limits.max_entry_bytes));
-  }
-  SWL_ASSIGN(uint8_t version, r.u8("version"));
-  if (version != kEntryVersion) {
-    return r.fail_at(Errc::bad_version, 0, "version",
-                     fmt::format("{} is not a known entry version (expected {})", version,
-                                 kEntryVersion));
-  }
+  SWL_TRY(r.preamble(kEntryVersion, limits.max_entry_bytes));
   Entry e;
   SWL_ASSIGN(e.seq, r.u64("seq"));
   SWL_ASSIGN(e.time_ms, r.i64("time_ms"));
   SWL_ASSIGN(e.seed, r.hash("seed"));
-  SWL_ASSIGN(size_t statement_count, read_count(r, "statement count", limits.max_statements,
-                                                kMinStatementBytes, kTrailerBytes));
+  SWL_ASSIGN(size_t statement_count, r.count("statement count", limits.max_statements,
+                                              kMinStatementBytes, kTrailerBytes));
   e.statements.reserve(statement_count);
   size_t total_params = 0;
   for (size_t i = 0; i < statement_count; ++i) {

@@ -198,12 +198,7 @@ Bytes encode_evidence(const Evidence& e) {
 
 Result<Evidence> decode_evidence(ByteView bytes) {
   Reader r(bytes, "evidence");
-  SWL_ASSIGN(uint8_t version, r.u8("version"));
-  if (version != kEvidenceVersion) {
-    return r.fail_at(Errc::bad_version, 0, "version",
-                     fmt::format("{} is not a known evidence version (expected {})", version,
-                                 kEvidenceVersion));
-  }
+  SWL_TRY(r.preamble(kEvidenceVersion));
   const size_t kind_at = r.offset();
   SWL_ASSIGN(uint8_t kind, r.u8("kind"));
   if (kind != static_cast<uint8_t>(Evidence::Kind::same_size) &&
@@ -213,32 +208,15 @@ Result<Evidence> decode_evidence(ByteView bytes) {
   }
   Evidence e;
   e.kind = static_cast<Evidence::Kind>(kind);
-  for (Head* h : {&e.a, &e.b}) {
-    const size_t at = r.offset();
-    const char* name = h == &e.a ? "head a" : "head b";
-    SWL_ASSIGN(ByteView raw, r.raw(kEncodedHeadSize, name));
-    auto head = decode_head(raw);
-    if (!head.ok()) {
-      return make_error(head.error().code, "evidence: {} at offset {}: {}", name, at,
-                        head.error().message);
-    }
-    *h = *head;
-  }
+  SWL_ASSIGN(e.a, read_head(r, "head a"));
+  SWL_ASSIGN(e.b, read_head(r, "head b"));
   const size_t count_at = r.offset();
-  SWL_ASSIGN(uint32_t count, r.u32("path length"));
-  if (count > kMaxEvidencePath) {
-    return r.fail_at(Errc::too_large, count_at, "path length",
-                     fmt::format("{} hashes is over the cap of {}", count, kMaxEvidencePath));
-  }
+  SWL_ASSIGN(size_t count, r.count("path length", kMaxEvidencePath));
   if (e.kind == Evidence::Kind::same_size && count != 0) {
     return r.fail_at(Errc::non_canonical, count_at, "path length",
                      fmt::format("same-size evidence carries no path, got {} hash(es)", count));
   }
-  e.proof.reserve(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    SWL_ASSIGN(Hash32 h, r.hash("path hash"));
-    e.proof.push_back(h);
-  }
+  SWL_ASSIGN(e.proof, read_hashes(r, "path hash", count));
   SWL_TRY(r.expect_end());
   return e;
 }

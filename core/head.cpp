@@ -62,12 +62,7 @@ Bytes encode_head(const Head& head) {
 
 Result<Head> decode_head(ByteView bytes) {
   Reader r(bytes, "head");
-  SWL_ASSIGN(uint8_t version, r.u8("version"));
-  if (version != kHeadVersion) {
-    return r.fail_at(Errc::bad_version, 0, "version",
-                     fmt::format("{} is not a known head version (expected {})", version,
-                                 kHeadVersion));
-  }
+  SWL_TRY(r.preamble(kHeadVersion));
   Head h;
   SWL_ASSIGN(h.log_id.bytes, r.hash("log_id"));
   SWL_ASSIGN(h.size, r.u64("size"));
@@ -79,6 +74,14 @@ Result<Head> decode_head(ByteView bytes) {
   std::copy(sig.begin(), sig.end(), h.signature.begin());
   SWL_TRY(r.expect_end());
   return h;
+}
+
+Result<Head> read_head(Reader& r, std::string_view field) {
+  const size_t at = r.offset();
+  SWL_ASSIGN(ByteView raw, r.raw(kEncodedHeadSize, field));
+  auto head = decode_head(raw);
+  if (!head.ok()) return r.fail_at(head.error().code, at, field, head.error().message);
+  return std::move(head).value();
 }
 
 }  // namespace swarmlite

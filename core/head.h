@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/bytes.h"
+#include "core/codec.h"
 #include "core/keys.h"
 #include "core/result.h"
 
@@ -35,5 +36,9 @@ struct Head {
 Bytes encode_head(const Head& head);
 Result<Head> decode_head(ByteView bytes);
 inline constexpr size_t kEncodedHeadSize = 1 + 32 + 8 + 32 + 32 + 4 + 8 + 64;
+// A head embedded in another format: exactly kEncodedHeadSize bytes decoded
+// once; an error names the outer object, the field and its offset, then the
+// head's own error ("evidence: head b at offset 196: head: version at ...").
+Result<Head> read_head(Reader& r, std::string_view field);
 
 }  // namespace swarmlite

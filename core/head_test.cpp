@@ -54,6 +54,37 @@ TEST_CASE("head: decoder refuses truncation, trailing bytes and other versions")
   CHECK(decode_head(v2).error().code == Errc::bad_version);
 }
 
+TEST_CASE("head: read_head decodes an embedded head once and names the outer field") {
+  KeyPair kp = KeyPair::generate();
+  Head h = signed_head(kp);
+  Writer w;
+  w.u8(7);
+  w.raw(encode_head(h));
+  w.u8(8);
+  Reader r(w.bytes(), "outer");
+  REQUIRE(r.u8("tag").ok());
+  auto back = read_head(r, "the head");
+  REQUIRE(back.ok());
+  CHECK(*back == h);
+  CHECK(r.offset() == 1 + kEncodedHeadSize);
+
+  Bytes bad = w.bytes();
+  bad[1] = 9;  // the embedded head's version byte
+  Reader rb(bad, "outer");
+  REQUIRE(rb.u8("tag").ok());
+  auto e = read_head(rb, "the head");
+  REQUIRE(!e.ok());
+  CHECK(e.error().code == Errc::bad_version);
+  CHECK(e.error().message ==
+        "outer: the head at offset 1: head: version at offset 0: 9 is not a known head version "
+        "(expected 1)");
+
+  Bytes cut(w.bytes().begin(), w.bytes().begin() + 20);
+  Reader rc(cut, "outer");
+  REQUIRE(rc.u8("tag").ok());
+  CHECK(read_head(rc, "the head").error().code == Errc::truncated);
+}
+
 TEST_CASE("head: a head checked against another log's key fails") {
   KeyPair kp = KeyPair::generate();
   KeyPair other = KeyPair::generate();

@@ -444,55 +444,14 @@ Hash32 merkle_root(std::span<const Hash32> leaves) {
 
 // --- wire forms ------------------------------------------------------------------
 
-void write_hash_list(Writer& w, std::span<const Hash32> hashes) {
-  w.u32(static_cast<uint32_t>(hashes.size()));
-  for (const Hash32& h : hashes) w.hash(h);
-}
-
 namespace {
-
-// Reads `count` hashes after checking the input holds them (no allocation before).
-Result<std::vector<Hash32>> read_hashes(Reader& r, std::string_view field, uint32_t count) {
-  if (r.remaining() / 32 < count) {
-    return r.fail(Errc::truncated, field,
-                  fmt::format("{} hashes need {} bytes, {} left", count, uint64_t{count} * 32,
-                              r.remaining()));
-  }
-  std::vector<Hash32> out;
-  out.reserve(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    SWL_ASSIGN(Hash32 h, r.hash(field));
-    out.push_back(h);
-  }
-  return out;
-}
-
-Result<uint32_t> read_count(Reader& r, std::string_view field, size_t max) {
-  size_t at = r.offset();
-  SWL_ASSIGN(uint32_t count, r.u32(field));
-  if (count > max) {
-    return r.fail_at(Errc::too_large, at, field,
-                     fmt::format("{} entries, over the cap of {}", count, max));
-  }
-  return count;
-}
-
-Status read_version(Reader& r) {
-  size_t at = r.offset();
-  SWL_ASSIGN(uint8_t v, r.u8("version"));
-  if (v != kProofVersion) {
-    return r.fail_at(Errc::bad_version, at, "version",
-                     fmt::format("version {} is not {}", v, kProofVersion));
-  }
-  return {};
-}
 
 // Reads a proof's hash list, whose count must be exactly `want` — the length the
 // proof's own parameters call for (`needs` says which, for the message).
 Result<std::vector<Hash32>> read_exact_hashes(Reader& r, std::string_view field, size_t cap,
                                               size_t want, std::string_view needs) {
   size_t at = r.offset();
-  SWL_ASSIGN(uint32_t count, read_count(r, field, cap));
+  SWL_ASSIGN(size_t count, r.count(field, cap));
   if (count != want) {
     return r.fail_at(Errc::bad_value, at, field,
                      fmt::format("{} hashes, but {} {}", count, needs, want));
@@ -512,11 +471,6 @@ Bytes encode_sized_path(uint64_t a, uint64_t b, std::span<const Hash32> path) {
 }
 
 }  // namespace
-
-Result<std::vector<Hash32>> read_hash_list(Reader& r, std::string_view field, size_t max) {
-  SWL_ASSIGN(uint32_t count, read_count(r, field, max));
-  return read_hashes(r, field, count);
-}
 
 Bytes encode_hash_list(std::span<const Hash32> hashes) {
   Writer w;
@@ -538,7 +492,7 @@ Bytes encode_inclusion_proof(const InclusionProof& p) {
 Result<InclusionProof> decode_inclusion_proof(ByteView bytes) {
   Reader r(bytes, "inclusion proof");
   InclusionProof p;
-  SWL_TRY(read_version(r));
+  SWL_TRY(r.preamble(kProofVersion));
   SWL_ASSIGN(p.index, r.u64("index"));
   SWL_ASSIGN(p.size, r.u64("size"));
   if (p.index >= p.size) {
@@ -559,7 +513,7 @@ Bytes encode_consistency_proof(const ConsistencyProof& p) {
 Result<ConsistencyProof> decode_consistency_proof(ByteView bytes) {
   Reader r(bytes, "consistency proof");
   ConsistencyProof p;
-  SWL_TRY(read_version(r));
+  SWL_TRY(r.preamble(kProofVersion));
   SWL_ASSIGN(p.old_size, r.u64("old_size"));
   SWL_ASSIGN(p.new_size, r.u64("new_size"));
   if (p.old_size > p.new_size) {
@@ -587,16 +541,11 @@ Bytes encode_multiproof(const MultiProof& p) {
 Result<MultiProof> decode_multiproof(ByteView bytes) {
   Reader r(bytes, "multiproof");
   MultiProof p;
-  SWL_TRY(read_version(r));
+  SWL_TRY(r.preamble(kProofVersion));
   SWL_ASSIGN(p.size, r.u64("size"));
-  SWL_ASSIGN(uint32_t n, read_count(r, "indices", kMaxMultiproofLeaves));
-  if (r.remaining() / 8 < n) {
-    return r.fail(
-        Errc::truncated, "indices",
-        fmt::format("{} indices need {} bytes, {} left", n, uint64_t{n} * 8, r.remaining()));
-  }
+  SWL_ASSIGN(size_t n, r.count("indices", kMaxMultiproofLeaves, 8));
   p.indices.reserve(n);
-  for (uint32_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     size_t at = r.offset();
     SWL_ASSIGN(uint64_t index, r.u64("index"));
     if (index >= p.size || (i > 0 && index <= p.indices.back())) {

@@ -127,12 +127,7 @@ Result<InclusionProof> decode_inclusion_proof(ByteView bytes);
 Bytes encode_consistency_proof(const ConsistencyProof& p);
 Result<ConsistencyProof> decode_consistency_proof(ByteView bytes);
 
-// A bare list of hashes: u32 count, then count x 32 bytes (no version byte; for
-// embedding in other formats, e.g. a query proof's multiproof hashes).
-void write_hash_list(Writer& w, std::span<const Hash32> hashes);
-// Reads a hash list with at most `max` hashes; too_large over the cap, truncated
-// when the input is shorter than count x 32 (checked before allocating).
-Result<std::vector<Hash32>> read_hash_list(Reader& r, std::string_view field, size_t max);
+// Hash lists (write_hash_list, read_hash_list) are codec primitives: core/codec.h.
 Bytes encode_hash_list(std::span<const Hash32> hashes);
 // Whole input must be one hash list (trailing bytes rejected).
 Result<std::vector<Hash32>> decode_hash_list(ByteView bytes, size_t max);

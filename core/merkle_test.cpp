@@ -499,13 +499,13 @@ TEST_CASE("inclusion proof codec round-trips and rejects malformed input") {
   bad_version[0] = 2;
   auto bv = decode_inclusion_proof(bad_version);
   CHECK(bv.error().code == Errc::bad_version);
-  CHECK(bv.error().message == "inclusion proof: version at offset 0: version 2 is not 1");
+  CHECK(bv.error().message == "inclusion proof: version at offset 0: 2 is not a known inclusion proof version (expected 1)");
 
   Bytes over_cap = enc;
   over_cap[17] = 0, over_cap[18] = 0, over_cap[19] = 0, over_cap[20] = 65;
   auto oc = decode_inclusion_proof(over_cap);
   CHECK(oc.error().code == Errc::too_large);
-  CHECK(oc.error().message == "inclusion proof: path at offset 17: 65 entries, over the cap of 64");
+  CHECK(oc.error().message == "inclusion proof: path at offset 17: 65 is over the cap of 64");
 
   Bytes wrong_len = enc;
   wrong_len[20] = 3;

@@ -16,16 +16,6 @@ Overloaded(F...) -> Overloaded<F...>;
 
 void write_head(Writer& w, const Head& h) { w.raw(encode_head(h)); }
 
-Result<Head> read_head(Reader& r, std::string_view field) {
-  SWL_ASSIGN(ByteView b, r.raw(kEncodedHeadSize, field));
-  auto h = decode_head(b);
-  if (!h.ok()) {
-    return make_error(h.error().code, "message: {} before offset {}: {}", field, r.offset(),
-                      h.error().message);
-  }
-  return std::move(h).value();
-}
-
 Result<std::string> read_address(Reader& r, std::string_view field, bool allow_empty) {
   size_t at = r.offset();
   SWL_ASSIGN(std::string s, r.str(field, kMaxAddressBytes));
@@ -119,18 +109,11 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
       SWL_ASSIGN(e.from, r.u64("from"));
       SWL_ASSIGN(e.head, read_head(r, "head"));
       size_t at = r.offset();
-      SWL_ASSIGN(uint32_t n, r.u32("entry count"));
-      if (n == 0 || n > kMaxBatchEntries) {
-        return r.fail_at(Errc::bad_value, at, "entry count",
-                         fmt::format("{} is not in 1..{}", n, kMaxBatchEntries));
-      }
-      // Each entry needs at least its 4-byte length: bound n by the input first.
-      if (static_cast<size_t>(n) * 4 > r.remaining()) {
-        return r.fail_at(Errc::truncated, at, "entries",
-                         fmt::format("{} entries cannot fit in {} byte(s)", n, r.remaining()));
-      }
+      // Each entry needs at least its 4-byte length: n is bounded by the input first.
+      SWL_ASSIGN(size_t n, r.count("entry count", kMaxBatchEntries, 4));
+      if (n == 0) return r.fail_at(Errc::bad_value, at, "entry count", "a batch holds 1 or more");
       e.entries.reserve(n);
-      for (uint32_t i = 0; i < n; ++i) {
+      for (size_t i = 0; i < n; ++i) {
         SWL_ASSIGN(ByteView b, r.blob("entry", kMaxFrameBytes));
         e.entries.emplace_back(b.begin(), b.end());
       }
@@ -147,13 +130,8 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
       return Message{GetPeers{}};
     case MessageType::peers: {
       Peers p;
-      size_t at = r.offset();
-      SWL_ASSIGN(uint32_t n, r.u32("address count"));
-      if (n > kMaxAddresses) {
-        return r.fail_at(Errc::too_large, at, "address count",
-                         fmt::format("{} over the cap of {}", n, kMaxAddresses));
-      }
-      for (uint32_t i = 0; i < n; ++i) {
+      SWL_ASSIGN(size_t n, r.count("address count", kMaxAddresses, 4));
+      for (size_t i = 0; i < n; ++i) {
         SWL_ASSIGN(std::string a, read_address(r, "address", /*allow_empty=*/false));
         p.addresses.push_back(std::move(a));
       }

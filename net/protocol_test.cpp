@@ -197,7 +197,7 @@ TEST_CASE("entries: empty batch, oversized count, uncovered range and long proof
   w2.u64(0);
   w2.raw(encode_head(signed_head(2, 7)));
   w2.u32(kMaxBatchEntries + 1);
-  CHECK(decode_error(frame_of(MessageType::entries, w2.bytes())) == Errc::bad_value);
+  CHECK(decode_error(frame_of(MessageType::entries, w2.bytes())) == Errc::too_large);
   // One entry whose length claims more than is there.
   Writer w3;
   w3.u64(0);

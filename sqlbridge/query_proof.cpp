@@ -91,26 +91,9 @@ Bytes encode_query_proof(const QueryProof& proof) {
 
 Result<QueryProof> decode_query_proof(ByteView bytes, const QueryProofLimits& limits) {
   Reader r(bytes, "query proof");
-  if (bytes.size() > limits.max_proof_bytes) {
-    return r.fail_at(Errc::too_large, 0, "query proof",
-                     fmt::format("{} bytes is over the cap of {}", bytes.size(),
-                                 limits.max_proof_bytes));
-  }
-  SWL_ASSIGN(uint8_t version, r.u8("version"));
-  if (version != kQueryProofVersion) {
-    return r.fail_at(Errc::bad_version, 0, "version",
-                     fmt::format("{} is not a known query proof version (expected {})", version,
-                                 kQueryProofVersion));
-  }
+  SWL_TRY(r.preamble(kQueryProofVersion, limits.max_proof_bytes));
   QueryProof p;
-  const size_t head_at = r.offset();
-  SWL_ASSIGN(ByteView head_bytes, r.raw(kEncodedHeadSize, "head"));
-  auto head = decode_head(head_bytes);
-  if (!head.ok()) {
-    return make_error(head.error().code, "query proof: head at offset {}: {}", head_at,
-                      head.error().message);
-  }
-  p.head = std::move(head).value();
+  SWL_ASSIGN(p.head, read_head(r, "head"));
 
   // SQL and params in the entry's statement form; 8 bytes must follow (page size, page count).
   SWL_ASSIGN(Statement st, read_statement(r, statement_limits(limits), 8));
@@ -125,13 +108,9 @@ Result<QueryProof> decode_query_proof(ByteView bytes, const QueryProofLimits& li
                                  kMinPageSize, kMaxPageSize));
   }
   const size_t count_at = r.offset();
-  SWL_ASSIGN(uint32_t count, r.u32("page count"));
+  SWL_ASSIGN(size_t count, r.count("page count", limits.max_pages));
   if (count == 0) {
     return r.fail_at(Errc::bad_value, count_at, "page count", "a proof holds at least page 1");
-  }
-  if (count > limits.max_pages) {
-    return r.fail_at(Errc::too_large, count_at, "page count",
-                     fmt::format("{} is over the cap of {}", count, limits.max_pages));
   }
   const uint64_t need = uint64_t{count} * (kPageHeaderBytes + p.page_size) + 4;
   if (need > r.remaining()) {
