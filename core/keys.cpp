@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/file_io.h"
+
 namespace swarmlite {
 
 namespace fs = std::filesystem;
@@ -37,80 +39,16 @@ bool is_hex_digit(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-// Owns a file descriptor; closes it on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now, reporting the error (close can report a deferred write error).
-  Status close(const fs::path& file) {
-    int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) {
-      return make_error(Errc::io_error, "closing {} failed: {}", file.string(), errno_text(errno));
-    }
-    return {};
-  }
-
- private:
-  int fd_;
-};
-
-Status write_all(int fd, const char* data, size_t n, const fs::path& file) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, data, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return make_error(Errc::io_error, "writing {} failed: {}", file.string(), errno_text(errno));
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-  return {};
-}
-
-Status fsync_fd(int fd, const fs::path& file) {
-  if (::fsync(fd) != 0) {
-    return make_error(Errc::io_error, "fsync of {} failed: {}", file.string(), errno_text(errno));
-  }
-  return {};
-}
-
-Status fsync_dir(const fs::path& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    return make_error(Errc::io_error, "opening directory {} to fsync it failed: {}", dir.string(),
-                      errno_text(errno));
-  }
-  SWL_TRY(fsync_fd(fd.get(), dir));
-  return fd.close(dir);
-}
+using file_io::Fd;
 
 // Reads at most `cap` bytes into `buf`; sets `too_long` if the file has more.
 Result<size_t> read_capped(int fd, char* buf, size_t cap, bool* too_long, const fs::path& file) {
-  size_t got = 0;
-  *too_long = false;
-  for (;;) {
-    char extra;
-    char* dst = got < cap ? buf + got : &extra;
-    size_t want = got < cap ? cap - got : 1;
-    ssize_t r = ::read(fd, dst, want);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return make_error(Errc::io_error, "reading {} failed: {}", file.string(), errno_text(errno));
-    }
-    if (r == 0) return got;
-    if (got >= cap) {
-      *too_long = true;
-      return got;
-    }
-    got += static_cast<size_t>(r);
-  }
+  auto* bytes = reinterpret_cast<uint8_t*>(buf);
+  SWL_ASSIGN(size_t got, file_io::read_up_to(fd, std::span<uint8_t>(bytes, cap), file));
+  uint8_t extra;
+  SWL_ASSIGN(size_t more, file_io::read_up_to(fd, std::span<uint8_t>(&extra, 1), file));
+  *too_long = more > 0;
+  return got;
 }
 
 }  // namespace
@@ -172,50 +110,46 @@ Status write_key_files(const fs::path& dir, const KeyPair& keys) {
   }
 
   const fs::path secret_file = dir / kSecretKeyFile;
-  Fd fd(::open(secret_file.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (fd.get() < 0) {
-    int err = errno;
-    if (err == EEXIST) {
+  auto opened = file_io::open(secret_file, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, 0600);
+  if (!opened.ok()) {
+    // O_EXCL failed because something (a file, a symlink) is there already.
+    if (fs::symlink_status(secret_file, ec).type() != fs::file_type::not_found && !ec) {
       return make_error(Errc::refused,
                         "refusing to overwrite the existing secret key {}: move it away first "
                         "if you really mean to replace the primary's identity",
                         secret_file.string());
     }
-    return make_error(Errc::io_error, "cannot create secret key file {}: {}",
-                      secret_file.string(), errno_text(err));
+    return make_error(Errc::io_error, "cannot create the secret key file: {}",
+                      opened.error().message);
   }
+  Fd fd = std::move(opened).value();
   // 128 hex digits + '\n' + the NUL sodium_bin2hex writes.
   char text[2 * 64 + 2];
   sodium_bin2hex(text, sizeof text - 1, keys.secret.bytes().data(), 64);
   text[128] = '\n';
-  Status written = write_all(fd.get(), text, 129, secret_file);
+  Status written =
+      file_io::write_all(fd.get(), ByteView(reinterpret_cast<const uint8_t*>(text), 129), secret_file);
   sodium_memzero(text, sizeof text);
   SWL_TRY(written);
-  SWL_TRY(fsync_fd(fd.get(), secret_file));
+  SWL_TRY(file_io::fsync_file(fd.get(), secret_file));
   SWL_TRY(fd.close(secret_file));
 
-  // The public key is not secret: replace whatever is there.
+  // The public key is not secret: replace whatever is there (atomically, so a
+  // crash never leaves an empty or half-written file). durable_replace fsyncs
+  // the directory, which also makes the secret key's creation durable.
   const fs::path pub_file = dir / kPublicKeyFile;
-  Fd pfd(::open(pub_file.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644));
-  if (pfd.get() < 0) {
-    return make_error(Errc::io_error, "cannot create public key file {}: {}", pub_file.string(),
-                      errno_text(errno));
-  }
   std::string pub_text = keys.pub.hex() + "\n";
-  SWL_TRY(write_all(pfd.get(), pub_text.data(), pub_text.size(), pub_file));
-  SWL_TRY(fsync_fd(pfd.get(), pub_file));
-  SWL_TRY(pfd.close(pub_file));
-  return fsync_dir(dir);
+  return file_io::durable_replace(pub_file, as_bytes(pub_text), 0644);
 }
 
 Result<SecretKey> load_secret_key(const fs::path& file) {
   ensure_sodium();
-  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    int err = errno;
-    return make_error(err == ENOENT ? Errc::not_found : Errc::io_error,
-                      "cannot open secret key {}: {}", file.string(), errno_text(err));
+  auto opened = file_io::open(file, O_RDONLY);
+  if (!opened.ok()) {
+    return make_error(opened.error().code, "cannot read the secret key: {}",
+                      opened.error().message);
   }
+  Fd fd = std::move(opened).value();
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) {
     return make_error(Errc::io_error, "cannot stat secret key {}: {}", file.string(),
@@ -296,14 +230,14 @@ Result<PublicKey> load_public_key(std::string_view hex_or_path) {
   }
   // Not 64 hex digits: it must name a file.
   const fs::path file(hex_or_path);
-  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    int err = errno;
-    return make_error(err == ENOENT ? Errc::not_found : Errc::bad_value,
+  auto opened = file_io::open(file, O_RDONLY);
+  if (!opened.ok()) {
+    return make_error(opened.error().code == Errc::not_found ? Errc::not_found : Errc::bad_value,
                       "'{}' is not a public key: it is not 64 hex digits, and opening it as a "
                       "file failed: {}",
-                      hex_or_path, errno_text(err));
+                      hex_or_path, opened.error().message);
   }
+  Fd fd = std::move(opened).value();
   // Hex, a newline and generous room for surrounding whitespace.
   char text[256];
   bool too_long = false;

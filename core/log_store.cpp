@@ -51,7 +51,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/fault_injection.h"
+#include "core/file_io.h"
 #include "core/hash.h"
 
 namespace swarmlite {
@@ -77,7 +77,6 @@ std::array<uint8_t, kChecksumBytes> record_checksum(uint64_t seq, uint32_t lengt
 namespace {
 
 constexpr const char* kHeadFile = "head";
-constexpr const char* kHeadTmpFile = "head.tmp";
 constexpr const char* kLockFile = "LOCK";
 
 uint64_t load_be(const uint8_t* p, int n) {
@@ -93,89 +92,7 @@ Error os_error(std::string_view what, const fs::path& file) {
   return make_error(Errc::io_error, "{} {}: {}", what, file.string(), std::strerror(errno));
 }
 
-// Owns a file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-Result<Fd> open_file(const fs::path& p, int flags) {
-  int fd = ::open(p.c_str(), flags | O_CLOEXEC, 0644);
-  if (fd < 0) return os_error("cannot open", p);
-  return Fd(fd);
-}
-
-Status write_all(int fd, ByteView data, uint64_t offset, const fs::path& p) {
-  if (fault_injection::write_fails(p.c_str())) {  // tests only: a full disk
-    errno = ENOSPC;
-    return os_error("cannot write", p);
-  }
-  while (!data.empty()) {
-    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return os_error("cannot write", p);
-    data = data.subspan(static_cast<size_t>(n));
-    offset += static_cast<uint64_t>(n);
-  }
-  return {};
-}
-
-// Reads exactly out.size() bytes at offset; corrupt when the file ends first.
-Status read_all(int fd, std::span<uint8_t> out, uint64_t offset, const fs::path& p) {
-  uint64_t at = offset;
-  while (!out.empty()) {
-    ssize_t n = ::pread(fd, out.data(), out.size(), static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return os_error("cannot read", p);
-    if (n == 0) {
-      return make_error(Errc::corrupt, "{}: {} byte(s) at offset {} run past the end of the file",
-                        p.string(), out.size() + (at - offset), offset);
-    }
-    out = out.subspan(static_cast<size_t>(n));
-    at += static_cast<uint64_t>(n);
-  }
-  return {};
-}
-
-Status sync_fd(int fd, const fs::path& p) {
-  if (::fdatasync(fd) != 0) return os_error("cannot fsync", p);
-  return {};
-}
-
-Status sync_dir(const fs::path& dir) {
-  SWL_ASSIGN(Fd fd, open_file(dir, O_RDONLY | O_DIRECTORY));
-  if (::fsync(fd.get()) != 0) return os_error("cannot fsync directory", dir);
-  return {};
-}
-
-Result<uint64_t> file_size(int fd, const fs::path& p) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return os_error("cannot stat", p);
-  return static_cast<uint64_t>(st.st_size);
-}
-
-Status truncate_file(int fd, uint64_t size, const fs::path& p) {
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) return os_error("cannot truncate", p);
-  return {};
-}
+using file_io::Fd;
 
 std::string seg_name(uint64_t first_seq, std::string_view ext) {
   return fmt::format("seg-{:016x}.{}", first_seq, ext);
@@ -313,7 +230,7 @@ Status FileLogStore::open_all() {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return make_error(Errc::io_error, "cannot create {}: {}", dir_.string(), ec.message());
-  SWL_ASSIGN(lock_, open_file(dir_ / kLockFile, O_RDWR | O_CREAT));
+  SWL_ASSIGN(lock_, file_io::open(dir_ / kLockFile, O_RDWR | O_CREAT));
   if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
     return make_error(Errc::unavailable, "log store {} is open elsewhere (lock {}): {}",
                       dir_.string(), (dir_ / kLockFile).string(), std::strerror(errno));
@@ -357,15 +274,15 @@ Status FileLogStore::open_all() {
 Status FileLogStore::open_segment(Segment& s, bool last) {
   const std::string seg_file = s.seg_path.string();
   const std::string idx_file = s.idx_path.string();
-  SWL_ASSIGN(s.seg, open_file(s.seg_path, O_RDWR));
-  SWL_ASSIGN(s.seg_size, file_size(s.seg.get(), s.seg_path));
+  SWL_ASSIGN(s.seg, file_io::open(s.seg_path, O_RDWR));
+  SWL_ASSIGN(s.seg_size, file_io::file_size(s.seg.get(), s.seg_path));
   const auto want_seg_header = file_header(kSegmentMagic, s.first_seq);
   if (s.seg_size < kFileHeaderBytes && last) {
     // Crash while the segment was being created: it never held a record.
     recovered_bytes_ += s.seg_size;
-    SWL_TRY(truncate_file(s.seg.get(), 0, s.seg_path));
-    SWL_TRY(write_all(s.seg.get(), want_seg_header, 0, s.seg_path));
-    SWL_TRY(sync_fd(s.seg.get(), s.seg_path));
+    SWL_TRY(file_io::truncate(s.seg.get(), 0, s.seg_path));
+    SWL_TRY(file_io::pwrite_all(s.seg.get(), want_seg_header, 0, s.seg_path));
+    SWL_TRY(file_io::fdatasync_file(s.seg.get(), s.seg_path));
     s.seg_size = kFileHeaderBytes;
   }
   std::array<uint8_t, kFileHeaderBytes> header{};
@@ -373,20 +290,20 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     return make_error(Errc::corrupt, "{}: {} byte(s), shorter than the segment header", seg_file,
                       s.seg_size);
   }
-  SWL_TRY(read_all(s.seg.get(), header, 0, s.seg_path));
+  SWL_TRY(file_io::pread_exact(s.seg.get(), header, 0, s.seg_path));
   if (header != want_seg_header) {
     return make_error(Errc::corrupt, "{}: offset 0: bad segment header (magic or first seq)",
                       seg_file);
   }
 
   // The index: missing or shorter than its header → rebuilt from the segment.
-  SWL_ASSIGN(s.idx, open_file(s.idx_path, O_RDWR | O_CREAT));
-  SWL_ASSIGN(uint64_t idx_size, file_size(s.idx.get(), s.idx_path));
+  SWL_ASSIGN(s.idx, file_io::open(s.idx_path, O_RDWR | O_CREAT));
+  SWL_ASSIGN(uint64_t idx_size, file_io::file_size(s.idx.get(), s.idx_path));
   const auto want_idx_header = file_header(kIndexMagic, s.first_seq);
   bool rebuilt = idx_size < kFileHeaderBytes;
   if (rebuilt) {
-    SWL_TRY(truncate_file(s.idx.get(), 0, s.idx_path));
-    SWL_TRY(write_all(s.idx.get(), want_idx_header, 0, s.idx_path));
+    SWL_TRY(file_io::truncate(s.idx.get(), 0, s.idx_path));
+    SWL_TRY(file_io::pwrite_all(s.idx.get(), want_idx_header, 0, s.idx_path));
     idx_size = kFileHeaderBytes;
   }
   // Cap before allocating: every record takes at least a record header.
@@ -400,7 +317,7 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     n_rows = max_rows;  // the rows past this point cannot fit: dropped below
   }
   Bytes idx_bytes(kFileHeaderBytes + n_rows * kIndexRowBytes);
-  SWL_TRY(read_all(s.idx.get(), idx_bytes, 0, s.idx_path));
+  SWL_TRY(file_io::pread_exact(s.idx.get(), idx_bytes, 0, s.idx_path));
   if (!std::equal(want_idx_header.begin(), want_idx_header.end(), idx_bytes.begin())) {
     return make_error(Errc::corrupt, "{}: offset 0: bad index header (magic or first seq)", idx_file);
   }
@@ -480,8 +397,8 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     // Torn tail: no append covering these bytes returned (appended records were
     // synced before their append returned, so they all precede it). Cut them.
     recovered_bytes_ += s.seg_size - pos;
-    SWL_TRY(truncate_file(s.seg.get(), pos, s.seg_path));
-    SWL_TRY(sync_fd(s.seg.get(), s.seg_path));
+    SWL_TRY(file_io::truncate(s.seg.get(), pos, s.seg_path));
+    SWL_TRY(file_io::fdatasync_file(s.seg.get(), s.seg_path));
     s.seg_size = pos;
   }
   if (last) rebuilt_index_rows_ += found.size();
@@ -490,14 +407,14 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     Bytes rows_bytes(found.size() * kIndexRowBytes);
     for (size_t i = 0; i < found.size(); ++i) encode_row(rows_bytes.data() + i * kIndexRowBytes, found[i]);
     s.rows.insert(s.rows.end(), found.begin(), found.end());
-    SWL_TRY(write_all(s.idx.get(), rows_bytes, kFileHeaderBytes + kept_rows * kIndexRowBytes,
+    SWL_TRY(file_io::pwrite_all(s.idx.get(), rows_bytes, kFileHeaderBytes + kept_rows * kIndexRowBytes,
                       s.idx_path));
-    SWL_TRY(truncate_file(s.idx.get(), s.idx_size(), s.idx_path));
-    SWL_TRY(sync_fd(s.idx.get(), s.idx_path));
-    if (rebuilt) SWL_TRY(sync_dir(dir_));
+    SWL_TRY(file_io::truncate(s.idx.get(), s.idx_size(), s.idx_path));
+    SWL_TRY(file_io::fdatasync_file(s.idx.get(), s.idx_path));
+    if (rebuilt) SWL_TRY(file_io::fsync_dir(dir_));
   } else if (last && options_.sync) {
     // Rows a killed process wrote may still be only in the page cache.
-    SWL_TRY(sync_fd(s.idx.get(), s.idx_path));
+    SWL_TRY(file_io::fdatasync_file(s.idx.get(), s.idx_path));
   }
   s.synced_rows = s.rows.size();
   return {};
@@ -512,7 +429,7 @@ Result<ScannedRecord> FileLogStore::scan_record(const Segment& s, uint64_t pos, 
     return out;
   }
   uint8_t rh[kRecordHeaderBytes];
-  SWL_TRY(read_all(s.seg.get(), rh, pos, s.seg_path));
+  SWL_TRY(file_io::pread_exact(s.seg.get(), rh, pos, s.seg_path));
   uint64_t len = load_be(rh, 4);
   if (len > options_.max_record_bytes) {
     out.why = fmt::format("length {} is over the cap of {}", len, options_.max_record_bytes);
@@ -520,7 +437,7 @@ Result<ScannedRecord> FileLogStore::scan_record(const Segment& s, uint64_t pos, 
     out.why = fmt::format("length {} runs past the end of the file", len);
   } else {
     payload.resize(len);
-    SWL_TRY(read_all(s.seg.get(), payload, pos + kRecordHeaderBytes, s.seg_path));
+    SWL_TRY(file_io::pread_exact(s.seg.get(), payload, pos + kRecordHeaderBytes, s.seg_path));
     auto leaf = check_record(rh, payload, seq);
     if (leaf.ok()) {
       out.row = IndexRow{pos, static_cast<uint32_t>(len), *leaf};
@@ -533,7 +450,7 @@ Result<ScannedRecord> FileLogStore::scan_record(const Segment& s, uint64_t pos, 
 
 Status FileLogStore::sync_index(Segment& s) {
   if (s.synced_rows == s.rows.size()) return {};
-  if (auto st = sync_fd(s.idx.get(), s.idx_path); !st.ok()) {
+  if (auto st = file_io::fdatasync_file(s.idx.get(), s.idx_path); !st.ok()) {
     failed_ = true;
     return st;
   }
@@ -548,14 +465,14 @@ Status FileLogStore::create_segment(uint64_t first_seq) {
   s->first_seq = first_seq;
   s->seg_path = dir_ / seg_name(first_seq, "log");
   s->idx_path = dir_ / seg_name(first_seq, "idx");
-  SWL_ASSIGN(s->seg, open_file(s->seg_path, O_RDWR | O_CREAT | O_EXCL));
-  SWL_TRY(write_all(s->seg.get(), file_header(kSegmentMagic, first_seq), 0, s->seg_path));
-  if (options_.sync) SWL_TRY(sync_fd(s->seg.get(), s->seg_path));
-  SWL_ASSIGN(s->idx, open_file(s->idx_path, O_RDWR | O_CREAT | O_TRUNC));
-  SWL_TRY(write_all(s->idx.get(), file_header(kIndexMagic, first_seq), 0, s->idx_path));
+  SWL_ASSIGN(s->seg, file_io::open(s->seg_path, O_RDWR | O_CREAT | O_EXCL));
+  SWL_TRY(file_io::pwrite_all(s->seg.get(), file_header(kSegmentMagic, first_seq), 0, s->seg_path));
+  if (options_.sync) SWL_TRY(file_io::fdatasync_file(s->seg.get(), s->seg_path));
+  SWL_ASSIGN(s->idx, file_io::open(s->idx_path, O_RDWR | O_CREAT | O_TRUNC));
+  SWL_TRY(file_io::pwrite_all(s->idx.get(), file_header(kIndexMagic, first_seq), 0, s->idx_path));
   if (options_.sync) {
-    SWL_TRY(sync_fd(s->idx.get(), s->idx_path));
-    SWL_TRY(sync_dir(dir_));
+    SWL_TRY(file_io::fdatasync_file(s->idx.get(), s->idx_path));
+    SWL_TRY(file_io::fsync_dir(dir_));
   }
   s->seg_size = kFileHeaderBytes;
   std::unique_lock lock(mu_);
@@ -612,29 +529,29 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
 
   // On a clean write error, cut both files back so the batch leaves no trace.
   auto undo = [&](Error e) -> Error {
-    if (::ftruncate(s.seg.get(), static_cast<off_t>(s.seg_size)) != 0 ||
-        ::ftruncate(s.idx.get(), static_cast<off_t>(s.idx_size())) != 0) {
+    if (!file_io::truncate(s.seg.get(), s.seg_size, s.seg_path).ok() ||
+        !file_io::truncate(s.idx.get(), s.idx_size(), s.idx_path).ok()) {
       failed_ = true;
     }
     return e;
   };
-  if (auto st = write_all(s.seg.get(), buf, s.seg_size, s.seg_path); !st.ok()) {
+  if (auto st = file_io::pwrite_all(s.seg.get(), buf, s.seg_size, s.seg_path); !st.ok()) {
     return undo(st.take_error());
   }
   if (options_.sync) {
-    if (auto st = sync_fd(s.seg.get(), s.seg_path); !st.ok()) {
+    if (auto st = file_io::fdatasync_file(s.seg.get(), s.seg_path); !st.ok()) {
       failed_ = true;
       return st.take_error();
     }
   }
   // The records are durable: the append has happened. Their index rows follow,
   // synced lazily (open() rebuilds rows the index lost from the segment).
-  if (auto st = write_all(s.idx.get(), rows_bytes, s.idx_size(), s.idx_path); !st.ok()) {
+  if (auto st = file_io::pwrite_all(s.idx.get(), rows_bytes, s.idx_size(), s.idx_path); !st.ok()) {
     return undo(st.take_error());
   }
   const uint64_t rows_after = s.rows.size() + rows.size();
   if (options_.sync && rows_after - s.synced_rows >= options_.index_sync_rows) {
-    if (auto st = sync_fd(s.idx.get(), s.idx_path); !st.ok()) {
+    if (auto st = file_io::fdatasync_file(s.idx.get(), s.idx_path); !st.ok()) {
       failed_ = true;
       return st.take_error();
     }
@@ -673,13 +590,13 @@ Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint
   if (n < 0) return os_error("cannot read", s.seg_path);
   size_t got = static_cast<size_t>(n);
   if (got < sizeof header) {
-    SWL_TRY(read_all(s.seg.get(), std::span<uint8_t>(header + got, sizeof header - got),
+    SWL_TRY(file_io::pread_exact(s.seg.get(), std::span<uint8_t>(header + got, sizeof header - got),
                      row.offset + got, s.seg_path));
     got = sizeof header;
   }
   if (got < sizeof header + payload.size()) {
     size_t done = got - sizeof header;
-    SWL_TRY(read_all(s.seg.get(), std::span<uint8_t>(payload).subspan(done),
+    SWL_TRY(file_io::pread_exact(s.seg.get(), std::span<uint8_t>(payload).subspan(done),
                      row.offset + got, s.seg_path));
   }
   auto leaf = check_record(header, payload, seq);
@@ -735,16 +652,8 @@ Status FileLogStore::store_head(ByteView encoded_head) {
 }
 
 Status FileLogStore::write_head_file(ByteView encoded_head, bool durable) {
-  fs::path tmp = dir_ / kHeadTmpFile;
-  fs::path dst = dir_ / kHeadFile;
-  {
-    SWL_ASSIGN(Fd fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC));
-    SWL_TRY(write_all(fd.get(), encoded_head, 0, tmp));
-    if (durable && ::fsync(fd.get()) != 0) return os_error("cannot fsync", tmp);
-  }
-  if (::rename(tmp.c_str(), dst.c_str()) != 0) return os_error("cannot rename to", dst);
-  if (durable) SWL_TRY(sync_dir(dir_));
-  return {};
+  // The temporary file is dir/head.tmp (docs/formats/log-store.md).
+  return file_io::atomic_replace(dir_ / kHeadFile, encoded_head, durable);
 }
 
 FileLogStore::~FileLogStore() {
@@ -762,23 +671,18 @@ Result<std::optional<Bytes>> FileLogStore::load_head() const {
     if (pending_head_) return pending_head_;
   }
   fs::path p = dir_ / kHeadFile;
-  int raw = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (raw < 0) {
-    if (errno == ENOENT) return std::optional<Bytes>();
-    return os_error("cannot open", p);
-  }
-  Fd fd(raw);
-  SWL_ASSIGN(uint64_t n, file_size(fd.get(), p));
-  if (n > kMaxHeadFileBytes) {
-    return make_error(Errc::corrupt, "{}: {} bytes, over the cap of {}", p.string(), n,
-                      kMaxHeadFileBytes);
+  auto bytes = file_io::read_file(p, kMaxHeadFileBytes);
+  if (!bytes.ok()) {
+    if (bytes.error().code == Errc::not_found) return std::optional<Bytes>();
+    if (bytes.error().code == Errc::too_large) {
+      return Error{Errc::corrupt, bytes.error().message};
+    }
+    return bytes.take_error();
   }
   // An empty file is what a crash can leave when the rename of a head that was
   // not fsync'ed (sync_head off) reached the disk before its bytes: no head.
-  if (n == 0) return std::optional<Bytes>();
-  Bytes out(n);
-  SWL_TRY(read_all(fd.get(), out, 0, p));
-  return std::optional<Bytes>(std::move(out));
+  if (bytes->empty()) return std::optional<Bytes>();
+  return std::optional<Bytes>(std::move(bytes).value());
 }
 
 }  // namespace

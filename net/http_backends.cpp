@@ -157,6 +157,13 @@ nlohmann::json node_json(const NodeStatus& s) {
   } else {
     j["evidence"] = nullptr;
   }
+  if (s.evidence_store_fault) {
+    j["evidence_store_fault"] = {{"what", s.evidence_store_fault->what},
+                                 {"since_ms", s.evidence_store_fault->since_ms},
+                                 {"retries", s.evidence_store_fault->retries}};
+  } else {
+    j["evidence_store_fault"] = nullptr;
+  }
   j["apply_error"] = s.apply_error ? nlohmann::json(*s.apply_error) : nlohmann::json(nullptr);
   if (s.local_fault) {
     j["local_fault"] = {{"what", s.local_fault->what},
@@ -174,6 +181,13 @@ nlohmann::json node_json(const NodeStatus& s) {
 }
 
 Status node_ready(const NodeStatus& s, const std::optional<Error>& diverged) {
+  if (s.evidence && s.evidence_store_fault) {
+    return make_error(Errc::diverged,
+                      "the log equivocated; its evidence is NOT stored yet (since {} ms (Unix), "
+                      "{} attempts, retrying): {}",
+                      s.evidence_store_fault->since_ms, s.evidence_store_fault->retries,
+                      s.evidence_store_fault->what);
+  }
   if (s.evidence) return make_error(Errc::diverged, "the log equivocated (evidence stored)");
   if (diverged) return make_error(Errc::diverged, "diverged: {}", diverged->to_string());
   if (s.apply_error) return make_error(Errc::unavailable, "applying stopped: {}", *s.apply_error);
@@ -199,6 +213,8 @@ void node_metrics(Metrics& m, const NodeStatus& s) {
       .set(s.local_fault ? 1.0 : 0.0);
   m.gauge("swarmlite_local_fault_retries", "Failed attempts in the current local fault")
       .set(s.local_fault ? static_cast<double>(s.local_fault->retries) : 0.0);
+  m.gauge("swarmlite_evidence_store_fault", "1 while equivocation evidence could not be stored on disk")
+      .set(s.evidence_store_fault ? 1.0 : 0.0);
   m.gauge("swarmlite_node_bytes_in", "Peer protocol bytes received since start")
       .set(static_cast<double>(s.bytes_in));
   m.gauge("swarmlite_node_bytes_out", "Peer protocol bytes sent since start")

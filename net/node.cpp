@@ -24,7 +24,6 @@
 #include <boost/asio/write.hpp>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <future>
 #include <map>
 #include <set>
@@ -82,10 +81,6 @@ Status LogOnlyBackend::store_head(const Head& head) {
 uint64_t LogOnlyBackend::applied_size() const {
   std::lock_guard lock(mu_);
   return log_.size();
-}
-
-std::filesystem::path evidence_path_in(const std::filesystem::path& data_dir) {
-  return data_dir / "evidence.bin";
 }
 
 // ---------------------------------------------------------------------------
@@ -258,6 +253,7 @@ struct Node::Impl {
   uint64_t relayed_size = 0;
   uint64_t adopting_size = 0;  // a received head being stored by store_head (check_head)
   std::optional<Evidence> evidence;
+  EvidenceStore evidence_store{opt.data_dir};  // evidence.bin; io thread
   uint64_t entries_stored = 0, entries_served = 0, bytes_in = 0, bytes_out = 0;
   bool stopping = false;
   Clock::time_point started_at = Clock::now();
@@ -508,20 +504,12 @@ Status Node::Impl::start() {
     book.add(s, /*seed=*/true);
   }
 
-  if (!opt.data_dir.empty()) {
-    auto path = evidence_path_in(opt.data_dir);
-    if (std::filesystem::exists(path)) {
-      std::ifstream in(path, std::ios::binary);
-      Bytes bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      auto ev = decode_evidence(bytes);
-      if (ev.ok() && ev->verify(log_id).ok()) {
-        evidence = ev.value();
-        spdlog::critical("log {} equivocated (evidence in {}): not following it", log_id.hex(),
-                         path.string());
-      } else {
-        spdlog::warn("ignoring unreadable evidence file {}", path.string());
-      }
-    }
+  if (auto loaded = evidence_store.load(log_id); !loaded.ok()) {
+    spdlog::warn("ignoring the evidence file: {}", loaded.error().to_string());
+  } else if (*loaded) {
+    evidence = std::move(**loaded);
+    spdlog::critical("log {} equivocated (evidence in {}): not following it", log_id.hex(),
+                     evidence_store.path().string());
   }
   uint64_t stored;
   {
@@ -670,6 +658,7 @@ awaitable<void> Node::Impl::tick_loop() {
       }
     }
     relay_head();  // the primary's new heads, if nobody called notify_new_head()
+    evidence_store.retry();  // evidence a failed write could not store yet
     schedule_fetch();
     error_code ec;
     tick.expires_after(kTick);
@@ -1163,20 +1152,8 @@ void Node::Impl::equivocation(Evidence e, const std::string& how) {
   spdlog::critical("log {} EQUIVOCATED ({}): heads at sizes {} and {}; stopped following it",
                    log_id.hex(), how, evidence->a.size, evidence->b.size);
   worker.halt_apply("the log equivocated: " + how);
-  if (!opt.data_dir.empty()) {
-    auto path = evidence_path_in(opt.data_dir);
-    auto tmp = path;
-    tmp += ".tmp";
-    Bytes bytes = encode_evidence(*evidence);
-    std::error_code fec;
-    std::filesystem::create_directories(opt.data_dir, fec);
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    std::filesystem::rename(tmp, path, fec);
-    if (!out || fec) spdlog::error("could not store evidence in {}", path.string());
-    else spdlog::info("evidence stored in {}", path.string());
-  }
+  // Durable; a failure is reported (evidence_store_fault) and retried by the tick.
+  (void)evidence_store.store(*evidence);
   for (auto& [id, s] : sessions) {
     if (s->ready_) s->send(EvidenceMsg{*evidence});
   }
@@ -1222,6 +1199,7 @@ NodeStatus Node::Impl::make_status() {
     st.bans.push_back({b.key, b.reason, ms_between(now, b.until)});
   }
   st.evidence = evidence;
+  st.evidence_store_fault = evidence_store.fault();
   st.apply_error = worker.apply_error();
   st.local_fault = worker.apply_fault.get();
   if (!st.local_fault) st.local_fault = worker.store_fault.get();

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/evidence.h"
+#include "net/evidence_store.h"
 #include "core/head.h"
 #include "core/log.h"
 #include "core/result.h"
@@ -157,6 +158,9 @@ struct NodeStatus {
   std::vector<PeerStatus> peers;
   std::vector<BanStatus> bans;
   std::optional<Evidence> evidence;       // set: the log equivocated, the node stopped following it
+  // set: the evidence could not be written to data_dir/evidence.bin (durably);
+  // retried with backoff, cleared once it is stored (docs/operations.md "Equivocation")
+  std::optional<LocalFault> evidence_store_fault;
   std::optional<std::string> apply_error; // set: applying stopped (e.g. diverged)
   // set: storing or applying fails on this node's own I/O (disk full …); retried
   // with backoff, cleared by the next success (docs/operations.md "Local faults")
@@ -197,8 +201,5 @@ class Node {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// The evidence file in a data directory.
-std::filesystem::path evidence_path_in(const std::filesystem::path& data_dir);
 
 }  // namespace swarmlite::net

@@ -380,6 +380,49 @@ TEST_CASE("a forked primary is detected; the evidence is stored, spread and veri
   CHECK(nr3.status().evidence.has_value());
 }
 
+// The evidence is the node's most important output: when it cannot be written
+// (here: the data directory's disk is full) the node says so in its status
+// (evidence_store_fault, hence /readyz) and writes it once it can. (Before: an
+// ofstream + rename whose failure was only logged; the status showed nothing.)
+TEST_CASE("evidence that cannot be stored is reported in the status and stored once the disk allows") {
+  KeyPair keys = KeyPair::generate();
+  TestLog pa(keys.pub, true), pb(keys.pub, true), r(keys.pub, false);
+  pa.append(keys.secret, 5, "common");
+  pb.append(keys.secret, 5, "common");
+  pa.append(keys.secret, 3, "a");
+  pb.append(keys.secret, 6, "b");
+  Node na(*pa.backend, fast_options());
+  REQUIRE(na.start().ok());
+  Node nb(*pb.backend, fast_options());
+  REQUIRE(nb.start().ok());
+  TempDir data;
+  auto ro = fast_options();
+  ro.seeds = {addr(na)};
+  ro.data_dir = data.path;
+  {
+    Node nr(*r.backend, ro);
+    REQUIRE(nr.start().ok());
+    CHECK(eventually([&] { return r.size() == 8; }));
+  }
+  fault_injection::fail_writes_under(data.path);
+  ro.seeds = {addr(na), addr(nb)};
+  Node nr(*r.backend, ro);
+  REQUIRE(nr.start().ok());
+  CHECK(eventually([&] {
+    auto st = nr.status();
+    return st.evidence && st.evidence_store_fault && st.evidence_store_fault->retries >= 2;
+  }));
+  auto st = nr.status();
+  REQUIRE(st.evidence_store_fault);
+  CHECK(st.evidence_store_fault->what.find("No space left") != std::string::npos);
+  CHECK(st.evidence_store_fault->what.find(data.path.string()) != std::string::npos);
+  CHECK_FALSE(fs::exists(evidence_path_in(data.path)));
+  fault_injection::clear();
+  CHECK(eventually([&] { return !nr.status().evidence_store_fault; }));
+  CHECK(fs::exists(evidence_path_in(data.path)));
+  CHECK(nr.status().evidence.has_value());
+}
+
 TEST_CASE("a primary's /status sees how far its peers got: head_size and lag follow them") {
   KeyPair keys = KeyPair::generate();
   TestLog primary(keys.pub, true), replica(keys.pub, false);

@@ -18,14 +18,11 @@
 #include "sqlbridge/state_tree.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstring>
 
 #include "core/hash.h"
@@ -73,30 +70,16 @@ void wal_checksum(bool big_endian, const uint8_t* data, size_t n, uint32_t s[2])
   }
 }
 
-Error io_error(const std::filesystem::path& path, std::string_view what) {
-  return make_error(Errc::io_error, "{}: {}: {}", path.string(), what, std::strerror(errno));
-}
-
 // Reads exactly n bytes at `offset`, or fewer at the end of the file.
-Result<size_t> pread_full(int fd, uint8_t* buf, size_t n, int64_t offset,
+Result<size_t> pread_full(const file_io::Fd& fd, uint8_t* buf, size_t n, int64_t offset,
                           const std::filesystem::path& path) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = ::pread(fd, buf + done, n - done, static_cast<off_t>(offset + done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return io_error(path, fmt::format("read of {} bytes at offset {}", n, offset));
-    }
-    if (r == 0) break;
-    done += static_cast<size_t>(r);
-  }
-  return done;
+  return file_io::pread_up_to(fd.get(), std::span<uint8_t>(buf, n), static_cast<uint64_t>(offset),
+                              path);
 }
 
-Result<int64_t> file_size(int fd, const std::filesystem::path& path) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return io_error(path, "fstat");
-  return static_cast<int64_t>(st.st_size);
+Result<int64_t> file_size(const file_io::Fd& fd, const std::filesystem::path& path) {
+  SWL_ASSIGN(uint64_t n, file_io::file_size(fd.get(), path));
+  return static_cast<int64_t>(n);
 }
 
 }  // namespace
@@ -168,37 +151,17 @@ Result<uint32_t> set_pending_byte_for_testing(uint32_t pending_byte) {
 // ---------------------------------------------------------------------------
 // LogicalPages
 
-LogicalPages::LogicalPages(LogicalPages&& o) noexcept { *this = std::move(o); }
-
-LogicalPages& LogicalPages::operator=(LogicalPages&& o) noexcept {
-  if (this != &o) {
-    if (db_fd_ >= 0) ::close(db_fd_);
-    if (wal_fd_ >= 0) ::close(wal_fd_);
-    path_ = std::move(o.path_);
-    db_fd_ = std::exchange(o.db_fd_, -1);
-    wal_fd_ = std::exchange(o.wal_fd_, -1);
-    page_size_ = o.page_size_;
-    page_count_ = o.page_count_;
-    committed_frames_ = o.committed_frames_;
-    db_size_ = o.db_size_;
-    wal_page_offset_ = std::move(o.wal_page_offset_);
-  }
-  return *this;
-}
-
-LogicalPages::~LogicalPages() {
-  if (db_fd_ >= 0) ::close(db_fd_);
-  if (wal_fd_ >= 0) ::close(wal_fd_);
-}
-
 Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
   LogicalPages lp;
   lp.path_ = db_path;
-  lp.db_fd_ = ::open(db_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (lp.db_fd_ < 0) {
-    if (errno == ENOENT)
-      return make_error(Errc::not_found, "{}: no such database", db_path.string());
-    return io_error(db_path, "open");
+  {
+    auto fd = file_io::open(db_path, O_RDONLY);
+    if (!fd.ok()) {
+      if (fd.error().code == Errc::not_found)
+        return make_error(Errc::not_found, "{}: no such database", db_path.string());
+      return fd.take_error();
+    }
+    lp.db_fd_ = std::move(fd).value();
   }
   SWL_ASSIGN(lp.db_size_, file_size(lp.db_fd_, db_path));
 
@@ -225,9 +188,15 @@ Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
   std::filesystem::path wal_path = db_path;
   wal_path += "-wal";
   uint32_t commit_size = 0;
-  lp.wal_fd_ = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (lp.wal_fd_ < 0 && errno != ENOENT) return io_error(wal_path, "open");
-  if (lp.wal_fd_ >= 0) {
+  {
+    auto fd = file_io::open(wal_path, O_RDONLY);
+    if (fd.ok()) {
+      lp.wal_fd_ = std::move(fd).value();
+    } else if (fd.error().code != Errc::not_found) {
+      return fd.take_error();
+    }
+  }
+  if (lp.wal_fd_.valid()) {
     SWL_ASSIGN(int64_t wal_size, file_size(lp.wal_fd_, wal_path));
     uint8_t hdr[kWalHeaderSize];
     SWL_ASSIGN(size_t got, pread_full(lp.wal_fd_, hdr, sizeof hdr, 0, wal_path));

@@ -15,6 +15,7 @@
 #include <map>
 #include <vector>
 
+#include "core/file_io.h"
 #include "core/merkle.h"
 #include "sqlbridge/page_vfs.h"
 
@@ -57,11 +58,11 @@ Result<uint32_t> set_pending_byte_for_testing(uint32_t pending_byte);
 class LogicalPages {
  public:
   static Result<LogicalPages> open(const std::filesystem::path& db_path);
-  LogicalPages(LogicalPages&& other) noexcept;
-  LogicalPages& operator=(LogicalPages&& other) noexcept;
+  LogicalPages(LogicalPages&& other) noexcept = default;
+  LogicalPages& operator=(LogicalPages&& other) noexcept = default;
   LogicalPages(const LogicalPages&) = delete;
   LogicalPages& operator=(const LogicalPages&) = delete;
-  ~LogicalPages();
+  ~LogicalPages() = default;
 
   uint32_t page_size() const { return page_size_; }
   uint32_t page_count() const { return page_count_; }
@@ -73,8 +74,8 @@ class LogicalPages {
  private:
   LogicalPages() = default;
   std::filesystem::path path_;
-  int db_fd_ = -1;
-  int wal_fd_ = -1;
+  file_io::Fd db_fd_;
+  file_io::Fd wal_fd_;
   uint32_t page_size_ = 0;
   uint32_t page_count_ = 0;
   uint32_t committed_frames_ = 0;

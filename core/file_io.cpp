@@ -1,0 +1,209 @@
+#include "core/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <cstring>
+
+#include "core/fault_injection.h"
+
+namespace swarmlite::file_io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Error os_error(std::string_view what, const fs::path& file, int err) {
+  return make_error(Errc::io_error, "{} {}: {}", what, file.string(), std::strerror(err));
+}
+
+// Tests only: a write to `path` fails as if the disk were full.
+Status injected_write_fault(const fs::path& path) {
+  if (fault_injection::write_fails(path.c_str())) {
+    return os_error("cannot write", path, ENOSPC);
+  }
+  return {};
+}
+
+}  // namespace
+
+void Fd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Status Fd::close(const fs::path& file) {
+  int fd = std::exchange(fd_, -1);
+  if (fd >= 0 && ::close(fd) != 0) return os_error("cannot close", file, errno);
+  return {};
+}
+
+Result<Fd> open(const fs::path& path, int flags, mode_t mode) {
+  int fd;
+  do {
+    fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    int err = errno;
+    return make_error(err == ENOENT ? Errc::not_found : Errc::io_error, "cannot open {}: {}",
+                      path.string(), std::strerror(err));
+  }
+  return Fd(fd);
+}
+
+Status write_all(int fd, ByteView data, const fs::path& path) {
+  SWL_TRY(injected_write_fault(path));
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os_error("cannot write", path, errno);
+    if (n == 0) return os_error("cannot write", path, EIO);  // no progress: do not spin
+    data = data.subspan(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+Status pwrite_all(int fd, ByteView data, uint64_t offset, const fs::path& path) {
+  SWL_TRY(injected_write_fault(path));
+  while (!data.empty()) {
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os_error("cannot write", path, errno);
+    if (n == 0) return os_error("cannot write", path, EIO);
+    data = data.subspan(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+Result<size_t> read_up_to(int fd, std::span<uint8_t> out, const fs::path& path) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os_error("cannot read", path, errno);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+Result<size_t> pread_up_to(int fd, std::span<uint8_t> out, uint64_t offset, const fs::path& path) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return make_error(Errc::io_error, "cannot read {} byte(s) at offset {} of {}: {}",
+                        out.size(), offset, path.string(), std::strerror(errno));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+Status pread_exact(int fd, std::span<uint8_t> out, uint64_t offset, const fs::path& path) {
+  SWL_ASSIGN(size_t got, pread_up_to(fd, out, offset, path));
+  if (got < out.size()) {
+    return make_error(Errc::corrupt, "{}: {} byte(s) at offset {} run past the end of the file",
+                      path.string(), out.size(), offset);
+  }
+  return {};
+}
+
+Result<uint64_t> file_size(int fd, const fs::path& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return os_error("cannot stat", path, errno);
+  return static_cast<uint64_t>(st.st_size);
+}
+
+Status truncate(int fd, uint64_t size, const fs::path& path) {
+  int rc;
+  do {
+    rc = ::ftruncate(fd, static_cast<off_t>(size));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) return os_error("cannot truncate", path, errno);
+  return {};
+}
+
+Status fsync_file(int fd, const fs::path& path) {
+  if (::fsync(fd) != 0) return os_error("cannot fsync", path, errno);
+  return {};
+}
+
+Status fdatasync_file(int fd, const fs::path& path) {
+  if (::fdatasync(fd) != 0) return os_error("cannot fsync", path, errno);
+  return {};
+}
+
+Status fsync_dir(const fs::path& dir) {
+  SWL_ASSIGN(Fd fd, open(dir, O_RDONLY | O_DIRECTORY));
+  if (::fsync(fd.get()) != 0) return os_error("cannot fsync directory", dir, errno);
+  return fd.close(dir);
+}
+
+Status fsync_parent(const fs::path& path) {
+  fs::path dir = path.parent_path();
+  return fsync_dir(dir.empty() ? fs::path(".") : dir);
+}
+
+Result<Bytes> read_file(const fs::path& path, uint64_t max_bytes) {
+  SWL_ASSIGN(Fd fd, open(path, O_RDONLY));
+  SWL_ASSIGN(uint64_t size, file_size(fd.get(), path));
+  auto too_large = [&](std::string_view how) {
+    return make_error(Errc::too_large, "{}: {}, over the cap of {} bytes", path.string(), how,
+                      max_bytes);
+  };
+  if (size > max_bytes) return too_large(fmt::format("{} bytes", size));
+  // The size is a hint (the file may grow, or be a pipe or /proc file that says
+  // 0): read up to the cap plus one byte, which tells an oversized file.
+  Bytes out;
+  size_t want = static_cast<size_t>(size) + 1;
+  for (;;) {
+    size_t at = out.size();
+    out.resize(at + want);
+    SWL_ASSIGN(size_t got, read_up_to(fd.get(), std::span<uint8_t>(out).subspan(at), path));
+    out.resize(at + got);
+    if (out.size() > max_bytes) return too_large("more bytes than that");
+    if (got < want) return out;
+    want = static_cast<size_t>(std::min<uint64_t>(max_bytes + 1 - out.size(), 64 * 1024));
+  }
+}
+
+fs::path temp_path_for(const fs::path& path) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  return tmp;
+}
+
+Status atomic_replace(const fs::path& path, ByteView data, bool durable, mode_t mode) {
+  const fs::path tmp = temp_path_for(path);
+  auto write_temp = [&]() -> Status {
+    SWL_ASSIGN(Fd fd, open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
+    SWL_TRY(write_all(fd.get(), data, tmp));
+    if (durable) SWL_TRY(fsync_file(fd.get(), tmp));
+    return fd.close(tmp);
+  };
+  Status st = write_temp();
+  if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    st = make_error(Errc::io_error, "cannot rename {} to {}: {}", tmp.string(), path.string(),
+                    std::strerror(errno));
+  }
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());  // may not exist (open failed): nothing to report
+    return st;
+  }
+  // Renamed: the new bytes are in place; the directory sync makes the rename durable.
+  if (durable) SWL_TRY(fsync_parent(path));
+  return {};
+}
+
+Status durable_replace(const fs::path& path, ByteView data, mode_t mode) {
+  return atomic_replace(path, data, /*durable=*/true, mode);
+}
+
+}  // namespace swarmlite::file_io

@@ -1,0 +1,101 @@
+// File I/O on POSIX file descriptors, shared by the log store, the key files,
+// the state tree's page reader and the evidence store (docs/architecture.md
+// "Layers"). Every error is an Error naming the file, the operation and the
+// OS's reason: "cannot write /d/head.tmp: No space left on device".
+//
+// Writes ask fault_injection::write_fails() first (tests only: a full disk,
+// docs/operations.md "Local faults"), so an injected fault fires at every write
+// of every user of this file, at the same point a real ENOSPC would.
+//
+// Durability: durable_replace() writes a temporary file next to the target,
+// fsyncs it, renames it over the target and fsyncs the directory, so after a
+// crash the target holds either the old or the new bytes, and once it returns
+// the new bytes survive a power cut. On failure the temporary file is removed
+// and the target keeps its old content.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <utility>
+
+#include "core/bytes.h"
+#include "core/result.h"
+
+namespace swarmlite::file_io {
+
+// Owns a file descriptor; move-only, closed on destruction.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  // Closes, ignoring errors (use close() where a deferred write error matters).
+  void reset();
+  // Closes now and reports close's error (it can report a deferred write error).
+  Status close(const std::filesystem::path& file);
+
+ private:
+  int fd_ = -1;
+};
+
+// ::open with O_CLOEXEC. Errors: not_found when the file (or a directory on its
+// path) does not exist, else io_error; both name the path and errno's text.
+Result<Fd> open(const std::filesystem::path& path, int flags, mode_t mode = 0644);
+
+// Writes all of `data` at the file position (write) or at `offset` (pwrite),
+// retrying on EINTR and short writes. io_error naming `path` on failure.
+Status write_all(int fd, ByteView data, const std::filesystem::path& path);
+Status pwrite_all(int fd, ByteView data, uint64_t offset, const std::filesystem::path& path);
+
+// Reads until `out` is full or the file ends; returns the bytes read.
+Result<size_t> read_up_to(int fd, std::span<uint8_t> out, const std::filesystem::path& path);
+Result<size_t> pread_up_to(int fd, std::span<uint8_t> out, uint64_t offset,
+                           const std::filesystem::path& path);
+// Reads exactly out.size() bytes at `offset`; corrupt when the file ends first.
+Status pread_exact(int fd, std::span<uint8_t> out, uint64_t offset,
+                   const std::filesystem::path& path);
+
+Result<uint64_t> file_size(int fd, const std::filesystem::path& path);
+Status truncate(int fd, uint64_t size, const std::filesystem::path& path);
+
+// fsync / fdatasync of an open file.
+Status fsync_file(int fd, const std::filesystem::path& path);
+Status fdatasync_file(int fd, const std::filesystem::path& path);
+// fsync of a directory, making the creation, rename or removal of its entries durable.
+Status fsync_dir(const std::filesystem::path& dir);
+// fsync of the directory holding `path` ("." for a bare file name).
+Status fsync_parent(const std::filesystem::path& path);
+
+// The whole file, refusing (too_large, before reading it) one over `max_bytes`:
+// for files a hostile or damaged disk may have made huge. not_found if absent.
+Result<Bytes> read_file(const std::filesystem::path& path, uint64_t max_bytes);
+
+// The temporary file atomic_replace() writes: `path` + ".tmp", in the same directory.
+std::filesystem::path temp_path_for(const std::filesystem::path& path);
+
+// Replaces `path` with `data`: writes temp_path_for(path) (mode `mode`), then,
+// if `durable`, fsyncs it; renames it over `path`; if `durable`, fsyncs the
+// directory. Without `durable` a crash may leave an empty or old file. On any
+// failure the temporary file is removed and `path` is untouched.
+Status atomic_replace(const std::filesystem::path& path, ByteView data, bool durable,
+                      mode_t mode = 0644);
+// atomic_replace(path, data, /*durable=*/true).
+Status durable_replace(const std::filesystem::path& path, ByteView data, mode_t mode = 0644);
+
+}  // namespace swarmlite::file_io
