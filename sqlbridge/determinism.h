@@ -38,19 +38,13 @@
 
 #include "core/entry.h"
 #include "core/result.h"
+#include "sqlbridge/connection_settings.h"
 #include "sqlbridge/page_vfs.h"
+#include "sqlbridge/seeded_stream.h"
 #include "sqlbridge/sqlite_util.h"
 #include "sqlbridge/state_tree.h"
 
 namespace swarmlite {
-
-// The settings recorded in genesis (canonical text; any change is a new format).
-// Documented one by one in docs/determinism.md.
-inline constexpr std::string_view kFixedSettings =
-    "page_size=4096;journal_mode=wal;synchronous=normal;secure_delete=on;auto_vacuum=none;"
-    "recursive_triggers=on;foreign_keys=on;cache_size=-16384;temp_store=memory;"
-    "trusted_schema=off;dqs=off;defensive=on;legacy_file_format=off;tz=UTC;"
-    "limits=sqlite-defaults,attached=0,worker_threads=0";
 
 // What one statement (one prepared statement of the text) produced.
 struct StatementResult {
@@ -73,24 +67,6 @@ struct EntryInputs {
   int64_t time_ms = 0;
   std::array<uint8_t, 32> seed{};
 };
-
-// Deterministic random bytes for one entry: ChaCha20 keystream (libsodium
-// crypto_stream_chacha20, nonce 0) keyed by the entry's seed, read in order.
-class SeededStream {
- public:
-  explicit SeededStream(const std::array<uint8_t, 32>& seed) : key_(seed) {}
-  void fill(uint8_t* out, size_t n);
-  int64_t next_i64();
-  // The u32 SQLite's internal PRNG is reseeded with (nonce 1, never 0).
-  static uint32_t internal_prng_seed(const std::array<uint8_t, 32>& seed);
-
- private:
-  std::array<uint8_t, 32> key_;
-  uint64_t offset_ = 0;
-};
-
-// Sets TZ=UTC for the process (once; setenv + tzset). Called by every open.
-void pin_process_timezone();
 
 // A write connection with the fixed settings and the entry machinery.
 // Not thread-safe: one thread at a time (Primary / Replica serialise calls).
@@ -139,12 +115,9 @@ class DeterministicDb {
   const std::filesystem::path& path() const { return path_; }
   sqlite3* handle() const { return db_.get(); }
 
-  struct AuthState;  // authorizer context (determinism.cpp)
-
  private:
   DeterministicDb() = default;
   Status configure();
-  Status install_function_overrides();
   Status check_created_objects(size_t index);
   std::optional<std::string> rank_read_refusal();
   Status run_statement_text(size_t index, const Statement& st, bool collect_rows,
@@ -152,7 +125,7 @@ class DeterministicDb {
 
   std::filesystem::path path_;
   std::unique_ptr<WriteCapture> capture_;
-  std::unique_ptr<AuthState> auth_;
+  std::unique_ptr<WriteAuthState> auth_;
   SqliteDb db_;
   StateTree tree_;
   std::unique_ptr<SeededStream> stream_;  // the running entry's stream (null between entries)

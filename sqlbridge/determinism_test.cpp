@@ -1,5 +1,5 @@
-// Pure pieces of deterministic execution: the seeded stream, SQL text helpers,
-// the recent-roots table used by snapshots.
+// Pure pieces of deterministic execution: SQL text helpers and the recent-roots
+// table used by snapshots.
 #include <doctest/doctest.h>
 
 #include "sqlbridge/determinism.h"
@@ -7,36 +7,11 @@
 
 using namespace swarmlite;
 
-TEST_CASE("the seeded stream is the same however it is read") {
-  std::array<uint8_t, 32> seed{};
-  seed[0] = 7;
-  SeededStream whole(seed);
-  Bytes all(1000);
-  whole.fill(all.data(), all.size());
-  SeededStream pieces(seed);
-  Bytes parts;
-  for (size_t n : {1, 7, 64, 3, 200, 125, 600}) {
-    Bytes b(n);
-    pieces.fill(b.data(), n);
-    parts.insert(parts.end(), b.begin(), b.end());
-  }
-  CHECK(parts == all);
-  std::array<uint8_t, 32> other = seed;
-  other[31] = 1;
-  SeededStream different(other);
-  Bytes d(32);
-  different.fill(d.data(), d.size());
-  CHECK(d != Bytes(all.begin(), all.begin() + 32));
-}
-
-TEST_CASE("random() values are never INT64_MIN and internal seeds never 0") {
-  std::array<uint8_t, 32> seed{};
-  for (int s = 0; s < 64; ++s) {
-    seed[1] = static_cast<uint8_t>(s);
-    SeededStream stream(seed);
-    for (int i = 0; i < 100; ++i) CHECK(stream.next_i64() != INT64_MIN);
-    CHECK(SeededStream::internal_prng_seed(seed) != 0);
-  }
+TEST_CASE("identifiers are quoted and folded as SQLite does") {
+  CHECK(quote_ident("a b") == "\"a b\"");
+  CHECK(quote_ident("x\"y") == "\"x\"\"y\"");
+  CHECK(quote_ident("") == "\"\"");
+  CHECK(lower_ascii("AbC_\xc3\x89") == "abc_\xc3\x89");  // non-ASCII bytes unchanged
 }
 
 TEST_CASE("leading keyword and blank SQL skip comments and whitespace") {

@@ -5,7 +5,7 @@
 //     format_version  kFormatVersion
 //     sqlite_version  sqlite3_libversion() of the primary
 //     page_size       4096
-//     settings        kFixedSettings (determinism.h)
+//     settings        kFixedSettings (connection_settings.h)
 //     applied_seq     the seq of the last entry applied (updated by every entry)
 // User SQL may read sqlite_swarmlite but never write it (authorizer).
 //

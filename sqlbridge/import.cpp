@@ -22,22 +22,6 @@ constexpr size_t kMaxParamsPerStatement = 30000;
 // EntryLimits::max_total_params is 2^21: a deferred group stays below it.
 constexpr size_t kMaxDeferredGroupParams = 1900000;
 
-std::string quote_ident(std::string_view name) {
-  std::string out = "\"";
-  for (char c : name) {
-    out += c;
-    if (c == '"') out += '"';
-  }
-  out += '"';
-  return out;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string text_column(sqlite3_stmt* st, int i) {
   const unsigned char* p = sqlite3_column_text(st, i);
   return p ? std::string(reinterpret_cast<const char*>(p)) : std::string();
@@ -117,7 +101,7 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
 std::string vtab_module(const std::string& sql) {
   static const std::regex re(R"(\bUSING\s+([A-Za-z0-9_]+))", std::regex::icase);
   std::smatch m;
-  return std::regex_search(sql, m, re) ? lower(m[1].str()) : std::string();
+  return std::regex_search(sql, m, re) ? lower_ascii(m[1].str()) : std::string();
 }
 
 // fts5 content option: "" (none: content stored in the table), "''" (contentless), else a table.
@@ -159,9 +143,9 @@ Result<TableInfo> table_info(sqlite3* db, const SchemaObject& obj, const std::st
     std::string name = text_column(cols.get(), 0);
     int hidden = sqlite3_column_int(cols.get(), 1);
     all_names.push_back(name);
-    if (sqlite3_column_int(cols.get(), 2) != 0) info.notnull.insert(lower(name));
+    if (sqlite3_column_int(cols.get(), 2) != 0) info.notnull.insert(lower_ascii(name));
     if (sqlite3_column_int(cols.get(), 3) > 0) {
-      info.key.insert(lower(name));
+      info.key.insert(lower_ascii(name));
       info.pk.push_back(name);
     }
     if (hidden == 0) info.columns.push_back(name);
@@ -192,7 +176,7 @@ Result<TableInfo> table_info(sqlite3* db, const SchemaObject& obj, const std::st
     int64_t last_id = -1;
     while ((rc = sqlite3_step(fk.get())) == SQLITE_ROW) {
       int64_t id = sqlite3_column_int64(fk.get(), 0);
-      if (id != last_id) info.fks.push_back({lower(text_column(fk.get(), 1)), {}});
+      if (id != last_id) info.fks.push_back({lower_ascii(text_column(fk.get(), 1)), {}});
       info.fks.back().from.push_back(text_column(fk.get(), 2));
       last_id = id;
     }
@@ -239,7 +223,7 @@ Status check_source_foreign_keys(sqlite3* db) {
 // comes after the groups it references (parents first).
 std::vector<std::vector<size_t>> foreign_key_groups(const std::vector<TableInfo>& tables) {
   std::map<std::string, size_t> by_name;
-  for (size_t i = 0; i < tables.size(); ++i) by_name[lower(tables[i].name)] = i;
+  for (size_t i = 0; i < tables.size(); ++i) by_name[lower_ascii(tables[i].name)] = i;
   std::vector<std::vector<size_t>> edges(tables.size());
   for (size_t i = 0; i < tables.size(); ++i) {
     for (const auto& fk : tables[i].fks) {
@@ -336,7 +320,7 @@ Status copy_rows(sqlite3* src, const TableInfo& t, EntryBuilder& out, const Impo
     if (i) col_list += ", ", select_list += ", ";
     col_list += quote_ident(cols[i]);
     // A postponed foreign key column is NULL now and set once its group is in.
-    select_list += (i == 0 && !t.rowid_name.empty()) || !t.postponed.count(lower(cols[i]))
+    select_list += (i == 0 && !t.rowid_name.empty()) || !t.postponed.count(lower_ascii(cols[i]))
                        ? quote_ident(cols[i])
                        : std::string("NULL");
   }
@@ -383,7 +367,7 @@ Status set_postponed(sqlite3* src, const TableInfo& t, EntryBuilder& out) {
   if (t.postponed.empty() || t.rows == 0) return {};
   std::vector<std::string> set_cols;
   for (const auto& c : t.columns) {
-    if (t.postponed.count(lower(c))) set_cols.push_back(c);
+    if (t.postponed.count(lower_ascii(c))) set_cols.push_back(c);
   }
   std::vector<std::string> key_cols;
   if (!t.rowid_name.empty()) {
@@ -424,7 +408,7 @@ Status set_postponed(sqlite3* src, const TableInfo& t, EntryBuilder& out) {
 // key; otherwise (returns false) the whole group goes in one deferred entry.
 bool plan_postponed(std::vector<TableInfo>& tables, const std::vector<size_t>& group) {
   std::set<std::string> in_group;
-  for (size_t i : group) in_group.insert(lower(tables[i].name));
+  for (size_t i : group) in_group.insert(lower_ascii(tables[i].name));
   std::map<size_t, std::set<std::string>> plan;
   for (size_t i : group) {
     const TableInfo& t = tables[i];
@@ -432,9 +416,9 @@ bool plan_postponed(std::vector<TableInfo>& tables, const std::vector<size_t>& g
     for (const auto& fk : t.fks) {
       if (!in_group.count(fk.parent)) continue;
       for (const auto& col : fk.from) {
-        std::string c = lower(col);
+        std::string c = lower_ascii(col);
         bool insertable = std::any_of(t.columns.begin(), t.columns.end(),
-                                      [&](const std::string& n) { return lower(n) == c; });
+                                      [&](const std::string& n) { return lower_ascii(n) == c; });
         if (!insertable || t.notnull.count(c) || t.key.count(c)) return false;
         plan[i].insert(c);
       }
@@ -447,7 +431,7 @@ bool plan_postponed(std::vector<TableInfo>& tables, const std::vector<size_t>& g
 bool is_cyclic(const std::vector<TableInfo>& tables, const std::vector<size_t>& group) {
   if (group.size() > 1) return true;
   const TableInfo& t = tables[group[0]];
-  return std::any_of(t.fks.begin(), t.fks.end(), [&](const ForeignKey& fk) { return fk.parent == lower(t.name); });
+  return std::any_of(t.fks.begin(), t.fks.end(), [&](const ForeignKey& fk) { return fk.parent == lower_ascii(t.name); });
 }
 
 Status run_entry(Primary& primary, const std::vector<Statement>& statements, const char* what,
@@ -566,7 +550,7 @@ Result<ImportStats> import_database(const std::filesystem::path& source, Primary
   // AUTOINCREMENT counters, exactly as in the source (they may be above the largest rowid).
   // (Only when a created table has one: SQLite makes sqlite_sequence for it.)
   const bool has_autoincrement = std::any_of(schema.begin(), schema.end(), [](const SchemaObject& o) {
-    return o.type == "table" && lower(o.sql).find("autoincrement") != std::string::npos;
+    return o.type == "table" && lower_ascii(o.sql).find("autoincrement") != std::string::npos;
   });
   std::vector<Statement> seq_statements;
   auto seq = prepare(src.get(), "SELECT name, seq FROM sqlite_sequence ORDER BY rowid");

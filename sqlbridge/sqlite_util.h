@@ -62,6 +62,13 @@ Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params);
 // The value of column `col` of the current row.
 Value column_value(sqlite3_stmt* stmt, int col);
 
+// `name` as a double-quoted SQL identifier ("a""b" for a"b).
+std::string quote_ident(std::string_view name);
+// `s` with ASCII letters lower-cased (SQLite's identifier folding).
+std::string lower_ascii(std::string_view s);
+// `s`, or "" when it is null (SQLite's column and name getters may return null).
+inline const char* or_empty(const char* s) { return s ? s : ""; }
+
 // True when `sql` holds nothing but whitespace, comments and semicolons.
 bool is_blank_sql(std::string_view sql);
 // The first keyword of `sql` after whitespace and comments, upper-cased ("" if none).
