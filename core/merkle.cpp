@@ -470,6 +470,51 @@ Bytes encode_sized_path(uint64_t a, uint64_t b, std::span<const Hash32> path) {
   return w.take();
 }
 
+// The two proofs of the form (version, size a, size b, path) and what makes
+// each valid: decode_sized_path reads what encode_sized_path wrote.
+struct SizedPath {
+  uint64_t a = 0, b = 0;
+  std::vector<Hash32> path;
+};
+struct SizedPathForm {
+  const char* what;
+  const char* a_name;
+  const char* b_name;
+  std::string (*invalid)(uint64_t a, uint64_t b);  // why (a, b) is impossible, "" when it is not
+  size_t (*hashes)(uint64_t a, uint64_t b);        // the path length (a, b) needs
+  const char* needs;                               // "... {a} ... {b} need(s)", for errors
+};
+const SizedPathForm kInclusionPath{
+    "inclusion proof", "index", "size",
+    [](uint64_t index, uint64_t size) {
+      return index < size ? std::string()
+                          : fmt::format("leaf {} is not below tree size {}", index, size);
+    },
+    inclusion_proof_size, "leaf {} of {} needs"};
+const SizedPathForm kConsistencyPath{
+    "consistency proof", "old_size", "new_size",
+    [](uint64_t old_size, uint64_t new_size) {
+      return old_size <= new_size
+                 ? std::string()
+                 : fmt::format("old size {} is above new size {}", old_size, new_size);
+    },
+    consistency_proof_size, "sizes {} to {} need"};
+
+Result<SizedPath> decode_sized_path(ByteView bytes, const SizedPathForm& form) {
+  Reader r(bytes, form.what);
+  SizedPath d;
+  SWL_TRY(r.preamble(kProofVersion));
+  SWL_ASSIGN(d.a, r.u64(form.a_name));
+  SWL_ASSIGN(d.b, r.u64(form.b_name));
+  if (std::string why = form.invalid(d.a, d.b); !why.empty()) {
+    return r.fail_at(Errc::bad_value, 1, form.a_name, why);
+  }
+  SWL_ASSIGN(d.path, read_exact_hashes(r, "path", kMaxProofHashes, form.hashes(d.a, d.b),
+                                       fmt::format(fmt::runtime(form.needs), d.a, d.b)));
+  SWL_TRY(r.expect_end());
+  return d;
+}
+
 }  // namespace
 
 Bytes encode_hash_list(std::span<const Hash32> hashes) {
@@ -490,20 +535,8 @@ Bytes encode_inclusion_proof(const InclusionProof& p) {
 }
 
 Result<InclusionProof> decode_inclusion_proof(ByteView bytes) {
-  Reader r(bytes, "inclusion proof");
-  InclusionProof p;
-  SWL_TRY(r.preamble(kProofVersion));
-  SWL_ASSIGN(p.index, r.u64("index"));
-  SWL_ASSIGN(p.size, r.u64("size"));
-  if (p.index >= p.size) {
-    return r.fail_at(Errc::bad_value, 1, "index",
-                     fmt::format("leaf {} is not below tree size {}", p.index, p.size));
-  }
-  SWL_ASSIGN(p.path,
-             read_exact_hashes(r, "path", kMaxProofHashes, inclusion_proof_size(p.index, p.size),
-                               fmt::format("leaf {} of {} needs", p.index, p.size)));
-  SWL_TRY(r.expect_end());
-  return p;
+  SWL_ASSIGN(SizedPath d, decode_sized_path(bytes, kInclusionPath));
+  return InclusionProof{d.a, d.b, std::move(d.path)};
 }
 
 Bytes encode_consistency_proof(const ConsistencyProof& p) {
@@ -511,20 +544,8 @@ Bytes encode_consistency_proof(const ConsistencyProof& p) {
 }
 
 Result<ConsistencyProof> decode_consistency_proof(ByteView bytes) {
-  Reader r(bytes, "consistency proof");
-  ConsistencyProof p;
-  SWL_TRY(r.preamble(kProofVersion));
-  SWL_ASSIGN(p.old_size, r.u64("old_size"));
-  SWL_ASSIGN(p.new_size, r.u64("new_size"));
-  if (p.old_size > p.new_size) {
-    return r.fail_at(Errc::bad_value, 1, "old_size",
-                     fmt::format("old size {} is above new size {}", p.old_size, p.new_size));
-  }
-  SWL_ASSIGN(p.path, read_exact_hashes(r, "path", kMaxProofHashes,
-                                       consistency_proof_size(p.old_size, p.new_size),
-                                       fmt::format("sizes {} to {} need", p.old_size, p.new_size)));
-  SWL_TRY(r.expect_end());
-  return p;
+  SWL_ASSIGN(SizedPath d, decode_sized_path(bytes, kConsistencyPath));
+  return ConsistencyProof{d.a, d.b, std::move(d.path)};
 }
 
 Bytes encode_multiproof(const MultiProof& p) {

@@ -502,6 +502,17 @@ struct HttpApi::Impl {
     co_return !ec;
   }
 
+  // The reply to a request that could not be read (bad or over-size header or
+  // body): the reason, then the connection closes.
+  asio::awaitable<void> refuse_unreadable(beast::tcp_stream& stream, http::status status,
+                                          std::string message) {
+    Request bare;  // no request exists yet
+    bare.version(11);
+    Response res = error(bare, status, message);
+    res.keep_alive(false);
+    co_await send(stream, res);
+  }
+
   asio::awaitable<void> session(tcp::socket socket) {
     struct Count {
       Impl& s;
@@ -519,37 +530,30 @@ struct HttpApi::Impl {
       first = false;
       error_code ec;
       co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-      Request bare;  // for error responses before a request exists
-      bare.version(11);
       if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-        Response res = error(bare, http::status::request_header_fields_too_large,
-                             fmt::format("request header over {} bytes", opts.max_header_bytes));
-        res.keep_alive(false);
-        co_await send(stream, res);
+        co_await refuse_unreadable(
+            stream, http::status::request_header_fields_too_large,
+            fmt::format("request header over {} bytes", opts.max_header_bytes));
         break;
       }
       if (ec == http::error::body_limit) {
-        Response res = error(bare, http::status::payload_too_large,
-                             fmt::format("request body over the cap of {} bytes", opts.max_body_bytes));
-        res.keep_alive(false);
-        co_await send(stream, res);
+        co_await refuse_unreadable(
+            stream, http::status::payload_too_large,
+            fmt::format("request body over the cap of {} bytes", opts.max_body_bytes));
         break;
       }
       if (ec) {
         if (is_malformed(ec)) {
-          Response res = error(bare, http::status::bad_request, "malformed HTTP request: " + ec.message());
-          res.keep_alive(false);
-          co_await send(stream, res);
+          co_await refuse_unreadable(stream, http::status::bad_request,
+                                     "malformed HTTP request: " + ec.message());
         }
         break;  // closed, timed out or reset
       }
       stream.expires_after(opts.read_timeout);
       if (parser.content_length() && *parser.content_length() > opts.max_body_bytes) {
-        Response res = error(bare, http::status::payload_too_large,
-                             fmt::format("request body of {} bytes is over the cap of {}", *parser.content_length(),
-                                         opts.max_body_bytes));
-        res.keep_alive(false);
-        co_await send(stream, res);
+        co_await refuse_unreadable(stream, http::status::payload_too_large,
+                                   fmt::format("request body of {} bytes is over the cap of {}",
+                                               *parser.content_length(), opts.max_body_bytes));
         break;
       }
       if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
@@ -558,21 +562,20 @@ struct HttpApi::Impl {
         if (ec) break;
       }
       if (!parser.is_done()) {
-        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+        co_await http::async_read(stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
         if (ec == http::error::body_limit) {
-          Response res = error(bare, http::status::payload_too_large,
-                               fmt::format("request body over the cap of {} bytes", opts.max_body_bytes));
-          res.keep_alive(false);
-          co_await send(stream, res);
+          co_await refuse_unreadable(
+              stream, http::status::payload_too_large,
+              fmt::format("request body over the cap of {} bytes", opts.max_body_bytes));
           break;
         }
         if (ec) {
           // A body the parser refuses (a chunk-size line beyond 64 bits, a bad
           // chunk) gets its reason before the close, as a bad header does.
           if (is_malformed(ec)) {
-            Response res = error(bare, http::status::bad_request, "malformed HTTP request body: " + ec.message());
-            res.keep_alive(false);
-            co_await send(stream, res);
+            co_await refuse_unreadable(stream, http::status::bad_request,
+                                       "malformed HTTP request body: " + ec.message());
           }
           break;
         }

@@ -692,56 +692,66 @@ std::string finish(json results, const RequestOptions& opts, double total_second
 
 }  // namespace
 
-std::string render_exec_results(const std::vector<ExecOutcome>& results, const RequestOptions& opts,
-                                double total_seconds) {
+namespace {
+
+// The "results" array: per result its error, or what `fill` puts in (and its
+// "time" when asked for); `always` adds what is there either way.
+template <typename Outcome, typename Fill, typename Always>
+std::string render_results(const std::vector<Outcome>& results, const RequestOptions& opts,
+                           double total_seconds, Fill fill, Always always) {
   json arr = json::array();
   for (const auto& r : results) {
     json o = json::object();
     if (r.error) {
       o["error"] = *r.error;
     } else {
-      o["last_insert_id"] = r.last_insert_id;
-      o["rows_affected"] = r.rows_affected;
-      if (!r.columns.empty()) {
-        o["columns"] = r.columns;
-        if (opts.associative) o["rows"] = assoc_rows_json(r.columns, r.rows);
-        else if (!r.rows.empty()) o["values"] = rows_json(r.rows);
-      }
+      fill(r, o);
       if (opts.timings) o["time"] = r.seconds;
     }
+    always(r, o);
     arr.push_back(std::move(o));
   }
   return finish(std::move(arr), opts, total_seconds);
 }
 
+}  // namespace
+
+std::string render_exec_results(const std::vector<ExecOutcome>& results, const RequestOptions& opts,
+                                double total_seconds) {
+  auto fill = [&opts](const ExecOutcome& r, json& o) {
+    o["last_insert_id"] = r.last_insert_id;
+    o["rows_affected"] = r.rows_affected;
+    if (!r.columns.empty()) {
+      o["columns"] = r.columns;
+      if (opts.associative) o["rows"] = assoc_rows_json(r.columns, r.rows);
+      else if (!r.rows.empty()) o["values"] = rows_json(r.rows);
+    }
+  };
+  return render_results(results, opts, total_seconds, fill, [](const ExecOutcome&, json&) {});
+}
+
 std::string render_query_results(const std::vector<QueryOutcome>& results, const RequestOptions& opts,
                                  double total_seconds) {
-  json arr = json::array();
-  for (const auto& r : results) {
-    json o = json::object();
-    if (r.error) {
-      o["error"] = *r.error;
+  auto fill = [&opts](const QueryOutcome& r, json& o) {
+    std::vector<std::string> types;
+    types.reserve(r.types.size());
+    for (const auto& t : r.types) types.push_back(lower(t));
+    if (opts.associative) {
+      json t = json::object();
+      for (size_t c = 0; c < r.columns.size(); ++c) t[r.columns[c]] = c < types.size() ? types[c] : "";
+      o["types"] = std::move(t);
+      o["rows"] = assoc_rows_json(r.columns, r.rows, types);
     } else {
-      std::vector<std::string> types;
-      types.reserve(r.types.size());
-      for (const auto& t : r.types) types.push_back(lower(t));
-      if (opts.associative) {
-        json t = json::object();
-        for (size_t c = 0; c < r.columns.size(); ++c) t[r.columns[c]] = c < types.size() ? types[c] : "";
-        o["types"] = std::move(t);
-        o["rows"] = assoc_rows_json(r.columns, r.rows, types);
-      } else {
-        o["columns"] = r.columns;
-        if (!r.rows.empty()) o["values"] = rows_json(r.rows, types);  // rqlite omits an empty "values"
-        o["types"] = std::move(types);
-      }
-      if (opts.timings) o["time"] = r.seconds;
+      o["columns"] = r.columns;
+      if (!r.rows.empty()) o["values"] = rows_json(r.rows, types);  // rqlite omits an empty "values"
+      o["types"] = std::move(types);
     }
+  };
+  auto always = [](const QueryOutcome& r, json& o) {
     if (r.size) o["size"] = *r.size;
     if (!r.proof.empty()) o["proof"] = base64_encode(r.proof);
-    arr.push_back(std::move(o));
-  }
-  return finish(std::move(arr), opts, total_seconds);
+  };
+  return render_results(results, opts, total_seconds, fill, always);
 }
 
 Result<QueryOutcome> query_outcome_from_json(const nlohmann::json& r) {
