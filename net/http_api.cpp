@@ -502,10 +502,29 @@ struct HttpApi::Impl {
     co_return !ec;
   }
 
-  // The reply to a request that could not be read (bad or over-size header or
-  // body): the reason, then the connection closes.
-  asio::awaitable<void> refuse_unreadable(beast::tcp_stream& stream, http::status status,
-                                          std::string message) {
+  // After a read of the header or body (`part`) failed: the reason, when the
+  // request itself is at fault (too large, malformed), then the connection
+  // closes either way (closed, timed out or reset gets no reply).
+  asio::awaitable<void> refuse_unreadable(beast::tcp_stream& stream, const error_code& ec,
+                                          std::string_view part) {
+    http::status status;
+    std::string message;
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+      status = http::status::request_header_fields_too_large;
+      message = fmt::format("request header over {} bytes", opts.max_header_bytes);
+    } else if (ec == http::error::body_limit) {
+      status = http::status::payload_too_large;
+      message = fmt::format("request body over the cap of {} bytes", opts.max_body_bytes);
+    } else if (is_malformed(ec)) {
+      status = http::status::bad_request;
+      message = fmt::format("malformed HTTP {}: {}", part, ec.message());
+    } else {
+      co_return;
+    }
+    co_await refuse(stream, status, std::move(message));
+  }
+
+  asio::awaitable<void> refuse(beast::tcp_stream& stream, http::status status, std::string message) {
     Request bare;  // no request exists yet
     bare.version(11);
     Response res = error(bare, status, message);
@@ -530,30 +549,15 @@ struct HttpApi::Impl {
       first = false;
       error_code ec;
       co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-        co_await refuse_unreadable(
-            stream, http::status::request_header_fields_too_large,
-            fmt::format("request header over {} bytes", opts.max_header_bytes));
-        break;
-      }
-      if (ec == http::error::body_limit) {
-        co_await refuse_unreadable(
-            stream, http::status::payload_too_large,
-            fmt::format("request body over the cap of {} bytes", opts.max_body_bytes));
-        break;
-      }
       if (ec) {
-        if (is_malformed(ec)) {
-          co_await refuse_unreadable(stream, http::status::bad_request,
-                                     "malformed HTTP request: " + ec.message());
-        }
-        break;  // closed, timed out or reset
+        co_await refuse_unreadable(stream, ec, "request");
+        break;
       }
       stream.expires_after(opts.read_timeout);
       if (parser.content_length() && *parser.content_length() > opts.max_body_bytes) {
-        co_await refuse_unreadable(stream, http::status::payload_too_large,
-                                   fmt::format("request body of {} bytes is over the cap of {}",
-                                               *parser.content_length(), opts.max_body_bytes));
+        co_await refuse(stream, http::status::payload_too_large,
+                        fmt::format("request body of {} bytes is over the cap of {}",
+                                    *parser.content_length(), opts.max_body_bytes));
         break;
       }
       if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
@@ -564,19 +568,11 @@ struct HttpApi::Impl {
       if (!parser.is_done()) {
         co_await http::async_read(stream, buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == http::error::body_limit) {
-          co_await refuse_unreadable(
-              stream, http::status::payload_too_large,
-              fmt::format("request body over the cap of {} bytes", opts.max_body_bytes));
-          break;
-        }
         if (ec) {
-          // A body the parser refuses (a chunk-size line beyond 64 bits, a bad
-          // chunk) gets its reason before the close, as a bad header does.
-          if (is_malformed(ec)) {
-            co_await refuse_unreadable(stream, http::status::bad_request,
-                                       "malformed HTTP request body: " + ec.message());
-          }
+          // A body the parser refuses (over the cap, a chunk-size line beyond
+          // 64 bits, a bad chunk) gets its reason before the close, as a bad
+          // header does.
+          co_await refuse_unreadable(stream, ec, "request body");
           break;
         }
       }
