@@ -28,9 +28,9 @@
 
 #include "core/keys.h"
 #include "core/temp_dir_test_util.h"
-#include "sqlbridge/primary.h"
-#include "sqlbridge/replica.h"
-#include "sqlbridge/state_tree.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/engine/replica.h"
+#include "sqlbridge/engine/state_tree.h"
 
 namespace swarmlite {
 namespace {

@@ -14,9 +14,9 @@
 #include <memory>
 #include <random>
 
-#include "sqlbridge/proof_test_util.h"
-#include "sqlbridge/prover.h"
-#include "sqlbridge/verifier.h"
+#include "sqlbridge/proof/proof_test_util.h"
+#include "sqlbridge/proof/prover.h"
+#include "sqlbridge/proof/verifier.h"
 
 namespace swarmlite {
 namespace {

@@ -42,8 +42,8 @@
 #include "core/temp_dir_test_util.h"
 #include "net/backends.h"
 #include "net/node.h"
-#include "sqlbridge/primary.h"
-#include "sqlbridge/replica.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/engine/replica.h"
 
 namespace swarmlite {
 namespace {

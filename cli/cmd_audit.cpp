@@ -7,7 +7,7 @@
 #include "cli/print_head.h"
 #include "cli/progress.h"
 #include "core/keys.h"
-#include "sqlbridge/audit.h"
+#include "sqlbridge/tools/audit.h"
 
 namespace swarmlite::cli {
 

@@ -34,7 +34,7 @@
 #include "core/keys.h"
 #include "net/http_client.h"
 #include "net/http_json.h"
-#include "sqlbridge/verifier.h"
+#include "sqlbridge/proof/verifier.h"
 
 namespace swarmlite::cli {
 

@@ -2,7 +2,7 @@
 // runs one write transaction on a local primary (creating it if new), prints
 // each statement's result and the new signed head.
 // swarmlite exec --db P.db --key K -f FILE|- [--single-transaction]: runs a SQL
-// script (e.g. `sqlite3 app.db .dump`) in bounded transactions (sqlbridge/sql_script.h,
+// script (e.g. `sqlite3 app.db .dump`) in bounded transactions (sqlbridge/tools/sql_script.h,
 // docs/operations.md "Running SQL scripts").
 #include <fmt/format.h>
 
@@ -14,8 +14,8 @@
 #include "cli/print_head.h"
 #include "cli/progress.h"
 #include "core/keys.h"
-#include "sqlbridge/primary.h"
-#include "sqlbridge/sql_script.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/tools/sql_script.h"
 
 #include <cstdio>
 #include <fstream>

@@ -6,7 +6,7 @@
 #include "cli/print_head.h"
 #include "cli/progress.h"
 #include "core/keys.h"
-#include "sqlbridge/import.h"
+#include "sqlbridge/tools/import.h"
 
 namespace swarmlite::cli {
 

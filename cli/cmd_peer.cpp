@@ -15,7 +15,7 @@
 #include "core/keys.h"
 #include "net/backends.h"
 #include "net/http_backends.h"
-#include "sqlbridge/replica.h"
+#include "sqlbridge/engine/replica.h"
 
 namespace swarmlite::cli {
 

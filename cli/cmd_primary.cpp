@@ -12,7 +12,7 @@
 #include "core/keys.h"
 #include "net/backends.h"
 #include "net/http_backends.h"
-#include "sqlbridge/primary.h"
+#include "sqlbridge/engine/primary.h"
 
 namespace swarmlite::cli {
 

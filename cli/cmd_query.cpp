@@ -17,8 +17,8 @@
 #include "net/http_client.h"
 #endif
 #include "net/http_json.h"
-#include "sqlbridge/read_guard.h"
-#include "sqlbridge/verifier.h"
+#include "sqlbridge/proof/read_guard.h"
+#include "sqlbridge/proof/verifier.h"
 
 namespace swarmlite::cli {
 

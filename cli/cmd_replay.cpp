@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "cli/print_head.h"
 #include "core/keys.h"
-#include "sqlbridge/replica.h"
+#include "sqlbridge/engine/replica.h"
 
 namespace swarmlite::cli {
 

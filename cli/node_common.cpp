@@ -6,7 +6,7 @@
 
 #include <fmt/core.h>
 
-#include "sqlbridge/read_guard.h"
+#include "sqlbridge/proof/read_guard.h"
 #include <spdlog/spdlog.h>
 
 #include "net/http_client.h"

@@ -2,7 +2,7 @@
 // if the disk were full (ENOSPC / SQLITE_FULL), to exercise the local-fault
 // handling of docs/operations.md ("Local faults") without filling a disk.
 // core/file_io.cpp (every write of the log store, key files and evidence store)
-// and the page VFS (sqlbridge/page_vfs.cpp) ask write_fails() before each write. Off by default; one atomic load when off.
+// and the page VFS (sqlbridge/engine/page_vfs.cpp) ask write_fails() before each write. Off by default; one atomic load when off.
 #pragma once
 
 #include <filesystem>

@@ -7,8 +7,8 @@
 #pragma once
 
 #include "net/node.h"
-#include "sqlbridge/primary.h"
-#include "sqlbridge/replica.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/engine/replica.h"
 
 namespace swarmlite::net {
 

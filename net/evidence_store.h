@@ -11,7 +11,7 @@
 
 #include "core/evidence.h"
 #include "core/result.h"
-#include "sqlbridge/local_fault.h"
+#include "sqlbridge/engine/local_fault.h"
 
 namespace swarmlite::net {
 

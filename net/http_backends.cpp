@@ -6,9 +6,9 @@
 #include <cstdlib>
 
 #include "net/process_memory.h"
-#include "sqlbridge/page_vfs.h"
-#include "sqlbridge/read_guard.h"
-#include "sqlbridge/snapshot.h"
+#include "sqlbridge/engine/page_vfs.h"
+#include "sqlbridge/proof/read_guard.h"
+#include "sqlbridge/engine/snapshot.h"
 
 namespace swarmlite::net {
 namespace {

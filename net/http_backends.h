@@ -18,8 +18,8 @@
 
 #include "net/http_api.h"
 #include "net/node.h"
-#include "sqlbridge/primary.h"
-#include "sqlbridge/replica.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/engine/replica.h"
 
 namespace swarmlite::net {
 

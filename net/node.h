@@ -35,7 +35,7 @@
 #include "core/head.h"
 #include "core/log.h"
 #include "core/result.h"
-#include "sqlbridge/local_fault.h"
+#include "sqlbridge/engine/local_fault.h"
 
 namespace swarmlite::net {
 

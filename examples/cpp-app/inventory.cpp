@@ -30,8 +30,8 @@
 
 #include "core/keys.h"
 #include "core/result.h"
-#include "sqlbridge/primary.h"
-#include "sqlbridge/replica.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/engine/replica.h"
 
 namespace fs = std::filesystem;
 using swarmlite::Errc;

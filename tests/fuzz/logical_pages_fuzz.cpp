@@ -14,7 +14,7 @@
 #include <fstream>
 #include <string>
 
-#include "sqlbridge/state_tree.h"
+#include "sqlbridge/engine/state_tree.h"
 
 namespace {
 void write_file(const std::filesystem::path& p, const uint8_t* data, size_t n) {

@@ -6,8 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "sqlbridge/proof_test_util.h"
-#include "sqlbridge/verifier.h"
+#include "sqlbridge/proof/proof_test_util.h"
+#include "sqlbridge/proof/verifier.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace swarmlite;

@@ -37,7 +37,7 @@
 #include "cli/proc/child_process.h"
 #include "core/keys.h"
 #include "net/http_client.h"
-#include "sqlbridge/query_proof.h"
+#include "sqlbridge/proof/query_proof.h"
 
 using namespace swarmlite;
 using namespace std::chrono_literals;

@@ -43,7 +43,7 @@
 #include "cli/proc/child_process.h"
 #include "core/keys.h"
 #include "net/http_client.h"
-#include "sqlbridge/verifier.h"
+#include "sqlbridge/proof/verifier.h"
 
 using namespace swarmlite;
 using namespace std::chrono_literals;

@@ -33,9 +33,9 @@
 #include "cli/proc/child_process.h"
 #include "core/keys.h"
 #include "net/http_client.h"
-#include "sqlbridge/query_proof.h"
-#include "sqlbridge/state_tree.h"
-#include "sqlbridge/verifier.h"
+#include "sqlbridge/proof/query_proof.h"
+#include "sqlbridge/engine/state_tree.h"
+#include "sqlbridge/proof/verifier.h"
 
 namespace swarmlite {
 namespace {

@@ -45,7 +45,7 @@
 #include "core/keys.h"
 #include "core/temp_dir_test_util.h"
 #include "net/http_client.h"
-#include "sqlbridge/primary.h"
+#include "sqlbridge/engine/primary.h"
 
 namespace swarmlite {
 namespace {

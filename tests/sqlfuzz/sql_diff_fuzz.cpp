@@ -38,9 +38,9 @@
 #include <vector>
 
 #include "core/keys.h"
-#include "sqlbridge/engine_test_util.h"
-#include "sqlbridge/primary.h"
-#include "sqlbridge/replica.h"
+#include "sqlbridge/engine/engine_test_util.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/engine/replica.h"
 #include "sqlbridge/sqlite_util.h"
 
 namespace fs = std::filesystem;

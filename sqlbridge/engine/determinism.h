@@ -1,0 +1,153 @@
+// Deterministic execution of one log entry on SQLite (docs/determinism.md).
+// The primary and every replica run an entry through the same
+// DeterministicDb::run_entry, so the same entry on the same pages gives the
+// same pages:
+//  - every writing connection is opened through the "swarmlite" VFS with a
+//    WriteCapture and the fixed settings below (page size, WAL, secure_delete,
+//    foreign keys, limits, db_config flags, ...); the process runs in TZ=UTC;
+//  - "now" is pinned to the entry's time_ms (PinnedTime), random()/randomblob()
+//    are replaced by a ChaCha20 stream keyed by the entry's seed, and SQLite's
+//    internal PRNG is reseeded from the seed;
+//  - changes() / last_insert_rowid() are reset at the start of every entry and
+//    total_changes() counts from it;
+//  - an authorizer refuses what cannot be pinned or escapes the file (ATTACH,
+//    pragmas, TEMP objects, virtual tables other than fts5,
+//    host-dependent functions, ...);
+//  - every function function_policy.h refuses is overridden on the connection
+//    with one that fails the write, so it fails wherever SQLite evaluates it
+//    (DEFAULT, CHECK, generated columns, indexes, triggers, views, foreign-key
+//    actions); CREATE/ALTER statements whose stored expressions call one are
+//    refused naming the object (check_created_objects);
+//  - after the entry's statements, `UPDATE sqlite_swarmlite SET v=<seq> WHERE
+//    k='applied_seq'` runs in the same transaction (not a logged statement).
+// At the commit frame the WriteCapture hook applies the written pages to the
+// StateTree and hands root + page count to the caller, who appends to the log
+// (primary) or compares with the entry (replica); an error rolls back.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/entry.h"
+#include "core/result.h"
+#include "sqlbridge/engine/connection_settings.h"
+#include "sqlbridge/engine/page_vfs.h"
+#include "sqlbridge/engine/seeded_stream.h"
+#include "sqlbridge/sqlite_util.h"
+#include "sqlbridge/engine/state_tree.h"
+
+namespace swarmlite {
+
+// What one statement (one prepared statement of the text) produced.
+struct StatementResult {
+  size_t statement_index = 0;     // which Statement of the transaction it came from
+  int64_t rows_changed = 0;       // sqlite3_changes() after the statement
+  int64_t last_insert_rowid = 0;  // sqlite3_last_insert_rowid() after the statement
+  std::vector<std::string> columns;       // empty when the statement returns no rows
+  std::vector<std::vector<Value>> rows;   // RETURNING / SELECT rows
+};
+
+// Where a failed transaction failed (run_entry, Primary::execute).
+struct EntryFailure {
+  std::optional<size_t> statement;          // index of the failing Statement, if one failed
+  std::vector<StatementResult> completed;   // results of the Statements before it
+};
+
+// The pinned inputs of one entry.
+struct EntryInputs {
+  uint64_t seq = 0;
+  int64_t time_ms = 0;
+  std::array<uint8_t, 32> seed{};
+};
+
+// A write connection with the fixed settings and the entry machinery.
+// Not thread-safe: one thread at a time (Primary / Replica serialise calls).
+class DeterministicDb {
+ public:
+  enum class Mode {
+    user,     // logged user statements: authorizer on, sqlite_swarmlite read-only
+    genesis,  // the genesis entry: may create and fill sqlite_swarmlite
+  };
+  // Called in the commit hook after the state tree took the commit's pages.
+  // An error fails the commit (SQLite rolls back, the tree is undone) and is
+  // what run_entry returns.
+  using OnCommit = std::function<Status(const Hash32& state_root, uint32_t page_count)>;
+
+  // Opens or creates the database file for writing with the fixed settings,
+  // and builds the state tree from the file (StateTree::from_file).
+  static Result<std::unique_ptr<DeterministicDb>> open(const std::filesystem::path& path);
+  ~DeterministicDb();
+
+  // Entries applied so far (= applied_seq + 1), read from sqlite_swarmlite; 0
+  // for a database with no genesis. bad_version for a format 1 database (its
+  // metadata in _swarmlite: the message names the file and how to carry the
+  // data over); corrupt when sqlite_swarmlite is missing but the database has
+  // other objects, or applied_seq is not an integer.
+  Result<uint64_t> read_applied_size();
+
+  // Runs `statements` (each SQL text exactly as SQLite splits it) in one
+  // transaction with the pinned inputs, then the applied_seq update, then
+  // COMMIT through `on_commit`. On any error the transaction is rolled back
+  // and nothing changed. Errors: refused (authorizer / refused construct),
+  // invalid_argument (bad params), sqlite_error (the statement failed),
+  // io_error (SQLite I/O, disk full, busy: not the statement's fault), or
+  // on_commit's error. Messages name the statement index.
+  // `collect_rows`: keep RETURNING / SELECT rows in the results (the primary
+  // wants them, a replica does not).
+  // `failure`, if given, says on error which statement failed (when one did)
+  // and holds the results of the statements before it (rolled back with the
+  // rest): what an rqlite-style API reports per statement.
+  Result<std::vector<StatementResult>> run_entry(const EntryInputs& inputs,
+                                                 std::span<const Statement> statements,
+                                                 Mode mode, bool collect_rows,
+                                                 const OnCommit& on_commit,
+                                                 EntryFailure* failure = nullptr);
+
+  const StateTree& state_tree() const { return tree_; }
+  const std::filesystem::path& path() const { return path_; }
+  sqlite3* handle() const { return db_.get(); }
+
+ private:
+  DeterministicDb() = default;
+  Status configure();
+  Status check_created_objects(size_t index);
+  std::optional<std::string> rank_read_refusal();
+  Status run_statement_text(size_t index, const Statement& st, bool collect_rows,
+                            std::vector<StatementResult>& out);
+
+  std::filesystem::path path_;
+  std::unique_ptr<WriteCapture> capture_;
+  std::unique_ptr<WriteAuthState> auth_;
+  SqliteDb db_;
+  StateTree tree_;
+  std::unique_ptr<SeededStream> stream_;  // the running entry's stream (null between entries)
+  SqliteStmt update_applied_;
+  SqliteStmt reset_changes_;
+};
+
+// Replays a logged entry (replica, and the primary catching up on its own log):
+// runs it with its pinned inputs (genesis mode for seq 0 — check_genesis first)
+// and compares the state root and page count at the commit frame with the
+// entry's. Errc::diverged (seq and both roots in the message; nothing
+// committed) when they differ or a statement fails that the primary logged as
+// successful; transient errors (io_error, corrupt) pass through unchanged.
+Status replay_entry(DeterministicDb& db, const Entry& entry);
+
+// Opens a read-only connection on `path` through the swarmlite VFS (with
+// `capture` recording the pages it reads, may be null). It sees committed
+// state only; it never blocks the writer (WAL).
+Result<SqliteDb> open_reader(const std::filesystem::path& path, const ReadCapture* capture);
+
+// Reads applied_seq + 1 through any connection (0 when there is no
+// sqlite_swarmlite; errors as DeterministicDb::read_applied_size).
+Result<uint64_t> read_applied_size(sqlite3* db);
+
+}  // namespace swarmlite

@@ -1,0 +1,254 @@
+// The primary (docs/determinism.md): runs write transactions
+// deterministically on its SQLite file and appends each committed transaction
+// to its signed log, ahead of SQLite's commit.
+//
+// Durability order of Primary::execute (the log is written ahead):
+//   BEGIN IMMEDIATE → statements (pinned time, seeded randomness) → applied_seq
+//   update → COMMIT: at the commit frame, before it reaches the file, the
+//   WriteCapture hook updates the state tree, builds the Entry, and
+//   Log::append()s it: ONE fdatasync, of the log segment (the index row is
+//   synced lazily, docs/formats/log-store.md). Only then does SQLite write the
+//   commit frame (synchronous=NORMAL: no fsync; the log's fsync is the
+//   durability point). Any failure before the append rolls everything back and
+//   logs nothing. Then, when group signing says so, a head is signed and kept
+//   in memory; the head file is written on close (LogStoreOptions::sync_head is
+//   off by default here: no file I/O per signed head).
+// So the database can lag its log (crash after the append) but never lead it:
+// Primary::open replays a lagging tail from the log exactly as a replica does,
+// and refuses to start when the database is ahead of or disagrees with the log.
+// The stored head can lag the log too (crash before the head file reached the
+// disk: an older head, or none): open() then signs a head for the whole log.
+// That is safe because a head only ever signs synced entries, so the re-signed
+// head agrees (log root, state root) with every head signed before the crash at
+// any size it covers: no equivocation, even if peers saw the lost head.
+//
+// Thread-safety: every public method is safe to call from any thread. Writes,
+// proofs and head signing are serialised by the write mutex; the log and the
+// published state (size, root, head) have their own mutex (log_mutex()), held
+// only for short log operations, so size()/head()/status and peers served from
+// the log never wait for a running write. Readers use open_snapshot()
+// (snapshot.h) on db_path() and never block writes.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/entry.h"
+#include "core/head.h"
+#include "core/keys.h"
+#include "core/log.h"
+#include "core/result.h"
+#include "sqlbridge/engine/determinism.h"
+#include "sqlbridge/engine/local_fault.h"
+#include "sqlbridge/proof/prover.h"
+#include "sqlbridge/engine/snapshot.h"
+
+namespace swarmlite {
+
+class LengthGuard;
+
+// Points in execute() where PrimaryOptions::test_hook is called (tests only).
+enum class PrimaryHookPoint {
+  after_log_append,  // in the commit hook, the entry is durable in the log, SQLite has not committed
+  after_commit,      // SQLite committed, no head signed yet
+};
+
+struct PrimaryOptions {
+  // Log directory; empty = "<db path>.log" beside the database.
+  std::filesystem::path log_dir;
+  // Heads are not fsync'ed by default: open() re-signs one when the stored head
+  // does not cover the log (see the durability order above).
+  LogStoreOptions log_options{.sync_head = false};
+  // Group signing: after an execute, a head is signed when at least
+  // `sign_every_entries` entries are not covered by a signed head, or when
+  // `sign_interval_ms` > 0 and that long has passed since the last signed head.
+  // Default: one head per execute. sign_head() forces one.
+  uint64_t sign_every_entries = 1;
+  int64_t sign_interval_ms = 0;
+  // Tests only: called at each PrimaryHookPoint. An error returned at
+  // after_log_append fails the commit after the entry reached the log, as a
+  // full disk or an I/O error would: the Primary then applies the logged entry
+  // from its log (as open() does) before it takes the next write, retrying with
+  // backoff (see execute()).
+  std::function<Status(PrimaryHookPoint)> test_hook;
+  // Tests only: where entry seeds and "now" come from (default: randombytes_buf
+  // and the wall clock). Makes a randomised test reproducible from its seed.
+  std::function<std::array<uint8_t, 32>()> seed_source;
+  std::function<int64_t()> clock_ms;
+
+  // Bounds on one write transaction, enforced on the primary only while it runs
+  // (docs/determinism.md "Primary-only bounds"): over one, execute() rolls the
+  // transaction back, logs nothing and returns Errc::refused naming the bound.
+  // 0 = unbounded. Replicas never apply them: they replay whatever was logged.
+  // Wall-clock time of one transaction (its statements and commit).
+  std::chrono::milliseconds write_timeout{5000};
+  // Pages one transaction may write (WAL frames, spills included) or add to the
+  // file; 16384 pages = 64 MiB.
+  uint32_t max_entry_pages = 16384;
+  // SQLITE_LIMIT_LENGTH on the write connection: the largest string, blob or
+  // row one statement may build (SQLite's own default, 1e9, when 0 or above it).
+  int max_value_bytes = 32 << 20;
+};
+
+struct ExecuteResult {
+  uint64_t seq = 0;          // the new entry's seq (log size - 1)
+  int64_t time_ms = 0;       // pinned "now" of the entry
+  Hash32 state_root{};       // state after the entry
+  uint32_t page_count = 0;
+  std::vector<StatementResult> statements;  // one per prepared statement, in order
+  // The head signed by this call; nullopt when group signing deferred it (the
+  // entry is durable either way; a later head covers it).
+  std::optional<Head> head;
+};
+
+class Primary {
+ public:
+  // Opens or creates the database at `db_path` and its log; writes genesis if
+  // the log is empty; catches up a database that lags its log; refuses (with
+  // Errc::diverged / corrupt and both sizes or roots in the message) a database
+  // ahead of its log or disagreeing with it. Checks the state tree built from
+  // the file equals the last entry's state root and page count. Takes an
+  // exclusive lock on "<db>-swlock": a second Primary on the same file fails.
+  static Result<std::unique_ptr<Primary>> open(const std::filesystem::path& db_path,
+                                               const SecretKey& key, PrimaryOptions options = {});
+  // Signs a final head if entries are uncovered (errors ignored; call close() to see them).
+  ~Primary();
+  Primary(const Primary&) = delete;
+  Primary& operator=(const Primary&) = delete;
+
+  // One write transaction: statements with bound params, in order, in one
+  // SQLite transaction; logged only if it commits. Statement SQL may hold
+  // several statements (split exactly as SQLite does) but then must have no
+  // params. Errors (nothing logged, database unchanged):
+  //   invalid_argument  no statements, empty SQL, param count mismatch, params on multi-statement text
+  //   refused           a construct that cannot be made deterministic (message names it)
+  //   sqlite_error      a statement failed ("statement 3: UNIQUE constraint failed: t.a")
+  //   io_error / other  the log append or SQLite I/O failed (a local fault, local_fault())
+  //   unavailable       an earlier commit failed after its entry was logged and
+  //                     applying that entry from the log still fails (a local
+  //                     fault, retried with backoff on each call; it recovers
+  //                     by itself once e.g. disk space returns)
+  // A commit that fails after its entry reached the log returns an error too,
+  // but the entry is durable and will be applied (message: "entry N was
+  // logged …"): the next execute() (or retry_local_fault()) applies it from
+  // the log first, with backoff; meanwhile heads are not signed.
+  //   refused           also: over a PrimaryOptions bound (time limit, pages, value size)
+  //   unavailable       also: stopping (interrupt())
+  // Runs on the caller's thread for as long as the transaction takes (bounded by
+  // write_timeout): callers serving a network keep it off their I/O threads.
+  // `failure`, if given, says on error which statement failed (also a statement
+  // the log cannot hold, refused before anything ran) and what the statements
+  // before it returned before the rollback (determinism.h EntryFailure).
+  Result<ExecuteResult> execute(std::span<const Statement> transaction,
+                                EntryFailure* failure = nullptr);
+  Result<ExecuteResult> execute(std::initializer_list<Statement> transaction) {
+    return execute(std::span<const Statement>(transaction.begin(), transaction.size()));
+  }
+
+  // The current local fault (docs/operations.md "Local faults"): a write or a
+  // re-apply that failed on this node's own I/O; nullopt once one succeeded.
+  std::optional<LocalFault> local_fault() const;
+  // Applies a logged entry whose commit failed, if its backoff is due (execute()
+  // does the same first). ok when there is nothing pending or it succeeded. A
+  // fault with nothing pending (a write failed before it was logged) is
+  // cleared once its backoff has passed.
+  Status retry_local_fault();
+  // From any thread: stops a running execute() at its next progress check (the
+  // transaction rolls back, nothing is logged) and makes every later execute()
+  // and prove() fail with Errc::unavailable. For shutdown: a SIGTERM must not
+  // wait for a long write. Irreversible for this Primary.
+  void interrupt();
+
+  // Signs and stores a head for the current log (even if one already covers it).
+  Result<Head> sign_head();
+  // Signs one if group signing says it is due (for a timer in the server loop);
+  // does nothing while a write runs (that write signs when due).
+  Result<std::optional<Head>> sign_head_if_due();
+  // Signs a pending head; further calls on this Primary are still allowed.
+  Status close();
+
+  // Accessors (thread-safe snapshots).
+  uint64_t size() const;           // entries in the log (== entries applied)
+  Hash32 state_root() const;       // after the last entry
+  uint32_t page_count() const;
+  std::optional<Head> head() const;  // newest signed head
+  const PublicKey& log_id() const { return log_id_; }
+  const std::filesystem::path& db_path() const { return db_path_; }
+  const std::filesystem::path& log_dir() const { return log_dir_; }
+  // The log, for serving entries and proofs. Lock log_mutex() while using it if
+  // execute() may run concurrently (the Log itself is not thread-safe).
+  const Log& log() const { return *log_; }
+  std::mutex& log_mutex() const { return mu_; }
+  // A consistent read-only view of the current state (snapshot.h), pages read
+  // recorded in `capture` if given. Safe concurrently with execute().
+  Result<ReadSnapshot> open_snapshot(const ReadCapture* capture = nullptr) const;
+  // The state roots of recently applied sizes, for begin_snapshot() on a
+  // connection of the caller's own (e.g. a GuardedConnection). Thread-safe.
+  const RecentRoots& recent_roots() const { return roots_; }
+
+  // Proves a read-only query against a signed head of the current state
+  // (prover.h): under the write mutex (writes wait for the proof and the proof
+  // for a running write, at most write_timeout), signing a
+  // head first if the newest one does not cover size() (so a caller that
+  // serves peers should push the head afterwards: compare head() before/after).
+  // Errors: unavailable when the primary is broken; else sign_head's and
+  // prove_query's errors.
+  Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
+                            const ProveOptions& options = {});
+
+ private:
+  Primary() = default;
+  Status catch_up_locked();
+  // broken_: re-apply the logged entry now if the backoff allows (else
+  // unavailable). Caller holds write_mu_ and mu_.
+  Status recover_locked();
+  Result<Head> sign_head_locked();
+  bool head_due_locked() const;
+  int64_t next_time_ms_locked() const;
+  int64_t now_ms() const;
+  std::array<uint8_t, 32> next_seed() const;
+  static int write_progress(void* self);
+
+  std::filesystem::path db_path_, log_dir_;
+  SecretKey key_;
+  PublicKey log_id_;
+  PrimaryOptions options_;
+  std::unique_ptr<Log> log_;
+  std::unique_ptr<LengthGuard> length_guard_;  // on db_'s connection; destroyed after db_ (~Primary)
+  std::unique_ptr<DeterministicDb> db_;
+  int lock_fd_ = -1;
+  // Lock order: write_mu_ before mu_. write_mu_: db_, the state tree, the
+  // fields below up to opened_. mu_: log_ and the published_* fields.
+  mutable std::mutex write_mu_;
+  mutable std::mutex mu_;
+  int64_t last_time_ms_ = 0;       // time_ms of the last entry
+  int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
+  bool broken_ = false;            // a commit failed after its log append (recover_locked)
+  FaultState fault_;
+  bool opened_ = false;            // open() completed (close() signs only then)
+  Hash32 published_root_{};        // state after the last logged entry
+  uint32_t published_pages_ = 0;
+  RecentRoots roots_;
+  // The running write's bounds, read by write_progress() on the writing thread.
+  struct RunningWrite {
+    bool active = false;
+    std::chrono::steady_clock::time_point start, deadline;
+    int cache_writes_at_start = 0;
+    std::optional<Error> stopped;  // why write_progress() interrupted it
+  } running_;
+  std::atomic<bool> stopping_{false};
+};
+
+// Default log directory for a database: "<db path>.log".
+std::filesystem::path default_log_dir(const std::filesystem::path& db_path);
+
+}  // namespace swarmlite

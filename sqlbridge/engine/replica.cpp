@@ -1,0 +1,312 @@
+#include "sqlbridge/engine/replica.h"
+
+#include <sqlite3.h>
+
+#include "sqlbridge/engine/db_lock.h"
+#include "sqlbridge/engine/genesis.h"
+
+namespace swarmlite {
+
+namespace {
+// WAL frames above which a re-pin forces the WAL to start over (SQLite's own
+// auto-checkpoint threshold, determinism.cpp).
+constexpr int kWalRestartFrames = 1000;
+constexpr int kWriterBusyTimeoutMs = 5000;  // DeterministicDb::open's
+}  // namespace
+
+Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_path,
+                                               const std::filesystem::path& log_dir,
+                                               const PublicKey& log_id, ReplicaOptions options) {
+  std::unique_ptr<Replica> r(new Replica());
+  r->db_path_ = db_path;
+  r->options_ = options;
+  SWL_ASSIGN(r->lock_fd_, lock_database(db_path));
+  SWL_ASSIGN(r->log_, Log::open(log_dir, log_id, options.log_options));
+  if (r->log_->size() > 0) {
+    SWL_ASSIGN(Entry genesis, r->log_->entry(0));
+    SWL_TRY(check_genesis(genesis));
+  }
+  SWL_ASSIGN(r->db_, DeterministicDb::open(db_path));
+  SWL_ASSIGN(uint64_t applied, r->db_->read_applied_size());
+  if (applied > r->log_->size()) {
+    return make_error(Errc::diverged,
+                      "replica {} has {} entries applied but its log {} holds only {}: the database "
+                      "is ahead of its log",
+                      db_path.string(), applied, log_dir.string(), r->log_->size());
+  }
+  const StateTree& tree = r->db_->state_tree();
+  if (applied > 0) {
+    SWL_ASSIGN(Entry last, r->log_->entry(applied - 1));
+    if (tree.root() != last.state_root || tree.page_count() != last.page_count) {
+      return make_error(Errc::diverged,
+                        "replica {}: state root {} with {} pages differs from log entry {}'s {} "
+                        "with {} pages",
+                        db_path.string(), to_hex(tree.root()), tree.page_count(), last.seq,
+                        to_hex(last.state_root), last.page_count);
+    }
+  }
+  r->size_ = applied;
+  r->state_root_ = tree.root();
+  r->page_count_ = tree.page_count();
+  r->roots_.record(applied, r->state_root_, r->page_count_);
+  {
+    std::lock_guard apply_lock(r->apply_mu_);
+    r->pin_if_due_locked(/*force=*/true);
+  }
+  return r;
+}
+
+Replica::~Replica() {
+  {
+    std::lock_guard lock(pin_mu_);
+    pinned_.reset();
+  }
+  db_.reset();
+  log_.reset();
+  unlock_database(lock_fd_);
+}
+
+Status Replica::apply_locked(const Entry& entry) {
+  {
+    std::lock_guard lock(mu_);
+    if (diverged_) return *diverged_;
+    if (corrupted_) return *corrupted_;
+    if (entry.seq != size_) {
+      return make_error(Errc::invalid_argument, "replica {}: next entry is {}, got entry {}",
+                        db_path_.string(), size_, entry.seq);
+    }
+  }
+  if (entry.seq == 0) SWL_TRY(check_genesis(entry));
+  // Known before the commit makes the new state visible: a reader that sees it
+  // finds its root (snapshot.h). If the entry does not commit, no reader sees
+  // that size and a retry records the same values.
+  roots_.record(entry.seq + 1, entry.state_root, entry.page_count);
+  if (Status s = replay_entry(*db_, entry); !s.ok()) {
+    if (s.error().code == Errc::diverged) {
+      std::lock_guard lock(mu_);
+      diverged_ = s.error();
+    }
+    return s;
+  }
+  std::lock_guard lock(mu_);
+  size_ = entry.seq + 1;
+  state_root_ = db_->state_tree().root();
+  page_count_ = db_->state_tree().page_count();
+  roots_.record(size_, state_root_, page_count_);
+  return ok_status();
+}
+
+Status Replica::apply(const Entry& entry) {
+  std::lock_guard apply_lock(apply_mu_);
+  return apply_locked(entry);
+}
+
+Result<uint64_t> Replica::apply_available(uint64_t up_to) {
+  std::lock_guard apply_lock(apply_mu_);
+  uint64_t applied = 0;
+  for (;;) {
+    Entry entry;
+    {
+      std::lock_guard log_lock(log_mu_);
+      uint64_t end = std::min(log_->size(), up_to);
+      if (size() >= end) break;
+      SWL_ASSIGN(entry, log_->entry(size()));
+    }
+    SWL_TRY(apply_locked(entry));
+    ++applied;
+    SWL_TRY(check_head_locked());  // at a head boundary: compare, and pin it for proofs
+  }
+  SWL_TRY(check_head_locked());
+  return applied;
+}
+
+Status Replica::check_head_locked() {
+  std::optional<Head> head;
+  {
+    std::lock_guard log_lock(log_mu_);
+    head = log_->head();
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (!head || head->size != size_) return ok_status();
+    if (head->state_root != state_root_ || head->page_count != page_count_) {
+      diverged_ = make_error(Errc::diverged,
+                             "replica {}: after {} entries the state root is {} with {} pages, the "
+                             "signed head says {} with {} pages",
+                             db_path_.string(), size_, to_hex(state_root_), page_count_,
+                             to_hex(head->state_root), head->page_count);
+      return *diverged_;
+    }
+  }
+  pin_if_due_locked(/*force=*/false);
+  return ok_status();
+}
+
+void Replica::pin_if_due_locked(bool force) const {
+  std::optional<Head> head;
+  {
+    std::lock_guard log_lock(log_mu_);
+    head = log_->head();
+  }
+  if (!head || diverged()) return;
+  {
+    std::lock_guard lock(mu_);
+    if (head->size != size_ || head->state_root != state_root_ || head->page_count != page_count_) {
+      return;
+    }
+  }
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard pin_lock(pin_mu_);  // proofs wait for the new pin rather than find none
+  if (pinned_ && pinned_->head().size >= head->size) return;
+  if (!force && pinned_ && now - pinned_at_ < options_.pin_interval) return;
+  // Let go of the old pin first (proofs in flight keep it alive), so that the
+  // checkpoint can copy the whole WAL into the database; the new pin then reads
+  // the database file alone and the next write starts the WAL over: the WAL
+  // holds about one pin_interval of writes (docs/operations.md).
+  pinned_.reset();
+  sqlite3* h = db_->handle();
+  int wal_frames = 0;
+  (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, nullptr);
+  if (wal_frames > kWalRestartFrames) {
+    // Readers that never all leave at once (steady plain reads and proofs)
+    // starve the passive checkpoint: the WAL would never start over. A RESTART
+    // checkpoint waits (briefly) for the readers of the WAL to finish; readers
+    // that begin meanwhile read the database file. If they do not finish in
+    // time, the next pin tries again.
+    sqlite3_busy_timeout(h, 250);
+    (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    sqlite3_busy_timeout(h, kWriterBusyTimeoutMs);
+  }
+  auto tree = std::make_shared<const StateTree>(db_->state_tree());
+  auto pin = PinnedProver::open(db_path_, std::move(tree), *head, options_.proof_connections);
+  if (!pin.ok()) {
+    pin_error_ = pin.error().to_string();
+    return;
+  }
+  pin_error_.reset();
+  pinned_ = std::shared_ptr<PinnedProver>(std::move(pin).value());
+  pinned_at_ = now;
+}
+
+uint64_t Replica::pinned_size() const {
+  std::lock_guard lock(pin_mu_);
+  return pinned_ ? pinned_->head().size : 0;
+}
+
+uint64_t Replica::size() const {
+  std::lock_guard lock(mu_);
+  return size_;
+}
+Hash32 Replica::state_root() const {
+  std::lock_guard lock(mu_);
+  return state_root_;
+}
+uint32_t Replica::page_count() const {
+  std::lock_guard lock(mu_);
+  return page_count_;
+}
+std::optional<Error> Replica::diverged() const {
+  std::lock_guard lock(mu_);
+  return diverged_;
+}
+
+std::optional<Error> Replica::corruption() const {
+  std::lock_guard lock(mu_);
+  return corrupted_;
+}
+
+Result<uint32_t> Replica::scrub(uint32_t max_pages) const {
+  std::lock_guard apply_lock(apply_mu_);
+  if (auto c = corruption()) return *c;
+  const StateTree& tree = db_->state_tree();
+  auto latch = [&](std::string what) -> Error {
+    Error e = make_error(Errc::corrupt,
+                         "replica {}: {}: the database file was changed outside swarmlite (or by the "
+                         "disk); reads stopped (docs/operations.md)",
+                         db_path_.string(), what);
+    std::lock_guard lock(mu_);
+    corrupted_ = e;
+    return e;
+  };
+  auto pages = LogicalPages::open(db_path_);
+  if (!pages.ok()) return latch("cannot read the file's pages (" + pages.error().to_string() + ")");
+  if (pages->page_count() != tree.page_count())
+    return latch(fmt::format("the file has {} pages, the state tree {}", pages->page_count(), tree.page_count()));
+  const uint32_t count = tree.page_count();
+  uint32_t checked = 0;
+  Bytes bytes;
+  while (checked < max_pages && checked < count) {
+    if (scrub_next_ < 1 || scrub_next_ > count) scrub_next_ = 1;
+    const uint32_t pgno = scrub_next_++;
+    if (auto st = pages->read(pgno, bytes); !st.ok())
+      return latch(fmt::format("page {} cannot be read ({})", pgno, st.error().to_string()));
+    if (page_leaf_hash(pgno, bytes) != tree.tree().leaf(pgno - 1))
+      return latch(fmt::format("page {} differs from the state tree", pgno));
+    ++checked;
+  }
+  return checked;
+}
+
+Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value>& params,
+                                   const ProveOptions& options) const {
+  if (auto c = corruption()) {
+    return make_error(Errc::corrupt, "{}", c->message);
+  }
+  if (auto d = diverged()) {
+    return make_error(Errc::unavailable, "replica {} diverged, it serves no proofs: {}",
+                      db_path_.string(), d->to_string());
+  }
+  std::shared_ptr<PinnedProver> pin;
+  {
+    std::lock_guard lock(pin_mu_);
+    pin = pinned_;
+  }
+  std::optional<Head> head;
+  {
+    std::lock_guard log_lock(log_mu_);
+    head = log_->head();
+  }
+  // A newer head is applied but not pinned (an idle replica, or a client asking
+  // for at least min_size): pin it now unless the applier is busy — it pins by
+  // itself within pin_interval then.
+  uint64_t pinned = pin ? pin->head().size : 0;
+  if (head && pinned < head->size) {
+    bool due;
+    {
+      std::lock_guard lock(pin_mu_);
+      due = !pin || pinned < options.min_size ||
+            std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
+    }
+    std::unique_lock apply_lock(apply_mu_, std::try_to_lock);
+    if (due && apply_lock.owns_lock()) {
+      pin_if_due_locked(/*force=*/true);
+      std::lock_guard lock(pin_mu_);
+      pin = pinned_;
+    }
+  }
+  if (!pin) {
+    std::lock_guard lock(pin_mu_);
+    if (!head) {
+      return make_error(Errc::unavailable, "replica {}: no signed head yet, cannot prove",
+                        db_path_.string());
+    }
+    return make_error(Errc::unavailable,
+                      "replica {}: no signed head applied yet (applied {}, newest head {}){}",
+                      db_path_.string(), size(), head->size,
+                      pin_error_ ? "; pinning failed: " + *pin_error_ : std::string());
+  }
+  auto proved = pin->prove(sql, params, options);
+  if (!proved.ok() && proved.error().code == Errc::corrupt) {
+    // The pinned read transaction sees the state its tree copy describes, so a
+    // page that differs was changed outside swarmlite: latch it (corruption()).
+    std::lock_guard lock(mu_);
+    corrupted_ = proved.error();
+  }
+  return proved;
+}
+
+Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {
+  return swarmlite::open_snapshot(db_path_, roots_, capture);
+}
+
+}  // namespace swarmlite

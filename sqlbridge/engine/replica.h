@@ -1,0 +1,156 @@
+// A replica (docs/determinism.md): applies the log's entries in
+// order to its own SQLite file, one SQLite transaction per entry, with the same
+// pinned time, seeded randomness, fixed settings and authorizer as the primary
+// (determinism.h). At each entry's commit frame it compares the recomputed
+// state root and page count with the entry's; a mismatch, or a statement that
+// fails here although the primary logged it, is divergence: the transaction is
+// rolled back, the replica keeps its last good state, refuses to apply anything
+// further and reports the error (diverged()) until reopened.
+//
+// The applied seq lives in the replica's database (sqlite_swarmlite.applied_seq, in
+// the same transaction as the entry's writes), so after a crash the replica
+// resumes from exactly the next entry of its log.
+//
+// How the network layer feeds it: receive entries + a signed head from any
+// peer, store them with log().append_verified()/append_proven() (which verify
+// signature, log root and continuity before anything is stored), then call
+// apply_available(). Entries in the replica's Log are trusted to be verified.
+// To serve proofs against a signed head, apply only up to that head's size
+// (apply_available(head.size)) and read through open_snapshot().
+//
+// Thread-safety: open/apply*/log() mutation from one thread at a time (the
+// "applier"); size(), state_root(), page_count(), diverged(), open_snapshot()
+// from any thread. log_mutex() guards the Log between the applier and readers
+// of the Log (serving entries/proofs): hold it around any Log call.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "core/entry.h"
+#include "core/head.h"
+#include "core/keys.h"
+#include "core/log.h"
+#include "core/result.h"
+#include "sqlbridge/engine/determinism.h"
+#include "sqlbridge/proof/prover.h"
+#include "sqlbridge/engine/snapshot.h"
+
+namespace swarmlite {
+
+struct ReplicaOptions {
+  LogStoreOptions log_options;
+  // Proofs (docs/verified-reads.md): the newest applied signed head is pinned
+  // (a read transaction per connection plus a copy of the state tree) at most
+  // this often while entries keep coming, so proofs never wait for the applier
+  // and checkpoints get past the pin regularly. An idle replica pins its head
+  // on the next proof request.
+  std::chrono::milliseconds pin_interval{200};
+  size_t proof_connections = 2;  // concurrent proofs per pinned head
+};
+
+class Replica {
+ public:
+  // Opens or creates the replica database at `db_path` and its Log at
+  // `log_dir` for log id `log_id`. The database may be empty (nothing applied)
+  // or hold a prefix of the log; a database ahead of its log, or whose state
+  // root differs from the log entry it claims to have applied, is refused
+  // (Errc::diverged, both values in the message). If the log holds entry 0,
+  // it is checked with check_genesis (SQLite version).
+  static Result<std::unique_ptr<Replica>> open(const std::filesystem::path& db_path,
+                                               const std::filesystem::path& log_dir,
+                                               const PublicKey& log_id,
+                                               ReplicaOptions options = {});
+  ~Replica();
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  // Applies log entries [size(), min(log().size(), up_to)) in order. Returns the
+  // number applied. Stops at the first error: diverged (also latched, see
+  // diverged()), bad_version (genesis from another SQLite), or a transient
+  // error (io_error: retry later). After applying, if the log's head covers
+  // exactly size(), its state root and page count must match too (diverged if not).
+  Result<uint64_t> apply_available(uint64_t up_to = UINT64_MAX);
+
+  // Applies one entry, which must be the next (entry.seq == size()). The caller
+  // vouches that it is verified (normally it is the log's own entry; this does
+  // not read or write the Log). Errors as apply_available.
+  Status apply(const Entry& entry);
+
+  // Entries applied (the database's applied_seq + 1).
+  uint64_t size() const;
+  Hash32 state_root() const;
+  uint32_t page_count() const;
+  // The divergence error, once the replica diverged (it then applies nothing more).
+  std::optional<Error> diverged() const;
+
+  // Corruption: the database file no longer holds the pages the state tree
+  // says it does (changed by another process, or by the disk). Detected by
+  // scrub() and by prove() (both under the apply lock, so no apply is in
+  // between); once detected it is latched (Errc::corrupt, naming the page):
+  // the replica applies and proves nothing more, and its owner stops serving
+  // reads (docs/operations.md "A corrupted replica").
+  std::optional<Error> corruption() const;
+  // Checks up to `max_pages` logical pages of the file against the state
+  // tree's leaves, round robin from where the previous call stopped (and the
+  // page count). Returns the pages checked, or the corruption (latched).
+  // Holds the apply lock for the duration. Any thread.
+  Result<uint32_t> scrub(uint32_t max_pages) const;
+
+  // The replica's Log (entries received, newest head). See thread-safety above.
+  Log& log() { return *log_; }
+  const Log& log() const { return *log_; }
+  std::mutex& log_mutex() const { return log_mu_; }
+  const std::filesystem::path& db_path() const { return db_path_; }
+
+  // A consistent read-only view (snapshot.h); never blocks apply.
+  Result<ReadSnapshot> open_snapshot(const ReadCapture* capture = nullptr) const;
+  // The state roots of recently applied sizes, for begin_snapshot() on a
+  // connection of the caller's own (e.g. a GuardedConnection). Thread-safe.
+  const RecentRoots& recent_roots() const { return roots_; }
+
+  // Proves a read-only query against the newest signed head the replica has
+  // applied and pinned (PinnedProver, prover.h): the pinned head may be a little
+  // behind size() (at most pin_interval of entries while it applies), never
+  // ahead. Never blocks apply, and apply never makes it fail. unavailable
+  // (retry later) when no signed head was applied yet or the replica diverged;
+  // otherwise prove_query's errors. Any thread.
+  Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
+                            const ProveOptions& options = {}) const;
+  // The size of the head proofs are answered against now (0: none pinned yet).
+  uint64_t pinned_size() const;
+
+ private:
+  Replica() = default;
+  Status apply_locked(const Entry& entry);
+  Status check_head_locked();
+  // Applier (apply_mu_ held): pins the newest head if size() is exactly its
+  // size and the pin is older than pin_interval (or `force`).
+  void pin_if_due_locked(bool force) const;
+
+  std::filesystem::path db_path_;
+  std::unique_ptr<Log> log_;
+  std::unique_ptr<DeterministicDb> db_;
+  int lock_fd_ = -1;
+  mutable std::mutex mu_;      // guards the fields below
+  mutable std::mutex log_mu_;  // guards log_ (see thread-safety)
+  mutable std::mutex apply_mu_;  // held by apply()/apply_available()/prove(): one applier at a time
+  uint64_t size_ = 0;
+  Hash32 state_root_{};
+  uint32_t page_count_ = 0;
+  std::optional<Error> diverged_;
+  mutable std::optional<Error> corrupted_;
+  mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
+  RecentRoots roots_;
+  ReplicaOptions options_;
+  mutable std::mutex pin_mu_;  // guards pinned_, pinned_at_
+  mutable std::shared_ptr<PinnedProver> pinned_;
+  mutable std::chrono::steady_clock::time_point pinned_at_{};
+  mutable std::optional<std::string> pin_error_;  // why the last pin failed (pin_mu_)
+};
+
+}  // namespace swarmlite

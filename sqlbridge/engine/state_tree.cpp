@@ -1,0 +1,424 @@
+// State tree and the logical-page reader (docs/formats/state-tree.md).
+//
+// The WAL parser follows SQLite's src/wal.c (walIndexRecover / walDecodeFrame):
+//
+//   WAL header (32 bytes, big-endian u32s)      frame header (24 bytes)
+//   0  magic 0x377f0682 | 0x377f0683           0  pgno
+//   4  format version 3007000                  4  db size after commit (0 if not a commit)
+//   8  page size                               8  salt-1 (must equal the header's)
+//   12 checkpoint sequence                     12 salt-2 (must equal the header's)
+//   16 salt-1                                  16 checksum-1 (cumulative)
+//   20 salt-2                                  20 checksum-2
+//   24 checksum-1 of bytes 0..23
+//   28 checksum-2
+//
+// Checksums run over 32-bit words, big-endian when the magic's low bit is set,
+// little-endian otherwise; each frame's covers its header bytes 0..7 and its
+// page, continuing from the previous frame's (the first from the header's).
+#include "sqlbridge/engine/state_tree.h"
+
+#include <fcntl.h>
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "core/hash.h"
+
+namespace swarmlite {
+namespace {
+
+// Page 1 header ranges that differ between databases with equal content
+// (docs/formats/state-tree.md has the reasons): [begin, end) byte offsets.
+struct ByteRange {
+  size_t begin;
+  size_t end;
+};
+constexpr ByteRange kVolatileHeaderRanges[] = {
+    {18, 20},   // file format write/read version: 1 rollback journal, 2 WAL
+    {24, 28},   // file change counter
+    {92, 100},  // version-valid-for number, SQLITE_VERSION_NUMBER of the last writer
+};
+
+constexpr uint32_t kWalMagic = 0x377f0682;  // low bit: checksum word order
+constexpr uint32_t kWalVersion = 3007000;
+constexpr size_t kWalHeaderSize = 32;
+constexpr size_t kWalFrameHeaderSize = 24;
+constexpr char kSqliteMagic[] = "SQLite format 3";  // 16 bytes with its NUL
+
+uint32_t be32(const uint8_t* p) {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
+}
+uint32_t le32(const uint8_t* p) {
+  return uint32_t(p[3]) << 24 | uint32_t(p[2]) << 16 | uint32_t(p[1]) << 8 | uint32_t(p[0]);
+}
+
+bool valid_page_size(uint32_t n) { return n >= 512 && n <= 65536 && (n & (n - 1)) == 0; }
+
+// SQLite's PENDING_BYTE; only tests move it (set_pending_byte_for_testing).
+std::atomic<uint32_t> g_pending_byte{kSqlitePendingByte};
+
+// SQLite's WAL checksum (walChecksumBytes), continuing from `s`.
+void wal_checksum(bool big_endian, const uint8_t* data, size_t n, uint32_t s[2]) {
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint32_t a = big_endian ? be32(data + i) : le32(data + i);
+    uint32_t b = big_endian ? be32(data + i + 4) : le32(data + i + 4);
+    s[0] += a + s[1];
+    s[1] += b + s[0];
+  }
+}
+
+// Reads exactly n bytes at `offset`, or fewer at the end of the file.
+Result<size_t> pread_full(const file_io::Fd& fd, uint8_t* buf, size_t n, int64_t offset,
+                          const std::filesystem::path& path) {
+  return file_io::pread_up_to(fd.get(), std::span<uint8_t>(buf, n), static_cast<uint64_t>(offset),
+                              path);
+}
+
+Result<int64_t> file_size(const file_io::Fd& fd, const std::filesystem::path& path) {
+  SWL_ASSIGN(uint64_t n, file_io::file_size(fd.get(), path));
+  return static_cast<int64_t>(n);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Leaves
+
+Bytes normalize_page(uint32_t pgno, ByteView page) {
+  Bytes out(page.begin(), page.end());
+  if (pgno != 1) return out;
+  for (const ByteRange& r : kVolatileHeaderRanges) {
+    for (size_t i = r.begin; i < r.end && i < out.size(); ++i) out[i] = 0;
+  }
+  return out;
+}
+
+Hash32 page_leaf_hash(uint32_t pgno, ByteView page) {
+  Hasher h;
+  h.update_u8(kLeafPrefix).update_u32be(pgno);
+  if (pgno != 1) return h.update(page).finish();
+  static constexpr uint8_t kZeros[8] = {};
+  size_t at = 0;
+  for (const ByteRange& r : kVolatileHeaderRanges) {
+    if (at >= page.size()) break;
+    size_t begin = std::min(r.begin, page.size());
+    size_t end = std::min(r.end, page.size());
+    h.update(page.subspan(at, begin - at));
+    h.update(ByteView(kZeros, end - begin));
+    at = end;
+  }
+  return h.update(page.subspan(std::min(at, page.size()))).finish();
+}
+
+// ---------------------------------------------------------------------------
+// The lock-byte page
+
+uint32_t lock_byte_page(uint32_t page_size) {
+  return page_size == 0 ? 0 : g_pending_byte.load(std::memory_order_relaxed) / page_size + 1;
+}
+
+Hash32 lock_byte_leaf(uint32_t page_size) {
+  static constexpr uint8_t kZeros[4096] = {};
+  Hasher h;
+  h.update_u8(kLeafPrefix).update_u32be(lock_byte_page(page_size));
+  for (uint32_t done = 0; done < page_size; done += sizeof kZeros) {
+    h.update(ByteView(kZeros, std::min<size_t>(sizeof kZeros, page_size - done)));
+  }
+  return h.finish();
+}
+
+Result<uint32_t> set_pending_byte_for_testing(uint32_t pending_byte) {
+  // At least 64 KiB, so the lock-byte page is never page 1 at any page size.
+  if (pending_byte < 0x10000 || pending_byte % 512 != 0) {
+    return make_error(Errc::invalid_argument,
+                      "pending byte {:#x}: must be a multiple of 512, at least 0x10000",
+                      pending_byte);
+  }
+  int previous = sqlite3_test_control(SQLITE_TESTCTRL_PENDING_BYTE, pending_byte);
+  int now = sqlite3_test_control(SQLITE_TESTCTRL_PENDING_BYTE, 0);
+  if (static_cast<uint32_t>(now) != pending_byte) {
+    return make_error(Errc::internal,
+                      "this SQLite build does not move its pending byte (asked {:#x}, has {:#x})",
+                      pending_byte, static_cast<uint32_t>(now));
+  }
+  g_pending_byte.store(pending_byte);
+  return static_cast<uint32_t>(previous);
+}
+
+// ---------------------------------------------------------------------------
+// LogicalPages
+
+Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
+  LogicalPages lp;
+  lp.path_ = db_path;
+  {
+    auto fd = file_io::open(db_path, O_RDONLY);
+    if (!fd.ok()) {
+      if (fd.error().code == Errc::not_found)
+        return make_error(Errc::not_found, "{}: no such database", db_path.string());
+      return fd.take_error();
+    }
+    lp.db_fd_ = std::move(fd).value();
+  }
+  SWL_ASSIGN(lp.db_size_, file_size(lp.db_fd_, db_path));
+
+  // Main file header: magic and page size.
+  if (lp.db_size_ > 0) {
+    uint8_t hdr[100];
+    SWL_ASSIGN(size_t got, pread_full(lp.db_fd_, hdr, sizeof hdr, 0, db_path));
+    if (got < sizeof hdr || std::memcmp(hdr, kSqliteMagic, sizeof kSqliteMagic) != 0) {
+      return make_error(Errc::corrupt, "{}: not an SQLite database (bad header, {} bytes)",
+                        db_path.string(), lp.db_size_);
+    }
+    uint32_t ps = uint32_t(hdr[16]) << 8 | hdr[17];
+    if (ps == 1) ps = 65536;
+    if (!valid_page_size(ps)) {
+      return make_error(Errc::corrupt,
+                        "{}: header page size {} at offset 16 is not a power of two "
+                        "in [512, 65536]",
+                        db_path.string(), ps);
+    }
+    lp.page_size_ = ps;
+  }
+
+  // The -wal file, if any: accept frames up to the last valid commit frame.
+  std::filesystem::path wal_path = db_path;
+  wal_path += "-wal";
+  uint32_t commit_size = 0;
+  {
+    auto fd = file_io::open(wal_path, O_RDONLY);
+    if (fd.ok()) {
+      lp.wal_fd_ = std::move(fd).value();
+    } else if (fd.error().code != Errc::not_found) {
+      return fd.take_error();
+    }
+  }
+  if (lp.wal_fd_.valid()) {
+    SWL_ASSIGN(int64_t wal_size, file_size(lp.wal_fd_, wal_path));
+    uint8_t hdr[kWalHeaderSize];
+    SWL_ASSIGN(size_t got, pread_full(lp.wal_fd_, hdr, sizeof hdr, 0, wal_path));
+    uint32_t magic = got == sizeof hdr ? be32(hdr) : 0;
+    uint32_t ps = be32(hdr + 8);
+    // An invalid header means an empty WAL, as in SQLite's recovery.
+    bool usable = (magic & ~1u) == kWalMagic && be32(hdr + 4) == kWalVersion && valid_page_size(ps);
+    bool big_endian = (magic & 1u) != 0;
+    uint32_t sum[2] = {0, 0};
+    if (usable) {
+      wal_checksum(big_endian, hdr, 24, sum);
+      usable = sum[0] == be32(hdr + 24) && sum[1] == be32(hdr + 28);
+    }
+    if (usable) {
+      if (lp.page_size_ != 0 && lp.page_size_ != ps) {
+        return make_error(Errc::corrupt, "{}: WAL page size {} differs from the database's {}",
+                          wal_path.string(), ps, lp.page_size_);
+      }
+      lp.page_size_ = ps;
+      Bytes frame(kWalFrameHeaderSize + ps);
+      std::map<uint32_t, int64_t> uncommitted;
+      uint32_t frames_seen = 0;
+      for (int64_t off = kWalHeaderSize; off + static_cast<int64_t>(frame.size()) <= wal_size;
+           off += static_cast<int64_t>(frame.size())) {
+        SWL_ASSIGN(size_t n, pread_full(lp.wal_fd_, frame.data(), frame.size(), off, wal_path));
+        if (n != frame.size()) break;
+        uint32_t pgno = be32(frame.data());
+        uint32_t db_size = be32(frame.data() + 4);
+        if (pgno == 0 || std::memcmp(frame.data() + 8, hdr + 16, 8) != 0) break;
+        wal_checksum(big_endian, frame.data(), 8, sum);
+        wal_checksum(big_endian, frame.data() + kWalFrameHeaderSize, ps, sum);
+        if (sum[0] != be32(frame.data() + 16) || sum[1] != be32(frame.data() + 20)) break;
+        ++frames_seen;
+        uncommitted[pgno] = off + static_cast<int64_t>(kWalFrameHeaderSize);
+        if (db_size != 0) {
+          for (const auto& [p, o] : uncommitted) lp.wal_page_offset_[p] = o;
+          uncommitted.clear();
+          commit_size = db_size;
+          lp.committed_frames_ = frames_seen;
+        }
+      }
+    }
+  }
+
+  if (lp.page_size_ == 0) return lp;  // an empty database: no pages
+  int64_t main_pages = (lp.db_size_ + lp.page_size_ - 1) / lp.page_size_;
+  if (lp.committed_frames_ > 0) {
+    lp.page_count_ = commit_size;
+    // Pages a commit cut off may still sit in older frames: not logical pages.
+    lp.wal_page_offset_.erase(lp.wal_page_offset_.upper_bound(commit_size),
+                              lp.wal_page_offset_.end());
+  } else {
+    if (main_pages > int64_t{UINT32_MAX}) {
+      return make_error(Errc::corrupt, "{}: {} pages, over SQLite's limit", db_path.string(),
+                        main_pages);
+    }
+    lp.page_count_ = static_cast<uint32_t>(main_pages);
+  }
+  // The lock-byte page reads as zeros whatever the files hold: a frame for it
+  // (SQLite never writes one) is not a copy of it.
+  uint32_t lock_page = lock_byte_page(lp.page_size_);
+  lp.wal_page_offset_.erase(lock_page);
+  // SQLite writes every page it allocates, so each logical page but the
+  // lock-byte page (never written: a database past 1 GiB that lives in the WAL
+  // has no copy of it) has a stored copy; a larger count is a corrupt commit
+  // frame (and would make callers allocate for it).
+  int64_t stored_pages_needed = int64_t{lp.page_count_} - (lock_page <= lp.page_count_ ? 1 : 0);
+  if (stored_pages_needed > main_pages + lp.committed_frames_) {
+    return make_error(Errc::corrupt,
+                      "{}: commit frame says {} pages but the files hold {} + {} WAL frames",
+                      db_path.string(), lp.page_count_, main_pages, lp.committed_frames_);
+  }
+  return lp;
+}
+
+Status LogicalPages::read(uint32_t pgno, Bytes& out) const {
+  if (pgno == 0 || pgno > page_count_) {
+    return make_error(Errc::invalid_argument, "{}: page {} is outside 1..{}", path_.string(), pgno,
+                      page_count_);
+  }
+  out.assign(page_size_, 0);
+  if (pgno == lock_byte_page(page_size_)) return ok_status();  // zeros by definition
+  auto it = wal_page_offset_.find(pgno);
+  if (it != wal_page_offset_.end()) {
+    std::filesystem::path wal_path = path_;
+    wal_path += "-wal";
+    SWL_ASSIGN(size_t n, pread_full(wal_fd_, out.data(), out.size(), it->second, wal_path));
+    if (n != out.size()) {
+      return make_error(Errc::corrupt, "{}: WAL frame of page {} at offset {} is short",
+                        wal_path.string(), pgno, it->second);
+    }
+    return ok_status();
+  }
+  int64_t off = int64_t{pgno - 1} * page_size_;
+  SWL_ASSIGN(size_t n, pread_full(db_fd_, out.data(), out.size(), off, path_));
+  (void)n;  // past the end of the file the page reads as zeros, as in SQLite
+  return ok_status();
+}
+
+Result<std::vector<Bytes>> read_logical_pages(const std::filesystem::path& db_path) {
+  SWL_ASSIGN(LogicalPages lp, LogicalPages::open(db_path));
+  std::vector<Bytes> pages(lp.page_count());
+  for (uint32_t pg = 1; pg <= lp.page_count(); ++pg) SWL_TRY(lp.read(pg, pages[pg - 1]));
+  return pages;
+}
+
+// ---------------------------------------------------------------------------
+// StateTree
+
+Result<StateTree> StateTree::from_file(const std::filesystem::path& db_path) {
+  SWL_ASSIGN(LogicalPages lp, LogicalPages::open(db_path));
+  StateTree t;
+  t.page_size_ = lp.page_size();
+  const uint32_t lock_page = lock_byte_page(lp.page_size());
+  Bytes page;
+  for (uint32_t pg = 1; pg <= lp.page_count(); ++pg) {
+    if (pg == lock_page) {
+      t.tree_.append(lock_byte_leaf(lp.page_size()));
+      continue;
+    }
+    SWL_TRY(lp.read(pg, page));
+    t.tree_.append(page_leaf_hash(pg, page));
+  }
+  return t;
+}
+
+StateTree StateTree::from_pages(std::span<const Bytes> pages) {
+  StateTree t;
+  if (pages.empty()) return t;
+  t.page_size_ = static_cast<uint32_t>(pages.front().size());
+  const uint32_t lock_page = lock_byte_page(t.page_size_);
+  for (size_t i = 0; i < pages.size(); ++i) {
+    uint32_t pgno = static_cast<uint32_t>(i + 1);
+    t.tree_.append(pgno == lock_page ? lock_byte_leaf(t.page_size_)
+                                     : page_leaf_hash(pgno, pages[i]));
+  }
+  return t;
+}
+
+Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
+  uint64_t old_size = tree_.size();
+  if (!pages.empty() && pages.begin()->first == 0) {
+    return make_error(Errc::invalid_argument, "state tree: commit holds page number 0");
+  }
+  // Every page of a commit has the database's page size, which says where the
+  // lock-byte page is.
+  uint32_t page_size = page_size_;
+  if (!pages.empty()) {
+    const auto& [first_pgno, first_bytes] = *pages.begin();
+    if (first_bytes.size() > 65536 ||
+        !valid_page_size(static_cast<uint32_t>(first_bytes.size()))) {
+      return make_error(Errc::invalid_argument,
+                        "state tree: commit page {} has {} bytes, not a page size (a power of "
+                        "two in [512, 65536])",
+                        first_pgno, first_bytes.size());
+    }
+    page_size = static_cast<uint32_t>(first_bytes.size());
+    for (const auto& [pgno, bytes] : pages) {
+      if (bytes.size() != page_size) {
+        return make_error(Errc::invalid_argument,
+                          "state tree: commit page {} has {} bytes, page {} has {}", pgno,
+                          bytes.size(), first_pgno, page_size);
+      }
+    }
+    if (old_size > 0 && page_size_ != 0 && page_size != page_size_) {
+      return make_error(Errc::invalid_argument,
+                        "state tree: commit pages have {} bytes, the database's pages {}",
+                        page_size, page_size_);
+    }
+  }
+  const uint32_t lock_page = lock_byte_page(page_size);
+  if (lock_page != 0 && lock_page <= page_count && pages.count(lock_page) != 0) {
+    return make_error(Errc::invalid_argument,
+                      "state tree: commit writes page {}, SQLite's lock-byte page (byte offset "
+                      "{} with {}-byte pages), which SQLite never writes",
+                      lock_page, g_pending_byte.load(), page_size);
+  }
+  for (uint64_t pg = old_size + 1; pg <= page_count; ++pg) {
+    if (pg != lock_page && pages.count(static_cast<uint32_t>(pg)) == 0) {
+      return make_error(Errc::invalid_argument,
+                        "state tree: commit grows the database from {} to {} pages but does not "
+                        "write page {}",
+                        old_size, page_count, pg);
+    }
+  }
+  Undo u;
+  u.old_size = old_size;
+  u.old_page_size = page_size_;
+  if (page_count < old_size) {
+    for (uint64_t i = page_count; i < old_size; ++i) u.cut_leaves.push_back(tree_.leaf(i));
+    tree_.truncate(page_count);
+  }
+  // The only page a growing commit may skip is the lock-byte page (checked above).
+  auto grow_to = [&](uint64_t size) {
+    if (tree_.size() < size) tree_.append(lock_byte_leaf(page_size));
+  };
+  for (const auto& [pgno, bytes] : pages) {
+    if (pgno > page_count) break;
+    uint64_t index = pgno - 1;
+    Hash32 leaf = page_leaf_hash(pgno, bytes);
+    if (index < tree_.size()) {
+      u.old_leaves.emplace_back(index, tree_.leaf(index));
+      tree_.set(index, leaf);
+    } else {
+      grow_to(index);
+      tree_.append(leaf);  // index == size: new pages arrive in order, checked above
+    }
+  }
+  grow_to(page_count);  // a commit ending at the lock-byte page (SQLite never does that)
+  if (!pages.empty()) page_size_ = page_size;
+  u.valid = true;
+  undo_ = std::move(u);
+  return ok_status();
+}
+
+void StateTree::undo_last() {
+  if (!undo_.valid) return;
+  if (tree_.size() > undo_.old_size) tree_.truncate(undo_.old_size);
+  page_size_ = undo_.old_page_size;
+  for (const auto& [index, leaf] : undo_.old_leaves) tree_.set(index, leaf);
+  for (const Hash32& leaf : undo_.cut_leaves) tree_.append(leaf);
+  undo_ = Undo{};
+}
+
+}  // namespace swarmlite
