@@ -31,6 +31,7 @@
 
 #include "net/peer_set.h"
 #include "net/protocol.h"
+#include "net/worker.h"
 
 namespace swarmlite::net {
 
@@ -44,7 +45,6 @@ namespace {
 
 constexpr auto kNever = Clock::time_point::max();
 constexpr auto kTick = std::chrono::milliseconds(250);
-constexpr uint64_t kApplyChunk = 256;  // entries per backend.apply call: keeps stores responsive
 
 std::string hex_id(uint64_t id) { return fmt::format("{:016x}", id); }
 
@@ -82,110 +82,6 @@ uint64_t LogOnlyBackend::applied_size() const {
   std::lock_guard lock(mu_);
   return log_.size();
 }
-
-// ---------------------------------------------------------------------------
-// Worker: stores verified batches and runs the backend's apply, off the io thread.
-
-class Worker {
- public:
-  explicit Worker(NodeBackend& backend) : backend_(backend) {}
-  ~Worker() { stop(); }
-
-  void start() { thread_ = std::thread([this] { run(); }); }
-  // Finishes the job or apply in progress, drops queued jobs, joins.
-  void stop() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-  void post(std::function<void()> job) {
-    {
-      std::lock_guard lock(mu_);
-      jobs_.push_back(std::move(job));
-    }
-    cv_.notify_all();
-  }
-  // Apply up to `size` entries (replica). Monotonic.
-  void want_apply(uint64_t size) {
-    {
-      std::lock_guard lock(mu_);
-      if (size <= apply_target_) return;
-      apply_target_ = size;
-      stalled_ = false;
-    }
-    cv_.notify_all();
-  }
-  void halt_apply(const std::string& why) {
-    std::lock_guard lock(mu_);
-    if (!apply_error_) apply_error_ = why;
-  }
-  std::optional<std::string> apply_error() const {
-    std::lock_guard lock(mu_);
-    return apply_error_;
-  }
-  // Local faults (docs/operations.md): storing (set by the io thread from a
-  // store job's result) and applying (set here). Never a reason to ban anyone.
-  FaultState store_fault;
-  FaultState apply_fault;
-
- private:
-  bool apply_due() const {
-    return !apply_error_ && !stalled_ && apply_fault.retry_due() &&
-           apply_target_ > backend_.applied_size();
-  }
-  void run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      // A local fault: wake up when its backoff has passed.
-      auto wait = apply_fault.get() ? apply_fault.wait() + std::chrono::milliseconds(1)
-                                    : std::chrono::milliseconds(60'000);
-      cv_.wait_for(lock, wait, [&] { return stop_ || !jobs_.empty() || apply_due(); });
-      if (stop_) return;
-      if (jobs_.empty() && !apply_due()) continue;
-      if (!jobs_.empty()) {  // stores first: they unblock the next fetch
-        auto job = std::move(jobs_.front());
-        jobs_.pop_front();
-        lock.unlock();
-        job();
-        lock.lock();
-        continue;
-      }
-      uint64_t up_to = std::min(apply_target_, backend_.applied_size() + kApplyChunk);
-      lock.unlock();
-      auto r = backend_.apply(up_to);
-      lock.lock();
-      if (!r.ok() && is_local_fault(r.error())) {
-        apply_fault.failed(r.error());
-        auto f = apply_fault.get();
-        spdlog::error("applying entry {} failed on this node ({}. attempt), retrying in {} ms: {}",
-                      backend_.applied_size(), f ? f->retries : 0, apply_fault.wait().count(),
-                      r.error().to_string());
-      } else if (!r.ok()) {
-        apply_error_ = r.error().to_string();
-        spdlog::error("apply stopped at entry {}: {}", backend_.applied_size(), *apply_error_);
-      } else if (apply_fault.get()) {
-        apply_fault.cleared();
-        spdlog::info("applying works again at entry {}", backend_.applied_size());
-        if (r.value() == 0) stalled_ = true;
-      } else if (r.value() == 0) {
-        stalled_ = true;  // no progress: wait for a new target instead of spinning
-      }
-    }
-  }
-
-  NodeBackend& backend_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  uint64_t apply_target_ = 0;
-  bool stalled_ = false;
-  std::optional<std::string> apply_error_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 // ---------------------------------------------------------------------------
 
@@ -238,6 +134,9 @@ struct Node::Impl {
   std::optional<asio::signal_set> signals;
   std::thread io_thread;
   Worker worker;
+  // Local fault of storing (docs/operations.md "Local faults"): set from a
+  // store job's result, retried with backoff, never a reason to ban anyone.
+  FaultState store_fault;
 
   std::string bound_listen, announce;
   std::atomic<uint16_t> port{0};
@@ -900,7 +799,7 @@ void Node::Impl::check_head(const Head& h, const std::string& from) {
 
 void Node::Impl::schedule_fetch() {
   if (stopping || evidence || fetch_busy || backend.is_primary() || worker.apply_error()) return;
-  if (!worker.store_fault.retry_due()) return;  // a local fault: the tick retries after its backoff
+  if (!store_fault.retry_due()) return;  // a local fault: the tick retries after its backoff
   uint64_t local;
   std::optional<Head> anchor;
   {
@@ -1038,10 +937,10 @@ void Node::Impl::on_stored(uint64_t session_id, std::vector<std::string> ban_key
   Session* s = find_session(session_id);
   if (!st.ok() && is_local_fault(st.error())) {
     // Our disk, not their data: nobody is banned; retried after a backoff.
-    worker.store_fault.failed(st.error());
-    auto f = worker.store_fault.get();
+    store_fault.failed(st.error());
+    auto f = store_fault.get();
     spdlog::error("storing entries from {} failed on this node ({}. attempt), retrying in {} ms: {}",
-                  who, f ? f->retries : 0, worker.store_fault.wait().count(), st.error().to_string());
+                  who, f ? f->retries : 0, store_fault.wait().count(), st.error().to_string());
     return;
   }
   if (!st.ok()) {
@@ -1055,8 +954,8 @@ void Node::Impl::on_stored(uint64_t session_id, std::vector<std::string> ban_key
     schedule_fetch();
     return;
   }
-  if (worker.store_fault.get()) {
-    worker.store_fault.cleared();
+  if (store_fault.get()) {
+    store_fault.cleared();
     spdlog::info("storing works again");
   }
   entries_stored += n;
@@ -1202,7 +1101,7 @@ NodeStatus Node::Impl::make_status() {
   st.evidence_store_fault = evidence_store.fault();
   st.apply_error = worker.apply_error();
   st.local_fault = worker.apply_fault.get();
-  if (!st.local_fault) st.local_fault = worker.store_fault.get();
+  if (!st.local_fault) st.local_fault = store_fault.get();
   st.known_addresses = book.size();
   return st;
 }
