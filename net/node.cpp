@@ -34,11 +34,8 @@
 
 namespace swarmlite::net {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 using asio::awaitable;
 using asio::use_awaitable;
-using boost::system::error_code;
 
 namespace {
 

@@ -19,72 +19,15 @@
 #include "core/fault_injection.h"
 #include "core/keys.h"
 #include "net/protocol.h"
+#include "net/test_log.h"
 
 using namespace swarmlite;
 using namespace swarmlite::net;
+using namespace swarmlite::net::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() /
-           fmt::format("swl-node-test-{}-{}", ::getpid(), n.fetch_add(1));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// A log plus a backend over it; `primary` logs are written by the test.
-struct TestLog {
-  TempDir dir;
-  std::unique_ptr<Log> log;
-  std::unique_ptr<LogOnlyBackend> backend;
-  TestLog(const PublicKey& id, bool primary) {
-    auto l = Log::open(dir.path / "log", id);
-    REQUIRE_MESSAGE(l.ok(), l.error().to_string());
-    log = std::move(l).value();
-    backend = std::make_unique<LogOnlyBackend>(*log, primary);
-  }
-  uint64_t size() {
-    std::lock_guard lock(backend->log_mutex());
-    return log->size();
-  }
-  // Appends n entries whose statements carry `tag` and signs a head over them.
-  void append(const SecretKey& key, int n, const std::string& tag = "x") {
-    std::lock_guard lock(backend->log_mutex());
-    std::vector<Bytes> batch;
-    Entry e;
-    for (int i = 0; i < n; ++i) {
-      e = Entry{};
-      e.seq = log->size() + static_cast<uint64_t>(i);
-      e.time_ms = 1700000000000 + static_cast<int64_t>(e.seq);
-      e.statements.push_back(
-          Statement{"INSERT INTO t VALUES (?)", {Value{fmt::format("{}-{}", tag, e.seq)}}});
-      e.state_root.fill(static_cast<uint8_t>(e.seq));
-      e.page_count = 2;
-      batch.push_back(encode_entry(e));
-    }
-    REQUIRE(log->append(batch).ok());
-    Head h;
-    h.log_id = log->log_id();
-    h.size = log->size();
-    h.log_root = log->root();
-    h.state_root = e.state_root;
-    h.page_count = e.page_count;
-    h.time_ms = 1700000000000;
-    h.sign_with(key);
-    auto st = log->set_head(h);
-    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
-  }
-};
 
 NodeOptions fast_options() {
   NodeOptions o;
@@ -133,6 +76,21 @@ struct RawClient {
     return out;
   }
 };
+
+// n raw clients that say Hello (node ids first_id, first_id+1, …) and then nothing.
+std::vector<std::unique_ptr<RawClient>> idle_clients(uint16_t port, const PublicKey& log_id, int n,
+                                                     uint64_t first_id) {
+  std::vector<std::unique_ptr<RawClient>> out;
+  for (int i = 0; i < n; ++i) {
+    auto c = std::make_unique<RawClient>(port);
+    Hello h;
+    h.log_id = log_id;
+    h.node_id = first_id + static_cast<uint64_t>(i);
+    c->send(encode_frame(h));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -333,13 +291,11 @@ TEST_CASE("garbage and oversized frames get the sender banned") {
 }
 
 TEST_CASE("a forked primary is detected; the evidence is stored, spread and verifiable") {
-  KeyPair keys = KeyPair::generate();
   // Two primaries with the same key: a common prefix, then different entries.
-  TestLog pa(keys.pub, true), pb(keys.pub, true), r(keys.pub, false), r2(keys.pub, false);
-  pa.append(keys.secret, 5, "common");
-  pb.append(keys.secret, 5, "common");
-  pa.append(keys.secret, 3, "a");
-  pb.append(keys.secret, 6, "b");
+  ForkedPrimaries fork(5, 3, 6);
+  auto &keys = fork.keys;
+  auto &pa = fork.a, &pb = fork.b;
+  TestLog r(keys.pub, false), r2(keys.pub, false);
   Node na(*pa.backend, fast_options());
   REQUIRE(na.start().ok());
   auto ro = fast_options();
@@ -385,12 +341,9 @@ TEST_CASE("a forked primary is detected; the evidence is stored, spread and veri
 // (evidence_store_fault, hence /readyz) and writes it once it can. (Before: an
 // ofstream + rename whose failure was only logged; the status showed nothing.)
 TEST_CASE("evidence that cannot be stored is reported in the status and stored once the disk allows") {
-  KeyPair keys = KeyPair::generate();
-  TestLog pa(keys.pub, true), pb(keys.pub, true), r(keys.pub, false);
-  pa.append(keys.secret, 5, "common");
-  pb.append(keys.secret, 5, "common");
-  pa.append(keys.secret, 3, "a");
-  pb.append(keys.secret, 6, "b");
+  ForkedPrimaries fork(5, 3, 6);
+  auto &pa = fork.a, &pb = fork.b;
+  TestLog r(fork.keys.pub, false);
   Node na(*pa.backend, fast_options());
   REQUIRE(na.start().ok());
   Node nb(*pb.backend, fast_options());
@@ -498,15 +451,7 @@ TEST_CASE("idle inbound sessions that fill every slot are evicted for a newcomer
   po.evict_idle_after = 1s;
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
-  std::vector<std::unique_ptr<RawClient>> idle;
-  for (int i = 0; i < 20; ++i) {
-    auto c = std::make_unique<RawClient>(p.listen_port());
-    Hello h;
-    h.log_id = keys.pub;
-    h.node_id = 1000 + static_cast<uint64_t>(i);
-    c->send(encode_frame(h));
-    idle.push_back(std::move(c));
-  }
+  auto idle = idle_clients(p.listen_port(), keys.pub, 20, 1000);
   CHECK(eventually([&] { return p.status().peers.size() == 12; }));
   std::this_thread::sleep_for(1500ms);  // they are now idle for longer than evict_idle_after
   auto ro = fast_options();
@@ -526,15 +471,7 @@ TEST_CASE("inbound sessions are capped per address range; an idle one makes room
   po.evict_idle_after = 1h;  // nobody is idle enough: the newcomer is refused
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
-  std::vector<std::unique_ptr<RawClient>> idle;
-  for (int i = 0; i < 3; ++i) {
-    auto c = std::make_unique<RawClient>(p.listen_port());
-    Hello h;
-    h.log_id = keys.pub;
-    h.node_id = 2000 + static_cast<uint64_t>(i);
-    c->send(encode_frame(h));
-    idle.push_back(std::move(c));
-  }
+  auto idle = idle_clients(p.listen_port(), keys.pub, 3, 2000);
   CHECK(eventually([&] { return p.status().peers.size() == 3; }));
   {
     RawClient extra(p.listen_port());

@@ -9,6 +9,10 @@
 
 namespace swarmlite::net {
 
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
 struct TcpSocket {
   boost::asio::ip::tcp::socket socket;
 };
