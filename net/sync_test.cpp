@@ -69,6 +69,37 @@ NodeOptions options() {
   return o;
 }
 
+// A primary's log of `n` entries, and a replica engine (node id 1) over an empty log.
+struct Replica {
+  KeyPair keys = KeyPair::generate();
+  TestLog p{keys.pub, true}, r{keys.pub, false};
+  SyncEngine e;
+  explicit Replica(int n, const NodeOptions& o = options(), const std::string& announce = "")
+      : e(*r.backend, o, 1) {
+    p.append(keys.secret, n);
+    e.start(announce, std::nullopt);
+  }
+  // The replica dialled a peer (node id 100 + session) that announces the primary's head.
+  Actions dial_holder(uint64_t session) {
+    return connect(e, session, true, fmt::format("10.0.0.{}:7000", session),
+                   hello_from(keys.pub, 100 + session, p.head()), t0);
+  }
+  // Session 1 to a peer that holds the primary's log (served by an engine over
+  // it): the replica's first batch, ready to store.
+  StoreAction first_batch() {
+    auto asks = sent<GetEntries>(dial_holder(1), 1);
+    REQUIRE(asks.size() == 1);
+    SyncEngine server(*p.backend, options(), 2);
+    server.start("", std::nullopt);
+    connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
+    auto reply = sent<Entries>(server.message(1, Message{asks[0]}, t0), 1);
+    REQUIRE(reply.size() == 1);
+    auto stores = all_of<StoreAction>(e.message(1, Message{reply[0]}, t0));
+    REQUIRE(stores.size() == 1);
+    return stores[0];
+  }
+};
+
 }  // namespace
 
 // docs/protocol.md "Equivocation": our head anchors the request; a server on
@@ -128,15 +159,10 @@ TEST_CASE("sync: two signed heads of one size that differ are evidence at once")
 // is neither closed nor banned. (Making on_error stop the session on
 // not_available makes this fail.)
 TEST_CASE("sync: an entry that is not_available is asked of another session") {
-  KeyPair keys = KeyPair::generate();
-  TestLog p(keys.pub, true), r(keys.pub, false);
-  p.append(keys.secret, 5);
-  SyncEngine e(*r.backend, options(), 1);
-  e.start("", std::nullopt);
-  auto a = connect(e, 1, true, "10.0.0.2:7000", hello_from(keys.pub, 2, p.head()), t0);
-  REQUIRE(sent<GetEntries>(a, 1).size() == 1);
-  auto b = connect(e, 2, true, "10.0.0.3:7000", hello_from(keys.pub, 3, p.head()), t0);
-  CHECK(sent<GetEntries>(b, 2).empty());  // one request at a time
+  Replica fx(5);
+  auto& e = fx.e;
+  REQUIRE(sent<GetEntries>(fx.dial_holder(1), 1).size() == 1);
+  CHECK(sent<GetEntries>(fx.dial_holder(2), 2).empty());  // one request at a time
 
   auto acts = e.message(1, ErrorMsg{ErrorCode::not_available, "restarted"}, t0 + 1s);
   CHECK_FALSE(closed(acts, 1));
@@ -227,18 +253,16 @@ TEST_CASE("sync: a seed is redialled after its backoff while the outbound slots 
 // it out until it expires, then it may come back and is dialled again.
 // (Dropping the ban check in on_hello, or the ban exclusion in tick, makes this fail.)
 TEST_CASE("sync: unrequested entries ban the sender until the ban expires") {
-  KeyPair keys = KeyPair::generate();
-  TestLog p(keys.pub, true), r(keys.pub, false);
-  p.append(keys.secret, 3);
   auto o = options();
   o.ban_time = 10min;
-  SyncEngine e(*r.backend, o, 1);
-  e.start("10.0.0.99:7000", std::nullopt);
+  Replica fx(3, o, "10.0.0.99:7000");
+  auto& e = fx.e;
+  auto& keys = fx.keys;
   const std::string bad = "10.0.0.5:7000";
   connect(e, 1, false, "", hello_from(keys.pub, 5, std::nullopt, bad), t0, "10.0.0.5");
   Entries junk;
   junk.from = 0;
-  junk.head = p.head();
+  junk.head = fx.p.head();
   auto acts = e.message(1, std::move(junk), t0);
   auto bans = all_of<BanAction>(acts);
   REQUIRE(bans.size() == 1);
@@ -267,21 +291,19 @@ TEST_CASE("sync: unrequested entries ban the sender until the ban expires") {
 }
 
 TEST_CASE("sync: a head that does not verify gets the sender banned") {
-  KeyPair keys = KeyPair::generate(), other = KeyPair::generate();
-  TestLog p(keys.pub, true), r(keys.pub, false);
-  p.append(keys.secret, 3);
-  SyncEngine e(*r.backend, options(), 1);
-  e.start("", std::nullopt);
-  connect(e, 1, true, "10.0.0.2:7000", hello_from(keys.pub, 2, std::nullopt), t0);
-  Head forged = p.head();
+  Replica fx(3);
+  auto& e = fx.e;
+  KeyPair other = KeyPair::generate();
+  connect(e, 1, true, "10.0.0.2:7000", hello_from(fx.keys.pub, 2, std::nullopt), t0);
+  Head forged = fx.p.head();
   forged.size = 4;  // the signature no longer matches
   auto acts = e.message(1, HeadMsg{forged}, t0);
   REQUIRE(all_of<BanAction>(acts).size() == 1);
   CHECK(all_of<BanAction>(acts)[0].reason.find("invalid head") != std::string::npos);
   CHECK(closed(acts, 1));
 
-  connect(e, 2, true, "10.0.0.3:7000", hello_from(keys.pub, 3, std::nullopt), t0);
-  Head foreign = p.head();
+  connect(e, 2, true, "10.0.0.3:7000", hello_from(fx.keys.pub, 3, std::nullopt), t0);
+  Head foreign = fx.p.head();
   foreign.sign_with(other.secret);  // signed, but not by the log's key
   acts = e.message(2, HeadMsg{foreign}, t0);
   CHECK(all_of<BanAction>(acts).size() == 1);
@@ -292,25 +314,11 @@ TEST_CASE("sync: a head that does not verify gets the sender banned") {
 // nobody; invalid data does. (Dropping the is_local_fault branch in
 // SyncEngine::stored makes this fail.)
 TEST_CASE("sync: a local store fault bans nobody; invalid entries ban the source") {
-  KeyPair keys = KeyPair::generate();
-  TestLog p(keys.pub, true), r(keys.pub, false);
-  p.append(keys.secret, 4);
-  SyncEngine e(*r.backend, options(), 1);
-  e.start("", std::nullopt);
-  auto acts = connect(e, 1, true, "10.0.0.2:7000", hello_from(keys.pub, 2, p.head()), t0);
-  auto asks = sent<GetEntries>(acts, 1);
-  REQUIRE(asks.size() == 1);
-  SyncEngine server(*p.backend, options(), 2);
-  server.start("", std::nullopt);
-  connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
-  auto reply = sent<Entries>(server.message(1, Message{asks[0]}, t0), 1);
-  REQUIRE(reply.size() == 1);
-  acts = e.message(1, Message{reply[0]}, t0);
-  auto stores = all_of<StoreAction>(acts);
-  REQUIRE(stores.size() == 1);
-  const auto& job = stores[0];
+  Replica fx(4);
+  auto& e = fx.e;
+  const auto job = fx.first_batch();
 
-  acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head,
+  auto acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head,
                   make_error(Errc::io_error, "write: No space left on device"), t0);
   CHECK(all_of<BanAction>(acts).empty());
   CHECK_FALSE(closed(acts, 1));
@@ -328,20 +336,12 @@ TEST_CASE("sync: a local store fault bans nobody; invalid entries ban the source
 
 // A store that succeeds: counted, applied, the head relayed to peers that lack it.
 TEST_CASE("sync: a stored batch is applied and its head relayed") {
-  KeyPair keys = KeyPair::generate();
-  TestLog p(keys.pub, true), r(keys.pub, false);
-  p.append(keys.secret, 4);
-  SyncEngine e(*r.backend, options(), 1);
-  e.start("", std::nullopt);
-  auto acts = connect(e, 1, true, "10.0.0.2:7000", hello_from(keys.pub, 2, p.head()), t0);
-  connect(e, 2, false, "", hello_from(keys.pub, 3, std::nullopt), t0);
-  SyncEngine server(*p.backend, options(), 2);
-  server.start("", std::nullopt);
-  connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
-  auto reply = sent<Entries>(server.message(1, Message{sent<GetEntries>(acts, 1).at(0)}, t0), 1);
-  auto job = all_of<StoreAction>(e.message(1, Message{reply.at(0)}, t0)).at(0);
-  REQUIRE(r.backend->store_entries(job.entries.entries, job.entries.head, job.entries.proof).ok());
-  acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head, {}, t0);
+  Replica fx(4);
+  auto& e = fx.e;
+  connect(e, 2, false, "", hello_from(fx.keys.pub, 3, std::nullopt), t0);
+  auto job = fx.first_batch();
+  REQUIRE(fx.r.backend->store_entries(job.entries.entries, job.entries.head, job.entries.proof).ok());
+  auto acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head, {}, t0);
   REQUIRE(all_of<ApplyAction>(acts).size() == 1);
   CHECK(all_of<ApplyAction>(acts)[0].up_to == 4);
   CHECK(e.entries_stored() == 4);
