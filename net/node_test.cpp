@@ -40,6 +40,13 @@ NodeOptions fast_options() {
 
 std::string addr(const Node& n) { return fmt::format("127.0.0.1:{}", n.listen_port()); }
 
+// fast_options() with `seed` as the one --from address.
+NodeOptions seeded_from(const Node& seed) {
+  NodeOptions o = fast_options();
+  o.seeds = {addr(seed)};
+  return o;
+}
+
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 15s) {
   auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {
@@ -105,13 +112,11 @@ TEST_CASE("a chain of replicas catches up in batches and follows live heads") {
   po.max_outbound = 0;
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
-  auto o1 = fast_options();
-  o1.seeds = {addr(p)};
+  auto o1 = seeded_from(p);
   o1.max_outbound = 1;
   Node n1(*r1.backend, o1);
   REQUIRE(n1.start().ok());
-  auto o2 = fast_options();
-  o2.seeds = {addr(n1)};  // knows only the first replica
+  auto o2 = seeded_from(n1);  // knows only the first replica
   o2.max_outbound = 1;    // ... and keeps to one connection: a chain
   Node n2(*r2.backend, o2);
   REQUIRE(n2.start().ok());
@@ -150,8 +155,7 @@ TEST_CASE("a replica resumes from its verified log after a restart") {
   primary.append(keys.secret, 10);
   Node p(*primary.backend, fast_options());
   REQUIRE(p.start().ok());
-  auto o = fast_options();
-  o.seeds = {addr(p)};
+  auto o = seeded_from(p);
   {
     Node n(*r.backend, o);
     REQUIRE(n.start().ok());
@@ -199,8 +203,7 @@ TEST_CASE("a node of another log is refused with an Error, not banned") {
   TestLog mine(keys.pub, true), theirs(other.pub, false);
   Node p(*mine.backend, fast_options());
   REQUIRE(p.start().ok());
-  auto o = fast_options();
-  o.seeds = {addr(p)};
+  auto o = seeded_from(p);
   Node n(*theirs.backend, o);
   REQUIRE(n.start().ok());
   std::this_thread::sleep_for(300ms);
@@ -298,24 +301,21 @@ TEST_CASE("a forked primary is detected; the evidence is stored, spread and veri
   TestLog r(keys.pub, false), r2(keys.pub, false);
   Node na(*pa.backend, fast_options());
   REQUIRE(na.start().ok());
-  auto ro = fast_options();
-  ro.seeds = {addr(na)};
+  auto ro = seeded_from(na);
   TempDir data;
   ro.data_dir = data.path;
   Node nr(*r.backend, ro);
   REQUIRE(nr.start().ok());
   CHECK(eventually([&] { return r.size() == 8; }));
   // r2 follows r only; then r meets the other primary.
-  auto r2o = fast_options();
-  r2o.seeds = {addr(nr)};
+  auto r2o = seeded_from(nr);
   Node nr2(*r2.backend, r2o);
   REQUIRE(nr2.start().ok());
   CHECK(eventually([&] { return r2.size() == 8; }));
 
   Node nb(*pb.backend, fast_options());
   REQUIRE(nb.start().ok());
-  auto ro_b = fast_options();
-  ro_b.seeds = {addr(nb)};
+  auto ro_b = seeded_from(nb);
   // A fresh connection from r to b: restart r with both seeds.
   nr.stop();
   ro.seeds = {addr(na), addr(nb)};
@@ -349,8 +349,7 @@ TEST_CASE("evidence that cannot be stored is reported in the status and stored o
   Node nb(*pb.backend, fast_options());
   REQUIRE(nb.start().ok());
   TempDir data;
-  auto ro = fast_options();
-  ro.seeds = {addr(na)};
+  auto ro = seeded_from(na);
   ro.data_dir = data.path;
   {
     Node nr(*r.backend, ro);
@@ -382,8 +381,7 @@ TEST_CASE("a primary's /status sees how far its peers got: head_size and lag fol
   primary.append(keys.secret, 5);
   Node p(*primary.backend, fast_options());
   REQUIRE(p.start().ok());
-  auto ro = fast_options();
-  ro.seeds = {addr(p)};
+  auto ro = seeded_from(p);
   Node r(*replica.backend, ro);
   REQUIRE(r.start().ok());
   auto peer_of_primary = [&](uint64_t size) {
@@ -413,8 +411,7 @@ TEST_CASE("a replica that lost its head file takes (and stores) a peer's head of
     LogOnlyBackend b(**l, false);
     Node p(*primary.backend, fast_options());
     REQUIRE(p.start().ok());
-    auto ro = fast_options();
-    ro.seeds = {addr(p)};
+    auto ro = seeded_from(p);
     Node r(b, ro);
     REQUIRE(r.start().ok());
     CHECK(eventually([&] { return r.status().head && r.status().head->size == 9; }));
@@ -428,8 +425,7 @@ TEST_CASE("a replica that lost its head file takes (and stores) a peer's head of
     LogOnlyBackend b(**l, false);
     Node p(*primary.backend, fast_options());  // no new write: the primary's head is still size 9
     REQUIRE(p.start().ok());
-    auto ro = fast_options();
-    ro.seeds = {addr(p)};
+    auto ro = seeded_from(p);
     Node r(b, ro);
     REQUIRE(r.start().ok());
     CHECK(eventually([&] { return r.status().head && r.status().head->size == 9; }));
@@ -454,8 +450,7 @@ TEST_CASE("idle inbound sessions that fill every slot are evicted for a newcomer
   auto idle = idle_clients(p.listen_port(), keys.pub, 20, 1000);
   CHECK(eventually([&] { return p.status().peers.size() == 12; }));
   std::this_thread::sleep_for(1500ms);  // they are now idle for longer than evict_idle_after
-  auto ro = fast_options();
-  ro.seeds = {addr(p)};
+  auto ro = seeded_from(p);
   Node r(*replica.backend, ro);
   REQUIRE(r.start().ok());
   CHECK(eventually([&] { return replica.size() == 4; }));
@@ -503,8 +498,7 @@ TEST_CASE("a replica whose disk is full bans nobody, reports the fault and catch
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
   fault_injection::fail_writes_under(r1.dir.path / "log");
-  auto o1 = fast_options();
-  o1.seeds = {addr(p)};
+  auto o1 = seeded_from(p);
   o1.max_outbound = 1;
   Node n1(*r1.backend, o1);
   REQUIRE(n1.start().ok());
