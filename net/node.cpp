@@ -1,9 +1,9 @@
 // The swarm node: see node.h for the contract and docs/protocol.md for the
-// sync rules. Shape of the Asio C++20 chat_server example: one Session per
-// TCP connection with a reader, a writer (write queue) and a watchdog
-// coroutine (deadlines), an explicit stop(); errors as values through
-// redirect_error. Everything in Impl runs on the io thread; the Worker thread
-// only runs store/apply jobs and posts results back.
+// sync rules, which live in net/sync.cpp (SyncEngine). This file keeps the
+// lifecycle, the accept and dial loops, the tick timer, and turns the
+// engine's actions into calls on sessions (net/session.h: the transport) and
+// the worker (net/worker.h). Everything in Impl runs on the io thread; the
+// Worker thread only runs store/apply jobs and posts results back.
 #include "net/node.h"
 
 #include <sodium.h>
@@ -16,43 +16,32 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <condition_variable>
-#include <deque>
 #include <future>
 #include <map>
-#include <set>
 #include <thread>
 
 #include "net/peer_set.h"
 #include "net/protocol.h"
+#include "net/session.h"
+#include "net/sync.h"
+#include "net/tcp_socket.h"
+#include "net/worker.h"
 
 namespace swarmlite::net {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 using asio::awaitable;
 using asio::use_awaitable;
-using boost::system::error_code;
 
 namespace {
 
-constexpr auto kNever = Clock::time_point::max();
 constexpr auto kTick = std::chrono::milliseconds(250);
-constexpr uint64_t kApplyChunk = 256;  // entries per backend.apply call: keeps stores responsive
 
 std::string hex_id(uint64_t id) { return fmt::format("{:016x}", id); }
-
-std::string endpoint_text(const tcp::endpoint& ep) {
-  auto addr = ep.address();
-  if (addr.is_v6()) return fmt::format("[{}]:{}", addr.to_string(), ep.port());
-  return fmt::format("{}:{}", addr.to_string(), ep.port());
-}
 
 int64_t ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
@@ -84,114 +73,10 @@ uint64_t LogOnlyBackend::applied_size() const {
 }
 
 // ---------------------------------------------------------------------------
-// Worker: stores verified batches and runs the backend's apply, off the io thread.
+// Node::Impl: lifecycle, the accept and dial loops, the tick timer, and the
+// sync engine's actions carried out on sessions and the worker.
 
-class Worker {
- public:
-  explicit Worker(NodeBackend& backend) : backend_(backend) {}
-  ~Worker() { stop(); }
-
-  void start() { thread_ = std::thread([this] { run(); }); }
-  // Finishes the job or apply in progress, drops queued jobs, joins.
-  void stop() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-  void post(std::function<void()> job) {
-    {
-      std::lock_guard lock(mu_);
-      jobs_.push_back(std::move(job));
-    }
-    cv_.notify_all();
-  }
-  // Apply up to `size` entries (replica). Monotonic.
-  void want_apply(uint64_t size) {
-    {
-      std::lock_guard lock(mu_);
-      if (size <= apply_target_) return;
-      apply_target_ = size;
-      stalled_ = false;
-    }
-    cv_.notify_all();
-  }
-  void halt_apply(const std::string& why) {
-    std::lock_guard lock(mu_);
-    if (!apply_error_) apply_error_ = why;
-  }
-  std::optional<std::string> apply_error() const {
-    std::lock_guard lock(mu_);
-    return apply_error_;
-  }
-  // Local faults (docs/operations.md): storing (set by the io thread from a
-  // store job's result) and applying (set here). Never a reason to ban anyone.
-  FaultState store_fault;
-  FaultState apply_fault;
-
- private:
-  bool apply_due() const {
-    return !apply_error_ && !stalled_ && apply_fault.retry_due() &&
-           apply_target_ > backend_.applied_size();
-  }
-  void run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      // A local fault: wake up when its backoff has passed.
-      auto wait = apply_fault.get() ? apply_fault.wait() + std::chrono::milliseconds(1)
-                                    : std::chrono::milliseconds(60'000);
-      cv_.wait_for(lock, wait, [&] { return stop_ || !jobs_.empty() || apply_due(); });
-      if (stop_) return;
-      if (jobs_.empty() && !apply_due()) continue;
-      if (!jobs_.empty()) {  // stores first: they unblock the next fetch
-        auto job = std::move(jobs_.front());
-        jobs_.pop_front();
-        lock.unlock();
-        job();
-        lock.lock();
-        continue;
-      }
-      uint64_t up_to = std::min(apply_target_, backend_.applied_size() + kApplyChunk);
-      lock.unlock();
-      auto r = backend_.apply(up_to);
-      lock.lock();
-      if (!r.ok() && is_local_fault(r.error())) {
-        apply_fault.failed(r.error());
-        auto f = apply_fault.get();
-        spdlog::error("applying entry {} failed on this node ({}. attempt), retrying in {} ms: {}",
-                      backend_.applied_size(), f ? f->retries : 0, apply_fault.wait().count(),
-                      r.error().to_string());
-      } else if (!r.ok()) {
-        apply_error_ = r.error().to_string();
-        spdlog::error("apply stopped at entry {}: {}", backend_.applied_size(), *apply_error_);
-      } else if (apply_fault.get()) {
-        apply_fault.cleared();
-        spdlog::info("applying works again at entry {}", backend_.applied_size());
-        if (r.value() == 0) stalled_ = true;
-      } else if (r.value() == 0) {
-        stalled_ = true;  // no progress: wait for a new target instead of spinning
-      }
-    }
-  }
-
-  NodeBackend& backend_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  uint64_t apply_target_ = 0;
-  bool stalled_ = false;
-  std::optional<std::string> apply_error_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
-// ---------------------------------------------------------------------------
-
-class Session;
-
-struct Node::Impl {
+struct Node::Impl : SessionEvents {
   Impl(NodeBackend& b, NodeOptions o);
 
   // Lifecycle (io thread unless noted).
@@ -200,33 +85,17 @@ struct Node::Impl {
   awaitable<void> accept_loop();
   awaitable<void> tick_loop();
   awaitable<void> dial(std::string address);
+  void open_session(tcp::socket socket, bool outbound, const std::string& address);
 
-  // Session events.
-  void on_session_ready(Session& s);
-  void on_session_closed(Session& s, const std::string& reason);
-  void on_message(Session& s, Message&& m);
-  void on_hello(Session& s, Hello&& h);
-  void on_head(Session& s, const Head& h);
-  void on_get_entries(Session& s, const GetEntries& g);
-  void on_entries(Session& s, Entries&& e);
-  void on_get_peers(Session& s);
-  void on_peers(Session& s, const Peers& p);
-  void on_evidence(Session& s, const Evidence& e);
-  void on_error(Session& s, const ErrorMsg& e);
-  void misbehaved(Session& s, const std::string& reason);
+  // SessionEvents.
+  void on_message(uint64_t id, Message&& m) override;
+  void on_undecodable(uint64_t id, bool frame, const Error& e) override;
+  void on_closed(uint64_t id, const std::string& reason) override;
 
-  // Sync.
-  void check_head(const Head& h, const std::string& from);
-  void schedule_fetch();
-  void on_stored(uint64_t session_id, std::vector<std::string> ban_keys, std::string who,
-                 uint64_t n, Head head, Status st);
-  void relay_head();
-  bool make_room(Session& newcomer);
-  void equivocation(Evidence e, const std::string& how);
-  Hello make_hello();
-  NodeStatus make_status();
-  std::set<std::string> session_addresses() const;
+  // Carries out the engine's actions.
+  void run(Actions actions);
   Session* find_session(uint64_t id);
+  NodeStatus make_status();
 
   NodeBackend& backend;
   NodeOptions opt;
@@ -238,25 +107,16 @@ struct Node::Impl {
   std::optional<asio::signal_set> signals;
   std::thread io_thread;
   Worker worker;
+  SyncEngine sync;
+  SessionOptions session_options;
 
   std::string bound_listen, announce;
   std::atomic<uint16_t> port{0};
   std::map<uint64_t, std::shared_ptr<Session>> sessions;
   uint64_t next_session_id = 1;
-  std::set<std::string> dialling;
-  std::set<std::string> self_addresses;  // dialled addresses that turned out to be us
-  AddressBook book;
-  BanList bans;
-  std::optional<Head> best_head;
-  bool fetch_busy = false;  // a GetEntries is out or its batch is being stored
-  uint64_t fetch_counter = 0;
-  uint64_t relayed_size = 0;
-  uint64_t adopting_size = 0;  // a received head being stored by store_head (check_head)
-  std::optional<Evidence> evidence;
   EvidenceStore evidence_store{opt.data_dir};  // evidence.bin; io thread
-  uint64_t entries_stored = 0, entries_served = 0, bytes_in = 0, bytes_out = 0;
+  TrafficTotals traffic;
   bool stopping = false;
-  Clock::time_point started_at = Clock::now();
 
   std::mutex life_mu;
   std::condition_variable life_cv;
@@ -264,216 +124,26 @@ struct Node::Impl {
   std::vector<std::function<void()>> stopping_callbacks;
 };
 
-// ---------------------------------------------------------------------------
-
-class Session : public std::enable_shared_from_this<Session> {
- public:
-  Session(Node::Impl& node, tcp::socket socket, uint64_t id, bool outbound, std::string dialled)
-      : id_(id),
-        outbound_(outbound),
-        dialled_(std::move(dialled)),
-        node_(node),
-        socket_(std::move(socket)),
-        write_signal_(socket_.get_executor()),
-        drain_signal_(socket_.get_executor()),
-        watchdog_(socket_.get_executor()) {
-    error_code ec;
-    auto ep = socket_.remote_endpoint(ec);
-    remote_ = ec ? "?" : endpoint_text(ep);
-    remote_ip_ = ec ? "" : ep.address().to_string();
-    connected_at_ = Clock::now();
-    last_useful_ = connected_at_;
-    read_deadline_ = connected_at_ + node_.opt.handshake_timeout;
-  }
-
-  void start() {
-    auto self = shared_from_this();
-    asio::co_spawn(socket_.get_executor(), [self] { return self->reader(); }, asio::detached);
-    asio::co_spawn(socket_.get_executor(), [self] { return self->writer(); }, asio::detached);
-    asio::co_spawn(socket_.get_executor(), [self] { return self->watchdog(); }, asio::detached);
-  }
-
-  void send(const Message& m) {
-    if (stopped_ || closing_) return;
-    queue_.push_back(encode_frame(m));
-    write_signal_.cancel();
-  }
-  // Sends what is queued, then closes (Error replies before a close).
-  void close_after_flush(const std::string& reason) {
-    if (stopped_ || closing_) return;
-    closing_ = true;
-    close_reason_ = reason;
-    read_deadline_ = Clock::now() + std::chrono::seconds(2);
-    watchdog_.cancel();
-    write_signal_.cancel();
-  }
-  void stop(const std::string& reason) {
-    if (stopped_) return;
-    stopped_ = true;
-    error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
-    write_signal_.cancel();
-    drain_signal_.cancel();
-    watchdog_.cancel();
-    node_.on_session_closed(*this, reason);
-  }
-  // A request of ours is out: the watchdog enforces its deadline.
-  void set_request_deadline(Clock::time_point t) {
-    request_deadline_ = t;
-    watchdog_.cancel();
-  }
-
-  // Identity and sync state (io thread).
-  uint64_t id_;
-  bool outbound_;
-  std::string dialled_;  // outbound: the address we dialled
-  std::string remote_, remote_ip_;
-  bool ready_ = false;  // Hello accepted
-  uint64_t remote_node_id_ = 0;
-  std::string announced_;  // its listen address as announced (0.0.0.0 replaced by its IP)
-  uint64_t head_size_ = 0;  // newest head it announced
-  uint64_t told_size_ = 0;  // newest head of ours it was sent (Hello or HeadMsg)
-  std::string range_;       // inbound: address_range of remote_ip_
-  Clock::time_point last_useful_;  // inbound eviction: connect, its fetches, new heads/entries it sent
-  uint64_t last_used_ = 0;
-  std::optional<GetEntries> request_;  // our GetEntries in flight
-  std::optional<Head> request_anchor_;
-  Clock::time_point connected_at_, last_peers_request_{};
-  uint64_t bytes_in_ = 0, bytes_out_ = 0, entries_received_ = 0;
-  bool stopped_ = false, closing_ = false;
-
-  // Who to ban for what this session sent.
-  std::vector<std::string> ban_keys() const {
-    std::vector<std::string> keys;
-    if (remote_node_id_) keys.push_back("node:" + hex_id(remote_node_id_));
-    if (!announced_.empty()) keys.push_back(announced_);
-    if (!dialled_.empty() && dialled_ != announced_) keys.push_back(dialled_);
-    return keys;
-  }
-  std::string name() const {
-    return fmt::format("#{} {}", id_, !announced_.empty() ? announced_
-                                      : !dialled_.empty() ? dialled_ : remote_);
-  }
-
- private:
-  awaitable<void> reader() {
-    auto self = shared_from_this();
-    std::array<uint8_t, kFrameHeaderBytes> header{};
-    Bytes body;
-    const size_t max_frame = node_.opt.max_frame ? node_.opt.max_frame : kMaxFrameBytes;
-    while (!stopped_) {
-      error_code ec;
-      co_await asio::async_read(socket_, asio::buffer(header),
-                                asio::redirect_error(use_awaitable, ec));
-      if (ec || stopped_) break;
-      auto len = decode_frame_length(header, max_frame);
-      if (!len.ok()) {
-        node_.misbehaved(*this, "invalid frame: " + len.error().to_string());
-        co_return;
-      }
-      body.resize(len.value());
-      co_await asio::async_read(socket_, asio::buffer(body),
-                                asio::redirect_error(use_awaitable, ec));
-      if (ec || stopped_) break;
-      read_deadline_ = Clock::now() + node_.opt.idle_timeout;
-      bytes_in_ += kFrameHeaderBytes + body.size();
-      node_.bytes_in += kFrameHeaderBytes + body.size();
-      if (closing_) continue;  // draining: ignore what it still says
-      auto msg = decode_message(body);
-      if (!msg.ok()) {
-        if (msg.error().code == Errc::bad_version) {
-          send(ErrorMsg{ErrorCode::bad_version, msg.error().message});
-          close_after_flush("it speaks another protocol version");
-        } else {
-          node_.misbehaved(*this, "invalid message: " + msg.error().to_string());
-        }
-        co_return;
-      }
-      node_.on_message(*this, std::move(msg).value());
-      // At most max_queued_responses answers wait for the socket: stop reading
-      // (so the peer's requests wait in its own buffers) until the writer drains.
-      while (!stopped_ && !closing_ && queue_.size() >= node_.opt.max_queued_responses) {
-        drain_signal_.expires_at(kNever);
-        co_await drain_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
-      }
-    }
-    if (!stopped_ && closing_) co_return;  // the writer closes after flushing
-    stop("connection closed");
-  }
-
-  awaitable<void> writer() {
-    auto self = shared_from_this();
-    while (!stopped_) {
-      if (queue_.empty()) {
-        if (closing_) {
-          stop(close_reason_);
-          co_return;
-        }
-        error_code ec;
-        write_signal_.expires_at(kNever);
-        co_await write_signal_.async_wait(asio::redirect_error(use_awaitable, ec));
-        continue;
-      }
-      write_deadline_ = Clock::now() + node_.opt.request_timeout;
-      error_code ec;
-      co_await asio::async_write(socket_, asio::buffer(queue_.front()),
-                                 asio::redirect_error(use_awaitable, ec));
-      write_deadline_ = kNever;
-      if (ec) {
-        stop("write failed: " + ec.message());
-        co_return;
-      }
-      bytes_out_ += queue_.front().size();
-      node_.bytes_out += queue_.front().size();
-      queue_.pop_front();
-      drain_signal_.cancel();
-    }
-  }
-
-  awaitable<void> watchdog() {
-    auto self = shared_from_this();
-    while (!stopped_) {
-      auto now = Clock::now();
-      if (read_deadline_ <= now) {
-        stop(closing_ ? close_reason_ : ready_ ? "idle timeout" : "handshake timeout");
-        co_return;
-      }
-      if (write_deadline_ <= now) {
-        stop("write timeout (peer does not read)");
-        co_return;
-      }
-      if (request_ && request_deadline_ <= now) {
-        stop("request timeout (GetEntries unanswered)");
-        co_return;
-      }
-      error_code ec;
-      watchdog_.expires_at(std::min({read_deadline_, write_deadline_,
-                                     request_ ? request_deadline_ : kNever}));
-      co_await watchdog_.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-  }
-
-  Node::Impl& node_;
-  tcp::socket socket_;
-  asio::steady_timer write_signal_, drain_signal_, watchdog_;
-  std::deque<Bytes> queue_;
-  Clock::time_point read_deadline_, write_deadline_ = kNever, request_deadline_ = kNever;
-  std::string close_reason_;
-};
-
-// ---------------------------------------------------------------------------
-// Node::Impl
+namespace {
+uint64_t random_node_id() {
+  uint64_t id = 0;
+  randombytes_buf(&id, sizeof id);
+  return id == 0 ? 1 : id;
+}
+}  // namespace
 
 Node::Impl::Impl(NodeBackend& b, NodeOptions o)
     : backend(b),
       opt(std::move(o)),
       log_id(b.log_id()),
+      node_id(random_node_id()),
       worker(b),
-      book(256, "", BackoffPolicy{opt.backoff_initial, opt.backoff_max}) {
-  randombytes_buf(&node_id, sizeof node_id);
-  if (node_id == 0) node_id = 1;
-  if (opt.max_queued_responses == 0) opt.max_queued_responses = 1;
+      sync(b, opt, node_id, [this] { return worker.apply_error().has_value(); }) {
+  session_options.max_frame = opt.max_frame ? opt.max_frame : kMaxFrameBytes;
+  session_options.max_queued_responses = std::max<size_t>(opt.max_queued_responses, 1);
+  session_options.handshake_timeout = opt.handshake_timeout;
+  session_options.idle_timeout = opt.idle_timeout;
+  session_options.write_timeout = opt.request_timeout;
 }
 
 Status Node::Impl::start() {
@@ -495,15 +165,14 @@ Status Node::Impl::start() {
   } else {
     announce = opt.announce;
   }
-  book = AddressBook(256, announce, BackoffPolicy{opt.backoff_initial, opt.backoff_max});
   for (const auto& s : opt.seeds) {
     if (!parse_host_port(s).ok()) {
       return make_error(Errc::invalid_argument, "peer address '{}': {}", s,
                         parse_host_port(s).error().message);
     }
-    book.add(s, /*seed=*/true);
   }
 
+  std::optional<Evidence> evidence;
   if (auto loaded = evidence_store.load(log_id); !loaded.ok()) {
     spdlog::warn("ignoring the evidence file: {}", loaded.error().to_string());
   } else if (*loaded) {
@@ -511,14 +180,13 @@ Status Node::Impl::start() {
     spdlog::critical("log {} equivocated (evidence in {}): not following it", log_id.hex(),
                      evidence_store.path().string());
   }
+  if (evidence) worker.halt_apply("the log equivocated");
+  sync.start(announce, std::move(evidence));
   uint64_t stored;
   {
     std::lock_guard lock(backend.log_mutex());
-    const Log& log = backend.log();
-    if (log.head()) relayed_size = log.head()->size;
-    stored = log.size();
+    stored = backend.log().size();
   }
-  if (evidence) worker.halt_apply("the log equivocated");
   if (!backend.is_primary()) worker.want_apply(stored);  // resume a replay cut short
 
   if (opt.handle_signals) {
@@ -548,13 +216,21 @@ void Node::Impl::shutdown() {
   tick.cancel();
   if (signals) signals->cancel(ec);
   auto copy = sessions;
-  for (auto& [id, s] : copy) s->stop("node stopping");
+  for (auto& entry : copy) entry.second->stop("node stopping");
   io.stop();  // pending connects and timers are dropped with the io_context
   {
     std::lock_guard lock(life_mu);
     stop_begun = true;
   }
   life_cv.notify_all();
+}
+
+void Node::Impl::open_session(tcp::socket socket, bool outbound, const std::string& address) {
+  uint64_t id = next_session_id++;
+  auto s = std::make_shared<Session>(TcpSocket{std::move(socket)}, id, session_options, *this, traffic);
+  sessions[id] = s;
+  s->start();
+  run(sync.opened(id, outbound, address, s->remote(), s->remote_ip(), Clock::now()));
 }
 
 awaitable<void> Node::Impl::accept_loop() {
@@ -568,98 +244,14 @@ awaitable<void> Node::Impl::accept_loop() {
       co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
-    auto s = std::make_shared<Session>(*this, std::move(socket), next_session_id++, false, "");
-    s->range_ = address_range(s->remote_ip_, opt.inbound_range_v4_bits, opt.inbound_range_v6_bits);
-    sessions[s->id_] = s;
-    s->start();
-    if (!make_room(*s)) continue;
-    Hello hello = make_hello();
-    s->told_size_ = hello.head ? hello.head->size : 0;
-    s->send(hello);
+    open_session(std::move(socket), /*outbound=*/false, "");
   }
-}
-
-// A new inbound session fits if its address range and the node have a free
-// slot, or one can be freed by closing the inbound session idle the longest
-// (peer_set.h choose_eviction); otherwise it is refused. Sessions already
-// closing do not count.
-bool Node::Impl::make_room(Session& newcomer) {
-  auto now = Clock::now();
-  size_t live = 0, in_range = 0;
-  std::vector<InboundInfo> inbound;
-  for (auto& [id, s] : sessions) {
-    if (s.get() == &newcomer || s->stopped_ || s->closing_) continue;
-    ++live;
-    if (s->outbound_) continue;
-    if (s->range_ == newcomer.range_) ++in_range;
-    inbound.push_back({id, s->range_, s->last_useful_, s->request_.has_value()});
-  }
-  auto evict_for = [&](const std::string& range, const std::string& why) {
-    auto victim = choose_eviction(inbound, range, now, opt.evict_idle_after);
-    if (!victim) {
-      newcomer.send(ErrorMsg{ErrorCode::too_many_peers, why});
-      newcomer.close_after_flush(why);
-      return false;
-    }
-    Session& v = *sessions[*victim];
-    spdlog::info("closing idle peer {} to make room for {} ({})", v.name(), newcomer.name(), why);
-    v.send(ErrorMsg{ErrorCode::too_many_peers, "closed to make room: idle while the node is full"});
-    v.close_after_flush("evicted: idle while the node is full");
-    std::erase_if(inbound, [&](const InboundInfo& i) { return i.id == *victim; });
-    --live;
-    return true;
-  };
-  if (opt.max_inbound_per_range > 0 && in_range >= opt.max_inbound_per_range &&
-      !evict_for(newcomer.range_, fmt::format("connection limit of {} reached for {}",
-                                              opt.max_inbound_per_range, newcomer.range_))) {
-    return false;
-  }
-  if (live >= opt.max_connections && !evict_for("", "connection limit reached")) return false;
-  return true;
-}
-
-std::set<std::string> Node::Impl::session_addresses() const {
-  std::set<std::string> out;
-  for (auto& [id, s] : sessions) {
-    if (!s->announced_.empty()) out.insert(s->announced_);
-    if (!s->dialled_.empty()) out.insert(s->dialled_);
-  }
-  return out;
 }
 
 awaitable<void> Node::Impl::tick_loop() {
   while (!stopping) {
-    auto now = Clock::now();
-    // Keep up to max_outbound dialled sessions.
-    size_t outbound = dialling.size();
-    for (auto& [id, s] : sessions) outbound += s->outbound_ ? 1 : 0;
-    // Seeds (--from) that are not connected are redialled (with their backoff)
-    // even when learnt addresses hold every outbound slot: otherwise peers that
-    // lose their seed can settle into a group with no path to the primary.
-    // So a node dials at most max_outbound + (number of seeds).
-    const bool slots_free = outbound < opt.max_outbound;
-    if (sessions.size() < opt.max_connections && (slots_free || opt.max_outbound > 0)) {
-      auto exclude = session_addresses();
-      exclude.insert(dialling.begin(), dialling.end());
-      exclude.insert(self_addresses.begin(), self_addresses.end());
-      for (auto& b : bans.active(now)) exclude.insert(b.key);
-      auto picked = slots_free ? book.pick_to_dial(opt.max_outbound - outbound, exclude, now)
-                               : book.pick_to_dial(opt.seeds.size(), exclude, now, /*seeds_only=*/true);
-      for (auto& a : picked) {
-        dialling.insert(a);
-        asio::co_spawn(io, dial(a), asio::detached);
-      }
-    }
-    // Ask each peer for addresses now and then (also keeps idle connections alive).
-    for (auto& [id, s] : sessions) {
-      if (s->ready_ && now - s->last_peers_request_ >= opt.peers_interval) {
-        s->last_peers_request_ = now;
-        s->send(GetPeers{});
-      }
-    }
-    relay_head();  // the primary's new heads, if nobody called notify_new_head()
+    run(sync.tick(Clock::now()));
     evidence_store.retry();  // evidence a failed write could not store yet
-    schedule_fetch();
     error_code ec;
     tick.expires_after(kTick);
     co_await tick.async_wait(asio::redirect_error(use_awaitable, ec));
@@ -684,478 +276,82 @@ awaitable<void> Node::Impl::dial(std::string address) {
     if (!ec && !socket->is_open()) ec = asio::error::timed_out;
   }
   if (stopping) co_return;
-  dialling.erase(address);
   if (ec) {
     spdlog::debug("dial {}: {}", address, ec.message());
-    book.on_dial_failed(address, Clock::now());
+    run(sync.dial_failed(address, Clock::now()));
     co_return;
   }
-  auto s = std::make_shared<Session>(*this, std::move(*socket), next_session_id++, true, address);
-  sessions[s->id_] = s;
-  s->start();
-  Hello hello = make_hello();
-  s->told_size_ = hello.head ? hello.head->size : 0;
-  s->send(hello);
-}
-
-Hello Node::Impl::make_hello() {
-  Hello h;
-  h.log_id = log_id;
-  h.node_id = node_id;
-  {
-    std::lock_guard lock(backend.log_mutex());
-    h.head = backend.log().head();
-  }
-  h.listen = announce;
-  return h;
+  open_session(std::move(*socket), /*outbound=*/true, address);
 }
 
 Session* Node::Impl::find_session(uint64_t id) {
   auto it = sessions.find(id);
-  return it == sessions.end() || it->second->stopped_ ? nullptr : it->second.get();
+  return it == sessions.end() || it->second->stopped() ? nullptr : it->second.get();
 }
 
-void Node::Impl::on_session_closed(Session& s, const std::string& reason) {
-  auto keep = sessions[s.id_];  // alive until we return
-  sessions.erase(s.id_);
-  if (s.request_) {
-    s.request_.reset();
-    fetch_busy = false;
-  }
-  if (s.outbound_ && !stopping) book.on_dial_failed(s.dialled_, Clock::now());
-  if (s.ready_) {
-    spdlog::info("peer {} disconnected: {}", s.name(), reason);
-  } else {
-    spdlog::debug("connection {} closed before handshake: {}", s.name(), reason);
-  }
-  if (!stopping) schedule_fetch();
+void Node::Impl::on_message(uint64_t id, Message&& m) {
+  if (!stopping) run(sync.message(id, std::move(m), Clock::now()));
 }
 
-void Node::Impl::misbehaved(Session& s, const std::string& reason) {
-  auto now = Clock::now();
-  auto keys = s.ban_keys();
-  for (const auto& k : keys) bans.ban(k, reason, now, opt.ban_time);
-  spdlog::warn("banned peer {} ({}) for {} s: {}", s.name(),
-               keys.empty() ? "no identity yet: connection only" : fmt::format("{}", fmt::join(keys, ", ")),
-               std::chrono::duration_cast<std::chrono::seconds>(opt.ban_time).count(), reason);
-  s.stop("banned: " + reason);
+void Node::Impl::on_undecodable(uint64_t id, bool frame, const Error& e) {
+  if (!stopping) run(sync.undecodable(id, frame, e, Clock::now()));
 }
 
-void Node::Impl::on_message(Session& s, Message&& m) {
-  if (!s.ready_ && !std::holds_alternative<Hello>(m) && !std::holds_alternative<ErrorMsg>(m)) {
-    misbehaved(s, fmt::format("{} before Hello", message_type_name(message_type(m))));
-    return;
-  }
-  std::visit(
-      [&](auto&& x) {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, Hello>) on_hello(s, std::move(x));
-        else if constexpr (std::is_same_v<T, HeadMsg>) on_head(s, x.head);
-        else if constexpr (std::is_same_v<T, GetEntries>) on_get_entries(s, x);
-        else if constexpr (std::is_same_v<T, Entries>) on_entries(s, std::move(x));
-        else if constexpr (std::is_same_v<T, GetPeers>) on_get_peers(s);
-        else if constexpr (std::is_same_v<T, Peers>) on_peers(s, x);
-        else if constexpr (std::is_same_v<T, EvidenceMsg>) on_evidence(s, x.evidence);
-        else if constexpr (std::is_same_v<T, ErrorMsg>) on_error(s, x);
-      },
-      std::move(m));
+void Node::Impl::on_closed(uint64_t id, const std::string& reason) {
+  auto it = sessions.find(id);
+  if (it == sessions.end()) return;
+  auto keep = it->second;  // alive until we return
+  sessions.erase(it);
+  if (!stopping) run(sync.closed(id, reason, Clock::now()));
 }
 
-void Node::Impl::on_hello(Session& s, Hello&& h) {
-  if (s.ready_) return misbehaved(s, "second Hello");
-  if (h.log_id != log_id) {
-    s.send(ErrorMsg{ErrorCode::wrong_log, "this node follows log " + log_id.hex()});
-    s.close_after_flush("it follows another log: " + h.log_id.hex());
-    spdlog::info("refused {}: it follows log {}", s.name(), h.log_id.hex());
-    return;
-  }
-  if (h.node_id == node_id) {
-    if (!s.dialled_.empty()) self_addresses.insert(s.dialled_);
-    s.send(ErrorMsg{ErrorCode::duplicate, "this is you"});
-    s.close_after_flush("connected to itself");
-    return;
-  }
-  s.remote_node_id_ = h.node_id;
-  if (!h.listen.empty()) {
-    auto hp = parse_host_port(h.listen);  // the codec checked it
-    if (hp.ok() && (hp->host == "0.0.0.0" || hp->host == "::") && !s.remote_ip_.empty()) {
-      s.announced_ = (s.remote_ip_.find(':') != std::string::npos)
-                         ? fmt::format("[{}]:{}", s.remote_ip_, hp->port)
-                         : fmt::format("{}:{}", s.remote_ip_, hp->port);
-    } else {
-      s.announced_ = h.listen;
-    }
-  }
-  auto now = Clock::now();
-  for (const auto& key : s.ban_keys()) {
-    if (auto ban = bans.find(key, now)) {
-      s.send(ErrorMsg{ErrorCode::banned, "banned: " + ban->reason});
-      s.close_after_flush("banned: " + ban->reason);
-      return;
-    }
-  }
-  // One session per pair of nodes: keep the one dialled by the smaller node id.
-  for (auto& [id, other] : sessions) {
-    if (other.get() == &s || !other->ready_ || other->remote_node_id_ != h.node_id) continue;
-    auto initiator = [&](const Session& x) { return x.outbound_ ? node_id : h.node_id; };
-    uint64_t keeper = std::min(node_id, h.node_id);
-    Session& loser = (initiator(s) == keeper && initiator(*other) != keeper) ? *other : s;
-    loser.send(ErrorMsg{ErrorCode::duplicate, "already connected"});
-    loser.close_after_flush("duplicate connection");
-    if (&loser == &s) return;
-    break;
-  }
-  s.ready_ = true;
-  if (s.outbound_) book.on_connected(s.dialled_);
-  if (!s.announced_.empty()) book.add(s.announced_);
-  spdlog::info("peer {} connected ({}, node {}, head {})", s.name(),
-               s.outbound_ ? "outbound" : "inbound", hex_id(h.node_id),
-               h.head ? std::to_string(h.head->size) : "none");
-  s.last_peers_request_ = now;
-  s.send(GetPeers{});
-  if (evidence) s.send(EvidenceMsg{*evidence});
-  if (h.head) on_head(s, *h.head);
-}
-
-void Node::Impl::on_head(Session& s, const Head& h) {
-  if (auto st = h.verify(log_id); !st.ok()) {
-    return misbehaved(s, "invalid head at size " + std::to_string(h.size) + ": " + st.error().to_string());
-  }
-  if (h.size > s.head_size_) s.last_useful_ = Clock::now();
-  s.head_size_ = std::max(s.head_size_, h.size);
-  check_head(h, s.name());
-  schedule_fetch();
-}
-
-// A verified head from anyone: compare it with what we hold; follow it if it is higher.
-void Node::Impl::check_head(const Head& h, const std::string& from) {
-  if (evidence) return;
-  std::optional<Evidence> ev;
-  std::string how;
-  bool adopt = false;
-  const uint64_t applied = backend.is_primary() ? 0 : backend.applied_size();  // not under log_mutex
-  {
-    std::lock_guard lock(backend.log_mutex());
-    const Log& log = backend.log();
-    const auto& mine = log.head();
-    // A head for entries we hold but newer than our stored one (our head file
-    // was lost, or a batch ended short of its head): store it, if it covers
-    // what we applied, so we can prove and report ready without waiting for
-    // the next write.
-    if (!backend.is_primary() && (!mine || h.size > mine->size) && h.size > adopting_size &&
-        h.size <= log.size() && h.size >= applied) {
-      auto root = log.tree().root_at(h.size);
-      adopt = root.ok() && root.value() == h.log_root;
-    }
-    if (mine && mine->size == h.size) {
-      if (auto e = evidence_from_heads(*mine, h); e.ok()) {
-        ev = std::move(e).value();
-        how = fmt::format("two heads at size {} from {} and our log", h.size, from);
-      }
-    } else if (h.size > 0 && h.size <= log.size()) {
-      auto root = log.tree().root_at(h.size);
-      if (root.ok() && root.value() != h.log_root) {
-        if (mine && mine->size > h.size) {
-          auto path = evidence_path(log.tree(), h.size, mine->size);
-          if (path.ok()) {
-            if (auto e = evidence_from_proof(h, *mine, path.value()); e.ok()) {
-              ev = std::move(e).value();
-              how = fmt::format("head at size {} from {} is not a prefix of ours at {}", h.size,
-                                from, mine->size);
+void Node::Impl::run(Actions actions) {
+  for (auto& action : actions) {
+    std::visit(
+        [&](auto&& a) {
+          using T = std::decay_t<decltype(a)>;
+          if constexpr (std::is_same_v<T, SendAction>) {
+            if (Session* s = find_session(a.session)) s->send(a.message);
+          } else if constexpr (std::is_same_v<T, CloseAction>) {
+            if (Session* s = find_session(a.session)) {
+              if (a.flush) s->close_after_flush(a.reason);
+              else s->stop(a.reason);
             }
+          } else if constexpr (std::is_same_v<T, RequestDeadlineAction>) {
+            if (Session* s = find_session(a.session)) s->set_request_deadline(a.at);
+          } else if constexpr (std::is_same_v<T, HandshakenAction>) {
+            if (Session* s = find_session(a.session)) s->set_handshaken();
+          } else if constexpr (std::is_same_v<T, BanAction>) {
+            // recorded and logged by the engine
+          } else if constexpr (std::is_same_v<T, DialAction>) {
+            asio::co_spawn(io, dial(a.address), asio::detached);
+          } else if constexpr (std::is_same_v<T, StoreAction>) {
+            // Verify (signature, entry codec, seq continuity, proof) and store off the io thread.
+            uint64_t n = a.entries.entries.size();
+            worker.post([this, id = a.session, keys = std::move(a.ban_keys), who = std::move(a.who), n,
+                         e = std::move(a.entries)]() mutable {
+              Status st = backend.store_entries(e.entries, e.head, e.proof);
+              asio::post(io, [this, id, keys = std::move(keys), who = std::move(who), n,
+                               head = std::move(e.head), st = std::move(st)] {
+                if (!stopping) run(sync.stored(id, keys, who, n, head, st, Clock::now()));
+              });
+            });
+          } else if constexpr (std::is_same_v<T, StoreHeadAction>) {
+            worker.post([this, h = std::move(a.head), from = std::move(a.from)] {
+              Status st = backend.store_head(h);
+              asio::post(io, [this, size = h.size, from, st = std::move(st)] {
+                if (!stopping) run(sync.head_stored(size, from, st));
+              });
+            });
+          } else if constexpr (std::is_same_v<T, ApplyAction>) {
+            worker.want_apply(a.up_to);
+          } else if constexpr (std::is_same_v<T, EquivocatedAction>) {
+            worker.halt_apply("the log equivocated: " + a.how);
+            // Durable; a failure is reported (evidence_store_fault) and retried by the tick.
+            (void)evidence_store.store(a.evidence);
           }
-        }
-        if (!ev) {
-          spdlog::warn("head at size {} from {} contradicts our unsigned-for entries; ignored",
-                       h.size, from);
-        }
-      }
-    }
-  }
-  if (ev) return equivocation(std::move(*ev), how);
-  if (adopt) {
-    adopting_size = h.size;
-    worker.post([this, h, from] {
-      Status st = backend.store_head(h);
-      asio::post(io, [this, size = h.size, from, st = std::move(st)] {
-        if (stopping) return;
-        if (st.ok()) {
-          spdlog::info("stored the head at size {} from {} for entries we hold", size, from);
-          relay_head();
-        } else {
-          spdlog::warn("head at size {} from {} not stored: {}", size, from, st.error().to_string());
-          adopting_size = 0;
-        }
-      });
-    });
-  }
-  if (best_head && best_head->size == h.size) {
-    if (auto e = evidence_from_heads(*best_head, h); e.ok()) {
-      return equivocation(std::move(e).value(),
-                          fmt::format("two heads at size {} (latest from {})", h.size, from));
-    }
-  }
-  if (!best_head || h.size > best_head->size) best_head = h;
-}
-
-void Node::Impl::schedule_fetch() {
-  if (stopping || evidence || fetch_busy || backend.is_primary() || worker.apply_error()) return;
-  if (!worker.store_fault.retry_due()) return;  // a local fault: the tick retries after its backoff
-  uint64_t local;
-  std::optional<Head> anchor;
-  {
-    std::lock_guard lock(backend.log_mutex());
-    local = backend.log().size();
-    anchor = backend.log().head();
-  }
-  if (!best_head || best_head->size <= local) return;
-  std::vector<SourceInfo> sources;
-  for (auto& [id, s] : sessions) {
-    if (s->ready_ && !s->stopped_ && !s->closing_) {
-      sources.push_back({id, s->head_size_, s->last_used_, s->request_.has_value()});
-    }
-  }
-  auto chosen = choose_source(sources, local);
-  if (!chosen) return;
-  Session& s = *sessions[*chosen];
-  auto plan = plan_batch(local, s.head_size_, opt.batch_entries);
-  if (!plan) return;
-  GetEntries g{plan->from, plan->count, anchor ? anchor->size : 0};
-  s.request_ = g;
-  s.request_anchor_ = anchor;
-  s.last_used_ = ++fetch_counter;
-  s.set_request_deadline(Clock::now() + opt.request_timeout);
-  fetch_busy = true;
-  s.send(g);
-  spdlog::debug("asked {} for entries [{}, {})", s.name(), g.from, g.from + g.count);
-}
-
-void Node::Impl::on_get_entries(Session& s, const GetEntries& g) {
-  s.last_useful_ = Clock::now();
-  Entries out;
-  out.from = g.from;
-  std::string failure;
-  {
-    std::lock_guard lock(backend.log_mutex());
-    const Log& log = backend.log();
-    const auto& head = log.head();
-    if (!head || g.from >= head->size) {
-      failure = fmt::format("have {} entries under a signed head", head ? head->size : 0);
-    } else {
-      out.head = *head;
-      uint64_t end = std::min<uint64_t>(g.from + g.count, head->size);
-      size_t bytes = 0;
-      const size_t max_frame = opt.max_frame ? opt.max_frame : kMaxFrameBytes;
-      for (uint64_t i = g.from; i < end; ++i) {
-        auto e = log.entry_bytes(i);
-        if (!e.ok()) {
-          spdlog::error("serving entry {}: {}", i, e.error().to_string());
-          break;
-        }
-        // Each entry costs its bytes + a 4-byte length; leave 64 KiB for head and proofs.
-        if (!out.entries.empty() &&
-            (bytes + e->size() > opt.batch_bytes || bytes + e->size() + 4 > max_frame - (64u << 10))) {
-          break;
-        }
-        bytes += e->size() + 4;
-        out.entries.push_back(std::move(e).value());
-      }
-      if (out.entries.empty()) {
-        failure = "could not read the log";
-      } else {
-        uint64_t upto = g.from + out.entries.size();
-        if (upto < head->size) {
-          auto p = log.consistency_proof(upto, head->size);
-          if (p.ok()) out.proof = std::move(p).value();
-          else failure = p.error().to_string();
-        }
-        if (g.anchor > 0 && g.anchor < head->size) {
-          auto p = evidence_path(log.tree(), g.anchor, head->size);
-          if (p.ok()) out.anchor_path = std::move(p).value();
-          else failure = p.error().to_string();
-        }
-      }
-    }
-  }
-  if (!failure.empty()) {
-    s.send(ErrorMsg{ErrorCode::not_available,
-                    fmt::format("entries from {}: {}", g.from, failure)});
-    return;
-  }
-  entries_served += out.entries.size();
-  s.send(out);
-}
-
-void Node::Impl::on_entries(Session& s, Entries&& e) {
-  if (!s.request_ || e.from != s.request_->from || e.entries.size() > s.request_->count) {
-    return misbehaved(s, fmt::format("unrequested entries from {} (x{})", e.from, e.entries.size()));
-  }
-  auto anchor = s.request_anchor_;
-  s.request_.reset();
-  s.request_anchor_.reset();
-  s.set_request_deadline(kNever);
-  const Head& h = e.head;
-  if (auto st = h.verify(log_id); !st.ok()) {
-    fetch_busy = false;
-    return misbehaved(s, "Entries with an invalid head: " + st.error().to_string());
-  }
-  s.head_size_ = std::max(s.head_size_, h.size);
-  // Does the head it proves against extend the newest head we hold? Either the
-  // anchor path links them, or it is proof that the primary forked.
-  if (anchor && anchor->size > 0 && anchor->size < h.size) {
-    auto roots = roots_from_complete_path(anchor->size, h.size, e.anchor_path);
-    if (!roots.ok() || roots->new_root != h.log_root) {
-      fetch_busy = false;
-      return misbehaved(s, fmt::format("anchor path {}→{} does not lead to its head", anchor->size,
-                                       h.size));
-    }
-    if (roots->old_root != anchor->log_root) {
-      fetch_busy = false;
-      auto ev = evidence_from_proof(*anchor, h, e.anchor_path);
-      if (ev.ok()) {
-        return equivocation(std::move(ev).value(),
-                            fmt::format("head at size {} from {} does not extend ours at {}", h.size,
-                                        s.name(), anchor->size));
-      }
-      return misbehaved(s, "anchor path: " + ev.error().to_string());
-    }
-  }
-  // Verify (signature, entry codec, seq continuity, proof) and store off the io thread.
-  uint64_t n = e.entries.size();
-  worker.post([this, id = s.id_, keys = s.ban_keys(), who = s.name(), n, e = std::move(e)]() mutable {
-    Status st = backend.store_entries(e.entries, e.head, e.proof);
-    asio::post(io, [this, id, keys = std::move(keys), who = std::move(who), n,
-                     head = std::move(e.head), st = std::move(st)]() mutable {
-      on_stored(id, std::move(keys), std::move(who), n, std::move(head), std::move(st));
-    });
-  });
-}
-
-void Node::Impl::on_stored(uint64_t session_id, std::vector<std::string> ban_keys, std::string who,
-                           uint64_t n, Head head, Status st) {
-  fetch_busy = false;
-  if (stopping) return;
-  Session* s = find_session(session_id);
-  if (!st.ok() && is_local_fault(st.error())) {
-    // Our disk, not their data: nobody is banned; retried after a backoff.
-    worker.store_fault.failed(st.error());
-    auto f = worker.store_fault.get();
-    spdlog::error("storing entries from {} failed on this node ({}. attempt), retrying in {} ms: {}",
-                  who, f ? f->retries : 0, worker.store_fault.wait().count(), st.error().to_string());
-    return;
-  }
-  if (!st.ok()) {
-    std::string reason = "invalid entries: " + st.error().to_string();
-    if (s) {
-      misbehaved(*s, reason);
-    } else {
-      for (const auto& k : ban_keys) bans.ban(k, reason, Clock::now(), opt.ban_time);
-      spdlog::warn("banned peer {} (gone) : {}", who, reason);
-    }
-    schedule_fetch();
-    return;
-  }
-  if (worker.store_fault.get()) {
-    worker.store_fault.cleared();
-    spdlog::info("storing works again");
-  }
-  entries_stored += n;
-  if (s) {
-    s->entries_received_ += n;
-    s->last_useful_ = Clock::now();
-  }
-  uint64_t size;
-  {
-    std::lock_guard lock(backend.log_mutex());
-    size = backend.log().size();
-  }
-  spdlog::debug("stored {} entries from {}; log size {}", n, who, size);
-  worker.want_apply(size);
-  check_head(head, who);
-  relay_head();
-  schedule_fetch();
-}
-
-// Pushes our newest head (we hold all its entries) to peers that lack it.
-void Node::Impl::relay_head() {
-  std::optional<Head> head;
-  {
-    std::lock_guard lock(backend.log_mutex());
-    head = backend.log().head();
-  }
-  if (!head || head->size <= relayed_size) return;
-  relayed_size = head->size;
-  size_t pushed = 0;
-  // To every peer we have not told yet, even one whose own head is higher
-  // (the primary): that is how a node learns how far its peers got (/status).
-  for (auto& [id, s] : sessions) {
-    if (s->ready_ && s->told_size_ < head->size) {
-      s->send(HeadMsg{*head});
-      s->told_size_ = head->size;
-      ++pushed;
-    }
-  }
-  spdlog::debug("head {} pushed to {} peer(s)", head->size, pushed);
-}
-
-void Node::Impl::on_get_peers(Session& s) {
-  std::set<std::string> exclude{s.announced_, announce};
-  Peers p;
-  std::set<std::string> seen;
-  for (auto& [id, other] : sessions) {
-    if (p.addresses.size() >= kMaxAddresses) break;
-    const auto& a = other->announced_;
-    if (other->ready_ && !a.empty() && !exclude.count(a) && seen.insert(a).second) {
-      p.addresses.push_back(a);
-    }
-  }
-  for (auto& a : book.sample(kMaxAddresses, exclude)) {
-    if (p.addresses.size() >= kMaxAddresses) break;
-    if (seen.insert(a).second) p.addresses.push_back(a);
-  }
-  s.send(p);
-}
-
-void Node::Impl::on_peers(Session&, const Peers& p) {
-  size_t added = 0;
-  for (const auto& a : p.addresses) {
-    if (a != announce && !self_addresses.count(a) && book.add(a)) ++added;
-  }
-  if (added) spdlog::debug("learnt {} new address(es); {} known", added, book.size());
-}
-
-void Node::Impl::on_evidence(Session& s, const Evidence& e) {
-  if (auto st = e.verify(log_id); !st.ok()) {
-    return misbehaved(s, "invalid evidence: " + st.error().to_string());
-  }
-  if (!evidence) equivocation(e, "evidence received from " + s.name());
-}
-
-void Node::Impl::on_error(Session& s, const ErrorMsg& e) {
-  if (e.code == ErrorCode::not_available && s.request_) {
-    // It announced more than it serves (e.g. it restarted): ask elsewhere.
-    s.head_size_ = std::min(s.head_size_, s.request_->from);
-    s.request_.reset();
-    s.request_anchor_.reset();
-    s.set_request_deadline(kNever);
-    fetch_busy = false;
-    schedule_fetch();
-    return;
-  }
-  spdlog::info("peer {} says {}: {}", s.name(), static_cast<int>(e.code), e.message);
-  s.stop(fmt::format("it sent error {}: {}", static_cast<int>(e.code), e.message));
-}
-
-void Node::Impl::equivocation(Evidence e, const std::string& how) {
-  if (evidence) return;
-  evidence = std::move(e);
-  spdlog::critical("log {} EQUIVOCATED ({}): heads at sizes {} and {}; stopped following it",
-                   log_id.hex(), how, evidence->a.size, evidence->b.size);
-  worker.halt_apply("the log equivocated: " + how);
-  // Durable; a failure is reported (evidence_store_fault) and retried by the tick.
-  (void)evidence_store.store(*evidence);
-  for (auto& [id, s] : sessions) {
-    if (s->ready_) s->send(EvidenceMsg{*evidence});
+        },
+        action);
   }
 }
 
@@ -1172,38 +368,40 @@ NodeStatus Node::Impl::make_status() {
     st.log_size = backend.log().size();
     st.head = backend.log().head();
   }
-  st.best_size = std::max<uint64_t>(best_head ? best_head->size : 0, st.head ? st.head->size : 0);
+  const auto& best = sync.best_head();
+  st.best_size = std::max<uint64_t>(best ? best->size : 0, st.head ? st.head->size : 0);
   st.applied_size = backend.applied_size();
-  st.entries_stored = entries_stored;
-  st.entries_served = entries_served;
-  st.bytes_in = bytes_in;
-  st.bytes_out = bytes_out;
+  st.entries_stored = sync.entries_stored();
+  st.entries_served = sync.entries_served();
+  st.bytes_in = traffic.in;
+  st.bytes_out = traffic.out;
   uint64_t my_size = st.head ? st.head->size : 0;
-  for (auto& [id, s] : sessions) {
-    if (!s->ready_) continue;
+  for (const auto& entry : sync.peers()) {
+    const PeerState& s = entry.second;
+    if (!s.ready) continue;
     PeerStatus p;
-    p.session = id;
-    p.address = !s->announced_.empty() ? s->announced_ : !s->dialled_.empty() ? s->dialled_ : s->remote_;
-    p.remote = s->remote_;
-    p.node_id = hex_id(s->remote_node_id_);
-    p.outbound = s->outbound_;
-    p.head_size = s->head_size_;
-    p.lag = static_cast<int64_t>(s->head_size_) - static_cast<int64_t>(my_size);
-    p.bytes_in = s->bytes_in_;
-    p.bytes_out = s->bytes_out_;
-    p.entries_received = s->entries_received_;
-    p.connected_ms = ms_between(s->connected_at_, now);
+    p.session = s.id;
+    p.address = !s.announced.empty() ? s.announced : !s.dialled.empty() ? s.dialled : s.remote;
+    p.remote = s.remote;
+    p.node_id = hex_id(s.node_id);
+    p.outbound = s.outbound;
+    p.head_size = s.head_size;
+    p.lag = static_cast<int64_t>(s.head_size) - static_cast<int64_t>(my_size);
+    if (auto it = sessions.find(s.id); it != sessions.end()) {
+      p.bytes_in = it->second->bytes_in();
+      p.bytes_out = it->second->bytes_out();
+    }
+    p.entries_received = s.entries_received;
+    p.connected_ms = ms_between(s.connected_at, now);
     st.peers.push_back(std::move(p));
   }
-  for (auto& b : bans.active(now)) {
-    st.bans.push_back({b.key, b.reason, ms_between(now, b.until)});
-  }
-  st.evidence = evidence;
+  for (auto& b : sync.bans(now)) st.bans.push_back({b.key, b.reason, ms_between(now, b.until)});
+  st.evidence = sync.evidence();
   st.evidence_store_fault = evidence_store.fault();
   st.apply_error = worker.apply_error();
   st.local_fault = worker.apply_fault.get();
-  if (!st.local_fault) st.local_fault = worker.store_fault.get();
-  st.known_addresses = book.size();
+  if (!st.local_fault) st.local_fault = sync.store_fault().get();
+  st.known_addresses = sync.book().size();
   return st;
 }
 
@@ -1265,7 +463,7 @@ std::string Node::node_id_hex() const { return hex_id(impl_->node_id); }
 
 void Node::notify_new_head() {
   asio::post(impl_->io, [impl = impl_.get()] {
-    if (!impl->stopping) impl->relay_head();
+    if (!impl->stopping) impl->run(impl->sync.new_local_head());
   });
 }
 

@@ -19,72 +19,15 @@
 #include "core/fault_injection.h"
 #include "core/keys.h"
 #include "net/protocol.h"
+#include "net/test_log.h"
 
 using namespace swarmlite;
 using namespace swarmlite::net;
+using namespace swarmlite::net::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() /
-           fmt::format("swl-node-test-{}-{}", ::getpid(), n.fetch_add(1));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// A log plus a backend over it; `primary` logs are written by the test.
-struct TestLog {
-  TempDir dir;
-  std::unique_ptr<Log> log;
-  std::unique_ptr<LogOnlyBackend> backend;
-  TestLog(const PublicKey& id, bool primary) {
-    auto l = Log::open(dir.path / "log", id);
-    REQUIRE_MESSAGE(l.ok(), l.error().to_string());
-    log = std::move(l).value();
-    backend = std::make_unique<LogOnlyBackend>(*log, primary);
-  }
-  uint64_t size() {
-    std::lock_guard lock(backend->log_mutex());
-    return log->size();
-  }
-  // Appends n entries whose statements carry `tag` and signs a head over them.
-  void append(const SecretKey& key, int n, const std::string& tag = "x") {
-    std::lock_guard lock(backend->log_mutex());
-    std::vector<Bytes> batch;
-    Entry e;
-    for (int i = 0; i < n; ++i) {
-      e = Entry{};
-      e.seq = log->size() + static_cast<uint64_t>(i);
-      e.time_ms = 1700000000000 + static_cast<int64_t>(e.seq);
-      e.statements.push_back(
-          Statement{"INSERT INTO t VALUES (?)", {Value{fmt::format("{}-{}", tag, e.seq)}}});
-      e.state_root.fill(static_cast<uint8_t>(e.seq));
-      e.page_count = 2;
-      batch.push_back(encode_entry(e));
-    }
-    REQUIRE(log->append(batch).ok());
-    Head h;
-    h.log_id = log->log_id();
-    h.size = log->size();
-    h.log_root = log->root();
-    h.state_root = e.state_root;
-    h.page_count = e.page_count;
-    h.time_ms = 1700000000000;
-    h.sign_with(key);
-    auto st = log->set_head(h);
-    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
-  }
-};
 
 NodeOptions fast_options() {
   NodeOptions o;
@@ -96,6 +39,13 @@ NodeOptions fast_options() {
 }
 
 std::string addr(const Node& n) { return fmt::format("127.0.0.1:{}", n.listen_port()); }
+
+// fast_options() with `seed` as the one --from address.
+NodeOptions seeded_from(const Node& seed) {
+  NodeOptions o = fast_options();
+  o.seeds = {addr(seed)};
+  return o;
+}
 
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 15s) {
   auto end = std::chrono::steady_clock::now() + limit;
@@ -134,6 +84,21 @@ struct RawClient {
   }
 };
 
+// n raw clients that say Hello (node ids first_id, first_id+1, …) and then nothing.
+std::vector<std::unique_ptr<RawClient>> idle_clients(uint16_t port, const PublicKey& log_id, int n,
+                                                     uint64_t first_id) {
+  std::vector<std::unique_ptr<RawClient>> out;
+  for (int i = 0; i < n; ++i) {
+    auto c = std::make_unique<RawClient>(port);
+    Hello h;
+    h.log_id = log_id;
+    h.node_id = first_id + static_cast<uint64_t>(i);
+    c->send(encode_frame(h));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("a chain of replicas catches up in batches and follows live heads") {
@@ -147,13 +112,11 @@ TEST_CASE("a chain of replicas catches up in batches and follows live heads") {
   po.max_outbound = 0;
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
-  auto o1 = fast_options();
-  o1.seeds = {addr(p)};
+  auto o1 = seeded_from(p);
   o1.max_outbound = 1;
   Node n1(*r1.backend, o1);
   REQUIRE(n1.start().ok());
-  auto o2 = fast_options();
-  o2.seeds = {addr(n1)};  // knows only the first replica
+  auto o2 = seeded_from(n1);  // knows only the first replica
   o2.max_outbound = 1;    // ... and keeps to one connection: a chain
   Node n2(*r2.backend, o2);
   REQUIRE(n2.start().ok());
@@ -192,8 +155,7 @@ TEST_CASE("a replica resumes from its verified log after a restart") {
   primary.append(keys.secret, 10);
   Node p(*primary.backend, fast_options());
   REQUIRE(p.start().ok());
-  auto o = fast_options();
-  o.seeds = {addr(p)};
+  auto o = seeded_from(p);
   {
     Node n(*r.backend, o);
     REQUIRE(n.start().ok());
@@ -241,8 +203,7 @@ TEST_CASE("a node of another log is refused with an Error, not banned") {
   TestLog mine(keys.pub, true), theirs(other.pub, false);
   Node p(*mine.backend, fast_options());
   REQUIRE(p.start().ok());
-  auto o = fast_options();
-  o.seeds = {addr(p)};
+  auto o = seeded_from(p);
   Node n(*theirs.backend, o);
   REQUIRE(n.start().ok());
   std::this_thread::sleep_for(300ms);
@@ -333,33 +294,28 @@ TEST_CASE("garbage and oversized frames get the sender banned") {
 }
 
 TEST_CASE("a forked primary is detected; the evidence is stored, spread and verifiable") {
-  KeyPair keys = KeyPair::generate();
   // Two primaries with the same key: a common prefix, then different entries.
-  TestLog pa(keys.pub, true), pb(keys.pub, true), r(keys.pub, false), r2(keys.pub, false);
-  pa.append(keys.secret, 5, "common");
-  pb.append(keys.secret, 5, "common");
-  pa.append(keys.secret, 3, "a");
-  pb.append(keys.secret, 6, "b");
+  ForkedPrimaries fork(5, 3, 6);
+  auto &keys = fork.keys;
+  auto &pa = fork.a, &pb = fork.b;
+  TestLog r(keys.pub, false), r2(keys.pub, false);
   Node na(*pa.backend, fast_options());
   REQUIRE(na.start().ok());
-  auto ro = fast_options();
-  ro.seeds = {addr(na)};
+  auto ro = seeded_from(na);
   TempDir data;
   ro.data_dir = data.path;
   Node nr(*r.backend, ro);
   REQUIRE(nr.start().ok());
   CHECK(eventually([&] { return r.size() == 8; }));
   // r2 follows r only; then r meets the other primary.
-  auto r2o = fast_options();
-  r2o.seeds = {addr(nr)};
+  auto r2o = seeded_from(nr);
   Node nr2(*r2.backend, r2o);
   REQUIRE(nr2.start().ok());
   CHECK(eventually([&] { return r2.size() == 8; }));
 
   Node nb(*pb.backend, fast_options());
   REQUIRE(nb.start().ok());
-  auto ro_b = fast_options();
-  ro_b.seeds = {addr(nb)};
+  auto ro_b = seeded_from(nb);
   // A fresh connection from r to b: restart r with both seeds.
   nr.stop();
   ro.seeds = {addr(na), addr(nb)};
@@ -385,19 +341,15 @@ TEST_CASE("a forked primary is detected; the evidence is stored, spread and veri
 // (evidence_store_fault, hence /readyz) and writes it once it can. (Before: an
 // ofstream + rename whose failure was only logged; the status showed nothing.)
 TEST_CASE("evidence that cannot be stored is reported in the status and stored once the disk allows") {
-  KeyPair keys = KeyPair::generate();
-  TestLog pa(keys.pub, true), pb(keys.pub, true), r(keys.pub, false);
-  pa.append(keys.secret, 5, "common");
-  pb.append(keys.secret, 5, "common");
-  pa.append(keys.secret, 3, "a");
-  pb.append(keys.secret, 6, "b");
+  ForkedPrimaries fork(5, 3, 6);
+  auto &pa = fork.a, &pb = fork.b;
+  TestLog r(fork.keys.pub, false);
   Node na(*pa.backend, fast_options());
   REQUIRE(na.start().ok());
   Node nb(*pb.backend, fast_options());
   REQUIRE(nb.start().ok());
   TempDir data;
-  auto ro = fast_options();
-  ro.seeds = {addr(na)};
+  auto ro = seeded_from(na);
   ro.data_dir = data.path;
   {
     Node nr(*r.backend, ro);
@@ -429,8 +381,7 @@ TEST_CASE("a primary's /status sees how far its peers got: head_size and lag fol
   primary.append(keys.secret, 5);
   Node p(*primary.backend, fast_options());
   REQUIRE(p.start().ok());
-  auto ro = fast_options();
-  ro.seeds = {addr(p)};
+  auto ro = seeded_from(p);
   Node r(*replica.backend, ro);
   REQUIRE(r.start().ok());
   auto peer_of_primary = [&](uint64_t size) {
@@ -460,8 +411,7 @@ TEST_CASE("a replica that lost its head file takes (and stores) a peer's head of
     LogOnlyBackend b(**l, false);
     Node p(*primary.backend, fast_options());
     REQUIRE(p.start().ok());
-    auto ro = fast_options();
-    ro.seeds = {addr(p)};
+    auto ro = seeded_from(p);
     Node r(b, ro);
     REQUIRE(r.start().ok());
     CHECK(eventually([&] { return r.status().head && r.status().head->size == 9; }));
@@ -475,8 +425,7 @@ TEST_CASE("a replica that lost its head file takes (and stores) a peer's head of
     LogOnlyBackend b(**l, false);
     Node p(*primary.backend, fast_options());  // no new write: the primary's head is still size 9
     REQUIRE(p.start().ok());
-    auto ro = fast_options();
-    ro.seeds = {addr(p)};
+    auto ro = seeded_from(p);
     Node r(b, ro);
     REQUIRE(r.start().ok());
     CHECK(eventually([&] { return r.status().head && r.status().head->size == 9; }));
@@ -498,19 +447,10 @@ TEST_CASE("idle inbound sessions that fill every slot are evicted for a newcomer
   po.evict_idle_after = 1s;
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
-  std::vector<std::unique_ptr<RawClient>> idle;
-  for (int i = 0; i < 20; ++i) {
-    auto c = std::make_unique<RawClient>(p.listen_port());
-    Hello h;
-    h.log_id = keys.pub;
-    h.node_id = 1000 + static_cast<uint64_t>(i);
-    c->send(encode_frame(h));
-    idle.push_back(std::move(c));
-  }
+  auto idle = idle_clients(p.listen_port(), keys.pub, 20, 1000);
   CHECK(eventually([&] { return p.status().peers.size() == 12; }));
   std::this_thread::sleep_for(1500ms);  // they are now idle for longer than evict_idle_after
-  auto ro = fast_options();
-  ro.seeds = {addr(p)};
+  auto ro = seeded_from(p);
   Node r(*replica.backend, ro);
   REQUIRE(r.start().ok());
   CHECK(eventually([&] { return replica.size() == 4; }));
@@ -526,15 +466,7 @@ TEST_CASE("inbound sessions are capped per address range; an idle one makes room
   po.evict_idle_after = 1h;  // nobody is idle enough: the newcomer is refused
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
-  std::vector<std::unique_ptr<RawClient>> idle;
-  for (int i = 0; i < 3; ++i) {
-    auto c = std::make_unique<RawClient>(p.listen_port());
-    Hello h;
-    h.log_id = keys.pub;
-    h.node_id = 2000 + static_cast<uint64_t>(i);
-    c->send(encode_frame(h));
-    idle.push_back(std::move(c));
-  }
+  auto idle = idle_clients(p.listen_port(), keys.pub, 3, 2000);
   CHECK(eventually([&] { return p.status().peers.size() == 3; }));
   {
     RawClient extra(p.listen_port());
@@ -566,8 +498,7 @@ TEST_CASE("a replica whose disk is full bans nobody, reports the fault and catch
   Node p(*primary.backend, po);
   REQUIRE(p.start().ok());
   fault_injection::fail_writes_under(r1.dir.path / "log");
-  auto o1 = fast_options();
-  o1.seeds = {addr(p)};
+  auto o1 = seeded_from(p);
   o1.max_outbound = 1;
   Node n1(*r1.backend, o1);
   REQUIRE(n1.start().ok());

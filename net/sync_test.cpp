@@ -1,0 +1,351 @@
+// The sync engine (net/sync.h) with no sockets, no threads and a fake clock:
+// events go in, actions come out, and two engines can talk by handing each
+// other's SendActions back as messages. Each case pins one rule of
+// docs/protocol.md.
+#include "net/sync.h"
+
+#include <doctest/doctest.h>
+
+#include "net/test_log.h"
+
+using namespace swarmlite;
+using namespace swarmlite::net;
+using namespace swarmlite::net::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Clock::time_point t0 = Clock::time_point{} + 24h;
+
+template <class T>
+std::vector<T> all_of(const Actions& actions) {
+  std::vector<T> out;
+  for (const auto& a : actions) {
+    if (const T* x = std::get_if<T>(&a)) out.push_back(*x);
+  }
+  return out;
+}
+
+// The messages of type M sent to `session`.
+template <class M>
+std::vector<M> sent(const Actions& actions, uint64_t session) {
+  std::vector<M> out;
+  for (const auto& s : all_of<SendAction>(actions)) {
+    if (s.session != session) continue;
+    if (const M* m = std::get_if<M>(&s.message)) out.push_back(*m);
+  }
+  return out;
+}
+
+bool closed(const Actions& actions, uint64_t session) {
+  for (const auto& c : all_of<CloseAction>(actions)) {
+    if (c.session == session) return true;
+  }
+  return false;
+}
+
+Hello hello_from(const PublicKey& log_id, uint64_t node_id, std::optional<Head> head,
+                 const std::string& listen = "") {
+  Hello h;
+  h.log_id = log_id;
+  h.node_id = node_id;
+  h.head = std::move(head);
+  h.listen = listen;
+  return h;
+}
+
+// Opens session `id` and completes its handshake with the peer's Hello.
+Actions connect(SyncEngine& e, uint64_t id, bool outbound, const std::string& address, Hello h,
+                Clock::time_point now, const std::string& remote_ip = "10.9.9.9") {
+  Actions out = e.opened(id, outbound, outbound ? address : "", remote_ip + ":5555", remote_ip, now);
+  auto more = e.message(id, std::move(h), now);
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
+}
+
+NodeOptions options() {
+  NodeOptions o;
+  o.batch_entries = 100;
+  return o;
+}
+
+// A primary's log of `n` entries, and a replica engine (node id 1) over an empty log.
+struct Replica {
+  KeyPair keys = KeyPair::generate();
+  TestLog p{keys.pub, true}, r{keys.pub, false};
+  SyncEngine e;
+  explicit Replica(int n, const NodeOptions& o = options(), const std::string& announce = "")
+      : e(*r.backend, o, 1) {
+    p.append(keys.secret, n);
+    e.start(announce, std::nullopt);
+  }
+  // The replica dialled a peer (node id 100 + session) that announces the primary's head.
+  Actions dial_holder(uint64_t session) {
+    return connect(e, session, true, fmt::format("10.0.0.{}:7000", session),
+                   hello_from(keys.pub, 100 + session, p.head()), t0);
+  }
+  // Session 1 to a peer that holds the primary's log (served by an engine over
+  // it): the replica's first batch, ready to store.
+  StoreAction first_batch() {
+    auto asks = sent<GetEntries>(dial_holder(1), 1);
+    REQUIRE(asks.size() == 1);
+    SyncEngine server(*p.backend, options(), 2);
+    server.start("", std::nullopt);
+    connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
+    auto reply = sent<Entries>(server.message(1, Message{asks[0]}, t0), 1);
+    REQUIRE(reply.size() == 1);
+    auto stores = all_of<StoreAction>(e.message(1, Message{reply[0]}, t0));
+    REQUIRE(stores.size() == 1);
+    return stores[0];
+  }
+};
+
+}  // namespace
+
+// docs/protocol.md "Equivocation": our head anchors the request; a server on
+// the other branch must send an anchor path from our size to its head, and
+// that path proves the fork. (Flipping `roots->old_root != anchor->log_root`
+// in SyncEngine::on_entries makes this fail: the batch goes to the store.)
+TEST_CASE("sync: a head that does not extend ours is proven a fork by the anchor path") {
+  ForkedPrimaries fork(5, 3, 6);
+  TestLog r(fork.keys.pub, false);
+  r.append(fork.keys.secret, 5, "common");
+  r.append(fork.keys.secret, 3, "a");  // the replica followed branch a up to 8
+  REQUIRE(r.head().log_root == fork.a.head().log_root);
+
+  SyncEngine replica(*r.backend, options(), 1);
+  SyncEngine server(*fork.b.backend, options(), 2);
+  replica.start("", std::nullopt);
+  server.start("", std::nullopt);
+  // The replica dialled the server (session 1 on both sides).
+  auto acts = connect(replica, 1, true, "10.0.0.2:7000", hello_from(fork.keys.pub, 2, fork.b.head()), t0);
+  auto asks = sent<GetEntries>(acts, 1);
+  REQUIRE(asks.size() == 1);
+  CHECK(asks[0].from == 8);
+  CHECK(asks[0].anchor == 8);
+  connect(server, 1, false, "", hello_from(fork.keys.pub, 1, std::nullopt), t0);
+  auto served = server.message(1, Message{asks[0]}, t0);
+  auto replies = sent<Entries>(served, 1);
+  REQUIRE(replies.size() == 1);
+  CHECK_FALSE(replies[0].anchor_path.empty());
+
+  auto got = replica.message(1, Message{replies[0]}, t0);
+  auto eq = all_of<EquivocatedAction>(got);
+  REQUIRE(eq.size() == 1);
+  CHECK(eq[0].evidence.verify(fork.keys.pub).ok());
+  CHECK(all_of<StoreAction>(got).empty());  // nothing of the other branch is stored
+  CHECK(all_of<BanAction>(got).empty());    // the server is honest about its branch
+  REQUIRE(replica.evidence());
+  CHECK(replica.evidence()->verify(fork.keys.pub).ok());
+  CHECK(sent<EvidenceMsg>(got, 1).size() == 1);  // spread to every peer
+  // Following stops: a new head brings no fetch.
+  CHECK(sent<GetEntries>(replica.tick(t0 + 1s), 1).empty());
+}
+
+TEST_CASE("sync: two signed heads of one size that differ are evidence at once") {
+  ForkedPrimaries fork(5, 3, 3);
+  TestLog r(fork.keys.pub, false);
+  SyncEngine replica(*r.backend, options(), 1);
+  replica.start("", std::nullopt);
+  connect(replica, 1, true, "10.0.0.2:7000", hello_from(fork.keys.pub, 2, fork.a.head()), t0);
+  auto acts = connect(replica, 2, true, "10.0.0.3:7000", hello_from(fork.keys.pub, 3, fork.b.head()), t0);
+  auto eq = all_of<EquivocatedAction>(acts);
+  REQUIRE(eq.size() == 1);
+  CHECK(eq[0].evidence.verify(fork.keys.pub).ok());
+}
+
+// docs/protocol.md "Following the log": Error not_available lowers what we
+// think the peer holds and the batch is asked of another peer; the first one
+// is neither closed nor banned. (Making on_error stop the session on
+// not_available makes this fail.)
+TEST_CASE("sync: an entry that is not_available is asked of another session") {
+  Replica fx(5);
+  auto& e = fx.e;
+  REQUIRE(sent<GetEntries>(fx.dial_holder(1), 1).size() == 1);
+  CHECK(sent<GetEntries>(fx.dial_holder(2), 2).empty());  // one request at a time
+
+  auto acts = e.message(1, ErrorMsg{ErrorCode::not_available, "restarted"}, t0 + 1s);
+  CHECK_FALSE(closed(acts, 1));
+  CHECK(all_of<BanAction>(acts).empty());
+  auto asks = sent<GetEntries>(acts, 2);
+  REQUIRE(asks.size() == 1);
+  CHECK(asks[0].from == 0);
+  CHECK(e.peers().at(1).head_size == 0);
+  CHECK_FALSE(e.peers().at(1).request);
+  // The request to session 1 is off, its deadline with it.
+  bool cleared = false;
+  for (auto& d : all_of<RequestDeadlineAction>(acts)) cleared |= d.session == 1 && d.at == Clock::time_point::max();
+  CHECK(cleared);
+}
+
+// docs/protocol.md "Handshake": one session per pair of nodes, the one dialled
+// by the smaller node id, on both ends and whichever Hello arrives first.
+// (Keeping the newer session instead makes this fail.)
+TEST_CASE("sync: of two sessions between the same nodes both ends keep the same one") {
+  KeyPair keys = KeyPair::generate();
+  TestLog lx(keys.pub, false), ly(keys.pub, false);
+  const uint64_t x_id = 10, y_id = 20;  // x has the smaller id: x's dial wins
+  for (bool x_dial_first : {true, false}) {
+    CAPTURE(x_dial_first);
+    SyncEngine x(*lx.backend, options(), x_id), y(*ly.backend, options(), y_id);
+    x.start("10.0.0.1:7000", std::nullopt);
+    y.start("10.0.0.2:7000", std::nullopt);
+    // Connection A: x dialled y (x session 1, y session 11).
+    // Connection B: y dialled x (x session 2, y session 12).
+    auto hx = hello_from(keys.pub, y_id, std::nullopt, "10.0.0.2:7000");
+    auto hy = hello_from(keys.pub, x_id, std::nullopt, "10.0.0.1:7000");
+    Actions on_x, on_y;
+    auto run = [](Actions& into, Actions more) { into.insert(into.end(), more.begin(), more.end()); };
+    if (x_dial_first) {
+      run(on_x, connect(x, 1, true, "10.0.0.2:7000", hx, t0));
+      run(on_y, connect(y, 11, false, "", hy, t0, "10.0.0.1"));
+      run(on_x, connect(x, 2, false, "", hx, t0, "10.0.0.2"));
+      run(on_y, connect(y, 12, true, "10.0.0.1:7000", hy, t0));
+    } else {
+      run(on_x, connect(x, 2, false, "", hx, t0, "10.0.0.2"));
+      run(on_y, connect(y, 12, true, "10.0.0.1:7000", hy, t0));
+      run(on_x, connect(x, 1, true, "10.0.0.2:7000", hx, t0));
+      run(on_y, connect(y, 11, false, "", hy, t0, "10.0.0.1"));
+    }
+    CHECK_FALSE(closed(on_x, 1));
+    CHECK(closed(on_x, 2));
+    CHECK_FALSE(closed(on_y, 11));
+    CHECK(closed(on_y, 12));
+    REQUIRE(sent<ErrorMsg>(on_x, 2).size() == 1);
+    CHECK(sent<ErrorMsg>(on_x, 2)[0].code == ErrorCode::duplicate);
+    CHECK(all_of<BanAction>(on_x).empty());
+    CHECK(all_of<BanAction>(on_y).empty());
+  }
+}
+
+// docs/protocol.md "Peer exchange": a seed that is not connected is redialled
+// with its backoff even when learnt addresses hold every outbound slot.
+// (Dialling only while slots_free makes this fail.)
+TEST_CASE("sync: a seed is redialled after its backoff while the outbound slots are full") {
+  KeyPair keys = KeyPair::generate();
+  TestLog r(keys.pub, false);
+  auto o = options();
+  o.max_outbound = 2;
+  o.backoff_initial = 1s;
+  o.backoff_max = 8s;
+  const std::string seed = "10.0.0.1:7000";
+  o.seeds = {seed};
+  SyncEngine e(*r.backend, o, 1);
+  e.start("10.0.0.99:7000", std::nullopt);
+  auto dials = all_of<DialAction>(e.tick(t0));
+  REQUIRE(dials.size() == 1);
+  CHECK(dials[0].address == seed);
+  e.dial_failed(seed, t0);
+  // Learnt addresses take both outbound slots.
+  e.opened(1, true, "10.0.0.2:7000", "10.0.0.2:7000", "10.0.0.2", t0);
+  e.opened(2, true, "10.0.0.3:7000", "10.0.0.3:7000", "10.0.0.3", t0);
+  CHECK(all_of<DialAction>(e.tick(t0 + 500ms)).empty());  // its backoff (1 s) has not passed
+  dials = all_of<DialAction>(e.tick(t0 + 1100ms));
+  REQUIRE(dials.size() == 1);
+  CHECK(dials[0].address == seed);
+  e.dial_failed(seed, t0 + 1100ms);
+  CHECK(all_of<DialAction>(e.tick(t0 + 2500ms)).empty());  // doubled: 2 s
+  CHECK(all_of<DialAction>(e.tick(t0 + 3200ms)).size() == 1);
+}
+
+// docs/protocol.md "Bans": entries nobody asked for get the sender banned
+// under every key it is known by (node id, announced address); the ban keeps
+// it out until it expires, then it may come back and is dialled again.
+// (Dropping the ban check in on_hello, or the ban exclusion in tick, makes this fail.)
+TEST_CASE("sync: unrequested entries ban the sender until the ban expires") {
+  auto o = options();
+  o.ban_time = 10min;
+  Replica fx(3, o, "10.0.0.99:7000");
+  auto& e = fx.e;
+  auto& keys = fx.keys;
+  const std::string bad = "10.0.0.5:7000";
+  connect(e, 1, false, "", hello_from(keys.pub, 5, std::nullopt, bad), t0, "10.0.0.5");
+  Entries junk;
+  junk.from = 0;
+  junk.head = fx.p.head();
+  auto acts = e.message(1, std::move(junk), t0);
+  auto bans = all_of<BanAction>(acts);
+  REQUIRE(bans.size() == 1);
+  CHECK(bans[0].reason.find("unrequested entries") != std::string::npos);
+  CHECK(bans[0].until == t0 + 10min);
+  CHECK(closed(acts, 1));
+  CHECK(e.peers().count(1) == 0);
+  CHECK(e.bans(t0).size() == 2);  // "node:…05" and its address
+
+  // Still banned: refused at the handshake, not dialled.
+  auto again = connect(e, 2, false, "", hello_from(keys.pub, 5, std::nullopt, "10.0.0.6:7000"), t0 + 5min);
+  REQUIRE(sent<ErrorMsg>(again, 2).size() == 1);
+  CHECK(sent<ErrorMsg>(again, 2)[0].code == ErrorCode::banned);
+  CHECK(closed(again, 2));
+  CHECK_FALSE(e.peers().at(2).ready);
+  for (auto& d : all_of<DialAction>(e.tick(t0 + 5min))) CHECK(d.address != bad);
+
+  // Expired: gone from bans(), dialled again, and its Hello is accepted.
+  const auto later = t0 + 10min + 1ms;
+  bool dialled = false;
+  for (auto& d : all_of<DialAction>(e.tick(later))) dialled |= d.address == bad;
+  CHECK(dialled);
+  CHECK(e.bans(later).empty());
+  connect(e, 3, false, "", hello_from(keys.pub, 5, std::nullopt, bad), later, "10.0.0.5");
+  CHECK(e.peers().at(3).ready);
+}
+
+TEST_CASE("sync: a head that does not verify gets the sender banned") {
+  Replica fx(3);
+  auto& e = fx.e;
+  KeyPair other = KeyPair::generate();
+  connect(e, 1, true, "10.0.0.2:7000", hello_from(fx.keys.pub, 2, std::nullopt), t0);
+  Head forged = fx.p.head();
+  forged.size = 4;  // the signature no longer matches
+  auto acts = e.message(1, HeadMsg{forged}, t0);
+  REQUIRE(all_of<BanAction>(acts).size() == 1);
+  CHECK(all_of<BanAction>(acts)[0].reason.find("invalid head") != std::string::npos);
+  CHECK(closed(acts, 1));
+
+  connect(e, 2, true, "10.0.0.3:7000", hello_from(fx.keys.pub, 3, std::nullopt), t0);
+  Head foreign = fx.p.head();
+  foreign.sign_with(other.secret);  // signed, but not by the log's key
+  acts = e.message(2, HeadMsg{foreign}, t0);
+  CHECK(all_of<BanAction>(acts).size() == 1);
+  CHECK_FALSE(e.best_head());
+}
+
+// docs/operations.md "Local faults": a store that fails on our own disk bans
+// nobody; invalid data does. (Dropping the is_local_fault branch in
+// SyncEngine::stored makes this fail.)
+TEST_CASE("sync: a local store fault bans nobody; invalid entries ban the source") {
+  Replica fx(4);
+  auto& e = fx.e;
+  const auto job = fx.first_batch();
+
+  auto acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head,
+                  make_error(Errc::io_error, "write: No space left on device"), t0);
+  CHECK(all_of<BanAction>(acts).empty());
+  CHECK_FALSE(closed(acts, 1));
+  CHECK(e.bans(t0).empty());
+  REQUIRE(e.store_fault().get());
+  CHECK(e.store_fault().get()->what.find("No space left") != std::string::npos);
+  CHECK(sent<GetEntries>(acts, 1).empty());  // retried after the fault's backoff, not now
+
+  acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head,
+                  make_error(Errc::corrupt, "entry 2: bad seq"), t0);
+  REQUIRE(all_of<BanAction>(acts).size() == 1);
+  CHECK(closed(acts, 1));
+  CHECK_FALSE(e.bans(t0).empty());
+}
+
+// A store that succeeds: counted, applied, the head relayed to peers that lack it.
+TEST_CASE("sync: a stored batch is applied and its head relayed") {
+  Replica fx(4);
+  auto& e = fx.e;
+  connect(e, 2, false, "", hello_from(fx.keys.pub, 3, std::nullopt), t0);
+  auto job = fx.first_batch();
+  REQUIRE(fx.r.backend->store_entries(job.entries.entries, job.entries.head, job.entries.proof).ok());
+  auto acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head, {}, t0);
+  REQUIRE(all_of<ApplyAction>(acts).size() == 1);
+  CHECK(all_of<ApplyAction>(acts)[0].up_to == 4);
+  CHECK(e.entries_stored() == 4);
+  CHECK(e.peers().at(1).entries_received == 4);
+  REQUIRE(sent<HeadMsg>(acts, 2).size() == 1);
+  CHECK(sent<HeadMsg>(acts, 2)[0].head.size == 4);
+}
