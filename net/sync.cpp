@@ -382,7 +382,7 @@ void SyncEngine::on_evidence(Actions& out, PeerState& s, const Evidence& e, Cloc
 
 void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
   if (evidence_ || fetch_busy_ || backend_.is_primary() || (apply_stopped_ && apply_stopped_())) return;
-  if (!store_fault_.retry_due()) return;  // a local fault: the tick retries after its backoff
+  if (!store_fault_.retry_due(now)) return;  // a local fault: the tick retries after its backoff
   uint64_t local;
   std::optional<Head> anchor;
   {
@@ -456,10 +456,10 @@ Actions SyncEngine::stored(uint64_t id, const std::vector<std::string>& ban_keys
   PeerState* s = find(id);
   if (!st.ok() && is_local_fault(st.error())) {
     // Our disk, not their data: nobody is banned; retried after a backoff.
-    store_fault_.failed(st.error());
+    store_fault_.failed(st.error(), now);
     auto f = store_fault_.get();
     spdlog::error("storing entries from {} failed on this node ({}. attempt), retrying in {} ms: {}",
-                  who, f ? f->retries : 0, store_fault_.wait().count(), st.error().to_string());
+                  who, f ? f->retries : 0, store_fault_.wait(now).count(), st.error().to_string());
     return out;
   }
   if (!st.ok()) {

@@ -326,6 +326,9 @@ TEST_CASE("sync: a local store fault bans nobody; invalid entries ban the source
   REQUIRE(e.store_fault().get());
   CHECK(e.store_fault().get()->what.find("No space left") != std::string::npos);
   CHECK(sent<GetEntries>(acts, 1).empty());  // retried after the fault's backoff, not now
+  // The backoff runs on the engine's clock: not due 50 ms later, due after 100 ms.
+  CHECK(sent<GetEntries>(e.tick(t0 + 50ms), 1).empty());
+  CHECK(sent<GetEntries>(e.tick(t0 + 150ms), 1).size() == 1);
 
   acts = e.stored(job.session, job.ban_keys, job.who, job.entries.entries.size(), job.entries.head,
                   make_error(Errc::corrupt, "entry 2: bad seq"), t0);

@@ -27,14 +27,16 @@ struct LocalFault {
 inline bool is_local_fault(const Error& e) { return e.code == Errc::io_error; }
 
 // The fault state of one activity (storing, applying, committing) with
-// exponential backoff between retries. Thread-safe.
+// exponential backoff between retries. Thread-safe. The steady-clock `now`
+// parameters default to the real clock; the sync engine passes its own
+// (net/sync.h: no clock of its own, tested with a fake one).
 class FaultState {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::milliseconds kFirstBackoff{100};
   static constexpr std::chrono::milliseconds kMaxBackoff{5000};
 
-  void failed(const Error& e) {
+  void failed(const Error& e, Clock::time_point now = Clock::now()) {
     std::lock_guard lock(mu_);
     if (!fault_) {
       fault_ = LocalFault{};
@@ -47,7 +49,7 @@ class FaultState {
     }
     fault_->what = e.to_string();
     ++fault_->retries;
-    retry_at_ = Clock::now() + backoff_;
+    retry_at_ = now + backoff_;
   }
   void cleared() {
     std::lock_guard lock(mu_);
@@ -58,15 +60,15 @@ class FaultState {
     return fault_;
   }
   // No fault, or its backoff has passed.
-  bool retry_due() const {
+  bool retry_due(Clock::time_point now = Clock::now()) const {
     std::lock_guard lock(mu_);
-    return !fault_ || Clock::now() >= retry_at_;
+    return !fault_ || now >= retry_at_;
   }
   // Time left until the next retry (zero when due or no fault).
-  std::chrono::milliseconds wait() const {
+  std::chrono::milliseconds wait(Clock::time_point now = Clock::now()) const {
     std::lock_guard lock(mu_);
     if (!fault_) return std::chrono::milliseconds(0);
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(retry_at_ - Clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(retry_at_ - now);
     return std::max(left, std::chrono::milliseconds(0));
   }
 
