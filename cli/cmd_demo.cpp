@@ -378,7 +378,7 @@ void run_demo(const DemoArgs& a) {
   // One client for every peer: the heads it verifies are checked against each other (docs/client.md).
   client::ClientOptions co;
   co.log_id = pub;
-  co.min_size = size;
+  co.check.min_size = size;
   co.timeout = 10s;
   client::VerifyingClient verifying(co);
   for (size_t i = 0; i < peers.size(); ++i) {

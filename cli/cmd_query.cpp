@@ -136,8 +136,8 @@ void run_query(const QueryArgs& a) {
     client::ClientOptions co;
     co.log_id = must(load_public_key(a.pub), "--pub");
     co.peers = {a.peer};
-    co.min_size = a.min_size;
-    co.max_age = max_age;
+    co.check.min_size = a.min_size;
+    co.check.max_age = max_age;
     co.timeout = timeout;
     client::VerifyingClient c(std::move(co));
     auto fetched = c.fetch(a.peer, a.sql, params);

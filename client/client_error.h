@@ -4,12 +4,9 @@
 // ClientResult<T> holds either a T or a ClientError.
 #pragma once
 
-#include <cassert>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <variant>
 #include <vector>
 
 #include "core/evidence.h"
@@ -52,25 +49,8 @@ struct ClientError {
   bool is_verification_failure() const;
 };
 
+// A T or a ClientError (core/result.h's Result with a typed error).
 template <class T>
-class [[nodiscard]] ClientResult {
- public:
-  ClientResult(T value) : v_(std::move(value)) {}            // NOLINT: implicit on purpose
-  ClientResult(ClientError error) : v_(std::move(error)) {}  // NOLINT
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-  const ClientError& error() const { assert(!ok()); return std::get<1>(v_); }
-  ClientError&& take_error() { assert(!ok()); return std::get<1>(std::move(v_)); }
-
- private:
-  std::variant<T, ClientError> v_;
-};
+using ClientResult = Result<T, ClientError>;
 
 }  // namespace swarmlite::client

@@ -1,34 +1,17 @@
 #include "client/verifying_client.h"
 
 namespace swarmlite::client {
-namespace {
-
-CheckOptions check_options(const ClientOptions& o) {
-  CheckOptions c;
-  c.min_size = o.min_size;
-  c.max_age = o.max_age;
-  c.now_ms = o.now_ms;
-  c.guard = o.guard;
-  c.limits = o.limits;
-  return c;
-}
-
-}  // namespace
-
 VerifyingClient::VerifyingClient(ClientOptions options)
-    : options_(std::move(options)), checker_(options_.log_id, check_options(options_), options_.heads) {}
-
-void VerifyingClient::set_min_size(uint64_t min_size) {
-  options_.min_size = min_size;
-  checker_.options().min_size = min_size;
-}
+    : peers_(std::move(options.peers)),
+      timeout_(options.timeout),
+      checker_(options.log_id, std::move(options.check), options.heads) {}
 
 ClientResult<PeerAnswer> VerifyingClient::fetch(const std::string& peer, const std::string& sql,
                                                 const std::vector<Value>& params) {
   FetchOptions fo;
   fo.proof = true;
-  fo.min_size = options_.min_size;
-  fo.timeout = options_.timeout;
+  fo.min_size = checker_.options().min_size;
+  fo.timeout = timeout_;
   return fetch_query(peer, sql, params, fo);
 }
 
@@ -52,18 +35,18 @@ ClientResult<VerifiedAnswer> VerifyingClient::query_peer(const std::string& peer
 }
 
 ClientResult<VerifiedAnswer> VerifyingClient::query(const std::string& sql, const std::vector<Value>& params) {
-  if (options_.peers.empty()) {
+  if (peers_.empty()) {
     ClientError e;
     e.kind = ClientErrorKind::invalid_argument;
-    e.message = "no peer to ask (ClientOptions::peers is empty)";
+    e.message = "no peer to ask (the client's peer list is empty)";
     return e;
   }
   std::vector<ClientError> failed;
-  for (const auto& peer : options_.peers) {
+  for (const auto& peer : peers_) {
     auto a = query_peer(peer, sql, params);
     if (a.ok()) return a;
     ClientError e = a.take_error();
-    if (e.kind == ClientErrorKind::equivocation || &peer == &options_.peers.back()) {
+    if (e.kind == ClientErrorKind::equivocation || &peer == &peers_.back()) {
       e.earlier_attempts = std::move(failed);
       return e;
     }

@@ -16,7 +16,6 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,14 +25,11 @@
 namespace swarmlite::client {
 
 struct ClientOptions {
-  PublicKey log_id;                                  // the primary's public key
-  std::vector<std::string> peers;                    // http://HOST:PORT, asked in order
-  uint64_t min_size = 0;                             // ask for and require at least this log size
-  std::optional<std::chrono::milliseconds> max_age;  // require a head signed at most this long ago
-  std::chrono::milliseconds timeout{30000};          // per peer: the min_size wait and the answer
-  std::optional<int64_t> now_ms;                     // "now" for max_age (tests; default the clock)
-  ReadGuardOptions guard;                            // bounds on re-running a proof's SQL
-  QueryProofLimits limits;                           // bounds on a proof
+  PublicKey log_id;                          // the primary's public key
+  std::vector<std::string> peers;            // http://HOST:PORT, asked in order
+  // min_size (also asked of the peer, which waits for it), max_age, now_ms, bounds.
+  CheckOptions check;
+  std::chrono::milliseconds timeout{30000};  // per peer: the min_size wait and the answer
   HeadCacheOptions heads;
 };
 
@@ -43,7 +39,7 @@ class VerifyingClient {
 
   // Asks the peers in order (see above); the answer says which peer it came from.
   ClientResult<VerifiedAnswer> query(const std::string& sql, const std::vector<Value>& params = {});
-  // Asks one peer (need not be in options().peers).
+  // Asks one peer (need not be in peers()).
   ClientResult<VerifiedAnswer> query_peer(const std::string& peer, const std::string& sql,
                                           const std::vector<Value>& params = {});
   // The two halves of query_peer, for a caller that keeps the proof bytes
@@ -54,12 +50,13 @@ class VerifyingClient {
                                       const std::vector<Value>& params);
 
   // Changes apply to the next call (e.g. raise min_size to the size last written).
-  void set_min_size(uint64_t min_size);
-  const ClientOptions& options() const { return options_; }
+  CheckOptions& check_options() { return checker_.options(); }
+  std::vector<std::string>& peers() { return peers_; }
   HeadCache& heads() { return checker_.heads(); }
 
  private:
-  ClientOptions options_;
+  std::vector<std::string> peers_;
+  std::chrono::milliseconds timeout_;
   ProofChecker checker_;
 };
 

@@ -43,7 +43,7 @@ TEST_CASE("a peer's answer verifies: the rows the proof shows, from which peer, 
   CHECK(a->head == *log.primary->head());
   CHECK(a->freshness.entries_behind == 0);
   // min_size at the log's size is answered; the head cache now holds that head.
-  c.set_min_size(log.primary->size());
+  c.check_options().min_size = log.primary->size();
   CHECK(c.query(kSql, {Value{int64_t{1}}}).ok());
   CHECK(c.heads().newest(keys.pub) == log.primary->head());
 }
@@ -67,14 +67,14 @@ TEST_CASE("a stale head fails max_age; min_size beyond the peer is the peer's 50
   TestLog log(keys);
   TestPeer peer(*log.primary);
   auto o = options_for(keys, {peer.url});
-  o.max_age = std::chrono::milliseconds(1000);
-  o.now_ms = log.primary->head()->time_ms + 5000;
+  o.check.max_age = std::chrono::milliseconds(1000);
+  o.check.now_ms = log.primary->head()->time_ms + 5000;
   VerifyingClient c(o);
   auto a = c.query(kSql, {Value{int64_t{1}}});
   REQUIRE_FALSE(a.ok());
   CHECK(a.error().kind == ClientErrorKind::stale_head);
   auto w = options_for(keys, {peer.url});
-  w.min_size = log.primary->size() + 1;
+  w.check.min_size = log.primary->size() + 1;
   w.timeout = std::chrono::milliseconds(200);
   auto waited = VerifyingClient(w).query(kSql, {Value{int64_t{1}}});
   REQUIRE_FALSE(waited.ok());
