@@ -32,9 +32,10 @@
 #include "cli/commands.h"
 #include "cli/proc/child_process.h"
 #include "core/keys.h"
+#include "client/report_format.h"
+#include "client/verifying_client.h"
 #include "net/http_client.h"
 #include "net/http_json.h"
-#include "sqlbridge/proof/verifier.h"
 
 namespace swarmlite::cli {
 
@@ -256,59 +257,29 @@ struct DemoQuery {
   std::vector<Value> params;
 };
 
-std::string cell(const Value& v) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::monostate>) return "NULL";
-        else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
-        else if constexpr (std::is_same_v<T, double>) return fmt::format("{:.2f}", x);
-        else if constexpr (std::is_same_v<T, std::string>) return x;
-        else return "x'" + to_hex(ByteView(x)) + "'";
-      },
-      v.v);
+// The verified rows, indented under the query line (no rule, no row count).
+void print_rows(const client::VerifiedAnswer& a) {
+  client::TableStyle style;
+  style.indent = "      ";
+  style.header_rule = false;
+  style.row_count = false;
+  style.reals_fixed2 = true;
+  std::fputs(client::format_table(a.columns, a.rows, style).c_str(), stdout);
 }
 
-void print_rows(const QueryResult& r) {
-  std::vector<size_t> width;
-  for (const auto& c : r.columns) width.push_back(c.size());
-  std::vector<std::vector<std::string>> cells;
-  for (const auto& row : r.rows) {
-    cells.emplace_back();
-    for (size_t c = 0; c < row.size() && c < width.size(); ++c) {
-      cells.back().push_back(cell(row[c]));
-      width[c] = std::max(width[c], cells.back().back().size());
-    }
-  }
-  auto line = [&](const std::vector<std::string>& cols) {
-    std::string s = "      ";
-    for (size_t c = 0; c < cols.size(); ++c) s += fmt::format("{}{:<{}}", c ? "  " : "", cols[c], width[c]);
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-    fmt::print("{}\n", s);
-  };
-  line(r.columns);
-  for (auto& row : cells) line(row);
+// Asks `peer` for the query with a proof at >= the client's min_size and
+// verifies it. A peer that gives no usable answer (transport, HTTP error, no
+// proof) stops the demo; a proof that does not verify is the returned error.
+client::ClientResult<client::VerifiedAnswer> ask_and_verify(client::VerifyingClient& c, const std::string& peer,
+                                                            const DemoQuery& q) {
+  auto v = c.query_peer(peer, q.sql, q.params);
+  if (!v.ok() && (!v.error().is_verification_failure() || v.error().kind == client::ClientErrorKind::no_proof))
+    throw CliError(1, "demo: " + v.error().message);
+  return v;
 }
 
-// Asks `peer` for the query with a proof at >= min_size; returns the
-// verifier's verdict on the proof bytes.
-Result<VerifiedResult> ask_and_verify(const std::string& peer, const PublicKey& pub, const DemoQuery& q,
-                                      uint64_t min_size) {
-  json stmt = json::array({q.sql});
-  for (const auto& v : q.params) stmt.push_back(net::value_to_json(v));
-  json doc = http_json(peer, "POST", fmt::format("/db/query?proof=1&min_size={}&timeout=10s", min_size),
-                       json::array({stmt}).dump());
-  if (!doc.contains("results") || !doc["results"].is_array() || doc["results"].size() != 1)
-    throw CliError(1, fmt::format("demo: {} sent a malformed query response", peer));
-  auto outcome = must(net::query_outcome_from_json(doc["results"][0]), "demo: query response from " + peer);
-  if (outcome.error) throw CliError(1, fmt::format("demo: {} failed the query: {}", peer, *outcome.error));
-  if (outcome.proof.empty()) throw CliError(1, fmt::format("demo: {} sent no proof", peer));
-  VerifyOptions vo;
-  vo.min_size = min_size;
-  vo.expected_sql = q.sql;
-  vo.expected_params = q.params;
-  return Verifier::verify_bytes(pub, outcome.proof, vo);
-}
+// How the demo shows a rejected answer: the verifier's own error when there is one.
+std::string rejection(const client::ClientError& e) { return e.cause ? e.cause->to_string() : e.to_string(); }
 
 std::vector<DemoQuery> demo_queries(size_t i) {
   return {
@@ -404,12 +375,18 @@ void run_demo(const DemoArgs& a) {
   wait_caught_up(peers, size, 45s);
 
   step("5. verified reads: each peer answers with a proof; checked here with the public key only");
+  // One client for every peer: the heads it verifies are checked against each other (docs/client.md).
+  client::ClientOptions co;
+  co.log_id = pub;
+  co.check.min_size = size;
+  co.timeout = 10s;
+  client::VerifyingClient verifying(co);
   for (size_t i = 0; i < peers.size(); ++i) {
     for (const auto& q : demo_queries(i)) {
       fmt::print("\n   {} — {}: {}\n", peers[i].name, q.title, q.sql);
-      auto v = ask_and_verify(peers[i].proc->http(), pub, q, size);
-      if (!v.ok()) throw CliError(1, fmt::format("demo: {}'s proof did not verify: {}", peers[i].name, v.error().to_string()));
-      print_rows(v->result);
+      auto v = ask_and_verify(verifying, peers[i].proc->http(), q);
+      if (!v.ok()) throw CliError(1, fmt::format("demo: {}'s proof did not verify: {}", peers[i].name, rejection(v.error())));
+      print_rows(*v);
       fmt::print("   verified at size {}, state root {} ({} pages proven)\n", v->head.size, to_hex(v->head.state_root),
                  v->pages);
     }
@@ -421,12 +398,12 @@ void run_demo(const DemoArgs& a) {
   wait_caught_up({{"peer4", &liar}}, size, 45s);
   const auto q = demo_queries(0)[2];
   fmt::print("\n   peer4 — {}: {}\n", q.title, q.sql);
-  auto bad = ask_and_verify(liar.http(), pub, q, size);
+  auto bad = ask_and_verify(verifying, liar.http(), q);
   if (bad.ok()) {
-    print_rows(bad->result);
+    print_rows(*bad);
     throw CliError(1, "demo: peer4's tampered proof VERIFIED — this must never happen");
   }
-  fmt::print("   REJECTED: {}\n", bad.error().to_string());
+  fmt::print("   REJECTED: {}\n", rejection(bad.error()));
 
   fmt::print("\nall checks passed in {:.1f}s: {} peers verified, the tampered answer was rejected\n",
              std::chrono::duration<double>(Clock::now() - t0).count(), peers.size());

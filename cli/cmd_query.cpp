@@ -12,13 +12,15 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "client/proof_check.h"
+#include "client/report_format.h"
 #include "core/keys.h"
 #ifdef SWARMLITE_HAVE_NET
+#include "client/verifying_client.h"
 #include "net/http_client.h"
 #endif
 #include "net/http_json.h"
 #include "sqlbridge/proof/read_guard.h"
-#include "sqlbridge/proof/verifier.h"
 
 namespace swarmlite::cli {
 
@@ -36,65 +38,16 @@ Value param_value(const std::string& text) {
   return Value{text};
 }
 
-std::string cell_text(const Value& v) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::monostate>) return "NULL";
-        else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
-        else if constexpr (std::is_same_v<T, double>) return fmt::format("{}", x);
-        else if constexpr (std::is_same_v<T, std::string>) return x;
-        else return "x'" + to_hex(ByteView(x)) + "'";
-      },
-      v.v);
-}
-
-struct Table {
-  std::vector<std::string> columns;
-  std::vector<std::string> types;
-  std::vector<std::vector<Value>> rows;
-};
-
-void print_table(const Table& t, bool as_json, const json& extra) {
+void print_table(const std::vector<std::string>& columns, const std::vector<std::string>& types,
+                 const std::vector<std::vector<Value>>& rows, bool as_json, const json& extra) {
   if (as_json) {
-    json doc{{"columns", t.columns}, {"types", t.types}, {"values", json::array()}};
-    for (const auto& row : t.rows) {
-      json r = json::array();
-      for (const auto& v : row) r.push_back(net::value_to_json(v));
-      doc["values"].push_back(std::move(r));
-    }
+    json doc = client::table_json(columns, types, rows);
     for (auto it = extra.begin(); it != extra.end(); ++it) doc[it.key()] = it.value();
     std::fputs(net::dump_json(doc, true).c_str(), stdout);
     return;
   }
-  std::vector<size_t> width(t.columns.size());
-  std::vector<std::vector<std::string>> cells;
-  for (size_t c = 0; c < t.columns.size(); ++c) width[c] = t.columns[c].size();
-  for (const auto& row : t.rows) {
-    std::vector<std::string> r;
-    for (size_t c = 0; c < row.size() && c < width.size(); ++c) {
-      r.push_back(cell_text(row[c]));
-      width[c] = std::max(width[c], r.back().size());
-    }
-    cells.push_back(std::move(r));
-  }
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string s;
-    for (size_t c = 0; c < r.size(); ++c) s += fmt::format("{}{:<{}}", c ? "  " : "", r[c], width[c]);
-    while (!s.empty() && s.back() == ' ') s.pop_back();
-    fmt::print("{}\n", s);
-  };
-  if (!t.columns.empty()) {
-    line(t.columns);
-    std::vector<std::string> rule;
-    for (size_t w : width) rule.push_back(std::string(w, '-'));
-    line(rule);
-  }
-  for (const auto& r : cells) line(r);
-  fmt::print("({} row{})\n", t.rows.size(), t.rows.size() == 1 ? "" : "s");
+  std::fputs(client::format_table(columns, rows).c_str(), stdout);
 }
-
-Table table_of(const QueryResult& r) { return {r.columns, r.decltypes, r.rows}; }
 
 Bytes read_file_capped(const std::string& path, size_t cap) {
   std::error_code ec;
@@ -113,54 +66,26 @@ Bytes read_file_capped(const std::string& path, size_t cap) {
   if (!out) throw CliError(1, fmt::format("cannot write {}", path));
 }
 
-// Text safe to print on a terminal: the proof's SQL comes from an untrusted
-// peer, so it is shown as a JSON string (control characters escaped).
-std::string as_json_string(const std::string& text) { return net::dump_json(json(text), false); }
-
-json params_json(const std::vector<Value>& params) {
-  json out = json::array();
-  for (const auto& v : params) out.push_back(net::value_to_json(v));
-  return out;
+// A client error as the CLI reports it: exit 2 when the answer is not to be
+// believed (no proof, a proof that fails, a stale head, another query,
+// equivocation), 1 when there was no usable answer (transport, peer status).
+[[noreturn]] void fail(const client::ClientError& e) {
+  throw CliError(e.is_verification_failure() ? 2 : 1, e.message);
 }
 
-// What the client asked, to hold a proof to: the SQL and, with it, the params.
-struct Expected {
-  std::optional<std::string> sql;
-  std::optional<std::vector<Value>> params;
-};
-
-// Verifies proof bytes and prints the rows the verifier computed, with the SQL
-// and params they answer (a proof of another query is still a valid proof, of
-// other rows) and the head they were computed from. A proof for another SQL or
-// other params than `expected` fails (exit 2) naming both.
-void verify_and_print(const PublicKey& pub, ByteView proof, VerifyOptions vo, const Expected& expected,
-                      bool as_json) {
-  auto decoded = decode_query_proof(proof, vo.limits);
-  if (!decoded.ok()) throw CliError(2, "proof does not verify: " + decoded.error().to_string());
-  if (expected.sql && *expected.sql != decoded->sql)
-    throw CliError(2, fmt::format("the proof answers another query: asked {}, the proof holds {}",
-                                  as_json_string(*expected.sql), as_json_string(decoded->sql)));
-  if (expected.params && *expected.params != decoded->params)
-    throw CliError(2, fmt::format("the proof answers {} with other params: asked {}, the proof holds {}",
-                                  as_json_string(decoded->sql), net::dump_json(params_json(*expected.params), false),
-                                  net::dump_json(params_json(decoded->params), false)));
-  vo.expected_sql = expected.sql;
-  vo.expected_params = expected.params;
-  auto verified = Verifier::verify(pub, *decoded, vo);
-  if (!verified.ok()) throw CliError(2, "proof does not verify: " + verified.error().to_string());
-  const Head& h = verified->head;
-  json extra{{"sql", decoded->sql},
-             {"params", params_json(decoded->params)},
-             {"verified", {{"size", h.size}, {"state_root", to_hex(h.state_root)}, {"log_root", to_hex(h.log_root)},
-                           {"head_time_ms", h.time_ms}, {"pages", verified->pages}}}};
+// Prints the rows the verifier computed, with the SQL and params they answer
+// (a proof of another query is still a valid proof, of other rows) and the
+// head they were computed from.
+void print_verified(const client::VerifiedAnswer& a, bool as_json) {
   if (!as_json) {
-    fmt::print("sql:    {}\n", as_json_string(decoded->sql));
-    fmt::print("params: {}\n", net::dump_json(params_json(decoded->params), false));
+    fmt::print("sql:    {}\n", client::json_string(a.sql));
+    fmt::print("params: {}\n", net::dump_json(client::params_json(a.params), false));
+    print_table(a.columns, a.types, a.rows, false, json::object());
+    fmt::print("verified at size {}, state root {} ({} pages proven), head signed at {} ms\n", a.head.size,
+               to_hex(a.head.state_root), a.pages, a.head.time_ms);
+    return;
   }
-  print_table(table_of(verified->result), as_json, extra);
-  if (!as_json)
-    fmt::print("verified at size {}, state root {} ({} pages proven), head signed at {} ms\n", h.size,
-               to_hex(h.state_root), verified->pages, h.time_ms);
+  std::fputs(net::dump_json(client::answer_json(a), true).c_str(), stdout);
 }
 
 // --max-age: "30s", "5m", "1h", "250ms" or plain seconds.
@@ -196,57 +121,43 @@ void run_query(const QueryArgs& a) {
       throw CliError(1, "--verify/--proof-out/--max-age need --peer (a local file is trusted as it is)");
     auto conn = must(GuardedConnection::open(file_uri(a.db)), "open " + a.db);
     auto result = must(conn->query(a.sql, params), "query");
-    print_table(table_of(result), a.as_json, json::object());
+    print_table(result.columns, result.decltypes, result.rows, a.as_json, json::object());
     return;
   }
 #ifndef SWARMLITE_HAVE_NET
   throw CliError(1, "--peer: this swarmlite was built without the network layer (SWARMLITE_NET=OFF)");
 #else
-  auto url = must(net::parse_http_url(a.peer), "--peer");
-  std::optional<PublicKey> pub;
+  must(net::parse_http_url(a.peer), "--peer");
   const auto max_age = max_age_of(a.max_age);
   if (max_age && !a.verify) throw CliError(1, "--max-age needs --verify (only a verified head has a trustworthy age)");
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(a.timeout_s * 1000));
   if (a.verify) {
     if (a.pub.empty()) throw CliError(1, "--verify needs --pub KEY (the log's public key)");
-    pub = must(load_public_key(a.pub), "--pub");
-  }
-  const bool want_proof = a.verify || !a.proof_out.empty();
-  json stmt = json::array({a.sql});
-  for (const auto& v : params) stmt.push_back(net::value_to_json(v));
-  if (std::any_of(params.begin(), params.end(), [](const Value& v) { return std::holds_alternative<Bytes>(v.v); }))
-    throw CliError(1, "blob params are not supported over HTTP by this command");
-  net::HttpRequest req;
-  req.method = "POST";
-  req.target = "/db/query";
-  std::string sep = "?";
-  if (want_proof) { req.target += sep + "proof=1"; sep = "&"; }
-  if (a.min_size) {
-    req.target += sep + fmt::format("min_size={}&timeout={}ms", a.min_size, static_cast<int64_t>(a.timeout_s * 1000));
-  }
-  req.body = json::array({stmt}).dump();
-  net::HttpClientOptions co;
-  co.timeout = std::chrono::milliseconds(static_cast<int64_t>(a.timeout_s * 1000) + 1000);
-  auto res = must(net::http_call(url, req, co), "query " + a.peer);
-  json doc = json::parse(res.body, nullptr, false);
-  if (res.status != 200) {
-    std::string msg = doc.is_object() && doc.contains("error") ? doc["error"].dump() : res.body;
-    throw CliError(1, fmt::format("{} answered HTTP {}: {}", a.peer, res.status, msg));
-  }
-  if (!doc.is_object() || !doc.contains("results") || !doc["results"].is_array() || doc["results"].size() != 1)
-    throw CliError(1, fmt::format("{} sent a malformed response", a.peer));
-  auto outcome = must(net::query_outcome_from_json(doc["results"][0]), "response");
-  if (outcome.error) throw CliError(1, "query failed: " + *outcome.error);
-  if (want_proof && outcome.proof.empty()) throw CliError(2, fmt::format("{} sent no proof", a.peer));
-  if (!a.proof_out.empty()) write_file(a.proof_out, outcome.proof);
-  if (a.verify) {
-    VerifyOptions vo;
-    vo.min_size = a.min_size;
-    vo.max_age = max_age;
-    verify_and_print(*pub, outcome.proof, vo, Expected{a.sql, params}, a.as_json);
+    client::ClientOptions co;
+    co.log_id = must(load_public_key(a.pub), "--pub");
+    co.peers = {a.peer};
+    co.check.min_size = a.min_size;
+    co.check.max_age = max_age;
+    co.timeout = timeout;
+    client::VerifyingClient c(std::move(co));
+    auto fetched = c.fetch(a.peer, a.sql, params);
+    if (!fetched.ok()) fail(fetched.error());
+    if (!a.proof_out.empty()) write_file(a.proof_out, fetched->outcome.proof);  // kept whatever the verdict
+    auto verified = c.verify(*fetched, a.sql, params);
+    if (!verified.ok()) fail(verified.error());
+    print_verified(*verified, a.as_json);
     return;
   }
   // Unverified: the peer's rows as sent (blobs arrive as base64 text).
-  print_table(Table{outcome.columns, outcome.types, outcome.rows}, a.as_json,
+  client::FetchOptions fo;
+  fo.proof = !a.proof_out.empty();
+  fo.min_size = a.min_size;
+  fo.timeout = timeout;
+  auto fetched = client::fetch_query(a.peer, a.sql, params, fo);
+  if (!fetched.ok()) fail(fetched.error());
+  const net::QueryOutcome& outcome = fetched->outcome;
+  if (!a.proof_out.empty()) write_file(a.proof_out, outcome.proof);
+  print_table(outcome.columns, outcome.types, outcome.rows, a.as_json,
               outcome.size ? json{{"size", *outcome.size}} : json::object());
 #endif
 }
@@ -293,19 +204,21 @@ void add_verify_command(CLI::App& app) {
   cmd->callback([a, sql] {
     if (!a->params.empty() && sql->count() == 0)
       throw CliError(1, "--param needs --sql: params are checked together with the SQL they bind to");
-    auto pub = must(load_public_key(a->pub), "--pub");
-    VerifyOptions vo;
-    vo.min_size = a->min_size;
-    vo.max_age = max_age_of(a->max_age);
-    Expected expected;
+    client::CheckOptions co;
+    co.min_size = a->min_size;
+    co.max_age = max_age_of(a->max_age);
+    client::ProofChecker checker(must(load_public_key(a->pub), "--pub"), co);
+    client::Expected expected;
     if (sql->count() > 0) {
       expected.sql = a->sql;
       std::vector<Value> params;
       for (const auto& p : a->params) params.push_back(param_value(p));
       expected.params = std::move(params);
     }
-    Bytes bytes = read_file_capped(a->file, vo.limits.max_proof_bytes);
-    verify_and_print(pub, bytes, vo, expected, a->as_json);
+    Bytes bytes = read_file_capped(a->file, co.limits.max_proof_bytes);
+    auto verified = checker.check(bytes, expected);
+    if (!verified.ok()) fail(verified.error());
+    print_verified(*verified, a->as_json);
   });
 }
 

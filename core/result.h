@@ -51,11 +51,13 @@ Error make_error(Errc code, fmt::format_string<Args...> f, Args&&... args) {
   return Error{code, fmt::format(f, std::forward<Args>(args)...)};
 }
 
-template <class T>
+// E: the error type; Error everywhere but where a caller needs a richer one
+// (client/client_error.h ClientResult). Result<void> exists for Error only.
+template <class T, class E = Error>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit on purpose
-  Result(Error error) : v_(std::move(error)) {}  // NOLINT
+  Result(E error) : v_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -68,11 +70,11 @@ class [[nodiscard]] Result {
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
 
-  const Error& error() const { assert(!ok()); return std::get<1>(v_); }
-  Error&& take_error() { assert(!ok()); return std::get<1>(std::move(v_)); }
+  const E& error() const { assert(!ok()); return std::get<1>(v_); }
+  E&& take_error() { assert(!ok()); return std::get<1>(std::move(v_)); }
 
  private:
-  std::variant<T, Error> v_;
+  std::variant<T, E> v_;
 };
 
 template <>

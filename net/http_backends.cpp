@@ -33,24 +33,31 @@ QueryOutcome outcome_from(QueryResult&& r) {
   return o;
 }
 
-// Plain reads: one guarded connection, one snapshot for all statements.
+// Plain reads: one guarded connection, one read snapshot for all statements.
+// Not Primary/Replica::open_snapshot(): that opens an unguarded reader (client
+// SQL must run under the read guard) and needs the state root of the size it
+// sees, which a plain read does not (it would fail once that root left
+// RecentRoots while writes go on). Ending the read is checked like the rest.
 Result<std::vector<QueryOutcome>> guarded_query(const std::filesystem::path& db_path,
                                                 const std::vector<Statement>& statements,
                                                 uint64_t min_size) {
   SWL_ASSIGN(auto conn,
              GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
-  // No state root needed for a plain read: it never fails because the state moved.
   uint64_t size = 0;
   {
     GuardedConnection::TrustedScope trusted(*conn);
     SWL_ASSIGN(size, begin_read(conn->handle()));
   }
-  std::vector<QueryOutcome> out;
-  if (size < min_size) {
+  auto end_read = [&conn]() {
     GuardedConnection::TrustedScope trusted(*conn);
-    (void)end_snapshot(conn->handle());
-    return make_error(Errc::unavailable, "state is at size {}, below min_size {}", size, min_size);
+    return end_snapshot(conn->handle());
+  };
+  if (size < min_size) {
+    auto ended = end_read();
+    return make_error(Errc::unavailable, "state is at size {}, below min_size {}{}", size, min_size,
+                      ended.ok() ? "" : "; ending the read failed too: " + ended.error().to_string());
   }
+  std::vector<QueryOutcome> out;
   for (const auto& st : statements) {
     auto t0 = Clock::now();
     auto r = conn->query(st.sql, st.params);
@@ -63,8 +70,10 @@ Result<std::vector<QueryOutcome>> guarded_query(const std::filesystem::path& db_
     o.seconds = seconds_since(t0);
     out.push_back(std::move(o));
   }
-  GuardedConnection::TrustedScope trusted(*conn);
-  (void)end_snapshot(conn->handle());
+  if (auto ended = end_read(); !ended.ok()) {
+    return make_error(ended.error().code, "ending the read of size {} after {} statements: {}", size,
+                      statements.size(), ended.error().message);
+  }
   return out;
 }
 
@@ -113,6 +122,12 @@ nlohmann::json head_json(const Head& h) {
           {"signature", to_hex(ByteView(h.signature.data(), h.signature.size()))}};
 }
 
+// {"what","since_ms","retries"}, or null when there is no fault.
+nlohmann::json fault_json(const std::optional<LocalFault>& f) {
+  if (!f) return nullptr;
+  return {{"what", f->what}, {"since_ms", f->since_ms}, {"retries", f->retries}};
+}
+
 nlohmann::json node_json(const NodeStatus& s) {
   nlohmann::json j;
   j["role"] = s.primary ? "primary" : "peer";
@@ -157,21 +172,9 @@ nlohmann::json node_json(const NodeStatus& s) {
   } else {
     j["evidence"] = nullptr;
   }
-  if (s.evidence_store_fault) {
-    j["evidence_store_fault"] = {{"what", s.evidence_store_fault->what},
-                                 {"since_ms", s.evidence_store_fault->since_ms},
-                                 {"retries", s.evidence_store_fault->retries}};
-  } else {
-    j["evidence_store_fault"] = nullptr;
-  }
+  j["evidence_store_fault"] = fault_json(s.evidence_store_fault);
   j["apply_error"] = s.apply_error ? nlohmann::json(*s.apply_error) : nlohmann::json(nullptr);
-  if (s.local_fault) {
-    j["local_fault"] = {{"what", s.local_fault->what},
-                        {"since_ms", s.local_fault->since_ms},
-                        {"retries", s.local_fault->retries}};
-  } else {
-    j["local_fault"] = nullptr;
-  }
+  j["local_fault"] = fault_json(s.local_fault);
   ProcessMemory mem = read_process_memory();
   j["memory"] = {{"rss_bytes", mem.rss_bytes},
                  {"sqlite_bytes", mem.sqlite_bytes},
