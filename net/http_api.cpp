@@ -514,8 +514,17 @@ struct HttpApi::Impl {
         HttpRequest sr;
         sr.target = "/db/size";
         HttpClientOptions co{std::max(ro.timeout, std::chrono::milliseconds(1)), 4096};
+        // In the read lane (a slow primary must not hold up /status and /metrics).
+        LaneSlot slot;
+        if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+          busy_total.inc();
+          co_return error(req, http::status::service_unavailable,
+                          fmt::format("busy: {} read requests are already running or queued (the cap); try again later",
+                                      opts.max_pending_reads),
+                          ro.pretty);
+        }
         auto call = [u = std::move(url).value(), sr, co] { return http_call(u, sr, co); };
-        auto r = co_await offload(control_pool, std::move(call));
+        auto r = co_await offload(pool, std::move(call));
         std::string why;
         if (!r.ok()) {
           why = r.error().message;
@@ -716,6 +725,9 @@ struct HttpApi::Impl {
       co_return error(req, http::status::bad_request, "no statements: give ?q=SQL or POST a JSON array of statements",
                       ro.pretty);
     }
+    if (ro.proof)
+      co_return error(req, http::status::bad_request,
+                      "/db/request does not serve proofs; ask /db/query with proof=1", ro.pretty);
     if (auto refused = co_await ensure_consistency(req, ro)) co_return std::move(*refused);
     auto t0 = std::chrono::steady_clock::now();
     const size_t n = statements.size();

@@ -1,7 +1,9 @@
 // The rqlite-style HTTP API (docs/http-api.md): a Boost.Beast
 // server on its own io thread, C++20 coroutines, one coroutine per connection.
 //   POST /db/execute          writes (the primary; token-protected; peers refuse)
-//   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N)
+//   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N, level, freshness)
+//   GET|POST /db/request      reads and writes mixed (rqlite's unified endpoint)
+//   GET /db/size              entries applied (what level=strong asks the primary)
 //   GET /status, /readyz, /metrics
 // The node-specific work is behind HttpBackend; this header has no Asio/Beast
 // (http_api.cpp is the only translation unit that includes the server side).

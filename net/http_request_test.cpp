@@ -165,6 +165,10 @@ TEST_CASE("/db/request on the primary: reads and writes in order, each in its ow
   CHECK(r.status == 200);
   CHECK(r.swarmlite_size == "3");
   CHECK(json::parse(p.call("GET", "/db/size").body)["size"] == 3);
+  // Proofs are /db/query's.
+  r = p.call("GET", "/db/request?proof=1&q=" + url_encode("SELECT 1"));
+  CHECK(r.status == 400);
+  CHECK(r.body.find("does not serve proofs") != std::string::npos);
 }
 
 TEST_CASE("/db/request: a statement that fails in the middle has its error in its own slot") {
