@@ -736,6 +736,21 @@ struct HttpApi::Impl {
     auto classified = co_await classify_from(req, ro, statements, 0, 0);
     if (auto* fail = std::get_if<Response>(&classified)) co_return std::move(*fail);
     std::vector<StatementClass> kinds = std::move(std::get<std::vector<StatementClass>>(classified));
+    // A peer behind the newest head it knows of may lack a table the primary
+    // has: prepare the statements that did not prepare again once it caught up
+    // with that head (bounded by timeout; still behind: their errors stand).
+    const bool any_invalid = std::any_of(kinds.begin(), kinds.end(),
+                                         [](const StatementClass& c) { return c.kind == StatementKind::invalid; });
+    if (any_invalid && !backend.accepts_writes()) {
+      auto call = [this]() -> Result<uint64_t> { return backend.known_head_size(); };
+      auto known = co_await offload(control_pool, std::move(call));
+      if (known.ok() && *known > backend.size() &&
+          co_await wait_for_size(*known, std::chrono::steady_clock::now() + ro.timeout)) {
+        auto again = co_await classify_from(req, ro, statements, 0, *known);
+        if (auto* fail = std::get_if<Response>(&again)) co_return std::move(*fail);
+        kinds = std::move(std::get<std::vector<StatementClass>>(again));
+      }
+    }
     const bool any_write = std::any_of(kinds.begin(), kinds.end(),
                                        [](const StatementClass& c) { return c.kind != StatementKind::read; });
     if (any_write && !backend.accepts_writes() && opts.primary_url && (ro.redirect || opts.redirect_writes)) {

@@ -226,6 +226,38 @@ TEST_CASE("/db/request on a peer: writes forwarded to the primary, the read afte
   CHECK(peer.backend.exec_copy().empty());
 }
 
+TEST_CASE("/db/request on a lagging peer: a statement that does not prepare is prepared again once caught up") {
+  // BAD… does not prepare until the peer reaches size 4 (a table it has not received yet).
+  struct Lagging : MixedBackend {
+    Lagging() : MixedBackend(false) {}
+    Result<std::vector<StatementClass>> classify(const std::vector<Statement>& st) override {
+      auto out = MixedBackend::classify(st);
+      if (applied.load() >= 4)
+        for (auto& c : *out)
+          if (c.kind == StatementKind::invalid) c = {StatementKind::read, ""};
+      return out;
+    }
+  };
+  Lagging b;
+  b.applied.store(2);
+  b.known.store(4);
+  HttpApi api(b, Node::listen_any({}));
+  REQUIRE(api.start().ok());
+  HttpUrl url;
+  url.host = "127.0.0.1";
+  url.port = api.bound_port();
+  auto t = catch_up_later(b, 4, std::chrono::milliseconds(300));
+  HttpRequest rq;
+  rq.method = "POST";
+  rq.target = "/db/request?timeout=20s";
+  rq.body = R"J(["BAD table not here yet"])J";
+  auto r = http_call(url, rq, HttpClientOptions{std::chrono::milliseconds(20000)});
+  t.join();
+  REQUIRE(r.ok());
+  REQUIRE(r->status == 200);
+  CHECK(read_size(json::parse(r->body)["results"][0]) == 4);
+}
+
 TEST_CASE("/db/request on a peer without a primary: writes get a refusal in their slot, reads answer") {
   Node peer(false, {});
   auto r = peer.call("POST", "/db/request", R"J(["INSERT 1", "SELECT 2"])J");
