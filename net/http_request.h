@@ -41,8 +41,8 @@ std::string render_request_results(const std::vector<nlohmann::json>& slots, con
 Result<std::vector<nlohmann::json>> results_from_execute_body(std::string_view body);
 
 // Tracks when this node last knew its state to be current: applied size ≥ the
-// newest head size it knew of. Sampled on every read request (and by
-// check()); between samples it is not watched, so the "last current" time can
+// newest head size it knew of. Sampled by check(), on each read that asks
+// for freshness; between samples it is not watched, so the "last current" time can
 // only be older than the truth, never newer: freshness errs on refusing.
 // Thread-safe.
 class FreshnessTracker {
