@@ -9,6 +9,7 @@
 // lanes (reads, writes, status/metrics) through offload(), which resumes the coroutine on the io thread.
 #include "net/http_api.h"
 #include "net/http_client.h"
+#include "net/http_request.h"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -25,7 +26,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <variant>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -44,9 +47,16 @@ using boost::system::error_code;
 // Set on a write a peer forwards to its primary (the value: the forwarding
 // node's HTTP address); a peer never forwards such a write again.
 constexpr const char* kForwardedHeader = "X-Swarmlite-Forwarded-By";
+// On a /db/execute answer: the primary's log size after the write (a client,
+// or a peer running /db/request, waits for it with min_size: read-your-writes).
+constexpr const char* kSizeHeader = "X-Swarmlite-Size";
 
 Result<std::vector<ExecOutcome>> HttpBackend::execute(const std::vector<Statement>&, bool) {
   return make_error(Errc::refused, "this node does not accept writes");
+}
+
+Result<std::vector<StatementClass>> HttpBackend::classify(const std::vector<Statement>& statements) {
+  return std::vector<StatementClass>(statements.size());
 }
 
 Result<std::string> read_token_file(const std::filesystem::path& file) {
@@ -269,6 +279,46 @@ struct HttpApi::Impl {
     return secret && secret_equals(*secret, *opts.write_token);
   }
 
+  // Sends `body` to the primary named by --primary-url at `target` with the
+  // client's Content-Type, Authorization and Accept and the forwarded-by
+  // header, in the write lane (docs/http-api.md "Writes sent to a peer"). The
+  // primary's answer, or the error response to give (502/503/504).
+  asio::awaitable<std::variant<Response, HttpResponse>> call_primary(const Request& req, const RequestOptions& ro,
+                                                                    std::string method, const std::string& target,
+                                                                    std::string body) {
+    auto url = parse_http_url(*opts.primary_url);
+    if (!url.ok()) co_return error(req, http::status::bad_gateway, url.error().message, ro.pretty);
+    HttpRequest fr;
+    fr.method = std::move(method);
+    fr.target = target;
+    fr.body = body;
+    if (auto ct = req.find(http::field::content_type); ct != req.end()) fr.content_type = std::string(ct->value());
+    if (auto au = req.find(http::field::authorization); au != req.end()) fr.authorization = std::string(au->value());
+    if (auto ac = req.find(http::field::accept); ac != req.end()) fr.accept = std::string(ac->value());
+    fr.headers.emplace_back(std::string(kForwardedHeader), bound_address());
+    HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes};
+    // A peer's writes are its forwards: they take the write lane and its cap.
+    LaneSlot slot;
+    if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
+      busy_total.inc();
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("busy: {} writes are already being forwarded (the cap); try again later",
+                                  opts.max_pending_writes),
+                      ro.pretty);
+    }
+    auto call = [u = std::move(url).value(), fr = std::move(fr), co] { return http_call(u, fr, co); };
+    auto r = co_await offload(write_pool, std::move(call));
+    if (!r.ok()) {
+      const bool timed_out = r.error().message.find("did not answer within") != std::string::npos;
+      co_return error(req, timed_out ? http::status::gateway_timeout : http::status::bad_gateway,
+                      fmt::format("this node is a read-only peer and could not forward the write to the primary at "
+                                  "{}: {}",
+                                  *opts.primary_url, r.error().message),
+                      ro.pretty);
+    }
+    co_return std::move(r).value();
+  }
+
   // A write sent to a peer (docs/http-api.md "Writes sent to a peer"): as an
   // rqlite follower, forward it to the primary — method, path and query string,
   // body, Authorization and Content-Type unchanged — and relay the answer; or
@@ -297,40 +347,14 @@ struct HttpApi::Impl {
       res.set(http::field::location, *opts.primary_url + target);
       co_return res;
     }
-    auto url = parse_http_url(*opts.primary_url);
-    if (!url.ok()) co_return error(req, http::status::bad_gateway, url.error().message, ro.pretty);
-    HttpRequest fr;
-    fr.method = std::string(req.method_string());
-    fr.target = target;
-    fr.body = req.body();
-    if (auto ct = req.find(http::field::content_type); ct != req.end()) fr.content_type = std::string(ct->value());
-    if (auto au = req.find(http::field::authorization); au != req.end()) fr.authorization = std::string(au->value());
-    if (auto ac = req.find(http::field::accept); ac != req.end()) fr.accept = std::string(ac->value());
-    fr.headers.emplace_back(std::string(kForwardedHeader), bound_address());
-    HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes};
-    // A peer's writes are its forwards: they take the write lane and its cap.
-    LaneSlot slot;
-    if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
-      busy_total.inc();
-      co_return error(req, http::status::service_unavailable,
-                      fmt::format("busy: {} writes are already being forwarded (the cap); try again later",
-                                  opts.max_pending_writes),
-                      ro.pretty);
-    }
-    auto call = [u = std::move(url).value(), fr = std::move(fr), co] { return http_call(u, fr, co); };
-    auto r = co_await offload(write_pool, std::move(call));
-    if (!r.ok()) {
-      const bool timed_out = r.error().message.find("did not answer within") != std::string::npos;
-      co_return error(req, timed_out ? http::status::gateway_timeout : http::status::bad_gateway,
-                      fmt::format("this node is a read-only peer and could not forward the write to the primary at "
-                                  "{}: {}",
-                                  *opts.primary_url, r.error().message),
-                      ro.pretty);
-    }
+    auto forwarded = co_await call_primary(req, ro, std::string(req.method_string()), target, req.body());
+    if (auto* fail = std::get_if<Response>(&forwarded)) co_return std::move(*fail);
+    auto r = std::get_if<HttpResponse>(&forwarded);
     forwarded_writes_total.inc();
     auto res = respond(req, static_cast<http::status>(r->status), std::move(r->body),
                        r->content_type.empty() ? std::string_view("application/json") : std::string_view(r->content_type));
     if (r->status == 401) res.set(http::field::www_authenticate, "Basic realm=\"swarmlite\"");
+    if (!r->swarmlite_size.empty()) res.set(kSizeHeader, r->swarmlite_size);
     co_return res;
   }
 
@@ -373,7 +397,9 @@ struct HttpApi::Impl {
     executes_total.inc(outcomes.size());
     for (const auto& o : outcomes)
       if (o.error) execute_errors_total.inc();
-    co_return respond(req, http::status::ok, render_exec_results(outcomes, ro, total));
+    auto res = respond(req, http::status::ok, render_exec_results(outcomes, ro, total));
+    res.set(kSizeHeader, std::to_string(backend.size()));
+    co_return res;
   }
 
   asio::awaitable<Response> handle_query(const Request& req, RequestOptions ro) {
@@ -398,6 +424,7 @@ struct HttpApi::Impl {
                         fmt::format("the binary proof form (Accept: application/octet-stream) takes exactly one statement, got {}",
                                     statements.size()), ro.pretty);
     }
+    if (auto refused = co_await ensure_consistency(req, ro)) co_return std::move(*refused);
     auto t0 = std::chrono::steady_clock::now();
     // Freshness: wait (without holding a worker) until the state reaches min_size.
     if (ro.min_size > 0 && backend.size() < ro.min_size) {
@@ -448,6 +475,373 @@ struct HttpApi::Impl {
     co_return respond(req, http::status::ok, render_query_results(*r, ro, total));
   }
 
+  // --- read consistency and the unified endpoint (docs/http-api.md "Read
+  // consistency", "The unified endpoint") ---------------------------------
+
+  FreshnessTracker freshness;
+
+  // Waits on a timer (no worker held) until the node applied `target` entries
+  // or `deadline` passes; true when it has.
+  asio::awaitable<bool> wait_for_size(uint64_t target, std::chrono::steady_clock::time_point deadline) {
+    asio::steady_timer timer(ioc);
+    while (backend.size() < target && std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(opts.min_size_poll);
+      error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
+    co_return backend.size() >= target;
+  }
+
+  // level=strong|linearizable: wait until this node applied the primary's
+  // current size (the primary: at once; a peer: asks GET /db/size of its
+  // --primary-url, or without one uses the newest head size it knows of).
+  // freshness=D (other levels, peers): refuse a state not known current within
+  // D. The response to give instead of answering, or nothing.
+  asio::awaitable<std::optional<Response>> ensure_consistency(const Request& req, const RequestOptions& ro) {
+    using Clock = std::chrono::steady_clock;
+    if (backend.accepts_writes()) co_return std::nullopt;  // the primary's state is the current one
+    const auto deadline = Clock::now() + ro.timeout;
+    if (level_is_strong(ro.level)) {
+      uint64_t target = 0;
+      std::string source;
+      if (opts.primary_url) {
+        source = fmt::format("the primary at {}", *opts.primary_url);
+        auto url = parse_http_url(*opts.primary_url);
+        if (!url.ok())
+          co_return error(req, http::status::service_unavailable,
+                          fmt::format("level={}: bad --primary-url: {}", ro.level, url.error().message), ro.pretty);
+        HttpRequest sr;
+        sr.target = "/db/size";
+        HttpClientOptions co{std::max(ro.timeout, std::chrono::milliseconds(1)), 4096};
+        // In the read lane (a slow primary must not hold up /status and /metrics).
+        LaneSlot slot;
+        if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+          busy_total.inc();
+          co_return error(req, http::status::service_unavailable,
+                          fmt::format("busy: {} read requests are already running or queued (the cap); try again later",
+                                      opts.max_pending_reads),
+                          ro.pretty);
+        }
+        auto call = [u = std::move(url).value(), sr, co] { return http_call(u, sr, co); };
+        auto r = co_await offload(pool, std::move(call));
+        std::string why;
+        if (!r.ok()) {
+          why = r.error().message;
+        } else if (r->status != 200) {
+          why = fmt::format("GET /db/size answered {}", r->status);
+        } else {
+          auto doc = nlohmann::json::parse(r->body, nullptr, false);
+          if (doc.is_object() && doc.contains("size") && doc["size"].is_number_unsigned())
+            target = doc["size"].get<uint64_t>();
+          else
+            why = "GET /db/size did not answer {\"size\": N}";
+        }
+        if (!why.empty()) {
+          const bool timed_out = why.find("did not answer within") != std::string::npos;
+          co_return error(req, timed_out ? http::status::gateway_timeout : http::status::service_unavailable,
+                          fmt::format("level={}: cannot learn the current size from {}: {}", ro.level, source, why),
+                          ro.pretty);
+        }
+      } else {
+        source = "the newest head this peer has seen from the swarm (no --primary-url)";
+        auto call = [this]() -> Result<uint64_t> { return backend.known_head_size(); };
+        auto k = co_await offload(control_pool, std::move(call));
+        if (!k.ok()) co_return error(req, status_for(k.error().code), k.error().to_string(), ro.pretty);
+        target = *k;
+      }
+      if (!co_await wait_for_size(target, deadline))
+        co_return error(req, http::status::service_unavailable,
+                        fmt::format("level={}: this node has applied {} entries, {} is at size {}; not caught up "
+                                    "after waiting {} ms",
+                                    ro.level, backend.size(), source, target, ro.timeout.count()),
+                        ro.pretty);
+      co_return std::nullopt;
+    }
+    if (ro.freshness) {
+      auto call = [this]() -> Result<uint64_t> { return backend.known_head_size(); };
+      uint64_t applied = backend.size();
+      auto k = co_await offload(control_pool, std::move(call));
+      if (!k.ok()) co_return error(req, status_for(k.error().code), k.error().to_string(), ro.pretty);
+      auto st = freshness.check(applied, *k, *ro.freshness, Clock::now());
+      if (!st.ok()) co_return error(req, http::status::service_unavailable, st.error().message, ro.pretty);
+    }
+    co_return std::nullopt;
+  }
+
+  // What running some of a /db/request's writes gave: one result object per
+  // statement sent (fewer when a transaction stopped), the log size the reads
+  // after them must see, or the response that ends the request.
+  struct WriteRun {
+    std::optional<Response> fail;
+    std::vector<nlohmann::json> results;
+    uint64_t size = 0;
+  };
+
+  asio::awaitable<WriteRun> run_writes(const Request& req, const RequestOptions& ro, std::vector<Statement> st,
+                                       bool transaction) {
+    WriteRun out;
+    if (backend.accepts_writes()) {
+      if (!authorized(req)) {
+        auto res = error(req, http::status::unauthorized,
+                         "writes need the write token (Authorization: Bearer <token>, or as the basic-auth password)",
+                         ro.pretty);
+        res.set(http::field::www_authenticate, "Basic realm=\"swarmlite\"");
+        out.fail = std::move(res);
+        co_return out;
+      }
+      LaneSlot slot;
+      if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
+        busy_total.inc();
+        out.fail = error(req, http::status::service_unavailable,
+                         fmt::format("busy: {} write requests are already running or queued (the cap); try again later",
+                                     opts.max_pending_writes),
+                         ro.pretty);
+        co_return out;
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      auto call = [this, s = std::move(st), transaction] { return backend.execute(s, transaction); };
+      auto r = co_await offload(write_pool, std::move(call));
+      execute_seconds.observe(seconds_since(t0));
+      if (!r.ok()) {
+        out.fail = error(req, status_for(r.error().code), r.error().to_string(), ro.pretty);
+        co_return out;
+      }
+      executes_total.inc(r->size());
+      for (const auto& o : *r) {
+        if (o.error) execute_errors_total.inc();
+        out.results.push_back(exec_result_json(o, ro));
+      }
+      out.size = backend.size();
+      co_return out;
+    }
+    if (!opts.primary_url) {
+      for (size_t i = 0; i < st.size(); ++i)
+        out.results.push_back({{"error",
+                                "refused: this node is a read-only peer and knows no primary to send writes to (start "
+                                "it with --primary-url); the read guard does not take this statement as a read"}});
+      co_return out;
+    }
+    std::string target = transaction ? "/db/execute?transaction" : "/db/execute";
+    auto forwarded = co_await call_primary(req, ro, "POST", target, statements_to_json(st));
+    if (auto* fail = std::get_if<Response>(&forwarded)) {
+      out.fail = std::move(*fail);
+      co_return out;
+    }
+    auto& r = std::get<HttpResponse>(forwarded);
+    forwarded_writes_total.inc();
+    if (r.status != 200) {
+      auto res = respond(req, static_cast<http::status>(r.status), std::move(r.body),
+                         r.content_type.empty() ? std::string_view("application/json") : std::string_view(r.content_type));
+      if (r.status == 401) res.set(http::field::www_authenticate, "Basic realm=\"swarmlite\"");
+      out.fail = std::move(res);
+      co_return out;
+    }
+    auto results = results_from_execute_body(r.body);
+    uint64_t size = 0;
+    auto [p, ec] = std::from_chars(r.swarmlite_size.data(), r.swarmlite_size.data() + r.swarmlite_size.size(), size);
+    const bool size_ok = !r.swarmlite_size.empty() && ec == std::errc() && p == r.swarmlite_size.data() + r.swarmlite_size.size();
+    if (!results.ok() || !size_ok) {
+      out.fail = error(req, http::status::bad_gateway,
+                       fmt::format("the primary at {} ran the writes but its answer {}; reads after them cannot be "
+                                   "answered (they would not be sure to see the writes)",
+                                   *opts.primary_url,
+                                   !results.ok() ? results.error().message
+                                                 : std::string("has no X-Swarmlite-Size header")),
+                       ro.pretty);
+      co_return out;
+    }
+    out.results = std::move(results).value();
+    out.size = size;
+    co_return out;
+  }
+
+  // Runs reads (one snapshot) once this node applied `need` entries.
+  asio::awaitable<std::variant<Response, std::vector<nlohmann::json>>> run_reads(const Request& req,
+                                                                                 const RequestOptions& ro,
+                                                                                 std::vector<Statement> st,
+                                                                                 uint64_t need) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (!co_await wait_for_size(need, t0 + ro.timeout))
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("read-your-writes: this node has applied {} entries, the writes before this read "
+                                  "reached size {}; not caught up after waiting {} ms",
+                                  backend.size(), need, ro.timeout.count()),
+                      ro.pretty);
+    LaneSlot slot;
+    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+      busy_total.inc();
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("busy: {} read requests are already running or queued (the cap; {} run at once); "
+                                  "try again later",
+                                  opts.max_pending_reads, opts.worker_threads),
+                      ro.pretty);
+    }
+    QueryOptions qo{need, false};
+    size_t n = st.size();
+    auto call = [this, s = std::move(st), qo] { return backend.query(s, qo); };
+    auto r = co_await offload(pool, std::move(call));
+    query_seconds.observe(seconds_since(t0));
+    queries_total.inc(n);
+    if (!r.ok()) co_return error(req, status_for(r.error().code), r.error().to_string(), ro.pretty);
+    std::vector<nlohmann::json> out;
+    for (const auto& o : *r) {
+      if (o.error) query_errors_total.inc();
+      out.push_back(query_result_json(o, ro));
+    }
+    co_return out;
+  }
+
+  // Classifies statements[from..] at this node's state once it applied `need`.
+  asio::awaitable<std::variant<Response, std::vector<StatementClass>>> classify_from(
+      const Request& req, const RequestOptions& ro, const std::vector<Statement>& statements, size_t from,
+      uint64_t need) {
+    if (!co_await wait_for_size(need, std::chrono::steady_clock::now() + ro.timeout))
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("read-your-writes: this node has applied {} entries, the writes before reached "
+                                  "size {}; not caught up after waiting {} ms",
+                                  backend.size(), need, ro.timeout.count()),
+                      ro.pretty);
+    std::vector<Statement> rest(statements.begin() + static_cast<std::ptrdiff_t>(from), statements.end());
+    auto call = [this, s = std::move(rest)] { return backend.classify(s); };
+    auto r = co_await offload(pool, std::move(call));
+    if (!r.ok()) co_return error(req, status_for(r.error().code), r.error().to_string(), ro.pretty);
+    if (r->size() != statements.size() - from)
+      co_return error(req, http::status::internal_server_error, "classify returned the wrong number of results");
+    co_return std::move(r).value();
+  }
+
+  asio::awaitable<Response> handle_request(const Request& req, const RequestOptions& ro) {
+    if (req.method() != http::verb::get && req.method() != http::verb::post)
+      co_return error(req, http::status::method_not_allowed, "/db/request takes GET ?q=… or POST with a JSON array body");
+    std::vector<Statement> statements;
+    if (req.method() == http::verb::post && !req.body().empty()) {
+      auto parsed = parse_statements(req.body(), opts.json_limits);
+      if (!parsed.ok()) co_return error(req, status_for(parsed.error().code), parsed.error().message, ro.pretty);
+      statements = std::move(parsed).value();
+    } else if (ro.q) {
+      statements.push_back(Statement{*ro.q, {}});
+    } else {
+      co_return error(req, http::status::bad_request, "no statements: give ?q=SQL or POST a JSON array of statements",
+                      ro.pretty);
+    }
+    if (ro.proof)
+      co_return error(req, http::status::bad_request,
+                      "/db/request does not serve proofs; ask /db/query with proof=1", ro.pretty);
+    if (auto refused = co_await ensure_consistency(req, ro)) co_return std::move(*refused);
+    auto t0 = std::chrono::steady_clock::now();
+    const size_t n = statements.size();
+    std::vector<nlohmann::json> slots(n);
+    if (n == 0) co_return respond(req, http::status::ok, render_request_results(slots, ro, seconds_since(t0)));
+    auto classified = co_await classify_from(req, ro, statements, 0, 0);
+    if (auto* fail = std::get_if<Response>(&classified)) co_return std::move(*fail);
+    std::vector<StatementClass> kinds = std::move(std::get<std::vector<StatementClass>>(classified));
+    // A peer behind the newest head it knows of may lack a table the primary
+    // has: prepare the statements that did not prepare again once it caught up
+    // with that head (bounded by timeout; still behind: their errors stand).
+    const bool any_invalid = std::any_of(kinds.begin(), kinds.end(),
+                                         [](const StatementClass& c) { return c.kind == StatementKind::invalid; });
+    if (any_invalid && !backend.accepts_writes()) {
+      auto call = [this]() -> Result<uint64_t> { return backend.known_head_size(); };
+      auto known = co_await offload(control_pool, std::move(call));
+      if (known.ok() && *known > backend.size() &&
+          co_await wait_for_size(*known, std::chrono::steady_clock::now() + ro.timeout)) {
+        auto again = co_await classify_from(req, ro, statements, 0, *known);
+        if (auto* fail = std::get_if<Response>(&again)) co_return std::move(*fail);
+        kinds = std::move(std::get<std::vector<StatementClass>>(again));
+      }
+    }
+    const bool any_write = std::any_of(kinds.begin(), kinds.end(),
+                                       [](const StatementClass& c) { return c.kind != StatementKind::read; });
+    if (any_write && !backend.accepts_writes() && opts.primary_url && (ro.redirect || opts.redirect_writes)) {
+      const std::string target(req.target().data(), req.target().size());
+      auto res = error(req, http::status::moved_permanently,
+                       fmt::format("this node is a read-only peer; send requests with writes to the primary at {}",
+                                   *opts.primary_url),
+                       ro.pretty);
+      res.set(http::field::location, *opts.primary_url + target);
+      co_return res;
+    }
+    auto pick = [&statements](const std::vector<size_t>& idx) {
+      std::vector<Statement> out;
+      for (size_t i : idx) out.push_back(statements[i]);
+      return out;
+    };
+    if (ro.transaction && any_write) {
+      // All statements the guard does not read (writes, and those that do not
+      // prepare against the state before the request: the primary judges them)
+      // in one transaction; the reads after it, from a state that includes it.
+      std::vector<size_t> writes, reads;
+      for (size_t i = 0; i < n; ++i) (kinds[i].kind == StatementKind::read ? reads : writes).push_back(i);
+      WriteRun w = co_await run_writes(req, ro, pick(writes), true);
+      if (w.fail) co_return std::move(*w.fail);
+      std::optional<size_t> failed;  // index into `statements`
+      for (size_t k = 0; k < writes.size(); ++k) {
+        if (k >= w.results.size() || w.results[k].contains("error")) {
+          failed = writes[std::min(k, writes.size() - 1)];
+          break;
+        }
+        slots[writes[k]] = w.results[k];
+      }
+      if (failed) {
+        // As /db/execute?transaction: nothing written, results end at the failing statement.
+        size_t k = static_cast<size_t>(std::find(writes.begin(), writes.end(), *failed) - writes.begin());
+        slots[*failed] = k < w.results.size() ? w.results[k]
+                                              : nlohmann::json{{"error", "the transaction failed at this statement"}};
+        for (size_t i : reads)
+          if (i < *failed)
+            slots[i] = {{"error", fmt::format("not run: the transaction failed at statement {}", *failed)}};
+        slots.resize(*failed + 1);
+        co_return respond(req, http::status::ok, render_request_results(slots, ro, seconds_since(t0)));
+      }
+      if (!reads.empty()) {
+        auto rr = co_await run_reads(req, ro, pick(reads), w.size);
+        if (auto* fail = std::get_if<Response>(&rr)) co_return std::move(*fail);
+        auto& results = std::get<std::vector<nlohmann::json>>(rr);
+        for (size_t k = 0; k < reads.size() && k < results.size(); ++k) slots[reads[k]] = std::move(results[k]);
+      }
+      co_return respond(req, http::status::ok, render_request_results(slots, ro, seconds_since(t0)));
+    }
+    // Without ?transaction: runs of consecutive reads or writes, in order;
+    // each write its own entry; a read sees every write before it.
+    uint64_t need = 0;
+    bool wrote_since_classify = false;
+    size_t i = 0;
+    while (i < n) {
+      if (kinds[i].kind == StatementKind::invalid && wrote_since_classify) {
+        // It may name what an earlier write of this request created.
+        auto again = co_await classify_from(req, ro, statements, i, need);
+        if (auto* fail = std::get_if<Response>(&again)) co_return std::move(*fail);
+        auto& fresh = std::get<std::vector<StatementClass>>(again);
+        for (size_t k = 0; k < fresh.size(); ++k) kinds[i + k] = std::move(fresh[k]);
+        wrote_since_classify = false;
+      }
+      if (kinds[i].kind == StatementKind::invalid) {
+        slots[i] = {{"error", kinds[i].error}};
+        ++i;
+        continue;
+      }
+      const StatementKind kind = kinds[i].kind;
+      std::vector<size_t> run;
+      while (i < n && kinds[i].kind == kind) run.push_back(i++);
+      if (kind == StatementKind::write) {
+        WriteRun w = co_await run_writes(req, ro, pick(run), false);
+        if (w.fail) co_return std::move(*w.fail);
+        for (size_t k = 0; k < run.size(); ++k)
+          slots[run[k]] = k < w.results.size() ? w.results[k] : nlohmann::json{{"error", "no result from the primary"}};
+        need = std::max(need, w.size);
+        wrote_since_classify = true;
+      } else {
+        auto rr = co_await run_reads(req, ro, pick(run), need);
+        if (auto* fail = std::get_if<Response>(&rr)) co_return std::move(*fail);
+        auto& results = std::get<std::vector<nlohmann::json>>(rr);
+        for (size_t k = 0; k < run.size(); ++k)
+          slots[run[k]] = k < results.size() ? std::move(results[k]) : nlohmann::json{{"error", "no result"}};
+      }
+    }
+    co_return respond(req, http::status::ok, render_request_results(slots, ro, seconds_since(t0)));
+  }
+
   asio::awaitable<Response> route(const Request& req) {
     std::string_view target(req.target().data(), req.target().size());
     size_t qpos = target.find('?');
@@ -457,6 +851,10 @@ struct HttpApi::Impl {
     if (!ro.ok()) co_return error(req, http::status::bad_request, ro.error().message);
     if (path == "/db/execute") co_return co_await handle_execute(req, *ro);
     if (path == "/db/query") co_return co_await handle_query(req, *ro);
+    if (path == "/db/request") co_return co_await handle_request(req, *ro);
+    if (path == "/db/size" && (req.method() == http::verb::get || req.method() == http::verb::head))
+      co_return respond(req, http::status::ok,
+                        dump_json({{"size", backend.size()}, {"primary", backend.accepts_writes()}}, ro->pretty));
     const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     if (path == "/status" && get) {
       auto call = [this]() -> Result<nlohmann::json> { return backend.status(); };

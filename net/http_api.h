@@ -1,7 +1,9 @@
 // The rqlite-style HTTP API (docs/http-api.md): a Boost.Beast
 // server on its own io thread, C++20 coroutines, one coroutine per connection.
 //   POST /db/execute          writes (the primary; token-protected; peers refuse)
-//   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N)
+//   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N, level, freshness)
+//   GET|POST /db/request      reads and writes mixed (rqlite's unified endpoint)
+//   GET /db/size              entries applied (what level=strong asks the primary)
 //   GET /status, /readyz, /metrics
 // The node-specific work is behind HttpBackend; this header has no Asio/Beast
 // (http_api.cpp is the only translation unit that includes the server side).
@@ -40,6 +42,17 @@ struct QueryOptions {
   bool proof = false;      // fill QueryOutcome::proof and ::size
 };
 
+// How /db/request runs one statement (docs/http-api.md "The unified endpoint").
+enum class StatementKind {
+  read,     // the read guard prepares it: answered from this node's state
+  write,    // the guard refuses it (a write, or something only the primary may judge)
+  invalid,  // it does not prepare at all (syntax, no such table …): `error` says why
+};
+struct StatementClass {
+  StatementKind kind = StatementKind::read;
+  std::string error;  // for invalid: SQLite's message
+};
+
 // What the HTTP API needs from a node. Every method may be called from several
 // worker threads at once: implementations must be thread-safe.
 class HttpBackend {
@@ -67,6 +80,17 @@ class HttpBackend {
 
   // Entries applied to the state queries read (for min_size waits). Cheap.
   virtual uint64_t size() const = 0;
+
+  // /db/request: classifies each statement against the node's current state by
+  // preparing it (never stepping) on a guarded read connection: prepared =
+  // read, refused by the guard's authorizer = write, any other prepare error =
+  // invalid. Default (a backend without a database): every statement is a read.
+  virtual Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements);
+
+  // The newest log size this node knows of (NodeStatus::best_size: the highest
+  // valid head any peer told it of, or its own). For level=strong without a
+  // primary URL and for freshness. May block briefly (not on the io thread).
+  virtual uint64_t known_head_size() const { return size(); }
 
   // The /status document (log id, size, head, peers, lag, bans, evidence …).
   virtual nlohmann::json status() const = 0;

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdlib>
 
+#include <sqlite3.h>
+
 #include "net/process_memory.h"
 #include "sqlbridge/engine/page_vfs.h"
 #include "sqlbridge/proof/read_guard.h"
@@ -256,6 +258,63 @@ void tamper_query_proof(QueryProof& proof) {
   auto& bytes = proof.pages.back().bytes;
   bytes[bytes.size() / 2] ^= 0x01;
 }
+
+// --- /db/request: classifying statements (docs/http-api.md "The unified endpoint") ---
+
+namespace {
+
+// Prepares (never steps) each statement on a guarded read connection over one
+// snapshot of the node's state: prepared = read (the guard's authorizer let it
+// through, and SQLite says it does not write); refused by the authorizer
+// (SQLITE_AUTH) or prepared but not read-only = write, for the primary to run
+// or refuse; any other prepare error (syntax, no such table) = invalid, with
+// SQLite's message.
+Result<std::vector<StatementClass>> classify_statements(const std::filesystem::path& db_path,
+                                                        const std::vector<Statement>& statements) {
+  SWL_ASSIGN(auto conn,
+             GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
+  {
+    GuardedConnection::TrustedScope trusted(*conn);
+    auto began = begin_read(conn->handle());
+    if (!began.ok()) return began.take_error();
+  }
+  std::vector<StatementClass> out;
+  out.reserve(statements.size());
+  sqlite3* db = conn->handle();
+  for (const auto& st : statements) {
+    StatementClass c;
+    sqlite3_stmt* stmt = nullptr;
+    const char* tail = nullptr;
+    int rc = sqlite3_prepare_v2(db, st.sql.data(), static_cast<int>(st.sql.size()), &stmt, &tail);
+    if (rc == SQLITE_OK) {
+      // An empty statement (comments only) is a read: the read path reports it.
+      c.kind = stmt == nullptr || sqlite3_stmt_readonly(stmt) ? StatementKind::read : StatementKind::write;
+    } else if (rc == SQLITE_AUTH) {
+      c.kind = StatementKind::write;
+    } else {
+      c.kind = StatementKind::invalid;
+      c.error = fmt::format("sqlite error {}: {}", rc, sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(stmt);
+    out.push_back(std::move(c));
+  }
+  GuardedConnection::TrustedScope trusted(*conn);
+  (void)end_snapshot(conn->handle());
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<StatementClass>> PrimaryHttpBackend::classify(const std::vector<Statement>& statements) {
+  return classify_statements(primary_.db_path(), statements);
+}
+
+Result<std::vector<StatementClass>> ReplicaHttpBackend::classify(const std::vector<Statement>& statements) {
+  if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving reads: {}", c->message);
+  return classify_statements(replica_.db_path(), statements);
+}
+
+uint64_t ReplicaHttpBackend::known_head_size() const { return node_.status().best_size; }
 
 // --- primary -------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ class PrimaryHttpBackend : public HttpBackend {
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
   uint64_t size() const override { return primary_.size(); }
+  Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements) override;
   nlohmann::json status() const override;
   Status ready() const override;
   void update_metrics(Metrics& metrics) override;
@@ -56,6 +57,8 @@ class ReplicaHttpBackend : public HttpBackend {
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
   uint64_t size() const override { return replica_.size(); }
+  Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements) override;
+  uint64_t known_head_size() const override;  // NodeStatus::best_size
   nlohmann::json status() const override;
   Status ready() const override;
   void update_metrics(Metrics& metrics) override;

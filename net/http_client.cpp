@@ -133,6 +133,7 @@ asio::awaitable<void> run_call(const HttpUrl& url, const HttpRequest& request, c
   HttpResponse r;
   r.status = res.result_int();
   r.content_type = std::string(res[http::field::content_type]);
+  r.swarmlite_size = std::string(res["X-Swarmlite-Size"]);
   r.body = std::move(res.body());
   out = std::move(r);
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);

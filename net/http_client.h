@@ -38,6 +38,7 @@ struct HttpResponse {
   unsigned status = 0;
   std::string content_type;
   std::string body;
+  std::string swarmlite_size;  // the X-Swarmlite-Size header, "" when absent (docs/http-api.md)
 };
 
 struct HttpClientOptions {

@@ -468,7 +468,15 @@ Result<RequestOptions> parse_request_options(std::string_view qs) {
       if (!d.ok()) return make_error(Errc::invalid_argument, "query option timeout: {}", d.error().message);
       o.timeout = std::min(*d, kMaxRequestTimeout);
     } else if (key == "level") {
+      if (!value.empty() && value != "none" && value != "weak" && value != "strong" && value != "linearizable" &&
+          value != "auto")
+        return make_error(Errc::invalid_argument,
+                          "query option level={}: expected none, weak, strong, linearizable or auto", value);
       o.level = std::move(value);
+    } else if (key == "freshness") {
+      auto d = parse_duration(value);
+      if (!d.ok()) return make_error(Errc::invalid_argument, "query option freshness: {}", d.error().message);
+      o.freshness = *d;
     }
   }
   return o;

@@ -74,7 +74,10 @@ struct RequestOptions {
   std::optional<std::string> q;  // ?q=SQL (queries via GET)
   uint64_t min_size = 0;         // ?min_size=N
   std::chrono::milliseconds timeout{5000};  // ?timeout=5s|500ms|2 (seconds)
-  std::string level;             // ?level=none|weak|strong|… (accepted, not used)
+  std::string level;             // ?level=none|weak|strong|linearizable|auto ("" = none); others are a 400
+  // ?freshness=D: answer only from a state this node knew to be current at most
+  // D ago (docs/http-api.md "Read consistency"); ?freshness_strict is the same.
+  std::optional<std::chrono::milliseconds> freshness;
 };
 
 inline constexpr std::chrono::milliseconds kMaxRequestTimeout{60000};

@@ -252,6 +252,32 @@ def main():
                 "POST", "/db/execute?" + loc.split("?", 1)[1], [["INSERT INTO events(name) VALUES(?)", "redirected"]])
             check(code == 200 and "error" not in doc["results"][0], f"the redirected write lands: {code} {doc}")
 
+        # --- the unified endpoint /db/request (rqlite's), on the peer: statements are classified
+        # by preparing them (a table created earlier in the request counts), writes forwarded,
+        # and the read after them sees them (read-your-writes) ---
+        code, doc = Client(peer.http, "app", token).request("POST", "/db/request", [
+            "CREATE TABLE unified(id INTEGER PRIMARY KEY, v TEXT)",
+            ["INSERT INTO unified(v) VALUES(?)", "one"],
+            "SELECT v FROM unified",
+            "INSERT INTO no_such_table VALUES(1)",
+            "SELEKT 1",
+            ["INSERT INTO unified(v) VALUES(?)", "two"],
+            "SELECT count(*) FROM unified"])
+        check(code == 200, f"/db/request on the peer: {code} {doc}")
+        res = doc["results"]
+        check(len(res) == 7, f"one result per statement: {res}")
+        check("rows_affected" in res[0] and res[1].get("last_insert_id") == 1, f"writes in the write form: {res}")
+        check(res[2].get("values") == [["one"]] and res[2].get("columns") == ["v"],
+              f"the read after the write sees it, in the read form: {res}")
+        check("no such table" in res[3].get("error", ""), f"a failing write's error in its slot: {res}")
+        check("syntax error" in res[4].get("error", ""), f"a statement that does not prepare: its error in its slot: {res}")
+        check(res[6].get("values") == [[2]], f"the last read sees both inserts: {res}")
+        code, doc = Client(peer.http).request("GET", "/db/request", params={"q": "SELECT count(*) FROM unified",
+                                                                           "level": "strong"})
+        check(code == 200 and doc["results"][0]["values"] == [[2]], f"GET /db/request?q=…&level=strong: {code} {doc}")
+        code, doc = Client(peer.http).request("GET", "/db/query", params={"q": "SELECT 1", "level": "bogus"})
+        check(code == 400 and "expected none, weak" in doc.get("error", ""), f"an unknown level is a 400: {code} {doc}")
+
         # A peer whose "primary" is another peer: one forward, then a clear 508, never a loop.
         peer2 = Node(["peer", "--db", f"{work}/r2.db", "--pub", f"{work}/keys/primary.pub",
                       "--from", primary.listen, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
