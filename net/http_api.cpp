@@ -402,19 +402,36 @@ struct HttpApi::Impl {
     co_return res;
   }
 
-  asio::awaitable<Response> handle_query(const Request& req, RequestOptions ro) {
-    if (req.method() != http::verb::get && req.method() != http::verb::post)
-      co_return error(req, http::status::method_not_allowed, "/db/query takes GET ?q=… or POST with a JSON array body");
-    std::vector<Statement> statements;
+  // The statements of a /db/query or /db/request: a POSTed JSON array, or ?q=
+  // for GET (or a POST without a body). Unset when refused: `refused` holds
+  // the error response.
+  std::optional<std::vector<Statement>> read_statements(const Request& req, const RequestOptions& ro,
+                                                        std::string_view endpoint, std::string_view none,
+                                                        std::optional<Response>& refused) {
+    if (req.method() != http::verb::get && req.method() != http::verb::post) {
+      refused = error(req, http::status::method_not_allowed,
+                      fmt::format("{} takes GET ?q=… or POST with a JSON array body", endpoint));
+      return std::nullopt;
+    }
     if (req.method() == http::verb::post && !req.body().empty()) {
       auto parsed = parse_statements(req.body(), opts.json_limits);
-      if (!parsed.ok()) co_return error(req, status_for(parsed.error().code), parsed.error().message, ro.pretty);
-      statements = std::move(parsed).value();
-    } else if (ro.q) {
-      statements.push_back(Statement{*ro.q, {}});
-    } else {
-      co_return error(req, http::status::bad_request, "no query: give ?q=SQL or POST a JSON array of statements", ro.pretty);
+      if (!parsed.ok()) {
+        refused = error(req, status_for(parsed.error().code), parsed.error().message, ro.pretty);
+        return std::nullopt;
+      }
+      return std::move(parsed).value();
     }
+    if (ro.q) return std::vector<Statement>{Statement{*ro.q, {}}};
+    refused = error(req, http::status::bad_request,
+                    fmt::format("{}: give ?q=SQL or POST a JSON array of statements", none), ro.pretty);
+    return std::nullopt;
+  }
+
+  asio::awaitable<Response> handle_query(const Request& req, RequestOptions ro) {
+    std::optional<Response> refused;
+    auto read = read_statements(req, ro, "/db/query", "no query", refused);
+    if (!read) co_return std::move(*refused);
+    std::vector<Statement> statements = std::move(*read);
     auto accept = req[http::field::accept];
     const bool binary = accept.find("application/octet-stream") != beast::string_view::npos;
     if (binary) {
@@ -712,19 +729,10 @@ struct HttpApi::Impl {
   }
 
   asio::awaitable<Response> handle_request(const Request& req, const RequestOptions& ro) {
-    if (req.method() != http::verb::get && req.method() != http::verb::post)
-      co_return error(req, http::status::method_not_allowed, "/db/request takes GET ?q=… or POST with a JSON array body");
-    std::vector<Statement> statements;
-    if (req.method() == http::verb::post && !req.body().empty()) {
-      auto parsed = parse_statements(req.body(), opts.json_limits);
-      if (!parsed.ok()) co_return error(req, status_for(parsed.error().code), parsed.error().message, ro.pretty);
-      statements = std::move(parsed).value();
-    } else if (ro.q) {
-      statements.push_back(Statement{*ro.q, {}});
-    } else {
-      co_return error(req, http::status::bad_request, "no statements: give ?q=SQL or POST a JSON array of statements",
-                      ro.pretty);
-    }
+    std::optional<Response> refused;
+    auto read = read_statements(req, ro, "/db/request", "no statements", refused);
+    if (!read) co_return std::move(*refused);
+    std::vector<Statement> statements = std::move(*read);
     if (ro.proof)
       co_return error(req, http::status::bad_request,
                       "/db/request does not serve proofs; ask /db/query with proof=1", ro.pretty);
