@@ -2,6 +2,7 @@
 // server on its own io thread, C++20 coroutines, one coroutine per connection.
 //   POST /db/execute          writes (the primary; token-protected; peers refuse)
 //   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N)
+//   GET /db/backup            the database file at a signed head (?fmt=sql: a SQL dump)
 //   GET /status, /readyz, /metrics
 // The node-specific work is behind HttpBackend; this header has no Asio/Beast
 // (http_api.cpp is the only translation unit that includes the server side).
@@ -32,6 +33,7 @@
 #include "core/result.h"
 #include "net/http_json.h"
 #include "net/metrics.h"
+#include "sqlbridge/tools/backup.h"
 
 namespace swarmlite::net {
 
@@ -76,6 +78,13 @@ class HttpBackend {
 
   // Called before each /metrics scrape: refresh gauges from the node's state.
   virtual void update_metrics(Metrics& /*metrics*/) {}
+
+  // GET /db/backup (sqlbridge/tools/backup.h): the state at one signed head
+  // in a temporary file, by `deadline`. Runs on the backup lane.
+  virtual Result<BackupFile> backup(BackupFormat /*format*/,
+                                    std::chrono::steady_clock::time_point /*deadline*/) {
+    return make_error(Errc::unavailable, "this node serves no backups");
+  }
 };
 
 struct HttpApiOptions {
@@ -100,6 +109,8 @@ struct HttpApiOptions {
   size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 16;  // write requests running + queued (one runs at a time); 503 over it
+  size_t max_backups = 2;          // GET /db/backup running (made + sent); 503 "busy" over it
+  std::chrono::milliseconds backup_timeout{600000};  // making one backup, and again sending it
   HttpJsonLimits json_limits;
   // Where metrics are registered and read from /metrics; not owned, must
   // outlive the HttpApi. Null: the HttpApi keeps its own registry.

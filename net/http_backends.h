@@ -35,6 +35,7 @@ class PrimaryHttpBackend : public HttpBackend {
   nlohmann::json status() const override;
   Status ready() const override;
   void update_metrics(Metrics& metrics) override;
+  Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point deadline) override;
 
  private:
   NodeStatus node_status() const;
@@ -59,6 +60,7 @@ class ReplicaHttpBackend : public HttpBackend {
   nlohmann::json status() const override;
   Status ready() const override;
   void update_metrics(Metrics& metrics) override;
+  Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point deadline) override;
 
  private:
   Replica& replica_;
