@@ -8,9 +8,10 @@
 // (http_api.cpp is the only translation unit that includes the server side).
 //
 // Threads: one io thread runs every socket and timer; backend calls (which
-// block on SQLite) run off it in three lanes: reads (a pool of worker_threads),
-// writes (one thread: the primary serialises them anyway) and /status and
-// /metrics (one thread), so neither a slow query nor a long write delays
+// block on SQLite) run off it in lanes: reads (a pool of worker_threads),
+// writes (one thread: the primary serialises them anyway), /status and
+// /metrics (one thread) and backups (max_backups threads; the file is then
+// streamed from disk), so neither a slow query nor a long write delays
 // health checks, status or cheap reads. The read and write lanes are bounded:
 // a request that finds its lane full (running + queued) gets 503 with the
 // reason at once instead of waiting behind it. Hostile clients: header and body size caps (431/413),
