@@ -31,7 +31,8 @@ class BlockingBackend : public HttpBackend {
   uint64_t size() const override { return 7; }
   nlohmann::json status() const override { return nlohmann::json::object(); }
   Status ready() const override { return ok_status(); }
-  Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point) override {
+  Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point,
+                            const std::atomic<bool>*) override {
     {
       std::unique_lock lock(mu_);
       ++entered_;

@@ -527,7 +527,7 @@ struct HttpApi::Impl {
     std::optional<BackupFile> file;
     if (!refused) {
       auto deadline = std::chrono::steady_clock::now() + opts.backup_timeout;
-      auto call = [this, format, deadline]() -> Result<BackupFile> { return backend.backup(format, deadline); };
+      auto call = [this, format, deadline]() -> Result<BackupFile> { return backend.backup(format, deadline, &stopped); };
       auto made = co_await offload(backup_pool, std::move(call));
       if (made.ok()) file.emplace(std::move(made).value());
       else refused.emplace(error(req, status_for(made.error().code), made.error().to_string()));

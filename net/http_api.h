@@ -20,6 +20,7 @@
 // bodies — a request never takes the process down.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -81,9 +82,10 @@ class HttpBackend {
   virtual void update_metrics(Metrics& /*metrics*/) {}
 
   // GET /db/backup (sqlbridge/tools/backup.h): the state at one signed head
-  // in a temporary file, by `deadline`. Runs on the backup lane.
-  virtual Result<BackupFile> backup(BackupFormat /*format*/,
-                                    std::chrono::steady_clock::time_point /*deadline*/) {
+  // in a temporary file, by `deadline`, stopping early once `*cancel` is set
+  // (the server stopping). Runs on the backup lane.
+  virtual Result<BackupFile> backup(BackupFormat /*format*/, std::chrono::steady_clock::time_point /*deadline*/,
+                                    const std::atomic<bool>* /*cancel*/) {
     return make_error(Errc::unavailable, "this node serves no backups");
   }
 };

@@ -52,7 +52,22 @@ struct HeadSnapshot {
   Head head;
 };
 
-Result<HeadSnapshot> snapshot_at_signed_head(const BackupSource& source, Clock::time_point deadline) {
+// Whether to stop now: past the deadline or cancelled.
+struct Bound {
+  Clock::time_point deadline;
+  const std::atomic<bool>* cancel = nullptr;
+  bool over() const { return Clock::now() > deadline || (cancel && cancel->load()); }
+};
+
+Status past_deadline(const Bound& bound, std::string_view what) {
+  if (bound.over())
+    return make_error(Errc::unavailable, "backup: {} while {}",
+                      bound.cancel && bound.cancel->load() ? "stopped (the server is stopping)" : "time bound reached",
+                      what);
+  return ok_status();
+}
+
+Result<HeadSnapshot> snapshot_at_signed_head(const BackupSource& source, const Bound& bound) {
   auto backoff = std::chrono::milliseconds(2);
   std::string last = "no signed head yet";
   for (;;) {
@@ -84,7 +99,7 @@ Result<HeadSnapshot> snapshot_at_signed_head(const BackupSource& source, Clock::
     } else {
       return snap.take_error();
     }
-    if (Clock::now() + backoff > deadline)
+    if (Clock::now() + backoff > bound.deadline || bound.over())
       return make_error(Errc::unavailable, "backup: no snapshot at a signed head before the deadline ({})",
                         last);
     std::this_thread::sleep_for(backoff);
@@ -92,15 +107,9 @@ Result<HeadSnapshot> snapshot_at_signed_head(const BackupSource& source, Clock::
   }
 }
 
-Status past_deadline(Clock::time_point deadline, std::string_view what) {
-  if (Clock::now() > deadline)
-    return make_error(Errc::unavailable, "backup: time bound reached while {}", what);
-  return ok_status();
-}
-
 // The database copy (see backup.h): sqlite3_backup from the snapshot's read
 // transaction, then page 1's schema cookie restored and the WAL flag cleared.
-Status copy_database(const HeadSnapshot& hs, const std::filesystem::path& out, Clock::time_point deadline) {
+Status copy_database(const HeadSnapshot& hs, const std::filesystem::path& out, const Bound& bound) {
   sqlite3* src = hs.snap.db.get();
   uint32_t schema_cookie = 0;
   {
@@ -115,9 +124,9 @@ Status copy_database(const HeadSnapshot& hs, const std::filesystem::path& out, C
     if (!b) return sqlite_error(dst.get(), "backup: sqlite3_backup_init");
     int rc = SQLITE_OK;
     while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
-      if (Clock::now() > deadline) {
+      if (bound.over()) {
         sqlite3_backup_finish(b);
-        return make_error(Errc::unavailable, "backup: time bound reached while copying pages");
+        return past_deadline(bound, "copying pages");
       }
       rc = sqlite3_backup_step(b, 1024);
     }
@@ -216,7 +225,7 @@ void append_literal(std::string& out, sqlite3_stmt* st, int col) {
 
 // INSERTs for every row of `table` (its ordinary columns only: generated and
 // hidden columns are left to SQLite).
-Status dump_rows(sqlite3* db, const std::string& table, DumpWriter& w, Clock::time_point deadline) {
+Status dump_rows(sqlite3* db, const std::string& table, DumpWriter& w, const Bound& bound) {
   std::vector<std::string> cols;
   {
     SWL_ASSIGN(SqliteStmt st, prepare(db, "SELECT name, hidden FROM pragma_table_xinfo(?1)"));
@@ -238,7 +247,7 @@ Status dump_rows(sqlite3* db, const std::string& table, DumpWriter& w, Clock::ti
   uint64_t n = 0;
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    if ((++n & 1023) == 0) SWL_TRY(past_deadline(deadline, "dumping rows"));
+    if ((++n & 1023) == 0) SWL_TRY(past_deadline(bound, "dumping rows"));
     line = prefix;
     for (int c = 0; c < static_cast<int>(cols.size()); ++c) {
       if (c) line += ',';
@@ -253,7 +262,9 @@ Status dump_rows(sqlite3* db, const std::string& table, DumpWriter& w, Clock::ti
 
 }  // namespace
 
-Status write_sql_dump(sqlite3* db, int fd, const std::filesystem::path& fd_name, Clock::time_point deadline) {
+Status write_sql_dump(sqlite3* db, int fd, const std::filesystem::path& fd_name, Clock::time_point deadline,
+                      const std::atomic<bool>* cancel) {
+  const Bound bound{deadline, cancel};
   DumpWriter w(fd, fd_name);
   // Which tables are shadow tables of a virtual table (their rows come back
   // through the virtual table's own INSERTs).
@@ -287,15 +298,15 @@ Status write_sql_dump(sqlite3* db, int fd, const std::filesystem::path& fd_name,
     if (lname.rfind("sqlite_", 0) == 0) continue;
     if (std::find(shadow.begin(), shadow.end(), o.name) != shadow.end()) continue;
     SWL_TRY(w.put(o.sql + ";\n"));
-    SWL_TRY(dump_rows(db, o.name, w, deadline));
+    SWL_TRY(dump_rows(db, o.name, w, bound));
   }
   if (has_stat1) {
     SWL_TRY(w.put("ANALYZE sqlite_schema;\nDELETE FROM sqlite_stat1;\n"));
-    SWL_TRY(dump_rows(db, "sqlite_stat1", w, deadline));
+    SWL_TRY(dump_rows(db, "sqlite_stat1", w, bound));
   }
   if (has_sequence) {
     SWL_TRY(w.put("DELETE FROM sqlite_sequence;\n"));
-    SWL_TRY(dump_rows(db, "sqlite_sequence", w, deadline));
+    SWL_TRY(dump_rows(db, "sqlite_sequence", w, bound));
   }
   for (const Obj& o : objs) {
     if (o.type == "table") continue;
@@ -307,13 +318,14 @@ Status write_sql_dump(sqlite3* db, int fd, const std::filesystem::path& fd_name,
 }
 
 Result<BackupFile> make_backup(const BackupSource& source, const BackupOptions& options) {
-  SWL_ASSIGN(HeadSnapshot hs, snapshot_at_signed_head(source, options.deadline));
+  const Bound bound{options.deadline, options.cancel};
+  SWL_ASSIGN(HeadSnapshot hs, snapshot_at_signed_head(source, bound));
   TempFile tmp;
   SWL_ASSIGN(tmp.path, make_temp_path(options.temp_dir));
   if (options.format == BackupFormat::sqlite) {
-    SWL_TRY(copy_database(hs, tmp.path, options.deadline));
+    SWL_TRY(copy_database(hs, tmp.path, bound));
     hs.snap.db.reset();  // release the read transaction before hashing
-    SWL_TRY(past_deadline(options.deadline, "checking the copy"));
+    SWL_TRY(past_deadline(bound, "checking the copy"));
     SWL_ASSIGN(StateTree tree, StateTree::from_file(tmp.path));
     if (tree.root() != hs.head.state_root || tree.page_count() != hs.head.page_count)
       return make_error(Errc::internal,
@@ -323,7 +335,7 @@ Result<BackupFile> make_backup(const BackupSource& source, const BackupOptions& 
                         hs.head.page_count, hs.head.size);
   } else {
     SWL_ASSIGN(file_io::Fd out, file_io::open(tmp.path, O_WRONLY | O_TRUNC));
-    SWL_TRY(write_sql_dump(hs.snap.db.get(), out.get(), tmp.path, options.deadline));
+    SWL_TRY(write_sql_dump(hs.snap.db.get(), out.get(), tmp.path, options.deadline, options.cancel));
     SWL_TRY(out.close(tmp.path));
     hs.snap.db.reset();
   }

@@ -18,6 +18,7 @@
 // snapshot's own cookie is written back.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -52,6 +53,8 @@ struct BackupOptions {
   // (Errc::unavailable); the snapshot is released at once either way.
   std::chrono::steady_clock::time_point deadline =
       std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  // Set (from any thread) to stop early, as at the deadline (a server stopping).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct BackupFile {
@@ -80,6 +83,7 @@ Result<BackupCheck> verify_backup_file(const std::filesystem::path& db_path, con
 // The SQL dump of the state `db` reads (inside its read transaction) written
 // to `fd`. Exposed for tests.
 Status write_sql_dump(sqlite3* db, int fd, const std::filesystem::path& fd_name,
-                      std::chrono::steady_clock::time_point deadline);
+                      std::chrono::steady_clock::time_point deadline,
+                      const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace swarmlite

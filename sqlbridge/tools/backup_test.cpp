@@ -174,4 +174,20 @@ TEST_CASE("make_backup: a file at a signed head that checks, across the lock-byt
   auto dump = make_backup(primary_source(p), opts);
   REQUIRE_MESSAGE(dump.ok(), dump.error().to_string());
   CHECK(dump->bytes > 8 * 18000);
+
+  // A stopping server and a spent time bound end it with a reason, leaving nothing.
+  std::atomic<bool> stopping{true};
+  opts.format = BackupFormat::sqlite;
+  opts.cancel = &stopping;
+  auto cancelled = make_backup(primary_source(p), opts);
+  REQUIRE_FALSE(cancelled.ok());
+  CHECK(cancelled.error().code == Errc::unavailable);
+  CHECK(cancelled.error().message.find("stopped") != std::string::npos);
+  opts.cancel = nullptr;
+  opts.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  auto late = make_backup(primary_source(p), opts);
+  REQUIRE_FALSE(late.ok());
+  CHECK(late.error().code == Errc::unavailable);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    CHECK_MESSAGE(e.path().filename().string().rfind(".swarmlite-backup", 0) != 0, e.path());
 }
