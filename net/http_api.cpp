@@ -27,6 +27,8 @@
 #include <boost/beast/http.hpp>
 
 #include <algorithm>
+#include <unistd.h>
+
 #include <atomic>
 #include <variant>
 #include <charconv>
@@ -174,7 +176,8 @@ struct HttpApi::Impl {
   asio::thread_pool pool;
   asio::thread_pool write_pool{1};
   asio::thread_pool control_pool{1};
-  std::atomic<size_t> pending_reads{0}, pending_writes{0};
+  asio::thread_pool backup_pool;  // GET /db/backup: its own lane, max_backups threads
+  std::atomic<size_t> pending_reads{0}, pending_writes{0}, pending_backups{0};
   std::thread io_thread;
   std::atomic<size_t> connections{0};
   std::atomic<bool> started{false}, stopped{false};
@@ -200,6 +203,7 @@ struct HttpApi::Impl {
         own_metrics(opts.metrics ? nullptr : std::make_unique<Metrics>()),
         metrics(opts.metrics ? opts.metrics : own_metrics.get()),
         pool(std::max<size_t>(1, opts.worker_threads)),
+        backup_pool(std::max<size_t>(1, opts.max_backups)),
         queries_total(metrics->counter("swarmlite_queries_total", "Query statements run")),
         query_errors_total(metrics->counter("swarmlite_query_errors_total", "Query statements that failed")),
         query_seconds(metrics->histogram("swarmlite_query_seconds", "Latency of /db/query requests", default_latency_buckets())),
@@ -893,6 +897,76 @@ struct HttpApi::Impl {
     co_return error(req, http::status::not_found, fmt::format("no such endpoint: {}", path));
   }
 
+  static bool is_backup(const Request& req) {
+    std::string_view target(req.target().data(), req.target().size());
+    return target.substr(0, target.find('?')) == "/db/backup";
+  }
+
+  // GET /db/backup[?fmt=sql] (docs/http-api.md "Backups"): the backend writes
+  // the state at one signed head to an unlinked temporary file on the backup
+  // lane; the file is then streamed from its descriptor. Returns whether the
+  // connection stays open.
+  asio::awaitable<bool> serve_backup(beast::tcp_stream& stream, const Request& req) {
+    std::optional<Response> refused;
+    std::string_view target(req.target().data(), req.target().size());
+    std::string_view qs = target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
+    BackupFormat format = BackupFormat::sqlite;
+    for (size_t i = 0; i <= qs.size() && !refused;) {
+      size_t amp = std::min(qs.find('&', i), qs.size());
+      std::string_view part = qs.substr(i, amp - i);
+      i = amp + 1;
+      if (part.substr(0, part.find('=')) != "fmt") continue;
+      std::string_view value = part.find('=') == std::string_view::npos ? "" : part.substr(part.find('=') + 1);
+      if (value == "sql") format = BackupFormat::sql;
+      else if (value != "sqlite" && value != "binary")
+        refused.emplace(error(req, http::status::bad_request,
+                              fmt::format("/db/backup: unknown fmt={} (expected sql or sqlite)", value)));
+    }
+    LaneSlot slot;
+    if (!refused && req.method() != http::verb::get)
+      refused.emplace(error(req, http::status::method_not_allowed, "/db/backup takes GET"));
+    if (!refused && !take_slot(slot, pending_backups, opts.max_backups)) {
+      busy_total.inc();
+      refused.emplace(error(req, http::status::service_unavailable,
+                            fmt::format("busy: {} backups are running (cap {})", opts.max_backups, opts.max_backups)));
+    }
+    std::optional<BackupFile> file;
+    if (!refused) {
+      auto deadline = std::chrono::steady_clock::now() + opts.backup_timeout;
+      auto call = [this, format, deadline]() -> Result<BackupFile> { return backend.backup(format, deadline, &stopped); };
+      auto made = co_await offload(backup_pool, std::move(call));
+      if (made.ok()) file.emplace(std::move(made).value());
+      else refused.emplace(error(req, status_for(made.error().code), made.error().to_string()));
+    }
+    if (refused) {
+      refused->keep_alive(req.keep_alive());
+      co_return co_await send(stream, *refused) && refused->keep_alive();
+    }
+    http::response<http::file_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, "swarmlite");
+    const bool sql = format == BackupFormat::sql;
+    res.set(http::field::content_type, sql ? "application/sql" : "application/octet-stream");
+    res.set(http::field::content_disposition,
+            fmt::format("attachment; filename=\"swarmlite-{}.{}\"", file->head.size, sql ? "sql" : "sqlite3"));
+    res.set("X-Swarmlite-Head", base64_encode(encode_head(file->head)));
+    res.set("X-Swarmlite-Size", std::to_string(file->head.size));
+    beast::file body_file;
+    body_file.native_handle(::dup(file->fd.get()));
+    error_code ec;
+    if (body_file.native_handle() < 0) {
+      Response err = error(req, http::status::internal_server_error, "backup: dup failed");
+      co_return co_await send(stream, err) && false;
+    }
+    res.body().reset(std::move(body_file), ec);
+    res.content_length(file->bytes);
+    res.keep_alive(req.keep_alive());
+    count_response(200);
+    bytes_out.inc(file->bytes);
+    stream.expires_after(opts.backup_timeout);
+    co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec && res.keep_alive();
+  }
+
   void count_response(unsigned code) {
     metrics->counter("swarmlite_http_requests_total", "HTTP requests by response status code",
                      {{"code", std::to_string(code)}}).inc();
@@ -984,6 +1058,10 @@ struct HttpApi::Impl {
       }
       Request req = parser.release();
       bytes_in.inc(req.body().size());
+      if (is_backup(req)) {  // streams its own response
+        if (!co_await serve_backup(stream, req)) break;
+        continue;
+      }
       // A handler that throws (a bug) still answers: 500 with the reason, not a dropped connection.
       std::optional<Response> routed;
       std::string thrown;
@@ -1089,6 +1167,7 @@ void HttpApi::stop() {
   s.pool.join();
   s.write_pool.join();
   s.control_pool.join();
+  s.backup_pool.join();
 }
 
 uint16_t HttpApi::bound_port() const { return impl_->bound.port(); }

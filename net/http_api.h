@@ -4,14 +4,16 @@
 //   GET|POST /db/query        reads (q= or a JSON array; proof=1, min_size=N, level, freshness)
 //   GET|POST /db/request      reads and writes mixed (rqlite's unified endpoint)
 //   GET /db/size              entries applied (what level=strong asks the primary)
+//   GET /db/backup            the database file at a signed head (?fmt=sql: a SQL dump)
 //   GET /status, /readyz, /metrics
 // The node-specific work is behind HttpBackend; this header has no Asio/Beast
 // (http_api.cpp is the only translation unit that includes the server side).
 //
 // Threads: one io thread runs every socket and timer; backend calls (which
-// block on SQLite) run off it in three lanes: reads (a pool of worker_threads),
-// writes (one thread: the primary serialises them anyway) and /status and
-// /metrics (one thread), so neither a slow query nor a long write delays
+// block on SQLite) run off it in lanes: reads (a pool of worker_threads),
+// writes (one thread: the primary serialises them anyway), /status and
+// /metrics (one thread) and backups (max_backups threads; the file is then
+// streamed from disk), so neither a slow query nor a long write delays
 // health checks, status or cheap reads. The read and write lanes are bounded:
 // a request that finds its lane full (running + queued) gets 503 with the
 // reason at once instead of waiting behind it. Hostile clients: header and body size caps (431/413),
@@ -20,6 +22,7 @@
 // bodies — a request never takes the process down.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -34,6 +37,7 @@
 #include "core/result.h"
 #include "net/http_json.h"
 #include "net/metrics.h"
+#include "sqlbridge/tools/backup.h"
 
 namespace swarmlite::net {
 
@@ -100,6 +104,14 @@ class HttpBackend {
 
   // Called before each /metrics scrape: refresh gauges from the node's state.
   virtual void update_metrics(Metrics& /*metrics*/) {}
+
+  // GET /db/backup (sqlbridge/tools/backup.h): the state at one signed head
+  // in a temporary file, by `deadline`, stopping early once `*cancel` is set
+  // (the server stopping). Runs on the backup lane.
+  virtual Result<BackupFile> backup(BackupFormat /*format*/, std::chrono::steady_clock::time_point /*deadline*/,
+                                    const std::atomic<bool>* /*cancel*/) {
+    return make_error(Errc::unavailable, "this node serves no backups");
+  }
 };
 
 struct HttpApiOptions {
@@ -124,6 +136,8 @@ struct HttpApiOptions {
   size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 16;  // write requests running + queued (one runs at a time); 503 over it
+  size_t max_backups = 2;          // GET /db/backup running (made + sent); 503 "busy" over it
+  std::chrono::milliseconds backup_timeout{600000};  // making one backup, and again sending it
   HttpJsonLimits json_limits;
   // Where metrics are registered and read from /metrics; not owned, must
   // outlive the HttpApi. Null: the HttpApi keeps its own registry.

@@ -460,4 +460,33 @@ Status ReplicaHttpBackend::ready() const {
 
 void ReplicaHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_.status()); }
 
+// --- backups (GET /db/backup, sqlbridge/tools/backup.h) -------------------------
+
+Result<BackupFile> PrimaryHttpBackend::backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
+                                              const std::atomic<bool>* cancel) {
+  BackupSource source;
+  source.head = [this] { return primary_.head(); };
+  source.open_snapshot = [this] { return primary_.open_snapshot(); };
+  source.sign_head = [this]() -> Status {  // group signing left the newest state unsigned
+    auto signed_head = primary_.sign_head();
+    if (!signed_head.ok()) return signed_head.take_error();
+    node_.notify_new_head();
+    return ok_status();
+  };
+  return make_backup(source, {format, primary_.db_path().parent_path(), deadline, cancel});
+}
+
+Result<BackupFile> ReplicaHttpBackend::backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
+                                              const std::atomic<bool>* cancel) {
+  if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving backups: {}", c->message);
+  if (auto d = replica_.diverged()) return make_error(Errc::unavailable, "not serving backups: {}", d->message);
+  BackupSource source;
+  source.head = [this]() -> std::optional<Head> {
+    std::lock_guard lock(replica_.log_mutex());
+    return replica_.log().head();
+  };
+  source.open_snapshot = [this] { return replica_.open_snapshot(); };
+  return make_backup(source, {format, replica_.db_path().parent_path(), deadline, cancel});
+}
+
 }  // namespace swarmlite::net

@@ -36,6 +36,8 @@ class PrimaryHttpBackend : public HttpBackend {
   nlohmann::json status() const override;
   Status ready() const override;
   void update_metrics(Metrics& metrics) override;
+  Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
+                            const std::atomic<bool>* cancel) override;
 
  private:
   NodeStatus node_status() const;
@@ -62,6 +64,8 @@ class ReplicaHttpBackend : public HttpBackend {
   nlohmann::json status() const override;
   Status ready() const override;
   void update_metrics(Metrics& metrics) override;
+  Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
+                            const std::atomic<bool>* cancel) override;
 
  private:
   Replica& replica_;
