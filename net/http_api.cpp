@@ -432,9 +432,9 @@ struct HttpApi::Impl {
   }
 
   asio::awaitable<Response> handle_query(const Request& req, RequestOptions ro) {
-    std::optional<Response> refused;
-    auto read = read_statements(req, ro, "/db/query", "no query", refused);
-    if (!read) co_return std::move(*refused);
+    std::optional<Response> bad_request;
+    auto read = read_statements(req, ro, "/db/query", "no query", bad_request);
+    if (!read) co_return std::move(*bad_request);
     std::vector<Statement> statements = std::move(*read);
     auto accept = req[http::field::accept];
     const bool binary = accept.find("application/octet-stream") != beast::string_view::npos;
@@ -733,9 +733,9 @@ struct HttpApi::Impl {
   }
 
   asio::awaitable<Response> handle_request(const Request& req, const RequestOptions& ro) {
-    std::optional<Response> refused;
-    auto read = read_statements(req, ro, "/db/request", "no statements", refused);
-    if (!read) co_return std::move(*refused);
+    std::optional<Response> bad_request;
+    auto read = read_statements(req, ro, "/db/request", "no statements", bad_request);
+    if (!read) co_return std::move(*bad_request);
     std::vector<Statement> statements = std::move(*read);
     if (ro.proof)
       co_return error(req, http::status::bad_request,
