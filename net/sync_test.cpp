@@ -303,8 +303,12 @@ TEST_CASE("sync: a head that does not verify gets the sender banned") {
   CHECK(closed(acts, 1));
 
   connect(e, 2, true, "10.0.0.3:7000", hello_from(fx.keys.pub, 3, std::nullopt), t0);
+  // Signed by another key, then claimed for this log (sign_with asserts that
+  // the key matches log_id, so sign under the other key's id first).
   Head foreign = fx.p.head();
-  foreign.sign_with(other.secret);  // signed, but not by the log's key
+  foreign.log_id = other.pub;
+  foreign.sign_with(other.secret);
+  foreign.log_id = fx.keys.pub;
   acts = e.message(2, HeadMsg{foreign}, t0);
   CHECK(all_of<BanAction>(acts).size() == 1);
   CHECK_FALSE(e.best_head());
