@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/integration/shell_test_util.h"
 #include "cli/proc/child_process.h"
 #include "net/http_client.h"
 
@@ -31,32 +32,11 @@ using namespace std::chrono_literals;
 using swarmlite::proc::ChildProcess;
 const fs::path kBin = SWARMLITE_BIN;
 
-struct Dir {
-  fs::path path;
-  Dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("swl-backup-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~Dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& n) const { return path / n; }
+using swarmlite::testing::sh;
+using swarmlite::testing::slurp;
+struct Dir : swarmlite::testing::ScratchShellDir {
+  Dir() : ScratchShellDir("backup") {}
 };
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-int sh(const std::string& command, const fs::path& out) {
-  std::string line = "bash -o pipefail -c '" + command + "' >'" + out.string() + "' 2>&1";
-  int rc = std::system(line.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 swarmlite::Result<swarmlite::net::HttpResponse> call(const std::string& base, const std::string& method,
                                                      const std::string& target, const std::string& body = {}) {

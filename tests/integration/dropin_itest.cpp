@@ -13,38 +13,18 @@
 #include <sstream>
 #include <string>
 
+#include "tests/integration/shell_test_util.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 const fs::path kBin = SWARMLITE_BIN;
 
-struct Dir {
-  fs::path path;
-  Dir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("swl-dropin-" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~Dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& n) const { return path / n; }
+using swarmlite::testing::sh;
+using swarmlite::testing::slurp;
+struct Dir : swarmlite::testing::ScratchShellDir {
+  Dir() : ScratchShellDir("dropin") {}
 };
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Runs a shell command line with output to `out`; returns the exit status.
-int sh(const std::string& command, const fs::path& out) {
-  std::string line = "bash -o pipefail -c '" + command + "' >'" + out.string() + "' 2>&1";
-  int rc = std::system(line.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 void make_db(const fs::path& path, const std::string& sql) {
   sqlite3* db = nullptr;

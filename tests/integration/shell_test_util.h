@@ -1,0 +1,47 @@
+// Helpers of the process tests that drive the `swarmlite` CLI through a shell
+// (dropin_itest, backup_itest): a scratch directory, reading a file whole, and
+// running a command line with its output in a file.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+namespace swarmlite::testing {
+
+// A fresh directory under the temp dir ("swl-<tag>-<random>"), removed at the end.
+struct ScratchShellDir {
+  std::filesystem::path path;
+  explicit ScratchShellDir(const std::string& tag) {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() / ("swl-" + tag + "-" + std::to_string(rd()));
+    std::filesystem::create_directories(path);
+  }
+  ~ScratchShellDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::filesystem::path operator/(const std::string& n) const { return path / n; }
+};
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs a shell command line (bash, pipefail) with stdout and stderr in `out`;
+// returns its exit status (-1 when it did not exit normally).
+inline int sh(const std::string& command, const std::filesystem::path& out) {
+  std::string line = "bash -o pipefail -c '" + command + "' >'" + out.string() + "' 2>&1";
+  int rc = std::system(line.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+}  // namespace swarmlite::testing
