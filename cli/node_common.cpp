@@ -37,6 +37,13 @@ void add_primary_http_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--write-token", f.write_token,
                  "File holding the HTTP write secret (Authorization: Bearer …); without it writes "
                  "are unauthenticated and --http must be a loopback address");
+  cmd.add_option("--max-load-mib", f.max_load_mib,
+                 "Largest upload POST /db/load accepts (a SQLite file or a SQL dump, spooled to the "
+                 "log directory, not held in memory)")
+      ->capture_default_str()->check(CLI::Range(uint64_t{1}, uint64_t{1} << 22));
+  cmd.add_option("--load-timeout", f.load_timeout_s,
+                 "Seconds POST /db/load may take to receive its upload, and again to load it")
+      ->capture_default_str()->check(CLI::Range(1.0, 7.0 * 24 * 3600));
 }
 
 void add_peer_http_flags(CLI::App& cmd, NodeFlags& f) {
@@ -84,6 +91,9 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
       http_options.primary_url = flags.primary_url;
     }
     http_options.redirect_writes = flags.redirect_writes;
+    http_options.max_load_bytes = flags.max_load_mib << 20;
+    http_options.load_timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.load_timeout_s * 1000));
+    http_options.load_dir = options.data_dir;  // the node's own disk, with room for the data
   }
   // Long-running: keep resident memory at what is in use (docs/operations.md "Memory").
   net::tune_malloc_for_node();

@@ -24,6 +24,8 @@ struct NodeFlags {
   double evict_idle_after_s = 30;     // --evict-idle-after SECONDS
   int ban_seconds = 600;
   std::string write_token;  // primary: --write-token FILE ("" = none)
+  uint64_t max_load_mib = 1024;   // primary: --max-load-mib (POST /db/load's upload cap)
+  double load_timeout_s = 3600;   // primary: --load-timeout SECONDS (receiving, then loading)
   std::string primary_url;  // peer: --primary-url URL, where writes are forwarded
   bool redirect_writes = false;  // peer: --redirect-writes (301 instead of forwarding)
 };
@@ -33,7 +35,7 @@ using HttpBackendFactory = std::function<std::unique_ptr<net::HttpBackend>(net::
 
 // Adds --listen (required), --announce, --http, --log-level, --max-peers, --max-outbound, --ban-time.
 void add_node_flags(CLI::App& cmd, NodeFlags& flags);
-// Adds --write-token FILE (the primary's HTTP write secret).
+// Adds --write-token FILE (the primary's HTTP write secret), --max-load-mib and --load-timeout.
 void add_primary_http_flags(CLI::App& cmd, NodeFlags& flags);
 // Adds --primary-url URL (where a peer forwards writes) and --redirect-writes.
 void add_peer_http_flags(CLI::App& cmd, NodeFlags& flags);

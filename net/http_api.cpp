@@ -27,11 +27,14 @@
 #include <boost/beast/http.hpp>
 
 #include <algorithm>
+#include <array>
 #include <unistd.h>
 
 #include <atomic>
 #include <variant>
 #include <charconv>
+#include <cstring>
+#include <limits>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -967,6 +970,174 @@ struct HttpApi::Impl {
     co_return !ec && res.keep_alive();
   }
 
+  static bool is_load(const Request::header_type& head) {
+    std::string_view target(head.target().data(), head.target().size());
+    return target.substr(0, target.find('?')) == "/db/load";
+  }
+
+  // The upload's spool file, removed with whatever SQLite made beside it.
+  struct SpoolFile {
+    std::filesystem::path path;
+    ~SpoolFile() { remove(); }
+    void remove() {
+      if (path.empty()) return;
+      std::error_code ec;
+      for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
+        std::filesystem::remove(path.string() + suffix, ec);
+      }
+      path.clear();
+    }
+  };
+
+  // POST /db/load (docs/http-api.md "Loading a database"), read straight from
+  // the header: everything that can refuse it (method, role, token, declared
+  // size, a busy write lane) answers before a byte of the body is read, and the
+  // connection then closes (the unread body). The body goes to a spool file
+  // under max_load_bytes, then the backend loads it on the write lane. Returns
+  // whether the connection stays open.
+  asio::awaitable<bool> serve_load(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                   http::request_parser<http::string_body>& parser) {
+    const Request head(parser.get().base());
+    const bool bodiless = parser.is_done();  // Content-Length: 0, or no body at all
+    std::optional<Response> refused;
+    LaneSlot slot;
+    if (head.method() != http::verb::post) {
+      refused.emplace(error(head, http::status::method_not_allowed,
+                            "/db/load takes POST with a SQLite file (Content-Type: application/octet-stream) "
+                            "or a SQL dump (text) as the body"));
+    } else if (!backend.accepts_writes() && !opts.primary_url) {
+      refused.emplace(error(head, http::status::forbidden,
+                            "this node is a read-only peer and knows no primary to load into (start it with "
+                            "--primary-url)"));
+    } else if (!backend.accepts_writes()) {
+      // A load is not forwarded (it would stream the whole upload through this
+      // peer): 307 makes the client send the same POST to the primary.
+      refused.emplace(error(head, http::status::temporary_redirect,
+                            fmt::format("this node is a read-only peer; load into the primary at {}",
+                                        *opts.primary_url)));
+      refused->set(http::field::location, *opts.primary_url + std::string(head.target()));
+    } else if (!authorized(head)) {
+      refused.emplace(error(head, http::status::unauthorized,
+                            "loads need the write token (Authorization: Bearer <token>, or as the basic-auth "
+                            "password)"));
+      refused->set(http::field::www_authenticate, "Basic realm=\"swarmlite\"");
+    } else if (bodiless) {
+      refused.emplace(error(head, http::status::bad_request, "/db/load: the body is empty"));
+    } else if (parser.content_length() && *parser.content_length() > opts.max_load_bytes) {
+      refused.emplace(error(head, http::status::payload_too_large,
+                            fmt::format("upload of {} bytes is over the load cap of {} bytes",
+                                        *parser.content_length(), opts.max_load_bytes)));
+    } else if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
+      busy_total.inc();
+      refused.emplace(error(head, http::status::service_unavailable,
+                            fmt::format("busy: {} write requests are already running or queued (the cap); "
+                                        "try again later",
+                                        opts.max_pending_writes)));
+    }
+    if (refused) {
+      refused->keep_alive(bodiless && head.keep_alive());  // else the unread body follows
+      const bool sent = co_await send(stream, *refused);
+      if (sent && !bodiless) co_await drain(stream);
+      co_return sent && refused->keep_alive();
+    }
+    SpoolFile spool;
+    {
+      static std::atomic<uint64_t> counter{0};
+      std::error_code ec;
+      std::filesystem::path dir = opts.load_dir.empty() ? std::filesystem::temp_directory_path(ec) : opts.load_dir;
+      spool.path = dir / fmt::format(".swarmlite-load-{}-{}.upload", ::getpid(), counter.fetch_add(1));
+    }
+    http::request_parser<http::file_body> upload(std::move(parser));
+    upload.body_limit(opts.max_load_bytes);
+    error_code ec;
+    upload.get().body().open(spool.path.c_str(), beast::file_mode::write_new, ec);
+    if (ec) {
+      co_await refuse(stream, http::status::internal_server_error,
+                      fmt::format("/db/load: cannot create the spool file {}: {}", spool.path.string(),
+                                  ec.message()));
+      co_return false;
+    }
+    if (beast::iequals(head[http::field::expect], "100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, 11};
+      co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;
+    }
+    stream.expires_after(opts.load_timeout);
+    co_await http::async_read(stream, buffer, upload, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      error_code closed;
+      upload.get().body().file().close(closed);
+      spool.remove();  // before answering: nothing of a refused upload stays
+      if (ec == http::error::body_limit) {
+        co_await refuse(stream, http::status::payload_too_large,
+                        fmt::format("upload over the load cap of {} bytes", opts.max_load_bytes));
+        co_await drain(stream);
+      } else {
+        co_await refuse_unreadable(stream, ec, "upload");
+      }
+      co_return false;
+    }
+    upload.get().body().file().close(ec);
+    std::error_code size_ec;
+    const uint64_t bytes = std::filesystem::file_size(spool.path, size_ec);
+    if (size_ec) {
+      Response res = error(head, http::status::internal_server_error,
+                           fmt::format("/db/load: the spool file {}: {}", spool.path.string(), size_ec.message()));
+      co_return co_await send(stream, res) && false;
+    }
+    bytes_in.inc(bytes);
+    // The SQLite file header's magic decides, as rqlite does; a client that
+    // says octet-stream but sends something else gets told so.
+    LoadFormat format = LoadFormat::sql;
+    {
+      char magic[16] = {};
+      std::ifstream in(spool.path, std::ios::binary);
+      in.read(magic, sizeof magic);
+      if (in.gcount() == sizeof magic && std::memcmp(magic, "SQLite format 3\0", sizeof magic) == 0) {
+        format = LoadFormat::sqlite;
+      } else if (beast::iequals(head[http::field::content_type], "application/octet-stream")) {
+        Response res = error(head, http::status::bad_request,
+                             "/db/load: the body is sent as application/octet-stream but is not a SQLite "
+                             "database (no \"SQLite format 3\" header); send SQL dumps as text/plain");
+        res.keep_alive(head.keep_alive());
+        co_return co_await send(stream, res) && res.keep_alive();
+      }
+    }
+    LoadRequest load{format, spool.path, bytes, std::chrono::steady_clock::now() + opts.load_timeout, &stopped};
+    auto t0 = std::chrono::steady_clock::now();
+    auto call = [this, load] { return backend.load(load); };
+    auto r = co_await offload(write_pool, std::move(call));
+    execute_seconds.observe(seconds_since(t0));
+    Response res = r.ok() ? respond(head, http::status::ok, render_load(*r, seconds_since(t0)))
+                          : error(head, status_for(r.error().code), r.error().to_string());
+    res.set(kSizeHeader, std::to_string(backend.size()));
+    res.keep_alive(head.keep_alive());
+    co_return co_await send(stream, res) && res.keep_alive();
+  }
+
+  // After answering a request whose body was not read: stop sending, then read
+  // and discard what the client still sends, for a moment, so that closing
+  // does not reset the connection (a close with unread data sends RST) before
+  // the client read the answer.
+  asio::awaitable<void> drain(beast::tcp_stream& stream) {
+    error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.expires_after(std::chrono::seconds(2));
+    std::array<char, 16384> sink;
+    for (size_t total = 0; !ec && total < (64u << 20);) {
+      total += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  // rqlite's answer shape (one result, no error) plus what was loaded.
+  static std::string render_load(const nlohmann::json& load, double seconds) {
+    nlohmann::json doc;
+    doc["results"] = nlohmann::json::array({nlohmann::json::object()});
+    doc["load"] = load;
+    doc["time"] = seconds;
+    return doc.dump();
+  }
+
   void count_response(unsigned code) {
     metrics->counter("swarmlite_http_requests_total", "HTTP requests by response status code",
                      {{"code", std::to_string(code)}}).inc();
@@ -1024,7 +1195,10 @@ struct HttpApi::Impl {
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(opts.max_header_bytes));
-      parser.body_limit(opts.max_body_bytes);
+      // Beast checks Content-Length against this while parsing the header: no
+      // limit here (the maximum, not boost::none, which Boost 1.74 compares as
+      // below every length); the endpoint's own cap is set just below.
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       stream.expires_after(first ? opts.read_timeout : opts.idle_timeout);
       first = false;
       error_code ec;
@@ -1034,6 +1208,11 @@ struct HttpApi::Impl {
         break;
       }
       stream.expires_after(opts.read_timeout);
+      if (is_load(parser.get())) {  // streams its body to disk under its own cap
+        if (!co_await serve_load(stream, buffer, parser)) break;
+        continue;
+      }
+      parser.body_limit(opts.max_body_bytes);
       if (parser.content_length() && *parser.content_length() > opts.max_body_bytes) {
         co_await refuse(stream, http::status::payload_too_large,
                         fmt::format("request body of {} bytes is over the cap of {}",
@@ -1147,6 +1326,17 @@ Status HttpApi::start() {
   if (s.backend.accepts_writes() && !s.opts.write_token)
     spdlog::warn("HTTP write API has no write token: it is open to anyone who can reach {} (loopback only)",
                  s.bound_address());
+  if (s.backend.accepts_writes() && !s.opts.load_dir.empty()) {
+    // Uploads a killed process left behind (load_dir is this node's own directory).
+    std::error_code lec;
+    for (const auto& de : std::filesystem::directory_iterator(s.opts.load_dir, lec)) {
+      const std::string name = de.path().filename().string();
+      if (name.rfind(".swarmlite-load-", 0) == 0) {
+        std::filesystem::remove(de.path(), lec);
+        spdlog::info("removed {}, an upload to /db/load that an earlier run did not finish", de.path().string());
+      }
+    }
+  }
   asio::co_spawn(s.ioc, s.accept_loop(), asio::detached);
   s.io_thread = std::thread([&s] { s.ioc.run(); });
   return ok_status();

@@ -5,6 +5,8 @@
 //   GET|POST /db/request      reads and writes mixed (rqlite's unified endpoint)
 //   GET /db/size              entries applied (what level=strong asks the primary)
 //   GET /db/backup            the database file at a signed head (?fmt=sql: a SQL dump)
+//   POST /db/load             a SQLite file or a SQL dump, loaded as logged entries (the
+//                             primary; token-protected; streamed to disk, its own size cap)
 //   GET /status, /readyz, /metrics
 // The node-specific work is behind HttpBackend; this header has no Asio/Beast
 // (http_api.cpp is the only translation unit that includes the server side).
@@ -40,6 +42,20 @@
 #include "sqlbridge/tools/backup.h"
 
 namespace swarmlite::net {
+
+// POST /db/load (docs/http-api.md "Loading a database"): an upload, already
+// spooled to a file, for the backend to load as log entries.
+enum class LoadFormat {
+  sqlite,  // a SQLite database file (its first 16 bytes are "SQLite format 3\0")
+  sql,     // SQL text, e.g. `sqlite3 app.db .dump`
+};
+struct LoadRequest {
+  LoadFormat format = LoadFormat::sql;
+  std::filesystem::path file;  // the upload; the server removes it afterwards
+  uint64_t bytes = 0;
+  std::chrono::steady_clock::time_point deadline;  // the whole load
+  const std::atomic<bool>* cancel = nullptr;       // set when the server stops
+};
 
 struct QueryOptions {
   uint64_t min_size = 0;   // do not answer from a state with fewer entries
@@ -112,6 +128,15 @@ class HttpBackend {
                                     const std::atomic<bool>* /*cancel*/) {
     return make_error(Errc::unavailable, "this node serves no backups");
   }
+
+  // POST /db/load (only called when accepts_writes()): loads the upload as
+  // logged entries, stopping between entries once the deadline passed or
+  // `*cancel` is set. Runs on the write lane, so no other write interleaves.
+  // Returns the "load" object of the answer (what was written and checked);
+  // an error when nothing or only part was loaded (the message says which).
+  virtual Result<nlohmann::json> load(const LoadRequest& /*request*/) {
+    return make_error(Errc::refused, "this node does not load databases");
+  }
 };
 
 struct HttpApiOptions {
@@ -138,6 +163,13 @@ struct HttpApiOptions {
   size_t max_pending_writes = 16;  // write requests running + queued (one runs at a time); 503 over it
   size_t max_backups = 2;          // GET /db/backup running (made + sent); 503 "busy" over it
   std::chrono::milliseconds backup_timeout{600000};  // making one backup, and again sending it
+  // POST /db/load: the upload's size cap (413 over it; the max_body_bytes cap
+  // does not apply), how long receiving it and then loading it may each take,
+  // and where it is spooled (empty: the system's temporary directory; the
+  // nodes pass their database's directory, which has room for the data anyway).
+  uint64_t max_load_bytes = 1ull << 30;
+  std::chrono::milliseconds load_timeout{3600000};
+  std::filesystem::path load_dir;
   HttpJsonLimits json_limits;
   // Where metrics are registered and read from /metrics; not owned, must
   // outlive the HttpApi. Null: the HttpApi keeps its own registry.

@@ -4,13 +4,22 @@
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <utility>
 
+#include <fmt/ranges.h>
+
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "net/process_memory.h"
 #include "sqlbridge/engine/page_vfs.h"
 #include "sqlbridge/proof/read_guard.h"
 #include "sqlbridge/engine/snapshot.h"
+#include "sqlbridge/tools/import.h"
+#include "sqlbridge/tools/sql_script.h"
 
 namespace swarmlite::net {
 namespace {
@@ -487,6 +496,122 @@ Result<BackupFile> ReplicaHttpBackend::backup(BackupFormat format, std::chrono::
   };
   source.open_snapshot = [this] { return replica_.open_snapshot(); };
   return make_backup(source, {format, replica_.db_path().parent_path(), deadline, cancel});
+}
+
+// --- loads (POST /db/load, docs/http-api.md "Loading a database") -----------------
+
+namespace {
+
+// The spooled upload, mapped read-only: a dump of any size is split and run
+// without a copy of it on the heap (the pages are the page cache's).
+class MappedFile {
+ public:
+  static Result<MappedFile> open(const std::filesystem::path& path, uint64_t bytes) {
+    MappedFile m;
+    if (bytes == 0) return m;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return make_error(Errc::io_error, "opening the upload {}: {}", path.string(), std::strerror(errno));
+    void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) return make_error(Errc::io_error, "mapping the upload {}: {}", path.string(), std::strerror(errno));
+    m.data_ = static_cast<const char*>(p);
+    m.size_ = bytes;
+    return m;
+  }
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  MappedFile& operator=(MappedFile&&) = delete;
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<char*>(data_), size_);
+  }
+  std::string_view text() const { return {data_ ? data_ : "", size_}; }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+nlohmann::json check_json(const ImportCheck& check) {
+  nlohmann::json tables = nlohmann::json::array();
+  for (const TableCount& t : check.tables) {
+    tables.push_back({{"table", t.table}, {"source_rows", t.source_rows}, {"loaded_rows", t.imported_rows}});
+  }
+  return {{"integrity_check", check.integrity},
+          {"foreign_key_violations", check.foreign_key_violations},
+          {"tables", std::move(tables)},
+          {"problems", check.problems}};
+}
+
+}  // namespace
+
+Result<nlohmann::json> PrimaryHttpBackend::load(const LoadRequest& request) {
+  // Between entries: stop once the server stops or the load's time is up.
+  auto keep_going = [&request]() -> Status {
+    if (request.cancel && request.cancel->load()) {
+      return make_error(Errc::unavailable, "the server is stopping");
+    }
+    if (Clock::now() > request.deadline) return make_error(Errc::unavailable, "the load ran out of its time limit");
+    return ok_status();
+  };
+  // The load's entries are bounded by the load's own time limit instead of the
+  // per-write one (an index over the loaded rows may take longer than a write
+  // may), and by no page cap (its row entries are bounded by size already);
+  // the value-size cap stays (docs/http-api.md "Loading a database").
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(request.deadline - Clock::now());
+  const WriteBounds bounds{std::max(left, std::chrono::milliseconds(1)), 0};
+  const uint64_t size_before = primary_.size();
+  auto partial = [&](Error e) {
+    const uint64_t written = primary_.size() - size_before;
+    if (written > 0) {
+      node_.notify_new_head();
+      e.message += fmt::format(" ({} entries of the load were written before it and stay in the log)", written);
+    } else {
+      e.message += " (nothing was written)";
+    }
+    return e;
+  };
+  nlohmann::json out;
+  if (request.format == LoadFormat::sqlite) {
+    if (size_before != 1) {
+      return make_error(Errc::refused,
+                        "a SQLite file is loaded only into an empty primary (genesis alone in its log); this one "
+                        "has {} entries. rqlite replaces its database; a swarmlite log is append-only and every "
+                        "peer replays it, so add data to a running database as a SQL dump (text/plain) instead",
+                        size_before);
+    }
+    ImportOptions options;
+    options.before_entry = keep_going;
+    options.bounds = bounds;
+    auto stats = import_database(request.file, primary_, options);
+    if (!stats.ok()) return partial(stats.take_error());
+    node_.notify_new_head();
+    auto check = check_import(request.file, primary_.db_path());
+    if (!check.ok()) return partial(check.take_error());
+    if (!check->ok()) {
+      return make_error(Errc::internal, "the load finished but its check failed: {} ({} entries written)",
+                        fmt::join(check->problems, "; "), primary_.size() - size_before);
+    }
+    out = {{"format", "sqlite"},          {"tables", stats->tables}, {"rows", stats->rows},
+           {"indexes", stats->indexes},   {"views", stats->views},   {"triggers", stats->triggers},
+           {"check", check_json(*check)}};
+  } else {
+    SWL_ASSIGN(MappedFile text, MappedFile::open(request.file, request.bytes));
+    if (text.text().empty()) return make_error(Errc::invalid_argument, "the SQL dump is empty");
+    ScriptOptions options;
+    options.before_entry = keep_going;
+    options.bounds = bounds;
+    auto stats = run_sql_script(primary_, text.text(), options);
+    if (!stats.ok()) return partial(stats.take_error());
+    if (primary_.size() != size_before) node_.notify_new_head();
+    out = {{"format", "sql"},
+           {"statements", stats->statements},
+           {"skipped", stats->skipped},
+           {"transactions", stats->transactions}};
+  }
+  out["entries"] = primary_.size() - size_before;
+  out["size"] = primary_.size();
+  out["bytes"] = request.bytes;
+  return out;
 }
 
 }  // namespace swarmlite::net

@@ -38,6 +38,9 @@ class PrimaryHttpBackend : public HttpBackend {
   void update_metrics(Metrics& metrics) override;
   Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
                             const std::atomic<bool>* cancel) override;
+  // A SQLite file through import_database (only into a primary holding nothing
+  // but genesis), a SQL dump through run_sql_script (sqlbridge/tools/).
+  Result<nlohmann::json> load(const LoadRequest& request) override;
 
  private:
   NodeStatus node_status() const;

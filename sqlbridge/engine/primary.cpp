@@ -296,7 +296,7 @@ int Primary::write_progress(void* self_ptr) {
                                .count());
     return 1;
   }
-  const PrimaryOptions& o = self->options_;
+  const WriteBounds& o = w.bounds;
   if (o.write_timeout.count() > 0 && std::chrono::steady_clock::now() > w.deadline) {
     w.stopped = make_error(Errc::refused,
                            "write transaction exceeded the {} write time limit; rolled back, "
@@ -320,6 +320,11 @@ int Primary::write_progress(void* self_ptr) {
 
 Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction,
                                        EntryFailure* failure) {
+  return execute(transaction, failure, default_bounds());
+}
+
+Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction, EntryFailure* failure,
+                                       const WriteBounds& bounds) {
   std::lock_guard write_lock(write_mu_);
   if (stopping_.load()) {
     return make_error(Errc::unavailable, "primary {} is stopping: no more writes",
@@ -366,7 +371,7 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction,
   auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
     // The bounds, once more at the commit frame: pages still in the cache at
     // COMMIT were not counted while the statements ran.
-    const uint32_t max_pages = options_.max_entry_pages;
+    const uint32_t max_pages = bounds.max_entry_pages;
     const int64_t written = cache_writes(db) - running_.cache_writes_at_start;
     const int64_t added = int64_t{page_count} - int64_t{pages_before};
     if (max_pages > 0 && (written > int64_t{max_pages} || added > int64_t{max_pages})) {
@@ -396,7 +401,8 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction,
   running_ = RunningWrite{};
   running_.active = true;
   running_.start = std::chrono::steady_clock::now();
-  running_.deadline = running_.start + options_.write_timeout;
+  running_.bounds = bounds;
+  running_.deadline = running_.start + bounds.write_timeout;
   running_.cache_writes_at_start = cache_writes(db);
   auto results = db_->run_entry(EntryInputs{entry.seq, entry.time_ms, entry.seed},
                                 entry.statements, DeterministicDb::Mode::user,

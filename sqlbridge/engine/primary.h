@@ -99,6 +99,16 @@ struct PrimaryOptions {
   int max_value_bytes = 32 << 20;
 };
 
+// The time and page bounds of one write transaction (PrimaryOptions'
+// write_timeout and max_entry_pages; 0 = unbounded). execute() takes them from
+// the options; a caller that owns a long job (POST /db/load, docs/http-api.md
+// "Loading a database") may pass its own for its entries. The value-size bound
+// is a property of the write connection and always the options'.
+struct WriteBounds {
+  std::chrono::milliseconds write_timeout{0};
+  uint32_t max_entry_pages = 0;
+};
+
 struct ExecuteResult {
   uint64_t seq = 0;          // the new entry's seq (log size - 1)
   int64_t time_ms = 0;       // pinned "now" of the entry
@@ -150,6 +160,13 @@ class Primary {
   // before it returned before the rollback (determinism.h EntryFailure).
   Result<ExecuteResult> execute(std::span<const Statement> transaction,
                                 EntryFailure* failure = nullptr);
+  // The same with `bounds` in place of the options' time and page bounds.
+  Result<ExecuteResult> execute(std::span<const Statement> transaction, EntryFailure* failure,
+                                const WriteBounds& bounds);
+  // The time and page bounds execute() applies by default (from the options).
+  WriteBounds default_bounds() const {
+    return WriteBounds{options_.write_timeout, options_.max_entry_pages};
+  }
   Result<ExecuteResult> execute(std::initializer_list<Statement> transaction) {
     return execute(std::span<const Statement>(transaction.begin(), transaction.size()));
   }
@@ -243,6 +260,7 @@ class Primary {
     bool active = false;
     std::chrono::steady_clock::time_point start, deadline;
     int cache_writes_at_start = 0;
+    WriteBounds bounds;            // this write's time and page bounds
     std::optional<Error> stopped;  // why write_progress() interrupted it
   } running_;
   std::atomic<bool> stopping_{false};

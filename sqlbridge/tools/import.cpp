@@ -188,6 +188,34 @@ Result<TableInfo> table_info(sqlite3* db, const SchemaObject& obj, const std::st
   return info;
 }
 
+// A damaged source (a truncated upload, a torn copy) must fail here, before
+// anything is written, not half way through its rows: PRAGMA quick_check
+// reads every page (O(N), not the index cross-checks of integrity_check).
+Status check_source_sound(sqlite3* db, const std::filesystem::path& source) {
+  auto st = prepare(db, "PRAGMA quick_check(5)");
+  if (!st.ok()) {
+    return make_error(Errc::invalid_argument, "import source {} is not a readable SQLite database: {}",
+                      source.string(), st.error().message);
+  }
+  std::string problems;
+  int rc;
+  while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
+    std::string line = text_column(st->get(), 0);
+    if (line == "ok") continue;
+    if (!problems.empty()) problems += "; ";
+    problems += line;
+  }
+  if (rc != SQLITE_DONE) {
+    return make_error(Errc::invalid_argument, "import source {} is damaged (quick_check failed: {})",
+                      source.string(), sqlite3_errmsg(db));
+  }
+  if (!problems.empty()) {
+    return make_error(Errc::invalid_argument, "import source {} is damaged (quick_check: {})",
+                      source.string(), problems);
+  }
+  return ok_status();
+}
+
 // swarmlite enforces foreign keys on every write, so rows that violate one
 // cannot be copied; say which before anything is written.
 Status check_source_foreign_keys(sqlite3* db) {
@@ -279,7 +307,9 @@ class EntryBuilder {
   Status flush() {
     if (pending_.empty()) return {};
     if (deferred_) pending_.insert(pending_.begin(), Statement{"PRAGMA defer_foreign_keys = ON", {}});
-    auto r = primary_.execute(std::span<const Statement>(pending_));
+    SWL_TRY(before_entry(options_));
+    auto r = primary_.execute(std::span<const Statement>(pending_), nullptr,
+                              options_.bounds.value_or(primary_.default_bounds()));
     if (!r.ok()) {
       Error e = r.take_error();
       e.message = "import stopped at table " + progress_.table + " after " +
@@ -290,6 +320,10 @@ class EntryBuilder {
     pending_.clear();
     bytes_ = rows_ = units_ = params_ = 0;
     return entry_done(progress_, options_);
+  }
+
+  static Status before_entry(const ImportOptions& options) {
+    return options.before_entry ? options.before_entry() : ok_status();
   }
 
   static Status entry_done(ImportProgress& progress, const ImportOptions& options) {
@@ -437,7 +471,9 @@ bool is_cyclic(const std::vector<TableInfo>& tables, const std::vector<size_t>& 
 Status run_entry(Primary& primary, const std::vector<Statement>& statements, const char* what,
                  ImportProgress& progress, const ImportOptions& options) {
   if (statements.empty()) return {};
-  auto r = primary.execute(std::span<const Statement>(statements));
+  SWL_TRY(EntryBuilder::before_entry(options));
+  auto r = primary.execute(std::span<const Statement>(statements), nullptr,
+                           options.bounds.value_or(primary.default_bounds()));
   if (!r.ok()) {
     Error e = r.take_error();
     e.message = std::string("import of ") + what + " failed: " + e.message;
@@ -460,6 +496,7 @@ Result<ImportStats> import_database(const std::filesystem::path& source, Primary
   }
   SWL_ASSIGN(SqliteDb src, open_sqlite(source.string(), SQLITE_OPEN_READONLY));
   SWL_TRY(exec_sql(src.get(), "BEGIN"));  // one consistent snapshot of the source
+  SWL_TRY(check_source_sound(src.get(), source));
   SWL_ASSIGN(auto schema, read_schema(src.get()));
   SWL_ASSIGN(auto kinds, read_table_kinds(src.get()));
   for (const auto& obj : schema) {

@@ -4,7 +4,8 @@
 // become ordinary log entries, so every peer rebuilds the same database by
 // replay:
 //   0. checks first, before anything is written: the source passes
-//      PRAGMA foreign_key_check (swarmlite enforces foreign keys), has no
+//      PRAGMA quick_check (a truncated or torn file fails here, not half way
+//      through its rows) and PRAGMA foreign_key_check (swarmlite enforces foreign keys), has no
 //      virtual table but fts5 and no contentless fts5 table;
 //   1. one entry with the tables (ordinary and virtual) and views, in the
 //      source's sqlite_schema order (SQLite accepts references to tables
@@ -48,6 +49,11 @@ struct ImportOptions {
   size_t max_entry_bytes = 4 << 20;    // approximate size cap of one row entry
   size_t max_rows_per_entry = 20000;
   std::function<void(const ImportProgress&)> progress;  // called after each entry
+  // Called before each entry is written; an error stops the import there
+  // (a deadline, a server stopping: POST /db/load). Unset: never stops.
+  std::function<Status()> before_entry;
+  // The entries' time and page bounds; unset: the primary's own.
+  std::optional<WriteBounds> bounds;
   // Tests only: called after each entry; an error stops the import there.
   std::function<Status(const ImportProgress&)> test_hook;
 };

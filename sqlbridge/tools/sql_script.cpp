@@ -414,7 +414,15 @@ Result<ScriptStats> run_sql_script(Primary& primary, std::string_view text, cons
         tx.push_back(Statement{items[i].st->sql, {}});
         bytes += items[i].st->sql.size();
       }
-      auto r = primary.execute(std::span<const Statement>(tx));
+      if (options.before_entry) {
+        if (Status go_on = options.before_entry(); !go_on.ok()) {
+          Error e = go_on.take_error();
+          e.message = fmt::format("stopped before line {}: {}{}", items[a].st->line, e.message, committed_note(a));
+          return e;
+        }
+      }
+      auto r = primary.execute(std::span<const Statement>(tx), nullptr,
+                               options.bounds.value_or(primary.default_bounds()));
       if (r.ok()) break;
       Error e = r.take_error();
       if (deferred && is_deferred_fk_failure(e)) {

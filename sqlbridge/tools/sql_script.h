@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,11 @@ struct ScriptOptions {
   bool single_transaction = false;
   // Called after each committed transaction with (statements done, total).
   std::function<void(uint64_t, uint64_t)> progress;
+  // Called before each transaction runs; an error stops the script there, as
+  // a failing statement would (a deadline, a server stopping: POST /db/load).
+  std::function<Status()> before_entry;
+  // The transactions' time and page bounds; unset: the primary's own.
+  std::optional<WriteBounds> bounds;
 };
 
 struct ScriptStats {
