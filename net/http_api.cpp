@@ -1096,6 +1096,7 @@ struct HttpApi::Impl {
       if (in.gcount() == sizeof magic && std::memcmp(magic, "SQLite format 3\0", sizeof magic) == 0) {
         format = LoadFormat::sqlite;
       } else if (beast::iequals(head[http::field::content_type], "application/octet-stream")) {
+        spool.remove();  // before answering, as below
         Response res = error(head, http::status::bad_request,
                              "/db/load: the body is sent as application/octet-stream but is not a SQLite "
                              "database (no \"SQLite format 3\" header); send SQL dumps as text/plain");
@@ -1107,6 +1108,7 @@ struct HttpApi::Impl {
     auto t0 = std::chrono::steady_clock::now();
     auto call = [this, load] { return backend.load(load); };
     auto r = co_await offload(write_pool, std::move(call));
+    spool.remove();  // before answering: a client that got its answer finds no upload left
     execute_seconds.observe(seconds_since(t0));
     Response res = r.ok() ? respond(head, http::status::ok, render_load(*r, seconds_since(t0)))
                           : error(head, status_for(r.error().code), r.error().to_string());
