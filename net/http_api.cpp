@@ -10,6 +10,7 @@
 #include "net/http_api.h"
 #include "net/http_client.h"
 #include "net/http_request.h"
+#include "net/tcp_socket.h"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -300,7 +301,7 @@ struct HttpApi::Impl {
     if (auto au = req.find(http::field::authorization); au != req.end()) fr.authorization = std::string(au->value());
     if (auto ac = req.find(http::field::accept); ac != req.end()) fr.accept = std::string(ac->value());
     fr.headers.emplace_back(std::string(kForwardedHeader), bound_address());
-    HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes};
+    HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes, opts.tcp_no_delay};
     // A peer's writes are its forwards: they take the write lane and its cap.
     LaneSlot slot;
     if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
@@ -534,7 +535,7 @@ struct HttpApi::Impl {
                           fmt::format("level={}: bad --primary-url: {}", ro.level, url.error().message), ro.pretty);
         HttpRequest sr;
         sr.target = "/db/size";
-        HttpClientOptions co{std::max(ro.timeout, std::chrono::milliseconds(1)), 4096};
+        HttpClientOptions co{std::max(ro.timeout, std::chrono::milliseconds(1)), 4096, opts.tcp_no_delay};
         // In the read lane (a slow primary must not hold up /status and /metrics).
         LaneSlot slot;
         if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
@@ -1018,6 +1019,7 @@ struct HttpApi::Impl {
       explicit Count(Impl& i) : s(i) { s.open_connections.add(1); }
       ~Count() { s.open_connections.add(-1); s.connections.fetch_sub(1); }
     } count(*this);
+    set_no_delay(socket, opts.tcp_no_delay, "HTTP connection");
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer(opts.max_header_bytes + (64u << 10));
     bool first = true;
@@ -1086,6 +1088,7 @@ struct HttpApi::Impl {
   }
 
   asio::awaitable<void> refuse(tcp::socket socket) {
+    set_no_delay(socket, opts.tcp_no_delay, "HTTP connection");
     beast::tcp_stream stream(std::move(socket));
     Request bare;
     bare.version(11);

@@ -133,6 +133,9 @@ struct HttpApiOptions {
   std::chrono::milliseconds idle_timeout{30000};   // between keep-alive requests
   std::chrono::milliseconds write_timeout{30000};  // sending one response
   std::chrono::milliseconds min_size_poll{5};      // how often a min_size wait re-checks
+  // TCP_NODELAY on accepted connections and on the client connections the
+  // server opens (forwarded writes, GET /db/size): see net/tcp_socket.h.
+  bool tcp_no_delay = true;
   size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 16;  // write requests running + queued (one runs at a time); 503 over it

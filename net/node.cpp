@@ -144,6 +144,7 @@ Node::Impl::Impl(NodeBackend& b, NodeOptions o)
   session_options.handshake_timeout = opt.handshake_timeout;
   session_options.idle_timeout = opt.idle_timeout;
   session_options.write_timeout = opt.request_timeout;
+  session_options.tcp_no_delay = opt.tcp_no_delay;
 }
 
 Status Node::Impl::start() {

@@ -120,6 +120,9 @@ struct NodeOptions {
   std::chrono::milliseconds backoff_initial{250};
   std::chrono::milliseconds backoff_max{30000};
   bool handle_signals = false;        // SIGINT/SIGTERM stop the node (wait() then returns)
+  // TCP_NODELAY on every peer socket, accepted and dialled (net/tcp_socket.h).
+  // Off only for the replication benchmark's A/B run (docs/performance.md).
+  bool tcp_no_delay = true;
 };
 
 struct PeerStatus {
