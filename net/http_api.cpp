@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <set>
 #include <variant>
 #include <charconv>
 #include <fstream>
@@ -171,6 +172,14 @@ struct HttpApi::Impl {
   HttpApiOptions opts;
   std::unique_ptr<Metrics> own_metrics;
   Metrics* metrics;
+  // Size wake-ups (HttpBackend::set_size_listener): the timers the waits in
+  // wait_for_size sleep on (io thread only), cancelled when the backend says
+  // the size grew. Declared before ioc: a wait's coroutine frame, destroyed
+  // with the io_context, still unregisters its timer here.
+  std::set<asio::steady_timer*> size_waiters;
+  std::atomic<size_t> size_waiter_count{0};  // size_waiters.size(), for the backend's threads
+  std::atomic<bool> size_wake_posted{false};
+  bool size_notifies = false;  // the backend accepted the listener (else waits poll)
   asio::io_context ioc{1};
   std::optional<tcp::acceptor> acceptor;
   // The lanes (see http_api.h): reads, writes, status/metrics.
@@ -449,15 +458,7 @@ struct HttpApi::Impl {
     if (auto refused = co_await ensure_consistency(req, ro)) co_return std::move(*refused);
     auto t0 = std::chrono::steady_clock::now();
     // Freshness: wait (without holding a worker) until the state reaches min_size.
-    if (ro.min_size > 0 && backend.size() < ro.min_size) {
-      auto deadline = t0 + ro.timeout;
-      asio::steady_timer timer(ioc);
-      while (backend.size() < ro.min_size && std::chrono::steady_clock::now() < deadline) {
-        timer.expires_after(opts.min_size_poll);
-        error_code ec;
-        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) break;
-      }
+    if (ro.min_size > 0 && !co_await wait_for_size(ro.min_size, t0 + ro.timeout)) {
       uint64_t have = backend.size();
       if (have < ro.min_size)
         co_return error(req, http::status::service_unavailable,
@@ -502,15 +503,52 @@ struct HttpApi::Impl {
 
   FreshnessTracker freshness;
 
+  // The backend's listener (any thread): the size may have grown. Nothing
+  // when nobody waits; else one post to the io thread, however many calls
+  // come before it runs.
+  void size_grew() {
+    // Pairs with the fence in wait_for_size: either that wait's re-check sees
+    // the new size, or this sees its count.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (size_waiter_count.load(std::memory_order_relaxed) == 0) return;
+    if (size_wake_posted.exchange(true)) return;
+    asio::post(ioc, [this] {
+      size_wake_posted = false;  // first: a growth after this posts again
+      for (auto* t : size_waiters) t->cancel();
+    });
+  }
+
+  // A wait's timer in size_waiters while the wait lasts.
+  struct SizeWaiter {
+    Impl& s;
+    asio::steady_timer* timer;
+    SizeWaiter(Impl& i, asio::steady_timer* t) : s(i), timer(t) {
+      s.size_waiters.insert(timer);
+      s.size_waiter_count.fetch_add(1);
+      std::atomic_thread_fence(std::memory_order_seq_cst);  // see size_grew
+    }
+    ~SizeWaiter() {
+      s.size_waiters.erase(timer);
+      s.size_waiter_count.fetch_sub(1);
+    }
+    SizeWaiter(const SizeWaiter&) = delete;
+    SizeWaiter& operator=(const SizeWaiter&) = delete;
+  };
+
   // Waits on a timer (no worker held) until the node applied `target` entries
-  // or `deadline` passes; true when it has.
+  // or `deadline` passes; true when it has. A backend that notifies wakes the
+  // wait as soon as its size grows (size_grew cancels the timer); otherwise
+  // the size is re-checked every min_size_poll.
   asio::awaitable<bool> wait_for_size(uint64_t target, std::chrono::steady_clock::time_point deadline) {
+    if (backend.size() >= target) co_return true;
     asio::steady_timer timer(ioc);
+    SizeWaiter registered(*this, &timer);
     while (backend.size() < target && std::chrono::steady_clock::now() < deadline) {
-      timer.expires_after(opts.min_size_poll);
+      if (size_notifies) timer.expires_at(deadline);
+      else timer.expires_after(opts.min_size_poll);
       error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
+      if (ec && ec != asio::error::operation_aborted) break;  // aborted: size_grew woke us
     }
     co_return backend.size() >= target;
   }
@@ -1150,6 +1188,7 @@ Status HttpApi::start() {
   if (s.backend.accepts_writes() && !s.opts.write_token)
     spdlog::warn("HTTP write API has no write token: it is open to anyone who can reach {} (loopback only)",
                  s.bound_address());
+  s.size_notifies = s.backend.set_size_listener([&s] { s.size_grew(); });
   asio::co_spawn(s.ioc, s.accept_loop(), asio::detached);
   s.io_thread = std::thread([&s] { s.ioc.run(); });
   return ok_status();
@@ -1158,6 +1197,7 @@ Status HttpApi::start() {
 void HttpApi::stop() {
   Impl& s = *impl_;
   if (!s.started || s.stopped.exchange(true)) return;
+  if (s.size_notifies) s.backend.set_size_listener({});  // no call into s once stopped
   asio::post(s.ioc, [&s] {
     error_code ignored;
     if (s.acceptor) s.acceptor->close(ignored);

@@ -149,6 +149,37 @@ TEST_CASE("a chain of replicas catches up in batches and follows live heads") {
   p.stop();
 }
 
+TEST_CASE("the size listener hears each growth: the replica's stores and applies, the primary's new heads") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), r1(keys.pub, false);
+  primary.append(keys.secret, 10);
+  Node p(*primary.backend, fast_options());
+  std::atomic<int> primary_calls{0};
+  p.set_size_listener([&] { primary_calls.fetch_add(1); });
+  REQUIRE(p.start().ok());
+  Node n1(*r1.backend, seeded_from(p));
+  // What the listener saw last: the size it reads must be the grown one (it
+  // is called after the growth, not before).
+  std::atomic<uint64_t> seen{0};
+  n1.set_size_listener([&] { seen = r1.backend->applied_size(); });
+  REQUIRE(n1.start().ok());
+  CHECK(eventually([&] { return seen.load() == 10; }));
+  primary.append(keys.secret, 4);
+  p.notify_new_head();
+  CHECK(primary_calls.load() == 1);  // at once, on the caller's thread
+  CHECK(eventually([&] { return seen.load() == 14; }));
+  // Removed: no more calls (and nothing left that refers to `seen`).
+  n1.set_size_listener({});
+  seen = 0;
+  primary.append(keys.secret, 2);
+  p.notify_new_head();
+  CHECK(eventually([&] { return r1.size() == 16; }));
+  std::this_thread::sleep_for(50ms);
+  CHECK(seen.load() == 0);
+  n1.stop();
+  p.stop();
+}
+
 TEST_CASE("a replica resumes from its verified log after a restart") {
   KeyPair keys = KeyPair::generate();
   TestLog primary(keys.pub, true), r(keys.pub, false);
