@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "net/http_client.h"
+#include "net/tcp_socket_test_util.h"
 
 using namespace swarmlite;
 using namespace swarmlite::net;
@@ -257,6 +258,31 @@ TEST_CASE("min_size waits for the state, then gives up with 503") {
   r = s.call("GET", "/db/query?q=SELECT%201&min_size=10&timeout=5s");
   bump.join();
   CHECK(r.status == 200);
+}
+
+TEST_CASE("accepted HTTP connections have TCP_NODELAY unless the options turn it off") {
+  for (bool on : {true, false}) {
+    CAPTURE(on);
+    HttpApiOptions o;
+    o.tcp_no_delay = on;
+    Server s(false, o);
+    // A raw connection that stays open while the server's end is inspected.
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(s.url.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    // One keep-alive request answered: the server's session has set its socket up.
+    std::string get = "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(::write(fd, get.data(), get.size()) == static_cast<ssize_t>(get.size()));
+    char buf[512];
+    REQUIRE(::read(fd, buf, sizeof buf) > 0);
+    auto server_end = testing::connected_tcp_sockets(s.url.port, 0);
+    ::close(fd);
+    REQUIRE(server_end.size() == 1);
+    CHECK(server_end[0].no_delay == on);
+  }
 }
 
 TEST_CASE("a min_size wait is woken when the backend's size grows, not at the next poll") {

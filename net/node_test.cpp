@@ -19,6 +19,7 @@
 #include "core/fault_injection.h"
 #include "core/keys.h"
 #include "net/protocol.h"
+#include "net/tcp_socket_test_util.h"
 #include "net/test_log.h"
 
 using namespace swarmlite;
@@ -178,6 +179,32 @@ TEST_CASE("the size listener hears each growth: the replica's stores and applies
   CHECK(seen.load() == 0);
   n1.stop();
   p.stop();
+}
+
+TEST_CASE("peer sockets, dialled and accepted, have TCP_NODELAY unless the options turn it off") {
+  for (bool on : {true, false}) {
+    CAPTURE(on);
+    KeyPair keys = KeyPair::generate();
+    TestLog primary(keys.pub, true), r1(keys.pub, false);
+    primary.append(keys.secret, 3);
+    auto po = fast_options();
+    po.tcp_no_delay = on;
+    Node p(*primary.backend, po);
+    REQUIRE(p.start().ok());
+    auto o1 = seeded_from(p);
+    o1.tcp_no_delay = on;
+    Node n1(*r1.backend, o1);
+    REQUIRE(n1.start().ok());
+    CHECK(eventually([&] { return r1.size() == 3; }));
+    auto accepted = connected_tcp_sockets(p.listen_port(), 0);  // p's end
+    auto dialled = connected_tcp_sockets(0, p.listen_port());   // n1's end
+    REQUIRE(!accepted.empty());
+    REQUIRE(!dialled.empty());
+    for (const auto& s : accepted) CHECK(s.no_delay == on);
+    for (const auto& s : dialled) CHECK(s.no_delay == on);
+    n1.stop();
+    p.stop();
+  }
 }
 
 TEST_CASE("a replica resumes from its verified log after a restart") {
