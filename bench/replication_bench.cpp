@@ -1,16 +1,21 @@
 // Replication benchmarks (issue 4), with in-process nodes (net::Node over real
 // TCP sockets on 127.0.0.1, one process; no child processes):
 //
-//  BM_Lag/topology:0|1   primary + 3 peers as a chain (P←1←2←3) or a star
-//      (1, 2, 3 ← P). A pacing thread runs single-row write transactions with
-//      Primary::execute at SWARMLITE_BENCH_LAG_RATE/s (default 1000) for
-//      SWARMLITE_BENCH_LAG_SECONDS (default 15), one signed head per execute
+//  BM_Lag/star:0|1/rate:100|1000/nodelay:0|1   primary + 3 peers as a chain
+//      (P←1←2←3, star:0) or a star (1, 2, 3 ← P, star:1). A pacing thread runs
+//      single-row write transactions with Primary::execute at `rate`/s for
+//      SWARMLITE_BENCH_LAG_SECONDS (default 10), one signed head per execute
 //      and Node::notify_new_head() after it, as `swarmlite primary` does.
+//      nodelay:0 turns TCP_NODELAY off on every node's peer sockets
+//      (NodeOptions::tcp_no_delay; on in production): the A/B pair of the same
+//      run, whose ratios main() prints at the end.
 //      Lag of entry i at peer k = (time peer k's Replica::apply_available
 //      returned having applied i) − (time execute() returned for i). The peer
 //      time comes from a NodeBackend wrapper (TimedReplicaBackend) around the
 //      ReplicaBackend: one steady_clock read per apply call, no polling.
-//      Both clocks are the same steady_clock of one process.
+//      Both clocks are the same steady_clock of one process. In the chain,
+//      hop k = peer k's time − peer k−1's time for the same entry (hop 1 =
+//      peer 1's lag): what one relay step adds.
 //  BM_CatchUp/peer:0|1|2  a log of SWARMLITE_BENCH_CATCHUP_ENTRIES (default
 //      1,000,000) small entries, built once into SWARMLITE_BENCH_DATA (default
 //      /var/tmp/swarmlite-bench) and reused. peer:0 = local baseline (a fresh
@@ -105,8 +110,10 @@ Statement insert_row(uint64_t i) {
   return Statement{"INSERT INTO t(v) VALUES (?)", {Value{fmt::format("row {:012} payload abcdefgh", i)}}};
 }
 
-net::NodeOptions node_options(std::vector<std::string> seeds, size_t max_outbound) {
+net::NodeOptions node_options(std::vector<std::string> seeds, size_t max_outbound,
+                              bool no_delay = true) {
   net::NodeOptions o;
+  o.tcp_no_delay = no_delay;
   o.listen = "127.0.0.1:0";
   o.seeds = std::move(seeds);
   o.max_outbound = max_outbound;  // 1 with one seed: exactly the chosen topology
@@ -186,10 +193,10 @@ struct PrimaryNode {
   std::unique_ptr<Primary> primary;
   std::unique_ptr<net::PrimaryBackend> backend;
   std::unique_ptr<net::Node> node;
-  PrimaryNode(const fs::path& db, const SecretKey& key, PrimaryOptions po) {
+  PrimaryNode(const fs::path& db, const SecretKey& key, PrimaryOptions po, bool no_delay = true) {
     primary = must(Primary::open(db, key, std::move(po)), "opening the primary");
     backend = std::make_unique<net::PrimaryBackend>(*primary);
-    node = std::make_unique<net::Node>(*backend, node_options({}, 0));
+    node = std::make_unique<net::Node>(*backend, node_options({}, 0, no_delay));
     must(node->start(), "starting the primary node");
   }
   void write(uint64_t i) {
@@ -222,17 +229,33 @@ double percentile(std::vector<double>& v, double p) {
 // ---------------------------------------------------------------------------
 // 1. Lag at a steady write rate.
 
+// One BM_Lag row's figures, kept for the A/B table main() prints at the end.
+struct LagRow {
+  bool chain = false;
+  int rate = 0;
+  bool no_delay = true;
+  double load_before = 0, load_after = 0;
+  std::vector<double> p50, p99, max;  // per peer (lag from the primary)
+  std::vector<double> hop_p50, hop_p99, hop_max;  // chain only: per hop
+};
+std::vector<LagRow>& lag_rows() {
+  static std::vector<LagRow> rows;
+  return rows;
+}
+
 void BM_Lag(benchmark::State& state) {
   const bool chain = state.range(0) == 0;
-  const double rate = static_cast<double>(env_int("SWARMLITE_BENCH_LAG_RATE", 1000));
-  const auto seconds = env_int("SWARMLITE_BENCH_LAG_SECONDS", 15);
+  const int rate_arg = static_cast<int>(state.range(1));
+  const bool no_delay = state.range(2) != 0;
+  const double rate = static_cast<double>(rate_arg);
+  const auto seconds = env_int("SWARMLITE_BENCH_LAG_SECONDS", 10);
   const auto writes = static_cast<uint64_t>(rate * static_cast<double>(seconds));
   constexpr int kPeers = 3;
   for (auto _ : state) {
     KeyPair keys = KeyPair::generate();
     TempDir pdir("lag-primary");
     fs::create_directories(pdir.path);
-    PrimaryNode p(pdir.path / "primary.db", keys.secret, {});  // log fsync on, a head per execute
+    PrimaryNode p(pdir.path / "primary.db", keys.secret, {}, no_delay);  // log fsync on, a head per execute
     must(p.primary->execute({Statement{kCreate, {}}}), "create table");
     p.node->notify_new_head();
     const uint64_t first = p.primary->size();  // seq of the first timed write
@@ -241,7 +264,7 @@ void BM_Lag(benchmark::State& state) {
     std::vector<std::unique_ptr<ReplicaPeer>> peers;
     for (int k = 0; k < kPeers; ++k) {
       std::string seed = chain && k > 0 ? address_of(*peers.back()->node) : address_of(*p.node);
-      peers.push_back(std::make_unique<ReplicaPeer>(keys.pub, capacity, node_options({seed}, 1)));
+      peers.push_back(std::make_unique<ReplicaPeer>(keys.pub, capacity, node_options({seed}, 1, no_delay)));
     }
     auto all_applied = [&](uint64_t size) {
       return std::all_of(peers.begin(), peers.end(),
@@ -250,7 +273,11 @@ void BM_Lag(benchmark::State& state) {
     if (!wait_for([&] { return all_applied(first); }, 30s)) die("peers did not sync the setup");
 
     std::vector<int64_t> acked(capacity, 0);
-    double load_before = load_average();
+    LagRow row;
+    row.chain = chain;
+    row.rate = rate_arg;
+    row.no_delay = no_delay;
+    row.load_before = load_average();
     double achieved = paced_writes(writes, rate, [&](uint64_t i) {
       auto r = p.primary->execute({insert_row(i)});
       acked[first + i] = now_ns();
@@ -260,28 +287,73 @@ void BM_Lag(benchmark::State& state) {
     if (!wait_for([&] { return all_applied(capacity); }, 120s)) die("peers did not catch up");
     for (auto& q : peers) q->node->stop();
     p.node->stop();
+    row.load_after = load_average();
 
     state.counters["write_rate"] = achieved;
     std::string summary;
+    // Lag in ms of entries [first, capacity) between two time arrays.
+    auto lags = [&](const std::vector<int64_t>& later, const std::vector<int64_t>& earlier) {
+      std::vector<double> ms;
+      ms.reserve(writes);
+      for (size_t s = first; s < capacity; ++s) ms.push_back(static_cast<double>(later[s] - earlier[s]) / 1e6);
+      return ms;
+    };
     for (int k = 0; k < kPeers; ++k) {
-      std::vector<double> lag_ms;
-      lag_ms.reserve(writes);
-      for (size_t s = first; s < capacity; ++s) {
-        lag_ms.push_back(static_cast<double>(peers[k]->backend->applied_at[s] - acked[s]) / 1e6);
-      }
+      std::vector<double> lag_ms = lags(peers[k]->backend->applied_at, acked);
       double mx = *std::max_element(lag_ms.begin(), lag_ms.end());
       double p50 = percentile(lag_ms, 0.50), p99 = percentile(lag_ms, 0.99);
       std::string tag = fmt::format("peer{}", k + 1);
       state.counters[tag + "_p50_ms"] = p50;
       state.counters[tag + "_p99_ms"] = p99;
       state.counters[tag + "_max_ms"] = mx;
+      row.p50.push_back(p50);
+      row.p99.push_back(p99);
+      row.max.push_back(mx);
       summary += fmt::format(" | {} p50 {:.2f} p99 {:.2f} max {:.2f} ms", tag, p50, p99, mx);
     }
-    fmt::print(stderr, "lag {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}{}\n",
-               chain ? "chain" : "star", writes, achieved, rate, load_before, load_average(), summary);
+    for (int k = 1; chain && k < kPeers; ++k) {
+      std::vector<double> hop_ms = lags(peers[k]->backend->applied_at, peers[k - 1]->backend->applied_at);
+      double mx = *std::max_element(hop_ms.begin(), hop_ms.end());
+      double p50 = percentile(hop_ms, 0.50), p99 = percentile(hop_ms, 0.99);
+      std::string tag = fmt::format("hop{}", k + 1);
+      state.counters[tag + "_p50_ms"] = p50;
+      state.counters[tag + "_p99_ms"] = p99;
+      state.counters[tag + "_max_ms"] = mx;
+      row.hop_p50.push_back(p50);
+      row.hop_p99.push_back(p99);
+      row.hop_max.push_back(mx);
+      summary += fmt::format(" | {} alone p50 {:.2f} p99 {:.2f} max {:.2f} ms", tag, p50, p99, mx);
+    }
+    fmt::print(stderr, "lag {} nodelay {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}{}\n",
+               chain ? "chain" : "star", no_delay ? "on" : "off", writes, achieved, rate, row.load_before,
+               row.load_after, summary);
+    lag_rows().push_back(std::move(row));
   }
 }
-BENCHMARK(BM_Lag)->ArgName("star")->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// The A/B table: for each topology and rate run both ways, TCP_NODELAY off
+// divided by on, per peer (p50 and p99 of the lag from the primary).
+void print_lag_ratios() {
+  const auto& rows = lag_rows();
+  for (const LagRow& on : rows) {
+    if (!on.no_delay) continue;
+    for (const LagRow& off : rows) {
+      if (off.no_delay || off.chain != on.chain || off.rate != on.rate) continue;
+      std::string line = fmt::format("lag A/B {} {}/s, nodelay off/on:", on.chain ? "chain" : "star", on.rate);
+      for (size_t k = 0; k < on.p50.size() && k < off.p50.size(); ++k) {
+        line += fmt::format(" | peer{} p50 {:.2f}/{:.2f} = {:.1f}x, p99 {:.2f}/{:.2f} = {:.1f}x", k + 1, off.p50[k],
+                            on.p50[k], off.p50[k] / std::max(on.p50[k], 1e-3), off.p99[k], on.p99[k],
+                            off.p99[k] / std::max(on.p99[k], 1e-3));
+      }
+      fmt::print(stderr, "{}\n", line);
+    }
+  }
+}
+BENCHMARK(BM_Lag)
+    ->ArgNames({"star", "rate", "nodelay"})
+    ->ArgsProduct({{1, 0}, {100, 1000}, {1, 0}})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 // ---------------------------------------------------------------------------
 // 2. Catch-up of a new peer on a large log.
@@ -506,6 +578,7 @@ int main(int argc, char** argv) {
   fmt::print(stderr, "machine: {} cores, load average {:.2f}\n", std::thread::hardware_concurrency(),
              swarmlite::load_average());
   benchmark::RunSpecifiedBenchmarks();
+  swarmlite::print_lag_ratios();
   benchmark::Shutdown();
   return 0;
 }

@@ -10,6 +10,7 @@
 #include "net/http_api.h"
 #include "net/http_client.h"
 #include "net/http_request.h"
+#include "net/tcp_socket.h"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <set>
 #include <variant>
 #include <charconv>
 #include <cstring>
@@ -173,6 +175,14 @@ struct HttpApi::Impl {
   HttpApiOptions opts;
   std::unique_ptr<Metrics> own_metrics;
   Metrics* metrics;
+  // Size wake-ups (HttpBackend::set_size_listener): the timers the waits in
+  // wait_for_size sleep on (io thread only), cancelled when the backend says
+  // the size grew. Declared before ioc: a wait's coroutine frame, destroyed
+  // with the io_context, still unregisters its timer here.
+  std::set<asio::steady_timer*> size_waiters;
+  std::atomic<size_t> size_waiter_count{0};  // size_waiters.size(), for the backend's threads
+  std::atomic<bool> size_wake_posted{false};
+  bool size_notifies = false;  // the backend accepted the listener (else waits poll)
   asio::io_context ioc{1};
   std::optional<tcp::acceptor> acceptor;
   // The lanes (see http_api.h): reads, writes, status/metrics.
@@ -303,7 +313,7 @@ struct HttpApi::Impl {
     if (auto au = req.find(http::field::authorization); au != req.end()) fr.authorization = std::string(au->value());
     if (auto ac = req.find(http::field::accept); ac != req.end()) fr.accept = std::string(ac->value());
     fr.headers.emplace_back(std::string(kForwardedHeader), bound_address());
-    HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes};
+    HttpClientOptions co{opts.forward_timeout, opts.max_forward_response_bytes, opts.tcp_no_delay};
     // A peer's writes are its forwards: they take the write lane and its cap.
     LaneSlot slot;
     if (!take_slot(slot, pending_writes, opts.max_pending_writes)) {
@@ -451,15 +461,7 @@ struct HttpApi::Impl {
     if (auto refused = co_await ensure_consistency(req, ro)) co_return std::move(*refused);
     auto t0 = std::chrono::steady_clock::now();
     // Freshness: wait (without holding a worker) until the state reaches min_size.
-    if (ro.min_size > 0 && backend.size() < ro.min_size) {
-      auto deadline = t0 + ro.timeout;
-      asio::steady_timer timer(ioc);
-      while (backend.size() < ro.min_size && std::chrono::steady_clock::now() < deadline) {
-        timer.expires_after(opts.min_size_poll);
-        error_code ec;
-        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) break;
-      }
+    if (ro.min_size > 0 && !co_await wait_for_size(ro.min_size, t0 + ro.timeout)) {
       uint64_t have = backend.size();
       if (have < ro.min_size)
         co_return error(req, http::status::service_unavailable,
@@ -504,15 +506,52 @@ struct HttpApi::Impl {
 
   FreshnessTracker freshness;
 
+  // The backend's listener (any thread): the size may have grown. Nothing
+  // when nobody waits; else one post to the io thread, however many calls
+  // come before it runs.
+  void size_grew() {
+    // Pairs with the fence in wait_for_size: either that wait's re-check sees
+    // the new size, or this sees its count.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (size_waiter_count.load(std::memory_order_relaxed) == 0) return;
+    if (size_wake_posted.exchange(true)) return;
+    asio::post(ioc, [this] {
+      size_wake_posted = false;  // first: a growth after this posts again
+      for (auto* t : size_waiters) t->cancel();
+    });
+  }
+
+  // A wait's timer in size_waiters while the wait lasts.
+  struct SizeWaiter {
+    Impl& s;
+    asio::steady_timer* timer;
+    SizeWaiter(Impl& i, asio::steady_timer* t) : s(i), timer(t) {
+      s.size_waiters.insert(timer);
+      s.size_waiter_count.fetch_add(1);
+      std::atomic_thread_fence(std::memory_order_seq_cst);  // see size_grew
+    }
+    ~SizeWaiter() {
+      s.size_waiters.erase(timer);
+      s.size_waiter_count.fetch_sub(1);
+    }
+    SizeWaiter(const SizeWaiter&) = delete;
+    SizeWaiter& operator=(const SizeWaiter&) = delete;
+  };
+
   // Waits on a timer (no worker held) until the node applied `target` entries
-  // or `deadline` passes; true when it has.
+  // or `deadline` passes; true when it has. A backend that notifies wakes the
+  // wait as soon as its size grows (size_grew cancels the timer); otherwise
+  // the size is re-checked every min_size_poll.
   asio::awaitable<bool> wait_for_size(uint64_t target, std::chrono::steady_clock::time_point deadline) {
+    if (backend.size() >= target) co_return true;
     asio::steady_timer timer(ioc);
+    SizeWaiter registered(*this, &timer);
     while (backend.size() < target && std::chrono::steady_clock::now() < deadline) {
-      timer.expires_after(opts.min_size_poll);
+      if (size_notifies) timer.expires_at(deadline);
+      else timer.expires_after(opts.min_size_poll);
       error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
+      if (ec && ec != asio::error::operation_aborted) break;  // aborted: size_grew woke us
     }
     co_return backend.size() >= target;
   }
@@ -537,7 +576,7 @@ struct HttpApi::Impl {
                           fmt::format("level={}: bad --primary-url: {}", ro.level, url.error().message), ro.pretty);
         HttpRequest sr;
         sr.target = "/db/size";
-        HttpClientOptions co{std::max(ro.timeout, std::chrono::milliseconds(1)), 4096};
+        HttpClientOptions co{std::max(ro.timeout, std::chrono::milliseconds(1)), 4096, opts.tcp_no_delay};
         // In the read lane (a slow primary must not hold up /status and /metrics).
         LaneSlot slot;
         if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
@@ -1191,6 +1230,7 @@ struct HttpApi::Impl {
       explicit Count(Impl& i) : s(i) { s.open_connections.add(1); }
       ~Count() { s.open_connections.add(-1); s.connections.fetch_sub(1); }
     } count(*this);
+    set_no_delay(socket, opts.tcp_no_delay, "HTTP connection");
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer(opts.max_header_bytes + (64u << 10));
     bool first = true;
@@ -1267,6 +1307,7 @@ struct HttpApi::Impl {
   }
 
   asio::awaitable<void> refuse(tcp::socket socket) {
+    set_no_delay(socket, opts.tcp_no_delay, "HTTP connection");
     beast::tcp_stream stream(std::move(socket));
     Request bare;
     bare.version(11);
@@ -1339,6 +1380,7 @@ Status HttpApi::start() {
       }
     }
   }
+  s.size_notifies = s.backend.set_size_listener([&s] { s.size_grew(); });
   asio::co_spawn(s.ioc, s.accept_loop(), asio::detached);
   s.io_thread = std::thread([&s] { s.ioc.run(); });
   return ok_status();
@@ -1347,6 +1389,7 @@ Status HttpApi::start() {
 void HttpApi::stop() {
   Impl& s = *impl_;
   if (!s.started || s.stopped.exchange(true)) return;
+  if (s.size_notifies) s.backend.set_size_listener({});  // no call into s once stopped
   asio::post(s.ioc, [&s] {
     error_code ignored;
     if (s.acceptor) s.acceptor->close(ignored);

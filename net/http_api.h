@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,6 +102,14 @@ class HttpBackend {
   // Entries applied to the state queries read (for min_size waits). Cheap.
   virtual uint64_t size() const = 0;
 
+  // Wake-ups for min_size and level=strong waits: the backend calls `fn`
+  // (any thread) whenever size() may have grown, until it is replaced; an
+  // empty fn removes it, and once this returns the previous fn is not
+  // running. fn is cheap and never blocks. Returns false when the backend
+  // cannot tell (the default): waits then re-check size() every
+  // HttpApiOptions::min_size_poll instead.
+  virtual bool set_size_listener(std::function<void()> /*fn*/) { return false; }
+
   // /db/request: classifies each statement against the node's current state by
   // preparing it (never stepping) on a guarded read connection: prepared =
   // read, refused by the guard's authorizer = write, any other prepare error =
@@ -157,7 +166,13 @@ struct HttpApiOptions {
   std::chrono::milliseconds read_timeout{10000};   // one request's header + body
   std::chrono::milliseconds idle_timeout{30000};   // between keep-alive requests
   std::chrono::milliseconds write_timeout{30000};  // sending one response
-  std::chrono::milliseconds min_size_poll{5};      // how often a min_size wait re-checks
+  // How often a min_size or level=strong wait re-checks the size, only when
+  // the backend cannot notify (HttpBackend::set_size_listener returns false);
+  // otherwise a wait is woken when the size grows.
+  std::chrono::milliseconds min_size_poll{5};
+  // TCP_NODELAY on accepted connections and on the client connections the
+  // server opens (forwarded writes, GET /db/size): see net/tcp_socket.h.
+  bool tcp_no_delay = true;
   size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 16;  // write requests running + queued (one runs at a time); 503 over it

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "net/http_client.h"
+#include "net/tcp_socket_test_util.h"
 
 using namespace swarmlite;
 using namespace swarmlite::net;
@@ -65,6 +66,17 @@ class FakeBackend : public HttpBackend {
     return out;
   }
   uint64_t size() const override { return size_.load(); }
+  // With notifies_ set, it tells the server when grow() raises the size.
+  bool set_size_listener(std::function<void()> fn) override {
+    std::lock_guard lock(listener_mu_);
+    listener_ = std::move(fn);
+    return notifies_;
+  }
+  void grow(uint64_t to) {
+    size_ = to;
+    std::lock_guard lock(listener_mu_);
+    if (notifies_ && listener_) listener_();
+  }
   json status() const override { return {{"log_size", size_.load()}, {"role", primary_ ? "primary" : "peer"}}; }
   Status ready() const override {
     if (ready_) return ok_status();
@@ -76,8 +88,11 @@ class FakeBackend : public HttpBackend {
   bool last_transaction() { std::lock_guard l(mu_); return last_transaction_; }
   std::atomic<uint64_t> size_{3};
   std::atomic<bool> ready_{true};
+  bool notifies_ = false;  // set before the server starts
 
  private:
+  std::mutex listener_mu_;
+  std::function<void()> listener_;
   bool primary_;
   std::mutex mu_;
   std::vector<Statement> last_exec_, last_query_;
@@ -89,7 +104,9 @@ struct Server {
   FakeBackend backend;
   HttpApi api;
   HttpUrl url;
-  Server(bool primary, HttpApiOptions opts) : backend(primary), api(backend, with_listen(std::move(opts))) {
+  Server(bool primary, HttpApiOptions opts, bool notifies = false)
+      : backend(primary), api(backend, with_listen(std::move(opts))) {
+    backend.notifies_ = notifies;
     auto s = api.start();
     REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.error().to_string()));
     url.host = "127.0.0.1";
@@ -241,6 +258,63 @@ TEST_CASE("min_size waits for the state, then gives up with 503") {
   r = s.call("GET", "/db/query?q=SELECT%201&min_size=10&timeout=5s");
   bump.join();
   CHECK(r.status == 200);
+}
+
+TEST_CASE("accepted HTTP connections have TCP_NODELAY unless the options turn it off") {
+  for (bool on : {true, false}) {
+    CAPTURE(on);
+    HttpApiOptions o;
+    o.tcp_no_delay = on;
+    Server s(false, o);
+    // A raw connection that stays open while the server's end is inspected.
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(s.url.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    // One keep-alive request answered: the server's session has set its socket up.
+    std::string get = "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(::write(fd, get.data(), get.size()) == static_cast<ssize_t>(get.size()));
+    char buf[512];
+    REQUIRE(::read(fd, buf, sizeof buf) > 0);
+    auto server_end = testing::connected_tcp_sockets(s.url.port, 0);
+    ::close(fd);
+    REQUIRE(server_end.size() == 1);
+    CHECK(server_end[0].no_delay == on);
+  }
+}
+
+TEST_CASE("a min_size wait is woken when the backend's size grows, not at the next poll") {
+  // A poll period far longer than the answer may take: only the wake-up can answer in time.
+  HttpApiOptions o;
+  o.min_size_poll = std::chrono::milliseconds(10000);
+  Server s(false, o, /*notifies=*/true);
+  using SteadyClock = std::chrono::steady_clock;
+  std::atomic<int64_t> grown_at{0};
+  std::thread bump([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the request is waiting by now
+    s.backend.grow(5);  // still below: the wait goes on
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    grown_at = SteadyClock::now().time_since_epoch().count();
+    s.backend.grow(10);
+  });
+  HttpRequest rq;
+  rq.target = "/db/query?q=SELECT%201&min_size=10&timeout=30s";
+  // A client deadline past the poll period: a server that only polls answers
+  // late (the check below fails) rather than not at all.
+  auto r = http_call(s.url, rq, HttpClientOptions{std::chrono::milliseconds(20000)});
+  auto answered = SteadyClock::now();
+  bump.join();
+  REQUIRE(r.ok());
+  CHECK(r->status == 200);
+  auto after = answered - SteadyClock::time_point(SteadyClock::duration(grown_at.load()));
+  CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(after).count() < 1000);
+  // The timeout still holds with notifications: nothing grows, 503 with the same message.
+  auto late = s.call("GET", "/db/query?q=SELECT%201&min_size=11&timeout=100ms");
+  CHECK(late.status == 503);
+  CHECK(json::parse(late.body)["error"].get<std::string>() ==
+        "state is at size 10, below min_size 11 after waiting 100 ms");
 }
 
 TEST_CASE("proof=1 adds size and proof; Accept octet-stream returns the raw proof") {

@@ -32,6 +32,11 @@ class PrimaryHttpBackend : public HttpBackend {
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
   uint64_t size() const override { return primary_.size(); }
+  // Node::notify_new_head (called by execute) tells.
+  bool set_size_listener(std::function<void()> fn) override {
+    node_.set_size_listener(std::move(fn));
+    return true;
+  }
   Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements) override;
   nlohmann::json status() const override;
   Status ready() const override;
@@ -62,6 +67,11 @@ class ReplicaHttpBackend : public HttpBackend {
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
   uint64_t size() const override { return replica_.size(); }
+  // The node's worker tells after each apply.
+  bool set_size_listener(std::function<void()> fn) override {
+    node_.set_size_listener(std::move(fn));
+    return true;
+  }
   Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements) override;
   uint64_t known_head_size() const override;  // NodeStatus::best_size
   nlohmann::json status() const override;

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "net/http_json.h"
+#include "net/tcp_socket.h"
 
 namespace swarmlite::net {
 
@@ -91,6 +92,7 @@ asio::awaitable<void> run_call(const HttpUrl& url, const HttpRequest& request, c
     out = make_error(Errc::unavailable, "connect to {}:{}: {}", url.host, url.port, ec.message());
     co_return;
   }
+  set_no_delay(stream.socket(), options.tcp_no_delay, fmt::format("HTTP client to {}:{}", url.host, url.port));
   http::request<http::string_body> req{http::string_to_verb(request.method), url.base_path + request.target, 11};
   req.set(http::field::host, url.host + ":" + std::to_string(url.port));
   req.set(http::field::user_agent, "swarmlite");

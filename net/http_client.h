@@ -44,6 +44,7 @@ struct HttpResponse {
 struct HttpClientOptions {
   std::chrono::milliseconds timeout{30000};  // connect + send + receive
   size_t max_body_bytes = 64u << 20;
+  bool tcp_no_delay = true;  // TCP_NODELAY on the connection (net/tcp_socket.h)
 };
 
 // Errors: unavailable (connect/resolve failure, timeout), too_large (body over

@@ -106,6 +106,13 @@ struct Node::Impl : SessionEvents {
   asio::steady_timer tick{io};
   std::optional<asio::signal_set> signals;
   std::thread io_thread;
+  // set_size_listener's listener, called from the worker and notify_new_head()'s callers.
+  std::mutex size_listener_mu;
+  std::function<void()> size_listener;
+  void size_grew() {
+    std::lock_guard lock(size_listener_mu);
+    if (size_listener) size_listener();
+  }
   Worker worker;
   SyncEngine sync;
   SessionOptions session_options;
@@ -137,13 +144,14 @@ Node::Impl::Impl(NodeBackend& b, NodeOptions o)
       opt(std::move(o)),
       log_id(b.log_id()),
       node_id(random_node_id()),
-      worker(b),
+      worker(b, [this] { size_grew(); }),
       sync(b, opt, node_id, [this] { return worker.apply_error().has_value(); }) {
   session_options.max_frame = opt.max_frame ? opt.max_frame : kMaxFrameBytes;
   session_options.max_queued_responses = std::max<size_t>(opt.max_queued_responses, 1);
   session_options.handshake_timeout = opt.handshake_timeout;
   session_options.idle_timeout = opt.idle_timeout;
   session_options.write_timeout = opt.request_timeout;
+  session_options.tcp_no_delay = opt.tcp_no_delay;
 }
 
 Status Node::Impl::start() {
@@ -331,6 +339,7 @@ void Node::Impl::run(Actions actions) {
             worker.post([this, id = a.session, keys = std::move(a.ban_keys), who = std::move(a.who), n,
                          e = std::move(a.entries)]() mutable {
               Status st = backend.store_entries(e.entries, e.head, e.proof);
+              if (st.ok()) size_grew();
               asio::post(io, [this, id, keys = std::move(keys), who = std::move(who), n,
                                head = std::move(e.head), st = std::move(st)] {
                 if (!stopping) run(sync.stored(id, keys, who, n, head, st, Clock::now()));
@@ -462,9 +471,15 @@ uint16_t Node::listen_port() const { return impl_->port; }
 std::string Node::node_id_hex() const { return hex_id(impl_->node_id); }
 
 void Node::notify_new_head() {
+  impl_->size_grew();
   asio::post(impl_->io, [impl = impl_.get()] {
     if (!impl->stopping) impl->run(impl->sync.new_local_head());
   });
+}
+
+void Node::set_size_listener(std::function<void()> fn) {
+  std::lock_guard lock(impl_->size_listener_mu);
+  impl_->size_listener = std::move(fn);
 }
 
 NodeStatus Node::status() const {

@@ -120,6 +120,9 @@ struct NodeOptions {
   std::chrono::milliseconds backoff_initial{250};
   std::chrono::milliseconds backoff_max{30000};
   bool handle_signals = false;        // SIGINT/SIGTERM stop the node (wait() then returns)
+  // TCP_NODELAY on every peer socket, accepted and dialled (net/tcp_socket.h).
+  // Off only for the replication benchmark's A/B run (docs/performance.md).
+  bool tcp_no_delay = true;
 };
 
 struct PeerStatus {
@@ -191,6 +194,15 @@ class Node {
   std::string node_id_hex() const;
   // Primary: the log has a new head; push it to every peer.
   void notify_new_head();
+
+  // Size wake-ups (the HTTP API's min_size and level=strong waits,
+  // docs/http-api.md "Read consistency"): `fn` is called whenever the backend's
+  // applied_size() may have grown — after each apply (worker thread), after
+  // each stored batch (a backend without a database "applies" by storing) and
+  // in notify_new_head() (the caller's thread). One listener: setting replaces
+  // it, an empty fn removes it; once this returns the previous fn is not
+  // running. fn must be cheap, must not block and must not call into the node.
+  void set_size_listener(std::function<void()> fn);
 
   NodeStatus status() const;
   std::optional<Evidence> evidence() const;

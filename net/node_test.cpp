@@ -19,6 +19,7 @@
 #include "core/fault_injection.h"
 #include "core/keys.h"
 #include "net/protocol.h"
+#include "net/tcp_socket_test_util.h"
 #include "net/test_log.h"
 
 using namespace swarmlite;
@@ -147,6 +148,63 @@ TEST_CASE("a chain of replicas catches up in batches and follows live heads") {
   n2.stop();
   n1.stop();
   p.stop();
+}
+
+TEST_CASE("the size listener hears each growth: the replica's stores and applies, the primary's new heads") {
+  KeyPair keys = KeyPair::generate();
+  TestLog primary(keys.pub, true), r1(keys.pub, false);
+  primary.append(keys.secret, 10);
+  Node p(*primary.backend, fast_options());
+  std::atomic<int> primary_calls{0};
+  p.set_size_listener([&] { primary_calls.fetch_add(1); });
+  REQUIRE(p.start().ok());
+  Node n1(*r1.backend, seeded_from(p));
+  // What the listener saw last: the size it reads must be the grown one (it
+  // is called after the growth, not before).
+  std::atomic<uint64_t> seen{0};
+  n1.set_size_listener([&] { seen = r1.backend->applied_size(); });
+  REQUIRE(n1.start().ok());
+  CHECK(eventually([&] { return seen.load() == 10; }));
+  primary.append(keys.secret, 4);
+  p.notify_new_head();
+  CHECK(primary_calls.load() == 1);  // at once, on the caller's thread
+  CHECK(eventually([&] { return seen.load() == 14; }));
+  // Removed: no more calls (and nothing left that refers to `seen`).
+  n1.set_size_listener({});
+  seen = 0;
+  primary.append(keys.secret, 2);
+  p.notify_new_head();
+  CHECK(eventually([&] { return r1.size() == 16; }));
+  std::this_thread::sleep_for(50ms);
+  CHECK(seen.load() == 0);
+  n1.stop();
+  p.stop();
+}
+
+TEST_CASE("peer sockets, dialled and accepted, have TCP_NODELAY unless the options turn it off") {
+  for (bool on : {true, false}) {
+    CAPTURE(on);
+    KeyPair keys = KeyPair::generate();
+    TestLog primary(keys.pub, true), r1(keys.pub, false);
+    primary.append(keys.secret, 3);
+    auto po = fast_options();
+    po.tcp_no_delay = on;
+    Node p(*primary.backend, po);
+    REQUIRE(p.start().ok());
+    auto o1 = seeded_from(p);
+    o1.tcp_no_delay = on;
+    Node n1(*r1.backend, o1);
+    REQUIRE(n1.start().ok());
+    CHECK(eventually([&] { return r1.size() == 3; }));
+    auto accepted = connected_tcp_sockets(p.listen_port(), 0);  // p's end
+    auto dialled = connected_tcp_sockets(0, p.listen_port());   // n1's end
+    REQUIRE(!accepted.empty());
+    REQUIRE(!dialled.empty());
+    for (const auto& s : accepted) CHECK(s.no_delay == on);
+    for (const auto& s : dialled) CHECK(s.no_delay == on);
+    n1.stop();
+    p.stop();
+  }
 }
 
 TEST_CASE("a replica resumes from its verified log after a restart") {

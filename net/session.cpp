@@ -39,6 +39,7 @@ struct Session::State : std::enable_shared_from_this<Session::State> {
     auto ep = socket_.remote_endpoint(ec);
     remote_ = ec ? "?" : endpoint_text(ep);
     remote_ip_ = ec ? "" : ep.address().to_string();
+    set_no_delay(socket_, opt_.tcp_no_delay, "peer " + remote_);
     connected_at_ = Clock::now();
     read_deadline_ = connected_at_ + opt_.handshake_timeout;
     if (opt_.max_queued_responses == 0) opt_.max_queued_responses = 1;

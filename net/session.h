@@ -41,6 +41,9 @@ struct SessionOptions {
   std::chrono::milliseconds handshake_timeout{10000};  // before the first frame
   std::chrono::milliseconds idle_timeout{90000};       // no frame received for this long
   std::chrono::milliseconds write_timeout{30000};      // one frame's write
+  // TCP_NODELAY on the socket (net/tcp_socket.h set_no_delay). Off only for
+  // the replication benchmark's A/B run (docs/performance.md).
+  bool tcp_no_delay = true;
 };
 
 // Bytes moved by every session of a node (since start).

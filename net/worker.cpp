@@ -70,6 +70,7 @@ void Worker::run() {
     uint64_t up_to = std::min(apply_target_, backend_.applied_size() + kApplyChunk);
     lock.unlock();
     auto r = backend_.apply(up_to);
+    if (on_applied_) on_applied_();
     lock.lock();
     if (!r.ok() && is_local_fault(r.error())) {
       apply_fault.failed(r.error());

@@ -23,7 +23,10 @@ class Worker {
  public:
   static constexpr uint64_t kApplyChunk = 256;  // entries per backend.apply call: keeps stores responsive
 
-  explicit Worker(NodeBackend& backend) : backend_(backend) {}
+  // `on_applied` (may be empty) runs on the worker thread after each
+  // backend.apply call, outside the worker's lock: the applied size may have grown.
+  explicit Worker(NodeBackend& backend, std::function<void()> on_applied = {})
+      : backend_(backend), on_applied_(std::move(on_applied)) {}
   ~Worker() { stop(); }
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -46,6 +49,7 @@ class Worker {
   void run();
 
   NodeBackend& backend_;
+  std::function<void()> on_applied_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;
