@@ -31,6 +31,12 @@ void add_node_flags(CLI::App& cmd, NodeFlags& f) {
       ->capture_default_str();
   cmd.add_option("--ban-time", f.ban_seconds, "Seconds a misbehaving peer stays banned")
       ->capture_default_str();
+  cmd.add_option("--max-backups", f.max_backups,
+                 "GET /db/backup requests served at once (503 busy over it); each copies the database")
+      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{64}));
+  cmd.add_option("--backup-timeout", f.backup_timeout_s,
+                 "Seconds making one backup may take, and again sending it")
+      ->capture_default_str()->check(CLI::Range(1.0, 7.0 * 24 * 3600));
 }
 
 void add_primary_http_flags(CLI::App& cmd, NodeFlags& f) {
@@ -91,6 +97,8 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
       http_options.primary_url = flags.primary_url;
     }
     http_options.redirect_writes = flags.redirect_writes;
+    http_options.max_backups = flags.max_backups;
+    http_options.backup_timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.backup_timeout_s * 1000));
     http_options.max_load_bytes = flags.max_load_mib << 20;
     http_options.load_timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.load_timeout_s * 1000));
     http_options.load_dir = options.data_dir;  // the node's own disk, with room for the data

@@ -24,6 +24,8 @@ struct NodeFlags {
   double evict_idle_after_s = 30;     // --evict-idle-after SECONDS
   int ban_seconds = 600;
   std::string write_token;  // primary: --write-token FILE ("" = none)
+  size_t max_backups = 2;         // --max-backups (GET /db/backup running at once)
+  double backup_timeout_s = 600;  // --backup-timeout SECONDS (making one backup, and sending it)
   uint64_t max_load_mib = 1024;   // primary: --max-load-mib (POST /db/load's upload cap)
   double load_timeout_s = 3600;   // primary: --load-timeout SECONDS (receiving, then loading)
   std::string primary_url;  // peer: --primary-url URL, where writes are forwarded
@@ -33,7 +35,8 @@ struct NodeFlags {
 // Makes the node's HTTP backend once the Node exists (it lives as long as the Node).
 using HttpBackendFactory = std::function<std::unique_ptr<net::HttpBackend>(net::Node&)>;
 
-// Adds --listen (required), --announce, --http, --log-level, --max-peers, --max-outbound, --ban-time.
+// Adds --listen (required), --announce, --http, --log-level, --max-peers, --max-outbound, --ban-time,
+// --max-backups, --backup-timeout.
 void add_node_flags(CLI::App& cmd, NodeFlags& flags);
 // Adds --write-token FILE (the primary's HTTP write secret), --max-load-mib and --load-timeout.
 void add_primary_http_flags(CLI::App& cmd, NodeFlags& flags);

@@ -194,7 +194,7 @@ Result<TableInfo> table_info(sqlite3* db, const SchemaObject& obj, const std::st
 Status check_source_sound(sqlite3* db, const std::filesystem::path& source) {
   auto st = prepare(db, "PRAGMA quick_check(5)");
   if (!st.ok()) {
-    return make_error(Errc::invalid_argument, "import source {} is not a readable SQLite database: {}",
+    return make_error(Errc::invalid_argument, "import source {} is damaged or not a SQLite database: {}",
                       source.string(), st.error().message);
   }
   std::string problems;
@@ -499,20 +499,11 @@ Result<ImportStats> import_database(const std::filesystem::path& source, Primary
   SWL_TRY(check_source_sound(src.get(), source));
   SWL_ASSIGN(auto schema, read_schema(src.get()));
   SWL_ASSIGN(auto kinds, read_table_kinds(src.get()));
-  for (const auto& obj : schema) {
-    // (Format 1's _swarmlite is an ordinary table now: it is copied like any other.)
-    if (obj.type == "table" && obj.name.size() == kMetaTable.size() &&
-        starts_with_ci(obj.name, kMetaTable)) {
-      return make_error(Errc::invalid_argument,
-                        "import source {} has a {} table: it is a swarmlite database (a primary's "
-                        "or a peer's file), not an app database, and its metadata belongs to "
-                        "another log. To start a new primary from its data, dump it without the "
-                        "metadata (`sqlite3 {} .dump > data.sql`) and run that on a new primary "
-                        "(`swarmlite exec --db NEW.db --key KEY -f data.sql`); see "
-                        "docs/operations.md \"Importing an app database\"",
-                        source.string(), obj.name, source.string());
-    }
-  }
+  // A swarmlite file (a primary's, a peer's, a GET /db/backup): its data is
+  // copied like any app's; its sqlite_swarmlite metadata belongs to its own log
+  // and is left out with the other sqlite_ tables below, so a backup restores
+  // into a new primary. (Format 1's _swarmlite is an ordinary table now: it is
+  // copied like any other.)
   SWL_TRY(check_source_foreign_keys(src.get()));
 
   ImportStats stats;

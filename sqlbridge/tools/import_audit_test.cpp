@@ -176,6 +176,49 @@ TEST_CASE("import: refuses a primary that already holds entries and a missing so
   CHECK(r.error().message.find("new primary") != std::string::npos);
 }
 
+TEST_CASE("import: a swarmlite file (a backup) restores into a new primary without its log metadata") {
+  TempDir dir;
+  make_app_db(dir / "app.db", 500);
+  KeyPair first = KeyPair::generate(), second = KeyPair::generate();
+  {
+    auto primary = Primary::open(dir / "old.db", first.secret, testing::fast_primary());
+    REQUIRE(primary.ok());
+    auto stats = import_database(dir / "app.db", **primary);
+    REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+    REQUIRE((*primary)->close().ok());
+  }
+  // old.db holds sqlite_swarmlite (the first log's applied position): it is left out.
+  auto primary = Primary::open(dir / "new.db", second.secret, testing::fast_primary());
+  REQUIRE(primary.ok());
+  auto stats = import_database(dir / "old.db", **primary);
+  REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+  CHECK(stats->tables == 5);
+  REQUIRE((*primary)->close().ok());
+  CHECK(content_hash(dir / "new.db") == content_hash(dir / "app.db"));
+  auto check = check_import(dir / "old.db", dir / "new.db");
+  REQUIRE(check.ok());
+  CHECK(check->ok());
+  // The new primary's metadata is its own: it reopens at its own log's size.
+  auto reopened = Primary::open(dir / "new.db", second.secret, testing::fast_primary());
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+  CHECK((*reopened)->size() == 1 + stats->entries);
+}
+
+TEST_CASE("import: a damaged source is refused before anything is written") {
+  TempDir dir;
+  make_app_db(dir / "app.db", 3000);
+  const auto size = std::filesystem::file_size(dir / "app.db");
+  std::filesystem::resize_file(dir / "app.db", size / 2);
+  KeyPair keys = KeyPair::generate();
+  auto primary = Primary::open(dir / "p.db", keys.secret, testing::fast_primary());
+  REQUIRE(primary.ok());
+  auto r = import_database(dir / "app.db", **primary);
+  REQUIRE(!r.ok());
+  CHECK(r.error().code == Errc::invalid_argument);
+  CHECK(r.error().message.find("damaged") != std::string::npos);
+  CHECK((*primary)->size() == 1);
+}
+
 struct AuditFixture {
   TempDir dir;
   KeyPair keys = KeyPair::generate();
