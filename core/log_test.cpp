@@ -437,7 +437,7 @@ TEST_CASE("log: memory stays flat as the log grows; proofs match the full tree a
     REQUIRE(log->size() == kEntries);
     // A tree of every node plus a row per entry held ≈ 112 bytes per entry
     // (11 MB here); now the index rows stay on disk and the tree keeps one hash
-    // per 256 leaves (docs/operations.md "Memory").
+    // per 64 leaves and their parents (docs/operations.md "Memory").
     const size_t grown = log->memory_bytes() - start;
     MESSAGE("log memory: ", start, " bytes at 100 entries, +", grown, " for ", kEntries - 100,
             " more");

@@ -6,7 +6,8 @@
 // node of the RFC tree over a prefix splits into complete subtrees whose sizes
 // are the set bits of its width, largest first, so only the last few pieces of a
 // range are below bits_, and they all lie in the block of the range's last leaf:
-// one block per range, and for root() that block is tail_, in memory.
+// one block per range. For the last, incomplete block (so for root() and
+// append) those pieces are lookups in tail_, which keeps that block's nodes.
 //
 // Proof generation is MerkleTree's walk of the RFC recursion (PATH, SUBPROOF),
 // with range_root able to fail (a block read); the unit tests compare both trees
@@ -49,21 +50,37 @@ struct LogTree::Blocks {
 };
 
 LogTree::LogTree(LeafReader read_leaves, int block_bits)
-    : read_leaves_(std::move(read_leaves)), bits_(block_bits), block_(uint64_t{1} << block_bits) {
+    : read_leaves_(std::move(read_leaves)),
+      bits_(block_bits),
+      block_(uint64_t{1} << block_bits),
+      tail_(static_cast<size_t>(block_bits)) {
   assert(block_bits >= 1 && block_bits <= 16);
+  for (size_t k = 0; k < tail_.size(); ++k) tail_[k].reserve(block_ >> k);
 }
 
 uint64_t LogTree::size() const {
-  return (levels_.empty() ? 0 : levels_[0].size() << bits_) + tail_.size();
+  return (levels_.empty() ? 0 : levels_[0].size() << bits_) + tail_[0].size();
+}
+
+void LogTree::push_tail(const Hash32& leaf) {
+  tail_[0].push_back(leaf);
+  for (size_t k = 0; k + 1 < tail_.size() && tail_[k].size() % 2 == 0; ++k) {
+    const auto& level = tail_[k];
+    tail_[k + 1].push_back(hash_node(level[level.size() - 2], level[level.size() - 1]));
+  }
 }
 
 void LogTree::append(const Hash32& leaf) {
-  if (tail_.capacity() < block_) tail_.reserve(block_);
-  tail_.push_back(leaf);
-  if (tail_.size() < block_) return;
-  // The block is complete: keep its root, drop its leaves (the reader has them).
-  Hash32 node = fold_complete(tail_);
-  tail_.clear();
+  if (tail_[0].size() + 1 < block_) {
+    push_tail(leaf);
+    return;
+  }
+  // The block is complete: keep its root, drop its nodes (the reader has its leaves).
+  push_tail(leaf);
+  const auto& top = tail_.back();
+  assert(top.size() == 2);
+  Hash32 node = hash_node(top[0], top[1]);
+  for (auto& level : tail_) level.clear();
   if (levels_.empty()) levels_.emplace_back();
   levels_[0].push_back(node);
   // A node one level up is complete once its right child (odd index) exists.
@@ -79,12 +96,12 @@ Status LogTree::truncate(uint64_t n) {
   assert(n <= size());
   const uint64_t start = n & ~(block_ - 1);
   if (start >= tail_start()) {
-    tail_.resize(n - start);
+    for (size_t k = 0; k < tail_.size(); ++k) tail_[k].resize((n - start) >> k);
   } else {
-    std::vector<Hash32> tail(n - start);
-    tail.reserve(block_);
-    if (!tail.empty()) SWL_TRY(read_leaves_(start, tail));
-    tail_ = std::move(tail);
+    std::vector<Hash32> leaves(n - start);
+    if (!leaves.empty()) SWL_TRY(read_leaves_(start, leaves));
+    for (auto& level : tail_) level.clear();
+    for (const Hash32& leaf : leaves) push_tail(leaf);
   }
   for (size_t k = 0; k < levels_.size(); ++k) levels_[k].resize(n >> (bits_ + static_cast<int>(k)));
   while (!levels_.empty() && levels_.back().empty()) levels_.pop_back();
@@ -102,10 +119,10 @@ Result<Hash32> LogTree::range_root(uint64_t lo, uint64_t hi, Blocks& blocks) con
     if (k >= bits_) {
       parts[n++] = levels_[static_cast<size_t>(k - bits_)][at >> k];
     } else {
-      // Inside one block: in tail_, or a complete block the reader holds.
-      const Hash32* leaves;
+      // Inside one block: a node of tail_, or hashed from the leaves of a
+      // complete block the reader holds.
       if (at >= tail_start()) {
-        leaves = tail_.data() + (at - tail_start());
+        parts[n++] = tail_[static_cast<size_t>(k)][(at - tail_start()) >> k];
       } else {
         const uint64_t first = at & ~(block_ - 1);
         int slot = blocks.first[0] == first ? 0 : blocks.first[1] == first ? 1 : -1;
@@ -117,10 +134,10 @@ Result<Hash32> LogTree::range_root(uint64_t lo, uint64_t hi, Blocks& blocks) con
           SWL_TRY(read_leaves_(first, blocks.leaves[slot]));
           blocks.first[slot] = first;
         }
-        leaves = blocks.leaves[static_cast<size_t>(slot)].data() + (at - first);
+        const Hash32* leaves = blocks.leaves[static_cast<size_t>(slot)].data() + (at - first);
+        blocks.scratch.assign(leaves, leaves + chunk);
+        parts[n++] = fold_complete(blocks.scratch);
       }
-      blocks.scratch.assign(leaves, leaves + chunk);
-      parts[n++] = fold_complete(blocks.scratch);
     }
     at += chunk;
     rest -= chunk;
@@ -132,7 +149,7 @@ Result<Hash32> LogTree::range_root(uint64_t lo, uint64_t hi, Blocks& blocks) con
 
 Hash32 LogTree::root() const {
   if (size() == 0) return empty_root();
-  // Every piece below bits_ of [0, size()) is in tail_: nothing is read.
+  // Every piece below bits_ of [0, size()) is a node of tail_: nothing is read.
   Blocks blocks;
   auto r = range_root(0, size(), blocks);
   assert(r.ok());
@@ -211,7 +228,8 @@ Result<std::vector<Hash32>> LogTree::consistency_proof(uint64_t m, uint64_t n) c
 }
 
 size_t LogTree::memory_bytes() const {
-  size_t bytes = tail_.capacity() * sizeof(Hash32) + levels_.capacity() * sizeof(levels_[0]);
+  size_t bytes = (tail_.capacity() + levels_.capacity()) * sizeof(levels_[0]);
+  for (const auto& level : tail_) bytes += level.capacity() * sizeof(Hash32);
   for (const auto& level : levels_) bytes += level.capacity() * sizeof(Hash32);
   return bytes;
 }

@@ -2,16 +2,18 @@
 // kept light in memory, for a log that grows for years: the same hashes and
 // proofs as MerkleTree over the same leaves, but only the nodes of height >=
 // block_bits (one hash per 2^block_bits leaves, plus their parents) and the
-// leaves of the last, incomplete block stay in RAM. A node below that height
-// is recomputed from the leaf hashes of its block, which the caller's reader
-// fetches (core/log reads them from the log store's index rows with one pread,
-// docs/formats/log-store.md). With the default block_bits = 8 that is
-// ≈ 0.25 byte per leaf instead of MerkleTree's ≈ 64.
+// nodes of the last, incomplete block stay in RAM. A node below that height in
+// an earlier block is recomputed from the leaf hashes of its block, which the
+// caller's reader fetches (core/log reads them from the log store's index rows
+// with one pread, docs/formats/log-store.md). With the default block_bits = 6
+// that is ≈ 1 byte per leaf instead of MerkleTree's ≈ 64.
 //
-// Costs: append and root() read nothing (the nodes they need are in memory);
-// an inclusion or consistency proof, or root_at(n) below size(), reads at most
-// two blocks (the one around the proven position and the one around the right
-// edge) and hashes at most 2^block_bits leaves per block.
+// Costs: append and root() read nothing and cost what MerkleTree's do (the
+// nodes they need are in memory); an inclusion or consistency proof, or
+// root_at(n) below size(), reads at most two blocks (the one around the proven
+// position and the one around n) and hashes fewer than 2^block_bits leaves per
+// block. block_bits trades memory (64 / 2^block_bits bytes per leaf) against
+// that proof cost: 6 keeps a proof near 15-30 µs (docs/formats/merkle.md).
 //
 // Thread-safety: like MerkleTree: const members may run concurrently (the
 // reader must allow it); append/truncate need exclusive access.
@@ -33,7 +35,7 @@ class LogTree {
   // for leaves of complete blocks that lie before the last one; the leaves of
   // a block are asked for together.
   using LeafReader = std::function<Status(uint64_t first, std::span<Hash32> out)>;
-  static constexpr int kDefaultBlockBits = 8;
+  static constexpr int kDefaultBlockBits = 6;
 
   // block_bits in [1, 16].
   explicit LogTree(LeafReader read_leaves, int block_bits = kDefaultBlockBits);
@@ -64,13 +66,17 @@ class LogTree {
   // bit_ceil(hi - lo), hi <= size()): complete subtrees of height >= bits_
   // from levels_, the lower ones from the leaves (tail_ or a block read).
   Result<Hash32> range_root(uint64_t lo, uint64_t hi, Blocks& blocks) const;
-  uint64_t tail_start() const { return size() - tail_.size(); }
+  uint64_t tail_start() const { return size() - tail_[0].size(); }
+  // Adds a leaf to the last block (which it does not complete).
+  void push_tail(const Hash32& leaf);
 
   LeafReader read_leaves_;
   int bits_;
   uint64_t block_;  // 2^bits_ leaves
-  // The leaves past the last complete block (fewer than block_).
-  std::vector<Hash32> tail_;
+  // The last, incomplete block as a MerkleTree-like frontier: tail_[k][i] =
+  // root of the 2^k leaves from tail_start() + i * 2^k (k < bits_); tail_[0]
+  // holds its leaves (fewer than block_).
+  std::vector<std::vector<Hash32>> tail_;
   // levels_[k][i] = root of the complete subtree of 2^(bits_+k) leaves starting
   // at leaf i * 2^(bits_+k); levels_[k].size() == size() >> (bits_+k).
   std::vector<std::vector<Hash32>> levels_;
