@@ -1,13 +1,17 @@
 // Log store benchmarks: appends/s (fsync on and off, batches of 1 and 100),
 // random reads/s, and the time to reopen a 1M-entry log (LogStore alone, and
-// Log::open, which also rebuilds the Merkle tree from the stored leaf hashes).
+// Log::open, which also rebuilds the Merkle tree from the stored leaf hashes),
+// the heap an open 1M-entry log keeps, proof generation by the log, and
+// Log::append (store + tree).
 // Records are ~100 bytes, like a small write transaction's entry.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <random>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/log_store.h"
 #include "core/temp_dir_test_util.h"
@@ -130,6 +134,92 @@ void BM_ReopenLog1M(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_ReopenLog1M)->Unit(benchmark::kMillisecond)->Iterations(5);
+
+// Heap bytes in use (glibc's count), to see what an open log keeps per entry.
+size_t heap_in_use() { return mallinfo2().uordblks; }
+
+void BM_ReopenLog1MHeap(benchmark::State& state) {
+  const BuiltStore& b = million();
+  PublicKey id;
+  double per_entry = 0;
+  for (auto _ : state) {
+    size_t before = heap_in_use();
+    auto log = Log::open(b.dir.path, id);
+    if (!log.ok() || (*log)->size() != b.n) state.SkipWithError("Log::open failed");
+    per_entry = static_cast<double>(heap_in_use() - before) / static_cast<double>(b.n);
+  }
+  state.counters["heap_B_per_entry"] = per_entry;
+}
+BENCHMARK(BM_ReopenLog1MHeap)->Unit(benchmark::kMillisecond)->Iterations(3);
+
+std::unique_ptr<Log> open_log_or_die(const fs::path& dir) {
+  auto r = Log::open(dir, PublicKey{});
+  if (!r.ok()) {
+    fmt::print(stderr, "{}\n", r.error().to_string());
+    std::abort();
+  }
+  return std::move(r).value();
+}
+
+// Proof generation by the log (the tree over the stored leaf hashes), as a
+// peer serves it: an inclusion proof of a random entry in the whole log.
+void BM_LogInclusionProof1M(benchmark::State& state) {
+  const BuiltStore& b = million();
+  auto log = open_log_or_die(b.dir.path);
+  std::mt19937_64 rng(5);
+  for (auto _ : state) {
+    auto p = log->tree().inclusion_proof(rng() % b.n, b.n);
+    if (!p.ok()) state.SkipWithError("proof failed");
+    benchmark::DoNotOptimize(p);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_LogInclusionProof1M);
+
+// A consistency proof from a random older size to the whole log: what catch-up
+// (GET /log/entries) and equivocation evidence ask the log for.
+void BM_LogConsistencyProof1M(benchmark::State& state) {
+  const BuiltStore& b = million();
+  auto log = open_log_or_die(b.dir.path);
+  std::mt19937_64 rng(6);
+  for (auto _ : state) {
+    auto p = log->consistency_proof(1 + rng() % (b.n - 1), b.n);
+    if (!p.ok()) state.SkipWithError("proof failed");
+    benchmark::DoNotOptimize(p);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_LogConsistencyProof1M);
+
+Bytes log_entry(uint64_t seq) {
+  Entry e;
+  e.seq = seq;
+  e.time_ms = 1700000000000 + static_cast<int64_t>(seq);
+  e.statements.push_back(
+      Statement{"INSERT INTO t VALUES (?)", {Value{static_cast<int64_t>(seq)}}});
+  e.state_root = hash_leaf(record(seq));
+  e.page_count = 2;
+  return encode_entry(e);
+}
+
+// Log::append (store append + log tree), fsync off. Arg: batch size.
+void BM_LogAppend(benchmark::State& state) {
+  TempDir t("logappend");
+  LogStoreOptions o;
+  o.sync = false;
+  auto r = Log::open(t.path, PublicKey{}, o);
+  if (!r.ok()) std::abort();
+  auto log = std::move(r).value();
+  std::vector<Bytes> batch(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (size_t i = 0; i < batch.size(); ++i) batch[i] = log_entry(log->size() + i);
+    state.ResumeTiming();
+    if (!log->append(batch).ok()) state.SkipWithError("append failed");
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_LogAppend)->ArgNames({"batch"})->Arg(1)->Arg(100)->UseRealTime();
 
 }  // namespace
 }  // namespace swarmlite

@@ -120,7 +120,10 @@ Result<ImpliedRoots> roots_from_complete_path(uint64_t m, uint64_t n,
   return r;
 }
 
-Result<std::vector<Hash32>> evidence_path(const MerkleTree& tree, uint64_t m, uint64_t n) {
+namespace {
+
+template <class Tree>
+Result<std::vector<Hash32>> evidence_path_of(const Tree& tree, uint64_t m, uint64_t n) {
   if (m == 0 || m >= n) {
     return make_error(Errc::invalid_argument, "an evidence path needs 0 < m < n, got {} and {}", m,
                       n);
@@ -133,6 +136,15 @@ Result<std::vector<Hash32>> evidence_path(const MerkleTree& tree, uint64_t m, ui
   path.push_back(old_root);
   path.insert(path.end(), rfc.begin(), rfc.end());
   return path;
+}
+
+}  // namespace
+
+Result<std::vector<Hash32>> evidence_path(const MerkleTree& tree, uint64_t m, uint64_t n) {
+  return evidence_path_of(tree, m, n);
+}
+Result<std::vector<Hash32>> evidence_path(const LogTree& tree, uint64_t m, uint64_t n) {
+  return evidence_path_of(tree, m, n);
 }
 
 Status Evidence::verify(const PublicKey& log_id) const {

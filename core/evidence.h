@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/head.h"
+#include "core/log_tree.h"
 #include "core/merkle.h"
 
 namespace swarmlite {
@@ -63,6 +64,7 @@ Result<Evidence> evidence_from_proof(const Head& older, const Head& newer,
 
 // The complete consistency path from m to n (0 < m < n <= tree.size()).
 Result<std::vector<Hash32>> evidence_path(const MerkleTree& tree, uint64_t m, uint64_t n);
+Result<std::vector<Hash32>> evidence_path(const LogTree& tree, uint64_t m, uint64_t n);
 
 // The two roots a complete consistency path implies: the root over the first
 // m leaves and over all n. proof_failed if the path has the wrong shape for

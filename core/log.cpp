@@ -1,4 +1,4 @@
-// Verified log: LogStore + MerkleTree + newest signed head (core/log.h).
+// Verified log: LogStore + LogTree + newest signed head (core/log.h).
 //
 // Order of every replica update: verify the head's signature, compare it with the
 // stored head (equivocation, staleness), decode every entry and check seq
@@ -9,6 +9,8 @@
 // verified entries past the stored head, which open() accepts (the head still
 // matches the tree at its own size).
 #include "core/log.h"
+
+#include <algorithm>
 
 #include "core/hash.h"
 
@@ -25,9 +27,12 @@ Result<std::unique_ptr<Log>> Log::open(const std::filesystem::path& dir, const P
   SWL_ASSIGN(auto store, LogStore::open(dir, options));
   std::unique_ptr<Log> log(new Log(log_id, std::move(store)));
   LogStore& s = *log->store_;
-  for (uint64_t i = 0, n = s.size(); i < n; ++i) {
-    SWL_ASSIGN(Hash32 leaf, s.leaf_hash(i));
-    log->tree_.append(leaf);
+  // The leaf hashes in chunks (one pread of index rows each), not one by one.
+  std::vector<Hash32> leaves;
+  for (uint64_t i = 0, n = s.size(); i < n; i += leaves.size()) {
+    leaves.resize(std::min<uint64_t>(n - i, 4096));
+    SWL_TRY(s.leaf_hashes(i, leaves));
+    for (const Hash32& leaf : leaves) log->tree_.append(leaf);
   }
   SWL_ASSIGN(std::optional<Bytes> head_bytes, s.load_head());
   if (!head_bytes) return log;
@@ -113,12 +118,10 @@ Status Log::store_head_if_new(const Head& head) {
 
 Status Log::append(std::span<const Bytes> encoded_entries) {
   SWL_TRY(check_entries(encoded_entries, EntryLimits{}));
-  uint64_t first = size();
   SWL_TRY(store_->append_batch(encoded_entries));
-  for (uint64_t i = 0; i < encoded_entries.size(); ++i) {
-    SWL_ASSIGN(Hash32 leaf, store_->leaf_hash(first + i));
-    tree_.append(leaf);
-  }
+  // The store hashed them too, but reading its rows back (a pread) costs more
+  // than hashing a small entry again.
+  for (const Bytes& e : encoded_entries) tree_.append(entry_leaf_hash(e));
   return {};
 }
 
@@ -168,8 +171,14 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
   SWL_TRY(check_entries(encoded_entries, limits));
 
   for (const Bytes& e : encoded_entries) tree_.append(entry_leaf_hash(e));
+  // Cutting the tree back re-reads the leaves of its last block from the store
+  // (core/log_tree.h); should that read fail, the tree no longer matches the
+  // store: say so, the caller must reopen the log.
   auto undo = [&](Error e) -> Error {
-    tree_.truncate(old_size);
+    if (auto st = tree_.truncate(old_size); !st.ok()) {
+      e.message = fmt::format("{}; and the log tree could not be cut back to {} entries ({}): "
+                              "reopen the log", e.message, old_size, st.error().to_string());
+    }
     return e;
   };
   Status linked;

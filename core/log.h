@@ -24,6 +24,7 @@
 #include "core/entry.h"
 #include "core/head.h"
 #include "core/log_store.h"
+#include "core/log_tree.h"
 #include "core/merkle.h"
 
 namespace swarmlite {
@@ -37,7 +38,9 @@ class Log {
 
   const PublicKey& log_id() const { return log_id_; }
   uint64_t size() const { return tree_.size(); }
-  const MerkleTree& tree() const { return tree_; }
+  // The log tree: its nodes below the top levels are recomputed from the
+  // store's leaf hashes (core/log_tree.h), so proofs read the index files.
+  const LogTree& tree() const { return tree_; }
   Hash32 root() const { return tree_.root(); }
   const std::optional<Head>& head() const { return head_; }
 
@@ -75,13 +78,22 @@ class Log {
                        std::span<const Hash32> consistency_proof,
                        const EntryLimits& limits = {});
 
+  // Heap bytes the log keeps (tree and store; the head is not counted): a few
+  // hundred per segment plus ≈ 0.25 byte per entry (docs/operations.md "Memory").
+  size_t memory_bytes() const { return tree_.memory_bytes() + store_->memory_bytes(); }
+
   // Proof helpers for serving others.
   Result<std::vector<Hash32>> consistency_proof(uint64_t m, uint64_t n) const {
     return tree_.consistency_proof(m, n);
   }
 
  private:
-  Log(PublicKey id, std::unique_ptr<LogStore> store) : log_id_(id), store_(std::move(store)) {}
+  Log(PublicKey id, std::unique_ptr<LogStore> store)
+      : log_id_(id),
+        store_(std::move(store)),
+        tree_([s = store_.get()](uint64_t first, std::span<Hash32> out) {
+          return s->leaf_hashes(first, out);
+        }) {}
   // Decodes each entry under `limits` and checks seq == size() + i.
   Status check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits) const;
   // equivocation: same size as the stored head, another root; refused: older.
@@ -92,7 +104,7 @@ class Log {
                 std::span<const Hash32> consistency_proof, const EntryLimits& limits);
   PublicKey log_id_;
   std::unique_ptr<LogStore> store_;
-  MerkleTree tree_;
+  LogTree tree_;  // its reader reads store_'s leaf hashes
   std::optional<Head> head_;
 };
 

@@ -28,11 +28,16 @@
 // (at most about index_sync_rows + one batch after a crash). Every read() checks
 // its record; verify_all() checks them all.
 //
-// Concurrency: one writer (append*, store_head); readers (read, leaf_hash, size,
-// load_head, verify_all) from any thread. Segment and row vectors change only under
-// an exclusive lock held for the in-memory publish step; readers copy the row they
-// need under a shared lock and pread() without it. A record's bytes are written
-// before its row is published, and segment fds stay open for the store's life.
+// Concurrency: one writer (append*, store_head); readers (read, leaf_hash(es), size,
+// load_head, verify_all) from any thread. The segment vector and each segment's row
+// count change only under an exclusive lock held for the in-memory publish step;
+// readers look up the segment under a shared lock and pread() the index row, then
+// the record, without it. A record's bytes and its index row are written before
+// the row is published, and segment fds stay open for the store's life.
+//
+// Memory: nothing per record. Index rows are not kept in memory but read from the
+// index file (a pread of 44 bytes, from the page cache when hot), so a log of
+// years costs a few hundred bytes per segment (docs/operations.md "Memory").
 #include "core/log_store.h"
 
 #include <fcntl.h>
@@ -140,9 +145,19 @@ struct Segment {
   Fd seg, idx;
   uint64_t seg_size = 0;      // bytes of the segment file (writer only)
   uint64_t synced_rows = 0;   // rows known to be fdatasync'ed in the index (writer only)
-  std::vector<IndexRow> rows;  // published rows: rows.size() records
-  uint64_t idx_size() const { return kFileHeaderBytes + rows.size() * kIndexRowBytes; }
+  // Published rows: n_rows records, their rows in the index file (not in memory:
+  // a log runs for years, docs/operations.md "Memory").
+  uint64_t n_rows = 0;
+  uint64_t idx_size() const { return kFileHeaderBytes + n_rows * kIndexRowBytes; }
 };
+
+IndexRow decode_row(const uint8_t* p) {
+  IndexRow r;
+  r.offset = load_be(p, 8);
+  r.length = static_cast<uint32_t>(load_be(p + 8, 4));
+  std::memcpy(r.leaf.data(), p + 12, 32);
+  return r;
+}
 
 // Checks one record (header bytes + payload) that should be record `seq`.
 // Returns its leaf hash, or a reason it is bad.
@@ -185,6 +200,8 @@ class FileLogStore final : public LogStore {
   Status append_batch(std::span<const Bytes> records) override;
   Result<Bytes> read(uint64_t seq) const override;
   Result<Hash32> leaf_hash(uint64_t seq) const override;
+  Status leaf_hashes(uint64_t first, std::span<Hash32> out) const override;
+  size_t memory_bytes() const override;
   Status store_head(ByteView encoded_head) override;
   Result<std::optional<Bytes>> load_head() const override;
   const fs::path& dir() const override { return dir_; }
@@ -207,7 +224,12 @@ class FileLogStore final : public LogStore {
   Status create_segment(uint64_t first_seq);
   // Reads and checks the record a row describes; corrupt naming file and offset.
   Result<Bytes> read_row(const Segment& s, const IndexRow& row, uint64_t seq) const;
-  // Under the shared lock: the segment holding seq and its row.
+  // Under the shared lock: the segment holding seq, and how many of the records
+  // [seq, seq + count) it holds (not_found unless all are below size()).
+  Result<std::pair<const Segment*, uint64_t>> find(uint64_t seq, uint64_t count) const;
+  // Reads the published index rows of records [seq, seq + out.size()) of `s`.
+  Status read_rows(const Segment& s, uint64_t seq, std::span<IndexRow> out) const;
+  // The segment holding seq and its row.
   Result<std::pair<const Segment*, IndexRow>> locate(uint64_t seq) const;
 
   fs::path dir_;
@@ -264,7 +286,7 @@ Status FileLogStore::open_all() {
                         s->seg_path.string(), firsts[i], next);
     }
     SWL_TRY(open_segment(*s, i + 1 == firsts.size()));
-    next = s->first_seq + s->rows.size();
+    next = s->first_seq + s->n_rows;
     segments_.push_back(std::move(s));
   }
   size_.store(next, std::memory_order_release);
@@ -327,14 +349,13 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
   const bool partial_row = idx_size != kFileHeaderBytes + file_rows * kIndexRowBytes;
 
   // Rows with the right shape: contiguous from the header, inside the segment.
-  s.rows.reserve(n_rows);
+  // Held only while open() checks them; afterwards reads pread them.
+  std::vector<IndexRow> rows;
+  rows.reserve(n_rows);
   uint64_t expect = kFileHeaderBytes;
   for (uint64_t i = 0; i < n_rows; ++i) {
     const uint8_t* p = idx_bytes.data() + kFileHeaderBytes + i * kIndexRowBytes;
-    IndexRow r;
-    r.offset = load_be(p, 8);
-    r.length = static_cast<uint32_t>(load_be(p + 8, 4));
-    std::memcpy(r.leaf.data(), p + 12, 32);
+    IndexRow r = decode_row(p);
     if (r.offset != expect || r.end() > s.seg_size) {
       if (!last) {
         return make_error(Errc::corrupt,
@@ -348,18 +369,19 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
       // segment lost data the index had seen: sync off). Rebuilt by the scan.
       break;
     }
-    s.rows.push_back(r);
+    rows.push_back(r);
     expect = r.end();
   }
 
   // Indexed records were acknowledged: the last kept one must be intact.
+  idx_bytes = Bytes();  // the rows are decoded: free the file's copy now
   Bytes payload;
-  if (!last && !s.rows.empty()) {
-    SWL_TRY(read_row(s, s.rows.back(), s.first_seq + s.rows.size() - 1));
+  if (!last && !rows.empty()) {
+    SWL_TRY(read_row(s, rows.back(), s.first_seq + rows.size() - 1));
   }
-  while (last && !s.rows.empty()) {
-    const IndexRow& r = s.rows.back();
-    const uint64_t seq = s.first_seq + s.rows.size() - 1;
+  while (last && !rows.empty()) {
+    const IndexRow& r = rows.back();
+    const uint64_t seq = s.first_seq + rows.size() - 1;
     SWL_ASSIGN(ScannedRecord rec, scan_record(s, r.offset, seq, payload));
     if (!rec.row) {
       return make_error(Errc::corrupt, "{}: offset {}: indexed record seq {} is damaged: {}",
@@ -368,11 +390,11 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     if (rec.row->length == r.length && rec.row->leaf == r.leaf) break;
     // The record is valid but its row says otherwise: a row torn across two
     // pages of an index write that was not synced. Drop it and check the previous.
-    s.rows.pop_back();
+    rows.pop_back();
   }
-  const uint64_t kept_rows = s.rows.size();
+  const uint64_t kept_rows = rows.size();
   if (last) dropped_index_rows_ += file_rows - kept_rows;
-  expect = s.rows.empty() ? kFileHeaderBytes : s.rows.back().end();
+  expect = rows.empty() ? kFileHeaderBytes : rows.back().end();
 
   // Scan the records after the last indexed one.
   std::vector<IndexRow> found;
@@ -406,7 +428,8 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
   if (!found.empty() || partial_row || rebuilt || kept_rows != file_rows) {
     Bytes rows_bytes(found.size() * kIndexRowBytes);
     for (size_t i = 0; i < found.size(); ++i) encode_row(rows_bytes.data() + i * kIndexRowBytes, found[i]);
-    s.rows.insert(s.rows.end(), found.begin(), found.end());
+    rows.insert(rows.end(), found.begin(), found.end());
+    s.n_rows = rows.size();
     SWL_TRY(file_io::pwrite_all(s.idx.get(), rows_bytes, kFileHeaderBytes + kept_rows * kIndexRowBytes,
                       s.idx_path));
     SWL_TRY(file_io::truncate(s.idx.get(), s.idx_size(), s.idx_path));
@@ -416,7 +439,8 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     // Rows a killed process wrote may still be only in the page cache.
     SWL_TRY(file_io::fdatasync_file(s.idx.get(), s.idx_path));
   }
-  s.synced_rows = s.rows.size();
+  s.n_rows = rows.size();
+  s.synced_rows = s.n_rows;
   return {};
 }
 
@@ -449,12 +473,12 @@ Result<ScannedRecord> FileLogStore::scan_record(const Segment& s, uint64_t pos, 
 }
 
 Status FileLogStore::sync_index(Segment& s) {
-  if (s.synced_rows == s.rows.size()) return {};
+  if (s.synced_rows == s.n_rows) return {};
   if (auto st = file_io::fdatasync_file(s.idx.get(), s.idx_path); !st.ok()) {
     failed_ = true;
     return st;
   }
-  s.synced_rows = s.rows.size();
+  s.synced_rows = s.n_rows;
   return {};
 }
 
@@ -497,7 +521,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
     total += kRecordHeaderBytes + records[i].size();
   }
   // A batch never spans two segments, so a torn batch is always in the last one.
-  if (!segments_.back()->rows.empty() &&
+  if (segments_.back()->n_rows != 0 &&
       segments_.back()->seg_size + total > options_.segment_bytes) {
     // Only the last segment's index may lack rows after a crash: seal this one.
     if (options_.sync) SWL_TRY(sync_index(*segments_.back()));
@@ -549,7 +573,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
   if (auto st = file_io::pwrite_all(s.idx.get(), rows_bytes, s.idx_size(), s.idx_path); !st.ok()) {
     return undo(st.take_error());
   }
-  const uint64_t rows_after = s.rows.size() + rows.size();
+  const uint64_t rows_after = s.n_rows + rows.size();
   if (options_.sync && rows_after - s.synced_rows >= options_.index_sync_rows) {
     if (auto st = file_io::fdatasync_file(s.idx.get(), s.idx_path); !st.ok()) {
       failed_ = true;
@@ -559,23 +583,47 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
   }
 
   std::unique_lock lock(mu_);
-  s.rows.insert(s.rows.end(), rows.begin(), rows.end());
+  s.n_rows = rows_after;
   s.seg_size = pos;
   size_.store(seq + records.size(), std::memory_order_release);
   return {};
 }
 
-Result<std::pair<const Segment*, IndexRow>> FileLogStore::locate(uint64_t seq) const {
+Result<std::pair<const Segment*, uint64_t>> FileLogStore::find(uint64_t seq, uint64_t count) const {
   std::shared_lock lock(mu_);
   uint64_t n = size_.load(std::memory_order_acquire);
-  if (seq >= n) {
-    return make_error(Errc::not_found, "log store {}: no record {} (size {})", dir_.string(), seq,
-                      n);
+  if (seq >= n || count > n - seq) {
+    return make_error(Errc::not_found, "log store {}: no record {} (size {})", dir_.string(),
+                      seq >= n ? seq : n, n);
   }
   auto it = std::upper_bound(segments_.begin(), segments_.end(), seq,
                              [](uint64_t v, const auto& s) { return v < s->first_seq; });
   const Segment* s = (--it)->get();
-  return std::make_pair(s, s->rows[seq - s->first_seq]);
+  return std::make_pair(s, std::min(count, s->first_seq + s->n_rows - seq));
+}
+
+Status FileLogStore::read_rows(const Segment& s, uint64_t seq, std::span<IndexRow> out) const {
+  // Published rows are in the index file (written before they were published;
+  // the file never shrinks below them while the store is open). Segment fds
+  // stay open for the store's life, so no lock is needed for the pread.
+  uint8_t one[kIndexRowBytes];
+  Bytes many;
+  std::span<uint8_t> buf(one, sizeof one);
+  if (out.size() > 1) {
+    many.resize(out.size() * kIndexRowBytes);
+    buf = many;
+  }
+  SWL_TRY(file_io::pread_exact(s.idx.get(), buf,
+                               kFileHeaderBytes + (seq - s.first_seq) * kIndexRowBytes, s.idx_path));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = decode_row(buf.data() + i * kIndexRowBytes);
+  return {};
+}
+
+Result<std::pair<const Segment*, IndexRow>> FileLogStore::locate(uint64_t seq) const {
+  SWL_ASSIGN(auto at, find(seq, 1));
+  IndexRow row;
+  SWL_TRY(read_rows(*at.first, seq, std::span<IndexRow>(&row, 1)));
+  return std::make_pair(at.first, row);
 }
 
 Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint64_t seq) const {
@@ -619,6 +667,26 @@ Result<Bytes> FileLogStore::read(uint64_t seq) const {
 Result<Hash32> FileLogStore::leaf_hash(uint64_t seq) const {
   SWL_ASSIGN(auto loc, locate(seq));
   return loc.second.leaf;
+}
+
+Status FileLogStore::leaf_hashes(uint64_t first, std::span<Hash32> out) const {
+  std::vector<IndexRow> rows;
+  for (size_t done = 0; done < out.size();) {
+    SWL_ASSIGN(auto at, find(first + done, out.size() - done));
+    rows.resize(at.second);
+    SWL_TRY(read_rows(*at.first, first + done, rows));
+    for (const IndexRow& r : rows) out[done++] = r.leaf;
+  }
+  return {};
+}
+
+size_t FileLogStore::memory_bytes() const {
+  std::shared_lock lock(mu_);
+  size_t bytes = segments_.capacity() * sizeof(segments_[0]);
+  for (const auto& s : segments_) {
+    bytes += sizeof(Segment) + s->seg_path.native().capacity() + s->idx_path.native().capacity();
+  }
+  return bytes;
 }
 
 Status FileLogStore::verify_all() const {

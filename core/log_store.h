@@ -14,9 +14,9 @@
 // replaced atomically (with Options::sync_head off: kept in memory, written unsynced
 // at most once per head_write_interval_ms and on close).
 //
-// Thread-safety: one writer; reads may run concurrently with appends (readers copy
-// an index row under a shared lock and pread; rows are published after their bytes
-// are written). One open store per directory: DIR/LOCK is flock()ed, a second open
+// Thread-safety: one writer; reads may run concurrently with appends (readers take
+// the segment and row count under a shared lock and pread the index row, then the
+// record; a row is published after its record and its index row are written). One open store per directory: DIR/LOCK is flock()ed, a second open
 // fails with Errc::unavailable.
 #pragma once
 
@@ -85,6 +85,9 @@ class LogStore {
   // Leaf hashes are kept beside the index so the log tree is rebuilt on open
   // without reading every record. Returns hash_leaf of record `seq`.
   virtual Result<Hash32> leaf_hash(uint64_t seq) const = 0;
+  // hash_leaf of the records [first, first + out.size()) (not_found past size()):
+  // one pread of their index rows per segment they span.
+  virtual Status leaf_hashes(uint64_t first, std::span<Hash32> out) const = 0;
 
   // The newest signed head, as opaque bytes (written to a temp file, fsync'ed,
   // renamed; deferred to close without Options::sync_head). load_head: nullopt when
@@ -109,6 +112,9 @@ class LogStore {
   // index structure and the last record of each segment). Errc::corrupt naming the
   // file and offset of the first bad record.
   virtual Status verify_all() const = 0;
+  // Heap bytes the open store holds: a few hundred per segment, nothing per
+  // record (index rows are read from the index files; docs/operations.md "Memory").
+  virtual size_t memory_bytes() const = 0;
 };
 
 }  // namespace swarmlite
