@@ -194,6 +194,7 @@ TEST_CASE("import: a swarmlite file (a backup) restores into a new primary witho
   REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
   CHECK(stats->tables == 5);
   REQUIRE((*primary)->close().ok());
+  primary->reset();  // releases the database's lock
   CHECK(content_hash(dir / "new.db") == content_hash(dir / "app.db"));
   auto check = check_import(dir / "old.db", dir / "new.db");
   REQUIRE(check.ok());

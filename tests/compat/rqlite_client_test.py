@@ -284,8 +284,8 @@ def main():
         dump = "CREATE TABLE loaded(id INTEGER PRIMARY KEY, v TEXT);\n" + "".join(
             f"INSERT INTO loaded VALUES({i}, 'row {i}');\n" for i in range(1, 2001))
 
-        def post_load(base, body, content_type, user_token=None):
-            req = urllib.request.Request(base + "/db/load", data=body, method="POST")
+        def post_load(url, body, content_type, user_token=None):
+            req = urllib.request.Request(url, data=body, method="POST")
             req.add_header("Content-Type", content_type)
             if user_token:
                 req.add_header("Authorization", "Basic " + base64.b64encode(f"app:{user_token}".encode()).decode())
@@ -299,9 +299,9 @@ def main():
                 except ValueError:
                     return e.code, e.headers, {"raw": raw.decode(errors="replace")}
 
-        code, _, doc = post_load(primary.http, dump.encode(), "text/plain")
+        code, _, doc = post_load(primary.http + "/db/load", dump.encode(), "text/plain")
         check(code == 401, f"/db/load without the token is a 401: {code} {doc}")
-        code, headers, doc = post_load(peer.http, dump.encode(), "text/plain", token)
+        code, headers, doc = post_load(peer.http + "/db/load", dump.encode(), "text/plain", token)
         location = headers.get("Location", "") if headers else ""
         check(code == 307 and location == primary.http + "/db/load", f"/db/load on a peer is a 307 to the primary: {code} {location}")
         code, headers, doc = post_load(location or primary.http + "/db/load", dump.encode(), "text/plain", token)
@@ -311,7 +311,7 @@ def main():
         code, doc = Client(peer.http).query(["SELECT count(*), max(v) FROM loaded"], min_size=loaded_size, timeout="30s")
         check(code == 200 and doc["results"][0].get("values") == [[2000, "row 999"]],
               f"the loaded rows read back from the peer: {code} {doc}")
-        code, _, doc = post_load(primary.http, b"SQLite format 3\x00" + b"\x00" * 4080, "application/octet-stream", token)
+        code, _, doc = post_load(primary.http + "/db/load", b"SQLite format 3\x00" + b"\x00" * 4080, "application/octet-stream", token)
         check(code == 403 and "empty primary" in doc.get("error", ""),
               f"a SQLite file into a primary holding data is refused: {code} {doc}")
 
