@@ -26,16 +26,7 @@ struct Dir : swarmlite::testing::ScratchShellDir {
   Dir() : ScratchShellDir("dropin") {}
 };
 
-void make_db(const fs::path& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.string().c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  std::string msg = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
-}
+using swarmlite::testing::make_db;
 
 // An app whose generated schema declares children first.
 const char* kApp = R"sql(

@@ -34,16 +34,7 @@ struct Dir : swarmlite::testing::ScratchShellDir {
 
 const char* kToken = "load-test-token-0123456789";
 
-void make_db(const fs::path& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.string().c_str(), &db) == SQLITE_OK);
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  std::string msg = err ? err : "";
-  sqlite3_free(err);
-  sqlite3_close(db);
-  REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
-}
+using swarmlite::testing::make_db;
 
 // Children before parents, AUTOINCREMENT, a partial index, a trigger, a view,
 // WITHOUT ROWID, a generated column, blobs over a page, quoted unicode names

@@ -1,8 +1,10 @@
 // Helpers of the process tests that drive the `swarmlite` CLI through a shell
-// (dropin_itest, backup_itest): a scratch directory, reading a file whole, and
-// running a command line with its output in a file.
+// (dropin_itest, backup_itest, load_itest, consistency_itest): a scratch directory, reading a file whole, and
+// running a command line with its output in a file, making an app's database.
 #pragma once
 
+#include <doctest/doctest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -42,6 +44,19 @@ inline int sh(const std::string& command, const std::filesystem::path& out) {
   std::string line = "bash -o pipefail -c '" + command + "' >'" + out.string() + "' 2>&1";
   int rc = std::system(line.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Creates (or adds to) the SQLite database at `path` by running `sql` with the
+// sqlite3 library, as an app would have made it.
+inline void make_db(const std::filesystem::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.string().c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string msg = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
 }
 
 }  // namespace swarmlite::testing
