@@ -77,11 +77,13 @@ std::string sqlite_query(const Dir& dir, const fs::path& db, const std::string& 
   return slurp(dir / name);
 }
 
+// Entries the node has applied (GET /db/size; /status's head size may run
+// ahead of what a peer applied).
 uint64_t status_size(const std::string& base) {
   auto url = swarmlite::net::parse_http_url(base);
   if (!url.ok()) return 0;
   swarmlite::net::HttpRequest rq;
-  rq.target = "/status";
+  rq.target = "/db/size";
   auto r = swarmlite::net::http_call(*url, rq, {});
   if (!r.ok() || r->status != 200) return 0;
   auto pos = r->body.find("\"size\":");
