@@ -49,19 +49,24 @@ QueryOutcome outcome_from(QueryResult&& r) {
 // SQL must run under the read guard) and needs the state root of the size it
 // sees, which a plain read does not (it would fail once that root left
 // RecentRoots while writes go on). Ending the read is checked like the rest.
-Result<std::vector<QueryOutcome>> guarded_query(const std::filesystem::path& db_path,
-                                                const std::vector<Statement>& statements,
+Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool, const std::vector<Statement>& statements,
                                                 uint64_t min_size) {
-  SWL_ASSIGN(auto conn,
-             GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
+  SWL_ASSIGN(auto conn, pool.acquire());
   uint64_t size = 0;
   {
     GuardedConnection::TrustedScope trusted(*conn);
-    SWL_ASSIGN(size, begin_read(conn->handle()));
+    auto began = begin_read(conn->handle());
+    if (!began.ok()) {
+      conn.discard();
+      return began.take_error();
+    }
+    size = *began;
   }
   auto end_read = [&conn]() {
     GuardedConnection::TrustedScope trusted(*conn);
-    return end_snapshot(conn->handle());
+    Status ended = end_snapshot(conn->handle());
+    if (!ended.ok()) conn.discard();
+    return ended;
   };
   if (size < min_size) {
     auto ended = end_read();
@@ -278,14 +283,16 @@ namespace {
 // (SQLITE_AUTH) or prepared but not read-only = write, for the primary to run
 // or refuse; any other prepare error (syntax, no such table) = invalid, with
 // SQLite's message.
-Result<std::vector<StatementClass>> classify_statements(const std::filesystem::path& db_path,
+Result<std::vector<StatementClass>> classify_statements(ReadPool& pool,
                                                         const std::vector<Statement>& statements) {
-  SWL_ASSIGN(auto conn,
-             GuardedConnection::open(page_vfs_uri(db_path, nullptr, nullptr, /*read_only=*/true)));
+  SWL_ASSIGN(auto conn, pool.acquire());
   {
     GuardedConnection::TrustedScope trusted(*conn);
     auto began = begin_read(conn->handle());
-    if (!began.ok()) return began.take_error();
+    if (!began.ok()) {
+      conn.discard();
+      return began.take_error();
+    }
   }
   std::vector<StatementClass> out;
   out.reserve(statements.size());
@@ -308,19 +315,19 @@ Result<std::vector<StatementClass>> classify_statements(const std::filesystem::p
     out.push_back(std::move(c));
   }
   GuardedConnection::TrustedScope trusted(*conn);
-  (void)end_snapshot(conn->handle());
+  if (!end_snapshot(conn->handle()).ok()) conn.discard();
   return out;
 }
 
 }  // namespace
 
 Result<std::vector<StatementClass>> PrimaryHttpBackend::classify(const std::vector<Statement>& statements) {
-  return classify_statements(primary_.db_path(), statements);
+  return classify_statements(reads_, statements);
 }
 
 Result<std::vector<StatementClass>> ReplicaHttpBackend::classify(const std::vector<Statement>& statements) {
   if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving reads: {}", c->message);
-  return classify_statements(replica_.db_path(), statements);
+  return classify_statements(reads_, statements);
 }
 
 uint64_t ReplicaHttpBackend::known_head_size() const { return node_.status().best_size; }
@@ -394,7 +401,7 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
 Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<Statement>& statements,
                                                             const QueryOptions& options) {
   if (!options.proof) {
-    return guarded_query(primary_.db_path(), statements, options.min_size);
+    return guarded_query(reads_, statements, options.min_size);
   }
   auto before = primary_.head();
   auto out = proved_query(statements, options.min_size, false, [&](const Statement& st) {
@@ -439,7 +446,7 @@ Result<std::vector<QueryOutcome>> ReplicaHttpBackend::query(const std::vector<St
   // A corrupted file serves nothing, plain or proved (Replica::corruption).
   if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving reads: {}", c->message);
   if (!options.proof) {
-    return guarded_query(replica_.db_path(), statements, options.min_size);
+    return guarded_query(reads_, statements, options.min_size);
   }
   return proved_query(statements, options.min_size, options_.tamper_proofs,
                       [&](const Statement& st) {

@@ -2,8 +2,8 @@
 //  - PrimaryHttpBackend: writes through Primary::execute, pushes each new head
 //    to peers with Node::notify_new_head(); reads like a replica.
 //  - ReplicaHttpBackend: read-only; proofs through Replica::prove.
-// Reads (both): each request opens a GuardedConnection (read_guard.h) on the
-// node's database and begins one snapshot (snapshot.h) under a TrustedScope,
+// Reads (both): each request borrows a GuardedConnection (read_guard.h) on the
+// node's database from a ReadPool (read_pool.h) and begins one snapshot (snapshot.h) under a TrustedScope,
 // so every statement of a request sees the same state and no client SQL runs
 // unguarded. Proofs (proof=1) go through the owner's prove(), which holds the
 // owner's lock so the state tree, head and file agree.
@@ -18,6 +18,7 @@
 
 #include "net/http_api.h"
 #include "net/node.h"
+#include "net/read_pool.h"
 #include "sqlbridge/engine/primary.h"
 #include "sqlbridge/engine/replica.h"
 
@@ -25,7 +26,7 @@ namespace swarmlite::net {
 
 class PrimaryHttpBackend : public HttpBackend {
  public:
-  PrimaryHttpBackend(Primary& primary, Node& node) : primary_(primary), node_(node) {}
+  PrimaryHttpBackend(Primary& primary, Node& node) : primary_(primary), node_(node), reads_(primary.db_path()) {}
   bool accepts_writes() const override { return true; }
   Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& statements,
                                            bool transaction) override;
@@ -51,6 +52,7 @@ class PrimaryHttpBackend : public HttpBackend {
   NodeStatus node_status() const;
   Primary& primary_;
   Node& node_;
+  ReadPool reads_;  // plain reads and /db/request's classification
 };
 
 struct ReplicaHttpOptions {
@@ -62,7 +64,7 @@ struct ReplicaHttpOptions {
 class ReplicaHttpBackend : public HttpBackend {
  public:
   ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options = {})
-      : replica_(replica), node_(node), options_(options) {}
+      : replica_(replica), node_(node), options_(options), reads_(replica.db_path()) {}
   bool accepts_writes() const override { return false; }
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
@@ -84,6 +86,7 @@ class ReplicaHttpBackend : public HttpBackend {
   Replica& replica_;
   Node& node_;
   ReplicaHttpOptions options_;
+  ReadPool reads_;  // plain reads and /db/request's classification
 };
 
 // Flips one byte in the middle of the last page of `proof` (the tamper hook;

@@ -1,0 +1,114 @@
+#include "net/read_pool.h"
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <optional>
+#include <vector>
+
+#include "core/temp_dir_test_util.h"
+#include "sqlbridge/sqlite_util.h"
+
+namespace swarmlite::net {
+namespace {
+
+void make_db(const std::filesystem::path& path, const std::string& sql) {
+  std::filesystem::create_directories(path.parent_path());
+  auto db = open_sqlite(path.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  auto s = exec_sql(db->get(), "PRAGMA journal_mode=WAL; " + sql);
+  REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+}
+
+int64_t count_of(ReadPool& pool, const std::string& table) {
+  auto conn = pool.acquire();
+  REQUIRE_MESSAGE(conn.ok(), conn.error().to_string());
+  auto r = (*conn)->query("SELECT count(*) FROM " + table, {});
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  return std::get<int64_t>(r->rows.at(0).at(0).v);
+}
+
+}  // namespace
+
+TEST_CASE("read pool: a returned connection is reused and sees later writes and schema changes") {
+  TempDir dir("read-pool");
+  const auto path = dir.path / "a.db";
+  make_db(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+  ReadPool pool(path);
+  CHECK(count_of(pool, "t") == 1);
+  CHECK(pool.opened() == 1);
+  CHECK(pool.idle() == 1);
+
+  // A writer (another connection, as the node's applier is) moves on.
+  auto w = open_sqlite(path.string(), SQLITE_OPEN_READWRITE);
+  REQUIRE(w.ok());
+  REQUIRE(exec_sql(w->get(), "INSERT INTO t VALUES (2); CREATE TABLE u(y); INSERT INTO u VALUES (7);").ok());
+  CHECK(count_of(pool, "t") == 2);
+  CHECK(count_of(pool, "u") == 1);
+  CHECK(pool.opened() == 1);
+  CHECK(pool.reused() == 2);
+}
+
+TEST_CASE("read pool: a connection on a file the path no longer names is never reused") {
+  TempDir dir("read-pool");
+  const auto path = dir.path / "a.db";
+  const auto other = dir.path / "b.db";
+  make_db(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+  make_db(other, "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);");
+  ReadPool pool(path);
+  CHECK(count_of(pool, "t") == 1);
+  REQUIRE(pool.idle() == 1);
+  std::filesystem::rename(other, path);  // e.g. a restore replaced the file
+  CHECK(count_of(pool, "t") == 3);
+  CHECK(pool.opened() == 2);
+  CHECK(pool.reused() == 0);
+}
+
+TEST_CASE("read pool: connections inside a transaction, discarded, or over max_idle are closed") {
+  TempDir dir("read-pool");
+  const auto path = dir.path / "a.db";
+  make_db(path, "CREATE TABLE t(x);");
+  ReadPool pool(path, /*max_idle=*/2);
+  {
+    auto c = pool.acquire();
+    REQUIRE(c.ok());
+    GuardedConnection::TrustedScope trusted(**c);
+    REQUIRE(exec_sql((*c)->handle(), "BEGIN; SELECT count(*) FROM t;").ok());
+  }
+  CHECK(pool.idle() == 0);  // it held a read transaction: not pooled
+  {
+    auto c = pool.acquire();
+    REQUIRE(c.ok());
+    c->discard();
+  }
+  CHECK(pool.idle() == 0);
+  {
+    std::vector<ReadPool::Lease> held;
+    for (int i = 0; i < 5; ++i) {
+      auto c = pool.acquire();
+      REQUIRE(c.ok());
+      held.push_back(std::move(*c));
+    }
+  }
+  CHECK(pool.idle() == 2);
+  CHECK(pool.opened() == 7);
+}
+
+TEST_CASE("read pool: a refused or failing query leaves the connection usable and pooled") {
+  TempDir dir("read-pool");
+  const auto path = dir.path / "a.db";
+  make_db(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+  ReadPool pool(path);
+  {
+    auto c = pool.acquire();
+    REQUIRE(c.ok());
+    CHECK((*c)->query("DELETE FROM t", {}).error().code == Errc::refused);
+    CHECK((*c)->query("PRAGMA cache_size=1", {}).error().code == Errc::refused);
+    CHECK(!(*c)->query("SELECT * FROM nope", {}).ok());
+  }
+  CHECK(pool.idle() == 1);
+  CHECK(count_of(pool, "t") == 1);
+  CHECK(pool.opened() == 1);
+}
+
+}  // namespace swarmlite::net
