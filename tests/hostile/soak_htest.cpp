@@ -10,9 +10,13 @@
 // reads sometimes with "no state root known for size N".
 //
 // Memory (VmRSS from /proc/PID/status) and open fds (/proc/PID/fd) of every
-// node are sampled every second; marks at the end of a warm-up (a sixth of the
-// run), half-way and at the end take the lowest RSS of the last 12 samples
-// (between whole-table proofs, after the heap trimmer). Over the second half they must stay flat: RSS may grow only by
+// node are sampled every second. Marks at the end of a warm-up (a sixth of the
+// run), half-way and at the end pause the whole-table proofs (writes, plain
+// reads and point proofs go on) and take the lowest RSS of the next 12 samples,
+// so a mark sees what stays after the heap trimmer (every 10 s) ran, not the
+// freed buffers of the last whole-table proof: those grow with the database, and
+// a 600 s CI run that marked between proofs saw a peer "grow" 12.7 MB over its
+// second half with 11.9 MB of it freed heap. Over the second half they must stay flat: RSS may grow only by
 // what the node keeps per log entry (kLogBytesPerEntry: about nothing for the
 // log since issue #10, docs/operations.md "Memory"), by the database file's
 // growth in the page caches not yet full and by kSlackBytes; fds by kFdSlack (requests in
@@ -28,7 +32,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -197,13 +200,11 @@ struct Node {
   std::string http() const { return proc->http(); }
   Mark warm, mid, last;
   Usage peak;
-  // The last kSampleWindow samples (one a second): a mark takes the lowest RSS
-  // among them, i.e. the node between whole-table proofs and after the heap
-  // trimmer ran (every 10 s, docs/operations.md "Memory"), so it measures what
-  // stays, not a proof in flight or freed heap not yet returned.
-  std::deque<Usage> recent;
 };
-constexpr size_t kSampleWindow = 12;
+// Samples (one a second) a mark takes the lowest RSS of, with no whole-table
+// proof in flight: more than the heap trimmer's period (10 s,
+// docs/operations.md "Memory"), so at least one comes after a trim.
+constexpr int kQuietSamples = 12;
 
 // Errors of one kind: a count and the first few messages.
 struct Failures {
@@ -284,6 +285,8 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
   std::atomic<bool> done{false};
   std::atomic<uint64_t> acked{0}, plain_ok{0}, proofs_ok{0}, full_proofs_ok{0};
   std::atomic<uint64_t> full_proof_max_bytes{0};  // the largest whole-table proof
+  std::atomic<bool> full_paused{false};            // set while a mark samples memory
+  std::atomic<int> full_in_flight{0};
   Failures write_failures, plain_failures, proof_failures;
 
   // The writer: single-row INSERTs, paced to `rate` per second.
@@ -360,10 +363,12 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
         if (prove(seen, stmt)) ++proofs_ok;
       }
     });
-    readers.emplace_back([&, prove] {  // the whole table, once a second
+    readers.emplace_back([&, prove] {  // the whole table, once a second, unless a mark paused it
       uint64_t seen = created;
       while (!done) {
-        if (prove(seen, json::array({"SELECT count(*), max(id) FROM t"}))) ++full_proofs_ok;
+        ++full_in_flight;  // before looking at full_paused: a mark waits for 0 after setting it
+        if (!full_paused && prove(seen, json::array({"SELECT count(*), max(id) FROM t"}))) ++full_proofs_ok;
+        --full_in_flight;
         for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(100ms);
       }
     });
@@ -371,35 +376,52 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
 
   // Sample usage every second; mark the end of the warm-up (a sixth of the
   // run), the middle and the end.
-  auto mark = [&](Node* n) {
-    Mark m;
-    m.usage = usage_of(n->proc->pid());
-    for (const Usage& u : n->recent) {
-      if (u.rss_kb < m.usage.rss_kb) m.usage = u;
+  auto sample = [&](Node* n) {
+    Usage u = usage_of(n->proc->pid());
+    n->peak.rss_kb = std::max(n->peak.rss_kb, u.rss_kb);
+    n->peak.fds = std::max(n->peak.fds, u.fds);
+    return u;
+  };
+  auto mark_all = [&](Mark Node::*which) {
+    full_paused = true;
+    while (full_in_flight > 0) std::this_thread::sleep_for(10ms);
+    std::vector<Usage> low(nodes.size());
+    for (int s = 0; s < kQuietSamples; ++s) {
+      std::this_thread::sleep_for(1s);
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        Usage u = sample(nodes[i].get());
+        if (s == 0 || u.rss_kb < low[i].rss_kb) low[i] = u;
+      }
     }
-    auto r = call(url_of(n->http()), "GET", "/status");
-    if (r.ok() && r->status == 200) {
-      auto j = json::parse(r->body, nullptr, false);
-      if (!j.is_discarded()) m.log_size = j.value("log_size", uint64_t{0});
-    }
-    m.db_bytes = file_size_or_0(n->db);
-    auto mr = call(url_of(n->http()), "GET", "/metrics");
-    if (mr.ok() && mr->status == 200) {
-      std::istringstream in(mr->body);
-      for (std::string line; std::getline(in, line);) {
-        const std::pair<std::string, const char*> gauges[] = {
-            {"swarmlite_heap_in_use_bytes ", "heap in use"},
-            {"swarmlite_heap_free_bytes ", "heap free"},
-            {"swarmlite_sqlite_memory_bytes ", "SQLite"}};
-        for (const auto& g : gauges) {
-          if (line.rfind(g.first, 0) == 0) {
-            m.memory += fmt::format(", {} {} kB", g.second,
-                                    static_cast<uint64_t>(std::strtod(line.c_str() + g.first.size(), nullptr)) / 1024);
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      Node* n = nodes[i].get();
+      Mark& m = n->*which;
+      m.usage = low[i];
+      m.usage.fds = sample(n).fds;
+      auto r = call(url_of(n->http()), "GET", "/status");
+      if (r.ok() && r->status == 200) {
+        auto j = json::parse(r->body, nullptr, false);
+        if (!j.is_discarded()) m.log_size = j.value("log_size", uint64_t{0});
+      }
+      m.db_bytes = file_size_or_0(n->db);
+      auto mr = call(url_of(n->http()), "GET", "/metrics");
+      if (mr.ok() && mr->status == 200) {
+        std::istringstream in(mr->body);
+        for (std::string line; std::getline(in, line);) {
+          const std::pair<std::string, const char*> gauges[] = {
+              {"swarmlite_heap_in_use_bytes ", "heap in use"},
+              {"swarmlite_heap_free_bytes ", "heap free"},
+              {"swarmlite_sqlite_memory_bytes ", "SQLite"}};
+          for (const auto& g : gauges) {
+            if (line.rfind(g.first, 0) == 0) {
+              m.memory += fmt::format(", {} {} kB", g.second,
+                                      static_cast<uint64_t>(std::strtod(line.c_str() + g.first.size(), nullptr)) / 1024);
+            }
           }
         }
       }
     }
-    return m;
+    full_paused = false;
   };
   const auto t0 = std::chrono::steady_clock::now();
   const auto warm = t0 + std::chrono::seconds(seconds) / 6;
@@ -408,28 +430,27 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
   uint64_t max_wal = 0;
   while (std::chrono::steady_clock::now() < t0 + std::chrono::seconds(seconds)) {
     std::this_thread::sleep_for(1s);
-    const auto now = std::chrono::steady_clock::now();
-    for (auto& n : nodes) {
-      Usage u = usage_of(n->proc->pid());
-      n->recent.push_back(u);
-      if (n->recent.size() > kSampleWindow) n->recent.pop_front();
-      if (now >= warm && !warmed) n->warm = mark(n.get());
-      if (now >= half && !halved) n->mid = mark(n.get());
-      n->peak.rss_kb = std::max(n->peak.rss_kb, u.rss_kb);
-      n->peak.fds = std::max(n->peak.fds, u.fds);
-    }
+    for (auto& n : nodes) sample(n.get());
     for (Node* p : peers) max_wal = std::max(max_wal, file_size_or_0(p->db.string() + "-wal"));
-    warmed = warmed || now >= warm;
-    halved = halved || now >= half;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= warm && !warmed) {
+      mark_all(&Node::warm);
+      warmed = true;
+    } else if (now >= half && !halved) {
+      mark_all(&Node::mid);
+      halved = true;
+    }
   }
-  for (auto& n : nodes) n->last = mark(n.get());
+  mark_all(&Node::last);
+  const uint64_t elapsed = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0).count());
   done = true;
   writer.join();
   for (auto& t : readers) t.join();
 
   MESSAGE(fmt::format("{} s: {} writes acked ({}/s), {} plain reads, {} verified point proofs and {} "
                       "whole-table ones (largest {} bytes); failures: {} writes, {} plain, {} proofs",
-                      seconds, acked.load(), acked.load() / seconds, plain_ok.load(), proofs_ok.load(),
+                      elapsed, acked.load(), acked.load() / std::max<uint64_t>(elapsed, 1), plain_ok.load(), proofs_ok.load(),
                       full_proofs_ok.load(), full_proof_max_bytes.load(), write_failures.n.load(),
                       plain_failures.n.load(), proof_failures.n.load()));
   for (auto& n : nodes) {
