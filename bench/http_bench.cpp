@@ -1,0 +1,312 @@
+// HTTP API benchmarks (issue 13): what a real keep-alive client sees, with the
+// baselines of the same run. In-process nodes (net::Node + net::HttpApi on
+// 127.0.0.1, as `swarmlite primary|peer --http` wires them), one client
+// connection per client thread, kept alive (Beast, synchronous).
+//
+//  BM_HttpReadyz/node:0|1/clients:N   GET /readyz on the primary (0) or the
+//      peer (1): the server's floor (parse, route, answer) — the baseline the
+//      issue compares writes and reads with.
+//  BM_HttpPointQuery/proof:0|1        GET /db/query?q=SELECT * FROM items WHERE
+//      id=<random> on the peer, plain (0) or proof=1 (1), one client; p50/p99
+//      server round trip in µs. Baseline: BM_LocalPointQuery, the same query on
+//      an open local SQLite connection (prepare + step), and /readyz.
+//  BM_HttpWrite/clients:N             POST /db/execute, one single-row INSERT
+//      per request, on the primary (log fsync on: durable when answered).
+//      Baseline: BM_InProcessWrite (Primary::execute, same row) and /readyz.
+//
+// Table: SWARMLITE_BENCH_HTTP_ROWS rows (default 1,000,000), built once per run.
+// Each benchmark runs SWARMLITE_BENCH_HTTP_SECONDS (default 5) of requests as
+// one iteration; figures are counters (requests/s, p50/p99 µs) and the
+// 1-minute load average before the run (benchmarks need an idle machine:
+// docs/performance.md).
+#include <benchmark/benchmark.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "core/keys.h"
+#include "core/temp_dir_test_util.h"
+#include "net/backends.h"
+#include "net/http_api.h"
+#include "net/http_backends.h"
+#include "net/node.h"
+#include "sqlbridge/engine/primary.h"
+#include "sqlbridge/engine/replica.h"
+#include "sqlbridge/sqlite_util.h"
+
+namespace swarmlite {
+namespace {
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& what) {
+  fmt::print(stderr, "http_bench: {}\n", what);
+  std::abort();
+}
+template <typename T>
+T must(Result<T> r, const std::string& what) {
+  if (!r.ok()) die(what + ": " + r.error().to_string());
+  return std::move(r).value();
+}
+void must(Status s, const std::string& what) {
+  if (!s.ok()) die(what + ": " + s.error().to_string());
+}
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double l = 0;
+  in >> l;
+  return l;
+}
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+std::string url_encode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+// One kept-alive connection.
+class Client {
+ public:
+  explicit Client(uint16_t port) : socket_(ioc_) {
+    socket_.connect({asio::ip::make_address("127.0.0.1"), port});
+    socket_.set_option(asio::ip::tcp::no_delay(true));
+  }
+  // Sends one request, reads the answer; dies on a transport error or a status
+  // other than 200 (a benchmark of failures measures nothing).
+  size_t call(http::verb verb, const std::string& target, const std::string& body = {},
+              const char* accept = nullptr) {
+    http::request<http::string_body> rq{verb, target, 11};
+    rq.set(http::field::host, "127.0.0.1");
+    rq.keep_alive(true);
+    if (accept) rq.set(http::field::accept, accept);
+    if (!body.empty()) {
+      rq.set(http::field::content_type, "application/json");
+      rq.body() = body;
+      rq.prepare_payload();
+    }
+    http::write(socket_, rq);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    http::read(socket_, buffer_, parser);
+    auto& rs = parser.get();
+    if (rs.result_int() != 200) die(fmt::format("{} {}: HTTP {}: {}", std::string(rq.method_string()), target,
+                                                rs.result_int(), rs.body().substr(0, 300)));
+    return rs.body().size();
+  }
+
+ private:
+  asio::io_context ioc_;
+  asio::ip::tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+};
+
+// A primary and one peer, each with its HTTP API; the items table filled.
+struct Cluster {
+  TempDir dir{"http-bench"};
+  KeyPair keys = KeyPair::generate();
+  int64_t rows = env_int("SWARMLITE_BENCH_HTTP_ROWS", 1'000'000);
+  std::unique_ptr<Primary> primary;
+  std::unique_ptr<net::PrimaryBackend> pbackend;
+  std::unique_ptr<net::Node> pnode;
+  std::unique_ptr<net::PrimaryHttpBackend> phttp_backend;
+  std::unique_ptr<net::HttpApi> phttp;
+  std::unique_ptr<Replica> replica;
+  std::unique_ptr<net::ReplicaBackend> rbackend;
+  std::unique_ptr<net::Node> rnode;
+  std::unique_ptr<net::ReplicaHttpBackend> rhttp_backend;
+  std::unique_ptr<net::HttpApi> rhttp;
+
+  Cluster() {
+    fs::create_directories(dir.path);
+    primary = must(Primary::open(dir.path / "primary.db", keys.secret), "opening the primary");
+    must(primary->execute({Statement{"CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                                     "price REAL, category INTEGER)",
+                                     {}}}),
+         "create table");
+    constexpr int64_t kChunk = 50'000;
+    for (int64_t from = 1; from <= rows; from += kChunk) {
+      const int64_t to = std::min(rows, from + kChunk - 1);
+      must(primary->execute({Statement{"WITH RECURSIVE c(x) AS (SELECT ?1 UNION ALL SELECT x + 1 FROM c "
+                                       "WHERE x < ?2) INSERT INTO items SELECT x, 'item number ' || x, "
+                                       "x * 0.01, x % 50 FROM c",
+                                       {Value{from}, Value{to}}}}),
+           "filling items");
+    }
+    must(primary->sign_head(), "signing a head");
+    pbackend = std::make_unique<net::PrimaryBackend>(*primary);
+    net::NodeOptions po;
+    po.listen = "127.0.0.1:0";
+    po.max_outbound = 0;
+    pnode = std::make_unique<net::Node>(*pbackend, po);
+    must(pnode->start(), "starting the primary node");
+    phttp_backend = std::make_unique<net::PrimaryHttpBackend>(*primary, *pnode);
+    phttp = start_http(*phttp_backend);
+
+    replica = must(Replica::open(dir.path / "peer.db", dir.path / "peer.log", primary->log_id()),
+                   "opening the peer");
+    rbackend = std::make_unique<net::ReplicaBackend>(*replica);
+    net::NodeOptions ro;
+    ro.listen = "127.0.0.1:0";
+    ro.seeds = {fmt::format("127.0.0.1:{}", pnode->listen_port())};
+    ro.max_outbound = 1;
+    ro.backoff_initial = 50ms;
+    rnode = std::make_unique<net::Node>(*rbackend, ro);
+    must(rnode->start(), "starting the peer node");
+    rhttp_backend = std::make_unique<net::ReplicaHttpBackend>(*replica, *rnode);
+    rhttp = start_http(*rhttp_backend);
+    const auto until = SteadyClock::now() + 600s;
+    while (replica->size() < primary->size() || !rhttp_backend->ready().ok()) {
+      if (SteadyClock::now() > until) die("the peer did not catch up in 600 s");
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ~Cluster() {
+    rhttp->stop();
+    phttp->stop();
+    rnode->stop();
+    pnode->stop();
+  }
+  static std::unique_ptr<net::HttpApi> start_http(net::HttpBackend& backend) {
+    net::HttpApiOptions o;
+    o.listen = "127.0.0.1:0";
+    o.max_pending_writes = 256;
+    o.max_pending_reads = 256;
+    auto api = std::make_unique<net::HttpApi>(backend, o);
+    must(api->start(), "starting an HTTP API");
+    return api;
+  }
+};
+
+Cluster& cluster() {
+  static Cluster* c = [] {
+    spdlog::set_level(spdlog::level::warn);
+    return new Cluster();  // lives to the end of the process (nodes stop at exit)
+  }();
+  return *c;
+}
+
+std::chrono::duration<double> run_time() {
+  return std::chrono::duration<double>(static_cast<double>(env_int("SWARMLITE_BENCH_HTTP_SECONDS", 5)));
+}
+
+// Runs `clients` threads, each with its own connection, calling `one(client,
+// thread, i)` until the run time is up; sets requests/s, p50/p99 µs.
+void run_clients(benchmark::State& state, uint16_t port, int clients,
+                 const std::function<void(Client&, int, uint64_t)>& one) {
+  const double load = load_average();
+  for (auto _ : state) {
+    std::vector<std::vector<double>> lat(static_cast<size_t>(clients));
+    std::vector<std::thread> threads;
+    const auto start = SteadyClock::now();
+    const auto end = start + std::chrono::duration_cast<SteadyClock::duration>(run_time());
+    for (int t = 0; t < clients; ++t) {
+      threads.emplace_back([&, t] {
+        Client c(port);
+        for (uint64_t i = 0; SteadyClock::now() < end; ++i) {
+          auto t0 = SteadyClock::now();
+          one(c, t, i);
+          lat[static_cast<size_t>(t)].push_back(
+              std::chrono::duration<double, std::micro>(SteadyClock::now() - t0).count());
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    const double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
+    std::vector<double> all;
+    for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+    state.counters["req/s"] = static_cast<double>(all.size()) / secs;
+    state.counters["p50_us"] = percentile(all, 0.50);
+    state.counters["p99_us"] = percentile(all, 0.99);
+  }
+  state.counters["load"] = load;
+}
+
+void BM_HttpReadyz(benchmark::State& state) {
+  Cluster& c = cluster();
+  const uint16_t port = state.range(0) == 0 ? c.phttp->bound_port() : c.rhttp->bound_port();
+  run_clients(state, port, static_cast<int>(state.range(1)),
+              [](Client& cl, int, uint64_t) { cl.call(http::verb::get, "/readyz"); });
+}
+BENCHMARK(BM_HttpReadyz)->ArgNames({"node", "clients"})->ArgsProduct({{0, 1}, {1, 16}})->Iterations(1)->UseRealTime();
+
+void BM_LocalPointQuery(benchmark::State& state) {
+  Cluster& c = cluster();
+  SqliteDb db = must(open_sqlite(c.replica->db_path().string(), SQLITE_OPEN_READONLY), "opening the peer db");
+  std::mt19937_64 rng(7);
+  for (auto _ : state) {
+    SqliteStmt st = must(prepare(db.get(), "SELECT * FROM items WHERE id = ?"), "prepare");
+    (void)bind_values(st.get(), {Value{static_cast<int64_t>(1 + rng() % static_cast<uint64_t>(c.rows))}});
+    while (sqlite3_step(st.get()) == SQLITE_ROW) benchmark::DoNotOptimize(sqlite3_column_int64(st.get(), 0));
+  }
+  state.counters["load"] = load_average();
+}
+BENCHMARK(BM_LocalPointQuery)->Unit(benchmark::kMicrosecond);
+
+void BM_HttpPointQuery(benchmark::State& state) {
+  Cluster& c = cluster();
+  const bool proof = state.range(0) != 0;
+  std::mt19937_64 rng(7);
+  run_clients(state, c.rhttp->bound_port(), 1, [&](Client& cl, int, uint64_t) {
+    const auto id = 1 + rng() % static_cast<uint64_t>(c.rows);
+    const std::string target =
+        "/db/query?q=" + url_encode(fmt::format("SELECT * FROM items WHERE id = {}", id)) + (proof ? "&proof=1" : "");
+    cl.call(http::verb::get, target, {}, proof ? "application/octet-stream" : nullptr);
+  });
+}
+BENCHMARK(BM_HttpPointQuery)->ArgName("proof")->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
+
+void BM_InProcessWrite(benchmark::State& state) {
+  Cluster& c = cluster();
+  uint64_t i = 0;
+  for (auto _ : state) {
+    must(c.primary->execute({Statement{"INSERT INTO items(name) VALUES (?)",
+                                       {Value{fmt::format("in-process {}", i++)}}}}),
+         "execute");
+    c.pnode->notify_new_head();
+  }
+  state.counters["load"] = load_average();
+}
+BENCHMARK(BM_InProcessWrite)->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
+
+void BM_HttpWrite(benchmark::State& state) {
+  Cluster& c = cluster();
+  run_clients(state, c.phttp->bound_port(), static_cast<int>(state.range(0)), [](Client& cl, int t, uint64_t i) {
+    cl.call(http::verb::post, "/db/execute",
+            fmt::format(R"J([["INSERT INTO items(name) VALUES (?)", "http {} {}"]])J", t, i));
+  });
+}
+BENCHMARK(BM_HttpWrite)->ArgName("clients")->Arg(1)->Arg(16)->Iterations(1)->UseRealTime();
+
+}  // namespace
+}  // namespace swarmlite
+
+BENCHMARK_MAIN();
