@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "core/temp_dir_test_util.h"
@@ -109,6 +111,31 @@ TEST_CASE("read pool: a refused or failing query leaves the connection usable an
   CHECK(pool.idle() == 1);
   CHECK(count_of(pool, "t") == 1);
   CHECK(pool.opened() == 1);
+}
+
+TEST_CASE("read pool: a prepare after a query on a reused connection does not see the old query's SQL") {
+  // /db/request classifies statements with sqlite3_prepare_v2 on a pooled
+  // connection; the guard's authorizer names the statement in its refusal. It
+  // once kept a view of the previous query's SQL, freed since (AddressSanitizer:
+  // heap-use-after-free in the authorizer).
+  TempDir dir("read-pool");
+  const auto path = dir.path / "a.db";
+  make_db(path, "CREATE TABLE t(x);");
+  ReadPool pool(path);
+  {
+    auto c = pool.acquire();
+    REQUIRE(c.ok());
+    auto sql = std::make_unique<std::string>("SELECT count(*) FROM t");
+    REQUIRE((*c)->query(*sql, {}).ok());
+    sql.reset();
+  }
+  auto c = pool.acquire();
+  REQUIRE(c.ok());
+  CHECK(pool.reused() == 1);
+  sqlite3_stmt* stmt = nullptr;
+  const std::string create = "CREATE TABLE u(y)";
+  CHECK(sqlite3_prepare_v2((*c)->handle(), create.c_str(), -1, &stmt, nullptr) == SQLITE_AUTH);
+  sqlite3_finalize(stmt);
 }
 
 }  // namespace swarmlite::net

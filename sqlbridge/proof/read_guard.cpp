@@ -295,6 +295,13 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
                       st.options.max_sql_length);
   }
   st.begin_query(sql);
+  // `sql` is the caller's and dies with this call: a later prepare on this
+  // connection without query() (e.g. /db/request's classification on a pooled
+  // connection) must not find the authorizer pointing at it.
+  struct ForgetSql {
+    State& st;
+    ~ForgetSql() { st.sql = {}; }
+  } forget_sql{st};
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), 0, &raw, &tail);
