@@ -154,8 +154,10 @@ struct ExecuteResult {
   Hash32 state_root{};       // state after the entry
   uint32_t page_count = 0;
   std::vector<StatementResult> statements;  // one per prepared statement, in order
-  // The head signed by this call; nullopt when group signing deferred it (the
-  // entry is durable either way; a later head covers it).
+  // The head signed after this call's group, given to the group's last
+  // successful write (one head per group); nullopt when group signing deferred
+  // it or another write of the group carries it (the entry is durable either
+  // way; that head or a later one covers it).
   std::optional<Head> head;
 };
 
