@@ -542,7 +542,7 @@ int Primary::wal_frames_hook(void* self, sqlite3*, const char*, int frames) {
   return SQLITE_OK;
 }
 
-void Primary::run_group(std::span<Queued* const> group) {
+void Primary::run_group(std::vector<Queued*>& group) {
   std::lock_guard write_lock(write_mu_);
   auto fail_all = [&](const Error& e) {
     for (Queued* q : group) q->result.emplace(e);
@@ -561,7 +561,20 @@ void Primary::run_group(std::span<Queued* const> group) {
       return;
     }
   }
-  for (size_t i = 0; i < group.size(); ++i) run_write_locked(*group[i], i + 1 == group.size());
+  // Writes queued while the group runs join it, up to the cap, until its
+  // last write starts (that write's commit appends the group): a caller the
+  // previous group just answered usually comes back in time for this one.
+  const size_t cap = std::max<size_t>(1, options_.max_group_writes);
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (i + 1 == group.size() && group.size() < cap) {
+      std::lock_guard queue_lock(queue_mu_);
+      while (!queue_.empty() && group.size() < cap) {
+        group.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    run_write_locked(*group[i], i + 1 == group.size());
+  }
 
   sqlite3* db = db_->handle();
   std::lock_guard lock(mu_);

@@ -3,7 +3,8 @@
 // to its signed log; no write is acknowledged before its entry is durable.
 //
 // Group commit (docs/architecture.md "Durability order"): concurrent execute()
-// calls queue; one caller, the leader, takes the queued writes (at most
+// calls queue; one caller, the leader, takes the queued writes (and those
+// queued while it runs, until the last one starts; at most
 // PrimaryOptions::max_group_writes) and runs them back to back under the write
 // mutex, each in its OWN SQLite transaction with its own entry (one entry is
 // always exactly one SQLite commit: replicas replay entry by entry). Order:
@@ -297,8 +298,9 @@ class Primary {
     Queued* waiter = nullptr;  // its caller, while the group runs
   };
   Primary() = default;
-  // The leader: runs `group` under write_mu_ and sets every result.
-  void run_group(std::span<Queued* const> group);
+  // The leader: runs `group` under write_mu_ and sets every result; writes
+  // queued meanwhile join it (up to max_group_writes; appended to `group`).
+  void run_group(std::vector<Queued*>& group);
   // One write of the group; `last`: its commit hook appends the group's entries.
   void run_write_locked(Queued& q, bool last);
   // Appends the entries in unlogged_ to the log (one write, one fdatasync),
