@@ -241,14 +241,16 @@ void BM_GroupCommit(benchmark::State& state) {
       break;
     }
   }
-  const double raw_rate = static_cast<double>(raw_txns) / std::chrono::duration<double>(raw_time).count();
+  const double raw_rate =
+      static_cast<double>(raw_txns) / std::chrono::duration<double>(raw_time).count();
   const double primary_rate =
       static_cast<double>(primary_txns) / std::chrono::duration<double>(primary_time).count();
   state.counters["raw_txn/s"] = raw_rate;
   state.counters["primary_txn/s"] = primary_rate;
   state.counters["ratio"] = primary_rate / raw_rate;
   state.counters["entries/sync"] =
-      static_cast<double>(primary_txns) / static_cast<double>(std::max<uint64_t>(1, appends->load() - appends_before));
+      static_cast<double>(primary_txns) /
+      static_cast<double>(std::max<uint64_t>(1, appends->load() - appends_before));
 }
 BENCHMARK(BM_GroupCommit)
     ->ArgName("writers")

@@ -376,10 +376,12 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
     // share one group commit (one log fdatasync, primary.h).
     std::vector<Primary::Write> writes;
     writes.reserve(statements.size());
-    for (const auto& st : statements) writes.push_back(Primary::Write{std::span<const Statement>(&st, 1)});
+    for (const auto& st : statements)
+      writes.push_back(Primary::Write{std::span<const Statement>(&st, 1)});
     auto t0 = Clock::now();
     auto results = primary_.execute_batch(writes);
-    const double secs = seconds_since(t0) / static_cast<double>(std::max<size_t>(1, results.size()));
+    const double secs =
+        seconds_since(t0) / static_cast<double>(std::max<size_t>(1, results.size()));
     // As when they ran one by one: the request fails as a whole only if
     // nothing was written.
     const bool any_written =

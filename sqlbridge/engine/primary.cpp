@@ -202,8 +202,8 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     SWL_TRY(p->catch_up_locked());
     // Everything replayed is in the log: a checkpoint is safe here.
     if (p->wal_frames_ >= kCheckpointFrames) {
-      (void)sqlite3_wal_checkpoint_v2(p->db_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                      nullptr, nullptr);
+      (void)sqlite3_wal_checkpoint_v2(p->db_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                      nullptr);
       p->wal_frames_ = 0;
     }
   }
@@ -261,9 +261,10 @@ Status Primary::repair_wal_ahead(uint64_t applied, uint64_t logged) {
   db_.reset();
   SWL_ASSIGN(std::vector<int64_t> ends, wal_commit_ends(wal_path));
   if (ends.size() < ahead) {
-    return refuse(fmt::format("its -wal file holds only {} commits, so the extra entries are not "
-                              "the unsynced tail of a group commit",
-                              ends.size()));
+    return refuse(
+        fmt::format("its -wal file holds only {} commits, so the extra entries are not "
+                    "the unsynced tail of a group commit",
+                    ends.size()));
   }
   const int64_t cut = ends.size() == ahead ? kWalHeaderBytes : ends[ends.size() - ahead - 1];
   const int fd = ::open(wal_path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -282,8 +283,8 @@ Status Primary::repair_wal_ahead(uint64_t applied, uint64_t logged) {
   sqlite3_wal_hook(db_->handle(), &Primary::wal_frames_hook, this);
   SWL_ASSIGN(uint64_t now_applied, db_->read_applied_size());
   if (now_applied != logged) {
-    return refuse(fmt::format("cutting its last {} commits from {} left {} entries applied",
-                              ahead, wal_path.string(), now_applied));
+    return refuse(fmt::format("cutting its last {} commits from {} left {} entries applied", ahead,
+                              wal_path.string(), now_applied));
   }
   repaired_entries_ = ahead;
   return ok_status();
@@ -548,8 +549,8 @@ void Primary::run_group(std::vector<Queued*>& group) {
     for (Queued* q : group) q->result.emplace(e);
   };
   if (stopping_.load()) {
-    fail_all(make_error(Errc::unavailable, "primary {} is stopping: no more writes",
-                        db_path_.string()));
+    fail_all(
+        make_error(Errc::unavailable, "primary {} is stopping: no more writes", db_path_.string()));
     return;
   }
   {
@@ -622,8 +623,8 @@ void Primary::run_group(std::vector<Queued*>& group) {
   if (!head.ok()) {
     const uint64_t seq = last_ok->result->value().seq;
     last_ok->result.emplace(make_error(head.error().code,
-                                       "entry {} is committed but signing its head failed: {}",
-                                       seq, head.error().message));
+                                       "entry {} is committed but signing its head failed: {}", seq,
+                                       head.error().message));
     return;
   }
   last_ok->result->value().head = std::move(head).value();
@@ -635,10 +636,11 @@ void Primary::run_write_locked(Queued& q, bool last) {
   const WriteBounds bounds = q.write->bounds.value_or(default_bounds());
   auto fail = [&](Error e) { q.result.emplace(std::move(e)); };
   if (stopping_.load()) {
-    return fail(make_error(Errc::unavailable, "primary {} is stopping: no more writes",
-                           db_path_.string()));
+    return fail(
+        make_error(Errc::unavailable, "primary {} is stopping: no more writes", db_path_.string()));
   }
-  if (transaction.empty()) return fail(make_error(Errc::invalid_argument, "execute: no statements"));
+  if (transaction.empty())
+    return fail(make_error(Errc::invalid_argument, "execute: no statements"));
 
   Entry entry;
   {

@@ -814,7 +814,8 @@ void copy_as_crashed(const std::filesystem::path& db, const std::filesystem::pat
   namespace fs = std::filesystem;
   fs::copy_file(db, to_db, fs::copy_options::overwrite_existing);
   fs::path wal = db.string() + "-wal";
-  if (fs::exists(wal)) fs::copy_file(wal, to_db.string() + "-wal", fs::copy_options::overwrite_existing);
+  if (fs::exists(wal))
+    fs::copy_file(wal, to_db.string() + "-wal", fs::copy_options::overwrite_existing);
   fs::copy(log_dir, default_log_dir(to_db), fs::copy_options::recursive);
   fs::remove(default_log_dir(to_db) / "LOCK");
 }
@@ -843,7 +844,7 @@ TEST_CASE("group commit: a batch shares one log append, each write keeps its own
       {sql("INSERT INTO t VALUES (1, 'dup')")},  // UNIQUE: fails alone
       {sql("INSERT INTO t VALUES (2, 'two')"), sql("SELECT count(*) FROM t")},
       {sql("INSERT INTO t VALUES (3, random())")},
-      {sql("INSERT INTO nope VALUES (1)")},      // the group's last write fails
+      {sql("INSERT INTO nope VALUES (1)")},  // the group's last write fails
   };
   auto writes = writes_of(txns);
   EntryFailure failure;
@@ -893,7 +894,8 @@ TEST_CASE("group commit: concurrent writers all get their own durable results") 
       for (int i = 0; i < kEach; ++i) {
         // Every fifth write of each writer fails (a duplicate key): alone.
         const int64_t key = (i % 5 == 4) ? 0 : int64_t{w} * 1000 + i + 1;
-        auto r = f.primary->execute({sql("INSERT INTO t VALUES (?, ?)", {Value{key}, Value{int64_t{w}}})});
+        auto r = f.primary->execute(
+            {sql("INSERT INTO t VALUES (?, ?)", {Value{key}, Value{int64_t{w}}})});
         if (!r.ok()) {
           if (key != 0 || r.error().message.find("UNIQUE") == std::string::npos) ++failed;
           continue;
@@ -993,9 +995,9 @@ TEST_CASE("group commit: a failed group append is retried, or discarded by a res
     f.reopen(full);
     const uint64_t size = f.primary->size();
     const Hash32 root = f.primary->state_root();
-    const std::vector<std::vector<Statement>> txns = {
-        {sql("INSERT INTO t VALUES (1)")}, {sql("INSERT INTO t VALUES (2)")},
-        {sql("INSERT INTO t VALUES (3)")}};
+    const std::vector<std::vector<Statement>> txns = {{sql("INSERT INTO t VALUES (1)")},
+                                                      {sql("INSERT INTO t VALUES (2)")},
+                                                      {sql("INSERT INTO t VALUES (3)")}};
     armed = true;
     auto results = f.primary->execute_batch(writes_of(txns));
     for (auto& r : results) REQUIRE_FALSE(r.ok());
