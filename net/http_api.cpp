@@ -187,7 +187,7 @@ struct HttpApi::Impl {
   std::optional<tcp::acceptor> acceptor;
   // The lanes (see http_api.h): reads, writes, status/metrics.
   asio::thread_pool pool;
-  asio::thread_pool write_pool{1};
+  asio::thread_pool write_pool;
   asio::thread_pool control_pool{1};
   asio::thread_pool backup_pool;  // GET /db/backup: its own lane, max_backups threads
   std::atomic<size_t> pending_reads{0}, pending_writes{0}, pending_backups{0};
@@ -216,6 +216,7 @@ struct HttpApi::Impl {
         own_metrics(opts.metrics ? nullptr : std::make_unique<Metrics>()),
         metrics(opts.metrics ? opts.metrics : own_metrics.get()),
         pool(std::max<size_t>(1, opts.worker_threads)),
+        write_pool(std::max<size_t>(1, opts.write_threads)),
         backup_pool(std::max<size_t>(1, opts.max_backups)),
         queries_total(metrics->counter("swarmlite_queries_total", "Query statements run")),
         query_errors_total(metrics->counter("swarmlite_query_errors_total", "Query statements that failed")),

@@ -13,7 +13,8 @@
 //
 // Threads: one io thread runs every socket and timer; backend calls (which
 // block on SQLite) run off it in lanes: reads (a pool of worker_threads),
-// writes (one thread: the primary serialises them anyway), /status and
+// writes (write_threads: a primary runs the writes waiting at once as one group
+// commit), /status and
 // /metrics (one thread) and backups (max_backups threads; the file is then
 // streamed from disk), so neither a slow query nor a long write delays
 // health checks, status or cheap reads. The read and write lanes are bounded:
@@ -175,7 +176,11 @@ struct HttpApiOptions {
   bool tcp_no_delay = true;
   size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
-  size_t max_pending_writes = 16;  // write requests running + queued (one runs at a time); 503 over it
+  size_t max_pending_writes = 64;  // write requests running + queued; 503 over it
+  // Write lane threads. On a primary, writes running at once share one group
+  // commit (one log fdatasync, sqlbridge/engine/primary.h), so more threads
+  // mean more writes per fdatasync; a peer forwards this many at once.
+  size_t write_threads = 16;
   size_t max_backups = 2;          // GET /db/backup running (made + sent); 503 "busy" over it
   std::chrono::milliseconds backup_timeout{600000};  // making one backup, and again sending it
   // POST /db/load: the upload's size cap (413 over it; the max_body_bytes cap

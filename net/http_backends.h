@@ -17,6 +17,8 @@
 #include <memory>
 
 #include "net/http_api.h"
+#include <shared_mutex>
+
 #include "net/node.h"
 #include "net/read_pool.h"
 #include "sqlbridge/engine/primary.h"
@@ -53,6 +55,10 @@ class PrimaryHttpBackend : public HttpBackend {
   Primary& primary_;
   Node& node_;
   ReadPool reads_;  // plain reads and /db/request's classification
+  // The write lane has several threads (their writes share group commits):
+  // writes hold this shared, a load exclusive, so no write interleaves with
+  // a load's entries (docs/http-api.md "Loading a database").
+  std::shared_mutex load_mu_;
 };
 
 struct ReplicaHttpOptions {

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -27,6 +28,10 @@ int64_t wall_ms() {
 constexpr int kWriteProgressOps = 8;
 // SQLite's default SQLITE_LIMIT_LENGTH, which replicas keep (docs/determinism.md).
 constexpr int kSqliteMaxLength = 1000000000;
+// The leader checkpoints between groups once the -wal file holds this many
+// frames: SQLite's own wal_autocheckpoint default, which the write connection
+// no longer runs itself (primary.h, durability order).
+constexpr int kCheckpointFrames = 1000;
 
 // Pages this connection wrote to the WAL so far (spills and commits).
 int cache_writes(sqlite3* db) {
@@ -67,6 +72,84 @@ Status probe_disk(const std::filesystem::path& db_path) {
   return ok_status();
 }
 
+// SQLite's WAL format (https://www.sqlite.org/fileformat2.html#walformat, as
+// SQLite's recovery reads it; LogicalPages in state_tree.cpp parses it the
+// same way): a 32-byte header, then frames of a 24-byte header and a page.
+constexpr uint32_t kWalMagic = 0x377f0682;  // low bit: checksums big-endian
+constexpr uint32_t kWalVersion = 3007000;
+constexpr int64_t kWalHeaderBytes = 32;
+constexpr int64_t kWalFrameHeaderBytes = 24;
+
+uint32_t be32(const uint8_t* p) {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
+}
+uint32_t le32(const uint8_t* p) {
+  return uint32_t{p[3]} << 24 | uint32_t{p[2]} << 16 | uint32_t{p[1]} << 8 | uint32_t{p[0]};
+}
+void wal_checksum(bool big_endian, const uint8_t* data, size_t n, uint32_t s[2]) {
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    const uint32_t a = big_endian ? be32(data + i) : le32(data + i);
+    const uint32_t b = big_endian ? be32(data + i + 4) : le32(data + i + 4);
+    s[0] += a + s[1];
+    s[1] += b + s[0];
+  }
+}
+
+// The file offsets just past each valid commit frame of the -wal file, in
+// order: the frames SQLite's recovery accepts (header magic, version and
+// checksum; each frame's salts and cumulative checksum), up to the last
+// valid commit frame. Empty without a WAL or with an invalid header.
+Result<std::vector<int64_t>> wal_commit_ends(const std::filesystem::path& wal_path) {
+  std::vector<int64_t> ends;
+  const int fd = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return ends;
+    return make_error(Errc::io_error, "opening {}: {}", wal_path.string(), std::strerror(errno));
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  auto pread_all = [&](uint8_t* buf, size_t n, int64_t off) -> Result<bool> {
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t r = ::pread(fd, buf + done, n - done, off + static_cast<int64_t>(done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        return make_error(Errc::io_error, "reading {} at offset {}: {}", wal_path.string(),
+                          off + static_cast<int64_t>(done), std::strerror(errno));
+      }
+      if (r == 0) return false;
+      done += static_cast<size_t>(r);
+    }
+    return true;
+  };
+  uint8_t hdr[kWalHeaderBytes];
+  SWL_ASSIGN(bool whole, pread_all(hdr, sizeof hdr, 0));
+  if (!whole) return ends;
+  const uint32_t magic = be32(hdr);
+  const uint32_t page_size = be32(hdr + 8);
+  if ((magic & ~1u) != kWalMagic || be32(hdr + 4) != kWalVersion || page_size < 512 ||
+      page_size > 65536 || (page_size & (page_size - 1)) != 0) {
+    return ends;
+  }
+  const bool big_endian = (magic & 1u) != 0;
+  uint32_t sum[2] = {0, 0};
+  wal_checksum(big_endian, hdr, 24, sum);
+  if (sum[0] != be32(hdr + 24) || sum[1] != be32(hdr + 28)) return ends;
+  Bytes frame(static_cast<size_t>(kWalFrameHeaderBytes) + page_size);
+  for (int64_t off = kWalHeaderBytes;; off += static_cast<int64_t>(frame.size())) {
+    SWL_ASSIGN(bool full, pread_all(frame.data(), frame.size(), off));
+    if (!full) break;
+    if (be32(frame.data()) == 0 || std::memcmp(frame.data() + 8, hdr + 16, 8) != 0) break;
+    wal_checksum(big_endian, frame.data(), 8, sum);
+    wal_checksum(big_endian, frame.data() + kWalFrameHeaderBytes, page_size, sum);
+    if (sum[0] != be32(frame.data() + 16) || sum[1] != be32(frame.data() + 20)) break;
+    if (be32(frame.data() + 4) != 0) ends.push_back(off + static_cast<int64_t>(frame.size()));
+  }
+  return ends;
+}
+
 std::string duration_text(std::chrono::milliseconds d) {
   if (d.count() % 1000 == 0) return fmt::format("{} s", d.count() / 1000);
   return fmt::format("{} ms", d.count());
@@ -90,15 +173,14 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   SWL_ASSIGN(p->log_, Log::open(p->log_dir_, p->log_id_, p->options_.log_options));
   SWL_ASSIGN(p->db_, DeterministicDb::open(db_path));
 
+  // The write connection never checkpoints by itself (see the durability
+  // order in primary.h): this hook replaces SQLite's wal_autocheckpoint.
+  sqlite3_wal_hook(p->db_->handle(), &Primary::wal_frames_hook, p.get());
+
   std::scoped_lock lock(p->write_mu_, p->mu_);
   SWL_ASSIGN(uint64_t applied, p->db_->read_applied_size());
   const uint64_t logged = p->log_->size();
-  if (applied > logged) {
-    return make_error(Errc::diverged,
-                      "{} has {} entries applied but its log {} holds only {}: the database is "
-                      "ahead of its log, refusing to start",
-                      db_path.string(), applied, p->log_dir_.string(), logged);
-  }
+  if (applied > logged) SWL_TRY(p->repair_wal_ahead(applied, logged));
   if (logged == 0) {
     // A new primary: the genesis entry.
     const std::vector<Statement> genesis = genesis_statements();
@@ -118,6 +200,12 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     p->last_time_ms_ = entry.time_ms;
   } else {
     SWL_TRY(p->catch_up_locked());
+    // Everything replayed is in the log: a checkpoint is safe here.
+    if (p->wal_frames_ >= kCheckpointFrames) {
+      (void)sqlite3_wal_checkpoint_v2(p->db_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                      nullptr);
+      p->wal_frames_ = 0;
+    }
   }
   // The file's state must be exactly the last entry's.
   SWL_ASSIGN(Entry last, p->log_->entry(p->log_->size() - 1));
@@ -152,6 +240,56 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   return p;
 }
 
+Status Primary::repair_wal_ahead(uint64_t applied, uint64_t logged) {
+  // Only a crash between a group's commits and its log fdatasync leaves the
+  // database ahead of its log, and then only by commits that are still in the
+  // -wal file (never checkpointed, primary.h): one commit per entry, the
+  // newest ones last. Cut the newest `ahead` commits and reopen; the state
+  // root check in open() then proves the result against the log.
+  const uint64_t ahead = applied - logged;
+  auto refuse = [&](std::string_view why) {
+    return make_error(Errc::diverged,
+                      "{} has {} entries applied but its log {} holds only {}: the database is "
+                      "ahead of its log and {}; refusing to start (docs/operations.md \"Group "
+                      "commit\")",
+                      db_path_.string(), applied, log_dir_.string(), logged, why);
+  };
+  std::filesystem::path wal_path = db_path_;
+  wal_path += "-wal";
+  // Closing the last connection must not checkpoint the commits being cut.
+  sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  db_.reset();
+  SWL_ASSIGN(std::vector<int64_t> ends, wal_commit_ends(wal_path));
+  if (ends.size() < ahead) {
+    return refuse(
+        fmt::format("its -wal file holds only {} commits, so the extra entries are not "
+                    "the unsynced tail of a group commit",
+                    ends.size()));
+  }
+  const int64_t cut = ends.size() == ahead ? kWalHeaderBytes : ends[ends.size() - ahead - 1];
+  const int fd = ::open(wal_path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return make_error(Errc::io_error, "opening {} to cut {} unlogged commits: {}",
+                      wal_path.string(), ahead, std::strerror(errno));
+  }
+  int err = 0;
+  if (::ftruncate(fd, cut) != 0 || ::fdatasync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err != 0) {
+    return make_error(Errc::io_error, "cutting {} to {} bytes ({} unlogged commits): {}",
+                      wal_path.string(), cut, ahead, std::strerror(err));
+  }
+  SWL_ASSIGN(db_, DeterministicDb::open(db_path_));
+  sqlite3_wal_hook(db_->handle(), &Primary::wal_frames_hook, this);
+  SWL_ASSIGN(uint64_t now_applied, db_->read_applied_size());
+  if (now_applied != logged) {
+    return refuse(fmt::format("cutting its last {} commits from {} left {} entries applied", ahead,
+                              wal_path.string(), now_applied));
+  }
+  repaired_entries_ = ahead;
+  return ok_status();
+}
+
 Status Primary::catch_up_locked() {
   SWL_ASSIGN(uint64_t applied, db_->read_applied_size());
   for (uint64_t seq = applied; seq < log_->size(); ++seq) {
@@ -167,6 +305,28 @@ Status Primary::catch_up_locked() {
 }
 
 Status Primary::recover_locked() {
+  if (!unlogged_.empty()) {
+    // A group's append failed: its earlier writes are committed in the
+    // database, not in the log. Append them (the disk may take writes again).
+    const uint64_t first = unlogged_.front().seq, last = unlogged_.back().seq;
+    if (!fault_.retry_due()) {
+      auto f = fault_.get();
+      return make_error(Errc::unavailable,
+                        "primary {}: entries {}..{} are committed in the database but not yet in "
+                        "its log (local fault: {}); next retry in {} ms",
+                        db_path_.string(), first, last, f ? f->what : "?", fault_.wait().count());
+    }
+    if (Status s = append_unlogged_locked(); !s.ok()) {
+      fault_.failed(s.error());
+      return make_error(Errc::unavailable,
+                        "primary {}: appending entries {}..{} to the log failed again ({}); "
+                        "retrying with backoff",
+                        db_path_.string(), first, last, s.error().to_string());
+    }
+    sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
+    fault_.cleared();
+    return ok_status();
+  }
   if (!broken_) return ok_status();
   if (!fault_.retry_due()) {
     auto f = fault_.get();
@@ -196,7 +356,7 @@ Status Primary::retry_local_fault() {
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return ok_status();
   std::lock_guard lock(mu_);
-  if (!broken_) {
+  if (!broken_ && unlogged_.empty()) {
     // Nothing pending (a write failed before its entry was logged): once the
     // backoff passes, a probe write next to the database decides whether the
     // fault is over — a health check must not report ready while the disk is
@@ -222,7 +382,7 @@ Primary::~Primary() {
 
 Status Primary::close() {
   std::scoped_lock lock(write_mu_, mu_);
-  if (!opened_ || broken_) return ok_status();
+  if (!opened_ || broken_ || !unlogged_.empty()) return ok_status();
   const auto& head = log_->head();
   if (head && head->size == log_->size()) return ok_status();
   SWL_TRY(sign_head_locked());
@@ -267,7 +427,7 @@ Result<std::optional<Head>> Primary::sign_head_if_due() {
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return std::optional<Head>{};  // the running write signs when due
   std::lock_guard lock(mu_);
-  if (broken_ && !recover_locked().ok()) return std::optional<Head>{};
+  if ((broken_ || !unlogged_.empty()) && !recover_locked().ok()) return std::optional<Head>{};
   if (!head_due_locked()) return std::optional<Head>{};
   SWL_ASSIGN(Head head, sign_head_locked());
   return std::optional<Head>(head);
@@ -325,25 +485,169 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction,
 
 Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction, EntryFailure* failure,
                                        const WriteBounds& bounds) {
+  const Write write{transaction, failure, bounds};
+  std::vector<Result<ExecuteResult>> results = execute_batch(std::span<const Write>(&write, 1));
+  return std::move(results.front());
+}
+
+std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write> writes) {
+  std::vector<Queued> mine(writes.size());
+  for (size_t i = 0; i < writes.size(); ++i) mine[i].write = &writes[i];
+  auto all_done = [&] {
+    return std::all_of(mine.begin(), mine.end(), [](const Queued& q) { return q.done; });
+  };
+  std::unique_lock queue_lock(queue_mu_);
+  for (Queued& q : mine) queue_.push_back(&q);
+  // Leader/follower: whoever finds no group running takes the queued writes
+  // (its own and others') as the next group, runs it, and wakes everyone; the
+  // others wait for their results or for their turn to lead.
+  while (!all_done()) {
+    if (leader_active_) {
+      queue_cv_.wait(queue_lock);
+      continue;
+    }
+    leader_active_ = true;
+    std::vector<Queued*> group;
+    const size_t cap = std::max<size_t>(1, options_.max_group_writes);
+    while (!queue_.empty() && group.size() < cap) {
+      group.push_back(queue_.front());
+      queue_.pop_front();
+    }
+    queue_lock.unlock();
+    run_group(group);
+    queue_lock.lock();
+    for (Queued* q : group) q->done = true;
+    leader_active_ = false;
+    queue_cv_.notify_all();
+  }
+  queue_lock.unlock();
+  std::vector<Result<ExecuteResult>> out;
+  out.reserve(mine.size());
+  for (Queued& q : mine) out.push_back(std::move(*q.result));
+  return out;
+}
+
+Status Primary::append_unlogged_locked() {
+  if (unlogged_.empty()) return ok_status();
+  if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::before_log_append));
+  SWL_TRY(log_->append(std::span<const Bytes>(unlogged_bytes_)));
+  published_root_ = unlogged_.back().state_root;
+  published_pages_ = unlogged_.back().page_count;
+  unlogged_.clear();
+  unlogged_bytes_.clear();
+  return ok_status();
+}
+
+int Primary::wal_frames_hook(void* self, sqlite3*, const char*, int frames) {
+  static_cast<Primary*>(self)->wal_frames_ = frames;
+  return SQLITE_OK;
+}
+
+void Primary::run_group(std::vector<Queued*>& group) {
   std::lock_guard write_lock(write_mu_);
+  auto fail_all = [&](const Error& e) {
+    for (Queued* q : group) q->result.emplace(e);
+  };
   if (stopping_.load()) {
-    return make_error(Errc::unavailable, "primary {} is stopping: no more writes",
-                      db_path_.string());
+    fail_all(
+        make_error(Errc::unavailable, "primary {} is stopping: no more writes", db_path_.string()));
+    return;
   }
   {
     std::lock_guard lock(mu_);
-    // An earlier commit failed after its entry was logged: apply it first.
-    SWL_TRY(recover_locked());
+    // An earlier commit failed after its entry was logged, or an earlier
+    // group's append failed: settle that first.
+    if (Status s = recover_locked(); !s.ok()) {
+      fail_all(s.error());
+      return;
+    }
   }
-  if (transaction.empty()) return make_error(Errc::invalid_argument, "execute: no statements");
+  // Writes queued while the group runs join it, up to the cap, until its
+  // last write starts (that write's commit appends the group): a caller the
+  // previous group just answered usually comes back in time for this one.
+  const size_t cap = std::max<size_t>(1, options_.max_group_writes);
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (i + 1 == group.size() && group.size() < cap) {
+      std::lock_guard queue_lock(queue_mu_);
+      while (!queue_.empty() && group.size() < cap) {
+        group.push_back(queue_.front());
+        queue_.pop_front();
+      }
+    }
+    run_write_locked(*group[i], i + 1 == group.size());
+  }
+
+  sqlite3* db = db_->handle();
+  std::lock_guard lock(mu_);
+  // The last write failed before its commit hook appended the group: append
+  // the earlier writes' entries now.
+  if (Status s = append_unlogged_locked(); !s.ok()) {
+    // They are committed in SQLite but not durable: not acknowledged. The
+    // Primary appends them before its next write (recover_locked), or open()
+    // cuts them from the -wal file if the process stops first, so the
+    // database must not checkpoint them into its main file on close.
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    fault_.failed(s.error());
+    for (Unlogged& u : unlogged_) {
+      if (!u.waiter) continue;
+      u.waiter->result.emplace(make_error(
+          s.error().code,
+          "entry {} was committed in the database but appending it to the log failed ({}); it is "
+          "not acknowledged: the primary appends it to its log before its next write (retried "
+          "with backoff), or discards it if it restarts first",
+          u.seq, s.error().message));
+      u.waiter = nullptr;
+    }
+    return;
+  }
+  for (Queued* q : group) {
+    if (!broken_ && q->result && q->result->ok()) {
+      fault_.cleared();
+      break;
+    }
+  }
+  // Checkpoints happen here only, between groups, when everything SQLite
+  // committed is in the log (see the durability order in primary.h).
+  if (wal_frames_ >= kCheckpointFrames) {
+    (void)sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    wal_frames_ = 0;
+  }
+  // One head per group, when due, handed to the group's last successful write.
+  if (broken_ || !head_due_locked()) return;
+  Queued* last_ok = nullptr;
+  for (Queued* q : group) {
+    if (q->result && q->result->ok()) last_ok = q;
+  }
+  auto head = sign_head_locked();
+  if (!last_ok) return;
+  if (!head.ok()) {
+    const uint64_t seq = last_ok->result->value().seq;
+    last_ok->result.emplace(make_error(head.error().code,
+                                       "entry {} is committed but signing its head failed: {}", seq,
+                                       head.error().message));
+    return;
+  }
+  last_ok->result->value().head = std::move(head).value();
+}
+
+void Primary::run_write_locked(Queued& q, bool last) {
+  const std::span<const Statement> transaction = q.write->transaction;
+  EntryFailure* failure = q.write->failure;
+  const WriteBounds bounds = q.write->bounds.value_or(default_bounds());
+  auto fail = [&](Error e) { q.result.emplace(std::move(e)); };
+  if (stopping_.load()) {
+    return fail(
+        make_error(Errc::unavailable, "primary {} is stopping: no more writes", db_path_.string()));
+  }
+  if (transaction.empty())
+    return fail(make_error(Errc::invalid_argument, "execute: no statements"));
 
   Entry entry;
-  uint32_t pages_before = 0;
   {
     std::lock_guard lock(mu_);
-    entry.seq = log_->size();
-    pages_before = published_pages_;
+    entry.seq = log_->size() + unlogged_.size();
   }
+  const uint32_t pages_before = db_->state_tree().page_count();
   entry.time_ms = next_time_ms_locked();
   entry.seed = next_seed();
   entry.statements.assign(transaction.begin(), transaction.end());
@@ -357,17 +661,18 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction, E
       one.statements.assign(1, entry.statements[i]);
       if (auto d = decode_entry(encode_entry(one)); !d.ok()) {
         if (failure) failure->statement = i;
-        return make_error(Errc::invalid_argument,
-                          "statement {}: the transaction cannot be logged: {}", i,
-                          d.error().message);
+        return fail(make_error(Errc::invalid_argument,
+                               "statement {}: the transaction cannot be logged: {}", i,
+                               d.error().message));
       }
     }
-    return make_error(Errc::invalid_argument, "execute: the transaction cannot be logged: {}",
-                      decoded.error().message);
+    return fail(make_error(Errc::invalid_argument, "execute: the transaction cannot be logged: {}",
+                           decoded.error().message));
   }
 
   sqlite3* db = db_->handle();
-  bool appended = false;
+  bool appended = false;  // the group's entries, this one's included, are in the log
+  bool queued = false;    // this entry waits in unlogged_ for the group's append
   auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
     // The bounds, once more at the commit frame: pages still in the cache at
     // COMMIT were not counted while the statements ran.
@@ -384,18 +689,31 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction, E
     }
     entry.state_root = root;
     entry.page_count = page_count;
-    Bytes encoded = encode_entry(entry);
-    {
-      std::lock_guard lock(mu_);
-      SWL_TRY(log_->append(std::span<const Bytes>(&encoded, 1)));
-      published_root_ = root;
-      published_pages_ = page_count;
+    unlogged_bytes_.push_back(encode_entry(entry));
+    unlogged_.push_back(Unlogged{entry.seq, root, page_count, entry.time_ms, &q});
+    if (last) {
+      // The group's last write: its entry and the earlier ones reach the log
+      // (one fdatasync) before SQLite writes this commit frame.
+      Status s;
+      {
+        std::lock_guard lock(mu_);
+        s = append_unlogged_locked();
+      }
+      if (!s.ok()) {
+        unlogged_bytes_.pop_back();
+        unlogged_.pop_back();
+        return s;
+      }
+      appended = true;
+    } else {
+      queued = true;
     }
-    appended = true;
     // Before the commit makes the state visible, so a reader that sees it
     // finds its root (snapshot.h).
     roots_.record(entry.seq + 1, root, page_count);
-    if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::after_log_append));
+    if (appended && options_.test_hook) {
+      SWL_TRY(options_.test_hook(PrimaryHookPoint::after_log_append));
+    }
     return ok_status();
   };
   running_ = RunningWrite{};
@@ -412,26 +730,31 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction, E
     if (appended) {
       broken_ = true;
       fault_.failed(results.error());
-      return make_error(results.error().code,
-                        "entry {} was logged but SQLite's commit failed ({}); the entry is durable "
-                        "and is applied from the log before the next write (retried with backoff)",
-                        entry.seq, results.error().message);
+      return fail(make_error(
+          results.error().code,
+          "entry {} was logged but SQLite's commit failed ({}); the entry is durable and is "
+          "applied from the log before the next write (retried with backoff)",
+          entry.seq, results.error().message));
     }
-    if (running_.stopped) return std::move(*running_.stopped);
+    if (queued) {
+      // SQLite did not commit it (run_entry undid the state tree): forget it.
+      unlogged_bytes_.pop_back();
+      unlogged_.pop_back();
+    }
+    if (running_.stopped) return fail(std::move(*running_.stopped));
     Error e = results.take_error();
     if (is_local_fault(e)) fault_.failed(e);
     const int max_value = options_.max_value_bytes;
     if (max_value > 0 && max_value < kSqliteMaxLength &&
         (e.message.find("too big") != std::string::npos ||
          e.message.find("over the value length cap") != std::string::npos)) {
-      return make_error(Errc::refused,
-                        "{} (this primary allows at most {} bytes in one string, blob or row); "
-                        "rolled back, nothing logged",
-                        e.message, max_value);
+      return fail(make_error(Errc::refused,
+                             "{} (this primary allows at most {} bytes in one string, blob or "
+                             "row); rolled back, nothing logged",
+                             e.message, max_value));
     }
-    return e;
+    return fail(std::move(e));
   }
-  fault_.cleared();
   last_time_ms_ = entry.time_ms;
   roots_.record(entry.seq + 1, entry.state_root, entry.page_count);
 
@@ -441,17 +764,12 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction, E
   out.state_root = entry.state_root;
   out.page_count = entry.page_count;
   out.statements = std::move(results).value();
-  if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::after_commit));
-  std::lock_guard lock(mu_);
-  if (head_due_locked()) {
-    auto head = sign_head_locked();
-    if (!head.ok()) {
-      return make_error(head.error().code, "entry {} is committed but signing its head failed: {}",
-                        entry.seq, head.error().message);
+  if (options_.test_hook) {
+    if (Status s = options_.test_hook(PrimaryHookPoint::after_commit); !s.ok()) {
+      return fail(s.take_error());
     }
-    out.head = std::move(head).value();
   }
-  return out;
+  q.result.emplace(std::move(out));
 }
 
 uint64_t Primary::size() const {

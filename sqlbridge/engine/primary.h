@@ -1,38 +1,71 @@
 // The primary (docs/determinism.md): runs write transactions
 // deterministically on its SQLite file and appends each committed transaction
-// to its signed log, ahead of SQLite's commit.
+// to its signed log; no write is acknowledged before its entry is durable.
 //
-// Durability order of Primary::execute (the log is written ahead):
-//   BEGIN IMMEDIATE → statements (pinned time, seeded randomness) → applied_seq
-//   update → COMMIT: at the commit frame, before it reaches the file, the
-//   WriteCapture hook updates the state tree, builds the Entry, and
-//   Log::append()s it: ONE fdatasync, of the log segment (the index row is
-//   synced lazily, docs/formats/log-store.md). Only then does SQLite write the
-//   commit frame (synchronous=NORMAL: no fsync; the log's fsync is the
-//   durability point). Any failure before the append rolls everything back and
-//   logs nothing. Then, when group signing says so, a head is signed and kept
-//   in memory; the head file is written on close (LogStoreOptions::sync_head is
-//   off by default here: no file I/O per signed head).
-// So the database can lag its log (crash after the append) but never lead it:
+// Group commit (docs/architecture.md "Durability order"): concurrent execute()
+// calls queue; one caller, the leader, takes the queued writes (and those
+// queued while it runs, until the last one starts; at most
+// PrimaryOptions::max_group_writes) and runs them back to back under the write
+// mutex, each in its OWN SQLite transaction with its own entry (one entry is
+// always exactly one SQLite commit: replicas replay entry by entry). Order:
+//   for each write: BEGIN IMMEDIATE → statements (pinned time, seeded
+//   randomness) → applied_seq update → COMMIT: at the commit frame, before it
+//   reaches the file, the WriteCapture hook updates the state tree and builds
+//   the Entry. For every write but the group's last, the entry is kept in
+//   memory and SQLite commits (synchronous=NORMAL: no fsync). For the last,
+//   the hook Log::append()s the group's entries in ONE write and ONE
+//   fdatasync of the log segment (the index row is synced lazily,
+//   docs/formats/log-store.md) before SQLite writes its commit frame. If the
+//   last write fails before its commit, the group's entries are appended (one
+//   fdatasync) after it. Only then is any write of the group acknowledged,
+//   each with its own result; a write that failed (SQL error, refused, bound)
+//   rolled back alone and never changes its neighbours' results.
+// A write alone in its group (one caller at a time) is exactly the log-ahead
+// order: append + fsync, then commit. In a larger group the database LEADS the
+// durable log for the group's earlier writes until the group's append: their
+// WAL frames may reach the disk first. Two rules keep that repairable:
+//   - the write connection never checkpoints by itself (its WAL hook replaces
+//     autocheckpoint; the leader checkpoints between groups, when everything
+//     committed is in the log), nor on close while entries are unlogged, so
+//     commits ahead of the log only ever live in the -wal file;
+//   - open() finding the database ahead of the log (a crash before the group's
+//     fdatasync) cuts the -wal file after the commit frame of the last logged
+//     entry (repair_wal_ahead) and lets the state-root check prove the result.
+// If the group's append fails (no space, EIO), the group's earlier writes stay
+// committed in the database but not logged and get an error; the Primary
+// appends those entries from memory before its next write (a local fault,
+// retried with backoff), or open() cuts them if the process stops first.
+// Any other failure before the append rolls its write back and logs nothing.
+// Then, when group signing says so, one head per group is signed and kept in
+// memory; the head file is written on close (LogStoreOptions::sync_head is
+// off by default here: no file I/O per signed head).
+// So after a crash the database can lag its log (crash after the append) or
+// lead it by unacknowledged writes of one group (cut on open), never more:
 // Primary::open replays a lagging tail from the log exactly as a replica does,
-// and refuses to start when the database is ahead of or disagrees with the log.
+// and refuses to start when the database disagrees with the log otherwise.
 // The stored head can lag the log too (crash before the head file reached the
 // disk: an older head, or none): open() then signs a head for the whole log.
 // That is safe because a head only ever signs synced entries, so the re-signed
 // head agrees (log root, state root) with every head signed before the crash at
 // any size it covers: no equivocation, even if peers saw the lost head.
+// A reader on the primary's file (open_snapshot, HTTP reads) may see a write of
+// the running group a moment before its entry is durable (docs/operations.md
+// "Group commit").
 //
 // Thread-safety: every public method is safe to call from any thread. Writes,
 // proofs and head signing are serialised by the write mutex; the log and the
 // published state (size, root, head) have their own mutex (log_mutex()), held
 // only for short log operations, so size()/head()/status and peers served from
-// the log never wait for a running write. Readers use open_snapshot()
-// (snapshot.h) on db_path() and never block writes.
+// the log never wait for a running write. The log and size() hold durable
+// entries only. Readers use open_snapshot() (snapshot.h) on db_path() and never
+// block writes.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -58,6 +91,9 @@ class LengthGuard;
 
 // Points in execute() where PrimaryOptions::test_hook is called (tests only).
 enum class PrimaryHookPoint {
+  before_log_append,  // a group's entries are about to be appended (and synced) to the log;
+                      // the group's earlier writes are committed in SQLite. An error
+                      // returned here fails that append, as a full disk would.
   after_log_append,  // in the commit hook, the entry is durable in the log, SQLite has not committed
   after_commit,      // SQLite committed, no head signed yet
 };
@@ -97,6 +133,10 @@ struct PrimaryOptions {
   // SQLITE_LIMIT_LENGTH on the write connection: the largest string, blob or
   // row one statement may build (SQLite's own default, 1e9, when 0 or above it).
   int max_value_bytes = 32 << 20;
+  // Group commit: the most queued writes one group runs before its log
+  // append and fdatasync (the later ones wait for the next group). 1 = every
+  // write appends and syncs alone.
+  size_t max_group_writes = 64;
 };
 
 // The time and page bounds of one write transaction (PrimaryOptions'
@@ -115,17 +155,21 @@ struct ExecuteResult {
   Hash32 state_root{};       // state after the entry
   uint32_t page_count = 0;
   std::vector<StatementResult> statements;  // one per prepared statement, in order
-  // The head signed by this call; nullopt when group signing deferred it (the
-  // entry is durable either way; a later head covers it).
+  // The head signed after this call's group, given to the group's last
+  // successful write (one head per group); nullopt when group signing deferred
+  // it or another write of the group carries it (the entry is durable either
+  // way; that head or a later one covers it).
   std::optional<Head> head;
 };
 
 class Primary {
  public:
   // Opens or creates the database at `db_path` and its log; writes genesis if
-  // the log is empty; catches up a database that lags its log; refuses (with
-  // Errc::diverged / corrupt and both sizes or roots in the message) a database
-  // ahead of its log or disagreeing with it. Checks the state tree built from
+  // the log is empty; catches up a database that lags its log; cuts from the
+  // -wal file the unacknowledged commits of a group whose log fdatasync a crash
+  // prevented (repaired_entries()); refuses (with Errc::diverged / corrupt and
+  // both sizes or roots in the message) a database ahead of its log otherwise,
+  // or disagreeing with it. Checks the state tree built from
   // the file equals the last entry's state root and page count. Takes an
   // exclusive lock on "<db>-swlock": a second Primary on the same file fails.
   static Result<std::unique_ptr<Primary>> open(const std::filesystem::path& db_path,
@@ -153,8 +197,10 @@ class Primary {
   // the log first, with backoff; meanwhile heads are not signed.
   //   refused           also: over a PrimaryOptions bound (time limit, pages, value size)
   //   unavailable       also: stopping (interrupt())
-  // Runs on the caller's thread for as long as the transaction takes (bounded by
-  // write_timeout): callers serving a network keep it off their I/O threads.
+  // Blocks for as long as the caller's group takes (each write bounded by its
+  // write_timeout; the group's writes run on the thread of the caller that
+  // leads it, see group commit above): callers serving a network keep it off
+  // their I/O threads, and several callers at once share one log fdatasync.
   // `failure`, if given, says on error which statement failed (also a statement
   // the log cannot hold, refused before anything ran) and what the statements
   // before it returned before the rollback (determinism.h EntryFailure).
@@ -170,6 +216,20 @@ class Primary {
   Result<ExecuteResult> execute(std::initializer_list<Statement> transaction) {
     return execute(std::span<const Statement>(transaction.begin(), transaction.size()));
   }
+  // Several write transactions from one caller, queued together so they share
+  // a group commit (one log fdatasync) when they fit in one: each is its own
+  // transaction and entry, in order, with its own result (as execute()'s);
+  // one failing never changes another's result.
+  struct Write {
+    std::span<const Statement> transaction;
+    EntryFailure* failure = nullptr;
+    std::optional<WriteBounds> bounds;  // nullopt: default_bounds()
+  };
+  std::vector<Result<ExecuteResult>> execute_batch(std::span<const Write> writes);
+
+  // Unacknowledged commits open() cut from the -wal file because a crash came
+  // before their group's log fdatasync (0 normally; primary.h durability order).
+  uint64_t repaired_entries() const { return repaired_entries_; }
 
   // The current local fault (docs/operations.md "Local faults"): a write or a
   // re-apply that failed on this node's own I/O; nullopt once one succeeded.
@@ -223,7 +283,34 @@ class Primary {
                             const ProveOptions& options = {});
 
  private:
+  // One queued write (execute_batch); `result` is set by the group's leader.
+  struct Queued {
+    const Write* write = nullptr;
+    std::optional<Result<ExecuteResult>> result;
+    bool done = false;  // under queue_mu_
+  };
+  // An entry committed in SQLite by a group's earlier write, not yet in the log.
+  struct Unlogged {
+    uint64_t seq = 0;
+    Hash32 state_root{};
+    uint32_t page_count = 0;
+    int64_t time_ms = 0;
+    Queued* waiter = nullptr;  // its caller, while the group runs
+  };
   Primary() = default;
+  // The leader: runs `group` under write_mu_ and sets every result; writes
+  // queued meanwhile join it (up to max_group_writes; appended to `group`).
+  void run_group(std::vector<Queued*>& group);
+  // One write of the group; `last`: its commit hook appends the group's entries.
+  void run_write_locked(Queued& q, bool last);
+  // Appends the entries in unlogged_ to the log (one write, one fdatasync),
+  // publishes the new size and root and empties unlogged_; on failure they
+  // stay there. Caller holds write_mu_ and mu_.
+  Status append_unlogged_locked();
+  // open(): the database leads its log by `ahead` entries (a crash before a
+  // group's fdatasync): cut those commits from the -wal file and reopen.
+  Status repair_wal_ahead(uint64_t applied, uint64_t logged);
+  static int wal_frames_hook(void* self, sqlite3* db, const char* name, int frames);
   Status catch_up_locked();
   // broken_: re-apply the logged entry now if the backoff allows (else
   // unavailable). Caller holds write_mu_ and mu_.
@@ -250,6 +337,12 @@ class Primary {
   int64_t last_time_ms_ = 0;       // time_ms of the last entry
   int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
   bool broken_ = false;            // a commit failed after its log append (recover_locked)
+  // Group commit: entries SQLite committed that the log does not hold yet (the
+  // running group's, or a failed group append's, retried by recover_locked).
+  std::vector<Unlogged> unlogged_;
+  std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
+  int wal_frames_ = 0;             // frames in the -wal file after the last commit (WAL hook)
+  uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
   FaultState fault_;
   bool opened_ = false;            // open() completed (close() signs only then)
   Hash32 published_root_{};        // state after the last logged entry
@@ -264,6 +357,12 @@ class Primary {
     std::optional<Error> stopped;  // why write_progress() interrupted it
   } running_;
   std::atomic<bool> stopping_{false};
+  // The write queue (execute_batch): lock order queue_mu_ before write_mu_ is
+  // never needed — the leader releases queue_mu_ before it runs a group.
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Queued*> queue_;
+  bool leader_active_ = false;
 };
 
 // Default log directory for a database: "<db path>.log".

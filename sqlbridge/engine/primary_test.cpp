@@ -802,3 +802,236 @@ TEST_CASE("the size, the head and the log stay readable while a write runs") {
   CHECK_FALSE(done.load());
   writer.join();
 }
+
+// --- Group commit (primary.h durability order, docs/architecture.md) ---------
+
+namespace {
+
+// The files of a primary as a crash at this instant would leave them on disk:
+// the database, its -wal file (not the -shm: rebuilt on open) and the log dir.
+void copy_as_crashed(const std::filesystem::path& db, const std::filesystem::path& log_dir,
+                     const std::filesystem::path& to_db) {
+  namespace fs = std::filesystem;
+  fs::copy_file(db, to_db, fs::copy_options::overwrite_existing);
+  fs::path wal = db.string() + "-wal";
+  if (fs::exists(wal))
+    fs::copy_file(wal, to_db.string() + "-wal", fs::copy_options::overwrite_existing);
+  fs::copy(log_dir, default_log_dir(to_db), fs::copy_options::recursive);
+  fs::remove(default_log_dir(to_db) / "LOCK");
+}
+
+std::vector<Primary::Write> writes_of(const std::vector<std::vector<Statement>>& txns) {
+  std::vector<Primary::Write> out;
+  for (const auto& t : txns) out.push_back(Primary::Write{std::span<const Statement>(t)});
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("group commit: a batch shares one log append, each write keeps its own result") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, b)")});
+  std::atomic<int> appends{0};
+  PrimaryOptions counting = fast_primary();
+  counting.test_hook = [&](PrimaryHookPoint point) -> Status {
+    if (point == PrimaryHookPoint::before_log_append) ++appends;
+    return ok_status();
+  };
+  f.reopen(counting);
+  const uint64_t size = f.primary->size();
+  const std::vector<std::vector<Statement>> txns = {
+      {sql("INSERT INTO t VALUES (1, 'one')")},
+      {sql("INSERT INTO t VALUES (1, 'dup')")},  // UNIQUE: fails alone
+      {sql("INSERT INTO t VALUES (2, 'two')"), sql("SELECT count(*) FROM t")},
+      {sql("INSERT INTO t VALUES (3, random())")},
+      {sql("INSERT INTO nope VALUES (1)")},  // the group's last write fails
+  };
+  auto writes = writes_of(txns);
+  EntryFailure failure;
+  writes[1].failure = &failure;
+  auto results = f.primary->execute_batch(writes);
+  REQUIRE(results.size() == 5);
+  REQUIRE_MESSAGE(results[0].ok(), results[0].error().to_string());
+  CHECK(results[0]->seq == size);
+  REQUIRE_FALSE(results[1].ok());
+  CHECK(results[1].error().message.find("UNIQUE") != std::string::npos);
+  CHECK(failure.statement == 0u);
+  REQUIRE_MESSAGE(results[2].ok(), results[2].error().to_string());
+  CHECK(results[2]->seq == size + 1);
+  CHECK(as_int(results[2]->statements.back().rows.at(0).at(0)) == 2);
+  REQUIRE_MESSAGE(results[3].ok(), results[3].error().to_string());
+  CHECK(results[3]->seq == size + 2);
+  REQUIRE_FALSE(results[4].ok());
+  CHECK(results[4].error().message.find("nope") != std::string::npos);
+  CHECK(appends.load() == 1);  // one log append (one fdatasync) for the group
+  CHECK(f.primary->size() == size + 3);
+  // One head for the group, handed to its last successful write.
+  CHECK_FALSE(results[0]->head.has_value());
+  REQUIRE(results[3]->head.has_value());
+  CHECK(results[3]->head->size == size + 3);
+  CHECK(f.primary->state_root() == results[3]->state_root);
+  CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 3);
+
+  // A replica replaying the log entry by entry reaches the same state.
+  auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
+  REQUIRE(replica.ok());
+  REQUIRE(sync_replica(*f.primary, **replica).ok());
+  CHECK((*replica)->state_root() == f.primary->state_root());
+}
+
+TEST_CASE("group commit: concurrent writers all get their own durable results") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, w)")});
+  f.exec({sql("INSERT INTO t VALUES (0, -1)")});
+  const uint64_t size = f.primary->size();
+  constexpr int kThreads = 16, kEach = 25;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  std::mutex seqs_mu;
+  std::set<uint64_t> seqs;
+  for (int w = 0; w < kThreads; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kEach; ++i) {
+        // Every fifth write of each writer fails (a duplicate key): alone.
+        const int64_t key = (i % 5 == 4) ? 0 : int64_t{w} * 1000 + i + 1;
+        auto r = f.primary->execute(
+            {sql("INSERT INTO t VALUES (?, ?)", {Value{key}, Value{int64_t{w}}})});
+        if (!r.ok()) {
+          if (key != 0 || r.error().message.find("UNIQUE") == std::string::npos) ++failed;
+          continue;
+        }
+        std::lock_guard lock(seqs_mu);
+        seqs.insert(r->seq);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failed.load() == 0);
+  const int64_t rows = as_int(f.scalar("SELECT count(*) FROM t"));
+  CHECK(rows == 1 + kThreads * (kEach - kEach / 5));
+  CHECK(f.primary->size() == size + static_cast<uint64_t>(rows));  // rows - 1 writes + scalar()
+  CHECK(seqs.size() == static_cast<size_t>(rows - 1));
+  f.reopen();
+  auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
+  REQUIRE(replica.ok());
+  REQUIRE(sync_replica(*f.primary, **replica).ok());
+  CHECK((*replica)->state_root() == f.primary->state_root());
+}
+
+// A crash between a group's commits and its log fdatasync: the -wal file holds
+// commits the log does not (their writes were never acknowledged). The primary
+// must restart with exactly the durable entries.
+TEST_CASE("group commit: a crash before the group's log sync restarts with the durable entries") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, b)")});
+  f.exec({sql("INSERT INTO t VALUES (1, 'durable')")});
+  const std::filesystem::path crashed = f.dir / "crashed.db";
+  bool armed = false;
+  PrimaryOptions crashy = fast_primary();
+  crashy.test_hook = [&](PrimaryHookPoint point) -> Status {
+    if (point == PrimaryHookPoint::before_log_append && armed) {
+      armed = false;
+      copy_as_crashed(f.db, f.primary->log_dir(), crashed);
+    }
+    return ok_status();
+  };
+  f.reopen(crashy);
+  const uint64_t size = f.primary->size();
+  const Hash32 root = f.primary->state_root();
+  const std::vector<std::vector<Statement>> txns = {
+      {sql("INSERT INTO t VALUES (2, 'lost')")},
+      {sql("INSERT INTO t VALUES (3, randomblob(5000))")},
+      {sql("UPDATE t SET b = 'lost too' WHERE a = 1")},
+  };
+  armed = true;
+  auto results = f.primary->execute_batch(writes_of(txns));
+  for (auto& r : results) REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  CHECK(f.primary->size() == size + 3);
+  REQUIRE(std::filesystem::exists(crashed));
+
+  // The crashed copy: the log ends at `size`, the database holds two more commits.
+  PrimaryOptions plain = fast_primary();
+  auto reopened = Primary::open(crashed, f.keys.secret, plain);
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+  Primary& p = **reopened;
+  CHECK(p.repaired_entries() == 2);
+  CHECK(p.size() == size);
+  CHECK(p.state_root() == root);
+  auto rows = p.execute({sql("SELECT group_concat(a || ':' || b) FROM t")});
+  REQUIRE(rows.ok());
+  CHECK(as_text(rows->statements[0].rows.at(0).at(0)) == "1:durable");
+  // It goes on writing, and a replica of its log agrees with it.
+  auto next = p.execute({sql("INSERT INTO t VALUES (4, 'after')")});
+  REQUIRE_MESSAGE(next.ok(), next.error().to_string());
+  auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
+  REQUIRE(replica.ok());
+  REQUIRE(sync_replica(p, **replica).ok());
+  CHECK((*replica)->state_root() == p.state_root());
+  reopened->reset();
+  // A clean restart has nothing to repair.
+  auto again = Primary::open(crashed, f.keys.secret, plain);
+  REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+  CHECK((*again)->repaired_entries() == 0);
+}
+
+// docs/operations.md "Group commit": the group's append fails (the log's disk
+// is full): its earlier writes are committed in the database but not logged.
+// They get an error; the primary appends them once the disk takes writes again,
+// or a restart in between discards them.
+TEST_CASE("group commit: a failed group append is retried, or discarded by a restart") {
+  for (const bool restart : {false, true}) {
+    CAPTURE(restart);
+    Fixture f;
+    f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY)")});
+    bool armed = false;
+    PrimaryOptions full = fast_primary();
+    full.test_hook = [&](PrimaryHookPoint point) -> Status {
+      if (point == PrimaryHookPoint::before_log_append && armed) {
+        armed = false;
+        fault_injection::fail_writes_under(f.primary->log_dir());
+      }
+      return ok_status();
+    };
+    f.reopen(full);
+    const uint64_t size = f.primary->size();
+    const Hash32 root = f.primary->state_root();
+    const std::vector<std::vector<Statement>> txns = {{sql("INSERT INTO t VALUES (1)")},
+                                                      {sql("INSERT INTO t VALUES (2)")},
+                                                      {sql("INSERT INTO t VALUES (3)")}};
+    armed = true;
+    auto results = f.primary->execute_batch(writes_of(txns));
+    for (auto& r : results) REQUIRE_FALSE(r.ok());
+    CHECK(results[0].error().message.find("not acknowledged") != std::string::npos);
+    CHECK(results[1].error().message.find("not acknowledged") != std::string::npos);
+    CHECK(f.primary->size() == size);
+    REQUIRE(f.primary->local_fault());
+    CHECK_FALSE(f.primary->sign_head().ok());  // never a head while entries are unlogged
+    if (restart) {
+      f.primary.reset();
+      fault_injection::clear();
+      f.reopen();
+      CHECK(f.primary->repaired_entries() == 2);
+      CHECK(f.primary->size() == size);
+      CHECK(f.primary->state_root() == root);
+      CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 0);
+      continue;
+    }
+    fault_injection::clear();
+    Result<ExecuteResult> ok = make_error(Errc::internal, "not tried");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!ok.ok() && std::chrono::steady_clock::now() < deadline) {
+      ok = f.primary->execute({sql("INSERT INTO t VALUES (4)")});
+      if (!ok.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE_MESSAGE(ok.ok(), ok.error().to_string());
+    CHECK(ok->seq == size + 2);  // entries size and size+1 (writes 1 and 2) were appended first
+    CHECK_FALSE(f.primary->local_fault());
+    CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 7);
+    f.reopen();
+    CHECK(f.primary->repaired_entries() == 0);
+    auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
+    REQUIRE(replica.ok());
+    REQUIRE(sync_replica(*f.primary, **replica).ok());
+    CHECK((*replica)->state_root() == f.primary->state_root());
+  }
+}
