@@ -393,7 +393,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, SeededStream::internal_prng_seed(inputs.seed),
                        nullptr);
   bool hook_applied = false;
-  capture_->reset();
+  if (!batch_) capture_->reset();  // a batch keeps the pages its earlier entries spilled
   capture_->set_commit_hook([&](const PageMap& pages, uint32_t page_count) -> Status {
     SWL_TRY(tree_.apply(pages, page_count));
     Status s = on_commit(tree_.root(), page_count);
@@ -422,10 +422,11 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
       (void)exec_sql(db, "ROLLBACK");
     }
     capture_->reset();
+    batch_ = false;  // in a batch, the whole batch goes
   };
 
   auth_->mode = AuthMode::system;
-  SWL_TRY(exec_sql(db, "BEGIN IMMEDIATE"));
+  if (!batch_) SWL_TRY(exec_sql(db, "BEGIN IMMEDIATE"));
   if (mode == Mode::user) {
     // SQLite pads a cell shorter than 4 bytes (a one-column index or WITHOUT
     // ROWID record holding NULL, 0, 1, '' or x'') with whatever the B-tree's
@@ -509,6 +510,21 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     return e;
   }
 
+  if (batch_) {
+    // The entry's own COMMIT would check deferred foreign keys here; a later
+    // entry of the batch must not be able to repair what this one left.
+    int deferred = 0, highwater = 0;
+    sqlite3_db_status(db, SQLITE_DBSTATUS_DEFERRED_FKS, &deferred, &highwater, 0);
+    if (deferred != 0) {
+      rollback();
+      return make_error(Errc::sqlite_error,
+                        "entry {} leaves deferred foreign key constraints unresolved at its end "
+                        "(its commit fails)",
+                        inputs.seq);
+    }
+    return results;
+  }
+
   if (Status s = exec_sql(db, "COMMIT"); !s.ok()) {
     std::optional<Error> hook_error = capture_->take_hook_error();
     if (hook_applied) tree_.undo_last();  // the hook took the pages but SQLite did not commit
@@ -524,6 +540,67 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   }
   capture_->reset();
   return results;
+}
+
+Status DeterministicDb::begin_batch() {
+  if (batch_) return make_error(Errc::internal, "{}: a replay batch is already open", path_.string());
+  std::lock_guard entry_lock(entry_mutex());
+  auth_->mode = AuthMode::system;
+  capture_->reset();
+  SWL_TRY(exec_sql(db_.get(), "BEGIN IMMEDIATE"));
+  batch_ = true;
+  return ok_status();
+}
+
+void DeterministicDb::rollback_batch() {
+  if (!batch_) return;
+  std::lock_guard entry_lock(entry_mutex());
+  auth_->mode = AuthMode::system;
+  if (!sqlite3_get_autocommit(db_.get())) (void)exec_sql(db_.get(), "ROLLBACK");
+  capture_->reset();
+  batch_ = false;
+}
+
+Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
+  if (!batch_) {
+    return make_error(Errc::internal, "{}: no replay batch is open (an entry of it failed)",
+                      path_.string());
+  }
+  sqlite3* db = db_.get();
+  std::lock_guard entry_lock(entry_mutex());
+  bool hook_applied = false;
+  capture_->set_commit_hook([&](const PageMap& pages, uint32_t page_count) -> Status {
+    SWL_TRY(tree_.apply(pages, page_count));
+    Status s = on_commit(tree_.root(), page_count);
+    if (!s.ok()) {
+      tree_.undo_last();
+      return s;
+    }
+    hook_applied = true;
+    return ok_status();
+  });
+  struct Cleanup {
+    DeterministicDb* self;
+    ~Cleanup() {
+      self->capture_->set_commit_hook(nullptr);
+      self->capture_->reset();
+      self->batch_ = false;
+    }
+  } cleanup{this};
+  auth_->mode = AuthMode::system;
+  if (Status s = exec_sql(db, "COMMIT"); !s.ok()) {
+    std::optional<Error> hook_error = capture_->take_hook_error();
+    if (hook_applied) tree_.undo_last();
+    if (!sqlite3_get_autocommit(db)) (void)exec_sql(db, "ROLLBACK");
+    if (hook_error) return std::move(*hook_error);
+    const bool local = is_local_sqlite_error(sqlite3_extended_errcode(db));
+    return make_error(local ? Errc::io_error : Errc::sqlite_error, "commit of a replay batch: {}",
+                      s.error().message);
+  }
+  if (!hook_applied) {
+    return make_error(Errc::internal, "a replay batch committed without passing the commit hook");
+  }
+  return ok_status();
 }
 
 Status replay_entry(DeterministicDb& db, const Entry& entry) {

@@ -111,6 +111,23 @@ class DeterministicDb {
                                                  const OnCommit& on_commit,
                                                  EntryFailure* failure = nullptr);
 
+  // Batched replay (docs/determinism.md "Batched replay"): begin_batch() opens
+  // one SQLite transaction; each run_entry() until commit_batch() then runs
+  // inside it exactly as on its own (pinned inputs, cell padding, changes()
+  // reset, applied_seq update) but does not commit, and its on_commit is not
+  // called. An entry that fails, or leaves deferred foreign-key violations (its
+  // own COMMIT would have failed), rolls the whole batch back (in_batch() is
+  // false again). commit_batch() commits every entry of the batch at once,
+  // through `on_commit` with the root of the pages at the end; an error there
+  // rolls the batch back too. rollback_batch() drops an open batch.
+  Status begin_batch();
+  Status commit_batch(const OnCommit& on_commit);
+  void rollback_batch();
+  bool in_batch() const { return batch_; }
+  // Pages the open batch has already written to the WAL (SQLite spills its
+  // cache in a long transaction); they are held in memory until the commit.
+  size_t batch_spilled_pages() const { return capture_->pending_pages(); }
+
   const StateTree& state_tree() const { return tree_; }
   const std::filesystem::path& path() const { return path_; }
   sqlite3* handle() const { return db_.get(); }
@@ -131,6 +148,7 @@ class DeterministicDb {
   std::unique_ptr<SeededStream> stream_;  // the running entry's stream (null between entries)
   SqliteStmt update_applied_;
   SqliteStmt reset_changes_;
+  bool batch_ = false;  // a batch transaction is open (begin_batch)
 };
 
 // Replays a logged entry (replica, and the primary catching up on its own log):
