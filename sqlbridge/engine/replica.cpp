@@ -49,6 +49,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
     SWL_TRY(check_genesis(genesis));
   }
   SWL_ASSIGN(r->db_, DeterministicDb::open(db_path));
+  r->db_->set_statement_cache(options.statement_cache);
   SWL_ASSIGN(uint64_t applied, r->db_->read_applied_size());
   if (applied > r->log_->size()) {
     return make_error(Errc::diverged,

@@ -64,6 +64,9 @@ struct ReplicaOptions {
   uint64_t max_batch_entries = 1024;
   size_t max_batch_bytes = 8 << 20;
   size_t max_batch_spill_pages = 8192;  // 32 MiB of 4 KiB pages
+  // Prepared statements kept for reuse across entries (DeterministicDb::
+  // set_statement_cache; 0: prepare every statement afresh).
+  size_t statement_cache = 64;
 };
 
 // What batched replay did (Replica::replay_stats), for tests, benchmarks and metrics.

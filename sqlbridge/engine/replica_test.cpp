@@ -844,3 +844,46 @@ TEST_CASE("batched replay of deletes and inserts that reuse freed pages ends at 
   CHECK(many.pages == p.primary->page_count());
   CHECK(many.file == one.file);
 }
+
+TEST_CASE("cached statements across schema changes give the pages of statements prepared afresh") {
+  Pair p;
+  const std::string insert = "INSERT INTO t(a) VALUES (?1)";
+  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, a)")});
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 10; ++i) p.exec({sql(insert, {Value{int64_t{i}}})});
+    // The same text after the table changed under it: a new column with a
+    // default, an index, a trigger, the table dropped and created otherwise.
+    switch (round) {
+      case 0: p.exec({sql("ALTER TABLE t ADD COLUMN b DEFAULT 'x'")}); break;
+      case 1: p.exec({sql("CREATE INDEX t_a ON t(a)")}); break;
+      case 2:
+        p.exec({sql("CREATE TABLE log(n); CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN "
+                    "INSERT INTO log VALUES (new.a * 2); END")});
+        break;
+      default: p.exec({sql("DROP TABLE t"), sql("CREATE TABLE t(a TEXT, id INTEGER PRIMARY KEY, c DEFAULT 7)")});
+    }
+  }
+  for (int i = 0; i < 10; ++i) p.exec({sql(insert, {Value{int64_t{i}}})});
+  REQUIRE(p.primary->sign_head().ok());
+  TempDir dir;
+  copy_log(*p.primary, dir / "log");
+  std::vector<Bytes> reference;  // one transaction per entry, every statement prepared afresh
+  for (uint64_t batch : {1u, 16u}) {
+    for (size_t cache : {0u, 64u}) {
+      const std::string name = fmt::format("b{}c{}", batch, cache);
+      {
+        ReplicaOptions o = batched(batch);
+        o.statement_cache = cache;
+        auto replica = Replica::open(dir / (name + ".db"), dir / "log", p.keys.pub, o);
+        REQUIRE(replica.ok());
+        auto applied = (*replica)->apply_available();
+        REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+        CHECK((*replica)->state_root() == p.primary->state_root());
+      }
+      std::vector<Bytes> pages = file_pages(dir / (name + ".db"));
+      if (reference.empty()) reference = pages;
+      INFO(name);
+      CHECK(pages == reference);
+    }
+  }
+}
