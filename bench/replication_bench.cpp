@@ -27,12 +27,24 @@
 //      SWARMLITE_BENCH_RELAY_ENTRIES (default 3000) writes paced at 1000/s;
 //      bytes from the nodes' own counters (NodeStatus::bytes_in/out, every
 //      frame incl. handshakes and peer exchange), deltas over the write phase.
+//  BM_Replay/rows:1|100/batch:0|1|N/cache:0|64  local replay of a log of entries of
+//      `rows` single-row INSERTs each (SWARMLITE_BENCH_REPLAY_ROWS rows in
+//      all, default 200,000; built once per run in a temp dir, fsync off) by
+//      a fresh Replica with ReplicaOptions::max_batch_entries = batch (1: one
+//      SQLite transaction and one root check per entry, as before batched
+//      replay); cache = ReplicaOptions::statement_cache (0: every statement
+//      prepared afresh; batch:1/cache:0 is replay as it was before batching).
+//      batch:0 = raw SQLite inserting the same rows with one prepared
+//      statement, one transaction per log entry, the fixed settings' pragmas
+//      (WAL, synchronous=NORMAL as on a replica, secure_delete): the baseline.
+//      Ratios (batch N / batch 1, replay / raw) are printed at the end.
 //
 // Each benchmark runs one iteration; figures are counters (ms, entries/s,
 // bytes) and a summary line on stderr. Ratios against the baselines (local
 // replay, star) are computed from rows of the same run: see docs/performance.md.
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
@@ -40,6 +52,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include "core/keys.h"
@@ -484,6 +497,154 @@ void BM_CatchUp(benchmark::State& state) {
                load_before, load_average());
   }
 }
+// ---------------------------------------------------------------------------
+// 2b. Local replay: batched vs one entry per transaction vs raw SQLite.
+
+struct ReplayLog {
+  std::unique_ptr<TempDir> dir;
+  KeyPair keys = KeyPair::generate();
+  fs::path log_dir;
+  uint64_t entries = 0;
+};
+
+// Built once per `rows`: genesis, CREATE TABLE, then entries of `rows` inserts.
+const ReplayLog& replay_log(int rows) {
+  static std::map<int, ReplayLog> logs;
+  auto it = logs.find(rows);
+  if (it != logs.end()) return it->second;
+  ReplayLog l;
+  l.dir = std::make_unique<TempDir>("replay-log");
+  fs::create_directories(l.dir->path);
+  PrimaryOptions po;
+  po.log_options.sync = false;
+  po.sign_every_entries = 10000;
+  auto p = must(Primary::open(l.dir->path / "p.db", l.keys.secret, std::move(po)), "opening the primary");
+  must(p->execute({Statement{kCreate, {}}}), "create table");
+  const auto total = static_cast<uint64_t>(env_int("SWARMLITE_BENCH_REPLAY_ROWS", 200000));
+  uint64_t next = 0;
+  while (next < total) {
+    std::vector<Statement> txn;
+    for (int i = 0; i < rows; ++i) txn.push_back(insert_row(next++));
+    must(p->execute(txn), "execute");
+  }
+  must(p->sign_head(), "signing the final head");
+  l.log_dir = p->log_dir();
+  l.entries = p->size();
+  must(p->close(), "closing the primary");
+  return logs.emplace(rows, std::move(l)).first->second;
+}
+
+// rows -> "raw SQLite" | "batch:B/cache:C" -> rows/s of this run, for the ratios.
+std::map<int, std::map<std::string, double>> g_replay_rows_per_s;
+
+double raw_insert(const fs::path& db_path, int rows, uint64_t total) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) die("raw: open");
+  auto exec = [&](const std::string& q) {
+    if (sqlite3_exec(db, q.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      die(fmt::format("raw: {}: {}", q, sqlite3_errmsg(db)));
+    }
+  };
+  for (const char* p : {"PRAGMA page_size=4096", "PRAGMA auto_vacuum=NONE", "PRAGMA journal_mode=WAL",
+                        "PRAGMA synchronous=NORMAL", "PRAGMA secure_delete=ON", "PRAGMA foreign_keys=ON",
+                        "PRAGMA cache_size=-16384", "PRAGMA temp_store=MEMORY", "PRAGMA mmap_size=0"}) {
+    exec(p);
+  }
+  exec(kCreate);
+  sqlite3_stmt* ins = nullptr;
+  const Statement proto = insert_row(0);
+  if (sqlite3_prepare_v2(db, proto.sql.c_str(), -1, &ins, nullptr) != SQLITE_OK) die("raw: prepare");
+  auto t0 = SteadyClock::now();
+  uint64_t next = 0;
+  while (next < total) {
+    exec("BEGIN IMMEDIATE");
+    for (int i = 0; i < rows; ++i) {
+      Statement st = insert_row(next++);  // the same values the log holds, built the same way
+      const auto& v = std::get<std::string>(st.params[0].v);
+      sqlite3_bind_text(ins, 1, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+      if (sqlite3_step(ins) != SQLITE_DONE) die("raw: insert");
+      sqlite3_reset(ins);
+    }
+    exec("COMMIT");
+  }
+  double secs = seconds_since(t0);
+  sqlite3_finalize(ins);
+  sqlite3_close(db);
+  return secs;
+}
+
+void BM_Replay(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0));
+  const int batch = static_cast<int>(state.range(1));
+  const int cache = static_cast<int>(state.range(2));
+  const ReplayLog& l = replay_log(rows);
+  const uint64_t total_rows = (l.entries - 2) * static_cast<uint64_t>(rows);
+  for (auto _ : state) {
+    double load_before = load_average();
+    TempDir tmp("replay");
+    fs::create_directories(tmp.path);
+    double secs = 0;
+    ReplayStats stats;
+    if (batch == 0) {
+      secs = raw_insert(tmp.path / "raw.db", rows, total_rows);
+    } else {
+      ReplicaOptions o;
+      o.log_options.sync = false;  // replay does not write the log
+      o.max_batch_entries = static_cast<uint64_t>(batch);
+      o.statement_cache = static_cast<size_t>(cache);
+      auto r = must(Replica::open(tmp.path / "replica.db", l.log_dir, l.keys.pub, o), "opening the replica");
+      auto t0 = SteadyClock::now();
+      uint64_t applied = must(r->apply_available(), "replaying");
+      secs = seconds_since(t0);
+      if (applied != l.entries) die(fmt::format("replay applied {} of {}", applied, l.entries));
+      stats = r->replay_stats();
+    }
+    state.SetIterationTime(secs);
+    const double rows_per_s = static_cast<double>(total_rows) / secs;
+    g_replay_rows_per_s[rows][batch == 0 ? "raw SQLite" : fmt::format("batch:{}/cache:{}", batch, cache)] =
+        rows_per_s;
+    state.counters["rows_per_s"] = rows_per_s;
+    state.counters["entries_per_s"] = rows_per_s / rows;
+    state.counters["fallbacks"] = static_cast<double>(stats.fallbacks);
+    fmt::print(stderr,
+               "replay rows:{} {}: {} rows in {:.2f} s = {:.0f} rows/s = {:.0f} entries/s ({} batches, "
+               "{} fallbacks), load {:.2f}→{:.2f}\n",
+               rows, batch == 0 ? std::string("raw SQLite") : fmt::format("batch:{}/cache:{}", batch, cache),
+               total_rows, secs, rows_per_s, rows_per_s / rows, stats.batches, stats.fallbacks,
+               load_before, load_average());
+  }
+}
+BENCHMARK(BM_Replay)
+    ->ArgNames({"rows", "batch", "cache"})
+    ->Args({1, 0, 0})
+    ->Args({1, 1, 0})
+    ->Args({1, 1, 64})
+    ->Args({1, 1024, 0})
+    ->Args({1, 1024, 64})
+    ->Args({100, 0, 0})
+    ->Args({100, 1, 0})
+    ->Args({100, 1, 64})
+    ->Args({100, 1024, 0})
+    ->Args({100, 1024, 64})
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Each replay row against the one as before (batch:1/cache:0) and raw SQLite.
+void print_replay_ratios() {
+  for (const auto& [rows, by_name] : g_replay_rows_per_s) {
+    auto raw = by_name.find("raw SQLite");
+    auto before = by_name.find("batch:1/cache:0");
+    for (const auto& [name, rate] : by_name) {
+      if (name == "raw SQLite") continue;
+      fmt::print(stderr, "replay rows:{} {}: {:.2f} × batch:1/cache:0{}\n", rows, name,
+                 before != by_name.end() ? rate / before->second : 0.0,
+                 raw != by_name.end() ? fmt::format(", {:.2f} × raw SQLite", rate / raw->second)
+                                      : std::string());
+    }
+  }
+}
+
 BENCHMARK(BM_CatchUp)
     ->ArgName("peer")
     ->Arg(0)
@@ -579,6 +740,7 @@ int main(int argc, char** argv) {
              swarmlite::load_average());
   benchmark::RunSpecifiedBenchmarks();
   swarmlite::print_lag_ratios();
+  swarmlite::print_replay_ratios();
   benchmark::Shutdown();
   return 0;
 }

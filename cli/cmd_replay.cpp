@@ -14,14 +14,22 @@ void add_replay_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("replay", "Apply a log directory to a replica database, verifying everything");
   struct Args {
     std::string log, pub, db;
+    uint64_t batch = ReplicaOptions{}.max_batch_entries;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--log", args->log, "Log directory (e.g. P.db.log)")->required();
   cmd->add_option("--pub", args->pub, "The primary's public key: 64 hex digits or a .pub file")->required();
   cmd->add_option("--db", args->db, "Replica database file (created if missing)")->required();
+  cmd->add_option("--batch", args->batch,
+                  "Entries per SQLite transaction, root checked at each batch's end (1: one "
+                  "transaction and root check per entry; docs/determinism.md \"Batched replay\")")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->callback([args] {
     PublicKey pub = must(load_public_key(args->pub), "replay: loading the public key");
-    auto replica = must(Replica::open(args->db, args->log, pub), "replay: opening the replica");
+    ReplicaOptions options;
+    options.max_batch_entries = args->batch;
+    auto replica = must(Replica::open(args->db, args->log, pub, options), "replay: opening the replica");
     std::optional<Head> head = replica->log().head();
     if (!head) throw CliError(1, "replay: the log in " + args->log + " has no signed head");
     uint64_t before = replica->size();

@@ -26,6 +26,9 @@ std::mutex& entry_mutex() {
 // DeterministicDb
 
 DeterministicDb::~DeterministicDb() {
+  for (SqliteStmt& st : pad_) st.reset();
+  cache_.clear();
+  schema_version_.reset();
   update_applied_.reset();
   reset_changes_.reset();
   db_.reset();  // before capture_: the VFS refers to it while the connection is open
@@ -143,6 +146,46 @@ Result<uint64_t> DeterministicDb::read_applied_size() {
   return swarmlite::read_applied_size(db_.get());
 }
 
+void DeterministicDb::set_statement_cache(size_t capacity) {
+  cache_capacity_ = capacity;
+  clear_statement_cache();
+}
+
+void DeterministicDb::clear_statement_cache() {
+  cache_.clear();
+  cache_schema_version_ = -1;
+}
+
+// The schema version in the file header: it changes with every schema change
+// this connection commits or makes in the open transaction. -1 if unreadable.
+int64_t DeterministicDb::schema_version() {
+  const AuthMode mode = auth_->mode;
+  auth_->mode = AuthMode::system;
+  if (!schema_version_) {
+    auto r = prepare(db_.get(), "PRAGMA schema_version");
+    if (r.ok()) schema_version_ = std::move(r).value();
+  }
+  int64_t version = -1;
+  if (schema_version_) {
+    if (sqlite3_step(schema_version_.get()) == SQLITE_ROW) version = sqlite3_column_int64(schema_version_.get(), 0);
+    sqlite3_reset(schema_version_.get());
+  }
+  auth_->mode = mode;
+  return version;
+}
+
+sqlite3_stmt* DeterministicDb::cached_statement(const std::string& sql) {
+  if (cache_.empty()) return nullptr;
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) return nullptr;
+  const int64_t version = schema_version();
+  if (version < 0 || version != cache_schema_version_) {
+    clear_statement_cache();
+    return nullptr;
+  }
+  return it->second.stmt.get();
+}
+
 Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bool collect_rows,
                                            std::vector<StatementResult>& out) {
   sqlite3* db = db_.get();
@@ -159,6 +202,47 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
                                                 : Errc::sqlite_error;
     return make_error(errc, "statement {}: {}: {} (code {})", index, what, sqlite3_errmsg(db), code);
   };
+  // Binds, steps and records one prepared statement's result.
+  auto execute = [&](sqlite3_stmt* stmt, const std::vector<Value>& params,
+                     const std::string& keyword) -> Status {
+    if (Status s = bind_values(stmt, params); !s.ok()) {
+      return make_error(Errc::invalid_argument, "statement {}: {}", index, s.error().message);
+    }
+    StatementResult result;
+    result.statement_index = index;
+    const int ncol = sqlite3_column_count(stmt);
+    if (collect_rows && ncol > 0) {
+      for (int c = 0; c < ncol; ++c) result.columns.emplace_back(or_empty(sqlite3_column_name(stmt, c)));
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+      if (!collect_rows) continue;
+      std::vector<Value> row;
+      row.reserve(static_cast<size_t>(ncol));
+      for (int c = 0; c < ncol; ++c) row.push_back(column_value(stmt, c));
+      result.rows.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) return fail("step");
+    if (!auth_->to_check.empty()) SWL_TRY(check_created_objects(index));
+    const bool dml = !sqlite3_stmt_readonly(stmt) &&
+                     (keyword == "INSERT" || keyword == "UPDATE" || keyword == "DELETE" ||
+                      keyword == "REPLACE" || keyword == "WITH");
+    result.rows_changed = dml ? sqlite3_changes64(db) : 0;
+    result.last_insert_rowid = sqlite3_last_insert_rowid(db);
+    out.push_back(std::move(result));
+    return ok_status();
+  };
+  if (auth_->mode == AuthMode::user) {
+    if (sqlite3_stmt* cached = cached_statement(st.sql)) {
+      auth_->refusal.clear();
+      auth_->to_check.clear();
+      const std::string& keyword = cache_.find(st.sql)->second.keyword;
+      Status s = execute(cached, st.params, keyword);
+      sqlite3_reset(cached);
+      sqlite3_clear_bindings(cached);
+      return s;
+    }
+  }
   std::string_view rest = st.sql;
   bool first = true;
   while (!is_blank_sql(rest)) {
@@ -204,30 +288,24 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
       return make_error(Errc::refused, "statement {}: EXPLAIN is refused in a write", index);
     }
     static const std::vector<Value> kNoParams;
-    if (Status s = bind_values(stmt.get(), first ? st.params : kNoParams); !s.ok()) {
-      return make_error(Errc::invalid_argument, "statement {}: {}", index, s.error().message);
+    const bool created_objects = !auth_->to_check.empty();
+    SWL_TRY(execute(stmt.get(), first ? st.params : kNoParams, keyword));
+    // A single statement the authorizer passed without anything to check
+    // again is kept for the next entry that runs the same text.
+    if (first && cache_capacity_ > 0 && auth_->mode == AuthMode::user && is_blank_sql(next) &&
+        auth_->refusal.empty() && auth_->first_pragma.empty() && !created_objects &&
+        (keyword == "INSERT" || keyword == "UPDATE" || keyword == "DELETE" || keyword == "REPLACE")) {
+      const int64_t version = schema_version();
+      if (version != cache_schema_version_ || cache_.size() >= cache_capacity_) {
+        clear_statement_cache();
+        cache_schema_version_ = version;
+      }
+      if (cache_schema_version_ >= 0) {
+        sqlite3_reset(stmt.get());
+        sqlite3_clear_bindings(stmt.get());
+        cache_.emplace(st.sql, CachedStatement{std::move(stmt), keyword});
+      }
     }
-    StatementResult result;
-    result.statement_index = index;
-    const int ncol = sqlite3_column_count(stmt.get());
-    if (collect_rows && ncol > 0) {
-      for (int c = 0; c < ncol; ++c) result.columns.emplace_back(or_empty(sqlite3_column_name(stmt.get(), c)));
-    }
-    while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-      if (!collect_rows) continue;
-      std::vector<Value> row;
-      row.reserve(static_cast<size_t>(ncol));
-      for (int c = 0; c < ncol; ++c) row.push_back(column_value(stmt.get(), c));
-      result.rows.push_back(std::move(row));
-    }
-    if (rc != SQLITE_DONE) return fail("step");
-    if (!auth_->to_check.empty()) SWL_TRY(check_created_objects(index));
-    const bool dml = !sqlite3_stmt_readonly(stmt.get()) &&
-                     (keyword == "INSERT" || keyword == "UPDATE" || keyword == "DELETE" ||
-                      keyword == "REPLACE" || keyword == "WITH");
-    result.rows_changed = dml ? sqlite3_changes64(db) : 0;
-    result.last_insert_rowid = sqlite3_last_insert_rowid(db);
-    out.push_back(std::move(result));
     rest = next;
     first = false;
   }
@@ -393,7 +471,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, SeededStream::internal_prng_seed(inputs.seed),
                        nullptr);
   bool hook_applied = false;
-  capture_->reset();
+  if (!batch_) capture_->reset();  // a batch keeps the pages its earlier entries spilled
   capture_->set_commit_hook([&](const PageMap& pages, uint32_t page_count) -> Status {
     SWL_TRY(tree_.apply(pages, page_count));
     Status s = on_commit(tree_.root(), page_count);
@@ -422,10 +500,12 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
       (void)exec_sql(db, "ROLLBACK");
     }
     capture_->reset();
+    batch_ = false;  // in a batch, the whole batch goes
+    clear_statement_cache();  // statements prepared against a schema that may be gone
   };
 
   auth_->mode = AuthMode::system;
-  SWL_TRY(exec_sql(db, "BEGIN IMMEDIATE"));
+  if (!batch_) SWL_TRY(exec_sql(db, "BEGIN IMMEDIATE"));
   if (mode == Mode::user) {
     // SQLite pads a cell shorter than 4 bytes (a one-column index or WITHOUT
     // ROWID record holding NULL, 0, 1, '' or x'') with whatever the B-tree's
@@ -435,15 +515,28 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     // content at the start of every entry, and rolling it back, makes the
     // buffer's contents a function of the entry's starting state alone
     // (docs/determinism.md "Cell padding").
-    static const std::string kPad = fmt::format(
-        "SAVEPOINT swarmlite_pad;"
-        "INSERT INTO {}(k, v) VALUES ('swarmlite_pad', x'5357504144');"
-        "ROLLBACK TO swarmlite_pad; RELEASE swarmlite_pad",
-        kMetaTable);
-    if (Status s = exec_sql(db, kPad);
-        !s.ok()) {
-      rollback();
-      return s.take_error();
+    // Prepared once and reused: preparing four statements per entry cost more
+    // than a small entry itself (docs/performance.md "Batched replay").
+    static const std::array<std::string, 4> kPad = {
+        "SAVEPOINT swarmlite_pad",
+        fmt::format("INSERT INTO {}(k, v) VALUES ('swarmlite_pad', x'5357504144')", kMetaTable),
+        "ROLLBACK TO swarmlite_pad", "RELEASE swarmlite_pad"};
+    for (size_t i = 0; i < kPad.size(); ++i) {
+      if (!pad_[i]) {
+        auto r = prepare(db, kPad[i]);
+        if (!r.ok()) {
+          rollback();
+          return r.take_error();
+        }
+        pad_[i] = std::move(r).value();
+      }
+      int rc = sqlite3_step(pad_[i].get());
+      sqlite3_reset(pad_[i].get());
+      if (rc != SQLITE_DONE) {
+        Error e = sqlite_error(db, kPad[i]);
+        rollback();
+        return e;
+      }
     }
   }
   // changes() and last_insert_rowid() start every entry at 0, whatever ran before.
@@ -509,6 +602,21 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     return e;
   }
 
+  if (batch_) {
+    // The entry's own COMMIT would check deferred foreign keys here; a later
+    // entry of the batch must not be able to repair what this one left.
+    int deferred = 0, highwater = 0;
+    sqlite3_db_status(db, SQLITE_DBSTATUS_DEFERRED_FKS, &deferred, &highwater, 0);
+    if (deferred != 0) {
+      rollback();
+      return make_error(Errc::sqlite_error,
+                        "entry {} leaves deferred foreign key constraints unresolved at its end "
+                        "(its commit fails)",
+                        inputs.seq);
+    }
+    return results;
+  }
+
   if (Status s = exec_sql(db, "COMMIT"); !s.ok()) {
     std::optional<Error> hook_error = capture_->take_hook_error();
     if (hook_applied) tree_.undo_last();  // the hook took the pages but SQLite did not commit
@@ -524,6 +632,68 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   }
   capture_->reset();
   return results;
+}
+
+Status DeterministicDb::begin_batch() {
+  if (batch_) return make_error(Errc::internal, "{}: a replay batch is already open", path_.string());
+  std::lock_guard entry_lock(entry_mutex());
+  auth_->mode = AuthMode::system;
+  capture_->reset();
+  SWL_TRY(exec_sql(db_.get(), "BEGIN IMMEDIATE"));
+  batch_ = true;
+  return ok_status();
+}
+
+void DeterministicDb::rollback_batch() {
+  clear_statement_cache();
+  if (!batch_) return;
+  std::lock_guard entry_lock(entry_mutex());
+  auth_->mode = AuthMode::system;
+  if (!sqlite3_get_autocommit(db_.get())) (void)exec_sql(db_.get(), "ROLLBACK");
+  capture_->reset();
+  batch_ = false;
+}
+
+Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
+  if (!batch_) {
+    return make_error(Errc::internal, "{}: no replay batch is open (an entry of it failed)",
+                      path_.string());
+  }
+  sqlite3* db = db_.get();
+  std::lock_guard entry_lock(entry_mutex());
+  bool hook_applied = false;
+  capture_->set_commit_hook([&](const PageMap& pages, uint32_t page_count) -> Status {
+    SWL_TRY(tree_.apply(pages, page_count));
+    Status s = on_commit(tree_.root(), page_count);
+    if (!s.ok()) {
+      tree_.undo_last();
+      return s;
+    }
+    hook_applied = true;
+    return ok_status();
+  });
+  struct Cleanup {
+    DeterministicDb* self;
+    ~Cleanup() {
+      self->capture_->set_commit_hook(nullptr);
+      self->capture_->reset();
+      self->batch_ = false;
+    }
+  } cleanup{this};
+  auth_->mode = AuthMode::system;
+  if (Status s = exec_sql(db, "COMMIT"); !s.ok()) {
+    std::optional<Error> hook_error = capture_->take_hook_error();
+    if (hook_applied) tree_.undo_last();
+    if (!sqlite3_get_autocommit(db)) (void)exec_sql(db, "ROLLBACK");
+    if (hook_error) return std::move(*hook_error);
+    const bool local = is_local_sqlite_error(sqlite3_extended_errcode(db));
+    return make_error(local ? Errc::io_error : Errc::sqlite_error, "commit of a replay batch: {}",
+                      s.error().message);
+  }
+  if (!hook_applied) {
+    return make_error(Errc::internal, "a replay batch committed without passing the commit hook");
+  }
+  return ok_status();
 }
 
 Status replay_entry(DeterministicDb& db, const Entry& entry) {

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -111,6 +112,32 @@ class DeterministicDb {
                                                  const OnCommit& on_commit,
                                                  EntryFailure* failure = nullptr);
 
+  // Batched replay (docs/determinism.md "Batched replay"): begin_batch() opens
+  // one SQLite transaction; each run_entry() until commit_batch() then runs
+  // inside it exactly as on its own (pinned inputs, cell padding, changes()
+  // reset, applied_seq update) but does not commit, and its on_commit is not
+  // called. An entry that fails, or leaves deferred foreign-key violations (its
+  // own COMMIT would have failed), rolls the whole batch back (in_batch() is
+  // false again). commit_batch() commits every entry of the batch at once,
+  // through `on_commit` with the root of the pages at the end; an error there
+  // rolls the batch back too. rollback_batch() drops an open batch.
+  Status begin_batch();
+  Status commit_batch(const OnCommit& on_commit);
+  void rollback_batch();
+  bool in_batch() const { return batch_; }
+  // Keeps up to `capacity` prepared single-statement INSERT/UPDATE/DELETE/
+  // REPLACE texts of user entries for reuse by later entries (0, the default:
+  // every statement is prepared afresh). Only statements whose preparation the
+  // authorizer passed without a refusal, a pragma, a created object or an fts5
+  // rank read are kept; the cache is dropped whenever the schema version
+  // differs from the one they were prepared against, and on every rollback
+  // (docs/determinism.md "Batched replay").
+  void set_statement_cache(size_t capacity);
+
+  // Pages the open batch has already written to the WAL (SQLite spills its
+  // cache in a long transaction); they are held in memory until the commit.
+  size_t batch_spilled_pages() const { return capture_->pending_pages(); }
+
   const StateTree& state_tree() const { return tree_; }
   const std::filesystem::path& path() const { return path_; }
   sqlite3* handle() const { return db_.get(); }
@@ -122,6 +149,19 @@ class DeterministicDb {
   std::optional<std::string> rank_read_refusal();
   Status run_statement_text(size_t index, const Statement& st, bool collect_rows,
                             std::vector<StatementResult>& out);
+  // The cached statement for `sql`, if any and the schema did not change since.
+  sqlite3_stmt* cached_statement(const std::string& sql);
+  int64_t schema_version();
+  void clear_statement_cache();
+
+  struct CachedStatement {
+    SqliteStmt stmt;
+    std::string keyword;
+  };
+  size_t cache_capacity_ = 0;
+  std::map<std::string, CachedStatement, std::less<>> cache_;
+  int64_t cache_schema_version_ = -1;
+  SqliteStmt schema_version_;
 
   std::filesystem::path path_;
   std::unique_ptr<WriteCapture> capture_;
@@ -131,6 +171,8 @@ class DeterministicDb {
   std::unique_ptr<SeededStream> stream_;  // the running entry's stream (null between entries)
   SqliteStmt update_applied_;
   SqliteStmt reset_changes_;
+  std::array<SqliteStmt, 4> pad_;  // the cell padding's statements (run_entry)
+  bool batch_ = false;  // a batch transaction is open (begin_batch)
 };
 
 // Replays a logged entry (replica, and the primary catching up on its own log):

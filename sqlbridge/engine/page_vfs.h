@@ -67,6 +67,8 @@ class WriteCapture {
   uint64_t id() const { return id_; }
   // Commits the hook accepted so far (for tests and metrics).
   uint64_t commits() const { return commits_; }
+  // Pages the current write transaction has written so far (spilled frames).
+  size_t pending_pages() const { return pages_.size(); }
 
   // --- called by the VFS (the connection's -wal and main-db file objects) ---
   enum class WalWrite {

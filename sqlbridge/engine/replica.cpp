@@ -12,6 +12,28 @@ namespace {
 // auto-checkpoint threshold, determinism.cpp).
 constexpr int kWalRestartFrames = 1000;
 constexpr int kWriterBusyTimeoutMs = 5000;  // DeterministicDb::open's
+// Entries applied one by one, after the batch size fell to 1 on mismatches,
+// before batching is tried again (apply_range_locked).
+constexpr uint64_t kBatchRetryAfter = 1024;
+
+// What an entry's statements weigh towards max_batch_bytes (SQL and
+// parameters; a number counts 8 bytes).
+size_t statement_bytes(const Entry& entry) {
+  size_t n = 0;
+  for (const Statement& st : entry.statements) {
+    n += st.sql.size();
+    for (const Value& v : st.params) {
+      if (const auto* text = std::get_if<std::string>(&v.v)) {
+        n += text->size();
+      } else if (const auto* blob = std::get_if<Bytes>(&v.v)) {
+        n += blob->size();
+      } else {
+        n += 8;
+      }
+    }
+  }
+  return n;
+}
 }  // namespace
 
 Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_path,
@@ -27,6 +49,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
     SWL_TRY(check_genesis(genesis));
   }
   SWL_ASSIGN(r->db_, DeterministicDb::open(db_path));
+  r->db_->set_statement_cache(options.statement_cache);
   SWL_ASSIGN(uint64_t applied, r->db_->read_applied_size());
   if (applied > r->log_->size()) {
     return make_error(Errc::diverged,
@@ -105,19 +128,141 @@ Result<uint64_t> Replica::apply_available(uint64_t up_to) {
   std::lock_guard apply_lock(apply_mu_);
   uint64_t applied = 0;
   for (;;) {
-    Entry entry;
+    uint64_t end;
     {
       std::lock_guard log_lock(log_mu_);
-      uint64_t end = std::min(log_->size(), up_to);
-      if (size() >= end) break;
-      SWL_ASSIGN(entry, log_->entry(size()));
+      end = std::min(log_->size(), up_to);
+      // A batch ends at the newest signed head too: its state is compared with
+      // the head and pinned for proofs (check_head_locked).
+      if (std::optional<Head> head = log_->head(); head && head->size > size() && head->size < end) {
+        end = head->size;
+      }
     }
-    SWL_TRY(apply_locked(entry));
-    ++applied;
+    if (size() >= end) break;
+    SWL_TRY(apply_range_locked(end, applied));
     SWL_TRY(check_head_locked());  // at a head boundary: compare, and pin it for proofs
   }
   SWL_TRY(check_head_locked());
   return applied;
+}
+
+// Batched replay (docs/determinism.md "Batched replay"). A batch that fails —
+// its root or page count at the end differs from its last entry's, or one of
+// its entries fails inside it — is rolled back and its entries are replayed
+// one transaction each with the per-entry checks: only that path decides
+// divergence, with the error it reports today. Page bytes after one long
+// transaction may legitimately differ from those after one transaction per
+// entry (the freelist is used differently), so a mismatching batch says
+// nothing about the primary. Each mismatch halves the batch size (each batch
+// that commits doubles it again, up to max_batch_entries); at 1, entries go one
+// by one for kBatchRetryAfter entries before batches are tried again.
+Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
+  const uint64_t max_entries = std::max<uint64_t>(1, options_.max_batch_entries);
+  if (batch_limit_ == 0 || batch_limit_ > max_entries) batch_limit_ = max_entries;
+  auto apply_one = [&](uint64_t seq) -> Status {
+    Entry entry;
+    {
+      std::lock_guard log_lock(log_mu_);
+      SWL_ASSIGN(entry, log_->entry(seq));
+    }
+    SWL_TRY(apply_locked(entry));
+    ++applied;
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.single_entries;
+    }
+    return check_head_locked();
+  };
+  while (size() < end) {
+    const uint64_t next = size();
+    // The genesis entry (seq 0) always runs on its own (check_genesis, genesis mode).
+    if (next == 0 || batch_limit_ < 2 || end - next < 2) {
+      SWL_TRY(apply_one(next));
+      if (max_entries > 1 && batch_limit_ < 2 && ++singles_since_limit_1_ >= kBatchRetryAfter) {
+        batch_limit_ = 2;
+        singles_since_limit_1_ = 0;
+      }
+      continue;
+    }
+    uint64_t fallback_end = 0;
+    SWL_ASSIGN(uint64_t n, apply_batch_locked(end, fallback_end));
+    if (n > 0) {
+      applied += n;
+      batch_limit_ = std::min(max_entries, batch_limit_ * 2);
+      continue;
+    }
+    batch_limit_ = std::max<uint64_t>(1, batch_limit_ / 2);
+    for (uint64_t seq = next; seq < fallback_end; ++seq) SWL_TRY(apply_one(seq));
+  }
+  return ok_status();
+}
+
+Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_end) {
+  uint64_t start;
+  {
+    std::lock_guard lock(mu_);
+    if (diverged_) return *diverged_;
+    if (corrupted_) return *corrupted_;
+    start = size_;
+  }
+  const uint64_t stop = std::min(end, start + batch_limit_);
+  SWL_TRY(db_->begin_batch());
+  auto fall_back = [&](uint64_t to, bool mismatch) -> uint64_t {
+    db_->rollback_batch();
+    fallback_end = to;
+    std::lock_guard lock(mu_);
+    ++stats_.fallbacks;
+    if (mismatch) ++stats_.mismatches;
+    return 0;
+  };
+  uint64_t seq = start;
+  Hash32 last_root{};
+  uint32_t last_pages = 0;
+  size_t bytes = 0;
+  while (seq < stop) {
+    Entry entry;
+    {
+      std::lock_guard log_lock(log_mu_);
+      auto e = log_->entry(seq);
+      if (!e.ok()) {
+        db_->rollback_batch();
+        return e.take_error();
+      }
+      entry = std::move(e).value();
+    }
+    // In a batch, replay_entry runs the entry without its commit; any error
+    // (the batch is rolled back already) is left to the entry-by-entry replay.
+    if (Status s = replay_entry(*db_, entry); !s.ok()) return fall_back(seq + 1, false);
+    last_root = entry.state_root;
+    last_pages = entry.page_count;
+    ++seq;
+    bytes += statement_bytes(entry);
+    if (bytes >= options_.max_batch_bytes ||
+        db_->batch_spilled_pages() >= options_.max_batch_spill_pages) {
+      break;
+    }
+  }
+  // As in apply_locked: readers that see the new size find its root.
+  roots_.record(seq, last_root, last_pages);
+  Status committed = db_->commit_batch([&](const Hash32& root, uint32_t page_count) -> Status {
+    if (root != last_root || page_count != last_pages) {
+      return make_error(Errc::diverged,
+                        "replay batch of entries {}..{}: state root {} with {} pages, entry {} "
+                        "says {} with {} pages",
+                        start, seq - 1, to_hex(root), page_count, seq - 1, to_hex(last_root),
+                        last_pages);
+    }
+    return ok_status();
+  });
+  if (!committed.ok()) return fall_back(seq, committed.error().code == Errc::diverged);
+  std::lock_guard lock(mu_);
+  size_ = seq;
+  state_root_ = db_->state_tree().root();
+  page_count_ = db_->state_tree().page_count();
+  roots_.record(size_, state_root_, page_count_);
+  ++stats_.batches;
+  stats_.batched_entries += seq - start;
+  return seq - start;
 }
 
 Status Replica::check_head_locked() {
@@ -208,6 +353,10 @@ uint32_t Replica::page_count() const {
 std::optional<Error> Replica::diverged() const {
   std::lock_guard lock(mu_);
   return diverged_;
+}
+ReplayStats Replica::replay_stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
 }
 
 std::optional<Error> Replica::corruption() const {

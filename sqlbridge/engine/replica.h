@@ -1,11 +1,14 @@
 // A replica (docs/determinism.md): applies the log's entries in
-// order to its own SQLite file, one SQLite transaction per entry, with the same
-// pinned time, seeded randomness, fixed settings and authorizer as the primary
-// (determinism.h). At each entry's commit frame it compares the recomputed
-// state root and page count with the entry's; a mismatch, or a statement that
-// fails here although the primary logged it, is divergence: the transaction is
-// rolled back, the replica keeps its last good state, refuses to apply anything
-// further and reports the error (diverged()) until reopened.
+// order to its own SQLite file with the same pinned time, seeded randomness,
+// fixed settings and authorizer as the primary (determinism.h). Entries go in
+// batches, many per SQLite transaction, whose root and page count are compared
+// at the batch's commit frame with its last entry's (docs/determinism.md
+// "Batched replay"); a batch that fails is rolled back and its entries are
+// replayed one transaction each, comparing each entry's root and page count.
+// There, a mismatch, or a statement that fails here although the primary
+// logged it, is divergence: the transaction is rolled back, the replica keeps
+// its last good state, refuses to apply anything further and reports the error
+// (diverged()) until reopened.
 //
 // The applied seq lives in the replica's database (sqlite_swarmlite.applied_seq, in
 // the same transaction as the entry's writes), so after a crash the replica
@@ -51,6 +54,30 @@ struct ReplicaOptions {
   // on the next proof request.
   std::chrono::milliseconds pin_interval{200};
   size_t proof_connections = 2;  // concurrent proofs per pinned head
+  // Batched replay (docs/determinism.md "Batched replay"): apply_available runs
+  // up to this many entries in one SQLite transaction and checks the state root
+  // and page count at the batch's end against its last entry; 1 = one
+  // transaction and one check per entry. A batch also ends once its entries'
+  // statements (SQL and parameters) reach max_batch_bytes, or SQLite has
+  // spilled max_batch_spill_pages pages of it to the WAL (held in memory until
+  // the commit): both bound the apply lock's hold and the memory of a batch.
+  uint64_t max_batch_entries = 1024;
+  size_t max_batch_bytes = 8 << 20;
+  size_t max_batch_spill_pages = 8192;  // 32 MiB of 4 KiB pages
+  // Prepared statements kept for reuse across entries (DeterministicDb::
+  // set_statement_cache; 0: prepare every statement afresh).
+  size_t statement_cache = 64;
+};
+
+// What batched replay did (Replica::replay_stats), for tests, benchmarks and metrics.
+struct ReplayStats {
+  uint64_t batches = 0;          // batches committed
+  uint64_t batched_entries = 0;  // entries applied in them
+  // Batches rolled back and replayed entry by entry: the batch's root differed
+  // at its end (`mismatches`, a subset) or one of its entries failed in it.
+  uint64_t fallbacks = 0;
+  uint64_t mismatches = 0;
+  uint64_t single_entries = 0;  // entries applied one transaction each (fallbacks included)
 };
 
 class Replica {
@@ -87,6 +114,7 @@ class Replica {
   uint32_t page_count() const;
   // The divergence error, once the replica diverged (it then applies nothing more).
   std::optional<Error> diverged() const;
+  ReplayStats replay_stats() const;
 
   // Corruption: the database file no longer holds the pages the state tree
   // says it does (changed by another process, or by the disk). Detected by
@@ -127,6 +155,12 @@ class Replica {
  private:
   Replica() = default;
   Status apply_locked(const Entry& entry);
+  // Applies [size(), end) in batches, or entry by entry where a batch fails.
+  Status apply_range_locked(uint64_t end, uint64_t& applied);
+  // One batch from size() towards `end`. Returns the entries it applied; 0 when
+  // it was rolled back (`fallback_end` is then where the entry-by-entry replay
+  // has to go to reach, at least, the entry that failed or the batch's end).
+  Result<uint64_t> apply_batch_locked(uint64_t end, uint64_t& fallback_end);
   Status check_head_locked();
   // Applier (apply_mu_ held): pins the newest head if size() is exactly its
   // size and the pin is older than pin_interval (or `force`).
@@ -143,6 +177,9 @@ class Replica {
   Hash32 state_root_{};
   uint32_t page_count_ = 0;
   std::optional<Error> diverged_;
+  ReplayStats stats_;
+  uint64_t batch_limit_ = 0;  // current batch size (adapts, see apply_range_locked); applier only
+  uint64_t singles_since_limit_1_ = 0;  // entries applied one by one since batch_limit_ fell to 1
   mutable std::optional<Error> corrupted_;
   mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
   RecentRoots roots_;

@@ -262,7 +262,12 @@ TEST_CASE("a tampered entry makes the replica diverge at that seq and keep its s
       REQUIRE((*store)->append(encode_entry(*e)).ok());
     }
   }
-  auto replica = Replica::open(dir / "r.db", dir / "bad.log", p.keys.pub, fast_replica());
+  // One transaction per entry: every entry's root is checked. A batch checks
+  // only the root at its end, which entry 3 gets right (docs/determinism.md
+  // "Batched replay"); the next test case shows that.
+  ReplicaOptions options = fast_replica();
+  options.max_batch_entries = 1;
+  auto replica = Replica::open(dir / "r.db", dir / "bad.log", p.keys.pub, options);
   REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
   auto applied = (*replica)->apply_available();
   REQUIRE_FALSE(applied.ok());
@@ -282,6 +287,33 @@ TEST_CASE("a tampered entry makes the replica diverge at that seq and keep its s
   auto from_file = StateTree::from_file(dir / "r.db");
   REQUIRE(from_file.ok());
   CHECK(from_file->root() == good->state_root);
+}
+
+TEST_CASE("batched replay: a wrong root inside a batch is found entry by entry once the end differs") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  for (int i = 0; i < 5; ++i) p.exec({sql("INSERT INTO t VALUES (?1)", {Value{int64_t{i}}})});
+  TempDir dir;
+  {
+    auto store = LogStore::open(dir / "bad.log", fast_log());
+    REQUIRE(store.ok());
+    for (uint64_t s = 0; s < p.primary->size(); ++s) {
+      auto e = p.primary->log().entry(s);
+      REQUIRE(e.ok());
+      if (s == 3) e->state_root[0] ^= 1;  // inside the batch 1..6
+      if (s == 6) e->state_root[0] ^= 1;  // the batch's last entry
+      REQUIRE((*store)->append(encode_entry(*e)).ok());
+    }
+  }
+  auto replica = Replica::open(dir / "r.db", dir / "bad.log", p.keys.pub, fast_replica());
+  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  auto applied = (*replica)->apply_available();
+  REQUIRE_FALSE(applied.ok());
+  // The batch's end differs: entry by entry, the first wrong root is found.
+  CHECK(applied.error().code == Errc::diverged);
+  CHECK(applied.error().message.find("entry 3:") != std::string::npos);
+  CHECK((*replica)->size() == 3);
+  CHECK((*replica)->replay_stats().mismatches == 1);
 }
 
 TEST_CASE("a statement that fails on the replica is divergence") {
@@ -617,4 +649,241 @@ TEST_CASE("a disk-full replica reports io_error, keeps its state, and resumes af
   p.sync();
   CHECK(p.replica->size() == p.primary->size());
   CHECK(p.replica->state_root() == p.primary->state_root());
+}
+
+// ---------------------------------------------------------------------------
+// Batched replay (docs/determinism.md "Batched replay").
+
+namespace {
+
+ReplicaOptions batched(uint64_t entries) {
+  ReplicaOptions o = fast_replica();
+  o.max_batch_entries = entries;
+  return o;
+}
+
+// Copies the primary's log entries [0, size) into a fresh log at `dir`, with
+// `tamper` applied to each entry first (a log written around verification).
+void copy_log(const Primary& primary, const std::filesystem::path& dir,
+              const std::function<void(Entry&)>& tamper = {}) {
+  auto store = LogStore::open(dir, fast_log());
+  REQUIRE(store.ok());
+  for (uint64_t s = 0; s < primary.size(); ++s) {
+    auto e = primary.log().entry(s);
+    REQUIRE(e.ok());
+    if (tamper) tamper(*e);
+    REQUIRE((*store)->append(encode_entry(*e)).ok());
+  }
+}
+
+struct Replayed {
+  uint64_t size = 0;
+  Hash32 root{};
+  uint32_t pages = 0;
+  ReplayStats stats;
+  std::optional<Error> error;
+  std::vector<Bytes> file;  // the file's pages after close
+};
+
+// A fresh replica at dir/name.db over the log at `log_dir`, applied up to `up_to`.
+Replayed replay(const std::filesystem::path& dir, const std::string& name,
+                const std::filesystem::path& log_dir, const PublicKey& id, uint64_t batch,
+                uint64_t up_to = UINT64_MAX) {
+  Replayed out;
+  {
+    auto r = Replica::open(dir / (name + ".db"), log_dir, id, batched(batch));
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    auto applied = (*r)->apply_available(up_to);
+    if (!applied.ok()) out.error = applied.error();
+    out.size = (*r)->size();
+    out.root = (*r)->state_root();
+    out.pages = (*r)->page_count();
+    out.stats = (*r)->replay_stats();
+  }
+  out.file = file_pages(dir / (name + ".db"));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("batched replay gives the same pages and root as entry-by-entry replay") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, a, b TEXT, c BLOB)"), sql("CREATE INDEX t_a ON t(a)")});
+  for (int i = 0; i < 200; ++i) {
+    p.exec({sql("INSERT INTO t(a, b, c) VALUES (random() % 100, datetime('now'), randomblob(?1))",
+                {Value{int64_t{i % 7 == 0 ? 3000 : 50}}})});
+    if (i % 10 == 9) p.exec({sql("UPDATE t SET b = b || 'x' WHERE a % 3 = 0")});
+  }
+  REQUIRE(p.primary->sign_head().ok());
+  TempDir dir;
+  copy_log(*p.primary, dir / "log");
+  Replayed one = replay(dir.path(), "one", dir / "log", p.keys.pub, 1);
+  Replayed many = replay(dir.path(), "many", dir / "log", p.keys.pub, 64);
+  REQUIRE_FALSE(one.error);
+  REQUIRE_FALSE(many.error);
+  CHECK(one.stats.batches == 0);
+  CHECK(many.stats.batches >= p.primary->size() / 64);
+  CHECK(many.stats.batched_entries + many.stats.single_entries == p.primary->size());
+  CHECK(many.stats.fallbacks == 0);
+  CHECK(many.size == p.primary->size());
+  CHECK(many.root == p.primary->state_root());
+  CHECK(many.pages == p.primary->page_count());
+  CHECK(one.root == many.root);
+  REQUIRE(one.file.size() == many.file.size());
+  for (size_t i = 0; i < one.file.size(); ++i) {
+    INFO("page ", i + 1);
+    CHECK(one.file[i] == many.file[i]);
+  }
+}
+
+TEST_CASE("a bad entry in a batch is found entry by entry, with the error of entry-by-entry replay") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  for (int i = 0; i < 40; ++i) p.exec({sql("INSERT INTO t VALUES (?1)", {Value{int64_t{i}}})});
+  TempDir dir;
+  // Entry 20 inserts another value than the primary ran: its replay gives
+  // another root than the entry says, and so does every entry after it.
+  copy_log(*p.primary, dir / "bad.log", [](Entry& e) {
+    if (e.seq == 20) e.statements[0].params[0] = Value{int64_t{-1}};
+  });
+  Replayed one = replay(dir.path(), "one", dir / "bad.log", p.keys.pub, 1);
+  Replayed many = replay(dir.path(), "many", dir / "bad.log", p.keys.pub, 64);
+  REQUIRE(one.error);
+  REQUIRE(many.error);
+  CHECK(many.error->code == Errc::diverged);
+  CHECK(many.error->message.find("entry 20:") != std::string::npos);
+  CHECK(many.error->to_string() == one.error->to_string());
+  CHECK(many.stats.fallbacks == 1);
+  CHECK(many.stats.mismatches == 1);
+  CHECK(many.size == 20);
+  CHECK(one.size == 20);
+  auto good = p.primary->log().entry(19);
+  REQUIRE(good.ok());
+  CHECK(many.root == good->state_root);
+  CHECK(many.file == one.file);  // the last good state, in the file too
+}
+
+TEST_CASE("a statement that fails in a batch is the same divergence as entry by entry") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a UNIQUE)")});
+  for (int i = 0; i < 30; ++i) p.exec({sql("INSERT INTO t VALUES (?1)", {Value{int64_t{i}}})});
+  TempDir dir;
+  copy_log(*p.primary, dir / "bad.log", [](Entry& e) {
+    if (e.seq == 12) e.statements[0].params[0] = Value{int64_t{3}};  // a duplicate: fails
+  });
+  Replayed one = replay(dir.path(), "one", dir / "bad.log", p.keys.pub, 1);
+  Replayed many = replay(dir.path(), "many", dir / "bad.log", p.keys.pub, 64);
+  REQUIRE(one.error);
+  REQUIRE(many.error);
+  CHECK(many.error->code == Errc::diverged);
+  CHECK(many.error->to_string() == one.error->to_string());
+  CHECK(many.stats.fallbacks == 1);
+  CHECK(many.stats.mismatches == 0);
+  CHECK(many.size == 12);
+  CHECK(many.file == one.file);
+}
+
+TEST_CASE("batched replay stops at up_to and at the signed head") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  for (int i = 0; i < 99; ++i) p.exec({sql("INSERT INTO t VALUES (?1)", {Value{int64_t{i}}})});
+  p.sync();
+  REQUIRE(p.replica->size() == 101);
+  TempDir dir;
+  copy_log(*p.primary, dir / "log");
+  auto r = Replica::open(dir / "r.db", dir / "log", p.keys.pub, batched(64));
+  REQUIRE(r.ok());
+  for (uint64_t up_to : {37u, 38u, 90u, 200u}) {
+    auto applied = (*r)->apply_available(up_to);
+    REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+    const uint64_t want = std::min<uint64_t>(up_to, 101);
+    CHECK((*r)->size() == want);
+    auto e = p.primary->log().entry(want - 1);
+    REQUIRE(e.ok());
+    CHECK((*r)->state_root() == e->state_root);
+    // A reader sees exactly that size, with its root.
+    auto snap = (*r)->open_snapshot();
+    REQUIRE_MESSAGE(snap.ok(), snap.error().to_string());
+    CHECK(snap->state.size == want);
+    CHECK(snap->state.state_root == e->state_root);
+  }
+  CHECK((*r)->replay_stats().batches == 3);  // 1..36, 38..89, 90..100
+  CHECK((*r)->replay_stats().fallbacks == 0);
+}
+
+TEST_CASE("batched replay of deletes and inserts that reuse freed pages ends at the primary's state") {
+  // Rows big enough for overflow pages, deleted and replaced entry after entry:
+  // later entries allocate the pages earlier ones freed. Within one batch
+  // SQLite may place them otherwise than one transaction per entry would; the
+  // batch's root then differs, and the entry-by-entry fallback must still end
+  // at the primary's state (and the batch size adapt).
+  Pair p;
+  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, g INTEGER, c BLOB)"), sql("CREATE INDEX t_g ON t(g)")});
+  for (int i = 0; i < 300; ++i) {
+    const int64_t g = i % 9;
+    p.exec({sql("DELETE FROM t WHERE g = ?1", {Value{g}}),
+            sql("WITH RECURSIVE s(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM s WHERE "
+                "value < 1 + ?2 % 5) INSERT INTO t(g, c) SELECT ?1, randomblob(200 + (value * 997) "
+                "% 9000) FROM s",
+                {Value{g}, Value{int64_t{i}}})});
+    if (i % 50 == 49) p.exec({sql("DELETE FROM t WHERE id % 3 = 0")});
+  }
+  REQUIRE(p.primary->sign_head().ok());
+  TempDir dir;
+  copy_log(*p.primary, dir / "log");
+  Replayed one = replay(dir.path(), "one", dir / "log", p.keys.pub, 1);
+  Replayed many = replay(dir.path(), "many", dir / "log", p.keys.pub, 32);
+  REQUIRE_FALSE(one.error);
+  REQUIRE_MESSAGE(!many.error, many.error->to_string());
+  MESSAGE("deletes and inserts: ", many.stats.batches, " batches, ", many.stats.fallbacks,
+          " fallbacks (", many.stats.mismatches, " mismatches), ", many.stats.single_entries,
+          " entries one by one");
+  CHECK(many.stats.batches > 0);
+  CHECK(many.size == p.primary->size());
+  CHECK(many.root == p.primary->state_root());
+  CHECK(many.pages == p.primary->page_count());
+  CHECK(many.file == one.file);
+}
+
+TEST_CASE("cached statements across schema changes give the pages of statements prepared afresh") {
+  Pair p;
+  const std::string insert = "INSERT INTO t(a) VALUES (?1)";
+  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, a)")});
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 10; ++i) p.exec({sql(insert, {Value{int64_t{i}}})});
+    // The same text after the table changed under it: a new column with a
+    // default, an index, a trigger, the table dropped and created otherwise.
+    switch (round) {
+      case 0: p.exec({sql("ALTER TABLE t ADD COLUMN b DEFAULT 'x'")}); break;
+      case 1: p.exec({sql("CREATE INDEX t_a ON t(a)")}); break;
+      case 2:
+        p.exec({sql("CREATE TABLE log(n); CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN "
+                    "INSERT INTO log VALUES (new.a * 2); END")});
+        break;
+      default: p.exec({sql("DROP TABLE t"), sql("CREATE TABLE t(a TEXT, id INTEGER PRIMARY KEY, c DEFAULT 7)")});
+    }
+  }
+  for (int i = 0; i < 10; ++i) p.exec({sql(insert, {Value{int64_t{i}}})});
+  REQUIRE(p.primary->sign_head().ok());
+  TempDir dir;
+  copy_log(*p.primary, dir / "log");
+  std::vector<Bytes> reference;  // one transaction per entry, every statement prepared afresh
+  for (uint64_t batch : {1u, 16u}) {
+    for (size_t cache : {0u, 64u}) {
+      const std::string name = fmt::format("b{}c{}", batch, cache);
+      {
+        ReplicaOptions o = batched(batch);
+        o.statement_cache = cache;
+        auto replica = Replica::open(dir / (name + ".db"), dir / "log", p.keys.pub, o);
+        REQUIRE(replica.ok());
+        auto applied = (*replica)->apply_available();
+        REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+        CHECK((*replica)->state_root() == p.primary->state_root());
+      }
+      std::vector<Bytes> pages = file_pages(dir / (name + ".db"));
+      if (reference.empty()) reference = pages;
+      INFO(name);
+      CHECK(pages == reference);
+    }
+  }
 }
