@@ -34,11 +34,13 @@
 #include <random>
 #include <thread>
 
+#include "bench/bench_util.h"
 #include "core/keys.h"
 #include "core/temp_dir_test_util.h"
 #include "net/backends.h"
 #include "net/http_api.h"
 #include "net/http_backends.h"
+#include "net/http_json.h"
 #include "net/node.h"
 #include "sqlbridge/engine/primary.h"
 #include "sqlbridge/engine/replica.h"
@@ -53,45 +55,12 @@ namespace http = boost::beast::http;
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-[[noreturn]] void die(const std::string& what) {
-  fmt::print(stderr, "http_bench: {}\n", what);
-  std::abort();
-}
-template <typename T>
-T must(Result<T> r, const std::string& what) {
-  if (!r.ok()) die(what + ": " + r.error().to_string());
-  return std::move(r).value();
-}
-void must(Status s, const std::string& what) {
-  if (!s.ok()) die(what + ": " + s.error().to_string());
-}
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
-double load_average() {
-  std::ifstream in("/proc/loadavg");
-  double l = 0;
-  in >> l;
-  return l;
-}
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-std::string url_encode(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
+using bench::die;
+using bench::env_int;
+using bench::load_average;
+using bench::must;
+using bench::percentile;
+using net::url_encode;
 
 // One kept-alive connection.
 class Client {

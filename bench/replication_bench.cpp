@@ -55,6 +55,7 @@
 #include <map>
 #include <thread>
 
+#include "bench/bench_util.h"
 #include "core/keys.h"
 #include "core/log.h"
 #include "core/temp_dir_test_util.h"
@@ -70,25 +71,11 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using SteadyClock = std::chrono::steady_clock;
 
-[[noreturn]] void die(const std::string& what) {
-  fmt::print(stderr, "replication_bench: {}\n", what);
-  std::abort();
-}
-
-template <typename T>
-T must(Result<T> r, const std::string& what) {
-  if (!r.ok()) die(what + ": " + r.error().to_string());
-  return std::move(r).value();
-}
-
-void must(Status s, const std::string& what) {
-  if (!s.ok()) die(what + ": " + s.error().to_string());
-}
-
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
+using bench::die;
+using bench::env_int;
+using bench::load_average;
+using bench::must;
+using bench::percentile;
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
@@ -108,13 +95,6 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit
     std::this_thread::sleep_for(step);
   }
   return cond();
-}
-
-double load_average() {
-  std::ifstream in("/proc/loadavg");
-  double l = 0;
-  in >> l;
-  return l;
 }
 
 // The workload: one single-row INSERT per transaction, ~40-byte rows.
@@ -230,13 +210,6 @@ double paced_writes(uint64_t count, double rate, const std::function<void(uint64
     write(i);
   }
   return static_cast<double>(count) / seconds_since(start);
-}
-
-double percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+// Helpers shared by the benchmark binaries (bench/*_bench.cpp): a failed setup
+// step aborts the run (a benchmark of failures measures nothing), environment
+// knobs, the machine's load (every figure is reported with it:
+// docs/performance.md) and percentiles.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace swarmlite::bench {
+
+[[noreturn]] inline void die(const std::string& what) {
+  fmt::print(stderr, "bench: {}\n", what);
+  std::abort();
+}
+
+template <typename T>
+T must(Result<T> r, const std::string& what) {
+  if (!r.ok()) die(what + ": " + r.error().to_string());
+  return std::move(r).value();
+}
+
+inline void must(Status s, const std::string& what) {
+  if (!s.ok()) die(what + ": " + s.error().to_string());
+}
+
+inline int64_t env_int(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+
+// The 1-minute load average (/proc/loadavg).
+inline double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double l = 0;
+  in >> l;
+  return l;
+}
+
+// The p-th percentile (0..1) of `v`, which it reorders.
+inline double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+}  // namespace swarmlite::bench
