@@ -28,6 +28,7 @@ void add_peer_command(CLI::App& app) {
     bool tamper_proofs = false;
     double scrub_interval_s = 1;
     uint32_t scrub_pages = 1024;
+    uint64_t replay_batch = ReplicaOptions{}.max_batch_entries;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--db", args->db, "Replica database file (created if missing)")->required();
@@ -46,6 +47,12 @@ void add_peer_command(CLI::App& app) {
   cmd->add_option("--scrub-pages", args->scrub_pages, "Pages checked per scrub round")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--replay-batch", args->replay_batch,
+                  "Log entries applied per SQLite transaction, the state root checked at each "
+                  "batch's end (1: one transaction and one root check per entry, as before "
+                  "batching; docs/determinism.md \"Batched replay\")")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   // Hidden (empty group): for demos and tests of a lying peer being caught.
   cmd->add_flag("--tamper-proofs", args->tamper_proofs,
                 "TESTING ONLY: serve proofs with one byte flipped in a page")
@@ -54,7 +61,10 @@ void add_peer_command(CLI::App& app) {
     set_log_level(args->net.log_level);
     PublicKey log_id = must(load_public_key(args->pub), "peer: reading --pub");
     std::filesystem::path data = args->data.empty() ? args->db + ".data" : args->data;
-    auto replica = must(Replica::open(args->db, data / "log", log_id), "peer: opening " + args->db);
+    ReplicaOptions replica_options;
+    replica_options.max_batch_entries = args->replay_batch;
+    auto replica = must(Replica::open(args->db, data / "log", log_id, replica_options),
+                        "peer: opening " + args->db);
     spdlog::info("peer for log {}: {} ({} entries applied)", log_id.hex(), args->db, replica->size());
     net::ReplicaBackend backend(*replica);
     auto options = node_options(args->net);
