@@ -458,6 +458,27 @@ Status DeterministicDb::check_created_objects(size_t index) {
   return ok_status();
 }
 
+namespace {
+
+// The commit hook of one SQLite transaction (an entry, or a replay batch): the
+// pages it writes go into the state tree, then `on_commit` judges the root; a
+// refusal undoes the tree. `applied` says the hook ran to the end.
+WriteCapture::CommitHook tree_commit_hook(StateTree& tree, const DeterministicDb::OnCommit& on_commit,
+                                          bool& applied) {
+  return [&tree, &on_commit, &applied](const PageMap& pages, uint32_t page_count) -> Status {
+    SWL_TRY(tree.apply(pages, page_count));
+    Status s = on_commit(tree.root(), page_count);
+    if (!s.ok()) {
+      tree.undo_last();
+      return s;
+    }
+    applied = true;
+    return ok_status();
+  };
+}
+
+}  // namespace
+
 Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInputs& inputs,
                                                                 std::span<const Statement> statements,
                                                                 Mode mode, bool collect_rows,
@@ -472,16 +493,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
                        nullptr);
   bool hook_applied = false;
   if (!batch_) capture_->reset();  // a batch keeps the pages its earlier entries spilled
-  capture_->set_commit_hook([&](const PageMap& pages, uint32_t page_count) -> Status {
-    SWL_TRY(tree_.apply(pages, page_count));
-    Status s = on_commit(tree_.root(), page_count);
-    if (!s.ok()) {
-      tree_.undo_last();
-      return s;
-    }
-    hook_applied = true;
-    return ok_status();
-  });
+  capture_->set_commit_hook(tree_commit_hook(tree_, on_commit, hook_applied));
   // Whatever happens below, leave the connection between entries: no stream,
   // no hook, OS randomness for SQLite's PRNG.
   struct Cleanup {
@@ -662,16 +674,7 @@ Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
   sqlite3* db = db_.get();
   std::lock_guard entry_lock(entry_mutex());
   bool hook_applied = false;
-  capture_->set_commit_hook([&](const PageMap& pages, uint32_t page_count) -> Status {
-    SWL_TRY(tree_.apply(pages, page_count));
-    Status s = on_commit(tree_.root(), page_count);
-    if (!s.ok()) {
-      tree_.undo_last();
-      return s;
-    }
-    hook_applied = true;
-    return ok_status();
-  });
+  capture_->set_commit_hook(tree_commit_hook(tree_, on_commit, hook_applied));
   struct Cleanup {
     DeterministicDb* self;
     ~Cleanup() {
