@@ -463,7 +463,8 @@ namespace {
 // The commit hook of one SQLite transaction (an entry, or a replay batch): the
 // pages it writes go into the state tree, then `on_commit` judges the root; a
 // refusal undoes the tree. `applied` says the hook ran to the end.
-WriteCapture::CommitHook tree_commit_hook(StateTree& tree, const DeterministicDb::OnCommit& on_commit,
+WriteCapture::CommitHook tree_commit_hook(StateTree& tree,
+                                          const DeterministicDb::OnCommit& on_commit,
                                           bool& applied) {
   return [&tree, &on_commit, &applied](const PageMap& pages, uint32_t page_count) -> Status {
     SWL_TRY(tree.apply(pages, page_count));
