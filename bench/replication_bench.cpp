@@ -550,6 +550,9 @@ void BM_Replay(benchmark::State& state) {
   const int rows = static_cast<int>(state.range(0));
   const int batch = static_cast<int>(state.range(1));
   const int cache = static_cast<int>(state.range(2));
+  const bool cut = state.range(3) != 0;  // ReplicaOptions::cut_slow_batches
+  const std::string name = batch == 0 ? std::string("raw SQLite")
+                                      : fmt::format("batch:{}/cache:{}{}", batch, cache, cut ? "" : "/cut:off");
   const ReplayLog& l = replay_log(rows);
   const uint64_t total_rows = (l.entries - 2) * static_cast<uint64_t>(rows);
   for (auto _ : state) {
@@ -565,6 +568,7 @@ void BM_Replay(benchmark::State& state) {
       o.log_options.sync = false;  // replay does not write the log
       o.max_batch_entries = static_cast<uint64_t>(batch);
       o.statement_cache = static_cast<size_t>(cache);
+      o.cut_slow_batches = cut;
       auto r = must(Replica::open(tmp.path / "replica.db", l.log_dir, l.keys.pub, o), "opening the replica");
       auto t0 = SteadyClock::now();
       uint64_t applied = must(r->apply_available(), "replaying");
@@ -574,31 +578,109 @@ void BM_Replay(benchmark::State& state) {
     }
     state.SetIterationTime(secs);
     const double rows_per_s = static_cast<double>(total_rows) / secs;
-    g_replay_rows_per_s[rows][batch == 0 ? "raw SQLite" : fmt::format("batch:{}/cache:{}", batch, cache)] =
-        rows_per_s;
+    g_replay_rows_per_s[rows][name] = rows_per_s;
     state.counters["rows_per_s"] = rows_per_s;
     state.counters["entries_per_s"] = rows_per_s / rows;
     state.counters["fallbacks"] = static_cast<double>(stats.fallbacks);
     fmt::print(stderr,
                "replay rows:{} {}: {} rows in {:.2f} s = {:.0f} rows/s = {:.0f} entries/s ({} batches, "
-               "{} fallbacks), load {:.2f}→{:.2f}\n",
-               rows, batch == 0 ? std::string("raw SQLite") : fmt::format("batch:{}/cache:{}", batch, cache),
-               total_rows, secs, rows_per_s, rows_per_s / rows, stats.batches, stats.fallbacks,
+               "{} cut, {} fallbacks), load {:.2f}→{:.2f}\n",
+               rows, name, total_rows, secs, rows_per_s, rows_per_s / rows, stats.batches, stats.cut_batches, stats.fallbacks,
                load_before, load_average());
   }
 }
+// Replay of a full-text-search workload: each entry adds one ~25-word document to
+// an FTS5 table. Measures what BatchCostWatch (replica.h) saves where a long
+// batch transaction makes every entry slower: batch:1 (an entry per
+// transaction), batch:1024 with and without cutting slow batches.
+const ReplayLog& fts_log() {
+  static std::optional<ReplayLog> cached;
+  if (cached) return *cached;
+  ReplayLog l;
+  l.dir = std::make_unique<TempDir>("replay-fts-log");
+  fs::create_directories(l.dir->path);
+  PrimaryOptions po;
+  po.log_options.sync = false;
+  po.sign_every_entries = 10000;
+  auto p = must(Primary::open(l.dir->path / "p.db", l.keys.secret, std::move(po)), "opening the primary");
+  must(p->execute({Statement{"CREATE VIRTUAL TABLE docs USING fts5(title, body)", {}}}), "create fts5");
+  const auto total = static_cast<uint64_t>(env_int("SWARMLITE_BENCH_REPLAY_FTS_DOCS", 20000));
+  static const char* kWords[] = {"replica", "signed", "head", "merkle", "page",   "proof",  "sqlite",
+                                 "peer",    "log",    "entry", "state", "root",   "verify", "client",
+                                 "write",   "read",   "batch", "fsync", "commit", "index",  "query"};
+  uint64_t x = 88172645463325252ull;  // xorshift: the same documents every run
+  for (uint64_t i = 0; i < total; ++i) {
+    std::string body;
+    for (int w = 0; w < 25; ++w) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      body += kWords[x % std::size(kWords)];
+      body += fmt::format("{} ", x % 997);
+    }
+    must(p->execute({Statement{"INSERT INTO docs(title, body) VALUES (?, ?)",
+                               {Value{fmt::format("doc {}", i)}, Value{std::move(body)}}}}),
+         "insert doc");
+  }
+  must(p->sign_head(), "signing the final head");
+  l.log_dir = p->log_dir();
+  l.entries = p->size();
+  must(p->close(), "closing the primary");
+  cached = std::move(l);
+  return *cached;
+}
+
+void BM_ReplayFts(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  const bool cut = state.range(1) != 0;
+  const ReplayLog& l = fts_log();
+  for (auto _ : state) {
+    double load_before = load_average();
+    TempDir tmp("replay-fts");
+    fs::create_directories(tmp.path);
+    ReplicaOptions o;
+    o.log_options.sync = false;
+    o.max_batch_entries = static_cast<uint64_t>(batch);
+    o.cut_slow_batches = cut;
+    auto r = must(Replica::open(tmp.path / "replica.db", l.log_dir, l.keys.pub, o), "opening the replica");
+    auto t0 = SteadyClock::now();
+    uint64_t applied = must(r->apply_available(), "replaying");
+    const double secs = seconds_since(t0);
+    if (applied != l.entries) die(fmt::format("replay applied {} of {}", applied, l.entries));
+    const ReplayStats stats = r->replay_stats();
+    state.SetIterationTime(secs);
+    state.counters["entries_per_s"] = static_cast<double>(applied) / secs;
+    state.counters["cut_batches"] = static_cast<double>(stats.cut_batches);
+    fmt::print(stderr,
+               "replay fts5 batch:{} cut:{}: {} entries in {:.2f} s = {:.0f} entries/s ({} batches, {} "
+               "cut, {} fallbacks), load {:.2f}→{:.2f}\n",
+               batch, cut ? "on" : "off", applied, secs, static_cast<double>(applied) / secs, stats.batches,
+               stats.cut_batches, stats.fallbacks, load_before, load_average());
+  }
+}
+BENCHMARK(BM_ReplayFts)
+    ->ArgNames({"batch", "cut"})
+    ->Args({1, 1})
+    ->Args({1024, 0})
+    ->Args({1024, 1})
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
 BENCHMARK(BM_Replay)
-    ->ArgNames({"rows", "batch", "cache"})
-    ->Args({1, 0, 0})
-    ->Args({1, 1, 0})
-    ->Args({1, 1, 64})
-    ->Args({1, 1024, 0})
-    ->Args({1, 1024, 64})
-    ->Args({100, 0, 0})
-    ->Args({100, 1, 0})
-    ->Args({100, 1, 64})
-    ->Args({100, 1024, 0})
-    ->Args({100, 1024, 64})
+    ->ArgNames({"rows", "batch", "cache", "cut"})
+    ->Args({1, 0, 0, 1})
+    ->Args({1, 1, 0, 1})
+    ->Args({1, 1, 64, 1})
+    ->Args({1, 1024, 0, 1})
+    ->Args({1, 1024, 64, 1})
+    ->Args({1, 1024, 64, 0})
+    ->Args({100, 0, 0, 1})
+    ->Args({100, 1, 0, 1})
+    ->Args({100, 1, 64, 1})
+    ->Args({100, 1024, 0, 1})
+    ->Args({100, 1024, 64, 1})
+    ->Args({100, 1024, 64, 0})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);

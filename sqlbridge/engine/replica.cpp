@@ -197,6 +197,18 @@ Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
   return ok_status();
 }
 
+bool BatchCostWatch::record(double micros) {
+  if (pos_++ < kFreshEntries) {
+    fresh_ = have_fresh_ ? 0.75 * fresh_ + 0.25 * micros : micros;
+    have_fresh_ = true;
+    slow_run_ = 0;
+    return false;
+  }
+  if (micros >= kMinMicros && micros > kSlowFactor * fresh_) return ++slow_run_ >= kSlowRun;
+  slow_run_ = 0;
+  return false;
+}
+
 Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_end) {
   uint64_t start;
   {
@@ -207,6 +219,8 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
   }
   const uint64_t stop = std::min(end, start + batch_limit_);
   SWL_TRY(db_->begin_batch());
+  cost_watch_.begin_batch();
+  bool cut = false;
   auto fall_back = [&](uint64_t to, bool mismatch) -> uint64_t {
     db_->rollback_batch();
     fallback_end = to;
@@ -232,12 +246,16 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
     }
     // In a batch, replay_entry runs the entry without its commit; any error
     // (the batch is rolled back already) is left to the entry-by-entry replay.
+    const auto t0 = std::chrono::steady_clock::now();
     if (Status s = replay_entry(*db_, entry); !s.ok()) return fall_back(seq + 1, false);
+    cut = cost_watch_.record(
+              std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count()) &&
+          options_.cut_slow_batches;
     last_root = entry.state_root;
     last_pages = entry.page_count;
     ++seq;
     bytes += statement_bytes(entry);
-    if (bytes >= options_.max_batch_bytes ||
+    if (cut || bytes >= options_.max_batch_bytes ||
         db_->batch_spilled_pages() >= options_.max_batch_spill_pages) {
       break;
     }
@@ -256,6 +274,7 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
   });
   if (!committed.ok()) return fall_back(seq, committed.error().code == Errc::diverged);
   std::lock_guard lock(mu_);
+  if (cut) ++stats_.cut_batches;
   size_ = seq;
   state_root_ = db_->state_tree().root();
   page_count_ = db_->state_tree().page_count();

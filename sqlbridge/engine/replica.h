@@ -64,6 +64,9 @@ struct ReplicaOptions {
   uint64_t max_batch_entries = 1024;
   size_t max_batch_bytes = 8 << 20;
   size_t max_batch_spill_pages = 8192;  // 32 MiB of 4 KiB pages
+  // End a batch early once its entries get slower the longer it runs
+  // (BatchCostWatch below). Off only to measure what it saves.
+  bool cut_slow_batches = true;
   // Prepared statements kept for reuse across entries (DeterministicDb::
   // set_statement_cache; 0: prepare every statement afresh).
   size_t statement_cache = 64;
@@ -78,6 +81,42 @@ struct ReplayStats {
   uint64_t fallbacks = 0;
   uint64_t mismatches = 0;
   uint64_t single_entries = 0;  // entries applied one transaction each (fallbacks included)
+  uint64_t cut_batches = 0;     // batches ended early by BatchCostWatch (entries got slower)
+};
+
+// Ends a replay batch early when its entries get slower the longer the batch's
+// SQLite transaction runs (docs/performance.md "Where batching loses"). Some
+// SQLite work grows with the open transaction, e.g. every SAVEPOINT visits each
+// virtual table the transaction touched (an FTS5 table flushes and walks its
+// pending-terms hash), and a rollback to a savepoint walks the transaction's
+// pages: on the differential fuzzer's workload an entry cost 0.3 ms as the
+// first of a batch and 3.5 ms as the 600th. Uniform workloads (an INSERT per
+// entry) are unaffected: their entries cost the same at every position.
+// `fresh` is a moving average of the cost of batches' first entries; the batch
+// ends after kSlowRun entries in a row each cost over kSlowFactor × fresh (one
+// slow entry — a page split, a spill — does not end it). When a workload turns
+// costlier for good, batches are cut short until `fresh` has followed (a few
+// batches): a cut costs one commit, nothing else. Pure: the caller times.
+class BatchCostWatch {
+ public:
+  static constexpr uint64_t kFreshEntries = 2;  // positions in a batch that feed `fresh`
+  static constexpr double kSlowFactor = 1.5;
+  static constexpr int kSlowRun = 2;
+  static constexpr double kMinMicros = 30;  // entries cheaper than this never end a batch
+
+  void begin_batch() {
+    pos_ = 0;
+    slow_run_ = 0;
+  }
+  // The cost of the batch's next entry; true: end the batch after it.
+  bool record(double micros);
+  double fresh() const { return fresh_; }
+
+ private:
+  double fresh_ = 0;
+  bool have_fresh_ = false;
+  uint64_t pos_ = 0;
+  int slow_run_ = 0;
 };
 
 class Replica {
@@ -180,6 +219,7 @@ class Replica {
   ReplayStats stats_;
   uint64_t batch_limit_ = 0;  // current batch size (adapts, see apply_range_locked); applier only
   uint64_t singles_since_limit_1_ = 0;  // entries applied one by one since batch_limit_ fell to 1
+  BatchCostWatch cost_watch_;           // applier only
   mutable std::optional<Error> corrupted_;
   mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
   RecentRoots roots_;

@@ -893,3 +893,78 @@ TEST_CASE("cached statements across schema changes give the pages of statements 
     }
   }
 }
+
+// BatchCostWatch (replica.h): a batch whose entries get slower the longer it
+// runs is cut; uniform entries, noisy ones and one slow entry are not.
+TEST_CASE("BatchCostWatch cuts a batch whose entries keep getting slower, and only such a batch") {
+  auto run = [](BatchCostWatch& w, const std::vector<double>& costs) -> int {
+    w.begin_batch();
+    for (size_t i = 0; i < costs.size(); ++i) {
+      if (w.record(costs[i])) return static_cast<int>(i);
+    }
+    return -1;
+  };
+  BatchCostWatch w;
+  SUBCASE("growing cost: cut once two entries in a row cost over 1.5 x the fresh cost") {
+    std::vector<double> growing;
+    for (int i = 0; i < 1000; ++i) growing.push_back(300 + 6.0 * i);  // the fuzzer's shape
+    const int cut = run(w, growing);
+    CHECK(cut > 0);
+    CHECK(cut < 100);
+    CHECK(growing[static_cast<size_t>(cut)] > BatchCostWatch::kSlowFactor * w.fresh());
+  }
+  SUBCASE("uniform and noisy costs never cut") {
+    std::vector<double> noisy;
+    for (int i = 0; i < 1000; ++i) noisy.push_back(i % 2 ? 400.0 : 250.0);
+    CHECK(run(w, noisy) == -1);
+    BatchCostWatch uniform;
+    CHECK(run(uniform, std::vector<double>(1000, 500.0)) == -1);
+  }
+  SUBCASE("one slow entry (a page split, a spill, a preemption) does not cut") {
+    std::vector<double> spikes(1000, 100.0);
+    for (size_t i = 10; i < spikes.size(); i += 50) spikes[i] = 5000;
+    CHECK(run(w, spikes) == -1);
+  }
+  SUBCASE("cheap entries never cut, however they vary") {
+    std::vector<double> cheap;
+    for (int i = 0; i < 1000; ++i) cheap.push_back(i < 2 ? 1.0 : 25.0);
+    CHECK(run(w, cheap) == -1);
+  }
+  SUBCASE("the fresh cost follows batches' first entries") {
+    run(w, {100, 100});
+    CHECK(w.fresh() == doctest::Approx(100));
+    for (int b = 0; b < 50; ++b) run(w, {1000, 1000});
+    CHECK(w.fresh() > 900);
+    // Now 1,000 µs is the norm: a batch at that cost is not cut.
+    CHECK(run(w, std::vector<double>(200, 1000.0)) == -1);
+  }
+}
+
+// A long-transaction slowdown seen in full-text search (docs/performance.md
+// "Where batching loses"): replay with cutting on and off ends at the primary's
+// state either way (cuts move batch ends, never what is applied).
+TEST_CASE("batched replay of an FTS5 workload, with and without cut batches, ends at the primary's state") {
+  Pair p;
+  p.exec({sql("CREATE VIRTUAL TABLE docs USING fts5(body)")});
+  for (int i = 0; i < 400; ++i) {
+    std::string body;
+    for (int w = 0; w < 20; ++w) body += fmt::format("w{} ", (i * 31 + w * 7) % 101);
+    p.exec({sql("INSERT INTO docs(body) VALUES (?)", {Value{body}})});
+  }
+  for (bool cut : {true, false}) {
+    INFO("cut_slow_batches " << cut);
+    TempDir dir;
+    ReplicaOptions o = fast_replica();
+    o.cut_slow_batches = cut;
+    auto r = Replica::open(dir / "r.db", dir / "r.log", p.keys.pub, o);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    Status synced = sync_replica(*p.primary, **r);
+    REQUIRE_MESSAGE(synced.ok(), synced.error().to_string());
+    CHECK((*r)->size() == p.primary->size());
+    CHECK((*r)->state_root() == p.primary->state_root());
+    CHECK((*r)->replay_stats().fallbacks == 0);
+    if (!cut) CHECK((*r)->replay_stats().cut_batches == 0);
+    MESSAGE("cut " << cut << ": " << (*r)->replay_stats().batches << " batches, "
+                   << (*r)->replay_stats().cut_batches << " cut");
+  }
+}
