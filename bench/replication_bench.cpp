@@ -156,7 +156,12 @@ struct ReplicaPeer {
   std::unique_ptr<net::Node> node;
   ReplicaPeer(const PublicKey& id, size_t capacity, net::NodeOptions o) {
     fs::create_directories(dir.path);
-    replica = must(Replica::open(dir.path / "replica.db", dir.path / "log", id), "opening a replica");
+    ReplicaOptions ro;
+    // SWARMLITE_BENCH_PIN_MS: the proof pin's interval (ReplicaOptions::pin_interval),
+    // to measure what pinning on the applier thread adds to lag.
+    ro.pin_interval = std::chrono::milliseconds(env_int("SWARMLITE_BENCH_PIN_MS", 200));
+    replica = must(Replica::open(dir.path / "replica.db", dir.path / "log", id, std::move(ro)),
+                   "opening a replica");
     backend = std::make_unique<TimedReplicaBackend>(*replica, capacity);
     node = std::make_unique<net::Node>(*backend, std::move(o));
     must(node->start(), "starting a replica node");
