@@ -41,13 +41,15 @@ struct SnapshotRequest {
 };
 
 struct SnapshotChunk {
-  Head head;                // the signed head the pages are the state of
+  Head head;  // the signed head the pages are the state of
   uint32_t page_size = 0;
   uint32_t first_page = 0;  // 1-based
   uint32_t count = 0;
-  Bytes pages;              // count × page_size bytes, page first_page first
-  MultiProof proof;         // leaves first_page-1 .. first_page+count-2 of head.page_count
-  ByteView page(uint32_t i) const { return ByteView(pages).subspan(size_t{i} * page_size, page_size); }
+  Bytes pages;       // count × page_size bytes, page first_page first
+  MultiProof proof;  // leaves first_page-1 .. first_page+count-2 of head.page_count
+  ByteView page(uint32_t i) const {
+    return ByteView(pages).subspan(size_t{i} * page_size, page_size);
+  }
   friend bool operator==(const SnapshotChunk&, const SnapshotChunk&) = default;
 };
 
@@ -75,7 +77,8 @@ Status verify_snapshot_chunk(const SnapshotChunk& chunk, const Head& trusted);
 
 // The multiproof a server sends for pages first_page .. first_page+count-1 of
 // the state tree `tree` (leaf i = page i+1).
-Result<MultiProof> snapshot_range_proof(const MerkleTree& tree, uint32_t first_page, uint32_t count);
+Result<MultiProof> snapshot_range_proof(const MerkleTree& tree, uint32_t first_page,
+                                        uint32_t count);
 
 // Gives page 1's header bytes that the state tree normalises (so a verified
 // chunk does not fix them) the values a fresh rollback-journal file has:

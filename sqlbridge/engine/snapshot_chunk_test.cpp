@@ -5,10 +5,9 @@
 #include "sqlbridge/engine/snapshot_chunk.h"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <random>
-
-#include <fmt/format.h>
 
 #include "core/hash.h"
 #include "sqlbridge/engine/state_tree.h"
@@ -54,7 +53,8 @@ SnapshotChunk make_chunk(const Db& db, uint32_t first, uint32_t count) {
   c.page_size = kPs;
   c.first_page = first;
   c.count = count;
-  for (uint32_t i = 0; i < count; ++i) c.pages.insert(c.pages.end(), db.pages[first - 1 + i].begin(), db.pages[first - 1 + i].end());
+  for (uint32_t i = 0; i < count; ++i)
+    c.pages.insert(c.pages.end(), db.pages[first - 1 + i].begin(), db.pages[first - 1 + i].end());
   auto proof = snapshot_range_proof(db.tree.tree(), first, count);
   REQUIRE_MESSAGE(proof.ok(), proof.error().to_string());
   c.proof = *proof;
@@ -65,8 +65,8 @@ void put_u32(Bytes& b, size_t at, uint32_t v) {
   for (int i = 0; i < 4; ++i) b[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
 }
 
-constexpr size_t kPageSizeAt = 1 + kEncodedHeadSize, kFirstAt = kPageSizeAt + 4, kCountAt = kFirstAt + 4,
-                 kPagesAt = kCountAt + 4;
+constexpr size_t kPageSizeAt = 1 + kEncodedHeadSize, kFirstAt = kPageSizeAt + 4,
+                 kCountAt = kFirstAt + 4, kPagesAt = kCountAt + 4;
 
 }  // namespace
 
@@ -97,7 +97,8 @@ TEST_CASE("snapshot request: round trip and refusals") {
 
 TEST_CASE("snapshot chunk: round trip, every range verifies") {
   Db db = make_db(23);
-  for (auto [first, count] : std::vector<std::pair<uint32_t, uint32_t>>{{1, 23}, {1, 1}, {23, 1}, {5, 8}, {16, 8}}) {
+  for (auto [first, count] :
+       std::vector<std::pair<uint32_t, uint32_t>>{{1, 23}, {1, 1}, {23, 1}, {5, 8}, {16, 8}}) {
     SnapshotChunk c = make_chunk(db, first, count);
     Bytes b = encode_snapshot_chunk(c);
     auto d = decode_snapshot_chunk(b);
@@ -138,7 +139,8 @@ TEST_CASE("snapshot chunk: each decoder refusal names its field and offset") {
   b = good;
   put_u32(b, kFirstAt, 21);  // 21..24 of 23 pages
   refused(b, Errc::bad_value, "past the head's 23 pages");
-  refused(Bytes(good.begin(), good.begin() + kPagesAt + 100), Errc::truncated, fmt::format("pages at offset {}", kPagesAt));
+  refused(Bytes(good.begin(), good.begin() + kPagesAt + 100), Errc::truncated,
+          fmt::format("pages at offset {}", kPagesAt));
   const size_t proof_at = kPagesAt + 4 * kPs;
   b = good;
   put_u32(b, proof_at, 0x7fffffff);
@@ -161,7 +163,8 @@ TEST_CASE("snapshot chunk: each decoder refusal names its field and offset") {
   refused(b, Errc::bad_value, "past the head's");
 }
 
-TEST_CASE("snapshot chunk: verify refuses flipped bytes, swapped pages, another head, a wrong proof") {
+TEST_CASE(
+    "snapshot chunk: verify refuses flipped bytes, swapped pages, another head, a wrong proof") {
   Db db = make_db(40);
   SnapshotChunk good = make_chunk(db, 9, 8);
   REQUIRE(verify_snapshot_chunk(good, db.head).ok());
@@ -209,7 +212,8 @@ TEST_CASE("snapshot chunk: a range across the lock-byte page verifies only with 
   c.pages[(17 - 14) * kPs + 5] = 1;
   auto s = verify_snapshot_chunk(c, db.head);
   REQUIRE_FALSE(s.ok());
-  CHECK_MESSAGE(s.error().message.find("page 17 is the lock-byte page") != std::string::npos, s.error().message);
+  CHECK_MESSAGE(s.error().message.find("page 17 is the lock-byte page") != std::string::npos,
+                s.error().message);
   // Only the lock-byte page.
   SnapshotChunk only = make_chunk(db, 17, 1);
   CHECK(verify_snapshot_chunk(only, db.head).ok());

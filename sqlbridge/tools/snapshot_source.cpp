@@ -1,8 +1,8 @@
 #include "sqlbridge/tools/snapshot_source.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "core/file_io.h"
 #include "sqlbridge/engine/state_tree.h"
@@ -75,7 +75,8 @@ std::shared_ptr<SnapshotSource::Held> SnapshotSource::find_newest_reusable_locke
   return nullptr;
 }
 
-Result<std::shared_ptr<SnapshotSource::Held>> SnapshotSource::make(const std::atomic<bool>* cancel) {
+Result<std::shared_ptr<SnapshotSource::Held>> SnapshotSource::make(
+    const std::atomic<bool>* cancel) {
   BackupOptions bo;
   bo.format = BackupFormat::sqlite;
   bo.temp_dir = options_.temp_dir;
@@ -91,7 +92,8 @@ Result<std::shared_ptr<SnapshotSource::Held>> SnapshotSource::make(const std::at
     const uint32_t ps = uint32_t{hdr[0]} << 8 | hdr[1];
     h->page_size = ps == 1 ? 65536 : ps;
     if (h->page_size < 512 || file.bytes < uint64_t{h->page_size} * h->head.page_count)
-      return make_error(Errc::internal, "{}: page size {} and {} bytes do not hold the head's {} pages", name,
+      return make_error(Errc::internal,
+                        "{}: page size {} and {} bytes do not hold the head's {} pages", name,
                         h->page_size, file.bytes, h->head.page_count);
     // The state tree of the copy, page by page (no page kept in memory):
     // the same leaves as StateTree::from_file (docs/formats/state-tree.md).
@@ -143,11 +145,13 @@ Result<SnapshotManifest> SnapshotSource::newest(const std::atomic<bool>* cancel)
   }
   SWL_ASSIGN(std::shared_ptr<Held> made, make(cancel));
   std::lock_guard lock(mu_);
-  std::erase_if(held_, [&](const std::shared_ptr<Held>& h) { return h->head.size == made->head.size; });
+  std::erase_if(held_,
+                [&](const std::shared_ptr<Held>& h) { return h->head.size == made->head.size; });
   held_.push_back(made);
   while (held_.size() > std::max<size_t>(1, options_.max_held)) {
-    auto lru = std::min_element(held_.begin(), held_.end(),
-                                [](const auto& a, const auto& b) { return a->last_used < b->last_used; });
+    auto lru = std::min_element(held_.begin(), held_.end(), [](const auto& a, const auto& b) {
+      return a->last_used < b->last_used;
+    });
     held_.erase(lru);
   }
   return manifest(*made);
@@ -166,18 +170,23 @@ Result<Bytes> SnapshotSource::chunk(uint64_t size, uint32_t first_page, uint32_t
     }
     if (!h) {
       if (newest == 0)
-        return make_error(Errc::not_found, "gone: head {} is not held; no snapshot is held (ask GET /db/snapshot)",
+        return make_error(Errc::not_found,
+                          "gone: head {} is not held; no snapshot is held (ask GET /db/snapshot)",
                           size);
-      return make_error(Errc::not_found, "gone: head {} is not held; newest held is {}", size, newest);
+      return make_error(Errc::not_found, "gone: head {} is not held; newest held is {}", size,
+                        newest);
     }
     h->last_used = t;
   }
   if (first_page == 0 || count == 0 || uint64_t{first_page} + count - 1 > h->head.page_count)
-    return make_error(Errc::invalid_argument, "snapshot at size {}: pages {}..{} are not inside its {} pages", size,
-                      first_page, uint64_t{first_page} + count - (count ? 1 : 0), h->head.page_count);
+    return make_error(
+        Errc::invalid_argument, "snapshot at size {}: pages {}..{} are not inside its {} pages",
+        size, first_page, uint64_t{first_page} + count - (count ? 1 : 0), h->head.page_count);
   if (uint64_t{count} * h->page_size > kMaxChunkPageBytes)
-    return make_error(Errc::invalid_argument, "snapshot at size {}: {} pages of {} bytes are over the chunk cap of {} bytes",
-                      size, count, h->page_size, kMaxChunkPageBytes);
+    return make_error(
+        Errc::invalid_argument,
+        "snapshot at size {}: {} pages of {} bytes are over the chunk cap of {} bytes", size, count,
+        h->page_size, kMaxChunkPageBytes);
   SnapshotChunk c;
   c.head = h->head;
   c.page_size = h->page_size;
@@ -185,7 +194,8 @@ Result<Bytes> SnapshotSource::chunk(uint64_t size, uint32_t first_page, uint32_t
   c.count = count;
   c.pages.resize(size_t{count} * h->page_size);
   const std::string name = fmt::format("snapshot copy at size {}", size);
-  SWL_TRY(file_io::pread_exact(h->fd.get(), c.pages, uint64_t{first_page - 1} * h->page_size, name));
+  SWL_TRY(
+      file_io::pread_exact(h->fd.get(), c.pages, uint64_t{first_page - 1} * h->page_size, name));
   // The lock-byte page travels as zeros whatever the copy holds there
   // (docs/formats/state-tree.md "The lock-byte page").
   const uint32_t lock_page = lock_byte_page(h->page_size);

@@ -87,7 +87,8 @@ class SnapshotSource {
   using Clock = std::chrono::steady_clock;
   Clock::time_point now() const { return options_.clock ? options_.clock() : Clock::now(); }
   void expire_locked(Clock::time_point t);
-  std::shared_ptr<Held> find_newest_reusable_locked(const std::optional<Head>& signed_head, Clock::time_point t);
+  std::shared_ptr<Held> find_newest_reusable_locked(const std::optional<Head>& signed_head,
+                                                    Clock::time_point t);
   Result<std::shared_ptr<Held>> make(const std::atomic<bool>* cancel);
 
   BackupSource source_;

@@ -47,14 +47,17 @@ TEST_CASE("SnapshotSource: held, reused, gone, expired; chunks verify while the 
   REQUIRE(primary.ok());
   Primary& p = **primary;
   REQUIRE(p.execute({testing::sql("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")}).ok());
-  for (int i = 0; i < 20; ++i) REQUIRE(p.execute({testing::sql("INSERT INTO t(b) VALUES (randomblob(3000))")}).ok());
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(p.execute({testing::sql("INSERT INTO t(b) VALUES (randomblob(3000))")}).ok());
 
   std::atomic<int64_t> now_ms{1000000};
   SnapshotSourceOptions o;
   o.temp_dir = dir.path();
   o.reaper = false;
   o.chunk_pages = 4;
-  o.clock = [&now_ms] { return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms.load())); };
+  o.clock = [&now_ms] {
+    return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms.load()));
+  };
   SnapshotSource src(primary_source(p), o);
   auto advance = [&now_ms](std::chrono::milliseconds d) { now_ms += d.count(); };
 
@@ -140,7 +143,8 @@ TEST_CASE("SnapshotSource: held, reused, gone, expired; chunks verify while the 
   auto gone = src.chunk(h1.size, 1, 1);
   REQUIRE_FALSE(gone.ok());
   CHECK(gone.error().code == Errc::not_found);
-  CHECK(gone.error().message == fmt::format("gone: head {} is not held; newest held is {}", h1.size, m5->head.size));
+  CHECK(gone.error().message ==
+        fmt::format("gone: head {} is not held; newest held is {}", h1.size, m5->head.size));
   REQUIRE(src.chunk(m3->head.size, 1, 1).ok());  // m3's is still held
 
   // Idle: dropped 60 s after its last request, even if nobody asks again.
