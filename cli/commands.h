@@ -38,5 +38,6 @@ void add_primary_command(CLI::App& app);  // cmd_primary.cpp (SWARMLITE_HAVE_NET
 void add_peer_command(CLI::App& app);     // cmd_peer.cpp (SWARMLITE_HAVE_NET only)
 void add_demo_command(CLI::App& app);     // cmd_demo.cpp (SWARMLITE_HAVE_NET only)
 void add_backup_command(CLI::App& app);   // cmd_backup.cpp (SWARMLITE_HAVE_NET only)
+void add_fetch_command(CLI::App& app);    // cmd_fetch.cpp (SWARMLITE_HAVE_NET only)
 
 }  // namespace swarmlite::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
 #ifdef SWARMLITE_HAVE_NET
   swarmlite::cli::add_status_command(app);
   swarmlite::cli::add_backup_command(app);
+  swarmlite::cli::add_fetch_command(app);
   swarmlite::cli::add_primary_command(app);
   swarmlite::cli::add_peer_command(app);
   swarmlite::cli::add_demo_command(app);

@@ -11,6 +11,7 @@
 #include "net/http_client.h"
 #include "net/http_request.h"
 #include "net/tcp_socket.h"
+#include "sqlbridge/tools/snapshot_source.h"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -902,6 +903,7 @@ struct HttpApi::Impl {
     size_t qpos = target.find('?');
     std::string_view path = target.substr(0, qpos);
     std::string_view qs = qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
+    if (path == "/db/snapshot" || path == "/db/snapshot/pages") co_return co_await handle_snapshot(req, path, qs);
     auto ro = parse_request_options(qs);
     if (!ro.ok()) co_return error(req, http::status::bad_request, ro.error().message);
     if (path == "/db/execute") co_return co_await handle_execute(req, *ro);
@@ -938,6 +940,82 @@ struct HttpApi::Impl {
     if (path == "/status" || path == "/readyz" || path == "/metrics")
       co_return error(req, http::status::method_not_allowed, fmt::format("{} takes GET", path));
     co_return error(req, http::status::not_found, fmt::format("no such endpoint: {}", path));
+  }
+
+  // One decimal parameter of /db/snapshot/pages, within [lo, hi].
+  static Result<uint64_t> snapshot_param(std::string_view qs, std::string_view key, uint64_t lo, uint64_t hi) {
+    std::optional<std::string_view> found;
+    for (size_t i = 0; i <= qs.size();) {
+      size_t amp = std::min(qs.find('&', i), qs.size());
+      std::string_view part = qs.substr(i, amp - i);
+      i = amp + 1;
+      size_t eq = part.find('=');
+      if (part.substr(0, eq) != key) continue;
+      if (found) return make_error(Errc::invalid_argument, "/db/snapshot/pages: {} is given twice", key);
+      found = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
+    }
+    if (!found) return make_error(Errc::invalid_argument, "/db/snapshot/pages: {}= is missing (size=N&from=P&count=K)", key);
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(found->data(), found->data() + found->size(), v);
+    if (found->empty() || ec != std::errc() || end != found->data() + found->size())
+      return make_error(Errc::invalid_argument, "/db/snapshot/pages: {}={} is not a decimal number", key, *found);
+    if (v < lo || v > hi)
+      return make_error(Errc::invalid_argument, "/db/snapshot/pages: {}={} is outside {}..{}", key, v, lo, hi);
+    return v;
+  }
+
+  // GET /db/snapshot and GET /db/snapshot/pages (docs/http-api.md "Snapshots").
+  // The manifest may make a copy of the database: it runs on the backup lane
+  // under its cap; chunks (a pread and a multiproof) run on the read lane.
+  asio::awaitable<Response> handle_snapshot(const Request& req, std::string_view path, std::string_view qs) {
+    if (req.method() != http::verb::get)
+      co_return error(req, http::status::method_not_allowed, fmt::format("{} takes GET", path));
+    SnapshotSource* snaps = backend.snapshots();
+    if (!snaps) co_return error(req, http::status::not_found, "this node serves no snapshots");
+    LaneSlot slot;
+    if (path == "/db/snapshot") {
+      if (!take_slot(slot, pending_backups, opts.max_backups)) {
+        busy_total.inc();
+        co_return error(req, http::status::service_unavailable,
+                        fmt::format("busy: {} backups or snapshots are being made (cap {})", opts.max_backups,
+                                    opts.max_backups));
+      }
+      auto call = [this, snaps]() -> Result<SnapshotManifest> { return snaps->newest(&stopped); };
+      auto m = co_await offload(backup_pool, std::move(call));
+      if (!m.ok()) co_return error(req, status_for(m.error().code), m.error().to_string());
+      nlohmann::json doc{{"size", m->head.size},
+                         {"page_count", m->head.page_count},
+                         {"page_size", m->page_size},
+                         {"chunk_pages", m->chunk_pages},
+                         {"state_root", to_hex(m->head.state_root)},
+                         {"head", to_hex(encode_head(m->head))}};
+      co_return respond(req, http::status::ok, dump_json(doc, false));
+    }
+    auto size = snapshot_param(qs, "size", 1, std::numeric_limits<uint64_t>::max());
+    if (!size.ok()) co_return error(req, http::status::bad_request, size.error().message);
+    auto from = snapshot_param(qs, "from", 1, std::numeric_limits<uint32_t>::max());
+    if (!from.ok()) co_return error(req, http::status::bad_request, from.error().message);
+    auto count = snapshot_param(qs, "count", 1, kMaxChunkPageBytes / 512);
+    if (!count.ok()) co_return error(req, http::status::bad_request, count.error().message);
+    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+      busy_total.inc();
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("busy: {} read requests are already running or queued (the cap); try again later",
+                                  opts.max_pending_reads));
+    }
+    auto call = [snaps, n = *size, p = static_cast<uint32_t>(*from), k = static_cast<uint32_t>(*count)] {
+      return snaps->chunk(n, p, k);
+    };
+    auto chunk = co_await offload(pool, std::move(call));
+    if (!chunk.ok()) {
+      if (chunk.error().code == Errc::not_found)  // gone: the fetcher starts again at the newest
+        co_return respond(req, http::status::gone,
+                          dump_json({{"error", chunk.error().message}, {"newest", snaps->newest_held()}}, false));
+      co_return error(req, status_for(chunk.error().code), chunk.error().message);
+    }
+    Bytes bytes = std::move(chunk).value();
+    co_return respond(req, http::status::ok, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                      "application/octet-stream");
   }
 
   static bool is_backup(const Request& req) {

@@ -5,6 +5,8 @@
 //   GET|POST /db/request      reads and writes mixed (rqlite's unified endpoint)
 //   GET /db/size              entries applied (what level=strong asks the primary)
 //   GET /db/backup            the database file at a signed head (?fmt=sql: a SQL dump)
+//   GET /db/snapshot          pins a snapshot at the newest signed head (JSON manifest)
+//   GET /db/snapshot/pages    one verified chunk of it (docs/formats/snapshot.md)
 //   POST /db/load             a SQLite file or a SQL dump, loaded as logged entries (the
 //                             primary; token-protected; streamed to disk, its own size cap)
 //   GET /status, /readyz, /metrics
@@ -42,6 +44,10 @@
 #include "net/http_json.h"
 #include "net/metrics.h"
 #include "sqlbridge/tools/backup.h"
+
+namespace swarmlite {
+class SnapshotSource;  // sqlbridge/tools/snapshot_source.h
+}  // namespace swarmlite
 
 namespace swarmlite::net {
 
@@ -139,6 +145,10 @@ class HttpBackend {
     return make_error(Errc::unavailable, "this node serves no backups");
   }
 
+  // GET /db/snapshot and /db/snapshot/pages (docs/http-api.md "Snapshots"):
+  // the backend's snapshot holder, or null (404 for both). Its calls block
+  // (a copy, page reads) and run off the io thread.
+  virtual SnapshotSource* snapshots() { return nullptr; }
   // POST /db/load (only called when accepts_writes()): loads the upload as
   // logged entries, stopping between entries once the deadline passed or
   // `*cancel` is set. Runs on the write lane, so no other write interleaves.

@@ -491,31 +491,74 @@ void ReplicaHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics
 
 // --- backups (GET /db/backup, sqlbridge/tools/backup.h) -------------------------
 
-Result<BackupFile> PrimaryHttpBackend::backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
-                                              const std::atomic<bool>* cancel) {
+namespace {
+
+BackupSource primary_backup_source(Primary& primary, Node& node) {
   BackupSource source;
-  source.head = [this] { return primary_.head(); };
-  source.open_snapshot = [this] { return primary_.open_snapshot(); };
-  source.sign_head = [this]() -> Status {  // group signing left the newest state unsigned
-    auto signed_head = primary_.sign_head();
+  source.head = [&primary] { return primary.head(); };
+  source.open_snapshot = [&primary] { return primary.open_snapshot(); };
+  source.sign_head = [&primary, &node]() -> Status {  // group signing left the newest state unsigned
+    auto signed_head = primary.sign_head();
     if (!signed_head.ok()) return signed_head.take_error();
-    node_.notify_new_head();
+    node.notify_new_head();
     return ok_status();
   };
-  return make_backup(source, {format, primary_.db_path().parent_path(), deadline, cancel});
+  return source;
+}
+
+BackupSource replica_backup_source(Replica& replica) {
+  BackupSource source;
+  source.head = [&replica]() -> std::optional<Head> {
+    std::lock_guard lock(replica.log_mutex());
+    return replica.log().head();
+  };
+  source.open_snapshot = [&replica] { return replica.open_snapshot(); };
+  return source;
+}
+
+SnapshotSourceOptions in_dir(SnapshotSourceOptions o, const std::filesystem::path& db_path) {
+  if (o.temp_dir.empty()) o.temp_dir = db_path.parent_path();
+  return o;
+}
+
+}  // namespace
+
+PrimaryHttpBackend::PrimaryHttpBackend(Primary& primary, Node& node, SnapshotSourceOptions snapshot_options)
+    : primary_(primary),
+      node_(node),
+      reads_(primary.db_path()),
+      snapshots_(std::make_unique<SnapshotSource>(primary_backup_source(primary, node),
+                                                  in_dir(std::move(snapshot_options), primary.db_path()))) {}
+
+ReplicaHttpBackend::ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options,
+                                       SnapshotSourceOptions snapshot_options)
+    : replica_(replica), node_(node), options_(options), reads_(replica.db_path()) {
+  // A corrupt or diverged replica serves no snapshot (its copies would not
+  // match a signed head anyway: make_backup checks), as it serves no backup.
+  BackupSource source = replica_backup_source(replica);
+  auto open = std::move(source.open_snapshot);
+  source.open_snapshot = [this, open = std::move(open)]() -> Result<ReadSnapshot> {
+    SWL_TRY(serving());
+    return open();
+  };
+  snapshots_ = std::make_unique<SnapshotSource>(std::move(source), in_dir(std::move(snapshot_options), replica.db_path()));
+}
+
+Status ReplicaHttpBackend::serving() const {
+  if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving backups or snapshots: {}", c->message);
+  if (auto d = replica_.diverged()) return make_error(Errc::unavailable, "not serving backups or snapshots: {}", d->message);
+  return ok_status();
+}
+
+Result<BackupFile> PrimaryHttpBackend::backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
+                                              const std::atomic<bool>* cancel) {
+  return make_backup(primary_backup_source(primary_, node_), {format, primary_.db_path().parent_path(), deadline, cancel});
 }
 
 Result<BackupFile> ReplicaHttpBackend::backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
                                               const std::atomic<bool>* cancel) {
-  if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving backups: {}", c->message);
-  if (auto d = replica_.diverged()) return make_error(Errc::unavailable, "not serving backups: {}", d->message);
-  BackupSource source;
-  source.head = [this]() -> std::optional<Head> {
-    std::lock_guard lock(replica_.log_mutex());
-    return replica_.log().head();
-  };
-  source.open_snapshot = [this] { return replica_.open_snapshot(); };
-  return make_backup(source, {format, replica_.db_path().parent_path(), deadline, cancel});
+  SWL_TRY(serving());
+  return make_backup(replica_backup_source(replica_), {format, replica_.db_path().parent_path(), deadline, cancel});
 }
 
 // --- loads (POST /db/load, docs/http-api.md "Loading a database") -----------------

@@ -23,12 +23,13 @@
 #include "net/read_pool.h"
 #include "sqlbridge/engine/primary.h"
 #include "sqlbridge/engine/replica.h"
+#include "sqlbridge/tools/snapshot_source.h"
 
 namespace swarmlite::net {
 
 class PrimaryHttpBackend : public HttpBackend {
  public:
-  PrimaryHttpBackend(Primary& primary, Node& node) : primary_(primary), node_(node), reads_(primary.db_path()) {}
+  PrimaryHttpBackend(Primary& primary, Node& node, SnapshotSourceOptions snapshot_options = {});
   bool accepts_writes() const override { return true; }
   Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& statements,
                                            bool transaction) override;
@@ -49,6 +50,8 @@ class PrimaryHttpBackend : public HttpBackend {
   // A SQLite file through import_database (only into a primary holding nothing
   // but genesis), a SQL dump through run_sql_script (sqlbridge/tools/).
   Result<nlohmann::json> load(const LoadRequest& request) override;
+  // Copies at signed heads as backups are made (the same BackupSource).
+  SnapshotSource* snapshots() override { return snapshots_.get(); }
 
  private:
   NodeStatus node_status() const;
@@ -59,6 +62,7 @@ class PrimaryHttpBackend : public HttpBackend {
   // writes hold this shared, a load exclusive, so no write interleaves with
   // a load's entries (docs/http-api.md "Loading a database").
   std::shared_mutex load_mu_;
+  std::unique_ptr<SnapshotSource> snapshots_;
 };
 
 struct ReplicaHttpOptions {
@@ -69,8 +73,8 @@ struct ReplicaHttpOptions {
 
 class ReplicaHttpBackend : public HttpBackend {
  public:
-  ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options = {})
-      : replica_(replica), node_(node), options_(options), reads_(replica.db_path()) {}
+  ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options = {},
+                     SnapshotSourceOptions snapshot_options = {});
   bool accepts_writes() const override { return false; }
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
@@ -87,12 +91,16 @@ class ReplicaHttpBackend : public HttpBackend {
   void update_metrics(Metrics& metrics) override;
   Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
                             const std::atomic<bool>* cancel) override;
+  SnapshotSource* snapshots() override { return snapshots_.get(); }
 
  private:
+  // Refuses while the replica is corrupt or diverged (as backups are).
+  Status serving() const;
   Replica& replica_;
   Node& node_;
   ReplicaHttpOptions options_;
   ReadPool reads_;  // plain reads and /db/request's classification
+  std::unique_ptr<SnapshotSource> snapshots_;
 };
 
 // Flips one byte in the middle of the last page of `proof` (the tamper hook;

@@ -1,0 +1,94 @@
+// `swarmlite fetch`: a verified copy of a database from untrusted sources
+// (docs/formats/snapshot.md, docs/operations.md "Getting a verified copy").
+// Every source is asked for its manifest; the newest head that verifies under
+// the log's key is chosen; its chunks are spread over the sources holding it
+// (a work queue, a few requests in flight per source) and each chunk is
+// checked against the head (verify_snapshot_chunk) before a byte is written.
+//
+// On disk, next to `out`:
+//   out.part           the pages at their offsets; page 1 is written last, so a
+//                      partial file is never a valid SQLite database
+//   out.part.progress  append-only: the head, then one record per verified
+//                      chunk, appended after its pages were fdatasync'ed
+// A run that stops (killed, no source left) keeps both; the next run with the
+// same head still held somewhere keeps the verified chunks and fetches the
+// rest, else it starts over at the newest head. At the end: fsync, the whole
+// file checked (verify_backup_file), out.head.json written, out.part renamed
+// to out, the directory fsync'ed, the progress file removed.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/head.h"
+#include "core/keys.h"
+#include "core/result.h"
+#include "sqlbridge/engine/snapshot_chunk.h"
+
+namespace swarmlite::client {
+
+// What a source says it holds (unverified until the fetcher checks the head).
+struct SourceManifest {
+  Head head;
+  uint32_t page_size = 0;
+  uint32_t chunk_pages = 0;  // the source's suggested chunk size
+};
+
+// One place chunks come from (an HTTP node, a test's liar). Each call is one
+// request; the fetcher calls one source from several threads at once.
+class ChunkSource {
+ public:
+  virtual ~ChunkSource() = default;
+  virtual std::string name() const = 0;
+  // Pins a snapshot at the source's newest head.
+  virtual Result<SourceManifest> manifest() = 0;
+  // The encoded chunk (snapshot_chunk.h). Errc::not_found: the source no
+  // longer holds that head ("gone").
+  virtual Result<Bytes> chunk(const SnapshotRequest& request) = 0;
+};
+
+struct SnapshotFetchOptions {
+  PublicKey log_id;
+  std::filesystem::path out;  // must not exist
+  uint32_t chunk_pages = 0;   // 0: the smallest suggestion of the sources holding the head
+  size_t parallel = 2;        // requests in flight per source
+  int retries = 3;            // failures in a row before a source is dropped for the run
+  std::chrono::milliseconds backoff{200};  // first retry delay, doubled each time
+  // Called (from any fetch thread, serialised) with pages done / total.
+  std::function<void(uint64_t, uint64_t)> progress;
+  // One line per event worth telling a person (resume, ban, drop, restart).
+  std::function<void(const std::string&)> log;
+};
+
+struct SnapshotFetchResult {
+  Head head;
+  uint32_t page_count = 0;
+  uint64_t bytes = 0;
+  uint32_t pages_fetched = 0;       // in this run
+  uint32_t pages_kept = 0;          // verified by an earlier run
+  std::vector<std::string> banned;  // "source: reason"
+};
+
+// Errors: unavailable (no source with a verified head, or every source banned
+// or dropped before the end: progress kept, run again), invalid_argument
+// (`out` exists), io_error, root_mismatch (the finished file does not check:
+// a bug, since each chunk was checked).
+Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sources,
+                                           const SnapshotFetchOptions& options);
+
+// The HTTP source: GET url/db/snapshot and /db/snapshot/pages (docs/http-api.md
+// "Snapshots"). Only with the network layer (SWARMLITE_CLIENT_HAVE_NET).
+std::unique_ptr<ChunkSource> http_chunk_source(const std::string& url,
+                                               std::chrono::milliseconds timeout);
+
+// out + ".part", out + ".part.progress", out + ".head.json".
+std::filesystem::path part_path(const std::filesystem::path& out);
+std::filesystem::path progress_path(const std::filesystem::path& out);
+std::filesystem::path head_json_path(const std::filesystem::path& out);
+
+}  // namespace swarmlite::client

@@ -1,0 +1,105 @@
+// The serving half of verified snapshot transfer (docs/formats/snapshot.md,
+// docs/http-api.md "Snapshots"): `GET /db/snapshot` pins a snapshot, then
+// `GET /db/snapshot/pages` serves chunks of it.
+//
+// A snapshot is a materialised copy of the database at one signed head, made
+// with make_backup (backup.h: checked against the head's state root, an
+// unlinked temporary file in the database's directory, the applier never
+// blocked), plus the state tree over the copy's pages, for the chunks'
+// multiproofs. A copy, not the live file, because fetching a large database
+// takes longer than the node keeps one state: the applier goes on while
+// fetchers read the pinned state.
+//
+// Bounds: at most max_held snapshots (the least recently used goes first), a
+// snapshot is dropped after `idle` without a request or at `max_age`, one copy
+// is made at a time, and asking for the newest head reuses a held snapshot of
+// that head, or one younger than `reuse`, so a swarm of fetchers costs one copy.
+//
+// Thread-safe: every method may run on several threads at once; a chunk is
+// served from a snapshot even if it is dropped meanwhile (the last user closes it).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "core/head.h"
+#include "core/merkle.h"
+#include "sqlbridge/engine/snapshot_chunk.h"
+#include "sqlbridge/tools/backup.h"
+
+namespace swarmlite {
+
+struct SnapshotSourceOptions {
+  size_t max_held = 2;
+  std::chrono::milliseconds idle{60000};      // dropped after this long without a request
+  std::chrono::milliseconds max_age{600000};  // dropped this long after it was made
+  std::chrono::milliseconds reuse{30000};     // a newer head than this snapshot's still reuses it
+  uint32_t chunk_pages = kDefaultChunkPages;  // suggested to fetchers in the manifest
+  std::chrono::milliseconds make_timeout{600000};  // one copy (make_backup's deadline)
+  std::filesystem::path temp_dir;                  // where copies go (the database's directory)
+  // Tests inject a clock; the default is steady_clock::now.
+  std::function<std::chrono::steady_clock::time_point()> clock;
+  // Drop expired snapshots from a background thread (once a second), not only
+  // when the next request comes. Tests with an injected clock call expire().
+  bool reaper = true;
+};
+
+struct SnapshotManifest {
+  Head head;
+  uint32_t page_size = 0;
+  uint32_t chunk_pages = 0;
+};
+
+class SnapshotSource {
+ public:
+  SnapshotSource(BackupSource source, SnapshotSourceOptions options);
+  ~SnapshotSource();
+  SnapshotSource(const SnapshotSource&) = delete;
+  SnapshotSource& operator=(const SnapshotSource&) = delete;
+
+  // Pins (or reuses) a snapshot at the newest signed head. Errors: unavailable
+  // (no signed head yet, the copy's time bound, `*cancel` set), io_error.
+  Result<SnapshotManifest> newest(const std::atomic<bool>* cancel = nullptr);
+  // The encoded chunk (snapshot_chunk.h) of pages first_page .. first_page+count-1
+  // of the snapshot at log size `size`. Errors: not_found "gone: head N is not
+  // held; newest held is M" (newest_held() says M), invalid_argument for a
+  // range outside the snapshot or over the chunk cap (what and why), io_error.
+  Result<Bytes> chunk(uint64_t size, uint32_t first_page, uint32_t count);
+  // The size of the newest snapshot held (0: none).
+  uint64_t newest_held() const;
+  size_t held() const;
+  // Drops snapshots idle or older than their bounds now.
+  void expire();
+  // Copies made so far (tests, metrics).
+  uint64_t copies_made() const { return copies_.load(); }
+
+ private:
+  struct Held;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point now() const { return options_.clock ? options_.clock() : Clock::now(); }
+  void expire_locked(Clock::time_point t);
+  std::shared_ptr<Held> find_newest_reusable_locked(const std::optional<Head>& signed_head,
+                                                    Clock::time_point t);
+  Result<std::shared_ptr<Held>> make(const std::atomic<bool>* cancel);
+
+  BackupSource source_;
+  SnapshotSourceOptions options_;
+  mutable std::mutex mu_;  // held_
+  std::vector<std::shared_ptr<Held>> held_;
+  std::mutex make_mu_;  // one copy at a time
+  std::atomic<uint64_t> copies_{0};
+  std::condition_variable reaper_cv_;
+  bool stopping_ = false;  // under mu_
+  std::thread reaper_;
+};
+
+}  // namespace swarmlite
