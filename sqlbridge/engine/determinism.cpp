@@ -251,7 +251,8 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     if (rc != SQLITE_DONE) return fail("step");
     const int ncol = sqlite3_column_count(stmt);
     if (collect_rows && ncol > 0) {
-      for (int c = 0; c < ncol; ++c) result.columns.emplace_back(or_empty(sqlite3_column_name(stmt, c)));
+      for (int c = 0; c < ncol; ++c)
+        result.columns.emplace_back(or_empty(sqlite3_column_name(stmt, c)));
     }
     if (!auth_->to_check.empty()) SWL_TRY(check_created_objects(index));
     const bool dml = !sqlite3_stmt_readonly(stmt) &&

@@ -758,8 +758,8 @@ void Primary::run_write_locked(Queued& q, bool last) {
   running_.bounds = bounds;
   running_.deadline = running_.start + bounds.write_timeout;
   running_.cache_writes_at_start = cache_writes(db);
-  auto results = db_->run_entry(EntryInputs{entry.seq, entry.time_ms, entry.seed},
-                                transaction, DeterministicDb::Mode::user,
+  auto results = db_->run_entry(EntryInputs{entry.seq, entry.time_ms, entry.seed}, transaction,
+                                DeterministicDb::Mode::user,
                                 /*collect_rows=*/true, on_commit, failure);
   running_.active = false;
   if (!results.ok()) {

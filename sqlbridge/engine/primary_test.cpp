@@ -1116,7 +1116,8 @@ Value num(int64_t n) { return Value{n}; }
 
 }  // namespace
 
-TEST_CASE("cached statements give the results and entry bytes of fresh ones across schema changes") {
+TEST_CASE(
+    "cached statements give the results and entry bytes of fresh ones across schema changes") {
   CachePair p;
   const std::string insert = "INSERT INTO t(a) VALUES (?1) RETURNING *";
   const std::string update = "UPDATE t SET a = a || '.' WHERE rowid = ?1 RETURNING *";
@@ -1134,7 +1135,8 @@ TEST_CASE("cached statements give the results and entry bytes of fresh ones acro
   CHECK(r.statements[0].columns == std::vector<std::string>{"id", "a", "b"});
   uses(1);
   // Dropped and created with another shape: the same text means other columns.
-  p.ok({sql("DROP TABLE t"), sql("CREATE TABLE t(a TEXT, c INTEGER DEFAULT 7, id INTEGER PRIMARY KEY)")});
+  p.ok({sql("DROP TABLE t"),
+        sql("CREATE TABLE t(a TEXT, c INTEGER DEFAULT 7, id INTEGER PRIMARY KEY)")});
   r = p.ok({sql(insert, {text("reshaped")})});
   CHECK(r.statements[0].columns == std::vector<std::string>{"a", "c", "id"});
   uses(2);
@@ -1143,10 +1145,12 @@ TEST_CASE("cached statements give the results and entry bytes of fresh ones acro
         sql("CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.id); END")});
   uses(3);
   p.check_same_log();
-  CHECK(as_int(p.cached->execute({sql("SELECT count(*) FROM log")})->statements[0].rows[0][0]) == 5);
+  CHECK(as_int(p.cached->execute({sql("SELECT count(*) FROM log")})->statements[0].rows[0][0]) ==
+        5);
 }
 
-TEST_CASE("a cached statement SQLite re-prepares under a same-numbered schema returns the new shape") {
+TEST_CASE(
+    "a cached statement SQLite re-prepares under a same-numbered schema returns the new shape") {
   // Inside one entry: a table created in a savepoint, written through a
   // statement that gets cached, rolled back, and created again with another
   // shape. The schema version is the same both times, so the cache's own
@@ -1156,8 +1160,8 @@ TEST_CASE("a cached statement SQLite re-prepares under a same-numbered schema re
   p.ok({sql("CREATE TABLE t(a)")});
   const std::string insert = "INSERT INTO u(a) VALUES (?1) RETURNING *";
   auto r = p.ok({sql("SAVEPOINT s"), sql("CREATE TABLE u(a, b)"), sql(insert, {num(1)}),
-                 sql("ROLLBACK TO s"), sql("RELEASE s"),
-                 sql("CREATE TABLE u(b, a, c DEFAULT 9)"), sql(insert, {num(2)})});
+                 sql("ROLLBACK TO s"), sql("RELEASE s"), sql("CREATE TABLE u(b, a, c DEFAULT 9)"),
+                 sql(insert, {num(2)})});
   REQUIRE(r.statements.size() == 7);
   CHECK(r.statements[2].columns == std::vector<std::string>{"a", "b"});
   CHECK(r.statements[6].columns == std::vector<std::string>{"b", "a", "c"});
@@ -1184,7 +1188,8 @@ TEST_CASE("a statement refused once is refused every time, across schema changes
     p.ok({sql(fmt::format("ALTER TABLE x ADD COLUMN c{}", round))});
   }
   // The table that was read is an ordinary one under the same text: allowed.
-  p.ok({sql("DROP TABLE f"), sql("CREATE TABLE f(body, rank)"), sql("INSERT INTO f VALUES ('a', 5)")});
+  p.ok({sql("DROP TABLE f"), sql("CREATE TABLE f(body, rank)"),
+        sql("INSERT INTO f VALUES ('a', 5)")});
   auto r = p.ok({sql(rank)});
   CHECK(r.statements[0].rows_changed == 1);
   p.check_same_log();
@@ -1213,7 +1218,8 @@ TEST_CASE("a statement whose first use failed runs normally next time") {
 TEST_CASE("bindings of one use of a cached statement never reach the next") {
   CachePair p;
   p.ok({sql("CREATE TABLE t(a, b)")});
-  const std::string insert = "INSERT INTO t(a, b) VALUES (?1, ?2) RETURNING a, b, typeof(a), typeof(b)";
+  const std::string insert =
+      "INSERT INTO t(a, b) VALUES (?1, ?2) RETURNING a, b, typeof(a), typeof(b)";
   const std::vector<std::pair<Value, Value>> uses = {
       {num(1), text("one")},
       {Value{}, Value{Bytes{1, 2, 3}}},
@@ -1261,7 +1267,8 @@ TEST_CASE("a cached statement SQLite re-prepares onto an fts5 rank column is ref
   p.ok({sql("DROP TABLE probe")});
   const std::string rank = "INSERT INTO x(r) SELECT rank FROM f";
   std::vector<Statement> txn = {sql("SAVEPOINT s"), sql("CREATE TABLE f(body, rank)")};
-  for (int64_t i = 1; i < fts5_versions; ++i) txn.push_back(sql(fmt::format("CREATE TABLE pad{}(a)", i)));
+  for (int64_t i = 1; i < fts5_versions; ++i)
+    txn.push_back(sql(fmt::format("CREATE TABLE pad{}(a)", i)));
   txn.push_back(sql("INSERT INTO f VALUES ('a', 5)"));
   txn.push_back(sql(rank));  // prepared afresh: an ordinary column, allowed and cached
   txn.push_back(sql("ROLLBACK TO s"));
@@ -1279,4 +1286,27 @@ TEST_CASE("a cached statement SQLite re-prepares onto an fts5 rank column is ref
   REQUIRE_FALSE(fresh.ok());
   CHECK(fresh.error().code == Errc::refused);
   p.check_same_log();
+}
+
+TEST_CASE("the logged entry holds the transaction exactly and is canonical") {
+  // The primary encodes an entry once, from the caller's statements, and
+  // writes the state root and page count into its trailer at the commit.
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a, b, c, d, e)")});
+  const std::vector<Statement> txn = {sql("INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)",
+                                          {Value{}, Value{int64_t{-3}}, Value{0.25},
+                                           Value{std::string("x\0y", 3)}, Value{Bytes{0, 255}}}),
+                                      sql("UPDATE t SET a = 1"),
+                                      sql("DELETE FROM t WHERE b = ?1", {Value{int64_t{9}}})};
+  auto r = f.exec(txn);
+  auto bytes = f.primary->log().entry_bytes(r.seq);
+  REQUIRE(bytes.ok());
+  auto entry = decode_entry(*bytes);
+  REQUIRE_MESSAGE(entry.ok(), entry.error().to_string());
+  CHECK(entry->seq == r.seq);
+  CHECK(entry->time_ms == r.time_ms);
+  CHECK(entry->statements == txn);
+  CHECK(entry->state_root == r.state_root);
+  CHECK(entry->page_count == r.page_count);
+  CHECK(encode_entry(*entry) == *bytes);
 }
