@@ -27,6 +27,8 @@ std::mutex& entry_mutex() {
 
 DeterministicDb::~DeterministicDb() {
   for (SqliteStmt& st : pad_) st.reset();
+  begin_.reset();
+  commit_.reset();
   cache_.clear();
   schema_version_.reset();
   update_applied_.reset();
@@ -146,6 +148,22 @@ Result<uint64_t> DeterministicDb::read_applied_size() {
   return swarmlite::read_applied_size(db_.get());
 }
 
+Status DeterministicDb::step_fixed(SqliteStmt& stmt, const char* sql) {
+  sqlite3* db = db_.get();
+  if (!stmt) {
+    SWL_ASSIGN(stmt, prepare(db, sql));
+  }
+  const int rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(stmt.get());
+    return ok_status();
+  }
+  Error e = make_error(is_local_sqlite_error(rc) ? Errc::io_error : Errc::sqlite_error,
+                       "{}: {} (code {})", sql, sqlite3_errmsg(db), sqlite3_extended_errcode(db));
+  sqlite3_reset(stmt.get());
+  return e;
+}
+
 void DeterministicDb::set_statement_cache(size_t capacity) {
   cache_capacity_ = capacity;
   clear_statement_cache();
@@ -154,6 +172,7 @@ void DeterministicDb::set_statement_cache(size_t capacity) {
 void DeterministicDb::clear_statement_cache() {
   cache_.clear();
   cache_schema_version_ = -1;
+  cache_version_checked_ = false;
 }
 
 // The schema version in the file header: it changes with every schema change
@@ -178,10 +197,17 @@ sqlite3_stmt* DeterministicDb::cached_statement(const std::string& sql) {
   if (cache_.empty()) return nullptr;
   auto it = cache_.find(sql);
   if (it == cache_.end()) return nullptr;
-  const int64_t version = schema_version();
-  if (version < 0 || version != cache_schema_version_) {
-    clear_statement_cache();
-    return nullptr;
+  if (!cache_version_checked_) {
+    const int64_t version = schema_version();
+    if (version < 0 || version != cache_schema_version_) {
+      clear_statement_cache();
+      return nullptr;
+    }
+    // Until a statement runs through the fresh path (it may change the
+    // schema), the entry ends or anything rolls back, the version stays: the
+    // cached statements themselves (INSERT, UPDATE, DELETE, REPLACE and the
+    // triggers they fire) cannot change it.
+    cache_version_checked_ = true;
   }
   return it->second.stmt.get();
 }
@@ -210,19 +236,24 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     }
     StatementResult result;
     result.statement_index = index;
-    const int ncol = sqlite3_column_count(stmt);
-    if (collect_rows && ncol > 0) {
-      for (int c = 0; c < ncol; ++c) result.columns.emplace_back(or_empty(sqlite3_column_name(stmt, c)));
-    }
+    // The shape is read once the statement ran: a cached statement that SQLite
+    // re-prepares inside its first step (see the cache below) may return other
+    // columns than before it.
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
       if (!collect_rows) continue;
+      const int ncol = sqlite3_column_count(stmt);
       std::vector<Value> row;
       row.reserve(static_cast<size_t>(ncol));
       for (int c = 0; c < ncol; ++c) row.push_back(column_value(stmt, c));
       result.rows.push_back(std::move(row));
     }
     if (rc != SQLITE_DONE) return fail("step");
+    const int ncol = sqlite3_column_count(stmt);
+    if (collect_rows && ncol > 0) {
+      for (int c = 0; c < ncol; ++c)
+        result.columns.emplace_back(or_empty(sqlite3_column_name(stmt, c)));
+    }
     if (!auth_->to_check.empty()) SWL_TRY(check_created_objects(index));
     const bool dml = !sqlite3_stmt_readonly(stmt) &&
                      (keyword == "INSERT" || keyword == "UPDATE" || keyword == "DELETE" ||
@@ -234,15 +265,38 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
   };
   if (auth_->mode == AuthMode::user) {
     if (sqlite3_stmt* cached = cached_statement(st.sql)) {
+      // The authorizer's per-statement state starts empty, as for a fresh
+      // prepare: SQLite re-prepares a cached statement inside sqlite3_step,
+      // through the authorizer, when the statement was expired (ANALYZE, a
+      // savepoint rolled back over a schema change, a STAT4 plan depending on
+      // a binding), and what that prepare records is checked below.
       auth_->refusal.clear();
+      auth_->first_pragma.clear();
+      auth_->created.clear();
+      auth_->rank_reads.clear();
       auth_->to_check.clear();
-      const std::string& keyword = cache_.find(st.sql)->second.keyword;
+      const std::string keyword = cache_.find(st.sql)->second.keyword;
+      const int reprepares = sqlite3_stmt_status(cached, SQLITE_STMTSTATUS_REPREPARE, 0);
       Status s = execute(cached, st.params, keyword);
       sqlite3_reset(cached);
       sqlite3_clear_bindings(cached);
+      if (sqlite3_stmt_status(cached, SQLITE_STMTSTATUS_REPREPARE, 0) != reprepares) {
+        // The same checks as after a fresh prepare (below): a refusal the
+        // authorizer gave made the step fail (handled by execute); a read of
+        // an fts5 rank column refuses the statement, after it ran (the entry
+        // rolls back all the same); what a fresh prepare would not keep leaves
+        // the cache.
+        std::optional<std::string> why = rank_read_refusal();
+        const bool keep = why == std::nullopt && auth_->first_pragma.empty() &&
+                          auth_->created.empty() && auth_->refusal.empty();
+        auth_->created.clear();
+        if (!keep) cache_.erase(st.sql);
+        if (s.ok() && why) return make_error(Errc::refused, "statement {}: {}", index, *why);
+      }
       return s;
     }
   }
+  cache_version_checked_ = false;  // this text may change the schema
   std::string_view rest = st.sql;
   bool first = true;
   while (!is_blank_sql(rest)) {
@@ -493,6 +547,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, SeededStream::internal_prng_seed(inputs.seed),
                        nullptr);
   bool hook_applied = false;
+  cache_version_checked_ = false;  // checked again once per entry at least
   if (!batch_) capture_->reset();  // a batch keeps the pages its earlier entries spilled
   capture_->set_commit_hook(tree_commit_hook(tree_, on_commit, hook_applied));
   // Whatever happens below, leave the connection between entries: no stream,
@@ -518,7 +573,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   };
 
   auth_->mode = AuthMode::system;
-  if (!batch_) SWL_TRY(exec_sql(db, "BEGIN IMMEDIATE"));
+  if (!batch_) SWL_TRY(step_fixed(begin_, "BEGIN IMMEDIATE"));
   if (mode == Mode::user) {
     // SQLite pads a cell shorter than 4 bytes (a one-column index or WITHOUT
     // ROWID record holding NULL, 0, 1, '' or x'') with whatever the B-tree's
@@ -630,7 +685,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     return results;
   }
 
-  if (Status s = exec_sql(db, "COMMIT"); !s.ok()) {
+  if (Status s = step_fixed(commit_, "COMMIT"); !s.ok()) {
     std::optional<Error> hook_error = capture_->take_hook_error();
     if (hook_applied) tree_.undo_last();  // the hook took the pages but SQLite did not commit
     rollback();
@@ -652,7 +707,7 @@ Status DeterministicDb::begin_batch() {
   std::lock_guard entry_lock(entry_mutex());
   auth_->mode = AuthMode::system;
   capture_->reset();
-  SWL_TRY(exec_sql(db_.get(), "BEGIN IMMEDIATE"));
+  SWL_TRY(step_fixed(begin_, "BEGIN IMMEDIATE"));
   batch_ = true;
   return ok_status();
 }
@@ -685,7 +740,7 @@ Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
     }
   } cleanup{this};
   auth_->mode = AuthMode::system;
-  if (Status s = exec_sql(db, "COMMIT"); !s.ok()) {
+  if (Status s = step_fixed(commit_, "COMMIT"); !s.ok()) {
     std::optional<Error> hook_error = capture_->take_hook_error();
     if (hook_applied) tree_.undo_last();
     if (!sqlite3_get_autocommit(db)) (void)exec_sql(db, "ROLLBACK");

@@ -129,9 +129,11 @@ class DeterministicDb {
   // REPLACE texts of user entries for reuse by later entries (0, the default:
   // every statement is prepared afresh). Only statements whose preparation the
   // authorizer passed without a refusal, a pragma, a created object or an fts5
-  // rank read are kept; the cache is dropped whenever the schema version
-  // differs from the one they were prepared against, and on every rollback
-  // (docs/determinism.md "Batched replay").
+  // rank read, and that ran without error, are kept; the cache is dropped
+  // whenever the schema version differs from the one they were prepared
+  // against, and on every rollback. A statement SQLite re-prepares inside its
+  // step gets the checks of a fresh prepare after it (docs/determinism.md
+  // "Statement cache"). The primary and replicas share this cache.
   void set_statement_cache(size_t capacity);
 
   // Pages the open batch has already written to the WAL (SQLite spills its
@@ -153,6 +155,9 @@ class DeterministicDb {
   sqlite3_stmt* cached_statement(const std::string& sql);
   int64_t schema_version();
   void clear_statement_cache();
+  // Steps one of the connection's own fixed statements (BEGIN IMMEDIATE,
+  // COMMIT), prepared on first use and kept: an error names `sql`.
+  Status step_fixed(SqliteStmt& stmt, const char* sql);
 
   struct CachedStatement {
     SqliteStmt stmt;
@@ -161,6 +166,9 @@ class DeterministicDb {
   size_t cache_capacity_ = 0;
   std::map<std::string, CachedStatement, std::less<>> cache_;
   int64_t cache_schema_version_ = -1;
+  // The schema version was checked against cache_schema_version_ since the
+  // last statement that ran through the fresh path (cached_statement).
+  bool cache_version_checked_ = false;
   SqliteStmt schema_version_;
 
   std::filesystem::path path_;
@@ -172,6 +180,7 @@ class DeterministicDb {
   SqliteStmt update_applied_;
   SqliteStmt reset_changes_;
   std::array<SqliteStmt, 4> pad_;  // the cell padding's statements (run_entry)
+  SqliteStmt begin_, commit_;      // BEGIN IMMEDIATE and COMMIT (step_fixed)
   bool batch_ = false;  // a batch transaction is open (begin_batch)
 };
 

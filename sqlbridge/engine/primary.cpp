@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/codec.h"
 #include "sqlbridge/engine/db_lock.h"
 #include "sqlbridge/engine/genesis.h"
 #include "sqlbridge/engine/length_guard.h"
@@ -150,6 +151,35 @@ Result<std::vector<int64_t>> wal_commit_ends(const std::filesystem::path& wal_pa
   return ends;
 }
 
+// The last 36 bytes of an encoded entry are its state root and page count
+// (docs/formats/entry.md): writes them into `encoded` as encode_entry would.
+constexpr size_t kEntryTrailerBytes = 32 + 4;
+void set_entry_trailer(Bytes& encoded, const Hash32& root, uint32_t page_count) {
+  uint8_t* t = encoded.data() + encoded.size() - kEntryTrailerBytes;
+  std::memcpy(t, root.data(), root.size());
+  t[32] = static_cast<uint8_t>(page_count >> 24);
+  t[33] = static_cast<uint8_t>(page_count >> 16);
+  t[34] = static_cast<uint8_t>(page_count >> 8);
+  t[35] = static_cast<uint8_t>(page_count);
+}
+
+// encode_entry(e) for `fields` (seq, time_ms, seed, trailer) with
+// `statements` as e.statements, without copying them into an Entry (the
+// format: docs/formats/entry.md; primary_test checks the logged bytes decode to
+// the transaction and encode back to themselves).
+Bytes encode_new_entry(const Entry& fields, std::span<const Statement> statements) {
+  Writer w;
+  w.u8(kEntryVersion);
+  w.u64(fields.seq);
+  w.i64(fields.time_ms);
+  w.raw(fields.seed);
+  w.u32(static_cast<uint32_t>(statements.size()));
+  for (const Statement& st : statements) write_statement(w, st);
+  w.hash(fields.state_root);
+  w.u32(fields.page_count);
+  return w.take();
+}
+
 std::string duration_text(std::chrono::milliseconds d) {
   if (d.count() % 1000 == 0) return fmt::format("{} s", d.count() / 1000);
   return fmt::format("{} ms", d.count());
@@ -230,6 +260,9 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   // replica (higher limit) the same call gives text. The guard makes it an error.
   SWL_ASSIGN(p->length_guard_, LengthGuard::install(db, value_bound ? max_value : kSqliteMaxLength));
   sqlite3_progress_handler(db, kWriteProgressOps, &Primary::write_progress, p.get());
+  // Only now: the guard's functions above expire every prepared statement
+  // (sqlite3_create_function), and the catch-up ran without the bounds.
+  p->db_->set_statement_cache(p->options_.statement_cache);
   const auto& head = p->log_->head();
   if (!head || head->size < p->log_->size()) {
     SWL_TRY(p->sign_head_locked());
@@ -650,15 +683,17 @@ void Primary::run_write_locked(Queued& q, bool last) {
   const uint32_t pages_before = db_->state_tree().page_count();
   entry.time_ms = next_time_ms_locked();
   entry.seed = next_seed();
-  entry.statements.assign(transaction.begin(), transaction.end());
   // What the log cannot hold is refused before anything runs (decode_entry is
   // the definition of a loggable entry: UTF-8, no NUL in SQL, no NaN, caps).
-  Bytes probe = encode_entry(entry);
+  // These bytes become the logged entry: the commit hook writes the state root
+  // and page count into their trailer (encoded once per write, from the
+  // caller's statements: `entry` holds none).
+  Bytes probe = encode_new_entry(entry, transaction);
   if (auto decoded = decode_entry(probe); !decoded.ok()) {
     // Name the statement the log cannot hold: each alone, in order (only on this path).
-    for (size_t i = 0; i < entry.statements.size(); ++i) {
+    for (size_t i = 0; i < transaction.size(); ++i) {
       Entry one = entry;
-      one.statements.assign(1, entry.statements[i]);
+      one.statements.assign(1, transaction[i]);
       if (auto d = decode_entry(encode_entry(one)); !d.ok()) {
         if (failure) failure->statement = i;
         return fail(make_error(Errc::invalid_argument,
@@ -689,7 +724,8 @@ void Primary::run_write_locked(Queued& q, bool last) {
     }
     entry.state_root = root;
     entry.page_count = page_count;
-    unlogged_bytes_.push_back(encode_entry(entry));
+    set_entry_trailer(probe, root, page_count);
+    unlogged_bytes_.push_back(std::move(probe));
     unlogged_.push_back(Unlogged{entry.seq, root, page_count, entry.time_ms, &q});
     if (last) {
       // The group's last write: its entry and the earlier ones reach the log
@@ -722,8 +758,8 @@ void Primary::run_write_locked(Queued& q, bool last) {
   running_.bounds = bounds;
   running_.deadline = running_.start + bounds.write_timeout;
   running_.cache_writes_at_start = cache_writes(db);
-  auto results = db_->run_entry(EntryInputs{entry.seq, entry.time_ms, entry.seed},
-                                entry.statements, DeterministicDb::Mode::user,
+  auto results = db_->run_entry(EntryInputs{entry.seq, entry.time_ms, entry.seed}, transaction,
+                                DeterministicDb::Mode::user,
                                 /*collect_rows=*/true, on_commit, failure);
   running_.active = false;
   if (!results.ok()) {

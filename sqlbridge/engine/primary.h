@@ -137,6 +137,12 @@ struct PrimaryOptions {
   // append and fdatasync (the later ones wait for the next group). 1 = every
   // write appends and syncs alone.
   size_t max_group_writes = 64;
+  // Prepared statements kept for reuse across writes, keyed by their exact SQL
+  // text (DeterministicDb::set_statement_cache, the replicas' cache; 0: prepare
+  // every statement afresh). Only a single INSERT, UPDATE, DELETE or REPLACE the
+  // authorizer passed with nothing to check again is kept; the cache is dropped
+  // on any schema change and any rollback (docs/determinism.md "Statement cache").
+  size_t statement_cache = 64;
 };
 
 // The time and page bounds of one write transaction (PrimaryOptions'

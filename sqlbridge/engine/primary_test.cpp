@@ -1035,3 +1035,278 @@ TEST_CASE("group commit: a failed group append is retried, or discarded by a res
     CHECK((*replica)->state_root() == f.primary->state_root());
   }
 }
+
+// --- the statement cache (PrimaryOptions::statement_cache) ----------------------
+
+namespace {
+
+// Two primaries on the same pinned clock and seeds, one keeping prepared
+// statements across writes, one preparing every statement afresh: the same
+// transactions must give the same results and byte-identical log entries.
+struct CachePair {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  std::unique_ptr<Primary> cached, fresh;
+
+  CachePair() {
+    cached = open("cached.db", 64);
+    fresh = open("fresh.db", 0);
+  }
+  std::unique_ptr<Primary> open(const char* name, size_t cache) {
+    PrimaryOptions o = fast_primary(1u << 30);
+    o.statement_cache = cache;
+    o.clock_ms = [] { return int64_t{1'700'000'000'000}; };
+    auto draws = std::make_shared<uint8_t>(0);
+    o.seed_source = [draws] {
+      std::array<uint8_t, 32> s{};
+      s.fill(++*draws);
+      return s;
+    };
+    auto p = Primary::open(dir / name, keys.secret, std::move(o));
+    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    return std::move(p).value();
+  }
+  // Runs `txn` on both; both must succeed or both fail with the same code.
+  // Returns the cached primary's result (or its error).
+  Result<ExecuteResult> run(std::vector<Statement> txn) {
+    auto a = cached->execute(txn);
+    auto b = fresh->execute(txn);
+    INFO(txn.front().sql);
+    REQUIRE_MESSAGE(a.ok() == b.ok(), (a.ok() ? b.error() : a.error()).to_string());
+    if (!a.ok()) {
+      CHECK(a.error().code == b.error().code);
+      return a;
+    }
+    REQUIRE(a->statements.size() == b->statements.size());
+    for (size_t i = 0; i < a->statements.size(); ++i) {
+      CHECK(a->statements[i].columns == b->statements[i].columns);
+      CHECK(a->statements[i].rows == b->statements[i].rows);
+      CHECK(a->statements[i].rows_changed == b->statements[i].rows_changed);
+      CHECK(a->statements[i].last_insert_rowid == b->statements[i].last_insert_rowid);
+    }
+    CHECK(a->state_root == b->state_root);
+    return a;
+  }
+  ExecuteResult ok(std::vector<Statement> txn) {
+    auto r = run(std::move(txn));
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    return std::move(r).value();
+  }
+  // Runs `txn` on both; both must fail alike. Returns the error code.
+  Errc fails(std::vector<Statement> txn) {
+    auto r = run(std::move(txn));
+    REQUIRE_FALSE(r.ok());
+    return r.error().code;
+  }
+  void check_same_log() {
+    REQUIRE(cached->size() == fresh->size());
+    for (uint64_t s = 0; s < cached->size(); ++s) {
+      auto a = cached->log().entry_bytes(s);
+      auto b = fresh->log().entry_bytes(s);
+      REQUIRE(a.ok());
+      REQUIRE(b.ok());
+      INFO("entry " << s);
+      CHECK(*a == *b);
+    }
+  }
+};
+
+Value text(std::string s) { return Value{std::move(s)}; }
+Value num(int64_t n) { return Value{n}; }
+
+}  // namespace
+
+TEST_CASE(
+    "cached statements give the results and entry bytes of fresh ones across schema changes") {
+  CachePair p;
+  const std::string insert = "INSERT INTO t(a) VALUES (?1) RETURNING *";
+  const std::string update = "UPDATE t SET a = a || '.' WHERE rowid = ?1 RETURNING *";
+  p.ok({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, a)")});
+  auto uses = [&](int round) {
+    for (int i = 0; i < 5; ++i) {
+      p.ok({sql(insert, {text(fmt::format("r{}i{}", round, i))})});
+      p.ok({sql(update, {num(i + 1)})});
+    }
+  };
+  uses(0);
+  // A new column with a default: RETURNING * has three columns now.
+  p.ok({sql("ALTER TABLE t ADD COLUMN b DEFAULT 'x'")});
+  auto r = p.ok({sql(insert, {text("after alter")})});
+  CHECK(r.statements[0].columns == std::vector<std::string>{"id", "a", "b"});
+  uses(1);
+  // Dropped and created with another shape: the same text means other columns.
+  p.ok({sql("DROP TABLE t"),
+        sql("CREATE TABLE t(a TEXT, c INTEGER DEFAULT 7, id INTEGER PRIMARY KEY)")});
+  r = p.ok({sql(insert, {text("reshaped")})});
+  CHECK(r.statements[0].columns == std::vector<std::string>{"a", "c", "id"});
+  uses(2);
+  // An index and a trigger the cached INSERT now has to maintain and fire.
+  p.ok({sql("CREATE INDEX t_a ON t(a)"), sql("CREATE TABLE log(n)"),
+        sql("CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.id); END")});
+  uses(3);
+  p.check_same_log();
+  CHECK(as_int(p.cached->execute({sql("SELECT count(*) FROM log")})->statements[0].rows[0][0]) ==
+        5);
+}
+
+TEST_CASE(
+    "a cached statement SQLite re-prepares under a same-numbered schema returns the new shape") {
+  // Inside one entry: a table created in a savepoint, written through a
+  // statement that gets cached, rolled back, and created again with another
+  // shape. The schema version is the same both times, so the cache's own
+  // version check passes; SQLite expired the statement at the ROLLBACK TO and
+  // re-prepares it (through the authorizer) in its first step.
+  CachePair p;
+  p.ok({sql("CREATE TABLE t(a)")});
+  const std::string insert = "INSERT INTO u(a) VALUES (?1) RETURNING *";
+  auto r = p.ok({sql("SAVEPOINT s"), sql("CREATE TABLE u(a, b)"), sql(insert, {num(1)}),
+                 sql("ROLLBACK TO s"), sql("RELEASE s"), sql("CREATE TABLE u(b, a, c DEFAULT 9)"),
+                 sql(insert, {num(2)})});
+  REQUIRE(r.statements.size() == 7);
+  CHECK(r.statements[2].columns == std::vector<std::string>{"a", "b"});
+  CHECK(r.statements[6].columns == std::vector<std::string>{"b", "a", "c"});
+  REQUIRE(r.statements[6].rows.size() == 1);
+  CHECK(r.statements[6].rows[0] == std::vector<Value>{Value{}, num(2), num(9)});
+  p.ok({sql(insert, {num(3)})});
+  p.check_same_log();
+}
+
+TEST_CASE("a statement refused once is refused every time, across schema changes") {
+  CachePair p;
+  p.ok({sql("CREATE VIRTUAL TABLE f USING fts5(body)"), sql("INSERT INTO f(body) VALUES ('a b')"),
+        sql("CREATE TABLE x(r)")});
+  // Refused after a successful prepare (rank_read_refusal) and by the
+  // authorizer during prepare (a refused function).
+  const std::string rank = "INSERT INTO x(r) SELECT rank FROM f";
+  const std::string fn = "INSERT INTO x(r) VALUES (sin(1))";
+  for (int round = 0; round < 3; ++round) {
+    for (const std::string& refused : {rank, fn}) {
+      for (int i = 0; i < 2; ++i) {
+        CHECK(p.fails({sql(refused)}) == Errc::refused);
+      }
+    }
+    p.ok({sql(fmt::format("ALTER TABLE x ADD COLUMN c{}", round))});
+  }
+  // The table that was read is an ordinary one under the same text: allowed.
+  p.ok({sql("DROP TABLE f"), sql("CREATE TABLE f(body, rank)"),
+        sql("INSERT INTO f VALUES ('a', 5)")});
+  auto r = p.ok({sql(rank)});
+  CHECK(r.statements[0].rows_changed == 1);
+  p.check_same_log();
+}
+
+TEST_CASE("a statement whose first use failed runs normally next time") {
+  CachePair p;
+  p.ok({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, a NOT NULL)")});
+  p.ok({sql("INSERT INTO t VALUES (1, 'one')")});
+  const std::string insert = "INSERT INTO t(id, a) VALUES (?1, ?2) RETURNING id, a";
+  // Fails in its step (a constraint), in its bind (wrong count) and in a later
+  // statement of the same transaction: nothing of it may stay behind.
+  CHECK(p.fails({sql(insert, {num(1), text("dup")})}) == Errc::sqlite_error);
+  CHECK(p.fails({sql(insert, {num(2)})}) == Errc::invalid_argument);
+  CHECK(p.fails({sql(insert, {num(2), text("two")}), sql("INSERT INTO t VALUES (1, 'x')")}) ==
+        Errc::sqlite_error);
+  auto r = p.ok({sql(insert, {num(2), text("two")})});
+  CHECK(r.statements[0].rows == std::vector<std::vector<Value>>{{num(2), text("two")}});
+  // Cached now; a failing use, then a good one again.
+  CHECK(p.fails({sql(insert, {num(2), Value{}})}) == Errc::sqlite_error);
+  r = p.ok({sql(insert, {num(3), text("three")})});
+  CHECK(r.statements[0].rows == std::vector<std::vector<Value>>{{num(3), text("three")}});
+  p.check_same_log();
+}
+
+TEST_CASE("bindings of one use of a cached statement never reach the next") {
+  CachePair p;
+  p.ok({sql("CREATE TABLE t(a, b)")});
+  const std::string insert =
+      "INSERT INTO t(a, b) VALUES (?1, ?2) RETURNING a, b, typeof(a), typeof(b)";
+  const std::vector<std::pair<Value, Value>> uses = {
+      {num(1), text("one")},
+      {Value{}, Value{Bytes{1, 2, 3}}},
+      {Value{2.5}, Value{}},
+      {text(std::string("nul\0inside", 10)), num(-7)},
+  };
+  for (const auto& [a, b] : uses) {
+    auto r = p.ok({sql(insert, {a, b})});
+    REQUIRE(r.statements[0].rows.size() == 1);
+    CHECK(r.statements[0].rows[0][0] == a);
+    CHECK(r.statements[0].rows[0][1] == b);
+  }
+  // Two uses in one transaction, the second with fewer values: refused, not
+  // filled in from the first.
+  CHECK(p.fails({sql(insert, {num(5), num(6)}), sql(insert, {num(7)})}) == Errc::invalid_argument);
+  p.check_same_log();
+}
+
+namespace {
+// The file's schema version, read on a snapshot of the primary's database.
+int64_t schema_version_of(const Primary& primary) {
+  auto snap = primary.open_snapshot();
+  REQUIRE_MESSAGE(snap.ok(), snap.error().to_string());
+  auto q = prepare(snap->db.get(), "PRAGMA schema_version");
+  REQUIRE(q.ok());
+  REQUIRE(sqlite3_step(q->get()) == SQLITE_ROW);
+  return sqlite3_column_int64(q->get(), 0);
+}
+}  // namespace
+
+TEST_CASE("a cached statement SQLite re-prepares onto an fts5 rank column is refused") {
+  // As above (a savepoint rolled back over a schema change, then a schema of
+  // the same version): the cached `SELECT rank FROM f` read an ordinary column
+  // when it was prepared and cached, and reads the fts5 rank (bm25(), the
+  // host's libm) once SQLite re-prepares it. A fresh prepare refuses it, so
+  // the re-prepared one must be refused too, or the primary logs an entry
+  // that replicas refuse to replay.
+  CachePair p;
+  p.ok({sql("CREATE TABLE x(r)")});
+  // How many schema versions creating an fts5 table takes (its shadow tables).
+  const int64_t before = schema_version_of(*p.cached);
+  p.ok({sql("CREATE VIRTUAL TABLE probe USING fts5(body)")});
+  const int64_t fts5_versions = schema_version_of(*p.cached) - before;
+  REQUIRE(fts5_versions >= 1);
+  p.ok({sql("DROP TABLE probe")});
+  const std::string rank = "INSERT INTO x(r) SELECT rank FROM f";
+  std::vector<Statement> txn = {sql("SAVEPOINT s"), sql("CREATE TABLE f(body, rank)")};
+  for (int64_t i = 1; i < fts5_versions; ++i)
+    txn.push_back(sql(fmt::format("CREATE TABLE pad{}(a)", i)));
+  txn.push_back(sql("INSERT INTO f VALUES ('a', 5)"));
+  txn.push_back(sql(rank));  // prepared afresh: an ordinary column, allowed and cached
+  txn.push_back(sql("ROLLBACK TO s"));
+  txn.push_back(sql("RELEASE s"));
+  txn.push_back(sql("CREATE VIRTUAL TABLE f USING fts5(body)"));
+  txn.push_back(sql("INSERT INTO f(body) VALUES ('a b')"));
+  txn.push_back(sql(rank));
+  EntryFailure failure;
+  auto r = p.cached->execute(txn, &failure);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::refused);
+  CHECK(r.error().message.find("rank column of fts5 table f") != std::string::npos);
+  CHECK(failure.statement == txn.size() - 1);
+  auto fresh = p.fresh->execute(txn);
+  REQUIRE_FALSE(fresh.ok());
+  CHECK(fresh.error().code == Errc::refused);
+  p.check_same_log();
+}
+
+TEST_CASE("the logged entry holds the transaction exactly and is canonical") {
+  // The primary encodes an entry once, from the caller's statements, and
+  // writes the state root and page count into its trailer at the commit.
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a, b, c, d, e)")});
+  const std::vector<Statement> txn = {sql("INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)",
+                                          {Value{}, Value{int64_t{-3}}, Value{0.25},
+                                           Value{std::string("x\0y", 3)}, Value{Bytes{0, 255}}}),
+                                      sql("UPDATE t SET a = 1"),
+                                      sql("DELETE FROM t WHERE b = ?1", {Value{int64_t{9}}})};
+  auto r = f.exec(txn);
+  auto bytes = f.primary->log().entry_bytes(r.seq);
+  REQUIRE(bytes.ok());
+  auto entry = decode_entry(*bytes);
+  REQUIRE_MESSAGE(entry.ok(), entry.error().to_string());
+  CHECK(entry->seq == r.seq);
+  CHECK(entry->time_ms == r.time_ms);
+  CHECK(entry->statements == txn);
+  CHECK(entry->state_root == r.state_root);
+  CHECK(entry->page_count == r.page_count);
+  CHECK(encode_entry(*entry) == *bytes);
+}
