@@ -129,11 +129,24 @@ TEST_CASE(
                                          pub.string(), "--out",      out.string(), "--chunk-pages",
                                          "16",         "--parallel", "1"};
   std::mt19937 rng(std::random_device{}());
+  // Verified chunks kept so far: the progress file's records (docs/formats/snapshot.md
+  // "Fetch progress file": a 194-byte header, then 16 bytes per chunk).
+  const fs::path progress = out.string() + ".part.progress";
+  auto kept_chunks = [&]() -> uint64_t {
+    std::error_code ec;
+    const uint64_t bytes = fs::file_size(progress, ec);
+    return ec || bytes < 194 ? 0 : (bytes - 194) / 16;
+  };
   int killed = 0, resumed_runs = 0;
   for (int round = 0; round < 5; ++round) {
+    // Kill once this run has kept 1-6 more chunks than the last: always mid-download,
+    // at a random point, and every later run has something to resume.
+    const uint64_t target = kept_chunks() + 1 + rng() % 6;
     ChildProcess fetch("fetch", kBin, args, dir / ("fetch" + std::to_string(round) + ".log"));
-    // A whole run takes about 0.2 s here (a copy, then 38 chunks): kill inside it.
-    std::this_thread::sleep_for(std::chrono::milliseconds(10 + rng() % 140));
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (fetch.running() && kept_chunks() < target && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     if (!fetch.running()) {  // finished before the kill
       INFO(fetch.log_tail(20));
       CHECK(fetch.exit_code() == 0);
@@ -153,9 +166,13 @@ TEST_CASE(
     if (fs::exists(out)) {  // killed after the rename: complete (a next run only cleans up)
       CHECK(sqlite_query(dir, out, "SELECT count(*) FROM items", "out" + std::to_string(round)) ==
             "2400\n");
-      if (!fs::exists(out.string() + ".part.progress")) break;  // the kill came after the end
+      if (!fs::exists(progress)) break;  // the kill came after the end
     }
   }
+  // 38 chunks, at most 6 kept per round: the kills land mid-download and the
+  // runs after the first resume (a run that resumed says so at its start).
+  CHECK(killed >= 3);
+  CHECK(resumed_runs >= killed - 1);
   MESSAGE("fetch runs killed: ", killed, ", of which resumed an earlier run: ", resumed_runs);
   if (!fs::exists(out) ||
       fs::exists(out.string() + ".part.progress")) {  // one more run, to the end
