@@ -23,7 +23,7 @@
 
 #include "tests/integration/shell_test_util.h"
 #include "cli/proc/child_process.h"
-#include "net/http_client.h"
+#include "tests/integration/http_test_util.h"
 
 namespace {
 
@@ -40,15 +40,7 @@ struct Dir : swarmlite::testing::ScratchShellDir {
 
 swarmlite::Result<swarmlite::net::HttpResponse> call(const std::string& base, const std::string& method,
                                                      const std::string& target, const std::string& body = {}) {
-  auto url = swarmlite::net::parse_http_url(base);
-  if (!url.ok()) return url.take_error();
-  swarmlite::net::HttpRequest rq;
-  rq.method = method;
-  rq.target = target;
-  rq.body = body;
-  swarmlite::net::HttpClientOptions o;
-  o.timeout = 30s;
-  return swarmlite::net::http_call(*url, rq, o);
+  return swarmlite::testing::http_to(base, method, target, body, 30s);
 }
 
 void execute(const std::string& base, const std::string& json) {

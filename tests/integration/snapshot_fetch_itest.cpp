@@ -17,7 +17,7 @@
 #include "cli/proc/child_process.h"
 #include "core/head.h"
 #include "core/keys.h"
-#include "net/http_client.h"
+#include "tests/integration/http_test_util.h"
 #include "sqlbridge/tools/backup.h"
 #include "tests/integration/shell_test_util.h"
 
@@ -34,19 +34,9 @@ struct Dir : swarmlite::testing::ScratchShellDir {
   Dir() : ScratchShellDir("fetch") {}
 };
 
-swarmlite::Result<swarmlite::net::HttpResponse> call(const std::string& base,
-                                                     const std::string& method,
-                                                     const std::string& target,
-                                                     const std::string& body = {}) {
-  auto url = swarmlite::net::parse_http_url(base);
-  if (!url.ok()) return url.take_error();
-  swarmlite::net::HttpRequest rq;
-  rq.method = method;
-  rq.target = target;
-  rq.body = body;
-  swarmlite::net::HttpClientOptions o;
-  o.timeout = 60s;
-  return swarmlite::net::http_call(*url, rq, o);
+swarmlite::Result<swarmlite::net::HttpResponse> call(const std::string& base, const std::string& method,
+                                                     const std::string& target, const std::string& body = {}) {
+  return swarmlite::testing::http_to(base, method, target, body, 60s);
 }
 
 uint64_t status_size(const std::string& base) {
