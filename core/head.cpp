@@ -2,6 +2,9 @@
 #include "core/head.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <mutex>
 
 #include "core/codec.h"
 
@@ -22,7 +25,50 @@ void write_signed_fields(Writer& w, const Head& h) {
 
 constexpr size_t kSignedFieldsSize = kEncodedHeadSize - 1 - 64;
 
+// Heads that verified, remembered (docs/performance.md "Verifying a head
+// once"). A node meets the same signed head several times: a peer's push,
+// then the Entries answer that carries it, then Log::append_proven; a client
+// checks the same head in every proof answered against it. An Ed25519 verify
+// costs several hundred times the scan below. Only heads whose signature
+// verified are kept, and a hit needs every field, the signature included, to
+// be equal (Head's ==), so a head differing in any bit is verified afresh.
+class VerifiedHeads {
+ public:
+  bool contains(const Head& h) {
+    std::lock_guard lock(mu_);
+    for (const Head& s : slots_) {
+      if (s.signature == h.signature && s == h) {
+        hits_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+    }
+    return false;
+  }
+  void add(const Head& h) {
+    std::lock_guard lock(mu_);
+    slots_[next_] = h;
+    next_ = (next_ + 1) % slots_.size();
+  }
+  uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
+
+ private:
+  std::mutex mu_;
+  // Round-robin replacement. 32 covers the heads in flight on a busy node
+  // (one per recent entry batch, per peer pushing the same one); an all-zero
+  // slot never matches, since a zero signature never verifies.
+  std::array<Head, 32> slots_{};
+  size_t next_ = 0;
+  std::atomic<uint64_t> hits_{0};
+};
+
+VerifiedHeads& verified_heads() {
+  static VerifiedHeads cache;
+  return cache;
+}
+
 }  // namespace
+
+uint64_t head_verify_cache_hits() { return verified_heads().hits(); }
 
 Bytes Head::signing_bytes() const {
   Writer w;
@@ -42,12 +88,14 @@ Status Head::verify(const PublicKey& expected_log_id) const {
     return make_error(Errc::bad_signature, "head is signed by {}, expected log {}", log_id.hex(),
                       expected_log_id.hex());
   }
+  if (verified_heads().contains(*this)) return {};
   if (!verify_signature(log_id, signing_bytes(), signature)) {
     return make_error(Errc::bad_signature,
                       "head (size {}, log root {}) has a signature that does not verify under "
                       "log {}",
                       size, to_hex(log_root), log_id.hex());
   }
+  verified_heads().add(*this);
   return {};
 }
 

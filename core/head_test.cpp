@@ -118,4 +118,25 @@ TEST_CASE("head: every altered field and an altered signature fail verification"
   }
 }
 
+TEST_CASE("head: a remembered head answers only for the exact same bytes") {
+  KeyPair kp = KeyPair::generate();
+  const Head h = signed_head(kp);
+  REQUIRE(h.verify(kp.pub).ok());  // now remembered
+  const uint64_t hits = head_verify_cache_hits();
+  CHECK(h.verify(kp.pub).ok());
+  CHECK(head_verify_cache_hits() == hits + 1);
+  // The remembered head must not vouch for a head that differs in any bit,
+  // the signature included, nor for another expected log.
+  const Bytes b = encode_head(h);
+  for (size_t i = 1; i < b.size(); ++i) {
+    Bytes changed = b;
+    changed[i] ^= 0x80;
+    auto d = decode_head(changed);
+    REQUIRE(d.ok());
+    CHECK_MESSAGE(!d->verify(kp.pub).ok(), "byte " << i << " changed and still verifies");
+  }
+  KeyPair other = KeyPair::generate();
+  CHECK(h.verify(other.pub).error().code == Errc::bad_signature);
+}
+
 }  // namespace swarmlite
