@@ -227,10 +227,19 @@ class PeerChunkSource : public ChunkSource {
         idle_.pop_back();
       }
     }
+    const bool reused = link != nullptr;
     if (!link) {
       SWL_ASSIGN(link, PeerLink::open(address_, log_id_, deadline));
     }
-    SWL_ASSIGN(net::Message m, link->call(request, deadline));
+    auto answer = link->call(request, deadline);
+    if (!answer.ok() && reused) {
+      // An idle connection the node closed meanwhile (its 90 s idle timeout,
+      // docs/protocol.md "Limits per connection"): once more on a new one.
+      // Both requests are safe to repeat.
+      SWL_ASSIGN(link, PeerLink::open(address_, log_id_, deadline));
+      answer = link->call(request, deadline);
+    }
+    SWL_ASSIGN(net::Message m, std::move(answer));
     // An Error that closes the connection (banned, shutting_down, …) drops it.
     auto* e = std::get_if<net::ErrorMsg>(&m);
     if (!e || e->code == net::ErrorCode::snapshot_gone || e->code == net::ErrorCode::not_available) {
