@@ -27,7 +27,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 int ms_left(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 1 << 30));
 }
 
@@ -54,7 +55,8 @@ class PeerLink {
     std::unique_ptr<PeerLink> link(new PeerLink(address));
     std::string last = "no address";
     for (addrinfo* ai = found; ai && link->fd_ < 0; ai = ai->ai_next) {
-      int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+      int fd =
+          ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
       if (fd < 0) {
         last = std::strerror(errno);
         continue;
@@ -101,8 +103,8 @@ class PeerLink {
                         net::message_type_name(net::message_type(first)));
     }
     if (theirs->log_id != log_id) {
-      return make_error(Errc::unavailable, "{} follows log {}, not {}", address, theirs->log_id.hex(),
-                        log_id.hex());
+      return make_error(Errc::unavailable, "{} follows log {}, not {}", address,
+                        theirs->log_id.hex(), log_id.hex());
     }
     return link;
   }
@@ -139,7 +141,8 @@ class PeerLink {
     Bytes body(*len);
     SWL_TRY(read_exactly(body.data(), body.size(), deadline));
     auto m = net::decode_message(body);
-    if (!m.ok()) return make_error(m.error().code, "{} sent a bad message: {}", address_, m.error().message);
+    if (!m.ok())
+      return make_error(m.error().code, "{} sent a bad message: {}", address_, m.error().message);
     return m;
   }
 
@@ -242,7 +245,8 @@ class PeerChunkSource : public ChunkSource {
     SWL_ASSIGN(net::Message m, std::move(answer));
     // An Error that closes the connection (banned, shutting_down, …) drops it.
     auto* e = std::get_if<net::ErrorMsg>(&m);
-    if (!e || e->code == net::ErrorCode::snapshot_gone || e->code == net::ErrorCode::not_available) {
+    if (!e || e->code == net::ErrorCode::snapshot_gone ||
+        e->code == net::ErrorCode::not_available) {
       std::lock_guard lock(mu_);
       idle_.push_back(std::move(link));
     }

@@ -62,7 +62,8 @@ struct Fixture {
     auto p = Primary::open(dir / "p.db", keys.secret, testing::fast_primary(1));
     REQUIRE(p.ok());
     primary = std::move(p).value();
-    REQUIRE(primary->execute({testing::sql("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")}).ok());
+    REQUIRE(
+        primary->execute({testing::sql("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")}).ok());
     for (int i = 0; i < 40; ++i)
       REQUIRE(primary->execute({testing::sql("INSERT INTO t(b) VALUES (randomblob(3500))")}).ok());
     SnapshotSourceOptions o;
@@ -70,7 +71,9 @@ struct Fixture {
     o.reaper = false;
     o.chunk_pages = 4;
     snaps = std::make_unique<SnapshotSource>(
-        BackupSource{[this] { return primary->head(); }, [this] { return primary->open_snapshot(); }, {}}, o);
+        BackupSource{
+            [this] { return primary->head(); }, [this] { return primary->open_snapshot(); }, {}},
+        o);
     backend = std::make_unique<net::PrimaryBackend>(*primary);
     net::NodeOptions no;
     no.listen = "127.0.0.1:0";
@@ -89,14 +92,16 @@ struct Fixture {
     auto raw = read_logical_pages(db);
     REQUIRE_MESSAGE(raw.ok(), raw.error().to_string());
     std::vector<Bytes> out;
-    for (size_t i = 0; i < raw->size(); ++i) out.push_back(normalize_page(static_cast<uint32_t>(i + 1), (*raw)[i]));
+    for (size_t i = 0; i < raw->size(); ++i)
+      out.push_back(normalize_page(static_cast<uint32_t>(i + 1), (*raw)[i]));
     return out;
   }
 };
 
 }  // namespace
 
-TEST_CASE("peer_chunk_source: a node serves a manifest and verified chunks over the peer protocol") {
+TEST_CASE(
+    "peer_chunk_source: a node serves a manifest and verified chunks over the peer protocol") {
   Fixture f;
   auto src = f.source();
   auto m = src->manifest();
@@ -117,7 +122,8 @@ TEST_CASE("peer_chunk_source: a node serves a manifest and verified chunks over 
   auto gone = src->chunk({m->head.size + 1000, 1, 4});
   REQUIRE_FALSE(gone.ok());
   CHECK(gone.error().code == Errc::not_found);
-  CHECK_MESSAGE(gone.error().message.find(std::to_string(m->head.size)) != std::string::npos, gone.error().message);
+  CHECK_MESSAGE(gone.error().message.find(std::to_string(m->head.size)) != std::string::npos,
+                gone.error().message);
   // A range past the database: refused, and the connection still serves.
   auto past = src->chunk({m->head.size, m->head.page_count + 1, 4});
   REQUIRE_FALSE(past.ok());
@@ -131,7 +137,8 @@ TEST_CASE("peer_chunk_source: a node serves a manifest and verified chunks over 
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (uint32_t i = 0; i < 5; ++i) {
-        const uint32_t first = 1 + 4 * ((static_cast<uint32_t>(t) * 5 + i) % (m->head.page_count / 4));
+        const uint32_t first =
+            1 + 4 * ((static_cast<uint32_t>(t) * 5 + i) % (m->head.page_count / 4));
         auto b = src->chunk({m->head.size, first, 4});
         if (!b.ok()) continue;
         auto c = decode_snapshot_chunk(*b);
@@ -147,7 +154,8 @@ TEST_CASE("peer_chunk_source: another log's key, or a node that serves no snapsh
   Fixture f(/*serve_snapshots=*/false);
   auto none = f.source()->manifest();
   REQUIRE_FALSE(none.ok());
-  CHECK_MESSAGE(none.error().message.find("serves no snapshots") != std::string::npos, none.error().message);
+  CHECK_MESSAGE(none.error().message.find("serves no snapshots") != std::string::npos,
+                none.error().message);
   KeyPair other = KeyPair::generate();
   auto wrong = peer_chunk_source(f.address, other.pub, 10s)->manifest();
   REQUIRE_FALSE(wrong.ok());
@@ -169,7 +177,8 @@ TEST_CASE("peer_chunk_source: a connection the node closed while idle is reopene
   CHECK_MESSAGE(c.ok(), c.error().to_string());
 }
 
-TEST_CASE("fetch_snapshot over the peer protocol: two honest sources and a liar; the liar is banned") {
+TEST_CASE(
+    "fetch_snapshot over the peer protocol: two honest sources and a liar; the liar is banned") {
   Fixture f;
   // The honest nodes are slower, so the liar surely gets a chunk before the end.
   LyingSource a("honest", f.source(), -1, 10ms), b("honest", f.source(), -1, 10ms);

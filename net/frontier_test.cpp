@@ -3,7 +3,6 @@
 #include "net/frontier.h"
 
 #include <doctest/doctest.h>
-
 #include <fmt/format.h>
 
 #include <bit>

@@ -51,16 +51,18 @@ std::vector<swarmlite::Bytes> pages(const fs::path& db) {
 
 }  // namespace
 
-TEST_CASE("swarmlite fetch over the peer protocol from a primary and two peers equals the HTTP copy") {
+TEST_CASE(
+    "swarmlite fetch over the peer protocol from a primary and two peers equals the HTTP copy") {
   Dir dir;
   REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
   const fs::path pub = dir / "k/primary.pub";
   auto key = swarmlite::load_public_key(pub.string());
   REQUIRE(key.ok());
-  ChildProcess primary("primary", kBin,
-                       {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
-                        "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
-                       dir / "primary.log");
+  ChildProcess primary(
+      "primary", kBin,
+      {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
+       "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
+      dir / "primary.log");
   primary.wait_ready(60s);
   const std::string p = primary.http();
   auto w = swarmlite::testing::http_to(
@@ -75,16 +77,17 @@ TEST_CASE("swarmlite fetch over the peer protocol from a primary and two peers e
   REQUIRE(size > 0);
 
   ChildProcess peer1("peer1", kBin,
-                     {"peer", "--db", (dir / "r1.db").string(), "--pub", pub.string(), "--from", primary.listen(),
-                      "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
+                     {"peer", "--db", (dir / "r1.db").string(), "--pub", pub.string(), "--from",
+                      primary.listen(), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
                      dir / "peer1.log");
   ChildProcess peer2("peer2", kBin,
-                     {"peer", "--db", (dir / "r2.db").string(), "--pub", pub.string(), "--from", primary.listen(),
-                      "--listen", "127.0.0.1:0"},
+                     {"peer", "--db", (dir / "r2.db").string(), "--pub", pub.string(), "--from",
+                      primary.listen(), "--listen", "127.0.0.1:0"},
                      dir / "peer2.log");
   peer1.wait_ready(60s);
   peer2.wait_ready(60s, /*need_http=*/false);
-  for (int i = 0; i < 600 && status_size(peer1.http()) != size; ++i) std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 600 && status_size(peer1.http()) != size; ++i)
+    std::this_thread::sleep_for(100ms);
   REQUIRE(status_size(peer1.http()) == size);
   // peer2 has no HTTP API: ask its node for a manifest until it holds the head.
   auto src = swarmlite::client::peer_chunk_source(peer2.listen(), *key, 10s);
@@ -103,21 +106,25 @@ TEST_CASE("swarmlite fetch over the peer protocol from a primary and two peers e
               dir / "fetch_peers.out");
   INFO(slurp(dir / "fetch_peers.out"));
   REQUIRE(rc == 0);
-  rc = sh(kBin.string() + " fetch --from " + p + " --pub " + pub.string() + " --out " + over_http.string(),
+  rc = sh(kBin.string() + " fetch --from " + p + " --pub " + pub.string() + " --out " +
+              over_http.string(),
           dir / "fetch_http.out");
   INFO(slurp(dir / "fetch_http.out"));
   REQUIRE(rc == 0);
 
   CHECK(pages(over_peers) == pages(over_http));
   CHECK(pages(over_peers).size() > 200);
-  REQUIRE(sh("sqlite3 -readonly " + over_peers.string() + " \"SELECT count(*) FROM items\"", dir / "count") == 0);
+  REQUIRE(sh("sqlite3 -readonly " + over_peers.string() + " \"SELECT count(*) FROM items\"",
+             dir / "count") == 0);
   CHECK(slurp(dir / "count") == "1200\n");
-  REQUIRE(sh("sqlite3 -readonly " + over_peers.string() + " \"PRAGMA integrity_check\"", dir / "ic") == 0);
+  REQUIRE(sh("sqlite3 -readonly " + over_peers.string() + " \"PRAGMA integrity_check\"",
+             dir / "ic") == 0);
   CHECK(slurp(dir / "ic") == "ok\n");
 
   // A --from item that is neither a URL nor host:port is refused up front.
   CHECK(sh(kBin.string() + " fetch --from not-an-address --pub " + pub.string() + " --out " +
                (dir / "x.db").string(),
            dir / "bad.out") != 0);
-  CHECK(slurp(dir / "bad.out").find("neither an http:// URL nor a peer address") != std::string::npos);
+  CHECK(slurp(dir / "bad.out").find("neither an http:// URL nor a peer address") !=
+        std::string::npos);
 }
