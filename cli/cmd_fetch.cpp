@@ -1,5 +1,6 @@
-// swarmlite fetch --from URL[,URL...] --pub KEY --out FILE: a verified copy of
-// a database from untrusted nodes, chunk by chunk, each checked against the
+// swarmlite fetch --from URL|HOST:PORT[,...] --pub KEY --out FILE: a verified copy of
+// a database from untrusted nodes (their HTTP APIs or their peer-protocol
+// addresses, docs/protocol.md "Snapshots"), chunk by chunk, each checked against the
 // newest head the key signed before it is written; resumable after a kill
 // (client/snapshot_fetch.h, docs/operations.md "Getting a verified copy").
 #ifdef SWARMLITE_HAVE_NET
@@ -17,6 +18,7 @@
 #include "cli/progress.h"
 #include "client/snapshot_fetch.h"
 #include "core/keys.h"
+#include "net/protocol.h"
 
 namespace swarmlite::cli {
 
@@ -33,7 +35,8 @@ void add_fetch_command(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--from", a->from,
-                  "Nodes' HTTP APIs (primary or peers), comma-separated: http://HOST:PORT,...")
+                  "Nodes (primary or peers), comma-separated: their HTTP APIs http://HOST:PORT "
+                  "or their peer addresses HOST:PORT (--listen), mixed as you like")
       ->required();
   cmd->add_option("--pub", a->pub, "The log's public key (64 hex digits or a .pub file)")
       ->required();
@@ -60,10 +63,18 @@ void add_fetch_command(CLI::App& app) {
       std::string url = a->from.substr(i, comma - i);
       i = comma + 1;
       if (url.empty()) continue;
-      owned.push_back(client::http_chunk_source(url, timeout));
+      if (client::is_http_source(url)) {
+        owned.push_back(client::http_chunk_source(url, timeout));
+      } else {
+        if (auto hp = net::parse_host_port(url); !hp.ok()) {
+          throw CliError(1, fmt::format("--from {}: neither an http:// URL nor a peer address: {}", url,
+                                        hp.error().message));
+        }
+        owned.push_back(client::peer_chunk_source(url, pub, timeout));
+      }
       sources.push_back(owned.back().get());
     }
-    if (sources.empty()) throw CliError(1, "--from: no URL given");
+    if (sources.empty()) throw CliError(1, "--from: no URL or peer address given");
     Progress progress("fetch", "pages");
     std::mutex mu;
     client::SnapshotFetchOptions o;

@@ -116,8 +116,15 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
 
   std::unique_ptr<net::HttpBackend> http_backend;
   std::unique_ptr<net::HttpApi> http;
-  if (!flags.http.empty()) {
+  // The backend is made even without --http: its SnapshotSource answers the
+  // peer protocol's snapshot requests too (docs/protocol.md "Snapshots"), so
+  // both transports share one set of pinned copies. It is destroyed after
+  // node.wait() has stopped the node (and joined its snapshot threads).
+  if (make_http) {
     http_backend = make_http(node);
+    node.set_snapshot_source(http_backend->snapshots());
+  }
+  if (!flags.http.empty()) {
     http = std::make_unique<net::HttpApi>(*http_backend, std::move(http_options));
     if (Status s = http->start(); !s.ok()) {
       node.stop();

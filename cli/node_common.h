@@ -48,7 +48,9 @@ net::NodeOptions node_options(const NodeFlags& flags);
 // Starts the node, says where it listens, blocks until a signal stops it, and
 // reports the final state. Throws CliError when it cannot start.
 // With --http (and a factory) it also serves the HTTP API on a backend made by
-// `make_http`, stopped after the node stops.
+// `make_http`, stopped after the node stops. The backend is made whenever a
+// factory is given, --http or not: the node answers the peer protocol's
+// snapshot requests from its SnapshotSource (docs/protocol.md "Snapshots").
 // stdout contract (parsed by `swarmlite demo` and the integration tests), each
 // line flushed as soon as the address is bound:
 //   listen: HOST:PORT          the bound peer-protocol address

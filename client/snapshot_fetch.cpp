@@ -30,6 +30,8 @@ std::filesystem::path head_json_path(const std::filesystem::path& out) {
   return out.string() + ".head.json";
 }
 
+bool is_http_source(std::string_view from) { return from.find("://") != std::string_view::npos; }
+
 namespace {
 
 // The progress file (docs/formats/snapshot.md "Fetch progress file"):

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/head.h"
@@ -85,6 +86,19 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
 // "Snapshots"). Only with the network layer (SWARMLITE_CLIENT_HAVE_NET).
 std::unique_ptr<ChunkSource> http_chunk_source(const std::string& url,
                                                std::chrono::milliseconds timeout);
+
+// The peer-protocol source (docs/protocol.md "Snapshots"): `address` is a
+// node's peer address "host:port" (its --listen). Connects on first use (more
+// connections when called from several threads at once, one request in flight
+// on each), says Hello with a random node id and no head, and sends GetSnapshot
+// and GetSnapshotPages. `log_id`: the log followed (a node of another log
+// answers wrong_log). Only with the network layer (SWARMLITE_CLIENT_HAVE_NET).
+std::unique_ptr<ChunkSource> peer_chunk_source(const std::string& address, const PublicKey& log_id,
+                                               std::chrono::milliseconds timeout);
+
+// A `--from` item: "http://…" (or any "scheme://") is an HTTP API; anything
+// else a peer address "host:port" (peer_chunk_source).
+bool is_http_source(std::string_view from);
 
 // out + ".part", out + ".part.progress", out + ".head.json".
 std::filesystem::path part_path(const std::filesystem::path& out);

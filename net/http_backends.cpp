@@ -161,6 +161,11 @@ nlohmann::json node_json(const NodeStatus& s) {
   j["bytes_in"] = s.bytes_in;
   j["bytes_out"] = s.bytes_out;
   j["known_addresses"] = s.known_addresses;
+  j["snapshot_requests_served"] = s.snapshot_requests_served;
+  // docs/protocol.md "First servable entry": entries no connected peer serves.
+  j["unserved_entries"] = s.unserved_entries
+                              ? nlohmann::json{{"from", s.unserved_entries->first}, {"to", s.unserved_entries->second}}
+                              : nlohmann::json(nullptr);
   auto peers = nlohmann::json::array();
   for (const auto& p : s.peers) {
     peers.push_back({{"session", p.session},

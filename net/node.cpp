@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -19,8 +20,10 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <condition_variable>
+#include <deque>
 #include <future>
 #include <map>
 #include <thread>
@@ -31,6 +34,8 @@
 #include "net/sync.h"
 #include "net/tcp_socket.h"
 #include "net/worker.h"
+#include "sqlbridge/engine/snapshot_chunk.h"
+#include "sqlbridge/tools/snapshot_source.h"
 
 namespace swarmlite::net {
 
@@ -47,7 +52,52 @@ int64_t ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
+// The codec's caps (which cannot include the SQLite side) agree with the chunk's.
+static_assert(kMaxSnapshotPagesPerRequest == kMaxChunkPageBytes / 512);
+static_assert(kMaxSnapshotChunkBytes >= kMaxChunkPageBytes + kEncodedHeadSize + 64 + 8 +
+                                            kMaxChunkProofHashes * 32);
+
+// An Error reply whose message fits the codec's cap (a longer one would make a
+// frame the peer refuses).
+ErrorMsg error_reply(ErrorCode code, std::string message) {
+  if (message.size() > kMaxErrorMessageBytes) message.resize(kMaxErrorMessageBytes);
+  return ErrorMsg{code, std::move(message)};
+}
+
+// The answer to one snapshot request (a snapshot thread: these calls block).
+Message answer_snapshot(SnapshotSource* source, const std::variant<GetSnapshot, GetSnapshotPages>& request,
+                        const std::atomic<bool>* cancel) {
+  if (!source) return error_reply(ErrorCode::not_available, "this node serves no snapshots");
+  if (std::holds_alternative<GetSnapshot>(request)) {
+    auto m = source->newest(cancel);
+    if (!m.ok()) return error_reply(ErrorCode::not_available, "snapshot: " + m.error().to_string());
+    // The suggestion must be a request the peer may send: at most 8 MiB of pages.
+    const uint32_t cap = static_cast<uint32_t>(kMaxChunkPageBytes / std::max<uint32_t>(m->page_size, 512));
+    return SnapshotManifestMsg{m->head, m->page_size, std::clamp<uint32_t>(m->chunk_pages, 1, cap)};
+  }
+  const auto& g = std::get<GetSnapshotPages>(request);
+  auto chunk = source->chunk(g.size, g.first_page, g.count);
+  if (!chunk.ok()) {
+    const Error& e = chunk.error();
+    if (e.code == Errc::not_found) {  // "gone: head N is not held; newest held is M"
+      return error_reply(ErrorCode::snapshot_gone, e.message);
+    }
+    if (e.code == Errc::invalid_argument) return error_reply(ErrorCode::bad_request, e.message);
+    return error_reply(ErrorCode::not_available, e.to_string());
+  }
+  if (chunk->size() > kMaxSnapshotChunkBytes) {  // cannot happen for a chunk under the page cap
+    return error_reply(ErrorCode::not_available, fmt::format("chunk of {} bytes is over the frame's cap", chunk->size()));
+  }
+  return SnapshotPages{std::move(chunk).value()};
+}
+
 }  // namespace
+
+// Logs are not compacted yet: every entry a node holds can be served. Once
+// Log::first_entry() exists (compaction, docs/formats/log-store.md) this
+// returns it; Hello.first, GetEntries and GetFrontier all read it here
+// (docs/protocol.md "First servable entry").
+uint64_t first_servable_entry(const Log&) { return 0; }
 
 // ---------------------------------------------------------------------------
 // LogOnlyBackend
@@ -94,6 +144,8 @@ struct Node::Impl : SessionEvents {
 
   // Carries out the engine's actions.
   void run(Actions actions);
+  // Starts the session's next snapshot request, if none of its is running.
+  void pump_snapshots(uint64_t id);
   Session* find_session(uint64_t id);
   NodeStatus make_status();
 
@@ -124,6 +176,21 @@ struct Node::Impl : SessionEvents {
   EvidenceStore evidence_store{opt.data_dir};  // evidence.bin; io thread
   TrafficTotals traffic;
   bool stopping = false;
+
+  // Snapshot serving (docs/protocol.md "Snapshots"): SnapshotSource calls
+  // block (a copy of the database, a pread and a multiproof), so they run on
+  // these threads, never on the io thread and never on the worker (applying
+  // goes on). Per session one request at a time, in order: answers carry no
+  // request id. Two threads: a copy being made does not hold up every chunk.
+  std::atomic<SnapshotSource*> snapshot_source{nullptr};
+  std::atomic<bool> snapshot_cancel{false};  // set when stopping: a copy in progress gives up
+  asio::thread_pool snapshot_pool{2};
+  struct SnapshotQueue {
+    std::deque<std::variant<GetSnapshot, GetSnapshotPages>> pending;
+    bool running = false;
+  };
+  std::map<uint64_t, SnapshotQueue> snapshot_queues;  // io thread
+  uint64_t snapshot_requests_served = 0;              // io thread
 
   std::mutex life_mu;
   std::condition_variable life_cv;
@@ -223,6 +290,7 @@ void Node::Impl::shutdown() {
   acceptor.close(ec);
   tick.cancel();
   if (signals) signals->cancel(ec);
+  snapshot_cancel = true;
   auto copy = sessions;
   for (auto& entry : copy) entry.second->stop("node stopping");
   io.stop();  // pending connects and timers are dropped with the io_context
@@ -310,6 +378,7 @@ void Node::Impl::on_closed(uint64_t id, const std::string& reason) {
   if (it == sessions.end()) return;
   auto keep = it->second;  // alive until we return
   sessions.erase(it);
+  snapshot_queues.erase(id);  // a running request's answer finds no queue and is dropped
   if (!stopping) run(sync.closed(id, reason, Clock::now()));
 }
 
@@ -352,6 +421,13 @@ void Node::Impl::run(Actions actions) {
                 if (!stopping) run(sync.head_stored(size, from, st));
               });
             });
+          } else if constexpr (std::is_same_v<T, SnapshotAction>) {
+            if (find_session(a.session)) {
+              snapshot_queues[a.session].pending.push_back(std::move(a.request));
+              pump_snapshots(a.session);
+            } else {
+              sync.snapshot_answered(a.session);
+            }
           } else if constexpr (std::is_same_v<T, ApplyAction>) {
             worker.want_apply(a.up_to);
           } else if constexpr (std::is_same_v<T, EquivocatedAction>) {
@@ -362,6 +438,27 @@ void Node::Impl::run(Actions actions) {
         },
         action);
   }
+}
+
+void Node::Impl::pump_snapshots(uint64_t id) {
+  auto it = snapshot_queues.find(id);
+  if (it == snapshot_queues.end() || it->second.running || it->second.pending.empty()) return;
+  auto request = std::move(it->second.pending.front());
+  it->second.pending.pop_front();
+  it->second.running = true;
+  asio::post(snapshot_pool, [this, id, request = std::move(request)] {
+    Message answer = answer_snapshot(snapshot_source.load(), request, &snapshot_cancel);
+    asio::post(io, [this, id, answer = std::move(answer)] {
+      if (stopping) return;
+      sync.snapshot_answered(id);
+      ++snapshot_requests_served;
+      auto q = snapshot_queues.find(id);
+      if (q == snapshot_queues.end()) return;  // the session closed meanwhile
+      q->second.running = false;
+      if (Session* s = find_session(id)) s->send(answer);
+      pump_snapshots(id);
+    });
+  });
 }
 
 NodeStatus Node::Impl::make_status() {
@@ -411,6 +508,8 @@ NodeStatus Node::Impl::make_status() {
   st.local_fault = worker.apply_fault.get();
   if (!st.local_fault) st.local_fault = sync.store_fault().get();
   st.known_addresses = sync.book().size();
+  if (const auto& u = sync.unserved()) st.unserved_entries = std::pair{u->from, u->to};
+  st.snapshot_requests_served = snapshot_requests_served;
   return st;
 }
 
@@ -444,6 +543,8 @@ void Node::stop() {
   }
   asio::post(impl_->io, [impl = impl_.get()] { impl->shutdown(); });
   if (impl_->io_thread.joinable()) impl_->io_thread.join();
+  impl_->snapshot_cancel = true;  // also when the io thread never ran shutdown()
+  impl_->snapshot_pool.join();    // a copy in progress stops at its next cancel check
   impl_->worker.stop();  // finishes the store/apply in progress
   {
     std::lock_guard lock(impl_->life_mu);
@@ -502,5 +603,7 @@ NodeStatus Node::status() const {
 }
 
 std::optional<Evidence> Node::evidence() const { return status().evidence; }
+
+void Node::set_snapshot_source(SnapshotSource* source) { impl_->snapshot_source = source; }
 
 }  // namespace swarmlite::net

@@ -28,6 +28,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/evidence.h"
@@ -37,7 +38,15 @@
 #include "core/result.h"
 #include "sqlbridge/engine/local_fault.h"
 
+namespace swarmlite {
+class SnapshotSource;  // sqlbridge/tools/snapshot_source.h
+}
+
 namespace swarmlite::net {
+
+// The first entry seq this node can serve from `log` (Hello.first; 0: all):
+// docs/protocol.md "First servable entry". Call with the log's mutex held.
+uint64_t first_servable_entry(const Log& log);
 
 // What the node needs from the thing that owns the log: a Primary (writes and
 // signs; the node only serves and pushes) or a Replica (the node stores
@@ -169,6 +178,11 @@ struct NodeStatus {
   // with backoff, cleared by the next success (docs/operations.md "Local faults")
   std::optional<LocalFault> local_fault;
   size_t known_addresses = 0;
+  // set: entries [first, second) that we need are held by no connected peer
+  // (every peer ahead compacted them); only a snapshot helps (docs/protocol.md
+  // "First servable entry")
+  std::optional<std::pair<uint64_t, uint64_t>> unserved_entries;
+  uint64_t snapshot_requests_served = 0;  // GetSnapshot + GetSnapshotPages answered, since start
 };
 
 class Node {
@@ -206,6 +220,13 @@ class Node {
 
   NodeStatus status() const;
   std::optional<Evidence> evidence() const;
+
+  // Where GetSnapshot and GetSnapshotPages are answered from (docs/protocol.md
+  // "Snapshots"): the SnapshotSource the HTTP backend makes for the same
+  // database, so both transports share the pinned copies. Null (the default):
+  // the node answers not_available. `source` must outlive stop(); the node
+  // calls it only from its snapshot threads, which stop() joins.
+  void set_snapshot_source(SnapshotSource* source);
 
  public:
   struct Impl;  // node.cpp only

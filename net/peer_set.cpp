@@ -174,7 +174,7 @@ void BanList::expire(Clock::time_point now) {
 std::optional<uint64_t> choose_source(std::span<const SourceInfo> sources, uint64_t local_size) {
   const SourceInfo* best = nullptr;
   for (const SourceInfo& s : sources) {
-    if (s.busy || s.head_size <= local_size) continue;
+    if (s.busy || s.head_size <= local_size || s.first > local_size) continue;
     if (!best || s.head_size > best->head_size ||
         (s.head_size == best->head_size && s.last_used < best->last_used)) {
       best = &s;
@@ -182,6 +182,17 @@ std::optional<uint64_t> choose_source(std::span<const SourceInfo> sources, uint6
   }
   if (!best) return std::nullopt;
   return best->id;
+}
+
+std::optional<EntryRange> unserved_entries(std::span<const SourceInfo> sources, uint64_t local_size) {
+  std::optional<uint64_t> resume;  // the smallest `first` among sources ahead of us
+  for (const SourceInfo& s : sources) {
+    if (s.head_size <= local_size) continue;
+    if (s.first <= local_size) return std::nullopt;  // it can serve (maybe later, if busy)
+    resume = resume ? std::min(*resume, s.first) : s.first;
+  }
+  if (!resume) return std::nullopt;
+  return EntryRange{local_size, *resume};
 }
 
 std::optional<BatchPlan> plan_batch(uint64_t local_size, uint64_t source_size,

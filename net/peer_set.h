@@ -126,12 +126,25 @@ struct SourceInfo {
   uint64_t head_size = 0;      // size of the newest head it announced (it holds those entries)
   uint64_t last_used = 0;      // fetch counter when last asked (0 = never): round robin
   bool busy = false;           // has our request in flight
+  uint64_t first = 0;          // the first entry it serves (Hello.first; 0: all)
 };
 
 // The peer to ask for entries starting at `local_size`: one whose head covers
-// at least entry local_size and is not busy; among them the longest head, then
-// the least recently used (spreads load over equally good peers). nullopt: nobody.
+// at least entry local_size, that still holds that entry (first <= local_size:
+// asking a compacted peer is a wasted round trip) and is not busy; among them
+// the longest head, then the least recently used (spreads load over equally
+// good peers). nullopt: nobody.
 std::optional<uint64_t> choose_source(std::span<const SourceInfo> sources, uint64_t local_size);
+
+// Entries [local_size, end) that no source holds although some source's head
+// is past local_size (every such source compacted them away): end = the
+// smallest `first` among those sources. nullopt when some source ahead can
+// serve entry local_size, or none is ahead (docs/protocol.md "First servable entry").
+struct EntryRange {
+  uint64_t from = 0, to = 0;  // [from, to)
+  friend bool operator==(const EntryRange&, const EntryRange&) = default;
+};
+std::optional<EntryRange> unserved_entries(std::span<const SourceInfo> sources, uint64_t local_size);
 
 struct BatchPlan {
   uint64_t from = 0;

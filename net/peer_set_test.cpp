@@ -122,6 +122,21 @@ TEST_CASE("choose_source asks the longest head, round robin among equals, never 
   CHECK(choose_source({}, 0) == std::nullopt);
 }
 
+TEST_CASE("choose_source skips a peer that compacted the entries we need; unserved_entries says which") {
+  // {id, head_size, last_used, busy, first}
+  std::vector<SourceInfo> s = {{1, 100, 0, false, 50}, {2, 100, 0, false, 80}, {3, 20, 0, false, 0}};
+  CHECK(choose_source(s, 30) == std::nullopt);  // 1 and 2 start at 50 and 80; 3 is behind us
+  CHECK(unserved_entries(s, 30) == EntryRange{30, 50});
+  CHECK(choose_source(s, 50) == 1u);
+  CHECK_FALSE(unserved_entries(s, 50));
+  CHECK(choose_source(s, 60) == 1u);  // 2 still cannot serve 60..79
+  s[0].busy = true;
+  CHECK(choose_source(s, 60) == std::nullopt);
+  CHECK_FALSE(unserved_entries(s, 60));  // 1 holds them, it is only busy
+  CHECK_FALSE(unserved_entries(s, 100));  // nobody is ahead: nothing is missing
+  CHECK_FALSE(unserved_entries({}, 0));
+}
+
 TEST_CASE("plan_batch caps the count and stops at the source's head") {
   CHECK(plan_batch(0, 5000, 1000)->count == 1000);
   CHECK(plan_batch(4500, 5000, 1000)->count == 500);

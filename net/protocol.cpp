@@ -1,6 +1,8 @@
 // Peer protocol codec: see protocol.h and docs/formats/protocol.md.
 #include "net/protocol.h"
 
+#include <bit>
+
 #include "core/codec.h"
 #include "core/merkle.h"
 
@@ -36,6 +38,7 @@ void encode_into(Writer& w, const Message& m) {
             w.u8(x.head ? 1 : 0);
             if (x.head) write_head(w, *x.head);
             w.str(x.listen);
+            w.u64(x.first);
           },
           [&](const HeadMsg& x) { write_head(w, x.head); },
           [&](const GetEntries& x) {
@@ -60,6 +63,24 @@ void encode_into(Writer& w, const Message& m) {
           [&](const ErrorMsg& x) {
             w.u16(static_cast<uint16_t>(x.code));
             w.str(x.message);
+          },
+          [&](const GetSnapshot&) {},
+          [&](const SnapshotManifestMsg& x) {
+            write_head(w, x.head);
+            w.u32(x.page_size);
+            w.u32(x.chunk_pages);
+          },
+          [&](const GetSnapshotPages& x) {
+            w.u64(x.size);
+            w.u32(x.first_page);
+            w.u32(x.count);
+          },
+          [&](const SnapshotPages& x) { w.blob(x.chunk); },
+          [&](const GetFrontier& x) { w.u64(x.size); },
+          [&](const Frontier& x) {
+            w.u64(x.size);
+            w.blob(x.last_entry);
+            write_hash_list(w, x.path);
           },
       },
       m);
@@ -86,6 +107,7 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
         h.head = head;
       }
       SWL_ASSIGN(h.listen, read_address(r, "listen", /*allow_empty=*/true));
+      SWL_ASSIGN(h.first, r.u64("first"));
       return Message{std::move(h)};
     }
     case MessageType::head: {
@@ -149,12 +171,73 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
       ErrorMsg e;
       size_t at = r.offset();
       SWL_ASSIGN(uint16_t code, r.u16("code"));
-      if (code < 1 || code > static_cast<uint16_t>(ErrorCode::shutting_down)) {
+      if (code < 1 || code > static_cast<uint16_t>(ErrorCode::snapshot_gone)) {
         return r.fail_at(Errc::bad_value, at, "code", fmt::format("unknown error code {}", code));
       }
       e.code = static_cast<ErrorCode>(code);
       SWL_ASSIGN(e.message, r.str("message", kMaxErrorMessageBytes));
       return Message{std::move(e)};
+    }
+    case MessageType::get_snapshot:
+      return Message{GetSnapshot{}};
+    case MessageType::snapshot_manifest: {
+      SnapshotManifestMsg m;
+      SWL_ASSIGN(m.head, read_head(r, "head"));
+      size_t at = r.offset();
+      SWL_ASSIGN(m.page_size, r.u32("page_size"));
+      if (m.page_size < 512 || m.page_size > 65536 || !std::has_single_bit(m.page_size)) {
+        return r.fail_at(Errc::bad_value, at, "page_size",
+                         fmt::format("{} is not a power of two in 512..65536", m.page_size));
+      }
+      at = r.offset();
+      SWL_ASSIGN(m.chunk_pages, r.u32("chunk_pages"));
+      if (m.chunk_pages == 0 || m.chunk_pages > kMaxSnapshotPagesPerRequest) {
+        return r.fail_at(Errc::bad_value, at, "chunk_pages",
+                         fmt::format("{} is not in 1..{}", m.chunk_pages, kMaxSnapshotPagesPerRequest));
+      }
+      return Message{m};
+    }
+    case MessageType::get_snapshot_pages: {
+      GetSnapshotPages g;
+      size_t at = r.offset();
+      SWL_ASSIGN(g.size, r.u64("size"));
+      if (g.size == 0) return r.fail_at(Errc::bad_value, at, "size", "0 (no snapshot is at size 0)");
+      at = r.offset();
+      SWL_ASSIGN(g.first_page, r.u32("first_page"));
+      if (g.first_page == 0) return r.fail_at(Errc::bad_value, at, "first_page", "0 (pages are 1-based)");
+      at = r.offset();
+      SWL_ASSIGN(g.count, r.u32("count"));
+      if (g.count == 0 || g.count > kMaxSnapshotPagesPerRequest) {
+        return r.fail_at(Errc::bad_value, at, "count",
+                         fmt::format("{} is not in 1..{}", g.count, kMaxSnapshotPagesPerRequest));
+      }
+      return Message{g};
+    }
+    case MessageType::snapshot_pages: {
+      SWL_ASSIGN(ByteView b, r.blob("chunk", kMaxSnapshotChunkBytes));
+      return Message{SnapshotPages{Bytes(b.begin(), b.end())}};
+    }
+    case MessageType::get_frontier: {
+      size_t at = r.offset();
+      SWL_ASSIGN(uint64_t n, r.u64("size"));
+      if (n == 0) return r.fail_at(Errc::bad_value, at, "size", "0 (an empty log has no frontier to send)");
+      return Message{GetFrontier{n}};
+    }
+    case MessageType::frontier: {
+      Frontier f;
+      size_t at = r.offset();
+      SWL_ASSIGN(f.size, r.u64("size"));
+      if (f.size == 0) return r.fail_at(Errc::bad_value, at, "size", "0 (an empty log has no frontier)");
+      SWL_ASSIGN(ByteView b, r.blob("last_entry", kMaxFrontierEntryBytes));
+      f.last_entry.assign(b.begin(), b.end());
+      at = r.offset();
+      SWL_ASSIGN(f.path, read_hash_list(r, "path", kMaxWireProofHashes));
+      if (size_t want = inclusion_proof_size(f.size - 1, f.size); f.path.size() != want) {
+        return r.fail_at(Errc::bad_value, at, "path",
+                         fmt::format("{} hashes; the last entry of a tree of {} has a path of {}",
+                                     f.path.size(), f.size, want));
+      }
+      return Message{std::move(f)};
     }
   }
   return make_error(Errc::bad_value, "message: unknown type {}", static_cast<int>(type));
@@ -172,15 +255,23 @@ std::string_view message_type_name(MessageType t) {
     case MessageType::peers: return "Peers";
     case MessageType::evidence: return "Evidence";
     case MessageType::error: return "Error";
+    case MessageType::get_snapshot: return "GetSnapshot";
+    case MessageType::snapshot_manifest: return "SnapshotManifest";
+    case MessageType::get_snapshot_pages: return "GetSnapshotPages";
+    case MessageType::snapshot_pages: return "SnapshotPages";
+    case MessageType::get_frontier: return "GetFrontier";
+    case MessageType::frontier: return "Frontier";
   }
   return "unknown";
 }
 
 MessageType message_type(const Message& m) {
   // The variant's alternatives are in wire-id order, starting at 1.
-  static_assert(std::variant_size_v<Message> == 8);
+  static_assert(std::variant_size_v<Message> == 14);
   static_assert(std::is_same_v<std::variant_alternative_t<0, Message>, Hello>);
   static_assert(std::is_same_v<std::variant_alternative_t<7, Message>, ErrorMsg>);
+  static_assert(std::is_same_v<std::variant_alternative_t<8, Message>, GetSnapshot>);
+  static_assert(std::is_same_v<std::variant_alternative_t<13, Message>, Frontier>);
   return static_cast<MessageType>(m.index() + 1);
 }
 
@@ -215,7 +306,7 @@ Result<uint32_t> decode_frame_length(ByteView header4, size_t max_frame) {
 Result<Message> decode_message(ByteView body) {
   Reader r(body, "message");
   SWL_ASSIGN(uint8_t type, r.u8("type"));
-  if (type < 1 || type > static_cast<uint8_t>(MessageType::error)) {
+  if (type < 1 || type > static_cast<uint8_t>(MessageType::frontier)) {
     return r.fail_at(Errc::bad_value, 0, "type", fmt::format("unknown message type {}", type));
   }
   SWL_ASSIGN(Message m, decode_payload(static_cast<MessageType>(type), r));

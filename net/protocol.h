@@ -21,7 +21,10 @@
 
 namespace swarmlite::net {
 
-inline constexpr uint16_t kProtocolVersion = 1;
+// 2: Hello carries `first`; the snapshot and frontier messages (ids 9..14).
+// Version 1 was never deployed, so no node needs to speak both
+// (docs/formats/protocol.md "Versions").
+inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 4;
 // An entry may be up to EntryLimits::max_entry_bytes (16 MiB); the frame must
 // carry one such entry plus its head and proofs, hence 16 MiB + 1 MiB.
@@ -32,6 +35,16 @@ inline constexpr size_t kMaxAddressBytes = 255;      // one "host:port"
 inline constexpr size_t kMaxErrorMessageBytes = 1024;
 inline constexpr size_t kMaxEvidenceBytes = 4096;    // two heads + a 64-hash path fits easily
 inline constexpr size_t kMaxWireProofHashes = 64;    // any consistency proof / path
+// Snapshot transfer (docs/formats/snapshot.md): a chunk carries at most 8 MiB of
+// pages (kMaxChunkPageBytes in sqlbridge/engine/snapshot_chunk.h, which this
+// codec does not link) plus its head and a multiproof of at most 128 hashes:
+// 64 KiB covers those with room to spare, and the frame stays under kMaxFrameBytes.
+inline constexpr size_t kMaxSnapshotChunkBytes = (8u << 20) + (64u << 10);
+// Pages per GetSnapshotPages: what 8 MiB of the smallest (512-byte) pages holds,
+// as decode_snapshot_request allows.
+inline constexpr uint32_t kMaxSnapshotPagesPerRequest = (8u << 20) / 512;
+// An entry in a Frontier message: EntryLimits::max_entry_bytes (16 MiB).
+inline constexpr size_t kMaxFrontierEntryBytes = 16u << 20;
 
 // Wire ids: fixed forever; never reuse a retired id.
 enum class MessageType : uint8_t {
@@ -43,6 +56,12 @@ enum class MessageType : uint8_t {
   peers = 6,
   evidence = 7,
   error = 8,
+  get_snapshot = 9,
+  snapshot_manifest = 10,
+  get_snapshot_pages = 11,
+  snapshot_pages = 12,
+  get_frontier = 13,
+  frontier = 14,
 };
 std::string_view message_type_name(MessageType t);
 
@@ -53,6 +72,10 @@ struct Hello {
   uint64_t node_id = 0;            // random per process: detects self- and duplicate connections
   std::optional<Head> head;        // sender's newest verified head it holds entries for
   std::string listen;              // "host:port" others may dial, or "" (does not accept)
+  // The first entry seq the sender can serve (0: all of them). Entries below it
+  // were compacted away; a peer that needs them asks someone else or
+  // bootstraps from a snapshot (docs/protocol.md "First servable entry").
+  uint64_t first = 0;
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 
@@ -108,6 +131,9 @@ enum class ErrorCode : uint16_t {
   not_available = 6,   // answer to GetEntries: the sender has none of those entries
   duplicate = 7,       // already connected to this node (or it is ourselves) (then close)
   shutting_down = 8,   // then close
+  // Answer to GetSnapshotPages: the snapshot at that size is no longer held;
+  // the message says the newest held size ("gone: ...; newest held is M").
+  snapshot_gone = 9,
 };
 
 struct ErrorMsg {
@@ -116,8 +142,56 @@ struct ErrorMsg {
   friend bool operator==(const ErrorMsg&, const ErrorMsg&) = default;
 };
 
-using Message =
-    std::variant<Hello, HeadMsg, GetEntries, Entries, GetPeers, Peers, EvidenceMsg, ErrorMsg>;
+// Snapshot transfer (docs/protocol.md "Snapshots", docs/formats/snapshot.md).
+// Pins (or reuses) a snapshot at the receiver's newest signed head.
+struct GetSnapshot {
+  friend bool operator==(const GetSnapshot&, const GetSnapshot&) = default;
+};
+
+// Answer to GetSnapshot (unverified: the requester checks the head's signature).
+struct SnapshotManifestMsg {
+  Head head;
+  uint32_t page_size = 0;    // a power of two in 512..65536
+  uint32_t chunk_pages = 0;  // suggested pages per request, 1..kMaxSnapshotPagesPerRequest
+  friend bool operator==(const SnapshotManifestMsg&, const SnapshotManifestMsg&) = default;
+};
+
+// Pages first_page .. first_page+count-1 (1-based) of the snapshot at log size `size`.
+struct GetSnapshotPages {
+  uint64_t size = 0;        // >= 1
+  uint32_t first_page = 0;  // >= 1
+  uint32_t count = 0;       // 1..kMaxSnapshotPagesPerRequest
+  friend bool operator==(const GetSnapshotPages&, const GetSnapshotPages&) = default;
+};
+
+// Answer to GetSnapshotPages: the encoded chunk of sqlbridge/engine/snapshot_chunk.h,
+// opaque here (the fetcher decodes and verifies it), at most kMaxSnapshotChunkBytes.
+struct SnapshotPages {
+  Bytes chunk;
+  friend bool operator==(const SnapshotPages&, const SnapshotPages&) = default;
+};
+
+// The Merkle frontier of the log at size N, for a node that starts from a
+// snapshot at head N: entry N-1 and its inclusion path in the tree of size N.
+struct GetFrontier {
+  uint64_t size = 0;  // N >= 1
+  friend bool operator==(const GetFrontier&, const GetFrontier&) = default;
+};
+
+// Answer to GetFrontier: `path` = inclusion proof of entry size-1 in the tree
+// of `size` leaves (exactly inclusion_proof_size(size-1, size) hashes: checked
+// by the decoder). The requester checks it against head N's log_root
+// (net/frontier.h frontier_from_last_leaf_path).
+struct Frontier {
+  uint64_t size = 0;
+  Bytes last_entry;  // encoded entry size-1 (docs/formats/entry.md)
+  std::vector<Hash32> path;
+  friend bool operator==(const Frontier&, const Frontier&) = default;
+};
+
+using Message = std::variant<Hello, HeadMsg, GetEntries, Entries, GetPeers, Peers, EvidenceMsg,
+                             ErrorMsg, GetSnapshot, SnapshotManifestMsg, GetSnapshotPages,
+                             SnapshotPages, GetFrontier, Frontier>;
 
 MessageType message_type(const Message& m);
 

@@ -67,6 +67,8 @@ TEST_CASE("every message type round-trips through a frame") {
   hello.head = signed_head(5, 0x11);
   hello.listen = "";
   CHECK(round_trip(hello) == Message{hello});
+  hello.first = 4000;  // a compacted log serves from entry 4000 on
+  CHECK(round_trip(hello) == Message{hello});
 
   CHECK(round_trip(HeadMsg{signed_head(9, 0x33)}) == Message{HeadMsg{signed_head(9, 0x33)}});
   CHECK(round_trip(GetEntries{10, 100, 7}) == Message{GetEntries{10, 100, 7}});
@@ -88,6 +90,81 @@ TEST_CASE("every message type round-trips through a frame") {
   CHECK(round_trip(EvidenceMsg{ev.value()}) == Message{EvidenceMsg{ev.value()}});
   CHECK(round_trip(ErrorMsg{ErrorCode::wrong_log, "other log"}) ==
         Message{ErrorMsg{ErrorCode::wrong_log, "other log"}});
+  CHECK(round_trip(ErrorMsg{ErrorCode::snapshot_gone, "gone; newest held is 9"}) ==
+        Message{ErrorMsg{ErrorCode::snapshot_gone, "gone; newest held is 9"}});
+
+  CHECK(round_trip(GetSnapshot{}) == Message{GetSnapshot{}});
+  SnapshotManifestMsg m{signed_head(12, 0x55), 4096, 1024};
+  CHECK(round_trip(m) == Message{m});
+  CHECK(round_trip(GetSnapshotPages{12, 1, 1024}) == Message{GetSnapshotPages{12, 1, 1024}});
+  SnapshotPages pages{Bytes(5000, 0x5a)};
+  CHECK(round_trip(pages) == Message{pages});
+  CHECK(round_trip(GetFrontier{6}) == Message{GetFrontier{6}});
+  // Size 6 = 0b110: the last leaf's path has countr_zero(6) + popcount(6) - 1 = 2 hashes.
+  Frontier f{6, Bytes{1, 2, 3}, {blake2b(as_bytes("a")), blake2b(as_bytes("b"))}};
+  CHECK(round_trip(f) == Message{f});
+  Frontier one{1, Bytes(70, 7), {}};  // a tree of one leaf: an empty path
+  CHECK(round_trip(one) == Message{one});
+}
+
+TEST_CASE("snapshot messages: out-of-range fields are refused, naming the field") {
+  auto refused = [](const Message& m, std::string_view field) {
+    auto r = decode_frame(encode_frame(m));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::bad_value);
+    CHECK_MESSAGE(r.error().message.find(field) != std::string::npos, r.error().message);
+  };
+  refused(GetSnapshotPages{0, 1, 1}, "size");
+  refused(GetSnapshotPages{5, 0, 1}, "first_page");
+  refused(GetSnapshotPages{5, 1, 0}, "count");
+  refused(GetSnapshotPages{5, 1, kMaxSnapshotPagesPerRequest + 1}, "count");
+  CHECK(decode_frame(encode_frame(GetSnapshotPages{5, 1, kMaxSnapshotPagesPerRequest})).ok());
+  refused(SnapshotManifestMsg{signed_head(3, 1), 1000, 16}, "page_size");
+  refused(SnapshotManifestMsg{signed_head(3, 1), 256, 16}, "page_size");
+  refused(SnapshotManifestMsg{signed_head(3, 1), 131072, 16}, "page_size");
+  refused(SnapshotManifestMsg{signed_head(3, 1), 4096, 0}, "chunk_pages");
+  refused(SnapshotManifestMsg{signed_head(3, 1), 4096, kMaxSnapshotPagesPerRequest + 1}, "chunk_pages");
+  refused(GetFrontier{0}, "size");
+  refused(Frontier{0, Bytes{1}, {}}, "size");
+  refused(Frontier{6, Bytes{1}, {Hash32{}}}, "path");        // 6 needs 2 hashes
+  refused(Frontier{6, Bytes{1}, {Hash32{}, Hash32{}, Hash32{}}}, "path");
+  refused(Frontier{1, Bytes{1}, {Hash32{}}}, "path");        // 1 needs none
+}
+
+TEST_CASE("snapshot messages: lengths are checked before allocating") {
+  // A chunk over the cap is refused from its length field alone.
+  Writer big;
+  big.u32(static_cast<uint32_t>(kMaxSnapshotChunkBytes + 1));
+  auto r = decode_frame(frame_of(MessageType::snapshot_pages, big.bytes()));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::too_large);
+  CHECK(r.error().message.find("chunk") != std::string::npos);
+  // A chunk length claiming more than follows.
+  Writer cut;
+  cut.u32(1000);
+  cut.u8(1);
+  CHECK(decode_error(frame_of(MessageType::snapshot_pages, cut.bytes())) == Errc::truncated);
+  // The largest chunk fits a frame.
+  static_assert(kMaxSnapshotChunkBytes + 16 < kMaxFrameBytes);
+  // A frontier entry over its cap, and a path list over the wire cap.
+  Writer fe;
+  fe.u64(4);
+  fe.u32(static_cast<uint32_t>(kMaxFrontierEntryBytes + 1));
+  CHECK(decode_error(frame_of(MessageType::frontier, fe.bytes())) == Errc::too_large);
+  Writer fp;
+  fp.u64(4);
+  fp.blob(Bytes{1});
+  fp.u32(kMaxWireProofHashes + 1);
+  CHECK(decode_error(frame_of(MessageType::frontier, fp.bytes())) == Errc::too_large);
+  // Truncated fixed fields.
+  CHECK(decode_error(frame_of(MessageType::get_snapshot_pages, Bytes{0, 0, 0, 0, 0, 0, 0, 1})) ==
+        Errc::truncated);
+  CHECK(decode_error(frame_of(MessageType::get_frontier, Bytes{0, 0, 1})) == Errc::truncated);
+  Bytes manifest = encode_payload(SnapshotManifestMsg{signed_head(3, 1), 4096, 16});
+  manifest.pop_back();
+  CHECK(decode_error(frame_of(MessageType::snapshot_manifest, manifest)) == Errc::truncated);
+  // GetSnapshot has no payload: a byte more is trailing.
+  CHECK(decode_error(frame_of(MessageType::get_snapshot, Bytes{0})) == Errc::trailing_bytes);
 }
 
 TEST_CASE("message type ids are fixed") {
@@ -95,6 +172,14 @@ TEST_CASE("message type ids are fixed") {
   CHECK(static_cast<int>(MessageType::hello) == 1);
   CHECK(static_cast<int>(MessageType::entries) == 4);
   CHECK(static_cast<int>(MessageType::error) == 8);
+  CHECK(static_cast<int>(MessageType::get_snapshot) == 9);
+  CHECK(static_cast<int>(MessageType::snapshot_manifest) == 10);
+  CHECK(static_cast<int>(MessageType::get_snapshot_pages) == 11);
+  CHECK(static_cast<int>(MessageType::snapshot_pages) == 12);
+  CHECK(static_cast<int>(MessageType::get_frontier) == 13);
+  CHECK(static_cast<int>(MessageType::frontier) == 14);
+  CHECK(static_cast<int>(ErrorCode::snapshot_gone) == 9);
+  CHECK(encode_frame(GetSnapshot{}) == Bytes{0, 0, 0, 1, 9});
   CHECK(encode_frame(GetPeers{}) == Bytes{0, 0, 0, 1, 5});
 }
 
@@ -125,7 +210,7 @@ TEST_CASE("truncated and overlong frames are refused") {
 
 TEST_CASE("unknown message types are refused") {
   CHECK(decode_error(Bytes{0, 0, 0, 1, 0}) == Errc::bad_value);
-  CHECK(decode_error(Bytes{0, 0, 0, 1, 9}) == Errc::bad_value);
+  CHECK(decode_error(Bytes{0, 0, 0, 1, 15}) == Errc::bad_value);
   CHECK(decode_error(Bytes{0, 0, 0, 1, 0xff}) == Errc::bad_value);
 }
 
@@ -133,7 +218,9 @@ TEST_CASE("hello of another protocol version is refused as bad_version") {
   Hello h;
   h.log_id = test_keys().pub;
   Bytes payload = encode_payload(h);
-  payload[1] = 2;  // version 2
+  payload[1] = 1;  // version 1 (never deployed; no `first`)
+  CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
+  payload[1] = 3;
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
   // Only the version is read: a future Hello may look entirely different.
   CHECK(decode_error(frame_of(MessageType::hello, Bytes{0, 9, 1, 2, 3})) == Errc::bad_version);
@@ -231,7 +318,7 @@ TEST_CASE("evidence that does not decode, and unknown error codes, are refused")
   e.str("x");
   CHECK(decode_error(frame_of(MessageType::error, e.bytes())) == Errc::bad_value);
   Writer e2;
-  e2.u16(99);
+  e2.u16(10);  // one past snapshot_gone
   e2.str("x");
   CHECK(decode_error(frame_of(MessageType::error, e2.bytes())) == Errc::bad_value);
   Writer e3;
@@ -249,4 +336,16 @@ TEST_CASE("host:port parsing") {
     INFO(bad);
     CHECK_FALSE(parse_host_port(bad).ok());
   }
+}
+
+// The worked examples of docs/formats/protocol.md.
+TEST_CASE("docs/formats/protocol.md examples are what encode_frame makes") {
+  CHECK(to_hex(encode_frame(GetSnapshotPages{12, 1, 1024})) == "000000110b000000000000000c0000000100000400");
+  Hello h;
+  h.log_id.bytes.fill(0xaa);
+  h.node_id = 0x0102030405060708;
+  h.listen = "127.0.0.1:7001";
+  CHECK(to_hex(encode_frame(h)) ==
+        "0000004601" "0002" + std::string(64, 'a') + "0102030405060708" "00" "0000000e3132372e302e302e313a37303031"
+        "0000000000000000");
 }

@@ -54,6 +54,7 @@ Hello SyncEngine::make_hello() const {
   {
     std::lock_guard lock(backend_.log_mutex());
     h.head = backend_.log().head();
+    h.first = first_servable_entry(backend_.log());
   }
   h.listen = announce_;
   return h;
@@ -197,6 +198,7 @@ Actions SyncEngine::message(uint64_t id, Message&& m, Clock::time_point now) {
   PeerState* found = find(id);
   if (!found || found->closing) return out;  // draining: ignore what it still says
   PeerState& s = *found;
+  const MessageType type = message_type(m);
   if (!s.ready && !std::holds_alternative<Hello>(m) && !std::holds_alternative<ErrorMsg>(m)) {
     misbehaved(out, s, fmt::format("{} before Hello", message_type_name(message_type(m))), now);
     return out;
@@ -212,6 +214,14 @@ Actions SyncEngine::message(uint64_t id, Message&& m, Clock::time_point now) {
         else if constexpr (std::is_same_v<T, Peers>) on_peers(x);
         else if constexpr (std::is_same_v<T, EvidenceMsg>) on_evidence(out, s, x.evidence, now);
         else if constexpr (std::is_same_v<T, ErrorMsg>) on_error(out, s, x, now);
+        else if constexpr (std::is_same_v<T, GetSnapshot> || std::is_same_v<T, GetSnapshotPages>)
+          on_snapshot_request(out, s, x, now);
+        else if constexpr (std::is_same_v<T, GetFrontier>) on_get_frontier(out, s, x, now);
+        else if constexpr (std::is_same_v<T, SnapshotManifestMsg> || std::is_same_v<T, SnapshotPages> ||
+                           std::is_same_v<T, Frontier>)
+          // A node never asks for these (the fetcher and a bootstrapping node use
+          // their own connections): unrequested, like unrequested Entries.
+          misbehaved(out, s, fmt::format("unrequested {}", message_type_name(type)), now);
       },
       std::move(m));
   return out;
@@ -234,6 +244,7 @@ void SyncEngine::on_hello(Actions& out, PeerState& s, Hello&& h, Clock::time_poi
     return;
   }
   s.node_id = h.node_id;
+  s.first = h.first;
   if (!h.listen.empty()) {
     auto hp = parse_host_port(h.listen);  // the codec checked it
     if (hp.ok() && (hp->host == "0.0.0.0" || hp->host == "::") && !s.remote_ip.empty()) {
@@ -268,8 +279,9 @@ void SyncEngine::on_hello(Actions& out, PeerState& s, Hello&& h, Clock::time_poi
   out.push_back(HandshakenAction{s.id});
   if (s.outbound) book_.on_connected(s.dialled);
   if (!s.announced.empty()) book_.add(s.announced);
-  spdlog::info("peer {} connected ({}, node {}, head {})", s.name(), s.outbound ? "outbound" : "inbound",
-               hex_id(h.node_id), h.head ? std::to_string(h.head->size) : "none");
+  spdlog::info("peer {} connected ({}, node {}, head {}{})", s.name(), s.outbound ? "outbound" : "inbound",
+               hex_id(h.node_id), h.head ? std::to_string(h.head->size) : "none",
+               h.first ? fmt::format(", serves entries from {}", h.first) : "");
   s.last_peers_request = now;
   send(out, s, GetPeers{});
   if (evidence_) send(out, s, EvidenceMsg{*evidence_});
@@ -390,11 +402,29 @@ void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
     local = backend_.log().size();
     anchor = backend_.log().head();
   }
-  if (!best_head_ || best_head_->size <= local) return;
+  if (!best_head_ || best_head_->size <= local) {
+    unserved_.reset();  // nothing is needed
+    return;
+  }
   std::vector<SourceInfo> sources;
   for (auto& entry : peers_) {
     const PeerState& s = entry.second;
-    if (s.ready && !s.closing) sources.push_back({s.id, s.head_size, s.last_used, s.request.has_value()});
+    if (s.ready && !s.closing) sources.push_back({s.id, s.head_size, s.last_used, s.request.has_value(), s.first});
+  }
+  // Peers that compacted the entries we need are not asked (choose_source);
+  // when that is every peer ahead of us, say so once per range and wait: a
+  // peer that holds them may connect, else only a snapshot helps.
+  auto missing = unserved_entries(sources, local);
+  if (missing != unserved_) {
+    if (missing) {
+      spdlog::warn("entries [{}, {}) are held by no connected peer (each peer ahead of us serves only later "
+                   "entries); bootstrap from a snapshot (docs/operations.md \"Getting a verified copy\")",
+                   missing->from, missing->to);
+    } else {
+      spdlog::info("entries [{}, {}) are no longer missing (a peer holds them, or none is ahead of us)",
+                   unserved_->from, unserved_->to);
+    }
+    unserved_ = missing;
   }
   auto chosen = choose_source(sources, local);
   if (!chosen) return;
@@ -522,8 +552,11 @@ void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g,
     std::lock_guard lock(backend_.log_mutex());
     const Log& log = backend_.log();
     const auto& head = log.head();
+    const uint64_t first = first_servable_entry(log);
     if (!head || g.from >= head->size) {
       failure = fmt::format("have {} entries under a signed head", head ? head->size : 0);
+    } else if (g.from < first) {
+      failure = fmt::format("entries before {} were compacted away", first);
     } else {
       reply.head = *head;
       uint64_t end = std::min<uint64_t>(g.from + g.count, head->size);
@@ -565,6 +598,60 @@ void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g,
     return;
   }
   entries_served_ += reply.entries.size();
+  send(out, s, std::move(reply));
+}
+
+// A peer asks for a snapshot: answered off the io thread by the node, this
+// session's requests in order; more than kMaxSnapshotRequestsPerSession at once
+// is a bad request (the answers of earlier ones may then not arrive: the
+// session closes). A session that downloads is useful: not evicted as idle.
+void SyncEngine::on_snapshot_request(Actions& out, PeerState& s,
+                                     std::variant<GetSnapshot, GetSnapshotPages> r, Clock::time_point now) {
+  s.last_useful = now;
+  if (s.snapshot_requests >= kMaxSnapshotRequestsPerSession) {
+    const std::string why = fmt::format("more than {} snapshot requests at once", kMaxSnapshotRequestsPerSession);
+    spdlog::info("closing {}: {}", s.name(), why);
+    send(out, s, ErrorMsg{ErrorCode::bad_request, why});
+    close(out, s, why);
+    return;
+  }
+  ++s.snapshot_requests;
+  out.push_back(SnapshotAction{s.id, std::move(r)});
+}
+
+void SyncEngine::snapshot_answered(uint64_t id) {
+  if (PeerState* s = find(id); s && s->snapshot_requests > 0) --s->snapshot_requests;
+}
+
+// Entry N-1 and its inclusion path in the tree of size N (docs/protocol.md
+// "Frontier"), for a signed head N we hold and an entry we still hold.
+void SyncEngine::on_get_frontier(Actions& out, PeerState& s, const GetFrontier& g, Clock::time_point now) {
+  s.last_useful = now;
+  Frontier reply;
+  reply.size = g.size;
+  std::string failure;
+  {
+    std::lock_guard lock(backend_.log_mutex());
+    const Log& log = backend_.log();
+    const auto& head = log.head();
+    const uint64_t first = first_servable_entry(log);
+    if (!head || g.size > head->size) {
+      failure = fmt::format("have {} entries under a signed head", head ? head->size : 0);
+    } else if (g.size - 1 < first) {
+      failure = fmt::format("entries before {} were compacted away", first);
+    } else if (auto e = log.entry_bytes(g.size - 1); !e.ok()) {
+      failure = e.error().to_string();
+    } else if (auto path = log.tree().inclusion_proof(g.size - 1, g.size); !path.ok()) {
+      failure = path.error().to_string();
+    } else {
+      reply.last_entry = std::move(e).value();
+      reply.path = std::move(path).value();
+    }
+  }
+  if (!failure.empty()) {
+    send(out, s, ErrorMsg{ErrorCode::not_available, fmt::format("frontier at {}: {}", g.size, failure)});
+    return;
+  }
   send(out, s, std::move(reply));
 }
 

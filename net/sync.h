@@ -82,10 +82,17 @@ struct RequestDeadlineAction {
 struct HandshakenAction {
   uint64_t session = 0;
 };
+// Answer a GetSnapshot or GetSnapshotPages off the io thread (SnapshotSource
+// calls block), the session's requests in order, then report with
+// snapshot_answered() (docs/protocol.md "Snapshots").
+struct SnapshotAction {
+  uint64_t session = 0;
+  std::variant<GetSnapshot, GetSnapshotPages> request;
+};
 
 using Action = std::variant<SendAction, CloseAction, BanAction, DialAction, StoreAction,
                             StoreHeadAction, ApplyAction, EquivocatedAction, RequestDeadlineAction,
-                            HandshakenAction>;
+                            HandshakenAction, SnapshotAction>;
 using Actions = std::vector<Action>;
 
 // --- per-session state --------------------------------------------------------
@@ -101,6 +108,8 @@ struct PeerState {
   uint64_t node_id = 0;         // from its Hello
   std::string announced;        // its listen address as announced (0.0.0.0 replaced by its IP)
   uint64_t head_size = 0;       // newest head it announced
+  uint64_t first = 0;           // first entry it serves (its Hello; 0: all)
+  size_t snapshot_requests = 0; // its snapshot requests queued or being answered
   uint64_t told_size = 0;       // newest head of ours it was sent (Hello or HeadMsg)
   Clock::time_point connected_at, last_useful, last_peers_request{};
   uint64_t last_used = 0;       // fetch counter when last asked
@@ -138,6 +147,8 @@ class SyncEngine {
   Actions stored(uint64_t id, const std::vector<std::string>& ban_keys, const std::string& who,
                  uint64_t n, const Head& head, const Status& st, Clock::time_point now);
   Actions head_stored(uint64_t size, const std::string& from, const Status& st);
+  // One SnapshotAction of `id` was answered (or dropped).
+  void snapshot_answered(uint64_t id);
 
   // Every kTick: dial, ask for addresses, relay, fetch, expire bans.
   Actions tick(Clock::time_point now);
@@ -152,6 +163,10 @@ class SyncEngine {
   const AddressBook& book() const { return book_; }
   uint64_t entries_stored() const { return entries_stored_; }
   uint64_t entries_served() const { return entries_served_; }
+  // Set while we need entries that every peer ahead of us compacted away:
+  // nobody connected can serve them; a snapshot is the way on
+  // (docs/protocol.md "First servable entry").
+  const std::optional<EntryRange>& unserved() const { return unserved_; }
   // Local fault of storing (docs/operations.md "Local faults"): never a ban.
   const FaultState& store_fault() const { return store_fault_; }
   Hello make_hello() const;
@@ -171,6 +186,9 @@ class SyncEngine {
   void on_peers(const Peers& p);
   void on_evidence(Actions& out, PeerState& p, const Evidence& e, Clock::time_point now);
   void on_error(Actions& out, PeerState& p, const ErrorMsg& e, Clock::time_point now);
+  void on_snapshot_request(Actions& out, PeerState& p, std::variant<GetSnapshot, GetSnapshotPages> r,
+                           Clock::time_point now);
+  void on_get_frontier(Actions& out, PeerState& p, const GetFrontier& g, Clock::time_point now);
   void check_head(Actions& out, const Head& h, const std::string& from);
   void schedule_fetch(Actions& out, Clock::time_point now);
   void relay_head(Actions& out);
@@ -197,6 +215,11 @@ class SyncEngine {
   std::optional<Evidence> evidence_;
   FaultState store_fault_;
   uint64_t entries_stored_ = 0, entries_served_ = 0;
+  std::optional<EntryRange> unserved_;
 };
+
+// Snapshot requests one session may have queued or being answered; one more
+// is a bad_request and the session is closed (docs/protocol.md "Snapshots").
+inline constexpr size_t kMaxSnapshotRequestsPerSession = 8;
 
 }  // namespace swarmlite::net

@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "core/entry.h"
+#include "net/frontier.h"
 #include "net/test_log.h"
 
 using namespace swarmlite;
@@ -355,4 +357,108 @@ TEST_CASE("sync: a stored batch is applied and its head relayed") {
   CHECK(e.peers().at(1).entries_received == 4);
   REQUIRE(sent<HeadMsg>(acts, 2).size() == 1);
   CHECK(sent<HeadMsg>(acts, 2)[0].head.size == 4);
+}
+
+// docs/protocol.md "First servable entry": a peer whose Hello says it serves
+// only entries from `first` on is not asked for earlier ones; when every peer
+// ahead of us is like that the engine reports the range once and waits, and a
+// peer that holds them is asked as soon as it connects. (Dropping the
+// `s.first > local_size` test in choose_source makes this fail: session 1 is
+// asked for entries from 0.)
+TEST_CASE("sync: a peer that compacted the entries we need is not asked; the gap is reported") {
+  Replica fx(6);
+  auto& e = fx.e;
+  Hello compacted = hello_from(fx.keys.pub, 101, fx.p.head());
+  compacted.first = 4;
+  auto acts = connect(e, 1, true, "10.0.0.1:7000", compacted, t0);
+  CHECK(e.peers().at(1).first == 4);
+  CHECK(sent<GetEntries>(acts, 1).empty());
+  REQUIRE(e.unserved());
+  CHECK(*e.unserved() == EntryRange{0, 4});
+  // Ticks do not spin into requests to it.
+  for (int i = 1; i <= 3; ++i) CHECK(sent<GetEntries>(e.tick(t0 + i * 250ms), 1).empty());
+  CHECK(e.unserved());
+
+  // A peer holding everything connects: it is asked, and the gap is closed.
+  auto asks = sent<GetEntries>(fx.dial_holder(2), 2);
+  REQUIRE(asks.size() == 1);
+  CHECK(asks[0].from == 0);
+  CHECK_FALSE(e.unserved());
+}
+
+// Our own Hello says which entry we serve first (0: all; logs are not compacted yet).
+TEST_CASE("sync: our Hello carries the first entry we serve") {
+  Replica fx(3);
+  uint64_t first;
+  {
+    std::lock_guard lock(fx.r.backend->log_mutex());
+    first = first_servable_entry(*fx.r.log);
+  }
+  CHECK(fx.e.make_hello().first == first);
+  CHECK(fx.e.make_hello().first == 0);
+}
+
+// docs/protocol.md "Snapshots": snapshot requests become SnapshotActions for
+// the node's snapshot threads; one session may have at most
+// kMaxSnapshotRequestsPerSession of them open, one more closes it (no ban).
+// (Dropping the cap check in on_snapshot_request makes this fail.)
+TEST_CASE("sync: snapshot requests go to the node, at most a cap per session") {
+  Replica fx(3);
+  auto& e = fx.e;
+  connect(e, 1, false, "", hello_from(fx.keys.pub, 7, std::nullopt), t0);
+  auto acts = e.message(1, GetSnapshot{}, t0);
+  auto jobs = all_of<SnapshotAction>(acts);
+  REQUIRE(jobs.size() == 1);
+  CHECK(std::holds_alternative<GetSnapshot>(jobs[0].request));
+  for (size_t i = 1; i < kMaxSnapshotRequestsPerSession; ++i) {
+    acts = e.message(1, GetSnapshotPages{3, static_cast<uint32_t>(i), 1}, t0);
+    REQUIRE(all_of<SnapshotAction>(acts).size() == 1);
+  }
+  CHECK(e.peers().at(1).snapshot_requests == kMaxSnapshotRequestsPerSession);
+  // Answering one frees a slot.
+  e.snapshot_answered(1);
+  CHECK(all_of<SnapshotAction>(e.message(1, GetSnapshotPages{3, 1, 1}, t0)).size() == 1);
+  acts = e.message(1, GetSnapshotPages{3, 1, 1}, t0);
+  CHECK(all_of<SnapshotAction>(acts).empty());
+  REQUIRE(sent<ErrorMsg>(acts, 1).size() == 1);
+  CHECK(sent<ErrorMsg>(acts, 1)[0].code == ErrorCode::bad_request);
+  CHECK(closed(acts, 1));
+  CHECK(all_of<BanAction>(acts).empty());
+}
+
+// docs/protocol.md "Frontier": entry N-1 and its inclusion path in the tree of
+// size N, which fold into the root of the signed head at N; N past our head is
+// not_available. And a node never asks for SnapshotPages: unrequested ones ban.
+TEST_CASE("sync: GetFrontier is answered from the log; unrequested snapshot answers ban") {
+  Replica fx(7);
+  SyncEngine server(*fx.p.backend, options(), 2);
+  server.start("", std::nullopt);
+  connect(server, 1, false, "", hello_from(fx.keys.pub, 9, std::nullopt), t0);
+  for (uint64_t n : {1u, 4u, 6u, 7u}) {
+    CAPTURE(n);
+    auto replies = sent<Frontier>(server.message(1, GetFrontier{n}, t0), 1);
+    REQUIRE(replies.size() == 1);
+    CHECK(replies[0].size == n);
+    Hash32 root;
+    {
+      std::lock_guard lock(fx.p.backend->log_mutex());
+      CHECK(replies[0].last_entry == fx.p.log->entry_bytes(n - 1).value());
+      root = fx.p.log->tree().root_at(n).value();
+    }
+    // Round-trips the codec (which checks the path length) and folds to the root.
+    auto back = decode_frame(encode_frame(replies[0]));
+    REQUIRE(back.ok());
+    auto f = frontier_from_last_leaf_path(n, entry_leaf_hash(replies[0].last_entry), replies[0].path);
+    REQUIRE(f.ok());
+    CHECK(f->root == root);
+    if (n == 7) CHECK(f->root == fx.p.head().log_root);  // the signed head's root
+  }
+  auto far = server.message(1, GetFrontier{8}, t0);
+  REQUIRE(sent<ErrorMsg>(far, 1).size() == 1);
+  CHECK(sent<ErrorMsg>(far, 1)[0].code == ErrorCode::not_available);
+  CHECK_FALSE(closed(far, 1));
+
+  auto acts = server.message(1, SnapshotPages{Bytes{1, 2, 3}}, t0);
+  REQUIRE(all_of<BanAction>(acts).size() == 1);
+  CHECK(all_of<BanAction>(acts)[0].reason.find("unrequested SnapshotPages") != std::string::npos);
 }
