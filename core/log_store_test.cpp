@@ -643,6 +643,21 @@ TEST_CASE("log checkpoint: encode/decode round trip; damage and bad shapes are r
   CHECK(r.error().message.find("head") != std::string::npos);
 }
 
+TEST_CASE("log checkpoint: the fuzz corpus's valid seeds decode, the others are refused") {
+  // tests/fuzz/corpus/checkpoint_fuzz: seeds the fuzzer mutates; the valid ones
+  // must really be valid or it starts from nothing.
+  const fs::path dir = fs::path(SWARMLITE_SOURCE_DIR) / "tests/fuzz/corpus/checkpoint_fuzz";
+  int valid = 0;
+  for (const auto& de : fs::directory_iterator(dir)) {
+    const std::string name = de.path().filename().string();
+    CAPTURE(name);
+    auto cp = decode_checkpoint(read_file(de.path()));
+    CHECK(cp.ok() == name.starts_with("valid"));
+    valid += cp.ok();
+  }
+  CHECK(valid == 2);
+}
+
 TEST_CASE("log store: drop_before removes whole segments; reads below first() are not_found") {
   TempDir t("drop");
   LogStoreOptions o;
