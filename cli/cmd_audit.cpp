@@ -34,8 +34,8 @@ Head load_snapshot_head(const std::string& file, const PublicKey& pub) {
       must(from_hex(doc["head"].get<std::string>()), "audit: --from-snapshot: " + path + ": head");
   Head head = must(decode_head(head_bytes), "audit: --from-snapshot: " + path + ": head");
   must(head.verify(pub), "audit: --from-snapshot: " + path + ": head");
-  if (doc.contains("size") && (!doc["size"].is_number_unsigned() ||
-                               doc["size"].get<uint64_t>() != head.size)) {
+  if (doc.contains("size") &&
+      (!doc["size"].is_number_unsigned() || doc["size"].get<uint64_t>() != head.size)) {
     throw CliError(1, fmt::format("audit: --from-snapshot: {}: \"size\" disagrees with the signed "
                                   "head's size {}",
                                   path, head.size));
@@ -65,7 +65,8 @@ void add_audit_command(CLI::App& app) {
     if (!args->db.empty()) options.replica_db = args->db;
     options.work_dir = args->work_dir;
     if (!args->snapshot.empty()) {
-      options.snapshot = AuditOptions::Snapshot{args->snapshot, load_snapshot_head(args->snapshot, pub)};
+      options.snapshot =
+          AuditOptions::Snapshot{args->snapshot, load_snapshot_head(args->snapshot, pub)};
     }
     Progress progress("audit", "entries");
     options.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
@@ -74,9 +75,10 @@ void add_audit_command(CLI::App& app) {
     fmt::print("log {}: {} entries, {} replayed with matching state roots\n", args->log, report.entries,
                report.replayed);
     if (report.replay_from > 0 || options.snapshot) {
-      fmt::print("checked entries [{}, {}) from a snapshot at head {} (the log starts at entry {})\n",
-                 report.replay_from, report.replay_from + report.replayed, report.replay_from,
-                 report.first_entry);
+      fmt::print(
+          "checked entries [{}, {}) from a snapshot at head {} (the log starts at entry {})\n",
+          report.replay_from, report.replay_from + report.replayed, report.replay_from,
+          report.first_entry);
     } else {
       fmt::print("checked entries [0, {}) from genesis\n", report.replayed);
     }

@@ -32,7 +32,8 @@ PublicKey log_id_of(const std::string& dir) {
 
 void add_compact_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "compact", "Drop a log directory's entries before N (offline; keeps a verifiable checkpoint)");
+      "compact",
+      "Drop a log directory's entries before N (offline; keeps a verifiable checkpoint)");
   struct Args {
     std::string log, pub, keep_from;
   };
@@ -48,8 +49,9 @@ void add_compact_command(CLI::App& app) {
                   "The primary's public key (64 hex digits or a .pub file); default: the one "
                   "the stored head names");
   cmd->callback([args] {
-    PublicKey id = args->pub.empty() ? log_id_of(args->log)
-                                     : must(load_public_key(args->pub), "compact: loading the public key");
+    PublicKey id = args->pub.empty()
+                       ? log_id_of(args->log)
+                       : must(load_public_key(args->pub), "compact: loading the public key");
     auto log = must(Log::open(args->log, id), "compact: opening the log " + args->log);
     if (!log->head()) {
       throw CliError(1, fmt::format("compact: the log in {} has no signed head", args->log));
@@ -79,9 +81,10 @@ void add_compact_command(CLI::App& app) {
     const uint64_t before = log->first_entry();
     DropStats stats = must(log->compact(keep_from), "compact");
     if (stats.segments == 0) {
-      fmt::print("nothing dropped: the log already starts at entry {} and the segment holding "
-                 "entry {} starts at or before it (segments are dropped whole)\n",
-                 before, keep_from);
+      fmt::print(
+          "nothing dropped: the log already starts at entry {} and the segment holding "
+          "entry {} starts at or before it (segments are dropped whole)\n",
+          before, keep_from);
     } else {
       fmt::print("dropped {} entries [{}, {}) in {} segments, {} bytes\n", stats.entries, before,
                  log->first_entry(), stats.segments, stats.bytes);

@@ -109,10 +109,9 @@ Result<std::unique_ptr<Log>> Log::create_at_checkpoint(const std::filesystem::pa
                       head.size, std::popcount(head.size), frontier.size());
   }
   if (LogTree::fold_frontier(frontier) != head.log_root) {
-    return make_error(Errc::root_mismatch,
-                      "the frontier folds to log root {}, the head at size {} signs {}",
-                      short_hex(LogTree::fold_frontier(frontier)), head.size,
-                      short_hex(head.log_root));
+    return make_error(
+        Errc::root_mismatch, "the frontier folds to log root {}, the head at size {} signs {}",
+        short_hex(LogTree::fold_frontier(frontier)), head.size, short_hex(head.log_root));
   }
   LogCheckpoint cp;
   cp.first_seq = head.size;

@@ -595,7 +595,8 @@ TEST_CASE("log store: leaf_hashes read ranges across segments, concurrently with
 LogCheckpoint test_checkpoint(uint64_t first) {
   LogCheckpoint cp;
   cp.first_seq = first;
-  for (int i = 0; i < std::popcount(first); ++i) cp.frontier.push_back(hash_leaf(make_record(99, 5 + i)));
+  for (int i = 0; i < std::popcount(first); ++i)
+    cp.frontier.push_back(hash_leaf(make_record(99, 5 + i)));
   if (first > 0) cp.head = make_record(first, 64);
   return cp;
 }
@@ -604,7 +605,8 @@ std::vector<uint64_t> segment_firsts(const fs::path& dir) {
   std::vector<uint64_t> out;
   for (const auto& de : fs::directory_iterator(dir)) {
     const std::string name = de.path().filename().string();
-    if (name.size() == 24 && name.ends_with(".log")) out.push_back(std::stoull(name.substr(4, 16), nullptr, 16));
+    if (name.size() == 24 && name.ends_with(".log"))
+      out.push_back(std::stoull(name.substr(4, 16), nullptr, 16));
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -791,7 +793,10 @@ TEST_CASE("log store: readers running during drop_before get records or not_foun
         const uint64_t i = rng() % 3000;
         auto r = s->read(i);
         if (!r.ok()) {
-          if (r.error().code == Errc::not_found) ++gone; else ++bad;
+          if (r.error().code == Errc::not_found)
+            ++gone;
+          else
+            ++bad;
         } else if (*r != make_record(i, varied_len(i))) {
           ++bad;
         }

@@ -482,7 +482,8 @@ TEST_CASE("log: memory stays flat as the log grows; proofs match the full tree a
 
 // ---- Compaction and checkpoints (docs/formats/log-store.md) ----
 
-TEST_CASE("log: compact, then append_verified, append_proven and consistency across the checkpoint") {
+TEST_CASE(
+    "log: compact, then append_verified, append_proven and consistency across the checkpoint") {
   KeyPair key = KeyPair::generate();
   const std::vector<Bytes> all = make_entries(0, 400);
   TempDir t("compact");
@@ -516,11 +517,12 @@ TEST_CASE("log: compact, then append_verified, append_proven and consistency acr
                                  make_head(key, 220, root_of(all, 220)))
                 .ok());
     auto proof = full.consistency_proof(260, 300);
-    REQUIRE(log->append_proven(std::span(all).subspan(220, 40), make_head(key, 300, root_of(all, 300)),
-                               *proof)
+    REQUIRE(log->append_proven(std::span(all).subspan(220, 40),
+                               make_head(key, 300, root_of(all, 300)), *proof)
                 .ok());
     CHECK(log->size() == 260);
-    REQUIRE(log->append_verified(std::span(all).subspan(260, 40), make_head(key, 300, root_of(all, 300)))
+    REQUIRE(log->append_verified(std::span(all).subspan(260, 40),
+                                 make_head(key, 300, root_of(all, 300)))
                 .ok());
     // A wrong batch is still refused (and cut back, not below the checkpoint).
     auto bad = make_entries(300, 310);
@@ -543,12 +545,14 @@ TEST_CASE("log: compact, then append_verified, append_proven and consistency acr
   }
   CHECK(*log->tree().inclusion_proof(first, 300) == *full.inclusion_proof(first, 300));
   CHECK(log->tree().inclusion_proof(0, 300).error().code == Errc::not_found);
-  REQUIRE(log->append_verified(std::span(all).subspan(300, 100), make_head(key, 400, root_of(all, 400)))
-              .ok());
+  REQUIRE(
+      log->append_verified(std::span(all).subspan(300, 100), make_head(key, 400, root_of(all, 400)))
+          .ok());
   CHECK(log->root() == full.root());
 }
 
-TEST_CASE("log: create_at_checkpoint starts a peer at a head; a wrong frontier or head is refused") {
+TEST_CASE(
+    "log: create_at_checkpoint starts a peer at a head; a wrong frontier or head is refused") {
   KeyPair key = KeyPair::generate();
   KeyPair other = KeyPair::generate();
   const std::vector<Bytes> all = make_entries(0, 120);
@@ -585,8 +589,10 @@ TEST_CASE("log: create_at_checkpoint starts a peer at a head; a wrong frontier o
     CHECK((*log)->first_entry() == 77);
     CHECK((*log)->root() == head.log_root);
     REQUIRE((*log)->head());
-    REQUIRE((*log)->append_verified(std::span(all).subspan(77, 13), make_head(key, 90, root_of(all, 90)))
-                .ok());
+    REQUIRE(
+        (*log)
+            ->append_verified(std::span(all).subspan(77, 13), make_head(key, 90, root_of(all, 90)))
+            .ok());
   }
   auto log = open_ok(t.path, key.pub);
   CHECK(log->first_entry() == 77);

@@ -165,9 +165,9 @@ void LogTree::append(const Hash32& leaf) {
 Status LogTree::truncate(uint64_t n) {
   assert(n <= size());
   if (n < base_) {
-    return make_error(Errc::invalid_argument,
-                      "cannot cut the log tree back to {} leaves: it starts at the checkpoint at {}",
-                      n, base_);
+    return make_error(
+        Errc::invalid_argument,
+        "cannot cut the log tree back to {} leaves: it starts at the checkpoint at {}", n, base_);
   }
   const uint64_t start = n & ~(block_ - 1);
   if (start >= tail_start()) {
@@ -226,7 +226,8 @@ Result<Hash32> LogTree::node(uint64_t at, int k, Blocks& blocks) const {
   if (k >= bits_) {
     const size_t level = static_cast<size_t>(k - bits_);
     const uint64_t i = at >> k;
-    if (level < levels_.size() && i >= level_first_[level]) return levels_[level][i - level_first_[level]];
+    if (level < levels_.size() && i >= level_first_[level])
+      return levels_[level][i - level_first_[level]];
     return before_checkpoint(at, k);
   }
   if (at >= tail_start()) {

@@ -226,7 +226,8 @@ struct CheckpointFixture {
     for (const Hash32& h : leaves) full.append(h);
     std::vector<Hash32> fr;
     for (const auto& r : frontier_ranges(base)) {
-      fr.push_back(merkle_root(std::span<const Hash32>(leaves).subspan(r.first, r.second - r.first)));
+      fr.push_back(
+          merkle_root(std::span<const Hash32>(leaves).subspan(r.first, r.second - r.first)));
     }
     auto t = LogTree::at_checkpoint(reader(), base, fr, bits);
     REQUIRE(t.ok());
@@ -310,7 +311,8 @@ void check_checkpointed(const LogTree& tree, const MerkleTree& full, uint64_t ba
   }
 }
 
-TEST_CASE("log tree at a checkpoint: same answers as MerkleTree where the leaves from base suffice") {
+TEST_CASE(
+    "log tree at a checkpoint: same answers as MerkleTree where the leaves from base suffice") {
   std::mt19937_64 rng(14);
   int trials = 0;
   for (int bits : {1, 2, 3, 6}) {

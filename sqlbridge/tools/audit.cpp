@@ -11,10 +11,10 @@
 #include <fmt/format.h>
 
 #include "core/log.h"
-#include "sqlbridge/tools/backup.h"
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/sqlite_util.h"
 #include "sqlbridge/engine/state_tree.h"
+#include "sqlbridge/tools/backup.h"
 
 namespace swarmlite {
 namespace fs = std::filesystem;
@@ -67,13 +67,13 @@ Status check_replica(const fs::path& db_path, const std::vector<std::pair<Hash32
   if (check.applied_size == 0) {
     report.problems.push_back(fmt::format("replica {} has applied no entries", db_path.string()));
   } else if (check.applied_size >= replay_from + roots.size()) {
-    report.problems.push_back(fmt::format(
-        "replica {} claims {} applied entries but the log replays to only {}", db_path.string(),
-        check.applied_size, replay_from + roots.size() - 1));
+    report.problems.push_back(
+        fmt::format("replica {} claims {} applied entries but the log replays to only {}",
+                    db_path.string(), check.applied_size, replay_from + roots.size() - 1));
   } else if (check.applied_size < replay_from) {
-    report.problems.push_back(fmt::format(
-        "replica {} is at {} entries, before the snapshot at {} the audit starts from",
-        db_path.string(), check.applied_size, replay_from));
+    report.problems.push_back(
+        fmt::format("replica {} is at {} entries, before the snapshot at {} the audit starts from",
+                    db_path.string(), check.applied_size, replay_from));
   } else {
     const auto& [want_root, want_pages] = roots[check.applied_size - replay_from];
     check.matches = want_root == check.state_root && want_pages == check.page_count;
@@ -127,21 +127,21 @@ Result<AuditReport> audit_log(const fs::path& log_dir, const PublicKey& log_id,
     report.replay_from = sh.size;
     auto check = verify_backup_file(options.snapshot->db, sh, log_id);
     if (!check.ok()) {
-      report.problems.push_back(fmt::format("snapshot {}: {}", options.snapshot->db.string(),
-                                            check.error().to_string()));
+      report.problems.push_back(
+          fmt::format("snapshot {}: {}", options.snapshot->db.string(), check.error().to_string()));
       return report;
     }
     if (sh.size < report.first_entry || sh.size > report.entries) {
-      report.problems.push_back(fmt::format(
-          "snapshot head at size {} is outside the log's entries [{}, {}]", sh.size,
-          report.first_entry, report.entries));
+      report.problems.push_back(
+          fmt::format("snapshot head at size {} is outside the log's entries [{}, {}]", sh.size,
+                      report.first_entry, report.entries));
       return report;
     }
     auto root = (*log)->tree().root_at(sh.size);
     if (!root.ok() || *root != sh.log_root) {
-      report.problems.push_back(fmt::format(
-          "snapshot head at size {} signs log root {}, the log gives {}", sh.size,
-          to_hex(sh.log_root), root.ok() ? to_hex(*root) : root.error().to_string()));
+      report.problems.push_back(
+          fmt::format("snapshot head at size {} signs log root {}, the log gives {}", sh.size,
+                      to_hex(sh.log_root), root.ok() ? to_hex(*root) : root.error().to_string()));
       return report;
     }
     fs::copy_file(options.snapshot->db, db_path, ec);
@@ -157,10 +157,10 @@ Result<AuditReport> audit_log(const fs::path& log_dir, const PublicKey& log_id,
   if (options.snapshot) {
     SWL_ASSIGN(uint64_t applied, db->read_applied_size());
     if (applied != report.replay_from) {
-      report.problems.push_back(fmt::format("snapshot {} says it applied {} entries, its head "
-                                            "covers {}",
-                                            options.snapshot->db.string(), applied,
-                                            report.replay_from));
+      report.problems.push_back(
+          fmt::format("snapshot {} says it applied {} entries, its head "
+                      "covers {}",
+                      options.snapshot->db.string(), applied, report.replay_from));
       return report;
     }
   }

@@ -51,7 +51,8 @@ std::unique_ptr<ChildProcess> start_primary(const Dir& dir, const std::string& n
       name, kBin,
       std::vector<std::string>{"primary", "--db", (dir / "p.db").string(), "--key",
                                (dir / "k/primary.key").string(), "--max-outbound", "0", "--listen",
-                               "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-segment-mib", "0.0625"},
+                               "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-segment-mib",
+                               "0.0625"},
       dir / (name + ".log"));
   p->wait_ready(60s);
   return p;
@@ -140,8 +141,8 @@ TEST_CASE("compact a primary's log; audit from a fetched snapshot; primary and r
   REQUIRE(audit("audit2.out", " --db " + (dir / "r.db").string()) == 0);
   const std::string audit2 = slurp(dir / "audit2.out");
   INFO(audit2);
-  CHECK(audit2.find("checked entries [" + std::to_string(a) + ", " + std::to_string(a + 15) + ")") !=
-        std::string::npos);
+  CHECK(audit2.find("checked entries [" + std::to_string(a) + ", " + std::to_string(a + 15) +
+                    ")") != std::string::npos);
   CHECK(audit2.find("matches the log") != std::string::npos);
 
   // A snapshot file that is not the state its head signs is refused.
