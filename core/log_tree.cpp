@@ -226,8 +226,9 @@ Result<Hash32> LogTree::node(uint64_t at, int k, Blocks& blocks) const {
   if (k >= bits_) {
     const size_t level = static_cast<size_t>(k - bits_);
     const uint64_t i = at >> k;
-    if (level < levels_.size() && i >= level_first_[level])
+    if (level < levels_.size() && i >= level_first_[level]) {
       return levels_[level][i - level_first_[level]];
+    }
     return before_checkpoint(at, k);
   }
   if (at >= tail_start()) {
