@@ -24,6 +24,7 @@ void add_primary_command(CLI::App& app) {
     double write_timeout_s = 5;
     uint32_t max_entry_pages = PrimaryOptions{}.max_entry_pages;
     int max_value_bytes = PrimaryOptions{}.max_value_bytes;
+    double log_segment_mib = static_cast<double>(LogStoreOptions{}.segment_bytes) / (1 << 20);
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--db", args->db, "Primary database file (created if missing)")->required();
@@ -41,6 +42,10 @@ void add_primary_command(CLI::App& app) {
                   "Largest string, blob or row one write may build (SQLITE_LIMIT_LENGTH on the "
                   "write connection; replicas keep SQLite's 1e9)")
       ->capture_default_str()->check(CLI::Range(1, 1000000000));
+  cmd->add_option("--log-segment-mib", args->log_segment_mib,
+                  "Size at which the log starts a new segment file; `swarmlite compact` drops "
+                  "whole segments (docs/operations.md \"Compacting a log\")")
+      ->capture_default_str()->check(CLI::Range(0.0625, 65536.0));
   add_node_flags(*cmd, args->net);
   add_primary_http_flags(*cmd, args->net);
   cmd->callback([args] {
@@ -51,6 +56,7 @@ void add_primary_command(CLI::App& app) {
     po.write_timeout = std::chrono::milliseconds(static_cast<int64_t>(args->write_timeout_s * 1000));
     po.max_entry_pages = args->max_entry_pages;
     po.max_value_bytes = args->max_value_bytes;
+    po.log_options.segment_bytes = static_cast<uint64_t>(args->log_segment_mib * (1 << 20));
     auto primary = must(Primary::open(args->db, key, std::move(po)), "primary: opening " + args->db);
     spdlog::info("primary for log {}: {} ({} entries)", primary->log_id().hex(), args->db,
                  primary->size());

@@ -31,6 +31,7 @@ void add_import_command(CLI::App& app);  // cmd_import.cpp
 void add_audit_command(CLI::App& app);   // cmd_audit.cpp
 void add_exec_command(CLI::App& app);    // cmd_exec.cpp
 void add_replay_command(CLI::App& app);  // cmd_replay.cpp
+void add_compact_command(CLI::App& app);  // cmd_compact.cpp
 void add_query_command(CLI::App& app);   // cmd_query.cpp
 void add_verify_command(CLI::App& app);  // cmd_query.cpp
 void add_status_command(CLI::App& app);  // cmd_status.cpp (SWARMLITE_HAVE_NET only)

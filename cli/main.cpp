@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   swarmlite::cli::add_audit_command(app);
   swarmlite::cli::add_exec_command(app);
   swarmlite::cli::add_replay_command(app);
+  swarmlite::cli::add_compact_command(app);
   swarmlite::cli::add_query_command(app);
   swarmlite::cli::add_verify_command(app);
 #ifdef SWARMLITE_HAVE_NET

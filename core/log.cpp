@@ -11,6 +11,7 @@
 #include "core/log.h"
 
 #include <algorithm>
+#include <bit>
 
 #include "core/hash.h"
 
@@ -27,15 +28,19 @@ Result<std::unique_ptr<Log>> Log::open(const std::filesystem::path& dir, const P
   SWL_ASSIGN(auto store, LogStore::open(dir, options));
   std::unique_ptr<Log> log(new Log(log_id, std::move(store)));
   LogStore& s = *log->store_;
+  if (auto cp = s.checkpoint()) SWL_TRY(log->start_at_checkpoint(*cp));
   // The leaf hashes in chunks (one pread of index rows each), not one by one.
   std::vector<Hash32> leaves;
-  for (uint64_t i = 0, n = s.size(); i < n; i += leaves.size()) {
+  for (uint64_t i = s.first(), n = s.size(); i < n; i += leaves.size()) {
     leaves.resize(std::min<uint64_t>(n - i, 4096));
     SWL_TRY(s.leaf_hashes(i, leaves));
     for (const Hash32& leaf : leaves) log->tree_.append(leaf);
   }
   SWL_ASSIGN(std::optional<Bytes> head_bytes, s.load_head());
-  if (!head_bytes) return log;
+  if (!head_bytes) {
+    SWL_TRY(log->check_checkpoint_head());
+    return log;
+  }
 
   const std::string where = (dir / "head").string();
   auto head = decode_head(*head_bytes);
@@ -63,7 +68,86 @@ Result<std::unique_ptr<Log>> Log::open(const std::filesystem::path& dir, const P
                       where, head->size, short_hex(head->log_root), short_hex(root));
   }
   log->head_ = std::move(head).value();
+  SWL_TRY(log->check_checkpoint_head());
   return log;
+}
+
+Status Log::start_at_checkpoint(const LogCheckpoint& cp) {
+  const std::string where = (store_->dir() / "checkpoint").string();
+  if (cp.first_seq != store_->first()) {
+    return make_error(Errc::internal, "{}: checkpoint at {}, store starts at {}", where,
+                      cp.first_seq, store_->first());
+  }
+  SWL_ASSIGN(tree_, LogTree::at_checkpoint(leaf_reader(), cp.first_seq, cp.frontier));
+  if (cp.head.empty()) return {};
+  // The head it was taken under must be this log's and agree with the frontier
+  // (checked once the kept leaves are in the tree; see open()).
+  auto head = decode_head(cp.head);
+  if (!head.ok()) {
+    return make_error(Errc::corrupt, "{}: head does not decode: {}", where,
+                      head.error().to_string());
+  }
+  if (auto st = head->verify(log_id_); !st.ok()) {
+    return make_error(Errc::corrupt, "{}: head: {}", where, st.error().to_string());
+  }
+  if (head->size < cp.first_seq) {
+    return make_error(Errc::corrupt, "{}: head at size {} is older than the checkpoint at {}",
+                      where, head->size, cp.first_seq);
+  }
+  checkpoint_head_ = std::move(head).value();
+  return {};
+}
+
+Result<std::unique_ptr<Log>> Log::create_at_checkpoint(const std::filesystem::path& dir,
+                                                       const PublicKey& log_id, const Head& head,
+                                                       std::span<const Hash32> frontier,
+                                                       LogStoreOptions options) {
+  SWL_TRY(head.verify(log_id));
+  if (frontier.size() != static_cast<size_t>(std::popcount(head.size))) {
+    return make_error(Errc::invalid_argument,
+                      "the frontier of a log at size {} has {} hashes (one per set bit), got {}",
+                      head.size, std::popcount(head.size), frontier.size());
+  }
+  if (LogTree::fold_frontier(frontier) != head.log_root) {
+    return make_error(
+        Errc::root_mismatch, "the frontier folds to log root {}, the head at size {} signs {}",
+        short_hex(LogTree::fold_frontier(frontier)), head.size, short_hex(head.log_root));
+  }
+  LogCheckpoint cp;
+  cp.first_seq = head.size;
+  cp.frontier.assign(frontier.begin(), frontier.end());
+  cp.head = encode_head(head);
+  SWL_ASSIGN(auto store, LogStore::create_at(dir, cp, options));
+  std::unique_ptr<Log> log(new Log(log_id, std::move(store)));
+  SWL_TRY(log->start_at_checkpoint(cp));
+  SWL_TRY(log->store_head_if_new(head));
+  return log;
+}
+
+Result<DropStats> Log::compact(uint64_t keep_from) {
+  if (!head_ || keep_from > head_->size) {
+    return make_error(Errc::refused,
+                      "log {}: cannot compact up to entry {}: the stored head covers {} entries "
+                      "(a checkpoint records a signed head at or past it)",
+                      store_->dir().string(), keep_from, head_ ? head_->size : 0);
+  }
+  // The newest entry always stays: the primary and replicas check their
+  // database against it on open.
+  uint64_t want = std::max(keep_from, store_->first());
+  if (size() > 0) want = std::min(want, size() - 1);
+  const uint64_t f = store_->drop_point(want);
+  if (f <= store_->first()) return DropStats{};
+  LogCheckpoint cp;
+  cp.first_seq = f;
+  SWL_ASSIGN(cp.frontier, tree_.frontier(f));
+  cp.head = encode_head(*head_);
+  // The tree first: it reads leaves from its old base to compute the frontier
+  // (again) and must never ask for one the store dropped. Should the store then
+  // fail, the tree merely proves less than the store holds until reopened.
+  SWL_TRY(tree_.forget_before(f));
+  SWL_ASSIGN(DropStats stats, store_->drop_before(cp));
+  checkpoint_head_ = head_;
+  return stats;
 }
 
 Result<Bytes> Log::entry_bytes(uint64_t seq) const { return store_->read(seq); }
@@ -76,6 +160,28 @@ Result<Entry> Log::entry(uint64_t seq) const {
                       store_->dir().string(), seq, e.error().to_string());
   }
   return e;
+}
+
+Status Log::check_checkpoint_head() const {
+  if (!checkpoint_head_) return {};
+  const Head& h = *checkpoint_head_;
+  const std::string where = (store_->dir() / "checkpoint").string();
+  if (h.size > size()) {
+    return make_error(Errc::corrupt, "{}: its head covers {} entries but the log holds {}", where,
+                      h.size, size());
+  }
+  SWL_ASSIGN(Hash32 root, tree_.root_at(h.size));
+  if (root != h.log_root) {
+    return make_error(Errc::corrupt,
+                      "{}: its head at size {} signs log root {}, the frontier and the kept "
+                      "entries give {}",
+                      where, h.size, short_hex(h.log_root), short_hex(root));
+  }
+  if (head_ && head_->size == h.size && head_->log_root != h.log_root) {
+    return make_error(Errc::corrupt, "{}: its head and the stored head differ at size {}", where,
+                      h.size);
+  }
+  return {};
 }
 
 Status Log::check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits) const {

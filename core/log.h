@@ -35,6 +35,17 @@ class Log {
   // store's leaf hashes; checks the stored head against it.
   static Result<std::unique_ptr<Log>> open(const std::filesystem::path& dir, const PublicKey& log_id,
                                            LogStoreOptions options = {});
+  // A bootstrapping peer (docs/formats/log-store.md "Checkpoint and compaction"):
+  // creates DIR as an empty log at `head` — size() == head.size, no entry held —
+  // from the log tree frontier at head.size (e.g. from a snapshot's provider).
+  // Verifies head's signature under log_id and that the frontier folds to
+  // head.log_root (root_mismatch; invalid_argument for a frontier of the wrong
+  // length) before anything is written. Entries from head.size on are then
+  // appended with append_verified / append_proven as usual.
+  static Result<std::unique_ptr<Log>> create_at_checkpoint(const std::filesystem::path& dir,
+                                                           const PublicKey& log_id, const Head& head,
+                                                           std::span<const Hash32> frontier,
+                                                           LogStoreOptions options = {});
 
   const PublicKey& log_id() const { return log_id_; }
   uint64_t size() const { return tree_.size(); }
@@ -43,6 +54,21 @@ class Log {
   const LogTree& tree() const { return tree_; }
   Hash32 root() const { return tree_.root(); }
   const std::optional<Head>& head() const { return head_; }
+  // First entry held: 0 unless compacted or created at a checkpoint. Entries,
+  // inclusion proofs and consistency proofs from a size below it are not_found.
+  uint64_t first_entry() const { return store_->first(); }
+  // The checkpoint record the log starts at, if any (what it can show an
+  // auditor about what it dropped).
+  std::optional<LogCheckpoint> checkpoint() const { return store_->checkpoint(); }
+  // Drops the entries before keep_from, whole segments at a time: the log then
+  // starts at the first seq of the segment holding keep_from (<= keep_from; the
+  // segment holding the newest entry is always kept; nothing happens when that
+  // is not past first_entry()). Returns what was dropped. Policy-free: a retention policy calls it
+  // with size() - retain now and then. Needs a stored head of size >= keep_from
+  // (refused otherwise): the checkpoint records it with the frontier at the new
+  // start. Not to be run while entry()/entry_bytes() callers rely on the
+  // dropped entries (they get not_found, which they must handle anyway).
+  Result<DropStats> compact(uint64_t keep_from);
 
   Result<Bytes> entry_bytes(uint64_t seq) const;
   Result<Entry> entry(uint64_t seq) const;
@@ -102,10 +128,20 @@ class Log {
   // append_verified / append_proven: verify everything, then store.
   Status extend(std::span<const Bytes> encoded_entries, const Head& head,
                 std::span<const Hash32> consistency_proof, const EntryLimits& limits);
+  LogTree::LeafReader leaf_reader() const {
+    return [s = store_.get()](uint64_t first, std::span<Hash32> out) {
+      return s->leaf_hashes(first, out);
+    };
+  }
+  // Checks the checkpoint's head and starts the tree at it (open).
+  Status start_at_checkpoint(const LogCheckpoint& cp);
+  // The checkpoint's head against the tree (once its leaves are in).
+  Status check_checkpoint_head() const;
   PublicKey log_id_;
   std::unique_ptr<LogStore> store_;
   LogTree tree_;  // its reader reads store_'s leaf hashes
   std::optional<Head> head_;
+  std::optional<Head> checkpoint_head_;  // the head in the checkpoint record
 };
 
 }  // namespace swarmlite

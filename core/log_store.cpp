@@ -35,6 +35,13 @@
 // the record, without it. A record's bytes and its index row are written before
 // the row is published, and segment fds stay open for the store's life.
 //
+// Compaction: DIR/checkpoint says where the store begins (first_). drop_before
+// writes it durably first, then unlinks the segments before it; open() removes
+// segments wholly before the checkpoint (what a crash between the two leaves).
+// Segments are shared_ptrs so that a reader that found one before it was
+// dropped still reads it through its open fds (the unlinked file stays until
+// the last reader lets go); a reader that comes after gets not_found.
+//
 // Memory: nothing per record. Index rows are not kept in memory but read from the
 // index file (a pread of 44 bytes, from the page cache when hot), so a log of
 // years costs a few hundred bytes per segment (docs/operations.md "Memory").
@@ -48,6 +55,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cerrno>
 #include <cstring>
@@ -56,6 +64,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/codec.h"
 #include "core/file_io.h"
 #include "core/hash.h"
 
@@ -81,7 +90,67 @@ std::array<uint8_t, kChecksumBytes> record_checksum(uint64_t seq, uint32_t lengt
 
 namespace {
 
+std::array<uint8_t, kChecksumBytes> checkpoint_checksum(ByteView body) {
+  Hash32 full = Hasher().update(as_bytes(kCheckpointContext)).update(body).finish();
+  std::array<uint8_t, kChecksumBytes> out;
+  std::memcpy(out.data(), full.data(), out.size());
+  return out;
+}
+
+}  // namespace
+
+Bytes encode_checkpoint(const LogCheckpoint& cp) {
+  Writer w;
+  w.u8(kCheckpointVersion);
+  w.u64(cp.first_seq);
+  w.u32(static_cast<uint32_t>(cp.frontier.size()));
+  for (const Hash32& h : cp.frontier) w.hash(h);
+  w.blob(cp.head);
+  auto sum = checkpoint_checksum(w.bytes());
+  w.raw(sum);
+  return w.take();
+}
+
+Result<LogCheckpoint> decode_checkpoint(ByteView bytes) {
+  Reader r(bytes, "log checkpoint");
+  SWL_TRY(r.preamble(kCheckpointVersion, kMaxCheckpointBytes));
+  LogCheckpoint cp;
+  SWL_ASSIGN(cp.first_seq, r.u64("first_seq"));
+  const size_t count_at = r.offset();
+  SWL_ASSIGN(size_t n, r.count("frontier", 64, 32, 4 + kChecksumBytes));
+  if (n != static_cast<size_t>(std::popcount(cp.first_seq))) {
+    return make_error(Errc::bad_value,
+                      "log checkpoint: frontier at offset {} has {} hashes; first_seq {} needs {} "
+                      "(one per set bit)",
+                      count_at, n, cp.first_seq, std::popcount(cp.first_seq));
+  }
+  cp.frontier.resize(n);
+  for (Hash32& h : cp.frontier) {
+    SWL_ASSIGN(h, r.hash("frontier hash"));
+  }
+  const size_t head_at = r.offset();
+  SWL_ASSIGN(ByteView head, r.blob("head", kMaxHeadFileBytes));
+  if (head.empty() && cp.first_seq > 0) {
+    return make_error(Errc::bad_value,
+                      "log checkpoint: head at offset {} is empty; a checkpoint at {} > 0 needs "
+                      "the signed head it was taken under",
+                      head_at, cp.first_seq);
+  }
+  cp.head.assign(head.begin(), head.end());
+  const size_t body = r.offset();
+  SWL_ASSIGN(ByteView sum, r.raw(kChecksumBytes, "checksum"));
+  SWL_TRY(r.expect_end());
+  auto want = checkpoint_checksum(bytes.first(body));
+  if (!std::equal(sum.begin(), sum.end(), want.begin())) {
+    return make_error(Errc::corrupt, "log checkpoint: checksum at offset {} does not match", body);
+  }
+  return cp;
+}
+
+namespace {
+
 constexpr const char* kHeadFile = "head";
+constexpr const char* kCheckpointFile = "checkpoint";
 constexpr const char* kLockFile = "LOCK";
 
 uint64_t load_be(const uint8_t* p, int n) {
@@ -189,9 +258,17 @@ class FileLogStore final : public LogStore {
   FileLogStore(const FileLogStore&) = delete;
   FileLogStore& operator=(const FileLogStore&) = delete;
 
-  Status open_all();
+  // With `create`: the directory must hold no log; writes the checkpoint first.
+  Status open_all(const LogCheckpoint* create);
 
   uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+  uint64_t first() const override { return first_.load(std::memory_order_acquire); }
+  std::optional<LogCheckpoint> checkpoint() const override {
+    std::shared_lock lock(mu_);
+    return checkpoint_;
+  }
+  uint64_t drop_point(uint64_t seq) const override;
+  Result<DropStats> drop_before(const LogCheckpoint& cp) override;
   Status append(ByteView record) override {
     // One copy into the batch buffer either way; keep one code path.
     Bytes copy(record.begin(), record.end());
@@ -226,18 +303,23 @@ class FileLogStore final : public LogStore {
   Result<Bytes> read_row(const Segment& s, const IndexRow& row, uint64_t seq) const;
   // Under the shared lock: the segment holding seq, and how many of the records
   // [seq, seq + count) it holds (not_found unless all are below size()).
-  Result<std::pair<const Segment*, uint64_t>> find(uint64_t seq, uint64_t count) const;
+  Result<std::pair<std::shared_ptr<const Segment>, uint64_t>> find(uint64_t seq,
+                                                                   uint64_t count) const;
   // Reads the published index rows of records [seq, seq + out.size()) of `s`.
   Status read_rows(const Segment& s, uint64_t seq, std::span<IndexRow> out) const;
   // The segment holding seq and its row.
-  Result<std::pair<const Segment*, IndexRow>> locate(uint64_t seq) const;
+  Result<std::pair<std::shared_ptr<const Segment>, IndexRow>> locate(uint64_t seq) const;
+  // Reads DIR/checkpoint (nullopt when absent); corrupt naming the file.
+  Result<std::optional<LogCheckpoint>> read_checkpoint() const;
 
   fs::path dir_;
   LogStoreOptions options_;
   Fd lock_;
   mutable std::shared_mutex mu_;  // guards segments_ (the vector) and each rows vector
-  std::vector<std::unique_ptr<Segment>> segments_;
+  std::vector<std::shared_ptr<Segment>> segments_;
   std::atomic<uint64_t> size_{0};
+  std::atomic<uint64_t> first_{0};
+  std::optional<LogCheckpoint> checkpoint_;  // under mu_
   uint64_t recovered_bytes_ = 0;
   uint64_t rebuilt_index_rows_ = 0;
   uint64_t dropped_index_rows_ = 0;
@@ -248,7 +330,22 @@ class FileLogStore final : public LogStore {
   bool failed_ = false;  // an fsync failed: the file state is unknown, refuse appends
 };
 
-Status FileLogStore::open_all() {
+Result<std::optional<LogCheckpoint>> FileLogStore::read_checkpoint() const {
+  const fs::path p = dir_ / kCheckpointFile;
+  auto bytes = file_io::read_file(p, kMaxCheckpointBytes);
+  if (!bytes.ok()) {
+    if (bytes.error().code == Errc::not_found) return std::optional<LogCheckpoint>();
+    return make_error(bytes.error().code == Errc::too_large ? Errc::corrupt : bytes.error().code,
+                      "{}", bytes.error().message);
+  }
+  auto cp = decode_checkpoint(*bytes);
+  if (!cp.ok()) {
+    return make_error(Errc::corrupt, "{}: {}", p.string(), cp.error().to_string());
+  }
+  return std::optional<LogCheckpoint>(std::move(cp).value());
+}
+
+Status FileLogStore::open_all(const LogCheckpoint* create) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return make_error(Errc::io_error, "cannot create {}: {}", dir_.string(), ec.message());
@@ -267,17 +364,71 @@ Status FileLogStore::open_all() {
   }
   if (ec) return make_error(Errc::io_error, "cannot list {}: {}", dir_.string(), ec.message());
   std::sort(firsts.begin(), firsts.end());
+  if (create) {
+    if (!firsts.empty() || !index_firsts.empty() || fs::exists(dir_ / kCheckpointFile)) {
+      return make_error(Errc::invalid_argument,
+                        "cannot create a log at checkpoint {} in {}: the directory already holds "
+                        "a log",
+                        create->first_seq, dir_.string());
+    }
+    // The checkpoint first: a crash before the segment exists leaves a store
+    // that opens empty at the checkpoint.
+    SWL_TRY(file_io::durable_replace(dir_ / kCheckpointFile, encode_checkpoint(*create)));
+  }
+  SWL_ASSIGN(checkpoint_, read_checkpoint());
+  const uint64_t first = checkpoint_ ? checkpoint_->first_seq : 0;
+  if (first > 0) {
+    // Segments wholly before the checkpoint are what a crash in drop_before left
+    // (docs/formats/log-store.md): a segment is wholly before it when the next
+    // one starts at or before it. One that is not, yet starts before it, would
+    // hold entries the checkpoint says are gone: corrupt, never deleted.
+    size_t drop = 0;
+    while (drop < firsts.size() && firsts[drop] < first) {
+      if (drop + 1 >= firsts.size() || firsts[drop + 1] > first) {
+        return make_error(Errc::corrupt,
+                          "{}: segment {} starts before the checkpoint at {} but is not wholly "
+                          "before it",
+                          dir_.string(), seg_name(firsts[drop], "log"), first);
+      }
+      ++drop;
+    }
+    bool removed = false;
+    for (size_t i = 0; i < drop; ++i) {
+      for (const char* ext : {"idx", "log"}) {
+        if (fs::remove(dir_ / seg_name(firsts[i], ext), ec)) removed = true;
+        if (ec) {
+          return make_error(Errc::io_error, "cannot remove {}: {}",
+                            (dir_ / seg_name(firsts[i], ext)).string(), ec.message());
+        }
+      }
+    }
+    // An index whose segment an interrupted drop already removed.
+    for (uint64_t f : index_firsts) {
+      if (f < first && fs::remove(dir_ / seg_name(f, "idx"), ec)) removed = true;
+      if (ec) {
+        return make_error(Errc::io_error, "cannot remove {}: {}",
+                          (dir_ / seg_name(f, "idx")).string(), ec.message());
+      }
+    }
+    if (removed) SWL_TRY(file_io::fsync_dir(dir_));
+    firsts.erase(firsts.begin(), firsts.begin() + static_cast<ptrdiff_t>(drop));
+    std::erase_if(index_firsts, [&](uint64_t f) { return f < first; });
+  }
+  first_.store(first, std::memory_order_release);
   for (uint64_t f : index_firsts) {
     if (!std::binary_search(firsts.begin(), firsts.end(), f)) {
       return make_error(Errc::corrupt, "{}: index without its segment {}",
                         (dir_ / seg_name(f, "idx")).string(), seg_name(f, "log"));
     }
   }
-  if (firsts.empty()) return create_segment(0);
+  if (firsts.empty()) {
+    size_.store(first, std::memory_order_release);
+    return create_segment(first);
+  }
 
-  uint64_t next = 0;
+  uint64_t next = first;
   for (size_t i = 0; i < firsts.size(); ++i) {
-    auto s = std::make_unique<Segment>();
+    auto s = std::make_shared<Segment>();
     s->first_seq = firsts[i];
     s->seg_path = dir_ / seg_name(firsts[i], "log");
     s->idx_path = dir_ / seg_name(firsts[i], "idx");
@@ -485,7 +636,7 @@ Status FileLogStore::sync_index(Segment& s) {
 Status FileLogStore::create_segment(uint64_t first_seq) {
   // Order: segment (header, fsync), index (header, fsync), then the directory. A
   // crash in between leaves a last segment with no records, which open() repairs.
-  auto s = std::make_unique<Segment>();
+  auto s = std::make_shared<Segment>();
   s->first_seq = first_seq;
   s->seg_path = dir_ / seg_name(first_seq, "log");
   s->idx_path = dir_ / seg_name(first_seq, "idx");
@@ -589,17 +740,88 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
   return {};
 }
 
-Result<std::pair<const Segment*, uint64_t>> FileLogStore::find(uint64_t seq, uint64_t count) const {
+Result<std::pair<std::shared_ptr<const Segment>, uint64_t>> FileLogStore::find(
+    uint64_t seq, uint64_t count) const {
   std::shared_lock lock(mu_);
   uint64_t n = size_.load(std::memory_order_acquire);
   if (seq >= n || count > n - seq) {
     return make_error(Errc::not_found, "log store {}: no record {} (size {})", dir_.string(),
                       seq >= n ? seq : n, n);
   }
+  const uint64_t first = first_.load(std::memory_order_acquire);
+  if (seq < first) {
+    return make_error(Errc::not_found,
+                      "log store {}: entry {} was compacted away (the log starts at {})",
+                      dir_.string(), seq, first);
+  }
   auto it = std::upper_bound(segments_.begin(), segments_.end(), seq,
                              [](uint64_t v, const auto& s) { return v < s->first_seq; });
-  const Segment* s = (--it)->get();
-  return std::make_pair(s, std::min(count, s->first_seq + s->n_rows - seq));
+  std::shared_ptr<const Segment> s = *--it;
+  const uint64_t held = std::min(count, s->first_seq + s->n_rows - seq);
+  return std::make_pair(std::move(s), held);
+}
+
+uint64_t FileLogStore::drop_point(uint64_t seq) const {
+  std::shared_lock lock(mu_);
+  auto it = std::upper_bound(segments_.begin(), segments_.end(), seq,
+                             [](uint64_t v, const auto& s) { return v < s->first_seq; });
+  if (it == segments_.begin()) return segments_.front()->first_seq;
+  return (*--it)->first_seq;
+}
+
+Result<DropStats> FileLogStore::drop_before(const LogCheckpoint& cp) {
+  if (failed_) {
+    return make_error(Errc::io_error, "log store {}: an earlier fsync failed; reopen the store",
+                      dir_.string());
+  }
+  const uint64_t f = cp.first_seq;
+  if (f < first() || f > size() || drop_point(f) != f) {
+    return make_error(Errc::invalid_argument,
+                      "log store {}: cannot begin at {}: not a segment start in [{}, {}] (ask "
+                      "drop_point)",
+                      dir_.string(), f, first(), size());
+  }
+  if (cp.frontier.size() != static_cast<size_t>(std::popcount(f)) || (f > 0 && cp.head.empty())) {
+    return make_error(Errc::invalid_argument,
+                      "log store {}: a checkpoint at {} needs {} frontier hashes and a head",
+                      dir_.string(), f, std::popcount(f));
+  }
+  // 1. The checkpoint, durably: from here on open() begins at f.
+  if (auto st = file_io::durable_replace(dir_ / kCheckpointFile, encode_checkpoint(cp)); !st.ok()) {
+    return st.take_error();
+  }
+  // 2. Unpublish the segments before f, then unlink them (readers that found
+  // one already keep its fds through their shared_ptr).
+  std::vector<std::shared_ptr<Segment>> gone;
+  {
+    std::unique_lock lock(mu_);
+    checkpoint_ = cp;
+    first_.store(f, std::memory_order_release);
+    auto keep = std::find_if(segments_.begin(), segments_.end(),
+                             [&](const auto& s) { return s->first_seq >= f; });
+    gone.assign(segments_.begin(), keep);
+    segments_.erase(segments_.begin(), keep);
+  }
+  DropStats stats;
+  std::error_code ec;
+  for (const auto& s : gone) {
+    stats.entries += s->n_rows;
+    stats.segments += 1;
+    stats.bytes += s->seg_size + s->idx_size();
+    // The index first: an index without its segment is corrupt unless it lies
+    // before the checkpoint, which open() now knows.
+    for (const fs::path* p : {&s->idx_path, &s->seg_path}) {
+      fs::remove(*p, ec);
+      if (ec) {
+        return make_error(Errc::io_error,
+                          "log store {}: checkpoint at {} written, but cannot remove {}: {} "
+                          "(open() removes it)",
+                          dir_.string(), f, p->string(), ec.message());
+      }
+    }
+  }
+  if (!gone.empty() && options_.sync) SWL_TRY(file_io::fsync_dir(dir_));
+  return stats;
 }
 
 Status FileLogStore::read_rows(const Segment& s, uint64_t seq, std::span<IndexRow> out) const {
@@ -619,11 +841,12 @@ Status FileLogStore::read_rows(const Segment& s, uint64_t seq, std::span<IndexRo
   return {};
 }
 
-Result<std::pair<const Segment*, IndexRow>> FileLogStore::locate(uint64_t seq) const {
+Result<std::pair<std::shared_ptr<const Segment>, IndexRow>> FileLogStore::locate(
+    uint64_t seq) const {
   SWL_ASSIGN(auto at, find(seq, 1));
   IndexRow row;
   SWL_TRY(read_rows(*at.first, seq, std::span<IndexRow>(&row, 1)));
-  return std::make_pair(at.first, row);
+  return std::make_pair(std::move(at.first), row);
 }
 
 Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint64_t seq) const {
@@ -686,12 +909,15 @@ size_t FileLogStore::memory_bytes() const {
   for (const auto& s : segments_) {
     bytes += sizeof(Segment) + s->seg_path.native().capacity() + s->idx_path.native().capacity();
   }
+  if (checkpoint_) {
+    bytes += checkpoint_->frontier.capacity() * sizeof(Hash32) + checkpoint_->head.capacity();
+  }
   return bytes;
 }
 
 Status FileLogStore::verify_all() const {
   uint64_t n = size();
-  for (uint64_t seq = 0; seq < n; ++seq) SWL_TRY(read(seq));
+  for (uint64_t seq = first(); seq < n; ++seq) SWL_TRY(read(seq));
   return {};
 }
 
@@ -757,7 +983,20 @@ Result<std::optional<Bytes>> FileLogStore::load_head() const {
 
 Result<std::unique_ptr<LogStore>> LogStore::open(const fs::path& dir, LogStoreOptions options) {
   auto store = std::make_unique<FileLogStore>(dir, options);
-  SWL_TRY(store->open_all());
+  SWL_TRY(store->open_all(nullptr));
+  return std::unique_ptr<LogStore>(std::move(store));
+}
+
+Result<std::unique_ptr<LogStore>> LogStore::create_at(const fs::path& dir, const LogCheckpoint& cp,
+                                                      LogStoreOptions options) {
+  if (cp.frontier.size() != static_cast<size_t>(std::popcount(cp.first_seq)) ||
+      (cp.first_seq > 0 && cp.head.empty())) {
+    return make_error(Errc::invalid_argument,
+                      "a log store at checkpoint {} needs {} frontier hashes and a head",
+                      cp.first_seq, std::popcount(cp.first_seq));
+  }
+  auto store = std::make_unique<FileLogStore>(dir, options);
+  SWL_TRY(store->open_all(&cp));
   return std::unique_ptr<LogStore>(std::move(store));
 }
 

@@ -18,6 +18,11 @@
 // the segment and row count under a shared lock and pread the index row, then the
 // record; a row is published after its record and its index row are written). One open store per directory: DIR/LOCK is flock()ed, a second open
 // fails with Errc::unavailable.
+//
+// Compaction (docs/formats/log-store.md "Checkpoint and compaction"): a store may
+// begin at first() > 0. DIR/checkpoint then records first(), the log tree
+// frontier there and a signed head; the segments before first() are gone.
+// Reads of a seq below first() are Errc::not_found ("compacted away").
 #pragma once
 
 #include <filesystem>
@@ -25,6 +30,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "core/bytes.h"
 #include "core/result.h"
@@ -41,7 +47,36 @@ inline constexpr size_t kRecordHeaderBytes = 20;  // length u32 · checksum[16]
 inline constexpr size_t kIndexRowBytes = 44;      // offset u64 · length u32 · leaf_hash[32]
 inline constexpr size_t kMaxHeadFileBytes = 64 << 10;
 inline constexpr std::string_view kChecksumContext = "swarmlite/log-record/v1";
+inline constexpr uint8_t kCheckpointVersion = 1;
+inline constexpr std::string_view kCheckpointContext = "swarmlite/log-checkpoint/v1";
+// version u8 · first_seq u64 · count u32 · 64 hashes · head blob · checksum[16]
+inline constexpr size_t kMaxCheckpointBytes = 1 + 8 + 4 + 64 * 32 + 4 + kMaxHeadFileBytes + 16;
 }  // namespace log_store_format
+
+// The checkpoint record (DIR/checkpoint; docs/formats/log-store.md): where the
+// store begins and what a node needs to go on from there and to show an auditor
+// what it kept.
+struct LogCheckpoint {
+  uint64_t first_seq = 0;
+  // The log tree frontier at first_seq (core/log_tree.h): popcount(first_seq)
+  // hashes, left to right; they fold to the log root at first_seq.
+  std::vector<Hash32> frontier;
+  // A signed head (core/head.h encoding, opaque here) of size >= first_seq.
+  // Required when first_seq > 0.
+  Bytes head;
+  bool operator==(const LogCheckpoint&) const = default;
+};
+Bytes encode_checkpoint(const LogCheckpoint& cp);
+// Bounded, every error names the field and offset; checks the checksum, the
+// frontier length and rejects trailing bytes. Input from disk: may be hostile.
+Result<LogCheckpoint> decode_checkpoint(ByteView bytes);
+
+// What LogStore::drop_before removed.
+struct DropStats {
+  uint64_t entries = 0;
+  uint64_t bytes = 0;  // segment and index files
+  uint64_t segments = 0;
+};
 
 // First 16 bytes of BLAKE2b-256(kChecksumContext ‖ seq u64 ‖ length u32 ‖ leaf_hash):
 // the record checksum. Built on the leaf hash so one pass over the payload gives
@@ -75,9 +110,31 @@ class LogStore {
   // Opens DIR, creating it (and an empty log) if missing.
   static Result<std::unique_ptr<LogStore>> open(const std::filesystem::path& dir,
                                                 LogStoreOptions options = {});
+  // Creates DIR as an empty store that begins at cp.first_seq (a peer that
+  // bootstraps from a snapshot): writes the checkpoint record (durably) before
+  // the first segment. invalid_argument if DIR already holds a log.
+  static Result<std::unique_ptr<LogStore>> create_at(const std::filesystem::path& dir,
+                                                     const LogCheckpoint& cp,
+                                                     LogStoreOptions options = {});
   virtual ~LogStore() = default;
 
-  virtual uint64_t size() const = 0;  // number of records
+  // The end of the log: the next seq to append (so not a count once compacted).
+  virtual uint64_t size() const = 0;
+  // The first seq held (0 unless compacted or created at a checkpoint).
+  virtual uint64_t first() const = 0;
+  // The checkpoint record, if the store has one.
+  virtual std::optional<LogCheckpoint> checkpoint() const = 0;
+  // The seq drop_before may start the store at when asked to keep `seq`
+  // (first() <= seq <= size()): the first seq of the segment holding seq, or of
+  // the last segment when seq is past its start (segments are dropped whole).
+  virtual uint64_t drop_point(uint64_t seq) const = 0;
+  // Makes the store begin at cp.first_seq, which must be drop_point(x) for some
+  // x >= first() (a segment start; the caller computes the frontier there, which
+  // only the log tree knows): writes DIR/checkpoint (temp file, fsync, rename,
+  // directory fsync), then removes the segments before it. A crash in between
+  // leaves files open() removes. Concurrent readers of a dropped seq get
+  // not_found (open segment files stay readable until their last reader is done).
+  virtual Result<DropStats> drop_before(const LogCheckpoint& cp) = 0;
   virtual Status append(ByteView record) = 0;
   // Appends all records with one fsync. All or nothing on a clean error.
   virtual Status append_batch(std::span<const Bytes> records) = 0;

@@ -2,7 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -586,6 +588,229 @@ TEST_CASE("log store: leaf_hashes read ranges across segments, concurrently with
   CHECK(s->memory_bytes() - mem_at_start < 50 * 1000);
   MESSAGE("store of 3000 records in ", s->size() / 60, "+ segments: ", s->memory_bytes(),
           " bytes");
+}
+
+// ---- Checkpoint and compaction (docs/formats/log-store.md) ----
+
+LogCheckpoint test_checkpoint(uint64_t first) {
+  LogCheckpoint cp;
+  cp.first_seq = first;
+  for (int i = 0; i < std::popcount(first); ++i)
+    cp.frontier.push_back(hash_leaf(make_record(99, 5 + i)));
+  if (first > 0) cp.head = make_record(first, 64);
+  return cp;
+}
+
+std::vector<uint64_t> segment_firsts(const fs::path& dir) {
+  std::vector<uint64_t> out;
+  for (const auto& de : fs::directory_iterator(dir)) {
+    const std::string name = de.path().filename().string();
+    if (name.size() == 24 && name.ends_with(".log"))
+      out.push_back(std::stoull(name.substr(4, 16), nullptr, 16));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST_CASE("log checkpoint: encode/decode round trip; damage and bad shapes are refused") {
+  for (uint64_t first : {uint64_t{0}, uint64_t{1}, uint64_t{6}, uint64_t{1} << 40, ~uint64_t{0}}) {
+    LogCheckpoint cp = test_checkpoint(first);
+    Bytes b = encode_checkpoint(cp);
+    auto back = decode_checkpoint(b);
+    REQUIRE_MESSAGE(back.ok(), back.error().to_string());
+    CHECK(*back == cp);
+    // Every flipped byte and every truncation is refused, never a crash.
+    for (size_t i = 0; i < b.size(); ++i) {
+      Bytes bad = b;
+      bad[i] ^= 0x01;
+      CHECK_FALSE(decode_checkpoint(bad).ok());
+      CHECK_FALSE(decode_checkpoint(ByteView(b).first(i)).ok());
+    }
+    Bytes longer = b;
+    longer.push_back(0);
+    auto trailing = decode_checkpoint(longer);
+    REQUIRE_FALSE(trailing.ok());
+  }
+  // A frontier that does not match first_seq, and a missing head.
+  LogCheckpoint wrong = test_checkpoint(6);
+  wrong.frontier.pop_back();
+  auto r = decode_checkpoint(encode_checkpoint(wrong));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::bad_value);
+  CHECK(r.error().message.find("frontier") != std::string::npos);
+  LogCheckpoint headless = test_checkpoint(6);
+  headless.head.clear();
+  r = decode_checkpoint(encode_checkpoint(headless));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("head") != std::string::npos);
+}
+
+TEST_CASE("log checkpoint: the fuzz corpus's valid seeds decode, the others are refused") {
+  // tests/fuzz/corpus/checkpoint_fuzz: seeds the fuzzer mutates; the valid ones
+  // must really be valid or it starts from nothing.
+  const fs::path dir = fs::path(SWARMLITE_SOURCE_DIR) / "tests/fuzz/corpus/checkpoint_fuzz";
+  int valid = 0;
+  for (const auto& de : fs::directory_iterator(dir)) {
+    const std::string name = de.path().filename().string();
+    CAPTURE(name);
+    auto cp = decode_checkpoint(read_file(de.path()));
+    CHECK(cp.ok() == name.starts_with("valid"));
+    valid += cp.ok();
+  }
+  CHECK(valid == 2);
+}
+
+TEST_CASE("log store: drop_before removes whole segments; reads below first() are not_found") {
+  TempDir t("drop");
+  LogStoreOptions o;
+  o.segment_bytes = 1024;  // ~20 records of 50 bytes per segment
+  {
+    auto s = open_ok(t.path, o);
+    for (uint64_t i = 0; i < 200; ++i) REQUIRE(s->append(make_record(i, fixed_len(i))).ok());
+    CHECK(s->first() == 0);
+    CHECK_FALSE(s->checkpoint());
+    const auto firsts = segment_firsts(t.path);
+    REQUIRE(firsts.size() > 5);
+    // Inside the fourth segment: the store keeps that whole segment.
+    const uint64_t f = s->drop_point(firsts[3] + 2);
+    CHECK(f == firsts[3]);
+    CHECK(s->drop_point(s->size()) == firsts.back());
+    CHECK_FALSE(s->drop_before(test_checkpoint(f + 1)).ok());  // not a segment start
+    auto stats = s->drop_before(test_checkpoint(f));
+    REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+    CHECK(stats->entries == f);
+    CHECK(stats->segments == 3);
+    CHECK(stats->bytes > f * fixed_len(0));
+    CHECK(s->first() == f);
+    CHECK(s->size() == 200);
+    CHECK(*s->checkpoint() == test_checkpoint(f));
+    CHECK(segment_firsts(t.path).front() == f);
+    auto gone = s->read(f - 1);
+    REQUIRE_FALSE(gone.ok());
+    CHECK(gone.error().code == Errc::not_found);
+    CHECK(gone.error().message.find("compacted away") != std::string::npos);
+    std::vector<Hash32> two(2);
+    CHECK(s->leaf_hashes(f - 1, two).error().code == Errc::not_found);
+    REQUIRE(s->leaf_hashes(f, two).ok());
+    CHECK(two[1] == hash_leaf(make_record(f + 1, fixed_len(0))));
+    REQUIRE(s->verify_all().ok());
+    for (uint64_t i = 200; i < 230; ++i) REQUIRE(s->append(make_record(i, fixed_len(i))).ok());
+  }
+  // Reopened: starts at the checkpoint, reads and appends go on.
+  auto s = open_ok(t.path, o);
+  const uint64_t f = s->first();
+  CHECK(f > 0);
+  CHECK(s->size() == 230);
+  for (uint64_t i = f; i < 230; ++i) REQUIRE(*s->read(i) == make_record(i, fixed_len(i)));
+  CHECK(s->read(0).error().code == Errc::not_found);
+  REQUIRE(s->append(make_record(230, 40)).ok());
+}
+
+TEST_CASE("log store: a crash between the checkpoint write and the unlinks is finished by open") {
+  TempDir t("dropcrash");
+  LogStoreOptions o;
+  o.segment_bytes = 1024;
+  std::vector<uint64_t> firsts;
+  {
+    auto s = open_ok(t.path, o);
+    for (uint64_t i = 0; i < 120; ++i) REQUIRE(s->append(make_record(i, fixed_len(i))).ok());
+    firsts = segment_firsts(t.path);
+  }
+  REQUIRE(firsts.size() >= 4);
+  const uint64_t f = firsts[2];
+  // What drop_before leaves when it dies right after writing the checkpoint...
+  write_file(t.path / "checkpoint", encode_checkpoint(test_checkpoint(f)));
+  // ...or half way through the unlinks: the first segment's log gone, its index not.
+  fs::remove(t.path / seg_file(firsts[0]));
+  {
+    auto s = open_ok(t.path, o);
+    CHECK(s->first() == f);
+    CHECK(s->size() == 120);
+    CHECK(segment_firsts(t.path).front() == f);
+    CHECK_FALSE(fs::exists(t.path / idx_file(firsts[0])));
+    CHECK_FALSE(fs::exists(t.path / idx_file(firsts[1])));
+    for (uint64_t i = f; i < 120; ++i) REQUIRE(*s->read(i) == make_record(i, fixed_len(i)));
+  }
+  // A checkpoint inside a segment would throw away entries it keeps: corrupt.
+  write_file(t.path / "checkpoint", encode_checkpoint(test_checkpoint(f + 1)));
+  auto bad = LogStore::open(t.path, o);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == Errc::corrupt);
+  // A damaged checkpoint record is corrupt, naming the file.
+  Bytes cp = encode_checkpoint(test_checkpoint(f));
+  cp[3] ^= 0x10;
+  write_file(t.path / "checkpoint", cp);
+  bad = LogStore::open(t.path, o);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == Errc::corrupt);
+  CHECK(bad.error().message.find("checkpoint") != std::string::npos);
+}
+
+TEST_CASE("log store: create_at starts an empty store at a checkpoint") {
+  TempDir t("createat");
+  {
+    auto s = LogStore::create_at(t.path, test_checkpoint(1000));
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    CHECK((*s)->first() == 1000);
+    CHECK((*s)->size() == 1000);
+    CHECK((*s)->read(999).error().code == Errc::not_found);
+    REQUIRE((*s)->append(make_record(1000, 40)).ok());
+    REQUIRE((*s)->append(make_record(1001, 40)).ok());
+  }
+  auto s = open_ok(t.path);
+  CHECK(s->first() == 1000);
+  CHECK(s->size() == 1002);
+  CHECK(*s->read(1001) == make_record(1001, 40));
+  CHECK(*s->checkpoint() == test_checkpoint(1000));
+  s.reset();
+  // Not over an existing log.
+  auto again = LogStore::create_at(t.path, test_checkpoint(5));
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == Errc::invalid_argument);
+  // A crash after the checkpoint, before the first segment: opens empty at it.
+  TempDir t2("createat2");
+  fs::create_directories(t2.path);
+  write_file(t2.path / "checkpoint", encode_checkpoint(test_checkpoint(77)));
+  auto s2 = open_ok(t2.path);
+  CHECK(s2->first() == 77);
+  CHECK(s2->size() == 77);
+}
+
+TEST_CASE("log store: readers running during drop_before get records or not_found, never a crash") {
+  TempDir t("dropconc");
+  LogStoreOptions o;
+  o.segment_bytes = 2048;
+  o.sync = false;
+  auto s = open_ok(t.path, o);
+  for (uint64_t i = 0; i < 3000; ++i) REQUIRE(s->append(make_record(i, varied_len(i))).ok());
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0}, gone{0};
+  std::vector<std::thread> readers;
+  for (int k = 0; k < 2; ++k) {
+    readers.emplace_back([&, k] {
+      std::mt19937_64 rng(static_cast<uint64_t>(k) + 5);
+      while (!done.load()) {
+        const uint64_t i = rng() % 3000;
+        auto r = s->read(i);
+        if (!r.ok()) {
+          if (r.error().code == Errc::not_found)
+            ++gone;
+          else
+            ++bad;
+        } else if (*r != make_record(i, varied_len(i))) {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (uint64_t keep = 100; keep < 2900; keep += 150) {
+    const uint64_t f = s->drop_point(keep);
+    if (f > s->first()) REQUIRE(s->drop_before(test_checkpoint(f)).ok());
+  }
+  done = true;
+  for (auto& r : readers) r.join();
+  CHECK(bad.load() == 0);
+  CHECK(gone.load() > 0);
 }
 
 }  // namespace

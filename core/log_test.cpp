@@ -480,5 +480,131 @@ TEST_CASE("log: memory stays flat as the log grows; proofs match the full tree a
   CHECK(bad.load() == 0);
 }
 
+// ---- Compaction and checkpoints (docs/formats/log-store.md) ----
+
+TEST_CASE(
+    "log: compact, then append_verified, append_proven and consistency across the checkpoint") {
+  KeyPair key = KeyPair::generate();
+  const std::vector<Bytes> all = make_entries(0, 400);
+  TempDir t("compact");
+  MerkleTree full;
+  for (const Bytes& e : all) full.append(entry_leaf_hash(e));
+  uint64_t first = 0;
+  {
+    auto log = open_ok(t.path, key.pub);
+    // Batches of 10: a batch never spans two segments (about 10 entries each).
+    for (size_t i = 0; i < 200; i += 10) REQUIRE(log->append(std::span(all).subspan(i, 10)).ok());
+    // Without a head covering keep_from: refused.
+    CHECK(log->compact(50).error().code == Errc::refused);
+    REQUIRE(log->set_head(make_head(key, 200, root_of(all, 200))).ok());
+    CHECK(log->compact(201).error().code == Errc::refused);
+    auto stats = log->compact(150);
+    REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+    first = log->first_entry();
+    CHECK(first > 0);
+    CHECK(first <= 150);
+    CHECK(stats->entries == first);
+    CHECK(log->size() == 200);
+    CHECK(log->root() == root_of(all, 200));
+    CHECK(log->entry(first - 1).error().code == Errc::not_found);
+    REQUIRE(log->entry(first).ok());
+    REQUIRE(log->checkpoint());
+    CHECK(log->checkpoint()->first_seq == first);
+    // Compacting again at or below the start changes nothing.
+    CHECK(log->compact(first)->entries == 0);
+    // A replica's updates go on from here: one exact batch, then a proven one.
+    REQUIRE(log->append_verified(std::span(all).subspan(200, 20),
+                                 make_head(key, 220, root_of(all, 220)))
+                .ok());
+    auto proof = full.consistency_proof(260, 300);
+    REQUIRE(log->append_proven(std::span(all).subspan(220, 40),
+                               make_head(key, 300, root_of(all, 300)), *proof)
+                .ok());
+    CHECK(log->size() == 260);
+    REQUIRE(log->append_verified(std::span(all).subspan(260, 40),
+                                 make_head(key, 300, root_of(all, 300)))
+                .ok());
+    // A wrong batch is still refused (and cut back, not below the checkpoint).
+    auto bad = make_entries(300, 310);
+    CHECK(log->append_verified(bad, make_head(key, 310, root_of(all, 309))).error().code ==
+          Errc::root_mismatch);
+    CHECK(log->size() == 300);
+    CHECK(log->root() == root_of(all, 300));
+  }
+  auto log = open_ok(t.path, key.pub);
+  CHECK(log->first_entry() == first);
+  CHECK(log->size() == 300);
+  CHECK(log->root() == root_of(all, 300));
+  REQUIRE(log->head());
+  CHECK(log->head()->size == 300);
+  // Proofs from any size >= first equal the full tree's; below it they are not_found.
+  for (uint64_t m : {first, first + 1, uint64_t{199}, uint64_t{250}}) {
+    auto p = log->consistency_proof(m, 300);
+    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    CHECK(*p == *full.consistency_proof(m, 300));
+  }
+  CHECK(*log->tree().inclusion_proof(first, 300) == *full.inclusion_proof(first, 300));
+  CHECK(log->tree().inclusion_proof(0, 300).error().code == Errc::not_found);
+  REQUIRE(
+      log->append_verified(std::span(all).subspan(300, 100), make_head(key, 400, root_of(all, 400)))
+          .ok());
+  CHECK(log->root() == full.root());
+}
+
+TEST_CASE(
+    "log: create_at_checkpoint starts a peer at a head; a wrong frontier or head is refused") {
+  KeyPair key = KeyPair::generate();
+  KeyPair other = KeyPair::generate();
+  const std::vector<Bytes> all = make_entries(0, 120);
+  std::vector<Hash32> leaves;
+  for (const Bytes& e : all) leaves.push_back(entry_leaf_hash(e));
+  // The frontier at 77 from a full log tree.
+  LogTree source([&](uint64_t first, std::span<Hash32> out) -> Status {
+    std::copy_n(leaves.begin() + static_cast<ptrdiff_t>(first), out.size(), out.begin());
+    return {};
+  });
+  for (const Hash32& l : leaves) source.append(l);
+  auto frontier = source.frontier(77);
+  REQUIRE(frontier.ok());
+  const Head head = make_head(key, 77, root_of(all, 77));
+
+  TempDir bad_dir("ckbad");
+  auto wrong = *frontier;
+  wrong[1][0] ^= 1;
+  auto r = Log::create_at_checkpoint(bad_dir.path, key.pub, head, wrong);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::root_mismatch);
+  CHECK_FALSE(fs::exists(bad_dir.path / "checkpoint"));  // nothing written
+  auto short_frontier = std::vector<Hash32>(frontier->begin(), frontier->end() - 1);
+  CHECK(Log::create_at_checkpoint(bad_dir.path, key.pub, head, short_frontier).error().code ==
+        Errc::invalid_argument);
+  CHECK(Log::create_at_checkpoint(bad_dir.path, other.pub, head, *frontier).error().code ==
+        Errc::bad_signature);
+
+  TempDir t("ckpeer");
+  {
+    auto log = Log::create_at_checkpoint(t.path, key.pub, head, *frontier);
+    REQUIRE_MESSAGE(log.ok(), log.error().to_string());
+    CHECK((*log)->size() == 77);
+    CHECK((*log)->first_entry() == 77);
+    CHECK((*log)->root() == head.log_root);
+    REQUIRE((*log)->head());
+    REQUIRE(
+        (*log)
+            ->append_verified(std::span(all).subspan(77, 13), make_head(key, 90, root_of(all, 90)))
+            .ok());
+  }
+  auto log = open_ok(t.path, key.pub);
+  CHECK(log->first_entry() == 77);
+  CHECK(log->size() == 90);
+  CHECK(log->root() == root_of(all, 90));
+  // It can serve a consistency proof from its start to its end to a follower.
+  MerkleTree full;
+  for (const Hash32& l : leaves) full.append(l);
+  CHECK(*log->consistency_proof(77, 90) == *full.consistency_proof(77, 90));
+  // Not over an existing log.
+  CHECK_FALSE(Log::create_at_checkpoint(t.path, key.pub, head, *frontier).ok());
+}
+
 }  // namespace
 }  // namespace swarmlite

@@ -53,25 +53,94 @@ LogTree::LogTree(LeafReader read_leaves, int block_bits)
     : read_leaves_(std::move(read_leaves)),
       bits_(block_bits),
       block_(uint64_t{1} << block_bits),
-      tail_(static_cast<size_t>(block_bits)) {
+      tail_(static_cast<size_t>(block_bits)),
+      tail_first_(static_cast<size_t>(block_bits), 0) {
   assert(block_bits >= 1 && block_bits <= 16);
   for (size_t k = 0; k < tail_.size(); ++k) tail_[k].reserve(block_ >> k);
 }
 
-uint64_t LogTree::size() const {
-  return (levels_.empty() ? 0 : levels_[0].size() << bits_) + tail_[0].size();
+Result<LogTree> LogTree::at_checkpoint(LeafReader read_leaves, uint64_t base,
+                                       std::span<const Hash32> frontier, int block_bits) {
+  if (frontier.size() != static_cast<size_t>(std::popcount(base))) {
+    return make_error(Errc::invalid_argument,
+                      "a checkpoint at {} needs a frontier of {} hashes (one per set bit), got {}",
+                      base, std::popcount(base), frontier.size());
+  }
+  LogTree tree(std::move(read_leaves), block_bits);
+  tree.size_ = base;
+  tree.base_ = base;
+  tree.frontier_.assign(frontier.begin(), frontier.end());
+  while (tree.levels_.size() < tree.base_levels()) tree.add_level();
+  tree.init_tail(tree.tail_start());
+  return tree;
+}
+
+Hash32 LogTree::fold_frontier(std::span<const Hash32> frontier) {
+  if (frontier.empty()) return empty_root();
+  Hash32 h = frontier.back();
+  for (size_t i = frontier.size() - 1; i-- > 0;) h = hash_node(frontier[i], h);
+  return h;
+}
+
+uint64_t LogTree::first_held(int h, uint64_t block_start) const {
+  // Nodes at height h before index base_ >> h end at or before base_; of them
+  // only the frontier node (index (base_ >> h) - 1, when bit h of base_ is set)
+  // is held. (x & ~1) is that index when the bit is set, else base_ >> h.
+  if (base_ <= block_start) return 0;
+  return ((base_ - block_start) >> h) & ~uint64_t{1};
+}
+
+const Hash32* LogTree::frontier_node(uint64_t at, int k) const {
+  if (k >= 64 || ((base_ >> k) & 1) == 0 || at != (((base_ >> k) - 1) << k)) return nullptr;
+  // Frontier nodes are ordered largest first: count the set bits above k.
+  const int i = k + 1 >= 64 ? 0 : std::popcount(base_ >> (k + 1));
+  return &frontier_[static_cast<size_t>(i)];
+}
+
+Error LogTree::before_checkpoint(uint64_t at, int k) const {
+  return make_error(Errc::not_found,
+                    "log tree node over leaves [{}, {}) lies before the checkpoint at {}: the "
+                    "leaves below {} were compacted away",
+                    at, at + (uint64_t{1} << k), base_, base_);
+}
+
+size_t LogTree::base_levels() const {
+  const uint64_t top = base_ >> bits_;
+  return top == 0 ? 0 : static_cast<size_t>(std::bit_width(top));
+}
+
+void LogTree::add_level() {
+  const int h = bits_ + static_cast<int>(levels_.size());
+  levels_.emplace_back();
+  level_first_.push_back(first_held(h, 0));
+  if (const Hash32* f = frontier_node(((base_ >> h) - 1) << h, h); f && base_ >> h != 0) {
+    levels_.back().push_back(*f);
+  }
+}
+
+void LogTree::init_tail(uint64_t start) {
+  for (size_t k = 0; k < tail_.size(); ++k) {
+    tail_[k].clear();
+    tail_first_[k] = first_held(static_cast<int>(k), start);
+    if (start < base_) {
+      const Hash32* f = frontier_node(((base_ >> k) - 1) << k, static_cast<int>(k));
+      if (f) tail_[k].push_back(*f);
+    }
+  }
 }
 
 void LogTree::push_tail(const Hash32& leaf) {
   tail_[0].push_back(leaf);
-  for (size_t k = 0; k + 1 < tail_.size() && tail_[k].size() % 2 == 0; ++k) {
+  for (size_t k = 0; k + 1 < tail_.size() && (tail_first_[k] + tail_[k].size()) % 2 == 0; ++k) {
     const auto& level = tail_[k];
+    assert(level.size() >= 2);
     tail_[k + 1].push_back(hash_node(level[level.size() - 2], level[level.size() - 1]));
   }
 }
 
 void LogTree::append(const Hash32& leaf) {
-  if (tail_[0].size() + 1 < block_) {
+  ++size_;
+  if ((size_ & (block_ - 1)) != 0) {
     push_tail(leaf);
     return;
   }
@@ -80,32 +149,96 @@ void LogTree::append(const Hash32& leaf) {
   const auto& top = tail_.back();
   assert(top.size() == 2);
   Hash32 node = hash_node(top[0], top[1]);
-  for (auto& level : tail_) level.clear();
-  if (levels_.empty()) levels_.emplace_back();
+  init_tail(size_);
+  if (levels_.empty()) add_level();
   levels_[0].push_back(node);
   // A node one level up is complete once its right child (odd index) exists.
-  for (size_t k = 0; levels_[k].size() % 2 == 0; ++k) {
+  for (size_t k = 0; (level_first_[k] + levels_[k].size()) % 2 == 0; ++k) {
     const auto& level = levels_[k];
+    assert(level.size() >= 2);
     Hash32 parent = hash_node(level[level.size() - 2], level[level.size() - 1]);
-    if (levels_.size() == k + 1) levels_.emplace_back();
+    if (levels_.size() == k + 1) add_level();
     levels_[k + 1].push_back(parent);
   }
 }
 
 Status LogTree::truncate(uint64_t n) {
   assert(n <= size());
+  if (n < base_) {
+    return make_error(
+        Errc::invalid_argument,
+        "cannot cut the log tree back to {} leaves: it starts at the checkpoint at {}", n, base_);
+  }
   const uint64_t start = n & ~(block_ - 1);
   if (start >= tail_start()) {
-    for (size_t k = 0; k < tail_.size(); ++k) tail_[k].resize((n - start) >> k);
+    for (size_t k = 0; k < tail_.size(); ++k) {
+      tail_[k].resize(((n - start) >> k) - tail_first_[k]);
+    }
   } else {
-    std::vector<Hash32> leaves(n - start);
-    if (!leaves.empty()) SWL_TRY(read_leaves_(start, leaves));
-    for (auto& level : tail_) level.clear();
+    const uint64_t from = std::max(start, base_);
+    std::vector<Hash32> leaves(n - from);
+    if (!leaves.empty()) SWL_TRY(read_leaves_(from, leaves));
+    init_tail(start);
     for (const Hash32& leaf : leaves) push_tail(leaf);
   }
-  for (size_t k = 0; k < levels_.size(); ++k) levels_[k].resize(n >> (bits_ + static_cast<int>(k)));
-  while (!levels_.empty() && levels_.back().empty()) levels_.pop_back();
+  for (size_t k = 0; k < levels_.size(); ++k) {
+    levels_[k].resize((n >> (bits_ + static_cast<int>(k))) - level_first_[k]);
+  }
+  while (levels_.size() > base_levels() && levels_.back().empty()) {
+    levels_.pop_back();
+    level_first_.pop_back();
+  }
+  size_ = n;
   return {};
+}
+
+Result<Hash32> LogTree::block_node(uint64_t at, int k, Blocks& blocks) const {
+  const uint64_t end = at + (uint64_t{1} << k);
+  if (end <= base_) {
+    if (const Hash32* f = frontier_node(at, k)) return *f;
+    return before_checkpoint(at, k);
+  }
+  if (at < base_) {
+    // Straddles base_: its left part is made of frontier nodes (k > 0 here).
+    SWL_ASSIGN(Hash32 left, block_node(at, k - 1, blocks));
+    SWL_ASSIGN(Hash32 right, block_node(at + (end - at) / 2, k - 1, blocks));
+    return hash_node(left, right);
+  }
+  const uint64_t first = at & ~(block_ - 1);
+  int slot = blocks.first[0] == first ? 0 : blocks.first[1] == first ? 1 : -1;
+  if (slot < 0) {
+    slot = blocks.next;
+    blocks.next ^= 1;
+    blocks.first[slot] = UINT64_MAX;
+    blocks.leaves[slot].resize(block_);
+    // Of the block holding base_, only the leaves from base_ exist.
+    const uint64_t from = std::max(first, base_);
+    SWL_TRY(read_leaves_(from, std::span<Hash32>(blocks.leaves[slot]).subspan(from - first)));
+    blocks.first[slot] = first;
+  }
+  const Hash32* leaves = blocks.leaves[static_cast<size_t>(slot)].data() + (at - first);
+  blocks.scratch.assign(leaves, end - at + leaves);
+  return fold_complete(blocks.scratch);
+}
+
+Result<Hash32> LogTree::node(uint64_t at, int k, Blocks& blocks) const {
+  assert(at % (uint64_t{1} << k) == 0 && at + (uint64_t{1} << k) <= size_);
+  if (k >= bits_) {
+    const size_t level = static_cast<size_t>(k - bits_);
+    const uint64_t i = at >> k;
+    if (level < levels_.size() && i >= level_first_[level]) {
+      return levels_[level][i - level_first_[level]];
+    }
+    return before_checkpoint(at, k);
+  }
+  if (at >= tail_start()) {
+    // A node of tail_ (a node straddling base_ is there: it was hashed on append).
+    const uint64_t i = (at - tail_start()) >> k;
+    const size_t kk = static_cast<size_t>(k);
+    if (i >= tail_first_[kk]) return tail_[kk][i - tail_first_[kk]];
+    return before_checkpoint(at, k);
+  }
+  return block_node(at, k, blocks);
 }
 
 Result<Hash32> LogTree::range_root(uint64_t lo, uint64_t hi, Blocks& blocks) const {
@@ -114,37 +247,60 @@ Result<Hash32> LogTree::range_root(uint64_t lo, uint64_t hi, Blocks& blocks) con
   size_t n = 0;
   for (uint64_t at = lo, rest = hi - lo; rest != 0;) {
     const uint64_t chunk = std::bit_floor(rest);
-    const int k = std::countr_zero(chunk);
     assert(at % chunk == 0);
-    if (k >= bits_) {
-      parts[n++] = levels_[static_cast<size_t>(k - bits_)][at >> k];
-    } else {
-      // Inside one block: a node of tail_, or hashed from the leaves of a
-      // complete block the reader holds.
-      if (at >= tail_start()) {
-        parts[n++] = tail_[static_cast<size_t>(k)][(at - tail_start()) >> k];
-      } else {
-        const uint64_t first = at & ~(block_ - 1);
-        int slot = blocks.first[0] == first ? 0 : blocks.first[1] == first ? 1 : -1;
-        if (slot < 0) {
-          slot = blocks.next;
-          blocks.next ^= 1;
-          blocks.first[slot] = UINT64_MAX;
-          blocks.leaves[slot].resize(block_);
-          SWL_TRY(read_leaves_(first, blocks.leaves[slot]));
-          blocks.first[slot] = first;
-        }
-        const Hash32* leaves = blocks.leaves[static_cast<size_t>(slot)].data() + (at - first);
-        blocks.scratch.assign(leaves, leaves + chunk);
-        parts[n++] = fold_complete(blocks.scratch);
-      }
-    }
+    SWL_ASSIGN(parts[n], node(at, std::countr_zero(chunk), blocks));
+    ++n;
     at += chunk;
     rest -= chunk;
   }
   Hash32 h = parts[n - 1];
   for (size_t i = n - 1; i-- > 0;) h = hash_node(parts[i], h);
   return h;
+}
+
+Result<std::vector<Hash32>> LogTree::frontier(uint64_t n) const {
+  if (n > size_ || n < base_) {
+    return make_error(Errc::invalid_argument,
+                      "frontier at {} asked of a log tree of {} leaves starting at {}", n, size_,
+                      base_);
+  }
+  Blocks blocks;
+  std::vector<Hash32> out;
+  for (uint64_t at = 0, rest = n; rest != 0;) {
+    const uint64_t chunk = std::bit_floor(rest);
+    SWL_ASSIGN(Hash32 h, node(at, std::countr_zero(chunk), blocks));
+    out.push_back(h);
+    at += chunk;
+    rest -= chunk;
+  }
+  return out;
+}
+
+Status LogTree::forget_before(uint64_t new_base) {
+  if (new_base < base_ || new_base > size_) {
+    return make_error(Errc::invalid_argument,
+                      "cannot move the checkpoint of a log tree of {} leaves from {} to {}", size_,
+                      base_, new_base);
+  }
+  SWL_ASSIGN(std::vector<Hash32> fr, frontier(new_base));
+  base_ = new_base;
+  frontier_ = std::move(fr);
+  while (levels_.size() < base_levels()) add_level();
+  for (size_t k = 0; k < levels_.size(); ++k) {
+    const uint64_t first = first_held(bits_ + static_cast<int>(k), 0);
+    auto& level = levels_[k];
+    level.erase(level.begin(), level.begin() + static_cast<ptrdiff_t>(first - level_first_[k]));
+    level.shrink_to_fit();
+    level_first_[k] = first;
+  }
+  const uint64_t start = tail_start();
+  for (size_t k = 0; k < tail_.size(); ++k) {
+    const uint64_t first = first_held(static_cast<int>(k), start);
+    auto& level = tail_[k];
+    level.erase(level.begin(), level.begin() + static_cast<ptrdiff_t>(first - tail_first_[k]));
+    tail_first_[k] = first;
+  }
+  return {};
 }
 
 Hash32 LogTree::root() const {
@@ -228,7 +384,9 @@ Result<std::vector<Hash32>> LogTree::consistency_proof(uint64_t m, uint64_t n) c
 }
 
 size_t LogTree::memory_bytes() const {
-  size_t bytes = (tail_.capacity() + levels_.capacity()) * sizeof(levels_[0]);
+  size_t bytes = (tail_.capacity() + levels_.capacity()) * sizeof(levels_[0]) +
+                 frontier_.capacity() * sizeof(Hash32) +
+                 (tail_first_.capacity() + level_first_.capacity()) * sizeof(uint64_t);
   for (const auto& level : tail_) bytes += level.capacity() * sizeof(Hash32);
   for (const auto& level : levels_) bytes += level.capacity() * sizeof(Hash32);
   return bytes;

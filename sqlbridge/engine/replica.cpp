@@ -50,7 +50,9 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
   r->options_ = options;
   SWL_ASSIGN(r->lock_fd_, lock_database(db_path));
   SWL_ASSIGN(r->log_, Log::open(log_dir, log_id, options.log_options));
-  if (r->log_->size() > 0) {
+  // A compacted log (docs/formats/log-store.md) no longer holds the genesis
+  // entry; it was checked when the log was first replayed.
+  if (r->log_->size() > 0 && r->log_->first_entry() == 0) {
     SWL_ASSIGN(Entry genesis, r->log_->entry(0));
     SWL_TRY(check_genesis(genesis));
   }
@@ -67,7 +69,22 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
                       db_path.string(), applied, log_dir.string(), r->log_->size());
   }
   const StateTree& tree = r->db_->state_tree();
-  if (applied > 0) {
+  if (applied > 0 && applied - 1 < r->log_->first_entry()) {
+    // The entry the database is at was compacted away: only the checkpoint's
+    // head at exactly that size can vouch for the state.
+    std::optional<Head> head;
+    if (auto cp = r->log_->checkpoint(); cp && !cp->head.empty()) {
+      if (auto h = decode_head(cp->head); h.ok()) head = std::move(h).value();
+    }
+    if (!head || head->size != applied || tree.root() != head->state_root ||
+        tree.page_count() != head->page_count) {
+      return make_error(Errc::diverged,
+                        "replica {} has {} entries applied, but its log {} starts at {} and its "
+                        "checkpoint head does not vouch for that state: compact only up to the "
+                        "replica's applied size",
+                        db_path.string(), applied, log_dir.string(), r->log_->first_entry());
+    }
+  } else if (applied > 0) {
     SWL_ASSIGN(Entry last, r->log_->entry(applied - 1));
     if (tree.root() != last.state_root || tree.page_count() != last.page_count) {
       return make_error(Errc::diverged,

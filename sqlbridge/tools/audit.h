@@ -2,6 +2,10 @@
 // scratch into a temporary database with the replica's code path, checking
 // every entry's state root and the stored signed head, and optionally compare
 // a given replica file with the state the log says it should have.
+// A compacted log (docs/formats/log-store.md "Checkpoint and compaction")
+// starts at entry F > 0: it is replayed from a snapshot at a signed head of
+// size A >= F (AuditOptions::snapshot), checked against that head's state root
+// and against the log's root at A, so entries [A, end) are checked.
 // The log directory is only read; nothing is written to it.
 #pragma once
 
@@ -26,6 +30,14 @@ struct AuditOptions {
   std::filesystem::path work_dir;
   // Called every few hundred entries and at the end with (entries replayed, total).
   std::function<void(uint64_t, uint64_t)> progress;
+  // Replay from this database file (a plain SQLite file, e.g. from `swarmlite
+  // fetch` or `swarmlite backup`), the state at snapshot_head, instead of from
+  // genesis. The file is only read (copied into the scratch directory).
+  struct Snapshot {
+    std::filesystem::path db;
+    Head head;
+  };
+  std::optional<Snapshot> snapshot;
 };
 
 struct ReplicaCheck {
@@ -37,8 +49,10 @@ struct ReplicaCheck {
 };
 
 struct AuditReport {
-  uint64_t entries = 0;              // entries in the log
-  uint64_t replayed = 0;             // entries replayed with matching roots
+  uint64_t entries = 0;              // entries in the log (its size)
+  uint64_t first_entry = 0;          // first entry the log holds (> 0 once compacted)
+  uint64_t replay_from = 0;          // 0 (genesis) or the snapshot head's size
+  uint64_t replayed = 0;             // entries replayed with matching roots, from replay_from
   std::optional<Head> head;          // the stored signed head (verified), if any
   bool head_matches = false;         // head's state root/page count equal the replay's
   Hash32 state_root{};               // after the last replayed entry
@@ -49,8 +63,9 @@ struct AuditReport {
   bool ok() const { return problems.empty(); }
 };
 
-// Errors are for when the audit cannot run (no log there, unreadable files);
-// a log or replica that fails the checks yields a report with problems.
+// Errors are for when the audit cannot run (no log there, unreadable files, a
+// compacted log without a snapshot: invalid_argument naming its first entry);
+// a log, snapshot or replica that fails the checks yields a report with problems.
 Result<AuditReport> audit_log(const std::filesystem::path& log_dir, const PublicKey& log_id,
                               const AuditOptions& options = {});
 
