@@ -93,11 +93,11 @@ Message answer_snapshot(SnapshotSource* source, const std::variant<GetSnapshot, 
 
 }  // namespace
 
-// Logs are not compacted yet: every entry a node holds can be served. Once
-// Log::first_entry() exists (compaction, docs/formats/log-store.md) this
-// returns it; Hello.first, GetEntries and GetFrontier all read it here
+// The log's first entry: 0 until it is compacted (`swarmlite compact`,
+// docs/formats/log-store.md "Checkpoint"), or where a log created at a
+// checkpoint starts. Hello.first, GetEntries and GetFrontier all read it here
 // (docs/protocol.md "First servable entry").
-uint64_t first_servable_entry(const Log&) { return 0; }
+uint64_t first_servable_entry(const Log& log) { return log.first_entry(); }
 
 // ---------------------------------------------------------------------------
 // LogOnlyBackend

@@ -386,7 +386,7 @@ TEST_CASE("sync: a peer that compacted the entries we need is not asked; the gap
   CHECK_FALSE(e.unserved());
 }
 
-// Our own Hello says which entry we serve first (0: all; logs are not compacted yet).
+// Our own Hello says which entry we serve first (0: all, until the log is compacted).
 TEST_CASE("sync: our Hello carries the first entry we serve") {
   Replica fx(3);
   uint64_t first;
@@ -396,6 +396,38 @@ TEST_CASE("sync: our Hello carries the first entry we serve") {
   }
   CHECK(fx.e.make_hello().first == first);
   CHECK(fx.e.make_hello().first == 0);
+}
+
+// docs/protocol.md "First servable entry": after `swarmlite compact` a node
+// says where its log starts, and refuses entries before it.
+TEST_CASE("sync: a compacted log's node announces its first entry and refuses older entries") {
+  KeyPair keys = KeyPair::generate();
+  LogStoreOptions small;
+  small.sync = false;
+  small.segment_bytes = 256;  // a segment per batch below: compaction has whole segments to drop
+  TestLog p(keys.pub, true, small);
+  for (int i = 0; i < 4; ++i) p.append(keys.secret, 5);
+  uint64_t first = 0;
+  {
+    std::lock_guard lock(p.backend->log_mutex());
+    auto dropped = p.log->compact(12);
+    REQUIRE_MESSAGE(dropped.ok(), dropped.error().to_string());
+    first = p.log->first_entry();
+  }
+  REQUIRE(first > 0);
+  REQUIRE(first <= 12);
+  SyncEngine server(*p.backend, options(), 2);
+  server.start("", std::nullopt);
+  CHECK(server.make_hello().first == first);
+  connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
+  auto refused = sent<ErrorMsg>(server.message(1, Message{GetEntries{first - 1, 4, 0}}, t0), 1);
+  REQUIRE(refused.size() == 1);
+  CHECK(refused[0].code == ErrorCode::not_available);
+  CHECK(refused[0].message.find("compacted") != std::string::npos);
+  // From the first entry on it serves as before.
+  auto served = sent<Entries>(server.message(1, Message{GetEntries{first, 4, 0}}, t0), 1);
+  REQUIRE(served.size() == 1);
+  CHECK(served[0].entries.size() == 4);
 }
 
 // docs/protocol.md "Snapshots": snapshot requests become SnapshotActions for

@@ -43,8 +43,8 @@ struct TestLog {
   TempDir dir;
   std::unique_ptr<Log> log;
   std::unique_ptr<LogOnlyBackend> backend;
-  TestLog(const PublicKey& id, bool primary) {
-    auto l = Log::open(dir.path / "log", id);
+  TestLog(const PublicKey& id, bool primary, LogStoreOptions options = {}) {
+    auto l = Log::open(dir.path / "log", id, options);
     REQUIRE_MESSAGE(l.ok(), l.error().to_string());
     log = std::move(l).value();
     backend = std::make_unique<LogOnlyBackend>(*log, primary);
