@@ -11,12 +11,6 @@ namespace {
 // WAL frames above which a re-pin forces the WAL to start over (SQLite's own
 // auto-checkpoint threshold, determinism.cpp).
 constexpr int kWalRestartFrames = 1000;
-// WAL frames from which a re-pin first lets go of the old pin and checkpoints
-// (pin_if_due_locked): below it a re-pin only swaps the read transactions, so
-// the applier does not pay a checkpoint (fsyncs) every pin_interval
-// (docs/operations.md "Disk usage", docs/performance.md "Pins without a
-// checkpoint each").
-constexpr int kPinCheckpointFrames = kWalRestartFrames;
 constexpr int kWriterBusyTimeoutMs = 5000;  // DeterministicDb::open's
 // Entries applied one by one, after the batch size fell to 1 on mismatches,
 // before batching is tried again (apply_range_locked).
@@ -58,9 +52,6 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
   }
   SWL_ASSIGN(r->db_, DeterministicDb::open(db_path));
   r->db_->set_statement_cache(options.statement_cache);
-  // Counts the WAL's frames for pin_if_due_locked. Registering a WAL hook
-  // replaces SQLite's wal_autocheckpoint, so the hook does what that one did.
-  sqlite3_wal_hook(r->db_->handle(), &Replica::wal_frames_hook, r.get());
   SWL_ASSIGN(uint64_t applied, r->db_->read_applied_size());
   if (applied > r->log_->size()) {
     return make_error(Errc::diverged,
@@ -349,19 +340,10 @@ void Replica::pin_if_due_locked(bool force) const {
   std::lock_guard pin_lock(pin_mu_);  // proofs wait for the new pin rather than find none
   if (pinned_ && pinned_->head().size >= head->size) return;
   if (!force && pinned_ && now - pinned_at_ < options_.pin_interval) return;
-  ++pins_;
-  if (wal_frames_ < kPinCheckpointFrames) {
-    // A small WAL: open the new pin, then let go of the old one. No checkpoint
-    // here: its fsyncs would delay the next entry on every pin.
-    open_pin_locked(*head, now);
-    return;
-  }
   // Let go of the old pin first (proofs in flight keep it alive), so that the
   // checkpoint can copy the whole WAL into the database; the new pin then reads
   // the database file alone and the next write starts the WAL over: the WAL
-  // holds about kPinCheckpointFrames frames plus one pin_interval of writes
-  // (docs/operations.md "Disk usage").
-  ++pin_checkpoints_;
+  // holds about one pin_interval of writes (docs/operations.md).
   pinned_.reset();
   sqlite3* h = db_->handle();
   int wal_frames = 0;
@@ -376,12 +358,8 @@ void Replica::pin_if_due_locked(bool force) const {
     (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     sqlite3_busy_timeout(h, kWriterBusyTimeoutMs);
   }
-  open_pin_locked(*head, now);
-}
-
-void Replica::open_pin_locked(const Head& head, std::chrono::steady_clock::time_point now) const {
   auto tree = std::make_shared<const StateTree>(db_->state_tree());
-  auto pin = PinnedProver::open(db_path_, std::move(tree), head, options_.proof_connections);
+  auto pin = PinnedProver::open(db_path_, std::move(tree), *head, options_.proof_connections);
   if (!pin.ok()) {
     pin_error_ = pin.error().to_string();
     return;
@@ -389,14 +367,6 @@ void Replica::open_pin_locked(const Head& head, std::chrono::steady_clock::time_
   pin_error_.reset();
   pinned_ = std::shared_ptr<PinnedProver>(std::move(pin).value());
   pinned_at_ = now;
-}
-
-int Replica::wal_frames_hook(void* self, sqlite3* db, const char* schema, int frames) {
-  static_cast<Replica*>(self)->wal_frames_ = frames;
-  // What wal_autocheckpoint=1000 did (connection_settings.cpp): a passive
-  // checkpoint once the WAL holds that many frames.
-  if (frames >= kWalRestartFrames) (void)sqlite3_wal_checkpoint(db, schema);
-  return SQLITE_OK;
 }
 
 uint64_t Replica::pinned_size() const {
@@ -421,15 +391,8 @@ std::optional<Error> Replica::diverged() const {
   return diverged_;
 }
 ReplayStats Replica::replay_stats() const {
-  ReplayStats stats;
-  {
-    std::lock_guard lock(mu_);
-    stats = stats_;
-  }
-  std::lock_guard pin_lock(pin_mu_);
-  stats.pins = pins_;
-  stats.pin_checkpoints = pin_checkpoints_;
-  return stats;
+  std::lock_guard lock(mu_);
+  return stats_;
 }
 
 std::optional<Error> Replica::corruption() const {

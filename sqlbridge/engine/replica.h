@@ -82,10 +82,6 @@ struct ReplayStats {
   uint64_t mismatches = 0;
   uint64_t single_entries = 0;  // entries applied one transaction each (fallbacks included)
   uint64_t cut_batches = 0;     // batches ended early by BatchCostWatch (entries got slower)
-  // Heads pinned for proofs, and how many of those pins first checkpointed the
-  // WAL (only once it holds 1000 frames: docs/operations.md "Disk usage").
-  uint64_t pins = 0;
-  uint64_t pin_checkpoints = 0;
 };
 
 // Ends a replay batch early when its entries get slower the longer the batch's
@@ -208,10 +204,6 @@ class Replica {
   // Applier (apply_mu_ held): pins the newest head if size() is exactly its
   // size and the pin is older than pin_interval (or `force`).
   void pin_if_due_locked(bool force) const;
-  // Replaces the pin with one at `head` (the current state; pin_mu_ held).
-  void open_pin_locked(const Head& head, std::chrono::steady_clock::time_point now) const;
-  // sqlite3_wal_hook on the write connection (applier thread).
-  static int wal_frames_hook(void* self, sqlite3* db, const char* schema, int frames);
 
   std::filesystem::path db_path_;
   std::unique_ptr<Log> log_;
@@ -236,9 +228,6 @@ class Replica {
   mutable std::shared_ptr<PinnedProver> pinned_;
   mutable std::chrono::steady_clock::time_point pinned_at_{};
   mutable std::optional<std::string> pin_error_;  // why the last pin failed (pin_mu_)
-  mutable uint64_t pins_ = 0;             // pin_mu_
-  mutable uint64_t pin_checkpoints_ = 0;  // pin_mu_
-  int wal_frames_ = 0;  // frames in the WAL after the last commit (applier only)
 };
 
 }  // namespace swarmlite

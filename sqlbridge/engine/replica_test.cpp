@@ -627,45 +627,6 @@ TEST_CASE("proofs and plain reads keep working while the replica applies") {
   CHECK(wal < 12u * 1024 * 1024);  // ~1000 frames of 4 KiB, plus what one pin interval adds
 }
 
-// docs/operations.md "Disk usage": a re-pin checkpoints only once the WAL is
-// big (1000 frames), not every pin_interval: a checkpoint's fsyncs on the
-// applier thread delayed the next entry at every pin.
-TEST_CASE("re-pins checkpoint the WAL only once it is big, and the WAL still starts over") {
-  Pair p;
-  p.replica.reset();
-  ReplicaOptions o = fast_replica();
-  o.pin_interval = std::chrono::milliseconds(0);  // a pin at every head
-  auto r = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, o);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-  p.replica = std::move(r).value();
-  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")});
-  p.sync();
-  const ReplayStats before = p.replica->replay_stats();
-  for (int i = 0; i < 200; ++i) {
-    p.exec({sql("INSERT INTO t(v) VALUES (?)", {Value{std::string(100, 'x')}})});
-    p.sync();
-  }
-  ReplayStats s = p.replica->replay_stats();
-  INFO("pins " << s.pins - before.pins << ", with a checkpoint " << s.pin_checkpoints - before.pin_checkpoints);
-  CHECK(s.pins - before.pins >= 200);
-  // 200 one-row entries write a few hundred frames: under the threshold.
-  CHECK(s.pin_checkpoints - before.pin_checkpoints <= 1);
-  auto proved = p.replica->prove("SELECT count(*) FROM t", {});
-  REQUIRE_MESSAGE(proved.ok(), proved.error().to_string());
-  CHECK(proved->proof.head.size == p.replica->size());
-  // Entries of 40 KiB (10+ frames each) pass the threshold: pins checkpoint
-  // and the WAL starts over, so its file stays near the threshold's size.
-  for (int i = 0; i < 300; ++i) {
-    p.exec({sql("INSERT INTO t(v) VALUES (?)", {Value{std::string(40000, 'y')}})});
-    p.sync();
-  }
-  s = p.replica->replay_stats();
-  CHECK(s.pin_checkpoints - before.pin_checkpoints >= 2);
-  const auto wal = std::filesystem::file_size(p.dir / "r.db-wal");
-  MESSAGE("replica WAL after ~3,000 frames of writes: " << wal << " bytes");
-  CHECK(wal < 8u * 1024 * 1024);
-}
-
 // docs/operations.md "Local faults": a full disk on the replica is the
 // replica's trouble (io_error, retried), never divergence, and it resumes by
 // itself once space returns.
