@@ -453,7 +453,11 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
   }
   // A newer head is applied but not pinned (an idle replica, or a client asking
   // for at least min_size): pin it now unless the applier is busy — it pins by
-  // itself within pin_interval then.
+  // itself within pin_interval then. A client that asked for min_size, which
+  // the replica has applied, waits (bounded) for the applier or the scrubber
+  // to let go: without the wait, a read-your-writes proof right after the
+  // write arrived was answered at the old pin (bigdb_itest, a 3 GiB peer
+  // whose scrubber held the lock: "no such table" for a table just made).
   uint64_t pinned = pin ? pin->head().size : 0;
   if (head && pinned < head->size) {
     bool due;
@@ -462,8 +466,13 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
       due = !pin || pinned < options.min_size ||
             std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
     }
-    std::unique_lock apply_lock(apply_mu_, std::try_to_lock);
-    if (due && apply_lock.owns_lock()) {
+    const bool wanted = pinned < options.min_size && size() >= options.min_size;
+    std::unique_lock apply_lock(apply_mu_, std::defer_lock);
+    if (due) {
+      if (wanted) (void)apply_lock.try_lock_for(options.guard.time_limit);
+      else (void)apply_lock.try_lock();
+    }
+    if (apply_lock.owns_lock()) {
       pin_if_due_locked(/*force=*/true);
       std::lock_guard lock(pin_mu_);
       pin = pinned_;
@@ -481,6 +490,15 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
                       pin_error_ ? "; pinning failed: " + *pin_error_ : std::string());
   }
   auto proved = pin->prove(sql, params, options);
+  if (!proved.ok() && proved.error().code != Errc::corrupt && pin->head().size < size()) {
+    // Answered at an older state than the replica has applied: say so, or "no
+    // such table" for a table made since reads as a wrong answer.
+    Error e = proved.take_error();
+    e.message += fmt::format(
+        " (at the pinned head, log size {}; the replica has applied {}: ask with min_size for newer)",
+        pin->head().size, size());
+    return e;
+  }
   if (!proved.ok() && proved.error().code == Errc::corrupt) {
     // The pinned read transaction sees the state its tree copy describes, so a
     // page that differs was changed outside swarmlite: latch it (corruption()).

@@ -183,7 +183,11 @@ class Replica {
   // Proves a read-only query against the newest signed head the replica has
   // applied and pinned (PinnedProver, prover.h): the pinned head may be a little
   // behind size() (at most pin_interval of entries while it applies), never
-  // ahead. Never blocks apply, and apply never makes it fail. unavailable
+  // ahead. Never blocks apply, and apply never makes it fail. A caller asking
+  // for options.min_size above the pin, once the replica has applied that far,
+  // waits up to options.guard.time_limit for the applier (or the scrubber) to
+  // let go and pins the newest head (read-your-writes); if the wait runs out
+  // it is answered at the old pin (the caller checks the size). unavailable
   // (retry later) when no signed head was applied yet or the replica diverged;
   // otherwise prove_query's errors. Any thread.
   Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
@@ -192,6 +196,7 @@ class Replica {
   uint64_t pinned_size() const;
 
  private:
+  friend struct ReplicaTestAccess;  // replica_test.cpp: holds the apply lock as a busy applier would
   Replica() = default;
   Status apply_locked(const Entry& entry);
   // Applies [size(), end) in batches, or entry by entry where a batch fails.
@@ -211,7 +216,9 @@ class Replica {
   int lock_fd_ = -1;
   mutable std::mutex mu_;      // guards the fields below
   mutable std::mutex log_mu_;  // guards log_ (see thread-safety)
-  mutable std::mutex apply_mu_;  // held by apply()/apply_available()/prove(): one applier at a time
+  // Held by apply()/apply_available()/scrub()/prove()'s re-pin: one applier at a
+  // time. Timed: a proof that asks for min_size waits a bounded time for it.
+  mutable std::timed_mutex apply_mu_;
   uint64_t size_ = 0;
   Hash32 state_root_{};
   uint32_t page_count_ = 0;

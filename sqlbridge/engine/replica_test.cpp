@@ -627,6 +627,78 @@ TEST_CASE("proofs and plain reads keep working while the replica applies") {
   CHECK(wal < 12u * 1024 * 1024);  // ~1000 frames of 4 KiB, plus what one pin interval adds
 }
 
+namespace swarmlite {
+struct ReplicaTestAccess {
+  static std::timed_mutex& apply_lock(Replica& r) { return r.apply_mu_; }
+};
+}  // namespace swarmlite
+
+// Read-your-writes for proofs: a client that asks for min_size, which the
+// replica has applied, gets a proof at that size even while the applier (or
+// the scrubber) holds the apply lock; without min_size it may be answered at
+// the older pin, and an error there says which state it came from.
+TEST_CASE("a proof asking for min_size waits for a busy applier; one answered at an older pin says so") {
+  Pair p;
+  ReplicaOptions slow_pin = fast_replica();
+  slow_pin.pin_interval = std::chrono::hours(1);  // the applier does not re-pin by itself here
+  p.replica.reset();
+  auto reopened = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, slow_pin);
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+  p.replica = std::move(reopened).value();
+  fill(p);
+  auto first = p.replica->prove("SELECT count(*) FROM t", {});
+  REQUIRE_MESSAGE(first.ok(), first.error().to_string());
+  const uint64_t old_size = first->proof.head.size;
+
+  p.exec({sql("CREATE TABLE late(k INTEGER PRIMARY KEY, v TEXT)"), sql("INSERT INTO late VALUES (2, 'two')")});
+  p.sync();
+  const uint64_t new_size = p.replica->size();
+  REQUIRE(new_size > old_size);
+  REQUIRE(p.replica->pinned_size() == old_size);
+
+  // No min_size: the old pin answers, and its error names the state.
+  auto stale = p.replica->prove("SELECT v FROM late WHERE k = 2", {});
+  REQUIRE_FALSE(stale.ok());
+  CHECK(stale.error().message.find("no such table: late") != std::string::npos);
+  CHECK(stale.error().message.find("log size " + std::to_string(old_size)) != std::string::npos);
+  CHECK(stale.error().message.find("applied " + std::to_string(new_size)) != std::string::npos);
+
+  // min_size past the pin while something holds the apply lock for a while.
+  auto prove_held = [&](std::chrono::milliseconds hold, std::chrono::milliseconds limit) {
+    std::atomic<bool> held{false};
+    std::thread busy([&] {
+      std::lock_guard lock(ReplicaTestAccess::apply_lock(*p.replica));
+      held = true;
+      std::this_thread::sleep_for(hold);
+    });
+    while (!held) std::this_thread::yield();
+    ProveOptions po;
+    po.min_size = new_size;
+    po.guard.time_limit = limit;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = p.replica->prove("SELECT v FROM late WHERE k = 2", {}, po);
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    busy.join();
+    return std::make_pair(std::move(r), waited);
+  };
+  // A wait shorter than the hold gives up at its limit and answers at the old pin.
+  {
+    auto [r, waited] = prove_held(std::chrono::milliseconds(1500), std::chrono::milliseconds(100));
+    CHECK_FALSE(r.ok());
+    CHECK(waited < std::chrono::milliseconds(1400));
+    CHECK(p.replica->pinned_size() == old_size);
+  }
+  {
+    auto [r, waited] = prove_held(std::chrono::milliseconds(300), std::chrono::seconds(60));
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    CHECK(r->proof.head.size == new_size);
+    CHECK(r->result.rows.at(0).at(0) == Value{std::string("two")});
+    CHECK(waited >= std::chrono::milliseconds(200));
+    auto v = Verifier::verify(p.keys.pub, r->proof);
+    CHECK_MESSAGE(v.ok(), (v.ok() ? std::string() : v.error().to_string()));
+  }
+}
+
 // docs/operations.md "Local faults": a full disk on the replica is the
 // replica's trouble (io_error, retried), never divergence, and it resumes by
 // itself once space returns.

@@ -28,8 +28,9 @@ struct ProveOptions {
   ReadGuardOptions guard;   // limits for running the query
   QueryProofLimits limits;  // a proof over limits.max_proof_bytes is refused (too_large)
   // Replica::prove: the caller wants a head of at least this size; a pinned
-  // head below it is replaced now if the replica has applied that far and is
-  // not busy applying (it is not an error to answer below it: the caller checks).
+  // head below it is replaced now if the replica has applied that far, waiting
+  // up to guard.time_limit for the applier to let go (past that it answers
+  // below it; not an error here: the caller checks).
   uint64_t min_size = 0;
 };
 

@@ -206,12 +206,13 @@ TEST_CASE("a database past 1 GiB: primary, peer, verified read past the lock-byt
   MESSAGE(fmt::format("peer caught up in {:.1f} s after the last write", peer_s));
 
   // A verified read of a row on a page past the lock-byte page, and the proof
-  // checked again offline.
+  // checked again offline. --min-size: read-your-writes; without it the peer
+  // may answer at its previous pin, before `late` existed (Replica::prove).
   const fs::path proof_file = dir.path / "late.proof";
   const std::string q = "SELECT v FROM late WHERE k = 2";
   proc::run_to_end("query", kBin,
                    {"query", "--peer", peer->http(), "--pub", pub.string(), "--verify",
-                    "--proof-out", proof_file.string(), q},
+                    "--min-size", std::to_string(size), "--proof-out", proof_file.string(), q},
                    dir.path / "query.log", 300s);
   const std::string query_out = read_text(dir.path / "query.log");
   CHECK_MESSAGE(query_out.find("two") != std::string::npos, query_out);
