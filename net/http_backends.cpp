@@ -152,6 +152,8 @@ nlohmann::json node_json(const NodeStatus& s) {
   j["listen"] = s.listen;
   j["announce"] = s.announce;
   j["log_size"] = s.log_size;
+  // docs/operations.md "Compacting a log": entries below it were dropped here.
+  j["first_entry"] = s.first_entry;
   j["head"] = s.head ? head_json(*s.head) : nlohmann::json(nullptr);
   j["best_size"] = s.best_size;
   j["applied_size"] = s.applied_size;
@@ -174,6 +176,7 @@ nlohmann::json node_json(const NodeStatus& s) {
                      {"node_id", p.node_id},
                      {"outbound", p.outbound},
                      {"head_size", p.head_size},
+                     {"first_entry", p.first},
                      {"lag", p.lag},
                      {"bytes_in", p.bytes_in},
                      {"bytes_out", p.bytes_out},

@@ -472,6 +472,7 @@ NodeStatus Node::Impl::make_status() {
   {
     std::lock_guard lock(backend.log_mutex());
     st.log_size = backend.log().size();
+    st.first_entry = first_servable_entry(backend.log());
     st.head = backend.log().head();
   }
   const auto& best = sync.best_head();
@@ -492,6 +493,7 @@ NodeStatus Node::Impl::make_status() {
     p.node_id = hex_id(s.node_id);
     p.outbound = s.outbound;
     p.head_size = s.head_size;
+    p.first = s.first;
     p.lag = static_cast<int64_t>(s.head_size) - static_cast<int64_t>(my_size);
     if (auto it = sessions.find(s.id); it != sessions.end()) {
       p.bytes_in = it->second->bytes_in();

@@ -141,6 +141,7 @@ struct PeerStatus {
   std::string node_id;       // hex
   bool outbound = false;
   uint64_t head_size = 0;    // newest head it announced
+  uint64_t first = 0;        // first entry it serves (its Hello; 0: all)
   int64_t lag = 0;           // its head size minus ours (negative: it is behind)
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
@@ -161,6 +162,7 @@ struct NodeStatus {
   std::string announce;
   std::string node_id;             // hex
   uint64_t log_size = 0;           // entries stored (verified)
+  uint64_t first_entry = 0;        // first entry stored and served (0: all; > 0 once compacted)
   std::optional<Head> head;        // newest stored head
   uint64_t best_size = 0;          // size of the highest valid head seen
   uint64_t applied_size = 0;       // entries applied to the database

@@ -543,6 +543,22 @@ void SyncEngine::on_error(Actions& out, PeerState& s, const ErrorMsg& e, Clock::
 
 // --- serving -----------------------------------------------------------------------
 
+namespace {
+// Why entry `seq` cannot be served from `log` (log mutex held): not under its
+// signed head, or compacted away (docs/protocol.md "First servable entry");
+// nullopt when it can.
+std::optional<std::string> unservable(const Log& log, uint64_t seq) {
+  const auto& head = log.head();
+  if (!head || seq >= head->size) {
+    return fmt::format("have {} entries under a signed head", head ? head->size : 0);
+  }
+  if (const uint64_t first = first_servable_entry(log); seq < first) {
+    return fmt::format("entries before {} were compacted away", first);
+  }
+  return std::nullopt;
+}
+}  // namespace
+
 void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g, Clock::time_point now) {
   s.last_useful = now;
   Entries reply;
@@ -552,11 +568,8 @@ void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g,
     std::lock_guard lock(backend_.log_mutex());
     const Log& log = backend_.log();
     const auto& head = log.head();
-    const uint64_t first = first_servable_entry(log);
-    if (!head || g.from >= head->size) {
-      failure = fmt::format("have {} entries under a signed head", head ? head->size : 0);
-    } else if (g.from < first) {
-      failure = fmt::format("entries before {} were compacted away", first);
+    if (auto why = unservable(log, g.from)) {
+      failure = std::move(*why);
     } else {
       reply.head = *head;
       uint64_t end = std::min<uint64_t>(g.from + g.count, head->size);
@@ -633,12 +646,10 @@ void SyncEngine::on_get_frontier(Actions& out, PeerState& s, const GetFrontier& 
   {
     std::lock_guard lock(backend_.log_mutex());
     const Log& log = backend_.log();
-    const auto& head = log.head();
-    const uint64_t first = first_servable_entry(log);
-    if (!head || g.size > head->size) {
-      failure = fmt::format("have {} entries under a signed head", head ? head->size : 0);
-    } else if (g.size - 1 < first) {
-      failure = fmt::format("entries before {} were compacted away", first);
+    if (g.size == 0) {
+      failure = "an empty log has no frontier";
+    } else if (auto why = unservable(log, g.size - 1)) {
+      failure = std::move(*why);
     } else if (auto e = log.entry_bytes(g.size - 1); !e.ok()) {
       failure = e.error().to_string();
     } else if (auto path = log.tree().inclusion_proof(g.size - 1, g.size); !path.ok()) {

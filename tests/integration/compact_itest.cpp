@@ -126,6 +126,9 @@ TEST_CASE("compact a primary's log; audit from a fetched snapshot; primary and r
   // The primary restarts on the compacted log and keeps writing.
   primary = start_primary(dir, "primary2");
   write_rows(primary->http(), 50, 5);
+  // Its status says where its log starts now.
+  REQUIRE(sh(kBin.string() + " status --node " + primary->http(), dir / "status.out") == 0);
+  CHECK(number_after(slurp(dir / "status.out"), R"re("first_entry":\s*(\d+))re") == first);
   primary->stop();
   INFO(slurp(dir / "primary2.log"));
 
