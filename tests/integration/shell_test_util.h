@@ -16,7 +16,8 @@
 
 namespace swarmlite::testing {
 
-// A fresh directory under the temp dir ("swl-<tag>-<random>"), removed at the end.
+// A fresh directory under the temp dir ("swl-<tag>-<random>"), removed at the
+// end unless SWARMLITE_KEEP is set (to read the processes' logs afterwards).
 struct ScratchShellDir {
   std::filesystem::path path;
   explicit ScratchShellDir(const std::string& tag) {
@@ -25,6 +26,7 @@ struct ScratchShellDir {
     std::filesystem::create_directories(path);
   }
   ~ScratchShellDir() {
+    if (std::getenv("SWARMLITE_KEEP") != nullptr) return;
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
   }
