@@ -142,6 +142,10 @@ BootstrapChoice choose_bootstrap(const std::vector<PeerHello>& hellos,
     return {true, fmt::format("no node reached holds entry 0 (all compacted): snapshot at {}",
                               newest->size)};
   }
+  if (newest->size < kAutoSnapshotMinEntries) {
+    return {false, fmt::format("{} entries (fewer than {}): replay", newest->size,
+                               kAutoSnapshotMinEntries)};
+  }
   if (newest->size > kReplayEntriesPerPage * uint64_t{newest->page_count}) {
     return {true, fmt::format("{} entries over {} pages (more than {} per page): snapshot",
                               newest->size, newest->page_count, kReplayEntriesPerPage)};

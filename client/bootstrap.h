@@ -69,10 +69,14 @@ struct BootstrapChoice {
 // The `--bootstrap auto` rule (docs/operations.md "Starting a peer from a
 // snapshot"), pure: over the Hellos of the nodes reached, `newest` being the
 // newest head among them that verified under the log's key. Snapshot when no
-// node can serve entry 0 (every `first` > 0), or when newest.size >
-// kReplayEntriesPerPage * newest.page_count; replay otherwise (also when no
-// node has a head yet: there is nothing to copy).
+// node can serve entry 0 (every `first` > 0), or when newest.size >=
+// kAutoSnapshotMinEntries and newest.size > kReplayEntriesPerPage *
+// newest.page_count; replay otherwise (also when no node has a head yet:
+// there is nothing to copy). A log that short replays in about a second, so
+// a snapshot gains nothing there and only adds its requests to nodes that may
+// not serve them.
 inline constexpr uint64_t kReplayEntriesPerPage = 4;
+inline constexpr uint64_t kAutoSnapshotMinEntries = 1000;
 BootstrapChoice choose_bootstrap(const std::vector<PeerHello>& hellos,
                                  const std::optional<Head>& newest);
 

@@ -243,6 +243,10 @@ TEST_CASE("choose_bootstrap: snapshot for many entries per page or when entry 0 
   CHECK(choose_bootstrap({compacted}, h).snapshot);
   CHECK_FALSE(choose_bootstrap({compacted, full}, h).snapshot);
   CHECK_FALSE(choose_bootstrap({}, std::nullopt).snapshot);
+  h.size = 999;  // short: replay whatever the ratio, unless entry 0 is gone
+  h.page_count = 10;
+  CHECK_FALSE(choose_bootstrap({full}, h).snapshot);
+  CHECK(choose_bootstrap({compacted}, h).snapshot);
 }
 
 }  // namespace swarmlite::client
