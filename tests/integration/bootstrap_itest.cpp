@@ -34,16 +34,22 @@ struct Dir : swarmlite::testing::ScratchShellDir {
   Dir() : ScratchShellDir("bootstrap") {}
 };
 
-uint64_t status_size(const std::string& base) {
+uint64_t status_field(const std::string& base, const std::string& field) {
   auto r = swarmlite::testing::http_to(base, "GET", "/status", "", 60s);
   if (!r.ok() || r->status != 200) return 0;
-  auto pos = r->body.find("\"size\":");
-  return pos == std::string::npos ? 0 : std::stoull(r->body.substr(pos + 7));
+  const std::string key = "\"" + field + "\":";
+  auto pos = r->body.find(key);
+  return pos == std::string::npos ? 0 : std::stoull(r->body.substr(pos + key.size()));
 }
+uint64_t status_size(const std::string& base) { return status_field(base, "size"); }
 
-void wait_size(const std::string& base, uint64_t size) {
-  for (int i = 0; i < 1200 && status_size(base) != size; ++i) std::this_thread::sleep_for(100ms);
-  REQUIRE(status_size(base) == size);
+// Until the node's log and (on a peer) its database are at `size`.
+void wait_size(const std::string& base, uint64_t size, bool applied = true) {
+  auto done = [&] {
+    return status_size(base) == size && (!applied || status_field(base, "applied_size") == size);
+  };
+  for (int i = 0; i < 1200 && !done(); ++i) std::this_thread::sleep_for(100ms);
+  REQUIRE(done());
 }
 
 void execute(const std::string& base, const std::string& json) {
