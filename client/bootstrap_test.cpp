@@ -8,15 +8,21 @@
 #include "client/bootstrap.h"
 
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <bit>
+#include <mutex>
 #include <thread>
 
 #include "core/entry.h"
 #include "core/log.h"
 #include "net/backends.h"
 #include "net/node.h"
+#include "net/protocol.h"
 #include "sqlbridge/engine/engine_test_util.h"
 #include "sqlbridge/engine/replica.h"
 #include "sqlbridge/engine/state_tree.h"
@@ -46,6 +52,60 @@ class LyingSource : public ChunkSource {
  private:
   std::unique_ptr<ChunkSource> inner_;
   int lie_on_;
+};
+
+// A node that accepts connections and then never answers a request: with
+// `hello`, it first says Hello with `head` (entry 0 held), as a real node
+// would, and then reads nothing more; without, it sends nothing at all.
+class MuteNode {
+ public:
+  MuteNode(const PublicKey& log_id, std::optional<Head> head, bool hello)
+      : log_id_(log_id), head_(std::move(head)), hello_(hello) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    address = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    accepter_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) != 1) continue;
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) continue;
+        ++accepted;
+        if (hello_) {
+          net::Hello h;
+          h.log_id = log_id_;
+          h.node_id = 42;
+          h.head = head_;
+          const Bytes frame = net::encode_frame(h);
+          (void)!::send(c, frame.data(), frame.size(), MSG_NOSIGNAL);
+        }
+        held_.push_back(c);  // open, unread, until the end
+      }
+    });
+  }
+  ~MuteNode() {
+    stop_ = true;
+    accepter_.join();
+    for (int c : held_) ::close(c);
+    ::close(fd_);
+  }
+  std::string address;
+  std::atomic<int> accepted{0};
+
+ private:
+  PublicKey log_id_;
+  std::optional<Head> head_;
+  bool hello_;
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread accepter_;
+  std::vector<int> held_;  // the accept thread's, then the destructor's
 };
 
 struct Fixture {
@@ -192,6 +252,56 @@ TEST_CASE("bootstrap_from_snapshot: stopped after the fetch, then after the log,
   CHECK(third->frontier_from.empty());
   CHECK(third->head.size == n);
   f.follow_and_compare(o, n);
+}
+
+TEST_CASE(
+    "bootstrap_from_snapshot: nodes that accept and never answer cost one timeout, not one each") {
+  Fixture f;
+  const Head head = *f.primary->head();
+  MuteNode silent(f.keys.pub, std::nullopt, false);
+  MuteNode mute1(f.keys.pub, head, true), mute2(f.keys.pub, head, true),
+      mute3(f.keys.pub, head, true);
+  using Clock = std::chrono::steady_clock;
+
+  // Hello: no answer within the timeout is an error, not a wait.
+  auto t0 = Clock::now();
+  auto hello = peer_hello(silent.address, f.keys.pub, 500ms);
+  REQUIRE_FALSE(hello.ok());
+  CHECK(hello.error().code == Errc::unavailable);
+  CHECK(Clock::now() - t0 < 5s);
+  // A mute node's Hello arrives; it is what comes after that never does.
+  auto said = peer_hello(mute1.address, f.keys.pub, 500ms);
+  REQUIRE_MESSAGE(said.ok(), said.error().to_string());
+  CHECK(said->head->size == head.size);
+
+  // Three sources that never answer GetSnapshot, then one that does; and a
+  // mute node asked first for the frontier. Each request has a 2 s deadline:
+  // the manifests are asked at once, so the mute ones cost 2 s together
+  // (asked in turn: 6 s), and the frontier one more 2 s.
+  std::vector<std::unique_ptr<ChunkSource>> owned;
+  for (auto* m : {&mute1, &mute2, &mute3})
+    owned.push_back(peer_chunk_source(m->address, f.keys.pub, 2s));
+  owned.push_back(f.source());
+  auto o = f.options({owned[0].get(), owned[1].get(), owned[2].get(), owned[3].get()});
+  o.frontier_from = {mute1.address, f.address};
+  o.timeout = 2s;
+  std::mutex mu;
+  std::vector<std::string> lines;
+  o.log = [&](const std::string& line) {
+    std::lock_guard lock(mu);
+    lines.push_back(line);
+  };
+  t0 = Clock::now();
+  auto r = bootstrap_from_snapshot(o);
+  const auto took = Clock::now() - t0;
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  CHECK(r->frontier_from == f.address);
+  CHECK_MESSAGE(took < 5800ms, std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
+                " ms");
+  size_t no_manifest = 0;
+  for (const auto& line : lines) no_manifest += line.find("no manifest") != std::string::npos;
+  CHECK(no_manifest == 3);
+  f.follow_and_compare(o, head.size);
 }
 
 TEST_CASE("verify_frontier: the last entry and its path must fold to the signed head") {
