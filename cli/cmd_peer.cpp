@@ -13,10 +13,12 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "cli/commands.h"
@@ -40,34 +42,59 @@ const std::map<std::string, client::BootstrapMode> kBootstrapModes{
 // that verifies under the log's key.
 struct Probe {
   std::vector<client::PeerHello> hellos;
-  std::vector<std::string> reached;  // addresses, in the order of `hellos`
+  std::vector<std::string> reached;  // addresses, in the order of `hellos` (that of --from)
   std::optional<Head> newest;
+  // Some node reached has a head and still serves entry 0: a replay can start.
+  bool entry0() const {
+    for (const auto& h : hellos)
+      if (h.head && h.first == 0) return true;
+    return false;
+  }
 };
 
+// Hello timeout of the probe: a node that accepts and never answers must not
+// hold back the start (docs/operations.md "Starting a peer from a snapshot").
+constexpr auto kProbeTimeout = std::chrono::seconds(5);
+
+// All nodes at once (peer_hello blocks: one thread each), so the probe takes
+// at most one timeout whatever the number of silent nodes; the results are
+// read in the order of `from`, so the choice and the log do not depend on
+// which node answered first.
 Probe probe(const std::vector<std::string>& from, const PublicKey& log_id,
             std::chrono::milliseconds timeout) {
+  std::vector<std::optional<Result<client::PeerHello>>> answers(from.size());
+  {
+    std::vector<std::jthread> dialers;
+    dialers.reserve(from.size());
+    for (size_t i = 0; i < from.size(); ++i) {
+      dialers.emplace_back([&, i] { answers[i] = client::peer_hello(from[i], log_id, timeout); });
+    }
+  }  // joined
   Probe p;
-  for (const auto& address : from) {
-    auto h = client::peer_hello(address, log_id, timeout);
+  for (size_t i = 0; i < from.size(); ++i) {
+    auto& h = *answers[i];
     if (!h.ok()) {
       spdlog::warn("bootstrap: {}", h.error().to_string());
       continue;
     }
     if (h->head && !h->head->verify(log_id).ok()) {
       spdlog::warn("bootstrap: {} says a head at {} that is not signed by the log's key; ignored",
-                   address, h->head->size);
+                   from[i], h->head->size);
       continue;
     }
     if (h->head && (!p.newest || h->head->size > p.newest->size)) p.newest = h->head;
     p.hellos.push_back(std::move(h).value());
-    p.reached.push_back(address);
+    p.reached.push_back(from[i]);
   }
   return p;
 }
 
 // An empty replica (no database, no log) before Replica::open: decides between
 // a snapshot and replaying from entry 0 (--bootstrap), and runs the snapshot
-// bootstrap; one that an earlier run began is always finished.
+// bootstrap; one that an earlier run began is always finished. `auto` falls
+// back to a replay when the snapshot fails before a single page was verified
+// and some node reached still holds entry 0 (docs/operations.md "Starting a
+// peer from a snapshot").
 void prepare_empty_replica(const std::filesystem::path& db, const std::filesystem::path& data,
                            const PublicKey& log_id, const std::vector<std::string>& from,
                            client::BootstrapMode mode, uint32_t chunk_pages,
@@ -77,58 +104,64 @@ void prepare_empty_replica(const std::filesystem::path& db, const std::filesyste
   const bool pending = client::bootstrap_pending(db, data);
   if (!pending && std::filesystem::exists(data / "log", ec)) return;  // replays its own log
   const auto timeout = std::chrono::seconds(30);
+  // Also for `snapshot` and a pending bootstrap: only the nodes that answered
+  // are asked for pages and frontiers, so a silent node costs the probe's
+  // timeout once, not a request timeout for each of its requests.
+  Probe p = probe(from, log_id, kProbeTimeout);
   bool snapshot = pending || mode == client::BootstrapMode::snapshot;
+  bool may_fall_back = false;
   if (pending) {
     spdlog::info("bootstrap: resuming the snapshot bootstrap an earlier run began in {}",
                  data.string());
   } else if (mode != client::BootstrapMode::snapshot) {
-    Probe p = probe(from, log_id, timeout);
     client::BootstrapChoice choice = client::choose_bootstrap(p.hellos, p.newest);
     if (mode == client::BootstrapMode::replay) {
-      if (choice.snapshot && p.newest) {
-        // Only "no node holds entry 0" forbids a replay; many entries per page
-        // merely make it slow.
+      // Only "no node holds entry 0" forbids a replay; many entries per page
+      // merely make it slow.
+      if (choice.snapshot && p.newest && !p.entry0()) {
         uint64_t first = UINT64_MAX;
-        bool entry0 = false;
-        for (const auto& h : p.hellos) {
-          if (!h.head) continue;
-          entry0 = entry0 || h.first == 0;
-          first = std::min(first, h.first);
-        }
-        if (!entry0) {
-          throw CliError(
-              1, fmt::format("peer: --bootstrap replay needs entry 0, but every node reached ({}) "
-                             "compacted its log: the first entry available is {} (head at {}). "
-                             "Start from a snapshot instead: --bootstrap snapshot (or auto)",
-                             fmt::join(p.reached, ", "), first, p.newest->size));
-        }
+        for (const auto& h : p.hellos)
+          if (h.head) first = std::min(first, h.first);
+        throw CliError(
+            1, fmt::format("peer: --bootstrap replay needs entry 0, but every node reached ({}) "
+                           "compacted its log: the first entry available is {} (head at {}). "
+                           "Start from a snapshot instead: --bootstrap snapshot (or auto)",
+                           fmt::join(p.reached, ", "), first, p.newest->size));
       }
       return;
     }
     spdlog::info("bootstrap: {}", choice.why);
     snapshot = choice.snapshot;
+    may_fall_back = p.entry0();
   }
   if (!snapshot) return;
+  if (p.reached.empty() && !pending) {
+    throw CliError(2, fmt::format("peer: starting {} from a snapshot: no node answered in {} s "
+                                  "with a head signed by the log's key ({})",
+                                  db.string(), kProbeTimeout.count(), fmt::join(from, ", ")));
+  }
 
   std::vector<std::unique_ptr<client::ChunkSource>> owned;
   std::vector<client::ChunkSource*> sources;
-  for (const auto& address : from) {
+  for (const auto& address : p.reached) {
     owned.push_back(client::peer_chunk_source(address, log_id, std::chrono::seconds(60)));
     sources.push_back(owned.back().get());
   }
   Progress progress("bootstrap", "pages");
   std::mutex mu;
+  uint64_t pages_done = 0;  // verified pages reported by the fetch (under mu)
   client::BootstrapOptions o;
   o.log_id = log_id;
   o.db = db;
   o.data = data;
   o.sources = sources;
-  o.frontier_from = from;
+  o.frontier_from = p.reached;
   o.timeout = timeout;
   o.chunk_pages = chunk_pages;
   o.log_options = log_options;
   o.progress = [&](uint64_t done, uint64_t total) {
     std::lock_guard lock(mu);
+    pages_done = std::max(pages_done, done);
     progress.update(done, total);
   };
   o.log = [&](const std::string& line) {
@@ -139,6 +172,19 @@ void prepare_empty_replica(const std::filesystem::path& db, const std::filesyste
   auto r = client::bootstrap_from_snapshot(o);
   progress.finish();
   if (!r.ok()) {
+    const std::filesystem::path staged = client::bootstrap_db_path(data);
+    if (may_fall_back && pages_done == 0 && !std::filesystem::exists(staged, ec)) {
+      // Nothing verified to keep: the fetch's .part/.progress would only make
+      // the next run "pending" (snapshot forever), so they go, and the
+      // replica replays from entry 0 like `--bootstrap replay`.
+      std::filesystem::remove(client::part_path(staged), ec);
+      std::filesystem::remove(client::progress_path(staged), ec);
+      spdlog::warn(
+          "bootstrap: the snapshot failed before any page was fetched ({}); a node "
+          "reached still holds entry 0, so {} replays the log from entry 0 instead",
+          r.error().to_string(), db.string());
+      return;
+    }
     throw CliError(2, fmt::format("peer: starting {} from a snapshot: {} (what was fetched is "
                                   "kept under {}: run the same command again to resume)",
                                   db.string(), r.error().to_string(), data.string()));
