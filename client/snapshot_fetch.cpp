@@ -379,10 +379,22 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
     ChunkSource* source;
     SourceManifest manifest;
   };
+  // Asked all at once (each call blocks up to the source's timeout), so a
+  // source that accepts and never answers costs one timeout, not one per
+  // such source; read in the order given, so the choice does not depend on
+  // who answered first.
+  std::vector<std::optional<Result<SourceManifest>>> answers(sources.size());
+  {
+    std::vector<std::jthread> askers;
+    askers.reserve(sources.size());
+    for (size_t i = 0; i < sources.size(); ++i)
+      askers.emplace_back([&, i] { answers[i] = sources[i]->manifest(); });
+  }  // joined
   std::vector<Offer> offers;
   std::string refusals;
-  for (ChunkSource* s : sources) {
-    auto m = s->manifest();
+  for (size_t i = 0; i < sources.size(); ++i) {
+    ChunkSource* s = sources[i];
+    auto& m = *answers[i];
     if (!m.ok()) {
       refusals += fmt::format("; {}: {}", s->name(), m.error().to_string());
       say(fmt::format("{}: no manifest: {}", s->name(), m.error().to_string()));

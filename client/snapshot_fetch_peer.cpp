@@ -18,6 +18,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "client/bootstrap.h"
 #include "client/snapshot_fetch.h"
 #include "net/protocol.h"
 
@@ -106,6 +107,7 @@ class PeerLink {
       return make_error(Errc::unavailable, "{} follows log {}, not {}", address,
                         theirs->log_id.hex(), log_id.hex());
     }
+    link->hello_ = std::move(*theirs);
     return link;
   }
 
@@ -166,6 +168,9 @@ class PeerLink {
     }
   }
 
+  // The node's Hello (its head and first servable entry: unverified).
+  const net::Hello& hello() const { return hello_; }
+
  private:
   explicit PeerLink(std::string address) : address_(std::move(address)) {}
 
@@ -193,6 +198,7 @@ class PeerLink {
 
   std::string address_;
   int fd_ = -1;
+  net::Hello hello_;
 };
 
 class PeerChunkSource : public ChunkSource {
@@ -271,6 +277,36 @@ class PeerChunkSource : public ChunkSource {
 };
 
 }  // namespace
+
+Result<PeerHello> peer_hello(const std::string& address, const PublicKey& log_id,
+                             std::chrono::milliseconds timeout) {
+  SWL_ASSIGN(auto link, PeerLink::open(address, log_id, Clock::now() + timeout));
+  return PeerHello{link->hello().head, link->hello().first};
+}
+
+Result<net::Frontier> peer_frontier(const std::string& address, const PublicKey& log_id,
+                                    uint64_t size, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  SWL_ASSIGN(auto link, PeerLink::open(address, log_id, deadline));
+  SWL_ASSIGN(net::Message m, link->call(net::GetFrontier{size}, deadline));
+  if (auto* e = std::get_if<net::ErrorMsg>(&m)) {
+    // not_available: past its head or compacted away (docs/protocol.md "Frontier").
+    return make_error(e->code == net::ErrorCode::not_available ? Errc::not_found
+                                                               : Errc::unavailable,
+                      "{} answered error {}: {}", address,
+                      static_cast<int>(e->code), e->message);
+  }
+  auto* f = std::get_if<net::Frontier>(&m);
+  if (!f) {
+    return make_error(Errc::bad_value, "{} answered {} where Frontier was due", address,
+                      net::message_type_name(net::message_type(m)));
+  }
+  if (f->size != size) {
+    return make_error(Errc::bad_value, "{} answered the frontier at {} where {} was asked", address,
+                      f->size, size);
+  }
+  return std::move(*f);
+}
 
 std::unique_ptr<ChunkSource> peer_chunk_source(const std::string& address, const PublicKey& log_id,
                                                std::chrono::milliseconds timeout) {
