@@ -103,7 +103,7 @@ std::chrono::microseconds micros(double ms) {
 // crashed replica does not change its files before the next run opens them.
 class ReadOnlyDb {
  public:
-  explicit ReadOnlyDb(const fs::path& path) {
+  explicit ReadOnlyDb(const fs::path& path) : path_(path) {
     int rc = sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr);
     if (rc != SQLITE_OK) {
       sqlite3_close_v2(db_);
@@ -130,13 +130,17 @@ class ReadOnlyDb {
   std::optional<std::string> first_text(const std::string& sql) {
     sqlite3_stmt* stmt = nullptr;
     int rc = sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr);
-    if (rc != SQLITE_OK) FAIL(fmt::format("{}: {}", sql, sqlite3_errmsg(db_)));
+    if (rc != SQLITE_OK) {
+      FAIL(fmt::format("{}: {} (extended code {}; {})", sql, sqlite3_errmsg(db_),
+                       sqlite3_extended_errcode(db_), files()));
+    }
     std::optional<std::string> out;
     rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL) {
       out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-      std::string msg = sqlite3_errmsg(db_);
+      std::string msg = fmt::format("{} (extended code {}; {})", sqlite3_errmsg(db_),
+                                    sqlite3_extended_errcode(db_), files());
       sqlite3_finalize(stmt);
       FAIL(fmt::format("{}: {}", sql, msg));
     }
@@ -145,6 +149,20 @@ class ReadOnlyDb {
   }
 
  private:
+  // The database's files and their sizes, for a failure message: which of
+  // -wal, -shm, -journal a kill left decides what a reader can do.
+  std::string files() const {
+    std::string out;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+      std::error_code ec;
+      const fs::path f = path_.string() + suffix;
+      const auto n = fs::file_size(f, ec);
+      out += fmt::format("{}{}: {}", out.empty() ? "" : ", ", f.filename().string(),
+                         ec ? std::string("absent") : std::to_string(n));
+    }
+    return out;
+  }
+  fs::path path_;
   sqlite3* db_ = nullptr;
 };
 
