@@ -224,6 +224,7 @@ void add_peer_command(CLI::App& app) {
   cmd->add_option("--data", args->data, "Directory for the log and evidence (default: <db>.data)");
   add_node_flags(*cmd, args->net);
   add_peer_http_flags(*cmd, args->net);
+  add_retain_flags(*cmd, args->net);  // --retain N: compacts what it applied
   cmd->add_option("--scrub-interval", args->scrub_interval_s,
                   "Seconds between checks of --scrub-pages pages of the database file against the "
                   "state tree (0: never; see docs/operations.md)")
@@ -320,9 +321,12 @@ void add_peer_command(CLI::App& app) {
         if (thread.joinable()) thread.join();
       }
     } stop_scrubber{scrub_mu, scrub_cv, scrub_stop, scrubber};
-    run_node(backend, std::move(options), args->net, [&r, http_options](net::Node& node) {
-      return std::make_unique<net::ReplicaHttpBackend>(r, node, http_options);
-    });
+    run_node(
+        backend, std::move(options), args->net,
+        [&r, http_options](net::Node& node) {
+          return std::make_unique<net::ReplicaHttpBackend>(r, node, http_options);
+        },
+        {}, [&r](uint64_t retain) { return compact_replica_log(r, retain); });
   });
 }
 

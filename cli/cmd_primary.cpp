@@ -1,9 +1,10 @@
 // swarmlite primary --db P.db --key DIR/primary.key --listen HOST:PORT [--log DIR]
 //                   [--http HOST:PORT [--write-token FILE]] [--write-timeout S]
-//                   [--max-entry-pages N] [--max-value-bytes N]:
+//                   [--max-entry-pages N] [--max-value-bytes N] [--retain N]:
 // opens the primary (catching its database up to its log) and serves its log
 // to peers, pushing each new head; with --http also the HTTP API (writes and
-// reads, docs/http-api.md). Stops cleanly on SIGINT/SIGTERM.
+// reads, docs/http-api.md); with --retain N it drops all but the newest N log
+// entries now and then (docs/operations.md "Compacting a log"). Stops cleanly on SIGINT/SIGTERM.
 #ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
 #include <spdlog/spdlog.h>
 
@@ -48,6 +49,7 @@ void add_primary_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.0625, 65536.0));
   add_node_flags(*cmd, args->net);
   add_primary_http_flags(*cmd, args->net);
+  add_retain_flags(*cmd, args->net);
   cmd->callback([args] {
     set_log_level(args->net.log_level);
     SecretKey key = must(load_secret_key(args->key), "primary: loading the key");
@@ -67,7 +69,8 @@ void add_primary_command(CLI::App& app) {
     run_node(
         backend, std::move(options), args->net,
         [&p](net::Node& node) { return std::make_unique<net::PrimaryHttpBackend>(p, node); },
-        [&p] { p.interrupt(); });
+        [&p] { p.interrupt(); },
+        [&p](uint64_t retain) { return compact_primary_log(p, retain); });
     must(primary->close(), "primary: closing");
   });
 }

@@ -2,7 +2,11 @@
 #ifdef SWARMLITE_HAVE_NET  // the network layer is optional (-DSWARMLITE_NET=OFF)
 #include "cli/node_common.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 
 #include <fmt/core.h>
 
@@ -13,6 +17,84 @@
 #include "net/process_memory.h"
 
 namespace swarmlite::cli {
+
+namespace {
+
+// --retain: rounds of `compact` on a thread of its own (never the node's io
+// thread: a round fsyncs the database and may wait for a running write), each
+// logged at info when it dropped something, and counted in `metrics` (null
+// without --http). Stopped and joined by the destructor (a running round
+// finishes first).
+class RetentionLoop {
+ public:
+  RetentionLoop(LogCompactor compact, uint64_t retain, std::chrono::milliseconds interval,
+                net::Metrics* metrics)
+      : compact_(std::move(compact)), retain_(retain), interval_(interval) {
+    if (metrics) {
+      first_entry_ = &metrics->gauge("swarmlite_log_first_entry",
+                                     "First log entry held (entries before it were compacted away)");
+      rounds_ = &metrics->counter("swarmlite_compactions_total",
+                                  "Retention rounds (--retain) that dropped log segments");
+      entries_ = &metrics->counter("swarmlite_compacted_entries_total",
+                                   "Log entries dropped by --retain since start");
+      bytes_ = &metrics->counter("swarmlite_compacted_bytes_total",
+                                 "Log segment and index bytes dropped by --retain since start");
+      errors_ = &metrics->counter("swarmlite_compaction_errors_total",
+                                  "Retention rounds (--retain) that failed");
+    }
+    thread_ = std::thread([this] { run(); });
+  }
+  ~RetentionLoop() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  RetentionLoop(const RetentionLoop&) = delete;
+  RetentionLoop& operator=(const RetentionLoop&) = delete;
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    do {
+      lock.unlock();
+      round();
+      lock.lock();
+    } while (!cv_.wait_for(lock, interval_, [this] { return stop_; }));
+  }
+  void round() {
+    auto r = compact_(retain_);
+    if (!r.ok()) {
+      if (errors_) errors_->inc();
+      spdlog::warn("--retain {}: compacting the log failed (retrying in {} ms): {}", retain_,
+                   interval_.count(), r.error().to_string());
+      return;
+    }
+    if (first_entry_) first_entry_->set(static_cast<double>(r->first_after));
+    if (r->dropped.segments == 0) return;
+    if (rounds_) rounds_->inc();
+    if (entries_) entries_->inc(r->dropped.entries);
+    if (bytes_) bytes_->inc(r->dropped.bytes);
+    spdlog::info("--retain {}: dropped log entries [{}, {}) ({} entries, {} segments, {} bytes); "
+                 "the log now starts at entry {} (asked to keep from {})",
+                 retain_, r->first_before, r->first_after, r->dropped.entries,
+                 r->dropped.segments, r->dropped.bytes, r->first_after, r->keep_from);
+  }
+
+  LogCompactor compact_;
+  uint64_t retain_;
+  std::chrono::milliseconds interval_;
+  net::Gauge* first_entry_ = nullptr;
+  net::Counter *rounds_ = nullptr, *entries_ = nullptr, *bytes_ = nullptr, *errors_ = nullptr;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
 
 void add_node_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--listen", f.listen, "Peer protocol address HOST:PORT (port 0: ephemeral)")->required();
@@ -61,6 +143,16 @@ void add_peer_http_flags(CLI::App& cmd, NodeFlags& f) {
                "(a request can ask for that with ?redirect)");
 }
 
+void add_retain_flags(CLI::App& cmd, NodeFlags& f) {
+  cmd.add_option("--retain", f.retain,
+                 "Log entries to keep: now and then the node drops older ones, whole segments at "
+                 "a time, never past its signed head nor (a peer) what it applied; 0: keep "
+                 "everything (docs/operations.md \"Compacting a log\")")
+      ->capture_default_str();
+  cmd.add_option("--retain-interval", f.retain_interval_s, "Seconds between --retain rounds")
+      ->capture_default_str()->check(CLI::Range(0.05, 86400.0));
+}
+
 void set_log_level(const std::string& level) {
   auto l = spdlog::level::from_str(level);
   if (l == spdlog::level::off && level != "off") {
@@ -83,7 +175,8 @@ net::NodeOptions node_options(const NodeFlags& f) {
 }
 
 void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags,
-              const HttpBackendFactory& make_http, const std::function<void()>& interrupt_writes) {
+              const HttpBackendFactory& make_http, const std::function<void()>& interrupt_writes,
+              const LogCompactor& compact) {
   net::HttpApiOptions http_options;
   if (!flags.http.empty()) {
     if (!make_http) throw CliError(2, "--http: this command has no HTTP API");
@@ -134,11 +227,22 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
     std::fflush(stdout);
   }
 
+  std::unique_ptr<RetentionLoop> retention;
+  if (flags.retain > 0 && compact) {
+    spdlog::info("--retain {}: keeping the newest {} log entries, checked every {} s", flags.retain,
+                 flags.retain, flags.retain_interval_s);
+    retention = std::make_unique<RetentionLoop>(
+        compact, flags.retain,
+        std::chrono::milliseconds(static_cast<int64_t>(flags.retain_interval_s * 1000)),
+        http ? &http->metrics() : nullptr);
+  }
+
   node.wait();
   // Stopping: running reads and writes end at their next progress check
   // instead of running to their time limits (docs/operations.md).
   GuardedConnection::stop_all_reads(true);
   if (interrupt_writes) interrupt_writes();
+  retention.reset();  // after interrupt_writes: a round may wait for a running write
   if (http) http->stop();  // here, not in on_stopping: backend calls may wait on the node's io thread
   st = node.status();
   spdlog::info("stopped: log size {}, applied {}, {} entries stored this run{}", st.log_size,

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "net/http_api.h"
 #include "net/node.h"
+#include "sqlbridge/engine/retention.h"
 
 namespace swarmlite::cli {
 
@@ -30,7 +31,13 @@ struct NodeFlags {
   double load_timeout_s = 3600;   // primary: --load-timeout SECONDS (receiving, then loading)
   std::string primary_url;  // peer: --primary-url URL, where writes are forwarded
   bool redirect_writes = false;  // peer: --redirect-writes (301 instead of forwarding)
+  uint64_t retain = 0;              // --retain N: log entries kept (0: all)
+  double retain_interval_s = 5;     // --retain-interval SECONDS between retention rounds
 };
+
+// One retention round (sqlbridge/engine/retention.h) keeping `retain` entries:
+// compact_primary_log or compact_replica_log bound to the node's owner.
+using LogCompactor = std::function<Result<LogCompaction>(uint64_t retain)>;
 
 // Makes the node's HTTP backend once the Node exists (it lives as long as the Node).
 using HttpBackendFactory = std::function<std::unique_ptr<net::HttpBackend>(net::Node&)>;
@@ -42,6 +49,8 @@ void add_node_flags(CLI::App& cmd, NodeFlags& flags);
 void add_primary_http_flags(CLI::App& cmd, NodeFlags& flags);
 // Adds --primary-url URL (where a peer forwards writes) and --redirect-writes.
 void add_peer_http_flags(CLI::App& cmd, NodeFlags& flags);
+// Adds --retain N and --retain-interval SECONDS (docs/operations.md "Compacting a log").
+void add_retain_flags(CLI::App& cmd, NodeFlags& flags);
 // Sets the spdlog level; throws CliError on an unknown level.
 void set_log_level(const std::string& level);
 net::NodeOptions node_options(const NodeFlags& flags);
@@ -59,8 +68,12 @@ net::NodeOptions node_options(const NodeFlags& flags);
 // in the process is interrupted (GuardedConnection::stop_all_reads) and
 // `interrupt_writes` is called (the primary's Primary::interrupt), so the
 // process exits within a bound whatever is running.
+// With --retain N (and a compactor) a thread of its own runs `compact` once the
+// node runs and then every --retain-interval, logs what each round dropped and
+// counts it in /metrics; it is stopped after interrupt_writes.
 void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFlags& flags,
               const HttpBackendFactory& make_http = {},
-              const std::function<void()>& interrupt_writes = {});
+              const std::function<void()>& interrupt_writes = {},
+              const LogCompactor& compact = {});
 
 }  // namespace swarmlite::cli

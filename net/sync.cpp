@@ -431,6 +431,14 @@ void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
   PeerState& s = peers_.at(*chosen);
   auto plan = plan_batch(local, s.head_size, opt_.batch_entries);
   if (!plan) return;
+  // Mid catch-up the stored head lags the log: anchor on the head the last
+  // batch was proven against instead (when the source is at or past it), so the
+  // anchor stays near the top and a source that compacted its log meanwhile
+  // (--retain) can still prove a path from it (docs/protocol.md "Following the log").
+  if (proven_head_ && (!anchor || proven_head_->size > anchor->size) &&
+      proven_head_->size <= s.head_size) {
+    anchor = proven_head_;
+  }
   GetEntries g{plan->from, plan->count, anchor ? anchor->size : 0};
   s.request = g;
   s.request_anchor = anchor;
@@ -455,6 +463,15 @@ void SyncEngine::on_entries(Actions& out, PeerState& s, Entries&& e, Clock::time
     return misbehaved(out, s, "Entries with an invalid head: " + st.error().to_string(), now);
   }
   s.head_size = std::max(s.head_size, h.size);
+  // An anchor at the served head's own size (the head a catch-up's last batch
+  // was proven against): the same head, or two at one size — a fork.
+  if (anchor && anchor->size == h.size && anchor->log_root != h.log_root) {
+    if (auto ev = evidence_from_heads(*anchor, h); ev.ok()) {
+      fetch_busy_ = false;
+      return equivocation(out, std::move(ev).value(),
+                          fmt::format("head at size {} from {} differs from ours", h.size, s.name()));
+    }
+  }
   // Does the head it proves against extend the newest head we hold? Either the
   // anchor path links them, or it is proof that the primary forked.
   if (anchor && anchor->size > 0 && anchor->size < h.size) {
@@ -509,6 +526,8 @@ Actions SyncEngine::stored(uint64_t id, const std::vector<std::string>& ban_keys
     spdlog::info("storing works again");
   }
   entries_stored_ += n;
+  // Log::append_proven checked the batch against `head`: it extends our log.
+  if (!proven_head_ || head.size > proven_head_->size) proven_head_ = head;
   if (s) {
     s->entries_received += n;
     s->last_useful = now;

@@ -208,6 +208,10 @@ class SyncEngine {
   AddressBook book_;
   BanList bans_;
   std::optional<Head> best_head_;
+  // The newest head a stored batch was proven against (it extends our log): the
+  // anchor of the next request when it is newer than our stored head, which a
+  // catch-up of several batches leaves behind (schedule_fetch).
+  std::optional<Head> proven_head_;
   bool fetch_busy_ = false;  // a GetEntries is out or its batch is being stored
   uint64_t fetch_counter_ = 0;
   uint64_t relayed_size_ = 0;

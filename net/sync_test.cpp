@@ -430,6 +430,103 @@ TEST_CASE("sync: a compacted log's node announces its first entry and refuses ol
   CHECK(served[0].entries.size() == 4);
 }
 
+// docs/protocol.md "Following the log": during a catch-up of several batches
+// the stored head stays where it was (a batch that ends short of the served
+// head does not store it), so a node that compacts while serving it (--retain)
+// could no longer prove an anchor path from there. The next request anchors on
+// the head the last stored batch was proven against, which extends our log and
+// is one the server can prove from. (Anchoring on the stored head again makes
+// this fail: the server answers not_available, the entries are not served.)
+TEST_CASE("sync: a catch-up anchors on the head its last batch was proven against") {
+  KeyPair keys = KeyPair::generate();
+  LogStoreOptions small;
+  small.sync = false;
+  small.segment_bytes = 256;  // a segment per append below
+  TestLog p(keys.pub, true, small), r(keys.pub, false);
+  p.append(keys.secret, 10);
+  r.append(keys.secret, 10);  // the same entries and head: the replica stored head 10
+  for (int i = 0; i < 6; ++i) p.append(keys.secret, 5);  // segments [10,15) … [35,40), head 40
+  NodeOptions o = options();
+  o.batch_entries = 10;
+  SyncEngine replica(*r.backend, o, 1);
+  SyncEngine server(*p.backend, o, 2);
+  replica.start("", std::nullopt);
+  server.start("", std::nullopt);
+  connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
+  auto asks = sent<GetEntries>(connect(replica, 1, true, "10.0.0.2:7000", hello_from(keys.pub, 2, p.head()), t0), 1);
+  REQUIRE(asks.size() == 1);
+  CHECK(asks[0].from == 10);
+  CHECK(asks[0].anchor == 10);
+  // Serves a request and stores the batch; the next request, if any.
+  auto round = [&](const GetEntries& ask) -> std::optional<GetEntries> {
+    auto replies = sent<Entries>(server.message(1, Message{ask}, t0), 1);
+    REQUIRE_MESSAGE(replies.size() == 1, "entries from " << ask.from << " anchored at " << ask.anchor
+                                                          << " were not served");
+    auto stores = all_of<StoreAction>(replica.message(1, Message{replies[0]}, t0));
+    REQUIRE(stores.size() == 1);
+    const Entries& e = stores[0].entries;
+    REQUIRE(r.backend->store_entries(e.entries, e.head, e.proof).ok());
+    auto next = sent<GetEntries>(replica.stored(1, stores[0].ban_keys, stores[0].who, e.entries.size(), e.head, {}, t0), 1);
+    if (next.empty()) return std::nullopt;
+    return next[0];
+  };
+  auto next = round(asks[0]);  // [10, 20), proven against head 40; stored head still 10
+  REQUIRE(next);
+  CHECK(next->from == 20);
+  CHECK(r.head().size == 10);
+  CHECK(next->anchor == 40);
+  // The server compacts past the replica's stored head (the segment from 20 on stays).
+  {
+    std::lock_guard lock(p.backend->log_mutex());
+    auto dropped = p.log->compact(20);
+    REQUIRE_MESSAGE(dropped.ok(), dropped.error().to_string());
+    REQUIRE(p.log->first_entry() == 20);
+  }
+  while (next) next = round(*next);
+  CHECK(r.size() == 40);
+  CHECK(r.head().size == 40);
+}
+
+// The anchor a catch-up carries may be as high as the served head: a served
+// head of that size with another root is the fork, proven by the two heads.
+// (Dropping the same-size check in SyncEngine::on_entries makes this fail: the
+// batch goes to the store, which only bans the sender.)
+TEST_CASE("sync: a served head at the anchor's size with another root is evidence") {
+  ForkedPrimaries fork(5, 3, 3);
+  TestLog r(fork.keys.pub, false);
+  r.append(fork.keys.secret, 5, "common");
+  NodeOptions o = options();
+  o.batch_entries = 2;
+  SyncEngine replica(*r.backend, o, 1);
+  SyncEngine a(*fork.a.backend, o, 2), b(*fork.b.backend, o, 3);
+  replica.start("", std::nullopt);
+  a.start("", std::nullopt);
+  b.start("", std::nullopt);
+  connect(a, 1, false, "", hello_from(fork.keys.pub, 1, std::nullopt), t0);
+  connect(b, 1, false, "", hello_from(fork.keys.pub, 1, std::nullopt), t0);
+  auto asks = sent<GetEntries>(connect(replica, 1, true, "10.0.0.2:7000", hello_from(fork.keys.pub, 2, fork.a.head()), t0), 1);
+  REQUIRE(asks.size() == 1);
+  auto replies = sent<Entries>(a.message(1, Message{asks[0]}, t0), 1);
+  REQUIRE(replies.size() == 1);
+  auto stores = all_of<StoreAction>(replica.message(1, Message{replies[0]}, t0));
+  REQUIRE(stores.size() == 1);
+  const Entries& e = stores[0].entries;
+  REQUIRE(r.backend->store_entries(e.entries, e.head, e.proof).ok());
+  auto next = sent<GetEntries>(replica.stored(1, stores[0].ban_keys, stores[0].who, e.entries.size(), e.head, {}, t0), 1);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].from == 7);
+  CHECK(next[0].anchor == 8);  // branch a's head, which [5, 7) was proven against
+  // The answer comes from branch b: its head at size 8, another root.
+  auto forked = sent<Entries>(b.message(1, Message{next[0]}, t0), 1);
+  REQUIRE(forked.size() == 1);
+  REQUIRE(forked[0].head.size == 8);
+  auto got = replica.message(1, Message{forked[0]}, t0);
+  auto eq = all_of<EquivocatedAction>(got);
+  REQUIRE(eq.size() == 1);
+  CHECK(eq[0].evidence.verify(fork.keys.pub).ok());
+  CHECK(all_of<StoreAction>(got).empty());
+}
+
 // docs/protocol.md "Snapshots": snapshot requests become SnapshotActions for
 // the node's snapshot threads; one session may have at most
 // kMaxSnapshotRequestsPerSession of them open, one more closes it (no ban).

@@ -825,6 +825,35 @@ std::optional<Head> Primary::head() const {
   return log_->head();
 }
 
+Result<LogCompaction> Primary::compact_log(uint64_t keep_from) {
+  // Under the write mutex no group is between its log append and its commits,
+  // so the database has applied exactly the log (unless a commit failed after
+  // its append: then it lags, and open() would need the entry back).
+  uint64_t applied = 0;
+  {
+    std::scoped_lock lock(write_mu_, mu_);
+    if (broken_) {
+      return make_error(Errc::unavailable,
+                        "primary {}: not compacting the log while entry {} is logged but not "
+                        "committed to the database",
+                        db_path_.string(), log_->size() - 1);
+    }
+    applied = log_->size();
+  }
+  // With no lock held: commits are not synced (synchronous=NORMAL) and a power
+  // loss could take the database back to where open() replays from the log.
+  SWL_TRY(sync_database_files(db_path_));
+  LogCompaction out;
+  std::lock_guard lock(mu_);
+  const auto& head = log_->head();
+  out.keep_from = std::min({keep_from, applied, head ? head->size : 0});
+  out.first_before = out.first_after = log_->first_entry();
+  if (out.keep_from <= out.first_before) return out;
+  SWL_ASSIGN(out.dropped, log_->compact(out.keep_from));
+  out.first_after = log_->first_entry();
+  return out;
+}
+
 Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value>& params,
                                    const ProveOptions& options) {
   std::lock_guard write_lock(write_mu_);

@@ -83,6 +83,7 @@
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/engine/local_fault.h"
 #include "sqlbridge/proof/prover.h"
+#include "sqlbridge/engine/retention.h"
 #include "sqlbridge/engine/snapshot.h"
 
 namespace swarmlite {
@@ -271,6 +272,16 @@ class Primary {
   // execute() may run concurrently (the Log itself is not thread-safe).
   const Log& log() const { return *log_; }
   std::mutex& log_mutex() const { return mu_; }
+  // Drops the log's entries before keep_from, whole segments at a time
+  // (Log::compact; the retention policy, retention.h). keep_from is first cut
+  // to the stored head's size and to the entries the database holds durably:
+  // waits for a running write group (write mutex, briefly) to read the applied
+  // size, fsyncs the database files with no lock held, then drops under
+  // log_mutex() only, so serving peers and writes wait for the drop itself,
+  // never for the fsync. unavailable while a commit failed after its log
+  // append (the database lags the log, docs/operations.md "Local faults");
+  // Log::compact's errors.
+  Result<LogCompaction> compact_log(uint64_t keep_from);
   // A consistent read-only view of the current state (snapshot.h), pages read
   // recorded in `capture` if given. Safe concurrently with execute().
   Result<ReadSnapshot> open_snapshot(const ReadCapture* capture = nullptr) const;

@@ -24,7 +24,9 @@
 // Thread-safety: open/apply*/log() mutation from one thread at a time (the
 // "applier"); size(), state_root(), page_count(), diverged(), open_snapshot()
 // from any thread. log_mutex() guards the Log between the applier and readers
-// of the Log (serving entries/proofs): hold it around any Log call.
+// of the Log (serving entries/proofs): hold it around any Log call. A retention
+// round (compact_replica_log, retention.h) mutates the Log from its own thread
+// under log_mutex(), dropping only entries the applier is past.
 #pragma once
 
 #include <chrono>
