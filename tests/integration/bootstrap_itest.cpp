@@ -72,11 +72,7 @@ void wait_size(const std::string& base, uint64_t size, bool applied = true) {
   REQUIRE(done());
 }
 
-void execute(const std::string& base, const std::string& json) {
-  auto r = swarmlite::testing::http_to(base, "POST", "/db/execute?transaction", json, 30s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-  REQUIRE_MESSAGE(r->status == 200, r->body);
-}
+using swarmlite::testing::execute_ok;
 
 std::vector<swarmlite::Bytes> pages(const fs::path& db) {
   auto raw = swarmlite::read_logical_pages(db);
@@ -287,8 +283,8 @@ TEST_CASE("a new peer bootstraps from a snapshot of three nodes, survives kills,
       dir / "primary.log");
   primary.wait_ready(60s);
   const std::string p = primary.http();
-  execute(p, R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)"])J");
-  for (int i = 0; i < 2000; ++i) execute(p, R"J(["INSERT INTO t(b) VALUES (randomblob(700))"])J");
+  execute_ok(p, R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)"])J");
+  for (int i = 0; i < 2000; ++i) execute_ok(p, R"J(["INSERT INTO t(b) VALUES (randomblob(700))"])J");
   uint64_t size = status_size(p);
   REQUIRE(size >= 2001);  // and the genesis entry
 
@@ -423,7 +419,7 @@ TEST_CASE("a new peer bootstraps from a snapshot of three nodes, survives kills,
                 log3);
 
   // It follows new writes.
-  for (int i = 0; i < 20; ++i) execute(p, R"J(["INSERT INTO t(b) VALUES (randomblob(700))"])J");
+  for (int i = 0; i < 20; ++i) execute_ok(p, R"J(["INSERT INTO t(b) VALUES (randomblob(700))"])J");
   size = status_size(p);
   wait_size(peer3->http(), size);
   wait_size(peer1->http(), size);

@@ -30,21 +30,8 @@ struct Dir : swarmlite::testing::ScratchShellDir {
   Dir() : ScratchShellDir("compact") {}
 };
 
-void execute(const std::string& base, const std::string& json) {
-  auto r = swarmlite::testing::http_to(base, "POST", "/db/execute?transaction", json, 30s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-  REQUIRE_MESSAGE(r->status == 200, r->body);
-  REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
-}
-
-// Inserts `n` rows of 8 KB each, one write transaction (one log entry) per row.
-void write_rows(const std::string& base, int from, int n) {
-  const std::string pad(8000, 'x');
-  for (int i = from; i < from + n; ++i) {
-    execute(base, R"J([["INSERT INTO t(id, pad) VALUES(?, ?)", )J" + std::to_string(i) + ", \"" +
-                      pad + "\"]]");
-  }
-}
+using swarmlite::testing::execute_ok;
+using swarmlite::testing::write_pad_rows;
 
 std::unique_ptr<ChildProcess> start_primary(const Dir& dir, const std::string& name) {
   auto p = std::make_unique<ChildProcess>(
@@ -72,8 +59,8 @@ TEST_CASE("compact a primary's log; audit from a fetched snapshot; primary and r
   const std::string pub = (dir / "k/primary.pub").string();
   const std::string log = (dir / "p.db.log").string();
   auto primary = start_primary(dir, "primary1");
-  execute(primary->http(), R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, pad TEXT)"])J");
-  write_rows(primary->http(), 0, 40);  // ~330 KB of entries: 5+ segments of 64 KiB
+  execute_ok(primary->http(), R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, pad TEXT)"])J");
+  write_pad_rows(primary->http(), 0, 40);  // ~330 KB of entries: 5+ segments of 64 KiB
 
   // A verified snapshot at head A (what a bootstrapping peer or an auditor gets).
   REQUIRE(sh(kBin.string() + " fetch --from " + primary->http() + " --pub " + pub + " --out " +
@@ -83,7 +70,7 @@ TEST_CASE("compact a primary's log; audit from a fetched snapshot; primary and r
   const std::string head_json = slurp(dir / "snap.db.head.json");
   const uint64_t a = number_after(head_json, R"re("size":\s*(\d+))re");
   REQUIRE(a >= 40);
-  write_rows(primary->http(), 40, 10);
+  write_pad_rows(primary->http(), 40, 10);
   primary->stop();
 
   // A replica of the whole log so far, before compaction.
@@ -125,7 +112,7 @@ TEST_CASE("compact a primary's log; audit from a fetched snapshot; primary and r
 
   // The primary restarts on the compacted log and keeps writing.
   primary = start_primary(dir, "primary2");
-  write_rows(primary->http(), 50, 5);
+  write_pad_rows(primary->http(), 50, 5);
   // Its status says where its log starts now.
   REQUIRE(sh(kBin.string() + " status --node " + primary->http(), dir / "status.out") == 0);
   CHECK(number_after(slurp(dir / "status.out"), R"re("first_entry":\s*(\d+))re") == first);

@@ -1,5 +1,8 @@
-// One HTTP request from a process-level test to a node's API (net/http_client.h).
+// One HTTP request from a process-level test to a node's API (net/http_client.h),
+// and the write helpers the process-level tests share.
 #pragma once
+
+#include <doctest/doctest.h>
 
 #include <chrono>
 #include <string>
@@ -22,6 +25,26 @@ inline Result<net::HttpResponse> http_to(const std::string& base, const std::str
   net::HttpClientOptions o;
   o.timeout = timeout;
   return net::http_call(*url, rq, o);
+}
+
+// POST /db/execute?transaction with `statements` (a JSON array) on the node at
+// `base`: the request and every statement in it must succeed.
+inline void execute_ok(const std::string& base, const std::string& statements) {
+  auto r = http_to(base, "POST", "/db/execute?transaction", statements, std::chrono::seconds(30));
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r->status == 200, r->body);
+  REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
+}
+
+// Rows from..from+n-1 into t(id, pad), one write transaction (one log entry)
+// each, the 8,000-byte pad a parameter: it is in the entry, so the log grows by
+// ~8 KB per row (several 64 KiB segments in a few dozen rows).
+inline void write_pad_rows(const std::string& base, int from, int n) {
+  const std::string pad(8000, 'x');
+  for (int i = from; i < from + n; ++i) {
+    execute_ok(base, R"J([["INSERT INTO t(id, pad) VALUES(?, ?)", )J" + std::to_string(i) + ", \"" +
+                         pad + "\"]]");
+  }
 }
 
 }  // namespace swarmlite::testing

@@ -43,22 +43,8 @@ json status_of(const std::string& base) {
   return json::parse(r->body);
 }
 
-void execute(const std::string& base, const std::string& body) {
-  auto r = swarmlite::testing::http_to(base, "POST", "/db/execute?transaction", body, 30s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-  REQUIRE_MESSAGE(r->status == 200, r->body);
-  REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
-}
-
-// `n` rows of 8 KB, one log entry each (the pad is a parameter, so it is in the
-// entry): with 64 KiB segments, a new segment every 8 rows.
-void write_rows(const std::string& base, int from, int n) {
-  const std::string pad(8000, 'x');
-  for (int i = from; i < from + n; ++i) {
-    execute(base, R"J([["INSERT INTO t(id, pad) VALUES(?, ?)", )J" + std::to_string(i) + ", \"" +
-                      pad + "\"]]");
-  }
-}
+using swarmlite::testing::execute_ok;
+using swarmlite::testing::write_pad_rows;
 
 std::unique_ptr<ChildProcess> start_primary(const Dir& dir, const std::string& name,
                                             const fs::path& db, const fs::path& log) {
@@ -110,10 +96,10 @@ TEST_CASE("a lost primary restored from a peer's log, or its database and compac
   Dir dir;
   REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
   auto primary = start_primary(dir, "primary1", dir / "p.db", dir / "p.db.log");
-  execute(primary->http(), R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)"])J");
-  write_rows(primary->http(), 0, 12);
+  execute_ok(primary->http(), R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)"])J");
+  write_pad_rows(primary->http(), 0, 12);
   auto peer = start_peer(dir, "peer1", primary->listen());
-  write_rows(primary->http(), 12, 12);
+  write_pad_rows(primary->http(), 12, 12);
   const json lost = status_of(primary->http());
   const uint64_t size = lost["size"].get<uint64_t>();
   const std::string root = lost["state_root"].get<std::string>();
@@ -134,7 +120,7 @@ TEST_CASE("a lost primary restored from a peer's log, or its database and compac
     CHECK(st["size"].get<uint64_t>() == size);
     CHECK(st["state_root"] == root);
   }
-  write_rows(primary->http(), 24, 3);
+  write_pad_rows(primary->http(), 24, 3);
   peer = start_peer(dir, "peer2", primary->listen());
   {
     const json p = status_of(primary->http());
@@ -162,7 +148,7 @@ TEST_CASE("a lost primary restored from a peer's log, or its database and compac
     CHECK(st["first_entry"].get<uint64_t>() > 0);
     CHECK(st["first_entry"].get<uint64_t>() <= size + 2);
   }
-  write_rows(primary->http(), 27, 3);
+  write_pad_rows(primary->http(), 27, 3);
   peer = start_peer(dir, "peer3", primary->listen());
   {
     const json p = status_of(primary->http());
@@ -178,12 +164,12 @@ TEST_CASE("a primary restored from an older copy of the log forks it, and the pe
   Dir dir;
   REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
   auto primary = start_primary(dir, "primary1", dir / "p.db", dir / "p.db.log");
-  execute(primary->http(), R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)"])J");
-  write_rows(primary->http(), 0, 5);
+  execute_ok(primary->http(), R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)"])J");
+  write_pad_rows(primary->http(), 0, 5);
   primary->stop();
   copy_dir(dir / "p.db.log", dir / "old.log");  // a backup taken now, then forgotten
   primary = start_primary(dir, "primary2", dir / "p.db", dir / "p.db.log");
-  write_rows(primary->http(), 5, 5);
+  write_pad_rows(primary->http(), 5, 5);
   const uint64_t size = status_of(primary->http())["size"].get<uint64_t>();
   auto peer = start_peer(dir, "peer1", primary->listen());
   wait_for_size(peer->http(), size);
@@ -194,7 +180,7 @@ TEST_CASE("a primary restored from an older copy of the log forks it, and the pe
   // the peer already holds: two signed heads that cannot both be true.
   primary = start_primary(dir, "primary3", dir / "r.db", dir / "old.log");
   CHECK(status_of(primary->http())["size"].get<uint64_t>() < size);
-  write_rows(primary->http(), 100, 8);
+  write_pad_rows(primary->http(), 100, 8);
   peer = start_peer(dir, "peer2", primary->listen());
   json a;
   for (int i = 0; i < 600; ++i) {
