@@ -237,16 +237,37 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
       p->wal_frames_ = 0;
     }
   }
-  // The file's state must be exactly the last entry's.
-  SWL_ASSIGN(Entry last, p->log_->entry(p->log_->size() - 1));
+  // The file's state must be exactly the last entry's; for a log that starts
+  // at a checkpoint and holds no entry after it (a primary restored from the
+  // files of a peer that bootstrapped from a snapshot, docs/operations.md
+  // "Restoring a lost primary"), the checkpoint head's: it signs that state.
   const StateTree& tree = p->db_->state_tree();
-  if (tree.root() != last.state_root || tree.page_count() != last.page_count) {
-    return make_error(Errc::diverged,
-                      "{}: state root {} with {} pages differs from log entry {}'s {} with {} pages",
-                      db_path.string(), to_hex(tree.root()), tree.page_count(), last.seq,
-                      to_hex(last.state_root), last.page_count);
+  if (p->log_->size() > p->log_->first_entry()) {
+    SWL_ASSIGN(Entry last, p->log_->entry(p->log_->size() - 1));
+    if (tree.root() != last.state_root || tree.page_count() != last.page_count) {
+      return make_error(Errc::diverged,
+                        "{}: state root {} with {} pages differs from log entry {}'s {} with {} pages",
+                        db_path.string(), to_hex(tree.root()), tree.page_count(), last.seq,
+                        to_hex(last.state_root), last.page_count);
+    }
+    p->last_time_ms_ = std::max(p->last_time_ms_, last.time_ms);
+  } else {
+    std::optional<Head> head;
+    if (auto cp = p->log_->checkpoint(); cp && !cp->head.empty()) {
+      if (auto h = decode_head(cp->head); h.ok()) head = std::move(h).value();
+    }
+    if (!head || head->size != p->log_->size() || tree.root() != head->state_root ||
+        tree.page_count() != head->page_count) {
+      return make_error(Errc::diverged,
+                        "{}: the log {} starts at entry {} and holds no entry after it, and its "
+                        "checkpoint head does not sign this database's state (root {}, {} pages)",
+                        db_path.string(), p->log_dir_.string(), p->log_->first_entry(),
+                        to_hex(tree.root()), tree.page_count());
+    }
+    // The head was signed after its last entry: new entries' pinned times
+    // stay monotonic.
+    p->last_time_ms_ = std::max(p->last_time_ms_, head->time_ms);
   }
-  p->last_time_ms_ = std::max(p->last_time_ms_, last.time_ms);
   p->published_root_ = tree.root();
   p->published_pages_ = tree.page_count();
   p->roots_.record(p->log_->size(), tree.root(), tree.page_count());

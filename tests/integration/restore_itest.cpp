@@ -7,7 +7,10 @@
 //   2. from the peer's database and a compacted copy of its log (a log that no
 //      longer starts at entry 0, as a bootstrapped or --retain peer has): the
 //      new primary opens the pair as it is and writes on;
-//   3. the wrong way, from an OLDER copy of the log: the new primary's first
+//   3. from untrusted nodes alone: a new peer bootstraps from a verified
+//      snapshot of the surviving peer (its log starts at the snapshot's head
+//      and holds no entry after it) and the new primary opens its files;
+//   4. the wrong way, from an OLDER copy of the log: the new primary's first
 //      write forks the log, and the peer that had seen the newer entries
 //      reports equivocation evidence instead of following it.
 #include <doctest/doctest.h>
@@ -92,7 +95,7 @@ void copy_dir(const fs::path& from, const fs::path& to) {
 
 }  // namespace
 
-TEST_CASE("a lost primary restored from a peer's log, or its database and compacted log, writes on") {
+TEST_CASE("a lost primary restored from a peer's log, its database and compacted log, or a new peer's snapshot, writes on") {
   Dir dir;
   REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
   auto primary = start_primary(dir, "primary1", dir / "p.db", dir / "p.db.log");
@@ -150,9 +153,44 @@ TEST_CASE("a lost primary restored from a peer's log, or its database and compac
   }
   write_pad_rows(primary->http(), 27, 3);
   peer = start_peer(dir, "peer3", primary->listen());
+  std::string root3;
   {
     const json p = status_of(primary->http());
     const json a = wait_for_size(peer->http(), size + 6);
+    CHECK(a["state_root"] == p["state_root"]);
+    CHECK(a["evidence"].is_null());
+    root3 = p["state_root"].get<std::string>();
+  }
+
+  // 3. From untrusted nodes alone: the primary is lost again; a new peer starts
+  // from a verified snapshot of the surviving peer (its log then starts at the
+  // snapshot's head, with no entry after it) and the primary opens its files.
+  primary->kill_hard();
+  primary.reset();
+  {
+    ChildProcess fresh("fresh", kBin,
+                       {"peer", "--db", (dir / "n.db").string(), "--pub",
+                        (dir / "k/primary.pub").string(), "--from", peer->listen(), "--listen",
+                        "127.0.0.1:0", "--http", "127.0.0.1:0", "--bootstrap", "snapshot"},
+                       dir / "fresh.log");
+    fresh.wait_ready(60s);
+    const json n = wait_for_size(fresh.http(), size + 6);
+    CHECK(n["state_root"] == root3);
+    CHECK(n["first_entry"].get<uint64_t>() == size + 6);
+    fresh.stop();
+  }
+  peer->stop();
+  primary = start_primary(dir, "primary4", dir / "n.db", dir / "n.db.data/log");
+  {
+    const json st = status_of(primary->http());
+    CHECK(st["size"].get<uint64_t>() == size + 6);
+    CHECK(st["state_root"] == root3);
+  }
+  write_pad_rows(primary->http(), 30, 3);
+  peer = start_peer(dir, "peer4", primary->listen());
+  {
+    const json p = status_of(primary->http());
+    const json a = wait_for_size(peer->http(), size + 9);
     CHECK(a["state_root"] == p["state_root"]);
     CHECK(a["evidence"].is_null());
   }
