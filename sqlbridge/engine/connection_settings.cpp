@@ -2,6 +2,7 @@
 // and docs/determinism.md.
 #include "sqlbridge/engine/connection_settings.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/file_io.h"
 #include "sqlbridge/engine/function_policy.h"
 #include "sqlbridge/engine/linear_functions.h"
 #include "sqlbridge/engine/page_vfs.h"
@@ -169,6 +171,41 @@ Status apply_fixed_settings(sqlite3* db, const std::filesystem::path& path) {
                       auto_vacuum);
   }
   return ok_status();
+}
+
+Status create_database_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return ok_status();
+  const std::filesystem::path tmp = path.string() + "-creating";
+  for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
+    std::filesystem::remove(tmp.string() + suffix, ec);  // a killed attempt's
+  }
+  {
+    SWL_ASSIGN(SqliteDb db, open_sqlite(tmp.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
+    for (const char* p : kPragmas) {
+      const std::string_view pragma(p);
+      if (pragma.find("page_size") == std::string_view::npos &&
+          pragma.find("auto_vacuum") == std::string_view::npos &&
+          pragma.find("journal_mode") == std::string_view::npos) {
+        continue;
+      }
+      SWL_TRY(exec_sql(db.get(), p));
+    }
+    SWL_ASSIGN(std::string mode, pragma_text(db.get(), "PRAGMA journal_mode"));
+    if (mode != "wal") {
+      return make_error(Errc::sqlite_error, "{}: journal_mode is {}, expected wal", tmp.string(), mode);
+    }
+  }  // closed: SQLite removes the empty -wal and -shm
+  {
+    SWL_ASSIGN(file_io::Fd fd, file_io::open(tmp, O_RDWR));
+    SWL_TRY(file_io::fsync_file(fd.get(), tmp));
+  }
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    return make_error(Errc::io_error, "cannot rename {} to {}: {}", tmp.string(), path.string(),
+                      ec.message());
+  }
+  return file_io::fsync_parent(path);
 }
 
 Status install_function_overrides(sqlite3* db, std::unique_ptr<SeededStream>* running,

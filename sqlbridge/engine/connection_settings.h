@@ -31,6 +31,16 @@ void pin_process_timezone();
 // errors. Errc::internal when this SQLite build cannot hold a setting.
 Status apply_fixed_settings(sqlite3* db, const std::filesystem::path& path);
 
+// Creates an empty database file at `path` already in WAL mode with the fixed
+// page size and auto_vacuum, atomically: made as PATH-creating, synced, then
+// renamed into place and the directory synced. Nothing when `path` exists.
+// Why: SQLite switches a new file to WAL through a rollback journal (four
+// fdatasyncs); a process killed in between left PATH with a hot -journal that
+// no read-only reader can open ("attempt to write a readonly database") until a
+// writer rolls it back. Now a kill leaves either no file or a whole one (and a
+// stray PATH-creating, replaced by the next attempt). Errors: io_error, sqlite_error.
+Status create_database_file(const std::filesystem::path& path);
+
 // Registers the pinned built-ins (random, randomblob from `*running`;
 // total_changes counted from the entry's start in `auth`; linear-time instr)
 // and overrides every refused or unclassified built-in with one that fails the

@@ -43,6 +43,7 @@ Result<std::unique_ptr<DeterministicDb>> DeterministicDb::open(const std::filesy
   d->path_ = path;
   d->capture_ = std::make_unique<WriteCapture>();
   d->auth_ = std::make_unique<WriteAuthState>();
+  SWL_TRY(create_database_file(path));
   SWL_ASSIGN(d->db_, open_sqlite(page_vfs_uri(path, d->capture_.get(), nullptr, false),
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX));
   SWL_TRY(d->configure());

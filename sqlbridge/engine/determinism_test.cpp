@@ -1,7 +1,13 @@
 // Pure pieces of deterministic execution: SQL text helpers and the recent-roots
-// table used by snapshots.
+// table used by snapshots; how a new database file is created.
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "sqlbridge/engine/engine_test_util.h"
+#include "sqlbridge/engine/connection_settings.h"
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/engine/snapshot.h"
 
@@ -34,4 +40,46 @@ TEST_CASE("recent roots keep the newest sizes and forget old ones") {
   CHECK(roots.find(5)->second == 5);
   CHECK(roots.find(3)->first[0] == 3);
   CHECK_FALSE(roots.find(6));
+}
+
+// connection_settings.h create_database_file: a new database appears whole, in
+// WAL mode, never as a file with a hot rollback journal (which SQLite's own
+// switch to WAL leaves when the process is killed in the middle, and which no
+// read-only reader can open).
+TEST_CASE("a new database file appears whole and in WAL mode; a killed attempt's leftovers are replaced") {
+  testing::TempDir dir;
+  const auto path = dir / "new.db";
+  // What a creation killed mid-way leaves: PATH-creating with a hot journal.
+  {
+    std::ofstream(path.string() + "-creating") << "half";
+    std::ofstream(path.string() + "-creating-journal") << "hot";
+  }
+  REQUIRE(create_database_file(path).ok());
+  CHECK(std::filesystem::exists(path));
+  CHECK_FALSE(std::filesystem::exists(path.string() + "-journal"));
+  CHECK_FALSE(std::filesystem::exists(path.string() + "-creating"));
+  CHECK_FALSE(std::filesystem::exists(path.string() + "-creating-journal"));
+  std::ifstream in(path, std::ios::binary);
+  std::string header(100, '\0');
+  in.read(header.data(), 100);
+  REQUIRE(in.gcount() == 100);
+  CHECK(header.substr(0, 16) == std::string("SQLite format 3\0", 16));
+  CHECK(static_cast<uint8_t>(header[16]) * 256 + static_cast<uint8_t>(header[17]) == 4096);  // page size
+  CHECK(header[18] == 2);  // write version 2: WAL
+  CHECK(header[19] == 2);  // read version 2: WAL
+  // A read-only reader opens it at once (no journal to roll back).
+  sqlite3* ro = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &ro, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  CHECK(sqlite3_prepare_v2(ro, "SELECT count(*) FROM sqlite_schema", -1, &st, nullptr) == SQLITE_OK);
+  sqlite3_finalize(st);
+  sqlite3_close_v2(ro);
+  // An existing file is left as it is.
+  const auto before = std::filesystem::last_write_time(path);
+  REQUIRE(create_database_file(path).ok());
+  CHECK(std::filesystem::last_write_time(path) == before);
+  // DeterministicDb::open of a new path goes through it.
+  auto db = DeterministicDb::open(dir / "fresh.db");
+  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  CHECK_FALSE(std::filesystem::exists(dir / "fresh.db-creating"));
 }
