@@ -25,12 +25,19 @@ void write_file(const std::filesystem::path& p, const uint8_t* data, size_t n) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace swarmlite;
-  static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() /
-             ("swl-logical-fuzz-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
+  // One scratch directory per process, removed at exit (libFuzzer and the
+  // corpus replay both end with exit(): static destructors run).
+  struct ScratchDir {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("swl-logical-fuzz-" + std::to_string(::getpid()));
+    ScratchDir() { std::filesystem::create_directories(path); }
+    ~ScratchDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const ScratchDir scratch;
+  const std::filesystem::path& dir = scratch.path;
   static const bool moved = [] {
     if (!set_pending_byte_for_testing(0x10000).ok()) std::abort();
     return true;
