@@ -108,9 +108,14 @@ constexpr DbConfigFlag kDbConfig[] = {
     {SQLITE_DBCONFIG_RESET_DATABASE, 0, "RESET_DATABASE"},
 };
 
-// Per-connection pragmas, in order (page_size and auto_vacuum before WAL).
+// What the database file records, in order (page_size and auto_vacuum before
+// WAL): set on every connection (apply_fixed_settings) and on a new file
+// before it appears (create_database_file).
+constexpr const char* kFilePragmas[] = {
+    "PRAGMA page_size=4096", "PRAGMA auto_vacuum=NONE", "PRAGMA journal_mode=WAL"};
+
+// Per-connection pragmas, after kFilePragmas.
 constexpr const char* kPragmas[] = {
-    "PRAGMA page_size=4096",        "PRAGMA auto_vacuum=NONE",   "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",    "PRAGMA secure_delete=ON",   "PRAGMA recursive_triggers=ON",
     "PRAGMA foreign_keys=ON",       "PRAGMA cache_size=-16384",  "PRAGMA temp_store=MEMORY",
     "PRAGMA mmap_size=0",           "PRAGMA wal_autocheckpoint=1000",
@@ -154,6 +159,7 @@ Status apply_fixed_settings(sqlite3* db, const std::filesystem::path& path) {
                         l.name, got, l.value);
     }
   }
+  for (const char* p : kFilePragmas) SWL_TRY(exec_sql(db, p));
   for (const char* p : kPragmas) SWL_TRY(exec_sql(db, p));
   sqlite3_busy_timeout(db, 5000);
   SWL_ASSIGN(std::string mode, pragma_text(db, "PRAGMA journal_mode"));
@@ -182,15 +188,7 @@ Status create_database_file(const std::filesystem::path& path) {
   }
   {
     SWL_ASSIGN(SqliteDb db, open_sqlite(tmp.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE));
-    for (const char* p : kPragmas) {
-      const std::string_view pragma(p);
-      if (pragma.find("page_size") == std::string_view::npos &&
-          pragma.find("auto_vacuum") == std::string_view::npos &&
-          pragma.find("journal_mode") == std::string_view::npos) {
-        continue;
-      }
-      SWL_TRY(exec_sql(db.get(), p));
-    }
+    for (const char* p : kFilePragmas) SWL_TRY(exec_sql(db.get(), p));
     SWL_ASSIGN(std::string mode, pragma_text(db.get(), "PRAGMA journal_mode"));
     if (mode != "wal") {
       return make_error(Errc::sqlite_error, "{}: journal_mode is {}, expected wal", tmp.string(), mode);
