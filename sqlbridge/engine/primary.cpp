@@ -860,6 +860,14 @@ Result<LogCompaction> Primary::compact_log(uint64_t keep_from) {
                         db_path_.string(), log_->size() - 1);
     }
     applied = log_->size();
+    // Nothing before the log's start to drop (a log shorter than --retain, or
+    // compacted this far already): no fsync for a round that does nothing.
+    if (std::min(keep_from, applied) <= log_->first_entry()) {
+      LogCompaction none;
+      none.first_before = none.first_after = log_->first_entry();
+      none.keep_from = std::min(keep_from, applied);
+      return none;
+    }
   }
   // With no lock held: commits are not synced (synchronous=NORMAL) and a power
   // loss could take the database back to where open() replays from the log.

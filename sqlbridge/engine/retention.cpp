@@ -49,6 +49,16 @@ Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain) {
   // Read before the sync: every entry counted here committed before it.
   const uint64_t applied = replica.size();
   if (applied == 0) return out;
+  {
+    // Nothing to drop: no fsync for a round that does nothing.
+    std::lock_guard lock(replica.log_mutex());
+    const Log& log = replica.log();
+    const uint64_t head_size = log.head() ? log.head()->size : 0;
+    if (retention_keep_from(log.size(), retain, std::min(applied - 1, head_size)) <= log.first_entry()) {
+      out.first_before = out.first_after = log.first_entry();
+      return out;
+    }
+  }
   SWL_TRY(sync_database_files(replica.db_path()));
   std::lock_guard lock(replica.log_mutex());
   Log& log = replica.log();
