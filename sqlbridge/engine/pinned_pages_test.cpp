@@ -212,6 +212,8 @@ TEST_CASE("pinned pages: bad requests are refused") {
   auto newer = p.replica->pinned_pages(p.replica->size() + 5, std::vector<uint32_t>{1});
   REQUIRE_FALSE(newer.ok());
   CHECK(newer.error().code == Errc::not_found);
+  CHECK(newer.error().message.find("not pinned yet, newest is " + std::to_string(p.replica->size())) !=
+        std::string::npos);
   auto good = p.replica->pinned_pages(0, std::vector<uint32_t>{1, count});
   CHECK_MESSAGE(good.ok(), good.error().to_string());
 }

@@ -100,6 +100,7 @@ Replica::~Replica() {
   {
     std::lock_guard lock(pin_mu_);
     pinned_.reset();
+    pinned_pages_.reset();  // holds the pin's read connections too
   }
   db_.reset();
   log_.reset();
@@ -569,8 +570,11 @@ Result<PinnedPagesReply> Replica::pinned_pages(uint64_t size,
                       pin && pin_pages_error_ ? "; its pages: " + *pin_pages_error_ : "");
   }
   const Head& head = pin->head();
-  if (size != 0 && size != head.size) {
+  if (size != 0 && size < head.size) {
     return make_error(Errc::not_found, "head {} gone, newest is {}", size, head.size);
+  }
+  if (size > head.size) {
+    return make_error(Errc::not_found, "head {} not pinned yet, newest is {}", size, head.size);
   }
   if (pgnos.empty() || pgnos.size() > kMaxPinnedPagesPerRequest) {
     return make_error(Errc::invalid_argument, "pages of head {}: {} pages asked, 1 to {} allowed",

@@ -201,7 +201,8 @@ class Replica {
   // Pages of the pinned head read straight from the files, no copy
   // (PinnedPages, docs/light-client.md "Page service"), with the multiproof of
   // their leaves in the head's state tree. `size` 0: the newest pinned head;
-  // another size than the pinned head's: not_found "head N gone, newest is M".
+  // an older size: not_found "head N gone, newest is M" (a newer one: "head N
+  // not pinned yet, newest is M").
   // `pgnos` strictly increasing, 1..head.page_count, at most
   // kMaxPinnedPagesPerRequest (invalid_argument otherwise). A page the files
   // no longer hold as the tree says is corrupt, latched (corruption()).
