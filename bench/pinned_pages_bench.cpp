@@ -47,8 +47,9 @@ struct PinnedDb {
     o.extras = false;
     check(proof_testing::build_test_db(path, o));
     writer = take(open_sqlite(path.string(), SQLITE_OPEN_READWRITE));
-    check(exec_sql(writer.get(), "PRAGMA wal_autocheckpoint=0; "
-                                 "UPDATE items SET price = price + 1 WHERE id % 1000 = 0"));
+    check(exec_sql(writer.get(),
+                   "PRAGMA wal_autocheckpoint=0; "
+                   "UPDATE items SET price = price + 1 WHERE id % 1000 = 0"));
     reader = take(open_sqlite(path.string(), SQLITE_OPEN_READONLY));
     check(exec_sql(reader.get(), "BEGIN; SELECT count(*) FROM sqlite_schema"));
     tree = std::make_shared<const StateTree>(take(StateTree::from_file(path)));
@@ -118,7 +119,8 @@ void BM_RawPread(benchmark::State& state) {
   size_t i = 0, pages = 0;
   for (auto _ : state) {
     for (uint32_t pg : sets[i++ % sets.size()]) {
-      if (::pread(fd, buf.data(), buf.size(), off_t{pg - 1} * 4096) < 0) state.SkipWithError("pread");
+      if (::pread(fd, buf.data(), buf.size(), off_t{pg - 1} * 4096) < 0)
+        state.SkipWithError("pread");
       benchmark::DoNotOptimize(buf.data());
       ++pages;
     }

@@ -36,8 +36,8 @@ Result<WalIndexHeader> read_wal_index_header(const std::filesystem::path& shm_pa
                       shm_path.string(), fd.error().to_string());
   }
   uint8_t buf[kShmReadBytes];
-  SWL_ASSIGN(size_t got, file_io::pread_up_to(fd->get(), std::span<uint8_t>(buf, sizeof buf), 0,
-                                              shm_path));
+  SWL_ASSIGN(size_t got,
+             file_io::pread_up_to(fd->get(), std::span<uint8_t>(buf, sizeof buf), 0, shm_path));
   // Both copies equal and initialised: no writer was in the middle of
   // changing it (none can be: the caller holds the apply lock).
   if (got != sizeof buf || std::memcmp(buf, buf + kShmHeaderBytes, kShmHeaderBytes) != 0 ||
@@ -55,10 +55,13 @@ Result<WalIndexHeader> read_wal_index_header(const std::filesystem::path& shm_pa
 
 }  // namespace
 
-Result<std::shared_ptr<const PinnedPages>> PinnedPages::open(
-    const std::filesystem::path& db_path, std::shared_ptr<const StateTree> tree,
-    std::shared_ptr<const void> keep_alive, PinnedWalCursor* cursor) {
-  if (!tree) return make_error(Errc::invalid_argument, "{}: pinned pages need a state tree", db_path.string());
+Result<std::shared_ptr<const PinnedPages>> PinnedPages::open(const std::filesystem::path& db_path,
+                                                             std::shared_ptr<const StateTree> tree,
+                                                             std::shared_ptr<const void> keep_alive,
+                                                             PinnedWalCursor* cursor) {
+  if (!tree)
+    return make_error(Errc::invalid_argument, "{}: pinned pages need a state tree",
+                      db_path.string());
   std::shared_ptr<PinnedPages> p(new PinnedPages());
   p->db_path_ = db_path;
   p->wal_path_ = db_path;
@@ -122,8 +125,8 @@ Status PinnedPages::read(uint32_t pgno, Bytes& out) const {
   const char* from = "the database file";
   if (auto it = newest_frame_.find(pgno); it != newest_frame_.end()) {
     const int64_t off = wal_frame_data_offset(it->second, page_size_);
-    SWL_ASSIGN(size_t n, file_io::pread_up_to(wal_fd_.get(), out, static_cast<uint64_t>(off),
-                                              wal_path_));
+    SWL_ASSIGN(size_t n,
+               file_io::pread_up_to(wal_fd_.get(), out, static_cast<uint64_t>(off), wal_path_));
     if (n != out.size()) {
       return make_error(Errc::corrupt,
                         "{}: page {} of the pinned head: its WAL frame {} at offset {} is short "
@@ -133,8 +136,8 @@ Status PinnedPages::read(uint32_t pgno, Bytes& out) const {
     from = "its WAL frame";
   } else {
     // Past the end of the file the page reads as zeros, as in SQLite.
-    SWL_ASSIGN(size_t n, file_io::pread_up_to(db_fd_.get(), out,
-                                              uint64_t{pgno - 1} * page_size_, db_path_));
+    SWL_ASSIGN(size_t n,
+               file_io::pread_up_to(db_fd_.get(), out, uint64_t{pgno - 1} * page_size_, db_path_));
     (void)n;
   }
   if (page_leaf_hash(pgno, out) != tree_->tree().leaf(pgno - 1)) {

@@ -2,6 +2,8 @@
 // head read from the files equal that state while the replica keeps applying
 // (across pins, checkpoints and WAL restarts); a page changed behind the
 // replica's back is corrupt, never served; the multiproof verifies.
+#include "sqlbridge/engine/pinned_pages.h"
+
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,7 +14,6 @@
 #include <thread>
 
 #include "sqlbridge/engine/engine_test_fixture.h"
-#include "sqlbridge/engine/pinned_pages.h"
 #include "sqlbridge/engine/state_tree.h"
 #include "sqlbridge/engine/vfs_test_util.h"
 
@@ -95,7 +96,8 @@ void check_reply(const PinnedPagesReply& r, std::span<const uint32_t> pgnos) {
   }
   CHECK(r.proof.indices == indices);
   CHECK(r.proof.size == r.head.page_count);
-  Status s = verify_multiproof(indices, leaves, r.head.page_count, r.proof.hashes, r.head.state_root);
+  Status s =
+      verify_multiproof(indices, leaves, r.head.page_count, r.proof.hashes, r.head.state_root);
   CHECK_MESSAGE(s.ok(), s.error().to_string());
 }
 
@@ -120,7 +122,9 @@ void flip_byte(const std::filesystem::path& file, int64_t offset) {
 
 }  // namespace
 
-TEST_CASE("pinned pages equal the state at their pin while the replica applies, checkpoints and restarts its WAL") {
+TEST_CASE(
+    "pinned pages equal the state at their pin while the replica applies, checkpoints and restarts "
+    "its WAL") {
   PinningPair p;
   std::mt19937_64 rng(20261202);
   p.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
@@ -136,7 +140,8 @@ TEST_CASE("pinned pages equal the state at their pin while the replica applies, 
       switch (rng() % 4) {
         case 0:
         case 1:
-          p.exec(insert_rows(1 + static_cast<int>(rng() % 30), 50 + static_cast<int>(rng() % 6000)));
+          p.exec(
+              insert_rows(1 + static_cast<int>(rng() % 30), 50 + static_cast<int>(rng() % 6000)));
           break;
         case 2:
           p.exec("UPDATE t SET body = randomblob(" + std::to_string(100 + rng() % 3000) +
@@ -147,7 +152,8 @@ TEST_CASE("pinned pages equal the state at their pin while the replica applies, 
       }
     }
     p.sync();
-    if (Bytes now = wal_salts(p.db()); !salts.empty() && !now.empty() && now != salts) restarted = true;
+    if (Bytes now = wal_salts(p.db()); !salts.empty() && !now.empty() && now != salts)
+      restarted = true;
     salts = wal_salts(p.db());
     held.push_back(take_pin(p));
     const Held newest = held.back();
@@ -156,10 +162,12 @@ TEST_CASE("pinned pages equal the state at their pin while the replica applies, 
       saw_wal_after_restart = true;  // the frame index of the WAL before is stale
       restarted = false;
     }
-    if (newest.pages->wal_frames() > 0 && newest.pages->frames_scanned() < newest.pages->wal_frames()) {
+    if (newest.pages->wal_frames() > 0 &&
+        newest.pages->frames_scanned() < newest.pages->wal_frames()) {
       saw_incremental = true;
     }
-    if (held.size() > 4) held.erase(held.begin() + static_cast<std::ptrdiff_t>(rng() % (held.size() - 1)));
+    if (held.size() > 4)
+      held.erase(held.begin() + static_cast<std::ptrdiff_t>(rng() % (held.size() - 1)));
     for (const Held& h : held) check_held(h, rng);
 
     // Through the replica: at the newest head (size 0 or its size), with the multiproof.
@@ -174,8 +182,8 @@ TEST_CASE("pinned pages equal the state at their pin while the replica applies, 
       auto gone = p.replica->pinned_pages(held.front().size, pgnos);
       REQUIRE_FALSE(gone.ok());
       CHECK(gone.error().code == Errc::not_found);
-      CHECK(gone.error().message ==
-            "head " + std::to_string(held.front().size) + " gone, newest is " + std::to_string(newest.size));
+      CHECK(gone.error().message == "head " + std::to_string(held.front().size) +
+                                        " gone, newest is " + std::to_string(newest.size));
     }
     // Held pins keep the WAL (checkpoints cannot pass them); letting them all
     // go now and then lets the next pin's checkpoint finish and, past 1000
@@ -212,13 +220,14 @@ TEST_CASE("pinned pages: bad requests are refused") {
   auto newer = p.replica->pinned_pages(p.replica->size() + 5, std::vector<uint32_t>{1});
   REQUIRE_FALSE(newer.ok());
   CHECK(newer.error().code == Errc::not_found);
-  CHECK(newer.error().message.find("not pinned yet, newest is " + std::to_string(p.replica->size())) !=
-        std::string::npos);
+  CHECK(newer.error().message.find("not pinned yet, newest is " +
+                                   std::to_string(p.replica->size())) != std::string::npos);
   auto good = p.replica->pinned_pages(0, std::vector<uint32_t>{1, count});
   CHECK_MESSAGE(good.ok(), good.error().to_string());
 }
 
-TEST_CASE("a page of the database file changed behind the replica's back is corrupt, never served") {
+TEST_CASE(
+    "a page of the database file changed behind the replica's back is corrupt, never served") {
   PinningPair p;
   p.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
   p.exec(insert_rows(20, 3000));
@@ -236,8 +245,8 @@ TEST_CASE("a page of the database file changed behind the replica's back is corr
     CHECK_MESSAGE(r.error().message.find("page 2 ") != std::string::npos, r.error().message);
   }
   REQUIRE(p.replica->corruption());
-  CHECK(p.replica->corruption()->message.find("page 2 of the pinned head, read from the database file") !=
-        std::string::npos);
+  CHECK(p.replica->corruption()->message.find(
+            "page 2 of the pinned head, read from the database file") != std::string::npos);
   auto proof = p.replica->prove("SELECT count(*) FROM t", {});
   REQUIRE_FALSE(proof.ok());
   CHECK(proof.error().code == Errc::corrupt);
@@ -260,11 +269,13 @@ TEST_CASE("a page of a WAL frame changed behind the replica's back is corrupt, n
   REQUIRE(source->wal_frames() > 0);
   const uint32_t count = source->page_count();
   std::vector<uint32_t> all;
-  for (uint32_t pg = 1; pg <= std::min<uint32_t>(count, kMaxPinnedPagesPerRequest); ++pg) all.push_back(pg);
+  for (uint32_t pg = 1; pg <= std::min<uint32_t>(count, kMaxPinnedPagesPerRequest); ++pg)
+    all.push_back(pg);
   REQUIRE(p.replica->pinned_pages(0, all).ok());
   std::filesystem::path wal = p.db();
   wal += "-wal";
-  for (uint32_t f = 1; f <= source->wal_frames(); ++f) flip_byte(wal, wal_frame_data_offset(f, 4096) + 1000);
+  for (uint32_t f = 1; f <= source->wal_frames(); ++f)
+    flip_byte(wal, wal_frame_data_offset(f, 4096) + 1000);
   auto r = p.replica->pinned_pages(0, all);
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == Errc::corrupt);
@@ -343,7 +354,8 @@ TEST_CASE("pinned pages while the replica applies and re-pins: every answer veri
                                    r->head.state_root);
       if (!s.ok() || r->head.size < last) {
         std::lock_guard lock(mu);
-        if (first_failure.empty()) first_failure = s.ok() ? "head went back" : s.error().to_string();
+        if (first_failure.empty())
+          first_failure = s.ok() ? "head went back" : s.error().to_string();
         ++failures;
       }
       last = r->head.size;
@@ -352,8 +364,9 @@ TEST_CASE("pinned pages while the replica applies and re-pins: every answer veri
   });
   std::mt19937_64 rng(8);
   for (int round = 0; round < 150; ++round) {
-    p.exec(rng() % 3 ? insert_rows(1 + static_cast<int>(rng() % 10), 100 + static_cast<int>(rng() % 4000))
-                     : "DELETE FROM t WHERE id % 4 = " + std::to_string(rng() % 4));
+    p.exec(rng() % 3
+               ? insert_rows(1 + static_cast<int>(rng() % 10), 100 + static_cast<int>(rng() % 4000))
+               : "DELETE FROM t WHERE id % 4 = " + std::to_string(rng() % 4));
     p.sync();
   }
   done = true;

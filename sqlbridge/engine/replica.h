@@ -255,8 +255,8 @@ class Replica {
   mutable std::optional<std::string> pin_error_;  // why the last pin failed (pin_mu_)
   // The pin's pages (null when it could not be set up: pin_pages_error_), and
   // the WAL frame index carried from pin to pin (under apply_mu_).
-  mutable std::shared_ptr<const PinnedPages> pinned_pages_;        // pin_mu_
-  mutable std::optional<std::string> pin_pages_error_;             // pin_mu_
+  mutable std::shared_ptr<const PinnedPages> pinned_pages_;  // pin_mu_
+  mutable std::optional<std::string> pin_pages_error_;       // pin_mu_
   mutable PinnedWalCursor wal_cursor_;
 };
 

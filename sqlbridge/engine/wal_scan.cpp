@@ -33,8 +33,8 @@ void wal_checksum(bool big_endian, const uint8_t* data, size_t n, uint32_t s[2])
 Result<WalScan> WalScan::begin(const file_io::Fd& wal, const std::filesystem::path& wal_path) {
   WalScan w;
   uint8_t hdr[kWalHeaderBytes];
-  SWL_ASSIGN(size_t got, file_io::pread_up_to(wal.get(), std::span<uint8_t>(hdr, sizeof hdr), 0,
-                                              wal_path));
+  SWL_ASSIGN(size_t got,
+             file_io::pread_up_to(wal.get(), std::span<uint8_t>(hdr, sizeof hdr), 0, wal_path));
   if (got != sizeof hdr) return w;
   const uint32_t magic = be32(hdr);
   const uint32_t ps = be32(hdr + 8);
@@ -55,8 +55,8 @@ Status WalScan::scan(const file_io::Fd& wal, const std::filesystem::path& wal_pa
   while (frames < max_frames) {
     const int64_t data_offset = wal_frame_data_offset(frames + 1, page_size);
     const int64_t off = data_offset - static_cast<int64_t>(kWalFrameHeaderBytes);
-    SWL_ASSIGN(size_t n, file_io::pread_up_to(wal.get(), frame, static_cast<uint64_t>(off),
-                                              wal_path));
+    SWL_ASSIGN(size_t n,
+               file_io::pread_up_to(wal.get(), frame, static_cast<uint64_t>(off), wal_path));
     if (n != frame.size()) break;
     const uint32_t pgno = be32(frame.data());
     const uint32_t db_size = be32(frame.data() + 4);

@@ -25,7 +25,7 @@ struct WalScan {
   bool usable = false;  // the header is valid; false: an empty WAL, as in SQLite's recovery
   bool big_endian = false;
   uint32_t page_size = 0;
-  uint8_t salts[8] = {};  // header bytes 16..23: salt-1, salt-2 (big-endian, as in the file)
+  uint8_t salts[8] = {};     // header bytes 16..23: salt-1, salt-2 (big-endian, as in the file)
   uint32_t sum[2] = {0, 0};  // cumulative checksum after the last valid frame
   uint32_t frames = 0;       // valid frames so far (commit or not)
 
@@ -38,8 +38,8 @@ struct WalScan {
   // `db_size` is the commit frame's database size in pages (0: not a commit
   // frame), `data_offset` the file offset of the frame's page. Does nothing
   // when !usable.
-  using FrameFn = std::function<void(uint32_t frame, uint32_t pgno, uint32_t db_size,
-                                     int64_t data_offset)>;
+  using FrameFn =
+      std::function<void(uint32_t frame, uint32_t pgno, uint32_t db_size, int64_t data_offset)>;
   Status scan(const file_io::Fd& wal, const std::filesystem::path& wal_path, uint32_t max_frames,
               const FrameFn& on_frame);
 };
