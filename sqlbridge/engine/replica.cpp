@@ -100,6 +100,7 @@ Replica::~Replica() {
   {
     std::lock_guard lock(pin_mu_);
     pinned_.reset();
+    pinned_pages_.reset();  // holds the pin's read connections too
   }
   db_.reset();
   log_.reset();
@@ -345,6 +346,7 @@ void Replica::pin_if_due_locked(bool force) const {
   // the database file alone and the next write starts the WAL over: the WAL
   // holds about one pin_interval of writes (docs/operations.md).
   pinned_.reset();
+  pinned_pages_.reset();  // it keeps the old pin's read transactions open too
   sqlite3* h = db_->handle();
   int wal_frames = 0;
   (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, nullptr);
@@ -358,8 +360,8 @@ void Replica::pin_if_due_locked(bool force) const {
     (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     sqlite3_busy_timeout(h, kWriterBusyTimeoutMs);
   }
-  auto tree = std::make_shared<const StateTree>(db_->state_tree());
-  auto pin = PinnedProver::open(db_path_, std::move(tree), *head, options_.proof_connections);
+  auto tree_copy = std::make_shared<const StateTree>(db_->state_tree());
+  auto pin = PinnedProver::open(db_path_, tree_copy, *head, options_.proof_connections);
   if (!pin.ok()) {
     pin_error_ = pin.error().to_string();
     return;
@@ -367,6 +369,20 @@ void Replica::pin_if_due_locked(bool force) const {
   pin_error_.reset();
   pinned_ = std::shared_ptr<PinnedProver>(std::move(pin).value());
   pinned_at_ = now;
+  // Still under the apply lock, right after the pin's read transactions began:
+  // what PinnedPages needs to read the pinned state from the files (pinned_pages.h).
+  auto pages = PinnedPages::open(db_path_, tree_copy, pinned_, &wal_cursor_);
+  if (pages.ok()) {
+    pinned_pages_ = std::move(pages).value();
+    pin_pages_error_.reset();
+  } else {
+    pin_pages_error_ = pages.error().to_string();
+  }
+}
+
+std::shared_ptr<const PinnedPages> Replica::pinned_page_source() const {
+  std::lock_guard lock(pin_mu_);
+  return pinned_pages_;
 }
 
 uint64_t Replica::pinned_size() const {
@@ -506,6 +522,92 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
     corrupted_ = proved.error();
   }
   return proved;
+}
+
+Result<PinnedPagesReply> Replica::pinned_pages(uint64_t size,
+                                               std::span<const uint32_t> pgnos) const {
+  if (auto c = corruption()) return make_error(Errc::corrupt, "{}", c->message);
+  if (auto d = diverged()) {
+    return make_error(Errc::unavailable, "replica {} diverged, it serves no pages: {}",
+                      db_path_.string(), d->to_string());
+  }
+  std::shared_ptr<PinnedProver> pin;
+  std::shared_ptr<const PinnedPages> pages;
+  {
+    std::lock_guard lock(pin_mu_);
+    pin = pinned_;
+    pages = pinned_pages_;
+  }
+  // An idle replica pins its newest applied head on request, as prove() does
+  // (without waiting: a busy applier pins by itself within pin_interval).
+  if (size == 0 || !pin || pin->head().size < size) {
+    std::optional<Head> head;
+    {
+      std::lock_guard log_lock(log_mu_);
+      head = log_->head();
+    }
+    const uint64_t pinned = pin ? pin->head().size : 0;
+    bool due;
+    {
+      std::lock_guard lock(pin_mu_);
+      due = !pin || pinned < size ||
+            std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
+    }
+    if (head && pinned < head->size && due) {
+      std::unique_lock apply_lock(apply_mu_, std::try_to_lock);
+      if (apply_lock.owns_lock()) {
+        pin_if_due_locked(/*force=*/true);
+        std::lock_guard lock(pin_mu_);
+        pin = pinned_;
+        pages = pinned_pages_;
+      }
+    }
+  }
+  if (!pin || !pages) {
+    std::lock_guard lock(pin_mu_);
+    return make_error(Errc::unavailable, "replica {}: no pinned head to serve pages from{}{}",
+                      db_path_.string(), pin_error_ ? "; pinning failed: " + *pin_error_ : "",
+                      pin && pin_pages_error_ ? "; its pages: " + *pin_pages_error_ : "");
+  }
+  const Head& head = pin->head();
+  if (size != 0 && size < head.size) {
+    return make_error(Errc::not_found, "head {} gone, newest is {}", size, head.size);
+  }
+  if (size > head.size) {
+    return make_error(Errc::not_found, "head {} not pinned yet, newest is {}", size, head.size);
+  }
+  if (pgnos.empty() || pgnos.size() > kMaxPinnedPagesPerRequest) {
+    return make_error(Errc::invalid_argument, "pages of head {}: {} pages asked, 1 to {} allowed",
+                      head.size, pgnos.size(), kMaxPinnedPagesPerRequest);
+  }
+  std::vector<uint64_t> indices;
+  indices.reserve(pgnos.size());
+  for (size_t i = 0; i < pgnos.size(); ++i) {
+    if (pgnos[i] == 0 || pgnos[i] > head.page_count || (i > 0 && pgnos[i] <= pgnos[i - 1])) {
+      return make_error(Errc::invalid_argument,
+                        "pages of head {}: page {} (at {}) is not strictly increasing in 1..{}",
+                        head.size, pgnos[i], i, head.page_count);
+    }
+    indices.push_back(pgnos[i] - 1);
+  }
+  PinnedPagesReply reply;
+  reply.head = head;
+  reply.page_size = pages->page_size();
+  auto read = pages->read(pgnos);
+  if (!read.ok()) {
+    if (read.error().code == Errc::corrupt) {
+      // The pinned files are the state the tree describes while the pin lives
+      // (pinned_pages.h): a page that differs was changed outside swarmlite.
+      std::lock_guard lock(mu_);
+      corrupted_ = read.error();
+    }
+    return read.take_error();
+  }
+  reply.pages = std::move(read).value();
+  SWL_ASSIGN(reply.proof.hashes, pages->tree().tree().multiproof(indices));
+  reply.proof.size = head.page_count;
+  reply.proof.indices = std::move(indices);
+  return reply;
 }
 
 Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {

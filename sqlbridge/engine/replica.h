@@ -42,6 +42,7 @@
 #include "core/log.h"
 #include "core/result.h"
 #include "sqlbridge/engine/determinism.h"
+#include "sqlbridge/engine/pinned_pages.h"
 #include "sqlbridge/proof/prover.h"
 #include "sqlbridge/engine/snapshot.h"
 
@@ -197,6 +198,21 @@ class Replica {
   // The size of the head proofs are answered against now (0: none pinned yet).
   uint64_t pinned_size() const;
 
+  // Pages of the pinned head read straight from the files, no copy
+  // (PinnedPages, docs/light-client.md "Page service"), with the multiproof of
+  // their leaves in the head's state tree. `size` 0: the newest pinned head;
+  // an older size: not_found "head N gone, newest is M" (a newer one: "head N
+  // not pinned yet, newest is M").
+  // `pgnos` strictly increasing, 1..head.page_count, at most
+  // kMaxPinnedPagesPerRequest (invalid_argument otherwise). A page the files
+  // no longer hold as the tree says is corrupt, latched (corruption()).
+  // unavailable when nothing is pinned or the replica diverged. An idle
+  // replica pins its newest applied head first, as prove() does. Any thread.
+  Result<PinnedPagesReply> pinned_pages(uint64_t size, std::span<const uint32_t> pgnos) const;
+  // The newest pin's page source (null if none), without pinning: holding it
+  // keeps that pin's read transactions open (checkpoints cannot pass them).
+  std::shared_ptr<const PinnedPages> pinned_page_source() const;
+
  private:
   friend struct ReplicaTestAccess;  // replica_test.cpp: holds the apply lock as a busy applier would
   Replica() = default;
@@ -233,10 +249,15 @@ class Replica {
   mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
   RecentRoots roots_;
   ReplicaOptions options_;
-  mutable std::mutex pin_mu_;  // guards pinned_, pinned_at_
+  mutable std::mutex pin_mu_;  // guards pinned_, pinned_at_, pinned_pages_
   mutable std::shared_ptr<PinnedProver> pinned_;
   mutable std::chrono::steady_clock::time_point pinned_at_{};
   mutable std::optional<std::string> pin_error_;  // why the last pin failed (pin_mu_)
+  // The pin's pages (null when it could not be set up: pin_pages_error_), and
+  // the WAL frame index carried from pin to pin (under apply_mu_).
+  mutable std::shared_ptr<const PinnedPages> pinned_pages_;  // pin_mu_
+  mutable std::optional<std::string> pin_pages_error_;       // pin_mu_
+  mutable PinnedWalCursor wal_cursor_;
 };
 
 }  // namespace swarmlite

@@ -1,6 +1,7 @@
 // State tree and the logical-page reader (docs/formats/state-tree.md).
 //
-// The WAL parser follows SQLite's src/wal.c (walIndexRecover / walDecodeFrame):
+// The WAL parser (wal_scan.{h,cpp}) follows SQLite's src/wal.c (walIndexRecover /
+// walDecodeFrame):
 //
 //   WAL header (32 bytes, big-endian u32s)      frame header (24 bytes)
 //   0  magic 0x377f0682 | 0x377f0683           0  pgno
@@ -26,6 +27,7 @@
 #include <cstring>
 
 #include "core/hash.h"
+#include "sqlbridge/engine/wal_scan.h"
 
 namespace swarmlite {
 namespace {
@@ -42,33 +44,12 @@ constexpr ByteRange kVolatileHeaderRanges[] = {
     {92, 100},  // version-valid-for number, SQLITE_VERSION_NUMBER of the last writer
 };
 
-constexpr uint32_t kWalMagic = 0x377f0682;  // low bit: checksum word order
-constexpr uint32_t kWalVersion = 3007000;
-constexpr size_t kWalHeaderSize = 32;
-constexpr size_t kWalFrameHeaderSize = 24;
 constexpr char kSqliteMagic[] = "SQLite format 3";  // 16 bytes with its NUL
-
-uint32_t be32(const uint8_t* p) {
-  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | uint32_t(p[3]);
-}
-uint32_t le32(const uint8_t* p) {
-  return uint32_t(p[3]) << 24 | uint32_t(p[2]) << 16 | uint32_t(p[1]) << 8 | uint32_t(p[0]);
-}
 
 bool valid_page_size(uint32_t n) { return n >= 512 && n <= 65536 && (n & (n - 1)) == 0; }
 
 // SQLite's PENDING_BYTE; only tests move it (set_pending_byte_for_testing).
 std::atomic<uint32_t> g_pending_byte{kSqlitePendingByte};
-
-// SQLite's WAL checksum (walChecksumBytes), continuing from `s`.
-void wal_checksum(bool big_endian, const uint8_t* data, size_t n, uint32_t s[2]) {
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint32_t a = big_endian ? be32(data + i) : le32(data + i);
-    uint32_t b = big_endian ? be32(data + i + 4) : le32(data + i + 4);
-    s[0] += a + s[1];
-    s[1] += b + s[0];
-  }
-}
 
 // Reads exactly n bytes at `offset`, or fewer at the end of the file.
 Result<size_t> pread_full(const file_io::Fd& fd, uint8_t* buf, size_t n, int64_t offset,
@@ -197,47 +178,23 @@ Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
     }
   }
   if (lp.wal_fd_.valid()) {
-    SWL_ASSIGN(int64_t wal_size, file_size(lp.wal_fd_, wal_path));
-    uint8_t hdr[kWalHeaderSize];
-    SWL_ASSIGN(size_t got, pread_full(lp.wal_fd_, hdr, sizeof hdr, 0, wal_path));
-    uint32_t magic = got == sizeof hdr ? be32(hdr) : 0;
-    uint32_t ps = be32(hdr + 8);
-    // An invalid header means an empty WAL, as in SQLite's recovery.
-    bool usable = (magic & ~1u) == kWalMagic && be32(hdr + 4) == kWalVersion && valid_page_size(ps);
-    bool big_endian = (magic & 1u) != 0;
-    uint32_t sum[2] = {0, 0};
-    if (usable) {
-      wal_checksum(big_endian, hdr, 24, sum);
-      usable = sum[0] == be32(hdr + 24) && sum[1] == be32(hdr + 28);
-    }
-    if (usable) {
-      if (lp.page_size_ != 0 && lp.page_size_ != ps) {
+    SWL_ASSIGN(WalScan scan, WalScan::begin(lp.wal_fd_, wal_path));
+    if (scan.usable) {
+      if (lp.page_size_ != 0 && lp.page_size_ != scan.page_size) {
         return make_error(Errc::corrupt, "{}: WAL page size {} differs from the database's {}",
-                          wal_path.string(), ps, lp.page_size_);
+                          wal_path.string(), scan.page_size, lp.page_size_);
       }
-      lp.page_size_ = ps;
-      Bytes frame(kWalFrameHeaderSize + ps);
+      lp.page_size_ = scan.page_size;
       std::map<uint32_t, int64_t> uncommitted;
-      uint32_t frames_seen = 0;
-      for (int64_t off = kWalHeaderSize; off + static_cast<int64_t>(frame.size()) <= wal_size;
-           off += static_cast<int64_t>(frame.size())) {
-        SWL_ASSIGN(size_t n, pread_full(lp.wal_fd_, frame.data(), frame.size(), off, wal_path));
-        if (n != frame.size()) break;
-        uint32_t pgno = be32(frame.data());
-        uint32_t db_size = be32(frame.data() + 4);
-        if (pgno == 0 || std::memcmp(frame.data() + 8, hdr + 16, 8) != 0) break;
-        wal_checksum(big_endian, frame.data(), 8, sum);
-        wal_checksum(big_endian, frame.data() + kWalFrameHeaderSize, ps, sum);
-        if (sum[0] != be32(frame.data() + 16) || sum[1] != be32(frame.data() + 20)) break;
-        ++frames_seen;
-        uncommitted[pgno] = off + static_cast<int64_t>(kWalFrameHeaderSize);
-        if (db_size != 0) {
-          for (const auto& [p, o] : uncommitted) lp.wal_page_offset_[p] = o;
-          uncommitted.clear();
-          commit_size = db_size;
-          lp.committed_frames_ = frames_seen;
-        }
-      }
+      SWL_TRY(scan.scan(lp.wal_fd_, wal_path, UINT32_MAX,
+                        [&](uint32_t frame, uint32_t pgno, uint32_t db_size, int64_t data_offset) {
+                          uncommitted[pgno] = data_offset;
+                          if (db_size == 0) return;
+                          for (const auto& [p, o] : uncommitted) lp.wal_page_offset_[p] = o;
+                          uncommitted.clear();
+                          commit_size = db_size;
+                          lp.committed_frames_ = frame;
+                        }));
     }
   }
 
