@@ -1,0 +1,45 @@
+// Where a light client's pages come from (docs/light-client.md "Page service"):
+// one node's page service, over HTTP or the peer protocol, or a test's liar.
+// Answers are the source's, unverified: the caller checks them with
+// verify_page_set / verify_leaf_set (sqlbridge/engine/page_set.h) against a head
+// whose signature and freshness it checked, and bans the source for its run
+// when they fail.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+
+#include "core/result.h"
+#include "sqlbridge/engine/page_set.h"
+
+namespace swarmlite::client {
+
+// The source no longer holds the head asked for (or does not hold it yet):
+// `newest` is the newest head size it serves, to ask again at (after the
+// client checked that head's freshness). Not an error: a normal answer of a
+// node whose pin moved on.
+struct HeadGone {
+  uint64_t newest = 0;
+  friend bool operator==(const HeadGone&, const HeadGone&) = default;
+};
+
+template <class T>
+using PageAnswer = std::variant<T, HeadGone>;
+
+// One request per call; a client may call one source from several threads.
+class PageSource {
+ public:
+  virtual ~PageSource() = default;
+  // The source's name in messages and ban lists ("http://127.0.0.1:8080").
+  virtual std::string name() const = 0;
+  // Pages `pgnos` (strictly increasing, at most kMaxPagesPerRequest) of the
+  // head of log size `size`; size 0: the source's newest pinned head.
+  virtual Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) = 0;
+  // Leaf hashes of `pgnos` (at most kMaxLeavesPerRequest) at `size` (0: newest):
+  // how a client moves its cached pages to a newer head.
+  virtual Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) = 0;
+};
+
+}  // namespace swarmlite::client
