@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/hash.h"
+#include "sqlbridge/engine/signed_pages_test_util.h"
 #include "sqlbridge/engine/state_tree.h"
 #include "sqlbridge/engine/vfs_test_util.h"
 
@@ -17,33 +18,9 @@ namespace {
 
 constexpr uint32_t kPs = 1024;
 
-struct Db {
-  KeyPair keys = KeyPair::generate();
-  std::vector<Bytes> pages;
-  StateTree tree;
-  Head head;
-};
+using Db = testing::SignedPages;
 
-Db make_db(uint32_t n, uint32_t seed = 1) {
-  Db db;
-  std::mt19937 rng(seed);
-  const uint32_t lock = lock_byte_page(kPs);
-  for (uint32_t p = 1; p <= n; ++p) {
-    Bytes page(kPs, 0);
-    if (p != lock)
-      for (auto& b : page) b = static_cast<uint8_t>(rng());
-    db.pages.push_back(std::move(page));
-  }
-  db.tree = StateTree::from_pages(db.pages);
-  db.head.log_id = db.keys.pub;
-  db.head.size = 42;
-  db.head.log_root = blake2b(as_bytes("log"));
-  db.head.state_root = db.tree.root();
-  db.head.page_count = n;
-  db.head.time_ms = 1700000000000;
-  db.head.sign_with(db.keys.secret);
-  return db;
-}
+Db make_db(uint32_t n, uint32_t seed = 1) { return testing::make_signed_pages(kPs, n, 42, seed); }
 
 MultiProof proof_for(const Db& db, const std::vector<uint32_t>& pgnos) {
   MultiProof p;

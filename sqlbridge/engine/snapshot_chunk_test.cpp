@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/hash.h"
+#include "sqlbridge/engine/signed_pages_test_util.h"
 #include "sqlbridge/engine/state_tree.h"
 #include "sqlbridge/engine/vfs_test_util.h"
 
@@ -18,33 +19,11 @@ namespace {
 
 constexpr uint32_t kPs = 4096;
 
-struct Db {
-  KeyPair keys = KeyPair::generate();
-  std::vector<Bytes> pages;
-  StateTree tree;
-  Head head;
-};
+using Db = testing::SignedPages;
 
 // `n` random pages (the lock-byte page, if among them, zeros) and a head over them.
 Db make_db(uint32_t n, uint64_t size = 7, uint32_t seed = 1) {
-  Db db;
-  std::mt19937 rng(seed);
-  const uint32_t lock = lock_byte_page(kPs);
-  for (uint32_t p = 1; p <= n; ++p) {
-    Bytes page(kPs, 0);
-    if (p != lock)
-      for (auto& b : page) b = static_cast<uint8_t>(rng());
-    db.pages.push_back(std::move(page));
-  }
-  db.tree = StateTree::from_pages(db.pages);
-  db.head.log_id = db.keys.pub;
-  db.head.size = size;
-  db.head.log_root = blake2b(as_bytes("log"));
-  db.head.state_root = db.tree.root();
-  db.head.page_count = n;
-  db.head.time_ms = 1700000000000;
-  db.head.sign_with(db.keys.secret);
-  return db;
+  return testing::make_signed_pages(kPs, n, size, seed);
 }
 
 SnapshotChunk make_chunk(const Db& db, uint32_t first, uint32_t count) {
