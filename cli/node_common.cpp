@@ -23,13 +23,16 @@ namespace {
 // --retain: rounds of `compact` on a thread of its own (never the node's io
 // thread: a round fsyncs the database and may wait for a running write), each
 // logged at info when it dropped something, and counted in `metrics` (null
-// without --http). Stopped and joined by the destructor (a running round
-// finishes first).
+// without --http). After a round that dropped entries `dropped` runs (the
+// node pushes its head again with its new first entry, docs/protocol.md
+// "First servable entry"). Stopped and joined by the destructor (a running
+// round finishes first).
 class RetentionLoop {
  public:
   RetentionLoop(LogCompactor compact, uint64_t retain, std::chrono::milliseconds interval,
-                net::Metrics* metrics)
-      : compact_(std::move(compact)), retain_(retain), interval_(interval) {
+                net::Metrics* metrics, std::function<void()> dropped)
+      : compact_(std::move(compact)), retain_(retain), interval_(interval),
+        dropped_(std::move(dropped)) {
     if (metrics) {
       first_entry_ = &metrics->gauge("swarmlite_log_first_entry",
                                      "First log entry held (entries before it were compacted away)");
@@ -81,11 +84,13 @@ class RetentionLoop {
                  "the log now starts at entry {} (asked to keep from {})",
                  retain_, r->first_before, r->first_after, r->dropped.entries,
                  r->dropped.segments, r->dropped.bytes, r->first_after, r->keep_from);
+    if (dropped_) dropped_();
   }
 
   LogCompactor compact_;
   uint64_t retain_;
   std::chrono::milliseconds interval_;
+  std::function<void()> dropped_;
   net::Gauge* first_entry_ = nullptr;
   net::Counter *rounds_ = nullptr, *entries_ = nullptr, *bytes_ = nullptr, *errors_ = nullptr;
   std::mutex mu_;
@@ -234,7 +239,7 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
     retention = std::make_unique<RetentionLoop>(
         compact, flags.retain,
         std::chrono::milliseconds(static_cast<int64_t>(flags.retain_interval_s * 1000)),
-        http ? &http->metrics() : nullptr);
+        http ? &http->metrics() : nullptr, [&node] { node.notify_new_head(); });
   }
 
   node.wait();

@@ -208,7 +208,9 @@ class Node {
   // The bound listen port (after start; 0 when not listening).
   uint16_t listen_port() const;
   std::string node_id_hex() const;
-  // Primary: the log has a new head; push it to every peer.
+  // The log has a new head (primary), or its first servable entry moved (a
+  // compaction, docs/protocol.md "First servable entry"): push the head, with
+  // the first entry, to every peer that was not told it.
   void notify_new_head();
 
   // Size wake-ups (the HTTP API's min_size and level=strong waits,

@@ -40,7 +40,10 @@ void encode_into(Writer& w, const Message& m) {
             w.str(x.listen);
             w.u64(x.first);
           },
-          [&](const HeadMsg& x) { write_head(w, x.head); },
+          [&](const HeadMsg& x) {
+            write_head(w, x.head);
+            w.u64(x.first);
+          },
           [&](const GetEntries& x) {
             w.u64(x.from);
             w.u32(x.count);
@@ -111,8 +114,10 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
       return Message{std::move(h)};
     }
     case MessageType::head: {
-      SWL_ASSIGN(Head head, read_head(r, "head"));
-      return Message{HeadMsg{head}};
+      HeadMsg m;
+      SWL_ASSIGN(m.head, read_head(r, "head"));
+      SWL_ASSIGN(m.first, r.u64("first"));
+      return Message{std::move(m)};
     }
     case MessageType::get_entries: {
       GetEntries g;

@@ -22,9 +22,10 @@
 namespace swarmlite::net {
 
 // 2: Hello carries `first`; the snapshot and frontier messages (ids 9..14).
-// Version 1 was never deployed, so no node needs to speak both
-// (docs/formats/protocol.md "Versions").
-inline constexpr uint16_t kProtocolVersion = 2;
+// 3: HeadMsg carries `first` too (a node that compacts while connected says so).
+// Versions 1 and 2 are not spoken any more: a node of another version is
+// refused in the handshake (docs/formats/protocol.md "Versions").
+inline constexpr uint16_t kProtocolVersion = 3;
 inline constexpr size_t kFrameHeaderBytes = 4;
 // An entry may be up to EntryLimits::max_entry_bytes (16 MiB); the frame must
 // carry one such entry plus its head and proofs, hence 16 MiB + 1 MiB.
@@ -79,9 +80,13 @@ struct Hello {
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 
-// Push: the sender holds this head and every entry it covers.
+// Push: the sender holds this head and every entry it covers, and serves the
+// entries from `first` on (as Hello's `first`). Sent on every new head and
+// again, with the same head, when the sender's log was compacted
+// (docs/protocol.md "First servable entry").
 struct HeadMsg {
   Head head;
+  uint64_t first = 0;
   friend bool operator==(const HeadMsg&, const HeadMsg&) = default;
 };
 

@@ -220,7 +220,9 @@ TEST_CASE("hello of another protocol version is refused as bad_version") {
   Bytes payload = encode_payload(h);
   payload[1] = 1;  // version 1 (never deployed; no `first`)
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
-  payload[1] = 3;
+  payload[1] = 2;  // version 2 (Head without `first`)
+  CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
+  payload[1] = 4;
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
   // Only the version is read: a future Hello may look entirely different.
   CHECK(decode_error(frame_of(MessageType::hello, Bytes{0, 9, 1, 2, 3})) == Errc::bad_version);
@@ -244,8 +246,23 @@ TEST_CASE("a head that does not decode is refused") {
   Bytes payload = encode_payload(HeadMsg{signed_head(1, 1)});
   payload[0] = 99;  // head version
   CHECK_FALSE(decode_frame(frame_of(MessageType::head, payload)).ok());
-  Bytes shorter(payload.begin(), payload.end() - 1);
+  payload[0] = static_cast<uint8_t>(encode_payload(HeadMsg{signed_head(1, 1)})[0]);
+  // Cut inside the head (its last byte and the 8-byte `first` missing).
+  Bytes shorter(payload.begin(), payload.end() - 9);
   CHECK(decode_error(frame_of(MessageType::head, shorter)) == Errc::truncated);
+}
+
+TEST_CASE("a Head push carries the sender's first servable entry (protocol 3)") {
+  HeadMsg m{signed_head(9, 0x33), 7};
+  CHECK(round_trip(m) == Message{m});
+  Bytes payload = encode_payload(m);
+  CHECK(payload.size() == kEncodedHeadSize + 8);
+  // A version-2 Head (no `first`) is truncated; a longer one has trailing bytes.
+  Bytes v2(payload.begin(), payload.end() - 8);
+  CHECK(decode_error(frame_of(MessageType::head, v2)) == Errc::truncated);
+  Bytes longer = payload;
+  longer.push_back(0);
+  CHECK_FALSE(decode_frame(frame_of(MessageType::head, longer)).ok());
 }
 
 TEST_CASE("get_entries count must be 1..kMaxBatchEntries") {
@@ -346,6 +363,6 @@ TEST_CASE("docs/formats/protocol.md examples are what encode_frame makes") {
   h.node_id = 0x0102030405060708;
   h.listen = "127.0.0.1:7001";
   CHECK(to_hex(encode_frame(h)) ==
-        "0000004601" "0002" + std::string(64, 'a') + "0102030405060708" "00" "0000000e3132372e302e302e313a37303031"
+        "0000004601" "0003" + std::string(64, 'a') + "0102030405060708" "00" "0000000e3132372e302e302e313a37303031"
         "0000000000000000");
 }

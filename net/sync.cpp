@@ -45,6 +45,7 @@ void SyncEngine::start(const std::string& announce, std::optional<Evidence> evid
   evidence_ = std::move(evidence);
   std::lock_guard lock(backend_.log_mutex());
   if (backend_.log().head()) relayed_size_ = backend_.log().head()->size;
+  relayed_first_ = first_servable_entry(backend_.log());
 }
 
 Hello SyncEngine::make_hello() const {
@@ -112,6 +113,7 @@ Actions SyncEngine::opened(uint64_t id, bool outbound, const std::string& addres
   if (!outbound && !make_room(out, p, now)) return out;
   Hello hello = make_hello();
   p.told_size = hello.head ? hello.head->size : 0;
+  p.told_first = hello.first;
   send(out, p, std::move(hello));
   return out;
 }
@@ -207,7 +209,12 @@ Actions SyncEngine::message(uint64_t id, Message&& m, Clock::time_point now) {
       [&](auto&& x) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, Hello>) on_hello(out, s, std::move(x), now);
-        else if constexpr (std::is_same_v<T, HeadMsg>) on_head(out, s, x.head, now);
+        else if constexpr (std::is_same_v<T, HeadMsg>) {
+          // Its first servable entry may have moved (it compacted while
+          // connected): choose_source and unserved_entries read it.
+          s.first = x.first;
+          on_head(out, s, x.head, now);
+        }
         else if constexpr (std::is_same_v<T, GetEntries>) on_get_entries(out, s, x, now);
         else if constexpr (std::is_same_v<T, Entries>) on_entries(out, s, std::move(x), now);
         else if constexpr (std::is_same_v<T, GetPeers>) on_get_peers(out, s);
@@ -547,8 +554,11 @@ Actions SyncEngine::stored(uint64_t id, const std::vector<std::string>& ban_keys
 
 void SyncEngine::on_error(Actions& out, PeerState& s, const ErrorMsg& e, Clock::time_point now) {
   if (e.code == ErrorCode::not_available && s.request) {
-    // It announced more than it serves (e.g. it restarted): ask elsewhere.
-    s.head_size = std::min(s.head_size, s.request->from);
+    // It announced more than it serves (e.g. it restarted): ask elsewhere. A
+    // refusal below its first servable entry is not that: it compacted those
+    // entries (its Head push saying so crossed our request); what it holds
+    // stays as announced (docs/protocol.md "First servable entry").
+    if (s.request->from >= s.first) s.head_size = std::min(s.head_size, s.request->from);
     s.request.reset();
     s.request_anchor.reset();
     out.push_back(RequestDeadlineAction{s.id, kNever});
@@ -688,20 +698,25 @@ void SyncEngine::on_get_frontier(Actions& out, PeerState& s, const GetFrontier& 
 // Pushes our newest head (we hold all its entries) to peers that lack it.
 void SyncEngine::relay_head(Actions& out) {
   std::optional<Head> head;
+  uint64_t first;
   {
     std::lock_guard lock(backend_.log_mutex());
     head = backend_.log().head();
+    first = first_servable_entry(backend_.log());
   }
-  if (!head || head->size <= relayed_size_) return;
-  relayed_size_ = head->size;
+  // A new head, or the same head with a new first entry (the log was compacted).
+  if (!head || (head->size <= relayed_size_ && first == relayed_first_)) return;
+  relayed_size_ = std::max(relayed_size_, head->size);
+  relayed_first_ = first;
   size_t pushed = 0;
   // To every peer we have not told yet, even one whose own head is higher
   // (the primary): that is how a node learns how far its peers got (/status).
   for (auto& entry : peers_) {
     PeerState& s = entry.second;
-    if (s.ready && s.told_size < head->size) {
-      send(out, s, HeadMsg{*head});
-      s.told_size = head->size;
+    if (s.ready && (s.told_size < head->size || s.told_first != first)) {
+      send(out, s, HeadMsg{*head, first});
+      s.told_size = std::max(s.told_size, head->size);
+      s.told_first = first;
       ++pushed;
     }
   }

@@ -108,9 +108,10 @@ struct PeerState {
   uint64_t node_id = 0;         // from its Hello
   std::string announced;        // its listen address as announced (0.0.0.0 replaced by its IP)
   uint64_t head_size = 0;       // newest head it announced
-  uint64_t first = 0;           // first entry it serves (its Hello; 0: all)
+  uint64_t first = 0;           // first entry it serves (its Hello or latest Head; 0: all)
   size_t snapshot_requests = 0; // its snapshot requests queued or being answered
   uint64_t told_size = 0;       // newest head of ours it was sent (Hello or HeadMsg)
+  uint64_t told_first = 0;      // our first servable entry as last sent to it
   Clock::time_point connected_at, last_useful, last_peers_request{};
   uint64_t last_used = 0;       // fetch counter when last asked
   std::optional<GetEntries> request;  // our GetEntries in flight
@@ -215,6 +216,7 @@ class SyncEngine {
   bool fetch_busy_ = false;  // a GetEntries is out or its batch is being stored
   uint64_t fetch_counter_ = 0;
   uint64_t relayed_size_ = 0;
+  uint64_t relayed_first_ = 0;  // our first servable entry as last pushed
   uint64_t adopting_size_ = 0;  // a received head being stored by store_head (check_head)
   std::optional<Evidence> evidence_;
   FaultState store_fault_;

@@ -430,6 +430,75 @@ TEST_CASE("sync: a compacted log's node announces its first entry and refuses ol
   CHECK(served[0].entries.size() == 4);
 }
 
+// docs/protocol.md "First servable entry": a node that compacts while
+// connected pushes its head again with the new first entry, once, to every
+// connected peer (and a new head after that carries it too). (Without
+// `first` in relay_head's test nothing is pushed after the compaction.)
+TEST_CASE("sync: after a compaction the node pushes its head again with its new first entry") {
+  KeyPair keys = KeyPair::generate();
+  LogStoreOptions small;
+  small.sync = false;
+  small.segment_bytes = 256;
+  TestLog p(keys.pub, true, small);
+  for (int i = 0; i < 4; ++i) p.append(keys.secret, 5);
+  SyncEngine server(*p.backend, options(), 2);
+  server.start("", std::nullopt);
+  connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
+  connect(server, 3, false, "", hello_from(keys.pub, 3, std::nullopt), t0);
+  CHECK(all_of<SendAction>(server.new_local_head()).empty());  // nothing new: nothing pushed
+  uint64_t first = 0;
+  {
+    std::lock_guard lock(p.backend->log_mutex());
+    auto dropped = p.log->compact(12);
+    REQUIRE_MESSAGE(dropped.ok(), dropped.error().to_string());
+    first = p.log->first_entry();
+  }
+  REQUIRE(first > 0);
+  auto acts = server.new_local_head();
+  for (uint64_t session : {1, 3}) {
+    auto pushed = sent<HeadMsg>(acts, session);
+    REQUIRE(pushed.size() == 1);
+    CHECK(pushed[0].head.size == 20);
+    CHECK(pushed[0].first == first);
+  }
+  CHECK(all_of<SendAction>(server.new_local_head()).empty());  // told once
+  p.append(keys.secret, 5);
+  auto next = sent<HeadMsg>(server.new_local_head(), 1);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].head.size == 25);
+  CHECK(next[0].first == first);
+}
+
+// The other side: a peer connected while it held everything, then compacted
+// past us (we fell behind while connected). Its Head push says so: we stop
+// asking it, report the gap, and its not_available for a request that
+// crossed the push does not lower what we think it holds. (Without reading
+// HeadMsg::first the engine asks it for entries from 0 and reports nothing.)
+TEST_CASE("sync: a connected peer's new first entry is learned from its Head push") {
+  Replica fx(6);
+  auto& e = fx.e;
+  auto acts = connect(e, 1, true, "10.0.0.1:7000", hello_from(fx.keys.pub, 101, fx.p.head()), t0);
+  auto asked = sent<GetEntries>(acts, 1);
+  REQUIRE(asked.size() == 1);
+  CHECK(asked[0].from == 0);
+  CHECK_FALSE(e.unserved());
+  // The request crosses the peer's push: it compacted to 4.
+  acts = e.message(1, HeadMsg{fx.p.head(), 4}, t0);
+  CHECK(e.peers().at(1).first == 4);
+  acts = e.message(1, ErrorMsg{ErrorCode::not_available, "entries from 0: entries before 4 were compacted away"},
+                   t0 + 1ms);
+  CHECK(e.peers().at(1).head_size == 6);  // still what it announced
+  CHECK(sent<GetEntries>(acts, 1).empty());
+  REQUIRE(e.unserved());
+  CHECK(*e.unserved() == EntryRange{0, 4});
+  for (int i = 1; i <= 3; ++i) CHECK(sent<GetEntries>(e.tick(t0 + i * 250ms), 1).empty());
+  // A later push saying it serves everything again (e.g. restored) makes it a source again.
+  auto again = sent<GetEntries>(e.message(1, HeadMsg{fx.p.head(), 0}, t0 + 1s), 1);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].from == 0);
+  CHECK_FALSE(e.unserved());
+}
+
 // docs/protocol.md "Following the log": during a catch-up of several batches
 // the stored head stays where it was (a batch that ends short of the served
 // head does not store it), so a node that compacts while serving it (--retain)

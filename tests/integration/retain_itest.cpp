@@ -2,11 +2,15 @@
 // a primary with small log segments compacts its own log while writes keep
 // coming (none fails); a peer with --retain that was following keeps following,
 // compacts its own log and accepts the heads signed after the checkpoint; a
-// peer stopped for longer than N entries reports the range nobody serves; a
+// peer stopped for longer than N entries reports the range nobody serves, and
+// so does one frozen (SIGSTOP) that long while connected, from the primary's
+// Head push after the compaction (docs/protocol.md "First servable entry"); a
 // new, empty peer cannot replay from entry 0 (--bootstrap replay refuses) and
 // starts from a snapshot instead (auto); the compacted log audits from a
 // snapshot fetched while it ran.
 #include <doctest/doctest.h>
+
+#include <signal.h>
 
 #include <atomic>
 #include <chrono>
@@ -116,10 +120,16 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
   follower_args.insert(follower_args.end(), retain.begin(), retain.end());
   auto follower = start_peer(dir, "follower", follower_args);
   auto laggard = start_peer(dir, "laggard", peer_args(dir, "laggard", pub, primary->listen()));
+  auto frozen = start_peer(dir, "frozen", peer_args(dir, "frozen", pub, primary->listen()));
   for (int i = 0; i < 5; ++i) REQUIRE(insert_row(base, i));
   REQUIRE(eventually([&] { return get_json(follower->http(), "/status")["applied_size"] == 7; }, 30s));
   REQUIRE(eventually([&] { return get_json(laggard->http(), "/status")["applied_size"] == 7; }, 30s));
+  REQUIRE(eventually([&] { return get_json(frozen->http(), "/status")["applied_size"] == 7; }, 30s));
   laggard->stop();
+  // Frozen, its session to the primary stays open (well under the 90 s idle
+  // timeout): it will learn of the compaction only from the primary's pushes.
+  REQUIRE(::kill(frozen->pid(), SIGSTOP) == 0);
+  const auto frozen_at = std::chrono::steady_clock::now();
   const json head_before = get_json(follower->http(), "/status")["head"];
   REQUIRE(head_before["size"] == 7);
 
@@ -181,6 +191,34 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
   CHECK(get_json(follower->http(), "/status")["first_entry"].get<uint64_t>() > 0);
   CHECK(slurp(dir / "follower.log").find("--retain 20: dropped log entries [0, ") !=
         std::string::npos);
+
+  // The frozen peer wakes up still connected: the primary's Head pushes (the
+  // last ones after a compaction) say it serves entries from `first` on only,
+  // so the peer reports the range nobody serves instead of waiting silently.
+  const auto frozen_for = std::chrono::steady_clock::now() - frozen_at;
+  REQUIRE(::kill(frozen->pid(), SIGCONT) == 0);
+  json fz;
+  const bool frozen_reported = eventually(
+      [&] {
+        fz = get_json(frozen->http(), "/status");
+        return !fz["unserved_entries"].is_null();
+      },
+      20s);
+  INFO(fz.dump());
+  INFO(slurp(dir / "frozen.log"));
+  INFO("frozen for " << std::chrono::duration_cast<std::chrono::milliseconds>(frozen_for).count()
+                     << " ms");
+  CHECK(frozen_reported);
+  if (frozen_reported) CHECK(fz["unserved_entries"]["from"] == 7);
+  // The primary session did not drop meanwhile (the report came from a push,
+  // not from a new Hello): one connection to it in the frozen peer's log.
+  const std::string frozen_log = slurp(dir / "frozen.log");
+  size_t connects = 0;
+  for (size_t at = frozen_log.find("connected (outbound"); at != std::string::npos;
+       at = frozen_log.find("connected (outbound", at + 1))
+    ++connects;
+  CHECK(connects == 1);
+  frozen->stop();
 
   // The laggard (a database at 7) restarts: the primary serves only from its
   // first entry on, and the laggard says which range nobody serves.
