@@ -257,7 +257,10 @@ ClientResult<LightStats> LightClient::refresh() {
   const LightStats before = totals_;
   std::set<uint32_t> held{1};
   if (head_) {
-    for (const auto& [pgno, leaf] : proven_) held.insert(pgno);
+    // The pages it holds: proven at the current head and still in the cache
+    // (an evicted page would be fetched whole anyway).
+    for (const auto& [pgno, leaf] : proven_)
+      if (cache_ && cache_->contains(leaf)) held.insert(pgno);
   } else if (cache_) {
     for (uint32_t p : cache_->pgnos()) held.insert(p);
   }
