@@ -37,6 +37,12 @@ ClientError all_failed(std::string_view what, std::vector<ClientError> failed) {
   return last;
 }
 
+// Held pages up to which a head check asks for all their leaves at once (one
+// round trip, 32 bytes each); above, it asks for page 1's first and for the
+// rest only when the head moved (docs/light-client.md "Knowing which pages are
+// current").
+constexpr size_t kSingleStepLeaves = 128;
+
 int64_t system_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -199,32 +205,45 @@ ClientResult<LeafSet> LightClient::ask_leaves(PageSource& src, uint64_t size,
 
 ClientResult<LightClient::Verified> LightClient::newest_leaves(PageSource& src,
                                                                std::vector<uint32_t> pgnos) {
-  auto chunk = [&](size_t i) {
-    const size_t begin = i * kMaxLeavesPerRequest;
-    return std::span<const uint32_t>(pgnos).subspan(
-        begin, std::min(kMaxLeavesPerRequest, pgnos.size() - begin));
-  };
-  auto first = ask_leaves(src, 0, chunk(0));
-  if (!first.ok() && first.error().kind == ClientErrorKind::transport && pgnos.size() > 1) {
+  const uint32_t one = 1;
+  std::optional<LeafSet> probe;
+  if (pgnos.size() <= kSingleStepLeaves) {
+    // Few held pages: their leaves at the newest head in one round trip.
+    auto first = ask_leaves(src, 0, pgnos);
+    if (first.ok()) {
+      Verified v;
+      v.head = first->head;
+      for (size_t i = 0; i < first->pgnos.size(); ++i) v.leaves[first->pgnos[i]] = first->leaves[i];
+      return v;
+    }
+    if (first.error().kind != ClientErrorKind::transport || pgnos.size() == 1) return first.take_error();
     // Held pages past the newest head's end (the database shrank) make the
     // request invalid: learn the head from page 1's leaf, then ask for the
     // held pages it still has.
-    const uint32_t one = 1;
-    auto probe = ask_leaves(src, 0, std::span<const uint32_t>(&one, 1));
-    if (!probe.ok()) return first.take_error();
-    const uint32_t count = probe->head.page_count;
-    std::erase_if(pgnos, [&](uint32_t p) { return p > count; });
-    head_for_chunks_ = probe->head;
-    first = ask_leaves(src, probe->head.size, chunk(0));
+    auto p = ask_leaves(src, 0, std::span<const uint32_t>(&one, 1));
+    if (!p.ok()) return first.take_error();
+    probe = std::move(p).value();
+  } else {
+    // Many: the head first (page 1's leaf, a few hundred bytes); the held
+    // pages' leaves only when it moved.
+    auto p = ask_leaves(src, 0, std::span<const uint32_t>(&one, 1));
+    if (!p.ok()) return p.take_error();
+    if (head_ && encode_head(p->head) == encode_head(*head_)) {
+      Verified v;
+      v.head = p->head;
+      v.leaves[1] = p->leaves[0];
+      return v;
+    }
+    probe = std::move(p).value();
   }
-  if (!first.ok()) return first.take_error();
+  std::erase_if(pgnos, [&](uint32_t p) { return p > probe->head.page_count; });
+  head_for_chunks_ = probe->head;
   Verified v;
-  v.head = first->head;
-  head_for_chunks_ = v.head;
-  for (size_t i = 0; i < first->pgnos.size(); ++i) v.leaves[first->pgnos[i]] = first->leaves[i];
-  const size_t chunks = (pgnos.size() + kMaxLeavesPerRequest - 1) / kMaxLeavesPerRequest;
-  for (size_t i = 1; i < chunks; ++i) {
-    auto more = ask_leaves(src, v.head.size, chunk(i));
+  v.head = probe->head;
+  for (size_t begin = 0; begin < pgnos.size(); begin += kMaxLeavesPerRequest) {
+    auto chunk = std::span<const uint32_t>(pgnos).subspan(
+        begin, std::min(kMaxLeavesPerRequest, pgnos.size() - begin));
+    auto more = ask_leaves(src, v.head.size, chunk);
     if (!more.ok()) return more.take_error();
     for (size_t j = 0; j < more->pgnos.size(); ++j) v.leaves[more->pgnos[j]] = more->leaves[j];
   }
@@ -288,10 +307,12 @@ bool LightClient::usable(uint32_t pgno) const {
   return it != proven_.end() && cache_ && cache_->contains(it->second);
 }
 
-std::vector<uint32_t> LightClient::batch_for(uint32_t pgno) const {
+std::vector<uint32_t> LightClient::batch_for(uint32_t pgno) {
   std::vector<uint32_t> out{pgno};
   auto parent = parent_.find(pgno);
   if (parent == parent_.end()) return out;
+  // The first miss below a page may be a lookup's only one there.
+  if (misses_under_[parent->second]++ == 0) return out;
   const std::vector<uint32_t>& kids = children_.at(parent->second);
   const auto at = static_cast<ptrdiff_t>(std::find(kids.begin(), kids.end(), pgno) - kids.begin());
   const uint32_t lock_page = lock_byte_page(page_size_);
@@ -458,6 +479,7 @@ ClientResult<LightAnswer> LightClient::query(const std::string& sql,
     read_error_.reset();
     head_gone_ = false;
     recent_.clear();
+    misses_under_.clear();
     auto opened = ensure_connection();
     Result<QueryResult> result = make_error(Errc::internal, "not run");
     if (opened.ok()) {

@@ -61,7 +61,9 @@ struct LightClientOptions {
   bool refresh_each_query = true;
   // Pages per GetPages on a miss: the page SQLite asked for plus the uncached
   // children of the B-tree page that points to it (docs/light-client.md
-  // "Batched misses"), nearest first. 1: one page per miss.
+  // "Batched misses"), nearest first, from the second miss below that page in
+  // one query on (a scan; a point lookup misses once per level and fetches
+  // one page each). 1: one page per miss.
   size_t max_batch_pages = 32;
   int max_head_retries = 3;  // query re-runs after HeadGone from every source
   LightCacheOptions cache;
@@ -145,7 +147,7 @@ class LightClient final : private LightPager {
   ClientResult<std::monostate> store(const PageSet& set);
   ClientResult<std::monostate> open_cache(uint32_t page_size);
   ClientResult<std::monostate> ensure_connection();
-  std::vector<uint32_t> batch_for(uint32_t pgno) const;
+  std::vector<uint32_t> batch_for(uint32_t pgno);
   bool usable(uint32_t pgno) const;
   bool fresh(const Head& h, std::string* why) const;
   void ban(size_t source, const std::string& reason);
@@ -167,6 +169,7 @@ class LightClient final : private LightPager {
   std::unordered_map<uint32_t, Bytes> recent_;  // pages fetched during this query
   std::unordered_map<uint32_t, uint32_t> parent_;  // child pgno -> interior page seen at head_
   std::map<uint32_t, std::vector<uint32_t>> children_;  // interior page -> its children
+  std::unordered_map<uint32_t, int> misses_under_;  // interior page -> misses below it, this query
   std::unique_ptr<LightVfsFile> file_;          // the VFS file at head_
   std::unique_ptr<GuardedConnection> conn_;     // SQLite over it
 

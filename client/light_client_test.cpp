@@ -165,6 +165,7 @@ TEST_CASE("light client: every query shape gives plain SQLite's answer; warm que
     CHECK(a.rows == n.plain(q, params).rows);
     CHECK(a.stats.pages_fetched == 0);
     CHECK(a.stats.round_trips == 1);  // the head check (refresh_each_query)
+    CHECK(a.stats.proof_bytes < 1024);  // page 1's leaf and path: the head did not move
     CHECK(a.stats.head_moves == 0);
   }
   CHECK(c->bans().empty());
@@ -296,6 +297,35 @@ TEST_CASE("light client: after a write the re-query fetches only changed pages i
   // A query over rows the write did not touch fetches nothing more.
   LightAnswer b = run(*c, "SELECT v FROM t WHERE id = 5");
   CHECK(b.stats.pages_fetched == 0);
+}
+
+TEST_CASE("light client: holding many pages, a head move asks the head first, then their leaves") {
+  Node n;
+  TempDir cache;
+  LightClientOptions o;
+  o.max_batch_pages = 1;
+  auto c = n.client({n.honest}, cache / "c", o);
+  const std::string q =
+      "SELECT sum(v), count(*), max(length(body)), (SELECT count(*) FROM t WHERE k >= '') FROM t";
+  run(*c, q);
+  REQUIRE(c->proven_pages() > 128);  // over the one-request threshold
+  auto before = read_logical_pages(n.dir / "r.db");
+  REQUIRE(before.ok());
+  n.exec("UPDATE t SET v = v + 1 WHERE id IN (10, 2000)");
+  n.sync();
+  auto after = read_logical_pages(n.dir / "r.db");
+  REQUIRE(after.ok());
+  std::set<uint32_t> changed;
+  for (uint32_t p = 1; p <= after->size(); ++p)
+    if (p > before->size() || page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
+      changed.insert(p);
+  LightAnswer a = run(*c, q);
+  CHECK(a.rows == n.plain(q).rows);
+  CHECK(a.stats.head_moves == 1);
+  REQUIRE(!a.fetched.empty());
+  for (uint32_t p : a.fetched) CHECK(changed.contains(p));
+  CHECK(a.fetched.size() == a.stats.pages_dropped);
+  CHECK(a.stats.round_trips == 2 + a.fetched.size());  // head, held leaves, one per page
 }
 
 TEST_CASE("light client: a restarted client reuses its cache; a corrupt slot is refetched") {
