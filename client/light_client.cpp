@@ -203,11 +203,13 @@ ClientResult<LeafSet> LightClient::ask_leaves(PageSource& src, uint64_t size,
   return set;
 }
 
-ClientResult<LightClient::Verified> LightClient::newest_leaves(PageSource& src,
-                                                               std::vector<uint32_t> pgnos) {
+ClientResult<LightClient::Verified> LightClient::newest_leaves(
+    PageSource& src, size_t held_at_most, const std::function<std::vector<uint32_t>()>& held) {
   const uint32_t one = 1;
   std::optional<LeafSet> probe;
-  if (pgnos.size() <= kSingleStepLeaves) {
+  std::vector<uint32_t> pgnos;
+  if (held_at_most <= kSingleStepLeaves) {
+    pgnos = held();
     // Few held pages: their leaves at the newest head in one round trip.
     auto first = ask_leaves(src, 0, pgnos);
     if (first.ok()) {
@@ -235,6 +237,7 @@ ClientResult<LightClient::Verified> LightClient::newest_leaves(PageSource& src,
       return v;
     }
     probe = std::move(p).value();
+    pgnos = held();
   }
   std::erase_if(pgnos, [&](uint32_t p) { return p > probe->head.page_count; });
   head_for_chunks_ = probe->head;
@@ -274,19 +277,26 @@ void LightClient::adopt(const Verified& v) {
 
 ClientResult<LightStats> LightClient::refresh() {
   const LightStats before = totals_;
-  std::set<uint32_t> held{1};
-  if (head_) {
-    // The pages it holds: proven at the current head and still in the cache
-    // (an evicted page would be fetched whole anyway).
-    for (const auto& [pgno, leaf] : proven_)
-      if (cache_ && cache_->contains(leaf)) held.insert(pgno);
-  } else if (cache_) {
-    for (uint32_t p : cache_->pgnos()) held.insert(p);
-  }
+  // The pages it holds: proven at the current head and still in the cache (an
+  // evicted page would be fetched whole anyway); on a fresh start, the pages
+  // a previous run cached. Listed only when asked for (a head check that finds
+  // the head unchanged does not need them).
+  auto held = [this] {
+    std::set<uint32_t> out{1};
+    if (head_) {
+      for (const auto& [pgno, leaf] : proven_)
+        if (cache_ && cache_->contains(leaf)) out.insert(pgno);
+    } else if (cache_) {
+      for (uint32_t p : cache_->pgnos()) out.insert(p);
+    }
+    return std::vector<uint32_t>(out.begin(), out.end());
+  };
+  const size_t held_at_most =
+      1 + (head_ ? proven_.size() : (cache_ ? cache_->stats().entries : 0));
   std::vector<ClientError> failed;
   for (size_t i = 0; i < sources_.size(); ++i) {
     if (banned_[i]) continue;
-    auto v = newest_leaves(*sources_[i], {held.begin(), held.end()});
+    auto v = newest_leaves(*sources_[i], held_at_most, held);
     if (v.ok()) {
       adopt(*v);
       return totals_ - before;

@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -137,8 +138,10 @@ class LightClient final : private LightPager {
     Head head;
     std::map<uint32_t, Hash32> leaves;
   };
-  // GetLeaves of `pgnos` at the newest head of `src`, checked.
-  ClientResult<Verified> newest_leaves(PageSource& src, std::vector<uint32_t> pgnos);
+  // The newest head of `src` and the leaves there of the held pages (`held`,
+  // at most `held_at_most` of them), checked.
+  ClientResult<Verified> newest_leaves(PageSource& src, size_t held_at_most,
+                                       const std::function<std::vector<uint32_t>()>& held);
   ClientResult<LeafSet> ask_leaves(PageSource& src, uint64_t size, std::span<const uint32_t> pgnos);
   ClientResult<std::monostate> check_new_head(PageSource& src, const Head& h);
   void adopt(const Verified& v);
