@@ -69,10 +69,11 @@ struct World {
     ro.pin_interval = std::chrono::milliseconds(0);
     replica = take(Replica::open(dir / "r.db", dir / "r.log", keys.pub, ro));
     exec("CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT)");
-    exec(fmt::format("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {}) "
-                     "INSERT INTO t SELECT i, printf('k%08d', i), i % 1000, "
-                     "printf('%.*c', 60, 'x') FROM c",
-                     rows));
+    exec(
+        fmt::format("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {}) "
+                    "INSERT INTO t SELECT i, printf('k%08d', i), i % 1000, "
+                    "printf('%.*c', 60, 'x') FROM c",
+                    rows));
     sync();
     source = std::make_shared<client::ReplicaPageSource>(*replica, "replica");
     std::mt19937_64 rng(15);
@@ -100,7 +101,8 @@ struct World {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
-  std::unique_ptr<LightClient> take_client(const std::filesystem::path& cache, LightClientOptions o) {
+  std::unique_ptr<LightClient> take_client(const std::filesystem::path& cache,
+                                           LightClientOptions o) {
     auto c = LightClient::open(cache, {source}, keys.pub, o);
     if (!c.ok()) {
       fmt::print(stderr, "light client bench: {}\n", c.error().to_string());
@@ -139,8 +141,10 @@ void light(benchmark::State& state, bool refresh) {
     bytes += a.stats.page_bytes + a.stats.proof_bytes;
     benchmark::DoNotOptimize(a.rows);
   }
-  state.counters["round_trips"] = benchmark::Counter(static_cast<double>(trips), benchmark::Counter::kAvgIterations);
-  state.counters["bytes"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kAvgIterations);
+  state.counters["round_trips"] =
+      benchmark::Counter(static_cast<double>(trips), benchmark::Counter::kAvgIterations);
+  state.counters["bytes"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kAvgIterations);
 }
 void BM_LightRefresh(benchmark::State& state) { light(state, true); }
 void BM_LightNoRefresh(benchmark::State& state) { light(state, false); }
@@ -156,8 +160,10 @@ void BM_Prove(benchmark::State& state) {
     bytes += p.encoded.size();
     benchmark::DoNotOptimize(v.result.rows);
   }
-  state.counters["round_trips"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kAvgIterations);
-  state.counters["bytes"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kAvgIterations);
+  state.counters["round_trips"] = benchmark::Counter(static_cast<double>(state.iterations()),
+                                                     benchmark::Counter::kAvgIterations);
+  state.counters["bytes"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kAvgIterations);
 }
 
 void BM_Plain(benchmark::State& state) {
@@ -185,9 +191,12 @@ void BM_HeadMove(benchmark::State& state) {
     bytes += a.stats.page_bytes + a.stats.proof_bytes;
     pages += a.stats.pages_fetched;
   }
-  state.counters["round_trips"] = benchmark::Counter(static_cast<double>(trips), benchmark::Counter::kAvgIterations);
-  state.counters["bytes"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kAvgIterations);
-  state.counters["pages"] = benchmark::Counter(static_cast<double>(pages), benchmark::Counter::kAvgIterations);
+  state.counters["round_trips"] =
+      benchmark::Counter(static_cast<double>(trips), benchmark::Counter::kAvgIterations);
+  state.counters["bytes"] =
+      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kAvgIterations);
+  state.counters["pages"] =
+      benchmark::Counter(static_cast<double>(pages), benchmark::Counter::kAvgIterations);
 }
 
 BENCHMARK(BM_LightRefresh)->Name("light/refresh");

@@ -2,6 +2,7 @@
 #include "client/light_cache.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/file.h>
 
 #include <algorithm>
@@ -10,8 +11,6 @@
 #include <cstring>
 #include <set>
 #include <string_view>
-
-#include <fmt/format.h>
 
 #include "core/codec.h"
 #include "core/hash.h"
@@ -22,23 +21,23 @@ namespace {
 
 constexpr std::string_view kMagic = "SWLPAGES";
 constexpr uint8_t kVersion = 1;
-constexpr size_t kHeaderSize = 8 + 1 + 4 + 4;        // magic, version, page size, count
-constexpr size_t kEntrySize = 32 + 4 + 4 + 8;        // leaf, pgno, slot, last use
-constexpr size_t kChecksumSize = 32;                 // BLAKE2b of everything before it
+constexpr size_t kHeaderSize = 8 + 1 + 4 + 4;  // magic, version, page size, count
+constexpr size_t kEntrySize = 32 + 4 + 4 + 8;  // leaf, pgno, slot, last use
+constexpr size_t kChecksumSize = 32;           // BLAKE2b of everything before it
 // Slots the file may hold beyond the cap while evicted slots wait for the next
 // flush() to become reusable (one full GetPages answer): the byte cap is
 // exceeded by at most this many pages between flushes.
 constexpr uint64_t kSlack = 256;
 
 Hash32 leaf_of(uint32_t pgno, ByteView page, uint32_t page_size) {
-  return pgno == lock_byte_page(page_size) ? lock_byte_leaf(page_size)
-                                           : page_leaf_hash(pgno, page);
+  return pgno == lock_byte_page(page_size) ? lock_byte_leaf(page_size) : page_leaf_hash(pgno, page);
 }
 
 }  // namespace
 
 Result<std::unique_ptr<LightCache>> LightCache::open(const std::filesystem::path& dir,
-                                                     uint32_t page_size, LightCacheOptions options) {
+                                                     uint32_t page_size,
+                                                     LightCacheOptions options) {
   if (page_size < 512 || page_size > 65536 || !std::has_single_bit(page_size))
     return make_error(Errc::invalid_argument,
                       "page cache {}: page size {} is not a power of two in 512..65536",
@@ -64,8 +63,8 @@ Result<std::unique_ptr<LightCache>> LightCache::open(const std::filesystem::path
   const uint64_t file_slots = file_bytes / page_size;
   c->next_slot_ = static_cast<uint32_t>(std::min<uint64_t>(file_slots, UINT32_MAX));
 
-  auto index = file_io::read_file(c->index_path_, kHeaderSize + kChecksumSize +
-                                                      (c->max_slots_ + kSlack) * kEntrySize);
+  auto index = file_io::read_file(
+      c->index_path_, kHeaderSize + kChecksumSize + (c->max_slots_ + kSlack) * kEntrySize);
   if (index.ok()) {
     c->load_index(*index);
   } else if (index.error().code != Errc::not_found) {
@@ -94,7 +93,8 @@ Result<std::unique_ptr<LightCache>> LightCache::open(const std::filesystem::path
   for (uint32_t s = 0; s < end; ++s)
     if (!used[s]) c->free_slots_.push_back(s);
   std::reverse(c->free_slots_.begin(), c->free_slots_.end());  // lowest first out
-  if (file_slots != end) SWL_TRY(file_io::truncate(c->slots_fd_.get(), uint64_t{end} * page_size, c->slots_path_));
+  if (file_slots != end)
+    SWL_TRY(file_io::truncate(c->slots_fd_.get(), uint64_t{end} * page_size, c->slots_path_));
   c->next_slot_ = end;
   // A smaller cap than the last run's: the least recently used go now.
   while (c->by_leaf_.size() > c->max_slots_) c->drop(c->by_use_.begin()->second, true);
@@ -128,8 +128,8 @@ void LightCache::load_index(const Bytes& bytes) {
     return fail(fmt::format("page size at offset 9 is not {}", page_size_));
   auto count = r.u32("count");
   if (!count.ok() || uint64_t{*count} * kEntrySize != r.remaining())
-    return fail(fmt::format("count at offset 13 does not match the {} bytes of entries",
-                            r.remaining()));
+    return fail(
+        fmt::format("count at offset 13 does not match the {} bytes of entries", r.remaining()));
   std::set<uint32_t> slots;
   for (uint32_t i = 0; i < *count; ++i) {
     const size_t at = r.offset();
@@ -141,9 +141,10 @@ void LightCache::load_index(const Bytes& bytes) {
       return fail(fmt::format("entry #{} at offset {} is truncated", i, at));
     if (*pgno == 0 || !slots.insert(*slot).second || by_leaf_.contains(*leaf) ||
         by_use_.contains(*use))
-      return fail(fmt::format("entry #{} at offset {}: page number 0, or a slot, leaf or last "
-                              "use named twice",
-                              i, at));
+      return fail(
+          fmt::format("entry #{} at offset {}: page number 0, or a slot, leaf or last "
+                      "use named twice",
+                      i, at));
     by_leaf_[*leaf] = Entry{*pgno, *slot, *use};
     by_use_[*use] = *leaf;
     clock_ = std::max(clock_, *use);

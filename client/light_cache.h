@@ -43,14 +43,14 @@ struct LightCacheOptions {
 };
 
 struct LightCacheStats {
-  uint64_t entries = 0;       // pages held now
-  uint64_t hits = 0;          // get() that returned a page
-  uint64_t misses = 0;        // get() of a key not held (corrupt ones included)
-  uint64_t corrupt = 0;       // slots that did not hash to their key (dropped)
-  uint64_t stores = 0;        // put() of a new key
-  uint64_t evictions = 0;     // entries dropped for the byte cap
-  uint64_t reclaimed = 0;     // slots found unindexed at open (a writer killed before flush)
-  bool index_dropped = false; // open() found an index it could not use (reason in index_problem)
+  uint64_t entries = 0;        // pages held now
+  uint64_t hits = 0;           // get() that returned a page
+  uint64_t misses = 0;         // get() of a key not held (corrupt ones included)
+  uint64_t corrupt = 0;        // slots that did not hash to their key (dropped)
+  uint64_t stores = 0;         // put() of a new key
+  uint64_t evictions = 0;      // entries dropped for the byte cap
+  uint64_t reclaimed = 0;      // slots found unindexed at open (a writer killed before flush)
+  bool index_dropped = false;  // open() found an index it could not use (reason in index_problem)
   std::string index_problem;
 };
 
@@ -61,7 +61,8 @@ class LightCache {
   // LightCache holds the directory), invalid_argument (page size not a power
   // of two in 512..65536).
   static Result<std::unique_ptr<LightCache>> open(const std::filesystem::path& dir,
-                                                  uint32_t page_size, LightCacheOptions options = {});
+                                                  uint32_t page_size,
+                                                  LightCacheOptions options = {});
   ~LightCache();
   LightCache(const LightCache&) = delete;
   LightCache& operator=(const LightCache&) = delete;

@@ -1,11 +1,11 @@
 // The light client: see light_client.h and docs/light-client.md "Client".
 #include "client/light_client.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/snapshot_chunk.h"
@@ -78,7 +78,8 @@ ClientResult<std::unique_ptr<LightClient>> LightClient::open(
   c->banned_.assign(c->sources_.size(), false);
   c->log_key_ = log_key;
   c->options_ = std::move(options);
-  c->options_.max_batch_pages = std::clamp<size_t>(c->options_.max_batch_pages, 1, kMaxPagesPerRequest);
+  c->options_.max_batch_pages =
+      std::clamp<size_t>(c->options_.max_batch_pages, 1, kMaxPagesPerRequest);
   c->heads_ = HeadCache(c->options_.heads);
   // A cache a previous run left: its page size, so its pages count as held.
   std::error_code ec;
@@ -146,16 +147,14 @@ ClientResult<std::monostate> LightClient::open_cache(uint32_t page_size) {
 
 ClientResult<std::monostate> LightClient::check_new_head(PageSource& src, const Head& h) {
   if (auto s = h.verify(log_key_); !s.ok()) {
-    ClientError e = source_error(
-        ClientErrorKind::proof_invalid, src,
-        fmt::format("its head at size {} is not signed by the log key: {}", h.size,
-                    s.error().to_string()));
+    ClientError e = source_error(ClientErrorKind::proof_invalid, src,
+                                 fmt::format("its head at size {} is not signed by the log key: {}",
+                                             h.size, s.error().to_string()));
     e.cause = s.error();
     return e;
   }
   std::string why;
-  if (!fresh(h, &why))
-    return source_error(ClientErrorKind::stale_head, src, "stale head: " + why);
+  if (!fresh(h, &why)) return source_error(ClientErrorKind::stale_head, src, "stale head: " + why);
   if (head_ && h.size < head_->size)
     return source_error(ClientErrorKind::stale_head, src,
                         fmt::format("stale head: it serves size {}, behind the client's head at "
@@ -196,7 +195,8 @@ ClientResult<LeafSet> LightClient::ask_leaves(PageSource& src, uint64_t size,
     e.cause = s.error();
     return e;
   }
-  if (set.pgnos.size() != pgnos.size() || !std::equal(set.pgnos.begin(), set.pgnos.end(), pgnos.begin()))
+  if (set.pgnos.size() != pgnos.size() ||
+      !std::equal(set.pgnos.begin(), set.pgnos.end(), pgnos.begin()))
     return source_error(ClientErrorKind::proof_invalid, src,
                         fmt::format("leaf hashes of {} asked, {} answered", pgnos_text(pgnos),
                                     pgnos_text(set.pgnos)));
@@ -218,7 +218,8 @@ ClientResult<LightClient::Verified> LightClient::newest_leaves(
       for (size_t i = 0; i < first->pgnos.size(); ++i) v.leaves[first->pgnos[i]] = first->leaves[i];
       return v;
     }
-    if (first.error().kind != ClientErrorKind::transport || pgnos.size() == 1) return first.take_error();
+    if (first.error().kind != ClientErrorKind::transport || pgnos.size() == 1)
+      return first.take_error();
     // Held pages past the newest head's end (the database shrank) make the
     // request invalid: learn the head from page 1's leaf, then ask for the
     // held pages it still has.
@@ -291,8 +292,7 @@ ClientResult<LightStats> LightClient::refresh() {
     }
     return std::vector<uint32_t>(out.begin(), out.end());
   };
-  const size_t held_at_most =
-      1 + (head_ ? proven_.size() : (cache_ ? cache_->stats().entries : 0));
+  const size_t held_at_most = 1 + (head_ ? proven_.size() : (cache_ ? cache_->stats().entries : 0));
   std::vector<ClientError> failed;
   for (size_t i = 0; i < sources_.size(); ++i) {
     if (banned_[i]) continue;
@@ -350,13 +350,14 @@ ClientResult<std::monostate> LightClient::store(const PageSet& set) {
   const uint32_t lock_page = lock_byte_page(set.page_size);
   for (size_t i = 0; i < set.pgnos.size(); ++i) {
     const uint32_t pgno = set.pgnos[i];
-    const Hash32 leaf = pgno == lock_page ? lock_byte_leaf(set.page_size)
-                                          : page_leaf_hash(pgno, set.pages[i]);
+    const Hash32 leaf =
+        pgno == lock_page ? lock_byte_leaf(set.page_size) : page_leaf_hash(pgno, set.pages[i]);
     proven_[pgno] = leaf;
     recent_[pgno] = set.pages[i];
     fetched_.push_back(pgno);
     if (auto s = cache_->put(pgno, leaf, set.pages[i]); !s.ok()) {
-      ClientError e = error_of(ClientErrorKind::file, "", "the light client's page cache: " + s.error().to_string());
+      ClientError e = error_of(ClientErrorKind::file, "",
+                               "the light client's page cache: " + s.error().to_string());
       e.cause = s.error();
       return e;
     }
@@ -365,7 +366,8 @@ ClientResult<std::monostate> LightClient::store(const PageSet& set) {
   totals_.page_bytes += uint64_t{set.page_size} * set.pgnos.size();
   totals_.proof_bytes += 32 * set.proof.hashes.size();
   if (auto s = cache_->flush(); !s.ok()) {
-    ClientError e = error_of(ClientErrorKind::file, "", "the light client's page cache: " + s.error().to_string());
+    ClientError e = error_of(ClientErrorKind::file, "",
+                             "the light client's page cache: " + s.error().to_string());
     e.cause = s.error();
     return e;
   }
@@ -373,8 +375,7 @@ ClientResult<std::monostate> LightClient::store(const PageSet& set) {
 }
 
 ClientResult<std::monostate> LightClient::fetch(std::vector<uint32_t> pgnos) {
-  const std::string what =
-      fmt::format("{} at size {}", pgnos_text(pgnos), head_->size);
+  const std::string what = fmt::format("{} at size {}", pgnos_text(pgnos), head_->size);
   std::vector<ClientError> failed;
   bool all_gone = true;
   for (size_t i = 0; i < sources_.size(); ++i) {
@@ -388,9 +389,9 @@ ClientResult<std::monostate> LightClient::fetch(std::vector<uint32_t> pgnos) {
       continue;
     }
     if (auto* gone = std::get_if<HeadGone>(&*answer)) {
-      failed.push_back(source_error(
-          ClientErrorKind::transport, src,
-          fmt::format("head {} gone, its newest is {}", head_->size, gone->newest)));
+      failed.push_back(
+          source_error(ClientErrorKind::transport, src,
+                       fmt::format("head {} gone, its newest is {}", head_->size, gone->newest)));
       continue;
     }
     all_gone = false;
@@ -467,8 +468,9 @@ ClientResult<std::monostate> LightClient::ensure_connection() {
   auto conn = GuardedConnection::open(file_->uri(), options_.guard);
   if (!conn.ok()) {
     file_.reset();
-    ClientError e = error_of(ClientErrorKind::query_failed, "",
-                             "cannot open SQLite over the verified pages: " + conn.error().to_string());
+    ClientError e =
+        error_of(ClientErrorKind::query_failed, "",
+                 "cannot open SQLite over the verified pages: " + conn.error().to_string());
     e.cause = conn.error();
     return e;
   }
@@ -508,18 +510,18 @@ ClientResult<LightAnswer> LightClient::query(const std::string& sql,
       if (head_gone_ && attempt < options_.max_head_retries) continue;
       ClientError e = std::move(*read_error_);
       if (head_gone_)
-        e.message = fmt::format("{} (the head moved {} times during the query: gave up)",
-                                e.message, attempt + 1);
+        e.message = fmt::format("{} (the head moved {} times during the query: gave up)", e.message,
+                                attempt + 1);
       return e;
     }
     if (!result.ok()) {
-      ClientError e = error_of(
-          ClientErrorKind::query_failed, "",
-          fmt::format("{}{} (at size {})",
-                      result.error().code == Errc::refused
-                          ? "the light client runs reads only and refused the statement: "
-                          : "",
-                      result.error().to_string(), head_->size));
+      ClientError e =
+          error_of(ClientErrorKind::query_failed, "",
+                   fmt::format("{}{} (at size {})",
+                               result.error().code == Errc::refused
+                                   ? "the light client runs reads only and refused the statement: "
+                                   : "",
+                               result.error().to_string(), head_->size));
       e.cause = result.error();
       return e;
     }

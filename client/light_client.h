@@ -74,15 +74,15 @@ struct LightClientOptions {
 
 // What a query (or the client's life, totals()) cost.
 struct LightStats {
-  uint64_t round_trips = 0;     // calls to sources (pages and leaves)
-  uint64_t pages_fetched = 0;   // pages received and verified
-  uint64_t page_bytes = 0;      // their bytes
-  uint64_t proof_bytes = 0;     // 32 per multiproof hash and per leaf hash received
-  uint64_t cache_hits = 0;      // pages served from the disk cache
-  uint64_t cache_corrupt = 0;   // cache slots that did not hash to their key (refetched)
-  uint64_t head_moves = 0;      // heads moved to
-  uint64_t pages_reused = 0;    // held pages unchanged across a head move
-  uint64_t pages_dropped = 0;   // held pages changed by a head move
+  uint64_t round_trips = 0;    // calls to sources (pages and leaves)
+  uint64_t pages_fetched = 0;  // pages received and verified
+  uint64_t page_bytes = 0;     // their bytes
+  uint64_t proof_bytes = 0;    // 32 per multiproof hash and per leaf hash received
+  uint64_t cache_hits = 0;     // pages served from the disk cache
+  uint64_t cache_corrupt = 0;  // cache slots that did not hash to their key (refetched)
+  uint64_t head_moves = 0;     // heads moved to
+  uint64_t pages_reused = 0;   // held pages unchanged across a head move
+  uint64_t pages_dropped = 0;  // held pages changed by a head move
   LightStats operator-(const LightStats& o) const;
 };
 
@@ -167,14 +167,14 @@ class LightClient final : private LightPager {
   uint32_t page_size_ = 0;
 
   std::optional<Head> head_;
-  std::optional<Head> head_for_chunks_;         // the head a multi-request GetLeaves is at
-  std::map<uint32_t, Hash32> proven_;           // pgno -> leaf at head_
-  std::unordered_map<uint32_t, Bytes> recent_;  // pages fetched during this query
-  std::unordered_map<uint32_t, uint32_t> parent_;  // child pgno -> interior page seen at head_
+  std::optional<Head> head_for_chunks_;                 // the head a multi-request GetLeaves is at
+  std::map<uint32_t, Hash32> proven_;                   // pgno -> leaf at head_
+  std::unordered_map<uint32_t, Bytes> recent_;          // pages fetched during this query
+  std::unordered_map<uint32_t, uint32_t> parent_;       // child pgno -> interior page seen at head_
   std::map<uint32_t, std::vector<uint32_t>> children_;  // interior page -> its children
   std::unordered_map<uint32_t, int> misses_under_;  // interior page -> misses below it, this query
-  std::unique_ptr<LightVfsFile> file_;          // the VFS file at head_
-  std::unique_ptr<GuardedConnection> conn_;     // SQLite over it
+  std::unique_ptr<LightVfsFile> file_;              // the VFS file at head_
+  std::unique_ptr<GuardedConnection> conn_;         // SQLite over it
 
   // Set by read_page when a fetch fails (SQLite only sees an I/O error).
   std::optional<ClientError> read_error_;

@@ -36,13 +36,16 @@ struct Node : PrimaryAndReplica {
     exec("CREATE TABLE u(tid INTEGER, tag TEXT)");
     exec("CREATE VIEW big_v AS SELECT id, v FROM t WHERE v > 900");
     exec("CREATE VIRTUAL TABLE docs USING fts5(body)");
-    exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000) "
-         "INSERT INTO t(id, k, v, body) SELECT i, printf('k%05d', (i * 7919) % 3000), "
-         "(i * 31) % 1000, printf('%.*c', 150, 'x') FROM c");
-    exec("INSERT INTO u SELECT id, CASE id % 3 WHEN 0 THEN 'red' WHEN 1 THEN 'green' ELSE 'blue' "
-         "END FROM t WHERE id % 5 = 0");
-    exec("INSERT INTO docs(rowid, body) SELECT id, CASE WHEN id % 11 = 0 THEN 'apple pie' ELSE "
-         "'plain text' END || ' ' || id FROM t WHERE id <= 800");
+    exec(
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000) "
+        "INSERT INTO t(id, k, v, body) SELECT i, printf('k%05d', (i * 7919) % 3000), "
+        "(i * 31) % 1000, printf('%.*c', 150, 'x') FROM c");
+    exec(
+        "INSERT INTO u SELECT id, CASE id % 3 WHEN 0 THEN 'red' WHEN 1 THEN 'green' ELSE 'blue' "
+        "END FROM t WHERE id % 5 = 0");
+    exec(
+        "INSERT INTO docs(rowid, body) SELECT id, CASE WHEN id % 11 = 0 THEN 'apple pie' ELSE "
+        "'plain text' END || ' ' || id FROM t WHERE id <= 800");
     sync();
   }
   void exec(const std::string& text) {
@@ -90,7 +93,9 @@ struct Liar : PageSource {
     if (!std::holds_alternative<PageSet>(a)) return a;
     PageSet& s = std::get<PageSet>(a);
     switch (lie) {
-      case Lie::flipped_byte: s.pages.back()[s.page_size / 2] ^= 1; break;
+      case Lie::flipped_byte:
+        s.pages.back()[s.page_size / 2] ^= 1;
+        break;
       case Lie::swapped_pgno: {
         // Pages under each other's numbers (with the honest proof); one page
         // asked: the bytes of its neighbour under its number.
@@ -104,13 +109,17 @@ struct Liar : PageSource {
         break;
       }
       case Lie::wrong_proof:
-        if (s.proof.hashes.empty()) s.proof.size += 1; else s.proof.hashes[0][0] ^= 1;
+        if (s.proof.hashes.empty())
+          s.proof.size += 1;
+        else
+          s.proof.hashes[0][0] ^= 1;
         break;
       case Lie::stale_head:
         if (!old) old = s.head;
         s.head = *old;
         break;
-      default: break;
+      default:
+        break;
     }
     return a;
   }
@@ -143,7 +152,8 @@ const std::vector<std::pair<std::string, std::vector<Value>>> kQueries = {
 
 }  // namespace
 
-TEST_CASE("light client: every query shape gives plain SQLite's answer; warm queries fetch nothing") {
+TEST_CASE(
+    "light client: every query shape gives plain SQLite's answer; warm queries fetch nothing") {
   Node n;
   TempDir cache;
   auto c = n.client({n.honest}, cache / "c");
@@ -164,7 +174,7 @@ TEST_CASE("light client: every query shape gives plain SQLite's answer; warm que
     LightAnswer a = run(*c, q, params);
     CHECK(a.rows == n.plain(q, params).rows);
     CHECK(a.stats.pages_fetched == 0);
-    CHECK(a.stats.round_trips == 1);  // the head check (refresh_each_query)
+    CHECK(a.stats.round_trips == 1);    // the head check (refresh_each_query)
     CHECK(a.stats.proof_bytes < 1024);  // page 1's leaf and path: the head did not move
     CHECK(a.stats.head_moves == 0);
   }
@@ -189,8 +199,10 @@ TEST_CASE("light client: writes are refused") {
 TEST_CASE("light client: a lying source is banned with the reason; the honest one answers") {
   using Lie = Liar::Lie;
   const std::vector<std::pair<Lie, std::string>> lies = {
-      {Lie::flipped_byte, "root"},        {Lie::swapped_pgno, "root"},
-      {Lie::wrong_proof, "pages"},        {Lie::stale_head, "not the trusted head"},
+      {Lie::flipped_byte, "root"},
+      {Lie::swapped_pgno, "root"},
+      {Lie::wrong_proof, "pages"},
+      {Lie::stale_head, "not the trusted head"},
       {Lie::bad_signature, "not signed by the log key"},
   };
   for (const auto& [lie, reason] : lies) {
@@ -280,7 +292,8 @@ TEST_CASE("light client: after a write the re-query fetches only changed pages i
   REQUIRE(after.ok());
   std::set<uint32_t> changed;
   for (uint32_t p = 1; p <= after->size(); ++p)
-    if (p > before->size() || page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
+    if (p > before->size() ||
+        page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
       changed.insert(p);
   REQUIRE(!changed.empty());
   LightAnswer a = run(*c, q);
@@ -317,7 +330,8 @@ TEST_CASE("light client: holding many pages, a head move asks the head first, th
   REQUIRE(after.ok());
   std::set<uint32_t> changed;
   for (uint32_t p = 1; p <= after->size(); ++p)
-    if (p > before->size() || page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
+    if (p > before->size() ||
+        page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
       changed.insert(p);
   LightAnswer a = run(*c, q);
   CHECK(a.rows == n.plain(q).rows);

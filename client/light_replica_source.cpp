@@ -36,8 +36,7 @@ Result<PageAnswer<LeafSet>> ReplicaPageSource::leaves(uint64_t size,
     const uint32_t one = 1;
     auto probe = replica_.pinned_pages(size, std::span<const uint32_t>(&one, 1));
     if (!probe.ok()) {
-      if (is_head_gone(probe.error()))
-        return PageAnswer<LeafSet>(HeadGone{replica_.pinned_size()});
+      if (is_head_gone(probe.error())) return PageAnswer<LeafSet>(HeadGone{replica_.pinned_size()});
       return probe.error();
     }
     auto pin = replica_.pinned_page_source();

@@ -2,6 +2,7 @@
 // they differ from "pass through to the default VFS" (as in proof_vfs.cpp).
 #include "client/light_vfs.h"
 
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -9,8 +10,6 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
-
-#include <fmt/format.h>
 
 namespace swarmlite::client {
 namespace {
@@ -95,7 +94,12 @@ const sqlite3_io_methods kLightMethods = {
     file_control,
     file_sector_size,
     file_device_characteristics,
-    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
 };
 
 int vfs_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int* out_flags) {
@@ -144,8 +148,12 @@ int vfs_full_pathname(sqlite3_vfs* vfs, const char* name, int n, char* out) {
   }
   return base_vfs(vfs)->xFullPathname(base_vfs(vfs), name, n, out);
 }
-void* vfs_dlopen(sqlite3_vfs* vfs, const char* p) { return base_vfs(vfs)->xDlOpen(base_vfs(vfs), p); }
-void vfs_dlerror(sqlite3_vfs* vfs, int n, char* out) { base_vfs(vfs)->xDlError(base_vfs(vfs), n, out); }
+void* vfs_dlopen(sqlite3_vfs* vfs, const char* p) {
+  return base_vfs(vfs)->xDlOpen(base_vfs(vfs), p);
+}
+void vfs_dlerror(sqlite3_vfs* vfs, int n, char* out) {
+  base_vfs(vfs)->xDlError(base_vfs(vfs), n, out);
+}
 void (*vfs_dlsym(sqlite3_vfs* vfs, void* h, const char* s))(void) {
   return base_vfs(vfs)->xDlSym(base_vfs(vfs), h, s);
 }
