@@ -524,6 +524,24 @@ BackupSource replica_backup_source(Replica& replica) {
   return source;
 }
 
+// The replica's pinned head for snapshots served from the pin, no copy first
+// (sqlbridge/tools/snapshot_source.h): Replica::pinned_pages names the pinned
+// head (and pins an idle replica's newest), pinned_page_source gives its pages;
+// a re-pin between the two shows as another state root and is refused here
+// (the next request pins again), so the head always names the pages' state.
+PinnedHeadProvider replica_pinned_head(Replica& replica) {
+  return [&replica]() -> Result<PinnedHead> {
+    const uint32_t first = 1;
+    SWL_ASSIGN(PinnedPagesReply reply, replica.pinned_pages(0, std::span(&first, 1)));
+    PinnedHead pin{reply.head, replica.pinned_page_source(), replica.db_path()};
+    pin.wal_path += "-wal";
+    if (!pin.pages || pin.pages->tree().root() != pin.head.state_root)
+      return make_error(Errc::unavailable, "replica {}: re-pinned while the pin at size {} was taken",
+                        replica.db_path().string(), pin.head.size);
+    return pin;
+  };
+}
+
 SnapshotSourceOptions in_dir(SnapshotSourceOptions o, const std::filesystem::path& db_path) {
   if (o.temp_dir.empty()) o.temp_dir = db_path.parent_path();
   return o;
@@ -549,12 +567,21 @@ ReplicaHttpBackend::ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttp
     SWL_TRY(serving());
     return open();
   };
-  snapshots_ = std::make_unique<SnapshotSource>(std::move(source), in_dir(std::move(snapshot_options), replica.db_path()));
+  PinnedHeadProvider pinned = [this, pin = replica_pinned_head(replica)]() -> Result<PinnedHead> {
+    SWL_TRY(serving());
+    return pin();
+  };
+  snapshots_ = std::make_unique<SnapshotSource>(std::move(source), in_dir(std::move(snapshot_options), replica.db_path()),
+                                                std::move(pinned));
 }
 
 Status ReplicaHttpBackend::serving() const {
   if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving backups or snapshots: {}", c->message);
   if (auto d = replica_.diverged()) return make_error(Errc::unavailable, "not serving backups or snapshots: {}", d->message);
+  // A pinned page that did not match its tree (latched by the SnapshotSource).
+  if (snapshots_) {
+    if (auto c = snapshots_->corruption()) return make_error(Errc::unavailable, "not serving backups: {}", c->message);
+  }
   return ok_status();
 }
 
