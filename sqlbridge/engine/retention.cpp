@@ -56,7 +56,8 @@ Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain,
     std::lock_guard lock(replica.log_mutex());
     const Log& log = replica.log();
     const uint64_t head_size = log.head() ? log.head()->size : 0;
-    if (retention_keep_from(log.size(), retain, std::min({applied - 1, head_size, keep_at_most})) <= log.first_entry()) {
+    if (retention_keep_from(log.size(), retain, std::min({applied - 1, head_size, keep_at_most})) <=
+        log.first_entry()) {
       out.first_before = out.first_after = log.first_entry();
       return out;
     }
@@ -66,7 +67,8 @@ Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain,
   Log& log = replica.log();
   const uint64_t head_size = log.head() ? log.head()->size : 0;
   out.first_before = out.first_after = log.first_entry();
-  out.keep_from = retention_keep_from(log.size(), retain, std::min({applied - 1, head_size, keep_at_most}));
+  out.keep_from =
+      retention_keep_from(log.size(), retain, std::min({applied - 1, head_size, keep_at_most}));
   if (out.keep_from <= out.first_before) return out;
   SWL_ASSIGN(out.dropped, log.compact(out.keep_from));
   out.first_after = log.first_entry();

@@ -5,7 +5,6 @@
 // bound); a page changed in the files is never served, and that is latched.
 #include <doctest/doctest.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -36,8 +35,8 @@ struct PinnedReplica : PrimaryAndReplica {
   }
   void insert(int rows, int bytes) {
     exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < " +
-         std::to_string(rows) + ") INSERT INTO t(body) SELECT randomblob(" +
-         std::to_string(bytes) + ") FROM c");
+         std::to_string(rows) + ") INSERT INTO t(body) SELECT randomblob(" + std::to_string(bytes) +
+         ") FROM c");
   }
   void sync() {
     Status s = sync_replica(*primary, *replica);

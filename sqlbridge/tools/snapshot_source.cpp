@@ -35,9 +35,9 @@ uint64_t file_bytes(const std::filesystem::path& path) {
 
 // An unlinked read-write file in `dir` (its descriptor keeps the bytes).
 Result<file_io::Fd> unlinked_temp_file(const std::filesystem::path& dir) {
-  std::string templ = ((dir.empty() ? std::filesystem::temp_directory_path() : dir) /
-                       ".swarmlite-snapshot-XXXXXX")
-                          .string();
+  std::string templ =
+      ((dir.empty() ? std::filesystem::temp_directory_path() : dir) / ".swarmlite-snapshot-XXXXXX")
+          .string();
   int fd = ::mkstemp(templ.data());
   if (fd < 0)
     return make_error(Errc::io_error, "snapshot copy: cannot create a temporary file in {}: {}",
@@ -122,9 +122,10 @@ std::optional<Error> SnapshotSource::corruption() const {
 }
 
 void SnapshotSource::latch_corrupt(const Error& e) {
-  spdlog::error("snapshots: a pinned page does not match its state tree; serving no snapshot any "
-                "more: {}",
-                e.to_string());
+  spdlog::error(
+      "snapshots: a pinned page does not match its state tree; serving no snapshot any "
+      "more: {}",
+      e.to_string());
   std::lock_guard lock(mu_);
   if (!corrupt_) {
     corrupt_ = e;
@@ -292,13 +293,15 @@ void SnapshotSource::bound_pins() {
       if (!h->pin) return false;
       const uint64_t grown = wal_growth(*h);
       if (grown >= options_.pin_drop_wal_bytes) {
-        spdlog::warn("snapshots: dropping the snapshot at size {}: the -wal grew by {} bytes while "
-                     "its pin was held (bound {}), before it was copied",
-                     h->head.size, grown, options_.pin_drop_wal_bytes);
+        spdlog::warn(
+            "snapshots: dropping the snapshot at size {}: the -wal grew by {} bytes while "
+            "its pin was held (bound {}), before it was copied",
+            h->head.size, grown, options_.pin_drop_wal_bytes);
         pins_dropped_.fetch_add(1);
         return true;
       }
-      if (!h->copying && (t - h->made >= options_.pin_max_age || grown >= options_.pin_max_wal_bytes)) {
+      if (!h->copying &&
+          (t - h->made >= options_.pin_max_age || grown >= options_.pin_max_wal_bytes)) {
         h->copying = true;
         due.push_back(h);
       }
@@ -414,8 +417,7 @@ Result<Bytes> SnapshotSource::chunk(uint64_t size, uint32_t first_page, uint32_t
     // (docs/formats/state-tree.md "The lock-byte page").
     const uint32_t lock_page = lock_byte_page(h->page_size);
     if (lock_page >= first_page && lock_page - first_page < count)
-      std::fill_n(c.pages.begin() + size_t{lock_page - first_page} * h->page_size, h->page_size,
-                  0);
+      std::fill_n(c.pages.begin() + size_t{lock_page - first_page} * h->page_size, h->page_size, 0);
     SWL_ASSIGN(c.proof, snapshot_range_proof(copy->tree, first_page, count));
     return encode_snapshot_chunk(c);
   }
