@@ -326,7 +326,9 @@ void add_peer_command(CLI::App& app) {
         [&r, http_options](net::Node& node) {
           return std::make_unique<net::ReplicaHttpBackend>(r, node, http_options);
         },
-        {}, [&r](uint64_t retain) { return compact_replica_log(r, retain); });
+        {}, [&r](uint64_t retain, uint64_t keep_at_most) {
+          return compact_replica_log(r, retain, keep_at_most);
+        });
   });
 }
 

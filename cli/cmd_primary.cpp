@@ -70,7 +70,9 @@ void add_primary_command(CLI::App& app) {
         backend, std::move(options), args->net,
         [&p](net::Node& node) { return std::make_unique<net::PrimaryHttpBackend>(p, node); },
         [&p] { p.interrupt(); },
-        [&p](uint64_t retain) { return compact_primary_log(p, retain); });
+        [&p](uint64_t retain, uint64_t keep_at_most) {
+          return compact_primary_log(p, retain, keep_at_most);
+        });
     must(primary->close(), "primary: closing");
   });
 }

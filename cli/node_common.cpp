@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "sqlbridge/proof/read_guard.h"
+#include "sqlbridge/tools/snapshot_source.h"
 #include <spdlog/spdlog.h>
 
 #include "net/http_client.h"
@@ -29,9 +30,11 @@ namespace {
 // round finishes first).
 class RetentionLoop {
  public:
+  // `snapshots` (may be null): the held snapshots whose frontier entries stay.
   RetentionLoop(LogCompactor compact, uint64_t retain, std::chrono::milliseconds interval,
-                net::Metrics* metrics, std::function<void()> dropped)
-      : compact_(std::move(compact)), retain_(retain), interval_(interval),
+                net::Metrics* metrics, const SnapshotSource* snapshots,
+                std::function<void()> dropped)
+      : compact_(std::move(compact)), retain_(retain), interval_(interval), snapshots_(snapshots),
         dropped_(std::move(dropped)) {
     if (metrics) {
       first_entry_ = &metrics->gauge("swarmlite_log_first_entry",
@@ -68,7 +71,10 @@ class RetentionLoop {
     } while (!cv_.wait_for(lock, interval_, [this] { return stop_; }));
   }
   void round() {
-    auto r = compact_(retain_);
+    // A fetcher of the snapshot at head H needs entry H - 1 (the frontier,
+    // docs/operations.md "Retention while running"): kept while H is held.
+    const uint64_t oldest = snapshots_ ? snapshots_->oldest_held() : 0;
+    auto r = compact_(retain_, oldest > 0 ? oldest - 1 : UINT64_MAX);
     if (!r.ok()) {
       if (errors_) errors_->inc();
       spdlog::warn("--retain {}: compacting the log failed (retrying in {} ms): {}", retain_,
@@ -90,6 +96,7 @@ class RetentionLoop {
   LogCompactor compact_;
   uint64_t retain_;
   std::chrono::milliseconds interval_;
+  const SnapshotSource* snapshots_;
   std::function<void()> dropped_;
   net::Gauge* first_entry_ = nullptr;
   net::Counter *rounds_ = nullptr, *entries_ = nullptr, *bytes_ = nullptr, *errors_ = nullptr;
@@ -239,7 +246,8 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
     retention = std::make_unique<RetentionLoop>(
         compact, flags.retain,
         std::chrono::milliseconds(static_cast<int64_t>(flags.retain_interval_s * 1000)),
-        http ? &http->metrics() : nullptr, [&node] { node.notify_new_head(); });
+        http ? &http->metrics() : nullptr, http_backend ? http_backend->snapshots() : nullptr,
+        [&node] { node.notify_new_head(); });
   }
 
   node.wait();

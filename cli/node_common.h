@@ -35,9 +35,10 @@ struct NodeFlags {
   double retain_interval_s = 5;     // --retain-interval SECONDS between retention rounds
 };
 
-// One retention round (sqlbridge/engine/retention.h) keeping `retain` entries:
+// One retention round (sqlbridge/engine/retention.h) keeping `retain` entries,
+// keep_from at most `keep_at_most` (the frontier a held snapshot needs):
 // compact_primary_log or compact_replica_log bound to the node's owner.
-using LogCompactor = std::function<Result<LogCompaction>(uint64_t retain)>;
+using LogCompactor = std::function<Result<LogCompaction>(uint64_t retain, uint64_t keep_at_most)>;
 
 // Makes the node's HTTP backend once the Node exists (it lives as long as the Node).
 using HttpBackendFactory = std::function<std::unique_ptr<net::HttpBackend>(net::Node&)>;

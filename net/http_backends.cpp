@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include <fmt/ranges.h>
@@ -524,6 +525,39 @@ BackupSource replica_backup_source(Replica& replica) {
   return source;
 }
 
+// The replica's pinned head for snapshots served from the pin, no copy first
+// (sqlbridge/tools/snapshot_source.h): Replica::pinned_pages names the pinned
+// head (and pins an idle replica's newest), pinned_page_source gives its pages;
+// a re-pin between the two shows as another state root and is refused here
+// (the next request pins again), so the head always names the pages' state.
+// The pin may lag the newest head the replica applied: an idle replica re-pins
+// on request only once its pin is pin_interval (200 ms by default) old, a busy
+// one by itself within it. A snapshot at the lagging pin would verify but make
+// its fetcher replay the rest (restore_itest expects the newest head), so a
+// lagging pin is asked for once more after that interval.
+PinnedHeadProvider replica_pinned_head(Replica& replica) {
+  return [&replica]() -> Result<PinnedHead> {
+    const uint32_t first = 1;
+    auto newest = [&replica]() -> uint64_t {  // the newest signed head applied (0: none)
+      const uint64_t applied = replica.size();
+      std::lock_guard lock(replica.log_mutex());
+      const auto head = replica.log().head();
+      return head && applied >= head->size ? head->size : 0;
+    };
+    SWL_ASSIGN(PinnedPagesReply reply, replica.pinned_pages(0, std::span(&first, 1)));
+    if (reply.head.size < newest()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      SWL_ASSIGN(reply, replica.pinned_pages(0, std::span(&first, 1)));
+    }
+    PinnedHead pin{reply.head, replica.pinned_page_source(), replica.db_path()};
+    pin.wal_path += "-wal";
+    if (!pin.pages || pin.pages->tree().root() != pin.head.state_root)
+      return make_error(Errc::unavailable, "replica {}: re-pinned while the pin at size {} was taken",
+                        replica.db_path().string(), pin.head.size);
+    return pin;
+  };
+}
+
 SnapshotSourceOptions in_dir(SnapshotSourceOptions o, const std::filesystem::path& db_path) {
   if (o.temp_dir.empty()) o.temp_dir = db_path.parent_path();
   return o;
@@ -549,12 +583,21 @@ ReplicaHttpBackend::ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttp
     SWL_TRY(serving());
     return open();
   };
-  snapshots_ = std::make_unique<SnapshotSource>(std::move(source), in_dir(std::move(snapshot_options), replica.db_path()));
+  PinnedHeadProvider pinned = [this, pin = replica_pinned_head(replica)]() -> Result<PinnedHead> {
+    SWL_TRY(serving());
+    return pin();
+  };
+  snapshots_ = std::make_unique<SnapshotSource>(std::move(source), in_dir(std::move(snapshot_options), replica.db_path()),
+                                                std::move(pinned));
 }
 
 Status ReplicaHttpBackend::serving() const {
   if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "not serving backups or snapshots: {}", c->message);
   if (auto d = replica_.diverged()) return make_error(Errc::unavailable, "not serving backups or snapshots: {}", d->message);
+  // A pinned page that did not match its tree (latched by the SnapshotSource).
+  if (snapshots_) {
+    if (auto c = snapshots_->corruption()) return make_error(Errc::unavailable, "not serving backups: {}", c->message);
+  }
   return ok_status();
 }
 

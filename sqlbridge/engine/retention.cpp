@@ -33,17 +33,19 @@ Status sync_database_files(const std::filesystem::path& db) {
   return ok_status();
 }
 
-Result<LogCompaction> compact_primary_log(Primary& primary, uint64_t retain) {
+Result<LogCompaction> compact_primary_log(Primary& primary, uint64_t retain,
+                                          uint64_t keep_at_most) {
   LogCompaction out;
   if (retain == 0) return out;
   const uint64_t size = primary.size();
   // Primary::compact_log applies the head and durability bounds.
-  const uint64_t want = retention_keep_from(size, retain, UINT64_MAX);
+  const uint64_t want = retention_keep_from(size, retain, keep_at_most);
   SWL_ASSIGN(out, primary.compact_log(want));
   return out;
 }
 
-Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain) {
+Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain,
+                                          uint64_t keep_at_most) {
   LogCompaction out;
   if (retain == 0) return out;
   // Read before the sync: every entry counted here committed before it.
@@ -54,7 +56,8 @@ Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain) {
     std::lock_guard lock(replica.log_mutex());
     const Log& log = replica.log();
     const uint64_t head_size = log.head() ? log.head()->size : 0;
-    if (retention_keep_from(log.size(), retain, std::min(applied - 1, head_size)) <= log.first_entry()) {
+    if (retention_keep_from(log.size(), retain, std::min({applied - 1, head_size, keep_at_most})) <=
+        log.first_entry()) {
       out.first_before = out.first_after = log.first_entry();
       return out;
     }
@@ -64,7 +67,8 @@ Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain) {
   Log& log = replica.log();
   const uint64_t head_size = log.head() ? log.head()->size : 0;
   out.first_before = out.first_after = log.first_entry();
-  out.keep_from = retention_keep_from(log.size(), retain, std::min(applied - 1, head_size));
+  out.keep_from =
+      retention_keep_from(log.size(), retain, std::min({applied - 1, head_size, keep_at_most}));
   if (out.keep_from <= out.first_before) return out;
   SWL_ASSIGN(out.dropped, log.compact(out.keep_from));
   out.first_after = log.first_entry();

@@ -42,12 +42,18 @@ struct LogCompaction {
 // that every transaction committed before the call survives a power loss.
 Status sync_database_files(const std::filesystem::path& db);
 
+// `keep_at_most` bounds keep_from further: a node holding a snapshot at head H
+// for fetchers passes H - 1, the entry their frontier needs (SnapshotSource::
+// oldest_held; docs/operations.md "Retention while running").
+//
 // One retention round on a running primary (Primary::compact_log). Any thread
 // but one that holds the primary's locks; waits for a running write group.
-Result<LogCompaction> compact_primary_log(Primary& primary, uint64_t retain);
+Result<LogCompaction> compact_primary_log(Primary& primary, uint64_t retain,
+                                          uint64_t keep_at_most = UINT64_MAX);
 // One retention round on a running peer: under Replica::log_mutex(), so it
 // cannot race the node storing entries, the applier reading them or a peer
 // being served from the log. Any thread.
-Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain);
+Result<LogCompaction> compact_replica_log(Replica& replica, uint64_t retain,
+                                          uint64_t keep_at_most = UINT64_MAX);
 
 }  // namespace swarmlite

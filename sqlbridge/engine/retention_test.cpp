@@ -177,6 +177,51 @@ TEST_CASE("a peer compacts only what it applied (keeping the entry it is at) and
   CHECK(round2->first_after <= p->size() - 5);
 }
 
+TEST_CASE("keep_at_most (a held snapshot's frontier entry) bounds a peer's and a primary's round") {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  auto p = open_primary(dir, keys);
+  REQUIRE(p->execute({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, pad TEXT)")}).ok());
+  insert_rows(*p, 0, 60);
+  auto r = open_small_replica(dir, keys);
+  {
+    // Entry by entry, so in many segments (a batch goes to one segment).
+    std::lock_guard lock(p->log_mutex());
+    const Head head = *p->log().head();
+    for (uint64_t s = 0; s < head.size; ++s) {
+      Bytes entry = *p->log().entry_bytes(s);
+      auto proof = p->log().consistency_proof(s + 1, head.size);
+      REQUIRE(proof.ok());
+      REQUIRE(r->log().append_proven(std::span<const Bytes>(&entry, 1), head, *proof).ok());
+    }
+  }
+  REQUIRE(r->apply_available().ok());
+  REQUIRE(r->size() == p->size());
+  // A snapshot held at head 21 needs entry 20 (its frontier): --retain 1
+  // keeps it (and what follows) while the snapshot is held.
+  const uint64_t held = 21;
+  auto peer = compact_replica_log(*r, 1, held - 1);
+  REQUIRE_MESSAGE(peer.ok(), peer.error().to_string());
+  CHECK(peer->keep_from == held - 1);
+  CHECK(peer->first_after > 0);
+  {
+    std::lock_guard lock(r->log_mutex());
+    CHECK(r->log().entry(held - 1).ok());
+  }
+  auto primary = compact_primary_log(*p, 1, held - 1);
+  REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+  CHECK(primary->keep_from <= held - 1);
+  CHECK(primary->first_after > 0);
+  {
+    std::lock_guard lock(p->log_mutex());
+    CHECK(p->log().entry(held - 1).ok());
+  }
+  // Once no snapshot is held, the round goes to size - retain.
+  auto later = compact_replica_log(*r, 1);
+  REQUIRE(later.ok());
+  CHECK(later->keep_from == r->size() - 1);
+}
+
 TEST_CASE("a peer with nothing applied drops nothing") {
   TempDir dir;
   KeyPair keys = KeyPair::generate();
