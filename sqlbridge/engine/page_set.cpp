@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdint>
 
 #include "sqlbridge/engine/state_tree.h"
 
@@ -51,7 +52,142 @@ Status check_proof(const MultiProof& proof, std::span<const uint32_t> pgnos,
   return ok_status();
 }
 
+template <class Req>
+Bytes encode_request(const Req& q) {
+  Writer w;
+  w.u8(kPageSetVersion);
+  w.u64(q.size);
+  w.u32(static_cast<uint32_t>(q.pgnos.size()));
+  for (uint32_t p : q.pgnos) w.u32(p);
+  return w.take();
+}
+
+// count then count × u32 page numbers, strictly increasing from 1 and at most
+// `page_count`; `reserved_after` bytes per page must follow the numbers (the
+// count is refused before anything is allocated when they cannot fit).
+Result<std::vector<uint32_t>> read_pgnos(Reader& r, size_t cap, uint64_t page_count,
+                                         size_t per_page_after) {
+  const size_t at = r.offset();
+  SWL_ASSIGN(size_t n, r.count("count", cap, 4 + per_page_after));
+  if (n == 0) return r.fail_at(Errc::bad_value, at, "count", "0 (at least one page is named)");
+  std::vector<uint32_t> pgnos(n);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t pat = r.offset();
+    SWL_ASSIGN(pgnos[i], r.u32("pgno"));
+    if (pgnos[i] == 0)
+      return r.fail_at(Errc::bad_value, pat, "pgno", "0 (pages are numbered from 1)");
+    if (i > 0 && pgnos[i] <= pgnos[i - 1])
+      return r.fail_at(Errc::bad_value, pat, "pgno",
+                       fmt::format("{} does not follow {}: page numbers must be strictly increasing",
+                                   pgnos[i], pgnos[i - 1]));
+    if (pgnos[i] > page_count)
+      return r.fail_at(Errc::bad_value, pat, "pgno",
+                       fmt::format("{} is past the head's {} pages", pgnos[i], page_count));
+  }
+  return pgnos;
+}
+
+template <class Req>
+Result<Req> decode_request(ByteView bytes, std::string_view what, size_t cap, size_t max_bytes) {
+  Reader r(bytes, what);
+  SWL_TRY(r.preamble(kPageSetVersion, max_bytes));
+  Req q;
+  SWL_ASSIGN(q.size, r.u64("size"));
+  SWL_ASSIGN(q.pgnos, read_pgnos(r, cap, UINT32_MAX, 0));
+  SWL_TRY(r.expect_end());
+  return q;
+}
+
+// u32 length · multiproof, which must be exactly for leaves pgno - 1 in a tree
+// of page_count leaves.
+Result<MultiProof> read_proof(Reader& r, std::span<const uint32_t> pgnos, uint64_t page_count) {
+  const size_t at = r.offset();
+  SWL_ASSIGN(ByteView bytes, r.blob("proof", max_page_multiproof_bytes(pgnos.size())));
+  auto proof = decode_multiproof(bytes);
+  if (!proof.ok()) return r.fail_at(proof.error().code, at, "proof", proof.error().message);
+  if (proof->size != page_count)
+    return r.fail_at(Errc::bad_value, at, "proof",
+                     fmt::format("for a tree of {} leaves, the head has {} pages", proof->size,
+                                 page_count));
+  if (proof->indices != pgno_indices(pgnos))
+    return r.fail_at(Errc::bad_value, at, "proof",
+                     fmt::format("its leaves are not those of {}", pgnos_text(pgnos)));
+  return std::move(proof).value();
+}
+
 }  // namespace
+
+Bytes encode_pages_request(const PagesRequest& r) { return encode_request(r); }
+Bytes encode_leaves_request(const LeavesRequest& r) { return encode_request(r); }
+
+Result<PagesRequest> decode_pages_request(ByteView bytes) {
+  return decode_request<PagesRequest>(bytes, "pages request", kMaxPagesPerRequest,
+                                      kMaxPagesRequestBytes);
+}
+Result<LeavesRequest> decode_leaves_request(ByteView bytes) {
+  return decode_request<LeavesRequest>(bytes, "leaves request", kMaxLeavesPerRequest,
+                                       kMaxLeavesRequestBytes);
+}
+
+Bytes encode_page_set(const PageSet& s) {
+  Writer w;
+  w.u8(kPageSetVersion);
+  w.raw(encode_head(s.head));
+  w.u32(s.page_size);
+  w.u32(static_cast<uint32_t>(s.pgnos.size()));
+  for (uint32_t p : s.pgnos) w.u32(p);
+  for (const Bytes& page : s.pages) w.raw(page);
+  w.blob(encode_multiproof(s.proof));
+  return w.take();
+}
+
+Bytes encode_leaf_set(const LeafSet& s) {
+  Writer w;
+  w.u8(kPageSetVersion);
+  w.raw(encode_head(s.head));
+  w.u32(static_cast<uint32_t>(s.pgnos.size()));
+  for (uint32_t p : s.pgnos) w.u32(p);
+  for (const Hash32& h : s.leaves) w.hash(h);
+  w.blob(encode_multiproof(s.proof));
+  return w.take();
+}
+
+Result<PageSet> decode_page_set(ByteView bytes) {
+  Reader r(bytes, "page set");
+  SWL_TRY(r.preamble(kPageSetVersion, kMaxPageSetBytes));
+  PageSet s;
+  SWL_ASSIGN(s.head, read_head(r, "head"));
+  const size_t at = r.offset();
+  SWL_ASSIGN(s.page_size, r.u32("page_size"));
+  if (!valid_page_size(s.page_size))
+    return r.fail_at(Errc::bad_value, at, "page_size",
+                     fmt::format("{} is not an SQLite page size (a power of two from 512 to 65536)",
+                                 s.page_size));
+  SWL_ASSIGN(s.pgnos, read_pgnos(r, kMaxPagesPerRequest, s.head.page_count, s.page_size));
+  s.pages.reserve(s.pgnos.size());
+  for (size_t i = 0; i < s.pgnos.size(); ++i) {
+    SWL_ASSIGN(ByteView page, r.raw(s.page_size, "page"));
+    s.pages.emplace_back(page.begin(), page.end());
+  }
+  SWL_ASSIGN(s.proof, read_proof(r, s.pgnos, s.head.page_count));
+  SWL_TRY(r.expect_end());
+  return s;
+}
+
+Result<LeafSet> decode_leaf_set(ByteView bytes) {
+  Reader r(bytes, "leaf set");
+  SWL_TRY(r.preamble(kPageSetVersion, kMaxLeafSetBytes));
+  LeafSet s;
+  SWL_ASSIGN(s.head, read_head(r, "head"));
+  SWL_ASSIGN(s.pgnos, read_pgnos(r, kMaxLeavesPerRequest, s.head.page_count, 32));
+  s.leaves.resize(s.pgnos.size());
+  for (Hash32& h : s.leaves) {
+    SWL_ASSIGN(h, r.hash("leaf"));
+  }
+  SWL_ASSIGN(s.proof, read_proof(r, s.pgnos, s.head.page_count));
+  SWL_TRY(r.expect_end());
+  return s;
+}
 
 std::string pgnos_text(std::span<const uint32_t> pgnos) {
   if (pgnos.empty()) return "no pages";
