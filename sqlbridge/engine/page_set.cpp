@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cstdint>
 
 #include "sqlbridge/engine/state_tree.h"
@@ -187,6 +188,67 @@ Result<LeafSet> decode_leaf_set(ByteView bytes) {
   SWL_ASSIGN(s.proof, read_proof(r, s.pgnos, s.head.page_count));
   SWL_TRY(r.expect_end());
   return s;
+}
+
+Result<std::vector<uint32_t>> parse_page_list(std::string_view text, size_t max) {
+  constexpr size_t kMaxText = 64 << 10;
+  if (text.empty()) return make_error(Errc::invalid_argument, "the page list is empty");
+  if (text.size() > kMaxText)
+    return make_error(Errc::invalid_argument, "the page list is {} bytes, over the cap of {}",
+                      text.size(), kMaxText);
+  auto number = [](std::string_view item, std::string_view part) -> Result<uint32_t> {
+    uint32_t v = 0;
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || ec != std::errc() || end != part.data() + part.size() || v == 0)
+      return make_error(Errc::invalid_argument,
+                        "page list item \"{}\": \"{}\" is not a page number (1..4294967295)", item,
+                        part);
+    return v;
+  };
+  // Ranges first, checked and counted, then expanded: a list of a few bytes
+  // cannot make the server allocate more than `max` numbers.
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;
+  uint64_t total = 0;
+  for (size_t i = 0; i <= text.size();) {
+    const size_t comma = std::min(text.find(',', i), text.size());
+    const std::string_view item = text.substr(i, comma - i);
+    i = comma + 1;
+    const size_t dash = item.find('-');
+    SWL_ASSIGN(uint32_t a, number(item, item.substr(0, dash)));
+    uint32_t b = a;
+    if (dash != std::string_view::npos) {
+      SWL_ASSIGN(b, number(item, item.substr(dash + 1)));
+    }
+    if (b < a)
+      return make_error(Errc::invalid_argument, "page list item \"{}\": the range ends before it starts",
+                        item);
+    if (!ranges.empty() && a <= ranges.back().second)
+      return make_error(Errc::invalid_argument,
+                        "page list item \"{}\" does not follow page {}: pages must be strictly "
+                        "increasing",
+                        item, ranges.back().second);
+    total += uint64_t{b} - a + 1;
+    if (total > max)
+      return make_error(Errc::invalid_argument, "the page list names over {} pages, the cap", max);
+    ranges.emplace_back(a, b);
+  }
+  std::vector<uint32_t> out;
+  out.reserve(static_cast<size_t>(total));
+  for (auto [a, b] : ranges)
+    for (uint64_t p = a; p <= b; ++p) out.push_back(static_cast<uint32_t>(p));
+  return out;
+}
+
+std::string format_page_list(std::span<const uint32_t> pgnos) {
+  std::string out;
+  for (size_t i = 0; i < pgnos.size();) {
+    size_t j = i;
+    while (j + 1 < pgnos.size() && pgnos[j + 1] == pgnos[j] + 1) ++j;
+    if (!out.empty()) out += ',';
+    out += j == i ? fmt::format("{}", pgnos[i]) : fmt::format("{}-{}", pgnos[i], pgnos[j]);
+    i = j + 1;
+  }
+  return out;
 }
 
 std::string pgnos_text(std::span<const uint32_t> pgnos) {

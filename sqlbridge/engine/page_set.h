@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/bytes.h"
@@ -134,6 +135,30 @@ Bytes encode_leaf_set(const LeafSet& s);
 // checked: that is verify_page_set / verify_leaf_set.
 Result<PageSet> decode_page_set(ByteView bytes);
 Result<LeafSet> decode_leaf_set(ByteView bytes);
+
+// What answers GetPages / GetLeaves on a node (Replica: from its pinned head,
+// docs/light-client.md "Page service"); the transports (net/node.cpp,
+// net/http_api.cpp) call it off their I/O threads. `size` 0 is the newest
+// pinned head; a head not (or no longer) pinned is not_found with *newest set
+// to the size that is, which the transports answer as "head gone, newest M";
+// bad page numbers are invalid_argument.
+class PageServer {
+ public:
+  virtual ~PageServer() = default;
+  virtual Result<PageSet> pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
+                                       uint64_t* newest = nullptr) const = 0;
+  virtual Result<LeafSet> pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
+                                        uint64_t* newest = nullptr) const = 0;
+};
+
+// Page lists in URLs (docs/http-api.md "Pages": GET /db/pages?pages=LIST):
+// comma-separated numbers and ranges "a-b", e.g. "1,5,9-12". parse_page_list
+// expands it, refusing (invalid_argument, naming the item) a number 0 or not
+// decimal, a range a > b, items not strictly increasing, more than `max` pages
+// in all (checked before expanding), or more than 64 KiB of text.
+Result<std::vector<uint32_t>> parse_page_list(std::string_view text, size_t max);
+// The shortest such list of `pgnos` (strictly increasing): runs become ranges.
+std::string format_page_list(std::span<const uint32_t> pgnos);
 
 // "page 7" / "pages 3, 9, 12" / "12 pages 3..4100": names a set in messages.
 std::string pgnos_text(std::span<const uint32_t> pgnos);

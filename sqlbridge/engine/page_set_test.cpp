@@ -346,4 +346,32 @@ TEST_CASE("page set codec: the caps bound every body") {
   CHECK(kMaxLeafSetBytes < (48u << 20));
 }
 
+TEST_CASE("page lists: parsed, expanded, capped; formatted back") {
+  auto list = parse_page_list("1,5,9-12,40", 256);
+  REQUIRE_MESSAGE(list.ok(), list.error().to_string());
+  CHECK(*list == std::vector<uint32_t>{1, 5, 9, 10, 11, 12, 40});
+  CHECK(format_page_list(*list) == "1,5,9-12,40");
+  CHECK(format_page_list(std::vector<uint32_t>{7}) == "7");
+  CHECK(*parse_page_list("3-3", 1) == std::vector<uint32_t>{3});
+  auto refused = [](std::string_view text, std::string_view words, size_t max = 256) {
+    auto r = parse_page_list(text, max);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_argument);
+    CHECK_MESSAGE(r.error().message.find(words) != std::string::npos, r.error().to_string());
+  };
+  refused("", "empty");
+  refused("0", "\"0\" is not a page number");
+  refused("1,,2", "\"\" is not a page number");
+  refused("1,x", "\"x\" is not a page number");
+  refused("5-3", "ends before it starts");
+  refused("5,3", "strictly increasing");
+  refused("1-5,5", "strictly increasing");
+  refused("1-257", "over 256 pages");
+  refused("1-4294967295", "over 65536 pages", 65536);  // refused before expanding
+  refused("99999999999", "is not a page number");
+  refused("1-", "is not a page number");
+  refused("-3", "is not a page number");
+  refused("+3", "is not a page number");
+}
+
 }  // namespace swarmlite
