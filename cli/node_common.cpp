@@ -228,6 +228,8 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
   if (make_http) {
     http_backend = make_http(node);
     node.set_snapshot_source(http_backend->snapshots());
+    // The page service (docs/protocol.md "Page service"): a peer's replica; none on the primary.
+    node.set_page_server(http_backend->page_server());
   }
   if (!flags.http.empty()) {
     http = std::make_unique<net::HttpApi>(*http_backend, std::move(http_options));

@@ -1,8 +1,8 @@
 // A PageSource (client/page_source.h) over a Replica in the same process: what
 // the light client's tests and benchmark fetch pages from before (and besides)
-// the network sources. pages() is Replica::pinned_pages; leaves() reads the
-// leaf hashes and their multiproof from the pinned head's state tree. An older
-// or not yet pinned size is HeadGone{the pinned size}, as a node answers.
+// the network sources. pages() is Replica::pinned_pages, leaves()
+// Replica::pinned_leaves (the pinned head's state tree). An older or not yet
+// pinned size is HeadGone{the newest pinned size}, as a node answers.
 #pragma once
 
 #include <string>

@@ -11,6 +11,7 @@
 #include "net/http_client.h"
 #include "net/http_request.h"
 #include "net/tcp_socket.h"
+#include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/tools/snapshot_source.h"
 
 #include <sodium.h>
@@ -904,6 +905,7 @@ struct HttpApi::Impl {
     std::string_view path = target.substr(0, qpos);
     std::string_view qs = qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
     if (path == "/db/snapshot" || path == "/db/snapshot/pages") co_return co_await handle_snapshot(req, path, qs);
+    if (path == "/db/pages" || path == "/db/leaves") co_return co_await handle_pages(req, path, qs);
     auto ro = parse_request_options(qs);
     if (!ro.ok()) co_return error(req, http::status::bad_request, ro.error().message);
     if (path == "/db/execute") co_return co_await handle_execute(req, *ro);
@@ -940,6 +942,91 @@ struct HttpApi::Impl {
     if (path == "/status" || path == "/readyz" || path == "/metrics")
       co_return error(req, http::status::method_not_allowed, fmt::format("{} takes GET", path));
     co_return error(req, http::status::not_found, fmt::format("no such endpoint: {}", path));
+  }
+
+  // One parameter of the query string: nullopt when absent, an error when
+  // given twice.
+  static Result<std::optional<std::string_view>> query_param(std::string_view qs, std::string_view path,
+                                                             std::string_view key) {
+    std::optional<std::string_view> found;
+    for (size_t i = 0; i <= qs.size();) {
+      size_t amp = std::min(qs.find('&', i), qs.size());
+      std::string_view part = qs.substr(i, amp - i);
+      i = amp + 1;
+      size_t eq = part.find('=');
+      if (part.substr(0, eq) != key) continue;
+      if (found) return make_error(Errc::invalid_argument, "{}: {} is given twice", path, key);
+      found = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
+    }
+    return found;
+  }
+
+  // GET /db/pages?size=N&pages=LIST and GET /db/leaves?size=N&pages=LIST
+  // (docs/http-api.md "Pages"): the encoded PageSet / LeafSet of the pinned
+  // head (docs/formats/pages.md), read on the read lane (a pread and a hash
+  // per page); 410 {"error", "newest"} when head N is not the pinned one.
+  asio::awaitable<Response> handle_pages(const Request& req, std::string_view path, std::string_view qs) {
+    if (req.method() != http::verb::get)
+      co_return error(req, http::status::method_not_allowed, fmt::format("{} takes GET", path));
+    const PageServer* server = backend.page_server();
+    if (!server)
+      co_return error(req, http::status::not_found,
+                      backend.accepts_writes()
+                          ? "the primary does not serve pages: ask a peer (docs/http-api.md \"Pages\")"
+                          : "this node serves no pages");
+    const bool pages = path == "/db/pages";
+    uint64_t size = 0;
+    auto size_text = query_param(qs, path, "size");
+    if (!size_text.ok()) co_return error(req, http::status::bad_request, size_text.error().message);
+    if (*size_text) {
+      std::string_view t = **size_text;
+      auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), size);
+      if (t.empty() || ec != std::errc() || end != t.data() + t.size())
+        co_return error(req, http::status::bad_request,
+                        fmt::format("{}: size={} is not a decimal number (0: the newest pinned head)", path, t));
+    }
+    auto list_text = query_param(qs, path, "pages");
+    if (!list_text.ok()) co_return error(req, http::status::bad_request, list_text.error().message);
+    if (!*list_text)
+      co_return error(req, http::status::bad_request,
+                      fmt::format("{}: pages= is missing (size=N&pages=1,5,9-12)", path));
+    auto pgnos = parse_page_list(**list_text, pages ? kMaxPagesPerRequest : kMaxLeavesPerRequest);
+    if (!pgnos.ok())
+      co_return error(req, http::status::bad_request, fmt::format("{}: pages=: {}", path, pgnos.error().message));
+    LaneSlot slot;
+    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+      busy_total.inc();
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("busy: {} read requests are already running or queued (the cap); try again later",
+                                  opts.max_pending_reads));
+    }
+    struct Answer {
+      uint64_t newest = 0;
+      Result<Bytes> set = Bytes{};
+    };
+    auto call = [server, size, pages, pgnos = std::move(pgnos).value()]() -> Result<Answer> {
+      Answer a;
+      if (pages) {
+        auto s = server->pinned_pages(size, pgnos, &a.newest);
+        a.set = s.ok() ? Result<Bytes>(encode_page_set(*s)) : Result<Bytes>(s.take_error());
+      } else {
+        auto s = server->pinned_leaves(size, pgnos, &a.newest);
+        a.set = s.ok() ? Result<Bytes>(encode_leaf_set(*s)) : Result<Bytes>(s.take_error());
+      }
+      return a;
+    };
+    auto answer = co_await offload(pool, std::move(call));
+    if (!answer.ok()) co_return error(req, status_for(answer.error().code), answer.error().message);
+    Result<Bytes>& set = answer->set;
+    if (!set.ok()) {
+      if (set.error().code == Errc::not_found && answer->newest != 0)  // ask again at the newest
+        co_return respond(req, http::status::gone,
+                          dump_json({{"error", set.error().message}, {"newest", answer->newest}}, false));
+      co_return error(req, status_for(set.error().code), fmt::format("{}: {}", path, set.error().message));
+    }
+    Bytes bytes = std::move(set).value();
+    co_return respond(req, http::status::ok, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                      "application/octet-stream");
   }
 
   // One decimal parameter of /db/snapshot/pages, within [lo, hi].

@@ -7,6 +7,7 @@
 //   GET /db/backup            the database file at a signed head (?fmt=sql: a SQL dump)
 //   GET /db/snapshot          pins a snapshot at the newest signed head (JSON manifest)
 //   GET /db/snapshot/pages    one verified chunk of it (docs/formats/snapshot.md)
+//   GET /db/pages, /db/leaves any pages / leaf hashes of the pinned head (docs/formats/pages.md)
 //   POST /db/load             a SQLite file or a SQL dump, loaded as logged entries (the
 //                             primary; token-protected; streamed to disk, its own size cap)
 //   GET /status, /readyz, /metrics
@@ -47,6 +48,7 @@
 
 namespace swarmlite {
 class SnapshotSource;  // sqlbridge/tools/snapshot_source.h
+class PageServer;      // sqlbridge/engine/page_set.h
 }  // namespace swarmlite
 
 namespace swarmlite::net {
@@ -149,6 +151,11 @@ class HttpBackend {
   // the backend's snapshot holder, or null (404 for both). Its calls block
   // (a copy, page reads) and run off the io thread.
   virtual SnapshotSource* snapshots() { return nullptr; }
+  // GET /db/pages and /db/leaves (docs/http-api.md "Pages"): the node's page
+  // service (a peer's Replica), or null: 404 "this node serves no pages" (the
+  // primary's: it has no pinned head to serve them from, ask a peer). Its
+  // calls pread and hash; they run on the read lane.
+  virtual const PageServer* page_server() const { return nullptr; }
   // POST /db/load (only called when accepts_writes()): loads the upload as
   // logged entries, stopping between entries once the deadline passed or
   // `*cancel` is set. Runs on the write lane, so no other write interleaves.

@@ -544,7 +544,7 @@ PinnedHeadProvider replica_pinned_head(Replica& replica) {
       const auto head = replica.log().head();
       return head && applied >= head->size ? head->size : 0;
     };
-    SWL_ASSIGN(PinnedPagesReply reply, replica.pinned_pages(0, std::span(&first, 1)));
+    SWL_ASSIGN(PageSet reply, replica.pinned_pages(0, std::span(&first, 1)));
     if (reply.head.size < newest()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
       SWL_ASSIGN(reply, replica.pinned_pages(0, std::span(&first, 1)));

@@ -92,6 +92,8 @@ class ReplicaHttpBackend : public HttpBackend {
   Result<BackupFile> backup(BackupFormat format, std::chrono::steady_clock::time_point deadline,
                             const std::atomic<bool>* cancel) override;
   SnapshotSource* snapshots() override { return snapshots_.get(); }
+  // The page service: pages and leaves of the replica's pinned head (Replica).
+  const PageServer* page_server() const override { return &replica_; }
 
  private:
   // Refuses while the replica is corrupt or diverged (as backups are).

@@ -34,6 +34,7 @@
 #include "net/sync.h"
 #include "net/tcp_socket.h"
 #include "net/worker.h"
+#include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/snapshot_chunk.h"
 #include "sqlbridge/tools/snapshot_source.h"
 
@@ -57,6 +58,10 @@ static_assert(kMaxSnapshotPagesPerRequest == kMaxChunkPageBytes / 512);
 static_assert(kMaxSnapshotChunkBytes >= kMaxChunkPageBytes + kEncodedHeadSize + 64 + 8 +
                                             kMaxChunkProofHashes * 32);
 
+static_assert(kMaxGetPagesPgnos == kMaxPagesPerRequest);
+static_assert(kMaxGetLeavesPgnos == kMaxLeavesPerRequest);
+static_assert(kMaxPagesMsgBytes >= kMaxPageSetBytes);
+
 // An Error reply whose message fits the codec's cap (a longer one would make a
 // frame the peer refuses).
 ErrorMsg error_reply(ErrorCode code, std::string message) {
@@ -64,9 +69,45 @@ ErrorMsg error_reply(ErrorCode code, std::string message) {
   return ErrorMsg{code, std::move(message)};
 }
 
-// The answer to one snapshot request (a snapshot thread: these calls block).
-Message answer_snapshot(SnapshotSource* source, const std::variant<GetSnapshot, GetSnapshotPages>& request,
-                        const std::atomic<bool>* cancel) {
+// The answer to one snapshot or page request (a snapshot thread: these calls block).
+// The answer to GetPages / GetLeaves (docs/protocol.md "Page service"): the
+// encoded set, HeadGone when the head asked for is not the pinned one, else an
+// Error naming why.
+template <class Msg, class Get>
+Message answer_pages(const PageServer* server, const Get& g) {
+  constexpr bool pages = std::is_same_v<Get, GetPages>;
+  if (!server) {
+    return error_reply(ErrorCode::not_available,
+                       "this node serves no pages (the primary does not: ask a peer, docs/protocol.md \"Page service\")");
+  }
+  uint64_t newest = 0;
+  auto set = [&]() -> Result<Bytes> {
+    if constexpr (pages) {
+      SWL_ASSIGN(PageSet s, server->pinned_pages(g.size, g.pgnos, &newest));
+      return encode_page_set(s);
+    } else {
+      SWL_ASSIGN(LeafSet s, server->pinned_leaves(g.size, g.pgnos, &newest));
+      return encode_leaf_set(s);
+    }
+  }();
+  if (!set.ok()) {
+    const Error& e = set.error();
+    if (e.code == Errc::not_found && newest != 0) return HeadGoneMsg{g.size, newest};
+    if (e.code == Errc::invalid_argument) return error_reply(ErrorCode::bad_request, e.message);
+    return error_reply(ErrorCode::not_available, e.to_string());
+  }
+  // A leaf set of 65536 scattered leaves of a huge tree can outgrow a frame.
+  if (set->size() > (pages ? kMaxPagesMsgBytes : kMaxLeavesMsgBytes)) {
+    return error_reply(ErrorCode::bad_request,
+                       fmt::format("the answer is {} bytes, over the frame's cap: ask for fewer pages", set->size()));
+  }
+  return Msg{std::move(set).value()};
+}
+
+Message answer_served(SnapshotSource* source, const PageServer* pages, const ServedRequest& request,
+                      const std::atomic<bool>* cancel) {
+  if (const auto* g = std::get_if<GetPages>(&request)) return answer_pages<PagesMsg>(pages, *g);
+  if (const auto* g = std::get_if<GetLeaves>(&request)) return answer_pages<LeavesMsg>(pages, *g);
   if (!source) return error_reply(ErrorCode::not_available, "this node serves no snapshots");
   if (std::holds_alternative<GetSnapshot>(request)) {
     auto m = source->newest(cancel);
@@ -183,10 +224,13 @@ struct Node::Impl : SessionEvents {
   // goes on). Per session one request at a time, in order: answers carry no
   // request id. Two threads: a copy being made does not hold up every chunk.
   std::atomic<SnapshotSource*> snapshot_source{nullptr};
+  // The page service (docs/protocol.md "Page service"), answered on the same
+  // threads and queues: a page read is a pread and a hash per page.
+  std::atomic<const PageServer*> page_server{nullptr};
   std::atomic<bool> snapshot_cancel{false};  // set when stopping: a copy in progress gives up
   asio::thread_pool snapshot_pool{2};
   struct SnapshotQueue {
-    std::deque<std::variant<GetSnapshot, GetSnapshotPages>> pending;
+    std::deque<ServedRequest> pending;
     bool running = false;
   };
   std::map<uint64_t, SnapshotQueue> snapshot_queues;  // io thread
@@ -447,7 +491,7 @@ void Node::Impl::pump_snapshots(uint64_t id) {
   it->second.pending.pop_front();
   it->second.running = true;
   asio::post(snapshot_pool, [this, id, request = std::move(request)] {
-    Message answer = answer_snapshot(snapshot_source.load(), request, &snapshot_cancel);
+    Message answer = answer_served(snapshot_source.load(), page_server.load(), request, &snapshot_cancel);
     asio::post(io, [this, id, answer = std::move(answer)] {
       if (stopping) return;
       sync.snapshot_answered(id);
@@ -607,5 +651,7 @@ NodeStatus Node::status() const {
 std::optional<Evidence> Node::evidence() const { return status().evidence; }
 
 void Node::set_snapshot_source(SnapshotSource* source) { impl_->snapshot_source = source; }
+
+void Node::set_page_server(const PageServer* server) { impl_->page_server = server; }
 
 }  // namespace swarmlite::net

@@ -40,6 +40,7 @@
 
 namespace swarmlite {
 class SnapshotSource;  // sqlbridge/tools/snapshot_source.h
+class PageServer;      // sqlbridge/engine/page_set.h
 }
 
 namespace swarmlite::net {
@@ -231,6 +232,10 @@ class Node {
   // the node answers not_available. `source` must outlive stop(); the node
   // calls it only from its snapshot threads, which stop() joins.
   void set_snapshot_source(SnapshotSource* source);
+  // Where GetPages and GetLeaves are answered from (docs/protocol.md "Page
+  // service"): a peer's Replica. Null (the default, and the primary's):
+  // not_available "this node serves no pages". Same lifetime rule as above.
+  void set_page_server(const PageServer* server);
 
  public:
   struct Impl;  // node.cpp only

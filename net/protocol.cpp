@@ -28,6 +28,33 @@ Result<std::string> read_address(Reader& r, std::string_view field, bool allow_e
   return s;
 }
 
+// GetPages / GetLeaves: u64 size · u32 count · count × u32 pgno.
+void write_pgnos(Writer& w, uint64_t size, const std::vector<uint32_t>& pgnos) {
+  w.u64(size);
+  w.u32(static_cast<uint32_t>(pgnos.size()));
+  for (uint32_t p : pgnos) w.u32(p);
+}
+
+// The count (1..cap, each number 4 bytes: checked against what is left before
+// allocating) and the numbers, strictly increasing from 1.
+Result<std::vector<uint32_t>> read_pgnos(Reader& r, size_t cap) {
+  const size_t at = r.offset();
+  SWL_ASSIGN(size_t n, r.count("count", cap, 4));
+  if (n == 0) return r.fail_at(Errc::bad_value, at, "count", "0 (a request names at least one page)");
+  std::vector<uint32_t> pgnos(n);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t pat = r.offset();
+    SWL_ASSIGN(pgnos[i], r.u32("pgno"));
+    if (pgnos[i] == 0) return r.fail_at(Errc::bad_value, pat, "pgno", "0 (pages are numbered from 1)");
+    if (i > 0 && pgnos[i] <= pgnos[i - 1]) {
+      return r.fail_at(Errc::bad_value, pat, "pgno",
+                       fmt::format("{} does not follow {}: page numbers must be strictly increasing", pgnos[i],
+                                   pgnos[i - 1]));
+    }
+  }
+  return pgnos;
+}
+
 void encode_into(Writer& w, const Message& m) {
   std::visit(
       Overloaded{
@@ -84,6 +111,14 @@ void encode_into(Writer& w, const Message& m) {
             w.u64(x.size);
             w.blob(x.last_entry);
             write_hash_list(w, x.path);
+          },
+          [&](const GetPages& x) { write_pgnos(w, x.size, x.pgnos); },
+          [&](const PagesMsg& x) { w.blob(x.set); },
+          [&](const GetLeaves& x) { write_pgnos(w, x.size, x.pgnos); },
+          [&](const LeavesMsg& x) { w.blob(x.set); },
+          [&](const HeadGoneMsg& x) {
+            w.u64(x.size);
+            w.u64(x.newest);
           },
       },
       m);
@@ -244,6 +279,34 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
       }
       return Message{std::move(f)};
     }
+    case MessageType::get_pages: {
+      GetPages g;
+      SWL_ASSIGN(g.size, r.u64("size"));
+      SWL_ASSIGN(g.pgnos, read_pgnos(r, kMaxGetPagesPgnos));
+      return Message{std::move(g)};
+    }
+    case MessageType::get_leaves: {
+      GetLeaves g;
+      SWL_ASSIGN(g.size, r.u64("size"));
+      SWL_ASSIGN(g.pgnos, read_pgnos(r, kMaxGetLeavesPgnos));
+      return Message{std::move(g)};
+    }
+    case MessageType::pages: {
+      SWL_ASSIGN(ByteView b, r.blob("set", kMaxPagesMsgBytes));
+      return Message{PagesMsg{Bytes(b.begin(), b.end())}};
+    }
+    case MessageType::leaves: {
+      SWL_ASSIGN(ByteView b, r.blob("set", kMaxLeavesMsgBytes));
+      return Message{LeavesMsg{Bytes(b.begin(), b.end())}};
+    }
+    case MessageType::head_gone: {
+      HeadGoneMsg g;
+      SWL_ASSIGN(g.size, r.u64("size"));
+      const size_t at = r.offset();
+      SWL_ASSIGN(g.newest, r.u64("newest"));
+      if (g.newest == 0) return r.fail_at(Errc::bad_value, at, "newest", "0 (a node serving pages holds a head)");
+      return Message{g};
+    }
   }
   return make_error(Errc::bad_value, "message: unknown type {}", static_cast<int>(type));
 }
@@ -263,6 +326,11 @@ std::string_view message_type_name(MessageType t) {
     case MessageType::get_snapshot: return "GetSnapshot";
     case MessageType::snapshot_manifest: return "SnapshotManifest";
     case MessageType::get_snapshot_pages: return "GetSnapshotPages";
+    case MessageType::get_pages: return "GetPages";
+    case MessageType::pages: return "Pages";
+    case MessageType::get_leaves: return "GetLeaves";
+    case MessageType::leaves: return "Leaves";
+    case MessageType::head_gone: return "HeadGone";
     case MessageType::snapshot_pages: return "SnapshotPages";
     case MessageType::get_frontier: return "GetFrontier";
     case MessageType::frontier: return "Frontier";
@@ -272,11 +340,13 @@ std::string_view message_type_name(MessageType t) {
 
 MessageType message_type(const Message& m) {
   // The variant's alternatives are in wire-id order, starting at 1.
-  static_assert(std::variant_size_v<Message> == 14);
+  static_assert(std::variant_size_v<Message> == 19);
   static_assert(std::is_same_v<std::variant_alternative_t<0, Message>, Hello>);
   static_assert(std::is_same_v<std::variant_alternative_t<7, Message>, ErrorMsg>);
   static_assert(std::is_same_v<std::variant_alternative_t<8, Message>, GetSnapshot>);
   static_assert(std::is_same_v<std::variant_alternative_t<13, Message>, Frontier>);
+  static_assert(std::is_same_v<std::variant_alternative_t<14, Message>, GetPages>);
+  static_assert(std::is_same_v<std::variant_alternative_t<18, Message>, HeadGoneMsg>);
   return static_cast<MessageType>(m.index() + 1);
 }
 
@@ -311,7 +381,7 @@ Result<uint32_t> decode_frame_length(ByteView header4, size_t max_frame) {
 Result<Message> decode_message(ByteView body) {
   Reader r(body, "message");
   SWL_ASSIGN(uint8_t type, r.u8("type"));
-  if (type < 1 || type > static_cast<uint8_t>(MessageType::frontier)) {
+  if (type < 1 || type > static_cast<uint8_t>(MessageType::head_gone)) {
     return r.fail_at(Errc::bad_value, 0, "type", fmt::format("unknown message type {}", type));
   }
   SWL_ASSIGN(Message m, decode_payload(static_cast<MessageType>(type), r));

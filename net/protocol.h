@@ -22,7 +22,8 @@
 namespace swarmlite::net {
 
 // 2: Hello carries `first`; the snapshot and frontier messages (ids 9..14).
-// 3: HeadMsg carries `first` too (a node that compacts while connected says so).
+// 3: HeadMsg carries `first` too (a node that compacts while connected says so),
+//    and the page service messages (ids 15..19, docs/light-client.md "Page service").
 // Versions 1 and 2 are not spoken any more: a node of another version is
 // refused in the handshake (docs/formats/protocol.md "Versions").
 inline constexpr uint16_t kProtocolVersion = 3;
@@ -44,6 +45,16 @@ inline constexpr size_t kMaxSnapshotChunkBytes = (8u << 20) + (64u << 10);
 // Pages per GetSnapshotPages: what 8 MiB of the smallest (512-byte) pages holds,
 // as decode_snapshot_request allows.
 inline constexpr uint32_t kMaxSnapshotPagesPerRequest = (8u << 20) / 512;
+// Page service (docs/formats/pages.md): page numbers per GetPages / GetLeaves
+// (kMaxPagesPerRequest / kMaxLeavesPerRequest of sqlbridge/engine/page_set.h,
+// which this codec does not link; net/node.cpp checks they agree), and the
+// largest encoded PageSet (256 pages of 64 KiB, head, numbers, a proof of at
+// most 6,654 hashes: 16 MiB + 256 KiB holds it) and LeafSet a frame carries
+// (what is left of a frame; a node whose answer is larger says so instead).
+inline constexpr size_t kMaxGetPagesPgnos = 256;
+inline constexpr size_t kMaxGetLeavesPgnos = 1u << 16;
+inline constexpr size_t kMaxPagesMsgBytes = (16u << 20) + (256u << 10);
+inline constexpr size_t kMaxLeavesMsgBytes = kMaxFrameBytes - 64;
 // An entry in a Frontier message: EntryLimits::max_entry_bytes (16 MiB).
 inline constexpr size_t kMaxFrontierEntryBytes = 16u << 20;
 
@@ -63,6 +74,11 @@ enum class MessageType : uint8_t {
   snapshot_pages = 12,
   get_frontier = 13,
   frontier = 14,
+  get_pages = 15,
+  pages = 16,
+  get_leaves = 17,
+  leaves = 18,
+  head_gone = 19,
 };
 std::string_view message_type_name(MessageType t);
 
@@ -194,9 +210,41 @@ struct Frontier {
   friend bool operator==(const Frontier&, const Frontier&) = default;
 };
 
+// Page service (docs/protocol.md "Page service", docs/formats/pages.md): pages
+// or leaf hashes `pgnos` (strictly increasing, from 1) of the head of log size
+// `size` (0: the receiver's newest pinned head), answered off the io thread.
+struct GetPages {
+  uint64_t size = 0;
+  std::vector<uint32_t> pgnos;  // 1..kMaxGetPagesPgnos numbers
+  friend bool operator==(const GetPages&, const GetPages&) = default;
+};
+struct GetLeaves {
+  uint64_t size = 0;
+  std::vector<uint32_t> pgnos;  // 1..kMaxGetLeavesPgnos numbers
+  friend bool operator==(const GetLeaves&, const GetLeaves&) = default;
+};
+// Answers: the encoded PageSet / LeafSet of docs/formats/pages.md, opaque here
+// (the requester decodes and verifies it).
+struct PagesMsg {
+  Bytes set;  // at most kMaxPagesMsgBytes
+  friend bool operator==(const PagesMsg&, const PagesMsg&) = default;
+};
+struct LeavesMsg {
+  Bytes set;  // at most kMaxLeavesMsgBytes
+  friend bool operator==(const LeavesMsg&, const LeavesMsg&) = default;
+};
+// Answer to GetPages / GetLeaves: the receiver does not (or no longer) hold
+// head `size` pinned; `newest` is the one it serves, to ask again at.
+struct HeadGoneMsg {
+  uint64_t size = 0;
+  uint64_t newest = 0;  // >= 1
+  friend bool operator==(const HeadGoneMsg&, const HeadGoneMsg&) = default;
+};
+
 using Message = std::variant<Hello, HeadMsg, GetEntries, Entries, GetPeers, Peers, EvidenceMsg,
                              ErrorMsg, GetSnapshot, SnapshotManifestMsg, GetSnapshotPages,
-                             SnapshotPages, GetFrontier, Frontier>;
+                             SnapshotPages, GetFrontier, Frontier, GetPages, PagesMsg, GetLeaves,
+                             LeavesMsg, HeadGoneMsg>;
 
 MessageType message_type(const Message& m);
 

@@ -100,6 +100,13 @@ TEST_CASE("every message type round-trips through a frame") {
   SnapshotPages pages{Bytes(5000, 0x5a)};
   CHECK(round_trip(pages) == Message{pages});
   CHECK(round_trip(GetFrontier{6}) == Message{GetFrontier{6}});
+  CHECK(round_trip(GetPages{0, {1, 5, 9}}) == Message{GetPages{0, {1, 5, 9}}});
+  std::vector<uint32_t> many(kMaxGetLeavesPgnos);
+  for (uint32_t i = 0; i < many.size(); ++i) many[i] = 2 * i + 1;
+  CHECK(round_trip(GetLeaves{7, many}) == Message{GetLeaves{7, many}});
+  CHECK(round_trip(PagesMsg{Bytes(9000, 0x11)}) == Message{PagesMsg{Bytes(9000, 0x11)}});
+  CHECK(round_trip(LeavesMsg{Bytes(300, 0x22)}) == Message{LeavesMsg{Bytes(300, 0x22)}});
+  CHECK(round_trip(HeadGoneMsg{5, 9}) == Message{HeadGoneMsg{5, 9}});
   // Size 6 = 0b110: the last leaf's path has countr_zero(6) + popcount(6) - 1 = 2 hashes.
   Frontier f{6, Bytes{1, 2, 3}, {blake2b(as_bytes("a")), blake2b(as_bytes("b"))}};
   CHECK(round_trip(f) == Message{f});
@@ -114,6 +121,24 @@ TEST_CASE("snapshot messages: out-of-range fields are refused, naming the field"
     CHECK(r.error().code == Errc::bad_value);
     CHECK_MESSAGE(r.error().message.find(field) != std::string::npos, r.error().message);
   };
+  refused(GetPages{1, {}}, "count");
+  refused(GetPages{1, {0}}, "pgno");
+  refused(GetPages{1, {4, 4}}, "strictly increasing");
+  refused(GetLeaves{1, {9, 3}}, "strictly increasing");
+  refused(HeadGoneMsg{5, 0}, "newest");
+  {
+    std::vector<uint32_t> over(kMaxGetPagesPgnos + 1);
+    for (uint32_t i = 0; i < over.size(); ++i) over[i] = i + 1;
+    auto r = decode_frame(encode_frame(GetPages{1, over}));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::too_large);
+    over.pop_back();
+    CHECK(decode_frame(encode_frame(GetPages{1, over})).ok());
+    // A count the bytes left cannot hold is refused before anything is allocated.
+    Bytes lying = encode_frame(GetLeaves{1, {1}});
+    lying[5 + 8 + 3] = 200;
+    CHECK(decode_frame(lying).error().code == Errc::truncated);
+  }
   refused(GetSnapshotPages{0, 1, 1}, "size");
   refused(GetSnapshotPages{5, 0, 1}, "first_page");
   refused(GetSnapshotPages{5, 1, 0}, "count");
@@ -210,7 +235,7 @@ TEST_CASE("truncated and overlong frames are refused") {
 
 TEST_CASE("unknown message types are refused") {
   CHECK(decode_error(Bytes{0, 0, 0, 1, 0}) == Errc::bad_value);
-  CHECK(decode_error(Bytes{0, 0, 0, 1, 15}) == Errc::bad_value);
+  CHECK(decode_error(Bytes{0, 0, 0, 1, 20}) == Errc::bad_value);  // past HeadGone (19)
   CHECK(decode_error(Bytes{0, 0, 0, 1, 0xff}) == Errc::bad_value);
 }
 
@@ -220,7 +245,7 @@ TEST_CASE("hello of another protocol version is refused as bad_version") {
   Bytes payload = encode_payload(h);
   payload[1] = 1;  // version 1 (never deployed; no `first`)
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
-  payload[1] = 2;  // version 2 (Head without `first`)
+  payload[1] = 2;  // version 2 (Head without `first`, no page service messages)
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
   payload[1] = 4;
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);

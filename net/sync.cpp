@@ -221,13 +221,16 @@ Actions SyncEngine::message(uint64_t id, Message&& m, Clock::time_point now) {
         else if constexpr (std::is_same_v<T, Peers>) on_peers(x);
         else if constexpr (std::is_same_v<T, EvidenceMsg>) on_evidence(out, s, x.evidence, now);
         else if constexpr (std::is_same_v<T, ErrorMsg>) on_error(out, s, x, now);
-        else if constexpr (std::is_same_v<T, GetSnapshot> || std::is_same_v<T, GetSnapshotPages>)
-          on_snapshot_request(out, s, x, now);
+        else if constexpr (std::is_same_v<T, GetSnapshot> || std::is_same_v<T, GetSnapshotPages> ||
+                           std::is_same_v<T, GetPages> || std::is_same_v<T, GetLeaves>)
+          on_snapshot_request(out, s, std::move(x), now);
         else if constexpr (std::is_same_v<T, GetFrontier>) on_get_frontier(out, s, x, now);
         else if constexpr (std::is_same_v<T, SnapshotManifestMsg> || std::is_same_v<T, SnapshotPages> ||
-                           std::is_same_v<T, Frontier>)
-          // A node never asks for these (the fetcher and a bootstrapping node use
-          // their own connections): unrequested, like unrequested Entries.
+                           std::is_same_v<T, Frontier> || std::is_same_v<T, PagesMsg> ||
+                           std::is_same_v<T, LeavesMsg> || std::is_same_v<T, HeadGoneMsg>)
+          // A node never asks for these (the fetcher, a bootstrapping node and a
+          // light client use their own connections): unrequested, like
+          // unrequested Entries.
           misbehaved(out, s, fmt::format("unrequested {}", message_type_name(type)), now);
       },
       std::move(m));
@@ -643,15 +646,15 @@ void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g,
   send(out, s, std::move(reply));
 }
 
-// A peer asks for a snapshot: answered off the io thread by the node, this
-// session's requests in order; more than kMaxSnapshotRequestsPerSession at once
-// is a bad request (the answers of earlier ones may then not arrive: the
+// A peer asks for a snapshot, pages or leaves: answered off the io thread by
+// the node, this session's requests in order; more than
+// kMaxSnapshotRequestsPerSession at once is a bad request (the answers of earlier ones may then not arrive: the
 // session closes). A session that downloads is useful: not evicted as idle.
-void SyncEngine::on_snapshot_request(Actions& out, PeerState& s,
-                                     std::variant<GetSnapshot, GetSnapshotPages> r, Clock::time_point now) {
+void SyncEngine::on_snapshot_request(Actions& out, PeerState& s, ServedRequest r, Clock::time_point now) {
   s.last_useful = now;
   if (s.snapshot_requests >= kMaxSnapshotRequestsPerSession) {
-    const std::string why = fmt::format("more than {} snapshot requests at once", kMaxSnapshotRequestsPerSession);
+    const std::string why =
+        fmt::format("more than {} snapshot or page requests at once", kMaxSnapshotRequestsPerSession);
     spdlog::info("closing {}: {}", s.name(), why);
     send(out, s, ErrorMsg{ErrorCode::bad_request, why});
     close(out, s, why);

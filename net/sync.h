@@ -82,12 +82,14 @@ struct RequestDeadlineAction {
 struct HandshakenAction {
   uint64_t session = 0;
 };
-// Answer a GetSnapshot or GetSnapshotPages off the io thread (SnapshotSource
-// calls block), the session's requests in order, then report with
-// snapshot_answered() (docs/protocol.md "Snapshots").
+// Answer a GetSnapshot, GetSnapshotPages, GetPages or GetLeaves off the io
+// thread (SnapshotSource calls block, page reads pread and hash), the session's
+// requests in order, then report with snapshot_answered() (docs/protocol.md
+// "Snapshots", "Page service").
+using ServedRequest = std::variant<GetSnapshot, GetSnapshotPages, GetPages, GetLeaves>;
 struct SnapshotAction {
   uint64_t session = 0;
-  std::variant<GetSnapshot, GetSnapshotPages> request;
+  ServedRequest request;
 };
 
 using Action = std::variant<SendAction, CloseAction, BanAction, DialAction, StoreAction,
@@ -187,8 +189,7 @@ class SyncEngine {
   void on_peers(const Peers& p);
   void on_evidence(Actions& out, PeerState& p, const Evidence& e, Clock::time_point now);
   void on_error(Actions& out, PeerState& p, const ErrorMsg& e, Clock::time_point now);
-  void on_snapshot_request(Actions& out, PeerState& p, std::variant<GetSnapshot, GetSnapshotPages> r,
-                           Clock::time_point now);
+  void on_snapshot_request(Actions& out, PeerState& p, ServedRequest r, Clock::time_point now);
   void on_get_frontier(Actions& out, PeerState& p, const GetFrontier& g, Clock::time_point now);
   void check_head(Actions& out, const Head& h, const std::string& from);
   void schedule_fetch(Actions& out, Clock::time_point now);

@@ -4,11 +4,24 @@
 // snapshot_chunk.h for contiguous ranges: the types and the checks. A page's
 // leaf is H(0x00 ‖ u32be(pgno) ‖ page) (docs/formats/state-tree.md), so a page
 // sent under another number fails the proof without any extra field.
+//
+// Wire forms (docs/formats/pages.md), all integers big-endian:
+//   pages request  = u8 version=1 · u64 size · u32 count · count × u32 pgno
+//   leaves request = the same, with the GetLeaves cap
+//   page set       = u8 version=1 · head (docs/formats/head.md) · u32 page_size
+//                    · u32 count · count × u32 pgno · count × page_size page bytes
+//                    · u32 length · multiproof (docs/formats/merkle.md)
+//   leaf set       = u8 version=1 · head · u32 count · count × u32 pgno
+//                    · count × 32-byte leaf hash · u32 length · multiproof
+// Decoders check every length before allocating, reject trailing bytes and name
+// the field and its offset (core/codec.h).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/bytes.h"
@@ -22,6 +35,45 @@ namespace swarmlite {
 // multiproof cap), docs/light-client.md "Page service".
 inline constexpr size_t kMaxPagesPerRequest = 256;
 inline constexpr size_t kMaxLeavesPerRequest = kMaxMultiproofLeaves;
+inline constexpr uint8_t kPageSetVersion = 1;
+// The page bytes of one PageSet: 256 pages of the largest SQLite page size.
+inline constexpr uint64_t kMaxPageSetPageBytes = uint64_t{kMaxPagesPerRequest} * 65536;
+
+// The most hashes a multiproof of `leaves` leaves can hold in a tree of at most
+// 2^32 leaves (page numbers are u32): at depth d below the root at most
+// min(leaves, 2^d) siblings, for d = 1..32.
+constexpr uint64_t max_page_multiproof_hashes(uint64_t leaves) {
+  uint64_t n = 0;
+  for (int d = 1; d <= 32; ++d) n += std::min<uint64_t>(leaves, uint64_t{1} << d);
+  return n;
+}
+// Its encoded size (docs/formats/merkle.md: version, size, count, indices, hash list).
+constexpr uint64_t max_page_multiproof_bytes(uint64_t leaves) {
+  return 1 + 8 + 4 + 8 * leaves + 4 + 32 * max_page_multiproof_hashes(leaves);
+}
+// The largest encoded request / PageSet / LeafSet a decoder accepts; a
+// transport caps bodies at these (a LeafSet of 65536 scattered leaves can
+// carry ~1.2M proof hashes: ~40 MiB; a dense one far less).
+inline constexpr size_t kMaxPagesRequestBytes = 1 + 8 + 4 + 4 * kMaxPagesPerRequest;
+inline constexpr size_t kMaxLeavesRequestBytes = 1 + 8 + 4 + 4 * kMaxLeavesPerRequest;
+inline constexpr size_t kMaxPageSetBytes = 1 + kEncodedHeadSize + 4 + 4 +
+                                           4 * kMaxPagesPerRequest + kMaxPageSetPageBytes + 4 +
+                                           max_page_multiproof_bytes(kMaxPagesPerRequest);
+inline constexpr size_t kMaxLeafSetBytes = 1 + kEncodedHeadSize + 4 + 36 * kMaxLeavesPerRequest +
+                                           4 + max_page_multiproof_bytes(kMaxLeavesPerRequest);
+
+// GetPages / GetLeaves: pages `pgnos` (strictly increasing, from 1) of the head
+// of log size `size` (0: the node's newest pinned head).
+struct PagesRequest {
+  uint64_t size = 0;
+  std::vector<uint32_t> pgnos;
+  friend bool operator==(const PagesRequest&, const PagesRequest&) = default;
+};
+struct LeavesRequest {
+  uint64_t size = 0;
+  std::vector<uint32_t> pgnos;
+  friend bool operator==(const LeavesRequest&, const LeavesRequest&) = default;
+};
 
 // Pages `pgnos` of the state at `head`, with the multiproof of their leaves
 // (indices pgno - 1) in the head's state tree of head.page_count leaves.
@@ -62,6 +114,51 @@ std::vector<uint64_t> pgno_indices(std::span<const uint32_t> pgnos);
 // page of a set is wrong, so the message names the set).
 Status verify_page_set(const PageSet& set, const Head& trusted);
 Status verify_leaf_set(const LeafSet& set, const Head& trusted);
+
+Bytes encode_pages_request(const PagesRequest& r);
+Bytes encode_leaves_request(const LeavesRequest& r);
+// Rejects (naming field and offset): bad version; count 0 or over the cap
+// (256 pages / 65536 leaves, too_large); a page number 0 or not above the one
+// before; truncation; trailing bytes. The head's page count is not known here:
+// the server checks it (check_pgnos).
+Result<PagesRequest> decode_pages_request(ByteView bytes);
+Result<LeavesRequest> decode_leaves_request(ByteView bytes);
+
+Bytes encode_page_set(const PageSet& s);
+Bytes encode_leaf_set(const LeafSet& s);
+// Rejects (naming field and offset): bad version; a head that does not decode;
+// a page size that is not a power of two in 512..65536; count 0 or over the
+// cap (too_large); page numbers not strictly increasing in 1..head.page_count;
+// truncated pages / hashes; a proof length over what `count` leaves can need;
+// a multiproof that does not decode or is not exactly for leaves pgno - 1 in a
+// tree of head.page_count; trailing bytes. Hashes and the signature are not
+// checked: that is verify_page_set / verify_leaf_set.
+Result<PageSet> decode_page_set(ByteView bytes);
+Result<LeafSet> decode_leaf_set(ByteView bytes);
+
+// What answers GetPages / GetLeaves on a node (Replica: from its pinned head,
+// docs/light-client.md "Page service"); the transports (net/node.cpp,
+// net/http_api.cpp) call it off their I/O threads. `size` 0 is the newest
+// pinned head; a head not (or no longer) pinned is not_found with *newest set
+// to the size that is, which the transports answer as "head gone, newest M";
+// bad page numbers are invalid_argument.
+class PageServer {
+ public:
+  virtual ~PageServer() = default;
+  virtual Result<PageSet> pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
+                                       uint64_t* newest = nullptr) const = 0;
+  virtual Result<LeafSet> pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
+                                        uint64_t* newest = nullptr) const = 0;
+};
+
+// Page lists in URLs (docs/http-api.md "Pages": GET /db/pages?pages=LIST):
+// comma-separated numbers and ranges "a-b", e.g. "1,5,9-12". parse_page_list
+// expands it, refusing (invalid_argument, naming the item) a number 0 or not
+// decimal, a range a > b, items not strictly increasing, more than `max` pages
+// in all (checked before expanding), or more than 64 KiB of text.
+Result<std::vector<uint32_t>> parse_page_list(std::string_view text, size_t max);
+// The shortest such list of `pgnos` (strictly increasing): runs become ranges.
+std::string format_page_list(std::span<const uint32_t> pgnos);
 
 // "page 7" / "pages 3, 9, 12" / "12 pages 3..4100": names a set in messages.
 std::string pgnos_text(std::span<const uint32_t> pgnos);

@@ -164,4 +164,191 @@ TEST_CASE("verify_leaf_set: changed, swapped or missing leaves are refused") {
   refused(verify_leaf_set(leaf_set(other, pgnos), db.head), "not the trusted head");
 }
 
+namespace {
+
+// A decode refusal with `code` whose message has `words` (field and offset).
+template <class T>
+void bad(const Result<T>& r, Errc code, std::string_view words) {
+  REQUIRE_FALSE(r.ok());
+  CHECK_MESSAGE(r.error().code == code, r.error().to_string());
+  CHECK_MESSAGE(r.error().message.find(words) != std::string::npos, r.error().to_string());
+}
+
+void put_u32(Bytes& b, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b[at + i] = static_cast<uint8_t>(v >> (24 - 8 * i));
+}
+
+// Offsets in an encoded page set / leaf set (docs/formats/pages.md).
+constexpr size_t kSetPageSize = 1 + kEncodedHeadSize;
+constexpr size_t kPageSetCount = kSetPageSize + 4;
+constexpr size_t kLeafSetCount = 1 + kEncodedHeadSize;
+
+}  // namespace
+
+TEST_CASE("page set codec: requests and sets round trip") {
+  Db db = make_db(300);
+  for (const std::vector<uint32_t>& pgnos :
+       {std::vector<uint32_t>{1}, std::vector<uint32_t>{300}, std::vector<uint32_t>{2, 77, 150},
+        std::vector<uint32_t>{5, 6, 7, 64, 65, 200}}) {
+    PagesRequest pq{7, pgnos};
+    auto pq2 = decode_pages_request(encode_pages_request(pq));
+    REQUIRE_MESSAGE(pq2.ok(), pq2.error().to_string());
+    CHECK(*pq2 == pq);
+    LeavesRequest lq{0, pgnos};
+    auto lq2 = decode_leaves_request(encode_leaves_request(lq));
+    REQUIRE_MESSAGE(lq2.ok(), lq2.error().to_string());
+    CHECK(*lq2 == lq);
+
+    PageSet ps = page_set(db, pgnos);
+    const Bytes enc = encode_page_set(ps);
+    CHECK(enc.size() == kPageSetCount + 4 + 4 * pgnos.size() + kPs * pgnos.size() + 4 +
+                            encode_multiproof(ps.proof).size());
+    auto ps2 = decode_page_set(enc);
+    REQUIRE_MESSAGE(ps2.ok(), ps2.error().to_string());
+    CHECK(*ps2 == ps);
+    CHECK(verify_page_set(*ps2, db.head).ok());
+    CHECK(encode_page_set(*ps2) == enc);
+
+    LeafSet ls = leaf_set(db, pgnos);
+    auto ls2 = decode_leaf_set(encode_leaf_set(ls));
+    REQUIRE_MESSAGE(ls2.ok(), ls2.error().to_string());
+    CHECK(*ls2 == ls);
+    CHECK(verify_leaf_set(*ls2, db.head).ok());
+  }
+  // The caps themselves are accepted: 256 pages, 65536 leaves.
+  std::vector<uint32_t> most(kMaxPagesPerRequest);
+  for (uint32_t i = 0; i < most.size(); ++i) most[i] = i + 1;
+  CHECK(decode_pages_request(encode_pages_request({0, most})).ok());
+  CHECK(decode_page_set(encode_page_set(page_set(db, most))).ok());
+  std::vector<uint32_t> leaves(kMaxLeavesPerRequest);
+  for (uint32_t i = 0; i < leaves.size(); ++i) leaves[i] = 2 * i + 1;
+  CHECK(decode_leaves_request(encode_leaves_request({0, leaves})).ok());
+}
+
+TEST_CASE("page set codec: requests are refused naming the field") {
+  bad(decode_pages_request(encode_pages_request({1, {}})), Errc::bad_value, "count at offset 9");
+  std::vector<uint32_t> many(kMaxPagesPerRequest + 1);
+  for (uint32_t i = 0; i < many.size(); ++i) many[i] = i + 1;
+  bad(decode_pages_request(encode_pages_request({1, many})), Errc::too_large, "over the cap");
+  std::vector<uint32_t> more(kMaxLeavesPerRequest + 1);
+  for (uint32_t i = 0; i < more.size(); ++i) more[i] = i + 1;
+  bad(decode_leaves_request(encode_leaves_request({1, more})), Errc::too_large,
+      "leaves request");
+  bad(decode_pages_request(encode_pages_request({1, {0, 3}})), Errc::bad_value,
+      "pgno at offset 13: 0");
+  bad(decode_pages_request(encode_pages_request({1, {4, 3}})), Errc::bad_value,
+      "pgno at offset 17: 3 does not follow 4");
+  bad(decode_leaves_request(encode_leaves_request({1, {4, 4}})), Errc::bad_value,
+      "strictly increasing");
+  Bytes req = encode_pages_request({1, {1, 2}});
+  Bytes v2 = req;
+  v2[0] = 2;
+  bad(decode_pages_request(v2), Errc::bad_version, "version");
+  Bytes trailing = req;
+  trailing.push_back(0);
+  bad(decode_pages_request(trailing), Errc::trailing_bytes, "trailing");
+  // A count of 2^32-1 with nothing after it: refused before allocating.
+  Bytes huge = encode_pages_request({1, {1}});
+  put_u32(huge, 9, 200);
+  bad(decode_pages_request(huge), Errc::truncated, "count at offset 9");
+  for (size_t n = 0; n < req.size(); ++n)
+    CHECK_FALSE(decode_pages_request(ByteView(req).first(n)).ok());
+}
+
+TEST_CASE("page set codec: page and leaf sets are refused naming the field") {
+  Db db = make_db(300);
+  const std::vector<uint32_t> pgnos{3, 9, 250};
+  const Bytes good = encode_page_set(page_set(db, pgnos));
+
+  Bytes size = good;
+  put_u32(size, kSetPageSize, 1000);
+  bad(decode_page_set(size), Errc::bad_value, "page_size at offset 182: 1000");
+  Bytes zero = good;
+  put_u32(zero, kPageSetCount, 0);
+  bad(decode_page_set(zero), Errc::bad_value, "count at offset 186");
+  Bytes over = good;
+  put_u32(over, kPageSetCount, kMaxPagesPerRequest + 1);
+  bad(decode_page_set(over), Errc::too_large, "count at offset 186");
+  Bytes lying_count = good;
+  put_u32(lying_count, kPageSetCount, 200);  // 200 pages do not fit in what follows
+  bad(decode_page_set(lying_count), Errc::truncated, "count at offset 186");
+  Bytes past = good;
+  put_u32(past, kPageSetCount + 4 + 8, 301);
+  bad(decode_page_set(past), Errc::bad_value, "301 is past the head's 300 pages");
+  Bytes order = good;
+  put_u32(order, kPageSetCount + 4 + 4, 3);
+  bad(decode_page_set(order), Errc::bad_value, "does not follow");
+
+  PageSet other_leaves = page_set(db, pgnos);
+  other_leaves.proof = proof_for(db, {3, 9, 251});
+  bad(decode_page_set(encode_page_set(other_leaves)), Errc::bad_value,
+      "its leaves are not those of pages 3, 9, 250");
+  PageSet other_tree = page_set(db, pgnos);
+  other_tree.proof.size = 299;
+  CHECK_FALSE(decode_page_set(encode_page_set(other_tree)).ok());
+  PageSet short_page = page_set(db, pgnos);
+  short_page.pages[1].pop_back();
+  CHECK_FALSE(decode_page_set(encode_page_set(short_page)).ok());
+
+  Bytes trailing = good;
+  trailing.push_back(7);
+  bad(decode_page_set(trailing), Errc::trailing_bytes, "page set");
+  Bytes v2 = good;
+  v2[0] = 2;
+  bad(decode_page_set(v2), Errc::bad_version, "version");
+  for (size_t n = 0; n < good.size(); n += 97)
+    CHECK_FALSE(decode_page_set(ByteView(good).first(n)).ok());
+  CHECK_FALSE(decode_page_set(ByteView(good).first(good.size() - 1)).ok());
+
+  const Bytes leaves = encode_leaf_set(leaf_set(db, pgnos));
+  Bytes lpast = leaves;
+  put_u32(lpast, kLeafSetCount + 4 + 8, 301);
+  bad(decode_leaf_set(lpast), Errc::bad_value, "301 is past the head's 300 pages");
+  Bytes lcount = leaves;
+  put_u32(lcount, kLeafSetCount, 70000);
+  bad(decode_leaf_set(lcount), Errc::too_large, "count at offset 182");
+  LeafSet lother = leaf_set(db, pgnos);
+  lother.proof = proof_for(db, {3, 9});
+  bad(decode_leaf_set(encode_leaf_set(lother)), Errc::bad_value, "its leaves are not those");
+  Bytes ltrail = leaves;
+  ltrail.push_back(0);
+  bad(decode_leaf_set(ltrail), Errc::trailing_bytes, "leaf set");
+  for (size_t n = 0; n < leaves.size(); ++n)
+    CHECK_FALSE(decode_leaf_set(ByteView(leaves).first(n)).ok());
+}
+
+TEST_CASE("page set codec: the caps bound every body") {
+  CHECK(max_page_multiproof_hashes(1) == 32);
+  CHECK(kMaxPageSetBytes < (17u << 20));  // 16 MiB of pages and a proof
+  CHECK(kMaxLeafSetBytes < (48u << 20));
+}
+
+TEST_CASE("page lists: parsed, expanded, capped; formatted back") {
+  auto list = parse_page_list("1,5,9-12,40", 256);
+  REQUIRE_MESSAGE(list.ok(), list.error().to_string());
+  CHECK(*list == std::vector<uint32_t>{1, 5, 9, 10, 11, 12, 40});
+  CHECK(format_page_list(*list) == "1,5,9-12,40");
+  CHECK(format_page_list(std::vector<uint32_t>{7}) == "7");
+  CHECK(*parse_page_list("3-3", 1) == std::vector<uint32_t>{3});
+  auto refused = [](std::string_view text, std::string_view words, size_t max = 256) {
+    auto r = parse_page_list(text, max);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_argument);
+    CHECK_MESSAGE(r.error().message.find(words) != std::string::npos, r.error().to_string());
+  };
+  refused("", "empty");
+  refused("0", "\"0\" is not a page number");
+  refused("1,,2", "\"\" is not a page number");
+  refused("1,x", "\"x\" is not a page number");
+  refused("5-3", "ends before it starts");
+  refused("5,3", "strictly increasing");
+  refused("1-5,5", "strictly increasing");
+  refused("1-257", "over 256 pages");
+  refused("1-4294967295", "over 65536 pages", 65536);  // refused before expanding
+  refused("99999999999", "is not a page number");
+  refused("1-", "is not a page number");
+  refused("-3", "is not a page number");
+  refused("+3", "is not a page number");
+}
+
 }  // namespace swarmlite

@@ -104,13 +104,4 @@ class PinnedPages {
   std::unordered_map<uint32_t, uint32_t> newest_frame_;  // pgno -> frame ≤ wal_frames_
 };
 
-// What Replica::pinned_pages answers: pages of the pinned head and the
-// multiproof of their leaves (indices pgno - 1) in its state tree.
-struct PinnedPagesReply {
-  Head head;
-  uint32_t page_size = 0;
-  std::vector<Bytes> pages;  // in the order of the request's pgnos
-  MultiProof proof;
-};
-
 }  // namespace swarmlite

@@ -86,8 +86,11 @@ void check_held(const Held& h, std::mt19937_64& rng) {
   }
 }
 
-void check_reply(const PinnedPagesReply& r, std::span<const uint32_t> pgnos) {
+void check_reply(const PageSet& r, std::span<const uint32_t> pgnos) {
   REQUIRE(r.pages.size() == pgnos.size());
+  CHECK(std::equal(r.pgnos.begin(), r.pgnos.end(), pgnos.begin(), pgnos.end()));
+  Status verified = verify_page_set(r, r.head);
+  CHECK_MESSAGE(verified.ok(), verified.error().to_string());
   std::vector<uint64_t> indices;
   std::vector<Hash32> leaves;
   for (size_t i = 0; i < pgnos.size(); ++i) {
@@ -179,11 +182,29 @@ TEST_CASE(
     for (size_t i = 0; i < pgnos.size(); ++i) CHECK(reply->pages[i] == newest.copy[pgnos[i] - 1]);
     check_reply(*reply, pgnos);
     if (held.size() > 1) {
-      auto gone = p.replica->pinned_pages(held.front().size, pgnos);
+      uint64_t newest_size = 0;
+      auto gone = p.replica->pinned_pages(held.front().size, pgnos, &newest_size);
       REQUIRE_FALSE(gone.ok());
       CHECK(gone.error().code == Errc::not_found);
       CHECK(gone.error().message == "head " + std::to_string(held.front().size) +
                                         " gone, newest is " + std::to_string(newest.size));
+      CHECK(newest_size == newest.size);
+      uint64_t leaves_newest = 0;
+      auto leaves_gone = p.replica->pinned_leaves(held.front().size, pgnos, &leaves_newest);
+      REQUIRE_FALSE(leaves_gone.ok());
+      CHECK(leaves_newest == newest.size);
+    }
+    {
+      // The leaves of the same pages at the same head, from the pin's tree.
+      auto leaves = p.replica->pinned_leaves(newest.size, pgnos);
+      REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+      CHECK(leaves->head == reply->head);
+      CHECK(leaves->pgnos == reply->pgnos);
+      CHECK(leaves->proof == reply->proof);
+      for (size_t i = 0; i < pgnos.size(); ++i)
+        CHECK(leaves->leaves[i] == page_leaf_hash(pgnos[i], reply->pages[i]));
+      Status verified = verify_leaf_set(*leaves, reply->head);
+      CHECK_MESSAGE(verified.ok(), verified.error().to_string());
     }
     // Held pins keep the WAL (checkpoints cannot pass them); letting them all
     // go now and then lets the next pin's checkpoint finish and, past 1000
@@ -217,9 +238,26 @@ TEST_CASE("pinned pages: bad requests are refused") {
   std::vector<uint32_t> many(kMaxPinnedPagesPerRequest + 1);
   for (size_t i = 0; i < many.size(); ++i) many[i] = static_cast<uint32_t>(i + 1);
   refused(many);
-  auto newer = p.replica->pinned_pages(p.replica->size() + 5, std::vector<uint32_t>{1});
+  auto leaves_refused = [&](std::vector<uint32_t> pgnos) {
+    auto r = p.replica->pinned_leaves(0, pgnos);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::invalid_argument);
+  };
+  leaves_refused({});
+  leaves_refused({count + 1});
+  leaves_refused({3, 2});
+  // GetLeaves has its own cap (the multiproof's), far over GetPages'.
+  std::vector<uint32_t> all_pages(count);
+  for (uint32_t i = 0; i < count; ++i) all_pages[i] = i + 1;
+  auto all_leaves = p.replica->pinned_leaves(0, all_pages);
+  REQUIRE_MESSAGE(all_leaves.ok(), all_leaves.error().to_string());
+  CHECK(verify_leaf_set(*all_leaves, all_leaves->head).ok());
+  uint64_t newest = 0;
+  auto newer =
+      p.replica->pinned_pages(p.replica->size() + 5, std::vector<uint32_t>{1}, &newest);
   REQUIRE_FALSE(newer.ok());
   CHECK(newer.error().code == Errc::not_found);
+  CHECK(newest == p.replica->size());
   CHECK(newer.error().message.find("not pinned yet, newest is " +
                                    std::to_string(p.replica->size())) != std::string::npos);
   auto good = p.replica->pinned_pages(0, std::vector<uint32_t>{1, count});

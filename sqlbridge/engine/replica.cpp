@@ -524,33 +524,30 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
   return proved;
 }
 
-Result<PinnedPagesReply> Replica::pinned_pages(uint64_t size,
-                                               std::span<const uint32_t> pgnos) const {
+Result<Replica::PinFor> Replica::pin_for(uint64_t size, uint64_t* newest) const {
   if (auto c = corruption()) return make_error(Errc::corrupt, "{}", c->message);
   if (auto d = diverged()) {
     return make_error(Errc::unavailable, "replica {} diverged, it serves no pages: {}",
                       db_path_.string(), d->to_string());
   }
-  std::shared_ptr<PinnedProver> pin;
-  std::shared_ptr<const PinnedPages> pages;
+  PinFor got;
   {
     std::lock_guard lock(pin_mu_);
-    pin = pinned_;
-    pages = pinned_pages_;
+    got = {pinned_, pinned_pages_};
   }
   // An idle replica pins its newest applied head on request, as prove() does
   // (without waiting: a busy applier pins by itself within pin_interval).
-  if (size == 0 || !pin || pin->head().size < size) {
+  if (size == 0 || !got.pin || got.pin->head().size < size) {
     std::optional<Head> head;
     {
       std::lock_guard log_lock(log_mu_);
       head = log_->head();
     }
-    const uint64_t pinned = pin ? pin->head().size : 0;
+    const uint64_t pinned = got.pin ? got.pin->head().size : 0;
     bool due;
     {
       std::lock_guard lock(pin_mu_);
-      due = !pin || pinned < size ||
+      due = !got.pin || pinned < size ||
             std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
     }
     if (head && pinned < head->size && due) {
@@ -558,42 +555,42 @@ Result<PinnedPagesReply> Replica::pinned_pages(uint64_t size,
       if (apply_lock.owns_lock()) {
         pin_if_due_locked(/*force=*/true);
         std::lock_guard lock(pin_mu_);
-        pin = pinned_;
-        pages = pinned_pages_;
+        got = {pinned_, pinned_pages_};
       }
     }
   }
-  if (!pin || !pages) {
+  if (!got.pin) {
     std::lock_guard lock(pin_mu_);
-    return make_error(Errc::unavailable, "replica {}: no pinned head to serve pages from{}{}",
-                      db_path_.string(), pin_error_ ? "; pinning failed: " + *pin_error_ : "",
-                      pin && pin_pages_error_ ? "; its pages: " + *pin_pages_error_ : "");
+    return make_error(Errc::unavailable, "replica {}: no pinned head to serve pages from{}",
+                      db_path_.string(), pin_error_ ? "; pinning failed: " + *pin_error_ : "");
   }
-  const Head& head = pin->head();
-  if (size != 0 && size < head.size) {
-    return make_error(Errc::not_found, "head {} gone, newest is {}", size, head.size);
+  const uint64_t pinned = got.pin->head().size;
+  if (size != 0 && size != pinned) {
+    if (newest) *newest = pinned;
+    return make_error(Errc::not_found, "head {} {}, newest is {}", size,
+                      size < pinned ? "gone" : "not pinned yet", pinned);
   }
-  if (size > head.size) {
-    return make_error(Errc::not_found, "head {} not pinned yet, newest is {}", size, head.size);
+  return got;
+}
+
+Result<PageSet> Replica::pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
+                                      uint64_t* newest) const {
+  SWL_ASSIGN(PinFor at, pin_for(size, newest));
+  if (!at.pages) {
+    std::lock_guard lock(pin_mu_);
+    return make_error(Errc::unavailable, "replica {}: the pinned head {} serves no pages{}",
+                      db_path_.string(), at.pin->head().size,
+                      pin_pages_error_ ? ": " + *pin_pages_error_ : "");
   }
-  if (pgnos.empty() || pgnos.size() > kMaxPinnedPagesPerRequest) {
-    return make_error(Errc::invalid_argument, "pages of head {}: {} pages asked, 1 to {} allowed",
-                      head.size, pgnos.size(), kMaxPinnedPagesPerRequest);
-  }
-  std::vector<uint64_t> indices;
-  indices.reserve(pgnos.size());
-  for (size_t i = 0; i < pgnos.size(); ++i) {
-    if (pgnos[i] == 0 || pgnos[i] > head.page_count || (i > 0 && pgnos[i] <= pgnos[i - 1])) {
-      return make_error(Errc::invalid_argument,
-                        "pages of head {}: page {} (at {}) is not strictly increasing in 1..{}",
-                        head.size, pgnos[i], i, head.page_count);
-    }
-    indices.push_back(pgnos[i] - 1);
-  }
-  PinnedPagesReply reply;
-  reply.head = head;
-  reply.page_size = pages->page_size();
-  auto read = pages->read(pgnos);
+  const Head& head = at.pin->head();
+  if (auto s = check_pgnos(pgnos, head.page_count, kMaxPagesPerRequest); !s.ok())
+    return make_error(Errc::invalid_argument, "pages of head {}: {}", head.size,
+                      s.error().message);
+  PageSet set;
+  set.head = head;
+  set.page_size = at.pages->page_size();
+  set.pgnos.assign(pgnos.begin(), pgnos.end());
+  auto read = at.pages->read(pgnos);
   if (!read.ok()) {
     if (read.error().code == Errc::corrupt) {
       // The pinned files are the state the tree describes while the pin lives
@@ -603,11 +600,30 @@ Result<PinnedPagesReply> Replica::pinned_pages(uint64_t size,
     }
     return read.take_error();
   }
-  reply.pages = std::move(read).value();
-  SWL_ASSIGN(reply.proof.hashes, pages->tree().tree().multiproof(indices));
-  reply.proof.size = head.page_count;
-  reply.proof.indices = std::move(indices);
-  return reply;
+  set.pages = std::move(read).value();
+  set.proof.size = head.page_count;
+  set.proof.indices = pgno_indices(pgnos);
+  SWL_ASSIGN(set.proof.hashes, at.pages->tree().tree().multiproof(set.proof.indices));
+  return set;
+}
+
+Result<LeafSet> Replica::pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
+                                       uint64_t* newest) const {
+  SWL_ASSIGN(PinFor at, pin_for(size, newest));
+  const Head& head = at.pin->head();
+  if (auto s = check_pgnos(pgnos, head.page_count, kMaxLeavesPerRequest); !s.ok())
+    return make_error(Errc::invalid_argument, "leaf hashes of head {}: {}", head.size,
+                      s.error().message);
+  const MerkleTree& tree = at.pin->tree().tree();
+  LeafSet set;
+  set.head = head;
+  set.pgnos.assign(pgnos.begin(), pgnos.end());
+  set.leaves.reserve(pgnos.size());
+  for (uint32_t p : pgnos) set.leaves.push_back(tree.leaf(p - 1));
+  set.proof.size = head.page_count;
+  set.proof.indices = pgno_indices(pgnos);
+  SWL_ASSIGN(set.proof.hashes, tree.multiproof(set.proof.indices));
+  return set;
 }
 
 Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {

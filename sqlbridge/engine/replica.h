@@ -42,6 +42,7 @@
 #include "core/log.h"
 #include "core/result.h"
 #include "sqlbridge/engine/determinism.h"
+#include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/pinned_pages.h"
 #include "sqlbridge/proof/prover.h"
 #include "sqlbridge/engine/snapshot.h"
@@ -122,7 +123,7 @@ class BatchCostWatch {
   int slow_run_ = 0;
 };
 
-class Replica {
+class Replica : public PageServer {
  public:
   // Opens or creates the replica database at `db_path` and its Log at
   // `log_dir` for log id `log_id`. The database may be empty (nothing applied)
@@ -199,16 +200,24 @@ class Replica {
   uint64_t pinned_size() const;
 
   // Pages of the pinned head read straight from the files, no copy
-  // (PinnedPages, docs/light-client.md "Page service"), with the multiproof of
-  // their leaves in the head's state tree. `size` 0: the newest pinned head;
+  // (PinnedPages, docs/light-client.md "Page service"), as the PageSet a node
+  // sends (sqlbridge/engine/page_set.h): the head, the pages and the multiproof
+  // of their leaves in the head's state tree. `size` 0: the newest pinned head;
   // an older size: not_found "head N gone, newest is M" (a newer one: "head N
-  // not pinned yet, newest is M").
-  // `pgnos` strictly increasing, 1..head.page_count, at most
-  // kMaxPinnedPagesPerRequest (invalid_argument otherwise). A page the files
-  // no longer hold as the tree says is corrupt, latched (corruption()).
-  // unavailable when nothing is pinned or the replica diverged. An idle
-  // replica pins its newest applied head first, as prove() does. Any thread.
-  Result<PinnedPagesReply> pinned_pages(uint64_t size, std::span<const uint32_t> pgnos) const;
+  // not pinned yet, newest is M"), with *newest (if given) set to M so a
+  // transport can answer HeadGone{M}; *newest is left alone on other errors.
+  // `pgnos` must pass check_pgnos(head.page_count, kMaxPagesPerRequest)
+  // (invalid_argument). A page the files no longer hold as the tree says is
+  // corrupt, latched (corruption()). unavailable when nothing is pinned or the
+  // replica diverged. An idle replica pins its newest applied head first, as
+  // prove() does. Any thread.
+  Result<PageSet> pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
+                               uint64_t* newest = nullptr) const override;
+  // The leaf hashes of `pgnos` (check_pgnos, kMaxLeavesPerRequest) at the
+  // pinned head, from the pin's state tree (no file is read), with their
+  // multiproof; sizes, errors and *newest as pinned_pages. Any thread.
+  Result<LeafSet> pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
+                                uint64_t* newest = nullptr) const override;
   // The newest pin's page source (null if none), without pinning: holding it
   // keeps that pin's read transactions open (checkpoints cannot pass them).
   std::shared_ptr<const PinnedPages> pinned_page_source() const;
@@ -258,6 +267,13 @@ class Replica {
   mutable std::shared_ptr<const PinnedPages> pinned_pages_;  // pin_mu_
   mutable std::optional<std::string> pin_pages_error_;       // pin_mu_
   mutable PinnedWalCursor wal_cursor_;
+
+  // The pin to answer a page or leaf request at `size` from (pinned_pages).
+  struct PinFor {
+    std::shared_ptr<PinnedProver> pin;
+    std::shared_ptr<const PinnedPages> pages;  // null when they could not be set up
+  };
+  Result<PinFor> pin_for(uint64_t size, uint64_t* newest) const;
 };
 
 }  // namespace swarmlite

@@ -89,6 +89,8 @@ class PinnedProver {
   PinnedProver& operator=(const PinnedProver&) = delete;
 
   const Head& head() const { return head_; }
+  // The state tree of the pinned head (its leaves are what GetLeaves answers).
+  const StateTree& tree() const { return *tree_; }
   // Errors as prove_query; unavailable when every connection was lost (a query
   // ended its read transaction: cannot happen through the guard, checked anyway).
   // `options.guard` is ignored: the connections were opened with open()'s guard.

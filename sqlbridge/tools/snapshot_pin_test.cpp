@@ -61,7 +61,7 @@ struct PinnedReplica : PrimaryAndReplica {
     Replica* r = replica.get();
     return [r, handed, wal = wal()]() -> Result<PinnedHead> {
       const uint32_t first = 1;
-      SWL_ASSIGN(PinnedPagesReply reply, r->pinned_pages(0, std::span(&first, 1)));
+      SWL_ASSIGN(PageSet reply, r->pinned_pages(0, std::span(&first, 1)));
       PinnedHead pin{reply.head, r->pinned_page_source(), wal};
       if (!pin.pages || pin.pages->tree().root() != pin.head.state_root)
         return make_error(Errc::unavailable, "re-pinned meanwhile");

@@ -1,0 +1,118 @@
+// The peer-protocol PageSource (page_source_peer.h; docs/protocol.md "Page
+// service"), over PeerLink connections as the snapshot fetcher's.
+#include "client/page_source_peer.h"
+
+#include <fmt/format.h>
+
+#include <mutex>
+#include <vector>
+
+#include "client/peer_link.h"
+
+namespace swarmlite::client {
+namespace {
+
+class PeerPageSource : public PageSource {
+ public:
+  PeerPageSource(std::string address, const PublicKey& log_id, std::chrono::milliseconds timeout)
+      : address_(std::move(address)), log_id_(log_id), timeout_(timeout) {}
+  std::string name() const override { return address_; }
+
+  Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override {
+    return ask<PageSet, net::PagesMsg>(net::GetPages{size, {pgnos.begin(), pgnos.end()}},
+                                       kMaxPagesPerRequest, "pages", decode_page_set);
+  }
+
+  Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override {
+    return ask<LeafSet, net::LeavesMsg>(net::GetLeaves{size, {pgnos.begin(), pgnos.end()}},
+                                        kMaxLeavesPerRequest, "leaves", decode_leaf_set);
+  }
+
+ private:
+  template <class T, class Answer, class Request, class Decode>
+  Result<PageAnswer<T>> ask(const Request& request, size_t max, std::string_view what,
+                            Decode decode) {
+    // The caller's own mistakes are refused before anything is sent (the
+    // node would close the connection over a request that does not decode).
+    if (auto s = check_pgnos(request.pgnos, UINT32_MAX, max); !s.ok())
+      return make_error(Errc::invalid_argument, "{} from {}: {}", what, address_,
+                        s.error().message);
+    SWL_ASSIGN(net::Message m, call(request));
+    if (auto* gone = std::get_if<net::HeadGoneMsg>(&m)) {
+      if (gone->size != request.size)
+        return make_error(Errc::bad_value, "{} answered HeadGone for head {}, head {} was asked",
+                          address_, gone->size, request.size);
+      return PageAnswer<T>(HeadGone{gone->newest});
+    }
+    if (auto* e = std::get_if<net::ErrorMsg>(&m))
+      return make_error(
+          e->code == net::ErrorCode::bad_request ? Errc::invalid_argument : Errc::unavailable,
+          "{} answered error {}: {}", address_, static_cast<int>(e->code), e->message);
+    auto* x = std::get_if<Answer>(&m);
+    if (!x)
+      return make_error(Errc::bad_value, "{} answered {} where {} was due", address_,
+                        net::message_type_name(net::message_type(m)),
+                        net::message_type_name(net::message_type(net::Message{Answer{}})));
+    auto set = decode(x->set);
+    if (!set.ok())
+      return make_error(Errc::bad_value, "{}: {} answer: {}", address_, what,
+                        set.error().to_string());
+    if (set->pgnos != request.pgnos)
+      return make_error(Errc::bad_value, "{}: asked for the {} of {}, the answer has {}", address_,
+                        what, pgnos_text(request.pgnos), pgnos_text(set->pgnos));
+    if (request.size != 0 && set->head.size != request.size)
+      return make_error(Errc::bad_value,
+                        "{}: asked for the {} of head {}, the answer is for head {}", address_,
+                        what, request.size, set->head.size);
+    return PageAnswer<T>(std::move(set).value());
+  }
+
+  // One request on an idle connection (or a new one); the connection goes back
+  // to the idle list only after a whole answer, so it is never out of step.
+  Result<net::Message> call(const net::Message& request) {
+    const auto deadline = Clock::now() + timeout_;
+    std::unique_ptr<PeerLink> link;
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        link = std::move(idle_.back());
+        idle_.pop_back();
+      }
+    }
+    const bool reused = link != nullptr;
+    if (!link) {
+      SWL_ASSIGN(link, PeerLink::open(address_, log_id_, deadline));
+    }
+    auto answer = link->call(request, deadline);
+    if (!answer.ok() && reused) {
+      // An idle connection the node closed meanwhile (its idle timeout,
+      // docs/protocol.md "Limits per connection"): once more on a new one.
+      // Reads are safe to repeat.
+      SWL_ASSIGN(link, PeerLink::open(address_, log_id_, deadline));
+      answer = link->call(request, deadline);
+    }
+    SWL_ASSIGN(net::Message m, std::move(answer));
+    // An Error that closes the connection (banned, bad_request, …) drops it.
+    auto* e = std::get_if<net::ErrorMsg>(&m);
+    if (!e || e->code == net::ErrorCode::not_available) {
+      std::lock_guard lock(mu_);
+      idle_.push_back(std::move(link));
+    }
+    return m;
+  }
+
+  std::string address_;
+  PublicKey log_id_;
+  std::chrono::milliseconds timeout_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<PeerLink>> idle_;
+};
+
+}  // namespace
+
+std::unique_ptr<PageSource> peer_page_source(const std::string& address, const PublicKey& log_id,
+                                             std::chrono::milliseconds timeout) {
+  return std::make_unique<PeerPageSource>(address, log_id, timeout);
+}
+
+}  // namespace swarmlite::client

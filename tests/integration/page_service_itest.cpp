@@ -1,0 +1,181 @@
+// The page service through real processes (docs/http-api.md "Pages",
+// docs/light-client.md "Page service"): a peer serves GET /db/pages and
+// /db/leaves to plain HTTP requests while a writer keeps the primary busy;
+// every answer's head is signed by the log's key and its pages and leaf
+// hashes verify against it (verify_page_set, verify_leaf_set), whatever head
+// the peer pinned meanwhile; an old size is 410 with the newest; a bad list is
+// 400 naming the parameter; the primary answers 404 "ask a peer".
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "cli/proc/child_process.h"
+#include "core/head.h"
+#include "core/keys.h"
+#include "sqlbridge/engine/page_set.h"
+#include "tests/integration/http_test_util.h"
+#include "tests/integration/shell_test_util.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using swarmlite::proc::ChildProcess;
+using swarmlite::testing::sh;
+const fs::path kBin = SWARMLITE_BIN;
+
+struct Dir : swarmlite::testing::ScratchShellDir {
+  Dir() : ScratchShellDir("pages") {}
+};
+
+swarmlite::Result<swarmlite::net::HttpResponse> call(const std::string& base, const std::string& method,
+                                                     const std::string& target, const std::string& body = {}) {
+  return swarmlite::testing::http_to(base, method, target, body, 60s);
+}
+
+// Entries applied (the state pages are served from), per /status.
+uint64_t applied_size(const std::string& base) {
+  auto r = call(base, "GET", "/status");
+  if (!r.ok() || r->status != 200) return 0;
+  auto doc = nlohmann::json::parse(r->body, nullptr, false);
+  if (!doc.is_object() || !doc.contains("applied_size") || !doc["applied_size"].is_number_unsigned()) return 0;
+  return doc["applied_size"].get<uint64_t>();
+}
+
+}  // namespace
+
+TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on") {
+  using namespace swarmlite;
+  Dir dir;
+  REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
+  auto pub = load_public_key((dir / "k/primary.pub").string());
+  REQUIRE_MESSAGE(pub.ok(), pub.error().to_string());
+  ChildProcess primary(
+      "primary", kBin,
+      {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
+       "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
+      dir / "primary.log");
+  primary.wait_ready(60s);
+  const std::string p = primary.http();
+  auto w = call(p, "POST", "/db/execute?transaction",
+                R"J(["CREATE TABLE items(id INTEGER PRIMARY KEY, data BLOB)",)J"
+                R"J("WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 2000) )J"
+                R"J(INSERT INTO items(data) SELECT randomblob(1000) FROM n"])J");
+  REQUIRE_MESSAGE(w.ok(), w.error().to_string());
+  REQUIRE_MESSAGE(w->status == 200, w->body);
+  ChildProcess peer("peer", kBin,
+                    {"peer", "--db", (dir / "r.db").string(), "--pub", (dir / "k/primary.pub").string(),
+                     "--from", primary.listen(), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
+                    dir / "peer.log");
+  peer.wait_ready(60s);
+  const std::string r = peer.http();
+  for (int i = 0; i < 600 && applied_size(r) != applied_size(p); ++i) std::this_thread::sleep_for(100ms);
+  REQUIRE(applied_size(r) == applied_size(p));
+
+  // The primary serves no pages.
+  auto none = call(p, "GET", "/db/pages?pages=1");
+  REQUIRE(none.ok());
+  CHECK(none->status == 404);
+  CHECK_MESSAGE(none->body.find("ask a peer") != std::string::npos, none->body);
+
+  // An idle peer pins its newest head on the first request (a busy applier
+  // pins by itself only when it has caught up with the log's head).
+  auto first = call(r, "GET", "/db/pages?pages=1");
+  REQUIRE(first.ok());
+  REQUIRE_MESSAGE(first->status == 200, first->body);
+
+  // Writes go on while pages are asked for.
+  std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
+  std::thread writer([&] {
+    std::mt19937 rng(3);
+    while (!stop) {
+      const int id = 1 + static_cast<int>(rng() % 2000);
+      auto u = call(p, "POST", "/db/execute",
+                    "[\"UPDATE items SET data = randomblob(1000) WHERE id = " + std::to_string(id) + "\"]");
+      if (u.ok() && u->status == 200) ++writes;
+    }
+  });
+  std::mt19937 rng(5);
+  std::set<uint64_t> heads;
+  int verified = 0, gone = 0;
+  const auto until = std::chrono::steady_clock::now() + 8s;
+  uint64_t last_size = 0;
+  while (std::chrono::steady_clock::now() < until || verified < 20) {
+    REQUIRE(verified < 10000);
+    // A random list of up to 256 pages within the first 480 (the table is ~500 pages).
+    std::set<uint32_t> s;
+    const size_t n = 1 + rng() % 256;
+    while (s.size() < n) s.insert(1 + static_cast<uint32_t>(rng() % 480));
+    std::vector<uint32_t> pgnos(s.begin(), s.end());
+    const std::string list = format_page_list(pgnos);
+    const bool leaves = rng() % 3 == 0;
+    // Half at size 0 (the newest pinned head), half at the last size seen.
+    const uint64_t size = rng() % 2 ? 0 : last_size;
+    auto res = call(r, "GET", fmt::format("/db/{}?size={}&pages={}", leaves ? "leaves" : "pages", size, list));
+    REQUIRE_MESSAGE(res.ok(), res.error().to_string());
+    if (res->status == 410) {
+      auto doc = nlohmann::json::parse(res->body);
+      CHECK(doc["newest"].get<uint64_t>() > 0);
+      CHECK(doc["newest"].get<uint64_t>() != size);
+      ++gone;
+      continue;
+    }
+    REQUIRE_MESSAGE(res->status == 200, res->body);
+    CHECK(res->content_type == "application/octet-stream");
+    const ByteView body = as_bytes(res->body);
+    Head head;
+    if (leaves) {
+      auto set = decode_leaf_set(body);
+      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      head = set->head;
+      REQUIRE(head.verify(*pub).ok());
+      Status v = verify_leaf_set(*set, head);
+      CHECK_MESSAGE(v.ok(), v.error().to_string());
+      CHECK(set->pgnos == pgnos);
+    } else {
+      auto set = decode_page_set(body);
+      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      head = set->head;
+      REQUIRE(head.verify(*pub).ok());
+      Status v = verify_page_set(*set, head);
+      CHECK_MESSAGE(v.ok(), v.error().to_string());
+      CHECK(set->pgnos == pgnos);
+    }
+    if (size != 0) CHECK(head.size == size);
+    last_size = head.size;
+    heads.insert(head.size);
+    ++verified;
+  }
+  stop = true;
+  writer.join();
+  MESSAGE(verified << " answers verified at " << heads.size() << " heads, " << gone << " gone, "
+                   << writes.load() << " writes meanwhile");
+  CHECK(writes > 10);
+  CHECK(heads.size() > 1);  // the peer pinned newer heads while it served
+
+  // Bad requests: 400 naming the parameter.
+  auto bad = call(r, "GET", "/db/pages?size=0&pages=5,3");
+  REQUIRE(bad.ok());
+  CHECK(bad->status == 400);
+  CHECK_MESSAGE(bad->body.find("pages=") != std::string::npos, bad->body);
+  auto missing = call(r, "GET", "/db/leaves?size=0");
+  REQUIRE(missing.ok());
+  CHECK(missing->status == 400);
+  CHECK_MESSAGE(missing->body.find("pages= is missing") != std::string::npos, missing->body);
+  auto past = call(r, "GET", "/db/pages?pages=1-3,99999999");
+  REQUIRE(past.ok());
+  CHECK(past->status == 400);
+  CHECK_MESSAGE(past->body.find("outside the head's pages") != std::string::npos, past->body);
+  auto over = call(r, "GET", "/db/pages?pages=1-257");
+  REQUIRE(over.ok());
+  CHECK(over->status == 400);
+}
