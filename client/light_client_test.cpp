@@ -1,0 +1,395 @@
+// LightClient (light_client.h) against an in-process replica
+// (light_replica_source.h): the same answers as plain SQLite for every query
+// shape; lying sources rejected with the reason and the answer taken from an
+// honest one; a head move fetches only changed pages; a corrupt cache slot is
+// refetched; a restarted client reuses its cache; writes refused.
+#include "client/light_client.h"
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "client/light_replica_source.h"
+#include "sqlbridge/engine/engine_test_fixture.h"
+#include "sqlbridge/engine/state_tree.h"
+
+using namespace swarmlite;
+using namespace swarmlite::client;
+using namespace swarmlite::testing;
+
+namespace {
+
+struct Node : PrimaryAndReplica {
+  std::shared_ptr<ReplicaPageSource> honest;
+  Node() {
+    replica.reset();
+    ReplicaOptions o = fast_replica();
+    o.pin_interval = std::chrono::milliseconds(0);
+    auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, o);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    replica = std::move(r).value();
+    honest = std::make_shared<ReplicaPageSource>(*replica, "honest");
+    exec("CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT)");
+    exec("CREATE INDEX t_k ON t(k)");
+    exec("CREATE TABLE u(tid INTEGER, tag TEXT)");
+    exec("CREATE VIEW big_v AS SELECT id, v FROM t WHERE v > 900");
+    exec("CREATE VIRTUAL TABLE docs USING fts5(body)");
+    exec(
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000) "
+        "INSERT INTO t(id, k, v, body) SELECT i, printf('k%05d', (i * 7919) % 3000), "
+        "(i * 31) % 1000, printf('%.*c', 150, 'x') FROM c");
+    exec(
+        "INSERT INTO u SELECT id, CASE id % 3 WHEN 0 THEN 'red' WHEN 1 THEN 'green' ELSE 'blue' "
+        "END FROM t WHERE id % 5 = 0");
+    exec(
+        "INSERT INTO docs(rowid, body) SELECT id, CASE WHEN id % 11 = 0 THEN 'apple pie' ELSE "
+        "'plain text' END || ' ' || id FROM t WHERE id <= 800");
+    sync();
+  }
+  void exec(const std::string& text) {
+    auto r = primary->execute({sql(text)});
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  }
+  void sync() {
+    Status s = sync_replica(*primary, *replica);
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE(replica->pinned_pages(0, std::vector<uint32_t>{1}).ok());  // pins the newest head
+  }
+  QueryResult plain(const std::string& q, const std::vector<Value>& params = {}) {
+    auto c = GuardedConnection::open("file:" + (dir / "r.db").string() + "?mode=ro");
+    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    auto r = (*c)->query(q, params);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    return std::move(r).value();
+  }
+  std::unique_ptr<LightClient> client(std::vector<std::shared_ptr<PageSource>> sources,
+                                      const std::filesystem::path& cache,
+                                      LightClientOptions o = {}) {
+    auto c = LightClient::open(cache, std::move(sources), keys.pub, o);
+    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    return std::move(c).value();
+  }
+};
+
+LightAnswer run(LightClient& c, const std::string& q, const std::vector<Value>& params = {}) {
+  auto a = c.query(q, params);
+  REQUIRE_MESSAGE(a.ok(), a.error().to_string());
+  return std::move(a).value();
+}
+
+// A source that answers like `inner` but lies in one way.
+struct Liar : PageSource {
+  enum class Lie { flipped_byte, swapped_pgno, wrong_proof, stale_head, head_gone, bad_signature };
+  std::shared_ptr<PageSource> inner;
+  Lie lie;
+  std::optional<Head> old;  // stale_head: the head it keeps claiming
+  Liar(std::shared_ptr<PageSource> in, Lie l) : inner(std::move(in)), lie(l) {}
+  std::string name() const override { return "liar"; }
+  Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override {
+    if (lie == Lie::head_gone) return PageAnswer<PageSet>(HeadGone{size});
+    SWL_ASSIGN(auto a, inner->pages(size, pgnos));
+    if (!std::holds_alternative<PageSet>(a)) return a;
+    PageSet& s = std::get<PageSet>(a);
+    switch (lie) {
+      case Lie::flipped_byte:
+        s.pages.back()[s.page_size / 2] ^= 1;
+        break;
+      case Lie::swapped_pgno: {
+        // Pages under each other's numbers (with the honest proof); one page
+        // asked: the bytes of its neighbour under its number.
+        if (pgnos.size() > 1) {
+          std::swap(s.pages.front(), s.pages.back());
+        } else {
+          const uint32_t other = pgnos[0] == 1 ? 2 : pgnos[0] - 1;
+          SWL_ASSIGN(auto b, inner->pages(size, std::span<const uint32_t>(&other, 1)));
+          s.pages = std::get<PageSet>(b).pages;
+        }
+        break;
+      }
+      case Lie::wrong_proof:
+        if (s.proof.hashes.empty())
+          s.proof.size += 1;
+        else
+          s.proof.hashes[0][0] ^= 1;
+        break;
+      case Lie::stale_head:
+        if (!old) old = s.head;
+        s.head = *old;
+        break;
+      default:
+        break;
+    }
+    return a;
+  }
+  Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override {
+    if (lie == Lie::head_gone) return PageAnswer<LeafSet>(HeadGone{size + 1});
+    SWL_ASSIGN(auto a, inner->leaves(size, pgnos));
+    if (lie == Lie::bad_signature && std::holds_alternative<LeafSet>(a))
+      std::get<LeafSet>(a).head.signature[3] ^= 1;
+    return a;
+  }
+};
+
+const std::vector<std::pair<std::string, std::vector<Value>>> kQueries = {
+    {"SELECT * FROM t WHERE id = 777", {}},
+    {"SELECT body, v FROM t WHERE id = ?", {Value{int64_t{2048}}}},
+    {"SELECT id, k FROM t WHERE id BETWEEN 100 AND 180 ORDER BY id", {}},
+    {"SELECT id, k FROM t WHERE k >= 'k00500' AND k < 'k00530' ORDER BY k", {}},
+    {"SELECT t.id, u.tag FROM t JOIN u ON u.tid = t.id WHERE u.tag = 'red' AND t.v < 100 "
+     "ORDER BY t.id",
+     {}},
+    {"SELECT count(*), sum(v), min(k), max(k), avg(length(body)) FROM t", {}},
+    {"SELECT v % 7, count(*) FROM t GROUP BY 1 ORDER BY 1", {}},
+    {"SELECT rowid, body FROM docs WHERE docs MATCH 'apple' ORDER BY rowid", {}},
+    {"SELECT * FROM big_v ORDER BY id LIMIT 7", {}},
+    {"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 12) "
+     "SELECT i, (SELECT k FROM t WHERE id = i * 200) FROM c",
+     {}},
+    {"SELECT name, type FROM sqlite_schema ORDER BY name", {}},
+};
+
+}  // namespace
+
+TEST_CASE(
+    "light client: every query shape gives plain SQLite's answer; warm queries fetch nothing") {
+  Node n;
+  TempDir cache;
+  auto c = n.client({n.honest}, cache / "c");
+  uint64_t cold_pages = 0;
+  for (const auto& [q, params] : kQueries) {
+    INFO(q);
+    LightAnswer a = run(*c, q, params);
+    QueryResult want = n.plain(q, params);
+    CHECK(a.columns == want.columns);
+    CHECK(a.rows == want.rows);
+    CHECK(a.head.size == n.replica->pinned_size());
+    cold_pages += a.stats.pages_fetched;
+  }
+  CHECK(cold_pages > 0);
+  CHECK(cold_pages < n.replica->pinned_pages(0, std::vector<uint32_t>{1})->head.page_count);
+  for (const auto& [q, params] : kQueries) {
+    INFO(q);
+    LightAnswer a = run(*c, q, params);
+    CHECK(a.rows == n.plain(q, params).rows);
+    CHECK(a.stats.pages_fetched == 0);
+    CHECK(a.stats.round_trips == 1);    // the head check (refresh_each_query)
+    CHECK(a.stats.proof_bytes < 1024);  // page 1's leaf and path: the head did not move
+    CHECK(a.stats.head_moves == 0);
+  }
+  CHECK(c->bans().empty());
+}
+
+TEST_CASE("light client: writes are refused") {
+  Node n;
+  TempDir cache;
+  auto c = n.client({n.honest}, cache / "c");
+  for (const char* q : {"DELETE FROM t WHERE id = 1", "INSERT INTO u VALUES (1, 'x')",
+                        "CREATE TABLE z(a)", "PRAGMA user_version = 3"}) {
+    INFO(q);
+    auto a = c->query(q);
+    REQUIRE_FALSE(a.ok());
+    CHECK(a.error().kind == ClientErrorKind::query_failed);
+    CHECK(a.error().message.find("reads only") != std::string::npos);
+  }
+  CHECK(run(*c, "SELECT count(*) FROM u").rows == n.plain("SELECT count(*) FROM u").rows);
+}
+
+TEST_CASE("light client: a lying source is banned with the reason; the honest one answers") {
+  using Lie = Liar::Lie;
+  const std::vector<std::pair<Lie, std::string>> lies = {
+      {Lie::flipped_byte, "root"},
+      {Lie::swapped_pgno, "root"},
+      {Lie::wrong_proof, "pages"},
+      {Lie::stale_head, "not the trusted head"},
+      {Lie::bad_signature, "not signed by the log key"},
+  };
+  for (const auto& [lie, reason] : lies) {
+    CAPTURE(static_cast<int>(lie));
+    Node n;
+    TempDir cache;
+    auto liar = std::make_shared<Liar>(n.honest, lie);
+    if (lie == Lie::stale_head) {
+      // The liar remembers this head and serves it after the writes below.
+      REQUIRE(liar->pages(0, std::vector<uint32_t>{1}).ok());
+      n.exec("UPDATE t SET v = v + 1 WHERE id < 50");
+      n.sync();
+    }
+    auto c = n.client({liar, n.honest}, cache / "c");
+    const std::string q = "SELECT id, v, k FROM t WHERE id BETWEEN 10 AND 60 ORDER BY id";
+    LightAnswer a = run(*c, q);
+    CHECK(a.rows == n.plain(q).rows);
+    REQUIRE(c->bans().size() == 1);
+    CHECK(c->bans()[0].source == "liar");
+    INFO(c->bans()[0].reason);
+    CHECK(c->bans()[0].reason.find(reason) != std::string::npos);
+    // Banned for the client's life: the next query never asks it.
+    LightAnswer b = run(*c, "SELECT count(*) FROM t WHERE v > 500");
+    CHECK(b.rows == n.plain("SELECT count(*) FROM t WHERE v > 500").rows);
+  }
+}
+
+TEST_CASE("light client: only liars: the query fails naming the pages and every reason") {
+  Node n;
+  TempDir cache;
+  auto c = n.client({std::make_shared<Liar>(n.honest, Liar::Lie::flipped_byte),
+                     std::make_shared<Liar>(n.honest, Liar::Lie::wrong_proof)},
+                    cache / "c");
+  auto a = c->query("SELECT * FROM t WHERE id = 5");
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.error().kind == ClientErrorKind::proof_invalid);
+  CHECK(a.error().message.find("page 1 at size") != std::string::npos);
+  CHECK(a.error().earlier_attempts.size() == 1);
+  CHECK(c->bans().size() == 2);
+  // Nothing unverified reached the cache.
+  CHECK((c->cache() == nullptr || c->cache()->stats().entries == 0));
+}
+
+TEST_CASE("light client: head_gone: another source answers; from every source, bounded retries") {
+  Node n;
+  TempDir cache;
+  auto gone = std::make_shared<Liar>(n.honest, Liar::Lie::head_gone);
+  {
+    // Pages HeadGone from the first source, honest leaves from the second.
+    auto c = n.client({gone, n.honest}, cache / "a");
+    LightAnswer a = run(*c, "SELECT k FROM t WHERE id = 9");
+    CHECK(a.rows == n.plain("SELECT k FROM t WHERE id = 9").rows);
+    CHECK(c->bans().empty());  // not a lie: a node whose pin moved on
+  }
+  // A source whose pages are always "gone" while its leaves keep the head:
+  // the client retries max_head_retries times, then says so.
+  struct GoneLoop : Liar {
+    using Liar::Liar;
+    Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> p) override {
+      return inner->leaves(size, p);
+    }
+  };
+  auto loop = std::make_shared<GoneLoop>(n.honest, Liar::Lie::head_gone);
+  LightClientOptions o;
+  o.max_head_retries = 2;
+  auto c = n.client({loop}, cache / "b", o);
+  auto a = c->query("SELECT k FROM t WHERE id = 9");
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.error().message.find("gone") != std::string::npos);
+  CHECK(a.error().message.find("gave up") != std::string::npos);
+  CHECK(c->totals().round_trips == 6);  // 3 × (GetLeaves + GetPages of page 1)
+}
+
+TEST_CASE("light client: after a write the re-query fetches only changed pages it reads") {
+  Node n;
+  TempDir cache;
+  LightClientOptions o;
+  o.max_batch_pages = 1;  // one page per miss: fetched pages are exactly the misses
+  auto c = n.client({n.honest}, cache / "c", o);
+  const std::string q = "SELECT id, v FROM t WHERE id IN (5, 1500, 2900) ORDER BY id";
+  run(*c, q);
+  auto before = read_logical_pages(n.dir / "r.db");
+  REQUIRE(before.ok());
+  n.exec("UPDATE t SET v = 4242 WHERE id = 1500");
+  n.sync();
+  auto after = read_logical_pages(n.dir / "r.db");
+  REQUIRE(after.ok());
+  std::set<uint32_t> changed;
+  for (uint32_t p = 1; p <= after->size(); ++p)
+    if (p > before->size() ||
+        page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
+      changed.insert(p);
+  REQUIRE(!changed.empty());
+  LightAnswer a = run(*c, q);
+  CHECK(a.rows == n.plain(q).rows);
+  CHECK(a.stats.head_moves == 1);
+  CHECK(a.stats.pages_reused > 0);
+  CHECK(a.stats.pages_dropped > 0);
+  REQUIRE(!a.fetched.empty());
+  for (uint32_t p : a.fetched) CHECK(changed.contains(p));
+  // Every changed page the query reads was fetched, none twice: the pages it
+  // held and that changed are the ones dropped.
+  CHECK(a.fetched.size() == a.stats.pages_dropped);
+  CHECK(a.stats.round_trips == 1 + a.fetched.size());
+  // A query over rows the write did not touch fetches nothing more.
+  LightAnswer b = run(*c, "SELECT v FROM t WHERE id = 5");
+  CHECK(b.stats.pages_fetched == 0);
+}
+
+TEST_CASE("light client: holding many pages, a head move asks the head first, then their leaves") {
+  Node n;
+  TempDir cache;
+  LightClientOptions o;
+  o.max_batch_pages = 1;
+  auto c = n.client({n.honest}, cache / "c", o);
+  const std::string q =
+      "SELECT sum(v), count(*), max(length(body)), (SELECT count(*) FROM t WHERE k >= '') FROM t";
+  run(*c, q);
+  REQUIRE(c->proven_pages() > 128);  // over the one-request threshold
+  auto before = read_logical_pages(n.dir / "r.db");
+  REQUIRE(before.ok());
+  n.exec("UPDATE t SET v = v + 1 WHERE id IN (10, 2000)");
+  n.sync();
+  auto after = read_logical_pages(n.dir / "r.db");
+  REQUIRE(after.ok());
+  std::set<uint32_t> changed;
+  for (uint32_t p = 1; p <= after->size(); ++p)
+    if (p > before->size() ||
+        page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
+      changed.insert(p);
+  LightAnswer a = run(*c, q);
+  CHECK(a.rows == n.plain(q).rows);
+  CHECK(a.stats.head_moves == 1);
+  REQUIRE(!a.fetched.empty());
+  for (uint32_t p : a.fetched) CHECK(changed.contains(p));
+  CHECK(a.fetched.size() == a.stats.pages_dropped);
+  CHECK(a.stats.round_trips == 2 + a.fetched.size());  // head, held leaves, one per page
+}
+
+TEST_CASE("light client: a restarted client reuses its cache; a corrupt slot is refetched") {
+  Node n;
+  TempDir cache;
+  const std::string q = "SELECT id, k, body FROM t WHERE id BETWEEN 1200 AND 1210 ORDER BY id";
+  std::vector<uint32_t> pages;
+  LightClientOptions o;
+  o.max_batch_pages = 1;  // fetched pages are exactly the pages read
+  {
+    auto c = n.client({n.honest}, cache / "c", o);
+    pages = run(*c, q).fetched;
+    REQUIRE(pages.size() > 2);
+  }
+  {
+    // A new client on the same directory: one GetLeaves proves what it holds.
+    auto c = n.client({n.honest}, cache / "c", o);
+    LightAnswer a = run(*c, q);
+    CHECK(a.rows == n.plain(q).rows);
+    CHECK(a.stats.pages_fetched == 0);
+    CHECK(a.stats.round_trips == 1);
+    CHECK(a.stats.cache_hits >= pages.size());
+    // Flip a byte of the last page the query read (a table leaf) in its slot.
+    LightCache& lc = *c->cache();
+    auto all = read_logical_pages(n.dir / "r.db");
+    REQUIRE(all.ok());
+    const uint32_t victim = pages.back();
+    auto slot = lc.slot_of(page_leaf_hash(victim, (*all)[victim - 1]));
+    REQUIRE(slot.has_value());
+    int fd = ::open(lc.slots_path().c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    const off_t at = static_cast<off_t>(uint64_t{*slot} * lc.page_size() + 2000);
+    uint8_t b = 0;
+    REQUIRE(::pread(fd, &b, 1, at) == 1);
+    b ^= 0x80;
+    REQUIRE(::pwrite(fd, &b, 1, at) == 1);
+    ::close(fd);
+  }
+  // The next run reads the damaged slot: a counted miss, the page fetched again.
+  const uint32_t victim = pages.back();
+  {
+    auto c = n.client({n.honest}, cache / "c", o);
+    LightAnswer a = run(*c, q);
+    CHECK(a.rows == n.plain(q).rows);
+    CHECK(a.stats.cache_corrupt == 1);
+    CHECK(a.fetched == std::vector<uint32_t>{victim});
+    CHECK(a.stats.round_trips == 2);
+  }
+  auto c = n.client({n.honest}, cache / "c", o);
+  LightAnswer a = run(*c, q);
+  CHECK(a.stats.pages_fetched == 0);
+  CHECK(a.stats.cache_corrupt == 0);
+}
