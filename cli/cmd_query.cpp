@@ -16,6 +16,7 @@
 #include "client/report_format.h"
 #include "core/keys.h"
 #ifdef SWARMLITE_HAVE_NET
+#include "cli/light_common.h"
 #include "client/verifying_client.h"
 #include "net/http_client.h"
 #endif
@@ -24,11 +25,8 @@
 
 namespace swarmlite::cli {
 
-namespace {
-
 using nlohmann::json;
 
-// A --param value: a JSON scalar (42, 1.5, null, "text") or, failing that, text.
 Value param_value(const std::string& text) {
   auto parsed = json::parse(text, nullptr, false);
   if (!parsed.is_discarded()) {
@@ -37,6 +35,15 @@ Value param_value(const std::string& text) {
   }
   return Value{text};
 }
+
+std::optional<std::chrono::milliseconds> max_age_of(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  auto d = net::parse_duration(text);
+  if (!d.ok()) throw CliError(1, "--max-age: " + d.error().message);
+  return *d;
+}
+
+namespace {
 
 void print_table(const std::vector<std::string>& columns, const std::vector<std::string>& types,
                  const std::vector<std::vector<Value>>& rows, bool as_json, const json& extra) {
@@ -88,14 +95,6 @@ void print_verified(const client::VerifiedAnswer& a, bool as_json) {
   std::fputs(net::dump_json(client::answer_json(a), true).c_str(), stdout);
 }
 
-// --max-age: "30s", "5m", "1h", "250ms" or plain seconds.
-std::optional<std::chrono::milliseconds> max_age_of(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  auto d = net::parse_duration(text);
-  if (!d.ok()) throw CliError(1, "--max-age: " + d.error().message);
-  return *d;
-}
-
 std::string file_uri(const std::string& path) {
   std::string uri = "file:";
   for (char c : std::filesystem::absolute(path).string()) {
@@ -106,16 +105,59 @@ std::string file_uri(const std::string& path) {
 }
 
 struct QueryArgs {
-  std::string peer, db, pub, proof_out, sql, max_age;
+  std::string peer, db, pub, proof_out, sql, max_age, cache;
   std::vector<std::string> params;
-  bool verify = false, as_json = false;
-  uint64_t min_size = 0;
+  bool verify = false, as_json = false, light = false;
+  uint64_t min_size = 0, cache_mib = 256;
   double timeout_s = 30;
 };
+
+#ifdef SWARMLITE_HAVE_NET
+// --light: the light client (docs/light-client.md) runs the query itself over
+// pages from --peer (comma-separated: several nodes), verified, cached.
+void run_light_query(const QueryArgs& a, const std::vector<Value>& params) {
+  if (!a.proof_out.empty()) throw CliError(1, "--proof-out does not go with --light (no proof is sent: the pages are)");
+  LightFlags f;
+  f.peers = {a.peer};
+  f.pub = a.pub;
+  f.cache = a.cache;
+  f.cache_mib = a.cache_mib;
+  f.min_size = a.min_size;
+  f.max_age = a.max_age;
+  f.timeout_s = a.timeout_s;
+  auto c = open_light_client(f);
+  auto answer = c->query(a.sql, params);
+  if (!answer.ok()) fail(answer.error());
+  const Head& h = answer->head;
+  if (a.as_json) {
+    json doc = client::table_json(answer->columns, answer->types, answer->rows);
+    doc["sql"] = a.sql;
+    doc["params"] = client::params_json(params);
+    doc["verified"] = {{"size", h.size},
+                       {"state_root", to_hex(h.state_root)},
+                       {"log_root", to_hex(h.log_root)},
+                       {"head_time_ms", h.time_ms},
+                       {"light", {{"pages_fetched", answer->stats.pages_fetched},
+                                  {"page_bytes", answer->stats.page_bytes},
+                                  {"proof_bytes", answer->stats.proof_bytes},
+                                  {"round_trips", answer->stats.round_trips},
+                                  {"cache_hits", answer->stats.cache_hits},
+                                  {"pages_proven", c->proven_pages()}}}};
+    std::fputs(net::dump_json(doc, true).c_str(), stdout);
+    return;
+  }
+  print_table(answer->columns, answer->types, answer->rows, false, json::object());
+  fmt::print("verified by the light client: {}\n", light_stats_line(*c, *answer));
+}
+#endif
 
 void run_query(const QueryArgs& a) {
   std::vector<Value> params;
   for (const auto& p : a.params) params.push_back(param_value(p));
+  if (a.light && (a.verify || !a.db.empty()))
+    throw CliError(1, "--light needs --peer and goes without --verify/--db (every answer is verified by running it here)");
+  if (!a.light && (!a.cache.empty()))
+    throw CliError(1, "--cache is for --light (the verified page cache)");
   if (!a.db.empty()) {
     if (a.verify || !a.proof_out.empty() || !a.max_age.empty())
       throw CliError(1, "--verify/--proof-out/--max-age need --peer (a local file is trusted as it is)");
@@ -127,6 +169,7 @@ void run_query(const QueryArgs& a) {
 #ifndef SWARMLITE_HAVE_NET
   throw CliError(1, "--peer: this swarmlite was built without the network layer (SWARMLITE_NET=OFF)");
 #else
+  if (a.light) return run_light_query(a, params);
   must(net::parse_http_url(a.peer), "--peer");
   const auto max_age = max_age_of(a.max_age);
   if (max_age && !a.verify) throw CliError(1, "--max-age needs --verify (only a verified head has a trustworthy age)");
@@ -172,6 +215,12 @@ void add_query_command(CLI::App& app) {
   peer->excludes(db);
   cmd->add_option("--pub", a->pub, "The log's public key (64 hex digits or a .pub file), for --verify");
   cmd->add_flag("--verify", a->verify, "Ask for a proof and verify it; print the rows the verifier computed");
+  cmd->add_flag("--light", a->light,
+                "Run the query here over pages fetched from --peer (comma-separated: several nodes) and "
+                "verified, kept in --cache (docs/light-client.md)");
+  cmd->add_option("--cache", a->cache, "With --light: the verified page cache directory (default under ~/.cache/swarmlite)");
+  cmd->add_option("--cache-mib", a->cache_mib, "With --light: cap on the page cache, MiB")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
   cmd->add_option("--min-size", a->min_size, "Refuse state older than N log entries");
   cmd->add_option("--max-age", a->max_age, "With --verify: refuse a head signed longer ago (30s, 5m, or seconds)");
   cmd->add_option("--timeout", a->timeout_s, "Seconds to wait (for min-size and the answer)")->check(CLI::PositiveNumber);

@@ -1,6 +1,9 @@
 // swarmlite — verifiable SQLite read replicas. Entry point: parses the command
 // line (CLI11) and dispatches to the subcommands in cmd_*.cpp.
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 
@@ -25,10 +28,25 @@ int main(int argc, char** argv) {
   swarmlite::cli::add_primary_command(app);
   swarmlite::cli::add_peer_command(app);
   swarmlite::cli::add_demo_command(app);
+  swarmlite::cli::add_shell_command(app);
 #endif
 
+  // `swarmlite shell` takes sqlite3's single-dash spellings too (-json,
+  // -header, -cmd, -stats): CLI11 reads a single dash as short options only.
+  const bool shell = argc > 1 && std::string(argv[1]) == "shell";
   try {
-    app.parse(argc, argv);
+    if (!shell) {
+      app.parse(argc, argv);
+    } else {
+      app.name(argv[0]);
+      std::vector<std::string> args(argv + 1, argv + argc);
+      for (size_t i = 1; i < args.size(); ++i) {
+        if (args[i] == "-json" || args[i] == "-header" || args[i] == "-cmd" || args[i] == "-stats")
+          args[i] = "-" + args[i];
+      }
+      std::reverse(args.begin(), args.end());  // CLI11's vector form: last argument first
+      app.parse(args);
+    }
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const swarmlite::cli::CliError& e) {

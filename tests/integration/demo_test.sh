@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Integration test of `swarmlite demo` (cli/cmd_demo.cpp): usage demo_test.sh PATH/TO/swarmlite
 #  1. the demo exits 0, verified reads from every peer, the tampered proof rejected with a
-#     reason, and nothing it started is left running or on disk;
+#     reason, the light client re-fetching only changed pages after a write, and nothing
+#     it started is left running or on disk;
 #  2. --keep --dir: the nodes stay up and answer HTTP until SIGTERM, then all stop.
 set -euo pipefail
 bin=${1:?usage: demo_test.sh PATH/TO/swarmlite}
@@ -28,6 +29,16 @@ done
 v=$(grep -c "^   verified at size " "$out" || true)
 [[ "$v" -ge 6 ]] || { cat "$out"; fail "$v verified answers, expected at least 6"; }
 grep -q "^   REJECTED: " "$out" || { cat "$out"; fail "the tampered proof was not shown rejected"; }
+# The light client: cold queries fetch pages; the same query again fetches none;
+# after the write it fetches some, and fewer than its cold run did.
+l=$(grep -c "^   light — " "$out" || true)
+[[ "$l" -ge 3 ]] || { cat "$out"; fail "$l light-client queries shown, expected 3"; }
+cold=$(grep -A3 "^   light — point lookup" "$out" | sed -n 's/^   at size [0-9]*: \([0-9]*\) pages fetched.*/\1/p' | head -1)
+again=$(grep -A3 "the same point lookup again" "$out" | sed -n 's/^   at size [0-9]*: \([0-9]*\) pages fetched.*/\1/p' | head -1)
+moved=$(sed -n 's/^   only the changed pages: at size [0-9]*: \([0-9]*\) pages fetched.*/\1/p' "$out" | head -1)
+[[ -n "$cold" && -n "$again" && -n "$moved" ]] || { cat "$out"; fail "light-client fetch counts missing"; }
+[[ "$again" -eq 0 ]] || { cat "$out"; fail "the cached re-query fetched $again pages"; }
+[[ "$moved" -ge 1 && "$moved" -lt "$cold" ]] || { cat "$out"; fail "after the write: $moved pages fetched, cold run $cold"; }
 dir=$(sed -n 's/^swarmlite demo: data in \([^ ]*\).*/\1/p' "$out")
 [[ -n "$dir" ]] || fail "no data dir line"
 [[ ! -e "$dir" ]] || fail "temp dir $dir was left behind"
