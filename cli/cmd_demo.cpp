@@ -418,17 +418,17 @@ void run_demo(const DemoArgs& a) {
       pub, lo);
   if (!light.ok()) throw CliError(1, "demo: light client: " + light.error().message);
   auto light_query = [&](const DemoQuery& dq, const std::string& when) {
-    auto a = (*light)->query(dq.sql, dq.params);
-    if (!a.ok()) throw CliError(1, fmt::format("demo: light client ({}): {}", dq.title, a.error().message));
+    auto ans = (*light)->query(dq.sql, dq.params);
+    if (!ans.ok()) throw CliError(1, fmt::format("demo: light client ({}): {}", dq.title, ans.error().message));
     client::TableStyle style;
     style.indent = "      ";
     style.header_rule = false;
     style.row_count = false;
     style.reals_fixed2 = true;
-    std::fputs(client::format_table(a->columns, a->rows, style).c_str(), stdout);
+    std::fputs(client::format_table(ans->columns, ans->rows, style).c_str(), stdout);
     fmt::print("   {}at size {}: {} pages fetched ({} bytes) in {} round trips, {} pages from the cache\n", when,
-               a->head.size, a->stats.pages_fetched, a->stats.page_bytes, a->stats.round_trips,
-               a->stats.cache_hits);
+               ans->head.size, ans->stats.pages_fetched, ans->stats.page_bytes, ans->stats.round_trips,
+               ans->stats.cache_hits);
   };
   for (const auto& dq : demo_queries(0)) {
     fmt::print("\n   light — {}: {}\n", dq.title, dq.sql);

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <thread>
 #include <cstring>
 #include <set>
 
@@ -293,20 +294,31 @@ ClientResult<LightStats> LightClient::refresh() {
     return std::vector<uint32_t>(out.begin(), out.end());
   };
   const size_t held_at_most = 1 + (head_ ? proven_.size() : (cache_ ? cache_->stats().entries : 0));
-  std::vector<ClientError> failed;
-  for (size_t i = 0; i < sources_.size(); ++i) {
-    if (banned_[i]) continue;
-    auto v = newest_leaves(*sources_[i], held_at_most, held);
-    if (v.ok()) {
-      adopt(*v);
-      return totals_ - before;
+  const auto give_up = std::chrono::steady_clock::now() + options_.stale_wait;
+  while (true) {
+    std::vector<ClientError> failed;
+    for (size_t i = 0; i < sources_.size(); ++i) {
+      if (banned_[i]) continue;
+      auto v = newest_leaves(*sources_[i], held_at_most, held);
+      if (v.ok()) {
+        adopt(*v);
+        return totals_ - before;
+      }
+      ClientError e = v.take_error();
+      if (e.kind == ClientErrorKind::equivocation) return e;
+      if (e.kind == ClientErrorKind::proof_invalid) ban(i, e.message);
+      failed.push_back(std::move(e));
     }
-    ClientError e = v.take_error();
-    if (e.kind == ClientErrorKind::equivocation) return e;
-    if (e.kind == ClientErrorKind::proof_invalid) ban(i, e.message);
-    failed.push_back(std::move(e));
+    // Every source answered, each with a head too old: ask again shortly (a
+    // node renews its pin within its pin interval), up to stale_wait.
+    const bool all_stale =
+        !failed.empty() && std::all_of(failed.begin(), failed.end(), [](const ClientError& e) {
+          return e.kind == ClientErrorKind::stale_head;
+        });
+    if (!all_stale || std::chrono::steady_clock::now() >= give_up)
+      return all_failed("the newest head", std::move(failed));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return all_failed("the newest head", std::move(failed));
 }
 
 // --- pages -------------------------------------------------------------------

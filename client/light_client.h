@@ -67,6 +67,11 @@ struct LightClientOptions {
   // one page each). 1: one page per miss.
   size_t max_batch_pages = 32;
   int max_head_retries = 3;  // query re-runs after HeadGone from every source
+  // How long refresh() keeps asking (every 50 ms) while every source serves a
+  // head too old for min_size / max_age: a node answers at its pinned head,
+  // renewed within its pin interval (200 ms) once it applied a newer one, so a
+  // client that just wrote (min_size = its write) waits that long, not fails.
+  std::chrono::milliseconds stale_wait{2000};
   LightCacheOptions cache;
   ReadGuardOptions guard;
   HeadCacheOptions heads;

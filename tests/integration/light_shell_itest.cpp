@@ -162,8 +162,11 @@ TEST_CASE("swarmlite shell / query --light: verified answers equal sqlite3's, ca
     CHECK(warm["verified"]["light"]["round_trips"].get<uint64_t>() <= 1);  // the head check
 
     execute(p, R"J(["UPDATE users SET score = 99.5 WHERE id = 2500"])J");
-    REQUIRE(wait_applied(r, log_size(p)));
-    REQUIRE(sh(q, dir / "moved.out") == 0);
+    const uint64_t written = log_size(p);
+    REQUIRE(wait_applied(r, written));
+    // --min-size: read your write. The peer answers at its pin, renewed within
+    // 200 ms once it applied the write; the client asks again meanwhile.
+    REQUIRE(sh(q + " --min-size " + std::to_string(written), dir / "moved.out") == 0);
     const json moved = json::parse(slurp(dir / "moved.out"));
     INFO(moved.dump());
     CHECK(moved["values"] == json::parse(R"([["user-2500", 99.5]])"));
