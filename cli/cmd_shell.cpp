@@ -154,7 +154,7 @@ class Shell {
   // Runs every complete statement of `sql` in order; false to stop the shell.
   bool run_sql(const std::string& sql) {
     for (const std::string& st : split_statements(sql)) {
-      if (!run_statement(st)) return true;  // the rest of this input is skipped, as sqlite3 -bail would not
+      if (!run_statement(st)) return true;  // an error skips the rest of this input, as in sqlite3
     }
     return true;
   }
