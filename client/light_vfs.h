@@ -4,7 +4,8 @@
 // from its verified cache or fetches, verifies and stores it first. SQLite
 // never sees a byte the pager did not verify against the head it runs at.
 //
-// Like the proof VFS (sqlbridge/proof/proof_vfs.h): one registration per
+// Like the proof VFS (sqlbridge/proof/proof_vfs.h), on the same read-only
+// page VFS (sqlbridge/proof/page_vfs.h): one registration per
 // pager, named in the URI ("file:swarmlite-light-<id>?vfs=swarmlite-light&
 // immutable=1&swl_light=<id>"); no journal, no WAL, no shared memory; writes
 // are SQLITE_READONLY; locks are no-ops; temporary files (sorter, temp tables)
@@ -14,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -48,6 +50,8 @@ class LightVfsFile {
   std::string uri() const;
 
  private:
+  class File;  // the pager as a PageVfsFile
+  std::unique_ptr<File> file_;
   uint64_t id_;
 };
 

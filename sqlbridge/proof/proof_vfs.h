@@ -14,7 +14,9 @@
 //    proof lacks it, as zeros: its state-tree leaf is that of a zero page, and
 //    SQLite never reads it, so no proof needs to carry it;
 //  - refuses writes (SQLITE_READONLY); locks are no-ops (immutable=1).
-// Temporary files SQLite needs while sorting etc. go to the default VFS.
+// Temporary files SQLite needs while sorting etc. go to the default VFS. The
+// SQLite side of this is the read-only page VFS shared with the light client
+// (page_vfs.h).
 //
 // A reusable image (Mode::reusable, for VerifierCache) serves one proof after
 // another on the same connection: replace_pages() swaps the page set. Its URI
@@ -30,6 +32,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -88,10 +91,11 @@ class ProofImage {
   ReadStatus read(void* out, int amount, int64_t offset);
 
  private:
+  class VfsFile;  // the image as page_vfs.h's PageVfsFile
   const ByteView* find(uint32_t pgno) const;
   void set_pages(PageViews pages);
 
-  uint64_t id_;
+  uint64_t id_ = 0;
   uint32_t page_size_;
   uint32_t page_count_;
   Mode mode_;
@@ -101,6 +105,7 @@ class ProofImage {
   std::vector<uint32_t> missing_;
   std::atomic<bool> record_{false};
   std::vector<uint32_t> read_;
+  std::unique_ptr<VfsFile> vfs_file_;
 };
 
 }  // namespace swarmlite
