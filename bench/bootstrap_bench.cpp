@@ -51,10 +51,18 @@ using proc::ChildProcess;
 const fs::path kBin = SWARMLITE_BIN;
 
 uint64_t writes() { return static_cast<uint64_t>(env_int("SWARMLITE_BENCH_BOOTSTRAP_WRITES", 1000000)); }
+// Bytes of text per row (SWARMLITE_BENCH_BOOTSTRAP_ROW_BYTES; 0 or unset: the
+// default ~40-byte row, about 88 rows and so 88 entries per 4 KiB page). Larger
+// rows give fewer entries per page: ~1,000 bytes is ~4 per page, where the
+// auto rule (client/bootstrap.h kReplayEntriesPerPage) switches; this is how
+// docs/performance.md measures that crossover.
+uint64_t row_bytes() { return static_cast<uint64_t>(env_int("SWARMLITE_BENCH_BOOTSTRAP_ROW_BYTES", 0)); }
 
 fs::path data_dir() {
   const char* d = std::getenv("SWARMLITE_BENCH_BOOTSTRAP_DIR");
-  return d && *d ? fs::path(d) : fs::path(fmt::format("/tmp/swl-bench-bootstrap-{}", writes()));
+  if (d && *d) return fs::path(d);
+  return row_bytes() == 0 ? fs::path(fmt::format("/tmp/swl-bench-bootstrap-{}", writes()))
+                          : fs::path(fmt::format("/tmp/swl-bench-bootstrap-{}-row{}", writes(), row_bytes()));
 }
 
 // Builds p.db + p.db.log with `n` single-row writes (unless a finished build is
@@ -85,9 +93,11 @@ uint64_t build(const fs::path& dir, uint64_t n) {
   for (uint64_t i = 0; i < n; i += kGroup) {
     const uint64_t m = std::min(kGroup, n - i);
     for (uint64_t j = 0; j < m; ++j) {
-      // ~40 bytes of text per row: a typical small row (an event, a counter).
-      txs[j] = {Statement{"INSERT INTO t(v) VALUES (?)",
-                          {Value{fmt::format("row {:010d} of the bootstrap bench", i + j)}}}};
+      // ~40 bytes of text per row: a typical small row (an event, a counter);
+      // or row_bytes() of text.
+      std::string v = fmt::format("row {:010d} of the bootstrap bench", i + j);
+      if (row_bytes() > v.size()) v.resize(row_bytes(), static_cast<char>('a' + (i + j) % 26));
+      txs[j] = {Statement{"INSERT INTO t(v) VALUES (?)", {Value{std::move(v)}}}};
       batch[j] = Primary::Write{txs[j]};
     }
     for (auto& r : primary->execute_batch(std::span(batch.data(), m))) must(std::move(r), "write");
