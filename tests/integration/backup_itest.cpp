@@ -50,12 +50,7 @@ void execute(const std::string& base, const std::string& json) {
   REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
 }
 
-uint64_t status_size(const std::string& base) {
-  auto r = call(base, "GET", "/status");
-  if (!r.ok() || r->status != 200) return 0;
-  auto pos = r->body.find("\"size\":");
-  return pos == std::string::npos ? 0 : std::stoull(r->body.substr(pos + 7));
-}
+uint64_t status_size(const std::string& base) { return swarmlite::testing::status_u64(base, "size"); }
 
 std::string sqlite_query(const Dir& dir, const fs::path& db, const std::string& sql, const std::string& name) {
   REQUIRE(sh("sqlite3 -readonly " + db.string() + " \"" + sql + "\"", dir / name) == 0);
@@ -67,13 +62,10 @@ struct Swarm {
   std::unique_ptr<ChildProcess> primary, peer;
   fs::path pub;
   Swarm() {
-    REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
+    swarmlite::testing::keygen(kBin, dir.path);
     pub = dir / "k/primary.pub";
-    primary = std::make_unique<ChildProcess>(
-        "primary", kBin,
-        std::vector<std::string>{"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
-                                 "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
-        dir / "primary.log");
+    primary = std::make_unique<ChildProcess>("primary", kBin, swarmlite::testing::primary_args(dir.path),
+                                             dir / "primary.log");
     primary->wait_ready(60s);
     peer = std::make_unique<ChildProcess>(
         "peer", kBin,

@@ -54,14 +54,9 @@ struct Dir : swarmlite::testing::ScratchShellDir {
   Dir() : ScratchShellDir("bootstrap") {}
 };
 
-uint64_t status_field(const std::string& base, const std::string& field) {
-  auto r = swarmlite::testing::http_to(base, "GET", "/status", "", 60s);
-  if (!r.ok() || r->status != 200) return 0;
-  const std::string key = "\"" + field + "\":";
-  auto pos = r->body.find(key);
-  return pos == std::string::npos ? 0 : std::stoull(r->body.substr(pos + key.size()));
-}
-uint64_t status_size(const std::string& base) { return status_field(base, "size"); }
+using swarmlite::testing::status_u64;
+uint64_t status_field(const std::string& base, const std::string& field) { return status_u64(base, field); }
+uint64_t status_size(const std::string& base) { return status_u64(base, "size"); }
 
 // Until the node's log and (on a peer) its database are at `size`.
 void wait_size(const std::string& base, uint64_t size, bool applied = true) {
@@ -275,12 +270,8 @@ class LyingProxy {
 
 TEST_CASE("a new peer bootstraps from a snapshot of three nodes, survives kills, then follows") {
   Dir dir;
-  REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
-  ChildProcess primary(
-      "primary", kBin,
-      {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
-       "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
-      dir / "primary.log");
+  swarmlite::testing::keygen(kBin, dir.path);
+  ChildProcess primary("primary", kBin, swarmlite::testing::primary_args(dir.path), dir / "primary.log");
   primary.wait_ready(60s);
   const std::string p = primary.http();
   execute_ok(p, R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)"])J");

@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "net/http_client.h"
@@ -25,6 +27,17 @@ inline Result<net::HttpResponse> http_to(const std::string& base, const std::str
   net::HttpClientOptions o;
   o.timeout = timeout;
   return net::http_call(*url, rq, o);
+}
+
+// A number field of the node's /status ("size", "applied_size", "log_size",
+// ...) at `base`; 0 while the node does not answer 200 or has no such field.
+inline uint64_t status_u64(const std::string& base, const std::string& field,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  auto r = http_to(base, "GET", "/status", {}, timeout);
+  if (!r.ok() || r->status != 200) return 0;
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (j.is_discarded() || !j.contains(field) || !j[field].is_number_unsigned()) return 0;
+  return j[field].get<uint64_t>();
 }
 
 // POST /db/execute?transaction with `statements` (a JSON array) on the node at

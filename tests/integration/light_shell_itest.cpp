@@ -38,17 +38,8 @@ void execute(const std::string& base, const std::string& body) {
   REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
 }
 
-uint64_t applied(const std::string& base) {
-  auto r = swarmlite::testing::http_to(base, "GET", "/status", {}, 10s);
-  if (!r.ok() || r->status != 200) return 0;
-  return json::parse(r->body)["applied_size"].get<uint64_t>();
-}
-
-uint64_t log_size(const std::string& base) {
-  auto r = swarmlite::testing::http_to(base, "GET", "/status", {}, 10s);
-  REQUIRE(r.ok());
-  return json::parse(r->body)["log_size"].get<uint64_t>();
-}
+uint64_t applied(const std::string& base) { return swarmlite::testing::status_u64(base, "applied_size", 10s); }
+uint64_t log_size(const std::string& base) { return swarmlite::testing::status_u64(base, "log_size", 10s); }
 
 bool wait_applied(const std::string& peer, uint64_t size) {
   for (int i = 0; i < 300; ++i) {
@@ -73,13 +64,9 @@ json rows_of(const std::string& text) { return text.empty() ? json::array() : js
 
 TEST_CASE("swarmlite shell / query --light: verified answers equal sqlite3's, cached pages reused") {
   Dir dir;
-  REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
+  swarmlite::testing::keygen(kBin, dir.path);
   const std::string pub = (dir / "k/primary.pub").string();
-  ChildProcess primary(
-      "primary", kBin,
-      {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
-       "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
-      dir / "primary.log");
+  ChildProcess primary("primary", kBin, swarmlite::testing::primary_args(dir.path), dir / "primary.log");
   primary.wait_ready(60s);
   const std::string p = primary.http();
   execute(p, R"J(["CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL)",

@@ -33,12 +33,7 @@ struct Dir : swarmlite::testing::ScratchShellDir {
   Dir() : ScratchShellDir("peersnap") {}
 };
 
-uint64_t status_size(const std::string& base) {
-  auto r = swarmlite::testing::http_to(base, "GET", "/status", "", 60s);
-  if (!r.ok() || r->status != 200) return 0;
-  auto pos = r->body.find("\"size\":");
-  return pos == std::string::npos ? 0 : std::stoull(r->body.substr(pos + 7));
-}
+uint64_t status_size(const std::string& base) { return swarmlite::testing::status_u64(base, "size"); }
 
 std::vector<swarmlite::Bytes> pages(const fs::path& db) {
   auto raw = swarmlite::read_logical_pages(db);
@@ -54,15 +49,11 @@ std::vector<swarmlite::Bytes> pages(const fs::path& db) {
 TEST_CASE(
     "swarmlite fetch over the peer protocol from a primary and two peers equals the HTTP copy") {
   Dir dir;
-  REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
+  swarmlite::testing::keygen(kBin, dir.path);
   const fs::path pub = dir / "k/primary.pub";
   auto key = swarmlite::load_public_key(pub.string());
   REQUIRE(key.ok());
-  ChildProcess primary(
-      "primary", kBin,
-      {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
-       "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
-      dir / "primary.log");
+  ChildProcess primary("primary", kBin, swarmlite::testing::primary_args(dir.path), dir / "primary.log");
   primary.wait_ready(60s);
   const std::string p = primary.http();
   auto w = swarmlite::testing::http_to(

@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace swarmlite::testing {
 
@@ -59,6 +60,23 @@ inline void make_db(const std::filesystem::path& path, const std::string& sql) {
   sqlite3_free(err);
   sqlite3_close(db);
   REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
+}
+
+// `swarmlite keygen` into dir/k: dir/k/primary.key and dir/k/primary.pub.
+inline void keygen(const std::filesystem::path& bin, const std::filesystem::path& dir) {
+  REQUIRE(sh(bin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
+}
+
+// The arguments of the usual test primary: dir/p.db, dir/k's key (keygen),
+// the peer and HTTP listeners on ephemeral loopback ports, no outbound dials;
+// then `extra`.
+inline std::vector<std::string> primary_args(const std::filesystem::path& dir,
+                                             const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> a{"primary", "--db", (dir / "p.db").string(), "--key",
+                             (dir / "k/primary.key").string(), "--max-outbound", "0",
+                             "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
 }
 
 }  // namespace swarmlite::testing

@@ -39,12 +39,7 @@ swarmlite::Result<swarmlite::net::HttpResponse> call(const std::string& base, co
   return swarmlite::testing::http_to(base, method, target, body, 60s);
 }
 
-uint64_t status_size(const std::string& base) {
-  auto r = call(base, "GET", "/status");
-  if (!r.ok() || r->status != 200) return 0;
-  auto pos = r->body.find("\"size\":");
-  return pos == std::string::npos ? 0 : std::stoull(r->body.substr(pos + 7));
-}
+uint64_t status_size(const std::string& base) { return swarmlite::testing::status_u64(base, "size"); }
 
 std::string sqlite_query(const Dir& dir, const fs::path& db, const std::string& sql,
                          const std::string& name) {
@@ -58,13 +53,9 @@ TEST_CASE(
     "swarmlite fetch: killed at random points, resumed, the copy checks and has the primary's "
     "rows") {
   Dir dir;
-  REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
+  swarmlite::testing::keygen(kBin, dir.path);
   const fs::path pub = dir / "k/primary.pub";
-  ChildProcess primary(
-      "primary", kBin,
-      {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
-       "--max-outbound", "0", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"},
-      dir / "primary.log");
+  ChildProcess primary("primary", kBin, swarmlite::testing::primary_args(dir.path), dir / "primary.log");
   primary.wait_ready(60s);
   const std::string p = primary.http();
   // About 640 pages: 40 chunks of 16.
