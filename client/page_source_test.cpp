@@ -22,8 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// An HTTP backend with nothing but a page service (or none: `server` null,
-// writes accepted, as the primary's).
+// An HTTP backend with nothing but a page service (or none: `server` null).
 class PagesBackend : public net::HttpBackend {
  public:
   explicit PagesBackend(const PageServer* server) : server_(server) {}
@@ -66,7 +65,7 @@ struct Fixture {
     sync();
 
     pages_backend = std::make_unique<PagesBackend>(replica.get());
-    primary_http_backend = std::make_unique<PagesBackend>(nullptr);
+    primary_http_backend = std::make_unique<PagesBackend>(primary.get());
     net::HttpApiOptions ho;
     ho.listen = "127.0.0.1:0";
     http = std::make_unique<net::HttpApi>(*pages_backend, ho);
@@ -175,7 +174,7 @@ TEST_CASE("page sources: the old head after the pin moved is HeadGone with the n
   }
 }
 
-TEST_CASE("page sources: bad page numbers get clear errors; the primary serves no pages") {
+TEST_CASE("page sources: bad page numbers get clear errors; the primary serves pages too") {
   Fixture f;
   const uint32_t count = f.primary->head()->page_count;
   for (auto& source : f.sources()) {
@@ -194,12 +193,17 @@ TEST_CASE("page sources: bad page numbers get clear errors; the primary serves n
     // The source still answers after the refusals (the peer connection was replaced).
     CHECK(verify_page_set(got(source->pages(0, std::vector<uint32_t>{1})), *f.primary->head()).ok());
   }
-  auto primary = http_page_source(f.primary_url, 10s)->pages(0, std::vector<uint32_t>{1});
-  REQUIRE_FALSE(primary.ok());
-  CHECK(primary.error().code == Errc::unavailable);
-  CHECK_MESSAGE(primary.error().message.find("the primary does not serve pages: ask a peer") !=
-                    std::string::npos,
-                primary.error().to_string());
+  // The primary serves pages from its own pin (Primary::pinned_pages), over
+  // HTTP and the peer protocol, at its newest signed head.
+  const Head head = *f.primary->head();
+  auto primary = got(http_page_source(f.primary_url, 10s)->pages(0, std::vector<uint32_t>{1, 2}));
+  CHECK(primary.head == head);
+  CHECK(verify_page_set(primary, head).ok());
+  f.node->set_page_server(f.primary.get());
+  auto primary_leaves =
+      got(peer_page_source(f.address, f.keys.pub, 10s)->leaves(0, std::vector<uint32_t>{1, 2}));
+  CHECK(primary_leaves.head == head);
+  CHECK(verify_leaf_set(primary_leaves, head).ok());
   f.node->set_page_server(nullptr);
   auto none = peer_page_source(f.address, f.keys.pub, 10s)->leaves(0, std::vector<uint32_t>{1});
   REQUIRE_FALSE(none.ok());

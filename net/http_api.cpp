@@ -969,11 +969,7 @@ struct HttpApi::Impl {
     if (req.method() != http::verb::get)
       co_return error(req, http::status::method_not_allowed, fmt::format("{} takes GET", path));
     const PageServer* server = backend.page_server();
-    if (!server)
-      co_return error(req, http::status::not_found,
-                      backend.accepts_writes()
-                          ? "the primary does not serve pages: ask a peer (docs/http-api.md \"Pages\")"
-                          : "this node serves no pages");
+    if (!server) co_return error(req, http::status::not_found, "this node serves no pages");
     const bool pages = path == "/db/pages";
     uint64_t size = 0;
     auto size_text = query_param(qs, path, "size");

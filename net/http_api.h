@@ -152,9 +152,8 @@ class HttpBackend {
   // (a copy, page reads) and run off the io thread.
   virtual SnapshotSource* snapshots() { return nullptr; }
   // GET /db/pages and /db/leaves (docs/http-api.md "Pages"): the node's page
-  // service (a peer's Replica), or null: 404 "this node serves no pages" (the
-  // primary's: it has no pinned head to serve them from, ask a peer). Its
-  // calls pread and hash; they run on the read lane.
+  // service (its Replica's or Primary's pin), or null: 404 "this node serves
+  // no pages". Its calls pread and hash; they run on the read lane.
   virtual const PageServer* page_server() const { return nullptr; }
   // POST /db/load (only called when accepts_writes()): loads the upload as
   // logged entries, stopping between entries once the deadline passed or

@@ -447,6 +447,8 @@ nlohmann::json PrimaryHttpBackend::status() const {
   j["state_root"] = to_hex(primary_.state_root());
   j["page_count"] = primary_.page_count();
   j["diverged"] = nullptr;
+  auto c = primary_.corruption();
+  j["corruption"] = c ? nlohmann::json(c->message) : nlohmann::json(nullptr);
   return j;
 }
 
@@ -456,6 +458,7 @@ Status PrimaryHttpBackend::ready() const {
   if (primary_.local_fault() && primary_.retry_local_fault().ok() && !primary_.local_fault()) {
     node_.notify_new_head();
   }
+  if (auto c = primary_.corruption()) return make_error(Errc::unavailable, "corrupted: {}", c->message);
   return node_ready(node_status(), std::nullopt);
 }
 
@@ -535,27 +538,40 @@ BackupSource replica_backup_source(Replica& replica) {
 // one by itself within it. A snapshot at the lagging pin would verify but make
 // its fetcher replay the rest (restore_itest expects the newest head), so a
 // lagging pin is asked for once more after that interval.
-PinnedHeadProvider replica_pinned_head(Replica& replica) {
-  return [&replica]() -> Result<PinnedHead> {
+// The same for the primary (Primary::pinned_pages pins its newest signed head
+// the same way; with group signing the newest head may lag the log).
+template <class Owner>
+PinnedHeadProvider pinned_head(Owner& owner, std::function<uint64_t()> newest, std::string_view what) {
+  return [&owner, newest = std::move(newest), what]() -> Result<PinnedHead> {
     const uint32_t first = 1;
-    auto newest = [&replica]() -> uint64_t {  // the newest signed head applied (0: none)
-      const uint64_t applied = replica.size();
-      std::lock_guard lock(replica.log_mutex());
-      const auto head = replica.log().head();
-      return head && applied >= head->size ? head->size : 0;
-    };
-    SWL_ASSIGN(PageSet reply, replica.pinned_pages(0, std::span(&first, 1)));
+    SWL_ASSIGN(PageSet reply, owner.pinned_pages(0, std::span(&first, 1)));
     if (reply.head.size < newest()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      SWL_ASSIGN(reply, replica.pinned_pages(0, std::span(&first, 1)));
+      SWL_ASSIGN(reply, owner.pinned_pages(0, std::span(&first, 1)));
     }
-    PinnedHead pin{reply.head, replica.pinned_page_source(), replica.db_path()};
+    PinnedHead pin{reply.head, owner.pinned_page_source(), owner.db_path()};
     pin.wal_path += "-wal";
     if (!pin.pages || pin.pages->tree().root() != pin.head.state_root)
-      return make_error(Errc::unavailable, "replica {}: re-pinned while the pin at size {} was taken",
-                        replica.db_path().string(), pin.head.size);
+      return make_error(Errc::unavailable, "{} {}: re-pinned while the pin at size {} was taken", what,
+                        owner.db_path().string(), pin.head.size);
     return pin;
   };
+}
+
+PinnedHeadProvider replica_pinned_head(Replica& replica) {
+  return pinned_head(replica, [&replica]() -> uint64_t {  // the newest signed head applied (0: none)
+    const uint64_t applied = replica.size();
+    std::lock_guard lock(replica.log_mutex());
+    const auto head = replica.log().head();
+    return head && applied >= head->size ? head->size : 0;
+  }, "replica");
+}
+
+PinnedHeadProvider primary_pinned_head(Primary& primary) {
+  return pinned_head(primary, [&primary]() -> uint64_t {  // the newest signed head (0: none)
+    const auto head = primary.head();
+    return head ? head->size : 0;
+  }, "primary");
 }
 
 SnapshotSourceOptions in_dir(SnapshotSourceOptions o, const std::filesystem::path& db_path) {
@@ -570,7 +586,8 @@ PrimaryHttpBackend::PrimaryHttpBackend(Primary& primary, Node& node, SnapshotSou
       node_(node),
       reads_(primary.db_path()),
       snapshots_(std::make_unique<SnapshotSource>(primary_backup_source(primary, node),
-                                                  in_dir(std::move(snapshot_options), primary.db_path()))) {}
+                                                  in_dir(std::move(snapshot_options), primary.db_path()),
+                                                  primary_pinned_head(primary))) {}
 
 ReplicaHttpBackend::ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options,
                                        SnapshotSourceOptions snapshot_options)

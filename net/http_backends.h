@@ -50,8 +50,11 @@ class PrimaryHttpBackend : public HttpBackend {
   // A SQLite file through import_database (only into a primary holding nothing
   // but genesis), a SQL dump through run_sql_script (sqlbridge/tools/).
   Result<nlohmann::json> load(const LoadRequest& request) override;
-  // Copies at signed heads as backups are made (the same BackupSource).
+  // Served from the primary's pin (Primary::pinned_page_source), no copy
+  // first; copies at signed heads as backups are made where the pin cannot serve.
   SnapshotSource* snapshots() override { return snapshots_.get(); }
+  // The page service: pages and leaves of the primary's pinned head (Primary).
+  const PageServer* page_server() const override { return &primary_; }
 
  private:
   NodeStatus node_status() const;

@@ -77,8 +77,7 @@ template <class Msg, class Get>
 Message answer_pages(const PageServer* server, const Get& g) {
   constexpr bool pages = std::is_same_v<Get, GetPages>;
   if (!server) {
-    return error_reply(ErrorCode::not_available,
-                       "this node serves no pages (the primary does not: ask a peer, docs/protocol.md \"Page service\")");
+    return error_reply(ErrorCode::not_available, "this node serves no pages");
   }
   uint64_t newest = 0;
   auto set = [&]() -> Result<Bytes> {

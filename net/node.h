@@ -233,7 +233,7 @@ class Node {
   // calls it only from its snapshot threads, which stop() joins.
   void set_snapshot_source(SnapshotSource* source);
   // Where GetPages and GetLeaves are answered from (docs/protocol.md "Page
-  // service"): a peer's Replica. Null (the default, and the primary's):
+  // service"): the node's Replica or Primary (their pins). Null (the default):
   // not_available "this node serves no pages". Same lifetime rule as above.
   void set_page_server(const PageServer* server);
 

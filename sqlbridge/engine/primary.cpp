@@ -320,7 +320,8 @@ Status Primary::repair_wal_ahead(uint64_t applied, uint64_t logged) {
                     "the unsynced tail of a group commit",
                     ends.size()));
   }
-  const int64_t cut = ends.size() == ahead ? kWalHeaderBytes : ends[ends.size() - ahead - 1];
+  const int64_t cut = ends.size() == ahead ? static_cast<int64_t>(swarmlite::kWalHeaderBytes)
+                                           : ends[ends.size() - ahead - 1];
   const int fd = ::open(wal_path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
     return make_error(Errc::io_error, "opening {} to cut {} unlogged commits: {}",
@@ -429,6 +430,13 @@ Status Primary::retry_local_fault() {
 
 Primary::~Primary() {
   (void)close();
+  {
+    // The pin's read connection goes first: the write connection, the last
+    // to close, then checkpoints and removes the -wal file.
+    std::lock_guard lock(pin_mu_);
+    pinned_pages_.reset();
+    pinned_.reset();
+  }
   db_.reset();
   log_.reset();
   unlock_database(lock_fd_);
@@ -607,6 +615,13 @@ void Primary::run_group(std::vector<Queued*>& group) {
         make_error(Errc::unavailable, "primary {} is stopping: no more writes", db_path_.string()));
     return;
   }
+  if (auto c = corruption()) {
+    // The file no longer holds what the state tree says (found serving pages):
+    // entries built on it could not be replayed to the same state.
+    fail_all(make_error(Errc::corrupt, "primary {} takes no writes: {}", db_path_.string(),
+                        c->message));
+    return;
+  }
   {
     std::lock_guard lock(mu_);
     // An earlier commit failed after its entry was logged, or an earlier
@@ -632,6 +647,16 @@ void Primary::run_group(std::vector<Queued*>& group) {
   }
 
   sqlite3* db = db_->handle();
+  // Once the group is in the log: checkpoint and pin, after mu_ is released
+  // (declared before the lock, so destroyed after it), so size(), head() and
+  // peers served from the log never wait for them.
+  struct AfterGroup {
+    const Primary* self;
+    bool armed = false;
+    ~AfterGroup() {
+      if (armed) self->checkpoint_and_pin_locked(/*force=*/false);
+    }
+  } after_group{this};
   std::lock_guard lock(mu_);
   // The last write failed before its commit hook appended the group: append
   // the earlier writes' entries now.
@@ -660,12 +685,9 @@ void Primary::run_group(std::vector<Queued*>& group) {
       break;
     }
   }
-  // Checkpoints happen here only, between groups, when everything SQLite
-  // committed is in the log (see the durability order in primary.h).
-  if (wal_frames_ >= kCheckpointFrames) {
-    (void)sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    wal_frames_ = 0;
-  }
+  // Checkpoints happen only between groups, when everything SQLite committed
+  // is in the log (see the durability order in primary.h): after_group.
+  after_group.armed = true;
   // One head per group, when due, handed to the group's last successful write.
   if (broken_ || !head_due_locked()) return;
   Queued* last_ok = nullptr;
@@ -898,6 +920,151 @@ Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value
     }
   }
   return prove_query(db_path_, db_->state_tree(), *head, sql, params, options);
+}
+
+void Primary::checkpoint_and_pin_locked(bool force) const {
+  std::optional<Head> head;
+  bool at_head;
+  {
+    std::lock_guard lock(mu_);
+    head = log_->head();
+    // Only a signed head the database holds exactly: pages answers carry it.
+    at_head = !broken_ && unlogged_.empty() && head && head->size == log_->size();
+  }
+  const bool checkpoint = wal_frames_ >= kCheckpointFrames;
+  std::unique_lock pin_lock(pin_mu_, std::defer_lock);  // requests wait for the new pin
+  bool pin = false;
+  const auto now = std::chrono::steady_clock::now();
+  if (at_head && pin_active_.load() && !stopping_.load() && !corruption()) {
+    pin_lock.lock();
+    const bool stale = !pinned_ || pinned_->head().size < head->size;
+    pin = (stale && (force || pin_wanted_.load() || !pinned_ ||
+                     now - pinned_at_ >= options_.pin_interval)) ||
+          (checkpoint && pinned_);
+    if (pin) {
+      // Let go of the old pin first (requests in flight keep it alive), so
+      // the checkpoint below can copy the whole WAL into the database; the new
+      // pin then reads the database file alone and the next write starts the
+      // WAL over (pinned_pages.h). Holders of the old PinnedPages (a snapshot
+      // being served) hold it back, within SnapshotSource's WAL bounds.
+      pinned_.reset();
+      pinned_pages_.reset();
+    }
+  }
+  if (checkpoint) {
+    (void)sqlite3_wal_checkpoint_v2(db_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                    nullptr);
+    wal_frames_ = 0;
+  }
+  if (!pin) return;
+  pin_wanted_.store(false);
+  auto tree_copy = std::make_shared<const StateTree>(db_->state_tree());
+  // One connection: it only holds the read transaction (proofs on the primary
+  // run under the write mutex, prove()).
+  auto prover = PinnedProver::open(db_path_, tree_copy, *head, 1);
+  if (!prover.ok()) {
+    pin_error_ = prover.error().to_string();
+    return;
+  }
+  pin_error_.reset();
+  pinned_ = std::shared_ptr<PinnedProver>(std::move(prover).value());
+  pinned_at_ = now;
+  // Still under the write mutex, right after the pin's read transaction
+  // began: what PinnedPages needs to read the pinned state (pinned_pages.h).
+  auto pages = PinnedPages::open(db_path_, tree_copy, pinned_, &wal_cursor_);
+  if (pages.ok()) {
+    pinned_pages_ = std::move(pages).value();
+    pin_pages_error_.reset();
+  } else {
+    pin_pages_error_ = pages.error().to_string();
+  }
+}
+
+Result<Primary::PinFor> Primary::pin_for(uint64_t size, uint64_t* newest) const {
+  if (auto c = corruption()) return make_error(Errc::corrupt, "{}", c->message);
+  if (stopping_.load()) {
+    return make_error(Errc::unavailable, "primary {} is stopping", db_path_.string());
+  }
+  pin_active_.store(true);  // from now on the writer renews the pin after its groups
+  PinFor got;
+  {
+    std::lock_guard lock(pin_mu_);
+    got = {pinned_, pinned_pages_};
+  }
+  const uint64_t pinned = got.pin ? got.pin->head().size : 0;
+  if (size == 0 || pinned < size) {
+    const std::optional<Head> newest_head = head();
+    bool due;
+    {
+      std::lock_guard lock(pin_mu_);
+      due = !got.pin || pinned < size ||
+            std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
+    }
+    if (newest_head && pinned < newest_head->size && due) {
+      // An idle primary pins now; a running group pins when it ends (asked
+      // for by pin_wanted_). Only the first pin waits for the running group
+      // (bounded by write_timeout): there is none to answer from meanwhile.
+      std::unique_lock write_lock(write_mu_, std::try_to_lock);
+      if (!write_lock.owns_lock() && !got.pin) write_lock.lock();
+      if (write_lock.owns_lock()) {
+        checkpoint_and_pin_locked(/*force=*/true);
+        std::lock_guard lock(pin_mu_);
+        got = {pinned_, pinned_pages_};
+      } else {
+        pin_wanted_.store(true);
+      }
+    }
+  }
+  if (!got.pin) {
+    std::lock_guard lock(pin_mu_);
+    return make_error(Errc::unavailable,
+                      "primary {}: no pinned head to serve pages from (a signed head covering the "
+                      "log is pinned after the next write or signed head){}",
+                      db_path_.string(), pin_error_ ? "; pinning failed: " + *pin_error_ : "");
+  }
+  SWL_TRY(check_pinned_size(size, got.pin->head().size, newest));
+  return got;
+}
+
+Result<PageSet> Primary::pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
+                                      uint64_t* newest) const {
+  SWL_ASSIGN(PinFor at, pin_for(size, newest));
+  if (!at.pages) {
+    std::lock_guard lock(pin_mu_);
+    return make_error(Errc::unavailable, "primary {}: the pinned head {} serves no pages{}",
+                      db_path_.string(), at.pin->head().size,
+                      pin_pages_error_ ? ": " + *pin_pages_error_ : "");
+  }
+  auto set = pinned_page_set(at.pin->head(), *at.pages, pgnos);
+  if (!set.ok() && set.error().code == Errc::corrupt) {
+    // As on a replica (Replica::pinned_pages): the pinned files are the state
+    // the tree describes while the pin lives, so a page that differs was
+    // changed outside swarmlite.
+    std::lock_guard lock(pin_mu_);
+    corrupted_ = set.error();
+  }
+  return set;
+}
+
+Result<LeafSet> Primary::pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
+                                       uint64_t* newest) const {
+  SWL_ASSIGN(PinFor at, pin_for(size, newest));
+  return pinned_leaf_set(at.pin->head(), at.pin->tree(), pgnos);
+}
+
+std::shared_ptr<const PinnedPages> Primary::pinned_page_source() const {
+  std::lock_guard lock(pin_mu_);
+  return pinned_pages_;
+}
+
+uint64_t Primary::pinned_size() const {
+  std::lock_guard lock(pin_mu_);
+  return pinned_ ? pinned_->head().size : 0;
+}
+
+std::optional<Error> Primary::corruption() const {
+  std::lock_guard lock(pin_mu_);
+  return corrupted_;
 }
 
 Result<ReadSnapshot> Primary::open_snapshot(const ReadCapture* capture) const {

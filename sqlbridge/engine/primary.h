@@ -82,6 +82,8 @@
 #include "core/result.h"
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/engine/local_fault.h"
+#include "sqlbridge/engine/page_set.h"
+#include "sqlbridge/engine/pinned_pages.h"
 #include "sqlbridge/proof/prover.h"
 #include "sqlbridge/engine/retention.h"
 #include "sqlbridge/engine/snapshot.h"
@@ -144,6 +146,12 @@ struct PrimaryOptions {
   // authorizer passed with nothing to check again is kept; the cache is dropped
   // on any schema change and any rollback (docs/determinism.md "Statement cache").
   size_t statement_cache = 64;
+  // The page service (docs/light-client.md "Page service"): once a page, leaf
+  // or pinned snapshot request came, the newest signed head is pinned (a read
+  // transaction plus a copy of the state tree) right after a write group, at
+  // most this often while writes keep coming, as a replica does
+  // (ReplicaOptions::pin_interval). An idle primary pins on the next request.
+  std::chrono::milliseconds pin_interval{200};
 };
 
 // The time and page bounds of one write transaction (PrimaryOptions'
@@ -169,7 +177,7 @@ struct ExecuteResult {
   std::optional<Head> head;
 };
 
-class Primary {
+class Primary : public PageServer {
  public:
   // Opens or creates the database at `db_path` and its log; writes genesis if
   // the log is empty; catches up a database that lags its log; cuts from the
@@ -299,6 +307,31 @@ class Primary {
   Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
                             const ProveOptions& options = {});
 
+  // The page service from a pin, with Replica::pinned_pages' / pinned_leaves'
+  // semantics (sizes, HeadGone's *newest, errors; docs/light-client.md "Page
+  // service"): pages read straight from the files at the pinned head
+  // (PinnedPages), checked against the pin's tree. The pin is only ever at a
+  // signed head covering the whole log: it is taken right after a write group
+  // committed and signed (under the write mutex, so no write is in between),
+  // when it is older than pin_interval or a request asked for a newer head,
+  // and by a request itself when no write runs (a first request waits for
+  // the running group). With group signing it lags the log until the next
+  // signed head. A page the files no longer hold as the tree says is corrupt,
+  // latched (corruption()): the primary then takes no writes and serves no
+  // pages. unavailable when nothing could be pinned (no signed head covers
+  // the log yet, a local fault, stopping). Any thread.
+  Result<PageSet> pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
+                               uint64_t* newest = nullptr) const override;
+  Result<LeafSet> pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
+                                uint64_t* newest = nullptr) const override;
+  // The newest pin's page source (null if none), without pinning: holding it
+  // keeps that pin's read transaction open (checkpoints cannot pass it).
+  std::shared_ptr<const PinnedPages> pinned_page_source() const;
+  // The size of the pinned head (0: none yet).
+  uint64_t pinned_size() const;
+  // Corruption found serving pages (see pinned_pages), once latched.
+  std::optional<Error> corruption() const;
+
  private:
   // One queued write (execute_batch); `result` is set by the group's leader.
   struct Queued {
@@ -333,6 +366,17 @@ class Primary {
   // unavailable). Caller holds write_mu_ and mu_.
   Status recover_locked();
   Result<Head> sign_head_locked();
+  // After a group (write_mu_ held, mu_ not): the checkpoint once the -wal file
+  // holds kCheckpointFrames, and the pin when due (or `force`d by a request).
+  // A due pin is dropped before the checkpoint so the checkpoint can copy the
+  // whole WAL and the next write starts it over (the WAL stays bounded).
+  void checkpoint_and_pin_locked(bool force) const;
+  // The pin to answer a request for head `size` from (pinned_pages).
+  struct PinFor {
+    std::shared_ptr<PinnedProver> pin;
+    std::shared_ptr<const PinnedPages> pages;  // null when they could not be set up
+  };
+  Result<PinFor> pin_for(uint64_t size, uint64_t* newest) const;
   bool head_due_locked() const;
   int64_t next_time_ms_locked() const;
   int64_t now_ms() const;
@@ -358,7 +402,7 @@ class Primary {
   // running group's, or a failed group append's, retried by recover_locked).
   std::vector<Unlogged> unlogged_;
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
-  int wal_frames_ = 0;             // frames in the -wal file after the last commit (WAL hook)
+  mutable int wal_frames_ = 0;     // frames in the -wal file after the last commit (WAL hook)
   uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
   FaultState fault_;
   bool opened_ = false;            // open() completed (close() signs only then)
@@ -380,6 +424,16 @@ class Primary {
   std::condition_variable queue_cv_;
   std::deque<Queued*> queue_;
   bool leader_active_ = false;
+  // The pin (pinned_pages). Lock order: write_mu_, mu_, pin_mu_.
+  mutable std::mutex pin_mu_;  // guards the fields below up to pin_pages_error_
+  mutable std::shared_ptr<PinnedProver> pinned_;
+  mutable std::shared_ptr<const PinnedPages> pinned_pages_;  // null: pin_pages_error_
+  mutable std::chrono::steady_clock::time_point pinned_at_{};
+  mutable std::optional<std::string> pin_error_, pin_pages_error_;
+  mutable std::optional<Error> corrupted_;
+  mutable PinnedWalCursor wal_cursor_;  // carried from pin to pin (write_mu_)
+  // A request came (the writer pins from then on) / asked for a newer head.
+  mutable std::atomic<bool> pin_active_{false}, pin_wanted_{false};
 };
 
 // Default log directory for a database: "<db path>.log".

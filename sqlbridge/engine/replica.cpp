@@ -564,12 +564,7 @@ Result<Replica::PinFor> Replica::pin_for(uint64_t size, uint64_t* newest) const 
     return make_error(Errc::unavailable, "replica {}: no pinned head to serve pages from{}",
                       db_path_.string(), pin_error_ ? "; pinning failed: " + *pin_error_ : "");
   }
-  const uint64_t pinned = got.pin->head().size;
-  if (size != 0 && size != pinned) {
-    if (newest) *newest = pinned;
-    return make_error(Errc::not_found, "head {} {}, newest is {}", size,
-                      size < pinned ? "gone" : "not pinned yet", pinned);
-  }
+  SWL_TRY(check_pinned_size(size, got.pin->head().size, newest));
   return got;
 }
 
@@ -582,48 +577,20 @@ Result<PageSet> Replica::pinned_pages(uint64_t size, std::span<const uint32_t> p
                       db_path_.string(), at.pin->head().size,
                       pin_pages_error_ ? ": " + *pin_pages_error_ : "");
   }
-  const Head& head = at.pin->head();
-  if (auto s = check_pgnos(pgnos, head.page_count, kMaxPagesPerRequest); !s.ok())
-    return make_error(Errc::invalid_argument, "pages of head {}: {}", head.size,
-                      s.error().message);
-  PageSet set;
-  set.head = head;
-  set.page_size = at.pages->page_size();
-  set.pgnos.assign(pgnos.begin(), pgnos.end());
-  auto read = at.pages->read(pgnos);
-  if (!read.ok()) {
-    if (read.error().code == Errc::corrupt) {
-      // The pinned files are the state the tree describes while the pin lives
-      // (pinned_pages.h): a page that differs was changed outside swarmlite.
-      std::lock_guard lock(mu_);
-      corrupted_ = read.error();
-    }
-    return read.take_error();
+  auto set = pinned_page_set(at.pin->head(), *at.pages, pgnos);
+  if (!set.ok() && set.error().code == Errc::corrupt) {
+    // The pinned files are the state the tree describes while the pin lives
+    // (pinned_pages.h): a page that differs was changed outside swarmlite.
+    std::lock_guard lock(mu_);
+    corrupted_ = set.error();
   }
-  set.pages = std::move(read).value();
-  set.proof.size = head.page_count;
-  set.proof.indices = pgno_indices(pgnos);
-  SWL_ASSIGN(set.proof.hashes, at.pages->tree().tree().multiproof(set.proof.indices));
   return set;
 }
 
 Result<LeafSet> Replica::pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
                                        uint64_t* newest) const {
   SWL_ASSIGN(PinFor at, pin_for(size, newest));
-  const Head& head = at.pin->head();
-  if (auto s = check_pgnos(pgnos, head.page_count, kMaxLeavesPerRequest); !s.ok())
-    return make_error(Errc::invalid_argument, "leaf hashes of head {}: {}", head.size,
-                      s.error().message);
-  const MerkleTree& tree = at.pin->tree().tree();
-  LeafSet set;
-  set.head = head;
-  set.pgnos.assign(pgnos.begin(), pgnos.end());
-  set.leaves.reserve(pgnos.size());
-  for (uint32_t p : pgnos) set.leaves.push_back(tree.leaf(p - 1));
-  set.proof.size = head.page_count;
-  set.proof.indices = pgno_indices(pgnos);
-  SWL_ASSIGN(set.proof.hashes, tree.multiproof(set.proof.indices));
-  return set;
+  return pinned_leaf_set(at.pin->head(), at.pin->tree(), pgnos);
 }
 
 Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {

@@ -1,16 +1,17 @@
 // The page service through real processes (docs/http-api.md "Pages",
-// docs/light-client.md "Page service"): a peer serves GET /db/pages and
-// /db/leaves to plain HTTP requests while a writer keeps the primary busy;
-// every answer's head is signed by the log's key and its pages and leaf
-// hashes verify against it (verify_page_set, verify_leaf_set), whatever head
-// the peer pinned meanwhile; an old size is 410 with the newest; a bad list is
-// 400 naming the parameter; the primary answers 404 "ask a peer".
+// docs/light-client.md "Page service"): a peer and the primary serve GET
+// /db/pages and /db/leaves to plain HTTP requests while a writer keeps the
+// primary busy; every answer's head is signed by the log's key and its pages
+// and leaf hashes verify against it (verify_page_set, verify_leaf_set),
+// whatever head the node pinned meanwhile; an old size is 410 with the
+// newest; a bad list is 400 naming the parameter.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -52,7 +53,7 @@ uint64_t applied_size(const std::string& base) {
 
 }  // namespace
 
-TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on") {
+TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify while writes go on") {
   using namespace swarmlite;
   Dir dir;
   REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
@@ -80,17 +81,14 @@ TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on
   for (int i = 0; i < 600 && applied_size(r) != applied_size(p); ++i) std::this_thread::sleep_for(100ms);
   REQUIRE(applied_size(r) == applied_size(p));
 
-  // The primary serves no pages.
-  auto none = call(p, "GET", "/db/pages?pages=1");
-  REQUIRE(none.ok());
-  CHECK(none->status == 404);
-  CHECK_MESSAGE(none->body.find("ask a peer") != std::string::npos, none->body);
-
-  // An idle peer pins its newest head on the first request (a busy applier
-  // pins by itself only when it has caught up with the log's head).
-  auto first = call(r, "GET", "/db/pages?pages=1");
-  REQUIRE(first.ok());
-  REQUIRE_MESSAGE(first->status == 200, first->body);
+  // An idle node pins its newest head on the first request (a busy applier
+  // pins by itself only when it has caught up with the log's head; the
+  // primary renews its pin after its write groups once a request came).
+  for (const std::string& node : {r, p}) {
+    auto first = call(node, "GET", "/db/pages?pages=1");
+    REQUIRE(first.ok());
+    REQUIRE_MESSAGE(first->status == 200, first->body);
+  }
 
   // Writes go on while pages are asked for.
   std::atomic<bool> stop{false};
@@ -105,11 +103,14 @@ TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on
     }
   });
   std::mt19937 rng(5);
-  std::set<uint64_t> heads;
+  std::map<std::string, std::set<uint64_t>> heads;  // per node
+  std::map<std::string, int> verified_at;
   int verified = 0, gone = 0;
   const auto until = std::chrono::steady_clock::now() + 8s;
-  uint64_t last_size = 0;
-  while (std::chrono::steady_clock::now() < until || verified < 20) {
+  std::map<std::string, uint64_t> last_sizes;
+  while (std::chrono::steady_clock::now() < until || verified_at[r] < 20 || verified_at[p] < 20) {
+    const std::string& node = rng() % 2 ? r : p;
+    uint64_t& last_size = last_sizes[node];
     REQUIRE(verified < 10000);
     // A random list of up to 256 pages within the first 480 (the table is ~500 pages).
     std::set<uint32_t> s;
@@ -120,7 +121,7 @@ TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on
     const bool leaves = rng() % 3 == 0;
     // Half at size 0 (the newest pinned head), half at the last size seen.
     const uint64_t size = rng() % 2 ? 0 : last_size;
-    auto res = call(r, "GET", fmt::format("/db/{}?size={}&pages={}", leaves ? "leaves" : "pages", size, list));
+    auto res = call(node, "GET", fmt::format("/db/{}?size={}&pages={}", leaves ? "leaves" : "pages", size, list));
     REQUIRE_MESSAGE(res.ok(), res.error().to_string());
     if (res->status == 410) {
       auto doc = nlohmann::json::parse(res->body);
@@ -152,15 +153,18 @@ TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on
     }
     if (size != 0) CHECK(head.size == size);
     last_size = head.size;
-    heads.insert(head.size);
+    heads[node].insert(head.size);
     ++verified;
+    ++verified_at[node];
   }
   stop = true;
   writer.join();
-  MESSAGE(verified << " answers verified at " << heads.size() << " heads, " << gone << " gone, "
-                   << writes.load() << " writes meanwhile");
+  MESSAGE(verified << " answers verified (" << verified_at[p] << " from the primary) at "
+                   << heads[r].size() << " peer heads, " << heads[p].size() << " primary heads, "
+                   << gone << " gone, " << writes.load() << " writes meanwhile");
   CHECK(writes > 10);
-  CHECK(heads.size() > 1);  // the peer pinned newer heads while it served
+  CHECK(heads[r].size() > 1);  // the peer pinned newer heads while it served
+  CHECK(heads[p].size() > 1);  // and so did the primary
 
   // Bad requests: 400 naming the parameter.
   auto bad = call(r, "GET", "/db/pages?size=0&pages=5,3");
