@@ -465,10 +465,11 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
   auto join_late = [&](size_t i, Run& run) {
     ChunkSource* s = sources[i];
     const Result<SourceManifest>& m = *asked.answers[i];
-    if (!usable(m)) {
-      run.note(
-          fmt::format("{}: no usable manifest (late): {}", s->name(),
-                      m.ok() ? "its head does not verify or is empty" : m.error().to_string()));
+    if (!m.ok()) {
+      run.note(fmt::format("{}: no manifest (after the fetch started): {}", s->name(),
+                           m.error().to_string()));
+    } else if (!usable(m)) {
+      run.note(fmt::format("{}: ignored (late): its head does not verify or is empty", s->name()));
     } else if (same_head(m->head, head)) {
       run.add_source(s);
     } else if (m->head.size == head.size) {
