@@ -102,35 +102,34 @@ Result<std::unique_ptr<LightCache>> LightCache::open(const std::filesystem::path
   return c;
 }
 
-void LightCache::load_index(const Bytes& bytes) {
-  auto fail = [&](std::string why) {
-    by_leaf_.clear();
-    by_use_.clear();
-    clock_ = 0;
-    stats_.index_dropped = true;
-    stats_.index_problem = fmt::format("{}: {}", index_path_.string(), why);
-  };
+Result<std::vector<LightCacheIndexEntry>> decode_light_cache_index(ByteView bytes,
+                                                                   uint32_t page_size) {
+  auto bad = [](std::string why) { return make_error(Errc::corrupt, "{}", why); };
   if (bytes.size() < kHeaderSize + kChecksumSize)
-    return fail(fmt::format("{} bytes, shorter than a header and checksum", bytes.size()));
-  const ByteView body(bytes.data(), bytes.size() - kChecksumSize);
+    return bad(fmt::format("{} bytes, shorter than a header and checksum", bytes.size()));
+  const ByteView body = bytes.first(bytes.size() - kChecksumSize);
   Hash32 sum = blake2b(body);
   if (!std::equal(sum.begin(), sum.end(), bytes.begin() + static_cast<ptrdiff_t>(body.size())))
-    return fail("checksum does not match (a torn or edited index)");
+    return bad("checksum does not match (a torn or edited index)");
   Reader r(body, "page cache index");
   auto magic = r.raw(kMagic.size(), "magic");
   if (!magic.ok() || !std::equal(magic->begin(), magic->end(), kMagic.begin()))
-    return fail("not a page cache index (magic at offset 0)");
+    return bad("not a page cache index (magic at offset 0)");
   auto version = r.u8("version");
   if (!version.ok() || *version != kVersion)
-    return fail(fmt::format("version at offset 8 is not {}", kVersion));
+    return bad(fmt::format("version at offset 8 is not {}", kVersion));
   auto ps = r.u32("page size");
-  if (!ps.ok() || *ps != page_size_)
-    return fail(fmt::format("page size at offset 9 is not {}", page_size_));
+  if (!ps.ok() || *ps != page_size)
+    return bad(fmt::format("page size at offset 9 is not {}", page_size));
   auto count = r.u32("count");
   if (!count.ok() || uint64_t{*count} * kEntrySize != r.remaining())
-    return fail(
+    return bad(
         fmt::format("count at offset 13 does not match the {} bytes of entries", r.remaining()));
+  std::vector<LightCacheIndexEntry> out;
+  out.reserve(*count);  // bounded: count · kEntrySize bytes are there
   std::set<uint32_t> slots;
+  std::set<Hash32> leaves;
+  std::set<uint64_t> uses;
   for (uint32_t i = 0; i < *count; ++i) {
     const size_t at = r.offset();
     auto leaf = r.hash("leaf");
@@ -138,16 +137,29 @@ void LightCache::load_index(const Bytes& bytes) {
     auto slot = r.u32("slot");
     auto use = r.u64("last use");
     if (!leaf.ok() || !pgno.ok() || !slot.ok() || !use.ok())
-      return fail(fmt::format("entry #{} at offset {} is truncated", i, at));
-    if (*pgno == 0 || !slots.insert(*slot).second || by_leaf_.contains(*leaf) ||
-        by_use_.contains(*use))
-      return fail(
+      return bad(fmt::format("entry #{} at offset {} is truncated", i, at));
+    if (*pgno == 0 || !slots.insert(*slot).second || !leaves.insert(*leaf).second ||
+        !uses.insert(*use).second)
+      return bad(
           fmt::format("entry #{} at offset {}: page number 0, or a slot, leaf or last "
                       "use named twice",
                       i, at));
-    by_leaf_[*leaf] = Entry{*pgno, *slot, *use};
-    by_use_[*use] = *leaf;
-    clock_ = std::max(clock_, *use);
+    out.push_back({*leaf, *pgno, *slot, *use});
+  }
+  return out;
+}
+
+void LightCache::load_index(const Bytes& bytes) {
+  auto entries = decode_light_cache_index(bytes, page_size_);
+  if (!entries.ok()) {
+    stats_.index_dropped = true;
+    stats_.index_problem = fmt::format("{}: {}", index_path_.string(), entries.error().message);
+    return;
+  }
+  for (const LightCacheIndexEntry& e : *entries) {
+    by_leaf_[e.leaf] = Entry{e.pgno, e.slot, e.last_use};
+    by_use_[e.last_use] = e.leaf;
+    clock_ = std::max(clock_, e.last_use);
   }
 }
 

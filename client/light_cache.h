@@ -38,6 +38,22 @@
 
 namespace swarmlite::client {
 
+// One entry of the index file (docs/light-client.md "Cache files").
+struct LightCacheIndexEntry {
+  Hash32 leaf{};
+  uint32_t pgno = 0;
+  uint32_t slot = 0;
+  uint64_t last_use = 0;
+};
+
+// Decodes an index file's bytes for `page_size` pages: checksum, magic,
+// version, page size, count, then entries (page number not 0; no slot, leaf or
+// last use twice). Pure, so tests/fuzz/light_cache_fuzz.cpp reaches it without
+// files. Errors: corrupt, with what and at which offset. It says nothing of
+// the slots: get() re-hashes every page it returns.
+Result<std::vector<LightCacheIndexEntry>> decode_light_cache_index(ByteView bytes,
+                                                                   uint32_t page_size);
+
 struct LightCacheOptions {
   uint64_t max_bytes = uint64_t{256} << 20;  // slot bytes kept (LRU beyond); at least one slot
 };

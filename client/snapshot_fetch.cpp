@@ -155,12 +155,19 @@ struct SourceState {
   std::string reason;
 };
 
-// One fetch run over the sources holding `head`.
+// One fetch run over the sources holding `head`. `pending_manifests`: sources
+// whose manifest is still outstanding; each ends with manifest_settled(),
+// after add_source() if it holds `head`, and until then the run does not give
+// up for want of sources.
 class Run {
  public:
   Run(const SnapshotFetchOptions& o, const Head& head, uint32_t chunk_pages,
-      std::vector<SourceState> sources)
-      : o_(o), head_(head), chunk_pages_(chunk_pages), sources_(std::move(sources)) {}
+      std::vector<SourceState> sources, size_t pending_manifests)
+      : o_(o),
+        head_(head),
+        chunk_pages_(chunk_pages),
+        sources_(sources.begin(), sources.end()),
+        pending_manifests_(pending_manifests) {}
 
   uint32_t chunk_count() const {
     return static_cast<uint32_t>((uint64_t{head_.page_count} + chunk_pages_ - 1) / chunk_pages_);
@@ -174,25 +181,34 @@ class Run {
   // Fetches every chunk not in `kept` into `part`; records them in `progress`.
   Status go(int part, int progress, const std::set<uint32_t>& kept, uint32_t page_size,
             SnapshotFetchResult& result) {
-    part_fd_ = part;
-    progress_fd_ = progress;
-    page_size_ = page_size;
     const uint32_t total = chunk_count();
-    for (uint32_t k = 0; k < total; ++k) {
-      if (kept.count(k)) {
-        done_pages_ += request(k).count;
-        result.pages_kept += request(k).count;
-        ++done_chunks_;
-      } else {
-        queue_.push_back(k);
+    {
+      // Locked from the start: a late source may be added (add_source) meanwhile.
+      std::unique_lock lock(mu_);
+      part_fd_ = part;
+      progress_fd_ = progress;
+      page_size_ = page_size;
+      for (uint32_t k = 0; k < total; ++k) {
+        if (kept.count(k)) {
+          done_pages_ += request(k).count;
+          result.pages_kept += request(k).count;
+          ++done_chunks_;
+        } else {
+          queue_.push_back(k);
+        }
       }
+      report();
+      started_ = true;
+      for (auto& s : sources_) start_locked(s);
+      // Done, or nobody left to ask: no worker running and no manifest that
+      // could still bring a holder.
+      cv_.wait(lock, [&] { return finished() || (workers_ == 0 && pending_manifests_ == 0); });
+      closed_ = true;
     }
-    report();
-    std::vector<std::thread> threads;
-    for (auto& s : sources_)
-      for (size_t i = 0; i < std::max<size_t>(1, o_.parallel); ++i)
-        threads.emplace_back([this, &s] { work(s); });
-    for (auto& t : threads) t.join();
+    cv_.notify_all();
+    // Workers return once finished (or with nothing left for them); threads_
+    // no longer grows once closed_ is set.
+    for (auto& t : threads_) t.join();
     for (const auto& s : sources_)
       if (s.out && s.reason.rfind("banned", 0) == 0)
         result.banned.push_back(s.source->name() + ": " + s.reason);
@@ -211,7 +227,45 @@ class Run {
   uint32_t page_size() const { return page_size_; }
   const Bytes& page1() const { return page1_; }
 
+  // A source whose manifest came after the run started and that holds the
+  // run's head: it gets workers like the others. False when the run is over.
+  bool add_source(ChunkSource* source) {
+    std::lock_guard lock(mu_);
+    if (closed_ || finished()) return false;
+    sources_.push_back({source});
+    if (started_) start_locked(sources_.back());  // else go() starts it with the others
+    say(fmt::format("{}: joined the fetch of head {} (its manifest came late)", source->name(),
+                    head_.size));
+    return true;
+  }
+  // A line for o.log, serialised with the workers' lines.
+  void note(const std::string& line) {
+    std::lock_guard lock(mu_);
+    say(line);
+  }
+  void manifest_settled() {
+    {
+      std::lock_guard lock(mu_);
+      --pending_manifests_;
+    }
+    cv_.notify_all();
+  }
+
  private:
+  void start_locked(SourceState& s) {
+    for (size_t i = 0; i < std::max<size_t>(1, o_.parallel); ++i) {
+      ++workers_;
+      threads_.emplace_back([this, &s] {
+        work(s);
+        {
+          std::lock_guard lock(mu_);
+          --workers_;
+        }
+        cv_.notify_all();
+      });
+    }
+  }
+
   void say(const std::string& line) {
     if (o_.log) o_.log(line);
   }
@@ -323,10 +377,15 @@ class Run {
   const SnapshotFetchOptions& o_;
   Head head_;
   uint32_t chunk_pages_;
-  std::vector<SourceState> sources_;
   int part_fd_ = -1, progress_fd_ = -1;
   std::mutex mu_;  // everything below
   std::condition_variable cv_;
+  std::deque<SourceState> sources_;  // a deque: workers hold references while it grows
+  std::vector<std::thread> threads_;
+  size_t workers_ = 0;  // threads still in work()
+  size_t pending_manifests_;
+  bool started_ = false;  // go() started the workers
+  bool closed_ = false;   // go() stopped waiting: no more sources
   std::deque<uint32_t> queue_;
   size_t in_flight_ = 0;
   uint32_t done_chunks_ = 0;
@@ -381,20 +440,105 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
   };
   // Asked all at once (each call blocks up to the source's timeout), so a
   // source that accepts and never answers costs one timeout, not one per
-  // such source; read in the order given, so the choice does not depend on
-  // who answered first.
-  std::vector<std::optional<Result<SourceManifest>>> answers(sources.size());
-  {
-    std::vector<std::jthread> askers;
-    askers.reserve(sources.size());
-    for (size_t i = 0; i < sources.size(); ++i)
-      askers.emplace_back([&, i] { answers[i] = sources[i]->manifest(); });
-  }  // joined
+  // such source. The fetch does not wait for the slowest (issue 14): once a
+  // manifest names a verified head, the others get o.manifest_grace, then
+  // the newest head among the answers in is chosen. A manifest coming later
+  // goes to the run (join_late): its source joins if it holds the chosen head,
+  // and a newer head there never restarts the run. An earlier run's progress
+  // still wins: its head is looked for among all answers before starting over.
+  struct Asked {
+    std::mutex mu;  // everything below
+    std::condition_variable cv;
+    std::vector<std::optional<Result<SourceManifest>>> answers;
+    size_t answered = 0;
+    std::optional<std::chrono::steady_clock::time_point> first_usable;
+    Run* run = nullptr;  // set once chosen: answers after that go to join_late
+  } asked;
+  asked.answers.resize(sources.size());
+  auto usable = [&o](const Result<SourceManifest>& m) {
+    return m.ok() && m->head.size > 0 && m->head.page_count > 0 && m->head.verify(o.log_id).ok();
+  };
+  std::optional<Progress> earlier = read_progress(prog);
+  const bool resumable = earlier && earlier->head.verify(o.log_id).ok() &&
+                         earlier->head.page_count > 0 && std::filesystem::exists(part);
+  Head head;  // the chosen head: written before asked.run is set, read by join_late after
+  auto join_late = [&](size_t i, Run& run) {
+    ChunkSource* s = sources[i];
+    const Result<SourceManifest>& m = *asked.answers[i];
+    if (!m.ok()) {
+      run.note(fmt::format("{}: no manifest (after the fetch started): {}", s->name(),
+                           m.error().to_string()));
+    } else if (!usable(m)) {
+      run.note(fmt::format("{}: ignored (late): its head does not verify or is empty", s->name()));
+    } else if (same_head(m->head, head)) {
+      run.add_source(s);
+    } else if (m->head.size == head.size) {
+      run.note(fmt::format(
+          "{}: signed a different head at the same size {}: equivocation (see swarmlite audit); "
+          "not used",
+          s->name(), head.size));
+    } else if (m->head.size > head.size) {
+      // Newer than the run's head: it may still hold ours (docs/http-api.md
+      // "Snapshots"); one page of it says.
+      if (fetch_one(*s, {head.size, 1, 1}, head).chunk)
+        run.add_source(s);
+      else
+        run.note(fmt::format("{}: came late with head {}, no longer holds head {}; not used",
+                             s->name(), m->head.size, head.size));
+    } else {
+      run.note(
+          fmt::format("{}: came late with the older head {}; not used", s->name(), m->head.size));
+    }
+  };
+  // Declared in this order so the askers are joined before `run` and `asked`
+  // go, and `decide` (the lock) is released before the askers are joined.
+  std::optional<Run> run;
+  std::vector<std::jthread> askers;
+  askers.reserve(sources.size());
+  for (size_t i = 0; i < sources.size(); ++i)
+    askers.emplace_back([&, i] {
+      Result<SourceManifest> m = sources[i]->manifest();
+      const bool good = usable(m);
+      Run* late = nullptr;
+      {
+        std::lock_guard lock(asked.mu);
+        asked.answers[i] = std::move(m);
+        ++asked.answered;
+        if (good && !asked.first_usable) asked.first_usable = std::chrono::steady_clock::now();
+        late = asked.run;
+      }
+      asked.cv.notify_all();
+      if (late) {
+        join_late(i, *late);
+        late->manifest_settled();
+      }
+    });
+  // Held from the choice until the run is set in asked.run, so every answer
+  // is either read here or handed to join_late.
+  std::unique_lock decide(asked.mu);
+  auto names_earlier = [&] {
+    for (const auto& a : asked.answers)
+      if (a && a->ok() && same_head((*a)->head, earlier->head)) return true;
+    return false;
+  };
+  for (;;) {
+    if (asked.answered == sources.size()) break;
+    if (asked.first_usable && (!resumable || names_earlier())) {
+      const auto until = *asked.first_usable + o.manifest_grace;
+      if (std::chrono::steady_clock::now() >= until) break;
+      asked.cv.wait_until(decide, until);
+    } else {
+      asked.cv.wait(decide);
+    }
+  }
+  std::vector<ChunkSource*> answered;
   std::vector<Offer> offers;
   std::string refusals;
   for (size_t i = 0; i < sources.size(); ++i) {
     ChunkSource* s = sources[i];
-    auto& m = *answers[i];
+    if (!asked.answers[i]) continue;  // late: join_late
+    answered.push_back(s);
+    auto& m = *asked.answers[i];
     if (!m.ok()) {
       refusals += fmt::format("; {}: {}", s->name(), m.error().to_string());
       say(fmt::format("{}: no manifest: {}", s->name(), m.error().to_string()));
@@ -419,20 +563,18 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
   const Offer* newest = &offers[0];
   for (const Offer& of : offers)
     if (of.manifest.head.size > newest->manifest.head.size) newest = &of;
-  Head head = newest->manifest.head;
+  head = newest->manifest.head;
 
   // 2. An earlier run's progress: kept if some source still holds its head.
-  std::optional<Progress> earlier = read_progress(prog);
   std::vector<SourceState> holders;
   bool resume = false;
-  if (earlier && earlier->head.verify(o.log_id).ok() && earlier->head.page_count > 0 &&
-      std::filesystem::exists(part)) {
+  if (resumable) {
     for (const Offer& of : offers)
       if (same_head(of.manifest.head, earlier->head)) holders.push_back({of.source});
     if (holders.empty()) {
       // The manifest names a source's newest head; an older one may still be
       // held (docs/http-api.md "Snapshots"): one page of it says.
-      for (ChunkSource* s : sources) {
+      for (ChunkSource* s : answered) {
         Fetched f = fetch_one(*s, {earlier->head.size, 1, 1}, earlier->head);
         if (f.chunk) holders.push_back({s});
       }
@@ -498,14 +640,16 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
   SnapshotFetchResult result;
   result.head = head;
   result.page_count = head.page_count;
-  Run run(o, head, chunk_pages, std::move(holders));
-  SWL_TRY(run.go(part_fd.get(), prog_fd.get(), kept, page_size, result));
+  run.emplace(o, head, chunk_pages, std::move(holders), sources.size() - answered.size());
+  asked.run = &*run;
+  decide.unlock();
+  SWL_TRY(run->go(part_fd.get(), prog_fd.get(), kept, page_size, result));
 
   // 4. The whole file checked (with page 1 still only in memory), then page 1
   // and at once the name: a .part holding a complete database exists only
   // for one fsync before the rename (docs/formats/snapshot.md).
-  page_size = run.page_size();
-  if (run.page1().size() != page_size)
+  page_size = run->page_size();
+  if (run->page1().size() != page_size)
     return make_error(Errc::internal, "fetch: page 1 was not fetched");
   result.bytes = uint64_t{head.page_count} * page_size;
   SWL_TRY(file_io::truncate(part_fd.get(), result.bytes, part));
@@ -522,7 +666,7 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
       }
       if (pgno > 1)
         SWL_TRY(file_io::pread_exact(part_fd.get(), page, uint64_t{pgno - 1} * page_size, part));
-      tree.append(page_leaf_hash(pgno, pgno == 1 ? ByteView(run.page1()) : ByteView(page)));
+      tree.append(page_leaf_hash(pgno, pgno == 1 ? ByteView(run->page1()) : ByteView(page)));
     }
     if (tree.root() != head.state_root)
       return make_error(
@@ -531,7 +675,7 @@ Result<SnapshotFetchResult> fetch_snapshot(const std::vector<ChunkSource*>& sour
           part.string(), to_hex(tree.root()), to_hex(head.state_root), head.size);
   }
   SWL_TRY(write_head_json(o.out, head, page_size));
-  SWL_TRY(file_io::pwrite_all(part_fd.get(), run.page1(), 0, part));
+  SWL_TRY(file_io::pwrite_all(part_fd.get(), run->page1(), 0, part));
   SWL_TRY(file_io::fsync_file(part_fd.get(), part));
   SWL_TRY(part_fd.close(part));
   std::error_code ec;

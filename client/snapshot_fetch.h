@@ -1,9 +1,14 @@
 // `swarmlite fetch`: a verified copy of a database from untrusted sources
 // (docs/formats/snapshot.md, docs/operations.md "Getting a verified copy").
-// Every source is asked for its manifest; the newest head that verifies under
-// the log's key is chosen; its chunks are spread over the sources holding it
-// (a work queue, a few requests in flight per source) and each chunk is
-// checked against the head (verify_snapshot_chunk) before a byte is written.
+// Every source is asked for its manifest; once one names a head that verifies
+// under the log's key, the others get a short grace window, then the newest
+// verified head among those in is chosen; its chunks are spread over the
+// sources holding it (a work queue, a few requests in flight per source) and
+// each chunk is checked against the head (verify_snapshot_chunk) before a byte
+// is written. A source whose manifest comes later joins while chunks are
+// fetched if it holds the chosen head (a newer head never restarts the run).
+// fetch_snapshot returns once every manifest call has returned (bounded by the
+// sources' timeouts), since the calls use the caller's sources.
 //
 // On disk, next to `out`:
 //   out.part           the pages at their offsets; page 1 is written last, so a
@@ -60,6 +65,10 @@ struct SnapshotFetchOptions {
   size_t parallel = 2;        // requests in flight per source
   int retries = 3;            // failures in a row before a source is dropped for the run
   std::chrono::milliseconds backoff{200};  // first retry delay, doubled each time
+  // How long the fetch waits for the other manifests once the first one naming
+  // a verified head is in (issue 14). Sources answering later join the run as
+  // holders of the chosen head (docs/operations.md "Getting a verified copy").
+  std::chrono::milliseconds manifest_grace{300};
   // Called (from any fetch thread, serialised) with pages done / total.
   std::function<void(uint64_t, uint64_t)> progress;
   // One line per event worth telling a person (resume, ban, drop, restart).

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -26,6 +28,7 @@ class TestSource : public ChunkSource {
   TestSource(std::string name, SnapshotSource& src) : name_(std::move(name)), src_(src) {}
   std::string name() const override { return name_; }
   Result<SourceManifest> manifest() override {
+    if (before_manifest_) before_manifest_();
     SWL_ASSIGN(SnapshotManifest m, src_.newest());
     return SourceManifest{m.head, m.page_size, m.chunk_pages};
   }
@@ -45,6 +48,7 @@ class TestSource : public ChunkSource {
   uint32_t flip_page_ = 0;              // the chunk starting here has a flipped byte
   int lie_on_call_ = -1;                // so has the answer to this call (0 = the first)
   std::chrono::milliseconds delay_{0};  // before each chunk (a slower node)
+  std::function<void()> before_manifest_;  // a slow manifest (a primary copying, a far peer)
   std::atomic<int> calls_{0}, lies_{0};
 
  private:
@@ -169,6 +173,95 @@ TEST_CASE(
   CHECK(again->pages_kept == 8);
   CHECK(again->pages_fetched == again->page_count - 8);
   CHECK(Fixture::pages(f.dir / "copy.db") == Fixture::pages(f.dir / "p.db"));
+}
+
+TEST_CASE(
+    "fetch_snapshot: a slow manifest does not hold the download; a late honest source joins "
+    "(issue 14)") {
+  Fixture f;
+  TestSource fast("fast", *f.snaps), late("late", *f.snaps), slow("slow", *f.snaps);
+  fast.delay_ = 25ms;  // ~12 chunks one at a time: the run lasts ~300 ms
+  late.before_manifest_ = [] { std::this_thread::sleep_for(100ms); };
+  // The slow source answers only once the download is complete (or after 5 s:
+  // what a fetch that waits for every manifest gets).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool complete = false, answered_after_complete = false;
+  slow.before_manifest_ = [&] {
+    std::unique_lock lock(mu);
+    answered_after_complete = cv.wait_for(lock, 5s, [&] { return complete; });
+  };
+  auto o = f.options("copy.db");
+  o.parallel = 1;
+  o.manifest_grace = 20ms;
+  o.progress = [&](uint64_t d, uint64_t t) {
+    if (d != t) return;
+    {
+      std::lock_guard lock(mu);
+      complete = true;
+    }
+    cv.notify_all();
+  };
+  std::vector<std::string> lines;
+  std::mutex lines_mu;
+  o.log = [&](const std::string& l) {
+    std::lock_guard lock(lines_mu);
+    lines.push_back(l);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = fetch_snapshot({&slow, &late, &fast}, o);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  MESSAGE("fast calls: ", fast.calls_.load(), ", late calls: ", late.calls_.load(),
+          ", took ms: ", std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
+  // Every chunk was fetched while the slow manifest was still outstanding.
+  CHECK(answered_after_complete);
+  CHECK(took < 4s);
+  CHECK(slow.calls_ == 0);
+  // The late source (its manifest 100 ms in, the grace 20 ms) joined and served chunks.
+  CHECK(late.calls_ > 0);
+  bool joined = false;
+  for (const auto& l : lines) joined |= l.find("late: joined the fetch") != std::string::npos;
+  CHECK(joined);
+  CHECK(r->pages_fetched == r->page_count);
+  CHECK(r->banned.empty());
+  CHECK(Fixture::pages(f.dir / "copy.db") == Fixture::pages(f.dir / "p.db"));
+  CHECK(verify_backup_file(f.dir / "copy.db", r->head, f.keys.pub).ok());
+}
+
+TEST_CASE(
+    "fetch_snapshot: a late source with a newer head joins if it still holds the chosen one; "
+    "the run is not restarted") {
+  Fixture f;
+  TestSource fast("fast", *f.snaps), newer("newer", *f.snaps);
+  fast.delay_ = 25ms;
+  const uint64_t chosen = f.primary->size();
+  // By the time "newer" answers, the primary has moved on: its manifest names
+  // a newer head (reuse 0) while the chosen one is still held (held() == 2).
+  std::atomic<bool> moved{false};
+  newer.before_manifest_ = [&] {
+    std::this_thread::sleep_for(80ms);
+    moved = f.primary->execute({testing::sql("INSERT INTO t(b) VALUES (randomblob(9000))")}).ok();
+  };
+  auto o = f.options("copy.db");
+  o.parallel = 1;
+  o.manifest_grace = 10ms;
+  std::vector<std::string> lines;
+  std::mutex lines_mu;
+  o.log = [&](const std::string& l) {
+    std::lock_guard lock(lines_mu);
+    lines.push_back(l);
+  };
+  auto r = fetch_snapshot({&newer, &fast}, o);
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE(moved);
+  CHECK(r->head.size == chosen);
+  CHECK(r->pages_kept == 0);
+  CHECK(newer.calls_ > 1);  // the one-page probe, then chunks
+  bool joined = false;
+  for (const auto& l : lines) joined |= l.find("newer: joined the fetch") != std::string::npos;
+  CHECK(joined);
+  CHECK(verify_backup_file(f.dir / "copy.db", r->head, f.keys.pub).ok());
 }
 
 TEST_CASE("fetch_snapshot: the earlier run's head gone everywhere: it starts over at the newest") {
