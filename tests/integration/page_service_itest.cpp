@@ -4,13 +4,17 @@
 // every answer's head is signed by the log's key and its pages and leaf
 // hashes verify against it (verify_page_set, verify_leaf_set), whatever head
 // the peer pinned meanwhile; an old size is 410 with the newest; a bad list is
-// 400 naming the parameter; the primary answers 404 "ask a peer".
+// 400 naming the parameter; the primary answers 404 "ask a peer". GET
+// /db/changes from a head seen before proves, against both heads
+// (verify_change_set), which pages changed since (docs/http-api.md "Changes").
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -106,7 +110,8 @@ TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on
   });
   std::mt19937 rng(5);
   std::set<uint64_t> heads;
-  int verified = 0, gone = 0;
+  std::map<uint64_t, Head> seen;  // verified heads, by size
+  int verified = 0, gone = 0, changes_verified = 0, changes_moved = 0, changes_refused = 0;
   const auto until = std::chrono::steady_clock::now() + 8s;
   uint64_t last_size = 0;
   while (std::chrono::steady_clock::now() < until || verified < 20) {
@@ -153,14 +158,50 @@ TEST_CASE("a peer serves /db/pages and /db/leaves that verify while writes go on
     if (size != 0) CHECK(head.size == size);
     last_size = head.size;
     heads.insert(head.size);
+    seen[head.size] = head;
     ++verified;
+    // The changes since a head seen before (the oldest ones fall out of the
+    // peer's history only after 1,024 pins).
+    if (seen.size() > 1 && rng() % 2 == 0) {
+      auto from = seen.begin();
+      std::advance(from, static_cast<long>(rng() % seen.size()));
+      auto ch = call(r, "GET", fmt::format("/db/changes?since={}", from->first));
+      REQUIRE_MESSAGE(ch.ok(), ch.error().to_string());
+      if (ch->status == 403) {
+        ++changes_refused;  // a head the peer never pinned is not in its history
+        CHECK_MESSAGE(ch->body.find("ask for leaves") != std::string::npos, ch->body);
+        continue;
+      }
+      REQUIRE_MESSAGE(ch->status == 200, ch->body);
+      auto set = decode_change_set(as_bytes(ch->body));
+      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      REQUIRE(set->to.verify(*pub).ok());
+      CHECK(set->from_size == from->first);
+      Status v = verify_change_set(*set, from->second, set->to);
+      CHECK_MESSAGE(v.ok(), v.error().to_string());
+      ++changes_verified;
+      if (set->to.size > from->first) ++changes_moved;
+    }
   }
   stop = true;
   writer.join();
   MESSAGE(verified << " answers verified at " << heads.size() << " heads, " << gone << " gone, "
                    << writes.load() << " writes meanwhile");
+  MESSAGE(changes_verified << " change sets verified (" << changes_moved << " across writes), "
+                           << changes_refused << " refused");
   CHECK(writes > 10);
   CHECK(heads.size() > 1);  // the peer pinned newer heads while it served
+  CHECK(changes_moved > 0);
+
+  // The primary keeps no change history: 503, ask a peer or the leaves.
+  auto p_changes = call(p, "GET", "/db/changes?since=1");
+  REQUIRE(p_changes.ok());
+  CHECK(p_changes->status == 503);
+  CHECK_MESSAGE(p_changes->body.find("no change history") != std::string::npos, p_changes->body);
+  auto no_since = call(r, "GET", "/db/changes?size=0");
+  REQUIRE(no_since.ok());
+  CHECK(no_since->status == 400);
+  CHECK_MESSAGE(no_since->body.find("since= is missing") != std::string::npos, no_since->body);
 
   // Bad requests: 400 naming the parameter.
   auto bad = call(r, "GET", "/db/pages?size=0&pages=5,3");
