@@ -123,8 +123,7 @@ struct World {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
-  std::unique_ptr<LightClient> take_client(const std::filesystem::path& cache,
-                                           LightClientOptions o,
+  std::unique_ptr<LightClient> take_client(const std::filesystem::path& cache, LightClientOptions o,
                                            std::shared_ptr<client::PageSource> from = nullptr) {
     auto c = LightClient::open(cache, {from ? from : source}, keys.pub, o);
     if (!c.ok()) {

@@ -206,8 +206,7 @@ ClientResult<LeafSet> LightClient::ask_leaves(PageSource& src, uint64_t size,
   return set;
 }
 
-ClientResult<std::optional<LightClient::Verified>> LightClient::newest_by_changes(
-    PageSource& src) {
+ClientResult<std::optional<LightClient::Verified>> LightClient::newest_by_changes(PageSource& src) {
   ++totals_.round_trips;
   auto answer = src.changes(head_->size, 0);
   if (!answer.ok() || std::holds_alternative<HeadGone>(*answer)) {
@@ -217,8 +216,7 @@ ClientResult<std::optional<LightClient::Verified>> LightClient::newest_by_change
     return std::optional<Verified>();
   }
   ChangeSet set = std::get<ChangeSet>(std::move(*answer));
-  totals_.proof_bytes +=
-      32 * (set.old_leaves.size() + set.new_leaves.size() + set.siblings.size());
+  totals_.proof_bytes += 32 * (set.old_leaves.size() + set.new_leaves.size() + set.siblings.size());
   auto fresh_head = check_new_head(src, set.to);
   if (!fresh_head.ok()) return fresh_head.take_error();
   if (auto s = verify_change_set(set, *head_, set.to); !s.ok()) {

@@ -15,8 +15,8 @@
 // the changes since H (one round trip carrying only the changed pages' leaves
 // and one shared set of siblings, docs/light-client.md "Head moves"), else
 // (the source keeps no such history) with one GetLeaves over every page it
-// holds: unchanged pages are reused, changed ones are fetched again when read. A query runs entirely at one head (one SQLite
-// connection per head over the light VFS, light_vfs.h).
+// holds: unchanged pages are reused, changed ones are fetched again when read. A query runs
+// entirely at one head (one SQLite connection per head over the light VFS, light_vfs.h).
 //
 // Sources. Asked in order. One whose answer fails verification (a wrong page,
 // number, multiproof, head, or a head not signed by the log key) is banned for

@@ -421,7 +421,8 @@ TEST_CASE("light client: holding many pages, a head move asks for the changes si
   CHECK(a.stats.round_trips == 1 + a.fetched.size());  // the head check, one per changed page
 }
 
-TEST_CASE("light client: a source without change history: the head move asks the head, then leaves") {
+TEST_CASE(
+    "light client: a source without change history: the head move asks the head, then leaves") {
   WarmMove w(std::make_shared<Liar>(nullptr, Liar::Lie::no_changes));
   const size_t held = w.c->proven_pages();
   auto moved = w.c->refresh();

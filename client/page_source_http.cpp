@@ -53,7 +53,8 @@ class HttpPageSource : public PageSource {
     if (res->status != 200) return answer_error<ChangeSet>(*res);
     auto set = decode_change_set(as_bytes(res->body));
     if (!set.ok())
-      return make_error(Errc::bad_value, "{}: /db/changes answer: {}", url_, set.error().to_string());
+      return make_error(Errc::bad_value, "{}: /db/changes answer: {}", url_,
+                        set.error().to_string());
     if (set->from_size != from_size || (to_size != 0 && set->to.size != to_size))
       return make_error(Errc::bad_value,
                         "{}: asked for the changes from head {} to {}, the answer is from {} to {}",

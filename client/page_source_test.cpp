@@ -231,7 +231,8 @@ TEST_CASE("page sources: the changes since an older head over HTTP; not on the p
   // A head the node never pinned, an old `to`, the primary, the peer protocol.
   auto never = http->changes(old.size - 1, 0);
   REQUIRE_FALSE(never.ok());
-  CHECK_MESSAGE(never.error().message.find("HTTP 403") != std::string::npos, never.error().to_string());
+  CHECK_MESSAGE(never.error().message.find("HTTP 403") != std::string::npos,
+                never.error().to_string());
   auto gone = http->changes(old.size, old.size);
   REQUIRE(gone.ok());
   REQUIRE(std::holds_alternative<HeadGone>(*gone));

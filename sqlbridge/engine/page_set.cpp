@@ -333,8 +333,9 @@ Result<Hash32> change_root(std::span<const uint32_t> pgnos, std::span<const Hash
                            uint64_t size, std::span<const Hash32> siblings) {
   if (size == 0) {
     if (!pgnos.empty() || !siblings.empty())
-      return make_error(Errc::proof_failed, "an empty tree has no leaves or siblings, got {} and {}",
-                        pgnos.size(), siblings.size());
+      return make_error(Errc::proof_failed,
+                        "an empty tree has no leaves or siblings, got {} and {}", pgnos.size(),
+                        siblings.size());
     return empty_root();
   }
   return root_from_multiproof(pgno_indices(pgnos), leaves, size, siblings);
@@ -349,8 +350,9 @@ Status verify_change_set(const ChangeSet& set, const Head& trusted_old, const He
                       trusted_new.size, why);
   };
   if (encode_head(set.to) != encode_head(trusted_new))
-    return fail(fmt::format("they are for the head at size {} (state root {}), not the accepted one",
-                            set.to.size, to_hex(set.to.state_root)));
+    return fail(
+        fmt::format("they are for the head at size {} (state root {}), not the accepted one",
+                    set.to.size, to_hex(set.to.state_root)));
   if (set.from_size != trusted_old.size)
     return fail(fmt::format("they start at size {}, not at the trusted head's", set.from_size));
   if (trusted_new.size < trusted_old.size) return fail("the new head is older than the old one");
@@ -366,11 +368,13 @@ Status verify_change_set(const ChangeSet& set, const Head& trusted_old, const He
   }
   // Page k and all of k+1..top must be named (see page_set.h): the pages at
   // and above k, counted, must be exactly top - k + 1 (or none when k = top = 0).
-  const auto from_k = std::lower_bound(set.pgnos.begin(), set.pgnos.end(), std::max<uint64_t>(k, 1));
+  const auto from_k =
+      std::lower_bound(set.pgnos.begin(), set.pgnos.end(), std::max<uint64_t>(k, 1));
   const uint64_t need = k == 0 ? top : top - k + 1;
   if (static_cast<uint64_t>(set.pgnos.end() - from_k) != need || (k > 0 && *from_k != k))
-    return fail(fmt::format("page {} and every page above it up to {} must be named ({} of them are)",
-                            k, top, set.pgnos.end() - from_k));
+    return fail(
+        fmt::format("page {} and every page above it up to {} must be named ({} of them are)", k,
+                    top, set.pgnos.end() - from_k));
   const size_t old_n = std::upper_bound(set.pgnos.begin(), set.pgnos.end(), m) - set.pgnos.begin();
   const size_t new_n = std::upper_bound(set.pgnos.begin(), set.pgnos.end(), n) - set.pgnos.begin();
   if (set.old_leaves.size() != old_n || set.new_leaves.size() != new_n)
@@ -417,8 +421,9 @@ Result<ChangeSet> build_change_set(const MerkleTree& tree, const Head& to, uint6
                                    const std::vector<std::pair<uint32_t, Hash32>>& old_leaves) {
   const uint32_t m = old_page_count, n = to.page_count;
   if (tree.size() != n)
-    return make_error(Errc::internal, "changes to size {}: the tree has {} leaves, the head {} pages",
-                      to.size, tree.size(), n);
+    return make_error(Errc::internal,
+                      "changes to size {}: the tree has {} leaves, the head {} pages", to.size,
+                      tree.size(), n);
   const uint32_t k = std::min(m, n), top = std::max(m, n);
   if (uint64_t{top} - k + 1 > kMaxChangedPages)
     return make_error(Errc::too_large,
@@ -524,8 +529,8 @@ Result<ChangeSet> decode_change_set(ByteView bytes) {
   SWL_TRY(leaves("old_count", s.old_leaves));
   const size_t new_at = r.offset();
   SWL_TRY(leaves("new_count", s.new_leaves));
-  const size_t new_n = std::upper_bound(s.pgnos.begin(), s.pgnos.end(), s.to.page_count) -
-                       s.pgnos.begin();
+  const size_t new_n =
+      std::upper_bound(s.pgnos.begin(), s.pgnos.end(), s.to.page_count) - s.pgnos.begin();
   if (s.new_leaves.size() != new_n)
     return r.fail_at(Errc::bad_value, new_at, "new_count",
                      fmt::format("{}, the pages up to the head's {} are {}", s.new_leaves.size(),
@@ -534,8 +539,7 @@ Result<ChangeSet> decode_change_set(ByteView bytes) {
     return r.fail_at(Errc::bad_value, old_at, "old_count",
                      fmt::format("{} old and {} new leaves for {} pages: one size holds them all",
                                  s.old_leaves.size(), s.new_leaves.size(), s.pgnos.size()));
-  SWL_ASSIGN(s.siblings,
-             read_hash_list(r, "siblings", max_page_multiproof_hashes(s.pgnos.size())));
+  SWL_ASSIGN(s.siblings, read_hash_list(r, "siblings", max_page_multiproof_hashes(s.pgnos.size())));
   SWL_TRY(r.expect_end());
   return s;
 }

@@ -5,7 +5,6 @@
 #include "sqlbridge/engine/page_set.h"
 
 #include <doctest/doctest.h>
-
 #include <fmt/format.h>
 
 #include <random>
@@ -403,8 +402,8 @@ TwoHeads two_heads(uint32_t old_count, uint32_t new_count, const std::vector<uin
 }
 
 ChangeSet change_set(const TwoHeads& t) {
-  auto set = build_change_set(t.new_tree, t.new_head, t.old_head.size, t.old_head.page_count,
-                              t.history);
+  auto set =
+      build_change_set(t.new_tree, t.new_head, t.old_head.size, t.old_head.page_count, t.history);
   REQUIRE_MESSAGE(set.ok(), set.error().to_string());
   return *set;
 }
@@ -457,8 +456,8 @@ TEST_CASE("change sets: lies are refused with the reason") {
   // A changed page left out: its old and new leaves are both gone from the set,
   // and no sibling covers it at both heads.
   ChangeSet left_out = honest;
-  const size_t at = std::find(left_out.pgnos.begin(), left_out.pgnos.end(), 77u) -
-                    left_out.pgnos.begin();
+  const size_t at =
+      std::find(left_out.pgnos.begin(), left_out.pgnos.end(), 77u) - left_out.pgnos.begin();
   left_out.pgnos.erase(left_out.pgnos.begin() + at);
   left_out.old_leaves.erase(left_out.old_leaves.begin() + at);
   left_out.new_leaves.erase(left_out.new_leaves.begin() + at);

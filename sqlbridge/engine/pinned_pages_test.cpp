@@ -441,10 +441,10 @@ TEST_CASE("pinned changes: from every pinned head in the history, exactly the ch
   pin();
   // Between two pins, one or more entries (a size in between is never pinned).
   const std::vector<std::vector<std::string>> writes = {
-      {"UPDATE t SET body = randomblob(300) WHERE id = 7"},      // one page
-      {insert_rows(20, 300), insert_rows(20, 300)},              // growth
-      {"UPDATE t SET body = zeroblob(300) WHERE id % 50 = 0"},   // scattered
-      {"DELETE FROM t WHERE id BETWEEN 100 AND 140"},            // freed pages
+      {"UPDATE t SET body = randomblob(300) WHERE id = 7"},     // one page
+      {insert_rows(20, 300), insert_rows(20, 300)},             // growth
+      {"UPDATE t SET body = zeroblob(300) WHERE id % 50 = 0"},  // scattered
+      {"DELETE FROM t WHERE id BETWEEN 100 AND 140"},           // freed pages
       {"UPDATE t SET body = randomblob(300) WHERE id = 7"},
   };
   for (const auto& step : writes) {

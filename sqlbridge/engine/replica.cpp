@@ -682,10 +682,9 @@ Result<ChangeSet> Replica::pinned_changes(uint64_t from_size, uint64_t to_size,
                         "changes since size {}: not in this node's change history ({}): ask for "
                         "leaves",
                         from_size,
-                        history_.empty()
-                            ? std::string("empty")
-                            : fmt::format("sizes {} to {}", history_.front().from_size,
-                                          history_.back().to_size));
+                        history_.empty() ? std::string("empty")
+                                         : fmt::format("sizes {} to {}", history_.front().from_size,
+                                                       history_.back().to_size));
     old_page_count = it->changes.old_page_count;
     uint64_t at_size = from_size;
     for (; it != history_.end() && it->from_size == at_size && at_size < head.size; ++it) {

@@ -273,8 +273,13 @@ TEST_CASE("the change journal: each page's leaf before the first change since a 
   REQUIRE(t.applied() == 0);
   REQUIRE(t.apply({{3, patterned_page(1, 512)}}, 10).ok());
   const uint64_t mark = t.applied();
-  REQUIRE(t.apply({{3, patterned_page(2, 512)}, {5, patterned_page(3, 512)}}, 8).ok());  // cuts 9, 10
-  REQUIRE(t.apply({{9, patterned_page(4, 512)}, {10, patterned_page(5, 512)}, {11, patterned_page(6, 512)}}, 11).ok());
+  REQUIRE(
+      t.apply({{3, patterned_page(2, 512)}, {5, patterned_page(3, 512)}}, 8).ok());  // cuts 9, 10
+  REQUIRE(t.apply({{9, patterned_page(4, 512)},
+                   {10, patterned_page(5, 512)},
+                   {11, patterned_page(6, 512)}},
+                  11)
+              .ok());
   auto all = t.changes_since(0);
   REQUIRE(all);
   CHECK(all->old_page_count == 10);
