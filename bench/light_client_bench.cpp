@@ -9,7 +9,10 @@
 //    `query --verify` path without the HTTP hop;
 //  - plain: SQLite on the replica's file, no verification;
 //  - head_move: one row updated per iteration (write and sync untimed), then the
-//    query of that row: what re-validating after a write costs.
+//    query of that row: what re-validating after a write costs; the client asks
+//    for the changes since its head (GetChanges);
+//  - head_move/leaves: the same through a source without GetChanges (the
+//    client falls back to GetLeaves over every held page): the cost before.
 // Counters per query: round_trips, bytes (page + proof bytes received).
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -48,13 +51,29 @@ void check(const Status& s) {
 
 constexpr const char* kPoint = "SELECT id, k, v, body FROM t WHERE id = ?";
 
+// A source without change history: GetChanges refused, the rest forwarded.
+struct LeavesOnly : client::PageSource {
+  std::shared_ptr<client::PageSource> inner;
+  explicit LeavesOnly(std::shared_ptr<client::PageSource> in) : inner(std::move(in)) {}
+  std::string name() const override { return "leaves-only"; }
+  Result<client::PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> p) override {
+    return inner->pages(size, p);
+  }
+  Result<client::PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> p) override {
+    return inner->leaves(size, p);
+  }
+  Result<client::PageAnswer<ChangeSet>> changes(uint64_t, uint64_t) override {
+    return make_error(Errc::unavailable, "leaves-only: no change history");
+  }
+};
+
 struct World {
   std::filesystem::path dir;
   KeyPair keys = KeyPair::generate();
   std::unique_ptr<Primary> primary;
   std::unique_ptr<Replica> replica;
   std::shared_ptr<client::ReplicaPageSource> source;
-  std::unique_ptr<LightClient> refreshing, trusting;
+  std::unique_ptr<LightClient> refreshing, trusting, leaves_only;
   std::vector<int64_t> ids;
   int64_t rows = 0;
 
@@ -82,11 +101,13 @@ struct World {
       ids.push_back(1 + static_cast<int64_t>(std::pow(u(rng), 3) * static_cast<double>(rows - 1)));
     LightClientOptions o;
     refreshing = take_client(dir / "cache-a", o);
+    leaves_only = take_client(dir / "cache-c", o, std::make_shared<LeavesOnly>(source));
     o.refresh_each_query = false;
     trusting = take_client(dir / "cache-b", o);
-    for (int64_t id : ids) {  // warm both caches
+    for (int64_t id : ids) {  // warm the caches
       (void)query(*refreshing, id);
       (void)query(*trusting, id);
+      (void)query(*leaves_only, id);
     }
     fmt::print(stderr, "light client bench: {} rows, {} pages, {} pages held warm\n", rows,
                replica->pinned_pages(0, std::vector<uint32_t>{1})->head.page_count,
@@ -95,15 +116,16 @@ struct World {
   ~World() {
     refreshing.reset();
     trusting.reset();
+    leaves_only.reset();
     source.reset();
     replica.reset();
     primary.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
-  std::unique_ptr<LightClient> take_client(const std::filesystem::path& cache,
-                                           LightClientOptions o) {
-    auto c = LightClient::open(cache, {source}, keys.pub, o);
+  std::unique_ptr<LightClient> take_client(const std::filesystem::path& cache, LightClientOptions o,
+                                           std::shared_ptr<client::PageSource> from = nullptr) {
+    auto c = LightClient::open(cache, {from ? from : source}, keys.pub, o);
     if (!c.ok()) {
       fmt::print(stderr, "light client bench: {}\n", c.error().to_string());
       std::abort();
@@ -176,8 +198,10 @@ void BM_Plain(benchmark::State& state) {
   }
 }
 
-void BM_HeadMove(benchmark::State& state) {
+void head_move(benchmark::State& state, bool changes) {
   World& w = world();
+  LightClient& c = changes ? *w.refreshing : *w.leaves_only;
+  (void)w.query(c, w.ids[0]);  // catch up with the other case's writes, untimed
   size_t i = 0;
   uint64_t trips = 0, bytes = 0, pages = 0;
   for (auto _ : state) {
@@ -186,7 +210,7 @@ void BM_HeadMove(benchmark::State& state) {
     w.exec(fmt::format("UPDATE t SET v = v + 1 WHERE id = {}", id));
     w.sync();
     state.ResumeTiming();
-    client::LightAnswer a = w.query(*w.refreshing, id);
+    client::LightAnswer a = w.query(c, id);
     trips += a.stats.round_trips;
     bytes += a.stats.page_bytes + a.stats.proof_bytes;
     pages += a.stats.pages_fetched;
@@ -199,11 +223,15 @@ void BM_HeadMove(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(pages), benchmark::Counter::kAvgIterations);
 }
 
+void BM_HeadMove(benchmark::State& state) { head_move(state, true); }
+void BM_HeadMoveLeaves(benchmark::State& state) { head_move(state, false); }
+
 BENCHMARK(BM_LightRefresh)->Name("light/refresh");
 BENCHMARK(BM_LightNoRefresh)->Name("light/no_refresh");
 BENCHMARK(BM_Prove)->Name("prove");
 BENCHMARK(BM_Plain)->Name("plain");
 BENCHMARK(BM_HeadMove)->Name("head_move")->Iterations(200);
+BENCHMARK(BM_HeadMoveLeaves)->Name("head_move/leaves")->Iterations(200);
 
 }  // namespace
 }  // namespace swarmlite

@@ -63,6 +63,8 @@ LightStats LightStats::operator-(const LightStats& o) const {
   d.head_moves = head_moves - o.head_moves;
   d.pages_reused = pages_reused - o.pages_reused;
   d.pages_dropped = pages_dropped - o.pages_dropped;
+  d.change_sets = change_sets - o.change_sets;
+  d.change_fallbacks = change_fallbacks - o.change_fallbacks;
   return d;
 }
 
@@ -204,9 +206,46 @@ ClientResult<LeafSet> LightClient::ask_leaves(PageSource& src, uint64_t size,
   return set;
 }
 
+ClientResult<std::optional<LightClient::Verified>> LightClient::newest_by_changes(PageSource& src) {
+  ++totals_.round_trips;
+  auto answer = src.changes(head_->size, 0);
+  if (!answer.ok() || std::holds_alternative<HeadGone>(*answer)) {
+    // No history that far back, too many changes, no GetChanges at all: the
+    // leaves of the held pages say the same, at their price.
+    ++totals_.change_fallbacks;
+    return std::optional<Verified>();
+  }
+  ChangeSet set = std::get<ChangeSet>(std::move(*answer));
+  totals_.proof_bytes += 32 * (set.old_leaves.size() + set.new_leaves.size() + set.siblings.size());
+  auto fresh_head = check_new_head(src, set.to);
+  if (!fresh_head.ok()) return fresh_head.take_error();
+  if (auto s = verify_change_set(set, *head_, set.to); !s.ok()) {
+    ClientError e = source_error(ClientErrorKind::proof_invalid, src, s.error().to_string());
+    e.cause = s.error();
+    return e;
+  }
+  ++totals_.change_sets;
+  // Every proven page outside the set kept its leaf; those in it have their
+  // new leaf (pages past the new end are gone).
+  Verified v;
+  v.head = set.to;
+  const std::vector<uint32_t> changed = changed_pages(set, head_->page_count);
+  const std::set<uint32_t> changed_set(changed.begin(), changed.end());
+  for (const auto& [pgno, leaf] : proven_)
+    if (pgno <= set.to.page_count && !changed_set.contains(pgno)) v.leaves[pgno] = leaf;
+  for (size_t i = 0; i < set.new_leaves.size(); ++i) v.leaves[set.pgnos[i]] = set.new_leaves[i];
+  return std::optional<Verified>(std::move(v));
+}
+
 ClientResult<LightClient::Verified> LightClient::newest_leaves(
     PageSource& src, size_t held_at_most, const std::function<std::vector<uint32_t>()>& held) {
   const uint32_t one = 1;
+  if (head_) {
+    // A head to start from: what changed since it, in one round trip.
+    auto by_changes = newest_by_changes(src);
+    if (!by_changes.ok()) return by_changes.take_error();
+    if (*by_changes) return std::move(**by_changes);
+  }
   std::optional<LeafSet> probe;
   std::vector<uint32_t> pgnos;
   if (held_at_most <= kSingleStepLeaves) {

@@ -11,10 +11,12 @@
 // log key, freshness with min_size / max_age, no equivocation with a head of
 // the same size it saw: client/head_cache.h) and the leaf hashes it has proven
 // at H. A page is usable iff its leaf at H is proven and the cache holds that
-// leaf. refresh() moves to the newest head a source serves with one GetLeaves
-// over every page it holds: unchanged pages are reused, changed ones are
-// fetched again when read. A query runs entirely at one head (one SQLite
-// connection per head over the light VFS, light_vfs.h).
+// leaf. refresh() moves to the newest head a source serves by asking it for
+// the changes since H (one round trip carrying only the changed pages' leaves
+// and one shared set of siblings, docs/light-client.md "Head moves"), else
+// (the source keeps no such history) with one GetLeaves over every page it
+// holds: unchanged pages are reused, changed ones are fetched again when read. A query runs
+// entirely at one head (one SQLite connection per head over the light VFS, light_vfs.h).
 //
 // Sources. Asked in order. One whose answer fails verification (a wrong page,
 // number, multiproof, head, or a head not signed by the log key) is banned for
@@ -88,6 +90,11 @@ struct LightStats {
   uint64_t head_moves = 0;     // heads moved to
   uint64_t pages_reused = 0;   // held pages unchanged across a head move
   uint64_t pages_dropped = 0;  // held pages changed by a head move
+  // Head moves by a change set (GetChanges: only the changed pages' leaves
+  // travel), and change requests that fell back to GetLeaves (the source
+  // keeps no history, the head is too old for it, too many changes, a lie).
+  uint64_t change_sets = 0;
+  uint64_t change_fallbacks = 0;
   LightStats operator-(const LightStats& o) const;
 };
 
@@ -148,6 +155,10 @@ class LightClient final : private LightPager {
   ClientResult<Verified> newest_leaves(PageSource& src, size_t held_at_most,
                                        const std::function<std::vector<uint32_t>()>& held);
   ClientResult<LeafSet> ask_leaves(PageSource& src, uint64_t size, std::span<const uint32_t> pgnos);
+  // The newest head of `src` and what changed since head_, checked: the held
+  // pages' leaves there without asking for them. nullopt: the source cannot
+  // say (ask leaves instead); an error: a lie (ban) or equivocation.
+  ClientResult<std::optional<Verified>> newest_by_changes(PageSource& src);
   ClientResult<std::monostate> check_new_head(PageSource& src, const Head& h);
   void adopt(const Verified& v);
   // Fetches `pgnos` at head_ from the first source that serves them verified.

@@ -81,13 +81,23 @@ LightAnswer run(LightClient& c, const std::string& q, const std::vector<Value>& 
 
 // A source that answers like `inner` but lies in one way.
 struct Liar : PageSource {
-  enum class Lie { flipped_byte, swapped_pgno, wrong_proof, stale_head, head_gone, bad_signature };
+  enum class Lie {
+    flipped_byte,
+    swapped_pgno,
+    wrong_proof,
+    stale_head,
+    head_gone,
+    bad_signature,
+    hidden_change,  // a change set without one changed page (the rest honest)
+    no_changes,     // keeps no change history: GetChanges is refused
+  };
   std::shared_ptr<PageSource> inner;
   Lie lie;
   std::optional<Head> old;  // stale_head: the head it keeps claiming
   Liar(std::shared_ptr<PageSource> in, Lie l) : inner(std::move(in)), lie(l) {}
   std::string name() const override { return "liar"; }
   Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override {
+    if (only_changes) return inner->pages(size, pgnos);
     if (lie == Lie::head_gone) return PageAnswer<PageSet>(HeadGone{size});
     SWL_ASSIGN(auto a, inner->pages(size, pgnos));
     if (!std::holds_alternative<PageSet>(a)) return a;
@@ -124,12 +134,46 @@ struct Liar : PageSource {
     return a;
   }
   Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override {
+    if (only_changes) return inner->leaves(size, pgnos);
     if (lie == Lie::head_gone) return PageAnswer<LeafSet>(HeadGone{size + 1});
     SWL_ASSIGN(auto a, inner->leaves(size, pgnos));
     if (lie == Lie::bad_signature && std::holds_alternative<LeafSet>(a))
       std::get<LeafSet>(a).head.signature[3] ^= 1;
     return a;
   }
+  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) override {
+    ++change_calls;
+    if (lie == Lie::head_gone) return PageAnswer<ChangeSet>(HeadGone{to_size + 1});
+    if (lie == Lie::no_changes)
+      return make_error(Errc::unavailable, "liar: no change history here");
+    SWL_ASSIGN(auto a, inner->changes(from_size, to_size));
+    if (!std::holds_alternative<ChangeSet>(a)) return a;
+    ChangeSet& s = std::get<ChangeSet>(a);
+    switch (lie) {
+      case Lie::bad_signature:
+        s.to.signature[3] ^= 1;
+        break;
+      case Lie::wrong_proof:
+        if (!s.siblings.empty()) s.siblings.back()[0] ^= 1;
+        break;
+      case Lie::hidden_change:
+        // The first page whose leaf changed is left out (its leaves with it):
+        // the siblings no longer fold to both roots.
+        for (size_t i = 0; i + 1 < s.pgnos.size() && i < s.old_leaves.size(); ++i) {
+          if (s.old_leaves[i] == s.new_leaves[i]) continue;
+          s.pgnos.erase(s.pgnos.begin() + static_cast<ptrdiff_t>(i));
+          s.old_leaves.erase(s.old_leaves.begin() + static_cast<ptrdiff_t>(i));
+          s.new_leaves.erase(s.new_leaves.begin() + static_cast<ptrdiff_t>(i));
+          break;
+        }
+        break;
+      default:
+        break;
+    }
+    return a;
+  }
+  int change_calls = 0;
+  bool only_changes = false;  // pages and leaves honest: only change sets lie
 };
 
 const std::vector<std::pair<std::string, std::vector<Value>>> kQueries = {
@@ -257,12 +301,15 @@ TEST_CASE("light client: head_gone: another source answers; from every source, b
     CHECK(a.rows == n.plain("SELECT k FROM t WHERE id = 9").rows);
     CHECK(c->bans().empty());  // not a lie: a node whose pin moved on
   }
-  // A source whose pages are always "gone" while its leaves keep the head:
-  // the client retries max_head_retries times, then says so.
+  // A source whose pages are always "gone" while its leaves and changes keep
+  // the head: the client retries max_head_retries times, then says so.
   struct GoneLoop : Liar {
     using Liar::Liar;
     Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> p) override {
       return inner->leaves(size, p);
+    }
+    Result<PageAnswer<ChangeSet>> changes(uint64_t from, uint64_t to) override {
+      return inner->changes(from, to);
     }
   };
   auto loop = std::make_shared<GoneLoop>(n.honest, Liar::Lie::head_gone);
@@ -273,7 +320,8 @@ TEST_CASE("light client: head_gone: another source answers; from every source, b
   REQUIRE_FALSE(a.ok());
   CHECK(a.error().message.find("gone") != std::string::npos);
   CHECK(a.error().message.find("gave up") != std::string::npos);
-  CHECK(c->totals().round_trips == 6);  // 3 × (GetLeaves + GetPages of page 1)
+  // 3 × (the head check + GetPages of page 1): GetLeaves first, then GetChanges.
+  CHECK(c->totals().round_trips == 6);
 }
 
 TEST_CASE("light client: after a write the re-query fetches only changed pages it reads") {
@@ -312,34 +360,105 @@ TEST_CASE("light client: after a write the re-query fetches only changed pages i
   CHECK(b.stats.pages_fetched == 0);
 }
 
-TEST_CASE("light client: holding many pages, a head move asks the head first, then their leaves") {
+namespace {
+
+// A warm client holding many pages, a one-row-ish write, and the pages it changed.
+struct WarmMove {
   Node n;
   TempDir cache;
-  LightClientOptions o;
-  o.max_batch_pages = 1;
-  auto c = n.client({n.honest}, cache / "c", o);
+  std::unique_ptr<LightClient> c;
+  std::set<uint32_t> changed;
   const std::string q =
       "SELECT sum(v), count(*), max(length(body)), (SELECT count(*) FROM t WHERE k >= '') FROM t";
-  run(*c, q);
-  REQUIRE(c->proven_pages() > 128);  // over the one-request threshold
-  auto before = read_logical_pages(n.dir / "r.db");
-  REQUIRE(before.ok());
-  n.exec("UPDATE t SET v = v + 1 WHERE id IN (10, 2000)");
-  n.sync();
-  auto after = read_logical_pages(n.dir / "r.db");
-  REQUIRE(after.ok());
-  std::set<uint32_t> changed;
-  for (uint32_t p = 1; p <= after->size(); ++p)
-    if (p > before->size() ||
-        page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
-      changed.insert(p);
-  LightAnswer a = run(*c, q);
-  CHECK(a.rows == n.plain(q).rows);
-  CHECK(a.stats.head_moves == 1);
+  // `liar` (if any) answers like the node's honest source but lies its way;
+  // `with_honest`: the honest source is asked after it.
+  explicit WarmMove(std::shared_ptr<Liar> liar = nullptr, bool with_honest = false) {
+    LightClientOptions o;
+    o.max_batch_pages = 1;
+    std::vector<std::shared_ptr<PageSource>> sources{n.honest};
+    if (liar) {
+      liar->inner = n.honest;
+      sources = {liar};
+      if (with_honest) sources.push_back(n.honest);
+    }
+    c = n.client(std::move(sources), cache / "c", o);
+    run(*c, q);
+    REQUIRE(c->proven_pages() > 128);  // over the one-request threshold
+    auto before = read_logical_pages(n.dir / "r.db");
+    REQUIRE(before.ok());
+    n.exec("UPDATE t SET v = v + 1 WHERE id IN (10, 2000)");
+    n.sync();
+    auto after = read_logical_pages(n.dir / "r.db");
+    REQUIRE(after.ok());
+    for (uint32_t p = 1; p <= after->size(); ++p)
+      if (p > before->size() ||
+          page_leaf_hash(p, (*before)[p - 1]) != page_leaf_hash(p, (*after)[p - 1]))
+        changed.insert(p);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("light client: holding many pages, a head move asks for the changes since its head") {
+  WarmMove w;
+  const size_t held = w.c->proven_pages();
+  auto moved = w.c->refresh();
+  REQUIRE_MESSAGE(moved.ok(), moved.error().to_string());
+  CHECK(moved->head_moves == 1);
+  CHECK(moved->change_sets == 1);
+  CHECK(moved->change_fallbacks == 0);
+  CHECK(moved->round_trips == 1);
+  CHECK(moved->pages_reused + moved->pages_dropped == held);
+  CHECK(moved->pages_dropped > 0);
+  // Only the changed pages' leaves and one set of siblings: far below the 32
+  // bytes per held page of the leaves form.
+  CHECK(moved->proof_bytes < 32 * held / 4);
+  LightAnswer a = run(*w.c, w.q);
+  CHECK(a.rows == w.n.plain(w.q).rows);
   REQUIRE(!a.fetched.empty());
-  for (uint32_t p : a.fetched) CHECK(changed.contains(p));
-  CHECK(a.fetched.size() == a.stats.pages_dropped);
-  CHECK(a.stats.round_trips == 2 + a.fetched.size());  // head, held leaves, one per page
+  for (uint32_t p : a.fetched) CHECK(w.changed.contains(p));
+  CHECK(a.fetched.size() == moved->pages_dropped);
+  CHECK(a.stats.round_trips == 1 + a.fetched.size());  // the head check, one per changed page
+}
+
+TEST_CASE(
+    "light client: a source without change history: the head move asks the head, then leaves") {
+  WarmMove w(std::make_shared<Liar>(nullptr, Liar::Lie::no_changes));
+  const size_t held = w.c->proven_pages();
+  auto moved = w.c->refresh();
+  REQUIRE_MESSAGE(moved.ok(), moved.error().to_string());
+  CHECK(moved->head_moves == 1);
+  CHECK(moved->change_sets == 0);
+  CHECK(moved->change_fallbacks == 1);
+  CHECK(moved->round_trips == 3);  // the refused changes, the head, the held pages' leaves
+  CHECK(moved->proof_bytes > 32 * held);
+  LightAnswer a = run(*w.c, w.q);
+  CHECK(a.rows == w.n.plain(w.q).rows);
+  for (uint32_t p : a.fetched) CHECK(w.changed.contains(p));
+  CHECK(a.fetched.size() == moved->pages_dropped);
+  CHECK(w.c->bans().empty());
+}
+
+TEST_CASE("light client: a change set that hides a change or lies about the head is banned") {
+  using Lie = Liar::Lie;
+  for (Lie lie : {Lie::hidden_change, Lie::wrong_proof, Lie::bad_signature}) {
+    INFO(static_cast<int>(lie));
+    auto liar = std::make_shared<Liar>(nullptr, lie);
+    liar->only_changes = true;
+    WarmMove w(liar, /*with_honest=*/true);
+    CHECK(w.c->bans().empty());
+    LightAnswer a = run(*w.c, w.q);
+    CHECK(a.rows == w.n.plain(w.q).rows);
+    REQUIRE(w.c->bans().size() == 1);
+    CHECK(w.c->bans()[0].source == "liar");
+    const std::string& why = w.c->bans()[0].reason;
+    CHECK_MESSAGE((why.find("changes from size") != std::string::npos ||
+                   why.find("not signed by the log key") != std::string::npos),
+                  why);
+    // The honest source moved the client, by its own change set.
+    CHECK(a.stats.change_sets == 1);
+    for (uint32_t p : a.fetched) CHECK(w.changed.contains(p));
+  }
 }
 
 TEST_CASE("light client: a restarted client reuses its cache; a corrupt slot is refetched") {

@@ -27,4 +27,15 @@ Result<PageAnswer<LeafSet>> ReplicaPageSource::leaves(uint64_t size,
   return PageAnswer<LeafSet>(std::move(reply).value());
 }
 
+Result<PageAnswer<ChangeSet>> ReplicaPageSource::changes(uint64_t from_size, uint64_t to_size) {
+  uint64_t newest = 0;
+  auto reply = replica_.pinned_changes(from_size, to_size, &newest);
+  if (!reply.ok()) {
+    if (reply.error().code == Errc::not_found && newest != 0)
+      return PageAnswer<ChangeSet>(HeadGone{newest});
+    return reply.error();
+  }
+  return PageAnswer<ChangeSet>(std::move(reply).value());
+}
+
 }  // namespace swarmlite::client

@@ -20,6 +20,7 @@ class ReplicaPageSource final : public PageSource {
   std::string name() const override { return name_; }
   Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override;
   Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override;
+  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) override;
 
  private:
   const Replica& replica_;

@@ -40,6 +40,12 @@ class PageSource {
   // Leaf hashes of `pgnos` (at most kMaxLeavesPerRequest) at `size` (0: newest):
   // how a client moves its cached pages to a newer head.
   virtual Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) = 0;
+  // The pages changed from the head of log size `from_size` to the head of
+  // `to_size` (0: newest), as a ChangeSet (docs/formats/pages.md "Change
+  // set"): how a client moves to a newer head paying only for what changed.
+  // Errors (the source keeps no history, from_size too old, too many changes)
+  // tell the caller to ask leaves() instead.
+  virtual Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) = 0;
 };
 
 }  // namespace swarmlite::client

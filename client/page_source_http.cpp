@@ -38,6 +38,30 @@ class HttpPageSource : public PageSource {
     return PageAnswer<LeafSet>(std::move(set).value());
   }
 
+  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) override {
+    SWL_ASSIGN(net::HttpUrl url, net::parse_http_url(url_));
+    net::HttpRequest req;
+    req.method = "GET";
+    req.target = fmt::format("/db/changes?since={}&size={}", from_size, to_size);
+    req.accept = "application/octet-stream, application/json";
+    net::HttpClientOptions co;
+    co.timeout = timeout_;
+    co.max_body_bytes = kMaxChangeSetBytes;
+    auto res = net::http_call(url, req, co);
+    if (!res.ok())
+      return make_error(Errc::unavailable, "{}/db/changes: {}", url_, res.error().to_string());
+    if (res->status != 200) return answer_error<ChangeSet>(*res);
+    auto set = decode_change_set(as_bytes(res->body));
+    if (!set.ok())
+      return make_error(Errc::bad_value, "{}: /db/changes answer: {}", url_,
+                        set.error().to_string());
+    if (set->from_size != from_size || (to_size != 0 && set->to.size != to_size))
+      return make_error(Errc::bad_value,
+                        "{}: asked for the changes from head {} to {}, the answer is from {} to {}",
+                        url_, from_size, to_size, set->from_size, set->to.size);
+    return PageAnswer<ChangeSet>(std::move(set).value());
+  }
+
  private:
   // The caller's own mistakes are refused before anything is sent.
   Status check_request(std::span<const uint32_t> pgnos, size_t max, std::string_view what) const {

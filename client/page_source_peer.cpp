@@ -28,6 +28,14 @@ class PeerPageSource : public PageSource {
                                         kMaxLeavesPerRequest, "leaves", decode_leaf_set);
   }
 
+  // Peer protocol 3 has no GetChanges (docs/protocol.md "Page service"): the
+  // client asks leaves() instead.
+  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t) override {
+    return make_error(Errc::unavailable,
+                      "{}: changes since size {}: peer protocol {} has no GetChanges (ask leaves)",
+                      address_, from_size, net::kProtocolVersion);
+  }
+
  private:
   template <class T, class Answer, class Request, class Decode>
   Result<PageAnswer<T>> ask(const Request& request, size_t max, std::string_view what,

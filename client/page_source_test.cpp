@@ -5,6 +5,8 @@
 // the primary's signed head (verify_page_set, verify_leaf_set) and hold the
 // replica's pages; once the pin moves, the old size is HeadGone with the
 // newest; bad page numbers get clear errors; the primary serves no pages.
+// GET /db/changes (http_page_source::changes) proves the pages changed since an
+// older pinned head; the peer source has no GetChanges (protocol 3).
 #ifdef SWARMLITE_CLIENT_HAVE_NET
 #include <doctest/doctest.h>
 
@@ -209,6 +211,45 @@ TEST_CASE("page sources: bad page numbers get clear errors; the primary serves p
   REQUIRE_FALSE(none.ok());
   CHECK(none.error().code == Errc::unavailable);
   CHECK(none.error().message.find("serves no pages") != std::string::npos);
+}
+
+TEST_CASE("page sources: the changes since an older head over HTTP; not on the peer protocol") {
+  Fixture f;
+  auto http = http_page_source(f.url, 10s);
+  const Head old = got(http->leaves(0, std::vector<uint32_t>{1})).head;  // pins it
+  f.exec("UPDATE t SET b = randomblob(3500) WHERE id = 7");
+  f.exec("INSERT INTO t(b) VALUES (randomblob(9000))");  // grows the file
+  f.sync();
+  const Head newest = *f.primary->head();
+  const ChangeSet set = got(http->changes(old.size, 0));
+  CHECK(set.to == newest);
+  Status s = verify_change_set(set, old, newest);
+  CHECK_MESSAGE(s.ok(), s.error().to_string());
+  const std::vector<uint32_t> changed = changed_pages(set, old.page_count);
+  CHECK(!changed.empty());
+  CHECK(changed.back() == newest.page_count);  // the grown pages are named
+  CHECK(changed.size() < 10);
+  // Asked at the same head: nothing changed.
+  const ChangeSet same = got(http->changes(newest.size, newest.size));
+  CHECK(changed_pages(same, newest.page_count).empty());
+  // A head the node never pinned, an old `to`, the primary, the peer protocol.
+  auto never = http->changes(old.size - 1, 0);
+  REQUIRE_FALSE(never.ok());
+  CHECK_MESSAGE(never.error().message.find("HTTP 403") != std::string::npos,
+                never.error().to_string());
+  auto gone = http->changes(old.size, old.size);
+  REQUIRE(gone.ok());
+  REQUIRE(std::holds_alternative<HeadGone>(*gone));
+  CHECK(std::get<HeadGone>(*gone).newest == newest.size);
+  auto primary = http_page_source(f.primary_url, 10s)->changes(old.size, 0);
+  REQUIRE_FALSE(primary.ok());
+  CHECK(primary.error().code == Errc::unavailable);
+  CHECK_MESSAGE(primary.error().message.find("no change history") != std::string::npos,
+                primary.error().to_string());
+  auto peer = peer_page_source(f.address, f.keys.pub, 10s)->changes(old.size, 0);
+  REQUIRE_FALSE(peer.ok());
+  CHECK(peer.error().code == Errc::unavailable);
+  CHECK(peer.error().message.find("has no GetChanges") != std::string::npos);
 }
 
 }  // namespace swarmlite::client

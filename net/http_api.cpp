@@ -906,6 +906,7 @@ struct HttpApi::Impl {
     std::string_view qs = qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
     if (path == "/db/snapshot" || path == "/db/snapshot/pages") co_return co_await handle_snapshot(req, path, qs);
     if (path == "/db/pages" || path == "/db/leaves") co_return co_await handle_pages(req, path, qs);
+    if (path == "/db/changes") co_return co_await handle_changes(req, path, qs);
     auto ro = parse_request_options(qs);
     if (!ro.ok()) co_return error(req, http::status::bad_request, ro.error().message);
     if (path == "/db/execute") co_return co_await handle_execute(req, *ro);
@@ -1016,6 +1017,66 @@ struct HttpApi::Impl {
     Result<Bytes>& set = answer->set;
     if (!set.ok()) {
       if (set.error().code == Errc::not_found && answer->newest != 0)  // ask again at the newest
+        co_return respond(req, http::status::gone,
+                          dump_json({{"error", set.error().message}, {"newest", answer->newest}}, false));
+      co_return error(req, status_for(set.error().code), fmt::format("{}: {}", path, set.error().message));
+    }
+    Bytes bytes = std::move(set).value();
+    co_return respond(req, http::status::ok, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+                      "application/octet-stream");
+  }
+
+  // GET /db/changes?since=M[&size=N] (docs/http-api.md "Changes"): the encoded
+  // ChangeSet (docs/formats/pages.md "Change set") from head M to the pinned
+  // head N (0 or absent: the newest), on the read lane; 410 {"error",
+  // "newest"} when N is not the pinned one; 403 when M is not in the node's
+  // change history, 413 past the cap on changed pages, 503 on a node without a
+  // history: each tells the client to ask /db/leaves instead.
+  asio::awaitable<Response> handle_changes(const Request& req, std::string_view path, std::string_view qs) {
+    if (req.method() != http::verb::get)
+      co_return error(req, http::status::method_not_allowed, fmt::format("{} takes GET", path));
+    const PageServer* server = backend.page_server();
+    if (!server)
+      co_return error(req, http::status::service_unavailable,
+                      backend.accepts_writes()
+                          ? "the primary keeps no change history: ask a peer, or ask /db/leaves (docs/http-api.md \"Changes\")"
+                          : "this node serves no pages");
+    uint64_t values[2] = {0, 0};
+    const std::string_view names[2] = {"since", "size"};
+    for (int i = 0; i < 2; ++i) {
+      auto text = query_param(qs, path, names[i]);
+      if (!text.ok()) co_return error(req, http::status::bad_request, text.error().message);
+      if (!*text) {
+        if (i == 0) co_return error(req, http::status::bad_request, fmt::format("{}: since= is missing (since=M[&size=N])", path));
+        continue;
+      }
+      std::string_view t = **text;
+      auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), values[i]);
+      if (t.empty() || ec != std::errc() || end != t.data() + t.size())
+        co_return error(req, http::status::bad_request, fmt::format("{}: {}={} is not a decimal number", path, names[i], t));
+    }
+    LaneSlot slot;
+    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+      busy_total.inc();
+      co_return error(req, http::status::service_unavailable,
+                      fmt::format("busy: {} read requests are already running or queued (the cap); try again later",
+                                  opts.max_pending_reads));
+    }
+    struct Answer {
+      uint64_t newest = 0;
+      Result<Bytes> set = Bytes{};
+    };
+    auto call = [server, since = values[0], size = values[1]]() -> Result<Answer> {
+      Answer a;
+      auto s = server->pinned_changes(since, size, &a.newest);
+      a.set = s.ok() ? Result<Bytes>(encode_change_set(*s)) : Result<Bytes>(s.take_error());
+      return a;
+    };
+    auto answer = co_await offload(pool, std::move(call));
+    if (!answer.ok()) co_return error(req, status_for(answer.error().code), answer.error().message);
+    Result<Bytes>& set = answer->set;
+    if (!set.ok()) {
+      if (set.error().code == Errc::not_found && answer->newest != 0)
         co_return respond(req, http::status::gone,
                           dump_json({{"error", set.error().message}, {"newest", answer->newest}}, false));
       co_return error(req, status_for(set.error().code), fmt::format("{}: {}", path, set.error().message));

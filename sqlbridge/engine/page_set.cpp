@@ -7,7 +7,9 @@
 #include <bit>
 #include <charconv>
 #include <cstdint>
+#include <map>
 
+#include "core/hash.h"
 #include "sqlbridge/engine/state_tree.h"
 
 namespace swarmlite {
@@ -319,6 +321,227 @@ Status verify_leaf_set(const LeafSet& set, const Head& trusted) {
   SWL_TRY(
       check_answer_pgnos(set.pgnos, set.leaves.size(), trusted, kMaxLeavesPerRequest, what));
   return check_proof(set.proof, set.pgnos, set.leaves, trusted, what);
+}
+
+// --- Change sets (docs/formats/pages.md "Change set") ------------------------
+
+namespace {
+
+// The root of a tree of `size` leaves from the leaves at `pgnos` (all <= size)
+// and the shared siblings; the empty root for size 0 (no leaves, no siblings).
+Result<Hash32> change_root(std::span<const uint32_t> pgnos, std::span<const Hash32> leaves,
+                           uint64_t size, std::span<const Hash32> siblings) {
+  if (size == 0) {
+    if (!pgnos.empty() || !siblings.empty())
+      return make_error(Errc::proof_failed,
+                        "an empty tree has no leaves or siblings, got {} and {}", pgnos.size(),
+                        siblings.size());
+    return empty_root();
+  }
+  return root_from_multiproof(pgno_indices(pgnos), leaves, size, siblings);
+}
+
+}  // namespace
+
+Status verify_change_set(const ChangeSet& set, const Head& trusted_old, const Head& trusted_new) {
+  const uint64_t m = trusted_old.page_count, n = trusted_new.page_count;
+  auto fail = [&](std::string_view why) {
+    return make_error(Errc::proof_failed, "changes from size {} to {}: {}", trusted_old.size,
+                      trusted_new.size, why);
+  };
+  if (encode_head(set.to) != encode_head(trusted_new))
+    return fail(
+        fmt::format("they are for the head at size {} (state root {}), not the accepted one",
+                    set.to.size, to_hex(set.to.state_root)));
+  if (set.from_size != trusted_old.size)
+    return fail(fmt::format("they start at size {}, not at the trusted head's", set.from_size));
+  if (trusted_new.size < trusted_old.size) return fail("the new head is older than the old one");
+  if (set.pgnos.size() > kMaxChangedPages)
+    return fail(fmt::format("{} pages, over the cap of {}", set.pgnos.size(), kMaxChangedPages));
+  const uint64_t k = std::min(m, n), top = std::max(m, n);
+  for (size_t i = 0; i < set.pgnos.size(); ++i) {
+    if (set.pgnos[i] == 0 || set.pgnos[i] > top)
+      return fail(fmt::format("page {} is outside 1..{}", set.pgnos[i], top));
+    if (i > 0 && set.pgnos[i] <= set.pgnos[i - 1])
+      return fail(fmt::format("page {} does not follow {}: not strictly increasing", set.pgnos[i],
+                              set.pgnos[i - 1]));
+  }
+  // Page k and all of k+1..top must be named (see page_set.h): the pages at
+  // and above k, counted, must be exactly top - k + 1 (or none when k = top = 0).
+  const auto from_k =
+      std::lower_bound(set.pgnos.begin(), set.pgnos.end(), std::max<uint64_t>(k, 1));
+  const uint64_t need = k == 0 ? top : top - k + 1;
+  if (static_cast<uint64_t>(set.pgnos.end() - from_k) != need || (k > 0 && *from_k != k))
+    return fail(
+        fmt::format("page {} and every page above it up to {} must be named ({} of them are)", k,
+                    top, set.pgnos.end() - from_k));
+  const size_t old_n = std::upper_bound(set.pgnos.begin(), set.pgnos.end(), m) - set.pgnos.begin();
+  const size_t new_n = std::upper_bound(set.pgnos.begin(), set.pgnos.end(), n) - set.pgnos.begin();
+  if (set.old_leaves.size() != old_n || set.new_leaves.size() != new_n)
+    return fail(fmt::format("{} old and {} new leaves, the pages need {} and {}",
+                            set.old_leaves.size(), set.new_leaves.size(), old_n, new_n));
+  const std::span<const uint32_t> pgnos(set.pgnos);
+  auto old_root = change_root(pgnos.first(old_n), set.old_leaves, m, set.siblings);
+  if (!old_root.ok())
+    return make_error(old_root.error().code, "changes from size {} to {}: the old tree of {}: {}",
+                      trusted_old.size, trusted_new.size, m, old_root.error().message);
+  if (*old_root != trusted_old.state_root)
+    return make_error(Errc::root_mismatch,
+                      "changes from size {} to {}: the old leaves of {} and the siblings give "
+                      "state root {}, the trusted head has {}",
+                      trusted_old.size, trusted_new.size, pgnos_text(pgnos), to_hex(*old_root),
+                      to_hex(trusted_old.state_root));
+  auto new_root = change_root(pgnos.first(new_n), set.new_leaves, n, set.siblings);
+  if (!new_root.ok())
+    return make_error(new_root.error().code, "changes from size {} to {}: the new tree of {}: {}",
+                      trusted_old.size, trusted_new.size, n, new_root.error().message);
+  if (*new_root != trusted_new.state_root)
+    return make_error(Errc::root_mismatch,
+                      "changes from size {} to {}: the new leaves of {} and the same siblings give "
+                      "state root {}, the new head has {}",
+                      trusted_old.size, trusted_new.size, pgnos_text(pgnos), to_hex(*new_root),
+                      to_hex(trusted_new.state_root));
+  return ok_status();
+}
+
+std::vector<uint32_t> changed_pages(const ChangeSet& set, uint32_t old_page_count) {
+  std::vector<uint32_t> out;
+  const uint32_t n = set.to.page_count;
+  for (size_t i = 0; i < set.pgnos.size(); ++i) {
+    const uint32_t p = set.pgnos[i];
+    const bool same = p <= old_page_count && p <= n && i < set.old_leaves.size() &&
+                      i < set.new_leaves.size() && set.old_leaves[i] == set.new_leaves[i];
+    if (!same) out.push_back(p);
+  }
+  return out;
+}
+
+Result<ChangeSet> build_change_set(const MerkleTree& tree, const Head& to, uint64_t from_size,
+                                   uint32_t old_page_count,
+                                   const std::vector<std::pair<uint32_t, Hash32>>& old_leaves) {
+  const uint32_t m = old_page_count, n = to.page_count;
+  if (tree.size() != n)
+    return make_error(Errc::internal,
+                      "changes to size {}: the tree has {} leaves, the head {} pages", to.size,
+                      tree.size(), n);
+  const uint32_t k = std::min(m, n), top = std::max(m, n);
+  if (uint64_t{top} - k + 1 > kMaxChangedPages)
+    return make_error(Errc::too_large,
+                      "changes from size {} to {}: the database went from {} to {} pages, over "
+                      "the cap of {} changed pages: ask for leaves",
+                      from_size, to.size, m, n, kMaxChangedPages);
+  std::map<uint32_t, Hash32> old;  // pgno <= m -> leaf at the old head
+  for (const auto& [p, leaf] : old_leaves)
+    if (p >= 1 && p <= m) old.emplace(p, leaf);
+  ChangeSet set;
+  set.from_size = from_size;
+  set.to = to;
+  for (const auto& [p, leaf] : old) {
+    if (p >= k) break;
+    if (leaf == tree.leaf(p - 1)) continue;  // written back to what it was
+    set.pgnos.push_back(p);
+    if (set.pgnos.size() + (top - k + 1) > kMaxChangedPages)
+      return make_error(Errc::too_large,
+                        "changes from size {} to {}: over the cap of {} changed pages: ask for "
+                        "leaves",
+                        from_size, to.size, kMaxChangedPages);
+  }
+  for (uint64_t p = std::max<uint32_t>(k, 1); p <= top && top > 0; ++p)
+    set.pgnos.push_back(static_cast<uint32_t>(p));
+  for (uint32_t p : set.pgnos) {
+    if (p <= m) {
+      // Untouched pages (page k, or any page the history did not name) kept their leaf.
+      auto it = old.find(p);
+      if (it != old.end()) {
+        set.old_leaves.push_back(it->second);
+      } else if (p <= n) {
+        set.old_leaves.push_back(tree.leaf(p - 1));
+      } else {
+        return make_error(Errc::internal,
+                          "changes from size {} to {}: page {} was cut but its old leaf is not "
+                          "in the history",
+                          from_size, to.size, p);
+      }
+    }
+    if (p <= n) set.new_leaves.push_back(tree.leaf(p - 1));
+  }
+  if (n > 0) {
+    const size_t new_n = set.new_leaves.size();
+    SWL_ASSIGN(set.siblings,
+               tree.multiproof(pgno_indices(std::span<const uint32_t>(set.pgnos).first(new_n))));
+  }
+  return set;
+}
+
+Bytes encode_changes_request(const ChangesRequest& r) {
+  Writer w;
+  w.u8(kPageSetVersion);
+  w.u64(r.from_size);
+  w.u64(r.to_size);
+  return w.take();
+}
+
+Result<ChangesRequest> decode_changes_request(ByteView bytes) {
+  Reader r(bytes, "changes request");
+  SWL_TRY(r.preamble(kPageSetVersion, kChangesRequestBytes));
+  ChangesRequest q;
+  SWL_ASSIGN(q.from_size, r.u64("from_size"));
+  const size_t at = r.offset();
+  SWL_ASSIGN(q.to_size, r.u64("to_size"));
+  if (q.to_size != 0 && q.to_size < q.from_size)
+    return r.fail_at(Errc::bad_value, at, "to_size",
+                     fmt::format("{} is below from_size {}", q.to_size, q.from_size));
+  SWL_TRY(r.expect_end());
+  return q;
+}
+
+Bytes encode_change_set(const ChangeSet& s) {
+  Writer w;
+  w.u8(kPageSetVersion);
+  w.u64(s.from_size);
+  w.raw(encode_head(s.to));
+  w.u32(static_cast<uint32_t>(s.pgnos.size()));
+  for (uint32_t p : s.pgnos) w.u32(p);
+  w.u32(static_cast<uint32_t>(s.old_leaves.size()));
+  for (const Hash32& h : s.old_leaves) w.hash(h);
+  w.u32(static_cast<uint32_t>(s.new_leaves.size()));
+  for (const Hash32& h : s.new_leaves) w.hash(h);
+  write_hash_list(w, s.siblings);
+  return w.take();
+}
+
+Result<ChangeSet> decode_change_set(ByteView bytes) {
+  Reader r(bytes, "change set");
+  SWL_TRY(r.preamble(kPageSetVersion, kMaxChangeSetBytes));
+  ChangeSet s;
+  SWL_ASSIGN(s.from_size, r.u64("from_size"));
+  SWL_ASSIGN(s.to, read_head(r, "head"));
+  if (s.from_size > s.to.size)
+    return r.fail_at(Errc::bad_value, 1, "from_size",
+                     fmt::format("{} is above the new head's size {}", s.from_size, s.to.size));
+  SWL_ASSIGN(s.pgnos, read_pgnos(r, kMaxChangedPages, UINT32_MAX, 0));
+  auto leaves = [&](std::string_view field, std::vector<Hash32>& out) -> Status {
+    SWL_ASSIGN(size_t c, r.count(field, s.pgnos.size(), 32));
+    SWL_ASSIGN(out, read_hashes(r, field, c));
+    return ok_status();
+  };
+  const size_t old_at = r.offset();
+  SWL_TRY(leaves("old_count", s.old_leaves));
+  const size_t new_at = r.offset();
+  SWL_TRY(leaves("new_count", s.new_leaves));
+  const size_t new_n =
+      std::upper_bound(s.pgnos.begin(), s.pgnos.end(), s.to.page_count) - s.pgnos.begin();
+  if (s.new_leaves.size() != new_n)
+    return r.fail_at(Errc::bad_value, new_at, "new_count",
+                     fmt::format("{}, the pages up to the head's {} are {}", s.new_leaves.size(),
+                                 s.to.page_count, new_n));
+  if (s.old_leaves.size() != s.pgnos.size() && s.new_leaves.size() != s.pgnos.size())
+    return r.fail_at(Errc::bad_value, old_at, "old_count",
+                     fmt::format("{} old and {} new leaves for {} pages: one size holds them all",
+                                 s.old_leaves.size(), s.new_leaves.size(), s.pgnos.size()));
+  SWL_ASSIGN(s.siblings, read_hash_list(r, "siblings", max_page_multiproof_hashes(s.pgnos.size())));
+  SWL_TRY(r.expect_end());
+  return s;
 }
 
 }  // namespace swarmlite

@@ -136,6 +136,84 @@ Bytes encode_leaf_set(const LeafSet& s);
 Result<PageSet> decode_page_set(ByteView bytes);
 Result<LeafSet> decode_leaf_set(ByteView bytes);
 
+// --- Changes between two heads (docs/formats/pages.md "Change set") ---------
+//
+// Which pages differ between a head the client trusts (log size from_size, m
+// pages) and a newer one `to` (n pages), proven with one set of sibling hashes
+// shared by both trees: with k = min(m, n), `pgnos` holds every page of 1..k
+// whose leaf may differ, page k itself (so no right-spine node of either tree
+// is ever a sibling: each sibling is then a complete aligned subtree inside
+// pages 1..k, the same node in both trees) and every page of k+1..max(m, n).
+// The multiproof of leaves pgnos ∩ 1..m in the tree of m and that of
+// pgnos ∩ 1..n in the tree of n then hold the same hashes, in the same order
+// (docs/formats/merkle.md "Multiproof across two sizes"); old leaves + siblings
+// fold to the old root, new leaves + the same siblings to the new one, which
+// proves every page outside `pgnos` equal at both heads.
+//   change set = u8 version=1 · u64 from_size · head to · u32 count
+//                · count × u32 pgno · u32 old_count · old_count × 32-byte old leaf
+//                · u32 new_count · new_count × 32-byte new leaf · hash list siblings
+inline constexpr size_t kMaxChangedPages = 4096;  // past it: "too many changes, ask leaves"
+inline constexpr size_t kChangesRequestBytes = 1 + 8 + 8;
+inline constexpr size_t kMaxChangeSetBytes = 1 + 8 + kEncodedHeadSize + 4 + 4 * kMaxChangedPages +
+                                             2 * (4 + 32 * kMaxChangedPages) + 4 +
+                                             32 * max_page_multiproof_hashes(kMaxChangedPages);
+
+// GetChanges: the pages changed since the head of log size `from_size` up to
+// the head of size `to_size` (0: the node's newest pinned head).
+struct ChangesRequest {
+  uint64_t from_size = 0;
+  uint64_t to_size = 0;
+  friend bool operator==(const ChangesRequest&, const ChangesRequest&) = default;
+};
+
+struct ChangeSet {
+  uint64_t from_size = 0;            // the old head's log size (the client holds that head)
+  Head to;                           // the new head
+  std::vector<uint32_t> pgnos;       // strictly increasing, 1..max(m, n); see above
+  std::vector<Hash32> old_leaves;    // the leaf at from_size of each pgno <= m, in order
+  std::vector<Hash32> new_leaves;    // the leaf at `to` of each pgno <= n, in order
+  std::vector<Hash32> siblings;      // the shared multiproof hashes
+  friend bool operator==(const ChangeSet&, const ChangeSet&) = default;
+};
+
+// Checks a change set against the old head the client trusts and the new head
+// it accepted (signature checked, freshness judged): `to` is `trusted_new`
+// byte for byte, from_size is trusted_old.size and not above it; pgnos strictly
+// increasing within 1..max(m, n), at most kMaxChangedPages, holding page
+// min(m, n) and every page above it; one old leaf per pgno <= m and one new
+// leaf per pgno <= n; the old leaves with `siblings` fold to trusted_old's
+// state root in a tree of m and the new leaves with the same siblings to
+// trusted_new's in a tree of n. proof_failed / root_mismatch with the reason.
+Status verify_change_set(const ChangeSet& set, const Head& trusted_old, const Head& trusted_new);
+// The pages whose content at the new head differs from the old head's (or that
+// exist at one head only), from a verified change set: the pages a client must
+// drop; every other page it held is proven unchanged.
+std::vector<uint32_t> changed_pages(const ChangeSet& set, uint32_t old_page_count);
+
+// What a server builds the answer from: the tree at the new head `to` (n
+// leaves), the old head's page count m, and `old_leaves`, the leaf at the old
+// head of every page <= m whose leaf was set or cut in between (a superset is
+// fine: pages whose leaf came back equal are left out, except page min(m, n)).
+// Every page of n+1..m must be there. too_large when the set would pass
+// kMaxChangedPages (the client then asks GetLeaves); internal on missing leaves.
+Result<ChangeSet> build_change_set(const MerkleTree& tree, const Head& to, uint64_t from_size,
+                                   uint32_t old_page_count,
+                                   const std::vector<std::pair<uint32_t, Hash32>>& old_leaves);
+
+Bytes encode_changes_request(const ChangesRequest& r);
+// Rejects bad version, to_size (not 0) below from_size, truncation, trailing bytes.
+Result<ChangesRequest> decode_changes_request(ByteView bytes);
+Bytes encode_change_set(const ChangeSet& s);
+// Rejects (naming field and offset): bad version; a head that does not decode;
+// from_size above the head's size; count 0 or over kMaxChangedPages
+// (too_large); page numbers 0 or not strictly increasing; leaf counts other
+// than the page numbers <= each size need (the old size's page count is not
+// known here: old_count must be the pgnos from the start, the rest above it);
+// over the sibling cap; truncation; trailing bytes. Hashes are
+// verify_change_set's.
+Result<ChangeSet> decode_change_set(ByteView bytes);
+
+
 // What answers GetPages / GetLeaves on a node (Replica: from its pinned head,
 // docs/light-client.md "Page service"); the transports (net/node.cpp,
 // net/http_api.cpp) call it off their I/O threads. `size` 0 is the newest
@@ -149,6 +227,21 @@ class PageServer {
                                        uint64_t* newest = nullptr) const = 0;
   virtual Result<LeafSet> pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
                                         uint64_t* newest = nullptr) const = 0;
+  // GetChanges (docs/light-client.md "Head moves"): the pages changed from the
+  // head of size `from_size` to the pinned head `to_size` (0: the newest), as a
+  // ChangeSet. not_found with *newest as pinned_leaves when `to_size` is not
+  // pinned; refused when from_size is not in the server's change history (too
+  // old, or a head it never pinned); too_large past kMaxChangedPages. Any of
+  // these tells the client to fall back to GetLeaves. A server without a
+  // change history (the primary) answers unavailable, as here.
+  virtual Result<ChangeSet> pinned_changes(uint64_t from_size, uint64_t to_size,
+                                           uint64_t* newest = nullptr) const {
+    (void)to_size;
+    (void)newest;
+    return make_error(Errc::unavailable,
+                      "changes since size {}: this node keeps no change history (ask for leaves)",
+                      from_size);
+  }
 };
 
 // Page lists in URLs (docs/http-api.md "Pages": GET /db/pages?pages=LIST):

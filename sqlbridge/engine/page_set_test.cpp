@@ -5,6 +5,7 @@
 #include "sqlbridge/engine/page_set.h"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <random>
 
@@ -349,6 +350,212 @@ TEST_CASE("page lists: parsed, expanded, capped; formatted back") {
   refused("1-", "is not a page number");
   refused("-3", "is not a page number");
   refused("+3", "is not a page number");
+}
+
+}  // namespace swarmlite
+
+// --- Change sets (docs/formats/pages.md "Change set") ------------------------
+
+namespace swarmlite {
+namespace {
+
+Hash32 leaf_of(uint32_t pgno, uint32_t version) {
+  return blake2b(as_bytes(fmt::format("page {} v{}", pgno, version)));
+}
+
+// Two heads of one log: `old_count` pages at size 10, then the pages in
+// `writes` set to new leaves and the tree resized to `new_count` (new pages get
+// new leaves) at size 12. Keeps what a server's history would: the old leaf of
+// every page <= old_count that was written or cut.
+struct TwoHeads {
+  MerkleTree old_tree, new_tree;
+  Head old_head, new_head;
+  std::vector<std::pair<uint32_t, Hash32>> history;
+};
+
+TwoHeads two_heads(uint32_t old_count, uint32_t new_count, const std::vector<uint32_t>& writes) {
+  TwoHeads t;
+  for (uint32_t p = 1; p <= old_count; ++p) t.old_tree.append(leaf_of(p, 0));
+  t.new_tree = t.old_tree;
+  for (uint32_t p : writes)
+    if (p <= old_count) {
+      t.history.emplace_back(p, t.old_tree.leaf(p - 1));
+      if (p <= new_count) t.new_tree.set(p - 1, leaf_of(p, 1));
+    }
+  for (uint32_t p = new_count + 1; p <= old_count; ++p) {
+    if (std::find(writes.begin(), writes.end(), p) == writes.end())
+      t.history.emplace_back(p, t.old_tree.leaf(p - 1));
+  }
+  if (new_count < old_count) t.new_tree.truncate(new_count);
+  for (uint32_t p = old_count + 1; p <= new_count; ++p) t.new_tree.append(leaf_of(p, 1));
+  auto head = [](uint64_t size, const MerkleTree& tree) {
+    Head h;
+    h.size = size;
+    h.state_root = tree.root();
+    h.page_count = static_cast<uint32_t>(tree.size());
+    h.time_ms = 1700000000000 + size;
+    return h;
+  };
+  t.old_head = head(10, t.old_tree);
+  t.new_head = head(12, t.new_tree);
+  return t;
+}
+
+ChangeSet change_set(const TwoHeads& t) {
+  auto set =
+      build_change_set(t.new_tree, t.new_head, t.old_head.size, t.old_head.page_count, t.history);
+  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  return *set;
+}
+
+}  // namespace
+
+TEST_CASE("change sets: honest sets verify for every shape, and name exactly the changed pages") {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 400; ++round) {
+    const uint32_t m = 1 + rng() % 70;
+    const uint32_t n = round % 3 == 0 ? m : 1 + rng() % 70;  // same size, growth, shrink
+    std::vector<uint32_t> writes;
+    for (uint32_t p = 1; p <= std::max(m, n); ++p)
+      if (rng() % 8 == 0) writes.push_back(p);
+    TwoHeads t = two_heads(m, n, writes);
+    ChangeSet set = change_set(t);
+    INFO("m=" << m << " n=" << n << " writes=" << writes.size());
+    const Status s = verify_change_set(set, t.old_head, t.new_head);
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    // Exactly the pages whose leaf differs, or that exist at one head only.
+    std::vector<uint32_t> expect;
+    for (uint32_t p = 1; p <= std::max(m, n); ++p)
+      if (p > m || p > n || t.old_tree.leaf(p - 1) != t.new_tree.leaf(p - 1)) expect.push_back(p);
+    CHECK(changed_pages(set, m) == expect);
+    auto again = decode_change_set(encode_change_set(set));
+    REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+    CHECK(*again == set);
+  }
+}
+
+TEST_CASE("change sets: nothing changed is page k alone and one fold") {
+  TwoHeads t = two_heads(1930, 1930, {});
+  ChangeSet set = change_set(t);
+  CHECK(set.pgnos == std::vector<uint32_t>{1930});
+  CHECK(changed_pages(set, 1930).empty());
+  const Status s = verify_change_set(set, t.old_head, t.new_head);
+  CHECK_MESSAGE(s.ok(), s.error().to_string());
+  // One changed page of 1930: a few hundred bytes, not 61 KB of leaves.
+  TwoHeads one = two_heads(1930, 1930, {17});
+  ChangeSet small = change_set(one);
+  CHECK(changed_pages(small, 1930) == std::vector<uint32_t>{17});
+  CHECK(encode_change_set(small).size() < 1500);
+}
+
+TEST_CASE("change sets: lies are refused with the reason") {
+  TwoHeads t = two_heads(300, 300, {5, 77, 200});
+  const ChangeSet honest = change_set(t);
+  REQUIRE(verify_change_set(honest, t.old_head, t.new_head).ok());
+
+  // A changed page left out: its old and new leaves are both gone from the set,
+  // and no sibling covers it at both heads.
+  ChangeSet left_out = honest;
+  const size_t at =
+      std::find(left_out.pgnos.begin(), left_out.pgnos.end(), 77u) - left_out.pgnos.begin();
+  left_out.pgnos.erase(left_out.pgnos.begin() + at);
+  left_out.old_leaves.erase(left_out.old_leaves.begin() + at);
+  left_out.new_leaves.erase(left_out.new_leaves.begin() + at);
+  {
+    // Siblings of the honest shape for the smaller set (what a liar would send):
+    // the subtree over page 77 from the old tree.
+    std::vector<uint64_t> idx = pgno_indices(left_out.pgnos);
+    left_out.siblings = *t.old_tree.multiproof(idx);
+  }
+  refused(verify_change_set(left_out, t.old_head, t.new_head), "the same siblings give");
+
+  ChangeSet wrong_old = honest;
+  wrong_old.old_leaves[1][0] ^= 1;
+  refused(verify_change_set(wrong_old, t.old_head, t.new_head), "the trusted head has");
+
+  ChangeSet wrong_new = honest;
+  wrong_new.new_leaves[0][3] ^= 1;
+  refused(verify_change_set(wrong_new, t.old_head, t.new_head), "the new head has");
+
+  ChangeSet swapped = honest;
+  REQUIRE(swapped.siblings.size() >= 2);
+  std::swap(swapped.siblings[0], swapped.siblings[1]);
+  refused(verify_change_set(swapped, t.old_head, t.new_head), "the trusted head has");
+
+  ChangeSet short_siblings = honest;
+  short_siblings.siblings.pop_back();
+  refused(verify_change_set(short_siblings, t.old_head, t.new_head), "the old tree of 300");
+
+  ChangeSet no_k = honest;  // page k = 300 must be named
+  no_k.pgnos.pop_back();
+  no_k.old_leaves.pop_back();
+  no_k.new_leaves.pop_back();
+  refused(verify_change_set(no_k, t.old_head, t.new_head), "page 300 and every page above it");
+
+  ChangeSet other_start = honest;
+  other_start.from_size = 9;
+  refused(verify_change_set(other_start, t.old_head, t.new_head), "they start at size 9");
+
+  TwoHeads other = two_heads(300, 300, {5, 77, 201});
+  refused(verify_change_set(honest, t.old_head, other.new_head), "not the accepted one");
+}
+
+TEST_CASE("change sets: growth and shrink need every page past the smaller size") {
+  TwoHeads grow = two_heads(100, 104, {3});
+  ChangeSet g = change_set(grow);
+  CHECK(g.pgnos == std::vector<uint32_t>{3, 100, 101, 102, 103, 104});
+  CHECK(g.old_leaves.size() == 2);
+  CHECK(g.new_leaves.size() == 6);
+  REQUIRE(verify_change_set(g, grow.old_head, grow.new_head).ok());
+  ChangeSet g_missing = g;  // a new page left out
+  g_missing.pgnos.erase(g_missing.pgnos.begin() + 3);
+  g_missing.new_leaves.erase(g_missing.new_leaves.begin() + 3);
+  refused(verify_change_set(g_missing, grow.old_head, grow.new_head),
+          "page 100 and every page above it up to 104");
+  ChangeSet g_wrong_new = g;  // a grown page's leaf changed
+  g_wrong_new.new_leaves.back()[0] ^= 1;
+  refused(verify_change_set(g_wrong_new, grow.old_head, grow.new_head), "the new head has");
+
+  TwoHeads shrink = two_heads(100, 97, {});
+  ChangeSet s = change_set(shrink);
+  CHECK(s.pgnos == std::vector<uint32_t>{97, 98, 99, 100});
+  CHECK(s.old_leaves.size() == 4);
+  CHECK(s.new_leaves.size() == 1);
+  REQUIRE(verify_change_set(s, shrink.old_head, shrink.new_head).ok());
+  CHECK(changed_pages(s, 100) == std::vector<uint32_t>{98, 99, 100});
+  ChangeSet s_wrong_cut = s;  // a cut page's old leaf changed
+  s_wrong_cut.old_leaves.back()[0] ^= 1;
+  refused(verify_change_set(s_wrong_cut, shrink.old_head, shrink.new_head), "the trusted head has");
+  ChangeSet s_leaves = s;  // an old leaf missing for a cut page
+  s_leaves.old_leaves.pop_back();
+  refused(verify_change_set(s_leaves, shrink.old_head, shrink.new_head), "3 old and 1 new leaves");
+
+  // Growth past the cap is refused by the server: the client asks for leaves.
+  TwoHeads big = two_heads(10, 10 + kMaxChangedPages, {});
+  auto too_many = build_change_set(big.new_tree, big.new_head, 10, 10, big.history);
+  REQUIRE_FALSE(too_many.ok());
+  CHECK(too_many.error().code == Errc::too_large);
+}
+
+TEST_CASE("change set codec: refusals name the field") {
+  TwoHeads t = two_heads(50, 52, {4});
+  const Bytes good = encode_change_set(change_set(t));
+  REQUIRE(decode_change_set(good).ok());
+  Bytes trailing = good;
+  trailing.push_back(0);
+  bad(decode_change_set(trailing), Errc::trailing_bytes, "trailing");
+  bad(decode_change_set(ByteView(good).first(good.size() - 1)), Errc::truncated, "siblings");
+  Bytes version = good;
+  version[0] = 2;
+  bad(decode_change_set(version), Errc::bad_version, "version");
+  Bytes count = good;
+  put_u32(count, 1 + 8 + kEncodedHeadSize, kMaxChangedPages + 1);
+  bad(decode_change_set(count), Errc::too_large, "count");
+
+  const ChangesRequest q{7, 9};
+  CHECK(*decode_changes_request(encode_changes_request(q)) == q);
+  bad(decode_changes_request(encode_changes_request({9, 7})), Errc::bad_value, "to_size");
+  CHECK(decode_changes_request(encode_changes_request({9, 0})).ok());
 }
 
 }  // namespace swarmlite

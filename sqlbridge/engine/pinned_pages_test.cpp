@@ -413,3 +413,77 @@ TEST_CASE("pinned pages while the replica applies and re-pins: every answer veri
   CHECK(answers > 0);
   CHECK_FALSE(p.replica->corruption());
 }
+
+TEST_CASE("pinned changes: from every pinned head in the history, exactly the changed pages") {
+  PinningPair p;
+  p.replica.reset();
+  ReplicaOptions o = fast_replica();
+  o.pin_interval = std::chrono::milliseconds(0);
+  o.change_history_pins = 4;
+  auto r = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, o);
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  p.replica = std::move(r).value();
+  p.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
+  p.exec(insert_rows(200, 300));
+  struct Pinned {
+    Head head;
+    std::vector<Bytes> copy;
+  };
+  std::vector<Pinned> pins;
+  auto pin = [&] {
+    p.sync();
+    auto leaves = p.replica->pinned_leaves(0, std::vector<uint32_t>{1});
+    REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+    auto copy = read_logical_pages(p.db());
+    REQUIRE(copy.ok());
+    pins.push_back({leaves->head, std::move(copy).value()});
+  };
+  pin();
+  // Between two pins, one or more entries (a size in between is never pinned).
+  const std::vector<std::vector<std::string>> writes = {
+      {"UPDATE t SET body = randomblob(300) WHERE id = 7"},     // one page
+      {insert_rows(20, 300), insert_rows(20, 300)},             // growth
+      {"UPDATE t SET body = zeroblob(300) WHERE id % 50 = 0"},  // scattered
+      {"DELETE FROM t WHERE id BETWEEN 100 AND 140"},           // freed pages
+      {"UPDATE t SET body = randomblob(300) WHERE id = 7"},
+  };
+  for (const auto& step : writes) {
+    for (const std::string& w : step) p.exec(w);
+    pin();
+  }
+  const Pinned& newest = pins.back();
+  // The history keeps 4 pins back: the first two are gone.
+  CHECK(p.replica->change_history_sizes().size() == 5);
+  for (size_t i = 0; i < pins.size(); ++i) {
+    const Pinned& from = pins[i];
+    INFO("from size " << from.head.size);
+    auto set = p.replica->pinned_changes(from.head.size, 0);
+    if (i < pins.size() - 5) {
+      REQUIRE_FALSE(set.ok());
+      CHECK(set.error().code == Errc::refused);
+      CHECK(set.error().message.find("not in this node's change history") != std::string::npos);
+      continue;
+    }
+    REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+    const Status s = verify_change_set(*set, from.head, newest.head);
+    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    std::vector<uint32_t> want;
+    for (uint32_t pg = 1; pg <= std::max(from.copy.size(), newest.copy.size()); ++pg)
+      if (pg > from.copy.size() || pg > newest.copy.size() ||
+          page_leaf_hash(pg, from.copy[pg - 1]) != page_leaf_hash(pg, newest.copy[pg - 1]))
+        want.push_back(pg);
+    CHECK(changed_pages(*set, from.head.page_count) == want);
+  }
+  // A size the node never pinned, one past the pin, an older pin asked as `to`.
+  auto never = p.replica->pinned_changes(pins[2].head.size - 1, 0);
+  REQUIRE_FALSE(never.ok());
+  CHECK(never.error().code == Errc::refused);
+  auto ahead = p.replica->pinned_changes(newest.head.size + 1, 0);
+  REQUIRE_FALSE(ahead.ok());
+  CHECK(ahead.error().code == Errc::invalid_argument);
+  uint64_t newest_size = 0;
+  auto gone = p.replica->pinned_changes(pins[3].head.size, pins[4].head.size, &newest_size);
+  REQUIRE_FALSE(gone.ok());
+  CHECK(gone.error().code == Errc::not_found);
+  CHECK(newest_size == newest.head.size);
+}

@@ -1,6 +1,10 @@
 #include "sqlbridge/engine/replica.h"
 
+#include <fmt/format.h>
 #include <sqlite3.h>
+
+#include <algorithm>
+#include <map>
 
 #include "sqlbridge/engine/db_lock.h"
 #include "sqlbridge/engine/genesis.h"
@@ -369,6 +373,7 @@ void Replica::pin_if_due_locked(bool force) const {
   pin_error_.reset();
   pinned_ = std::shared_ptr<PinnedProver>(std::move(pin).value());
   pinned_at_ = now;
+  record_changes_locked(head->size);
   // Still under the apply lock, right after the pin's read transactions began:
   // what PinnedPages needs to read the pinned state from the files (pinned_pages.h).
   auto pages = PinnedPages::open(db_path_, tree_copy, pinned_, &wal_cursor_);
@@ -591,6 +596,77 @@ Result<LeafSet> Replica::pinned_leaves(uint64_t size, std::span<const uint32_t> 
                                        uint64_t* newest) const {
   SWL_ASSIGN(PinFor at, pin_for(size, newest));
   return pinned_leaf_set(at.pin->head(), at.pin->tree(), pgnos);
+}
+
+void Replica::record_changes_locked(uint64_t head_size) const {
+  const StateTree& tree = db_->state_tree();
+  if (last_pin_at_ && last_pin_at_->first < head_size) {
+    auto changes = tree.changes_since(last_pin_at_->second);
+    if (changes) {
+      history_leaves_ += changes->old_leaves.size();
+      history_.push_back({last_pin_at_->first, head_size, std::move(*changes)});
+      while (history_.size() > options_.change_history_pins ||
+             history_leaves_ > options_.change_history_leaves) {
+        history_leaves_ -= history_.front().changes.old_leaves.size();
+        history_.pop_front();
+      }
+    } else {
+      // The journal lost applies since the last pin (a long catch-up, or one
+      // huge commit): no change set reaches across, start over from here.
+      history_.clear();
+      history_leaves_ = 0;
+    }
+  }
+  last_pin_at_ = {head_size, tree.applied()};
+}
+
+std::vector<uint64_t> Replica::change_history_sizes() const {
+  std::lock_guard lock(pin_mu_);
+  std::vector<uint64_t> out;
+  for (const PinChanges& c : history_) out.push_back(c.from_size);
+  if (pinned_) out.push_back(pinned_->head().size);
+  return out;
+}
+
+Result<ChangeSet> Replica::pinned_changes(uint64_t from_size, uint64_t to_size,
+                                          uint64_t* newest) const {
+  SWL_ASSIGN(PinFor at, pin_for(to_size, newest));
+  const Head& head = at.pin->head();
+  if (from_size > head.size)
+    return make_error(Errc::invalid_argument,
+                      "changes since size {}: that is past the pinned head at size {}", from_size,
+                      head.size);
+  // The records from from_size up to the pin answered at, merged (a page's
+  // earliest old leaf is its leaf at from_size).
+  uint32_t old_page_count = head.page_count;
+  std::map<uint32_t, Hash32> merged;
+  if (from_size < head.size) {
+    std::lock_guard lock(pin_mu_);
+    auto it = std::find_if(history_.begin(), history_.end(),
+                           [&](const PinChanges& c) { return c.from_size == from_size; });
+    if (it == history_.end())
+      return make_error(Errc::refused,
+                        "changes since size {}: not in this node's change history ({}): ask for "
+                        "leaves",
+                        from_size,
+                        history_.empty() ? std::string("empty")
+                                         : fmt::format("sizes {} to {}", history_.front().from_size,
+                                                       history_.back().to_size));
+    old_page_count = it->changes.old_page_count;
+    uint64_t at_size = from_size;
+    for (; it != history_.end() && it->from_size == at_size && at_size < head.size; ++it) {
+      for (const auto& [pgno, leaf] : it->changes.old_leaves)
+        if (pgno <= old_page_count) merged.emplace(pgno, leaf);
+      at_size = it->to_size;
+    }
+    if (at_size != head.size)
+      return make_error(Errc::refused,
+                        "changes since size {}: the change history does not reach the pinned "
+                        "head at size {} (it stops at {}): ask for leaves",
+                        from_size, head.size, at_size);
+  }
+  return build_change_set(at.pin->tree().tree(), head, from_size, old_page_count,
+                          {merged.begin(), merged.end()});
 }
 
 Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {

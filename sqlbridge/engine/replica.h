@@ -31,6 +31,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -71,6 +72,13 @@ struct ReplicaOptions {
   // End a batch early once its entries get slower the longer it runs
   // (BatchCostWatch below). Off only to measure what it saves.
   bool cut_slow_batches = true;
+  // The change history GetChanges is answered from (Replica::pinned_changes,
+  // docs/light-client.md "Head moves"): at most this many pins back (one
+  // record per pin that moved the head: at the 200 ms pin interval, under
+  // steady writes, ≈ 3.4 minutes) and this many old leaves in all (36 bytes
+  // each in the records: ≈ 9 MiB), the oldest dropped first.
+  size_t change_history_pins = 1024;
+  size_t change_history_leaves = size_t{1} << 18;
   // Prepared statements kept for reuse across entries (DeterministicDb::
   // set_statement_cache; 0: prepare every statement afresh).
   size_t statement_cache = 64;
@@ -218,6 +226,15 @@ class Replica : public PageServer {
   // multiproof; sizes, errors and *newest as pinned_pages. Any thread.
   Result<LeafSet> pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
                                 uint64_t* newest = nullptr) const override;
+  // GetChanges (page_set.h ChangeSet; docs/light-client.md "Head moves"): the
+  // pages changed from the pinned head of size `from_size` to the pinned head
+  // `to_size` (0: the newest; sizes and *newest as pinned_leaves), from the
+  // change history below. refused when from_size is not a pinned head the
+  // history still reaches back to; too_large past kMaxChangedPages. Any thread.
+  Result<ChangeSet> pinned_changes(uint64_t from_size, uint64_t to_size,
+                                   uint64_t* newest = nullptr) const override;
+  // Sizes the history reaches back to (oldest first; the newest pin's last), for tests.
+  std::vector<uint64_t> change_history_sizes() const;
   // The newest pin's page source (null if none), without pinning: holding it
   // keeps that pin's read transactions open (checkpoints cannot pass them).
   std::shared_ptr<const PinnedPages> pinned_page_source() const;
@@ -267,6 +284,21 @@ class Replica : public PageServer {
   mutable std::shared_ptr<const PinnedPages> pinned_pages_;  // pin_mu_
   mutable std::optional<std::string> pin_pages_error_;       // pin_mu_
   mutable PinnedWalCursor wal_cursor_;
+  // The change history: per pin that moved the head, the pages the state tree's
+  // journal (StateTree::changes_since) says were set or cut since the pin
+  // before, with their leaves there. Contiguous: a gap (the journal no longer
+  // reached back) clears it. Capped by options_.change_history_pins / _leaves,
+  // oldest dropped first.
+  struct PinChanges {
+    uint64_t from_size = 0;
+    uint64_t to_size = 0;
+    StateTree::Changes changes;
+  };
+  mutable std::deque<PinChanges> history_;  // pin_mu_
+  mutable size_t history_leaves_ = 0;       // pin_mu_
+  // The last pin's head size and StateTree::applied() (apply_mu_).
+  mutable std::optional<std::pair<uint64_t, uint64_t>> last_pin_at_;
+  void record_changes_locked(uint64_t head_size) const;  // apply_mu_ and pin_mu_ held
 
   // The pin to answer a page or leaf request at `size` from (pinned_pages).
   struct PinFor {

@@ -365,12 +365,69 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   grow_to(page_count);  // a commit ending at the lock-byte page (SQLite never does that)
   if (!pages.empty()) page_size_ = page_size;
   u.valid = true;
+  // The journal record: what undo_last() would restore, as page numbers.
+  JournalRecord rec;
+  rec.old_page_count = static_cast<uint32_t>(old_size);
+  if (u.old_leaves.size() + u.cut_leaves.size() > kJournalMaxLeaves) {
+    rec.overflow = true;
+  } else {
+    rec.old_leaves.reserve(u.old_leaves.size() + u.cut_leaves.size());
+    for (const auto& [index, leaf] : u.old_leaves)
+      rec.old_leaves.emplace_back(static_cast<uint32_t>(index + 1), leaf);
+    for (size_t i = 0; i < u.cut_leaves.size(); ++i)
+      rec.old_leaves.emplace_back(static_cast<uint32_t>(page_count + 1 + i), u.cut_leaves[i]);
+  }
+  journal_leaves_ += rec.old_leaves.size();
+  journal_.push_back(std::move(rec));
+  ++applied_;
+  while (journal_.size() > kJournalMaxApplies || journal_leaves_ > kJournalMaxLeaves) {
+    journal_leaves_ -= journal_.front().old_leaves.size();
+    journal_.pop_front();
+  }
   undo_ = std::move(u);
   return ok_status();
 }
 
+StateTree::StateTree(const StateTree& o)
+    : tree_(o.tree_), page_size_(o.page_size_), undo_(o.undo_), applied_(o.applied_) {}
+
+StateTree& StateTree::operator=(const StateTree& o) {
+  if (this == &o) return *this;
+  tree_ = o.tree_;
+  page_size_ = o.page_size_;
+  undo_ = o.undo_;
+  applied_ = o.applied_;
+  journal_.clear();
+  journal_leaves_ = 0;
+  return *this;
+}
+
+std::optional<StateTree::Changes> StateTree::changes_since(uint64_t from) const {
+  if (from > applied_ || applied_ - from > journal_.size()) return std::nullopt;
+  Changes out;
+  const size_t first = journal_.size() - static_cast<size_t>(applied_ - from);
+  if (first == journal_.size()) {
+    out.old_page_count = page_count();
+    return out;
+  }
+  out.old_page_count = journal_[first].old_page_count;
+  std::map<uint32_t, Hash32> merged;
+  for (size_t i = first; i < journal_.size(); ++i) {
+    if (journal_[i].overflow) return std::nullopt;
+    for (const auto& [pgno, leaf] : journal_[i].old_leaves)
+      if (pgno <= out.old_page_count) merged.emplace(pgno, leaf);  // the earliest stays
+  }
+  out.old_leaves.assign(merged.begin(), merged.end());
+  return out;
+}
+
 void StateTree::undo_last() {
   if (!undo_.valid) return;
+  if (!journal_.empty()) {
+    journal_leaves_ -= journal_.back().old_leaves.size();
+    journal_.pop_back();
+  }
+  --applied_;
   if (tree_.size() > undo_.old_size) tree_.truncate(undo_.old_size);
   page_size_ = undo_.old_page_size;
   for (const auto& [index, leaf] : undo_.old_leaves) tree_.set(index, leaf);

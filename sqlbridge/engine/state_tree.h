@@ -11,8 +11,10 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "core/file_io.h"
@@ -90,6 +92,12 @@ Result<std::vector<Bytes>> read_logical_pages(const std::filesystem::path& db_pa
 class StateTree {
  public:
   StateTree() = default;
+  // A copy (a pin's snapshot) has the tree and the undo step but an empty
+  // change journal: only the applier's tree answers changes_since().
+  StateTree(const StateTree& o);
+  StateTree& operator=(const StateTree& o);
+  StateTree(StateTree&&) noexcept = default;
+  StateTree& operator=(StateTree&&) noexcept = default;
 
   // Reads every logical page of the database at `db_path` (main file overlaid
   // with committed WAL frames, as a new reader would see it) and builds the tree.
@@ -116,6 +124,27 @@ class StateTree {
   // Bytes per page; 0 until the tree has seen a page.
   uint32_t page_size() const { return page_size_; }
 
+  // The change journal (docs/formats/state-tree.md "Change journal"): per
+  // apply(), the leaf before it of every page it set or cut that existed
+  // before it, so a node can prove which pages changed since an older head
+  // (Replica::pinned_changes, page_set.h ChangeSet). Bounded: the newest
+  // kJournalMaxApplies applies and kJournalMaxLeaves leaves in all (older
+  // records are dropped; one apply over the leaf cap is kept as "too many").
+  static constexpr size_t kJournalMaxApplies = 4096;
+  static constexpr size_t kJournalMaxLeaves = size_t{1} << 16;
+  struct Changes {
+    uint32_t old_page_count = 0;  // the page count at the start
+    // pgno (<= old_page_count) -> its leaf at the start, increasing pgno:
+    // every page set or cut since (a superset of the pages that differ).
+    std::vector<std::pair<uint32_t, Hash32>> old_leaves;
+  };
+  // apply() calls so far (undo_last() takes one back); a copy keeps the count.
+  uint64_t applied() const { return applied_; }
+  // The changes of applies (from, applied()], merged (a page's earliest old
+  // leaf wins). nullopt when the journal no longer reaches back to `from`, or
+  // an apply in between changed more than kJournalMaxLeaves pages.
+  std::optional<Changes> changes_since(uint64_t from) const;
+
  private:
   MerkleTree tree_;
   uint32_t page_size_ = 0;
@@ -126,6 +155,14 @@ class StateTree {
     std::vector<Hash32> cut_leaves;  // leaves [new size, old_size) cut off by a shrink
     bool valid = false;
   } undo_;
+  struct JournalRecord {
+    uint32_t old_page_count = 0;
+    bool overflow = false;  // changed more than kJournalMaxLeaves pages: not kept
+    std::vector<std::pair<uint32_t, Hash32>> old_leaves;
+  };
+  uint64_t applied_ = 0;
+  std::deque<JournalRecord> journal_;  // applies (applied_ - journal_.size(), applied_]
+  size_t journal_leaves_ = 0;
 };
 
 }  // namespace swarmlite

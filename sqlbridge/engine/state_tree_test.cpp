@@ -265,6 +265,72 @@ TEST_CASE("undo_last restores the exact previous tree") {
   CHECK(t.root() == r10);
 }
 
+TEST_CASE("the change journal: each page's leaf before the first change since a point") {
+  std::vector<Bytes> pages;
+  for (uint32_t i = 0; i < 10; ++i) pages.push_back(patterned_page(100 + i, 512));
+  StateTree t = StateTree::from_pages(pages);
+  const StateTree at0 = t;
+  REQUIRE(t.applied() == 0);
+  REQUIRE(t.apply({{3, patterned_page(1, 512)}}, 10).ok());
+  const uint64_t mark = t.applied();
+  REQUIRE(
+      t.apply({{3, patterned_page(2, 512)}, {5, patterned_page(3, 512)}}, 8).ok());  // cuts 9, 10
+  REQUIRE(t.apply({{9, patterned_page(4, 512)},
+                   {10, patterned_page(5, 512)},
+                   {11, patterned_page(6, 512)}},
+                  11)
+              .ok());
+  auto all = t.changes_since(0);
+  REQUIRE(all);
+  CHECK(all->old_page_count == 10);
+  // Page 3's leaf at the start (not after the first apply); 9 and 10 from the
+  // cut; 11 did not exist at the start.
+  std::vector<std::pair<uint32_t, Hash32>> want{{3, at0.tree().leaf(2)},
+                                                {5, at0.tree().leaf(4)},
+                                                {9, at0.tree().leaf(8)},
+                                                {10, at0.tree().leaf(9)}};
+  CHECK(all->old_leaves == want);
+  auto since = t.changes_since(mark);
+  REQUIRE(since);
+  CHECK(since->old_leaves.size() == 4);
+  CHECK(since->old_leaves[0].second != at0.tree().leaf(2));  // page 3 after the first apply
+  CHECK(t.changes_since(t.applied())->old_leaves.empty());
+  CHECK_FALSE(t.changes_since(t.applied() + 1));
+  // undo takes the last apply back out of the journal; a copy has no journal.
+  t.undo_last();
+  CHECK(t.applied() == 2);
+  CHECK(t.changes_since(0)->old_leaves.size() == 4);  // 3, 5 and the cut 9, 10
+  StateTree copy = t;
+  CHECK(copy.applied() == 2);
+  CHECK_FALSE(copy.changes_since(0));
+  CHECK(copy.changes_since(2)->old_leaves.empty());
+  StateTree moved = std::move(t);
+  CHECK(moved.changes_since(0));
+}
+
+TEST_CASE("the change journal is bounded by applies and by leaves") {
+  std::vector<Bytes> pages;
+  for (uint32_t i = 0; i < 4; ++i) pages.push_back(patterned_page(100 + i, 512));
+  StateTree t = StateTree::from_pages(pages);
+  for (size_t i = 0; i < StateTree::kJournalMaxApplies + 3; ++i)
+    REQUIRE(t.apply({{2, patterned_page(static_cast<uint32_t>(i), 512)}}, 4).ok());
+  CHECK_FALSE(t.changes_since(2));  // dropped
+  auto kept = t.changes_since(t.applied() - StateTree::kJournalMaxApplies);
+  REQUIRE(kept);
+  CHECK(kept->old_leaves.size() == 1);
+  // One apply over the leaf cap is kept as "too many": nothing reaches across it.
+  const uint32_t big = static_cast<uint32_t>(StateTree::kJournalMaxLeaves) + 1;
+  std::vector<Bytes> many(big, Bytes(512, 1));
+  StateTree b = StateTree::from_pages(many);
+  PageMap all;
+  for (uint32_t p = 1; p <= big; ++p) all[p] = Bytes(512, 2);
+  REQUIRE(b.apply(all, big).ok());
+  const uint64_t after = b.applied();
+  REQUIRE(b.apply({{1, Bytes(512, 3)}}, big).ok());
+  CHECK_FALSE(b.changes_since(0));
+  CHECK(b.changes_since(after)->old_leaves.size() == 1);
+}
+
 TEST_CASE("apply refuses page 0 and growth without the new pages, changing nothing") {
   std::vector<Bytes> pages = {patterned_page(1), patterned_page(2)};
   StateTree t = StateTree::from_pages(pages);

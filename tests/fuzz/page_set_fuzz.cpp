@@ -1,8 +1,9 @@
 // Fuzz target for the page service decoders (docs/formats/pages.md): the first
 // byte picks decode_pages_request (0), decode_leaves_request (1),
-// decode_page_set (2) or decode_leaf_set (3) (modulo 4) for the rest. Never
-// crash; an accepted input re-encodes to itself; a decoded set goes through
-// verify_page_set / verify_leaf_set against its own head.
+// decode_page_set (2), decode_leaf_set (3), decode_changes_request (4) or
+// decode_change_set (5) (modulo 6) for the rest. Never crash; an accepted
+// input re-encodes to itself; a decoded set goes through verify_page_set /
+// verify_leaf_set / verify_change_set against its own head(s).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -14,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   ByteView in(data + 1, size - 1);
   Bytes again;
-  switch (data[0] % 4) {
+  switch (data[0] % 6) {
     case 0: {
       auto r = decode_pages_request(in);
       if (!r.ok()) return 0;
@@ -32,6 +33,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!s.ok()) return 0;
       (void)verify_page_set(*s, s->head);
       again = encode_page_set(*s);
+      break;
+    }
+    case 4: {
+      auto r = decode_changes_request(in);
+      if (!r.ok()) return 0;
+      again = encode_changes_request(*r);
+      break;
+    }
+    case 5: {
+      auto s = decode_change_set(in);
+      if (!s.ok()) return 0;
+      // An old head of the same page count as the new one: the verifier's
+      // bounds and both folds run on whatever the decoder accepted.
+      Head old = s->to;
+      old.size = s->from_size;
+      (void)verify_change_set(*s, old, s->to);
+      again = encode_change_set(*s);
       break;
     }
     default: {

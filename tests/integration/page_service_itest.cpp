@@ -4,13 +4,16 @@
 // primary busy; every answer's head is signed by the log's key and its pages
 // and leaf hashes verify against it (verify_page_set, verify_leaf_set),
 // whatever head the node pinned meanwhile; an old size is 410 with the
-// newest; a bad list is 400 naming the parameter.
+// newest; a bad list is 400 naming the parameter. GET /db/changes from a head
+// seen before proves, against both heads (verify_change_set), which pages
+// changed since (docs/http-api.md "Changes").
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -105,7 +108,8 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
   std::mt19937 rng(5);
   std::map<std::string, std::set<uint64_t>> heads;  // per node
   std::map<std::string, int> verified_at;
-  int verified = 0, gone = 0;
+  std::map<uint64_t, Head> seen;  // verified heads, by size
+  int verified = 0, gone = 0, changes_verified = 0, changes_moved = 0, changes_refused = 0;
   const auto until = std::chrono::steady_clock::now() + 8s;
   std::map<std::string, uint64_t> last_sizes;
   while (std::chrono::steady_clock::now() < until || verified_at[r] < 20 || verified_at[p] < 20) {
@@ -154,17 +158,54 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
     if (size != 0) CHECK(head.size == size);
     last_size = head.size;
     heads[node].insert(head.size);
+    seen[head.size] = head;
     ++verified;
     ++verified_at[node];
+    // The changes since a head seen before, asked of the peer (the oldest
+    // ones fall out of its history only after 1,024 pins; a head only the
+    // primary pinned is not in it).
+    if (seen.size() > 1 && rng() % 2 == 0) {
+      auto from = seen.begin();
+      std::advance(from, static_cast<long>(rng() % seen.size()));
+      auto ch = call(r, "GET", fmt::format("/db/changes?since={}", from->first));
+      REQUIRE_MESSAGE(ch.ok(), ch.error().to_string());
+      if (ch->status == 403) {
+        ++changes_refused;  // a head the peer never pinned is not in its history
+        CHECK_MESSAGE(ch->body.find("ask for leaves") != std::string::npos, ch->body);
+        continue;
+      }
+      REQUIRE_MESSAGE(ch->status == 200, ch->body);
+      auto set = decode_change_set(as_bytes(ch->body));
+      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      REQUIRE(set->to.verify(*pub).ok());
+      CHECK(set->from_size == from->first);
+      Status v = verify_change_set(*set, from->second, set->to);
+      CHECK_MESSAGE(v.ok(), v.error().to_string());
+      ++changes_verified;
+      if (set->to.size > from->first) ++changes_moved;
+    }
   }
   stop = true;
   writer.join();
   MESSAGE(verified << " answers verified (" << verified_at[p] << " from the primary) at "
                    << heads[r].size() << " peer heads, " << heads[p].size() << " primary heads, "
                    << gone << " gone, " << writes.load() << " writes meanwhile");
+  MESSAGE(changes_verified << " change sets verified (" << changes_moved << " across writes), "
+                           << changes_refused << " refused");
   CHECK(writes > 10);
   CHECK(heads[r].size() > 1);  // the peer pinned newer heads while it served
   CHECK(heads[p].size() > 1);  // and so did the primary
+  CHECK(changes_moved > 0);
+
+  // The primary keeps no change history: 503, ask a peer or the leaves.
+  auto p_changes = call(p, "GET", "/db/changes?since=1");
+  REQUIRE(p_changes.ok());
+  CHECK(p_changes->status == 503);
+  CHECK_MESSAGE(p_changes->body.find("no change history") != std::string::npos, p_changes->body);
+  auto no_since = call(r, "GET", "/db/changes?size=0");
+  REQUIRE(no_since.ok());
+  CHECK(no_since->status == 400);
+  CHECK_MESSAGE(no_since->body.find("since= is missing") != std::string::npos, no_since->body);
 
   // Bad requests: 400 naming the parameter.
   auto bad = call(r, "GET", "/db/pages?size=0&pages=5,3");
