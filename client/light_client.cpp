@@ -175,15 +175,18 @@ ClientResult<std::monostate> LightClient::check_new_head(PageSource& src, const 
 ClientResult<LeafSet> LightClient::ask_leaves(PageSource& src, uint64_t size,
                                               std::span<const uint32_t> pgnos) {
   ++totals_.round_trips;
+  leaves_gone_ = false;
   auto answer = src.leaves(size, pgnos);
   if (!answer.ok())
     return source_error(ClientErrorKind::transport, src,
                         fmt::format("leaf hashes of {} at size {}: {}", pgnos_text(pgnos), size,
                                     answer.error().to_string()));
-  if (auto* gone = std::get_if<HeadGone>(&*answer))
+  if (auto* gone = std::get_if<HeadGone>(&*answer)) {
+    leaves_gone_ = true;
     return source_error(ClientErrorKind::transport, src,
                         fmt::format("leaf hashes of {}: head {} gone, its newest is {}",
                                     pgnos_text(pgnos), size, gone->newest));
+  }
   LeafSet set = std::get<LeafSet>(std::move(*answer));
   totals_.proof_bytes += 32 * (set.leaves.size() + set.proof.hashes.size());
   if (size == 0) {
@@ -246,52 +249,66 @@ ClientResult<LightClient::Verified> LightClient::newest_leaves(
     if (!by_changes.ok()) return by_changes.take_error();
     if (*by_changes) return std::move(**by_changes);
   }
-  std::optional<LeafSet> probe;
-  std::vector<uint32_t> pgnos;
-  if (held_at_most <= kSingleStepLeaves) {
-    pgnos = held();
-    // Few held pages: their leaves at the newest head in one round trip.
-    auto first = ask_leaves(src, 0, pgnos);
-    if (first.ok()) {
-      Verified v;
-      v.head = first->head;
-      for (size_t i = 0; i < first->pgnos.size(); ++i) v.leaves[first->pgnos[i]] = first->leaves[i];
-      return v;
+  for (int attempt = 0;; ++attempt) {
+    std::optional<LeafSet> probe;
+    std::vector<uint32_t> pgnos;
+    if (held_at_most <= kSingleStepLeaves) {
+      pgnos = held();
+      // Few held pages: their leaves at the newest head in one round trip.
+      auto first = ask_leaves(src, 0, pgnos);
+      if (first.ok()) {
+        Verified v;
+        v.head = first->head;
+        for (size_t i = 0; i < first->pgnos.size(); ++i) v.leaves[first->pgnos[i]] = first->leaves[i];
+        return v;
+      }
+      if (first.error().kind != ClientErrorKind::transport || pgnos.size() == 1)
+        return first.take_error();
+      // Held pages past the newest head's end (the database shrank) make the
+      // request invalid: learn the head from page 1's leaf, then ask for the
+      // held pages it still has.
+      auto p = ask_leaves(src, 0, std::span<const uint32_t>(&one, 1));
+      if (!p.ok()) return first.take_error();
+      probe = std::move(p).value();
+    } else {
+      // Many: the head first (page 1's leaf, a few hundred bytes); the held
+      // pages' leaves only when it moved.
+      auto p = ask_leaves(src, 0, std::span<const uint32_t>(&one, 1));
+      if (!p.ok()) return p.take_error();
+      if (head_ && encode_head(p->head) == encode_head(*head_)) {
+        Verified v;
+        v.head = p->head;
+        v.leaves[1] = p->leaves[0];
+        return v;
+      }
+      probe = std::move(p).value();
+      pgnos = held();
     }
-    if (first.error().kind != ClientErrorKind::transport || pgnos.size() == 1)
-      return first.take_error();
-    // Held pages past the newest head's end (the database shrank) make the
-    // request invalid: learn the head from page 1's leaf, then ask for the
-    // held pages it still has.
-    auto p = ask_leaves(src, 0, std::span<const uint32_t>(&one, 1));
-    if (!p.ok()) return first.take_error();
-    probe = std::move(p).value();
-  } else {
-    // Many: the head first (page 1's leaf, a few hundred bytes); the held
-    // pages' leaves only when it moved.
-    auto p = ask_leaves(src, 0, std::span<const uint32_t>(&one, 1));
-    if (!p.ok()) return p.take_error();
-    if (head_ && encode_head(p->head) == encode_head(*head_)) {
-      Verified v;
-      v.head = p->head;
-      v.leaves[1] = p->leaves[0];
-      return v;
+    std::erase_if(pgnos, [&](uint32_t p) { return p > probe->head.page_count; });
+    head_for_chunks_ = probe->head;
+    Verified v;
+    v.head = probe->head;
+    bool gone = false;
+    for (size_t begin = 0; begin < pgnos.size(); begin += kMaxLeavesPerRequest) {
+      auto chunk = std::span<const uint32_t>(pgnos).subspan(
+          begin, std::min(kMaxLeavesPerRequest, pgnos.size() - begin));
+      auto more = ask_leaves(src, v.head.size, chunk);
+      if (!more.ok()) {
+        // The node pinned a newer head between the probe and this chunk (it
+        // keeps one pin): start over from its newest head, a bounded number of
+        // times (found by light_kill_itest: a refresh failed "head 7 gone, its
+        // newest is 8" with one source).
+        if (leaves_gone_ && attempt < options_.max_head_retries) {
+          gone = true;
+          break;
+        }
+        return more.take_error();
+      }
+      for (size_t j = 0; j < more->pgnos.size(); ++j) v.leaves[more->pgnos[j]] = more->leaves[j];
     }
-    probe = std::move(p).value();
-    pgnos = held();
+    if (gone) continue;
+    return v;
   }
-  std::erase_if(pgnos, [&](uint32_t p) { return p > probe->head.page_count; });
-  head_for_chunks_ = probe->head;
-  Verified v;
-  v.head = probe->head;
-  for (size_t begin = 0; begin < pgnos.size(); begin += kMaxLeavesPerRequest) {
-    auto chunk = std::span<const uint32_t>(pgnos).subspan(
-        begin, std::min(kMaxLeavesPerRequest, pgnos.size() - begin));
-    auto more = ask_leaves(src, v.head.size, chunk);
-    if (!more.ok()) return more.take_error();
-    for (size_t j = 0; j < more->pgnos.size(); ++j) v.leaves[more->pgnos[j]] = more->leaves[j];
-  }
-  return v;
 }
 
 void LightClient::adopt(const Verified& v) {

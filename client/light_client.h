@@ -195,6 +195,7 @@ class LightClient final : private LightPager {
   // Set by read_page when a fetch fails (SQLite only sees an I/O error).
   std::optional<ClientError> read_error_;
   bool head_gone_ = false;  // every source answered HeadGone in the failed fetch
+  bool leaves_gone_ = false;  // the last ask_leaves was answered HeadGone
   std::vector<uint32_t> fetched_;
   LightStats totals_;
 };

@@ -461,6 +461,51 @@ TEST_CASE("light client: a change set that hides a change or lies about the head
   }
 }
 
+// A source whose node re-pins between a client's head probe and its leaves
+// requests: the first GetLeaves at a size (not 0) is answered HeadGone once.
+struct RepinsOnce : PageSource {
+  std::shared_ptr<PageSource> inner;
+  int gone_answers = 0;
+  explicit RepinsOnce(std::shared_ptr<PageSource> in) : inner(std::move(in)) {}
+  std::string name() const override { return "repins-once"; }
+  Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override {
+    return inner->pages(size, pgnos);
+  }
+  Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override {
+    if (size != 0 && gone_answers == 0) {
+      ++gone_answers;
+      return PageAnswer<LeafSet>(HeadGone{size + 1});
+    }
+    return inner->leaves(size, pgnos);
+  }
+  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) override {
+    return inner->changes(from_size, to_size);
+  }
+};
+
+// Found by light_kill_itest: a restarted client holding many pages learns the
+// head from page 1's leaf, then asks the held pages' leaves at that size; a
+// node that pinned a newer head meanwhile answers HeadGone, and with one
+// source the refresh failed. It now starts over at the newest head (bounded).
+// (Without the retry in newest_leaves this fails "head N gone".)
+TEST_CASE("light client: a re-pin between the head probe and the held leaves is retried") {
+  Node n;
+  TempDir cache;
+  const std::string q = "SELECT count(*), sum(v), max(length(body)) FROM t";
+  {
+    auto c = n.client({n.honest}, cache / "c");
+    run(*c, q);
+    for (const auto& [sql, params] : kQueries) run(*c, sql, params);
+    REQUIRE(c->proven_pages() > 128);  // the probe-then-leaves path
+  }
+  auto repins = std::make_shared<RepinsOnce>(n.honest);
+  auto c = n.client({repins}, cache / "c");
+  LightAnswer a = run(*c, q);
+  CHECK(a.rows == n.plain(q).rows);
+  CHECK(repins->gone_answers == 1);
+  CHECK(a.stats.pages_fetched == 0);
+}
+
 TEST_CASE("light client: a restarted client reuses its cache; a corrupt slot is refetched") {
   Node n;
   TempDir cache;
