@@ -149,6 +149,14 @@ ClientResult<std::monostate> LightClient::open_cache(uint32_t page_size) {
 // --- heads -------------------------------------------------------------------
 
 ClientResult<std::monostate> LightClient::check_new_head(PageSource& src, const Head& h) {
+  // The client's own head again, byte for byte (the usual answer of a head
+  // check): its signature was verified and the head cache has seen it when it
+  // was adopted; only freshness can have changed.
+  if (head_ && encode_head(h) == encode_head(*head_)) {
+    std::string why;
+    if (!fresh(h, &why)) return source_error(ClientErrorKind::stale_head, src, "stale head: " + why);
+    return std::monostate{};
+  }
   if (auto s = h.verify(log_key_); !s.ok()) {
     ClientError e = source_error(ClientErrorKind::proof_invalid, src,
                                  fmt::format("its head at size {} is not signed by the log key: {}",
@@ -229,13 +237,10 @@ ClientResult<std::optional<LightClient::Verified>> LightClient::newest_by_change
   }
   ++totals_.change_sets;
   // Every proven page outside the set kept its leaf; those in it have their
-  // new leaf (pages past the new end are gone).
+  // new leaf (pages past the new end are gone): a delta adopt() applies.
   Verified v;
   v.head = set.to;
-  const std::vector<uint32_t> changed = changed_pages(set, head_->page_count);
-  const std::set<uint32_t> changed_set(changed.begin(), changed.end());
-  for (const auto& [pgno, leaf] : proven_)
-    if (pgno <= set.to.page_count && !changed_set.contains(pgno)) v.leaves[pgno] = leaf;
+  v.delta = true;
   for (size_t i = 0; i < set.new_leaves.size(); ++i) v.leaves[set.pgnos[i]] = set.new_leaves[i];
   return std::optional<Verified>(std::move(v));
 }
@@ -314,15 +319,28 @@ ClientResult<LightClient::Verified> LightClient::newest_leaves(
 void LightClient::adopt(const Verified& v) {
   const bool same = head_ && encode_head(*head_) == encode_head(v.head);
   if (!same) {
-    for (const auto& [pgno, leaf] : v.leaves) {
-      auto old = proven_.find(pgno);
-      if (old == proven_.end()) continue;
-      if (old->second == leaf)
-        ++totals_.pages_reused;
-      else
-        ++totals_.pages_dropped;
+    if (v.delta) {
+      // Pages past the new end are gone; a held page in the change set with
+      // another leaf is dropped; every other held page is reused as it is.
+      proven_.erase(proven_.upper_bound(v.head.page_count), proven_.end());
+      uint64_t dropped = 0;
+      for (const auto& [pgno, leaf] : v.leaves) {
+        auto old = proven_.find(pgno);
+        if (old != proven_.end() && old->second != leaf) ++dropped;
+      }
+      totals_.pages_dropped += dropped;
+      totals_.pages_reused += proven_.size() - dropped;
+    } else {
+      for (const auto& [pgno, leaf] : v.leaves) {
+        auto old = proven_.find(pgno);
+        if (old == proven_.end()) continue;
+        if (old->second == leaf)
+          ++totals_.pages_reused;
+        else
+          ++totals_.pages_dropped;
+      }
+      proven_.clear();
     }
-    proven_.clear();
     conn_.reset();
     file_.reset();
     parent_.clear();

@@ -149,6 +149,11 @@ class LightClient final : private LightPager {
   struct Verified {
     Head head;
     std::map<uint32_t, Hash32> leaves;
+    // A change set's answer: `leaves` holds only the changed pages' new
+    // leaves; every other proven page up to head.page_count keeps its leaf
+    // (adopt() updates proven_ in place instead of replacing it: a warm client
+    // holds thousands of pages, copied on every query before).
+    bool delta = false;
   };
   // The newest head of `src` and the leaves there of the held pages (`held`,
   // at most `held_at_most` of them), checked.
