@@ -202,7 +202,7 @@ TEST_CASE("light client killed with SIGKILL mid-fetch, 20 rounds: the cache stay
   int i = 0;
   for (const char* q : queries) {
     const std::string n = std::to_string(i++);
-    INFO(q);
+    INFO(std::string(q));
     const int rc = sh(light + " --min-size " + std::to_string(final_size) + " -json \"" + q + "\"",
                       dir / ("after" + n + ".out"));
     INFO(slurp(dir / ("after" + n + ".out")).substr(0, 4000));
