@@ -122,9 +122,10 @@ class PeerPageSource : public PageSource {
       if (const uint64_t has = l->hello().features; (has & needs) != needs) {
         std::lock_guard lock(mu_);
         idle_.push_back(std::move(l));
-        return make_error(Errc::unavailable,
-                          "{}: its Hello does not announce {} (features {:#x}, {:#x} needed): not asked",
-                          address_, net::message_type_name(net::message_type(request)), has, needs);
+        return make_error(
+            Errc::unavailable,
+            "{}: its Hello does not announce {} (features {:#x}, {:#x} needed): not asked",
+            address_, net::message_type_name(net::message_type(request)), has, needs);
       }
       return l->call(request, deadline);
     };

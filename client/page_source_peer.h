@@ -21,9 +21,10 @@ namespace swarmlite::client {
 // most `timeout`. Connections are kept open and reused, one request at a time
 // each (calls from several threads open more). Errors: unavailable (cannot
 // connect, times out, the node refuses or serves no pages, has no change
-// history or did not announce GetChanges: the message has the node's words), invalid_argument (the node called the request bad),
-// bad_value (an answer that does not decode, another message than due, or a
-// set for other pages than asked).
+// history or did not announce GetChanges: the message has the node's words),
+// invalid_argument (the node called the request bad, or a change request
+// backwards), bad_value (an answer that does not decode, another message than
+// due, or a set for other pages or heads than asked).
 std::unique_ptr<PageSource> peer_page_source(const std::string& address, const PublicKey& log_id,
                                              std::chrono::milliseconds timeout);
 

@@ -107,22 +107,24 @@ Message answer_pinned(const PageServer* server, uint64_t size, size_t cap, Read 
 Message answer_served(SnapshotSource* source, const PageServer* pages, const ServedRequest& request,
                       const std::atomic<bool>* cancel) {
   if (const auto* g = std::get_if<GetPages>(&request)) {
-    return answer_pinned<PagesMsg>(pages, g->size, kMaxPagesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
-      return encoded(s.pinned_pages(g->size, g->pgnos, newest), encode_page_set);
-    });
+    return answer_pinned<PagesMsg>(
+        pages, g->size, kMaxPagesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
+          return encoded(s.pinned_pages(g->size, g->pgnos, newest), encode_page_set);
+        });
   }
   if (const auto* g = std::get_if<GetLeaves>(&request)) {
-    return answer_pinned<LeavesMsg>(pages, g->size, kMaxLeavesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
-      return encoded(s.pinned_leaves(g->size, g->pgnos, newest), encode_leaf_set);
-    });
+    return answer_pinned<LeavesMsg>(
+        pages, g->size, kMaxLeavesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
+          return encoded(s.pinned_leaves(g->size, g->pgnos, newest), encode_leaf_set);
+        });
   }
   if (const auto* g = std::get_if<GetChanges>(&request)) {
     // A primary keeps no change history yet: PageServer's default answers
     // unavailable ("no change history"), sent as not_available.
-    return answer_pinned<ChangesMsg>(pages, g->to_size, kMaxChangesMsgBytes,
-                                     [&](const PageServer& s, uint64_t* newest) {
-                                       return encoded(s.pinned_changes(g->from_size, g->to_size, newest), encode_change_set);
-                                     });
+    return answer_pinned<ChangesMsg>(
+        pages, g->to_size, kMaxChangesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
+          return encoded(s.pinned_changes(g->from_size, g->to_size, newest), encode_change_set);
+        });
   }
   if (!source) return error_reply(ErrorCode::not_available, "this node serves no snapshots");
   if (std::holds_alternative<GetSnapshot>(request)) {

@@ -249,7 +249,8 @@ struct LeavesMsg {
   friend bool operator==(const LeavesMsg&, const LeavesMsg&) = default;
 };
 // Answer to GetPages / GetLeaves / GetChanges: the receiver does not (or no
-// longer) hold head `size` (GetChanges: `to_size`) pinned; `newest` is the one it serves, to ask again at.
+// longer) hold head `size` (GetChanges: `to_size`) pinned; `newest` is the
+// one it serves, to ask again at.
 struct HeadGoneMsg {
   uint64_t size = 0;
   uint64_t newest = 0;  // >= 1

@@ -228,10 +228,10 @@ Actions SyncEngine::message(uint64_t id, Message&& m, Clock::time_point now) {
                            std::is_same_v<T, GetChanges>)
           on_snapshot_request(out, s, std::move(x), now);
         else if constexpr (std::is_same_v<T, GetFrontier>) on_get_frontier(out, s, x, now);
-        else if constexpr (std::is_same_v<T, SnapshotManifestMsg> || std::is_same_v<T, SnapshotPages> ||
-                           std::is_same_v<T, Frontier> || std::is_same_v<T, PagesMsg> ||
-                           std::is_same_v<T, LeavesMsg> || std::is_same_v<T, HeadGoneMsg> ||
-                           std::is_same_v<T, ChangesMsg>)
+        else if constexpr (std::is_same_v<T, SnapshotManifestMsg> ||
+                           std::is_same_v<T, SnapshotPages> || std::is_same_v<T, Frontier> ||
+                           std::is_same_v<T, PagesMsg> || std::is_same_v<T, LeavesMsg> ||
+                           std::is_same_v<T, HeadGoneMsg> || std::is_same_v<T, ChangesMsg>)
           // A node never asks for these (the fetcher, a bootstrapping node and a
           // light client use their own connections): unrequested, like
           // unrequested Entries.
@@ -652,8 +652,8 @@ void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g,
 
 // A peer asks for a snapshot, pages, leaves or changes: answered off the io thread by
 // the node, this session's requests in order; more than
-// kMaxSnapshotRequestsPerSession at once is a bad request (the answers of earlier ones may then not arrive: the
-// session closes). A session that downloads is useful: not evicted as idle.
+// kMaxSnapshotRequestsPerSession at once is a bad request (the answers of earlier ones may then not
+// arrive: the session closes). A session that downloads is useful: not evicted as idle.
 void SyncEngine::on_snapshot_request(Actions& out, PeerState& s, ServedRequest r, Clock::time_point now) {
   s.last_useful = now;
   if (s.snapshot_requests >= kMaxSnapshotRequestsPerSession) {
