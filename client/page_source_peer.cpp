@@ -28,12 +28,25 @@ class PeerPageSource : public PageSource {
                                         kMaxLeavesPerRequest, "leaves", decode_leaf_set);
   }
 
-  // Peer protocol 3 has no GetChanges (docs/protocol.md "Page service"): the
-  // client asks leaves() instead.
-  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t) override {
-    return make_error(Errc::unavailable,
-                      "{}: changes since size {}: peer protocol {} has no GetChanges (ask leaves)",
-                      address_, from_size, net::kProtocolVersion);
+  // GetChanges only to a node whose Hello announced it (kFeatureChanges,
+  // docs/protocol.md "Changes"): to another it is not sent, and the caller
+  // asks leaves() instead.
+  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) override {
+    if (to_size != 0 && to_size < from_size)  // would not decode at the node: refused here
+      return make_error(Errc::invalid_argument, "changes from {}: head {} is below head {}",
+                        address_, to_size, from_size);
+    SWL_ASSIGN(net::Message m, call(net::GetChanges{from_size, to_size}, net::kFeatureChanges));
+    SWL_ASSIGN(auto answer, answer_set<net::ChangesMsg>(m, to_size));
+    if (auto* gone = std::get_if<HeadGone>(&answer)) return PageAnswer<ChangeSet>(*gone);
+    auto set = decode_change_set(std::get<Bytes>(answer));
+    if (!set.ok())
+      return make_error(Errc::bad_value, "{}: changes answer: {}", address_,
+                        set.error().to_string());
+    if (set->from_size != from_size || (to_size != 0 && set->to.size != to_size))
+      return make_error(Errc::bad_value,
+                        "{}: asked for the changes from head {} to {}, the answer is from {} to {}",
+                        address_, from_size, to_size, set->from_size, set->to.size);
+    return PageAnswer<ChangeSet>(std::move(set).value());
   }
 
  private:
@@ -46,22 +59,9 @@ class PeerPageSource : public PageSource {
       return make_error(Errc::invalid_argument, "{} from {}: {}", what, address_,
                         s.error().message);
     SWL_ASSIGN(net::Message m, call(request));
-    if (auto* gone = std::get_if<net::HeadGoneMsg>(&m)) {
-      if (gone->size != request.size)
-        return make_error(Errc::bad_value, "{} answered HeadGone for head {}, head {} was asked",
-                          address_, gone->size, request.size);
-      return PageAnswer<T>(HeadGone{gone->newest});
-    }
-    if (auto* e = std::get_if<net::ErrorMsg>(&m))
-      return make_error(
-          e->code == net::ErrorCode::bad_request ? Errc::invalid_argument : Errc::unavailable,
-          "{} answered error {}: {}", address_, static_cast<int>(e->code), e->message);
-    auto* x = std::get_if<Answer>(&m);
-    if (!x)
-      return make_error(Errc::bad_value, "{} answered {} where {} was due", address_,
-                        net::message_type_name(net::message_type(m)),
-                        net::message_type_name(net::message_type(net::Message{Answer{}})));
-    auto set = decode(x->set);
+    SWL_ASSIGN(auto answer, answer_set<Answer>(m, request.size));
+    if (auto* gone = std::get_if<HeadGone>(&answer)) return PageAnswer<T>(*gone);
+    auto set = decode(std::get<Bytes>(answer));
     if (!set.ok())
       return make_error(Errc::bad_value, "{}: {} answer: {}", address_, what,
                         set.error().to_string());
@@ -75,9 +75,35 @@ class PeerPageSource : public PageSource {
     return PageAnswer<T>(std::move(set).value());
   }
 
+  // The node's answer to a request for head `size`: the encoded set of an
+  // `Answer` message (not decoded yet), or HeadGone; an Error is an error
+  // (bad_request: invalid_argument; any other: unavailable).
+  template <class Answer>
+  Result<std::variant<Bytes, HeadGone>> answer_set(net::Message& m, uint64_t size) const {
+    if (auto* gone = std::get_if<net::HeadGoneMsg>(&m)) {
+      if (gone->size != size)
+        return make_error(Errc::bad_value, "{} answered HeadGone for head {}, head {} was asked",
+                          address_, gone->size, size);
+      return std::variant<Bytes, HeadGone>(HeadGone{gone->newest});
+    }
+    if (auto* e = std::get_if<net::ErrorMsg>(&m))
+      return make_error(
+          e->code == net::ErrorCode::bad_request ? Errc::invalid_argument : Errc::unavailable,
+          "{} answered error {}: {}", address_, static_cast<int>(e->code), e->message);
+    auto* x = std::get_if<Answer>(&m);
+    if (!x)
+      return make_error(Errc::bad_value, "{} answered {} where {} was due", address_,
+                        net::message_type_name(net::message_type(m)),
+                        net::message_type_name(net::message_type(net::Message{Answer{}})));
+    return std::variant<Bytes, HeadGone>(std::move(x->set));
+  }
+
   // One request on an idle connection (or a new one); the connection goes back
   // to the idle list only after a whole answer, so it is never out of step.
-  Result<net::Message> call(const net::Message& request) {
+  // `needs`: Hello feature bits the node must have announced, else nothing is
+  // sent (an unknown request would cost the connection) and the answer is
+  // unavailable.
+  Result<net::Message> call(const net::Message& request, uint64_t needs = 0) {
     const auto deadline = Clock::now() + timeout_;
     std::unique_ptr<PeerLink> link;
     {
@@ -91,13 +117,25 @@ class PeerPageSource : public PageSource {
     if (!link) {
       SWL_ASSIGN(link, PeerLink::open(address_, log_id_, deadline));
     }
-    auto answer = link->call(request, deadline);
-    if (!answer.ok() && reused) {
+    // Asked on a connection whose node announced `needs` (else kept idle, unasked).
+    auto ask_on = [&](std::unique_ptr<PeerLink>& l) -> Result<net::Message> {
+      if (const uint64_t has = l->hello().features; (has & needs) != needs) {
+        std::lock_guard lock(mu_);
+        idle_.push_back(std::move(l));
+        return make_error(
+            Errc::unavailable,
+            "{}: its Hello does not announce {} (features {:#x}, {:#x} needed): not asked",
+            address_, net::message_type_name(net::message_type(request)), has, needs);
+      }
+      return l->call(request, deadline);
+    };
+    auto answer = ask_on(link);
+    if (!answer.ok() && link && reused) {
       // An idle connection the node closed meanwhile (its idle timeout,
       // docs/protocol.md "Limits per connection"): once more on a new one.
       // Reads are safe to repeat.
       SWL_ASSIGN(link, PeerLink::open(address_, log_id_, deadline));
-      answer = link->call(request, deadline);
+      answer = ask_on(link);
     }
     SWL_ASSIGN(net::Message m, std::move(answer));
     // An Error that closes the connection (banned, bad_request, …) drops it.

@@ -5,11 +5,13 @@
 // the primary's signed head (verify_page_set, verify_leaf_set) and hold the
 // replica's pages; once the pin moves, the old size is HeadGone with the
 // newest; bad page numbers get clear errors; the primary serves no pages.
-// GET /db/changes (http_page_source::changes) proves the pages changed since an
-// older pinned head; the peer source has no GetChanges (protocol 3).
+// GET /db/changes and GetChanges (changes() of both sources) prove the pages
+// changed since an older pinned head; a node that did not announce GetChanges
+// in its Hello is not asked.
 #ifdef SWARMLITE_CLIENT_HAVE_NET
 #include <doctest/doctest.h>
 
+#include "client/light_client.h"
 #include "client/page_source_http.h"
 #include "client/page_source_peer.h"
 #include "net/backends.h"
@@ -104,6 +106,23 @@ struct Fixture {
     out.push_back(http_page_source(url, 10s));
     out.push_back(peer_page_source(address, keys.pub, 10s));
     return out;
+  }
+};
+
+// A peer source as it was in protocol 3: no GetChanges (the light client
+// moves heads with GetLeaves).
+struct NoChanges : PageSource {
+  std::unique_ptr<PageSource> inner;
+  explicit NoChanges(std::unique_ptr<PageSource> in) : inner(std::move(in)) {}
+  std::string name() const override { return inner->name(); }
+  Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override {
+    return inner->pages(size, pgnos);
+  }
+  Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override {
+    return inner->leaves(size, pgnos);
+  }
+  Result<PageAnswer<ChangeSet>> changes(uint64_t, uint64_t) override {
+    return make_error(Errc::unavailable, "no GetChanges");
   }
 };
 
@@ -213,7 +232,7 @@ TEST_CASE("page sources: bad page numbers get clear errors; the primary serves p
   CHECK(none.error().message.find("serves no pages") != std::string::npos);
 }
 
-TEST_CASE("page sources: the changes since an older head over HTTP; not on the peer protocol") {
+TEST_CASE("page sources: the changes since an older head, over HTTP and the peer protocol") {
   Fixture f;
   auto http = http_page_source(f.url, 10s);
   const Head old = got(http->leaves(0, std::vector<uint32_t>{1})).head;  // pins it
@@ -221,35 +240,122 @@ TEST_CASE("page sources: the changes since an older head over HTTP; not on the p
   f.exec("INSERT INTO t(b) VALUES (randomblob(9000))");  // grows the file
   f.sync();
   const Head newest = *f.primary->head();
-  const ChangeSet set = got(http->changes(old.size, 0));
-  CHECK(set.to == newest);
-  Status s = verify_change_set(set, old, newest);
-  CHECK_MESSAGE(s.ok(), s.error().to_string());
-  const std::vector<uint32_t> changed = changed_pages(set, old.page_count);
-  CHECK(!changed.empty());
-  CHECK(changed.back() == newest.page_count);  // the grown pages are named
-  CHECK(changed.size() < 10);
-  // Asked at the same head: nothing changed.
-  const ChangeSet same = got(http->changes(newest.size, newest.size));
-  CHECK(changed_pages(same, newest.page_count).empty());
-  // A head the node never pinned, an old `to`, the primary, the peer protocol.
-  auto never = http->changes(old.size - 1, 0);
-  REQUIRE_FALSE(never.ok());
-  CHECK_MESSAGE(never.error().message.find("HTTP 403") != std::string::npos,
-                never.error().to_string());
-  auto gone = http->changes(old.size, old.size);
-  REQUIRE(gone.ok());
-  REQUIRE(std::holds_alternative<HeadGone>(*gone));
-  CHECK(std::get<HeadGone>(*gone).newest == newest.size);
+  for (auto& source : f.sources()) {
+    INFO(source->name());
+    const ChangeSet set = got(source->changes(old.size, 0));
+    CHECK(set.to == newest);
+    Status s = verify_change_set(set, old, newest);
+    CHECK_MESSAGE(s.ok(), s.error().to_string());
+    const std::vector<uint32_t> changed = changed_pages(set, old.page_count);
+    CHECK(!changed.empty());
+    CHECK(changed.back() == newest.page_count);  // the grown pages are named
+    CHECK(changed.size() < 10);
+    CHECK(got(source->changes(old.size, newest.size)).to == newest);
+    // Asked at the same head: nothing changed.
+    const ChangeSet same = got(source->changes(newest.size, newest.size));
+    CHECK(changed_pages(same, newest.page_count).empty());
+    // A head the node never pinned (HTTP 403, the peer's not_available), an old `to`.
+    auto never = source->changes(old.size - 1, 0);
+    REQUIRE_FALSE(never.ok());
+    CHECK(never.error().code == Errc::unavailable);
+    CHECK_MESSAGE(never.error().message.find("change history") != std::string::npos,
+                  never.error().to_string());
+    auto gone = source->changes(old.size, old.size);
+    REQUIRE(gone.ok());
+    REQUIRE(std::holds_alternative<HeadGone>(*gone));
+    CHECK(std::get<HeadGone>(*gone).newest == newest.size);
+    // The source still answers after the refusals.
+    CHECK(got(source->changes(old.size, 0)).to == newest);
+  }
+  // Backwards would not decode at the node (a ban): refused before sending.
+  auto peer = peer_page_source(f.address, f.keys.pub, 10s);
+  auto backwards = peer->changes(newest.size, old.size);
+  REQUIRE_FALSE(backwards.ok());
+  CHECK(backwards.error().code == Errc::invalid_argument);
+  CHECK(got(peer->changes(old.size, 0)).to == newest);
+  // The primary keeps no change history (yet): unavailable, over both.
   auto primary = http_page_source(f.primary_url, 10s)->changes(old.size, 0);
   REQUIRE_FALSE(primary.ok());
   CHECK(primary.error().code == Errc::unavailable);
   CHECK_MESSAGE(primary.error().message.find("no change history") != std::string::npos,
                 primary.error().to_string());
-  auto peer = peer_page_source(f.address, f.keys.pub, 10s)->changes(old.size, 0);
-  REQUIRE_FALSE(peer.ok());
-  CHECK(peer.error().code == Errc::unavailable);
-  CHECK(peer.error().message.find("has no GetChanges") != std::string::npos);
+  f.node->set_page_server(f.primary.get());
+  auto primary_peer = peer_page_source(f.address, f.keys.pub, 10s)->changes(old.size, 0);
+  REQUIRE_FALSE(primary_peer.ok());
+  CHECK(primary_peer.error().code == Errc::unavailable);
+  CHECK_MESSAGE(primary_peer.error().message.find("no change history") != std::string::npos,
+                primary_peer.error().to_string());
+}
+
+// The figure of docs/light-client.md "Head moves over the peer protocol": two
+// light clients hold the same pages over the peer protocol, one row is
+// written, and each moves to the new head: by a change set, or (as protocol 3
+// did) by the leaves of every held page. The node's bytes out per refresh.
+TEST_CASE("page sources: a light client's refresh after a one-row write, over the peer protocol") {
+  Fixture f;
+  f.exec(
+      "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000) "
+      "INSERT INTO t(b) SELECT randomblob(1000) FROM c");
+  f.sync();
+  testing::TempDir cache;
+  auto open = [&](std::shared_ptr<PageSource> source, const char* name) {
+    auto c = LightClient::open(cache / name, {std::move(source)}, f.keys.pub, {});
+    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    return std::move(c).value();
+  };
+  auto with = open(peer_page_source(f.address, f.keys.pub, 10s), "with");
+  auto without = open(std::make_shared<NoChanges>(peer_page_source(f.address, f.keys.pub, 10s)),
+                      "without");
+  const std::string q = "SELECT count(*), sum(length(b)) FROM t";
+  for (auto* c : {with.get(), without.get()}) REQUIRE(c->query(q, {}).ok());
+  REQUIRE(with->proven_pages() == without->proven_pages());
+  f.exec("UPDATE t SET b = randomblob(1000) WHERE id = 1500");
+  f.sync();
+  auto refresh = [&](LightClient& c) {
+    const uint64_t out0 = f.node->status().bytes_out;
+    auto moved = c.refresh();
+    REQUIRE_MESSAGE(moved.ok(), moved.error().to_string());
+    CHECK(moved->head_moves == 1);
+    CHECK(c.head() == f.primary->head());
+    return std::pair{*moved, f.node->status().bytes_out - out0};
+  };
+  const auto [by_changes, changes_bytes] = refresh(*with);
+  const auto [by_leaves, leaves_bytes] = refresh(*without);
+  CHECK(by_changes.change_sets == 1);
+  CHECK(by_changes.round_trips == 1);
+  CHECK(by_leaves.change_fallbacks == 1);
+  MESSAGE(fmt::format(
+      "refresh after a one-row write, {} pages held, over the peer protocol: GetChanges {} "
+      "bytes out of the node ({} proof bytes, {} round trip), GetLeaves {} bytes ({} proof "
+      "bytes, {} round trips): {:.1f}x",
+      with->proven_pages(), changes_bytes, by_changes.proof_bytes, by_changes.round_trips,
+      leaves_bytes, by_leaves.proof_bytes, by_leaves.round_trips,
+      static_cast<double>(leaves_bytes) / static_cast<double>(std::max<uint64_t>(changes_bytes, 1))));
+  // (The node's byte counts are printed, not checked: a write is counted when
+  // its completion runs on the node's io thread, which may be after the client
+  // read it.)
+  CHECK(by_changes.proof_bytes * 10 < by_leaves.proof_bytes);
+}
+
+// docs/protocol.md "Changes": GetChanges goes only to a node whose Hello
+// announced it; another is not asked (its answer would be a ban on a node that
+// does not know the message) and changes() is unavailable at once.
+TEST_CASE("page sources: a node that did not announce GetChanges is not asked") {
+  Fixture f;
+  f.node->set_page_server(nullptr);  // a node without a page service announces nothing
+  const uint64_t served = f.node->status().snapshot_requests_served;
+  auto source = peer_page_source(f.address, f.keys.pub, 10s);
+  auto none = source->changes(f.primary->head()->size, 0);
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error().code == Errc::unavailable);
+  CHECK_MESSAGE(none.error().message.find("does not announce GetChanges") != std::string::npos,
+                none.error().to_string());
+  CHECK(f.node->status().snapshot_requests_served == served);  // nothing was asked
+  // The connection is kept: a later request goes on it.
+  auto leaves = source->leaves(0, std::vector<uint32_t>{1});
+  REQUIRE_FALSE(leaves.ok());
+  CHECK(leaves.error().message.find("serves no pages") != std::string::npos);
+  CHECK(f.node->status().snapshot_requests_served == served + 1);
 }
 
 }  // namespace swarmlite::client

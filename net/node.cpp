@@ -61,6 +61,7 @@ static_assert(kMaxSnapshotChunkBytes >= kMaxChunkPageBytes + kEncodedHeadSize + 
 static_assert(kMaxGetPagesPgnos == kMaxPagesPerRequest);
 static_assert(kMaxGetLeavesPgnos == kMaxLeavesPerRequest);
 static_assert(kMaxPagesMsgBytes >= kMaxPageSetBytes);
+static_assert(kMaxChangesMsgBytes >= kMaxChangeSetBytes);
 
 // An Error reply whose message fits the codec's cap (a longer one would make a
 // frame the peer refuses).
@@ -69,34 +70,34 @@ ErrorMsg error_reply(ErrorCode code, std::string message) {
   return ErrorMsg{code, std::move(message)};
 }
 
-// The answer to one snapshot or page request (a snapshot thread: these calls block).
-// The answer to GetPages / GetLeaves (docs/protocol.md "Page service"): the
-// encoded set, HeadGone when the head asked for is not the pinned one, else an
-// Error naming why.
-template <class Msg, class Get>
-Message answer_pages(const PageServer* server, const Get& g) {
-  constexpr bool pages = std::is_same_v<Get, GetPages>;
+// A server's answer, encoded (an error passes through).
+template <class T>
+Result<Bytes> encoded(Result<T> r, Bytes (*encode)(const T&)) {
+  if (!r.ok()) return r.take_error();
+  return encode(*r);
+}
+
+// The answer to a page service request (docs/protocol.md "Page service"):
+// `read` asks the server for the encoded set at head `size` (setting *newest
+// as PageServer does); the answer is `Msg{set}`, HeadGone when that head is not
+// the pinned one, else an Error naming why (bad_request for a request out of
+// range or an answer over `cap`; not_available otherwise: nothing pinned, a
+// corrupt node, no change history, too many changes).
+template <class Msg, class Read>
+Message answer_pinned(const PageServer* server, uint64_t size, size_t cap, Read read) {
   if (!server) {
     return error_reply(ErrorCode::not_available, "this node serves no pages");
   }
   uint64_t newest = 0;
-  auto set = [&]() -> Result<Bytes> {
-    if constexpr (pages) {
-      SWL_ASSIGN(PageSet s, server->pinned_pages(g.size, g.pgnos, &newest));
-      return encode_page_set(s);
-    } else {
-      SWL_ASSIGN(LeafSet s, server->pinned_leaves(g.size, g.pgnos, &newest));
-      return encode_leaf_set(s);
-    }
-  }();
+  Result<Bytes> set = read(*server, &newest);
   if (!set.ok()) {
     const Error& e = set.error();
-    if (e.code == Errc::not_found && newest != 0) return HeadGoneMsg{g.size, newest};
+    if (e.code == Errc::not_found && newest != 0) return HeadGoneMsg{size, newest};
     if (e.code == Errc::invalid_argument) return error_reply(ErrorCode::bad_request, e.message);
     return error_reply(ErrorCode::not_available, e.to_string());
   }
   // A leaf set of 65536 scattered leaves of a huge tree can outgrow a frame.
-  if (set->size() > (pages ? kMaxPagesMsgBytes : kMaxLeavesMsgBytes)) {
+  if (set->size() > cap) {
     return error_reply(ErrorCode::bad_request,
                        fmt::format("the answer is {} bytes, over the frame's cap: ask for fewer pages", set->size()));
   }
@@ -105,8 +106,26 @@ Message answer_pages(const PageServer* server, const Get& g) {
 
 Message answer_served(SnapshotSource* source, const PageServer* pages, const ServedRequest& request,
                       const std::atomic<bool>* cancel) {
-  if (const auto* g = std::get_if<GetPages>(&request)) return answer_pages<PagesMsg>(pages, *g);
-  if (const auto* g = std::get_if<GetLeaves>(&request)) return answer_pages<LeavesMsg>(pages, *g);
+  if (const auto* g = std::get_if<GetPages>(&request)) {
+    return answer_pinned<PagesMsg>(
+        pages, g->size, kMaxPagesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
+          return encoded(s.pinned_pages(g->size, g->pgnos, newest), encode_page_set);
+        });
+  }
+  if (const auto* g = std::get_if<GetLeaves>(&request)) {
+    return answer_pinned<LeavesMsg>(
+        pages, g->size, kMaxLeavesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
+          return encoded(s.pinned_leaves(g->size, g->pgnos, newest), encode_leaf_set);
+        });
+  }
+  if (const auto* g = std::get_if<GetChanges>(&request)) {
+    // A primary keeps no change history yet: PageServer's default answers
+    // unavailable ("no change history"), sent as not_available.
+    return answer_pinned<ChangesMsg>(
+        pages, g->to_size, kMaxChangesMsgBytes, [&](const PageServer& s, uint64_t* newest) {
+          return encoded(s.pinned_changes(g->from_size, g->to_size, newest), encode_change_set);
+        });
+  }
   if (!source) return error_reply(ErrorCode::not_available, "this node serves no snapshots");
   if (std::holds_alternative<GetSnapshot>(request)) {
     auto m = source->newest(cancel);
@@ -255,7 +274,11 @@ Node::Impl::Impl(NodeBackend& b, NodeOptions o)
       log_id(b.log_id()),
       node_id(random_node_id()),
       worker(b, [this] { size_grew(); }),
-      sync(b, opt, node_id, [this] { return worker.apply_error().has_value(); }) {
+      sync(
+          b, opt, node_id, [this] { return worker.apply_error().has_value(); },
+          // A node with a page service answers GetChanges (from its server's
+          // change history, or not_available without one).
+          [this] { return page_server.load() ? kFeatureChanges : uint64_t{0}; }) {
   session_options.max_frame = opt.max_frame ? opt.max_frame : kMaxFrameBytes;
   session_options.max_queued_responses = std::max<size_t>(opt.max_queued_responses, 1);
   session_options.handshake_timeout = opt.handshake_timeout;

@@ -66,6 +66,7 @@ void encode_into(Writer& w, const Message& m) {
             if (x.head) write_head(w, *x.head);
             w.str(x.listen);
             w.u64(x.first);
+            w.u64(x.features);
           },
           [&](const HeadMsg& x) {
             write_head(w, x.head);
@@ -120,6 +121,11 @@ void encode_into(Writer& w, const Message& m) {
             w.u64(x.size);
             w.u64(x.newest);
           },
+          [&](const GetChanges& x) {
+            w.u64(x.from_size);
+            w.u64(x.to_size);
+          },
+          [&](const ChangesMsg& x) { w.blob(x.set); },
       },
       m);
 }
@@ -146,6 +152,8 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
       }
       SWL_ASSIGN(h.listen, read_address(r, "listen", /*allow_empty=*/true));
       SWL_ASSIGN(h.first, r.u64("first"));
+      // Any bits: those this build does not know are kept and ignored.
+      SWL_ASSIGN(h.features, r.u64("features"));
       return Message{std::move(h)};
     }
     case MessageType::head: {
@@ -307,6 +315,22 @@ Result<Message> decode_payload(MessageType type, Reader& r) {
       if (g.newest == 0) return r.fail_at(Errc::bad_value, at, "newest", "0 (a node serving pages holds a head)");
       return Message{g};
     }
+    case MessageType::get_changes: {
+      GetChanges g;
+      SWL_ASSIGN(g.from_size, r.u64("from_size"));
+      const size_t at = r.offset();
+      SWL_ASSIGN(g.to_size, r.u64("to_size"));
+      if (g.to_size != 0 && g.to_size < g.from_size) {
+        return r.fail_at(Errc::bad_value, at, "to_size",
+                         fmt::format("{} is below from_size {} (changes go forward; 0: the newest)", g.to_size,
+                                     g.from_size));
+      }
+      return Message{g};
+    }
+    case MessageType::changes: {
+      SWL_ASSIGN(ByteView b, r.blob("set", kMaxChangesMsgBytes));
+      return Message{ChangesMsg{Bytes(b.begin(), b.end())}};
+    }
   }
   return make_error(Errc::bad_value, "message: unknown type {}", static_cast<int>(type));
 }
@@ -331,6 +355,8 @@ std::string_view message_type_name(MessageType t) {
     case MessageType::get_leaves: return "GetLeaves";
     case MessageType::leaves: return "Leaves";
     case MessageType::head_gone: return "HeadGone";
+    case MessageType::get_changes: return "GetChanges";
+    case MessageType::changes: return "Changes";
     case MessageType::snapshot_pages: return "SnapshotPages";
     case MessageType::get_frontier: return "GetFrontier";
     case MessageType::frontier: return "Frontier";
@@ -340,13 +366,15 @@ std::string_view message_type_name(MessageType t) {
 
 MessageType message_type(const Message& m) {
   // The variant's alternatives are in wire-id order, starting at 1.
-  static_assert(std::variant_size_v<Message> == 19);
+  static_assert(std::variant_size_v<Message> == 21);
   static_assert(std::is_same_v<std::variant_alternative_t<0, Message>, Hello>);
   static_assert(std::is_same_v<std::variant_alternative_t<7, Message>, ErrorMsg>);
   static_assert(std::is_same_v<std::variant_alternative_t<8, Message>, GetSnapshot>);
   static_assert(std::is_same_v<std::variant_alternative_t<13, Message>, Frontier>);
   static_assert(std::is_same_v<std::variant_alternative_t<14, Message>, GetPages>);
   static_assert(std::is_same_v<std::variant_alternative_t<18, Message>, HeadGoneMsg>);
+  static_assert(std::is_same_v<std::variant_alternative_t<19, Message>, GetChanges>);
+  static_assert(std::is_same_v<std::variant_alternative_t<20, Message>, ChangesMsg>);
   return static_cast<MessageType>(m.index() + 1);
 }
 
@@ -381,7 +409,7 @@ Result<uint32_t> decode_frame_length(ByteView header4, size_t max_frame) {
 Result<Message> decode_message(ByteView body) {
   Reader r(body, "message");
   SWL_ASSIGN(uint8_t type, r.u8("type"));
-  if (type < 1 || type > static_cast<uint8_t>(MessageType::head_gone)) {
+  if (type < 1 || type > static_cast<uint8_t>(MessageType::changes)) {
     return r.fail_at(Errc::bad_value, 0, "type", fmt::format("unknown message type {}", type));
   }
   SWL_ASSIGN(Message m, decode_payload(static_cast<MessageType>(type), r));

@@ -24,9 +24,16 @@ namespace swarmlite::net {
 // 2: Hello carries `first`; the snapshot and frontier messages (ids 9..14).
 // 3: HeadMsg carries `first` too (a node that compacts while connected says so),
 //    and the page service messages (ids 15..19, docs/light-client.md "Page service").
-// Versions 1 and 2 are not spoken any more: a node of another version is
+// 4: Hello carries `features` (capability bits, below), and GetChanges /
+//    Changes (ids 20, 21), sent only to a node whose Hello has kFeatureChanges.
+// Versions 1..3 are not spoken any more: a node of another version is
 // refused in the handshake (docs/formats/protocol.md "Versions").
-inline constexpr uint16_t kProtocolVersion = 3;
+inline constexpr uint16_t kProtocolVersion = 4;
+// Hello `features` bits (docs/formats/protocol.md "Features"): what optional
+// requests the sender answers. A message gated by a bit is sent only to a node
+// that announced it; unknown bits are kept and ignored, so a later build can
+// add a bit (and its messages) without a version bump.
+inline constexpr uint64_t kFeatureChanges = 1;  // answers GetChanges (ids 20, 21)
 inline constexpr size_t kFrameHeaderBytes = 4;
 // An entry may be up to EntryLimits::max_entry_bytes (16 MiB); the frame must
 // carry one such entry plus its head and proofs, hence 16 MiB + 1 MiB.
@@ -55,6 +62,10 @@ inline constexpr size_t kMaxGetPagesPgnos = 256;
 inline constexpr size_t kMaxGetLeavesPgnos = 1u << 16;
 inline constexpr size_t kMaxPagesMsgBytes = (16u << 20) + (256u << 10);
 inline constexpr size_t kMaxLeavesMsgBytes = kMaxFrameBytes - 64;
+// The largest encoded ChangeSet a Changes message carries: kMaxChangeSetBytes
+// of sqlbridge/engine/page_set.h (about 3.2 MB, which this codec does not link;
+// net/node.cpp checks it fits) with room to spare.
+inline constexpr size_t kMaxChangesMsgBytes = 4u << 20;
 // An entry in a Frontier message: EntryLimits::max_entry_bytes (16 MiB).
 inline constexpr size_t kMaxFrontierEntryBytes = 16u << 20;
 
@@ -79,6 +90,8 @@ enum class MessageType : uint8_t {
   get_leaves = 17,
   leaves = 18,
   head_gone = 19,
+  get_changes = 20,
+  changes = 21,
 };
 std::string_view message_type_name(MessageType t);
 
@@ -93,6 +106,8 @@ struct Hello {
   // were compacted away; a peer that needs them asks someone else or
   // bootstraps from a snapshot (docs/protocol.md "First servable entry").
   uint64_t first = 0;
+  // Capability bits (kFeatureChanges, …): optional requests the sender answers.
+  uint64_t features = 0;
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 
@@ -149,7 +164,7 @@ enum class ErrorCode : uint16_t {
   banned = 3,          // the receiver banned the sender (then close)
   too_many_peers = 4,  // connection cap reached (then close)
   bad_request = 5,     // malformed or out-of-range request
-  not_available = 6,   // answer to GetEntries: the sender has none of those entries
+  not_available = 6,   // the sender cannot serve it (entries it lacks, no pages, no change history)
   duplicate = 7,       // already connected to this node (or it is ourselves) (then close)
   shutting_down = 8,   // then close
   // Answer to GetSnapshotPages: the snapshot at that size is no longer held;
@@ -233,18 +248,35 @@ struct LeavesMsg {
   Bytes set;  // at most kMaxLeavesMsgBytes
   friend bool operator==(const LeavesMsg&, const LeavesMsg&) = default;
 };
-// Answer to GetPages / GetLeaves: the receiver does not (or no longer) hold
-// head `size` pinned; `newest` is the one it serves, to ask again at.
+// Answer to GetPages / GetLeaves / GetChanges: the receiver does not (or no
+// longer) hold head `size` (GetChanges: `to_size`) pinned; `newest` is the
+// one it serves, to ask again at.
 struct HeadGoneMsg {
   uint64_t size = 0;
   uint64_t newest = 0;  // >= 1
   friend bool operator==(const HeadGoneMsg&, const HeadGoneMsg&) = default;
 };
 
+// The pages changed from the head of log size `from_size` to the pinned head
+// of `to_size` (0: the newest pinned head; else at least from_size), as an
+// encoded ChangeSet (docs/formats/pages.md "Change set"). Sent only to a node
+// whose Hello has kFeatureChanges; answered off the io thread like GetLeaves,
+// with Changes, HeadGone{to_size, newest}, or an Error (no change history,
+// too many changes: the requester asks GetLeaves instead).
+struct GetChanges {
+  uint64_t from_size = 0;
+  uint64_t to_size = 0;
+  friend bool operator==(const GetChanges&, const GetChanges&) = default;
+};
+struct ChangesMsg {
+  Bytes set;  // at most kMaxChangesMsgBytes; opaque here (the requester decodes and verifies it)
+  friend bool operator==(const ChangesMsg&, const ChangesMsg&) = default;
+};
+
 using Message = std::variant<Hello, HeadMsg, GetEntries, Entries, GetPeers, Peers, EvidenceMsg,
                              ErrorMsg, GetSnapshot, SnapshotManifestMsg, GetSnapshotPages,
                              SnapshotPages, GetFrontier, Frontier, GetPages, PagesMsg, GetLeaves,
-                             LeavesMsg, HeadGoneMsg>;
+                             LeavesMsg, HeadGoneMsg, GetChanges, ChangesMsg>;
 
 MessageType message_type(const Message& m);
 

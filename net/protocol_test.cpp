@@ -69,6 +69,8 @@ TEST_CASE("every message type round-trips through a frame") {
   CHECK(round_trip(hello) == Message{hello});
   hello.first = 4000;  // a compacted log serves from entry 4000 on
   CHECK(round_trip(hello) == Message{hello});
+  hello.features = kFeatureChanges;
+  CHECK(round_trip(hello) == Message{hello});
 
   CHECK(round_trip(HeadMsg{signed_head(9, 0x33)}) == Message{HeadMsg{signed_head(9, 0x33)}});
   CHECK(round_trip(GetEntries{10, 100, 7}) == Message{GetEntries{10, 100, 7}});
@@ -107,6 +109,10 @@ TEST_CASE("every message type round-trips through a frame") {
   CHECK(round_trip(PagesMsg{Bytes(9000, 0x11)}) == Message{PagesMsg{Bytes(9000, 0x11)}});
   CHECK(round_trip(LeavesMsg{Bytes(300, 0x22)}) == Message{LeavesMsg{Bytes(300, 0x22)}});
   CHECK(round_trip(HeadGoneMsg{5, 9}) == Message{HeadGoneMsg{5, 9}});
+  CHECK(round_trip(GetChanges{5, 0}) == Message{GetChanges{5, 0}});
+  CHECK(round_trip(GetChanges{5, 9}) == Message{GetChanges{5, 9}});
+  CHECK(round_trip(GetChanges{9, 9}) == Message{GetChanges{9, 9}});
+  CHECK(round_trip(ChangesMsg{Bytes(600, 0x33)}) == Message{ChangesMsg{Bytes(600, 0x33)}});
   // Size 6 = 0b110: the last leaf's path has countr_zero(6) + popcount(6) - 1 = 2 hashes.
   Frontier f{6, Bytes{1, 2, 3}, {blake2b(as_bytes("a")), blake2b(as_bytes("b"))}};
   CHECK(round_trip(f) == Message{f});
@@ -203,6 +209,11 @@ TEST_CASE("message type ids are fixed") {
   CHECK(static_cast<int>(MessageType::snapshot_pages) == 12);
   CHECK(static_cast<int>(MessageType::get_frontier) == 13);
   CHECK(static_cast<int>(MessageType::frontier) == 14);
+  CHECK(static_cast<int>(MessageType::head_gone) == 19);
+  CHECK(static_cast<int>(MessageType::get_changes) == 20);
+  CHECK(static_cast<int>(MessageType::changes) == 21);
+  CHECK(message_type(GetChanges{}) == MessageType::get_changes);
+  CHECK(message_type(ChangesMsg{}) == MessageType::changes);
   CHECK(static_cast<int>(ErrorCode::snapshot_gone) == 9);
   CHECK(encode_frame(GetSnapshot{}) == Bytes{0, 0, 0, 1, 9});
   CHECK(encode_frame(GetPeers{}) == Bytes{0, 0, 0, 1, 5});
@@ -235,7 +246,7 @@ TEST_CASE("truncated and overlong frames are refused") {
 
 TEST_CASE("unknown message types are refused") {
   CHECK(decode_error(Bytes{0, 0, 0, 1, 0}) == Errc::bad_value);
-  CHECK(decode_error(Bytes{0, 0, 0, 1, 20}) == Errc::bad_value);  // past HeadGone (19)
+  CHECK(decode_error(Bytes{0, 0, 0, 1, 22}) == Errc::bad_value);  // past Changes (21)
   CHECK(decode_error(Bytes{0, 0, 0, 1, 0xff}) == Errc::bad_value);
 }
 
@@ -247,7 +258,9 @@ TEST_CASE("hello of another protocol version is refused as bad_version") {
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
   payload[1] = 2;  // version 2 (Head without `first`, no page service messages)
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
-  payload[1] = 4;
+  payload[1] = 3;  // version 3 (no `features`, no GetChanges)
+  CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
+  payload[1] = 5;
   CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::bad_version);
   // Only the version is read: a future Hello may look entirely different.
   CHECK(decode_error(frame_of(MessageType::hello, Bytes{0, 9, 1, 2, 3})) == Errc::bad_version);
@@ -275,6 +288,44 @@ TEST_CASE("a head that does not decode is refused") {
   // Cut inside the head (its last byte and the 8-byte `first` missing).
   Bytes shorter(payload.begin(), payload.end() - 9);
   CHECK(decode_error(frame_of(MessageType::head, shorter)) == Errc::truncated);
+}
+
+TEST_CASE("hello features: any bits round-trip; a version-3 Hello (no features) is short") {
+  Hello h;
+  h.log_id = test_keys().pub;
+  h.features = ~uint64_t{0};  // bits this build does not know are kept, not refused
+  CHECK(round_trip(h) == Message{h});
+  Bytes payload = encode_payload(h);
+  // The version-3 layout (everything up to `first`) under the version-4 number.
+  Bytes v3_layout(payload.begin(), payload.end() - 8);
+  CHECK(decode_error(frame_of(MessageType::hello, v3_layout)) == Errc::truncated);
+  payload.push_back(0);
+  CHECK(decode_error(frame_of(MessageType::hello, payload)) == Errc::trailing_bytes);
+}
+
+TEST_CASE("GetChanges / Changes: backwards, oversized and cut ones are refused") {
+  // to_size below from_size: changes go forward (0 is "the newest").
+  auto back = decode_frame(encode_frame(GetChanges{9, 5}));
+  REQUIRE_FALSE(back.ok());
+  CHECK(back.error().code == Errc::bad_value);
+  CHECK_MESSAGE(back.error().message.find("to_size") != std::string::npos, back.error().message);
+  // A set over the cap is refused from its length field alone.
+  Writer big;
+  big.u32(static_cast<uint32_t>(kMaxChangesMsgBytes + 1));
+  auto over = decode_frame(frame_of(MessageType::changes, big.bytes()));
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.error().code == Errc::too_large);
+  CHECK(over.error().message.find("set") != std::string::npos);
+  static_assert(kMaxChangesMsgBytes + 16 < kMaxFrameBytes);
+  Writer cut;
+  cut.u32(1000);
+  cut.u8(1);
+  CHECK(decode_error(frame_of(MessageType::changes, cut.bytes())) == Errc::truncated);
+  CHECK(decode_error(frame_of(MessageType::get_changes, Bytes{0, 0, 0, 0, 0, 0, 0, 1, 0, 0})) ==
+        Errc::truncated);
+  Bytes longer = encode_payload(GetChanges{1, 2});
+  longer.push_back(0);
+  CHECK(decode_error(frame_of(MessageType::get_changes, longer)) == Errc::trailing_bytes);
 }
 
 TEST_CASE("a Head push carries the sender's first servable entry (protocol 3)") {
@@ -387,7 +438,10 @@ TEST_CASE("docs/formats/protocol.md examples are what encode_frame makes") {
   h.log_id.bytes.fill(0xaa);
   h.node_id = 0x0102030405060708;
   h.listen = "127.0.0.1:7001";
+  h.features = kFeatureChanges;
   CHECK(to_hex(encode_frame(h)) ==
-        "0000004601" "0003" + std::string(64, 'a') + "0102030405060708" "00" "0000000e3132372e302e302e313a37303031"
-        "0000000000000000");
+        "0000004e01" "0004" + std::string(64, 'a') + "0102030405060708" "00" "0000000e3132372e302e302e313a37303031"
+        "0000000000000000" "0000000000000001");
+  CHECK(to_hex(encode_frame(GetChanges{10, 0})) == "0000001114" "000000000000000a" "0000000000000000");
+  CHECK(to_hex(encode_frame(ChangesMsg{Bytes{0xab, 0xcd}})) == "0000000715" "00000002" "abcd");
 }

@@ -30,12 +30,13 @@ std::string PeerState::name() const {
 }
 
 SyncEngine::SyncEngine(const NodeBackend& backend, const NodeOptions& options, uint64_t node_id,
-                       std::function<bool()> apply_stopped)
+                       std::function<bool()> apply_stopped, std::function<uint64_t()> features)
     : backend_(backend),
       opt_(options),
       node_id_(node_id),
       log_id_(backend.log_id()),
       apply_stopped_(std::move(apply_stopped)),
+      features_(std::move(features)),
       book_(256, "", BackoffPolicy{opt_.backoff_initial, opt_.backoff_max}) {}
 
 void SyncEngine::start(const std::string& announce, std::optional<Evidence> evidence) {
@@ -58,6 +59,7 @@ Hello SyncEngine::make_hello() const {
     h.first = first_servable_entry(backend_.log());
   }
   h.listen = announce_;
+  h.features = features_ ? features_() : 0;
   return h;
 }
 
@@ -222,12 +224,14 @@ Actions SyncEngine::message(uint64_t id, Message&& m, Clock::time_point now) {
         else if constexpr (std::is_same_v<T, EvidenceMsg>) on_evidence(out, s, x.evidence, now);
         else if constexpr (std::is_same_v<T, ErrorMsg>) on_error(out, s, x, now);
         else if constexpr (std::is_same_v<T, GetSnapshot> || std::is_same_v<T, GetSnapshotPages> ||
-                           std::is_same_v<T, GetPages> || std::is_same_v<T, GetLeaves>)
+                           std::is_same_v<T, GetPages> || std::is_same_v<T, GetLeaves> ||
+                           std::is_same_v<T, GetChanges>)
           on_snapshot_request(out, s, std::move(x), now);
         else if constexpr (std::is_same_v<T, GetFrontier>) on_get_frontier(out, s, x, now);
-        else if constexpr (std::is_same_v<T, SnapshotManifestMsg> || std::is_same_v<T, SnapshotPages> ||
-                           std::is_same_v<T, Frontier> || std::is_same_v<T, PagesMsg> ||
-                           std::is_same_v<T, LeavesMsg> || std::is_same_v<T, HeadGoneMsg>)
+        else if constexpr (std::is_same_v<T, SnapshotManifestMsg> ||
+                           std::is_same_v<T, SnapshotPages> || std::is_same_v<T, Frontier> ||
+                           std::is_same_v<T, PagesMsg> || std::is_same_v<T, LeavesMsg> ||
+                           std::is_same_v<T, HeadGoneMsg> || std::is_same_v<T, ChangesMsg>)
           // A node never asks for these (the fetcher, a bootstrapping node and a
           // light client use their own connections): unrequested, like
           // unrequested Entries.
@@ -646,10 +650,10 @@ void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g,
   send(out, s, std::move(reply));
 }
 
-// A peer asks for a snapshot, pages or leaves: answered off the io thread by
+// A peer asks for a snapshot, pages, leaves or changes: answered off the io thread by
 // the node, this session's requests in order; more than
-// kMaxSnapshotRequestsPerSession at once is a bad request (the answers of earlier ones may then not arrive: the
-// session closes). A session that downloads is useful: not evicted as idle.
+// kMaxSnapshotRequestsPerSession at once is a bad request (the answers of earlier ones may then not
+// arrive: the session closes). A session that downloads is useful: not evicted as idle.
 void SyncEngine::on_snapshot_request(Actions& out, PeerState& s, ServedRequest r, Clock::time_point now) {
   s.last_useful = now;
   if (s.snapshot_requests >= kMaxSnapshotRequestsPerSession) {

@@ -82,11 +82,11 @@ struct RequestDeadlineAction {
 struct HandshakenAction {
   uint64_t session = 0;
 };
-// Answer a GetSnapshot, GetSnapshotPages, GetPages or GetLeaves off the io
-// thread (SnapshotSource calls block, page reads pread and hash), the session's
-// requests in order, then report with snapshot_answered() (docs/protocol.md
-// "Snapshots", "Page service").
-using ServedRequest = std::variant<GetSnapshot, GetSnapshotPages, GetPages, GetLeaves>;
+// Answer a GetSnapshot, GetSnapshotPages, GetPages, GetLeaves or GetChanges
+// off the io thread (SnapshotSource calls block, page reads pread and hash),
+// the session's requests in order, then report with snapshot_answered()
+// (docs/protocol.md "Snapshots", "Page service").
+using ServedRequest = std::variant<GetSnapshot, GetSnapshotPages, GetPages, GetLeaves, GetChanges>;
 struct SnapshotAction {
   uint64_t session = 0;
   ServedRequest request;
@@ -130,8 +130,10 @@ struct PeerState {
 class SyncEngine {
  public:
   // `apply_stopped`: true once applying stopped for good (the worker's apply error).
+  // `features`: the Hello's capability bits (kFeatureChanges, …) as of each
+  // Hello sent (any thread may change what it returns; none: 0).
   SyncEngine(const NodeBackend& backend, const NodeOptions& options, uint64_t node_id,
-             std::function<bool()> apply_stopped = {});
+             std::function<bool()> apply_stopped = {}, std::function<uint64_t()> features = {});
 
   // Before anything else: our announced address, the seeds (--from) and the
   // evidence loaded from disk, if any.
@@ -202,6 +204,7 @@ class SyncEngine {
   uint64_t node_id_;
   PublicKey log_id_;
   std::function<bool()> apply_stopped_;
+  std::function<uint64_t()> features_;
   std::string announce_;
 
   std::map<uint64_t, PeerState> peers_;

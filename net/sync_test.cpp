@@ -660,3 +660,32 @@ TEST_CASE("sync: GetFrontier is answered from the log; unrequested snapshot answ
   REQUIRE(all_of<BanAction>(acts).size() == 1);
   CHECK(all_of<BanAction>(acts)[0].reason.find("unrequested SnapshotPages") != std::string::npos);
 }
+
+// docs/protocol.md "Changes": the Hello says whether we answer GetChanges (the
+// node's callback, read at each Hello); a GetChanges goes to the node's
+// threads like GetLeaves; a Changes is never asked for on a sync session, so
+// one arriving bans the sender. (Without GetChanges in on_snapshot_request's
+// dispatch no SnapshotAction comes out; without ChangesMsg in the unrequested
+// list nobody is banned.)
+TEST_CASE("sync: GetChanges is served like GetLeaves; our Hello says so; unrequested Changes ban") {
+  KeyPair keys = KeyPair::generate();
+  TestLog log{keys.pub, false};
+  uint64_t features = 0;
+  SyncEngine e(*log.backend, options(), 1, {}, [&] { return features; });
+  e.start("", std::nullopt);
+  CHECK(e.make_hello().features == 0);
+  features = kFeatureChanges;
+  CHECK(e.make_hello().features == kFeatureChanges);
+  auto hi = e.opened(1, false, "", "10.9.9.9:5555", "10.9.9.9", t0);
+  REQUIRE(sent<Hello>(hi, 1).size() == 1);
+  CHECK(sent<Hello>(hi, 1)[0].features == kFeatureChanges);
+  e.message(1, hello_from(keys.pub, 7, std::nullopt), t0);
+  auto jobs = all_of<SnapshotAction>(e.message(1, GetChanges{3, 0}, t0));
+  REQUIRE(jobs.size() == 1);
+  CHECK(std::get<GetChanges>(jobs[0].request) == GetChanges{3, 0});
+  CHECK(e.peers().at(1).snapshot_requests == 1);  // the same per-session cap
+
+  auto acts = e.message(1, ChangesMsg{Bytes{1, 2, 3}}, t0);
+  REQUIRE(all_of<BanAction>(acts).size() == 1);
+  CHECK(all_of<BanAction>(acts)[0].reason.find("unrequested Changes") != std::string::npos);
+}
