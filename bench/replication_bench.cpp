@@ -170,6 +170,9 @@ struct ReplicaPeer {
     // SWARMLITE_BENCH_PIN_MS: the proof pin's interval (ReplicaOptions::pin_interval),
     // to measure what pinning on the applier thread adds to lag.
     ro.pin_interval = std::chrono::milliseconds(env_int("SWARMLITE_BENCH_PIN_MS", 200));
+    // SWARMLITE_BENCH_SYNC_HEAD=0: the replicas' head file is not fsync'ed per stored head
+    // (LogStoreOptions::sync_head off, as on the primary), to measure what that write costs.
+    ro.log_options.sync_head = env_int("SWARMLITE_BENCH_SYNC_HEAD", 1) != 0;
     replica = must(Replica::open(dir.path / "replica.db", dir.path / "log", id, std::move(ro)),
                    "opening a replica");
     backend = std::make_unique<TimedReplicaBackend>(*replica, capacity);
