@@ -15,7 +15,11 @@
 //      ReplicaBackend: one steady_clock read per apply call, no polling.
 //      Both clocks are the same steady_clock of one process. In the chain,
 //      hop k = peer k's time − peer k−1's time for the same entry (hop 1 =
-//      peer 1's lag): what one relay step adds.
+//      peer 1's lag): what one relay step adds. The time each entry was stored
+//      is noted too: per peer "stored→applied" (the wait for its worker to
+//      apply), per hop "stored→next stored" (fetch, verify, fsync of a relay
+//      step). SWARMLITE_BENCH_SYNC_HEAD=0 turns the replicas' durable head file
+//      off (LogStoreOptions::sync_head), to measure what it costs.
 //  BM_CatchUp/peer:0|1|2  a log of SWARMLITE_BENCH_CATCHUP_ENTRIES (default
 //      1,000,000) small entries, built once into SWARMLITE_BENCH_DATA (default
 //      /var/tmp/swarmlite-bench) and reused. peer:0 = local baseline (a fresh
