@@ -15,7 +15,11 @@
 //      ReplicaBackend: one steady_clock read per apply call, no polling.
 //      Both clocks are the same steady_clock of one process. In the chain,
 //      hop k = peer k's time − peer k−1's time for the same entry (hop 1 =
-//      peer 1's lag): what one relay step adds.
+//      peer 1's lag): what one relay step adds. The time each entry was stored
+//      is noted too: per peer "stored→applied" (the wait for its worker to
+//      apply), per hop "stored→next stored" (fetch, verify, fsync of a relay
+//      step). SWARMLITE_BENCH_SYNC_HEAD=0 turns the replicas' durable head file
+//      off (LogStoreOptions::sync_head), to measure what it costs.
 //  BM_CatchUp/peer:0|1|2  a log of SWARMLITE_BENCH_CATCHUP_ENTRIES (default
 //      1,000,000) small entries, built once into SWARMLITE_BENCH_DATA (default
 //      /var/tmp/swarmlite-bench) and reused. peer:0 = local baseline (a fresh
@@ -117,19 +121,28 @@ net::NodeOptions node_options(std::vector<std::string> seeds, size_t max_outboun
 
 std::string address_of(const net::Node& n) { return fmt::format("127.0.0.1:{}", n.listen_port()); }
 
-// A ReplicaBackend that notes when each entry was applied: after every apply
-// call (worker thread), entries [done, applied_size()) get the current time.
+// A ReplicaBackend that notes when each entry was stored and applied: after
+// every store_entries / apply call (worker thread), entries [done, size) get the
+// current time.
 // `applied_at` is sized up front and read only after the node stopped.
 class TimedReplicaBackend : public net::NodeBackend {
  public:
-  TimedReplicaBackend(Replica& r, size_t capacity) : inner_(r), applied_at(capacity, 0) {}
+  TimedReplicaBackend(Replica& r, size_t capacity) : inner_(r), applied_at(capacity, 0), stored_at(capacity, 0) {}
   const PublicKey& log_id() const override { return inner_.log_id(); }
   const Log& log() const override { return inner_.log(); }
   std::mutex& log_mutex() const override { return inner_.log_mutex(); }
   bool is_primary() const override { return false; }
   Status store_entries(std::span<const Bytes> entries, const Head& head,
                        std::span<const Hash32> proof) override {
-    return inner_.store_entries(entries, head, proof);
+    Status st = inner_.store_entries(entries, head, proof);
+    int64_t t = now_ns();
+    uint64_t size;
+    {
+      std::lock_guard lock(inner_.log_mutex());
+      size = inner_.log().size();
+    }
+    for (; stored_done_ < size && stored_done_ < stored_at.size(); ++stored_done_) stored_at[stored_done_] = t;
+    return st;
   }
   Result<uint64_t> apply(uint64_t up_to) override {
     auto r = inner_.apply(up_to);
@@ -142,10 +155,11 @@ class TimedReplicaBackend : public net::NodeBackend {
 
  private:
   net::ReplicaBackend inner_;
-  uint64_t done_ = 0;
+  uint64_t done_ = 0, stored_done_ = 0;
 
  public:
   std::vector<int64_t> applied_at;  // steady ns per seq; 0 = not seen applied
+  std::vector<int64_t> stored_at;   // steady ns per seq when store_entries returned with it in the log
 };
 
 // A fresh replica in its own temp dir, served by a node.
@@ -160,6 +174,9 @@ struct ReplicaPeer {
     // SWARMLITE_BENCH_PIN_MS: the proof pin's interval (ReplicaOptions::pin_interval),
     // to measure what pinning on the applier thread adds to lag.
     ro.pin_interval = std::chrono::milliseconds(env_int("SWARMLITE_BENCH_PIN_MS", 200));
+    // SWARMLITE_BENCH_SYNC_HEAD=0: the replicas' head file is not fsync'ed per stored head
+    // (LogStoreOptions::sync_head off, as on the primary), to measure what that write costs.
+    ro.log_options.sync_head = env_int("SWARMLITE_BENCH_SYNC_HEAD", 1) != 0;
     replica = must(Replica::open(dir.path / "replica.db", dir.path / "log", id, std::move(ro)),
                    "opening a replica");
     backend = std::make_unique<TimedReplicaBackend>(*replica, capacity);
@@ -301,6 +318,12 @@ void BM_Lag(benchmark::State& state) {
       row.p99.push_back(p99);
       row.max.push_back(mx);
       summary += fmt::format(" | {} p50 {:.2f} p99 {:.2f} max {:.2f} ms", tag, p50, p99, mx);
+      // Where peer k's lag goes: waiting for its worker to apply what it stored.
+      std::vector<double> wait_ms = lags(peers[k]->backend->applied_at, peers[k]->backend->stored_at);
+      double wmx = *std::max_element(wait_ms.begin(), wait_ms.end());
+      double w50 = percentile(wait_ms, 0.50), w99 = percentile(wait_ms, 0.99);
+      state.counters[tag + "_store_to_apply_p99_ms"] = w99;
+      summary += fmt::format(" (stored→applied p50 {:.2f} p99 {:.2f} max {:.2f})", w50, w99, wmx);
     }
     for (int k = 1; chain && k < kPeers; ++k) {
       std::vector<double> hop_ms = lags(peers[k]->backend->applied_at, peers[k - 1]->backend->applied_at);
@@ -314,6 +337,12 @@ void BM_Lag(benchmark::State& state) {
       row.hop_p99.push_back(p99);
       row.hop_max.push_back(mx);
       summary += fmt::format(" | {} alone p50 {:.2f} p99 {:.2f} max {:.2f} ms", tag, p50, p99, mx);
+      // The relay step up to the store: stored at k − stored at k−1 (fetch, verify, fsync).
+      std::vector<double> fetch_ms = lags(peers[k]->backend->stored_at, peers[k - 1]->backend->stored_at);
+      double fmx = *std::max_element(fetch_ms.begin(), fetch_ms.end());
+      double f50 = percentile(fetch_ms, 0.50), f99 = percentile(fetch_ms, 0.99);
+      state.counters[tag + "_store_to_store_p99_ms"] = f99;
+      summary += fmt::format(" (stored→next stored p50 {:.2f} p99 {:.2f} max {:.2f})", f50, f99, fmx);
     }
     fmt::print(stderr, "lag {} nodelay {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}{}\n",
                chain ? "chain" : "star", no_delay ? "on" : "off", writes, achieved, rate, row.load_before,

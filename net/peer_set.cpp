@@ -198,8 +198,7 @@ std::optional<EntryRange> unserved_entries(std::span<const SourceInfo> sources, 
 std::optional<BatchPlan> plan_batch(uint64_t local_size, uint64_t source_size,
                                     uint32_t max_entries) {
   if (source_size <= local_size || max_entries == 0) return std::nullopt;
-  uint64_t n = std::min<uint64_t>(source_size - local_size, max_entries);
-  return BatchPlan{local_size, static_cast<uint32_t>(n)};
+  return BatchPlan{local_size, max_entries};
 }
 
 }  // namespace swarmlite::net

@@ -150,8 +150,13 @@ struct BatchPlan {
   uint64_t from = 0;
   uint32_t count = 0;
 };
-// Entries to ask `source_size`'s holder for: [local, min(local+max, source_size)).
-// nullopt when the source has nothing new.
+// Entries to ask `source_size`'s holder for: [local, local+max), not capped at
+// source_size. The source answers up to its newest head (docs/protocol.md
+// "Following the log"), which has often moved past the one it announced; a
+// batch capped at the announced size would end short of the served head, so
+// that head would not be stored, and a relay could neither serve nor announce
+// the entries it holds until a batch happened to end at a head. nullopt when
+// the source has nothing new for us (source_size <= local_size).
 std::optional<BatchPlan> plan_batch(uint64_t local_size, uint64_t source_size,
                                     uint32_t max_entries);
 

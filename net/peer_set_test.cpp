@@ -137,10 +137,13 @@ TEST_CASE("choose_source skips a peer that compacted the entries we need; unserv
   CHECK_FALSE(unserved_entries({}, 0));
 }
 
-TEST_CASE("plan_batch caps the count and stops at the source's head") {
+// The source's announced head only says whether to ask: it answers up to its
+// newest head, which may be past it (docs/protocol.md "Following the log").
+TEST_CASE("plan_batch caps the count, asks only a source ahead, not only up to its announced head") {
   CHECK(plan_batch(0, 5000, 1000)->count == 1000);
-  CHECK(plan_batch(4500, 5000, 1000)->count == 500);
+  CHECK(plan_batch(4500, 5000, 1000)->count == 1000);
   CHECK(plan_batch(4500, 5000, 1000)->from == 4500);
+  CHECK(plan_batch(4999, 5000, 1000)->count == 1000);
   CHECK_FALSE(plan_batch(5000, 5000, 1000));
   CHECK_FALSE(plan_batch(6000, 5000, 1000));
 }

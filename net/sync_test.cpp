@@ -359,6 +359,41 @@ TEST_CASE("sync: a stored batch is applied and its head relayed") {
   CHECK(sent<HeadMsg>(acts, 2)[0].head.size == 4);
 }
 
+// docs/protocol.md "Following the log": a source answers up to its newest head,
+// which at a steady write rate has moved past the one it announced by the time
+// our request arrives. The request must leave room for that, so the batch ends
+// at the served head, that head is stored, and the relay serves and announces
+// the entries at once (issue 13: hop 2 of a chain). (Capping the count at the
+// announced head in plan_batch makes this fail: the batch ends at 4, the stored
+// head stays behind, nothing is relayed and peers are refused entries 0..6.)
+TEST_CASE("sync: a batch from a source whose head moved on ends at its newest head, stored and relayed") {
+  Replica fx(4);
+  auto& e = fx.e;
+  connect(e, 2, false, "", hello_from(fx.keys.pub, 3, std::nullopt), t0);  // the next hop
+  auto asks = sent<GetEntries>(fx.dial_holder(1), 1);  // the source announced head 4
+  REQUIRE(asks.size() == 1);
+  fx.p.append(fx.keys.secret, 3);  // two more writes before the request is served: head 7
+  SyncEngine server(*fx.p.backend, options(), 2);
+  server.start("", std::nullopt);
+  connect(server, 1, false, "", hello_from(fx.keys.pub, 1, std::nullopt), t0);
+  auto replies = sent<Entries>(server.message(1, Message{asks[0]}, t0), 1);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].head.size == 7);
+  CHECK(replies[0].entries.size() == 7);
+  auto stores = all_of<StoreAction>(e.message(1, Message{replies[0]}, t0));
+  REQUIRE(stores.size() == 1);
+  const Entries& b = stores[0].entries;
+  REQUIRE(fx.r.backend->store_entries(b.entries, b.head, b.proof).ok());
+  auto acts = e.stored(1, stores[0].ban_keys, stores[0].who, b.entries.size(), b.head, {}, t0);
+  CHECK(fx.r.head().size == 7);
+  REQUIRE(sent<HeadMsg>(acts, 2).size() == 1);
+  CHECK(sent<HeadMsg>(acts, 2)[0].head.size == 7);
+  // The relay serves all it stored to the next hop.
+  auto served = sent<Entries>(e.message(2, Message{GetEntries{0, 100, 0}}, t0), 2);
+  REQUIRE(served.size() == 1);
+  CHECK(served[0].entries.size() == 7);
+}
+
 // docs/protocol.md "First servable entry": a peer whose Hello says it serves
 // only entries from `first` on is not asked for earlier ones; when every peer
 // ahead of us is like that the engine reports the range once and waits, and a
