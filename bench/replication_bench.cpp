@@ -18,8 +18,8 @@
 //      peer 1's lag): what one relay step adds. The time each entry was stored
 //      is noted too: per peer "stored→applied" (the wait for its worker to
 //      apply), per hop "stored→next stored" (fetch, verify, fsync of a relay
-//      step). SWARMLITE_BENCH_SYNC_HEAD=0 turns the replicas' durable head file
-//      off (LogStoreOptions::sync_head), to measure what it costs.
+//      step). SWARMLITE_BENCH_SYNC_HEAD=1 fsyncs the replicas' head file per
+//      stored head (LogStoreOptions::sync_head), to measure what it costs.
 //  BM_CatchUp/peer:0|1|2  a log of SWARMLITE_BENCH_CATCHUP_ENTRIES (default
 //      1,000,000) small entries, built once into SWARMLITE_BENCH_DATA (default
 //      /var/tmp/swarmlite-bench) and reused. peer:0 = local baseline (a fresh
@@ -174,9 +174,11 @@ struct ReplicaPeer {
     // SWARMLITE_BENCH_PIN_MS: the proof pin's interval (ReplicaOptions::pin_interval),
     // to measure what pinning on the applier thread adds to lag.
     ro.pin_interval = std::chrono::milliseconds(env_int("SWARMLITE_BENCH_PIN_MS", 200));
-    // SWARMLITE_BENCH_SYNC_HEAD=0: the replicas' head file is not fsync'ed per stored head
-    // (LogStoreOptions::sync_head off, as on the primary), to measure what that write costs.
-    ro.log_options.sync_head = env_int("SWARMLITE_BENCH_SYNC_HEAD", 1) != 0;
+    // SWARMLITE_BENCH_SYNC_HEAD=1: the replicas' head file fsync'ed per stored head
+    // (LogStoreOptions::sync_head on, the replica default before 2026-12-02), to
+    // measure what that costs; unset or 0: ReplicaOptions' default (replaced per
+    // head, not fsync'ed).
+    if (env_int("SWARMLITE_BENCH_SYNC_HEAD", 0) != 0) ro.log_options.sync_head = true;
     replica = must(Replica::open(dir.path / "replica.db", dir.path / "log", id, std::move(ro)),
                    "opening a replica");
     backend = std::make_unique<TimedReplicaBackend>(*replica, capacity);

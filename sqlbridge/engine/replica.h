@@ -51,7 +51,12 @@
 namespace swarmlite {
 
 struct ReplicaOptions {
-  LogStoreOptions log_options;
+  // The head file is replaced at every stored head but not fsync'ed
+  // (docs/formats/log-store.md "Head file on a replica"): a kill -9 keeps it
+  // (the page cache survives), a power loss may leave an older head or none,
+  // which any peer's Hello or Head then brings back (docs/protocol.md
+  // "Following the log"). Entries are always synced before a head covers them.
+  LogStoreOptions log_options{.sync_head = false, .head_write_interval_ms = 0};
   // Proofs (docs/verified-reads.md): the newest applied signed head is pinned
   // (a read transaction per connection plus a copy of the state tree) at most
   // this often while entries keep coming, so proofs never wait for the applier

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "core/fault_injection.h"
+#include "core/file_io.h"
+#include "core/head.h"
 #include "core/log_store.h"
 #include "sqlbridge/engine/engine_test_fixture.h"
 #include "sqlbridge/engine/local_fault.h"
@@ -229,6 +231,28 @@ struct Pair : PrimaryAndReplica {
   }
 };
 }  // namespace
+
+TEST_CASE("a replica replaces its head file at every stored head, so a kill -9 keeps the newest") {
+  // ReplicaOptions' default (docs/formats/log-store.md "Head file on a replica"):
+  // not fsync'ed, but written at once, so what a process crash leaves is the
+  // newest head (the page cache survives), not one from an earlier close.
+  Pair p;
+  p.replica.reset();
+  auto r = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, ReplicaOptions{});
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  p.replica = std::move(r).value();
+  p.exec({sql("CREATE TABLE t(a)")});
+  for (int i = 0; i < 3; ++i) {
+    p.exec({sql("INSERT INTO t VALUES (?)", {Value{int64_t{i}}})});
+    p.sync();
+    auto file = file_io::read_file(p.dir / "r.log" / "head", 1 << 16);
+    REQUIRE_MESSAGE(file.ok(), file.error().to_string());
+    auto stored = p.replica->log().head();
+    REQUIRE(stored.has_value());
+    CHECK(*file == encode_head(*stored));
+    CHECK(stored->size == p.primary->size());
+  }
+}
 
 TEST_CASE("a failed transaction leaves primary, log and replica as before") {
   Pair p;
