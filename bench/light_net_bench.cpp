@@ -10,6 +10,10 @@
 //   verify    VerifyingClient with proof=1 (`swarmlite query --verify`);
 //   plain     SQLite on the peer's file, no verification (the floor);
 //   rtt       GET /status to the peer: one loopback round trip.
+//   cold      SWARMLITE_BENCH_COLD (default 40) new clients, each with an empty
+//             cache and one query (uniform keys, 80 % points): seeded from one
+//             proof=1 answer, and not (--no-seed), alternating in the same run
+//             (docs/light-client.md "Seeding a cold query from proof=1").
 // Then one row written through the primary and the light client's query of
 // it at the new head (min_size): what re-validating costs.
 //
@@ -259,8 +263,45 @@ void BM_LightNetwork(benchmark::State& state) {
            static_cast<double>(k);
   };
 
+  // Cold queries: a new client per query, seeded or not, alternating so both
+  // see the same load.
+  const size_t colds = static_cast<size_t>(env_int("SWARMLITE_BENCH_COLD", 40));
+  auto run_cold = [&](std::mt19937_64& r) {
+    Figures f[2];
+    for (size_t i = 0; i < 2 * colds; ++i) {
+      const bool seed = i % 2 == 0;
+      const Query q{r() % 5 == 0, 1 + static_cast<int64_t>(r() % static_cast<uint64_t>(n - 9))};
+      const fs::path d = dir / fmt::format("cold-{}", i);
+      fs::remove_all(d);
+      client::LightClientOptions co;
+      co.seed_with_proof = seed;
+      auto c = client::LightClient::open(
+          d, {std::shared_ptr<client::PageSource>(client::http_page_source(peer.http(), 30s))},
+          pub, co);
+      if (!c.ok()) die("opening a cold light client: " + c.error().message);
+      const auto t0 = Clock::now();
+      auto a = (*c)->query(q.range ? kRange : kPoint, params(q));
+      const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+      if (!a.ok()) die("cold light: " + a.error().message);
+      if (seed && a->stats.seeded != 1) die("a cold query was not seeded");
+      Figures& x = f[seed ? 0 : 1];
+      x.us += us;
+      x.bytes += static_cast<double>(a->stats.page_bytes + a->stats.proof_bytes);
+      x.trips += static_cast<double>(a->stats.round_trips);
+      x.pages += static_cast<double>(a->stats.pages_fetched);
+      c->reset();
+      fs::remove_all(d);
+    }
+    const double k = static_cast<double>(std::max<size_t>(colds, 1));
+    for (Figures& x : f) x = Figures{x.us / k, x.bytes / k, x.trips / k, x.pages / k};
+    return std::pair{f[0], f[1]};
+  };
+
   for (auto _ : state) {
     const double load0 = load_average();
+    std::mt19937_64 cold_rng(16);
+    const auto [seeded, unseeded] = run_cold(cold_rng);
+    const double load_cold = load_average();
     const Figures light_cold = run_light(warmup);
     (void)run_verify(warmup);
     (void)run_plain(warmup);
@@ -291,6 +332,20 @@ void BM_LightNetwork(benchmark::State& state) {
     state.counters["rtt_us"] = rtt;
     state.counters["write_bytes"] = moved.bytes;
     state.counters["load"] = load0;
+    state.counters["cold_seeded_us"] = seeded.us;
+    state.counters["cold_unseeded_us"] = unseeded.us;
+    fmt::print(stderr,
+               "\ncold query (new client, empty cache), {} of each, alternating; load {:.2f} -> "
+               "{:.2f}\n",
+               colds, load0, load_cold);
+    fmt::print(stderr, "  per cold query   seeded (proof=1)   page by page   ratio\n");
+    fmt::print(stderr, "  bytes           {:16.0f}  {:13.0f}   {:.2f}x\n", seeded.bytes,
+               unseeded.bytes, seeded.bytes / std::max(unseeded.bytes, 1.0));
+    fmt::print(stderr, "  round trips     {:16.2f}  {:13.2f}   {:.2f}x\n", seeded.trips,
+               unseeded.trips, seeded.trips / std::max(unseeded.trips, 0.01));
+    fmt::print(stderr, "  pages fetched   {:16.2f}  {:13.2f}\n", seeded.pages, unseeded.pages);
+    fmt::print(stderr, "  wall µs         {:16.0f}  {:13.0f}   {:.2f}x\n", seeded.us, unseeded.us,
+               seeded.us / std::max(unseeded.us, 1.0));
     fmt::print(stderr,
                "\nlight client over the network: {} rows, Zipf s={:.2f}, {} warm-up + {} measured "
                "queries (80 % points, 20 % 10-row ranges); load {:.2f} -> {:.2f}\n",

@@ -107,7 +107,7 @@ std::string file_uri(const std::string& path) {
 struct QueryArgs {
   std::string peer, db, pub, proof_out, sql, max_age, cache;
   std::vector<std::string> params;
-  bool verify = false, as_json = false, light = false;
+  bool verify = false, as_json = false, light = false, no_seed = false;
   uint64_t min_size = 0, cache_mib = 256;
   double timeout_s = 30;
 };
@@ -125,6 +125,7 @@ void run_light_query(const QueryArgs& a, const std::vector<Value>& params) {
   f.min_size = a.min_size;
   f.max_age = a.max_age;
   f.timeout_s = a.timeout_s;
+  f.no_seed = a.no_seed;
   auto c = open_light_client(f);
   auto answer = c->query(a.sql, params);
   if (!answer.ok()) fail(answer.error());
@@ -142,6 +143,7 @@ void run_light_query(const QueryArgs& a, const std::vector<Value>& params) {
                                   {"proof_bytes", answer->stats.proof_bytes},
                                   {"round_trips", answer->stats.round_trips},
                                   {"cache_hits", answer->stats.cache_hits},
+                                  {"seeded", answer->stats.seeded > 0},
                                   {"pages_proven", c->proven_pages()}}}};
     std::fputs(net::dump_json(doc, true).c_str(), stdout);
     return;
@@ -156,8 +158,8 @@ void run_query(const QueryArgs& a) {
   for (const auto& p : a.params) params.push_back(param_value(p));
   if (a.light && (a.verify || !a.db.empty()))
     throw CliError(1, "--light needs --peer and goes without --verify/--db (every answer is verified by running it here)");
-  if (!a.light && (!a.cache.empty()))
-    throw CliError(1, "--cache is for --light (the verified page cache)");
+  if (!a.light && (!a.cache.empty() || a.no_seed))
+    throw CliError(1, "--cache and --no-seed are for --light (the verified page cache)");
   if (!a.db.empty()) {
     if (a.verify || !a.proof_out.empty() || !a.max_age.empty())
       throw CliError(1, "--verify/--proof-out/--max-age need --peer (a local file is trusted as it is)");
@@ -221,6 +223,9 @@ void add_query_command(CLI::App& app) {
   cmd->add_option("--cache", a->cache, "With --light: the verified page cache directory (default under ~/.cache/swarmlite)");
   cmd->add_option("--cache-mib", a->cache_mib, "With --light: cap on the page cache, MiB")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
+  cmd->add_flag("--no-seed", a->no_seed,
+                "With --light: fetch a cold query's pages one B-tree level at a time, not from one "
+                "proof=1 answer");
   cmd->add_option("--min-size", a->min_size, "Refuse state older than N log entries");
   cmd->add_option("--max-age", a->max_age, "With --verify: refuse a head signed longer ago (30s, 5m, or seconds)");
   cmd->add_option("--timeout", a->timeout_s, "Seconds to wait (for min-size and the answer)")->check(CLI::PositiveNumber);

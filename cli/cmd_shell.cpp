@@ -49,6 +49,9 @@ void add_light_flags(CLI::App& cmd, LightFlags& f, bool peer_required) {
   cmd.add_option("--timeout", f.timeout_s, "Seconds one request to a node may take")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd.add_flag("--no-seed", f.no_seed,
+               "Never seed a cold query from one proof=1 answer: fetch its pages one B-tree level "
+               "at a time (docs/light-client.md \"Seeding a cold query from proof=1\")");
 }
 
 std::filesystem::path default_light_cache(const PublicKey& log_key) {
@@ -85,6 +88,7 @@ std::unique_ptr<client::LightClient> open_light_client(const LightFlags& f) {
   o.min_size = f.min_size;
   o.max_age = max_age_of(f.max_age);
   o.cache.max_bytes = f.cache_mib << 20;
+  o.seed_with_proof = !f.no_seed;
   const std::filesystem::path dir = f.cache.empty() ? default_light_cache(key) : std::filesystem::path(f.cache);
   auto c = client::LightClient::open(dir, std::move(sources), key, o);
   if (!c.ok()) throw CliError(1, fmt::format("light client cache {}: {}", dir.string(), c.error().message));
@@ -95,9 +99,10 @@ std::string light_stats_line(const client::LightClient& c, const client::LightAn
   const client::LightStats& s = a.stats;
   return fmt::format(
       "head {} (state root {}…, {} pages); this query: {} pages fetched ({} bytes + {} proof "
-      "bytes) in {} round trips, {} from the cache; {} pages proven at this head{}",
+      "bytes) in {} round trips{}, {} from the cache; {} pages proven at this head{}",
       a.head.size, to_hex(a.head.state_root).substr(0, 12), a.head.page_count, s.pages_fetched,
-      s.page_bytes, s.proof_bytes, s.round_trips, s.cache_hits, c.proven_pages(),
+      s.page_bytes, s.proof_bytes, s.round_trips, s.seeded ? " (seeded by one proof=1 answer)" : "",
+      s.cache_hits, c.proven_pages(),
       c.bans().empty() ? "" : fmt::format("; {} node(s) dropped for lying", c.bans().size()));
 }
 

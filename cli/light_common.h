@@ -23,9 +23,10 @@ struct LightFlags {
   uint64_t min_size = 0;
   std::string max_age;
   double timeout_s = 30;
+  bool no_seed = false;  // --no-seed: a cold query goes page by page, not from one proof=1 answer
 };
 
-// --peer, --pub, --cache, --cache-mib, --min-size, --max-age, --timeout on `cmd`;
+// --peer, --pub, --cache, --cache-mib, --min-size, --max-age, --timeout, --no-seed on `cmd`;
 // `peer_required`: shell needs --peer, query --light checks it itself.
 void add_light_flags(CLI::App& cmd, LightFlags& f, bool peer_required);
 

@@ -11,6 +11,7 @@
 #include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/snapshot_chunk.h"
 #include "sqlbridge/engine/state_tree.h"
+#include "sqlbridge/proof/query_proof.h"
 
 namespace swarmlite::client {
 namespace {
@@ -44,6 +45,9 @@ ClientError all_failed(std::string_view what, std::vector<ClientError> failed) {
 // current").
 constexpr size_t kSingleStepLeaves = 128;
 
+// SQL texts remembered for the seeding rule; past it the set starts over.
+constexpr size_t kMaxRememberedStatements = 4096;
+
 int64_t system_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -65,6 +69,8 @@ LightStats LightStats::operator-(const LightStats& o) const {
   d.pages_dropped = pages_dropped - o.pages_dropped;
   d.change_sets = change_sets - o.change_sets;
   d.change_fallbacks = change_fallbacks - o.change_fallbacks;
+  d.seeded = seeded - o.seeded;
+  d.seed_failures = seed_failures - o.seed_failures;
   return d;
 }
 
@@ -79,6 +85,7 @@ ClientResult<std::unique_ptr<LightClient>> LightClient::open(
   c->dir_ = cache_dir;
   c->sources_ = std::move(sources);
   c->banned_.assign(c->sources_.size(), false);
+  c->no_query_proofs_.assign(c->sources_.size(), false);
   c->log_key_ = log_key;
   c->options_ = std::move(options);
   c->options_.max_batch_pages =
@@ -395,6 +402,89 @@ ClientResult<LightStats> LightClient::refresh() {
   }
 }
 
+// --- seeding a cold query (docs/light-client.md "Seeding a cold query from proof=1")
+
+bool LightClient::starts_cold(const std::string& sql) const {
+  if (!options_.seed_with_proof) return false;
+  // A restarted client with a cache proves what it holds with one GetLeaves:
+  // a proof would send those pages again.
+  if (!head_) return !cache_ || cache_->stats().entries == 0;
+  // Few pages held and a statement not run yet: its B-tree paths are likely
+  // missing, and one proof costs one round trip where the misses cost one per
+  // level (the held pages it carries again are at most a few).
+  return proven_.size() < options_.seed_below_pages && !ran_.contains(sql);
+}
+
+std::optional<Error> LightClient::seed_problem(QueryProof&& proof, const std::string& sql,
+                                               const std::vector<Value>& params,
+                                               PageSet* set) const {
+  // The pages prove nothing about the question, and the rows are computed
+  // here anyway; a proof of another statement is still a wrong answer.
+  if (proof.sql != sql)
+    return Error{Errc::proof_failed, "it answers a different query than the one asked"};
+  if (proof.params != params)
+    return Error{Errc::proof_failed, "it answers the query with different parameters"};
+  set->head = proof.head;
+  set->page_size = proof.page_size;
+  set->pgnos.clear();
+  set->pages.clear();
+  for (ProvenPage& p : proof.pages) {
+    set->pgnos.push_back(p.pgno);
+    set->pages.push_back(std::move(p.bytes));
+  }
+  set->proof.size = proof.head.page_count;
+  set->proof.indices = pgno_indices(set->pgnos);
+  set->proof.hashes = std::move(proof.multiproof);
+  // A proof holds every page the statement read: up to the multiproof cap,
+  // not GetPages' 256.
+  if (auto s = verify_page_set(*set, set->head, kMaxMultiproofLeaves); !s.ok()) return s.error();
+  return std::nullopt;
+}
+
+ClientResult<bool> LightClient::seed(const std::string& sql, const std::vector<Value>& params) {
+  // Not older than the client's head; the node waits (briefly) for min_size.
+  const uint64_t min_size = std::max(options_.min_size, head_ ? head_->size : 0);
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    if (banned_[i] || no_query_proofs_[i]) continue;
+    PageSource& src = *sources_[i];
+    auto answer = src.query_proof(sql, params, min_size);
+    if (!answer.ok() && answer.error().code == Errc::refused) {
+      no_query_proofs_[i] = true;  // nothing was sent: no round trip, never asked again
+      continue;
+    }
+    ++totals_.round_trips;
+    if (!answer.ok()) {
+      ++totals_.seed_failures;
+      // The node calls the statement bad: the local run will say why.
+      if (answer.error().code == Errc::invalid_argument) return false;
+      continue;  // unreachable, busy, below min_size, an answer that does not decode
+    }
+    QueryProof proof = std::move(answer).value();
+    // The head first, as any new head: signature, freshness, not behind the
+    // client's, no equivocation.
+    if (auto ok = check_new_head(src, proof.head); !ok.ok()) {
+      ClientError e = ok.take_error();
+      if (e.kind == ClientErrorKind::equivocation) return e;
+      ++totals_.seed_failures;
+      if (e.kind == ClientErrorKind::proof_invalid) ban(i, "query proof: " + e.message);
+      continue;  // stale: not adopted, the source is not banned for lagging
+    }
+    // Then every page against that head, before a byte is stored.
+    PageSet set;
+    if (auto problem = seed_problem(std::move(proof), sql, params, &set)) {
+      ++totals_.seed_failures;
+      ban(i, "query proof: " + problem->to_string());
+      continue;
+    }
+    adopt(Verified{set.head, {}});  // store() proves the pages at it
+    auto stored = store(set);
+    if (!stored.ok()) return stored.take_error();
+    ++totals_.seeded;
+    return true;
+  }
+  return false;
+}
+
 // --- pages -------------------------------------------------------------------
 
 bool LightClient::usable(uint32_t pgno) const {
@@ -568,16 +658,28 @@ ClientResult<LightAnswer> LightClient::query(const std::string& sql,
                                              const std::vector<Value>& params) {
   const LightStats before = totals_;
   fetched_.clear();
+  const bool cold = starts_cold(sql);
+  if (ran_.size() >= kMaxRememberedStatements) ran_.clear();
+  ran_.insert(sql);
   for (int attempt = 0;; ++attempt) {
-    std::string why;
-    if (!head_ || attempt > 0 || options_.refresh_each_query || !fresh(*head_, &why)) {
-      auto moved = refresh();
-      if (!moved.ok()) return moved.take_error();
-    }
     read_error_.reset();
     head_gone_ = false;
     recent_.clear();
     misses_under_.clear();
+    // A cold query: one proof=1 answer brings a head (as new as any head
+    // check's) and its pages; else the head check and page-by-page misses.
+    bool seeded = false;
+    if (attempt == 0 && cold) {
+      auto s = seed(sql, params);
+      if (!s.ok()) return s.take_error();
+      seeded = *s;
+    }
+    std::string why;
+    if (!seeded &&
+        (!head_ || attempt > 0 || options_.refresh_each_query || !fresh(*head_, &why))) {
+      auto moved = refresh();
+      if (!moved.ok()) return moved.take_error();
+    }
     auto opened = ensure_connection();
     Result<QueryResult> result = make_error(Errc::internal, "not run");
     if (opened.ok()) {

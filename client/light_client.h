@@ -27,6 +27,13 @@
 // Two different signed heads of one size stop everything (equivocation, with
 // the evidence).
 //
+// Seeding (docs/light-client.md "Seeding a cold query from proof=1"): a query
+// on a cold client (seed_with_proof, fewer than seed_below_pages proven pages)
+// first asks one source for the statement's proof=1 answer: its head is
+// checked as any new head, its pages against that head (verify_page_set),
+// both before a byte is stored; then the query runs here as usual and finds
+// its pages cached. The rows are always this client's own run.
+//
 // Reads only: the connection is a GuardedConnection (sqlbridge/proof/read_guard.h),
 // which refuses any statement that is not a read before it runs, and the VFS
 // refuses writes. Not thread-safe: one thread at a time.
@@ -41,6 +48,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "client/client_error.h"
@@ -74,6 +82,18 @@ struct LightClientOptions {
   // renewed within its pin interval (200 ms) once it applied a newer one, so a
   // client that just wrote (min_size = its write) waits that long, not fails.
   std::chrono::milliseconds stale_wait{2000};
+  // Seeding a cold query (docs/light-client.md "Seeding a cold query from
+  // proof=1"). A query is cold when the client has no head yet and its cache
+  // is empty, or when it holds fewer than `seed_below_pages` proven pages and
+  // the statement (its SQL text) has not run on this client before. A cold
+  // query asks the sources in order for its proof=1 answer
+  // (PageSource::query_proof) and, once head and pages verified, adopts that
+  // head and the pages instead of the head check and the page-by-page misses.
+  // A source that cannot answer (transport, a head behind the client's or
+  // too old) is skipped; one whose proof fails a check is banned; none left:
+  // the query goes page by page.
+  bool seed_with_proof = true;
+  size_t seed_below_pages = 32;
   LightCacheOptions cache;
   ReadGuardOptions guard;
   HeadCacheOptions heads;
@@ -95,6 +115,11 @@ struct LightStats {
   // keeps no history, the head is too old for it, too many changes, a lie).
   uint64_t change_sets = 0;
   uint64_t change_fallbacks = 0;
+  // Queries whose pages came from a verified proof=1 answer (seeded), and
+  // proof=1 answers refused or skipped on the way (a lie, a stale head, an
+  // error: the query went on to the next source or page by page).
+  uint64_t seeded = 0;
+  uint64_t seed_failures = 0;
   LightStats operator-(const LightStats& o) const;
 };
 
@@ -165,6 +190,16 @@ class LightClient final : private LightPager {
   // say (ask leaves instead); an error: a lie (ban) or equivocation.
   ClientResult<std::optional<Verified>> newest_by_changes(PageSource& src);
   ClientResult<std::monostate> check_new_head(PageSource& src, const Head& h);
+  // Seeding (see LightClientOptions::seed_with_proof): whether this query
+  // starts cold, and the seed itself. true: a proof verified and its head and
+  // pages were adopted; false: no source gave a usable one. Errors only for
+  // equivocation and the cache's files.
+  bool starts_cold(const std::string& sql) const;
+  ClientResult<bool> seed(const std::string& sql, const std::vector<Value>& params);
+  // Why `proof` (from a source, its head already checked) may not seed the
+  // query `sql` / `params`, or nullopt; *set is the proven pages as a PageSet.
+  std::optional<Error> seed_problem(QueryProof&& proof, const std::string& sql,
+                                    const std::vector<Value>& params, PageSet* set) const;
   void adopt(const Verified& v);
   // Fetches `pgnos` at head_ from the first source that serves them verified.
   ClientResult<std::monostate> fetch(std::vector<uint32_t> pgnos);
@@ -180,6 +215,7 @@ class LightClient final : private LightPager {
   std::filesystem::path dir_;
   std::vector<std::shared_ptr<PageSource>> sources_;
   std::vector<bool> banned_;
+  std::vector<bool> no_query_proofs_;  // the source refused query_proof without asking
   std::vector<SourceBan> bans_;
   PublicKey log_key_;
   LightClientOptions options_;
@@ -203,6 +239,7 @@ class LightClient final : private LightPager {
   bool leaves_gone_ = false;  // the last ask_leaves was answered HeadGone
   std::vector<uint32_t> fetched_;
   LightStats totals_;
+  std::unordered_set<std::string> ran_;  // SQL texts queried (for starts_cold), bounded
 };
 
 }  // namespace swarmlite::client

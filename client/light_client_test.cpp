@@ -557,3 +557,208 @@ TEST_CASE("light client: a restarted client reuses its cache; a corrupt slot is 
   CHECK(a.stats.pages_fetched == 0);
   CHECK(a.stats.cache_corrupt == 0);
 }
+
+// --- seeding a cold query from proof=1 (docs/light-client.md "Seeding a cold
+// query from proof=1") ----------------------------------------------------------
+
+namespace {
+
+// The replica's honest page service plus its proof=1 answers, as a node's
+// HTTP API serves both (ReplicaPageSource has no query proofs). The proof
+// goes through its wire form, as over HTTP.
+struct ProvingSource : PageSource {
+  const Replica& replica;
+  std::shared_ptr<PageSource> pages_from;
+  std::string label;
+  int proof_calls = 0;
+  ProvingSource(const Replica& r, std::shared_ptr<PageSource> p, std::string l = "proving")
+      : replica(r), pages_from(std::move(p)), label(std::move(l)) {}
+  std::string name() const override { return label; }
+  Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override {
+    return pages_from->pages(size, pgnos);
+  }
+  Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override {
+    return pages_from->leaves(size, pgnos);
+  }
+  Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) override {
+    return pages_from->changes(from_size, to_size);
+  }
+  Result<QueryProof> query_proof(const std::string& sql, const std::vector<Value>& params,
+                                 uint64_t min_size) override {
+    ++proof_calls;
+    ProveOptions o;
+    o.min_size = min_size;
+    SWL_ASSIGN(ProvedQuery p, replica.prove(sql, params, o));
+    return decode_query_proof(p.encoded);
+  }
+};
+
+// A proving source whose proof=1 answers lie in one way (pages, leaves and
+// changes honest).
+struct ProofLiar : ProvingSource {
+  enum class Lie {
+    flipped_byte,   // a byte of the last page changed
+    bad_signature,  // the head's signature damaged
+    stale_head,     // an older head (kept from its first answer) on today's pages
+    swapped_pgno,   // two pages under each other's numbers
+    other_query,    // the proof of another statement
+    old_proof,      // a whole, honest proof kept from before (a lagging node)
+  };
+  Lie lie;
+  std::optional<QueryProof> kept;
+  ProofLiar(const Replica& r, std::shared_ptr<PageSource> p, Lie l)
+      : ProvingSource(r, std::move(p), "proof-liar"), lie(l) {}
+  Result<QueryProof> query_proof(const std::string& sql, const std::vector<Value>& params,
+                                 uint64_t min_size) override {
+    if (lie == Lie::old_proof && kept && kept->sql == sql) return *kept;
+    SWL_ASSIGN(QueryProof p,
+               ProvingSource::query_proof(
+                   lie == Lie::other_query ? sql + " AND 1 = 1" : sql, params, min_size));
+    switch (lie) {
+      case Lie::flipped_byte:
+        p.pages.back().bytes[p.page_size / 2] ^= 1;
+        break;
+      case Lie::bad_signature:
+        p.head.signature[3] ^= 1;
+        break;
+      case Lie::stale_head:
+        if (!kept) kept = p;
+        p.head = kept->head;
+        break;
+      case Lie::swapped_pgno:
+        REQUIRE(p.pages.size() >= 3);
+        std::swap(p.pages[1].bytes, p.pages[2].bytes);
+        break;
+      case Lie::old_proof:
+        if (!kept) kept = p;
+        break;
+      default:
+        break;
+    }
+    return p;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("light client seeding: a cold point query costs one round trip for its pages") {
+  Node n;
+  TempDir cache;
+  auto proving = std::make_shared<ProvingSource>(*n.replica, n.honest);
+  const std::string q = "SELECT * FROM t WHERE id = 777";
+  const QueryResult want = n.plain(q);
+
+  auto seeded = n.client({proving}, cache / "seeded");
+  LightAnswer a = run(*seeded, q);
+  CHECK(a.rows == want.rows);
+  CHECK(a.stats.seeded == 1);
+  CHECK(a.stats.round_trips == 1);  // the proof: no head check, no miss
+  CHECK(a.stats.pages_fetched >= 3);  // page 1, the schema, the table's B-tree path
+  CHECK(a.stats.pages_fetched == a.fetched.size());
+  CHECK(a.head.size == n.replica->pinned_size());
+  CHECK(proving->proof_calls == 1);
+  // The same statement again: its pages are held (one head check, no page).
+  LightAnswer again = run(*seeded, q);
+  CHECK(again.stats.seeded == 0);
+  CHECK(again.stats.pages_fetched == 0);
+  CHECK(again.stats.round_trips == 1);
+  // Another statement while few pages are held: seeded too, one round trip.
+  const std::string q2 = "SELECT id, k FROM t WHERE k >= 'k00500' AND k < 'k00505' ORDER BY k";
+  LightAnswer b = run(*seeded, q2);
+  CHECK(b.rows == n.plain(q2).rows);
+  CHECK(b.stats.seeded == 1);
+  CHECK(b.stats.round_trips == 1);
+  CHECK(seeded->bans().empty());
+
+  // Not seeded: the head check, then one miss per B-tree level.
+  LightClientOptions off;
+  off.seed_with_proof = false;
+  const int calls = proving->proof_calls;
+  auto plain = n.client({proving}, cache / "plain", off);
+  LightAnswer p = run(*plain, q);
+  CHECK(p.rows == want.rows);
+  CHECK(p.stats.seeded == 0);
+  CHECK(p.stats.round_trips >= 4);
+  CHECK(proving->proof_calls == calls);
+  MESSAGE("cold point query: seeded ", a.stats.round_trips, " round trip, ",
+          a.stats.pages_fetched, " pages; page by page ", p.stats.round_trips, " round trips, ",
+          p.stats.pages_fetched, " pages");
+}
+
+TEST_CASE("light client seeding: a lying proof is banned with the reason; plain SQLite's answer") {
+  using Lie = ProofLiar::Lie;
+  const std::vector<std::pair<Lie, std::string>> lies = {
+      {Lie::flipped_byte, "root"},
+      {Lie::bad_signature, "not signed by the log key"},
+      {Lie::stale_head, "query proof"},
+      {Lie::swapped_pgno, "root"},
+      {Lie::other_query, "different query"},
+  };
+  const std::string q = "SELECT id, v, k FROM t WHERE id BETWEEN 10 AND 60 ORDER BY id";
+  for (const auto& [lie, reason] : lies) {
+    for (bool proving_next : {false, true}) {
+      CAPTURE(static_cast<int>(lie));
+      CAPTURE(proving_next);
+      Node n;
+      TempDir cache;
+      auto liar = std::make_shared<ProofLiar>(*n.replica, n.honest, lie);
+      if (lie == Lie::stale_head) {
+        // The liar keeps this head and puts it on the proofs after the write.
+        REQUIRE(liar->query_proof(q, {}, 0).ok());
+        n.exec("UPDATE t SET v = v + 1 WHERE id < 50");
+        n.sync();
+      }
+      // Next: a source with proofs (it seeds) or without (page by page).
+      std::shared_ptr<PageSource> next = n.honest;
+      if (proving_next) next = std::make_shared<ProvingSource>(*n.replica, n.honest);
+      auto c = n.client({liar, next}, cache / "c");
+      LightAnswer a = run(*c, q);
+      CHECK(a.rows == n.plain(q).rows);
+      CHECK(a.head.size == n.replica->pinned_size());
+      REQUIRE(c->bans().size() == 1);
+      CHECK(c->bans()[0].source == "proof-liar");
+      INFO(c->bans()[0].reason);
+      CHECK(c->bans()[0].reason.find("query proof") != std::string::npos);
+      CHECK(c->bans()[0].reason.find(reason) != std::string::npos);
+      CHECK(a.stats.seed_failures == 1);
+      CHECK(a.stats.seeded == (proving_next ? 1 : 0));
+      if (!proving_next) CHECK(a.stats.round_trips > 2);  // the refused proof, then page by page
+      // Every page the client holds is the honest one.
+      auto all = read_logical_pages(n.dir / "r.db");
+      REQUIRE(all.ok());
+      for (uint32_t p : a.fetched) {
+        auto got = c->cache()->get(p, page_leaf_hash(p, (*all)[p - 1]));
+        REQUIRE(got.ok());
+        CHECK(got->has_value());
+      }
+      CHECK(c->cache()->stats().entries ==
+            std::set<uint32_t>(a.fetched.begin(), a.fetched.end()).size());
+    }
+  }
+}
+
+TEST_CASE("light client seeding: a proof at a head older than the client's is not adopted") {
+  Node n;
+  TempDir cache;
+  auto lagging = std::make_shared<ProofLiar>(*n.replica, n.honest, ProofLiar::Lie::old_proof);
+  const std::string q = "SELECT v FROM t WHERE id = 5";
+  REQUIRE(lagging->query_proof(q, {}, 0).ok());  // kept: the proof before the write
+  n.exec("UPDATE t SET v = 4242 WHERE id = 5");
+  n.sync();
+  auto c = n.client({lagging, n.honest}, cache / "c");
+  // A first statement seeds the client at today's head.
+  LightAnswer first = run(*c, "SELECT count(*) FROM u");
+  CHECK(first.stats.seeded == 1);
+  REQUIRE(c->head().has_value());
+  const uint64_t head = c->head()->size;
+  // The lagging node's proof of `q` is at the head before the write: refused
+  // (a head behind the client's), not a lie; the pages come page by page.
+  LightAnswer a = run(*c, q);
+  CHECK(a.rows == n.plain(q).rows);
+  CHECK(a.rows == std::vector<std::vector<Value>>{{Value{int64_t{4242}}}});
+  CHECK(a.head.size == head);
+  CHECK(a.stats.seeded == 0);
+  CHECK(a.stats.seed_failures == 1);
+  CHECK(a.stats.head_moves == 0);
+  CHECK(c->bans().empty());
+}

@@ -10,9 +10,12 @@
 #include <span>
 #include <string>
 #include <variant>
+#include <vector>
 
+#include "core/entry.h"
 #include "core/result.h"
 #include "sqlbridge/engine/page_set.h"
+#include "sqlbridge/proof/query_proof.h"
 
 namespace swarmlite::client {
 
@@ -46,6 +49,22 @@ class PageSource {
   // Errors (the source keeps no history, from_size too old, too many changes)
   // tell the caller to ask leaves() instead.
   virtual Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) = 0;
+  // The node's proof=1 answer to one read-only statement (docs/http-api.md
+  // "/db/query", docs/formats/query-proof.md): every page the statement reads
+  // at a head of log size >= `min_size` (0: any), with their multiproof, in one
+  // round trip; decoded, never verified. A light client seeds a cold query's
+  // pages with it (docs/light-client.md "Seeding a cold query from proof=1").
+  // Errors: refused when the source has no such request at all, answered
+  // without sending anything (the caller counts no round trip and stops
+  // asking it); invalid_argument when the node calls the statement bad;
+  // unavailable / bad_value as for pages(). This default is the refusal.
+  virtual Result<QueryProof> query_proof(const std::string& sql, const std::vector<Value>& params,
+                                         uint64_t min_size) {
+    (void)sql;
+    (void)params;
+    (void)min_size;
+    return make_error(Errc::refused, "{}: serves no query proofs", name());
+  }
 };
 
 }  // namespace swarmlite::client

@@ -3,9 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "net/http_client.h"
+#include "net/http_json.h"
 
 namespace swarmlite::client {
 namespace {
@@ -62,7 +65,56 @@ class HttpPageSource : public PageSource {
     return PageAnswer<ChangeSet>(std::move(set).value());
   }
 
+  // POST /db/query?proof=1 with Accept: application/octet-stream: the raw
+  // proof bytes (docs/http-api.md "Binary proof"). The node waits for
+  // min_size at most kProofSizeWait (a lagging node is skipped, not waited on).
+  Result<QueryProof> query_proof(const std::string& sql, const std::vector<Value>& params,
+                                 uint64_t min_size) override {
+    nlohmann::json stmt = nlohmann::json::array({sql});
+    for (const Value& v : params) {
+      // The JSON API sends blobs as base64 text and non-finite reals as null:
+      // the node would prove another statement than the one asked.
+      if (std::holds_alternative<Bytes>(v.v))
+        return make_error(Errc::invalid_argument, "query proof from {}: a blob param cannot be sent",
+                          url_);
+      if (const auto* d = std::get_if<double>(&v.v); d && !std::isfinite(*d))
+        return make_error(Errc::invalid_argument,
+                          "query proof from {}: a non-finite real param cannot be sent", url_);
+      stmt.push_back(net::value_to_json(v));
+    }
+    SWL_ASSIGN(net::HttpUrl url, net::parse_http_url(url_));
+    net::HttpRequest req;
+    req.method = "POST";
+    req.target = "/db/query?proof=1";
+    const auto wait = std::min(timeout_, kProofSizeWait);
+    if (min_size != 0)
+      req.target += fmt::format("&min_size={}&timeout={}ms", min_size, wait.count());
+    req.accept = "application/octet-stream";
+    req.body = nlohmann::json::array({stmt}).dump();
+    net::HttpClientOptions co;
+    co.timeout = timeout_ + wait;
+    co.max_body_bytes = QueryProofLimits{}.max_proof_bytes;
+    auto res = net::http_call(url, req, co);
+    if (!res.ok())
+      return make_error(Errc::unavailable, "{}/db/query?proof=1: {}", url_, res.error().to_string());
+    if (res->status != 200) {
+      auto doc = nlohmann::json::parse(res->body, nullptr, false);
+      const std::string msg = doc.is_object() && doc.contains("error") && doc["error"].is_string()
+                                  ? doc["error"].get<std::string>()
+                                  : res->body.substr(0, 200);
+      return make_error(res->status == 400 ? Errc::invalid_argument : Errc::unavailable,
+                        "{} answered HTTP {} to a proof=1 query: {}", url_, res->status, msg);
+    }
+    auto proof = decode_query_proof(as_bytes(res->body));
+    if (!proof.ok())
+      return make_error(Errc::bad_value, "{}: /db/query?proof=1 answer: {}", url_,
+                        proof.error().to_string());
+    return proof;
+  }
+
  private:
+  static constexpr std::chrono::milliseconds kProofSizeWait{2000};
+
   // The caller's own mistakes are refused before anything is sent.
   Status check_request(std::span<const uint32_t> pgnos, size_t max, std::string_view what) const {
     // UINT32_MAX: the head's page count is not known yet (the answer's is checked).

@@ -1,5 +1,6 @@
-// A PageSource over HTTP (page_source.h): GET /db/pages and /db/leaves of one
-// node (docs/http-api.md "Pages", docs/formats/pages.md). Answers are decoded
+// A PageSource over HTTP (page_source.h): GET /db/pages, /db/leaves and
+// /db/changes of one node (docs/http-api.md "Pages", docs/formats/pages.md), and
+// POST /db/query?proof=1 for query_proof (docs/formats/query-proof.md). Answers are decoded
 // (lengths, caps, page numbers, a proof for exactly those leaves), not
 // verified: the caller checks them with verify_page_set / verify_leaf_set.
 // Built only with the network layer (client/CMakeLists.txt).

@@ -49,6 +49,12 @@ class PeerPageSource : public PageSource {
     return PageAnswer<ChangeSet>(std::move(set).value());
   }
 
+  // Nor a query-proof request: proofs come over HTTP only (POST /db/query?proof=1).
+  Result<QueryProof> query_proof(const std::string&, const std::vector<Value>&, uint64_t) override {
+    return make_error(Errc::refused, "{}: peer protocol {} has no query-proof request", address_,
+                      net::kProtocolVersion);
+  }
+
  private:
   template <class T, class Answer, class Request, class Decode>
   Result<PageAnswer<T>> ask(const Request& request, size_t max, std::string_view what,

@@ -284,10 +284,10 @@ std::vector<uint64_t> pgno_indices(std::span<const uint32_t> pgnos) {
   return out;
 }
 
-Status verify_page_set(const PageSet& set, const Head& trusted) {
+Status verify_page_set(const PageSet& set, const Head& trusted, size_t max_pages) {
   constexpr std::string_view what = "pages";
   SWL_TRY(check_head(set.head, trusted, what, set.pgnos));
-  SWL_TRY(check_answer_pgnos(set.pgnos, set.pages.size(), trusted, kMaxPagesPerRequest, what));
+  SWL_TRY(check_answer_pgnos(set.pgnos, set.pages.size(), trusted, max_pages, what));
   if (!valid_page_size(set.page_size))
     return make_error(Errc::proof_failed,
                       "pages of {} at size {}: page size {} is not a power of two in 512..65536",

@@ -112,7 +112,10 @@ std::vector<uint64_t> pgno_indices(std::span<const uint32_t> pgnos);
 // trusted.page_count, folding to trusted.state_root. Errors are proof_failed or
 // root_mismatch naming the pages and the reason (a multiproof cannot say which
 // page of a set is wrong, so the message names the set).
-Status verify_page_set(const PageSet& set, const Head& trusted);
+// `max_pages`: the most pages the set may hold (a query proof's pages, checked
+// as a set by the light client, may hold up to the multiproof cap).
+Status verify_page_set(const PageSet& set, const Head& trusted,
+                       size_t max_pages = kMaxPagesPerRequest);
 Status verify_leaf_set(const LeafSet& set, const Head& trusted);
 
 Bytes encode_pages_request(const PagesRequest& r);
