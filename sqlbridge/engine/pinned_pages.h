@@ -105,21 +105,4 @@ class PinnedPages {
   std::unordered_map<uint32_t, uint32_t> newest_frame_;  // pgno -> frame ≤ wal_frames_
 };
 
-// The answers a pin gives (docs/light-client.md "Page service"), shared by
-// Replica and Primary: `pgnos` (check_pgnos against head.page_count, at most
-// kMaxPagesPerRequest / kMaxLeavesPerRequest: invalid_argument) of the state
-// `head` signs, with the multiproof of their leaves in the pin's tree.
-// pinned_page_set reads the pages from `pages` (PinnedPages::read): corrupt
-// when the files hold other bytes than the tree says, which the owner latches
-// (the pinned files are that state while the pin lives, see above).
-// pinned_leaf_set reads no file.
-Result<PageSet> pinned_page_set(const Head& head, const PinnedPages& pages,
-                                std::span<const uint32_t> pgnos);
-Result<LeafSet> pinned_leaf_set(const Head& head, const StateTree& tree,
-                                std::span<const uint32_t> pgnos);
-// Whether a request for head `size` (0: the newest pinned) is answered at the
-// pin of size `pinned`: not_found "head N gone, newest is M" (or "not pinned
-// yet") otherwise, with *newest (if given) set to `pinned` (HeadGone{M}).
-Status check_pinned_size(uint64_t size, uint64_t pinned, uint64_t* newest);
-
 }  // namespace swarmlite
