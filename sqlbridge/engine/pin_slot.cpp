@@ -147,13 +147,11 @@ Result<PageSet> PinSlot::pages(uint64_t size, std::span<const uint32_t> pgnos,
   const Head& head = at.prover->head();
   if (!at.pages) {
     std::lock_guard lock(mu_);
-    return make_error(Errc::unavailable, "{}: the pinned head {} serves no pages{}",
-                      options_.owner, head.size,
-                      pin_pages_error_ ? ": " + *pin_pages_error_ : "");
+    return make_error(Errc::unavailable, "{}: the pinned head {} serves no pages{}", options_.owner,
+                      head.size, pin_pages_error_ ? ": " + *pin_pages_error_ : "");
   }
   if (auto s = check_pgnos(pgnos, head.page_count, kMaxPagesPerRequest); !s.ok())
-    return make_error(Errc::invalid_argument, "pages of head {}: {}", head.size,
-                      s.error().message);
+    return make_error(Errc::invalid_argument, "pages of head {}: {}", head.size, s.error().message);
   PageSet set;
   set.head = head;
   set.page_size = at.pages->page_size();
@@ -192,8 +190,7 @@ Result<LeafSet> PinSlot::leaves(uint64_t size, std::span<const uint32_t> pgnos,
   return set;
 }
 
-Result<ChangeSet> PinSlot::changes(uint64_t from_size, uint64_t to_size,
-                                   uint64_t* newest) const {
+Result<ChangeSet> PinSlot::changes(uint64_t from_size, uint64_t to_size, uint64_t* newest) const {
   SWL_ASSIGN(Pin at, pin_for(to_size, newest));
   const Head& head = at.prover->head();
   if (from_size > head.size)

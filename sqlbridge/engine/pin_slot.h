@@ -131,12 +131,10 @@ class PinSlot {
   // (check_pgnos, kMaxPagesPerRequest) at pin_for(size), read from the pinned
   // files, with their multiproof. unavailable when the pin has no pages;
   // corrupt (latched, latch_corrupt) when the files hold other bytes.
-  Result<PageSet> pages(uint64_t size, std::span<const uint32_t> pgnos,
-                        uint64_t* newest) const;
+  Result<PageSet> pages(uint64_t size, std::span<const uint32_t> pgnos, uint64_t* newest) const;
   // GetLeaves: the leaves of `pgnos` (kMaxLeavesPerRequest) from the pin's
   // tree (no file read), with their multiproof.
-  Result<LeafSet> leaves(uint64_t size, std::span<const uint32_t> pgnos,
-                         uint64_t* newest) const;
+  Result<LeafSet> leaves(uint64_t size, std::span<const uint32_t> pgnos, uint64_t* newest) const;
   // GetChanges (page_set.h ChangeSet): the pages changed from the pinned head
   // of size `from_size` to pin_for(to_size). invalid_argument past the pin;
   // refused when from_size is not a pin the history reaches back to (or the

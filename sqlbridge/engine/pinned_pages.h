@@ -8,7 +8,7 @@
 // Why the files still hold that state while the pin lives (SQLite src/wal.c;
 // WAL-index layout: sqlite.org/fileformat2.html "WAL-Index Format"):
 // - open() runs right after the pin's read transactions began, under the
-//   replica's apply lock, so no writer and no checkpoint ran since they began:
+//   owner's writer lock (PinSlot::Repin::pin): no writer and no checkpoint ran since they began:
 //   the WAL-index header in the -shm file (mxFrame, salts) is the snapshot they
 //   read, and nBackfill says how far the database file has caught up.
 // - A reader whose snapshot is the whole of a fully backfilled WAL (nBackfill

@@ -85,7 +85,8 @@ std::vector<uint32_t> differing_pages(const std::vector<Bytes>& a, const std::ve
   const size_t pages = std::max(a.size(), b.size());
   for (uint32_t pg = 1; pg <= pages; ++pg) {
     const bool in_both = pg <= a.size() && pg <= b.size();
-    if (!in_both || page_leaf_hash(pg, a[pg - 1]) != page_leaf_hash(pg, b[pg - 1])) out.push_back(pg);
+    if (!in_both || page_leaf_hash(pg, a[pg - 1]) != page_leaf_hash(pg, b[pg - 1]))
+      out.push_back(pg);
   }
   return out;
 }

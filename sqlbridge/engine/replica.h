@@ -26,7 +26,7 @@
 // from any thread. log_mutex() guards the Log between the applier and readers
 // of the Log (serving entries/proofs): hold it around any Log call. A retention
 // round (compact_replica_log, retention.h) mutates the Log from its own thread
-// under log_mutex(), dropping only entries the applier is past.
+// under log_mutex(), dropping only entries the applier is past. Pins: pin_slot.h (apply lock 1st).
 #pragma once
 
 #include <chrono>
