@@ -6,8 +6,8 @@
 // replica's pages; once the pin moves, the old size is HeadGone with the
 // newest; bad page numbers get clear errors; the primary serves no pages.
 // GET /db/changes and GetChanges (changes() of both sources) prove the pages
-// changed since an older pinned head; a node that did not announce GetChanges
-// in its Hello is not asked.
+// changed since an older pinned head, on a replica and on the primary; a node
+// that did not announce GetChanges in its Hello is not asked.
 #ifdef SWARMLITE_CLIENT_HAVE_NET
 #include <doctest/doctest.h>
 
@@ -236,6 +236,9 @@ TEST_CASE("page sources: the changes since an older head, over HTTP and the peer
   Fixture f;
   auto http = http_page_source(f.url, 10s);
   const Head old = got(http->leaves(0, std::vector<uint32_t>{1})).head;  // pins it
+  auto primary_http = http_page_source(f.primary_url, 10s);
+  const Head primary_old = got(primary_http->leaves(0, std::vector<uint32_t>{1})).head;
+  CHECK(primary_old == old);
   f.exec("UPDATE t SET b = randomblob(3500) WHERE id = 7");
   f.exec("INSERT INTO t(b) VALUES (randomblob(9000))");  // grows the file
   f.sync();
@@ -273,18 +276,20 @@ TEST_CASE("page sources: the changes since an older head, over HTTP and the peer
   REQUIRE_FALSE(backwards.ok());
   CHECK(backwards.error().code == Errc::invalid_argument);
   CHECK(got(peer->changes(old.size, 0)).to == newest);
-  // The primary keeps no change history (yet): unavailable, over both.
-  auto primary = http_page_source(f.primary_url, 10s)->changes(old.size, 0);
-  REQUIRE_FALSE(primary.ok());
-  CHECK(primary.error().code == Errc::unavailable);
-  CHECK_MESSAGE(primary.error().message.find("no change history") != std::string::npos,
-                primary.error().to_string());
+  // The primary keeps a change history too (a request pins its newest head at
+  // once, pin_interval or not): the same pages changed, over HTTP and, as the
+  // node's page server, over the peer protocol.
+  const std::vector<uint32_t> changed =
+      changed_pages(got(http->changes(old.size, newest.size)), old.page_count);
   f.node->set_page_server(f.primary.get());
-  auto primary_peer = peer_page_source(f.address, f.keys.pub, 10s)->changes(old.size, 0);
-  REQUIRE_FALSE(primary_peer.ok());
-  CHECK(primary_peer.error().code == Errc::unavailable);
-  CHECK_MESSAGE(primary_peer.error().message.find("no change history") != std::string::npos,
-                primary_peer.error().to_string());
+  for (auto source : {primary_http, peer_page_source(f.address, f.keys.pub, 10s)}) {
+    INFO(source->name());
+    const ChangeSet from_primary = got(source->changes(primary_old.size, newest.size));
+    CHECK(from_primary.to == newest);
+    Status primary_ok = verify_change_set(from_primary, primary_old, newest);
+    CHECK_MESSAGE(primary_ok.ok(), primary_ok.error().to_string());
+    CHECK(changed_pages(from_primary, primary_old.page_count) == changed);
+  }
 }
 
 // The figure of docs/light-client.md "Head moves over the peer protocol": two

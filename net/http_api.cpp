@@ -1030,17 +1030,13 @@ struct HttpApi::Impl {
   // ChangeSet (docs/formats/pages.md "Change set") from head M to the pinned
   // head N (0 or absent: the newest), on the read lane; 410 {"error",
   // "newest"} when N is not the pinned one; 403 when M is not in the node's
-  // change history, 413 past the cap on changed pages, 503 on a node without a
-  // history: each tells the client to ask /db/leaves instead.
+  // change history, 413 past the cap on changed pages, 503 on a node with
+  // nothing pinned: each tells the client to ask /db/leaves instead.
   asio::awaitable<Response> handle_changes(const Request& req, std::string_view path, std::string_view qs) {
     if (req.method() != http::verb::get)
       co_return error(req, http::status::method_not_allowed, fmt::format("{} takes GET", path));
     const PageServer* server = backend.page_server();
-    if (!server)
-      co_return error(req, http::status::service_unavailable,
-                      backend.accepts_writes()
-                          ? "the primary keeps no change history: ask a peer, or ask /db/leaves (docs/http-api.md \"Changes\")"
-                          : "this node serves no pages");
+    if (!server) co_return error(req, http::status::service_unavailable, "this node serves no pages");
     uint64_t values[2] = {0, 0};
     const std::string_view names[2] = {"since", "size"};
     for (int i = 0; i < 2; ++i) {

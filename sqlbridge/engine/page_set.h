@@ -236,7 +236,7 @@ class PageServer {
   // pinned; refused when from_size is not in the server's change history (too
   // old, or a head it never pinned); too_large past kMaxChangedPages. Any of
   // these tells the client to fall back to GetLeaves. A server without a
-  // change history (the primary) answers unavailable, as here.
+  // change history answers unavailable, as here (Replica and Primary keep one).
   virtual Result<ChangeSet> pinned_changes(uint64_t from_size, uint64_t to_size,
                                            uint64_t* newest = nullptr) const {
     (void)to_size;

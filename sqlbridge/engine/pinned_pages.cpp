@@ -159,44 +159,4 @@ Result<std::vector<Bytes>> PinnedPages::read(std::span<const uint32_t> pgnos) co
   return pages;
 }
 
-Result<PageSet> pinned_page_set(const Head& head, const PinnedPages& pages,
-                                std::span<const uint32_t> pgnos) {
-  if (auto s = check_pgnos(pgnos, head.page_count, kMaxPagesPerRequest); !s.ok())
-    return make_error(Errc::invalid_argument, "pages of head {}: {}", head.size,
-                      s.error().message);
-  PageSet set;
-  set.head = head;
-  set.page_size = pages.page_size();
-  set.pgnos.assign(pgnos.begin(), pgnos.end());
-  SWL_ASSIGN(set.pages, pages.read(pgnos));
-  set.proof.size = head.page_count;
-  set.proof.indices = pgno_indices(pgnos);
-  SWL_ASSIGN(set.proof.hashes, pages.tree().tree().multiproof(set.proof.indices));
-  return set;
-}
-
-Result<LeafSet> pinned_leaf_set(const Head& head, const StateTree& tree,
-                                std::span<const uint32_t> pgnos) {
-  if (auto s = check_pgnos(pgnos, head.page_count, kMaxLeavesPerRequest); !s.ok())
-    return make_error(Errc::invalid_argument, "leaf hashes of head {}: {}", head.size,
-                      s.error().message);
-  const MerkleTree& leaves = tree.tree();
-  LeafSet set;
-  set.head = head;
-  set.pgnos.assign(pgnos.begin(), pgnos.end());
-  set.leaves.reserve(pgnos.size());
-  for (uint32_t p : pgnos) set.leaves.push_back(leaves.leaf(p - 1));
-  set.proof.size = head.page_count;
-  set.proof.indices = pgno_indices(pgnos);
-  SWL_ASSIGN(set.proof.hashes, leaves.multiproof(set.proof.indices));
-  return set;
-}
-
-Status check_pinned_size(uint64_t size, uint64_t pinned, uint64_t* newest) {
-  if (size == 0 || size == pinned) return ok_status();
-  if (newest) *newest = pinned;
-  return make_error(Errc::not_found, "head {} {}, newest is {}", size,
-                    size < pinned ? "gone" : "not pinned yet", pinned);
-}
-
 }  // namespace swarmlite

@@ -8,7 +8,7 @@
 // Why the files still hold that state while the pin lives (SQLite src/wal.c;
 // WAL-index layout: sqlite.org/fileformat2.html "WAL-Index Format"):
 // - open() runs right after the pin's read transactions began, under the
-//   replica's apply lock, so no writer and no checkpoint ran since they began:
+//   owner's writer lock (PinSlot::Repin::pin): no writer and no checkpoint ran since they began:
 //   the WAL-index header in the -shm file (mxFrame, salts) is the snapshot they
 //   read, and nBackfill says how far the database file has caught up.
 // - A reader whose snapshot is the whole of a fully backfilled WAL (nBackfill
@@ -104,22 +104,5 @@ class PinnedPages {
   uint32_t frames_scanned_ = 0;
   std::unordered_map<uint32_t, uint32_t> newest_frame_;  // pgno -> frame ≤ wal_frames_
 };
-
-// The answers a pin gives (docs/light-client.md "Page service"), shared by
-// Replica and Primary: `pgnos` (check_pgnos against head.page_count, at most
-// kMaxPagesPerRequest / kMaxLeavesPerRequest: invalid_argument) of the state
-// `head` signs, with the multiproof of their leaves in the pin's tree.
-// pinned_page_set reads the pages from `pages` (PinnedPages::read): corrupt
-// when the files hold other bytes than the tree says, which the owner latches
-// (the pinned files are that state while the pin lives, see above).
-// pinned_leaf_set reads no file.
-Result<PageSet> pinned_page_set(const Head& head, const PinnedPages& pages,
-                                std::span<const uint32_t> pgnos);
-Result<LeafSet> pinned_leaf_set(const Head& head, const StateTree& tree,
-                                std::span<const uint32_t> pgnos);
-// Whether a request for head `size` (0: the newest pinned) is answered at the
-// pin of size `pinned`: not_found "head N gone, newest is M" (or "not pinned
-// yet") otherwise, with *newest (if given) set to `pinned` (HeadGone{M}).
-Status check_pinned_size(uint64_t size, uint64_t pinned, uint64_t* newest);
 
 }  // namespace swarmlite

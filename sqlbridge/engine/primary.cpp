@@ -199,6 +199,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   p->log_id_ = key.public_key();
   p->options_ = std::move(options);
   if (p->options_.sign_every_entries == 0) p->options_.sign_every_entries = 1;
+  p->pins_ = p->make_pin_slot();
   SWL_ASSIGN(p->lock_fd_, lock_database(db_path));
   SWL_ASSIGN(p->log_, Log::open(p->log_dir_, p->log_id_, p->options_.log_options));
   SWL_ASSIGN(p->db_, DeterministicDb::open(db_path));
@@ -433,9 +434,7 @@ Primary::~Primary() {
   {
     // The pin's read connection goes first: the write connection, the last
     // to close, then checkpoints and removes the -wal file.
-    std::lock_guard lock(pin_mu_);
-    pinned_pages_.reset();
-    pinned_.reset();
+    if (pins_) pins_->clear();
   }
   db_.reset();
   log_.reset();
@@ -932,23 +931,22 @@ void Primary::checkpoint_and_pin_locked(bool force) const {
     at_head = !broken_ && unlogged_.empty() && head && head->size == log_->size();
   }
   const bool checkpoint = wal_frames_ >= kCheckpointFrames;
-  std::unique_lock pin_lock(pin_mu_, std::defer_lock);  // requests wait for the new pin
+  std::optional<PinSlot::Repin> repin;  // requests wait for the new pin
   bool pin = false;
   const auto now = std::chrono::steady_clock::now();
   if (at_head && pin_active_.load() && !stopping_.load() && !corruption()) {
-    pin_lock.lock();
-    const bool stale = !pinned_ || pinned_->head().size < head->size;
-    pin = (stale && (force || pin_wanted_.load() || !pinned_ ||
-                     now - pinned_at_ >= options_.pin_interval)) ||
-          (checkpoint && pinned_);
+    repin.emplace(pins_->begin_repin());
+    const bool stale = !repin->has_pin() || repin->pinned_size() < head->size;
+    pin = (stale && (force || pin_wanted_.load() || !repin->has_pin() ||
+                     repin->interval_passed(now))) ||
+          (checkpoint && repin->has_pin());
     if (pin) {
       // Let go of the old pin first (requests in flight keep it alive), so
       // the checkpoint below can copy the whole WAL into the database; the new
       // pin then reads the database file alone and the next write starts the
       // WAL over (pinned_pages.h). Holders of the old PinnedPages (a snapshot
       // being served) hold it back, within SnapshotSource's WAL bounds.
-      pinned_.reset();
-      pinned_pages_.reset();
+      repin->drop();
     }
   }
   if (checkpoint) {
@@ -958,112 +956,80 @@ void Primary::checkpoint_and_pin_locked(bool force) const {
   }
   if (!pin) return;
   pin_wanted_.store(false);
-  auto tree_copy = std::make_shared<const StateTree>(db_->state_tree());
   // One connection: it only holds the read transaction (proofs on the primary
-  // run under the write mutex, prove()).
-  auto prover = PinnedProver::open(db_path_, tree_copy, *head, 1);
-  if (!prover.ok()) {
-    pin_error_ = prover.error().to_string();
-    return;
-  }
-  pin_error_.reset();
-  pinned_ = std::shared_ptr<PinnedProver>(std::move(prover).value());
-  pinned_at_ = now;
-  // Still under the write mutex, right after the pin's read transaction
-  // began: what PinnedPages needs to read the pinned state (pinned_pages.h).
-  auto pages = PinnedPages::open(db_path_, tree_copy, pinned_, &wal_cursor_);
-  if (pages.ok()) {
-    pinned_pages_ = std::move(pages).value();
-    pin_pages_error_.reset();
-  } else {
-    pin_pages_error_ = pages.error().to_string();
-  }
+  // run under the write mutex, prove()). Still under the write mutex, right
+  // after the last commit: what PinnedPages needs (pinned_pages.h). The pin
+  // records the state tree's journal since the pin before (pinned_changes).
+  repin->pin(db_path_, db_->state_tree(), *head, 1, now);
 }
 
-Result<Primary::PinFor> Primary::pin_for(uint64_t size, uint64_t* newest) const {
-  if (auto c = corruption()) return make_error(Errc::corrupt, "{}", c->message);
-  if (stopping_.load()) {
-    return make_error(Errc::unavailable, "primary {} is stopping", db_path_.string());
-  }
-  pin_active_.store(true);  // from now on the writer renews the pin after its groups
-  PinFor got;
-  {
-    std::lock_guard lock(pin_mu_);
-    got = {pinned_, pinned_pages_};
-  }
-  const uint64_t pinned = got.pin ? got.pin->head().size : 0;
-  if (size == 0 || pinned < size) {
-    const std::optional<Head> newest_head = head();
-    bool due;
-    {
-      std::lock_guard lock(pin_mu_);
-      due = !got.pin || pinned < size ||
-            std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
+std::unique_ptr<PinSlot> Primary::make_pin_slot() {
+  PinSlotHooks hooks;
+  hooks.admit = [this]() -> Status {
+    if (auto c = corruption()) return make_error(Errc::corrupt, "{}", c->message);
+    if (stopping_.load()) {
+      return make_error(Errc::unavailable, "primary {} is stopping", db_path_.string());
     }
-    if (newest_head && pinned < newest_head->size && due) {
-      // An idle primary pins now; a running group pins when it ends (asked
-      // for by pin_wanted_). Only the first pin waits for the running group
-      // (bounded by write_timeout): there is none to answer from meanwhile.
-      std::unique_lock write_lock(write_mu_, std::try_to_lock);
-      if (!write_lock.owns_lock() && !got.pin) write_lock.lock();
-      if (write_lock.owns_lock()) {
-        checkpoint_and_pin_locked(/*force=*/true);
-        std::lock_guard lock(pin_mu_);
-        got = {pinned_, pinned_pages_};
-      } else {
-        pin_wanted_.store(true);
-      }
+    pin_active_.store(true);  // from now on the writer renews the pin after its groups
+    return ok_status();
+  };
+  hooks.newest_head = [this]() -> std::optional<uint64_t> {
+    if (auto h = head()) return h->size;
+    return std::nullopt;
+  };
+  // An idle primary pins now; a running group pins when it ends (asked for by
+  // pin_wanted_). Only the first pin waits for the running group (bounded by
+  // write_timeout): there is none to answer from meanwhile.
+  hooks.request_pin = [this](bool have_pin) {
+    std::unique_lock write_lock(write_mu_, std::try_to_lock);
+    if (!write_lock.owns_lock() && !have_pin) write_lock.lock();
+    if (!write_lock.owns_lock()) {
+      pin_wanted_.store(true);
+      return false;
     }
-  }
-  if (!got.pin) {
-    std::lock_guard lock(pin_mu_);
-    return make_error(Errc::unavailable,
-                      "primary {}: no pinned head to serve pages from (a signed head covering the "
-                      "log is pinned after the next write or signed head){}",
-                      db_path_.string(), pin_error_ ? "; pinning failed: " + *pin_error_ : "");
-  }
-  SWL_TRY(check_pinned_size(size, got.pin->head().size, newest));
-  return got;
+    checkpoint_and_pin_locked(/*force=*/true);
+    return true;
+  };
+  // The primary then takes no writes and serves no pages (run_group).
+  hooks.latch_corrupt = [this](const Error& e) {
+    std::lock_guard lock(corrupt_mu_);
+    corrupted_ = e;
+  };
+  return std::make_unique<PinSlot>(
+      PinSlotOptions{.owner = "primary " + db_path_.string(),
+                     .no_pin_hint = " (a signed head covering the log is pinned after the next "
+                                    "write or signed head)",
+                     .pin_interval = options_.pin_interval,
+                     .change_history_pins = options_.change_history_pins,
+                     .change_history_leaves = options_.change_history_leaves},
+      std::move(hooks));
 }
 
 Result<PageSet> Primary::pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
                                       uint64_t* newest) const {
-  SWL_ASSIGN(PinFor at, pin_for(size, newest));
-  if (!at.pages) {
-    std::lock_guard lock(pin_mu_);
-    return make_error(Errc::unavailable, "primary {}: the pinned head {} serves no pages{}",
-                      db_path_.string(), at.pin->head().size,
-                      pin_pages_error_ ? ": " + *pin_pages_error_ : "");
-  }
-  auto set = pinned_page_set(at.pin->head(), *at.pages, pgnos);
-  if (!set.ok() && set.error().code == Errc::corrupt) {
-    // As on a replica (Replica::pinned_pages): the pinned files are the state
-    // the tree describes while the pin lives, so a page that differs was
-    // changed outside swarmlite.
-    std::lock_guard lock(pin_mu_);
-    corrupted_ = set.error();
-  }
-  return set;
+  return pins_->pages(size, pgnos, newest);
 }
 
 Result<LeafSet> Primary::pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
                                        uint64_t* newest) const {
-  SWL_ASSIGN(PinFor at, pin_for(size, newest));
-  return pinned_leaf_set(at.pin->head(), at.pin->tree(), pgnos);
+  return pins_->leaves(size, pgnos, newest);
 }
+
+Result<ChangeSet> Primary::pinned_changes(uint64_t from_size, uint64_t to_size,
+                                          uint64_t* newest) const {
+  return pins_->changes(from_size, to_size, newest);
+}
+
+std::vector<uint64_t> Primary::change_history_sizes() const { return pins_->history_sizes(); }
 
 std::shared_ptr<const PinnedPages> Primary::pinned_page_source() const {
-  std::lock_guard lock(pin_mu_);
-  return pinned_pages_;
+  return pins_->page_source();
 }
 
-uint64_t Primary::pinned_size() const {
-  std::lock_guard lock(pin_mu_);
-  return pinned_ ? pinned_->head().size : 0;
-}
+uint64_t Primary::pinned_size() const { return pins_->pinned_size(); }
 
 std::optional<Error> Primary::corruption() const {
-  std::lock_guard lock(pin_mu_);
+  std::lock_guard lock(corrupt_mu_);
   return corrupted_;
 }
 

@@ -83,6 +83,7 @@
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/engine/local_fault.h"
 #include "sqlbridge/engine/page_set.h"
+#include "sqlbridge/engine/pin_slot.h"
 #include "sqlbridge/engine/pinned_pages.h"
 #include "sqlbridge/proof/prover.h"
 #include "sqlbridge/engine/retention.h"
@@ -152,6 +153,12 @@ struct PrimaryOptions {
   // most this often while writes keep coming, as a replica does
   // (ReplicaOptions::pin_interval). An idle primary pins on the next request.
   std::chrono::milliseconds pin_interval{200};
+  // The change history GET /db/changes is answered from (Primary::
+  // pinned_changes, docs/light-client.md "Head moves"), as a replica's
+  // (ReplicaOptions::change_history_pins / _leaves): at most this many pins
+  // back and this many old leaves in all, the oldest dropped first.
+  size_t change_history_pins = 1024;
+  size_t change_history_leaves = size_t{1} << 18;
 };
 
 // The time and page bounds of one write transaction (PrimaryOptions'
@@ -324,6 +331,18 @@ class Primary : public PageServer {
                                uint64_t* newest = nullptr) const override;
   Result<LeafSet> pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
                                 uint64_t* newest = nullptr) const override;
+  // GetChanges (page_set.h ChangeSet; docs/light-client.md "Head moves"), with
+  // Replica::pinned_changes' semantics: at each pin that moves the head the
+  // state tree's change journal since the pin before is recorded (PinSlot), so
+  // the changes from any head this primary pinned within its change history
+  // (options' change_history_pins / _leaves) to the pinned head are answered.
+  // A primary pins only once page requests came (above): its history starts
+  // at its first pin. refused for a size it did not pin (or the history no
+  // longer reaches); too_large past kMaxChangedPages. Any thread.
+  Result<ChangeSet> pinned_changes(uint64_t from_size, uint64_t to_size,
+                                   uint64_t* newest = nullptr) const override;
+  // Sizes the history reaches back to (oldest first; the newest pin's last), for tests.
+  std::vector<uint64_t> change_history_sizes() const;
   // The newest pin's page source (null if none), without pinning: holding it
   // keeps that pin's read transaction open (checkpoints cannot pass it).
   std::shared_ptr<const PinnedPages> pinned_page_source() const;
@@ -371,12 +390,8 @@ class Primary : public PageServer {
   // A due pin is dropped before the checkpoint so the checkpoint can copy the
   // whole WAL and the next write starts it over (the WAL stays bounded).
   void checkpoint_and_pin_locked(bool force) const;
-  // The pin to answer a request for head `size` from (pinned_pages).
-  struct PinFor {
-    std::shared_ptr<PinnedProver> pin;
-    std::shared_ptr<const PinnedPages> pages;  // null when they could not be set up
-  };
-  Result<PinFor> pin_for(uint64_t size, uint64_t* newest) const;
+  // The pin slot with the primary's policy (pinned_pages): built by open().
+  std::unique_ptr<PinSlot> make_pin_slot();
   bool head_due_locked() const;
   int64_t next_time_ms_locked() const;
   int64_t now_ms() const;
@@ -424,14 +439,11 @@ class Primary : public PageServer {
   std::condition_variable queue_cv_;
   std::deque<Queued*> queue_;
   bool leader_active_ = false;
-  // The pin (pinned_pages). Lock order: write_mu_, mu_, pin_mu_.
-  mutable std::mutex pin_mu_;  // guards the fields below up to pin_pages_error_
-  mutable std::shared_ptr<PinnedProver> pinned_;
-  mutable std::shared_ptr<const PinnedPages> pinned_pages_;  // null: pin_pages_error_
-  mutable std::chrono::steady_clock::time_point pinned_at_{};
-  mutable std::optional<std::string> pin_error_, pin_pages_error_;
+  // The pin and the change history (pin_slot.h), pinned under write_mu_ with
+  // mu_ released. Lock order: write_mu_, mu_, the slot's lock, corrupt_mu_.
+  std::unique_ptr<PinSlot> pins_;
+  mutable std::mutex corrupt_mu_;  // guards corrupted_ (a leaf: nothing is taken under it)
   mutable std::optional<Error> corrupted_;
-  mutable PinnedWalCursor wal_cursor_;  // carried from pin to pin (write_mu_)
   // A request came (the writer pins from then on) / asked for a newer head.
   mutable std::atomic<bool> pin_active_{false}, pin_wanted_{false};
 };

@@ -4,7 +4,9 @@
 // pages; old sizes are HeadGone; a pin under concurrent writes never serves a
 // page that does not verify; the held pin never keeps the WAL from being
 // checkpointed and started over; a page changed behind the primary's back is
-// corrupt, latched, never served.
+// corrupt, latched, never served. The primary's change history (pinned_changes,
+// docs/light-client.md "Head moves"): change sets from its pins verify and
+// name exactly the changed pages; bounded; a gap in its journal clears it.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -32,9 +34,11 @@ struct PinnedPrimary {
   std::unique_ptr<Primary> primary;
 
   explicit PinnedPrimary(uint64_t sign_every = 1,
-                         std::chrono::milliseconds pin_interval = std::chrono::milliseconds(0)) {
+                         std::chrono::milliseconds pin_interval = std::chrono::milliseconds(0),
+                         size_t change_history_pins = 1024) {
     PrimaryOptions o = fast_primary(sign_every);
     o.pin_interval = pin_interval;
+    o.change_history_pins = change_history_pins;
     auto p = Primary::open(db, keys.secret, std::move(o));
     REQUIRE_MESSAGE(p.ok(), p.error().to_string());
     primary = std::move(p).value();
@@ -73,6 +77,18 @@ void flip_byte(const std::filesystem::path& file, int64_t offset) {
   b ^= 0xff;
   REQUIRE(::pwrite(fd, &b, 1, offset) == 1);
   ::close(fd);
+}
+
+// Pages whose leaf differs between two copies of a file, or that one copy lacks.
+std::vector<uint32_t> differing_pages(const std::vector<Bytes>& a, const std::vector<Bytes>& b) {
+  std::vector<uint32_t> out;
+  const size_t pages = std::max(a.size(), b.size());
+  for (uint32_t pg = 1; pg <= pages; ++pg) {
+    const bool in_both = pg <= a.size() && pg <= b.size();
+    if (!in_both || page_leaf_hash(pg, a[pg - 1]) != page_leaf_hash(pg, b[pg - 1]))
+      out.push_back(pg);
+  }
+  return out;
 }
 
 uint64_t file_size_or_0(const std::filesystem::path& f) {
@@ -292,4 +308,101 @@ TEST_CASE("a page changed behind the primary's back is corrupt, latched, never s
   REQUIRE_FALSE(write.ok());
   CHECK(write.error().code == Errc::corrupt);
   flip_byte(p.db, 4096 + 1000);  // undo, so the fixture closes a consistent file
+}
+
+TEST_CASE("primary change history: from every pinned head in it, exactly the changed pages") {
+  // A long pin_interval: the writer never re-pins by itself, only the
+  // requests below do (asking for the newest size pins it).
+  PinnedPrimary p(1, std::chrono::hours(1), /*change_history_pins=*/4);
+  p.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
+  p.exec(insert_rows(200, 300));
+  std::vector<std::pair<Head, std::vector<Bytes>>> pins;  // each pin and the file then
+  auto pin = [&] {
+    auto leaves = p.primary->pinned_leaves(p.primary->size(), std::vector<uint32_t>{1});
+    REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+    REQUIRE(leaves->head == *p.primary->head());
+    auto file = read_logical_pages(p.db);
+    REQUIRE(file.ok());
+    pins.emplace_back(leaves->head, std::move(file).value());
+  };
+  pin();
+  CHECK(p.primary->change_history_sizes() == std::vector<uint64_t>{pins[0].first.size});
+  // Between pins one or more writes: a page, growth, scattered, freed pages.
+  for (const std::vector<std::string>& step : std::vector<std::vector<std::string>>{
+           {"UPDATE t SET body = randomblob(300) WHERE id = 7"},
+           {insert_rows(20, 300), insert_rows(20, 300)},
+           {"UPDATE t SET body = zeroblob(300) WHERE id % 50 = 0"},
+           {"DELETE FROM t WHERE id BETWEEN 100 AND 140"},
+           {"UPDATE t SET body = randomblob(300) WHERE id = 7"}}) {
+    for (const std::string& w : step) p.exec(w);
+    pin();
+  }
+  const auto& [newest, newest_file] = pins.back();
+  // 4 records are kept: the changes from pins 1..4 on to pin 5; pin 0 fell out.
+  std::vector<uint64_t> kept;
+  for (size_t i = 1; i < pins.size(); ++i) kept.push_back(pins[i].first.size);
+  CHECK(p.primary->change_history_sizes() == kept);
+  for (size_t i = 0; i < pins.size(); ++i) {
+    const auto& [from, from_file] = pins[i];
+    INFO("changes since pin " << i << " at size " << from.size);
+    // Asked for the pin's size explicitly, as a client that saw it does.
+    auto set = p.primary->pinned_changes(from.size, newest.size);
+    if (i == 0) {
+      REQUIRE_FALSE(set.ok());
+      CHECK(set.error().code == Errc::refused);
+      continue;
+    }
+    REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+    CHECK(set->to == newest);
+    const Status verified = verify_change_set(*set, from, newest);
+    REQUIRE_MESSAGE(verified.ok(), verified.error().to_string());
+    CHECK(changed_pages(*set, from.page_count) == differing_pages(from_file, newest_file));
+  }
+  // The pin before the newest, asked as `to`, is gone (HeadGone with the newest).
+  uint64_t now_pinned = 0;
+  auto old_to = p.primary->pinned_changes(pins[2].first.size, pins[4].first.size, &now_pinned);
+  REQUIRE_FALSE(old_to.ok());
+  CHECK(old_to.error().code == Errc::not_found);
+  CHECK(now_pinned == newest.size);
+}
+
+// More writes between two pins than the state tree's journal holds
+// (StateTree::kJournalMaxApplies): no change set reaches across, so the
+// history starts over at the new pin, and grows again from there.
+TEST_CASE("a gap in the primary's change journal clears its change history") {
+  // Heads are signed only by sign_head(): the writer pins nothing meanwhile
+  // (a pin needs a signed head covering the log), whatever its checkpoints.
+  PinnedPrimary p(/*sign_every=*/1'000'000, std::chrono::hours(1));
+  p.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
+  // Asking for the newest size pins it (pin_interval is long).
+  auto pin = [&]() -> Head {
+    auto signed_head = p.primary->sign_head();
+    REQUIRE_MESSAGE(signed_head.ok(), signed_head.error().to_string());
+    auto leaves = p.primary->pinned_leaves(signed_head->size, std::vector<uint32_t>{1});
+    REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+    REQUIRE(leaves->head == *signed_head);
+    return leaves->head;
+  };
+  const Head a = pin();
+  p.exec("INSERT INTO t(body) VALUES (randomblob(100))");
+  const Head b = pin();
+  CHECK(p.primary->change_history_sizes() == std::vector<uint64_t>{a.size, b.size});
+  REQUIRE(p.primary->pinned_changes(a.size, 0).ok());
+  for (size_t i = 0; i <= StateTree::kJournalMaxApplies; ++i)
+    p.exec("INSERT INTO t(body) VALUES (randomblob(100))");
+  const Head c = pin();
+  CHECK(p.primary->change_history_sizes() == std::vector<uint64_t>{c.size});
+  for (const Head& old : {a, b}) {
+    auto across = p.primary->pinned_changes(old.size, 0);
+    REQUIRE_FALSE(across.ok());
+    CHECK(across.error().code == Errc::refused);
+  }
+  p.exec("UPDATE t SET body = zeroblob(100) WHERE id = 3");
+  const Head d = pin();
+  CHECK(p.primary->change_history_sizes() == std::vector<uint64_t>{c.size, d.size});
+  auto set = p.primary->pinned_changes(c.size, 0);
+  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  const Status s = verify_change_set(*set, c, d);
+  CHECK_MESSAGE(s.ok(), s.error().to_string());
+  CHECK_FALSE(changed_pages(*set, c.page_count).empty());
 }

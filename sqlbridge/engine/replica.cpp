@@ -4,7 +4,6 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <map>
 
 #include "sqlbridge/engine/db_lock.h"
 #include "sqlbridge/engine/genesis.h"
@@ -93,6 +92,40 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
   r->state_root_ = tree.root();
   r->page_count_ = tree.page_count();
   r->roots_.record(applied, r->state_root_, r->page_count_);
+  Replica* self = r.get();
+  PinSlotHooks hooks;
+  hooks.admit = [self]() -> Status {
+    if (auto c = self->corruption()) return make_error(Errc::corrupt, "{}", c->message);
+    if (auto d = self->diverged()) {
+      return make_error(Errc::unavailable, "replica {} diverged, it serves no pages: {}",
+                        self->db_path_.string(), d->to_string());
+    }
+    return ok_status();
+  };
+  hooks.newest_head = [self]() -> std::optional<uint64_t> {
+    std::lock_guard log_lock(self->log_mu_);
+    if (auto head = self->log_->head()) return head->size;
+    return std::nullopt;
+  };
+  // An idle replica pins its newest applied head on request, as prove() does
+  // (without waiting: a busy applier pins by itself within pin_interval).
+  hooks.request_pin = [self](bool) {
+    std::unique_lock apply_lock(self->apply_mu_, std::try_to_lock);
+    if (!apply_lock.owns_lock()) return false;
+    self->pin_if_due_locked(/*force=*/true);
+    return true;
+  };
+  hooks.latch_corrupt = [self](const Error& e) {
+    std::lock_guard lock(self->mu_);
+    self->corrupted_ = e;
+  };
+  r->pins_ = std::make_unique<PinSlot>(
+      PinSlotOptions{.owner = "replica " + db_path.string(),
+                     .no_pin_hint = "",
+                     .pin_interval = options.pin_interval,
+                     .change_history_pins = options.change_history_pins,
+                     .change_history_leaves = options.change_history_leaves},
+      std::move(hooks));
   {
     std::lock_guard apply_lock(r->apply_mu_);
     r->pin_if_due_locked(/*force=*/true);
@@ -101,11 +134,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
 }
 
 Replica::~Replica() {
-  {
-    std::lock_guard lock(pin_mu_);
-    pinned_.reset();
-    pinned_pages_.reset();  // holds the pin's read connections too
-  }
+  if (pins_) pins_->clear();  // the pin's read connections close first
   db_.reset();
   log_.reset();
   unlock_database(lock_fd_);
@@ -342,15 +371,14 @@ void Replica::pin_if_due_locked(bool force) const {
     }
   }
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard pin_lock(pin_mu_);  // proofs wait for the new pin rather than find none
-  if (pinned_ && pinned_->head().size >= head->size) return;
-  if (!force && pinned_ && now - pinned_at_ < options_.pin_interval) return;
+  PinSlot::Repin repin = pins_->begin_repin();  // proofs wait for the new pin rather than find none
+  if (repin.has_pin() && repin.pinned_size() >= head->size) return;
+  if (!force && repin.has_pin() && !repin.interval_passed(now)) return;
   // Let go of the old pin first (proofs in flight keep it alive), so that the
   // checkpoint can copy the whole WAL into the database; the new pin then reads
   // the database file alone and the next write starts the WAL over: the WAL
   // holds about one pin_interval of writes (docs/operations.md).
-  pinned_.reset();
-  pinned_pages_.reset();  // it keeps the old pin's read transactions open too
+  repin.drop();
   sqlite3* h = db_->handle();
   int wal_frames = 0;
   (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, nullptr);
@@ -364,36 +392,14 @@ void Replica::pin_if_due_locked(bool force) const {
     (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     sqlite3_busy_timeout(h, kWriterBusyTimeoutMs);
   }
-  auto tree_copy = std::make_shared<const StateTree>(db_->state_tree());
-  auto pin = PinnedProver::open(db_path_, tree_copy, *head, options_.proof_connections);
-  if (!pin.ok()) {
-    pin_error_ = pin.error().to_string();
-    return;
-  }
-  pin_error_.reset();
-  pinned_ = std::shared_ptr<PinnedProver>(std::move(pin).value());
-  pinned_at_ = now;
-  record_changes_locked(head->size);
-  // Still under the apply lock, right after the pin's read transactions began:
-  // what PinnedPages needs to read the pinned state from the files (pinned_pages.h).
-  auto pages = PinnedPages::open(db_path_, tree_copy, pinned_, &wal_cursor_);
-  if (pages.ok()) {
-    pinned_pages_ = std::move(pages).value();
-    pin_pages_error_.reset();
-  } else {
-    pin_pages_error_ = pages.error().to_string();
-  }
+  repin.pin(db_path_, db_->state_tree(), *head, options_.proof_connections, now);
 }
 
 std::shared_ptr<const PinnedPages> Replica::pinned_page_source() const {
-  std::lock_guard lock(pin_mu_);
-  return pinned_pages_;
+  return pins_->page_source();
 }
 
-uint64_t Replica::pinned_size() const {
-  std::lock_guard lock(pin_mu_);
-  return pinned_ ? pinned_->head().size : 0;
-}
+uint64_t Replica::pinned_size() const { return pins_->pinned_size(); }
 
 uint64_t Replica::size() const {
   std::lock_guard lock(mu_);
@@ -462,11 +468,7 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
     return make_error(Errc::unavailable, "replica {} diverged, it serves no proofs: {}",
                       db_path_.string(), d->to_string());
   }
-  std::shared_ptr<PinnedProver> pin;
-  {
-    std::lock_guard lock(pin_mu_);
-    pin = pinned_;
-  }
+  std::shared_ptr<PinnedProver> pin = pins_->current().prover;
   std::optional<Head> head;
   {
     std::lock_guard log_lock(log_mu_);
@@ -481,12 +483,7 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
   // whose scrubber held the lock: "no such table" for a table just made).
   uint64_t pinned = pin ? pin->head().size : 0;
   if (head && pinned < head->size) {
-    bool due;
-    {
-      std::lock_guard lock(pin_mu_);
-      due = !pin || pinned < options.min_size ||
-            std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
-    }
+    const bool due = pins_->renew_due(options.min_size);
     const bool wanted = pinned < options.min_size && size() >= options.min_size;
     std::unique_lock apply_lock(apply_mu_, std::defer_lock);
     if (due) {
@@ -495,20 +492,19 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
     }
     if (apply_lock.owns_lock()) {
       pin_if_due_locked(/*force=*/true);
-      std::lock_guard lock(pin_mu_);
-      pin = pinned_;
+      pin = pins_->current().prover;
     }
   }
   if (!pin) {
-    std::lock_guard lock(pin_mu_);
     if (!head) {
       return make_error(Errc::unavailable, "replica {}: no signed head yet, cannot prove",
                         db_path_.string());
     }
+    const std::optional<std::string> pin_error = pins_->pin_error();
     return make_error(Errc::unavailable,
                       "replica {}: no signed head applied yet (applied {}, newest head {}){}",
                       db_path_.string(), size(), head->size,
-                      pin_error_ ? "; pinning failed: " + *pin_error_ : std::string());
+                      pin_error ? "; pinning failed: " + *pin_error : std::string());
   }
   auto proved = pin->prove(sql, params, options);
   if (!proved.ok() && proved.error().code != Errc::corrupt && pin->head().size < size()) {
@@ -529,145 +525,22 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
   return proved;
 }
 
-Result<Replica::PinFor> Replica::pin_for(uint64_t size, uint64_t* newest) const {
-  if (auto c = corruption()) return make_error(Errc::corrupt, "{}", c->message);
-  if (auto d = diverged()) {
-    return make_error(Errc::unavailable, "replica {} diverged, it serves no pages: {}",
-                      db_path_.string(), d->to_string());
-  }
-  PinFor got;
-  {
-    std::lock_guard lock(pin_mu_);
-    got = {pinned_, pinned_pages_};
-  }
-  // An idle replica pins its newest applied head on request, as prove() does
-  // (without waiting: a busy applier pins by itself within pin_interval).
-  if (size == 0 || !got.pin || got.pin->head().size < size) {
-    std::optional<Head> head;
-    {
-      std::lock_guard log_lock(log_mu_);
-      head = log_->head();
-    }
-    const uint64_t pinned = got.pin ? got.pin->head().size : 0;
-    bool due;
-    {
-      std::lock_guard lock(pin_mu_);
-      due = !got.pin || pinned < size ||
-            std::chrono::steady_clock::now() - pinned_at_ >= options_.pin_interval;
-    }
-    if (head && pinned < head->size && due) {
-      std::unique_lock apply_lock(apply_mu_, std::try_to_lock);
-      if (apply_lock.owns_lock()) {
-        pin_if_due_locked(/*force=*/true);
-        std::lock_guard lock(pin_mu_);
-        got = {pinned_, pinned_pages_};
-      }
-    }
-  }
-  if (!got.pin) {
-    std::lock_guard lock(pin_mu_);
-    return make_error(Errc::unavailable, "replica {}: no pinned head to serve pages from{}",
-                      db_path_.string(), pin_error_ ? "; pinning failed: " + *pin_error_ : "");
-  }
-  SWL_TRY(check_pinned_size(size, got.pin->head().size, newest));
-  return got;
-}
-
 Result<PageSet> Replica::pinned_pages(uint64_t size, std::span<const uint32_t> pgnos,
                                       uint64_t* newest) const {
-  SWL_ASSIGN(PinFor at, pin_for(size, newest));
-  if (!at.pages) {
-    std::lock_guard lock(pin_mu_);
-    return make_error(Errc::unavailable, "replica {}: the pinned head {} serves no pages{}",
-                      db_path_.string(), at.pin->head().size,
-                      pin_pages_error_ ? ": " + *pin_pages_error_ : "");
-  }
-  auto set = pinned_page_set(at.pin->head(), *at.pages, pgnos);
-  if (!set.ok() && set.error().code == Errc::corrupt) {
-    // The pinned files are the state the tree describes while the pin lives
-    // (pinned_pages.h): a page that differs was changed outside swarmlite.
-    std::lock_guard lock(mu_);
-    corrupted_ = set.error();
-  }
-  return set;
+  return pins_->pages(size, pgnos, newest);
 }
 
 Result<LeafSet> Replica::pinned_leaves(uint64_t size, std::span<const uint32_t> pgnos,
                                        uint64_t* newest) const {
-  SWL_ASSIGN(PinFor at, pin_for(size, newest));
-  return pinned_leaf_set(at.pin->head(), at.pin->tree(), pgnos);
-}
-
-void Replica::record_changes_locked(uint64_t head_size) const {
-  const StateTree& tree = db_->state_tree();
-  if (last_pin_at_ && last_pin_at_->first < head_size) {
-    auto changes = tree.changes_since(last_pin_at_->second);
-    if (changes) {
-      history_leaves_ += changes->old_leaves.size();
-      history_.push_back({last_pin_at_->first, head_size, std::move(*changes)});
-      while (history_.size() > options_.change_history_pins ||
-             history_leaves_ > options_.change_history_leaves) {
-        history_leaves_ -= history_.front().changes.old_leaves.size();
-        history_.pop_front();
-      }
-    } else {
-      // The journal lost applies since the last pin (a long catch-up, or one
-      // huge commit): no change set reaches across, start over from here.
-      history_.clear();
-      history_leaves_ = 0;
-    }
-  }
-  last_pin_at_ = {head_size, tree.applied()};
-}
-
-std::vector<uint64_t> Replica::change_history_sizes() const {
-  std::lock_guard lock(pin_mu_);
-  std::vector<uint64_t> out;
-  for (const PinChanges& c : history_) out.push_back(c.from_size);
-  if (pinned_) out.push_back(pinned_->head().size);
-  return out;
+  return pins_->leaves(size, pgnos, newest);
 }
 
 Result<ChangeSet> Replica::pinned_changes(uint64_t from_size, uint64_t to_size,
                                           uint64_t* newest) const {
-  SWL_ASSIGN(PinFor at, pin_for(to_size, newest));
-  const Head& head = at.pin->head();
-  if (from_size > head.size)
-    return make_error(Errc::invalid_argument,
-                      "changes since size {}: that is past the pinned head at size {}", from_size,
-                      head.size);
-  // The records from from_size up to the pin answered at, merged (a page's
-  // earliest old leaf is its leaf at from_size).
-  uint32_t old_page_count = head.page_count;
-  std::map<uint32_t, Hash32> merged;
-  if (from_size < head.size) {
-    std::lock_guard lock(pin_mu_);
-    auto it = std::find_if(history_.begin(), history_.end(),
-                           [&](const PinChanges& c) { return c.from_size == from_size; });
-    if (it == history_.end())
-      return make_error(Errc::refused,
-                        "changes since size {}: not in this node's change history ({}): ask for "
-                        "leaves",
-                        from_size,
-                        history_.empty() ? std::string("empty")
-                                         : fmt::format("sizes {} to {}", history_.front().from_size,
-                                                       history_.back().to_size));
-    old_page_count = it->changes.old_page_count;
-    uint64_t at_size = from_size;
-    for (; it != history_.end() && it->from_size == at_size && at_size < head.size; ++it) {
-      for (const auto& [pgno, leaf] : it->changes.old_leaves)
-        if (pgno <= old_page_count) merged.emplace(pgno, leaf);
-      at_size = it->to_size;
-    }
-    if (at_size != head.size)
-      return make_error(Errc::refused,
-                        "changes since size {}: the change history does not reach the pinned "
-                        "head at size {} (it stops at {}): ask for leaves",
-                        from_size, head.size, at_size);
-  }
-  return build_change_set(at.pin->tree().tree(), head, from_size, old_page_count,
-                          {merged.begin(), merged.end()});
+  return pins_->changes(from_size, to_size, newest);
 }
+
+std::vector<uint64_t> Replica::change_history_sizes() const { return pins_->history_sizes(); }
 
 Result<ReadSnapshot> Replica::open_snapshot(const ReadCapture* capture) const {
   return swarmlite::open_snapshot(db_path_, roots_, capture);

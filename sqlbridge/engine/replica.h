@@ -26,12 +26,11 @@
 // from any thread. log_mutex() guards the Log between the applier and readers
 // of the Log (serving entries/proofs): hold it around any Log call. A retention
 // round (compact_replica_log, retention.h) mutates the Log from its own thread
-// under log_mutex(), dropping only entries the applier is past.
+// under log_mutex(), dropping only entries the applier is past. Pins: pin_slot.h (apply lock 1st).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -44,6 +43,7 @@
 #include "core/result.h"
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/engine/page_set.h"
+#include "sqlbridge/engine/pin_slot.h"
 #include "sqlbridge/engine/pinned_pages.h"
 #include "sqlbridge/proof/prover.h"
 #include "sqlbridge/engine/snapshot.h"
@@ -234,7 +234,8 @@ class Replica : public PageServer {
   // GetChanges (page_set.h ChangeSet; docs/light-client.md "Head moves"): the
   // pages changed from the pinned head of size `from_size` to the pinned head
   // `to_size` (0: the newest; sizes and *newest as pinned_leaves), from the
-  // change history below. refused when from_size is not a pinned head the
+  // change history (PinSlot::changes: one record per pin that moved the head,
+  // options_.change_history_pins / _leaves). refused when from_size is not a pinned head the
   // history still reaches back to; too_large past kMaxChangedPages. Any thread.
   Result<ChangeSet> pinned_changes(uint64_t from_size, uint64_t to_size,
                                    uint64_t* newest = nullptr) const override;
@@ -280,37 +281,10 @@ class Replica : public PageServer {
   mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
   RecentRoots roots_;
   ReplicaOptions options_;
-  mutable std::mutex pin_mu_;  // guards pinned_, pinned_at_, pinned_pages_
-  mutable std::shared_ptr<PinnedProver> pinned_;
-  mutable std::chrono::steady_clock::time_point pinned_at_{};
-  mutable std::optional<std::string> pin_error_;  // why the last pin failed (pin_mu_)
-  // The pin's pages (null when it could not be set up: pin_pages_error_), and
-  // the WAL frame index carried from pin to pin (under apply_mu_).
-  mutable std::shared_ptr<const PinnedPages> pinned_pages_;  // pin_mu_
-  mutable std::optional<std::string> pin_pages_error_;       // pin_mu_
-  mutable PinnedWalCursor wal_cursor_;
-  // The change history: per pin that moved the head, the pages the state tree's
-  // journal (StateTree::changes_since) says were set or cut since the pin
-  // before, with their leaves there. Contiguous: a gap (the journal no longer
-  // reached back) clears it. Capped by options_.change_history_pins / _leaves,
-  // oldest dropped first.
-  struct PinChanges {
-    uint64_t from_size = 0;
-    uint64_t to_size = 0;
-    StateTree::Changes changes;
-  };
-  mutable std::deque<PinChanges> history_;  // pin_mu_
-  mutable size_t history_leaves_ = 0;       // pin_mu_
-  // The last pin's head size and StateTree::applied() (apply_mu_).
-  mutable std::optional<std::pair<uint64_t, uint64_t>> last_pin_at_;
-  void record_changes_locked(uint64_t head_size) const;  // apply_mu_ and pin_mu_ held
-
-  // The pin to answer a page or leaf request at `size` from (pinned_pages).
-  struct PinFor {
-    std::shared_ptr<PinnedProver> pin;
-    std::shared_ptr<const PinnedPages> pages;  // null when they could not be set up
-  };
-  Result<PinFor> pin_for(uint64_t size, uint64_t* newest) const;
+  // The pin proofs and the page service answer from, and the change history
+  // (pin_slot.h): pinned by the applier under apply_mu_ (lock order apply_mu_
+  // before the slot's lock; mu_ and log_mu_ are never held with it).
+  std::unique_ptr<PinSlot> pins_;
 };
 
 }  // namespace swarmlite

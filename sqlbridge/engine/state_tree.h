@@ -127,8 +127,8 @@ class StateTree {
   // The change journal (docs/formats/state-tree.md "Change journal"): per
   // apply(), the leaf before it of every page it set or cut that existed
   // before it, so a node can prove which pages changed since an older head
-  // (Replica::pinned_changes, page_set.h ChangeSet). Bounded: the newest
-  // kJournalMaxApplies applies and kJournalMaxLeaves leaves in all (older
+  // (PinSlot::changes: Replica's, Primary's pinned_changes; page_set.h ChangeSet).
+  // Bounded: the newest kJournalMaxApplies applies and kJournalMaxLeaves leaves in all (older
   // records are dropped; one apply over the leaf cap is kept as "too many").
   static constexpr size_t kJournalMaxApplies = 4096;
   static constexpr size_t kJournalMaxLeaves = size_t{1} << 16;

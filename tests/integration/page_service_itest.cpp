@@ -5,8 +5,9 @@
 // and leaf hashes verify against it (verify_page_set, verify_leaf_set),
 // whatever head the node pinned meanwhile; an old size is 410 with the
 // newest; a bad list is 400 naming the parameter. GET /db/changes from a head
-// seen before proves, against both heads (verify_change_set), which pages
-// changed since (docs/http-api.md "Changes").
+// the node served before proves, against both heads (verify_change_set), which
+// pages changed since (docs/http-api.md "Changes"), on the peer and on the
+// primary.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
@@ -108,8 +109,9 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
   std::mt19937 rng(5);
   std::map<std::string, std::set<uint64_t>> heads;  // per node
   std::map<std::string, int> verified_at;
-  std::map<uint64_t, Head> seen;  // verified heads, by size
-  int verified = 0, gone = 0, changes_verified = 0, changes_moved = 0, changes_refused = 0;
+  std::map<std::string, std::map<uint64_t, Head>> seen;  // verified heads per node, by size
+  std::map<std::string, int> changes_moved;              // per node
+  int verified = 0, gone = 0, changes_verified = 0, changes_refused = 0;
   const auto until = std::chrono::steady_clock::now() + 8s;
   std::map<std::string, uint64_t> last_sizes;
   while (std::chrono::steady_clock::now() < until || verified_at[r] < 20 || verified_at[p] < 20) {
@@ -160,15 +162,15 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
     heads[node].insert(head.size);
     ++verified;
     ++verified_at[node];
-    if (node != r) continue;
-    // The changes since a head the peer served before (the oldest ones fall
-    // out of its history only after 1,024 pins; the primary's heads may be
-    // ahead of the peer's pin).
-    seen[head.size] = head;
-    if (seen.size() > 1 && rng() % 2 == 0) {
-      auto from = seen.begin();
-      std::advance(from, static_cast<long>(rng() % seen.size()));
-      auto ch = call(r, "GET", fmt::format("/db/changes?since={}", from->first));
+    // The changes since a head the same node served before (the oldest ones
+    // fall out of its history only after 1,024 pins; the primary's heads may
+    // be ahead of the peer's pin, so each node is asked for its own).
+    std::map<uint64_t, Head>& seen_here = seen[node];
+    seen_here[head.size] = head;
+    if (seen_here.size() > 1 && rng() % 2 == 0) {
+      auto from = seen_here.begin();
+      std::advance(from, static_cast<long>(rng() % seen_here.size()));
+      auto ch = call(node, "GET", fmt::format("/db/changes?since={}", from->first));
       REQUIRE_MESSAGE(ch.ok(), ch.error().to_string());
       if (ch->status == 403) {
         ++changes_refused;  // a head the peer never pinned is not in its history
@@ -183,7 +185,7 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
       Status v = verify_change_set(*set, from->second, set->to);
       CHECK_MESSAGE(v.ok(), v.error().to_string());
       ++changes_verified;
-      if (set->to.size > from->first) ++changes_moved;
+      if (set->to.size > from->first) ++changes_moved[node];
     }
   }
   stop = true;
@@ -191,18 +193,20 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
   MESSAGE(verified << " answers verified (" << verified_at[p] << " from the primary) at "
                    << heads[r].size() << " peer heads, " << heads[p].size() << " primary heads, "
                    << gone << " gone, " << writes.load() << " writes meanwhile");
-  MESSAGE(changes_verified << " change sets verified (" << changes_moved << " across writes), "
+  MESSAGE(changes_verified << " change sets verified (" << changes_moved[r] << " from the peer, "
+                           << changes_moved[p] << " from the primary across writes), "
                            << changes_refused << " refused");
   CHECK(writes > 10);
   CHECK(heads[r].size() > 1);  // the peer pinned newer heads while it served
   CHECK(heads[p].size() > 1);  // and so did the primary
-  CHECK(changes_moved > 0);
+  CHECK(changes_moved[r] > 0);
+  CHECK(changes_moved[p] > 0);  // the primary keeps a change history too
 
-  // The primary keeps no change history: 503, ask a peer or the leaves.
+  // A head the primary never pinned (the table's creation): 403, ask the leaves.
   auto p_changes = call(p, "GET", "/db/changes?since=1");
   REQUIRE(p_changes.ok());
-  CHECK(p_changes->status == 503);
-  CHECK_MESSAGE(p_changes->body.find("no change history") != std::string::npos, p_changes->body);
+  CHECK(p_changes->status == 403);
+  CHECK_MESSAGE(p_changes->body.find("ask for leaves") != std::string::npos, p_changes->body);
   auto no_since = call(r, "GET", "/db/changes?size=0");
   REQUIRE(no_since.ok());
   CHECK(no_since->status == 400);
