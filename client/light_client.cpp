@@ -4,9 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <thread>
+#include <chrono>
 #include <cstring>
 #include <set>
+#include <thread>
 
 #include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/snapshot_chunk.h"
@@ -612,7 +613,11 @@ bool LightClient::read_page(uint32_t pgno, std::span<uint8_t> out) {
     }
   }
   if (page == nullptr) {
+    // The guard's time limit bounds the query's own work: the round trip is
+    // not counted (docs/light-client.md "Time limit").
+    const auto asked = std::chrono::steady_clock::now();
     auto fetched = fetch(batch_for(pgno));
+    if (conn_) conn_->exclude_wait(std::chrono::steady_clock::now() - asked);
     if (!fetched.ok()) {
       read_error_ = fetched.take_error();
       return false;

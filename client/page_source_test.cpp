@@ -282,7 +282,8 @@ TEST_CASE("page sources: the changes since an older head, over HTTP and the peer
   const std::vector<uint32_t> changed =
       changed_pages(got(http->changes(old.size, newest.size)), old.page_count);
   f.node->set_page_server(f.primary.get());
-  for (auto source : {primary_http, peer_page_source(f.address, f.keys.pub, 10s)}) {
+  auto primary_peer = peer_page_source(f.address, f.keys.pub, 10s);
+  for (PageSource* source : {primary_http.get(), primary_peer.get()}) {
     INFO(source->name());
     const ChangeSet from_primary = got(source->changes(primary_old.size, newest.size));
     CHECK(from_primary.to == newest);

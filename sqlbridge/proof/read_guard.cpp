@@ -131,6 +131,7 @@ struct GuardedConnection::State {
   ReadGuardOptions options;
   std::chrono::steady_clock::time_point start;
   std::chrono::steady_clock::time_point deadline;
+  std::chrono::steady_clock::duration excluded{};  // exclude_wait() total this query
   uint64_t steps = 0;
   std::string_view sql;                    // the query being prepared (for messages)
   std::optional<std::string> denied;       // first construct the authorizer refused
@@ -144,6 +145,7 @@ struct GuardedConnection::State {
     sql = text;
     start = std::chrono::steady_clock::now();
     deadline = start + options.time_limit;
+    excluded = {};
     steps = 0;
     denied.reset();
     interrupted.reset();
@@ -223,8 +225,13 @@ struct GuardedConnection::State {
       return 1;
     }
     if (std::chrono::steady_clock::now() > st->deadline) {
-      st->interrupted = fmt::format("query interrupted after {} ms: over the time limit of {} ms",
-                                    st->elapsed_ms(), st->options.time_limit.count());
+      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(st->excluded);
+      st->interrupted = fmt::format(
+          "query interrupted after {} ms{}: over the time limit of {} ms", st->elapsed_ms(),
+          waited.count() > 0 ? fmt::format(" ({} ms of it waiting for pages, not counted)",
+                                           waited.count())
+                             : std::string(),
+          st->options.time_limit.count());
       return 1;
     }
     return 0;
@@ -245,6 +252,12 @@ GuardedConnection::GuardedConnection(sqlite3* db, std::unique_ptr<State> state)
 GuardedConnection::~GuardedConnection() { SqliteCloser()(db_); }
 
 const ReadGuardOptions& GuardedConnection::options() const { return state_->options; }
+
+void GuardedConnection::exclude_wait(std::chrono::steady_clock::duration waited) {
+  if (waited <= std::chrono::steady_clock::duration::zero()) return;
+  state_->deadline += waited;
+  state_->excluded += waited;
+}
 
 void GuardedConnection::stop_all_reads(bool stopping) { g_stopping.store(stopping); }
 

@@ -84,6 +84,13 @@ class GuardedConnection {
 
   sqlite3* handle() const { return db_; }
 
+  // Time the caller spent waiting outside SQLite's work during the query now
+  // running, called from inside it (a light client's VFS fetching pages over
+  // the network, docs/light-client.md "Time limit"): the deadline moves by
+  // `waited`, so time_limit bounds the query's own work, not the network.
+  // Outside a query it has no effect (the next query starts afresh).
+  void exclude_wait(std::chrono::steady_clock::duration waited);
+
   // Process-wide: while `stopping` is set, every guarded statement in the process
   // is interrupted at its next progress check (refused, "the process is
   // stopping"), trusted scopes excepted. For shutdown (a SIGTERM must not wait
