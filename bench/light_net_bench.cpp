@@ -14,6 +14,10 @@
 //             cache and one query (uniform keys, 80 % points): seeded from one
 //             proof=1 answer, and not (--no-seed), alternating in the same run
 //             (docs/light-client.md "Seeding a cold query from proof=1").
+//   longer    warm-ups to SWARMLITE_BENCH_WARM_MORE queries in all (default
+//             16384,65536), each followed by a pass of new queries.
+// SWARMLITE_BENCH_DEFER=0 turns the deferred head check off (head check first,
+// docs/light-client.md "Deferred head check").
 // Then one row written through the primary and the light client's query of
 // it at the new head (min_size): what re-validating costs.
 //
@@ -209,6 +213,8 @@ void BM_LightNetwork(benchmark::State& state) {
   const fs::path cache = dir / "cache";
   fs::remove_all(cache);
   client::LightClientOptions lo;
+  // SWARMLITE_BENCH_DEFER=0: the head check before every query (A/B).
+  lo.defer_head_check = env_int("SWARMLITE_BENCH_DEFER", 1) != 0;
   auto opened = client::LightClient::open(
       cache, {std::shared_ptr<client::PageSource>(client::http_page_source(peer.http(), 30s))}, pub,
       lo);
@@ -310,6 +316,34 @@ void BM_LightNetwork(benchmark::State& state) {
     const Figures v = run_verify(timed);
     const double p = run_plain(timed);
     const double rtt = run_rtt(500);
+    // Longer warm-ups (SWARMLITE_BENCH_WARM_MORE, total queries, default
+    // 16384,65536): more of the Zipf tail cached; after each, a pass of new
+    // queries from the same distribution (never run before).
+    struct Stage {
+      size_t warmed;
+      Figures f;
+      double merged, reruns;
+    };
+    std::vector<Stage> stages;
+    {
+      const char* more = std::getenv("SWARMLITE_BENCH_WARM_MORE");
+      std::string list = more ? more : "16384,65536";
+      size_t warmed = warm + measured;  // the first pass warmed too
+      for (size_t pos = 0; pos < list.size();) {
+        size_t comma = list.find(',', pos);
+        if (comma == std::string::npos) comma = list.size();
+        const size_t total = std::stoul(list.substr(pos, comma - pos));
+        pos = comma + 1;
+        if (total > warmed) (void)run_light(queries(zipf, rng, total - warmed));
+        warmed = std::max(warmed, total);
+        const client::LightStats t0 = light->totals();
+        const Figures f = run_light(queries(zipf, rng, measured));
+        const client::LightStats d = light->totals() - t0;
+        stages.push_back({warmed, f, static_cast<double>(d.merged_checks) / measured,
+                          static_cast<double>(d.reruns) / measured});
+        warmed += measured;
+      }
+    }
     // A write through the primary, then the hot key's query at the new head.
     const int64_t hot = zipf.key(rng);
     auto w = http(primary.http(), "POST", "/db/execute",
@@ -374,6 +408,13 @@ void BM_LightNetwork(benchmark::State& state) {
                "round trips\n",
                measured, cached.us, cached.us / (p + rtt), cached.bytes, cached.pages,
                v.bytes / std::max(cached.bytes, 1.0), cached.trips);
+    for (const Stage& st : stages)
+      fmt::print(stderr,
+                 "  first pass after {} queries: {:.0f} bytes (verify/light {:.1f}x), {:.2f} round "
+                 "trips, {:.2f} pages, {:.0f} µs per query; head checks merged into a fetch {:.2f}, "
+                 "re-runs {:.2f} per query\n",
+                 st.warmed, st.f.bytes, v.bytes / std::max(st.f.bytes, 1.0), st.f.trips,
+                 st.f.pages, st.f.us, st.merged, st.reruns);
     fmt::print(
         stderr,
         "  after a one-row write: the hot key's query fetched {:.0f} bytes ({:.0f} pages) in "

@@ -72,6 +72,8 @@ LightStats LightStats::operator-(const LightStats& o) const {
   d.change_fallbacks = change_fallbacks - o.change_fallbacks;
   d.seeded = seeded - o.seeded;
   d.seed_failures = seed_failures - o.seed_failures;
+  d.merged_checks = merged_checks - o.merged_checks;
+  d.reruns = reruns - o.reruns;
   return d;
 }
 
@@ -590,6 +592,70 @@ ClientResult<std::monostate> LightClient::fetch(std::vector<uint32_t> pgnos) {
   return all_failed("pages " + what, std::move(failed));
 }
 
+ClientResult<std::monostate> LightClient::fetch_checking(std::vector<uint32_t> pgnos) {
+  const std::string what = fmt::format("{} at the newest head", pgnos_text(pgnos));
+  std::vector<ClientError> failed;
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    if (banned_[i]) continue;
+    PageSource& src = *sources_[i];
+    ++totals_.round_trips;
+    auto answer = src.pages(0, pgnos);
+    if (!answer.ok()) {
+      failed.push_back(source_error(ClientErrorKind::transport, src, answer.error().to_string()));
+      continue;
+    }
+    if (auto* gone = std::get_if<HeadGone>(&*answer)) {
+      failed.push_back(source_error(ClientErrorKind::transport, src,
+                                    fmt::format("no pinned head (its newest is {})", gone->newest)));
+      continue;
+    }
+    PageSet set = std::get<PageSet>(std::move(*answer));
+    // The head as any new head (signature, freshness, not behind the
+    // client's, equivocation), then the pages against it.
+    if (auto ok = check_new_head(src, set.head); !ok.ok()) {
+      ClientError e = ok.take_error();
+      if (e.kind == ClientErrorKind::equivocation) return e;
+      if (e.kind == ClientErrorKind::proof_invalid) ban(i, e.message);
+      failed.push_back(std::move(e));
+      continue;
+    }
+    Status s = verify_page_set(set, set.head);
+    if (s.ok() && set.pgnos != pgnos)
+      s = make_error(Errc::proof_failed, "pages of {} asked, {} answered", pgnos_text(pgnos),
+                     pgnos_text(set.pgnos));
+    if (!s.ok()) {
+      ClientError e = source_error(ClientErrorKind::proof_invalid, src, s.error().to_string());
+      e.cause = s.error();
+      ban(i, e.message);
+      failed.push_back(std::move(e));
+      continue;
+    }
+    check_pending_ = false;
+    ++totals_.merged_checks;
+    if (encode_head(set.head) == encode_head(*head_)) {
+      last_check_moved_ = false;
+      return store(set);
+    }
+    // A newer head: this run's pages are of an older state. Run again there.
+    last_check_moved_ = true;
+    restart_ = true;
+    const uint64_t newer = set.head.size;
+    newer_pages_ = std::move(set);
+    return source_error(ClientErrorKind::transport, src,
+                        fmt::format("head moved from size {} to {}: the query runs again there",
+                                    head_->size, newer));
+  }
+  // No source gave a usable answer: the query runs again with the head check
+  // first (which waits out sources that are all behind, stale_wait).
+  check_pending_ = false;
+  restart_ = true;
+  return all_failed("pages " + what, std::move(failed));
+}
+
+ClientResult<std::monostate> LightClient::fetch_for_query(std::vector<uint32_t> pgnos) {
+  return check_pending_ ? fetch_checking(std::move(pgnos)) : fetch(std::move(pgnos));
+}
+
 bool LightClient::read_page(uint32_t pgno, std::span<uint8_t> out) {
   if (pgno == lock_byte_page(page_size_)) {
     // SQLite never reads it; its leaf is that of zeros (docs/formats/state-tree.md).
@@ -616,7 +682,7 @@ bool LightClient::read_page(uint32_t pgno, std::span<uint8_t> out) {
     // The guard's time limit bounds the query's own work: the round trip is
     // not counted (docs/light-client.md "Time limit").
     const auto asked = std::chrono::steady_clock::now();
-    auto fetched = fetch(batch_for(pgno));
+    auto fetched = fetch_for_query(batch_for(pgno));
     if (conn_) conn_->exclude_wait(std::chrono::steady_clock::now() - asked);
     if (!fetched.ok()) {
       read_error_ = fetched.take_error();
@@ -642,7 +708,7 @@ ClientResult<std::monostate> LightClient::ensure_connection() {
   // Page 1 first, verified at this head: it confirms the page size the VFS
   // presents the file with (every statement reads it anyway).
   if (!usable(1)) {
-    auto got = fetch({1});
+    auto got = fetch_for_query({1});
     if (!got.ok()) return got.take_error();
   }
   file_ = std::make_unique<LightVfsFile>(static_cast<LightPager&>(*this));
@@ -659,53 +725,112 @@ ClientResult<std::monostate> LightClient::ensure_connection() {
   return std::monostate{};
 }
 
+void LightClient::take_newer_pages() {
+  if (!newer_pages_) return;
+  PageSet set = std::move(*newer_pages_);
+  newer_pages_.reset();
+  if (head_ && encode_head(*head_) == encode_head(set.head)) {
+    // The head check moved the client to the head these pages were proven
+    // at: they are its pages now (stored, counted).
+    if (auto s = store(set); !s.ok()) read_error_ = s.take_error();
+    return;
+  }
+  // The client moved further on: received and verified, not usable.
+  totals_.pages_fetched += set.pgnos.size();
+  totals_.page_bytes += uint64_t{set.page_size} * set.pgnos.size();
+  totals_.proof_bytes += 32 * set.proof.hashes.size();
+}
+
 ClientResult<LightAnswer> LightClient::query(const std::string& sql,
                                              const std::vector<Value>& params) {
   const LightStats before = totals_;
   fetched_.clear();
+  newer_pages_.reset();
   const bool cold = starts_cold(sql);
   if (ran_.size() >= kMaxRememberedStatements) ran_.clear();
   ran_.insert(sql);
+  // head_ is what a head check of this query found (no check needed before
+  // the next run); a run that must move on clears it.
+  bool checked = false;
+  int head_retries = 0;
   for (int attempt = 0;; ++attempt) {
     read_error_.reset();
     head_gone_ = false;
+    restart_ = false;
+    check_pending_ = false;
     recent_.clear();
     misses_under_.clear();
     // A cold query: one proof=1 answer brings a head (as new as any head
     // check's) and its pages; else the head check and page-by-page misses.
-    bool seeded = false;
     if (attempt == 0 && cold) {
       auto s = seed(sql, params);
       if (!s.ok()) return s.take_error();
-      seeded = *s;
+      checked = *s;
     }
     std::string why;
-    if (!seeded &&
+    if (!checked &&
         (!head_ || attempt > 0 || options_.refresh_each_query || !fresh(*head_, &why))) {
-      auto moved = refresh();
-      if (!moved.ok()) return moved.take_error();
+      if (attempt == 0 && options_.defer_head_check && options_.refresh_each_query && head_ &&
+          !last_check_moved_ && fresh(*head_, nullptr)) {
+        // Deferred: run at head_ now, check with the first fetch or at the end.
+        check_pending_ = true;
+      } else {
+        const std::optional<Head> was = head_;
+        auto moved = refresh();
+        if (!moved.ok()) return moved.take_error();
+        last_check_moved_ = was && encode_head(*was) != encode_head(*head_);
+        checked = true;
+        take_newer_pages();
+        if (read_error_) return std::move(*read_error_);
+      }
     }
     auto opened = ensure_connection();
     Result<QueryResult> result = make_error(Errc::internal, "not run");
     if (opened.ok()) {
       result = conn_->query(sql, params);
-    } else if (!head_gone_) {
+    } else if (!head_gone_ && !restart_) {
       return opened.take_error();
     } else {
       read_error_ = opened.take_error();
     }
     recent_.clear();
+    if (restart_) {
+      // The deferred check found the head moved (or could not be made): the
+      // run was at an older head; run again after a head check.
+      conn_.reset();
+      file_.reset();
+      checked = false;
+      ++totals_.reruns;
+      continue;
+    }
     if (read_error_) {
       // A failed read leaves SQLite's pager in an error state for this
       // connection: the next run opens a new one.
       conn_.reset();
       file_.reset();
-      if (head_gone_ && attempt < options_.max_head_retries) continue;
+      if (head_gone_ && head_retries++ < options_.max_head_retries) {
+        checked = false;
+        continue;
+      }
       ClientError e = std::move(*read_error_);
       if (head_gone_)
         e.message = fmt::format("{} (the head moved {} times during the query: gave up)", e.message,
-                                attempt + 1);
+                                head_retries);
       return e;
+    }
+    if (check_pending_) {
+      // The run read only cached pages at an unchecked head: check it now.
+      // Unchanged: the answer (rows or error) stands. Moved: run again there.
+      check_pending_ = false;
+      const Head was = *head_;
+      auto moved = refresh();
+      if (!moved.ok()) return moved.take_error();
+      checked = true;
+      last_check_moved_ = encode_head(was) != encode_head(*head_);
+      if (last_check_moved_) {
+        ++totals_.reruns;
+        continue;
+      }
     }
     if (!result.ok()) {
       ClientError e =

@@ -70,6 +70,17 @@ struct LightClientOptions {
   // bytes per held page); off: only when the current head fails max_age /
   // min_size, or on refresh().
   bool refresh_each_query = true;
+  // With refresh_each_query, a client that holds a fresh head runs the query
+  // at that head first and checks the head after (docs/light-client.md
+  // "Deferred head check"): the first page it misses is asked at the
+  // source's newest head (GetPages{0, ...}), whose answer is the head check;
+  // a query that misses nothing checks the head when it ends. A head that
+  // moved meanwhile re-runs the query at the new head (rows of an older head
+  // are never returned). So a query with one miss costs one round trip, not
+  // two. Used only while the previous head check found the head unchanged
+  // (under steady writes the check goes first, as without it). Off: the head
+  // check always goes first.
+  bool defer_head_check = true;
   // Pages per GetPages on a miss: the page SQLite asked for plus the uncached
   // children of the B-tree page that points to it (docs/light-client.md
   // "Batched misses"), nearest first, from the second miss below that page in
@@ -120,6 +131,11 @@ struct LightStats {
   // error: the query went on to the next source or page by page).
   uint64_t seeded = 0;
   uint64_t seed_failures = 0;
+  // Head checks done by the query's first page fetch (defer_head_check), and
+  // query runs at a head found to have moved by a deferred check (run again
+  // at the new head).
+  uint64_t merged_checks = 0;
+  uint64_t reruns = 0;
   LightStats operator-(const LightStats& o) const;
 };
 
@@ -203,6 +219,18 @@ class LightClient final : private LightPager {
   void adopt(const Verified& v);
   // Fetches `pgnos` at head_ from the first source that serves them verified.
   ClientResult<std::monostate> fetch(std::vector<uint32_t> pgnos);
+  // The deferred head check (defer_head_check): `pgnos` at the newest head of
+  // the first source that serves them verified. At head_ (byte for byte):
+  // stored, the head is checked. At a newer head: the pages are kept in
+  // newer_pages_, restart_ is set and an error returned (the query runs again
+  // after a head move). No usable answer: restart_ too (the query runs again
+  // with the head check first).
+  ClientResult<std::monostate> fetch_checking(std::vector<uint32_t> pgnos);
+  // After a head check: newer_pages_ stored if the client is now at their
+  // head, else dropped (counted as received).
+  void take_newer_pages();
+  // fetch_checking while the head check is pending, else fetch.
+  ClientResult<std::monostate> fetch_for_query(std::vector<uint32_t> pgnos);
   ClientResult<std::monostate> store(const PageSet& set);
   ClientResult<std::monostate> open_cache(uint32_t page_size);
   ClientResult<std::monostate> ensure_connection();
@@ -237,6 +265,14 @@ class LightClient final : private LightPager {
   std::optional<ClientError> read_error_;
   bool head_gone_ = false;  // every source answered HeadGone in the failed fetch
   bool leaves_gone_ = false;  // the last ask_leaves was answered HeadGone
+  // Deferred head check: pending during a run at an unchecked head_; restart_
+  // when that run must be done again (the head moved, or no source answered
+  // the combined fetch); the pages that fetch got at the newer head, stored
+  // once the client moved there; whether the last head check found a move.
+  bool check_pending_ = false;
+  bool restart_ = false;
+  std::optional<PageSet> newer_pages_;
+  bool last_check_moved_ = false;
   std::vector<uint32_t> fetched_;
   LightStats totals_;
   std::unordered_set<std::string> ran_;  // SQL texts queried (for starts_cold), bounded

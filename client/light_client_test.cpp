@@ -99,7 +99,7 @@ struct Liar : PageSource {
   Liar(std::shared_ptr<PageSource> in, Lie l) : inner(std::move(in)), lie(l) {}
   std::string name() const override { return "liar"; }
   Result<PageAnswer<PageSet>> pages(uint64_t size, std::span<const uint32_t> pgnos) override {
-    if (only_changes) return inner->pages(size, pgnos);
+    if (only_changes || (only_newest_pages && size != 0)) return inner->pages(size, pgnos);
     if (lie == Lie::head_gone) return PageAnswer<PageSet>(HeadGone{size});
     SWL_ASSIGN(auto a, inner->pages(size, pgnos));
     if (!std::holds_alternative<PageSet>(a)) return a;
@@ -136,7 +136,7 @@ struct Liar : PageSource {
     return a;
   }
   Result<PageAnswer<LeafSet>> leaves(uint64_t size, std::span<const uint32_t> pgnos) override {
-    if (only_changes) return inner->leaves(size, pgnos);
+    if (only_changes || only_newest_pages) return inner->leaves(size, pgnos);
     if (lie == Lie::head_gone) return PageAnswer<LeafSet>(HeadGone{size + 1});
     SWL_ASSIGN(auto a, inner->leaves(size, pgnos));
     if (lie == Lie::bad_signature && std::holds_alternative<LeafSet>(a))
@@ -145,6 +145,7 @@ struct Liar : PageSource {
   }
   Result<PageAnswer<ChangeSet>> changes(uint64_t from_size, uint64_t to_size) override {
     ++change_calls;
+    if (only_newest_pages) return inner->changes(from_size, to_size);
     if (lie == Lie::head_gone) return PageAnswer<ChangeSet>(HeadGone{to_size + 1});
     if (lie == Lie::no_changes)
       return make_error(Errc::unavailable, "liar: no change history here");
@@ -176,6 +177,8 @@ struct Liar : PageSource {
   }
   int change_calls = 0;
   bool only_changes = false;  // pages and leaves honest: only change sets lie
+  // Lies only in pages at the newest head (size 0: a deferred head check).
+  bool only_newest_pages = false;
 };
 
 const std::vector<std::pair<std::string, std::vector<Value>>> kQueries = {
@@ -420,7 +423,9 @@ TEST_CASE("light client: holding many pages, a head move asks for the changes si
   REQUIRE(!a.fetched.empty());
   for (uint32_t p : a.fetched) CHECK(w.changed.contains(p));
   CHECK(a.fetched.size() == moved->pages_dropped);
-  CHECK(a.stats.round_trips == 1 + a.fetched.size());  // the head check, one per changed page
+  // One per changed page: the first one is the head check (deferred).
+  CHECK(a.stats.round_trips == a.fetched.size());
+  CHECK(a.stats.merged_checks == 1);
 }
 
 TEST_CASE(
@@ -460,6 +465,105 @@ TEST_CASE("light client: a change set that hides a change or lies about the head
     // The honest source moved the client, by its own change set.
     CHECK(a.stats.change_sets == 1);
     for (uint32_t p : a.fetched) CHECK(w.changed.contains(p));
+  }
+}
+
+// The deferred head check (LightClientOptions::defer_head_check,
+// docs/light-client.md "Deferred head check").
+TEST_CASE("light client: a warm query's first miss is its head check: one round trip") {
+  Node n;
+  TempDir cache;
+  LightClientOptions o;
+  o.max_batch_pages = 1;
+  auto c = n.client({n.honest}, cache / "c", o);
+  run(*c, "SELECT v FROM t WHERE id = 5");
+  run(*c, "SELECT v FROM t WHERE id = 5");  // a head check that found the head unchanged
+  const std::string q = "SELECT id, v, k FROM t WHERE id = 2900";
+  LightAnswer a = run(*c, q);
+  CHECK(a.rows == n.plain(q).rows);
+  CHECK(a.stats.pages_fetched == 1);  // the leaf: root and schema are held
+  CHECK(a.stats.round_trips == 1);    // 2 with the head check first
+  CHECK(a.stats.merged_checks == 1);
+  CHECK(a.stats.reruns == 0);
+  // Off: the head check goes first.
+  c->options().defer_head_check = false;
+  LightAnswer b = run(*c, "SELECT id, v, k FROM t WHERE id = 2400");
+  CHECK(b.stats.pages_fetched == 1);
+  CHECK(b.stats.round_trips == 2);
+  CHECK(b.stats.merged_checks == 0);
+}
+
+TEST_CASE("light client: a deferred head check that finds the head moved re-runs the query") {
+  Node n;
+  TempDir cache;
+  LightClientOptions o;
+  o.max_batch_pages = 1;
+  auto c = n.client({n.honest}, cache / "c", o);
+  run(*c, "SELECT v FROM t WHERE id = 5");
+  run(*c, "SELECT v FROM t WHERE id = 5");
+  // A miss at the old head: the first fetch returns the newer head; the rows
+  // are those of the newer head.
+  n.exec("UPDATE t SET v = 4242 WHERE id = 1500");
+  n.sync();
+  const std::string miss = "SELECT id, v FROM t WHERE id = 1500";
+  LightAnswer a = run(*c, miss);
+  CHECK(a.rows == n.plain(miss).rows);
+  CHECK(a.rows[0][1] == Value{int64_t{4242}});
+  CHECK(a.stats.reruns == 1);
+  CHECK(a.stats.head_moves == 1);
+  CHECK(a.head.size == n.replica->pinned_size());
+  CHECK(a.stats.round_trips <= 3);  // GetPages{0}, the change set, a page changed at the move
+  run(*c, miss);                    // the check goes first once (the last one moved) ...
+  run(*c, miss);                    // ... and is deferred again after a check found no move
+  // No miss at the old head: the check at the end finds the move, the rows
+  // are those of the newer head, never the cached ones.
+  n.exec("UPDATE t SET v = 777 WHERE id = 5");
+  n.sync();
+  const std::string cached = "SELECT id, v FROM t WHERE id = 5";
+  LightAnswer b = run(*c, cached);
+  CHECK(b.rows == n.plain(cached).rows);
+  CHECK(b.rows[0][1] == Value{int64_t{777}});
+  CHECK(b.stats.reruns == 1);
+  CHECK(b.stats.head_moves == 1);
+  CHECK(b.head.size == n.replica->pinned_size());
+  CHECK(c->bans().empty());
+}
+
+TEST_CASE("light client: a deferred head check's pages are checked like any: a lie is banned") {
+  using Lie = Liar::Lie;
+  for (const auto& [lie, reason] : std::vector<std::pair<Lie, std::string>>{
+           {Lie::flipped_byte, "root"},
+           {Lie::wrong_proof, "pages"},
+           {Lie::swapped_pgno, "root"},
+           {Lie::stale_head, ""},  // behind the client's head: skipped, not banned
+       }) {
+    CAPTURE(static_cast<int>(lie));
+    Node n;
+    TempDir cache;
+    auto liar = std::make_shared<Liar>(n.honest, lie);
+    liar->only_newest_pages = true;
+    if (lie == Lie::stale_head) {
+      REQUIRE(liar->pages(0, std::vector<uint32_t>{1}).ok());  // remembers this head
+      n.exec("UPDATE t SET v = v + 1 WHERE id < 50");
+      n.sync();
+    }
+    LightClientOptions o;
+    o.max_batch_pages = 1;
+    auto c = n.client({liar, n.honest}, cache / "c", o);
+    run(*c, "SELECT v FROM t WHERE id = 5");
+    run(*c, "SELECT v FROM t WHERE id = 5");
+    REQUIRE(c->bans().empty());
+    const std::string q = "SELECT id, v, k FROM t WHERE id = 2900";
+    LightAnswer a = run(*c, q);
+    CHECK(a.rows == n.plain(q).rows);
+    CHECK(a.stats.merged_checks == 1);  // the honest source's answer was the check
+    if (reason.empty()) {
+      CHECK(c->bans().empty());
+    } else {
+      REQUIRE(c->bans().size() == 1);
+      CHECK(c->bans()[0].source == "liar");
+      CHECK_MESSAGE(c->bans()[0].reason.find(reason) != std::string::npos, c->bans()[0].reason);
+    }
   }
 }
 
