@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -30,6 +31,23 @@ struct HeadGone {
 
 template <class T>
 using PageAnswer = std::variant<T, HeadGone>;
+
+// A source's answer to "the changes from head `from_size` to `to_size`" (0:
+// its newest), decoded and checked to be of the range asked (whether its
+// leaves and siblings prove anything is the client's check,
+// verify_change_set). `who` names the source, `what` the answer, in errors
+// (bad_value).
+inline Result<ChangeSet> decode_change_answer(ByteView body, uint64_t from_size, uint64_t to_size,
+                                              std::string_view who, std::string_view what) {
+  auto set = decode_change_set(body);
+  if (!set.ok())
+    return make_error(Errc::bad_value, "{}: {} answer: {}", who, what, set.error().to_string());
+  if (set->from_size != from_size || (to_size != 0 && set->to.size != to_size))
+    return make_error(Errc::bad_value,
+                      "{}: asked for the changes from head {} to {}, the answer is from {} to {}",
+                      who, from_size, to_size, set->from_size, set->to.size);
+  return set;
+}
 
 // One request per call; a client may call one source from several threads.
 class PageSource {

@@ -54,15 +54,9 @@ class HttpPageSource : public PageSource {
     if (!res.ok())
       return make_error(Errc::unavailable, "{}/db/changes: {}", url_, res.error().to_string());
     if (res->status != 200) return answer_error<ChangeSet>(*res);
-    auto set = decode_change_set(as_bytes(res->body));
-    if (!set.ok())
-      return make_error(Errc::bad_value, "{}: /db/changes answer: {}", url_,
-                        set.error().to_string());
-    if (set->from_size != from_size || (to_size != 0 && set->to.size != to_size))
-      return make_error(Errc::bad_value,
-                        "{}: asked for the changes from head {} to {}, the answer is from {} to {}",
-                        url_, from_size, to_size, set->from_size, set->to.size);
-    return PageAnswer<ChangeSet>(std::move(set).value());
+    SWL_ASSIGN(ChangeSet set,
+               decode_change_answer(as_bytes(res->body), from_size, to_size, url_, "/db/changes"));
+    return PageAnswer<ChangeSet>(std::move(set));
   }
 
   // POST /db/query?proof=1 with Accept: application/octet-stream: the raw

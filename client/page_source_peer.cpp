@@ -38,15 +38,9 @@ class PeerPageSource : public PageSource {
     SWL_ASSIGN(net::Message m, call(net::GetChanges{from_size, to_size}, net::kFeatureChanges));
     SWL_ASSIGN(auto answer, answer_set<net::ChangesMsg>(m, to_size));
     if (auto* gone = std::get_if<HeadGone>(&answer)) return PageAnswer<ChangeSet>(*gone);
-    auto set = decode_change_set(std::get<Bytes>(answer));
-    if (!set.ok())
-      return make_error(Errc::bad_value, "{}: changes answer: {}", address_,
-                        set.error().to_string());
-    if (set->from_size != from_size || (to_size != 0 && set->to.size != to_size))
-      return make_error(Errc::bad_value,
-                        "{}: asked for the changes from head {} to {}, the answer is from {} to {}",
-                        address_, from_size, to_size, set->from_size, set->to.size);
-    return PageAnswer<ChangeSet>(std::move(set).value());
+    SWL_ASSIGN(ChangeSet set, decode_change_answer(std::get<Bytes>(answer), from_size, to_size,
+                                                   address_, "changes"));
+    return PageAnswer<ChangeSet>(std::move(set));
   }
 
   // Nor a query-proof request: proofs come over HTTP only (POST /db/query?proof=1).
