@@ -770,8 +770,9 @@ ClientResult<LightAnswer> LightClient::query(const std::string& sql,
     std::string why;
     if (!checked &&
         (!head_ || attempt > 0 || options_.refresh_each_query || !fresh(*head_, &why))) {
+      // (Not at a head without pages: that error would be the old head's.)
       if (attempt == 0 && options_.defer_head_check && options_.refresh_each_query && head_ &&
-          !last_check_moved_ && fresh(*head_, nullptr)) {
+          head_->page_count > 0 && !last_check_moved_ && fresh(*head_, nullptr)) {
         // Deferred: run at head_ now, check with the first fetch or at the end.
         check_pending_ = true;
       } else {
