@@ -17,6 +17,10 @@
 // (the source keeps no such history) with one GetLeaves over every page it
 // holds: unchanged pages are reused, changed ones are fetched again when read. A query runs
 // entirely at one head (one SQLite connection per head over the light VFS, light_vfs.h).
+// A warm client checks the head with the query's first page fetch, or after a
+// run that fetched nothing, and runs the query again if it moved
+// (LightClientOptions::defer_head_check): rows of an older head are never
+// returned.
 //
 // Sources. Asked in order. One whose answer fails verification (a wrong page,
 // number, multiproof, head, or a head not signed by the log key) is banned for
