@@ -553,6 +553,19 @@ ClientResult<std::monostate> LightClient::store(const PageSet& set) {
   return std::monostate{};
 }
 
+std::optional<ClientError> LightClient::page_set_problem(const PageSource& src, const PageSet& set,
+                                                        const Head& at,
+                                                        const std::vector<uint32_t>& pgnos) const {
+  Status s = verify_page_set(set, at);
+  if (s.ok() && set.pgnos != pgnos)
+    s = make_error(Errc::proof_failed, "pages of {} asked, {} answered", pgnos_text(pgnos),
+                   pgnos_text(set.pgnos));
+  if (s.ok()) return std::nullopt;
+  ClientError e = source_error(ClientErrorKind::proof_invalid, src, s.error().to_string());
+  e.cause = s.error();
+  return e;
+}
+
 ClientResult<std::monostate> LightClient::fetch(std::vector<uint32_t> pgnos) {
   const std::string what = fmt::format("{} at size {}", pgnos_text(pgnos), head_->size);
   std::vector<ClientError> failed;
@@ -575,15 +588,9 @@ ClientResult<std::monostate> LightClient::fetch(std::vector<uint32_t> pgnos) {
     }
     all_gone = false;
     const PageSet& set = std::get<PageSet>(*answer);
-    Status s = verify_page_set(set, *head_);
-    if (s.ok() && set.pgnos != pgnos)
-      s = make_error(Errc::proof_failed, "pages of {} asked, {} answered", pgnos_text(pgnos),
-                     pgnos_text(set.pgnos));
-    if (!s.ok()) {
-      ClientError e = source_error(ClientErrorKind::proof_invalid, src, s.error().to_string());
-      e.cause = s.error();
-      ban(i, e.message);
-      failed.push_back(std::move(e));
+    if (auto e = page_set_problem(src, set, *head_, pgnos)) {
+      ban(i, e->message);
+      failed.push_back(std::move(*e));
       continue;
     }
     return store(set);
@@ -619,15 +626,9 @@ ClientResult<std::monostate> LightClient::fetch_checking(std::vector<uint32_t> p
       failed.push_back(std::move(e));
       continue;
     }
-    Status s = verify_page_set(set, set.head);
-    if (s.ok() && set.pgnos != pgnos)
-      s = make_error(Errc::proof_failed, "pages of {} asked, {} answered", pgnos_text(pgnos),
-                     pgnos_text(set.pgnos));
-    if (!s.ok()) {
-      ClientError e = source_error(ClientErrorKind::proof_invalid, src, s.error().to_string());
-      e.cause = s.error();
-      ban(i, e.message);
-      failed.push_back(std::move(e));
+    if (auto e = page_set_problem(src, set, set.head, pgnos)) {
+      ban(i, e->message);
+      failed.push_back(std::move(*e));
       continue;
     }
     check_pending_ = false;

@@ -221,6 +221,11 @@ class LightClient final : private LightPager {
   std::optional<Error> seed_problem(QueryProof&& proof, const std::string& sql,
                                     const std::vector<Value>& params, PageSet* set) const;
   void adopt(const Verified& v);
+  // Why `set` (from `src`, answering a request for `pgnos`) is not those
+  // pages proven at `at` (a lie: proof_invalid), or nullopt.
+  std::optional<ClientError> page_set_problem(const PageSource& src, const PageSet& set,
+                                              const Head& at,
+                                              const std::vector<uint32_t>& pgnos) const;
   // Fetches `pgnos` at head_ from the first source that serves them verified.
   ClientResult<std::monostate> fetch(std::vector<uint32_t> pgnos);
   // The deferred head check (defer_head_check): `pgnos` at the newest head of

@@ -6,6 +6,7 @@
 #include "client/light_client.h"
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -470,14 +471,27 @@ TEST_CASE("light client: a change set that hides a change or lies about the head
 
 // The deferred head check (LightClientOptions::defer_head_check,
 // docs/light-client.md "Deferred head check").
+namespace {
+
+// A client of `n` over `sources`, one page per miss, that has run one query
+// twice: it holds the root and schema, and its last head check found the head
+// unchanged (so the next query defers its check).
+std::unique_ptr<LightClient> deferring_client(Node& n, std::vector<std::shared_ptr<PageSource>> sources,
+                                              const std::filesystem::path& cache) {
+  LightClientOptions o;
+  o.max_batch_pages = 1;
+  auto c = n.client(std::move(sources), cache, o);
+  run(*c, "SELECT v FROM t WHERE id = 5");
+  run(*c, "SELECT v FROM t WHERE id = 5");
+  return c;
+}
+
+}  // namespace
+
 TEST_CASE("light client: a warm query's first miss is its head check: one round trip") {
   Node n;
   TempDir cache;
-  LightClientOptions o;
-  o.max_batch_pages = 1;
-  auto c = n.client({n.honest}, cache / "c", o);
-  run(*c, "SELECT v FROM t WHERE id = 5");
-  run(*c, "SELECT v FROM t WHERE id = 5");  // a head check that found the head unchanged
+  auto c = deferring_client(n, {n.honest}, cache / "c");
   const std::string q = "SELECT id, v, k FROM t WHERE id = 2900";
   LightAnswer a = run(*c, q);
   CHECK(a.rows == n.plain(q).rows);
@@ -496,36 +510,28 @@ TEST_CASE("light client: a warm query's first miss is its head check: one round 
 TEST_CASE("light client: a deferred head check that finds the head moved re-runs the query") {
   Node n;
   TempDir cache;
-  LightClientOptions o;
-  o.max_batch_pages = 1;
-  auto c = n.client({n.honest}, cache / "c", o);
-  run(*c, "SELECT v FROM t WHERE id = 5");
-  run(*c, "SELECT v FROM t WHERE id = 5");
-  // A miss at the old head: the first fetch returns the newer head; the rows
-  // are those of the newer head.
-  n.exec("UPDATE t SET v = 4242 WHERE id = 1500");
-  n.sync();
-  const std::string miss = "SELECT id, v FROM t WHERE id = 1500";
-  LightAnswer a = run(*c, miss);
-  CHECK(a.rows == n.plain(miss).rows);
-  CHECK(a.rows[0][1] == Value{int64_t{4242}});
-  CHECK(a.stats.reruns == 1);
-  CHECK(a.stats.head_moves == 1);
-  CHECK(a.head.size == n.replica->pinned_size());
+  auto c = deferring_client(n, {n.honest}, cache / "c");
+  // Writes `v` to row `id`, then queries it: the rows are those of the newer
+  // head, never of the one the deferred run started at.
+  auto moved_query = [&](int64_t id, int64_t v) {
+    n.exec(fmt::format("UPDATE t SET v = {} WHERE id = {}", v, id));
+    n.sync();
+    const std::string q = fmt::format("SELECT id, v FROM t WHERE id = {}", id);
+    LightAnswer a = run(*c, q);
+    CHECK(a.rows == n.plain(q).rows);
+    CHECK(a.rows[0][1] == Value{v});
+    CHECK(a.stats.reruns == 1);
+    CHECK(a.stats.head_moves == 1);
+    CHECK(a.head.size == n.replica->pinned_size());
+    return a;
+  };
+  // A miss at the old head: the first fetch returns the newer head.
+  LightAnswer a = moved_query(1500, 4242);
   CHECK(a.stats.round_trips <= 3);  // GetPages{0}, the change set, a page changed at the move
-  run(*c, miss);                    // the check goes first once (the last one moved) ...
-  run(*c, miss);                    // ... and is deferred again after a check found no move
-  // No miss at the old head: the check at the end finds the move, the rows
-  // are those of the newer head, never the cached ones.
-  n.exec("UPDATE t SET v = 777 WHERE id = 5");
-  n.sync();
-  const std::string cached = "SELECT id, v FROM t WHERE id = 5";
-  LightAnswer b = run(*c, cached);
-  CHECK(b.rows == n.plain(cached).rows);
-  CHECK(b.rows[0][1] == Value{int64_t{777}});
-  CHECK(b.stats.reruns == 1);
-  CHECK(b.stats.head_moves == 1);
-  CHECK(b.head.size == n.replica->pinned_size());
+  run(*c, "SELECT v FROM t WHERE id = 1500");  // the check goes first once (the last one moved)
+  run(*c, "SELECT v FROM t WHERE id = 1500");  // deferred again after a check found no move
+  // No miss at the old head: the check at the end finds the move.
+  moved_query(5, 777);
   CHECK(c->bans().empty());
 }
 
@@ -547,11 +553,7 @@ TEST_CASE("light client: a deferred head check's pages are checked like any: a l
       n.exec("UPDATE t SET v = v + 1 WHERE id < 50");
       n.sync();
     }
-    LightClientOptions o;
-    o.max_batch_pages = 1;
-    auto c = n.client({liar, n.honest}, cache / "c", o);
-    run(*c, "SELECT v FROM t WHERE id = 5");
-    run(*c, "SELECT v FROM t WHERE id = 5");
+    auto c = deferring_client(n, {liar, n.honest}, cache / "c");
     REQUIRE(c->bans().empty());
     const std::string q = "SELECT id, v, k FROM t WHERE id = 2900";
     LightAnswer a = run(*c, q);
