@@ -144,6 +144,7 @@ void run_light_query(const QueryArgs& a, const std::vector<Value>& params) {
                                   {"round_trips", answer->stats.round_trips},
                                   {"cache_hits", answer->stats.cache_hits},
                                   {"seeded", answer->stats.seeded > 0},
+                                  {"reruns", answer->stats.reruns},
                                   {"pages_proven", c->proven_pages()}}}};
     std::fputs(net::dump_json(doc, true).c_str(), stdout);
     return;

@@ -99,9 +99,10 @@ std::string light_stats_line(const client::LightClient& c, const client::LightAn
   const client::LightStats& s = a.stats;
   return fmt::format(
       "head {} (state root {}…, {} pages); this query: {} pages fetched ({} bytes + {} proof "
-      "bytes) in {} round trips{}, {} from the cache; {} pages proven at this head{}",
+      "bytes) in {} round trips{}{}, {} from the cache; {} pages proven at this head{}",
       a.head.size, to_hex(a.head.state_root).substr(0, 12), a.head.page_count, s.pages_fetched,
       s.page_bytes, s.proof_bytes, s.round_trips, s.seeded ? " (seeded by one proof=1 answer)" : "",
+      s.reruns ? " (the head moved during the query: run again at the new one)" : "",
       s.cache_hits, c.proven_pages(),
       c.bans().empty() ? "" : fmt::format("; {} node(s) dropped for lying", c.bans().size()));
 }
