@@ -496,8 +496,14 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
                     allowed_kb, " kB allowed for ", entries, " entries and ", db_growth / 1024,
                     " kB of page caches");
     }
-    CHECK_MESSAGE(n->last.usage.fds <= n->mid.usage.fds + kFdSlack, n->name, " fds grew from ",
-                  n->mid.usage.fds, " to ", n->last.usage.fds);
+    // Against the higher of the warm-up and half-way counts: each is one
+    // sample, and a peer's fds dip while its connections to other nodes are
+    // re-made (found in CI under load: p2 38 after the warm-up, 33 half-way,
+    // 39 at the end). A leak grows past both.
+    const uint64_t fds_before = std::max(n->warm.usage.fds, n->mid.usage.fds);
+    CHECK_MESSAGE(n->last.usage.fds <= fds_before + kFdSlack, n->name, " fds grew from ",
+                  n->warm.usage.fds, " (after the warm-up) and ", n->mid.usage.fds,
+                  " (half-way) to ", n->last.usage.fds);
   }
   CHECK(max_wal < 64u << 20);
 
