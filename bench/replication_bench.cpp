@@ -31,7 +31,7 @@
 //      SWARMLITE_BENCH_RELAY_ENTRIES (default 3000) writes paced at 1000/s;
 //      bytes from the nodes' own counters (NodeStatus::bytes_in/out, every
 //      frame incl. handshakes and peer exchange), deltas over the write phase.
-//  BM_Replay/rows:1|100/batch:0|1|N/cache:0|64  local replay of a log of entries of
+//  BM_Replay/rows:1|100/batch:0|1|N/cache:0|64/cut/lean  local replay of a log of entries of
 //      `rows` single-row INSERTs each (SWARMLITE_BENCH_REPLAY_ROWS rows in
 //      all, default 200,000; built once per run in a temp dir, fsync off) by
 //      a fresh Replica with ReplicaOptions::max_batch_entries = batch (1: one
@@ -587,8 +587,10 @@ void BM_Replay(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(1));
   const int cache = static_cast<int>(state.range(2));
   const bool cut = state.range(3) != 0;  // ReplicaOptions::cut_slow_batches
+  const bool lean = state.range(4) != 0;  // ReplicaOptions::lean_batches
   const std::string name = batch == 0 ? std::string("raw SQLite")
-                                      : fmt::format("batch:{}/cache:{}{}", batch, cache, cut ? "" : "/cut:off");
+                                      : fmt::format("batch:{}/cache:{}{}{}", batch, cache, cut ? "" : "/cut:off",
+                                                    lean ? "" : "/lean:off");
   const ReplayLog& l = replay_log(rows);
   const uint64_t total_rows = (l.entries - 2) * static_cast<uint64_t>(rows);
   for (auto _ : state) {
@@ -605,6 +607,7 @@ void BM_Replay(benchmark::State& state) {
       o.max_batch_entries = static_cast<uint64_t>(batch);
       o.statement_cache = static_cast<size_t>(cache);
       o.cut_slow_batches = cut;
+      o.lean_batches = lean;
       auto r = must(Replica::open(tmp.path / "replica.db", l.log_dir, l.keys.pub, o), "opening the replica");
       auto t0 = SteadyClock::now();
       uint64_t applied = must(r->apply_available(), "replaying");
@@ -620,9 +623,9 @@ void BM_Replay(benchmark::State& state) {
     state.counters["fallbacks"] = static_cast<double>(stats.fallbacks);
     fmt::print(stderr,
                "replay rows:{} {}: {} rows in {:.2f} s = {:.0f} rows/s = {:.0f} entries/s ({} batches, "
-               "{} cut, {} fallbacks), load {:.2f}→{:.2f}\n",
+               "{} cut, {} fallbacks, {} lean, {} lean misses), load {:.2f}→{:.2f}\n",
                rows, name, total_rows, secs, rows_per_s, rows_per_s / rows, stats.batches, stats.cut_batches, stats.fallbacks,
-               load_before, load_average());
+               stats.lean_batches, stats.lean_misses, load_before, load_average());
   }
 }
 // Replay of a full-text-search workload: each entry adds one ~25-word document to
@@ -704,19 +707,21 @@ BENCHMARK(BM_ReplayFts)
     ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(BM_Replay)
-    ->ArgNames({"rows", "batch", "cache", "cut"})
-    ->Args({1, 0, 0, 1})
-    ->Args({1, 1, 0, 1})
-    ->Args({1, 1, 64, 1})
-    ->Args({1, 1024, 0, 1})
-    ->Args({1, 1024, 64, 1})
-    ->Args({1, 1024, 64, 0})
-    ->Args({100, 0, 0, 1})
-    ->Args({100, 1, 0, 1})
-    ->Args({100, 1, 64, 1})
-    ->Args({100, 1024, 0, 1})
-    ->Args({100, 1024, 64, 1})
-    ->Args({100, 1024, 64, 0})
+    ->ArgNames({"rows", "batch", "cache", "cut", "lean"})
+    ->Args({1, 0, 0, 1, 1})
+    ->Args({1, 1, 0, 1, 1})
+    ->Args({1, 1, 64, 1, 1})
+    ->Args({1, 1024, 0, 1, 1})
+    ->Args({1, 1024, 64, 1, 0})
+    ->Args({1, 1024, 64, 1, 1})
+    ->Args({1, 1024, 64, 0, 1})
+    ->Args({100, 0, 0, 1, 1})
+    ->Args({100, 1, 0, 1, 1})
+    ->Args({100, 1, 64, 1, 1})
+    ->Args({100, 1024, 0, 1, 1})
+    ->Args({100, 1024, 64, 1, 0})
+    ->Args({100, 1024, 64, 1, 1})
+    ->Args({100, 1024, 64, 0, 1})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);

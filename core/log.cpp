@@ -162,6 +162,22 @@ Result<Entry> Log::entry(uint64_t seq) const {
   return e;
 }
 
+Result<std::vector<Entry>> Log::entries(uint64_t first, uint64_t max_count,
+                                        size_t max_bytes) const {
+  SWL_ASSIGN(std::vector<Bytes> records, store_->read_range(first, max_count, max_bytes));
+  std::vector<Entry> out;
+  out.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto e = decode_entry(records[i]);
+    if (!e.ok()) {
+      return make_error(Errc::corrupt, "log {}: stored entry {} does not decode: {}",
+                        store_->dir().string(), first + i, e.error().to_string());
+    }
+    out.push_back(std::move(e).value());
+  }
+  return out;
+}
+
 Status Log::check_checkpoint_head() const {
   if (!checkpoint_head_) return {};
   const Head& h = *checkpoint_head_;

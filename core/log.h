@@ -72,6 +72,11 @@ class Log {
 
   Result<Bytes> entry_bytes(uint64_t seq) const;
   Result<Entry> entry(uint64_t seq) const;
+  // Entries first, first + 1, ...: at most max_count, and no more once their
+  // encoded bytes reach max_bytes (at least one). LogStore::read_range: one
+  // read of the store per segment instead of one per entry. not_found when
+  // `first` is not held.
+  Result<std::vector<Entry>> entries(uint64_t first, uint64_t max_count, size_t max_bytes) const;
 
   // Primary: appends already-encoded entries (seq must continue the log), one fsync.
   Status append(std::span<const Bytes> encoded_entries);

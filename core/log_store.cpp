@@ -276,6 +276,8 @@ class FileLogStore final : public LogStore {
   }
   Status append_batch(std::span<const Bytes> records) override;
   Result<Bytes> read(uint64_t seq) const override;
+  Result<std::vector<Bytes>> read_range(uint64_t first, uint64_t max_count,
+                                        size_t max_bytes) const override;
   Result<Hash32> leaf_hash(uint64_t seq) const override;
   Status leaf_hashes(uint64_t first, std::span<Hash32> out) const override;
   size_t memory_bytes() const override;
@@ -885,6 +887,63 @@ Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint
 Result<Bytes> FileLogStore::read(uint64_t seq) const {
   SWL_ASSIGN(auto loc, locate(seq));
   return read_row(*loc.first, loc.second, seq);
+}
+
+Result<std::vector<Bytes>> FileLogStore::read_range(uint64_t first, uint64_t max_count,
+                                                    size_t max_bytes) const {
+  constexpr uint64_t kMaxPread = 1 << 20;
+  std::vector<Bytes> out;
+  if (max_count == 0) return out;
+  // The segment holding `first` (not_found unless it is held) and how many of
+  // the records from it on, up to max_count, that segment holds.
+  const uint64_t n_all = size_.load(std::memory_order_acquire);
+  SWL_ASSIGN(auto at, find(first, n_all > first ? std::min(max_count, n_all - first) : 1));
+  const Segment& s = *at.first;
+  std::vector<IndexRow> rows(at.second);
+  SWL_TRY(read_rows(s, first, rows));
+  size_t bytes = 0;
+  size_t i = 0;
+  // Keep the records up to the byte budget (at least one).
+  size_t n = 0;
+  while (n < rows.size() && (n == 0 || bytes + rows[n].length <= max_bytes)) bytes += rows[n++].length;
+  rows.resize(n);
+  out.reserve(n);
+  Bytes buf;
+  while (i < rows.size()) {
+    // A run of records that lie back to back, read with one pread.
+    size_t j = i + 1;
+    if (rows[i].length <= options_.max_record_bytes) {
+      while (j < rows.size() && rows[j].offset == rows[j - 1].end() &&
+             rows[j].length <= options_.max_record_bytes && rows[j].end() - rows[i].offset <= kMaxPread) {
+        ++j;
+      }
+    }
+    if (j == i + 1) {
+      SWL_ASSIGN(Bytes one, read_row(s, rows[i], first + i));
+      out.push_back(std::move(one));
+      ++i;
+      continue;
+    }
+    const uint64_t begin = rows[i].offset;
+    buf.resize(rows[j - 1].end() - begin);
+    SWL_TRY(file_io::pread_exact(s.seg.get(), buf, begin, s.seg_path));
+    for (; i < j; ++i) {
+      const uint8_t* header = buf.data() + (rows[i].offset - begin);
+      ByteView payload(header + kRecordHeaderBytes, rows[i].length);
+      auto leaf = check_record(header, payload, first + i);
+      if (!leaf.ok()) {
+        return make_error(Errc::corrupt, "{}: offset {}: {}", s.seg_path.string(), rows[i].offset,
+                          leaf.error().message);
+      }
+      if (*leaf != rows[i].leaf) {
+        return make_error(Errc::corrupt,
+                          "{}: offset {}: record seq {} does not match its index row in {}",
+                          s.seg_path.string(), rows[i].offset, first + i, s.idx_path.string());
+      }
+      out.emplace_back(payload.begin(), payload.end());
+    }
+  }
+  return out;
 }
 
 Result<Hash32> FileLogStore::leaf_hash(uint64_t seq) const {

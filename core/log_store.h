@@ -139,6 +139,13 @@ class LogStore {
   // Appends all records with one fsync. All or nothing on a clean error.
   virtual Status append_batch(std::span<const Bytes> records) = 0;
   virtual Result<Bytes> read(uint64_t seq) const = 0;
+  // Records first, first + 1, ... each checked as read() checks it: at most
+  // max_count of them, and no more once their payloads reach max_bytes (at
+  // least one: a first record larger than max_bytes comes alone). not_found
+  // when `first` is not held. One pread of the index rows and one of the
+  // records' bytes per segment (records are contiguous; reads of up to 1 MiB).
+  virtual Result<std::vector<Bytes>> read_range(uint64_t first, uint64_t max_count,
+                                                size_t max_bytes) const = 0;
   // Leaf hashes are kept beside the index so the log tree is rebuilt on open
   // without reading every record. Returns hash_leaf of record `seq`.
   virtual Result<Hash32> leaf_hash(uint64_t seq) const = 0;

@@ -575,7 +575,9 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
 
   auth_->mode = AuthMode::system;
   if (!batch_) SWL_TRY(step_fixed(begin_, "BEGIN IMMEDIATE"));
-  if (mode == Mode::user) {
+  bool lean = batch_ && lean_;  // begin_batch: no padding, applied_seq at the commit
+  auth_->vtab_created = false;
+  if (mode == Mode::user && !lean) {
     // SQLite pads a cell shorter than 4 bytes (a one-column index or WITHOUT
     // ROWID record holding NULL, 0, 1, '' or x'') with whatever the B-tree's
     // cell buffer held from the connection's earlier work — a failed
@@ -654,21 +656,19 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   }
 
   auth_->mode = AuthMode::system;
-  if (!update_applied_) {
-    auto r = prepare(db, fmt::format("UPDATE {} SET v = ?1 WHERE k = 'applied_seq'", kMetaTable));
-    if (!r.ok()) {
-      rollback();
-      return r.take_error();
-    }
-    update_applied_ = std::move(r).value();
+  if (lean && auth_->vtab_created) {
+    // The batch's next entries may write the new virtual table: plain from
+    // here on (begin_batch), this entry's applied_seq written as a plain one's.
+    lean_ = false;
+    lean_ran_ = false;
+    lean = false;
   }
-  sqlite3_bind_int64(update_applied_.get(), 1, static_cast<int64_t>(inputs.seq));
-  int rc = sqlite3_step(update_applied_.get());
-  sqlite3_reset(update_applied_.get());
-  if (rc != SQLITE_DONE || sqlite3_changes(db) != 1) {
-    Error e = sqlite_error(db, fmt::format("updating {}.applied_seq", kMetaTable));
+  if (lean) {
+    lean_last_seq_ = inputs.seq;
+    lean_ran_ = true;
+  } else if (Status s = update_applied_seq(inputs.seq); !s.ok()) {
     rollback();
-    return e;
+    return s.take_error();
   }
 
   if (batch_) {
@@ -703,13 +703,56 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   return results;
 }
 
-Status DeterministicDb::begin_batch() {
+Status DeterministicDb::update_applied_seq(uint64_t seq) {
+  sqlite3* db = db_.get();
+  if (!update_applied_) {
+    SWL_ASSIGN(update_applied_,
+               prepare(db, fmt::format("UPDATE {} SET v = ?1 WHERE k = 'applied_seq'", kMetaTable)));
+  }
+  sqlite3_bind_int64(update_applied_.get(), 1, static_cast<int64_t>(seq));
+  int rc = sqlite3_step(update_applied_.get());
+  sqlite3_reset(update_applied_.get());
+  if (rc != SQLITE_DONE || sqlite3_changes(db) != 1) {
+    return sqlite_error(db, fmt::format("updating {}.applied_seq", kMetaTable));
+  }
+  return ok_status();
+}
+
+bool DeterministicDb::has_virtual_tables() {
+  const int64_t version = schema_version();
+  if (version >= 0 && version == vtab_schema_version_) return vtab_found_;
+  const AuthMode mode = auth_->mode;
+  auth_->mode = AuthMode::system;
+  bool found = true;  // if the schema cannot be read, assume the worst (no lean batch)
+  if (!virtual_tables_) {
+    auto r = prepare(db_.get(),
+                     "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL "
+                     "TABLE%' LIMIT 1");
+    if (r.ok()) virtual_tables_ = std::move(r).value();
+  }
+  if (virtual_tables_) {
+    const int rc = sqlite3_step(virtual_tables_.get());
+    sqlite3_reset(virtual_tables_.get());
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+      found = rc == SQLITE_ROW;
+      vtab_schema_version_ = version;
+      vtab_found_ = found;
+    }
+  }
+  auth_->mode = mode;
+  return found;
+}
+
+Status DeterministicDb::begin_batch(bool lean) {
   if (batch_) return make_error(Errc::internal, "{}: a replay batch is already open", path_.string());
   std::lock_guard entry_lock(entry_mutex());
   auth_->mode = AuthMode::system;
   capture_->reset();
   SWL_TRY(step_fixed(begin_, "BEGIN IMMEDIATE"));
   batch_ = true;
+  // Inside the transaction: the schema read is the one the batch's entries start from.
+  lean_ = lean && !has_virtual_tables();
+  lean_ran_ = false;
   return ok_status();
 }
 
@@ -741,6 +784,13 @@ Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
     }
   } cleanup{this};
   auth_->mode = AuthMode::system;
+  if (lean_ && lean_ran_) {
+    // A lean batch writes applied_seq once, for its last entry (begin_batch).
+    if (Status s = update_applied_seq(lean_last_seq_); !s.ok()) {
+      if (!sqlite3_get_autocommit(db)) (void)exec_sql(db, "ROLLBACK");
+      return s;
+    }
+  }
   if (Status s = step_fixed(commit_, "COMMIT"); !s.ok()) {
     std::optional<Error> hook_error = capture_->take_hook_error();
     if (hook_applied) tree_.undo_last();

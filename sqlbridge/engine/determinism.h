@@ -121,10 +121,24 @@ class DeterministicDb {
   // false again). commit_batch() commits every entry of the batch at once,
   // through `on_commit` with the root of the pages at the end; an error there
   // rolls the batch back too. rollback_batch() drops an open batch.
-  Status begin_batch();
+  //
+  // A *lean* batch (begin_batch(true); docs/determinism.md "Lean batches")
+  // skips two per-entry steps whose only effect on the pages is at the batch's
+  // end or not at all for most workloads: the cell padding (only a cell
+  // shorter than 4 bytes, built before any other cell of its entry, reads the
+  // padded bytes) and the applied_seq update (written once, for the batch's
+  // last entry, before the commit). The pages may then differ from those of
+  // the entries run one by one; the caller's root check at the commit says
+  // whether they do, and a caller that sees a mismatch runs the batch again
+  // without `lean`. A schema with a virtual table never gets a lean batch (the
+  // padding's SAVEPOINT flushes FTS5's pending terms at every entry, as the
+  // primary's commit does): begin_batch then opens a plain one, and
+  // batch_is_lean() says which it opened.
+  Status begin_batch(bool lean = false);
   Status commit_batch(const OnCommit& on_commit);
   void rollback_batch();
   bool in_batch() const { return batch_; }
+  bool batch_is_lean() const { return batch_ && lean_; }
   // Keeps up to `capacity` prepared single-statement INSERT/UPDATE/DELETE/
   // REPLACE texts of user entries for reuse by later entries (0, the default:
   // every statement is prepared afresh). Only statements whose preparation the
@@ -154,6 +168,10 @@ class DeterministicDb {
   // The cached statement for `sql`, if any and the schema did not change since.
   sqlite3_stmt* cached_statement(const std::string& sql);
   int64_t schema_version();
+  // Whether sqlite_schema holds a virtual table (cached per schema version).
+  bool has_virtual_tables();
+  // UPDATE of the metadata table's applied_seq to `seq` (one row, or an error).
+  Status update_applied_seq(uint64_t seq);
   void clear_statement_cache();
   // Steps one of the connection's own fixed statements (BEGIN IMMEDIATE,
   // COMMIT), prepared on first use and kept: an error names `sql`.
@@ -182,6 +200,12 @@ class DeterministicDb {
   std::array<SqliteStmt, 4> pad_;  // the cell padding's statements (run_entry)
   SqliteStmt begin_, commit_;      // BEGIN IMMEDIATE and COMMIT (step_fixed)
   bool batch_ = false;  // a batch transaction is open (begin_batch)
+  bool lean_ = false;   // ... and it is lean: no padding, applied_seq at commit_batch
+  uint64_t lean_last_seq_ = 0;  // the seq of the lean batch's last entry run
+  bool lean_ran_ = false;       // an entry ran in the lean batch
+  SqliteStmt virtual_tables_;   // has_virtual_tables' query
+  int64_t vtab_schema_version_ = -1;
+  bool vtab_found_ = false;
 };
 
 // Replays a logged entry (replica, and the primary catching up on its own log):

@@ -269,7 +269,8 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
     start = size_;
   }
   const uint64_t stop = std::min(end, start + batch_limit_);
-  SWL_TRY(db_->begin_batch());
+  SWL_TRY(db_->begin_batch(options_.lean_batches && start >= plain_until_));
+  const bool lean = db_->batch_is_lean();
   cost_watch_.begin_batch();
   bool cut = false;
   auto fall_back = [&](uint64_t to, bool mismatch) -> uint64_t {
@@ -284,17 +285,28 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
   Hash32 last_root{};
   uint32_t last_pages = 0;
   size_t bytes = 0;
+  // Entries are read ahead a few dozen at a time (one read of the log store
+  // each, docs/performance.md "Lean batches"); what a batch ending early leaves
+  // is dropped.
+  constexpr uint64_t kReadAhead = 64;
+  std::vector<Entry> ahead;
+  size_t ahead_pos = 0;
   while (seq < stop) {
-    Entry entry;
-    {
+    if (ahead_pos == ahead.size()) {
       std::lock_guard log_lock(log_mu_);
-      auto e = log_->entry(seq);
+      auto e = log_->entries(seq, std::min(stop - seq, kReadAhead), options_.max_batch_bytes);
       if (!e.ok()) {
         db_->rollback_batch();
         return e.take_error();
       }
-      entry = std::move(e).value();
+      ahead = std::move(e).value();
+      ahead_pos = 0;
+      if (ahead.empty()) {
+        db_->rollback_batch();
+        return make_error(Errc::internal, "log read of entry {} returned nothing", seq);
+      }
     }
+    Entry entry = std::move(ahead[ahead_pos++]);
     // In a batch, replay_entry runs the entry without its commit; any error
     // (the batch is rolled back already) is left to the entry-by-entry replay.
     const auto t0 = std::chrono::steady_clock::now();
@@ -313,6 +325,7 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
   }
   // As in apply_locked: readers that see the new size find its root.
   roots_.record(seq, last_root, last_pages);
+  const bool lean_to_end = db_->batch_is_lean();  // not turned plain by a CREATE VIRTUAL TABLE
   Status committed = db_->commit_batch([&](const Hash32& root, uint32_t page_count) -> Status {
     if (root != last_root || page_count != last_pages) {
       return make_error(Errc::diverged,
@@ -323,9 +336,24 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
     }
     return ok_status();
   });
+  if (!committed.ok() && lean && committed.error().code == Errc::diverged) {
+    // A lean batch's pages may differ from the entries' own (cell padding):
+    // not the log's fault. Run the same batch again, plain, and stay plain for
+    // a while (docs/determinism.md "Lean batches").
+    db_->rollback_batch();
+    if (lean_backoff_ == 0) lean_backoff_ = std::max<uint64_t>(1, options_.lean_backoff_entries);
+    plain_until_ = start + lean_backoff_;
+    lean_backoff_ = std::min<uint64_t>(lean_backoff_ * 2, uint64_t{1} << 40);
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.lean_misses;
+    }
+    return apply_batch_locked(end, fallback_end);
+  }
   if (!committed.ok()) return fall_back(seq, committed.error().code == Errc::diverged);
   std::lock_guard lock(mu_);
   if (cut) ++stats_.cut_batches;
+  if (lean_to_end) ++stats_.lean_batches;
   size_ = seq;
   state_root_ = db_->state_tree().root();
   page_count_ = db_->state_tree().page_count();

@@ -77,6 +77,13 @@ struct ReplicaOptions {
   // End a batch early once its entries get slower the longer it runs
   // (BatchCostWatch below). Off only to measure what it saves.
   bool cut_slow_batches = true;
+  // Lean batches (DeterministicDb::begin_batch, docs/determinism.md "Lean
+  // batches"): a batch's entries skip the cell padding and write applied_seq
+  // once at the end. A lean batch whose root differs at its end is run again
+  // as a plain batch, and batches stay plain for the next lean_backoff_entries
+  // entries (doubling at each such miss). Off only to measure what it saves.
+  bool lean_batches = true;
+  uint64_t lean_backoff_entries = 65536;
   // The change history GetChanges is answered from (Replica::pinned_changes,
   // docs/light-client.md "Head moves"): at most this many pins back (one
   // record per pin that moved the head: at the 200 ms pin interval, under
@@ -99,6 +106,10 @@ struct ReplayStats {
   uint64_t mismatches = 0;
   uint64_t single_entries = 0;  // entries applied one transaction each (fallbacks included)
   uint64_t cut_batches = 0;     // batches ended early by BatchCostWatch (entries got slower)
+  uint64_t lean_batches = 0;    // batches committed lean (ReplicaOptions::lean_batches)
+  // Lean batches whose root differed at the end, run again as plain batches
+  // (not counted in fallbacks or mismatches: the log was not at fault).
+  uint64_t lean_misses = 0;
 };
 
 // Ends a replay batch early when its entries get slower the longer the batch's
@@ -277,6 +288,8 @@ class Replica : public PageServer {
   uint64_t batch_limit_ = 0;  // current batch size (adapts, see apply_range_locked); applier only
   uint64_t singles_since_limit_1_ = 0;  // entries applied one by one since batch_limit_ fell to 1
   BatchCostWatch cost_watch_;           // applier only
+  uint64_t plain_until_ = 0;    // batches starting below this seq are not lean; applier only
+  uint64_t lean_backoff_ = 0;   // the next miss's plain stretch (0: lean_backoff_entries)
   mutable std::optional<Error> corrupted_;
   mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
   RecentRoots roots_;

@@ -156,7 +156,10 @@ int authorize_impl(void* ctx, int action, const char* a1, const char* a2, const 
     case SQLITE_DROP_VTABLE:
       // a1 = table, a2 = module. Shadow tables the module creates, writes and
       // drops go through the ordinary table actions below.
-      if (vtab_module_allowed(a2)) return SQLITE_OK;
+      if (vtab_module_allowed(a2)) {
+        if (action == SQLITE_CREATE_VTABLE) st->vtab_created = true;
+        return SQLITE_OK;
+      }
       return deny(st, fmt::format("virtual table {} (module {}) is refused: {}", or_empty(a1), or_empty(a2),
                                   vtab_module_refusal(a2)));
     case SQLITE_FUNCTION: {

@@ -30,6 +30,9 @@ struct WriteAuthState {
   };
   std::vector<Created> created;
   std::vector<Created> to_check;  // `created` of the statement being run
+  // A CREATE VIRTUAL TABLE passed since the entry began (a lean replay batch
+  // turns plain after it: DeterministicDb::begin_batch).
+  bool vtab_created = false;
   // Pinned total_changes(): sqlite3_total_changes64 at the start of the entry.
   bool in_entry = false;
   int64_t total_changes_base = 0;

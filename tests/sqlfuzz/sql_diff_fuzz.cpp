@@ -1722,9 +1722,10 @@ class Fuzzer {
         g_inst.wrapped.size(), stats_.escapes, stats_.divergences, corrupt_worlds_);
     std::printf("  replica C (the first %" PRIu64 " entries, batched): %" PRIu64 " batches of %" PRIu64
                 " entries (%" PRIu64 " cut short), %" PRIu64 " fallbacks (%" PRIu64
-                " root mismatches), %" PRIu64 " entries one by one\n",
+                " root mismatches), %" PRIu64 " entries one by one; %" PRIu64
+                " lean batches, %" PRIu64 " lean misses run again plain\n",
                 c_size, c_stats.batches, c_stats.batched_entries, c_stats.cut_batches, c_stats.fallbacks,
-                c_stats.mismatches, c_stats.single_entries);
+                c_stats.mismatches, c_stats.single_entries, c_stats.lean_batches, c_stats.lean_misses);
     std::string never;
     for (const std::string& n : uncalled_) never += " " + n;
     std::printf("  %zu of %zu built-in function names appear in committed entries; not (yet):%s\n",
