@@ -59,6 +59,7 @@ struct Options {
   bool taint = true;
   bool verbose = false;
   bool reopen_always = false;  // sync replica B after every commit, reopening it each time
+  bool vtabs = true;           // generate FTS5 tables (--no-vtab: none, so replica C's batches are lean)
   std::string record;          // file: every transaction's SQL and outcome (+ FILE.tx for --replay)
   std::string replay;          // run the transactions of a FILE.tx instead of generating them
   std::string dir;             // working directory (default: a fresh one under /dev/shm)
@@ -69,7 +70,7 @@ struct Options {
                "sql_diff_fuzz: %s\n"
                "usage: sql_diff_fuzz [--seed N] [--txns N] [--seconds S] [--keep-going]\n"
                "                     [--record FILE] [--replay FILE] [--no-taint] [--dir DIR]\n"
-               "                     [--verbose]\n"
+               "                     [--verbose] [--no-vtab]\n"
                "  --seed N      generator, entry seeds and clock derive from N (default 1)\n"
                "  --txns N      transactions to generate (default 2000)\n"
                "  --seconds S   stop after S seconds even if fewer transactions ran\n"
@@ -79,6 +80,8 @@ struct Options {
                "  --replay FILE run the transactions of FILE (a .tx file, one per block;\n"
                "                delete blocks to minimise a failure) instead of generating\n"
                "  --no-taint    do not install the taint wrappers (escape oracle off)\n"
+               "  --no-vtab     create no FTS5 tables: replica C's replay batches are then\n"
+               "                lean (docs/determinism.md \"Lean batches\")\n"
                "  --reopen-always  reopen and sync replica B after every commit (slow; for\n"
                "                minimising failures that need a restart)\n",
                why);
@@ -112,6 +115,8 @@ Options parse_options(int argc, char** argv) {
       o.keep_going = true;
     else if (a == "--no-taint")
       o.taint = false;
+    else if (a == "--no-vtab")
+      o.vtabs = false;
     else if (a == "--verbose")
       o.verbose = true;
     else if (a == "--reopen-always")
@@ -495,8 +500,8 @@ struct ExprCtx {
 
 class Generator {
  public:
-  Generator(uint64_t seed, std::vector<Fn> fns, const std::set<std::string>& tainted)
-      : rng_(seed), fns_(std::move(fns)) {
+  Generator(uint64_t seed, std::vector<Fn> fns, const std::set<std::string>& tainted, bool vtabs = true)
+      : rng_(seed), vtabs_(vtabs), fns_(std::move(fns)) {
     for (const Fn& f : fns_) {
       // Operators (->, ->>) and keywords (current_date, …) are listed as functions
       // but cannot be called by name; the generator writes them as operators/keywords.
@@ -832,7 +837,7 @@ class Generator {
     if (r < 42) return create_view();
     if (r < 60) return create_trigger();
     if (r < 72) return alter_table();
-    if (r < 76)
+    if (r < 76 && vtabs_)
       return "CREATE VIRTUAL TABLE " + fresh("f") + " USING fts5(a, b" +
              (rng_.chance(30) ? ", tokenize='porter'" : "") + ")";
     return drop_something();
@@ -1303,6 +1308,7 @@ class Generator {
   }
 
   Rng rng_;
+  bool vtabs_ = true;
   std::vector<Fn> fns_, scalars_, aggregates_, windows_, tainted_, innocuous_;
   Schema schema_;
   uint64_t counter_ = 0;
@@ -1454,7 +1460,7 @@ class Fuzzer {
     keys_ = KeyPair::generate();
     if (int rc = open_world(); rc != 0) return rc;
 
-    Generator gen(opt_.seed, fns, tainted_);
+    Generator gen(opt_.seed, fns, tainted_, opt_.vtabs);
     Schema schema;
     std::string err;
     if (!read_schema(*primary_, schema, true, err)) return fatal("reading the schema: " + err);
