@@ -71,6 +71,12 @@ class Log {
   Result<DropStats> compact(uint64_t keep_from);
 
   Result<Bytes> entry_bytes(uint64_t seq) const;
+  // Encoded entries first, first + 1, ... as LogStore::read_range reads them
+  // (at most max_count, stopping once max_bytes is reached, at least one).
+  Result<std::vector<Bytes>> entry_bytes_range(uint64_t first, uint64_t max_count,
+                                               size_t max_bytes) const {
+    return store_->read_range(first, max_count, max_bytes);
+  }
   Result<Entry> entry(uint64_t seq) const;
   // Entries first, first + 1, ...: at most max_count, and no more once their
   // encoded bytes reach max_bytes (at least one). LogStore::read_range: one

@@ -611,19 +611,36 @@ void SyncEngine::on_get_entries(Actions& out, PeerState& s, const GetEntries& g,
       uint64_t end = std::min<uint64_t>(g.from + g.count, head->size);
       size_t bytes = 0;
       const size_t max_frame = opt_.max_frame ? opt_.max_frame : kMaxFrameBytes;
-      for (uint64_t i = g.from; i < end; ++i) {
-        auto e = log.entry_bytes(i);
-        if (!e.ok()) {
-          spdlog::error("serving entry {}: {}", i, e.error().to_string());
-          break;
+      // Each entry costs its bytes + a 4-byte length; leave 64 KiB for head and proofs.
+      auto fits = [&](const Bytes& e) {
+        return reply.entries.empty() ||
+               (bytes + e.size() <= opt_.batch_bytes && bytes + e.size() + 4 <= max_frame - (64u << 10));
+      };
+      // Read runs of entries at once (one read of the store each); a run that
+      // fails to read is read entry by entry, to serve what precedes the bad one.
+      constexpr uint64_t kRun = 256;
+      bool full = false;
+      for (uint64_t i = g.from; i < end && !full;) {
+        auto run = log.entry_bytes_range(i, std::min(end - i, kRun),
+                                         opt_.batch_bytes > bytes ? opt_.batch_bytes - bytes : 1);
+        if (!run.ok()) {
+          auto e = log.entry_bytes(i);
+          if (!e.ok()) {
+            spdlog::error("serving entry {}: {}", i, e.error().to_string());
+            break;
+          }
+          run = std::vector<Bytes>{};
+          run->push_back(std::move(e).value());
         }
-        // Each entry costs its bytes + a 4-byte length; leave 64 KiB for head and proofs.
-        if (!reply.entries.empty() &&
-            (bytes + e->size() > opt_.batch_bytes || bytes + e->size() + 4 > max_frame - (64u << 10))) {
-          break;
+        for (Bytes& e : *run) {
+          if (!fits(e)) {
+            full = true;
+            break;
+          }
+          bytes += e.size() + 4;
+          reply.entries.push_back(std::move(e));
+          ++i;
         }
-        bytes += e->size() + 4;
-        reply.entries.push_back(std::move(e).value());
       }
       if (reply.entries.empty()) {
         failure = "could not read the log";

@@ -724,3 +724,38 @@ TEST_CASE("sync: GetChanges is served like GetLeaves; our Hello says so; unreque
   REQUIRE(all_of<BanAction>(acts).size() == 1);
   CHECK(all_of<BanAction>(acts)[0].reason.find("unrequested Changes") != std::string::npos);
 }
+
+// GetEntries is served from runs of entries read at once (LogStore::read_range):
+// every start and count gives the entries entry_bytes gives one by one, at
+// least one, and no more than batch_bytes allows (the first always comes).
+TEST_CASE("sync: GetEntries serves the log's entries from any start, within the byte budget") {
+  Replica fx(40);
+  for (size_t budget : {size_t{4} << 20, size_t{1}, size_t{600}}) {
+    CAPTURE(budget);
+    NodeOptions o = options();
+    o.batch_bytes = budget;
+    SyncEngine server(*fx.p.backend, o, 2);
+    server.start("", std::nullopt);
+    connect(server, 1, false, "", hello_from(fx.keys.pub, 9, std::nullopt), t0);
+    for (uint64_t from : {0u, 1u, 17u, 39u}) {
+      for (uint32_t count : {1u, 5u, 1000u}) {
+        CAPTURE(from);
+        CAPTURE(count);
+        auto replies = sent<Entries>(server.message(1, GetEntries{from, count, 0}, t0), 1);
+        REQUIRE(replies.size() == 1);
+        const auto& got = replies[0].entries;
+        REQUIRE(!got.empty());
+        CHECK(got.size() <= count);
+        CHECK(from + got.size() <= 40);
+        size_t bytes = 0;
+        std::lock_guard lock(fx.p.backend->log_mutex());
+        for (size_t i = 0; i < got.size(); ++i) {
+          CHECK(got[i] == fx.p.log->entry_bytes(from + i).value());
+          bytes += got[i].size();
+        }
+        if (got.size() > 1) CHECK(bytes <= budget);
+        if (budget == (size_t{4} << 20)) CHECK(got.size() == std::min<uint64_t>(count, 40 - from));
+      }
+    }
+  }
+}
