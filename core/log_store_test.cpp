@@ -64,12 +64,17 @@ std::string idx_file(uint64_t first) { return fmt::format("seg-{:016x}.idx", fir
 // Offset of record i in the first segment when all records are fixed_len.
 uint64_t fixed_offset(uint64_t i) { return kFileHeaderBytes + i * (kRecordHeaderBytes + 40); }
 
+// Unsynced, with segments of `segment_bytes`: many segments from few records.
+LogStoreOptions small_segments(uint64_t segment_bytes) {
+  LogStoreOptions o;
+  o.segment_bytes = segment_bytes;
+  o.sync = false;
+  return o;
+}
+
 TEST_CASE("log store: append and read round trip across segment boundaries") {
   TempDir t("rt");
-  LogStoreOptions o;
-  o.segment_bytes = 300;
-  o.sync = false;
-  auto s = open_ok(t.path, o);
+  auto s = open_ok(t.path, small_segments(300));
   CHECK(s->size() == 0);
   CHECK(s->read(0).error().code == Errc::not_found);
   uint64_t n = 0;
@@ -89,10 +94,7 @@ TEST_CASE("log store: append and read round trip across segment boundaries") {
 
 TEST_CASE("log store: read_range reads runs of records within a segment, up to a count and a byte budget") {
   TempDir t("range");
-  LogStoreOptions o;
-  o.segment_bytes = 1000;
-  o.sync = false;
-  auto s = open_ok(t.path, o);
+  auto s = open_ok(t.path, small_segments(1000));
   const uint64_t n = 60;
   for (uint64_t i = 0; i < n; ++i) REQUIRE(s->append(make_record(i, varied_len(i))).ok());
   // Every start, every count: the records read() gives, never past a segment.
