@@ -303,6 +303,9 @@ class FileLogStore final : public LogStore {
   Status create_segment(uint64_t first_seq);
   // Reads and checks the record a row describes; corrupt naming file and offset.
   Result<Bytes> read_row(const Segment& s, const IndexRow& row, uint64_t seq) const;
+  // A record read at `row` is record `seq` and matches its index row (corrupt naming the file).
+  Status check_indexed(const Segment& s, const IndexRow& row, uint64_t seq, const uint8_t* header,
+                       ByteView payload) const;
   // Under the shared lock: the segment holding seq, and how many of the records
   // [seq, seq + count) it holds (not_found unless all are below size()).
   Result<std::pair<std::shared_ptr<const Segment>, uint64_t>> find(uint64_t seq,
@@ -872,6 +875,12 @@ Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint
     SWL_TRY(file_io::pread_exact(s.seg.get(), std::span<uint8_t>(payload).subspan(done),
                      row.offset + got, s.seg_path));
   }
+  SWL_TRY(check_indexed(s, row, seq, header, payload));
+  return payload;
+}
+
+Status FileLogStore::check_indexed(const Segment& s, const IndexRow& row, uint64_t seq,
+                                   const uint8_t* header, ByteView payload) const {
   auto leaf = check_record(header, payload, seq);
   if (!leaf.ok()) {
     return make_error(Errc::corrupt, "{}: offset {}: {}", s.seg_path.string(), row.offset,
@@ -881,7 +890,7 @@ Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint
     return make_error(Errc::corrupt, "{}: offset {}: record seq {} does not match its index row in {}",
                       s.seg_path.string(), row.offset, seq, s.idx_path.string());
   }
-  return payload;
+  return {};
 }
 
 Result<Bytes> FileLogStore::read(uint64_t seq) const {
@@ -902,14 +911,13 @@ Result<std::vector<Bytes>> FileLogStore::read_range(uint64_t first, uint64_t max
   std::vector<IndexRow> rows(at.second);
   SWL_TRY(read_rows(s, first, rows));
   size_t bytes = 0;
-  size_t i = 0;
   // Keep the records up to the byte budget (at least one).
   size_t n = 0;
   while (n < rows.size() && (n == 0 || bytes + rows[n].length <= max_bytes)) bytes += rows[n++].length;
   rows.resize(n);
   out.reserve(n);
   Bytes buf;
-  while (i < rows.size()) {
+  for (size_t i = 0; i < rows.size();) {
     // A run of records that lie back to back, read with one pread.
     size_t j = i + 1;
     if (rows[i].length <= options_.max_record_bytes) {
@@ -930,16 +938,7 @@ Result<std::vector<Bytes>> FileLogStore::read_range(uint64_t first, uint64_t max
     for (; i < j; ++i) {
       const uint8_t* header = buf.data() + (rows[i].offset - begin);
       ByteView payload(header + kRecordHeaderBytes, rows[i].length);
-      auto leaf = check_record(header, payload, first + i);
-      if (!leaf.ok()) {
-        return make_error(Errc::corrupt, "{}: offset {}: {}", s.seg_path.string(), rows[i].offset,
-                          leaf.error().message);
-      }
-      if (*leaf != rows[i].leaf) {
-        return make_error(Errc::corrupt,
-                          "{}: offset {}: record seq {} does not match its index row in {}",
-                          s.seg_path.string(), rows[i].offset, first + i, s.idx_path.string());
-      }
+      SWL_TRY(check_indexed(s, rows[i], first + i, header, payload));
       out.emplace_back(payload.begin(), payload.end());
     }
   }
