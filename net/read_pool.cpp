@@ -22,10 +22,10 @@ ReadPool::Lease::Lease(Lease&& other) noexcept
 }
 
 ReadPool::Lease::~Lease() {
-  if (!pool_ || !conn_) return;
+  if (!pool_ || !conn_.conn) return;
   // Outside any transaction, or it is not reusable: an open read transaction
   // would pin an old snapshot (and block checkpoints) for the next borrower.
-  if (discard_ || sqlite3_get_autocommit(conn_->handle()) == 0) return;
+  if (discard_ || sqlite3_get_autocommit(conn_.conn->handle()) == 0) return;
   pool_->give_back(std::move(conn_), dev_, ino_);
 }
 
@@ -35,7 +35,7 @@ Result<ReadPool::Lease> ReadPool::acquire() {
     return make_error(Errc::io_error, "cannot stat the database {}: {}", db_path_.string(),
                       std::strerror(errno));
   }
-  std::unique_ptr<GuardedConnection> conn;
+  Pooled conn;
   {
     std::lock_guard lock(mu_);
     if (st.st_dev != dev_ || st.st_ino != ino_) {
@@ -49,16 +49,17 @@ Result<ReadPool::Lease> ReadPool::acquire() {
       ++reused_;
     }
   }
-  if (!conn) {
-    SWL_ASSIGN(conn, GuardedConnection::open(page_vfs_uri(db_path_, nullptr, nullptr, /*read_only=*/true)));
+  if (!conn.conn) {
+    SWL_ASSIGN(conn.conn, GuardedConnection::open(page_vfs_uri(db_path_, nullptr, nullptr, /*read_only=*/true)));
+    conn.txn = std::make_unique<ReadTxn>();
     std::lock_guard lock(mu_);
     ++opened_;
   }
   return Lease(this, std::move(conn), st.st_dev, st.st_ino);
 }
 
-void ReadPool::give_back(std::unique_ptr<GuardedConnection> conn, dev_t dev, ino_t ino) {
-  std::unique_ptr<GuardedConnection> closing;  // closed outside the lock
+void ReadPool::give_back(Pooled conn, dev_t dev, ino_t ino) {
+  Pooled closing;  // closed outside the lock
   std::lock_guard lock(mu_);
   if (dev != dev_ || ino != ino_ || idle_.size() >= max_idle_) {
     closing = std::move(conn);

@@ -21,6 +21,9 @@
 // (SQLite's default 2000 KiB); connections beyond that in use at the same time
 // are opened as needed and closed when returned.
 //
+// Each connection keeps its read transaction's own statements prepared
+// (ReadTxn: BEGIN, the applied size, COMMIT): Lease::txn().
+//
 // Not for proofs: a proof must see every page its query reads go through the
 // capturing VFS, so the prover opens its own fresh connection.
 //
@@ -36,11 +39,19 @@
 #include <vector>
 
 #include "core/result.h"
+#include "sqlbridge/engine/snapshot.h"
 #include "sqlbridge/proof/read_guard.h"
 
 namespace swarmlite::net {
 
 class ReadPool {
+  // A connection and its read transaction's prepared statements (destroyed
+  // first: members go in reverse order).
+  struct Pooled {
+    std::unique_ptr<GuardedConnection> conn;
+    std::unique_ptr<ReadTxn> txn;
+  };
+
  public:
   explicit ReadPool(std::filesystem::path db_path, size_t max_idle = 4);
   ~ReadPool();
@@ -55,17 +66,19 @@ class ReadPool {
     Lease& operator=(Lease&&) = delete;
     Lease(const Lease&) = delete;
     ~Lease();
-    GuardedConnection& operator*() const { return *conn_; }
-    GuardedConnection* operator->() const { return conn_.get(); }
+    GuardedConnection& operator*() const { return *conn_.conn; }
+    GuardedConnection* operator->() const { return conn_.conn.get(); }
+    // begin()/end() of reads on this connection (run them in a TrustedScope).
+    ReadTxn& txn() const { return *conn_.txn; }
     // Closes the connection when the lease ends instead of pooling it.
     void discard() { discard_ = true; }
 
    private:
     friend class ReadPool;
-    Lease(ReadPool* pool, std::unique_ptr<GuardedConnection> conn, dev_t dev, ino_t ino)
+    Lease(ReadPool* pool, Pooled conn, dev_t dev, ino_t ino)
         : pool_(pool), conn_(std::move(conn)), dev_(dev), ino_(ino) {}
     ReadPool* pool_;
-    std::unique_ptr<GuardedConnection> conn_;
+    Pooled conn_;
     dev_t dev_;
     ino_t ino_;
     bool discard_ = false;
@@ -81,12 +94,12 @@ class ReadPool {
   uint64_t reused() const;
 
  private:
-  void give_back(std::unique_ptr<GuardedConnection> conn, dev_t dev, ino_t ino);
+  void give_back(Pooled conn, dev_t dev, ino_t ino);
 
   std::filesystem::path db_path_;
   size_t max_idle_;
   mutable std::mutex mu_;
-  std::vector<std::unique_ptr<GuardedConnection>> idle_;  // all opened on (dev_, ino_)
+  std::vector<Pooled> idle_;  // all opened on (dev_, ino_)
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   uint64_t opened_ = 0, reused_ = 0;

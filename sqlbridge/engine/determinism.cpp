@@ -99,13 +99,21 @@ class ReservedNameWindow {
 
 }  // namespace
 
-Result<uint64_t> read_applied_size(sqlite3* db) {
+namespace {
+
+const std::string& applied_sql() {
+  static const std::string kApplied =
+      fmt::format("SELECT v FROM {} WHERE k = 'applied_seq'", kMetaTable);
+  return kApplied;
+}
+
+// The full check: which tables the file has decides between "empty" (0),
+// "format 1" and "not a swarmlite database", then applied_seq is read.
+Result<uint64_t> checked_applied_size(sqlite3* db) {
   static const std::string kHas = fmt::format(
       "SELECT count(*), sum(name = '{}'), sum(name = '{}' AND type = 'table' AND sql = '{}') "
       "FROM sqlite_schema",
       kMetaTable, kLegacyMetaTable, kLegacyCreateMetaSql);
-  static const std::string kApplied =
-      fmt::format("SELECT v FROM {} WHERE k = 'applied_seq'", kMetaTable);
   SWL_ASSIGN(SqliteStmt has, prepare(db, kHas));
   if (sqlite3_step(has.get()) != SQLITE_ROW) return sqlite_error(db, "reading the schema");
   int64_t objects = sqlite3_column_int64(has.get(), 0);
@@ -136,12 +144,48 @@ Result<uint64_t> read_applied_size(sqlite3* db) {
     }
     return uint64_t{0};
   }
-  SWL_ASSIGN(SqliteStmt q, prepare(db, kApplied));
+  SWL_ASSIGN(SqliteStmt q, prepare(db, applied_sql()));
   if (sqlite3_step(q.get()) != SQLITE_ROW || sqlite3_column_type(q.get(), 0) != SQLITE_INTEGER ||
       sqlite3_column_int64(q.get(), 0) < 0) {
     return make_error(Errc::corrupt, "{}: {} has no integer applied_seq", where, kMetaTable);
   }
   return static_cast<uint64_t>(sqlite3_column_int64(q.get(), 0)) + 1;
+}
+
+}  // namespace
+
+// The common case first: the file has sqlite_swarmlite (every primary and
+// replica after its first entry), so one prepared SELECT answers. Whenever
+// that statement does not prepare or does not give a valid applied_seq, the
+// full check runs and gives its answer or its error: the results are those of
+// checked_applied_size() alone, which scans sqlite_schema and costs more than
+// a point query (docs/performance.md "Plain reads").
+Result<uint64_t> read_applied_size(sqlite3* db, SqliteStmt& cached) {
+  if (!cached) {
+    sqlite3_stmt* raw = nullptr;
+    const std::string& sql = applied_sql();
+    if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
+                           nullptr) != SQLITE_OK ||
+        raw == nullptr) {
+      sqlite3_finalize(raw);
+      return checked_applied_size(db);
+    }
+    cached.reset(raw);
+  }
+  sqlite3_stmt* q = cached.get();
+  if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) == SQLITE_INTEGER &&
+      sqlite3_column_int64(q, 0) >= 0) {
+    const auto applied = static_cast<uint64_t>(sqlite3_column_int64(q, 0));
+    sqlite3_reset(q);
+    return applied + 1;
+  }
+  cached.reset();  // finalised: the next call prepares afresh
+  return checked_applied_size(db);
+}
+
+Result<uint64_t> read_applied_size(sqlite3* db) {
+  SqliteStmt once;
+  return read_applied_size(db, once);
 }
 
 Result<uint64_t> DeterministicDb::read_applied_size() {

@@ -224,5 +224,9 @@ Result<SqliteDb> open_reader(const std::filesystem::path& path, const ReadCaptur
 // Reads applied_seq + 1 through any connection (0 when there is no
 // sqlite_swarmlite; errors as DeterministicDb::read_applied_size).
 Result<uint64_t> read_applied_size(sqlite3* db);
+// The same, keeping the prepared read of applied_seq in `cached` (empty at
+// first) for the next call on the same connection `db`. Answers and errors
+// are those of read_applied_size(db).
+Result<uint64_t> read_applied_size(sqlite3* db, SqliteStmt& cached);
 
 }  // namespace swarmlite

@@ -443,6 +443,76 @@ TEST_CASE("a plain read-only sqlite3 reader reads the replica while it applies")
   sqlite3_close(reader);
 }
 
+TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, errors included") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  auto reader = open_reader(p.dir / "r.db", nullptr);
+  REQUIRE_MESSAGE(reader.ok(), reader.error().to_string());
+  sqlite3* db = reader->get();
+  ReadTxn txn;
+  for (int i = 0; i < 3; ++i) {
+    auto pooled = txn.begin(db);
+    REQUIRE_MESSAGE(pooled.ok(), pooled.error().to_string());
+    CHECK(*pooled == p.replica->size());
+    // The snapshot is fixed at begin(): a write applied now is not seen.
+    p.exec({sql("INSERT INTO t VALUES (1)")});
+    p.sync();
+    auto inside = read_applied_size(db);
+    REQUIRE(inside.ok());
+    CHECK(*inside == *pooled);
+    REQUIRE(txn.end(db).ok());
+    CHECK(sqlite3_get_autocommit(db) != 0);
+    auto fresh = open_reader(p.dir / "r.db", nullptr);
+    REQUIRE(fresh.ok());
+    auto once = begin_read(fresh->get());
+    REQUIRE(once.ok());
+    CHECK(*once == p.replica->size());
+    REQUIRE(end_snapshot(fresh->get()).ok());
+  }
+  // A schema change under the prepared statements: SQLite prepares them again.
+  p.exec({sql("CREATE TABLE u(b)"), sql("DROP TABLE t")});
+  p.sync();
+  auto after = txn.begin(db);
+  REQUIRE_MESSAGE(after.ok(), after.error().to_string());
+  CHECK(*after == p.replica->size());
+  REQUIRE(txn.end(db).ok());
+
+  // Files that are not (yet) swarmlite databases: the same answer or error.
+  const auto empty = p.dir / "empty.db";
+  const auto foreign = p.dir / "foreign.db";
+  {
+    auto w = open_sqlite(empty.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    REQUIRE(w.ok());
+    auto f = open_sqlite(foreign.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    REQUIRE(f.ok());
+    REQUIRE(exec_sql(f->get(), "CREATE TABLE t(a); CREATE TABLE u(b)").ok());
+  }
+  for (const auto& path : {empty, foreign}) {
+    auto a = open_reader(path, nullptr);
+    auto b = open_reader(path, nullptr);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    ReadTxn t2;
+    for (int i = 0; i < 2; ++i) {
+      auto pooled = t2.begin(a->get());
+      auto once = begin_read(b->get());
+      REQUIRE(pooled.ok() == once.ok());
+      if (once.ok()) {
+        CHECK(*pooled == 0);
+        CHECK(*once == 0);
+      } else {
+        CHECK(pooled.error().code == Errc::corrupt);
+        CHECK(pooled.error().to_string() == once.error().to_string());
+        CHECK(pooled.error().message.find("2 schema objects but no") != std::string::npos);
+        CHECK(sqlite3_get_autocommit(a->get()) != 0);  // an error ends the transaction
+      }
+      (void)t2.end(a->get());
+      (void)end_snapshot(b->get());
+    }
+  }
+}
+
 TEST_CASE("a snapshot sees exactly the state of the size it reports") {
   Pair p;
   p.exec({sql("CREATE TABLE t(a)")});

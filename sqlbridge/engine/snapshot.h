@@ -60,6 +60,24 @@ Status end_snapshot(sqlite3* db);
 // on. Finish with end_snapshot(db).
 Result<uint64_t> begin_read(sqlite3* db);
 
+// begin_read() and end_snapshot() for a connection that reads again and again
+// (a pooled reader): BEGIN, the read of applied_seq and COMMIT are prepared on
+// the first use and reused, where begin_read() parses them per call and checks
+// sqlite_schema too — together more work than a point query
+// (docs/performance.md "Plain reads"). Answers and errors are those of
+// begin_read() / end_snapshot(). Bound to the connection of its first begin();
+// destroy it before that connection is closed. One thread at a time.
+class ReadTxn {
+ public:
+  Result<uint64_t> begin(sqlite3* db);
+  Status end(sqlite3* db);
+
+ private:
+  Status step_done(sqlite3* db, SqliteStmt& stmt, const char* sql);
+  sqlite3* db_ = nullptr;
+  SqliteStmt begin_, applied_, commit_;
+};
+
 // Opens a reader on `db_path` (through the swarmlite VFS, `capture` may be null),
 // begins a read transaction, reads the applied size and looks its root up.
 // unavailable when the root is no longer (or not yet) in `roots`.
