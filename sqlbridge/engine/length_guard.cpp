@@ -65,9 +65,6 @@ Result<std::unique_ptr<LengthGuard>> LengthGuard::install(
   std::unique_ptr<LengthGuard> g(new LengthGuard());
   g->max_length_ = max_length;
   g->on_refused_ = std::move(on_refused);
-  SWL_ASSIGN(g->helper_,
-             open_sqlite(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY | SQLITE_OPEN_NOMUTEX));
-  sqlite3_limit(g->helper_.get(), SQLITE_LIMIT_LENGTH, max_length);
   const int flags = SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS;
   if (sqlite3_create_function_v2(db, "printf", -1, flags, g.get(), &LengthGuard::printf_fn, nullptr,
                                  nullptr, nullptr) != SQLITE_OK ||
@@ -83,6 +80,24 @@ Result<std::unique_ptr<LengthGuard>> LengthGuard::install(
     return sqlite_error(db, "registering the length-independent substr()/substring()");
   }
   return g;
+}
+
+// The helper connection is opened on the first call that needs it, not at
+// install(): most connections never call printf(), format() or two-argument
+// substr(), and opening it cost as much as a cold proof's own connection
+// (docs/performance.md "Plain reads").
+sqlite3* LengthGuard::helper(sqlite3_context* ctx) {
+  if (!helper_) {
+    auto h = open_sqlite(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY | SQLITE_OPEN_NOMUTEX);
+    if (!h.ok()) {
+      sqlite3_result_error(ctx, h.error().message.c_str(), -1);
+      sqlite3_result_error_code(ctx, SQLITE_NOMEM);  // the node's trouble, not the statement's
+      return nullptr;
+    }
+    helper_ = std::move(h).value();
+    sqlite3_limit(helper_.get(), SQLITE_LIMIT_LENGTH, max_length_);
+  }
+  return helper_.get();
 }
 
 void LengthGuard::refuse(sqlite3_context* ctx, const std::string& message, bool too_big) {
@@ -105,12 +120,14 @@ void LengthGuard::call(sqlite3_context* ctx, int argc, sqlite3_value** argv, boo
               true);
     return;
   }
+  sqlite3* helper = g->helper(ctx);
+  if (helper == nullptr) return;
   SqliteStmt& stmt = g->stmts_[{is_format, argc}];
   if (!stmt) {
     std::string sql = fmt::format("SELECT {}(", name);
     for (int i = 1; i <= argc; ++i) sql += fmt::format("{}?{}", i > 1 ? "," : "", i);
     sql += ")";
-    auto r = prepare(g->helper_.get(), sql);
+    auto r = prepare(helper, sql);
     if (!r.ok()) {
       sqlite3_result_error(ctx, r.error().message.c_str(), -1);
       return;
@@ -120,7 +137,7 @@ void LengthGuard::call(sqlite3_context* ctx, int argc, sqlite3_value** argv, boo
   for (int i = 0; i < argc; ++i) sqlite3_bind_value(stmt.get(), i + 1, argv[i]);
   const int rc = sqlite3_step(stmt.get());
   if (rc != SQLITE_ROW) {
-    sqlite3_result_error(ctx, sqlite3_errmsg(g->helper_.get()), -1);
+    sqlite3_result_error(ctx, sqlite3_errmsg(helper), -1);
   } else if (sqlite3_column_type(stmt.get(), 0) == SQLITE_NULL &&
              sqlite3_value_type(argv[0]) != SQLITE_NULL) {
     // SQLite's printf returns NULL when the result passed the length cap.
@@ -141,8 +158,10 @@ void LengthGuard::substr_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv
     sqlite3_result_error(ctx, "substr(): wrong number of arguments", -1);
     return;
   }
+  sqlite3* helper = g->helper(ctx);
+  if (helper == nullptr) return;
   if (!g->substr_) {
-    auto r = prepare(g->helper_.get(),
+    auto r = prepare(helper,
                      fmt::format("SELECT substr(?1, ?2, {})", kDefaultMaxLength));
     if (!r.ok()) {
       sqlite3_result_error(ctx, r.error().message.c_str(), -1);
@@ -155,8 +174,8 @@ void LengthGuard::substr_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv
   // never longer than X.
   if (sqlite3_bind_value(stmt, 1, argv[0]) != SQLITE_OK ||
       sqlite3_bind_value(stmt, 2, argv[1]) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
-    sqlite3_result_error(ctx, sqlite3_errmsg(g->helper_.get()), -1);
-    const int code = sqlite3_errcode(g->helper_.get());
+    sqlite3_result_error(ctx, sqlite3_errmsg(helper), -1);
+    const int code = sqlite3_errcode(helper);
     if (code == SQLITE_TOOBIG || code == SQLITE_NOMEM) sqlite3_result_error_code(ctx, code);
   } else {
     sqlite3_result_value(ctx, sqlite3_column_value(stmt, 0));

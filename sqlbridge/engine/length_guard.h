@@ -60,6 +60,9 @@ class LengthGuard {
   static void format_fn(struct sqlite3_context* ctx, int argc, struct sqlite3_value** argv);
   static void substr_fn(struct sqlite3_context* ctx, int argc, struct sqlite3_value** argv);
   void refuse(struct sqlite3_context* ctx, const std::string& message, bool too_big);
+  // The helper connection, opened on first use; null (and an error set on
+  // `ctx`) when it cannot be opened.
+  struct sqlite3* helper(struct sqlite3_context* ctx);
 
   int max_length_ = 0;
   std::function<void(const std::string&)> on_refused_;
