@@ -10,6 +10,10 @@
 //      id=<random> on the peer, plain (0) or proof=1 (1), one client; p50/p99
 //      server round trip in µs. Baseline: BM_LocalPointQuery, the same query on
 //      an open local SQLite connection (prepare + step), and /readyz.
+//  BM_HttpVerifiedPointQuery          the proof=1 query above, then the
+//      client verifies the proof it got as a client starting cold does
+//      (Verifier: a fresh connection, the head's signature, every page hashed,
+//      the query run again): request + verify, end to end, in µs.
 //  BM_HttpWrite/clients:N             POST /db/execute, one single-row INSERT
 //      per request, on the primary (log fsync on: durable when answered).
 //      Baseline: BM_InProcessWrite (Primary::execute, same row) and /readyz.
@@ -44,6 +48,7 @@
 #include "net/node.h"
 #include "sqlbridge/engine/primary.h"
 #include "sqlbridge/engine/replica.h"
+#include "sqlbridge/proof/verifier.h"
 #include "sqlbridge/sqlite_util.h"
 
 namespace swarmlite {
@@ -72,7 +77,7 @@ class Client {
   // Sends one request, reads the answer; dies on a transport error or a status
   // other than 200 (a benchmark of failures measures nothing).
   size_t call(http::verb verb, const std::string& target, const std::string& body = {},
-              const char* accept = nullptr) {
+              const char* accept = nullptr, std::string* answer = nullptr) {
     http::request<http::string_body> rq{verb, target, 11};
     rq.set(http::field::host, "127.0.0.1");
     rq.keep_alive(true);
@@ -89,7 +94,8 @@ class Client {
     auto& rs = parser.get();
     if (rs.result_int() != 200) die(fmt::format("{} {}: HTTP {}: {}", std::string(rq.method_string()), target,
                                                 rs.result_int(), rs.body().substr(0, 300)));
-    return rs.body().size();
+    if (answer) *answer = std::move(rs.body());
+    return answer ? answer->size() : rs.body().size();
   }
 
  private:
@@ -252,6 +258,25 @@ void BM_HttpPointQuery(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_HttpPointQuery)->ArgName("proof")->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
+
+void BM_HttpVerifiedPointQuery(benchmark::State& state) {
+  Cluster& c = cluster();
+  std::mt19937_64 rng(7);
+  std::string answer;
+  run_clients(state, c.rhttp->bound_port(), 1, [&](Client& cl, int, uint64_t) {
+    const auto id = 1 + rng() % static_cast<uint64_t>(c.rows);
+    const std::string sql = fmt::format("SELECT * FROM items WHERE id = {}", id);
+    cl.call(http::verb::get, "/db/query?q=" + url_encode(sql) + "&proof=1", {}, "application/octet-stream",
+            &answer);
+    VerifyOptions vo;
+    vo.expected_sql = sql;
+    vo.expected_params = std::vector<Value>{};
+    auto v = Verifier::verify_bytes(c.keys.pub, as_bytes(answer), vo);
+    if (!v.ok()) die("verifying the proof: " + v.error().to_string());
+    if (v->result.rows.size() != 1) die(fmt::format("the verified result has {} rows, not 1", v->result.rows.size()));
+  });
+}
+BENCHMARK(BM_HttpVerifiedPointQuery)->Iterations(1)->UseRealTime();
 
 void BM_InProcessWrite(benchmark::State& state) {
   Cluster& c = cluster();
