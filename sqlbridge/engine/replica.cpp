@@ -4,6 +4,8 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "sqlbridge/engine/db_lock.h"
 #include "sqlbridge/engine/genesis.h"
@@ -509,19 +511,40 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
   // to let go: without the wait, a read-your-writes proof right after the
   // write arrived was answered at the old pin (bigdb_itest, a 3 GiB peer
   // whose scrubber held the lock: "no such table" for a table just made).
+  //
+  // Only a head the file is at can be pinned (the pin reads the live file): a
+  // newer head already stored but not applied yet holds the pin back until the
+  // applier applies it. A client that asked for min_size waits for that too
+  // (bounded by the time limit), and is never answered below min_size: at
+  // start-up a proof asked right after a CREATE TABLE ran at the old pin and
+  // failed "no such table" (soak_htest).
   uint64_t pinned = pin ? pin->head().size : 0;
-  if (head && pinned < head->size) {
+  const auto deadline = std::chrono::steady_clock::now() + options.guard.time_limit;
+  while (head && pinned < head->size) {
     const bool due = pins_->renew_due(options.min_size);
     const bool wanted = pinned < options.min_size && size() >= options.min_size;
-    std::unique_lock apply_lock(apply_mu_, std::defer_lock);
-    if (due) {
-      if (wanted) (void)apply_lock.try_lock_for(options.guard.time_limit);
-      else (void)apply_lock.try_lock();
+    {
+      std::unique_lock apply_lock(apply_mu_, std::defer_lock);
+      if (due) {
+        if (wanted) (void)apply_lock.try_lock_until(deadline);
+        else (void)apply_lock.try_lock();
+      }
+      if (apply_lock.owns_lock()) {
+        pin_if_due_locked(/*force=*/true);
+        pin = pins_->current().prover;
+        pinned = pin ? pin->head().size : 0;
+      }
     }
-    if (apply_lock.owns_lock()) {
-      pin_if_due_locked(/*force=*/true);
-      pin = pins_->current().prover;
-    }
+    if (!wanted || pinned >= options.min_size || std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the applier's turn
+    std::lock_guard log_lock(log_mu_);
+    head = log_->head();
+  }
+  if (pin && pinned < options.min_size) {
+    return make_error(Errc::unavailable,
+                      "replica {}: proofs are at log size {}, below min_size {} (applied {}, newest head {}); "
+                      "try again",
+                      db_path_.string(), pinned, options.min_size, size(), head ? head->size : 0);
   }
   if (!pin) {
     if (!head) {

@@ -443,6 +443,65 @@ TEST_CASE("a plain read-only sqlite3 reader reads the replica while it applies")
   sqlite3_close(reader);
 }
 
+TEST_CASE("a proof asked with min_size is never run below it while a newer stored head waits to be applied") {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  auto primary = Primary::open(dir / "p.db", keys.secret, fast_primary());
+  REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+  ReplicaOptions ro = fast_replica();
+  ro.pin_interval = std::chrono::hours(1);  // the pin moves only when a proof asks
+  auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, ro);
+  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  Primary& p = **primary;
+  Replica& r = **replica;
+  // Copies the primary's entries and newest head into the replica's log; applies
+  // them only when asked.
+  auto store = [&] {
+    auto head = p.head();
+    REQUIRE(head);
+    std::vector<Bytes> entries;
+    {
+      std::lock_guard lock(p.log_mutex());
+      for (uint64_t s = r.log().size(); s < head->size; ++s) entries.push_back(p.log().entry_bytes(s).value());
+    }
+    std::lock_guard lock(r.log_mutex());
+    REQUIRE(r.log().append_verified(entries, *head).ok());
+  };
+  store();
+  REQUIRE(r.apply_available().ok());
+  REQUIRE(r.pinned_size() == 1);  // genesis
+  REQUIRE(p.execute({sql("CREATE TABLE t(a)")}).ok());
+  store();
+  REQUIRE(r.apply_available().ok());
+  const uint64_t created = r.size();
+  REQUIRE(created == 2);
+  REQUIRE(r.pinned_size() == 1);  // not due yet
+  REQUIRE(p.execute({sql("INSERT INTO t VALUES (1)")}).ok());
+  store();  // head 3 stored, not applied: the file is at 2
+
+  ProveOptions po;
+  po.min_size = created;
+  po.guard.time_limit = std::chrono::milliseconds(300);
+  {
+    // Nobody applies: no proof below min_size, and no "no such table" from the old pin.
+    auto proved = r.prove("SELECT count(*) FROM t", {}, po);
+    REQUIRE_FALSE(proved.ok());
+    CHECK(proved.error().code == Errc::unavailable);
+    CHECK_MESSAGE(proved.error().message.find("below min_size 2") != std::string::npos, proved.error().to_string());
+  }
+  // The applier applies the stored head meanwhile: the proof waits for it.
+  po.guard.time_limit = std::chrono::milliseconds(5000);
+  std::thread applier([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK(r.apply_available().ok());
+  });
+  auto proved = r.prove("SELECT count(*) FROM t", {}, po);
+  applier.join();
+  REQUIRE_MESSAGE(proved.ok(), proved.error().to_string());
+  CHECK(proved->proof.head.size == 3);
+  CHECK(proved->result.rows.at(0).at(0) == Value{int64_t{1}});
+}
+
 TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, errors included") {
   Pair p;
   p.exec({sql("CREATE TABLE t(a)")});
