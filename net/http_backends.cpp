@@ -56,7 +56,7 @@ Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool, const std::vecto
   uint64_t size = 0;
   {
     GuardedConnection::TrustedScope trusted(*conn);
-    auto began = conn.txn().begin(conn->handle());
+    auto began = conn.txn().begin();
     if (!began.ok()) {
       conn.discard();
       return began.take_error();
@@ -65,7 +65,7 @@ Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool, const std::vecto
   }
   auto end_read = [&conn]() {
     GuardedConnection::TrustedScope trusted(*conn);
-    Status ended = conn.txn().end(conn->handle());
+    Status ended = conn.txn().end();
     if (!ended.ok()) conn.discard();
     return ended;
   };
@@ -297,7 +297,7 @@ Result<std::vector<StatementClass>> classify_statements(ReadPool& pool,
   SWL_ASSIGN(auto conn, pool.acquire());
   {
     GuardedConnection::TrustedScope trusted(*conn);
-    auto began = conn.txn().begin(conn->handle());
+    auto began = conn.txn().begin();
     if (!began.ok()) {
       conn.discard();
       return began.take_error();
@@ -324,7 +324,7 @@ Result<std::vector<StatementClass>> classify_statements(ReadPool& pool,
     out.push_back(std::move(c));
   }
   GuardedConnection::TrustedScope trusted(*conn);
-  if (!conn.txn().end(conn->handle()).ok()) conn.discard();
+  if (!conn.txn().end().ok()) conn.discard();
   return out;
 }
 

@@ -51,7 +51,7 @@ Result<ReadPool::Lease> ReadPool::acquire() {
   }
   if (!conn.conn) {
     SWL_ASSIGN(conn.conn, GuardedConnection::open(page_vfs_uri(db_path_, nullptr, nullptr, /*read_only=*/true)));
-    conn.txn = std::make_unique<ReadTxn>();
+    conn.txn = std::make_unique<ReadTxn>(conn.conn->handle());
     std::lock_guard lock(mu_);
     ++opened_;
   }

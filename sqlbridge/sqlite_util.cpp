@@ -73,6 +73,21 @@ Result<SqliteStmt> prepare(sqlite3* db, std::string_view sql, std::string_view* 
   return stmt;
 }
 
+Status step_kept(sqlite3* db, SqliteStmt& stmt, const char* sql) {
+  if (!stmt) {
+    SWL_ASSIGN(stmt, prepare(db, sql));
+  }
+  const int rc = sqlite3_step(stmt.get());
+  if (rc == SQLITE_DONE) {
+    sqlite3_reset(stmt.get());
+    return ok_status();
+  }
+  Error e = make_error(is_local_sqlite_error(rc) ? Errc::io_error : Errc::sqlite_error,
+                       "{}: {} (code {})", sql, sqlite3_errmsg(db), sqlite3_extended_errcode(db));
+  sqlite3_reset(stmt.get());
+  return e;
+}
+
 Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params) {
   int expected = sqlite3_bind_parameter_count(stmt);
   if (static_cast<size_t>(expected) != params.size()) {

@@ -57,6 +57,11 @@ Status exec_sql(sqlite3* db, std::string_view sql);
 // Prepares exactly one statement; `tail` (if not null) receives the unparsed rest.
 Result<SqliteStmt> prepare(sqlite3* db, std::string_view sql, std::string_view* tail = nullptr);
 
+// Runs a fixed statement without rows (BEGIN, COMMIT, …) kept in `stmt`:
+// prepared from `sql` on the first call, stepped to SQLITE_DONE and reset.
+// Errors name `sql` (io_error for the node's own trouble, is_local_sqlite_error).
+Status step_kept(sqlite3* db, SqliteStmt& stmt, const char* sql);
+
 // Binds params[i] to parameter i+1. invalid_argument when the count differs.
 Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params);
 // The value of column `col` of the current row.

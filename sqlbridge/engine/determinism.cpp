@@ -194,19 +194,7 @@ Result<uint64_t> DeterministicDb::read_applied_size() {
 }
 
 Status DeterministicDb::step_fixed(SqliteStmt& stmt, const char* sql) {
-  sqlite3* db = db_.get();
-  if (!stmt) {
-    SWL_ASSIGN(stmt, prepare(db, sql));
-  }
-  const int rc = sqlite3_step(stmt.get());
-  if (rc == SQLITE_DONE) {
-    sqlite3_reset(stmt.get());
-    return ok_status();
-  }
-  Error e = make_error(is_local_sqlite_error(rc) ? Errc::io_error : Errc::sqlite_error,
-                       "{}: {} (code {})", sql, sqlite3_errmsg(db), sqlite3_extended_errcode(db));
-  sqlite3_reset(stmt.get());
-  return e;
+  return step_kept(db_.get(), stmt, sql);
 }
 
 void DeterministicDb::set_statement_cache(size_t capacity) {

@@ -509,9 +509,9 @@ TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, e
   auto reader = open_reader(p.dir / "r.db", nullptr);
   REQUIRE_MESSAGE(reader.ok(), reader.error().to_string());
   sqlite3* db = reader->get();
-  ReadTxn txn;
+  ReadTxn txn(db);
   for (int i = 0; i < 3; ++i) {
-    auto pooled = txn.begin(db);
+    auto pooled = txn.begin();
     REQUIRE_MESSAGE(pooled.ok(), pooled.error().to_string());
     CHECK(*pooled == p.replica->size());
     // The snapshot is fixed at begin(): a write applied now is not seen.
@@ -520,7 +520,7 @@ TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, e
     auto inside = read_applied_size(db);
     REQUIRE(inside.ok());
     CHECK(*inside == *pooled);
-    REQUIRE(txn.end(db).ok());
+    REQUIRE(txn.end().ok());
     CHECK(sqlite3_get_autocommit(db) != 0);
     auto fresh = open_reader(p.dir / "r.db", nullptr);
     REQUIRE(fresh.ok());
@@ -532,10 +532,10 @@ TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, e
   // A schema change under the prepared statements: SQLite prepares them again.
   p.exec({sql("CREATE TABLE u(b)"), sql("DROP TABLE t")});
   p.sync();
-  auto after = txn.begin(db);
+  auto after = txn.begin();
   REQUIRE_MESSAGE(after.ok(), after.error().to_string());
   CHECK(*after == p.replica->size());
-  REQUIRE(txn.end(db).ok());
+  REQUIRE(txn.end().ok());
 
   // Files that are not (yet) swarmlite databases: the same answer or error.
   const auto empty = p.dir / "empty.db";
@@ -552,9 +552,9 @@ TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, e
     auto b = open_reader(path, nullptr);
     REQUIRE(a.ok());
     REQUIRE(b.ok());
-    ReadTxn t2;
+    ReadTxn t2(a->get());
     for (int i = 0; i < 2; ++i) {
-      auto pooled = t2.begin(a->get());
+      auto pooled = t2.begin();
       auto once = begin_read(b->get());
       REQUIRE(pooled.ok() == once.ok());
       if (once.ok()) {
@@ -566,7 +566,7 @@ TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, e
         CHECK(pooled.error().message.find("2 schema objects but no") != std::string::npos);
         CHECK(sqlite3_get_autocommit(a->get()) != 0);  // an error ends the transaction
       }
-      (void)t2.end(a->get());
+      (void)t2.end();
       (void)end_snapshot(b->get());
     }
   }

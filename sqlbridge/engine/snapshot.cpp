@@ -44,38 +44,16 @@ Result<uint64_t> begin_read(sqlite3* db) {
   return size;
 }
 
-Status ReadTxn::step_done(sqlite3* db, SqliteStmt& stmt, const char* sql) {
-  if (db_ == nullptr) db_ = db;
-  if (db != db_) return make_error(Errc::internal, "ReadTxn used on a second connection");
-  if (!stmt) {
-    sqlite3_stmt* raw = nullptr;
-    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(raw);
-      return exec_sql(db, sql);  // its error, worded as begin_read()'s
-    }
-    stmt.reset(raw);
-  }
-  const int rc = sqlite3_step(stmt.get());
-  if (rc == SQLITE_DONE) {
-    sqlite3_reset(stmt.get());
-    return ok_status();
-  }
-  Error e = make_error(is_local_sqlite_error(rc) ? Errc::io_error : Errc::sqlite_error, "{}: {} (code {})", sql,
-                       sqlite3_errmsg(db), rc);
-  sqlite3_reset(stmt.get());
-  return e;
-}
-
-Result<uint64_t> ReadTxn::begin(sqlite3* db) {
-  SWL_TRY(step_done(db, begin_, "BEGIN"));
-  auto size = read_applied_size(db, applied_);
-  if (!size.ok()) (void)end(db);
+Result<uint64_t> ReadTxn::begin() {
+  SWL_TRY(step_kept(db_, begin_, "BEGIN"));
+  auto size = read_applied_size(db_, applied_);
+  if (!size.ok()) (void)end();
   return size;
 }
 
-Status ReadTxn::end(sqlite3* db) {
-  if (sqlite3_get_autocommit(db)) return ok_status();
-  return step_done(db, commit_, "COMMIT");
+Status ReadTxn::end() {
+  if (sqlite3_get_autocommit(db_)) return ok_status();
+  return step_kept(db_, commit_, "COMMIT");
 }
 
 Status end_snapshot(sqlite3* db) {

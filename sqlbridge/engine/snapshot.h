@@ -65,16 +65,16 @@ Result<uint64_t> begin_read(sqlite3* db);
 // the first use and reused, where begin_read() parses them per call and checks
 // sqlite_schema too — together more work than a point query
 // (docs/performance.md "Plain reads"). Answers and errors are those of
-// begin_read() / end_snapshot(). Bound to the connection of its first begin();
-// destroy it before that connection is closed. One thread at a time.
+// begin_read() / end_snapshot(). For connection `db` only; destroy it before
+// that connection is closed. One thread at a time.
 class ReadTxn {
  public:
-  Result<uint64_t> begin(sqlite3* db);
-  Status end(sqlite3* db);
+  explicit ReadTxn(sqlite3* db) : db_(db) {}
+  Result<uint64_t> begin();
+  Status end();
 
  private:
-  Status step_done(sqlite3* db, SqliteStmt& stmt, const char* sql);
-  sqlite3* db_ = nullptr;
+  sqlite3* db_;
   SqliteStmt begin_, applied_, commit_;
 };
 
