@@ -116,6 +116,7 @@ net::NodeOptions node_options(std::vector<std::string> seeds, size_t max_outboun
   o.max_outbound = max_outbound;  // 1 with one seed: exactly the chosen topology
   o.backoff_initial = 50ms;
   o.backoff_max = 500ms;
+  o.batch_entries = static_cast<uint32_t>(env_int("SWARMLITE_BENCH_BATCH_ENTRIES", 1000));
   return o;
 }
 

@@ -240,10 +240,11 @@ Status Log::store_head_if_new(const Head& head) {
 
 Status Log::append(std::span<const Bytes> encoded_entries) {
   SWL_TRY(check_entries(encoded_entries, EntryLimits{}));
-  SWL_TRY(store_->append_batch(encoded_entries));
-  // The store hashed them too, but reading its rows back (a pread) costs more
-  // than hashing a small entry again.
-  for (const Bytes& e : encoded_entries) tree_.append(entry_leaf_hash(e));
+  std::vector<Hash32> leaves;
+  leaves.reserve(encoded_entries.size());
+  for (const Bytes& e : encoded_entries) leaves.push_back(entry_leaf_hash(e));
+  SWL_TRY(store_->append_batch(encoded_entries, leaves));  // hashed once, for the store and the tree
+  for (const Hash32& leaf : leaves) tree_.append(leaf);
   return {};
 }
 
@@ -292,7 +293,12 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
   }
   SWL_TRY(check_entries(encoded_entries, limits));
 
-  for (const Bytes& e : encoded_entries) tree_.append(entry_leaf_hash(e));
+  std::vector<Hash32> leaves;  // hashed once, for the tree and the store
+  leaves.reserve(encoded_entries.size());
+  for (const Bytes& e : encoded_entries) {
+    leaves.push_back(entry_leaf_hash(e));
+    tree_.append(leaves.back());
+  }
   // Cutting the tree back re-reads the leaves of its last block from the store
   // (core/log_tree.h); should that read fail, the tree no longer matches the
   // store: say so, the caller must reopen the log.
@@ -323,7 +329,7 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
                             new_size, head.size, e.message);
     return undo(std::move(e));
   }
-  if (auto st = store_->append_batch(encoded_entries); !st.ok()) return undo(st.take_error());
+  if (auto st = store_->append_batch(encoded_entries, leaves); !st.ok()) return undo(st.take_error());
   if (head.size == new_size) SWL_TRY(store_head_if_new(head));
   return {};
 }

@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <atomic>
 #include <bit>
 #include <chrono>
@@ -274,7 +275,8 @@ class FileLogStore final : public LogStore {
     Bytes copy(record.begin(), record.end());
     return append_batch(std::span<const Bytes>(&copy, 1));
   }
-  Status append_batch(std::span<const Bytes> records) override;
+  using LogStore::append_batch;
+  Status append_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) override;
   Result<Bytes> read(uint64_t seq) const override;
   Result<std::vector<Bytes>> read_range(uint64_t first, uint64_t max_count,
                                         size_t max_bytes) const override;
@@ -660,7 +662,11 @@ Status FileLogStore::create_segment(uint64_t first_seq) {
   return {};
 }
 
-Status FileLogStore::append_batch(std::span<const Bytes> records) {
+Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) {
+  if (!leaves.empty() && leaves.size() != records.size()) {
+    return make_error(Errc::internal, "log store {}: {} leaf hashes for {} records", dir_.string(),
+                      leaves.size(), records.size());
+  }
   if (failed_) {
     return make_error(Errc::io_error, "log store {}: an earlier fsync failed; reopen the store",
                       dir_.string());
@@ -696,7 +702,8 @@ Status FileLogStore::append_batch(std::span<const Bytes> records) {
     IndexRow& r = rows[i];
     r.offset = pos;
     r.length = static_cast<uint32_t>(rec.size());
-    r.leaf = hash_leaf(rec);
+    r.leaf = leaves.empty() ? hash_leaf(rec) : leaves[i];
+    assert(r.leaf == hash_leaf(rec));
     auto sum = record_checksum(seq + i, r.length, r.leaf);
     uint8_t h[4];
     store_be(h, r.length, 4);

@@ -137,7 +137,11 @@ class LogStore {
   virtual Result<DropStats> drop_before(const LogCheckpoint& cp) = 0;
   virtual Status append(ByteView record) = 0;
   // Appends all records with one fsync. All or nothing on a clean error.
-  virtual Status append_batch(std::span<const Bytes> records) = 0;
+  // `leaves`, when not empty, are the records' leaf hashes (hash_leaf), which
+  // the caller has computed already (core/log.cpp): the index rows take them
+  // instead of hashing every record a second time.
+  virtual Status append_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) = 0;
+  Status append_batch(std::span<const Bytes> records) { return append_batch(records, {}); }
   virtual Result<Bytes> read(uint64_t seq) const = 0;
   // Records first, first + 1, ... each checked as read() checks it: at most
   // max_count of them, and no more once their payloads reach max_bytes (at

@@ -1,7 +1,7 @@
 // NodeBackend adapters for the two owners of a log (net/node.h):
 //  - PrimaryBackend: the Primary writes and signs; the node serves and pushes.
 //  - ReplicaBackend: the node stores verified batches in the Replica's Log and
-//    the worker thread replays them with Replica::apply_available.
+//    the node's apply thread replays them with Replica::apply_available.
 // Both use the owner's own mutex as log_mutex(), so the locking rule of
 // node.h holds with the Primary's execute and the Replica's apply.
 #pragma once

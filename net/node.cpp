@@ -473,6 +473,19 @@ void Node::Impl::run(Actions actions) {
             uint64_t n = a.entries.entries.size();
             worker.post([this, id = a.session, keys = std::move(a.ban_keys), who = std::move(a.who), n,
                          e = std::move(a.entries)]() mutable {
+              // Fetched while the batch before it was stored: if that one
+              // failed, this one does not follow the log — skip it, blaming no one.
+              uint64_t log_end;
+              {
+                std::lock_guard lock(backend.log_mutex());
+                log_end = backend.log().size();
+              }
+              if (log_end != e.from) {
+                asio::post(io, [this] {
+                  if (!stopping) run(sync.store_skipped(Clock::now()));
+                });
+                return;
+              }
               Status st = backend.store_entries(e.entries, e.head, e.proof);
               if (st.ok()) size_grew();
               asio::post(io, [this, id, keys = std::move(keys), who = std::move(who), n,

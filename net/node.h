@@ -7,12 +7,12 @@
 // This header carries no Asio: the implementation (node.cpp) is a pimpl.
 //
 // Threads: the node runs one io thread (every socket, timer and piece of sync
-// state lives there) and one worker thread (stores verified batches in the
-// backend's Log — fsync — and runs the backend's apply). Public methods are
-// thread-safe unless noted.
+// state lives there) and two worker threads (net/worker.h: one stores verified
+// batches in the backend's Log — fsync —, the other runs the backend's apply).
+// Public methods are thread-safe unless noted.
 //
 // Locking rule: the backend's log_mutex() guards its Log. The node holds it
-// around every Log call it makes from either thread (reading entries/proofs to
+// around every Log call it makes from any thread (reading entries/proofs to
 // serve, storing a batch); whoever else touches the Log (the Primary's execute,
 // the Replica's apply) holds it or is documented as doing so internally. The
 // node never holds it while waiting on the network, and never around
@@ -61,18 +61,19 @@ class NodeBackend {
   virtual std::mutex& log_mutex() const = 0;
   // True for the primary: it never fetches entries; its heads come from notify_new_head().
   virtual bool is_primary() const = 0;
-  // Replica only (worker thread, log_mutex() NOT held): verifies and stores
+  // Replica only (store thread, net/worker.h; log_mutex() NOT held): verifies and stores
   // entries [log().size(), +n) proven against `head` (Log::append_proven),
   // taking log_mutex() around the Log call. Nothing is stored on error.
   virtual Status store_entries(std::span<const Bytes> entries, const Head& head,
                                std::span<const Hash32> proof) = 0;
-  // Replica only (worker thread, log_mutex() NOT held): applies up to `up_to`
-  // entries of the log to the database; returns the number applied now. May
-  // take long. An error is reported and applying stops until restart.
+  // Replica only (apply thread, net/worker.h; log_mutex() NOT held): applies up
+  // to `up_to` entries of the log to the database; returns the number applied
+  // now. May take long, and runs while the store thread stores the next batch.
+  // An error is reported and applying stops until restart.
   virtual Result<uint64_t> apply(uint64_t up_to) = 0;
   // Entries applied to the database so far (any thread).
   virtual uint64_t applied_size() const = 0;
-  // Replica only (worker thread, log_mutex() NOT held): a verified head for
+  // Replica only (store thread, log_mutex() NOT held): a verified head for
   // entries the log already holds, newer than the stored head and covering at
   // least applied_size() — e.g. the head file was lost: store it (Log::set_head,
   // persisted) so proofs and /readyz work again without waiting for the next
@@ -216,7 +217,7 @@ class Node {
 
   // Size wake-ups (the HTTP API's min_size and level=strong waits,
   // docs/http-api.md "Read consistency"): `fn` is called whenever the backend's
-  // applied_size() may have grown — after each apply (worker thread), after
+  // applied_size() may have grown — after each apply (apply thread), after
   // each stored batch (a backend without a database "applies" by storing) and
   // in notify_new_head() (the caller's thread). One listener: setting replaces
   // it, an empty fn removes it; once this returns the previous fn is not

@@ -165,7 +165,7 @@ Actions SyncEngine::closed(uint64_t id, const std::string& reason, Clock::time_p
   if (it == peers_.end()) return out;
   PeerState p = std::move(it->second);
   peers_.erase(it);
-  if (p.request) fetch_busy_ = false;
+  if (p.request) request_out_ = false;
   if (p.outbound) book_.on_dial_failed(p.dialled, now);
   if (p.ready) {
     spdlog::info("peer {} disconnected: {}", p.name(), reason);
@@ -407,11 +407,22 @@ void SyncEngine::on_evidence(Actions& out, PeerState& s, const Evidence& e, Cloc
 // --- fetching --------------------------------------------------------------------
 
 void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
-  if (evidence_ || fetch_busy_ || backend_.is_primary() || (apply_stopped_ && apply_stopped_())) return;
+  if (stores_pending_ == 0) draining_ = false;
+  if (evidence_ || request_out_ || stores_pending_ >= kMaxStoresPending || draining_ ||
+      backend_.is_primary() || (apply_stopped_ && apply_stopped_())) {
+    return;
+  }
   if (!store_fault_.retry_due(now)) return;  // a local fault: the tick retries after its backoff
   uint64_t local;
   std::optional<Head> anchor;
-  {
+  if (stores_pending_ > 0) {
+    // Fetch the batch after the one being stored (not taking log_mutex, which
+    // the store holds): it goes on from that batch's end, anchored on the
+    // verified head that batch is proven against. Should that batch fail, the
+    // store thread skips this one (store_skipped).
+    local = pending_end_;
+    anchor = pending_head_;
+  } else {
     std::lock_guard lock(backend_.log_mutex());
     local = backend_.log().size();
     anchor = backend_.log().head();
@@ -458,7 +469,7 @@ void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
   s.request_anchor = anchor;
   s.last_used = ++fetch_counter_;
   out.push_back(RequestDeadlineAction{s.id, now + opt_.request_timeout});
-  fetch_busy_ = true;
+  request_out_ = true;
   send(out, s, g);
   spdlog::debug("asked {} for entries [{}, {})", s.name(), g.from, g.from + g.count);
 }
@@ -468,12 +479,12 @@ void SyncEngine::on_entries(Actions& out, PeerState& s, Entries&& e, Clock::time
     return misbehaved(out, s, fmt::format("unrequested entries from {} (x{})", e.from, e.entries.size()), now);
   }
   auto anchor = s.request_anchor;
+  request_out_ = false;
   s.request.reset();
   s.request_anchor.reset();
   out.push_back(RequestDeadlineAction{s.id, kNever});
   const Head& h = e.head;
   if (auto st = h.verify(log_id_); !st.ok()) {
-    fetch_busy_ = false;
     return misbehaved(out, s, "Entries with an invalid head: " + st.error().to_string(), now);
   }
   s.head_size = std::max(s.head_size, h.size);
@@ -481,8 +492,7 @@ void SyncEngine::on_entries(Actions& out, PeerState& s, Entries&& e, Clock::time
   // was proven against): the same head, or two at one size — a fork.
   if (anchor && anchor->size == h.size && anchor->log_root != h.log_root) {
     if (auto ev = evidence_from_heads(*anchor, h); ev.ok()) {
-      fetch_busy_ = false;
-      return equivocation(out, std::move(ev).value(),
+        return equivocation(out, std::move(ev).value(),
                           fmt::format("head at size {} from {} differs from ours", h.size, s.name()));
     }
   }
@@ -491,13 +501,11 @@ void SyncEngine::on_entries(Actions& out, PeerState& s, Entries&& e, Clock::time
   if (anchor && anchor->size > 0 && anchor->size < h.size) {
     auto roots = roots_from_complete_path(anchor->size, h.size, e.anchor_path);
     if (!roots.ok() || roots->new_root != h.log_root) {
-      fetch_busy_ = false;
-      return misbehaved(out, s,
+        return misbehaved(out, s,
                         fmt::format("anchor path {}→{} does not lead to its head", anchor->size, h.size), now);
     }
     if (roots->old_root != anchor->log_root) {
-      fetch_busy_ = false;
-      auto ev = evidence_from_proof(*anchor, h, e.anchor_path);
+        auto ev = evidence_from_proof(*anchor, h, e.anchor_path);
       if (ev.ok()) {
         return equivocation(out, std::move(ev).value(),
                             fmt::format("head at size {} from {} does not extend ours at {}", h.size,
@@ -506,14 +514,20 @@ void SyncEngine::on_entries(Actions& out, PeerState& s, Entries&& e, Clock::time
       return misbehaved(out, s, "anchor path: " + ev.error().to_string(), now);
     }
   }
-  // Verify (signature, entry codec, seq continuity, proof) and store off the io thread.
+  // Verify (signature, entry codec, seq continuity, proof) and store off the io
+  // thread; meanwhile, fetch the next batch.
+  ++stores_pending_;
+  pending_end_ = e.from + e.entries.size();
+  pending_head_ = h;
   out.push_back(StoreAction{s.id, s.ban_keys(), s.name(), std::move(e)});
+  schedule_fetch(out, now);
 }
 
 Actions SyncEngine::stored(uint64_t id, const std::vector<std::string>& ban_keys, const std::string& who,
                            uint64_t n, const Head& head, const Status& st, Clock::time_point now) {
   Actions out;
-  fetch_busy_ = false;
+  if (stores_pending_ > 0) --stores_pending_;
+  if (!st.ok()) draining_ = true;  // a batch fetched after this one does not follow our log
   PeerState* s = find(id);
   if (!st.ok() && is_local_fault(st.error())) {
     // Our disk, not their data: nobody is banned; retried after a backoff.
@@ -559,6 +573,13 @@ Actions SyncEngine::stored(uint64_t id, const std::vector<std::string>& ban_keys
   return out;
 }
 
+Actions SyncEngine::store_skipped(Clock::time_point now) {
+  Actions out;
+  if (stores_pending_ > 0) --stores_pending_;
+  schedule_fetch(out, now);
+  return out;
+}
+
 void SyncEngine::on_error(Actions& out, PeerState& s, const ErrorMsg& e, Clock::time_point now) {
   if (e.code == ErrorCode::not_available && s.request) {
     // It announced more than it serves (e.g. it restarted): ask elsewhere. A
@@ -569,7 +590,7 @@ void SyncEngine::on_error(Actions& out, PeerState& s, const ErrorMsg& e, Clock::
     s.request.reset();
     s.request_anchor.reset();
     out.push_back(RequestDeadlineAction{s.id, kNever});
-    fetch_busy_ = false;
+    request_out_ = false;
     schedule_fetch(out, now);
     return;
   }

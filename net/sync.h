@@ -151,6 +151,10 @@ class SyncEngine {
   // Results of the worker's jobs.
   Actions stored(uint64_t id, const std::vector<std::string>& ban_keys, const std::string& who,
                  uint64_t n, const Head& head, const Status& st, Clock::time_point now);
+  // A StoreAction that was not run: the log did not end where its batch
+  // begins (the batch before it, fetched while it was stored, failed). Nobody
+  // is to blame; fetching goes on from the log's end.
+  Actions store_skipped(Clock::time_point now);
   Actions head_stored(uint64_t size, const std::string& from, const Status& st);
   // One SnapshotAction of `id` was answered (or dropped).
   void snapshot_answered(uint64_t id);
@@ -217,7 +221,15 @@ class SyncEngine {
   // anchor of the next request when it is newer than our stored head, which a
   // catch-up of several batches leaves behind (schedule_fetch).
   std::optional<Head> proven_head_;
-  bool fetch_busy_ = false;  // a GetEntries is out or its batch is being stored
+  // Fetching overlaps storing (docs/protocol.md "Following the log"): one
+  // GetEntries may be out while the batch before it is being stored, so at
+  // most kMaxStoresPending batches wait for the store thread.
+  static constexpr int kMaxStoresPending = 2;
+  bool request_out_ = false;    // a GetEntries of ours is out
+  int stores_pending_ = 0;      // StoreActions not yet answered by stored()/store_skipped()
+  uint64_t pending_end_ = 0;    // with stores pending: where the last of them ends
+  std::optional<Head> pending_head_;  // ... and the (verified) head it is proven against
+  bool draining_ = false;  // a store failed: the batches after it are skipped; fetch after them
   uint64_t fetch_counter_ = 0;
   uint64_t relayed_size_ = 0;
   uint64_t relayed_first_ = 0;  // our first servable entry as last pushed

@@ -343,6 +343,81 @@ TEST_CASE("sync: a local store fault bans nobody; invalid entries ban the source
   CHECK_FALSE(e.bans(t0).empty());
 }
 
+// docs/protocol.md "Following the log": the next batch is asked for while the
+// one before it is stored (at most two wait for the store thread). When the
+// first fails on our own disk, the second no longer follows the log: the node
+// skips it (store_skipped), nobody is banned, and after the fault's backoff
+// fetching starts again at the log's end — not after the skipped batch.
+// (Without `draining_` in SyncEngine::schedule_fetch, the ban of the first
+// batch's sender asks another peer for entries from 20, past the gap.)
+TEST_CASE("sync: the next batch is fetched while one is stored; after a failed store it is skipped") {
+  NodeOptions o = options();
+  o.batch_entries = 10;
+  Replica fx(30, o);
+  auto& e = fx.e;
+  auto asks = sent<GetEntries>(fx.dial_holder(1), 1);
+  REQUIRE(asks.size() == 1);
+  SyncEngine server(*fx.p.backend, o, 2);
+  server.start("", std::nullopt);
+  connect(server, 1, false, "", hello_from(fx.keys.pub, 1, std::nullopt), t0);
+  auto serve = [&](const GetEntries& g) {
+    auto replies = sent<Entries>(server.message(1, Message{g}, t0), 1);
+    REQUIRE(replies.size() == 1);
+    return replies[0];
+  };
+  // [0, 10) arrives: stored by the worker, and [10, 20) is asked for at once.
+  auto got = e.message(1, Message{serve(asks[0])}, t0);
+  auto first = all_of<StoreAction>(got);
+  REQUIRE(first.size() == 1);
+  auto ask2 = sent<GetEntries>(got, 1);
+  REQUIRE(ask2.size() == 1);
+  CHECK(ask2[0].from == 10);
+  CHECK(ask2[0].anchor == 30);  // the verified head [0, 10) is proven against
+  // [10, 20) arrives while [0, 10) is still being stored: two wait, no third request.
+  got = e.message(1, Message{serve(ask2[0])}, t0);
+  auto second = all_of<StoreAction>(got);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].entries.from == 10);
+  CHECK(sent<GetEntries>(got, 1).empty());
+
+  SUBCASE("both stored: the third request goes on from 20") {
+    for (const auto& job : {first[0], second[0]}) {
+      REQUIRE(fx.r.backend->store_entries(job.entries.entries, job.entries.head, job.entries.proof).ok());
+    }
+    auto acts = e.stored(1, first[0].ban_keys, first[0].who, 10, first[0].entries.head, {}, t0);
+    auto ask3 = sent<GetEntries>(acts, 1);
+    REQUIRE(ask3.size() == 1);
+    CHECK(ask3[0].from == 20);
+    acts = e.stored(1, second[0].ban_keys, second[0].who, 10, second[0].entries.head, {}, t0);
+    CHECK(sent<GetEntries>(acts, 1).empty());  // [20, 30) is out already
+    CHECK(e.entries_stored() == 20);
+  }
+  SUBCASE("the first is invalid: its sender is banned, the second skipped, fetching resumes at 0") {
+    CHECK(sent<GetEntries>(fx.dial_holder(2), 2).empty());  // another holder; the fetch is busy
+    auto acts = e.stored(1, first[0].ban_keys, first[0].who, 10, first[0].entries.head,
+                         make_error(Errc::corrupt, "entry 2: bad seq"), t0);
+    CHECK(all_of<BanAction>(acts).size() == 1);
+    CHECK(sent<GetEntries>(acts, 2).empty());  // not past the batch that will be skipped
+    acts = e.store_skipped(t0);
+    auto retry = sent<GetEntries>(acts, 2);
+    REQUIRE(retry.size() == 1);
+    CHECK(retry[0].from == 0);
+  }
+  SUBCASE("the first fails on our disk: the second is skipped, fetching resumes at 0") {
+    auto acts = e.stored(1, first[0].ban_keys, first[0].who, 10, first[0].entries.head,
+                         make_error(Errc::io_error, "write: No space left on device"), t0);
+    CHECK(all_of<BanAction>(acts).empty());
+    CHECK(sent<GetEntries>(acts, 1).empty());
+    acts = e.store_skipped(t0);  // the node found the log at 0, not at 10
+    CHECK(all_of<BanAction>(acts).empty());
+    CHECK(sent<GetEntries>(acts, 1).empty());  // the fault's backoff
+    auto retry = sent<GetEntries>(e.tick(t0 + 150ms), 1);
+    REQUIRE(retry.size() == 1);
+    CHECK(retry[0].from == 0);
+    CHECK(e.bans(t0).empty());
+  }
+}
+
 // A store that succeeds: counted, applied, the head relayed to peers that lack it.
 TEST_CASE("sync: a stored batch is applied and its head relayed") {
   Replica fx(4);
@@ -566,11 +641,14 @@ TEST_CASE("sync: a catch-up anchors on the head its last batch was proven agains
     auto replies = sent<Entries>(server.message(1, Message{ask}, t0), 1);
     REQUIRE_MESSAGE(replies.size() == 1, "entries from " << ask.from << " anchored at " << ask.anchor
                                                           << " were not served");
-    auto stores = all_of<StoreAction>(replica.message(1, Message{replies[0]}, t0));
+    auto got = replica.message(1, Message{replies[0]}, t0);
+    auto stores = all_of<StoreAction>(got);
     REQUIRE(stores.size() == 1);
+    // The next batch is asked for while this one is stored (prefetch).
+    auto next = sent<GetEntries>(got, 1);
     const Entries& e = stores[0].entries;
     REQUIRE(r.backend->store_entries(e.entries, e.head, e.proof).ok());
-    auto next = sent<GetEntries>(replica.stored(1, stores[0].ban_keys, stores[0].who, e.entries.size(), e.head, {}, t0), 1);
+    CHECK(sent<GetEntries>(replica.stored(1, stores[0].ban_keys, stores[0].who, e.entries.size(), e.head, {}, t0), 1).empty());
     if (next.empty()) return std::nullopt;
     return next[0];
   };
@@ -612,11 +690,13 @@ TEST_CASE("sync: a served head at the anchor's size with another root is evidenc
   REQUIRE(asks.size() == 1);
   auto replies = sent<Entries>(a.message(1, Message{asks[0]}, t0), 1);
   REQUIRE(replies.size() == 1);
-  auto stores = all_of<StoreAction>(replica.message(1, Message{replies[0]}, t0));
+  auto first = replica.message(1, Message{replies[0]}, t0);
+  auto stores = all_of<StoreAction>(first);
   REQUIRE(stores.size() == 1);
+  auto next = sent<GetEntries>(first, 1);  // asked while [5, 7) is stored
   const Entries& e = stores[0].entries;
   REQUIRE(r.backend->store_entries(e.entries, e.head, e.proof).ok());
-  auto next = sent<GetEntries>(replica.stored(1, stores[0].ban_keys, stores[0].who, e.entries.size(), e.head, {}, t0), 1);
+  CHECK(sent<GetEntries>(replica.stored(1, stores[0].ban_keys, stores[0].who, e.entries.size(), e.head, {}, t0), 1).empty());
   REQUIRE(next.size() == 1);
   CHECK(next[0].from == 7);
   CHECK(next[0].anchor == 8);  // branch a's head, which [5, 7) was proven against

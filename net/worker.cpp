@@ -6,15 +6,20 @@
 
 namespace swarmlite::net {
 
-void Worker::start() { thread_ = std::thread([this] { run(); }); }
+void Worker::start() {
+  jobs_thread_ = std::thread([this] { run_jobs(); });
+  apply_thread_ = std::thread([this] { run_apply(); });
+}
 
 void Worker::stop() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  jobs_cv_.notify_all();
+  apply_cv_.notify_all();
+  if (jobs_thread_.joinable()) jobs_thread_.join();
+  if (apply_thread_.joinable()) apply_thread_.join();
 }
 
 void Worker::post(std::function<void()> job) {
@@ -22,7 +27,7 @@ void Worker::post(std::function<void()> job) {
     std::lock_guard lock(mu_);
     jobs_.push_back(std::move(job));
   }
-  cv_.notify_all();
+  jobs_cv_.notify_one();
 }
 
 void Worker::want_apply(uint64_t size) {
@@ -32,7 +37,7 @@ void Worker::want_apply(uint64_t size) {
     apply_target_ = size;
     stalled_ = false;
   }
-  cv_.notify_all();
+  apply_cv_.notify_one();
 }
 
 void Worker::halt_apply(const std::string& why) {
@@ -50,23 +55,28 @@ bool Worker::apply_due() const {
          apply_target_ > backend_.applied_size();
 }
 
-void Worker::run() {
+void Worker::run_jobs() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    jobs_cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (stop_) return;
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    job();
+    lock.lock();
+  }
+}
+
+void Worker::run_apply() {
   std::unique_lock lock(mu_);
   for (;;) {
     // A local fault: wake up when its backoff has passed.
     auto wait = apply_fault.get() ? apply_fault.wait() + std::chrono::milliseconds(1)
                                   : std::chrono::milliseconds(60'000);
-    cv_.wait_for(lock, wait, [&] { return stop_ || !jobs_.empty() || apply_due(); });
+    apply_cv_.wait_for(lock, wait, [&] { return stop_ || apply_due(); });
     if (stop_) return;
-    if (jobs_.empty() && !apply_due()) continue;
-    if (!jobs_.empty()) {  // stores first: they unblock the next fetch
-      auto job = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      job();
-      lock.lock();
-      continue;
-    }
+    if (!apply_due()) continue;
     uint64_t up_to = std::min(apply_target_, backend_.applied_size() + kApplyChunk);
     lock.unlock();
     auto r = backend_.apply(up_to);

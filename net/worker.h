@@ -1,8 +1,9 @@
-// The node's worker thread (docs/protocol.md "Threads"): stores verified
-// batches in the backend's Log (fsync) and runs the backend's apply, off the
-// io thread, so sockets keep being served while the disk works. Jobs (stores)
-// go first: they unblock the next fetch; applying runs in chunks of
-// kApplyChunk entries between them.
+// The node's worker threads (docs/protocol.md "Threads"): one stores verified
+// batches in the backend's Log (fsync), the other runs the backend's apply,
+// both off the io thread, so sockets keep being served while the disk works
+// and a batch being stored (its verification and fsync) overlaps the replay of
+// the ones before it. Jobs (stores) run in order; applying runs in chunks of
+// kApplyChunk entries up to the target set by want_apply().
 #pragma once
 
 #include <condition_variable>
@@ -21,9 +22,12 @@ namespace swarmlite::net {
 
 class Worker {
  public:
-  static constexpr uint64_t kApplyChunk = 256;  // entries per backend.apply call: keeps stores responsive
+  // Entries per backend.apply call: one replay batch (ReplicaOptions::
+  // max_batch_entries); bounds how long stop() waits. Few calls also mean few
+  // waits for log_mutex(), which a store holds through its fsync.
+  static constexpr uint64_t kApplyChunk = 1024;
 
-  // `on_applied` (may be empty) runs on the worker thread after each
+  // `on_applied` (may be empty) runs on the apply thread after each
   // backend.apply call, outside the worker's lock: the applied size may have grown.
   explicit Worker(NodeBackend& backend, std::function<void()> on_applied = {})
       : backend_(backend), on_applied_(std::move(on_applied)) {}
@@ -32,10 +36,11 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   void start();
-  // Finishes the job or apply in progress, drops queued jobs, joins. Idempotent.
+  // Finishes the job and the apply call in progress, drops queued jobs, joins. Idempotent.
   void stop();
+  // Runs `job` on the store thread, after the jobs posted before it.
   void post(std::function<void()> job);
-  // Apply up to `size` entries (replica). Monotonic.
+  // Apply up to `size` entries (replica), on the apply thread. Monotonic.
   void want_apply(uint64_t size);
   // Applying stops for good (the log equivocated); the first reason is kept.
   void halt_apply(const std::string& why);
@@ -46,18 +51,19 @@ class Worker {
 
  private:
   bool apply_due() const;
-  void run();
+  void run_jobs();
+  void run_apply();
 
   NodeBackend& backend_;
   std::function<void()> on_applied_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable jobs_cv_, apply_cv_;
   std::deque<std::function<void()>> jobs_;
   uint64_t apply_target_ = 0;
   bool stalled_ = false;
   std::optional<std::string> apply_error_;
   bool stop_ = false;
-  std::thread thread_;
+  std::thread jobs_thread_, apply_thread_;
 };
 
 }  // namespace swarmlite::net

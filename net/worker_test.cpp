@@ -27,6 +27,7 @@ class CountingBackend : public NodeBackend {
   }
   Result<uint64_t> apply(uint64_t up_to) override {
     ++calls;
+    if (on_apply) on_apply();
     if (fail_io) return make_error(Errc::io_error, "disk full");
     if (fail_hard) return make_error(Errc::corrupt, "diverged");
     uint64_t before = applied;
@@ -38,6 +39,7 @@ class CountingBackend : public NodeBackend {
   std::atomic<uint64_t> applied{0};
   std::atomic<int> calls{0};
   std::atomic<bool> fail_io{false}, fail_hard{false};
+  std::function<void()> on_apply;  // set before start(): runs inside each apply call
 
  private:
   PublicKey id_{};
@@ -111,4 +113,31 @@ TEST_CASE("worker: halt_apply keeps the first reason and stops applying") {
   CHECK(*w.apply_error() == "the log equivocated");
   w.stop();
   w.stop();  // idempotent
+}
+
+// docs/protocol.md "Threads and locks": stores run on a thread of their own, so
+// a batch is verified and stored (and the next one fetched) while a long apply
+// call runs. (With one thread for both, the job waits for the apply call and
+// this fails.)
+TEST_CASE("worker: a store job runs while an apply call is in progress") {
+  CountingBackend b;
+  std::promise<void> applying, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  b.on_apply = [&] {
+    if (!first.exchange(false)) return;
+    applying.set_value();
+    released.wait();
+  };
+  Worker w(b);
+  w.start();
+  w.want_apply(10);
+  REQUIRE(applying.get_future().wait_for(10s) == std::future_status::ready);
+  std::promise<void> stored;
+  w.post([&] { stored.set_value(); });
+  CHECK(stored.get_future().wait_for(5s) == std::future_status::ready);
+  CHECK(b.applied == 0);  // the apply call is still in progress
+  release.set_value();
+  CHECK(eventually([&] { return b.applied == 10; }));
+  w.stop();
 }

@@ -213,11 +213,10 @@ Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
   const uint64_t max_entries = std::max<uint64_t>(1, options_.max_batch_entries);
   if (batch_limit_ == 0 || batch_limit_ > max_entries) batch_limit_ = max_entries;
   auto apply_one = [&](uint64_t seq) -> Status {
-    Entry entry;
-    {
-      std::lock_guard log_lock(log_mu_);
-      SWL_ASSIGN(entry, log_->entry(seq));
-    }
+    // Not under log_mu_: Log::entry reads only the store, which may run
+    // beside its one writer (core/log.h), so a batch being stored — its
+    // verification and fsync under log_mu_ — does not hold replay up.
+    SWL_ASSIGN(Entry entry, log_->entry(seq));
     SWL_TRY(apply_locked(entry));
     ++applied;
     {
@@ -295,7 +294,7 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
   size_t ahead_pos = 0;
   while (seq < stop) {
     if (ahead_pos == ahead.size()) {
-      std::lock_guard log_lock(log_mu_);
+      // Not under log_mu_, as apply_one in apply_range_locked.
       auto e = log_->entries(seq, std::min(stop - seq, kReadAhead), options_.max_batch_bytes);
       if (!e.ok()) {
         db_->rollback_batch();

@@ -24,9 +24,14 @@
 // Thread-safety: open/apply*/log() mutation from one thread at a time (the
 // "applier"); size(), state_root(), page_count(), diverged(), open_snapshot()
 // from any thread. log_mutex() guards the Log between the applier and readers
-// of the Log (serving entries/proofs): hold it around any Log call. A retention
-// round (compact_replica_log, retention.h) mutates the Log from its own thread
-// under log_mutex(), dropping only entries the applier is past. Pins: pin_slot.h (apply lock 1st).
+// of the Log (serving entries/proofs): hold it around any Log call, except that
+// the applier reads the entries it replays (Log::entry/entries) without it:
+// those read only the store, which allows reads beside its one writer
+// (core/log.h), so a batch stored meanwhile (verified and fsync'ed under
+// log_mutex() by the node's store thread, net/worker.h) does not hold replay up.
+// Every Log writer holds log_mutex(). A retention round (compact_replica_log,
+// retention.h) mutates the Log from its own thread under log_mutex(), dropping
+// only entries the applier is past. Pins: pin_slot.h (apply lock 1st).
 #pragma once
 
 #include <chrono>
