@@ -43,6 +43,9 @@
 //      (WAL, synchronous=NORMAL as on a replica, secure_delete): the baseline.
 //      Ratios (batch N / batch 1, replay / raw) are printed at the end.
 //
+// SWARMLITE_BENCH_BATCH_ENTRIES (default 1000): NodeOptions::batch_entries
+// (entries per GetEntries) of every node the benchmarks start.
+//
 // Each benchmark runs one iteration; figures are counters (ms, entries/s,
 // bytes) and a summary line on stderr. Ratios against the baselines (local
 // replay, star) are computed from rows of the same run: see docs/performance.md.
