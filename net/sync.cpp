@@ -456,6 +456,9 @@ void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
   PeerState& s = peers_.at(*chosen);
   auto plan = plan_batch(local, s.head_size, opt_.batch_entries);
   if (!plan) return;
+  // A prefetch is anchored on the pending batch's head, so only a source at or
+  // past it is asked (as for proven_head_ below); else fetching waits for the store.
+  if (stores_pending_ > 0 && anchor && anchor->size > s.head_size) return;
   // Mid catch-up the stored head lags the log: anchor on the head the last
   // batch was proven against instead (when the source is at or past it), so the
   // anchor stays near the top and a source that compacted its log meanwhile

@@ -418,6 +418,44 @@ TEST_CASE("sync: the next batch is fetched while one is stored; after a failed s
   }
 }
 
+// A prefetch is anchored on the head the pending batch is proven against; a
+// source whose head is below it could not prove a path from there, so it is
+// not asked until that batch is stored (then the request anchors on the
+// stored head, as before prefetching). (Dropping the `anchor->size >
+// s.head_size` check in SyncEngine::schedule_fetch makes this fail: peer 2 is
+// asked with anchor 30, above its head.)
+TEST_CASE("sync: a prefetch goes only to a source at or past the pending batch's head") {
+  NodeOptions o = options();
+  o.batch_entries = 10;
+  Replica fx(30, o);
+  auto& e = fx.e;
+  TestLog shorter(fx.keys.pub, true);
+  shorter.append(fx.keys.secret, 20);  // the same first 20 entries, its head at 20
+  auto asks = sent<GetEntries>(fx.dial_holder(1), 1);
+  REQUIRE(asks.size() == 1);
+  CHECK(sent<GetEntries>(connect(e, 2, true, "10.0.0.2:7000", hello_from(fx.keys.pub, 102, shorter.head()), t0), 2)
+            .empty());
+  SyncEngine server(*fx.p.backend, o, 2);
+  server.start("", std::nullopt);
+  connect(server, 1, false, "", hello_from(fx.keys.pub, 1, std::nullopt), t0);
+  auto replies = sent<Entries>(server.message(1, Message{asks[0]}, t0), 1);
+  REQUIRE(replies.size() == 1);
+  auto got = e.message(1, Message{replies[0]}, t0);
+  auto stores = all_of<StoreAction>(got);
+  REQUIRE(stores.size() == 1);
+  REQUIRE(sent<GetEntries>(got, 1).size() == 1);  // the prefetch, to peer 1 (head 30)
+  // Peer 1 goes away with the prefetch: peer 2 (head 20) is not asked anchored at 30.
+  auto acts = e.closed(1, "gone", t0);
+  CHECK(sent<GetEntries>(acts, 2).empty());
+  const Entries& b = stores[0].entries;
+  REQUIRE(fx.r.backend->store_entries(b.entries, b.head, b.proof).ok());
+  acts = e.stored(1, stores[0].ban_keys, stores[0].who, b.entries.size(), b.head, {}, t0);
+  auto next = sent<GetEntries>(acts, 2);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].from == 10);
+  CHECK(next[0].anchor <= 20);
+}
+
 // A store that succeeds: counted, applied, the head relayed to peers that lack it.
 TEST_CASE("sync: a stored batch is applied and its head relayed") {
   Replica fx(4);
