@@ -54,9 +54,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cassert>
 #include <atomic>
 #include <bit>
+#include <cassert>
 #include <chrono>
 #include <cerrno>
 #include <cstring>

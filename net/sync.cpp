@@ -495,7 +495,7 @@ void SyncEngine::on_entries(Actions& out, PeerState& s, Entries&& e, Clock::time
   // was proven against): the same head, or two at one size — a fork.
   if (anchor && anchor->size == h.size && anchor->log_root != h.log_root) {
     if (auto ev = evidence_from_heads(*anchor, h); ev.ok()) {
-        return equivocation(out, std::move(ev).value(),
+      return equivocation(out, std::move(ev).value(),
                           fmt::format("head at size {} from {} differs from ours", h.size, s.name()));
     }
   }
@@ -504,11 +504,11 @@ void SyncEngine::on_entries(Actions& out, PeerState& s, Entries&& e, Clock::time
   if (anchor && anchor->size > 0 && anchor->size < h.size) {
     auto roots = roots_from_complete_path(anchor->size, h.size, e.anchor_path);
     if (!roots.ok() || roots->new_root != h.log_root) {
-        return misbehaved(out, s,
+      return misbehaved(out, s,
                         fmt::format("anchor path {}→{} does not lead to its head", anchor->size, h.size), now);
     }
     if (roots->old_root != anchor->log_root) {
-        auto ev = evidence_from_proof(*anchor, h, e.anchor_path);
+      auto ev = evidence_from_proof(*anchor, h, e.anchor_path);
       if (ev.ok()) {
         return equivocation(out, std::move(ev).value(),
                             fmt::format("head at size {} from {} does not extend ours at {}", h.size,
