@@ -45,6 +45,20 @@ inline double load_average() {
   return l;
 }
 
+// CPU time the hypervisor gave to other guests while this one wanted it
+// ("steal", /proc/stat, summed over all CPUs), in seconds since boot. On a
+// shared host it rises when both vCPUs are busy, and a multi-threaded row
+// slows with it: report the difference over a row next to its figures.
+inline double steal_seconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  uint64_t v[8] = {};
+  in >> cpu;
+  for (auto& x : v) in >> x;
+  if (cpu != "cpu") return 0;
+  return static_cast<double>(v[7]) / 100.0;  // USER_HZ: 100 on Linux
+}
+
 // The p-th percentile (0..1) of `v`, which it reorders.
 inline double percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;

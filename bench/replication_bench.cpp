@@ -83,6 +83,7 @@ using bench::env_int;
 using bench::load_average;
 using bench::must;
 using bench::percentile;
+using bench::steal_seconds;
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
@@ -249,6 +250,7 @@ struct LagRow {
   int rate = 0;
   bool no_delay = true;
   double load_before = 0, load_after = 0;
+  double steal = 0;  // CPU-seconds stolen by the host during the row (bench_util.h)
   std::vector<double> p50, p99, max;  // per peer (lag from the primary)
   std::vector<double> hop_p50, hop_p99, hop_max;  // chain only: per hop
 };
@@ -292,6 +294,7 @@ void BM_Lag(benchmark::State& state) {
     row.rate = rate_arg;
     row.no_delay = no_delay;
     row.load_before = load_average();
+    const double steal_before = steal_seconds();
     double achieved = paced_writes(writes, rate, [&](uint64_t i) {
       auto r = p.primary->execute({insert_row(i)});
       acked[first + i] = now_ns();
@@ -302,6 +305,7 @@ void BM_Lag(benchmark::State& state) {
     for (auto& q : peers) q->node->stop();
     p.node->stop();
     row.load_after = load_average();
+    row.steal = steal_seconds() - steal_before;
 
     state.counters["write_rate"] = achieved;
     std::string summary;
@@ -350,9 +354,9 @@ void BM_Lag(benchmark::State& state) {
       state.counters[tag + "_store_to_store_p99_ms"] = f99;
       summary += fmt::format(" (stored→next stored p50 {:.2f} p99 {:.2f} max {:.2f})", f50, f99, fmx);
     }
-    fmt::print(stderr, "lag {} nodelay {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}{}\n",
+    fmt::print(stderr, "lag {} nodelay {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}, steal {:.1f} s{}\n",
                chain ? "chain" : "star", no_delay ? "on" : "off", writes, achieved, rate, row.load_before,
-               row.load_after, summary);
+               row.load_after, row.steal, summary);
     lag_rows().push_back(std::move(row));
   }
 }
@@ -442,6 +446,7 @@ void BM_CatchUp(benchmark::State& state) {
   const CachedLog& c = cached_log(n);
   for (auto _ : state) {
     double load_before = load_average();
+    const double steal_before = steal_seconds();
     TempDir tmp("catchup");
     fs::create_directories(tmp.path);
     double secs = 0, stored_secs = 0, open_secs = 0;
@@ -501,13 +506,13 @@ void BM_CatchUp(benchmark::State& state) {
       state.counters["bytes_in"] = static_cast<double>(bytes);
     }
     fmt::print(stderr,
-               "catch-up {}: {} entries in {:.1f} s = {:.0f} entries/s{}, load {:.2f}→{:.2f}\n",
+               "catch-up {}: {} entries in {:.1f} s = {:.0f} entries/s{}, load {:.2f}→{:.2f}, steal {:.1f} s\n",
                mode == 0 ? "local replay" : mode == 1 ? "replica node" : "log-only node", n, secs,
                static_cast<double>(n) / secs,
                mode == 0 ? fmt::format(" (replica open {:.1f} s)", open_secs)
                          : fmt::format(" (log complete after {:.1f} s, {:.1f} MB in)", stored_secs,
                                        static_cast<double>(bytes) / 1e6),
-               load_before, load_average());
+               load_before, load_average(), steal_seconds() - steal_before);
   }
 }
 // ---------------------------------------------------------------------------
