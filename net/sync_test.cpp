@@ -65,9 +65,9 @@ Actions connect(SyncEngine& e, uint64_t id, bool outbound, const std::string& ad
   return out;
 }
 
-NodeOptions options() {
+NodeOptions options(uint32_t batch_entries = 100) {
   NodeOptions o;
-  o.batch_entries = 100;
+  o.batch_entries = batch_entries;
   return o;
 }
 
@@ -91,15 +91,23 @@ struct Replica {
   StoreAction first_batch() {
     auto asks = sent<GetEntries>(dial_holder(1), 1);
     REQUIRE(asks.size() == 1);
-    SyncEngine server(*p.backend, options(), 2);
-    server.start("", std::nullopt);
-    connect(server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
-    auto reply = sent<Entries>(server.message(1, Message{asks[0]}, t0), 1);
-    REQUIRE(reply.size() == 1);
-    auto stores = all_of<StoreAction>(e.message(1, Message{reply[0]}, t0));
+    auto stores = all_of<StoreAction>(e.message(1, Message{serve(asks[0])}, t0));
     REQUIRE(stores.size() == 1);
     return stores[0];
   }
+  // What a peer holding the primary's log (an engine over it; the replica is
+  // its session 1) answers to `g`: exactly one Entries.
+  Entries serve(const GetEntries& g) {
+    if (!server) {
+      server = std::make_unique<SyncEngine>(*p.backend, options(), 2);
+      server->start("", std::nullopt);
+      connect(*server, 1, false, "", hello_from(keys.pub, 1, std::nullopt), t0);
+    }
+    auto reply = sent<Entries>(server->message(1, Message{g}, t0), 1);
+    REQUIRE(reply.size() == 1);
+    return reply[0];
+  }
+  std::unique_ptr<SyncEngine> server;
 };
 
 }  // namespace
@@ -351,22 +359,12 @@ TEST_CASE("sync: a local store fault bans nobody; invalid entries ban the source
 // (Without `draining_` in SyncEngine::schedule_fetch, the ban of the first
 // batch's sender asks another peer for entries from 20, past the gap.)
 TEST_CASE("sync: the next batch is fetched while one is stored; after a failed store it is skipped") {
-  NodeOptions o = options();
-  o.batch_entries = 10;
-  Replica fx(30, o);
+  Replica fx(30, options(10));  // batches of 10 entries
   auto& e = fx.e;
   auto asks = sent<GetEntries>(fx.dial_holder(1), 1);
   REQUIRE(asks.size() == 1);
-  SyncEngine server(*fx.p.backend, o, 2);
-  server.start("", std::nullopt);
-  connect(server, 1, false, "", hello_from(fx.keys.pub, 1, std::nullopt), t0);
-  auto serve = [&](const GetEntries& g) {
-    auto replies = sent<Entries>(server.message(1, Message{g}, t0), 1);
-    REQUIRE(replies.size() == 1);
-    return replies[0];
-  };
   // [0, 10) arrives: stored by the worker, and [10, 20) is asked for at once.
-  auto got = e.message(1, Message{serve(asks[0])}, t0);
+  auto got = e.message(1, Message{fx.serve(asks[0])}, t0);
   auto first = all_of<StoreAction>(got);
   REQUIRE(first.size() == 1);
   auto ask2 = sent<GetEntries>(got, 1);
@@ -374,7 +372,7 @@ TEST_CASE("sync: the next batch is fetched while one is stored; after a failed s
   CHECK(ask2[0].from == 10);
   CHECK(ask2[0].anchor == 30);  // the verified head [0, 10) is proven against
   // [10, 20) arrives while [0, 10) is still being stored: two wait, no third request.
-  got = e.message(1, Message{serve(ask2[0])}, t0);
+  got = e.message(1, Message{fx.serve(ask2[0])}, t0);
   auto second = all_of<StoreAction>(got);
   REQUIRE(second.size() == 1);
   CHECK(second[0].entries.from == 10);
@@ -425,9 +423,7 @@ TEST_CASE("sync: the next batch is fetched while one is stored; after a failed s
 // s.head_size` check in SyncEngine::schedule_fetch makes this fail: peer 2 is
 // asked with anchor 30, above its head.)
 TEST_CASE("sync: a prefetch goes only to a source at or past the pending batch's head") {
-  NodeOptions o = options();
-  o.batch_entries = 10;
-  Replica fx(30, o);
+  Replica fx(30, options(10));  // batches of 10 entries
   auto& e = fx.e;
   TestLog shorter(fx.keys.pub, true);
   shorter.append(fx.keys.secret, 20);  // the same first 20 entries, its head at 20
@@ -435,12 +431,7 @@ TEST_CASE("sync: a prefetch goes only to a source at or past the pending batch's
   REQUIRE(asks.size() == 1);
   CHECK(sent<GetEntries>(connect(e, 2, true, "10.0.0.2:7000", hello_from(fx.keys.pub, 102, shorter.head()), t0), 2)
             .empty());
-  SyncEngine server(*fx.p.backend, o, 2);
-  server.start("", std::nullopt);
-  connect(server, 1, false, "", hello_from(fx.keys.pub, 1, std::nullopt), t0);
-  auto replies = sent<Entries>(server.message(1, Message{asks[0]}, t0), 1);
-  REQUIRE(replies.size() == 1);
-  auto got = e.message(1, Message{replies[0]}, t0);
+  auto got = e.message(1, Message{fx.serve(asks[0])}, t0);
   auto stores = all_of<StoreAction>(got);
   REQUIRE(stores.size() == 1);
   REQUIRE(sent<GetEntries>(got, 1).size() == 1);  // the prefetch, to peer 1 (head 30)
