@@ -198,6 +198,7 @@ std::chrono::duration<double> run_time() {
 void run_clients(benchmark::State& state, uint16_t port, int clients,
                  const std::function<void(Client&, int, uint64_t)>& one) {
   const double load = load_average();
+  const double steal_before = bench::steal_seconds();
   for (auto _ : state) {
     std::vector<std::vector<double>> lat(static_cast<size_t>(clients));
     std::vector<std::thread> threads;
@@ -223,6 +224,7 @@ void run_clients(benchmark::State& state, uint16_t port, int clients,
     state.counters["p99_us"] = percentile(all, 0.99);
   }
   state.counters["load"] = load;
+  state.counters["steal_s"] = bench::steal_seconds() - steal_before;  // the host's share of our CPU
 }
 
 void BM_HttpReadyz(benchmark::State& state) {
