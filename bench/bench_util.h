@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -56,7 +57,7 @@ inline double steal_seconds() {
   in >> cpu;
   for (auto& x : v) in >> x;
   if (cpu != "cpu") return 0;
-  return static_cast<double>(v[7]) / 100.0;  // USER_HZ: 100 on Linux
+  return static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK));  // USER_HZ ticks
 }
 
 // The p-th percentile (0..1) of `v`, which it reorders.
