@@ -39,6 +39,7 @@ Result<std::unique_ptr<Log>> Log::open(const std::filesystem::path& dir, const P
   SWL_ASSIGN(std::optional<Bytes> head_bytes, s.load_head());
   if (!head_bytes) {
     SWL_TRY(log->check_checkpoint_head());
+    log->publish();
     return log;
   }
 
@@ -69,6 +70,7 @@ Result<std::unique_ptr<Log>> Log::open(const std::filesystem::path& dir, const P
   }
   log->head_ = std::move(head).value();
   SWL_TRY(log->check_checkpoint_head());
+  log->publish();
   return log;
 }
 
@@ -121,6 +123,7 @@ Result<std::unique_ptr<Log>> Log::create_at_checkpoint(const std::filesystem::pa
   std::unique_ptr<Log> log(new Log(log_id, std::move(store)));
   SWL_TRY(log->start_at_checkpoint(cp));
   SWL_TRY(log->store_head_if_new(head));
+  log->publish();
   return log;
 }
 
@@ -147,7 +150,14 @@ Result<DropStats> Log::compact(uint64_t keep_from) {
   SWL_TRY(tree_.forget_before(f));
   SWL_ASSIGN(DropStats stats, store_->drop_before(cp));
   checkpoint_head_ = head_;
+  publish();
   return stats;
+}
+
+void Log::publish() {
+  LogView v{size(), store_->first(), head_};
+  std::lock_guard lock(view_mu_);
+  view_ = std::move(v);
 }
 
 Result<Bytes> Log::entry_bytes(uint64_t seq) const { return store_->read(seq); }
@@ -235,6 +245,7 @@ Status Log::store_head_if_new(const Head& head) {
   if (head_ && *head_ == head) return {};
   SWL_TRY(store_->store_head(encode_head(head)));
   head_ = head;
+  publish();
   return {};
 }
 
@@ -245,6 +256,7 @@ Status Log::append(std::span<const Bytes> encoded_entries) {
   for (const Bytes& e : encoded_entries) leaves.push_back(entry_leaf_hash(e));
   SWL_TRY(store_->append_batch(encoded_entries, leaves));  // hashed once, for the store and the tree
   for (const Hash32& leaf : leaves) tree_.append(leaf);
+  publish();
   return {};
 }
 
@@ -330,6 +342,9 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
     return undo(std::move(e));
   }
   if (auto st = store_->append_batch(encoded_entries, leaves); !st.ok()) return undo(st.take_error());
+  // The entries are stored and synced: readers of view() may replay them. A
+  // failure to store the head leaves them stored (and visible), as before.
+  publish();
   if (head.size == new_size) SWL_TRY(store_head_if_new(head));
   return {};
 }

@@ -12,12 +12,14 @@
 // decode errors of an entry prefixed with its batch position and seq.
 //
 // Thread-safety: not synchronized. One thread (or external serialization) for
-// everything, except entry_bytes() and entry(), which read only the store and
-// may run concurrently with one writer (LogStore's rule).
+// everything, except entry_bytes(), entry(), entries() and entry_bytes_range(),
+// which read only the store and may run concurrently with one writer
+// (LogStore's rule), and view(), which any thread may call at any time.
 #pragma once
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 
@@ -28,6 +30,14 @@
 #include "core/merkle.h"
 
 namespace swarmlite {
+
+// What view() returns: the log's size, first entry and newest stored head as
+// of its last completed write.
+struct LogView {
+  uint64_t size = 0;
+  uint64_t first = 0;
+  std::optional<Head> head;
+};
 
 class Log {
  public:
@@ -54,6 +64,17 @@ class Log {
   const LogTree& tree() const { return tree_; }
   Hash32 root() const { return tree_.root(); }
   const std::optional<Head>& head() const { return head_; }
+  // size(), first_entry() and head() as of the last write that completed (its
+  // entries stored and synced, its head stored): a copy taken under a mutex of
+  // the view's own, which no write holds across I/O, so a reader — the
+  // replica's apply thread, the node's io threads — never waits for a store's
+  // fsync to learn how far the log goes (docs/protocol.md "Threads and
+  // locks"). Any thread, beside the writer. During a write, size() already
+  // counts entries still being stored; view().size never does.
+  LogView view() const {
+    std::lock_guard lock(view_mu_);
+    return view_;
+  }
   // First entry held: 0 unless compacted or created at a checkpoint. Entries,
   // inclusion proofs and consistency proofs from a size below it are not_found.
   uint64_t first_entry() const { return store_->first(); }
@@ -148,11 +169,16 @@ class Log {
   Status start_at_checkpoint(const LogCheckpoint& cp);
   // The checkpoint's head against the tree (once its leaves are in).
   Status check_checkpoint_head() const;
+  // Copies size(), first_entry() and head_ into view_: at the end of every
+  // write that changes one of them.
+  void publish();
   PublicKey log_id_;
   std::unique_ptr<LogStore> store_;
   LogTree tree_;  // its reader reads store_'s leaf hashes
   std::optional<Head> head_;
   std::optional<Head> checkpoint_head_;  // the head in the checkpoint record
+  mutable std::mutex view_mu_;             // guards view_ only; never held across I/O
+  LogView view_;
 };
 
 }  // namespace swarmlite

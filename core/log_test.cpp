@@ -308,6 +308,76 @@ TEST_CASE("log: append_proven catches up against a newer head") {
   }
 }
 
+TEST_CASE("log: view() shows only stored entries and heads, read beside the writer") {
+  KeyPair key = KeyPair::generate();
+  constexpr uint64_t kTotal = 480;
+  constexpr uint64_t kBatch = 8;
+  const std::vector<Bytes> entries = make_entries(0, kTotal);
+  TempDir src("view-src");
+  TempDir t("view");
+  auto primary = open_ok(src.path, key.pub);
+  REQUIRE(primary->append(entries).ok());
+  const Head last = make_head(key, kTotal, primary->root());
+  auto log = open_ok(t.path, key.pub);
+  CHECK(log->view().size == 0);
+  CHECK(!log->view().head.has_value());
+
+  // A reader beside the writer, as the replica's apply thread and the node's
+  // io thread read it (docs/protocol.md "Threads and locks"): every entry below
+  // view().size is readable, and the head never covers more than the size.
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> reads{0}, unreadable{0}, head_past_size{0}, bad_head{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      const LogView v = log->view();
+      if (v.size > 0 && !log->entry(v.size - 1).ok()) ++unreadable;
+      if (v.head && v.head->size > v.size) ++head_past_size;
+      if (v.head && !v.head->verify(key.pub).ok()) ++bad_head;
+      ++reads;
+    }
+  });
+  bool stored_all = true;
+  for (uint64_t n = 0; n < kTotal && stored_all; n += kBatch) {
+    const auto batch = std::span(entries).subspan(n, kBatch);
+    if ((n / kBatch) % 2 == 0) {  // proven against the final head: no head stored
+      auto proof = primary->consistency_proof(n + kBatch, kTotal);
+      REQUIRE(proof.ok());
+      stored_all = log->append_proven(batch, last, *proof).ok();
+    } else {  // a head at exactly the new size: stored with the batch
+      auto root = primary->tree().root_at(n + kBatch);
+      REQUIRE(root.ok());
+      stored_all = log->append_verified(batch, make_head(key, n + kBatch, *root)).ok();
+    }
+  }
+  done = true;
+  reader.join();
+  REQUIRE(stored_all);
+  CHECK(reads.load() > 0);
+  CHECK(unreadable.load() == 0);
+  CHECK(head_past_size.load() == 0);
+  CHECK(bad_head.load() == 0);
+  CHECK(log->view().size == kTotal);
+  CHECK(log->view().head == log->head());
+
+  // A write that fails publishes nothing.
+  const LogView before = log->view();
+  auto more = make_entries(kTotal, kTotal + 2);
+  CHECK(!log->append_verified(more, make_head(key, kTotal + 2, hash_leaf(as_bytes("wrong")))).ok());
+  CHECK(log->view().size == before.size);
+  CHECK(log->view().head == before.head);
+
+  // Reopened: the view starts at what is stored.
+  log.reset();
+  log = open_ok(t.path, key.pub);
+  CHECK(log->view().size == kTotal);
+  CHECK(log->view().first == log->first_entry());
+  CHECK(log->view().head == log->head());
+  // Compacted: the view's first entry moves with the log's.
+  REQUIRE(log->compact(200).ok());
+  CHECK(log->first_entry() > 0);
+  CHECK(log->view().first == log->first_entry());
+}
+
 void write_file(const fs::path& p, ByteView b) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));

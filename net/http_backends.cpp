@@ -520,10 +520,7 @@ BackupSource primary_backup_source(Primary& primary, Node& node) {
 
 BackupSource replica_backup_source(Replica& replica) {
   BackupSource source;
-  source.head = [&replica]() -> std::optional<Head> {
-    std::lock_guard lock(replica.log_mutex());
-    return replica.log().head();
-  };
+  source.head = [&replica]() -> std::optional<Head> { return replica.log().view().head; };
   source.open_snapshot = [&replica] { return replica.open_snapshot(); };
   return source;
 }
@@ -561,8 +558,7 @@ PinnedHeadProvider pinned_head(Owner& owner, std::function<uint64_t()> newest, s
 PinnedHeadProvider replica_pinned_head(Replica& replica) {
   return pinned_head(replica, [&replica]() -> uint64_t {  // the newest signed head applied (0: none)
     const uint64_t applied = replica.size();
-    std::lock_guard lock(replica.log_mutex());
-    const auto head = replica.log().head();
+    const auto head = replica.log().view().head;  // not log_mutex() (core/log.h)
     return head && applied >= head->size ? head->size : 0;
   }, "replica");
 }

@@ -475,12 +475,7 @@ void Node::Impl::run(Actions actions) {
                          e = std::move(a.entries)]() mutable {
               // Fetched while the batch before it was stored: if that one
               // failed, this one does not follow the log — skip it, blaming no one.
-              uint64_t log_end;
-              {
-                std::lock_guard lock(backend.log_mutex());
-                log_end = backend.log().size();
-              }
-              if (log_end != e.from) {
+              if (backend.log().view().size != e.from) {  // this thread is the log's writer
                 asio::post(io, [this] {
                   if (!stopping) run(sync.store_skipped(Clock::now()));
                 });
@@ -549,10 +544,10 @@ NodeStatus Node::Impl::make_status() {
   st.announce = announce;
   st.node_id = hex_id(node_id);
   {
-    std::lock_guard lock(backend.log_mutex());
-    st.log_size = backend.log().size();
-    st.first_entry = first_servable_entry(backend.log());
-    st.head = backend.log().head();
+    LogView view = backend.log().view();  // not log_mutex(): /status never waits for a store's fsync
+    st.log_size = view.size;
+    st.first_entry = view.first;
+    st.head = std::move(view.head);
   }
   const auto& best = sync.best_head();
   st.best_size = std::max<uint64_t>(best ? best->size : 0, st.head ? st.head->size : 0);

@@ -56,7 +56,8 @@ class NodeBackend {
  public:
   virtual ~NodeBackend() = default;
   virtual const PublicKey& log_id() const = 0;
-  // The log; call only with log_mutex() held.
+  // The log; call only with log_mutex() held, except Log::view() (any thread,
+  // no lock) and the entry reads core/log.h allows beside its writer.
   virtual const Log& log() const = 0;
   virtual std::mutex& log_mutex() const = 0;
   // True for the primary: it never fetches entries; its heads come from notify_new_head().

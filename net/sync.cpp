@@ -44,9 +44,9 @@ void SyncEngine::start(const std::string& announce, std::optional<Evidence> evid
   book_ = AddressBook(256, announce_, BackoffPolicy{opt_.backoff_initial, opt_.backoff_max});
   for (const auto& s : opt_.seeds) book_.add(s, /*seed=*/true);
   evidence_ = std::move(evidence);
-  std::lock_guard lock(backend_.log_mutex());
-  if (backend_.log().head()) relayed_size_ = backend_.log().head()->size;
-  relayed_first_ = first_servable_entry(backend_.log());
+  const LogView view = backend_.log().view();  // not log_mutex() (core/log.h)
+  if (view.head) relayed_size_ = view.head->size;
+  relayed_first_ = view.first;
 }
 
 Hello SyncEngine::make_hello() const {
@@ -54,9 +54,9 @@ Hello SyncEngine::make_hello() const {
   h.log_id = log_id_;
   h.node_id = node_id_;
   {
-    std::lock_guard lock(backend_.log_mutex());
-    h.head = backend_.log().head();
-    h.first = first_servable_entry(backend_.log());
+    LogView view = backend_.log().view();  // not log_mutex(): a store's fsync holds it
+    h.head = std::move(view.head);
+    h.first = view.first;
   }
   h.listen = announce_;
   h.features = features_ ? features_() : 0;
@@ -423,9 +423,9 @@ void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
     local = pending_end_;
     anchor = pending_head_;
   } else {
-    std::lock_guard lock(backend_.log_mutex());
-    local = backend_.log().size();
-    anchor = backend_.log().head();
+    LogView view = backend_.log().view();  // not log_mutex(): a store's fsync holds it
+    local = view.size;
+    anchor = std::move(view.head);
   }
   if (!best_head_ || best_head_->size <= local) {
     unserved_.reset();  // nothing is needed
@@ -563,11 +563,7 @@ Actions SyncEngine::stored(uint64_t id, const std::vector<std::string>& ban_keys
     s->entries_received += n;
     s->last_useful = now;
   }
-  uint64_t size;
-  {
-    std::lock_guard lock(backend_.log_mutex());
-    size = backend_.log().size();
-  }
+  const uint64_t size = backend_.log().view().size;  // not log_mutex(): the next store may hold it
   spdlog::debug("stored {} entries from {}; log size {}", n, who, size);
   out.push_back(ApplyAction{size});
   check_head(out, head, who);
@@ -745,13 +741,9 @@ void SyncEngine::on_get_frontier(Actions& out, PeerState& s, const GetFrontier& 
 
 // Pushes our newest head (we hold all its entries) to peers that lack it.
 void SyncEngine::relay_head(Actions& out) {
-  std::optional<Head> head;
-  uint64_t first;
-  {
-    std::lock_guard lock(backend_.log_mutex());
-    head = backend_.log().head();
-    first = first_servable_entry(backend_.log());
-  }
+  LogView view = backend_.log().view();  // not log_mutex(): a store's fsync holds it
+  const std::optional<Head> head = std::move(view.head);
+  const uint64_t first = view.first;
   // A new head, or the same head with a new first entry (the log was compacted).
   if (!head || (head->size <= relayed_size_ && first == relayed_first_)) return;
   relayed_size_ = std::max(relayed_size_, head->size);

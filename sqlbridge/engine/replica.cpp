@@ -105,8 +105,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
     return ok_status();
   };
   hooks.newest_head = [self]() -> std::optional<uint64_t> {
-    std::lock_guard log_lock(self->log_mu_);
-    if (auto head = self->log_->head()) return head->size;
+    if (auto head = self->log_->view().head) return head->size;  // not log_mu_ (core/log.h)
     return std::nullopt;
   };
   // An idle replica pins its newest applied head on request, as prove() does
@@ -181,16 +180,13 @@ Result<uint64_t> Replica::apply_available(uint64_t up_to) {
   std::lock_guard apply_lock(apply_mu_);
   uint64_t applied = 0;
   for (;;) {
-    uint64_t end;
-    {
-      std::lock_guard log_lock(log_mu_);
-      end = std::min(log_->size(), up_to);
-      // A batch ends at the newest signed head too: its state is compared with
-      // the head and pinned for proofs (check_head_locked).
-      if (std::optional<Head> head = log_->head(); head && head->size > size() && head->size < end) {
-        end = head->size;
-      }
-    }
+    // The log's view, not log_mu_, which a store holds through its fsync
+    // (core/log.h): entries below view.size are stored and synced.
+    const LogView view = log_->view();
+    uint64_t end = std::min(view.size, up_to);
+    // A batch ends at the newest signed head too: its state is compared with
+    // the head and pinned for proofs (check_head_locked).
+    if (view.head && view.head->size > size() && view.head->size < end) end = view.head->size;
     if (size() >= end) break;
     SWL_TRY(apply_range_locked(end, applied));
     SWL_TRY(check_head_locked());  // at a head boundary: compare, and pin it for proofs
@@ -365,11 +361,7 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
 }
 
 Status Replica::check_head_locked() {
-  std::optional<Head> head;
-  {
-    std::lock_guard log_lock(log_mu_);
-    head = log_->head();
-  }
+  const std::optional<Head> head = log_->view().head;  // not log_mu_ (apply_available)
   {
     std::lock_guard lock(mu_);
     if (!head || head->size != size_) return ok_status();
@@ -387,11 +379,7 @@ Status Replica::check_head_locked() {
 }
 
 void Replica::pin_if_due_locked(bool force) const {
-  std::optional<Head> head;
-  {
-    std::lock_guard log_lock(log_mu_);
-    head = log_->head();
-  }
+  const std::optional<Head> head = log_->view().head;  // not log_mu_ (apply_available)
   if (!head || diverged()) return;
   {
     std::lock_guard lock(mu_);
@@ -498,11 +486,8 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
                       db_path_.string(), d->to_string());
   }
   std::shared_ptr<PinnedProver> pin = pins_->current().prover;
-  std::optional<Head> head;
-  {
-    std::lock_guard log_lock(log_mu_);
-    head = log_->head();
-  }
+  // The log's view, not log_mu_: a proof does not wait for a store's fsync.
+  std::optional<Head> head = log_->view().head;
   // A newer head is applied but not pinned (an idle replica, or a client asking
   // for at least min_size): pin it now unless the applier is busy — it pins by
   // itself within pin_interval then. A client that asked for min_size, which
@@ -536,8 +521,7 @@ Result<ProvedQuery> Replica::prove(std::string_view sql, const std::vector<Value
     }
     if (!wanted || pinned >= options.min_size || std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the applier's turn
-    std::lock_guard log_lock(log_mu_);
-    head = log_->head();
+    head = log_->view().head;
   }
   if (pin && pinned < options.min_size) {
     return make_error(Errc::unavailable,

@@ -28,8 +28,9 @@
 // the applier reads the entries it replays (Log::entry/entries) without it:
 // those read only the store, which allows reads beside its one writer
 // (core/log.h), so a batch stored meanwhile (verified and fsync'ed under
-// log_mutex() by the node's store thread, net/worker.h) does not hold replay up.
-// Every Log writer holds log_mutex(). A retention round (compact_replica_log,
+// log_mutex() by the node's store thread, net/worker.h) does not hold replay up;
+// the log's size and head it reads from Log::view(), without log_mutex(), as do
+// proofs. Every Log writer holds log_mutex(). A retention round (compact_replica_log,
 // retention.h) mutates the Log from its own thread under log_mutex(), dropping
 // only entries the applier is past. Pins: pin_slot.h (apply lock 1st).
 #pragma once
