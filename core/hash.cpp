@@ -16,7 +16,12 @@ crypto_generichash_state* as_state(unsigned char* p) {
 }  // namespace
 
 Hasher::Hasher() {
-  if (sodium_init() < 0) std::abort();
+  // Once per process: sodium_init() takes libsodium's global lock at every
+  // call, and threads that hash at once (store, apply and io threads: every
+  // entry read checks its record's hash) queued on it (docs/performance.md
+  // "Catch-up: fetch, store and replay overlapped").
+  static const bool sodium_ready = sodium_init() >= 0;
+  if (!sodium_ready) std::abort();
   crypto_generichash_init(as_state(state_), nullptr, 0, 32);
 }
 
