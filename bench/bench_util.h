@@ -60,6 +60,21 @@ inline double steal_seconds() {
   return static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK));  // USER_HZ ticks
 }
 
+// One line at the top of a Google Benchmark function: sets the row's "steal_s"
+// counter to the steal over the call (the last call is the one reported).
+template <class State>
+class StealCounter {
+ public:
+  explicit StealCounter(State& state) : state_(state), start_(steal_seconds()) {}
+  ~StealCounter() { state_.counters["steal_s"] = steal_seconds() - start_; }
+  StealCounter(const StealCounter&) = delete;
+  StealCounter& operator=(const StealCounter&) = delete;
+
+ private:
+  State& state_;
+  double start_;
+};
+
 // The p-th percentile (0..1) of `v`, which it reorders.
 inline double percentile(std::vector<double>& v, double p) {
   if (v.empty()) return 0;

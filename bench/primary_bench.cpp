@@ -32,6 +32,7 @@
 #include <string>
 #include <thread>
 
+#include "bench/bench_util.h"
 #include "core/keys.h"
 #include "core/temp_dir_test_util.h"
 #include "sqlbridge/engine/primary.h"
@@ -133,6 +134,7 @@ double g_primary_durable_txn_per_s = 0;
 // Args: durable (0/1), rows per transaction, sign_every_entries, legacy (0/1),
 // statement cache capacity.
 void BM_Pair(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   const bool durable = state.range(0) != 0;
   const int rows = static_cast<int>(state.range(1));
   const uint64_t sign_every = static_cast<uint64_t>(state.range(2));
@@ -203,6 +205,7 @@ BENCHMARK(BM_Pair)
 // entries per log append (each append is one fdatasync), counted through
 // PrimaryOptions::test_hook. Arg: writers.
 void BM_GroupCommit(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   const int writers = static_cast<int>(state.range(0));
   // Small rounds, many iterations: the raw and primary phases alternate often,
   // so both see the same fsync latency (it drifts on a shared machine).
@@ -298,6 +301,7 @@ const BuiltLog& built_log(int rows) {
 // Replica::apply_available over the whole log into a fresh database.
 // Arg: rows per entry.
 void BM_ReplicaReplay(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   const BuiltLog& log = built_log(static_cast<int>(state.range(0)));
   uint64_t applied = 0;
   for (auto _ : state) {
@@ -335,6 +339,7 @@ BENCHMARK(BM_ReplicaReplay)
 // the WAL (frames appended by each commit, raw SQLite with the same settings).
 // Arg: rows per transaction.
 void BM_StateRootUpdate(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   const int rows = static_cast<int>(state.range(0));
   TempDir dir("primary-bench-tree");
   fs::create_directories(dir.path);

@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 
+#include "bench/bench_util.h"
 #include "sqlbridge/proof/proof_test_util.h"
 #include "sqlbridge/proof/prover.h"
 #include "sqlbridge/proof/verifier.h"
@@ -92,6 +93,7 @@ void label(benchmark::State& state, Query q, uint32_t page_size, const BenchDb& 
 
 // Baseline: the same query on an open local connection (prepare + step to the end).
 void BM_PlainQuery(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   auto q = static_cast<Query>(state.range(0));
   BenchDb& db = db_for(4096);
   auto params = params_for(db);
@@ -112,6 +114,7 @@ BENCHMARK(BM_PlainQuery)->DenseRange(0, 2)->Unit(benchmark::kMicrosecond);
 
 // The peer's side: fresh captured connection, query, pages, multiproof, encoding.
 void BM_Prove(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   auto q = static_cast<Query>(state.range(0));
   auto ps = static_cast<uint32_t>(state.range(1));
   BenchDb& db = db_for(ps);
@@ -178,6 +181,7 @@ void verify_loop(benchmark::State& state, Query q, uint32_t ps, VerifyFn verify)
 
 // The client's side: decode + signature + multiproof + re-run on the proof VFS.
 void BM_Verify(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   verify_loop(state, static_cast<Query>(state.range(0)), static_cast<uint32_t>(state.range(1)),
               [](const BenchDb& db, const Bytes& proof, const VerifyOptions& o) {
                 return Verifier::verify_bytes(db.key.pub, proof, o);
@@ -192,6 +196,7 @@ BENCHMARK(BM_Verify)
 // cleared before each one, and the clear — closing the kept connection — is
 // timed too). Signature, leaf hashes, connection and schema all paid.
 void BM_VerifyCold(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   VerifierCache cache;
   verify_loop(state, static_cast<Query>(state.range(0)), 4096,
               [&](const BenchDb& db, const Bytes& proof, const VerifyOptions& o) {
@@ -205,6 +210,7 @@ BENCHMARK(BM_VerifyCold)->DenseRange(kPoint, kJoin)->Unit(benchmark::kMicrosecon
 // the first pass): signature checked once, leaf hashes of shared pages reused,
 // schema parsed once; every page still read from the proof being verified.
 void BM_VerifyWarm(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   VerifierCache cache;
   verify_loop(state, static_cast<Query>(state.range(0)), 4096,
               [&](const BenchDb& db, const Bytes& proof, const VerifyOptions& o) {
@@ -217,12 +223,14 @@ BENCHMARK(BM_VerifyWarm)->DenseRange(kPoint, kJoin)->Unit(benchmark::kMicrosecon
 
 // Parts of a point-lookup verification, to see where the time goes.
 void BM_VerifyHeadSignature(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   BenchDb& db = db_for(4096);
   for (auto _ : state) benchmark::DoNotOptimize(db.head.verify(db.key.pub).ok());
 }
 BENCHMARK(BM_VerifyHeadSignature)->Unit(benchmark::kMicrosecond);
 
 void BM_VerifyPointDecodeOnly(benchmark::State& state) {
+  bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   BenchDb& db = db_for(4096);
   auto params = params_for(db);
   Bytes proof = std::move(prove_query(db.path, db.tree, db.head, kSql[kPoint], params[0])).value()
