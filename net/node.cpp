@@ -157,6 +157,7 @@ Message answer_served(SnapshotSource* source, const PageServer* pages, const Ser
 // checkpoint starts. Hello.first, GetEntries and GetFrontier all read it here
 // (docs/protocol.md "First servable entry").
 uint64_t first_servable_entry(const Log& log) { return log.first_entry(); }
+uint64_t first_servable_entry(const LogView& view) { return view.first; }
 
 // ---------------------------------------------------------------------------
 // LogOnlyBackend
@@ -546,7 +547,7 @@ NodeStatus Node::Impl::make_status() {
   {
     LogView view = backend.log().view();  // not log_mutex(): /status never waits for a store's fsync
     st.log_size = view.size;
-    st.first_entry = view.first;
+    st.first_entry = first_servable_entry(view);
     st.head = std::move(view.head);
   }
   const auto& best = sync.best_head();

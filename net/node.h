@@ -48,6 +48,8 @@ namespace swarmlite::net {
 // The first entry seq this node can serve from `log` (Hello.first; 0: all):
 // docs/protocol.md "First servable entry". Call with the log's mutex held.
 uint64_t first_servable_entry(const Log& log);
+// The same, from the log's view (core/log.h), read without log_mutex().
+uint64_t first_servable_entry(const LogView& view);
 
 // What the node needs from the thing that owns the log: a Primary (writes and
 // signs; the node only serves and pushes) or a Replica (the node stores

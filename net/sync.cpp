@@ -46,7 +46,7 @@ void SyncEngine::start(const std::string& announce, std::optional<Evidence> evid
   evidence_ = std::move(evidence);
   const LogView view = backend_.log().view();  // not log_mutex() (core/log.h)
   if (view.head) relayed_size_ = view.head->size;
-  relayed_first_ = view.first;
+  relayed_first_ = first_servable_entry(view);
 }
 
 Hello SyncEngine::make_hello() const {
@@ -56,7 +56,7 @@ Hello SyncEngine::make_hello() const {
   {
     LogView view = backend_.log().view();  // not log_mutex(): a store's fsync holds it
     h.head = std::move(view.head);
-    h.first = view.first;
+    h.first = first_servable_entry(view);
   }
   h.listen = announce_;
   h.features = features_ ? features_() : 0;
@@ -743,7 +743,7 @@ void SyncEngine::on_get_frontier(Actions& out, PeerState& s, const GetFrontier& 
 void SyncEngine::relay_head(Actions& out) {
   LogView view = backend_.log().view();  // not log_mutex(): a store's fsync holds it
   const std::optional<Head> head = std::move(view.head);
-  const uint64_t first = view.first;
+  const uint64_t first = first_servable_entry(view);
   // A new head, or the same head with a new first entry (the log was compacted).
   if (!head || (head->size <= relayed_size_ && first == relayed_first_)) return;
   relayed_size_ = std::max(relayed_size_, head->size);
