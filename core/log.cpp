@@ -210,7 +210,9 @@ Status Log::check_checkpoint_head() const {
   return {};
 }
 
-Status Log::check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits) const {
+Status Log::check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits,
+                          std::vector<Entry>* decoded) const {
+  if (decoded) decoded->reserve(encoded_entries.size());
   for (size_t i = 0; i < encoded_entries.size(); ++i) {
     uint64_t want = size() + i;
     auto e = decode_entry(encoded_entries[i], limits);
@@ -223,8 +225,79 @@ Status Log::check_entries(std::span<const Bytes> encoded_entries, const EntryLim
       return make_error(Errc::bad_value, "entry {} of the batch has seq {}, expected {}", i, e->seq,
                         want);
     }
+    if (decoded) decoded->push_back(std::move(e).value());
   }
   return {};
+}
+
+namespace {
+// What a decoded entry takes on the heap, roughly: the objects and their
+// buffers (strings' and vectors' capacities), plus the allocator's overhead.
+size_t entry_heap_bytes(const Entry& e) {
+  constexpr size_t kAlloc = 16;  // malloc's header and rounding, per block
+  size_t n = sizeof(Entry) + kAlloc + e.statements.capacity() * sizeof(Statement) + kAlloc;
+  for (const Statement& st : e.statements) {
+    n += st.sql.capacity() + kAlloc + st.params.capacity() * sizeof(Value) + kAlloc;
+    for (const Value& v : st.params) {
+      if (const auto* text = std::get_if<std::string>(&v.v)) {
+        n += text->capacity() + kAlloc;
+      } else if (const auto* blob = std::get_if<Bytes>(&v.v)) {
+        n += blob->capacity() + kAlloc;
+      }
+    }
+  }
+  return n;
+}
+}  // namespace
+
+void Log::keep_decoded(size_t cap_bytes) {
+  std::lock_guard lock(decoded_mu_);
+  decoded_cap_ = cap_bytes;
+  if (cap_bytes == 0) {
+    decoded_.clear();
+    decoded_heap_ = 0;
+  }
+}
+
+void Log::keep_batch(std::vector<Entry>& decoded, std::span<const Bytes> encoded_entries) {
+  std::vector<Decoded> batch;
+  batch.reserve(decoded.size());
+  size_t heap = 0;
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    const size_t h = entry_heap_bytes(decoded[i]);
+    heap += h;
+    batch.push_back(Decoded{std::move(decoded[i]), encoded_entries[i].size(), h});
+  }
+  std::lock_guard lock(decoded_mu_);
+  if (decoded_cap_ == 0 || decoded_heap_ + heap > decoded_cap_) return;
+  // Entries are stored in order, so the kept ones stay in seq order; a batch
+  // that did not fit earlier leaves a gap, which take_decoded steps over.
+  for (Decoded& d : batch) decoded_.push_back(std::move(d));
+  decoded_heap_ += heap;
+}
+
+std::vector<Entry> Log::take_decoded(uint64_t first, uint64_t max_count, size_t max_bytes) {
+  std::vector<Entry> out;
+  std::lock_guard lock(decoded_mu_);
+  while (!decoded_.empty() && decoded_.front().entry.seq < first) {
+    decoded_heap_ -= decoded_.front().heap;
+    decoded_.pop_front();
+  }
+  if (decoded_.empty() || decoded_.front().entry.seq != first) return out;
+  size_t bytes = 0;
+  while (!decoded_.empty() && out.size() < max_count && (out.empty() || bytes < max_bytes) &&
+         decoded_.front().entry.seq == first + out.size()) {
+    bytes += decoded_.front().encoded;
+    decoded_heap_ -= decoded_.front().heap;
+    out.push_back(std::move(decoded_.front().entry));
+    decoded_.pop_front();
+  }
+  return out;
+}
+
+size_t Log::decoded_bytes() const {
+  std::lock_guard lock(decoded_mu_);
+  return decoded_heap_;
 }
 
 Status Log::check_against_stored_head(const Head& head) const {
@@ -303,7 +376,13 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
     return make_error(Errc::bad_value, "head covers {} entries, fewer than the {} the log would hold",
                       head.size, new_size);
   }
-  SWL_TRY(check_entries(encoded_entries, limits));
+  std::vector<Entry> decoded;  // kept for take_decoded() once stored, if wanted
+  bool keep;
+  {
+    std::lock_guard lock(decoded_mu_);
+    keep = decoded_cap_ > 0;
+  }
+  SWL_TRY(check_entries(encoded_entries, limits, keep ? &decoded : nullptr));
 
   std::vector<Hash32> leaves;  // hashed once, for the tree and the store
   leaves.reserve(encoded_entries.size());
@@ -344,6 +423,7 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
   if (auto st = store_->append_batch(encoded_entries, leaves); !st.ok()) return undo(st.take_error());
   // The entries are stored and synced: readers of view() may replay them. A
   // failure to store the head leaves them stored (and visible), as before.
+  if (keep) keep_batch(decoded, encoded_entries);
   publish();
   if (head.size == new_size) SWL_TRY(store_head_if_new(head));
   return {};

@@ -17,6 +17,7 @@
 // (LogStore's rule), and view(), which any thread may call at any time.
 #pragma once
 
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -136,6 +137,24 @@ class Log {
                        std::span<const Hash32> consistency_proof,
                        const EntryLimits& limits = {});
 
+  // Decode once (docs/performance.md "Decode once"). After keep_decoded(cap)
+  // with cap > 0, append_verified and append_proven keep the entries they
+  // decoded to check them — once stored and synced — for take_decoded(): the
+  // replica's apply thread replays them without reading them back from the
+  // store, re-hashing and decoding them again. At most `cap` bytes (estimated
+  // heap) are kept: a batch that does not fit is not kept, and its entries are
+  // read from the store as before. 0 (the default) keeps nothing and drops
+  // what is kept. Any thread; a mutex of its own, never held across I/O.
+  void keep_decoded(size_t cap_bytes);
+  // Kept entries first, first + 1, ..., moved out (each is handed out once):
+  // at most max_count, and no more once their encoded bytes reach max_bytes
+  // (at least one). Kept entries before `first` are dropped; empty when the
+  // oldest kept entry is not `first`. Every entry handed out is stored, but
+  // may still be past view().size: callers ask only below it.
+  std::vector<Entry> take_decoded(uint64_t first, uint64_t max_count, size_t max_bytes);
+  // Estimated heap bytes of the kept entries (memory_bytes() does not count them).
+  size_t decoded_bytes() const;
+
   // Heap bytes the log keeps (tree and store; the head is not counted): a few
   // hundred per segment plus ≈ 0.25 byte per entry (docs/operations.md "Memory").
   size_t memory_bytes() const { return tree_.memory_bytes() + store_->memory_bytes(); }
@@ -152,8 +171,12 @@ class Log {
         tree_([s = store_.get()](uint64_t first, std::span<Hash32> out) {
           return s->leaf_hashes(first, out);
         }) {}
-  // Decodes each entry under `limits` and checks seq == size() + i.
-  Status check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits) const;
+  // Decodes each entry under `limits` and checks seq == size() + i; the
+  // decoded entries go to `decoded` when it is not null.
+  Status check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits,
+                       std::vector<Entry>* decoded = nullptr) const;
+  // extend(): keeps the batch's decoded entries for take_decoded(), if they fit.
+  void keep_batch(std::vector<Entry>& decoded, std::span<const Bytes> encoded_entries);
   // equivocation: same size as the stored head, another root; refused: older.
   Status check_against_stored_head(const Head& head) const;
   Status store_head_if_new(const Head& head);
@@ -179,6 +202,15 @@ class Log {
   std::optional<Head> checkpoint_head_;  // the head in the checkpoint record
   mutable std::mutex view_mu_;             // guards view_ only; never held across I/O
   LogView view_;
+  struct Decoded {
+    Entry entry;
+    size_t encoded = 0;  // bytes of its encoding (take_decoded's max_bytes)
+    size_t heap = 0;     // estimated heap bytes (the cap)
+  };
+  mutable std::mutex decoded_mu_;  // guards the three below; never held across I/O
+  std::deque<Decoded> decoded_;
+  size_t decoded_heap_ = 0;
+  size_t decoded_cap_ = 0;
 };
 
 }  // namespace swarmlite

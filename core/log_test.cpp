@@ -308,6 +308,79 @@ TEST_CASE("log: append_proven catches up against a newer head") {
   }
 }
 
+TEST_CASE("log: keep_decoded hands the stored batches' entries over once, in order, within its cap") {
+  Fixture f;
+  TempDir src("decoded-src");
+  TempDir t("decoded");
+  auto primary = open_ok(src.path, f.key.pub);
+  REQUIRE(primary->append(f.entries).ok());
+  Head h10 = make_head(f.key, 10, primary->root());
+  REQUIRE(primary->set_head(h10).ok());
+  auto proof4 = primary->consistency_proof(4, 10);
+  REQUIRE(proof4.ok());
+  auto log = open_ok(t.path, f.key.pub);
+  auto decoded = [&](uint64_t seq) { return *decode_entry(f.entries[seq]); };
+
+  SUBCASE("off by default: nothing kept") {
+    REQUIRE(log->append_proven(std::span(f.entries).first(4), h10, *proof4).ok());
+    CHECK(log->take_decoded(0, 10, 1 << 20).empty());
+    CHECK(log->decoded_bytes() == 0);
+  }
+  SUBCASE("kept once stored; handed out once; max_count and max_bytes bound a take") {
+    log->keep_decoded(1 << 20);
+    REQUIRE(log->append_proven(std::span(f.entries).first(4), h10, *proof4).ok());
+    REQUIRE(log->append_proven(std::span(f.entries).subspan(4), h10, {}).ok());
+    CHECK(log->decoded_bytes() > 0);
+    CHECK(log->take_decoded(1, 10, 1 << 20).size() == 9);  // entry 0 dropped, 1..9 handed out
+    CHECK(log->take_decoded(1, 10, 1 << 20).empty());       // once only
+    CHECK(log->decoded_bytes() == 0);
+    // The log itself still holds every entry.
+    CHECK(log->entry(3).value() == decoded(3));
+  }
+  SUBCASE("the entries handed out are the stored ones") {
+    log->keep_decoded(1 << 20);
+    REQUIRE(log->append_verified(f.entries, h10).ok());
+    auto two = log->take_decoded(0, 2, 1 << 20);
+    REQUIRE(two.size() == 2);
+    CHECK(two[0] == decoded(0));
+    CHECK(two[1] == decoded(1));
+    // max_bytes: stops once reached, but hands out at least one.
+    auto one = log->take_decoded(2, 10, 1);
+    REQUIRE(one.size() == 1);
+    CHECK(one[0] == decoded(2));
+    CHECK(log->take_decoded(4, 10, f.entries[4].size() + f.entries[5].size()).size() == 2);
+    CHECK(log->take_decoded(3, 10, 1 << 20).empty());  // 3 was dropped by the take from 4
+    auto rest = log->take_decoded(6, 100, 1 << 20);
+    REQUIRE(rest.size() == 4);
+    CHECK(rest.back() == decoded(9));
+  }
+  SUBCASE("a batch that fails its checks keeps nothing") {
+    log->keep_decoded(1 << 20);
+    std::vector<Hash32> bad = *proof4;
+    bad[0][0] ^= 1;
+    CHECK(!log->append_proven(std::span(f.entries).first(4), h10, bad).ok());
+    CHECK(log->take_decoded(0, 10, 1 << 20).empty());
+    CHECK(log->decoded_bytes() == 0);
+  }
+  SUBCASE("a batch past the cap is not kept; the next that fits is, after the gap") {
+    log->keep_decoded(1);  // nothing fits
+    REQUIRE(log->append_proven(std::span(f.entries).first(4), h10, *proof4).ok());
+    CHECK(log->decoded_bytes() == 0);
+    log->keep_decoded(1 << 20);
+    REQUIRE(log->append_proven(std::span(f.entries).subspan(4), h10, {}).ok());
+    CHECK(log->take_decoded(0, 10, 1 << 20).empty());  // 0..3 were not kept
+    CHECK(log->take_decoded(4, 10, 1 << 20).size() == 6);
+  }
+  SUBCASE("keep_decoded(0) drops what is kept") {
+    log->keep_decoded(1 << 20);
+    REQUIRE(log->append_verified(f.entries, h10).ok());
+    CHECK(log->decoded_bytes() > 0);
+    log->keep_decoded(0);
+    CHECK(log->decoded_bytes() == 0);
+    CHECK(log->take_decoded(0, 10, 1 << 20).empty());
+  }
+}
+
 TEST_CASE("log: view() shows only stored entries and heads, read beside the writer") {
   KeyPair key = KeyPair::generate();
   constexpr uint64_t kTotal = 480;
