@@ -184,6 +184,12 @@ struct ReplicaPeer {
     // measure what that costs; unset or 0: ReplicaOptions' default (replaced per
     // head, not fsync'ed).
     if (env_int("SWARMLITE_BENCH_SYNC_HEAD", 0) != 0) ro.log_options.sync_head = true;
+    // SWARMLITE_BENCH_DECODED_MB: ReplicaOptions::decoded_entries_bytes in MiB
+    // (0: every entry read back from the log, as before 2026-12-03), to
+    // measure what handing the store's decoded entries to replay saves.
+    if (const int64_t mb = env_int("SWARMLITE_BENCH_DECODED_MB", -1); mb >= 0) {
+      ro.decoded_entries_bytes = static_cast<size_t>(mb) << 20;
+    }
     replica = must(Replica::open(dir.path / "replica.db", dir.path / "log", id, std::move(ro)),
                    "opening a replica");
     backend = std::make_unique<TimedReplicaBackend>(*replica, capacity);
@@ -450,7 +456,7 @@ void BM_CatchUp(benchmark::State& state) {
     TempDir tmp("catchup");
     fs::create_directories(tmp.path);
     double secs = 0, stored_secs = 0, open_secs = 0;
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, handed = 0;
     if (mode == 0) {
       // Local replay: the same log, copied (not timed), applied by a fresh replica.
       fs::copy(c.log_dir, tmp.path / "log", fs::copy_options::recursive);
@@ -494,6 +500,7 @@ void BM_CatchUp(benchmark::State& state) {
       if (!ok) die(fmt::format("the peer did not catch up: stored {}, applied {}", stored(), applied()));
       net::NodeStatus st = (mode == 1 ? rp->node : lp->node)->status();
       bytes = st.bytes_in;
+      if (mode == 1) handed = rp->replica->replay_stats().handed_entries;
       (mode == 1 ? rp->node : lp->node)->stop();
       p.node->stop();
     }
@@ -505,13 +512,15 @@ void BM_CatchUp(benchmark::State& state) {
       state.counters["stored_per_s"] = static_cast<double>(n) / stored_secs;
       state.counters["bytes_in"] = static_cast<double>(bytes);
     }
+    if (mode == 1) state.counters["handed_entries"] = static_cast<double>(handed);
     fmt::print(stderr,
                "catch-up {}: {} entries in {:.1f} s = {:.0f} entries/s{}, load {:.2f}→{:.2f}, steal {:.1f} s\n",
                mode == 0 ? "local replay" : mode == 1 ? "replica node" : "log-only node", n, secs,
                static_cast<double>(n) / secs,
                mode == 0 ? fmt::format(" (replica open {:.1f} s)", open_secs)
-                         : fmt::format(" (log complete after {:.1f} s, {:.1f} MB in)", stored_secs,
-                                       static_cast<double>(bytes) / 1e6),
+                         : fmt::format(" (log complete after {:.1f} s, {:.1f} MB in, {} entries "
+                                       "handed over decoded)",
+                                       stored_secs, static_cast<double>(bytes) / 1e6, handed),
                load_before, load_average(), steal_seconds() - steal_before);
   }
 }

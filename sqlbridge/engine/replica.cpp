@@ -49,6 +49,7 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
   r->options_ = options;
   SWL_ASSIGN(r->lock_fd_, lock_database(db_path));
   SWL_ASSIGN(r->log_, Log::open(log_dir, log_id, options.log_options));
+  r->log_->keep_decoded(options.decoded_entries_bytes);
   // A compacted log (docs/formats/log-store.md) no longer holds the genesis
   // entry; it was checked when the log was first replayed.
   if (r->log_->size() > 0 && r->log_->first_entry() == 0) {
@@ -208,11 +209,8 @@ Result<uint64_t> Replica::apply_available(uint64_t up_to) {
 Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
   const uint64_t max_entries = std::max<uint64_t>(1, options_.max_batch_entries);
   if (batch_limit_ == 0 || batch_limit_ > max_entries) batch_limit_ = max_entries;
-  auto apply_one = [&](uint64_t seq) -> Status {
-    // Not under log_mu_: Log::entry reads only the store, which may run
-    // beside its one writer (core/log.h), so a batch being stored — its
-    // verification and fsync under log_mu_ — does not hold replay up.
-    SWL_ASSIGN(Entry entry, log_->entry(seq));
+  auto apply_one = [&](uint64_t seq, uint64_t stop) -> Status {
+    SWL_ASSIGN(Entry entry, next_entry_locked(seq, stop));
     SWL_TRY(apply_locked(entry));
     ++applied;
     {
@@ -225,7 +223,7 @@ Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
     const uint64_t next = size();
     // The genesis entry (seq 0) always runs on its own (check_genesis, genesis mode).
     if (next == 0 || batch_limit_ < 2 || end - next < 2) {
-      SWL_TRY(apply_one(next));
+      SWL_TRY(apply_one(next, end));
       if (max_entries > 1 && batch_limit_ < 2 && ++singles_since_limit_1_ >= kBatchRetryAfter) {
         batch_limit_ = 2;
         singles_since_limit_1_ = 0;
@@ -240,9 +238,36 @@ Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
       continue;
     }
     batch_limit_ = std::max<uint64_t>(1, batch_limit_ / 2);
-    for (uint64_t seq = next; seq < fallback_end; ++seq) SWL_TRY(apply_one(seq));
+    for (uint64_t seq = next; seq < fallback_end; ++seq) SWL_TRY(apply_one(seq, fallback_end));
   }
   return ok_status();
+}
+
+Result<Entry> Replica::next_entry_locked(uint64_t seq, uint64_t stop) {
+  if (ahead_pos_ >= ahead_.size() || ahead_[ahead_pos_].seq != seq) {
+    // Entries are read ahead a few dozen at a time (one read of the log store
+    // each, docs/performance.md "Lean batches"), kept across batches.
+    constexpr uint64_t kReadAhead = 64;
+    const uint64_t count = std::min(std::max<uint64_t>(stop, seq + 1) - seq, kReadAhead);
+    ahead_pos_ = 0;
+    ahead_ = log_->take_decoded(seq, count, options_.max_batch_bytes);
+    if (!ahead_.empty()) {
+      std::lock_guard lock(mu_);
+      stats_.handed_entries += ahead_.size();
+    } else {
+      // Not under log_mu_: Log::entries reads only the store, which may run
+      // beside its one writer (core/log.h), so a batch being stored — its
+      // verification and fsync under log_mu_ — does not hold replay up.
+      auto e = log_->entries(seq, count, options_.max_batch_bytes);
+      if (!e.ok()) return e.take_error();
+      ahead_ = std::move(e).value();
+      if (ahead_.empty() || ahead_.front().seq != seq) {
+        ahead_.clear();
+        return make_error(Errc::internal, "log read of entry {} returned nothing", seq);
+      }
+    }
+  }
+  return std::move(ahead_[ahead_pos_++]);
 }
 
 bool BatchCostWatch::record(double micros) {
@@ -282,28 +307,13 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
   Hash32 last_root{};
   uint32_t last_pages = 0;
   size_t bytes = 0;
-  // Entries are read ahead a few dozen at a time (one read of the log store
-  // each, docs/performance.md "Lean batches"); what a batch ending early leaves
-  // is dropped.
-  constexpr uint64_t kReadAhead = 64;
-  std::vector<Entry> ahead;
-  size_t ahead_pos = 0;
   while (seq < stop) {
-    if (ahead_pos == ahead.size()) {
-      // Not under log_mu_, as apply_one in apply_range_locked.
-      auto e = log_->entries(seq, std::min(stop - seq, kReadAhead), options_.max_batch_bytes);
-      if (!e.ok()) {
-        db_->rollback_batch();
-        return e.take_error();
-      }
-      ahead = std::move(e).value();
-      ahead_pos = 0;
-      if (ahead.empty()) {
-        db_->rollback_batch();
-        return make_error(Errc::internal, "log read of entry {} returned nothing", seq);
-      }
+    auto next = next_entry_locked(seq, stop);
+    if (!next.ok()) {
+      db_->rollback_batch();
+      return next.take_error();
     }
-    Entry entry = std::move(ahead[ahead_pos++]);
+    Entry entry = std::move(next).value();
     // In a batch, replay_entry runs the entry without its commit; any error
     // (the batch is rolled back already) is left to the entry-by-entry replay.
     const auto t0 = std::chrono::steady_clock::now();

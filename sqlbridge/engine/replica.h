@@ -100,6 +100,12 @@ struct ReplicaOptions {
   // Prepared statements kept for reuse across entries (DeterministicDb::
   // set_statement_cache; 0: prepare every statement afresh).
   size_t statement_cache = 64;
+  // Decode once (Log::keep_decoded, docs/performance.md "Decode once"): the
+  // entries a store decoded to check them are kept, up to this many bytes of
+  // memory, and replayed from there instead of being read back from the log,
+  // re-hashed and decoded again. Catching up, the store runs ahead of replay
+  // and what does not fit is read from the log as before. 0: always read.
+  size_t decoded_entries_bytes = 32 << 20;
 };
 
 // What batched replay did (Replica::replay_stats), for tests, benchmarks and metrics.
@@ -116,6 +122,9 @@ struct ReplayStats {
   // Lean batches whose root differed at the end, run again as plain batches
   // (not counted in fallbacks or mismatches: the log was not at fault).
   uint64_t lean_misses = 0;
+  // Entries replayed from the store's decoded copies (ReplicaOptions::
+  // decoded_entries_bytes), not read back from the log.
+  uint64_t handed_entries = 0;
 };
 
 // Ends a replay batch early when its entries get slower the longer the batch's
@@ -272,6 +281,9 @@ class Replica : public PageServer {
   // it was rolled back (`fallback_end` is then where the entry-by-entry replay
   // has to go to reach, at least, the entry that failed or the batch's end).
   Result<uint64_t> apply_batch_locked(uint64_t end, uint64_t& fallback_end);
+  // The entry at `seq` for replay, read ahead up to `stop` (< view().size):
+  // from the store's decoded copies when it kept them, else from the log.
+  Result<Entry> next_entry_locked(uint64_t seq, uint64_t stop);
   Status check_head_locked();
   // Applier (apply_mu_ held): pins the newest head if size() is exactly its
   // size and the pin is older than pin_interval (or `force`).
@@ -294,6 +306,10 @@ class Replica : public PageServer {
   uint64_t batch_limit_ = 0;  // current batch size (adapts, see apply_range_locked); applier only
   uint64_t singles_since_limit_1_ = 0;  // entries applied one by one since batch_limit_ fell to 1
   BatchCostWatch cost_watch_;           // applier only
+  // Entries read ahead for replay (next_entry_locked), ahead_[ahead_pos_]
+  // next; those before it are moved out. Applier only.
+  std::vector<Entry> ahead_;
+  size_t ahead_pos_ = 0;
   uint64_t plain_until_ = 0;    // batches starting below this seq are not lean; applier only
   uint64_t lean_backoff_ = 0;   // the next miss's plain stretch (0: lean_backoff_entries)
   mutable std::optional<Error> corrupted_;

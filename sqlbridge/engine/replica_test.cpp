@@ -841,6 +841,7 @@ struct ReplicaTestAccess {
 };
 }  // namespace swarmlite
 
+
 // Read-your-writes for proofs: a client that asks for min_size, which the
 // replica has applied, gets a proof at that size even while the applier (or
 // the scrubber) holds the apply lock; without min_size it may be answered at
@@ -1056,6 +1057,127 @@ TEST_CASE("a bad entry in a batch is found entry by entry, with the error of ent
   REQUIRE(good.ok());
   CHECK(many.root == good->state_root);
   CHECK(many.file == one.file);  // the last good state, in the file too
+}
+
+namespace {
+// The entries [0, size) of the log at `dir` and a head over them signed with
+// `keys` (as a primary that signed them would), for append_verified.
+std::pair<std::vector<Bytes>, Head> signed_log(const std::filesystem::path& dir, const KeyPair& keys) {
+  auto log = Log::open(dir, keys.pub, fast_log());
+  REQUIRE_MESSAGE(log.ok(), log.error().to_string());
+  std::vector<Bytes> entries;
+  for (uint64_t s = 0; s < (*log)->size(); ++s) entries.push_back((*log)->entry_bytes(s).value());
+  const Entry last = (*log)->entry((*log)->size() - 1).value();
+  Head head;
+  head.log_id = keys.pub;
+  head.size = (*log)->size();
+  head.log_root = (*log)->root();
+  head.state_root = last.state_root;
+  head.page_count = last.page_count;
+  head.time_ms = last.time_ms;
+  head.sign_with(keys.secret);
+  return {std::move(entries), head};
+}
+
+// A fresh replica at dir/name.db that stores `entries` under `head` itself
+// (append_verified, as a node's store does) and then applies them.
+Replayed store_and_replay(const std::filesystem::path& dir, const std::string& name,
+                          const std::vector<Bytes>& entries, const Head& head, const PublicKey& id,
+                          size_t decoded_bytes) {
+  Replayed out;
+  {
+    ReplicaOptions o = batched(64);
+    o.decoded_entries_bytes = decoded_bytes;
+    auto r = Replica::open(dir / (name + ".db"), dir / (name + ".log"), id, o);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    {
+      std::lock_guard lock((*r)->log_mutex());
+      auto st = (*r)->log().append_verified(entries, head);
+      REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+    }
+    auto applied = (*r)->apply_available();
+    if (!applied.ok()) out.error = applied.error();
+    out.size = (*r)->size();
+    out.root = (*r)->state_root();
+    out.pages = (*r)->page_count();
+    out.stats = (*r)->replay_stats();
+  }
+  out.file = file_pages(dir / (name + ".db"));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("decode once: stored entries replay from the store's decoded copies, with the log's pages and errors") {
+  Pair p;
+  p.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, a UNIQUE, b TEXT, c BLOB)")});
+  for (int i = 0; i < 150; ++i) {
+    p.exec({sql("INSERT INTO t(a, b, c) VALUES (?1, datetime('now'), randomblob(?2))",
+                {Value{int64_t{i}}, Value{int64_t{i % 9 == 0 ? 2500 : 40}}})});
+  }
+  REQUIRE(p.primary->sign_head().ok());
+  const uint64_t n = p.primary->size();
+  TempDir dir;
+
+  SUBCASE("a good log: every entry handed over, the pages of a replay from the log") {
+    copy_log(*p.primary, dir / "good.log");
+    auto [entries, head] = signed_log(dir / "good.log", p.keys);
+    Replayed handed = store_and_replay(dir.path(), "handed", entries, head, p.keys.pub, 32 << 20);
+    Replayed read = store_and_replay(dir.path(), "read", entries, head, p.keys.pub, 0);
+    REQUIRE_FALSE(handed.error);
+    REQUIRE_FALSE(read.error);
+    CHECK(handed.stats.handed_entries == n);
+    CHECK(read.stats.handed_entries == 0);
+    CHECK(handed.size == n);
+    CHECK(handed.root == p.primary->state_root());
+    CHECK(handed.root == read.root);
+    CHECK(handed.file == read.file);
+  }
+  SUBCASE("a cap that holds only some batches: the rest is read from the log") {
+    copy_log(*p.primary, dir / "good.log");
+    auto [entries, head] = signed_log(dir / "good.log", p.keys);
+    ReplicaOptions o = batched(64);
+    o.decoded_entries_bytes = 16 << 10;  // some dozens of these entries
+    auto r = Replica::open(dir / "part.db", dir / "part.log", p.keys.pub, o);
+    REQUIRE(r.ok());
+    {
+      // Stored ten at a time, as a node's fetches do; none applied meanwhile.
+      auto source = Log::open(dir / "good.log", p.keys.pub, fast_log());
+      REQUIRE(source.ok());
+      std::lock_guard lock((*r)->log_mutex());
+      for (size_t at = 0; at < entries.size(); at += 10) {
+        const size_t k = std::min<size_t>(10, entries.size() - at);
+        std::vector<Hash32> proof;
+        if (at + k < entries.size()) proof = (*source)->consistency_proof(at + k, entries.size()).value();
+        auto st = (*r)->log().append_proven(std::span(entries).subspan(at, k), head, proof);
+        REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+      }
+    }
+    auto applied = (*r)->apply_available();
+    REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+    CHECK((*r)->size() == n);
+    CHECK((*r)->state_root() == p.primary->state_root());
+    const ReplayStats st = (*r)->replay_stats();
+    CHECK(st.handed_entries > 0);
+    CHECK(st.handed_entries < n);
+    CHECK((*r)->log().decoded_bytes() == 0);  // what was kept is handed out or dropped
+  }
+  SUBCASE("a bad entry: the batch falls back to the log, with entry-by-entry's error") {
+    // Entry 40 inserts a value another entry already inserted: it fails.
+    copy_log(*p.primary, dir / "bad.log", [](Entry& e) {
+      if (e.seq == 40) e.statements[0].params[0] = Value{int64_t{3}};
+    });
+    auto [entries, head] = signed_log(dir / "bad.log", p.keys);
+    Replayed handed = store_and_replay(dir.path(), "handed", entries, head, p.keys.pub, 32 << 20);
+    Replayed one = replay(dir.path(), "one", dir / "bad.log", p.keys.pub, 1);
+    REQUIRE(handed.error);
+    REQUIRE(one.error);
+    CHECK(handed.error->code == Errc::diverged);
+    CHECK(handed.error->to_string() == one.error->to_string());
+    CHECK(handed.stats.handed_entries > 0);
+    CHECK(handed.stats.fallbacks == 1);
+    CHECK(handed.size == 40);
+    CHECK(handed.file == one.file);
+  }
 }
 
 TEST_CASE("a statement that fails in a batch is the same divergence as entry by entry") {
