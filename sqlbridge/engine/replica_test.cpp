@@ -979,6 +979,15 @@ struct Replayed {
   std::vector<Bytes> file;  // the file's pages after close
 };
 
+// What `r` reached after apply_available() returned `applied`.
+void record(Replayed& out, const Replica& r, const Result<uint64_t>& applied) {
+  if (!applied.ok()) out.error = applied.error();
+  out.size = r.size();
+  out.root = r.state_root();
+  out.pages = r.page_count();
+  out.stats = r.replay_stats();
+}
+
 // A fresh replica at dir/name.db over the log at `log_dir`, applied up to `up_to`.
 Replayed replay(const std::filesystem::path& dir, const std::string& name,
                 const std::filesystem::path& log_dir, const PublicKey& id, uint64_t batch,
@@ -987,12 +996,7 @@ Replayed replay(const std::filesystem::path& dir, const std::string& name,
   {
     auto r = Replica::open(dir / (name + ".db"), log_dir, id, batched(batch));
     REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-    auto applied = (*r)->apply_available(up_to);
-    if (!applied.ok()) out.error = applied.error();
-    out.size = (*r)->size();
-    out.root = (*r)->state_root();
-    out.pages = (*r)->page_count();
-    out.stats = (*r)->replay_stats();
+    record(out, **r, (*r)->apply_available(up_to));
   }
   out.file = file_pages(dir / (name + ".db"));
   return out;
@@ -1095,12 +1099,7 @@ Replayed store_and_replay(const std::filesystem::path& dir, const std::string& n
       auto st = (*r)->log().append_verified(entries, head);
       REQUIRE_MESSAGE(st.ok(), st.error().to_string());
     }
-    auto applied = (*r)->apply_available();
-    if (!applied.ok()) out.error = applied.error();
-    out.size = (*r)->size();
-    out.root = (*r)->state_root();
-    out.pages = (*r)->page_count();
-    out.stats = (*r)->replay_stats();
+    record(out, **r, (*r)->apply_available());
   }
   out.file = file_pages(dir / (name + ".db"));
   return out;
