@@ -65,6 +65,20 @@ struct Fixture {
   std::vector<Bytes> entries = make_entries(0, 10);
 };
 
+// The fixture's ten entries in a log at `dir` with a head over all of them: a
+// primary's log for another log to catch up from.
+struct Source {
+  std::unique_ptr<Log> log;
+  Head head;
+};
+Source signed_source(const Fixture& f, const fs::path& dir) {
+  Source s{open_ok(dir, f.key.pub), {}};
+  REQUIRE(s.log->append(f.entries).ok());
+  s.head = make_head(f.key, 10, s.log->root());
+  REQUIRE(s.log->set_head(s.head).ok());
+  return s;
+}
+
 TEST_CASE("log: append, set_head and reopen") {
   Fixture f;
   TempDir t("basic");
@@ -279,10 +293,7 @@ TEST_CASE("log: append_proven catches up against a newer head") {
   Fixture f;
   TempDir src("proven-src");
   TempDir t("proven");
-  auto primary = open_ok(src.path, f.key.pub);
-  REQUIRE(primary->append(f.entries).ok());
-  Head h10 = make_head(f.key, 10, primary->root());
-  REQUIRE(primary->set_head(h10).ok());
+  auto [primary, h10] = signed_source(f, src.path);
   auto proof = primary->consistency_proof(6, 10);
   REQUIRE(proof.ok());
 
@@ -312,10 +323,7 @@ TEST_CASE("log: keep_decoded hands the stored batches' entries over once, in ord
   Fixture f;
   TempDir src("decoded-src");
   TempDir t("decoded");
-  auto primary = open_ok(src.path, f.key.pub);
-  REQUIRE(primary->append(f.entries).ok());
-  Head h10 = make_head(f.key, 10, primary->root());
-  REQUIRE(primary->set_head(h10).ok());
+  auto [primary, h10] = signed_source(f, src.path);
   auto proof4 = primary->consistency_proof(4, 10);
   REQUIRE(proof4.ok());
   auto log = open_ok(t.path, f.key.pub);
