@@ -470,7 +470,7 @@ TEST_CASE("log: take_decoded beside the writer hands every stored entry over onc
   REQUIRE(primary->append(entries).ok());
   const Head last = make_head(key, kTotal, primary->root());
   auto log = open_ok(t.path, key.pub);
-  log->keep_decoded(16 << 10);  // a few batches: a slow taker finds gaps
+  log->keep_decoded(4 << 10);  // about one batch: a slow taker finds gaps
 
   // The replica's apply thread, in miniature: below view().size, take what was
   // kept, else read the store (next_entry_locked).
