@@ -389,17 +389,36 @@ TEST_CASE("log: keep_decoded hands the stored batches' entries over once, in ord
   }
 }
 
-TEST_CASE("log: view() shows only stored entries and heads, read beside the writer") {
+// A primary's log of kTotal entries with a head over all of them, and an
+// empty log to store them into batch by batch beside a reader thread.
+struct BesideWriter {
+  static constexpr uint64_t kTotal = 480;
+  static constexpr uint64_t kBatch = 8;
   KeyPair key = KeyPair::generate();
-  constexpr uint64_t kTotal = 480;
-  constexpr uint64_t kBatch = 8;
-  const std::vector<Bytes> entries = make_entries(0, kTotal);
-  TempDir src("view-src");
-  TempDir t("view");
-  auto primary = open_ok(src.path, key.pub);
-  REQUIRE(primary->append(entries).ok());
-  const Head last = make_head(key, kTotal, primary->root());
-  auto log = open_ok(t.path, key.pub);
+  std::vector<Bytes> entries = make_entries(0, kTotal);
+  TempDir src{"beside-src"};
+  TempDir t{"beside"};
+  std::unique_ptr<Log> primary = filled(src.path, key.pub, entries);
+  Head last = make_head(key, kTotal, primary->root());
+  std::unique_ptr<Log> log = open_ok(t.path, key.pub);
+
+  static std::unique_ptr<Log> filled(const fs::path& dir, const PublicKey& id,
+                                     const std::vector<Bytes>& entries) {
+    auto log = open_ok(dir, id);
+    REQUIRE(log->append(entries).ok());
+    return log;
+  }
+};
+
+TEST_CASE("log: view() shows only stored entries and heads, read beside the writer") {
+  BesideWriter w;
+  constexpr uint64_t kTotal = BesideWriter::kTotal;
+  constexpr uint64_t kBatch = BesideWriter::kBatch;
+  const KeyPair& key = w.key;
+  const std::vector<Bytes>& entries = w.entries;
+  auto& primary = w.primary;
+  const Head& last = w.last;
+  auto& log = w.log;
   CHECK(log->view().size == 0);
   CHECK(!log->view().head.has_value());
 
@@ -449,7 +468,7 @@ TEST_CASE("log: view() shows only stored entries and heads, read beside the writ
 
   // Reopened: the view starts at what is stored.
   log.reset();
-  log = open_ok(t.path, key.pub);
+  log = open_ok(w.t.path, key.pub);
   CHECK(log->view().size == kTotal);
   CHECK(log->view().first == log->first_entry());
   CHECK(log->view().head == log->head());
@@ -460,16 +479,13 @@ TEST_CASE("log: view() shows only stored entries and heads, read beside the writ
 }
 
 TEST_CASE("log: take_decoded beside the writer hands every stored entry over once, in order, or leaves it to the store") {
-  KeyPair key = KeyPair::generate();
-  constexpr uint64_t kTotal = 480;
-  constexpr uint64_t kBatch = 8;
-  const std::vector<Bytes> entries = make_entries(0, kTotal);
-  TempDir src("take-src");
-  TempDir t("take");
-  auto primary = open_ok(src.path, key.pub);
-  REQUIRE(primary->append(entries).ok());
-  const Head last = make_head(key, kTotal, primary->root());
-  auto log = open_ok(t.path, key.pub);
+  BesideWriter w;
+  constexpr uint64_t kTotal = BesideWriter::kTotal;
+  constexpr uint64_t kBatch = BesideWriter::kBatch;
+  const std::vector<Bytes>& entries = w.entries;
+  auto& primary = w.primary;
+  const Head& last = w.last;
+  auto& log = w.log;
   log->keep_decoded(4 << 10);  // about one batch: a slow taker finds gaps
 
   // The replica's apply thread, in miniature: below view().size, take what was
