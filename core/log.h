@@ -13,8 +13,8 @@
 //
 // Thread-safety: not synchronized. One thread (or external serialization) for
 // everything, except entry_bytes(), entry(), entries() and entry_bytes_range(),
-// which read only the store and may run concurrently with one writer
-// (LogStore's rule), and view(), which any thread may call at any time.
+// which read only the store and may run beside one writer (LogStore's rule), and
+// view(), keep_decoded(), take_decoded(), decoded_bytes(): any thread, any time.
 #pragma once
 
 #include <deque>
