@@ -262,8 +262,9 @@ Result<Entry> Replica::next_entry_locked(uint64_t seq, uint64_t stop) {
       if (!e.ok()) return e.take_error();
       ahead_ = std::move(e).value();
       if (ahead_.empty() || ahead_.front().seq != seq) {
+        const std::string got = ahead_.empty() ? "nothing" : fmt::format("entry {}", ahead_.front().seq);
         ahead_.clear();
-        return make_error(Errc::internal, "log read of entry {} returned nothing", seq);
+        return make_error(Errc::internal, "log read of entry {} returned {}", seq, got);
       }
     }
   }
