@@ -322,8 +322,30 @@ Status Log::store_head_if_new(const Head& head) {
   return {};
 }
 
-Status Log::append(std::span<const Bytes> encoded_entries) {
-  SWL_TRY(check_entries(encoded_entries, EntryLimits{}));
+Status Log::append(std::span<const Bytes> encoded_entries, EntryCheck check) {
+  if (check == EntryCheck::decode) {
+    SWL_TRY(check_entries(encoded_entries, EntryLimits{}));
+  } else {
+    // The caller decoded these bytes: a cheap guard against handing over the
+    // wrong ones (docs/formats/entry.md: version at 0, seq at 1, 53-byte
+    // prefix, 36-byte trailer).
+    constexpr size_t kSeqAt = 1, kMinBytes = 53 + 36;
+    for (size_t i = 0; i < encoded_entries.size(); ++i) {
+      const Bytes& e = encoded_entries[i];
+      const uint64_t want = size() + i;
+      if (e.size() < kMinBytes || e[0] != kEntryVersion) {
+        return make_error(Errc::bad_value,
+                          "entry {} of the batch (seq {}): not an entry ({} bytes, version {})", i,
+                          want, e.size(), e.empty() ? 0 : int{e[0]});
+      }
+      uint64_t seq = 0;
+      for (size_t b = 0; b < 8; ++b) seq = (seq << 8) | e[kSeqAt + b];
+      if (seq != want) {
+        return make_error(Errc::bad_value, "entry {} of the batch has seq {}, expected {}", i, seq,
+                          want);
+      }
+    }
+  }
   std::vector<Hash32> leaves;
   leaves.reserve(encoded_entries.size());
   for (const Bytes& e : encoded_entries) leaves.push_back(entry_leaf_hash(e));
@@ -354,6 +376,13 @@ Result<Head> Log::sign_head(const SecretKey& key, const Hash32& state_root,
     return make_error(Errc::invalid_argument, "sign_head: key {} does not sign log {}",
                       key.public_key().hex(), log_id_.hex());
   }
+  Head head = unsigned_head(state_root, page_count, time_ms);
+  head.sign_with(key);
+  SWL_TRY(store_head_if_new(head));
+  return head;
+}
+
+Head Log::unsigned_head(const Hash32& state_root, uint32_t page_count, int64_t time_ms) const {
   Head head;
   head.log_id = log_id_;
   head.size = size();
@@ -361,9 +390,18 @@ Result<Head> Log::sign_head(const SecretKey& key, const Hash32& state_root,
   head.state_root = state_root;
   head.page_count = page_count;
   head.time_ms = time_ms;
-  head.sign_with(key);
-  SWL_TRY(store_head_if_new(head));
   return head;
+}
+
+Result<bool> Log::store_own_head(const Head& head) {
+  if (head.log_id != log_id_ || head.size > size()) {
+    return make_error(Errc::invalid_argument,
+                      "store_own_head: a head of log {} at size {} is not one of log {} (size {})",
+                      head.log_id.hex(), head.size, log_id_.hex(), size());
+  }
+  if (head_ && head.size <= head_->size) return false;
+  SWL_TRY(store_head_if_new(head));
+  return true;
 }
 
 Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,

@@ -107,7 +107,12 @@ class Log {
   Result<std::vector<Entry>> entries(uint64_t first, uint64_t max_count, size_t max_bytes) const;
 
   // Primary: appends already-encoded entries (seq must continue the log), one fsync.
-  Status append(std::span<const Bytes> encoded_entries);
+  // Each is decoded first (decode_entry, default limits) unless the caller says
+  // it already did that check on these very bytes (EntryCheck::by_caller, the
+  // primary's loggability check): then only the version byte, the length of
+  // the fixed prefix and trailer, and the seq are checked.
+  enum class EntryCheck { decode, by_caller };
+  Status append(std::span<const Bytes> encoded_entries, EntryCheck check = EntryCheck::decode);
   // Stores a newer head. Verifies signature and log id, head.size <= size(),
   // head.log_root == tree root at head.size, and head.size >= current head's size.
   Status set_head(const Head& head);
@@ -118,6 +123,16 @@ class Log {
   // disagree with it or with an earlier head (the log only grows).
   Result<Head> sign_head(const SecretKey& key, const Hash32& state_root, uint32_t page_count,
                          int64_t time_ms);
+  // sign_head in two steps, for a primary signing off its write path
+  // (PrimaryOptions::sign_in_background): the unsigned head of the whole log
+  // as it is now (size(), root(), the given state, log_id), to be signed by
+  // the caller with no lock held, then stored by store_own_head(). That takes
+  // only a head made so on this log and signed with its key (not verified,
+  // like sign_head's); one not newer than the stored head — another head was
+  // signed meanwhile — is not stored: false. invalid_argument for another
+  // log's id or a size past the log's.
+  Head unsigned_head(const Hash32& state_root, uint32_t page_count, int64_t time_ms) const;
+  Result<bool> store_own_head(const Head& head);
 
   // Replica: entries [size(), size()+n) received from anyone, and the head they
   // lead to. Verifies the head, decodes every entry (seq continuity), checks the

@@ -119,6 +119,35 @@ TEST_CASE("log: append refuses entries that do not continue the log") {
   CHECK(log->size() == 0);
 }
 
+TEST_CASE("log: append of entries the caller decoded checks their version and seq only") {
+  Fixture f;
+  TempDir t("bycaller");
+  auto log = open_ok(t.path, f.key.pub);
+  using Check = Log::EntryCheck;
+  std::vector<Bytes> gap = {f.entries[0], f.entries[2]};
+  auto st = log->append(gap, Check::by_caller);
+  REQUIRE(!st.ok());
+  CHECK(st.error().code == Errc::bad_value);
+  CHECK(st.error().message == "entry 1 of the batch has seq 2, expected 1");
+  CHECK(log->size() == 0);
+  std::vector<Bytes> short_one = {Bytes(f.entries[0].begin(), f.entries[0].begin() + 40)};
+  st = log->append(short_one, Check::by_caller);
+  REQUIRE(!st.ok());
+  CHECK(st.error().message == "entry 0 of the batch (seq 0): not an entry (40 bytes, version 1)");
+  Bytes other_version = f.entries[0];
+  other_version[0] = 7;
+  st = log->append(std::span(&other_version, 1), Check::by_caller);
+  REQUIRE(!st.ok());
+  CHECK(st.error().message.find("version 7") != std::string::npos);
+  CHECK(log->size() == 0);
+  // Entries that continue the log are stored as append() with decoding stores them.
+  REQUIRE(log->append(std::span(f.entries).first(4), Check::by_caller).ok());
+  REQUIRE(log->append(std::span(f.entries).subspan(4)).ok());
+  CHECK(log->size() == 10);
+  CHECK(log->root() == root_of(f.entries, 10));
+  for (uint64_t i = 0; i < 10; ++i) CHECK(*log->entry_bytes(i) == f.entries[i]);
+}
+
 TEST_CASE("log: set_head refuses heads that do not match the log") {
   Fixture f;
   TempDir t("sethead");
@@ -641,6 +670,45 @@ TEST_CASE("log: sign_head signs the whole log with the log's key and refuses ano
   REQUIRE(!other.ok());
   CHECK(other.error().code == Errc::invalid_argument);
   CHECK(*log->head() == *h);
+}
+
+TEST_CASE("log: a head made by unsigned_head and signed later is stored unless one as new came") {
+  Fixture f;
+  TempDir t("ownhead");
+  const Hash32 state = hash_leaf(as_bytes("state"));
+  {
+    auto log = open_ok(t.path, f.key.pub);
+    REQUIRE(log->append(std::span(f.entries).first(4)).ok());
+    Head early = log->unsigned_head(state, 5, 100);
+    CHECK(early.size == 4);
+    CHECK(early.log_root == root_of(f.entries, 4));
+    CHECK(early.log_id == f.key.pub);
+    // The log grows while the caller signs: the head still signs size 4.
+    REQUIRE(log->append(std::span(f.entries).subspan(4, 3)).ok());
+    early.sign_with(f.key.secret);
+    auto stored = log->store_own_head(early);
+    REQUIRE_MESSAGE(stored.ok(), stored.error().to_string());
+    CHECK(*stored);
+    CHECK(*log->head() == early);
+    CHECK(log->view().head == early);
+    // One at least as new came first (sign_head): not stored, no error.
+    auto newer = log->sign_head(f.key.secret, state, 6, 200);
+    REQUIRE(newer.ok());
+    Head late = early;
+    CHECK_FALSE(*log->store_own_head(late));
+    CHECK(*log->head() == *newer);
+    // Another log's head, or one past the log's size: refused.
+    Head foreign = log->unsigned_head(state, 6, 300);
+    foreign.log_id = KeyPair::generate().pub;
+    CHECK(log->store_own_head(foreign).error().code == Errc::invalid_argument);
+    Head past = log->unsigned_head(state, 6, 300);
+    past.size = 8;
+    CHECK(log->store_own_head(past).error().code == Errc::invalid_argument);
+    CHECK(*log->head() == *newer);
+  }
+  auto reopened = open_ok(t.path, f.key.pub);  // the stored head checks out on open
+  REQUIRE(reopened->head());
+  CHECK(reopened->head()->size == 7);
 }
 
 TEST_CASE("log: memory stays flat as the log grows; proofs match the full tree after reopen") {
