@@ -292,6 +292,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     p->last_sign_ms_ = p->now_ms();
   }
   p->opened_ = true;
+  if (p->options_.sign_in_background) p->signer_ = std::thread([q = p.get()] { q->signer_loop(); });
   return p;
 }
 
@@ -426,10 +427,13 @@ Status Primary::retry_local_fault() {
     }
     return ok_status();
   }
-  return recover_locked();
+  Status s = recover_locked();
+  if (s.ok()) sign_cv_.notify_one();  // the re-applied entry's head (background signing)
+  return s;
 }
 
 Primary::~Primary() {
+  stop_signer();
   (void)close();
   {
     // The pin's read connection goes first: the write connection, the last
@@ -476,6 +480,77 @@ Result<Head> Primary::sign_head_locked() {
                                         db_->state_tree().page_count(), time_ms));
   last_sign_ms_ = now_ms();
   return head;
+}
+
+void Primary::set_head_listener(std::function<void(const Head&)> listener) {
+  std::lock_guard lock(listener_mu_);
+  head_listener_ = std::move(listener);
+}
+
+void Primary::stop_signer() {
+  if (!signer_.joinable()) return;
+  {
+    std::lock_guard lock(mu_);
+    signer_stop_ = true;
+  }
+  sign_cv_.notify_all();
+  signer_.join();
+}
+
+void Primary::signer_loop() {
+  using Clock = std::chrono::steady_clock;
+  std::unique_lock lock(mu_);
+  Clock::time_point next_at{};  // no head before this: sign_gap, or a failure's backoff
+  bool failing = false;         // the last head could not be stored
+  // Sign when a log size has no head, the entries are applied (not while a
+  // commit failed after its append: recover_locked settles that first, as the
+  // synchronous path never signs then) and no group has entries half-appended.
+  auto due = [&] {
+    if (broken_ || !unlogged_.empty()) return false;
+    const auto& head = log_->head();
+    return log_->size() > (head ? head->size : 0);
+  };
+  for (;;) {
+    sign_cv_.wait(lock, [&] { return signer_stop_ || due(); });
+    if (signer_stop_) return;
+    if (Clock::now() < next_at) {
+      // Within the gap: one head later covers what comes meanwhile.
+      sign_cv_.wait_until(lock, next_at, [&] { return signer_stop_; });
+      continue;
+    }
+    // The log as it is now: its size and root with the state after its last
+    // entry (published_* are set with each append, under mu_).
+    const auto& previous = log_->head();
+    const int64_t time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
+    Head head = log_->unsigned_head(published_root_, published_pages_, time_ms);
+    lock.unlock();
+    head.sign_with(key_);  // the ~20 µs no write waits for
+    lock.lock();
+    Result<bool> stored = log_->store_own_head(head);
+    const auto now = Clock::now();
+    if (!stored.ok()) {
+      // The head file could not be written (a full disk): a local fault, the
+      // entries stay durable and unsigned; retried with the fault's backoff.
+      fault_.failed(make_error(stored.error().code, "storing the signed head at size {}: {}",
+                               head.size, stored.error().message));
+      next_at = now + std::max<Clock::duration>(fault_.wait(), options_.sign_gap);
+      failing = true;
+      continue;
+    }
+    next_at = now + options_.sign_gap;
+    if (failing) {
+      failing = false;
+      if (!broken_ && unlogged_.empty()) fault_.cleared();  // the disk takes writes again
+    }
+    if (!*stored) continue;  // another head (sign_head(), the group for its pin) came first
+    last_sign_ms_ = now_ms();
+    lock.unlock();
+    {
+      std::lock_guard listener_lock(listener_mu_);
+      if (head_listener_) head_listener_(head);
+    }
+    lock.lock();
+  }
 }
 
 Result<Head> Primary::sign_head() {
@@ -591,7 +666,8 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
 Status Primary::append_unlogged_locked() {
   if (unlogged_.empty()) return ok_status();
   if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::before_log_append));
-  SWL_TRY(log_->append(std::span<const Bytes>(unlogged_bytes_)));
+  // Each was decoded as its write's loggability check (run_write_locked).
+  SWL_TRY(log_->append(std::span<const Bytes>(unlogged_bytes_), Log::EntryCheck::by_caller));
   published_root_ = unlogged_.back().state_root;
   published_pages_ = unlogged_.back().page_count;
   unlogged_.clear();
@@ -688,7 +764,23 @@ void Primary::run_group(std::vector<Queued*>& group) {
   // is in the log (see the durability order in primary.h): after_group.
   after_group.armed = true;
   // One head per group, when due, handed to the group's last successful write.
-  if (broken_ || !head_due_locked()) return;
+  if (options_.sign_in_background) {
+    // The signer signs it, unless the page service's pin wants a head now:
+    // the pin is taken only at a head covering the whole log, right after a
+    // group (checkpoint_and_pin_locked), so the group signs one itself, at
+    // most once per pin_interval while pages are requested.
+    const auto now = std::chrono::steady_clock::now();
+    const bool for_pin = pin_active_.load() && (pin_wanted_.load() ||
+                                                now - last_group_sign_ >= options_.pin_interval);
+    if (broken_ || !for_pin) {
+      sign_cv_.notify_one();
+      return;
+    }
+    if (const auto& h = log_->head(); h && h->size == log_->size()) return;
+    last_group_sign_ = now;
+  } else if (broken_ || !head_due_locked()) {
+    return;
+  }
   Queued* last_ok = nullptr;
   for (Queued* q : group) {
     if (q->result && q->result->ok()) last_ok = q;
@@ -986,6 +1078,15 @@ std::unique_ptr<PinSlot> Primary::make_pin_slot() {
     if (!write_lock.owns_lock()) {
       pin_wanted_.store(true);
       return false;
+    }
+    if (options_.sign_in_background) {
+      // The background signer may not have signed the newest entries yet:
+      // the pin needs a head covering the whole log.
+      std::lock_guard lock(mu_);
+      const auto& head = log_->head();
+      if (!broken_ && unlogged_.empty() && (!head || head->size < log_->size())) {
+        (void)sign_head_locked();  // on failure nothing is pinned (the request says so)
+      }
     }
     checkpoint_and_pin_locked(/*force=*/true);
     return true;

@@ -73,6 +73,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/entry.h"
@@ -114,6 +115,19 @@ struct PrimaryOptions {
   // Default: one head per execute. sign_head() forces one.
   uint64_t sign_every_entries = 1;
   int64_t sign_interval_ms = 0;
+  // Background signing (docs/performance.md "Signing off the write path"): a
+  // thread of the Primary's own signs a head for each new log size, at most one
+  // per `sign_gap` (the first after a quiet spell at once), so no write waits
+  // for a signature and under load one signature covers many writes. The
+  // group-signing fields above are then not used; execute() returns no head
+  // (ExecuteResult::head is nullopt) unless the group signed one for the page
+  // service's pin (at most one per pin_interval while pages are requested),
+  // and set_head_listener()'s listener hears of each head. The acknowledgement
+  // still means durable: the log append is the durability point, and open()
+  // signs a head for entries no stored head covers. A head that fails to be
+  // stored is a local fault (local_fault()), retried with backoff.
+  bool sign_in_background = false;
+  std::chrono::microseconds sign_gap{1000};
   // Tests only: called at each PrimaryHookPoint. An error returned at
   // after_log_append fails the commit after the entry reached the log, as a
   // full disk or an I/O error would: the Primary then applies the logged entry
@@ -274,6 +288,11 @@ class Primary : public PageServer {
   Result<std::optional<Head>> sign_head_if_due();
   // Signs a pending head; further calls on this Primary are still allowed.
   Status close();
+  // Called with each head the background signer stored (sign_in_background),
+  // on its thread, with no lock of the Primary held: e.g. a node announcing
+  // the head to its peers. Setting another (or an empty one) waits for a call
+  // in progress, so the old listener's owner may go once this returns.
+  void set_head_listener(std::function<void(const Head&)> listener);
 
   // Accessors (thread-safe snapshots).
   uint64_t size() const;           // entries in the log (== entries applied)
@@ -393,6 +412,11 @@ class Primary : public PageServer {
   // The pin slot with the primary's policy (pinned_pages): built by open().
   std::unique_ptr<PinSlot> make_pin_slot();
   bool head_due_locked() const;
+  // The background signer's thread (sign_in_background): waits for a log size
+  // no head covers, signs it with mu_ released, stores it, tells the listener.
+  void signer_loop();
+  // Stops and joins it (the destructor).
+  void stop_signer();
   int64_t next_time_ms_locked() const;
   int64_t now_ms() const;
   std::array<uint8_t, 32> next_seed() const;
@@ -433,6 +457,15 @@ class Primary : public PageServer {
     std::optional<Error> stopped;  // why write_progress() interrupted it
   } running_;
   std::atomic<bool> stopping_{false};
+  // Background signing (sign_in_background): the signer waits on sign_cv_
+  // with mu_; signer_stop_ under mu_. The write group signs itself (for the
+  // pin) at most once per pin_interval: last_group_sign_ under write_mu_.
+  std::thread signer_;
+  std::condition_variable sign_cv_;
+  bool signer_stop_ = false;
+  std::chrono::steady_clock::time_point last_group_sign_{};
+  std::mutex listener_mu_;  // guards head_listener_, held while it runs
+  std::function<void(const Head&)> head_listener_;
   // The write queue (execute_batch): lock order queue_mu_ before write_mu_ is
   // never needed — the leader releases queue_mu_ before it runs a group.
   std::mutex queue_mu_;
