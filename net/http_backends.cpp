@@ -499,7 +499,30 @@ Status ReplicaHttpBackend::ready() const {
   return node_ready(node_.status(), replica_.diverged());
 }
 
-void ReplicaHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_.status()); }
+void ReplicaHttpBackend::update_metrics(Metrics& metrics) {
+  node_metrics(metrics, node_.status());
+  // Batched replay and decode once (docs/performance.md "Batched replay",
+  // "Decode once"): totals since start.
+  const ReplayStats r = replica_.replay_stats();
+  auto total = [&](const char* name, const char* help, uint64_t v) {
+    metrics.gauge(name, help).set(static_cast<double>(v));
+  };
+  total("swarmlite_replay_batches", "Replay batches committed since start", r.batches);
+  total("swarmlite_replay_batched_entries", "Entries applied in replay batches since start",
+        r.batched_entries);
+  total("swarmlite_replay_single_entries",
+        "Entries applied one SQLite transaction each since start (fallbacks included)",
+        r.single_entries);
+  total("swarmlite_replay_fallbacks",
+        "Replay batches rolled back and replayed entry by entry since start", r.fallbacks);
+  total("swarmlite_replay_handed_entries",
+        "Entries replayed from the copies decoded when they were stored, not read back from "
+        "the log, since start",
+        r.handed_entries);
+  metrics.gauge("swarmlite_decoded_entries_bytes",
+                "Heap held by entries decoded at store time and not replayed yet")
+      .set(static_cast<double>(replica_.log().decoded_bytes()));
+}
 
 // --- backups (GET /db/backup, sqlbridge/tools/backup.h) -------------------------
 
@@ -583,7 +606,11 @@ PrimaryHttpBackend::PrimaryHttpBackend(Primary& primary, Node& node, SnapshotSou
       reads_(primary.db_path()),
       snapshots_(std::make_unique<SnapshotSource>(primary_backup_source(primary, node),
                                                   in_dir(std::move(snapshot_options), primary.db_path()),
-                                                  primary_pinned_head(primary))) {}
+                                                  primary_pinned_head(primary))) {
+  primary_.set_head_listener([&node](const Head&) { node.notify_new_head(); });
+}
+
+PrimaryHttpBackend::~PrimaryHttpBackend() { primary_.set_head_listener({}); }
 
 ReplicaHttpBackend::ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options,
                                        SnapshotSourceOptions snapshot_options)

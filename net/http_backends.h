@@ -29,7 +29,10 @@ namespace swarmlite::net {
 
 class PrimaryHttpBackend : public HttpBackend {
  public:
+  // Listens for the heads the primary signs in the background
+  // (PrimaryOptions::sign_in_background) and has the node announce each.
   PrimaryHttpBackend(Primary& primary, Node& node, SnapshotSourceOptions snapshot_options = {});
+  ~PrimaryHttpBackend() override;
   bool accepts_writes() const override { return true; }
   Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& statements,
                                            bool transaction) override;

@@ -156,6 +156,9 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
   CHECK(failures == 0);
   const uint64_t size = 2 + written;  // genesis, CREATE TABLE, the rows
 
+  // The primary signs heads in the background: its head covers the last write
+  // a moment after that write was acknowledged.
+  REQUIRE(eventually([&] { return get_json(base, "/status")["head"]["size"] == size; }, 10s));
   const json primary_status = get_json(base, "/status");
   REQUIRE(primary_status["log_size"] == size);
   // A last round may still be under way: read the metrics once it settled.
@@ -185,6 +188,14 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
   CHECK(fs_status["head"]["size"].get<uint64_t>() > head_before["size"].get<uint64_t>());
   CHECK(fs_status["unserved_entries"].is_null());
   CHECK(fs_status["apply_error"].is_null());
+  // Replay's own series: every entry the follower applied went through replay.
+  const std::string follower_metrics = get_text(follower->http(), "/metrics");
+  CHECK(metric(follower_metrics, "swarmlite_replay_batched_entries") +
+            metric(follower_metrics, "swarmlite_replay_single_entries") >=
+        static_cast<double>(size - 7));
+  CHECK(metric(follower_metrics, "swarmlite_replay_batches") >= 1);
+  CHECK(metric(follower_metrics, "swarmlite_replay_handed_entries") >= 0);
+  CHECK(metric(follower_metrics, "swarmlite_decoded_entries_bytes") >= 0);
   REQUIRE(eventually(
       [&] { return metric(get_text(follower->http(), "/metrics"), "swarmlite_compactions_total") >= 1; },
       10s));
