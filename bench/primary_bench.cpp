@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -110,10 +111,12 @@ std::vector<Statement> insert_txn(int rows, uint64_t& next) {
 }
 
 PrimaryOptions primary_options(bool durable, uint64_t sign_every, bool legacy = false,
-                               size_t statement_cache = PrimaryOptions{}.statement_cache) {
+                               size_t statement_cache = PrimaryOptions{}.statement_cache,
+                               bool background = false) {
   PrimaryOptions o;
   o.log_options.sync = durable;
   o.sign_every_entries = sign_every;
+  o.sign_in_background = background;
   o.statement_cache = statement_cache;
   if (legacy) {
     o.log_options.index_sync_rows = 1;
@@ -131,8 +134,18 @@ std::unique_ptr<Primary> open_primary(const fs::path& db, const SecretKey& key, 
 // The durable primary's single-insert rate, for the replay comparison.
 double g_primary_durable_txn_per_s = 0;
 
+double cpu_seconds(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 // Args: durable (0/1), rows per transaction, sign_every_entries, legacy (0/1),
-// statement cache capacity.
+// statement cache capacity, bg (0/1: PrimaryOptions::sign_in_background, as
+// `swarmlite primary` runs; sign is then unused).
+// primary_cpu_us/txn: the process's CPU time over the loop (every thread: the
+// background signer's too) less this thread's CPU in the raw SQLite part and
+// in building the input, per transaction.
 void BM_Pair(benchmark::State& state) {
   bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   const bool durable = state.range(0) != 0;
@@ -140,12 +153,13 @@ void BM_Pair(benchmark::State& state) {
   const uint64_t sign_every = static_cast<uint64_t>(state.range(2));
   const bool legacy = state.range(3) != 0;
   const size_t cache = static_cast<size_t>(state.range(4));
+  const bool background = state.range(5) != 0;
   TempDir dir("primary-bench");
   fs::create_directories(dir.path);
   RawDb raw(dir.path / "raw.db", durable ? "FULL" : "NORMAL");
   KeyPair key = KeyPair::generate();
   auto primary = open_primary(dir.path / "p.db", key.secret,
-                              primary_options(durable, sign_every, legacy, cache));
+                              primary_options(durable, sign_every, legacy, cache, background));
   uint64_t next = 0;
   // Warm both (first pages, WAL file creation).
   for (int i = 0; i < 20; ++i) {
@@ -153,12 +167,16 @@ void BM_Pair(benchmark::State& state) {
     ok_or_die(primary->execute(insert_txn(rows, next)), "execute");
   }
   Clock::duration raw_time{}, primary_time{};
+  double not_primary_cpu = 0;  // this thread's CPU outside execute()
+  const double process_cpu0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID);
   for (auto _ : state) {
+    const double c0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
     auto t0 = Clock::now();
     raw.transaction(rows);
     auto t1 = Clock::now();
     std::vector<Statement> txn = insert_txn(rows, next);  // building the input is not timed
     auto t2 = Clock::now();
+    not_primary_cpu += cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
     auto r = primary->execute(txn);
     auto t3 = Clock::now();
     if (!r.ok()) {
@@ -168,7 +186,9 @@ void BM_Pair(benchmark::State& state) {
     raw_time += t1 - t0;
     primary_time += t3 - t2;
   }
+  const double process_cpu = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - process_cpu0;
   const double n = static_cast<double>(state.iterations());
+  state.counters["primary_cpu_us/txn"] = (process_cpu - not_primary_cpu) / n * 1e6;
   const double raw_rate = n / std::chrono::duration<double>(raw_time).count();
   const double primary_rate = n / std::chrono::duration<double>(primary_time).count();
   state.counters["raw_txn/s"] = raw_rate;
@@ -176,24 +196,28 @@ void BM_Pair(benchmark::State& state) {
   state.counters["ratio"] = primary_rate / raw_rate;
   state.counters["primary_us/txn"] = 1e6 / primary_rate;
   state.counters["raw_us/txn"] = 1e6 / raw_rate;
-  if (durable && rows == 1 && sign_every == 1 && !legacy && cache > 0) {
+  if (durable && rows == 1 && sign_every == 1 && !legacy && cache > 0 && !background) {
     g_primary_durable_txn_per_s = primary_rate;
   }
 }
 BENCHMARK(BM_Pair)
-    ->ArgNames({"durable", "rows", "sign", "legacy", "cache"})
-    ->Args({1, 1, 1, 0, 64})
-    ->Args({1, 1, 100, 0, 64})
-    ->Args({1, 100, 1, 0, 64})
-    ->Args({1, 100, 100, 0, 64})
-    ->Args({1, 1, 1, 1, 64})
-    ->Args({1, 100, 1, 1, 64})
-    ->Args({0, 1, 1, 0, 64})
-    ->Args({0, 1, 100, 0, 64})
-    ->Args({0, 100, 1, 0, 64})
-    ->Args({0, 100, 100, 0, 64})
-    ->Args({0, 1, 100, 0, 0})
-    ->Args({0, 100, 100, 0, 0})
+    ->ArgNames({"durable", "rows", "sign", "legacy", "cache", "bg"})
+    ->Args({1, 1, 1, 0, 64, 0})
+    ->Args({1, 1, 100, 0, 64, 0})
+    ->Args({1, 1, 1, 0, 64, 1})
+    ->Args({1, 100, 1, 0, 64, 0})
+    ->Args({1, 100, 100, 0, 64, 0})
+    ->Args({1, 100, 1, 0, 64, 1})
+    ->Args({1, 1, 1, 1, 64, 0})
+    ->Args({1, 100, 1, 1, 64, 0})
+    ->Args({0, 1, 1, 0, 64, 0})
+    ->Args({0, 1, 100, 0, 64, 0})
+    ->Args({0, 1, 1, 0, 64, 1})
+    ->Args({0, 100, 1, 0, 64, 0})
+    ->Args({0, 100, 100, 0, 64, 0})
+    ->Args({0, 100, 1, 0, 64, 1})
+    ->Args({0, 1, 100, 0, 0, 0})
+    ->Args({0, 100, 100, 0, 0, 0})
     ->MinTime(3.0)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
@@ -203,10 +227,12 @@ BENCHMARK(BM_Pair)
 // synchronous=FULL with ONE writer, interleaved per iteration on the same
 // disk. ratio = primary (all writers) / raw single writer; entries/sync =
 // entries per log append (each append is one fdatasync), counted through
-// PrimaryOptions::test_hook. Arg: writers.
+// PrimaryOptions::test_hook. Args: writers; bg (0/1: heads signed per group,
+// or in the background as `swarmlite primary` does).
 void BM_GroupCommit(benchmark::State& state) {
   bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   const int writers = static_cast<int>(state.range(0));
+  const bool background = state.range(1) != 0;
   // Small rounds, many iterations: the raw and primary phases alternate often,
   // so both see the same fsync latency (it drifts on a shared machine).
   constexpr int kRawTxns = 100;
@@ -217,6 +243,7 @@ void BM_GroupCommit(benchmark::State& state) {
   KeyPair key = KeyPair::generate();
   auto appends = std::make_shared<std::atomic<uint64_t>>(0);
   PrimaryOptions o = primary_options(true, 1);
+  o.sign_in_background = background;
   o.test_hook = [appends](PrimaryHookPoint point) -> Status {
     if (point == PrimaryHookPoint::before_log_append) appends->fetch_add(1);
     return ok_status();
@@ -267,11 +294,8 @@ void BM_GroupCommit(benchmark::State& state) {
       static_cast<double>(std::max<uint64_t>(1, appends->load() - appends_before));
 }
 BENCHMARK(BM_GroupCommit)
-    ->ArgName("writers")
-    ->Arg(1)
-    ->Arg(4)
-    ->Arg(16)
-    ->Arg(64)
+    ->ArgNames({"writers", "bg"})
+    ->ArgsProduct({{1, 4, 16, 64}, {0, 1}})
     ->Iterations(10)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);

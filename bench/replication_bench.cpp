@@ -1,11 +1,13 @@
 // Replication benchmarks (issue 4), with in-process nodes (net::Node over real
 // TCP sockets on 127.0.0.1, one process; no child processes):
 //
-//  BM_Lag/star:0|1/rate:100|1000/nodelay:0|1   primary + 3 peers as a chain
-//      (P←1←2←3, star:0) or a star (1, 2, 3 ← P, star:1). A pacing thread runs
-//      single-row write transactions with Primary::execute at `rate`/s for
-//      SWARMLITE_BENCH_LAG_SECONDS (default 10), one signed head per execute
-//      and Node::notify_new_head() after it, as `swarmlite primary` does.
+//  BM_Lag/star:0|1/rate:100|1000/nodelay:0|1/bg:0|1   primary + 3 peers as a
+//      chain (P←1←2←3, star:0) or a star (1, 2, 3 ← P, star:1). A pacing thread
+//      runs single-row write transactions with Primary::execute at `rate`/s for
+//      SWARMLITE_BENCH_LAG_SECONDS (default 10), and Node::notify_new_head()
+//      after each; bg:0 signs a head per execute, bg:1 signs them in the
+//      background and announces each as it is signed, as `swarmlite primary`
+//      does (PrimaryOptions::sign_in_background).
 //      nodelay:0 turns TCP_NODELAY off on every node's peer sockets
 //      (NodeOptions::tcp_no_delay; on in production): the A/B pair of the same
 //      run, whose ratios main() prints at the end.
@@ -221,12 +223,18 @@ struct PrimaryNode {
   std::unique_ptr<Primary> primary;
   std::unique_ptr<net::PrimaryBackend> backend;
   std::unique_ptr<net::Node> node;
-  PrimaryNode(const fs::path& db, const SecretKey& key, PrimaryOptions po, bool no_delay = true) {
+  // background: heads signed off the write path and announced as signed
+  // (PrimaryOptions::sign_in_background), as `swarmlite primary` runs.
+  PrimaryNode(const fs::path& db, const SecretKey& key, PrimaryOptions po, bool no_delay = true,
+              bool background = false) {
+    po.sign_in_background = background;
     primary = must(Primary::open(db, key, std::move(po)), "opening the primary");
     backend = std::make_unique<net::PrimaryBackend>(*primary);
     node = std::make_unique<net::Node>(*backend, node_options({}, 0, no_delay));
+    primary->set_head_listener([n = node.get()](const Head&) { n->notify_new_head(); });
     must(node->start(), "starting the primary node");
   }
+  ~PrimaryNode() { primary->set_head_listener({}); }  // before the node goes
   void write(uint64_t i) {
     must(primary->execute({insert_row(i)}), "execute");
     node->notify_new_head();
@@ -255,6 +263,7 @@ struct LagRow {
   bool chain = false;
   int rate = 0;
   bool no_delay = true;
+  bool background = false;  // heads signed in the background (bg:1)
   double load_before = 0, load_after = 0;
   double steal = 0;  // CPU-seconds stolen by the host during the row (bench_util.h)
   std::vector<double> p50, p99, max;  // per peer (lag from the primary)
@@ -269,6 +278,7 @@ void BM_Lag(benchmark::State& state) {
   const bool chain = state.range(0) == 0;
   const int rate_arg = static_cast<int>(state.range(1));
   const bool no_delay = state.range(2) != 0;
+  const bool background = state.range(3) != 0;
   const double rate = static_cast<double>(rate_arg);
   const auto seconds = env_int("SWARMLITE_BENCH_LAG_SECONDS", 10);
   const auto writes = static_cast<uint64_t>(rate * static_cast<double>(seconds));
@@ -277,7 +287,8 @@ void BM_Lag(benchmark::State& state) {
     KeyPair keys = KeyPair::generate();
     TempDir pdir("lag-primary");
     fs::create_directories(pdir.path);
-    PrimaryNode p(pdir.path / "primary.db", keys.secret, {}, no_delay);  // log fsync on, a head per execute
+    // Log fsync on; a head per execute, or signed in the background.
+    PrimaryNode p(pdir.path / "primary.db", keys.secret, {}, no_delay, background);
     must(p.primary->execute({Statement{kCreate, {}}}), "create table");
     p.node->notify_new_head();
     const uint64_t first = p.primary->size();  // seq of the first timed write
@@ -299,6 +310,7 @@ void BM_Lag(benchmark::State& state) {
     row.chain = chain;
     row.rate = rate_arg;
     row.no_delay = no_delay;
+    row.background = background;
     row.load_before = load_average();
     const double steal_before = steal_seconds();
     double achieved = paced_writes(writes, rate, [&](uint64_t i) {
@@ -360,8 +372,8 @@ void BM_Lag(benchmark::State& state) {
       state.counters[tag + "_store_to_store_p99_ms"] = f99;
       summary += fmt::format(" (stored→next stored p50 {:.2f} p99 {:.2f} max {:.2f})", f50, f99, fmx);
     }
-    fmt::print(stderr, "lag {} nodelay {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}, steal {:.1f} s{}\n",
-               chain ? "chain" : "star", no_delay ? "on" : "off", writes, achieved, rate, row.load_before,
+    fmt::print(stderr, "lag {} nodelay {} bg {}: {} writes at {:.0f}/s (asked {:.0f}/s), load {:.2f}→{:.2f}, steal {:.1f} s{}\n",
+               chain ? "chain" : "star", no_delay ? "on" : "off", background ? 1 : 0, writes, achieved, rate, row.load_before,
                row.load_after, row.steal, summary);
     lag_rows().push_back(std::move(row));
   }
@@ -374,8 +386,11 @@ void print_lag_ratios() {
   for (const LagRow& on : rows) {
     if (!on.no_delay) continue;
     for (const LagRow& off : rows) {
-      if (off.no_delay || off.chain != on.chain || off.rate != on.rate) continue;
-      std::string line = fmt::format("lag A/B {} {}/s, nodelay off/on:", on.chain ? "chain" : "star", on.rate);
+      if (off.no_delay || off.chain != on.chain || off.rate != on.rate ||
+          off.background != on.background)
+        continue;
+      std::string line = fmt::format("lag A/B {} {}/s bg {}, nodelay off/on:", on.chain ? "chain" : "star",
+                                     on.rate, on.background ? 1 : 0);
       for (size_t k = 0; k < on.p50.size() && k < off.p50.size(); ++k) {
         line += fmt::format(" | peer{} p50 {:.2f}/{:.2f} = {:.1f}x, p99 {:.2f}/{:.2f} = {:.1f}x", k + 1, off.p50[k],
                             on.p50[k], off.p50[k] / std::max(on.p50[k], 1e-3), off.p99[k], on.p99[k],
@@ -386,8 +401,8 @@ void print_lag_ratios() {
   }
 }
 BENCHMARK(BM_Lag)
-    ->ArgNames({"star", "rate", "nodelay"})
-    ->ArgsProduct({{1, 0}, {100, 1000}, {1, 0}})
+    ->ArgNames({"star", "rate", "nodelay", "bg"})
+    ->ArgsProduct({{1, 0}, {100, 1000}, {1, 0}, {0, 1}})
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 
