@@ -228,6 +228,8 @@ struct PrimaryNode {
   PrimaryNode(const fs::path& db, const SecretKey& key, PrimaryOptions po, bool no_delay = true,
               bool background = false) {
     po.sign_in_background = background;
+    // SWARMLITE_BENCH_SIGN_GAP_US: PrimaryOptions::sign_gap for the bg:1 rows.
+    po.sign_gap = std::chrono::microseconds(env_int("SWARMLITE_BENCH_SIGN_GAP_US", po.sign_gap.count()));
     primary = must(Primary::open(db, key, std::move(po)), "opening the primary");
     backend = std::make_unique<net::PrimaryBackend>(*primary);
     node = std::make_unique<net::Node>(*backend, node_options({}, 0, no_delay));

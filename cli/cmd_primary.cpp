@@ -59,7 +59,7 @@ void add_primary_command(CLI::App& app) {
     po.max_entry_pages = args->max_entry_pages;
     po.max_value_bytes = args->max_value_bytes;
     po.log_options.segment_bytes = static_cast<uint64_t>(args->log_segment_mib * (1 << 20));
-    // Heads are signed off the write path, at most one per millisecond; the
+    // Heads are signed off the write path, at most one per 0.5 ms; the
     // node announces each (PrimaryHttpBackend). docs/performance.md.
     po.sign_in_background = true;
     auto primary = must(Primary::open(args->db, key, std::move(po)), "primary: opening " + args->db);

@@ -428,7 +428,7 @@ Status Primary::retry_local_fault() {
     return ok_status();
   }
   Status s = recover_locked();
-  if (s.ok()) sign_cv_.notify_one();  // the re-applied entry's head (background signing)
+  if (s.ok() && signer_idle_) sign_cv_.notify_one();  // the re-applied entry's head (background signing)
   return s;
 }
 
@@ -511,7 +511,14 @@ void Primary::signer_loop() {
     return log_->size() > (head ? head->size : 0);
   };
   for (;;) {
-    sign_cv_.wait(lock, [&] { return signer_stop_ || due(); });
+    if (!signer_stop_ && !due()) {
+      // Writers wake the signer only while it waits here (signer_idle_): a
+      // wake-up per write while it waits out its gap would cost each write a
+      // context switch and a turn on mu_.
+      signer_idle_ = true;
+      sign_cv_.wait(lock, [&] { return signer_stop_ || due(); });
+      signer_idle_ = false;
+    }
     if (signer_stop_) return;
     if (Clock::now() < next_at) {
       // Within the gap: one head later covers what comes meanwhile.
@@ -773,7 +780,7 @@ void Primary::run_group(std::vector<Queued*>& group) {
     const bool for_pin = pin_active_.load() && (pin_wanted_.load() ||
                                                 now - last_group_sign_ >= options_.pin_interval);
     if (broken_ || !for_pin) {
-      sign_cv_.notify_one();
+      if (signer_idle_) sign_cv_.notify_one();
       return;
     }
     if (const auto& h = log_->head(); h && h->size == log_->size()) return;

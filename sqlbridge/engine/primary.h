@@ -127,7 +127,7 @@ struct PrimaryOptions {
   // signs a head for entries no stored head covers. A head that fails to be
   // stored is a local fault (local_fault()), retried with backoff.
   bool sign_in_background = false;
-  std::chrono::microseconds sign_gap{1000};
+  std::chrono::microseconds sign_gap{500};
   // Tests only: called at each PrimaryHookPoint. An error returned at
   // after_log_append fails the commit after the entry reached the log, as a
   // full disk or an I/O error would: the Primary then applies the logged entry
@@ -458,11 +458,13 @@ class Primary : public PageServer {
   } running_;
   std::atomic<bool> stopping_{false};
   // Background signing (sign_in_background): the signer waits on sign_cv_
-  // with mu_; signer_stop_ under mu_. The write group signs itself (for the
-  // pin) at most once per pin_interval: last_group_sign_ under write_mu_.
+  // with mu_; signer_stop_ and signer_idle_ under mu_. The write group signs
+  // itself (for the pin) at most once per pin_interval: last_group_sign_
+  // under write_mu_.
   std::thread signer_;
   std::condition_variable sign_cv_;
   bool signer_stop_ = false;
+  bool signer_idle_ = false;  // the signer waits for a new log size (under mu_)
   std::chrono::steady_clock::time_point last_group_sign_{};
   std::mutex listener_mu_;  // guards head_listener_, held while it runs
   std::function<void(const Head&)> head_listener_;
