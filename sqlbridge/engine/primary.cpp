@@ -292,6 +292,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     p->last_sign_ms_ = p->now_ms();
   }
   p->opened_ = true;
+  p->confirmed_size_ = p->log_->size();
   if (p->options_.sign_in_background) p->signer_ = std::thread([q = p.get()] { q->signer_loop(); });
   return p;
 }
@@ -400,6 +401,7 @@ Status Primary::recover_locked() {
                       db_path_.string(), log_->size() - 1, s.error().to_string());
   }
   broken_ = false;
+  confirmed_size_ = log_->size();
   fault_.cleared();
   roots_.record(log_->size(), db_->state_tree().root(), db_->state_tree().page_count());
   return ok_status();
@@ -502,11 +504,12 @@ void Primary::signer_loop() {
   std::unique_lock lock(mu_);
   Clock::time_point next_at{};  // no head before this: sign_gap, or a failure's backoff
   bool failing = false;         // the last head could not be stored
-  // Sign when a log size has no head, the entries are applied (not while a
-  // commit failed after its append: recover_locked settles that first, as the
-  // synchronous path never signs then) and no group has entries half-appended.
+  // Sign when a log size has no head and SQLite has committed every entry of
+  // it (confirmed_size_: never while a group is between its append and its
+  // commits, nor while a commit failed after its append — recover_locked
+  // settles that first, as the synchronous path never signs then).
   auto due = [&] {
-    if (broken_ || !unlogged_.empty()) return false;
+    if (confirmed_size_ != log_->size()) return false;
     const auto& head = log_->head();
     return log_->size() > (head ? head->size : 0);
   };
@@ -547,7 +550,7 @@ void Primary::signer_loop() {
     next_at = now + options_.sign_gap;
     if (failing) {
       failing = false;
-      if (!broken_ && unlogged_.empty()) fault_.cleared();  // the disk takes writes again
+      if (confirmed_size_ == log_->size()) fault_.cleared();  // the disk takes writes again
     }
     if (!*stored) continue;  // another head (sign_head(), the group for its pin) came first
     last_sign_ms_ = now_ms();
@@ -770,6 +773,7 @@ void Primary::run_group(std::vector<Queued*>& group) {
   // Checkpoints happen only between groups, when everything SQLite committed
   // is in the log (see the durability order in primary.h): after_group.
   after_group.armed = true;
+  if (!broken_) confirmed_size_ = log_->size();  // the background signer may sign it
   // One head per group, when due, handed to the group's last successful write.
   if (options_.sign_in_background) {
     // The signer signs it, unless the page service's pin wants a head now:

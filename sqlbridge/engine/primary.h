@@ -465,6 +465,9 @@ class Primary : public PageServer {
   std::condition_variable sign_cv_;
   bool signer_stop_ = false;
   bool signer_idle_ = false;  // the signer waits for a new log size (under mu_)
+  // Log entries SQLite has committed too (under mu_): the background signer
+  // signs only a log this long (broken_ and unlogged_ are the writer's).
+  uint64_t confirmed_size_ = 0;
   std::chrono::steady_clock::time_point last_group_sign_{};
   std::mutex listener_mu_;  // guards head_listener_, held while it runs
   std::function<void(const Head&)> head_listener_;
