@@ -78,15 +78,24 @@ void check_head(const Primary& p, const Head& h, const PublicKey& id) {
   CHECK(last->page_count == h.page_count);
 }
 
+// A background-signing primary with table t, its listener recording heads.
+struct Signing {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  std::unique_ptr<Primary> p;
+  Heard heard;
+  explicit Signing(std::chrono::microseconds gap)
+      : p(open_primary(dir / "p.db", keys.secret, background(gap))) {
+    heard.listen(*p);
+    REQUIRE(p->execute({sql("CREATE TABLE t(a)")}).ok());
+  }
+};
+
 }  // namespace
 
 TEST_CASE("background signing: writes return unsigned, the signer signs every new size") {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
-  auto p = open_primary(dir / "p.db", keys.secret, background(0us));
-  Heard heard;
-  heard.listen(*p);
-  REQUIRE(p->execute({sql("CREATE TABLE t(a)")}).ok());
+  Signing s(0us);
+  auto& [dir, keys, p, heard] = s;
   for (int64_t i = 0; i < 200; ++i) {
     auto r = p->execute({sql("INSERT INTO t VALUES (?)", {Value{i}})});
     REQUIRE_MESSAGE(r.ok(), r.error().to_string());
@@ -110,13 +119,9 @@ TEST_CASE("background signing: writes return unsigned, the signer signs every ne
 }
 
 TEST_CASE("background signing: a quiet log is signed at once, then one head per sign_gap") {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
   // A gap far longer than the test: only the first head after open comes from the signer.
-  auto p = open_primary(dir / "p.db", keys.secret, background(std::chrono::seconds(600)));
-  Heard heard;
-  heard.listen(*p);
-  REQUIRE(p->execute({sql("CREATE TABLE t(a)")}).ok());
+  Signing s(std::chrono::seconds(600));
+  auto& [dir, keys, p, heard] = s;
   const uint64_t first = p->size();
   // At once, not after the gap: 30 s is the machine's worst case, not a speed assert.
   REQUIRE(wait_until([&] { return p->head() && p->head()->size == first; }));
@@ -176,12 +181,8 @@ TEST_CASE("background signing: a head that cannot be stored is a local fault, re
 }
 
 TEST_CASE("background signing: concurrent writers and forced heads, every head consistent") {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
-  auto p = open_primary(dir / "p.db", keys.secret, background(200us));
-  Heard heard;
-  heard.listen(*p);
-  REQUIRE(p->execute({sql("CREATE TABLE t(a)")}).ok());
+  Signing s(200us);
+  auto& [dir, keys, p, heard] = s;
   std::atomic<bool> failed{false};
   std::vector<std::thread> threads;
   for (int w = 0; w < 4; ++w) {
