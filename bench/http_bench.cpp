@@ -15,7 +15,9 @@
 //      (Verifier: a fresh connection, the head's signature, every page hashed,
 //      the query run again): request + verify, end to end, in µs.
 //  BM_HttpWrite/clients:N             POST /db/execute, one single-row INSERT
-//      per request, on the primary (log fsync on: durable when answered).
+//      per request, on the primary (log fsync on: durable when answered;
+//      heads signed in the background as `swarmlite primary` does, or one per
+//      write with SWARMLITE_BENCH_BG=0).
 //      Baseline: BM_InProcessWrite (Primary::execute, same row) and /readyz.
 //
 // Table: SWARMLITE_BENCH_HTTP_ROWS rows (default 1,000,000), built once per run.
@@ -122,7 +124,12 @@ struct Cluster {
 
   Cluster() {
     fs::create_directories(dir.path);
-    primary = must(Primary::open(dir.path / "primary.db", keys.secret), "opening the primary");
+    // As `swarmlite primary` runs: heads signed in the background (the HTTP
+    // backend announces each); SWARMLITE_BENCH_BG=0 signs one per write.
+    PrimaryOptions popt;
+    popt.sign_in_background = env_int("SWARMLITE_BENCH_BG", 1) != 0;
+    primary = must(Primary::open(dir.path / "primary.db", keys.secret, std::move(popt)),
+                   "opening the primary");
     must(primary->execute({Statement{"CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                                      "price REAL, category INTEGER)",
                                      {}}}),
