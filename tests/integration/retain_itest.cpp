@@ -188,12 +188,15 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
   CHECK(fs_status["head"]["size"].get<uint64_t>() > head_before["size"].get<uint64_t>());
   CHECK(fs_status["unserved_entries"].is_null());
   CHECK(fs_status["apply_error"].is_null());
-  // Replay's own series: every entry the follower applied went through replay.
+  // Replay's own series: every entry the follower applied went through replay,
+  // in batches or one transaction each (which, depends on how entries arrive:
+  // one at a time under a slow build, e.g. ASan, gives no batch at all).
   const std::string follower_metrics = get_text(follower->http(), "/metrics");
   CHECK(metric(follower_metrics, "swarmlite_replay_batched_entries") +
             metric(follower_metrics, "swarmlite_replay_single_entries") >=
         static_cast<double>(size - 7));
-  CHECK(metric(follower_metrics, "swarmlite_replay_batches") >= 1);
+  CHECK(metric(follower_metrics, "swarmlite_replay_batches") >= 0);
+  CHECK(metric(follower_metrics, "swarmlite_replay_fallbacks") == 0);
   CHECK(metric(follower_metrics, "swarmlite_replay_handed_entries") >= 0);
   CHECK(metric(follower_metrics, "swarmlite_decoded_entries_bytes") >= 0);
   REQUIRE(eventually(
