@@ -534,7 +534,7 @@ void Primary::signer_loop() {
     const int64_t time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
     Head head = log_->unsigned_head(published_root_, published_pages_, time_ms);
     lock.unlock();
-    head.sign_with(key_);  // the ~20 µs no write waits for
+    head.sign_with(key_);  // the signature no write waits for
     lock.lock();
     Result<bool> stored = log_->store_own_head(head);
     const auto now = Clock::now();
