@@ -118,7 +118,8 @@ PrimaryOptions primary_options(bool durable, uint64_t sign_every, bool legacy = 
   o.sign_every_entries = sign_every;
   o.sign_in_background = background;
   // SWARMLITE_BENCH_SIGN_GAP_US: PrimaryOptions::sign_gap for the bg:1 rows.
-  o.sign_gap = std::chrono::microseconds(bench::env_int("SWARMLITE_BENCH_SIGN_GAP_US", o.sign_gap.count()));
+  o.sign_gap = std::chrono::microseconds(
+      bench::env_int("SWARMLITE_BENCH_SIGN_GAP_US", o.sign_gap.count()));
   o.statement_cache = statement_cache;
   if (legacy) {
     o.log_options.index_sync_rows = 1;
@@ -244,9 +245,8 @@ void BM_GroupCommit(benchmark::State& state) {
   RawDb raw(dir.path / "raw.db", "FULL");
   KeyPair key = KeyPair::generate();
   auto appends = std::make_shared<std::atomic<uint64_t>>(0);
-  PrimaryOptions o = primary_options(true, 1);
-  o.sign_in_background = background;
-  o.sign_gap = std::chrono::microseconds(bench::env_int("SWARMLITE_BENCH_SIGN_GAP_US", o.sign_gap.count()));
+  PrimaryOptions o =
+      primary_options(true, 1, false, PrimaryOptions{}.statement_cache, background);
   o.test_hook = [appends](PrimaryHookPoint point) -> Status {
     if (point == PrimaryHookPoint::before_log_append) appends->fetch_add(1);
     return ok_status();
