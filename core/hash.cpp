@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "core/blake2b.h"
+
 namespace swarmlite {
 
 static_assert(crypto_generichash_BYTES == 32);
@@ -13,20 +15,37 @@ crypto_generichash_state* as_state(unsigned char* p) {
   static_assert(sizeof(crypto_generichash_state) <= 384);
   return reinterpret_cast<crypto_generichash_state*>(p);
 }
+blake2b256::PortableState* as_portable(unsigned char* p) {
+  static_assert(sizeof(blake2b256::PortableState) <= 384);
+  static_assert(alignof(blake2b256::PortableState) <= 64);
+  return reinterpret_cast<blake2b256::PortableState*>(p);
+}
+
+// The implementation every hash of this process uses (core/blake2b.h). The
+// first call also runs sodium_init(), once per process: it takes libsodium's
+// global lock at every call, and threads that hash at once (store, apply and
+// io threads: every entry read checks its record's hash) queued on it
+// (docs/performance.md "Catch-up: fetch, store and replay overlapped").
+bool use_portable() {
+  static const bool portable = blake2b256::chosen() == blake2b256::Impl::portable;
+  return portable;
+}
 }  // namespace
 
 Hasher::Hasher() {
-  // Once per process: sodium_init() takes libsodium's global lock at every
-  // call, and threads that hash at once (store, apply and io threads: every
-  // entry read checks its record's hash) queued on it (docs/performance.md
-  // "Catch-up: fetch, store and replay overlapped").
-  static const bool sodium_ready = sodium_init() >= 0;
-  if (!sodium_ready) std::abort();
-  crypto_generichash_init(as_state(state_), nullptr, 0, 32);
+  if (use_portable()) {
+    blake2b256::portable_init(*as_portable(state_));
+  } else {
+    crypto_generichash_init(as_state(state_), nullptr, 0, 32);
+  }
 }
 
 Hasher& Hasher::update(ByteView data) {
-  crypto_generichash_update(as_state(state_), data.data(), data.size());
+  if (use_portable()) {
+    blake2b256::portable_update(*as_portable(state_), data.data(), data.size());
+  } else {
+    crypto_generichash_update(as_state(state_), data.data(), data.size());
+  }
   return *this;
 }
 
@@ -37,11 +56,23 @@ Hasher& Hasher::update_u32be(uint32_t v) {
 
 Hash32 Hasher::finish() {
   Hash32 out;
-  crypto_generichash_final(as_state(state_), out.data(), out.size());
+  if (use_portable()) {
+    blake2b256::portable_final(*as_portable(state_), out.data());
+  } else {
+    crypto_generichash_final(as_state(state_), out.data(), out.size());
+  }
   return out;
 }
 
 Hash32 blake2b(ByteView data) {
+  if (use_portable()) {
+    blake2b256::PortableState s;
+    blake2b256::portable_init(s);
+    blake2b256::portable_update(s, data.data(), data.size());
+    Hash32 out;
+    blake2b256::portable_final(s, out.data());
+    return out;
+  }
   Hash32 out;
   crypto_generichash(out.data(), out.size(), data.data(), data.size(), nullptr, 0);
   return out;
