@@ -37,11 +37,13 @@ std::unique_ptr<LogStore> open_or_die(const fs::path& dir, LogStoreOptions o) {
   return std::move(r).value();
 }
 
-// Args: sync (0/1), batch size.
+// Args: sync (0/1), batch size, prealloc (0/1: LogStoreOptions::preallocate_bytes
+// off or the default; it only acts with sync).
 void BM_Append(benchmark::State& state) {
   TempDir t("append");
   LogStoreOptions o;
   o.sync = state.range(0) != 0;
+  if (state.range(2) == 0) o.preallocate_bytes = 0;
   auto store = open_or_die(t.path, o);
   std::vector<Bytes> batch;
   for (int64_t i = 0; i < state.range(1); ++i) batch.push_back(record(static_cast<uint64_t>(i)));
@@ -52,11 +54,13 @@ void BM_Append(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * state.range(1) * static_cast<int64_t>(kRecordBytes));
 }
 BENCHMARK(BM_Append)
-    ->ArgNames({"sync", "batch"})
-    ->Args({0, 1})
-    ->Args({0, 100})
-    ->Args({1, 1})
-    ->Args({1, 100})
+    ->ArgNames({"sync", "batch", "prealloc"})
+    ->Args({0, 1, 1})
+    ->Args({0, 100, 1})
+    ->Args({1, 1, 0})
+    ->Args({1, 1, 1})
+    ->Args({1, 100, 0})
+    ->Args({1, 100, 1})
     ->UseRealTime();
 
 // Baseline for the sync rows above: one 120-byte pwrite + fdatasync on a plain

@@ -121,6 +121,10 @@ PrimaryOptions primary_options(bool durable, uint64_t sign_every, bool legacy = 
   o.sign_gap = std::chrono::microseconds(
       bench::env_int("SWARMLITE_BENCH_SIGN_GAP_US", o.sign_gap.count()));
   o.statement_cache = statement_cache;
+  // SWARMLITE_BENCH_PREALLOC: LogStoreOptions::preallocate_bytes (0 = off), for
+  // an A/B of the log segment's preallocation in one binary.
+  o.log_options.preallocate_bytes = static_cast<uint64_t>(bench::env_int(
+      "SWARMLITE_BENCH_PREALLOC", static_cast<int64_t>(o.log_options.preallocate_bytes)));
   if (legacy) {
     o.log_options.index_sync_rows = 1;
     o.log_options.sync_head = true;

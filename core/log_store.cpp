@@ -35,6 +35,12 @@
 // the record, without it. A record's bytes and its index row are written before
 // the row is published, and segment fds stay open for the store's life.
 //
+// Preallocation: with sync on, the segment's file runs ahead of its records in
+// zero-filled steps of preallocate_bytes, synced with the append that grew it,
+// so later appends' fdatasync overwrite allocated blocks; open() keeps an
+// all-zero tail, a sealed segment is trimmed (docs/formats/log-store.md
+// "Preallocation").
+//
 // Compaction: DIR/checkpoint says where the store begins (first_). drop_before
 // writes it durably first, then unlinks the segments before it; open() removes
 // segments wholly before the checkpoint (what a crash between the two leaves).
@@ -213,7 +219,10 @@ struct Segment {
   uint64_t first_seq = 0;
   fs::path seg_path, idx_path;
   Fd seg, idx;
-  uint64_t seg_size = 0;      // bytes of the segment file (writer only)
+  uint64_t seg_size = 0;      // where its records end: the next append's offset (writer only)
+  // The file's size: seg_size plus the zero-filled preallocation after it
+  // (docs/formats/log-store.md "Preallocation"; writer only).
+  uint64_t file_size = 0;
   uint64_t synced_rows = 0;   // rows known to be fdatasync'ed in the index (writer only)
   // Published rows: n_rows records, their rows in the index file (not in memory:
   // a log runs for years, docs/operations.md "Memory").
@@ -303,6 +312,11 @@ class FileLogStore final : public LogStore {
   // Replaces the head file: temp file, (fsync), rename, (directory fsync).
   Status write_head_file(ByteView encoded_head, bool durable);
   Status create_segment(uint64_t first_seq);
+  // The end of the last nonzero byte in [pos, end of file) of segment `s`; pos
+  // when they are all zero (a preallocated tail).
+  Result<uint64_t> last_nonzero_end(const Segment& s, uint64_t pos) const;
+  // Cuts the segment's file to its records (drops its preallocation), synced.
+  Status trim_preallocation(Segment& s);
   // Reads and checks the record a row describes; corrupt naming file and offset.
   Result<Bytes> read_row(const Segment& s, const IndexRow& row, uint64_t seq) const;
   // A record read at `row` is record `seq` and matches its index row (corrupt naming the file).
@@ -456,6 +470,7 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
   const std::string idx_file = s.idx_path.string();
   SWL_ASSIGN(s.seg, file_io::open(s.seg_path, O_RDWR));
   SWL_ASSIGN(s.seg_size, file_io::file_size(s.seg.get(), s.seg_path));
+  s.file_size = s.seg_size;
   const auto want_seg_header = file_header(kSegmentMagic, s.first_seq);
   if (s.seg_size < kFileHeaderBytes && last) {
     // Crash while the segment was being created: it never held a record.
@@ -464,6 +479,7 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     SWL_TRY(file_io::pwrite_all(s.seg.get(), want_seg_header, 0, s.seg_path));
     SWL_TRY(file_io::fdatasync_file(s.seg.get(), s.seg_path));
     s.seg_size = kFileHeaderBytes;
+    s.file_size = kFileHeaderBytes;
   }
   std::array<uint8_t, kFileHeaderBytes> header{};
   if (s.seg_size < kFileHeaderBytes) {
@@ -565,6 +581,16 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
       pos = rec.row->end();
       continue;
     }
+    // Zeros to the end of the file: the preallocation of an append that wrote
+    // past its records (synced with them), not a torn record. Kept for the
+    // next appends; nothing is cut. (A sealed segment is trimmed before the
+    // next one is created, but zeros hold no record in any segment: the next
+    // segment's first seq still has to follow this one's records.)
+    SWL_ASSIGN(uint64_t content_end, last_nonzero_end(s, pos));
+    if (content_end == pos) {
+      s.seg_size = pos;
+      break;
+    }
     if (!last) {
       return make_error(Errc::corrupt, "{}: offset {}: bad record (seq {}) in a segment that is not "
                         "the last: {}", seg_file, pos, seq, rec.why);
@@ -575,11 +601,13 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
                         "missing index {}: {}", seg_file, pos, seq, idx_file, rec.why);
     }
     // Torn tail: no append covering these bytes returned (appended records were
-    // synced before their append returned, so they all precede it). Cut them.
-    recovered_bytes_ += s.seg_size - pos;
+    // synced before their append returned, so they all precede it). Cut them,
+    // with any preallocation after them (the zeros are not counted as recovered).
+    recovered_bytes_ += content_end - pos;
     SWL_TRY(file_io::truncate(s.seg.get(), pos, s.seg_path));
     SWL_TRY(file_io::fdatasync_file(s.seg.get(), s.seg_path));
     s.seg_size = pos;
+    s.file_size = pos;
   }
   if (last) rebuilt_index_rows_ += found.size();
 
@@ -630,6 +658,35 @@ Result<ScannedRecord> FileLogStore::scan_record(const Segment& s, uint64_t pos, 
   return out;
 }
 
+Result<uint64_t> FileLogStore::last_nonzero_end(const Segment& s, uint64_t pos) const {
+  // Read backwards in 64 KiB blocks: a preallocated tail is all zeros (read
+  // whole, at most preallocate_bytes), a torn one usually ends near the end.
+  Bytes buf;
+  for (uint64_t end = s.file_size; end > pos;) {
+    const uint64_t at = end - std::min<uint64_t>(64 << 10, end - pos);
+    buf.resize(static_cast<size_t>(end - at));
+    SWL_TRY(file_io::pread_exact(s.seg.get(), buf, at, s.seg_path));
+    auto nz = std::find_if(buf.rbegin(), buf.rend(), [](uint8_t b) { return b != 0; });
+    if (nz != buf.rend()) return at + static_cast<uint64_t>(buf.rend() - nz);
+    end = at;
+  }
+  return pos;
+}
+
+Status FileLogStore::trim_preallocation(Segment& s) {
+  if (s.file_size == s.seg_size) return {};
+  if (auto st = file_io::truncate(s.seg.get(), s.seg_size, s.seg_path); !st.ok()) {
+    failed_ = true;  // the file's length is unknown: reopen to recover
+    return st;
+  }
+  s.file_size = s.seg_size;
+  if (auto st = file_io::fdatasync_file(s.seg.get(), s.seg_path); !st.ok()) {
+    failed_ = true;
+    return st;
+  }
+  return {};
+}
+
 Status FileLogStore::sync_index(Segment& s) {
   if (s.synced_rows == s.n_rows) return {};
   if (auto st = file_io::fdatasync_file(s.idx.get(), s.idx_path); !st.ok()) {
@@ -657,6 +714,7 @@ Status FileLogStore::create_segment(uint64_t first_seq) {
     SWL_TRY(file_io::fsync_dir(dir_));
   }
   s->seg_size = kFileHeaderBytes;
+  s->file_size = kFileHeaderBytes;
   std::unique_lock lock(mu_);
   segments_.push_back(std::move(s));
   return {};
@@ -686,7 +744,9 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
   if (segments_.back()->n_rows != 0 &&
       segments_.back()->seg_size + total > options_.segment_bytes) {
     // Only the last segment's index may lack rows after a crash: seal this one.
+    // Only the last segment may end in zeros: cut its preallocation first.
     if (options_.sync) SWL_TRY(sync_index(*segments_.back()));
+    SWL_TRY(trim_preallocation(*segments_.back()));
     SWL_TRY(create_segment(size()));
   }
   Segment& s = *segments_.back();
@@ -715,15 +775,41 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
   }
 
   // On a clean write error, cut both files back so the batch leaves no trace.
+  // (The preallocation goes with it: the file is cut at the records' end.)
   auto undo = [&](Error e) -> Error {
     if (!file_io::truncate(s.seg.get(), s.seg_size, s.seg_path).ok() ||
         !file_io::truncate(s.idx.get(), s.idx_size(), s.idx_path).ok()) {
       failed_ = true;
     }
+    s.file_size = s.seg_size;
     return e;
   };
   if (auto st = file_io::pwrite_all(s.seg.get(), buf, s.seg_size, s.seg_path); !st.ok()) {
     return undo(st.take_error());
+  }
+  // Preallocation (docs/formats/log-store.md): when the batch ran past the
+  // zero-filled part of the file, zero-fill it on to the next multiple of
+  // preallocate_bytes (at most segment_bytes) before the fdatasync below, which
+  // then syncs the new length once; the next appends overwrite allocated
+  // blocks, and their fdatasync needs no metadata. A failure here (no space)
+  // only forgoes the preallocation: the file is cut back to the batch's end.
+  uint64_t file_size = std::max(s.file_size, pos);
+  const uint64_t step = options_.preallocate_bytes;
+  if (options_.sync && step > 0 && pos > s.file_size) {
+    const uint64_t target =
+        std::min(std::max(options_.segment_bytes, pos), (pos + step - 1) / step * step);
+    static const Bytes zeros(64 << 10, 0);
+    Status filled;
+    for (uint64_t at = pos; at < target && filled.ok();) {
+      const uint64_t n = std::min<uint64_t>(zeros.size(), target - at);
+      filled = file_io::pwrite_all(s.seg.get(), ByteView(zeros.data(), n), at, s.seg_path);
+      at += n;
+    }
+    if (filled.ok()) {
+      file_size = std::max(file_size, target);
+    } else if (auto st = file_io::truncate(s.seg.get(), pos, s.seg_path); !st.ok()) {
+      return undo(st.take_error());
+    }
   }
   if (options_.sync) {
     if (auto st = file_io::fdatasync_file(s.seg.get(), s.seg_path); !st.ok()) {
@@ -748,6 +834,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
   std::unique_lock lock(mu_);
   s.n_rows = rows_after;
   s.seg_size = pos;
+  s.file_size = file_size;
   size_.store(seq + records.size(), std::memory_order_release);
   return {};
 }

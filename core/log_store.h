@@ -94,6 +94,12 @@ struct LogStoreOptions {
   // (0 or 1 = every append). Bounds the rows open() may have to rebuild from the
   // segment after a crash; the sealed segment's index is always synced first.
   uint64_t index_sync_rows = 4096;
+  // With sync: the segment's file is zero-filled ahead of its records in steps
+  // of this many bytes (capped at segment_bytes), so an append's fdatasync
+  // overwrites allocated blocks instead of growing the file and syncing its new
+  // length (docs/formats/log-store.md "Preallocation"). 0 = off. open() accepts
+  // a zero tail whatever this says.
+  uint64_t preallocate_bytes = 1 << 20;
   // On: store_head replaces the head file at once (fsync'ed with `sync`). Off,
   // where the head can be re-derived after a crash (the primary re-signs one on
   // open): store_head keeps it in memory (load_head returns it) and replaces the

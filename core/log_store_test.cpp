@@ -158,9 +158,18 @@ TEST_CASE("log store: reopen keeps everything and appends continue") {
 struct Snapshot {
   Bytes seg_before, idx_before, seg_after, idx_after;
 };
-Snapshot build_snapshot(const fs::path& dir, uint64_t n) {
+// Files as a store without preallocation writes them: the file ends where its
+// records end (the byte-level tear tests below; "Preallocation" tests further
+// down cover zero-filled tails).
+LogStoreOptions no_prealloc() {
+  LogStoreOptions o;
+  o.preallocate_bytes = 0;
+  return o;
+}
+
+Snapshot build_snapshot(const fs::path& dir, uint64_t n, LogStoreOptions o = no_prealloc()) {
   Snapshot snap;
-  auto s = open_ok(dir);
+  auto s = open_ok(dir, o);
   for (uint64_t i = 0; i + 1 < n; ++i) REQUIRE(s->append(make_record(i, fixed_len(i))).ok());
   snap.seg_before = read_file(dir / seg_file(0));
   snap.idx_before = read_file(dir / idx_file(0));
@@ -187,9 +196,14 @@ TEST_CASE("log store: torn tail is cut on reopen at every byte offset of the las
     write_file(t.path / seg_file(0), ByteView(snap.seg_after).first(cut));
     size_t idx_len = snap.idx_before.size() + (cut % 3 == 0 ? cut % kIndexRowBytes : 0);
     write_file(t.path / idx_file(0), ByteView(snap.idx_after).first(idx_len));
+    // Recovery counts the cut bytes up to the last nonzero one: a tail of
+    // zeros (here the record's leading length bytes) reads as preallocation.
+    size_t written_end = snap.seg_before.size();
+    for (size_t i = snap.seg_before.size(); i < cut; ++i)
+      if (snap.seg_after[i] != 0) written_end = i + 1;
     {
-      auto s = open_ok(t.path);
-      CHECK(s->recovered_bytes() == cut - snap.seg_before.size());
+      auto s = open_ok(t.path, no_prealloc());
+      CHECK(s->recovered_bytes() == written_end - snap.seg_before.size());
       check_records(*s, n - 1, fixed_len);
       REQUIRE(s->append(make_record(n - 1, fixed_len(n - 1))).ok());
     }
@@ -212,7 +226,7 @@ TEST_CASE("log store: a torn batch keeps its complete records and cuts a bad las
   write_file(t.path / seg_file(0), seg);
   write_file(t.path / idx_file(0),
              ByteView(snap.idx_after).first(snap.idx_after.size() - 3 * kIndexRowBytes));
-  auto s = open_ok(t.path);
+  auto s = open_ok(t.path, no_prealloc());
   CHECK(s->recovered_bytes() == kRecordHeaderBytes + 40);
   check_records(*s, 5, fixed_len);
   CHECK(read_file(t.path / idx_file(0)).size() == kFileHeaderBytes + 5 * kIndexRowBytes);
@@ -577,6 +591,137 @@ TEST_CASE("log store: a crash while creating a segment is repaired") {
   }
   auto s = open_ok(t.path);
   check_records(*s, 4, fixed_len);
+}
+
+// Preallocation (docs/formats/log-store.md): with sync on, the segment file is
+// zero-filled ahead of its records; open() takes an all-zero tail for what it is.
+TEST_CASE("log store: preallocation zero-fills ahead of the records; reopen keeps it, cuts nothing") {
+  TempDir t("prealloc");
+  TempDir plain("prealloc-plain");
+  const uint64_t step = LogStoreOptions{}.preallocate_bytes;
+  REQUIRE(step == 1 << 20);
+  {
+    auto s = open_ok(t.path);
+    auto p = open_ok(plain.path, no_prealloc());
+    for (uint64_t i = 0; i < 10; ++i) {
+      REQUIRE(s->append(make_record(i, varied_len(i))).ok());
+      REQUIRE(p->append(make_record(i, varied_len(i))).ok());
+    }
+  }
+  // The same records, then zeros to the step.
+  const Bytes want = read_file(plain.path / seg_file(0));
+  Bytes seg = read_file(t.path / seg_file(0));
+  REQUIRE(seg.size() == step);
+  CHECK(Bytes(seg.begin(), seg.begin() + static_cast<std::ptrdiff_t>(want.size())) == want);
+  CHECK(std::all_of(seg.begin() + static_cast<std::ptrdiff_t>(want.size()), seg.end(),
+                    [](uint8_t b) { return b == 0; }));
+  {
+    auto s = open_ok(t.path);
+    CHECK(s->recovered_bytes() == 0);
+    CHECK(s->rebuilt_index_rows() == 0);
+    CHECK(s->dropped_index_rows() == 0);
+    check_records(*s, 10, varied_len);
+    CHECK(fs::file_size(t.path / seg_file(0)) == step);  // kept, not cut
+    // The next append goes where the records end, not after the zeros.
+    REQUIRE(s->append(make_record(10, varied_len(10))).ok());
+  }
+  CHECK(fs::file_size(t.path / seg_file(0)) == step);
+  // Without its index, the segment is scanned: the zeros are no record.
+  fs::remove(t.path / idx_file(0));
+  auto s = open_ok(t.path);
+  CHECK(s->recovered_bytes() == 0);
+  CHECK(s->rebuilt_index_rows() == 11);
+  check_records(*s, 11, varied_len);
+}
+
+TEST_CASE("log store: preallocation grows in steps, never past segment_bytes; sealed segments are trimmed") {
+  TempDir t("prealloc-grow");
+  LogStoreOptions o;
+  o.segment_bytes = (5 << 20) / 2;  // 2.5 MiB
+  o.max_record_bytes = 1 << 20;
+  const uint64_t step = o.preallocate_bytes;
+  auto big = [](uint64_t) -> size_t { return 300 << 10; };
+  const uint64_t rec = kRecordHeaderBytes + (300 << 10);
+  {
+    auto s = open_ok(t.path, o);
+    for (uint64_t i = 0; i < 4; ++i) {
+      REQUIRE(s->append(make_record(i, big(i))).ok());
+      const uint64_t end = kFileHeaderBytes + (i + 1) * rec;
+      CAPTURE(i);
+      CHECK(fs::file_size(t.path / seg_file(0)) == (end + step - 1) / step * step);
+    }
+    // 8 records fill the first segment to 2.4 MiB: its preallocation stops at
+    // segment_bytes, not at the next MiB.
+    for (uint64_t i = 4; i < 8; ++i) REQUIRE(s->append(make_record(i, big(i))).ok());
+    CHECK(fs::file_size(t.path / seg_file(0)) == o.segment_bytes);
+    // The 9th starts a new segment: the first is cut to its records first.
+    REQUIRE(s->append(make_record(8, big(8))).ok());
+    CHECK(fs::file_size(t.path / seg_file(0)) == kFileHeaderBytes + 8 * rec);
+    CHECK(fs::file_size(t.path / seg_file(8)) == step);
+  }
+  auto s = open_ok(t.path, o);
+  CHECK(s->recovered_bytes() == 0);
+  check_records(*s, 9, big);
+}
+
+TEST_CASE("log store: a torn append in the preallocated part is cut; zeros alone are kept") {
+  TempDir src("prealloc-torn-src");
+  const uint64_t n = 5;
+  Snapshot snap = build_snapshot(src.path, n, LogStoreOptions{});
+  const uint64_t step = LogStoreOptions{}.preallocate_bytes;
+  REQUIRE(snap.seg_before.size() == step);
+  REQUIRE(snap.seg_after.size() == step);
+  const uint64_t before_end = fixed_offset(n - 1);
+  const uint64_t after_end = fixed_offset(n);
+  // A crash while the last append was being written: any prefix of its record
+  // over the synced zeros, its index row absent or partial.
+  for (uint64_t cut = before_end; cut <= after_end; ++cut) {
+    CAPTURE(cut);
+    TempDir t("prealloc-torn");
+    fs::create_directories(t.path);
+    Bytes seg = snap.seg_after;
+    std::fill(seg.begin() + static_cast<std::ptrdiff_t>(cut), seg.end(), 0);
+    write_file(t.path / seg_file(0), seg);
+    size_t idx_len = snap.idx_before.size() + (cut % 3 == 0 ? cut % kIndexRowBytes : 0);
+    write_file(t.path / idx_file(0), ByteView(snap.idx_after).first(idx_len));
+    // The last nonzero byte of what was written: the record's bytes up to it
+    // are what recovery cuts (trailing zero bytes of a prefix read as zeros).
+    uint64_t written_end = before_end;
+    for (uint64_t i = before_end; i < cut; ++i)
+      if (seg[i] != 0) written_end = i + 1;
+    {
+      auto s = open_ok(t.path);
+      if (cut == after_end) {
+        CHECK(s->recovered_bytes() == 0);
+        CHECK(s->rebuilt_index_rows() == 1);
+        check_records(*s, n, fixed_len);
+        continue;
+      }
+      CHECK(s->recovered_bytes() == written_end - before_end);
+      check_records(*s, n - 1, fixed_len);
+      REQUIRE(s->append(make_record(n - 1, fixed_len(n - 1))).ok());
+    }
+    CHECK(read_file(t.path / seg_file(0)) == snap.seg_after);
+    CHECK(read_file(t.path / idx_file(0)) == snap.idx_after);
+    auto s = open_ok(t.path);
+    CHECK(s->recovered_bytes() == 0);
+    check_records(*s, n, fixed_len);
+  }
+}
+
+TEST_CASE("log store: no preallocation without sync or with preallocate_bytes 0") {
+  for (bool sync : {false, true}) {
+    CAPTURE(sync);
+    TempDir t("prealloc-off");
+    LogStoreOptions o;
+    o.sync = sync;
+    if (sync) o.preallocate_bytes = 0;
+    {
+      auto s = open_ok(t.path, o);
+      for (uint64_t i = 0; i < 3; ++i) REQUIRE(s->append(make_record(i, fixed_len(i))).ok());
+    }
+    CHECK(fs::file_size(t.path / seg_file(0)) == fixed_offset(3));
+  }
 }
 
 TEST_CASE("log store: reads run concurrently with appends") {
