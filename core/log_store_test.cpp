@@ -179,6 +179,25 @@ Snapshot build_snapshot(const fs::path& dir, uint64_t n, LogStoreOptions o = no_
   return snap;
 }
 
+// What recovery reports for a torn tail holding bytes [from, to) of `seg`: the
+// bytes up to the last nonzero one (a tail of zeros reads as preallocation).
+uint64_t torn_bytes(const Bytes& seg, uint64_t from, uint64_t to) {
+  uint64_t end = from;
+  for (uint64_t i = from; i < to; ++i)
+    if (seg[i] != 0) end = i + 1;
+  return end - from;
+}
+
+// After the torn last record was cut: appending it again gives the snapshot's
+// files byte for byte, and they reopen clean.
+void check_reappended(const fs::path& dir, const Snapshot& snap, uint64_t n) {
+  CHECK(read_file(dir / seg_file(0)) == snap.seg_after);
+  CHECK(read_file(dir / idx_file(0)) == snap.idx_after);
+  auto s = open_ok(dir);
+  CHECK(s->recovered_bytes() == 0);
+  check_records(*s, n, fixed_len);
+}
+
 TEST_CASE("log store: torn tail is cut on reopen at every byte offset of the last record") {
   TempDir src("torn-src");
   const uint64_t n = 5;
@@ -196,22 +215,14 @@ TEST_CASE("log store: torn tail is cut on reopen at every byte offset of the las
     write_file(t.path / seg_file(0), ByteView(snap.seg_after).first(cut));
     size_t idx_len = snap.idx_before.size() + (cut % 3 == 0 ? cut % kIndexRowBytes : 0);
     write_file(t.path / idx_file(0), ByteView(snap.idx_after).first(idx_len));
-    // Recovery counts the cut bytes up to the last nonzero one: a tail of
-    // zeros (here the record's leading length bytes) reads as preallocation.
-    size_t written_end = snap.seg_before.size();
-    for (size_t i = snap.seg_before.size(); i < cut; ++i)
-      if (snap.seg_after[i] != 0) written_end = i + 1;
     {
+      // (A cut inside the record's leading zero length bytes leaves zeros only.)
       auto s = open_ok(t.path, no_prealloc());
-      CHECK(s->recovered_bytes() == written_end - snap.seg_before.size());
+      CHECK(s->recovered_bytes() == torn_bytes(snap.seg_after, snap.seg_before.size(), cut));
       check_records(*s, n - 1, fixed_len);
       REQUIRE(s->append(make_record(n - 1, fixed_len(n - 1))).ok());
     }
-    CHECK(read_file(t.path / seg_file(0)) == snap.seg_after);
-    CHECK(read_file(t.path / idx_file(0)) == snap.idx_after);
-    auto s = open_ok(t.path);
-    CHECK(s->recovered_bytes() == 0);
-    check_records(*s, n, fixed_len);
+    check_reappended(t.path, snap, n);
   }
 }
 
@@ -684,11 +695,6 @@ TEST_CASE("log store: a torn append in the preallocated part is cut; zeros alone
     write_file(t.path / seg_file(0), seg);
     size_t idx_len = snap.idx_before.size() + (cut % 3 == 0 ? cut % kIndexRowBytes : 0);
     write_file(t.path / idx_file(0), ByteView(snap.idx_after).first(idx_len));
-    // The last nonzero byte of what was written: the record's bytes up to it
-    // are what recovery cuts (trailing zero bytes of a prefix read as zeros).
-    uint64_t written_end = before_end;
-    for (uint64_t i = before_end; i < cut; ++i)
-      if (seg[i] != 0) written_end = i + 1;
     {
       auto s = open_ok(t.path);
       if (cut == after_end) {
@@ -697,15 +703,11 @@ TEST_CASE("log store: a torn append in the preallocated part is cut; zeros alone
         check_records(*s, n, fixed_len);
         continue;
       }
-      CHECK(s->recovered_bytes() == written_end - before_end);
+      CHECK(s->recovered_bytes() == torn_bytes(seg, before_end, cut));
       check_records(*s, n - 1, fixed_len);
       REQUIRE(s->append(make_record(n - 1, fixed_len(n - 1))).ok());
     }
-    CHECK(read_file(t.path / seg_file(0)) == snap.seg_after);
-    CHECK(read_file(t.path / idx_file(0)) == snap.idx_after);
-    auto s = open_ok(t.path);
-    CHECK(s->recovered_bytes() == 0);
-    check_records(*s, n, fixed_len);
+    check_reappended(t.path, snap, n);
   }
 }
 
