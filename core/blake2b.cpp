@@ -20,9 +20,8 @@ constexpr uint64_t kIv[8] = {0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6
                              0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
                              0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
 
-// RFC 7693 section 2.7: the message word schedule of each round (rounds 10
-// and 11 repeat rounds 0 and 1).
-constexpr uint8_t kSigma[12][16] = {
+// RFC 7693 section 2.7: the message word schedule; round r uses row r mod 10.
+constexpr uint8_t kSigma[10][16] = {
     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
     {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
     {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
@@ -33,8 +32,6 @@ constexpr uint8_t kSigma[12][16] = {
     {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
     {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
     {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
 };
 
 inline uint64_t rotr(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
@@ -67,7 +64,7 @@ inline void store_le64(uint8_t* p, uint64_t v) {
 // One round: the columns, then the diagonals (RFC 7693 section 3.2).
 #define SWL_B2B_ROUND(r)                                                  \
   do {                                                                    \
-    const uint8_t* s = kSigma[r];                                         \
+    const uint8_t* s = kSigma[(r) % 10];                                         \
     SWL_B2B_G(v0, v4, v8, v12, m[s[0]], m[s[1]]);                         \
     SWL_B2B_G(v1, v5, v9, v13, m[s[2]], m[s[3]]);                         \
     SWL_B2B_G(v2, v6, v10, v14, m[s[4]], m[s[5]]);                        \

@@ -806,7 +806,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
       at += n;
     }
     if (filled.ok()) {
-      file_size = std::max(file_size, target);
+      file_size = target;  // >= pos: the zeros run on past the records
     } else if (auto st = file_io::truncate(s.seg.get(), pos, s.seg_path); !st.ok()) {
       return undo(st.take_error());
     }
