@@ -131,6 +131,7 @@ void MerkleTree::append(const Hash32& leaf) {
 
 void MerkleTree::set(uint64_t index, const Hash32& leaf) {
   assert(index < size());
+  if (levels_[0][index] == leaf) return;  // no node above it changes
   levels_[0][index] = leaf;
   uint64_t i = index;
   for (size_t k = 0; k + 1 < levels_.size() && (i >> 1) < levels_[k + 1].size(); ++k, i >>= 1) {

@@ -353,7 +353,7 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   for (const auto& [pgno, bytes] : pages) {
     if (pgno > page_count) break;
     uint64_t index = pgno - 1;
-    Hash32 leaf = page_leaf_hash(pgno, bytes);
+    Hash32 leaf = memo_leaf_hash(pgno, bytes);
     if (index < tree_.size()) {
       u.old_leaves.emplace_back(index, tree_.leaf(index));
       tree_.set(index, leaf);
@@ -386,6 +386,21 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   }
   undo_ = std::move(u);
   return ok_status();
+}
+
+Hash32 StateTree::memo_leaf_hash(uint32_t pgno, ByteView page) {
+  // Pages of up to 8 KiB only: the memo stays small (16 slots).
+  if (page.size() > 8192) return page_leaf_hash(pgno, page);
+  if (leaf_memo_.empty()) leaf_memo_.resize(kLeafMemoSlots);
+  LeafMemo& slot = leaf_memo_[pgno % kLeafMemoSlots];
+  if (slot.pgno == pgno && slot.bytes.size() == page.size() &&
+      std::memcmp(slot.bytes.data(), page.data(), page.size()) == 0) {
+    return slot.leaf;
+  }
+  slot.pgno = pgno;
+  slot.bytes.assign(page.begin(), page.end());
+  slot.leaf = page_leaf_hash(pgno, page);
+  return slot.leaf;
 }
 
 StateTree::StateTree(const StateTree& o)

@@ -163,6 +163,21 @@ class StateTree {
   uint64_t applied_ = 0;
   std::deque<JournalRecord> journal_;  // applies (applied_ - journal_.size(), applied_]
   size_t journal_leaves_ = 0;
+  // page_leaf_hash() remembered per page-number slot: the last bytes apply()
+  // hashed for a page number and their leaf. SQLite writes every page a
+  // transaction dirtied, changed or not (a rolled-back savepoint's pages
+  // too), so a commit often carries a page with the bytes it already had;
+  // the slot then gives its leaf without hashing it again. A cache of a pure
+  // function: it never changes a result (docs/performance.md "Unchanged
+  // pages"). Not copied with the tree.
+  struct LeafMemo {
+    uint32_t pgno = 0;  // 0: empty
+    Bytes bytes;
+    Hash32 leaf{};
+  };
+  static constexpr size_t kLeafMemoSlots = 16;
+  std::vector<LeafMemo> leaf_memo_;
+  Hash32 memo_leaf_hash(uint32_t pgno, ByteView page);
 };
 
 }  // namespace swarmlite
