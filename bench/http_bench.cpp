@@ -21,6 +21,10 @@
 //      Baseline: BM_InProcessWrite (Primary::execute, same row) and /readyz.
 //
 // Table: SWARMLITE_BENCH_HTTP_ROWS rows (default 1,000,000), built once per run.
+// The peer's files sit next to the primary's, on the same disk, unless
+// SWARMLITE_BENCH_PEER_DIR names another directory (e.g. /dev/shm): the
+// peer's own log fdatasyncs then stop competing with the primary's, as with a
+// peer on another machine (its CPU still shares this one's).
 // Each benchmark runs SWARMLITE_BENCH_HTTP_SECONDS (default 5) of requests as
 // one iteration; figures are counters (requests/s, p50/p99 µs) and the
 // 1-minute load average before the run (benchmarks need an idle machine:
@@ -121,6 +125,7 @@ struct Cluster {
   std::unique_ptr<net::Node> rnode;
   std::unique_ptr<net::ReplicaHttpBackend> rhttp_backend;
   std::unique_ptr<net::HttpApi> rhttp;
+  fs::path peer_tmp;  // SWARMLITE_BENCH_PEER_DIR's directory, removed at the end
 
   Cluster() {
     fs::create_directories(dir.path);
@@ -153,7 +158,14 @@ struct Cluster {
     phttp_backend = std::make_unique<net::PrimaryHttpBackend>(*primary, *pnode);
     phttp = start_http(*phttp_backend);
 
-    replica = must(Replica::open(dir.path / "peer.db", dir.path / "peer.log", primary->log_id()),
+    const char* peer_dir_env = std::getenv("SWARMLITE_BENCH_PEER_DIR");
+    const fs::path peer_dir = peer_dir_env && *peer_dir_env ? fs::path(peer_dir_env) / "http-bench-peer" : dir.path;
+    if (peer_dir != dir.path) {
+      fs::remove_all(peer_dir);
+      fs::create_directories(peer_dir);
+      peer_tmp = peer_dir;
+    }
+    replica = must(Replica::open(peer_dir / "peer.db", peer_dir / "peer.log", primary->log_id()),
                    "opening the peer");
     rbackend = std::make_unique<net::ReplicaBackend>(*replica);
     net::NodeOptions ro;
@@ -176,6 +188,8 @@ struct Cluster {
     phttp->stop();
     rnode->stop();
     pnode->stop();
+    replica.reset();
+    if (!peer_tmp.empty()) fs::remove_all(peer_tmp);
   }
   static std::unique_ptr<net::HttpApi> start_http(net::HttpBackend& backend) {
     net::HttpApiOptions o;
