@@ -10,9 +10,11 @@
 // ext/misc/cksumvfs.c. Every method forwards to the wrapped file; three of them
 // also look at the bytes:
 //   xWrite   (-wal, with a WriteCapture): WriteCapture::on_wal_write tracks the
-//            frames of the write transaction; a commit frame's header is held
-//            back until its data write, then the commit hook runs and, only if
-//            it accepts, header and data are written.
+//            frames of the write transaction; every frame's 24-byte header is
+//            held back until its data write and both go to the file in one
+//            write (one syscall per frame instead of two); for a commit frame
+//            the commit hook runs first and, only if it accepts, header and
+//            data are written.
 //   xRead    (main db or -wal, with a ReadCapture): records the page numbers read.
 //   xShmLock (main db, with a WriteCapture): the release of the WAL write lock
 //            ends the write transaction, so captured state is dropped.
@@ -30,6 +32,7 @@
 #include <mutex>
 #include <new>
 #include <unordered_map>
+#include <vector>
 
 namespace swarmlite {
 namespace {
@@ -275,7 +278,7 @@ struct PageFile {
   bool is_wal = false;
   const char* name = nullptr;  // the file's path (valid until xClose), for fault injection
   uint32_t page_size = 0;     // main db: learnt from the 100-byte header read
-  bool has_deferred = false;  // a commit frame header held back (see xWrite)
+  bool has_deferred = false;  // a frame header held back (see xWrite)
   int64_t deferred_offset = 0;
   uint8_t deferred[kWalFrameHeaderSize] = {};
 };
@@ -294,7 +297,8 @@ int noting_disk_full(int rc) {
   return rc;
 }
 
-// Writes the held-back commit frame header, if any.
+// Writes the held-back frame header, if any (alone: what came next was not its
+// data, or SQLite is about to read, sync, size or close the file).
 int flush_deferred(PageFile* p) {
   if (!p->has_deferred) return SQLITE_OK;
   p->has_deferred = false;
@@ -374,10 +378,28 @@ int page_read(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
   return rc;
 }
 
+// Header and data of one frame in one write. SQLite's wal.c writes a frame as
+// two writes (24-byte header, then the page at the next offset); on a guest
+// where a syscall costs microseconds that was a sixth of the primary's CPU per
+// 1-INSERT entry (docs/performance.md "One write per WAL frame"). The bytes
+// reaching the file are the same, in the same order of offsets, before the
+// data write returns, so nothing that reads the WAL (readers, checkpoints,
+// recovery) can tell.
+int write_frame(PageFile* p, const void* data, int amount) {
+  thread_local std::vector<uint8_t> frame;
+  frame.resize(static_cast<size_t>(kWalFrameHeaderSize + amount));
+  std::memcpy(frame.data(), p->deferred, kWalFrameHeaderSize);
+  std::memcpy(frame.data() + kWalFrameHeaderSize, data, static_cast<size_t>(amount));
+  p->has_deferred = false;
+  sqlite3_file* r = real_file(&p->base);
+  return noting_disk_full(
+      r->pMethods->xWrite(r, frame.data(), static_cast<int>(frame.size()), p->deferred_offset));
+}
+
 /*
 ** Write data. On a -wal file with a WriteCapture, the capture sees every write
-** first; a commit frame's header is held back until its data write, and the
-** commit hook decides whether both reach the file.
+** first; a frame's header is held back until its data write, then both are
+** written at once (for a commit frame, only if the commit hook accepts).
 */
 int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offset) {
   PageFile* p = as_page_file(f);
@@ -401,7 +423,16 @@ int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offse
     case WriteCapture::WalWrite::forward:
       break;
   }
+  if (data_of_deferred) return write_frame(p, buf, amount);
   if (int rc = flush_deferred(p); rc != SQLITE_OK) return rc;
+  if (amount == kWalFrameHeaderSize) {
+    // Any other frame header: held back too, and written alone by whatever
+    // comes next if that is not its data (flush_deferred).
+    std::memcpy(p->deferred, buf, kWalFrameHeaderSize);
+    p->deferred_offset = offset;
+    p->has_deferred = true;
+    return SQLITE_OK;
+  }
   return noting_disk_full(r->pMethods->xWrite(r, buf, amount, offset));
 }
 
