@@ -59,24 +59,29 @@ size_t first_invalid_utf8(std::string_view s) {
   return std::string_view::npos;
 }
 
-Result<std::string> read_utf8(Reader& r, std::string_view field, size_t cap) {
+// The string is a view of the reader's bytes (Reader::str is blob + copy).
+Result<std::string_view> read_utf8(Reader& r, std::string_view field, size_t cap) {
   const size_t at = r.offset() + 4;  // first byte after the length
-  SWL_ASSIGN(std::string s, r.str(field, cap));
+  SWL_ASSIGN(ByteView b, r.blob(field, cap));
+  std::string_view s(reinterpret_cast<const char*>(b.data()), b.size());
   if (size_t bad = first_invalid_utf8(s); bad != std::string_view::npos) {
     return r.fail_at(Errc::non_canonical, at + bad, field, "not valid UTF-8");
   }
   return s;
 }
 
-Result<Value> read_value(Reader& r, const EntryLimits& limits) {
+// Every read below fills `out` only when it is not null: check_entry runs the
+// same code as decode_entry, so the two accept exactly the same bytes, without
+// building the entry (docs/performance.md "Entry checked, not built").
+Status read_value(Reader& r, const EntryLimits& limits, Value* out) {
   const size_t at = r.offset();
   SWL_ASSIGN(uint8_t tag, r.u8("param type"));
-  Value out;  // filled in place: one construction path (no temporaries per type)
   switch (tag) {
     case kTagNull:
       break;
     case kTagInt: {
-      SWL_ASSIGN(out.v, r.i64("int64 param"));
+      SWL_ASSIGN(int64_t i, r.i64("int64 param"));
+      if (out) out->v = i;
       break;
     }
     case kTagDouble: {
@@ -85,16 +90,17 @@ Result<Value> read_value(Reader& r, const EntryLimits& limits) {
         return r.fail_at(Errc::non_canonical, at + 1, "double param",
                          "NaN (SQLite binds NaN as NULL, so it has no canonical meaning)");
       }
-      out.v = d;
+      if (out) out->v = d;
       break;
     }
     case kTagText: {
-      SWL_ASSIGN(out.v, read_utf8(r, "text param", limits.max_value_bytes));
+      SWL_ASSIGN(std::string_view t, read_utf8(r, "text param", limits.max_value_bytes));
+      if (out) out->v.emplace<std::string>(t);
       break;
     }
     case kTagBlob: {
       SWL_ASSIGN(ByteView b, r.blob("blob param", limits.max_value_bytes));
-      out.v = Bytes(b.begin(), b.end());
+      if (out) out->v.emplace<Bytes>(b.begin(), b.end());
       break;
     }
     default:
@@ -103,7 +109,7 @@ Result<Value> read_value(Reader& r, const EntryLimits& limits) {
                                    "4 blob)",
                                    tag));
   }
-  return out;
+  return ok_status();
 }
 
 void write_value(Writer& w, const Value& value) {
@@ -124,15 +130,14 @@ void write_value(Writer& w, const Value& value) {
       value.v);
 }
 
-// One statement; `total_params` accumulates over the statements of one object
-// and is held to limits.max_total_params.
-Result<Statement> read_statement_counted(Reader& r, const EntryLimits& limits,
-                                         size_t reserved_after, size_t& total_params) {
-  Statement st;
+// One statement (into `out` if not null); `total_params` accumulates over the
+// statements of one object and is held to limits.max_total_params.
+Status read_statement_counted(Reader& r, const EntryLimits& limits, size_t reserved_after,
+                              size_t& total_params, Statement* out) {
   const size_t sql_at = r.offset() + 4;
-  SWL_ASSIGN(st.sql, read_utf8(r, "sql", limits.max_sql_bytes));
+  SWL_ASSIGN(std::string_view sql, read_utf8(r, "sql", limits.max_sql_bytes));
   // sqlite3_prepare stops at a NUL: "a\0b" and "a\0c" would be one statement.
-  if (size_t nul = st.sql.find('\0'); nul != std::string::npos) {
+  if (size_t nul = sql.find('\0'); nul != std::string_view::npos) {
     return r.fail_at(Errc::non_canonical, sql_at + nul, "sql",
                      "NUL byte inside SQL text (SQLite would ignore everything after it)");
   }
@@ -145,12 +150,44 @@ Result<Statement> read_statement_counted(Reader& r, const EntryLimits& limits,
                      fmt::format("the params total {}, over the cap of {}", total_params,
                                  limits.max_total_params));
   }
-  st.params.reserve(param_count);
-  for (size_t k = 0; k < param_count; ++k) {
-    SWL_ASSIGN(Value v, read_value(r, limits));
-    st.params.push_back(std::move(v));
+  if (out) {
+    out->sql.assign(sql);
+    out->params.resize(param_count);
   }
-  return st;
+  for (size_t k = 0; k < param_count; ++k) {
+    SWL_TRY(read_value(r, limits, out ? &out->params[k] : nullptr));
+  }
+  return ok_status();
+}
+
+// The entry decoder (into `out` if not null).
+Status read_entry(ByteView bytes, const EntryLimits& limits, Entry* out) {
+  Reader r(bytes, "entry");
+  SWL_TRY(r.preamble(kEntryVersion, limits.max_entry_bytes));
+  SWL_ASSIGN(uint64_t seq, r.u64("seq"));
+  SWL_ASSIGN(int64_t time_ms, r.i64("time_ms"));
+  SWL_ASSIGN(Hash32 seed, r.hash("seed"));
+  SWL_ASSIGN(size_t statement_count, r.count("statement count", limits.max_statements,
+                                              kMinStatementBytes, kTrailerBytes));
+  if (out) {
+    out->seq = seq;
+    out->time_ms = time_ms;
+    out->seed = seed;
+    out->statements.resize(statement_count);
+  }
+  size_t total_params = 0;
+  for (size_t i = 0; i < statement_count; ++i) {
+    SWL_TRY(read_statement_counted(r, limits, kTrailerBytes, total_params,
+                                   out ? &out->statements[i] : nullptr));
+  }
+  SWL_ASSIGN(Hash32 state_root, r.hash("state_root"));
+  SWL_ASSIGN(uint32_t page_count, r.u32("page_count"));
+  SWL_TRY(r.expect_end());
+  if (out) {
+    out->state_root = state_root;
+    out->page_count = page_count;
+  }
+  return ok_status();
 }
 
 }  // namespace
@@ -163,7 +200,9 @@ void write_statement(Writer& w, const Statement& st) {
 
 Result<Statement> read_statement(Reader& r, const EntryLimits& limits, size_t reserved_after) {
   size_t total_params = 0;
-  return read_statement_counted(r, limits, reserved_after, total_params);
+  Statement st;
+  SWL_TRY(read_statement_counted(r, limits, reserved_after, total_params, &st));
+  return st;
 }
 
 Bytes encode_entry(const Entry& entry) {
@@ -180,24 +219,13 @@ Bytes encode_entry(const Entry& entry) {
 }
 
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits) {
-  Reader r(bytes, "entry");
-  SWL_TRY(r.preamble(kEntryVersion, limits.max_entry_bytes));
   Entry e;
-  SWL_ASSIGN(e.seq, r.u64("seq"));
-  SWL_ASSIGN(e.time_ms, r.i64("time_ms"));
-  SWL_ASSIGN(e.seed, r.hash("seed"));
-  SWL_ASSIGN(size_t statement_count, r.count("statement count", limits.max_statements,
-                                              kMinStatementBytes, kTrailerBytes));
-  e.statements.reserve(statement_count);
-  size_t total_params = 0;
-  for (size_t i = 0; i < statement_count; ++i) {
-    SWL_ASSIGN(Statement st, read_statement_counted(r, limits, kTrailerBytes, total_params));
-    e.statements.push_back(std::move(st));
-  }
-  SWL_ASSIGN(e.state_root, r.hash("state_root"));
-  SWL_ASSIGN(e.page_count, r.u32("page_count"));
-  SWL_TRY(r.expect_end());
+  SWL_TRY(read_entry(bytes, limits, &e));
   return e;
+}
+
+Status check_entry(ByteView bytes, const EntryLimits& limits) {
+  return read_entry(bytes, limits, nullptr);
 }
 
 Hash32 entry_leaf_hash(ByteView encoded_entry) { return hash_leaf(encoded_entry); }

@@ -56,6 +56,9 @@ struct EntryLimits {
 // double, SQL and text params valid UTF-8, no NUL in SQL, within EntryLimits.
 Bytes encode_entry(const Entry& entry);
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits = {});
+// decode_entry's checks without building the entry: the same code, so it
+// accepts exactly the bytes decode_entry accepts, with the same error.
+Status check_entry(ByteView bytes, const EntryLimits& limits = {});
 
 // One statement in the entry's wire form (sql, param count, typed params;
 // docs/formats/entry.md), for formats that embed a statement (query proofs).

@@ -119,6 +119,56 @@ TEST_CASE("entry: random entries round trip and re-encode to the same bytes") {
   }
 }
 
+TEST_CASE("entry: check_entry accepts and refuses exactly what decode_entry does") {
+  // Random entries, then every kind of damage at random places: check_entry
+  // (the primary's and the log's gate when nothing is kept) must give the same
+  // verdict and the same error as decode_entry.
+  uint64_t seed = 0x5eed0002;
+  if (const char* s = std::getenv("SWARMLITE_SEED")) seed = std::strtoull(s, nullptr, 0);
+  MESSAGE("seed = " << seed << " (set SWARMLITE_SEED to change)");
+  std::mt19937_64 rng(seed);
+  EntryLimits small;
+  small.max_statements = 4;
+  small.max_sql_bytes = 40;
+  small.max_params = 4;
+  small.max_value_bytes = 40;
+  small.max_total_params = 6;
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 3000; ++i) {
+    Bytes b = encode_entry(random_entry(rng));
+    switch (rng() % 5) {
+      case 0:
+        break;  // intact
+      case 1:
+        if (!b.empty()) b[rng() % b.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+        break;
+      case 2:
+        b.resize(rng() % (b.size() + 1));
+        break;
+      case 3:
+        b.push_back(static_cast<uint8_t>(rng()));
+        break;
+      case 4:
+        if (!b.empty()) b[rng() % b.size()] = static_cast<uint8_t>(rng() % 2 ? 0xff : 0x00);
+        break;
+    }
+    for (const EntryLimits& limits : {EntryLimits{}, small}) {
+      auto d = decode_entry(b, limits);
+      Status c = check_entry(b, limits);
+      REQUIRE(d.ok() == c.ok());
+      if (d.ok()) {
+        ++accepted;
+      } else {
+        ++refused;
+        CHECK(d.error().code == c.error().code);
+        CHECK(d.error().message == c.error().message);
+      }
+    }
+  }
+  CHECK(accepted > 500);
+  CHECK(refused > 500);
+}
+
 TEST_CASE("entry: edge values round trip") {
   Entry empty;  // no statements
   CHECK(*decode_entry(encode_entry(empty)) == empty);

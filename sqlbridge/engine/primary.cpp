@@ -834,7 +834,7 @@ void Primary::run_write_locked(Queued& q, bool last) {
   // and page count into their trailer (encoded once per write, from the
   // caller's statements: `entry` holds none).
   Bytes probe = encode_new_entry(entry, transaction);
-  if (auto decoded = decode_entry(probe); !decoded.ok()) {
+  if (Status checked = check_entry(probe); !checked.ok()) {
     // Name the statement the log cannot hold: each alone, in order (only on this path).
     for (size_t i = 0; i < transaction.size(); ++i) {
       Entry one = entry;
@@ -847,7 +847,7 @@ void Primary::run_write_locked(Queued& q, bool last) {
       }
     }
     return fail(make_error(Errc::invalid_argument, "execute: the transaction cannot be logged: {}",
-                           decoded.error().message));
+                           checked.error().message));
   }
 
   sqlite3* db = db_->handle();

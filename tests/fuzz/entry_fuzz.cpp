@@ -1,6 +1,8 @@
 // Fuzz target for decode_entry (docs/formats/entry.md). Beyond "never crash",
 // it checks the canonical property: every accepted input re-encodes to exactly
-// the same bytes and decodes again to an equal entry; a mismatch aborts.
+// the same bytes and decodes again to an equal entry; and check_entry (the
+// decoder's checks without building the entry) accepts exactly what
+// decode_entry accepts, with the same error. A mismatch aborts.
 #include <cstdio>
 #include <algorithm>
 #include <cstdlib>
@@ -19,6 +21,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   small.max_total_params = 16;
   for (const EntryLimits& limits : {EntryLimits{}, small}) {
     auto e = decode_entry(in, limits);
+    Status checked = check_entry(in, limits);
+    if (e.ok() != checked.ok() ||
+        (!e.ok() && (e.error().code != checked.error().code ||
+                     e.error().message != checked.error().message))) {
+      std::fprintf(stderr, "entry_fuzz: check_entry and decode_entry disagree\n");
+      std::abort();
+    }
     if (!e.ok()) continue;
     Bytes again = encode_entry(*e);
     if (again.size() != size || !std::equal(again.begin(), again.end(), in.begin())) {
