@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <random>
 #include <stdexcept>
 #include <tuple>
@@ -179,6 +180,72 @@ TEST_CASE("with a cache spill every page still reaches the hook, rewritten frame
   CHECK(seen.wal_bytes_at_hook > 32 + 20 * (24 + 4096));  // frames were spilled before the commit
   CHECK(PageVfsAccess::rewrites(cap) > 0);                // and some were overwritten in place
   check_capture_is_exact(seen, before, after);
+  CHECK(c.text("PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("a held-back WAL frame header is in the file before anything can look") {
+  // The shim holds every frame header back to write it with its page in one
+  // write (docs/vfs.md "Write capture"). A read, a size query or a sync of the
+  // file must still see the header, and header + page must land as written.
+  CapturedDb d(10);
+  auto [c, db, cap] = std::tie(d.c, d.db, d.cap);
+  c.exec("INSERT INTO t(v) VALUES ('x')");
+  sqlite3_file* wal = nullptr;
+  REQUIRE(sqlite3_file_control(c.get(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) ==
+          SQLITE_OK);
+  REQUIRE(wal != nullptr);
+  REQUIRE(wal->pMethods != nullptr);
+  sqlite3_int64 size = 0;
+  REQUIRE(wal->pMethods->xFileSize(wal, &size) == SQLITE_OK);
+  REQUIRE((size - 32) % (24 + 4096) == 0);  // the WAL header, then whole frames
+  const sqlite3_int64 end = size;           // the next frame's offset
+
+  // A frame header (page 7, not a commit), past the last frame.
+  auto header = [](uint8_t fill) {
+    std::vector<uint8_t> h(24, fill);
+    h[0] = h[1] = h[2] = 0;
+    h[3] = 7;
+    h[4] = h[5] = h[6] = h[7] = 0;
+    return h;
+  };
+  auto on_disk = [&](sqlite3_int64 offset, size_t n) {
+    std::ifstream f(db.string() + "-wal", std::ios::binary);
+    f.seekg(offset);
+    std::vector<uint8_t> got(n);
+    f.read(reinterpret_cast<char*>(got.data()), static_cast<std::streamsize>(n));
+    got.resize(static_cast<size_t>(f.gcount()));
+    return got;
+  };
+  const auto h1 = header(0xa1), h2 = header(0xa2), h3 = header(0xa3), h4 = header(0xa4);
+
+  // Read: sees the header.
+  REQUIRE(wal->pMethods->xWrite(wal, h1.data(), 24, end) == SQLITE_OK);
+  std::vector<uint8_t> got(24);
+  REQUIRE(wal->pMethods->xRead(wal, got.data(), 24, end) == SQLITE_OK);
+  CHECK(got == h1);
+  // Size: counts it.
+  const sqlite3_int64 next = end + 24 + 4096;
+  REQUIRE(wal->pMethods->xWrite(wal, h2.data(), 24, next) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xFileSize(wal, &size) == SQLITE_OK);
+  CHECK(size == next + 24);
+  // Sync: it is in the file.
+  REQUIRE(wal->pMethods->xWrite(wal, h3.data(), 24, end) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) == SQLITE_OK);
+  CHECK(on_disk(end, 24) == h3);
+  // Header, then its page: one frame, as written.
+  std::vector<uint8_t> page(4096);
+  for (size_t i = 0; i < page.size(); ++i) page[i] = static_cast<uint8_t>(i * 7);
+  REQUIRE(wal->pMethods->xWrite(wal, h4.data(), 24, end) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xWrite(wal, page.data(), 4096, end + 24) == SQLITE_OK);
+  std::vector<uint8_t> want = h4;
+  want.insert(want.end(), page.begin(), page.end());
+  CHECK(on_disk(end, want.size()) == want);
+
+  // Cut the made-up frames off again; the database carries on.
+  REQUIRE(wal->pMethods->xTruncate(wal, end) == SQLITE_OK);
+  cap.reset();
+  c.exec("INSERT INTO t(v) VALUES ('y')");
+  CHECK(c.integer("SELECT count(*) FROM t") == 12);
   CHECK(c.text("PRAGMA integrity_check") == "ok");
 }
 
