@@ -774,7 +774,11 @@ TEST_CASE("proofs and plain reads keep working while the replica applies") {
       }
       if (r->proof.head.size < seen) ++proof_errors;  // heads only move forward
       seen = r->proof.head.size;
-      last_size = seen;
+      // The newest size any prover saw: the other prover may store an older
+      // one after this (it asked earlier), which must not hide this one.
+      uint64_t prev = last_size.load();
+      while (prev < seen && !last_size.compare_exchange_weak(prev, seen)) {
+      }
       ++proved;
     }
   };
