@@ -127,8 +127,9 @@ WriteCapture::WalWrite WriteCapture::on_wal_write(const void* data, int amount, 
       return WalWrite::forward;
     }
     if (committed_) return WalWrite::forward;  // nothing after a commit is ours
+    // A new frame: SQLite's walWriteOneFrame writes its data next, always.
     pending_header_ = PendingHeader{offset, load_be32(bytes), load_be32(bytes + 4)};
-    return pending_header_->commit_size != 0 ? WalWrite::defer_header : WalWrite::forward;
+    return WalWrite::defer_header;
   }
   if (pending_header_ && offset == pending_header_->offset + kWalFrameHeaderSize) {
     // The data of the frame whose header came just before: a new frame.
@@ -398,8 +399,9 @@ int write_frame(PageFile* p, const void* data, int amount) {
 
 /*
 ** Write data. On a -wal file with a WriteCapture, the capture sees every write
-** first; a frame's header is held back until its data write, then both are
-** written at once (for a commit frame, only if the commit hook accepts).
+** first; a new frame's header is held back until its data write, then both are
+** written at once (for a commit frame, only if the commit hook accepts). Only a
+** new frame's header: its data write always follows (walWriteOneFrame).
 */
 int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offset) {
   PageFile* p = as_page_file(f);
@@ -424,15 +426,10 @@ int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offse
       break;
   }
   if (data_of_deferred) return write_frame(p, buf, amount);
-  if (int rc = flush_deferred(p); rc != SQLITE_OK) return rc;
-  if (amount == kWalFrameHeaderSize) {
-    // Any other frame header: held back too, and written alone by whatever
-    // comes next if that is not its data (flush_deferred).
-    std::memcpy(p->deferred, buf, kWalFrameHeaderSize);
-    p->deferred_offset = offset;
-    p->has_deferred = true;
-    return SQLITE_OK;
-  }
+  // Anything else goes straight to the file, headers included: a header SQLite
+  // rewrites after the frames (walRewriteChecksums, after a page was written
+  // twice in one transaction) may be its last write before the commit returns,
+  // and no write may wait for a next call that need not come.
   return noting_disk_full(r->pMethods->xWrite(r, buf, amount, offset));
 }
 

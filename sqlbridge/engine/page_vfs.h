@@ -73,7 +73,7 @@ class WriteCapture {
   // --- called by the VFS (the connection's -wal and main-db file objects) ---
   enum class WalWrite {
     forward,       // pass the write on
-    defer_header,  // a commit frame's 24-byte header: hold it until its data write
+    defer_header,  // a new frame's 24-byte header: hold it until its data write
     refuse,        // the hook refused the commit: fail with SQLITE_IOERR_WRITE
   };
   WalWrite on_wal_write(const void* data, int amount, int64_t offset);
