@@ -242,7 +242,7 @@ TEST_CASE("after every commit the files on disk recover to that commit") {
 }
 
 TEST_CASE("a held-back WAL frame header is in the file before anything can look") {
-  // The shim holds every frame header back to write it with its page in one
+  // The shim holds every new frame's header back to write it with its page in one
   // write (docs/vfs.md "Write capture"). A read, a size query or a sync of the
   // file must still see the header, and header + page must land as written.
   CapturedDb d(10);

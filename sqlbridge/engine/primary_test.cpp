@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "sqlbridge/engine/engine_test_util.h"
 #include "sqlbridge/engine/genesis.h"
+#include "sqlbridge/engine/vfs_test_util.h"
 
 using namespace swarmlite;
 using namespace swarmlite::testing;
@@ -942,19 +943,9 @@ TEST_CASE("after every write the database files alone recover to that write, spi
     fs::remove(crashed.string() + "-shm");
     if (fs::exists(db.string() + "-wal"))
       fs::copy_file(db.string() + "-wal", crashed.string() + "-wal");
-    sqlite3* h = nullptr;
-    REQUIRE(sqlite3_open(crashed.c_str(), &h) == SQLITE_OK);
-    auto text = [&](const std::string& q) {
-      sqlite3_stmt* st = nullptr;
-      REQUIRE(sqlite3_prepare_v2(h, q.c_str(), -1, &st, nullptr) == SQLITE_OK);
-      REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-      std::string out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-      sqlite3_finalize(st);
-      return out;
-    };
-    std::string out = text(query);
-    CHECK(text("PRAGMA quick_check") == "ok");
-    sqlite3_close(h);
+    vfs_testing::Conn plain(crashed.string());  // plain SQLite, its own recovery
+    std::string out = plain.text(query);
+    CHECK(plain.text("PRAGMA quick_check") == "ok");
     return out;
   };
   const std::string digest =
