@@ -292,16 +292,16 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     p->last_sign_ms_ = p->now_ms();
   }
   p->opened_ = true;
-  p->next_seq_ = p->log_->size();
+  p->confirmed_size_ = p->log_->size();
   if (p->options_.sign_in_background) p->signer_ = std::thread([q = p.get()] { q->signer_loop(); });
   return p;
 }
 
 Status Primary::repair_wal_ahead(uint64_t applied, uint64_t logged) {
-  // Only a crash between a group's commits and its log fdatasync (or a failed
-  // append) leaves the database ahead of its log, and then only by commits
-  // that are still in the -wal file (never checkpointed, primary.h): one
-  // commit per entry, the newest ones last. Cut the newest `ahead` commits and reopen; the state
+  // Only a crash between a group's commits and its log fdatasync leaves the
+  // database ahead of its log, and then only by commits that are still in the
+  // -wal file (never checkpointed, primary.h): one commit per entry, the
+  // newest ones last. Cut the newest `ahead` commits and reopen; the state
   // root check in open() then proves the result against the log.
   const uint64_t ahead = applied - logged;
   auto refuse = [&](std::string_view why) {
@@ -363,26 +363,47 @@ Status Primary::catch_up_locked() {
 }
 
 Status Primary::recover_locked() {
-  if (unlogged_.empty()) return ok_status();
-  // A group's append failed: its writes (and any group's that ran on top of
-  // them) are committed in the database, not in the log. Append them (the
-  // disk may take writes again).
-  const uint64_t first = unlogged_.front().seq, last = unlogged_.back().seq;
+  if (!unlogged_.empty()) {
+    // A group's append failed: its earlier writes are committed in the
+    // database, not in the log. Append them (the disk may take writes again).
+    const uint64_t first = unlogged_.front().seq, last = unlogged_.back().seq;
+    if (!fault_.retry_due()) {
+      auto f = fault_.get();
+      return make_error(Errc::unavailable,
+                        "primary {}: entries {}..{} are committed in the database but not yet in "
+                        "its log (local fault: {}); next retry in {} ms",
+                        db_path_.string(), first, last, f ? f->what : "?", fault_.wait().count());
+    }
+    if (Status s = append_unlogged_locked(); !s.ok()) {
+      fault_.failed(s.error());
+      return make_error(Errc::unavailable,
+                        "primary {}: appending entries {}..{} to the log failed again ({}); "
+                        "retrying with backoff",
+                        db_path_.string(), first, last, s.error().to_string());
+    }
+    sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
+    fault_.cleared();
+    return ok_status();
+  }
+  if (!broken_) return ok_status();
   if (!fault_.retry_due()) {
     auto f = fault_.get();
     return make_error(Errc::unavailable,
-                      "primary {}: entries {}..{} are committed in the database but not yet in "
-                      "its log (local fault: {}); next retry in {} ms",
-                      db_path_.string(), first, last, f ? f->what : "?", fault_.wait().count());
+                      "primary {}: logged entry {} is not applied yet (local fault: {}); next retry "
+                      "in {} ms",
+                      db_path_.string(), log_->size() - 1, f ? f->what : "?", fault_.wait().count());
   }
-  if (Status s = append_unlogged_locked(); !s.ok()) {
+  if (Status s = catch_up_locked(); !s.ok()) {
     fault_.failed(s.error());
     return make_error(Errc::unavailable,
-                      "primary {}: appending entries {}..{} to the log failed again ({}); "
-                      "retrying with backoff",
-                      db_path_.string(), first, last, s.error().to_string());
+                      "primary {}: applying logged entry {} from the log failed again ({}); retrying "
+                      "with backoff",
+                      db_path_.string(), log_->size() - 1, s.error().to_string());
   }
+  broken_ = false;
+  confirmed_size_ = log_->size();
   fault_.cleared();
+  roots_.record(log_->size(), db_->state_tree().root(), db_->state_tree().page_count());
   return ok_status();
 }
 
@@ -393,8 +414,8 @@ Status Primary::retry_local_fault() {
   // waits for it (a write may run for up to write_timeout).
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return ok_status();
-  std::scoped_lock lock(append_mu_, mu_);
-  if (unlogged_.empty()) {
+  std::lock_guard lock(mu_);
+  if (!broken_ && unlogged_.empty()) {
     // Nothing pending (a write failed before its entry was logged): once the
     // backoff passes, a probe write next to the database decides whether the
     // fault is over — a health check must not report ready while the disk is
@@ -409,19 +430,13 @@ Status Primary::retry_local_fault() {
     return ok_status();
   }
   Status s = recover_locked();
-  if (s.ok() && signer_idle_) sign_cv_.notify_one();  // the appended entries' head (background signing)
+  if (s.ok() && signer_idle_) sign_cv_.notify_one();  // the re-applied entry's head (background signing)
   return s;
 }
 
 Primary::~Primary() {
   stop_signer();
   (void)close();
-  // Commits a failed append left unlogged must stay in the -wal file for
-  // open() to cut (primary.h): the write connection must not checkpoint them
-  // into the database file as it closes.
-  if (db_ && !unlogged_.empty()) {
-    sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-  }
   {
     // The pin's read connection goes first: the write connection, the last
     // to close, then checkpoints and removes the -wal file.
@@ -433,8 +448,8 @@ Primary::~Primary() {
 }
 
 Status Primary::close() {
-  std::scoped_lock lock(write_mu_, append_mu_, mu_);
-  if (!opened_ || !unlogged_.empty()) return ok_status();
+  std::scoped_lock lock(write_mu_, mu_);
+  if (!opened_ || broken_ || !unlogged_.empty()) return ok_status();
   const auto& head = log_->head();
   if (head && head->size == log_->size()) return ok_status();
   SWL_TRY(sign_head_locked());
@@ -489,9 +504,12 @@ void Primary::signer_loop() {
   std::unique_lock lock(mu_);
   Clock::time_point next_at{};  // no head before this: sign_gap, or a failure's backoff
   bool failing = false;         // the last head could not be stored
-  // Sign when a log size has no head (SQLite committed every logged entry
-  // before its append: primary.h).
+  // Sign when a log size has no head and SQLite has committed every entry of
+  // it (confirmed_size_: never while a group is between its append and its
+  // commits, nor while a commit failed after its append — recover_locked
+  // settles that first, as the synchronous path never signs then).
   auto due = [&] {
+    if (confirmed_size_ != log_->size()) return false;
     const auto& head = log_->head();
     return log_->size() > (head ? head->size : 0);
   };
@@ -532,7 +550,7 @@ void Primary::signer_loop() {
     next_at = now + options_.sign_gap;
     if (failing) {
       failing = false;
-      if (!unlogged_pending_.load()) fault_.cleared();  // the disk takes writes again
+      if (confirmed_size_ == log_->size()) fault_.cleared();  // the disk takes writes again
     }
     if (!*stored) continue;  // another head (sign_head(), the group for its pin) came first
     last_sign_ms_ = now_ms();
@@ -546,16 +564,16 @@ void Primary::signer_loop() {
 }
 
 Result<Head> Primary::sign_head() {
-  std::scoped_lock lock(write_mu_, append_mu_, mu_);
-  SWL_TRY(recover_locked());  // entries a failed append left committed, unlogged
+  std::scoped_lock lock(write_mu_, mu_);
+  SWL_TRY(recover_locked());  // never sign a log whose last entry the database lacks
   return sign_head_locked();
 }
 
 Result<std::optional<Head>> Primary::sign_head_if_due() {
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return std::optional<Head>{};  // the running write signs when due
-  std::scoped_lock lock(append_mu_, mu_);
-  if (!unlogged_.empty() && !recover_locked().ok()) return std::optional<Head>{};
+  std::lock_guard lock(mu_);
+  if ((broken_ || !unlogged_.empty()) && !recover_locked().ok()) return std::optional<Head>{};
   if (!head_due_locked()) return std::optional<Head>{};
   SWL_ASSIGN(Head head, sign_head_locked());
   return std::optional<Head>(head);
@@ -626,14 +644,11 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
   };
   std::unique_lock queue_lock(queue_mu_);
   for (Queued& q : mine) queue_.push_back(&q);
-  // Leader/follower: whoever finds no group running its writes takes the
-  // queued writes (its own and others') as the next group and runs it; the
-  // others wait for their results or for their turn to lead. A leader lets
-  // go of the lead once its group's writes are done, before its append
-  // (release_lead): the next group runs while this one's fdatasync does.
+  // Leader/follower: whoever finds no group running takes the queued writes
+  // (its own and others') as the next group, runs it, and wakes everyone; the
+  // others wait for their results or for their turn to lead.
   while (!all_done()) {
-    if (leader_active_ || queue_.empty()) {
-      // A group runs, or ours are all taken (their group is appending).
+    if (leader_active_) {
       queue_cv_.wait(queue_lock);
       continue;
     }
@@ -645,33 +660,17 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
       queue_.pop_front();
     }
     queue_lock.unlock();
-    run_group(group);  // calls release_lead()
+    run_group(group);
     queue_lock.lock();
     for (Queued* q : group) q->done = true;
+    leader_active_ = false;
     queue_cv_.notify_all();
-    queue_lock.unlock();
-    after_group();  // with its writers answered
-    queue_lock.lock();
   }
   queue_lock.unlock();
   std::vector<Result<ExecuteResult>> out;
   out.reserve(mine.size());
   for (Queued& q : mine) out.push_back(std::move(*q.result));
   return out;
-}
-
-void Primary::after_group() {
-  // Only when no next group runs: a running one does it at its start.
-  std::unique_lock write_lock(write_mu_, std::try_to_lock);
-  if (!write_lock.owns_lock() || !maintenance_due()) return;
-  std::lock_guard append_lock(append_mu_);
-  checkpoint_and_pin_locked(/*force=*/false);
-}
-
-void Primary::release_lead() {
-  std::lock_guard queue_lock(queue_mu_);
-  leader_active_ = false;
-  queue_cv_.notify_all();
 }
 
 Status Primary::append_unlogged_locked() {
@@ -683,7 +682,6 @@ Status Primary::append_unlogged_locked() {
   published_pages_ = unlogged_.back().page_count;
   unlogged_.clear();
   unlogged_bytes_.clear();
-  unlogged_pending_.store(false);
   return ok_status();
 }
 
@@ -692,25 +690,8 @@ int Primary::wal_frames_hook(void* self, sqlite3*, const char*, int frames) {
   return SQLITE_OK;
 }
 
-bool Primary::maintenance_due() const {
-  if (wal_frames_ >= kCheckpointFrames) return true;
-  if (!pin_active_.load()) return false;
-  return pin_wanted_.load() ||
-         std::chrono::steady_clock::now() - last_maintenance_ >= options_.pin_interval;
-}
-
 void Primary::run_group(std::vector<Queued*>& group) {
-  // The lead passes on once the group's writes are done (or it stops early).
-  struct Lead {
-    Primary* self;
-    bool held = true;
-    void release() {
-      if (held) self->release_lead();
-      held = false;
-    }
-    ~Lead() { release(); }
-  } lead{this};
-  std::unique_lock write_lock(write_mu_);
+  std::lock_guard write_lock(write_mu_);
   auto fail_all = [&](const Error& e) {
     for (Queued* q : group) q->result.emplace(e);
   };
@@ -726,22 +707,18 @@ void Primary::run_group(std::vector<Queued*>& group) {
                         c->message));
     return;
   }
-  if (unlogged_pending_.load() || maintenance_due()) {
-    // Wait for the previous group's append: then nothing committed is
-    // unlogged but what a failed append left, which is settled first.
-    std::lock_guard append_lock(append_mu_);
-    {
-      std::lock_guard lock(mu_);
-      if (Status s = recover_locked(); !s.ok()) {
-        fail_all(s.error());
-        return;
-      }
+  {
+    std::lock_guard lock(mu_);
+    // An earlier commit failed after its entry was logged, or an earlier
+    // group's append failed: settle that first.
+    if (Status s = recover_locked(); !s.ok()) {
+      fail_all(s.error());
+      return;
     }
-    checkpoint_and_pin_locked(/*force=*/false);
   }
   // Writes queued while the group runs join it, up to the cap, until its
-  // last write starts: a caller the previous group just answered usually
-  // comes back in time for this one.
+  // last write starts (that write's commit appends the group): a caller the
+  // previous group just answered usually comes back in time for this one.
   const size_t cap = std::max<size_t>(1, options_.max_group_writes);
   for (size_t i = 0; i < group.size(); ++i) {
     if (i + 1 == group.size() && group.size() < cap) {
@@ -751,47 +728,29 @@ void Primary::run_group(std::vector<Queued*>& group) {
         queue_.pop_front();
       }
     }
-    run_write_locked(*group[i]);
+    run_write_locked(*group[i], i + 1 == group.size());
   }
 
-  // The append: in commit order (append_mu_ is taken before write_mu_ is let
-  // go), with the write mutex and the lead passed on, so the next group's
-  // writes run during this group's fdatasync.
-  std::unique_lock append_lock(append_mu_);
-  const size_t first_new = unlogged_.size();
-  for (size_t i = 0; i < staged_.size(); ++i) {
-    unlogged_.push_back(staged_[i]);
-    unlogged_bytes_.push_back(std::move(staged_bytes_[i]));
-  }
-  staged_.clear();
-  staged_bytes_.clear();
-  write_lock.unlock();
-  lead.release();
-  std::unique_lock lock(mu_);
-  if (first_new > 0) {
-    // An earlier append failed and left entries this group ran on top of:
-    // they go first, when the backoff allows.
-    if (Status s = recover_locked(); !s.ok()) {
-      for (size_t i = first_new; i < unlogged_.size(); ++i) {
-        Unlogged& u = unlogged_[i];
-        if (!u.waiter) continue;
-        u.waiter->result.emplace(make_error(
-            s.error().code,
-            "entry {} was committed in the database on top of entries not yet in the log; it is "
-            "not acknowledged: {}",
-            u.seq, s.error().message));
-        u.waiter = nullptr;
-      }
-      unlogged_pending_.store(true);
-      return;
+  sqlite3* db = db_->handle();
+  // Once the group is in the log: checkpoint and pin, after mu_ is released
+  // (declared before the lock, so destroyed after it), so size(), head() and
+  // peers served from the log never wait for them.
+  struct AfterGroup {
+    const Primary* self;
+    bool armed = false;
+    ~AfterGroup() {
+      if (armed) self->checkpoint_and_pin_locked(/*force=*/false);
     }
-  }
+  } after_group{this};
+  std::lock_guard lock(mu_);
+  // The last write failed before its commit hook appended the group: append
+  // the earlier writes' entries now.
   if (Status s = append_unlogged_locked(); !s.ok()) {
     // They are committed in SQLite but not durable: not acknowledged. The
     // Primary appends them before its next write (recover_locked), or open()
-    // cuts them from the -wal file if the process stops first (~Primary keeps
-    // the write connection from checkpointing them on close).
-    unlogged_pending_.store(true);
+    // cuts them from the -wal file if the process stops first, so the
+    // database must not checkpoint them into its main file on close.
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     fault_.failed(s.error());
     for (Unlogged& u : unlogged_) {
       if (!u.waiter) continue;
@@ -806,27 +765,31 @@ void Primary::run_group(std::vector<Queued*>& group) {
     return;
   }
   for (Queued* q : group) {
-    if (q->result && q->result->ok()) {
+    if (!broken_ && q->result && q->result->ok()) {
       fault_.cleared();
       break;
     }
   }
+  // Checkpoints happen only between groups, when everything SQLite committed
+  // is in the log (see the durability order in primary.h): after_group.
+  after_group.armed = true;
+  if (!broken_) confirmed_size_ = log_->size();  // the background signer may sign it
   // One head per group, when due, handed to the group's last successful write.
   if (options_.sign_in_background) {
     // The signer signs it, unless the page service's pin wants a head now:
-    // the pin is taken only at a head covering the whole log, between groups
-    // (checkpoint_and_pin_locked), so the group signs one itself, at most
-    // once per pin_interval while pages are requested.
+    // the pin is taken only at a head covering the whole log, right after a
+    // group (checkpoint_and_pin_locked), so the group signs one itself, at
+    // most once per pin_interval while pages are requested.
     const auto now = std::chrono::steady_clock::now();
     const bool for_pin = pin_active_.load() && (pin_wanted_.load() ||
                                                 now - last_group_sign_ >= options_.pin_interval);
-    if (!for_pin) {
+    if (broken_ || !for_pin) {
       if (signer_idle_) sign_cv_.notify_one();
       return;
     }
     if (const auto& h = log_->head(); h && h->size == log_->size()) return;
     last_group_sign_ = now;
-  } else if (!head_due_locked()) {
+  } else if (broken_ || !head_due_locked()) {
     return;
   }
   Queued* last_ok = nullptr;
@@ -844,7 +807,8 @@ void Primary::run_group(std::vector<Queued*>& group) {
   }
   last_ok->result->value().head = std::move(head).value();
 }
-void Primary::run_write_locked(Queued& q) {
+
+void Primary::run_write_locked(Queued& q, bool last) {
   const std::span<const Statement> transaction = q.write->transaction;
   EntryFailure* failure = q.write->failure;
   const WriteBounds bounds = q.write->bounds.value_or(default_bounds());
@@ -857,7 +821,10 @@ void Primary::run_write_locked(Queued& q) {
     return fail(make_error(Errc::invalid_argument, "execute: no statements"));
 
   Entry entry;
-  entry.seq = next_seq_;
+  {
+    std::lock_guard lock(mu_);
+    entry.seq = log_->size() + unlogged_.size();
+  }
   const uint32_t pages_before = db_->state_tree().page_count();
   entry.time_ms = next_time_ms_locked();
   entry.seed = next_seed();
@@ -884,7 +851,8 @@ void Primary::run_write_locked(Queued& q) {
   }
 
   sqlite3* db = db_->handle();
-  bool staged = false;  // this entry waits in staged_ for the group's append
+  bool appended = false;  // the group's entries, this one's included, are in the log
+  bool queued = false;    // this entry waits in unlogged_ for the group's append
   auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
     // The bounds, once more at the commit frame: pages still in the cache at
     // COMMIT were not counted while the statements ran.
@@ -902,13 +870,31 @@ void Primary::run_write_locked(Queued& q) {
     entry.state_root = root;
     entry.page_count = page_count;
     set_entry_trailer(probe, root, page_count);
-    staged_bytes_.push_back(std::move(probe));
-    staged_.push_back(Unlogged{entry.seq, root, page_count, entry.time_ms, &q});
-    ++next_seq_;
-    staged = true;
+    unlogged_bytes_.push_back(std::move(probe));
+    unlogged_.push_back(Unlogged{entry.seq, root, page_count, entry.time_ms, &q});
+    if (last) {
+      // The group's last write: its entry and the earlier ones reach the log
+      // (one fdatasync) before SQLite writes this commit frame.
+      Status s;
+      {
+        std::lock_guard lock(mu_);
+        s = append_unlogged_locked();
+      }
+      if (!s.ok()) {
+        unlogged_bytes_.pop_back();
+        unlogged_.pop_back();
+        return s;
+      }
+      appended = true;
+    } else {
+      queued = true;
+    }
     // Before the commit makes the state visible, so a reader that sees it
     // finds its root (snapshot.h).
     roots_.record(entry.seq + 1, root, page_count);
+    if (appended && options_.test_hook) {
+      SWL_TRY(options_.test_hook(PrimaryHookPoint::after_log_append));
+    }
     return ok_status();
   };
   running_ = RunningWrite{};
@@ -922,11 +908,19 @@ void Primary::run_write_locked(Queued& q) {
                                 /*collect_rows=*/true, on_commit, failure);
   running_.active = false;
   if (!results.ok()) {
-    if (staged) {
+    if (appended) {
+      broken_ = true;
+      fault_.failed(results.error());
+      return fail(make_error(
+          results.error().code,
+          "entry {} was logged but SQLite's commit failed ({}); the entry is durable and is "
+          "applied from the log before the next write (retried with backoff)",
+          entry.seq, results.error().message));
+    }
+    if (queued) {
       // SQLite did not commit it (run_entry undid the state tree): forget it.
-      staged_bytes_.pop_back();
-      staged_.pop_back();
-      --next_seq_;
+      unlogged_bytes_.pop_back();
+      unlogged_.pop_back();
     }
     if (running_.stopped) return fail(std::move(*running_.stopped));
     Error e = results.take_error();
@@ -977,12 +971,18 @@ std::optional<Head> Primary::head() const {
 }
 
 Result<LogCompaction> Primary::compact_log(uint64_t keep_from) {
-  // Under the write and append mutexes no group is between its commits and
-  // its append, so the database holds every logged entry (and maybe entries a
-  // failed append left unlogged, after them).
+  // Under the write mutex no group is between its log append and its commits,
+  // so the database has applied exactly the log (unless a commit failed after
+  // its append: then it lags, and open() would need the entry back).
   uint64_t applied = 0;
   {
-    std::scoped_lock lock(write_mu_, append_mu_, mu_);
+    std::scoped_lock lock(write_mu_, mu_);
+    if (broken_) {
+      return make_error(Errc::unavailable,
+                        "primary {}: not compacting the log while entry {} is logged but not "
+                        "committed to the database",
+                        db_path_.string(), log_->size() - 1);
+    }
     applied = log_->size();
     // Nothing before the log's start to drop (a log shorter than --retain, or
     // compacted this far already): no fsync for a round that does nothing.
@@ -1009,8 +1009,7 @@ Result<LogCompaction> Primary::compact_log(uint64_t keep_from) {
 
 Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value>& params,
                                    const ProveOptions& options) {
-  // Both mutexes: the database then holds exactly the log (recover_locked).
-  std::scoped_lock write_lock(write_mu_, append_mu_);
+  std::lock_guard write_lock(write_mu_);
   if (stopping_.load()) return make_error(Errc::unavailable, "primary {} is stopping", db_path_.string());
   std::optional<Head> head;
   {
@@ -1032,12 +1031,9 @@ void Primary::checkpoint_and_pin_locked(bool force) const {
     std::lock_guard lock(mu_);
     head = log_->head();
     // Only a signed head the database holds exactly: pages answers carry it.
-    at_head = unlogged_.empty() && head && head->size == log_->size();
+    at_head = !broken_ && unlogged_.empty() && head && head->size == log_->size();
   }
-  last_maintenance_ = std::chrono::steady_clock::now();
-  // Never a commit a failed append left unlogged into the database file: it
-  // must stay in the -wal file for open() to cut (primary.h).
-  const bool checkpoint = wal_frames_ >= kCheckpointFrames && unlogged_.empty();
+  const bool checkpoint = wal_frames_ >= kCheckpointFrames;
   std::optional<PinSlot::Repin> repin;  // requests wait for the new pin
   bool pin = false;
   const auto now = std::chrono::steady_clock::now();
@@ -1094,15 +1090,12 @@ std::unique_ptr<PinSlot> Primary::make_pin_slot() {
       pin_wanted_.store(true);
       return false;
     }
-    // A group's append may still run (its fdatasync): wait for it, so the
-    // database holds exactly the log.
-    std::lock_guard append_lock(append_mu_);
     if (options_.sign_in_background) {
       // The background signer may not have signed the newest entries yet:
       // the pin needs a head covering the whole log.
       std::lock_guard lock(mu_);
       const auto& head = log_->head();
-      if (unlogged_.empty() && (!head || head->size < log_->size())) {
+      if (!broken_ && unlogged_.empty() && (!head || head->size < log_->size())) {
         (void)sign_head_locked();  // on failure nothing is pinned (the request says so)
       }
     }

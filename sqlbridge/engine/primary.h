@@ -11,51 +11,45 @@
 //   for each write: BEGIN IMMEDIATE → statements (pinned time, seeded
 //   randomness) → applied_seq update → COMMIT: at the commit frame, before it
 //   reaches the file, the WriteCapture hook updates the state tree and builds
-//   the Entry, which is kept in memory; SQLite commits (synchronous=NORMAL: no
-//   fsync). After the group's last write the leader takes the append mutex,
-//   lets go of the write mutex and of the lead, and Log::append()s the group's
-//   entries in ONE write and ONE fdatasync of the log segment (the index row is
-//   synced lazily, docs/formats/log-store.md). Only then is any write of the
-//   group acknowledged, each with its own result; a write that failed (SQL
-//   error, refused, bound) rolled back alone and never changes its neighbours'
-//   results.
-// Pipelined: while one group's fdatasync runs, the next leader already runs
-// the next group's writes in SQLite; its append waits for the previous one
-// (the append mutex is taken before the write mutex is let go, so appends
-// keep the commit order). So the database LEADS the durable log by the
-// unacknowledged writes of at most two groups (the one syncing and the one
-// running): their WAL frames may reach the disk first. Two rules keep that
-// repairable:
+//   the Entry. For every write but the group's last, the entry is kept in
+//   memory and SQLite commits (synchronous=NORMAL: no fsync). For the last,
+//   the hook Log::append()s the group's entries in ONE write and ONE
+//   fdatasync of the log segment (the index row is synced lazily,
+//   docs/formats/log-store.md) before SQLite writes its commit frame. If the
+//   last write fails before its commit, the group's entries are appended (one
+//   fdatasync) after it. Only then is any write of the group acknowledged,
+//   each with its own result; a write that failed (SQL error, refused, bound)
+//   rolled back alone and never changes its neighbours' results.
+// A write alone in its group (one caller at a time) is exactly the log-ahead
+// order: append + fsync, then commit. In a larger group the database LEADS the
+// durable log for the group's earlier writes until the group's append: their
+// WAL frames may reach the disk first. Two rules keep that repairable:
 //   - the write connection never checkpoints by itself (its WAL hook replaces
-//     autocheckpoint; a checkpoint runs only with both the write and the
-//     append mutex held and nothing unlogged, when everything committed is in
-//     the log), nor on close while entries are unlogged, so commits ahead of
-//     the log only ever live in the -wal file;
-//   - open() finding the database ahead of the log (a crash before a group's
+//     autocheckpoint; the leader checkpoints between groups, when everything
+//     committed is in the log), nor on close while entries are unlogged, so
+//     commits ahead of the log only ever live in the -wal file;
+//   - open() finding the database ahead of the log (a crash before the group's
 //     fdatasync) cuts the -wal file after the commit frame of the last logged
 //     entry (repair_wal_ahead) and lets the state-root check prove the result.
-// The log never holds an entry the database has not committed: a commit that
-// fails rolls back and logs nothing.
-// If a group's append fails (no space, EIO), its writes stay committed in the
-// database but not logged and get an error; so do the next group's, which ran
-// on top of them. The Primary appends those entries from memory before its
-// next write (a local fault, retried with backoff), or open() cuts them if the
-// process stops first.
+// If the group's append fails (no space, EIO), the group's earlier writes stay
+// committed in the database but not logged and get an error; the Primary
+// appends those entries from memory before its next write (a local fault,
+// retried with backoff), or open() cuts them if the process stops first.
+// Any other failure before the append rolls its write back and logs nothing.
 // Then, when group signing says so, one head per group is signed and kept in
 // memory; the head file is written on close (LogStoreOptions::sync_head is
 // off by default here: no file I/O per signed head).
-// So after a crash the database can lag its log (a power loss took WAL frames
-// synchronous=NORMAL had not synced) or lead it by unacknowledged writes (cut
-// on open), never both: Primary::open replays a lagging tail from the log
-// exactly as a replica does, and refuses to start when the database disagrees
-// with the log otherwise.
+// So after a crash the database can lag its log (crash after the append) or
+// lead it by unacknowledged writes of one group (cut on open), never more:
+// Primary::open replays a lagging tail from the log exactly as a replica does,
+// and refuses to start when the database disagrees with the log otherwise.
 // The stored head can lag the log too (crash before the head file reached the
 // disk: an older head, or none): open() then signs a head for the whole log.
 // That is safe because a head only ever signs synced entries, so the re-signed
 // head agrees (log root, state root) with every head signed before the crash at
 // any size it covers: no equivocation, even if peers saw the lost head.
 // A reader on the primary's file (open_snapshot, HTTP reads) may see a write of
-// a running group a moment before its entry is durable (docs/operations.md
+// the running group a moment before its entry is durable (docs/operations.md
 // "Group commit").
 //
 // Thread-safety: every public method is safe to call from any thread. Writes,
@@ -105,7 +99,8 @@ enum class PrimaryHookPoint {
   before_log_append,  // a group's entries are about to be appended (and synced) to the log;
                       // the group's earlier writes are committed in SQLite. An error
                       // returned here fails that append, as a full disk would.
-  after_commit,       // a write's SQLite commit returned; its entry is not in the log yet
+  after_log_append,  // in the commit hook, the entry is durable in the log, SQLite has not committed
+  after_commit,      // SQLite committed, no head signed yet
 };
 
 struct PrimaryOptions {
@@ -382,47 +377,35 @@ class Primary : public PageServer {
     std::optional<Result<ExecuteResult>> result;
     bool done = false;  // under queue_mu_
   };
-  // An entry committed in SQLite by a group's write, not yet in the log.
+  // An entry committed in SQLite by a group's earlier write, not yet in the log.
   struct Unlogged {
     uint64_t seq = 0;
     Hash32 state_root{};
     uint32_t page_count = 0;
     int64_t time_ms = 0;
-    Queued* waiter = nullptr;  // its caller, until the group's append
+    Queued* waiter = nullptr;  // its caller, while the group runs
   };
   Primary() = default;
-  // The leader: runs `group` under write_mu_, then (under append_mu_ only)
-  // appends it and sets every result; writes queued meanwhile join it (up to
-  // max_group_writes; appended to `group`). Calls release_lead() once the
-  // next group may start (after its writes, before its append).
+  // The leader: runs `group` under write_mu_ and sets every result; writes
+  // queued meanwhile join it (up to max_group_writes; appended to `group`).
   void run_group(std::vector<Queued*>& group);
-  // execute_batch(): lets another queued caller lead the next group.
-  void release_lead();
-  // execute_batch(), after a group's writers are answered: the checkpoint and
-  // the pin when due, unless the next group already runs (it does them first).
-  void after_group();
-  // One write of the group; its commit hook stages its entry in staged_.
-  void run_write_locked(Queued& q);
+  // One write of the group; `last`: its commit hook appends the group's entries.
+  void run_write_locked(Queued& q, bool last);
   // Appends the entries in unlogged_ to the log (one write, one fdatasync),
   // publishes the new size and root and empties unlogged_; on failure they
-  // stay there. Caller holds append_mu_ and mu_.
+  // stay there. Caller holds write_mu_ and mu_.
   Status append_unlogged_locked();
-  // The checkpoint or the pin is due (checkpoint_and_pin_locked): the -wal
-  // file holds kCheckpointFrames, or the page service wants a newer pin.
-  // Caller holds write_mu_.
-  bool maintenance_due() const;
   // open(): the database leads its log by `ahead` entries (a crash before a
   // group's fdatasync): cut those commits from the -wal file and reopen.
   Status repair_wal_ahead(uint64_t applied, uint64_t logged);
   static int wal_frames_hook(void* self, sqlite3* db, const char* name, int frames);
   Status catch_up_locked();
-  // A failed append left entries in unlogged_: append them now if the backoff
-  // allows (else unavailable). Caller holds append_mu_ and mu_.
+  // broken_: re-apply the logged entry now if the backoff allows (else
+  // unavailable). Caller holds write_mu_ and mu_.
   Status recover_locked();
   Result<Head> sign_head_locked();
-  // Between groups (write_mu_ and append_mu_ held, mu_ not): the checkpoint
-  // once the -wal file holds kCheckpointFrames and nothing committed is
-  // unlogged, and the pin when due (or `force`d by a request).
+  // After a group (write_mu_ held, mu_ not): the checkpoint once the -wal file
+  // holds kCheckpointFrames, and the pin when due (or `force`d by a request).
   // A due pin is dropped before the checkpoint so the checkpoint can copy the
   // whole WAL and the next write starts it over (the WAL stays bounded).
   void checkpoint_and_pin_locked(bool force) const;
@@ -447,28 +430,17 @@ class Primary : public PageServer {
   std::unique_ptr<LengthGuard> length_guard_;  // on db_'s connection; destroyed after db_ (~Primary)
   std::unique_ptr<DeterministicDb> db_;
   int lock_fd_ = -1;
-  // Lock order: write_mu_, append_mu_, mu_. write_mu_: db_, the state tree,
-  // staged_, next_seq_ and the fields below up to opened_ not said otherwise.
-  // append_mu_: unlogged_, held by a group's leader from the end of its
-  // writes through its append (so appends keep the commit order); with both
-  // write_mu_ and append_mu_ held, no group is between its commits and its
-  // append. mu_: log_ and the published_* fields.
+  // Lock order: write_mu_ before mu_. write_mu_: db_, the state tree, the
+  // fields below up to opened_. mu_: log_ and the published_* fields.
   mutable std::mutex write_mu_;
-  mutable std::mutex append_mu_;
   mutable std::mutex mu_;
   int64_t last_time_ms_ = 0;       // time_ms of the last entry
-  int64_t last_sign_ms_ = 0;       // wall clock of the last signed head (under mu_)
-  uint64_t next_seq_ = 0;          // the next write's seq: log + unlogged_ + staged_
-  // Group commit: the running group's entries SQLite committed (under
-  // write_mu_), moved to unlogged_ for the group's append.
-  std::vector<Unlogged> staged_;
-  std::vector<Bytes> staged_bytes_;
-  // Entries SQLite committed that the log does not hold yet (a group's, during
-  // its append, or a failed append's, retried by recover_locked): under
-  // append_mu_. unlogged_pending_ says a failed append left some (any thread).
+  int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
+  bool broken_ = false;            // a commit failed after its log append (recover_locked)
+  // Group commit: entries SQLite committed that the log does not hold yet (the
+  // running group's, or a failed group append's, retried by recover_locked).
   std::vector<Unlogged> unlogged_;
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
-  std::atomic<bool> unlogged_pending_{false};
   mutable int wal_frames_ = 0;     // frames in the -wal file after the last commit (WAL hook)
   uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
   FaultState fault_;
@@ -488,28 +460,25 @@ class Primary : public PageServer {
   // Background signing (sign_in_background): the signer waits on sign_cv_
   // with mu_; signer_stop_ and signer_idle_ under mu_. The write group signs
   // itself (for the pin) at most once per pin_interval: last_group_sign_
-  // under append_mu_.
+  // under write_mu_.
   std::thread signer_;
   std::condition_variable sign_cv_;
   bool signer_stop_ = false;
   bool signer_idle_ = false;  // the signer waits for a new log size (under mu_)
+  // Log entries SQLite has committed too (under mu_): the background signer
+  // signs only a log this long (broken_ and unlogged_ are the writer's).
+  uint64_t confirmed_size_ = 0;
   std::chrono::steady_clock::time_point last_group_sign_{};
-  // When checkpoint_and_pin_locked last ran (under write_mu_): the pin is
-  // renewed at most once per pin_interval while writes keep coming.
-  mutable std::chrono::steady_clock::time_point last_maintenance_{};
   std::mutex listener_mu_;  // guards head_listener_, held while it runs
   std::function<void(const Head&)> head_listener_;
   // The write queue (execute_batch): lock order queue_mu_ before write_mu_ is
-  // never needed — the leader releases queue_mu_ before it runs a group, and
-  // release_lead() takes it with no other lock held but write_mu_'s successor
-  // append_mu_ (queue_mu_ is a leaf).
+  // never needed — the leader releases queue_mu_ before it runs a group.
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<Queued*> queue_;
   bool leader_active_ = false;
-  // The pin and the change history (pin_slot.h), pinned under write_mu_ and
-  // append_mu_ with mu_ released. Lock order: write_mu_, append_mu_, mu_, the
-  // slot's lock, corrupt_mu_.
+  // The pin and the change history (pin_slot.h), pinned under write_mu_ with
+  // mu_ released. Lock order: write_mu_, mu_, the slot's lock, corrupt_mu_.
   std::unique_ptr<PinSlot> pins_;
   mutable std::mutex corrupt_mu_;  // guards corrupted_ (a leaf: nothing is taken under it)
   mutable std::optional<Error> corrupted_;
