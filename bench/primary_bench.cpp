@@ -251,8 +251,14 @@ void BM_GroupCommit(benchmark::State& state) {
   auto appends = std::make_shared<std::atomic<uint64_t>>(0);
   PrimaryOptions o =
       primary_options(true, 1, false, PrimaryOptions{}.statement_cache, background);
-  o.test_hook = [appends](PrimaryHookPoint point) -> Status {
-    if (point == PrimaryHookPoint::before_log_append) appends->fetch_add(1);
+  // SWARMLITE_BENCH_SLOW_SYNC_US: every log append waits this long more, as on
+  // a disk whose fdatasync is that much slower (a loaded or networked disk).
+  const char* slow_env = std::getenv("SWARMLITE_BENCH_SLOW_SYNC_US");
+  const auto slow_sync = std::chrono::microseconds(slow_env ? std::atoi(slow_env) : 0);
+  o.test_hook = [appends, slow_sync](PrimaryHookPoint point) -> Status {
+    if (point != PrimaryHookPoint::before_log_append) return ok_status();
+    appends->fetch_add(1);
+    if (slow_sync.count() > 0) std::this_thread::sleep_for(slow_sync);
     return ok_status();
   };
   auto primary = open_primary(dir.path / "p.db", key.secret, std::move(o));
