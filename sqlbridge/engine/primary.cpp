@@ -1033,7 +1033,11 @@ void Primary::checkpoint_and_pin_locked(bool force) const {
     // Only a signed head the database holds exactly: pages answers carry it.
     at_head = !broken_ && unlogged_.empty() && head && head->size == log_->size();
   }
-  const bool checkpoint = wal_frames_ >= kCheckpointFrames;
+  // Never over commits a failed group append left unlogged (unlogged_, ours
+  // under write_mu_): they must stay in the -wal file for open() to cut
+  // (primary.h). A page request pins outside any group and once checkpointed
+  // them into the database file.
+  const bool checkpoint = wal_frames_ >= kCheckpointFrames && unlogged_.empty();
   std::optional<PinSlot::Repin> repin;  // requests wait for the new pin
   bool pin = false;
   const auto now = std::chrono::steady_clock::now();

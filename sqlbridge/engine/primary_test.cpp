@@ -919,6 +919,144 @@ TEST_CASE("group commit: concurrent writers all get their own durable results") 
   CHECK((*replica)->state_root() == f.primary->state_root());
 }
 
+// Group commit under concurrent writers: a crash copy taken at random group
+// appends (the files as a kill -9 would leave them: the group's earlier writes
+// committed in the -wal file, not in the log) must open, hold every write
+// acknowledged before the copy, and agree with a replica of its log.
+TEST_CASE("group commit: a crash at any group's append keeps every acknowledged write") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, w)")});
+  struct Crash {
+    std::filesystem::path db;
+    std::set<int64_t> acked;
+  };
+  std::mutex mu;  // acked, crashes
+  std::set<int64_t> acked;
+  std::vector<Crash> crashes;
+  std::atomic<int> appends{0};
+  PrimaryOptions o = fast_primary();
+  o.sign_in_background = true;
+  o.test_hook = [&](PrimaryHookPoint point) -> Status {
+    if (point != PrimaryHookPoint::before_log_append) return ok_status();
+    const int n = appends++;
+    if (n % 5 == 2 && n < 60) {
+      Crash c;
+      c.db = f.dir / fmt::format("crash{}.db", n);
+      {
+        std::lock_guard lock(mu);
+        c.acked = acked;
+      }
+      copy_as_crashed(f.db, f.primary->log_dir(), c.db);
+      std::lock_guard lock(mu);
+      crashes.push_back(std::move(c));
+    }
+    return ok_status();
+  };
+  f.reopen(o);
+  constexpr int kThreads = 8, kEach = 40;
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int w = 0; w < kThreads; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kEach; ++i) {
+        const int64_t key = int64_t{w} * 1000 + i;
+        auto r = f.primary->execute(
+            {sql("INSERT INTO t VALUES (?, randomblob(?))", {Value{key}, Value{int64_t{100 + 50 * i}}})});
+        if (!r.ok()) {
+          ++failed;
+          continue;
+        }
+        std::lock_guard lock(mu);
+        acked.insert(key);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failed.load() == 0);
+  CHECK(acked.size() == size_t{kThreads * kEach});
+  MESSAGE("appends: " << appends.load() << ", crash copies: " << crashes.size());
+  REQUIRE(crashes.size() >= 3);
+  for (const Crash& c : crashes) {
+    CAPTURE(c.db);
+    auto p = Primary::open(c.db, f.keys.secret, fast_primary());
+    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    auto rows = (*p)->execute({sql("SELECT a FROM t")});
+    REQUIRE(rows.ok());
+    std::set<int64_t> present;
+    for (const auto& row : rows->statements.at(0).rows) present.insert(as_int(row.at(0)));
+    for (int64_t a : c.acked) CHECK_MESSAGE(present.contains(a), "acknowledged write " << a);
+    auto replica = Replica::open(c.db.string() + ".r", c.db.string() + ".rlog", f.keys.pub,
+                                 fast_replica());
+    REQUIRE(replica.ok());
+    REQUIRE(sync_replica(**p, **replica).ok());
+    CHECK((*replica)->state_root() == (*p)->state_root());
+  }
+  f.reopen();
+  CHECK(f.primary->repaired_entries() == 0);
+  CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == kThreads * kEach);
+}
+
+// Group appends fail for a while under concurrent writers: those groups'
+// earlier writes are committed in the database, not logged, and get an error;
+// once the disk takes writes again they are appended first, in order, and the
+// log and the database agree (a restart repairs nothing; a replica agrees).
+TEST_CASE("group commit: failed appends under concurrent writers are retried in order") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, w)")});
+  std::atomic<int> appends{0};
+  std::atomic<bool> failing{false};
+  PrimaryOptions o = fast_primary();
+  o.test_hook = [&](PrimaryHookPoint point) -> Status {
+    if (point != PrimaryHookPoint::before_log_append) return ok_status();
+    const int n = appends++;
+    if (n == 10) failing = true;
+    if (failing.load()) {
+      if (n < 14) return make_error(Errc::io_error, "simulated: no space left on the log's disk");
+      failing = false;
+    }
+    return ok_status();
+  };
+  f.reopen(o);
+  constexpr int kThreads = 8, kEach = 30;
+  std::mutex mu;
+  std::set<int64_t> acked, refused;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kThreads; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kEach; ++i) {
+        const int64_t key = int64_t{w} * 1000 + i;
+        auto r = f.primary->execute({sql("INSERT INTO t VALUES (?, ?)", {Value{key}, Value{int64_t{w}}})});
+        std::lock_guard lock(mu);
+        (r.ok() ? acked : refused).insert(key);
+        if (!r.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  MESSAGE("acknowledged " << acked.size() << ", refused " << refused.size());
+  CHECK_FALSE(refused.empty());
+  // Retried until the backoff lets the pending entries in.
+  Result<ExecuteResult> last = make_error(Errc::internal, "not tried");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!last.ok() && std::chrono::steady_clock::now() < deadline) {
+    last = f.primary->execute({sql("INSERT INTO t VALUES (999999, 0)")});
+    if (!last.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE_MESSAGE(last.ok(), last.error().to_string());
+  CHECK_FALSE(f.primary->local_fault());
+  std::set<int64_t> present;
+  auto rows = f.exec({sql("SELECT a FROM t")});
+  for (const auto& row : rows.statements.at(0).rows) present.insert(as_int(row.at(0)));
+  for (int64_t a : acked) CHECK_MESSAGE(present.contains(a), "acknowledged write " << a);
+  CHECK(f.primary->size() == f.primary->log().size());
+  f.reopen();
+  CHECK(f.primary->repaired_entries() == 0);  // everything committed was appended
+  auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
+  REQUIRE(replica.ok());
+  REQUIRE(sync_replica(*f.primary, **replica).ok());
+  CHECK((*replica)->state_root() == f.primary->state_root());
+}
+
 // A process killed right after a write returns leaves the database and its
 // -wal file as they are: plain SQLite must recover them to that write, from
 // the file alone. Entries over the 16 MiB page cache spill, and SQLite then
@@ -1232,6 +1370,44 @@ TEST_CASE(
   CHECK(r.statements[6].rows[0] == std::vector<Value>{Value{}, num(2), num(9)});
   p.ok({sql(insert, {num(3)})});
   p.check_same_log();
+}
+
+// A failed group append leaves the group's earlier writes committed in the
+// -wal file but not logged: open() cuts them there (repair_wal_ahead), so no
+// checkpoint may copy them into the database file meanwhile. A page request
+// pins (and checkpoints a full -wal) outside any group: it once copied them,
+// and the restart then found the database ahead of its log for good.
+TEST_CASE("a page request never checkpoints commits a failed group append left unlogged") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)")});
+  std::atomic<bool> fail{false};
+  PrimaryOptions o = fast_primary();
+  o.test_hook = [&](PrimaryHookPoint point) -> Status {
+    if (point == PrimaryHookPoint::before_log_append && fail.load()) {
+      return make_error(Errc::io_error, "simulated: no space left on the log's disk");
+    }
+    return ok_status();
+  };
+  f.reopen(o);
+  const uint32_t one = 1;
+  f.exec({sql("INSERT INTO t VALUES (0, 'durable')")});
+  const uint64_t size = f.primary->size();
+  const Hash32 root = f.primary->state_root();
+  fail = true;
+  const std::vector<std::vector<Statement>> txns = {
+      {sql("INSERT INTO t VALUES (1, randomblob(4500000))")},  // > 1,000 -wal frames
+      {sql("INSERT INTO t VALUES (2, 'x')")}};
+  auto results = f.primary->execute_batch(writes_of(txns));
+  for (auto& r : results) REQUIRE_FALSE(r.ok());
+  // The first page request pins (no pin holds the -wal file back yet).
+  (void)f.primary->pinned_pages(size, std::span(&one, 1));
+  f.primary.reset();
+  fail = false;
+  f.reopen();
+  CHECK(f.primary->repaired_entries() == 1);
+  CHECK(f.primary->size() == size);
+  CHECK(f.primary->state_root() == root);
+  CHECK(as_int(f.scalar("SELECT count(*) FROM t WHERE a = 1")) == 0);
 }
 
 TEST_CASE("a statement refused once is refused every time, across schema changes") {
