@@ -269,8 +269,11 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     // stay monotonic.
     p->last_time_ms_ = std::max(p->last_time_ms_, head->time_ms);
   }
-  p->published_root_ = tree.root();
-  p->published_pages_ = tree.page_count();
+  {
+    std::lock_guard published_lock(p->published_mu_);
+    p->published_root_ = tree.root();
+    p->published_pages_ = tree.page_count();
+  }
   p->roots_.record(p->log_->size(), tree.root(), tree.page_count());
   // Primary-only bounds, from here on (the catch-up above replays what was
   // logged, whatever the bounds were then): docs/determinism.md.
@@ -678,8 +681,11 @@ Status Primary::append_unlogged_locked() {
   if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::before_log_append));
   // Each was decoded as its write's loggability check (run_write_locked).
   SWL_TRY(log_->append(std::span<const Bytes>(unlogged_bytes_), Log::EntryCheck::by_caller));
-  published_root_ = unlogged_.back().state_root;
-  published_pages_ = unlogged_.back().page_count;
+  {
+    std::lock_guard published_lock(published_mu_);
+    published_root_ = unlogged_.back().state_root;
+    published_pages_ = unlogged_.back().page_count;
+  }
   unlogged_.clear();
   unlogged_bytes_.clear();
   return ok_status();
@@ -953,22 +959,20 @@ void Primary::run_write_locked(Queued& q, bool last) {
   q.result.emplace(std::move(out));
 }
 
-uint64_t Primary::size() const {
-  std::lock_guard lock(mu_);
-  return log_->size();
-}
+// These four never wait for mu_, which a group's log append holds across its
+// fdatasync: the HTTP server's io thread asks for size() after every write
+// and stalled on the next group's sync. Log::view() is published when an
+// append or a head store completes, as size() and head() under mu_ were.
+uint64_t Primary::size() const { return log_->view().size; }
 Hash32 Primary::state_root() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(published_mu_);
   return published_root_;
 }
 uint32_t Primary::page_count() const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(published_mu_);
   return published_pages_;
 }
-std::optional<Head> Primary::head() const {
-  std::lock_guard lock(mu_);
-  return log_->head();
-}
+std::optional<Head> Primary::head() const { return log_->view().head; }
 
 Result<LogCompaction> Primary::compact_log(uint64_t keep_from) {
   // Under the write mutex no group is between its log append and its commits,

@@ -53,11 +53,11 @@
 // "Group commit").
 //
 // Thread-safety: every public method is safe to call from any thread. Writes,
-// proofs and head signing are serialised by the write mutex; the log and the
-// published state (size, root, head) have their own mutex (log_mutex()), held
-// only for short log operations, so size()/head()/status and peers served from
-// the log never wait for a running write. The log and size() hold durable
-// entries only. Readers use open_snapshot() (snapshot.h) on db_path() and never
+// proofs and head signing are serialised by the write mutex; the log has its
+// own mutex (log_mutex()), held for log operations only (a group's append
+// holds it across its fdatasync). size(), head(), state_root() and
+// page_count() wait for neither: they read the log's published view and a
+// mutex of their own. The log and size() hold durable entries only. Readers use open_snapshot() (snapshot.h) on db_path() and never
 // block writes.
 #pragma once
 
@@ -445,7 +445,10 @@ class Primary : public PageServer {
   uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
   FaultState fault_;
   bool opened_ = false;            // open() completed (close() signs only then)
-  Hash32 published_root_{};        // state after the last logged entry
+  // The state after the last logged entry: written under mu_ and
+  // published_mu_, read under either (published_mu_ is never held across I/O).
+  mutable std::mutex published_mu_;
+  Hash32 published_root_{};
   uint32_t published_pages_ = 0;
   RecentRoots roots_;
   // The running write's bounds, read by write_progress() on the writing thread.
