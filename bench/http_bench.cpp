@@ -25,6 +25,9 @@
 // SWARMLITE_BENCH_PEER_DIR names another directory (e.g. /dev/shm): the
 // peer's own log fdatasyncs then stop competing with the primary's, as with a
 // peer on another machine (its CPU still shares this one's).
+// SWARMLITE_BENCH_NO_PEER=1 starts no peer at all: the write rows then measure
+// the primary alone, as with its peers on other machines (the rows that query
+// the peer are skipped).
 // Each benchmark runs SWARMLITE_BENCH_HTTP_SECONDS (default 5) of requests as
 // one iteration; figures are counters (requests/s, p50/p99 µs) and the
 // 1-minute load average before the run (benchmarks need an idle machine:
@@ -158,6 +161,7 @@ struct Cluster {
     phttp_backend = std::make_unique<net::PrimaryHttpBackend>(*primary, *pnode);
     phttp = start_http(*phttp_backend);
 
+    if (env_int("SWARMLITE_BENCH_NO_PEER", 0) != 0) return;
     const char* peer_dir_env = std::getenv("SWARMLITE_BENCH_PEER_DIR");
     const fs::path peer_dir = peer_dir_env && *peer_dir_env ? fs::path(peer_dir_env) / "http-bench-peer" : dir.path;
     if (peer_dir != dir.path) {
@@ -184,9 +188,9 @@ struct Cluster {
     }
   }
   ~Cluster() {
-    rhttp->stop();
+    if (rhttp) rhttp->stop();
     phttp->stop();
-    rnode->stop();
+    if (rnode) rnode->stop();
     pnode->stop();
     replica.reset();
     if (!peer_tmp.empty()) fs::remove_all(peer_tmp);
@@ -248,8 +252,18 @@ void run_clients(benchmark::State& state, uint16_t port, int clients,
   state.counters["steal_s"] = bench::steal_seconds() - steal_before;  // the host's share of our CPU
 }
 
+// The rows that need the peer: skipped without one (SWARMLITE_BENCH_NO_PEER).
+bool has_peer(benchmark::State& state, const Cluster& c) {
+  if (c.replica) return true;
+  state.SkipWithError("no peer (SWARMLITE_BENCH_NO_PEER=1)");
+  for (auto _ : state) {
+  }
+  return false;
+}
+
 void BM_HttpReadyz(benchmark::State& state) {
   Cluster& c = cluster();
+  if (state.range(0) != 0 && !has_peer(state, c)) return;
   const uint16_t port = state.range(0) == 0 ? c.phttp->bound_port() : c.rhttp->bound_port();
   run_clients(state, port, static_cast<int>(state.range(1)),
               [](Client& cl, int, uint64_t) { cl.call(http::verb::get, "/readyz"); });
@@ -258,6 +272,7 @@ BENCHMARK(BM_HttpReadyz)->ArgNames({"node", "clients"})->ArgsProduct({{0, 1}, {1
 
 void BM_LocalPointQuery(benchmark::State& state) {
   Cluster& c = cluster();
+  if (!has_peer(state, c)) return;
   SqliteDb db = must(open_sqlite(c.replica->db_path().string(), SQLITE_OPEN_READONLY), "opening the peer db");
   std::mt19937_64 rng(7);
   for (auto _ : state) {
@@ -271,6 +286,7 @@ BENCHMARK(BM_LocalPointQuery)->Unit(benchmark::kMicrosecond);
 
 void BM_HttpPointQuery(benchmark::State& state) {
   Cluster& c = cluster();
+  if (!has_peer(state, c)) return;
   const bool proof = state.range(0) != 0;
   std::mt19937_64 rng(7);
   run_clients(state, c.rhttp->bound_port(), 1, [&](Client& cl, int, uint64_t) {
@@ -284,6 +300,7 @@ BENCHMARK(BM_HttpPointQuery)->ArgName("proof")->Arg(0)->Arg(1)->Iterations(1)->U
 
 void BM_HttpVerifiedPointQuery(benchmark::State& state) {
   Cluster& c = cluster();
+  if (!has_peer(state, c)) return;
   std::mt19937_64 rng(7);
   std::string answer;
   run_clients(state, c.rhttp->bound_port(), 1, [&](Client& cl, int, uint64_t) {
