@@ -57,8 +57,8 @@
 // own mutex (log_mutex()), held for log operations only (a group's append
 // holds it across its fdatasync). size(), head(), state_root() and
 // page_count() wait for neither: they read the log's published view and a
-// mutex of their own. The log and size() hold durable entries only. Readers use open_snapshot() (snapshot.h) on db_path() and never
-// block writes.
+// mutex of their own. The log and size() hold durable entries only. Readers
+// use open_snapshot() (snapshot.h) on db_path() and never block writes.
 #pragma once
 
 #include <atomic>
