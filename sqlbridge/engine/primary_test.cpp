@@ -62,6 +62,25 @@ std::string as_text(const Value& v) {
   return std::get<std::string>(v.v);
 }
 
+// The integers in the first column of `query`'s rows, run on `p`.
+std::set<int64_t> first_column(Primary& p, const std::string& query) {
+  auto r = p.execute({sql(query)});
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  std::set<int64_t> out;
+  for (const auto& row : r->statements.at(0).rows) out.insert(as_int(row.at(0)));
+  return out;
+}
+
+// A new replica (files `prefix`.db and `prefix`.log) replaying p's log entry
+// by entry reaches p's state.
+void check_replica_agrees(Primary& p, const std::filesystem::path& prefix) {
+  auto replica = Replica::open(prefix.string() + ".db", prefix.string() + ".log", p.log_id(),
+                               fast_replica());
+  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  REQUIRE(sync_replica(p, **replica).ok());
+  CHECK((*replica)->state_root() == p.state_root());
+}
+
 }  // namespace
 
 TEST_CASE("a new primary starts with a signed genesis entry") {
@@ -476,9 +495,7 @@ TEST_CASE("a primary re-applies a logged entry whose commit failed, without a re
   acked.insert(4);
   CHECK_FALSE(f.primary->local_fault());
   CHECK(ok->seq == size + 1);
-  std::set<int64_t> present;
-  auto rows = f.exec({sql("SELECT a FROM t")});
-  for (const auto& row : rows.statements.at(0).rows) present.insert(as_int(row.at(0)));
+  const std::set<int64_t> present = first_column(*f.primary, "SELECT a FROM t");
   for (int64_t a : acked) CHECK(present.contains(a));
   CHECK(present.contains(100));  // the logged entry was applied
   auto head = f.primary->head();
@@ -913,10 +930,7 @@ TEST_CASE("group commit: concurrent writers all get their own durable results") 
   CHECK(f.primary->size() == size + static_cast<uint64_t>(rows));  // rows - 1 writes + scalar()
   CHECK(seqs.size() == static_cast<size_t>(rows - 1));
   f.reopen();
-  auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
-  REQUIRE(replica.ok());
-  REQUIRE(sync_replica(*f.primary, **replica).ok());
-  CHECK((*replica)->state_root() == f.primary->state_root());
+  check_replica_agrees(*f.primary, f.dir / "r");
 }
 
 // Group commit under concurrent writers: a crash copy taken at random group
@@ -980,16 +994,9 @@ TEST_CASE("group commit: a crash at any group's append keeps every acknowledged 
     CAPTURE(c.db);
     auto p = Primary::open(c.db, f.keys.secret, fast_primary());
     REQUIRE_MESSAGE(p.ok(), p.error().to_string());
-    auto rows = (*p)->execute({sql("SELECT a FROM t")});
-    REQUIRE(rows.ok());
-    std::set<int64_t> present;
-    for (const auto& row : rows->statements.at(0).rows) present.insert(as_int(row.at(0)));
+    const std::set<int64_t> present = first_column(**p, "SELECT a FROM t");
     for (int64_t a : c.acked) CHECK_MESSAGE(present.contains(a), "acknowledged write " << a);
-    auto replica = Replica::open(c.db.string() + ".r", c.db.string() + ".rlog", f.keys.pub,
-                                 fast_replica());
-    REQUIRE(replica.ok());
-    REQUIRE(sync_replica(**p, **replica).ok());
-    CHECK((*replica)->state_root() == (*p)->state_root());
+    check_replica_agrees(**p, c.db.string() + ".replica");
   }
   f.reopen();
   CHECK(f.primary->repaired_entries() == 0);
@@ -1044,17 +1051,12 @@ TEST_CASE("group commit: failed appends under concurrent writers are retried in 
   }
   REQUIRE_MESSAGE(last.ok(), last.error().to_string());
   CHECK_FALSE(f.primary->local_fault());
-  std::set<int64_t> present;
-  auto rows = f.exec({sql("SELECT a FROM t")});
-  for (const auto& row : rows.statements.at(0).rows) present.insert(as_int(row.at(0)));
+  const std::set<int64_t> present = first_column(*f.primary, "SELECT a FROM t");
   for (int64_t a : acked) CHECK_MESSAGE(present.contains(a), "acknowledged write " << a);
   CHECK(f.primary->size() == f.primary->log().size());
   f.reopen();
   CHECK(f.primary->repaired_entries() == 0);  // everything committed was appended
-  auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
-  REQUIRE(replica.ok());
-  REQUIRE(sync_replica(*f.primary, **replica).ok());
-  CHECK((*replica)->state_root() == f.primary->state_root());
+  check_replica_agrees(*f.primary, f.dir / "r");
 }
 
 // A process killed right after a write returns leaves the database and its
