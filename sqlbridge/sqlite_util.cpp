@@ -88,7 +88,8 @@ Status step_kept(sqlite3* db, SqliteStmt& stmt, const char* sql) {
   return e;
 }
 
-Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params) {
+Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params, BindCopy how) {
+  const sqlite3_destructor_type keep = how == BindCopy::borrow ? SQLITE_STATIC : SQLITE_TRANSIENT;
   int expected = sqlite3_bind_parameter_count(stmt);
   if (static_cast<size_t>(expected) != params.size()) {
     return make_error(Errc::invalid_argument, "statement has {} parameters but {} values were given",
@@ -105,9 +106,9 @@ Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params) {
     } else if (auto* d = std::get_if<double>(&v)) {
       rc = sqlite3_bind_double(stmt, idx, *d);
     } else if (auto* s = std::get_if<std::string>(&v)) {
-      rc = sqlite3_bind_text64(stmt, idx, s->data(), s->size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+      rc = sqlite3_bind_text64(stmt, idx, s->data(), s->size(), keep, SQLITE_UTF8);
     } else if (auto* b = std::get_if<Bytes>(&v)) {
-      rc = sqlite3_bind_blob64(stmt, idx, b->data(), b->size(), SQLITE_TRANSIENT);
+      rc = sqlite3_bind_blob64(stmt, idx, b->data(), b->size(), keep);
     }
     if (rc != SQLITE_OK) {
       return make_error(Errc::invalid_argument, "binding parameter {}: {} (code {})", idx,

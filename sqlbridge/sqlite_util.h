@@ -62,8 +62,15 @@ Result<SqliteStmt> prepare(sqlite3* db, std::string_view sql, std::string_view* 
 // Errors name `sql` (io_error for the node's own trouble, is_local_sqlite_error).
 Status step_kept(sqlite3* db, SqliteStmt& stmt, const char* sql);
 
+// How bind_values hands strings and blobs to SQLite.
+enum class BindCopy {
+  copy,    // SQLITE_TRANSIENT: SQLite copies them; params may go at once
+  borrow,  // SQLITE_STATIC: no copy; params must stay alive and unchanged until
+           // the statement is reset and its bindings cleared, or finalized
+};
 // Binds params[i] to parameter i+1. invalid_argument when the count differs.
-Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params);
+Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params,
+                   BindCopy how = BindCopy::copy);
 // The value of column `col` of the current row.
 Value column_value(sqlite3_stmt* stmt, int col);
 

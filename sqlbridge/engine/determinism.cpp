@@ -226,7 +226,7 @@ int64_t DeterministicDb::schema_version() {
   return version;
 }
 
-sqlite3_stmt* DeterministicDb::cached_statement(const std::string& sql) {
+DeterministicDb::CachedStatement* DeterministicDb::cached_statement(const std::string& sql) {
   if (cache_.empty()) return nullptr;
   auto it = cache_.find(sql);
   if (it == cache_.end()) return nullptr;
@@ -242,7 +242,7 @@ sqlite3_stmt* DeterministicDb::cached_statement(const std::string& sql) {
     // triggers they fire) cannot change it.
     cache_version_checked_ = true;
   }
-  return it->second.stmt.get();
+  return &it->second;
 }
 
 Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bool collect_rows,
@@ -264,7 +264,10 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
   // Binds, steps and records one prepared statement's result.
   auto execute = [&](sqlite3_stmt* stmt, const std::vector<Value>& params,
                      const std::string& keyword) -> Status {
-    if (Status s = bind_values(stmt, params); !s.ok()) {
+    // Borrowed, not copied: `params` (the caller's statement) outlives every
+    // use of these bindings; the statement is finalized, or reset with its
+    // bindings cleared, before run_statement_text returns (both paths below).
+    if (Status s = bind_values(stmt, params, BindCopy::borrow); !s.ok()) {
       return make_error(Errc::invalid_argument, "statement {}: {}", index, s.error().message);
     }
     StatementResult result;
@@ -297,7 +300,8 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     return ok_status();
   };
   if (auth_->mode == AuthMode::user) {
-    if (sqlite3_stmt* cached = cached_statement(st.sql)) {
+    if (CachedStatement* entry = cached_statement(st.sql)) {
+      sqlite3_stmt* cached = entry->stmt.get();
       // The authorizer's per-statement state starts empty, as for a fresh
       // prepare: SQLite re-prepares a cached statement inside sqlite3_step,
       // through the authorizer, when the statement was expired (ANALYZE, a
@@ -308,7 +312,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
       auth_->created.clear();
       auth_->rank_reads.clear();
       auth_->to_check.clear();
-      const std::string keyword = cache_.find(st.sql)->second.keyword;
+      const std::string keyword = entry->keyword;  // a copy: `entry` may leave the cache below
       const int reprepares = sqlite3_stmt_status(cached, SQLITE_STMTSTATUS_REPREPARE, 0);
       Status s = execute(cached, st.params, keyword);
       sqlite3_reset(cached);

@@ -165,8 +165,6 @@ class DeterministicDb {
   std::optional<std::string> rank_read_refusal();
   Status run_statement_text(size_t index, const Statement& st, bool collect_rows,
                             std::vector<StatementResult>& out);
-  // The cached statement for `sql`, if any and the schema did not change since.
-  sqlite3_stmt* cached_statement(const std::string& sql);
   int64_t schema_version();
   // Whether sqlite_schema holds a virtual table (cached per schema version).
   bool has_virtual_tables();
@@ -181,6 +179,8 @@ class DeterministicDb {
     SqliteStmt stmt;
     std::string keyword;
   };
+  // The cached statement for `sql`, if any and the schema did not change since.
+  CachedStatement* cached_statement(const std::string& sql);
   size_t cache_capacity_ = 0;
   std::map<std::string, CachedStatement, std::less<>> cache_;
   int64_t cache_schema_version_ = -1;
