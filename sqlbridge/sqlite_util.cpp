@@ -88,7 +88,8 @@ Status step_kept(sqlite3* db, SqliteStmt& stmt, const char* sql) {
   return e;
 }
 
-Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params, BindCopy how) {
+Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params, BindCopy how,
+                   EmptyBlob empty_blob) {
   const sqlite3_destructor_type keep = how == BindCopy::borrow ? SQLITE_STATIC : SQLITE_TRANSIENT;
   int expected = sqlite3_bind_parameter_count(stmt);
   if (static_cast<size_t>(expected) != params.size()) {
@@ -108,7 +109,16 @@ Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params, BindCop
     } else if (auto* s = std::get_if<std::string>(&v)) {
       rc = sqlite3_bind_text64(stmt, idx, s->data(), s->size(), keep, SQLITE_UTF8);
     } else if (auto* b = std::get_if<Bytes>(&v)) {
-      rc = sqlite3_bind_blob64(stmt, idx, b->data(), b->size(), keep);
+      // SQLite binds a null pointer as NULL, and an empty vector's data() may
+      // or may not be null (a decoded entry's is): a non-null pointer with
+      // length 0 is the empty blob, a null one NULL, whatever the vector holds.
+      static const uint8_t kNoBytes = 0;
+      if (b->empty()) {
+        rc = empty_blob == EmptyBlob::empty ? sqlite3_bind_blob64(stmt, idx, &kNoBytes, 0, SQLITE_STATIC)
+                                            : sqlite3_bind_null(stmt, idx);
+      } else {
+        rc = sqlite3_bind_blob64(stmt, idx, b->data(), b->size(), keep);
+      }
     }
     if (rc != SQLITE_OK) {
       return make_error(Errc::invalid_argument, "binding parameter {}: {} (code {})", idx,

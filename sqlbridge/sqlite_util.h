@@ -68,9 +68,16 @@ enum class BindCopy {
   borrow,  // SQLITE_STATIC: no copy; params must stay alive and unchanged until
            // the statement is reset and its bindings cleared, or finalized
 };
+// How bind_values binds an empty blob parameter.
+enum class EmptyBlob {
+  empty,  // the empty blob x'', as SQLite's own API binds a non-null pointer
+  null,   // NULL: what a format 2 log's replicas did (a decoded empty vector's
+          // data() is null), kept for format 2 logs (docs/determinism.md
+          // "Empty blob parameters")
+};
 // Binds params[i] to parameter i+1. invalid_argument when the count differs.
 Status bind_values(sqlite3_stmt* stmt, const std::vector<Value>& params,
-                   BindCopy how = BindCopy::copy);
+                   BindCopy how = BindCopy::copy, EmptyBlob empty_blob = EmptyBlob::empty);
 // The value of column `col` of the current row.
 Value column_value(sqlite3_stmt* stmt, int col);
 

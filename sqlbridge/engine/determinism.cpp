@@ -202,6 +202,25 @@ void DeterministicDb::set_statement_cache(size_t capacity) {
   clear_statement_cache();
 }
 
+Result<int64_t> DeterministicDb::read_format_version() {
+  static const std::string kSql =
+      fmt::format("SELECT v FROM {} WHERE k = 'format_version'", kMetaTable);
+  SWL_ASSIGN(SqliteStmt q, prepare(db_.get(), kSql));
+  const int rc = sqlite3_step(q.get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlite_error(db_.get(), kSql);
+  if (rc == SQLITE_DONE || sqlite3_column_type(q.get(), 0) != SQLITE_INTEGER) {
+    return make_error(Errc::corrupt, "{} has no integer format_version", kMetaTable);
+  }
+  const int64_t v = sqlite3_column_int64(q.get(), 0);
+  if (v < kOldestFormatVersion || v > kFormatVersion) {
+    return make_error(Errc::bad_version,
+                      "the database has swarmlite format version {}, this build reads versions {} "
+                      "to {}",
+                      v, kOldestFormatVersion, kFormatVersion);
+  }
+  return v;
+}
+
 void DeterministicDb::clear_statement_cache() {
   cache_.clear();
   cache_schema_version_ = -1;
@@ -267,7 +286,8 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
     // Borrowed, not copied: `params` (the caller's statement) outlives every
     // use of these bindings; the statement is finalized, or reset with its
     // bindings cleared, before run_statement_text returns (both paths below).
-    if (Status s = bind_values(stmt, params, BindCopy::borrow); !s.ok()) {
+    const EmptyBlob empty_blob = format_version_ >= 3 ? EmptyBlob::empty : EmptyBlob::null;
+    if (Status s = bind_values(stmt, params, BindCopy::borrow, empty_blob); !s.ok()) {
       return make_error(Errc::invalid_argument, "statement {}: {}", index, s.error().message);
     }
     StatementResult result;
@@ -611,6 +631,14 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
 
   auth_->mode = AuthMode::system;
   if (!batch_) SWL_TRY(step_fixed(begin_, "BEGIN IMMEDIATE"));
+  if (mode == Mode::user && format_version_ == 0) {
+    auto format = read_format_version();
+    if (!format.ok()) {
+      rollback();
+      return format.take_error();
+    }
+    format_version_ = *format;
+  }
   bool lean = batch_ && lean_;  // begin_batch: no padding, applied_seq at the commit
   auth_->vtab_created = false;
   if (mode == Mode::user && !lean) {

@@ -200,6 +200,10 @@ class DeterministicDb {
   std::array<SqliteStmt, 4> pad_;  // the cell padding's statements (run_entry)
   SqliteStmt begin_, commit_;      // BEGIN IMMEDIATE and COMMIT (step_fixed)
   bool batch_ = false;  // a batch transaction is open (begin_batch)
+  // The log's format version (sqlite_swarmlite's format_version), read at the
+  // first user entry: it decides how an empty blob parameter binds (genesis.h).
+  int64_t format_version_ = 0;
+  Result<int64_t> read_format_version();
   bool lean_ = false;   // ... and it is lean: no padding, applied_seq at commit_batch
   uint64_t lean_last_seq_ = 0;  // the seq of the lean batch's last entry run
   bool lean_ran_ = false;       // an entry ran in the lean batch

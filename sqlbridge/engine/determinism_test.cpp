@@ -9,6 +9,7 @@
 #include "sqlbridge/engine/engine_test_util.h"
 #include "sqlbridge/engine/connection_settings.h"
 #include "sqlbridge/engine/determinism.h"
+#include "sqlbridge/engine/genesis.h"
 #include "sqlbridge/engine/snapshot.h"
 
 using namespace swarmlite;
@@ -82,4 +83,59 @@ TEST_CASE("a new database file appears whole and in WAL mode; a killed attempt's
   auto db = DeterministicDb::open(dir / "fresh.db");
   REQUIRE_MESSAGE(db.ok(), db.error().to_string());
   CHECK_FALSE(std::filesystem::exists(dir / "fresh.db-creating"));
+}
+
+TEST_CASE("an empty blob parameter binds as x'' in format 3 and as NULL in a format 2 log") {
+  // Format 2 bound it as NULL (docs/determinism.md "Empty blob parameters"):
+  // its logs keep that, so their state roots replay as they were written.
+  testing::TempDir dir;
+  auto run = [&](int64_t format) -> std::string {
+    const auto path = dir / ("f" + std::to_string(format) + ".db");
+    auto db = DeterministicDb::open(path);
+    REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+    auto no_check = [](const Hash32&, uint32_t) { return ok_status(); };
+    auto g = (*db)->run_entry(EntryInputs{0, 1000, {}},
+                              genesis_statements(sqlite3_libversion(), format),
+                              DeterministicDb::Mode::genesis, false, no_check);
+    REQUIRE_MESSAGE(g.ok(), g.error().to_string());
+    const std::vector<Statement> txn = {
+        Statement{"CREATE TABLE t(k INTEGER PRIMARY KEY, v)", {}},
+        Statement{"INSERT INTO t VALUES (1, ?1)", {Value{Bytes{}}}},
+        Statement{"INSERT INTO t VALUES (2, ?1)", {Value{std::string()}}},
+        Statement{"INSERT INTO t VALUES (3, ?1)", {Value{Bytes{9}}}},
+        Statement{"SELECT group_concat(k || ':' || typeof(v), ' ') FROM t", {}}};
+    auto r = (*db)->run_entry(EntryInputs{1, 1001, {}}, txn, DeterministicDb::Mode::user, true,
+                              no_check);
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    return std::get<std::string>(r->back().rows.at(0).at(0).v);
+  };
+  CHECK(run(3) == "1:blob 2:text 3:blob");
+  CHECK(run(2) == "1:null 2:text 3:blob");
+  // A format this build does not read is refused at the first user entry.
+  auto db = DeterministicDb::open(dir / "f9.db");
+  REQUIRE(db.ok());
+  auto no_check = [](const Hash32&, uint32_t) { return ok_status(); };
+  REQUIRE((*db)->run_entry(EntryInputs{0, 1000, {}}, genesis_statements(sqlite3_libversion(), 9),
+                           DeterministicDb::Mode::genesis, false, no_check)
+              .ok());
+  auto r = (*db)->run_entry(EntryInputs{1, 1001, {}}, std::vector<Statement>{{"SELECT 1", {}}},
+                            DeterministicDb::Mode::user, true, no_check);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == Errc::bad_version);
+  CHECK(r.error().message.find("format version 9") != std::string::npos);
+}
+
+TEST_CASE("genesis of format 2 and 3 is accepted, other formats are refused naming the range") {
+  Entry entry;
+  for (int64_t format : {kOldestFormatVersion, kFormatVersion}) {
+    entry.statements = genesis_statements(sqlite3_libversion(), format);
+    CHECK(check_genesis(entry).ok());
+  }
+  entry.statements = genesis_statements(sqlite3_libversion(), kFormatVersion + 1);
+  Status s = check_genesis(entry);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == Errc::bad_version);
+  CHECK(s.error().message == fmt::format("genesis: log has swarmlite format version {}, this build "
+                                         "reads versions {} to {}",
+                                         kFormatVersion + 1, kOldestFormatVersion, kFormatVersion));
 }

@@ -20,11 +20,11 @@ std::string text_param(const Statement& st, size_t i) {
 }
 }  // namespace
 
-std::vector<Statement> genesis_statements(std::string_view sqlite_version) {
+std::vector<Statement> genesis_statements(std::string_view sqlite_version, int64_t format_version) {
   return {
       Statement{std::string(kCreateMetaSql), {}},
       Statement{std::string(kInsertMeta),
-                {Value{kFormatVersion}, Value{std::string(sqlite_version)},
+                {Value{format_version}, Value{std::string(sqlite_version)},
                  Value{static_cast<int64_t>(kPageSize)}, Value{std::string(kFixedSettings)}}},
   };
 }
@@ -35,6 +35,9 @@ Status check_genesis(const Entry& entry) {
   if (entry.seq != 0) {
     return make_error(Errc::bad_value, "genesis: entry has seq {}, expected 0", entry.seq);
   }
+  for (int64_t format = kOldestFormatVersion; format < kFormatVersion; ++format) {
+    if (entry.statements == genesis_statements(sqlite3_libversion(), format)) return ok_status();
+  }
   const std::vector<Statement> expected = genesis_statements();
   if (entry.statements == expected) return ok_status();
   // Same shape, different recorded values: name what differs. The format
@@ -43,13 +46,16 @@ Status check_genesis(const Entry& entry) {
   if (entry.statements.size() == expected.size() &&
       entry.statements[1].params.size() == expected[1].params.size()) {
     const Statement& got = entry.statements[1];
-    if (got.params[0] != expected[1].params[0]) {
+    const auto* got_format = std::get_if<int64_t>(&got.params[0].v);
+    const bool readable_format = got_format != nullptr && *got_format >= kOldestFormatVersion &&
+                                 *got_format <= kFormatVersion;
+    if (!readable_format) {
       const bool format1 = got.params[0] == Value{int64_t{1}} &&
                            entry.statements[0].sql == kLegacyCreateMetaSql;
       return make_error(Errc::bad_version,
-                        "genesis: log has swarmlite format version {}, this build reads version "
-                        "{}{}",
-                        text_param(got, 0), kFormatVersion,
+                        "genesis: log has swarmlite format version {}, this build reads versions "
+                        "{} to {}{}",
+                        text_param(got, 0), kOldestFormatVersion, kFormatVersion,
                         format1 ? " (format 1 kept its metadata in a _swarmlite table that ORMs "
                                   "list as a user table; see docs/operations.md \"Upgrading from "
                                   "format 1\")"
@@ -60,6 +66,7 @@ Status check_genesis(const Entry& entry) {
       entry.statements[1].sql == expected[1].sql &&
       entry.statements[1].params.size() == expected[1].params.size()) {
     const Statement& got = entry.statements[1];
+    // A readable format (checked above): what else differs is named below.
     if (got.params[1] != expected[1].params[1]) {
       return make_error(Errc::bad_version,
                         "genesis: the log was written with SQLite {} but this replica runs SQLite "

@@ -2,7 +2,7 @@
 // function so the primary writes it and every replica checks it byte for byte.
 // It creates the metadata table and records what a replica must match:
 //   sqlite_swarmlite(k TEXT PRIMARY KEY, v)
-//     format_version  kFormatVersion
+//     format_version  kFormatVersion (kOldestFormatVersion.. in older logs)
 //     sqlite_version  sqlite3_libversion() of the primary
 //     page_size       4096
 //     settings        kFixedSettings (connection_settings.h)
@@ -27,7 +27,12 @@
 
 namespace swarmlite {
 
-inline constexpr int64_t kFormatVersion = 2;
+// The format a new log is written in. Format 3 binds an empty blob parameter
+// as the empty blob x''; format 2 bound it as NULL (docs/determinism.md
+// "Empty blob parameters"). A format 2 log is still replayed and continued
+// with format 2's binding, so its state roots stay what they were.
+inline constexpr int64_t kFormatVersion = 3;
+inline constexpr int64_t kOldestFormatVersion = 2;
 inline constexpr std::string_view kMetaTable = "sqlite_swarmlite";
 // The genesis statement that creates kMetaTable (the only statement ever run
 // with writable_schema on).
@@ -38,13 +43,16 @@ inline constexpr std::string_view kCreateMetaSql = "CREATE TABLE sqlite_swarmlit
 inline constexpr std::string_view kLegacyMetaTable = "_swarmlite";
 inline constexpr std::string_view kLegacyCreateMetaSql = "CREATE TABLE _swarmlite(k TEXT PRIMARY KEY, v)";
 
-// The statements of the genesis entry for a primary running `sqlite_version`.
-std::vector<Statement> genesis_statements(std::string_view sqlite_version);
+// The statements of the genesis entry for a primary running `sqlite_version`
+// (a log in `format_version`: kFormatVersion for every new log).
+std::vector<Statement> genesis_statements(std::string_view sqlite_version,
+                                          int64_t format_version = kFormatVersion);
 // ... for this process's SQLite (sqlite3_libversion()).
 std::vector<Statement> genesis_statements();
 
 // Checks that `entry` is a genesis entry this process can replay: seq 0 and
-// statements exactly genesis_statements(). bad_version naming both SQLite
+// statements exactly genesis_statements() of this build's SQLite, in format
+// kOldestFormatVersion to kFormatVersion. bad_version naming both SQLite
 // versions (or both format versions: a format 1 genesis, which created
 // _swarmlite, among them) when only those differ; bad_value when the entry is
 // not a swarmlite genesis at all.

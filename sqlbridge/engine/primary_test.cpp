@@ -719,6 +719,7 @@ TEST_CASE("a runaway write stops at the time limit, rolls back and logs nothing"
   CHECK(r.error().message ==
         "write transaction exceeded the 300 ms write time limit; rolled back, nothing logged");
   CHECK(took < std::chrono::seconds(60));  // liveness only: unbounded before the fix
+  CHECK(took >= std::chrono::milliseconds(300));  // never before the limit (a coarse clock lags)
   CHECK(Snapshot(*f.primary) == before);
   // The connection is usable and the table empty.
   CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 0);
@@ -1550,4 +1551,20 @@ TEST_CASE("the logged entry holds the transaction exactly and is canonical") {
   CHECK(entry->state_root == r.state_root);
   CHECK(entry->page_count == r.page_count);
   CHECK(encode_entry(*entry) == *bytes);
+}
+
+TEST_CASE("empty text and blob parameters are stored as '' and x'', not NULL, on every node") {
+  // An empty std::vector's data() may be null, and SQLite binds a null
+  // pointer as NULL; a borrowed binding (no copy) must not change that either.
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(k INTEGER PRIMARY KEY, v)")});
+  f.exec({sql("INSERT INTO t VALUES (1, ?1)", {Value{std::string()}}),
+          sql("INSERT INTO t VALUES (2, ?1)", {Value{Bytes{}}}),
+          sql("INSERT INTO t VALUES (3, ?1)", {Value{Bytes{7}}})});
+  for (int round = 0; round < 2; ++round) {  // the fresh prepare, then the cached statement
+    f.exec({sql("INSERT INTO t VALUES (?1, ?2)", {Value{int64_t{10 + round}}, Value{Bytes{}}})});
+  }
+  CHECK(as_text(f.scalar("SELECT group_concat(k || ':' || typeof(v) || ':' || length(v), ' ') "
+                         "FROM t ORDER BY k")) == "1:text:0 2:blob:0 3:blob:1 10:blob:0 11:blob:0");
+  check_replica_agrees(*f.primary, f.dir / "r");
 }
