@@ -207,6 +207,43 @@ void portable_final(PortableState& s, uint8_t out[32]) {
   for (int i = 0; i < 4; ++i) store_le64(out + 8 * i, s.h[i]);
 }
 
+void portable_hash_resumable(const uint8_t* prefix, size_t prefix_len, const uint8_t* data,
+                             size_t data_len, size_t from, Midstate* mid, uint8_t out[32]) {
+  const size_t n = prefix_len + data_len;
+  const size_t blocks = resumable_blocks(n);
+  PortableState s;
+  if (from == 0) {
+    portable_init(s);
+    std::memcpy(mid[0].h, s.h, sizeof s.h);
+  } else {
+    std::memcpy(s.h, mid[from].h, sizeof s.h);
+  }
+  s.t0 = 128 * static_cast<uint64_t>(from);
+  s.t1 = 0;
+  // Block k is message bytes [128k, 128k + 128): inside `data` once 128k >=
+  // prefix_len, else copied together with the prefix.
+  auto block = [&](size_t k, uint8_t* tmp, size_t len) -> const uint8_t* {
+    const size_t at = 128 * k;
+    if (at >= prefix_len && len == 128) return data + (at - prefix_len);
+    std::memset(tmp, 0, 128);
+    for (size_t i = 0; i < len; ++i) {
+      const size_t m = at + i;
+      tmp[i] = m < prefix_len ? prefix[m] : data[m - prefix_len];
+    }
+    return tmp;
+  };
+  uint8_t tmp[128];
+  for (size_t k = from; k < blocks; ++k) {
+    add_count(s, 128);
+    compress(s, block(k, tmp, 128), false);
+    std::memcpy(mid[k + 1].h, s.h, sizeof s.h);
+  }
+  const size_t rest = n - 128 * blocks;  // 1..128 (0 for the empty message)
+  add_count(s, rest);
+  compress(s, block(blocks, tmp, rest), true);  // always through tmp: zero padded
+  for (int i = 0; i < 4; ++i) store_le64(out + 8 * i, s.h[i]);
+}
+
 Impl chosen() {
   static const Impl impl = choose();
   return impl;

@@ -27,6 +27,24 @@ void portable_init(PortableState& s);
 void portable_update(PortableState& s, const uint8_t* in, size_t n);
 void portable_final(PortableState& s, uint8_t out[32]);
 
+// Hashing a message again after a change: BLAKE2b compresses 128-byte blocks
+// in order, so the chaining value before the first changed block is that of
+// the old message. portable_hash_resumable hashes prefix || data (prefix
+// under 128 bytes) and keeps mid[k], the chaining value after the first k
+// blocks, for k = 0 .. resumable_blocks(n) (n = the message's length); given
+// `from` <= resumable_blocks(n) and mid[0 .. from] of a message whose first
+// 128 * from bytes were the same, it starts at block `from` and updates
+// mid[from + 1 ..]. The digest is BLAKE2b-256 of the message, as from
+// portable_init/update/final (the state tree's page leaves,
+// docs/performance.md "Resumed page hashes").
+struct Midstate {
+  uint64_t h[8];
+};
+// Blocks compressed before the last one (which is compressed as the last).
+constexpr size_t resumable_blocks(size_t n) { return n == 0 ? 0 : (n - 1) / 128; }
+void portable_hash_resumable(const uint8_t* prefix, size_t prefix_len, const uint8_t* data,
+                             size_t data_len, size_t from, Midstate* mid, uint8_t out[32]);
+
 enum class Impl { libsodium, portable };
 // The implementation this process uses (chosen at the first call; thread-safe).
 Impl chosen();

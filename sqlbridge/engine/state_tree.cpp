@@ -393,13 +393,44 @@ Hash32 StateTree::memo_leaf_hash(uint32_t pgno, ByteView page) {
   if (page.size() > 8192) return page_leaf_hash(pgno, page);
   if (leaf_memo_.empty()) leaf_memo_.resize(kLeafMemoSlots);
   LeafMemo& slot = leaf_memo_[pgno % kLeafMemoSlots];
-  if (slot.pgno == pgno && slot.bytes.size() == page.size() &&
-      std::memcmp(slot.bytes.data(), page.data(), page.size()) == 0) {
+  const bool same_page = slot.pgno == pgno && slot.bytes.size() == page.size();
+  if (same_page && std::memcmp(slot.bytes.data(), page.data(), page.size()) == 0) {
     return slot.leaf;
   }
-  slot.pgno = pgno;
-  slot.bytes.assign(page.begin(), page.end());
-  slot.leaf = page_leaf_hash(pgno, page);
+  if (pgno == 1) {  // volatile header bytes: the plain hash (see LeafMemo::mid)
+    slot.pgno = pgno;
+    slot.bytes.assign(page.begin(), page.end());
+    slot.mid.clear();
+    slot.leaf = page_leaf_hash(pgno, page);
+    return slot.leaf;
+  }
+  // The leaf hashes kLeafPrefix || pgno (5 bytes) || page, in 128-byte
+  // blocks. The same page number with bytes that differ only from block k
+  // on: blocks before k, and so their chaining values, are unchanged
+  // (an UPDATE in place, such as every entry's applied_seq, changes a few
+  // bytes near the page's end; docs/performance.md "Resumed page hashes").
+  const uint8_t prefix[5] = {kLeafPrefix, uint8_t(pgno >> 24), uint8_t(pgno >> 16),
+                             uint8_t(pgno >> 8), uint8_t(pgno)};
+  const size_t n = sizeof prefix + page.size();
+  size_t from = 0;
+  if (same_page && slot.mid.size() == blake2b256::resumable_blocks(n) + 1) {
+    const size_t blocks = blake2b256::resumable_blocks(n);
+    // The first block whose bytes differ (page bytes [128k - 5, 128k + 123)).
+    while (from < blocks) {
+      const size_t lo = from == 0 ? 0 : 128 * from - sizeof prefix;
+      const size_t hi = 128 * (from + 1) - sizeof prefix;
+      if (std::memcmp(slot.bytes.data() + lo, page.data() + lo, hi - lo) != 0) break;
+      ++from;
+    }
+    const size_t at = from == 0 ? 0 : 128 * from - sizeof prefix;  // < page.size()
+    std::memcpy(slot.bytes.data() + at, page.data() + at, page.size() - at);
+  } else {
+    slot.pgno = pgno;
+    slot.bytes.assign(page.begin(), page.end());
+    slot.mid.resize(blake2b256::resumable_blocks(n) + 1);
+  }
+  blake2b256::portable_hash_resumable(prefix, sizeof prefix, page.data(), page.size(), from,
+                                      slot.mid.data(), slot.leaf.data());
   return slot.leaf;
 }
 

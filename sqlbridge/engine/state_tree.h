@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/blake2b.h"
 #include "core/file_io.h"
 #include "core/merkle.h"
 #include "sqlbridge/engine/page_vfs.h"
@@ -174,6 +175,10 @@ class StateTree {
     uint32_t pgno = 0;  // 0: empty
     Bytes bytes;
     Hash32 leaf{};
+    // The leaf hash's chaining values (core/blake2b.h), so a page changed
+    // only from some offset on is hashed again from there; empty for page 1
+    // (its leaf hashes a copy with the volatile header bytes zeroed).
+    std::vector<blake2b256::Midstate> mid;
   };
   static constexpr size_t kLeafMemoSlots = 16;
   std::vector<LeafMemo> leaf_memo_;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "core/blake2b.h"
 
@@ -37,6 +38,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::fprintf(stderr, "blake2b_fuzz: portable digest differs from libsodium's (%zu bytes)\n",
                  size);
     std::abort();
+  }
+  // The resumable hash (the state tree's page leaves): the input as prefix
+  // (its first data[0] % 128 bytes) and data, hashed whole, then with its
+  // second half changed and resumed at the first block that differs.
+  const size_t prefix_len = size > 0 ? std::min<size_t>(size, data[0] % 128) : 0;
+  std::vector<Midstate> mid(resumable_blocks(size) + 1);
+  portable_hash_resumable(data, prefix_len, data + prefix_len, size - prefix_len, 0, mid.data(), ours);
+  if (std::memcmp(ours, theirs, 32) != 0) {
+    std::fprintf(stderr, "blake2b_fuzz: resumable digest differs from libsodium's (%zu bytes)\n", size);
+    std::abort();
+  }
+  if (size > 1) {
+    std::vector<uint8_t> changed(data, data + size);
+    const size_t half = size / 2;
+    for (size_t i = half; i < size; ++i) changed[i] = static_cast<uint8_t>(changed[i] ^ 0xa5);
+    portable_hash_resumable(changed.data(), prefix_len, changed.data() + prefix_len,
+                            size - prefix_len, std::min(half / 128, resumable_blocks(size)),
+                            mid.data(), ours);
+    crypto_generichash(theirs, sizeof theirs, changed.data(), size, nullptr, 0);
+    if (std::memcmp(ours, theirs, 32) != 0) {
+      std::fprintf(stderr, "blake2b_fuzz: resumed digest differs from libsodium's (%zu bytes)\n",
+                   size);
+      std::abort();
+    }
   }
   return 0;
 }
