@@ -265,6 +265,25 @@ TEST_CASE("undo_last restores the exact previous tree") {
   CHECK(t.root() == r10);
 }
 
+// Applies `commit` to `t` and to the model of a 40-page database, and checks
+// the root and the commit's leaves against a tree built from scratch; one
+// time in ten, undoes it on both and checks again.
+static void apply_and_compare(StateTree& t, std::vector<Bytes>& model, const PageMap& commit,
+                              std::mt19937& rng) {
+  const std::vector<Bytes> before = model;
+  for (const auto& [pgno, page] : commit) model[pgno - 1] = page;
+  REQUIRE(t.apply(commit, 40).ok());
+  REQUIRE(t.root() == StateTree::from_pages(model).root());
+  for (const auto& [pgno, page] : commit) {
+    REQUIRE(t.tree().leaf(pgno - 1) == page_leaf_hash(pgno, page));
+  }
+  if (rng() % 10 == 0) {
+    t.undo_last();
+    model = before;
+    REQUIRE(t.root() == StateTree::from_pages(model).root());
+  }
+}
+
 TEST_CASE("pages rewritten with the bytes they had, or with another page's bytes, hash as from scratch") {
   // apply() remembers the last bytes it hashed per page-number slot (16 slots,
   // pgno % 16) and reuses the leaf when a page comes back unchanged. Commits
@@ -288,16 +307,8 @@ TEST_CASE("pages rewritten with the bytes they had, or with another page's bytes
       if (pgno == 1 && rng() % 2) page[24] ^= 0x5a;  // the file change counter: normalised away
       commit[pgno] = page;
     }
-    const std::vector<Bytes> before = model;
-    for (const auto& [pgno, page] : commit) model[pgno - 1] = page;
-    REQUIRE(t.apply(commit, 40).ok());
     INFO("round ", round);
-    REQUIRE(t.root() == StateTree::from_pages(model).root());
-    if (rng() % 10 == 0) {
-      t.undo_last();
-      model = before;
-      REQUIRE(t.root() == StateTree::from_pages(model).root());
-    }
+    apply_and_compare(t, model, commit, rng);
   }
 }
 
@@ -328,19 +339,8 @@ TEST_CASE("pages changed from some offset on hash as from scratch (resumed page 
       if (rng() % 8 == 0) page = model[rng() % model.size()];  // another page's bytes
       commit[pgno] = page;
     }
-    const std::vector<Bytes> before = model;
-    for (const auto& [pgno, page] : commit) model[pgno - 1] = page;
-    REQUIRE(t.apply(commit, 40).ok());
     INFO("round ", round);
-    REQUIRE(t.root() == StateTree::from_pages(model).root());
-    for (const auto& [pgno, page] : commit) {
-      REQUIRE(t.tree().leaf(pgno - 1) == page_leaf_hash(pgno, page));
-    }
-    if (rng() % 10 == 0) {
-      t.undo_last();
-      model = before;
-      REQUIRE(t.root() == StateTree::from_pages(model).root());
-    }
+    apply_and_compare(t, model, commit, rng);
   }
 }
 
