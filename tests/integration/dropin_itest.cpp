@@ -38,7 +38,7 @@ const char* kApp = R"sql(
   CREATE TRIGGER posts_count AFTER INSERT ON comments BEGIN UPDATE posts SET title = title WHERE id = NEW.post; END;
   BEGIN;
   WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
-    INSERT INTO users SELECT i, 'user ' || i, CASE WHEN i % 10 = 0 THEN randomblob(6000) END FROM n;
+    INSERT INTO users SELECT i, 'user ' || i, CASE WHEN i % 10 = 0 THEN randomblob(6000) WHEN i % 10 = 5 THEN x'' END FROM n;
   WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)
     INSERT INTO posts SELECT i, i % 50 + 1, 'post ' || i, hex(randomblob(600)) FROM n;
   WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
