@@ -646,32 +646,12 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
     // ROWID record holding NULL, 0, 1, '' or x'') with whatever the B-tree's
     // cell buffer held from the connection's earlier work — a failed
     // transaction on the primary or a restart changed those bytes and the
-    // roots diverged (found by tests/sqlfuzz). Building one cell of fixed
-    // content at the start of every entry, and rolling it back, makes the
+    // roots diverged (found by tests/sqlfuzz). pad_cell_buffer makes the
     // buffer's contents a function of the entry's starting state alone
     // (docs/determinism.md "Cell padding").
-    // Prepared once and reused: preparing four statements per entry cost more
-    // than a small entry itself (docs/performance.md "Batched replay").
-    static const std::array<std::string, 4> kPad = {
-        "SAVEPOINT swarmlite_pad",
-        fmt::format("INSERT INTO {}(k, v) VALUES ('swarmlite_pad', x'5357504144')", kMetaTable),
-        "ROLLBACK TO swarmlite_pad", "RELEASE swarmlite_pad"};
-    for (size_t i = 0; i < kPad.size(); ++i) {
-      if (!pad_[i]) {
-        auto r = prepare(db, kPad[i]);
-        if (!r.ok()) {
-          rollback();
-          return r.take_error();
-        }
-        pad_[i] = std::move(r).value();
-      }
-      int rc = sqlite3_step(pad_[i].get());
-      sqlite3_reset(pad_[i].get());
-      if (rc != SQLITE_DONE) {
-        Error e = sqlite_error(db, kPad[i]);
-        rollback();
-        return e;
-      }
+    if (Status s = pad_cell_buffer(); !s.ok()) {
+      rollback();
+      return s.take_error();
     }
   }
   // changes() and last_insert_rowid() start every entry at 0, whatever ran before.
@@ -720,17 +700,22 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   }
 
   auth_->mode = AuthMode::system;
+  bool lean_end = false;  // this entry ends the batch's lean part (its own pad write skipped)
   if (lean && auth_->vtab_created) {
     // The batch's next entries may write the new virtual table: plain from
-    // here on (begin_batch), this entry's applied_seq written as a plain one's.
+    // here on (begin_batch), this entry's applied_seq written as the lean
+    // part's last.
     lean_ = false;
     lean_ran_ = false;
     lean = false;
+    lean_end = true;
   }
   if (lean) {
     lean_last_seq_ = inputs.seq;
     lean_ran_ = true;
-  } else if (Status s = update_applied_seq(inputs.seq); !s.ok()) {
+  } else if (Status s = lean_end ? update_lean_applied_seq(inputs.seq)
+                                 : update_applied_seq(inputs.seq);
+             !s.ok()) {
     rollback();
     return s.take_error();
   }
@@ -765,6 +750,58 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   }
   capture_->reset();
   return results;
+}
+
+Status DeterministicDb::pad_cell_buffer() {
+  sqlite3* db = db_.get();
+  if (format_version_ < 4) {
+    // Formats 2 and 3: one row of fixed content inserted into the metadata
+    // table and rolled back. Its pages come back as they were but are written
+    // again (the table's and its index's), so every entry committed two pages
+    // besides its own.
+    static const std::array<std::string, 4> kPad = {
+        "SAVEPOINT swarmlite_pad",
+        fmt::format("INSERT INTO {}(k, v) VALUES ('swarmlite_pad', x'5357504144')", kMetaTable),
+        "ROLLBACK TO swarmlite_pad", "RELEASE swarmlite_pad"};
+    for (size_t i = 0; i < kPad.size(); ++i) SWL_TRY(step_kept(db, pad_[i], kPad[i].c_str()));
+    return ok_status();
+  }
+  // Format 4: applied_seq is set to a 5-byte blob, a size no integer has
+  // (their bodies are 0, 1, 2, 3, 4, 6 or 8 bytes), so SQLite does not
+  // overwrite the value in place but builds the row's new cell in the cell
+  // buffer, a cell of fixed content. Only the metadata table's page changes,
+  // which the entry's applied_seq update writes anyway; update_applied_seq at
+  // the entry's end sets the integer again.
+  if (batch_) {
+    // The savepoint makes every virtual table the batch wrote flush what it
+    // holds (FTS5's pending terms), as the previous entry's own COMMIT did on
+    // the primary; without it the terms of several entries would be flushed
+    // together, at the batch's commit, into other segments.
+    SWL_TRY(step_kept(db, flush_[0], "SAVEPOINT swarmlite_flush"));
+    SWL_TRY(step_kept(db, flush_[1], "RELEASE swarmlite_flush"));
+  }
+  return pad_write();
+}
+
+Status DeterministicDb::pad_write() {
+  sqlite3* db = db_.get();
+  static const std::string kPadWrite =
+      fmt::format("UPDATE {} SET v = x'5357504144' WHERE k = 'applied_seq'", kMetaTable);
+  SWL_TRY(step_kept(db, pad_write_, kPadWrite.c_str()));
+  if (sqlite3_changes(db) != 1) {
+    return make_error(Errc::corrupt, "{}: {} has no applied_seq row", path_.string(), kMetaTable);
+  }
+  return ok_status();
+}
+
+Status DeterministicDb::update_lean_applied_seq(uint64_t seq) {
+  // Format 4's plain entries each write the pad value and then the integer:
+  // SQLite moves the row's cell and leaves a freed cell's header in the page's
+  // unallocated space, which a single in-place update would not. The same two
+  // writes once leave the page as the last of them did (docs/determinism.md
+  // "Lean batches").
+  if (format_version_ >= 4) SWL_TRY(pad_write());
+  return update_applied_seq(seq);
 }
 
 Status DeterministicDb::update_applied_seq(uint64_t seq) {
@@ -850,7 +887,7 @@ Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
   auth_->mode = AuthMode::system;
   if (lean_ && lean_ran_) {
     // A lean batch writes applied_seq once, for its last entry (begin_batch).
-    if (Status s = update_applied_seq(lean_last_seq_); !s.ok()) {
+    if (Status s = update_lean_applied_seq(lean_last_seq_); !s.ok()) {
       if (!sqlite3_get_autocommit(db)) (void)exec_sql(db, "ROLLBACK");
       return s;
     }

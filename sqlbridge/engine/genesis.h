@@ -29,9 +29,12 @@ namespace swarmlite {
 
 // The format a new log is written in. Format 3 binds an empty blob parameter
 // as the empty blob x''; format 2 bound it as NULL (docs/determinism.md
-// "Empty blob parameters"). A format 2 log is still replayed and continued
-// with format 2's binding, so its state roots stay what they were.
-inline constexpr int64_t kFormatVersion = 3;
+// "Empty blob parameters"). Format 4 pads the cell buffer at the start of an
+// entry by writing applied_seq, where formats 2 and 3 inserted a row and
+// rolled it back (docs/determinism.md "Cell padding"): an entry writes one
+// page fewer. An older log is still replayed and continued with its own
+// format's rules, so its state roots stay what they were.
+inline constexpr int64_t kFormatVersion = 4;
 inline constexpr int64_t kOldestFormatVersion = 2;
 inline constexpr std::string_view kMetaTable = "sqlite_swarmlite";
 // The genesis statement that creates kMetaTable (the only statement ever run
