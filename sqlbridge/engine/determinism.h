@@ -170,6 +170,16 @@ class DeterministicDb {
   bool has_virtual_tables();
   // UPDATE of the metadata table's applied_seq to `seq` (one row, or an error).
   Status update_applied_seq(uint64_t seq);
+  // Cell padding at the start of each user entry (docs/determinism.md "Cell
+  // padding"), by the log's format: a rolled-back row before format 4, a
+  // write of applied_seq from format 4 (and, in a batch, a savepoint that
+  // flushes virtual tables as an entry's own COMMIT would).
+  Status pad_cell_buffer();
+  // Format 4's pad write: applied_seq set to x'5357504144'.
+  Status pad_write();
+  // The applied_seq update that ends a lean batch (or its lean part): in
+  // format 4 after a pad write, as a plain entry writes it.
+  Status update_lean_applied_seq(uint64_t seq);
   void clear_statement_cache();
   // Steps one of the connection's own fixed statements (BEGIN IMMEDIATE,
   // COMMIT), prepared on first use and kept: an error names `sql`.
@@ -197,20 +207,10 @@ class DeterministicDb {
   std::unique_ptr<SeededStream> stream_;  // the running entry's stream (null between entries)
   SqliteStmt update_applied_;
   SqliteStmt reset_changes_;
-  // Cell padding at the start of each user entry (docs/determinism.md "Cell
-  // padding"), by the log's format: a rolled-back row before format 4, a
-  // write of applied_seq from format 4 (and, in a batch, a savepoint that
-  // flushes virtual tables as an entry's own COMMIT would).
-  Status pad_cell_buffer();
-  // Format 4's pad write: applied_seq set to x'5357504144'.
-  Status pad_write();
-  // The applied_seq update that ends a lean batch (or its lean part): in
-  // format 4 after a pad write, as a plain entry writes it.
-  Status update_lean_applied_seq(uint64_t seq);
   std::array<SqliteStmt, 4> pad_;    // formats 2-3: SAVEPOINT, INSERT, ROLLBACK TO, RELEASE
   std::array<SqliteStmt, 2> flush_;  // format 4, in a batch: SAVEPOINT, RELEASE
   SqliteStmt pad_write_;             // format 4: applied_seq set to a 5-byte blob
-  SqliteStmt begin_, commit_;      // BEGIN IMMEDIATE and COMMIT (step_fixed)
+  SqliteStmt begin_, commit_;        // BEGIN IMMEDIATE and COMMIT (step_fixed)
   bool batch_ = false;  // a batch transaction is open (begin_batch)
   // The log's format version (sqlite_swarmlite's format_version), read at the
   // first user entry: it decides how an empty blob parameter binds and how a
