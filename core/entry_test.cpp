@@ -1,8 +1,11 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
+
+#include <fmt/format.h>
 
 #include "core/codec.h"
 #include "core/entry.h"
@@ -258,6 +261,39 @@ TEST_CASE("entry: invalid UTF-8 in SQL or text params is refused") {
   Entry ok = sample_entry();
   ok.statements[0].params[3] = Value{std::string("\xc2\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf")};
   CHECK(decode_entry(encode_entry(ok)).ok());
+
+  // ASCII is checked eight bytes at a time: every bad sequence, after every
+  // length of ASCII around a word, is refused at its own first byte; valid
+  // multi-byte characters pass at every alignment.
+  const std::string good[] = {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x99\x82", "\xf4\x8f\xbf\xbf"};
+  for (size_t before = 0; before <= 24; ++before) {
+    for (size_t after : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{17}}) {
+      for (const std::string& s : bad) {
+        // "MARK" finds the text in the encoding (a lone 0x80 could be elsewhere).
+        const std::string text = "MARK" + std::string(before, 'q') + s + std::string(after, 'z');
+        Entry e = sample_entry();
+        e.statements[0].params[3] = Value{text};
+        const Bytes b = encode_entry(e);
+        const Bytes needle(text.begin(), text.end());
+        const auto at = std::search(b.begin(), b.end(), needle.begin(), needle.end());
+        REQUIRE(at != b.end());
+        auto r = decode_entry(b);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == Errc::non_canonical);
+        // The first byte of s above 0x7f starts its bad sequence ("ab" first in one).
+        const auto lead = static_cast<size_t>(
+            std::find_if(s.begin(), s.end(), [](char c) { return (c & 0x80) != 0; }) - s.begin());
+        CHECK_MESSAGE(
+            mentions(r, fmt::format("at offset {}:", static_cast<size_t>(at - b.begin()) + 4 + before + lead)),
+            r.error().message);
+      }
+      for (const std::string& s : good) {
+        Entry e = sample_entry();
+        e.statements[0].params[3] = Value{std::string(before, 'q') + s + s + std::string(after, 'z')};
+        CHECK(decode_entry(encode_entry(e)).ok());
+      }
+    }
+  }
 }
 
 TEST_CASE("entry: a NUL inside SQL text is refused") {
