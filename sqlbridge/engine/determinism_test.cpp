@@ -233,36 +233,40 @@ TEST_CASE("every format pads the cell buffer; format 4 writes one page fewer per
 TEST_CASE("format 4: the pad write and applied_seq update leave the same page once as after each entry") {
   testing::TempDir dir;
   int file = 0;
-  // Page 2 (the metadata table) after genesis-like rows, one pad write and
-  // update to 1 and one to `start` (what a log at `start` has; start 0: none,
-  // the page as genesis left it), then `writes`.
+  auto exec = [](sqlite3* db, const std::string& sql) {
+    Status st = exec_sql(db, sql);
+    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+  };
+  // Format 4's pad write and applied_seq update, for each seq in [from, to].
+  auto pairs = [exec](int64_t from, int64_t to) {
+    return [exec, from, to](sqlite3* db) {
+      for (int64_t seq = from; seq <= to; ++seq) {
+        exec(db, "UPDATE meta SET v = x'5357504144' WHERE k = 'applied_seq'");
+        exec(db, fmt::format("UPDATE meta SET v = {} WHERE k = 'applied_seq'", seq));
+      }
+    };
+  };
+  // Page 2 (the metadata table) after genesis-like rows, the pairs for 1 and
+  // for `start` (what a log at `start` has; start 0: none, the page as
+  // genesis left it), then `writes`.
   auto page_after = [&](int64_t start, const std::function<void(sqlite3*)>& writes) {
     const auto path = dir / fmt::format("m{}.db", file++);
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    auto exec = [&](const std::string& sql) {
-      char* err = nullptr;
-      REQUIRE_MESSAGE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) == SQLITE_OK,
-                      (err ? err : ""));
-    };
-    exec("PRAGMA page_size = 4096; PRAGMA secure_delete = ON");
-    exec("CREATE TABLE meta(k TEXT PRIMARY KEY, v)");
-    exec(fmt::format("INSERT INTO meta VALUES ('format_version', 4), ('sqlite_version', '{}'), "
-                     "('page_size', 4096), ('settings', '{}'), ('applied_seq', 0)",
-                     sqlite3_libversion(), kFixedSettings));
-    auto pair = [&](int64_t seq) {
-      exec("UPDATE meta SET v = x'5357504144' WHERE k = 'applied_seq'");
-      exec(fmt::format("UPDATE meta SET v = {} WHERE k = 'applied_seq'", seq));
-    };
+    exec(db, "PRAGMA page_size = 4096; PRAGMA secure_delete = ON");
+    exec(db, "CREATE TABLE meta(k TEXT PRIMARY KEY, v)");
+    exec(db, fmt::format("INSERT INTO meta VALUES ('format_version', 4), ('sqlite_version', '{}'), "
+                         "('page_size', 4096), ('settings', '{}'), ('applied_seq', 0)",
+                         sqlite3_libversion(), kFixedSettings));
     if (start > 0) {
-      exec("BEGIN");
-      pair(1);
-      pair(start);
-      exec("COMMIT");
+      exec(db, "BEGIN");
+      pairs(1, 1)(db);
+      pairs(start, start)(db);
+      exec(db, "COMMIT");
     }
-    exec("BEGIN");
+    exec(db, "BEGIN");
     writes(db);
-    exec("COMMIT");
+    exec(db, "COMMIT");
     REQUIRE(sqlite3_close(db) == SQLITE_OK);
     std::ifstream in(path, std::ios::binary);
     std::string page(4096, '\0');
@@ -270,17 +274,6 @@ TEST_CASE("format 4: the pad write and applied_seq update leave the same page on
     in.read(page.data(), 4096);
     REQUIRE(in.gcount() == 4096);
     return page;
-  };
-  auto pairs = [](int64_t from, int64_t to) {
-    return [from, to](sqlite3* db) {
-      for (int64_t seq = from; seq <= to; ++seq) {
-        REQUIRE(sqlite3_exec(db, "UPDATE meta SET v = x'5357504144' WHERE k = 'applied_seq'",
-                             nullptr, nullptr, nullptr) == SQLITE_OK);
-        REQUIRE(sqlite3_exec(db,
-                             fmt::format("UPDATE meta SET v = {} WHERE k = 'applied_seq'", seq).c_str(),
-                             nullptr, nullptr, nullptr) == SQLITE_OK);
-      }
-    };
   };
   const int64_t starts[] = {0,          1,          2,          126,        127,
                             128,        32766,      32767,      32768,      8388607,
@@ -296,9 +289,6 @@ TEST_CASE("format 4: the pad write and applied_seq update leave the same page on
   // The in-place update alone (what formats 2 and 3 write at a lean batch's
   // end) leaves another page when no pair ran before it: a lean batch right
   // after genesis (the freed pad cell's header is then missing).
-  auto in_place = [](sqlite3* db) {
-    REQUIRE(sqlite3_exec(db, "UPDATE meta SET v = 3 WHERE k = 'applied_seq'", nullptr, nullptr,
-                         nullptr) == SQLITE_OK);
-  };
+  auto in_place = [exec](sqlite3* db) { exec(db, "UPDATE meta SET v = 3 WHERE k = 'applied_seq'"); };
   CHECK(page_after(0, pairs(1, 3)) != page_after(0, in_place));
 }
