@@ -653,19 +653,27 @@ Result<ExecuteResult> Primary::execute(std::span<const Statement> transaction, E
 }
 
 std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write> writes) {
+  Caller me;
   std::vector<Queued> mine(writes.size());
-  for (size_t i = 0; i < writes.size(); ++i) mine[i].write = &writes[i];
+  for (size_t i = 0; i < writes.size(); ++i) {
+    mine[i].write = &writes[i];
+    mine[i].caller = &me;
+  }
   auto all_done = [&] {
     return std::all_of(mine.begin(), mine.end(), [](const Queued& q) { return q.done; });
   };
   std::unique_lock queue_lock(queue_mu_);
   for (Queued& q : mine) queue_.push_back(&q);
   // Leader/follower: whoever finds no group running takes the queued writes
-  // (its own and others') as the next group, runs it, and wakes everyone; the
-  // others wait for their results or for their turn to lead.
+  // (its own and others') as the next group and runs it; the others wait for
+  // their results or for their turn to lead. The leader then wakes the callers
+  // of the group's writes and the caller at the queue's front (the next
+  // leader), and no one else: with 16 writers on 2 cores, waking every waiter
+  // after every group cost a context switch per waiting writer
+  // (docs/performance.md "Group commit").
   while (!all_done()) {
     if (leader_active_) {
-      queue_cv_.wait(queue_lock);
+      me.cv.wait(queue_lock);
       continue;
     }
     leader_active_ = true;
@@ -680,7 +688,14 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
     queue_lock.lock();
     for (Queued* q : group) q->done = true;
     leader_active_ = false;
-    queue_cv_.notify_all();
+    // Under queue_lock: a caller woken here cannot return (and destroy its
+    // Caller) before the lock is released. A caller notified twice, or one
+    // that finds another thread leading, just waits again; whoever leads next
+    // wakes the queue's front once more when it is done.
+    for (Queued* q : group) {
+      if (q->caller != &me) q->caller->cv.notify_one();
+    }
+    if (!queue_.empty() && queue_.front()->caller != &me) queue_.front()->caller->cv.notify_one();
   }
   queue_lock.unlock();
   std::vector<Result<ExecuteResult>> out;

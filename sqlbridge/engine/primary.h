@@ -371,9 +371,16 @@ class Primary : public PageServer {
   std::optional<Error> corruption() const;
 
  private:
+  // One execute_batch() call waiting for its writes: its own condition
+  // variable, so a group's leader wakes only the callers it answered and the
+  // one that leads next, not every waiting thread.
+  struct Caller {
+    std::condition_variable cv;
+  };
   // One queued write (execute_batch); `result` is set by the group's leader.
   struct Queued {
     const Write* write = nullptr;
+    Caller* caller = nullptr;
     std::optional<Result<ExecuteResult>> result;
     bool done = false;  // under queue_mu_
   };
@@ -477,7 +484,6 @@ class Primary : public PageServer {
   // The write queue (execute_batch): lock order queue_mu_ before write_mu_ is
   // never needed — the leader releases queue_mu_ before it runs a group.
   std::mutex queue_mu_;
-  std::condition_variable queue_cv_;
   std::deque<Queued*> queue_;
   bool leader_active_ = false;
   // The pin and the change history (pin_slot.h), pinned under write_mu_ with
