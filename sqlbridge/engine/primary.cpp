@@ -670,7 +670,7 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
   // of the group's writes and the caller at the queue's front (the next
   // leader), and no one else: with 16 writers on 2 cores, waking every waiter
   // after every group cost a context switch per waiting writer
-  // (docs/performance.md "Group commit").
+  // (docs/performance.md "Waking only the callers a group answered").
   while (!all_done()) {
     if (leader_active_) {
       me.cv.wait(queue_lock);
