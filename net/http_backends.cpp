@@ -416,7 +416,7 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
       out.push_back(std::move(o));
     }
   }
-  if (wrote) node_.notify_new_head();
+  if (wrote) announce_after_write();
   return out;
 }
 
@@ -607,7 +607,33 @@ PrimaryHttpBackend::PrimaryHttpBackend(Primary& primary, Node& node, SnapshotSou
       snapshots_(std::make_unique<SnapshotSource>(primary_backup_source(primary, node),
                                                   in_dir(std::move(snapshot_options), primary.db_path()),
                                                   primary_pinned_head(primary))) {
-  primary_.set_head_listener([&node](const Head&) { node.notify_new_head(); });
+  primary_.set_head_listener([this](const Head& head) {
+    raise_announced_head(announced_head_, head.size);
+    node_.notify_new_head();  // always: the head just stored
+  });
+}
+
+bool raise_announced_head(std::atomic<uint64_t>& announced, uint64_t head_size) {
+  uint64_t seen = announced.load();
+  while (seen < head_size) {
+    if (announced.compare_exchange_weak(seen, head_size)) return true;
+  }
+  return false;
+}
+
+void PrimaryHttpBackend::announce_after_write() {
+  // The write's own head (group signing), or one stored meanwhile that no one
+  // announced yet: push it to the peers now. Otherwise the entries wait for
+  // the next head, which the signer's listener announces; a post to the
+  // node's io thread would only find no new head there (SyncEngine::
+  // relay_head) after waking it (docs/performance.md "Where a single HTTP
+  // writer's time goes").
+  const auto head = primary_.head();
+  if (raise_announced_head(announced_head_, head ? head->size : 0)) {
+    node_.notify_new_head();
+  } else {
+    node_.notify_new_entries();
+  }
 }
 
 PrimaryHttpBackend::~PrimaryHttpBackend() { primary_.set_head_listener({}); }

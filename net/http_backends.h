@@ -14,6 +14,7 @@
 // owner must outlive the backend.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "net/http_api.h"
@@ -27,6 +28,10 @@
 
 namespace swarmlite::net {
 
+// Raises `announced` to `head_size` if it is below; true for exactly one
+// caller per raise (PrimaryHttpBackend: who calls Node::notify_new_head()).
+bool raise_announced_head(std::atomic<uint64_t>& announced, uint64_t head_size);
+
 class PrimaryHttpBackend : public HttpBackend {
  public:
   // Listens for the heads the primary signs in the background
@@ -39,7 +44,7 @@ class PrimaryHttpBackend : public HttpBackend {
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
   uint64_t size() const override { return primary_.size(); }
-  // Node::notify_new_head (called by execute) tells.
+  // Node::notify_new_head / notify_new_entries (called by execute) tell.
   bool set_size_listener(std::function<void()> fn) override {
     node_.set_size_listener(std::move(fn));
     return true;
@@ -61,8 +66,15 @@ class PrimaryHttpBackend : public HttpBackend {
 
  private:
   NodeStatus node_status() const;
+  // After a write: Node::notify_new_head() when the log's head grew past
+  // announced_head_, else only Node::notify_new_entries().
+  void announce_after_write();
   Primary& primary_;
   Node& node_;
+  // The largest head size handed to Node::notify_new_head() by the head
+  // listener or a write (a head the background signer stores is announced by
+  // the listener; most writes then bring none and wake no node thread).
+  std::atomic<uint64_t> announced_head_{0};
   ReadPool reads_;  // plain reads and /db/request's classification
   // The write lane has several threads (their writes share group commits):
   // writes hold this shared, a load exclusive, so no write interleaves with

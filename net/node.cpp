@@ -655,6 +655,8 @@ void Node::notify_new_head() {
   });
 }
 
+void Node::notify_new_entries() { impl_->size_grew(); }
+
 void Node::set_size_listener(std::function<void()> fn) {
   std::lock_guard lock(impl_->size_listener_mu);
   impl_->size_listener = std::move(fn);

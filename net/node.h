@@ -217,6 +217,11 @@ class Node {
   // compaction, docs/protocol.md "First servable entry"): push the head, with
   // the first entry, to every peer that was not told it.
   void notify_new_head();
+  // The log grew but has no new head (a primary whose heads a background
+  // signer makes, and announces with notify_new_head): only the size
+  // listener below is called, on the caller's thread; nothing is posted to
+  // the node's io thread.
+  void notify_new_entries();
 
   // Size wake-ups (the HTTP API's min_size and level=strong waits,
   // docs/http-api.md "Read consistency"): `fn` is called whenever the backend's
