@@ -16,10 +16,9 @@
 
 #include <atomic>
 #include <memory>
-
-#include "net/http_api.h"
 #include <shared_mutex>
 
+#include "net/http_api.h"
 #include "net/node.h"
 #include "net/read_pool.h"
 #include "sqlbridge/engine/primary.h"

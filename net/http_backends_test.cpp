@@ -24,7 +24,8 @@ TEST_CASE("raise_announced_head: true once per growth, never for the same or an 
   CHECK(announced.load() == 6);
 }
 
-TEST_CASE("raise_announced_head: racing callers announce each size at most once, and the largest wins") {
+TEST_CASE(
+    "raise_announced_head: racing callers announce each size at most once, and the largest wins") {
   std::atomic<uint64_t> announced{0};
   constexpr int kThreads = 8;
   constexpr uint64_t kSizes = 2000;

@@ -227,9 +227,9 @@ class Node {
   // docs/http-api.md "Read consistency"): `fn` is called whenever the backend's
   // applied_size() may have grown — after each apply (apply thread), after
   // each stored batch (a backend without a database "applies" by storing) and
-  // in notify_new_head() and notify_new_entries() (the caller's thread). One listener: setting replaces
-  // it, an empty fn removes it; once this returns the previous fn is not
-  // running. fn must be cheap, must not block and must not call into the node.
+  // in notify_new_head() and notify_new_entries() (the caller's thread). One listener: setting
+  // replaces it, an empty fn removes it; once this returns the previous fn is not running. fn must
+  // be cheap, must not block and must not call into the node.
   void set_size_listener(std::function<void()> fn);
 
   NodeStatus status() const;

@@ -948,7 +948,9 @@ TEST_CASE("group commit: concurrent writers all get their own durable results") 
 // several writes each are answered over several groups and lead in turn; a
 // lost wake-up would hang here (ctest's timeout), a mixed-up one would give a
 // caller another's result or its results out of order.
-TEST_CASE("group commit: with a small cap, callers of several writes each lead in turn and get their own results") {
+TEST_CASE(
+    "group commit: with a small cap, callers of several writes each lead in turn and get their own "
+    "results") {
   PrimaryOptions o = fast_primary();
   o.max_group_writes = 2;
   Fixture f(o);
@@ -965,7 +967,8 @@ TEST_CASE("group commit: with a small cap, callers of several writes each lead i
         const int n = 1 + (w + round) % 4;
         std::vector<std::vector<Statement>> txns;
         for (int i = 0; i < n; ++i) {
-          const int64_t key = (round % 4 == 3 && i == 0) ? 1 : int64_t{w} * 100000 + round * 10 + i + 2;
+          const int64_t key =
+              (round % 4 == 3 && i == 0) ? 1 : int64_t{w} * 100000 + round * 10 + i + 2;
           txns.push_back({sql("INSERT INTO t VALUES (?, ?, ?) RETURNING a",
                               {Value{key}, Value{int64_t{w}}, Value{int64_t{i}}})});
         }
@@ -979,7 +982,8 @@ TEST_CASE("group commit: with a small cap, callers of several writes each lead i
         for (int i = 0; i < n; ++i) {
           const bool dup = round % 4 == 3 && i == 0;
           if (dup) {
-            if (results[i].ok() || results[i].error().message.find("UNIQUE") == std::string::npos) ++bad;
+            if (results[i].ok() || results[i].error().message.find("UNIQUE") == std::string::npos)
+              ++bad;
             continue;
           }
           if (!results[i].ok()) {
@@ -988,7 +992,8 @@ TEST_CASE("group commit: with a small cap, callers of several writes each lead i
           }
           // Its own row back, and seqs in the order of the call's writes.
           const auto& rows = results[i]->statements.at(0).rows;
-          if (rows.size() != 1 || as_int(rows[0][0]) != int64_t{w} * 100000 + round * 10 + i + 2) ++bad;
+          if (rows.size() != 1 || as_int(rows[0][0]) != int64_t{w} * 100000 + round * 10 + i + 2)
+            ++bad;
           if (results[i]->seq <= last_seq) ++bad;
           last_seq = results[i]->seq;
         }

@@ -104,12 +104,14 @@ TEST_CASE("level=strong on a peer whose relay is stopped: 503 after its timeout,
 
   ::kill(relay.pid(), SIGSTOP);
   Resume resume{relay.pid()};
-  for (int i = 0; i < 500 && !all_threads_stopped(relay.pid()); ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 500 && !all_threads_stopped(relay.pid()); ++i)
+    std::this_thread::sleep_for(10ms);
   REQUIRE(all_threads_stopped(relay.pid()));
   w = call(p, "POST", "/db/execute", R"J(["INSERT INTO t VALUES(2)"])J");
   REQUIRE_MESSAGE(w.status == 200, w.body);
   const uint64_t primary_size = size_of(p);
-  // The edge's only session is with the relay; if it has the new entry anyway, say how it is connected.
+  // The edge's only session is with the relay; if it has the new entry anyway, say how it is
+  // connected.
   const uint64_t edge_size = size_of(e);
   INFO("edge /status: " << call(e, "GET", "/status").body);
   INFO("edge log:\n" << swarmlite::testing::slurp(dir / "edge.log"));
