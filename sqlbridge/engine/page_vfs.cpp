@@ -10,11 +10,11 @@
 // ext/misc/cksumvfs.c. Every method forwards to the wrapped file; three of them
 // also look at the bytes:
 //   xWrite   (-wal, with a WriteCapture): WriteCapture::on_wal_write tracks the
-//            frames of the write transaction; every frame's 24-byte header is
-//            held back until its data write and both go to the file in one
-//            write (one syscall per frame instead of two); for a commit frame
-//            the commit hook runs first and, only if it accepts, header and
-//            data are written.
+//            frames of the write transaction; the transaction's frames are
+//            held back and go to the file in one write when the commit
+//            frame's data comes (one syscall per commit instead of two per
+//            frame); for the commit frame the commit hook runs first and,
+//            only if it accepts, the frames are written.
 //   xRead    (main db or -wal, with a ReadCapture): records the page numbers read.
 //   xShmLock (main db, with a WriteCapture): the release of the WAL write lock
 //            ends the write transaction, so captured state is dropped.
@@ -26,6 +26,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 #include <exception>
@@ -103,6 +104,7 @@ void WriteCapture::reset() {
   frame_pgno_.clear();
   pending_header_.reset();
   committed_ = false;
+  ++generation_;
 }
 
 std::optional<Error> WriteCapture::take_hook_error() {
@@ -137,7 +139,7 @@ WriteCapture::WalWrite WriteCapture::on_wal_write(const void* data, int amount, 
     pending_header_.reset();
     frame_pgno_[offset] = h.pgno;
     pages_[h.pgno].assign(bytes, bytes + amount);
-    if (h.commit_size == 0) return WalWrite::forward;
+    if (h.commit_size == 0) return WalWrite::defer_data;
     // The commit frame. Pages past the final size were written (spilled) and
     // then cut off by this same transaction: they are not part of the state.
     pages_.erase(pages_.upper_bound(h.commit_size), pages_.end());
@@ -279,9 +281,12 @@ struct PageFile {
   bool is_wal = false;
   const char* name = nullptr;  // the file's path (valid until xClose), for fault injection
   uint32_t page_size = 0;     // main db: learnt from the 100-byte header read
-  bool has_deferred = false;  // a frame header held back (see xWrite)
-  int64_t deferred_offset = 0;
-  uint8_t deferred[kWalFrameHeaderSize] = {};
+  // -wal with a WriteCapture: the frames of the write transaction held back
+  // (see xWrite), bytes [run_offset, run_offset + run.size()) of the file.
+  std::vector<uint8_t> run;
+  int64_t run_offset = 0;
+  uint64_t run_generation = 0;   // the WriteCapture's generation when the run began
+  bool run_open_header = false;  // run ends in a frame header whose data has not come
 };
 static_assert(sizeof(PageFile) % 8 == 0, "the wrapped file object must stay 8-byte aligned");
 
@@ -298,14 +303,47 @@ int noting_disk_full(int rc) {
   return rc;
 }
 
-// Writes the held-back frame header, if any (alone: what came next was not its
-// data, or SQLite is about to read, sync, size or close the file).
-int flush_deferred(PageFile* p) {
-  if (!p->has_deferred) return SQLITE_OK;
-  p->has_deferred = false;
+// At most this many bytes of frames are held back: a transaction that
+// outgrows it (a big entry, a replay batch) goes to the file in writes of
+// about this size.
+constexpr size_t kMaxRunBytes = size_t{1} << 20;
+// The unix VFS writes at most 0x1ffff bytes per xWrite (its seekAndWrite masks
+// the length; SQLite's own writes are never longer than a 64 KiB page and its
+// frame header), so a longer run goes out in pieces of this size.
+constexpr size_t kMaxWriteBytes = 0x1f000;
+
+// Writes the held-back bytes, if any (what comes next does not continue them,
+// or SQLite is about to read, sync, size or close the file, or they end in a
+// commit frame).
+int flush_run(PageFile* p) {
+  if (p->run.empty()) return SQLITE_OK;
+  if (p->write->generation() != p->run_generation) {
+    // Frames of a transaction that ended uncommitted: nobody may read them, and
+    // their offsets may be another transaction's by now.
+    p->run.clear();
+    p->run_open_header = false;
+    return SQLITE_OK;
+  }
   sqlite3_file* r = real_file(&p->base);
-  return noting_disk_full(
-      r->pMethods->xWrite(r, p->deferred, kWalFrameHeaderSize, p->deferred_offset));
+  int rc = SQLITE_OK;
+  for (size_t at = 0; at < p->run.size() && rc == SQLITE_OK; at += kMaxWriteBytes) {
+    const size_t n = std::min(kMaxWriteBytes, p->run.size() - at);
+    rc = r->pMethods->xWrite(r, p->run.data() + at, static_cast<int>(n),
+                             p->run_offset + static_cast<int64_t>(at));
+    p->write->on_file_write();
+  }
+  p->run.clear();
+  p->run_open_header = false;
+  return noting_disk_full(rc);
+}
+
+void hold(PageFile* p, const void* buf, int amount, int64_t offset) {
+  if (p->run.empty()) {
+    p->run_offset = offset;
+    p->run_generation = p->write->generation();
+  }
+  const auto* b = static_cast<const uint8_t*>(buf);
+  p->run.insert(p->run.end(), b, b + amount);
 }
 
 void record_main_read(PageFile* p, const void* buf, int amount, int64_t offset) {
@@ -351,7 +389,8 @@ void record_wal_read(PageFile* p, const void* buf, int amount, int64_t offset) {
 */
 int page_close(sqlite3_file* f) {
   PageFile* p = as_page_file(f);
-  int rc = flush_deferred(p);
+  int rc = flush_run(p);
+  std::vector<uint8_t>().swap(p->run);  // SQLite frees the object without a destructor call
   sqlite3_file* r = real_file(f);
   int rc2 = r->pMethods->xClose(r);
   if (p->write != nullptr) p->write->open_files.fetch_sub(1);
@@ -366,7 +405,7 @@ int page_close(sqlite3_file* f) {
 */
 int page_read(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
   PageFile* p = as_page_file(f);
-  if (int rc = flush_deferred(p); rc != SQLITE_OK) return rc;
+  if (int rc = flush_run(p); rc != SQLITE_OK) return rc;
   sqlite3_file* r = real_file(f);
   int rc = r->pMethods->xRead(r, buf, amount, offset);
   if (p->read != nullptr && (rc == SQLITE_OK || rc == SQLITE_IOERR_SHORT_READ)) {
@@ -379,29 +418,25 @@ int page_read(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
   return rc;
 }
 
-// Header and data of one frame in one write. SQLite's wal.c writes a frame as
-// two writes (24-byte header, then the page at the next offset); on a guest
-// where a syscall costs microseconds that was a sixth of the primary's CPU per
-// 1-INSERT entry (docs/performance.md "One write per WAL frame"). The bytes
-// reaching the file are the same, in the same order of offsets, before the
-// data write returns, so nothing that reads the WAL (readers, checkpoints,
-// recovery) can tell.
-int write_frame(PageFile* p, const void* data, int amount) {
-  thread_local std::vector<uint8_t> frame;
-  frame.resize(static_cast<size_t>(kWalFrameHeaderSize + amount));
-  std::memcpy(frame.data(), p->deferred, kWalFrameHeaderSize);
-  std::memcpy(frame.data() + kWalFrameHeaderSize, data, static_cast<size_t>(amount));
-  p->has_deferred = false;
-  sqlite3_file* r = real_file(&p->base);
-  return noting_disk_full(
-      r->pMethods->xWrite(r, frame.data(), static_cast<int>(frame.size()), p->deferred_offset));
-}
-
 /*
 ** Write data. On a -wal file with a WriteCapture, the capture sees every write
-** first; a new frame's header is held back until its data write, then both are
-** written at once (for a commit frame, only if the commit hook accepts). Only a
-** new frame's header: its data write always follows (walWriteOneFrame).
+** first, and the frames of a write transaction are held back and go to the
+** file together: in one write when the commit frame's data comes (for a
+** commit frame, only if the commit hook accepts), or when they reach
+** kMaxRunBytes. SQLite's wal.c writes a frame as two writes (the 24-byte
+** header, then the page at the next offset) and a commit of n pages as n
+** frames; on a guest where a syscall costs microseconds those writes were a
+** sixth of the primary's CPU per 1-INSERT entry (docs/performance.md "One
+** write per WAL frame", "One write per commit"). What is held back is only
+** ever a new frame's header, whose data write always follows
+** (walWriteOneFrame), and the data of frames that are not yet committed,
+** which no other connection reads and crash recovery ignores without their
+** commit frame; anything else that touches the file (a write elsewhere, a
+** read, a sync, a truncate, a size query, close) writes them first, so the
+** file holds SQLite's bytes, in SQLite's order of offsets, whenever anyone
+** can look, and a commit's frames are in the file before the commit frame's
+** data write returns, that is before SQLite publishes them in the wal-index
+** (docs/vfs.md "Write capture").
 */
 int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offset) {
   PageFile* p = as_page_file(f);
@@ -409,27 +444,44 @@ int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offse
   if (fault_injection::write_fails(p->name)) return noting_disk_full(SQLITE_FULL);  // tests only
   if (!p->is_wal || p->write == nullptr)
     return noting_disk_full(r->pMethods->xWrite(r, buf, amount, offset));
-  bool data_of_deferred = p->has_deferred && offset == p->deferred_offset + kWalFrameHeaderSize;
-  if (!data_of_deferred) {
-    if (int rc = flush_deferred(p); rc != SQLITE_OK) return rc;
+  // Only a write that continues the held-back bytes of the same transaction may join them.
+  const bool continues = !p->run.empty() && p->run_generation == p->write->generation() &&
+                         offset == p->run_offset + static_cast<int64_t>(p->run.size());
+  if (!continues) {
+    if (int rc = flush_run(p); rc != SQLITE_OK) return rc;
   }
+  const bool data_of_header = continues && p->run_open_header;
   switch (p->write->on_wal_write(buf, amount, offset)) {
     case WriteCapture::WalWrite::refuse:
-      p->has_deferred = false;  // the commit frame never reaches the file
+      // The commit frame never reaches the file; the frames before it do, as
+      // after any rolled-back transaction (docs/vfs.md "Failure behaviour").
+      if (data_of_header) p->run.resize(p->run.size() - kWalFrameHeaderSize);
+      (void)flush_run(p);
       return SQLITE_IOERR_WRITE;
     case WriteCapture::WalWrite::defer_header:
-      std::memcpy(p->deferred, buf, kWalFrameHeaderSize);
-      p->deferred_offset = offset;
-      p->has_deferred = true;
+      hold(p, buf, amount, offset);
+      p->run_open_header = true;
       return SQLITE_OK;
+    case WriteCapture::WalWrite::defer_data:
+      if (!data_of_header) break;  // its header went out alone: written at once below
+      hold(p, buf, amount, offset);
+      p->run_open_header = false;
+      return p->run.size() >= kMaxRunBytes ? flush_run(p) : SQLITE_OK;
     case WriteCapture::WalWrite::forward:
+      if (data_of_header) {
+        // The commit frame's data: the held frames, its header and it, in one write.
+        hold(p, buf, amount, offset);
+        return flush_run(p);
+      }
       break;
   }
-  if (data_of_deferred) return write_frame(p, buf, amount);
-  // Anything else goes straight to the file, headers included: a header SQLite
-  // rewrites after the frames (walRewriteChecksums, after a page was written
-  // twice in one transaction) may be its last write before the commit returns,
-  // and no write may wait for a next call that need not come.
+  // Anything else goes straight to the file after what was held, headers
+  // included: a header SQLite rewrites after the frames (walRewriteChecksums,
+  // after a page was written twice in one transaction) may be its last write
+  // before the commit returns, and no write may wait for a next call that
+  // need not come.
+  if (int rc = flush_run(p); rc != SQLITE_OK) return rc;
+  p->write->on_file_write();
   return noting_disk_full(r->pMethods->xWrite(r, buf, amount, offset));
 }
 
@@ -437,7 +489,7 @@ int page_write(sqlite3_file* f, const void* buf, int amount, sqlite3_int64 offse
 ** Truncate a file.
 */
 int page_truncate(sqlite3_file* f, sqlite3_int64 size) {
-  if (int rc = flush_deferred(as_page_file(f)); rc != SQLITE_OK) return rc;
+  if (int rc = flush_run(as_page_file(f)); rc != SQLITE_OK) return rc;
   sqlite3_file* r = real_file(f);
   return r->pMethods->xTruncate(r, size);
 }
@@ -446,7 +498,7 @@ int page_truncate(sqlite3_file* f, sqlite3_int64 size) {
 ** Sync a file.
 */
 int page_sync(sqlite3_file* f, int flags) {
-  if (int rc = flush_deferred(as_page_file(f)); rc != SQLITE_OK) return rc;
+  if (int rc = flush_run(as_page_file(f)); rc != SQLITE_OK) return rc;
   sqlite3_file* r = real_file(f);
   return r->pMethods->xSync(r, flags);
 }
@@ -455,7 +507,7 @@ int page_sync(sqlite3_file* f, int flags) {
 ** Return the current size of a file.
 */
 int page_file_size(sqlite3_file* f, sqlite3_int64* size) {
-  if (int rc = flush_deferred(as_page_file(f)); rc != SQLITE_OK) return rc;
+  if (int rc = flush_run(as_page_file(f)); rc != SQLITE_OK) return rc;
   sqlite3_file* r = real_file(f);
   return r->pMethods->xFileSize(r, size);
 }

@@ -72,13 +72,22 @@ class WriteCapture {
 
   // --- called by the VFS (the connection's -wal and main-db file objects) ---
   enum class WalWrite {
-    forward,       // pass the write on
+    forward,       // pass the write on (after anything held back)
     defer_header,  // a new frame's 24-byte header: hold it until its data write
+    defer_data,    // a new frame's data, not the commit frame: may wait for the next frames
     refuse,        // the hook refused the commit: fail with SQLITE_IOERR_WRITE
   };
   WalWrite on_wal_write(const void* data, int amount, int64_t offset);
   // The connection released the WAL write lock: its write transaction is over.
   void on_write_lock_released() { reset(); }
+  // Bumped by reset(): frames held back from a write transaction that ended
+  // without its commit (rolled back) are dropped, never written later, when
+  // another transaction, perhaps another connection's, may own their offsets.
+  uint64_t generation() const { return generation_; }
+  // The -wal file object wrote to the file (one write, however many frames).
+  void on_file_write() { ++file_writes_; }
+  // Writes to the -wal file so far (tests and benchmarks: frames per write).
+  uint64_t file_writes() const { return file_writes_; }
   std::atomic<int> open_files{0};  // file objects holding a pointer to this capture
 
  private:
@@ -96,6 +105,8 @@ class WriteCapture {
   bool committed_ = false;  // the current write transaction's commit frame went out
   uint64_t commits_ = 0;
   uint64_t rewrites_ = 0;  // frame data overwritten in place (tests look at it)
+  uint64_t generation_ = 0;
+  uint64_t file_writes_ = 0;
   friend struct PageVfsAccess;
 };
 

@@ -290,14 +290,42 @@ TEST_CASE("a held-back WAL frame header is in the file before anything can look"
   REQUIRE(wal->pMethods->xWrite(wal, h3.data(), 24, end) == SQLITE_OK);
   REQUIRE(wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) == SQLITE_OK);
   CHECK(on_disk(end, 24) == h3);
-  // Header, then its page: one frame, as written.
+  // Header, then its page: one frame, as written. Not a commit frame, so it may
+  // wait for the transaction's next frames; a size query writes it.
   std::vector<uint8_t> page(4096);
   for (size_t i = 0; i < page.size(); ++i) page[i] = static_cast<uint8_t>(i * 7);
+  const uint64_t writes = cap.file_writes();
   REQUIRE(wal->pMethods->xWrite(wal, h4.data(), 24, end) == SQLITE_OK);
   REQUIRE(wal->pMethods->xWrite(wal, page.data(), 4096, end + 24) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xFileSize(wal, &size) == SQLITE_OK);
   std::vector<uint8_t> want = h4;
   want.insert(want.end(), page.begin(), page.end());
   CHECK(on_disk(end, want.size()) == want);
+  CHECK(cap.file_writes() == writes + 1);  // header and page in one write
+  // Two new frames, then a read of the first one's page: both are in the file
+  // first, in one write.
+  const auto h5 = header(0xa5), h6 = header(0xa6);
+  const sqlite3_int64 f5 = next + 24 + 4096, f6 = f5 + 24 + 4096;
+  REQUIRE(wal->pMethods->xWrite(wal, h5.data(), 24, f5) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xWrite(wal, page.data(), 4096, f5 + 24) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xWrite(wal, h6.data(), 24, f6) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xWrite(wal, page.data(), 4096, f6 + 24) == SQLITE_OK);
+  std::vector<uint8_t> back(4096);
+  REQUIRE(wal->pMethods->xRead(wal, back.data(), 4096, f5 + 24) == SQLITE_OK);
+  CHECK(back == page);
+  CHECK(on_disk(f5, 24) == h5);
+  CHECK(on_disk(f6, 24) == h6);
+  CHECK(on_disk(f6 + 24, 4096) == page);
+  CHECK(cap.file_writes() == writes + 2);
+  // Held back, then the transaction ends (reset, as when SQLite lets go of the
+  // write lock): dropped, never written.
+  const sqlite3_int64 f7 = f6 + 24 + 4096;
+  REQUIRE(wal->pMethods->xWrite(wal, h5.data(), 24, f7) == SQLITE_OK);
+  REQUIRE(wal->pMethods->xWrite(wal, page.data(), 4096, f7 + 24) == SQLITE_OK);
+  cap.reset();
+  REQUIRE(wal->pMethods->xFileSize(wal, &size) == SQLITE_OK);
+  CHECK(size == f7);
+  CHECK(cap.file_writes() == writes + 2);
 
   // Cut the made-up frames off again; the database carries on.
   REQUIRE(wal->pMethods->xTruncate(wal, end) == SQLITE_OK);
@@ -369,6 +397,57 @@ TEST_CASE("a throwing hook is a refused commit") {
   cap.set_commit_hook(nullptr);
   c.exec("INSERT INTO t VALUES (2)");
   CHECK(c.text("SELECT group_concat(x) FROM t") == "2");
+}
+
+TEST_CASE("a commit's frames reach the file in one write, before COMMIT returns") {
+  // The shim holds a transaction's frames back and writes them with the commit
+  // frame (docs/vfs.md "Write capture"): one write per commit, however many
+  // pages; the copy of the files taken right after COMMIT recovers to it.
+  CapturedDb d(200);
+  auto [c, db, cap] = std::tie(d.c, d.db, d.cap);
+  c.exec("PRAGMA synchronous=NORMAL");
+  c.exec("UPDATE t SET v = 'w' WHERE id = 2");  // the WAL header: written once per WAL start
+  for (int rows : {1, 40, 120}) {
+    const uint64_t commits = cap.commits(), writes = cap.file_writes();
+    c.exec("BEGIN");
+    fill(c, rows);
+    c.exec("UPDATE t SET v = 'first' WHERE id = 1");  // a page far from the new rows
+    c.exec("COMMIT");
+    INFO(rows, " rows");
+    CHECK(cap.commits() == commits + 1);
+    CHECK(cap.file_writes() == writes + 1);
+    const std::filesystem::path copy = d.dir / ("copy" + std::to_string(rows) + ".db");
+    std::filesystem::copy_file(db, copy);
+    std::filesystem::copy_file(db.string() + "-wal", copy.string() + "-wal");
+    Conn plain(copy.string());
+    CHECK(plain.integer("SELECT count(*) FROM t") == c.integer("SELECT count(*) FROM t"));
+    CHECK(plain.text("SELECT v FROM t WHERE id = 1") == "first");
+  }
+}
+
+TEST_CASE("frames held back from a rolled-back transaction never reach the file") {
+  // A transaction that spilled frames and rolled back: what was still held back
+  // is dropped when its write lock goes, not written later over the offsets of
+  // the next transaction, which may be another connection's (docs/vfs.md).
+  CapturedDb d(10);
+  auto [c, db, cap] = std::tie(d.c, d.db, d.cap);
+  c.exec("PRAGMA cache_size=10");
+  const auto wal_size = [&] { return std::filesystem::file_size(db.string() + "-wal"); };
+  c.exec("UPDATE t SET v = 'w' WHERE id = 2");  // the WAL header: written once per WAL start
+  const auto size0 = wal_size();
+  c.exec("BEGIN");
+  fill(c, 3000);  // new leaves spill one frame at a time, held back (under 1 MiB)
+  const uint64_t writes = cap.file_writes();
+  c.exec("ROLLBACK");
+  CHECK(wal_size() == size0);  // nothing of it was written ...
+  Conn other(db.string());
+  other.exec("INSERT INTO t(v) VALUES ('other')");  // ... and another writer takes the offsets
+  const auto size1 = wal_size();
+  c.exec("SELECT count(*) FROM t");                // touches the -wal file through c
+  CHECK(cap.file_writes() == writes);
+  CHECK(wal_size() == size1);
+  CHECK(c.integer("SELECT count(*) FROM t WHERE v = 'other'") == 1);
+  CHECK(c.text("PRAGMA integrity_check") == "ok");
 }
 
 TEST_CASE("a rolled-back transaction leaves nothing for the next commit") {
