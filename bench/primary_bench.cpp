@@ -125,6 +125,10 @@ PrimaryOptions primary_options(bool durable, uint64_t sign_every, bool legacy = 
   // an A/B of the log segment's preallocation in one binary.
   o.log_options.preallocate_bytes = static_cast<uint64_t>(bench::env_int(
       "SWARMLITE_BENCH_PREALLOC", static_cast<int64_t>(o.log_options.preallocate_bytes)));
+  // SWARMLITE_BENCH_INDEX_WRITE_ROWS: LogStoreOptions::index_write_rows (1 = an
+  // index write per append), for an A/B in one binary.
+  o.log_options.index_write_rows = static_cast<uint64_t>(bench::env_int(
+      "SWARMLITE_BENCH_INDEX_WRITE_ROWS", static_cast<int64_t>(o.log_options.index_write_rows)));
   if (legacy) {
     o.log_options.index_sync_rows = 1;
     o.log_options.sync_head = true;

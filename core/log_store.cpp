@@ -2,10 +2,12 @@
 //
 // How durability and recovery fit together. An append writes the batch's records
 // to the segment with one pwrite and fdatasyncs the segment: that fsync is the
-// durability point, and the only one on the common path. Then it writes the
-// batch's index rows (one pwrite) without syncing them; the index is fdatasync'ed
-// every `index_sync_rows` rows, before a new segment is started (so a sealed
-// segment's index is always complete on disk) and on close. So:
+// durability point, and the only one on the common path. Then it adds the
+// batch's index rows to the segment's tail of rows in memory, written to the
+// index file (one pwrite) every index_write_rows rows, before the index is
+// fdatasync'ed, when the segment is sealed and on close; the index is
+// fdatasync'ed every `index_sync_rows` rows, before a new segment is started
+// (so a sealed segment's index is always complete on disk) and on close. So:
 //   - every record up to the last acknowledged append is on disk, checksummed;
 //   - an index row that is on disk was written after its record was synced, but
 //     the last segment's index may lack rows (not yet synced at a crash), or end
@@ -31,9 +33,11 @@
 // Concurrency: one writer (append*, store_head); readers (read, leaf_hash(es), size,
 // load_head, verify_all) from any thread. The segment vector and each segment's row
 // count change only under an exclusive lock held for the in-memory publish step;
-// readers look up the segment under a shared lock and pread() the index row, then
-// the record, without it. A record's bytes and its index row are written before
-// the row is published, and segment fds stay open for the store's life.
+// readers look up the segment under a shared lock and pread() the index row (or
+// copy it from the segment's tail of rows under that lock), then the record,
+// without it. A record's bytes are written before its row is published, a row
+// leaves the tail only once it is in the index file, and segment fds stay open
+// for the store's life.
 //
 // Preallocation: with sync on, the segment's file runs ahead of its records in
 // zero-filled steps of preallocate_bytes, synced with the append that grew it,
@@ -50,7 +54,8 @@
 //
 // Memory: nothing per record. Index rows are not kept in memory but read from the
 // index file (a pread of 44 bytes, from the page cache when hot), so a log of
-// years costs a few hundred bytes per segment (docs/operations.md "Memory").
+// years costs a few hundred bytes per segment (docs/operations.md "Memory"),
+// plus the last segment's tail of at most index_write_rows rows.
 #include "core/log_store.h"
 
 #include <fcntl.h>
@@ -225,10 +230,18 @@ struct Segment {
   uint64_t file_size = 0;
   uint64_t synced_rows = 0;   // rows known to be fdatasync'ed in the index (writer only)
   // Published rows: n_rows records, their rows in the index file (not in memory:
-  // a log runs for years, docs/operations.md "Memory").
+  // a log runs for years, docs/operations.md "Memory") but for the newest ones:
+  // rows [file_rows, n_rows), encoded in `tail`, are not written yet (one
+  // pwrite per index_write_rows appends instead of one per append). n_rows,
+  // file_rows and tail change under the store's exclusive lock; readers read
+  // them under the shared lock.
   uint64_t n_rows = 0;
+  uint64_t file_rows = 0;
+  Bytes tail;
   uint64_t idx_size() const { return kFileHeaderBytes + n_rows * kIndexRowBytes; }
+  uint64_t idx_file_size() const { return kFileHeaderBytes + file_rows * kIndexRowBytes; }
 };
+
 
 IndexRow decode_row(const uint8_t* p) {
   IndexRow r;
@@ -307,7 +320,10 @@ class FileLogStore final : public LogStore {
   // failures only. `payload` is scratch space.
   Result<ScannedRecord> scan_record(const Segment& s, uint64_t pos, uint64_t seq,
                                     Bytes& payload) const;
-  // fdatasyncs the index of `s` if it has rows not yet synced (writer only).
+  // Writes the rows in the tail of `s` to its index file (writer only); `seal`:
+  // the segment takes no more rows, so the tail's memory goes too.
+  Status write_index_tail(Segment& s, bool seal = false);
+  // Writes the tail and fdatasyncs the index of `s` if it has rows not yet synced (writer only).
   Status sync_index(Segment& s);
   // Replaces the head file: temp file, (fsync), rename, (directory fsync).
   Status write_head_file(ByteView encoded_head, bool durable);
@@ -626,6 +642,7 @@ Status FileLogStore::open_segment(Segment& s, bool last) {
     SWL_TRY(file_io::fdatasync_file(s.idx.get(), s.idx_path));
   }
   s.n_rows = rows.size();
+  s.file_rows = s.n_rows;
   s.synced_rows = s.n_rows;
   return {};
 }
@@ -687,7 +704,30 @@ Status FileLogStore::trim_preallocation(Segment& s) {
   return {};
 }
 
+Status FileLogStore::write_index_tail(Segment& s, bool seal) {
+  if (s.tail.empty()) {
+    if (seal) {
+      std::unique_lock lock(mu_);
+      Bytes().swap(s.tail);
+    }
+    return {};
+  }
+  if (auto st = file_io::pwrite_all(s.idx.get(), s.tail, s.idx_file_size(), s.idx_path); !st.ok()) {
+    failed_ = true;  // the index file's length is unknown: reopen to recover
+    return st;
+  }
+  std::unique_lock lock(mu_);
+  s.file_rows = s.n_rows;
+  if (seal) {
+    Bytes().swap(s.tail);
+  } else {
+    s.tail.clear();
+  }
+  return {};
+}
+
 Status FileLogStore::sync_index(Segment& s) {
+  SWL_TRY(write_index_tail(s));
   if (s.synced_rows == s.n_rows) return {};
   if (auto st = file_io::fdatasync_file(s.idx.get(), s.idx_path); !st.ok()) {
     failed_ = true;
@@ -745,6 +785,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
       segments_.back()->seg_size + total > options_.segment_bytes) {
     // Only the last segment's index may lack rows after a crash: seal this one.
     // Only the last segment may end in zeros: cut its preallocation first.
+    SWL_TRY(write_index_tail(*segments_.back(), /*seal=*/true));
     if (options_.sync) SWL_TRY(sync_index(*segments_.back()));
     SWL_TRY(trim_preallocation(*segments_.back()));
     SWL_TRY(create_segment(size()));
@@ -778,7 +819,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
   // (The preallocation goes with it: the file is cut at the records' end.)
   auto undo = [&](Error e) -> Error {
     if (!file_io::truncate(s.seg.get(), s.seg_size, s.seg_path).ok() ||
-        !file_io::truncate(s.idx.get(), s.idx_size(), s.idx_path).ok()) {
+        !file_io::truncate(s.idx.get(), s.idx_file_size(), s.idx_path).ok()) {
       failed_ = true;
     }
     s.file_size = s.seg_size;
@@ -818,12 +859,20 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
     }
   }
   // The records are durable: the append has happened. Their index rows follow,
-  // synced lazily (open() rebuilds rows the index lost from the segment).
-  if (auto st = file_io::pwrite_all(s.idx.get(), rows_bytes, s.idx_size(), s.idx_path); !st.ok()) {
-    return undo(st.take_error());
-  }
+  // into the tail, written every index_write_rows rows and synced lazily (open()
+  // rebuilds rows the index lost from the segment).
   const uint64_t rows_after = s.n_rows + rows.size();
-  if (options_.sync && rows_after - s.synced_rows >= options_.index_sync_rows) {
+  const bool sync_rows = options_.sync && rows_after - s.synced_rows >= options_.index_sync_rows;
+  const bool write_rows = sync_rows || rows_after - s.file_rows >= options_.index_write_rows;
+  if (write_rows) {
+    Bytes unwritten = s.tail;  // at most index_write_rows rows, once per that many appends
+    unwritten.insert(unwritten.end(), rows_bytes.begin(), rows_bytes.end());
+    if (auto st = file_io::pwrite_all(s.idx.get(), unwritten, s.idx_file_size(), s.idx_path);
+        !st.ok()) {
+      return undo(st.take_error());
+    }
+  }
+  if (sync_rows) {
     if (auto st = file_io::fdatasync_file(s.idx.get(), s.idx_path); !st.ok()) {
       failed_ = true;
       return st.take_error();
@@ -832,6 +881,12 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
   }
 
   std::unique_lock lock(mu_);
+  if (write_rows) {
+    s.tail.clear();
+    s.file_rows = rows_after;
+  } else {
+    s.tail.insert(s.tail.end(), rows_bytes.begin(), rows_bytes.end());
+  }
   s.n_rows = rows_after;
   s.seg_size = pos;
   s.file_size = file_size;
@@ -924,19 +979,37 @@ Result<DropStats> FileLogStore::drop_before(const LogCheckpoint& cp) {
 }
 
 Status FileLogStore::read_rows(const Segment& s, uint64_t seq, std::span<IndexRow> out) const {
-  // Published rows are in the index file (written before they were published;
-  // the file never shrinks below them while the store is open). Segment fds
-  // stay open for the store's life, so no lock is needed for the pread.
+  // The newest published rows are in the segment's tail (copied under the
+  // shared lock), the others in the index file (written before they left the
+  // tail; the file never shrinks below them while the store is open). Segment
+  // fds stay open for the store's life, so no lock is needed for the pread.
+  size_t from_file = out.size();
+  {
+    std::shared_lock lock(mu_);
+    const uint64_t first_in_tail = s.first_seq + s.file_rows;
+    if (seq + out.size() > first_in_tail) {
+      from_file = seq >= first_in_tail ? 0 : static_cast<size_t>(first_in_tail - seq);
+      for (size_t i = from_file; i < out.size(); ++i) {
+        const uint64_t at = (seq + i - first_in_tail) * kIndexRowBytes;
+        if (at + kIndexRowBytes > s.tail.size()) {
+          return make_error(Errc::internal, "log store {}: row of seq {} is not published",
+                            dir_.string(), seq + i);
+        }
+        out[i] = decode_row(s.tail.data() + at);
+      }
+    }
+  }
+  if (from_file == 0) return {};
   uint8_t one[kIndexRowBytes];
   Bytes many;
   std::span<uint8_t> buf(one, sizeof one);
-  if (out.size() > 1) {
-    many.resize(out.size() * kIndexRowBytes);
+  if (from_file > 1) {
+    many.resize(from_file * kIndexRowBytes);
     buf = many;
   }
   SWL_TRY(file_io::pread_exact(s.idx.get(), buf,
                                kFileHeaderBytes + (seq - s.first_seq) * kIndexRowBytes, s.idx_path));
-  for (size_t i = 0; i < out.size(); ++i) out[i] = decode_row(buf.data() + i * kIndexRowBytes);
+  for (size_t i = 0; i < from_file; ++i) out[i] = decode_row(buf.data() + i * kIndexRowBytes);
   return {};
 }
 
@@ -1059,7 +1132,8 @@ size_t FileLogStore::memory_bytes() const {
   std::shared_lock lock(mu_);
   size_t bytes = segments_.capacity() * sizeof(segments_[0]);
   for (const auto& s : segments_) {
-    bytes += sizeof(Segment) + s->seg_path.native().capacity() + s->idx_path.native().capacity();
+    bytes += sizeof(Segment) + s->seg_path.native().capacity() + s->idx_path.native().capacity() +
+             s->tail.capacity();
   }
   if (checkpoint_) {
     bytes += checkpoint_->frontier.capacity() * sizeof(Hash32) + checkpoint_->head.capacity();
@@ -1107,7 +1181,11 @@ FileLogStore::~FileLogStore() {
   // kept in memory. Errors are ignored: open() recovers without them (and the
   // primary re-signs a head).
   if (pending_head_) (void)write_head_file(*pending_head_, options_.sync);
-  if (!options_.sync || failed_ || segments_.empty()) return;
+  if (failed_ || segments_.empty()) return;
+  if (!options_.sync) {
+    (void)write_index_tail(*segments_.back());
+    return;
+  }
   (void)sync_index(*segments_.back());
 }
 

@@ -94,6 +94,11 @@ struct LogStoreOptions {
   // (0 or 1 = every append). Bounds the rows open() may have to rebuild from the
   // segment after a crash; the sealed segment's index is always synced first.
   uint64_t index_sync_rows = 4096;
+  // An append's index rows are held in memory until this many are (or the
+  // index is synced, the segment sealed, the store closed), then written in one
+  // pwrite: a single-record append costs one write, of its record, not two.
+  // Reads find held rows in memory. 0 or 1 = write them at every append.
+  uint64_t index_write_rows = 256;
   // With sync: the segment's file is zero-filled ahead of its records in steps
   // of this many bytes (capped at segment_bytes), so an append's fdatasync
   // overwrites allocated blocks instead of growing the file and syncing its new

@@ -161,9 +161,12 @@ struct Snapshot {
 // Files as a store without preallocation writes them: the file ends where its
 // records end (the byte-level tear tests below; "Preallocation" tests further
 // down cover zero-filled tails).
+// No preallocation, and index rows written at every append: the files read
+// between appends are what a crash right there would leave.
 LogStoreOptions no_prealloc() {
   LogStoreOptions o;
   o.preallocate_bytes = 0;
+  o.index_write_rows = 1;
   return o;
 }
 
@@ -678,7 +681,9 @@ TEST_CASE("log store: preallocation grows in steps, never past segment_bytes; se
 TEST_CASE("log store: a torn append in the preallocated part is cut; zeros alone are kept") {
   TempDir src("prealloc-torn-src");
   const uint64_t n = 5;
-  Snapshot snap = build_snapshot(src.path, n, LogStoreOptions{});
+  LogStoreOptions prealloc;
+  prealloc.index_write_rows = 1;  // the index file between appends is complete
+  Snapshot snap = build_snapshot(src.path, n, prealloc);
   const uint64_t step = LogStoreOptions{}.preallocate_bytes;
   REQUIRE(snap.seg_before.size() == step);
   REQUIRE(snap.seg_after.size() == step);
@@ -794,6 +799,77 @@ TEST_CASE("log store: leaf_hashes read ranges across segments, concurrently with
   CHECK(s->memory_bytes() - mem_at_start < 50 * 1000);
   MESSAGE("store of 3000 records in ", s->size() / 60, "+ segments: ", s->memory_bytes(),
           " bytes");
+}
+
+TEST_CASE("log store: index rows held in memory are read from there, written in groups") {
+  // Rows wait in the segment's tail until index_write_rows of them are (or a
+  // sync, a sealed segment, close): reads must find them there and in the file
+  // on either side of the boundary, a crash loses only rows open() rebuilds,
+  // and a clean close leaves none to rebuild (docs/formats/log-store.md).
+  TempDir t("tail");
+  LogStoreOptions o;
+  o.segment_bytes = 16 << 10;  // ~200 records of ~50 bytes: segments seal with a tail
+  o.index_write_rows = 32;
+  o.index_sync_rows = 100;
+  o.preallocate_bytes = 4096;
+  std::mt19937_64 rng(20261205);
+  uint64_t n = 0;
+  {
+    auto s = open_ok(t.path, o);
+    const auto idx_rows = [&](uint64_t first) {
+      return (fs::file_size(t.path / idx_file(first)) - kFileHeaderBytes) / kIndexRowBytes;
+    };
+    while (n < 1500) {
+      const uint64_t batch = 1 + rng() % 5;
+      std::vector<Bytes> recs;
+      for (uint64_t i = 0; i < batch; ++i) recs.push_back(make_record(n + i, varied_len(n + i)));
+      REQUIRE(s->append_batch(recs).ok());
+      n += batch;
+      // Every record of the last 40 (tail and file), and a run across them.
+      for (uint64_t i = n > 40 ? n - 40 : 0; i < n; ++i) {
+        auto r = s->read(i);
+        REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+        CHECK(*r == make_record(i, varied_len(i)));
+        CHECK(*s->leaf_hash(i) == hash_leaf(*r));
+      }
+      const uint64_t first = rng() % n;
+      std::vector<Hash32> leaves(n - first);
+      REQUIRE(s->leaf_hashes(first, leaves).ok());
+      for (size_t i = 0; i < leaves.size(); ++i) {
+        CHECK(leaves[i] == hash_leaf(make_record(first + i, varied_len(first + i))));
+      }
+      auto range = s->read_range(first, n - first, 1 << 20);
+      REQUIRE(range.ok());
+      REQUIRE(!range->empty());
+      CHECK(range->back() == make_record(first + range->size() - 1,
+                                         varied_len(first + range->size() - 1)));
+    }
+    // The last segment's file lags by less than a group of rows.
+    std::vector<uint64_t> firsts;
+    for (const auto& e : fs::directory_iterator(t.path)) {
+      const std::string name = e.path().filename().string();
+      if (name.ends_with(".idx")) firsts.push_back(std::stoull(name.substr(4, 16), nullptr, 16));
+    }
+    std::sort(firsts.begin(), firsts.end());
+    REQUIRE(firsts.size() > 3);
+    for (size_t k = 0; k + 1 < firsts.size(); ++k) {
+      CHECK(idx_rows(firsts[k]) == firsts[k + 1] - firsts[k]);  // sealed: complete
+    }
+    const uint64_t in_file = idx_rows(firsts.back());
+    CHECK(firsts.back() + in_file <= n);
+    CHECK(n - (firsts.back() + in_file) < 32 + 5);
+    // What kill -9 leaves now: rows not yet written are rebuilt from the segment.
+    TempDir crash("tail-crash");
+    fs::copy(t.path, crash.path);
+    fs::remove(crash.path / "LOCK");
+    auto c = open_ok(crash.path, o);
+    CHECK(c->rebuilt_index_rows() == n - (firsts.back() + in_file));
+    check_records(*c, n, varied_len);
+  }
+  // Closed cleanly: every row is in the index file.
+  auto s = open_ok(t.path, o);
+  CHECK(s->rebuilt_index_rows() == 0);
+  check_records(*s, n, varied_len);
 }
 
 // ---- Checkpoint and compaction (docs/formats/log-store.md) ----
