@@ -7,11 +7,23 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 intrinsics (those built on _mm512_undefined_epi32, such as
+// _mm512_ror_epi64) trip -Wuninitialized inside the header (GCC bug 105593,
+// fixed in GCC 13): silenced for the header's own lines only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
 
 namespace swarmlite::blake2b256 {
 namespace {
@@ -114,6 +126,315 @@ void compress(PortableState& st, const uint8_t* block, bool last) {
 inline void add_count(PortableState& s, uint64_t n) {
   s.t0 += n;
   if (s.t0 < n) ++s.t1;
+}
+
+// ---------------------------------------------------------------------------
+// Multi-lane hashing (hash_lanes): W messages of one length at once, message
+// j in lane j of every vector, so each vector instruction does the work of
+// one scalar instruction for W messages (docs/performance.md "Multi-lane
+// BLAKE2b for a commit's pages"). All messages have the same length, so the
+// byte counter and the final-block flag are the same in every lane.
+
+// The parameter block's word 0, as portable_init applies it.
+constexpr uint64_t kParam0 = 0x01010000ULL ^ 32;
+
+// Block k (bytes [128k, 128k + len) of prefix || data) of a lane's message:
+// a pointer into `data` when the block lies wholly inside it and is full,
+// else the bytes copied into `tmp` and zero padded (the first block when
+// there is a prefix, and a short last block).
+inline const uint8_t* lane_block(const LaneInput& in, size_t prefix_len, size_t k, size_t len,
+                                 uint8_t* tmp) {
+  const size_t at = 128 * k;
+  if (at >= prefix_len && len == 128) return in.data + (at - prefix_len);
+  std::memset(tmp, 0, 128);
+  size_t i = 0;
+  if (at < prefix_len) {
+    i = std::min(prefix_len - at, len);
+    std::memcpy(tmp, in.prefix + at, i);
+  }
+  if (i < len) std::memcpy(tmp + i, in.data + (at + i - prefix_len), len - i);
+  return tmp;
+}
+
+// G and a round over vectors of lanes, with the operations VADD, VXOR and
+// VROR<n> that each kernel defines (the same schedule as SWL_B2B_ROUND).
+#define SWL_B2B_VG(a, b, c, d, x, y) \
+  do {                               \
+    a = VADD(VADD(a, b), x);         \
+    d = VROR32(VXOR(d, a));          \
+    c = VADD(c, d);                  \
+    b = VROR24(VXOR(b, c));          \
+    a = VADD(VADD(a, b), y);         \
+    d = VROR16(VXOR(d, a));          \
+    c = VADD(c, d);                  \
+    b = VROR63(VXOR(b, c));          \
+  } while (0)
+
+#define SWL_B2B_VROUND(r)                             \
+  do {                                                \
+    const uint8_t* s = kSigma[(r) % 10];              \
+    SWL_B2B_VG(v0, v4, v8, v12, m[s[0]], m[s[1]]);    \
+    SWL_B2B_VG(v1, v5, v9, v13, m[s[2]], m[s[3]]);    \
+    SWL_B2B_VG(v2, v6, v10, v14, m[s[4]], m[s[5]]);   \
+    SWL_B2B_VG(v3, v7, v11, v15, m[s[6]], m[s[7]]);   \
+    SWL_B2B_VG(v0, v5, v10, v15, m[s[8]], m[s[9]]);   \
+    SWL_B2B_VG(v1, v6, v11, v12, m[s[10]], m[s[11]]); \
+    SWL_B2B_VG(v2, v7, v8, v13, m[s[12]], m[s[13]]);  \
+    SWL_B2B_VG(v3, v4, v9, v14, m[s[14]], m[s[15]]);  \
+  } while (0)
+
+// F over vectors: h (8 vectors) absorbs the message words m (16 vectors),
+// with byte counter t and the last-block flag shared by all lanes.
+#define SWL_B2B_VCOMPRESS(SET1)                                          \
+  do {                                                                   \
+    auto v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];                     \
+    auto v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];                     \
+    auto v8 = SET1(kIv[0]), v9 = SET1(kIv[1]), v10 = SET1(kIv[2]);       \
+    auto v11 = SET1(kIv[3]), v12 = SET1(kIv[4] ^ t), v13 = SET1(kIv[5]); \
+    auto v14 = SET1(last ? ~kIv[6] : kIv[6]), v15 = SET1(kIv[7]);        \
+    SWL_B2B_VROUND(0);                                                   \
+    SWL_B2B_VROUND(1);                                                   \
+    SWL_B2B_VROUND(2);                                                   \
+    SWL_B2B_VROUND(3);                                                   \
+    SWL_B2B_VROUND(4);                                                   \
+    SWL_B2B_VROUND(5);                                                   \
+    SWL_B2B_VROUND(6);                                                   \
+    SWL_B2B_VROUND(7);                                                   \
+    SWL_B2B_VROUND(8);                                                   \
+    SWL_B2B_VROUND(9);                                                   \
+    SWL_B2B_VROUND(10);                                                  \
+    SWL_B2B_VROUND(11);                                                  \
+    h[0] = VXOR(h[0], VXOR(v0, v8));                                     \
+    h[1] = VXOR(h[1], VXOR(v1, v9));                                     \
+    h[2] = VXOR(h[2], VXOR(v2, v10));                                    \
+    h[3] = VXOR(h[3], VXOR(v3, v11));                                    \
+    h[4] = VXOR(h[4], VXOR(v4, v12));                                    \
+    h[5] = VXOR(h[5], VXOR(v5, v13));                                    \
+    h[6] = VXOR(h[6], VXOR(v6, v14));                                    \
+    h[7] = VXOR(h[7], VXOR(v7, v15));                                    \
+  } while (0)
+
+// mid[0], the chaining value before the first block (as portable_init sets it).
+inline void set_initial_midstate(const LaneInput& in) {
+  if (in.mid == nullptr) return;
+  for (int i = 0; i < 8; ++i) in.mid[0].h[i] = kIv[i];
+  in.mid[0].h[0] ^= kParam0;
+}
+
+#if defined(__x86_64__)
+
+// Compiled for AVX2 / AVX-512 whatever the build's baseline: called only
+// when the CPU has them (supported_width()).
+#define SWL_TARGET_AVX2 __attribute__((target("avx2")))
+#define SWL_TARGET_AVX512 __attribute__((target("avx512f")))
+
+// 4 x 4 transpose of 64-bit words: r[i] word j becomes r[j] word i.
+SWL_TARGET_AVX2 __attribute__((always_inline)) inline void transpose4(__m256i& a, __m256i& b,
+                                                                      __m256i& c, __m256i& d) {
+  const __m256i t0 = _mm256_unpacklo_epi64(a, b);  // a0 b0 a2 b2
+  const __m256i t1 = _mm256_unpackhi_epi64(a, b);  // a1 b1 a3 b3
+  const __m256i t2 = _mm256_unpacklo_epi64(c, d);  // c0 d0 c2 d2
+  const __m256i t3 = _mm256_unpackhi_epi64(c, d);  // c1 d1 c3 d3
+  a = _mm256_permute2x128_si256(t0, t2, 0x20);     // a0 b0 c0 d0
+  b = _mm256_permute2x128_si256(t1, t3, 0x20);     // a1 b1 c1 d1
+  c = _mm256_permute2x128_si256(t0, t2, 0x31);     // a2 b2 c2 d2
+  d = _mm256_permute2x128_si256(t1, t3, 0x31);     // a3 b3 c3 d3
+}
+
+// Four messages (in[0..3]), each prefix_len + data_len bytes.
+SWL_TARGET_AVX2 void hash4(const LaneInput* in, size_t prefix_len, size_t data_len) {
+#define VADD(a, b) _mm256_add_epi64(a, b)
+#define VXOR(a, b) _mm256_xor_si256(a, b)
+#define VROR32(x) _mm256_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1))
+#define VROR24(x) _mm256_shuffle_epi8(x, rot24)
+#define VROR16(x) _mm256_shuffle_epi8(x, rot16)
+#define VROR63(x) _mm256_or_si256(_mm256_srli_epi64(x, 63), _mm256_add_epi64(x, x))
+  // Rotations by whole bytes are byte shuffles: result byte i = byte (i + r) % 8.
+  const __m256i rot24 = _mm256_setr_epi8(3, 4, 5, 6, 7, 0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10, 3, 4,
+                                         5, 6, 7, 0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10);
+  const __m256i rot16 = _mm256_setr_epi8(2, 3, 4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9, 2, 3,
+                                         4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9);
+  const size_t n = prefix_len + data_len;
+  const size_t blocks = resumable_blocks(n);
+  __m256i h[8];
+  for (int i = 0; i < 8; ++i)
+    h[i] = _mm256_set1_epi64x(static_cast<long long>(kIv[i] ^ (i == 0 ? kParam0 : 0)));
+  alignas(32) uint8_t tmp[4][128];
+  for (int j = 0; j < 4; ++j) set_initial_midstate(in[j]);
+  for (size_t k = 0; k <= blocks; ++k) {
+    const bool last = k == blocks;
+    const uint64_t t = last ? n : 128 * (k + 1);
+    const uint8_t* p[4];
+    for (int j = 0; j < 4; ++j)
+      p[j] = lane_block(in[j], prefix_len, k, last ? n - 128 * k : 128, tmp[j]);
+    // m[4q + i] lane j = word 4q + i of lane j's block: 4 x 4 transposes.
+    __m256i m[16];
+    for (int q = 0; q < 4; ++q) {
+      for (int j = 0; j < 4; ++j)
+        m[4 * q + j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[j] + 32 * q));
+      transpose4(m[4 * q], m[4 * q + 1], m[4 * q + 2], m[4 * q + 3]);
+    }
+#define SET1(x) _mm256_set1_epi64x(static_cast<long long>(x))
+    SWL_B2B_VCOMPRESS(SET1);
+#undef SET1
+    // Lane j's chaining value: words 0..3 and 4..7, transposed back.
+    __m256i lo[4] = {h[0], h[1], h[2], h[3]}, hi[4] = {h[4], h[5], h[6], h[7]};
+    transpose4(lo[0], lo[1], lo[2], lo[3]);
+    transpose4(hi[0], hi[1], hi[2], hi[3]);
+    for (int j = 0; j < 4; ++j) {
+      if (!last) {
+        if (in[j].mid == nullptr) continue;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(in[j].mid[k + 1].h), lo[j]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(in[j].mid[k + 1].h + 4), hi[j]);
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(in[j].out), lo[j]);
+      }
+    }
+  }
+#undef VADD
+#undef VXOR
+#undef VROR32
+#undef VROR24
+#undef VROR16
+#undef VROR63
+}
+
+// 8 x 8 transpose of 64-bit words: r[i] word j becomes r[j] word i.
+SWL_TARGET_AVX512 __attribute__((always_inline)) inline void transpose8(__m512i* r) {
+  const __m512i t0 = _mm512_unpacklo_epi64(r[0], r[1]);  // r0[0] r1[0] r0[2] r1[2] .. r0[6] r1[6]
+  const __m512i t1 = _mm512_unpackhi_epi64(r[0], r[1]);  // r0[1] r1[1] r0[3] r1[3] .. r0[7] r1[7]
+  const __m512i t2 = _mm512_unpacklo_epi64(r[2], r[3]);
+  const __m512i t3 = _mm512_unpackhi_epi64(r[2], r[3]);
+  const __m512i t4 = _mm512_unpacklo_epi64(r[4], r[5]);
+  const __m512i t5 = _mm512_unpackhi_epi64(r[4], r[5]);
+  const __m512i t6 = _mm512_unpacklo_epi64(r[6], r[7]);
+  const __m512i t7 = _mm512_unpackhi_epi64(r[6], r[7]);
+  // Index 0..7 picks from the first operand, 8..15 from the second.
+  const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  const __m512i s0 = _mm512_permutex2var_epi64(t0, lo, t2);  // r0..r3 word 0, r0..r3 word 4
+  const __m512i s2 = _mm512_permutex2var_epi64(t0, hi, t2);  // words 2, 6
+  const __m512i s1 = _mm512_permutex2var_epi64(t1, lo, t3);  // words 1, 5
+  const __m512i s3 = _mm512_permutex2var_epi64(t1, hi, t3);  // words 3, 7
+  const __m512i s4 = _mm512_permutex2var_epi64(t4, lo, t6);  // r4..r7 words 0, 4
+  const __m512i s6 = _mm512_permutex2var_epi64(t4, hi, t6);
+  const __m512i s5 = _mm512_permutex2var_epi64(t5, lo, t7);
+  const __m512i s7 = _mm512_permutex2var_epi64(t5, hi, t7);
+  const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
+  const __m512i second = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+  r[0] = _mm512_permutex2var_epi64(s0, first, s4);
+  r[4] = _mm512_permutex2var_epi64(s0, second, s4);
+  r[1] = _mm512_permutex2var_epi64(s1, first, s5);
+  r[5] = _mm512_permutex2var_epi64(s1, second, s5);
+  r[2] = _mm512_permutex2var_epi64(s2, first, s6);
+  r[6] = _mm512_permutex2var_epi64(s2, second, s6);
+  r[3] = _mm512_permutex2var_epi64(s3, first, s7);
+  r[7] = _mm512_permutex2var_epi64(s3, second, s7);
+}
+
+// Eight messages (in[0..7]), each prefix_len + data_len bytes.
+SWL_TARGET_AVX512 void hash8(const LaneInput* in, size_t prefix_len, size_t data_len) {
+#define VADD(a, b) _mm512_add_epi64(a, b)
+#define VXOR(a, b) _mm512_xor_si512(a, b)
+#define VROR32(x) _mm512_ror_epi64(x, 32)
+#define VROR24(x) _mm512_ror_epi64(x, 24)
+#define VROR16(x) _mm512_ror_epi64(x, 16)
+#define VROR63(x) _mm512_ror_epi64(x, 63)
+  const size_t n = prefix_len + data_len;
+  const size_t blocks = resumable_blocks(n);
+  __m512i h[8];
+  for (int i = 0; i < 8; ++i)
+    h[i] = _mm512_set1_epi64(static_cast<long long>(kIv[i] ^ (i == 0 ? kParam0 : 0)));
+  alignas(64) uint8_t tmp[8][128];
+  for (int j = 0; j < 8; ++j) set_initial_midstate(in[j]);
+  for (size_t k = 0; k <= blocks; ++k) {
+    const bool last = k == blocks;
+    const uint64_t t = last ? n : 128 * (k + 1);
+    const uint8_t* p[8];
+    for (int j = 0; j < 8; ++j)
+      p[j] = lane_block(in[j], prefix_len, k, last ? n - 128 * k : 128, tmp[j]);
+    // m[i] lane j = word i of lane j's block: two 8 x 8 transposes.
+    __m512i m[16];
+    for (int j = 0; j < 8; ++j) {
+      m[j] = _mm512_loadu_si512(p[j]);
+      m[8 + j] = _mm512_loadu_si512(p[j] + 64);
+    }
+    transpose8(m);
+    transpose8(m + 8);
+#define SET1(x) _mm512_set1_epi64(static_cast<long long>(x))
+    SWL_B2B_VCOMPRESS(SET1);
+#undef SET1
+    // Lane j's chaining value, transposed back.
+    __m512i c[8] = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]};
+    transpose8(c);
+    for (int j = 0; j < 8; ++j) {
+      if (!last) {
+        if (in[j].mid != nullptr) _mm512_storeu_si512(in[j].mid[k + 1].h, c[j]);
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(in[j].out), _mm512_castsi512_si256(c[j]));
+      }
+    }
+  }
+#undef VADD
+#undef VXOR
+#undef VROR32
+#undef VROR24
+#undef VROR16
+#undef VROR63
+}
+
+#endif  // __x86_64__
+
+#undef SWL_B2B_VCOMPRESS
+#undef SWL_B2B_VROUND
+#undef SWL_B2B_VG
+
+// The widest lane count this CPU runs: 8 (AVX-512F), 4 (AVX2) or 1.
+size_t supported_width() {
+#if defined(__x86_64__)
+  static const size_t width = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2")) return size_t{8};
+    if (__builtin_cpu_supports("avx2")) return size_t{4};
+    return size_t{1};
+  }();
+  return width;
+#else
+  return 1;
+#endif
+}
+
+// `want` rounded down to a width this CPU runs (1, 4 or 8).
+size_t usable_width(size_t want) {
+  const size_t w = want >= 8 ? 8 : want >= 4 ? 4 : 1;
+  return std::min(w, supported_width());
+}
+
+std::atomic<size_t>& width_setting() {
+  static std::atomic<size_t> width{[] {
+    // SWARMLITE_BLAKE2B_LANES=1|4|8 forces a width (capped at what the CPU
+    // runs); otherwise the widest, the fastest per message on the CPUs
+    // measured (docs/performance.md "Multi-lane BLAKE2b for a commit's pages").
+    if (const char* forced = std::getenv("SWARMLITE_BLAKE2B_LANES")) {
+      const std::string v(forced);
+      if (v == "1" || v == "4" || v == "8") return usable_width(std::stoul(v));
+    }
+    return supported_width();
+  }()};
+  return width;
+}
+
+// One message by the scalar code.
+void hash_one(const LaneInput& in, size_t prefix_len, size_t data_len) {
+  if (in.mid != nullptr) {
+    portable_hash_resumable(in.prefix, prefix_len, in.data, data_len, 0, in.mid, in.out);
+    return;
+  }
+  PortableState s;
+  portable_init(s);
+  portable_update(s, in.prefix, prefix_len);
+  portable_update(s, in.data, data_len);
+  portable_final(s, in.out);
 }
 
 // Seconds to hash `rounds` times a 4 KiB page and a Merkle node's 65 bytes.
@@ -251,6 +572,50 @@ Impl chosen() {
 
 std::string_view name(Impl impl) {
   return impl == Impl::portable ? "portable" : "libsodium";
+}
+
+size_t lane_width() { return width_setting().load(std::memory_order_relaxed); }
+
+size_t force_lane_width(size_t width) {
+  return width_setting().exchange(usable_width(width), std::memory_order_relaxed);
+}
+
+void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
+  hash_lanes(lane_width(), in, prefix_len, data_len);
+}
+
+void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
+  width = usable_width(width);
+  size_t i = 0;
+  while (i < in.size()) {
+    const size_t left = in.size() - i;
+    if (width == 1 || left == 1) {  // a lone message gains nothing from lanes
+      hash_one(in[i], prefix_len, data_len);
+      ++i;
+      continue;
+    }
+#if defined(__x86_64__)
+    // Two to four messages fill the four lanes of AVX2 better than eight.
+    const size_t w = width == 8 && left <= 4 ? 4 : width;
+    const size_t take = std::min(w, left);
+    // Idle lanes hash a copy of the group's last message into scratch space.
+    LaneInput group[8];
+    uint8_t scratch[32];
+    for (size_t j = 0; j < w; ++j) {
+      group[j] = in[i + std::min(j, take - 1)];
+      if (j >= take) {
+        group[j].mid = nullptr;
+        group[j].out = scratch;
+      }
+    }
+    if (w == 8) {
+      hash8(group, prefix_len, data_len);
+    } else {
+      hash4(group, prefix_len, data_len);
+    }
+    i += take;
+#endif
+  }
 }
 
 }  // namespace swarmlite::blake2b256

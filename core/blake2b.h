@@ -7,10 +7,17 @@
 // hashes every page a write touches. Which one a process uses is chosen once,
 // at its first hash, by timing both on a few pages (or by SWARMLITE_BLAKE2B=
 // libsodium|portable). Every hash in core/hash.h goes through the choice.
+//
+// hash_lanes hashes several messages of one length at once, one per 64-bit
+// lane of AVX2 (4) or AVX-512 (8) vectors: the state tree hashes a commit's
+// new pages that way (docs/performance.md "Multi-lane BLAKE2b for a commit's
+// pages"). The kernels are compiled for those instruction sets whatever the
+// build's baseline and used only when the CPU has them.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace swarmlite::blake2b256 {
@@ -44,6 +51,29 @@ struct Midstate {
 constexpr size_t resumable_blocks(size_t n) { return n == 0 ? 0 : (n - 1) / 128; }
 void portable_hash_resumable(const uint8_t* prefix, size_t prefix_len, const uint8_t* data,
                              size_t data_len, size_t from, Midstate* mid, uint8_t out[32]);
+
+// One message of a lane-parallel hash: prefix || data.
+struct LaneInput {
+  const uint8_t* prefix;
+  const uint8_t* data;
+  // nullptr, or resumable_blocks(n) + 1 entries, filled as
+  // portable_hash_resumable fills them with from = 0.
+  Midstate* mid;
+  uint8_t* out;  // 32 bytes: the digest
+};
+// Hashes every message of `in`, each prefix_len (< 128) + data_len bytes,
+// lane_width() at a time (a lone message by the scalar code; in a last, short
+// group the idle lanes hash a copy of its last message into scratch space).
+// Digests and midstates equal portable_hash_resumable's with from = 0.
+void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_len);
+// The same with a given lane width (tests and benchmarks), rounded down to 1,
+// 4 or 8 and capped at what the CPU runs.
+void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, size_t data_len);
+// The lane width hash_lanes uses: 8 (AVX-512F), 4 (AVX2) or 1 (scalar), the
+// widest the CPU runs unless SWARMLITE_BLAKE2B_LANES=1|4|8 asks for fewer.
+size_t lane_width();
+// Tests and benchmarks: sets the width (capped as above); returns the previous.
+size_t force_lane_width(size_t width);
 
 enum class Impl { libsodium, portable };
 // The implementation this process uses (chosen at the first call; thread-safe).

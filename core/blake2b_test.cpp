@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <sodium.h>
 
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -136,6 +137,114 @@ TEST_CASE("resumable BLAKE2b-256: libsodium's digest, from scratch and resumed a
       }
     }
   }
+}
+
+namespace {
+
+// Widths to test: 1, 4 and 8 where this CPU runs them (hash_lanes caps the rest).
+std::vector<size_t> lane_widths_here() {
+  std::vector<size_t> out{1};
+  const size_t was = blake2b256::force_lane_width(8);
+  const size_t widest = blake2b256::lane_width();
+  blake2b256::force_lane_width(was);
+  if (widest >= 4) out.push_back(4);
+  if (widest >= 8) out.push_back(8);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("hash_lanes: digests and every midstate equal portable_hash_resumable's, every width") {
+  // Up to 17 messages with different prefixes and data (a lane mix-up or a
+  // word transposed wrongly changes some lane's result), prefix lengths 0,
+  // 1, 5 and 127 (every block misaligned against `data`), data lengths
+  // around block boundaries and pages; counts 1..17 cover full groups,
+  // partial ones and lone messages.
+  constexpr size_t kMaxCount = 17;
+  std::mt19937_64 rng(20261205);
+  const std::vector<size_t> widths = lane_widths_here();
+  INFO("widths tested: " << widths.size() << ", process width " << blake2b256::lane_width());
+  for (size_t prefix_len : {size_t{0}, size_t{1}, size_t{5}, size_t{127}}) {
+    for (size_t data_len :
+         {size_t{0}, size_t{1}, size_t{123}, size_t{127}, size_t{128}, size_t{129}, size_t{251},
+          size_t{512}, size_t{4096}, size_t{4091}, size_t{65536}}) {
+      const size_t n = prefix_len + data_len;
+      const size_t mids = blake2b256::resumable_blocks(n) + 1;
+      std::vector<std::vector<uint8_t>> prefix(kMaxCount), data(kMaxCount);
+      std::vector<Hash32> want(kMaxCount);
+      std::vector<std::vector<blake2b256::Midstate>> want_mid(kMaxCount);
+      for (size_t i = 0; i < kMaxCount; ++i) {
+        prefix[i].resize(prefix_len);
+        data[i].resize(data_len);
+        for (auto& b : prefix[i]) b = static_cast<uint8_t>(rng());
+        for (auto& b : data[i]) b = static_cast<uint8_t>(rng());
+        want_mid[i].resize(mids);
+        blake2b256::portable_hash_resumable(prefix[i].data(), prefix_len, data[i].data(), data_len,
+                                            0, want_mid[i].data(), want[i].data());
+      }
+      for (size_t width : widths) {
+        for (size_t count = 1; count <= kMaxCount; ++count) {
+          INFO("width " << width << ", prefix " << prefix_len << ", data " << data_len
+                        << ", messages " << count);
+          std::vector<Hash32> got(count);
+          std::vector<std::vector<blake2b256::Midstate>> got_mid(count);
+          std::vector<blake2b256::LaneInput> in(count);
+          for (size_t i = 0; i < count; ++i) {
+            // Garbage first: every midstate must be written.
+            got_mid[i].assign(mids, blake2b256::Midstate{{0x5a5a5a5a5a5a5a5aULL}});
+            in[i] = {prefix[i].data(), data[i].data(), got_mid[i].data(), got[i].data()};
+          }
+          blake2b256::hash_lanes(width, in, prefix_len, data_len);
+          for (size_t i = 0; i < count; ++i) {
+            INFO("message " << i);
+            REQUIRE(got[i] == want[i]);
+            for (size_t k = 0; k < mids; ++k) {
+              INFO("midstate " << k);
+              REQUIRE(std::memcmp(got_mid[i][k].h, want_mid[i][k].h, sizeof got_mid[i][k].h) == 0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("hash_lanes: lanes without midstates, empty input, the process width") {
+  std::mt19937_64 rng(13);
+  const size_t prefix_len = 5, data_len = 4096;
+  const size_t mids = blake2b256::resumable_blocks(prefix_len + data_len) + 1;
+  std::vector<std::vector<uint8_t>> msg(11, std::vector<uint8_t>(prefix_len + data_len));
+  for (auto& m : msg)
+    for (auto& b : m) b = static_cast<uint8_t>(rng());
+  for (size_t width : lane_widths_here()) {
+    INFO("width " << width);
+    std::vector<Hash32> got(msg.size());
+    std::vector<std::vector<blake2b256::Midstate>> mid(msg.size());
+    std::vector<blake2b256::LaneInput> in(msg.size());
+    for (size_t i = 0; i < msg.size(); ++i) {
+      // Every third message without midstates: nothing written for it.
+      if (i % 3 != 0) mid[i].resize(mids);
+      in[i] = {msg[i].data(), msg[i].data() + prefix_len, i % 3 != 0 ? mid[i].data() : nullptr,
+               got[i].data()};
+    }
+    blake2b256::hash_lanes(width, in, prefix_len, data_len);
+    for (size_t i = 0; i < msg.size(); ++i) {
+      INFO("message " << i);
+      CHECK(got[i] == sodium(msg[i].data(), msg[i].size()));
+    }
+    blake2b256::hash_lanes(width, std::span<const blake2b256::LaneInput>(), prefix_len, data_len);
+  }
+  // The process width is a width the CPU runs; forcing caps it.
+  const size_t width = blake2b256::lane_width();
+  CHECK((width == 1 || width == 4 || width == 8));
+  const size_t was = blake2b256::force_lane_width(1);
+  CHECK(was == width);
+  CHECK(blake2b256::lane_width() == 1);
+  blake2b256::force_lane_width(5);  // rounded down to 4 (or capped at 1)
+  CHECK((blake2b256::lane_width() == 4 || blake2b256::lane_width() == 1));
+  blake2b256::force_lane_width(64);
+  CHECK(blake2b256::lane_width() >= was);
+  blake2b256::force_lane_width(was);
 }
 
 }  // namespace swarmlite
