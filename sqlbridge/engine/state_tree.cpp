@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 
@@ -350,10 +351,13 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   auto grow_to = [&](uint64_t size) {
     if (tree_.size() < size) tree_.append(lock_byte_leaf(page_size));
   };
+  // Every leaf first (new pages hashed together), then the tree in page order.
+  const std::vector<Hash32> leaves = commit_leaves(pages, page_count);
+  size_t next_leaf = 0;
   for (const auto& [pgno, bytes] : pages) {
     if (pgno > page_count) break;
     uint64_t index = pgno - 1;
-    Hash32 leaf = memo_leaf_hash(pgno, bytes);
+    const Hash32& leaf = leaves[next_leaf++];
     if (index < tree_.size()) {
       u.old_leaves.emplace_back(index, tree_.leaf(index));
       tree_.set(index, leaf);
@@ -388,21 +392,101 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   return ok_status();
 }
 
-Hash32 StateTree::memo_leaf_hash(uint32_t pgno, ByteView page) {
-  // Pages of up to 8 KiB only: the memo stays small (16 slots).
-  if (page.size() > 8192) return page_leaf_hash(pgno, page);
-  if (leaf_memo_.empty()) leaf_memo_.resize(kLeafMemoSlots);
+std::vector<Hash32> StateTree::commit_leaves(const PageMap& pages, uint32_t page_count) {
+  std::vector<Hash32> leaves;
+  if (pages.empty()) return leaves;
+  // All pages of a commit have one size (apply() checked). Up to 8 KiB they
+  // go through the memo (16 slots: it stays small).
+  const size_t page_size = pages.begin()->second.size();
+  const bool memo = page_size <= 8192;
+  if (memo && leaf_memo_.empty()) leaf_memo_.resize(kLeafMemoSlots);
+  // Hashed one page at a time, the pages of a slot would each leave their
+  // bytes there in turn, so the slot ends with the commit's last page of it;
+  // only the first found the slot as the last commit left it, the others
+  // found another page number there and were hashed in full. The same here:
+  // the memo is consulted by a slot's first page only, and the slot takes
+  // the bytes, leaf and midstates of its last.
+  std::array<size_t, kLeafMemoSlots> last_of_slot;
+  last_of_slot.fill(SIZE_MAX);
+  size_t count = 0;
+  for (const auto& [pgno, bytes] : pages) {
+    if (pgno > page_count) break;
+    last_of_slot[pgno % kLeafMemoSlots] = count++;
+  }
+  leaves.resize(count);
+  // Pages hashed in full, all together (core/blake2b.h hash_lanes: several
+  // pages per vector instruction; docs/performance.md "Multi-lane BLAKE2b for
+  // a commit's pages"), with their midstates into their slot when the slot
+  // ends with them.
+  struct Full {
+    size_t index;    // into leaves
+    LeafMemo* slot;  // nullptr: the slot is not this page's at the end
+    uint32_t pgno;
+    const uint8_t* page;
+  };
+  std::vector<Full> full;
+  std::array<bool, kLeafMemoSlots> touched{};
+  size_t i = 0;
+  for (const auto& [pgno, bytes] : pages) {
+    if (pgno > page_count) break;
+    const size_t index = i++;
+    if (!memo) {
+      if (pgno == 1) {
+        leaves[index] = page_leaf_hash(pgno, bytes);
+      } else {
+        full.push_back({index, nullptr, pgno, bytes.data()});
+      }
+      continue;
+    }
+    const size_t s = pgno % kLeafMemoSlots;
+    const bool first_of_slot = !touched[s];
+    touched[s] = true;
+    if (first_of_slot && memo_leaf_hash(pgno, bytes, leaves[index])) continue;
+    full.push_back(
+        {index, last_of_slot[s] == index ? &leaf_memo_[s] : nullptr, pgno, bytes.data()});
+  }
+  if (full.empty()) return leaves;
+  // The leaf hashes kLeafPrefix || pgno (5 bytes) || page.
+  constexpr size_t kPrefixLen = 5;
+  std::vector<std::array<uint8_t, kPrefixLen>> prefixes(full.size());
+  std::vector<blake2b256::LaneInput> in(full.size());
+  const size_t mids = blake2b256::resumable_blocks(kPrefixLen + page_size) + 1;
+  for (size_t k = 0; k < full.size(); ++k) {
+    const Full& f = full[k];
+    prefixes[k] = {kLeafPrefix, uint8_t(f.pgno >> 24), uint8_t(f.pgno >> 16), uint8_t(f.pgno >> 8),
+                   uint8_t(f.pgno)};
+    blake2b256::Midstate* mid = nullptr;
+    if (f.slot != nullptr) {
+      f.slot->pgno = 0;  // empty until its leaf and midstates match its bytes
+      f.slot->bytes.assign(f.page, f.page + page_size);
+      f.slot->mid.resize(mids);
+      mid = f.slot->mid.data();
+    }
+    in[k] = {prefixes[k].data(), f.page, mid, leaves[f.index].data()};
+  }
+  blake2b256::hash_lanes(in, kPrefixLen, page_size);
+  for (const Full& f : full) {
+    if (f.slot == nullptr) continue;
+    f.slot->leaf = leaves[f.index];
+    f.slot->pgno = f.pgno;
+  }
+  return leaves;
+}
+
+bool StateTree::memo_leaf_hash(uint32_t pgno, ByteView page, Hash32& leaf) {
   LeafMemo& slot = leaf_memo_[pgno % kLeafMemoSlots];
   const bool same_page = slot.pgno == pgno && slot.bytes.size() == page.size();
   if (same_page && std::memcmp(slot.bytes.data(), page.data(), page.size()) == 0) {
-    return slot.leaf;
+    leaf = slot.leaf;
+    return true;
   }
   if (pgno == 1) {  // volatile header bytes: the plain hash (see LeafMemo::mid)
     slot.pgno = pgno;
     slot.bytes.assign(page.begin(), page.end());
     slot.mid.clear();
     slot.leaf = page_leaf_hash(pgno, page);
-    return slot.leaf;
+    leaf = slot.leaf;
+    return true;
   }
   // The leaf hashes kLeafPrefix || pgno (5 bytes) || page, in 128-byte
   // blocks. The same page number with bytes that differ only from block k
@@ -412,26 +496,24 @@ Hash32 StateTree::memo_leaf_hash(uint32_t pgno, ByteView page) {
   const uint8_t prefix[5] = {kLeafPrefix, uint8_t(pgno >> 24), uint8_t(pgno >> 16),
                              uint8_t(pgno >> 8), uint8_t(pgno)};
   const size_t n = sizeof prefix + page.size();
+  if (!same_page || slot.mid.size() != blake2b256::resumable_blocks(n) + 1) return false;
+  const size_t blocks = blake2b256::resumable_blocks(n);
   size_t from = 0;
-  if (same_page && slot.mid.size() == blake2b256::resumable_blocks(n) + 1) {
-    const size_t blocks = blake2b256::resumable_blocks(n);
-    // The first block whose bytes differ (page bytes [128k - 5, 128k + 123)).
-    while (from < blocks) {
-      const size_t lo = from == 0 ? 0 : 128 * from - sizeof prefix;
-      const size_t hi = 128 * (from + 1) - sizeof prefix;
-      if (std::memcmp(slot.bytes.data() + lo, page.data() + lo, hi - lo) != 0) break;
-      ++from;
-    }
-    const size_t at = from == 0 ? 0 : 128 * from - sizeof prefix;  // < page.size()
-    std::memcpy(slot.bytes.data() + at, page.data() + at, page.size() - at);
-  } else {
-    slot.pgno = pgno;
-    slot.bytes.assign(page.begin(), page.end());
-    slot.mid.resize(blake2b256::resumable_blocks(n) + 1);
+  // The first block whose bytes differ (page bytes [128k - 5, 128k + 123)).
+  while (from < blocks) {
+    const size_t lo = from == 0 ? 0 : 128 * from - sizeof prefix;
+    const size_t hi = 128 * (from + 1) - sizeof prefix;
+    if (std::memcmp(slot.bytes.data() + lo, page.data() + lo, hi - lo) != 0) break;
+    ++from;
   }
+  // From block 0 on, the page is new: hashed in full with the others.
+  if (from == 0) return false;
+  const size_t at = 128 * from - sizeof prefix;  // < page.size()
+  std::memcpy(slot.bytes.data() + at, page.data() + at, page.size() - at);
   blake2b256::portable_hash_resumable(prefix, sizeof prefix, page.data(), page.size(), from,
                                       slot.mid.data(), slot.leaf.data());
-  return slot.leaf;
+  leaf = slot.leaf;
+  return true;
 }
 
 StateTree::StateTree(const StateTree& o)

@@ -182,7 +182,16 @@ class StateTree {
   };
   static constexpr size_t kLeafMemoSlots = 16;
   std::vector<LeafMemo> leaf_memo_;
-  Hash32 memo_leaf_hash(uint32_t pgno, ByteView page);
+  // The leaves of the commit's pages numbered up to page_count, in page
+  // order: from the memo where it has them (or resumes them), the others
+  // hashed together (core/blake2b.h hash_lanes). The memo ends as if the
+  // pages had gone through it one by one.
+  std::vector<Hash32> commit_leaves(const PageMap& pages, uint32_t page_count);
+  // From the memo slot of pgno (pages up to 8 KiB): the leaf when the slot
+  // holds these bytes, or page 1 (hashed plainly), or the same page number
+  // changed from block 1 on (resumed); false, slot untouched, when the page
+  // must be hashed in full.
+  bool memo_leaf_hash(uint32_t pgno, ByteView page, Hash32& leaf);
 };
 
 }  // namespace swarmlite
