@@ -63,5 +63,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::abort();
     }
   }
+  // The lane-parallel hash (hash_lanes, the state tree's new pages): the
+  // input after its first three bytes cut into 1..17 messages of one length
+  // (byte 1), hashed 1, 4 or 8 at a time (byte 2; capped at what the CPU
+  // runs), each message's first data[0] % 128 bytes as its prefix. Digests
+  // and every midstate must be the scalar resumable hash's.
+  if (size >= 3) {
+    const size_t count = 1 + data[1] % 17;
+    const size_t width = data[2] % 3 == 0 ? 1 : data[2] % 3 == 1 ? 4 : 8;
+    const uint8_t* body = data + 3;
+    const size_t len = (size - 3) / count;
+    const size_t lane_prefix = std::min<size_t>(len, data[0] % 128);
+    const size_t mids = resumable_blocks(len) + 1;
+    std::vector<std::vector<Midstate>> lane_mid(count, std::vector<Midstate>(mids));
+    std::vector<uint8_t> lane_out(32 * count);
+    std::vector<LaneInput> in(count);
+    for (size_t i = 0; i < count; ++i) {
+      const uint8_t* msg = body + i * len;
+      in[i] = {msg, msg + lane_prefix, lane_mid[i].data(), lane_out.data() + 32 * i};
+    }
+    hash_lanes(width, in, lane_prefix, len - lane_prefix);
+    std::vector<Midstate> want_mid(mids);
+    for (size_t i = 0; i < count; ++i) {
+      const uint8_t* msg = body + i * len;
+      portable_hash_resumable(msg, lane_prefix, msg + lane_prefix, len - lane_prefix, 0,
+                              want_mid.data(), theirs);
+      if (std::memcmp(lane_out.data() + 32 * i, theirs, 32) != 0 ||
+          std::memcmp(lane_mid[i].data(), want_mid.data(), mids * sizeof(Midstate)) != 0) {
+        std::fprintf(stderr,
+                     "blake2b_fuzz: hash_lanes (width %zu, %zu messages of %zu bytes) differs "
+                     "from the scalar hash for message %zu\n",
+                     width, count, len, i);
+        std::abort();
+      }
+    }
+  }
   return 0;
 }
