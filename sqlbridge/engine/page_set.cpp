@@ -294,6 +294,8 @@ Status verify_page_set(const PageSet& set, const Head& trusted, size_t max_pages
                       pgnos_text(set.pgnos), trusted.size, set.page_size);
   const uint32_t lock_page = lock_byte_page(set.page_size);
   std::vector<Hash32> leaves(set.pgnos.size());
+  std::vector<PageLeafJob> jobs;  // hashed together once all sizes are checked
+  jobs.reserve(set.pgnos.size());
   for (size_t i = 0; i < set.pgnos.size(); ++i) {
     const uint32_t pgno = set.pgnos[i];
     const Bytes& page = set.pages[i];
@@ -309,9 +311,10 @@ Status verify_page_set(const PageSet& set, const Head& trusted, size_t max_pages
                           trusted.size);
       leaves[i] = lock_byte_leaf(set.page_size);
     } else {
-      leaves[i] = page_leaf_hash(pgno, page);
+      jobs.push_back({pgno, page, &leaves[i]});
     }
   }
+  page_leaf_hashes(jobs);
   return check_proof(set.proof, set.pgnos, leaves, trusted, what);
 }
 

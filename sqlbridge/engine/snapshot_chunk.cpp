@@ -142,6 +142,8 @@ Status verify_snapshot_chunk(const SnapshotChunk& chunk, const Head& trusted) {
   std::vector<uint64_t> indices(chunk.count);
   std::vector<Hash32> leaves(chunk.count);
   const uint32_t lock_page = lock_byte_page(chunk.page_size);
+  std::vector<PageLeafJob> jobs;  // hashed together after the loop
+  jobs.reserve(chunk.count);
   for (uint32_t i = 0; i < chunk.count; ++i) {
     const uint32_t pgno = chunk.first_page + i;
     indices[i] = pgno - 1;
@@ -156,9 +158,10 @@ Status verify_snapshot_chunk(const SnapshotChunk& chunk, const Head& trusted) {
             pgno);
       leaves[i] = lock_byte_leaf(chunk.page_size);
     } else {
-      leaves[i] = page_leaf_hash(pgno, page);
+      jobs.push_back({pgno, page, &leaves[i]});
     }
   }
+  page_leaf_hashes(jobs);
   if (chunk.proof.size != trusted.page_count || chunk.proof.indices != indices)
     return make_error(Errc::proof_failed,
                       "snapshot chunk of {}: the multiproof is not for these pages", range);

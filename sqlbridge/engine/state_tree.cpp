@@ -95,6 +95,26 @@ Hash32 page_leaf_hash(uint32_t pgno, ByteView page) {
   return h.update(page.subspan(std::min(at, page.size()))).finish();
 }
 
+void page_leaf_hashes(std::span<const PageLeafJob> jobs) {
+  constexpr size_t kPrefixLen = 5;  // kLeafPrefix || u32be(pgno)
+  std::vector<std::array<uint8_t, kPrefixLen>> prefixes;
+  std::vector<blake2b256::LaneInput> in;
+  prefixes.reserve(jobs.size());  // no reallocation: `in` points into it
+  in.reserve(jobs.size());
+  size_t size = SIZE_MAX;  // of the pages hashed together
+  for (const PageLeafJob& job : jobs) {
+    if (job.pgno != 1 && size == SIZE_MAX) size = job.page.size();
+    if (job.pgno == 1 || job.page.size() != size) {  // page 1 is normalised first
+      *job.out = page_leaf_hash(job.pgno, job.page);
+      continue;
+    }
+    prefixes.push_back({kLeafPrefix, uint8_t(job.pgno >> 24), uint8_t(job.pgno >> 16),
+                        uint8_t(job.pgno >> 8), uint8_t(job.pgno)});
+    in.push_back({prefixes.back().data(), job.page.data(), nullptr, job.out->data()});
+  }
+  if (!in.empty()) blake2b256::hash_lanes(in, kPrefixLen, size);
+}
+
 // ---------------------------------------------------------------------------
 // The lock-byte page
 

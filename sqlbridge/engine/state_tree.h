@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "core/blake2b.h"
@@ -30,6 +31,16 @@ inline constexpr uint32_t kPageSize = 4096;
 Bytes normalize_page(uint32_t pgno, ByteView page);
 // H(0x00 ‖ u32be(pgno) ‖ normalize_page(pgno, page)), hashed without copying the page.
 Hash32 page_leaf_hash(uint32_t pgno, ByteView page);
+// A leaf to compute: *out = page_leaf_hash(pgno, page).
+struct PageLeafJob {
+  uint32_t pgno;
+  ByteView page;
+  Hash32* out;
+};
+// Every job's leaf; the pages other than page 1 with the size of the first
+// of them hashed together (core/blake2b.h hash_lanes, several pages per
+// vector instruction), for code that checks many pages at once.
+void page_leaf_hashes(std::span<const PageLeafJob> jobs);
 
 // SQLite's PENDING_BYTE: the file offset (1 GiB) of the locks SQLite's VFS takes.
 inline constexpr uint32_t kSqlitePendingByte = 0x40000000;

@@ -96,9 +96,12 @@ Status check_pages(const QueryProof& proof, const std::vector<Hash32>& leaves) {
 }
 
 std::vector<Hash32> leaf_hashes(const QueryProof& proof) {
-  std::vector<Hash32> leaves;
-  leaves.reserve(proof.pages.size());
-  for (const ProvenPage& p : proof.pages) leaves.push_back(page_leaf_hash(p.pgno, p.bytes));
+  std::vector<Hash32> leaves(proof.pages.size());
+  std::vector<PageLeafJob> jobs;
+  jobs.reserve(proof.pages.size());
+  for (size_t i = 0; i < proof.pages.size(); ++i)
+    jobs.push_back({proof.pages[i].pgno, proof.pages[i].bytes, &leaves[i]});
+  page_leaf_hashes(jobs);
   return leaves;
 }
 
