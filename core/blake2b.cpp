@@ -17,10 +17,13 @@
 
 #if defined(__x86_64__)
 // GCC 12's AVX-512 intrinsics (those built on _mm512_undefined_epi32, such as
-// _mm512_ror_epi64) trip -Wuninitialized inside the header (GCC bug 105593,
-// fixed in GCC 13): silenced for the header's own lines only.
+// _mm512_ror_epi64) trip -W(maybe-)uninitialized inside the header (GCC bug
+// 105593, fixed in GCC 13): silenced for the header's own lines only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #endif
@@ -31,6 +34,9 @@ namespace {
 constexpr uint64_t kIv[8] = {0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
                              0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
                              0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL};
+
+// Parameter block word 0: digest length 32, key length 0, fanout 1, depth 1.
+constexpr uint64_t kParam0 = 0x01010000ULL ^ 32;
 
 // RFC 7693 section 2.7: the message word schedule; round r uses row r mod 10.
 constexpr uint8_t kSigma[10][16] = {
@@ -133,10 +139,9 @@ inline void add_count(PortableState& s, uint64_t n) {
 // j in lane j of every vector, so each vector instruction does the work of
 // one scalar instruction for W messages (docs/performance.md "Multi-lane
 // BLAKE2b for a commit's pages"). All messages have the same length, so the
-// byte counter and the final-block flag are the same in every lane.
-
-// The parameter block's word 0, as portable_init applies it.
-constexpr uint64_t kParam0 = 0x01010000ULL ^ 32;
+// byte counter and the final-block flag are the same in every lane. x86-64
+// only; elsewhere hash_lanes runs the scalar code.
+#if defined(__x86_64__)
 
 // Block k (bytes [128k, 128k + len) of prefix || data) of a lane's message:
 // a pointer into `data` when the block lies wholly inside it and is full,
@@ -220,8 +225,6 @@ inline void set_initial_midstate(const LaneInput& in) {
   for (int i = 0; i < 8; ++i) in.mid[0].h[i] = kIv[i];
   in.mid[0].h[0] ^= kParam0;
 }
-
-#if defined(__x86_64__)
 
 // Compiled for AVX2 / AVX-512 whatever the build's baseline: called only
 // when the CPU has them (supported_width()).
@@ -485,8 +488,7 @@ Impl choose() {
 
 void portable_init(PortableState& s) {
   for (int i = 0; i < 8; ++i) s.h[i] = kIv[i];
-  // Parameter block word 0: digest length 32, key length 0, fanout 1, depth 1.
-  s.h[0] ^= 0x01010000ULL ^ 32;
+  s.h[0] ^= kParam0;
   s.t0 = 0;
   s.t1 = 0;
   s.buflen = 0;
