@@ -268,20 +268,25 @@ struct VerifierCache::Impl {
   }
 
   // A remembered hash is used only for byte-identical page bytes at that pgno.
+  // The pages not remembered are hashed together (page_leaf_hashes), then remembered.
   std::vector<Hash32> leaf_hashes(const QueryProof& proof) {
-    std::vector<Hash32> out;
-    out.reserve(proof.pages.size());
-    for (const ProvenPage& p : proof.pages) {
+    std::vector<Hash32> out(proof.pages.size());
+    std::vector<PageLeafJob> jobs;
+    std::vector<std::pair<size_t, std::string>> missed;  // page index, its key
+    for (size_t i = 0; i < proof.pages.size(); ++i) {
+      const ProvenPage& p = proof.pages[i];
       std::string key = key_of({proof.head.state_root, u32_bytes(p.pgno)});
       if (const Leaf* l = leaves.find(key); l != nullptr && l->page == p.bytes) {
         ++stats.leaf_hits;
-        out.push_back(l->hash);
+        out[i] = l->hash;
         continue;
       }
       ++stats.leaf_misses;
-      out.push_back(page_leaf_hash(p.pgno, p.bytes));
-      leaves.put(std::move(key), Leaf{p.bytes, out.back()});
+      jobs.push_back({p.pgno, p.bytes, &out[i]});
+      missed.emplace_back(i, std::move(key));
     }
+    page_leaf_hashes(jobs);
+    for (auto& [i, key] : missed) leaves.put(std::move(key), Leaf{proof.pages[i].bytes, out[i]});
     return out;
   }
 
