@@ -591,14 +591,18 @@ void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, 
   size_t i = 0;
   while (i < in.size()) {
     const size_t left = in.size() - i;
-    if (width == 1 || left == 1) {  // a lone message gains nothing from lanes
+    // One or two messages: the scalar code. A group costs about as much as
+    // its widest lane's hash whatever lanes are idle (on the Zen 5 guest an
+    // 8-lane group of 4 KiB pages 6.5 µs, a 4-lane one 7.2 µs, one page
+    // 2.9 µs: docs/performance.md "Multi-lane BLAKE2b for a commit's pages"),
+    // so lanes pay from three messages on.
+    if (width == 1 || left <= 2) {
       hash_one(in[i], prefix_len, data_len);
       ++i;
       continue;
     }
 #if defined(__x86_64__)
-    // Two to four messages fill the four lanes of AVX2 better than eight.
-    const size_t w = width == 8 && left <= 4 ? 4 : width;
+    const size_t w = width;
     const size_t take = std::min(w, left);
     // Idle lanes hash a copy of the group's last message into scratch space.
     LaneInput group[8];

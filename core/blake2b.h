@@ -62,7 +62,7 @@ struct LaneInput {
   uint8_t* out;  // 32 bytes: the digest
 };
 // Hashes every message of `in`, each prefix_len (< 128) + data_len bytes,
-// lane_width() at a time (a lone message by the scalar code; in a last, short
+// lane_width() at a time (one or two messages left: the scalar code; in a short
 // group the idle lanes hash a copy of its last message into scratch space).
 // Digests and midstates equal portable_hash_resumable's with from = 0.
 void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_len);
