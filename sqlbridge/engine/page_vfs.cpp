@@ -427,8 +427,8 @@ int page_read(sqlite3_file* f, void* buf, int amount, sqlite3_int64 offset) {
 ** header, then the page at the next offset) and a commit of n pages as n
 ** frames; on a guest where a syscall costs microseconds those writes were a
 ** sixth of the primary's CPU per 1-INSERT entry (docs/performance.md "One
-** write per WAL frame", "One write per commit"). What is held back is only
-** ever a new frame's header, whose data write always follows
+** write per WAL frame", "One write per commit, index rows in groups"). What
+** is held back is only ever a new frame's header, whose data write always follows
 ** (walWriteOneFrame), and the data of frames that are not yet committed,
 ** which no other connection reads and crash recovery ignores without their
 ** commit frame; anything else that touches the file (a write elsewhere, a
