@@ -208,7 +208,7 @@ nlohmann::json node_json(const NodeStatus& s) {
   return j;
 }
 
-Status node_ready(const NodeStatus& s, const std::optional<Error>& diverged) {
+Status node_ready(const NodeReadiness& s, const std::optional<Error>& diverged) {
   if (s.evidence && s.evidence_store_fault) {
     return make_error(Errc::diverged,
                       "the log equivocated; its evidence is NOT stored yet (since {} ms (Unix), "
@@ -459,7 +459,9 @@ Status PrimaryHttpBackend::ready() const {
     node_.notify_new_head();
   }
   if (auto c = primary_.corruption()) return make_error(Errc::unavailable, "corrupted: {}", c->message);
-  return node_ready(node_status(), std::nullopt);
+  NodeReadiness r = node_.readiness();
+  if (!r.local_fault) r.local_fault = primary_.local_fault();
+  return node_ready(r, std::nullopt);
 }
 
 void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_status()); }
@@ -496,7 +498,7 @@ nlohmann::json ReplicaHttpBackend::status() const {
 
 Status ReplicaHttpBackend::ready() const {
   if (auto c = replica_.corruption()) return make_error(Errc::unavailable, "corrupted: {}", c->message);
-  return node_ready(node_.status(), replica_.diverged());
+  return node_ready(node_.readiness(), replica_.diverged());
 }
 
 void ReplicaHttpBackend::update_metrics(Metrics& metrics) {

@@ -234,6 +234,9 @@ struct Node::Impl : SessionEvents {
   std::map<uint64_t, std::shared_ptr<Session>> sessions;
   uint64_t next_session_id = 1;
   EvidenceStore evidence_store{opt.data_dir};  // evidence.bin; io thread
+  // sync.evidence() is set (it never clears): for readiness(), which may not
+  // read the engine (io thread only).
+  std::atomic<bool> has_evidence{false};
   TrafficTotals traffic;
   bool stopping = false;
 
@@ -322,7 +325,10 @@ Status Node::Impl::start() {
     spdlog::critical("log {} equivocated (evidence in {}): not following it", log_id.hex(),
                      evidence_store.path().string());
   }
-  if (evidence) worker.halt_apply("the log equivocated");
+  if (evidence) {
+    worker.halt_apply("the log equivocated");
+    has_evidence = true;
+  }
   sync.start(announce, std::move(evidence));
   uint64_t stored;
   {
@@ -507,6 +513,7 @@ void Node::Impl::run(Actions actions) {
             worker.want_apply(a.up_to);
           } else if constexpr (std::is_same_v<T, EquivocatedAction>) {
             worker.halt_apply("the log equivocated: " + a.how);
+            has_evidence = true;
             // Durable; a failure is reported (evidence_store_fault) and retried by the tick.
             (void)evidence_store.store(a.evidence);
           }
@@ -679,6 +686,17 @@ NodeStatus Node::status() const {
     return st;
   }
   return f.get();
+}
+
+NodeReadiness Node::readiness() const {
+  NodeReadiness r;
+  r.head = impl_->backend.log().view().head;  // published by each store (core/log.h)
+  r.evidence = impl_->has_evidence.load();
+  r.evidence_store_fault = impl_->evidence_store.fault();
+  r.apply_error = impl_->worker.apply_error();
+  r.local_fault = impl_->worker.apply_fault.get();
+  if (!r.local_fault) r.local_fault = impl_->sync.store_fault().get();  // FaultState locks itself
+  return r;
 }
 
 std::optional<Evidence> Node::evidence() const { return status().evidence; }

@@ -192,6 +192,18 @@ struct NodeStatus {
   uint64_t snapshot_requests_served = 0;  // GetSnapshot + GetSnapshotPages answered, since start
 };
 
+// What a readiness probe needs (/readyz, docs/http-api.md "Health"): read on
+// the caller's thread from state each part keeps thread-safe, never through a
+// round trip to the node's io thread, so a probe does not wait while that
+// thread is busy (the HTTP server answers /readyz on its own io thread).
+struct NodeReadiness {
+  std::optional<Head> head;  // newest stored head
+  bool evidence = false;     // the log equivocated (NodeStatus::evidence is set)
+  std::optional<LocalFault> evidence_store_fault;
+  std::optional<std::string> apply_error;
+  std::optional<LocalFault> local_fault;
+};
+
 class Node {
  public:
   Node(NodeBackend& backend, NodeOptions options);
@@ -232,7 +244,10 @@ class Node {
   // be cheap, must not block and must not call into the node.
   void set_size_listener(std::function<void()> fn);
 
+  // Everything about the node; a round trip to its io thread (up to 5 s).
   NodeStatus status() const;
+  // The parts of status() a readiness probe needs, without that round trip.
+  NodeReadiness readiness() const;
   std::optional<Evidence> evidence() const;
 
   // Where GetSnapshot and GetSnapshotPages are answered from (docs/protocol.md

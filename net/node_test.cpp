@@ -13,6 +13,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <thread>
 
 #include "core/entry.h"
@@ -387,11 +388,15 @@ TEST_CASE("a forked primary is detected; the evidence is stored, spread and veri
   CHECK(fs::exists(evidence_path_in(data.path)));
   // It is passed on.
   CHECK(eventually([&] { return nr2.status().evidence.has_value(); }));
+  CHECK(nr_again.readiness().evidence);
+  CHECK(nr2.readiness().evidence);
+  CHECK(nr2.readiness().apply_error);  // it stopped following the log
   // And remembered across a restart.
   nr_again.stop();
   Node nr3(*r.backend, ro);
   REQUIRE(nr3.start().ok());
   CHECK(nr3.status().evidence.has_value());
+  CHECK(nr3.readiness().evidence);
 }
 
 // The evidence is the node's most important output: when it cannot be written
@@ -427,10 +432,76 @@ TEST_CASE("evidence that cannot be stored is reported in the status and stored o
   CHECK(st.evidence_store_fault->what.find("No space left") != std::string::npos);
   CHECK(st.evidence_store_fault->what.find(data.path.string()) != std::string::npos);
   CHECK_FALSE(fs::exists(evidence_path_in(data.path)));
+  CHECK(nr.readiness().evidence);
+  CHECK(nr.readiness().evidence_store_fault);
   fault_injection::clear();
   CHECK(eventually([&] { return !nr.status().evidence_store_fault; }));
   CHECK(fs::exists(evidence_path_in(data.path)));
   CHECK(nr.status().evidence.has_value());
+  CHECK_FALSE(nr.readiness().evidence_store_fault);
+}
+
+// A backend whose is_primary() — which status() calls on the node's io thread —
+// blocks while `hold` is set: the io thread busy for as long as a test wants.
+struct HoldingBackend : NodeBackend {
+  NodeBackend& inner;
+  std::atomic<bool> hold{false};
+  std::atomic<bool> held{false};  // the io thread is inside is_primary(), held
+  explicit HoldingBackend(NodeBackend& b) : inner(b) {}
+  const PublicKey& log_id() const override { return inner.log_id(); }
+  const Log& log() const override { return inner.log(); }
+  std::mutex& log_mutex() const override { return inner.log_mutex(); }
+  bool is_primary() const override {
+    while (hold.load()) {
+      const_cast<std::atomic<bool>&>(held).store(true);
+      std::this_thread::sleep_for(1ms);
+    }
+    return inner.is_primary();
+  }
+  Status store_entries(std::span<const Bytes> e, const Head& h, std::span<const Hash32> p) override {
+    return inner.store_entries(e, h, p);
+  }
+  Result<uint64_t> apply(uint64_t up_to) override { return inner.apply(up_to); }
+  uint64_t applied_size() const override { return inner.applied_size(); }
+};
+
+// /readyz asks readiness() on the HTTP server's io thread: it must not wait for
+// the node's io thread, which may be busy (before: it was status(), a round
+// trip of up to 5 s that stalled every HTTP connection meanwhile).
+TEST_CASE("readiness() answers while the node's io thread is busy, and agrees with status()") {
+  KeyPair keys = KeyPair::generate();
+  TestLog p(keys.pub, true);
+  p.append(keys.secret, 4);
+  HoldingBackend backend(*p.backend);
+  Node node(backend, fast_options());
+  REQUIRE(node.start().ok());
+  {
+    NodeReadiness r = node.readiness();
+    NodeStatus st = node.status();
+    REQUIRE(r.head);
+    REQUIRE(st.head);
+    CHECK(r.head->size == st.head->size);
+    CHECK(r.evidence == st.evidence.has_value());
+    CHECK_FALSE(r.apply_error);
+    CHECK_FALSE(r.local_fault);
+    CHECK_FALSE(r.evidence_store_fault);
+  }
+  backend.hold = true;
+  auto busy = std::async(std::launch::async, [&] { return node.status(); });  // holds the io thread
+  const bool held = eventually([&] { return backend.held.load(); });
+  const auto t0 = std::chrono::steady_clock::now();
+  NodeReadiness r = node.readiness();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  const bool still_busy = busy.wait_for(0s) != std::future_status::ready;
+  backend.hold = false;  // before any check can end the test: stop() needs the io thread
+  REQUIRE(held);
+  // A liveness bound, far above a readiness() (microseconds) and far below
+  // status()'s 5 s wait, which is what the old path paid here.
+  CHECK(took < 1s);
+  CHECK(still_busy);  // the io thread was held throughout
+  REQUIRE(r.head);
+  CHECK(r.head->size == 4);
+  CHECK(busy.get().head.has_value());
 }
 
 TEST_CASE("a primary's /status sees how far its peers got: head_size and lag follow them") {
