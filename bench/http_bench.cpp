@@ -14,6 +14,13 @@
 //      client verifies the proof it got as a client starting cold does
 //      (Verifier: a fresh connection, the head's signature, every page hashed,
 //      the query run again): request + verify, end to end, in µs.
+//  BM_MachineRoundTrip/tcp:0|1        the machine's floor for one request and
+//      its answer between two threads, no HTTP and no swarmlite: a condition
+//      variable handing a turn back and forth (tcp:0), or 41 bytes sent and 95
+//      answered over a loopback TCP connection with TCP_NODELAY, blocking
+//      sockets (tcp:1; the sizes of a /readyz exchange). On a VM a thread
+//      woken on the other, idle vCPU pays the hypervisor's wake-up; every HTTP
+//      round trip pays at least this (docs/performance.md).
 //  BM_HttpWrite/clients:N             POST /db/execute, one single-row INSERT
 //      per request, on the primary (log fsync on: durable when answered;
 //      heads signed in the background as `swarmlite primary` does, or one per
@@ -36,14 +43,19 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -267,6 +279,77 @@ void BM_HttpReadyz(benchmark::State& state) {
               [](Client& cl, int, uint64_t) { cl.call(http::verb::get, "/readyz"); });
 }
 BENCHMARK(BM_HttpReadyz)->ArgNames({"node", "clients"})->ArgsProduct({{0, 1}, {1, 16}})->Iterations(1)->UseRealTime();
+
+void BM_MachineRoundTrip(benchmark::State& state) {
+  const bool tcp = state.range(0) != 0;
+  const double load = load_average();
+  std::vector<double> lat;
+  const auto end = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(run_time());
+  const auto start = SteadyClock::now();
+  for (auto _ : state) {
+    if (!tcp) {
+      std::mutex mu;
+      std::condition_variable cv;
+      int turn = 0;  // 1: the server's, 0: the client's, -1: stop
+      std::thread server([&] {
+        std::unique_lock lock(mu);
+        for (;;) {
+          cv.wait(lock, [&] { return turn != 0; });
+          if (turn < 0) return;
+          turn = 0;
+          cv.notify_all();
+        }
+      });
+      std::unique_lock lock(mu);
+      while (SteadyClock::now() < end) {
+        const auto t0 = SteadyClock::now();
+        turn = 1;
+        cv.notify_all();
+        cv.wait(lock, [&] { return turn == 0; });
+        lat.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - t0).count());
+      }
+      turn = -1;
+      cv.notify_all();
+      lock.unlock();
+      server.join();
+    } else {
+      asio::io_context ioc;
+      asio::ip::tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+      const uint16_t port = acceptor.local_endpoint().port();
+      std::thread server([&] {
+        asio::ip::tcp::socket s = acceptor.accept();
+        s.set_option(asio::ip::tcp::no_delay(true));
+        std::array<char, 41> rq{};
+        std::array<char, 95> rs{};
+        boost::system::error_code ec;
+        while (!ec) {
+          asio::read(s, asio::buffer(rq), ec);
+          if (!ec) asio::write(s, asio::buffer(rs), ec);
+        }
+      });
+      {
+        asio::ip::tcp::socket c(ioc);
+        c.connect({asio::ip::make_address("127.0.0.1"), port});
+        c.set_option(asio::ip::tcp::no_delay(true));
+        std::array<char, 41> rq{};
+        std::array<char, 95> rs{};
+        while (SteadyClock::now() < end) {
+          const auto t0 = SteadyClock::now();
+          asio::write(c, asio::buffer(rq));
+          asio::read(c, asio::buffer(rs));
+          lat.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - t0).count());
+        }
+      }  // closed: the server's read fails and it returns
+      server.join();
+    }
+  }
+  const double secs = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  state.counters["req/s"] = static_cast<double>(lat.size()) / secs;
+  state.counters["p50_us"] = percentile(lat, 0.50);
+  state.counters["p99_us"] = percentile(lat, 0.99);
+  state.counters["load"] = load;
+}
+BENCHMARK(BM_MachineRoundTrip)->ArgName("tcp")->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
 
 void BM_LocalPointQuery(benchmark::State& state) {
   Cluster& c = cluster();
