@@ -284,7 +284,8 @@ void BM_MachineRoundTrip(benchmark::State& state) {
   const bool tcp = state.range(0) != 0;
   const double load = load_average();
   std::vector<double> lat;
-  const auto end = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(run_time());
+  const auto end =
+      SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(run_time());
   const auto start = SteadyClock::now();
   for (auto _ : state) {
     if (!tcp) {

@@ -458,7 +458,8 @@ struct HoldingBackend : NodeBackend {
     }
     return inner.is_primary();
   }
-  Status store_entries(std::span<const Bytes> e, const Head& h, std::span<const Hash32> p) override {
+  Status store_entries(std::span<const Bytes> e, const Head& h,
+                       std::span<const Hash32> p) override {
     return inner.store_entries(e, h, p);
   }
   Result<uint64_t> apply(uint64_t up_to) override { return inner.apply(up_to); }
