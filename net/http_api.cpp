@@ -41,6 +41,8 @@
 #include <limits>
 #include <fstream>
 #include <sstream>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 namespace swarmlite::net {
@@ -193,6 +195,11 @@ struct HttpApi::Impl {
   asio::thread_pool control_pool{1};
   asio::thread_pool backup_pool;  // GET /db/backup: its own lane, max_backups threads
   std::atomic<size_t> pending_reads{0}, pending_writes{0}, pending_backups{0};
+  // Writes handed to HttpBackend::submit_execute whose answer has not been
+  // posted yet: stop() waits for them as it joins the write lane.
+  std::mutex submitted_mu;
+  std::condition_variable submitted_cv;
+  size_t submitted_writes = 0;
   std::thread io_thread;
   std::atomic<size_t> connections{0};
   std::atomic<bool> started{false}, stopped{false};
@@ -255,6 +262,40 @@ struct HttpApi::Impl {
     };
     R result = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(
         std::move(initiate), asio::use_awaitable);
+    co_return result;
+  }
+
+  // Runs writes as HttpBackend::execute: handed to submit_execute() when the
+  // backend takes them that way (its own thread batches many requests' writes
+  // into group commits), else on the write lane. Resumes on the io thread.
+  asio::awaitable<Result<std::vector<ExecOutcome>>> execute_writes(std::vector<Statement> statements,
+                                                               bool transaction) {
+    using R = Result<std::vector<ExecOutcome>>;
+    if (!backend.submits_writes()) {
+      auto call = [this, st = std::move(statements), transaction] { return backend.execute(st, transaction); };
+      co_return co_await offload(write_pool, std::move(call));
+    }
+    auto initiate = [this, st = std::move(statements), transaction](auto completion) mutable {
+      // Shared: ExecuteDone is a std::function, which copies; the handler moves.
+      struct Waiting {
+        decltype(completion) handler;
+        asio::executor_work_guard<asio::io_context::executor_type> work;
+      };
+      auto waiting = std::make_shared<Waiting>(Waiting{std::move(completion), asio::make_work_guard(ioc)});
+      {
+        std::lock_guard lock(submitted_mu);
+        ++submitted_writes;
+      }
+      backend.submit_execute(std::move(st), transaction, [this, waiting](R r) {
+        auto ex = asio::get_associated_executor(waiting->handler, waiting->work.get_executor());
+        asio::post(ex, [waiting, r = std::move(r)]() mutable { std::move(waiting->handler)(std::move(r)); });
+        // The last touch of *this: stop() may return once the count is 0.
+        std::lock_guard lock(submitted_mu);
+        if (--submitted_writes == 0) submitted_cv.notify_all();
+      });
+    };
+    R result = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(std::move(initiate),
+                                                                                     asio::use_awaitable);
     co_return result;
   }
 
@@ -405,10 +446,8 @@ struct HttpApi::Impl {
                                     opts.max_pending_writes),
                         ro.pretty);
       }
-      auto call = [this, st = std::move(statements).value(), tx = ro.transaction] {
-        return backend.execute(st, tx);
-      };
-      auto r = co_await offload(write_pool, std::move(call));
+      std::vector<Statement> to_run = std::move(statements).value();
+      auto r = co_await execute_writes(std::move(to_run), ro.transaction);
       if (!r.ok()) co_return error(req, status_for(r.error().code), r.error().to_string(), ro.pretty);
       outcomes = std::move(r).value();
     }
@@ -666,8 +705,7 @@ struct HttpApi::Impl {
         co_return out;
       }
       auto t0 = std::chrono::steady_clock::now();
-      auto call = [this, s = std::move(st), transaction] { return backend.execute(s, transaction); };
-      auto r = co_await offload(write_pool, std::move(call));
+      auto r = co_await execute_writes(std::move(st), transaction);
       execute_seconds.observe(seconds_since(t0));
       if (!r.ok()) {
         out.fail = error(req, status_for(r.error().code), r.error().to_string(), ro.pretty);
@@ -1620,6 +1658,10 @@ void HttpApi::stop() {
   // dropped with the io_context.
   s.pool.join();
   s.write_pool.join();
+  {
+    std::unique_lock lock(s.submitted_mu);
+    s.submitted_cv.wait(lock, [&] { return s.submitted_writes == 0; });
+  }
   s.control_pool.join();
   s.backup_pool.join();
 }

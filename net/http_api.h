@@ -16,8 +16,8 @@
 //
 // Threads: one io thread runs every socket and timer; backend calls (which
 // block on SQLite) run off it in lanes: reads (a pool of worker_threads),
-// writes (write_threads: a primary runs the writes waiting at once as one group
-// commit), /status and
+// writes (write_threads; a backend that submits writes, as the primary's does,
+// runs them on a thread of its own instead: HttpBackend::submits_writes), /status and
 // /metrics (one thread) and backups (max_backups threads; the file is then
 // streamed from disk), so neither a slow query nor a long write delays
 // health checks, status or cheap reads. The read and write lanes are bounded:
@@ -101,6 +101,19 @@ class HttpBackend {
   // its Errc: invalid_argument 400, refused 403, unavailable 503, else 500).
   virtual Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& statements,
                                                    bool transaction);
+
+  // The answer of submit_execute(): called exactly once, on any thread.
+  using ExecuteDone = std::function<void(Result<std::vector<ExecOutcome>>)>;
+  // True when the server should hand /db/execute's writes to submit_execute()
+  // instead of running execute() on a thread of its write lane: a backend that
+  // queues writes and runs them from a thread of its own lets writes of many
+  // requests share a group commit without a lane thread blocked on each.
+  virtual bool submits_writes() const { return false; }
+  // execute(), later: `done` gets what execute() would have returned. Never
+  // blocks on the writes. The default runs execute() before returning.
+  virtual void submit_execute(std::vector<Statement> statements, bool transaction, ExecuteDone done) {
+    done(execute(statements, transaction));
+  }
 
   // Runs read-only queries, one outcome per statement (per-statement errors in
   // the outcome). Must not answer from a state older than options.min_size
@@ -193,9 +206,9 @@ struct HttpApiOptions {
   size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 64;  // write requests running + queued; 503 over it
-  // Write lane threads. On a primary, writes running at once share one group
-  // commit (one log fdatasync, sqlbridge/engine/primary.h), so more threads
-  // mean more writes per fdatasync; a peer forwards this many at once.
+  // Write lane threads: a peer forwards this many writes at once; /db/load
+  // runs here. A primary's /db/execute writes go to its backend's submit
+  // thread instead (HttpBackend::submits_writes), which batches them.
   size_t write_threads = 16;
   size_t max_backups = 2;          // GET /db/backup running (made + sent); 503 "busy" over it
   std::chrono::milliseconds backup_timeout{600000};  // making one backup, and again sending it

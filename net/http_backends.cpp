@@ -343,65 +343,73 @@ uint64_t ReplicaHttpBackend::known_head_size() const { return node_.status().bes
 
 // --- primary -------------------------------------------------------------------
 
-Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<Statement>& statements,
-                                                             bool transaction) {
-  std::shared_lock load_lock(load_mu_);
-  std::vector<ExecOutcome> out;
-  bool wrote = false;
-  auto to_outcome = [](const StatementResult& r) {
-    ExecOutcome o;
-    o.last_insert_id = r.last_insert_rowid;
-    o.rows_affected = r.rows_changed;
-    o.columns = r.columns;
-    o.rows = r.rows;
-    return o;
-  };
-  // Errors that are the request's (or the node's), not one statement's.
-  auto fatal = [](const Error& e) {
-    return e.code == Errc::unavailable || e.code == Errc::io_error;
-  };
-  if (transaction) {
-    auto t0 = Clock::now();
-    EntryFailure failure;
-    auto r = primary_.execute(std::span<const Statement>(statements), &failure);
-    if (!r.ok()) {
-      if (fatal(r.error())) return r.take_error();
-      // As rqlite: the statements before the failing one show what they
-      // returned (rolled back with the rest), the failing one its error, and
-      // nothing follows it (docs/http-api.md). An error that belongs to no
-      // statement (a bound checked at commit) is the request's.
-      if (!failure.statement || *failure.statement >= statements.size()) return r.take_error();
-      out.resize(*failure.statement + 1);
-      for (const auto& sr : failure.completed) {
-        if (sr.statement_index < *failure.statement) out[sr.statement_index] = to_outcome(sr);
+// One /db/execute request's writes as Primary::Write items, and its outcomes
+// from their results: execute() runs one request, the submit thread several
+// in one Primary::execute_batch (their writes then share group commits).
+struct PrimaryHttpBackend::Pending {
+  const std::vector<Statement>* statements = nullptr;
+  bool transaction = false;
+  EntryFailure failure;  // the transaction's (transaction only)
+  size_t first = 0;      // its writes' index in the batch
+  size_t count = 0;
+
+  // Appends its writes: the whole transaction as one, or each statement as its
+  // own entry. `this` must stay put until the batch ran (Write::failure).
+  void add_writes(std::vector<Primary::Write>& writes) {
+    first = writes.size();
+    if (transaction) {
+      writes.push_back(Primary::Write{std::span<const Statement>(*statements), &failure});
+    } else {
+      for (const auto& st : *statements)
+        writes.push_back(Primary::Write{std::span<const Statement>(&st, 1)});
+    }
+    count = writes.size() - first;
+  }
+
+  // What execute() answers, from this request's results (`secs`: the batch's
+  // time per write); `wrote` is set when an entry was written.
+  Result<std::vector<ExecOutcome>> outcomes(std::span<Result<ExecuteResult>> all, double secs, bool& wrote) {
+    std::span<Result<ExecuteResult>> results = all.subspan(first, count);
+    std::vector<ExecOutcome> out;
+    auto to_outcome = [](const StatementResult& r) {
+      ExecOutcome o;
+      o.last_insert_id = r.last_insert_rowid;
+      o.rows_affected = r.rows_changed;
+      o.columns = r.columns;
+      o.rows = r.rows;
+      return o;
+    };
+    // Errors that are the request's (or the node's), not one statement's.
+    auto fatal = [](const Error& e) { return e.code == Errc::unavailable || e.code == Errc::io_error; };
+    if (transaction) {
+      auto& r = results.front();
+      if (!r.ok()) {
+        if (fatal(r.error())) return r.take_error();
+        // As rqlite: the statements before the failing one show what they
+        // returned (rolled back with the rest), the failing one its error, and
+        // nothing follows it (docs/http-api.md). An error that belongs to no
+        // statement (a bound checked at commit) is the request's.
+        if (!failure.statement || *failure.statement >= statements->size()) return r.take_error();
+        out.resize(*failure.statement + 1);
+        for (const auto& sr : failure.completed) {
+          if (sr.statement_index < *failure.statement) out[sr.statement_index] = to_outcome(sr);
+        }
+        out.back().error = r.error().to_string();
+        return out;
       }
-      out.back().error = r.error().to_string();
+      wrote = true;
+      out.resize(statements->size());
+      // Several results may come from one Statement (multi-statement SQL): the
+      // last one of each statement_index wins, as sqlite3_changes() would say.
+      for (const auto& sr : r->statements) {
+        if (sr.statement_index < out.size()) out[sr.statement_index] = to_outcome(sr);
+      }
+      for (auto& o : out) o.seconds = secs / static_cast<double>(std::max<size_t>(1, out.size()));
       return out;
     }
-    wrote = true;
-    out.resize(statements.size());
-    // Several results may come from one Statement (multi-statement SQL): the
-    // last one of each statement_index wins, as sqlite3_changes() would say.
-    for (const auto& sr : r->statements) {
-      if (sr.statement_index < out.size()) out[sr.statement_index] = to_outcome(sr);
-    }
-    double secs = seconds_since(t0);
-    for (auto& o : out) o.seconds = secs / static_cast<double>(std::max<size_t>(1, out.size()));
-  } else {
-    // Each statement is its own transaction and entry; queued together they
-    // share one group commit (one log fdatasync, primary.h).
-    std::vector<Primary::Write> writes;
-    writes.reserve(statements.size());
-    for (const auto& st : statements)
-      writes.push_back(Primary::Write{std::span<const Statement>(&st, 1)});
-    auto t0 = Clock::now();
-    auto results = primary_.execute_batch(writes);
-    const double secs =
-        seconds_since(t0) / static_cast<double>(std::max<size_t>(1, results.size()));
-    // As when they ran one by one: the request fails as a whole only if
-    // nothing was written.
-    const bool any_written =
-        std::any_of(results.begin(), results.end(), [](const auto& r) { return r.ok(); });
+    // Each statement is its own transaction and entry. As when they ran one by
+    // one: the request fails as a whole only if nothing was written.
+    const bool any_written = std::any_of(results.begin(), results.end(), [](const auto& r) { return r.ok(); });
     for (auto& r : results) {
       ExecOutcome o;
       if (r.ok()) {
@@ -415,9 +423,89 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
       o.seconds = secs;
       out.push_back(std::move(o));
     }
+    return out;
   }
+};
+
+Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<Statement>& statements,
+                                                             bool transaction) {
+  std::shared_lock load_lock(load_mu_);
+  Pending pending;
+  pending.statements = &statements;
+  pending.transaction = transaction;
+  std::vector<Primary::Write> writes;
+  pending.add_writes(writes);
+  auto t0 = Clock::now();
+  // Queued with other callers' writes they share one group commit (one log
+  // fdatasync, primary.h).
+  auto results = primary_.execute_batch(writes);
+  const double secs = seconds_since(t0) / static_cast<double>(std::max<size_t>(1, results.size()));
+  bool wrote = false;
+  auto out = pending.outcomes(results, secs, wrote);
   if (wrote) announce_after_write();
   return out;
+}
+
+void PrimaryHttpBackend::submit_execute(std::vector<Statement> statements, bool transaction, ExecuteDone done) {
+  std::unique_lock lock(submit_mu_);
+  if (submit_stop_) {
+    lock.unlock();
+    done(make_error(Errc::unavailable, "the primary's HTTP backend is stopping: no more writes"));
+    return;
+  }
+  if (!submit_thread_.joinable()) submit_thread_ = std::thread([this] { run_submitted(); });
+  submitted_.push_back(Submitted{std::move(statements), transaction, std::move(done)});
+  if (submit_idle_) submit_cv_.notify_one();
+}
+
+// The submit thread: takes every queued request (up to kMaxSubmittedWrites
+// writes) and runs their writes in one Primary::execute_batch, so they share
+// group commits without a thread blocked per request, then answers each
+// (docs/performance.md "Submitted HTTP writes").
+void PrimaryHttpBackend::run_submitted() {
+  constexpr size_t kMaxSubmittedWrites = 256;
+  std::unique_lock lock(submit_mu_);
+  for (;;) {
+    submit_idle_ = true;
+    submit_cv_.wait(lock, [&] { return submit_stop_ || !submitted_.empty(); });
+    submit_idle_ = false;
+    if (submitted_.empty()) return;  // stopping, nothing left
+    std::vector<Submitted> batch;
+    size_t writes_taken = 0;
+    while (!submitted_.empty() && (batch.empty() || writes_taken < kMaxSubmittedWrites)) {
+      const auto& front = submitted_.front();
+      writes_taken += front.transaction ? 1 : front.statements.size();
+      batch.push_back(std::move(submitted_.front()));
+      submitted_.pop_front();
+    }
+    lock.unlock();
+    std::vector<Result<std::vector<ExecOutcome>>> answers;
+    answers.reserve(batch.size());
+    try {
+      std::shared_lock load_lock(load_mu_);
+      std::vector<Pending> pending(batch.size());
+      std::vector<Primary::Write> writes;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        pending[i].statements = &batch[i].statements;
+        pending[i].transaction = batch[i].transaction;
+        pending[i].add_writes(writes);
+      }
+      auto t0 = Clock::now();
+      auto results = writes.empty() ? std::vector<Result<ExecuteResult>>{} : primary_.execute_batch(writes);
+      const double secs = seconds_since(t0) / static_cast<double>(std::max<size_t>(1, results.size()));
+      bool wrote = false;
+      for (auto& p : pending) answers.push_back(p.outcomes(results, secs, wrote));
+      if (wrote) announce_after_write();
+    } catch (const std::exception& e) {
+      answers.clear();
+      for (size_t i = 0; i < batch.size(); ++i)
+        answers.push_back(make_error(Errc::internal, "backend threw: {}", e.what()));
+    }
+    submitted_batches_.fetch_add(1);
+    submitted_requests_.fetch_add(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(answers[i]));
+    lock.lock();
+  }
 }
 
 Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<Statement>& statements,
@@ -464,7 +552,14 @@ Status PrimaryHttpBackend::ready() const {
   return node_ready(r, std::nullopt);
 }
 
-void PrimaryHttpBackend::update_metrics(Metrics& metrics) { node_metrics(metrics, node_status()); }
+void PrimaryHttpBackend::update_metrics(Metrics& metrics) {
+  node_metrics(metrics, node_status());
+  const SubmitStats st = submit_stats();
+  metrics.gauge("swarmlite_http_write_requests_batched", "/db/execute requests run by the submit thread since start")
+      .set(static_cast<double>(st.requests));
+  metrics.gauge("swarmlite_http_write_batches", "Batches (one Primary::execute_batch each) those requests took since start")
+      .set(static_cast<double>(st.batches));
+}
 
 // --- replica -------------------------------------------------------------------
 
@@ -638,7 +733,15 @@ void PrimaryHttpBackend::announce_after_write() {
   }
 }
 
-PrimaryHttpBackend::~PrimaryHttpBackend() { primary_.set_head_listener({}); }
+PrimaryHttpBackend::~PrimaryHttpBackend() {
+  {
+    std::lock_guard lock(submit_mu_);
+    submit_stop_ = true;  // what is queued still runs
+  }
+  submit_cv_.notify_one();
+  if (submit_thread_.joinable()) submit_thread_.join();
+  primary_.set_head_listener({});
+}
 
 ReplicaHttpBackend::ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options,
                                        SnapshotSourceOptions snapshot_options)

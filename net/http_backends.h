@@ -15,8 +15,12 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
+#include <thread>
 
 #include "net/http_api.h"
 #include "net/node.h"
@@ -40,6 +44,16 @@ class PrimaryHttpBackend : public HttpBackend {
   bool accepts_writes() const override { return true; }
   Result<std::vector<ExecOutcome>> execute(const std::vector<Statement>& statements,
                                            bool transaction) override;
+  // /db/execute's writes go to a thread of this backend, which runs every
+  // request queued meanwhile in one Primary::execute_batch.
+  bool submits_writes() const override { return true; }
+  void submit_execute(std::vector<Statement> statements, bool transaction, ExecuteDone done) override;
+  // Submitted requests answered, and the execute_batch calls they took.
+  struct SubmitStats {
+    uint64_t requests = 0;
+    uint64_t batches = 0;
+  };
+  SubmitStats submit_stats() const { return {submitted_requests_.load(), submitted_batches_.load()}; }
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
   uint64_t size() const override { return primary_.size(); }
@@ -80,6 +94,23 @@ class PrimaryHttpBackend : public HttpBackend {
   // a load's entries (docs/http-api.md "Loading a database").
   std::shared_mutex load_mu_;
   std::unique_ptr<SnapshotSource> snapshots_;
+
+  // Submitted writes (submit_execute), run by submit_thread_ (started by the
+  // first submission; the destructor runs what is queued, then joins it).
+  struct Pending;
+  struct Submitted {
+    std::vector<Statement> statements;
+    bool transaction = false;
+    ExecuteDone done;
+  };
+  void run_submitted();
+  std::mutex submit_mu_;
+  std::condition_variable submit_cv_;
+  std::deque<Submitted> submitted_;
+  bool submit_idle_ = false;  // the thread waits for submissions
+  bool submit_stop_ = false;
+  std::atomic<uint64_t> submitted_requests_{0}, submitted_batches_{0};
+  std::thread submit_thread_;
 };
 
 struct ReplicaHttpOptions {
