@@ -8,15 +8,14 @@
 // the response, repeat while keep-alive. Blocking backend calls go to the
 // lanes (reads, writes, status/metrics) through offload(), which resumes the coroutine on the io thread.
 #include "net/http_api.h"
-#include "net/http_client.h"
-#include "net/http_request.h"
-#include "net/tcp_socket.h"
-#include "sqlbridge/engine/page_set.h"
-#include "sqlbridge/tools/snapshot_source.h"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -28,22 +27,22 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <algorithm>
-#include <array>
-#include <unistd.h>
-
-#include <atomic>
-#include <set>
-#include <variant>
 #include <charconv>
-#include <cstring>
-#include <limits>
-#include <fstream>
-#include <sstream>
 #include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <limits>
 #include <mutex>
+#include <set>
+#include <sstream>
 #include <thread>
+#include <variant>
+
+#include "net/http_client.h"
+#include "net/http_request.h"
+#include "net/tcp_socket.h"
+#include "sqlbridge/engine/page_set.h"
+#include "sqlbridge/tools/snapshot_source.h"
 
 namespace swarmlite::net {
 
@@ -268,11 +267,13 @@ struct HttpApi::Impl {
   // Runs writes as HttpBackend::execute: handed to submit_execute() when the
   // backend takes them that way (its own thread batches many requests' writes
   // into group commits), else on the write lane. Resumes on the io thread.
-  asio::awaitable<Result<std::vector<ExecOutcome>>> execute_writes(std::vector<Statement> statements,
-                                                               bool transaction) {
+  asio::awaitable<Result<std::vector<ExecOutcome>>> execute_writes(
+      std::vector<Statement> statements, bool transaction) {
     using R = Result<std::vector<ExecOutcome>>;
     if (!backend.submits_writes()) {
-      auto call = [this, st = std::move(statements), transaction] { return backend.execute(st, transaction); };
+      auto call = [this, st = std::move(statements), transaction] {
+        return backend.execute(st, transaction);
+      };
       co_return co_await offload(write_pool, std::move(call));
     }
     auto initiate = [this, st = std::move(statements), transaction](auto completion) mutable {
@@ -281,21 +282,24 @@ struct HttpApi::Impl {
         decltype(completion) handler;
         asio::executor_work_guard<asio::io_context::executor_type> work;
       };
-      auto waiting = std::make_shared<Waiting>(Waiting{std::move(completion), asio::make_work_guard(ioc)});
+      auto waiting =
+          std::make_shared<Waiting>(Waiting{std::move(completion), asio::make_work_guard(ioc)});
       {
         std::lock_guard lock(submitted_mu);
         ++submitted_writes;
       }
       backend.submit_execute(std::move(st), transaction, [this, waiting](R r) {
         auto ex = asio::get_associated_executor(waiting->handler, waiting->work.get_executor());
-        asio::post(ex, [waiting, r = std::move(r)]() mutable { std::move(waiting->handler)(std::move(r)); });
+        asio::post(ex, [waiting, r = std::move(r)]() mutable {
+          std::move(waiting->handler)(std::move(r));
+        });
         // The last touch of *this: stop() may return once the count is 0.
         std::lock_guard lock(submitted_mu);
         if (--submitted_writes == 0) submitted_cv.notify_all();
       });
     };
-    R result = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(std::move(initiate),
-                                                                                     asio::use_awaitable);
+    R result = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(
+        std::move(initiate), asio::use_awaitable);
     co_return result;
   }
 

@@ -22,10 +22,10 @@
 // streamed from disk), so neither a slow query nor a long write delays
 // health checks, status or cheap reads. The read and write lanes are bounded:
 // a request that finds its lane full (running + queued) gets 503 with the
-// reason at once instead of waiting behind it. Hostile clients: header and body size caps (431/413),
-// a read deadline per request, an idle deadline between keep-alive requests,
-// a cap on concurrent connections (503 over it), and errors are JSON 4xx
-// bodies — a request never takes the process down.
+// reason at once instead of waiting behind it. Hostile clients: header and body size caps
+// (431/413), a read deadline per request, an idle deadline between keep-alive requests, a cap on
+// concurrent connections (503 over it), and errors are JSON 4xx bodies — a request never takes the
+// process down.
 #pragma once
 
 #include <atomic>
@@ -111,7 +111,8 @@ class HttpBackend {
   virtual bool submits_writes() const { return false; }
   // execute(), later: `done` gets what execute() would have returned. Never
   // blocks on the writes. The default runs execute() before returning.
-  virtual void submit_execute(std::vector<Statement> statements, bool transaction, ExecuteDone done) {
+  virtual void submit_execute(std::vector<Statement> statements, bool transaction,
+                              ExecuteDone done) {
     done(execute(statements, transaction));
   }
 

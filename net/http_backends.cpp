@@ -368,7 +368,8 @@ struct PrimaryHttpBackend::Pending {
 
   // What execute() answers, from this request's results (`secs`: the batch's
   // time per write); `wrote` is set when an entry was written.
-  Result<std::vector<ExecOutcome>> outcomes(std::span<Result<ExecuteResult>> all, double secs, bool& wrote) {
+  Result<std::vector<ExecOutcome>> outcomes(std::span<Result<ExecuteResult>> all, double secs,
+                                            bool& wrote) {
     std::span<Result<ExecuteResult>> results = all.subspan(first, count);
     std::vector<ExecOutcome> out;
     auto to_outcome = [](const StatementResult& r) {
@@ -380,7 +381,9 @@ struct PrimaryHttpBackend::Pending {
       return o;
     };
     // Errors that are the request's (or the node's), not one statement's.
-    auto fatal = [](const Error& e) { return e.code == Errc::unavailable || e.code == Errc::io_error; };
+    auto fatal = [](const Error& e) {
+      return e.code == Errc::unavailable || e.code == Errc::io_error;
+    };
     if (transaction) {
       auto& r = results.front();
       if (!r.ok()) {
@@ -409,7 +412,8 @@ struct PrimaryHttpBackend::Pending {
     }
     // Each statement is its own transaction and entry. As when they ran one by
     // one: the request fails as a whole only if nothing was written.
-    const bool any_written = std::any_of(results.begin(), results.end(), [](const auto& r) { return r.ok(); });
+    const bool any_written =
+        std::any_of(results.begin(), results.end(), [](const auto& r) { return r.ok(); });
     for (auto& r : results) {
       ExecOutcome o;
       if (r.ok()) {
@@ -427,8 +431,8 @@ struct PrimaryHttpBackend::Pending {
   }
 };
 
-Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<Statement>& statements,
-                                                             bool transaction) {
+Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(
+    const std::vector<Statement>& statements, bool transaction) {
   std::shared_lock load_lock(load_mu_);
   Pending pending;
   pending.statements = &statements;
@@ -446,7 +450,8 @@ Result<std::vector<ExecOutcome>> PrimaryHttpBackend::execute(const std::vector<S
   return out;
 }
 
-void PrimaryHttpBackend::submit_execute(std::vector<Statement> statements, bool transaction, ExecuteDone done) {
+void PrimaryHttpBackend::submit_execute(std::vector<Statement> statements, bool transaction,
+                                        ExecuteDone done) {
   std::unique_lock lock(submit_mu_);
   if (submit_stop_) {
     lock.unlock();
@@ -491,8 +496,10 @@ void PrimaryHttpBackend::run_submitted() {
         pending[i].add_writes(writes);
       }
       auto t0 = Clock::now();
-      auto results = writes.empty() ? std::vector<Result<ExecuteResult>>{} : primary_.execute_batch(writes);
-      const double secs = seconds_since(t0) / static_cast<double>(std::max<size_t>(1, results.size()));
+      auto results =
+          writes.empty() ? std::vector<Result<ExecuteResult>>{} : primary_.execute_batch(writes);
+      const double secs =
+          seconds_since(t0) / static_cast<double>(std::max<size_t>(1, results.size()));
       bool wrote = false;
       for (auto& p : pending) answers.push_back(p.outcomes(results, secs, wrote));
       if (wrote) announce_after_write();
@@ -555,9 +562,13 @@ Status PrimaryHttpBackend::ready() const {
 void PrimaryHttpBackend::update_metrics(Metrics& metrics) {
   node_metrics(metrics, node_status());
   const SubmitStats st = submit_stats();
-  metrics.gauge("swarmlite_http_write_requests_batched", "/db/execute requests run by the submit thread since start")
+  metrics
+      .gauge("swarmlite_http_write_requests_batched",
+             "/db/execute requests run by the submit thread since start")
       .set(static_cast<double>(st.requests));
-  metrics.gauge("swarmlite_http_write_batches", "Batches (one Primary::execute_batch each) those requests took since start")
+  metrics
+      .gauge("swarmlite_http_write_batches",
+             "Batches (one Primary::execute_batch each) those requests took since start")
       .set(static_cast<double>(st.batches));
 }
 

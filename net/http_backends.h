@@ -47,13 +47,16 @@ class PrimaryHttpBackend : public HttpBackend {
   // /db/execute's writes go to a thread of this backend, which runs every
   // request queued meanwhile in one Primary::execute_batch.
   bool submits_writes() const override { return true; }
-  void submit_execute(std::vector<Statement> statements, bool transaction, ExecuteDone done) override;
+  void submit_execute(std::vector<Statement> statements, bool transaction,
+                      ExecuteDone done) override;
   // Submitted requests answered, and the execute_batch calls they took.
   struct SubmitStats {
     uint64_t requests = 0;
     uint64_t batches = 0;
   };
-  SubmitStats submit_stats() const { return {submitted_requests_.load(), submitted_batches_.load()}; }
+  SubmitStats submit_stats() const {
+    return {submitted_requests_.load(), submitted_batches_.load()};
+  }
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
   uint64_t size() const override { return primary_.size(); }

@@ -66,15 +66,20 @@ struct Submission {
 
 std::vector<Statement> statements_for(const Submission& s) {
   auto ins = [](int64_t id) {
-    return Statement{"INSERT INTO t(id, v) VALUES (?, ?)", {Value{id}, Value{fmt::format("v{}", id)}}};
+    return Statement{"INSERT INTO t(id, v) VALUES (?, ?)",
+                     {Value{id}, Value{fmt::format("v{}", id)}}};
   };
   switch (s.kind) {
-    case Submission::insert: return {ins(s.id)};
-    case Submission::pair_tx: return {ins(s.id), ins(s.id + 1)};
+    case Submission::insert:
+      return {ins(s.id)};
+    case Submission::pair_tx:
+      return {ins(s.id), ins(s.id + 1)};
     // The second statement repeats the first's unique v: the whole transaction fails.
     case Submission::failing_tx:
-      return {ins(s.id), Statement{"INSERT INTO t(id, v) VALUES (?, ?)", {Value{s.id + 1}, Value{fmt::format("v{}", s.id)}}}};
-    case Submission::insert_then_duplicate: return {ins(s.id), ins(s.id)};
+      return {ins(s.id), Statement{"INSERT INTO t(id, v) VALUES (?, ?)",
+                                   {Value{s.id + 1}, Value{fmt::format("v{}", s.id)}}}};
+    case Submission::insert_then_duplicate:
+      return {ins(s.id), ins(s.id)};
   }
   return {};
 }
@@ -85,20 +90,24 @@ std::vector<Statement> statements_for(const Submission& s) {
 // requests queued meanwhile in one Primary::execute_batch: requests must still
 // get exactly their own answers, and one request's failure (a transaction
 // rolled back, a statement refused) must not touch its neighbours in the batch.
-TEST_CASE("submitted writes: batched, each request answered once with its own results, failures isolated") {
+TEST_CASE(
+    "submitted writes: batched, each request answered once with its own results, failures "
+    "isolated") {
   TempDir dir;
   KeyPair keys = KeyPair::generate();
   std::atomic<bool> hold{false};
   PrimaryOptions po = fast_primary();
   // Holds the first batch in its log append while the others queue behind it.
   po.test_hook = [&](PrimaryHookPoint point) -> Status {
-    while (point == PrimaryHookPoint::before_log_append && hold.load()) std::this_thread::sleep_for(1ms);
+    while (point == PrimaryHookPoint::before_log_append && hold.load())
+      std::this_thread::sleep_for(1ms);
     return ok_status();
   };
   auto opened = Primary::open(dir / "p.db", keys.secret, std::move(po));
   REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
   std::unique_ptr<Primary> primary = std::move(opened).value();
-  REQUIRE(primary->execute({Statement{"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)", {}}}).ok());
+  REQUIRE(primary->execute({Statement{"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)", {}}})
+              .ok());
   net::PrimaryBackend node_backend(*primary);
   net::Node node(node_backend, net::NodeOptions{});  // not started: announcements just queue
   auto backend = std::make_unique<net::PrimaryHttpBackend>(*primary, node);
@@ -113,7 +122,8 @@ TEST_CASE("submitted writes: batched, each request answered once with its own re
     subs.push_back(std::move(s));
   }
   auto submit = [&](Submission& s) {
-    backend->submit_execute(statements_for(s), s.kind == Submission::pair_tx || s.kind == Submission::failing_tx,
+    backend->submit_execute(statements_for(s),
+                            s.kind == Submission::pair_tx || s.kind == Submission::failing_tx,
                             [&s](Result<std::vector<net::ExecOutcome>> r) {
                               if (s.answers.fetch_add(1) == 0) s.answer.set_value(std::move(r));
                             });
@@ -174,16 +184,19 @@ TEST_CASE("submitted writes: batched, each request answered once with its own re
   CHECK(std::get<int64_t>(count->statements.at(0).rows.at(0).at(0).v) == expected_rows);
   auto failed_rows = primary->execute({Statement{"SELECT count(*) FROM t WHERE id % 10 = 2", {}}});
   REQUIRE(failed_rows.ok());
-  CHECK(std::get<int64_t>(failed_rows->statements.at(0).rows.at(0).at(0).v) == kRequests / 4);  // pair_tx's second rows only
+  CHECK(std::get<int64_t>(failed_rows->statements.at(0).rows.at(0).at(0).v) ==
+        kRequests / 4);  // pair_tx's second rows only
 }
 
-TEST_CASE("submitted writes share batches: fewer execute_batch calls than requests while one runs") {
+TEST_CASE(
+    "submitted writes share batches: fewer execute_batch calls than requests while one runs") {
   TempDir dir;
   KeyPair keys = KeyPair::generate();
   std::atomic<bool> hold{false};
   PrimaryOptions po = fast_primary();
   po.test_hook = [&](PrimaryHookPoint point) -> Status {
-    while (point == PrimaryHookPoint::before_log_append && hold.load()) std::this_thread::sleep_for(1ms);
+    while (point == PrimaryHookPoint::before_log_append && hold.load())
+      std::this_thread::sleep_for(1ms);
     return ok_status();
   };
   auto opened = Primary::open(dir / "p.db", keys.secret, std::move(po));
@@ -197,15 +210,16 @@ TEST_CASE("submitted writes share batches: fewer execute_batch calls than reques
   std::atomic<int> answered{0};
   hold = true;
   for (int i = 0; i < kRequests; ++i) {
-    backend.submit_execute({Statement{"INSERT INTO t(id) VALUES (?)", {Value{int64_t{i + 1}}}}}, false,
-                           [&](Result<std::vector<net::ExecOutcome>> r) {
+    backend.submit_execute({Statement{"INSERT INTO t(id) VALUES (?)", {Value{int64_t{i + 1}}}}},
+                           false, [&](Result<std::vector<net::ExecOutcome>> r) {
                              CHECK(r.ok());
                              answered.fetch_add(1);
                            });
   }
   hold = false;
   const auto until = std::chrono::steady_clock::now() + 30s;
-  while (answered.load() < kRequests && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  while (answered.load() < kRequests && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(1ms);
   REQUIRE(answered.load() == kRequests);
   const auto st = backend.submit_stats();
   CHECK(st.requests == kRequests);
