@@ -84,6 +84,33 @@ std::vector<Statement> statements_for(const Submission& s) {
   return {};
 }
 
+// A primary whose log appends wait while `hold` is set (the first batch held
+// while the others queue behind it), with `schema` run, and a node (not
+// started: announcements just queue) for its HTTP backend.
+struct HeldPrimary {
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  std::atomic<bool> hold{false};
+  std::unique_ptr<Primary> primary;
+  std::unique_ptr<net::PrimaryBackend> node_backend;
+  std::unique_ptr<net::Node> node;
+
+  explicit HeldPrimary(const std::string& schema) {
+    PrimaryOptions po = fast_primary();
+    po.test_hook = [this](PrimaryHookPoint point) -> Status {
+      while (point == PrimaryHookPoint::before_log_append && hold.load())
+        std::this_thread::sleep_for(1ms);
+      return ok_status();
+    };
+    auto opened = Primary::open(dir / "p.db", keys.secret, std::move(po));
+    REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
+    primary = std::move(opened).value();
+    REQUIRE(primary->execute({Statement{schema, {}}}).ok());
+    node_backend = std::make_unique<net::PrimaryBackend>(*primary);
+    node = std::make_unique<net::Node>(*node_backend, net::NodeOptions{});
+  }
+};
+
 }  // namespace
 
 // /db/execute's writes go to PrimaryHttpBackend's submit thread, which runs all
@@ -93,24 +120,10 @@ std::vector<Statement> statements_for(const Submission& s) {
 TEST_CASE(
     "submitted writes: batched, each request answered once with its own results, failures "
     "isolated") {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
-  std::atomic<bool> hold{false};
-  PrimaryOptions po = fast_primary();
-  // Holds the first batch in its log append while the others queue behind it.
-  po.test_hook = [&](PrimaryHookPoint point) -> Status {
-    while (point == PrimaryHookPoint::before_log_append && hold.load())
-      std::this_thread::sleep_for(1ms);
-    return ok_status();
-  };
-  auto opened = Primary::open(dir / "p.db", keys.secret, std::move(po));
-  REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
-  std::unique_ptr<Primary> primary = std::move(opened).value();
-  REQUIRE(primary->execute({Statement{"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)", {}}})
-              .ok());
-  net::PrimaryBackend node_backend(*primary);
-  net::Node node(node_backend, net::NodeOptions{});  // not started: announcements just queue
-  auto backend = std::make_unique<net::PrimaryHttpBackend>(*primary, node);
+  HeldPrimary held("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)");
+  auto& hold = held.hold;
+  auto& primary = held.primary;
+  auto backend = std::make_unique<net::PrimaryHttpBackend>(*primary, *held.node);
   REQUIRE(backend->submits_writes());
 
   constexpr int kRequests = 240;
@@ -190,22 +203,9 @@ TEST_CASE(
 
 TEST_CASE(
     "submitted writes share batches: fewer execute_batch calls than requests while one runs") {
-  TempDir dir;
-  KeyPair keys = KeyPair::generate();
-  std::atomic<bool> hold{false};
-  PrimaryOptions po = fast_primary();
-  po.test_hook = [&](PrimaryHookPoint point) -> Status {
-    while (point == PrimaryHookPoint::before_log_append && hold.load())
-      std::this_thread::sleep_for(1ms);
-    return ok_status();
-  };
-  auto opened = Primary::open(dir / "p.db", keys.secret, std::move(po));
-  REQUIRE(opened.ok());
-  std::unique_ptr<Primary> primary = std::move(opened).value();
-  REQUIRE(primary->execute({Statement{"CREATE TABLE t(id INTEGER PRIMARY KEY)", {}}}).ok());
-  net::PrimaryBackend node_backend(*primary);
-  net::Node node(node_backend, net::NodeOptions{});
-  net::PrimaryHttpBackend backend(*primary, node);
+  HeldPrimary held("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+  auto& hold = held.hold;
+  net::PrimaryHttpBackend backend(*held.primary, *held.node);
   constexpr int kRequests = 50;
   std::atomic<int> answered{0};
   hold = true;
