@@ -448,3 +448,105 @@ TEST_CASE("SQL that is not UTF-8 gets a 400: GET ?q= plain and with a proof, and
   }
   CHECK(s.backend.last_query().empty());
 }
+
+namespace {
+
+// A primary-like backend whose writes go through submit_execute(), as
+// PrimaryHttpBackend's do; with `hold` set it keeps the answer until release().
+class SubmittingBackend : public FakeBackend {
+ public:
+  SubmittingBackend() : FakeBackend(true) {}
+  bool submits_writes() const override { return true; }
+  void submit_execute(std::vector<Statement> statements, bool transaction, ExecuteDone done) override {
+    auto answer = execute(statements, transaction);
+    std::unique_lock lock(held_mu_);
+    submitted_.fetch_add(1);
+    if (!hold_) {
+      lock.unlock();
+      done(std::move(answer));
+      return;
+    }
+    held_.emplace_back(std::move(done), std::move(answer));
+  }
+  void release() {
+    std::vector<std::pair<ExecuteDone, Result<std::vector<ExecOutcome>>>> held;
+    {
+      std::lock_guard lock(held_mu_);
+      held.swap(held_);
+      hold_ = false;
+    }
+    for (auto& [done, answer] : held) done(std::move(answer));  // from this thread, as a submit thread would
+  }
+  std::atomic<int> submitted_{0};
+  bool hold_ = false;  // set before the server starts
+
+ private:
+  std::mutex held_mu_;
+  std::vector<std::pair<ExecuteDone, Result<std::vector<ExecOutcome>>>> held_;
+};
+
+}  // namespace
+
+TEST_CASE("writes a backend submits are answered as execute()'s, outcomes and errors alike") {
+  SubmittingBackend backend;
+  HttpApiOptions o;
+  o.listen = "127.0.0.1:0";
+  HttpApi api(backend, o);
+  REQUIRE(api.start().ok());
+  HttpUrl url;
+  url.host = "127.0.0.1";
+  url.port = api.bound_port();
+  HttpRequest r;
+  r.method = "POST";
+  r.target = "/db/execute";
+  r.body = R"J([["INSERT INTO t VALUES (?)", 1], "FAIL here"])J";
+  auto res = http_call(url, r, HttpClientOptions{std::chrono::milliseconds(5000)});
+  REQUIRE(res.ok());
+  CHECK(res->status == 200);
+  json doc = json::parse(res->body);
+  REQUIRE(doc["results"].size() == 2);
+  CHECK(doc["results"][0]["last_insert_id"] == 1);
+  CHECK(doc["results"][1]["error"] == "near \"FAIL\": syntax error");
+  CHECK(backend.submitted_.load() == 1);
+  CHECK(backend.last_exec().size() == 2);
+  api.stop();
+}
+
+// The server hands a submitted write's answer back to its io thread: stop()
+// must not return (and the io_context must not go) while an answer is still
+// to come, or the backend's thread would post into a destroyed server.
+TEST_CASE("stop() waits for a submitted write's answer, which then arrives safely") {
+  SubmittingBackend backend;
+  backend.hold_ = true;
+  HttpApiOptions o;
+  o.listen = "127.0.0.1:0";
+  auto api = std::make_unique<HttpApi>(backend, o);
+  REQUIRE(api->start().ok());
+  HttpUrl url;
+  url.host = "127.0.0.1";
+  url.port = api->bound_port();
+  std::thread client([url] {
+    HttpRequest r;
+    r.method = "POST";
+    r.target = "/db/execute";
+    r.body = R"J([["INSERT INTO t VALUES (?)", 1]])J";
+    (void)http_call(url, r, HttpClientOptions{std::chrono::milliseconds(5000)});  // cut by the stop
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend.submitted_.load() == 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(backend.submitted_.load() == 1);
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    api->stop();
+    stopped = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const bool stopped_early = stopped.load();
+  backend.release();  // the answer, from this thread
+  stopper.join();
+  CHECK_FALSE(stopped_early);
+  CHECK(stopped.load());
+  api.reset();  // the server gone; nothing of it is touched later
+  client.join();
+}
