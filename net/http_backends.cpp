@@ -339,7 +339,7 @@ Result<std::vector<StatementClass>> ReplicaHttpBackend::classify(const std::vect
   return classify_statements(reads_, statements);
 }
 
-uint64_t ReplicaHttpBackend::known_head_size() const { return node_.status().best_size; }
+uint64_t ReplicaHttpBackend::known_head_size() const { return node_.best_size(); }
 
 // --- primary -------------------------------------------------------------------
 

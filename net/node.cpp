@@ -669,23 +669,48 @@ void Node::set_size_listener(std::function<void()> fn) {
   impl_->size_listener = std::move(fn);
 }
 
-NodeStatus Node::status() const {
+// Runs f() on the node's io thread (which owns the sync state) and returns
+// its result; at once when the node is not running or this is that thread.
+// `fallback()` when no answer comes within 5 s (the io thread is gone).
+template <class F, class G>
+auto Node::on_io_thread(F f, G fallback) const -> std::invoke_result_t<F&> {
+  using T = std::invoke_result_t<F&>;
   bool running;
   {
     std::lock_guard lock(impl_->life_mu);
     running = impl_->started && !impl_->joined && !impl_->stop_begun;
   }
-  if (!running || impl_->io.get_executor().running_in_this_thread()) return impl_->make_status();
-  auto p = std::make_shared<std::promise<NodeStatus>>();
-  auto f = p->get_future();
-  asio::post(impl_->io, [p, impl = impl_.get()] { p->set_value(impl->make_status()); });
-  if (f.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
-    // The io thread is gone (stopping): nothing mutates the state any more.
-    NodeStatus st;
-    st.log_id = impl_->log_id.hex();
-    return st;
-  }
-  return f.get();
+  if (!running || impl_->io.get_executor().running_in_this_thread()) return f();
+  auto p = std::make_shared<std::promise<T>>();
+  auto fut = p->get_future();
+  asio::post(impl_->io, [p, f = std::move(f)]() mutable { p->set_value(f()); });
+  if (fut.wait_for(std::chrono::seconds(5)) != std::future_status::ready) return fallback();
+  return fut.get();
+}
+
+NodeStatus Node::status() const {
+  Impl* impl = impl_.get();
+  return on_io_thread([impl] { return impl->make_status(); },
+                      [impl] {
+                        // The io thread is gone (stopping): nothing mutates the state any more.
+                        NodeStatus st;
+                        st.log_id = impl->log_id.hex();
+                        return st;
+                      });
+}
+
+uint64_t Node::best_size() const {
+  Impl* impl = impl_.get();
+  auto own = [impl]() -> uint64_t {
+    const auto head = impl->backend.log().view().head;
+    return head ? head->size : 0;
+  };
+  return on_io_thread(
+      [impl, own] {
+        const auto& best = impl->sync.best_head();
+        return std::max<uint64_t>(best ? best->size : 0, own());
+      },
+      own);
 }
 
 NodeReadiness Node::readiness() const {

@@ -28,6 +28,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -248,6 +249,9 @@ class Node {
   NodeStatus status() const;
   // The parts of status() a readiness probe needs, without that round trip.
   NodeReadiness readiness() const;
+  // status().best_size alone: the same round trip, nothing else built (the
+  // HTTP API asks it for every level=strong read on a peer).
+  uint64_t best_size() const;
   std::optional<Evidence> evidence() const;
 
   // Where GetSnapshot and GetSnapshotPages are answered from (docs/protocol.md
@@ -265,6 +269,8 @@ class Node {
   struct Impl;  // node.cpp only
 
  private:
+  template <class F, class G>
+  auto on_io_thread(F f, G fallback) const -> std::invoke_result_t<F&>;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -297,6 +297,7 @@ TEST_CASE("a peer that sends a forged head is banned and its data dropped") {
   for (auto& b : st.bans) by_address |= b.key == "127.0.0.1:9" && b.reason.find("invalid head") != std::string::npos;
   CHECK(by_address);
   CHECK(st.best_size == 3);
+  CHECK(p.best_size() == 3);  // the forged head counts for neither
   // Coming back under the banned address is refused.
   RawClient again(p.listen_port());
   h.node_id = 43;
@@ -483,6 +484,8 @@ TEST_CASE("readiness() answers while the node's io thread is busy, and agrees wi
     REQUIRE(st.head);
     CHECK(r.head->size == st.head->size);
     CHECK(r.evidence == st.evidence.has_value());
+    CHECK(node.best_size() == st.best_size);
+    CHECK(node.best_size() == 4);
     CHECK_FALSE(r.apply_error);
     CHECK_FALSE(r.local_fault);
     CHECK_FALSE(r.evidence_store_fault);
