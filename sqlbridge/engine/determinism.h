@@ -150,8 +150,10 @@ class DeterministicDb {
   // "Statement cache"). The primary and replicas share this cache.
   void set_statement_cache(size_t capacity);
 
-  // Pages the open batch has already written to the WAL (SQLite spills its
-  // cache in a long transaction); they are held in memory until the commit.
+  // Pages the open batch (or, outside a batch, the open transaction) has
+  // already written to the WAL (SQLite spills its cache in a long
+  // transaction); they are held in memory until the commit. Distinct pages:
+  // a page spilled twice counts once.
   size_t batch_spilled_pages() const { return capture_->pending_pages(); }
 
   const StateTree& state_tree() const { return tree_; }

@@ -777,6 +777,14 @@ TEST_CASE("a write adding or writing more pages than the entry cap is refused, n
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == Errc::refused);
     CHECK(r.error().message.find("64 pages") != std::string::npos);
+    // Stopped while running (the progress handler's count of spilled pages),
+    // not at the commit after writing all ~25,000 pages.
+    const std::string& m = r.error().message;
+    const size_t at = m.find("wrote ");
+    REQUIRE(at != std::string::npos);
+    const long pages = std::stol(m.substr(at + 6));
+    CHECK(pages > 64);
+    CHECK(pages < 5000);
   }
   SUBCASE("rewriting existing pages counts too") {
     f.exec({sql("INSERT INTO t VALUES(zeroblob(40 * 4096))")});
