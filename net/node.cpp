@@ -208,6 +208,7 @@ struct Node::Impl : SessionEvents {
   void pump_snapshots(uint64_t id);
   Session* find_session(uint64_t id);
   NodeStatus make_status();
+  NodeReadiness readiness() const;  // any thread
 
   NodeBackend& backend;
   NodeOptions opt;
@@ -587,10 +588,10 @@ NodeStatus Node::Impl::make_status() {
   }
   for (auto& b : sync.bans(now)) st.bans.push_back({b.key, b.reason, ms_between(now, b.until)});
   st.evidence = sync.evidence();
-  st.evidence_store_fault = evidence_store.fault();
-  st.apply_error = worker.apply_error();
-  st.local_fault = worker.apply_fault.get();
-  if (!st.local_fault) st.local_fault = sync.store_fault().get();
+  NodeReadiness ready = readiness();  // the faults, as /readyz reads them
+  st.evidence_store_fault = std::move(ready.evidence_store_fault);
+  st.apply_error = std::move(ready.apply_error);
+  st.local_fault = std::move(ready.local_fault);
   st.known_addresses = sync.book().size();
   if (const auto& u = sync.unserved()) st.unserved_entries = std::pair{u->from, u->to};
   st.snapshot_requests_served = snapshot_requests_served;
@@ -713,16 +714,18 @@ uint64_t Node::best_size() const {
       own);
 }
 
-NodeReadiness Node::readiness() const {
+NodeReadiness Node::Impl::readiness() const {
   NodeReadiness r;
-  r.head = impl_->backend.log().view().head;  // published by each store (core/log.h)
-  r.evidence = impl_->has_evidence.load();
-  r.evidence_store_fault = impl_->evidence_store.fault();
-  r.apply_error = impl_->worker.apply_error();
-  r.local_fault = impl_->worker.apply_fault.get();
-  if (!r.local_fault) r.local_fault = impl_->sync.store_fault().get();  // FaultState locks itself
+  r.head = backend.log().view().head;  // published by each store (core/log.h)
+  r.evidence = has_evidence.load();
+  r.evidence_store_fault = evidence_store.fault();
+  r.apply_error = worker.apply_error();
+  r.local_fault = worker.apply_fault.get();
+  if (!r.local_fault) r.local_fault = sync.store_fault().get();  // FaultState locks itself
   return r;
 }
+
+NodeReadiness Node::readiness() const { return impl_->readiness(); }
 
 std::optional<Evidence> Node::evidence() const { return status().evidence; }
 

@@ -193,7 +193,8 @@ struct NodeStatus {
   uint64_t snapshot_requests_served = 0;  // GetSnapshot + GetSnapshotPages answered, since start
 };
 
-// What a readiness probe needs (/readyz, docs/http-api.md "Health"): read on
+// What a readiness probe needs (/readyz, docs/http-api.md "`/status`, `/readyz`,
+// `/metrics`"): read on
 // the caller's thread from state each part keeps thread-safe, never through a
 // round trip to the node's io thread, so a probe does not wait while that
 // thread is busy (the HTTP server answers /readyz on its own io thread).
