@@ -289,10 +289,14 @@ struct HttpApi::Impl {
         std::lock_guard lock(submitted_mu);
         ++submitted_writes;
       }
-      backend.submit_execute(std::move(st), transaction, [this, waiting](R r) {
-        auto ex = asio::get_associated_executor(waiting->handler, waiting->work.get_executor());
-        asio::post(ex, [waiting, r = std::move(r)]() mutable {
-          std::move(waiting->handler)(std::move(r));
+      // Called once, on the backend's thread. It moves `waiting` into the
+      // post, so the callback itself keeps nothing of the server: the backend
+      // may destroy it after stop() has returned and the io_context is gone.
+      backend.submit_execute(std::move(st), transaction, [this, waiting](R r) mutable {
+        auto w = std::move(waiting);
+        auto ex = asio::get_associated_executor(w->handler, w->work.get_executor());
+        asio::post(ex, [w = std::move(w), r = std::move(r)]() mutable {
+          std::move(w->handler)(std::move(r));
         });
         // The last touch of *this: stop() may return once the count is 0.
         std::lock_guard lock(submitted_mu);

@@ -468,14 +468,25 @@ class SubmittingBackend : public FakeBackend {
     }
     held_.emplace_back(std::move(done), std::move(answer));
   }
-  void release() {
+  // Answers the held writes from this thread, as a submit thread would. With
+  // `keep`, the called ExecuteDone objects stay alive until drop_answered():
+  // a backend may destroy them whenever it likes once called.
+  void release(bool keep = false) {
     std::vector<std::pair<ExecuteDone, Result<std::vector<ExecOutcome>>>> held;
     {
       std::lock_guard lock(held_mu_);
       held.swap(held_);
       hold_ = false;
     }
-    for (auto& [done, answer] : held) done(std::move(answer));  // from this thread, as a submit thread would
+    for (auto& [done, answer] : held) done(std::move(answer));
+    if (keep) {
+      std::lock_guard lock(held_mu_);
+      for (auto& h : held) answered_.push_back(std::move(h.first));
+    }
+  }
+  void drop_answered() {
+    std::lock_guard lock(held_mu_);
+    answered_.clear();
   }
   std::atomic<int> submitted_{0};
   bool hold_ = false;  // set before the server starts
@@ -483,6 +494,7 @@ class SubmittingBackend : public FakeBackend {
  private:
   std::mutex held_mu_;
   std::vector<std::pair<ExecuteDone, Result<std::vector<ExecOutcome>>>> held_;
+  std::vector<ExecuteDone> answered_;
 };
 
 }  // namespace
@@ -548,5 +560,40 @@ TEST_CASE("stop() waits for a submitted write's answer, which then arrives safel
   CHECK_FALSE(stopped_early);
   CHECK(stopped.load());
   api.reset();  // the server gone; nothing of it is touched later
+  client.join();
+}
+
+// An ExecuteDone, once called, holds nothing of the server: the backend's
+// thread may destroy it after stop() has returned and the server is gone (a
+// submit thread drops its batch after answering it). Under ASan this read a
+// freed io_context when the callback kept the waiting coroutine and its work
+// guard (the CI failure of bounds_htest's SIGTERM case).
+TEST_CASE("a submitted write's ExecuteDone may outlive the server once called") {
+  SubmittingBackend backend;
+  backend.hold_ = true;
+  HttpApiOptions o;
+  o.listen = "127.0.0.1:0";
+  auto api = std::make_unique<HttpApi>(backend, o);
+  REQUIRE(api->start().ok());
+  HttpUrl url;
+  url.host = "127.0.0.1";
+  url.port = api->bound_port();
+  std::thread client([url] {
+    HttpRequest r;
+    r.method = "POST";
+    r.target = "/db/execute";
+    r.body = R"J([["INSERT INTO t VALUES (?)", 1]])J";
+    (void)http_call(url, r, HttpClientOptions{std::chrono::milliseconds(5000)});  // cut by the stop
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend.submitted_.load() == 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  REQUIRE(backend.submitted_.load() == 1);
+  std::thread stopper([&] { api->stop(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // stop() has stopped the io thread
+  backend.release(/*keep=*/true);
+  stopper.join();
+  api.reset();
+  backend.drop_answered();  // the last reference to whatever the callback captured
   client.join();
 }
