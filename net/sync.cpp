@@ -299,6 +299,9 @@ void SyncEngine::on_hello(Actions& out, PeerState& s, Hello&& h, Clock::time_poi
   s.last_peers_request = now;
   send(out, s, GetPeers{});
   if (evidence_) send(out, s, EvidenceMsg{*evidence_});
+  // A head we relayed between our Hello and theirs skipped this session (it
+  // was not ready) and will not be relayed again: tell it now.
+  tell_head(out, s);
   if (h.head) on_head(out, s, *h.head, now);
 }
 
@@ -751,16 +754,21 @@ void SyncEngine::relay_head(Actions& out) {
   size_t pushed = 0;
   // To every peer we have not told yet, even one whose own head is higher
   // (the primary): that is how a node learns how far its peers got (/status).
-  for (auto& entry : peers_) {
-    PeerState& s = entry.second;
-    if (s.ready && (s.told_size < head->size || s.told_first != first)) {
-      send(out, s, HeadMsg{*head, first});
-      s.told_size = std::max(s.told_size, head->size);
-      s.told_first = first;
-      ++pushed;
-    }
-  }
+  for (auto& entry : peers_) pushed += tell_head(out, entry.second, *head, first) ? 1 : 0;
   spdlog::debug("head {} pushed to {} peer(s)", head->size, pushed);
+}
+
+bool SyncEngine::tell_head(Actions& out, PeerState& s, const Head& head, uint64_t first) {
+  if (!s.ready || (s.told_size >= head.size && s.told_first == first)) return false;
+  send(out, s, HeadMsg{head, first});
+  s.told_size = std::max(s.told_size, head.size);
+  s.told_first = first;
+  return true;
+}
+
+void SyncEngine::tell_head(Actions& out, PeerState& s) {
+  LogView view = backend_.log().view();
+  if (view.head) (void)tell_head(out, s, *view.head, first_servable_entry(view));
 }
 
 Actions SyncEngine::new_local_head() {

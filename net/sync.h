@@ -200,6 +200,10 @@ class SyncEngine {
   void check_head(Actions& out, const Head& h, const std::string& from);
   void schedule_fetch(Actions& out, Clock::time_point now);
   void relay_head(Actions& out);
+  // Sends `head` (first servable entry `first`) to a ready session not told
+  // it yet; the second form, our stored head. Returns whether it sent.
+  bool tell_head(Actions& out, PeerState& s, const Head& head, uint64_t first);
+  void tell_head(Actions& out, PeerState& s);
   void equivocation(Actions& out, Evidence e, const std::string& how);
   std::set<std::string> session_addresses() const;
 

@@ -608,6 +608,32 @@ TEST_CASE("sync: after a compaction the node pushes its head again with its new 
   CHECK(next[0].first == first);
 }
 
+// A head signed between our Hello and the peer's went to nobody's session
+// that was not ready yet, and relay_head() never pushes a size twice: the peer
+// learned of it only with the next write (CI: a new peer waited 60 s for the
+// primary's last entry). The handshake now tells it our newest head.
+TEST_CASE("sync: a head relayed while a session's handshake ran is sent when it completes") {
+  KeyPair keys = KeyPair::generate();
+  TestLog p(keys.pub, true);
+  p.append(keys.secret, 3);
+  SyncEngine server(*p.backend, options(), 2);
+  server.start("", std::nullopt);
+  auto hello = sent<Hello>(server.opened(1, false, "", "10.9.9.9:5555", "10.9.9.9", t0), 1);
+  REQUIRE(hello.size() == 1);
+  REQUIRE(hello[0].head);
+  CHECK(hello[0].head->size == 3);
+  p.append(keys.secret, 1);  // a write and its head while the peer's Hello is on its way
+  CHECK(sent<HeadMsg>(server.new_local_head(), 1).empty());  // not ready: skipped
+  auto acts = server.message(1, hello_from(keys.pub, 1, std::nullopt), t0);
+  auto pushed = sent<HeadMsg>(acts, 1);
+  REQUIRE(pushed.size() == 1);
+  CHECK(pushed[0].head.size == 4);
+  CHECK(sent<HeadMsg>(server.new_local_head(), 1).empty());  // told once
+  // A session whose handshake saw no new head gets no extra push.
+  auto quiet = connect(server, 3, false, "", hello_from(keys.pub, 3, std::nullopt), t0);
+  CHECK(sent<HeadMsg>(quiet, 3).empty());
+}
+
 // The other side: a peer connected while it held everything, then compacted
 // past us (we fell behind while connected). Its Head push says so: we stop
 // asking it, report the gap, and its not_available for a request that
