@@ -7,7 +7,7 @@
 // enforced again while streaming: chunked bodies have no length), route, write
 // the response, repeat while keep-alive. Blocking backend calls go to the
 // lanes (reads, writes, status/metrics) through offload(), which resumes the coroutine on the io thread;
-// a primary's writes go to its backend's submit threads instead (execute_writes).
+// a primary's writes go to its backend's submit thread instead (execute_writes).
 #include "net/http_api.h"
 
 #include <sodium.h>

@@ -458,26 +458,22 @@ void PrimaryHttpBackend::submit_execute(std::vector<Statement> statements, bool 
     done(make_error(Errc::unavailable, "the primary's HTTP backend is stopping: no more writes"));
     return;
   }
-  if (submit_threads_.empty()) {
-    for (size_t i = 0; i < kSubmitThreads; ++i)
-      submit_threads_.emplace_back([this] { run_submitted(); });
-  }
+  if (!submit_thread_.joinable()) submit_thread_ = std::thread([this] { run_submitted(); });
   submitted_.push_back(Submitted{std::move(statements), transaction, std::move(done)});
-  if (submit_idle_ > 0) submit_cv_.notify_one();
+  if (submit_idle_) submit_cv_.notify_one();
 }
 
-// A submit thread: takes every queued request (up to kMaxSubmittedWrites
+// The submit thread: takes every queued request (up to kMaxSubmittedWrites
 // writes) and runs their writes in one Primary::execute_batch, so they share
 // group commits without a thread blocked per request, then answers each
-// (docs/performance.md "Submitted HTTP writes"). While one thread's group
-// syncs, the other's requests form the next group (pipelined group commit).
+// (docs/performance.md "Submitted HTTP writes").
 void PrimaryHttpBackend::run_submitted() {
   constexpr size_t kMaxSubmittedWrites = 256;
   std::unique_lock lock(submit_mu_);
   for (;;) {
-    ++submit_idle_;
+    submit_idle_ = true;
     submit_cv_.wait(lock, [&] { return submit_stop_ || !submitted_.empty(); });
-    --submit_idle_;
+    submit_idle_ = false;
     if (submitted_.empty()) return;  // stopping, nothing left
     std::vector<Submitted> batch;
     size_t writes_taken = 0;
@@ -753,8 +749,8 @@ PrimaryHttpBackend::~PrimaryHttpBackend() {
     std::lock_guard lock(submit_mu_);
     submit_stop_ = true;  // what is queued still runs
   }
-  submit_cv_.notify_all();
-  for (auto& t : submit_threads_) t.join();
+  submit_cv_.notify_one();
+  if (submit_thread_.joinable()) submit_thread_.join();
   primary_.set_head_listener({});
 }
 

@@ -98,10 +98,8 @@ class PrimaryHttpBackend : public HttpBackend {
   std::shared_mutex load_mu_;
   std::unique_ptr<SnapshotSource> snapshots_;
 
-  // Submitted writes (submit_execute), run by kSubmitThreads threads (started
-  // by the first submission; the destructor runs what is queued, then joins
-  // them). Two, so one runs the next group's writes while the other's group
-  // syncs its log append (the primary's pipelined group commit, primary.h).
+  // Submitted writes (submit_execute), run by submit_thread_ (started by the
+  // first submission; the destructor runs what is queued, then joins it).
   struct Pending;
   struct Submitted {
     std::vector<Statement> statements;
@@ -112,11 +110,10 @@ class PrimaryHttpBackend : public HttpBackend {
   std::mutex submit_mu_;
   std::condition_variable submit_cv_;
   std::deque<Submitted> submitted_;
-  static constexpr size_t kSubmitThreads = 2;
-  size_t submit_idle_ = 0;  // threads waiting for submissions
+  bool submit_idle_ = false;  // the thread waits for submissions
   bool submit_stop_ = false;
   std::atomic<uint64_t> submitted_requests_{0}, submitted_batches_{0};
-  std::vector<std::thread> submit_threads_;
+  std::thread submit_thread_;
 };
 
 struct ReplicaHttpOptions {
