@@ -308,7 +308,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     p->last_sign_ms_ = p->now_ms();
   }
   p->opened_ = true;
-  p->next_seq_ = p->log_->size();
+  p->confirmed_size_ = p->log_->size();
   if (p->options_.sign_in_background) p->signer_ = std::thread([q = p.get()] { q->signer_loop(); });
   return p;
 }
@@ -379,25 +379,47 @@ Status Primary::catch_up_locked() {
 }
 
 Status Primary::recover_locked() {
-  if (failed_.empty()) return ok_status();
-  // A group's append failed: its writes are committed in the database, not in
-  // the log. Append them (the disk may take writes again).
-  const uint64_t first = failed_.front().seq, last = failed_.back().seq;
+  if (!unlogged_.empty()) {
+    // A group's append failed: its earlier writes are committed in the
+    // database, not in the log. Append them (the disk may take writes again).
+    const uint64_t first = unlogged_.front().seq, last = unlogged_.back().seq;
+    if (!fault_.retry_due()) {
+      auto f = fault_.get();
+      return make_error(Errc::unavailable,
+                        "primary {}: entries {}..{} are committed in the database but not yet in "
+                        "its log (local fault: {}); next retry in {} ms",
+                        db_path_.string(), first, last, f ? f->what : "?", fault_.wait().count());
+    }
+    if (Status s = append_unlogged_locked(); !s.ok()) {
+      fault_.failed(s.error());
+      return make_error(Errc::unavailable,
+                        "primary {}: appending entries {}..{} to the log failed again ({}); "
+                        "retrying with backoff",
+                        db_path_.string(), first, last, s.error().to_string());
+    }
+    sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
+    fault_.cleared();
+    return ok_status();
+  }
+  if (!broken_) return ok_status();
   if (!fault_.retry_due()) {
     auto f = fault_.get();
     return make_error(Errc::unavailable,
-                      "primary {}: entries {}..{} are committed in the database but not yet in "
-                      "its log (local fault: {}); next retry in {} ms",
-                      db_path_.string(), first, last, f ? f->what : "?", fault_.wait().count());
+                      "primary {}: logged entry {} is not applied yet (local fault: {}); next retry "
+                      "in {} ms",
+                      db_path_.string(), log_->size() - 1, f ? f->what : "?", fault_.wait().count());
   }
-  if (Status s = append_locked({}, {}); !s.ok()) {
+  if (Status s = catch_up_locked(); !s.ok()) {
     fault_.failed(s.error());
     return make_error(Errc::unavailable,
-                      "primary {}: appending entries {}..{} to the log failed again ({}); "
-                      "retrying with backoff",
-                      db_path_.string(), first, last, s.error().to_string());
+                      "primary {}: applying logged entry {} from the log failed again ({}); retrying "
+                      "with backoff",
+                      db_path_.string(), log_->size() - 1, s.error().to_string());
   }
+  broken_ = false;
+  confirmed_size_ = log_->size();
   fault_.cleared();
+  roots_.record(log_->size(), db_->state_tree().root(), db_->state_tree().page_count());
   return ok_status();
 }
 
@@ -409,7 +431,7 @@ Status Primary::retry_local_fault() {
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return ok_status();
   std::lock_guard lock(mu_);
-  if (failed_.empty()) {
+  if (!broken_ && unlogged_.empty()) {
     // Nothing pending (a write failed before its entry was logged): once the
     // backoff passes, a probe write next to the database decides whether the
     // fault is over — a health check must not report ready while the disk is
@@ -443,13 +465,7 @@ Primary::~Primary() {
 
 Status Primary::close() {
   std::scoped_lock lock(write_mu_, mu_);
-  if (!failed_.empty()) {
-    // Committed in the database, not in the log: they must stay in the -wal
-    // file for open() to cut (primary.h), so closing must not checkpoint them.
-    sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-    return ok_status();
-  }
-  if (!opened_) return ok_status();
+  if (!opened_ || broken_ || !unlogged_.empty()) return ok_status();
   const auto& head = log_->head();
   if (head && head->size == log_->size()) return ok_status();
   SWL_TRY(sign_head_locked());
@@ -478,16 +494,8 @@ bool Primary::head_due_locked() const {
 Result<Head> Primary::sign_head_locked() {
   const auto& previous = log_->head();
   const int64_t time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
-  // The state after the log's last entry (published with each append): the
-  // database may hold a running group's commits beyond it.
-  Hash32 root;
-  uint32_t pages;
-  {
-    std::lock_guard published_lock(published_mu_);
-    root = published_root_;
-    pages = published_pages_;
-  }
-  SWL_ASSIGN(Head head, log_->sign_head(key_, root, pages, time_ms));
+  SWL_ASSIGN(Head head, log_->sign_head(key_, db_->state_tree().root(),
+                                        db_->state_tree().page_count(), time_ms));
   last_sign_ms_ = now_ms();
   return head;
 }
@@ -512,9 +520,12 @@ void Primary::signer_loop() {
   std::unique_lock lock(mu_);
   Clock::time_point next_at{};  // no head before this: sign_gap, or a failure's backoff
   bool failing = false;         // the last head could not be stored
-  // Sign when a log size has no head (SQLite committed every entry before its
-  // append, primary.h).
+  // Sign when a log size has no head and SQLite has committed every entry of
+  // it (confirmed_size_: never while a group is between its append and its
+  // commits, nor while a commit failed after its append — recover_locked
+  // settles that first, as the synchronous path never signs then).
   auto due = [&] {
+    if (confirmed_size_ != log_->size()) return false;
     const auto& head = log_->head();
     return log_->size() > (head ? head->size : 0);
   };
@@ -555,7 +566,7 @@ void Primary::signer_loop() {
     next_at = now + options_.sign_gap;
     if (failing) {
       failing = false;
-      if (failed_.empty()) fault_.cleared();  // the disk takes writes again
+      if (confirmed_size_ == log_->size()) fault_.cleared();  // the disk takes writes again
     }
     if (!*stored) continue;  // another head (sign_head(), the group for its pin) came first
     last_sign_ms_ = now_ms();
@@ -570,7 +581,7 @@ void Primary::signer_loop() {
 
 Result<Head> Primary::sign_head() {
   std::scoped_lock lock(write_mu_, mu_);
-  SWL_TRY(recover_locked());  // entries whose append failed go first
+  SWL_TRY(recover_locked());  // never sign a log whose last entry the database lacks
   return sign_head_locked();
 }
 
@@ -578,7 +589,7 @@ Result<std::optional<Head>> Primary::sign_head_if_due() {
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return std::optional<Head>{};  // the running write signs when due
   std::lock_guard lock(mu_);
-  if (!failed_.empty() && !recover_locked().ok()) return std::optional<Head>{};
+  if ((broken_ || !unlogged_.empty()) && !recover_locked().ok()) return std::optional<Head>{};
   if (!head_due_locked()) return std::optional<Head>{};
   SWL_ASSIGN(Head head, sign_head_locked());
   return std::optional<Head>(head);
@@ -677,20 +688,10 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
       queue_.pop_front();
     }
     queue_lock.unlock();
-    // Once the group's writes are committed in SQLite, the next group may
-    // run its writes while this one's log append syncs (pipelined group
-    // commit, docs/architecture.md "Durability order").
-    bool released = false;
-    auto release_leader = [&] {
-      std::lock_guard lock(queue_mu_);
-      leader_active_ = false;
-      released = true;
-      if (!queue_.empty() && queue_.front()->caller != &me) queue_.front()->caller->cv.notify_one();
-    };
-    const bool logged = run_group(group, release_leader);
+    run_group(group);
     queue_lock.lock();
     for (Queued* q : group) q->done = true;
-    if (!released) leader_active_ = false;  // else another caller may lead by now
+    leader_active_ = false;
     // Under queue_lock: a caller woken here cannot return (and destroy its
     // Caller) before the lock is released. A caller notified twice, or one
     // that finds another thread leading, just waits again; whoever leads next
@@ -699,14 +700,6 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
       if (q->caller != &me) q->caller->cv.notify_one();
     }
     if (!queue_.empty() && queue_.front()->caller != &me) queue_.front()->caller->cv.notify_one();
-    if (logged) {
-      // Checkpoint and pin once the group is in the log, after its callers
-      // are answered, when no later group runs (else that group does it
-      // before its writes when due, or after its own append).
-      queue_lock.unlock();
-      maintain_after_group();
-      queue_lock.lock();
-    }
   }
   queue_lock.unlock();
   std::vector<Result<ExecuteResult>> out;
@@ -715,57 +708,19 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
   return out;
 }
 
-Status Primary::append_locked(std::vector<Unlogged> metas, std::vector<Bytes> bytes) {
-  if (!failed_.empty()) {
-    // Entries an earlier append failed to log come first: their numbers are lower.
-    metas.insert(metas.begin(), std::make_move_iterator(failed_.begin()),
-                 std::make_move_iterator(failed_.end()));
-    bytes.insert(bytes.begin(), std::make_move_iterator(failed_bytes_.begin()),
-                 std::make_move_iterator(failed_bytes_.end()));
-    failed_.clear();
-    failed_bytes_.clear();
-  }
-  if (metas.empty()) return ok_status();
-  Status s =
-      options_.test_hook ? options_.test_hook(PrimaryHookPoint::before_log_append) : ok_status();
+Status Primary::append_unlogged_locked() {
+  if (unlogged_.empty()) return ok_status();
+  if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::before_log_append));
   // Each was decoded as its write's loggability check (run_write_locked).
-  if (s.ok()) s = log_->append(std::span<const Bytes>(bytes), Log::EntryCheck::by_caller);
-  if (!s.ok()) {
-    failed_ = std::move(metas);
-    failed_bytes_ = std::move(bytes);
-    append_failed_.store(true);
-    return s;
-  }
+  SWL_TRY(log_->append(std::span<const Bytes>(unlogged_bytes_), Log::EntryCheck::by_caller));
   {
     std::lock_guard published_lock(published_mu_);
-    published_root_ = metas.back().state_root;
-    published_pages_ = metas.back().page_count;
+    published_root_ = unlogged_.back().state_root;
+    published_pages_ = unlogged_.back().page_count;
   }
-  append_failed_.store(false);
+  unlogged_.clear();
+  unlogged_bytes_.clear();
   return ok_status();
-}
-
-void Primary::maintain_after_group() {
-  std::unique_lock write_lock(write_mu_, std::try_to_lock);
-  if (!write_lock.owns_lock()) return;
-  last_maintained_ = std::chrono::steady_clock::now();
-  checkpoint_and_pin_locked(/*force=*/false);
-}
-
-void Primary::maintain_before_group_locked() {
-  const auto now = std::chrono::steady_clock::now();
-  const bool pin_due = pin_active_.load() && !stopping_.load() &&
-                       (pin_wanted_.load() || now - last_maintained_ >= options_.pin_interval);
-  if (wal_frames_ < kCheckpointFrames && !pin_due) return;
-  last_maintained_ = now;
-  if (pin_due && options_.sign_in_background) {
-    // Taking mu_ waits for the previous group's append. The pin needs a head
-    // covering the whole log, which the background signer may not have signed.
-    std::lock_guard lock(mu_);
-    const auto& head = log_->head();
-    if (failed_.empty() && (!head || head->size < log_->size())) (void)sign_head_locked();
-  }
-  checkpoint_and_pin_locked(/*force=*/false);
 }
 
 int Primary::wal_frames_hook(void* self, sqlite3*, const char*, int frames) {
@@ -773,35 +728,35 @@ int Primary::wal_frames_hook(void* self, sqlite3*, const char*, int frames) {
   return SQLITE_OK;
 }
 
-bool Primary::run_group(std::vector<Queued*>& group, const std::function<void()>& release_leader) {
-  std::unique_lock write_lock(write_mu_);
+void Primary::run_group(std::vector<Queued*>& group) {
+  std::lock_guard write_lock(write_mu_);
   auto fail_all = [&](const Error& e) {
     for (Queued* q : group) q->result.emplace(e);
   };
   if (stopping_.load()) {
     fail_all(
         make_error(Errc::unavailable, "primary {} is stopping: no more writes", db_path_.string()));
-    return false;
+    return;
   }
   if (auto c = corruption()) {
     // The file no longer holds what the state tree says (found serving pages):
     // entries built on it could not be replayed to the same state.
     fail_all(make_error(Errc::corrupt, "primary {} takes no writes: {}", db_path_.string(),
                         c->message));
-    return false;
+    return;
   }
-  if (append_failed_.load()) {
-    // An earlier group's append failed: settle that first (backoff).
+  {
     std::lock_guard lock(mu_);
+    // An earlier commit failed after its entry was logged, or an earlier
+    // group's append failed: settle that first.
     if (Status s = recover_locked(); !s.ok()) {
       fail_all(s.error());
-      return false;
+      return;
     }
   }
-  maintain_before_group_locked();
   // Writes queued while the group runs join it, up to the cap, until its
-  // last write starts: a caller the previous group just answered usually
-  // comes back in time for this one.
+  // last write starts (that write's commit appends the group): a caller the
+  // previous group just answered usually comes back in time for this one.
   const size_t cap = std::max<size_t>(1, options_.max_group_writes);
   for (size_t i = 0; i < group.size(); ++i) {
     if (i + 1 == group.size() && group.size() < cap) {
@@ -811,62 +766,53 @@ bool Primary::run_group(std::vector<Queued*>& group, const std::function<void()>
         queue_.pop_front();
       }
     }
-    run_write_locked(*group[i]);
+    run_write_locked(*group[i], i + 1 == group.size());
   }
 
-  // The append: mu_ is held across it (and its fdatasync), and taken here
-  // with write_mu_ still held, so it waits for the previous group's append
-  // and appends stay in entry order. Then write_mu_ goes and the next group
-  // runs its writes in SQLite while this one's entries are synced.
-  std::unique_lock lock(mu_);
-  std::vector<Unlogged> metas;
-  std::vector<Bytes> bytes;
-  metas.swap(unlogged_);
-  bytes.swap(unlogged_bytes_);
-  write_lock.unlock();
-  release_leader();
-  Status appended = ok_status();
-  if (!failed_.empty() && !fault_.retry_due()) {
-    // An earlier append failed and its backoff has not passed: these wait
-    // behind those entries, unlogged too.
-    const uint64_t first = failed_.front().seq;
-    appended = make_error(Errc::unavailable,
-                          "entries from {} on are committed in the database but not yet in its "
-                          "log (local fault: {})",
-                          first, fault_.get() ? fault_.get()->what : "?");
-    for (size_t i = 0; i < metas.size(); ++i) {
-      failed_.push_back(metas[i]);
-      failed_bytes_.push_back(std::move(bytes[i]));
+  sqlite3* db = db_->handle();
+  // Once the group is in the log: checkpoint and pin, after mu_ is released
+  // (declared before the lock, so destroyed after it), so size(), head() and
+  // peers served from the log never wait for them.
+  struct AfterGroup {
+    const Primary* self;
+    bool armed = false;
+    ~AfterGroup() {
+      if (armed) self->checkpoint_and_pin_locked(/*force=*/false);
     }
-  } else {
-    appended = append_locked(std::move(metas), std::move(bytes));
-    if (!appended.ok()) fault_.failed(appended.error());
-  }
-  if (!appended.ok()) {
+  } after_group{this};
+  std::lock_guard lock(mu_);
+  // The last write failed before its commit hook appended the group: append
+  // the earlier writes' entries now.
+  if (Status s = append_unlogged_locked(); !s.ok()) {
     // They are committed in SQLite but not durable: not acknowledged. The
     // Primary appends them before its next write (recover_locked), or open()
-    // cuts them from the -wal file if the process stops first (close() keeps
-    // the database from checkpointing them).
-    for (Unlogged& u : failed_) {
+    // cuts them from the -wal file if the process stops first, so the
+    // database must not checkpoint them into its main file on close.
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    fault_.failed(s.error());
+    for (Unlogged& u : unlogged_) {
       if (!u.waiter) continue;
       u.waiter->result.emplace(make_error(
-          appended.error().code,
+          s.error().code,
           "entry {} was committed in the database but appending it to the log failed ({}); it is "
           "not acknowledged: the primary appends it to its log before its next write (retried "
           "with backoff), or discards it if it restarts first",
-          u.seq, appended.error().message));
+          u.seq, s.error().message));
       u.waiter = nullptr;
     }
-    return false;
+    return;
   }
   for (Queued* q : group) {
-    if (q->result && q->result->ok()) {
+    if (!broken_ && q->result && q->result->ok()) {
       fault_.cleared();
       break;
     }
   }
+  // Checkpoints happen only between groups, when everything SQLite committed
+  // is in the log (see the durability order in primary.h): after_group.
+  after_group.armed = true;
+  if (!broken_) confirmed_size_ = log_->size();  // the background signer may sign it
   // One head per group, when due, handed to the group's last successful write.
-  bool sign = true;
   if (options_.sign_in_background) {
     // The signer signs it, unless the page service's pin wants a head now:
     // the pin is taken only at a head covering the whole log, right after a
@@ -875,36 +821,32 @@ bool Primary::run_group(std::vector<Queued*>& group, const std::function<void()>
     const auto now = std::chrono::steady_clock::now();
     const bool for_pin = pin_active_.load() && (pin_wanted_.load() ||
                                                 now - last_group_sign_ >= options_.pin_interval);
-    if (!for_pin) {
+    if (broken_ || !for_pin) {
       if (signer_idle_) sign_cv_.notify_one();
-      sign = false;
-    } else if (const auto& h = log_->head(); h && h->size == log_->size()) {
-      sign = false;
-    } else {
-      last_group_sign_ = now;
+      return;
     }
-  } else {
-    sign = head_due_locked();
+    if (const auto& h = log_->head(); h && h->size == log_->size()) return;
+    last_group_sign_ = now;
+  } else if (broken_ || !head_due_locked()) {
+    return;
   }
-  if (sign) {
-    Queued* last_ok = nullptr;
-    for (Queued* q : group) {
-      if (q->result && q->result->ok()) last_ok = q;
-    }
-    auto head = sign_head_locked();
-    if (last_ok && !head.ok()) {
-      const uint64_t seq = last_ok->result->value().seq;
-      last_ok->result.emplace(make_error(head.error().code,
-                                         "entry {} is committed but signing its head failed: {}",
-                                         seq, head.error().message));
-    } else if (last_ok) {
-      last_ok->result->value().head = std::move(head).value();
-    }
+  Queued* last_ok = nullptr;
+  for (Queued* q : group) {
+    if (q->result && q->result->ok()) last_ok = q;
   }
-  return true;
+  auto head = sign_head_locked();
+  if (!last_ok) return;
+  if (!head.ok()) {
+    const uint64_t seq = last_ok->result->value().seq;
+    last_ok->result.emplace(make_error(head.error().code,
+                                       "entry {} is committed but signing its head failed: {}", seq,
+                                       head.error().message));
+    return;
+  }
+  last_ok->result->value().head = std::move(head).value();
 }
 
-void Primary::run_write_locked(Queued& q) {
+void Primary::run_write_locked(Queued& q, bool last) {
   const std::span<const Statement> transaction = q.write->transaction;
   EntryFailure* failure = q.write->failure;
   const WriteBounds bounds = q.write->bounds.value_or(default_bounds());
@@ -917,7 +859,10 @@ void Primary::run_write_locked(Queued& q) {
     return fail(make_error(Errc::invalid_argument, "execute: no statements"));
 
   Entry entry;
-  entry.seq = next_seq_;  // after the log, failed_ and the group's earlier writes
+  {
+    std::lock_guard lock(mu_);
+    entry.seq = log_->size() + unlogged_.size();
+  }
   const uint32_t pages_before = db_->state_tree().page_count();
   entry.time_ms = next_time_ms_locked();
   entry.seed = next_seed();
@@ -944,7 +889,8 @@ void Primary::run_write_locked(Queued& q) {
   }
 
   sqlite3* db = db_->handle();
-  bool queued = false;  // this entry waits in unlogged_ for the group's append
+  bool appended = false;  // the group's entries, this one's included, are in the log
+  bool queued = false;    // this entry waits in unlogged_ for the group's append
   auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
     // The bounds, once more at the commit frame: pages still in the cache at
     // COMMIT were not counted while the statements ran.
@@ -962,14 +908,31 @@ void Primary::run_write_locked(Queued& q) {
     entry.state_root = root;
     entry.page_count = page_count;
     set_entry_trailer(probe, root, page_count);
-    // Committed in SQLite first, appended with the group's other entries
-    // after the group's last commit (run_group).
     unlogged_bytes_.push_back(std::move(probe));
     unlogged_.push_back(Unlogged{entry.seq, root, page_count, entry.time_ms, &q});
-    queued = true;
+    if (last) {
+      // The group's last write: its entry and the earlier ones reach the log
+      // (one fdatasync) before SQLite writes this commit frame.
+      Status s;
+      {
+        std::lock_guard lock(mu_);
+        s = append_unlogged_locked();
+      }
+      if (!s.ok()) {
+        unlogged_bytes_.pop_back();
+        unlogged_.pop_back();
+        return s;
+      }
+      appended = true;
+    } else {
+      queued = true;
+    }
     // Before the commit makes the state visible, so a reader that sees it
     // finds its root (snapshot.h).
     roots_.record(entry.seq + 1, root, page_count);
+    if (appended && options_.test_hook) {
+      SWL_TRY(options_.test_hook(PrimaryHookPoint::after_log_append));
+    }
     return ok_status();
   };
   running_ = RunningWrite{};
@@ -983,6 +946,15 @@ void Primary::run_write_locked(Queued& q) {
                                 /*collect_rows=*/true, on_commit, failure);
   running_.active = false;
   if (!results.ok()) {
+    if (appended) {
+      broken_ = true;
+      fault_.failed(results.error());
+      return fail(make_error(
+          results.error().code,
+          "entry {} was logged but SQLite's commit failed ({}); the entry is durable and is "
+          "applied from the log before the next write (retried with backoff)",
+          entry.seq, results.error().message));
+    }
     if (queued) {
       // SQLite did not commit it (run_entry undid the state tree): forget it.
       unlogged_bytes_.pop_back();
@@ -1003,7 +975,6 @@ void Primary::run_write_locked(Queued& q) {
     return fail(std::move(e));
   }
   last_time_ms_ = entry.time_ms;
-  next_seq_ = entry.seq + 1;
   roots_.record(entry.seq + 1, entry.state_root, entry.page_count);
 
   ExecuteResult out;
@@ -1036,12 +1007,18 @@ uint32_t Primary::page_count() const {
 std::optional<Head> Primary::head() const { return log_->view().head; }
 
 Result<LogCompaction> Primary::compact_log(uint64_t keep_from) {
-  // With the write mutex and then mu_ held no append is in flight (primary.h):
-  // the database holds the log (and failed_, entries whose append failed,
-  // which open() would cut).
+  // Under the write mutex no group is between its log append and its commits,
+  // so the database has applied exactly the log (unless a commit failed after
+  // its append: then it lags, and open() would need the entry back).
   uint64_t applied = 0;
   {
     std::scoped_lock lock(write_mu_, mu_);
+    if (broken_) {
+      return make_error(Errc::unavailable,
+                        "primary {}: not compacting the log while entry {} is logged but not "
+                        "committed to the database",
+                        db_path_.string(), log_->size() - 1);
+    }
     applied = log_->size();
     // Nothing before the log's start to drop (a log shorter than --retain, or
     // compacted this far already): no fsync for a round that does nothing.
@@ -1086,19 +1063,17 @@ Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value
 void Primary::checkpoint_and_pin_locked(bool force) const {
   std::optional<Head> head;
   bool at_head;
-  bool all_logged;
   {
-    // Taken with write_mu_ held: no append is in flight from here on (primary.h).
     std::lock_guard lock(mu_);
     head = log_->head();
-    all_logged = failed_.empty() && unlogged_.empty();
     // Only a signed head the database holds exactly: pages answers carry it.
-    at_head = all_logged && head && head->size == log_->size();
+    at_head = !broken_ && unlogged_.empty() && head && head->size == log_->size();
   }
-  // Never over commits a failed group append left unlogged (failed_): they
-  // must stay in the -wal file for open() to cut (primary.h). A page request
-  // pins outside any group and once checkpointed them into the database file.
-  const bool checkpoint = wal_frames_ >= kCheckpointFrames && all_logged;
+  // Never over commits a failed group append left unlogged (unlogged_, ours
+  // under write_mu_): they must stay in the -wal file for open() to cut
+  // (primary.h). A page request pins outside any group and once checkpointed
+  // them into the database file.
+  const bool checkpoint = wal_frames_ >= kCheckpointFrames && unlogged_.empty();
   std::optional<PinSlot::Repin> repin;  // requests wait for the new pin
   bool pin = false;
   const auto now = std::chrono::steady_clock::now();
@@ -1160,7 +1135,7 @@ std::unique_ptr<PinSlot> Primary::make_pin_slot() {
       // the pin needs a head covering the whole log.
       std::lock_guard lock(mu_);
       const auto& head = log_->head();
-      if (failed_.empty() && (!head || head->size < log_->size())) {
+      if (!broken_ && unlogged_.empty() && (!head || head->size < log_->size())) {
         (void)sign_head_locked();  // on failure nothing is pinned (the request says so)
       }
     }

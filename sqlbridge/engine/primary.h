@@ -11,41 +11,36 @@
 //   for each write: BEGIN IMMEDIATE → statements (pinned time, seeded
 //   randomness) → applied_seq update → COMMIT: at the commit frame, before it
 //   reaches the file, the WriteCapture hook updates the state tree and builds
-//   the Entry, which is kept in memory; SQLite commits (synchronous=NORMAL:
-//   no fsync). After the group's last write the leader takes the log mutex,
-//   lets the write mutex go and wakes the next leader, then Log::append()s the
-//   group's entries in ONE write and ONE fdatasync of the log segment (the
-//   index row is synced lazily, docs/formats/log-store.md). The next group
-//   runs its writes in SQLite meanwhile (pipelined), and appends only after
-//   this append (it waits for the log mutex with the write mutex held), so
-//   entries reach the log in order. Only after its append is any write of a
-//   group acknowledged, each with its own result; a write that failed (SQL
-//   error, refused, bound) rolled back alone and never changes its
-//   neighbours' results.
-// So the database LEADS the durable log by the writes of at most two groups
-// (one syncing, one running): their WAL frames may reach the disk first. Two
-// rules keep that repairable:
+//   the Entry. For every write but the group's last, the entry is kept in
+//   memory and SQLite commits (synchronous=NORMAL: no fsync). For the last,
+//   the hook Log::append()s the group's entries in ONE write and ONE
+//   fdatasync of the log segment (the index row is synced lazily,
+//   docs/formats/log-store.md) before SQLite writes its commit frame. If the
+//   last write fails before its commit, the group's entries are appended (one
+//   fdatasync) after it. Only then is any write of the group acknowledged,
+//   each with its own result; a write that failed (SQL error, refused, bound)
+//   rolled back alone and never changes its neighbours' results.
+// A write alone in its group (one caller at a time) is exactly the log-ahead
+// order: append + fsync, then commit. In a larger group the database LEADS the
+// durable log for the group's earlier writes until the group's append: their
+// WAL frames may reach the disk first. Two rules keep that repairable:
 //   - the write connection never checkpoints by itself (its WAL hook replaces
-//     autocheckpoint; checkpoints run only with the write mutex held after
-//     the log mutex was taken once, so no append is in flight, and never over
-//     entries whose append failed), nor on close while such entries exist, so
+//     autocheckpoint; the leader checkpoints between groups, when everything
+//     committed is in the log), nor on close while entries are unlogged, so
 //     commits ahead of the log only ever live in the -wal file;
-//   - open() finding the database ahead of the log (a crash before a group's
+//   - open() finding the database ahead of the log (a crash before the group's
 //     fdatasync) cuts the -wal file after the commit frame of the last logged
 //     entry (repair_wal_ahead) and lets the state-root check prove the result.
-// If a group's append fails (no space, EIO), its writes stay committed in the
-// database but not logged and get an error; the Primary appends those entries
-// from memory before its next group (a local fault, retried with backoff; a
-// group that ran meanwhile waits behind them, unacknowledged too), or open()
-// cuts them if the process stops first. Any other failure rolls its write
-// back and logs nothing.
-// Then, when group signing says so, one head per group is signed (over the
-// state after the log's last entry) and kept in memory; the head file is
-// written on close (LogStoreOptions::sync_head is off by default here: no file
-// I/O per signed head).
-// So after a crash the database can lag its log (a power loss after the append
-// took unsynced commits) or lead it by unacknowledged writes (cut on open),
-// never more:
+// If the group's append fails (no space, EIO), the group's earlier writes stay
+// committed in the database but not logged and get an error; the Primary
+// appends those entries from memory before its next write (a local fault,
+// retried with backoff), or open() cuts them if the process stops first.
+// Any other failure before the append rolls its write back and logs nothing.
+// Then, when group signing says so, one head per group is signed and kept in
+// memory; the head file is written on close (LogStoreOptions::sync_head is
+// off by default here: no file I/O per signed head).
+// So after a crash the database can lag its log (crash after the append) or
+// lead it by unacknowledged writes of one group (cut on open), never more:
 // Primary::open replays a lagging tail from the log exactly as a replica does,
 // and refuses to start when the database disagrees with the log otherwise.
 // The stored head can lag the log too (crash before the head file reached the
@@ -53,8 +48,9 @@
 // That is safe because a head only ever signs synced entries, so the re-signed
 // head agrees (log root, state root) with every head signed before the crash at
 // any size it covers: no equivocation, even if peers saw the lost head.
-// A reader on the primary's file (open_snapshot, HTTP reads) may see a write a
-// moment before its entry is durable (docs/operations.md "Group commit").
+// A reader on the primary's file (open_snapshot, HTTP reads) may see a write of
+// the running group a moment before its entry is durable (docs/operations.md
+// "Group commit").
 //
 // Thread-safety: every public method is safe to call from any thread. Writes,
 // proofs and head signing are serialised by the write mutex; the log has its
@@ -103,7 +99,8 @@ enum class PrimaryHookPoint {
   before_log_append,  // a group's entries are about to be appended (and synced) to the log;
                       // the group's earlier writes are committed in SQLite. An error
                       // returned here fails that append, as a full disk would.
-  after_commit,       // a write committed in SQLite, its entry not yet appended
+  after_log_append,  // in the commit hook, the entry is durable in the log, SQLite has not committed
+  after_commit,      // SQLite committed, no head signed yet
 };
 
 struct PrimaryOptions {
@@ -132,9 +129,10 @@ struct PrimaryOptions {
   bool sign_in_background = false;
   std::chrono::microseconds sign_gap{500};
   // Tests only: called at each PrimaryHookPoint. An error returned at
-  // before_log_append fails the group's append, as a full disk or an I/O error
-  // would: its writes stay committed in the database, unacknowledged, and the
-  // Primary appends them before its next group, retrying with backoff.
+  // after_log_append fails the commit after the entry reached the log, as a
+  // full disk or an I/O error would: the Primary then applies the logged entry
+  // from its log (as open() does) before it takes the next write, retrying with
+  // backoff (see execute()).
   std::function<Status(PrimaryHookPoint)> test_hook;
   // Tests only: where entry seeds and "now" come from (default: randombytes_buf
   // and the wall clock). Makes a randomised test reproducible from its seed.
@@ -330,8 +328,7 @@ class Primary : public PageServer {
   // for a running write, at most write_timeout), signing a
   // head first if the newest one does not cover size() (so a caller that
   // serves peers should push the head afterwards: compare head() before/after).
-  // Errors: unavailable while entries whose log append failed wait for their
-  // retry (local_fault()); else sign_head's and
+  // Errors: unavailable when the primary is broken; else sign_head's and
   // prove_query's errors.
   Result<ProvedQuery> prove(std::string_view sql, const std::vector<Value>& params,
                             const ProveOptions& options = {});
@@ -396,31 +393,21 @@ class Primary : public PageServer {
     Queued* waiter = nullptr;  // its caller, while the group runs
   };
   Primary() = default;
-  // The leader: runs `group`'s writes under write_mu_ (writes queued meanwhile
-  // join it, up to max_group_writes; appended to `group`), then takes mu_,
-  // releases write_mu_ and calls `release_leader` so the next group runs its
-  // writes while this one's entries are appended and synced, and sets every
-  // result once they are durable (or failed).
-  // Returns whether the group reached the log (then maintain_after_group).
-  bool run_group(std::vector<Queued*>& group, const std::function<void()>& release_leader);
-  // One write of the group: committed in SQLite, its entry kept in unlogged_.
-  void run_write_locked(Queued& q);
-  // Appends failed_'s entries and then `metas`/`bytes` (one write, one
-  // fdatasync), publishes the new size and root; on failure all of them are
-  // in failed_ afterwards. Caller holds mu_.
-  Status append_locked(std::vector<Unlogged> metas, std::vector<Bytes> bytes);
-  // Before a group's writes (write_mu_ held): when the checkpoint or the pin
-  // is due, waits for the append in flight and runs checkpoint_and_pin_locked.
-  void maintain_before_group_locked();
-  // After a group's callers are answered: checkpoint_and_pin_locked, if no
-  // other group holds write_mu_ (that one does it).
-  void maintain_after_group();
+  // The leader: runs `group` under write_mu_ and sets every result; writes
+  // queued meanwhile join it (up to max_group_writes; appended to `group`).
+  void run_group(std::vector<Queued*>& group);
+  // One write of the group; `last`: its commit hook appends the group's entries.
+  void run_write_locked(Queued& q, bool last);
+  // Appends the entries in unlogged_ to the log (one write, one fdatasync),
+  // publishes the new size and root and empties unlogged_; on failure they
+  // stay there. Caller holds write_mu_ and mu_.
+  Status append_unlogged_locked();
   // open(): the database leads its log by `ahead` entries (a crash before a
   // group's fdatasync): cut those commits from the -wal file and reopen.
   Status repair_wal_ahead(uint64_t applied, uint64_t logged);
   static int wal_frames_hook(void* self, sqlite3* db, const char* name, int frames);
   Status catch_up_locked();
-  // failed_: append those entries now if the backoff allows (else
+  // broken_: re-apply the logged entry now if the backoff allows (else
   // unavailable). Caller holds write_mu_ and mu_.
   Status recover_locked();
   Result<Head> sign_head_locked();
@@ -451,28 +438,16 @@ class Primary : public PageServer {
   std::unique_ptr<DeterministicDb> db_;
   int lock_fd_ = -1;
   // Lock order: write_mu_ before mu_. write_mu_: db_, the state tree, the
-  // fields below up to opened_. mu_: log_, failed_, last_sign_ms_,
-  // last_group_sign_ and the published_* fields. Only a thread holding
-  // write_mu_ starts an append (it takes mu_, then lets write_mu_ go), so a
-  // thread that holds write_mu_ and has taken mu_ once finds no append in
-  // flight until it lets write_mu_ go: the database then holds exactly the log
-  // and failed_.
+  // fields below up to opened_. mu_: log_ and the published_* fields.
   mutable std::mutex write_mu_;
   mutable std::mutex mu_;
   int64_t last_time_ms_ = 0;       // time_ms of the last entry
-  int64_t last_sign_ms_ = 0;       // wall clock of the last signed head (mu_)
-  uint64_t next_seq_ = 0;          // the next write's entry number (committed in SQLite so far)
-  // Group commit: entries the running group committed in SQLite, not yet
-  // handed to its append.
+  int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
+  bool broken_ = false;            // a commit failed after its log append (recover_locked)
+  // Group commit: entries SQLite committed that the log does not hold yet (the
+  // running group's, or a failed group append's, retried by recover_locked).
   std::vector<Unlogged> unlogged_;
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
-  // Entries committed in SQLite whose append failed (under mu_), appended
-  // first by the next append (recover_locked, or the next group's); none of
-  // them is acknowledged. append_failed_: failed_ is not empty.
-  std::vector<Unlogged> failed_;
-  std::vector<Bytes> failed_bytes_;
-  std::atomic<bool> append_failed_{false};
-  std::chrono::steady_clock::time_point last_maintained_{};  // maintain_before_group_locked
   mutable int wal_frames_ = 0;     // frames in the -wal file after the last commit (WAL hook)
   uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
   FaultState fault_;
@@ -495,11 +470,14 @@ class Primary : public PageServer {
   // Background signing (sign_in_background): the signer waits on sign_cv_
   // with mu_; signer_stop_ and signer_idle_ under mu_. The write group signs
   // itself (for the pin) at most once per pin_interval: last_group_sign_
-  // under mu_.
+  // under write_mu_.
   std::thread signer_;
   std::condition_variable sign_cv_;
   bool signer_stop_ = false;
   bool signer_idle_ = false;  // the signer waits for a new log size (under mu_)
+  // Log entries SQLite has committed too (under mu_): the background signer
+  // signs only a log this long (broken_ and unlogged_ are the writer's).
+  uint64_t confirmed_size_ = 0;
   std::chrono::steady_clock::time_point last_group_sign_{};
   std::mutex listener_mu_;  // guards head_listener_, held while it runs
   std::function<void(const Head&)> head_listener_;
