@@ -524,43 +524,55 @@ TEST_CASE("writes a backend submits are answered as execute()'s, outcomes and er
   api.stop();
 }
 
+// A server over a SubmittingBackend that holds answers, with one write
+// submitted and held (its client's call is cut when the server stops).
+struct HeldWrite {
+  SubmittingBackend backend;
+  std::unique_ptr<HttpApi> api;
+  std::thread client;
+  HeldWrite() {
+    backend.hold_ = true;
+    HttpApiOptions o;
+    o.listen = "127.0.0.1:0";
+    api = std::make_unique<HttpApi>(backend, o);
+    REQUIRE(api->start().ok());
+    HttpUrl url;
+    url.host = "127.0.0.1";
+    url.port = api->bound_port();
+    client = std::thread([url] {
+      HttpRequest r;
+      r.method = "POST";
+      r.target = "/db/execute";
+      r.body = R"J([["INSERT INTO t VALUES (?)", 1]])J";
+      (void)http_call(url, r, HttpClientOptions{std::chrono::milliseconds(5000)});
+    });
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (backend.submitted_.load() == 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(backend.submitted_.load() == 1);
+  }
+  ~HeldWrite() {
+    if (client.joinable()) client.join();
+  }
+};
+
 // The server hands a submitted write's answer back to its io thread: stop()
 // must not return (and the io_context must not go) while an answer is still
 // to come, or the backend's thread would post into a destroyed server.
 TEST_CASE("stop() waits for a submitted write's answer, which then arrives safely") {
-  SubmittingBackend backend;
-  backend.hold_ = true;
-  HttpApiOptions o;
-  o.listen = "127.0.0.1:0";
-  auto api = std::make_unique<HttpApi>(backend, o);
-  REQUIRE(api->start().ok());
-  HttpUrl url;
-  url.host = "127.0.0.1";
-  url.port = api->bound_port();
-  std::thread client([url] {
-    HttpRequest r;
-    r.method = "POST";
-    r.target = "/db/execute";
-    r.body = R"J([["INSERT INTO t VALUES (?)", 1]])J";
-    (void)http_call(url, r, HttpClientOptions{std::chrono::milliseconds(5000)});  // cut by the stop
-  });
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (backend.submitted_.load() == 0 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  REQUIRE(backend.submitted_.load() == 1);
+  HeldWrite h;
   std::atomic<bool> stopped{false};
   std::thread stopper([&] {
-    api->stop();
+    h.api->stop();
     stopped = true;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const bool stopped_early = stopped.load();
-  backend.release();  // the answer, from this thread
+  h.backend.release();  // the answer, from this thread
   stopper.join();
   CHECK_FALSE(stopped_early);
   CHECK(stopped.load());
-  api.reset();  // the server gone; nothing of it is touched later
-  client.join();
+  h.api.reset();  // the server gone; nothing of it is touched later
 }
 
 // An ExecuteDone, once called, holds nothing of the server: the backend's
@@ -569,31 +581,11 @@ TEST_CASE("stop() waits for a submitted write's answer, which then arrives safel
 // freed io_context when the callback kept the waiting coroutine and its work
 // guard (the CI failure of bounds_htest's SIGTERM case).
 TEST_CASE("a submitted write's ExecuteDone may outlive the server once called") {
-  SubmittingBackend backend;
-  backend.hold_ = true;
-  HttpApiOptions o;
-  o.listen = "127.0.0.1:0";
-  auto api = std::make_unique<HttpApi>(backend, o);
-  REQUIRE(api->start().ok());
-  HttpUrl url;
-  url.host = "127.0.0.1";
-  url.port = api->bound_port();
-  std::thread client([url] {
-    HttpRequest r;
-    r.method = "POST";
-    r.target = "/db/execute";
-    r.body = R"J([["INSERT INTO t VALUES (?)", 1]])J";
-    (void)http_call(url, r, HttpClientOptions{std::chrono::milliseconds(5000)});  // cut by the stop
-  });
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (backend.submitted_.load() == 0 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  REQUIRE(backend.submitted_.load() == 1);
-  std::thread stopper([&] { api->stop(); });
+  HeldWrite h;
+  std::thread stopper([&] { h.api->stop(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // stop() has stopped the io thread
-  backend.release(/*keep=*/true);
+  h.backend.release(/*keep=*/true);
   stopper.join();
-  api.reset();
-  backend.drop_answered();  // the last reference to whatever the callback captured
-  client.join();
+  h.api.reset();
+  h.backend.drop_answered();  // the last reference to whatever the callback captured
 }
