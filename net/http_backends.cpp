@@ -570,6 +570,11 @@ void PrimaryHttpBackend::update_metrics(Metrics& metrics) {
       .gauge("swarmlite_http_write_batches",
              "Batches (one Primary::execute_batch each) those requests took since start")
       .set(static_cast<double>(st.batches));
+  metrics
+      .gauge("swarmlite_wal_writebacks",
+             "Background writebacks of the database's -wal file started between checkpoints "
+             "since start")
+      .set(static_cast<double>(primary_.wal_writebacks()));
 }
 
 // --- replica -------------------------------------------------------------------

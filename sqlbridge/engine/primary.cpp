@@ -46,6 +46,11 @@ constexpr int kSqliteMaxLength = 1000000000;
 // frames: SQLite's own wal_autocheckpoint default, which the write connection
 // no longer runs itself (primary.h, durability order).
 constexpr int kCheckpointFrames = 1000;
+// Every this many -wal frames between checkpoints, the -wal file's writeback
+// is started in the background: SQLite's fdatasync of it at the checkpoint,
+// under the write mutex, then finds little left to write (it was ~90 % of a
+// checkpoint's time, docs/performance.md "WAL writeback off the write path").
+constexpr int kWritebackFrames = 200;
 
 // Pages this connection wrote to the WAL so far (spills and commits).
 int cache_writes(sqlite3* db) {
@@ -309,6 +314,8 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   }
   p->opened_ = true;
   p->confirmed_size_ = p->log_->size();
+  p->wal_writeback_ =
+      std::make_unique<BackgroundWriteback>(std::filesystem::path(db_path.string() + "-wal"));
   if (p->options_.sign_in_background) p->signer_ = std::thread([q = p.get()] { q->signer_loop(); });
   return p;
 }
@@ -1096,6 +1103,12 @@ void Primary::checkpoint_and_pin_locked(bool force) const {
     (void)sqlite3_wal_checkpoint_v2(db_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                     nullptr);
     wal_frames_ = 0;
+    wal_frames_kicked_ = 0;
+  } else if (wal_frames_ < wal_frames_kicked_) {
+    wal_frames_kicked_ = wal_frames_;  // the -wal file started over
+  } else if (wal_writeback_ && wal_frames_ - wal_frames_kicked_ >= kWritebackFrames) {
+    wal_writeback_->kick();
+    wal_frames_kicked_ = wal_frames_;
   }
   if (!pin) return;
   pin_wanted_.store(false);

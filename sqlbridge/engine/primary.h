@@ -81,14 +81,15 @@
 #include "core/keys.h"
 #include "core/log.h"
 #include "core/result.h"
+#include "sqlbridge/engine/background_writeback.h"
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/engine/local_fault.h"
 #include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/pin_slot.h"
 #include "sqlbridge/engine/pinned_pages.h"
-#include "sqlbridge/proof/prover.h"
 #include "sqlbridge/engine/retention.h"
 #include "sqlbridge/engine/snapshot.h"
+#include "sqlbridge/proof/prover.h"
 
 namespace swarmlite {
 
@@ -299,6 +300,9 @@ class Primary : public PageServer {
   Hash32 state_root() const;       // after the last entry
   uint32_t page_count() const;
   std::optional<Head> head() const;  // newest signed head
+  // Background writebacks of the -wal file started between checkpoints
+  // (checkpoint_and_pin_locked), since open.
+  uint64_t wal_writebacks() const { return wal_writeback_ ? wal_writeback_->runs() : 0; }
   const PublicKey& log_id() const { return log_id_; }
   const std::filesystem::path& db_path() const { return db_path_; }
   const std::filesystem::path& log_dir() const { return log_dir_; }
@@ -449,6 +453,10 @@ class Primary : public PageServer {
   std::vector<Unlogged> unlogged_;
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
   mutable int wal_frames_ = 0;     // frames in the -wal file after the last commit (WAL hook)
+  // The -wal file's writeback, started in the background every
+  // kWritebackFrames frames between checkpoints (checkpoint_and_pin_locked).
+  mutable int wal_frames_kicked_ = 0;
+  std::unique_ptr<BackgroundWriteback> wal_writeback_;
   uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
   FaultState fault_;
   bool opened_ = false;            // open() completed (close() signs only then)

@@ -1,0 +1,39 @@
+// Starts the kernel's writeback of a file's dirty pages from a thread of its
+// own, so that a later fdatasync of the file (SQLite's at a checkpoint) finds
+// little left to write (docs/performance.md "WAL writeback off the write
+// path"). A hint only: it never makes anything durable and nothing waits for it.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+namespace swarmlite {
+
+class BackgroundWriteback {
+ public:
+  explicit BackgroundWriteback(std::filesystem::path file);
+  ~BackgroundWriteback();  // stops and joins the thread
+  BackgroundWriteback(const BackgroundWriteback&) = delete;
+  BackgroundWriteback& operator=(const BackgroundWriteback&) = delete;
+
+  // Asks the thread to start the file's writeback; returns at once. Kicks
+  // while one runs are coalesced into one more run.
+  void kick();
+  // Writebacks started so far (a missing file or a failing call counts not).
+  uint64_t runs() const;
+
+ private:
+  void loop();
+
+  const std::filesystem::path file_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool kicked_ = false, stop_ = false;  // under mu_
+  uint64_t runs_ = 0;                   // under mu_
+  std::thread thread_;
+};
+
+}  // namespace swarmlite
