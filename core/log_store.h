@@ -104,7 +104,7 @@ struct LogStoreOptions {
   // overwrites allocated blocks instead of growing the file and syncing its new
   // length (docs/formats/log-store.md "Preallocation"). 0 = off. open() accepts
   // a zero tail whatever this says.
-  uint64_t preallocate_bytes = 1 << 20;
+  uint64_t preallocate_bytes = 256 << 10;
   // On: store_head replaces the head file at once (fsync'ed with `sync`). Off,
   // where the head can be re-derived after a crash (the primary re-signs one on
   // open): store_head keeps it in memory (load_head returns it) and replaces the

@@ -613,7 +613,7 @@ TEST_CASE("log store: preallocation zero-fills ahead of the records; reopen keep
   TempDir t("prealloc");
   TempDir plain("prealloc-plain");
   const uint64_t step = LogStoreOptions{}.preallocate_bytes;
-  REQUIRE(step == 1 << 20);
+  REQUIRE(step == 256 << 10);
   {
     auto s = open_ok(t.path);
     auto p = open_ok(plain.path, no_prealloc());
@@ -653,6 +653,7 @@ TEST_CASE("log store: preallocation grows in steps, never past segment_bytes; se
   LogStoreOptions o;
   o.segment_bytes = (5 << 20) / 2;  // 2.5 MiB
   o.max_record_bytes = 1 << 20;
+  o.preallocate_bytes = 1 << 20;  // steps larger than a record (not the default)
   const uint64_t step = o.preallocate_bytes;
   auto big = [](uint64_t) -> size_t { return 300 << 10; };
   const uint64_t rec = kRecordHeaderBytes + (300 << 10);
