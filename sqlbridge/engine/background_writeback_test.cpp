@@ -53,12 +53,18 @@ void write_dirty(const fs::path& file, size_t bytes) {
   ::close(fd);
 }
 
+// A scratch directory for one file.
+struct Scratch {
+  TempDir dir{"writeback"};
+  fs::path file;
+  explicit Scratch(const char* name) : file(dir.path / name) { fs::create_directories(dir.path); }
+};
+
 }  // namespace
 
 TEST_CASE("BackgroundWriteback: a kick sends the file's dirty pages to storage from its thread") {
-  TempDir dir("writeback");
-  fs::create_directories(dir.path);
-  const fs::path file = dir.path / "f";
+  const Scratch s("f");
+  const fs::path& file = s.file;
   write_dirty(file, 4 << 20);
   BackgroundWriteback w(file);
   CHECK(w.runs() == 0);
@@ -80,9 +86,8 @@ TEST_CASE("BackgroundWriteback: a kick sends the file's dirty pages to storage f
 }
 
 TEST_CASE("BackgroundWriteback: a missing file is skipped, and found once it exists") {
-  TempDir dir("writeback");
-  fs::create_directories(dir.path);
-  const fs::path file = dir.path / "not-yet";
+  const Scratch s("not-yet");
+  const fs::path& file = s.file;
   BackgroundWriteback w(file);
   w.kick();
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -93,9 +98,8 @@ TEST_CASE("BackgroundWriteback: a missing file is skipped, and found once it exi
 }
 
 TEST_CASE("BackgroundWriteback: destroyed with kicks pending, it stops at once") {
-  TempDir dir("writeback");
-  fs::create_directories(dir.path);
-  const fs::path file = dir.path / "f";
+  const Scratch s("f");
+  const fs::path& file = s.file;
   write_dirty(file, 1 << 20);
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) {
