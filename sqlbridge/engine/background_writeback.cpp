@@ -1,7 +1,8 @@
 #include "sqlbridge/engine/background_writeback.h"
 
 #include <fcntl.h>
-#include <unistd.h>
+
+#include "core/file_io.h"
 
 namespace swarmlite {
 
@@ -40,10 +41,8 @@ void BackgroundWriteback::loop() {
     lock.unlock();
     // Opened each time: the file may not exist yet, or may have been replaced.
     bool started = false;
-    const int fd = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      started = ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0;
-      ::close(fd);
+    if (auto fd = file_io::open(file_, O_RDONLY); fd.ok()) {
+      started = ::sync_file_range(fd->get(), 0, 0, SYNC_FILE_RANGE_WRITE) == 0;
     }
     lock.lock();
     if (started) ++runs_;
