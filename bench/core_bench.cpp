@@ -4,6 +4,8 @@
 #include <benchmark/benchmark.h>
 
 #include <random>
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "core/blake2b.h"
@@ -69,6 +71,47 @@ void BM_MerkleAppend(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_MerkleAppend);
+
+// A commit's page updates to a state tree of 2^16 pages (256 MiB of 4 KiB
+// pages): `pages` leaves, half a run at the end (a B-tree appending: its
+// last leaf and new pages) and half spread over the file (interior pages,
+// other tables' pages). batched:0 calls set() per leaf, batched:1 set_many()
+// (docs/performance.md "Batched state tree updates").
+void BM_MerkleCommitUpdate(benchmark::State& state) {
+  const bool batched = state.range(0) != 0;
+  const uint64_t pages = static_cast<uint64_t>(state.range(1));
+  constexpr uint64_t kSize = 1u << 16;
+  MerkleTree tree;
+  for (uint64_t i = 0; i < kSize; ++i) tree.append(leaf_for(i));
+  // 256 commits made up front, replayed in turn (no timing pauses), each in
+  // two versions with different leaves so that every pass changes the tree.
+  std::mt19937_64 rng(7);
+  std::vector<std::vector<std::pair<uint64_t, Hash32>>> commits(512);
+  uint64_t salt = kSize;
+  for (size_t c = 0; c < commits.size(); c += 2) {
+    std::set<uint64_t> at;
+    for (uint64_t i = 0; i < pages - pages / 2; ++i) at.insert(kSize - 1 - i);
+    while (at.size() < pages) at.insert(rng() % kSize);
+    for (uint64_t i : at) commits[c].emplace_back(i, leaf_for(salt++));
+    for (uint64_t i : at) commits[c + 1].emplace_back(i, leaf_for(salt++));
+  }
+  uint64_t pass = 0;
+  for (auto _ : state) {
+    const size_t c = pass % 256;
+    const auto& updates = commits[2 * c + (pass / 256) % 2];
+    ++pass;
+    if (batched) {
+      tree.set_many(updates);
+    } else {
+      for (const auto& [i, leaf] : updates) tree.set(i, leaf);
+    }
+    benchmark::DoNotOptimize(tree.leaf(kSize - 1));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_MerkleCommitUpdate)
+    ->ArgNames({"batched", "pages"})
+    ->ArgsProduct({{0, 1}, {1, 3, 8, 32}});
 
 const MerkleTree& million_tree() {
   static MerkleTree tree = [] {

@@ -19,6 +19,7 @@
 #include <bit>
 #include <cassert>
 
+#include "core/blake2b.h"
 #include "core/hash.h"
 
 namespace swarmlite {
@@ -137,6 +138,42 @@ void MerkleTree::set(uint64_t index, const Hash32& leaf) {
   for (size_t k = 0; k + 1 < levels_.size() && (i >> 1) < levels_[k + 1].size(); ++k, i >>= 1) {
     uint64_t left = i & ~uint64_t{1};
     levels_[k + 1][i >> 1] = hash_node(levels_[k][left], levels_[k][left + 1]);
+  }
+}
+
+void MerkleTree::set_many(std::span<const std::pair<uint64_t, Hash32>> updates) {
+  // dirty: the nodes of the level above to rehash, increasing and each once
+  // (the parents of increasing indices never decrease).
+  std::vector<uint64_t> dirty;
+  dirty.reserve(updates.size());
+  for (size_t u = 0; u < updates.size(); ++u) {
+    const auto& [index, leaf] = updates[u];
+    assert(index < size());
+    assert(u == 0 || updates[u - 1].first < index);
+    if (levels_[0][index] == leaf) continue;  // no node above it changes
+    levels_[0][index] = leaf;
+    if (dirty.empty() || dirty.back() != index >> 1) dirty.push_back(index >> 1);
+  }
+  static constexpr uint8_t kPrefix[1] = {kNodePrefix};
+  std::vector<blake2b256::LaneInput> in;
+  in.reserve(dirty.size());
+  for (size_t k = 0; k + 1 < levels_.size() && !dirty.empty(); ++k) {
+    std::vector<Hash32>& above = levels_[k + 1];
+    // A parent past the level's end covers an incomplete range: not stored,
+    // and neither is any node above it.
+    while (!dirty.empty() && dirty.back() >= above.size()) dirty.pop_back();
+    in.clear();
+    // hash_node(left, right) = BLAKE2b(kNodePrefix || left || right); the two
+    // children are adjacent in levels_[k].
+    for (uint64_t i : dirty) {
+      in.push_back({kPrefix, levels_[k][2 * i].data(), nullptr, above[i].data()});
+    }
+    blake2b256::hash_lanes(in, sizeof kPrefix, 2 * sizeof(Hash32));
+    size_t n = 0;
+    for (uint64_t i : dirty) {
+      if (n == 0 || dirty[n - 1] != i >> 1) dirty[n++] = i >> 1;
+    }
+    dirty.resize(n);
   }
 }
 

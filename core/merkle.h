@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "core/bytes.h"
@@ -35,6 +36,12 @@ class MerkleTree {
   void append(const Hash32& leaf);
   // Replaces leaf i (< size): O(log n) node hashes.
   void set(uint64_t index, const Hash32& leaf);
+  // Replaces several leaves at once: `updates` holds (index, leaf) pairs with
+  // strictly increasing indices, each < size. Same result as calling set() for
+  // each, but every changed node is hashed once, not once per leaf below it,
+  // and the nodes of a level are hashed together (core/blake2b.h hash_lanes;
+  // docs/performance.md "Batched state tree updates").
+  void set_many(std::span<const std::pair<uint64_t, Hash32>> updates);
   // Keeps the first n leaves (n <= size).
   void truncate(uint64_t n);
   const Hash32& leaf(uint64_t index) const;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "core/blake2b.h"
 #include "core/hash.h"
 
 namespace swarmlite {
@@ -343,6 +344,50 @@ TEST_CASE("set, append and truncate keep the root equal to the reference") {
   CHECK(t.root() == empty_root());
   t.append(test_leaf(1));
   CHECK(t.root() == test_leaf(1));
+}
+
+TEST_CASE("set_many gives the tree set() gives, at every lane width") {
+  std::mt19937_64 rng(kSeed + 9);
+  MESSAGE("seed " << kSeed + 9);
+  const size_t saved = blake2b256::lane_width();
+  for (size_t width : {1, 4, 8}) {
+    blake2b256::force_lane_width(width);
+    CAPTURE(width);
+    for (int round = 0; round < 200; ++round) {
+      // Sizes around powers of two (incomplete right edges) and odd ones.
+      const uint64_t size = round < 20 ? uint64_t{1} + round : 1 + rng() % 3000;
+      std::vector<Hash32> mirror = test_leaves(size, round);
+      MerkleTree one_by_one = tree_of(mirror);
+      MerkleTree batched = one_by_one;
+      std::vector<std::pair<uint64_t, Hash32>> updates;
+      const uint64_t count = 1 + rng() % std::min<uint64_t>(size, 40);
+      for (uint64_t i = 0; i < size; ++i) {
+        // Random picks, a clustered run at the end (a B-tree appending), and
+        // some leaves "set" to the value they already hold.
+        const bool pick = rng() % size < count || i + count / 2 >= size;
+        if (!pick) continue;
+        const Hash32 leaf = rng() % 5 == 0 ? mirror[i] : test_leaf((uint64_t{1} << 40) + rng());
+        updates.emplace_back(i, leaf);
+        mirror[i] = leaf;
+        one_by_one.set(i, leaf);
+      }
+      batched.set_many(updates);
+      CAPTURE(size);
+      CAPTURE(updates.size());
+      REQUIRE(batched.root() == merkle_root(mirror));
+      REQUIRE(batched.root() == one_by_one.root());
+      // Every stored node, not only the root: later proofs read them.
+      for (uint64_t n : {size, size / 2 + 1, (size + 1) / 3}) {
+        REQUIRE(*batched.root_at(n) == *one_by_one.root_at(n));
+      }
+      const uint64_t i = rng() % size;
+      REQUIRE(*batched.inclusion_proof(i, size) == *one_by_one.inclusion_proof(i, size));
+    }
+  }
+  blake2b256::force_lane_width(saved);
+  MerkleTree empty;
+  empty.set_many({});
+  CHECK(empty.root() == empty_root());
 }
 
 std::vector<uint64_t> random_subset(std::mt19937_64& rng, uint64_t size) {

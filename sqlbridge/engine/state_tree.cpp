@@ -371,20 +371,26 @@ Status StateTree::apply(const PageMap& pages, uint32_t page_count) {
   auto grow_to = [&](uint64_t size) {
     if (tree_.size() < size) tree_.append(lock_byte_leaf(page_size));
   };
-  // Every leaf first (new pages hashed together), then the tree in page order.
+  // Every leaf first (new pages hashed together), then the tree: the pages
+  // already in it all at once (MerkleTree::set_many hashes each changed node
+  // once), then the new ones appended in page order. The sets go first: an
+  // append hashes its left siblings as they are.
   const std::vector<Hash32> leaves = commit_leaves(pages, page_count);
+  std::vector<std::pair<uint64_t, Hash32>> updates;
+  updates.reserve(leaves.size());
   size_t next_leaf = 0;
-  for (const auto& [pgno, bytes] : pages) {
-    if (pgno > page_count) break;
-    uint64_t index = pgno - 1;
-    const Hash32& leaf = leaves[next_leaf++];
-    if (index < tree_.size()) {
-      u.old_leaves.emplace_back(index, tree_.leaf(index));
-      tree_.set(index, leaf);
-    } else {
-      grow_to(index);
-      tree_.append(leaf);  // index == size: new pages arrive in order, checked above
-    }
+  auto page = pages.begin();
+  for (; page != pages.end() && page->first <= page_count; ++page) {
+    const uint64_t index = page->first - 1;
+    if (index >= tree_.size()) break;
+    u.old_leaves.emplace_back(index, tree_.leaf(index));
+    updates.emplace_back(index, leaves[next_leaf++]);
+  }
+  tree_.set_many(updates);
+  for (; page != pages.end() && page->first <= page_count; ++page) {
+    const uint64_t index = page->first - 1;
+    grow_to(index);
+    tree_.append(leaves[next_leaf++]);  // index == size: new pages arrive in order, checked above
   }
   grow_to(page_count);  // a commit ending at the lock-byte page (SQLite never does that)
   if (!pages.empty()) page_size_ = page_size;
@@ -578,7 +584,7 @@ void StateTree::undo_last() {
   --applied_;
   if (tree_.size() > undo_.old_size) tree_.truncate(undo_.old_size);
   page_size_ = undo_.old_page_size;
-  for (const auto& [index, leaf] : undo_.old_leaves) tree_.set(index, leaf);
+  tree_.set_many(undo_.old_leaves);  // increasing indices, as apply() recorded them
   for (const Hash32& leaf : undo_.cut_leaves) tree_.append(leaf);
   undo_ = Undo{};
 }
