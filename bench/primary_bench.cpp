@@ -172,6 +172,15 @@ void BM_Pair(benchmark::State& state) {
   auto primary = open_primary(dir.path / "p.db", key.secret,
                               primary_options(durable, sign_every, legacy, cache, background));
   uint64_t next = 0;
+  // SWARMLITE_BENCH_PREFILL_TXNS=n: both start from n 100-row transactions,
+  // a deeper B-tree and state tree (docs/performance.md "Batched state tree
+  // updates"); not timed.
+  if (const char* prefill = std::getenv("SWARMLITE_BENCH_PREFILL_TXNS")) {
+    for (long i = 0, n = std::strtol(prefill, nullptr, 10); i < n; ++i) {
+      raw.transaction(100);
+      ok_or_die(primary->execute(insert_txn(100, next)), "prefill");
+    }
+  }
   // Warm both (first pages, WAL file creation).
   for (int i = 0; i < 20; ++i) {
     raw.transaction(rows);

@@ -449,27 +449,33 @@ std::vector<Hash32> StateTree::commit_leaves(const PageMap& pages, uint32_t page
     LeafMemo* slot;  // nullptr: the slot is not this page's at the end
     uint32_t pgno;
     const uint8_t* page;
+    const uint8_t* hashed;  // page, or for page 1 a copy with the volatile bytes zeroed
   };
   std::vector<Full> full;
+  // Page 1 changes in every commit that grows the file (its page count); its
+  // leaf hashes a copy with the volatile header bytes zeroed (page_leaf_hash),
+  // in lanes with the other pages.
+  Bytes page1;
   std::array<bool, kLeafMemoSlots> touched{};
   size_t i = 0;
   for (const auto& [pgno, bytes] : pages) {
     if (pgno > page_count) break;
     const size_t index = i++;
+    const uint8_t* hashed = bytes.data();
+    if (pgno == 1) {
+      page1 = normalize_page(1, bytes);
+      hashed = page1.data();
+    }
     if (!memo) {
-      if (pgno == 1) {
-        leaves[index] = page_leaf_hash(pgno, bytes);
-      } else {
-        full.push_back({index, nullptr, pgno, bytes.data()});
-      }
+      full.push_back({index, nullptr, pgno, bytes.data(), hashed});
       continue;
     }
     const size_t s = pgno % kLeafMemoSlots;
     const bool first_of_slot = !touched[s];
     touched[s] = true;
     if (first_of_slot && memo_leaf_hash(pgno, bytes, leaves[index])) continue;
-    full.push_back(
-        {index, last_of_slot[s] == index ? &leaf_memo_[s] : nullptr, pgno, bytes.data()});
+    full.push_back({index, last_of_slot[s] == index ? &leaf_memo_[s] : nullptr, pgno, bytes.data(),
+                    hashed});
   }
   if (full.empty()) return leaves;
   // The leaf hashes kLeafPrefix || pgno (5 bytes) || page.
@@ -485,10 +491,14 @@ std::vector<Hash32> StateTree::commit_leaves(const PageMap& pages, uint32_t page
     if (f.slot != nullptr) {
       f.slot->pgno = 0;  // empty until its leaf and midstates match its bytes
       f.slot->bytes.assign(f.page, f.page + page_size);
-      f.slot->mid.resize(mids);
-      mid = f.slot->mid.data();
+      if (f.pgno == 1) {
+        f.slot->mid.clear();  // never resumed (see LeafMemo::mid)
+      } else {
+        f.slot->mid.resize(mids);
+        mid = f.slot->mid.data();
+      }
     }
-    in[k] = {prefixes[k].data(), f.page, mid, leaves[f.index].data()};
+    in[k] = {prefixes[k].data(), f.hashed, mid, leaves[f.index].data()};
   }
   blake2b256::hash_lanes(in, kPrefixLen, page_size);
   for (const Full& f : full) {
@@ -506,14 +516,9 @@ bool StateTree::memo_leaf_hash(uint32_t pgno, ByteView page, Hash32& leaf) {
     leaf = slot.leaf;
     return true;
   }
-  if (pgno == 1) {  // volatile header bytes: the plain hash (see LeafMemo::mid)
-    slot.pgno = pgno;
-    slot.bytes.assign(page.begin(), page.end());
-    slot.mid.clear();
-    slot.leaf = page_leaf_hash(pgno, page);
-    leaf = slot.leaf;
-    return true;
-  }
+  // Page 1's leaf hashes a copy with the volatile header bytes zeroed: never
+  // resumed (see LeafMemo::mid), hashed in full with the commit's other pages.
+  if (pgno == 1) return false;
   // The leaf hashes kLeafPrefix || pgno (5 bytes) || page, in 128-byte
   // blocks. The same page number with bytes that differ only from block k
   // on: blocks before k, and so their chaining values, are unchanged

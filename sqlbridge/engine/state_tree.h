@@ -199,9 +199,9 @@ class StateTree {
   // pages had gone through it one by one.
   std::vector<Hash32> commit_leaves(const PageMap& pages, uint32_t page_count);
   // From the memo slot of pgno (pages up to 8 KiB): the leaf when the slot
-  // holds these bytes, or page 1 (hashed plainly), or the same page number
-  // changed from block 1 on (resumed); false, slot untouched, when the page
-  // must be hashed in full.
+  // holds these bytes, or the same page number changed from block 1 on
+  // (resumed, never page 1); false, slot untouched, when the page must be
+  // hashed in full.
   bool memo_leaf_hash(uint32_t pgno, ByteView page, Hash32& leaf);
 };
 

@@ -346,7 +346,7 @@ TEST_CASE("pages changed from some offset on hash as from scratch (resumed page 
 
 TEST_CASE("commits of many pages, hashed together in lanes, hash as from scratch at every width") {
   // apply() hashes a commit's new pages together (core/blake2b.h hash_lanes,
-  // 1, 4 or 8 at a time) and the rest through the memo. Commits of 1..40
+  // 1, 4 or 8 at a time), page 1 among them, and the rest through the memo. Commits of 1..40
   // pages at random page numbers of 120 (so several share a memo slot, pgno
   // % 16) mix unchanged pages, pages changed from some offset on, other
   // pages' bytes and new bytes, at 4 KiB (memo) and 16 KiB (no memo) pages;
@@ -387,6 +387,14 @@ TEST_CASE("commits of many pages, hashed together in lanes, hash as from scratch
               page = patterned_page(static_cast<uint32_t>(rng()), page_size);
           }
           commit[pgno] = page;
+        }
+        if (rng() % 2 == 0) {
+          // Page 1, as in every commit that grows the file: hashed in the
+          // lanes from a copy with its volatile header bytes zeroed.
+          Bytes page = model[0];
+          page[24] = static_cast<uint8_t>(rng());  // the file change counter
+          if (rng() % 2) page[28 + rng() % 4] = static_cast<uint8_t>(rng());  // the page count
+          commit[1] = page;
         }
         for (const auto& [pgno, page] : commit) model[pgno - 1] = page;
         INFO("round ", round, ", ", commit.size(), " pages");
