@@ -474,8 +474,8 @@ std::vector<Hash32> StateTree::commit_leaves(const PageMap& pages, uint32_t page
     const bool first_of_slot = !touched[s];
     touched[s] = true;
     if (first_of_slot && memo_leaf_hash(pgno, bytes, leaves[index])) continue;
-    full.push_back({index, last_of_slot[s] == index ? &leaf_memo_[s] : nullptr, pgno, bytes.data(),
-                    hashed});
+    full.push_back(
+        {index, last_of_slot[s] == index ? &leaf_memo_[s] : nullptr, pgno, bytes.data(), hashed});
   }
   if (full.empty()) return leaves;
   // The leaf hashes kLeafPrefix || pgno (5 bytes) || page.
