@@ -427,6 +427,49 @@ std::atomic<size_t>& width_setting() {
   return width;
 }
 
+// The width for a group of at most four messages when the process runs 8
+// lanes: 4 where the AVX2 kernel hashes four messages faster than the AVX-512
+// one with four lanes idle (AMD Zen 4, whose AVX-512 runs 256 bits at a time:
+// 7.3 against 9.6 µs for four 4 KiB pages), else 8 (Zen 5: 7.2 against 6.5;
+// docs/performance.md "Four lanes for short groups"). Timed once per process,
+// best of five interleaved runs of each (about 0.1 ms); a width forced by
+// SWARMLITE_BLAKE2B_LANES is used as it is.
+size_t short_group_width() {
+  static const size_t width = [] {
+    if (supported_width() < 8 || std::getenv("SWARMLITE_BLAKE2B_LANES") != nullptr) {
+      return supported_width();
+    }
+#if defined(__x86_64__)
+    static uint8_t pages[4][4096];
+    for (size_t p = 0; p < 4; ++p) {
+      for (size_t i = 0; i < 4096; ++i) pages[p][i] = static_cast<uint8_t>(i * 131 + p * 7);
+    }
+    static constexpr uint8_t kPrefix[5] = {};
+    uint8_t out[8][32];
+    LaneInput group[8];
+    for (size_t j = 0; j < 8; ++j)
+      group[j] = {kPrefix, pages[std::min<size_t>(j, 3)], nullptr, out[j]};
+    auto time_one = [&](auto&& kernel) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int r = 0; r < 4; ++r) {
+        kernel(group, sizeof kPrefix, sizeof pages[0]);
+        pages[0][0] ^= out[0][0];  // each run depends on the last
+      }
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    double best4 = 1e9, best8 = 1e9;
+    for (int i = 0; i < 5; ++i) {
+      best4 = std::min(best4, time_one(hash4));
+      best8 = std::min(best8, time_one(hash8));
+    }
+    return best4 < best8 ? size_t{4} : size_t{8};
+#else
+    return supported_width();
+#endif
+  }();
+  return width;
+}
+
 // One message by the scalar code.
 void hash_one(const LaneInput& in, size_t prefix_len, size_t data_len) {
   if (in.mid != nullptr) {
@@ -582,12 +625,12 @@ size_t force_lane_width(size_t width) {
   return width_setting().exchange(usable_width(width), std::memory_order_relaxed);
 }
 
-void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
-  hash_lanes(lane_width(), in, prefix_len, data_len);
-}
+namespace {
 
-void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
-  width = usable_width(width);
+// `width` for groups of five or more messages, `short_width` (<= width) for
+// a last group of at most four.
+void hash_lanes_with(size_t width, size_t short_width, std::span<const LaneInput> in,
+                     size_t prefix_len, size_t data_len) {
   size_t i = 0;
   while (i < in.size()) {
     const size_t left = in.size() - i;
@@ -602,7 +645,7 @@ void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, 
       continue;
     }
 #if defined(__x86_64__)
-    const size_t w = width;
+    const size_t w = left <= 4 ? short_width : width;
     const size_t take = std::min(w, left);
     // Idle lanes hash a copy of the group's last message into scratch space.
     LaneInput group[8];
@@ -622,6 +665,18 @@ void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, 
     i += take;
 #endif
   }
+}
+
+}  // namespace
+
+void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
+  const size_t width = lane_width();
+  hash_lanes_with(width, std::min(width, short_group_width()), in, prefix_len, data_len);
+}
+
+void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
+  width = usable_width(width);
+  hash_lanes_with(width, width, in, prefix_len, data_len);
 }
 
 }  // namespace swarmlite::blake2b256

@@ -63,11 +63,14 @@ struct LaneInput {
 };
 // Hashes every message of `in`, each prefix_len (< 128) + data_len bytes,
 // lane_width() at a time (one or two messages left: the scalar code; in a short
-// group the idle lanes hash a copy of its last message into scratch space).
+// group the idle lanes hash a copy of its last message into scratch space). A
+// group of three or four runs in 4 lanes instead of 8 where that was faster
+// when timed at the process's first such call (docs/performance.md "Four lanes
+// for short groups").
 // Digests and midstates equal portable_hash_resumable's with from = 0.
 void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_len);
 // The same with a given lane width (tests and benchmarks), rounded down to 1,
-// 4 or 8 and capped at what the CPU runs.
+// 4 or 8 and capped at what the CPU runs; every group in that width.
 void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, size_t data_len);
 // The lane width hash_lanes uses: 8 (AVX-512F), 4 (AVX2) or 1 (scalar), the
 // widest the CPU runs unless SWARMLITE_BLAKE2B_LANES=1|4|8 asks for fewer.
