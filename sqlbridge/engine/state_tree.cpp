@@ -461,21 +461,20 @@ std::vector<Hash32> StateTree::commit_leaves(const PageMap& pages, uint32_t page
   for (const auto& [pgno, bytes] : pages) {
     if (pgno > page_count) break;
     const size_t index = i++;
+    LeafMemo* slot = nullptr;
+    if (memo) {
+      const size_t s = pgno % kLeafMemoSlots;
+      const bool first_of_slot = !touched[s];
+      touched[s] = true;
+      if (first_of_slot && memo_leaf_hash(pgno, bytes, leaves[index])) continue;
+      if (last_of_slot[s] == index) slot = &leaf_memo_[s];
+    }
     const uint8_t* hashed = bytes.data();
-    if (pgno == 1) {
+    if (pgno == 1) {  // copied only when hashed
       page1 = normalize_page(1, bytes);
       hashed = page1.data();
     }
-    if (!memo) {
-      full.push_back({index, nullptr, pgno, bytes.data(), hashed});
-      continue;
-    }
-    const size_t s = pgno % kLeafMemoSlots;
-    const bool first_of_slot = !touched[s];
-    touched[s] = true;
-    if (first_of_slot && memo_leaf_hash(pgno, bytes, leaves[index])) continue;
-    full.push_back(
-        {index, last_of_slot[s] == index ? &leaf_memo_[s] : nullptr, pgno, bytes.data(), hashed});
+    full.push_back({index, slot, pgno, bytes.data(), hashed});
   }
   if (full.empty()) return leaves;
   // The leaf hashes kLeafPrefix || pgno (5 bytes) || page.
