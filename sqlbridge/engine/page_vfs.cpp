@@ -99,8 +99,25 @@ WriteCapture::~WriteCapture() {
   r.writes.erase(id_);
 }
 
-void WriteCapture::reset() {
+Bytes& WriteCapture::page_copy(uint32_t pgno) {
+  auto it = pages_.lower_bound(pgno);
+  if (it != pages_.end() && it->first == pgno) return it->second;
+  if (spare_.empty()) return pages_.emplace_hint(it, pgno, Bytes())->second;
+  PageMap::node_type node = std::move(spare_.back());
+  spare_.pop_back();
+  node.key() = pgno;
+  return pages_.insert(it, std::move(node))->second;
+}
+
+void WriteCapture::release_pages() {
+  while (!pages_.empty() && spare_.size() < kSparePages) {
+    spare_.push_back(pages_.extract(pages_.begin()));
+  }
   pages_.clear();
+}
+
+void WriteCapture::reset() {
+  release_pages();
   frame_pgno_.clear();
   pending_header_.reset();
   committed_ = false;
@@ -138,7 +155,7 @@ WriteCapture::WalWrite WriteCapture::on_wal_write(const void* data, int amount, 
     PendingHeader h = *pending_header_;
     pending_header_.reset();
     frame_pgno_[offset] = h.pgno;
-    pages_[h.pgno].assign(bytes, bytes + amount);
+    page_copy(h.pgno).assign(bytes, bytes + amount);
     if (h.commit_size == 0) return WalWrite::defer_data;
     // The commit frame. Pages past the final size were written (spilled) and
     // then cut off by this same transaction: they are not part of the state.
@@ -151,7 +168,7 @@ WriteCapture::WalWrite WriteCapture::on_wal_write(const void* data, int amount, 
     } catch (...) {
       st = make_error(Errc::internal, "commit hook threw a non-standard exception");
     }
-    pages_.clear();
+    release_pages();
     if (!st.ok()) {
       hook_error_ = st.take_error();
       frame_pgno_.clear();
@@ -165,7 +182,7 @@ WriteCapture::WalWrite WriteCapture::on_wal_write(const void* data, int amount, 
   if (it != frame_pgno_.end() && !committed_) {
     // A page written twice in one transaction after its first copy was spilled:
     // SQLite overwrites that frame's data in place.
-    pages_[it->second].assign(bytes, bytes + amount);
+    page_copy(it->second).assign(bytes, bytes + amount);
     ++rewrites_;
   }
   return WalWrite::forward;

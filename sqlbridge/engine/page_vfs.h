@@ -27,6 +27,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "core/bytes.h"
 #include "core/result.h"
@@ -96,9 +97,19 @@ class WriteCapture {
     uint32_t pgno = 0;
     uint32_t commit_size = 0;  // nonzero only on the commit frame
   };
+  // pages_[pgno], the node (and its buffer's capacity) taken from spare_ when
+  // the page is new to the transaction.
+  Bytes& page_copy(uint32_t pgno);
+  // Empties pages_, keeping up to kSparePages of its nodes in spare_.
+  void release_pages();
+  static constexpr size_t kSparePages = 64;
+
   uint64_t id_;
   CommitHook hook_;
   PageMap pages_;
+  // Nodes of pages_ from earlier transactions with their page buffers: a
+  // commit's page copies reuse them instead of allocating two blocks a page.
+  std::vector<PageMap::node_type> spare_;
   std::map<int64_t, uint32_t> frame_pgno_;  // frame data offset -> pgno (current txn)
   std::optional<PendingHeader> pending_header_;
   std::optional<Error> hook_error_;
