@@ -468,6 +468,7 @@ Primary::~Primary() {
   db_.reset();
   log_.reset();
   unlock_database(lock_fd_);
+  sodium_memzero(seed_pool_.data(), seed_pool_.size());
 }
 
 Status Primary::close() {
@@ -481,10 +482,16 @@ Status Primary::close() {
 
 int64_t Primary::now_ms() const { return options_.clock_ms ? options_.clock_ms() : wall_ms(); }
 
-std::array<uint8_t, 32> Primary::next_seed() const {
+std::array<uint8_t, 32> Primary::next_seed() {
   if (options_.seed_source) return options_.seed_source();
+  if (seed_pool_next_ == seed_pool_.size()) {
+    randombytes_buf(seed_pool_.data(), seed_pool_.size());
+    seed_pool_next_ = 0;
+  }
   std::array<uint8_t, 32> seed;
-  randombytes_buf(seed.data(), seed.size());
+  std::memcpy(seed.data(), seed_pool_.data() + seed_pool_next_, seed.size());
+  sodium_memzero(seed_pool_.data() + seed_pool_next_, seed.size());
+  seed_pool_next_ += seed.size();
   return seed;
 }
 

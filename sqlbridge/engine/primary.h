@@ -430,7 +430,8 @@ class Primary : public PageServer {
   void stop_signer();
   int64_t next_time_ms_locked() const;
   int64_t now_ms() const;
-  std::array<uint8_t, 32> next_seed() const;
+  // The next entry's seed (write_mu_ held, or open() before any write).
+  std::array<uint8_t, 32> next_seed();
   static int write_progress(void* self);
 
   std::filesystem::path db_path_, log_dir_;
@@ -458,6 +459,12 @@ class Primary : public PageServer {
   mutable int wal_frames_kicked_ = 0;
   std::unique_ptr<BackgroundWriteback> wal_writeback_;
   uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
+  // Entry seeds, drawn from the OS kSeedsPerDraw at a time (one randombytes_buf,
+  // a getrandom call, instead of one per write); each seed is handed out once and
+  // its bytes are wiped as it is (docs/performance.md "Seeds drawn in blocks").
+  static constexpr size_t kSeedsPerDraw = 64;
+  std::array<uint8_t, 32 * kSeedsPerDraw> seed_pool_{};
+  size_t seed_pool_next_ = seed_pool_.size();  // offset of the next unused seed
   FaultState fault_;
   bool opened_ = false;            // open() completed (close() signs only then)
   // The state after the last logged entry: written under mu_ and

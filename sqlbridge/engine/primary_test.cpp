@@ -365,6 +365,26 @@ TEST_CASE("random() and randomblob() come from the entry's seed") {
   CHECK(as_int(r2.statements[0].rows[0][0]) != as_int(row[0]));
 }
 
+TEST_CASE("every entry gets a seed of its own, across the draws of the seed pool and a reopen") {
+  // Seeds come from the OS 64 at a time (Primary::next_seed): 150 writes
+  // cross two draws, and a reopen starts a new pool.
+  Fixture f;
+  std::set<std::array<uint8_t, 32>> seeds;
+  uint64_t last = 0;
+  for (int i = 0; i < 150; ++i) {
+    if (i == 100) f.reopen();
+    last = f.exec({sql("SELECT 1")}).seq;
+  }
+  const std::array<uint8_t, 32> zero{};
+  for (uint64_t seq = 0; seq <= last; ++seq) {
+    auto entry = f.primary->log().entry(seq);
+    REQUIRE(entry.ok());
+    CHECK(entry->seed != zero);
+    seeds.insert(entry->seed);
+  }
+  CHECK(seeds.size() == last + 1);
+}
+
 TEST_CASE("changes() and last_insert_rowid() start every entry at 0, also after reopen") {
   Fixture f;
   f.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, c, l)"), sql("INSERT INTO t(c, l) VALUES (1, 1), (2, 2)")});
