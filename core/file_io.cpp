@@ -2,10 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "core/fault_injection.h"
@@ -77,6 +78,37 @@ Status pwrite_all(int fd, ByteView data, uint64_t offset, const fs::path& path) 
     offset += static_cast<uint64_t>(n);
   }
   return {};
+}
+
+Status pwritev_all(int fd, std::span<const ByteView> parts, uint64_t offset, const fs::path& path) {
+  SWL_TRY(injected_write_fault(path));
+  constexpr size_t kMaxIov = 64;  // well under IOV_MAX (1024 on Linux)
+  size_t part = 0;                // the first part not wholly written
+  size_t skip = 0;                // bytes of parts[part] already written
+  for (;;) {
+    while (part < parts.size() && skip == parts[part].size()) ++part, skip = 0;
+    if (part == parts.size()) return {};
+    iovec iov[kMaxIov];
+    int count = 0;
+    for (size_t i = part; i < parts.size() && count < static_cast<int>(kMaxIov); ++i) {
+      const size_t from = i == part ? skip : 0;
+      if (parts[i].size() == from) continue;
+      iov[count].iov_base = const_cast<uint8_t*>(parts[i].data() + from);
+      iov[count].iov_len = parts[i].size() - from;
+      ++count;
+    }
+    ssize_t n = ::pwritev(fd, iov, count, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os_error("cannot write", path, errno);
+    if (n == 0) return os_error("cannot write", path, EIO);  // no progress: do not spin
+    offset += static_cast<uint64_t>(n);
+    for (auto left = static_cast<size_t>(n); left > 0;) {
+      const size_t take = std::min(left, parts[part].size() - skip);
+      skip += take;
+      left -= take;
+      if (skip == parts[part].size()) ++part, skip = 0;
+    }
+  }
 }
 
 Result<size_t> read_up_to(int fd, std::span<uint8_t> out, const fs::path& path) {

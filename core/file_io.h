@@ -62,6 +62,11 @@ Result<Fd> open(const std::filesystem::path& path, int flags, mode_t mode = 0644
 // retrying on EINTR and short writes. io_error naming `path` on failure.
 Status write_all(int fd, ByteView data, const std::filesystem::path& path);
 Status pwrite_all(int fd, ByteView data, uint64_t offset, const std::filesystem::path& path);
+// The parts one after another at `offset`, as one pwrite_all of their
+// concatenation would write them, without copying them together (pwritev, up
+// to 64 parts a call; empty parts are skipped).
+Status pwritev_all(int fd, std::span<const ByteView> parts, uint64_t offset,
+                   const std::filesystem::path& path);
 
 // Reads until `out` is full or the file ends; returns the bytes read.
 Result<size_t> read_up_to(int fd, std::span<uint8_t> out, const std::filesystem::path& path);

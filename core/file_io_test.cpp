@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "core/fault_injection.h"
 #include "core/temp_dir_test_util.h"
@@ -176,8 +177,28 @@ TEST_CASE("file_io: pwrite_all / pread_exact / pread_up_to, and injected write f
   REQUIRE(file_io::fsync_dir(d.path).ok());
   REQUIRE(file_io::fsync_parent(f).ok());
 
+  // pwritev_all: 300 parts (more than one pwritev takes), some empty, give the
+  // bytes of their concatenation at the offset.
+  Bytes joined;
+  std::vector<Bytes> pieces;
+  for (size_t i = 0; i < 300; ++i) {
+    Bytes piece(i % 7 == 0 ? 0 : (i * 37) % 301 + 1);
+    for (size_t k = 0; k < piece.size(); ++k) piece[k] = static_cast<uint8_t>(i * 13 + k);
+    joined.insert(joined.end(), piece.begin(), piece.end());
+    pieces.push_back(std::move(piece));
+  }
+  std::vector<ByteView> views(pieces.begin(), pieces.end());
+  REQUIRE(file_io::pwritev_all(fd.get(), views, 3, f).ok());
+  CHECK(*file_io::file_size(fd.get(), f) == joined.size() + 3);
+  Bytes joined_back(joined.size());
+  REQUIRE(file_io::pread_exact(fd.get(), joined_back, 3, f).ok());
+  CHECK(joined_back == joined);
+  REQUIRE(file_io::pwritev_all(fd.get(), std::span<const ByteView>(), 0, f).ok());
+  REQUIRE(file_io::truncate(fd.get(), 5, f).ok());
+
   ClearFaults guard;
   fault_injection::fail_writes_under(f);
+  CHECK_FALSE(file_io::pwritev_all(fd.get(), views, 0, f).ok());
   auto w = file_io::pwrite_all(fd.get(), as_bytes("x"), 0, f);
   REQUIRE_FALSE(w.ok());
   CHECK(w.error().message == fmt::format("cannot write {}: No space left on device", f.string()));
