@@ -679,6 +679,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   auth_->in_entry = true;
   auth_->mode = mode == Mode::genesis ? AuthMode::genesis : AuthMode::user;
   std::vector<StatementResult> results;
+  results.reserve(statements.size());  // at least one result per Statement that succeeds
   for (size_t i = 0; i < statements.size(); ++i) {
     std::optional<ReservedNameWindow> window;
     if (mode == Mode::genesis && statements[i].sql == kCreateMetaSql) window.emplace(db);
