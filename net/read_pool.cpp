@@ -50,7 +50,11 @@ Result<ReadPool::Lease> ReadPool::acquire() {
     }
   }
   if (!conn.conn) {
-    SWL_ASSIGN(conn.conn, GuardedConnection::open(page_vfs_uri(db_path_, nullptr, nullptr, /*read_only=*/true)));
+    ReadGuardOptions options;
+    options.statement_cache = kStatementsPerConnection;
+    SWL_ASSIGN(conn.conn,
+               GuardedConnection::open(page_vfs_uri(db_path_, nullptr, nullptr, /*read_only=*/true),
+                                       options));
     conn.txn = std::make_unique<ReadTxn>(conn.conn->handle());
     std::lock_guard lock(mu_);
     ++opened_;

@@ -22,7 +22,8 @@
 // are opened as needed and closed when returned.
 //
 // Each connection keeps its read transaction's own statements prepared
-// (ReadTxn: BEGIN, the applied size, COMMIT): Lease::txn().
+// (ReadTxn: BEGIN, the applied size, COMMIT): Lease::txn(), and the last
+// kStatementsPerConnection queries it ran (ReadGuardOptions::statement_cache).
 //
 // Not for proofs: a proof must see every page its query reads go through the
 // capturing VFS, so the prover opens its own fresh connection.
@@ -45,6 +46,11 @@
 namespace swarmlite::net {
 
 class ReadPool {
+ public:
+  // Prepared queries kept per pooled connection (read_guard.h).
+  static constexpr size_t kStatementsPerConnection = 32;
+
+ private:
   // A connection and its read transaction's prepared statements (destroyed
   // first: members go in reverse order).
   struct Pooled {

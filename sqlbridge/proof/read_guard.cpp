@@ -2,13 +2,17 @@
 
 #include <sqlite3.h>
 
-#include "sqlbridge/engine/linear_functions.h"
-#include "sqlbridge/engine/length_guard.h"
-#include "sqlbridge/sqlite_util.h"
-
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cctype>
+#include <functional>
 #include <optional>
 #include <string>
+
+#include "sqlbridge/engine/length_guard.h"
+#include "sqlbridge/engine/linear_functions.h"
+#include "sqlbridge/sqlite_util.h"
 
 namespace swarmlite {
 namespace {
@@ -118,6 +122,14 @@ bool is_database_list_file(const char* table, const char* column) {
 }
 std::atomic<bool> g_stopping{false};
 
+// `word` (lower case) anywhere in `text`, in any case.
+bool contains_ci(std::string_view text, std::string_view word) {
+  auto it = std::search(text.begin(), text.end(), word.begin(), word.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == y;
+  });
+  return it != text.end();
+}
+
 size_t value_cost(const Value& v) {
   if (const auto* s = std::get_if<std::string>(&v.v)) return s->size();
   if (const auto* b = std::get_if<Bytes>(&v.v)) return b->size();
@@ -140,6 +152,52 @@ struct GuardedConnection::State {
   bool database_list = false;              // the query reads PRAGMA database_list
   bool journal_mode_query = false;         // the query is "PRAGMA journal_mode" (no value)
   std::unique_ptr<LengthGuard> length_guard;  // printf()/format() (length_guard.h)
+  // ReadGuardOptions::statement_cache: statements that passed query()'s
+  // checks, with the flags the authorizer set when they were prepared.
+  struct Cached {
+    std::string sql;
+    SqliteStmt stmt;
+    bool database_list = false;
+    bool journal_mode_query = false;
+    uint64_t last_use = 0;
+  };
+  std::vector<Cached> cache;
+  uint64_t uses = 0;
+  // Hashes of recent unparameterized SQL texts kept out of the cache: such a
+  // text (literals in it) is kept only when it comes again, so a stream of
+  // one-off queries does not churn the cache.
+  std::array<size_t, 64> seen{};
+  size_t seen_next = 0;
+  bool seen_before(std::string_view text) {
+    const size_t h = std::hash<std::string_view>{}(text);
+    if (std::find(seen.begin(), seen.end(), h) != seen.end()) return true;
+    seen[seen_next++ % seen.size()] = h;
+    return false;
+  }
+
+  Cached* cached(std::string_view text) {
+    for (Cached& c : cache) {
+      if (c.sql == text) {
+        c.last_use = ++uses;
+        return &c;
+      }
+    }
+    return nullptr;
+  }
+  // Longer SQL is prepared every time: the cache's memory stays small
+  // (statement_cache × this much text, and the programs of such statements).
+  static constexpr size_t kMaxCachedSql = 4096;
+  void keep(std::string_view text, SqliteStmt stmt, bool dl, bool jm) {
+    if (options.statement_cache == 0 || text.size() > kMaxCachedSql) return;
+    if (cache.size() >= options.statement_cache) {
+      auto oldest = std::min_element(
+          cache.begin(), cache.end(),
+          [](const Cached& a, const Cached& b) { return a.last_use < b.last_use; });
+      cache.erase(oldest);
+    }
+    cache.push_back(Cached{std::string(text), std::move(stmt), dl, jm, ++uses});
+  }
+  void drop(const Cached* c) { cache.erase(cache.begin() + (c - cache.data())); }
 
   void begin_query(std::string_view text) {
     sql = text;
@@ -249,7 +307,10 @@ struct GuardedConnection::State {
 GuardedConnection::GuardedConnection(sqlite3* db, std::unique_ptr<State> state)
     : db_(db), state_(std::move(state)) {}
 
-GuardedConnection::~GuardedConnection() { SqliteCloser()(db_); }
+GuardedConnection::~GuardedConnection() {
+  state_->cache.clear();  // finalized before the connection closes
+  SqliteCloser()(db_);
+}
 
 const ReadGuardOptions& GuardedConnection::options() const { return state_->options; }
 
@@ -307,6 +368,14 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
     return make_error(Errc::too_large, "SQL text has {} bytes, over the limit of {}", sql.size(),
                       st.options.max_sql_length);
   }
+  // sqlite_stmt lists the connection's prepared statements: with a cache, the
+  // queries other clients ran on it, literals included. An identifier cannot
+  // be split or computed, so a table named in the text is found in the text.
+  if (st.options.statement_cache > 0 && contains_ci(sql, "sqlite_stmt")) {
+    return make_error(Errc::refused,
+                      "sqlite_stmt is not readable here: this connection's statements include "
+                      "other clients' queries");
+  }
   st.begin_query(sql);
   // `sql` is the caller's and dies with this call: a later prepare on this
   // connection without query() (e.g. /db/request's classification on a pooled
@@ -315,9 +384,68 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
     State& st;
     ~ForgetSql() { st.sql = {}; }
   } forget_sql{st};
+
+  // Binds, steps and collects the rows of a statement that passed the checks.
+  auto run = [&](sqlite3_stmt* stmt) -> Result<QueryResult> {
+    SWL_TRY(bind_values(stmt, params));
+    QueryResult out;
+    int rc = sqlite3_step(stmt);
+    // The shape is read once the statement ran: a kept statement that SQLite
+    // prepares again inside its first step (the schema changed) may return
+    // other columns than before.
+    const int ncol = sqlite3_column_count(stmt);
+    // The statement form "PRAGMA database_list" (seq, name, file) has no
+    // SQLITE_READ to ignore: its "file" column is blanked below.
+    const int hidden_column =
+        st.database_list && leading_keyword(sql) == "PRAGMA" && ncol == 3 ? 2 : -1;
+    for (int i = 0; i < ncol; ++i) {
+      const char* name = sqlite3_column_name(stmt, i);
+      const char* decl = sqlite3_column_decltype(stmt, i);
+      out.columns.emplace_back(name ? name : "");
+      out.decltypes.emplace_back(decl ? decl : "");
+    }
+    size_t bytes = 0;
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(stmt)) {
+      if (out.rows.size() == st.options.max_rows) {
+        return make_error(Errc::too_large, "the result has more than {} rows (the row cap)",
+                          st.options.max_rows);
+      }
+      std::vector<Value> row;
+      row.reserve(static_cast<size_t>(ncol));
+      for (int i = 0; i < ncol; ++i) {
+        row.push_back(i == hidden_column ? Value{} : column_value(stmt, i));
+        bytes += value_cost(row.back());
+      }
+      if (bytes > st.options.max_result_bytes) {
+        return make_error(Errc::too_large, "the result is over the cap of {} bytes at row {}",
+                          st.options.max_result_bytes, out.rows.size());
+      }
+      out.rows.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) return st.error_for(db_, rc, "running the query");
+    return out;
+  };
+  // A kept statement ends reset and unbound: it holds no read transaction
+  // and no parameter between queries.
+  auto settle = [](sqlite3_stmt* stmt) {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+  };
+
+  if (State::Cached* hit = st.cached(sql)) {
+    st.database_list = hit->database_list;
+    st.journal_mode_query = hit->journal_mode_query;
+    auto r = run(hit->stmt.get());
+    settle(hit->stmt.get());
+    if (!r.ok()) st.drop(hit);  // whatever went wrong, the next query prepares afresh
+    return r;
+  }
+
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
-  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), 0, &raw, &tail);
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              st.options.statement_cache > 0 ? SQLITE_PREPARE_PERSISTENT : 0, &raw,
+                              &tail);
   SqliteStmt stmt(raw);
   if (rc != SQLITE_OK) return st.error_for(db_, rc, "preparing the query");
   if (!stmt) return make_error(Errc::invalid_argument, "the query holds no SQL statement");
@@ -333,39 +461,15 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
     return make_error(Errc::refused, "{} would write: not allowed in a read-only query",
                       leading_keyword(sql));
   }
-  SWL_TRY(bind_values(stmt.get(), params));
-
-  QueryResult out;
-  int ncol = sqlite3_column_count(stmt.get());
-  // The statement form "PRAGMA database_list" (seq, name, file) has no
-  // SQLITE_READ to ignore: its "file" column is blanked below.
-  const int hidden_column = st.database_list && leading_keyword(sql) == "PRAGMA" && ncol == 3 ? 2 : -1;
-  for (int i = 0; i < ncol; ++i) {
-    const char* name = sqlite3_column_name(stmt.get(), i);
-    const char* decl = sqlite3_column_decltype(stmt.get(), i);
-    out.columns.emplace_back(name ? name : "");
-    out.decltypes.emplace_back(decl ? decl : "");
+  const bool database_list = st.database_list;
+  const bool journal_mode_query = st.journal_mode_query;
+  auto r = run(stmt.get());
+  if (r.ok() && st.options.statement_cache > 0 &&
+      (sqlite3_bind_parameter_count(stmt.get()) > 0 || st.seen_before(sql))) {
+    settle(stmt.get());
+    st.keep(sql, std::move(stmt), database_list, journal_mode_query);
   }
-  size_t bytes = 0;
-  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
-    if (out.rows.size() == st.options.max_rows) {
-      return make_error(Errc::too_large, "the result has more than {} rows (the row cap)",
-                        st.options.max_rows);
-    }
-    std::vector<Value> row;
-    row.reserve(static_cast<size_t>(ncol));
-    for (int i = 0; i < ncol; ++i) {
-      row.push_back(i == hidden_column ? Value{} : column_value(stmt.get(), i));
-      bytes += value_cost(row.back());
-    }
-    if (bytes > st.options.max_result_bytes) {
-      return make_error(Errc::too_large, "the result is over the cap of {} bytes at row {}",
-                        st.options.max_result_bytes, out.rows.size());
-    }
-    out.rows.push_back(std::move(row));
-  }
-  if (rc != SQLITE_DONE) return st.error_for(db_, rc, "running the query");
-  return out;
+  return r;
 }
 
 }  // namespace swarmlite

@@ -50,6 +50,16 @@ struct ReadGuardOptions {
   int max_function_args = 100;                 // SQLITE_LIMIT_FUNCTION_ARG
   size_t max_rows = 100'000;                   // rows in one result
   size_t max_result_bytes = 16 << 20;          // text/blob bytes + 8 per other value
+  // Prepared statements kept per connection, by SQL text (least recently used
+  // dropped first); 0: every query is prepared afresh. For long-lived
+  // connections that see the same queries again (net::ReadPool's). A kept
+  // statement was authorized when it was prepared, and SQLite authorizes it
+  // again when it re-prepares it after a schema change; its guard flags are
+  // kept with it, and it is reset and unbound after every query (it holds no
+  // read transaction between queries). Only SQL of up to 4 KiB is kept, and
+  // SQL without parameters (literals in the text) only once it comes again.
+  // docs/performance.md "Prepared reads".
+  size_t statement_cache = 0;
 };
 
 // Rows as SQLite computed them, values typed as core Value

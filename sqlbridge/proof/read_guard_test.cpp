@@ -1,12 +1,14 @@
 // The read guard: outside SQL can read, and nothing else — the database stays unchanged.
+#include "sqlbridge/proof/read_guard.h"
+
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <chrono>
 #include <thread>
 
 #include "sqlbridge/engine/engine_test_util.h"
 #include "sqlbridge/proof/proof_test_util.h"
-#include "sqlbridge/proof/read_guard.h"
 
 namespace swarmlite {
 namespace {
@@ -144,6 +146,87 @@ TEST_CASE("PRAGMA database_list does not reveal the node's file path") {
   auto ti = c->query("PRAGMA table_info(items)", {});
   REQUIRE(ti.ok());
   CHECK(ti->rows.at(0).at(1) == Value{std::string("id")});
+}
+
+// No statement of the connection is left stepped (holding a read transaction).
+bool none_busy(GuardedConnection& c) {
+  for (sqlite3_stmt* s = sqlite3_next_stmt(c.handle(), nullptr); s;
+       s = sqlite3_next_stmt(c.handle(), s))
+    if (sqlite3_stmt_busy(s)) return false;
+  return true;
+}
+
+TEST_CASE(
+    "kept statements (statement_cache) give the same results, keep the guard and hold nothing") {
+  GuardFixture f;
+  ReadGuardOptions o;
+  o.statement_cache = 2;
+  auto cached = f.open(o);
+  auto fresh = f.open();
+  const std::vector<std::string> queries = {"SELECT name FROM items WHERE id = ?",
+                                            "SELECT count(*), ? FROM items WHERE id < 50",
+                                            "SELECT id FROM items WHERE name = ?"};
+  // Three queries through two slots, each several times: hits, misses, evictions.
+  for (int round = 0; round < 4; ++round) {
+    for (size_t q = 0; q < queries.size(); ++q) {
+      for (int64_t id = 1; id <= 3; ++id) {
+        std::vector<Value> params = {q == 2 ? Value{fmt::format("item-{}", id + round)}
+                                            : Value{id + round}};
+        auto a = cached->query(queries[q], params);
+        auto b = fresh->query(queries[q], params);
+        REQUIRE_MESSAGE(a.ok(), (a.ok() ? "" : a.error().to_string()));
+        REQUIRE(b.ok());
+        CHECK(*a == *b);
+        CHECK(none_busy(*cached));
+      }
+    }
+  }
+  // Other clients' queries are not readable through sqlite_stmt (a fresh
+  // connection keeps nothing, and lists only the query itself).
+  must_refuse(*cached, "SELECT sql FROM sqlite_stmt", "other clients' queries");
+  must_refuse(*cached, "select count(*) from main.\"SQLITE_STMT\"", "other clients' queries");
+  CHECK(fresh->query("SELECT sql FROM sqlite_stmt", {}).ok());
+  // The flags the authorizer set at prepare come back with the kept statement.
+  for (int i = 0; i < 3; ++i) {
+    auto p = cached->query("PRAGMA database_list", {});
+    REQUIRE(p.ok());
+    CHECK(p->rows.at(0).at(2) == Value{});
+    auto j = cached->query("PRAGMA journal_mode", {});
+    REQUIRE(j.ok());
+  }
+  // Interrupted, then run again within the budget: the failed statement was
+  // dropped, and the guard's limits still apply to a kept one.
+  ReadGuardOptions small = o;
+  small.max_vm_steps = 50'000;
+  auto limited = f.open(small);
+  const char* cte =
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) SELECT max(x) "
+      "FROM c";
+  for (int i = 0; i < 2; ++i) {
+    auto ok = limited->query(cte, {Value{int64_t{10}}});
+    REQUIRE(ok.ok());
+    CHECK(ok->rows[0][0] == Value{int64_t{10}});
+    auto big = limited->query(cte, {Value{int64_t{100'000'000}}});
+    REQUIRE_FALSE(big.ok());
+    CHECK(big.error().message.find("VM steps") != std::string::npos);
+    CHECK(none_busy(*limited));
+  }
+  // A schema change under a kept statement: SQLite prepares it again (through
+  // the authorizer), and the result has the new column.
+  auto before = cached->query("SELECT * FROM items WHERE id = ?", {Value{int64_t{1}}});
+  REQUIRE(before.ok());
+  CHECK(before->columns.back() != "extra");
+  {
+    sqlite3* w = nullptr;
+    REQUIRE(sqlite3_open(f.db.c_str(), &w) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(w, "ALTER TABLE items ADD COLUMN extra DEFAULT 7", nullptr, nullptr,
+                         nullptr) == SQLITE_OK);
+    sqlite3_close(w);
+  }
+  auto star2 = cached->query("SELECT * FROM items WHERE id = ?", {Value{int64_t{1}}});
+  REQUIRE(star2.ok());
+  CHECK(star2->columns.back() == "extra");
+  CHECK(star2->rows.at(0).back() == Value{int64_t{7}});
 }
 
 TEST_CASE("a runaway recursive CTE is interrupted and the connection stays usable") {

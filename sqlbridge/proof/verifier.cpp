@@ -189,11 +189,11 @@ ByteView u32_bytes(const uint32_t& v) { return {reinterpret_cast<const uint8_t*>
 // A kept connection runs only under the guard options it was opened with.
 bool same_guard(const ReadGuardOptions& a, const ReadGuardOptions& b) {
   // A field added to ReadGuardOptions must be compared here.
-  static_assert(sizeof(ReadGuardOptions) == 64, "compare every ReadGuardOptions field");
+  static_assert(sizeof(ReadGuardOptions) == 72, "compare every ReadGuardOptions field");
   auto tie = [](const ReadGuardOptions& o) {
     return std::tie(o.time_limit, o.max_vm_steps, o.max_sql_length, o.max_like_pattern_length,
-                    o.max_expr_depth, o.max_compound_select, o.max_value_length,
-                    o.max_variables, o.max_function_args, o.max_rows, o.max_result_bytes);
+                    o.max_expr_depth, o.max_compound_select, o.max_value_length, o.max_variables,
+                    o.max_function_args, o.max_rows, o.max_result_bytes, o.statement_cache);
   };
   return tie(a) == tie(b);
 }
