@@ -6,10 +6,13 @@
 //  BM_HttpReadyz/node:0|1/clients:N   GET /readyz on the primary (0) or the
 //      peer (1): the server's floor (parse, route, answer) — the baseline the
 //      issue compares writes and reads with.
-//  BM_HttpPointQuery/proof:0|1        GET /db/query?q=SELECT * FROM items WHERE
-//      id=<random> on the peer, plain (0) or proof=1 (1), one client; p50/p99
-//      server round trip in µs. Baseline: BM_LocalPointQuery, the same query on
-//      an open local SQLite connection (prepare + step), and /readyz.
+//  BM_HttpPointQuery/proof:0|1/params:0|1/clients:N
+//      GET /db/query?q=SELECT * FROM items WHERE id=<random> on the peer (the
+//      id a literal: every query's text differs), or with params:1 POST
+//      [["SELECT * FROM items WHERE id = ?", <random>]] (one text, as an ORM
+//      sends it); plain (0) or proof=1 (1); p50/p99 server round trip in µs.
+//      Baseline: BM_LocalPointQuery, the same query on an open local SQLite
+//      connection (prepare + step), and /readyz.
 //  BM_HttpVerifiedPointQuery          the proof=1 query above, then the
 //      client verifies the proof it got as a client starting cold does
 //      (Verifier: a fresh connection, the head's signature, every page hashed,
@@ -370,15 +373,32 @@ void BM_HttpPointQuery(benchmark::State& state) {
   Cluster& c = cluster();
   if (!has_peer(state, c)) return;
   const bool proof = state.range(0) != 0;
-  std::mt19937_64 rng(7);
-  run_clients(state, c.rhttp->bound_port(), 1, [&](Client& cl, int, uint64_t) {
-    const auto id = 1 + rng() % static_cast<uint64_t>(c.rows);
+  const bool params = state.range(1) != 0;
+  const int clients = static_cast<int>(state.range(2));
+  std::vector<std::mt19937_64> rngs;
+  for (int t = 0; t < clients; ++t) rngs.emplace_back(7 + t);
+  run_clients(state, c.rhttp->bound_port(), clients, [&](Client& cl, int t, uint64_t) {
+    const auto id = 1 + rngs[static_cast<size_t>(t)]() % static_cast<uint64_t>(c.rows);
+    const char* accept = proof ? "application/octet-stream" : nullptr;
+    if (params) {
+      cl.call(http::verb::post, std::string("/db/query") + (proof ? "?proof=1" : ""),
+              fmt::format(R"J([["SELECT * FROM items WHERE id = ?", {}]])J", id), accept);
+      return;
+    }
     const std::string target =
         "/db/query?q=" + url_encode(fmt::format("SELECT * FROM items WHERE id = {}", id)) + (proof ? "&proof=1" : "");
-    cl.call(http::verb::get, target, {}, proof ? "application/octet-stream" : nullptr);
+    cl.call(http::verb::get, target, {}, accept);
   });
 }
-BENCHMARK(BM_HttpPointQuery)->ArgName("proof")->Arg(0)->Arg(1)->Iterations(1)->UseRealTime();
+BENCHMARK(BM_HttpPointQuery)
+    ->ArgNames({"proof", "params", "clients"})
+    ->Args({0, 0, 1})
+    ->Args({1, 0, 1})
+    ->Args({0, 1, 1})
+    ->Args({0, 0, 16})
+    ->Args({0, 1, 16})
+    ->Iterations(1)
+    ->UseRealTime();
 
 void BM_HttpVerifiedPointQuery(benchmark::State& state) {
   Cluster& c = cluster();
