@@ -169,6 +169,13 @@ size_t skip_space_and_comments(std::string_view s, bool skip_semicolons) {
 
 bool is_blank_sql(std::string_view sql) { return skip_space_and_comments(sql, true) == sql.size(); }
 
+bool mentions_ci(std::string_view sql, std::string_view word) {
+  auto it = std::search(sql.begin(), sql.end(), word.begin(), word.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == y;
+  });
+  return it != sql.end();
+}
+
 std::string leading_keyword(std::string_view sql) {
   size_t i = skip_space_and_comments(sql, false);
   std::string word;

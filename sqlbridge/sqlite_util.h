@@ -92,6 +92,9 @@ inline const char* or_empty(const char* s) { return s ? s : ""; }
 bool is_blank_sql(std::string_view sql);
 // The first keyword of `sql` after whitespace and comments, upper-cased ("" if none).
 std::string leading_keyword(std::string_view sql);
+// True when `word` (given in lower case) occurs anywhere in `sql`, in any case:
+// SQL naming a table or pragma (an identifier cannot be split or computed).
+bool mentions_ci(std::string_view sql, std::string_view word);
 // Index of the first character of `s` that is not whitespace or inside a
 // comment (-- … or /* … */); also skips semicolons when `skip_semicolons`.
 size_t skip_space_and_comments(std::string_view s, bool skip_semicolons = false);

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cctype>
 #include <functional>
 #include <optional>
 #include <string>
@@ -121,14 +120,6 @@ bool is_database_list_file(const char* table, const char* column) {
          sqlite3_stricmp(table, "pragma_database_list") == 0 && sqlite3_stricmp(column, "file") == 0;
 }
 std::atomic<bool> g_stopping{false};
-
-// `word` (lower case) anywhere in `text`, in any case.
-bool contains_ci(std::string_view text, std::string_view word) {
-  auto it = std::search(text.begin(), text.end(), word.begin(), word.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) == y;
-  });
-  return it != text.end();
-}
 
 size_t value_cost(const Value& v) {
   if (const auto* s = std::get_if<std::string>(&v.v)) return s->size();
@@ -371,7 +362,7 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
   // sqlite_stmt lists the connection's prepared statements: with a cache, the
   // queries other clients ran on it, literals included. An identifier cannot
   // be split or computed, so a table named in the text is found in the text.
-  if (st.options.statement_cache > 0 && contains_ci(sql, "sqlite_stmt")) {
+  if (st.options.statement_cache > 0 && mentions_ci(sql, "sqlite_stmt")) {
     return make_error(Errc::refused,
                       "sqlite_stmt is not readable here: this connection's statements include "
                       "other clients' queries");

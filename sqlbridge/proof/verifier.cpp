@@ -201,13 +201,7 @@ bool same_guard(const ReadGuardOptions& a, const ReadGuardOptions& b) {
 // SQL that reports state of the connection rather than of the database: on a
 // kept connection it could differ from a fresh one, so it runs on a fresh one.
 bool names_connection_state(std::string_view sql) {
-  for (std::string_view word : {std::string_view("data_version"), std::string_view("sqlite_stmt")}) {
-    auto it = std::search(sql.begin(), sql.end(), word.begin(), word.end(), [](char x, char y) {
-      return std::tolower(static_cast<unsigned char>(x)) == y;
-    });
-    if (it != sql.end()) return true;
-  }
-  return false;
+  return mentions_ci(sql, "data_version") || mentions_ci(sql, "sqlite_stmt");
 }
 
 // Loads the schema and says whether it declares a virtual table (a module may
