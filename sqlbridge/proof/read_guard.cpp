@@ -144,12 +144,11 @@ struct GuardedConnection::State {
   bool journal_mode_query = false;         // the query is "PRAGMA journal_mode" (no value)
   std::unique_ptr<LengthGuard> length_guard;  // printf()/format() (length_guard.h)
   // ReadGuardOptions::statement_cache: statements that passed query()'s
-  // checks, with the flags the authorizer set when they were prepared.
+  // checks, with the database_list flag the authorizer set when they were prepared.
   struct Cached {
     std::string sql;
     SqliteStmt stmt;
-    bool database_list = false;
-    bool journal_mode_query = false;
+    bool database_list = false;  // only the prepare path reads journal_mode_query
     uint64_t last_use = 0;
   };
   std::vector<Cached> cache;
@@ -178,7 +177,7 @@ struct GuardedConnection::State {
   // Longer SQL is prepared every time: the cache's memory stays small
   // (statement_cache × this much text, and the programs of such statements).
   static constexpr size_t kMaxCachedSql = 4096;
-  void keep(std::string_view text, SqliteStmt stmt, bool dl, bool jm) {
+  void keep(std::string_view text, SqliteStmt stmt, bool dl) {
     if (options.statement_cache == 0 || text.size() > kMaxCachedSql) return;
     if (cache.size() >= options.statement_cache) {
       auto oldest = std::min_element(
@@ -186,7 +185,7 @@ struct GuardedConnection::State {
           [](const Cached& a, const Cached& b) { return a.last_use < b.last_use; });
       cache.erase(oldest);
     }
-    cache.push_back(Cached{std::string(text), std::move(stmt), dl, jm, ++uses});
+    cache.push_back(Cached{std::string(text), std::move(stmt), dl, ++uses});
   }
   void drop(const Cached* c) { cache.erase(cache.begin() + (c - cache.data())); }
 
@@ -425,7 +424,6 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
 
   if (State::Cached* hit = st.cached(sql)) {
     st.database_list = hit->database_list;
-    st.journal_mode_query = hit->journal_mode_query;
     auto r = run(hit->stmt.get());
     settle(hit->stmt.get());
     if (!r.ok()) st.drop(hit);  // whatever went wrong, the next query prepares afresh
@@ -453,12 +451,11 @@ Result<QueryResult> GuardedConnection::query(std::string_view sql,
                       leading_keyword(sql));
   }
   const bool database_list = st.database_list;
-  const bool journal_mode_query = st.journal_mode_query;
   auto r = run(stmt.get());
   if (r.ok() && st.options.statement_cache > 0 &&
       (sqlite3_bind_parameter_count(stmt.get()) > 0 || st.seen_before(sql))) {
     settle(stmt.get());
-    st.keep(sql, std::move(stmt), database_list, journal_mode_query);
+    st.keep(sql, std::move(stmt), database_list);
   }
   return r;
 }
