@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "core/fault_injection.h"
 
@@ -32,14 +34,71 @@ Status injected_write_fault(const fs::path& path) {
 }  // namespace
 
 void Fd::reset() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0 && owned_) ::close(fd_);
   fd_ = -1;
 }
 
 Status Fd::close(const fs::path& file) {
   int fd = std::exchange(fd_, -1);
-  if (fd >= 0 && ::close(fd) != 0) return os_error("cannot close", file, errno);
+  if (fd >= 0 && owned_ && ::close(fd) != 0) return os_error("cannot close", file, errno);
   return {};
+}
+
+namespace {
+struct KeptFd {
+  dev_t dev;
+  ino_t ino;
+  int fd;
+};
+struct KeptFds {
+  std::mutex mu;
+  std::vector<KeptFd> fds;
+};
+KeptFds& kept_fds() {
+  static KeptFds* k = new KeptFds();  // never destroyed: descriptors outlive statics
+  return *k;
+}
+}  // namespace
+
+Result<Fd> open_kept(const fs::path& path) {
+  KeptFds& k = kept_fds();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    std::lock_guard lock(k.mu);
+    for (const KeptFd& e : k.fds)
+      if (e.dev == st.st_dev && e.ino == st.st_ino) return Fd::borrowed(e.fd);
+  }
+  SWL_ASSIGN(Fd opened, open(path, O_RDONLY));
+  // From here the descriptor is never closed while its file has a name.
+  const int fd = opened.get();
+  struct stat fst {};
+  const bool known = ::fstat(fd, &fst) == 0;
+  std::lock_guard lock(k.mu);
+  // Descriptors of files without a name: no other process can open those
+  // files, so the locks their close drops protect nobody.
+  std::erase_if(k.fds, [](const KeptFd& e) {
+    struct stat s {};
+    if (::fstat(e.fd, &s) != 0 || s.st_nlink != 0) return false;
+    ::close(e.fd);
+    return true;
+  });
+  int handed = fd;
+  for (const KeptFd& e : k.fds) {
+    if (known && e.dev == fst.st_dev && e.ino == fst.st_ino) {
+      // Another thread kept one meanwhile: ours is kept too (closing it would
+      // drop the locks), the first one is handed out.
+      handed = e.fd;
+      break;
+    }
+  }
+  k.fds.push_back({known ? fst.st_dev : dev_t{}, known ? fst.st_ino : ino_t{}, opened.release()});
+  return Fd::borrowed(handed);
+}
+
+size_t kept_descriptors() {
+  KeptFds& k = kept_fds();
+  std::lock_guard lock(k.mu);
+  return k.fds.size();
 }
 
 Result<Fd> open(const fs::path& path, int flags, mode_t mode) {

@@ -26,16 +26,23 @@
 
 namespace swarmlite::file_io {
 
-// Owns a file descriptor; move-only, closed on destruction.
+// Owns a file descriptor; move-only, closed on destruction. A borrowed one
+// (open_kept) is never closed by it.
 class Fd {
  public:
   Fd() = default;
   explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  static Fd borrowed(int fd) {
+    Fd f(fd);
+    f.owned_ = false;
+    return f;
+  }
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)), owned_(o.owned_) {}
   Fd& operator=(Fd&& o) noexcept {
     if (this != &o) {
       reset();
       fd_ = std::exchange(o.fd_, -1);
+      owned_ = o.owned_;
     }
     return *this;
   }
@@ -45,18 +52,38 @@ class Fd {
 
   int get() const { return fd_; }
   bool valid() const { return fd_ >= 0; }
+  bool owned() const { return owned_; }
+  // Gives the descriptor up without closing it.
+  int release() { return std::exchange(fd_, -1); }
   // Closes, ignoring errors (use close() where a deferred write error matters).
+  // A borrowed descriptor is only forgotten.
   void reset();
   // Closes now and reports close's error (it can report a deferred write error).
   Status close(const std::filesystem::path& file);
 
  private:
   int fd_ = -1;
+  bool owned_ = true;
 };
 
 // ::open with O_CLOEXEC. Errors: not_found when the file (or a directory on its
 // path) does not exist, else io_error; both name the path and errno's text.
 Result<Fd> open(const std::filesystem::path& path, int flags, mode_t mode = 0644);
+
+// A read-only descriptor of `path` that this process keeps open: a borrowed Fd,
+// the same one for every call on the same file (device and inode). For files
+// SQLite locks while this process may have them open through SQLite: a
+// database's main file and its -shm file. POSIX drops every fcntl lock a
+// process holds on a file when the process closes *any* descriptor of it, so
+// an open + read + close of our own would silently drop SQLite's locks, and
+// another process's SQLite would then treat the file as unused (checkpoint and
+// delete a live -wal file, reset a live -shm) (docs/vfs.md "Descriptors of
+// files SQLite locks"). A kept descriptor is closed only once its file has no
+// name left (unlinked or renamed over), when a later call opens another.
+// Errors: as open().
+Result<Fd> open_kept(const std::filesystem::path& path);
+// How many descriptors open_kept holds (tests).
+size_t kept_descriptors();
 
 // Writes all of `data` at the file position (write) or at `offset` (pwrite),
 // retrying on EINTR and short writes. io_error naming `path` on failure.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/fault_injection.h"
+#include "core/proc_locks_test_util.h"
 #include "core/temp_dir_test_util.h"
 
 using namespace swarmlite;
@@ -208,4 +209,61 @@ TEST_CASE("file_io: pwrite_all / pread_exact / pread_up_to, and injected write f
   auto dir_err = file_io::fsync_dir(d.path / "missing");
   REQUIRE_FALSE(dir_err.ok());
   CHECK(dir_err.error().message.find((d.path / "missing").string()) != std::string::npos);
+}
+
+TEST_CASE(
+    "open_kept: one descriptor per file, kept open, so a lock held through another survives") {
+  TempDir dir("kept");
+  fs::create_directories(dir.path);
+  const fs::path f = dir.path / "db";
+  put(f, "0123456789");
+  auto locker = file_io::open(f, O_RDWR);
+  REQUIRE(locker.ok());
+  struct flock lk {};
+  lk.l_type = F_RDLCK;
+  lk.l_whence = SEEK_SET;
+  lk.l_start = 4;
+  lk.l_len = 1;
+  REQUIRE(::fcntl(locker->get(), F_SETLK, &lk) == 0);
+  REQUIRE(posix_locks_held(f) == 1);
+
+  int first = -1;
+  {
+    auto kept = file_io::open_kept(f);
+    REQUIRE(kept.ok());
+    CHECK_FALSE(kept->owned());
+    first = kept->get();
+    uint8_t b[3];
+    auto got = file_io::pread_up_to(kept->get(), b, 2, f);
+    REQUIRE(got.ok());
+    CHECK(*got == 3);
+    CHECK(b[0] == '2');
+  }  // the borrowed descriptor is not closed here
+  CHECK(posix_locks_held(f) == 1);
+  {
+    auto again = file_io::open_kept(f);
+    REQUIRE(again.ok());
+    CHECK(again->get() == first);
+    file_io::Fd moved = std::move(*again);
+    CHECK(moved.close(f).ok());  // forgets it, does not close it
+  }
+  CHECK(posix_locks_held(f) == 1);
+  CHECK(::fcntl(first, F_GETFD) != -1);
+
+  // What open_kept avoids: closing any other descriptor of the file drops the lock.
+  { auto plain = file_io::open(f, O_RDONLY); }
+  CHECK(posix_locks_held(f) == 0);
+
+  // A file without a name has its kept descriptor closed when another file's is opened.
+  const size_t before = file_io::kept_descriptors();
+  fs::remove(f);
+  put(dir.path / "other", "x");
+  auto other = file_io::open_kept(dir.path / "other");
+  REQUIRE(other.ok());
+  CHECK(file_io::kept_descriptors() <= before);  // f's closed, other's opened
+  CHECK(::fcntl(first, F_GETFD) == -1);
+  CHECK(file_io::open_kept(dir.path / "missing").error().code == Errc::not_found);
+  fs::remove(dir.path / "other");
+  put(dir.path / "third", "y");
+  CHECK(file_io::open_kept(dir.path / "third").ok());
 }

@@ -28,7 +28,8 @@ uint32_t host32(const uint8_t* p) {
 }
 
 Result<WalIndexHeader> read_wal_index_header(const std::filesystem::path& shm_path) {
-  auto fd = file_io::open(shm_path, O_RDONLY);
+  // Kept open: closing a descriptor of it would drop SQLite's locks (file_io.h).
+  auto fd = file_io::open_kept(shm_path);
   if (!fd.ok()) {
     return make_error(Errc::unavailable,
                       "{}: cannot read the WAL index ({}): pinned pages need the database in WAL "
@@ -69,7 +70,7 @@ Result<std::shared_ptr<const PinnedPages>> PinnedPages::open(const std::filesyst
   p->tree_ = std::move(tree);
   p->keep_alive_ = std::move(keep_alive);
   p->page_size_ = p->tree_->page_size();
-  SWL_ASSIGN(p->db_fd_, file_io::open(db_path, O_RDONLY));
+  SWL_ASSIGN(p->db_fd_, file_io::open_kept(db_path));  // as the -shm file's, below
 
   std::filesystem::path shm_path = db_path;
   shm_path += "-shm";

@@ -14,8 +14,10 @@
 #include "core/file_io.h"
 #include "core/head.h"
 #include "core/log_store.h"
+#include "core/proc_locks_test_util.h"
 #include "sqlbridge/engine/engine_test_fixture.h"
 #include "sqlbridge/engine/local_fault.h"
+#include "sqlbridge/engine/retention.h"
 #include "sqlbridge/engine/state_tree.h"
 #include "sqlbridge/proof/verifier.h"
 
@@ -671,6 +673,42 @@ void fill(Pair& p) {
   p.sync();
 }
 }  // namespace
+
+// docs/vfs.md "Descriptors of files SQLite locks": POSIX drops every lock a
+// process holds on a file when it closes any descriptor of it. The state tree
+// read at open, pins (the -shm header, the pages), proofs and the scrub all
+// read the files themselves; none of them may drop SQLite's locks, or another
+// process's SQLite treats the live files as unused: a plain sqlite3 reader
+// checkpoints and deletes the live -wal file when it closes.
+TEST_CASE("the nodes' own reads of their files leave SQLite's locks in place") {
+  Pair p;
+  fill(p);
+  REQUIRE(p.replica->prove("SELECT body FROM t WHERE id = 2", {}).ok());
+  auto scrubbed = p.replica->scrub(1u << 20);
+  REQUIRE_MESSAGE(scrubbed.ok(), scrubbed.error().to_string());
+  auto pages = p.primary->pinned_pages(0, std::vector<uint32_t>{1, 2});
+  REQUIRE_MESSAGE(pages.ok(), pages.error().to_string());
+  REQUIRE(sync_database_files(p.dir / "p.db").ok());
+  p.exec({sql("INSERT INTO t(body) VALUES ('after')")});
+  p.sync();
+  for (const char* name : {"p.db", "r.db"}) {
+    INFO(name);
+    const std::filesystem::path db = p.dir / name;
+    // The write connection's SHARED lock on the main file (WAL mode holds it
+    // while open) and the shared memory's (at least the DMS lock).
+    CHECK(posix_locks_held(db) >= 1);
+    CHECK(posix_locks_held(std::filesystem::path(db.string() + "-shm")) >= 1);
+  }
+  // What that protects: a plain SQLite reader in another process would close
+  // its connection believing it the last one; here, in this process, a
+  // connection of its own opened and closed next to them leaves the files.
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open_v2((p.dir / "r.db").c_str(), &other, SQLITE_OPEN_READONLY, nullptr) ==
+          SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "SELECT count(*) FROM t", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(other);
+  CHECK(std::filesystem::exists(p.dir / "r.db-wal"));
+}
 
 TEST_CASE("scrub finds a page changed by another writer, names it, and the replica stops") {
   Pair p;

@@ -21,9 +21,10 @@ Status sync_database_files(const std::filesystem::path& db) {
   std::filesystem::path wal = db;
   wal += "-wal";
   // fsync on a descriptor of our own flushes the file's pages whoever wrote
-  // them (SQLite's connections in this process).
+  // them (SQLite's connections in this process). The main file's is a kept
+  // one: closing a descriptor of it would drop SQLite's locks (file_io.h).
   for (const auto& path : {wal, db}) {
-    auto fd = file_io::open(path, O_RDONLY);
+    auto fd = path == db ? file_io::open_kept(path) : file_io::open(path, O_RDONLY);
     if (!fd.ok()) {
       if (fd.error().code == Errc::not_found && path == wal) continue;  // checkpointed away
       return fd.take_error();

@@ -157,7 +157,8 @@ Result<LogicalPages> LogicalPages::open(const std::filesystem::path& db_path) {
   LogicalPages lp;
   lp.path_ = db_path;
   {
-    auto fd = file_io::open(db_path, O_RDONLY);
+    // Kept open: closing a descriptor of it would drop SQLite's locks (file_io.h).
+    auto fd = file_io::open_kept(db_path);
     if (!fd.ok()) {
       if (fd.error().code == Errc::not_found)
         return make_error(Errc::not_found, "{}: no such database", db_path.string());
