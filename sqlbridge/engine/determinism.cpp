@@ -42,6 +42,9 @@ Result<std::unique_ptr<DeterministicDb>> DeterministicDb::open(const std::filesy
   std::unique_ptr<DeterministicDb> d(new DeterministicDb());
   d->path_ = path;
   d->capture_ = std::make_unique<WriteCapture>();
+  // The write connection is its database's only writer (Primary / Replica),
+  // so it keeps the WAL write lock (docs/vfs.md "The sole writer's locks").
+  d->capture_->set_sole_writer(true);
   d->auth_ = std::make_unique<WriteAuthState>();
   SWL_TRY(create_database_file(path));
   SWL_ASSIGN(d->db_, open_sqlite(page_vfs_uri(path, d->capture_.get(), nullptr, false),

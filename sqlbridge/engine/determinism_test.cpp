@@ -292,3 +292,77 @@ TEST_CASE("format 4: the pad write and applied_seq update leave the same page on
   auto in_place = [exec](sqlite3* db) { exec(db, "UPDATE meta SET v = 3 WHERE k = 'applied_seq'"); };
   CHECK(page_after(0, pairs(1, 3)) != page_after(0, in_place));
 }
+
+// docs/vfs.md "The sole writer's locks".
+TEST_CASE(
+    "the write connection keeps the WAL write lock: nobody else writes while it is open, readers "
+    "read on") {
+  testing::TempDir dir;
+  const auto path = dir / "sole.db";
+  auto db = DeterministicDb::open(path);
+  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  auto no_check = [](const Hash32&, uint32_t) { return ok_status(); };
+  REQUIRE((*db)
+              ->run_entry(EntryInputs{0, 1000, {}}, genesis_statements(sqlite3_libversion(), 4),
+                          DeterministicDb::Mode::genesis, false, no_check)
+              .ok());
+  uint64_t seq = 1;
+  auto write = [&](const std::string& sql) {
+    auto r = (*db)->run_entry(EntryInputs{seq, int64_t(1000 + seq), {}},
+                              std::vector<Statement>{{sql, {}}}, DeterministicDb::Mode::user, true,
+                              no_check);
+    ++seq;
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  };
+  write("CREATE TABLE t(k INTEGER PRIMARY KEY, v)");
+  write("INSERT INTO t(v) VALUES (1)");
+
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &other, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 100);
+  auto count = [&](sqlite3* c) {
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(c, "SELECT count(*) FROM t", -1, &st, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+  };
+  CHECK(count(other) == 1);
+  CHECK(sqlite3_exec(other, "INSERT INTO t(v) VALUES ('outside')", nullptr, nullptr, nullptr) ==
+        SQLITE_BUSY);
+
+  // A reader's snapshot holds while the writer commits and another
+  // connection checkpoints; a checkpoint that would restart the WAL is busy.
+  sqlite3* reader = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &reader, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  for (int round = 0; round < 20; ++round) {
+    REQUIRE(sqlite3_exec(reader, "BEGIN", nullptr, nullptr, nullptr) == SQLITE_OK);
+    const int seen = count(reader);
+    write("INSERT INTO t(v) VALUES (randomblob(3000))");
+    write("UPDATE t SET v = randomblob(100) WHERE k = 1");
+    int log = -1, done = -1;
+    REQUIRE(sqlite3_wal_checkpoint_v2(other, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
+            SQLITE_OK);
+    CHECK(count(reader) == seen);
+    REQUIRE(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+    CHECK(count(reader) == seen + 1);
+  }
+  CHECK(sqlite3_wal_checkpoint_v2(other, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr) ==
+        SQLITE_BUSY);
+  write("INSERT INTO t(v) VALUES ('after')");
+  CHECK(count(other) == 22);
+  sqlite3_close(reader);
+
+  // Closed, the file takes other writers again.
+  db->reset();
+  CHECK(sqlite3_exec(other, "INSERT INTO t(v) VALUES ('outside')", nullptr, nullptr, nullptr) ==
+        SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(other, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "ok");
+  sqlite3_finalize(st);
+  CHECK(count(other) == 23);
+  sqlite3_close(other);
+}

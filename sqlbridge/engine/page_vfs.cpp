@@ -17,7 +17,12 @@
 //            only if it accepts, the frames are written.
 //   xRead    (main db or -wal, with a ReadCapture): records the page numbers read.
 //   xShmLock (main db, with a WriteCapture): the release of the WAL write lock
-//            ends the write transaction, so captured state is dropped.
+//            ends the write transaction, so captured state is dropped. For
+//            a sole writer (WriteCapture::set_sole_writer) the write lock is
+//            kept from the first write transaction until xShmUnmap, and the
+//            connection's own read locks are kept here, not in the shared
+//            memory: four fcntl calls fewer per transaction (docs/vfs.md
+//            "The sole writer's locks").
 // The time methods of the VFS return the thread's PinnedTime, if any.
 #include "sqlbridge/engine/page_vfs.h"
 
@@ -304,6 +309,11 @@ struct PageFile {
   int64_t run_offset = 0;
   uint64_t run_generation = 0;   // the WriteCapture's generation when the run began
   bool run_open_header = false;  // run ends in a frame header whose data has not come
+  // Main db of a sole writer (see xShmLock): the WAL write lock is held in
+  // the shared memory until xShmUnmap; read-lock slots this connection holds
+  // without having asked the wrapped file (bit i: wal-index lock slot i).
+  bool keeps_write_lock = false;
+  uint8_t local_read_locks = 0;
 };
 static_assert(sizeof(PageFile) % 8 == 0, "the wrapped file object must stay 8-byte aligned");
 
@@ -589,13 +599,55 @@ int page_shm_map(sqlite3_file* f, int region, int size, int extend, void volatil
   return r->pMethods->xShmMap(r, region, size, extend, out);
 }
 
+// wal-index lock slots (SQLite's src/wal.c): 0 the write lock, 1 the
+// checkpointer's, 2 recovery's, 3..7 the read marks' (WAL_READ_LOCK(0..4)).
+constexpr int kShmWriteLock = 0;
+constexpr int kShmFirstReadLock = 3;
+constexpr int kShmLockSlots = 8;
+
 /*
 ** Lock or unlock slots of the wal-index. Releasing the exclusive WAL write lock
 ** (slot 0) ends the connection's write transaction, committed or rolled back.
+**
+** A sole writer's main file (docs/vfs.md "The sole writer's locks"):
+** - slot 0 exclusive: the first lock is passed on; its releases and later
+**   locks are not, so the write lock stays held until xShmUnmap;
+** - once it holds slot 0, its shared read locks (slots 3..7) are kept here.
+**   Nobody else can commit or restart the WAL while it holds slot 0, so its
+**   snapshot is always the newest and no checkpoint can take a page from
+**   under it: the lock guards nothing another connection could do.
+** Everything else (the read marks' exclusive locks, the checkpoint and
+** recovery slots) goes to the wrapped file as before.
 */
 int page_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
   PageFile* p = as_page_file(f);
   sqlite3_file* r = real_file(f);
+  const bool unlock = (flags & SQLITE_SHM_UNLOCK) != 0;
+  const bool exclusive = (flags & SQLITE_SHM_EXCLUSIVE) != 0;
+  if (p->write != nullptr && p->write->sole_writer() && n == 1) {
+    if (offset == kShmWriteLock && exclusive) {
+      if (!unlock) {
+        if (p->keeps_write_lock) return SQLITE_OK;
+        int rc = r->pMethods->xShmLock(r, offset, n, flags);
+        if (rc == SQLITE_OK) p->keeps_write_lock = true;
+        return rc;
+      }
+      if (p->keeps_write_lock) {
+        p->write->on_write_lock_released();
+        return SQLITE_OK;
+      }
+    } else if (!exclusive && offset >= kShmFirstReadLock && offset < kShmLockSlots) {
+      const auto bit = static_cast<uint8_t>(1u << offset);
+      if (!unlock && p->keeps_write_lock) {
+        p->local_read_locks |= bit;
+        return SQLITE_OK;
+      }
+      if (unlock && (p->local_read_locks & bit) != 0) {
+        p->local_read_locks &= static_cast<uint8_t>(~bit);
+        return SQLITE_OK;
+      }
+    }
+  }
   int rc = r->pMethods->xShmLock(r, offset, n, flags);
   constexpr int kWriteUnlock = SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE;
   if (p->write != nullptr && offset == 0 && n >= 1 && (flags & kWriteUnlock) == kWriteUnlock) {
@@ -616,7 +668,14 @@ void page_shm_barrier(sqlite3_file* f) {
 ** Unmap the wal-index.
 */
 int page_shm_unmap(sqlite3_file* f, int delete_flag) {
+  PageFile* p = as_page_file(f);
   sqlite3_file* r = real_file(f);
+  if (p->keeps_write_lock) {
+    // A sole writer's write lock (xShmLock), kept until now.
+    (void)r->pMethods->xShmLock(r, kShmWriteLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    p->keeps_write_lock = false;
+  }
+  p->local_read_locks = 0;
   return r->pMethods->xShmUnmap(r, delete_flag);
 }
 

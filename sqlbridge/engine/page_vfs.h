@@ -60,6 +60,15 @@ class WriteCapture {
   WriteCapture& operator=(const WriteCapture&) = delete;
 
   void set_commit_hook(CommitHook hook) { hook_ = std::move(hook); }
+  // The connection is its database's only writer, in this process and any
+  // other (DeterministicDb: the primary's or a replica's write connection).
+  // Set before the connection opens. Its main file then keeps the WAL write
+  // lock from its first write transaction until the wal-index is unmapped
+  // (close), so no other connection can write meanwhile, and its own read
+  // locks stay in this file object instead of the shared memory
+  // (docs/vfs.md "The sole writer's locks"). Default: off.
+  void set_sole_writer(bool on) { sole_writer_ = on; }
+  bool sole_writer() const { return sole_writer_; }
   // Forget pages of a transaction that did not commit (call after ROLLBACK).
   // Also done automatically when the connection releases the WAL write lock.
   void reset();
@@ -92,6 +101,7 @@ class WriteCapture {
   std::atomic<int> open_files{0};  // file objects holding a pointer to this capture
 
  private:
+  bool sole_writer_ = false;
   struct PendingHeader {
     int64_t offset = 0;  // of the 24-byte frame header
     uint32_t pgno = 0;

@@ -18,6 +18,7 @@
 // Each fails on the code before the fix. Waits are liveness deadlines.
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sqlite3.h>
 #include <sys/socket.h>
@@ -29,18 +30,17 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
 #include "cli/proc/child_process.h"
 #include "core/keys.h"
 #include "net/http_client.h"
 #include "net/protocol.h"
+#include "sqlbridge/engine/disk_change_test_util.h"
 
 using namespace swarmlite;
 using namespace std::chrono_literals;
@@ -226,25 +226,10 @@ std::string notes_page(const fs::path& db) {
 }
 
 // A change below SQLite, as a faulty disk or a tool writing bytes would make
-// it: `from` becomes `to` (same length) wherever it appears in the main file
-// and the -wal file (a reader may take the page from either, depending on how
-// far the WAL was checkpointed). No lock is taken and no checksum fixed: the
-// node's own checks must find it.
+// it (sqlbridge/engine/disk_change_test_util.h).
 void change_bytes_on_disk(const fs::path& db, const std::string& from, const std::string& to) {
-  REQUIRE(from.size() == to.size());
-  size_t changed = 0;
-  for (const fs::path& file : {fs::path(db.string() + "-wal"), db}) {
-    const std::string bytes = read_file(file);
-    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-    for (size_t at = bytes.find(from); at != std::string::npos;
-         at = bytes.find(from, at + 1), ++changed) {
-      f.seekp(static_cast<std::streamoff>(at));
-      f.write(to.data(), static_cast<std::streamsize>(to.size()));
-    }
-    f.close();
-    REQUIRE(f.good());
-  }
-  REQUIRE_MESSAGE(changed > 0, "'" << from << "' is in neither file of " << db.string());
+  REQUIRE_MESSAGE(swarmlite::testing::change_bytes_below_sqlite(db, from, to) > 0,
+                  "'" << from << "' is in neither file of " << db.string());
 }
 
 }  // namespace
@@ -475,13 +460,18 @@ TEST_CASE("a row changed in a running peer's file by another process: corruption
   REQUIRE(http(s.peer->http(), "GET", "/readyz").status == 200);
   const std::string page = notes_page(s.peer_db());
   {
+    // An ordinary SQLite write is refused: the peer's write connection keeps
+    // the WAL write lock (docs/vfs.md "The sole writer's locks").
     sqlite3* other = nullptr;
     REQUIRE(sqlite3_open_v2(s.peer_db().c_str(), &other, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
-    sqlite3_busy_timeout(other, 10000);
+    sqlite3_busy_timeout(other, 300);
     int rc = sqlite3_exec(other, "UPDATE notes SET body = 'evil' WHERE id = 2", nullptr, nullptr, nullptr);
     sqlite3_close(other);
-    REQUIRE(rc == SQLITE_OK);
+    CHECK(rc == SQLITE_BUSY);
+    REQUIRE(http(s.peer->http(), "GET", "/readyz").status == 200);
   }
+  // A change no lock stops: bytes changed below SQLite.
+  change_bytes_on_disk(s.peer_db(), "two", "owt");
   bool reported = eventually([&] {
     auto r = http(s.peer->http(), "GET", "/readyz");
     return r.status == 503 && r.body.find("corrupt") != std::string::npos;
@@ -491,7 +481,7 @@ TEST_CASE("a row changed in a running peer's file by another process: corruption
   CHECK_MESSAGE(readyz.body.find(page + " differs") != std::string::npos, readyz.body);
   auto plain = http(s.peer->http(), "GET", "/db/query?q=SELECT%20body%20FROM%20notes%20WHERE%20id%20%3D%202");
   CHECK(plain.status == 503);
-  CHECK(plain.body.find("evil") == std::string::npos);
+  CHECK(plain.body.find("owt") == std::string::npos);
   auto proved = http(s.peer->http(), "GET", "/db/query?proof=1&q=SELECT%20body%20FROM%20notes%20WHERE%20id%20%3D%202");
   CHECK(proved.status == 503);
   CHECK_MESSAGE(proved.body.find(page) != std::string::npos, proved.body);
