@@ -36,10 +36,12 @@ Status injected_write_fault(const fs::path& path) {
 void Fd::reset() {
   if (fd_ >= 0 && owned_) ::close(fd_);
   fd_ = -1;
+  holder_.reset();
 }
 
 Status Fd::close(const fs::path& file) {
   int fd = std::exchange(fd_, -1);
+  holder_.reset();
   if (fd >= 0 && owned_ && ::close(fd) != 0) return os_error("cannot close", file, errno);
   return {};
 }
@@ -49,6 +51,9 @@ struct KeptFd {
   dev_t dev;
   ino_t ino;
   int fd;
+  // Copied into every Fd that borrows fd: the descriptor is closed only when
+  // this is the last copy.
+  std::shared_ptr<const void> holder;
 };
 struct KeptFds {
   std::mutex mu;
@@ -66,7 +71,7 @@ Result<Fd> open_kept(const fs::path& path) {
   if (::stat(path.c_str(), &st) == 0) {
     std::lock_guard lock(k.mu);
     for (const KeptFd& e : k.fds)
-      if (e.dev == st.st_dev && e.ino == st.st_ino) return Fd::borrowed(e.fd);
+      if (e.dev == st.st_dev && e.ino == st.st_ino) return Fd::borrowed(e.fd, e.holder);
   }
   SWL_ASSIGN(Fd opened, open(path, O_RDONLY));
   // From here the descriptor is never closed while its file has a name.
@@ -75,24 +80,28 @@ Result<Fd> open_kept(const fs::path& path) {
   const bool known = ::fstat(fd, &fst) == 0;
   std::lock_guard lock(k.mu);
   // Descriptors of files without a name: no other process can open those
-  // files, so the locks their close drops protect nobody.
+  // files, so the locks their close drops protect nobody. Not while an Fd
+  // still reads through one (a pin of a file since replaced).
   std::erase_if(k.fds, [](const KeptFd& e) {
+    if (e.holder.use_count() > 1) return false;
     struct stat s {};
     if (::fstat(e.fd, &s) != 0 || s.st_nlink != 0) return false;
     ::close(e.fd);
     return true;
   });
-  int handed = fd;
   for (const KeptFd& e : k.fds) {
     if (known && e.dev == fst.st_dev && e.ino == fst.st_ino) {
       // Another thread kept one meanwhile: ours is kept too (closing it would
       // drop the locks), the first one is handed out.
-      handed = e.fd;
-      break;
+      Fd first = Fd::borrowed(e.fd, e.holder);  // before push_back moves the entries
+      k.fds.push_back({fst.st_dev, fst.st_ino, opened.release(), std::make_shared<int>(0)});
+      return first;
     }
   }
-  k.fds.push_back({known ? fst.st_dev : dev_t{}, known ? fst.st_ino : ino_t{}, opened.release()});
-  return Fd::borrowed(handed);
+  auto holder = std::make_shared<int>(0);
+  k.fds.push_back(
+      {known ? fst.st_dev : dev_t{}, known ? fst.st_ino : ino_t{}, opened.release(), holder});
+  return Fd::borrowed(fd, std::move(holder));
 }
 
 size_t kept_descriptors() {

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <utility>
 
@@ -32,17 +33,21 @@ class Fd {
  public:
   Fd() = default;
   explicit Fd(int fd) : fd_(fd) {}
-  static Fd borrowed(int fd) {
+  // `holder` (may be null) is kept for as long as this Fd borrows the descriptor.
+  static Fd borrowed(int fd, std::shared_ptr<const void> holder = nullptr) {
     Fd f(fd);
     f.owned_ = false;
+    f.holder_ = std::move(holder);
     return f;
   }
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)), owned_(o.owned_) {}
+  Fd(Fd&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), owned_(o.owned_), holder_(std::move(o.holder_)) {}
   Fd& operator=(Fd&& o) noexcept {
     if (this != &o) {
       reset();
       fd_ = std::exchange(o.fd_, -1);
       owned_ = o.owned_;
+      holder_ = std::move(o.holder_);
     }
     return *this;
   }
@@ -64,6 +69,7 @@ class Fd {
  private:
   int fd_ = -1;
   bool owned_ = true;
+  std::shared_ptr<const void> holder_;  // a borrowed descriptor's (open_kept)
 };
 
 // ::open with O_CLOEXEC. Errors: not_found when the file (or a directory on its
@@ -79,8 +85,8 @@ Result<Fd> open(const std::filesystem::path& path, int flags, mode_t mode = 0644
 // another process's SQLite would then treat the file as unused (checkpoint and
 // delete a live -wal file, reset a live -shm) (docs/vfs.md "Descriptors of
 // files SQLite locks"). A kept descriptor is closed only once its file has no
-// name left (unlinked or renamed over), when a later call opens another.
-// Errors: as open().
+// name left (unlinked or renamed over) and no Fd borrows it any more, when a
+// later call opens another. Errors: as open().
 Result<Fd> open_kept(const std::filesystem::path& path);
 // How many descriptors open_kept holds (tests).
 size_t kept_descriptors();

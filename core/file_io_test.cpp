@@ -254,16 +254,28 @@ TEST_CASE(
   { auto plain = file_io::open(f, O_RDONLY); }
   CHECK(posix_locks_held(f) == 0);
 
-  // A file without a name has its kept descriptor closed when another file's is opened.
-  const size_t before = file_io::kept_descriptors();
+  // A file without a name has its kept descriptor closed when another file's
+  // is opened, once no Fd borrows it any more.
+  auto reading = file_io::open_kept(f);
+  REQUIRE(reading.ok());
   fs::remove(f);
   put(dir.path / "other", "x");
-  auto other = file_io::open_kept(dir.path / "other");
-  REQUIRE(other.ok());
-  CHECK(file_io::kept_descriptors() <= before);  // f's closed, other's opened
+  REQUIRE(file_io::open_kept(dir.path / "other").ok());
+  CHECK(::fcntl(first, F_GETFD) != -1);  // still borrowed
+  uint8_t b2[2];
+  auto still = file_io::pread_up_to(reading->get(), b2, 0, f);
+  REQUIRE(still.ok());
+  CHECK(*still == 2);
+  reading->reset();
+  const size_t before = file_io::kept_descriptors();
+  put(dir.path / "another", "z");
+  auto another = file_io::open_kept(dir.path / "another");
+  REQUIRE(another.ok());
+  CHECK(file_io::kept_descriptors() <= before);  // f's closed, another's opened
   CHECK(::fcntl(first, F_GETFD) == -1);
   CHECK(file_io::open_kept(dir.path / "missing").error().code == Errc::not_found);
   fs::remove(dir.path / "other");
+  fs::remove(dir.path / "another");
   put(dir.path / "third", "y");
   CHECK(file_io::open_kept(dir.path / "third").ok());
 }
