@@ -738,8 +738,8 @@ std::string render_exec_results(const std::vector<ExecOutcome>& results, const R
   return render_results(results, opts, total_seconds, fill, [](const ExecOutcome&, json&) {});
 }
 
-std::string render_query_results(const std::vector<QueryOutcome>& results, const RequestOptions& opts,
-                                 double total_seconds) {
+std::string render_query_results_dom(const std::vector<QueryOutcome>& results,
+                                     const RequestOptions& opts, double total_seconds) {
   auto fill = [&opts](const QueryOutcome& r, json& o) {
     std::vector<std::string> types;
     types.reserve(r.types.size());
@@ -760,6 +760,149 @@ std::string render_query_results(const std::vector<QueryOutcome>& results, const
     if (!r.proof.empty()) o["proof"] = base64_encode(r.proof);
   };
   return render_results(results, opts, total_seconds, fill, always);
+}
+
+namespace {
+
+// Appends JSON text to `out` exactly as dump_json(…, false) renders the same
+// values: nlohmann::json's compact form (objects' keys in sorted order, the
+// caller's job), invalid UTF-8 replaced. Text of printable ASCII without
+// '"' or '\\' (names, types, most cells, base64, dates) is copied as it is;
+// anything else, and every double, goes through nlohmann::json itself.
+class DirectJson {
+ public:
+  explicit DirectJson(std::string& out) : out_(out) {}
+  void raw(std::string_view s) { out_.append(s); }
+  void string(std::string_view s) {
+    for (const char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+        out_.append(json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace));
+        return;
+      }
+    }
+    out_.push_back('"');
+    out_.append(s);
+    out_.push_back('"');
+  }
+  template <typename Int>
+  void integer(Int v) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out_.append(buf, end);
+  }
+  void real(double v) {
+    if (!std::isfinite(v)) return raw("null");
+    out_.append(json(v).dump());
+  }
+  void strings(const std::vector<std::string>& v) {
+    out_.push_back('[');
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i) out_.push_back(',');
+      string(v[i]);
+    }
+    out_.push_back(']');
+  }
+  // value_to_json / result_value_to_json, written.
+  void cell(const Value& v, std::string_view lowered_decltype) {
+    if (is_datetime_decltype(lowered_decltype)) {
+      if (const auto* text = std::get_if<std::string>(&v.v)) {
+        if (auto t = sqlite_text_to_rfc3339(*text)) return string(*t);
+      } else if (const auto* i = std::get_if<int64_t>(&v.v)) {
+        if (auto t = unix_to_rfc3339(*i)) return string(*t);
+      }
+    }
+    std::visit(
+        [this](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::monostate>)
+            raw("null");
+          else if constexpr (std::is_same_v<T, int64_t>)
+            integer(x);
+          else if constexpr (std::is_same_v<T, double>)
+            real(x);
+          else if constexpr (std::is_same_v<T, std::string>)
+            string(x);
+          else
+            string(base64_encode(x));
+        },
+        v.v);
+  }
+
+ private:
+  std::string& out_;
+};
+
+}  // namespace
+
+// The default form (compact, rows as arrays) written directly: a point query's
+// answer cost the HTTP io thread about 9 µs through a json document
+// (docs/performance.md "Query results written directly"). Keys in the order
+// nlohmann::json sorts them; render_query_results_dom renders every other form,
+// and http_json_test compares the two on generated results.
+std::string render_query_results(const std::vector<QueryOutcome>& results,
+                                 const RequestOptions& opts, double total_seconds) {
+  if (opts.pretty || opts.associative)
+    return render_query_results_dom(results, opts, total_seconds);
+  std::string out;
+  out.reserve(256);
+  DirectJson w(out);
+  std::vector<std::string> types;
+  w.raw("{\"results\":[");
+  for (size_t k = 0; k < results.size(); ++k) {
+    const QueryOutcome& r = results[k];
+    if (k) w.raw(",");
+    auto proof_and_size = [&] {
+      if (!r.proof.empty()) {
+        w.raw(",\"proof\":");
+        w.string(base64_encode(r.proof));
+      }
+      if (r.size) {
+        w.raw(",\"size\":");
+        w.integer(*r.size);
+      }
+    };
+    if (r.error) {
+      w.raw("{\"error\":");
+      w.string(*r.error);
+      proof_and_size();
+      w.raw("}");
+      continue;
+    }
+    types.clear();
+    for (const auto& t : r.types) types.push_back(lower(t));
+    w.raw("{\"columns\":");
+    w.strings(r.columns);
+    proof_and_size();
+    if (opts.timings) {
+      w.raw(",\"time\":");
+      w.real(r.seconds);
+    }
+    w.raw(",\"types\":");
+    w.strings(types);
+    if (!r.rows.empty()) {  // rqlite omits an empty "values"
+      w.raw(",\"values\":[");
+      for (size_t i = 0; i < r.rows.size(); ++i) {
+        if (i) w.raw(",");
+        w.raw("[");
+        const auto& row = r.rows[i];
+        for (size_t c = 0; c < row.size(); ++c) {
+          if (c) w.raw(",");
+          w.cell(row[c], c < types.size() ? std::string_view(types[c]) : std::string_view());
+        }
+        w.raw("]");
+      }
+      w.raw("]");
+    }
+    w.raw("}");
+  }
+  w.raw("]");
+  if (opts.timings) {
+    w.raw(",\"time\":");
+    w.real(total_seconds);
+  }
+  w.raw("}");
+  return out;
 }
 
 Result<QueryOutcome> query_outcome_from_json(const nlohmann::json& r) {

@@ -123,6 +123,11 @@ std::string render_exec_results(const std::vector<ExecOutcome>& results, const R
                                 double total_seconds);
 std::string render_query_results(const std::vector<QueryOutcome>& results,
                                  const RequestOptions& opts, double total_seconds);
+// The same text built through a nlohmann::json document. render_query_results
+// uses it for the pretty and associative forms and writes the default form
+// directly; the two agree byte for byte (http_json_test).
+std::string render_query_results_dom(const std::vector<QueryOutcome>& results,
+                                     const RequestOptions& opts, double total_seconds);
 // {"error":"…"} (what a 4xx/5xx body holds).
 std::string render_error(std::string_view message, bool pretty = false);
 

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <cmath>
 #include <limits>
+#include <random>
 
 #include "net/metrics.h"
 
@@ -191,6 +193,119 @@ TEST_CASE("query results render columns, types and values; empty results omit va
   CHECK(back->rows[0][2] == vt("AQI="));
   CHECK(back->proof == Bytes{9, 9});
   CHECK(back->size == std::optional<uint64_t>(12));
+}
+
+TEST_CASE(
+    "query results written directly match the json document byte for byte (generated results)") {
+  std::mt19937_64 rng(20261206);
+  auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+  const std::vector<std::string> pieces = {"a",
+                                           "id",
+                                           "Z9",
+                                           " ",
+                                           "\"",
+                                           "\\",
+                                           "\n",
+                                           "\t",
+                                           std::string("\0", 1),
+                                           "\x01",
+                                           "\x1f",
+                                           "\x7f",
+                                           "\xc3\xa9",
+                                           "\xe2\x82\xac",
+                                           "\xf0\x9f\x98\x80",
+                                           "\xff",
+                                           "\xc3",
+                                           "\xed\xa0\x80",
+                                           "/",
+                                           "2004-02-14",
+                                           " 07:15:00",
+                                           "T07:15",
+                                           ".123",
+                                           "+01:00",
+                                           "Z",
+                                           "-"};
+  auto text = [&] {
+    std::string t;
+    for (size_t n = pick(6); n > 0; --n) t += pieces[pick(pieces.size())];
+    return t;
+  };
+  const std::vector<std::string> decltypes = {"INTEGER",   "text", "",      "DATE", "datetime",
+                                              "TimeStamp", "REAL", "date ", "BLOB"};
+  const std::vector<double> reals = {0.0,
+                                     -0.0,
+                                     1.5,
+                                     3.0,
+                                     -2.25,
+                                     1e300,
+                                     -1e-300,
+                                     5e-324,
+                                     0.1,
+                                     1e16,
+                                     123456789.125,
+                                     std::numeric_limits<double>::infinity(),
+                                     std::numeric_limits<double>::quiet_NaN()};
+  const std::vector<int64_t> ints = {0,
+                                     -1,
+                                     7,
+                                     1'000'000'000'000,
+                                     -1'000'000'000'001,
+                                     1'076'743'700,
+                                     std::numeric_limits<int64_t>::max(),
+                                     std::numeric_limits<int64_t>::min(),
+                                     253'402'300'800'000};
+  auto value = [&]() -> Value {
+    switch (pick(6)) {
+      case 0:
+        return Value{};
+      case 1:
+        return vi(ints[pick(ints.size())]);
+      case 2:
+        return vi(static_cast<int64_t>(rng()));
+      case 3:
+        return Value{pick(2) ? reals[pick(reals.size())]
+                             : std::ldexp(static_cast<double>(rng() >> 11), -30)};
+      case 4: {
+        Bytes b(pick(7));
+        for (auto& x : b) x = static_cast<uint8_t>(rng());
+        return Value{std::move(b)};
+      }
+      default: {
+        static const std::vector<std::string> dates = {
+            "2004-02-14 07:15:00", "2004-02-14T07:15:00.5Z", "2004-02-30",
+            "2004-02-14 07:15:00.123456789+01:00", "2004-02-14"};
+        return vt(pick(2) ? dates[pick(dates.size())] : text());
+      }
+    }
+  };
+  for (int round = 0; round < 3000; ++round) {
+    std::vector<QueryOutcome> results(pick(4));
+    for (auto& q : results) {
+      if (pick(5) == 0) q.error = text();
+      const size_t cols = pick(5);
+      for (size_t c = 0; c < cols; ++c) q.columns.push_back(pick(3) ? text() : "c");
+      for (size_t c = 0, n = pick(cols + 2); c < n; ++c)
+        q.types.push_back(decltypes[pick(decltypes.size())]);
+      for (size_t r = pick(4); r > 0; --r) {
+        q.rows.emplace_back();
+        for (size_t c = 0, n = pick(2) ? cols : pick(cols + 2); c < n; ++c)
+          q.rows.back().push_back(value());
+      }
+      q.seconds = reals[pick(reals.size())];
+      if (pick(3) == 0) q.size = rng() >> pick(64);
+      if (pick(3) == 0) q.proof = Bytes(pick(5), 0xab);
+    }
+    RequestOptions opts;
+    opts.timings = pick(2) == 0;
+    const double total = pick(2) ? reals[pick(reals.size())] : 0.000123;
+    const std::string direct = render_query_results(results, opts, total);
+    const std::string dom = render_query_results_dom(results, opts, total);
+    if (direct != dom) {
+      FAIL_CHECK("round " << round << ":\n direct " << direct << "\n dom    " << dom);
+      break;
+    }
+    CHECK_NOTHROW(json::parse(direct));
+  }
 }
 
 TEST_CASE("execute results render ids, counts and per-statement errors") {
