@@ -227,6 +227,21 @@ Status node_ready(const NodeReadiness& s, const std::optional<Error>& diverged) 
   return ok_status();
 }
 
+// The sizes of the database file and its -wal file (0 for a file that is not
+// there). The -wal file grows while a long read transaction keeps checkpoints
+// from passing it, and is cut back to 64 MiB once they can (docs/operations.md
+// "Looking at a running node's database with SQLite").
+void database_file_metrics(Metrics& m, const std::filesystem::path& db) {
+  auto size_of = [](const std::filesystem::path& p) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(p, ec);
+    return ec ? 0.0 : static_cast<double>(n);
+  };
+  m.gauge("swarmlite_database_bytes", "Size of the database file").set(size_of(db));
+  m.gauge("swarmlite_wal_bytes", "Size of the database's -wal file")
+      .set(size_of(db.string() + "-wal"));
+}
+
 void node_metrics(Metrics& m, const NodeStatus& s) {
   m.gauge("swarmlite_entries_applied", "Log entries applied to the database")
       .set(static_cast<double>(s.applied_size));
@@ -561,6 +576,7 @@ Status PrimaryHttpBackend::ready() const {
 
 void PrimaryHttpBackend::update_metrics(Metrics& metrics) {
   node_metrics(metrics, node_status());
+  database_file_metrics(metrics, primary_.db_path());
   const SubmitStats st = submit_stats();
   metrics
       .gauge("swarmlite_http_write_requests_batched",
@@ -614,6 +630,7 @@ Status ReplicaHttpBackend::ready() const {
 
 void ReplicaHttpBackend::update_metrics(Metrics& metrics) {
   node_metrics(metrics, node_.status());
+  database_file_metrics(metrics, replica_.db_path());
   // Batched replay and decode once (docs/performance.md "Batched replay",
   // "Decode once"): totals since start.
   const ReplayStats r = replica_.replay_stats();

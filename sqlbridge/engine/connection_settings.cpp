@@ -116,10 +116,16 @@ constexpr const char* kFilePragmas[] = {
 
 // Per-connection pragmas, after kFilePragmas.
 constexpr const char* kPragmas[] = {
-    "PRAGMA synchronous=NORMAL",    "PRAGMA secure_delete=ON",   "PRAGMA recursive_triggers=ON",
-    "PRAGMA foreign_keys=ON",       "PRAGMA cache_size=-16384",  "PRAGMA temp_store=MEMORY",
-    "PRAGMA mmap_size=0",           "PRAGMA wal_autocheckpoint=1000",
-    "PRAGMA cell_size_check=OFF",
+    "PRAGMA synchronous=NORMAL", "PRAGMA secure_delete=ON", "PRAGMA recursive_triggers=ON",
+    "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-16384", "PRAGMA temp_store=MEMORY",
+    "PRAGMA mmap_size=0", "PRAGMA wal_autocheckpoint=1000",
+    // When the -wal file starts over, the write connection cuts it back to
+    // 64 MiB: a long read transaction (another program's, a snapshot being
+    // served) or one big write grew it, and it would otherwise keep that size
+    // on disk until the node closes (docs/operations.md "Looking at a running
+    // node's database with SQLite"). Normal use stays below: checkpoints come
+    // every ~1,000 frames, about 4 MiB.
+    "PRAGMA journal_size_limit=67108864", "PRAGMA cell_size_check=OFF",
     "PRAGMA reverse_unordered_selects=OFF", "PRAGMA automatic_index=ON",
     // case_sensitive_like stays at SQLite's default, OFF, and is never set: the
     // pragma re-registers like() as an application function that is neither

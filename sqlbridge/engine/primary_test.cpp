@@ -1691,3 +1691,29 @@ TEST_CASE("the primary starts the -wal file's writeback in the background betwee
   CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 700);
   check_replica_agrees(*f.primary, f.dir / "r");
 }
+
+TEST_CASE("a -wal file a long outside read transaction grew is cut back once the reader ends") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")});
+  const auto wal = std::filesystem::path(f.db.string() + "-wal");
+  constexpr uintmax_t kLimit = 64u << 20;  // connection_settings.cpp: journal_size_limit
+  // Another program reads the database and keeps its read transaction open:
+  // no checkpoint may pass its snapshot, so the WAL cannot start over.
+  sqlite3* outside = nullptr;
+  REQUIRE(sqlite3_open_v2(f.db.c_str(), &outside, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(outside, "BEGIN; SELECT count(*) FROM t;", nullptr, nullptr, nullptr) ==
+          SQLITE_OK);
+  auto write_mib = [&](int n) {
+    for (int i = 0; i < n; ++i) f.exec({sql("INSERT INTO t(v) VALUES (randomblob(1048576))")});
+  };
+  write_mib(72);
+  CHECK(std::filesystem::file_size(wal) > kLimit);
+  REQUIRE(sqlite3_exec(outside, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(outside);
+  // The next checkpoint copies the whole WAL (~1,000 frames later), the write
+  // after it starts the file over, and that write's commit cuts it back.
+  write_mib(6);
+  CHECK(std::filesystem::file_size(wal) <= kLimit);
+  CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == 78);
+  check_replica_agrees(*f.primary, f.dir / "r");
+}

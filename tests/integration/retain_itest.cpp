@@ -172,6 +172,12 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
         metric(metrics, "swarmlite_log_first_entry"));
   CHECK(metric(metrics, "swarmlite_compacted_bytes_total") > 0);
   CHECK(metric(metrics, "swarmlite_compaction_errors_total") == 0);
+  // The database's files, as the primary sees them (no write runs now).
+  CHECK(metric(metrics, "swarmlite_database_bytes") ==
+        static_cast<double>(fs::file_size(dir / "p.db")));
+  CHECK(metric(metrics, "swarmlite_wal_bytes") ==
+        static_cast<double>(fs::file_size(dir / "p.db-wal")));
+  CHECK(metric(metrics, "swarmlite_wal_bytes") > 0);
   CHECK(slurp(dir / "primary.log").find("--retain 20: dropped log entries [0, ") !=
         std::string::npos);
   CHECK_FALSE(fs::exists(dir / "p.db.log/seg-0000000000000000.log"));
@@ -199,6 +205,8 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
   CHECK(metric(follower_metrics, "swarmlite_replay_fallbacks") == 0);
   CHECK(metric(follower_metrics, "swarmlite_replay_handed_entries") >= 0);
   CHECK(metric(follower_metrics, "swarmlite_decoded_entries_bytes") >= 0);
+  CHECK(metric(follower_metrics, "swarmlite_database_bytes") > 0);
+  CHECK(metric(follower_metrics, "swarmlite_wal_bytes") >= 0);
   REQUIRE(eventually(
       [&] { return metric(get_text(follower->http(), "/metrics"), "swarmlite_compactions_total") >= 1; },
       10s));
