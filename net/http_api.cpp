@@ -530,26 +530,39 @@ struct HttpApi::Impl {
                                   opts.max_pending_reads, opts.worker_threads),
                       ro.pretty);
     }
-    auto call = [this, st = std::move(statements), qo] { return backend.query(st, qo); };
+    // The lane also renders the answer: the io thread, which every connection
+    // shares, only sends it (docs/performance.md "Query results written directly").
+    struct Answer {
+      std::vector<QueryOutcome> outcomes;
+      std::string body;  // JSON (not for the binary form)
+      double total = 0;
+    };
+    auto call = [this, st = std::move(statements), qo, binary, &ro, t0]() -> Result<Answer> {
+      SWL_ASSIGN(std::vector<QueryOutcome> outcomes, backend.query(st, qo));
+      Answer a;
+      a.total = seconds_since(t0);
+      if (!binary) a.body = render_query_results(outcomes, ro, a.total);
+      a.outcomes = std::move(outcomes);
+      return a;
+    };
     auto r = co_await offload(pool, std::move(call));
-    double total = seconds_since(t0);
-    query_seconds.observe(total);
+    query_seconds.observe(r.ok() ? r->total : seconds_since(t0));
     queries_total.inc(n);
     if (!r.ok()) {
       query_errors_total.inc(n);
       co_return error(req, status_for(r.error().code), r.error().to_string(), ro.pretty);
     }
-    for (const auto& o : *r)
+    for (const auto& o : r->outcomes)
       if (o.error) query_errors_total.inc();
     if (binary) {
-      const QueryOutcome& o = r->front();
+      const QueryOutcome& o = r->outcomes.front();
       if (o.error) co_return error(req, http::status::bad_request, *o.error, ro.pretty);
       if (o.proof.empty()) co_return error(req, http::status::not_implemented, "this node produced no proof", ro.pretty);
       auto res = respond(req, http::status::ok, std::string(as_chars(o.proof)), "application/octet-stream");
       if (o.size) res.set("X-Swarmlite-Size", std::to_string(*o.size));
       co_return res;
     }
-    co_return respond(req, http::status::ok, render_query_results(*r, ro, total));
+    co_return respond(req, http::status::ok, std::move(r->body));
   }
 
   // --- read consistency and the unified endpoint (docs/http-api.md "Read
