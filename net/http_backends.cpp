@@ -645,6 +645,10 @@ void ReplicaHttpBackend::update_metrics(Metrics& metrics) {
         r.single_entries);
   total("swarmlite_replay_fallbacks",
         "Replay batches rolled back and replayed entry by entry since start", r.fallbacks);
+  const Replica::WalRestartStats w = replica_.wal_restart_stats();
+  total("swarmlite_wal_restarts_blocked",
+        "RESTART checkpoints a reader of the -wal file outlasted since start (each waited 250 ms)",
+        w.busy);
   total("swarmlite_replay_handed_entries",
         "Entries replayed from the copies decoded when they were stored, not read back from "
         "the log, since start",

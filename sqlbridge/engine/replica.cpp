@@ -17,6 +17,11 @@ namespace {
 // auto-checkpoint threshold, determinism.cpp).
 constexpr int kWalRestartFrames = 1000;
 constexpr int kWriterBusyTimeoutMs = 5000;  // DeterministicDb::open's
+// A RESTART checkpoint waits this long for the WAL's readers; after one that a
+// reader outlasted, the next is tried after a backoff (Replica::WalRestartStats).
+constexpr int kWalRestartWaitMs = 250;
+constexpr std::chrono::milliseconds kWalRestartBackoffMin{1000};
+constexpr std::chrono::milliseconds kWalRestartBackoffMax{30000};
 // Entries applied one by one, after the batch size fell to 1 on mismatches,
 // before batching is tried again (apply_range_locked).
 constexpr uint64_t kBatchRetryAfter = 1024;
@@ -410,15 +415,27 @@ void Replica::pin_if_due_locked(bool force) const {
   sqlite3* h = db_->handle();
   int wal_frames = 0;
   (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, nullptr);
-  if (wal_frames > kWalRestartFrames) {
+  if (wal_frames > kWalRestartFrames && now >= wal_restart_not_before_) {
     // Readers that never all leave at once (steady plain reads and proofs)
     // starve the passive checkpoint: the WAL would never start over. A RESTART
     // checkpoint waits (briefly) for the readers of the WAL to finish; readers
     // that begin meanwhile read the database file. If they do not finish in
-    // time, the next pin tries again.
-    sqlite3_busy_timeout(h, 250);
-    (void)sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    // time, a later pin tries again, after a backoff: a reader that stays (a
+    // read transaction another program holds open) made every pin wait, and
+    // the applier stood still 250 ms of every ~450 (pin_interval 200 ms).
+    sqlite3_busy_timeout(h, kWalRestartWaitMs);
+    const int rc =
+        sqlite3_wal_checkpoint_v2(h, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
     sqlite3_busy_timeout(h, kWriterBusyTimeoutMs);
+    wal_restarts_tried_.fetch_add(1);
+    if (rc == SQLITE_BUSY) {
+      wal_restarts_busy_.fetch_add(1);
+      wal_restart_backoff_ =
+          std::clamp(wal_restart_backoff_ * 2, kWalRestartBackoffMin, kWalRestartBackoffMax);
+      wal_restart_not_before_ = std::chrono::steady_clock::now() + wal_restart_backoff_;
+    } else {
+      wal_restart_backoff_ = std::chrono::milliseconds{0};
+    }
   }
   repin.pin(db_path_, db_->state_tree(), *head, options_.proof_connections, now);
 }
@@ -448,6 +465,9 @@ std::optional<Error> Replica::diverged() const {
 ReplayStats Replica::replay_stats() const {
   std::lock_guard lock(mu_);
   return stats_;
+}
+Replica::WalRestartStats Replica::wal_restart_stats() const {
+  return WalRestartStats{wal_restarts_tried_.load(), wal_restarts_busy_.load()};
 }
 
 std::optional<Error> Replica::corruption() const {

@@ -35,6 +35,7 @@
 // only entries the applier is past. Pins: pin_slot.h (apply lock 1st).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -51,8 +52,8 @@
 #include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/pin_slot.h"
 #include "sqlbridge/engine/pinned_pages.h"
-#include "sqlbridge/proof/prover.h"
 #include "sqlbridge/engine/snapshot.h"
+#include "sqlbridge/proof/prover.h"
 
 namespace swarmlite {
 
@@ -197,6 +198,17 @@ class Replica : public PageServer {
   // The divergence error, once the replica diverged (it then applies nothing more).
   std::optional<Error> diverged() const;
   ReplayStats replay_stats() const;
+  // RESTART checkpoints a re-pin tried so that the -wal file starts over, and
+  // those a reader outlasted (SQLITE_BUSY after the 250 ms wait). After a busy
+  // one the next waits out a backoff, 1 s doubling up to 30 s: a read
+  // transaction another program keeps open would otherwise cost every pin the
+  // wait, and replay crawled (docs/operations.md "Looking at a running node's
+  // database with SQLite").
+  struct WalRestartStats {
+    uint64_t tried = 0;
+    uint64_t busy = 0;
+  };
+  WalRestartStats wal_restart_stats() const;
 
   // Corruption: the database file no longer holds the pages the state tree
   // says it does (changed by another process, or by the disk). Detected by
@@ -314,6 +326,11 @@ class Replica : public PageServer {
   uint64_t lean_backoff_ = 0;   // the next miss's plain stretch (0: lean_backoff_entries)
   mutable std::optional<Error> corrupted_;
   mutable uint32_t scrub_next_ = 1;  // next page scrub() checks (under apply_mu_)
+  // The WAL's RESTART checkpoints (pin_if_due_locked, under apply_mu_; the
+  // counters read by anyone).
+  mutable std::atomic<uint64_t> wal_restarts_tried_{0}, wal_restarts_busy_{0};
+  mutable std::chrono::steady_clock::time_point wal_restart_not_before_{};
+  mutable std::chrono::milliseconds wal_restart_backoff_{0};
   RecentRoots roots_;
   ReplicaOptions options_;
   // The pin proofs and the page service answer from, and the change history

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <future>
@@ -1525,4 +1527,63 @@ TEST_CASE("a lean batch that misses because of a short cell is run again plain, 
   REQUIRE((*r)->apply_available().ok());
   CHECK((*r)->replay_stats().lean_misses == 0);
   CHECK((*r)->state_root() == p.primary->state_root());
+}
+
+TEST_CASE("a read transaction another program holds open on a peer does not slow its replay") {
+  Pair p;
+  // A pin at every head, so that every sync below re-pins and checkpoints.
+  ReplicaOptions options = fast_replica();
+  options.pin_interval = std::chrono::milliseconds(0);
+  p.replica.reset();
+  auto opened = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, options);
+  REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
+  p.replica = std::move(opened).value();
+  p.exec({sql("CREATE TABLE t(a)")});
+  p.sync();
+  sqlite3* reader = nullptr;
+  REQUIRE(sqlite3_open_v2((p.dir / "r.db").c_str(), &reader, SQLITE_OPEN_READONLY, nullptr) ==
+          SQLITE_OK);
+  REQUIRE(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM t;", nullptr, nullptr, nullptr) ==
+          SQLITE_OK);
+  auto write_and_sync = [&] {
+    for (int i = 0; i < 10; ++i) p.exec({sql("INSERT INTO t VALUES (randomblob(1000))")});
+    p.sync();
+  };
+  // Past 1,000 WAL frames the pin tries a RESTART checkpoint, which the
+  // reader outlasts.
+  int syncs = 0;
+  while (p.replica->wal_restart_stats().tried == 0) {
+    write_and_sync();
+    REQUIRE(++syncs < 200);
+  }
+  CHECK(p.replica->wal_restart_stats().busy == 1);
+  // Every later sync re-pins with the WAL still over 1,000 frames; each used
+  // to wait 250 ms for the reader again. Now the next try waits out a backoff
+  // (1 s, doubling): a handful at most, however slow this machine is.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) write_and_sync();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto during = p.replica->wal_restart_stats();
+  INFO("elapsed " << elapsed << " s, tried " << during.tried << ", busy " << during.busy);
+  CHECK(during.busy == during.tried);
+  CHECK(static_cast<double>(during.busy) <= 2 + std::log2(1 + elapsed));
+  // Once the reader is gone, the WAL starts over (the passive checkpoint
+  // completes, the next write restarts it): its header's checkpoint sequence
+  // number moves.
+  auto wal_checkpoint_seq = [&] {
+    std::ifstream in(p.dir / "r.db-wal", std::ios::binary);
+    std::array<unsigned char, 16> b{};
+    REQUIRE(in.read(reinterpret_cast<char*>(b.data()), b.size()));
+    return (uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) | (uint32_t{b[14]} << 8) | b[15];
+  };
+  const uint32_t seq_with_reader = wal_checkpoint_seq();
+  write_and_sync();
+  CHECK(wal_checkpoint_seq() == seq_with_reader);
+  REQUIRE(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(reader);
+  for (int i = 0; i < 5 && wal_checkpoint_seq() == seq_with_reader; ++i) write_and_sync();
+  CHECK(wal_checkpoint_seq() != seq_with_reader);
+  CHECK(p.replica->wal_restart_stats().busy == during.busy);
+  CHECK(p.replica->state_root() == p.primary->state_root());
 }

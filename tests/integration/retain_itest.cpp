@@ -207,6 +207,7 @@ TEST_CASE("--retain: nodes compact their logs under live writes; peers follow, r
   CHECK(metric(follower_metrics, "swarmlite_decoded_entries_bytes") >= 0);
   CHECK(metric(follower_metrics, "swarmlite_database_bytes") > 0);
   CHECK(metric(follower_metrics, "swarmlite_wal_bytes") >= 0);
+  CHECK(metric(follower_metrics, "swarmlite_wal_restarts_blocked") == 0);
   REQUIRE(eventually(
       [&] { return metric(get_text(follower->http(), "/metrics"), "swarmlite_compactions_total") >= 1; },
       10s));
