@@ -15,6 +15,12 @@ namespace {
 
 // The process-wide PRNG of SQLite is shared by every connection: entries of all
 // Primaries/Replicas in this process run one at a time.
+//
+// Lock order. A Primary's commit hook takes its mu_ while this mutex is held
+// (run_write_locked), and its open() and recover_locked() run entries while
+// they hold mu_. ThreadSanitizer reports that as an inversion; it cannot
+// deadlock, because both orders happen only under that Primary's write_mu_,
+// and no other Primary's or Replica's path waits for this one's mu_.
 std::mutex& entry_mutex() {
   static std::mutex mu;
   return mu;
