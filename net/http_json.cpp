@@ -644,14 +644,21 @@ bool is_datetime_decltype(std::string_view lowered) {
   return lowered == "date" || lowered == "datetime" || lowered == "timestamp";
 }
 
+namespace {
+
+// The RFC 3339 text a cell renders as in a column of `lowered_decltype`
+// (result_value_to_json's rule), or nullopt when it renders as its value.
+std::optional<std::string> datetime_rendering(const Value& v, std::string_view lowered_decltype) {
+  if (!is_datetime_decltype(lowered_decltype)) return std::nullopt;
+  if (const auto* text = std::get_if<std::string>(&v.v)) return sqlite_text_to_rfc3339(*text);
+  if (const auto* i = std::get_if<int64_t>(&v.v)) return unix_to_rfc3339(*i);
+  return std::nullopt;
+}
+
+}  // namespace
+
 nlohmann::json result_value_to_json(const Value& v, std::string_view lowered_decltype) {
-  if (is_datetime_decltype(lowered_decltype)) {
-    if (const auto* text = std::get_if<std::string>(&v.v)) {
-      if (auto t = sqlite_text_to_rfc3339(*text)) return *t;
-    } else if (const auto* i = std::get_if<int64_t>(&v.v)) {
-      if (auto t = unix_to_rfc3339(*i)) return *t;
-    }
-  }
+  if (auto t = datetime_rendering(v, lowered_decltype)) return *t;
   return value_to_json(v);
 }
 
@@ -805,13 +812,7 @@ class DirectJson {
   }
   // value_to_json / result_value_to_json, written.
   void cell(const Value& v, std::string_view lowered_decltype) {
-    if (is_datetime_decltype(lowered_decltype)) {
-      if (const auto* text = std::get_if<std::string>(&v.v)) {
-        if (auto t = sqlite_text_to_rfc3339(*text)) return string(*t);
-      } else if (const auto* i = std::get_if<int64_t>(&v.v)) {
-        if (auto t = unix_to_rfc3339(*i)) return string(*t);
-      }
-    }
+    if (auto t = datetime_rendering(v, lowered_decltype)) return string(*t);
     std::visit(
         [this](const auto& x) {
           using T = std::decay_t<decltype(x)>;
