@@ -377,6 +377,11 @@ void BM_HttpPointQuery(benchmark::State& state) {
   const int clients = static_cast<int>(state.range(2));
   std::vector<std::mt19937_64> rngs;
   for (int t = 0; t < clients; ++t) rngs.emplace_back(7 + t);
+  // The share of reads the server answered on its io thread (cheap, while
+  // the read lane was idle: docs/performance.md "Cheap reads on the io thread").
+  net::Counter& inline_reads = c.rhttp->metrics().counter("swarmlite_inline_reads_total", "");
+  net::Counter& queries = c.rhttp->metrics().counter("swarmlite_queries_total", "");
+  const uint64_t inline_before = inline_reads.value(), queries_before = queries.value();
   run_clients(state, c.rhttp->bound_port(), clients, [&](Client& cl, int t, uint64_t) {
     const auto id = 1 + rngs[static_cast<size_t>(t)]() % static_cast<uint64_t>(c.rows);
     const char* accept = proof ? "application/octet-stream" : nullptr;
@@ -389,6 +394,9 @@ void BM_HttpPointQuery(benchmark::State& state) {
         "/db/query?q=" + url_encode(fmt::format("SELECT * FROM items WHERE id = {}", id)) + (proof ? "&proof=1" : "");
     cl.call(http::verb::get, target, {}, accept);
   });
+  state.counters["inline"] =
+      static_cast<double>(inline_reads.value() - inline_before) /
+      static_cast<double>(std::max<uint64_t>(1, queries.value() - queries_before));
 }
 BENCHMARK(BM_HttpPointQuery)
     ->ArgNames({"proof", "params", "clients"})

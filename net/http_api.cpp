@@ -218,6 +218,8 @@ struct HttpApi::Impl {
   Counter& bytes_in;
   Counter& bytes_out;
   Counter& busy_total;
+  Counter& inline_reads_total;
+  Counter& inline_declined_total;
 
   Impl(HttpBackend& b, HttpApiOptions o)
       : backend(b),
@@ -228,18 +230,36 @@ struct HttpApi::Impl {
         write_pool(std::max<size_t>(1, opts.write_threads)),
         backup_pool(std::max<size_t>(1, opts.max_backups)),
         queries_total(metrics->counter("swarmlite_queries_total", "Query statements run")),
-        query_errors_total(metrics->counter("swarmlite_query_errors_total", "Query statements that failed")),
-        query_seconds(metrics->histogram("swarmlite_query_seconds", "Latency of /db/query requests", default_latency_buckets())),
+        query_errors_total(
+            metrics->counter("swarmlite_query_errors_total", "Query statements that failed")),
+        query_seconds(metrics->histogram("swarmlite_query_seconds", "Latency of /db/query requests",
+                                         default_latency_buckets())),
         executes_total(metrics->counter("swarmlite_executes_total", "Write statements run")),
-        execute_errors_total(metrics->counter("swarmlite_execute_errors_total", "Write statements that failed")),
-        forwarded_writes_total(metrics->counter("swarmlite_forwarded_writes_total",
-                                                "Writes a peer forwarded to the primary and relayed the answer of")),
-        execute_seconds(metrics->histogram("swarmlite_execute_seconds", "Latency of /db/execute requests", default_latency_buckets())),
+        execute_errors_total(
+            metrics->counter("swarmlite_execute_errors_total", "Write statements that failed")),
+        forwarded_writes_total(
+            metrics->counter("swarmlite_forwarded_writes_total",
+                             "Writes a peer forwarded to the primary and relayed the answer of")),
+        execute_seconds(metrics->histogram("swarmlite_execute_seconds",
+                                           "Latency of /db/execute requests",
+                                           default_latency_buckets())),
         open_connections(metrics->gauge("swarmlite_http_connections", "Open HTTP connections")),
-        rejected_connections(metrics->counter("swarmlite_http_rejected_connections_total", "HTTP connections refused over the cap")),
-        bytes_in(metrics->counter("swarmlite_http_bytes_in_total", "HTTP request body bytes received")),
-        bytes_out(metrics->counter("swarmlite_http_bytes_out_total", "HTTP response body bytes sent")),
-        busy_total(metrics->counter("swarmlite_http_busy_total", "Requests refused with 503 because their read or write lane was full")) {}
+        rejected_connections(metrics->counter("swarmlite_http_rejected_connections_total",
+                                              "HTTP connections refused over the cap")),
+        bytes_in(
+            metrics->counter("swarmlite_http_bytes_in_total", "HTTP request body bytes received")),
+        bytes_out(
+            metrics->counter("swarmlite_http_bytes_out_total", "HTTP response body bytes sent")),
+        busy_total(metrics->counter(
+            "swarmlite_http_busy_total",
+            "Requests refused with 503 because their read or write lane was full")),
+        inline_reads_total(metrics->counter(
+            "swarmlite_inline_reads_total",
+            "Plain reads answered on the io thread: cheap, tried while the read lane was idle")),
+        inline_declined_total(
+            metrics->counter("swarmlite_inline_reads_declined_total",
+                             "Plain reads tried on the io thread and run on the read lane instead "
+                             "(over the budget, or no idle connection)")) {}
 
   // Runs f() (returning Result<T>) on `lane`; resumes on the io thread.
   template <class F>
@@ -521,15 +541,6 @@ struct HttpApi::Impl {
     }
     QueryOptions qo{ro.min_size, ro.proof};
     size_t n = statements.size();
-    LaneSlot slot;
-    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
-      busy_total.inc();
-      co_return error(req, http::status::service_unavailable,
-                      fmt::format("busy: {} read requests are already running or queued (the cap; "
-                                  "{} run at once); try again later",
-                                  opts.max_pending_reads, opts.worker_threads),
-                      ro.pretty);
-    }
     // The lane also renders the answer: the io thread, which every connection
     // shares, only sends it (docs/performance.md "Query results written directly").
     struct Answer {
@@ -537,15 +548,39 @@ struct HttpApi::Impl {
       std::string body;  // JSON (not for the binary form)
       double total = 0;
     };
-    auto call = [this, st = std::move(statements), qo, binary, &ro, t0]() -> Result<Answer> {
-      SWL_ASSIGN(std::vector<QueryOutcome> outcomes, backend.query(st, qo));
+    auto answer = [this, binary, &ro, t0](std::vector<QueryOutcome> outcomes) {
       Answer a;
       a.total = seconds_since(t0);
       if (!binary) a.body = render_query_results(outcomes, ro, a.total);
       a.outcomes = std::move(outcomes);
       return a;
     };
-    auto r = co_await offload(pool, std::move(call));
+    std::optional<Result<Answer>> answered;
+    if (auto tried = try_inline(statements, qo)) {
+      if (tried->ok()) {
+        answered.emplace(answer(std::move(**tried)));
+      } else {
+        answered.emplace(tried->take_error());
+      }
+    }
+    LaneSlot slot;
+    if (!answered) {
+      if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+        busy_total.inc();
+        co_return error(
+            req, http::status::service_unavailable,
+            fmt::format("busy: {} read requests are already running or queued (the cap; "
+                        "{} run at once); try again later",
+                        opts.max_pending_reads, opts.worker_threads),
+            ro.pretty);
+      }
+      auto call = [this, st = std::move(statements), qo, &answer]() -> Result<Answer> {
+        SWL_ASSIGN(std::vector<QueryOutcome> outcomes, backend.query(st, qo));
+        return answer(std::move(outcomes));
+      };
+      answered.emplace(co_await offload(pool, std::move(call)));
+    }
+    Result<Answer>& r = *answered;
     query_seconds.observe(r.ok() ? r->total : seconds_since(t0));
     queries_total.inc(n);
     if (!r.ok()) {
@@ -563,6 +598,51 @@ struct HttpApi::Impl {
       co_return res;
     }
     co_return respond(req, http::status::ok, std::move(r->body));
+  }
+
+  // Cheap reads on the io thread (docs/performance.md "Cheap reads on the io
+  // thread"): a plain read is tried here, with the backend's budget, while
+  // the read lane has nothing running or queued (under load the lane's
+  // threads take every read, and the io thread stays free for the sockets).
+  // A read the backend stops over its VM-step budget (or does not take)
+  // stops reads from being tried here for kInlinePause: a workload of costly
+  // reads pays at most one bounded trial per pause. A read that took longer
+  // than the time budget (a page read from a cold disk, which no budget can
+  // interrupt; or a busy machine) pauses them too, and each such read in a
+  // row doubles the pause, up to kInlinePauseMax: a node whose reads keep
+  // waiting on its disk soon stops trying them here at all.
+  static constexpr size_t kInlineMaxStatements = 8;
+  static constexpr size_t kInlineMaxSqlBytes = 4096;  // the parse is not budgeted: bound it
+  static constexpr auto kInlinePause = std::chrono::milliseconds(100);
+  static constexpr auto kInlinePauseMax = std::chrono::milliseconds(10000);
+  std::chrono::steady_clock::time_point inline_paused_until{};  // io thread only
+  std::chrono::milliseconds inline_slow_pause = kInlinePause;   // io thread only
+
+  std::optional<Result<std::vector<QueryOutcome>>> try_inline(
+      const std::vector<Statement>& statements, const QueryOptions& qo) {
+    if (!opts.inline_reads || qo.proof || statements.size() > kInlineMaxStatements)
+      return std::nullopt;
+    if (pending_reads.load(std::memory_order_relaxed) != 0) return std::nullopt;
+    size_t bytes = 0;
+    for (const auto& st : statements) bytes += st.sql.size();
+    if (bytes > kInlineMaxSqlBytes) return std::nullopt;
+    const auto start = std::chrono::steady_clock::now();
+    if (start < inline_paused_until) return std::nullopt;
+    auto r = backend.try_query_inline(statements, qo, opts.inline_budget);
+    const auto end = std::chrono::steady_clock::now();
+    if (end - start > opts.inline_budget.time) {
+      inline_paused_until = end + inline_slow_pause;
+      inline_slow_pause = std::min(2 * inline_slow_pause, kInlinePauseMax);
+    } else {
+      inline_slow_pause = kInlinePause;
+      if (!r) inline_paused_until = end + kInlinePause;
+    }
+    if (!r) {
+      inline_declined_total.inc();
+      return std::nullopt;
+    }
+    inline_reads_total.inc();
+    return r;
   }
 
   // --- read consistency and the unified endpoint (docs/http-api.md "Read

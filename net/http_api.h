@@ -72,6 +72,14 @@ struct QueryOptions {
   bool proof = false;      // fill QueryOutcome::proof and ::size
 };
 
+// What a read tried on the server's shared io thread may cost before it is
+// stopped and run on the read lane instead (HttpBackend::try_query_inline,
+// docs/performance.md "Cheap reads on the io thread").
+struct InlineBudget {
+  uint64_t vm_steps = 1000;  // VDBE instructions (checked every 1,000)
+  std::chrono::microseconds time{200};
+};
+
 // How /db/request runs one statement (docs/http-api.md "The unified endpoint").
 enum class StatementKind {
   read,     // the read guard prepares it: answered from this node's state
@@ -121,6 +129,19 @@ class HttpBackend {
   // (return Errc::unavailable instead; the server already waited for it).
   virtual Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                                   const QueryOptions& options) = 0;
+
+  // query() on the server's io thread, which every connection shares, for a
+  // read that turns out cheap (docs/performance.md "Cheap reads on the io
+  // thread"): only with what the backend has at hand (an idle pooled
+  // connection; never a proof), stopped once it goes over `budget`. nullopt:
+  // not run, or stopped over the budget; the server then calls query() on
+  // its read lane (a read changes nothing: only the time tried is lost). The
+  // default runs nothing.
+  virtual std::optional<Result<std::vector<QueryOutcome>>> try_query_inline(
+      const std::vector<Statement>& /*statements*/, const QueryOptions& /*options*/,
+      const InlineBudget& /*budget*/) {
+    return std::nullopt;
+  }
 
   // Entries applied to the state queries read (for min_size waits). Cheap.
   virtual uint64_t size() const = 0;
@@ -205,6 +226,12 @@ struct HttpApiOptions {
   // server opens (forwarded writes, GET /db/size): see net/tcp_socket.h.
   bool tcp_no_delay = true;
   size_t worker_threads = 4;       // read lane: queries and proofs run on this many threads
+  // Plain /db/query reads are first tried on the io thread while the read
+  // lane is idle, and run there when they turn out cheap (within
+  // `inline_budget`; else on the lane): two thread hand-offs fewer per
+  // request (docs/performance.md "Cheap reads on the io thread").
+  bool inline_reads = true;
+  InlineBudget inline_budget;
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 64;  // write requests running + queued; 503 over it
   // Write lane threads: a peer forwards this many writes at once; /db/load

@@ -50,9 +50,27 @@ QueryOutcome outcome_from(QueryResult&& r) {
 // SQL must run under the read guard) and needs the state root of the size it
 // sees, which a plain read does not (it would fail once that root left
 // RecentRoots while writes go on). Ending the read is checked like the rest.
-Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool, const std::vector<Statement>& statements,
-                                                uint64_t min_size) {
-  SWL_ASSIGN(auto conn, pool.acquire());
+Result<std::vector<QueryOutcome>> guarded_query_on(ReadPool::Lease& conn,
+                                                   const std::vector<Statement>& statements,
+                                                   uint64_t min_size) {
+  // One statement that asks for no particular size reads in SQLite's own
+  // implicit transaction: the same one consistent snapshot, without the
+  // BEGIN, the applied-size read and the COMMIT around it
+  // (docs/performance.md "Plain reads").
+  if (statements.size() == 1 && min_size == 0) {
+    const auto t0 = Clock::now();
+    auto r = conn->query(statements.front().sql, statements.front().params);
+    QueryOutcome o;
+    if (r.ok()) {
+      o = outcome_from(std::move(*r));
+    } else {
+      o.error = r.error().to_string();
+    }
+    o.seconds = seconds_since(t0);
+    std::vector<QueryOutcome> out;
+    out.push_back(std::move(o));
+    return out;
+  }
   uint64_t size = 0;
   {
     GuardedConnection::TrustedScope trusted(*conn);
@@ -92,6 +110,29 @@ Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool, const std::vecto
                       statements.size(), ended.error().message);
   }
   return out;
+}
+
+Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool,
+                                                const std::vector<Statement>& statements,
+                                                uint64_t min_size) {
+  SWL_ASSIGN(auto conn, pool.acquire());
+  return guarded_query_on(conn, statements, min_size);
+}
+
+// HttpBackend::try_query_inline for plain reads: on an idle pooled connection
+// only (an open costs more than a cheap read), stopped over the budget.
+std::optional<Result<std::vector<QueryOutcome>>> guarded_query_inline(
+    ReadPool& pool, const std::vector<Statement>& statements, const QueryOptions& options,
+    const InlineBudget& budget) {
+  if (options.proof) return std::nullopt;
+  auto conn = pool.acquire(/*open_if_none=*/false);
+  if (!conn.ok()) return std::nullopt;
+  (*conn)->set_trial(GuardedConnection::Trial{budget.vm_steps, Clock::now() + budget.time});
+  auto r = guarded_query_on(*conn, statements, options.min_size);
+  const bool over = (*conn)->over_trial();
+  (*conn)->set_trial(std::nullopt);
+  if (over) return std::nullopt;
+  return r;
 }
 
 // Proved reads: one prove() per statement. A statement's own error goes in its
@@ -530,6 +571,12 @@ void PrimaryHttpBackend::run_submitted() {
   }
 }
 
+std::optional<Result<std::vector<QueryOutcome>>> PrimaryHttpBackend::try_query_inline(
+    const std::vector<Statement>& statements, const QueryOptions& options,
+    const InlineBudget& budget) {
+  return guarded_query_inline(reads_, statements, options, budget);
+}
+
 Result<std::vector<QueryOutcome>> PrimaryHttpBackend::query(const std::vector<Statement>& statements,
                                                             const QueryOptions& options) {
   if (!options.proof) {
@@ -594,6 +641,13 @@ void PrimaryHttpBackend::update_metrics(Metrics& metrics) {
 }
 
 // --- replica -------------------------------------------------------------------
+
+std::optional<Result<std::vector<QueryOutcome>>> ReplicaHttpBackend::try_query_inline(
+    const std::vector<Statement>& statements, const QueryOptions& options,
+    const InlineBudget& budget) {
+  if (replica_.corruption()) return std::nullopt;  // query() says why
+  return guarded_query_inline(reads_, statements, options, budget);
+}
 
 Result<std::vector<QueryOutcome>> ReplicaHttpBackend::query(const std::vector<Statement>& statements,
                                                             const QueryOptions& options) {

@@ -59,6 +59,9 @@ class PrimaryHttpBackend : public HttpBackend {
   }
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
+  std::optional<Result<std::vector<QueryOutcome>>> try_query_inline(
+      const std::vector<Statement>& statements, const QueryOptions& options,
+      const InlineBudget& budget) override;
   uint64_t size() const override { return primary_.size(); }
   // Node::notify_new_head / notify_new_entries (called by execute) tell.
   bool set_size_listener(std::function<void()> fn) override {
@@ -129,6 +132,9 @@ class ReplicaHttpBackend : public HttpBackend {
   bool accepts_writes() const override { return false; }
   Result<std::vector<QueryOutcome>> query(const std::vector<Statement>& statements,
                                           const QueryOptions& options) override;
+  std::optional<Result<std::vector<QueryOutcome>>> try_query_inline(
+      const std::vector<Statement>& statements, const QueryOptions& options,
+      const InlineBudget& budget) override;
   uint64_t size() const override { return replica_.size(); }
   // The node's worker tells after each apply.
   bool set_size_listener(std::function<void()> fn) override {

@@ -14,6 +14,8 @@
 
 #include "core/keys.h"
 #include "net/backends.h"
+#include "net/http_api.h"
+#include "net/http_client.h"
 #include "sqlbridge/engine/engine_test_util.h"
 
 using namespace swarmlite;
@@ -226,4 +228,88 @@ TEST_CASE(
   // The first batch held; everything submitted meanwhile ran in the next one
   // (or a few: the thread may take the first ones before the rest arrive).
   CHECK(st.batches <= 3);
+}
+
+// Plain reads are tried on the server's io thread while its read lane is idle
+// (docs/performance.md "Cheap reads on the io thread"): a cheap one is answered
+// there, a costly one (over the budget) is stopped and answered by the lane.
+// Either way the answer is the one a server that never tries gives, byte for
+// byte: point reads by literal and by parameter, several statements, errors,
+// refusals and the costly query.
+TEST_CASE(
+    "plain reads: cheap ones answered on the io thread, costly ones on the lane, same answers") {
+  HeldPrimary held("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n REAL)");
+  REQUIRE(held.primary
+              ->execute({Statement{
+                  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300) "
+                  "INSERT INTO t SELECT x, 'row ' || x, x * 0.5 FROM c",
+                  {}}})
+              .ok());
+  net::PrimaryHttpBackend tries(*held.primary, *held.node), never(*held.primary, *held.node);
+  auto start = [](net::HttpBackend& b, bool inline_reads) {
+    net::HttpApiOptions o;
+    o.listen = "127.0.0.1:0";
+    o.inline_reads = inline_reads;
+    // The time budget off (a loaded test machine delays cheap reads past
+    // any): what decides here is the VM-step budget alone.
+    o.inline_budget.time = 60s;
+    auto api = std::make_unique<net::HttpApi>(b, o);
+    REQUIRE(api->start().ok());
+    return api;
+  };
+  auto a = start(tries, true);
+  auto b = start(never, false);
+  auto get = [](net::HttpApi& api, const std::string& target, const std::string& body = "") {
+    net::HttpRequest r;
+    r.method = body.empty() ? "GET" : "POST";
+    r.target = target;
+    r.body = body;
+    auto res = net::http_call(net::HttpUrl{"127.0.0.1", api.bound_port(), "", "", ""}, r,
+                              net::HttpClientOptions{5000ms});
+    REQUIRE_MESSAGE(res.ok(), (res.ok() ? "" : res.error().to_string()));
+    return std::move(res).value();
+  };
+  auto inline_reads = [](net::HttpApi& api) {
+    return api.metrics().counter("swarmlite_inline_reads_total", "").value();
+  };
+  auto declined = [](net::HttpApi& api) {
+    return api.metrics().counter("swarmlite_inline_reads_declined_total", "").value();
+  };
+  auto same = [&](const std::string& target, const std::string& body = "") {
+    auto x = get(*a, target, body);
+    auto y = get(*b, target, body);
+    CHECK(x.status == y.status);
+    CHECK_MESSAGE(x.body == y.body, target << body);
+    return x;
+  };
+
+  // The first read finds no idle connection: the lane answers it (and opens one).
+  same("/db/query?q=SELECT%20count(*)%20FROM%20t");
+  CHECK(inline_reads(*a) == 0);
+  std::this_thread::sleep_for(150ms);  // past the pause a declined read starts
+  for (int i = 1; i <= 40; ++i) {
+    same(fmt::format("/db/query?q=SELECT%20*%20FROM%20t%20WHERE%20id={}", i * 7));
+    same("/db/query",
+         fmt::format(R"([["SELECT v, n FROM t WHERE id = ?", {}], "SELECT max(id) FROM t"])", i));
+  }
+  CHECK(same("/db/query?q=SELECT%20*%20FROM%20nope").body.find("no such table") !=
+        std::string::npos);
+  CHECK(same("/db/query?q=PRAGMA%20writable_schema=1").body.find("not allowed") !=
+        std::string::npos);
+  const uint64_t cheap = inline_reads(*a);
+  CHECK(cheap == 82);
+  CHECK(inline_reads(*b) == 0);
+
+  // Costly: stopped over the budget, answered by the lane, in full.
+  const uint64_t declined_before = declined(*a);
+  auto costly =
+      same("/db/query?q=" +
+           net::url_encode("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                           "WHERE x < 200000) SELECT sum(x) FROM c"));
+  CHECK(costly.status == 200);
+  CHECK(costly.body.find("20000100000") != std::string::npos);
+  CHECK(declined(*a) == declined_before + 1);
+  CHECK(inline_reads(*a) == cheap);
+  b->stop();
+  a->stop();
 }

@@ -29,7 +29,7 @@ ReadPool::Lease::~Lease() {
   pool_->give_back(std::move(conn_), dev_, ino_);
 }
 
-Result<ReadPool::Lease> ReadPool::acquire() {
+Result<ReadPool::Lease> ReadPool::acquire(bool open_if_none) {
   struct stat st {};
   if (::stat(db_path_.c_str(), &st) != 0) {
     return make_error(Errc::io_error, "cannot stat the database {}: {}", db_path_.string(),
@@ -49,6 +49,7 @@ Result<ReadPool::Lease> ReadPool::acquire() {
       ++reused_;
     }
   }
+  if (!conn.conn && !open_if_none) return make_error(Errc::unavailable, "no idle read connection");
   if (!conn.conn) {
     ReadGuardOptions options;
     options.statement_cache = kStatementsPerConnection;

@@ -92,7 +92,9 @@ class ReadPool {
 
   // An idle connection if one is left on the same file, else a new one
   // (GuardedConnection::open's errors, or io_error if the file cannot be stat'ed).
-  Result<Lease> acquire();
+  // With `open_if_none` false, never opens one: unavailable when none is idle
+  // (for a caller that must not pay an open, the HTTP server's io thread).
+  Result<Lease> acquire(bool open_if_none = true);
 
   // Counters, for tests and /metrics.
   size_t idle() const;

@@ -140,6 +140,8 @@ struct GuardedConnection::State {
   std::optional<std::string> denied;       // first construct the authorizer refused
   std::optional<std::string> interrupted;  // why the progress handler stopped the query
   bool trusted = false;                    // TrustedScope alive: allow everything
+  std::optional<Trial> trial;              // set_trial(): a budget on top of the limits
+  bool over_trial = false;                 // a query went over `trial` since set_trial()
   bool database_list = false;              // the query reads PRAGMA database_list
   bool journal_mode_query = false;         // the query is "PRAGMA journal_mode" (no value)
   std::unique_ptr<LengthGuard> length_guard;  // printf()/format() (length_guard.h)
@@ -267,6 +269,13 @@ struct GuardedConnection::State {
       return 1;
     }
     st->steps += kProgressOps;
+    if (st->trial && (st->steps > st->trial->vm_steps ||
+                      std::chrono::steady_clock::now() > st->trial->deadline)) {
+      st->over_trial = true;
+      st->interrupted = fmt::format(
+          "query stopped after {} VM steps: over the budget it was tried with", st->steps);
+      return 1;
+    }
     if (st->steps > st->options.max_vm_steps) {
       st->interrupted = fmt::format("query interrupted after {} ms: over the budget of {} VM steps",
                                     st->elapsed_ms(), st->options.max_vm_steps);
@@ -309,6 +318,13 @@ void GuardedConnection::exclude_wait(std::chrono::steady_clock::duration waited)
   state_->deadline += waited;
   state_->excluded += waited;
 }
+
+void GuardedConnection::set_trial(std::optional<Trial> trial) {
+  state_->trial = trial;
+  state_->over_trial = false;
+}
+
+bool GuardedConnection::over_trial() const { return state_->over_trial; }
 
 void GuardedConnection::stop_all_reads(bool stopping) { g_stopping.store(stopping); }
 

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,6 +101,21 @@ class GuardedConnection {
   // `waited`, so time_limit bounds the query's own work, not the network.
   // Outside a query it has no effect (the next query starts afresh).
   void exclude_wait(std::chrono::steady_clock::duration waited);
+
+  // A tighter budget for the queries that follow, on top of the limits, until
+  // set_trial(std::nullopt): a query over `vm_steps` VDBE instructions or
+  // still running at `deadline` (both checked every 1,000 instructions, as
+  // the limits are) stops with Errc::refused, and over_trial() turns true
+  // (a new set_trial() clears it). For a caller that tries a query where only
+  // a cheap one may run and runs it again elsewhere when it is not cheap (the
+  // HTTP server's io thread, docs/performance.md "Cheap reads on the io
+  // thread"): a read changes nothing, so only the time tried is lost.
+  struct Trial {
+    uint64_t vm_steps = 0;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  void set_trial(std::optional<Trial> trial);
+  bool over_trial() const;
 
   // Process-wide: while `stopping` is set, every guarded statement in the process
   // is interrupted at its next progress check (refused, "the process is

@@ -431,5 +431,40 @@ TEST_CASE("stop_all_reads interrupts running queries, then reads work again") {
   CHECK(c->query("SELECT 1", {}).ok());
 }
 
+TEST_CASE(
+    "a trial budget stops a costly query, lets a cheap one through, and ends with "
+    "set_trial(nullopt)") {
+  GuardFixture f;
+  auto c = f.open();
+  const std::string costly =
+      "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 100000) "
+      "SELECT sum(x) FROM n";
+  const auto far = std::chrono::steady_clock::now() + std::chrono::hours(1);
+
+  c->set_trial(GuardedConnection::Trial{1000, far});
+  auto cheap = c->query("SELECT * FROM items WHERE id = 7", {});
+  REQUIRE(cheap.ok());
+  CHECK_FALSE(c->over_trial());
+  auto stopped = c->query(costly, {});
+  REQUIRE_FALSE(stopped.ok());
+  CHECK(stopped.error().code == Errc::refused);
+  CHECK(stopped.error().message.find("over the budget it was tried with") != std::string::npos);
+  CHECK(c->over_trial());
+
+  // The deadline alone stops it too.
+  c->set_trial(GuardedConnection::Trial{UINT64_MAX, std::chrono::steady_clock::now()});
+  CHECK_FALSE(c->over_trial());  // cleared by set_trial
+  CHECK_FALSE(c->query(costly, {}).ok());
+  CHECK(c->over_trial());
+
+  // Without a trial, the same query runs to its answer on the same connection.
+  c->set_trial(std::nullopt);
+  auto full = c->query(costly, {});
+  REQUIRE(full.ok());
+  CHECK_FALSE(c->over_trial());
+  REQUIRE(full->rows.size() == 1);
+  CHECK(full->rows[0][0] == Value{int64_t{5000050000}});
+}
+
 }  // namespace
 }  // namespace swarmlite
