@@ -131,6 +131,9 @@ void add_node_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--backup-timeout", f.backup_timeout_s,
                  "Seconds making one backup may take, and again sending it")
       ->capture_default_str()->check(CLI::Range(1.0, 7.0 * 24 * 3600));
+  cmd.add_flag("--no-inline-reads", f.no_inline_reads,
+               "Run every plain read on the HTTP read lane; by default a cheap one is answered on "
+               "the io thread while the lane is idle (docs/http-api.md \"Lanes\")");
 }
 
 void add_primary_http_flags(CLI::App& cmd, NodeFlags& f) {
@@ -203,6 +206,7 @@ void run_node(net::NodeBackend& backend, net::NodeOptions options, const NodeFla
     }
     http_options.redirect_writes = flags.redirect_writes;
     http_options.max_backups = flags.max_backups;
+    http_options.inline_reads = !flags.no_inline_reads;
     http_options.backup_timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.backup_timeout_s * 1000));
     http_options.max_load_bytes = flags.max_load_mib << 20;
     http_options.load_timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.load_timeout_s * 1000));

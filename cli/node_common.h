@@ -27,6 +27,7 @@ struct NodeFlags {
   std::string write_token;  // primary: --write-token FILE ("" = none)
   size_t max_backups = 2;         // --max-backups (GET /db/backup running at once)
   double backup_timeout_s = 600;  // --backup-timeout SECONDS (making one backup, and sending it)
+  bool no_inline_reads = false;   // --no-inline-reads: every plain read on the read lane
   uint64_t max_load_mib = 1024;   // primary: --max-load-mib (POST /db/load's upload cap)
   double load_timeout_s = 3600;   // primary: --load-timeout SECONDS (receiving, then loading)
   std::string primary_url;  // peer: --primary-url URL, where writes are forwarded
@@ -43,8 +44,9 @@ using LogCompactor = std::function<Result<LogCompaction>(uint64_t retain, uint64
 // Makes the node's HTTP backend once the Node exists (it lives as long as the Node).
 using HttpBackendFactory = std::function<std::unique_ptr<net::HttpBackend>(net::Node&)>;
 
-// Adds --listen (required), --announce, --http, --log-level, --max-peers, --max-outbound, --ban-time,
-// --max-backups, --backup-timeout.
+// Adds --listen (required), --announce, --http, --log-level, --max-peers, --max-outbound,
+// --ban-time,
+// --max-backups, --backup-timeout, --no-inline-reads.
 void add_node_flags(CLI::App& cmd, NodeFlags& flags);
 // Adds --write-token FILE (the primary's HTTP write secret), --max-load-mib and --load-timeout.
 void add_primary_http_flags(CLI::App& cmd, NodeFlags& flags);

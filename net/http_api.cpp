@@ -605,18 +605,16 @@ struct HttpApi::Impl {
   // the read lane has nothing running or queued (under load the lane's
   // threads take every read, and the io thread stays free for the sockets).
   // A read the backend stops over its VM-step budget (or does not take)
-  // stops reads from being tried here for kInlinePause: a workload of costly
-  // reads pays at most one bounded trial per pause. A read that took longer
-  // than the time budget (a page read from a cold disk, which no budget can
-  // interrupt; or a busy machine) pauses them too, and each such read in a
-  // row doubles the pause, up to kInlinePauseMax: a node whose reads keep
-  // waiting on its disk soon stops trying them here at all.
+  // stops reads from being tried here for opts.inline_pause: a workload of
+  // costly reads pays at most one bounded trial per pause. A read that took
+  // longer than the time budget (a page read from a cold disk, which no
+  // budget can interrupt; or a busy machine) pauses them too, and each such
+  // read in a row doubles the pause, up to 100 times inline_pause: a node
+  // whose reads keep waiting on its disk soon stops trying them here at all.
   static constexpr size_t kInlineMaxStatements = 8;
   static constexpr size_t kInlineMaxSqlBytes = 4096;  // the parse is not budgeted: bound it
-  static constexpr auto kInlinePause = std::chrono::milliseconds(100);
-  static constexpr auto kInlinePauseMax = std::chrono::milliseconds(10000);
   std::chrono::steady_clock::time_point inline_paused_until{};  // io thread only
-  std::chrono::milliseconds inline_slow_pause = kInlinePause;   // io thread only
+  std::chrono::milliseconds inline_slow_pause{0};               // io thread only; 0: inline_pause
 
   std::optional<Result<std::vector<QueryOutcome>>> try_inline(
       const std::vector<Statement>& statements, const QueryOptions& qo) {
@@ -628,14 +626,20 @@ struct HttpApi::Impl {
     if (bytes > kInlineMaxSqlBytes) return std::nullopt;
     const auto start = std::chrono::steady_clock::now();
     if (start < inline_paused_until) return std::nullopt;
-    auto r = backend.try_query_inline(statements, qo, opts.inline_budget);
+    std::optional<Result<std::vector<QueryOutcome>>> r;
+    try {
+      r = backend.try_query_inline(statements, qo, opts.inline_budget);
+    } catch (const std::exception&) {
+      r.reset();  // the lane runs it again and reports what it throws (offload)
+    }
     const auto end = std::chrono::steady_clock::now();
     if (end - start > opts.inline_budget.time) {
+      if (inline_slow_pause.count() == 0) inline_slow_pause = opts.inline_pause;
       inline_paused_until = end + inline_slow_pause;
-      inline_slow_pause = std::min(2 * inline_slow_pause, kInlinePauseMax);
+      inline_slow_pause = std::min(2 * inline_slow_pause, 100 * opts.inline_pause);
     } else {
-      inline_slow_pause = kInlinePause;
-      if (!r) inline_paused_until = end + kInlinePause;
+      inline_slow_pause = opts.inline_pause;
+      if (!r) inline_paused_until = end + opts.inline_pause;
     }
     if (!r) {
       inline_declined_total.inc();

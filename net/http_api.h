@@ -232,6 +232,10 @@ struct HttpApiOptions {
   // request (docs/performance.md "Cheap reads on the io thread").
   bool inline_reads = true;
   InlineBudget inline_budget;
+  // After a read over the budget, reads are not tried on the io thread for
+  // this long; after a slow one, for twice as long per slow read in a row,
+  // up to 100 times this.
+  std::chrono::milliseconds inline_pause{100};
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 64;  // write requests running + queued; 503 over it
   // Write lane threads: a peer forwards this many writes at once; /db/load

@@ -65,6 +65,14 @@ class FakeBackend : public HttpBackend {
     }
     return out;
   }
+  // Takes reads on the io thread when inline_sleep_ms_ >= 0, after sleeping that long.
+  std::optional<Result<std::vector<QueryOutcome>>> try_query_inline(
+      const std::vector<Statement>& st, const QueryOptions& opts, const InlineBudget&) override {
+    const int sleep_ms = inline_sleep_ms_.load();
+    if (sleep_ms < 0) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    return query(st, opts);
+  }
   uint64_t size() const override { return size_.load(); }
   // With notifies_ set, it tells the server when grow() raises the size.
   bool set_size_listener(std::function<void()> fn) override {
@@ -88,6 +96,7 @@ class FakeBackend : public HttpBackend {
   bool last_transaction() { std::lock_guard l(mu_); return last_transaction_; }
   std::atomic<uint64_t> size_{3};
   std::atomic<bool> ready_{true};
+  std::atomic<int> inline_sleep_ms_{-1};
   bool notifies_ = false;  // set before the server starts
 
  private:
@@ -329,6 +338,41 @@ TEST_CASE("proof=1 adds size and proof; Accept octet-stream returns the raw proo
   CHECK(r.content_type == "application/octet-stream");
   CHECK(r.body == std::string("\x53\x57\x00\xff", 4));
   CHECK(s.call("POST", "/db/query", R"J(["a","b"])J", "", "application/octet-stream").status == 400);
+}
+
+// docs/http-api.md "Lanes": a read that took longer than the time budget on
+// the io thread (a cold disk) pauses the tries, twice as long after each such
+// read in a row; paused, reads go to the lane with the same answers.
+TEST_CASE("reads tried on the io thread: a slow one pauses the tries, longer after each in a row") {
+  using namespace std::chrono_literals;
+  HttpApiOptions o;
+  o.inline_pause = 1000ms;
+  o.inline_budget.time = 20ms;
+  Server s(false, o);
+  s.backend.inline_sleep_ms_ = 40;  // every try is slow
+  auto tried = [&] { return s.api.metrics().counter("swarmlite_inline_reads_total", "").value(); };
+  const std::string q = "/db/query?q=SELECT%20name%20FROM%20t";
+  const std::string answer = s.call("GET", q).body;  // tried: slow, answered; paused 1 s
+  CHECK(answer.find("fiona") != std::string::npos);
+  CHECK(tried() == 1);
+  CHECK(s.call("GET", q).body == answer);  // paused: the lane answers
+  CHECK(tried() == 1);
+  std::this_thread::sleep_for(1100ms);
+  CHECK(s.call("GET", q).body == answer);  // tried again: slow again, paused 2 s
+  CHECK(tried() == 2);
+  std::this_thread::sleep_for(1100ms);
+  CHECK(s.call("GET", q).body == answer);  // still paused
+  CHECK(tried() == 2);
+  std::this_thread::sleep_for(1100ms);
+  s.backend.inline_sleep_ms_ = 0;
+  CHECK(s.call("GET", q).body == answer);  // 2.2 s on: tried, fast
+  CHECK(tried() == 3);
+  CHECK(s.call("GET", q).body == answer);  // no pause after a fast one
+  CHECK(tried() == 4);
+  // A backend that does not take it: the lane answers, the tries pause.
+  s.backend.inline_sleep_ms_ = -1;
+  CHECK(s.call("GET", q).body == answer);
+  CHECK(s.api.metrics().counter("swarmlite_inline_reads_declined_total", "").value() == 1);
 }
 
 TEST_CASE("status, readyz and metrics") {
