@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <future>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -230,36 +231,43 @@ TEST_CASE(
   CHECK(st.batches <= 3);
 }
 
-// Plain reads are tried on the server's io thread while its read lane is idle
-// (docs/performance.md "Cheap reads on the io thread"): a cheap one is answered
-// there, a costly one (over the budget) is stopped and answered by the lane.
-// Either way the answer is the one a server that never tries gives, byte for
-// byte: point reads by literal and by parameter, several statements, errors,
-// refusals and the costly query.
-TEST_CASE(
-    "plain reads: cheap ones answered on the io thread, costly ones on the lane, same answers") {
-  HeldPrimary held("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n REAL)");
-  REQUIRE(held.primary
-              ->execute({Statement{
-                  "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300) "
-                  "INSERT INTO t SELECT x, 'row ' || x, x * 0.5 FROM c",
-                  {}}})
-              .ok());
-  net::PrimaryHttpBackend tries(*held.primary, *held.node), never(*held.primary, *held.node);
-  auto start = [](net::HttpBackend& b, bool inline_reads) {
+// Two HTTP servers on one primary: `a` tries plain reads on its io thread
+// (with `budget`, no pause after a declined read unless `pause` says so), `b`
+// never does. same() sends a request to both and checks the answers match
+// byte for byte.
+struct InlineAndLane {
+  HeldPrimary held{"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, n REAL)"};
+  net::PrimaryHttpBackend tries{*held.primary, *held.node}, never{*held.primary, *held.node};
+  std::unique_ptr<net::HttpApi> a, b;
+
+  explicit InlineAndLane(net::InlineBudget budget, std::chrono::milliseconds pause) {
+    REQUIRE(held.primary
+                ->execute({Statement{
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300) "
+                    "INSERT INTO t SELECT x, 'row ' || x, x * 0.5 FROM c",
+                    {}}})
+                .ok());
+    a = start(tries, true, budget, pause);
+    b = start(never, false, budget, pause);
+  }
+  ~InlineAndLane() {
+    b->stop();
+    a->stop();
+  }
+  static std::unique_ptr<net::HttpApi> start(net::HttpBackend& backend, bool inline_reads,
+                                             net::InlineBudget budget,
+                                             std::chrono::milliseconds pause) {
     net::HttpApiOptions o;
     o.listen = "127.0.0.1:0";
     o.inline_reads = inline_reads;
-    // The time budget off (a loaded test machine delays cheap reads past
-    // any): what decides here is the VM-step budget alone.
-    o.inline_budget.time = 60s;
-    auto api = std::make_unique<net::HttpApi>(b, o);
+    o.inline_budget = budget;
+    o.inline_pause = pause;
+    auto api = std::make_unique<net::HttpApi>(backend, o);
     REQUIRE(api->start().ok());
     return api;
-  };
-  auto a = start(tries, true);
-  auto b = start(never, false);
-  auto get = [](net::HttpApi& api, const std::string& target, const std::string& body = "") {
+  }
+  static net::HttpResponse get(net::HttpApi& api, const std::string& target,
+                               const std::string& body = "") {
     net::HttpRequest r;
     r.method = body.empty() ? "GET" : "POST";
     r.target = target;
@@ -268,48 +276,124 @@ TEST_CASE(
                               net::HttpClientOptions{5000ms});
     REQUIRE_MESSAGE(res.ok(), (res.ok() ? "" : res.error().to_string()));
     return std::move(res).value();
-  };
-  auto inline_reads = [](net::HttpApi& api) {
-    return api.metrics().counter("swarmlite_inline_reads_total", "").value();
-  };
-  auto declined = [](net::HttpApi& api) {
-    return api.metrics().counter("swarmlite_inline_reads_declined_total", "").value();
-  };
-  auto same = [&](const std::string& target, const std::string& body = "") {
+  }
+  net::HttpResponse same(const std::string& target, const std::string& body = "") {
     auto x = get(*a, target, body);
     auto y = get(*b, target, body);
     CHECK(x.status == y.status);
-    CHECK_MESSAGE(x.body == y.body, target << body);
+    CHECK_MESSAGE(x.body == y.body, target << " " << body);
     return x;
+  }
+  static uint64_t counter(net::HttpApi& api, const char* name) {
+    return api.metrics().counter(name, "").value();
+  }
+};
+
+// Plain reads are tried on the server's io thread while its read lane is idle
+// (docs/performance.md "Cheap reads on the io thread"): a cheap one is answered
+// there, a costly one (over the budget) is stopped and answered by the lane.
+// Either way the answer is the one a server that never tries gives, byte for
+// byte: point reads by literal and by parameter, several statements, errors,
+// refusals and the costly query.
+TEST_CASE(
+    "plain reads: cheap ones answered on the io thread, costly ones on the lane, same answers") {
+  // The time budget off (a loaded test machine delays cheap reads past any):
+  // what decides here is the VM-step budget alone.
+  InlineAndLane s(net::InlineBudget{1000, 60s}, 100ms);
+  auto inline_reads = [](net::HttpApi& api) {
+    return InlineAndLane::counter(api, "swarmlite_inline_reads_total");
+  };
+  auto declined = [](net::HttpApi& api) {
+    return InlineAndLane::counter(api, "swarmlite_inline_reads_declined_total");
   };
 
   // The first read finds no idle connection: the lane answers it (and opens one).
-  same("/db/query?q=SELECT%20count(*)%20FROM%20t");
-  CHECK(inline_reads(*a) == 0);
+  s.same("/db/query?q=SELECT%20count(*)%20FROM%20t");
+  CHECK(inline_reads(*s.a) == 0);
   std::this_thread::sleep_for(150ms);  // past the pause a declined read starts
   for (int i = 1; i <= 40; ++i) {
-    same(fmt::format("/db/query?q=SELECT%20*%20FROM%20t%20WHERE%20id={}", i * 7));
-    same("/db/query",
-         fmt::format(R"([["SELECT v, n FROM t WHERE id = ?", {}], "SELECT max(id) FROM t"])", i));
+    s.same(fmt::format("/db/query?q=SELECT%20*%20FROM%20t%20WHERE%20id={}", i * 7));
+    s.same("/db/query",
+           fmt::format(R"([["SELECT v, n FROM t WHERE id = ?", {}], "SELECT max(id) FROM t"])", i));
   }
-  CHECK(same("/db/query?q=SELECT%20*%20FROM%20nope").body.find("no such table") !=
+  CHECK(s.same("/db/query?q=SELECT%20*%20FROM%20nope").body.find("no such table") !=
         std::string::npos);
-  CHECK(same("/db/query?q=PRAGMA%20writable_schema=1").body.find("not allowed") !=
+  CHECK(s.same("/db/query?q=PRAGMA%20writable_schema=1").body.find("not allowed") !=
         std::string::npos);
-  const uint64_t cheap = inline_reads(*a);
+  const uint64_t cheap = inline_reads(*s.a);
   CHECK(cheap == 82);
-  CHECK(inline_reads(*b) == 0);
+  CHECK(inline_reads(*s.b) == 0);
 
   // Costly: stopped over the budget, answered by the lane, in full.
-  const uint64_t declined_before = declined(*a);
+  const uint64_t declined_before = declined(*s.a);
   auto costly =
-      same("/db/query?q=" +
-           net::url_encode("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-                           "WHERE x < 200000) SELECT sum(x) FROM c"));
+      s.same("/db/query?q=" +
+             net::url_encode("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                             "WHERE x < 200000) SELECT sum(x) FROM c"));
   CHECK(costly.status == 200);
   CHECK(costly.body.find("20000100000") != std::string::npos);
-  CHECK(declined(*a) == declined_before + 1);
-  CHECK(inline_reads(*a) == cheap);
-  b->stop();
-  a->stop();
+  CHECK(declined(*s.a) == declined_before + 1);
+  CHECK(inline_reads(*s.a) == cheap);
+}
+
+// Generated: requests of 1–4 statements mixing cheap and costly reads (scans,
+// sorts, aggregates, joins, recursive counts of random length), parameters,
+// errors, refusals and min_size, against a server that tries every read on its
+// io thread with no pause and a tiny budget (so many are stopped part way and
+// run again on the lane) and one that never does: the same answers, byte for
+// byte, and both paths taken.
+TEST_CASE("plain reads, generated: tried on the io thread or not, the same answers") {
+  InlineAndLane s(net::InlineBudget{1000, 60s}, 0ms);
+  std::mt19937_64 rng(20261206);
+  auto pick = [&](std::initializer_list<const char*> xs) {
+    return std::string(*(xs.begin() + rng() % xs.size()));
+  };
+  auto num = [&](int lo, int hi) {
+    return lo + static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 1));
+  };
+  auto statement = [&]() -> nlohmann::json {
+    switch (rng() % 9) {
+      case 0:
+        return fmt::format("SELECT * FROM t WHERE id = {}", num(-5, 320));
+      case 1:
+        return nlohmann::json::array({"SELECT id, v FROM t WHERE id BETWEEN ? AND ? ORDER BY " +
+                                          pick({"id", "v", "n DESC", "id DESC"}),
+                                      num(0, 300), num(0, 300)});
+      case 2:
+        return fmt::format("SELECT {}(n), count(*) FROM t WHERE id % {} = {}",
+                           pick({"sum", "avg", "max", "min", "total"}), num(1, 9), num(0, 3));
+      case 3:
+        return fmt::format(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {}) "
+            "SELECT count(*), sum(x) FROM c",
+            num(1, 3000));
+      case 4:
+        return fmt::format("SELECT a.id, b.v FROM t a JOIN t b ON b.id = a.id + {} WHERE a.id < {}",
+                           num(0, 5), num(0, 40));
+      case 5:
+        return pick({"SELECT * FROM nope", "SELEC 1", "PRAGMA writable_schema=1", "DELETE FROM t",
+                     "SELECT length(v) FROM t ORDER BY random() LIMIT 0"});
+      case 6:
+        return fmt::format("SELECT group_concat(v, ',') FROM t WHERE id < {}", num(0, 300));
+      case 7:
+        return nlohmann::json::array(
+            {"SELECT ?, typeof(?), ? || v FROM t WHERE id = 1", num(-9, 9), "x", 1.5});
+      default:
+        return fmt::format("SELECT v FROM t ORDER BY n DESC LIMIT {} OFFSET {}", num(0, 5),
+                           num(0, 310));
+    }
+  };
+  for (int i = 0; i < 300; ++i) {
+    nlohmann::json body = nlohmann::json::array();
+    const int n = num(1, 4);
+    for (int k = 0; k < n; ++k) body.push_back(statement());
+    const std::string target = rng() % 5 == 0 ? "/db/query?min_size=2" : "/db/query";
+    s.same(target, body.dump());
+  }
+  const uint64_t answered = InlineAndLane::counter(*s.a, "swarmlite_inline_reads_total");
+  const uint64_t declined = InlineAndLane::counter(*s.a, "swarmlite_inline_reads_declined_total");
+  MESSAGE("on the io thread: " << answered << ", stopped and run on the lane: " << declined);
+  CHECK(answered > 50);
+  CHECK(declined > 50);
+  CHECK(InlineAndLane::counter(*s.b, "swarmlite_inline_reads_total") == 0);
 }
