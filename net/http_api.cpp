@@ -613,7 +613,10 @@ struct HttpApi::Impl {
   // whose reads keep waiting on its disk soon stops trying them here at all.
   static constexpr size_t kInlineMaxStatements = 8;
   static constexpr size_t kInlineMaxSqlBytes = 4096;  // the parse is not budgeted: bound it
+  // Also: at most opts.inline_share of each opts.inline_window goes to tries.
   std::chrono::steady_clock::time_point inline_paused_until{};  // io thread only
+  std::chrono::steady_clock::time_point inline_window_start{};  // io thread only
+  std::chrono::steady_clock::duration inline_window_spent{};    // io thread only
   std::chrono::milliseconds inline_slow_pause{0};               // io thread only; 0: inline_pause
 
   std::optional<Result<std::vector<QueryOutcome>>> try_inline(
@@ -626,6 +629,13 @@ struct HttpApi::Impl {
     if (bytes > kInlineMaxSqlBytes) return std::nullopt;
     const auto start = std::chrono::steady_clock::now();
     if (start < inline_paused_until) return std::nullopt;
+    if (start - inline_window_start >= opts.inline_window) {
+      inline_window_start = start;
+      inline_window_spent = {};
+    }
+    if (inline_window_spent >= std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   opts.inline_window * opts.inline_share))
+      return std::nullopt;
     std::optional<Result<std::vector<QueryOutcome>>> r;
     try {
       r = backend.try_query_inline(statements, qo, opts.inline_budget);
@@ -633,6 +643,7 @@ struct HttpApi::Impl {
       r.reset();  // the lane runs it again and reports what it throws (offload)
     }
     const auto end = std::chrono::steady_clock::now();
+    inline_window_spent += end - start;
     if (end - start > opts.inline_budget.time) {
       if (inline_slow_pause.count() == 0) inline_slow_pause = opts.inline_pause;
       inline_paused_until = end + inline_slow_pause;

@@ -236,6 +236,12 @@ struct HttpApiOptions {
   // this long; after a slow one, for twice as long per slow read in a row,
   // up to 100 times this.
   std::chrono::milliseconds inline_pause{100};
+  // At most this share of the io thread's time goes to reads tried there, per
+  // inline_window: past it, reads go to the lane until the window ends (a busy
+  // io thread spreads cheap reads over the lane's threads, and stays free for
+  // the sockets).
+  double inline_share = 0.5;
+  std::chrono::milliseconds inline_window{10};
   size_t max_pending_reads = 64;   // read requests running + queued; 503 over it
   size_t max_pending_writes = 64;  // write requests running + queued; 503 over it
   // Write lane threads: a peer forwards this many writes at once; /db/load

@@ -375,6 +375,26 @@ TEST_CASE("reads tried on the io thread: a slow one pauses the tries, longer aft
   CHECK(s.api.metrics().counter("swarmlite_inline_reads_declined_total", "").value() == 1);
 }
 
+// A busy io thread spreads reads over the lane: tries take at most
+// inline_share of each inline_window, the lane answers the rest.
+TEST_CASE("reads tried on the io thread take at most their share of its time") {
+  using namespace std::chrono_literals;
+  HttpApiOptions o;
+  o.inline_budget.time = 60s;  // no try counts as slow here
+  o.inline_window = 1000ms;
+  o.inline_share = 0.25;  // 250 ms of tries per second
+  Server s(false, o);
+  s.backend.inline_sleep_ms_ = 30;
+  auto tried = [&] { return s.api.metrics().counter("swarmlite_inline_reads_total", "").value(); };
+  const std::string q = "/db/query?q=SELECT%20name%20FROM%20t";
+  const std::string answer = s.call("GET", q).body;
+  for (int i = 1; i < 20; ++i) CHECK(s.call("GET", q).body == answer);
+  MESSAGE("tried on the io thread: " << tried() << " of 20");
+  CHECK(tried() >= 9);   // 9 × 30 ms = 270 ms: the share is spent at the 9th
+  CHECK(tried() <= 18);  // (two windows at most: 20 requests take well under 2 s)
+  CHECK(s.api.metrics().counter("swarmlite_inline_reads_declined_total", "").value() == 0);
+}
+
 TEST_CASE("status, readyz and metrics") {
   Server s(true, {});
   auto r = s.call("GET", "/status");
