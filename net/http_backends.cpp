@@ -57,20 +57,23 @@ Result<std::vector<QueryOutcome>> guarded_query_on(ReadPool::Lease& conn,
   // implicit transaction: the same one consistent snapshot, without the
   // BEGIN, the applied-size read and the COMMIT around it
   // (docs/performance.md "Plain reads").
-  if (statements.size() == 1 && min_size == 0) {
-    const auto t0 = Clock::now();
-    auto r = conn->query(statements.front().sql, statements.front().params);
-    QueryOutcome o;
-    if (r.ok()) {
-      o = outcome_from(std::move(*r));
-    } else {
-      o.error = r.error().to_string();
-    }
-    o.seconds = seconds_since(t0);
+  auto run_statements = [&] {
     std::vector<QueryOutcome> out;
-    out.push_back(std::move(o));
+    for (const auto& st : statements) {
+      auto t0 = Clock::now();
+      auto r = conn->query(st.sql, st.params);
+      QueryOutcome o;
+      if (r.ok()) {
+        o = outcome_from(std::move(*r));
+      } else {
+        o.error = r.error().to_string();
+      }
+      o.seconds = seconds_since(t0);
+      out.push_back(std::move(o));
+    }
     return out;
-  }
+  };
+  if (statements.size() == 1 && min_size == 0) return run_statements();
   uint64_t size = 0;
   {
     GuardedConnection::TrustedScope trusted(*conn);
@@ -92,19 +95,7 @@ Result<std::vector<QueryOutcome>> guarded_query_on(ReadPool::Lease& conn,
     return make_error(Errc::unavailable, "state is at size {}, below min_size {}{}", size, min_size,
                       ended.ok() ? "" : "; ending the read failed too: " + ended.error().to_string());
   }
-  std::vector<QueryOutcome> out;
-  for (const auto& st : statements) {
-    auto t0 = Clock::now();
-    auto r = conn->query(st.sql, st.params);
-    QueryOutcome o;
-    if (r.ok()) {
-      o = outcome_from(std::move(*r));
-    } else {
-      o.error = r.error().to_string();
-    }
-    o.seconds = seconds_since(t0);
-    out.push_back(std::move(o));
-  }
+  std::vector<QueryOutcome> out = run_statements();
   if (auto ended = end_read(); !ended.ok()) {
     return make_error(ended.error().code, "ending the read of size {} after {} statements: {}", size,
                       statements.size(), ended.error().message);
