@@ -221,12 +221,15 @@ struct Cluster {
   }
 };
 
+// Made on first use; deleted by main() after the runs (its files removed).
+Cluster* g_cluster = nullptr;
+
 Cluster& cluster() {
-  static Cluster* c = [] {
+  if (!g_cluster) {
     spdlog::set_level(spdlog::level::warn);
-    return new Cluster();  // lives to the end of the process (nodes stop at exit)
-  }();
-  return *c;
+    g_cluster = new Cluster();
+  }
+  return *g_cluster;
 }
 
 std::chrono::duration<double> run_time() {
@@ -453,4 +456,11 @@ BENCHMARK(BM_HttpWrite)->ArgName("clients")->Arg(1)->Arg(16)->Iterations(1)->Use
 }  // namespace
 }  // namespace swarmlite
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  delete swarmlite::g_cluster;  // stops the nodes, removes the table's files
+  return 0;
+}
