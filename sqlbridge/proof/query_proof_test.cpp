@@ -182,11 +182,12 @@ TEST_CASE("page size comes from header bytes 16-17, 1 meaning 65536") {
 
 TEST_CASE("docs/formats/query-proof.md gives the encoded head's real size") {
   CHECK(encode_head(Head{}).size() == kEncodedHeadSize);
-  // __FILE__ may be relative to the build directory (ccache's base_dir): look
-  // beside it, then upwards from where the test runs.
+  // __FILE__ (sqlbridge/proof/ of the tree) may be relative to the build
+  // directory (ccache's base_dir): look in its tree, then upwards from where
+  // the test runs.
   namespace fs = std::filesystem;
   const fs::path rel = fs::path("docs") / "formats" / "query-proof.md";
-  fs::path doc_path = fs::path(__FILE__).parent_path().parent_path() / rel;
+  fs::path doc_path = fs::path(__FILE__).parent_path().parent_path().parent_path() / rel;
   for (fs::path dir = fs::current_path(); !fs::exists(doc_path) && dir.has_relative_path(); dir = dir.parent_path())
     doc_path = dir / rel;
   std::ifstream in(doc_path);
