@@ -542,7 +542,8 @@ struct HttpApi::Impl {
     QueryOptions qo{ro.min_size, ro.proof};
     size_t n = statements.size();
     // The lane also renders the answer: the io thread, which every connection
-    // shares, only sends it (docs/performance.md "Query results written directly").
+    // shares, only sends it (docs/performance.md "Query results written
+    // directly"); unless the read was cheap enough to run there (try_inline).
     struct Answer {
       std::vector<QueryOutcome> outcomes;
       std::string body;  // JSON (not for the binary form)
