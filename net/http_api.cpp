@@ -618,7 +618,7 @@ struct HttpApi::Impl {
   std::chrono::steady_clock::time_point inline_paused_until{};  // io thread only
   std::chrono::steady_clock::time_point inline_window_start{};  // io thread only
   std::chrono::steady_clock::duration inline_window_spent{};    // io thread only
-  std::chrono::milliseconds inline_slow_pause{0};               // io thread only; 0: inline_pause
+  std::chrono::milliseconds inline_slow_pause = opts.inline_pause;  // io thread only
 
   std::optional<Result<std::vector<QueryOutcome>>> try_inline(
       const std::vector<Statement>& statements, const QueryOptions& qo) {
@@ -646,7 +646,6 @@ struct HttpApi::Impl {
     const auto end = std::chrono::steady_clock::now();
     inline_window_spent += end - start;
     if (end - start > opts.inline_budget.time) {
-      if (inline_slow_pause.count() == 0) inline_slow_pause = opts.inline_pause;
       inline_paused_until = end + inline_slow_pause;
       inline_slow_pause = std::min(2 * inline_slow_pause, 100 * opts.inline_pause);
     } else {
