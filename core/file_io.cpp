@@ -236,8 +236,15 @@ Status fsync_file(int fd, const fs::path& path) {
 }
 
 Status fdatasync_file(int fd, const fs::path& path) {
+  if (fault_injection::sync_fails(path.c_str())) return os_error("cannot fsync", path, EIO);
   if (::fdatasync(fd) != 0) return os_error("cannot fsync", path, errno);
   return {};
+}
+
+void start_writeback(int fd, uint64_t offset, uint64_t len) {
+  if (len == 0) return;
+  (void)::sync_file_range(fd, static_cast<off64_t>(offset), static_cast<off64_t>(len),
+                          SYNC_FILE_RANGE_WRITE);
 }
 
 Status fsync_dir(const fs::path& dir) {

@@ -115,6 +115,11 @@ Status truncate(int fd, uint64_t size, const std::filesystem::path& path);
 // fsync / fdatasync of an open file.
 Status fsync_file(int fd, const std::filesystem::path& path);
 Status fdatasync_file(int fd, const std::filesystem::path& path);
+// Starts the device write of the file's dirty pages in [offset, offset + len)
+// (sync_file_range SYNC_FILE_RANGE_WRITE) and returns without waiting: a
+// later fdatasync then has less to wait for. Durability still needs that
+// fdatasync, which reports any error of the write; this one ignores errors.
+void start_writeback(int fd, uint64_t offset, uint64_t len);
 // fsync of a directory, making the creation, rename or removal of its entries durable.
 Status fsync_dir(const std::filesystem::path& dir);
 // fsync of the directory holding `path` ("." for a bare file name).

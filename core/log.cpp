@@ -334,6 +334,36 @@ Status Log::store_head_if_new(const Head& head) {
 }
 
 Status Log::append(std::span<const Bytes> encoded_entries, EntryCheck check) {
+  SWL_ASSIGN(std::vector<Hash32> leaves, own_leaves(encoded_entries, check));
+  SWL_TRY(
+      store_->append_batch(encoded_entries, leaves));  // hashed once, for the store and the tree
+  for (const Hash32& leaf : leaves) tree_.append(leaf);
+  publish();
+  return {};
+}
+
+Status Log::append_write(std::span<const Bytes> encoded_entries, EntryCheck check) {
+  SWL_ASSIGN(std::vector<Hash32> leaves, own_leaves(encoded_entries, check));
+  SWL_TRY(store_->write_batch(encoded_entries, leaves));
+  pending_leaves_ = std::move(leaves);
+  return {};
+}
+
+Status Log::append_sync() {
+  std::vector<Hash32> leaves = std::move(pending_leaves_);
+  pending_leaves_.clear();
+  SWL_TRY(store_->sync_batch());
+  for (const Hash32& leaf : leaves) tree_.append(leaf);
+  if (!leaves.empty()) publish();
+  return {};
+}
+
+Result<std::vector<Hash32>> Log::own_leaves(std::span<const Bytes> encoded_entries,
+                                            EntryCheck check) const {
+  if (!pending_leaves_.empty()) {
+    return make_error(Errc::internal, "log append: {} entries were written and not synced",
+                      pending_leaves_.size());
+  }
   if (check == EntryCheck::decode) {
     SWL_TRY(check_entries(encoded_entries, EntryLimits{}));
   } else {
@@ -360,10 +390,7 @@ Status Log::append(std::span<const Bytes> encoded_entries, EntryCheck check) {
   std::vector<Hash32> leaves;
   leaves.reserve(encoded_entries.size());
   for (const Bytes& e : encoded_entries) leaves.push_back(entry_leaf_hash(e));
-  SWL_TRY(store_->append_batch(encoded_entries, leaves));  // hashed once, for the store and the tree
-  for (const Hash32& leaf : leaves) tree_.append(leaf);
-  publish();
-  return {};
+  return leaves;
 }
 
 Status Log::set_head(const Head& head) {

@@ -113,6 +113,15 @@ class Log {
   // the fixed prefix and trailer, and the seq are checked.
   enum class EntryCheck { decode, by_caller };
   Status append(std::span<const Bytes> encoded_entries, EntryCheck check = EntryCheck::decode);
+  // append() in two steps (LogStore::write_batch / sync_batch): append_write
+  // checks and writes the entries and starts their write to the disk;
+  // append_sync makes them durable and appends them (size(), the tree,
+  // view()). Between the two nothing may use the Log but its readers, which
+  // do not see the entries. A failed append_sync appends nothing (and the
+  // store then refuses appends, as after any failed fsync).
+  Status append_write(std::span<const Bytes> encoded_entries,
+                      EntryCheck check = EntryCheck::decode);
+  Status append_sync();
   // Stores a newer head. Verifies signature and log id, head.size <= size(),
   // head.log_root == tree root at head.size, and head.size >= current head's size.
   Status set_head(const Head& head);
@@ -186,6 +195,10 @@ class Log {
         tree_([s = store_.get()](uint64_t first, std::span<Hash32> out) {
           return s->leaf_hashes(first, out);
         }) {}
+  // append / append_write: checks the primary's own entries as `check` says
+  // (and that no written batch waits for append_sync); their leaf hashes.
+  Result<std::vector<Hash32>> own_leaves(std::span<const Bytes> encoded_entries,
+                                         EntryCheck check) const;
   // Decodes each entry under `limits` and checks seq == size() + i; the
   // decoded entries go to `decoded` when it is not null.
   Status check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits,
@@ -217,6 +230,7 @@ class Log {
   std::optional<Head> checkpoint_head_;  // the head in the checkpoint record
   mutable std::mutex view_mu_;             // guards view_ only; never held across I/O
   LogView view_;
+  std::vector<Hash32> pending_leaves_;  // append_write's entries, until append_sync
   struct Decoded {
     Entry entry;
     size_t encoded = 0;  // bytes of its encoding (take_decoded's max_bytes)

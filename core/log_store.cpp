@@ -298,7 +298,14 @@ class FileLogStore final : public LogStore {
     return append_batch(std::span<const Bytes>(&copy, 1));
   }
   using LogStore::append_batch;
-  Status append_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) override;
+  Status append_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) override {
+    SWL_TRY(write_records(records, leaves, /*start_writeback=*/false));
+    return sync_batch();
+  }
+  Status write_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) override {
+    return write_records(records, leaves, /*start_writeback=*/true);
+  }
+  Status sync_batch() override;
   Result<Bytes> read(uint64_t seq) const override;
   Result<std::vector<Bytes>> read_range(uint64_t first, uint64_t max_count,
                                         size_t max_bytes) const override;
@@ -314,6 +321,14 @@ class FileLogStore final : public LogStore {
   Status verify_all() const override;
 
  private:
+  // write_batch / append_batch's first step: the records (and the
+  // preallocation) written behind the last segment's records, their rows kept
+  // in pending_ for sync_batch; `start_writeback` starts the device write.
+  Status write_records(std::span<const Bytes> records, std::span<const Hash32> leaves,
+                       bool start_writeback);
+  // On a clean write error: cuts both files of `s` back to its records, so the
+  // batch leaves no trace (the preallocation goes with it), and returns `e`.
+  Error undo_batch(Segment& s, Error e);
   Status open_segment(Segment& s, bool last);
   // Reads the record at `pos` (<= s.seg_size) of segment `s` as record `seq`:
   // its row if it is whole and its checksum holds, else why not. Errors are I/O
@@ -365,6 +380,14 @@ class FileLogStore final : public LogStore {
   std::optional<Bytes> pending_head_;
   std::optional<std::chrono::steady_clock::time_point> last_head_write_;  // under head_mu_
   bool failed_ = false;  // an fsync failed: the file state is unknown, refuse appends
+  // A batch write_records wrote and sync_batch has not appended yet (writer only).
+  struct Pending {
+    bool active = false;
+    uint64_t seq = 0;        // its first record's seq
+    uint64_t end = 0;        // its records' end in the last segment
+    uint64_t file_size = 0;  // the segment file's size after it (preallocation included)
+    Bytes rows;              // its encoded index rows
+  } pending_;
 };
 
 Result<std::optional<LogCheckpoint>> FileLogStore::read_checkpoint() const {
@@ -760,13 +783,20 @@ Status FileLogStore::create_segment(uint64_t first_seq) {
   return {};
 }
 
-Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) {
+Status FileLogStore::write_records(std::span<const Bytes> records, std::span<const Hash32> leaves,
+                                   bool start_writeback) {
   if (!leaves.empty() && leaves.size() != records.size()) {
     return make_error(Errc::internal, "log store {}: {} leaf hashes for {} records", dir_.string(),
                       leaves.size(), records.size());
   }
   if (failed_) {
     return make_error(Errc::io_error, "log store {}: an earlier fsync failed; reopen the store",
+                      dir_.string());
+  }
+  if (pending_.active) {
+    return make_error(Errc::internal,
+                      "log store {}: a batch was written and not synced (sync_batch) before the "
+                      "next one",
                       dir_.string());
   }
   if (records.empty()) return {};
@@ -819,16 +849,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
     pos = r.end();
   }
 
-  // On a clean write error, cut both files back so the batch leaves no trace.
-  // (The preallocation goes with it: the file is cut at the records' end.)
-  auto undo = [&](Error e) -> Error {
-    if (!file_io::truncate(s.seg.get(), s.seg_size, s.seg_path).ok() ||
-        !file_io::truncate(s.idx.get(), s.idx_file_size(), s.idx_path).ok()) {
-      failed_ = true;
-    }
-    s.file_size = s.seg_size;
-    return e;
-  };
+  auto undo = [&](Error e) { return undo_batch(s, std::move(e)); };
   if (auto st = file_io::pwritev_all(s.seg.get(), parts, s.seg_size, s.seg_path); !st.ok()) {
     return undo(st.take_error());
   }
@@ -856,6 +877,33 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
       return undo(st.take_error());
     }
   }
+  if (options_.sync && start_writeback) {
+    // The device writes the records while the caller works; sync_batch's
+    // fdatasync then waits for that write and the disk's cache flush only.
+    file_io::start_writeback(s.seg.get(), s.seg_size, pos - s.seg_size);
+  }
+  pending_ = Pending{true, seq, pos, file_size, std::move(rows_bytes)};
+  return {};
+}
+
+Error FileLogStore::undo_batch(Segment& s, Error e) {
+  if (!file_io::truncate(s.seg.get(), s.seg_size, s.seg_path).ok() ||
+      !file_io::truncate(s.idx.get(), s.idx_file_size(), s.idx_path).ok()) {
+    failed_ = true;
+  }
+  s.file_size = s.seg_size;
+  return e;
+}
+
+Status FileLogStore::sync_batch() {
+  if (!pending_.active) return {};
+  Pending p = std::move(pending_);
+  pending_ = Pending{};
+  Segment& s = *segments_.back();
+  const uint64_t seq = p.seq, pos = p.end, file_size = p.file_size;
+  const Bytes& rows_bytes = p.rows;
+  const uint64_t n = rows_bytes.size() / kIndexRowBytes;
+  auto undo = [&](Error e) { return undo_batch(s, std::move(e)); };
   if (options_.sync) {
     if (auto st = file_io::fdatasync_file(s.seg.get(), s.seg_path); !st.ok()) {
       failed_ = true;
@@ -865,7 +913,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
   // The records are durable: the append has happened. Their index rows follow,
   // into the tail, written every index_write_rows rows and synced lazily (open()
   // rebuilds rows the index lost from the segment).
-  const uint64_t rows_after = s.n_rows + rows.size();
+  const uint64_t rows_after = s.n_rows + n;
   const bool sync_rows = options_.sync && rows_after - s.synced_rows >= options_.index_sync_rows;
   const bool write_rows = sync_rows || rows_after - s.file_rows >= options_.index_write_rows;
   if (write_rows) {
@@ -894,7 +942,7 @@ Status FileLogStore::append_batch(std::span<const Bytes> records, std::span<cons
   s.n_rows = rows_after;
   s.seg_size = pos;
   s.file_size = file_size;
-  size_.store(seq + records.size(), std::memory_order_release);
+  size_.store(seq + n, std::memory_order_release);
   return {};
 }
 

@@ -153,6 +153,18 @@ class LogStore {
   // instead of hashing every record a second time.
   virtual Status append_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) = 0;
   Status append_batch(std::span<const Bytes> records) { return append_batch(records, {}); }
+  // append_batch in two steps, so the caller can work while the records reach
+  // the disk (the primary lets SQLite write its commit meanwhile,
+  // docs/formats/log-store.md "Two-step append"). write_batch checks and
+  // writes the records behind the log's end and starts the device's write of
+  // them, but appends nothing: size() and every read ignore them. sync_batch
+  // then fdatasyncs them (with Options::sync) and appends them; its errors are
+  // append_batch's after the write. Between the two only reads may run on the
+  // store, and a second write_batch is refused (internal). A batch whose
+  // sync_batch failed is not appended, and the store refuses appends from then
+  // on, as after any failed fsync. sync_batch with nothing written does nothing.
+  virtual Status write_batch(std::span<const Bytes> records, std::span<const Hash32> leaves) = 0;
+  virtual Status sync_batch() = 0;
   virtual Result<Bytes> read(uint64_t seq) const = 0;
   // Records first, first + 1, ... each checked as read() checks it: at most
   // max_count of them, and no more once their payloads reach max_bytes (at

@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "core/fault_injection.h"
 #include "core/hash.h"
 #include "core/temp_dir_test_util.h"
 
@@ -503,6 +504,55 @@ TEST_CASE("log store: record over the cap is refused and a batch is all or nothi
   REQUIRE(r.ok());
   CHECK((*r)->read(0).error().code == Errc::too_large);
   CHECK((*r)->read(1).ok());
+}
+
+// The two-step append (docs/formats/log-store.md "Two-step append"): a written
+// batch is invisible until sync_batch appends it; one batch at a time; a
+// failed fdatasync appends nothing, refuses later appends, and reopening
+// recovers the records the file holds.
+TEST_CASE("log store: write_batch then sync_batch; readers see the batch only once synced") {
+  TempDir t("two-step");
+  auto s = open_ok(t.path);
+  REQUIRE(s->append(make_record(0, 40)).ok());
+  CHECK(s->sync_batch().ok());  // nothing written: nothing to do
+  CHECK(s->size() == 1);
+  const std::vector<Bytes> batch = {make_record(1, 40), make_record(2, 40)};
+  REQUIRE(s->write_batch(batch, {}).ok());
+  CHECK(s->size() == 1);
+  CHECK(s->read(1).error().code == Errc::not_found);
+  Hash32 leaf{};
+  CHECK(s->leaf_hashes(1, std::span(&leaf, 1)).error().code == Errc::not_found);
+  const std::vector<Bytes> next = {make_record(3, 40)};
+  auto second = s->write_batch(next, {});
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().code == Errc::internal);
+  REQUIRE(s->sync_batch().ok());
+  check_records(*s, 3, fixed_len);
+  REQUIRE(s->write_batch(next, {}).ok());
+  REQUIRE(s->sync_batch().ok());
+  check_records(*s, 4, fixed_len);
+  s.reset();
+  check_records(*open_ok(t.path), 4, fixed_len);
+
+  {
+    auto f = open_ok(t.path);
+    const std::vector<Bytes> more = {make_record(4, 40)};
+    REQUIRE(f->write_batch(more, {}).ok());
+    fault_injection::fail_syncs_under(t.path);
+    auto synced = f->sync_batch();
+    REQUIRE_FALSE(synced.ok());
+    CHECK(synced.error().code == Errc::io_error);
+    CHECK(f->size() == 4);
+    CHECK(f->read(4).error().code == Errc::not_found);
+    fault_injection::clear();
+    auto refused = f->append(make_record(4, 40));
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message.find("reopen") != std::string::npos);
+  }
+  fault_injection::clear();
+  // The record reached the file after all (only its fdatasync "failed"):
+  // reopening recovers it as any whole record after the indexed ones.
+  check_records(*open_ok(t.path), 5, fixed_len);
 }
 
 TEST_CASE("log store: head is stored atomically and loaded") {

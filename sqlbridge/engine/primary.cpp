@@ -723,10 +723,20 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
 }
 
 Status Primary::append_unlogged_locked() {
+  SWL_TRY(write_unlogged_locked());
+  return sync_unlogged_locked();
+}
+
+Status Primary::write_unlogged_locked() {
   if (unlogged_.empty()) return ok_status();
   if (options_.test_hook) SWL_TRY(options_.test_hook(PrimaryHookPoint::before_log_append));
   // Each was decoded as its write's loggability check (run_write_locked).
-  SWL_TRY(log_->append(std::span<const Bytes>(unlogged_bytes_), Log::EntryCheck::by_caller));
+  return log_->append_write(std::span<const Bytes>(unlogged_bytes_), Log::EntryCheck::by_caller);
+}
+
+Status Primary::sync_unlogged_locked() {
+  if (unlogged_.empty()) return ok_status();
+  SWL_TRY(log_->append_sync());
   {
     std::lock_guard published_lock(published_mu_);
     published_root_ = unlogged_.back().state_root;
@@ -905,6 +915,10 @@ void Primary::run_write_locked(Queued& q, bool last) {
   sqlite3* db = db_->handle();
   bool appended = false;  // the group's entries, this one's included, are in the log
   bool queued = false;    // this entry waits in unlogged_ for the group's append
+  // The group's last write: the log is locked from its entries' write (in the
+  // commit hook) to their sync (after SQLite's commit), so nothing else uses
+  // the log in between.
+  std::unique_lock log_lock(mu_, std::defer_lock);
   auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
     // The bounds, once more at the commit frame: pages still in the cache at
     // COMMIT were not counted while the statements ran.
@@ -925,14 +939,15 @@ void Primary::run_write_locked(Queued& q, bool last) {
     unlogged_bytes_.push_back(std::move(probe));
     unlogged_.push_back(Unlogged{entry.seq, root, page_count, entry.time_ms, &q});
     if (last) {
-      // The group's last write: its entry and the earlier ones reach the log
-      // (one fdatasync) before SQLite writes this commit frame.
-      Status s;
-      {
-        std::lock_guard lock(mu_);
-        s = append_unlogged_locked();
-      }
-      if (!s.ok()) {
+      // The group's last write: its entry and the earlier ones are written to
+      // the log and their write to the disk starts. SQLite then writes this
+      // commit frame (to the -wal file, no sync) while the disk writes them,
+      // and the log's fdatasync follows, before any write of the group is
+      // acknowledged (primary.h, durability order; docs/performance.md
+      // "The commit beside the log's sync").
+      log_lock.lock();
+      if (Status s = write_unlogged_locked(); !s.ok()) {
+        log_lock.unlock();
         unlogged_bytes_.pop_back();
         unlogged_.pop_back();
         return s;
@@ -959,6 +974,25 @@ void Primary::run_write_locked(Queued& q, bool last) {
                                 DeterministicDb::Mode::user,
                                 /*collect_rows=*/true, on_commit, failure);
   running_.active = false;
+  if (appended) {
+    // The group's entries were written to the log; now their fdatasync.
+    Status synced = sync_unlogged_locked();
+    log_lock.unlock();
+    if (!synced.ok()) {
+      // Not durable, so nothing of the group is acknowledged. The store now
+      // refuses appends (a failed fsync), so the writes SQLite committed stay
+      // in unlogged_ for run_group to fail and open() to cut from the -wal
+      // file; one SQLite did not commit is forgotten.
+      fault_.failed(synced.error());
+      if (!results.ok()) {
+        unlogged_bytes_.pop_back();
+        unlogged_.pop_back();
+      }
+      return fail(make_error(synced.error().code,
+                             "entry {}: the log's fdatasync failed ({}); not acknowledged",
+                             entry.seq, synced.error().message));
+    }
+  }
   if (!results.ok()) {
     if (appended) {
       broken_ = true;

@@ -13,17 +13,18 @@
 //   reaches the file, the WriteCapture hook updates the state tree and builds
 //   the Entry. For every write but the group's last, the entry is kept in
 //   memory and SQLite commits (synchronous=NORMAL: no fsync). For the last,
-//   the hook Log::append()s the group's entries in ONE write and ONE
-//   fdatasync of the log segment (the index row is synced lazily,
-//   docs/formats/log-store.md) before SQLite writes its commit frame. If the
+//   the hook writes the group's entries to the log in ONE write and starts
+//   the disk's write of them (Log::append_write); SQLite then writes its
+//   commit frame (to the -wal file, no sync) while the disk writes them, and
+//   ONE fdatasync of the log segment follows (Log::append_sync; the index row
+//   is synced lazily, docs/formats/log-store.md "Two-step append"). If the
 //   last write fails before its commit, the group's entries are appended (one
 //   fdatasync) after it. Only then is any write of the group acknowledged,
 //   each with its own result; a write that failed (SQL error, refused, bound)
 //   rolled back alone and never changes its neighbours' results.
-// A write alone in its group (one caller at a time) is exactly the log-ahead
-// order: append + fsync, then commit. In a larger group the database LEADS the
-// durable log for the group's earlier writes until the group's append: their
-// WAL frames may reach the disk first. Two rules keep that repairable:
+// So the database LEADS the durable log by the group's writes (a write alone
+// in its group included) until the group's fdatasync returns: their WAL
+// frames may reach the disk first. Two rules keep that repairable:
 //   - the write connection never checkpoints by itself (its WAL hook replaces
 //     autocheckpoint; the leader checkpoints between groups, when everything
 //     committed is in the log), nor on close while entries are unlogged, so
@@ -34,7 +35,11 @@
 // If the group's append fails (no space, EIO), the group's earlier writes stay
 // committed in the database but not logged and get an error; the Primary
 // appends those entries from memory before its next write (a local fault,
-// retried with backoff), or open() cuts them if the process stops first.
+// retried with backoff), or open() cuts them if the process stops first. If
+// the fdatasync fails, the last write is committed too and fails with them;
+// the log store then refuses appends until the process restarts (the file's
+// state is unknown after a failed fsync), and open() keeps the entries the
+// log file holds after all and cuts the others.
 // Any other failure before the append rolls its write back and logs nothing.
 // Then, when group signing says so, one head per group is signed and kept in
 // memory; the head file is written on close (LogStoreOptions::sync_head is
@@ -55,10 +60,10 @@
 // Thread-safety: every public method is safe to call from any thread. Writes,
 // proofs and head signing are serialised by the write mutex; the log has its
 // own mutex (log_mutex()), held for log operations only (a group's append
-// holds it across its fdatasync). size(), head(), state_root() and
-// page_count() wait for neither: they read the log's published view and a
-// mutex of their own. The log and size() hold durable entries only. Readers
-// use open_snapshot() (snapshot.h) on db_path() and never block writes.
+// holds it from its write to its fdatasync, SQLite's commit in between). size(), head(),
+// state_root() and page_count() wait for neither: they read the log's published view and a mutex of
+// their own. The log and size() hold durable entries only. Readers use open_snapshot() (snapshot.h)
+// on db_path() and never block writes.
 #pragma once
 
 #include <atomic>
@@ -404,8 +409,13 @@ class Primary : public PageServer {
   void run_write_locked(Queued& q, bool last);
   // Appends the entries in unlogged_ to the log (one write, one fdatasync),
   // publishes the new size and root and empties unlogged_; on failure they
-  // stay there. Caller holds write_mu_ and mu_.
+  // stay there. Caller holds write_mu_ and mu_. The same in two steps, with
+  // mu_ held from the first to the second: write_unlogged_locked writes them
+  // and starts their write to the disk (Log::append_write),
+  // sync_unlogged_locked syncs, appends and publishes them.
   Status append_unlogged_locked();
+  Status write_unlogged_locked();
+  Status sync_unlogged_locked();
   // open(): the database leads its log by `ahead` entries (a crash before a
   // group's fdatasync): cut those commits from the -wal file and reopen.
   Status repair_wal_ahead(uint64_t applied, uint64_t logged);

@@ -1514,6 +1514,54 @@ TEST_CASE("a page request never checkpoints commits a failed group append left u
   CHECK(as_int(f.scalar("SELECT count(*) FROM t WHERE a = 1")) == 0);
 }
 
+// The group's last write commits in SQLite while the log's fdatasync of the
+// group runs (primary.h, durability order). When that fdatasync fails, no
+// write of the group is acknowledged (the last one included, though SQLite
+// committed it) and the primary takes no more writes (its log store refuses
+// appends after a failed fsync). A restart then finds the database and the
+// log agreeing either way: with the group's records, where they reached the
+// file after all, or without them, where the disk lost them (the log's
+// directory put back as it was before the group): open() cuts from the -wal
+// file every commit the log lacks.
+TEST_CASE("a log fdatasync failing after the group's commits acknowledges none of them") {
+  for (const bool lost : {false, true}) {
+    CAPTURE(lost);
+    PrimaryOptions o = fast_primary();
+    o.log_options.sync = true;
+    Fixture f(o);
+    f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, b)")});
+    f.exec({sql("INSERT INTO t VALUES (0, 'durable')")});
+    const uint64_t size = f.primary->size();
+    const Hash32 root = f.primary->state_root();
+    const std::filesystem::path log_dir = default_log_dir(f.db);
+    const std::filesystem::path saved = f.dir / "saved-log";
+    std::filesystem::copy(log_dir, saved);
+    fault_injection::fail_syncs_under(log_dir);
+    const std::vector<std::vector<Statement>> txns = {{sql("INSERT INTO t VALUES (1, 'a')")},
+                                                      {sql("INSERT INTO t VALUES (2, 'b')")}};
+    auto results = f.primary->execute_batch(writes_of(txns));
+    fault_injection::clear();
+    for (auto& r : results) {
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error().code == Errc::io_error);
+    }
+    CHECK(f.primary->size() == size);
+    CHECK(f.primary->local_fault().has_value());
+    CHECK_FALSE(f.primary->execute({sql("INSERT INTO t VALUES (3, 'c')")}).ok());
+    f.primary.reset();
+    if (lost) {
+      std::filesystem::remove_all(log_dir);
+      std::filesystem::rename(saved, log_dir);
+    }
+    f.reopen(o);
+    CHECK(f.primary->repaired_entries() == (lost ? 2 : 0));
+    CHECK(f.primary->size() == (lost ? size : size + 2));
+    if (lost) CHECK(f.primary->state_root() == root);
+    CHECK(as_int(f.scalar("SELECT count(*) FROM t WHERE a > 0")) == (lost ? 0 : 2));
+    f.exec({sql("INSERT INTO t VALUES (3, 'c')")});
+  }
+}
+
 TEST_CASE("a statement refused once is refused every time, across schema changes") {
   CachePair p;
   p.ok({sql("CREATE VIRTUAL TABLE f USING fts5(body)"), sql("INSERT INTO f(body) VALUES ('a b')"),
