@@ -411,6 +411,28 @@ BENCHMARK(BM_HttpPointQuery)
     ->Iterations(1)
     ->UseRealTime();
 
+// The same point query by parameter through the unified endpoint
+// (/db/request, docs/http-api.md "The unified endpoint"): classified, then
+// read at once when all statements are reads.
+void BM_HttpRequestPointQuery(benchmark::State& state) {
+  Cluster& c = cluster();
+  if (!has_peer(state, c)) return;
+  const int clients = static_cast<int>(state.range(0));
+  std::vector<std::mt19937_64> rngs;
+  for (int t = 0; t < clients; ++t) rngs.emplace_back(11 + t);
+  run_clients(state, c.rhttp->bound_port(), clients, [&](Client& cl, int t, uint64_t) {
+    const auto id = 1 + rngs[static_cast<size_t>(t)]() % static_cast<uint64_t>(c.rows);
+    cl.call(http::verb::post, "/db/request",
+            fmt::format(R"J([["SELECT * FROM items WHERE id = ?", {}]])J", id), nullptr);
+  });
+}
+BENCHMARK(BM_HttpRequestPointQuery)
+    ->ArgName("clients")
+    ->Arg(1)
+    ->Arg(16)
+    ->Iterations(1)
+    ->UseRealTime();
+
 void BM_HttpVerifiedPointQuery(benchmark::State& state) {
   Cluster& c = cluster();
   if (!has_peer(state, c)) return;

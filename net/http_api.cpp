@@ -70,6 +70,24 @@ Result<std::vector<StatementClass>> HttpBackend::classify(const std::vector<Stat
   return std::vector<StatementClass>(statements.size());
 }
 
+namespace {
+bool all_reads(const std::vector<StatementClass>& classes) {
+  return std::all_of(classes.begin(), classes.end(),
+                     [](const StatementClass& c) { return c.kind == StatementKind::read; });
+}
+}  // namespace
+
+Result<HttpBackend::Classified> HttpBackend::classify_and_read(
+    const std::vector<Statement>& statements) {
+  Classified out;
+  SWL_ASSIGN(out.classes, classify(statements));
+  if (out.classes.size() == statements.size() && all_reads(out.classes)) {
+    SWL_ASSIGN(std::vector<QueryOutcome> outcomes, query(statements, QueryOptions{}));
+    out.outcomes = std::move(outcomes);
+  }
+  return out;
+}
+
 Result<std::string> read_token_file(const std::filesystem::path& file) {
   std::error_code ec;
   auto size = std::filesystem::file_size(file, ec);
@@ -622,8 +640,17 @@ struct HttpApi::Impl {
 
   std::optional<Result<std::vector<QueryOutcome>>> try_inline(
       const std::vector<Statement>& statements, const QueryOptions& qo) {
-    if (!opts.inline_reads || qo.proof || statements.size() > kInlineMaxStatements)
-      return std::nullopt;
+    if (qo.proof) return std::nullopt;
+    auto r = try_inline_call(
+        statements, [&] { return backend.try_query_inline(statements, qo, opts.inline_budget); });
+    if (r) inline_reads_total.inc();
+    return r;
+  }
+
+  // try_inline's rules around any backend try (`call`: nullopt = declined).
+  template <class Call>
+  auto try_inline_call(const std::vector<Statement>& statements, Call&& call) -> decltype(call()) {
+    if (!opts.inline_reads || statements.size() > kInlineMaxStatements) return std::nullopt;
     if (pending_reads.load(std::memory_order_relaxed) != 0) return std::nullopt;
     size_t bytes = 0;
     for (const auto& st : statements) bytes += st.sql.size();
@@ -637,9 +664,9 @@ struct HttpApi::Impl {
     if (inline_window_spent >= std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                    opts.inline_window * opts.inline_share))
       return std::nullopt;
-    std::optional<Result<std::vector<QueryOutcome>>> r;
+    decltype(call()) r;
     try {
-      r = backend.try_query_inline(statements, qo, opts.inline_budget);
+      r = call();
     } catch (const std::exception&) {
       r.reset();  // the lane runs it again and reports what it throws (offload)
     }
@@ -652,11 +679,7 @@ struct HttpApi::Impl {
       inline_slow_pause = opts.inline_pause;
       if (!r) inline_paused_until = end + opts.inline_pause;
     }
-    if (!r) {
-      inline_declined_total.inc();
-      return std::nullopt;
-    }
-    inline_reads_total.inc();
+    if (!r) inline_declined_total.inc();
     return r;
   }
 
@@ -945,9 +968,60 @@ struct HttpApi::Impl {
     const size_t n = statements.size();
     std::vector<nlohmann::json> slots(n);
     if (n == 0) co_return respond(req, http::status::ok, render_request_results(slots, ro, seconds_since(t0)));
-    auto classified = co_await classify_from(req, ro, statements, 0, 0);
-    if (auto* fail = std::get_if<Response>(&classified)) co_return std::move(*fail);
-    std::vector<StatementClass> kinds = std::move(std::get<std::vector<StatementClass>>(classified));
+    // Classified, and run at once when every statement is a read: on the io
+    // thread when cheap (try_inline's rules), else in one trip to the lane.
+    // A request of reads is answered as /db/query answers them, rendered
+    // where they ran (the same text its slots would give: http_json_test).
+    auto render_reads = [&ro, t0](const HttpBackend::Classified& c) {
+      return c.outcomes ? render_query_results(*c.outcomes, ro, seconds_since(t0)) : std::string{};
+    };
+    std::string body;
+    auto first = try_inline_call(statements, [&] {
+      return backend.try_classify_and_read_inline(statements, opts.inline_budget);
+    });
+    if (first && first->ok() && first->value().outcomes) {
+      inline_reads_total.inc();
+      body = render_reads(first->value());
+    }
+    if (!first) {
+      LaneSlot slot;
+      if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
+        busy_total.inc();
+        co_return error(
+            req, http::status::service_unavailable,
+            fmt::format("busy: {} read requests are already running or queued (the cap; {} run at "
+                        "once); try again later",
+                        opts.max_pending_reads, opts.worker_threads),
+            ro.pretty);
+      }
+      auto call = [this, &statements,
+                   &render_reads]() -> Result<std::pair<HttpBackend::Classified, std::string>> {
+        SWL_ASSIGN(HttpBackend::Classified c, backend.classify_and_read(statements));
+        std::string rendered = render_reads(c);
+        return std::make_pair(std::move(c), std::move(rendered));
+      };
+      auto ran = co_await offload(pool, std::move(call));
+      if (!ran.ok()) {
+        first.emplace(ran.take_error());
+      } else {
+        body = std::move(ran->second);
+        first.emplace(std::move(ran->first));
+      }
+    }
+    if (!first->ok())
+      co_return error(req, status_for(first->error().code), first->error().to_string(), ro.pretty);
+    HttpBackend::Classified& done = first->value();
+    if (done.classes.size() != n || (done.outcomes && done.outcomes->size() != n))
+      co_return error(req, http::status::internal_server_error,
+                      "classify returned the wrong number of results");
+    if (done.outcomes) {
+      query_seconds.observe(seconds_since(t0));
+      queries_total.inc(n);
+      for (const auto& o : *done.outcomes)
+        if (o.error) query_errors_total.inc();
+      co_return respond(req, http::status::ok, std::move(body));
+    }
+    std::vector<StatementClass> kinds = std::move(done.classes);
     // A peer behind the newest head it knows of may lack a table the primary
     // has: prepare the statements that did not prepare again once it caught up
     // with that head (bounded by timeout; still behind: their errors stand).

@@ -160,6 +160,26 @@ class HttpBackend {
   // invalid. Default (a backend without a database): every statement is a read.
   virtual Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements);
 
+  // /db/request's first step in one call (docs/http-api.md "The unified
+  // endpoint"): classify(), and when every statement is a read, run them as
+  // query() does without min_size or proof (`outcomes`, one per statement).
+  // Otherwise only `classes` is set and nothing ran. One trip to the read lane
+  // where it used to take two. The default calls classify() then query().
+  struct Classified {
+    std::vector<StatementClass> classes;
+    std::optional<std::vector<QueryOutcome>> outcomes;
+  };
+  virtual Result<Classified> classify_and_read(const std::vector<Statement>& statements);
+  // classify_and_read() on the io thread, as try_query_inline(): with what the
+  // backend has at hand, its reads stopped over `budget` (nullopt: not run or
+  // stopped; the server then calls classify_and_read() on its read lane). A
+  // classification that finds a write is returned (its prepare is bounded by
+  // the server's size limits for tries). The default runs nothing.
+  virtual std::optional<Result<Classified>> try_classify_and_read_inline(
+      const std::vector<Statement>& /*statements*/, const InlineBudget& /*budget*/) {
+    return std::nullopt;
+  }
+
   // The newest log size this node knows of (NodeStatus::best_size: the highest
   // valid head any peer told it of, or its own). For level=strong without a
   // primary URL and for freshness. May block briefly (not on the io thread).

@@ -338,11 +338,14 @@ namespace {
 // through, and SQLite says it does not write); refused by the authorizer
 // (SQLITE_AUTH) or prepared but not read-only = write, for the primary to run
 // or refuse; any other prepare error (syntax, no such table) = invalid, with
-// SQLite's message.
-Result<std::vector<StatementClass>> classify_statements(ReadPool& pool,
-                                                        const std::vector<Statement>& statements) {
-  SWL_ASSIGN(auto conn, pool.acquire());
-  {
+// SQLite's message. One statement is prepared in SQLite's own implicit read
+// (as guarded_query_on reads one): the same one snapshot, without the BEGIN,
+// the applied-size read and the COMMIT (a prepare that finds no table checks
+// the schema is current, and retries if not).
+Result<std::vector<StatementClass>> classify_on(ReadPool::Lease& conn,
+                                                const std::vector<Statement>& statements) {
+  const bool one = statements.size() == 1;
+  if (!one) {
     GuardedConnection::TrustedScope trusted(*conn);
     auto began = conn.txn().begin();
     if (!began.ok()) {
@@ -370,15 +373,83 @@ Result<std::vector<StatementClass>> classify_statements(ReadPool& pool,
     sqlite3_finalize(stmt);
     out.push_back(std::move(c));
   }
+  if (one) return out;
   GuardedConnection::TrustedScope trusted(*conn);
   if (!conn.txn().end().ok()) conn.discard();
   return out;
+}
+
+Result<std::vector<StatementClass>> classify_statements(ReadPool& pool,
+                                                        const std::vector<Statement>& statements) {
+  SWL_ASSIGN(auto conn, pool.acquire());
+  return classify_on(conn, statements);
+}
+
+// HttpBackend::classify_and_read on one pooled connection: classified, and
+// when all are reads run there; with a budget (try_classify_and_read_inline)
+// the reads are stopped over it (nullopt).
+std::optional<Result<HttpBackend::Classified>> classify_and_read_on(
+    ReadPool::Lease& conn, const std::vector<Statement>& statements, const InlineBudget* budget) {
+  HttpBackend::Classified out;
+  auto classes = classify_on(conn, statements);
+  if (!classes.ok()) return classes.take_error();
+  out.classes = std::move(classes).value();
+  const bool reads = std::all_of(out.classes.begin(), out.classes.end(),
+                                 [](const auto& c) { return c.kind == StatementKind::read; });
+  if (!reads) return out;
+  if (budget)
+    conn->set_trial(GuardedConnection::Trial{budget->vm_steps, Clock::now() + budget->time});
+  auto r = guarded_query_on(conn, statements, 0);
+  if (budget) {
+    const bool over = conn->over_trial();
+    conn->set_trial(std::nullopt);
+    if (over) return std::nullopt;
+  }
+  if (!r.ok()) return r.take_error();
+  out.outcomes = std::move(r).value();
+  return out;
+}
+
+Result<HttpBackend::Classified> classify_and_read_pooled(ReadPool& pool,
+                                                         const std::vector<Statement>& statements) {
+  SWL_ASSIGN(auto conn, pool.acquire());
+  return *classify_and_read_on(conn, statements, nullptr);  // no budget: always run
+}
+
+std::optional<Result<HttpBackend::Classified>> classify_and_read_inline(
+    ReadPool& pool, const std::vector<Statement>& statements, const InlineBudget& budget) {
+  auto conn = pool.acquire(/*open_if_none=*/false);
+  if (!conn.ok()) return std::nullopt;
+  return classify_and_read_on(*conn, statements, &budget);
 }
 
 }  // namespace
 
 Result<std::vector<StatementClass>> PrimaryHttpBackend::classify(const std::vector<Statement>& statements) {
   return classify_statements(reads_, statements);
+}
+
+Result<HttpBackend::Classified> PrimaryHttpBackend::classify_and_read(
+    const std::vector<Statement>& statements) {
+  return classify_and_read_pooled(reads_, statements);
+}
+
+Result<HttpBackend::Classified> ReplicaHttpBackend::classify_and_read(
+    const std::vector<Statement>& statements) {
+  if (auto c = replica_.corruption())
+    return make_error(Errc::unavailable, "not serving reads: {}", c->message);
+  return classify_and_read_pooled(reads_, statements);
+}
+
+std::optional<Result<HttpBackend::Classified>> PrimaryHttpBackend::try_classify_and_read_inline(
+    const std::vector<Statement>& statements, const InlineBudget& budget) {
+  return classify_and_read_inline(reads_, statements, budget);
+}
+
+std::optional<Result<HttpBackend::Classified>> ReplicaHttpBackend::try_classify_and_read_inline(
+    const std::vector<Statement>& statements, const InlineBudget& budget) {
+  if (replica_.corruption()) return std::nullopt;  // classify() says why
+  return classify_and_read_inline(reads_, statements, budget);
 }
 
 Result<std::vector<StatementClass>> ReplicaHttpBackend::classify(const std::vector<Statement>& statements) {

@@ -69,6 +69,9 @@ class PrimaryHttpBackend : public HttpBackend {
     return true;
   }
   Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements) override;
+  Result<Classified> classify_and_read(const std::vector<Statement>& statements) override;
+  std::optional<Result<Classified>> try_classify_and_read_inline(
+      const std::vector<Statement>& statements, const InlineBudget& budget) override;
   nlohmann::json status() const override;
   Status ready() const override;
   void update_metrics(Metrics& metrics) override;
@@ -142,6 +145,9 @@ class ReplicaHttpBackend : public HttpBackend {
     return true;
   }
   Result<std::vector<StatementClass>> classify(const std::vector<Statement>& statements) override;
+  Result<Classified> classify_and_read(const std::vector<Statement>& statements) override;
+  std::optional<Result<Classified>> try_classify_and_read_inline(
+      const std::vector<Statement>& statements, const InlineBudget& budget) override;
   uint64_t known_head_size() const override;  // NodeStatus::best_size
   nlohmann::json status() const override;
   Status ready() const override;

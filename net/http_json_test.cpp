@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 
+#include "net/http_request.h"
 #include "net/metrics.h"
 
 using namespace swarmlite;
@@ -305,6 +306,24 @@ TEST_CASE(
       break;
     }
     CHECK_NOTHROW(json::parse(direct));
+    // /db/request answers a request of reads with render_query_results (on
+    // its read lane or io thread): the text its slots give, one
+    // query_result_json each, rendered by render_request_results.
+    RequestOptions request = opts;
+    request.pretty = pick(4) == 0;
+    request.associative = pick(4) == 0;
+    std::vector<json> slots;
+    for (const auto& q : results) slots.push_back(query_result_json(q, request));
+    const std::string by_slots = render_request_results(slots, request, total);
+    const std::string at_once = render_query_results(results, request, total);
+    // Byte for byte, but for the order of an associative row's keys when a
+    // column name is not UTF-8: sorted by its bytes before the replacement
+    // characters (at once) or after (through the slots' parse).
+    if (request.associative ? json::parse(by_slots) != json::parse(at_once) : by_slots != at_once) {
+      FAIL_CHECK("round " << round << " (/db/request):\n slots   " << by_slots << "\n at once "
+                          << at_once);
+      break;
+    }
   }
 }
 
