@@ -378,6 +378,17 @@ struct HttpApi::Impl {
   Response error(const Request& req, http::status st, std::string_view message, bool pretty = false) {
     return respond(req, st, render_error(message, pretty));
   }
+  // The 503 for a read when the read lane's queue is full (counted).
+  Response read_lane_busy(const Request& req, const RequestOptions& ro) {
+    busy_total.inc();
+    return error(
+        req, http::status::service_unavailable,
+        fmt::format(
+            "busy: {} read requests are already running or queued (the cap; {} run at once); "
+            "try again later",
+            opts.max_pending_reads, opts.worker_threads),
+        ro.pretty);
+  }
 
   bool authorized(const Request& req) const {
     if (!opts.write_token) return true;  // loopback-only by start()'s check
@@ -584,15 +595,8 @@ struct HttpApi::Impl {
     }
     LaneSlot slot;
     if (!answered) {
-      if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
-        busy_total.inc();
-        co_return error(
-            req, http::status::service_unavailable,
-            fmt::format("busy: {} read requests are already running or queued (the cap; "
-                        "{} run at once); try again later",
-                        opts.max_pending_reads, opts.worker_threads),
-            ro.pretty);
-      }
+      if (!take_slot(slot, pending_reads, opts.max_pending_reads))
+        co_return read_lane_busy(req, ro);
       auto call = [this, st = std::move(statements), qo, &answer]() -> Result<Answer> {
         SWL_ASSIGN(std::vector<QueryOutcome> outcomes, backend.query(st, qo));
         return answer(std::move(outcomes));
@@ -913,14 +917,7 @@ struct HttpApi::Impl {
                                   backend.size(), need, ro.timeout.count()),
                       ro.pretty);
     LaneSlot slot;
-    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
-      busy_total.inc();
-      co_return error(req, http::status::service_unavailable,
-                      fmt::format("busy: {} read requests are already running or queued (the cap; {} run at once); "
-                                  "try again later",
-                                  opts.max_pending_reads, opts.worker_threads),
-                      ro.pretty);
-    }
+    if (!take_slot(slot, pending_reads, opts.max_pending_reads)) co_return read_lane_busy(req, ro);
     QueryOptions qo{need, false};
     size_t n = st.size();
     auto call = [this, s = std::move(st), qo] { return backend.query(s, qo); };
@@ -985,15 +982,8 @@ struct HttpApi::Impl {
     }
     if (!first) {
       LaneSlot slot;
-      if (!take_slot(slot, pending_reads, opts.max_pending_reads)) {
-        busy_total.inc();
-        co_return error(
-            req, http::status::service_unavailable,
-            fmt::format("busy: {} read requests are already running or queued (the cap; {} run at "
-                        "once); try again later",
-                        opts.max_pending_reads, opts.worker_threads),
-            ro.pretty);
-      }
+      if (!take_slot(slot, pending_reads, opts.max_pending_reads))
+        co_return read_lane_busy(req, ro);
       auto call = [this, &statements,
                    &render_reads]() -> Result<std::pair<HttpBackend::Classified, std::string>> {
         SWL_ASSIGN(HttpBackend::Classified c, backend.classify_and_read(statements));
