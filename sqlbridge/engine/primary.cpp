@@ -820,7 +820,7 @@ void Primary::run_group(std::vector<Queued*>& group) {
           s.error().code,
           "entry {} was committed in the database but appending it to the log failed ({}); it is "
           "not acknowledged: the primary appends it to its log before its next write (retried "
-          "with backoff), or discards it if it restarts first",
+          "with backoff), or, if it restarts first, keeps it only if the log's file holds it",
           u.seq, s.error().message));
       u.waiter = nullptr;
     }
@@ -979,18 +979,18 @@ void Primary::run_write_locked(Queued& q, bool last) {
     Status synced = sync_unlogged_locked();
     log_lock.unlock();
     if (!synced.ok()) {
-      // Not durable, so nothing of the group is acknowledged. The store now
-      // refuses appends (a failed fsync), so the writes SQLite committed stay
-      // in unlogged_ for run_group to fail and open() to cut from the -wal
-      // file; one SQLite did not commit is forgotten.
+      // Not durable. The writes SQLite committed (this one too, if it did)
+      // stay in unlogged_, as a failed group append leaves them: run_group
+      // appends them again and answers them, or fails every one of them
+      // (after a failed fsync the store refuses appends until a restart).
       fault_.failed(synced.error());
-      if (!results.ok()) {
-        unlogged_bytes_.pop_back();
+      appended = false;
+      if (results.ok()) {
+        queued = true;
+      } else {
+        unlogged_bytes_.pop_back();  // SQLite did not commit it
         unlogged_.pop_back();
       }
-      return fail(make_error(synced.error().code,
-                             "entry {}: the log's fdatasync failed ({}); not acknowledged",
-                             entry.seq, synced.error().message));
     }
   }
   if (!results.ok()) {
