@@ -70,12 +70,10 @@ Result<std::vector<StatementClass>> HttpBackend::classify(const std::vector<Stat
   return std::vector<StatementClass>(statements.size());
 }
 
-namespace {
 bool all_reads(const std::vector<StatementClass>& classes) {
   return std::all_of(classes.begin(), classes.end(),
                      [](const StatementClass& c) { return c.kind == StatementKind::read; });
 }
-}  // namespace
 
 Result<HttpBackend::Classified> HttpBackend::classify_and_read(
     const std::vector<Statement>& statements) {

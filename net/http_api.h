@@ -90,6 +90,8 @@ struct StatementClass {
   StatementKind kind = StatementKind::read;
   std::string error;  // for invalid: SQLite's message
 };
+// Every statement classified a read (/db/request answers them at once).
+bool all_reads(const std::vector<StatementClass>& classes);
 
 // What the HTTP API needs from a node. Every method may be called from several
 // worker threads at once: implementations must be thread-safe.

@@ -112,18 +112,25 @@ Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool,
 
 // HttpBackend::try_query_inline for plain reads: on an idle pooled connection
 // only (an open costs more than a cheap read), stopped over the budget.
+// guarded_query_on under an inline budget: nullopt when stopped over it.
+std::optional<Result<std::vector<QueryOutcome>>> guarded_query_on_trial(
+    ReadPool::Lease& conn, const std::vector<Statement>& statements, uint64_t min_size,
+    const InlineBudget& budget) {
+  conn->set_trial(GuardedConnection::Trial{budget.vm_steps, Clock::now() + budget.time});
+  auto r = guarded_query_on(conn, statements, min_size);
+  const bool over = conn->over_trial();
+  conn->set_trial(std::nullopt);
+  if (over) return std::nullopt;
+  return r;
+}
+
 std::optional<Result<std::vector<QueryOutcome>>> guarded_query_inline(
     ReadPool& pool, const std::vector<Statement>& statements, const QueryOptions& options,
     const InlineBudget& budget) {
   if (options.proof) return std::nullopt;
   auto conn = pool.acquire(/*open_if_none=*/false);
   if (!conn.ok()) return std::nullopt;
-  (*conn)->set_trial(GuardedConnection::Trial{budget.vm_steps, Clock::now() + budget.time});
-  auto r = guarded_query_on(*conn, statements, options.min_size);
-  const bool over = (*conn)->over_trial();
-  (*conn)->set_trial(std::nullopt);
-  if (over) return std::nullopt;
-  return r;
+  return guarded_query_on_trial(*conn, statements, options.min_size, budget);
 }
 
 // Proved reads: one prove() per statement. A statement's own error goes in its
@@ -394,19 +401,13 @@ std::optional<Result<HttpBackend::Classified>> classify_and_read_on(
   auto classes = classify_on(conn, statements);
   if (!classes.ok()) return classes.take_error();
   out.classes = std::move(classes).value();
-  const bool reads = std::all_of(out.classes.begin(), out.classes.end(),
-                                 [](const auto& c) { return c.kind == StatementKind::read; });
-  if (!reads) return out;
-  if (budget)
-    conn->set_trial(GuardedConnection::Trial{budget->vm_steps, Clock::now() + budget->time});
-  auto r = guarded_query_on(conn, statements, 0);
-  if (budget) {
-    const bool over = conn->over_trial();
-    conn->set_trial(std::nullopt);
-    if (over) return std::nullopt;
-  }
-  if (!r.ok()) return r.take_error();
-  out.outcomes = std::move(r).value();
+  if (!all_reads(out.classes)) return out;
+  std::optional<Result<std::vector<QueryOutcome>>> r =
+      budget ? guarded_query_on_trial(conn, statements, 0, *budget)
+             : guarded_query_on(conn, statements, 0);
+  if (!r) return std::nullopt;  // stopped over the budget
+  if (!r->ok()) return r->take_error();
+  out.outcomes = std::move(*r).value();
   return out;
 }
 
