@@ -27,7 +27,8 @@
 //  BM_HttpWrite/clients:N             POST /db/execute, one single-row INSERT
 //      per request, on the primary (log fsync on: durable when answered;
 //      heads signed in the background as `swarmlite primary` does, or one per
-//      write with SWARMLITE_BENCH_BG=0).
+//      write with SWARMLITE_BENCH_BG=0; SWARMLITE_BENCH_SIGN_GAP_US sets the
+//      background signer's sign_gap, default 500).
 //      Baseline: BM_InProcessWrite (Primary::execute, same row) and /readyz.
 //
 // Table: SWARMLITE_BENCH_HTTP_ROWS rows (default 1,000,000), built once per run.
@@ -151,6 +152,7 @@ struct Cluster {
     // backend announces each); SWARMLITE_BENCH_BG=0 signs one per write.
     PrimaryOptions popt;
     popt.sign_in_background = env_int("SWARMLITE_BENCH_BG", 1) != 0;
+    popt.sign_gap = std::chrono::microseconds(env_int("SWARMLITE_BENCH_SIGN_GAP_US", 500));
     primary = must(Primary::open(dir.path / "primary.db", keys.secret, std::move(popt)),
                    "opening the primary");
     must(primary->execute({Statement{"CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "

@@ -453,6 +453,12 @@ Result<RequestOptions> parse_request_options(std::string_view qs) {
       if (!flag_value(value, *flag))
         return make_error(Errc::invalid_argument, "query option {}={}: expected 1/0/true/false", key, value);
     } else if (key == "q") {
+      // One statement per GET: a second q would otherwise replace the first
+      // without a word, and the client would miss a result it asked for.
+      if (o.q)
+        return make_error(Errc::invalid_argument,
+                          "query option q is given more than once: a GET runs one statement; "
+                          "POST a JSON array to run several");
       if (auto bad = invalid_utf8_offset(value))
         return make_error(Errc::invalid_argument, "query option q: the SQL is not valid UTF-8 (byte {} of {})",
                           *bad, value.size());

@@ -123,6 +123,10 @@ TEST_CASE("request options parse from the query string") {
   CHECK_FALSE(parse_request_options("min_size=-1").ok());
   CHECK_FALSE(parse_request_options("min_size=").ok());
   CHECK_FALSE(parse_request_options("pretty=maybe").ok());
+  // A second q is an error, not a silent replacement of the first.
+  auto twice = parse_request_options("q=SELECT+1&q=SELECT+2");
+  REQUIRE_FALSE(twice.ok());
+  CHECK(twice.error().message.find("more than once") != std::string::npos);
   CHECK_FALSE(parse_request_options("q=%zz").ok());
   CHECK_FALSE(parse_request_options("timeout=5x").ok());
 }
