@@ -338,6 +338,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
       // a binding), and what that prepare records is checked below.
       auth_->refusal.clear();
       auth_->first_pragma.clear();
+      auth_->first_pragma_value.clear();
       auth_->created.clear();
       auth_->rank_reads.clear();
       auth_->to_check.clear();
@@ -368,6 +369,7 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
   while (!is_blank_sql(rest)) {
     auth_->refusal.clear();
     auth_->first_pragma.clear();
+    auth_->first_pragma_value.clear();
     auth_->created.clear();
     auth_->rank_reads.clear();
     sqlite3_stmt* raw = nullptr;
@@ -397,7 +399,8 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
                         "transaction (VACUUM INTO writes another file)",
                         index);
     }
-    if (keyword == "PRAGMA" && !pragma_allowed_as_statement(auth_->first_pragma.c_str())) {
+    if (keyword == "PRAGMA" && !pragma_allowed_as_statement(auth_->first_pragma.c_str()) &&
+        !pragma_restates_fixed_setting(auth_->first_pragma, auth_->first_pragma_value)) {
       // Only a pragma the authorizer lets through for module code gets here.
       return make_error(Errc::refused,
                         "statement {}: PRAGMA {} is refused in a write: the connection settings "

@@ -257,6 +257,43 @@ TEST_CASE("harmless reads and savepoints are allowed") {
         Value{Bytes{'S', 'W', 'P', 'A', 'D'}});
 }
 
+TEST_CASE("PRAGMA foreign_keys=ON, what ORMs send on connect, is a no-op write; OFF is refused") {
+  Fixture f;
+  f.exec({sql("CREATE TABLE parent(id INTEGER PRIMARY KEY)"),
+          sql("CREATE TABLE child(id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id))")});
+  for (const char* on :
+       {"PRAGMA foreign_keys=ON", "PRAGMA foreign_keys = on", "PRAGMA foreign_keys=1",
+        "PRAGMA foreign_keys='true'", "pragma FOREIGN_KEYS = YES"}) {
+    CAPTURE(std::string(on));
+    const uint64_t size = f.primary->size();
+    auto r = f.primary->execute({sql(on)});
+    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    CHECK(f.primary->size() == size + 1);  // logged, as any write (it changes only applied_seq)
+  }
+  // With another statement in the same transaction, and in a statement list.
+  f.exec({sql("PRAGMA foreign_keys=ON"), sql("INSERT INTO parent VALUES (1)")});
+  f.exec({sql("PRAGMA foreign_keys=ON; INSERT INTO child VALUES (1, 1)")});
+  for (const char* off :
+       {"PRAGMA foreign_keys=OFF", "PRAGMA foreign_keys=0", "PRAGMA foreign_keys=no"}) {
+    CAPTURE(std::string(off));
+    auto r = f.primary->execute({sql(off)});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::refused);
+    CHECK_MESSAGE(r.error().message.find("foreign keys are always enforced") != std::string::npos,
+                  r.error().message);
+  }
+  // Foreign keys are still enforced after all of it.
+  auto orphan = f.primary->execute({sql("INSERT INTO child VALUES (2, 99)")});
+  REQUIRE_FALSE(orphan.ok());
+  CHECK(orphan.error().message.find("FOREIGN KEY") != std::string::npos);
+  // Other setting pragmas stay refused, restating or not.
+  auto other = f.primary->execute({sql("PRAGMA recursive_triggers=ON")});
+  REQUIRE_FALSE(other.ok());
+  CHECK(other.error().code == Errc::refused);
+  // A replica replays the log to the same state.
+  check_replica_agrees(*f.primary, f.dir / "fk-replica");
+}
+
 TEST_CASE("a transaction failing in statement 3 of 4 leaves database and log unchanged") {
   Fixture f;
   f.exec({sql("CREATE TABLE t(a UNIQUE)"), sql("INSERT INTO t VALUES (1)")});

@@ -66,7 +66,7 @@ const char* refused_table_reason(const char* name) {
   if (iequals(name, "sqlite_dbpage")) return "reads and writes raw pages";
   if (iequals(name, "sqlite_stmt")) return "depends on the connection's state";
   if (strncasecmp(name, "pragma_", 7) == 0 && !pragma_allowed(name + 7)) {
-    return "pragma functions depend on the host or connection";
+    return "is a pragma function, whose value depends on the host or the connection";
   }
   return nullptr;
 }
@@ -133,8 +133,20 @@ int authorize_impl(void* ctx, int action, const char* a1, const char* a2, const 
                                   "use SAVEPOINT/RELEASE inside it",
                                   or_empty(a1)));
     case SQLITE_PRAGMA:
-      if (st->first_pragma.empty()) st->first_pragma = or_empty(a1);
+      if (st->first_pragma.empty()) {
+        st->first_pragma = or_empty(a1);
+        st->first_pragma_value = or_empty(a2);
+      }
       if (pragma_allowed_as_statement(a1)) return SQLITE_OK;
+      if (pragma_restates_fixed_setting(or_empty(a1), or_empty(a2))) return SQLITE_OK;
+      if (iequals(a1, "foreign_keys") && a2 != nullptr) {
+        return deny(st,
+                    fmt::format("PRAGMA foreign_keys={} is refused in a write: foreign keys are "
+                                "always enforced, a fixed setting (docs/determinism.md); "
+                                "PRAGMA defer_foreign_keys=ON moves this transaction's checks "
+                                "to its commit",
+                                a2));
+      }
       // Allowed here for FTS5's internal statement; refused as a user
       // statement in run_statement_text (first_pragma).
       if (is_module_pragma_read(a1, a2)) return SQLITE_OK;  // read-only schema pragmas; a2 is the table
@@ -222,5 +234,13 @@ int authorize_write(void* state, int action, const char* a1, const char* a2, con
 }
 
 bool pragma_allowed_as_statement(const char* name) { return pragma_statement_ok(name); }
+
+bool pragma_restates_fixed_setting(std::string_view name, std::string_view value) {
+  auto is = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+  };
+  if (!is(name, "foreign_keys")) return false;
+  return is(value, "on") || is(value, "1") || is(value, "true") || is(value, "yes");
+}
 
 }  // namespace swarmlite

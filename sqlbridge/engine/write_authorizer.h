@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace swarmlite {
@@ -40,6 +41,7 @@ struct WriteAuthState {
   // prepared: the statement's own when it is a PRAGMA (FTS5's internal
   // `PRAGMA data_version` statements come later, from module code).
   std::string first_pragma;
+  std::string first_pragma_value;  // its argument ("ON" in PRAGMA foreign_keys=ON), or ""
   // Tables whose column named "rank" the statement being prepared reads: when
   // the table is virtual (an fts5 table: other modules are refused), FTS5
   // computes that column with its rank function, bm25() by default, which
@@ -54,5 +56,12 @@ int authorize_write(void* state, int action, const char* a1, const char* a2, con
 // Whether a PRAGMA may be a write's own statement: the read-only schema
 // pragmas and defer_foreign_keys.
 bool pragma_allowed_as_statement(const char* name);
+
+// Whether PRAGMA name=value only restates a fixed setting the write connection
+// already has, so running it changes nothing: PRAGMA foreign_keys=ON (foreign
+// keys are always enforced, and SQLite makes the pragma a no-op inside a
+// transaction anyway). Apps and ORMs send it on connect (docs/determinism.md
+// "Fixed settings").
+bool pragma_restates_fixed_setting(std::string_view name, std::string_view value);
 
 }  // namespace swarmlite
