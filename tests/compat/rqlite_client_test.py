@@ -196,6 +196,13 @@ def main():
               f"database_list hides the path: {doc}")
         code, doc = r.query(["PRAGMA foreign_keys = OFF"])
         check(code == 200 and "error" in doc["results"][0], f"a setting pragma is refused: {doc}")
+        # What ORMs send on connect, as a write: writes always enforce foreign keys, so
+        # restating it is a no-op that succeeds; turning them off is refused.
+        code, doc = w.execute(["PRAGMA foreign_keys = ON"])
+        check(code == 200 and "error" not in doc["results"][0], f"foreign_keys = ON as a write: {doc}")
+        code, doc = w.execute(["PRAGMA foreign_keys = OFF"])
+        check(code == 200 and "always enforced" in doc["results"][0].get("error", ""),
+              f"foreign_keys = OFF as a write is refused: {doc}")
 
         # GET form with q=, and rqlite's read consistency levels accepted.
         for level in ["none", "weak", "strong"]:
