@@ -533,7 +533,8 @@ struct PrimaryHttpBackend::Pending {
     // one: the request fails as a whole only if nothing was written.
     const bool any_written =
         std::any_of(results.begin(), results.end(), [](const auto& r) { return r.ok(); });
-    for (auto& r : results) {
+    for (size_t i = 0; i < results.size(); ++i) {
+      auto& r = results[i];
       ExecOutcome o;
       if (r.ok()) {
         wrote = true;
@@ -541,7 +542,13 @@ struct PrimaryHttpBackend::Pending {
       } else if (fatal(r.error()) && !any_written) {
         return r.take_error();
       } else {
-        o.error = r.error().to_string();
+        // The primary numbers statements within their transaction, here always
+        // "statement 0": the answer names the statement's place in the request.
+        Error e = r.error();
+        constexpr std::string_view kFirst = "statement 0: ";
+        if (i > 0 && e.message.starts_with(kFirst))
+          e.message = fmt::format("statement {}: {}", i, e.message.substr(kFirst.size()));
+        o.error = e.to_string();
       }
       o.seconds = secs;
       out.push_back(std::move(o));

@@ -116,6 +116,35 @@ struct HeldPrimary {
 
 }  // namespace
 
+TEST_CASE("/db/execute without ?transaction: an error names the statement's place in the request") {
+  HeldPrimary held("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)");
+  net::PrimaryHttpBackend backend(*held.primary, *held.node);
+  const std::vector<Statement> st = {
+      Statement{"INSERT INTO t(id, v) VALUES (1, 'a')", {}},
+      Statement{"INSERT INTO nope VALUES (1)", {}},
+      Statement{"BEGIN", {}},
+      Statement{"INSERT INTO t(id, v) VALUES (2, 'b')", {}},
+  };
+  auto r = backend.execute(st, /*transaction=*/false);
+  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE(r->size() == 4);
+  CHECK_FALSE((*r)[0].error);
+  REQUIRE((*r)[1].error);
+  CHECK_MESSAGE((*r)[1].error->find("statement 1: ") != std::string::npos, *(*r)[1].error);
+  REQUIRE((*r)[2].error);
+  CHECK_MESSAGE((*r)[2].error->find("statement 2: BEGIN is refused") != std::string::npos,
+                *(*r)[2].error);
+  CHECK((*r)[2].error->find("statement 0") == std::string::npos);
+  CHECK_FALSE((*r)[3].error);
+  // In a transaction the primary's numbering is already the request's.
+  auto t = backend.execute({Statement{"INSERT INTO t(id, v) VALUES (3, 'c')", {}}, st[1]},
+                           /*transaction=*/true);
+  REQUIRE(t.ok());
+  REQUIRE(t->size() == 2);
+  REQUIRE(t->back().error);
+  CHECK_MESSAGE(t->back().error->find("statement 1: ") != std::string::npos, *t->back().error);
+}
+
 // /db/execute's writes go to PrimaryHttpBackend's submit thread, which runs all
 // requests queued meanwhile in one Primary::execute_batch: requests must still
 // get exactly their own answers, and one request's failure (a transaction

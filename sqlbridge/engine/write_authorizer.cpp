@@ -129,8 +129,9 @@ int authorize_impl(void* ctx, int action, const char* a1, const char* a2, const 
     case SQLITE_DETACH:
       return deny(st, "DETACH is refused: another database file is outside the log");
     case SQLITE_TRANSACTION:
-      return deny(st, fmt::format("{} is refused: swarmlite owns the transaction (one per execute); "
-                                  "use SAVEPOINT/RELEASE inside it",
+      return deny(st, fmt::format("{} is refused: swarmlite runs each write transaction itself "
+                                  "(one per execute; over HTTP, one per statement, or one per "
+                                  "request with ?transaction); use SAVEPOINT/RELEASE inside it",
                                   or_empty(a1)));
     case SQLITE_PRAGMA:
       if (st->first_pragma.empty()) {
