@@ -4,11 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "client/report_format.h"
-#include "core/file_io.h"
 #include "client/test_log_test_util.h"
+#include "core/file_io.h"
 
 using namespace swarmlite;
 using namespace swarmlite::client;
@@ -227,4 +228,29 @@ TEST_CASE("tables render as the CLI prints them") {
   CHECK(format_table(cols, {rows[2]}, demo) == "  id    name\n  2.50  grace hopper\n");
   CHECK(format_table({}, {}) == "(0 rows)\n");
   CHECK(json_string("a\x1b[2Jb") == "\"a\\u001b[2Jb\"");
+}
+
+TEST_CASE(
+    "a table shows control characters as escapes: a value cannot cut it short or fake a line") {
+  using namespace std::string_literals;
+  // A NUL used to end the whole table (it was printed as a C string): the rows
+  // after it, and the rest of its own row, were lost.
+  std::vector<std::vector<Value>> rows{{Value{"x\0y"s}, Value{int64_t{7}}},
+                                       {Value{"line\nverified at size 1"s}, Value{int64_t{8}}},
+                                       {Value{"\x1b[2J\r\t\x7f"s}, Value{int64_t{9}}},
+                                       {Value{"\u00e9t\u00e9 \u00c5 \u2603"s}, Value{int64_t{10}}},
+                                       {Value{"a\u202eb\u2066c\u0085d"s}, Value{int64_t{11}}}};
+  const std::string t = format_table({"v", "n\nm"}, rows);
+  CHECK(t.find('\0') == std::string::npos);
+  CHECK(t.find('\x1b') == std::string::npos);
+  CHECK(t.find("x\\0y") != std::string::npos);
+  CHECK(t.find("line\\nverified at size 1") != std::string::npos);
+  CHECK(t.find("\\x1b[2J\\r\\t\\x7f") != std::string::npos);
+  CHECK(t.find("\u00e9t\u00e9 \u00c5 \u2603") != std::string::npos);  // printable UTF-8 kept
+  CHECK(t.find("a\\u202eb\\u2066c\\u0085d") != std::string::npos);
+  CHECK(t.find("n\\nm") != std::string::npos);  // column names too
+  CHECK(t.find("(5 rows)") != std::string::npos);
+  // One line per row, plus the header, its rule and the count.
+  CHECK(std::count(t.begin(), t.end(), '\n') == 8);
+  CHECK(display_text("plain \\n text") == "plain \\n text");
 }

@@ -5,10 +5,10 @@
 // what came from a peer (SQL as a JSON string, params as a JSON array).
 #pragma once
 
-#include <string>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "client/proof_check.h"
 #include "core/entry.h"
@@ -24,7 +24,15 @@ struct TableStyle {
 
 // One cell: NULL, the integer, the real, the text as is, a blob as x'hex'.
 std::string cell_text(const Value& v, bool reals_fixed2 = false);
-// The table, every line ending in '\n'. Without columns: no header.
+// Text as a terminal table shows it: control characters (C0, DEL, the C1
+// range) and Unicode's bidirectional overrides and isolates as escapes (\n,
+// \r, \t, \0, \xHH, \u202e), so that a value, which comes from whoever wrote
+// the row, can neither cut the table short (a NUL ends a C string) nor move
+// the cursor, clear the screen, start a fake line or reorder what follows.
+// Everything else, valid UTF-8 or not, is kept. JSON output keeps the exact value.
+std::string display_text(std::string_view text);
+// The table, every line ending in '\n'. Without columns: no header. Column
+// names and text cells go through display_text.
 std::string format_table(const std::vector<std::string>& columns, const std::vector<std::vector<Value>>& rows,
                          const TableStyle& style = {});
 
