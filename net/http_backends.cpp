@@ -110,8 +110,6 @@ Result<std::vector<QueryOutcome>> guarded_query(ReadPool& pool,
   return guarded_query_on(conn, statements, min_size);
 }
 
-// HttpBackend::try_query_inline for plain reads: on an idle pooled connection
-// only (an open costs more than a cheap read), stopped over the budget.
 // guarded_query_on under an inline budget: nullopt when stopped over it.
 std::optional<Result<std::vector<QueryOutcome>>> guarded_query_on_trial(
     ReadPool::Lease& conn, const std::vector<Statement>& statements, uint64_t min_size,
@@ -124,6 +122,8 @@ std::optional<Result<std::vector<QueryOutcome>>> guarded_query_on_trial(
   return r;
 }
 
+// HttpBackend::try_query_inline for plain reads: on an idle pooled connection
+// only (an open costs more than a cheap read), stopped over the budget.
 std::optional<Result<std::vector<QueryOutcome>>> guarded_query_inline(
     ReadPool& pool, const std::vector<Statement>& statements, const QueryOptions& options,
     const InlineBudget& budget) {

@@ -400,7 +400,8 @@ Status DeterministicDb::run_statement_text(size_t index, const Statement& st, bo
                         index);
     }
     if (keyword == "PRAGMA" && !pragma_allowed_as_statement(auth_->first_pragma.c_str()) &&
-        !pragma_restates_fixed_setting(auth_->first_pragma, auth_->first_pragma_value)) {
+        !pragma_restates_fixed_setting(auth_->first_pragma.c_str(),
+                                       auth_->first_pragma_value.c_str())) {
       // Only a pragma the authorizer lets through for module code gets here.
       return make_error(Errc::refused,
                         "statement {}: PRAGMA {} is refused in a write: the connection settings "

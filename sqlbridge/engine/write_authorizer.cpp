@@ -139,7 +139,7 @@ int authorize_impl(void* ctx, int action, const char* a1, const char* a2, const 
         st->first_pragma_value = or_empty(a2);
       }
       if (pragma_allowed_as_statement(a1)) return SQLITE_OK;
-      if (pragma_restates_fixed_setting(or_empty(a1), or_empty(a2))) return SQLITE_OK;
+      if (pragma_restates_fixed_setting(a1, a2)) return SQLITE_OK;
       if (iequals(a1, "foreign_keys") && a2 != nullptr) {
         return deny(st,
                     fmt::format("PRAGMA foreign_keys={} is refused in a write: foreign keys are "
@@ -236,12 +236,10 @@ int authorize_write(void* state, int action, const char* a1, const char* a2, con
 
 bool pragma_allowed_as_statement(const char* name) { return pragma_statement_ok(name); }
 
-bool pragma_restates_fixed_setting(std::string_view name, std::string_view value) {
-  auto is = [](std::string_view a, std::string_view b) {
-    return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-  };
-  if (!is(name, "foreign_keys")) return false;
-  return is(value, "on") || is(value, "1") || is(value, "true") || is(value, "yes");
+bool pragma_restates_fixed_setting(const char* name, const char* value) {
+  if (!iequals(name, "foreign_keys")) return false;
+  return iequals(value, "on") || iequals(value, "1") || iequals(value, "true") ||
+         iequals(value, "yes");
 }
 
 }  // namespace swarmlite

@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <set>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace swarmlite {
@@ -62,6 +61,6 @@ bool pragma_allowed_as_statement(const char* name);
 // keys are always enforced, and SQLite makes the pragma a no-op inside a
 // transaction anyway). Apps and ORMs send it on connect (docs/determinism.md
 // "Fixed settings").
-bool pragma_restates_fixed_setting(std::string_view name, std::string_view value);
+bool pragma_restates_fixed_setting(const char* name, const char* value);
 
 }  // namespace swarmlite
