@@ -1,10 +1,13 @@
 // Deterministic entry execution: see determinism.h and docs/determinism.md.
 #include "sqlbridge/engine/determinism.h"
 
+#include <algorithm>
+#include <cctype>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "sqlbridge/engine/genesis.h"
 #include "sqlbridge/engine/write_authorizer.h"
@@ -621,7 +624,8 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   if (!batch_) capture_->reset();  // a batch keeps the pages its earlier entries spilled
   capture_->set_commit_hook(tree_commit_hook(tree_, on_commit, hook_applied));
   // Whatever happens below, leave the connection between entries: no stream,
-  // no hook, OS randomness for SQLite's PRNG.
+  // no hook, OS randomness for SQLite's PRNG, and the planner statistics SQLite
+  // holds in memory equal to the file's (reload_stats_if_due).
   struct Cleanup {
     DeterministicDb* self;
     ~Cleanup() {
@@ -630,6 +634,9 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
       self->auth_->mode = AuthMode::system;
       self->auth_->in_entry = false;
       sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, 0, nullptr);
+      if (self->auth_->stats_touched && self->format_version_ >= 5) self->stats_reload_due_ = true;
+      self->auth_->stats_touched = false;
+      self->reload_stats_if_due();
     }
   } cleanup{this};
   auto rollback = [&] {
@@ -651,6 +658,23 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
       return format.take_error();
     }
     format_version_ = *format;
+  }
+  if (mode == Mode::user && format_version_ >= 5 && needs_fresh_schema(statements)) {
+    // ANALYZE writes sqlite_stat1's rows, and REINDEX rebuilds the indexes, in
+    // the order of the connection's schema hash table, which depends on what
+    // the connection did before (tables created and dropped, a rolled-back
+    // schema change, a restart): read it afresh, from the file as the entry
+    // starts, on every node. Nothing of the entry ran yet.
+    if (batch_ && batch_entries_ > 0) {
+      rollback();
+      return make_error(Errc::internal,
+                        "entry {} runs ANALYZE or REINDEX and must start its replay batch",
+                        inputs.seq);
+    }
+    if (Status s = reset_schema(); !s.ok()) {
+      rollback();
+      return s.take_error();
+    }
   }
   bool lean = batch_ && lean_;  // begin_batch: no padding, applied_seq at the commit
   auth_->vtab_created = false;
@@ -735,6 +759,7 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
   }
 
   if (batch_) {
+    ++batch_entries_;
     // The entry's own COMMIT would check deferred foreign keys here; a later
     // entry of the batch must not be able to repair what this one left.
     int deferred = 0, highwater = 0;
@@ -865,6 +890,7 @@ Status DeterministicDb::begin_batch(bool lean) {
   capture_->reset();
   SWL_TRY(step_fixed(begin_, "BEGIN IMMEDIATE"));
   batch_ = true;
+  batch_entries_ = 0;
   // Inside the transaction: the schema read is the one the batch's entries start from.
   lean_ = lean && !has_virtual_tables();
   lean_ran_ = false;
@@ -873,12 +899,54 @@ Status DeterministicDb::begin_batch(bool lean) {
 
 void DeterministicDb::rollback_batch() {
   clear_statement_cache();
-  if (!batch_) return;
   std::lock_guard entry_lock(entry_mutex());
+  if (batch_) {
+    auth_->mode = AuthMode::system;
+    if (!sqlite3_get_autocommit(db_.get())) (void)exec_sql(db_.get(), "ROLLBACK");
+    capture_->reset();
+    batch_ = false;
+  }
+  reload_stats_if_due();  // the rolled-back entries' ANALYZE may have loaded statistics
+}
+
+// SQLite loads the planner statistics (sqlite_stat1) into the connection when
+// it reads the schema, and again after an ANALYZE, but not when a statement
+// writes sqlite_stat1, nor when a transaction that ran ANALYZE rolls back: the
+// connection then plans with statistics the file does not hold, and a write
+// whose effect depends on the plan (INSERT … SELECT … LIMIT without ORDER BY)
+// gives another result than on a node that opened the file afresh (a
+// restarted peer, a snapshot) or never ran the rolled-back entry (every peer).
+// After an entry that ran ANALYZE or wrote a sqlite_stat table, committed or
+// not, the schema is reset, so the next statement reads it and the statistics
+// from the file as a fresh connection would. Only between transactions: a
+// replay batch ends after such an entry (stats_reload_due) and reloads after
+// its commit or rollback. docs/determinism.md "Planner statistics".
+void DeterministicDb::reload_stats_if_due() {
+  if (!stats_reload_due_ || batch_ || !sqlite3_get_autocommit(db_.get())) return;
+  if (reset_schema().ok()) stats_reload_due_ = false;
+}
+
+// Drops the connection's parsed schema (and the statistics loaded with it);
+// the next statement reads both from the file, as on a connection just
+// opened. Prepared statements are re-prepared by SQLite on their next step.
+Status DeterministicDb::reset_schema() {
+  const AuthMode mode = auth_->mode;
   auth_->mode = AuthMode::system;
-  if (!sqlite3_get_autocommit(db_.get())) (void)exec_sql(db_.get(), "ROLLBACK");
-  capture_->reset();
-  batch_ = false;
+  Status s = exec_sql(db_.get(), "PRAGMA writable_schema = RESET");
+  auth_->mode = mode;
+  clear_statement_cache();
+  return s;
+}
+
+bool needs_fresh_schema(std::span<const Statement> statements) {
+  auto mentions = [](std::string_view sql, std::string_view word) {
+    return std::search(sql.begin(), sql.end(), word.begin(), word.end(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == b;
+           }) != sql.end();
+  };
+  return std::any_of(statements.begin(), statements.end(), [&](const Statement& st) {
+    return mentions(st.sql, "analyze") || mentions(st.sql, "reindex");
+  });
 }
 
 Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
@@ -896,6 +964,7 @@ Status DeterministicDb::commit_batch(const OnCommit& on_commit) {
       self->capture_->set_commit_hook(nullptr);
       self->capture_->reset();
       self->batch_ = false;
+      self->reload_stats_if_due();
     }
   } cleanup{this};
   auth_->mode = AuthMode::system;

@@ -138,6 +138,14 @@ class DeterministicDb {
   Status commit_batch(const OnCommit& on_commit);
   void rollback_batch();
   bool in_batch() const { return batch_; }
+  // An entry of the open batch ran ANALYZE or wrote a sqlite_stat table: end
+  // the batch here (commit_batch), so the next entry plans with the
+  // statistics the file now holds, as on the primary (reload_stats_if_due,
+  // docs/determinism.md "Planner statistics").
+  bool stats_reload_due() const { return stats_reload_due_; }
+  // run_entry reads the schema afresh before an entry whose SQL mentions
+  // ANALYZE or REINDEX (format 5): such an entry must be the first of a
+  // replay batch (needs_fresh_schema).
   bool batch_is_lean() const { return batch_ && lean_; }
   // Keeps up to `capacity` prepared single-statement INSERT/UPDATE/DELETE/
   // REPLACE texts of user entries for reuse by later entries (0, the default:
@@ -214,6 +222,12 @@ class DeterministicDb {
   SqliteStmt pad_write_;             // format 4: applied_seq set to a 5-byte blob
   SqliteStmt begin_, commit_;        // BEGIN IMMEDIATE and COMMIT (step_fixed)
   bool batch_ = false;  // a batch transaction is open (begin_batch)
+  // The connection's planner statistics may differ from the file's: reset the
+  // schema once outside a transaction (reload_stats_if_due).
+  bool stats_reload_due_ = false;
+  void reload_stats_if_due();
+  size_t batch_entries_ = 0;  // entries run in the open batch
+  Status reset_schema();
   // The log's format version (sqlite_swarmlite's format_version), read at the
   // first user entry: it decides how an empty blob parameter binds and how a
   // user entry pads the cell buffer (genesis.h).
@@ -234,6 +248,13 @@ class DeterministicDb {
 // committed) when they differ or a statement fails that the primary logged as
 // successful; transient errors (io_error, corrupt) pass through unchanged.
 Status replay_entry(DeterministicDb& db, const Entry& entry);
+
+// An entry whose SQL mentions ANALYZE or REINDEX (case-insensitive, anywhere in
+// the text: a false match costs one schema read). SQLite runs those over its
+// in-memory schema's hash tables, whose order depends on the connection's
+// history, so a format 5 entry runs them on a schema read afresh
+// (docs/determinism.md "Planner statistics").
+bool needs_fresh_schema(std::span<const Statement> statements);
 
 // Opens a read-only connection on `path` through the swarmlite VFS (with
 // `capture` recording the pages it reads, may be null). It sees committed

@@ -33,9 +33,12 @@ namespace swarmlite {
 // "Empty blob parameters"). Format 4 pads the cell buffer at the start of an
 // entry by writing applied_seq, where formats 2 and 3 inserted a row and
 // rolled it back (docs/determinism.md "Cell padding"): an entry writes one
-// page fewer. An older log is still replayed and continued with its own
-// format's rules, so its state roots stay what they were.
-inline constexpr int64_t kFormatVersion = 4;
+// page fewer. Format 5 keeps the planner statistics SQLite holds in memory
+// equal to the file's, and runs ANALYZE and REINDEX on a schema read afresh
+// (docs/determinism.md "Planner statistics"). An older log is still replayed
+// and continued with its own format's rules, so its state roots stay what
+// they were.
+inline constexpr int64_t kFormatVersion = 5;
 inline constexpr int64_t kOldestFormatVersion = 2;
 inline constexpr std::string_view kMetaTable = "sqlite_swarmlite";
 // The genesis statement that creates kMetaTable (the only statement ever run

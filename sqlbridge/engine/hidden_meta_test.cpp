@@ -223,7 +223,7 @@ TEST_CASE("a format 1 genesis entry is refused as format version 1") {
   Status s = check_genesis(e);
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().code == Errc::bad_version);
-  CHECK_MESSAGE(s.error().message.find("format version 1, this build reads versions 2 to 4") !=
+  CHECK_MESSAGE(s.error().message.find("format version 1, this build reads versions 2 to 5") !=
                     std::string::npos,
                 s.error().message);
   CHECK_MESSAGE(s.error().message.find("_swarmlite") != std::string::npos, s.error().message);

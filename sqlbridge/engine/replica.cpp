@@ -339,6 +339,12 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
       return next.take_error();
     }
     Entry entry = std::move(next).value();
+    if (seq > start && needs_fresh_schema(entry.statements)) {
+      // It starts the next batch (DeterministicDb::needs_fresh_schema): put
+      // it back where next_entry_locked took it from.
+      ahead_[--ahead_pos_] = std::move(entry);
+      break;
+    }
     // In a batch, replay_entry runs the entry without its commit; any error
     // (the batch is rolled back already) is left to the entry-by-entry replay.
     const auto t0 = std::chrono::steady_clock::now();
@@ -351,7 +357,7 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
     ++seq;
     bytes += statement_bytes(entry);
     if (cut || bytes >= options_.max_batch_bytes ||
-        db_->batch_spilled_pages() >= options_.max_batch_spill_pages) {
+        db_->batch_spilled_pages() >= options_.max_batch_spill_pages || db_->stats_reload_due()) {
       break;
     }
   }

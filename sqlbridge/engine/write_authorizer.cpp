@@ -123,6 +123,11 @@ int authorize_impl(void* ctx, int action, const char* a1, const char* a2, const 
         break;
     }
   }
+  if (action == SQLITE_ANALYZE || ((action == SQLITE_INSERT || action == SQLITE_UPDATE ||
+                                    action == SQLITE_DELETE || action == SQLITE_DROP_TABLE) &&
+                                   a1 != nullptr && strncasecmp(a1, "sqlite_stat", 11) == 0)) {
+    st->stats_touched = true;
+  }
   switch (action) {
     case SQLITE_ATTACH:
       return deny(st, "ATTACH is refused: another database file is outside the log");

@@ -33,6 +33,12 @@ struct WriteAuthState {
   // A CREATE VIRTUAL TABLE passed since the entry began (a lean replay batch
   // turns plain after it: DeterministicDb::begin_batch).
   bool vtab_created = false;
+  // An ANALYZE, or a write or DROP of a sqlite_stat table, prepared since the
+  // entry began: DeterministicDb reloads the planner statistics once the entry
+  // ends, and drops its statement cache with them, so such a statement is
+  // never reused without passing here (docs/determinism.md "Planner
+  // statistics").
+  bool stats_touched = false;
   // Pinned total_changes(): sqlite3_total_changes64 at the start of the entry.
   bool in_entry = false;
   int64_t total_changes_base = 0;

@@ -558,6 +558,13 @@ class Generator {
         tx.push_back(plain(failing_statement()));
       } else if (r < 22) {
         tx.push_back(plain(refused_statement()));
+      } else if (r < 23 && rng_.chance(50)) {
+        // The planner statistics: a rolled-back ANALYZE or a write to
+        // sqlite_stat1 must not leave a connection planning differently from
+        // one opened afresh, and ANALYZE and REINDEX must not depend on the
+        // order of the connection's schema (docs/determinism.md "Planner
+        // statistics").
+        tx.push_back(plain(stats_statement()));
       } else if (r < 24) {
         // Several statements in one SQL text, split by SQLite.
         tx.push_back(plain(dml() + ";\n" + dml()));
@@ -1290,6 +1297,34 @@ class Generator {
     if (t == nullptr) return rng_.pick(fixed);
     // Most of these hit a constraint sooner or later.
     return "INSERT INTO \"" + t->name + "\" SELECT * FROM \"" + t->name + "\" LIMIT 3";
+  }
+
+  std::string stats_statement() {
+    const TableInfo* t = pick_table(false);
+    const std::string table = t == nullptr ? std::string("t0") : t->name;
+    std::string index = "NULL";
+    if (!schema_.indexes.empty() && rng_.chance(70)) index = quote(rng_.pick(schema_.indexes));
+    const std::string stat =
+        quote(std::to_string(1 + rng_.below(5000)) + " " + std::to_string(1 + rng_.below(100)));
+    switch (rng_.below(8)) {
+      case 6:
+        return "REINDEX";
+      case 7:
+        return "REINDEX \"" + table + "\"";
+      case 0:
+        return "ANALYZE";
+      case 1:
+        return "ANALYZE \"" + table + "\"";
+      case 2:
+        return "ANALYZE sqlite_schema";
+      case 3:
+        return "INSERT INTO sqlite_stat1 VALUES (" + quote(table) + ", " + index + ", " + stat +
+               ")";
+      case 4:
+        return "UPDATE sqlite_stat1 SET stat = " + stat + " WHERE idx IS " + index;
+      default:
+        return "DELETE FROM sqlite_stat1";
+    }
   }
 
   std::string refused_statement() {
