@@ -47,8 +47,12 @@ void add_import_command(CLI::App& app) {
         must(import_new_primary(args->from, args->db, key, std::move(options), import_options), "import");
     progress.finish();
     const ImportStats& stats = result.stats;
-    fmt::print("imported {} tables ({} rows), {} indexes, {} views, {} triggers in {} entries\n",
-               stats.tables, stats.rows, stats.indexes, stats.views, stats.triggers, stats.entries);
+    fmt::print(
+        "imported {} tables ({} rows), {} indexes, {} views, {} triggers, {} sqlite_stat1 rows in "
+        "{} "
+        "entries\n",
+        stats.tables, stats.rows, stats.indexes, stats.views, stats.triggers, stats.stat1_rows,
+        stats.entries);
     fmt::print("check: integrity_check={} foreign_key_check={} violation(s)\n", result.check.integrity,
                result.check.foreign_key_violations);
     for (const TableCount& t : result.check.tables) {

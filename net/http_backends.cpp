@@ -1038,8 +1038,13 @@ Result<nlohmann::json> PrimaryHttpBackend::load(const LoadRequest& request) {
       return make_error(Errc::internal, "the load finished but its check failed: {} ({} entries written)",
                         fmt::join(check->problems, "; "), primary_.size() - size_before);
     }
-    out = {{"format", "sqlite"},          {"tables", stats->tables}, {"rows", stats->rows},
-           {"indexes", stats->indexes},   {"views", stats->views},   {"triggers", stats->triggers},
+    out = {{"format", "sqlite"},
+           {"tables", stats->tables},
+           {"rows", stats->rows},
+           {"indexes", stats->indexes},
+           {"views", stats->views},
+           {"triggers", stats->triggers},
+           {"stat1_rows", stats->stat1_rows},
            {"check", check_json(*check)}};
   } else {
     SWL_ASSIGN(MappedFile text, MappedFile::open(request.file, request.bytes));

@@ -590,7 +590,44 @@ Result<ImportStats> import_database(const std::filesystem::path& source, Primary
     }
   }
   finish.insert(finish.begin(), seq_statements.begin(), seq_statements.end());
-  SWL_TRY(run_entry(primary, finish, "the counters, indexes and triggers", progress, options));
+  // The planner statistics (sqlite_stat1), as in the source, once the indexes
+  // exist: the app's queries get the plans they had there (without them a
+  // query the source answered from the right index may scan, or run into the
+  // read limits). Rows for tables and indexes the import did not create are
+  // left out, as is sqlite_stat4 (this SQLite is built without STAT4). The
+  // entry reloads them on every node (docs/determinism.md "Planner
+  // statistics").
+  auto stat1 = prepare(src.get(), "SELECT tbl, idx, stat FROM sqlite_stat1 ORDER BY rowid");
+  if (stat1.ok()) {
+    std::set<std::string, std::less<>> names;
+    for (const auto& obj : schema) names.insert(lower_ascii(obj.name));
+    std::vector<Statement> stat_rows;
+    int rc;
+    while ((rc = sqlite3_step(stat1->get())) == SQLITE_ROW) {
+      Value tbl = column_value(stat1->get(), 0), idx = column_value(stat1->get(), 1);
+      const auto* t = std::get_if<std::string>(&tbl.v);
+      const auto* i = std::get_if<std::string>(&idx.v);
+      if (t == nullptr || starts_with_ci(*t, "sqlite_") || names.count(lower_ascii(*t)) == 0)
+        continue;
+      // An index the import created, or one SQLite makes for the table's
+      // UNIQUE and PRIMARY KEY constraints (the same names: same CREATE TABLE).
+      if (i != nullptr && names.count(lower_ascii(*i)) == 0 &&
+          !starts_with_ci(*i, "sqlite_autoindex_" + *t + "_")) {
+        continue;
+      }
+      stat_rows.push_back({"INSERT INTO sqlite_stat1(tbl, idx, stat) VALUES (?1, ?2, ?3)",
+                           {std::move(tbl), std::move(idx), column_value(stat1->get(), 2)}});
+    }
+    if (rc != SQLITE_DONE) return sqlite_error(src.get(), "reading the source's sqlite_stat1");
+    if (!stat_rows.empty()) {
+      finish.push_back({"ANALYZE sqlite_schema", {}});  // creates sqlite_stat1, analyses nothing
+      finish.push_back({"DELETE FROM sqlite_stat1", {}});
+      finish.insert(finish.end(), stat_rows.begin(), stat_rows.end());
+      stats.stat1_rows = stat_rows.size();
+    }
+  }
+  SWL_TRY(run_entry(primary, finish, "the counters, indexes, triggers and statistics", progress,
+                    options));
   stats.entries = progress.entries;
   (void)exec_sql(src.get(), "COMMIT");
   return stats;

@@ -69,6 +69,7 @@ struct ImportStats {
   uint64_t indexes = 0;
   uint64_t views = 0;
   uint64_t triggers = 0;
+  uint64_t stat1_rows = 0;  // planner statistics carried over (sqlite_stat1)
 };
 
 struct TableCount {
