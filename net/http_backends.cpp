@@ -858,13 +858,14 @@ SnapshotSourceOptions in_dir(SnapshotSourceOptions o, const std::filesystem::pat
 
 }  // namespace
 
-PrimaryHttpBackend::PrimaryHttpBackend(Primary& primary, Node& node, SnapshotSourceOptions snapshot_options)
+PrimaryHttpBackend::PrimaryHttpBackend(Primary& primary, Node& node,
+                                       SnapshotSourceOptions snapshot_options)
     : primary_(primary),
       node_(node),
-      reads_(primary.db_path()),
-      snapshots_(std::make_unique<SnapshotSource>(primary_backup_source(primary, node),
-                                                  in_dir(std::move(snapshot_options), primary.db_path()),
-                                                  primary_pinned_head(primary))) {
+      reads_(primary.db_path(), 4, [&primary] { return primary.stats_epoch(); }),
+      snapshots_(std::make_unique<SnapshotSource>(
+          primary_backup_source(primary, node),
+          in_dir(std::move(snapshot_options), primary.db_path()), primary_pinned_head(primary))) {
   primary_.set_head_listener([this](const Head& head) {
     raise_announced_head(announced_head_, head.size);
     node_.notify_new_head();  // always: the head just stored
@@ -906,7 +907,10 @@ PrimaryHttpBackend::~PrimaryHttpBackend() {
 
 ReplicaHttpBackend::ReplicaHttpBackend(Replica& replica, Node& node, ReplicaHttpOptions options,
                                        SnapshotSourceOptions snapshot_options)
-    : replica_(replica), node_(node), options_(options), reads_(replica.db_path()) {
+    : replica_(replica),
+      node_(node),
+      options_(options),
+      reads_(replica.db_path(), 4, [&replica] { return replica.stats_epoch(); }) {
   // A corrupt or diverged replica serves no snapshot (its copies would not
   // match a signed head anyway: make_backup checks), as it serves no backup.
   BackupSource source = replica_backup_source(replica);

@@ -7,7 +7,9 @@
 // and the close. A pooled connection keeps its parsed schema and page cache;
 // SQLite revalidates both at the start of each read transaction (a changed
 // schema cookie reloads the schema, a changed WAL drops stale pages), so a
-// pooled reader sees exactly what a fresh one would.
+// pooled reader sees exactly what a fresh one would. The planner statistics
+// are the exception (ANALYZE leaves the schema cookie alone): the pool closes
+// its idle connections when the stats epoch it is given moves.
 //
 // What a request can leave behind on a connection is nothing the next one sees:
 // the guard refuses every statement that changes connection state (writing
@@ -35,6 +37,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -59,7 +62,13 @@ class ReadPool {
   };
 
  public:
-  explicit ReadPool(std::filesystem::path db_path, size_t max_idle = 4);
+  // `stats_epoch`, when given, says when the file's planner statistics may
+  // have changed (DeterministicDb::stats_epoch): SQLite loads them only with
+  // the schema, and ANALYZE does not change the schema's version, so a pooled
+  // connection would plan with the old ones for as long as it lives. Idle
+  // connections older than the epoch are closed, as for a replaced file.
+  explicit ReadPool(std::filesystem::path db_path, size_t max_idle = 4,
+                    std::function<uint64_t()> stats_epoch = {});
   ~ReadPool();
   ReadPool(const ReadPool&) = delete;
   ReadPool& operator=(const ReadPool&) = delete;
@@ -81,12 +90,13 @@ class ReadPool {
 
    private:
     friend class ReadPool;
-    Lease(ReadPool* pool, Pooled conn, dev_t dev, ino_t ino)
-        : pool_(pool), conn_(std::move(conn)), dev_(dev), ino_(ino) {}
+    Lease(ReadPool* pool, Pooled conn, dev_t dev, ino_t ino, uint64_t epoch)
+        : pool_(pool), conn_(std::move(conn)), dev_(dev), ino_(ino), epoch_(epoch) {}
     ReadPool* pool_;
     Pooled conn_;
     dev_t dev_;
     ino_t ino_;
+    uint64_t epoch_;
     bool discard_ = false;
   };
 
@@ -102,10 +112,12 @@ class ReadPool {
   uint64_t reused() const;
 
  private:
-  void give_back(Pooled conn, dev_t dev, ino_t ino);
+  void give_back(Pooled conn, dev_t dev, ino_t ino, uint64_t epoch);
 
   std::filesystem::path db_path_;
   size_t max_idle_;
+  std::function<uint64_t()> stats_epoch_;
+  uint64_t epoch_ = 0;  // the stats epoch of the idle connections
   mutable std::mutex mu_;
   std::vector<Pooled> idle_;  // all opened on (dev_, ino_)
   dev_t dev_ = 0;

@@ -634,7 +634,10 @@ Result<std::vector<StatementResult>> DeterministicDb::run_entry(const EntryInput
       self->auth_->mode = AuthMode::system;
       self->auth_->in_entry = false;
       sqlite3_test_control(SQLITE_TESTCTRL_PRNG_SEED, 0, nullptr);
-      if (self->auth_->stats_touched && self->format_version_ >= 5) self->stats_reload_due_ = true;
+      if (self->auth_->stats_touched) {
+        if (self->format_version_ >= 5) self->stats_reload_due_ = true;
+        self->stats_epoch_.fetch_add(1, std::memory_order_release);
+      }
       self->auth_->stats_touched = false;
       self->reload_stats_if_due();
     }

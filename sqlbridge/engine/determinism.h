@@ -26,6 +26,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -42,8 +43,8 @@
 #include "sqlbridge/engine/connection_settings.h"
 #include "sqlbridge/engine/page_vfs.h"
 #include "sqlbridge/engine/seeded_stream.h"
-#include "sqlbridge/sqlite_util.h"
 #include "sqlbridge/engine/state_tree.h"
+#include "sqlbridge/sqlite_util.h"
 
 namespace swarmlite {
 
@@ -143,6 +144,12 @@ class DeterministicDb {
   // statistics the file now holds, as on the primary (reload_stats_if_due,
   // docs/determinism.md "Planner statistics").
   bool stats_reload_due() const { return stats_reload_due_; }
+  // Counts the entries that ran ANALYZE or wrote a sqlite_stat table (any
+  // format, committed or not), counted once the entry is over; thread-safe.
+  // Other connections on the file (the HTTP read pool) load statistics only
+  // with the schema, so they start afresh when it moves (docs/determinism.md
+  // "Planner statistics").
+  uint64_t stats_epoch() const { return stats_epoch_.load(std::memory_order_acquire); }
   // run_entry reads the schema afresh before an entry whose SQL mentions
   // ANALYZE or REINDEX (format 5): such an entry must be the first of a
   // replay batch (needs_fresh_schema).
@@ -225,6 +232,7 @@ class DeterministicDb {
   // The connection's planner statistics may differ from the file's: reset the
   // schema once outside a transaction (reload_stats_if_due).
   bool stats_reload_due_ = false;
+  std::atomic<uint64_t> stats_epoch_{0};
   void reload_stats_if_due();
   size_t batch_entries_ = 0;  // entries run in the open batch
   Status reset_schema();

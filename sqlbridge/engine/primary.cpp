@@ -1053,6 +1053,7 @@ uint32_t Primary::page_count() const {
   return published_pages_;
 }
 std::optional<Head> Primary::head() const { return log_->view().head; }
+uint64_t Primary::stats_epoch() const { return db_->stats_epoch(); }
 
 Result<LogCompaction> Primary::compact_log(uint64_t keep_from) {
   // Under the write mutex no group is between its log append and its commits,

@@ -305,6 +305,8 @@ class Primary : public PageServer {
   Hash32 state_root() const;       // after the last entry
   uint32_t page_count() const;
   std::optional<Head> head() const;  // newest signed head
+  // DeterministicDb::stats_epoch: moves after an entry touched the planner statistics.
+  uint64_t stats_epoch() const;
   // Background writebacks of the -wal file started between checkpoints
   // (checkpoint_and_pin_locked), since open.
   uint64_t wal_writebacks() const { return wal_writeback_ ? wal_writeback_->runs() : 0; }

@@ -483,6 +483,7 @@ uint32_t Replica::page_count() const {
   std::lock_guard lock(mu_);
   return page_count_;
 }
+uint64_t Replica::stats_epoch() const { return db_->stats_epoch(); }
 std::optional<Error> Replica::diverged() const {
   std::lock_guard lock(mu_);
   return diverged_;

@@ -195,6 +195,8 @@ class Replica : public PageServer {
   uint64_t size() const;
   Hash32 state_root() const;
   uint32_t page_count() const;
+  // DeterministicDb::stats_epoch: moves after an entry touched the planner statistics.
+  uint64_t stats_epoch() const;
   // The divergence error, once the replica diverged (it then applies nothing more).
   std::optional<Error> diverged() const;
   ReplayStats replay_stats() const;

@@ -1663,6 +1663,9 @@ TEST_CASE("planner statistics: a rolled-back ANALYZE leaves no trace in the next
   Pair p;
   stats_schema(p);
   p.sync();
+  const uint64_t primary_epoch = p.primary->stats_epoch(), replica_epoch = p.replica->stats_epoch();
+  CHECK(primary_epoch > 0);  // stats_schema ran ANALYZE
+  CHECK(replica_epoch > 0);
   auto failed = p.primary->execute({sql("ANALYZE"), sql("INSERT INTO nosuch VALUES (1)")});
   REQUIRE_FALSE(failed.ok());
   // The same inside a committed entry: a savepoint rolled back over ANALYZE.
@@ -1671,6 +1674,9 @@ TEST_CASE("planner statistics: a rolled-back ANALYZE leaves no trace in the next
   Status synced = sync_replica(*p.primary, *p.replica);
   CHECK_MESSAGE(synced.ok(), (synced.ok() ? "" : synced.error().to_string()));
   CHECK(p.replica->state_root() == p.primary->state_root());
+  // The read pools' cue (net/read_pool.h): it moved on both.
+  CHECK(p.primary->stats_epoch() > primary_epoch);
+  CHECK(p.replica->stats_epoch() > replica_epoch);
   replays_match(p, "rolled back");
 }
 
