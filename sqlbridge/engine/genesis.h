@@ -7,7 +7,7 @@
 //     page_size       4096
 //     settings        kFixedSettings (connection_settings.h)
 //     applied_seq     the seq of the last entry applied (updated by every entry;
-//                     inside a format 4 entry, x'5357504144' until its end)
+//                     inside a format 4 or 5 entry, x'5357504144' until its end)
 // User SQL may read sqlite_swarmlite but never write it (authorizer).
 //
 // The table lives in SQLite's reserved sqlite_ namespace, so ORMs and tools
