@@ -150,9 +150,6 @@ class DeterministicDb {
   // with the schema, so they start afresh when it moves (docs/determinism.md
   // "Planner statistics").
   uint64_t stats_epoch() const { return stats_epoch_.load(std::memory_order_acquire); }
-  // run_entry reads the schema afresh before an entry whose SQL mentions
-  // ANALYZE or REINDEX (format 5): such an entry must be the first of a
-  // replay batch (needs_fresh_schema).
   bool batch_is_lean() const { return batch_ && lean_; }
   // Keeps up to `capacity` prepared single-statement INSERT/UPDATE/DELETE/
   // REPLACE texts of user entries for reuse by later entries (0, the default:
@@ -261,7 +258,8 @@ Status replay_entry(DeterministicDb& db, const Entry& entry);
 // the text: a false match costs one schema read). SQLite runs those over its
 // in-memory schema's hash tables, whose order depends on the connection's
 // history, so a format 5 entry runs them on a schema read afresh
-// (docs/determinism.md "Planner statistics").
+// (docs/determinism.md "Planner statistics"): run_entry reads it afresh
+// before such an entry, which must therefore be the first of a replay batch.
 bool needs_fresh_schema(std::span<const Statement> statements);
 
 // Opens a read-only connection on `path` through the swarmlite VFS (with
