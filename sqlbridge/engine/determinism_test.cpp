@@ -34,6 +34,57 @@ TEST_CASE("leading keyword and blank SQL skip comments and whitespace") {
   CHECK_FALSE(is_blank_sql("; SELECT 1"));
 }
 
+TEST_CASE("needs_fresh_schema finds ANALYZE and REINDEX in any ASCII case, anywhere") {
+  auto one = [](std::string sql) {
+    const Statement st{std::move(sql), {}};
+    return needs_fresh_schema(std::span<const Statement>(&st, 1));
+  };
+  CHECK(one("ANALYZE"));
+  CHECK(one("analyze main.t"));
+  CHECK(one("ReInDeX"));
+  CHECK(one("INSERT INTO t VALUES('xreindexy')"));  // a false match costs one schema read
+  CHECK(one("SELECT 1 /* ... */; aNaLyZe"));        // the word ends the text
+  CHECK_FALSE(one(""));
+  CHECK_FALSE(one("ANALYZ"));
+  CHECK_FALSE(one("ANALYSE"));
+  CHECK_FALSE(one("R\xC4\xB0NDEX"));  // U+0130 is no ASCII 'I'; SQLite reads no keyword there
+  CHECK_FALSE(one("\xE1nalyze"));     // 0xE1 | 0x20 is not 'a'
+  CHECK_FALSE(one("\x01NALYZE"));     // 0x01 | 0x20 = '!' (no false fold of non-letters)
+  const std::vector<Statement> two{{"INSERT INTO t VALUES(1)", {}}, {"REINDEX t", {}}};
+  CHECK(needs_fresh_schema(two));
+  // Generated: against std::search with ASCII-only folding, over strings
+  // made of the two words' letters in both cases, bytes that fold to them
+  // under a bitwise OR alone, and bytes >= 0x80.
+  const std::string alphabet = "analyzeridxANALYZERIDX @!AZaz\x81\xC1\xE1\xF2";
+  auto reference = [](std::string_view sql) {
+    auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+    for (std::string_view word : {std::string_view("analyze"), std::string_view("reindex")}) {
+      if (std::search(sql.begin(), sql.end(), word.begin(), word.end(),
+                      [&](char a, char b) { return fold(a) == b; }) != sql.end())
+        return true;
+    }
+    return false;
+  };
+  std::mt19937 rng(20261206);
+  int found = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string sql(rng() % 24, ' ');
+    for (char& c : sql) c = alphabet[rng() % alphabet.size()];
+    if (rng() % 4 == 0 && sql.size() >= 7) {  // plant a word in mixed case
+      const std::string_view word = rng() % 2 ? "analyze" : "reindex";
+      const size_t pos = rng() % (sql.size() - 6);
+      for (size_t k = 0; k < 7; ++k) {
+        sql[pos + k] = rng() % 2 ? static_cast<char>(word[k] - 32) : word[k];
+      }
+    }
+    const bool want = reference(sql);
+    found += want ? 1 : 0;
+    INFO("sql: ", sql);
+    REQUIRE(one(sql) == want);
+  }
+  CHECK(found > 2000);
+}
+
 TEST_CASE("recent roots keep the newest sizes and forget old ones") {
   RecentRoots roots(3);
   Hash32 h{};
