@@ -63,7 +63,7 @@ std::string payload(uint64_t i) { return fmt::format("value {:024}", i); }  // 3
 // Raw SQLite with DeterministicDb's settings and the given synchronous mode.
 class RawDb {
  public:
-  RawDb(const fs::path& path, const char* synchronous) {
+  RawDb(const fs::path& path, const char* synchronous) : wal_path_(path.string() + "-wal") {
     if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) die("sqlite3_open");
     for (const std::string& p : std::vector<std::string>{
              "PRAGMA page_size=4096", "PRAGMA auto_vacuum=NONE", "PRAGMA journal_mode=WAL",
@@ -96,8 +96,25 @@ class RawDb {
     exec("COMMIT");
   }
   sqlite3* handle() const { return db_; }
+  // Commits 1-row transactions until the -wal file has stopped growing (SQLite
+  // checkpointed and writes from its start again), so the measured commits
+  // overwrite it in place, as a long-running writer's do. While it grows, each
+  // FULL commit's fdatasync also writes the file's block map and inode: three
+  // device requests instead of one (docs/performance.md "Where a 16-writer
+  // group's time goes"), a baseline slower than a steady writer.
+  void fill_wal() {
+    uintmax_t last = 0;
+    int unchanged = 0;
+    for (int i = 0; i < 5000 && unchanged < 8; ++i) {
+      transaction(1);
+      const uintmax_t size = fs::file_size(wal_path_);
+      unchanged = size == last ? unchanged + 1 : 0;
+      last = size;
+    }
+  }
 
  private:
+  fs::path wal_path_;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* insert_ = nullptr;
   uint64_t next_ = 0;
@@ -282,6 +299,9 @@ void BM_GroupCommit(benchmark::State& state) {
     return ok_status();
   };
   auto primary = open_primary(dir.path / "p.db", key.secret, std::move(o));
+  // SWARMLITE_BENCH_RAW_GROWING=1: the baseline as before 2026-12-06, its -wal
+  // file growing through the measured commits (for an A/B of the two).
+  if (bench::env_int("SWARMLITE_BENCH_RAW_GROWING", 0) == 0) raw.fill_wal();
   for (int i = 0; i < 20; ++i) {
     raw.transaction(1);
     uint64_t next = 0;
