@@ -944,7 +944,7 @@ bool needs_fresh_schema(std::span<const Statement> statements) {
   // One pass per statement, ASCII case folding only: a locale's tolower()
   // would make the answer (which every peer must share) depend on the
   // process's locale (in a Turkish one 'I' does not fold to 'i'), and its
-  // call per byte was 5 % of the primary's CPU for a 100-INSERT entry
+  // call per byte was 7 % of the primary's write CPU for a 100-INSERT entry
   // (docs/performance.md "The ANALYZE/REINDEX scan").
   auto folds_to = [](char c, char lower) {
     return (static_cast<unsigned char>(c) | 0x20) == lower;
