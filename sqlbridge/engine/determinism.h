@@ -254,12 +254,11 @@ class DeterministicDb {
 // successful; transient errors (io_error, corrupt) pass through unchanged.
 Status replay_entry(DeterministicDb& db, const Entry& entry);
 
-// An entry whose SQL mentions ANALYZE or REINDEX (case-insensitive, anywhere in
-// the text: a false match costs one schema read). SQLite runs those over its
-// in-memory schema's hash tables, whose order depends on the connection's
-// history, so a format 5 entry runs them on a schema read afresh
-// (docs/determinism.md "Planner statistics"): run_entry reads it afresh
-// before such an entry, which must therefore be the first of a replay batch.
+// An entry whose SQL mentions ANALYZE or REINDEX (in any ASCII case, never by
+// the locale; anywhere in the text: a false match costs one schema read). SQLite runs those over
+// its in-memory schema's hash tables, whose order depends on the connection's history, so a format
+// 5 entry runs them on a schema read afresh (docs/determinism.md "Planner statistics"): run_entry
+// reads it afresh before such an entry, which must therefore be the first of a replay batch.
 bool needs_fresh_schema(std::span<const Statement> statements);
 
 // Opens a read-only connection on `path` through the swarmlite VFS (with
