@@ -314,7 +314,6 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
   }
   p->opened_ = true;
   p->confirmed_size_ = p->log_->size();
-  p->next_seq_ = p->log_->size();
   p->wal_writeback_ =
       std::make_unique<BackgroundWriteback>(std::filesystem::path(db_path.string() + "-wal"));
   if (p->options_.sign_in_background) p->signer_ = std::thread([q = p.get()] { q->signer_loop(); });
@@ -387,10 +386,10 @@ Status Primary::catch_up_locked() {
 }
 
 Status Primary::recover_locked() {
-  if (!failed_.empty()) {
-    // A group's append failed: its writes are committed in the database, not
-    // in the log. Append them (the disk may take writes again).
-    const uint64_t first = failed_.front().seq, last = failed_.back().seq;
+  if (!unlogged_.empty()) {
+    // A group's append failed: its earlier writes are committed in the
+    // database, not in the log. Append them (the disk may take writes again).
+    const uint64_t first = unlogged_.front().seq, last = unlogged_.back().seq;
     if (!fault_.retry_due()) {
       auto f = fault_.get();
       return make_error(Errc::unavailable,
@@ -398,14 +397,14 @@ Status Primary::recover_locked() {
                         "its log (local fault: {}); next retry in {} ms",
                         db_path_.string(), first, last, f ? f->what : "?", fault_.wait().count());
     }
-    if (Status s = append_locked({}, {}); !s.ok()) {
+    if (Status s = append_unlogged_locked(); !s.ok()) {
       fault_.failed(s.error());
       return make_error(Errc::unavailable,
                         "primary {}: appending entries {}..{} to the log failed again ({}); "
                         "retrying with backoff",
                         db_path_.string(), first, last, s.error().to_string());
     }
-    if (!broken_) confirmed_size_ = log_->size();
+    sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
     fault_.cleared();
     return ok_status();
   }
@@ -439,7 +438,7 @@ Status Primary::retry_local_fault() {
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return ok_status();
   std::lock_guard lock(mu_);
-  if (!broken_ && failed_.empty()) {
+  if (!broken_ && unlogged_.empty()) {
     // Nothing pending (a write failed before its entry was logged): once the
     // backoff passes, a probe write next to the database decides whether the
     // fault is over — a health check must not report ready while the disk is
@@ -474,14 +473,7 @@ Primary::~Primary() {
 
 Status Primary::close() {
   std::scoped_lock lock(write_mu_, mu_);
-  // Entries committed in the database whose append failed must stay in the
-  // -wal file for open() to cut (primary.h): the write connection, closed
-  // last, must not checkpoint them then.
-  if (db_) {
-    sqlite3_db_config(db_->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, failed_.empty() ? 0 : 1,
-                      nullptr);
-  }
-  if (!opened_ || broken_ || !failed_.empty()) return ok_status();
+  if (!opened_ || broken_ || !unlogged_.empty()) return ok_status();
   const auto& head = log_->head();
   if (head && head->size == log_->size()) return ok_status();
   SWL_TRY(sign_head_locked());
@@ -516,16 +508,8 @@ bool Primary::head_due_locked() const {
 Result<Head> Primary::sign_head_locked() {
   const auto& previous = log_->head();
   const int64_t time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
-  // The state after the log's last entry (published with each append): the
-  // database may hold the next group's commits beyond it by now.
-  Hash32 root;
-  uint32_t pages;
-  {
-    std::lock_guard published_lock(published_mu_);
-    root = published_root_;
-    pages = published_pages_;
-  }
-  SWL_ASSIGN(Head head, log_->sign_head(key_, root, pages, time_ms));
+  SWL_ASSIGN(Head head, log_->sign_head(key_, db_->state_tree().root(),
+                                        db_->state_tree().page_count(), time_ms));
   last_sign_ms_ = now_ms();
   return head;
 }
@@ -596,8 +580,7 @@ void Primary::signer_loop() {
     next_at = now + options_.sign_gap;
     if (failing) {
       failing = false;
-      // The disk takes writes again.
-      if (confirmed_size_ == log_->size() && failed_.empty()) fault_.cleared();
+      if (confirmed_size_ == log_->size()) fault_.cleared();  // the disk takes writes again
     }
     if (!*stored) continue;  // another head (sign_head(), the group for its pin) came first
     last_sign_ms_ = now_ms();
@@ -620,7 +603,7 @@ Result<std::optional<Head>> Primary::sign_head_if_due() {
   std::unique_lock write_lock(write_mu_, std::try_to_lock);
   if (!write_lock.owns_lock()) return std::optional<Head>{};  // the running write signs when due
   std::lock_guard lock(mu_);
-  if ((broken_ || !failed_.empty()) && !recover_locked().ok()) return std::optional<Head>{};
+  if ((broken_ || !unlogged_.empty()) && !recover_locked().ok()) return std::optional<Head>{};
   if (!head_due_locked()) return std::optional<Head>{};
   SWL_ASSIGN(Head head, sign_head_locked());
   return std::optional<Head>(head);
@@ -719,20 +702,10 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
       queue_.pop_front();
     }
     queue_lock.unlock();
-    // Once the group's writes are committed in SQLite, the next group may run
-    // its writes while this one's log sync waits on the disk (pipelined group
-    // commit, docs/architecture.md "Durability order").
-    bool released = false;
-    auto release_leader = [&] {
-      std::lock_guard lock(queue_mu_);
-      leader_active_ = false;
-      released = true;
-      if (!queue_.empty() && queue_.front()->caller != &me) queue_.front()->caller->cv.notify_one();
-    };
-    const bool logged = run_group(group, release_leader);
+    run_group(group);
     queue_lock.lock();
     for (Queued* q : group) q->done = true;
-    if (!released) leader_active_ = false;  // else another caller may lead by now
+    leader_active_ = false;
     // Under queue_lock: a caller woken here cannot return (and destroy its
     // Caller) before the lock is released. A caller notified twice, or one
     // that finds another thread leading, just waits again; whoever leads next
@@ -741,14 +714,6 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
       if (q->caller != &me) q->caller->cv.notify_one();
     }
     if (!queue_.empty() && queue_.front()->caller != &me) queue_.front()->caller->cv.notify_one();
-    if (logged) {
-      // Checkpoint and pin once the group is in the log and its callers are
-      // answered, unless a later group runs (it does that before its writes
-      // when due).
-      queue_lock.unlock();
-      maintain_after_group();
-      queue_lock.lock();
-    }
   }
   queue_lock.unlock();
   std::vector<Result<ExecuteResult>> out;
@@ -757,70 +722,9 @@ std::vector<Result<ExecuteResult>> Primary::execute_batch(std::span<const Write>
   return out;
 }
 
-Status Primary::append_locked(std::vector<Unlogged> metas, std::vector<Bytes> bytes) {
-  if (!failed_.empty()) {
-    // Entries an earlier append failed to log come first: their numbers are lower.
-    metas.insert(metas.begin(), std::make_move_iterator(failed_.begin()),
-                 std::make_move_iterator(failed_.end()));
-    bytes.insert(bytes.begin(), std::make_move_iterator(failed_bytes_.begin()),
-                 std::make_move_iterator(failed_bytes_.end()));
-    failed_.clear();
-    failed_bytes_.clear();
-  }
-  if (metas.empty()) return ok_status();
-  Status s =
-      options_.test_hook ? options_.test_hook(PrimaryHookPoint::before_log_append) : ok_status();
-  // Each was decoded as its write's loggability check (run_write_locked).
-  if (s.ok()) s = log_->append(std::span<const Bytes>(bytes), Log::EntryCheck::by_caller);
-  if (!s.ok()) {
-    failed_ = std::move(metas);
-    failed_bytes_ = std::move(bytes);
-    append_failed_.store(true);
-    return s;
-  }
-  publish_locked(metas.back());
-  append_failed_.store(false);
-  return ok_status();
-}
-
-void Primary::publish_locked(const Unlogged& last) {
-  std::lock_guard published_lock(published_mu_);
-  published_root_ = last.state_root;
-  published_pages_ = last.page_count;
-}
-
-void Primary::maintain_before_group_locked() {
-  const auto now = std::chrono::steady_clock::now();
-  const bool pin_due = pin_active_.load() && !stopping_.load() &&
-                       (pin_wanted_.load() || now - last_maintained_ >= options_.pin_interval);
-  if (wal_frames_ < kCheckpointFrames && !pin_due) {
-    // Only the -wal file's writeback, which needs no lock but write_mu_.
-    if (wal_frames_ < wal_frames_kicked_) {
-      wal_frames_kicked_ = wal_frames_;  // the -wal file started over
-    } else if (wal_writeback_ && wal_frames_ - wal_frames_kicked_ >= kWritebackFrames) {
-      wal_writeback_->kick();
-      wal_frames_kicked_ = wal_frames_;
-    }
-    return;
-  }
-  last_maintained_ = now;
-  if (pin_due && options_.sign_in_background) {
-    // The pin needs a head covering the whole log, which the background signer
-    // may not have signed yet. Taking mu_ waits for the previous group's sync.
-    std::lock_guard lock(mu_);
-    const auto& head = log_->head();
-    if (!broken_ && failed_.empty() && (!head || head->size < log_->size())) {
-      (void)sign_head_locked();  // on failure nothing is pinned
-    }
-  }
-  checkpoint_and_pin_locked(/*force=*/false);
-}
-
-void Primary::maintain_after_group() {
-  std::unique_lock write_lock(write_mu_, std::try_to_lock);
-  if (!write_lock.owns_lock()) return;  // a later group runs: it maintains before its writes
-  last_maintained_ = std::chrono::steady_clock::now();
-  checkpoint_and_pin_locked(/*force=*/false);
+Status Primary::append_unlogged_locked() {
+  SWL_TRY(write_unlogged_locked());
+  return sync_unlogged_locked();
 }
 
 Status Primary::write_unlogged_locked() {
@@ -833,7 +737,11 @@ Status Primary::write_unlogged_locked() {
 Status Primary::sync_unlogged_locked() {
   if (unlogged_.empty()) return ok_status();
   SWL_TRY(log_->append_sync());
-  publish_locked(unlogged_.back());
+  {
+    std::lock_guard published_lock(published_mu_);
+    published_root_ = unlogged_.back().state_root;
+    published_pages_ = unlogged_.back().page_count;
+  }
   unlogged_.clear();
   unlogged_bytes_.clear();
   return ok_status();
@@ -844,41 +752,36 @@ int Primary::wal_frames_hook(void* self, sqlite3*, const char*, int frames) {
   return SQLITE_OK;
 }
 
-bool Primary::run_group(std::vector<Queued*>& group, const std::function<void()>& release_leader) {
-  std::unique_lock write_lock(write_mu_);
+void Primary::run_group(std::vector<Queued*>& group) {
+  std::lock_guard write_lock(write_mu_);
   auto fail_all = [&](const Error& e) {
     for (Queued* q : group) q->result.emplace(e);
   };
   if (stopping_.load()) {
     fail_all(
         make_error(Errc::unavailable, "primary {} is stopping: no more writes", db_path_.string()));
-    return false;
+    return;
   }
   if (auto c = corruption()) {
     // The file no longer holds what the state tree says (found serving pages):
     // entries built on it could not be replayed to the same state.
     fail_all(make_error(Errc::corrupt, "primary {} takes no writes: {}", db_path_.string(),
                         c->message));
-    return false;
+    return;
   }
-  if (broken_ || append_failed_.load()) {
-    // An earlier commit failed after its entry was logged, or an earlier
-    // group's append failed: settle that first. (Only then is mu_ taken here:
-    // the previous group holds it across its sync.)
+  {
     std::lock_guard lock(mu_);
+    // An earlier commit failed after its entry was logged, or an earlier
+    // group's append failed: settle that first.
     if (Status s = recover_locked(); !s.ok()) {
       fail_all(s.error());
-      return false;
+      return;
     }
   }
-  maintain_before_group_locked();
   // Writes queued while the group runs join it, up to the cap, until its
-  // last write starts (that write's commit hook writes the group's entries to
-  // the log): a caller the previous group just answered usually comes back in
-  // time for this one.
+  // last write starts (that write's commit appends the group): a caller the
+  // previous group just answered usually comes back in time for this one.
   const size_t cap = std::max<size_t>(1, options_.max_group_writes);
-  std::unique_lock log_lock(mu_, std::defer_lock);
-  bool written = false;  // the group's entries are written to the log, not yet synced
   for (size_t i = 0; i < group.size(); ++i) {
     if (i + 1 == group.size() && group.size() < cap) {
       std::lock_guard queue_lock(queue_mu_);
@@ -887,117 +790,87 @@ bool Primary::run_group(std::vector<Queued*>& group, const std::function<void()>
         queue_.pop_front();
       }
     }
-    run_write_locked(*group[i], i + 1 == group.size(), log_lock, written);
+    run_write_locked(*group[i], i + 1 == group.size());
   }
 
-  // With write_mu_ and mu_ held no sync is in flight: the group's entries are
-  // taken out of unlogged_, write_mu_ goes, and the next group runs its
-  // writes while this one's sync waits on the disk. mu_ stays held to the
-  // end of the sync, so the next group's commit hook waits for it and
-  // appends stay in entry order (docs/architecture.md "Durability order").
-  if (!log_lock.owns_lock()) log_lock.lock();
-  std::vector<Unlogged> metas;
-  std::vector<Bytes> bytes;
-  metas.swap(unlogged_);
-  bytes.swap(unlogged_bytes_);
-  const bool broken = broken_;
-  write_lock.unlock();
-  release_leader();
-
-  Status appended = ok_status();
-  if (written) {
-    if (options_.test_hook) (void)options_.test_hook(PrimaryHookPoint::before_log_sync);
-    appended = log_->append_sync();
-    if (appended.ok()) {
-      publish_locked(metas.back());
-    } else {
-      // Not durable (failed_ was empty when they were written). After a
-      // failed fsync the store refuses appends until the process restarts.
-      failed_ = std::move(metas);
-      failed_bytes_ = std::move(bytes);
-      append_failed_.store(true);
-      fault_.failed(appended.error());
+  sqlite3* db = db_->handle();
+  // Once the group is in the log: checkpoint and pin, after mu_ is released
+  // (declared before the lock, so destroyed after it), so size(), head() and
+  // peers served from the log never wait for them.
+  struct AfterGroup {
+    const Primary* self;
+    bool armed = false;
+    ~AfterGroup() {
+      if (armed) self->checkpoint_and_pin_locked(/*force=*/false);
     }
-  } else if (!metas.empty() && !failed_.empty() && !fault_.retry_due()) {
-    // An earlier append failed and its backoff has not passed: these wait
-    // behind those entries, unlogged too.
-    appended = make_error(Errc::unavailable,
-                          "entries from {} on are committed in the database but not yet in its "
-                          "log (local fault: {})",
-                          failed_.front().seq, fault_.get() ? fault_.get()->what : "?");
-    for (size_t i = 0; i < metas.size(); ++i) {
-      failed_.push_back(metas[i]);
-      failed_bytes_.push_back(std::move(bytes[i]));
-    }
-  } else if (!metas.empty()) {
-    // The last write failed before its commit hook wrote the group (or a
-    // failed append's entries waited): append the group's entries now.
-    appended = append_locked(std::move(metas), std::move(bytes));
-    if (!appended.ok()) fault_.failed(appended.error());
-  }
-  if (!appended.ok()) {
+  } after_group{this};
+  std::lock_guard lock(mu_);
+  // The last write failed before its commit hook appended the group: append
+  // the earlier writes' entries now.
+  if (Status s = append_unlogged_locked(); !s.ok()) {
     // They are committed in SQLite but not durable: not acknowledged. The
     // Primary appends them before its next write (recover_locked), or open()
-    // cuts them from the -wal file if the process stops first (close() keeps
-    // the write connection from checkpointing them).
-    for (Unlogged& u : failed_) {
+    // cuts them from the -wal file if the process stops first, so the
+    // database must not checkpoint them into its main file on close.
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    fault_.failed(s.error());
+    for (Unlogged& u : unlogged_) {
       if (!u.waiter) continue;
       u.waiter->result.emplace(make_error(
-          appended.error().code,
+          s.error().code,
           "entry {} was committed in the database but appending it to the log failed ({}); it is "
           "not acknowledged: the primary appends it to its log before its next write (retried "
           "with backoff), or, if it restarts first, keeps it only if the log's file holds it",
-          u.seq, appended.error().message));
+          u.seq, s.error().message));
       u.waiter = nullptr;
     }
-    return false;
+    return;
   }
-  if (!broken && failed_.empty()) {
-    for (Queued* q : group) {
-      if (q->result && q->result->ok()) {
-        fault_.cleared();
-        break;
-      }
+  for (Queued* q : group) {
+    if (!broken_ && q->result && q->result->ok()) {
+      fault_.cleared();
+      break;
     }
-    confirmed_size_ = log_->size();  // the background signer may sign it
   }
+  // Checkpoints happen only between groups, when everything SQLite committed
+  // is in the log (see the durability order in primary.h): after_group.
+  after_group.armed = true;
+  if (!broken_) confirmed_size_ = log_->size();  // the background signer may sign it
   // One head per group, when due, handed to the group's last successful write.
   if (options_.sign_in_background) {
     // The signer signs it, unless the page service's pin wants a head now:
-    // the pin is taken only at a head covering the whole log, between groups
-    // (checkpoint_and_pin_locked), so the group signs one itself, at most
-    // once per pin_interval while pages are requested.
+    // the pin is taken only at a head covering the whole log, right after a
+    // group (checkpoint_and_pin_locked), so the group signs one itself, at
+    // most once per pin_interval while pages are requested.
     const auto now = std::chrono::steady_clock::now();
     const bool for_pin = pin_active_.load() && (pin_wanted_.load() ||
                                                 now - last_group_sign_ >= options_.pin_interval);
-    if (broken || !for_pin) {
+    if (broken_ || !for_pin) {
       if (signer_idle_) sign_cv_.notify_one();
-      return true;
+      return;
     }
-    if (const auto& h = log_->head(); h && h->size == log_->size()) return true;
+    if (const auto& h = log_->head(); h && h->size == log_->size()) return;
     last_group_sign_ = now;
-  } else if (broken || !failed_.empty() || !head_due_locked()) {
-    return true;
+  } else if (broken_ || !head_due_locked()) {
+    return;
   }
   Queued* last_ok = nullptr;
   for (Queued* q : group) {
     if (q->result && q->result->ok()) last_ok = q;
   }
   auto head = sign_head_locked();
-  if (!last_ok) return true;
+  if (!last_ok) return;
   if (!head.ok()) {
     const uint64_t seq = last_ok->result->value().seq;
     last_ok->result.emplace(make_error(head.error().code,
                                        "entry {} is committed but signing its head failed: {}", seq,
                                        head.error().message));
-    return true;
+    return;
   }
   last_ok->result->value().head = std::move(head).value();
-  return true;
 }
 
-void Primary::run_write_locked(Queued& q, bool last, std::unique_lock<std::mutex>& log_lock,
-                               bool& group_written) {
+void Primary::run_write_locked(Queued& q, bool last) {
   const std::span<const Statement> transaction = q.write->transaction;
   EntryFailure* failure = q.write->failure;
   const WriteBounds bounds = q.write->bounds.value_or(default_bounds());
@@ -1010,7 +883,10 @@ void Primary::run_write_locked(Queued& q, bool last, std::unique_lock<std::mutex
     return fail(make_error(Errc::invalid_argument, "execute: no statements"));
 
   Entry entry;
-  entry.seq = next_seq_;  // after the log, failed_ and the group's earlier writes
+  {
+    std::lock_guard lock(mu_);
+    entry.seq = log_->size() + unlogged_.size();
+  }
   const uint32_t pages_before = db_->state_tree().page_count();
   entry.time_ms = next_time_ms_locked();
   entry.seed = next_seed();
@@ -1037,11 +913,12 @@ void Primary::run_write_locked(Queued& q, bool last, std::unique_lock<std::mutex
   }
 
   sqlite3* db = db_->handle();
-  bool appended = false;  // the group's entries, this one's included, are written to the log
+  bool appended = false;  // the group's entries, this one's included, are in the log
   bool queued = false;    // this entry waits in unlogged_ for the group's append
   // The group's last write: the log is locked from its entries' write (in the
-  // commit hook) to their sync (run_group, after SQLite's commit), so nothing
-  // else uses the log in between.
+  // commit hook) to their sync (after SQLite's commit), so nothing else uses
+  // the log in between.
+  std::unique_lock log_lock(mu_, std::defer_lock);
   auto on_commit = [&](const Hash32& root, uint32_t page_count) -> Status {
     // The bounds, once more at the commit frame: pages still in the cache at
     // COMMIT were not counted while the statements ran.
@@ -1067,20 +944,15 @@ void Primary::run_write_locked(Queued& q, bool last, std::unique_lock<std::mutex
       // commit frame (to the -wal file, no sync) while the disk writes them,
       // and the log's fdatasync follows, before any write of the group is
       // acknowledged (primary.h, durability order; docs/performance.md
-      // "The commit beside the log's sync"). Taking mu_ waits for the
-      // previous group's sync.
+      // "The commit beside the log's sync").
       log_lock.lock();
-      if (!failed_.empty()) {
-        // Entries of a failed append go first: run_group appends them all.
-        queued = true;
-      } else if (Status s = write_unlogged_locked(); !s.ok()) {
+      if (Status s = write_unlogged_locked(); !s.ok()) {
         log_lock.unlock();
         unlogged_bytes_.pop_back();
         unlogged_.pop_back();
         return s;
-      } else {
-        appended = true;
       }
+      appended = true;
     } else {
       queued = true;
     }
@@ -1102,29 +974,28 @@ void Primary::run_write_locked(Queued& q, bool last, std::unique_lock<std::mutex
                                 DeterministicDb::Mode::user,
                                 /*collect_rows=*/true, on_commit, failure);
   running_.active = false;
-  if (appended && results.ok()) {
-    group_written = true;  // run_group syncs them once write_mu_ is released
-  } else if (appended) {
-    // SQLite's commit failed after the group's entries were written to the
-    // log: their fdatasync now, under write_mu_, then this entry is applied
-    // from the log before the next write (broken_, recover_locked).
+  if (appended) {
+    // The group's entries were written to the log; now their fdatasync.
     Status synced = sync_unlogged_locked();
     log_lock.unlock();
     if (!synced.ok()) {
-      // Not durable. The earlier writes SQLite committed stay in unlogged_,
-      // as a failed group append leaves them: run_group appends them again
-      // and answers them, or fails every one of them (after a failed fsync
-      // the store refuses appends until a restart).
+      // Not durable. The writes SQLite committed (this one too, if it did)
+      // stay in unlogged_, as a failed group append leaves them: run_group
+      // appends them again and answers them, or fails every one of them
+      // (after a failed fsync the store refuses appends until a restart).
       fault_.failed(synced.error());
       appended = false;
-      unlogged_bytes_.pop_back();  // SQLite did not commit it
-      unlogged_.pop_back();
+      if (results.ok()) {
+        queued = true;
+      } else {
+        unlogged_bytes_.pop_back();  // SQLite did not commit it
+        unlogged_.pop_back();
+      }
     }
   }
   if (!results.ok()) {
     if (appended) {
       broken_ = true;
-      next_seq_ = entry.seq + 1;  // the log holds it
       fault_.failed(results.error());
       return fail(make_error(
           results.error().code,
@@ -1152,7 +1023,6 @@ void Primary::run_write_locked(Queued& q, bool last, std::unique_lock<std::mutex
     return fail(std::move(e));
   }
   last_time_ms_ = entry.time_ms;
-  next_seq_ = entry.seq + 1;
   roots_.record(entry.seq + 1, entry.state_root, entry.page_count);
 
   ExecuteResult out;
@@ -1242,20 +1112,17 @@ Result<ProvedQuery> Primary::prove(std::string_view sql, const std::vector<Value
 void Primary::checkpoint_and_pin_locked(bool force) const {
   std::optional<Head> head;
   bool at_head;
-  bool all_logged;
   {
-    // Taken with write_mu_ held: no log sync is in flight from here on
-    // (run_group), so the database holds exactly the log and failed_.
     std::lock_guard lock(mu_);
     head = log_->head();
-    all_logged = failed_.empty() && unlogged_.empty();
     // Only a signed head the database holds exactly: pages answers carry it.
-    at_head = !broken_ && all_logged && head && head->size == log_->size();
+    at_head = !broken_ && unlogged_.empty() && head && head->size == log_->size();
   }
-  // Never over commits a failed group append left unlogged (failed_): they
-  // must stay in the -wal file for open() to cut (primary.h). A page request
-  // pins outside any group and once checkpointed them into the database file.
-  const bool checkpoint = wal_frames_ >= kCheckpointFrames && all_logged;
+  // Never over commits a failed group append left unlogged (unlogged_, ours
+  // under write_mu_): they must stay in the -wal file for open() to cut
+  // (primary.h). A page request pins outside any group and once checkpointed
+  // them into the database file.
+  const bool checkpoint = wal_frames_ >= kCheckpointFrames && unlogged_.empty();
   std::optional<PinSlot::Repin> repin;  // requests wait for the new pin
   bool pin = false;
   const auto now = std::chrono::steady_clock::now();
@@ -1323,7 +1190,7 @@ std::unique_ptr<PinSlot> Primary::make_pin_slot() {
       // the pin needs a head covering the whole log.
       std::lock_guard lock(mu_);
       const auto& head = log_->head();
-      if (!broken_ && failed_.empty() && (!head || head->size < log_->size())) {
+      if (!broken_ && unlogged_.empty() && (!head || head->size < log_->size())) {
         (void)sign_head_locked();  // on failure nothing is pinned (the request says so)
       }
     }

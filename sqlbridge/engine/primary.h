@@ -22,15 +22,8 @@
 //   fdatasync) after it. Only then is any write of the group acknowledged,
 //   each with its own result; a write that failed (SQL error, refused, bound)
 //   rolled back alone and never changes its neighbours' results.
-// Pipelined: the fdatasync runs with the log mutex (mu_) held and the write
-// mutex released, so the next group runs its writes meanwhile; its last
-// write's commit hook takes mu_ and so waits for that sync before it writes
-// the log (appends stay in entry order). The next seq is counted under the
-// write mutex (next_seq_); checkpoints, pins and heads of the whole database
-// happen only with the write mutex held and mu_ taken after it (no sync in
-// flight); heads sign the published state (after the log's last entry).
-// So the database LEADS the durable log by up to two groups' writes (a write
-// alone in its group included) until their fdatasyncs return: their WAL
+// So the database LEADS the durable log by the group's writes (a write alone
+// in its group included) until the group's fdatasync returns: their WAL
 // frames may reach the disk first. Two rules keep that repairable:
 //   - the write connection never checkpoints by itself (its WAL hook replaces
 //     autocheckpoint; the leader checkpoints between groups, when everything
@@ -40,15 +33,13 @@
 //     fdatasync) cuts the -wal file after the commit frame of the last logged
 //     entry (repair_wal_ahead) and lets the state-root check prove the result.
 // If the group's append fails (no space, EIO), the group's earlier writes stay
-// committed in the database but not logged and get an error; their entries
-// wait in failed_ and the Primary appends them from memory before its next
-// write (a local fault, retried with backoff), or open() cuts them if the
-// process stops first. If the fdatasync fails, the last write is committed
-// too and fails with them; the log store then refuses appends until the
-// process restarts (the file's state is unknown after a failed fsync), and
-// open() keeps the entries the log file holds after all and cuts the others.
-// A group that ran during a failed append waits behind failed_: its writes
-// are not acknowledged either and join the retry.
+// committed in the database but not logged and get an error; the Primary
+// appends those entries from memory before its next write (a local fault,
+// retried with backoff), or open() cuts them if the process stops first. If
+// the fdatasync fails, the last write is committed too and fails with them;
+// the log store then refuses appends until the process restarts (the file's
+// state is unknown after a failed fsync), and open() keeps the entries the
+// log file holds after all and cuts the others.
 // Any other failure before the append rolls its write back and logs nothing.
 // Then, when group signing says so, one head per group is signed and kept in
 // memory; the head file is written on close (LogStoreOptions::sync_head is
@@ -69,8 +60,7 @@
 // Thread-safety: every public method is safe to call from any thread. Writes,
 // proofs and head signing are serialised by the write mutex; the log has its
 // own mutex (log_mutex()), held for log operations only (a group's append
-// holds it from its write to its fdatasync, SQLite's commit in between, and
-// the next group's writes run meanwhile). size(), head(),
+// holds it from its write to its fdatasync, SQLite's commit in between). size(), head(),
 // state_root() and page_count() wait for neither: they read the log's published view and a mutex of
 // their own. The log and size() hold durable entries only. Readers use open_snapshot() (snapshot.h)
 // on db_path() and never block writes.
@@ -115,13 +105,8 @@ enum class PrimaryHookPoint {
   before_log_append,  // a group's entries are about to be appended (and synced) to the log;
                       // the group's earlier writes are committed in SQLite. An error
                       // returned here fails that append, as a full disk would.
-  after_log_append,   // in the commit hook, the entry is durable in the log, SQLite has not
-                      // committed
-  after_commit,       // SQLite committed, no head signed yet
-  before_log_sync,    // a group's entries were written to the log and all its writes
-                      // committed in SQLite; the write mutex is released (the next group
-                      // may run) and the log's fdatasync comes next. The returned status
-                      // is ignored: a test fails the sync with fault_injection.
+  after_log_append,  // in the commit hook, the entry is durable in the log, SQLite has not committed
+  after_commit,      // SQLite committed, no head signed yet
 };
 
 struct PrimaryOptions {
@@ -363,9 +348,8 @@ class Primary : public PageServer {
   // semantics (sizes, HeadGone's *newest, errors; docs/light-client.md "Page
   // service"): pages read straight from the files at the pinned head
   // (PinnedPages), checked against the pin's tree. The pin is only ever at a
-  // signed head covering the whole log: it is taken between write groups,
-  // after a group committed and signed or before the next one's writes (under
-  // the write mutex with no log sync in flight, so no write is in between),
+  // signed head covering the whole log: it is taken right after a write group
+  // committed and signed (under the write mutex, so no write is in between),
   // when it is older than pin_interval or a request asked for a newer head,
   // and by a request itself when no write runs (a first request waits for
   // the running group). With group signing it lags the log until the next
@@ -422,38 +406,18 @@ class Primary : public PageServer {
   Primary() = default;
   // The leader: runs `group` under write_mu_ and sets every result; writes
   // queued meanwhile join it (up to max_group_writes; appended to `group`).
-  // Once the group's writes are committed in SQLite and mu_ is taken, it lets
-  // write_mu_ go and calls `release_leader` (the next group may run), then
-  // syncs the group's entries under mu_ alone (pipelined group commit).
-  // Returns true when the group's entries are in the log (the caller then
-  // checkpoints and pins if no later group runs: maintain_after_group).
-  bool run_group(std::vector<Queued*>& group, const std::function<void()>& release_leader);
-  // One write of the group. `last`: its commit hook takes `log_lock` (mu_;
-  // this waits for the previous group's sync) and writes the group's entries
-  // to the log (`written` = true), unless entries of a failed append wait
-  // (failed_); the caller syncs them.
-  void run_write_locked(Queued& q, bool last, std::unique_lock<std::mutex>& log_lock,
-                        bool& written);
-  // Appends `metas` (with `bytes`, their encodings) to the log, one write and
-  // one fdatasync, after the entries of failed appends (failed_), and
-  // publishes the new size and root. On failure all of them are in failed_.
-  // Caller holds mu_ (write_mu_ need not be held: the group's entries were
-  // taken out of unlogged_ under both).
-  Status append_locked(std::vector<Unlogged> metas, std::vector<Bytes> bytes);
-  // The commit hook of a group's last write: writes the entries in unlogged_
-  // and starts their write to the disk (Log::append_write); write_mu_ and mu_
-  // held. sync_unlogged_locked syncs, appends and publishes them (Log::
-  // append_sync) and empties unlogged_, on success only.
+  void run_group(std::vector<Queued*>& group);
+  // One write of the group; `last`: its commit hook appends the group's entries.
+  void run_write_locked(Queued& q, bool last);
+  // Appends the entries in unlogged_ to the log (one write, one fdatasync),
+  // publishes the new size and root and empties unlogged_; on failure they
+  // stay there. Caller holds write_mu_ and mu_. The same in two steps, with
+  // mu_ held from the first to the second: write_unlogged_locked writes them
+  // and starts their write to the disk (Log::append_write),
+  // sync_unlogged_locked syncs, appends and publishes them.
+  Status append_unlogged_locked();
   Status write_unlogged_locked();
   Status sync_unlogged_locked();
-  // Publishes the state after the log's last entry (published_*): mu_ held.
-  void publish_locked(const Unlogged& last);
-  // Checkpoint and pin around groups (checkpoint_and_pin_locked), only with
-  // no log sync in flight: before a group's writes when one is due
-  // (write_mu_ held; taking mu_ waits for the previous group's sync), and
-  // after a group's sync when no later group holds write_mu_ (try_lock).
-  void maintain_before_group_locked();
-  void maintain_after_group();
   // open(): the database leads its log by `ahead` entries (a crash before a
   // group's fdatasync): cut those commits from the -wal file and reopen.
   Status repair_wal_ahead(uint64_t applied, uint64_t logged);
@@ -463,8 +427,7 @@ class Primary : public PageServer {
   // unavailable). Caller holds write_mu_ and mu_.
   Status recover_locked();
   Result<Head> sign_head_locked();
-  // Between groups (write_mu_ held, mu_ not; it takes mu_, so no log sync is
-  // in flight while it runs: maintain_*): the checkpoint once the -wal file
+  // After a group (write_mu_ held, mu_ not): the checkpoint once the -wal file
   // holds kCheckpointFrames, and the pin when due (or `force`d by a request).
   // A due pin is dropped before the checkpoint so the checkpoint can copy the
   // whole WAL and the next write starts it over (the WAL stays bounded).
@@ -498,22 +461,10 @@ class Primary : public PageServer {
   int64_t last_time_ms_ = 0;       // time_ms of the last entry
   int64_t last_sign_ms_ = 0;       // wall clock of the last signed head
   bool broken_ = false;            // a commit failed after its log append (recover_locked)
-  // The next entry's seq: after the log, the entries of failed appends and the
-  // running group's committed writes.
-  uint64_t next_seq_ = 0;
-  // Group commit: the running group's entries SQLite committed, not yet taken
-  // by its sync (write_mu_; moved out under write_mu_ and mu_).
+  // Group commit: entries SQLite committed that the log does not hold yet (the
+  // running group's, or a failed group append's, retried by recover_locked).
   std::vector<Unlogged> unlogged_;
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
-  // Entries SQLite committed whose append failed (under mu_): they go first in
-  // the next append (recover_locked, or a later group's), or open() cuts them.
-  std::vector<Unlogged> failed_;
-  std::vector<Bytes> failed_bytes_;
-  // failed_ is not empty (set under mu_): a group's start reads it without mu_,
-  // which a previous group holds across its sync.
-  std::atomic<bool> append_failed_{false};
-  // The last checkpoint-and-pin round (maintain_*; write_mu_).
-  std::chrono::steady_clock::time_point last_maintained_{};
   mutable int wal_frames_ = 0;     // frames in the -wal file after the last commit (WAL hook)
   // The -wal file's writeback, started in the background every
   // kWritebackFrames frames between checkpoints (checkpoint_and_pin_locked).
@@ -546,7 +497,7 @@ class Primary : public PageServer {
   // Background signing (sign_in_background): the signer waits on sign_cv_
   // with mu_; signer_stop_ and signer_idle_ under mu_. The write group signs
   // itself (for the pin) at most once per pin_interval: last_group_sign_
-  // under mu_.
+  // under write_mu_.
   std::thread signer_;
   std::condition_variable sign_cv_;
   bool signer_stop_ = false;

@@ -1,16 +1,18 @@
 // Primary: refusals, failed transactions, pinned time and randomness, reopen
 // and catch-up, genesis checks.
 #include <doctest/doctest.h>
-#include <sqlite3.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <fstream>
-#include <mutex>
 #include <set>
 #include <thread>
 
 #include "core/fault_injection.h"
+#include <sqlite3.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
 #include "core/log.h"
 #include "sqlbridge/engine/engine_test_util.h"
 #include "sqlbridge/engine/genesis.h"
@@ -1144,140 +1146,6 @@ TEST_CASE("group commit: a crash at any group's append keeps every acknowledged 
 // earlier writes are committed in the database, not logged, and get an error;
 // once the disk takes writes again they are appended first, in order, and the
 // log and the database agree (a restart repairs nothing; a replica agrees).
-// Pipelined group commit (primary.h, docs/architecture.md "Durability order"):
-// once a group's writes are committed in SQLite and its entries written to the
-// log, the next group runs its writes while the first group's fdatasync waits
-// on the disk. The next group's last commit waits for that sync (the log is
-// appended in entry order), and no write is acknowledged before its own sync.
-// Three ends to the held sync: it succeeds; it fails (neither group is
-// acknowledged, and a restart cuts both groups' commits); the process crashes
-// there (a copy of the files then: open() cuts what the log lacks).
-TEST_CASE("group commit: the next group runs while a group's log sync waits; acks and order hold") {
-  enum class End { synced, sync_fails, crash };
-  for (const End end : {End::synced, End::sync_fails, End::crash}) {
-    CAPTURE(static_cast<int>(end));
-    Fixture f;
-    f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY)")});
-    std::mutex mu;
-    std::condition_variable cv;
-    bool hold = false, held = false, release = false;
-    std::atomic<int> commits{0};
-    PrimaryOptions o = fast_primary();
-    o.log_options.sync = true;  // a real fdatasync, to fail
-    o.test_hook = [&](PrimaryHookPoint point) -> Status {
-      if (point == PrimaryHookPoint::after_commit) ++commits;
-      if (point != PrimaryHookPoint::before_log_sync) return ok_status();
-      std::unique_lock lock(mu);
-      if (!hold) return ok_status();
-      hold = false;
-      held = true;
-      cv.notify_all();
-      cv.wait_for(lock, std::chrono::seconds(20), [&] { return release; });
-      if (end == End::sync_fails) fault_injection::fail_syncs_under(f.primary->log_dir());
-      return ok_status();
-    };
-    f.reopen(o);
-    const uint64_t size = f.primary->size();
-    const Hash32 root = f.primary->state_root();
-    {
-      std::lock_guard lock(mu);
-      hold = true;
-    }
-    commits = 0;
-    Result<ExecuteResult> first = make_error(Errc::internal, "not run");
-    std::vector<Result<ExecuteResult>> second;
-    std::atomic<bool> second_done{false};
-    std::thread a([&] { first = f.primary->execute({sql("INSERT INTO t VALUES (1)")}); });
-    {
-      std::unique_lock lock(mu);
-      REQUIRE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return held; }));
-    }
-    const std::vector<std::vector<Statement>> txns = {{sql("INSERT INTO t VALUES (2)")},
-                                                      {sql("INSERT INTO t VALUES (3)")}};
-    std::thread b([&] {
-      second = f.primary->execute_batch(writes_of(txns));
-      second_done = true;
-    });
-    // The second group's first write commits in SQLite while the first
-    // group's sync is held (its last waits for that sync in its commit hook)...
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (commits.load() < 2 && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    CHECK(commits.load() == 2);
-    // ...and nothing is acknowledged: nothing is durable yet.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    CHECK(commits.load() == 2);
-    CHECK_FALSE(second_done.load());
-    CHECK(f.primary->size() == size);
-    const std::filesystem::path crashed = f.dir / "crashed.db";
-    if (end == End::crash) copy_as_crashed(f.db, f.primary->log_dir(), crashed);
-    {
-      std::lock_guard lock(mu);
-      release = true;
-    }
-    cv.notify_all();
-    a.join();
-    b.join();
-    fault_injection::clear();
-    REQUIRE(second.size() == 2);
-    if (end != End::sync_fails) {
-      REQUIRE_MESSAGE(first.ok(), first.error().to_string());
-      for (auto& r : second) REQUIRE_MESSAGE(r.ok(), r.error().to_string());
-      CHECK(first->seq == size);
-      CHECK(second[0]->seq == size + 1);
-      CHECK(second[1]->seq == size + 2);
-      CHECK(f.primary->size() == size + 3);
-      // The log holds the writes in order.
-      for (uint64_t i = 0; i < 3; ++i) {
-        auto e = f.primary->log().entry(size + i);
-        REQUIRE(e.ok());
-        REQUIRE(e->statements.size() == 1);
-        CHECK(e->statements[0].sql == fmt::format("INSERT INTO t VALUES ({})", i + 1));
-      }
-      f.reopen();
-      CHECK(f.primary->repaired_entries() == 0);
-    } else {
-      // The first group's sync failed; the second group's commits wait
-      // behind its entry: none of the three is acknowledged, and the log
-      // store takes no appends after a failed fsync until a restart.
-      REQUIRE_FALSE(first.ok());
-      CHECK(first.error().message.find("not acknowledged") != std::string::npos);
-      for (auto& r : second) {
-        REQUIRE_FALSE(r.ok());
-        CHECK(r.error().message.find("not acknowledged") != std::string::npos);
-      }
-      CHECK(f.primary->size() == size);
-      CHECK_FALSE(f.primary->execute({sql("INSERT INTO t VALUES (4)")}).ok());
-      f.reopen();
-      // The log's file may hold the first group's entry after all (its
-      // bytes were written); the database keeps exactly what the log holds.
-      const uint64_t kept = f.primary->size() - size;
-      CHECK(kept <= 1);
-      CHECK(f.primary->repaired_entries() == 3 - kept);
-      CHECK(as_int(f.scalar("SELECT count(*) FROM t")) == static_cast<int64_t>(kept));
-    }
-    check_replica_agrees(*f.primary, f.dir / "r");
-    f.exec({sql("INSERT INTO t VALUES (5)")});
-    if (end == End::crash) {
-      // The files as a crash during the held sync left them: the database
-      // ahead of the log by the second group's committed write, and by the
-      // first group's if its written bytes did not count.
-      f.primary.reset();
-      auto reopened = Primary::open(crashed, f.keys.secret, fast_primary());
-      REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
-      Primary& p = **reopened;
-      const uint64_t kept = p.size() - size;
-      CHECK(kept <= 1);
-      CHECK(p.repaired_entries() == 2 - kept);
-      if (kept == 0) CHECK(p.state_root() == root);
-      auto rows = p.execute({sql("SELECT count(*) FROM t")});
-      REQUIRE(rows.ok());
-      CHECK(as_int(rows->statements[0].rows.at(0).at(0)) == static_cast<int64_t>(kept));
-      check_replica_agrees(p, f.dir / "crashed-r");
-    }
-  }
-}
-
 TEST_CASE("group commit: failed appends under concurrent writers are retried in order") {
   Fixture f;
   f.exec({sql("CREATE TABLE t(a INTEGER PRIMARY KEY, w)")});
