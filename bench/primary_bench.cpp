@@ -214,8 +214,8 @@ void BM_Pair(benchmark::State& state) {
   // primary. Durable rows run 100 of each: one of each, alternated, made
   // every raw fdatasync's cache flush carry the primary's writes too, which
   // slowed the raw baseline by up to a fifth and flattered the ratio
-  // (docs/performance.md "BM_Pair's interleaving"). SWARMLITE_BENCH_PAIR_BLOCK=n
-  // sets it (1: the old alternation).
+  // (docs/performance.md "BM_Pair's interleaving and the durable rows").
+  // SWARMLITE_BENCH_PAIR_BLOCK=n sets it (1: the old alternation).
   const int block = static_cast<int>(
       std::max<int64_t>(1, bench::env_int("SWARMLITE_BENCH_PAIR_BLOCK", durable ? 100 : 1)));
   std::vector<std::vector<Statement>> txns(static_cast<size_t>(block));
