@@ -39,6 +39,8 @@
 // SWARMLITE_BENCH_NO_PEER=1 starts no peer at all: the write rows then measure
 // the primary alone, as with its peers on other machines (the rows that query
 // the peer are skipped).
+// SWARMLITE_BENCH_LOG_SYNC=0 turns the primary's log fdatasync off: the write
+// rows' ceiling were that sync free (not durable; for measurement only).
 // Each benchmark runs SWARMLITE_BENCH_HTTP_SECONDS (default 5) of requests as
 // one iteration; figures are counters (requests/s, p50/p99 µs) and the
 // 1-minute load average before the run (benchmarks need an idle machine:
@@ -153,6 +155,10 @@ struct Cluster {
     PrimaryOptions popt;
     popt.sign_in_background = env_int("SWARMLITE_BENCH_BG", 1) != 0;
     popt.sign_gap = std::chrono::microseconds(env_int("SWARMLITE_BENCH_SIGN_GAP_US", 500));
+    // SWARMLITE_BENCH_LOG_SYNC=0: the primary's log is not fdatasync'ed, for the
+    // write rows' ceiling (docs/performance.md "Ceilings without the log's
+    // fdatasync"); acknowledged writes are then not durable.
+    popt.log_options.sync = env_int("SWARMLITE_BENCH_LOG_SYNC", 1) != 0;
     primary = must(Primary::open(dir.path / "primary.db", keys.secret, std::move(popt)),
                    "opening the primary");
     must(primary->execute({Statement{"CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "

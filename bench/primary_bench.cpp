@@ -292,6 +292,10 @@ BENCHMARK(BM_Pair)
 // entries per log append (each append is one fdatasync), counted through
 // PrimaryOptions::test_hook. Args: writers; bg (0/1: heads signed per group,
 // or in the background as `swarmlite primary` does).
+// SWARMLITE_BENCH_LOG_SYNC=0: the primary's log is not fdatasync'ed (the raw
+// baseline still is): the ceiling a group commit that hid its log sync
+// completely behind other work could reach (docs/performance.md "Ceilings
+// without the log's fdatasync").
 void BM_GroupCommit(benchmark::State& state) {
   bench::StealCounter steal(state);  // the host's share of our CPU (bench_util.h)
   const int writers = static_cast<int>(state.range(0));
@@ -305,8 +309,9 @@ void BM_GroupCommit(benchmark::State& state) {
   RawDb raw(dir.path / "raw.db", "FULL");
   KeyPair key = KeyPair::generate();
   auto appends = std::make_shared<std::atomic<uint64_t>>(0);
+  const bool log_sync = bench::env_int("SWARMLITE_BENCH_LOG_SYNC", 1) != 0;
   PrimaryOptions o =
-      primary_options(true, 1, false, PrimaryOptions{}.statement_cache, background);
+      primary_options(log_sync, 1, false, PrimaryOptions{}.statement_cache, background);
   // SWARMLITE_BENCH_SLOW_SYNC_US: every log append waits this long more, as on
   // a disk whose fdatasync is that much slower (a loaded or networked disk).
   const char* slow_env = std::getenv("SWARMLITE_BENCH_SLOW_SYNC_US");
