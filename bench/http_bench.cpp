@@ -42,8 +42,8 @@
 // SWARMLITE_BENCH_NO_PEER=1 starts no peer at all: the write rows then measure
 // the primary alone, as with its peers on other machines (the rows that query
 // the peer are skipped).
-// SWARMLITE_BENCH_LOG_SYNC=0 turns the primary's log fdatasync off: the write
-// rows' ceiling were that sync free (not durable; for measurement only).
+// SWARMLITE_BENCH_LOG_SYNC=0 turns the primary's log fdatasync off: what the
+// write rows would reach were that sync free (not durable; measurement only).
 // Each benchmark runs SWARMLITE_BENCH_HTTP_SECONDS (default 5) of requests as
 // one iteration; figures are counters (requests/s, p50/p99 µs) and the
 // 1-minute load average before the run (benchmarks need an idle machine:
