@@ -45,7 +45,7 @@
 //      (WAL, synchronous=NORMAL as on a replica, secure_delete): the baseline.
 //      Ratios (batch N / batch 1, replay / raw) are printed at the end.
 //
-// SWARMLITE_BENCH_BATCH_ENTRIES (default 1000): NodeOptions::batch_entries
+// SWARMLITE_BENCH_BATCH_ENTRIES (default NodeOptions' 4096): NodeOptions::batch_entries
 // (entries per GetEntries) of every node the benchmarks start.
 //
 // Each benchmark runs one iteration; figures are counters (ms, entries/s,
@@ -122,7 +122,8 @@ net::NodeOptions node_options(std::vector<std::string> seeds, size_t max_outboun
   o.max_outbound = max_outbound;  // 1 with one seed: exactly the chosen topology
   o.backoff_initial = 50ms;
   o.backoff_max = 500ms;
-  o.batch_entries = static_cast<uint32_t>(env_int("SWARMLITE_BENCH_BATCH_ENTRIES", 1000));
+  o.batch_entries = static_cast<uint32_t>(
+      env_int("SWARMLITE_BENCH_BATCH_ENTRIES", net::NodeOptions{}.batch_entries));
   return o;
 }
 
@@ -186,6 +187,10 @@ struct ReplicaPeer {
     // measure what that costs; unset or 0: ReplicaOptions' default (replaced per
     // head, not fsync'ed).
     if (env_int("SWARMLITE_BENCH_SYNC_HEAD", 0) != 0) ro.log_options.sync_head = true;
+    // SWARMLITE_BENCH_REPLICA_LOG_SYNC=0: the replicas' log is not fdatasync'ed
+    // per stored batch: what a store whose sync overlapped the next batch could
+    // reach at best (docs/performance.md "Larger catch-up batches").
+    if (env_int("SWARMLITE_BENCH_REPLICA_LOG_SYNC", 1) == 0) ro.log_options.sync = false;
     // SWARMLITE_BENCH_DECODED_MB: ReplicaOptions::decoded_entries_bytes in MiB
     // (0: every entry read back from the log, as before 2026-12-03), to
     // measure what handing the store's decoded entries to replay saves.

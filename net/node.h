@@ -124,7 +124,12 @@ struct NodeOptions {
   int inbound_range_v4_bits = 24;
   int inbound_range_v6_bits = 48;
   std::chrono::milliseconds evict_idle_after{30000};
-  uint32_t batch_entries = 1000;      // entries per GetEntries
+  // Entries per GetEntries, at most kMaxBatchEntries (the protocol's cap;
+  // larger values ask for that many). Catch-up stores and hands over one
+  // batch at a time: 4096 small entries per batch caught up 1.1-1.2x faster
+  // than 1000 (docs/performance.md "Larger catch-up batches"). batch_bytes
+  // bounds a batch's memory either way.
+  uint32_t batch_entries = 4096;
   size_t batch_bytes = 4u << 20;      // a server stops adding entries past this many bytes
   size_t max_frame = 0;               // 0 = kMaxFrameBytes
   std::chrono::milliseconds handshake_timeout{10000};

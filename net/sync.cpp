@@ -457,7 +457,9 @@ void SyncEngine::schedule_fetch(Actions& out, Clock::time_point now) {
   auto chosen = choose_source(sources, local);
   if (!chosen) return;
   PeerState& s = peers_.at(*chosen);
-  auto plan = plan_batch(local, s.head_size, opt_.batch_entries);
+  auto plan =
+      plan_batch(local, s.head_size,
+                 std::min<uint32_t>(opt_.batch_entries, static_cast<uint32_t>(kMaxBatchEntries)));
   if (!plan) return;
   // A prefetch is anchored on the pending batch's head, so only a source at or
   // past it is asked (as for proven_head_ below); else fetching waits for the store.

@@ -275,16 +275,19 @@ TEST_CASE("a new peer bootstraps from a snapshot of three nodes, survives kills,
   primary.wait_ready(60s);
   const std::string p = primary.http();
   execute_ok(p, R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)"])J");
+  // peer2 follows the writes as they come, in small batches, so its log
+  // has many 64 KiB segments to compact below (a batch never spans two
+  // segments, and one catch-up batch may hold all 2,000 entries).
+  auto peer2 = start_peer(dir, "peer2", primary.listen(),
+                          {"--bootstrap", "replay", "--log-segment-mib", "0.0625"});
+  peer2->wait_ready(60s);
   for (int i = 0; i < 2000; ++i) execute_ok(p, R"J(["INSERT INTO t(b) VALUES (randomblob(700))"])J");
   uint64_t size = status_size(p);
   REQUIRE(size >= 2001);  // and the genesis entry
 
-  // peer1 replays everything; peer2 too, then compacts its log (offline).
+  // peer1 replays everything; peer2 has too, then compacts its log (offline).
   auto peer1 = start_peer(dir, "peer1", primary.listen(), {"--bootstrap", "replay"});
-  auto peer2 = start_peer(dir, "peer2", primary.listen(),
-                          {"--bootstrap", "replay", "--log-segment-mib", "0.0625"});
   peer1->wait_ready(60s);
-  peer2->wait_ready(60s);
   wait_size(peer1->http(), size);
   wait_size(peer2->http(), size);
   peer2->stop();
