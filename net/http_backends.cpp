@@ -773,6 +773,9 @@ void ReplicaHttpBackend::update_metrics(Metrics& metrics) {
   total("swarmlite_wal_restarts_blocked",
         "RESTART checkpoints a reader of the -wal file outlasted since start (each waited 250 ms)",
         w.busy);
+  total("swarmlite_wal_writebacks",
+        "Background writebacks of the database's -wal file the applier started since start",
+        replica_.wal_writebacks());
   total("swarmlite_replay_handed_entries",
         "Entries replayed from the copies decoded when they were stored, not read back from "
         "the log, since start",

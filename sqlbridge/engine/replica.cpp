@@ -17,6 +17,11 @@ namespace {
 // WAL frames above which a re-pin forces the WAL to start over (SQLite's own
 // auto-checkpoint threshold, determinism.cpp).
 constexpr int kWalRestartFrames = 1000;
+// Every this many pages the applier writes to the -wal file, its writeback is
+// started in the background (as on the primary): the re-pin's checkpoint, on
+// the applier thread every pin_interval, then finds little of it left to write
+// (docs/performance.md "The replica's -wal writeback").
+constexpr int kWritebackPages = 200;
 constexpr int kWriterBusyTimeoutMs = 5000;  // DeterministicDb::open's
 // A RESTART checkpoint waits this long for the WAL's readers; after one that a
 // reader outlasted, the next is tried after a backoff (Replica::WalRestartStats).
@@ -145,6 +150,8 @@ Result<std::unique_ptr<Replica>> Replica::open(const std::filesystem::path& db_p
     std::lock_guard lock(self->mu_);
     self->corrupted_ = e;
   };
+  r->wal_writeback_ =
+      std::make_unique<BackgroundWriteback>(std::filesystem::path(db_path.string() + "-wal"));
   r->pins_ = std::make_unique<PinSlot>(
       PinSlotOptions{.owner = "replica " + db_path.string(),
                      .no_pin_hint = "",
@@ -415,8 +422,19 @@ Status Replica::check_head_locked() {
       return *diverged_;
     }
   }
+  kick_writeback_if_due_locked();
   pin_if_due_locked(/*force=*/false);
   return ok_status();
+}
+
+void Replica::kick_writeback_if_due_locked() {
+  if (!wal_writeback_) return;
+  int written = 0, highwater = 0;
+  sqlite3_db_status(db_->handle(), SQLITE_DBSTATUS_CACHE_WRITE, &written, &highwater, 0);
+  if (written < wal_pages_kicked_) wal_pages_kicked_ = written;  // the counter was reset
+  if (written - wal_pages_kicked_ < kWritebackPages) return;
+  wal_writeback_->kick();  // a hint: it makes nothing durable (background_writeback.h)
+  wal_pages_kicked_ = written;
 }
 
 void Replica::pin_if_due_locked(bool force) const {

@@ -48,6 +48,7 @@
 #include "core/keys.h"
 #include "core/log.h"
 #include "core/result.h"
+#include "sqlbridge/engine/background_writeback.h"
 #include "sqlbridge/engine/determinism.h"
 #include "sqlbridge/engine/page_set.h"
 #include "sqlbridge/engine/pin_slot.h"
@@ -211,6 +212,11 @@ class Replica : public PageServer {
     uint64_t busy = 0;
   };
   WalRestartStats wal_restart_stats() const;
+  // Writebacks of the -wal file started in the background (one per ~200 pages
+  // the applier wrote): the checkpoint a re-pin runs on the applier then finds
+  // little of the -wal file left to write (docs/performance.md "The replica's
+  // -wal writeback").
+  uint64_t wal_writebacks() const { return wal_writeback_ ? wal_writeback_->runs() : 0; }
 
   // Corruption: the database file no longer holds the pages the state tree
   // says it does (changed by another process, or by the disk). Detected by
@@ -302,6 +308,9 @@ class Replica : public PageServer {
   // Applier (apply_mu_ held): pins the newest head if size() is exactly its
   // size and the pin is older than pin_interval (or `force`).
   void pin_if_due_locked(bool force) const;
+  // Applier: starts the -wal file's writeback once the applier wrote
+  // kWritebackPages more pages to it.
+  void kick_writeback_if_due_locked();
 
   std::filesystem::path db_path_;
   std::unique_ptr<Log> log_;
@@ -333,6 +342,8 @@ class Replica : public PageServer {
   mutable std::atomic<uint64_t> wal_restarts_tried_{0}, wal_restarts_busy_{0};
   mutable std::chrono::steady_clock::time_point wal_restart_not_before_{};
   mutable std::chrono::milliseconds wal_restart_backoff_{0};
+  std::unique_ptr<BackgroundWriteback> wal_writeback_;
+  int wal_pages_kicked_ = 0;  // the connection's CACHE_WRITE count at the last kick; applier only
   RecentRoots roots_;
   ReplicaOptions options_;
   // The pin proofs and the page service answer from, and the change history
