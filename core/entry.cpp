@@ -88,6 +88,7 @@ Status read_value(Reader& r, const EntryLimits& limits, Value* out) {
   SWL_ASSIGN(uint8_t tag, r.u8("param type"));
   switch (tag) {
     case kTagNull:
+      if (out) out->v = std::monostate{};  // `out` may hold an earlier entry's value
       break;
     case kTagInt: {
       SWL_ASSIGN(int64_t i, r.i64("int64 param"));
@@ -105,12 +106,20 @@ Status read_value(Reader& r, const EntryLimits& limits, Value* out) {
     }
     case kTagText: {
       SWL_ASSIGN(std::string_view t, read_utf8(r, "text param", limits.max_value_bytes));
-      if (out) out->v.emplace<std::string>(t);
+      if (auto* held = out ? std::get_if<std::string>(&out->v) : nullptr) {
+        held->assign(t);  // reuses the buffer (decode_entry_into)
+      } else if (out) {
+        out->v.emplace<std::string>(t);
+      }
       break;
     }
     case kTagBlob: {
       SWL_ASSIGN(ByteView b, r.blob("blob param", limits.max_value_bytes));
-      if (out) out->v.emplace<Bytes>(b.begin(), b.end());
+      if (auto* held = out ? std::get_if<Bytes>(&out->v) : nullptr) {
+        held->assign(b.begin(), b.end());  // reuses the buffer (decode_entry_into)
+      } else if (out) {
+        out->v.emplace<Bytes>(b.begin(), b.end());
+      }
       break;
     }
     default:
@@ -170,7 +179,9 @@ Status read_statement_counted(Reader& r, const EntryLimits& limits, size_t reser
   return ok_status();
 }
 
-// The entry decoder (into `out` if not null).
+// The entry decoder (into `out` if not null). `out` may hold an earlier
+// entry (decode_entry_into): every field is written, and its strings and
+// vectors are assigned and resized, never rebuilt, so their buffers are reused.
 Status read_entry(ByteView bytes, const EntryLimits& limits, Entry* out) {
   Reader r(bytes, "entry");
   SWL_TRY(r.preamble(kEntryVersion, limits.max_entry_bytes));
@@ -232,6 +243,10 @@ Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits) {
   Entry e;
   SWL_TRY(read_entry(bytes, limits, &e));
   return e;
+}
+
+Status decode_entry_into(ByteView bytes, Entry& out, const EntryLimits& limits) {
+  return read_entry(bytes, limits, &out);
 }
 
 Status check_entry(ByteView bytes, const EntryLimits& limits) {

@@ -56,6 +56,11 @@ struct EntryLimits {
 // double, SQL and text params valid UTF-8, no NUL in SQL, within EntryLimits.
 Bytes encode_entry(const Entry& entry);
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits = {});
+// decode_entry into `out`, reusing the buffers it holds (an entry decoded
+// earlier: its strings' and vectors' capacities), so a decoder of one batch
+// after another allocates little (Log::recycle_decoded). The same code and
+// checks as decode_entry; on an error `out` holds a partial entry.
+Status decode_entry_into(ByteView bytes, Entry& out, const EntryLimits& limits = {});
 // decode_entry's checks without building the entry: the same code, so it
 // accepts exactly the bytes decode_entry accepts, with the same error.
 Status check_entry(ByteView bytes, const EntryLimits& limits = {});

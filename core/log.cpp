@@ -211,7 +211,7 @@ Status Log::check_checkpoint_head() const {
 }
 
 Status Log::check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits,
-                          std::vector<Entry>* decoded) const {
+                          std::vector<Entry>* decoded, std::vector<Entry>* spare) const {
   if (decoded) decoded->reserve(encoded_entries.size());
   for (size_t i = 0; i < encoded_entries.size(); ++i) {
     uint64_t want = size() + i;
@@ -223,9 +223,15 @@ Status Log::check_entries(std::span<const Bytes> encoded_entries, const EntryLim
     std::optional<Entry> entry;  // built only when kept; otherwise only checked (check_entry)
     uint64_t seq = 0;
     if (decoded) {
-      auto e = decode_entry(bytes, limits);
-      if (!e.ok()) return batch_error(e.take_error());
-      entry.emplace(std::move(e).value());
+      if (spare && !spare->empty()) {
+        entry.emplace(std::move(spare->back()));
+        spare->pop_back();
+      } else {
+        entry.emplace();
+      }
+      if (Status st = decode_entry_into(bytes, *entry, limits); !st.ok()) {
+        return batch_error(st.take_error());
+      }
       seq = entry->seq;
     } else {
       if (Status st = check_entry(bytes, limits); !st.ok()) return batch_error(st.take_error());
@@ -267,23 +273,36 @@ void Log::keep_decoded(size_t cap_bytes) {
   if (cap_bytes == 0) {
     decoded_.clear();
     decoded_heap_ = 0;
+    spare_.clear();
+    spare_heap_ = 0;
+  }
+}
+
+void Log::recycle_decoded(std::span<Entry> used) {
+  std::lock_guard lock(decoded_mu_);
+  for (Entry& e : used) {
+    if (spare_.size() >= kMaxSpareEntries) return;
+    const size_t h = entry_heap_bytes(e);
+    if (spare_heap_ + h > decoded_cap_ / 4) continue;  // a large one: freed by the caller
+    spare_heap_ += h;
+    spare_.push_back(Decoded{std::move(e), 0, h});
   }
 }
 
 void Log::keep_batch(std::vector<Entry>& decoded, std::span<const Bytes> encoded_entries) {
-  std::vector<Decoded> batch;
-  batch.reserve(decoded.size());
+  heap_scratch_.clear();
   size_t heap = 0;
-  for (size_t i = 0; i < decoded.size(); ++i) {
-    const size_t h = entry_heap_bytes(decoded[i]);
-    heap += h;
-    batch.push_back(Decoded{std::move(decoded[i]), encoded_entries[i].size(), h});
+  for (const Entry& e : decoded) {
+    heap_scratch_.push_back(entry_heap_bytes(e));
+    heap += heap_scratch_.back();
   }
   std::lock_guard lock(decoded_mu_);
   if (decoded_cap_ == 0 || decoded_heap_ + heap > decoded_cap_) return;
   // Entries are stored in order, so the kept ones stay in seq order; a batch
   // that did not fit earlier leaves a gap, which take_decoded steps over.
-  for (Decoded& d : batch) decoded_.push_back(std::move(d));
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    decoded_.push_back(Decoded{std::move(decoded[i]), encoded_entries[i].size(), heap_scratch_[i]});
+  }
   decoded_heap_ += heap;
 }
 
@@ -452,13 +471,26 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
     return make_error(Errc::bad_value, "head covers {} entries, fewer than the {} the log would hold",
                       head.size, new_size);
   }
-  std::vector<Entry> decoded;  // kept for take_decoded() once stored, if wanted
+  std::vector<Entry>& decoded = decode_scratch_;  // kept for take_decoded() once stored, if wanted
+  std::vector<Entry>& spare = spare_scratch_;     // recycle_decoded's entries to decode into
+  decoded.clear();
+  spare.clear();
   bool keep;
   {
     std::lock_guard lock(decoded_mu_);
     keep = decoded_cap_ > 0;
+    if (keep && !spare_.empty()) {
+      // As many as the batch needs, from the back (the last handed back).
+      const size_t n = std::min(spare_.size(), encoded_entries.size());
+      spare.reserve(n);
+      for (size_t i = spare_.size() - n; i < spare_.size(); ++i) {
+        spare_heap_ -= spare_[i].heap;
+        spare.push_back(std::move(spare_[i].entry));
+      }
+      spare_.resize(spare_.size() - n);
+    }
   }
-  SWL_TRY(check_entries(encoded_entries, limits, keep ? &decoded : nullptr));
+  SWL_TRY(check_entries(encoded_entries, limits, keep ? &decoded : nullptr, &spare));
 
   std::vector<Hash32> leaves;  // hashed once, for the tree and the store
   leaves.reserve(encoded_entries.size());
@@ -500,6 +532,8 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
   // The entries are stored and synced: readers of view() may replay them. A
   // failure to store the head leaves them stored (and visible), as before.
   if (keep) keep_batch(decoded, encoded_entries);
+  decoded.clear();  // what keep_batch did not keep (its capacity stays for the next batch)
+  spare.clear();
   publish();
   if (head.size == new_size) SWL_TRY(store_head_if_new(head));
   return {};

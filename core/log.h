@@ -14,7 +14,8 @@
 // Thread-safety: not synchronized. One thread (or external serialization) for
 // everything, except entry_bytes(), entry(), entries() and entry_bytes_range(),
 // which read only the store and may run beside one writer (LogStore's rule), and
-// view(), keep_decoded(), take_decoded(), decoded_bytes(): any thread, any time.
+// view(), keep_decoded(), take_decoded(), decoded_bytes(), recycle_decoded():
+// any thread, any time.
 #pragma once
 
 #include <deque>
@@ -178,6 +179,16 @@ class Log {
   std::vector<Entry> take_decoded(uint64_t first, uint64_t max_count, size_t max_bytes);
   // Estimated heap bytes of the kept entries (memory_bytes() does not count them).
   size_t decoded_bytes() const;
+  // Entries take_decoded handed out, replayed and handed back (moved from
+  // `used`): the next batches are decoded into them (decode_entry_into), so
+  // the storing thread reuses their buffers instead of allocating, and the
+  // replaying thread does not free blocks another thread allocated (glibc's
+  // free of them was a sixth of a catch-up's apply thread; docs/performance.md
+  // "Decoded entries handed back"). At most kMaxSpareEntries entries and a
+  // quarter of the keep_decoded cap are held; the rest are freed by the caller.
+  // Any thread; nothing is held while keep_decoded is 0.
+  void recycle_decoded(std::span<Entry> used);
+  static constexpr size_t kMaxSpareEntries = 8192;
 
   // Heap bytes the log keeps (tree and store; the head is not counted): a few
   // hundred per segment plus ≈ 0.25 byte per entry (docs/operations.md "Memory").
@@ -200,9 +211,11 @@ class Log {
   Result<std::vector<Hash32>> own_leaves(std::span<const Bytes> encoded_entries,
                                          EntryCheck check) const;
   // Decodes each entry under `limits` and checks seq == size() + i; the
-  // decoded entries go to `decoded` when it is not null.
+  // decoded entries go to `decoded` when it is not null, decoded into the
+  // entries of `spare` (taken from its back) while it has some.
   Status check_entries(std::span<const Bytes> encoded_entries, const EntryLimits& limits,
-                       std::vector<Entry>* decoded = nullptr) const;
+                       std::vector<Entry>* decoded = nullptr,
+                       std::vector<Entry>* spare = nullptr) const;
   // extend(): keeps the batch's decoded entries for take_decoded(), if they fit.
   void keep_batch(std::vector<Entry>& decoded, std::span<const Bytes> encoded_entries);
   // equivocation: same size as the stored head, another root; refused: older.
@@ -236,10 +249,18 @@ class Log {
     size_t encoded = 0;  // bytes of its encoding (take_decoded's max_bytes)
     size_t heap = 0;     // estimated heap bytes (the cap)
   };
-  mutable std::mutex decoded_mu_;  // guards the three below; never held across I/O
+  mutable std::mutex decoded_mu_;  // guards the five below; never held across I/O
   std::deque<Decoded> decoded_;
   size_t decoded_heap_ = 0;
   size_t decoded_cap_ = 0;
+  std::vector<Decoded> spare_;  // recycle_decoded's, for extend to decode into
+  size_t spare_heap_ = 0;       // their estimated heap bytes
+  // extend()'s per-batch vectors (the writer's only), kept with their
+  // capacity: a 4,096-entry batch's were half a megabyte each, allocated and
+  // page-faulted in again for every batch.
+  std::vector<Entry> decode_scratch_;
+  std::vector<Entry> spare_scratch_;
+  std::vector<size_t> heap_scratch_;
 };
 
 }  // namespace swarmlite

@@ -408,6 +408,31 @@ TEST_CASE("log: keep_decoded hands the stored batches' entries over once, in ord
     CHECK(log->take_decoded(0, 10, 1 << 20).empty());  // 0..3 were not kept
     CHECK(log->take_decoded(4, 10, 1 << 20).size() == 6);
   }
+  SUBCASE(
+      "entries handed back are decoded into, and the entries handed out are still the stored "
+      "ones") {
+    log->keep_decoded(1 << 20);
+    REQUIRE(log->append_proven(std::span(f.entries).first(4), h10, *proof4).ok());
+    auto first = log->take_decoded(0, 4, 1 << 20);
+    REQUIRE(first.size() == 4);
+    const Statement* buffers = first[1].statements.data();
+    log->recycle_decoded(first);
+    CHECK(log->decoded_bytes() == 0);  // spare entries are not kept entries
+    REQUIRE(log->append_proven(std::span(f.entries).subspan(4), h10, {}).ok());
+    auto rest = log->take_decoded(4, 10, 1 << 20);
+    REQUIRE(rest.size() == 6);
+    for (size_t i = 0; i < rest.size(); ++i) CHECK(rest[i] == decoded(4 + i));
+    // Four of the six were decoded into the handed-back entries (their
+    // buffers moved along); which four is the log's choice.
+    bool reused = false;
+    for (const Entry& e : rest) reused = reused || e.statements.data() == buffers;
+    CHECK(reused);
+    // keep_decoded(0) drops the spares too: nothing is decoded into them later.
+    log->recycle_decoded(rest);
+    log->keep_decoded(0);
+    log->keep_decoded(1 << 20);
+    CHECK(log->take_decoded(0, 10, 1 << 20).empty());
+  }
   SUBCASE("keep_decoded(0) drops what is kept") {
     log->keep_decoded(1 << 20);
     REQUIRE(log->append_verified(f.entries, h10).ok());

@@ -241,8 +241,8 @@ Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
   const uint64_t max_entries = std::max<uint64_t>(1, options_.max_batch_entries);
   if (batch_limit_ == 0 || batch_limit_ > max_entries) batch_limit_ = max_entries;
   auto apply_one = [&](uint64_t seq, uint64_t stop) -> Status {
-    SWL_ASSIGN(Entry entry, next_entry_locked(seq, stop));
-    SWL_TRY(apply_locked(entry));
+    SWL_ASSIGN(const Entry* entry, next_entry_locked(seq, stop));
+    SWL_TRY(apply_locked(*entry));
     ++applied;
     {
       std::lock_guard lock(mu_);
@@ -274,14 +274,17 @@ Status Replica::apply_range_locked(uint64_t end, uint64_t& applied) {
   return ok_status();
 }
 
-Result<Entry> Replica::next_entry_locked(uint64_t seq, uint64_t stop) {
+Result<const Entry*> Replica::next_entry_locked(uint64_t seq, uint64_t stop) {
   if (ahead_pos_ >= ahead_.size() || ahead_[ahead_pos_].seq != seq) {
     // Entries are read ahead a few dozen at a time (one read of the log store
     // each, docs/performance.md "Lean batches"), kept across batches.
     constexpr uint64_t kReadAhead = 64;
     const uint64_t count = std::min(std::max<uint64_t>(stop, seq + 1) - seq, kReadAhead);
+    // The log's thread that stores decodes its next batches into them.
+    if (ahead_handed_) log_->recycle_decoded(ahead_);
     ahead_pos_ = 0;
     ahead_ = log_->take_decoded(seq, count, options_.max_batch_bytes);
+    ahead_handed_ = !ahead_.empty();
     if (!ahead_.empty()) {
       std::lock_guard lock(mu_);
       stats_.handed_entries += ahead_.size();
@@ -299,7 +302,7 @@ Result<Entry> Replica::next_entry_locked(uint64_t seq, uint64_t stop) {
       }
     }
   }
-  return std::move(ahead_[ahead_pos_++]);
+  return &ahead_[ahead_pos_++];
 }
 
 bool BatchCostWatch::record(double micros) {
@@ -345,11 +348,11 @@ Result<uint64_t> Replica::apply_batch_locked(uint64_t end, uint64_t& fallback_en
       db_->rollback_batch();
       return next.take_error();
     }
-    Entry entry = std::move(next).value();
+    const Entry& entry = **next;
     if (seq > start && needs_fresh_schema(entry.statements)) {
-      // It starts the next batch (DeterministicDb::needs_fresh_schema): put
-      // it back where next_entry_locked took it from.
-      ahead_[--ahead_pos_] = std::move(entry);
+      // It starts the next batch (DeterministicDb::needs_fresh_schema): leave
+      // it where next_entry_locked found it.
+      --ahead_pos_;
       break;
     }
     // In a batch, replay_entry runs the entry without its commit; any error

@@ -303,7 +303,8 @@ class Replica : public PageServer {
   Result<uint64_t> apply_batch_locked(uint64_t end, uint64_t& fallback_end);
   // The entry at `seq` for replay, read ahead up to `stop` (< view().size):
   // from the store's decoded copies when it kept them, else from the log.
-  Result<Entry> next_entry_locked(uint64_t seq, uint64_t stop);
+  // Valid until the next call.
+  Result<const Entry*> next_entry_locked(uint64_t seq, uint64_t stop);
   Status check_head_locked();
   // Applier (apply_mu_ held): pins the newest head if size() is exactly its
   // size and the pin is older than pin_interval (or `force`).
@@ -330,9 +331,12 @@ class Replica : public PageServer {
   uint64_t singles_since_limit_1_ = 0;  // entries applied one by one since batch_limit_ fell to 1
   BatchCostWatch cost_watch_;           // applier only
   // Entries read ahead for replay (next_entry_locked), ahead_[ahead_pos_]
-  // next; those before it are moved out. Applier only.
+  // next; those before it are replayed. When they came from
+  // Log::take_decoded (ahead_handed_), they go back to the log once replayed
+  // (Log::recycle_decoded). Applier only.
   std::vector<Entry> ahead_;
   size_t ahead_pos_ = 0;
+  bool ahead_handed_ = false;
   uint64_t plain_until_ = 0;    // batches starting below this seq are not lean; applier only
   uint64_t lean_backoff_ = 0;   // the next miss's plain stretch (0: lean_backoff_entries)
   mutable std::optional<Error> corrupted_;

@@ -2,7 +2,9 @@
 // it checks the canonical property: every accepted input re-encodes to exactly
 // the same bytes and decodes again to an equal entry; and check_entry (the
 // decoder's checks without building the entry) accepts exactly what
-// decode_entry accepts, with the same error. A mismatch aborts.
+// decode_entry accepts, with the same error; and decode_entry_into, decoding
+// into the entry the previous inputs left (as a replica reuses the entries it
+// replayed), gives the same verdict and an equal entry. A mismatch aborts.
 #include <cstdio>
 #include <algorithm>
 #include <cstdlib>
@@ -26,6 +28,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (!e.ok() && (e.error().code != checked.error().code ||
                      e.error().message != checked.error().message))) {
       std::fprintf(stderr, "entry_fuzz: check_entry and decode_entry disagree\n");
+      std::abort();
+    }
+    static Entry reused;  // whatever the inputs before this one left in it
+    Status into = decode_entry_into(in, reused, limits);
+    if (into.ok() != e.ok() || (e.ok() && !(reused == *e)) ||
+        (!e.ok() && into.error().message != e.error().message)) {
+      std::fprintf(stderr, "entry_fuzz: decode_entry_into and decode_entry disagree\n");
       std::abort();
     }
     if (!e.ok()) continue;
