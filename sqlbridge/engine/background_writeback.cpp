@@ -27,6 +27,13 @@ void BackgroundWriteback::kick() {
   cv_.notify_one();
 }
 
+void BackgroundWriteback::kick_if_grown(int64_t written) {
+  if (written < kicked_at_) kicked_at_ = written;
+  if (written - kicked_at_ < kPagesPerKick) return;
+  kick();
+  kicked_at_ = written;
+}
+
 uint64_t BackgroundWriteback::runs() const {
   std::lock_guard lock(mu_);
   return runs_;

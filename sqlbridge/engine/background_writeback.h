@@ -22,6 +22,14 @@ class BackgroundWriteback {
   // Asks the thread to start the file's writeback; returns at once. Kicks
   // while one runs are coalesced into one more run.
   void kick();
+  // kick() once `written` (pages or frames the caller wrote to the file so
+  // far, a count that only grows until the file starts over) is kPagesPerKick
+  // past where it was at the last kick; a lower count than that (the file
+  // started over, the counter was reset) becomes the new mark. From one
+  // thread at a time (the file's writer): the mark is not locked.
+  void kick_if_grown(int64_t written);
+  // The primary's -wal frames and a replica's -wal pages between two kicks.
+  static constexpr int64_t kPagesPerKick = 200;
   // Writebacks started so far (a missing file or a failing call counts not).
   uint64_t runs() const;
 
@@ -33,6 +41,7 @@ class BackgroundWriteback {
   std::condition_variable cv_;
   bool kicked_ = false, stop_ = false;  // under mu_
   uint64_t runs_ = 0;                   // under mu_
+  int64_t kicked_at_ = 0;               // kick_if_grown's mark; its caller's thread
   std::thread thread_;
 };
 

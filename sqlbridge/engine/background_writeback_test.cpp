@@ -97,6 +97,31 @@ TEST_CASE("BackgroundWriteback: a missing file is skipped, and found once it exi
   CHECK(wait_for_runs(w, 1));
 }
 
+TEST_CASE(
+    "BackgroundWriteback: kick_if_grown kicks every kPagesPerKick, and starts over with the "
+    "count") {
+  const Scratch s("f");
+  write_dirty(s.file, 4096);
+  BackgroundWriteback w(s.file);
+  constexpr int64_t k = BackgroundWriteback::kPagesPerKick;
+  w.kick_if_grown(k - 1);  // not yet
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(w.runs() == 0);
+  w.kick_if_grown(k);  // k past the start (0)
+  REQUIRE(wait_for_runs(w, 1));
+  w.kick_if_grown(2 * k - 1);  // k - 1 past the last kick
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(w.runs() == 1);
+  // The file started over (a checkpoint, a reset counter): counted from the
+  // lower count, not from the last kick.
+  w.kick_if_grown(3);
+  w.kick_if_grown(k + 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(w.runs() == 1);
+  w.kick_if_grown(k + 3);
+  CHECK(wait_for_runs(w, 2));
+}
+
 TEST_CASE("BackgroundWriteback: destroyed with kicks pending, it stops at once") {
   const Scratch s("f");
   const fs::path& file = s.file;

@@ -46,11 +46,6 @@ constexpr int kSqliteMaxLength = 1000000000;
 // frames: SQLite's own wal_autocheckpoint default, which the write connection
 // no longer runs itself (primary.h, durability order).
 constexpr int kCheckpointFrames = 1000;
-// Every this many -wal frames between checkpoints, the -wal file's writeback
-// is started in the background: SQLite's fdatasync of it at the checkpoint,
-// under the write mutex, then finds little left to write (it was ~90 % of a
-// checkpoint's time, docs/performance.md "WAL writeback off the write path").
-constexpr int kWritebackFrames = 200;
 
 // Pages this connection wrote to the WAL so far (spills and commits).
 int cache_writes(sqlite3* db) {
@@ -1145,12 +1140,13 @@ void Primary::checkpoint_and_pin_locked(bool force) const {
     (void)sqlite3_wal_checkpoint_v2(db_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                     nullptr);
     wal_frames_ = 0;
-    wal_frames_kicked_ = 0;
-  } else if (wal_frames_ < wal_frames_kicked_) {
-    wal_frames_kicked_ = wal_frames_;  // the -wal file started over
-  } else if (wal_writeback_ && wal_frames_ - wal_frames_kicked_ >= kWritebackFrames) {
-    wal_writeback_->kick();
-    wal_frames_kicked_ = wal_frames_;
+  } else if (wal_writeback_) {
+    // Every BackgroundWriteback::kPagesPerKick frames between checkpoints,
+    // the -wal file's writeback is started in the background: SQLite's
+    // fdatasync of it at the checkpoint, under the write mutex, then finds
+    // little left to write (it was ~90 % of a checkpoint's time,
+    // docs/performance.md "WAL writeback off the write path").
+    wal_writeback_->kick_if_grown(wal_frames_);
   }
   if (!pin) return;
   pin_wanted_.store(false);

@@ -467,8 +467,8 @@ class Primary : public PageServer {
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
   mutable int wal_frames_ = 0;     // frames in the -wal file after the last commit (WAL hook)
   // The -wal file's writeback, started in the background every
-  // kWritebackFrames frames between checkpoints (checkpoint_and_pin_locked).
-  mutable int wal_frames_kicked_ = 0;
+  // BackgroundWriteback::kPagesPerKick frames between checkpoints
+  // (checkpoint_and_pin_locked).
   std::unique_ptr<BackgroundWriteback> wal_writeback_;
   uint64_t repaired_entries_ = 0;  // set by open() (repair_wal_ahead)
   // Entry seeds, drawn from the OS kSeedsPerDraw at a time (one randombytes_buf,

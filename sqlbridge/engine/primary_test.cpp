@@ -1755,7 +1755,7 @@ TEST_CASE("empty text and blob parameters are stored as '' and x'', not NULL, on
   check_replica_agrees(*f.primary, f.dir / "r");
 }
 
-// Between checkpoints, every kWritebackFrames frames the primary starts the
+// Between checkpoints, every BackgroundWriteback::kPagesPerKick frames the primary starts the
 // -wal file's writeback on a thread of its own, so SQLite's fdatasync of the
 // -wal file at the checkpoint (under the write mutex) finds little left to
 // write (docs/performance.md "WAL writeback off the write path").

@@ -17,11 +17,6 @@ namespace {
 // WAL frames above which a re-pin forces the WAL to start over (SQLite's own
 // auto-checkpoint threshold, determinism.cpp).
 constexpr int kWalRestartFrames = 1000;
-// Every this many pages the applier writes to the -wal file, its writeback is
-// started in the background (as on the primary): the re-pin's checkpoint, on
-// the applier thread every pin_interval, then finds little of it left to write
-// (docs/performance.md "The replica's -wal writeback").
-constexpr int kWritebackPages = 200;
 constexpr int kWriterBusyTimeoutMs = 5000;  // DeterministicDb::open's
 // A RESTART checkpoint waits this long for the WAL's readers; after one that a
 // reader outlasted, the next is tried after a backoff (Replica::WalRestartStats).
@@ -432,12 +427,14 @@ Status Replica::check_head_locked() {
 
 void Replica::kick_writeback_if_due_locked() {
   if (!wal_writeback_) return;
+  // Every BackgroundWriteback::kPagesPerKick pages the applier writes to the
+  // -wal file, its writeback is started in the background (as on the
+  // primary): the re-pin's checkpoint, on the applier thread every
+  // pin_interval, then finds little of it left to write (docs/performance.md
+  // "The replica's -wal writeback"). A hint: it makes nothing durable.
   int written = 0, highwater = 0;
   sqlite3_db_status(db_->handle(), SQLITE_DBSTATUS_CACHE_WRITE, &written, &highwater, 0);
-  if (written < wal_pages_kicked_) wal_pages_kicked_ = written;  // the counter was reset
-  if (written - wal_pages_kicked_ < kWritebackPages) return;
-  wal_writeback_->kick();  // a hint: it makes nothing durable (background_writeback.h)
-  wal_pages_kicked_ = written;
+  wal_writeback_->kick_if_grown(written);
 }
 
 void Replica::pin_if_due_locked(bool force) const {

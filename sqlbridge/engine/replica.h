@@ -310,7 +310,7 @@ class Replica : public PageServer {
   // size and the pin is older than pin_interval (or `force`).
   void pin_if_due_locked(bool force) const;
   // Applier: starts the -wal file's writeback once the applier wrote
-  // kWritebackPages more pages to it.
+  // BackgroundWriteback::kPagesPerKick more pages to it.
   void kick_writeback_if_due_locked();
 
   std::filesystem::path db_path_;
@@ -347,7 +347,6 @@ class Replica : public PageServer {
   mutable std::chrono::steady_clock::time_point wal_restart_not_before_{};
   mutable std::chrono::milliseconds wal_restart_backoff_{0};
   std::unique_ptr<BackgroundWriteback> wal_writeback_;
-  int wal_pages_kicked_ = 0;  // the connection's CACHE_WRITE count at the last kick; applier only
   RecentRoots roots_;
   ReplicaOptions options_;
   // The pin proofs and the page service answer from, and the change history
