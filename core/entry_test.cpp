@@ -60,6 +60,13 @@ Value random_value(std::mt19937_64& rng) {
   }
 }
 
+// A generator seeded with `seed`, or with SWARMLITE_SEED when set (reported).
+std::mt19937_64 seeded_rng(uint64_t seed) {
+  if (const char* s = std::getenv("SWARMLITE_SEED")) seed = std::strtoull(s, nullptr, 0);
+  MESSAGE("seed = " << seed << " (set SWARMLITE_SEED to change)");
+  return std::mt19937_64(seed);
+}
+
 Entry random_entry(std::mt19937_64& rng) {
   Entry e;
   e.seq = rng();
@@ -108,10 +115,7 @@ TEST_CASE("entry: sample layout is as documented") {
 }
 
 TEST_CASE("entry: random entries round trip and re-encode to the same bytes") {
-  uint64_t seed = 0x5eed0001;
-  if (const char* s = std::getenv("SWARMLITE_SEED")) seed = std::strtoull(s, nullptr, 0);
-  MESSAGE("seed = " << seed << " (set SWARMLITE_SEED to change)");
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng = seeded_rng(0x5eed0001);
   for (int i = 0; i < 300; ++i) {
     Entry e = random_entry(rng);
     Bytes b = encode_entry(e);
@@ -128,10 +132,7 @@ TEST_CASE("entry: decode_entry_into an earlier entry gives what decode_entry giv
   // earlier entry held (more statements, a text where a null comes, a blob
   // where an int comes), the result is the new entry alone, and an error
   // leaves nothing that the next decode keeps.
-  uint64_t seed = 0x5eed0003;
-  if (const char* s = std::getenv("SWARMLITE_SEED")) seed = std::strtoull(s, nullptr, 0);
-  MESSAGE("seed = " << seed << " (set SWARMLITE_SEED to change)");
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng = seeded_rng(0x5eed0003);
   Entry reused;
   int failed = 0;
   for (int i = 0; i < 2000; ++i) {
@@ -169,10 +170,7 @@ TEST_CASE("entry: check_entry accepts and refuses exactly what decode_entry does
   // Random entries, then every kind of damage at random places: check_entry
   // (the primary's and the log's gate when nothing is kept) must give the same
   // verdict and the same error as decode_entry.
-  uint64_t seed = 0x5eed0002;
-  if (const char* s = std::getenv("SWARMLITE_SEED")) seed = std::strtoull(s, nullptr, 0);
-  MESSAGE("seed = " << seed << " (set SWARMLITE_SEED to change)");
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng = seeded_rng(0x5eed0002);
   EntryLimits small;
   small.max_statements = 4;
   small.max_sql_bytes = 40;
