@@ -50,6 +50,12 @@ Result<SqliteDb> open_sqlite(const std::string& uri_or_path, int flags, const ch
   return db;
 }
 
+int cache_writes(sqlite3* db) {
+  int current = 0, highwater = 0;
+  sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_WRITE, &current, &highwater, 0);
+  return current;
+}
+
 Status exec_sql(sqlite3* db, std::string_view sql) {
   std::string text(sql);
   char* err = nullptr;

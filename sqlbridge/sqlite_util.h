@@ -54,6 +54,10 @@ Result<SqliteDb> open_sqlite(const std::string& uri_or_path, int flags, const ch
 // Runs SQL text with no parameters and no result rows expected (pragmas, BEGIN/COMMIT).
 Status exec_sql(sqlite3* db, std::string_view sql);
 
+// Pages the connection wrote to its -wal file so far, spills and commits
+// (SQLITE_DBSTATUS_CACHE_WRITE).
+int cache_writes(sqlite3* db);
+
 // Prepares exactly one statement; `tail` (if not null) receives the unparsed rest.
 Result<SqliteStmt> prepare(sqlite3* db, std::string_view sql, std::string_view* tail = nullptr);
 

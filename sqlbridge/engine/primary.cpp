@@ -47,13 +47,6 @@ constexpr int kSqliteMaxLength = 1000000000;
 // no longer runs itself (primary.h, durability order).
 constexpr int kCheckpointFrames = 1000;
 
-// Pages this connection wrote to the WAL so far (spills and commits).
-int cache_writes(sqlite3* db) {
-  int current = 0, highwater = 0;
-  sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_WRITE, &current, &highwater, 0);
-  return current;
-}
-
 // Writes, syncs and removes kProbeBytes in the database's directory: whether
 // the disk takes writes again after a local fault (no space, EIO).
 constexpr size_t kProbeBytes = 64 * 1024;

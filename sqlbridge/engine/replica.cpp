@@ -432,9 +432,7 @@ void Replica::kick_writeback_if_due_locked() {
   // primary): the re-pin's checkpoint, on the applier thread every
   // pin_interval, then finds little of it left to write (docs/performance.md
   // "The replica's -wal writeback"). A hint: it makes nothing durable.
-  int written = 0, highwater = 0;
-  sqlite3_db_status(db_->handle(), SQLITE_DBSTATUS_CACHE_WRITE, &written, &highwater, 0);
-  wal_writeback_->kick_if_grown(written);
+  wal_writeback_->kick_if_grown(cache_writes(db_->handle()));
 }
 
 void Replica::pin_if_due_locked(bool force) const {
