@@ -12,6 +12,7 @@
 #include "core/hash.h"
 #include "core/head.h"
 #include "core/keys.h"
+#include "core/log_tree.h"
 #include "core/merkle.h"
 
 namespace swarmlite {
@@ -71,6 +72,61 @@ void BM_Blake2bPages(benchmark::State& state) {
 BENCHMARK(BM_Blake2bPages)
     ->ArgNames({"width", "pages"})
     ->ArgsProduct({{0, 1, 4, 8}, {1, 2, 3, 4, 5, 8, 12, 16}});
+
+// A catch-up batch's leaves (core/hash.h hash_leaves): 4,096 entries of
+// `len` bytes (0: lengths 100..400, shuffled, as a mixed workload's entries),
+// `width` lanes (1: hash_leaf one by one). ns_per_leaf is nanoseconds per
+// entry (docs/performance.md "Leaf hashes in lanes").
+void BM_HashLeaves(benchmark::State& state) {
+  const size_t width = static_cast<size_t>(state.range(0));
+  const size_t len = static_cast<size_t>(state.range(1));
+  constexpr size_t kCount = 4096;
+  std::mt19937_64 rng(11);
+  std::vector<Bytes> msgs(kCount);
+  for (auto& m : msgs) {
+    m.resize(len != 0 ? len : 100 + rng() % 301);
+    for (auto& b : m) b = static_cast<uint8_t>(rng());
+  }
+  std::vector<Hash32> out(kCount);
+  const size_t was = blake2b256::force_lane_width(width);
+  for (auto _ : state) {
+    hash_leaves(std::span<const Bytes>(msgs), out);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  blake2b256::force_lane_width(was);
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kCount));
+  state.counters["ns_per_leaf"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * kCount) / 1e9,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_HashLeaves)->ArgNames({"width", "len"})->ArgsProduct({{1, 4, 8}, {166, 0}});
+
+// The log tree grown by a catch-up batch's 4,096 leaves at once
+// (LogTree::append_many: a block's nodes level by level, in lanes) or one
+// leaf at a time (`many` 0). ns_per_leaf is nanoseconds per leaf.
+void BM_LogTreeAppend(benchmark::State& state) {
+  const bool many = state.range(0) != 0;
+  constexpr size_t kBatch = 4096;
+  std::vector<Hash32> leaves(kBatch);
+  for (size_t i = 0; i < kBatch; ++i) leaves[i] = leaf_for(i);
+  LogTree tree([](uint64_t, std::span<Hash32>) -> Status {
+    return make_error(Errc::internal, "not read by appends");
+  });
+  for (auto _ : state) {
+    if (many) {
+      tree.append_many(leaves);
+    } else {
+      for (const Hash32& leaf : leaves) tree.append(leaf);
+    }
+  }
+  benchmark::DoNotOptimize(tree.root());
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kBatch));
+  state.counters["ns_per_leaf"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * kBatch) / 1e9,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_LogTreeAppend)->ArgName("many")->Arg(0)->Arg(1);
 
 void BM_MerkleAppend(benchmark::State& state) {
   MerkleTree tree;

@@ -135,12 +135,13 @@ inline void add_count(PortableState& s, uint64_t n) {
 }
 
 // ---------------------------------------------------------------------------
-// Multi-lane hashing (hash_lanes): W messages of one length at once, message
-// j in lane j of every vector, so each vector instruction does the work of
-// one scalar instruction for W messages (docs/performance.md "Multi-lane
-// BLAKE2b for a commit's pages"). All messages have the same length, so the
-// byte counter and the final-block flag are the same in every lane. x86-64
-// only; elsewhere hash_lanes runs the scalar code.
+// Multi-lane hashing (hash_lanes): W messages at once, message j in lane j of
+// every vector, so each vector instruction does the work of one scalar
+// instruction for W messages (docs/performance.md "Multi-lane BLAKE2b for a
+// commit's pages"). Each lane has its own length: its own byte counter and
+// last-block flag per block; once a lane's message has ended, its digest is
+// stored and the lane idles while the longer ones go on (docs/performance.md
+// "Leaf hashes in lanes"). x86-64 only; elsewhere hash_lanes runs the scalar code.
 #if defined(__x86_64__)
 
 // Block k (bytes [128k, 128k + len) of prefix || data) of a lane's message:
@@ -189,34 +190,35 @@ inline const uint8_t* lane_block(const LaneInput& in, size_t prefix_len, size_t 
   } while (0)
 
 // F over vectors: h (8 vectors) absorbs the message words m (16 vectors),
-// with byte counter t and the last-block flag shared by all lanes.
-#define SWL_B2B_VCOMPRESS(SET1)                                          \
-  do {                                                                   \
-    auto v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];                     \
-    auto v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];                     \
-    auto v8 = SET1(kIv[0]), v9 = SET1(kIv[1]), v10 = SET1(kIv[2]);       \
-    auto v11 = SET1(kIv[3]), v12 = SET1(kIv[4] ^ t), v13 = SET1(kIv[5]); \
-    auto v14 = SET1(last ? ~kIv[6] : kIv[6]), v15 = SET1(kIv[7]);        \
-    SWL_B2B_VROUND(0);                                                   \
-    SWL_B2B_VROUND(1);                                                   \
-    SWL_B2B_VROUND(2);                                                   \
-    SWL_B2B_VROUND(3);                                                   \
-    SWL_B2B_VROUND(4);                                                   \
-    SWL_B2B_VROUND(5);                                                   \
-    SWL_B2B_VROUND(6);                                                   \
-    SWL_B2B_VROUND(7);                                                   \
-    SWL_B2B_VROUND(8);                                                   \
-    SWL_B2B_VROUND(9);                                                   \
-    SWL_B2B_VROUND(10);                                                  \
-    SWL_B2B_VROUND(11);                                                  \
-    h[0] = VXOR(h[0], VXOR(v0, v8));                                     \
-    h[1] = VXOR(h[1], VXOR(v1, v9));                                     \
-    h[2] = VXOR(h[2], VXOR(v2, v10));                                    \
-    h[3] = VXOR(h[3], VXOR(v3, v11));                                    \
-    h[4] = VXOR(h[4], VXOR(v4, v12));                                    \
-    h[5] = VXOR(h[5], VXOR(v5, v13));                                    \
-    h[6] = VXOR(h[6], VXOR(v6, v14));                                    \
-    h[7] = VXOR(h[7], VXOR(v7, v15));                                    \
+// with each lane's byte counter in vector T and its last-block flag (all
+// ones or zero) in vector F.
+#define SWL_B2B_VCOMPRESS(SET1, T, F)                                         \
+  do {                                                                        \
+    auto v0 = h[0], v1 = h[1], v2 = h[2], v3 = h[3];                          \
+    auto v4 = h[4], v5 = h[5], v6 = h[6], v7 = h[7];                          \
+    auto v8 = SET1(kIv[0]), v9 = SET1(kIv[1]), v10 = SET1(kIv[2]);            \
+    auto v11 = SET1(kIv[3]), v12 = VXOR(SET1(kIv[4]), T), v13 = SET1(kIv[5]); \
+    auto v14 = VXOR(SET1(kIv[6]), F), v15 = SET1(kIv[7]);                     \
+    SWL_B2B_VROUND(0);                                                        \
+    SWL_B2B_VROUND(1);                                                        \
+    SWL_B2B_VROUND(2);                                                        \
+    SWL_B2B_VROUND(3);                                                        \
+    SWL_B2B_VROUND(4);                                                        \
+    SWL_B2B_VROUND(5);                                                        \
+    SWL_B2B_VROUND(6);                                                        \
+    SWL_B2B_VROUND(7);                                                        \
+    SWL_B2B_VROUND(8);                                                        \
+    SWL_B2B_VROUND(9);                                                        \
+    SWL_B2B_VROUND(10);                                                       \
+    SWL_B2B_VROUND(11);                                                       \
+    h[0] = VXOR(h[0], VXOR(v0, v8));                                          \
+    h[1] = VXOR(h[1], VXOR(v1, v9));                                          \
+    h[2] = VXOR(h[2], VXOR(v2, v10));                                         \
+    h[3] = VXOR(h[3], VXOR(v3, v11));                                         \
+    h[4] = VXOR(h[4], VXOR(v4, v12));                                         \
+    h[5] = VXOR(h[5], VXOR(v5, v13));                                         \
+    h[6] = VXOR(h[6], VXOR(v6, v14));                                         \
+    h[7] = VXOR(h[7], VXOR(v7, v15));                                         \
   } while (0)
 
 // mid[0], the chaining value before the first block (as portable_init sets it).
@@ -225,6 +227,49 @@ inline void set_initial_midstate(const LaneInput& in) {
   for (int i = 0; i < 8; ++i) in.mid[0].h[i] = kIv[i];
   in.mid[0].h[0] ^= kParam0;
 }
+
+// Per-lane block bookkeeping of a group of W lanes, lane j of length
+// prefix_len + data_len[j]: block k's byte counter and last-block flag per
+// lane, and which lanes still have a block k. A lane past its last block
+// compresses a block of zeros into a chaining value nobody reads: its digest
+// was stored at its last block, and nothing is stored for it after that.
+template <size_t W>
+struct LaneBlocks {
+  size_t n[W];       // message lengths
+  size_t blocks[W];  // resumable_blocks(n): index of the last block
+  size_t most = 0;   // the largest of blocks[]
+  alignas(64) uint64_t t[W];
+  alignas(64) uint64_t f[W];
+  unsigned live = 0;  // bit j: lane j has block k
+
+  LaneBlocks(size_t prefix_len, const size_t* data_len) {
+    for (size_t j = 0; j < W; ++j) {
+      n[j] = prefix_len + data_len[j];
+      blocks[j] = resumable_blocks(n[j]);
+      most = std::max(most, blocks[j]);
+    }
+  }
+  // Block k's pointers into (or copies of) each lane's message.
+  void at(size_t k, const LaneInput* in, size_t prefix_len, uint8_t (*tmp)[128],
+          const uint8_t** p) {
+    static constexpr uint8_t kZeros[128] = {};
+    live = 0;
+    for (size_t j = 0; j < W; ++j) {
+      if (k > blocks[j]) {
+        t[j] = f[j] = 0;
+        p[j] = kZeros;
+        continue;
+      }
+      live |= 1u << j;
+      const bool last = k == blocks[j];
+      t[j] = last ? n[j] : 128 * (k + 1);
+      f[j] = last ? ~uint64_t{0} : 0;
+      p[j] = lane_block(in[j], prefix_len, k, last ? n[j] - 128 * k : 128, tmp[j]);
+    }
+  }
+  bool is_live(size_t j) const { return (live >> j) & 1u; }
+  bool is_last(size_t k, size_t j) const { return k == blocks[j]; }
+};
 
 // Compiled for AVX2 / AVX-512 whatever the build's baseline: called only
 // when the CPU has them (supported_width()).
@@ -244,8 +289,8 @@ SWL_TARGET_AVX2 __attribute__((always_inline)) inline void transpose4(__m256i& a
   d = _mm256_permute2x128_si256(t1, t3, 0x31);     // a3 b3 c3 d3
 }
 
-// Four messages (in[0..3]), each prefix_len + data_len bytes.
-SWL_TARGET_AVX2 void hash4(const LaneInput* in, size_t prefix_len, size_t data_len) {
+// Four messages (in[0..3]), message j prefix_len + data_len[j] bytes.
+SWL_TARGET_AVX2 void hash4(const LaneInput* in, size_t prefix_len, const size_t* data_len) {
 #define VADD(a, b) _mm256_add_epi64(a, b)
 #define VXOR(a, b) _mm256_xor_si256(a, b)
 #define VROR32(x) _mm256_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1))
@@ -257,19 +302,15 @@ SWL_TARGET_AVX2 void hash4(const LaneInput* in, size_t prefix_len, size_t data_l
                                          5, 6, 7, 0, 1, 2, 11, 12, 13, 14, 15, 8, 9, 10);
   const __m256i rot16 = _mm256_setr_epi8(2, 3, 4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9, 2, 3,
                                          4, 5, 6, 7, 0, 1, 10, 11, 12, 13, 14, 15, 8, 9);
-  const size_t n = prefix_len + data_len;
-  const size_t blocks = resumable_blocks(n);
+  LaneBlocks<4> lanes(prefix_len, data_len);
   __m256i h[8];
   for (int i = 0; i < 8; ++i)
     h[i] = _mm256_set1_epi64x(static_cast<long long>(kIv[i] ^ (i == 0 ? kParam0 : 0)));
   alignas(32) uint8_t tmp[4][128];
   for (int j = 0; j < 4; ++j) set_initial_midstate(in[j]);
-  for (size_t k = 0; k <= blocks; ++k) {
-    const bool last = k == blocks;
-    const uint64_t t = last ? n : 128 * (k + 1);
+  for (size_t k = 0; k <= lanes.most; ++k) {
     const uint8_t* p[4];
-    for (int j = 0; j < 4; ++j)
-      p[j] = lane_block(in[j], prefix_len, k, last ? n - 128 * k : 128, tmp[j]);
+    lanes.at(k, in, prefix_len, tmp, p);
     // m[4q + i] lane j = word 4q + i of lane j's block: 4 x 4 transposes.
     __m256i m[16];
     for (int q = 0; q < 4; ++q) {
@@ -277,15 +318,18 @@ SWL_TARGET_AVX2 void hash4(const LaneInput* in, size_t prefix_len, size_t data_l
         m[4 * q + j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[j] + 32 * q));
       transpose4(m[4 * q], m[4 * q + 1], m[4 * q + 2], m[4 * q + 3]);
     }
+    const __m256i t = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes.t));
+    const __m256i f = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes.f));
 #define SET1(x) _mm256_set1_epi64x(static_cast<long long>(x))
-    SWL_B2B_VCOMPRESS(SET1);
+    SWL_B2B_VCOMPRESS(SET1, t, f);
 #undef SET1
     // Lane j's chaining value: words 0..3 and 4..7, transposed back.
     __m256i lo[4] = {h[0], h[1], h[2], h[3]}, hi[4] = {h[4], h[5], h[6], h[7]};
     transpose4(lo[0], lo[1], lo[2], lo[3]);
     transpose4(hi[0], hi[1], hi[2], hi[3]);
-    for (int j = 0; j < 4; ++j) {
-      if (!last) {
+    for (size_t j = 0; j < 4; ++j) {
+      if (!lanes.is_live(j)) continue;
+      if (!lanes.is_last(k, j)) {
         if (in[j].mid == nullptr) continue;
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(in[j].mid[k + 1].h), lo[j]);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(in[j].mid[k + 1].h + 4), hi[j]);
@@ -335,27 +379,23 @@ SWL_TARGET_AVX512 __attribute__((always_inline)) inline void transpose8(__m512i*
   r[7] = _mm512_permutex2var_epi64(s3, second, s7);
 }
 
-// Eight messages (in[0..7]), each prefix_len + data_len bytes.
-SWL_TARGET_AVX512 void hash8(const LaneInput* in, size_t prefix_len, size_t data_len) {
+// Eight messages (in[0..7]), message j prefix_len + data_len[j] bytes.
+SWL_TARGET_AVX512 void hash8(const LaneInput* in, size_t prefix_len, const size_t* data_len) {
 #define VADD(a, b) _mm512_add_epi64(a, b)
 #define VXOR(a, b) _mm512_xor_si512(a, b)
 #define VROR32(x) _mm512_ror_epi64(x, 32)
 #define VROR24(x) _mm512_ror_epi64(x, 24)
 #define VROR16(x) _mm512_ror_epi64(x, 16)
 #define VROR63(x) _mm512_ror_epi64(x, 63)
-  const size_t n = prefix_len + data_len;
-  const size_t blocks = resumable_blocks(n);
+  LaneBlocks<8> lanes(prefix_len, data_len);
   __m512i h[8];
   for (int i = 0; i < 8; ++i)
     h[i] = _mm512_set1_epi64(static_cast<long long>(kIv[i] ^ (i == 0 ? kParam0 : 0)));
   alignas(64) uint8_t tmp[8][128];
   for (int j = 0; j < 8; ++j) set_initial_midstate(in[j]);
-  for (size_t k = 0; k <= blocks; ++k) {
-    const bool last = k == blocks;
-    const uint64_t t = last ? n : 128 * (k + 1);
+  for (size_t k = 0; k <= lanes.most; ++k) {
     const uint8_t* p[8];
-    for (int j = 0; j < 8; ++j)
-      p[j] = lane_block(in[j], prefix_len, k, last ? n - 128 * k : 128, tmp[j]);
+    lanes.at(k, in, prefix_len, tmp, p);
     // m[i] lane j = word i of lane j's block: two 8 x 8 transposes.
     __m512i m[16];
     for (int j = 0; j < 8; ++j) {
@@ -364,14 +404,17 @@ SWL_TARGET_AVX512 void hash8(const LaneInput* in, size_t prefix_len, size_t data
     }
     transpose8(m);
     transpose8(m + 8);
+    const __m512i t = _mm512_load_si512(lanes.t);
+    const __m512i f = _mm512_load_si512(lanes.f);
 #define SET1(x) _mm512_set1_epi64(static_cast<long long>(x))
-    SWL_B2B_VCOMPRESS(SET1);
+    SWL_B2B_VCOMPRESS(SET1, t, f);
 #undef SET1
     // Lane j's chaining value, transposed back.
     __m512i c[8] = {h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]};
     transpose8(c);
-    for (int j = 0; j < 8; ++j) {
-      if (!last) {
+    for (size_t j = 0; j < 8; ++j) {
+      if (!lanes.is_live(j)) continue;
+      if (!lanes.is_last(k, j)) {
         if (in[j].mid != nullptr) _mm512_storeu_si512(in[j].mid[k + 1].h, c[j]);
       } else {
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(in[j].out), _mm512_castsi512_si256(c[j]));
@@ -452,7 +495,8 @@ size_t short_group_width() {
     auto time_one = [&](auto&& kernel) {
       const auto start = std::chrono::steady_clock::now();
       for (int r = 0; r < 4; ++r) {
-        kernel(group, sizeof kPrefix, sizeof pages[0]);
+        const size_t lens[8] = {4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096};
+        kernel(group, sizeof kPrefix, lens);
         pages[0][0] ^= out[0][0];  // each run depends on the last
       }
       return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -628,9 +672,10 @@ size_t force_lane_width(size_t width) {
 namespace {
 
 // `width` for groups of five or more messages, `short_width` (<= width) for
-// a last group of at most four.
+// a last group of at most four. Message i is prefix_len + len(i) bytes.
+template <class Len>
 void hash_lanes_with(size_t width, size_t short_width, std::span<const LaneInput> in,
-                     size_t prefix_len, size_t data_len) {
+                     size_t prefix_len, Len&& len) {
   size_t i = 0;
   while (i < in.size()) {
     const size_t left = in.size() - i;
@@ -640,7 +685,7 @@ void hash_lanes_with(size_t width, size_t short_width, std::span<const LaneInput
     // 2.9 µs: docs/performance.md "Multi-lane BLAKE2b for a commit's pages"),
     // so lanes pay from three messages on.
     if (width == 1 || left <= 2) {
-      hash_one(in[i], prefix_len, data_len);
+      hash_one(in[i], prefix_len, len(i));
       ++i;
       continue;
     }
@@ -649,34 +694,59 @@ void hash_lanes_with(size_t width, size_t short_width, std::span<const LaneInput
     const size_t take = std::min(w, left);
     // Idle lanes hash a copy of the group's last message into scratch space.
     LaneInput group[8];
+    size_t lens[8];
     uint8_t scratch[32];
     for (size_t j = 0; j < w; ++j) {
       group[j] = in[i + std::min(j, take - 1)];
+      lens[j] = len(i + std::min(j, take - 1));
       if (j >= take) {
         group[j].mid = nullptr;
         group[j].out = scratch;
       }
     }
     if (w == 8) {
-      hash8(group, prefix_len, data_len);
+      hash8(group, prefix_len, lens);
     } else {
-      hash4(group, prefix_len, data_len);
+      hash4(group, prefix_len, lens);
     }
     i += take;
 #endif
   }
 }
 
+auto same_length(size_t data_len) {
+  return [data_len](size_t) { return data_len; };
+}
+
+auto lengths_of(std::span<const LaneInput> in, std::span<const size_t> data_len) {
+  if (data_len.size() != in.size()) std::abort();  // a caller's bug: no length for a message
+  return [data_len](size_t i) { return data_len[i]; };
+}
+
 }  // namespace
 
 void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
   const size_t width = lane_width();
-  hash_lanes_with(width, std::min(width, short_group_width()), in, prefix_len, data_len);
+  hash_lanes_with(width, std::min(width, short_group_width()), in, prefix_len,
+                  same_length(data_len));
 }
 
 void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, size_t data_len) {
   width = usable_width(width);
-  hash_lanes_with(width, width, in, prefix_len, data_len);
+  hash_lanes_with(width, width, in, prefix_len, same_length(data_len));
+}
+
+void hash_lanes(std::span<const LaneInput> in, size_t prefix_len,
+                std::span<const size_t> data_len) {
+  const size_t width = lane_width();
+  hash_lanes_with(width, std::min(width, short_group_width()), in, prefix_len,
+                  lengths_of(in, data_len));
+}
+
+void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len,
+                std::span<const size_t> data_len) {
+  width = usable_width(width);
+  hash_lanes_with(width, width, in, prefix_len, lengths_of(in, data_len));
 }
 
 }  // namespace swarmlite::blake2b256

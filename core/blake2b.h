@@ -8,11 +8,11 @@
 // at its first hash, by timing both on a few pages (or by SWARMLITE_BLAKE2B=
 // libsodium|portable). Every hash in core/hash.h goes through the choice.
 //
-// hash_lanes hashes several messages of one length at once, one per 64-bit
-// lane of AVX2 (4) or AVX-512 (8) vectors: the state tree hashes a commit's
-// new pages that way (docs/performance.md "Multi-lane BLAKE2b for a commit's
-// pages"). The kernels are compiled for those instruction sets whatever the
-// build's baseline and used only when the CPU has them.
+// hash_lanes hashes several messages at once, one per 64-bit lane of AVX2
+// (4) or AVX-512 (8) vectors: the state tree hashes a commit's new pages that
+// way (docs/performance.md "Multi-lane BLAKE2b for a commit's pages"), the log
+// a batch's leaves (core/hash.h hash_leaves). The kernels are compiled for those instruction sets
+// whatever the build's baseline and used only when the CPU has them.
 #pragma once
 
 #include <cstddef>
@@ -72,6 +72,13 @@ void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, size_t data_le
 // The same with a given lane width (tests and benchmarks), rounded down to 1,
 // 4 or 8 and capped at what the CPU runs; every group in that width.
 void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len, size_t data_len);
+// Messages of different lengths: message i is prefix_len + data_len[i] bytes
+// (data_len.size() == in.size()). A group of lanes takes as long as its
+// longest message, so callers order messages by length where lengths differ
+// much (core/hash.h hash_leaves does). Digests and midstates as above.
+void hash_lanes(std::span<const LaneInput> in, size_t prefix_len, std::span<const size_t> data_len);
+void hash_lanes(size_t width, std::span<const LaneInput> in, size_t prefix_len,
+                std::span<const size_t> data_len);
 // The lane width hash_lanes uses: 8 (AVX-512F), 4 (AVX2) or 1 (scalar), the
 // widest the CPU runs unless SWARMLITE_BLAKE2B_LANES=1|4|8 asks for fewer.
 size_t lane_width();

@@ -216,6 +216,114 @@ TEST_CASE("hash_lanes: digests and every midstate equal portable_hash_resumable'
   }
 }
 
+TEST_CASE("hash_lanes with a length per message: digests and midstates as the scalar hash's") {
+  // Messages of different lengths in one group: each lane has its own byte
+  // counter and last block, and nothing is stored for a lane whose message
+  // ended while longer ones go on (a shared counter or flag, a digest or a
+  // midstate written past a lane's end fails it). Lengths mix empty messages, block boundaries and
+  // several blocks; counts 1..19 give full, partial and lone groups; every width.
+  std::mt19937_64 rng(20261207);
+  std::vector<size_t> widths = lane_widths_here();
+  widths.push_back(0);
+  const size_t kLens[] = {0, 1, 40, 126, 127, 128, 129, 200, 255, 256, 257, 300, 700, 1031, 4096};
+  for (size_t prefix_len : {size_t{0}, size_t{1}, size_t{5}}) {
+    for (int round = 0; round < 12; ++round) {
+      const size_t count = 1 + static_cast<size_t>(rng() % 19);
+      std::vector<std::vector<uint8_t>> prefix(count), data(count);
+      std::vector<size_t> lens(count);
+      std::vector<Hash32> want(count);
+      std::vector<std::vector<blake2b256::Midstate>> want_mid(count);
+      for (size_t i = 0; i < count; ++i) {
+        // Round 0: all one length but the last (the one-length path's neighbour).
+        lens[i] = round == 0 && i + 1 < count ? 129 : kLens[rng() % std::size(kLens)];
+        prefix[i].resize(prefix_len);
+        data[i].resize(lens[i]);
+        for (auto& b : prefix[i]) b = static_cast<uint8_t>(rng());
+        for (auto& b : data[i]) b = static_cast<uint8_t>(rng());
+        want_mid[i].resize(blake2b256::resumable_blocks(prefix_len + lens[i]) + 1);
+        blake2b256::portable_hash_resumable(prefix[i].data(), prefix_len, data[i].data(), lens[i],
+                                            0, want_mid[i].data(), want[i].data());
+      }
+      for (size_t width : widths) {
+        INFO("width " << width << ", prefix " << prefix_len << ", round " << round << ", messages "
+                      << count);
+        std::vector<Hash32> got(count);
+        // One guard midstate past each message's last: never written.
+        std::vector<std::vector<blake2b256::Midstate>> got_mid(count);
+        std::vector<blake2b256::LaneInput> in(count);
+        for (size_t i = 0; i < count; ++i) {
+          got_mid[i].assign(want_mid[i].size() + 1, blake2b256::Midstate{{0x5a5a5a5a5a5a5a5aULL}});
+          // Every fourth message without midstates.
+          in[i] = {prefix[i].data(), data[i].data(), i % 4 == 3 ? nullptr : got_mid[i].data(),
+                   got[i].data()};
+        }
+        if (width == 0) {
+          blake2b256::hash_lanes(in, prefix_len, std::span<const size_t>(lens));
+        } else {
+          blake2b256::hash_lanes(width, in, prefix_len, std::span<const size_t>(lens));
+        }
+        for (size_t i = 0; i < count; ++i) {
+          INFO("message " << i << " of " << lens[i] << " bytes");
+          REQUIRE(got[i] == want[i]);
+          if (i % 4 == 3) continue;
+          for (size_t k = 0; k < want_mid[i].size(); ++k) {
+            INFO("midstate " << k);
+            REQUIRE(std::memcmp(got_mid[i][k].h, want_mid[i][k].h, sizeof got_mid[i][k].h) == 0);
+          }
+          CHECK(got_mid[i].back().h[0] == 0x5a5a5a5a5a5a5a5aULL);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("hash_leaves: hash_leaf of each message, whatever the order of lengths and the width") {
+  // Batches as the log hashes them: similar entries (one length), lengths
+  // ascending, shuffled, and messages long enough to share the last length
+  // bucket (64 blocks and more, ordered by length within it); 0..40 messages.
+  std::mt19937_64 rng(7);
+  const size_t was = blake2b256::lane_width();
+  for (size_t width : lane_widths_here()) {
+    blake2b256::force_lane_width(width);
+    for (int shape = 0; shape < 4; ++shape) {
+      for (size_t count : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{9}, size_t{40}}) {
+        INFO("width " << width << ", shape " << shape << ", messages " << count);
+        std::vector<Bytes> msgs(count);
+        for (size_t i = 0; i < count; ++i) {
+          size_t len = 0;
+          switch (shape) {
+            case 0:
+              len = 166;
+              break;
+            case 1:
+              len = 10 * i;
+              break;
+            case 2:
+              len = rng() % 1500;
+              break;
+            default:
+              len = (i % 3 == 0) ? 8192 + rng() % 9000 : rng() % 300;
+              break;
+          }
+          msgs[i].resize(len);
+          for (auto& b : msgs[i]) b = static_cast<uint8_t>(rng());
+        }
+        std::vector<Hash32> got(count);
+        hash_leaves(std::span<const Bytes>(msgs), got);
+        std::vector<ByteView> views(msgs.begin(), msgs.end());
+        std::vector<Hash32> got_views(count);
+        hash_leaves(std::span<const ByteView>(views), got_views);
+        for (size_t i = 0; i < count; ++i) {
+          INFO("message " << i << " of " << msgs[i].size() << " bytes");
+          REQUIRE(got[i] == hash_leaf(msgs[i]));
+          REQUIRE(got_views[i] == got[i]);
+        }
+      }
+    }
+  }
+  blake2b256::force_lane_width(was);
+}
+
 TEST_CASE("hash_lanes: lanes without midstates, empty input, the process width") {
   std::mt19937_64 rng(13);
   const size_t prefix_len = 5, data_len = 4096;

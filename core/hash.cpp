@@ -2,7 +2,11 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+#include <cassert>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "core/blake2b.h"
 
@@ -79,6 +83,73 @@ Hash32 blake2b(ByteView data) {
 }
 
 Hash32 hash_leaf(ByteView data) { return Hasher().update_u8(kLeafPrefix).update(data).finish(); }
+
+namespace {
+
+// hash_leaves over any sequence: get(i) is message i.
+template <class Get>
+void leaves_of(size_t count, Get&& get, Hash32* out) {
+  if (count < 3 || blake2b256::lane_width() == 1) {
+    for (size_t i = 0; i < count; ++i) out[i] = hash_leaf(get(i));
+    return;
+  }
+  static constexpr uint8_t kPrefix[1] = {kLeafPrefix};
+  // A lane group takes as long as its longest message: order the messages by
+  // their number of 128-byte blocks (a counting sort, stable; messages of
+  // kBuckets - 1 blocks or more share the last bucket, sorted by length).
+  // Batches of similar entries need no reordering.
+  constexpr size_t kBuckets = 64;
+  auto bucket = [&](size_t i) {
+    return std::min(blake2b256::resumable_blocks(1 + get(i).size()), kBuckets - 1);
+  };
+  thread_local std::vector<blake2b256::LaneInput> in;
+  thread_local std::vector<size_t> lens;
+  thread_local std::vector<uint32_t> order;
+  in.resize(count);
+  lens.resize(count);
+  order.resize(count);
+  size_t counts[kBuckets + 1] = {};
+  bool sorted = true;
+  size_t prev = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const size_t b = bucket(i);
+    ++counts[b + 1];
+    sorted = sorted && b >= prev;
+    prev = b;
+  }
+  if (sorted) {
+    for (size_t i = 0; i < count; ++i) order[i] = static_cast<uint32_t>(i);
+  } else {
+    for (size_t b = 1; b <= kBuckets; ++b) counts[b] += counts[b - 1];
+    for (size_t i = 0; i < count; ++i) order[counts[bucket(i)]++] = static_cast<uint32_t>(i);
+    const size_t long_from = counts[kBuckets - 2];  // start of the last bucket
+    std::sort(order.begin() + static_cast<ptrdiff_t>(long_from),
+              order.begin() + static_cast<ptrdiff_t>(count),
+              [&](uint32_t a, uint32_t b) { return get(a).size() < get(b).size(); });
+  }
+  for (size_t k = 0; k < count; ++k) {
+    const ByteView d = get(order[k]);
+    in[k] = {kPrefix, d.data(), nullptr, out[order[k]].data()};
+    lens[k] = d.size();
+  }
+  blake2b256::hash_lanes(in, sizeof kPrefix, lens);
+}
+
+}  // namespace
+
+void hash_leaves(std::span<const ByteView> data, std::span<Hash32> out) {
+  assert(out.size() == data.size());
+  if (out.size() != data.size()) std::abort();  // a caller's bug
+  leaves_of(
+      data.size(), [&](size_t i) { return data[i]; }, out.data());
+}
+
+void hash_leaves(std::span<const Bytes> data, std::span<Hash32> out) {
+  assert(out.size() == data.size());
+  if (out.size() != data.size()) std::abort();  // a caller's bug
+  leaves_of(
+      data.size(), [&](size_t i) { return ByteView(data[i]); }, out.data());
+}
 
 Hash32 hash_node(const Hash32& left, const Hash32& right) {
   uint8_t buf[65];

@@ -34,7 +34,7 @@ Result<std::unique_ptr<Log>> Log::open(const std::filesystem::path& dir, const P
   for (uint64_t i = s.first(), n = s.size(); i < n; i += leaves.size()) {
     leaves.resize(std::min<uint64_t>(n - i, 4096));
     SWL_TRY(s.leaf_hashes(i, leaves));
-    for (const Hash32& leaf : leaves) log->tree_.append(leaf);
+    log->tree_.append_many(leaves);
   }
   SWL_ASSIGN(std::optional<Bytes> head_bytes, s.load_head());
   if (!head_bytes) {
@@ -356,7 +356,7 @@ Status Log::append(std::span<const Bytes> encoded_entries, EntryCheck check) {
   SWL_ASSIGN(std::vector<Hash32> leaves, own_leaves(encoded_entries, check));
   SWL_TRY(
       store_->append_batch(encoded_entries, leaves));  // hashed once, for the store and the tree
-  for (const Hash32& leaf : leaves) tree_.append(leaf);
+  tree_.append_many(leaves);
   publish();
   return {};
 }
@@ -372,7 +372,7 @@ Status Log::append_sync() {
   std::vector<Hash32> leaves = std::move(pending_leaves_);
   pending_leaves_.clear();
   SWL_TRY(store_->sync_batch());
-  for (const Hash32& leaf : leaves) tree_.append(leaf);
+  tree_.append_many(leaves);
   if (!leaves.empty()) publish();
   return {};
 }
@@ -406,9 +406,8 @@ Result<std::vector<Hash32>> Log::own_leaves(std::span<const Bytes> encoded_entri
       }
     }
   }
-  std::vector<Hash32> leaves;
-  leaves.reserve(encoded_entries.size());
-  for (const Bytes& e : encoded_entries) leaves.push_back(entry_leaf_hash(e));
+  std::vector<Hash32> leaves(encoded_entries.size());
+  hash_leaves(encoded_entries, leaves);  // = entry_leaf_hash of each
   return leaves;
 }
 
@@ -492,12 +491,10 @@ Status Log::extend(std::span<const Bytes> encoded_entries, const Head& head,
   }
   SWL_TRY(check_entries(encoded_entries, limits, keep ? &decoded : nullptr, &spare));
 
-  std::vector<Hash32> leaves;  // hashed once, for the tree and the store
-  leaves.reserve(encoded_entries.size());
-  for (const Bytes& e : encoded_entries) {
-    leaves.push_back(entry_leaf_hash(e));
-    tree_.append(leaves.back());
-  }
+  // Hashed once, for the tree and the store (= entry_leaf_hash of each).
+  std::vector<Hash32> leaves(encoded_entries.size());
+  hash_leaves(encoded_entries, leaves);
+  tree_.append_many(leaves);
   // Cutting the tree back re-reads the leaves of its last block from the store
   // (core/log_tree.h); should that read fail, the tree no longer matches the
   // store: say so, the caller must reopen the log.

@@ -355,8 +355,10 @@ class FileLogStore final : public LogStore {
   // A record read at `row` is record `seq` and matches its index row (corrupt
   // naming the file). Unless `whole`, a payload that matches its row is not
   // checked against the header's checksum (it would add nothing to the payload).
+  // `leaf`: hash_leaf(payload) when the caller hashed it already (read_range
+  // hashes a run's records together), else null.
   Status check_indexed(const Segment& s, const IndexRow& row, uint64_t seq, const uint8_t* header,
-                       ByteView payload, bool whole = false) const;
+                       ByteView payload, bool whole = false, const Hash32* leaf = nullptr) const;
   // Under the shared lock: the segment holding seq, and how many of the records
   // [seq, seq + count) it holds (not_found unless all are below size()).
   Result<std::pair<std::shared_ptr<const Segment>, uint64_t>> find(uint64_t seq,
@@ -1104,20 +1106,24 @@ Result<Bytes> FileLogStore::read_row(const Segment& s, const IndexRow& row, uint
 }
 
 Status FileLogStore::check_indexed(const Segment& s, const IndexRow& row, uint64_t seq,
-                                   const uint8_t* header, ByteView payload, bool whole) const {
+                                   const uint8_t* header, ByteView payload, bool whole,
+                                   const Hash32* leaf) const {
   // A payload of the header's length whose leaf hash is its index row's is
   // the record that was appended (the row holds the appended payload's hash).
   // The header's checksum, one more hash per record read (over a quarter of
   // the CPU of serving a catch-up), adds nothing to that payload; it is
   // checked on open and by verify_all (a damaged header would make a rebuilt
   // index end there), and explains a mismatch below.
-  if (!whole && load_be(header, 4) == payload.size() && hash_leaf(payload) == row.leaf) return {};
-  auto leaf = check_record(header, payload, seq);
-  if (!leaf.ok()) {
-    return make_error(Errc::corrupt, "{}: offset {}: {}", s.seg_path.string(), row.offset,
-                      leaf.error().message);
+  if (!whole && load_be(header, 4) == payload.size() &&
+      (leaf != nullptr ? *leaf : hash_leaf(payload)) == row.leaf) {
+    return {};
   }
-  if (*leaf != row.leaf) {
+  auto checked = check_record(header, payload, seq);
+  if (!checked.ok()) {
+    return make_error(Errc::corrupt, "{}: offset {}: {}", s.seg_path.string(), row.offset,
+                      checked.error().message);
+  }
+  if (*checked != row.leaf) {
     return make_error(Errc::corrupt, "{}: offset {}: record seq {} does not match its index row in {}",
                       s.seg_path.string(), row.offset, seq, s.idx_path.string());
   }
@@ -1148,6 +1154,8 @@ Result<std::vector<Bytes>> FileLogStore::read_range(uint64_t first, uint64_t max
   rows.resize(n);
   out.reserve(n);
   Bytes buf;
+  std::vector<ByteView> payloads;
+  std::vector<Hash32> leaves;
   for (size_t i = 0; i < rows.size();) {
     // A run of records that lie back to back, read with one pread.
     size_t j = i + 1;
@@ -1166,11 +1174,19 @@ Result<std::vector<Bytes>> FileLogStore::read_range(uint64_t first, uint64_t max
     const uint64_t begin = rows[i].offset;
     buf.resize(rows[j - 1].end() - begin);
     SWL_TRY(file_io::pread_exact(s.seg.get(), buf, begin, s.seg_path));
-    for (; i < j; ++i) {
+    // The run's payloads hashed together (core/hash.h hash_leaves), then
+    // each checked against its row.
+    payloads.clear();
+    for (size_t r = i; r < j; ++r) {
+      payloads.emplace_back(buf.data() + (rows[r].offset - begin) + kRecordHeaderBytes,
+                            rows[r].length);
+    }
+    leaves.resize(payloads.size());
+    hash_leaves(payloads, leaves);
+    for (size_t r = 0; i < j; ++i, ++r) {
       const uint8_t* header = buf.data() + (rows[i].offset - begin);
-      ByteView payload(header + kRecordHeaderBytes, rows[i].length);
-      SWL_TRY(check_indexed(s, rows[i], first + i, header, payload));
-      out.emplace_back(payload.begin(), payload.end());
+      SWL_TRY(check_indexed(s, rows[i], first + i, header, payloads[r], false, &leaves[r]));
+      out.emplace_back(payloads[r].begin(), payloads[r].end());
     }
   }
   return out;

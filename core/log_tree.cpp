@@ -18,6 +18,7 @@
 #include <bit>
 #include <cassert>
 
+#include "core/blake2b.h"
 #include "core/hash.h"
 
 namespace swarmlite {
@@ -140,12 +141,51 @@ void LogTree::push_tail(const Hash32& leaf) {
 
 void LogTree::append(const Hash32& leaf) {
   ++size_;
-  if ((size_ & (block_ - 1)) != 0) {
-    push_tail(leaf);
+  push_tail(leaf);
+  if ((size_ & (block_ - 1)) == 0) complete_block();
+}
+
+void LogTree::append_many(std::span<const Hash32> leaves) {
+  if (leaves.size() < 4) {  // too few pairs per level for lanes to pay
+    for (const Hash32& leaf : leaves) append(leaf);
     return;
   }
+  static constexpr uint8_t kPrefix[1] = {kNodePrefix};
+  thread_local std::vector<blake2b256::LaneInput> in;
+  size_t i = 0;
+  while (i < leaves.size()) {
+    // The leaves up to the end of the last block, then that block's new
+    // nodes level by level: at each level, the pairs whose right child is new
+    // (an odd index counted from the block's start, as push_tail pairs them).
+    const size_t take =
+        static_cast<size_t>(std::min<uint64_t>(leaves.size() - i, block_ - (size_ & (block_ - 1))));
+    size_t from = tail_[0].size();
+    tail_[0].insert(tail_[0].end(), leaves.begin() + static_cast<ptrdiff_t>(i),
+                    leaves.begin() + static_cast<ptrdiff_t>(i + take));
+    size_ += take;
+    i += take;
+    for (size_t k = 0; k + 1 < tail_.size(); ++k) {
+      std::vector<Hash32>& level = tail_[k];
+      std::vector<Hash32>& above = tail_[k + 1];
+      const size_t above_from = above.size();
+      size_t j = from;                         // first new node of this level
+      if ((tail_first_[k] + j) % 2 == 0) ++j;  // a left child: its pair is not new
+      in.clear();
+      for (; j < level.size(); j += 2)
+        in.push_back({kPrefix, level[j - 1].data(), nullptr, nullptr});
+      above.resize(above_from + in.size());
+      // hash_node(left, right) = BLAKE2b(kNodePrefix || left || right); the
+      // two children are adjacent in `level`.
+      for (size_t p = 0; p < in.size(); ++p) in[p].out = above[above_from + p].data();
+      blake2b256::hash_lanes(in, sizeof kPrefix, 2 * sizeof(Hash32));
+      from = above_from;
+    }
+    if ((size_ & (block_ - 1)) == 0) complete_block();
+  }
+}
+
+void LogTree::complete_block() {
   // The block is complete: keep its root, drop its nodes (the reader has its leaves).
-  push_tail(leaf);
   const auto& top = tail_.back();
   assert(top.size() == 2);
   Hash32 node = hash_node(top[0], top[1]);

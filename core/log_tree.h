@@ -70,6 +70,11 @@ class LogTree {
   Status forget_before(uint64_t new_base);
   // Appends a leaf hash: amortised two node hashes, no read.
   void append(const Hash32& leaf);
+  // Appends leaf hashes in order: the same tree as append() of each, with a
+  // block's nodes hashed level by level, several at once in the CPU's SIMD
+  // lanes (core/blake2b.h hash_lanes; docs/performance.md "Leaf hashes in
+  // lanes"). No read.
+  void append_many(std::span<const Hash32> leaves);
   // Keeps the first n leaves (base() <= n <= size). Reads the leaves of the block holding
   // leaf n - 1 back when that block is no longer the one in memory (a failed
   // read leaves the tree unchanged).
@@ -110,6 +115,9 @@ class LogTree {
   void init_tail(uint64_t start);
   // Adds a leaf to the last block (which it does not complete).
   void push_tail(const Hash32& leaf);
+  // Once the last block's leaves are all in: its root to levels_ and the
+  // complete nodes above it; a new, empty tail.
+  void complete_block();
   // Levels every tree at base_ has (the frontier's top node lies in the last).
   size_t base_levels() const;
   void add_level();
