@@ -1,19 +1,63 @@
 // Deterministic randomness: see seeded_stream.h and docs/determinism.md.
 #include "sqlbridge/engine/seeded_stream.h"
 
-#include <sodium.h>
-
 #include <algorithm>
 #include <cstring>
 
 namespace swarmlite {
 
+namespace {
+
+// One 64-byte ChaCha20 block, as libsodium's crypto_stream_chacha20 (the
+// original variant: 64-bit block counter, 64-bit nonce) gives it for `key`,
+// `nonce` and block `counter`. Hand-written because libsodium's call costs
+// 185 ns for the 4 bytes of internal_prng_seed, once per replayed entry; this
+// scalar block costs about 85 ns (docs/performance.md "The entry's PRNG seed
+// without a libsodium call"). The unit tests compare it with libsodium's
+// keystream.
+inline uint32_t rotl32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+inline uint32_t load_le32(const uint8_t* p) {
+  return uint32_t{p[0]} | (uint32_t{p[1]} << 8) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 24);
+}
+
+void chacha20_block(const std::array<uint8_t, 32>& key, const uint8_t nonce[8], uint64_t counter,
+                    uint8_t out[64]) {
+  uint32_t in[16] = {0x61707865, 0x3320646e, 0x79622d32, 0x6b206574};  // "expand 32-byte k"
+  for (int i = 0; i < 8; ++i) in[4 + i] = load_le32(key.data() + 4 * i);
+  in[12] = static_cast<uint32_t>(counter);
+  in[13] = static_cast<uint32_t>(counter >> 32);
+  in[14] = load_le32(nonce);
+  in[15] = load_le32(nonce + 4);
+  uint32_t x[16];
+  std::memcpy(x, in, sizeof x);
+  auto qr = [&x](int a, int b, int c, int d) {
+    x[a] += x[b];
+    x[d] = rotl32(x[d] ^ x[a], 16);
+    x[c] += x[d];
+    x[b] = rotl32(x[b] ^ x[c], 12);
+    x[a] += x[b];
+    x[d] = rotl32(x[d] ^ x[a], 8);
+    x[c] += x[d];
+    x[b] = rotl32(x[b] ^ x[c], 7);
+  };
+  for (int round = 0; round < 10; ++round) {  // 20 rounds: column and diagonal pairs
+    qr(0, 4, 8, 12), qr(1, 5, 9, 13), qr(2, 6, 10, 14), qr(3, 7, 11, 15);
+    qr(0, 5, 10, 15), qr(1, 6, 11, 12), qr(2, 7, 8, 13), qr(3, 4, 9, 14);
+  }
+  for (int i = 0; i < 16; ++i) {
+    const uint32_t v = x[i] + in[i];
+    for (int b = 0; b < 4; ++b) out[4 * i + b] = static_cast<uint8_t>(v >> (8 * b));
+  }
+}
+
+}  // namespace
+
 void SeededStream::fill(uint8_t* out, size_t n) {
   // Keystream bytes [offset_, offset_ + n); ChaCha20 block b covers [64b, 64b + 64).
-  static const uint8_t kNonce[crypto_stream_chacha20_NONCEBYTES] = {0};
+  static constexpr uint8_t kNonce[8] = {0};
   while (n > 0) {
-    uint8_t block[64] = {0};
-    crypto_stream_chacha20_xor_ic(block, block, sizeof block, kNonce, offset_ / 64, key_.data());
+    uint8_t block[64];
+    chacha20_block(key_, kNonce, offset_ / 64, block);
     size_t skip = static_cast<size_t>(offset_ % 64);
     size_t take = std::min(sizeof block - skip, n);
     std::memcpy(out, block + skip, take);
@@ -35,9 +79,10 @@ int64_t SeededStream::next_i64() {
 }
 
 uint32_t SeededStream::internal_prng_seed(const std::array<uint8_t, 32>& seed) {
-  static const uint8_t kNonce[crypto_stream_chacha20_NONCEBYTES] = {1};
-  uint8_t b[4];
-  crypto_stream_chacha20(b, sizeof b, kNonce, seed.data());
+  // The first 4 keystream bytes under nonce 1 (docs/determinism.md), big-endian.
+  static constexpr uint8_t kNonce[8] = {1};
+  uint8_t b[64];
+  chacha20_block(seed, kNonce, 0, b);
   uint32_t v = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
   return v == 0 ? 1 : v;  // 0 would mean "use the OS's randomness"
 }

@@ -13,8 +13,9 @@
 
 namespace swarmlite {
 
-// Deterministic random bytes for one entry: ChaCha20 keystream (libsodium
-// crypto_stream_chacha20, nonce 0) keyed by the entry's seed, read in order.
+// Deterministic random bytes for one entry: the ChaCha20 keystream keyed by
+// the entry's seed (libsodium's crypto_stream_chacha20 with nonce 0, computed
+// by a block function of our own that the tests hold to it), read in order.
 class SeededStream {
  public:
   explicit SeededStream(const std::array<uint8_t, 32>& seed) : key_(seed) {}
