@@ -86,16 +86,35 @@ namespace swarmlite {
 namespace fs = std::filesystem;
 using namespace log_store_format;
 
+namespace {
+
+uint64_t load_be(const uint8_t* p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; ++i) v = v << 8 | p[i];
+  return v;
+}
+void store_be(uint8_t* p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);
+}
+
+// What a record's checksum hashes after kChecksumContext: seq u64 ‖ length
+// u32 ‖ leaf_hash (docs/formats/log-store.md), one definition for
+// record_checksum and record_checksums.
+constexpr size_t kChecksumFields = 8 + 4 + 32;
+void checksum_fields(uint64_t seq, uint32_t length, const Hash32& leaf_hash, uint8_t* out) {
+  store_be(out, seq, 8);
+  store_be(out + 8, length, 4);
+  std::memcpy(out + 12, leaf_hash.data(), leaf_hash.size());
+}
+
+}  // namespace
+
 std::array<uint8_t, kChecksumBytes> record_checksum(uint64_t seq, uint32_t length,
                                                     const Hash32& leaf_hash) {
-  uint8_t fields[12];
-  for (int i = 0; i < 8; ++i) fields[i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
-  for (int i = 0; i < 4; ++i) fields[8 + i] = static_cast<uint8_t>(length >> (24 - 8 * i));
-  Hash32 full = Hasher()
-                    .update(as_bytes(kChecksumContext))
-                    .update(ByteView(fields, sizeof fields))
-                    .update(leaf_hash)
-                    .finish();
+  uint8_t fields[kChecksumFields];
+  checksum_fields(seq, length, leaf_hash, fields);
+  Hash32 full =
+      Hasher().update(as_bytes(kChecksumContext)).update(ByteView(fields, sizeof fields)).finish();
   std::array<uint8_t, kChecksumBytes> out;
   std::memcpy(out.data(), full.data(), out.size());
   return out;
@@ -166,15 +185,6 @@ constexpr const char* kHeadFile = "head";
 constexpr const char* kCheckpointFile = "checkpoint";
 constexpr const char* kLockFile = "LOCK";
 
-uint64_t load_be(const uint8_t* p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v = v << 8 | p[i];
-  return v;
-}
-void store_be(uint8_t* p, uint64_t v, int n) {
-  for (int i = n - 1; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);
-}
-
 Error os_error(std::string_view what, const fs::path& file) {
   return make_error(Errc::io_error, "{} {}: {}", what, file.string(), std::strerror(errno));
 }
@@ -220,9 +230,8 @@ struct IndexRow {
 // blake2b.h hash_lanes; one 128-byte block each), written to headers[i] at
 // byte 4 (docs/performance.md "Leaf hashes in lanes").
 void record_checksums(uint64_t first_seq, std::span<const IndexRow> rows, uint8_t* headers) {
-  constexpr size_t kFields = 8 + 4 + 32;  // seq u64 ‖ length u32 ‖ leaf_hash
   static_assert(kChecksumContext.size() < 128);
-  thread_local std::vector<std::array<uint8_t, kFields>> fields;
+  thread_local std::vector<std::array<uint8_t, kChecksumFields>> fields;
   thread_local std::vector<Hash32> full;
   thread_local std::vector<blake2b256::LaneInput> in;
   fields.resize(rows.size());
@@ -230,12 +239,10 @@ void record_checksums(uint64_t first_seq, std::span<const IndexRow> rows, uint8_
   in.resize(rows.size());
   const auto* context = reinterpret_cast<const uint8_t*>(kChecksumContext.data());
   for (size_t i = 0; i < rows.size(); ++i) {
-    store_be(fields[i].data(), first_seq + i, 8);
-    store_be(fields[i].data() + 8, rows[i].length, 4);
-    std::memcpy(fields[i].data() + 12, rows[i].leaf.data(), 32);
+    checksum_fields(first_seq + i, rows[i].length, rows[i].leaf, fields[i].data());
     in[i] = {context, fields[i].data(), nullptr, full[i].data()};
   }
-  blake2b256::hash_lanes(in, kChecksumContext.size(), kFields);
+  blake2b256::hash_lanes(in, kChecksumContext.size(), kChecksumFields);
   for (size_t i = 0; i < rows.size(); ++i) {
     std::memcpy(headers + i * kRecordHeaderBytes + 4, full[i].data(), kChecksumBytes);
   }

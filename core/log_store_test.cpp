@@ -1169,4 +1169,40 @@ TEST_CASE("log store: readers running during drop_before get records or not_foun
 }
 
 }  // namespace
+TEST_CASE("log store: the worked example's bytes, and batch checksums as record_checksum's") {
+  // docs/formats/log-store.md "Worked example": logs already written are read
+  // only if these bytes never change. Then a batch long enough for the SIMD
+  // lanes (record checksums hashed together): each header as record_checksum.
+  TempDir t("example");
+  auto s = open_ok(t.path, small_segments(1 << 20));
+  const std::string abc = "abc", hi = "hi";
+  REQUIRE(s->append(ByteView(reinterpret_cast<const uint8_t*>(abc.data()), abc.size())).ok());
+  REQUIRE(s->append_batch(std::vector<Bytes>{Bytes(hi.begin(), hi.end())}).ok());
+  const Bytes want = *from_hex(
+      "73776c2d73656731"
+      "0000000000000000"
+      "00000003"
+      "92ea0df9fbe82d5ed337b6de2504ca2e"
+      "616263"
+      "00000002"
+      "0286885ad71323c5facf33dede50485a"
+      "6869");
+  std::vector<Bytes> batch;
+  for (uint64_t i = 0; i < 11; ++i) batch.push_back(make_record(2 + i, varied_len(i)));
+  REQUIRE(s->append_batch(batch).ok());
+  s.reset();
+  const Bytes seg = read_file(t.path / seg_file(0));
+  REQUIRE(seg.size() >= want.size());
+  CHECK(Bytes(seg.begin(), seg.begin() + static_cast<ptrdiff_t>(want.size())) == want);
+  uint64_t at = want.size();
+  for (uint64_t i = 0; i < batch.size(); ++i) {
+    INFO("record " << 2 + i);
+    REQUIRE(at + kRecordHeaderBytes + batch[i].size() <= seg.size());
+    const auto sum =
+        record_checksum(2 + i, static_cast<uint32_t>(batch[i].size()), hash_leaf(batch[i]));
+    CHECK(std::equal(sum.begin(), sum.end(), seg.begin() + static_cast<ptrdiff_t>(at + 4)));
+    at += kRecordHeaderBytes + batch[i].size();
+  }
+}
+
 }  // namespace swarmlite
