@@ -22,6 +22,10 @@ namespace swarmlite {
 
 class Writer {
  public:
+  Writer() = default;
+  // Writes into `reuse`, cleared: its capacity is kept (a buffer recycled
+  // from an earlier encoding).
+  explicit Writer(Bytes reuse) : out_(std::move(reuse)) { out_.clear(); }
   void u8(uint8_t v) { out_.push_back(v); }
   void u16(uint16_t v) { put_be(v, 2); }
   void u32(uint32_t v) { put_be(v, 4); }
@@ -41,13 +45,16 @@ class Writer {
   }
   void str(std::string_view s) { blob(as_bytes(s)); }
 
+  void reserve(size_t n) { out_.reserve(n); }
   Bytes& bytes() { return out_; }
   Bytes take() { return std::move(out_); }
   size_t size() const { return out_.size(); }
 
  private:
   void put_be(uint64_t v, int n) {
-    for (int i = n - 1; i >= 0; --i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    uint8_t b[8];
+    for (int i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(v >> (8 * (n - 1 - i)));
+    out_.insert(out_.end(), b, b + n);
   }
   Bytes out_;
 };

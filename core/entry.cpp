@@ -219,6 +219,30 @@ void write_statement(Writer& w, const Statement& st) {
   for (const Value& v : st.params) write_value(w, v);
 }
 
+size_t encoded_statement_bytes(const Statement& st) {
+  size_t n = 4 + st.sql.size() + 4;
+  for (const Value& v : st.params) {
+    n += 1;  // the tag
+    std::visit(
+        [&n](const auto& x) {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, double>) {
+            n += 8;
+          } else if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, Bytes>) {
+            n += 4 + x.size();
+          }
+        },
+        v.v);
+  }
+  return n;
+}
+
+size_t encoded_entry_bytes(std::span<const Statement> statements) {
+  size_t n = 1 + 8 + 8 + 32 + 4 + kTrailerBytes;  // version, seq, time, seed, count; trailer
+  for (const Statement& st : statements) n += encoded_statement_bytes(st);
+  return n;
+}
+
 Result<Statement> read_statement(Reader& r, const EntryLimits& limits, size_t reserved_after) {
   size_t total_params = 0;
   Statement st;
@@ -228,6 +252,7 @@ Result<Statement> read_statement(Reader& r, const EntryLimits& limits, size_t re
 
 Bytes encode_entry(const Entry& entry) {
   Writer w;
+  w.reserve(encoded_entry_bytes(entry.statements));
   w.u8(kEntryVersion);
   w.u64(entry.seq);
   w.i64(entry.time_ms);

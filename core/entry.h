@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -70,6 +71,11 @@ Status check_entry(ByteView bytes, const EntryLimits& limits = {});
 class Writer;
 class Reader;
 void write_statement(Writer& w, const Statement& st);
+// The bytes write_statement writes for `st`, so an encoder reserves its
+// buffer once instead of growing it statement by statement.
+size_t encoded_statement_bytes(const Statement& st);
+// The bytes of an encoded entry holding `statements` (encode_entry's size).
+size_t encoded_entry_bytes(std::span<const Statement> statements);
 // Reads one statement with the entry decoder's checks (UTF-8, no NUL in SQL, no
 // NaN, caps; max_total_params bounds its params). `reserved_after`: bytes that
 // must remain after it, used to bound its param count before allocating.

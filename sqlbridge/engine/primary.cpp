@@ -173,8 +173,11 @@ void set_entry_trailer(Bytes& encoded, const Hash32& root, uint32_t page_count) 
 // `statements` as e.statements, without copying them into an Entry (the
 // format: docs/formats/entry.md; primary_test checks the logged bytes decode to
 // the transaction and encode back to themselves).
-Bytes encode_new_entry(const Entry& fields, std::span<const Statement> statements) {
-  Writer w;
+// `buffer`: an earlier entry's bytes whose capacity is reused (its contents are
+// dropped).
+Bytes encode_new_entry(const Entry& fields, std::span<const Statement> statements, Bytes buffer) {
+  Writer w(std::move(buffer));
+  w.reserve(encoded_entry_bytes(statements));  // one allocation at most, not one per doubling
   w.u8(kEntryVersion);
   w.u64(fields.seq);
   w.i64(fields.time_ms);
@@ -731,6 +734,10 @@ Status Primary::sync_unlogged_locked() {
     published_pages_ = unlogged_.back().page_count;
   }
   unlogged_.clear();
+  for (Bytes& b : unlogged_bytes_) {
+    if (spare_entry_bytes_.size() >= kSpareEntryBuffers) break;
+    if (b.capacity() <= kSpareEntryBytes) spare_entry_bytes_.push_back(std::move(b));
+  }
   unlogged_bytes_.clear();
   return ok_status();
 }
@@ -883,7 +890,12 @@ void Primary::run_write_locked(Queued& q, bool last) {
   // These bytes become the logged entry: the commit hook writes the state root
   // and page count into their trailer (encoded once per write, from the
   // caller's statements: `entry` holds none).
-  Bytes probe = encode_new_entry(entry, transaction);
+  Bytes spare;
+  if (!spare_entry_bytes_.empty()) {
+    spare = std::move(spare_entry_bytes_.back());
+    spare_entry_bytes_.pop_back();
+  }
+  Bytes probe = encode_new_entry(entry, transaction, std::move(spare));
   if (Status checked = check_entry(probe); !checked.ok()) {
     // Name the statement the log cannot hold: each alone, in order (only on this path).
     for (size_t i = 0; i < transaction.size(); ++i) {

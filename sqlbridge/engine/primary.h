@@ -465,6 +465,14 @@ class Primary : public PageServer {
   // running group's, or a failed group append's, retried by recover_locked).
   std::vector<Unlogged> unlogged_;
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
+  // Encodings whose entries are durable, kept for the next writes' encodings
+  // (encode_new_entry): a 100-INSERT entry is ~7 KB, and a fresh heap block
+  // of that size per write cost page faults and malloc's consolidation of
+  // the small blocks SQLite freed (docs/performance.md "The write path's
+  // buffers kept"). At most kSpareEntryBuffers, each under kSpareEntryBytes.
+  std::vector<Bytes> spare_entry_bytes_;
+  static constexpr size_t kSpareEntryBuffers = 16;
+  static constexpr size_t kSpareEntryBytes = 64 << 10;  // at most 1 MiB kept
   mutable int wal_frames_ = 0;     // frames in the -wal file after the last commit (WAL hook)
   // The -wal file's writeback, started in the background every
   // BackgroundWriteback::kPagesPerKick frames between checkpoints

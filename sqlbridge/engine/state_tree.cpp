@@ -69,12 +69,17 @@ Result<int64_t> file_size(const file_io::Fd& fd, const std::filesystem::path& pa
 // ---------------------------------------------------------------------------
 // Leaves
 
-Bytes normalize_page(uint32_t pgno, ByteView page) {
-  Bytes out(page.begin(), page.end());
-  if (pgno != 1) return out;
+void normalize_page_into(uint32_t pgno, ByteView page, Bytes& out) {
+  out.assign(page.begin(), page.end());
+  if (pgno != 1) return;
   for (const ByteRange& r : kVolatileHeaderRanges) {
     for (size_t i = r.begin; i < r.end && i < out.size(); ++i) out[i] = 0;
   }
+}
+
+Bytes normalize_page(uint32_t pgno, ByteView page) {
+  Bytes out;
+  normalize_page_into(pgno, page, out);
   return out;
 }
 
@@ -455,8 +460,7 @@ std::vector<Hash32> StateTree::commit_leaves(const PageMap& pages, uint32_t page
   std::vector<Full> full;
   // Page 1 changes in every commit that grows the file (its page count); its
   // leaf hashes a copy with the volatile header bytes zeroed (page_leaf_hash),
-  // in lanes with the other pages.
-  Bytes page1;
+  // in lanes with the other pages (page1_: a buffer kept, not one per commit).
   std::array<bool, kLeafMemoSlots> touched{};
   size_t i = 0;
   for (const auto& [pgno, bytes] : pages) {
@@ -472,8 +476,8 @@ std::vector<Hash32> StateTree::commit_leaves(const PageMap& pages, uint32_t page
     }
     const uint8_t* hashed = bytes.data();
     if (pgno == 1) {  // copied only when hashed
-      page1 = normalize_page(1, bytes);
-      hashed = page1.data();
+      normalize_page_into(1, bytes, page1_);
+      hashed = page1_.data();
     }
     full.push_back({index, slot, pgno, bytes.data(), hashed});
   }

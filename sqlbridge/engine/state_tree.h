@@ -29,6 +29,8 @@ inline constexpr uint32_t kPageSize = 4096;
 
 // Copy of `page` with page 1's volatile header bytes zeroed (other pages unchanged).
 Bytes normalize_page(uint32_t pgno, ByteView page);
+// The same into `out` (its capacity reused).
+void normalize_page_into(uint32_t pgno, ByteView page, Bytes& out);
 // H(0x00 ‖ u32be(pgno) ‖ normalize_page(pgno, page)), hashed without copying the page.
 Hash32 page_leaf_hash(uint32_t pgno, ByteView page);
 // A leaf to compute: *out = page_leaf_hash(pgno, page).
@@ -193,6 +195,7 @@ class StateTree {
   };
   static constexpr size_t kLeafMemoSlots = 16;
   std::vector<LeafMemo> leaf_memo_;
+  Bytes page1_;  // commit_leaves' normalised copy of page 1, kept for its capacity
   // The leaves of the commit's pages numbered up to page_count, in page
   // order: from the memo where it has them (or resumes them), the others
   // hashed together (core/blake2b.h hash_lanes). The memo ends as if the
