@@ -987,10 +987,8 @@ void Primary::run_write_locked(Queued& q, bool last) {
     // written beside the log's write), and the group's earlier writes before
     // it: the whole log is committed, so the background signer may sign it at
     // once. Confirmed only at the group's end, a signer that took mu_ between
-    // here and there found nothing due, waited, and had to be woken: a futex
-    // call and an interrupt to the other CPU on the writer's path at nearly
-    // every head under steady writes (docs/performance.md "Confirmed with the
-    // sync").
+    // here and there found nothing it could sign, and waited to be woken
+    // (docs/performance.md "The signer waits out its gap").
     if (synced.ok() && results.ok() && !broken_) confirmed_size_ = log_->size();
     log_lock.unlock();
     if (!synced.ok()) {

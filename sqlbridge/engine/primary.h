@@ -468,8 +468,8 @@ class Primary : public PageServer {
   // Encodings whose entries are durable, kept for the next writes' encodings
   // (encode_new_entry): a 100-INSERT entry is ~7 KB, and a fresh heap block
   // of that size per write cost page faults and malloc's consolidation of
-  // the small blocks SQLite freed (docs/performance.md "The write path's
-  // buffers kept"). At most kSpareEntryBuffers, each under kSpareEntryBytes.
+  // the small blocks SQLite freed. At most kSpareEntryBuffers, each under
+  // kSpareEntryBytes (docs/performance.md "The write path's buffers kept").
   std::vector<Bytes> spare_entry_bytes_;
   static constexpr size_t kSpareEntryBuffers = 16;
   static constexpr size_t kSpareEntryBytes = 64 << 10;  // at most 1 MiB kept
