@@ -250,19 +250,21 @@ Result<Statement> read_statement(Reader& r, const EntryLimits& limits, size_t re
   return st;
 }
 
-Bytes encode_entry(const Entry& entry) {
-  Writer w;
-  w.reserve(encoded_entry_bytes(entry.statements));
+Bytes encode_entry(const Entry& fields, std::span<const Statement> statements, Bytes buffer) {
+  Writer w(std::move(buffer));
+  w.reserve(encoded_entry_bytes(statements));  // one allocation at most, not one per doubling
   w.u8(kEntryVersion);
-  w.u64(entry.seq);
-  w.i64(entry.time_ms);
-  w.raw(entry.seed);
-  w.u32(static_cast<uint32_t>(entry.statements.size()));
-  for (const Statement& st : entry.statements) write_statement(w, st);
-  w.hash(entry.state_root);
-  w.u32(entry.page_count);
+  w.u64(fields.seq);
+  w.i64(fields.time_ms);
+  w.raw(fields.seed);
+  w.u32(static_cast<uint32_t>(statements.size()));
+  for (const Statement& st : statements) write_statement(w, st);
+  w.hash(fields.state_root);
+  w.u32(fields.page_count);
   return w.take();
 }
+
+Bytes encode_entry(const Entry& entry) { return encode_entry(entry, entry.statements); }
 
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits) {
   Entry e;

@@ -56,6 +56,11 @@ struct EntryLimits {
 // encoder, enforces them — decode_entry(encode_entry(e)) is the check): no NaN
 // double, SQL and text params valid UTF-8, no NUL in SQL, within EntryLimits.
 Bytes encode_entry(const Entry& entry);
+// encode_entry(e) for `fields` (seq, time_ms, seed, state_root, page_count)
+// with `statements` as e.statements, without copying them into an Entry, into
+// `buffer` (cleared; its capacity reused: the primary's write path keeps the
+// buffers of durable entries). The exact size is reserved first.
+Bytes encode_entry(const Entry& fields, std::span<const Statement> statements, Bytes buffer = {});
 Result<Entry> decode_entry(ByteView bytes, const EntryLimits& limits = {});
 // decode_entry into `out`, reusing the buffers it holds (an entry decoded
 // earlier: its strings' and vectors' capacities), so a decoder of one batch

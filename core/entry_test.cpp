@@ -127,15 +127,17 @@ TEST_CASE("entry: random entries round trip and re-encode to the same bytes") {
 }
 
 TEST_CASE("entry: encoded_entry_bytes is the encoding's size, to the byte") {
-  // Encoders reserve this many bytes once (encode_entry, the primary's
-  // encode_new_entry): a size off by one would cost a reallocation, or leave
-  // capacity unused; the count must match every value type.
+  // encode_entry reserves this many bytes once (into a fresh buffer, or one
+  // the primary kept from an earlier entry): a size off by one would cost a
+  // reallocation, or leave capacity unused; the count must match every value
+  // type. A kept buffer's old bytes must not survive.
   std::mt19937_64 rng = seeded_rng(0x5eed0003);
   CHECK(encoded_entry_bytes(sample_entry().statements) == encode_entry(sample_entry()).size());
   CHECK(encoded_entry_bytes({}) == encode_entry(Entry{}).size());
   for (int i = 0; i < 300; ++i) {
     Entry e = random_entry(rng);
     REQUIRE(encoded_entry_bytes(e.statements) == encode_entry(e).size());
+    REQUIRE(encode_entry(e, e.statements, Bytes(300, 0xab)) == encode_entry(e));
     for (const Statement& st : e.statements) {
       Writer w;
       write_statement(w, st);

@@ -169,26 +169,6 @@ void set_entry_trailer(Bytes& encoded, const Hash32& root, uint32_t page_count) 
   t[35] = static_cast<uint8_t>(page_count);
 }
 
-// encode_entry(e) for `fields` (seq, time_ms, seed, trailer) with
-// `statements` as e.statements, without copying them into an Entry (the
-// format: docs/formats/entry.md; primary_test checks the logged bytes decode to
-// the transaction and encode back to themselves).
-// `buffer`: an earlier entry's bytes whose capacity is reused (its contents are
-// dropped).
-Bytes encode_new_entry(const Entry& fields, std::span<const Statement> statements, Bytes buffer) {
-  Writer w(std::move(buffer));
-  w.reserve(encoded_entry_bytes(statements));  // one allocation at most, not one per doubling
-  w.u8(kEntryVersion);
-  w.u64(fields.seq);
-  w.i64(fields.time_ms);
-  w.raw(fields.seed);
-  w.u32(static_cast<uint32_t>(statements.size()));
-  for (const Statement& st : statements) write_statement(w, st);
-  w.hash(fields.state_root);
-  w.u32(fields.page_count);
-  return w.take();
-}
-
 std::string duration_text(std::chrono::milliseconds d) {
   if (d.count() % 1000 == 0) return fmt::format("{} s", d.count() / 1000);
   return fmt::format("{} ms", d.count());
@@ -901,7 +881,9 @@ void Primary::run_write_locked(Queued& q, bool last) {
     spare = std::move(spare_entry_bytes_.back());
     spare_entry_bytes_.pop_back();
   }
-  Bytes probe = encode_new_entry(entry, transaction, std::move(spare));
+  // (docs/formats/entry.md; primary_test checks the logged bytes decode to the
+  // transaction and encode back to themselves.)
+  Bytes probe = encode_entry(entry, transaction, std::move(spare));
   if (Status checked = check_entry(probe); !checked.ok()) {
     // Name the statement the log cannot hold: each alone, in order (only on this path).
     for (size_t i = 0; i < transaction.size(); ++i) {

@@ -466,7 +466,7 @@ class Primary : public PageServer {
   std::vector<Unlogged> unlogged_;
   std::vector<Bytes> unlogged_bytes_;  // their encodings, in the same order
   // Encodings whose entries are durable, kept for the next writes' encodings
-  // (encode_new_entry): a 100-INSERT entry is ~7 KB, and a fresh heap block
+  // (encode_entry into a kept buffer): a 100-INSERT entry is ~7 KB, and a fresh heap block
   // of that size per write cost page faults and malloc's consolidation of
   // the small blocks SQLite freed. At most kSpareEntryBuffers, each under
   // kSpareEntryBytes (docs/performance.md "The write path's buffers kept").
