@@ -244,3 +244,44 @@ TEST_CASE("background signing: heads keep coming while every write is slow to co
   MESSAGE("heads: " << heads.size() << " over " << gaps << " gaps of writes");
   CHECK(static_cast<int64_t>(heads.size()) >= std::min(gaps, kWrites) / 4);
 }
+
+TEST_CASE("background signing: a log held past the signer's patience still gets its head") {
+  // The signer asks for the log's lock with short sleeps, so that a writer
+  // holding it through a sync has no one to wake when it lets go; past
+  // Primary::kSignerLockPatience it waits in line. Here the lock is held
+  // 20 ms (ten times that) right after a write: the head comes once it is
+  // let go.
+  TempDir dir;
+  KeyPair keys = KeyPair::generate();
+  auto p = open_primary(dir / "p.db", keys.secret, background(std::chrono::milliseconds(1)));
+  Heard heard;
+  heard.listen(*p);
+  REQUIRE(p->execute({sql("CREATE TABLE t(a)")}).ok());
+  REQUIRE(wait_until([&] { return p->head() && p->head()->size == p->size(); }));
+  for (int round = 0; round < 3; ++round) {
+    insert(*p, round);
+    const uint64_t size = p->size();
+    {
+      std::unique_lock held(p->log_mutex());
+      std::this_thread::sleep_for(20ms);
+    }
+    REQUIRE(wait_until([&] { return p->head() && p->head()->size == size; }));
+  }
+  // Stopping while the signer asks for a held lock: the destructor still
+  // joins it and signs what is left.
+  insert(*p, 99);
+  const uint64_t size = p->size();
+  std::atomic<bool> holding{false};
+  std::thread holder([&, &log_mutex = p->log_mutex()] {
+    std::lock_guard held(log_mutex);
+    holding = true;
+    std::this_thread::sleep_for(5ms);
+  });
+  while (!holding) std::this_thread::yield();
+  p.reset();  // close() takes the log's lock: after the holder lets go
+  holder.join();
+  auto again = open_primary(dir / "p.db", keys.secret, background(std::chrono::milliseconds(1)));
+  REQUIRE(again->head());
+  CHECK(again->head()->size == size);
+  for (const Head& h : heard.copy()) CHECK(h.verify(keys.pub).ok());
+}
