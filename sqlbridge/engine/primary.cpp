@@ -424,7 +424,7 @@ Status Primary::retry_local_fault() {
     return ok_status();
   }
   Status s = recover_locked();
-  if (s.ok()) wake_signer_locked();  // the re-applied entry's head (background signing)
+  if (s.ok() && signer_idle_) sign_cv_.notify_one();  // the re-applied entry's head (background signing)
   return s;
 }
 
@@ -493,49 +493,16 @@ void Primary::set_head_listener(std::function<void(const Head&)> listener) {
 void Primary::stop_signer() {
   if (!signer_.joinable()) return;
   {
-    std::lock_guard lock(sign_mu_);
+    std::lock_guard lock(mu_);
     signer_stop_ = true;
   }
   sign_cv_.notify_all();
   signer_.join();
 }
 
-void Primary::wake_signer_locked() {
-  if (!signer_idle_) return;
-  signer_idle_ = false;
-  {
-    std::lock_guard lock(sign_mu_);
-    signer_woken_ = true;
-  }
-  sign_cv_.notify_one();
-}
-
-void Primary::lock_log_for_signer(std::unique_lock<std::mutex>& lock) {
-  // A writer holds mu_ from its group's log write to the end of its fdatasync
-  // (a durable group: ~100 µs to ms). A signer blocked in lock() there made
-  // the writer's unlock a futex wake-up of the other CPU, paid on the write
-  // path (~3 % of a durable 100-INSERT write). The signer asks again after
-  // short sleeps instead, which only it pays; after kSignerLockPatience it
-  // waits in line, so a log held nearly all the time still gets its heads
-  // (docs/performance.md "A signer that never waits on a writer's lock").
-  using Clock = std::chrono::steady_clock;
-  if (lock.try_lock()) return;
-  const auto give_up = Clock::now() + kSignerLockPatience;
-  auto pause = std::chrono::microseconds(20);
-  for (;;) {
-    std::this_thread::sleep_for(pause);
-    if (lock.try_lock()) return;
-    if (Clock::now() >= give_up) {
-      lock.lock();
-      return;
-    }
-    pause = std::min(pause * 2, std::chrono::microseconds(160));
-  }
-}
-
 void Primary::signer_loop() {
   using Clock = std::chrono::steady_clock;
-  std::unique_lock lock(mu_, std::defer_lock);
+  std::unique_lock lock(mu_);
   Clock::time_point next_at{};  // no head before this: sign_gap, or a failure's backoff
   bool failing = false;         // the last head could not be stored
   // Sign when a log size has no head and SQLite has committed every entry of
@@ -548,32 +515,24 @@ void Primary::signer_loop() {
     return log_->size() > (head ? head->size : 0);
   };
   for (;;) {
-    {
-      std::unique_lock sign_lock(sign_mu_);
-      if (signer_stop_) return;
-      if (Clock::now() < next_at) {
-        // Within the gap: one head later covers what comes meanwhile. The gap
-        // is waited out before the signer looks for something to sign: a
-        // signer that found nothing right after its head and waited to be
-        // woken cost the next write a wake-up (a futex call and an interrupt
-        // to the other CPU) for nearly every head under steady writes, for a
-        // head at the same time (docs/performance.md "The signer waits out
-        // its gap").
-        sign_cv_.wait_until(sign_lock, next_at, [&] { return signer_stop_; });
-        continue;
-      }
+    if (signer_stop_) return;
+    if (Clock::now() < next_at) {
+      // Within the gap: one head later covers what comes meanwhile. The gap
+      // is waited out before the signer looks for something to sign: a
+      // signer that found nothing right after its head and waited to be woken
+      // cost the next write a wake-up (a futex call and an interrupt to the
+      // other CPU) for nearly every head under steady writes, for a head at
+      // the same time (docs/performance.md "The signer waits out its gap").
+      sign_cv_.wait_until(lock, next_at, [&] { return signer_stop_; });
+      continue;
     }
-    lock_log_for_signer(lock);
     if (!due()) {
-      // Writers wake the signer only while it waits here (signer_idle_, set
-      // under mu_, so a write that confirms entries after this look sees it),
-      // when no write came in a whole gap: a wake-up per write while it waits
-      // out its gap would cost each write a context switch.
+      // Writers wake the signer only while it waits here (signer_idle_), when
+      // no write came in a whole gap: a wake-up per write while it waits out
+      // its gap would cost each write a context switch and a turn on mu_.
       signer_idle_ = true;
-      lock.unlock();
-      std::unique_lock sign_lock(sign_mu_);
-      sign_cv_.wait(sign_lock, [&] { return signer_stop_ || signer_woken_; });
-      signer_woken_ = false;
+      sign_cv_.wait(lock, [&] { return signer_stop_ || due(); });
+      signer_idle_ = false;
       continue;
     }
     // The log as it is now: its size and root with the state after its last
@@ -583,7 +542,7 @@ void Primary::signer_loop() {
     Head head = log_->unsigned_head(published_root_, published_pages_, time_ms);
     lock.unlock();
     head.sign_with(key_);  // the signature no write waits for
-    lock_log_for_signer(lock);
+    lock.lock();
     Result<bool> stored = log_->store_own_head(head);
     const auto now = Clock::now();
     if (!stored.ok()) {
@@ -593,7 +552,6 @@ void Primary::signer_loop() {
                                head.size, stored.error().message));
       next_at = now + std::max<Clock::duration>(fault_.wait(), options_.sign_gap);
       failing = true;
-      lock.unlock();
       continue;
     }
     next_at = now + options_.sign_gap;
@@ -601,14 +559,14 @@ void Primary::signer_loop() {
       failing = false;
       if (confirmed_size_ == log_->size()) fault_.cleared();  // the disk takes writes again
     }
-    if (!*stored) {
-      lock.unlock();
-      continue;  // another head (sign_head(), the group for its pin) came first
-    }
+    if (!*stored) continue;  // another head (sign_head(), the group for its pin) came first
     last_sign_ms_ = now_ms();
     lock.unlock();
-    std::lock_guard listener_lock(listener_mu_);
-    if (head_listener_) head_listener_(head);
+    {
+      std::lock_guard listener_lock(listener_mu_);
+      if (head_listener_) head_listener_(head);
+    }
+    lock.lock();
   }
 }
 
@@ -869,7 +827,7 @@ void Primary::run_group(std::vector<Queued*>& group) {
     const bool for_pin = pin_active_.load() && (pin_wanted_.load() ||
                                                 now - last_group_sign_ >= options_.pin_interval);
     if (broken_ || !for_pin) {
-      wake_signer_locked();
+      if (signer_idle_) sign_cv_.notify_one();
       return;
     }
     if (const auto& h = log_->head(); h && h->size == log_->size()) return;

@@ -438,10 +438,6 @@ class Primary : public PageServer {
   // The background signer's thread (sign_in_background): waits for a log size
   // no head covers, signs it with mu_ released, stores it, tells the listener.
   void signer_loop();
-  // mu_ for the signer, taken without making the holder's unlock wake it.
-  void lock_log_for_signer(std::unique_lock<std::mutex>& lock);
-  // Under mu_: wakes the signer if it waits for the log to grow.
-  void wake_signer_locked();
   // Stops and joins it (the destructor).
   void stop_signer();
   int64_t next_time_ms_locked() const;
@@ -507,18 +503,13 @@ class Primary : public PageServer {
   } running_;
   std::atomic<bool> stopping_{false};
   // Background signing (sign_in_background): the signer waits on sign_cv_
-  // with sign_mu_ (a leaf: nothing is taken under it), never with mu_, so a
-  // writer's unlock of mu_ has no one to wake (lock_log_for_signer). The
-  // write group signs itself (for the pin) at most once per pin_interval:
-  // last_group_sign_ under write_mu_.
+  // with mu_; signer_stop_ and signer_idle_ under mu_. The write group signs
+  // itself (for the pin) at most once per pin_interval: last_group_sign_
+  // under write_mu_.
   std::thread signer_;
-  std::mutex sign_mu_;
   std::condition_variable sign_cv_;
-  bool signer_stop_ = false;   // under sign_mu_
-  bool signer_woken_ = false;  // under sign_mu_: a write confirmed entries for an idle signer
-  bool signer_idle_ = false;   // the signer waits for a new log size (under mu_)
-  // How long the signer asks for mu_ with short sleeps before it waits in line.
-  static constexpr std::chrono::microseconds kSignerLockPatience{2000};
+  bool signer_stop_ = false;
+  bool signer_idle_ = false;  // the signer waits for a new log size (under mu_)
   // Log entries SQLite has committed too (under mu_): the background signer
   // signs only a log this long (broken_ and unlogged_ are the writer's).
   uint64_t confirmed_size_ = 0;
