@@ -160,7 +160,7 @@ struct Fixture {
   }
   static std::vector<Bytes> pages(const std::filesystem::path& db) {
     auto raw = read_logical_pages(db);
-    REQUIRE_MESSAGE(raw.ok(), raw.error().to_string());
+    REQUIRE_MESSAGE(raw.ok(), raw.error_text());
     std::vector<Bytes> out;
     for (size_t i = 0; i < raw->size(); ++i)
       out.push_back(normalize_page(static_cast<uint32_t>(i + 1), (*raw)[i]));
@@ -172,7 +172,7 @@ struct Fixture {
     ReplicaOptions ro;
     ro.log_options = testing::fast_log();
     auto r = Replica::open(o.db, o.data / "log", keys.pub, ro);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     Replica& replica = **r;
     CHECK(replica.size() == checkpoint);
     CHECK(replica.log().first_entry() == checkpoint);
@@ -185,9 +185,9 @@ struct Fixture {
       entries.push_back(std::move(e).value());
     }
     auto appended = replica.log().append_verified(entries, head);
-    REQUIRE_MESSAGE(appended.ok(), appended.error().to_string());
+    REQUIRE_MESSAGE(appended.ok(), appended.error_text());
     auto applied = replica.apply_available();
-    REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+    REQUIRE_MESSAGE(applied.ok(), applied.error_text());
     CHECK(replica.size() == head.size);
     CHECK(replica.state_root() == head.state_root);
     r->reset();
@@ -203,7 +203,7 @@ TEST_CASE("bootstrap_from_snapshot: a verified copy and the log at its checkpoin
   auto o = f.options({&liar, &a, &b});
   const uint64_t n = f.primary->size();
   auto r = bootstrap_from_snapshot(o);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->head.size == n);
   REQUIRE(r->fetched);
   REQUIRE(r->fetched->banned.size() == 1);
@@ -247,7 +247,7 @@ TEST_CASE("bootstrap_from_snapshot: stopped after the fetch, then after the log,
   o.sources = {};
   o.frontier_from = {};
   auto third = bootstrap_from_snapshot(o);
-  REQUIRE_MESSAGE(third.ok(), third.error().to_string());
+  REQUIRE_MESSAGE(third.ok(), third.error_text());
   CHECK_FALSE(third->fetched);
   CHECK(third->frontier_from.empty());
   CHECK(third->head.size == n);
@@ -271,7 +271,7 @@ TEST_CASE(
   CHECK(Clock::now() - t0 < 5s);
   // A mute node's Hello arrives; it is what comes after that never does.
   auto said = peer_hello(mute1.address, f.keys.pub, 500ms);
-  REQUIRE_MESSAGE(said.ok(), said.error().to_string());
+  REQUIRE_MESSAGE(said.ok(), said.error_text());
   CHECK(said->head->size == head.size);
 
   // Three sources that never answer GetSnapshot, then one that does; and a
@@ -294,7 +294,7 @@ TEST_CASE(
   t0 = Clock::now();
   auto r = bootstrap_from_snapshot(o);
   const auto took = Clock::now() - t0;
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->frontier_from == f.address);
   CHECK_MESSAGE(took < 5800ms, std::chrono::duration_cast<std::chrono::milliseconds>(took).count(),
                 " ms");
@@ -308,9 +308,9 @@ TEST_CASE("verify_frontier: the last entry and its path must fold to the signed 
   Fixture f;
   const Head head = *f.primary->head();
   auto answer = peer_frontier(f.address, f.keys.pub, head.size, 10s);
-  REQUIRE_MESSAGE(answer.ok(), answer.error().to_string());
+  REQUIRE_MESSAGE(answer.ok(), answer.error_text());
   auto good = verify_frontier(*answer, head);
-  REQUIRE_MESSAGE(good.ok(), good.error().to_string());
+  REQUIRE_MESSAGE(good.ok(), good.error_text());
   CHECK(good->root == head.log_root);
   CHECK(good->subtrees.size() == static_cast<size_t>(std::popcount(head.size)));
 
@@ -336,7 +336,7 @@ TEST_CASE("verify_frontier: the last entry and its path must fold to the signed 
   CHECK(past.error().code == Errc::not_found);
 
   auto hello = peer_hello(f.address, f.keys.pub, 10s);
-  REQUIRE_MESSAGE(hello.ok(), hello.error().to_string());
+  REQUIRE_MESSAGE(hello.ok(), hello.error_text());
   REQUIRE(hello->head);
   CHECK(hello->head->size == head.size);
   CHECK(hello->first == 0);

@@ -27,18 +27,18 @@ Bytes page_of(uint8_t fill) {
 
 std::unique_ptr<LightCache> open_cache(const std::filesystem::path& dir, uint64_t max_pages = 64) {
   auto c = LightCache::open(dir, kPs, {.max_bytes = max_pages * kPs});
-  REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+  REQUIRE_MESSAGE(c.ok(), c.error_text());
   return std::move(c).value();
 }
 
 void put(LightCache& c, uint32_t pgno, const Bytes& page) {
   Status s = c.put(pgno, page_leaf_hash(pgno, page), page);
-  REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+  REQUIRE_MESSAGE(s.ok(), s.error_text());
 }
 
 std::optional<Bytes> get(LightCache& c, uint32_t pgno, const Bytes& page) {
   auto r = c.get(pgno, page_leaf_hash(pgno, page));
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   return *r;
 }
 

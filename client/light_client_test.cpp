@@ -32,7 +32,7 @@ struct Node : PrimaryAndReplica {
     ReplicaOptions o = fast_replica();
     o.pin_interval = std::chrono::milliseconds(0);
     auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, o);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     replica = std::move(r).value();
     honest = std::make_shared<ReplicaPageSource>(*replica, "honest");
     exec("CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, v INTEGER, body TEXT)");
@@ -54,32 +54,32 @@ struct Node : PrimaryAndReplica {
   }
   void exec(const std::string& text) {
     auto r = primary->execute({sql(text)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   void sync() {
     Status s = sync_replica(*primary, *replica);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     REQUIRE(replica->pinned_pages(0, std::vector<uint32_t>{1}).ok());  // pins the newest head
   }
   QueryResult plain(const std::string& q, const std::vector<Value>& params = {}) {
     auto c = GuardedConnection::open("file:" + (dir / "r.db").string() + "?mode=ro");
-    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    REQUIRE_MESSAGE(c.ok(), c.error_text());
     auto r = (*c)->query(q, params);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     return std::move(r).value();
   }
   std::unique_ptr<LightClient> client(std::vector<std::shared_ptr<PageSource>> sources,
                                       const std::filesystem::path& cache,
                                       LightClientOptions o = {}) {
     auto c = LightClient::open(cache, std::move(sources), keys.pub, o);
-    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    REQUIRE_MESSAGE(c.ok(), c.error_text());
     return std::move(c).value();
   }
 };
 
 LightAnswer run(LightClient& c, const std::string& q, const std::vector<Value>& params = {}) {
   auto a = c.query(q, params);
-  REQUIRE_MESSAGE(a.ok(), a.error().to_string());
+  REQUIRE_MESSAGE(a.ok(), a.error_text());
   return std::move(a).value();
 }
 
@@ -410,7 +410,7 @@ TEST_CASE("light client: holding many pages, a head move asks for the changes si
   WarmMove w;
   const size_t held = w.c->proven_pages();
   auto moved = w.c->refresh();
-  REQUIRE_MESSAGE(moved.ok(), moved.error().to_string());
+  REQUIRE_MESSAGE(moved.ok(), moved.error_text());
   CHECK(moved->head_moves == 1);
   CHECK(moved->change_sets == 1);
   CHECK(moved->change_fallbacks == 0);
@@ -435,7 +435,7 @@ TEST_CASE(
   WarmMove w(std::make_shared<Liar>(nullptr, Liar::Lie::no_changes));
   const size_t held = w.c->proven_pages();
   auto moved = w.c->refresh();
-  REQUIRE_MESSAGE(moved.ok(), moved.error().to_string());
+  REQUIRE_MESSAGE(moved.ok(), moved.error_text());
   CHECK(moved->head_moves == 1);
   CHECK(moved->change_sets == 0);
   CHECK(moved->change_fallbacks == 1);
@@ -615,7 +615,7 @@ TEST_CASE("light client: generated writes and queries: every answer is the newes
       const auto& [q, params] = kQueries[rng() % kQueries.size()];
       INFO(q);
       auto a = c->query(q, params);
-      REQUIRE_MESSAGE(a.ok(), a.error().to_string());
+      REQUIRE_MESSAGE(a.ok(), a.error_text());
       CHECK(a->head.size == n.replica->pinned_size());
       CHECK(a->rows == n.plain(q, params).rows);
       reruns += a->stats.reruns;
@@ -663,7 +663,7 @@ TEST_CASE("light client: the time limit bounds the query's work, not its waits f
                     cache / "c", o);
   const std::string q = "SELECT count(*), sum(v), max(length(body)) FROM t";
   auto a = c->query(q, {});
-  REQUIRE_MESSAGE(a.ok(), a.error().to_string());
+  REQUIRE_MESSAGE(a.ok(), a.error_text());
   CHECK(a->rows == n.plain(q).rows);
   CHECK(a->stats.round_trips * 25 > 400);  // twice the limit spent waiting
   // The work itself is still bounded: a query that computes for longer than

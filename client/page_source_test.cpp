@@ -62,7 +62,7 @@ struct Fixture {
     ReplicaOptions ro = testing::fast_replica();
     ro.pin_interval = 0ms;  // every request may pin the newest head
     auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, ro);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     replica = std::move(r).value();
     exec("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)");
     for (int i = 0; i < 30; ++i) exec("INSERT INTO t(b) VALUES (randomblob(3500))");
@@ -95,11 +95,11 @@ struct Fixture {
   }
   void exec(const std::string& text) {
     auto r = primary->execute({testing::sql(text)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   void sync() {
     Status s = testing::sync_replica(*primary, *replica);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
   }
   std::vector<std::unique_ptr<PageSource>> sources() {
     std::vector<std::unique_ptr<PageSource>> out;
@@ -128,7 +128,7 @@ struct NoChanges : PageSource {
 
 template <class T>
 T got(Result<PageAnswer<T>> r) {
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE(std::holds_alternative<T>(*r));
   return std::get<T>(std::move(*r));
 }
@@ -140,7 +140,7 @@ TEST_CASE("page sources: pages and leaves of the pinned head verify against the 
   const Head head = *f.primary->head();
   REQUIRE(head.page_count > 20);
   auto disk = read_logical_pages(f.dir / "r.db");
-  REQUIRE_MESSAGE(disk.ok(), disk.error().to_string());
+  REQUIRE_MESSAGE(disk.ok(), disk.error_text());
   std::vector<uint32_t> all(std::min<uint32_t>(head.page_count, kMaxPagesPerRequest));
   for (uint32_t i = 0; i < all.size(); ++i) all[i] = i + 1;
   for (auto& source : f.sources()) {
@@ -150,13 +150,13 @@ TEST_CASE("page sources: pages and leaves of the pinned head verify against the 
       for (uint64_t size : {uint64_t{0}, head.size}) {
         const PageSet set = got(source->pages(size, pgnos));
         Status s = verify_page_set(set, head);
-        CHECK_MESSAGE(s.ok(), s.error().to_string());
+        CHECK_MESSAGE(s.ok(), s.error_text());
         for (size_t i = 0; i < pgnos.size(); ++i)
           CHECK(normalize_page(pgnos[i], set.pages[i]) ==
                 normalize_page(pgnos[i], (*disk)[pgnos[i] - 1]));
         const LeafSet leaves = got(source->leaves(size, pgnos));
         Status l = verify_leaf_set(leaves, head);
-        CHECK_MESSAGE(l.ok(), l.error().to_string());
+        CHECK_MESSAGE(l.ok(), l.error_text());
       }
     }
     // A client's check catches a changed byte (the answer is only decoded here).
@@ -181,7 +181,7 @@ TEST_CASE("page sources: the old head after the pin moved is HeadGone with the n
     CHECK(now.head.size == newest.size);
     CHECK(verify_page_set(now, newest).ok());
     auto gone = source->pages(old_size, std::vector<uint32_t>{1});
-    REQUIRE_MESSAGE(gone.ok(), gone.error().to_string());
+    REQUIRE_MESSAGE(gone.ok(), gone.error_text());
     REQUIRE(std::holds_alternative<HeadGone>(*gone));
     CHECK(std::get<HeadGone>(*gone).newest == newest.size);
     auto leaves_gone = source->leaves(old_size, std::vector<uint32_t>{1});
@@ -248,7 +248,7 @@ TEST_CASE("page sources: the changes since an older head, over HTTP and the peer
     const ChangeSet set = got(source->changes(old.size, 0));
     CHECK(set.to == newest);
     Status s = verify_change_set(set, old, newest);
-    CHECK_MESSAGE(s.ok(), s.error().to_string());
+    CHECK_MESSAGE(s.ok(), s.error_text());
     const std::vector<uint32_t> changed = changed_pages(set, old.page_count);
     CHECK(!changed.empty());
     CHECK(changed.back() == newest.page_count);  // the grown pages are named
@@ -288,7 +288,7 @@ TEST_CASE("page sources: the changes since an older head, over HTTP and the peer
     const ChangeSet from_primary = got(source->changes(primary_old.size, newest.size));
     CHECK(from_primary.to == newest);
     Status primary_ok = verify_change_set(from_primary, primary_old, newest);
-    CHECK_MESSAGE(primary_ok.ok(), primary_ok.error().to_string());
+    CHECK_MESSAGE(primary_ok.ok(), primary_ok.error_text());
     CHECK(changed_pages(from_primary, primary_old.page_count) == changed);
   }
 }
@@ -306,7 +306,7 @@ TEST_CASE("page sources: a light client's refresh after a one-row write, over th
   testing::TempDir cache;
   auto open = [&](std::shared_ptr<PageSource> source, const char* name) {
     auto c = LightClient::open(cache / name, {std::move(source)}, f.keys.pub, {});
-    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    REQUIRE_MESSAGE(c.ok(), c.error_text());
     return std::move(c).value();
   };
   auto with = open(peer_page_source(f.address, f.keys.pub, 10s), "with");
@@ -320,7 +320,7 @@ TEST_CASE("page sources: a light client's refresh after a one-row write, over th
   auto refresh = [&](LightClient& c) {
     const uint64_t out0 = f.node->status().bytes_out;
     auto moved = c.refresh();
-    REQUIRE_MESSAGE(moved.ok(), moved.error().to_string());
+    REQUIRE_MESSAGE(moved.ok(), moved.error_text());
     CHECK(moved->head_moves == 1);
     CHECK(c.head() == f.primary->head());
     return std::pair{*moved, f.node->status().bytes_out - out0};

@@ -96,7 +96,7 @@ struct Fixture {
   std::unique_ptr<ChunkSource> source() { return peer_chunk_source(address, keys.pub, 10s); }
   static std::vector<Bytes> pages(const std::filesystem::path& db) {
     auto raw = read_logical_pages(db);
-    REQUIRE_MESSAGE(raw.ok(), raw.error().to_string());
+    REQUIRE_MESSAGE(raw.ok(), raw.error_text());
     std::vector<Bytes> out;
     for (size_t i = 0; i < raw->size(); ++i)
       out.push_back(normalize_page(static_cast<uint32_t>(i + 1), (*raw)[i]));
@@ -214,14 +214,14 @@ TEST_CASE(
   Fixture f;
   auto src = f.source();
   auto m = src->manifest();
-  REQUIRE_MESSAGE(m.ok(), m.error().to_string());
+  REQUIRE_MESSAGE(m.ok(), m.error_text());
   CHECK(m->head == *f.primary->head());
   CHECK(m->head.verify(f.keys.pub).ok());
   CHECK(m->page_size == 4096);
   CHECK(m->chunk_pages == 4);
 
   auto bytes = src->chunk({m->head.size, 1, 4});
-  REQUIRE_MESSAGE(bytes.ok(), bytes.error().to_string());
+  REQUIRE_MESSAGE(bytes.ok(), bytes.error_text());
   auto chunk = decode_snapshot_chunk(*bytes);
   REQUIRE(chunk.ok());
   CHECK(verify_snapshot_chunk(*chunk, m->head).ok());
@@ -280,10 +280,10 @@ TEST_CASE("peer_chunk_source: a connection the node closed while idle is reopene
   Fixture f(/*serve_snapshots=*/true, /*idle_timeout=*/300ms);
   auto src = f.source();
   auto m = src->manifest();
-  REQUIRE_MESSAGE(m.ok(), m.error().to_string());
+  REQUIRE_MESSAGE(m.ok(), m.error_text());
   std::this_thread::sleep_for(1s);  // the node's idle timeout closes the pooled connection
   auto c = src->chunk({m->head.size, 1, 4});
-  CHECK_MESSAGE(c.ok(), c.error().to_string());
+  CHECK_MESSAGE(c.ok(), c.error_text());
 }
 
 TEST_CASE(
@@ -299,7 +299,7 @@ TEST_CASE(
   o.backoff = 1ms;
   o.retries = 2;
   auto r = fetch_snapshot({&liar, &a, &b}, o);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->head.size == f.primary->size());
   CHECK(Fixture::pages(f.dir / "copy.db") == Fixture::pages(f.dir / "p.db"));
   CHECK(verify_backup_file(f.dir / "copy.db", r->head, f.keys.pub).ok());

@@ -91,7 +91,7 @@ struct Fixture {
   // The normalised logical pages of a database file.
   static std::vector<Bytes> pages(const std::filesystem::path& db) {
     auto raw = read_logical_pages(db);
-    REQUIRE_MESSAGE(raw.ok(), raw.error().to_string());
+    REQUIRE_MESSAGE(raw.ok(), raw.error_text());
     std::vector<Bytes> out;
     for (size_t i = 0; i < raw->size(); ++i)
       out.push_back(normalize_page(static_cast<uint32_t>(i + 1), (*raw)[i]));
@@ -122,7 +122,7 @@ TEST_CASE(
     total = t;
   };
   auto r = fetch_snapshot({&liar, &flaky, &honest}, o);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->head.size == f.primary->size());
   CHECK(r->page_count == f.primary->page_count());
   CHECK(last_done == total);
@@ -169,7 +169,7 @@ TEST_CASE(
   // Again with an honest source: chunks 5..8 and 9..12 are kept.
   TestSource honest("honest", *f.snaps);
   auto again = fetch_snapshot({&honest}, o);
-  REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+  REQUIRE_MESSAGE(again.ok(), again.error_text());
   CHECK(again->pages_kept == 8);
   CHECK(again->pages_fetched == again->page_count - 8);
   CHECK(Fixture::pages(f.dir / "copy.db") == Fixture::pages(f.dir / "p.db"));
@@ -211,7 +211,7 @@ TEST_CASE(
   const auto t0 = std::chrono::steady_clock::now();
   auto r = fetch_snapshot({&slow, &late, &fast}, o);
   const auto took = std::chrono::steady_clock::now() - t0;
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   MESSAGE("fast calls: ", fast.calls_.load(), ", late calls: ", late.calls_.load(),
           ", took ms: ", std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
   // Every chunk was fetched while the slow manifest was still outstanding.
@@ -253,7 +253,7 @@ TEST_CASE(
     lines.push_back(l);
   };
   auto r = fetch_snapshot({&newer, &fast}, o);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE(moved);
   CHECK(r->head.size == chosen);
   CHECK(r->pages_kept == 0);
@@ -291,7 +291,7 @@ TEST_CASE("fetch_snapshot: the earlier run's head gone everywhere: it starts ove
   std::vector<std::string> lines;
   o.log = [&](const std::string& l) { lines.push_back(l); };
   auto again = fetch_snapshot({&honest}, o);
-  REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+  REQUIRE_MESSAGE(again.ok(), again.error_text());
   CHECK(again->head.size == old_size + 1);
   CHECK(again->pages_kept == 0);
   bool said = false;

@@ -120,7 +120,7 @@ TEST_CASE("entry: random entries round trip and re-encode to the same bytes") {
     Entry e = random_entry(rng);
     Bytes b = encode_entry(e);
     auto d = decode_entry(b);
-    REQUIRE_MESSAGE(d.ok(), d.error().to_string());
+    REQUIRE_MESSAGE(d.ok(), d.error_text());
     REQUIRE(*d == e);
     REQUIRE(encode_entry(*d) == b);
   }

@@ -48,7 +48,7 @@ TEST_CASE("evidence: complete path agrees with the tree for every m < n") {
       auto path = evidence_path(t, m, n);
       REQUIRE(path.ok());
       auto roots = roots_from_complete_path(m, n, *path);
-      REQUIRE_MESSAGE(roots.ok(), m << "->" << n << ": " << roots.error().to_string());
+      REQUIRE_MESSAGE(roots.ok(), m << "->" << n << ": " << roots.error_text());
       CHECK(roots->old_root == *t.root_at(m));
       CHECK(roots->new_root == *t.root_at(n));
       // The RFC proof is the complete path minus its first hash when m is a power of two.
@@ -100,7 +100,7 @@ TEST_CASE("evidence: a fork between heads of different sizes is proven by a path
     auto path = evidence_path(f.honest, m, 13);
     REQUIRE(path.ok());
     auto e = evidence_from_proof(old_forked, new_honest, *path);
-    REQUIRE_MESSAGE(e.ok(), m << ": " << e.error().to_string());
+    REQUIRE_MESSAGE(e.ok(), m << ": " << e.error_text());
     CHECK(e->kind == Evidence::Kind::inconsistent);
     CHECK(e->verify(f.keys.pub).ok());
     auto d = decode_evidence(encode_evidence(*e));

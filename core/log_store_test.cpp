@@ -50,7 +50,7 @@ void check_records(const LogStore& s, uint64_t n, size_t (*len_of)(uint64_t)) {
   REQUIRE(s.size() == n);
   for (uint64_t i = 0; i < n; ++i) {
     auto r = s.read(i);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     CHECK(*r == make_record(i, len_of(i)));
     CHECK(*s.leaf_hash(i) == hash_leaf(*r));
   }
@@ -103,7 +103,7 @@ TEST_CASE("log store: read_range reads runs of records within a segment, up to a
   for (uint64_t first = 0; first < n; ++first) {
     for (uint64_t count : {uint64_t{1}, uint64_t{3}, uint64_t{64}}) {
       auto r = s->read_range(first, count, 1 << 20);
-      REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+      REQUIRE_MESSAGE(r.ok(), r.error_text());
       REQUIRE(!r->empty());
       CHECK(r->size() <= count);
       for (size_t i = 0; i < r->size(); ++i) CHECK((*r)[i] == make_record(first + i, varied_len(first + i)));
@@ -901,7 +901,7 @@ TEST_CASE("log store: index rows held in memory are read from there, written in 
       // Every record of the last 40 (tail and file), and a run across them.
       for (uint64_t i = n > 40 ? n - 40 : 0; i < n; ++i) {
         auto r = s->read(i);
-        REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+        REQUIRE_MESSAGE(r.ok(), r.error_text());
         CHECK(*r == make_record(i, varied_len(i)));
         CHECK(*s->leaf_hash(i) == hash_leaf(*r));
       }
@@ -972,7 +972,7 @@ TEST_CASE("log checkpoint: encode/decode round trip; damage and bad shapes are r
     LogCheckpoint cp = test_checkpoint(first);
     Bytes b = encode_checkpoint(cp);
     auto back = decode_checkpoint(b);
-    REQUIRE_MESSAGE(back.ok(), back.error().to_string());
+    REQUIRE_MESSAGE(back.ok(), back.error_text());
     CHECK(*back == cp);
     // Every flipped byte and every truncation is refused, never a crash.
     for (size_t i = 0; i < b.size(); ++i) {
@@ -1032,7 +1032,7 @@ TEST_CASE("log store: drop_before removes whole segments; reads below first() ar
     CHECK(s->drop_point(s->size()) == firsts.back());
     CHECK_FALSE(s->drop_before(test_checkpoint(f + 1)).ok());  // not a segment start
     auto stats = s->drop_before(test_checkpoint(f));
-    REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+    REQUIRE_MESSAGE(stats.ok(), stats.error_text());
     CHECK(stats->entries == f);
     CHECK(stats->segments == 3);
     CHECK(stats->bytes > f * fixed_len(0));
@@ -1105,7 +1105,7 @@ TEST_CASE("log store: create_at starts an empty store at a checkpoint") {
   TempDir t("createat");
   {
     auto s = LogStore::create_at(t.path, test_checkpoint(1000));
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     CHECK((*s)->first() == 1000);
     CHECK((*s)->size() == 1000);
     CHECK((*s)->read(999).error().code == Errc::not_found);

@@ -712,7 +712,7 @@ TEST_CASE("log: a head made by unsigned_head and signed later is stored unless o
     REQUIRE(log->append(std::span(f.entries).subspan(4, 3)).ok());
     early.sign_with(f.key.secret);
     auto stored = log->store_own_head(early);
-    REQUIRE_MESSAGE(stored.ok(), stored.error().to_string());
+    REQUIRE_MESSAGE(stored.ok(), stored.error_text());
     CHECK(*stored);
     CHECK(*log->head() == early);
     CHECK(log->view().head == early);
@@ -818,7 +818,7 @@ TEST_CASE(
     REQUIRE(log->set_head(make_head(key, 200, root_of(all, 200))).ok());
     CHECK(log->compact(201).error().code == Errc::refused);
     auto stats = log->compact(150);
-    REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+    REQUIRE_MESSAGE(stats.ok(), stats.error_text());
     first = log->first_entry();
     CHECK(first > 0);
     CHECK(first <= 150);
@@ -859,7 +859,7 @@ TEST_CASE(
   // Proofs from any size >= first equal the full tree's; below it they are not_found.
   for (uint64_t m : {first, first + 1, uint64_t{199}, uint64_t{250}}) {
     auto p = log->consistency_proof(m, 300);
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     CHECK(*p == *full.consistency_proof(m, 300));
   }
   CHECK(*log->tree().inclusion_proof(first, 300) == *full.inclusion_proof(first, 300));
@@ -903,7 +903,7 @@ TEST_CASE(
   TempDir t("ckpeer");
   {
     auto log = Log::create_at_checkpoint(t.path, key.pub, head, *frontier);
-    REQUIRE_MESSAGE(log.ok(), log.error().to_string());
+    REQUIRE_MESSAGE(log.ok(), log.error_text());
     CHECK((*log)->size() == 77);
     CHECK((*log)->first_entry() == 77);
     CHECK((*log)->root() == head.log_root);

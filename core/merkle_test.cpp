@@ -142,7 +142,7 @@ TEST_CASE("inclusion proofs verify for every leaf of every size up to 300") {
       REQUIRE(proof.ok());
       REQUIRE(proof->size() == inclusion_proof_size(i, n));
       Status s = verify_inclusion(leaves[i], i, n, *proof, root);
-      REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+      REQUIRE_MESSAGE(s.ok(), s.error_text());
     }
   }
 }
@@ -158,7 +158,7 @@ TEST_CASE("consistency proofs verify for every pair of sizes up to 300") {
       REQUIRE(proof.ok());
       REQUIRE(proof->size() == consistency_proof_size(m, n));
       Status s = verify_consistency(m, n, roots[m], roots[n], *proof);
-      REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+      REQUIRE_MESSAGE(s.ok(), s.error_text());
     }
   }
 }
@@ -433,7 +433,7 @@ TEST_CASE("multiproof verifies for random leaf subsets of random sizes") {
     for (uint64_t i : indices) separate += inclusion_proof_size(i, size);
     CHECK(proof->size() <= separate);
     Status s = verify_multiproof(indices, pick(leaves, indices), size, *proof, t.root());
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
   }
 }
 

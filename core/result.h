@@ -72,6 +72,9 @@ class [[nodiscard]] Result {
 
   const E& error() const { assert(!ok()); return std::get<1>(v_); }
   E&& take_error() { assert(!ok()); return std::get<1>(std::move(v_)); }
+  // error().to_string(), or "" when ok: for messages evaluated whether or not a
+  // check fails (doctest -s evaluates them on passing checks too).
+  std::string error_text() const { return ok() ? std::string() : error().to_string(); }
 
  private:
   std::variant<T, E> v_;
@@ -87,6 +90,8 @@ class [[nodiscard]] Result<void> {
   explicit operator bool() const { return ok(); }
   const Error& error() const { assert(failed_); return err_; }
   Error&& take_error() { assert(failed_); return std::move(err_); }
+  // As Result<T>::error_text(): "" when ok, for check messages (doctest -s).
+  std::string error_text() const { return ok() ? std::string() : err_.to_string(); }
 
  private:
   Error err_{Errc::internal, {}};

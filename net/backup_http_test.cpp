@@ -110,7 +110,7 @@ TEST_CASE("GET /db/backup streams the backend's file; over max_backups is 503 bu
   CHECK(second->body.find("busy") != std::string::npos);
   backend.release();
   t.join();
-  REQUIRE_MESSAGE(first.ok(), first.error().to_string());
+  REQUIRE_MESSAGE(first.ok(), first.error_text());
   CHECK(first->status == 200);
   CHECK(first->content_type == "application/sql");
   REQUIRE(first->body.size() == backend.bytes_);

@@ -29,7 +29,7 @@ TEST_CASE("the frontier from the last leaf's path is the tree's complete subtree
     auto path = tree.inclusion_proof(n - 1, n);
     REQUIRE(path.ok());
     auto f = frontier_from_last_leaf_path(n, leaves.back(), *path);
-    REQUIRE_MESSAGE(f.ok(), f.error().to_string());
+    REQUIRE_MESSAGE(f.ok(), f.error_text());
     CHECK(f->size == n);
     CHECK(f->root == tree.root_at(n).value());
     // One subtree per set bit of n, largest first, each the root of its leaves.

@@ -106,7 +106,7 @@ struct HeldPrimary {
       return ok_status();
     };
     auto opened = Primary::open(dir / "p.db", keys.secret, std::move(po));
-    REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
+    REQUIRE_MESSAGE(opened.ok(), opened.error_text());
     primary = std::move(opened).value();
     REQUIRE(primary->execute({Statement{schema, {}}}).ok());
     node_backend = std::make_unique<net::PrimaryBackend>(*primary);
@@ -126,7 +126,7 @@ TEST_CASE("/db/execute without ?transaction: an error names the statement's plac
       Statement{"INSERT INTO t(id, v) VALUES (2, 'b')", {}},
   };
   auto r = backend.execute(st, /*transaction=*/false);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE(r->size() == 4);
   CHECK_FALSE((*r)[0].error);
   REQUIRE((*r)[1].error);
@@ -190,7 +190,7 @@ TEST_CASE(
     auto fut = s->answer.get_future();
     REQUIRE(fut.wait_for(30s) == std::future_status::ready);
     auto r = fut.get();
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     const auto& out = *r;
     INFO("request kind ", static_cast<int>(s->kind), " id ", s->id);
     switch (s->kind) {

@@ -439,7 +439,7 @@ TEST_CASE("integers beyond int64 are refused naming statement and param, never t
   CHECK(named.find("statement 0: named param \"x\": integer -9223372036854775809") != std::string::npos);
   // The edges still parse as integers; a real written with a dot or exponent stays a real.
   auto ok = parse_statements(R"J([["SELECT ?, ?, ?, ?", -9223372036854775808, 9223372036854775807, 1e19, 2.0]])J");
-  REQUIRE_MESSAGE(ok.ok(), ok.error().to_string());
+  REQUIRE_MESSAGE(ok.ok(), ok.error_text());
   CHECK(ok->at(0).params[0] == Value{std::numeric_limits<int64_t>::min()});
   CHECK(ok->at(0).params[1] == Value{std::numeric_limits<int64_t>::max()});
   CHECK(ok->at(0).params[2] == Value{1e19});

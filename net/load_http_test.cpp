@@ -164,7 +164,7 @@ TEST_CASE("POST /db/load: a dump and a SQLite file reach the backend as spool fi
   for (int i = 0; i < 2000; ++i) dump += "INSERT INTO t VALUES(" + std::to_string(i) + ");\n";
   REQUIRE(dump.size() > 1024);
   auto r = post(s.port, dump, "text/plain", "s3cret");
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   INFO(r->body);
   CHECK(r->status == 200);
   CHECK(r->body.find("\"results\":[{}]") != std::string::npos);

@@ -37,7 +37,7 @@ Head signed_head(uint64_t size, uint8_t root_byte) {
 Message round_trip(const Message& m) {
   Bytes frame = encode_frame(m);
   auto back = decode_frame(frame);
-  REQUIRE_MESSAGE(back.ok(), back.error().to_string());
+  REQUIRE_MESSAGE(back.ok(), back.error_text());
   return back.value();
 }
 

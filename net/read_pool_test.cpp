@@ -17,16 +17,16 @@ namespace {
 void make_db(const std::filesystem::path& path, const std::string& sql) {
   std::filesystem::create_directories(path.parent_path());
   auto db = open_sqlite(path.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   auto s = exec_sql(db->get(), "PRAGMA journal_mode=WAL; " + sql);
-  REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+  REQUIRE_MESSAGE(s.ok(), s.error_text());
 }
 
 int64_t count_of(ReadPool& pool, const std::string& table) {
   auto conn = pool.acquire();
-  REQUIRE_MESSAGE(conn.ok(), conn.error().to_string());
+  REQUIRE_MESSAGE(conn.ok(), conn.error_text());
   auto r = (*conn)->query("SELECT count(*) FROM " + table, {});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   return std::get<int64_t>(r->rows.at(0).at(0).v);
 }
 
@@ -79,9 +79,9 @@ TEST_CASE("read pool: after the planner statistics move, reads plan with the new
   ReadPool pool(path, 4, [&] { return epoch; });
   auto plan = [&] {
     auto conn = pool.acquire();
-    REQUIRE_MESSAGE(conn.ok(), conn.error().to_string());
+    REQUIRE_MESSAGE(conn.ok(), conn.error_text());
     auto r = (*conn)->query("EXPLAIN QUERY PLAN SELECT rowid FROM t WHERE a >= 45 AND b = 2", {});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     return std::get<std::string>(r->rows.at(0).back().v);
   };
   const std::string before = plan();

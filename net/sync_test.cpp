@@ -550,7 +550,7 @@ TEST_CASE("sync: a compacted log's node announces its first entry and refuses ol
   {
     std::lock_guard lock(p.backend->log_mutex());
     auto dropped = p.log->compact(12);
-    REQUIRE_MESSAGE(dropped.ok(), dropped.error().to_string());
+    REQUIRE_MESSAGE(dropped.ok(), dropped.error_text());
     first = p.log->first_entry();
   }
   REQUIRE(first > 0);
@@ -589,7 +589,7 @@ TEST_CASE("sync: after a compaction the node pushes its head again with its new 
   {
     std::lock_guard lock(p.backend->log_mutex());
     auto dropped = p.log->compact(12);
-    REQUIRE_MESSAGE(dropped.ok(), dropped.error().to_string());
+    REQUIRE_MESSAGE(dropped.ok(), dropped.error_text());
     first = p.log->first_entry();
   }
   REQUIRE(first > 0);
@@ -716,7 +716,7 @@ TEST_CASE("sync: a catch-up anchors on the head its last batch was proven agains
   {
     std::lock_guard lock(p.backend->log_mutex());
     auto dropped = p.log->compact(20);
-    REQUIRE_MESSAGE(dropped.ok(), dropped.error().to_string());
+    REQUIRE_MESSAGE(dropped.ok(), dropped.error_text());
     REQUIRE(p.log->first_entry() == 20);
   }
   while (next) next = round(*next);

@@ -45,7 +45,7 @@ struct TestLog {
   std::unique_ptr<LogOnlyBackend> backend;
   TestLog(const PublicKey& id, bool primary, LogStoreOptions options = {}) {
     auto l = Log::open(dir.path / "log", id, options);
-    REQUIRE_MESSAGE(l.ok(), l.error().to_string());
+    REQUIRE_MESSAGE(l.ok(), l.error_text());
     log = std::move(l).value();
     backend = std::make_unique<LogOnlyBackend>(*log, primary);
   }
@@ -79,7 +79,7 @@ struct TestLog {
     h.time_ms = 1700000000000;
     h.sign_with(key);
     auto st = log->set_head(h);
-    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+    REQUIRE_MESSAGE(st.ok(), st.error_text());
   }
   Head head() {
     std::lock_guard lock(backend->log_mutex());

@@ -137,7 +137,7 @@ TEST_CASE("a new database file appears whole and in WAL mode; a killed attempt's
   CHECK(std::filesystem::last_write_time(path) == before);
   // DeterministicDb::open of a new path goes through it.
   auto db = DeterministicDb::open(dir / "fresh.db");
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   CHECK_FALSE(std::filesystem::exists(dir / "fresh.db-creating"));
 }
 
@@ -148,12 +148,12 @@ TEST_CASE("an empty blob parameter binds as x'' in format 3 and as NULL in a for
   auto run = [&](int64_t format) -> std::string {
     const auto path = dir / ("f" + std::to_string(format) + ".db");
     auto db = DeterministicDb::open(path);
-    REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+    REQUIRE_MESSAGE(db.ok(), db.error_text());
     auto no_check = [](const Hash32&, uint32_t) { return ok_status(); };
     auto g = (*db)->run_entry(EntryInputs{0, 1000, {}},
                               genesis_statements(sqlite3_libversion(), format),
                               DeterministicDb::Mode::genesis, false, no_check);
-    REQUIRE_MESSAGE(g.ok(), g.error().to_string());
+    REQUIRE_MESSAGE(g.ok(), g.error_text());
     const std::vector<Statement> txn = {
         Statement{"CREATE TABLE t(k INTEGER PRIMARY KEY, v)", {}},
         Statement{"INSERT INTO t VALUES (1, ?1)", {Value{Bytes{}}}},
@@ -162,7 +162,7 @@ TEST_CASE("an empty blob parameter binds as x'' in format 3 and as NULL in a for
         Statement{"SELECT group_concat(k || ':' || typeof(v), ' ') FROM t", {}}};
     auto r = (*db)->run_entry(EntryInputs{1, 1001, {}}, txn, DeterministicDb::Mode::user, true,
                               no_check);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     return std::get<std::string>(r->back().rows.at(0).at(0).v);
   };
   CHECK(run(3) == "1:blob 2:text 3:blob");
@@ -201,11 +201,11 @@ namespace {
 std::unique_ptr<DeterministicDb> open_with_genesis(const std::filesystem::path& path,
                                                    int64_t format) {
   auto db = DeterministicDb::open(path);
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   auto g = (*db)->run_entry(EntryInputs{0, 1000, {}}, genesis_statements(sqlite3_libversion(), format),
                             DeterministicDb::Mode::genesis, false,
                             [](const Hash32&, uint32_t) { return ok_status(); });
-  REQUIRE_MESSAGE(g.ok(), g.error().to_string());
+  REQUIRE_MESSAGE(g.ok(), g.error_text());
   return std::move(*db);
 }
 
@@ -239,7 +239,7 @@ TEST_CASE("every format pads the cell buffer; format 4 writes one page fewer per
       auto run = [&](std::vector<Statement> txn) {
         auto r = db->run_entry(EntryInputs{seq, static_cast<int64_t>(1000 + seq), {}}, txn,
                                DeterministicDb::Mode::user, false, no_check);
-        REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+        REQUIRE_MESSAGE(r.ok(), r.error_text());
         ++seq;
       };
       run({Statement{"CREATE TABLE t(c0 PRIMARY KEY) WITHOUT ROWID", {}},
@@ -289,7 +289,7 @@ TEST_CASE("format 4: the pad write and applied_seq update leave the same page on
   int file = 0;
   auto exec = [](sqlite3* db, const std::string& sql) {
     Status st = exec_sql(db, sql);
-    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+    REQUIRE_MESSAGE(st.ok(), st.error_text());
   };
   // Format 4's pad write and applied_seq update, for each seq in [from, to].
   auto pairs = [exec](int64_t from, int64_t to) {
@@ -354,7 +354,7 @@ TEST_CASE(
   testing::TempDir dir;
   const auto path = dir / "sole.db";
   auto db = DeterministicDb::open(path);
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   auto no_check = [](const Hash32&, uint32_t) { return ok_status(); };
   REQUIRE((*db)
               ->run_entry(EntryInputs{0, 1000, {}}, genesis_statements(sqlite3_libversion(), 4),
@@ -366,7 +366,7 @@ TEST_CASE(
                               std::vector<Statement>{{sql, {}}}, DeterministicDb::Mode::user, true,
                               no_check);
     ++seq;
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   };
   write("CREATE TABLE t(k INTEGER PRIMARY KEY, v)");
   write("INSERT INTO t(v) VALUES (1)");
@@ -447,7 +447,7 @@ TEST_CASE("ANALYZE and REINDEX give the same pages after any schema history, fro
                                 root = h;
                                 return ok_status();
                               });
-        REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+        REQUIRE_MESSAGE(r.ok(), r.error_text());
       };
       // The same entries on both: 200 creates and drops of 60 names, each
       // table with an index of several pages.
@@ -475,7 +475,7 @@ TEST_CASE("ANALYZE and REINDEX give the same pages after any schema history, fro
       const auto path = reopened->path();
       reopened.reset();
       auto again = DeterministicDb::open(path);
-      REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+      REQUIRE_MESSAGE(again.ok(), again.error_text());
       reopened = std::move(again).value();
       run(*kept, last, kept_root);
       run(*reopened, last, reopened_root);

@@ -19,7 +19,7 @@ struct PrimaryAndReplica {
 
   PrimaryAndReplica() {
     auto p = Primary::open(dir / "p.db", keys.secret, fast_primary());
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     primary = std::move(p).value();
     open_replica();
   }
@@ -27,7 +27,7 @@ struct PrimaryAndReplica {
   void open_replica() {
     replica.reset();
     auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     replica = std::move(r).value();
   }
 };

@@ -24,7 +24,7 @@ struct Swarm : PrimaryAndReplica {
   Result<ExecuteResult> exec(std::string text) { return primary->execute({sql(std::move(text))}); }
   void must(std::string text) {
     auto r = exec(text);
-    REQUIRE_MESSAGE(r.ok(), text, ": ", r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), text, ": ", r.error_text());
   }
   // A transaction that changes rows and then fails: the primary's connection
   // has history a replica never sees.
@@ -50,7 +50,7 @@ TEST_CASE("regression: total_changes() in a DEFAULT after a failed transaction r
   CHECK(s.replica->size() == s.primary->size());
   CHECK(s.replica->state_root() == s.primary->state_root());
   auto report = audit_log(s.primary->log_dir(), s.keys.pub);
-  REQUIRE_MESSAGE(report.ok(), report.error().to_string());
+  REQUIRE_MESSAGE(report.ok(), report.error_text());
   CHECK_MESSAGE(report->ok(), (report->problems.empty() ? "" : report->problems[0]));
   CHECK(report->replayed == s.primary->size());
 }
@@ -68,9 +68,9 @@ std::string lower(std::string s) {
 std::vector<SqlFunction> write_connection_functions() {
   TempDir dir;
   auto db = DeterministicDb::open(dir / "f.db");
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   auto fns = list_functions((*db)->handle());
-  REQUIRE_MESSAGE(fns.ok(), fns.error().to_string());
+  REQUIRE_MESSAGE(fns.ok(), fns.error_text());
   return std::move(fns).value();
 }
 
@@ -330,7 +330,7 @@ TEST_CASE("every function at every expression site: refused before logging, or r
     }
     // Replay what the primary logged for this function on the replica.
     Status st = s.sync();
-    REQUIRE_MESSAGE(st.ok(), name, "/", f.narg, ": ", st.error().to_string());
+    REQUIRE_MESSAGE(st.ok(), name, "/", f.narg, ": ", st.error_text());
     REQUIRE(s.replica->state_root() == s.primary->state_root());
   }
   MESSAGE("sites: refused at CREATE ", refused_at_create, ", refused at the write ", refused_at_write,
@@ -338,7 +338,7 @@ TEST_CASE("every function at every expression site: refused before logging, or r
           "; ", s.primary->size(), " entries replayed");
   CHECK(written_by_class["pinned"] > 0);
   auto report = audit_log(s.primary->log_dir(), s.keys.pub);
-  REQUIRE_MESSAGE(report.ok(), report.error().to_string());
+  REQUIRE_MESSAGE(report.ok(), report.error_text());
   CHECK_MESSAGE(report->ok(), (report->problems.empty() ? "" : report->problems[0]));
 }
 

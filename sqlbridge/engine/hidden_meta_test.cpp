@@ -25,11 +25,11 @@ namespace {
 struct Swarm : PrimaryAndReplica {
   void exec(std::vector<Statement> statements) {
     auto r = primary->execute(statements);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   void sync() {
     Status s = sync_replica(*primary, *replica);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     REQUIRE(replica->size() == primary->size());
     REQUIRE(replica->state_root() == primary->state_root());
   }
@@ -38,7 +38,7 @@ struct Swarm : PrimaryAndReplica {
 // The tables SQLAlchemy's sqlite dialect reflects (get_table_names).
 std::vector<std::string> reflect_tables(const std::filesystem::path& file) {
   auto db = open_sqlite(file.string(), SQLITE_OPEN_READONLY);
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   auto st = prepare(db->get(),
                     "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE "
                     "'sqlite~_%' ESCAPE '~' ORDER BY name");
@@ -103,7 +103,7 @@ TEST_CASE("reflection lists only the user's tables, and drop_all of them replays
   REQUIRE(conn.ok());
   // Reads of the metadata stay allowed (as for _swarmlite before).
   auto q = (*conn)->query("SELECT v FROM sqlite_swarmlite WHERE k = 'applied_seq'", {});
-  REQUIRE_MESSAGE(q.ok(), q.error().to_string());
+  REQUIRE_MESSAGE(q.ok(), q.error_text());
   REQUIRE(q->rows.size() == 1);
   CHECK(q->rows[0][0] == Value{static_cast<int64_t>(s.primary->size() - 1)});
 }
@@ -126,9 +126,9 @@ TEST_CASE("the sqlite3 shell's .dump has no swarmlite metadata and runs on a fre
   KeyPair keys2 = KeyPair::generate();
   {
     auto fresh = Primary::open(dir2 / "q.db", keys2.secret, fast_primary());
-    REQUIRE_MESSAGE(fresh.ok(), fresh.error().to_string());
+    REQUIRE_MESSAGE(fresh.ok(), fresh.error_text());
     auto run = run_sql_script(**fresh, *dump);
-    REQUIRE_MESSAGE(run.ok(), run.error().to_string());
+    REQUIRE_MESSAGE(run.ok(), run.error_text());
   }
   auto again = shell_dump(dir2 / "q.db");
   REQUIRE(again);
@@ -242,7 +242,7 @@ TEST_CASE("import: a _swarmlite table is copied, a sqlite_swarmlite table is lef
                 .ok());
   }
   auto r = import_new_primary(src, dir / "new.db", keys.secret, fast_primary());
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->check.ok());
   CHECK(reflect_tables(dir / "new.db") == std::vector<std::string>{"_swarmlite", "t"});
 
@@ -250,10 +250,10 @@ TEST_CASE("import: a _swarmlite table is copied, a sqlite_swarmlite table is lef
   // sqlite_swarmlite (the first log's metadata) is not; the new primary's own
   // metadata says where the new log is.
   auto again = import_new_primary(dir / "new.db", dir / "newer.db", keys.secret, fast_primary());
-  REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+  REQUIRE_MESSAGE(again.ok(), again.error_text());
   CHECK(again->check.ok());
   CHECK(reflect_tables(dir / "newer.db") == std::vector<std::string>{"_swarmlite", "t"});
   auto reopened = Primary::open(dir / "newer.db", keys.secret, fast_primary());
-  REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error_text());
   CHECK((*reopened)->size() == 1 + again->stats.entries);
 }

@@ -22,14 +22,14 @@ namespace {
 
 SqliteDb memory_db() {
   auto db = open_sqlite(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY);
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   return std::move(db).value();
 }
 
 // The value of a one-column, one-row SELECT, as quote() renders it.
 std::string scalar(sqlite3* db, const std::string& expr) {
   auto st = prepare(db, "SELECT quote(" + expr + ")");
-  REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+  REQUIRE_MESSAGE(st.ok(), st.error_text());
   REQUIRE(sqlite3_step(st->get()) == SQLITE_ROW);
   return reinterpret_cast<const char*>(sqlite3_column_text(st->get(), 0));
 }
@@ -45,7 +45,7 @@ TEST_CASE("length guard: two-argument substr gives the default-limit result unde
   CHECK(scalar(reference.get(), "substr('abcd', -5000)") == "'abcd'");
 
   auto guard = LengthGuard::install(low.get(), 1000);
-  REQUIRE_MESSAGE(guard.ok(), guard.error().to_string());
+  REQUIRE_MESSAGE(guard.ok(), guard.error_text());
   CHECK(scalar(low.get(), "substr('abcd', -5000)") == "'abcd'");
   CHECK(scalar(low.get(), "substring('abcd', -5000)") == "'abcd'");
 
@@ -82,15 +82,15 @@ TEST_CASE("length guard: a replica replays substr(X, Y) to the primary's root") 
         "INSERT INTO t(v) SELECT substr('abcdef', random()) FROM (SELECT 1 UNION ALL SELECT 2 "
         "UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6)"}) {
     auto r = pr.primary->execute({sql(text)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   Status s = sync_replica(*pr.primary, *pr.replica);
-  REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+  REQUIRE_MESSAGE(s.ok(), s.error_text());
   CHECK(pr.replica->size() == pr.primary->size());
   CHECK(pr.replica->state_root() == pr.primary->state_root());
 
   auto db = open_sqlite((pr.dir / "r.db").string(), SQLITE_OPEN_READONLY);
-  REQUIRE_MESSAGE(db.ok(), db.error().to_string());
+  REQUIRE_MESSAGE(db.ok(), db.error_text());
   CHECK(scalar(db->get(), "(SELECT v FROM t WHERE id = 1)") == "'?000'");
   CHECK(scalar(db->get(), "(SELECT v FROM t WHERE id = 2)") == "X'0102'");
 }

@@ -43,15 +43,15 @@ std::vector<std::vector<Value>> prove_and_verify(const Replica& replica, const P
   at_newest.min_size = replica.size();
   auto proved = replica.prove(q, {}, at_newest);
   INFO(q);
-  REQUIRE_MESSAGE(proved.ok(), proved.error().to_string());
+  REQUIRE_MESSAGE(proved.ok(), proved.error_text());
   std::vector<uint32_t> pgnos = proof_pages(proved->proof);
   CHECK(std::find(pgnos.begin(), pgnos.end(), kLockPage) == pgnos.end());
   auto plain = Verifier::verify_bytes(pub, proved->encoded);
-  REQUIRE_MESSAGE(plain.ok(), plain.error().to_string());
+  REQUIRE_MESSAGE(plain.ok(), plain.error_text());
   CHECK(plain->result.rows == proved->result.rows);
   for (int round = 0; round < 2; ++round) {  // the second runs on the kept connection
     auto cached = cache.verify_bytes(pub, proved->encoded);
-    REQUIRE_MESSAGE(cached.ok(), cached.error().to_string());
+    REQUIRE_MESSAGE(cached.ok(), cached.error_text());
     CHECK(cached->result.rows == proved->result.rows);
   }
   if (pages != nullptr) *pages = std::move(pgnos);
@@ -70,7 +70,7 @@ TEST_CASE("lock-byte page: primary, replica, proofs and audit of a database past
   for (int i = 0; i < 8; ++i) {
     auto r = p.execute({sql("INSERT INTO big(b) VALUES (randomblob(18000))"),
                         sql("INSERT INTO big(b) VALUES (randomblob(900) || zeroblob(17000))")});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   REQUIRE(p.page_count() > 4 * kLockPage);
   // A table created now gets its root page past the lock-byte page.
@@ -89,7 +89,7 @@ TEST_CASE("lock-byte page: primary, replica, proofs and audit of a database past
   auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, testing::fast_replica());
   REQUIRE(replica.ok());
   Status synced = testing::sync_replica(p, **replica);
-  REQUIRE_MESSAGE(synced.ok(), synced.error().to_string());
+  REQUIRE_MESSAGE(synced.ok(), synced.error_text());
   CHECK((*replica)->state_root() == p.state_root());
   CHECK((*replica)->page_count() == p.page_count());
 
@@ -129,7 +129,7 @@ TEST_CASE("lock-byte page: primary, replica, proofs and audit of a database past
   options.replica_db = dir / "r.db";
   options.work_dir = dir.path();
   auto report = audit_log(p.log_dir(), keys.pub, options);
-  REQUIRE_MESSAGE(report.ok(), report.error().to_string());
+  REQUIRE_MESSAGE(report.ok(), report.error_text());
   INFO((report->problems.empty() ? std::string() : report->problems.front()));
   CHECK(report->ok());
   CHECK(report->head_matches);
@@ -148,7 +148,7 @@ TEST_CASE("lock-byte page: a prover never puts it in a proof and the proof VFS s
                                sql("INSERT INTO t(b) VALUES (randomblob(200000))")})
               .ok());
   auto proved = (*primary)->prove("SELECT length(hex(b)) FROM t", {});
-  REQUIRE_MESSAGE(proved.ok(), proved.error().to_string());
+  REQUIRE_MESSAGE(proved.ok(), proved.error_text());
   const uint32_t count = proved->proof.head.page_count;
   REQUIRE(count > kLockPage + 10);
   // The blob's overflow chain runs through the lock-byte page; the proof holds
@@ -186,7 +186,7 @@ TEST_CASE("lock-byte page: a prover never puts it in a proof and the proof VFS s
   REQUIRE(mp.ok());
   with_lock.multiproof = *mp;
   auto ok = Verifier::verify(keys.pub, with_lock);
-  REQUIRE_MESSAGE(ok.ok(), ok.error().to_string());
+  REQUIRE_MESSAGE(ok.ok(), ok.error_text());
   CHECK(ok->result.rows == proved->result.rows);
   at->bytes[100] = 1;
   auto bad = Verifier::verify(keys.pub, with_lock);
@@ -218,7 +218,7 @@ TEST_CASE("lock-byte page: an app database past it imports, replays and audits")
   ImportOptions options;
   options.max_entry_bytes = 16 << 10;  // several entries
   auto stats = import_database(dir / "app.db", **primary, options);
-  REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+  REQUIRE_MESSAGE(stats.ok(), stats.error_text());
   CHECK(stats->rows == 42);
   CHECK(stats->entries >= 3);
   REQUIRE((*primary)->sign_head().ok());

@@ -28,7 +28,7 @@ MultiProof proof_for(const Db& db, const std::vector<uint32_t>& pgnos) {
   p.size = db.head.page_count;
   p.indices = pgno_indices(pgnos);
   auto hashes = db.tree.tree().multiproof(p.indices);
-  REQUIRE_MESSAGE(hashes.ok(), hashes.error().to_string());
+  REQUIRE_MESSAGE(hashes.ok(), hashes.error_text());
   p.hashes = *hashes;
   return p;
 }
@@ -80,9 +80,9 @@ TEST_CASE("verify_page_set: honest sets of any shape verify") {
        {std::vector<uint32_t>{1}, std::vector<uint32_t>{300}, std::vector<uint32_t>{1, 2, 3},
         std::vector<uint32_t>{2, 77, 150, 299}, std::vector<uint32_t>{5, 6, 7, 64, 65, 200}}) {
     auto s = verify_page_set(page_set(db, pgnos), db.head);
-    CHECK_MESSAGE(s.ok(), s.error().to_string());
+    CHECK_MESSAGE(s.ok(), s.error_text());
     auto l = verify_leaf_set(leaf_set(db, pgnos), db.head);
-    CHECK_MESSAGE(l.ok(), l.error().to_string());
+    CHECK_MESSAGE(l.ok(), l.error_text());
   }
   std::vector<uint32_t> all(kMaxPagesPerRequest);
   for (uint32_t i = 0; i < all.size(); ++i) all[i] = i + 10;
@@ -193,11 +193,11 @@ TEST_CASE("page set codec: requests and sets round trip") {
         std::vector<uint32_t>{5, 6, 7, 64, 65, 200}}) {
     PagesRequest pq{7, pgnos};
     auto pq2 = decode_pages_request(encode_pages_request(pq));
-    REQUIRE_MESSAGE(pq2.ok(), pq2.error().to_string());
+    REQUIRE_MESSAGE(pq2.ok(), pq2.error_text());
     CHECK(*pq2 == pq);
     LeavesRequest lq{0, pgnos};
     auto lq2 = decode_leaves_request(encode_leaves_request(lq));
-    REQUIRE_MESSAGE(lq2.ok(), lq2.error().to_string());
+    REQUIRE_MESSAGE(lq2.ok(), lq2.error_text());
     CHECK(*lq2 == lq);
 
     PageSet ps = page_set(db, pgnos);
@@ -205,14 +205,14 @@ TEST_CASE("page set codec: requests and sets round trip") {
     CHECK(enc.size() == kPageSetCount + 4 + 4 * pgnos.size() + kPs * pgnos.size() + 4 +
                             encode_multiproof(ps.proof).size());
     auto ps2 = decode_page_set(enc);
-    REQUIRE_MESSAGE(ps2.ok(), ps2.error().to_string());
+    REQUIRE_MESSAGE(ps2.ok(), ps2.error_text());
     CHECK(*ps2 == ps);
     CHECK(verify_page_set(*ps2, db.head).ok());
     CHECK(encode_page_set(*ps2) == enc);
 
     LeafSet ls = leaf_set(db, pgnos);
     auto ls2 = decode_leaf_set(encode_leaf_set(ls));
-    REQUIRE_MESSAGE(ls2.ok(), ls2.error().to_string());
+    REQUIRE_MESSAGE(ls2.ok(), ls2.error_text());
     CHECK(*ls2 == ls);
     CHECK(verify_leaf_set(*ls2, db.head).ok());
   }
@@ -326,7 +326,7 @@ TEST_CASE("page set codec: the caps bound every body") {
 
 TEST_CASE("page lists: parsed, expanded, capped; formatted back") {
   auto list = parse_page_list("1,5,9-12,40", 256);
-  REQUIRE_MESSAGE(list.ok(), list.error().to_string());
+  REQUIRE_MESSAGE(list.ok(), list.error_text());
   CHECK(*list == std::vector<uint32_t>{1, 5, 9, 10, 11, 12, 40});
   CHECK(format_page_list(*list) == "1,5,9-12,40");
   CHECK(format_page_list(std::vector<uint32_t>{7}) == "7");
@@ -404,7 +404,7 @@ TwoHeads two_heads(uint32_t old_count, uint32_t new_count, const std::vector<uin
 ChangeSet change_set(const TwoHeads& t) {
   auto set =
       build_change_set(t.new_tree, t.new_head, t.old_head.size, t.old_head.page_count, t.history);
-  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  REQUIRE_MESSAGE(set.ok(), set.error_text());
   return *set;
 }
 
@@ -422,14 +422,14 @@ TEST_CASE("change sets: honest sets verify for every shape, and name exactly the
     ChangeSet set = change_set(t);
     INFO("m=" << m << " n=" << n << " writes=" << writes.size());
     const Status s = verify_change_set(set, t.old_head, t.new_head);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     // Exactly the pages whose leaf differs, or that exist at one head only.
     std::vector<uint32_t> expect;
     for (uint32_t p = 1; p <= std::max(m, n); ++p)
       if (p > m || p > n || t.old_tree.leaf(p - 1) != t.new_tree.leaf(p - 1)) expect.push_back(p);
     CHECK(changed_pages(set, m) == expect);
     auto again = decode_change_set(encode_change_set(set));
-    REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+    REQUIRE_MESSAGE(again.ok(), again.error_text());
     CHECK(*again == set);
   }
 }
@@ -440,7 +440,7 @@ TEST_CASE("change sets: nothing changed is page k alone and one fold") {
   CHECK(set.pgnos == std::vector<uint32_t>{1930});
   CHECK(changed_pages(set, 1930).empty());
   const Status s = verify_change_set(set, t.old_head, t.new_head);
-  CHECK_MESSAGE(s.ok(), s.error().to_string());
+  CHECK_MESSAGE(s.ok(), s.error_text());
   // One changed page of 1930: a few hundred bytes, not 61 KB of leaves.
   TwoHeads one = two_heads(1930, 1930, {17});
   ChangeSet small = change_set(one);

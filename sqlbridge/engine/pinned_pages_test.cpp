@@ -29,16 +29,16 @@ struct PinningPair : PrimaryAndReplica {
     ReplicaOptions o = fast_replica();
     o.pin_interval = std::chrono::milliseconds(0);
     auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, o);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     replica = std::move(r).value();
   }
   void exec(const std::string& text) {
     auto r = primary->execute({sql(text)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   void sync() {
     Status s = sync_replica(*primary, *replica);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     REQUIRE(replica->pinned_size() == replica->size());
   }
   std::filesystem::path db() const { return dir / "r.db"; }
@@ -62,7 +62,7 @@ Held take_pin(PinningPair& p) {
   h.pages = p.replica->pinned_page_source();
   REQUIRE(h.pages);
   auto copy = read_logical_pages(p.db());
-  REQUIRE_MESSAGE(copy.ok(), copy.error().to_string());
+  REQUIRE_MESSAGE(copy.ok(), copy.error_text());
   h.copy = std::move(copy).value();
   REQUIRE(h.copy.size() == h.pages->page_count());
   h.size = p.replica->pinned_size();
@@ -79,7 +79,7 @@ std::vector<uint32_t> random_pgnos(std::mt19937_64& rng, uint32_t count, size_t 
 void check_held(const Held& h, std::mt19937_64& rng) {
   const std::vector<uint32_t> pgnos = random_pgnos(rng, h.pages->page_count(), 64);
   auto got = h.pages->read(pgnos);
-  REQUIRE_MESSAGE(got.ok(), got.error().to_string());
+  REQUIRE_MESSAGE(got.ok(), got.error_text());
   for (size_t i = 0; i < pgnos.size(); ++i) {
     INFO("page " << pgnos[i] << " of the pin at size " << h.size);
     CHECK(got->at(i) == h.copy.at(pgnos[i] - 1));
@@ -90,7 +90,7 @@ void check_reply(const PageSet& r, std::span<const uint32_t> pgnos) {
   REQUIRE(r.pages.size() == pgnos.size());
   CHECK(std::equal(r.pgnos.begin(), r.pgnos.end(), pgnos.begin(), pgnos.end()));
   Status verified = verify_page_set(r, r.head);
-  CHECK_MESSAGE(verified.ok(), verified.error().to_string());
+  CHECK_MESSAGE(verified.ok(), verified.error_text());
   std::vector<uint64_t> indices;
   std::vector<Hash32> leaves;
   for (size_t i = 0; i < pgnos.size(); ++i) {
@@ -101,7 +101,7 @@ void check_reply(const PageSet& r, std::span<const uint32_t> pgnos) {
   CHECK(r.proof.size == r.head.page_count);
   Status s =
       verify_multiproof(indices, leaves, r.head.page_count, r.proof.hashes, r.head.state_root);
-  CHECK_MESSAGE(s.ok(), s.error().to_string());
+  CHECK_MESSAGE(s.ok(), s.error_text());
 }
 
 // The -wal header's salts: they change when the WAL starts over.
@@ -176,7 +176,7 @@ TEST_CASE(
     // Through the replica: at the newest head (size 0 or its size), with the multiproof.
     const std::vector<uint32_t> pgnos = random_pgnos(rng, newest.pages->page_count(), 256);
     auto reply = p.replica->pinned_pages(rng() % 2 ? 0 : newest.size, pgnos);
-    REQUIRE_MESSAGE(reply.ok(), reply.error().to_string());
+    REQUIRE_MESSAGE(reply.ok(), reply.error_text());
     CHECK(reply->head.size == newest.size);
     CHECK(reply->head.state_root == StateTree::from_pages(newest.copy).root());
     for (size_t i = 0; i < pgnos.size(); ++i) CHECK(reply->pages[i] == newest.copy[pgnos[i] - 1]);
@@ -197,14 +197,14 @@ TEST_CASE(
     {
       // The leaves of the same pages at the same head, from the pin's tree.
       auto leaves = p.replica->pinned_leaves(newest.size, pgnos);
-      REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+      REQUIRE_MESSAGE(leaves.ok(), leaves.error_text());
       CHECK(leaves->head == reply->head);
       CHECK(leaves->pgnos == reply->pgnos);
       CHECK(leaves->proof == reply->proof);
       for (size_t i = 0; i < pgnos.size(); ++i)
         CHECK(leaves->leaves[i] == page_leaf_hash(pgnos[i], reply->pages[i]));
       Status verified = verify_leaf_set(*leaves, reply->head);
-      CHECK_MESSAGE(verified.ok(), verified.error().to_string());
+      CHECK_MESSAGE(verified.ok(), verified.error_text());
     }
     // Held pins keep the WAL (checkpoints cannot pass them); letting them all
     // go now and then lets the next pin's checkpoint finish and, past 1000
@@ -250,7 +250,7 @@ TEST_CASE("pinned pages: bad requests are refused") {
   std::vector<uint32_t> all_pages(count);
   for (uint32_t i = 0; i < count; ++i) all_pages[i] = i + 1;
   auto all_leaves = p.replica->pinned_leaves(0, all_pages);
-  REQUIRE_MESSAGE(all_leaves.ok(), all_leaves.error().to_string());
+  REQUIRE_MESSAGE(all_leaves.ok(), all_leaves.error_text());
   CHECK(verify_leaf_set(*all_leaves, all_leaves->head).ok());
   uint64_t newest = 0;
   auto newer =
@@ -261,7 +261,7 @@ TEST_CASE("pinned pages: bad requests are refused") {
   CHECK(newer.error().message.find("not pinned yet, newest is " +
                                    std::to_string(p.replica->size())) != std::string::npos);
   auto good = p.replica->pinned_pages(0, std::vector<uint32_t>{1, count});
-  CHECK_MESSAGE(good.ok(), good.error().to_string());
+  CHECK_MESSAGE(good.ok(), good.error_text());
 }
 
 TEST_CASE(
@@ -345,13 +345,13 @@ TEST_CASE("pinned pages across the lock-byte page: zeros there, from the file an
     std::vector<uint32_t> all;
     for (uint32_t pg = 1; pg <= h->pages->page_count(); ++pg) all.push_back(pg);
     auto got = h->pages->read(all);
-    REQUIRE_MESSAGE(got.ok(), got.error().to_string());
+    REQUIRE_MESSAGE(got.ok(), got.error_text());
     CHECK(*got == h->copy);
     CHECK(got->at(16) == Bytes(4096, 0));
     check_held(*h, rng);
   }
   auto reply = p.replica->pinned_pages(0, std::vector<uint32_t>{16, 17, 18});
-  REQUIRE_MESSAGE(reply.ok(), reply.error().to_string());
+  REQUIRE_MESSAGE(reply.ok(), reply.error_text());
   check_reply(*reply, std::vector<uint32_t>{16, 17, 18});
 }
 
@@ -421,7 +421,7 @@ TEST_CASE("pinned changes: from every pinned head in the history, exactly the ch
   o.pin_interval = std::chrono::milliseconds(0);
   o.change_history_pins = 4;
   auto r = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, o);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   p.replica = std::move(r).value();
   p.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
   p.exec(insert_rows(200, 300));
@@ -433,7 +433,7 @@ TEST_CASE("pinned changes: from every pinned head in the history, exactly the ch
   auto pin = [&] {
     p.sync();
     auto leaves = p.replica->pinned_leaves(0, std::vector<uint32_t>{1});
-    REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+    REQUIRE_MESSAGE(leaves.ok(), leaves.error_text());
     auto copy = read_logical_pages(p.db());
     REQUIRE(copy.ok());
     pins.push_back({leaves->head, std::move(copy).value()});
@@ -464,9 +464,9 @@ TEST_CASE("pinned changes: from every pinned head in the history, exactly the ch
       CHECK(set.error().message.find("not in this node's change history") != std::string::npos);
       continue;
     }
-    REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+    REQUIRE_MESSAGE(set.ok(), set.error_text());
     const Status s = verify_change_set(*set, from.head, newest.head);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     std::vector<uint32_t> want;
     for (uint32_t pg = 1; pg <= std::max(from.copy.size(), newest.copy.size()); ++pg)
       if (pg > from.copy.size() || pg > newest.copy.size() ||

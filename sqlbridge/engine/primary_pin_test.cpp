@@ -44,12 +44,12 @@ struct PinnedPrimary {
     o.sign_in_background = background;
     o.sign_gap = std::chrono::seconds(600);
     auto p = Primary::open(db, keys.secret, std::move(o));
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     primary = std::move(p).value();
   }
   void exec(const std::string& text) {
     auto r = primary->execute({sql(text)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   std::filesystem::path wal() const { return std::filesystem::path(db.string() + "-wal"); }
 };
@@ -114,22 +114,22 @@ TEST_CASE("primary pinned pages verify against its signed head and equal the fil
     const std::optional<Head> head = p.primary->head();
     REQUIRE(head);
     auto file = read_logical_pages(p.db);
-    REQUIRE_MESSAGE(file.ok(), file.error().to_string());
+    REQUIRE_MESSAGE(file.ok(), file.error_text());
     REQUIRE(file->size() == head->page_count);
     for (uint32_t first = 1; first <= head->page_count; first += kMaxPagesPerRequest) {
       const auto pgnos = all_pgnos(
           first, std::min<uint32_t>(head->page_count, first + kMaxPagesPerRequest - 1));
       auto set = p.primary->pinned_pages(0, pgnos);
-      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      REQUIRE_MESSAGE(set.ok(), set.error_text());
       CHECK(set->head == *head);
       CHECK(set->head.verify(p.keys.pub).ok());
       Status verified = verify_page_set(*set, *head);
-      CHECK_MESSAGE(verified.ok(), verified.error().to_string());
+      CHECK_MESSAGE(verified.ok(), verified.error_text());
       for (size_t i = 0; i < pgnos.size(); ++i) CHECK(set->pages[i] == file->at(pgnos[i] - 1));
       auto leaves = p.primary->pinned_leaves(head->size, pgnos);
-      REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+      REQUIRE_MESSAGE(leaves.ok(), leaves.error_text());
       Status leaves_ok = verify_leaf_set(*leaves, *head);
-      CHECK_MESSAGE(leaves_ok.ok(), leaves_ok.error().to_string());
+      CHECK_MESSAGE(leaves_ok.ok(), leaves_ok.error_text());
     }
     CHECK(p.primary->pinned_size() == head->size);
   }
@@ -142,7 +142,7 @@ TEST_CASE("primary pinned pages: an old size is HeadGone, a newer one not pinned
   p.exec(insert_rows(10, 3000));
   const uint32_t one = 1;
   auto first = p.primary->pinned_pages(0, std::span(&one, 1));
-  REQUIRE_MESSAGE(first.ok(), first.error().to_string());
+  REQUIRE_MESSAGE(first.ok(), first.error_text());
   const uint64_t old_size = first->head.size;
   p.exec(insert_rows(10, 3000));
   const uint64_t now = p.primary->size();
@@ -185,7 +185,7 @@ TEST_CASE("with group signing the primary pins only signed heads") {
   REQUIRE(p.primary->sign_head().ok());
   const Head head = *p.primary->head();
   auto set = p.primary->pinned_pages(0, std::span(&one, 1));
-  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  REQUIRE_MESSAGE(set.ok(), set.error_text());
   CHECK(set->head == head);
   CHECK(verify_page_set(*set, head).ok());
   // A write no head signs yet: the pin stays at the signed head, its state.
@@ -196,7 +196,7 @@ TEST_CASE("with group signing the primary pins only signed heads") {
     const auto part = std::span(pgnos).subspan(
         first, std::min<size_t>(kMaxPagesPerRequest, pgnos.size() - first));
     auto again = p.primary->pinned_pages(0, part);
-    REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+    REQUIRE_MESSAGE(again.ok(), again.error_text());
     CHECK(again->head == head);
     CHECK(verify_page_set(*again, head).ok());
   }
@@ -210,7 +210,7 @@ TEST_CASE("with background signing an idle primary pins a head covering the whol
     p.exec(insert_rows(5, 3000));
     // The signer waits out its gap: the request signs the newest entries itself.
     auto set = p.primary->pinned_pages(0, std::span(&one, 1));
-    REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+    REQUIRE_MESSAGE(set.ok(), set.error_text());
     CHECK(set->head.size == p.primary->size());
     CHECK(set->head.state_root == p.primary->state_root());
     CHECK(set->head.verify(p.keys.pub).ok());
@@ -265,14 +265,14 @@ TEST_CASE("primary pinned pages under concurrent writes") {
     sizes.insert(set->head.size);
     CHECK(set->head.verify(p.keys.pub).ok());
     Status verified = verify_page_set(*set, set->head);
-    REQUIRE_MESSAGE(verified.ok(), verified.error().to_string());
+    REQUIRE_MESSAGE(verified.ok(), verified.error_text());
     if (auto src = p.primary->pinned_page_source(); src && rng() % 4 == 0) {
       held.emplace_back(src, src->page_count());
       if (held.size() > 3) held.erase(held.begin());
     }
     for (const auto& [src, pages] : held) {
       auto page = src->read(random_pgnos(rng, pages, 8));
-      REQUIRE_MESSAGE(page.ok(), page.error().to_string());
+      REQUIRE_MESSAGE(page.ok(), page.error_text());
     }
   }
   writer.join();
@@ -300,7 +300,7 @@ TEST_CASE("the primary's WAL stays bounded while it serves pages from a pin unde
   CHECK(largest < 1400u * (4096 + 24));
   // Asking for the newest size pins it (size 0 may get a pin up to 200 ms old).
   auto set = p.primary->pinned_pages(p.primary->size(), std::span(&one, 1));
-  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  REQUIRE_MESSAGE(set.ok(), set.error_text());
   CHECK(set->head.size == p.primary->size());
 }
 
@@ -313,7 +313,7 @@ TEST_CASE("a page changed behind the primary's back is corrupt, latched, never s
   p.primary.reset();
   {
     auto reopened = Primary::open(p.db, p.keys.secret, fast_primary());
-    REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+    REQUIRE_MESSAGE(reopened.ok(), reopened.error_text());
     p.primary = std::move(reopened).value();
   }
   const uint32_t two = 2;
@@ -343,7 +343,7 @@ TEST_CASE("primary change history: from every pinned head in it, exactly the cha
   std::vector<std::pair<Head, std::vector<Bytes>>> pins;  // each pin and the file then
   auto pin = [&] {
     auto leaves = p.primary->pinned_leaves(p.primary->size(), std::vector<uint32_t>{1});
-    REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+    REQUIRE_MESSAGE(leaves.ok(), leaves.error_text());
     REQUIRE(leaves->head == *p.primary->head());
     auto file = read_logical_pages(p.db);
     REQUIRE(file.ok());
@@ -376,10 +376,10 @@ TEST_CASE("primary change history: from every pinned head in it, exactly the cha
       CHECK(set.error().code == Errc::refused);
       continue;
     }
-    REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+    REQUIRE_MESSAGE(set.ok(), set.error_text());
     CHECK(set->to == newest);
     const Status verified = verify_change_set(*set, from, newest);
-    REQUIRE_MESSAGE(verified.ok(), verified.error().to_string());
+    REQUIRE_MESSAGE(verified.ok(), verified.error_text());
     CHECK(changed_pages(*set, from.page_count) == differing_pages(from_file, newest_file));
   }
   // The pin before the newest, asked as `to`, is gone (HeadGone with the newest).
@@ -401,9 +401,9 @@ TEST_CASE("a gap in the primary's change journal clears its change history") {
   // Asking for the newest size pins it (pin_interval is long).
   auto pin = [&]() -> Head {
     auto signed_head = p.primary->sign_head();
-    REQUIRE_MESSAGE(signed_head.ok(), signed_head.error().to_string());
+    REQUIRE_MESSAGE(signed_head.ok(), signed_head.error_text());
     auto leaves = p.primary->pinned_leaves(signed_head->size, std::vector<uint32_t>{1});
-    REQUIRE_MESSAGE(leaves.ok(), leaves.error().to_string());
+    REQUIRE_MESSAGE(leaves.ok(), leaves.error_text());
     REQUIRE(leaves->head == *signed_head);
     return leaves->head;
   };
@@ -425,8 +425,8 @@ TEST_CASE("a gap in the primary's change journal clears its change history") {
   const Head d = pin();
   CHECK(p.primary->change_history_sizes() == std::vector<uint64_t>{c.size, d.size});
   auto set = p.primary->pinned_changes(c.size, 0);
-  REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+  REQUIRE_MESSAGE(set.ok(), set.error_text());
   const Status s = verify_change_set(*set, c, d);
-  CHECK_MESSAGE(s.ok(), s.error().to_string());
+  CHECK_MESSAGE(s.ok(), s.error_text());
   CHECK_FALSE(changed_pages(*set, c.page_count).empty());
 }

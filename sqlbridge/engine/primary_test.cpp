@@ -31,12 +31,12 @@ struct Fixture {
 
   explicit Fixture(PrimaryOptions options = fast_primary()) {
     auto p = Primary::open(db, keys.secret, std::move(options));
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     primary = std::move(p).value();
   }
   ExecuteResult exec(std::vector<Statement> statements) {
     auto r = primary->execute(statements);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     return std::move(r).value();
   }
   Value scalar(const std::string& query) {
@@ -48,7 +48,7 @@ struct Fixture {
   void reopen(PrimaryOptions options = fast_primary()) {
     primary.reset();
     auto p = Primary::open(db, keys.secret, std::move(options));
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     primary = std::move(p).value();
   }
 };
@@ -65,7 +65,7 @@ std::string as_text(const Value& v) {
 // The integers in the first column of `query`'s rows, run on `p`.
 std::set<int64_t> first_column(Primary& p, const std::string& query) {
   auto r = p.execute({sql(query)});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   std::set<int64_t> out;
   for (const auto& row : r->statements.at(0).rows) out.insert(as_int(row.at(0)));
   return out;
@@ -76,7 +76,7 @@ std::set<int64_t> first_column(Primary& p, const std::string& query) {
 void check_replica_agrees(Primary& p, const std::filesystem::path& prefix) {
   auto replica = Replica::open(prefix.string() + ".db", prefix.string() + ".log", p.log_id(),
                                fast_replica());
-  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  REQUIRE_MESSAGE(replica.ok(), replica.error_text());
   REQUIRE(sync_replica(p, **replica).ok());
   CHECK((*replica)->state_root() == p.state_root());
 }
@@ -251,7 +251,7 @@ TEST_CASE("harmless reads and savepoints are allowed") {
   REQUIRE(sqlite3_open_v2(f.db.c_str(), &ro, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
   auto applied = read_applied_size(ro);
   sqlite3_close_v2(ro);
-  REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+  REQUIRE_MESSAGE(applied.ok(), applied.error_text());
   CHECK(*applied == f.primary->size());
   CHECK(f.scalar("SELECT v FROM sqlite_swarmlite WHERE k = 'applied_seq'") ==
         Value{Bytes{'S', 'W', 'P', 'A', 'D'}});
@@ -267,7 +267,7 @@ TEST_CASE("PRAGMA foreign_keys=ON, what ORMs send on connect, is a no-op write; 
     CAPTURE(std::string(on));
     const uint64_t size = f.primary->size();
     auto r = f.primary->execute({sql(on)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     CHECK(f.primary->size() == size + 1);  // logged, as any write (it changes only applied_seq)
   }
   // With another statement in the same transaction, and in a statement list.
@@ -557,7 +557,7 @@ TEST_CASE("a primary re-applies a logged entry whose commit failed, without a re
     ok = f.primary->execute({sql("INSERT INTO t VALUES (4)")});
     if (!ok.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  REQUIRE_MESSAGE(ok.ok(), ok.error().to_string());
+  REQUIRE_MESSAGE(ok.ok(), ok.error_text());
   acked.insert(4);
   CHECK_FALSE(f.primary->local_fault());
   CHECK(ok->seq == size + 1);
@@ -944,15 +944,15 @@ TEST_CASE("group commit: a batch shares one log append, each write keeps its own
   writes[1].failure = &failure;
   auto results = f.primary->execute_batch(writes);
   REQUIRE(results.size() == 5);
-  REQUIRE_MESSAGE(results[0].ok(), results[0].error().to_string());
+  REQUIRE_MESSAGE(results[0].ok(), results[0].error_text());
   CHECK(results[0]->seq == size);
   REQUIRE_FALSE(results[1].ok());
   CHECK(results[1].error().message.find("UNIQUE") != std::string::npos);
   CHECK(failure.statement == 0u);
-  REQUIRE_MESSAGE(results[2].ok(), results[2].error().to_string());
+  REQUIRE_MESSAGE(results[2].ok(), results[2].error_text());
   CHECK(results[2]->seq == size + 1);
   CHECK(as_int(results[2]->statements.back().rows.at(0).at(0)) == 2);
-  REQUIRE_MESSAGE(results[3].ok(), results[3].error().to_string());
+  REQUIRE_MESSAGE(results[3].ok(), results[3].error_text());
   CHECK(results[3]->seq == size + 2);
   REQUIRE_FALSE(results[4].ok());
   CHECK(results[4].error().message.find("nope") != std::string::npos);
@@ -1132,7 +1132,7 @@ TEST_CASE("group commit: a crash at any group's append keeps every acknowledged 
   for (const Crash& c : crashes) {
     CAPTURE(c.db);
     auto p = Primary::open(c.db, f.keys.secret, fast_primary());
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     const std::set<int64_t> present = first_column(**p, "SELECT a FROM t");
     for (int64_t a : c.acked) CHECK_MESSAGE(present.contains(a), "acknowledged write " << a);
     check_replica_agrees(**p, c.db.string() + ".replica");
@@ -1188,7 +1188,7 @@ TEST_CASE("group commit: failed appends under concurrent writers are retried in 
     last = f.primary->execute({sql("INSERT INTO t VALUES (999999, 0)")});
     if (!last.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  REQUIRE_MESSAGE(last.ok(), last.error().to_string());
+  REQUIRE_MESSAGE(last.ok(), last.error_text());
   CHECK_FALSE(f.primary->local_fault());
   const std::set<int64_t> present = first_column(*f.primary, "SELECT a FROM t");
   for (int64_t a : acked) CHECK_MESSAGE(present.contains(a), "acknowledged write " << a);
@@ -1287,14 +1287,14 @@ TEST_CASE("group commit: a crash before the group's log sync restarts with the d
   };
   armed = true;
   auto results = f.primary->execute_batch(writes_of(txns));
-  for (auto& r : results) REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  for (auto& r : results) REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(f.primary->size() == size + 3);
   REQUIRE(std::filesystem::exists(crashed));
 
   // The crashed copy: the log ends at `size`, the database holds two more commits.
   PrimaryOptions plain = fast_primary();
   auto reopened = Primary::open(crashed, f.keys.secret, plain);
-  REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error_text());
   Primary& p = **reopened;
   CHECK(p.repaired_entries() == 2);
   CHECK(p.size() == size);
@@ -1304,7 +1304,7 @@ TEST_CASE("group commit: a crash before the group's log sync restarts with the d
   CHECK(as_text(rows->statements[0].rows.at(0).at(0)) == "1:durable");
   // It goes on writing, and a replica of its log agrees with it.
   auto next = p.execute({sql("INSERT INTO t VALUES (4, 'after')")});
-  REQUIRE_MESSAGE(next.ok(), next.error().to_string());
+  REQUIRE_MESSAGE(next.ok(), next.error_text());
   auto replica = Replica::open(f.dir / "r.db", f.dir / "r.log", f.keys.pub, fast_replica());
   REQUIRE(replica.ok());
   REQUIRE(sync_replica(p, **replica).ok());
@@ -1312,7 +1312,7 @@ TEST_CASE("group commit: a crash before the group's log sync restarts with the d
   reopened->reset();
   // A clean restart has nothing to repair.
   auto again = Primary::open(crashed, f.keys.secret, plain);
-  REQUIRE_MESSAGE(again.ok(), again.error().to_string());
+  REQUIRE_MESSAGE(again.ok(), again.error_text());
   CHECK((*again)->repaired_entries() == 0);
 }
 
@@ -1365,7 +1365,7 @@ TEST_CASE("group commit: a failed group append is retried, or discarded by a res
       ok = f.primary->execute({sql("INSERT INTO t VALUES (4)")});
       if (!ok.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    REQUIRE_MESSAGE(ok.ok(), ok.error().to_string());
+    REQUIRE_MESSAGE(ok.ok(), ok.error_text());
     CHECK(ok->seq == size + 2);  // entries size and size+1 (writes 1 and 2) were appended first
     CHECK_FALSE(f.primary->local_fault());
     CHECK(as_int(f.scalar("SELECT sum(a) FROM t")) == 7);
@@ -1405,7 +1405,7 @@ struct CachePair {
       return s;
     };
     auto p = Primary::open(dir / name, keys.secret, std::move(o));
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     return std::move(p).value();
   }
   // Runs `txn` on both; both must succeed or both fail with the same code.
@@ -1414,7 +1414,7 @@ struct CachePair {
     auto a = cached->execute(txn);
     auto b = fresh->execute(txn);
     INFO(txn.front().sql);
-    REQUIRE_MESSAGE(a.ok() == b.ok(), (a.ok() ? b.error() : a.error()).to_string());
+    REQUIRE_MESSAGE(a.ok() == b.ok(), (a.ok() ? b.error_text() : a.error_text()));
     if (!a.ok()) {
       CHECK(a.error().code == b.error().code);
       return a;
@@ -1431,7 +1431,7 @@ struct CachePair {
   }
   ExecuteResult ok(std::vector<Statement> txn) {
     auto r = run(std::move(txn));
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     return std::move(r).value();
   }
   // Runs `txn` on both; both must fail alike. Returns the error code.
@@ -1670,7 +1670,7 @@ namespace {
 // The file's schema version, read on a snapshot of the primary's database.
 int64_t schema_version_of(const Primary& primary) {
   auto snap = primary.open_snapshot();
-  REQUIRE_MESSAGE(snap.ok(), snap.error().to_string());
+  REQUIRE_MESSAGE(snap.ok(), snap.error_text());
   auto q = prepare(snap->db.get(), "PRAGMA schema_version");
   REQUIRE(q.ok());
   REQUIRE(sqlite3_step(q->get()) == SQLITE_ROW);
@@ -1730,7 +1730,7 @@ TEST_CASE("the logged entry holds the transaction exactly and is canonical") {
   auto bytes = f.primary->log().entry_bytes(r.seq);
   REQUIRE(bytes.ok());
   auto entry = decode_entry(*bytes);
-  REQUIRE_MESSAGE(entry.ok(), entry.error().to_string());
+  REQUIRE_MESSAGE(entry.ok(), entry.error_text());
   CHECK(entry->seq == r.seq);
   CHECK(entry->time_ms == r.time_ms);
   CHECK(entry->statements == txn);
@@ -1760,7 +1760,7 @@ TEST_CASE("entries encoded into recycled buffers hold their own bytes only") {
     REQUIRE(bytes.ok());
     CHECK(bytes->size() == encoded_entry_bytes(txn));
     auto entry = decode_entry(*bytes);
-    REQUIRE_MESSAGE(entry.ok(), entry.error().to_string());
+    REQUIRE_MESSAGE(entry.ok(), entry.error_text());
     CHECK(entry->seq == r.seq);
     CHECK(entry->statements == txn);
     CHECK(entry->state_root == r.state_root);

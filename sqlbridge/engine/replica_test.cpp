@@ -160,9 +160,9 @@ Run differential(uint64_t seed, int transactions) {
     auto clock = std::make_shared<int64_t>(1'700'000'000'000);
     options.clock_ms = [clock, entropy] { return *clock += static_cast<int64_t>((*entropy)() % 5000); };
     auto primary = Primary::open(dir / "p.db", keys.secret, options);
-    REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+    REQUIRE_MESSAGE(primary.ok(), primary.error_text());
     auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-    REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+    REQUIRE_MESSAGE(replica.ok(), replica.error_text());
     Workload work(seed);
     for (int i = 0; i < transactions; ++i) {
       std::vector<Statement> tx = work.next();
@@ -180,7 +180,7 @@ Run differential(uint64_t seed, int transactions) {
       ++run.committed;
       if (r->head) {
         Status s = sync_replica(**primary, **replica);
-        REQUIRE_MESSAGE(s.ok(), "seed ", seed, " transaction ", i, ": ", s.error().to_string());
+        REQUIRE_MESSAGE(s.ok(), "seed ", seed, " transaction ", i, ": ", s.error_text());
         REQUIRE((*replica)->size() == r->head->size);
         REQUIRE((*replica)->state_root() == r->head->state_root);
       }
@@ -230,11 +230,11 @@ namespace {
 struct Pair : PrimaryAndReplica {
   void exec(std::vector<Statement> tx) {
     auto r = primary->execute(tx);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   void sync() {
     Status s = sync_replica(*primary, *replica);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
   }
 };
 }  // namespace
@@ -246,14 +246,14 @@ TEST_CASE("a replica replaces its head file at every stored head, so a kill -9 k
   Pair p;
   p.replica.reset();
   auto r = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, ReplicaOptions{});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   p.replica = std::move(r).value();
   p.exec({sql("CREATE TABLE t(a)")});
   for (int i = 0; i < 3; ++i) {
     p.exec({sql("INSERT INTO t VALUES (?)", {Value{int64_t{i}}})});
     p.sync();
     auto file = file_io::read_file(p.dir / "r.log" / "head", 1 << 16);
-    REQUIRE_MESSAGE(file.ok(), file.error().to_string());
+    REQUIRE_MESSAGE(file.ok(), file.error_text());
     auto stored = p.replica->log().head();
     REQUIRE(stored.has_value());
     CHECK(*file == encode_head(*stored));
@@ -322,7 +322,7 @@ TEST_CASE("a tampered entry makes the replica diverge at that seq and keep its s
   ReplicaOptions options = fast_replica();
   options.max_batch_entries = 1;
   auto replica = Replica::open(dir / "r.db", dir / "bad.log", p.keys.pub, options);
-  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  REQUIRE_MESSAGE(replica.ok(), replica.error_text());
   auto applied = (*replica)->apply_available();
   REQUIRE_FALSE(applied.ok());
   CHECK(applied.error().code == Errc::diverged);
@@ -360,7 +360,7 @@ TEST_CASE("batched replay: a wrong root inside a batch is found entry by entry o
     }
   }
   auto replica = Replica::open(dir / "r.db", dir / "bad.log", p.keys.pub, fast_replica());
-  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  REQUIRE_MESSAGE(replica.ok(), replica.error_text());
   auto applied = (*replica)->apply_available();
   REQUIRE_FALSE(applied.ok());
   // The batch's end differs: entry by entry, the first wrong root is found.
@@ -477,11 +477,11 @@ TEST_CASE("a proof asked with min_size is never run below it while a newer store
   TempDir dir;
   KeyPair keys = KeyPair::generate();
   auto primary = Primary::open(dir / "p.db", keys.secret, fast_primary());
-  REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+  REQUIRE_MESSAGE(primary.ok(), primary.error_text());
   ReplicaOptions ro = fast_replica();
   ro.pin_interval = std::chrono::hours(1);  // the pin moves only when a proof asks
   auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, ro);
-  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  REQUIRE_MESSAGE(replica.ok(), replica.error_text());
   Primary& p = **primary;
   Replica& r = **replica;
   // Copies the primary's entries and newest head into the replica's log; applies
@@ -527,7 +527,7 @@ TEST_CASE("a proof asked with min_size is never run below it while a newer store
   });
   auto proved = r.prove("SELECT count(*) FROM t", {}, po);
   applier.join();
-  REQUIRE_MESSAGE(proved.ok(), proved.error().to_string());
+  REQUIRE_MESSAGE(proved.ok(), proved.error_text());
   CHECK(proved->proof.head.size == 3);
   CHECK(proved->result.rows.at(0).at(0) == Value{int64_t{1}});
 }
@@ -536,9 +536,9 @@ TEST_CASE("replay and proofs never wait for log_mutex(), which a store holds thr
   TempDir dir;
   KeyPair keys = KeyPair::generate();
   auto primary = Primary::open(dir / "p.db", keys.secret, fast_primary());
-  REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+  REQUIRE_MESSAGE(primary.ok(), primary.error_text());
   auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-  REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+  REQUIRE_MESSAGE(replica.ok(), replica.error_text());
   Primary& p = **primary;
   Replica& r = **replica;
   REQUIRE(p.execute({sql("CREATE TABLE t(a)")}).ok());
@@ -564,13 +564,13 @@ TEST_CASE("replay and proofs never wait for log_mutex(), which a store holds thr
   applied = std::async(std::launch::async, [&] { return r.apply_available(); });
   REQUIRE(applied.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   auto n = applied.get();
-  REQUIRE_MESSAGE(n.ok(), n.error().to_string());
+  REQUIRE_MESSAGE(n.ok(), n.error_text());
   CHECK(r.size() == head->size);
   CHECK(r.state_root() == head->state_root);
   proved = std::async(std::launch::async, [&] { return r.prove("SELECT count(*) FROM t", {}, ProveOptions{}); });
   REQUIRE(proved.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   auto pr = proved.get();
-  REQUIRE_MESSAGE(pr.ok(), pr.error().to_string());
+  REQUIRE_MESSAGE(pr.ok(), pr.error_text());
   CHECK(pr->proof.head.size == head->size);
   CHECK(pr->result.rows.at(0).at(0) == Value{int64_t{20}});
   held.unlock();
@@ -581,12 +581,12 @@ TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, e
   p.exec({sql("CREATE TABLE t(a)")});
   p.sync();
   auto reader = open_reader(p.dir / "r.db", nullptr);
-  REQUIRE_MESSAGE(reader.ok(), reader.error().to_string());
+  REQUIRE_MESSAGE(reader.ok(), reader.error_text());
   sqlite3* db = reader->get();
   ReadTxn txn(db);
   for (int i = 0; i < 3; ++i) {
     auto pooled = txn.begin();
-    REQUIRE_MESSAGE(pooled.ok(), pooled.error().to_string());
+    REQUIRE_MESSAGE(pooled.ok(), pooled.error_text());
     CHECK(*pooled == p.replica->size());
     // The snapshot is fixed at begin(): a write applied now is not seen.
     p.exec({sql("INSERT INTO t VALUES (1)")});
@@ -607,7 +607,7 @@ TEST_CASE("ReadTxn: one connection read again and again answers as begin_read, e
   p.exec({sql("CREATE TABLE u(b)"), sql("DROP TABLE t")});
   p.sync();
   auto after = txn.begin();
-  REQUIRE_MESSAGE(after.ok(), after.error().to_string());
+  REQUIRE_MESSAGE(after.ok(), after.error_text());
   CHECK(*after == p.replica->size());
   REQUIRE(txn.end().ok());
 
@@ -651,7 +651,7 @@ TEST_CASE("a snapshot sees exactly the state of the size it reports") {
   p.exec({sql("CREATE TABLE t(a)")});
   p.sync();
   auto snap = p.replica->open_snapshot();
-  REQUIRE_MESSAGE(snap.ok(), snap.error().to_string());
+  REQUIRE_MESSAGE(snap.ok(), snap.error_text());
   CHECK(snap->state.size == p.replica->size());
   CHECK(snap->state.state_root == p.replica->state_root());
   p.exec({sql("INSERT INTO t VALUES (1)")});
@@ -718,9 +718,9 @@ TEST_CASE("the nodes' own reads of their files leave SQLite's locks in place") {
   fill(p);
   REQUIRE(p.replica->prove("SELECT body FROM t WHERE id = 2", {}).ok());
   auto scrubbed = p.replica->scrub(1u << 20);
-  REQUIRE_MESSAGE(scrubbed.ok(), scrubbed.error().to_string());
+  REQUIRE_MESSAGE(scrubbed.ok(), scrubbed.error_text());
   auto pages = p.primary->pinned_pages(0, std::vector<uint32_t>{1, 2});
-  REQUIRE_MESSAGE(pages.ok(), pages.error().to_string());
+  REQUIRE_MESSAGE(pages.ok(), pages.error_text());
   REQUIRE(sync_database_files(p.dir / "p.db").ok());
   p.exec({sql("INSERT INTO t(body) VALUES ('after')")});
   p.sync();
@@ -747,7 +747,7 @@ TEST_CASE("scrub finds a page changed by another writer, names it, and the repli
   Pair p;
   fill(p);
   auto clean = p.replica->scrub(1u << 20);
-  REQUIRE_MESSAGE(clean.ok(), clean.error().to_string());
+  REQUIRE_MESSAGE(clean.ok(), clean.error_text());
   CHECK(*clean == p.replica->page_count());
   CHECK_FALSE(p.replica->corruption());
   alter_behind_its_back(p.dir / "r.db");
@@ -776,13 +776,13 @@ TEST_CASE(
   // writer's locks"): another connection's write waits and gets SQLITE_BUSY.
   CHECK(outside_sqlite_write(p.dir / "r.db") == SQLITE_BUSY);
   auto still = p.replica->prove("SELECT body FROM t WHERE id = 2", {});
-  REQUIRE_MESSAGE(still.ok(), still.error().to_string());
+  REQUIRE_MESSAGE(still.ok(), still.error_text());
   CHECK(still->result.rows.at(0).at(0) == Value{std::string("row 2")});
   // The replica applies on; the refusal left nothing behind.
   p.exec({sql("INSERT INTO t(body) VALUES ('row 4')")});
   p.sync();
   auto clean = p.replica->scrub(1u << 20);
-  REQUIRE_MESSAGE(clean.ok(), clean.error().to_string());
+  REQUIRE_MESSAGE(clean.ok(), clean.error_text());
   // A change SQLite's locks cannot stop: the scrub reads the file as a new
   // reader would, finds the page and latches; from then on no proof at all
   // (docs/operations.md).
@@ -949,11 +949,11 @@ TEST_CASE("a proof asking for min_size waits for a busy applier; one answered at
   slow_pin.pin_interval = std::chrono::hours(1);  // the applier does not re-pin by itself here
   p.replica.reset();
   auto reopened = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, slow_pin);
-  REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error_text());
   p.replica = std::move(reopened).value();
   fill(p);
   auto first = p.replica->prove("SELECT count(*) FROM t", {});
-  REQUIRE_MESSAGE(first.ok(), first.error().to_string());
+  REQUIRE_MESSAGE(first.ok(), first.error_text());
   const uint64_t old_size = first->proof.head.size;
 
   p.exec({sql("CREATE TABLE late(k INTEGER PRIMARY KEY, v TEXT)"), sql("INSERT INTO late VALUES (2, 'two')")});
@@ -1000,7 +1000,7 @@ TEST_CASE("a proof asking for min_size waits for a busy applier; one answered at
     auto held = prove_held(std::chrono::milliseconds(300), std::chrono::seconds(60));
     auto& r = held.first;
     const auto waited = held.second;
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     CHECK(r->proof.head.size == new_size);
     CHECK(r->result.rows.at(0).at(0) == Value{std::string("two")});
     CHECK(waited >= std::chrono::milliseconds(200));
@@ -1092,7 +1092,7 @@ Replayed replay(const std::filesystem::path& dir, const std::string& name,
   Replayed out;
   {
     auto r = Replica::open(dir / (name + ".db"), log_dir, id, batched(batch));
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     record(out, **r, (*r)->apply_available(up_to));
   }
   out.file = file_pages(dir / (name + ".db"));
@@ -1165,7 +1165,7 @@ namespace {
 // `keys` (as a primary that signed them would), for append_verified.
 std::pair<std::vector<Bytes>, Head> signed_log(const std::filesystem::path& dir, const KeyPair& keys) {
   auto log = Log::open(dir, keys.pub, fast_log());
-  REQUIRE_MESSAGE(log.ok(), log.error().to_string());
+  REQUIRE_MESSAGE(log.ok(), log.error_text());
   std::vector<Bytes> entries;
   for (uint64_t s = 0; s < (*log)->size(); ++s) entries.push_back((*log)->entry_bytes(s).value());
   const Entry last = (*log)->entry((*log)->size() - 1).value();
@@ -1190,11 +1190,11 @@ Replayed store_and_replay(const std::filesystem::path& dir, const std::string& n
     ReplicaOptions o = batched(64);
     o.decoded_entries_bytes = decoded_bytes;
     auto r = Replica::open(dir / (name + ".db"), dir / (name + ".log"), id, o);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     {
       std::lock_guard lock((*r)->log_mutex());
       auto st = (*r)->log().append_verified(entries, head);
-      REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+      REQUIRE_MESSAGE(st.ok(), st.error_text());
     }
     record(out, **r, (*r)->apply_available());
   }
@@ -1245,11 +1245,11 @@ TEST_CASE("decode once: stored entries replay from the store's decoded copies, w
         std::vector<Hash32> proof;
         if (at + k < entries.size()) proof = (*source)->consistency_proof(at + k, entries.size()).value();
         auto st = (*r)->log().append_proven(std::span(entries).subspan(at, k), head, proof);
-        REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+        REQUIRE_MESSAGE(st.ok(), st.error_text());
       }
     }
     auto applied = (*r)->apply_available();
-    REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+    REQUIRE_MESSAGE(applied.ok(), applied.error_text());
     CHECK((*r)->size() == n);
     CHECK((*r)->state_root() == p.primary->state_root());
     const ReplayStats st = (*r)->replay_stats();
@@ -1308,7 +1308,7 @@ TEST_CASE("batched replay stops at up_to and at the signed head") {
   REQUIRE(r.ok());
   for (uint64_t up_to : {37u, 38u, 90u, 200u}) {
     auto applied = (*r)->apply_available(up_to);
-    REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+    REQUIRE_MESSAGE(applied.ok(), applied.error_text());
     const uint64_t want = std::min<uint64_t>(up_to, 101);
     CHECK((*r)->size() == want);
     auto e = p.primary->log().entry(want - 1);
@@ -1316,7 +1316,7 @@ TEST_CASE("batched replay stops at up_to and at the signed head") {
     CHECK((*r)->state_root() == e->state_root);
     // A reader sees exactly that size, with its root.
     auto snap = (*r)->open_snapshot();
-    REQUIRE_MESSAGE(snap.ok(), snap.error().to_string());
+    REQUIRE_MESSAGE(snap.ok(), snap.error_text());
     CHECK(snap->state.size == want);
     CHECK(snap->state.state_root == e->state_root);
   }
@@ -1390,7 +1390,7 @@ TEST_CASE("cached statements across schema changes give the pages of statements 
         auto replica = Replica::open(dir / (name + ".db"), dir / "log", p.keys.pub, o);
         REQUIRE(replica.ok());
         auto applied = (*replica)->apply_available();
-        REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+        REQUIRE_MESSAGE(applied.ok(), applied.error_text());
         CHECK((*replica)->state_root() == p.primary->state_root());
       }
       std::vector<Bytes> pages = file_pages(dir / (name + ".db"));
@@ -1464,9 +1464,9 @@ TEST_CASE("batched replay of an FTS5 workload, with and without cut batches, end
     ReplicaOptions o = fast_replica();
     o.cut_slow_batches = cut;
     auto r = Replica::open(dir / "r.db", dir / "r.log", p.keys.pub, o);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     Status synced = sync_replica(*p.primary, **r);
-    REQUIRE_MESSAGE(synced.ok(), synced.error().to_string());
+    REQUIRE_MESSAGE(synced.ok(), synced.error_text());
     CHECK((*r)->size() == p.primary->size());
     CHECK((*r)->state_root() == p.primary->state_root());
     CHECK((*r)->replay_stats().fallbacks == 0);
@@ -1503,9 +1503,9 @@ TEST_CASE("a lean batch whose last entry creates a virtual table commits without
   TempDir dir;
   copy_log(*p.primary, dir / "log");
   auto r = Replica::open(dir / "r.db", dir / "log", p.keys.pub, batched(64));
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   auto applied = (*r)->apply_available(through_create);
-  REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+  REQUIRE_MESSAGE(applied.ok(), applied.error_text());
   CHECK((*r)->size() == through_create);
   ReplayStats st = (*r)->replay_stats();
   CHECK(st.batches == 1);  // begun lean, committed plain (counted as such)
@@ -1513,7 +1513,7 @@ TEST_CASE("a lean batch whose last entry creates a virtual table commits without
   CHECK(st.mismatches == 0);
   CHECK(st.fallbacks == 0);
   applied = (*r)->apply_available();
-  REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+  REQUIRE_MESSAGE(applied.ok(), applied.error_text());
   CHECK((*r)->state_root() == p.primary->state_root());
   st = (*r)->replay_stats();
   CHECK(st.lean_misses == 0);
@@ -1538,9 +1538,9 @@ TEST_CASE("a lean batch that misses because of a short cell is run again plain, 
     ReplicaOptions o = batched(32);
     o.lean_backoff_entries = backoff;
     auto r = Replica::open(dir / (name + ".db"), dir / "log", p.keys.pub, o);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     auto applied = (*r)->apply_available();
-    REQUIRE_MESSAGE(applied.ok(), applied.error().to_string());
+    REQUIRE_MESSAGE(applied.ok(), applied.error_text());
     const ReplayStats st = (*r)->replay_stats();
     CHECK((*r)->size() == p.primary->size());
     CHECK((*r)->state_root() == p.primary->state_root());
@@ -1560,7 +1560,7 @@ TEST_CASE("a lean batch that misses because of a short cell is run again plain, 
   ReplicaOptions off = batched(32);
   off.lean_batches = false;
   auto r = Replica::open(dir / "off.db", dir / "log", p.keys.pub, off);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE((*r)->apply_available().ok());
   CHECK((*r)->replay_stats().lean_misses == 0);
   CHECK((*r)->state_root() == p.primary->state_root());
@@ -1573,7 +1573,7 @@ TEST_CASE("a read transaction another program holds open on a peer does not slow
   options.pin_interval = std::chrono::milliseconds(0);
   p.replica.reset();
   auto opened = Replica::open(p.dir / "r.db", p.dir / "r.log", p.keys.pub, options);
-  REQUIRE_MESSAGE(opened.ok(), opened.error().to_string());
+  REQUIRE_MESSAGE(opened.ok(), opened.error_text());
   p.replica = std::move(opened).value();
   p.exec({sql("CREATE TABLE t(a)")});
   p.sync();
@@ -1631,9 +1631,9 @@ namespace {
 // with the statistics the file holds.
 std::vector<int64_t> fresh_rows(const std::filesystem::path& db, const std::string& query) {
   auto c = open_sqlite(db.string(), SQLITE_OPEN_READONLY);
-  REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+  REQUIRE_MESSAGE(c.ok(), c.error_text());
   auto st = prepare(c->get(), query);
-  REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+  REQUIRE_MESSAGE(st.ok(), st.error_text());
   std::vector<int64_t> out;
   while (sqlite3_step(st->get()) == SQLITE_ROW) out.push_back(sqlite3_column_int64(st->get(), 0));
   return out;
@@ -1650,13 +1650,13 @@ void stats_schema(PrimaryAndReplica& p) {
        sql("ANALYZE"),
        sql("WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i < 1999) "
            "INSERT INTO t SELECT i % 50, i % 3 FROM s")});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
 }
 // The plan-dependent write: the primary's rows must be those a fresh
 // connection on its file picks.
 void pick_rows(PrimaryAndReplica& p) {
   auto r = p.primary->execute({sql(std::string("INSERT INTO out(x) ") + kPick)});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   const std::vector<int64_t> fresh = fresh_rows(p.dir / "p.db", kPick);
   const std::vector<int64_t> logged = fresh_rows(
       p.dir / "p.db",

@@ -32,14 +32,14 @@ void insert_rows(Primary& p, int from, int n) {
   for (int i = from; i < from + n; ++i) {
     auto r = p.execute({sql("INSERT INTO t(id, pad) VALUES (?1, ?2)",
                             {Value{int64_t{i}}, Value{std::string(300, 'x')}})});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
 }
 
 std::unique_ptr<Primary> open_primary(const TempDir& dir, const KeyPair& keys,
                                       uint64_t sign_every = 1) {
   auto p = Primary::open(dir / "p.db", keys.secret, retained_primary(sign_every));
-  REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+  REQUIRE_MESSAGE(p.ok(), p.error_text());
   return std::move(p).value();
 }
 
@@ -48,7 +48,7 @@ std::unique_ptr<Replica> open_small_replica(const TempDir& dir, const KeyPair& k
   ReplicaOptions ro = fast_replica();
   ro.log_options = small_segments();
   auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, ro);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   return std::move(r).value();
 }
 
@@ -80,7 +80,7 @@ TEST_CASE("a primary compacts up to its stored head, never past it, and reopens"
   const uint64_t size = p->size();
 
   auto round = compact_primary_log(*p, 1);
-  REQUIRE_MESSAGE(round.ok(), round.error().to_string());
+  REQUIRE_MESSAGE(round.ok(), round.error_text());
   CHECK(round->keep_from == head_size);  // size - 1 cut to the head
   CHECK(round->first_before == 0);
   CHECK(round->first_after > 0);
@@ -151,7 +151,7 @@ TEST_CASE("a peer compacts only what it applied (keeping the entry it is at) and
   REQUIRE(r->size() == applied);
 
   auto round = compact_replica_log(*r, 1);
-  REQUIRE_MESSAGE(round.ok(), round.error().to_string());
+  REQUIRE_MESSAGE(round.ok(), round.error_text());
   CHECK(round->keep_from == applied - 1);  // not size - 1: never past what it applied
   CHECK(round->first_after > 0);
   CHECK(round->first_after <= applied - 1);
@@ -166,7 +166,7 @@ TEST_CASE("a peer compacts only what it applied (keeping the entry it is at) and
   r = open_replica();
   CHECK(r->size() == applied);
   auto more = r->apply_available();
-  REQUIRE_MESSAGE(more.ok(), more.error().to_string());
+  REQUIRE_MESSAGE(more.ok(), more.error_text());
   CHECK(r->size() == p->size());
   CHECK(r->state_root() == p->state_root());
 
@@ -202,7 +202,7 @@ TEST_CASE("keep_at_most (a held snapshot's frontier entry) bounds a peer's and a
   // keeps it (and what follows) while the snapshot is held.
   const uint64_t held = 21;
   auto peer = compact_replica_log(*r, 1, held - 1);
-  REQUIRE_MESSAGE(peer.ok(), peer.error().to_string());
+  REQUIRE_MESSAGE(peer.ok(), peer.error_text());
   CHECK(peer->keep_from == held - 1);
   CHECK(peer->first_after > 0);
   {
@@ -210,7 +210,7 @@ TEST_CASE("keep_at_most (a held snapshot's frontier entry) bounds a peer's and a
     CHECK(r->log().entry(held - 1).ok());
   }
   auto primary = compact_primary_log(*p, 1, held - 1);
-  REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+  REQUIRE_MESSAGE(primary.ok(), primary.error_text());
   CHECK(primary->keep_from <= held - 1);
   CHECK(primary->first_after > 0);
   {

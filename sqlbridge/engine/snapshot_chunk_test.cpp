@@ -35,7 +35,7 @@ SnapshotChunk make_chunk(const Db& db, uint32_t first, uint32_t count) {
   for (uint32_t i = 0; i < count; ++i)
     c.pages.insert(c.pages.end(), db.pages[first - 1 + i].begin(), db.pages[first - 1 + i].end());
   auto proof = snapshot_range_proof(db.tree.tree(), first, count);
-  REQUIRE_MESSAGE(proof.ok(), proof.error().to_string());
+  REQUIRE_MESSAGE(proof.ok(), proof.error_text());
   c.proof = *proof;
   return c;
 }
@@ -81,10 +81,10 @@ TEST_CASE("snapshot chunk: round trip, every range verifies") {
     SnapshotChunk c = make_chunk(db, first, count);
     Bytes b = encode_snapshot_chunk(c);
     auto d = decode_snapshot_chunk(b);
-    REQUIRE_MESSAGE(d.ok(), d.error().to_string());
+    REQUIRE_MESSAGE(d.ok(), d.error_text());
     CHECK(*d == c);
     auto s = verify_snapshot_chunk(*d, db.head);
-    CHECK_MESSAGE(s.ok(), s.error().to_string());
+    CHECK_MESSAGE(s.ok(), s.error_text());
   }
 }
 
@@ -187,7 +187,7 @@ TEST_CASE("snapshot chunk: a range across the lock-byte page verifies only with 
   Db db = make_db(30);
   SnapshotChunk c = make_chunk(db, 14, 8);
   auto ok = verify_snapshot_chunk(c, db.head);
-  CHECK_MESSAGE(ok.ok(), ok.error().to_string());
+  CHECK_MESSAGE(ok.ok(), ok.error_text());
   c.pages[(17 - 14) * kPs + 5] = 1;
   auto s = verify_snapshot_chunk(c, db.head);
   REQUIRE_FALSE(s.ok());

@@ -761,7 +761,7 @@ TEST_CASE("apply grows past, shrinks below and regrows across the lock-byte page
     const Hash32 before = t.root();
     Status st = t.apply(commit, new_count);
     INFO("step ", step, ": ", old_count, " -> ", new_count, " pages");
-    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+    REQUIRE_MESSAGE(st.ok(), st.error_text());
     if (pick(6) == 0) {  // undo restores the previous tree exactly, redo gives the same again
       const Hash32 after = t.root();
       t.undo_last();
@@ -859,7 +859,7 @@ TEST_CASE("lock-byte page: a database past it that lives in the WAL reads and ha
   CHECK(std::filesystem::file_size(db) <= kPageSize);  // at most the header page: not checkpointed
   {
     auto lp = LogicalPages::open(db);
-    REQUIRE_MESSAGE(lp.ok(), lp.error().to_string());
+    REQUIRE_MESSAGE(lp.ok(), lp.error_text());
     CHECK(lp->page_count() == count);
     CHECK(lp->committed_frames() == count - 1);
     Bytes page;

@@ -124,24 +124,24 @@ TEST_CASE("FTS5 writes replay page-identically, across replica and primary resta
   options.clock_ms = [clock] { return *clock += 1000; };
   {
     auto primary = Primary::open(dir / "p.db", keys.secret, options);
-    REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+    REQUIRE_MESSAGE(primary.ok(), primary.error_text());
     auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-    REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+    REQUIRE_MESSAGE(replica.ok(), replica.error_text());
     auto schema = (*primary)->execute(kSchema);
-    REQUIRE_MESSAGE(schema.ok(), schema.error().to_string());
+    REQUIRE_MESSAGE(schema.ok(), schema.error_text());
     VtabWorkload work(20261126);
     for (int i = 0; i < transactions; ++i) {
       if (i == transactions / 2) {
         // A fresh connection: another data_version history, FTS5 caches empty.
         replica->reset();
         replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, fast_replica());
-        REQUIRE_MESSAGE(replica.ok(), replica.error().to_string());
+        REQUIRE_MESSAGE(replica.ok(), replica.error_text());
       }
       if (i == transactions * 3 / 4) {
         // The same for the primary: the replica's connection keeps its caches.
         primary->reset();
         primary = Primary::open(dir / "p.db", keys.secret, options);
-        REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+        REQUIRE_MESSAGE(primary.ok(), primary.error_text());
       }
       std::vector<Statement> tx = work.next();
       const uint64_t size = (*primary)->size();
@@ -156,13 +156,13 @@ TEST_CASE("FTS5 writes replay page-identically, across replica and primary resta
       ++committed;
       REQUIRE(r->head);
       Status s = sync_replica(**primary, **replica);
-      REQUIRE_MESSAGE(s.ok(), "transaction ", i, ": ", s.error().to_string());
+      REQUIRE_MESSAGE(s.ok(), "transaction ", i, ": ", s.error_text());
       REQUIRE((*replica)->size() == r->head->size);
       REQUIRE((*replica)->state_root() == r->head->state_root);
     }
     auto check = (*primary)->execute({sql("INSERT INTO docs(docs) VALUES ('integrity-check')"),
                                       sql("SELECT count(*) FROM docs")});
-    REQUIRE_MESSAGE(check.ok(), check.error().to_string());
+    REQUIRE_MESSAGE(check.ok(), check.error_text());
     const int64_t docs = std::get<int64_t>(check->statements[1].rows.at(0).at(0).v);
     MESSAGE("fts5 replay: ", committed, " committed, ", failed, " failed; ", docs, " documents");
     CHECK(docs > 1000);
@@ -189,9 +189,9 @@ TEST_CASE("DROP of FTS5 tables replicates; shadow tables are read-only and then 
   REQUIRE(replica.ok());
   auto exec = [&](std::vector<Statement> tx) {
     auto r = (*primary)->execute(tx);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     Status s = sync_replica(**primary, **replica);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     REQUIRE((*replica)->state_root() == (*primary)->state_root());
     return std::move(r).value();
   };
@@ -283,7 +283,7 @@ TEST_CASE("queries over replicated FTS5 tables verify") {
            "INSERT INTO docs(rowid, title, body) SELECT x, 'doc ' || x, "
            "CASE x % 3 WHEN 0 THEN 'apple pie' WHEN 1 THEN 'banana split' ELSE 'cherry tart' END FROM n"),
       });
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   struct Q {
     const char* sql;
     size_t rows;
@@ -293,9 +293,9 @@ TEST_CASE("queries over replicated FTS5 tables verify") {
                        "'banana' ORDER BY rank LIMIT 5", 5}}) {
     CAPTURE(q.sql);
     auto proved = (*primary)->prove(q.sql, {});
-    REQUIRE_MESSAGE(proved.ok(), proved.error().to_string());
+    REQUIRE_MESSAGE(proved.ok(), proved.error_text());
     auto v = Verifier::verify(keys.pub, proved->proof);
-    REQUIRE_MESSAGE(v.ok(), v.error().to_string());
+    REQUIRE_MESSAGE(v.ok(), v.error_text());
     CHECK(v->result == proved->result);
     CHECK(v->result.rows.size() == q.rows);
   }

@@ -399,7 +399,7 @@ TEST_CASE("printf() and format() with a huge width or precision fail fast; other
       "SELECT printf('%d|%5.2f|%-4s|%q|%.*c|%%|%*d', 42, 3.14159, 'ab', 'it''s', 3, 'z', 4, 7), "
       "format('%,d', 1234567), printf(NULL), printf('%s', name) FROM items WHERE id = 1",
       {});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->rows[0][0] == Value{std::string("42| 3.14|ab  |it''s|zzz|%|   7")});
   CHECK(r->rows[0][1] == Value{std::string("1,234,567")});
   CHECK(r->rows[0][2] == Value{});

@@ -22,7 +22,7 @@ std::string answers(sqlite3* db, const std::string& sql) {
   std::string_view rest = sql;
   while (!is_blank_sql(rest)) {
     auto st = prepare(db, rest, &rest);
-    REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+    REQUIRE_MESSAGE(st.ok(), st.error_text());
     if (!*st) break;
     while (sqlite3_step(st->get()) == SQLITE_ROW) {
       for (int c = 0; c < sqlite3_column_count(st->get()); ++c) {
@@ -67,7 +67,7 @@ break', zeroblob(3), 0.1, 'x'), (NULL, x'', -0.0, 12345678901234);
   REQUIRE(out.ok());
   auto s = write_sql_dump(src->get(), out->get(), dir.path / "dump.sql",
                           std::chrono::steady_clock::now() + std::chrono::minutes(1));
-  REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+  REQUIRE_MESSAGE(s.ok(), s.error_text());
   REQUIRE(out->close(dir.path / "dump.sql").ok());
   REQUIRE(exec_sql(src->get(), "COMMIT").ok());
 
@@ -82,7 +82,7 @@ break', zeroblob(3), 0.1, 'x'), (NULL, x'', -0.0, 12345678901234);
   auto dst = open_sqlite((dir.path / "dst.db").string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   REQUIRE(dst.ok());
   auto loaded = exec_sql(dst->get(), dump);
-  REQUIRE_MESSAGE(loaded.ok(), loaded.error().to_string());
+  REQUIRE_MESSAGE(loaded.ok(), loaded.error_text());
   const std::string q =
       "SELECT id, s, b, r, typeof(r), any_, typeof(any_), g, v FROM t ORDER BY id;"
       "SELECT * FROM sqlite_sequence; SELECT * FROM \"odd \"\"name\"\"\";"
@@ -139,12 +139,12 @@ TEST_CASE("make_backup: a file at a signed head that checks, across the lock-byt
   BackupOptions opts;
   opts.temp_dir = dir.path();
   auto made = make_backup(primary_source(p), opts);
-  REQUIRE_MESSAGE(made.ok(), made.error().to_string());
+  REQUIRE_MESSAGE(made.ok(), made.error_text());
   CHECK(made->head.size == p.size());
   CHECK(made->head.page_count == p.page_count());
   save(*made, dir / "p-backup.db");
   auto check = verify_backup_file(dir / "p-backup.db", made->head, keys.pub);
-  REQUIRE_MESSAGE(check.ok(), check.error().to_string());
+  REQUIRE_MESSAGE(check.ok(), check.error_text());
   CHECK(check->state_root == p.state_root());
   // Nothing left behind in the directory but the node's own files.
   for (const auto& e : std::filesystem::directory_iterator(dir.path()))
@@ -162,7 +162,7 @@ TEST_CASE("make_backup: a file at a signed head that checks, across the lock-byt
   };
   rs.open_snapshot = [&r] { return r.open_snapshot(); };
   auto rmade = make_backup(rs, opts);
-  REQUIRE_MESSAGE(rmade.ok(), rmade.error().to_string());
+  REQUIRE_MESSAGE(rmade.ok(), rmade.error_text());
   save(*rmade, dir / "r-backup.db");
   CHECK(verify_backup_file(dir / "r-backup.db", rmade->head, keys.pub).ok());
   auto wrong = verify_backup_file(dir / "r-backup.db", rmade->head, KeyPair::generate().pub);
@@ -172,7 +172,7 @@ TEST_CASE("make_backup: a file at a signed head that checks, across the lock-byt
   // The SQL format of the same state.
   opts.format = BackupFormat::sql;
   auto dump = make_backup(primary_source(p), opts);
-  REQUIRE_MESSAGE(dump.ok(), dump.error().to_string());
+  REQUIRE_MESSAGE(dump.ok(), dump.error_text());
   CHECK(dump->bytes > 8 * 18000);
 
   // A stopping server and a spent time bound end it with a reason, leaving nothing.

@@ -139,7 +139,7 @@ TEST_CASE("import: an app database replays to the same content and the same stat
   uint64_t calls = 0;
   options.progress = [&](const ImportProgress&) { ++calls; };
   auto stats = import_database(dir / "app.db", **primary, options);
-  REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+  REQUIRE_MESSAGE(stats.ok(), stats.error_text());
   CHECK(stats->tables == 5);
   CHECK(stats->indexes == 1);
   CHECK(stats->views == 1);
@@ -168,7 +168,7 @@ std::vector<std::string> text_rows(const std::filesystem::path& path, const std:
   auto db = open_sqlite(path.string(), SQLITE_OPEN_READONLY);
   REQUIRE(db.ok());
   auto st = prepare(db->get(), sql);
-  REQUIRE_MESSAGE(st.ok(), st.error().to_string());
+  REQUIRE_MESSAGE(st.ok(), st.error_text());
   std::vector<std::string> out;
   while (sqlite3_step(st->get()) == SQLITE_ROW) {
     std::string row;
@@ -208,7 +208,7 @@ TEST_CASE("import: the source's planner statistics come along, and the queries k
   auto primary = Primary::open(dir / "primary.db", keys.secret, testing::fast_primary());
   REQUIRE(primary.ok());
   auto stats = import_database(dir / "app.db", **primary, ImportOptions{});
-  REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+  REQUIRE_MESSAGE(stats.ok(), stats.error_text());
   CHECK(stats->stat1_rows == source_stats.size());
   CHECK(text_rows(dir / "primary.db",
                   "SELECT tbl, idx, stat FROM sqlite_stat1 ORDER BY tbl, idx") == source_stats);
@@ -243,14 +243,14 @@ TEST_CASE("import: a swarmlite file (a backup) restores into a new primary witho
     auto primary = Primary::open(dir / "old.db", first.secret, testing::fast_primary());
     REQUIRE(primary.ok());
     auto stats = import_database(dir / "app.db", **primary);
-    REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+    REQUIRE_MESSAGE(stats.ok(), stats.error_text());
     REQUIRE((*primary)->close().ok());
   }
   // old.db holds sqlite_swarmlite (the first log's applied position): it is left out.
   auto primary = Primary::open(dir / "new.db", second.secret, testing::fast_primary());
   REQUIRE(primary.ok());
   auto stats = import_database(dir / "old.db", **primary);
-  REQUIRE_MESSAGE(stats.ok(), stats.error().to_string());
+  REQUIRE_MESSAGE(stats.ok(), stats.error_text());
   CHECK(stats->tables == 5);
   REQUIRE((*primary)->close().ok());
   primary->reset();  // releases the database's lock
@@ -260,7 +260,7 @@ TEST_CASE("import: a swarmlite file (a backup) restores into a new primary witho
   CHECK(check->ok());
   // The new primary's metadata is its own: it reopens at its own log's size.
   auto reopened = Primary::open(dir / "new.db", second.secret, testing::fast_primary());
-  REQUIRE_MESSAGE(reopened.ok(), reopened.error().to_string());
+  REQUIRE_MESSAGE(reopened.ok(), reopened.error_text());
   CHECK((*reopened)->size() == 1 + stats->entries);
 }
 
@@ -303,7 +303,7 @@ TEST_CASE("audit: an honest log and its primary's database pass") {
   uint64_t last = 0;
   options.progress = [&](uint64_t done, uint64_t) { last = done; };
   auto report = audit_log(f.log, f.keys.pub, options);
-  REQUIRE_MESSAGE(report.ok(), report.error().to_string());
+  REQUIRE_MESSAGE(report.ok(), report.error_text());
   CHECK_MESSAGE(report->ok(), (report->problems.empty() ? "" : report->problems[0]));
   CHECK(report->entries == 42);
   CHECK(report->replayed == 42);
@@ -323,7 +323,7 @@ TEST_CASE("audit: a replica whose file was changed behind swarmlite's back fails
   AuditOptions options;
   options.replica_db = f.db;
   auto report = audit_log(f.log, f.keys.pub, options);
-  REQUIRE_MESSAGE(report.ok(), report.error().to_string());
+  REQUIRE_MESSAGE(report.ok(), report.error_text());
   CHECK(!report->ok());
   REQUIRE(report->replica.has_value());
   CHECK(!report->replica->matches);
@@ -334,7 +334,7 @@ TEST_CASE("audit: a log checked under another key fails to open and is reported"
   AuditFixture f;
   KeyPair other = KeyPair::generate();
   auto report = audit_log(f.log, other.pub);
-  REQUIRE_MESSAGE(report.ok(), report.error().to_string());
+  REQUIRE_MESSAGE(report.ok(), report.error_text());
   CHECK(!report->ok());
 }
 

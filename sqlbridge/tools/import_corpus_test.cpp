@@ -30,7 +30,7 @@ void make_db(const fs::path& path, const std::string& sql) {
   auto db = open_sqlite(path.string(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   REQUIRE(db.ok());
   Status s = exec_sql(db->get(), sql);
-  REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+  REQUIRE_MESSAGE(s.ok(), s.error_text());
 }
 
 std::string describe(const Value& v) {
@@ -55,7 +55,7 @@ std::vector<std::string> visible_content(const fs::path& path, const std::vector
   std::vector<std::string> out;
   auto run = [&](const std::string& label, const std::string& q) {
     auto st = prepare(db->get(), q);
-    REQUIRE_MESSAGE(st.ok(), q << ": " << st.error().to_string());
+    REQUIRE_MESSAGE(st.ok(), q << ": " << st.error_text());
     int n = sqlite3_column_count(st->get());
     int rc;
     while ((rc = sqlite3_step(st->get())) == SQLITE_ROW) {
@@ -217,7 +217,7 @@ void import_and_compare(const std::string& schema, const std::vector<std::string
   options.max_entry_bytes = 64 << 10;  // many entries
   options.max_rows_per_entry = 50;
   auto r = import_new_primary(dir / "app.db", dir / "p.db", keys.secret, testing::fast_primary(), options);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->check.ok());
   CHECK(r->check.integrity == "ok");
   CHECK(r->check.foreign_key_violations == 0);
@@ -228,13 +228,13 @@ void import_and_compare(const std::string& schema, const std::vector<std::string
   check_same(want, visible_content(dir / "p.db", queries), "primary");
 
   auto audit = audit_log(dir / "p.db.log", keys.pub, AuditOptions{.replica_db = dir / "p.db"});
-  REQUIRE_MESSAGE(audit.ok(), audit.error().to_string());
+  REQUIRE_MESSAGE(audit.ok(), audit.error_text());
   CHECK_MESSAGE(audit->ok(), (audit->problems.empty() ? "" : audit->problems[0]));
   REQUIRE(audit->replica.has_value());
   CHECK(audit->replica->matches);
 
   auto primary = Primary::open(dir / "p.db", keys.secret, testing::fast_primary());
-  REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+  REQUIRE_MESSAGE(primary.ok(), primary.error_text());
   auto replica = Replica::open(dir / "r.db", dir / "r.log", keys.pub, testing::fast_replica());
   REQUIRE(replica.ok());
   REQUIRE(testing::sync_replica(**primary, **replica).ok());
@@ -264,7 +264,7 @@ TEST_CASE("import: the imported primary keeps enforcing what the app had (FKs, t
   CHECK(bad.error().message.find("FOREIGN KEY") != std::string::npos);
   auto r = (*primary)->execute({testing::sql("INSERT INTO orders(customer_id) VALUES (1)"),
                                 testing::sql("INSERT INTO line_items(order_id, sku, qty) VALUES (last_insert_rowid(), 'sku-1', 1)")});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   CHECK(r->statements[1].last_insert_rowid > 5900);  // the source's counter, not max(id) + 1
   auto audit = (*primary)->execute({testing::sql("SELECT count(*) FROM audit")});
   REQUIRE(audit.ok());
@@ -315,7 +315,7 @@ TEST_CASE("import: a failed import leaves nothing behind and a second run succee
   CHECK(!fs::exists(dir / "p.db.log"));
 
   auto second = import_new_primary(dir / "app.db", dir / "p.db", keys.secret, testing::fast_primary());
-  REQUIRE_MESSAGE(second.ok(), second.error().to_string());
+  REQUIRE_MESSAGE(second.ok(), second.error_text());
   CHECK(second->check.ok());
   check_same(visible_content(dir / "app.db"), visible_content(dir / "p.db"), "second run");
   // And it refuses to overwrite what it built.
@@ -340,7 +340,7 @@ TEST_CASE("sql script: split exactly where SQLite ends statements, with line num
       ";;\n"
       "SELECT 1 -- last, without semicolon\n";
   auto r = split_sql_script(text);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE(r->size() == 5);
   CHECK((*r)[0].line == 2);
   CHECK((*r)[1].line == 3);
@@ -388,7 +388,7 @@ TEST_CASE("sql script: a sqlite3 .dump runs in bounded transactions and gives th
     uint64_t calls = 0;
     options.progress = [&](uint64_t, uint64_t) { ++calls; };
     auto r = run_sql_script(**primary, dump, options);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     if (schema == kOrderSchema) {
       // Rows go in foreign key order (parents first): bounded transactions, no retry.
       CHECK(r->transactions > 20);

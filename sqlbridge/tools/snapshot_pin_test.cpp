@@ -25,13 +25,13 @@ struct PinnedReplica : PrimaryAndReplica {
     ReplicaOptions o = fast_replica();
     o.pin_interval = std::chrono::milliseconds(0);
     auto r = Replica::open(dir / "r.db", dir / "r.log", keys.pub, o);
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     replica = std::move(r).value();
     exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
   }
   void exec(const std::string& text) {
     auto r = primary->execute({sql(text)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   void insert(int rows, int bytes) {
     exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < " +
@@ -40,7 +40,7 @@ struct PinnedReplica : PrimaryAndReplica {
   }
   void sync() {
     Status s = sync_replica(*primary, *replica);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
   }
   std::filesystem::path db() const { return dir / "r.db"; }
   std::filesystem::path wal() const { return dir / "r.db-wal"; }
@@ -94,11 +94,11 @@ Bytes fetch_all(SnapshotSource& src, const Head& head, uint32_t chunk_pages) {
   for (uint32_t first = 1; first <= head.page_count; first += chunk_pages) {
     const uint32_t count = std::min(chunk_pages, head.page_count - first + 1);
     auto bytes = src.chunk(head.size, first, count);
-    REQUIRE_MESSAGE(bytes.ok(), bytes.error().to_string());
+    REQUIRE_MESSAGE(bytes.ok(), bytes.error_text());
     auto c = decode_snapshot_chunk(*bytes);
-    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    REQUIRE_MESSAGE(c.ok(), c.error_text());
     Status s = verify_snapshot_chunk(*c, head);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     all.insert(all.end(), c->pages.begin(), c->pages.end());
   }
   all.erase(all.begin(), all.begin() + 100);
@@ -123,7 +123,7 @@ TEST_CASE("snapshot from the pin: no copy, chunks verify and equal a copy's, whi
   p.sync();
   SnapshotSource pinned(p.backup_source(), test_options(p.dir.path()), p.pinned());
   auto m = pinned.newest();
-  REQUIRE_MESSAGE(m.ok(), m.error().to_string());
+  REQUIRE_MESSAGE(m.ok(), m.error_text());
   CHECK(pinned.pins_held() == 1);
   CHECK(pinned.copies_made() == 0);
   CHECK(m->head.size == p.replica->size());
@@ -133,7 +133,7 @@ TEST_CASE("snapshot from the pin: no copy, chunks verify and equal a copy's, whi
   // The same head from a copy (no pin offered): the same bytes.
   SnapshotSource copied(p.backup_source(), test_options(p.dir.path()));
   auto mc = copied.newest();
-  REQUIRE_MESSAGE(mc.ok(), mc.error().to_string());
+  REQUIRE_MESSAGE(mc.ok(), mc.error_text());
   REQUIRE(copied.copies_made() == 1);
   REQUIRE(mc->head.size == m->head.size);
   const Bytes from_copy = fetch_all(copied, mc->head, 8);
@@ -165,7 +165,7 @@ TEST_CASE("snapshot from the pin: the -wal stays within the bound, the pin is co
   o.pin_drop_wal_bytes = 64 << 20;
   SnapshotSource src(p.backup_source(), o, p.pinned(&handed));
   auto m = src.newest();
-  REQUIRE_MESSAGE(m.ok(), m.error().to_string());
+  REQUIRE_MESSAGE(m.ok(), m.error_text());
   REQUIRE(src.pins_held() == 1);
   const Bytes at_pin = fetch_all(src, m->head, 8);
   const uint64_t wal_at_pin = bytes_of(p.wal());
@@ -234,7 +234,7 @@ TEST_CASE("snapshot from the pin: copied at pin_max_age, dropped past pin_drop_w
     REQUIRE_FALSE(gone.ok());
     CHECK(gone.error().code == Errc::not_found);
     auto next = src.newest();
-    REQUIRE_MESSAGE(next.ok(), next.error().to_string());
+    REQUIRE_MESSAGE(next.ok(), next.error_text());
     CHECK(next->head.size > m->head.size);
   }
 }
@@ -245,7 +245,7 @@ TEST_CASE("snapshot from the pin: a page changed in the files is never served, l
   p.sync();
   SnapshotSource src(p.backup_source(), test_options(p.dir.path()), p.pinned());
   auto m = src.newest();
-  REQUIRE_MESSAGE(m.ok(), m.error().to_string());
+  REQUIRE_MESSAGE(m.ok(), m.error_text());
   auto pages = p.replica->pinned_page_source();
   REQUIRE(pages);
   REQUIRE(pages->wal_frames() == 0);  // re-pinned after a full checkpoint: the file alone

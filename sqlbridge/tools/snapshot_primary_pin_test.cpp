@@ -24,13 +24,13 @@ struct PinningPrimary {
     PrimaryOptions o = fast_primary();
     o.pin_interval = 0ms;
     auto p = Primary::open(dir / "p.db", keys.secret, o);
-    REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+    REQUIRE_MESSAGE(p.ok(), p.error_text());
     primary = std::move(p).value();
     exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)");
   }
   void exec(const std::string& text) {
     auto r = primary->execute({sql(text)});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
   }
   void insert(int rows, int bytes) {
     exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < " +
@@ -81,11 +81,11 @@ Bytes fetch_all(SnapshotSource& src, const Head& head, uint32_t chunk_pages) {
   for (uint32_t first = 1; first <= head.page_count; first += chunk_pages) {
     const uint32_t count = std::min(chunk_pages, head.page_count - first + 1);
     auto bytes = src.chunk(head.size, first, count);
-    REQUIRE_MESSAGE(bytes.ok(), bytes.error().to_string());
+    REQUIRE_MESSAGE(bytes.ok(), bytes.error_text());
     auto c = decode_snapshot_chunk(*bytes);
-    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    REQUIRE_MESSAGE(c.ok(), c.error_text());
     Status s = verify_snapshot_chunk(*c, head);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     all.insert(all.end(), c->pages.begin(), c->pages.end());
   }
   all.erase(all.begin(), all.begin() + 100);
@@ -99,7 +99,7 @@ TEST_CASE("the primary's snapshot from its pin: no copy, chunks equal a copy's w
   p.insert(200, 3000);
   SnapshotSource pinned(p.backup_source(), test_options(p.dir.path()), p.pinned());
   auto m = pinned.newest();
-  REQUIRE_MESSAGE(m.ok(), m.error().to_string());
+  REQUIRE_MESSAGE(m.ok(), m.error_text());
   CHECK(pinned.pins_held() == 1);
   CHECK(pinned.copies_made() == 0);
   CHECK(m->head.size == p.primary->size());
@@ -108,7 +108,7 @@ TEST_CASE("the primary's snapshot from its pin: no copy, chunks equal a copy's w
 
   SnapshotSource copied(p.backup_source(), test_options(p.dir.path()));
   auto mc = copied.newest();
-  REQUIRE_MESSAGE(mc.ok(), mc.error().to_string());
+  REQUIRE_MESSAGE(mc.ok(), mc.error_text());
   REQUIRE(copied.copies_made() == 1);
   REQUIRE(mc->head.size == m->head.size);
   const Bytes from_copy = fetch_all(copied, mc->head, 8);
@@ -132,7 +132,7 @@ TEST_CASE("the primary's snapshot from its pin: the -wal stays within the bound,
   o.pin_drop_wal_bytes = 64 << 20;
   SnapshotSource src(p.backup_source(), o, p.pinned(&handed));
   auto m = src.newest();
-  REQUIRE_MESSAGE(m.ok(), m.error().to_string());
+  REQUIRE_MESSAGE(m.ok(), m.error_text());
   REQUIRE(src.pins_held() == 1);
   const Bytes at_pin = fetch_all(src, m->head, 8);
   const uint64_t wal_at_pin = bytes_of(p.wal());

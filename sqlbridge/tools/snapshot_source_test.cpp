@@ -28,11 +28,11 @@ uint32_t fetch_all(SnapshotSource& src, const Head& head, uint32_t chunk_pages) 
   for (uint32_t first = 1; first <= head.page_count; first += chunk_pages) {
     uint32_t count = std::min(chunk_pages, head.page_count - first + 1);
     auto bytes = src.chunk(head.size, first, count);
-    REQUIRE_MESSAGE(bytes.ok(), bytes.error().to_string());
+    REQUIRE_MESSAGE(bytes.ok(), bytes.error_text());
     auto c = decode_snapshot_chunk(*bytes);
-    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    REQUIRE_MESSAGE(c.ok(), c.error_text());
     auto s = verify_snapshot_chunk(*c, head);
-    REQUIRE_MESSAGE(s.ok(), s.error().to_string());
+    REQUIRE_MESSAGE(s.ok(), s.error_text());
     pages += c->count;
   }
   return pages;
@@ -68,7 +68,7 @@ TEST_CASE("SnapshotSource: held, reused, gone, expired; chunks verify while the 
   CHECK(none.error().message.find("no snapshot is held") != std::string::npos);
 
   auto m1 = src.newest();
-  REQUIRE_MESSAGE(m1.ok(), m1.error().to_string());
+  REQUIRE_MESSAGE(m1.ok(), m1.error_text());
   CHECK(m1->head.size == p.size());
   CHECK(m1->head.page_count == p.page_count());
   CHECK(m1->page_size == 4096);

@@ -333,7 +333,7 @@ TEST_CASE("two huge-printf reads fail fast while SELECT 1 answers; verify of suc
                           "application/octet-stream");
   REQUIRE_MESSAGE(proof_reply.ok(), proof_reply.describe());
   auto proof = decode_query_proof(as_bytes(proof_reply.raw));
-  REQUIRE_MESSAGE(proof.ok(), proof.error().to_string());
+  REQUIRE_MESSAGE(proof.ok(), proof.error_text());
   proof->sql = kHugePrintf;
   Bytes encoded = encode_query_proof(*proof);
   fs::path file = c.dir.path / "hostile.proof";

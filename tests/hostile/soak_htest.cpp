@@ -99,7 +99,7 @@ struct ScratchDir {
 
 net::HttpUrl url_of(const std::string& base) {
   auto u = net::parse_http_url(base);
-  REQUIRE_MESSAGE(u.ok(), u.error().to_string());
+  REQUIRE_MESSAGE(u.ok(), u.error_text());
   return u.value();
 }
 
@@ -235,7 +235,7 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
   proc::run_to_end("keygen", kBin, {"keygen", "--out", (dir.path / "keys").string()},
                    dir.path / "keygen.log");
   auto pub = load_public_key((dir.path / "keys" / "primary.pub").string());
-  REQUIRE_MESSAGE(pub.ok(), pub.error().to_string());
+  REQUIRE_MESSAGE(pub.ok(), pub.error_text());
 
   std::vector<std::unique_ptr<Node>> nodes;
   auto start = [&](const std::string& name, std::vector<std::string> args) {
@@ -260,7 +260,7 @@ TEST_CASE("soak: plain and proved reads at two peers never fail under steady wri
   {
     auto r = call(purl, "POST", "/db/execute",
                   R"J(["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, at TEXT DEFAULT CURRENT_TIMESTAMP)"])J");
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     REQUIRE_MESSAGE(r->status == 200, r->body);
   }
 

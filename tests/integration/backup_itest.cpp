@@ -45,7 +45,7 @@ swarmlite::Result<swarmlite::net::HttpResponse> call(const std::string& base, co
 
 void execute(const std::string& base, const std::string& json) {
   auto r = call(base, "POST", "/db/execute?transaction", json);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE_MESSAGE(r->status == 200, r->body);
   REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
 }

@@ -71,7 +71,7 @@ using swarmlite::testing::execute_ok;
 
 std::vector<swarmlite::Bytes> pages(const fs::path& db) {
   auto raw = swarmlite::read_logical_pages(db);
-  REQUIRE_MESSAGE(raw.ok(), raw.error().to_string());
+  REQUIRE_MESSAGE(raw.ok(), raw.error_text());
   std::vector<swarmlite::Bytes> out;
   for (size_t i = 0; i < raw->size(); ++i)
     out.push_back(swarmlite::normalize_page(static_cast<uint32_t>(i + 1), (*raw)[i]));

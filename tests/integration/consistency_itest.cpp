@@ -39,7 +39,7 @@ swarmlite::net::HttpResponse call(const std::string& base, const std::string& me
   swarmlite::net::HttpClientOptions o;
   o.timeout = 60s;
   auto r = swarmlite::net::http_call(*url, rq, o);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   return *r;
 }
 

@@ -231,24 +231,24 @@ BuiltLog build_replay_log(const fs::path& db_path, const SecretKey& key, int64_t
   options.log_options.sync = false;
   options.sign_every_entries = UINT64_MAX;  // one head at the end: replay then has it all to do
   auto primary = Primary::open(db_path, key, std::move(options));
-  REQUIRE_MESSAGE(primary.ok(), primary.error().to_string());
+  REQUIRE_MESSAGE(primary.ok(), primary.error_text());
   Primary& p = **primary;
   auto schema =
       p.execute({Statement{"CREATE TABLE rows(k INTEGER NOT NULL UNIQUE, payload BLOB NOT NULL);"
                            "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER NOT NULL);"
                            "INSERT INTO counter(id, n) VALUES (1, 0);",
                            {}}});
-  REQUIRE_MESSAGE(schema.ok(), schema.error().to_string());
+  REQUIRE_MESSAGE(schema.ok(), schema.error_text());
   for (int64_t k = 1; k <= entries; ++k) {
     // Every 8th row is 3 overflow pages of random bytes; the rest are small.
     const int64_t blob = k % 8 == 0 ? 12000 : 64 + k % 100;
     auto r = p.execute({Statement{"INSERT INTO rows(k, payload) VALUES (?, randomblob(?))",
                                   {Value{k}, Value{blob}}},
                         Statement{"UPDATE counter SET n = n + 1 WHERE id = 1", {}}});
-    REQUIRE_MESSAGE(r.ok(), fmt::format("entry for row {}: {}", k, r.error().to_string()));
+    REQUIRE_MESSAGE(r.ok(), fmt::format("entry for row {}: {}", k, r.error_text()));
   }
   auto head = p.sign_head();
-  REQUIRE_MESSAGE(head.ok(), head.error().to_string());
+  REQUIRE_MESSAGE(head.ok(), head.error_text());
   REQUIRE(p.close().ok());
   return BuiltLog{p.size(), p.state_root(), p.page_count()};
 }
@@ -496,7 +496,7 @@ void send_write(const net::HttpUrl& url, WriteRequest& req, int writer, const st
 
 net::HttpUrl url_of(const ChildProcess& p) {
   auto url = net::parse_http_url(p.http());
-  REQUIRE_MESSAGE(url.ok(), url.error().to_string());
+  REQUIRE_MESSAGE(url.ok(), url.error_text());
   return *url;
 }
 
@@ -510,7 +510,7 @@ json http_ok(const net::HttpUrl& url, const std::string& method, const std::stri
   net::HttpClientOptions options;
   options.timeout = 60s;
   auto res = net::http_call(url, req, options);
-  REQUIRE_MESSAGE(res.ok(), fmt::format("{} {}: {}", method, target, res.error().to_string()));
+  REQUIRE_MESSAGE(res.ok(), fmt::format("{} {}: {}", method, target, res.error_text()));
   json doc = json::parse(res->body, nullptr, false);
   REQUIRE_MESSAGE((res->status == 200 && !doc.is_discarded()),
                   fmt::format("{} {} answered HTTP {}: {}", method, target, res->status,

@@ -44,7 +44,7 @@ inline uint64_t status_u64(const std::string& base, const std::string& field,
 // `base`: the request and every statement in it must succeed.
 inline void execute_ok(const std::string& base, const std::string& statements) {
   auto r = http_to(base, "POST", "/db/execute?transaction", statements, std::chrono::seconds(30));
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE_MESSAGE(r->status == 200, r->body);
   REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
 }

@@ -45,7 +45,7 @@ struct Dir : swarmlite::testing::ScratchShellDir {
 
 void execute(const std::string& base, const std::string& body) {
   auto r = swarmlite::testing::http_to(base, "POST", "/db/execute?transaction", body, 120s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE_MESSAGE(r->status == 200, r->body);
   REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
 }
@@ -167,18 +167,18 @@ TEST_CASE("light client killed with SIGKILL mid-fetch, 20 rounds: the cache stay
     auto bytes = swarmlite::file_io::read_file(index, 64u << 20);
     REQUIRE(bytes.ok());
     auto entries = swarmlite::client::decode_light_cache_index(*bytes, kPageSize);
-    REQUIRE_MESSAGE(entries.ok(), entries.error().to_string());
+    REQUIRE_MESSAGE(entries.ok(), entries.error_text());
     CHECK(entries->size() > 0);
     CHECK(entries->size() <= cap_slots);
     swarmlite::client::LightCacheOptions o;
     o.max_bytes = kCacheMiB << 20;
     auto c = swarmlite::client::LightCache::open(cache, kPageSize, o);
-    REQUIRE_MESSAGE(c.ok(), c.error().to_string());
+    REQUIRE_MESSAGE(c.ok(), c.error_text());
     CHECK_FALSE((*c)->stats().index_dropped);
     uint64_t hits = 0;
     for (const auto& e : *entries) {
       auto page = (*c)->get(e.pgno, e.leaf);
-      REQUIRE_MESSAGE(page.ok(), page.error().to_string());
+      REQUIRE_MESSAGE(page.ok(), page.error_text());
       if (*page) ++hits;
     }
     MESSAGE(entries->size(), " entries, ", hits, " read back, ", (*c)->stats().reclaimed,

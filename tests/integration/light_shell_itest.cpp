@@ -33,7 +33,7 @@ struct Dir : swarmlite::testing::ScratchShellDir {
 
 void execute(const std::string& base, const std::string& body) {
   auto r = swarmlite::testing::http_to(base, "POST", "/db/execute?transaction", body, 60s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE_MESSAGE(r->status == 200, r->body);
   REQUIRE_MESSAGE(r->body.find("\"error\"") == std::string::npos, r->body);
 }

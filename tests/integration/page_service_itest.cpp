@@ -62,7 +62,7 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
   Dir dir;
   REQUIRE(sh(kBin.string() + " keygen --out " + (dir / "k").string(), dir / "keygen.out") == 0);
   auto pub = load_public_key((dir / "k/primary.pub").string());
-  REQUIRE_MESSAGE(pub.ok(), pub.error().to_string());
+  REQUIRE_MESSAGE(pub.ok(), pub.error_text());
   ChildProcess primary(
       "primary", kBin,
       {"primary", "--db", (dir / "p.db").string(), "--key", (dir / "k/primary.key").string(),
@@ -74,7 +74,7 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
                 R"J(["CREATE TABLE items(id INTEGER PRIMARY KEY, data BLOB)",)J"
                 R"J("WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 2000) )J"
                 R"J(INSERT INTO items(data) SELECT randomblob(1000) FROM n"])J");
-  REQUIRE_MESSAGE(w.ok(), w.error().to_string());
+  REQUIRE_MESSAGE(w.ok(), w.error_text());
   REQUIRE_MESSAGE(w->status == 200, w->body);
   ChildProcess peer("peer", kBin,
                     {"peer", "--db", (dir / "r.db").string(), "--pub", (dir / "k/primary.pub").string(),
@@ -128,7 +128,7 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
     // Half at size 0 (the newest pinned head), half at the last size seen.
     const uint64_t size = rng() % 2 ? 0 : last_size;
     auto res = call(node, "GET", fmt::format("/db/{}?size={}&pages={}", leaves ? "leaves" : "pages", size, list));
-    REQUIRE_MESSAGE(res.ok(), res.error().to_string());
+    REQUIRE_MESSAGE(res.ok(), res.error_text());
     if (res->status == 410) {
       auto doc = nlohmann::json::parse(res->body);
       CHECK(doc["newest"].get<uint64_t>() > 0);
@@ -142,19 +142,19 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
     Head head;
     if (leaves) {
       auto set = decode_leaf_set(body);
-      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      REQUIRE_MESSAGE(set.ok(), set.error_text());
       head = set->head;
       REQUIRE(head.verify(*pub).ok());
       Status v = verify_leaf_set(*set, head);
-      CHECK_MESSAGE(v.ok(), v.error().to_string());
+      CHECK_MESSAGE(v.ok(), v.error_text());
       CHECK(set->pgnos == pgnos);
     } else {
       auto set = decode_page_set(body);
-      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      REQUIRE_MESSAGE(set.ok(), set.error_text());
       head = set->head;
       REQUIRE(head.verify(*pub).ok());
       Status v = verify_page_set(*set, head);
-      CHECK_MESSAGE(v.ok(), v.error().to_string());
+      CHECK_MESSAGE(v.ok(), v.error_text());
       CHECK(set->pgnos == pgnos);
     }
     if (size != 0) CHECK(head.size == size);
@@ -171,7 +171,7 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
       auto from = seen_here.begin();
       std::advance(from, static_cast<long>(rng() % seen_here.size()));
       auto ch = call(node, "GET", fmt::format("/db/changes?since={}", from->first));
-      REQUIRE_MESSAGE(ch.ok(), ch.error().to_string());
+      REQUIRE_MESSAGE(ch.ok(), ch.error_text());
       if (ch->status == 403) {
         ++changes_refused;  // a head the peer never pinned is not in its history
         CHECK_MESSAGE(ch->body.find("ask for leaves") != std::string::npos, ch->body);
@@ -179,11 +179,11 @@ TEST_CASE("a peer and the primary serve /db/pages and /db/leaves that verify whi
       }
       REQUIRE_MESSAGE(ch->status == 200, ch->body);
       auto set = decode_change_set(as_bytes(ch->body));
-      REQUIRE_MESSAGE(set.ok(), set.error().to_string());
+      REQUIRE_MESSAGE(set.ok(), set.error_text());
       REQUIRE(set->to.verify(*pub).ok());
       CHECK(set->from_size == from->first);
       Status v = verify_change_set(*set, from->second, set->to);
-      CHECK_MESSAGE(v.ok(), v.error().to_string());
+      CHECK_MESSAGE(v.ok(), v.error_text());
       ++changes_verified;
       if (set->to.size > from->first) ++changes_moved[node];
     }

@@ -37,7 +37,7 @@ uint64_t status_size(const std::string& base) { return swarmlite::testing::statu
 
 std::vector<swarmlite::Bytes> pages(const fs::path& db) {
   auto raw = swarmlite::read_logical_pages(db);
-  REQUIRE_MESSAGE(raw.ok(), raw.error().to_string());
+  REQUIRE_MESSAGE(raw.ok(), raw.error_text());
   std::vector<swarmlite::Bytes> out;
   for (size_t i = 0; i < raw->size(); ++i)
     out.push_back(swarmlite::normalize_page(static_cast<uint32_t>(i + 1), (*raw)[i]));
@@ -62,7 +62,7 @@ TEST_CASE(
       R"J("WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 1200) )J"
       R"J(INSERT INTO items(data) SELECT randomblob(1000) FROM n"])J",
       60s);
-  REQUIRE_MESSAGE(w.ok(), w.error().to_string());
+  REQUIRE_MESSAGE(w.ok(), w.error_text());
   REQUIRE_MESSAGE(w->status == 200, w->body);
   const uint64_t size = status_size(p);
   REQUIRE(size > 0);

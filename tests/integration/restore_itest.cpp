@@ -41,7 +41,7 @@ struct Dir : swarmlite::testing::ScratchShellDir {
 
 json status_of(const std::string& base) {
   auto r = swarmlite::testing::http_to(base, "GET", "/status", "", 30s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE_MESSAGE(r->status == 200, r->body);
   return json::parse(r->body);
 }

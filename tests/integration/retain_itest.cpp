@@ -51,14 +51,14 @@ bool insert_row(const std::string& base, int id) {
 
 json get_json(const std::string& base, const std::string& target) {
   auto r = swarmlite::testing::http_to(base, "GET", target, {}, 10s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE_MESSAGE(r->status == 200, r->body);
   return json::parse(r->body);
 }
 
 std::string get_text(const std::string& base, const std::string& target) {
   auto r = swarmlite::testing::http_to(base, "GET", target, {}, 10s);
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
   REQUIRE_MESSAGE(r->status == 200, r->body);
   return r->body;
 }

@@ -64,7 +64,7 @@ TEST_CASE(
            R"J(["CREATE TABLE items(id INTEGER PRIMARY KEY, data BLOB)",)J"
            R"J("WITH RECURSIVE n(v) AS (SELECT 1 UNION ALL SELECT v + 1 FROM n WHERE v < 2400) )J"
            R"J(INSERT INTO items(data) SELECT randomblob(1000) FROM n"])J");
-  REQUIRE_MESSAGE(w.ok(), w.error().to_string());
+  REQUIRE_MESSAGE(w.ok(), w.error_text());
   REQUIRE_MESSAGE(w->status == 200, w->body);
   ChildProcess peer("peer", kBin,
                     {"peer", "--db", (dir / "r.db").string(), "--pub", pub.string(), "--from",
@@ -185,7 +185,7 @@ TEST_CASE(
   auto key = swarmlite::load_public_key(pub.string());
   REQUIRE(key.ok());
   auto check = swarmlite::verify_backup_file(out, *head, *key);
-  CHECK_MESSAGE(check.ok(), check.error().to_string());
+  CHECK_MESSAGE(check.ok(), check.error_text());
   CHECK(sqlite_query(dir, out, "PRAGMA integrity_check", "ic") == "ok\n");
   const char* rows = "SELECT id, hex(data) FROM items ORDER BY id";
   CHECK(sqlite_query(dir, out, rows, "got") == sqlite_query(dir, dir / "r.db", rows, "want"));

@@ -242,7 +242,7 @@ Keys make_keys(const fs::path& root) {
   k.dir = root / "keys";
   proc::run_to_end("keygen", kBin, {"keygen", "--out", k.dir.string()}, root / "keygen.log");
   auto pub = load_public_key(k.pub_file().string());
-  REQUIRE_MESSAGE(pub.ok(), pub.error().to_string());
+  REQUIRE_MESSAGE(pub.ok(), pub.error_text());
   k.pub = pub.value();
   return k;
 }
@@ -782,7 +782,7 @@ Evidence evidence_file_of(const fs::path& data_dir) {
   auto bytes = read_file(data_dir / "evidence.bin");
   REQUIRE_MESSAGE(!bytes.empty(), "no evidence file in ", data_dir.string());
   auto ev = decode_evidence(ByteView(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
-  REQUIRE_MESSAGE(ev.ok(), ev.error().to_string());
+  REQUIRE_MESSAGE(ev.ok(), ev.error_text());
   return ev.value();
 }
 
