@@ -55,13 +55,13 @@ bool wait_until(const std::function<bool()>& done, std::chrono::seconds limit = 
 std::unique_ptr<Primary> open_primary(const std::filesystem::path& db, const SecretKey& key,
                                       PrimaryOptions o) {
   auto p = Primary::open(db, key, std::move(o));
-  REQUIRE_MESSAGE(p.ok(), p.error().to_string());
+  REQUIRE_MESSAGE(p.ok(), p.error_text());
   return std::move(p).value();
 }
 
 void insert(Primary& p, int64_t i) {
   auto r = p.execute({sql("INSERT INTO t VALUES (?)", {Value{i}})});
-  REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+  REQUIRE_MESSAGE(r.ok(), r.error_text());
 }
 
 // `h` is a head this primary may sign: its signature, the log's root at its
@@ -70,10 +70,10 @@ void check_head(const Primary& p, const Head& h, const PublicKey& id) {
   CHECK(h.verify(id).ok());
   std::lock_guard lock(p.log_mutex());
   auto root = p.log().tree().root_at(h.size);
-  REQUIRE_MESSAGE(root.ok(), root.error().to_string());
+  REQUIRE_MESSAGE(root.ok(), root.error_text());
   CHECK(*root == h.log_root);
   auto last = p.log().entry(h.size - 1);
-  REQUIRE_MESSAGE(last.ok(), last.error().to_string());
+  REQUIRE_MESSAGE(last.ok(), last.error_text());
   CHECK(last->state_root == h.state_root);
   CHECK(last->page_count == h.page_count);
 }
@@ -98,7 +98,7 @@ TEST_CASE("background signing: writes return unsigned, the signer signs every ne
   auto& [dir, keys, p, heard] = s;
   for (int64_t i = 0; i < 200; ++i) {
     auto r = p->execute({sql("INSERT INTO t VALUES (?)", {Value{i}})});
-    REQUIRE_MESSAGE(r.ok(), r.error().to_string());
+    REQUIRE_MESSAGE(r.ok(), r.error_text());
     CHECK_FALSE(r->head);  // no write waits for a signature
   }
   const uint64_t size = p->size();
@@ -131,7 +131,7 @@ TEST_CASE("background signing: a quiet log is signed at once, then one head per 
   CHECK(p->head()->size == first);
   // Forced heads still work beside the signer; the signer never goes back.
   auto forced = p->sign_head();
-  REQUIRE_MESSAGE(forced.ok(), forced.error().to_string());
+  REQUIRE_MESSAGE(forced.ok(), forced.error_text());
   CHECK(forced->size == p->size());
   check_head(*p, *forced, keys.pub);
 }
@@ -150,7 +150,7 @@ TEST_CASE("background signing: destruction signs the last writes; the stored hea
   }
   // The log as the primary left it, before any reopen re-signs anything.
   auto log = Log::open(default_log_dir(dir / "p.db"), keys.pub, fast_log());
-  REQUIRE_MESSAGE(log.ok(), log.error().to_string());
+  REQUIRE_MESSAGE(log.ok(), log.error_text());
   REQUIRE((*log)->head());
   CHECK((*log)->head()->size == size);
   CHECK((*log)->head()->state_root == state);
