@@ -284,7 +284,7 @@ Result<std::unique_ptr<Primary>> Primary::open(const std::filesystem::path& db_p
     p->last_sign_ms_ = p->now_ms();
   }
   p->opened_ = true;
-  p->confirmed_size_ = p->log_->size();
+  p->confirm_locked();  // no other thread yet
   p->wal_writeback_ =
       std::make_unique<BackgroundWriteback>(std::filesystem::path(db_path.string() + "-wal"));
   if (p->options_.sign_in_background) p->signer_ = std::thread([q = p.get()] { q->signer_loop(); });
@@ -395,7 +395,7 @@ Status Primary::recover_locked() {
                       db_path_.string(), log_->size() - 1, s.error().to_string());
   }
   broken_ = false;
-  confirmed_size_ = log_->size();
+  confirm_locked();  // wakes the background signer for the re-applied entry's head
   fault_.cleared();
   roots_.record(log_->size(), db_->state_tree().root(), db_->state_tree().page_count());
   return ok_status();
@@ -423,9 +423,7 @@ Status Primary::retry_local_fault() {
     }
     return ok_status();
   }
-  Status s = recover_locked();
-  if (s.ok() && signer_idle_) sign_cv_.notify_one();  // the re-applied entry's head (background signing)
-  return s;
+  return recover_locked();
 }
 
 Primary::~Primary() {
@@ -493,26 +491,45 @@ void Primary::set_head_listener(std::function<void(const Head&)> listener) {
 void Primary::stop_signer() {
   if (!signer_.joinable()) return;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(sign_mu_);
     signer_stop_ = true;
   }
   sign_cv_.notify_all();
   signer_.join();
 }
 
+void Primary::confirm_locked() {
+  const uint64_t size = log_->size();
+  const bool grew = size != confirmed_size_;
+  confirmed_size_ = size;
+  if (!options_.sign_in_background || !grew) return;
+  // published_* are written under mu_ (held here) and published_mu_.
+  SignReady ready{size, log_->root(), published_root_, published_pages_};
+  bool wake;
+  {
+    std::lock_guard lock(sign_mu_);
+    ready_ = ready;
+    wake = signer_idle_;
+  }
+  if (wake) sign_cv_.notify_one();
+}
+
 void Primary::signer_loop() {
   using Clock = std::chrono::steady_clock;
-  std::unique_lock lock(mu_);
+  std::unique_lock lock(sign_mu_);
   Clock::time_point next_at{};  // no head before this: sign_gap, or a failure's backoff
   bool failing = false;         // the last head could not be stored
-  // Sign when a log size has no head and SQLite has committed every entry of
-  // it (confirmed_size_: never while a group is between its append and its
-  // commits, nor while a commit failed after its append — recover_locked
-  // settles that first, as the synchronous path never signs then).
+  // Sign when the newest confirmed log (ready_: SQLite has committed every
+  // entry of it — never a group between its append and its commits, nor a
+  // commit that failed after its append, which recover_locked settles first)
+  // is longer than the stored head. The stored head is read from the log's
+  // published view: the signer does not take mu_ to find out, nor to build
+  // its head (docs/performance.md "A signer that builds its head from
+  // published values").
+  auto stored_head = [&] { return log_->view().head; };
   auto due = [&] {
-    if (confirmed_size_ != log_->size()) return false;
-    const auto& head = log_->head();
-    return log_->size() > (head ? head->size : 0);
+    const auto head = stored_head();
+    return ready_.size > (head ? head->size : 0);
   };
   for (;;) {
     if (signer_stop_) return;
@@ -529,44 +546,54 @@ void Primary::signer_loop() {
     if (!due()) {
       // Writers wake the signer only while it waits here (signer_idle_), when
       // no write came in a whole gap: a wake-up per write while it waits out
-      // its gap would cost each write a context switch and a turn on mu_.
+      // its gap would cost each write a context switch.
       signer_idle_ = true;
       sign_cv_.wait(lock, [&] { return signer_stop_ || due(); });
       signer_idle_ = false;
       continue;
     }
-    // The log as it is now: its size and root with the state after its last
-    // entry (published_* are set with each append, under mu_).
-    const auto& previous = log_->head();
-    const int64_t time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
-    Head head = log_->unsigned_head(published_root_, published_pages_, time_ms);
+    const SignReady ready = ready_;
+    const auto previous = stored_head();
     lock.unlock();
+    Head head;
+    head.log_id = log_id_;
+    head.size = ready.size;
+    head.log_root = ready.log_root;
+    head.state_root = ready.state_root;
+    head.page_count = ready.page_count;
+    head.time_ms = std::max(now_ms(), previous ? previous->time_ms : 0);
     head.sign_with(key_);  // the signature no write waits for
-    lock.lock();
-    Result<bool> stored = log_->store_own_head(head);
+    Result<bool> stored = false;
+    {
+      // Only the store takes the log's lock (Log::store_own_head keeps the
+      // head in memory; now and then it writes the head file, unsynced).
+      std::lock_guard log_lock(mu_);
+      stored = log_->store_own_head(head);
+      if (!stored.ok()) {
+        // The head file could not be written (a full disk): a local fault, the
+        // entries stay durable and unsigned; retried with the fault's backoff.
+        fault_.failed(make_error(stored.error().code, "storing the signed head at size {}: {}",
+                                 head.size, stored.error().message));
+      } else {
+        if (failing && confirmed_size_ == log_->size())
+          fault_.cleared();  // the disk takes writes again
+        if (*stored) last_sign_ms_ = now_ms();
+      }
+    }
     const auto now = Clock::now();
     if (!stored.ok()) {
-      // The head file could not be written (a full disk): a local fault, the
-      // entries stay durable and unsigned; retried with the fault's backoff.
-      fault_.failed(make_error(stored.error().code, "storing the signed head at size {}: {}",
-                               head.size, stored.error().message));
+      lock.lock();
       next_at = now + std::max<Clock::duration>(fault_.wait(), options_.sign_gap);
       failing = true;
       continue;
     }
-    next_at = now + options_.sign_gap;
-    if (failing) {
-      failing = false;
-      if (confirmed_size_ == log_->size()) fault_.cleared();  // the disk takes writes again
-    }
-    if (!*stored) continue;  // another head (sign_head(), the group for its pin) came first
-    last_sign_ms_ = now_ms();
-    lock.unlock();
-    {
+    failing = false;
+    if (*stored) {  // else another head (sign_head(), the group for its pin) came first
       std::lock_guard listener_lock(listener_mu_);
       if (head_listener_) head_listener_(head);
     }
     lock.lock();
+    next_at = now + options_.sign_gap;
   }
 }
 
@@ -816,7 +843,7 @@ void Primary::run_group(std::vector<Queued*>& group) {
   // Checkpoints happen only between groups, when everything SQLite committed
   // is in the log (see the durability order in primary.h): after_group.
   after_group.armed = true;
-  if (!broken_) confirmed_size_ = log_->size();  // the background signer may sign it
+  if (!broken_) confirm_locked();  // the background signer may sign it
   // One head per group, when due, handed to the group's last successful write.
   if (options_.sign_in_background) {
     // The signer signs it, unless the page service's pin wants a head now:
@@ -826,10 +853,7 @@ void Primary::run_group(std::vector<Queued*>& group) {
     const auto now = std::chrono::steady_clock::now();
     const bool for_pin = pin_active_.load() && (pin_wanted_.load() ||
                                                 now - last_group_sign_ >= options_.pin_interval);
-    if (broken_ || !for_pin) {
-      if (signer_idle_) sign_cv_.notify_one();
-      return;
-    }
+    if (broken_ || !for_pin) return;  // confirm_locked() woke the signer if it was idle
     if (const auto& h = log_->head(); h && h->size == log_->size()) return;
     last_group_sign_ = now;
   } else if (broken_ || !head_due_locked()) {
@@ -971,7 +995,7 @@ void Primary::run_write_locked(Queued& q, bool last) {
     // once. Confirmed only at the group's end, a signer that took mu_ between
     // here and there found nothing it could sign, and waited to be woken
     // (docs/performance.md "The signer waits out its gap").
-    if (synced.ok() && results.ok() && !broken_) confirmed_size_ = log_->size();
+    if (synced.ok() && results.ok() && !broken_) confirm_locked();
     log_lock.unlock();
     if (!synced.ok()) {
       // Not durable. The writes SQLite committed (this one too, if it did)

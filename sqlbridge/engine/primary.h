@@ -438,6 +438,10 @@ class Primary : public PageServer {
   // The background signer's thread (sign_in_background): waits for a log size
   // no head covers, signs it with mu_ released, stores it, tells the listener.
   void signer_loop();
+  // mu_ held: SQLite has committed every entry of the log. Sets
+  // confirmed_size_ and, with background signing, publishes ready_ and wakes
+  // an idle signer.
+  void confirm_locked();
   // Stops and joins it (the destructor).
   void stop_signer();
   int64_t next_time_ms_locked() const;
@@ -503,15 +507,29 @@ class Primary : public PageServer {
   } running_;
   std::atomic<bool> stopping_{false};
   // Background signing (sign_in_background): the signer waits on sign_cv_
-  // with mu_; signer_stop_ and signer_idle_ under mu_. The write group signs
-  // itself (for the pin) at most once per pin_interval: last_group_sign_
-  // under write_mu_.
+  // with sign_mu_, which guards signer_stop_, signer_idle_ and ready_ (never
+  // held across I/O or a signature; lock order mu_ before sign_mu_). It takes
+  // mu_ only to store a head: what it signs is ready_, published by the
+  // writer as each log size is confirmed (docs/performance.md "A signer that
+  // builds its head from published values"). The write group signs itself
+  // (for the pin) at most once per pin_interval: last_group_sign_ under
+  // write_mu_.
   std::thread signer_;
+  std::mutex sign_mu_;
   std::condition_variable sign_cv_;
   bool signer_stop_ = false;
-  bool signer_idle_ = false;  // the signer waits for a new log size (under mu_)
+  bool signer_idle_ = false;  // the signer waits for a new confirmed size
+  // The newest confirmed log: its size and root, and the state after its last
+  // entry. Such a log stays one the primary may sign (the log only grows).
+  struct SignReady {
+    uint64_t size = 0;
+    Hash32 log_root{};
+    Hash32 state_root{};
+    uint32_t page_count = 0;
+  } ready_;
   // Log entries SQLite has committed too (under mu_): the background signer
   // signs only a log this long (broken_ and unlogged_ are the writer's).
+  // Set by confirm_locked(), which publishes ready_.
   uint64_t confirmed_size_ = 0;
   std::chrono::steady_clock::time_point last_group_sign_{};
   std::mutex listener_mu_;  // guards head_listener_, held while it runs
