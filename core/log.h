@@ -133,14 +133,16 @@ class Log {
   // disagree with it or with an earlier head (the log only grows).
   Result<Head> sign_head(const SecretKey& key, const Hash32& state_root, uint32_t page_count,
                          int64_t time_ms);
-  // sign_head in two steps, for a primary signing off its write path
-  // (PrimaryOptions::sign_in_background): the unsigned head of the whole log
-  // as it is now (size(), root(), the given state, log_id), to be signed by
-  // the caller with no lock held, then stored by store_own_head(). That takes
-  // only a head made so on this log and signed with its key (not verified,
-  // like sign_head's); one not newer than the stored head — another head was
-  // signed meanwhile — is not stored: false. invalid_argument for another
-  // log's id or a size past the log's.
+  // sign_head in two steps: the unsigned head of the whole log as it is now
+  // (size(), root(), the given state, log_id), to be signed by the caller
+  // with no lock held, then stored by store_own_head(). A primary signing off
+  // its write path (PrimaryOptions::sign_in_background) builds its head from
+  // the size and root() it published when SQLite had committed that size,
+  // and stores it so. store_own_head takes only a head made on this log, at
+  // a size it held, and signed with its key (not verified, like sign_head's);
+  // one not newer than the stored head — another head was signed meanwhile —
+  // is not stored: false. invalid_argument for another log's id or a size
+  // past the log's.
   Head unsigned_head(const Hash32& state_root, uint32_t page_count, int64_t time_ms) const;
   Result<bool> store_own_head(const Head& head);
 
