@@ -20,8 +20,12 @@
 //      peer 1's lag): what one relay step adds. The time each entry was stored
 //      is noted too: per peer "stored→applied" (the wait for its worker to
 //      apply), per hop "stored→next stored" (fetch, verify, fsync of a relay
-//      step). SWARMLITE_BENCH_SYNC_HEAD=1 fsyncs the replicas' head file per
-//      stored head (LogStoreOptions::sync_head), to measure what it costs.
+//      step), and per peer, printed on stderr, what comes before its store:
+//      "acked→fetched" (the head's signing and announcement, the request, the
+//      transfer, up to the store call) and "fetched→stored" (verification and
+//      the peer's log fdatasync). SWARMLITE_BENCH_SYNC_HEAD=1 fsyncs the
+//      replicas' head file per stored head (LogStoreOptions::sync_head), to
+//      measure what it costs.
 //  BM_CatchUp/peer:0|1|2  a log of SWARMLITE_BENCH_CATCHUP_ENTRIES (default
 //      1,000,000) small entries, built once into SWARMLITE_BENCH_DATA (default
 //      /var/tmp/swarmlite-bench) and reused. peer:0 = local baseline (a fresh
@@ -135,13 +139,19 @@ std::string address_of(const net::Node& n) { return fmt::format("127.0.0.1:{}", 
 // `applied_at` is sized up front and read only after the node stopped.
 class TimedReplicaBackend : public net::NodeBackend {
  public:
-  TimedReplicaBackend(Replica& r, size_t capacity) : inner_(r), applied_at(capacity, 0), stored_at(capacity, 0) {}
+  TimedReplicaBackend(Replica& r, size_t capacity)
+      : inner_(r), applied_at(capacity, 0), stored_at(capacity, 0), fetched_at(capacity, 0) {}
   const PublicKey& log_id() const override { return inner_.log_id(); }
   const Log& log() const override { return inner_.log(); }
   std::mutex& log_mutex() const override { return inner_.log_mutex(); }
   bool is_primary() const override { return false; }
   Status store_entries(std::span<const Bytes> entries, const Head& head,
                        std::span<const Hash32> proof) override {
+    const int64_t t0 = now_ns();
+    const uint64_t from = inner_.log().view().size;  // entries are [log size, +n)
+    for (uint64_t seq = from; seq < from + entries.size() && seq < fetched_at.size(); ++seq) {
+      if (fetched_at[seq] == 0) fetched_at[seq] = t0;  // the first try, if a store is retried
+    }
     Status st = inner_.store_entries(entries, head, proof);
     int64_t t = now_ns();
     uint64_t size;
@@ -168,6 +178,7 @@ class TimedReplicaBackend : public net::NodeBackend {
  public:
   std::vector<int64_t> applied_at;  // steady ns per seq; 0 = not seen applied
   std::vector<int64_t> stored_at;   // steady ns per seq when store_entries returned with it in the log
+  std::vector<int64_t> fetched_at;  // steady ns per seq when store_entries was called with it
 };
 
 // A fresh replica in its own temp dir, served by a node.
@@ -358,7 +369,21 @@ void BM_Lag(benchmark::State& state) {
       double wmx = *std::max_element(wait_ms.begin(), wait_ms.end());
       double w50 = percentile(wait_ms, 0.50), w99 = percentile(wait_ms, 0.99);
       state.counters[tag + "_store_to_apply_p99_ms"] = w99;
-      summary += fmt::format(" (stored→applied p50 {:.2f} p99 {:.2f} max {:.2f})", w50, w99, wmx);
+      // And before it: the head's signing, the announcement, the fetch, the
+      // verification and the peer's log fdatasync (acked → stored).
+      std::vector<double> in_ms = lags(peers[k]->backend->stored_at, acked);
+      double i50 = percentile(in_ms, 0.50), i99 = percentile(in_ms, 0.99);
+      std::vector<double> f_ms = lags(peers[k]->backend->fetched_at, acked);
+      std::vector<double> s_ms = lags(peers[k]->backend->stored_at, peers[k]->backend->fetched_at);
+      summary += fmt::format(
+          " [acked→fetched p50 {:.2f} p99 {:.2f} max {:.2f}; fetched→stored p50 {:.2f} p99 {:.2f} "
+          "max {:.2f}]",
+          percentile(f_ms, 0.5), percentile(f_ms, 0.99), percentile(f_ms, 1.0),
+          percentile(s_ms, 0.5), percentile(s_ms, 0.99), percentile(s_ms, 1.0));
+      state.counters[tag + "_ack_to_store_p99_ms"] = i99;
+      summary += fmt::format(
+          " (acked→stored p50 {:.2f} p99 {:.2f}; stored→applied p50 {:.2f} p99 {:.2f} max {:.2f})",
+          i50, i99, w50, w99, wmx);
     }
     for (int k = 1; chain && k < kPeers; ++k) {
       std::vector<double> hop_ms = lags(peers[k]->backend->applied_at, peers[k - 1]->backend->applied_at);
